@@ -1,0 +1,548 @@
+//! CSV exports (RFC 4180: quoted commas and newlines, doubled quotes, CRLF or LF), columns
+//! mapped by header name because CleverTap's property columns vary per file.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::parse::{
+    BatchSink, Batcher, FileProblem, ParseError, ParseOptions, ParseSummary, RecordTooLargeError,
+    RowChecks, io_to_parse_error,
+};
+use super::rows::{Reject, RowBatch, Schema};
+use super::{EVENT_NAME_COLUMN, TS_COLUMN};
+
+/// Parses a decoded CSV export.
+pub(crate) fn parse_csv(
+    input: Box<dyn Read + Send>,
+    opts: &ParseOptions,
+    sink: &mut BatchSink<'_>,
+) -> Result<ParseSummary, ParseError> {
+    let tap = Tap::new(input, opts.max_record_bytes);
+    let taped = tap.state.clone();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(64 * 1024)
+        .from_reader(tap);
+    let mut record = csv::ByteRecord::new();
+
+    let header_read = reader
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_to_parse_error(e, 1, opts))?;
+    if !header_read {
+        return Err(FileProblem::NoHeader.into());
+    }
+    let header = Header::parse(&record, opts)?;
+    taped.borrow_mut().release(reader.position().byte());
+
+    let schema = Arc::new(Schema::new(header.schema_columns.clone()));
+    let mut batcher = Batcher::new(
+        RowBatch::new(schema, header.event_name_slot),
+        sink,
+        opts.batch_rows,
+    );
+    let checks = RowChecks::new(opts);
+    let mut ts_text = [0u8; 20];
+
+    loop {
+        let more = reader.read_byte_record(&mut record).map_err(|e| {
+            let next_line = taped.borrow().next_line();
+            csv_to_parse_error(e, next_line, opts)
+        })?;
+        if !more {
+            break;
+        }
+        let start = record.position().map(|p| p.byte()).unwrap_or(0);
+        let end = reader.position().byte();
+        // Counted here rather than taken from the csv reader, which counts a CRLF record's
+        // line one short.
+        let line = taped.borrow().line_of(start, end);
+        let verdict = check_record(&record, &header, &checks, &mut ts_text, &taped, start, end);
+        match verdict {
+            Ok(text) => {
+                let batch = &mut batcher.batch;
+                batch.start_row(line);
+                for i in 0..header.file_columns {
+                    if i == header.ts {
+                        // 20 ASCII bytes written by write_utc.
+                        batch.push_field(std::str::from_utf8(&ts_text).ok());
+                    } else if Some(i) == header.event_name {
+                        let name = checks.event_name(record.get(i).and_then(|_| {
+                            record.range(i).map(|r| &text[r])
+                        }));
+                        batch.push_field(name.ok());
+                    } else {
+                        batch.push_field(record.range(i).map(|r| &text[r]));
+                    }
+                }
+                if header.event_name.is_none() {
+                    batch.push_field(checks.event_name(None).ok());
+                }
+                batcher.row_done()?;
+            }
+            Err((column, reason)) => {
+                let state = taped.borrow();
+                batcher.reject(Reject::new(
+                    line,
+                    column.map(str::to_string),
+                    reason,
+                    state.slice(start, end),
+                ));
+            }
+        }
+        taped.borrow_mut().release(end);
+    }
+    let decoded = taped.borrow().total;
+    batcher.finish(decoded)
+}
+
+/// Checks one record; on success returns the record's text (all fields, contiguous).
+fn check_record<'r>(
+    record: &'r csv::ByteRecord,
+    header: &Header,
+    checks: &RowChecks<'_>,
+    ts_text: &mut [u8; 20],
+    taped: &Rc<RefCell<TapState>>,
+    start: u64,
+    end: u64,
+) -> Result<&'r str, (Option<&'static str>, String)> {
+    // An open quote at the end of the stream makes the csv reader end the record silently;
+    // only the final record can be affected, so only it is re-read.
+    {
+        let state = taped.borrow();
+        if state.eof && end == state.total && ends_inside_quotes(state.slice(start, end)) {
+            return Err((None, "unterminated quoted field at end of file".to_string()));
+        }
+    }
+    if record.len() != header.file_columns {
+        return Err((
+            None,
+            format!(
+                "expected {} fields, found {}",
+                header.file_columns,
+                record.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(record.as_slice()).map_err(|e| {
+        let bad_at = e.valid_up_to();
+        let field = (0..record.len())
+            .find(|&i| record.range(i).is_some_and(|r| r.end > bad_at))
+            .unwrap_or(0);
+        (
+            None,
+            format!(
+                "invalid UTF-8 in column {:?}",
+                header.names.get(field).map(String::as_str).unwrap_or("?")
+            ),
+        )
+    })?;
+    checks.no_nul(text)?;
+    let ts = record.range(header.ts).map(|r| &text[r]);
+    checks.ts(ts, ts_text)?;
+    let name = header
+        .event_name
+        .and_then(|i| record.range(i))
+        .map(|r| &text[r]);
+    checks.event_name(name)?;
+    Ok(text)
+}
+
+/// Replays RFC 4180 quoting over one raw record: does it end inside a quoted field?
+fn ends_inside_quotes(raw: &[u8]) -> bool {
+    #[derive(PartialEq)]
+    enum S {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        QuoteInQuoted,
+    }
+    let mut s = S::FieldStart;
+    for &b in raw {
+        s = match (s, b) {
+            (S::FieldStart, b'"') => S::Quoted,
+            (S::FieldStart | S::Unquoted | S::QuoteInQuoted, b',' | b'\n' | b'\r') => {
+                S::FieldStart
+            }
+            (S::FieldStart | S::Unquoted, _) => S::Unquoted,
+            (S::Quoted, b'"') => S::QuoteInQuoted,
+            (S::Quoted, _) => S::Quoted,
+            (S::QuoteInQuoted, b'"') => S::Quoted,
+            (S::QuoteInQuoted, _) => S::Unquoted,
+        };
+    }
+    s == S::Quoted
+}
+
+fn csv_to_parse_error(err: csv::Error, line: u64, opts: &ParseOptions) -> ParseError {
+    match err.into_kind() {
+        csv::ErrorKind::Io(e) => io_to_parse_error(e, line, opts),
+        other => FileProblem::Corrupt(format!("{other:?}")).into(),
+    }
+}
+
+/// The header row, checked, with the positions the parser needs.
+struct Header {
+    names: Vec<String>,
+    file_columns: usize,
+    ts: usize,
+    event_name: Option<usize>,
+    /// Raw names handed to the warehouse: the header, plus `eventName` when the file has none.
+    schema_columns: Vec<String>,
+    event_name_slot: usize,
+}
+
+impl Header {
+    fn parse(record: &csv::ByteRecord, opts: &ParseOptions) -> Result<Self, FileProblem> {
+        let mut names = Vec::with_capacity(record.len());
+        let mut seen = HashSet::with_capacity(record.len());
+        for field in record {
+            let name = std::str::from_utf8(field).map_err(|_| FileProblem::HeaderNotUtf8)?;
+            if !seen.insert(name) {
+                return Err(FileProblem::DuplicateColumn(name.to_string()));
+            }
+            names.push(name.to_string());
+        }
+        let ts = names
+            .iter()
+            .position(|n| n == TS_COLUMN)
+            .ok_or_else(|| FileProblem::MissingColumn(TS_COLUMN.to_string()))?;
+        let event_name = names.iter().position(|n| n == EVENT_NAME_COLUMN);
+        if event_name.is_none() && opts.event_name_fallback.is_none() {
+            return Err(FileProblem::MissingColumn(EVENT_NAME_COLUMN.to_string()));
+        }
+        let mut schema_columns = names.clone();
+        let event_name_slot = match event_name {
+            Some(i) => i,
+            None => {
+                schema_columns.push(EVENT_NAME_COLUMN.to_string());
+                schema_columns.len() - 1
+            }
+        };
+        if schema_columns.len() > opts.max_columns {
+            return Err(FileProblem::TooManyColumns {
+                count: schema_columns.len(),
+                limit: opts.max_columns,
+            });
+        }
+        Ok(Self {
+            file_columns: names.len(),
+            names,
+            ts,
+            event_name,
+            schema_columns,
+            event_name_slot,
+        })
+    }
+}
+
+/// Keeps the bytes of the record being parsed, so a rejected row is stored as it was written
+/// (the csv reader only hands out unquoted fields) and an open quote at the end can be seen.
+struct Tap {
+    inner: Box<dyn Read + Send>,
+    state: Rc<RefCell<TapState>>,
+}
+
+struct TapState {
+    /// Stream offset of `bytes[0]`.
+    base: u64,
+    bytes: Vec<u8>,
+    /// Bytes read so far.
+    total: u64,
+    /// Stream offset where the record being parsed starts: nothing before it is needed.
+    keep_from: u64,
+    /// Line feeds before `keep_from`.
+    newlines: u64,
+    eof: bool,
+    max_record_bytes: usize,
+}
+
+/// Dead bytes tolerated before they are dropped: compaction moves only the live tail, so its
+/// cost stays a small fraction of the bytes read.
+const COMPACT_AFTER_BYTES: u64 = 256 * 1024;
+/// At least the csv reader's buffer: what it reads ahead is not part of the current record.
+const READ_AHEAD_SLACK: usize = 128 * 1024;
+
+impl Tap {
+    fn new(inner: Box<dyn Read + Send>, max_record_bytes: usize) -> Self {
+        Self {
+            inner,
+            state: Rc::new(RefCell::new(TapState {
+                base: 0,
+                bytes: Vec::with_capacity(2 * COMPACT_AFTER_BYTES as usize),
+                total: 0,
+                keep_from: 0,
+                newlines: 0,
+                eof: false,
+                max_record_bytes,
+            })),
+        }
+    }
+}
+
+impl Read for Tap {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut s = self.state.borrow_mut();
+        if n == 0 {
+            s.eof = true;
+            return Ok(0);
+        }
+        if s.keep_from - s.base >= COMPACT_AFTER_BYTES {
+            let dead = (s.keep_from - s.base) as usize;
+            s.bytes.drain(..dead);
+            s.base = s.keep_from;
+        }
+        // Bytes held past the record start include the csv reader's read-ahead; allow for it.
+        if (s.total + n as u64 - s.keep_from) as usize > s.max_record_bytes + READ_AHEAD_SLACK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                RecordTooLargeError,
+            ));
+        }
+        s.bytes.extend_from_slice(&buf[..n]);
+        s.total += n as u64;
+        Ok(n)
+    }
+}
+
+impl TapState {
+    fn release(&mut self, upto: u64) {
+        let done = self.slice(self.keep_from, upto);
+        self.newlines += done.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.keep_from = upto;
+    }
+
+    /// 1-based line of the next record, before it is read.
+    fn next_line(&self) -> u64 {
+        self.newlines + 1
+    }
+
+    /// 1-based line where the record in `start..end` begins: blank lines and the LF of a
+    /// previous CRLF may precede its first byte.
+    fn line_of(&self, start: u64, end: u64) -> u64 {
+        let leading = self
+            .slice(start, end)
+            .iter()
+            .take_while(|&&b| b == b'\n' || b == b'\r')
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.newlines + 1 + leading
+    }
+
+    fn slice(&self, start: u64, end: u64) -> &[u8] {
+        let from = start.saturating_sub(self.base) as usize;
+        let to = (end.saturating_sub(self.base) as usize).min(self.bytes.len());
+        &self.bytes[from.min(to)..to]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::object_name::{DataFormat, ExportKind};
+    use crate::export::parse::parse_export;
+    use crate::time::TsParser;
+    use jiff::tz::TimeZone;
+
+    fn opts() -> ParseOptions {
+        ParseOptions {
+            kind: ExportKind::Events,
+            ts: TsParser::new(&TimeZone::UTC, None),
+            event_name_fallback: None,
+            max_columns: 2000,
+            batch_rows: 2,
+            max_record_bytes: 1024 * 1024 * 4,
+        }
+    }
+
+    type Parsed = (Vec<Vec<(u64, Vec<Option<String>>)>>, Vec<Reject>, ParseSummary);
+
+    fn parse_with(bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, ParseError> {
+        let mut batches = Vec::new();
+        let mut rejects = Vec::new();
+        let summary = parse_export(
+            io::Cursor::new(bytes.to_vec()),
+            DataFormat::Csv,
+            opts,
+            &mut |b: RowBatch| {
+                let n = b.schema().len();
+                batches.push(
+                    b.rows()
+                        .map(|r| {
+                            (
+                                r.line,
+                                (0..n).map(|i| r.value(i).map(str::to_string)).collect(),
+                            )
+                        })
+                        .collect(),
+                );
+                rejects.extend(b.rejects);
+                true
+            },
+        )?;
+        Ok((batches, rejects, summary))
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+        parse_with(bytes, &opts())
+    }
+
+    fn rows(bytes: &[u8]) -> Vec<(u64, Vec<Option<String>>)> {
+        parse(bytes).unwrap().0.into_iter().flatten().collect()
+    }
+
+    fn s(v: &str) -> Option<String> {
+        Some(v.to_string())
+    }
+
+    #[test]
+    fn quoted_commas_newlines_and_doubled_quotes() {
+        let got = rows(
+            b"ts,eventName,eventProps.Product Name\n\
+              20220921043925,Charged,\"Shoes, \"\"red\"\"\"\n\
+              20220921043926,Charged,\"two\nlines\"\n\
+              20220921043927,Charged,\n",
+        );
+        assert_eq!(
+            got,
+            vec![
+                (2, vec![s("2022-09-21T04:39:25Z"), s("Charged"), s("Shoes, \"red\"")]),
+                (3, vec![s("2022-09-21T04:39:26Z"), s("Charged"), s("two\nlines")]),
+                (5, vec![s("2022-09-21T04:39:27Z"), s("Charged"), None]),
+            ]
+        );
+    }
+
+    #[test]
+    fn crlf_bom_and_columns_by_name() {
+        let got = rows(b"\xef\xbb\xbfeventProps.a,eventName,ts\r\nx,Charged,20220921043925\r\n");
+        assert_eq!(got, vec![(2, vec![s("x"), s("Charged"), s("2022-09-21T04:39:25Z")])]);
+    }
+
+    #[test]
+    fn header_only_file_has_no_rows() {
+        let (batches, rejects, summary) = parse(b"ts,eventName\n").unwrap();
+        assert!(batches.is_empty() && rejects.is_empty());
+        assert_eq!(summary.total(), 0);
+    }
+
+    #[test]
+    fn file_problems_are_exact() {
+        let problem = |bytes: &[u8]| match parse(bytes) {
+            Err(ParseError::Problem(p)) => p,
+            other => panic!("expected a file problem, got {other:?}"),
+        };
+        assert_eq!(problem(b""), FileProblem::Empty);
+        assert_eq!(problem(b"eventName,x\nA,1\n"), FileProblem::MissingColumn("ts".into()));
+        assert_eq!(problem(b"ts,x\n1,1\n"), FileProblem::MissingColumn("eventName".into()));
+        assert_eq!(
+            problem(b"ts,eventName,a,a\n"),
+            FileProblem::DuplicateColumn("a".into())
+        );
+        assert_eq!(problem(b"ts,eventName,\xff\n"), FileProblem::HeaderNotUtf8);
+        let mut wide = b"ts,eventName".to_vec();
+        for i in 0..5000 {
+            wide.extend(format!(",eventProps.p{i}").as_bytes());
+        }
+        assert_eq!(
+            problem(&wide),
+            FileProblem::TooManyColumns { count: 5002, limit: 2000 }
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_reason_and_raw_line() {
+        let (batches, rejects, summary) = parse(
+            b"ts,eventName,a\n\
+              20220921043925,Charged,ok\n\
+              20220921043925,Charged\n\
+              notatime,Charged,x\n\
+              20220921043925,Charged,\xff\xfe\n\
+              20220921043925,Charged,a\0b\n\
+              20220921043925,,x\n",
+        )
+        .unwrap();
+        assert_eq!(batches.concat().len(), 1);
+        assert_eq!(summary, ParseSummary { rows: 1, rejected: 5, decoded_bytes: summary.decoded_bytes });
+        let got: Vec<_> = rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_deref(), r.reason.as_str(), r.raw.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, None, "expected 3 fields, found 2", "20220921043925,Charged"),
+                (4, Some("ts"), "ts \"notatime\" is neither yyyyMMddHHmmss nor epoch seconds", "notatime,Charged,x"),
+                (5, None, "invalid UTF-8 in column \"a\"", "20220921043925,Charged,\u{fffd}\u{fffd}"),
+                (6, None, "NUL byte in a field", "20220921043925,Charged,a\\0b"),
+                (7, Some("eventName"), "eventName is empty and the file name carries none", "20220921043925,,x"),
+            ]
+        );
+    }
+
+    #[test]
+    fn raw_line_keeps_original_quoting() {
+        let (_, rejects, _) = parse(b"ts,eventName,a\n\"bad\",\"Char\"\"ged\",\"x,y\"\n").unwrap();
+        assert_eq!(rejects[0].raw, "\"bad\",\"Char\"\"ged\",\"x,y\"");
+    }
+
+    #[test]
+    fn unterminated_quote_at_end_is_rejected() {
+        let (batches, rejects, _) = parse(
+            b"ts,eventName,a\n20220921043925,Charged,ok\n20220921043925,Charged,\"open\n",
+        )
+        .unwrap();
+        assert_eq!(batches.concat().len(), 1);
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].reason, "unterminated quoted field at end of file");
+        assert_eq!(rejects[0].line, 3);
+        // A closed quote on the last line, with or without a final newline, is fine.
+        assert_eq!(rows(b"ts,eventName,a\n20220921043925,Charged,\"x\"").len(), 1);
+        assert_eq!(rows(b"ts,eventName,a\n20220921043925,Charged,\"x\"\"\"\n").len(), 1);
+    }
+
+    #[test]
+    fn record_larger_than_limit_is_a_file_problem() {
+        let mut o = opts();
+        o.max_record_bytes = 64 * 1024;
+        let mut data = b"ts,eventName,a\n20220921043925,Charged,\"".to_vec();
+        data.extend(vec![b'x'; 400 * 1024]);
+        match parse_with(&data, &o) {
+            Err(ParseError::Problem(FileProblem::RecordTooLarge { line: 2, limit: 65536 })) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_one_mebibyte_field_loads() {
+        let mut data = b"ts,eventName,a\n20220921043925,Charged,".to_vec();
+        data.extend(vec![b'x'; 1024 * 1024]);
+        data.push(b'\n');
+        let got = rows(&data);
+        assert_eq!(got[0].1[2].as_ref().map(String::len), Some(1024 * 1024));
+    }
+
+    #[test]
+    fn missing_event_name_column_uses_the_file_name() {
+        let mut o = opts();
+        o.event_name_fallback = Some("Order-Placed".into());
+        let (batches, _, _) = parse_with(b"ts,a\n20220921043925,x\n", &o).unwrap();
+        assert_eq!(
+            batches.concat(),
+            vec![(2, vec![s("2022-09-21T04:39:25Z"), s("x"), s("Order-Placed")])]
+        );
+    }
+
+    #[test]
+    fn quote_replay_matches_rfc4180() {
+        assert!(ends_inside_quotes(b"a,\"open"));
+        assert!(ends_inside_quotes(b"a,\"x\"\"y\n"));
+        assert!(!ends_inside_quotes(b"a,\"x\"\"y\"\n"));
+        assert!(!ends_inside_quotes(b"a,b\"c\n"));
+        assert!(!ends_inside_quotes(b"\"a\",\"b\"\r\n"));
+    }
+}

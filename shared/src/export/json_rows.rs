@@ -1,0 +1,348 @@
+//! Legacy JSON exports: one object per line, nested objects flattened to the dotted names the
+//! CSV header uses (`profile.identity`, `eventProps.Amount`), so both formats fill the same
+//! columns.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::parse::{
+    BatchSink, Batcher, ParseError, ParseOptions, ParseSummary, RowChecks, io_to_parse_error,
+};
+use super::rows::{Reject, RowBatch, Schema};
+use super::{EVENT_NAME_COLUMN, TS_COLUMN};
+
+/// Parses a decoded JSON-lines export. Columns appear as keys are first seen; a row without a
+/// key has NULL there.
+pub(crate) fn parse_json_lines(
+    input: Box<dyn Read + Send>,
+    opts: &ParseOptions,
+    sink: &mut BatchSink<'_>,
+) -> Result<ParseSummary, ParseError> {
+    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    let mut columns = Columns::new();
+    let mut batcher = Batcher::new(columns.new_batch(), sink, opts.batch_rows);
+    let checks = RowChecks::new(opts);
+    let mut line_buf = Vec::new();
+    let mut flat: Vec<(String, Option<String>)> = Vec::new();
+    let mut values: Vec<Option<String>> = Vec::new();
+    let mut ts_text = [0u8; 20];
+    let mut line_no = 0u64;
+    let mut decoded = 0u64;
+
+    loop {
+        line_buf.clear();
+        let n = read_line_limited(&mut reader, &mut line_buf, opts.max_record_bytes)
+            .map_err(|e| io_to_parse_error(e, line_no + 1, opts))?;
+        if n == 0 {
+            break;
+        }
+        decoded += n as u64;
+        line_no += 1;
+        let trimmed = line_buf.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let reject = |column: Option<&str>, reason: String| {
+            Reject::new(line_no, column.map(str::to_string), reason, &line_buf)
+        };
+        let object = match serde_json::from_slice::<Value>(trimmed) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => {
+                let kind = json_kind(&other);
+                batcher.reject(reject(None, format!("expected a JSON object, found {kind}")));
+                continue;
+            }
+            Err(e) => {
+                batcher.reject(reject(None, format!("invalid JSON: {e}")));
+                continue;
+            }
+        };
+        flat.clear();
+        flatten("", object, &mut flat);
+        if flat.len() > opts.max_columns {
+            batcher.reject(reject(
+                None,
+                format!(
+                    "{} keys is more than the warehouse allows in one table ({})",
+                    flat.len(),
+                    opts.max_columns
+                ),
+            ));
+            continue;
+        }
+        if let Some((column, reason)) = check_nul(&flat, &checks) {
+            batcher.reject(reject(column, reason));
+            continue;
+        }
+        let ts = flat
+            .iter()
+            .find(|(k, _)| k == TS_COLUMN)
+            .and_then(|(_, v)| v.as_deref());
+        if let Err((column, reason)) = checks.ts(ts, &mut ts_text) {
+            batcher.reject(reject(column, reason));
+            continue;
+        }
+        let name = flat
+            .iter()
+            .find(|(k, _)| k == EVENT_NAME_COLUMN)
+            .and_then(|(_, v)| v.as_deref());
+        let event_name = match checks.event_name(name) {
+            Ok(n) => n.to_string(),
+            Err((column, reason)) => {
+                batcher.reject(reject(column, reason));
+                continue;
+            }
+        };
+        if columns.grow(&flat, opts.max_columns) {
+            batcher.flush(Some(columns.new_batch()))?;
+        } else if columns.len() + flat.len() > opts.max_columns {
+            batcher.reject(reject(
+                None,
+                format!(
+                    "new keys would take the table past the warehouse's {} columns",
+                    opts.max_columns
+                ),
+            ));
+            continue;
+        }
+        values.clear();
+        values.resize(columns.len(), None);
+        for (key, value) in flat.drain(..) {
+            let i = columns.index[&key];
+            values[i] = value;
+        }
+        values[columns.ts] = std::str::from_utf8(&ts_text).ok().map(str::to_string);
+        values[columns.event_name] = Some(event_name);
+        let batch = &mut batcher.batch;
+        batch.start_row(line_no);
+        for v in &values {
+            batch.push_field(v.as_deref());
+        }
+        batcher.row_done()?;
+    }
+    batcher.finish(decoded)
+}
+
+fn check_nul(
+    flat: &[(String, Option<String>)],
+    checks: &RowChecks<'_>,
+) -> Option<(Option<&'static str>, String)> {
+    flat.iter()
+        .filter_map(|(_, v)| v.as_deref())
+        .find_map(|v| checks.no_nul(v).err())
+}
+
+/// The growing column set of one JSON file.
+struct Columns {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    ts: usize,
+    event_name: usize,
+}
+
+impl Columns {
+    fn new() -> Self {
+        let names = vec![TS_COLUMN.to_string(), EVENT_NAME_COLUMN.to_string()];
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        Self {
+            names,
+            index,
+            ts: 0,
+            event_name: 1,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Adds unseen keys; true when the schema changed. Refuses (false, nothing added) when the
+    /// new keys would pass `max_columns`.
+    fn grow(&mut self, flat: &[(String, Option<String>)], max_columns: usize) -> bool {
+        let new: Vec<&String> = flat
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !self.index.contains_key(*k))
+            .collect();
+        if new.is_empty() || self.names.len() + new.len() > max_columns {
+            return false;
+        }
+        for key in new {
+            self.index.insert(key.clone(), self.names.len());
+            self.names.push(key.clone());
+        }
+        true
+    }
+
+    fn new_batch(&self) -> RowBatch {
+        RowBatch::new(Arc::new(Schema::new(self.names.clone())), self.event_name)
+    }
+}
+
+/// Nested objects become dotted names; arrays stay JSON text (CSV exports write multi-values
+/// as text too); `null` is NULL.
+fn flatten(prefix: &str, object: Map<String, Value>, out: &mut Vec<(String, Option<String>)>) {
+    for (key, value) in object {
+        let name = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) if !inner.is_empty() => flatten(&name, inner, out),
+            Value::Object(_) | Value::Null => out.push((name, None)),
+            Value::String(s) => out.push((name, Some(s))),
+            Value::Bool(b) => out.push((name, Some(b.to_string()))),
+            Value::Number(n) => out.push((name, Some(n.to_string()))),
+            array @ Value::Array(_) => out.push((name, Some(array.to_string()))),
+        }
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `read_until(b'\n')` that refuses lines longer than `limit` instead of growing without bound.
+fn read_line_limited<R: BufRead>(r: &mut R, out: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+    let mut read = 0;
+    loop {
+        let (done, used) = {
+            let available = match r.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Ok(read);
+            }
+            match available.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    out.extend_from_slice(&available[..=i]);
+                    (true, i + 1)
+                }
+                None => {
+                    out.extend_from_slice(available);
+                    (false, available.len())
+                }
+            }
+        };
+        r.consume(used);
+        read += used;
+        if out.len() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                super::parse::RecordTooLargeError,
+            ));
+        }
+        if done {
+            return Ok(read);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::object_name::{DataFormat, ExportKind};
+    use crate::export::parse::{FileProblem, parse_export};
+    use crate::time::TsParser;
+    use jiff::tz::TimeZone;
+
+    fn parse(bytes: &[u8], fallback: Option<&str>) -> (Vec<(Vec<String>, Vec<Vec<Option<String>>>)>, Vec<Reject>) {
+        let opts = ParseOptions {
+            kind: ExportKind::Events,
+            ts: TsParser::new(&TimeZone::UTC, None),
+            event_name_fallback: fallback.map(str::to_string),
+            max_columns: 2000,
+            batch_rows: 100,
+            max_record_bytes: 1 << 20,
+        };
+        let mut out = Vec::new();
+        let mut rejects = Vec::new();
+        parse_export(io::Cursor::new(bytes.to_vec()), DataFormat::Json, &opts, &mut |b: RowBatch| {
+            let cols = b.schema().columns().to_vec();
+            let rows = b.rows().map(|r| (0..cols.len()).map(|i| r.value(i).map(str::to_string)).collect()).collect();
+            rejects.extend(b.rejects);
+            out.push((cols, rows));
+            true
+        })
+        .unwrap();
+        (out, rejects)
+    }
+
+    #[test]
+    fn nested_objects_become_dotted_columns() {
+        let (batches, rejects) = parse(
+            br#"{"profile":{"identity":"dqsndckfk234","all_identities":["a","b"]},"ts":20171109000015,"eventProps":{"ct_sdk_version":30107,"ok":true,"none":null}}"#,
+            Some("App-Launched"),
+        );
+        assert!(rejects.is_empty());
+        let (cols, rows) = &batches[0];
+        let row: HashMap<_, _> = cols.iter().cloned().zip(rows[0].clone()).collect();
+        assert_eq!(row["ts"].as_deref(), Some("2017-11-09T00:00:15Z"));
+        assert_eq!(row["eventName"].as_deref(), Some("App-Launched"));
+        assert_eq!(row["profile.identity"].as_deref(), Some("dqsndckfk234"));
+        assert_eq!(row["profile.all_identities"].as_deref(), Some(r#"["a","b"]"#));
+        assert_eq!(row["eventProps.ct_sdk_version"].as_deref(), Some("30107"));
+        assert_eq!(row["eventProps.ok"].as_deref(), Some("true"));
+        assert_eq!(row["eventProps.none"], None);
+    }
+
+    #[test]
+    fn new_keys_start_a_new_schema_and_old_rows_keep_theirs() {
+        let (batches, _) = parse(
+            b"{\"ts\":20220921000000,\"eventName\":\"A\",\"x\":1}\n\n{\"ts\":20220921000001,\"eventName\":\"A\",\"y\":2}\r\n",
+            None,
+        );
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].0, vec!["ts", "eventName", "x"]);
+        assert_eq!(batches[1].0, vec!["ts", "eventName", "x", "y"]);
+        assert_eq!(batches[1].1[0], vec![Some("2022-09-21T00:00:01Z".into()), Some("A".into()), None, Some("2".into())]);
+    }
+
+    #[test]
+    fn bad_lines_are_rejected_with_line_numbers() {
+        let (_, rejects) = parse(
+            b"{\"ts\":20220921000000}\n[1]\n{oops\n{\"eventName\":\"A\"}\n{\"ts\":\"x\",\"eventName\":\"A\"}\n",
+            None,
+        );
+        let got: Vec<_> = rejects.iter().map(|r| (r.line, r.reason.as_str())).collect();
+        assert_eq!(got[0], (1, "eventName is empty and the file name carries none"));
+        assert_eq!(got[1], (2, "expected a JSON object, found an array"));
+        assert_eq!(got[2].0, 3);
+        assert!(got[2].1.starts_with("invalid JSON: "), "{}", got[2].1);
+        assert_eq!(got[3], (4, "ts is empty"));
+        assert_eq!(got[4], (5, "ts \"x\" is neither yyyyMMddHHmmss nor epoch seconds"));
+    }
+
+    #[test]
+    fn an_overlong_line_is_a_file_problem() {
+        let opts = ParseOptions {
+            kind: ExportKind::Events,
+            ts: TsParser::new(&TimeZone::UTC, None),
+            event_name_fallback: None,
+            max_columns: 10,
+            batch_rows: 100,
+            max_record_bytes: 1000,
+        };
+        let line = format!("{{\"ts\":1,\"a\":\"{}\"}}\n", "x".repeat(5000));
+        let err = parse_export(io::Cursor::new(line.into_bytes()), DataFormat::Json, &opts, &mut |_| true)
+            .unwrap_err();
+        assert!(matches!(err, ParseError::Problem(FileProblem::RecordTooLarge { line: 1, limit: 1000 })));
+    }
+}

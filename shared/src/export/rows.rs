@@ -1,0 +1,238 @@
+//! The row model between parsers and warehouses: batches of validated rows sharing one schema.
+//!
+//! A batch keeps every field's text in one buffer with offsets, so a row costs one copy of its
+//! bytes rather than one allocation per field.
+
+use std::sync::Arc;
+
+/// Raw column names of the rows in a batch, in file order. `ts` holds UTC ISO-8601 text and
+/// `eventName` the resolved event name (from the row, else from the file name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    columns: Vec<String>,
+}
+
+impl Schema {
+    /// A schema over these raw names; callers guarantee they are unique.
+    pub fn new(columns: Vec<String>) -> Self {
+        Self { columns }
+    }
+
+    /// The raw names, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Position of a raw name.
+    pub fn index_of(&self, raw: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == raw)
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+}
+
+/// Marks a NULL field in [`RowBatch`] offsets (an empty CSV field is NULL: CleverTap writes
+/// nothing for an absent property).
+const NULL: (u32, u32) = (u32::MAX, u32::MAX);
+
+/// Rows that passed validation plus the rejects seen since the previous batch.
+#[derive(Debug, Clone)]
+pub struct RowBatch {
+    schema: Arc<Schema>,
+    event_name_index: usize,
+    text: String,
+    fields: Vec<(u32, u32)>,
+    lines: Vec<u64>,
+    /// Rows that failed validation, with their reasons.
+    pub rejects: Vec<Reject>,
+}
+
+impl RowBatch {
+    /// An empty batch of rows with `schema`; `event_name_index` is the column holding the
+    /// resolved event name.
+    pub fn new(schema: Arc<Schema>, event_name_index: usize) -> Self {
+        Self {
+            schema,
+            event_name_index,
+            text: String::new(),
+            fields: Vec::new(),
+            lines: Vec::new(),
+            rejects: Vec::new(),
+        }
+    }
+
+    /// An empty batch with the same schema.
+    pub fn empty_like(&self) -> Self {
+        Self::new(self.schema.clone(), self.event_name_index)
+    }
+
+    /// The schema shared by every row.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// Number of rows (rejects not counted).
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Whether the batch holds neither rows nor rejects.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.rejects.is_empty()
+    }
+
+    /// Bytes of field text held, to bound a batch's memory.
+    pub fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Starts a row at source line `line`; push exactly `schema.len()` fields next.
+    pub fn start_row(&mut self, line: u64) {
+        self.lines.push(line);
+    }
+
+    /// Appends the next field of the current row; `None` and `""` are NULL.
+    pub fn push_field(&mut self, value: Option<&str>) {
+        match value {
+            Some(v) if !v.is_empty() => {
+                let start = self.text.len() as u32;
+                self.text.push_str(v);
+                self.fields.push((start, self.text.len() as u32));
+            }
+            _ => self.fields.push(NULL),
+        }
+    }
+
+    /// Drops the current row's fields and line after a late validation failure.
+    pub fn cancel_row(&mut self) {
+        let n = self.schema.len();
+        let keep = (self.lines.len() - 1) * n;
+        self.fields.truncate(keep);
+        self.lines.pop();
+    }
+
+    /// The rows, in source order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = Row<'_>> {
+        let n = self.schema.len();
+        self.lines.iter().enumerate().map(move |(i, &line)| Row {
+            line,
+            fields: &self.fields[i * n..(i + 1) * n],
+            text: &self.text,
+            event_name_index: self.event_name_index,
+        })
+    }
+}
+
+/// One validated row: field values by schema position.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// 1-based source line where the record starts (the header is line 1).
+    pub line: u64,
+    fields: &'a [(u32, u32)],
+    text: &'a str,
+    event_name_index: usize,
+}
+
+impl<'a> Row<'a> {
+    /// The value of schema column `index`; `None` is NULL.
+    pub fn value(&self, index: usize) -> Option<&'a str> {
+        let (start, end) = self.fields[index];
+        (start != u32::MAX).then(|| &self.text[start as usize..end as usize])
+    }
+
+    /// The event this row belongs to (decides its table).
+    pub fn event_name(&self) -> &'a str {
+        self.value(self.event_name_index).unwrap_or_default()
+    }
+}
+
+/// A row that did not pass validation: stored in `_tapline_rejects`, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// 1-based source line where the record starts.
+    pub line: u64,
+    /// The raw column at fault, when one is.
+    pub column: Option<String>,
+    /// Why the row was rejected.
+    pub reason: String,
+    /// The raw record, lossily decoded and cut at [`MAX_RAW_LINE_BYTES`].
+    pub raw: String,
+}
+
+/// Longest raw record kept with a reject.
+pub const MAX_RAW_LINE_BYTES: usize = 4096;
+
+impl Reject {
+    /// A reject with the raw record bytes, cut to [`MAX_RAW_LINE_BYTES`] at a character boundary;
+    /// invalid UTF-8 becomes U+FFFD and NUL becomes `\0` so every warehouse can store it.
+    pub fn new(line: u64, column: Option<String>, reason: String, raw: &[u8]) -> Self {
+        let start = raw.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+        let raw = &raw[start..];
+        let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let cut = &raw[..raw.len().min(MAX_RAW_LINE_BYTES)];
+        let mut text = String::from_utf8_lossy(cut).replace('\0', "\\0");
+        if text.len() > MAX_RAW_LINE_BYTES {
+            let mut end = MAX_RAW_LINE_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        Self {
+            line,
+            column,
+            reason,
+            raw: text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_keeps_fields_nulls_and_cancelled_rows_apart() {
+        let schema = Arc::new(Schema::new(vec!["ts".into(), "eventName".into(), "x".into()]));
+        let mut b = RowBatch::new(schema, 1);
+        b.start_row(2);
+        for v in [Some("2022-09-21T00:00:00Z"), Some("Charged"), None] {
+            b.push_field(v);
+        }
+        b.start_row(3);
+        b.push_field(Some("bad"));
+        b.cancel_row();
+        b.start_row(4);
+        for v in [Some("2022-09-21T00:00:01Z"), Some("Charged"), Some("")] {
+            b.push_field(v);
+        }
+        let rows: Vec<_> = b.rows().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[0].value(0), Some("2022-09-21T00:00:00Z"));
+        assert_eq!(rows[0].event_name(), "Charged");
+        assert_eq!(rows[0].value(2), None);
+        assert_eq!(rows[1].line, 4);
+        assert_eq!(rows[1].value(2), None, "empty text is NULL");
+    }
+
+    #[test]
+    fn reject_raw_is_cut_and_storable() {
+        let raw = vec![b'a'; 10_000];
+        assert_eq!(Reject::new(1, None, "r".into(), &raw).raw.len(), 4096);
+        let r = Reject::new(1, None, "r".into(), b"a\0b\xff\r\n");
+        assert_eq!(r.raw, "a\\0b\u{fffd}");
+        let multibyte = "é".repeat(3000);
+        let r = Reject::new(1, None, "r".into(), multibyte.as_bytes());
+        assert!(r.raw.len() <= 4096 && r.raw.chars().all(|c| c == 'é' || c == '\u{fffd}'));
+    }
+}

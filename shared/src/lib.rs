@@ -1,0 +1,16 @@
+//! Tapline core: everything that is not a cloud entry point.
+//!
+//! - [`export`]: CleverTap export objects: names, decoding, CSV/JSON parsing, validation.
+//! - [`warehouse`]: the [`warehouse::Warehouse`] port, the naming rule and its adapters.
+//! - [`storage`]: the [`storage::ObjectSource`] port and its adapters (local files today).
+//! - [`load`]: the export loader itself, written once for every source and warehouse.
+
+pub mod config;
+pub mod error;
+pub mod export;
+pub mod load;
+pub mod storage;
+pub mod time;
+pub mod warehouse;
+
+pub use error::Error;
