@@ -37,7 +37,10 @@ impl TsParser {
     /// A parser for files of a project in `tz`; `data_date` bounds the accepted values.
     pub fn new(tz: &TimeZone, data_date: Option<Date>) -> Self {
         let window = data_date.and_then(|date| {
-            let start = date.yesterday().ok()?.to_datetime(jiff::civil::Time::midnight());
+            let start = date
+                .yesterday()
+                .ok()?
+                .to_datetime(jiff::civil::Time::midnight());
             let end = date
                 .tomorrow()
                 .ok()?
@@ -63,7 +66,9 @@ impl TsParser {
         }
         let seconds = match bytes.len() {
             14 => self.parse_local(bytes, raw)?,
-            1..=12 => raw.parse::<i64>().map_err(|_| TsError::Format(raw.to_string()))?,
+            1..=12 => raw
+                .parse::<i64>()
+                .map_err(|_| TsError::Format(raw.to_string()))?,
             _ => return Err(TsError::Format(raw.to_string())),
         };
         if let Some((start, end, date)) = self.window
@@ -205,32 +210,53 @@ mod tests {
     #[test]
     fn utc_local_time_is_stored_as_is() {
         let p = TsParser::new(&TimeZone::UTC, None);
-        assert_eq!(format_utc(p.parse("20220921043925").unwrap()), "2022-09-21T04:39:25Z");
+        assert_eq!(
+            format_utc(p.parse("20220921043925").unwrap()),
+            "2022-09-21T04:39:25Z"
+        );
     }
 
     #[test]
     fn project_time_zone_is_converted_to_utc() {
         let p = TsParser::new(&tz("Asia/Kolkata"), None);
-        assert_eq!(format_utc(p.parse("20220921100925").unwrap()), "2022-09-21T04:39:25Z");
+        assert_eq!(
+            format_utc(p.parse("20220921100925").unwrap()),
+            "2022-09-21T04:39:25Z"
+        );
         let p = TsParser::new(&tz("America/New_York"), None);
         // Summer time (UTC-4) and winter time (UTC-5).
-        assert_eq!(format_utc(p.parse("20220701120000").unwrap()), "2022-07-01T16:00:00Z");
-        assert_eq!(format_utc(p.parse("20221201120000").unwrap()), "2022-12-01T17:00:00Z");
+        assert_eq!(
+            format_utc(p.parse("20220701120000").unwrap()),
+            "2022-07-01T16:00:00Z"
+        );
+        assert_eq!(
+            format_utc(p.parse("20221201120000").unwrap()),
+            "2022-12-01T17:00:00Z"
+        );
     }
 
     #[test]
     fn dst_gap_and_fold_resolve_compatibly() {
         let p = TsParser::new(&tz("America/New_York"), None);
         // 02:30 does not exist on 2022-03-13: it moves forward to 03:30 EDT = 07:30Z.
-        assert_eq!(format_utc(p.parse("20220313023000").unwrap()), "2022-03-13T07:30:00Z");
+        assert_eq!(
+            format_utc(p.parse("20220313023000").unwrap()),
+            "2022-03-13T07:30:00Z"
+        );
         // 01:30 happens twice on 2022-11-06: the earlier (EDT) instant wins.
-        assert_eq!(format_utc(p.parse("20221106013000").unwrap()), "2022-11-06T05:30:00Z");
+        assert_eq!(
+            format_utc(p.parse("20221106013000").unwrap()),
+            "2022-11-06T05:30:00Z"
+        );
     }
 
     #[test]
     fn epoch_seconds_are_absolute() {
         let p = TsParser::new(&tz("Asia/Kolkata"), None);
-        assert_eq!(format_utc(p.parse("1663735165").unwrap()), "2022-09-21T04:39:25Z");
+        assert_eq!(
+            format_utc(p.parse("1663735165").unwrap()),
+            "2022-09-21T04:39:25Z"
+        );
     }
 
     #[test]
@@ -238,10 +264,22 @@ mod tests {
         let p = TsParser::new(&TimeZone::UTC, None);
         assert_eq!(p.parse("notatime"), Err(TsError::Format("notatime".into())));
         assert_eq!(p.parse(""), Err(TsError::Format("".into())));
-        assert_eq!(p.parse("2022092104392"), Err(TsError::Format("2022092104392".into())));
-        assert_eq!(p.parse("20220230043925"), Err(TsError::Invalid("20220230043925".into())));
-        assert_eq!(p.parse("20220921243925"), Err(TsError::Invalid("20220921243925".into())));
-        assert_eq!(p.parse("-1663735165"), Err(TsError::Format("-1663735165".into())));
+        assert_eq!(
+            p.parse("2022092104392"),
+            Err(TsError::Format("2022092104392".into()))
+        );
+        assert_eq!(
+            p.parse("20220230043925"),
+            Err(TsError::Invalid("20220230043925".into()))
+        );
+        assert_eq!(
+            p.parse("20220921243925"),
+            Err(TsError::Invalid("20220921243925".into()))
+        );
+        assert_eq!(
+            p.parse("-1663735165"),
+            Err(TsError::Format("-1663735165".into()))
+        );
     }
 
     #[test]
@@ -252,9 +290,15 @@ mod tests {
         assert!(p.parse("20220922235959").is_ok());
         assert_eq!(
             p.parse("20220923000000"),
-            Err(TsError::OutsideWindow { ts: "2022-09-22T18:30:00Z".into(), date })
+            Err(TsError::OutsideWindow {
+                ts: "2022-09-22T18:30:00Z".into(),
+                date
+            })
         );
-        assert!(matches!(p.parse("20220919235959"), Err(TsError::OutsideWindow { .. })));
+        assert!(matches!(
+            p.parse("20220919235959"),
+            Err(TsError::OutsideWindow { .. })
+        ));
     }
 
     #[test]

@@ -70,9 +70,11 @@ pub(crate) fn parse_csv(
                         // 20 ASCII bytes written by write_utc.
                         batch.push_field(std::str::from_utf8(&ts_text).ok());
                     } else if Some(i) == header.event_name {
-                        let name = checks.event_name(record.get(i).and_then(|_| {
-                            record.range(i).map(|r| &text[r])
-                        }));
+                        let name = checks.event_name(
+                            record
+                                .get(i)
+                                .and_then(|_| record.range(i).map(|r| &text[r])),
+                        );
                         batch.push_field(name.ok());
                     } else {
                         batch.push_field(record.range(i).map(|r| &text[r]));
@@ -164,9 +166,7 @@ fn ends_inside_quotes(raw: &[u8]) -> bool {
     for &b in raw {
         s = match (s, b) {
             (S::FieldStart, b'"') => S::Quoted,
-            (S::FieldStart | S::Unquoted | S::QuoteInQuoted, b',' | b'\n' | b'\r') => {
-                S::FieldStart
-            }
+            (S::FieldStart | S::Unquoted | S::QuoteInQuoted, b',' | b'\n' | b'\r') => S::FieldStart,
             (S::FieldStart | S::Unquoted, _) => S::Unquoted,
             (S::Quoted, b'"') => S::QuoteInQuoted,
             (S::Quoted, _) => S::Quoted,
@@ -359,7 +359,11 @@ mod tests {
         }
     }
 
-    type Parsed = (Vec<Vec<(u64, Vec<Option<String>>)>>, Vec<Reject>, ParseSummary);
+    type Parsed = (
+        Vec<Vec<(u64, Vec<Option<String>>)>>,
+        Vec<Reject>,
+        ParseSummary,
+    );
 
     fn parse_with(bytes: &[u8], opts: &ParseOptions) -> Result<Parsed, ParseError> {
         let mut batches = Vec::new();
@@ -410,8 +414,14 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (2, vec![s("2022-09-21T04:39:25Z"), s("Charged"), s("Shoes, \"red\"")]),
-                (3, vec![s("2022-09-21T04:39:26Z"), s("Charged"), s("two\nlines")]),
+                (
+                    2,
+                    vec![s("2022-09-21T04:39:25Z"), s("Charged"), s("Shoes, \"red\"")]
+                ),
+                (
+                    3,
+                    vec![s("2022-09-21T04:39:26Z"), s("Charged"), s("two\nlines")]
+                ),
                 (5, vec![s("2022-09-21T04:39:27Z"), s("Charged"), None]),
             ]
         );
@@ -420,7 +430,10 @@ mod tests {
     #[test]
     fn crlf_bom_and_columns_by_name() {
         let got = rows(b"\xef\xbb\xbfeventProps.a,eventName,ts\r\nx,Charged,20220921043925\r\n");
-        assert_eq!(got, vec![(2, vec![s("x"), s("Charged"), s("2022-09-21T04:39:25Z")])]);
+        assert_eq!(
+            got,
+            vec![(2, vec![s("x"), s("Charged"), s("2022-09-21T04:39:25Z")])]
+        );
     }
 
     #[test]
@@ -437,8 +450,14 @@ mod tests {
             other => panic!("expected a file problem, got {other:?}"),
         };
         assert_eq!(problem(b""), FileProblem::Empty);
-        assert_eq!(problem(b"eventName,x\nA,1\n"), FileProblem::MissingColumn("ts".into()));
-        assert_eq!(problem(b"ts,x\n1,1\n"), FileProblem::MissingColumn("eventName".into()));
+        assert_eq!(
+            problem(b"eventName,x\nA,1\n"),
+            FileProblem::MissingColumn("ts".into())
+        );
+        assert_eq!(
+            problem(b"ts,x\n1,1\n"),
+            FileProblem::MissingColumn("eventName".into())
+        );
         assert_eq!(
             problem(b"ts,eventName,a,a\n"),
             FileProblem::DuplicateColumn("a".into())
@@ -450,7 +469,10 @@ mod tests {
         }
         assert_eq!(
             problem(&wide),
-            FileProblem::TooManyColumns { count: 5002, limit: 2000 }
+            FileProblem::TooManyColumns {
+                count: 5002,
+                limit: 2000
+            }
         );
     }
 
@@ -467,19 +489,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(batches.concat().len(), 1);
-        assert_eq!(summary, ParseSummary { rows: 1, rejected: 5, decoded_bytes: summary.decoded_bytes });
+        assert_eq!(
+            summary,
+            ParseSummary {
+                rows: 1,
+                rejected: 5,
+                decoded_bytes: summary.decoded_bytes
+            }
+        );
         let got: Vec<_> = rejects
             .iter()
-            .map(|r| (r.line, r.column.as_deref(), r.reason.as_str(), r.raw.as_str()))
+            .map(|r| {
+                (
+                    r.line,
+                    r.column.as_deref(),
+                    r.reason.as_str(),
+                    r.raw.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
             vec![
-                (3, None, "expected 3 fields, found 2", "20220921043925,Charged"),
-                (4, Some("ts"), "ts \"notatime\" is neither yyyyMMddHHmmss nor epoch seconds", "notatime,Charged,x"),
-                (5, None, "invalid UTF-8 in column \"a\"", "20220921043925,Charged,\u{fffd}\u{fffd}"),
-                (6, None, "NUL byte in a field", "20220921043925,Charged,a\\0b"),
-                (7, Some("eventName"), "eventName is empty and the file name carries none", "20220921043925,,x"),
+                (
+                    3,
+                    None,
+                    "expected 3 fields, found 2",
+                    "20220921043925,Charged"
+                ),
+                (
+                    4,
+                    Some("ts"),
+                    "ts \"notatime\" is neither yyyyMMddHHmmss nor epoch seconds",
+                    "notatime,Charged,x"
+                ),
+                (
+                    5,
+                    None,
+                    "invalid UTF-8 in column \"a\"",
+                    "20220921043925,Charged,\u{fffd}\u{fffd}"
+                ),
+                (
+                    6,
+                    None,
+                    "NUL byte in a field",
+                    "20220921043925,Charged,a\\0b"
+                ),
+                (
+                    7,
+                    Some("eventName"),
+                    "eventName is empty and the file name carries none",
+                    "20220921043925,,x"
+                ),
             ]
         );
     }
@@ -492,17 +553,25 @@ mod tests {
 
     #[test]
     fn unterminated_quote_at_end_is_rejected() {
-        let (batches, rejects, _) = parse(
-            b"ts,eventName,a\n20220921043925,Charged,ok\n20220921043925,Charged,\"open\n",
-        )
-        .unwrap();
+        let (batches, rejects, _) =
+            parse(b"ts,eventName,a\n20220921043925,Charged,ok\n20220921043925,Charged,\"open\n")
+                .unwrap();
         assert_eq!(batches.concat().len(), 1);
         assert_eq!(rejects.len(), 1);
-        assert_eq!(rejects[0].reason, "unterminated quoted field at end of file");
+        assert_eq!(
+            rejects[0].reason,
+            "unterminated quoted field at end of file"
+        );
         assert_eq!(rejects[0].line, 3);
         // A closed quote on the last line, with or without a final newline, is fine.
-        assert_eq!(rows(b"ts,eventName,a\n20220921043925,Charged,\"x\"").len(), 1);
-        assert_eq!(rows(b"ts,eventName,a\n20220921043925,Charged,\"x\"\"\"\n").len(), 1);
+        assert_eq!(
+            rows(b"ts,eventName,a\n20220921043925,Charged,\"x\"").len(),
+            1
+        );
+        assert_eq!(
+            rows(b"ts,eventName,a\n20220921043925,Charged,\"x\"\"\"\n").len(),
+            1
+        );
     }
 
     #[test]
@@ -512,7 +581,10 @@ mod tests {
         let mut data = b"ts,eventName,a\n20220921043925,Charged,\"".to_vec();
         data.extend(vec![b'x'; 400 * 1024]);
         match parse_with(&data, &o) {
-            Err(ParseError::Problem(FileProblem::RecordTooLarge { line: 2, limit: 65536 })) => {}
+            Err(ParseError::Problem(FileProblem::RecordTooLarge {
+                line: 2,
+                limit: 65536,
+            })) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -533,7 +605,10 @@ mod tests {
         let (batches, _, _) = parse_with(b"ts,a\n20220921043925,x\n", &o).unwrap();
         assert_eq!(
             batches.concat(),
-            vec![(2, vec![s("2022-09-21T04:39:25Z"), s("x"), s("Order-Placed")])]
+            vec![(
+                2,
+                vec![s("2022-09-21T04:39:25Z"), s("x"), s("Order-Placed")]
+            )]
         );
     }
 

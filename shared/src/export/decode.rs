@@ -179,13 +179,19 @@ mod tests {
     #[test]
     fn gzip_is_found_by_magic_bytes() {
         let (c, out) = read_all(gzip(b"ts,eventName\n")).unwrap();
-        assert_eq!((c, out.as_slice()), (Compression::Gzip, &b"ts,eventName\n"[..]));
+        assert_eq!(
+            (c, out.as_slice()),
+            (Compression::Gzip, &b"ts,eventName\n"[..])
+        );
     }
 
     #[test]
     fn plain_text_passes_through() {
         let (c, out) = read_all(b"ts,eventName\n".to_vec()).unwrap();
-        assert_eq!((c, out.as_slice()), (Compression::None, &b"ts,eventName\n"[..]));
+        assert_eq!(
+            (c, out.as_slice()),
+            (Compression::None, &b"ts,eventName\n"[..])
+        );
     }
 
     #[test]
@@ -218,7 +224,10 @@ mod tests {
         let err = read_all(full[..full.len() / 2].to_vec()).unwrap_err();
         assert!(!is_source_error(&err));
         let err = read_all(full[..10].to_vec()).unwrap_err();
-        assert!(!is_source_error(&err), "a gzip header alone is corrupt data: {err}");
+        assert!(
+            !is_source_error(&err),
+            "a gzip header alone is corrupt data: {err}"
+        );
     }
 
     #[test]
@@ -235,6 +244,9 @@ mod tests {
             Ok(_) => panic!("expected an error"),
         };
         assert!(is_source_error(&err));
-        assert_eq!(into_source_error(err).kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            into_source_error(err).kind(),
+            io::ErrorKind::ConnectionReset
+        );
     }
 }

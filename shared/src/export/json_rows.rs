@@ -52,7 +52,10 @@ pub(crate) fn parse_json_lines(
             Ok(Value::Object(map)) => map,
             Ok(other) => {
                 let kind = json_kind(&other);
-                batcher.reject(reject(None, format!("expected a JSON object, found {kind}")));
+                batcher.reject(reject(
+                    None,
+                    format!("expected a JSON object, found {kind}"),
+                ));
                 continue;
             }
             Err(e) => {
@@ -263,7 +266,9 @@ mod tests {
     use crate::time::TsParser;
     use jiff::tz::TimeZone;
 
-    fn parse(bytes: &[u8], fallback: Option<&str>) -> (Vec<(Vec<String>, Vec<Vec<Option<String>>>)>, Vec<Reject>) {
+    type Batches = Vec<(Vec<String>, Vec<Vec<Option<String>>>)>;
+
+    fn parse(bytes: &[u8], fallback: Option<&str>) -> (Batches, Vec<Reject>) {
         let opts = ParseOptions {
             kind: ExportKind::Events,
             ts: TsParser::new(&TimeZone::UTC, None),
@@ -274,13 +279,25 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut rejects = Vec::new();
-        parse_export(io::Cursor::new(bytes.to_vec()), DataFormat::Json, &opts, &mut |b: RowBatch| {
-            let cols = b.schema().columns().to_vec();
-            let rows = b.rows().map(|r| (0..cols.len()).map(|i| r.value(i).map(str::to_string)).collect()).collect();
-            rejects.extend(b.rejects);
-            out.push((cols, rows));
-            true
-        })
+        parse_export(
+            io::Cursor::new(bytes.to_vec()),
+            DataFormat::Json,
+            &opts,
+            &mut |b: RowBatch| {
+                let cols = b.schema().columns().to_vec();
+                let rows = b
+                    .rows()
+                    .map(|r| {
+                        (0..cols.len())
+                            .map(|i| r.value(i).map(str::to_string))
+                            .collect()
+                    })
+                    .collect();
+                rejects.extend(b.rejects);
+                out.push((cols, rows));
+                true
+            },
+        )
         .unwrap();
         (out, rejects)
     }
@@ -297,7 +314,10 @@ mod tests {
         assert_eq!(row["ts"].as_deref(), Some("2017-11-09T00:00:15Z"));
         assert_eq!(row["eventName"].as_deref(), Some("App-Launched"));
         assert_eq!(row["profile.identity"].as_deref(), Some("dqsndckfk234"));
-        assert_eq!(row["profile.all_identities"].as_deref(), Some(r#"["a","b"]"#));
+        assert_eq!(
+            row["profile.all_identities"].as_deref(),
+            Some(r#"["a","b"]"#)
+        );
         assert_eq!(row["eventProps.ct_sdk_version"].as_deref(), Some("30107"));
         assert_eq!(row["eventProps.ok"].as_deref(), Some("true"));
         assert_eq!(row["eventProps.none"], None);
@@ -312,7 +332,15 @@ mod tests {
         assert_eq!(batches.len(), 2);
         assert_eq!(batches[0].0, vec!["ts", "eventName", "x"]);
         assert_eq!(batches[1].0, vec!["ts", "eventName", "x", "y"]);
-        assert_eq!(batches[1].1[0], vec![Some("2022-09-21T00:00:01Z".into()), Some("A".into()), None, Some("2".into())]);
+        assert_eq!(
+            batches[1].1[0],
+            vec![
+                Some("2022-09-21T00:00:01Z".into()),
+                Some("A".into()),
+                None,
+                Some("2".into())
+            ]
+        );
     }
 
     #[test]
@@ -321,13 +349,22 @@ mod tests {
             b"{\"ts\":20220921000000}\n[1]\n{oops\n{\"eventName\":\"A\"}\n{\"ts\":\"x\",\"eventName\":\"A\"}\n",
             None,
         );
-        let got: Vec<_> = rejects.iter().map(|r| (r.line, r.reason.as_str())).collect();
-        assert_eq!(got[0], (1, "eventName is empty and the file name carries none"));
+        let got: Vec<_> = rejects
+            .iter()
+            .map(|r| (r.line, r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got[0],
+            (1, "eventName is empty and the file name carries none")
+        );
         assert_eq!(got[1], (2, "expected a JSON object, found an array"));
         assert_eq!(got[2].0, 3);
         assert!(got[2].1.starts_with("invalid JSON: "), "{}", got[2].1);
         assert_eq!(got[3], (4, "ts is empty"));
-        assert_eq!(got[4], (5, "ts \"x\" is neither yyyyMMddHHmmss nor epoch seconds"));
+        assert_eq!(
+            got[4],
+            (5, "ts \"x\" is neither yyyyMMddHHmmss nor epoch seconds")
+        );
     }
 
     #[test]
@@ -341,8 +378,19 @@ mod tests {
             max_record_bytes: 1000,
         };
         let line = format!("{{\"ts\":1,\"a\":\"{}\"}}\n", "x".repeat(5000));
-        let err = parse_export(io::Cursor::new(line.into_bytes()), DataFormat::Json, &opts, &mut |_| true)
-            .unwrap_err();
-        assert!(matches!(err, ParseError::Problem(FileProblem::RecordTooLarge { line: 1, limit: 1000 })));
+        let err = parse_export(
+            io::Cursor::new(line.into_bytes()),
+            DataFormat::Json,
+            &opts,
+            &mut |_| true,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ParseError::Problem(FileProblem::RecordTooLarge {
+                line: 1,
+                limit: 1000
+            })
+        ));
     }
 }

@@ -246,7 +246,8 @@ impl<'s, 'o> Batcher<'s, 'o> {
 
     pub(crate) fn row_done(&mut self) -> Result<(), ParseError> {
         self.summary.rows += 1;
-        if self.batch.len() >= self.batch_rows || self.batch.text_bytes() >= MAX_BATCH_TEXT_BYTES
+        if self.batch.row_count() >= self.batch_rows
+            || self.batch.text_bytes() >= MAX_BATCH_TEXT_BYTES
         {
             self.flush(None)?;
         }

@@ -80,7 +80,7 @@ impl RowBatch {
     }
 
     /// Number of rows (rejects not counted).
-    pub fn len(&self) -> usize {
+    pub fn row_count(&self) -> usize {
         self.lines.len()
     }
 
@@ -174,7 +174,10 @@ impl Reject {
     /// A reject with the raw record bytes, cut to [`MAX_RAW_LINE_BYTES`] at a character boundary;
     /// invalid UTF-8 becomes U+FFFD and NUL becomes `\0` so every warehouse can store it.
     pub fn new(line: u64, column: Option<String>, reason: String, raw: &[u8]) -> Self {
-        let start = raw.iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+        let start = raw
+            .iter()
+            .take_while(|&&b| b == b'\n' || b == b'\r')
+            .count();
         let raw = &raw[start..];
         let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -202,7 +205,11 @@ mod tests {
 
     #[test]
     fn batch_keeps_fields_nulls_and_cancelled_rows_apart() {
-        let schema = Arc::new(Schema::new(vec!["ts".into(), "eventName".into(), "x".into()]));
+        let schema = Arc::new(Schema::new(vec![
+            "ts".into(),
+            "eventName".into(),
+            "x".into(),
+        ]));
         let mut b = RowBatch::new(schema, 1);
         b.start_row(2);
         for v in [Some("2022-09-21T00:00:00Z"), Some("Charged"), None] {

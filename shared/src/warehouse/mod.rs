@@ -1,5 +1,316 @@
+//! The warehouse port: where validated rows land, exactly once per source object version.
+//!
+//! Every adapter gives the same guarantees (see the conformance suite in `tests/`):
+//! - one table per event (named by [`naming::snake_case`]), columns by the same rule from the
+//!   raw CleverTap names, raw names kept in `_tapline_columns`, columns only ever added;
+//! - lineage columns `_source_uri`, `_source_line`, `_load_id`, `_loaded_at` on every row;
+//! - a file's rows and its ledger row (`_tapline_loads`) commit together or not at all;
+//! - the same (uri, version) again is reported as already done; a new version of a uri
+//!   replaces the old version's rows in the same transaction;
+//! - a quarantined file leaves its ledger row and rejects, and no data rows.
+
 pub mod naming;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::config::ConfigError;
+use crate::export::{Reject, RowBatch};
+
+/// Boxed cause of a warehouse error, whatever the adapter's client library.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Lineage column: where the row came from (`file:///…`, `s3://…`, `gs://…`).
+pub const COL_SOURCE_URI: &str = "_source_uri";
+/// Lineage column: the 1-based line where the row's record starts in its file.
+pub const COL_SOURCE_LINE: &str = "_source_line";
+/// Lineage column: the ledger id of the load that wrote the row.
+pub const COL_LOAD_ID: &str = "_load_id";
+/// Lineage column: when that load started (UTC ISO-8601).
+pub const COL_LOADED_AT: &str = "_loaded_at";
+
+/// Table names Tapline uses itself; an event whose name normalises to one of these gets a
+/// numeric suffix instead.
+pub const RESERVED_TABLES: &[&str] = &[
+    "all_events",
+    "profiles",
+    "event_counts",
+    "profile_counts",
+    "campaigns",
+    "campaign_reports",
+    "webhook_events",
+];
+
+/// Raw CleverTap columns that every event table exposes through the `all_events` view (NULL
+/// where a table lacks one): the fixed leading columns of CleverTap's event CSV.
+pub const ALL_EVENTS_COLUMNS: &[&str] = &[
+    "ts",
+    "eventName",
+    "profile.identity",
+    "profile.objectId",
+    "profile.all_identities",
+    "profile.platform",
+    "profile.phone",
+    "profile.name",
+    "profile.email",
+    "profile.push_token",
+    "deviceInfo.make",
+    "deviceInfo.model",
+    "deviceInfo.appVersion",
+    "deviceInfo.sdkVersion",
+    "deviceInfo.osVersion",
+    "deviceInfo.browser",
+    "deviceInfo.dpi",
+    "deviceInfo.dimensions.width",
+    "deviceInfo.dimensions.height",
+    "deviceInfo.dimensions.unit",
+    "controlGroupName",
+];
+
+/// One version of one source object: the unit of exactly-once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceObject {
+    /// Where it lives: `file:///abs/path`, `s3://bucket/key`, `gs://bucket/key`.
+    pub uri: String,
+    /// Its version: S3 ETag (or version id), GCS generation, or size and mtime for local files.
+    pub version: String,
+    /// Size in bytes, when the source knows it.
+    pub bytes: Option<u64>,
+}
+
+/// Where a ledger row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStatus {
+    /// Rows committed.
+    Loaded,
+    /// Refused as a whole; no rows committed.
+    Quarantined,
+    /// An attempt failed (source or warehouse error); it will be retried.
+    Failed,
+    /// Was loaded, then a newer version of the same uri replaced its rows.
+    Replaced,
+}
+
+impl LoadStatus {
+    /// The text stored in `_tapline_loads.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadStatus::Loaded => "loaded",
+            LoadStatus::Quarantined => "quarantined",
+            LoadStatus::Failed => "failed",
+            LoadStatus::Replaced => "replaced",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "loaded" => LoadStatus::Loaded,
+            "quarantined" => LoadStatus::Quarantined,
+            "failed" => LoadStatus::Failed,
+            "replaced" => LoadStatus::Replaced,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for LoadStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of `_tapline_loads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRecord {
+    /// Ledger id, also written to every row as `_load_id`.
+    pub load_id: i64,
+    /// Source uri.
+    pub uri: String,
+    /// Source version.
+    pub version: String,
+    /// Where it stands.
+    pub status: LoadStatus,
+    /// Bytes read from the source.
+    pub bytes: Option<u64>,
+    /// Rows appended.
+    pub rows_loaded: u64,
+    /// Rows rejected.
+    pub rows_rejected: u64,
+    /// Quarantine reason or failure.
+    pub error: Option<String>,
+    /// Attempts made for this version.
+    pub attempts: u32,
+    /// When the last attempt started (UTC ISO-8601).
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: Option<String>,
+}
+
+/// What `begin_load` found.
+pub enum Begin {
+    /// This version was already handled (loaded, replaced since, or quarantined): nothing to do.
+    Done(LoadRecord),
+    /// A transaction is open for this version.
+    Started(Box<dyn LoadTransaction>),
+}
+
+/// How a file ended, handed to [`LoadTransaction::commit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Commit the appended rows.
+    Loaded {
+        /// Bytes read from the source.
+        bytes: u64,
+        /// Rows appended.
+        rows: u64,
+        /// Rows rejected.
+        rejected: u64,
+    },
+    /// Discard the appended rows, keep the ledger row and the rejects.
+    Quarantined {
+        /// Why.
+        reason: String,
+        /// Bytes read from the source.
+        bytes: u64,
+        /// Rows that passed validation (not appended).
+        rows: u64,
+        /// Rows rejected.
+        rejected: u64,
+    },
+}
+
+/// A query's answer, every value as text (NULL as `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// A warehouse that loads export files exactly once.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// A description for logs and summaries, without secrets (`sqlite:///tmp/w.sqlite`).
+    fn describe(&self) -> String;
+
+    /// Most data columns one table may have (lineage columns excluded).
+    fn max_columns(&self) -> usize;
+
+    /// Opens the transaction for one object version, unless the ledger says it is done.
+    /// `retry_quarantined` lets a quarantined version be tried again.
+    async fn begin_load(
+        &self,
+        object: &SourceObject,
+        retry_quarantined: bool,
+    ) -> Result<Begin, WarehouseError>;
+
+    /// Records that an attempt failed (after its transaction was abandoned).
+    async fn record_failure(
+        &self,
+        object: &SourceObject,
+        error: &str,
+    ) -> Result<(), WarehouseError>;
+
+    /// The most recent ledger rows, newest first.
+    async fn recent_loads(&self, limit: usize) -> Result<Vec<LoadRecord>, WarehouseError>;
+
+    /// Runs a read-only SQL query (status reports, the demo, tests).
+    async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError>;
+}
+
+/// One object version's load. Dropping it without [`Self::commit`] rolls everything back.
+#[async_trait]
+pub trait LoadTransaction: Send {
+    /// The ledger id rows are stamped with.
+    fn load_id(&self) -> i64;
+
+    /// Appends validated rows, creating tables and columns as needed.
+    async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError>;
+
+    /// Ends the load: rows, rejects and ledger row become visible together.
+    async fn commit(
+        self: Box<Self>,
+        outcome: Outcome,
+        rejects: Vec<Reject>,
+    ) -> Result<LoadRecord, WarehouseError>;
+}
+
+/// A warehouse operation that failed. Adapters decide what is worth a retry.
 #[derive(Debug, thiserror::Error)]
-#[error("x")]
-pub struct WarehouseError;
-impl WarehouseError { pub fn is_retryable(&self) -> bool { false } }
+pub enum WarehouseError {
+    /// The warehouse could not be opened or reached.
+    #[error("cannot open warehouse {target}")]
+    Open {
+        /// What was being opened (no secrets).
+        target: String,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A statement failed.
+    #[error("warehouse {operation} failed")]
+    Operation {
+        /// What was being done.
+        operation: &'static str,
+        /// Whether trying again later may work (busy, locked, connection lost).
+        retryable: bool,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A table would pass the warehouse's column limit.
+    #[error("table {table} would have {count} columns; the warehouse allows {limit}")]
+    TooManyColumns {
+        /// The table.
+        table: String,
+        /// Columns it would have.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The warehouse URL is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl WarehouseError {
+    /// Whether the same operation may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            WarehouseError::Open { .. } => true,
+            WarehouseError::Operation { retryable, .. } => *retryable,
+            WarehouseError::TooManyColumns { .. } | WarehouseError::Config(_) => false,
+        }
+    }
+}
+
+/// Opens the warehouse a URL names: `sqlite://PATH` (relative or absolute) or `sqlite::memory:`.
+pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    let bad = |reason: &str| ConfigError::Warehouse {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let (scheme, rest) = url
+        .split_once(':')
+        .ok_or_else(|| bad("expected a URL such as sqlite://tapline.sqlite"))?;
+    match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if path.is_empty() {
+                return Err(bad("no file: use sqlite://PATH, e.g. sqlite://tapline.sqlite").into());
+            }
+            Ok(Box::new(sqlite::SqliteWarehouse::open(path).await?))
+        }
+        "postgres" | "postgresql" | "bigquery" => Err(bad(
+            "this warehouse is not available in this build yet (SQLite is: sqlite://FILE)",
+        )
+        .into()),
+        _ => Err(bad("unknown scheme: use sqlite://FILE").into()),
+    }
+}

@@ -71,20 +71,25 @@ const FIXED_COLUMNS: [&str; 21] = [
 /// Help shown after the options of the top-level command.
 const EXAMPLES: &str = "\
 Examples:
-  # Small, fixed data set covering every loader edge case (about 11,000 rows)
+  # Small, fixed data set covering every loader edge case (about 7,500 rows)
   tapline-sample-exports demo --out /tmp/tapline-demo
 
   # Same, but with other values (file names and edge cases stay the same)
   tapline-sample-exports demo --out /tmp/tapline-demo --seed 7
 
   # One 1,000,000-row file (about 250 MB of CSV) for load benchmarks; build in release mode
-  cargo run --release -p tapline-tests --bin tapline-sample-exports -- bench --out /tmp/tapline-bench
+  cargo run --release -p tapline-tests --bin tapline-sample-exports -- \\
+    bench --out /tmp/tapline-bench
 
   # Bigger benchmark file, project time zone UTC-05:00
   tapline-sample-exports bench --out /tmp/b --rows 5_000_000 --timezone-offset-minutes=-300";
 
-/// Writes realistic CleverTap legacy event-export files (`<request id>-<run ts>-<Event-Name>-
-/// <yyyymmdd>-<file index>-<db id>.csv.gz`) for tests, demos and benchmarks.
+/// Writes realistic CleverTap legacy event-export files for tests, demos and benchmarks.
+///
+/// Files are named like CleverTap's
+/// (`<request_id>-<run_ts>-<Event-Name>-<yyyymmdd>-<file_index>-<db_id>.csv.gz`) and hold
+/// gzipped CSV: the 21 fixed columns, then `eventProps.*`, then `sessionProps.*`. Values are
+/// deterministic: the same seed gives byte-identical files.
 #[derive(Debug, Parser)]
 #[command(name = "tapline-sample-exports", version, after_help = EXAMPLES)]
 struct Cli {
@@ -259,10 +264,18 @@ impl Date {
 
     /// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
     fn days_since_epoch(self) -> i64 {
-        let year = if self.month <= 2 { self.year - 1 } else { self.year };
+        let year = if self.month <= 2 {
+            self.year - 1
+        } else {
+            self.year
+        };
         let era = year.div_euclid(400);
         let year_of_era = year - era * 400;
-        let shifted_month = if self.month > 2 { self.month - 3 } else { self.month + 9 };
+        let shifted_month = if self.month > 2 {
+            self.month - 3
+        } else {
+            self.month + 9
+        };
         let day_of_year = (153 * shifted_month + 2) / 5 + self.day - 1;
         let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
         era * 146_097 + day_of_era - 719_468
@@ -536,21 +549,45 @@ struct User {
     encoded: Vec<u8>,
 }
 
-/// `count` deterministic fake profiles.
-fn make_users(seed: u64, count: u64) -> Vec<User> {
-    let mut rng = Rng::for_key(seed, "users");
-    (0..count).map(|index| make_user(&mut rng, index)).collect()
+/// How complete the generated profiles are.
+#[derive(Debug, Clone, Copy)]
+struct UserMix {
+    /// Share of profiles in percent with no identity, name, e-mail or phone: events of users who
+    /// never logged in, which CleverTap exports with those columns empty.
+    anonymous_percent: u64,
+    /// Whether app users carry push tokens (long values that dominate a row's size).
+    push_tokens: bool,
 }
 
-/// One fake profile: about 12 % anonymous (no identity, name, e-mail or phone), some with the
-/// e-mail as identity, some in the control group, web users without device details.
-fn make_user(rng: &mut Rng, index: u64) -> User {
+/// Profiles for the demo: mostly identified users, with push tokens.
+const DEMO_MIX: UserMix = UserMix {
+    anonymous_percent: 12,
+    push_tokens: true,
+};
+
+/// Profiles for the benchmark: sparser, like high-volume events, so rows average ~250 bytes.
+const BENCH_MIX: UserMix = UserMix {
+    anonymous_percent: 58,
+    push_tokens: false,
+};
+
+/// `count` deterministic fake profiles.
+fn make_users(seed: u64, count: u64, mix: UserMix) -> Vec<User> {
+    let mut rng = Rng::for_key(seed, "users");
+    (0..count)
+        .map(|index| make_user(&mut rng, index, mix))
+        .collect()
+}
+
+/// One fake profile: some anonymous (see [`UserMix`]), some with the e-mail as identity, some
+/// in the control group, web users without device details.
+fn make_user(rng: &mut Rng, index: u64, mix: UserMix) -> User {
     let platform = match rng.below(100) {
         0..=61 => Platform::Android,
         62..=84 => Platform::Ios,
         _ => Platform::Web,
     };
-    let anonymous = rng.chance(12);
+    let anonymous = rng.chance(mix.anonymous_percent);
     let (first, first_ascii) = *rng.pick(FIRST_NAMES);
     let (last, last_ascii) = *rng.pick(LAST_NAMES);
     let email = if anonymous || rng.chance(10) {
@@ -590,8 +627,8 @@ fn make_user(rng: &mut Rng, index: u64) -> User {
         Platform::Android | Platform::Ios => format!("__{}", rng.hex(32)),
     };
     let push_token = match platform {
-        Platform::Android if !rng.chance(20) => format!("fcm:{}", rng.hex(40)),
-        Platform::Ios if !rng.chance(30) => format!("apns:{}", rng.hex(64)),
+        Platform::Android if mix.push_tokens && !rng.chance(20) => format!("fcm:{}", rng.hex(40)),
+        Platform::Ios if mix.push_tokens && !rng.chance(30) => format!("apns:{}", rng.hex(64)),
         _ => String::new(),
     };
     let control_group = if rng.chance(2) {
@@ -909,9 +946,7 @@ fn event_row(
         None
     };
     for (index, _) in event.session_props().iter().enumerate() {
-        let value = campaign.map_or("", |(source, medium, name)| {
-            [source, medium, name][index]
-        });
+        let value = campaign.map_or("", |(source, medium, name)| [source, medium, name][index]);
         row.push(value.to_owned());
     }
     row
@@ -1070,7 +1105,7 @@ fn demo(out: &Path, seed: u64, clock: &Clock) -> Result<()> {
     let dated_dir = out.join(Date::new(2022, 9, 21).dashed());
     fs::create_dir_all(&dated_dir).with_context(|| format!("creating {}", dated_dir.display()))?;
 
-    let users = make_users(seed, DEMO_USERS);
+    let users = make_users(seed, DEMO_USERS, DEMO_MIX);
     let days = [
         Date::new(2022, 9, 19),
         Date::new(2022, 9, 20),
@@ -1178,7 +1213,9 @@ fn demo(out: &Path, seed: u64, clock: &Clock) -> Result<()> {
         .map(|file| file.rows)
         .sum::<u64>()
         - bad_rows;
-    let expected = format!("EXPECTED good_rows={good_rows} bad_rows={bad_rows} corrupt_files=1 skipped_files=1");
+    let expected = format!(
+        "EXPECTED good_rows={good_rows} bad_rows={bad_rows} corrupt_files=1 skipped_files=1"
+    );
 
     // A file that is not an export; its name matches no export pattern, so loaders must skip it.
     let readme_path = out.join("README.txt");
@@ -1195,7 +1232,13 @@ fn demo(out: &Path, seed: u64, clock: &Clock) -> Result<()> {
     written.sort_by(|a, b| a.path.cmp(&b.path));
     let mut stdout = io::stdout().lock();
     for file in &written {
-        writeln!(stdout, "{}  {}  {}", file.path.display(), file.rows, file.bytes)?;
+        writeln!(
+            stdout,
+            "{}  {}  {}",
+            file.path.display(),
+            file.rows,
+            file.bytes
+        )?;
     }
     writeln!(
         stdout,
@@ -1215,9 +1258,9 @@ fn readme_text(clock: Clock, days: &[Date], seed: u64, expected: &str) -> String
     format!(
         "Sample data written by tapline-sample-exports (seed {seed}). Not real CleverTap data.\n\
          \n\
-         The *.csv.gz files mimic CleverTap legacy event exports for the events \"Order Placed\",\n\
-         \"App Launched\" and \"Charged\" on {} to {}. `ts` is local time at UTC{}, so these\n\
-         rows cover {} to {}.\n\
+         The *.csv.gz files mimic CleverTap legacy event exports for the events\n\
+         \"Order Placed\", \"App Launched\" and \"Charged\" on {} to {}.\n\
+         `ts` is local time at UTC{}: these rows cover {} to {}.\n\
          \n\
          Deliberate edge cases: a day split into two files (file index 0 and 1); a multi-member\n\
          gzip file; a Charged file with an extra column (eventProps.Coupon Code); a file with three\n\
@@ -1248,7 +1291,7 @@ const BENCH_EVENT_PROPS: [&str; 8] = [
     "Amount",
     "Currency",
     "Payment Mode",
-    "Order Id",
+    "Discount",
     "CT App Version",
 ];
 
@@ -1269,7 +1312,7 @@ fn bench(out: &Path, rows: u64, seed: u64, clock: &Clock) -> Result<()> {
         0,
     ));
     let started = Instant::now();
-    let users = make_users(seed, BENCH_USERS);
+    let users = make_users(seed, BENCH_USERS, BENCH_MIX);
     let mut rng = Rng::for_key(seed, "bench");
 
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -1281,7 +1324,11 @@ fn bench(out: &Path, rows: u64, seed: u64, clock: &Clock) -> Result<()> {
         .iter()
         .map(|column| (*column).to_owned())
         .chain(BENCH_EVENT_PROPS.iter().map(|p| format!("eventProps.{p}")))
-        .chain(BENCH_SESSION_PROPS.iter().map(|p| format!("sessionProps.{p}")))
+        .chain(
+            BENCH_SESSION_PROPS
+                .iter()
+                .map(|p| format!("sessionProps.{p}")),
+        )
         .collect();
     let mut buf = Vec::with_capacity(4096);
     push_record(&mut buf, &header);
@@ -1303,14 +1350,18 @@ fn bench(out: &Path, rows: u64, seed: u64, clock: &Clock) -> Result<()> {
         push_field(&mut buf, product, false);
         push_field(&mut buf, category, false);
         push_field(&mut buf, &quantity.to_string(), false);
-        push_field(&mut buf, &money(price * quantity), false);
+        let amount = price * quantity;
+        push_field(&mut buf, &money(amount), false);
         push_field(&mut buf, "INR", false);
-        push_field(&mut buf, rng.pick(PAYMENT_MODES), false);
-        push_field(
-            &mut buf,
-            &format!("OD{}", rng.range(100_000_000_000_000, 999_999_999_999_999)),
-            false,
-        );
+        let payment_mode = *rng.pick(PAYMENT_MODES);
+        push_field(&mut buf, payment_mode, false);
+        // Most orders have no discount; the rest get 5-20 % off, so the column is mostly `0.00`.
+        let discount = if rng.chance(30) {
+            amount * rng.range(5, 20) / 100
+        } else {
+            0
+        };
+        push_field(&mut buf, &money(discount), false);
         push_field(&mut buf, user.app_version, false);
         let (source, medium) = if rng.chance(45) {
             let (source, medium, _) = *rng.pick(CAMPAIGNS);

@@ -1,0 +1,159 @@
+//! Flags and help text. Everything a user types is described here, with examples.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tapline::config::{
+    DEFAULT_MAX_REJECT_RATIO, ENV_MAX_REJECT_RATIO, ENV_TIMEZONE, ENV_WAREHOUSE,
+};
+
+/// Every recognised file loaded or already loaded.
+pub const EXIT_OK: u8 = 0;
+/// Something could not start (warehouse, path, configuration).
+pub const EXIT_FATAL: u8 = 1;
+/// At least one file was quarantined or failed.
+pub const EXIT_NOT_ALL_LOADED: u8 = 2;
+/// The command line itself is wrong (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+const DEFAULT_WAREHOUSE: &str = "sqlite://tapline.sqlite";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tapline",
+    version,
+    about = "Move CleverTap exports into the warehouse your BI tools read, exactly once.",
+    long_about = "Move CleverTap exports into the warehouse your BI tools read, exactly once.\n\n\
+        Tapline reads CleverTap's export files (gzip CSV or JSON, as CleverTap writes them to S3 \
+        or GCS), validates every row, and appends them to one table per event. A ledger in the \
+        warehouse (_tapline_loads) makes loading idempotent: run it as often as you like.",
+    after_help = "Examples:\n  \
+        tapline load ./exports --warehouse sqlite://clevertap.sqlite --timezone Asia/Kolkata\n  \
+        tapline status --warehouse sqlite://clevertap.sqlite\n  \
+        tapline query --warehouse sqlite://clevertap.sqlite \"SELECT count(*) FROM charged\"\n\n\
+        Exit codes: 0 all loaded, 2 some file quarantined or failed, 1 could not start, 64 usage."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log more: -v for each file, -vv for debugging. Logs go to stderr.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load export files or folders (recursively) into the warehouse.
+    #[command(after_help = "Examples:\n  \
+        tapline load ./exports\n  \
+        tapline load 1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz --timezone Asia/Kolkata\n  \
+        tapline load ./exports --warehouse sqlite:///data/clevertap.sqlite --max-reject-ratio 0.05\n\n\
+        Files that are not CleverTap exports (by name) are skipped and listed. A file already \
+        loaded (same path, size and modification time) is not loaded again; a changed file \
+        replaces the rows of its previous version.\n\n\
+        Exit codes: 0 every recognised file is loaded or already loaded; 2 at least one was \
+        quarantined or failed (see `tapline status`); 1 nothing could start.")]
+    Load(LoadArgs),
+    /// Show the most recent loads from the ledger (_tapline_loads).
+    #[command(after_help = "Examples:\n  \
+        tapline status\n  \
+        tapline status --warehouse sqlite://clevertap.sqlite --limit 50")]
+    Status(StatusArgs),
+    /// Run a read-only SQL query against the warehouse and print the result as a table.
+    #[command(after_help = "Examples:\n  \
+        tapline query \"SELECT substr(ts, 1, 10) AS day, count(*) FROM order_placed GROUP BY day\"\n  \
+        tapline query \"SELECT * FROM _tapline_rejects LIMIT 5\"")]
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WarehouseArg {
+    /// Where rows go. `sqlite://FILE` (created if missing; relative or absolute path).
+    #[arg(long, short = 'w', env = ENV_WAREHOUSE, default_value = DEFAULT_WAREHOUSE)]
+    pub warehouse: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Export files or folders. Folders are walked recursively.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+
+    /// Your CleverTap project's time zone (Settings > Project): export `ts` values are local
+    /// times in it. Stored as UTC. Example: Asia/Kolkata.
+    #[arg(long, env = ENV_TIMEZONE, default_value = "UTC", value_name = "IANA")]
+    pub timezone: String,
+
+    /// Quarantine a whole file when more than this share of its rows is bad (0.01 = 1 %).
+    /// Bad rows of loaded files go to _tapline_rejects with the reason.
+    #[arg(long, env = ENV_MAX_REJECT_RATIO, default_value_t = DEFAULT_MAX_REJECT_RATIO, value_name = "RATIO")]
+    pub max_reject_ratio: f64,
+
+    /// Try again files whose same version was quarantined before (after raising the ratio,
+    /// say). By default a quarantined version stays quarantined.
+    #[arg(long)]
+    pub retry_quarantined: bool,
+
+    /// List every file in the summary, not only those that need attention.
+    #[arg(long)]
+    pub list_files: bool,
+
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+
+    /// How many loads to show, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The SQL (read-only: SELECT, WITH, EXPLAIN).
+    pub sql: String,
+
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+}
+
+/// Logs to stderr; `TAPLINE_LOG` (or `RUST_LOG`) overrides the level from `-v`.
+pub fn init_tracing(verbose: u8, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "error",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = std::env::var("TAPLINE_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,123 @@
+//! What each subcommand does, on top of the `tapline` library.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tapline::config::LoadConfig;
+use tapline::load::{FileReport, load_object};
+use tapline::storage::local::LocalSource;
+use tapline::storage::{ObjectEntry, ObjectSource};
+use tapline::warehouse;
+
+use crate::cli::{Command, EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
+use crate::summary;
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs one subcommand; returns the exit code.
+pub async fn run(command: Command) -> Result<u8, AnyError> {
+    match command {
+        Command::Load(args) => load(args).await,
+        Command::Status(args) => status(args).await,
+        Command::Query(args) => query(args).await,
+    }
+}
+
+async fn load(args: LoadArgs) -> Result<u8, AnyError> {
+    let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?;
+    config.retry_quarantined = args.retry_quarantined;
+    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let source = LocalSource;
+
+    // List everything first: a typo in one path stops the run before anything is loaded.
+    let mut entries: Vec<ObjectEntry> = Vec::new();
+    for path in &args.paths {
+        entries.extend(source.list(path).await?);
+    }
+    let total_bytes: u64 = entries.iter().filter_map(|e| e.size).sum();
+    let bar = progress_bar(&args, total_bytes);
+
+    let started = Instant::now();
+    let mut reports: Vec<FileReport> = Vec::with_capacity(entries.len());
+    let mut done_bytes = 0u64;
+    for entry in &entries {
+        let read = Arc::new(AtomicU64::new(0));
+        let report = {
+            let watch = read.clone();
+            let ticking = bar.clone();
+            let ticker = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+                loop {
+                    tick.tick().await;
+                    ticking.set_position(done_bytes + watch.load(Ordering::Relaxed));
+                }
+            });
+            bar.set_message(entry.key.clone());
+            let report = load_object(&source, warehouse.as_ref(), entry, &config, read).await;
+            ticker.abort();
+            report
+        };
+        done_bytes += entry.size.unwrap_or(0);
+        bar.set_position(done_bytes);
+        reports.push(report);
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+
+    print!(
+        "{}",
+        summary::render(
+            &reports,
+            elapsed,
+            &warehouse.describe(),
+            &config,
+            args.list_files
+        )
+    );
+    let all_loaded = reports.iter().all(|r| r.outcome.is_success());
+    Ok(if all_loaded {
+        EXIT_OK
+    } else {
+        EXIT_NOT_ALL_LOADED
+    })
+}
+
+fn progress_bar(args: &LoadArgs, total_bytes: u64) -> ProgressBar {
+    if args.no_progress || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_bytes);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn status(args: StatusArgs) -> Result<u8, AnyError> {
+    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let loads = warehouse.recent_loads(args.limit).await?;
+    print!("{}", summary::render_status(&loads, &warehouse.describe()));
+    Ok(EXIT_OK)
+}
+
+async fn query(args: QueryArgs) -> Result<u8, AnyError> {
+    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let result = warehouse.query(&args.sql).await?;
+    let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
+    let rows: Vec<Vec<String>> = result
+        .rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                .collect()
+        })
+        .collect();
+    print!("{}", summary::table(&header, &rows));
+    Ok(EXIT_OK)
+}

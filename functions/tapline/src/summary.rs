@@ -1,0 +1,258 @@
+//! Plain-text tables for the terminal: the load summary, the ledger, query results.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use tapline::config::LoadConfig;
+use tapline::load::{FileOutcome, FileReport};
+use tapline::warehouse::LoadRecord;
+
+/// Left-aligned text columns, right-aligned numbers, two spaces between.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let numeric: Vec<bool> = (0..header.len())
+        .map(|i| {
+            !rows.is_empty()
+                && rows.iter().all(|r| {
+                    r.get(i).is_some_and(|c| {
+                        c.chars()
+                            .all(|ch| ch.is_ascii_digit() || ",.-".contains(ch))
+                    })
+                })
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let w = widths[i];
+            if i > 0 {
+                text.push_str("  ");
+            }
+            if numeric[i] {
+                let _ = write!(text, "{cell:>w$}");
+            } else {
+                let _ = write!(text, "{cell:<w$}");
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(
+        &mut out,
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    );
+    line(
+        &mut out,
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    );
+    for row in rows {
+        line(&mut out, row);
+    }
+    out
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / 1_000_000.0)
+}
+
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    rows: u64,
+    rejected: u64,
+    bytes: u64,
+}
+
+/// The summary printed after `tapline load`.
+pub fn render(
+    reports: &[FileReport],
+    elapsed: Duration,
+    warehouse: &str,
+    config: &LoadConfig,
+    list_files: bool,
+) -> String {
+    let labels = [
+        "loaded",
+        "already loaded",
+        "quarantined",
+        "failed",
+        "skipped",
+    ];
+    let mut tallies: Vec<Tally> = labels.iter().map(|_| Tally::default()).collect();
+    let mut decoded = 0u64;
+    let mut read = 0u64;
+    for r in reports {
+        let i = labels
+            .iter()
+            .position(|l| *l == r.outcome.label())
+            .unwrap_or(0);
+        let t = &mut tallies[i];
+        t.files += 1;
+        let size = r.entry.size.unwrap_or(0);
+        match &r.outcome {
+            FileOutcome::Loaded(rec) => {
+                t.rows += rec.rows_loaded;
+                t.rejected += rec.rows_rejected;
+                t.bytes += size;
+                decoded += r.decoded_bytes;
+                read += size;
+            }
+            FileOutcome::Quarantined(rec) => {
+                t.rejected += rec.rows_rejected;
+                t.bytes += size;
+                read += rec.bytes.unwrap_or(0).min(size);
+            }
+            _ => t.bytes += size,
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nTapline load into {warehouse} (time zone {}, max reject ratio {:.2} %)\n",
+        config.timezone_name,
+        config.max_reject_ratio * 100.0
+    );
+    let rows: Vec<Vec<String>> = labels
+        .iter()
+        .zip(&tallies)
+        .map(|(label, t)| {
+            vec![
+                label.to_string(),
+                thousands(t.files),
+                thousands(t.rows),
+                thousands(t.rejected),
+                mb(t.bytes),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["outcome", "files", "rows", "rejected rows", "MB"],
+        &rows,
+    ));
+
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let loaded_rows = tallies[0].rows;
+    let _ = writeln!(
+        out,
+        "\n{} rows in {:.2} s: {} rows/s, {:.1} MB/s decompressed, {:.1} MB/s read",
+        thousands(loaded_rows),
+        secs,
+        thousands((loaded_rows as f64 / secs) as u64),
+        decoded as f64 / 1e6 / secs,
+        read as f64 / 1e6 / secs,
+    );
+
+    let detail: Vec<Vec<String>> = reports
+        .iter()
+        .filter(|r| list_files || !matches!(r.outcome, FileOutcome::Loaded(_)))
+        .map(|r| {
+            let note = match &r.outcome {
+                FileOutcome::Loaded(rec) => format!(
+                    "{} rows, {} rejected (load {})",
+                    thousands(rec.rows_loaded),
+                    rec.rows_rejected,
+                    rec.load_id
+                ),
+                FileOutcome::AlreadyLoaded(rec) => {
+                    format!(
+                        "{} as load {} at {}",
+                        rec.status,
+                        rec.load_id,
+                        rec.finished_at.as_deref().unwrap_or("?")
+                    )
+                }
+                FileOutcome::Quarantined(rec) => rec.error.clone().unwrap_or_default(),
+                FileOutcome::Failed { error, retryable } => {
+                    format!("{error}{}", if *retryable { " (will retry)" } else { "" })
+                }
+                FileOutcome::Skipped { reason } => reason.clone(),
+            };
+            vec![r.outcome.label().to_string(), r.entry.key.clone(), note]
+        })
+        .collect();
+    if !detail.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&["outcome", "file", "detail"], &detail));
+    }
+    if tallies[2].files + tallies[3].files > 0 {
+        let _ = writeln!(
+            out,
+            "\nNot every file loaded: see `tapline status` and the _tapline_rejects table."
+        );
+    }
+    out
+}
+
+/// The ledger, newest first.
+pub fn render_status(loads: &[LoadRecord], warehouse: &str) -> String {
+    let mut out = format!("Recent loads in {warehouse}\n\n");
+    if loads.is_empty() {
+        out.push_str("No loads yet. Run `tapline load PATH` first.\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = loads
+        .iter()
+        .map(|l| {
+            vec![
+                l.load_id.to_string(),
+                l.status.to_string(),
+                thousands(l.rows_loaded),
+                thousands(l.rows_rejected),
+                l.finished_at
+                    .clone()
+                    .unwrap_or_else(|| l.started_at.clone()),
+                l.uri.clone(),
+                l.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "load", "status", "rows", "rejected", "finished", "uri", "error",
+        ],
+        &rows,
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn table_aligns_numbers_right() {
+        let t = table(
+            &["a", "n"],
+            &[vec!["x".into(), "5".into()], vec!["yy".into(), "10".into()]],
+        );
+        assert_eq!(t, "a    n\n--  --\nx    5\nyy  10\n");
+    }
+}

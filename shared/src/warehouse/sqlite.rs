@@ -1,0 +1,914 @@
+//! The embedded warehouse: one SQLite file, for a laptop, the demo and small teams.
+//!
+//! A load is one `BEGIN IMMEDIATE` transaction: the ledger is checked inside it, so two
+//! processes loading the same object serialise on SQLite's write lock and the second sees the
+//! first's ledger row. Rows are appended after a savepoint so that a quarantined file rolls back
+//! its rows (and any tables or columns it created) but keeps its ledger row and rejects.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::naming::{snake_case, unique_name};
+use super::{
+    ALL_EVENTS_COLUMNS, Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI,
+    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, RESERVED_TABLES, SourceObject,
+    Warehouse, WarehouseError,
+};
+use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
+use crate::time::now_utc;
+
+/// SQLite's default `SQLITE_MAX_COLUMN` is 2000 per table; four go to lineage.
+const MAX_DATA_COLUMNS: usize = 2000 - 4;
+
+/// Rejects kept per file; the ledger counts every one.
+pub const MAX_STORED_REJECTS: usize = 10_000;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS _tapline_loads (
+    load_id       INTEGER PRIMARY KEY,
+    uri           TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('loading','loaded','quarantined','failed','replaced')),
+    bytes         INTEGER,
+    rows_loaded   INTEGER NOT NULL DEFAULT 0,
+    rows_rejected INTEGER NOT NULL DEFAULT 0,
+    error         TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 1,
+    replaced_by   INTEGER,
+    started_at    TEXT NOT NULL,
+    finished_at   TEXT,
+    UNIQUE (uri, version)
+);
+CREATE INDEX IF NOT EXISTS _tapline_loads_by_uri ON _tapline_loads (uri, status);
+CREATE TABLE IF NOT EXISTS _tapline_load_tables (
+    load_id    INTEGER NOT NULL,
+    table_name TEXT NOT NULL,
+    rows       INTEGER NOT NULL,
+    PRIMARY KEY (load_id, table_name)
+);
+CREATE TABLE IF NOT EXISTS _tapline_rejects (
+    load_id     INTEGER NOT NULL,
+    uri         TEXT NOT NULL,
+    line        INTEGER,
+    column_name TEXT,
+    reason      TEXT NOT NULL,
+    raw_line    TEXT
+);
+CREATE INDEX IF NOT EXISTS _tapline_rejects_by_load ON _tapline_rejects (load_id);
+CREATE TABLE IF NOT EXISTS _tapline_tables (
+    table_name      TEXT PRIMARY KEY,
+    event_name      TEXT NOT NULL UNIQUE,
+    created_by_load INTEGER NOT NULL,
+    created_at      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _tapline_columns (
+    table_name    TEXT NOT NULL,
+    column_name   TEXT NOT NULL,
+    raw_name      TEXT NOT NULL,
+    added_by_load INTEGER NOT NULL,
+    added_at      TEXT NOT NULL,
+    PRIMARY KEY (table_name, column_name),
+    UNIQUE (table_name, raw_name)
+);
+"#;
+
+/// The SQLite warehouse. One connection, shared: SQLite has one writer at a time anyway.
+pub struct SqliteWarehouse {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn op(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> WarehouseError {
+    move |e| {
+        let retryable = matches!(
+            e.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+            )
+        );
+        WarehouseError::Operation {
+            operation,
+            retryable,
+            source: Box::new(e),
+        }
+    }
+}
+
+impl SqliteWarehouse {
+    /// Opens (creating if needed) the SQLite file at `path` and its `_tapline_*` tables.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, WarehouseError> {
+        let path = path.as_ref().to_path_buf();
+        let for_task = path.clone();
+        let conn = tokio::task::spawn_blocking(move || open_connection(&for_task))
+            .await
+            .map_err(|e| WarehouseError::Open {
+                target: path.display().to_string(),
+                source: Box::new(e),
+            })??;
+        Ok(Self {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, WarehouseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, WarehouseError> + Send + 'static,
+    {
+        let mut guard = self.conn.clone().lock_owned().await;
+        run_blocking(move || f(&mut guard)).await
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WarehouseError> + Send + 'static,
+) -> Result<T, WarehouseError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WarehouseError::Operation {
+            operation: "task",
+            retryable: false,
+            source: Box::new(e),
+        })?
+}
+
+fn open_connection(path: &Path) -> Result<Connection, WarehouseError> {
+    let open_err = |e: BoxedErr| WarehouseError::Open {
+        target: path.display().to_string(),
+        source: e,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| open_err(Box::new(e)))?;
+    }
+    let conn = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+    // WAL lets BI tools read while a file loads; NORMAL sync is durable at each checkpoint
+    // and safe against corruption. The busy timeout makes concurrent loaders wait, not fail.
+    conn.busy_timeout(std::time::Duration::from_secs(60))
+        .map_err(|e| open_err(Box::new(e)))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -16000;",
+    )
+    .map_err(|e| open_err(Box::new(e)))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| open_err(Box::new(e)))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+type BoxedErr = Box<dyn std::error::Error + Send + Sync>;
+
+#[async_trait]
+impl Warehouse for SqliteWarehouse {
+    fn describe(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    fn max_columns(&self) -> usize {
+        MAX_DATA_COLUMNS
+    }
+
+    async fn begin_load(
+        &self,
+        object: &SourceObject,
+        retry_quarantined: bool,
+    ) -> Result<Begin, WarehouseError> {
+        let mut guard = self.conn.clone().lock_owned().await;
+        let object = object.clone();
+        run_blocking(move || {
+            let conn = &mut *guard;
+            if !conn.is_autocommit() {
+                // A previous load's task died mid-transaction: start clean.
+                conn.execute_batch("ROLLBACK").map_err(op("rollback"))?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(op("begin"))?;
+            let started = match start_ledger_row(conn, &object, retry_quarantined) {
+                Ok(Ok(started)) => started,
+                Ok(Err(done)) => {
+                    conn.execute_batch("ROLLBACK").map_err(op("rollback"))?;
+                    return Ok(Begin::Done(done));
+                }
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            };
+            let catalog = match Catalog::read(conn).and_then(|c| {
+                conn.execute_batch("SAVEPOINT rows")
+                    .map_err(op("savepoint"))
+                    .map(|_| c)
+            }) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            };
+            Ok(Begin::Started(Box::new(SqliteLoad {
+                conn: Some(guard),
+                object,
+                load_id: started.0,
+                loaded_at: started.1,
+                catalog,
+                table_rows: HashMap::new(),
+                view_stale: false,
+            })))
+        })
+        .await
+    }
+
+    async fn record_failure(
+        &self,
+        object: &SourceObject,
+        error: &str,
+    ) -> Result<(), WarehouseError> {
+        let object = object.clone();
+        let error = error.to_string();
+        self.with_conn(move |conn| {
+            let now = now_utc();
+            conn.execute(
+                "INSERT INTO _tapline_loads (uri, version, status, bytes, error, started_at, finished_at)
+                 VALUES (?1, ?2, 'failed', ?3, ?4, ?5, ?5)
+                 ON CONFLICT (uri, version) DO UPDATE SET
+                   status = 'failed', error = excluded.error, finished_at = excluded.finished_at
+                 WHERE status NOT IN ('loaded', 'replaced')",
+                params![object.uri, object.version, object.bytes.map(|b| b as i64), error, now],
+            )
+            .map_err(op("record failure"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recent_loads(&self, limit: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
+        self.with_conn(move |conn| {
+            let sql = format!(
+                "SELECT {LEDGER_COLUMNS} FROM _tapline_loads
+                 ORDER BY COALESCE(finished_at, started_at) DESC, load_id DESC LIMIT ?1"
+            );
+            let mut stmt = conn.prepare(&sql).map_err(op("read ledger"))?;
+            let rows = stmt
+                .query_map([limit as i64], ledger_row)
+                .map_err(op("read ledger"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(op("read ledger"))
+        })
+        .await
+    }
+
+    async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
+        let sql = sql.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn.prepare(&sql).map_err(op("query"))?;
+            if !stmt.readonly() {
+                return Err(WarehouseError::Operation {
+                    operation: "query",
+                    retryable: false,
+                    source: "only read-only queries are allowed".into(),
+                });
+            }
+            let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+            let n = columns.len();
+            let mut rows = stmt.query([]).map_err(op("query"))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(op("query"))? {
+                let mut values = Vec::with_capacity(n);
+                for i in 0..n {
+                    values.push(match row.get_ref(i).map_err(op("query"))? {
+                        ValueRef::Null => None,
+                        ValueRef::Integer(v) => Some(v.to_string()),
+                        ValueRef::Real(v) => Some(v.to_string()),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => {
+                            Some(String::from_utf8_lossy(t).into_owned())
+                        }
+                    });
+                }
+                out.push(values);
+            }
+            Ok(QueryResult { columns, rows: out })
+        })
+        .await
+    }
+}
+
+const LEDGER_COLUMNS: &str = "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, \
+                              error, attempts, started_at, finished_at";
+
+fn ledger_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoadRecord> {
+    let status: String = row.get(3)?;
+    Ok(LoadRecord {
+        load_id: row.get(0)?,
+        uri: row.get(1)?,
+        version: row.get(2)?,
+        status: LoadStatus::parse(&status).unwrap_or(LoadStatus::Failed),
+        bytes: row.get::<_, Option<i64>>(4)?.map(|b| b as u64),
+        rows_loaded: row.get::<_, i64>(5)? as u64,
+        rows_rejected: row.get::<_, i64>(6)? as u64,
+        error: row.get(7)?,
+        attempts: row.get::<_, i64>(8)? as u32,
+        started_at: row.get(9)?,
+        finished_at: row.get(10)?,
+    })
+}
+
+/// Inside the open transaction: the ledger row for this attempt, `(load_id, started_at)`, or
+/// the record saying it is already done.
+fn start_ledger_row(
+    conn: &Connection,
+    object: &SourceObject,
+    retry_quarantined: bool,
+) -> Result<Result<(i64, String), LoadRecord>, WarehouseError> {
+    let existing = conn
+        .query_row(
+            &format!("SELECT {LEDGER_COLUMNS} FROM _tapline_loads WHERE uri = ?1 AND version = ?2"),
+            params![object.uri, object.version],
+            ledger_row,
+        )
+        .optional()
+        .map_err(op("read ledger"))?;
+    let now = now_utc();
+    let bytes = object.bytes.map(|b| b as i64);
+    match existing {
+        Some(done)
+            if matches!(done.status, LoadStatus::Loaded | LoadStatus::Replaced)
+                || (done.status == LoadStatus::Quarantined && !retry_quarantined) =>
+        {
+            Ok(Err(done))
+        }
+        Some(previous) => {
+            conn.execute(
+                "UPDATE _tapline_loads SET status = 'loading', attempts = attempts + 1,
+                   started_at = ?2, finished_at = NULL, error = NULL, bytes = ?3
+                 WHERE load_id = ?1",
+                params![previous.load_id, now, bytes],
+            )
+            .map_err(op("write ledger"))?;
+            Ok(Ok((previous.load_id, now)))
+        }
+        None => {
+            conn.execute(
+                "INSERT INTO _tapline_loads (uri, version, status, bytes, started_at)
+                 VALUES (?1, ?2, 'loading', ?3, ?4)",
+                params![object.uri, object.version, bytes, now],
+            )
+            .map_err(op("write ledger"))?;
+            Ok(Ok((conn.last_insert_rowid(), now)))
+        }
+    }
+}
+
+/// Tables and columns as the transaction sees them (read at begin, extended as it goes).
+struct Catalog {
+    /// Event name → table.
+    tables: HashMap<String, TableInfo>,
+    /// Every table name in the database, lowercased (SQLite names are case-insensitive).
+    taken: std::collections::HashSet<String>,
+}
+
+struct TableInfo {
+    name: String,
+    /// Raw CleverTap name → column name.
+    columns: HashMap<String, String>,
+    /// Column names in use, for collision checks (lowercased).
+    column_names: std::collections::HashSet<String>,
+    /// Insert statements by batch schema (raw names joined), so a file's batches share one.
+    insert_sql: HashMap<Vec<String>, String>,
+}
+
+impl Catalog {
+    fn read(conn: &Connection) -> Result<Self, WarehouseError> {
+        let mut tables = HashMap::new();
+        let mut stmt = conn
+            .prepare_cached("SELECT table_name, event_name FROM _tapline_tables")
+            .map_err(op("read catalog"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(op("read catalog"))?;
+        let mut by_table = HashMap::new();
+        for row in rows {
+            let (table, event) = row.map_err(op("read catalog"))?;
+            by_table.insert(table.clone(), event.clone());
+            tables.insert(
+                event,
+                TableInfo {
+                    name: table,
+                    columns: HashMap::new(),
+                    column_names: lineage_names(),
+                    insert_sql: HashMap::new(),
+                },
+            );
+        }
+        drop(stmt);
+        let mut stmt = conn
+            .prepare_cached("SELECT table_name, column_name, raw_name FROM _tapline_columns")
+            .map_err(op("read catalog"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(op("read catalog"))?;
+        for row in rows {
+            let (table, column, raw) = row.map_err(op("read catalog"))?;
+            if let Some(info) = by_table.get(&table).and_then(|e| tables.get_mut(e)) {
+                info.column_names.insert(column.to_lowercase());
+                info.columns.insert(raw, column);
+            }
+        }
+        drop(stmt);
+        let mut stmt = conn
+            .prepare_cached("SELECT lower(name) FROM sqlite_master WHERE type IN ('table', 'view')")
+            .map_err(op("read catalog"))?;
+        let taken = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(op("read catalog"))?
+            .collect::<Result<_, _>>()
+            .map_err(op("read catalog"))?;
+        Ok(Self { tables, taken })
+    }
+}
+
+fn lineage_names() -> std::collections::HashSet<String> {
+    [COL_SOURCE_URI, COL_SOURCE_LINE, COL_LOAD_ID, COL_LOADED_AT]
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// Quotes an identifier for SQLite.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An open load. Holds the connection (and so SQLite's write lock) until commit or drop.
+struct SqliteLoad {
+    conn: Option<OwnedMutexGuard<Connection>>,
+    object: SourceObject,
+    load_id: i64,
+    loaded_at: String,
+    catalog: Catalog,
+    table_rows: HashMap<String, u64>,
+    /// A table or a view column was added: `all_events` is rebuilt at commit.
+    view_stale: bool,
+}
+
+impl Drop for SqliteLoad {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && !conn.is_autocommit()
+        {
+            // Not committed: nothing of this load may remain.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+impl SqliteLoad {
+    /// Runs `f` on a blocking thread with the connection and the load's state.
+    async fn blocking<T, F>(&mut self, f: F) -> Result<T, WarehouseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &mut LoadState) -> Result<T, WarehouseError> + Send + 'static,
+    {
+        let mut conn = self.conn.take().ok_or_else(|| WarehouseError::Operation {
+            operation: "append",
+            retryable: false,
+            source: "the load's connection was lost after an earlier failure".into(),
+        })?;
+        let mut state = LoadState {
+            object: std::mem::replace(
+                &mut self.object,
+                SourceObject {
+                    uri: String::new(),
+                    version: String::new(),
+                    bytes: None,
+                },
+            ),
+            load_id: self.load_id,
+            loaded_at: std::mem::take(&mut self.loaded_at),
+            catalog: std::mem::replace(
+                &mut self.catalog,
+                Catalog {
+                    tables: HashMap::new(),
+                    taken: Default::default(),
+                },
+            ),
+            table_rows: std::mem::take(&mut self.table_rows),
+            view_stale: self.view_stale,
+        };
+        let (conn, state, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut conn, &mut state);
+            (conn, state, result)
+        })
+        .await
+        .map_err(|e| WarehouseError::Operation {
+            operation: "append",
+            retryable: false,
+            source: Box::new(e),
+        })?;
+        self.conn = Some(conn);
+        self.object = state.object;
+        self.loaded_at = state.loaded_at;
+        self.catalog = state.catalog;
+        self.table_rows = state.table_rows;
+        self.view_stale = state.view_stale;
+        result
+    }
+}
+
+/// The part of a load that travels to the blocking thread.
+struct LoadState {
+    object: SourceObject,
+    load_id: i64,
+    loaded_at: String,
+    catalog: Catalog,
+    table_rows: HashMap<String, u64>,
+    view_stale: bool,
+}
+
+#[async_trait]
+impl LoadTransaction for SqliteLoad {
+    fn load_id(&self) -> i64 {
+        self.load_id
+    }
+
+    async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
+        self.blocking(move |conn, state| state.append(conn, &batch))
+            .await
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        outcome: Outcome,
+        rejects: Vec<Reject>,
+    ) -> Result<LoadRecord, WarehouseError> {
+        self.blocking(move |conn, state| state.commit(conn, outcome, rejects))
+            .await
+    }
+}
+
+impl LoadState {
+    fn append(&mut self, conn: &Connection, batch: &RowBatch) -> Result<(), WarehouseError> {
+        let columns = batch.schema().columns();
+        let mut rows = batch.rows().peekable();
+        while let Some(first) = rows.peek().copied() {
+            let event = first.event_name().to_string();
+            let sql = self.insert_sql(conn, &event, columns)?;
+            let table = self.catalog.tables[&event].name.clone();
+            let mut stmt = conn.prepare_cached(&sql).map_err(op("prepare insert"))?;
+            let n = columns.len();
+            stmt.raw_bind_parameter(n + 1, &self.object.uri)
+                .map_err(op("bind"))?;
+            stmt.raw_bind_parameter(n + 3, self.load_id)
+                .map_err(op("bind"))?;
+            stmt.raw_bind_parameter(n + 4, &self.loaded_at)
+                .map_err(op("bind"))?;
+            let mut count = 0u64;
+            while let Some(row) = rows.next_if(|r| r.event_name() == event) {
+                for i in 0..n {
+                    stmt.raw_bind_parameter(i + 1, row.value(i))
+                        .map_err(op("bind"))?;
+                }
+                stmt.raw_bind_parameter(n + 2, row.line as i64)
+                    .map_err(op("bind"))?;
+                stmt.raw_execute().map_err(op("insert"))?;
+                count += 1;
+            }
+            *self.table_rows.entry(table).or_default() += count;
+        }
+        Ok(())
+    }
+
+    /// The insert statement for `columns` into the table of `event`, creating the table and
+    /// adding columns first when needed.
+    fn insert_sql(
+        &mut self,
+        conn: &Connection,
+        event: &str,
+        columns: &[String],
+    ) -> Result<String, WarehouseError> {
+        if let Some(sql) = self
+            .catalog
+            .tables
+            .get(event)
+            .and_then(|t| t.insert_sql.get(columns))
+        {
+            return Ok(sql.clone());
+        }
+        if !self.catalog.tables.contains_key(event) {
+            self.create_table(conn, event, columns)?;
+        }
+        let load_id = self.load_id;
+        let table = self.catalog.tables.get_mut(event).expect("created above");
+        let missing: Vec<&String> = columns
+            .iter()
+            .filter(|raw| !table.columns.contains_key(*raw))
+            .collect();
+        if table.column_names.len() + missing.len() > MAX_DATA_COLUMNS + 4 {
+            return Err(WarehouseError::TooManyColumns {
+                table: table.name.clone(),
+                count: table.column_names.len() - 4 + missing.len(),
+                limit: MAX_DATA_COLUMNS,
+            });
+        }
+        for raw in missing {
+            let column = add_column_name(table, raw);
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {} TEXT",
+                ident(&table.name),
+                ident(&column)
+            ))
+            .map_err(op("add column"))?;
+            record_column(conn, &table.name, &column, raw, load_id)?;
+            if ALL_EVENTS_COLUMNS.contains(&raw.as_str()) {
+                self.view_stale = true;
+            }
+        }
+        let names: Vec<String> = columns
+            .iter()
+            .map(|raw| ident(&table.columns[raw]))
+            .chain(
+                [COL_SOURCE_URI, COL_SOURCE_LINE, COL_LOAD_ID, COL_LOADED_AT]
+                    .iter()
+                    .map(|c| ident(c)),
+            )
+            .collect();
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            ident(&table.name),
+            names.join(", "),
+            placeholders.join(", ")
+        );
+        table.insert_sql.insert(columns.to_vec(), sql.clone());
+        Ok(sql)
+    }
+
+    fn create_table(
+        &mut self,
+        conn: &Connection,
+        event: &str,
+        columns: &[String],
+    ) -> Result<(), WarehouseError> {
+        let taken = &self.catalog.taken;
+        let mut name = unique_name(event, &|candidate: &str| {
+            taken.contains(candidate) || RESERVED_TABLES.contains(&candidate)
+        });
+        if name.starts_with("sqlite_") {
+            // SQLite reserves the prefix; a suffix would not help.
+            name = unique_name(&format!("event {event}"), &|c: &str| taken.contains(c));
+        }
+        let mut table = TableInfo {
+            name: name.clone(),
+            columns: HashMap::new(),
+            column_names: lineage_names(),
+            insert_sql: HashMap::new(),
+        };
+        let mut defs = Vec::new();
+        for raw in columns {
+            let column = add_column_name(&mut table, raw);
+            let not_null = if raw == TS_COLUMN || raw == EVENT_NAME_COLUMN {
+                " NOT NULL"
+            } else {
+                ""
+            };
+            defs.push(format!("{} TEXT{not_null}", ident(&column)));
+        }
+        defs.push(format!("{} TEXT NOT NULL", ident(COL_SOURCE_URI)));
+        defs.push(format!("{} INTEGER NOT NULL", ident(COL_SOURCE_LINE)));
+        defs.push(format!("{} INTEGER NOT NULL", ident(COL_LOAD_ID)));
+        defs.push(format!("{} TEXT NOT NULL", ident(COL_LOADED_AT)));
+        conn.execute_batch(&format!(
+            "CREATE TABLE {} ({});\nCREATE INDEX {} ON {} ({});",
+            ident(&name),
+            defs.join(", "),
+            ident(&format!("{name}__load_id")),
+            ident(&name),
+            ident(COL_LOAD_ID),
+        ))
+        .map_err(op("create table"))?;
+        conn.execute(
+            "INSERT INTO _tapline_tables (table_name, event_name, created_by_load, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![name, event, self.load_id, self.loaded_at],
+        )
+        .map_err(op("record table"))?;
+        for (raw, column) in &table.columns {
+            record_column(conn, &name, column, raw, self.load_id)?;
+        }
+        self.catalog.taken.insert(name.clone());
+        self.catalog.tables.insert(event.to_string(), table);
+        self.view_stale = true;
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        conn: &Connection,
+        outcome: Outcome,
+        rejects: Vec<Reject>,
+    ) -> Result<LoadRecord, WarehouseError> {
+        let now = now_utc();
+        let (status, error, bytes, rows, rejected) = match outcome {
+            Outcome::Loaded {
+                bytes,
+                rows,
+                rejected,
+            } => {
+                self.replace_older_versions(conn)?;
+                for (table, count) in &self.table_rows {
+                    conn.execute(
+                        "INSERT INTO _tapline_load_tables (load_id, table_name, rows) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (load_id, table_name) DO UPDATE SET rows = excluded.rows",
+                        params![self.load_id, table, *count as i64],
+                    )
+                    .map_err(op("write ledger"))?;
+                }
+                if self.view_stale {
+                    rebuild_all_events(conn)?;
+                }
+                conn.execute_batch("RELEASE rows").map_err(op("release"))?;
+                (LoadStatus::Loaded, None, bytes, rows, rejected)
+            }
+            Outcome::Quarantined {
+                reason,
+                bytes,
+                rows: _,
+                rejected,
+            } => {
+                conn.execute_batch("ROLLBACK TO rows; RELEASE rows")
+                    .map_err(op("rollback rows"))?;
+                (LoadStatus::Quarantined, Some(reason), bytes, 0, rejected)
+            }
+        };
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO _tapline_rejects (load_id, uri, line, column_name, reason, raw_line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(op("write rejects"))?;
+        for r in rejects.iter().take(MAX_STORED_REJECTS) {
+            insert
+                .execute(params![
+                    self.load_id,
+                    self.object.uri,
+                    r.line as i64,
+                    r.column,
+                    r.reason,
+                    r.raw
+                ])
+                .map_err(op("write rejects"))?;
+        }
+        drop(insert);
+        conn.execute(
+            "UPDATE _tapline_loads SET status = ?2, error = ?3, bytes = ?4, rows_loaded = ?5,
+               rows_rejected = ?6, finished_at = ?7 WHERE load_id = ?1",
+            params![
+                self.load_id,
+                status.as_str(),
+                error,
+                bytes as i64,
+                rows as i64,
+                rejected as i64,
+                now
+            ],
+        )
+        .map_err(op("write ledger"))?;
+        let record = conn
+            .query_row(
+                &format!("SELECT {LEDGER_COLUMNS} FROM _tapline_loads WHERE load_id = ?1"),
+                [self.load_id],
+                ledger_row,
+            )
+            .map_err(op("read ledger"))?;
+        conn.execute_batch("COMMIT").map_err(op("commit"))?;
+        Ok(record)
+    }
+
+    /// A new version of a uri replaces the rows of every older loaded version.
+    fn replace_older_versions(&self, conn: &Connection) -> Result<(), WarehouseError> {
+        let mut older = conn
+            .prepare_cached(
+                "SELECT l.load_id, t.table_name FROM _tapline_loads l
+                 JOIN _tapline_load_tables t ON t.load_id = l.load_id
+                 WHERE l.uri = ?1 AND l.status = 'loaded' AND l.load_id <> ?2",
+            )
+            .map_err(op("find older versions"))?;
+        let targets: Vec<(i64, String)> = older
+            .query_map(params![self.object.uri, self.load_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(op("find older versions"))?
+            .collect::<Result<_, _>>()
+            .map_err(op("find older versions"))?;
+        for (load_id, table) in &targets {
+            conn.execute(
+                &format!(
+                    "DELETE FROM {} WHERE {} = ?1",
+                    ident(table),
+                    ident(COL_LOAD_ID)
+                ),
+                [load_id],
+            )
+            .map_err(op("replace older version"))?;
+        }
+        conn.execute(
+            "UPDATE _tapline_loads SET status = 'replaced', replaced_by = ?2
+             WHERE uri = ?1 AND status = 'loaded' AND load_id <> ?2",
+            params![self.object.uri, self.load_id],
+        )
+        .map_err(op("replace older version"))?;
+        Ok(())
+    }
+}
+
+/// Picks and registers the column name for a raw CleverTap name in `table`.
+fn add_column_name(table: &mut TableInfo, raw: &str) -> String {
+    let taken = &table.column_names;
+    let column = unique_name(raw, &|c: &str| taken.contains(&c.to_lowercase()));
+    table.column_names.insert(column.to_lowercase());
+    table.columns.insert(raw.to_string(), column.clone());
+    column
+}
+
+fn record_column(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    raw: &str,
+    load_id: i64,
+) -> Result<(), WarehouseError> {
+    conn.execute(
+        "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![table, column, raw, load_id, now_utc()],
+    )
+    .map_err(op("record column"))?;
+    Ok(())
+}
+
+/// `all_events`: every event table's standard columns (NULL where a table lacks one) and
+/// lineage, so BI can count across events without knowing each table.
+fn rebuild_all_events(conn: &Connection) -> Result<(), WarehouseError> {
+    let mut stmt = conn
+        .prepare("SELECT table_name FROM _tapline_tables ORDER BY table_name")
+        .map_err(op("read catalog"))?;
+    let tables: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .map_err(op("read catalog"))?
+        .collect::<Result<_, _>>()
+        .map_err(op("read catalog"))?;
+    drop(stmt);
+    let mut selects = Vec::new();
+    for table in &tables {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT raw_name, column_name FROM _tapline_columns WHERE table_name = ?1",
+            )
+            .map_err(op("read catalog"))?;
+        let columns: HashMap<String, String> = stmt
+            .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(op("read catalog"))?
+            .collect::<Result<_, _>>()
+            .map_err(op("read catalog"))?;
+        let mut parts: Vec<String> = ALL_EVENTS_COLUMNS
+            .iter()
+            .map(|raw| {
+                let alias = ident(&snake_case(raw));
+                match columns.get(*raw) {
+                    Some(c) => format!("{} AS {alias}", ident(c)),
+                    None => format!("NULL AS {alias}"),
+                }
+            })
+            .collect();
+        parts.extend(
+            [COL_SOURCE_URI, COL_SOURCE_LINE, COL_LOAD_ID, COL_LOADED_AT]
+                .iter()
+                .map(|c| ident(c)),
+        );
+        parts.push(format!("'{}' AS \"_table\"", table.replace('\'', "''")));
+        selects.push(format!("SELECT {} FROM {}", parts.join(", "), ident(table)));
+    }
+    let body = if selects.is_empty() {
+        "SELECT NULL AS ts WHERE 0".to_string()
+    } else {
+        selects.join("\nUNION ALL\n")
+    };
+    conn.execute_batch(&format!(
+        "DROP VIEW IF EXISTS all_events;\nCREATE VIEW all_events AS\n{body};"
+    ))
+    .map_err(op("rebuild all_events"))?;
+    Ok(())
+}
