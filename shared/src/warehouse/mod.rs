@@ -289,7 +289,8 @@ impl WarehouseError {
     }
 }
 
-/// Opens the warehouse a URL names: `sqlite://PATH` (relative or absolute) or `sqlite::memory:`.
+/// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
+/// absolute (`sqlite:///abs/path`).
 pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     let bad = |reason: &str| ConfigError::Warehouse {
         url: url.to_string(),
@@ -301,11 +302,24 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     match scheme {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if path.is_empty() {
                 return Err(bad("no file: use sqlite://PATH, e.g. sqlite://tapline.sqlite").into());
             }
-            Ok(Box::new(sqlite::SqliteWarehouse::open(path).await?))
+            let mut journal = sqlite::Journal::default();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some(("journal", value)) => {
+                        journal = sqlite::Journal::parse(value)
+                            .ok_or_else(|| bad("journal must be rollback or wal"))?;
+                    }
+                    _ => return Err(bad("unknown parameter: only journal=rollback|wal").into()),
+                }
+            }
+            Ok(Box::new(
+                sqlite::SqliteWarehouse::open(path, journal).await?,
+            ))
         }
         "postgres" | "postgresql" | "bigquery" => Err(bad(
             "this warehouse is not available in this build yet (SQLite is: sqlite://FILE)",
