@@ -1,1 +1,116 @@
+//! Shared helpers for Tapline's integration tests: running the built binaries, making export
+//! files, reading a SQLite warehouse directly, and the warehouse conformance suite.
 
+pub mod conformance;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+/// The 21 fixed leading columns of CleverTap's event CSV export, as documented.
+pub const FIXED_HEADER: &str = "ts,eventName,profile.identity,profile.objectId,profile.all_identities,\
+profile.platform,profile.phone,profile.name,profile.email,profile.push_token,deviceInfo.make,\
+deviceInfo.model,deviceInfo.appVersion,deviceInfo.sdkVersion,deviceInfo.osVersion,deviceInfo.browser,\
+deviceInfo.dpi,deviceInfo.dimensions.width,deviceInfo.dimensions.height,deviceInfo.dimensions.unit,\
+controlGroupName";
+
+/// Gzip-compresses `data` as one member.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(data).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
+}
+
+/// A binary built by cargo in this workspace (`tapline`, `tapline-sample-exports`).
+pub fn bin(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; binaries one level up.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `tapline` with `args`, without inheriting Tapline's environment variables.
+pub fn tapline(args: &[&str]) -> Run {
+    Command::new(bin("tapline"))
+        .args(args)
+        .env_remove("TAPLINE_WAREHOUSE")
+        .env_remove("TAPLINE_TIMEZONE")
+        .env_remove("TAPLINE_MAX_REJECT_RATIO")
+        .output()
+        .expect("run tapline")
+        .into()
+}
+
+/// Runs a query on a SQLite file directly (not through Tapline), every value as text.
+pub fn sqlite_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
+    let conn = rusqlite::Connection::open(path).expect("open sqlite");
+    let mut stmt = conn.prepare(sql).expect("prepare");
+    let n = stmt.column_count();
+    stmt.query_map([], |row| {
+        (0..n)
+            .map(|i| {
+                Ok(match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => None,
+                    rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                    rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                    rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                        Some(String::from_utf8_lossy(t).into_owned())
+                    }
+                })
+            })
+            .collect()
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+/// One value from a query on a SQLite file.
+pub fn sqlite_value(path: &Path, sql: &str) -> Option<String> {
+    sqlite_rows(path, sql)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .flatten()
+}
+
+/// A row of CleverTap's fixed columns plus extra values, ts and event first.
+pub fn fixed_row(ts: &str, event: &str, identity: &str, extra: &[&str]) -> String {
+    let mut fields = vec![ts.to_string(), event.to_string(), identity.to_string()];
+    fields.extend(std::iter::repeat_n(String::new(), 18));
+    fields.extend(extra.iter().map(|s| s.to_string()));
+    fields.join(",")
+}

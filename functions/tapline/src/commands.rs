@@ -29,14 +29,13 @@ pub async fn run(command: Command) -> Result<u8, AnyError> {
 async fn load(args: LoadArgs) -> Result<u8, AnyError> {
     let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?;
     config.retry_quarantined = args.retry_quarantined;
-    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
     let source = LocalSource;
-
-    // List everything first: a typo in one path stops the run before anything is loaded.
+    // List everything first: a typo in one path stops the run before anything is touched.
     let mut entries: Vec<ObjectEntry> = Vec::new();
     for path in &args.paths {
         entries.extend(source.list(path).await?);
     }
+    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
     let total_bytes: u64 = entries.iter().filter_map(|e| e.size).sum();
     let bar = progress_bar(&args, total_bytes);
 

@@ -1,0 +1,525 @@
+//! The warehouse conformance suite: the guarantees every `Warehouse` adapter gives, checked
+//! through the port alone. Each adapter's test file runs it with
+//! [`warehouse_conformance_tests!`](crate::warehouse_conformance_tests) and a [`Harness`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tapline::export::{Reject, RowBatch, Schema};
+use tapline::warehouse::{Begin, LoadStatus, Outcome, SourceObject, Warehouse};
+
+/// Opens warehouses for the suite.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// Opens the store called `name`, empty on first use; the same name is the same store
+    /// (a second handle, like a second process).
+    async fn open(&self, name: &str) -> Box<dyn Warehouse>;
+}
+
+/// A batch of rows with these raw columns (must include `ts` and `eventName`).
+pub fn batch(columns: &[&str], rows: &[(u64, Vec<Option<&str>>)]) -> RowBatch {
+    let event_index = columns
+        .iter()
+        .position(|c| *c == "eventName")
+        .expect("eventName column");
+    let schema = Arc::new(Schema::new(columns.iter().map(|c| c.to_string()).collect()));
+    let mut b = RowBatch::new(schema, event_index);
+    for (line, values) in rows {
+        assert_eq!(values.len(), columns.len(), "row width");
+        b.start_row(*line);
+        for v in values {
+            b.push_field(*v);
+        }
+    }
+    b
+}
+
+/// A source object.
+pub fn object(uri: &str, version: &str) -> SourceObject {
+    SourceObject {
+        uri: uri.to_string(),
+        version: version.to_string(),
+        bytes: Some(100),
+    }
+}
+
+fn loaded(rows: u64, rejected: u64) -> Outcome {
+    Outcome::Loaded {
+        bytes: 100,
+        rows,
+        rejected,
+    }
+}
+
+async fn start(
+    w: &dyn Warehouse,
+    o: &SourceObject,
+) -> Box<dyn tapline::warehouse::LoadTransaction> {
+    match w.begin_load(o, false).await.expect("begin") {
+        Begin::Started(t) => t,
+        Begin::Done(r) => panic!("expected a new load, ledger says {:?}", r.status),
+    }
+}
+
+async fn rows(w: &dyn Warehouse, sql: &str) -> Vec<Vec<Option<String>>> {
+    w.query(sql).await.expect(sql).rows
+}
+
+async fn count(w: &dyn Warehouse, table: &str) -> u64 {
+    rows(w, &format!("SELECT count(*) FROM {table}")).await[0][0]
+        .as_deref()
+        .expect("count")
+        .parse()
+        .expect("number")
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+const ORDER: &[&str] = &["ts", "eventName", "profile.identity", "eventProps.Amount"];
+
+fn order_rows() -> Vec<(u64, Vec<Option<&'static str>>)> {
+    vec![
+        (
+            2,
+            vec![
+                Some("2022-09-21T04:39:25Z"),
+                Some("Order Placed"),
+                Some("u1"),
+                Some("499.00"),
+            ],
+        ),
+        (
+            3,
+            vec![
+                Some("2022-09-21T05:00:00Z"),
+                Some("Order Placed"),
+                None,
+                Some("10"),
+            ],
+        ),
+    ]
+}
+
+/// Rows and ledger commit together; tables, columns and lineage follow the naming rule.
+pub async fn rows_and_ledger_commit_together(h: &dyn Harness) {
+    let w = h.open("commit").await;
+    let o = object("file:///x/1-2-Order-Placed-20220921-0-0.csv.gz", "v1");
+    let mut t = start(w.as_ref(), &o).await;
+    let load_id = t.load_id();
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    let record = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    assert_eq!(record.status, LoadStatus::Loaded);
+    assert_eq!(
+        (record.rows_loaded, record.rows_rejected, record.load_id),
+        (2, 0, load_id)
+    );
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT ts, event_name, profile_identity, event_props_amount, _source_uri, _source_line, _load_id \
+             FROM order_placed ORDER BY _source_line"
+        )
+        .await,
+        vec![
+            vec![s("2022-09-21T04:39:25Z"), s("Order Placed"), s("u1"), s("499.00"), s(&o.uri), s("2"), s(&load_id.to_string())],
+            vec![s("2022-09-21T05:00:00Z"), s("Order Placed"), None, s("10"), s(&o.uri), s("3"), s(&load_id.to_string())],
+        ]
+    );
+    let loaded_at = rows(w.as_ref(), "SELECT DISTINCT _loaded_at FROM order_placed").await;
+    assert_eq!(loaded_at, vec![vec![s(&record.started_at)]]);
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT column_name, raw_name FROM _tapline_columns WHERE table_name = 'order_placed' ORDER BY column_name"
+        )
+        .await,
+        vec![
+            vec![s("event_name"), s("eventName")],
+            vec![s("event_props_amount"), s("eventProps.Amount")],
+            vec![s("profile_identity"), s("profile.identity")],
+            vec![s("ts"), s("ts")],
+        ]
+    );
+    let ledger = w.recent_loads(10).await.unwrap();
+    assert_eq!(ledger, vec![record]);
+}
+
+/// The same version again is a no-op reported as done.
+pub async fn same_version_is_done(h: &dyn Harness) {
+    let w = h.open("same").await;
+    let o = object("s3://b/k.csv.gz", "etag-1");
+    let mut t = start(w.as_ref(), &o).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    let first = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    match w.begin_load(&o, false).await.unwrap() {
+        Begin::Done(r) => assert_eq!(r, first),
+        Begin::Started(_) => panic!("loaded twice"),
+    }
+    match w.begin_load(&o, true).await.unwrap() {
+        Begin::Done(r) => assert_eq!(r.status, LoadStatus::Loaded),
+        Begin::Started(_) => panic!("retry_quarantined must not reload a loaded version"),
+    }
+    assert_eq!(count(w.as_ref(), "order_placed").await, 2);
+}
+
+/// A transaction dropped without commit leaves nothing: no rows, tables or ledger row.
+pub async fn dropped_load_leaves_nothing(h: &dyn Harness) {
+    let w = h.open("dropped").await;
+    let o = object("s3://b/k.csv.gz", "etag-1");
+    let mut t = start(w.as_ref(), &o).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    drop(t);
+    assert!(w.recent_loads(10).await.unwrap().is_empty());
+    let tables = rows(w.as_ref(), "SELECT count(*) FROM _tapline_tables").await;
+    assert_eq!(tables, vec![vec![s("0")]]);
+    // The next attempt starts cleanly and loads once.
+    let mut t = start(w.as_ref(), &o).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    t.commit(loaded(2, 0), vec![]).await.unwrap();
+    assert_eq!(count(w.as_ref(), "order_placed").await, 2);
+}
+
+/// A quarantined file keeps its ledger row and rejects, and none of its rows or tables.
+pub async fn quarantine_keeps_ledger_and_rejects_only(h: &dyn Harness) {
+    let w = h.open("quarantine").await;
+    let o = object("s3://b/bad.csv.gz", "etag-1");
+    let mut t = start(w.as_ref(), &o).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    let reject = Reject::new(
+        4,
+        Some("ts".into()),
+        "ts \"x\" is neither".into(),
+        b"x,Order Placed",
+    );
+    let record = t
+        .commit(
+            Outcome::Quarantined {
+                reason: "too many rejects".into(),
+                bytes: 100,
+                rows: 2,
+                rejected: 1,
+            },
+            vec![reject],
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.status, LoadStatus::Quarantined);
+    assert_eq!(record.error.as_deref(), Some("too many rejects"));
+    assert_eq!((record.rows_loaded, record.rows_rejected), (0, 1));
+    assert_eq!(
+        rows(w.as_ref(), "SELECT count(*) FROM _tapline_tables").await,
+        vec![vec![s("0")]]
+    );
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT uri, line, column_name, reason, raw_line FROM _tapline_rejects"
+        )
+        .await,
+        vec![vec![
+            s(&o.uri),
+            s("4"),
+            s("ts"),
+            s("ts \"x\" is neither"),
+            s("x,Order Placed")
+        ]]
+    );
+    // Stays quarantined unless asked to retry.
+    assert!(
+        matches!(w.begin_load(&o, false).await.unwrap(), Begin::Done(r) if r.status == LoadStatus::Quarantined)
+    );
+    let mut t = match w.begin_load(&o, true).await.unwrap() {
+        Begin::Started(t) => t,
+        Begin::Done(_) => panic!("retry_quarantined must retry"),
+    };
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    let record = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    assert_eq!((record.status, record.attempts), (LoadStatus::Loaded, 2));
+    assert_eq!(count(w.as_ref(), "order_placed").await, 2);
+}
+
+/// A new version of a uri replaces the old version's rows in the same transaction.
+pub async fn new_version_replaces_old_rows(h: &dyn Harness) {
+    let w = h.open("replace").await;
+    let v1 = object("s3://b/k.csv.gz", "etag-1");
+    let mut t = start(w.as_ref(), &v1).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    let first = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    // Another file's rows in the same table must survive the replacement.
+    let other = object("s3://b/other.csv.gz", "etag-9");
+    let mut t = start(w.as_ref(), &other).await;
+    t.append(batch(ORDER, &order_rows()[..1])).await.unwrap();
+    t.commit(loaded(1, 0), vec![]).await.unwrap();
+
+    let v2 = object("s3://b/k.csv.gz", "etag-2");
+    let mut t = start(w.as_ref(), &v2).await;
+    t.append(batch(
+        ORDER,
+        &[(
+            2,
+            vec![
+                Some("2022-09-21T06:00:00Z"),
+                Some("Order Placed"),
+                Some("u9"),
+                Some("1"),
+            ],
+        )],
+    ))
+    .await
+    .unwrap();
+    let second = t.commit(loaded(1, 0), vec![]).await.unwrap();
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT _source_uri, profile_identity FROM order_placed ORDER BY _source_uri, ts"
+        )
+        .await,
+        vec![
+            vec![s("s3://b/k.csv.gz"), s("u9")],
+            vec![s("s3://b/other.csv.gz"), s("u1")]
+        ]
+    );
+    let ledger = rows(
+        w.as_ref(),
+        &format!(
+            "SELECT status FROM _tapline_loads WHERE load_id = {}",
+            first.load_id
+        ),
+    )
+    .await;
+    assert_eq!(ledger, vec![vec![s("replaced")]]);
+    assert_eq!(second.status, LoadStatus::Loaded);
+    // The old version arriving again (a late duplicate event) does not come back.
+    assert!(
+        matches!(w.begin_load(&v1, false).await.unwrap(), Begin::Done(r) if r.status == LoadStatus::Replaced)
+    );
+}
+
+/// New columns are added, old rows read NULL there; nothing is renamed or dropped.
+pub async fn new_columns_are_added(h: &dyn Harness) {
+    let w = h.open("evolve").await;
+    let mut t = start(w.as_ref(), &object("s3://b/1.csv", "1")).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    t.commit(loaded(2, 0), vec![]).await.unwrap();
+    let wider = [
+        "eventProps.Coupon Code",
+        "ts",
+        "eventName",
+        "eventProps.Amount",
+    ];
+    let mut t = start(w.as_ref(), &object("s3://b/2.csv", "1")).await;
+    t.append(batch(
+        &wider,
+        &[(
+            2,
+            vec![
+                Some("SAVE10"),
+                Some("2022-09-22T00:00:00Z"),
+                Some("Order Placed"),
+                Some("5"),
+            ],
+        )],
+    ))
+    .await
+    .unwrap();
+    t.commit(loaded(1, 0), vec![]).await.unwrap();
+    assert_eq!(
+        rows(w.as_ref(), "SELECT event_props_coupon_code, profile_identity, event_props_amount FROM order_placed ORDER BY ts").await,
+        vec![
+            vec![None, s("u1"), s("499.00")],
+            vec![None, None, s("10")],
+            vec![s("SAVE10"), None, s("5")],
+        ]
+    );
+    let added_by = rows(
+        w.as_ref(),
+        "SELECT raw_name FROM _tapline_columns WHERE column_name = 'event_props_coupon_code'",
+    )
+    .await;
+    assert_eq!(added_by, vec![vec![s("eventProps.Coupon Code")]]);
+}
+
+/// Names that collide after normalising get numeric suffixes; raw names are kept.
+pub async fn collisions_get_suffixes(h: &dyn Harness) {
+    let w = h.open("collide").await;
+    let cols = ["ts", "eventName", "eventProps.Amount", "eventProps.amount"];
+    let mut t = start(w.as_ref(), &object("s3://b/1.csv", "1")).await;
+    t.append(batch(
+        &cols,
+        &[
+            (
+                2,
+                vec![
+                    Some("2022-09-21T00:00:00Z"),
+                    Some("Order Placed"),
+                    Some("1"),
+                    Some("2"),
+                ],
+            ),
+            (
+                3,
+                vec![
+                    Some("2022-09-21T00:00:00Z"),
+                    Some("Order-Placed"),
+                    Some("3"),
+                    Some("4"),
+                ],
+            ),
+            (
+                4,
+                vec![
+                    Some("2022-09-21T00:00:00Z"),
+                    Some("Profiles"),
+                    Some("5"),
+                    None,
+                ],
+            ),
+        ],
+    ))
+    .await
+    .unwrap();
+    t.commit(loaded(3, 0), vec![]).await.unwrap();
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT event_name, table_name FROM _tapline_tables ORDER BY table_name"
+        )
+        .await,
+        vec![
+            vec![s("Order Placed"), s("order_placed")],
+            vec![s("Order-Placed"), s("order_placed_2")],
+            vec![s("Profiles"), s("profiles_2")],
+        ]
+    );
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT event_props_amount, event_props_amount_2 FROM order_placed"
+        )
+        .await,
+        vec![vec![s("1"), s("2")]]
+    );
+    assert_eq!(
+        rows(w.as_ref(), "SELECT raw_name FROM _tapline_columns WHERE table_name = 'order_placed' AND column_name = 'event_props_amount_2'").await,
+        vec![vec![s("eventProps.amount")]]
+    );
+    assert_eq!(count(w.as_ref(), "order_placed_2").await, 1);
+}
+
+/// `all_events` spans every event table with the standard columns, NULL where missing.
+pub async fn all_events_spans_tables(h: &dyn Harness) {
+    let w = h.open("view").await;
+    let mut t = start(w.as_ref(), &object("s3://b/1.csv", "1")).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    t.append(batch(
+        &["ts", "eventName", "eventProps.CT Source"],
+        &[(
+            2,
+            vec![
+                Some("2022-09-21T01:00:00Z"),
+                Some("App Launched"),
+                Some("Mobile"),
+            ],
+        )],
+    ))
+    .await
+    .unwrap();
+    t.commit(loaded(3, 0), vec![]).await.unwrap();
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT event_name, profile_identity, device_info_make FROM all_events ORDER BY ts"
+        )
+        .await,
+        vec![
+            vec![s("App Launched"), None, None],
+            vec![s("Order Placed"), s("u1"), None],
+            vec![s("Order Placed"), None, None],
+        ]
+    );
+}
+
+/// A failed attempt is recorded, and a retry loads and counts the attempt.
+pub async fn failure_is_recorded_then_retried(h: &dyn Harness) {
+    let w = h.open("failure").await;
+    let o = object("s3://b/k.csv.gz", "etag-1");
+    let t = start(w.as_ref(), &o).await;
+    drop(t);
+    w.record_failure(&o, "reading the source failed: connection reset")
+        .await
+        .unwrap();
+    let ledger = w.recent_loads(1).await.unwrap();
+    assert_eq!(ledger[0].status, LoadStatus::Failed);
+    assert_eq!(
+        ledger[0].error.as_deref(),
+        Some("reading the source failed: connection reset")
+    );
+    let mut t = start(w.as_ref(), &o).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    let record = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    assert_eq!(
+        (record.status, record.attempts, record.error),
+        (LoadStatus::Loaded, 2, None)
+    );
+    // A late failure report for a loaded version does not overwrite it.
+    w.record_failure(&o, "late").await.unwrap();
+    assert_eq!(
+        w.recent_loads(1).await.unwrap()[0].status,
+        LoadStatus::Loaded
+    );
+}
+
+/// Two handles (two processes) loading the same object: exactly one loads it.
+pub async fn concurrent_loaders_load_once(h: &dyn Harness) {
+    let a = h.open("race").await;
+    let b = h.open("race").await;
+    let o = object("s3://b/race.csv.gz", "etag-1");
+    let run = |w: Box<dyn Warehouse>, o: SourceObject| async move {
+        match w.begin_load(&o, false).await.expect("begin") {
+            Begin::Started(mut t) => {
+                t.append(batch(ORDER, &order_rows())).await.unwrap();
+                t.commit(loaded(2, 0), vec![]).await.unwrap();
+                (true, w)
+            }
+            Begin::Done(_) => (false, w),
+        }
+    };
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(run(a, o.clone())),
+        tokio::spawn(run(b, o.clone()))
+    );
+    let (ra, w) = ra.unwrap();
+    let (rb, _) = rb.unwrap();
+    assert!(ra ^ rb, "exactly one loader must load (a: {ra}, b: {rb})");
+    assert_eq!(count(w.as_ref(), "order_placed").await, 2);
+}
+
+/// Declares one `#[tokio::test]` per conformance case for a harness expression.
+#[macro_export]
+macro_rules! warehouse_conformance_tests {
+    ($harness:expr) => {
+        $crate::warehouse_conformance_tests!(@cases $harness;
+            rows_and_ledger_commit_together,
+            same_version_is_done,
+            dropped_load_leaves_nothing,
+            quarantine_keeps_ledger_and_rejects_only,
+            new_version_replaces_old_rows,
+            new_columns_are_added,
+            collisions_get_suffixes,
+            all_events_spans_tables,
+            failure_is_recorded_then_retried,
+            concurrent_loaders_load_once,
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::conformance::$case(&harness).await;
+            }
+        )*
+    };
+}
