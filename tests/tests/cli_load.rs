@@ -409,8 +409,7 @@ fn time_zone_converts_local_ts_to_utc() {
 #[test]
 fn json_lines_land_in_the_same_columns_as_csv() {
     let case = Case::new();
-    let csv =
-        format!("ts,eventName,profile.identity,eventProps.Amount\n20220921000000,Charged,u1,5\n");
+    let csv = "ts,eventName,profile.identity,eventProps.Amount\n20220921000000,Charged,u1,5\n";
     case.write(BAD, &gzip(csv.as_bytes()));
     let json = r#"{"profile":{"identity":"u2"},"ts":20220921000001,"eventProps":{"Amount":7}}"#;
     case.write(
