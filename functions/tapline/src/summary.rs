@@ -21,10 +21,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         .map(|i| {
             !rows.is_empty()
                 && rows.iter().all(|r| {
-                    r.get(i).is_some_and(|c| {
-                        c.chars()
-                            .all(|ch| ch.is_ascii_digit() || ",.-".contains(ch))
-                    })
+                    r.get(i)
+                        .is_some_and(|c| c.replace(',', "").parse::<f64>().is_ok())
                 })
         })
         .collect();

@@ -1,0 +1,60 @@
+# Tapline: `make help` lists the targets. Every target works from a clean clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# One target dir for every step of a run (demo, tests, bench share build outputs).
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+DEBUG_BIN := $(CARGO_TARGET_DIR)/debug
+RELEASE_BIN := $(CARGO_TARGET_DIR)/release
+DEMO_DIR := demo
+BENCH_DIR := .tmp/bench
+BENCH_ROWS ?= 1000000
+DEMO_TIMEZONE ?= Asia/Kolkata
+
+.PHONY: help build demo test lint fmt bench clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## Build every crate (debug).
+	$(CARGO) build --workspace --locked
+
+demo: build ## Write sample CleverTap exports to demo/exports, load them into demo/warehouse.sqlite, show a BI query.
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@$(DEBUG_BIN)/tapline-sample-exports demo --out $(DEMO_DIR)/exports | tail -n 3
+	@# Exit code 2 is expected: the sample set has a corrupt file, which is quarantined by design.
+	@$(DEBUG_BIN)/tapline load $(DEMO_DIR)/exports --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
+		--timezone $(DEMO_TIMEZONE); code=$$?; \
+		if [ $$code -ne 0 ] && [ $$code -ne 2 ]; then exit $$code; fi
+	@echo; echo "Orders per day (UTC), from the order_placed table:"; echo
+	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
+		"SELECT substr(ts, 1, 10) AS day, count(*) AS orders, \
+		        printf('%.2f', sum(CAST(event_props_amount AS REAL))) AS revenue \
+		 FROM order_placed GROUP BY day ORDER BY day"
+	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
+
+test: lint ## Run the whole suite: formatting, clippy, unit, conformance and end-to-end tests.
+	$(CARGO) build --workspace --all-targets --locked
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --locked --no-fail-fast; \
+	fi
+
+lint: ## cargo fmt --check and clippy with warnings as errors.
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## Format the code.
+	$(CARGO) fmt --all
+
+bench: ## Load a 1,000,000-row export into SQLite; compare with gzip -dc; print throughput and peak RSS.
+	$(CARGO) build --release --locked -p tapline-cli -p tapline-tests
+	@mkdir -p $(BENCH_DIR)
+	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
+	@python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline --dir $(BENCH_DIR)
+
+clean: ## Remove build outputs, the demo and benchmark data.
+	$(CARGO) clean
+	rm -rf $(DEMO_DIR) .tmp
