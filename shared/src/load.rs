@@ -14,7 +14,7 @@ use crate::export::parse::{
     DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, FileProblem, ParseError, ParseSummary,
 };
 use crate::export::{
-    ExportObject, ParseOptions, Recognition, Reject, RowBatch, parse_export, recognise,
+    ExportKind, ExportObject, ParseOptions, Recognition, Reject, RowBatch, parse_export, recognise,
 };
 use crate::storage::{ObjectEntry, ObjectSource};
 use crate::time::TsParser;
@@ -115,6 +115,14 @@ pub async fn load_object(
             info!(uri = %entry.uri, %reason, "Object skipped.");
             FileOutcome::Skipped {
                 reason: reason.to_string(),
+            }
+        }
+        Recognition::Export(export) if export.kind == ExportKind::Profiles => {
+            // Profiles merge by identity into `profiles`, a different write than event appends;
+            // until that lands they are left alone rather than quarantined as bad files.
+            info!(uri = %entry.uri, "Profile export skipped.");
+            FileOutcome::Skipped {
+                reason: "profile exports are not loaded yet".to_string(),
             }
         }
         Recognition::Export(export) => {

@@ -84,6 +84,19 @@ impl Case {
     }
 }
 
+/// The file count the summary table gives an outcome (`loaded`, `already loaded`, …).
+fn files_with(summary: &str, outcome: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(outcome)
+                .filter(|rest| rest.starts_with("  "))
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {outcome:?} row in the summary:\n{summary}"))
+}
+
 const GOOD: &str = "1663664837-1663785000-App-Launched-20220921-0-0.csv.gz";
 const BAD: &str = "1663664837-1663785000-Charged-20220921-0-0.csv.gz";
 
@@ -505,6 +518,32 @@ fn help_explains_every_flag_with_examples() {
 }
 
 #[test]
+fn profile_and_parquet_exports_are_skipped_with_a_reason() {
+    let case = Case::new();
+    case.write(
+        "100000000-1761651721-1761651721-0.csv.gz",
+        &gzip(b"identity,Email\nu1,a@b.c\n"),
+    );
+    case.write("events/1-2-Charged-20220921-0-0.parquet", b"PAR1");
+    let run = case.load(&["--list-files"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("profile exports are not loaded yet"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Parquet exports are not supported yet"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        sqlite_value(&case.db, "SELECT count(*) FROM _tapline_loads").as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
 fn status_lists_recent_loads() {
     let case = Case::new();
     case.write(GOOD, &gzip(export("App Launched", 3).as_bytes()));
@@ -587,4 +626,94 @@ fn wait_until_exists(path: &Path) {
         );
         std::thread::yield_now();
     }
+}
+
+/// The demo set: every good row lands once, the bad rows are rejected with reasons, the corrupt
+/// file is quarantined and the README skipped; a second run adds nothing.
+#[test]
+fn demo_exports_load_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let generated = std::process::Command::new(tapline_tests::bin("tapline-sample-exports"))
+        .args(["demo", "--out", exports.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let stdout = String::from_utf8(generated.stdout).unwrap();
+    let expected: std::collections::HashMap<&str, u64> = stdout
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("EXPECTED ")
+        .unwrap()
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k, v.parse().unwrap())
+        })
+        .collect();
+    let db = dir.path().join("w.sqlite");
+    let wh = format!("sqlite://{}", db.display());
+    let load = || {
+        tapline(&[
+            "load",
+            exports.to_str().unwrap(),
+            "--warehouse",
+            &wh,
+            "--timezone",
+            "Asia/Kolkata",
+        ])
+    };
+    let run = load();
+    assert_eq!(
+        run.code, 2,
+        "the corrupt file makes the run exit 2: {}",
+        run.stdout
+    );
+    let total_rows = || -> u64 {
+        sqlite_value(&db, "SELECT count(*) FROM all_events")
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(total_rows(), expected["good_rows"]);
+    assert_eq!(
+        sqlite_value(&db, "SELECT count(*) FROM _tapline_rejects").unwrap(),
+        expected["bad_rows"].to_string()
+    );
+    assert_eq!(
+        sqlite_value(
+            &db,
+            "SELECT count(*) FROM _tapline_loads WHERE status = 'quarantined'"
+        )
+        .unwrap(),
+        expected["corrupt_files"].to_string()
+    );
+    assert_eq!(files_with(&run.stdout, "skipped"), 1, "{}", run.stdout);
+    let tables = sqlite_rows(&db, "SELECT table_name FROM _tapline_tables ORDER BY 1");
+    assert_eq!(
+        tables,
+        vec![
+            vec![Some("app_launched".into())],
+            vec![Some("charged".into())],
+            vec![Some("order_placed".into())]
+        ]
+    );
+    // The later Charged file's extra property became a column; earlier rows read NULL there.
+    let coupons = sqlite_value(&db, "SELECT count(event_props_coupon_code) FROM charged").unwrap();
+    assert!(coupons.parse::<u64>().unwrap() > 0);
+
+    let again = load();
+    assert_eq!(again.code, 2);
+    assert_eq!(
+        total_rows(),
+        expected["good_rows"],
+        "a second run adds nothing"
+    );
+    assert_eq!(
+        files_with(&again.stdout, "already loaded"),
+        10,
+        "{}",
+        again.stdout
+    );
 }
