@@ -10,12 +10,10 @@ use std::process::{Command, Output};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-/// The 21 fixed leading columns of CleverTap's event CSV export, as documented.
-pub const FIXED_HEADER: &str = "ts,eventName,profile.identity,profile.objectId,profile.all_identities,\
-profile.platform,profile.phone,profile.name,profile.email,profile.push_token,deviceInfo.make,\
-deviceInfo.model,deviceInfo.appVersion,deviceInfo.sdkVersion,deviceInfo.osVersion,deviceInfo.browser,\
-deviceInfo.dpi,deviceInfo.dimensions.width,deviceInfo.dimensions.height,deviceInfo.dimensions.unit,\
-controlGroupName";
+/// The header of CleverTap's event CSV export: its 21 documented fixed columns.
+pub fn fixed_header() -> String {
+    tapline::export::FIXED_EVENT_COLUMNS.join(",")
+}
 
 /// Gzip-compresses `data` as one member.
 pub fn gzip(data: &[u8]) -> Vec<u8> {

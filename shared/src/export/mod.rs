@@ -18,3 +18,29 @@ pub use rows::{Reject, Row, RowBatch, Schema};
 pub const TS_COLUMN: &str = "ts";
 /// The raw CleverTap name of the event name column.
 pub const EVENT_NAME_COLUMN: &str = "eventName";
+
+/// The 21 fixed leading columns of CleverTap's legacy event CSV export, as documented; event
+/// and session property columns follow them and vary per file.
+pub const FIXED_EVENT_COLUMNS: [&str; 21] = [
+    "ts",
+    "eventName",
+    "profile.identity",
+    "profile.objectId",
+    "profile.all_identities",
+    "profile.platform",
+    "profile.phone",
+    "profile.name",
+    "profile.email",
+    "profile.push_token",
+    "deviceInfo.make",
+    "deviceInfo.model",
+    "deviceInfo.appVersion",
+    "deviceInfo.sdkVersion",
+    "deviceInfo.osVersion",
+    "deviceInfo.browser",
+    "deviceInfo.dpi",
+    "deviceInfo.dimensions.width",
+    "deviceInfo.dimensions.height",
+    "deviceInfo.dimensions.unit",
+    "controlGroupName",
+];

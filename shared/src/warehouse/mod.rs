@@ -46,29 +46,7 @@ pub const RESERVED_TABLES: &[&str] = &[
 
 /// Raw CleverTap columns that every event table exposes through the `all_events` view (NULL
 /// where a table lacks one): the fixed leading columns of CleverTap's event CSV.
-pub const ALL_EVENTS_COLUMNS: &[&str] = &[
-    "ts",
-    "eventName",
-    "profile.identity",
-    "profile.objectId",
-    "profile.all_identities",
-    "profile.platform",
-    "profile.phone",
-    "profile.name",
-    "profile.email",
-    "profile.push_token",
-    "deviceInfo.make",
-    "deviceInfo.model",
-    "deviceInfo.appVersion",
-    "deviceInfo.sdkVersion",
-    "deviceInfo.osVersion",
-    "deviceInfo.browser",
-    "deviceInfo.dpi",
-    "deviceInfo.dimensions.width",
-    "deviceInfo.dimensions.height",
-    "deviceInfo.dimensions.unit",
-    "controlGroupName",
-];
+pub const ALL_EVENTS_COLUMNS: &[&str] = &crate::export::FIXED_EVENT_COLUMNS;
 
 /// One version of one source object: the unit of exactly-once.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -253,14 +253,17 @@ impl Warehouse for SqliteWarehouse {
                     return Err(e);
                 }
             };
-            Ok(Begin::Started(Box::new(SqliteLoad {
-                conn: Some(guard),
+            let state = LoadState {
                 object,
                 load_id: started.0,
                 loaded_at: started.1,
                 catalog,
                 appended: HashMap::new(),
                 view_stale: false,
+            };
+            Ok(Begin::Started(Box::new(SqliteLoad {
+                load_id: started.0,
+                inner: Some((guard, state)),
             })))
         })
         .await
@@ -494,14 +497,9 @@ fn ident(name: &str) -> String {
 
 /// An open load. Holds the connection (and so SQLite's write lock) until commit or drop.
 struct SqliteLoad {
-    conn: Option<OwnedMutexGuard<Connection>>,
-    object: SourceObject,
     load_id: i64,
-    loaded_at: String,
-    catalog: Catalog,
-    appended: HashMap<String, Appended>,
-    /// A table or a view column was added: `all_events` is rebuilt at commit.
-    view_stale: bool,
+    /// The connection and the load's state; away on a blocking thread during each call.
+    inner: Option<(OwnedMutexGuard<Connection>, LoadState)>,
 }
 
 /// What a load appended to one table. SQLite gives appended rows consecutive rowids (one
@@ -516,7 +514,7 @@ struct Appended {
 
 impl Drop for SqliteLoad {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut()
+        if let Some((conn, _)) = self.inner.as_mut()
             && !conn.is_autocommit()
         {
             // Not committed: nothing of this load may remain.
@@ -532,48 +530,22 @@ impl SqliteLoad {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &mut LoadState) -> Result<T, WarehouseError> + Send + 'static,
     {
-        let mut conn = self.conn.take().ok_or_else(|| WarehouseError::Operation {
-            operation: "append",
+        let (mut conn, mut state) = self.inner.take().ok_or_else(|| WarehouseError::Operation {
+            operation: "load",
             retryable: false,
             source: "the load's connection was lost after an earlier failure".into(),
         })?;
-        let mut state = LoadState {
-            object: std::mem::replace(
-                &mut self.object,
-                SourceObject {
-                    uri: String::new(),
-                    version: String::new(),
-                    bytes: None,
-                },
-            ),
-            load_id: self.load_id,
-            loaded_at: std::mem::take(&mut self.loaded_at),
-            catalog: std::mem::replace(
-                &mut self.catalog,
-                Catalog {
-                    tables: HashMap::new(),
-                    taken: Default::default(),
-                },
-            ),
-            appended: std::mem::take(&mut self.appended),
-            view_stale: self.view_stale,
-        };
         let (conn, state, result) = tokio::task::spawn_blocking(move || {
             let result = f(&mut conn, &mut state);
             (conn, state, result)
         })
         .await
         .map_err(|e| WarehouseError::Operation {
-            operation: "append",
+            operation: "load",
             retryable: false,
             source: Box::new(e),
         })?;
-        self.conn = Some(conn);
-        self.object = state.object;
-        self.loaded_at = state.loaded_at;
-        self.catalog = state.catalog;
-        self.appended = state.appended;
-        self.view_stale = state.view_stale;
+        self.inner = Some((conn, state));
         result
     }
 }
@@ -585,6 +557,7 @@ struct LoadState {
     loaded_at: String,
     catalog: Catalog,
     appended: HashMap<String, Appended>,
+    /// A table or a view column was added: `all_events` is rebuilt at commit.
     view_stale: bool,
 }
 

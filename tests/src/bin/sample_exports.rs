@@ -44,29 +44,7 @@ const DEMO_USERS: u64 = 400;
 const BENCH_USERS: u64 = 5_000;
 
 /// The 21 fixed leading columns of a legacy CSV event export, exactly as CleverTap documents them.
-const FIXED_COLUMNS: [&str; 21] = [
-    "ts",
-    "eventName",
-    "profile.identity",
-    "profile.objectId",
-    "profile.all_identities",
-    "profile.platform",
-    "profile.phone",
-    "profile.name",
-    "profile.email",
-    "profile.push_token",
-    "deviceInfo.make",
-    "deviceInfo.model",
-    "deviceInfo.appVersion",
-    "deviceInfo.sdkVersion",
-    "deviceInfo.osVersion",
-    "deviceInfo.browser",
-    "deviceInfo.dpi",
-    "deviceInfo.dimensions.width",
-    "deviceInfo.dimensions.height",
-    "deviceInfo.dimensions.unit",
-    "controlGroupName",
-];
+use tapline::export::FIXED_EVENT_COLUMNS as FIXED_COLUMNS;
 
 /// Help shown after the options of the top-level command.
 const EXAMPLES: &str = "\
