@@ -98,10 +98,9 @@ pub fn decode<R: Read + Send + 'static>(mut source: R) -> io::Result<Option<Deco
     let is_gzip = head == GZIP_MAGIC;
     let buffered = BufReader::with_capacity(READ_BUFFER_BYTES, io::Cursor::new(head).chain(source));
     let (compression, reader): (_, Box<dyn Read + Send>) = if is_gzip {
-        // The inflated stream is read by a parser with its own buffer; a second one here keeps
-        // inflate's calls large.
-        let inflated = BufReader::with_capacity(READ_BUFFER_BYTES, MultiGzDecoder::new(buffered));
-        (Compression::Gzip, Box::new(inflated))
+        // No buffer after inflate: the parsers read in large chunks into their own buffers, and
+        // every copy of the text shows in the load's profile.
+        (Compression::Gzip, Box::new(MultiGzDecoder::new(buffered)))
     } else {
         (Compression::None, Box::new(buffered))
     };
