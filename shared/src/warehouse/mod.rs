@@ -9,6 +9,7 @@
 //!   replaces the old version's rows in the same transaction;
 //! - a quarantined file leaves its ledger row and rejects, and no data rows.
 
+pub mod catalog;
 pub mod naming;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -31,6 +32,9 @@ pub const COL_SOURCE_LINE: &str = "_source_line";
 pub const COL_LOAD_ID: &str = "_load_id";
 /// Lineage column: when that load started (UTC ISO-8601).
 pub const COL_LOADED_AT: &str = "_loaded_at";
+/// The lineage columns, in table order.
+pub const LINEAGE_COLUMNS: [&str; 4] =
+    [COL_SOURCE_URI, COL_SOURCE_LINE, COL_LOAD_ID, COL_LOADED_AT];
 
 /// Table names Tapline uses itself; an event whose name normalises to one of these gets a
 /// numeric suffix instead.

@@ -14,11 +14,11 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::naming::{snake_case, unique_name};
+use super::catalog::Catalog;
 use super::{
-    ALL_EVENTS_COLUMNS, Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, RESERVED_TABLES, SourceObject,
-    Warehouse, WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, LINEAGE_COLUMNS,
+    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, Warehouse,
+    WarehouseError,
 };
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
@@ -242,7 +242,7 @@ impl Warehouse for SqliteWarehouse {
                     return Err(e);
                 }
             };
-            let catalog = match Catalog::read(conn).and_then(|c| {
+            let catalog = match read_catalog(conn).and_then(|c| {
                 conn.execute_batch("SAVEPOINT rows")
                     .map_err(op("savepoint"))
                     .map(|_| c)
@@ -258,6 +258,7 @@ impl Warehouse for SqliteWarehouse {
                 load_id: started.0,
                 loaded_at: started.1,
                 catalog,
+                insert_sql: HashMap::new(),
                 appended: HashMap::new(),
                 view_stale: false,
             };
@@ -409,85 +410,32 @@ fn start_ledger_row(
     }
 }
 
-/// Tables and columns as the transaction sees them (read at begin, extended as it goes).
-struct Catalog {
-    /// Event name → table.
-    tables: HashMap<String, TableInfo>,
-    /// Every table name in the database, lowercased (SQLite names are case-insensitive).
-    taken: std::collections::HashSet<String>,
-}
-
-struct TableInfo {
-    name: String,
-    /// Raw CleverTap name → column name.
-    columns: HashMap<String, String>,
-    /// Column names in use, for collision checks (lowercased).
-    column_names: std::collections::HashSet<String>,
-    /// Insert statements by batch schema (raw names joined), so a file's batches share one.
-    insert_sql: HashMap<Vec<String>, String>,
-}
-
-impl Catalog {
-    fn read(conn: &Connection) -> Result<Self, WarehouseError> {
-        let mut tables = HashMap::new();
-        let mut stmt = conn
-            .prepare_cached("SELECT table_name, event_name FROM _tapline_tables")
-            .map_err(op("read catalog"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(op("read catalog"))?;
-        let mut by_table = HashMap::new();
-        for row in rows {
-            let (table, event) = row.map_err(op("read catalog"))?;
-            by_table.insert(table.clone(), event.clone());
-            tables.insert(
-                event,
-                TableInfo {
-                    name: table,
-                    columns: HashMap::new(),
-                    column_names: lineage_names(),
-                    insert_sql: HashMap::new(),
-                },
-            );
-        }
-        drop(stmt);
-        let mut stmt = conn
-            .prepare_cached("SELECT table_name, column_name, raw_name FROM _tapline_columns")
-            .map_err(op("read catalog"))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(op("read catalog"))?;
-        for row in rows {
-            let (table, column, raw) = row.map_err(op("read catalog"))?;
-            if let Some(info) = by_table.get(&table).and_then(|e| tables.get_mut(e)) {
-                info.column_names.insert(column.to_lowercase());
-                info.columns.insert(raw, column);
-            }
-        }
-        drop(stmt);
-        let mut stmt = conn
-            .prepare_cached("SELECT lower(name) FROM sqlite_master WHERE type IN ('table', 'view')")
-            .map_err(op("read catalog"))?;
-        let taken = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(op("read catalog"))?
-            .collect::<Result<_, _>>()
-            .map_err(op("read catalog"))?;
-        Ok(Self { tables, taken })
+/// Reads the catalog (event tables and their columns) inside the open transaction.
+fn read_catalog(conn: &Connection) -> Result<Catalog, WarehouseError> {
+    let read = op("read catalog");
+    let taken: Vec<String> = conn
+        .prepare_cached("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(read)?;
+    let mut catalog = Catalog::new(taken);
+    let tables: Vec<(String, String)> = conn
+        .prepare_cached("SELECT event_name, table_name FROM _tapline_tables")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(op("read catalog"))?;
+    for (event, table) in tables {
+        catalog.add_table(event, table);
     }
-}
-
-fn lineage_names() -> std::collections::HashSet<String> {
-    [COL_SOURCE_URI, COL_SOURCE_LINE, COL_LOAD_ID, COL_LOADED_AT]
-        .iter()
-        .map(|c| c.to_string())
-        .collect()
+    let columns: Vec<(String, String, String)> = conn
+        .prepare_cached("SELECT table_name, raw_name, column_name FROM _tapline_columns")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(op("read catalog"))?;
+    for (table, raw, column) in columns {
+        catalog.add_column(&table, raw, column);
+    }
+    Ok(catalog)
 }
 
 /// Quotes an identifier for SQLite.
@@ -556,6 +504,8 @@ struct LoadState {
     load_id: i64,
     loaded_at: String,
     catalog: Catalog,
+    /// Insert statements by (event, batch columns), so a file's batches share one.
+    insert_sql: HashMap<(String, Vec<String>), String>,
     appended: HashMap<String, Appended>,
     /// A table or a view column was added: `all_events` is rebuilt at commit.
     view_stale: bool,
@@ -589,7 +539,12 @@ impl LoadState {
         while let Some(first) = rows.peek().copied() {
             let event = first.event_name().to_string();
             let sql = self.insert_sql(conn, &event, columns)?;
-            let table = self.catalog.tables[&event].name.clone();
+            let table = self
+                .catalog
+                .table(&event)
+                .expect("planned by insert_sql")
+                .name
+                .clone();
             let mut stmt = conn.prepare_cached(&sql).map_err(op("prepare insert"))?;
             let n = columns.len();
             stmt.raw_bind_parameter(n + 1, &self.object.uri)
@@ -635,51 +590,64 @@ impl LoadState {
         event: &str,
         columns: &[String],
     ) -> Result<String, WarehouseError> {
-        if let Some(sql) = self
-            .catalog
-            .tables
-            .get(event)
-            .and_then(|t| t.insert_sql.get(columns))
-        {
+        let key = (event.to_string(), columns.to_vec());
+        if let Some(sql) = self.insert_sql.get(&key) {
             return Ok(sql.clone());
         }
-        if !self.catalog.tables.contains_key(event) {
-            self.create_table(conn, event, columns)?;
-        }
-        let load_id = self.load_id;
-        let table = self.catalog.tables.get_mut(event).expect("created above");
-        let missing: Vec<&String> = columns
-            .iter()
-            .filter(|raw| !table.columns.contains_key(*raw))
-            .collect();
-        if table.column_names.len() + missing.len() > MAX_DATA_COLUMNS + 4 {
-            return Err(WarehouseError::TooManyColumns {
-                table: table.name.clone(),
-                count: table.column_names.len() - 4 + missing.len(),
-                limit: MAX_DATA_COLUMNS,
-            });
-        }
-        for raw in missing {
-            let column = add_column_name(table, raw);
+        let plan = self.catalog.plan(event, columns, MAX_DATA_COLUMNS)?;
+        if plan.create {
+            let mut defs: Vec<String> = plan
+                .added
+                .iter()
+                .map(|(raw, column)| {
+                    let required = raw == TS_COLUMN || raw == EVENT_NAME_COLUMN;
+                    format!(
+                        "{} TEXT{}",
+                        ident(column),
+                        if required { " NOT NULL" } else { "" }
+                    )
+                })
+                .collect();
+            defs.push(format!("{} TEXT NOT NULL", ident(COL_SOURCE_URI)));
+            defs.push(format!("{} INTEGER NOT NULL", ident(COL_SOURCE_LINE)));
+            defs.push(format!("{} INTEGER NOT NULL", ident(COL_LOAD_ID)));
+            defs.push(format!("{} TEXT NOT NULL", ident(COL_LOADED_AT)));
             conn.execute_batch(&format!(
-                "ALTER TABLE {} ADD COLUMN {} TEXT",
-                ident(&table.name),
-                ident(&column)
+                "CREATE TABLE {} ({})",
+                ident(&plan.table),
+                defs.join(", ")
             ))
-            .map_err(op("add column"))?;
-            record_column(conn, &table.name, &column, raw, load_id)?;
-            if ALL_EVENTS_COLUMNS.contains(&raw.as_str()) {
-                self.view_stale = true;
+            .map_err(op("create table"))?;
+            conn.execute(
+                "INSERT INTO _tapline_tables (table_name, event_name, created_by_load, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![plan.table, event, self.load_id, self.loaded_at],
+            )
+            .map_err(op("record table"))?;
+        } else {
+            for (_, column) in &plan.added {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} TEXT",
+                    ident(&plan.table),
+                    ident(column)
+                ))
+                .map_err(op("add column"))?;
             }
         }
+        for (raw, column) in &plan.added {
+            conn.execute(
+                "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![plan.table, column, raw, self.load_id, self.loaded_at],
+            )
+            .map_err(op("record column"))?;
+        }
+        self.view_stale |= plan.view_stale;
+        let table = self.catalog.table(event).expect("planned above");
         let names: Vec<String> = columns
             .iter()
             .map(|raw| ident(&table.columns[raw]))
-            .chain(
-                [COL_SOURCE_URI, COL_SOURCE_LINE, COL_LOAD_ID, COL_LOADED_AT]
-                    .iter()
-                    .map(|c| ident(c)),
-            )
+            .chain(LINEAGE_COLUMNS.iter().map(|c| ident(c)))
             .collect();
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
         let sql = format!(
@@ -688,63 +656,8 @@ impl LoadState {
             names.join(", "),
             placeholders.join(", ")
         );
-        table.insert_sql.insert(columns.to_vec(), sql.clone());
+        self.insert_sql.insert(key, sql.clone());
         Ok(sql)
-    }
-
-    fn create_table(
-        &mut self,
-        conn: &Connection,
-        event: &str,
-        columns: &[String],
-    ) -> Result<(), WarehouseError> {
-        let taken = &self.catalog.taken;
-        let mut name = unique_name(event, &|candidate: &str| {
-            taken.contains(candidate) || RESERVED_TABLES.contains(&candidate)
-        });
-        if name.starts_with("sqlite_") {
-            // SQLite reserves the prefix; a suffix would not help.
-            name = unique_name(&format!("event {event}"), &|c: &str| taken.contains(c));
-        }
-        let mut table = TableInfo {
-            name: name.clone(),
-            columns: HashMap::new(),
-            column_names: lineage_names(),
-            insert_sql: HashMap::new(),
-        };
-        let mut defs = Vec::new();
-        for raw in columns {
-            let column = add_column_name(&mut table, raw);
-            let not_null = if raw == TS_COLUMN || raw == EVENT_NAME_COLUMN {
-                " NOT NULL"
-            } else {
-                ""
-            };
-            defs.push(format!("{} TEXT{not_null}", ident(&column)));
-        }
-        defs.push(format!("{} TEXT NOT NULL", ident(COL_SOURCE_URI)));
-        defs.push(format!("{} INTEGER NOT NULL", ident(COL_SOURCE_LINE)));
-        defs.push(format!("{} INTEGER NOT NULL", ident(COL_LOAD_ID)));
-        defs.push(format!("{} TEXT NOT NULL", ident(COL_LOADED_AT)));
-        conn.execute_batch(&format!(
-            "CREATE TABLE {} ({})",
-            ident(&name),
-            defs.join(", ")
-        ))
-        .map_err(op("create table"))?;
-        conn.execute(
-            "INSERT INTO _tapline_tables (table_name, event_name, created_by_load, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![name, event, self.load_id, self.loaded_at],
-        )
-        .map_err(op("record table"))?;
-        for (raw, column) in &table.columns {
-            record_column(conn, &name, column, raw, self.load_id)?;
-        }
-        self.catalog.taken.insert(name.clone());
-        self.catalog.tables.insert(event.to_string(), table);
-        self.view_stale = true;
-        Ok(())
     }
 
     fn commit(
@@ -775,7 +688,7 @@ impl LoadState {
                     .map_err(op("write ledger"))?;
                 }
                 if self.view_stale {
-                    rebuild_all_events(conn)?;
+                    rebuild_all_events(conn, &self.catalog)?;
                 }
                 conn.execute_batch("RELEASE rows").map_err(op("release"))?;
                 (LoadStatus::Loaded, None, bytes, rows, rejected)
@@ -884,82 +797,15 @@ impl LoadState {
         Ok(())
     }
 }
-
-/// Picks and registers the column name for a raw CleverTap name in `table`.
-fn add_column_name(table: &mut TableInfo, raw: &str) -> String {
-    let taken = &table.column_names;
-    let column = unique_name(raw, &|c: &str| taken.contains(&c.to_lowercase()));
-    table.column_names.insert(column.to_lowercase());
-    table.columns.insert(raw.to_string(), column.clone());
-    column
-}
-
-fn record_column(
-    conn: &Connection,
-    table: &str,
-    column: &str,
-    raw: &str,
-    load_id: i64,
-) -> Result<(), WarehouseError> {
-    conn.execute(
-        "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![table, column, raw, load_id, now_utc()],
-    )
-    .map_err(op("record column"))?;
-    Ok(())
-}
-
-/// `all_events`: every event table's standard columns (NULL where a table lacks one) and
-/// lineage, so BI can count across events without knowing each table.
-fn rebuild_all_events(conn: &Connection) -> Result<(), WarehouseError> {
-    let mut stmt = conn
-        .prepare("SELECT table_name FROM _tapline_tables ORDER BY table_name")
-        .map_err(op("read catalog"))?;
-    let tables: Vec<String> = stmt
-        .query_map([], |r| r.get(0))
-        .map_err(op("read catalog"))?
-        .collect::<Result<_, _>>()
-        .map_err(op("read catalog"))?;
-    drop(stmt);
-    let mut selects = Vec::new();
-    for table in &tables {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT raw_name, column_name FROM _tapline_columns WHERE table_name = ?1",
-            )
-            .map_err(op("read catalog"))?;
-        let columns: HashMap<String, String> = stmt
-            .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(op("read catalog"))?
-            .collect::<Result<_, _>>()
-            .map_err(op("read catalog"))?;
-        let mut parts: Vec<String> = ALL_EVENTS_COLUMNS
-            .iter()
-            .map(|raw| {
-                let alias = ident(&snake_case(raw));
-                match columns.get(*raw) {
-                    Some(c) => format!("{} AS {alias}", ident(c)),
-                    None => format!("NULL AS {alias}"),
-                }
-            })
-            .collect();
-        parts.extend(
-            [COL_SOURCE_URI, COL_SOURCE_LINE, COL_LOAD_ID, COL_LOADED_AT]
-                .iter()
-                .map(|c| ident(c)),
-        );
-        parts.push(format!("'{}' AS \"_table\"", table.replace('\'', "''")));
-        selects.push(format!("SELECT {} FROM {}", parts.join(", "), ident(table)));
-    }
-    let body = if selects.is_empty() {
+/// Rebuilds the `all_events` view over every event table.
+fn rebuild_all_events(conn: &Connection, catalog: &Catalog) -> Result<(), WarehouseError> {
+    let body = if catalog.is_empty() {
         "SELECT NULL AS ts WHERE 0".to_string()
     } else {
-        selects.join("\nUNION ALL\n")
+        catalog.all_events_select(ident)
     };
     conn.execute_batch(&format!(
         "DROP VIEW IF EXISTS all_events;\nCREATE VIEW all_events AS\n{body};"
     ))
-    .map_err(op("rebuild all_events"))?;
-    Ok(())
+    .map_err(op("rebuild all_events"))
 }

@@ -1,0 +1,284 @@
+//! Which table and column each CleverTap name lands in: the bookkeeping every SQL warehouse
+//! shares, so SQLite, PostgreSQL and BigQuery agree on names. Pure: adapters read the catalog
+//! from their `_tapline_tables` / `_tapline_columns`, ask for a [`Plan`], run its DDL and record it.
+
+use std::collections::{HashMap, HashSet};
+
+use super::naming::{snake_case, unique_name};
+use super::{ALL_EVENTS_COLUMNS, RESERVED_TABLES, WarehouseError};
+
+/// Prefixes databases keep for themselves (`sqlite_` tables cannot be created; `pg_` names are
+/// system names in PostgreSQL). Applied in every warehouse so names agree.
+const RESERVED_PREFIXES: &[&str] = &["sqlite_", "pg_"];
+
+/// Tables and columns known to one load.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    /// Event name → its table.
+    tables: HashMap<String, TableColumns>,
+    /// Every relation name in the schema, lowercased.
+    taken: HashSet<String>,
+}
+
+/// One event table's columns.
+#[derive(Debug, Clone)]
+pub struct TableColumns {
+    /// Table name.
+    pub name: String,
+    /// Raw CleverTap name → column name.
+    pub columns: HashMap<String, String>,
+    /// Column names in use, lowercased (lineage included).
+    used: HashSet<String>,
+}
+
+/// What an adapter must do before inserting a batch's columns into an event's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The table.
+    pub table: String,
+    /// Whether it must be created (with `added` as its data columns).
+    pub create: bool,
+    /// Columns to add (or create), `(raw name, column name)`, in batch order.
+    pub added: Vec<(String, String)>,
+    /// Whether the `all_events` view must be rebuilt.
+    pub view_stale: bool,
+}
+
+impl Catalog {
+    /// A catalog over a schema whose relations are `taken` (tables and views, any case).
+    pub fn new(taken: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            tables: HashMap::new(),
+            taken: taken.into_iter().map(|t| t.to_lowercase()).collect(),
+        }
+    }
+
+    /// Registers an existing event table (from `_tapline_tables`).
+    pub fn add_table(&mut self, event: String, table: String) {
+        self.taken.insert(table.to_lowercase());
+        self.tables.insert(
+            event,
+            TableColumns {
+                name: table,
+                columns: HashMap::new(),
+                used: lineage_columns(),
+            },
+        );
+    }
+
+    /// Registers an existing column (from `_tapline_columns`); unknown tables are ignored.
+    pub fn add_column(&mut self, table: &str, raw: String, column: String) {
+        if let Some(t) = self.tables.values_mut().find(|t| t.name == table) {
+            t.used.insert(column.to_lowercase());
+            t.columns.insert(raw, column);
+        }
+    }
+
+    /// The table of an event, if it exists.
+    pub fn table(&self, event: &str) -> Option<&TableColumns> {
+        self.tables.get(event)
+    }
+
+    /// Plans the table and columns `columns` (raw names) of `event` need, registering them.
+    /// `max_columns` counts data columns.
+    pub fn plan(
+        &mut self,
+        event: &str,
+        columns: &[String],
+        max_columns: usize,
+    ) -> Result<Plan, WarehouseError> {
+        let create = !self.tables.contains_key(event);
+        if create {
+            let taken = &self.taken;
+            let is_taken = |c: &str| taken.contains(c) || RESERVED_TABLES.contains(&c);
+            // A suffix cannot fix a reserved prefix; a prefix of our own can.
+            let base = if RESERVED_PREFIXES
+                .iter()
+                .any(|p| snake_case(event).starts_with(p))
+            {
+                format!("event {event}")
+            } else {
+                event.to_string()
+            };
+            let name = unique_name(&base, &is_taken);
+            self.add_table(event.to_string(), name);
+        }
+        let table = self.tables.get_mut(event).expect("registered above");
+        let missing: Vec<&String> = columns
+            .iter()
+            .filter(|raw| !table.columns.contains_key(*raw))
+            .collect();
+        let data_columns = table.columns.len() + missing.len();
+        if data_columns > max_columns {
+            return Err(WarehouseError::TooManyColumns {
+                table: table.name.clone(),
+                count: data_columns,
+                limit: max_columns,
+            });
+        }
+        let mut added = Vec::with_capacity(missing.len());
+        let mut view_stale = create;
+        for raw in missing {
+            let used = &table.used;
+            let column = unique_name(raw, &|c: &str| used.contains(&c.to_lowercase()));
+            table.used.insert(column.to_lowercase());
+            table.columns.insert(raw.clone(), column.clone());
+            view_stale |= ALL_EVENTS_COLUMNS.contains(&raw.as_str());
+            added.push((raw.clone(), column));
+        }
+        Ok(Plan {
+            table: table.name.clone(),
+            create,
+            added,
+            view_stale,
+        })
+    }
+
+    /// The `SELECT … UNION ALL …` body of the `all_events` view: each event table's standard
+    /// CleverTap columns (NULL where it lacks one), lineage, and the table's name as `_table`.
+    pub fn all_events_select(&self, ident: fn(&str) -> String) -> String {
+        let mut tables: Vec<&TableColumns> = self.tables.values().collect();
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        let selects: Vec<String> = tables
+            .iter()
+            .map(|t| {
+                let mut parts: Vec<String> = ALL_EVENTS_COLUMNS
+                    .iter()
+                    .map(|raw| {
+                        let alias = ident(&snake_case(raw));
+                        match t.columns.get(*raw) {
+                            Some(c) => format!("{} AS {alias}", ident(c)),
+                            None => format!("CAST(NULL AS TEXT) AS {alias}"),
+                        }
+                    })
+                    .collect();
+                parts.extend(super::LINEAGE_COLUMNS.iter().map(|c| ident(c)));
+                parts.push(format!(
+                    "'{}' AS {}",
+                    t.name.replace('\'', "''"),
+                    ident("_table")
+                ));
+                format!("SELECT {} FROM {}", parts.join(", "), ident(&t.name))
+            })
+            .collect();
+        selects.join("\nUNION ALL\n")
+    }
+
+    /// Whether any event table exists.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+fn lineage_columns() -> HashSet<String> {
+    super::LINEAGE_COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn first_batch_creates_the_table_with_its_columns() {
+        let mut c = Catalog::new(Vec::new());
+        let plan = c
+            .plan(
+                "Order Placed",
+                &cols(&["ts", "eventName", "eventProps.Amount"]),
+                10,
+            )
+            .unwrap();
+        assert_eq!(plan.table, "order_placed");
+        assert!(plan.create && plan.view_stale);
+        assert_eq!(
+            plan.added,
+            vec![
+                ("ts".into(), "ts".into()),
+                ("eventName".into(), "event_name".into()),
+                ("eventProps.Amount".into(), "event_props_amount".into())
+            ]
+        );
+        let again = c
+            .plan("Order Placed", &cols(&["ts", "eventProps.Amount"]), 10)
+            .unwrap();
+        assert!(!again.create && again.added.is_empty() && !again.view_stale);
+    }
+
+    #[test]
+    fn collisions_suffix_and_reserved_names_are_avoided() {
+        let mut c = Catalog::new(vec!["Existing".to_string()]);
+        assert_eq!(
+            c.plan("Existing", &cols(&["ts"]), 10).unwrap().table,
+            "existing_2"
+        );
+        assert_eq!(
+            c.plan("Profiles", &cols(&["ts"]), 10).unwrap().table,
+            "profiles_2"
+        );
+        assert_eq!(
+            c.plan("sqlite test", &cols(&["ts"]), 10).unwrap().table,
+            "event_sqlite_test"
+        );
+        assert_eq!(
+            c.plan("pg stats", &cols(&["ts"]), 10).unwrap().table,
+            "event_pg_stats"
+        );
+        let plan = c
+            .plan(
+                "Charged",
+                &cols(&["eventProps.Amount", "eventProps.amount", "_source_uri"]),
+                10,
+            )
+            .unwrap();
+        let names: Vec<&str> = plan.added.iter().map(|(_, c)| c.as_str()).collect();
+        assert_eq!(
+            names,
+            ["event_props_amount", "event_props_amount_2", "source_uri"]
+        );
+    }
+
+    #[test]
+    fn column_limit_counts_existing_and_new_columns() {
+        let mut c = Catalog::new(Vec::new());
+        c.plan("A", &cols(&["ts", "x"]), 3).unwrap();
+        let err = c.plan("A", &cols(&["y", "z"]), 3).unwrap_err();
+        assert!(matches!(
+            err,
+            WarehouseError::TooManyColumns {
+                count: 4,
+                limit: 3,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn existing_catalog_is_reused() {
+        let mut c = Catalog::new(vec!["order_placed".to_string()]);
+        c.add_table("Order Placed".into(), "order_placed".into());
+        c.add_column(
+            "order_placed",
+            "eventProps.Amount".into(),
+            "event_props_amount".into(),
+        );
+        let plan = c
+            .plan(
+                "Order Placed",
+                &cols(&["eventProps.Amount", "eventProps.amount"]),
+                10,
+            )
+            .unwrap();
+        assert!(!plan.create);
+        assert_eq!(
+            plan.added,
+            vec![("eventProps.amount".into(), "event_props_amount_2".into())]
+        );
+    }
+}
