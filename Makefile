@@ -34,12 +34,12 @@ demo: build ## Write sample CleverTap exports to demo/exports, load them into de
 		 FROM order_placed GROUP BY day ORDER BY day"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
 
-test: lint ## Run the whole suite: formatting, clippy, unit, conformance and end-to-end tests.
+test: lint ## Run the whole suite (starts a throwaway PostgreSQL 15 on loopback, stops it after).
 	$(CARGO) build --workspace --all-targets --locked
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --locked --no-fail-fast; \
+		tests/scripts/with-postgres.sh $(CARGO) nextest run --workspace --locked --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --locked --no-fail-fast; \
+		tests/scripts/with-postgres.sh $(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
 
 lint: ## cargo fmt --check and clippy with warnings as errors.

@@ -61,8 +61,27 @@ async fn start(
     }
 }
 
+/// Query rows, with timestamps as UTC ISO-8601 text whichever way the warehouse prints them
+/// (SQLite stores that text; PostgreSQL prints `timestamptz` as `2022-09-21 04:39:25+00`).
 async fn rows(w: &dyn Warehouse, sql: &str) -> Vec<Vec<Option<String>>> {
-    w.query(sql).await.expect(sql).rows
+    w.query(sql)
+        .await
+        .expect(sql)
+        .rows
+        .into_iter()
+        .map(|r| r.into_iter().map(|v| v.map(normalise_timestamp)).collect())
+        .collect()
+}
+
+fn normalise_timestamp(value: String) -> String {
+    let b = value.as_bytes();
+    let looks_like =
+        b.len() == 22 && b[4] == b'-' && b[10] == b' ' && b[13] == b':' && value.ends_with("+00");
+    if looks_like {
+        format!("{}T{}Z", &value[..10], &value[11..19])
+    } else {
+        value
+    }
 }
 
 async fn count(w: &dyn Warehouse, table: &str) -> u64 {

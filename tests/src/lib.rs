@@ -112,3 +112,14 @@ pub fn fixed_row(ts: &str, event: &str, identity: &str, extra: &[&str]) -> Strin
     fields.extend(extra.iter().map(|s| s.to_string()));
     fields.join(",")
 }
+
+/// The PostgreSQL server the suite runs against (`tests/scripts/with-postgres.sh` starts one
+/// and sets `TAPLINE_TEST_POSTGRES_URL`; `make test` runs the suite under it).
+pub fn postgres_url() -> String {
+    std::env::var("TAPLINE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "TAPLINE_TEST_POSTGRES_URL is not set: run `make test`, or \
+             `tests/scripts/with-postgres.sh cargo test` to start a throwaway PostgreSQL"
+        )
+    })
+}

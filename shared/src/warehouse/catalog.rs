@@ -79,6 +79,14 @@ impl Catalog {
         self.tables.get(event)
     }
 
+    /// Whether `columns` of `event` need a new table or new columns.
+    pub fn needs_ddl(&self, event: &str, columns: &[String]) -> bool {
+        match self.tables.get(event) {
+            None => true,
+            Some(t) => columns.iter().any(|raw| !t.columns.contains_key(raw)),
+        }
+    }
+
     /// Plans the table and columns `columns` (raw names) of `event` need, registering them.
     /// `max_columns` counts data columns.
     pub fn plan(

@@ -11,6 +11,8 @@
 
 pub mod catalog;
 pub mod naming;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -272,7 +274,7 @@ impl WarehouseError {
 }
 
 /// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
-/// absolute (`sqlite:///abs/path`).
+/// absolute (`sqlite:///abs/path`), or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`.
 pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     let bad = |reason: &str| ConfigError::Warehouse {
         url: url.to_string(),
@@ -303,10 +305,9 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
                 sqlite::SqliteWarehouse::open(path, journal).await?,
             ))
         }
-        "postgres" | "postgresql" | "bigquery" => Err(bad(
-            "this warehouse is not available in this build yet (SQLite is: sqlite://FILE)",
-        )
-        .into()),
-        _ => Err(bad("unknown scheme: use sqlite://FILE").into()),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
+        "bigquery" => Err(bad("BigQuery is not available in this build yet").into()),
+        _ => Err(bad("unknown scheme: use sqlite://FILE or postgres://USER@HOST/DB").into()),
     }
 }
