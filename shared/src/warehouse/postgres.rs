@@ -278,15 +278,31 @@ async fn connect(
             warn!(error = %e, "PostgreSQL connection closed.");
         }
     });
-    // The schema lock keeps two first-time loaders from racing on CREATE … IF NOT EXISTS.
+    // A session lock, taken before the transaction: CREATE … IF NOT EXISTS is not safe against
+    // a concurrent create of the same name, and a transaction that began before the other
+    // committed may still see the old catalog.
+    let lock = format!("tapline schema {schema}");
+    client
+        .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&lock])
+        .await
+        .map_err(open_err)?;
     let setup = format!(
-        "SET TIME ZONE 'UTC'; CREATE SCHEMA IF NOT EXISTS {schema_ident}; \
-         SET search_path TO {schema_ident}; BEGIN; \
-         SELECT pg_advisory_xact_lock(hashtextextended({schema_lit}, 0)); {SCHEMA_SQL} COMMIT;",
+        "SET TIME ZONE 'UTC'; BEGIN; CREATE SCHEMA IF NOT EXISTS {schema_ident}; \
+         SET search_path TO {schema_ident}; {SCHEMA_SQL} COMMIT;",
         schema_ident = ident(schema),
-        schema_lit = literal(&format!("tapline schema {schema}")),
     );
-    client.batch_execute(&setup).await.map_err(open_err)?;
+    let created = client.batch_execute(&setup).await;
+    if created.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    let unlocked = client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&lock],
+        )
+        .await;
+    created.map_err(open_err)?;
+    unlocked.map_err(open_err)?;
     Ok(client)
 }
 
