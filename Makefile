@@ -49,11 +49,11 @@ lint: ## cargo fmt --check and clippy with warnings as errors.
 fmt: ## Format the code.
 	$(CARGO) fmt --all
 
-bench: ## Load a 1,000,000-row export into SQLite; compare with gzip -dc; print throughput and peak RSS.
+bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with gzip -dc and psql \copy.
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-tests
 	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
-	@python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline --dir $(BENCH_DIR)
+	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline --dir $(BENCH_DIR)
 
 clean: ## Remove build outputs, the demo and benchmark data.
 	$(CARGO) clean

@@ -161,6 +161,28 @@ pub fn write_utc(seconds: i64, buf: &mut [u8; 20]) -> usize {
     20
 }
 
+/// Epoch seconds of UTC ISO-8601 text as [`write_utc`] writes it (`2022-09-21T04:39:25Z`).
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shape = b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z';
+    if !shape {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i32> {
+        b[r].iter().try_fold(0i32, |acc, d| {
+            d.is_ascii_digit().then(|| acc * 10 + i32::from(d - b'0'))
+        })
+    };
+    let days = days_from_civil(num(0..4)?, num(5..7)?, num(8..10)?);
+    Some(days * 86_400 + i64::from(num(11..13)? * 3600 + num(14..16)? * 60 + num(17..19)?))
+}
+
 /// Now, as UTC ISO-8601 text.
 pub fn now_utc() -> String {
     format_utc(Timestamp::now().as_second())
@@ -309,5 +331,9 @@ mod tests {
         }
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+        for s in [0, 951_782_400, 1_663_735_165, -86_401] {
+            assert_eq!(parse_utc(&format_utc(s)), Some(s));
+        }
+        assert_eq!(parse_utc("2022-09-21 04:39:25Z"), None);
     }
 }

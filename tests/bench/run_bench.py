@@ -6,11 +6,13 @@ checks the issue's targets (load <= 2x gzip -dc, peak RSS <= 64 MiB) without fai
 timings are figures to read, not assertions.
 """
 import argparse
+import csv
 import glob
 import gzip
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 
@@ -74,14 +76,59 @@ def main():
     print(f"        {compressed / 1e6:.1f} MB gzip, {mb:.1f} MB CSV, {rows:,} rows loaded")
     print()
     print(f"median of {args.runs} runs each; peak RSS is the largest seen")
-    print(f"{'':22}{'wall s':>8}{'rows/s':>12}{'MB/s (CSV)':>12}{'peak RSS':>12}")
-    print(f"{'gzip -dc (baseline)':22}{gz_wall:8.2f}{rows / gz_wall:12,.0f}{mb / gz_wall:12.1f}{gz_rss / 1024:9.1f} MiB")
-    print(f"{'tapline load sqlite':22}{tl_wall:8.2f}{rows / tl_wall:12,.0f}{mb / tl_wall:12.1f}{tl_rss / 1024:9.1f} MiB")
+    header()
+    line("gzip -dc (baseline)", gz_wall, gz_rss, rows, mb)
+    line("tapline load sqlite", tl_wall, tl_rss, rows, mb)
     ratio = tl_wall / gz_wall
     print()
-    print(f"ratio tapline / gzip -dc: {ratio:.2f}x (target <= 2.00x: {'met' if ratio <= 2 else 'NOT met'})")
-    print(f"peak RSS: {tl_rss / 1024:.1f} MiB (target <= 64 MiB: {'met' if tl_rss <= 64 * 1024 else 'NOT met'})")
-    print(f"machine: {os.cpu_count()} cores; timings vary run to run on shared machines")
+    print(f"SQLite: tapline / gzip -dc = {ratio:.2f}x (target <= 2.00x: {'met' if ratio <= 2 else 'NOT met'})")
+    print(f"SQLite: peak RSS {tl_rss / 1024:.1f} MiB (target <= 64 MiB: {'met' if tl_rss <= 64 * 1024 else 'NOT met'})")
+
+    pg = os.environ.get("TAPLINE_TEST_POSTGRES_URL")
+    if pg:
+        bench_postgres(args, export, pg, rows, mb)
+    else:
+        print("\nPostgreSQL: skipped (TAPLINE_TEST_POSTGRES_URL not set; `make bench` sets it)")
+    print(f"\nmachine: {os.cpu_count()} cores; timings vary run to run on shared machines")
+
+
+def header():
+    print(f"{'':26}{'wall s':>8}{'rows/s':>12}{'MB/s (CSV)':>12}{'peak RSS':>12}")
+
+
+def line(name, wall, rss, rows, mb):
+    print(f"{name:26}{wall:8.2f}{rows / wall:12,.0f}{mb / wall:12.1f}{rss / 1024:9.1f} MiB")
+
+
+def psql(url, sql):
+    env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+    subprocess.run(["psql", url, "-qtA", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, stdout=subprocess.DEVNULL, env=env)
+
+
+def bench_postgres(args, export, url, rows, mb):
+    """Tapline into PostgreSQL against the database's own bulk path on the same file:
+    `gzip -dc FILE | psql -c "\\copy t from stdin with (format csv, header)"` into text columns."""
+    with gzip.open(export, "rt", newline="") as f:
+        columns = next(csv.reader(f))
+    defs = ", ".join(f'"c{i}" text' for i in range(len(columns)))
+    base_runs, tl_runs = [], []
+    for i in range(args.runs):
+        psql(url, f"DROP SCHEMA IF EXISTS bench_base CASCADE; CREATE SCHEMA bench_base; CREATE TABLE bench_base.t ({defs})")
+        copy = f"\\copy bench_base.t from stdin with (format csv, header)"
+        base_runs.append(run(["sh", "-c", f"gzip -dc '{export}' | psql '{url}' -q -v ON_ERROR_STOP=1 -c '{copy}'"]))
+        psql(url, "DROP SCHEMA IF EXISTS bench_tapline CASCADE")
+        sep = "&" if "?" in url else "?"
+        tl_runs.append(run([args.tapline, "load", export, "--warehouse", f"{url}{sep}schema=bench_tapline", "--no-progress"]))
+    base = statistics.median(w for w, _ in base_runs)
+    tl = statistics.median(w for w, _ in tl_runs)
+    print()
+    header()
+    line("gzip -dc | psql \\copy", base, max(r for _, r in base_runs), rows, mb)
+    line("tapline load postgres", tl, max(r for _, r in tl_runs), rows, mb)
+    ratio = tl / base
+    print()
+    print(f"PostgreSQL: tapline / psql \\copy = {ratio:.2f}x (target <= 1.25x: {'met' if ratio <= 1.25 else 'NOT met'})")
+    psql(url, "DROP SCHEMA IF EXISTS bench_base CASCADE; DROP SCHEMA IF EXISTS bench_tapline CASCADE")
 
 
 if __name__ == "__main__":

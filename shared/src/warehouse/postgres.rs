@@ -397,6 +397,7 @@ impl Warehouse for PostgresWarehouse {
             insert_sql: Default::default(),
             appended: Default::default(),
             view_stale: false,
+            copy: None,
             copy_buffer: BytesMut::new(),
         })))
     }
@@ -601,11 +602,31 @@ struct PostgresLoad {
     /// Rows appended per table.
     appended: std::collections::HashMap<String, u64>,
     view_stale: bool,
+    /// The COPY in progress: it stays open across batches of the same table and columns, so
+    /// the server parses while we decode (no round trip per batch).
+    copy: Option<OpenCopy>,
     copy_buffer: BytesMut,
 }
 
+/// A binary `COPY … FROM STDIN` being streamed.
+struct OpenCopy {
+    key: (String, Vec<String>),
+    table: String,
+    sink: std::pin::Pin<Box<tokio_postgres::CopyInSink<bytes::Bytes>>>,
+    /// Position of `ts` in the batch columns (sent as `timestamptz`; every other data column is
+    /// text).
+    ts_index: Option<usize>,
+}
+
+/// Binary COPY header: signature, flags, header extension length.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_OFFSET: i64 = 946_684_800;
+
 impl Drop for PostgresLoad {
     fn drop(&mut self) {
+        // An unfinished COPY is abandoned (the server is told it failed) before the rollback.
+        drop(self.copy.take());
         let Some(client) = self.client.take() else {
             return;
         };
@@ -715,7 +736,7 @@ impl PostgresLoad {
             .chain(LINEAGE_COLUMNS.iter().map(|c| ident(c)))
             .collect();
         let sql = format!(
-            "COPY {} ({}) FROM STDIN (FORMAT csv)",
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
             ident(&table.name),
             names.join(", ")
         );
@@ -760,16 +781,72 @@ impl PostgresLoad {
     }
 }
 
-/// Appends one CSV field (always quoted; NULL is an unquoted empty field).
-fn put_csv_field(buf: &mut BytesMut, value: Option<&str>) {
-    if let Some(v) = value {
-        buf.put_u8(b'"');
-        if v.contains('"') {
-            buf.put_slice(v.replace('"', "\"\"").as_bytes());
-        } else {
-            buf.put_slice(v.as_bytes());
+/// Appends one binary COPY field: length then bytes, or -1 for NULL.
+fn put_field(buf: &mut BytesMut, value: Option<&[u8]>) {
+    match value {
+        Some(v) => {
+            buf.put_i32(v.len() as i32);
+            buf.put_slice(v);
         }
-        buf.put_u8(b'"');
+        None => buf.put_i32(-1),
+    }
+}
+
+/// Appends a `timestamptz` or `bigint` field: eight bytes.
+fn put_i64_field(buf: &mut BytesMut, value: i64) {
+    buf.put_i32(8);
+    buf.put_i64(value);
+}
+
+/// Microseconds since PostgreSQL's epoch, the binary form of `timestamptz`.
+fn pg_micros(unix_seconds: i64) -> i64 {
+    (unix_seconds - PG_EPOCH_OFFSET) * 1_000_000
+}
+
+impl PostgresLoad {
+    /// Ends the COPY in progress, if any: required before any other statement.
+    async fn finish_copy(&mut self) -> Result<(), WarehouseError> {
+        if let Some(mut copy) = self.copy.take() {
+            // The trailer: a field count of -1.
+            copy.sink
+                .send(bytes::Bytes::from_static(&[0xff, 0xff]))
+                .await
+                .map_err(op("copy"))?;
+            copy.sink.as_mut().finish().await.map_err(op("copy"))?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure a COPY for `columns` of `event` is open, returning its table.
+    async fn open_copy(&mut self, event: &str, columns: &[String]) -> Result<(), WarehouseError> {
+        let key = (event.to_string(), columns.to_vec());
+        if self.copy.as_ref().is_some_and(|c| c.key == key) {
+            return Ok(());
+        }
+        self.finish_copy().await?;
+        let sql = self.copy_sql(event, columns).await?;
+        let sink = self
+            .client()
+            .copy_in::<_, bytes::Bytes>(&sql)
+            .await
+            .map_err(op("copy"))?;
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from_static(COPY_HEADER))
+            .await
+            .map_err(op("copy"))?;
+        let table = self
+            .catalog
+            .table(event)
+            .expect("planned by copy_sql")
+            .name
+            .clone();
+        self.copy = Some(OpenCopy {
+            key,
+            table,
+            sink,
+            ts_index: columns.iter().position(|c| c == TS_COLUMN),
+        });
+        Ok(())
     }
 }
 
@@ -781,46 +858,37 @@ impl LoadTransaction for PostgresLoad {
 
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
         let columns = batch.schema().columns().to_vec();
+        let field_count = (columns.len() + LINEAGE_COLUMNS.len()) as i16;
+        let loaded_at = pg_micros(crate::time::parse_utc(&self.loaded_at).unwrap_or_default());
         let mut rows = batch.rows().peekable();
-        let load_id = self.load_id.to_string();
         while let Some(first) = rows.peek().copied() {
             let event = first.event_name().to_string();
-            let sql = self.copy_sql(&event, &columns).await?;
+            self.open_copy(&event, &columns).await?;
+            let copy = self.copy.as_mut().expect("opened above");
             let mut buf = std::mem::take(&mut self.copy_buffer);
-            buf.clear();
             let mut count = 0u64;
             while let Some(row) = rows.next_if(|r| r.event_name() == event) {
+                buf.put_i16(field_count);
                 for i in 0..columns.len() {
-                    put_csv_field(&mut buf, row.value(i));
-                    buf.put_u8(b',');
+                    let value = row.value(i);
+                    if Some(i) == copy.ts_index {
+                        // Validated upstream: always UTC ISO-8601 text.
+                        let seconds = value.and_then(crate::time::parse_utc).unwrap_or_default();
+                        put_i64_field(&mut buf, pg_micros(seconds));
+                    } else {
+                        put_field(&mut buf, value.map(str::as_bytes));
+                    }
                 }
-                put_csv_field(&mut buf, Some(&self.object.uri));
-                buf.put_u8(b',');
-                buf.put_slice(row.line.to_string().as_bytes());
-                buf.put_u8(b',');
-                buf.put_slice(load_id.as_bytes());
-                buf.put_u8(b',');
-                put_csv_field(&mut buf, Some(&self.loaded_at));
-                buf.put_u8(b'\n');
+                put_field(&mut buf, Some(self.object.uri.as_bytes()));
+                put_i64_field(&mut buf, row.line as i64);
+                put_i64_field(&mut buf, self.load_id);
+                put_i64_field(&mut buf, loaded_at);
                 count += 1;
             }
             let data = buf.split().freeze();
             self.copy_buffer = buf;
-            let sink = self
-                .client()
-                .copy_in::<_, bytes::Bytes>(&sql)
-                .await
-                .map_err(op("copy"))?;
-            futures_util::pin_mut!(sink);
-            sink.send(data).await.map_err(op("copy"))?;
-            sink.finish().await.map_err(op("copy"))?;
-            let table = self
-                .catalog
-                .table(&event)
-                .expect("planned by copy_sql")
-                .name
-                .clone();
-            *self.appended.entry(table).or_default() += count;
+            copy.sink.send(data).await.map_err(op("copy"))?;
+            *self.appended.entry(copy.table.clone()).or_default() += count;
         }
         Ok(())
     }
@@ -830,6 +898,7 @@ impl LoadTransaction for PostgresLoad {
         outcome: Outcome,
         rejects: Vec<Reject>,
     ) -> Result<LoadRecord, WarehouseError> {
+        self.finish_copy().await?;
         let (status, error, bytes, rows, rejected) = match outcome {
             Outcome::Loaded {
                 bytes,
@@ -957,10 +1026,17 @@ mod tests {
     }
 
     #[test]
-    fn csv_fields_quote_and_null() {
+    fn binary_fields_and_timestamps() {
         let mut buf = BytesMut::new();
-        put_csv_field(&mut buf, Some("a \"b\", c\nd"));
-        put_csv_field(&mut buf, None);
-        assert_eq!(&buf[..], b"\"a \"\"b\"\", c\nd\"");
+        put_field(&mut buf, Some(b"ab"));
+        put_field(&mut buf, None);
+        put_i64_field(&mut buf, 1);
+        assert_eq!(
+            &buf[..],
+            b"\0\0\0\x02ab\xff\xff\xff\xff\0\0\0\x08\0\0\0\0\0\0\0\x01"
+        );
+        assert_eq!(pg_micros(946_684_800), 0);
+        assert_eq!(pg_micros(946_684_801), 1_000_000);
+        assert_eq!(COPY_HEADER.len(), 19);
     }
 }
