@@ -36,8 +36,26 @@ trap stop EXIT
 
 "${as_owner[@]}" initdb -D "$dir/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
   || { cat "$dir/initdb.log" >&2; exit 1; }
+
+# TLS with a throwaway CA, so sslmode=require is tested for real (the server certificate names
+# 127.0.0.1, which is what clients verify).
+ssl_opts=""
+if command -v openssl >/dev/null; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tapline test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$dir/san.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/san.ext" -out "$dir/server.pem" >/dev/null 2>&1
+  chmod 600 "$dir/server.key"
+  [ -n "${as_owner[*]}" ] && chown postgres "$dir/server.key" "$dir/server.pem"
+  ssl_opts="-c ssl=on -c ssl_cert_file=$dir/server.pem -c ssl_key_file=$dir/server.key"
+  export TAPLINE_TEST_POSTGRES_CA="$dir/ca.pem"
+fi
+
 "${as_owner[@]}" pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null \
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200 $ssl_opts" start >/dev/null \
   || { cat "$dir/server.log" >&2; exit 1; }
 
 export TAPLINE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"

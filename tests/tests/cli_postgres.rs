@@ -248,3 +248,35 @@ fn connection_lost_mid_copy_rolls_back_and_the_rerun_loads_once() {
         "failed,loaded"
     );
 }
+
+/// TLS follows libpq: `require` encrypts without verifying; `verify-full` refuses an unknown CA;
+/// `sslrootcert` makes it trusted. (The script's server has a throwaway CA; needs openssl.)
+#[test]
+fn tls_modes_follow_libpq() {
+    let ca = std::env::var("TAPLINE_TEST_POSTGRES_CA")
+        .expect("tests/scripts/with-postgres.sh sets TAPLINE_TEST_POSTGRES_CA (needs openssl)");
+    let db = Db::new("tls");
+    let (_dir, path) = temp_export(5);
+    let path = path.to_str().unwrap();
+    let app = format!("tapline_tls_{}", std::process::id());
+    let required = with_param(
+        &with_param(&db.url(), "sslmode=require"),
+        &format!("application_name={app}"),
+    );
+    let run = tapline(&["load", path, "--warehouse", &required]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(db.psql("SELECT count(*) FROM charged"), "5");
+
+    let verify = with_param(&db.url(), "sslmode=verify-full");
+    let refused = tapline(&["status", "--warehouse", &verify]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("UnknownIssuer"),
+        "{}",
+        refused.stderr
+    );
+    let trusted = with_param(&verify, &format!("sslrootcert={ca}"));
+    let run = tapline(&["status", "--warehouse", &trusted]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("loaded"), "{}", run.stdout);
+}

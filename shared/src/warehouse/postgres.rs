@@ -108,8 +108,19 @@ pub struct PostgresWarehouse {
 struct ParsedUrl {
     config: Config,
     schema: String,
-    root_cert: Option<PathBuf>,
+    tls: TlsPolicy,
     target: String,
+}
+
+/// How the server's certificate is treated, following libpq: `prefer` and `require` encrypt
+/// without verifying unless `sslrootcert` is given; `verify-ca` and `verify-full` verify
+/// against `sslrootcert` or, without one, the Mozilla roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TlsPolicy {
+    /// Encrypt when the server offers TLS, accept any certificate.
+    EncryptOnly,
+    /// Verify the chain and the host name against these extra roots (plus Mozilla's).
+    Verify { root_cert: Option<PathBuf> },
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
@@ -150,12 +161,18 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut schema = "public".to_string();
     let mut root_cert = None;
+    let mut verify = false;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("schema", value)) if !value.is_empty() => schema = value.to_string(),
             Some(("sslrootcert", value)) if !value.is_empty() => {
                 root_cert = Some(PathBuf::from(value))
+            }
+            // tokio-postgres knows disable/prefer/require; verification is ours to do.
+            Some(("sslmode", "verify-ca" | "verify-full")) => {
+                verify = true;
+                kept.push("sslmode=require");
             }
             _ => kept.push(pair),
         }
@@ -184,22 +201,39 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
         config.get_user().unwrap_or(""),
         config.get_dbname().unwrap_or("")
     );
+    let tls = if verify || root_cert.is_some() {
+        TlsPolicy::Verify { root_cert }
+    } else {
+        TlsPolicy::EncryptOnly
+    };
     Ok(ParsedUrl {
         config,
         schema,
-        root_cert,
+        tls,
         target,
     })
 }
 
-/// Server certificates are checked against Mozilla's roots, plus `sslrootcert` when given
-/// (managed databases such as RDS sign with their own CA).
-fn tls_config(root_cert: Option<&PathBuf>) -> Result<rustls::ClientConfig, ConfigError> {
+/// The rustls configuration for a [`TlsPolicy`].
+fn tls_config(policy: &TlsPolicy) -> Result<rustls::ClientConfig, ConfigError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let bad = |reason: String| ConfigError::Warehouse {
         url: "postgres://…".to_string(),
         reason,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?;
+    let root_cert = match policy {
+        TlsPolicy::EncryptOnly => {
+            return Ok(builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_no_client_auth());
+        }
+        TlsPolicy::Verify { root_cert } => root_cert,
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -214,12 +248,57 @@ fn tls_config(root_cert: Option<&PathBuf>) -> Result<rustls::ClientConfig, Confi
                 .map_err(|e| bad(format!("unusable certificate in {}: {e}", path.display())))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// libpq's `sslmode=require` without a root certificate: the channel is encrypted and the
+/// handshake signatures are checked, but the certificate chain is not.
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Maps a client error, deciding whether a retry may help.
@@ -311,8 +390,7 @@ impl PostgresWarehouse {
     /// in its schema (`?schema=NAME`, default `public`).
     pub async fn open(url: &str) -> Result<Self, WarehouseError> {
         let parsed = parse_url(url)?;
-        let tls =
-            tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(parsed.root_cert.as_ref())?);
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(&parsed.tls)?);
         let client = connect(&parsed.config, &tls, &parsed.schema, &parsed.target).await?;
         Ok(Self {
             target: parsed.target,
@@ -1018,6 +1096,20 @@ mod tests {
         assert_eq!(parsed.schema, "clevertap");
         assert_eq!(parsed.target, "postgres://app@db:6543/w?schema=clevertap");
         assert_eq!(parsed.config.get_application_name(), Some("tapline"));
+        assert_eq!(parsed.tls, TlsPolicy::EncryptOnly);
+        let full = parse_url("postgres://h/w?sslmode=verify-full").unwrap();
+        assert_eq!(full.tls, TlsPolicy::Verify { root_cert: None });
+        assert_eq!(
+            full.config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        let rooted = parse_url("postgres://h/w?sslmode=require&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(
+            rooted.tls,
+            TlsPolicy::Verify {
+                root_cert: Some(PathBuf::from("/ca.pem"))
+            }
+        );
         let err = match parse_url("postgres://app:s3cret@db/w?sslmode=bogus") {
             Err(e) => e.to_string(),
             Ok(_) => panic!("bogus sslmode accepted"),
