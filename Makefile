@@ -53,7 +53,10 @@ bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with g
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-tests
 	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
-	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline --dir $(BENCH_DIR)
+	@# A file a tenth the size: peak memory must not grow with the file.
+	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/small --rows $$(( $(BENCH_ROWS) / 10 )) | tail -n 1
+	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
+		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small
 
 clean: ## Remove build outputs, the demo and benchmark data.
 	$(CARGO) clean

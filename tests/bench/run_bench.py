@@ -38,6 +38,7 @@ def main():
     parser.add_argument("--tapline", required=True)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
+    parser.add_argument("--small-dir", help="a smaller export of the same shape: peak RSS must not grow with size")
     args = parser.parse_args()
 
     files = sorted(glob.glob(os.path.join(args.dir, "*-Bench-Event-*.csv.gz")))
@@ -83,6 +84,20 @@ def main():
     print()
     print(f"SQLite: tapline / gzip -dc = {ratio:.2f}x (target <= 2.00x: {'met' if ratio <= 2 else 'NOT met'})")
     print(f"SQLite: peak RSS {tl_rss / 1024:.1f} MiB (target <= 64 MiB: {'met' if tl_rss <= 64 * 1024 else 'NOT met'})")
+
+    if args.small_dir:
+        small = sorted(glob.glob(os.path.join(args.small_dir, "*-Bench-Event-*.csv.gz")))[0]
+        small_db = os.path.join(args.small_dir, "bench.sqlite")
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            if os.path.exists(small_db + suffix):
+                os.remove(small_db + suffix)
+        _, small_rss = run([args.tapline, "load", small, "--warehouse", f"sqlite://{small_db}", "--no-progress"])
+        with sqlite3.connect(small_db) as conn:
+            (small_rows,) = conn.execute("SELECT rows_loaded FROM _tapline_loads").fetchone()
+        print(
+            f"SQLite: peak RSS {small_rss / 1024:.1f} MiB at {small_rows:,} rows, "
+            f"{tl_rss / 1024:.1f} MiB at {rows:,} rows (flat: {tl_rss / small_rss:.2f}x for {rows / small_rows:.0f}x the rows)"
+        )
 
     pg = os.environ.get("TAPLINE_TEST_POSTGRES_URL")
     if pg:
