@@ -105,6 +105,23 @@ pub fn sqlite_value(path: &Path, sql: &str) -> Option<String> {
         .flatten()
 }
 
+/// A valid CSV export of `rows` rows of `event` on 2022-09-21: the documented fixed columns
+/// plus `eventProps.Amount`, one row a second from midnight.
+pub fn export_csv(event: &str, rows: usize) -> String {
+    let mut text = format!("{},eventProps.Amount\n", fixed_header());
+    for i in 0..rows {
+        let ts = format!(
+            "20220921{:02}{:02}{:02}",
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60
+        );
+        text.push_str(&fixed_row(&ts, event, &format!("u{i}"), &[&i.to_string()]));
+        text.push('\n');
+    }
+    text
+}
+
 /// A row of CleverTap's fixed columns plus extra values, ts and event first.
 pub fn fixed_row(ts: &str, event: &str, identity: &str, extra: &[&str]) -> String {
     let mut fields = vec![ts.to_string(), event.to_string(), identity.to_string()];

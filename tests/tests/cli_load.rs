@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use tapline_tests::{fixed_header, fixed_row, gzip, sqlite_rows, sqlite_value, tapline};
+use tapline_tests::{
+    export_csv, fixed_header, fixed_row, gzip, sqlite_rows, sqlite_value, tapline,
+};
 
 struct Case {
     _dir: tempfile::TempDir,
@@ -100,26 +102,10 @@ fn files_with(summary: &str, outcome: &str) -> u64 {
 const GOOD: &str = "1663664837-1663785000-App-Launched-20220921-0-0.csv.gz";
 const BAD: &str = "1663664837-1663785000-Charged-20220921-0-0.csv.gz";
 
-/// A valid export of `n` rows (plus `extra` columns on each), with the documented header.
-fn export(event: &str, n: usize) -> String {
-    let mut text = format!("{},eventProps.Amount\n", fixed_header());
-    for i in 0..n {
-        let ts = format!(
-            "20220921{:02}{:02}{:02}",
-            i / 3600 % 24,
-            i / 60 % 60,
-            i % 60
-        );
-        text.push_str(&fixed_row(&ts, event, &format!("u{i}"), &[&i.to_string()]));
-        text.push('\n');
-    }
-    text
-}
-
 /// Loads a good file beside `bad`; the good file must load whatever happens to the bad one.
 fn with_good_file(bad: &[u8]) -> (Case, tapline_tests::Run) {
     let case = Case::new();
-    case.write(GOOD, &gzip(export("App Launched", 50).as_bytes()));
+    case.write(GOOD, &gzip(export_csv("App Launched", 50).as_bytes()));
     case.write(BAD, bad);
     let run = case.load(&[]);
     assert_eq!(
@@ -175,13 +161,13 @@ fn zero_byte_object_is_quarantined() {
 
 #[test]
 fn gzip_header_only_is_quarantined() {
-    let full = gzip(export("Charged", 10).as_bytes());
+    let full = gzip(export_csv("Charged", 10).as_bytes());
     assert_quarantined(&full[..10], "corrupt or truncated data");
 }
 
 #[test]
 fn truncated_gzip_is_quarantined() {
-    let full = gzip(export("Charged", 3000).as_bytes());
+    let full = gzip(export_csv("Charged", 3000).as_bytes());
     assert_quarantined(&full[..full.len() * 6 / 10], "corrupt or truncated data");
 }
 
@@ -195,7 +181,7 @@ fn binary_garbage_is_quarantined() {
 
 #[test]
 fn plain_csv_under_a_gz_name_loads() {
-    assert_loaded_with_rejects(export("Charged", 20).as_bytes(), 20, 0);
+    assert_loaded_with_rejects(export_csv("Charged", 20).as_bytes(), 20, 0);
 }
 
 #[test]
@@ -240,7 +226,7 @@ fn five_thousand_columns_are_quarantined_with_the_limit() {
 
 /// 199 good rows and one bad one (0.5 %, under the 1 % default).
 fn one_bad_row(bad_line: &str) -> Vec<u8> {
-    let mut text = export("Charged", 199);
+    let mut text = export_csv("Charged", 199);
     text.push_str(bad_line);
     text.push('\n');
     gzip(text.as_bytes())
@@ -259,7 +245,7 @@ fn ragged_row_is_rejected() {
 
 #[test]
 fn unterminated_quote_at_end_is_rejected() {
-    let mut text = export("Charged", 199);
+    let mut text = export_csv("Charged", 199);
     text.push_str(&fixed_row("20220921100000", "Charged", "u1", &["\"open"]));
     let case = assert_loaded_with_rejects(&gzip(text.as_bytes()), 199, 1);
     assert_eq!(
@@ -270,7 +256,7 @@ fn unterminated_quote_at_end_is_rejected() {
 
 #[test]
 fn invalid_utf8_is_rejected() {
-    let mut text = export("Charged", 199).into_bytes();
+    let mut text = export_csv("Charged", 199).into_bytes();
     text.extend(fixed_row("20220921100000", "Charged", "u1", &["x"]).as_bytes());
     text.extend(b"\xff\xfe\n");
     let case = assert_loaded_with_rejects(&gzip(&text), 199, 1);
@@ -331,7 +317,7 @@ fn a_one_mebibyte_field_loads_whole() {
 
 #[test]
 fn too_many_bad_rows_quarantine_then_a_higher_ratio_loads() {
-    let mut text = export("Charged", 95);
+    let mut text = export_csv("Charged", 95);
     for _ in 0..5 {
         text.push_str("notatime,Charged\n");
     }
@@ -365,7 +351,7 @@ fn too_many_bad_rows_quarantine_then_a_higher_ratio_loads() {
 #[test]
 fn the_same_file_twice_loads_once() {
     let case = Case::new();
-    let path = case.write(GOOD, &gzip(export("App Launched", 30).as_bytes()));
+    let path = case.write(GOOD, &gzip(export_csv("App Launched", 30).as_bytes()));
     let p = path.to_str().unwrap();
     let wh = case.warehouse();
     let run = tapline(&["load", p, p, "--warehouse", &wh]);
@@ -387,10 +373,10 @@ fn the_same_file_twice_loads_once() {
 #[test]
 fn a_rewritten_file_replaces_its_rows() {
     let case = Case::new();
-    let path = case.write(GOOD, &gzip(export("App Launched", 30).as_bytes()));
+    let path = case.write(GOOD, &gzip(export_csv("App Launched", 30).as_bytes()));
     assert_eq!(case.load(&[]).code, 0);
     // A corrected re-export under the same name: fewer rows, different size.
-    std::fs::write(&path, gzip(export("App Launched", 12).as_bytes())).unwrap();
+    std::fs::write(&path, gzip(export_csv("App Launched", 12).as_bytes())).unwrap();
     let run = case.load(&[]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(case.count("app_launched"), 12);
@@ -446,7 +432,7 @@ fn json_lines_land_in_the_same_columns_as_csv() {
 #[test]
 fn a_missing_path_stops_before_anything_is_touched() {
     let case = Case::new();
-    case.write(GOOD, &gzip(export("App Launched", 3).as_bytes()));
+    case.write(GOOD, &gzip(export_csv("App Launched", 3).as_bytes()));
     let wh = case.warehouse();
     let root = case.root.to_str().unwrap();
     let run = tapline(&["load", root, "/nonexistent/exports", "--warehouse", &wh]);
@@ -547,7 +533,7 @@ fn profile_and_parquet_exports_are_skipped_with_a_reason() {
 #[test]
 fn status_lists_recent_loads() {
     let case = Case::new();
-    case.write(GOOD, &gzip(export("App Launched", 3).as_bytes()));
+    case.write(GOOD, &gzip(export_csv("App Launched", 3).as_bytes()));
     case.write("README.txt", b"not an export");
     assert_eq!(
         case.load(&[]).code,
@@ -572,7 +558,7 @@ fn killed_mid_file_leaves_nothing_and_the_rerun_loads_once() {
 
     let case = Case::new();
     let rows = 200_000;
-    let full = gzip(export("Charged", rows).as_bytes());
+    let full = gzip(export_csv("Charged", rows).as_bytes());
     let fifo = case.root.join(BAD);
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());

@@ -5,28 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use tapline_tests::{Run, fixed_header, fixed_row, gzip, postgres_url, tapline};
+use tapline_tests::{Run, export_csv, gzip, postgres_url, tapline};
 
 const FILE: &str = "1663664837-1663785000-Charged-20220921-0-0.csv.gz";
 
 fn export(rows: usize) -> Vec<u8> {
-    let mut text = format!("{},eventProps.Amount\n", fixed_header());
-    for i in 0..rows {
-        let ts = format!(
-            "20220921{:02}{:02}{:02}",
-            i / 3600 % 24,
-            i / 60 % 60,
-            i % 60
-        );
-        text.push_str(&fixed_row(
-            &ts,
-            "Charged",
-            &format!("u{i}"),
-            &[&i.to_string()],
-        ));
-        text.push('\n');
-    }
-    gzip(text.as_bytes())
+    gzip(export_csv("Charged", rows).as_bytes())
 }
 
 /// A schema of its own for each test, and psql for checks from outside Tapline.

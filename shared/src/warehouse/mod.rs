@@ -134,6 +134,18 @@ pub struct LoadRecord {
     pub finished_at: Option<String>,
 }
 
+impl LoadRecord {
+    /// Whether this version needs no new attempt: it is loaded (or replaced since), or it was
+    /// quarantined and no retry of quarantined versions was asked for.
+    pub fn is_done(&self, retry_quarantined: bool) -> bool {
+        match self.status {
+            LoadStatus::Loaded | LoadStatus::Replaced => true,
+            LoadStatus::Quarantined => !retry_quarantined,
+            LoadStatus::Failed => false,
+        }
+    }
+}
+
 /// What `begin_load` found.
 pub enum Begin {
     /// This version was already handled (loaded, replaced since, or quarantined): nothing to do.

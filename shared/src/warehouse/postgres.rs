@@ -599,12 +599,7 @@ async fn start_ledger_row(
     let now = now_utc();
     let bytes = object.bytes.map(|b| b as i64);
     match existing {
-        Some(done)
-            if matches!(done.status, LoadStatus::Loaded | LoadStatus::Replaced)
-                || (done.status == LoadStatus::Quarantined && !retry_quarantined) =>
-        {
-            Ok(Err(done))
-        }
+        Some(done) if done.is_done(retry_quarantined) => Ok(Err(done)),
         Some(previous) => {
             client
                 .execute(
