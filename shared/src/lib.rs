@@ -4,6 +4,7 @@
 //! - [`warehouse`]: the [`warehouse::Warehouse`] port, the naming rule and its adapters.
 //! - [`storage`]: the [`storage::ObjectSource`] port and its adapters (local files today).
 //! - [`load`]: the export loader itself, written once for every source and warehouse.
+//! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 
 pub mod config;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod export;
 pub mod load;
 pub mod storage;
 pub mod time;
+pub mod triggers;
 pub mod warehouse;
 
 pub use error::Error;

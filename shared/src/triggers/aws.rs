@@ -1,0 +1,248 @@
+//! AWS payloads: S3 event notifications (direct, in SQS, in SNS in SQS), S3 test events, and
+//! EventBridge "Object Created" events (direct or in SQS).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Notice, ObjectRef, Store, TriggerError};
+
+/// One SQS message of a Lambda batch and what its body announced.
+#[derive(Debug)]
+pub struct SqsMessage {
+    /// The id a partial batch response names to have this message delivered again.
+    pub message_id: String,
+    /// What the body said, or why it could not be read.
+    pub notices: Result<Vec<Notice>, TriggerError>,
+}
+
+/// A Lambda invocation's payload: an SQS batch (each message on its own, so one bad message
+/// fails alone) or a direct S3 / EventBridge event.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Messages from an SQS event source mapping.
+    Sqs(Vec<SqsMessage>),
+    /// A direct S3 notification or EventBridge event.
+    Direct(Vec<Notice>),
+}
+
+/// Reads a Lambda invocation payload.
+pub fn from_lambda_payload(payload: &[u8]) -> Result<Invocation, TriggerError> {
+    let value: Value = serde_json::from_slice(payload).map_err(TriggerError::Json)?;
+    let is_sqs = value
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs");
+    if is_sqs {
+        let batch: SqsBatch = serde_json::from_value(value).map_err(TriggerError::Json)?;
+        return Ok(Invocation::Sqs(
+            batch
+                .records
+                .into_iter()
+                .map(|m| SqsMessage {
+                    notices: from_message_body(&m.body),
+                    message_id: m.message_id,
+                })
+                .collect(),
+        ));
+    }
+    from_value(value).map(Invocation::Direct)
+}
+
+/// Reads an SQS message body: an S3 notification, an S3 test event, an EventBridge event, or
+/// any of these inside an SNS envelope.
+pub fn from_message_body(body: &str) -> Result<Vec<Notice>, TriggerError> {
+    from_value(serde_json::from_str(body).map_err(TriggerError::Json)?)
+}
+
+fn from_value(value: Value) -> Result<Vec<Notice>, TriggerError> {
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        // S3 sends one when a notification is configured; there is no object.
+        return Ok(vec![Notice::Ignore("s3:TestEvent".to_string())]);
+    }
+    if value.get("Records").is_some() {
+        let n: S3Notification = serde_json::from_value(value).map_err(TriggerError::Json)?;
+        return n.records.into_iter().map(s3_record).collect();
+    }
+    if value.get("detail-type").is_some() {
+        let e: EventBridge = serde_json::from_value(value).map_err(TriggerError::Json)?;
+        return eventbridge(e).map(|n| vec![n]);
+    }
+    if value.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let message = value
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TriggerError::Unrecognised("SNS envelope without Message".into()))?;
+        return from_message_body(message);
+    }
+    let keys: Vec<&str> = value
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    Err(TriggerError::Unrecognised(format!(
+        "expected an S3, SQS, SNS or EventBridge event; top-level keys: {keys:?}"
+    )))
+}
+
+fn s3_record(r: S3Record) -> Result<Notice, TriggerError> {
+    if !r.event_name.starts_with("ObjectCreated:") {
+        return Ok(Notice::Ignore(format!("S3 event {}", r.event_name)));
+    }
+    Ok(Notice::Object(ObjectRef {
+        store: Store::S3,
+        bucket: r.s3.bucket.name,
+        key: decode_s3_key(&r.s3.object.key)?,
+        version: r.s3.object.version_id.or(r.s3.object.e_tag),
+        size: r.s3.object.size,
+    }))
+}
+
+fn eventbridge(e: EventBridge) -> Result<Notice, TriggerError> {
+    if e.source != "aws.s3" || e.detail_type != "Object Created" {
+        return Ok(Notice::Ignore(format!("{} {}", e.source, e.detail_type)));
+    }
+    // EventBridge carries the key as written (AWS's examples show ':' unescaped), unlike S3
+    // notifications, which URL-encode it.
+    Ok(Notice::Object(ObjectRef {
+        store: Store::S3,
+        bucket: e.detail.bucket.name,
+        key: e.detail.object.key,
+        version: e.detail.object.version_id.or(e.detail.object.etag),
+        size: e.detail.object.size,
+    }))
+}
+
+/// Decodes a key from an S3 event notification: `+` is a space, then percent-decoding
+/// (`my+file%2B1.csv` → `my file+1.csv`).
+pub fn decode_s3_key(raw: &str) -> Result<String, TriggerError> {
+    let bad = || TriggerError::BadKey(raw.to_string());
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+#[derive(Deserialize)]
+struct SqsBatch {
+    #[serde(rename = "Records")]
+    records: Vec<SqsRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SqsRecord {
+    message_id: String,
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records")]
+    records: Vec<S3Record>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Record {
+    event_name: String,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: Named,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Object {
+    key: String,
+    size: Option<u64>,
+    e_tag: Option<String>,
+    version_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EventBridge {
+    source: String,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    detail: EventBridgeDetail,
+}
+
+#[derive(Deserialize)]
+struct EventBridgeDetail {
+    bucket: Named,
+    object: EventBridgeObject,
+}
+
+#[derive(Deserialize)]
+struct EventBridgeObject {
+    key: String,
+    size: Option<u64>,
+    etag: Option<String>,
+    #[serde(rename = "version-id")]
+    version_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_decode_the_way_s3_encodes_them() {
+        assert_eq!(decode_s3_key("my+file%2B1.csv").unwrap(), "my file+1.csv");
+        assert_eq!(
+            decode_s3_key("exports/1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz")
+                .unwrap(),
+            "exports/1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz"
+        );
+        assert_eq!(decode_s3_key("caf%C3%A9%3A1").unwrap(), "café:1");
+        assert!(matches!(
+            decode_s3_key("bad%2"),
+            Err(TriggerError::BadKey(_))
+        ));
+        assert!(matches!(
+            decode_s3_key("bad%zz"),
+            Err(TriggerError::BadKey(_))
+        ));
+        assert!(matches!(
+            decode_s3_key("bad%ff"),
+            Err(TriggerError::BadKey(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_json_names_what_it_saw() {
+        let err = from_message_body(r#"{"hello":1}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "not a recognised event: expected an S3, SQS, SNS or EventBridge event; top-level keys: [\"hello\"]"
+        );
+        assert!(matches!(
+            from_message_body("nope"),
+            Err(TriggerError::Json(_))
+        ));
+    }
+}

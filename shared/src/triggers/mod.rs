@@ -1,0 +1,69 @@
+//! Cloud event payloads to the objects they announce, for the export loader's entry points.
+//!
+//! Pure parsing over the documented shapes (S3 event notifications, the same wrapped in SQS or
+//! SNS, EventBridge "Object Created", Eventarc CloudEvents for GCS); entry points decide what
+//! to do with each object. Nothing here names an SDK type.
+
+mod aws;
+mod gcs;
+
+pub use aws::{Invocation, SqsMessage, decode_s3_key, from_lambda_payload, from_message_body};
+pub use gcs::{CLOUDEVENT_FINALIZED, from_cloudevent};
+
+/// Where an announced object lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Amazon S3.
+    S3,
+    /// Google Cloud Storage.
+    Gcs,
+}
+
+/// One object an event announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// S3 or GCS.
+    pub store: Store,
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key, decoded (S3 notifications encode it).
+    pub key: String,
+    /// S3 version id or ETag, GCS generation, when the event carries one.
+    pub version: Option<String>,
+    /// Size in bytes, when the event carries it.
+    pub size: Option<u64>,
+}
+
+impl ObjectRef {
+    /// `s3://bucket/key` or `gs://bucket/key`: the ledger's uri for the object.
+    pub fn uri(&self) -> String {
+        let scheme = match self.store {
+            Store::S3 => "s3",
+            Store::Gcs => "gs",
+        };
+        format!("{scheme}://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// What one event says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An object was created: load it.
+    Object(ObjectRef),
+    /// Nothing to load, and why (a test event, a deletion).
+    Ignore(String),
+}
+
+/// A payload that is not an event Tapline understands.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// Not JSON at all.
+    #[error("the event is not valid JSON")]
+    Json(#[source] serde_json::Error),
+    /// JSON, but of no known event shape.
+    #[error("not a recognised event: {0}")]
+    Unrecognised(String),
+    /// An S3 key whose percent-encoding is broken.
+    #[error("object key {0:?} is not valid URL encoding")]
+    BadKey(String),
+}

@@ -1,0 +1,158 @@
+//! Cloud event payloads (fixtures in the documented shapes) to the objects they announce.
+
+use tapline::triggers::{
+    CLOUDEVENT_FINALIZED, Invocation, Notice, ObjectRef, Store, TriggerError, from_cloudevent,
+    from_lambda_payload,
+};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn s3(key: &str, version: &str, size: Option<u64>) -> Notice {
+    Notice::Object(ObjectRef {
+        store: Store::S3,
+        bucket: "acme-clevertap-exports".into(),
+        key: key.into(),
+        version: Some(version.into()),
+        size,
+    })
+}
+
+fn direct(name: &str) -> Vec<Notice> {
+    match from_lambda_payload(&fixture(name)).unwrap() {
+        Invocation::Direct(notices) => notices,
+        Invocation::Sqs(_) => panic!("{name} is not an SQS batch"),
+    }
+}
+
+fn s3_notices() -> Vec<Notice> {
+    vec![
+        s3(
+            "clevertap/events/2022-09-21/1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz",
+            "096fKKXTRTtl3on89fVO.nfljtsv6qko",
+            Some(1024),
+        ),
+        s3(
+            "manual uploads/Order Placed+é-20220921.csv.gz",
+            "4af981f98d22a0b9979da24b259e5e42-12",
+            Some(104_857_600),
+        ),
+        Notice::Ignore("S3 event ObjectRemoved:Delete".into()),
+    ]
+}
+
+#[test]
+fn direct_s3_notification_decodes_keys_and_prefers_version_ids() {
+    assert_eq!(direct("s3_object_created.json"), s3_notices());
+    let Notice::Object(first) = &s3_notices()[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        first.uri(),
+        "s3://acme-clevertap-exports/clevertap/events/2022-09-21/1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz"
+    );
+}
+
+#[test]
+fn s3_test_event_is_ignored() {
+    assert_eq!(
+        direct("s3_test_event.json"),
+        vec![Notice::Ignore("s3:TestEvent".into())]
+    );
+}
+
+#[test]
+fn eventbridge_object_created_keeps_the_key_as_written() {
+    assert_eq!(
+        direct("eventbridge_object_created.json"),
+        vec![s3(
+            "clevertap/2022-09-21/1663664837-1663785000-App-Launched-20220921-1-0.csv.gz",
+            "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+            Some(5),
+        )]
+    );
+}
+
+#[test]
+fn sqs_batch_reads_each_message_on_its_own() {
+    let Invocation::Sqs(messages) = from_lambda_payload(&fixture("sqs_batch.json")).unwrap() else {
+        panic!("an SQS batch");
+    };
+    let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "2e1424d4-f796-459a-8184-9c92662be6da",
+            "3f2a4d1e-0000-4b6e-9c1d-5b0f2c9a1e01",
+            "4a7c1e2b-1111-4c3d-8e2f-6a1b3c4d5e02",
+            "5b8d2f3c-2222-4d4e-9f30-7b2c4d5e6f03"
+        ]
+    );
+    assert_eq!(messages[0].notices.as_ref().unwrap(), &s3_notices());
+    assert_eq!(
+        messages[1].notices.as_ref().unwrap(),
+        &vec![Notice::Ignore("s3:TestEvent".into())]
+    );
+    assert_eq!(
+        messages[2].notices.as_ref().unwrap(),
+        &direct("eventbridge_object_created.json")
+    );
+    assert_eq!(
+        messages[3].notices.as_ref().unwrap(),
+        &s3_notices(),
+        "SNS envelope unwrapped"
+    );
+    assert!(
+        matches!(messages[4].notices, Err(TriggerError::Json(_))),
+        "a bad body fails alone"
+    );
+}
+
+#[test]
+fn gcs_cloudevent_structured_and_binary_modes() {
+    let expected = vec![Notice::Object(ObjectRef {
+        store: Store::Gcs,
+        bucket: "acme-clevertap-exports".into(),
+        key: "events/2022-09-21/1663664837-1663785000-Charged-20220921-0-0.csv.gz".into(),
+        version: Some("1663785005461393".into()),
+        size: Some(2048),
+    })];
+    let structured = fixture("gcs_finalized_structured.json");
+    let content_type = |name: &str| {
+        (name == "content-type").then(|| "application/cloudevents+json; charset=utf-8".to_string())
+    };
+    assert_eq!(
+        from_cloudevent(&content_type, &structured).unwrap(),
+        expected
+    );
+
+    // Binary mode: the same data as the body, the attributes as ce-* headers.
+    let event: serde_json::Value = serde_json::from_slice(&structured).unwrap();
+    let body = serde_json::to_vec(&event["data"]).unwrap();
+    let headers = |name: &str| match name {
+        "content-type" => Some("application/json".to_string()),
+        "ce-type" => Some(CLOUDEVENT_FINALIZED.to_string()),
+        "ce-specversion" => Some("1.0".to_string()),
+        "ce-id" => Some("8337412516346285".to_string()),
+        _ => None,
+    };
+    assert_eq!(from_cloudevent(&headers, &body).unwrap(), expected);
+
+    let deleted = |name: &str| {
+        (name == "ce-type").then(|| "google.cloud.storage.object.v1.deleted".to_string())
+    };
+    assert_eq!(
+        from_cloudevent(&deleted, &body).unwrap(),
+        vec![Notice::Ignore(
+            "CloudEvent google.cloud.storage.object.v1.deleted".into()
+        )]
+    );
+    let none = |_: &str| None;
+    assert_eq!(
+        from_cloudevent(&none, &body).unwrap_err().to_string(),
+        "not a recognised event: no ce-type header and not a structured CloudEvent"
+    );
+}
