@@ -11,6 +11,8 @@ DEMO_DIR := demo
 BENCH_DIR := .tmp/bench
 BENCH_ROWS ?= 1000000
 DEMO_TIMEZONE ?= Asia/Kolkata
+# The real local servers the suite runs against, started before and stopped after it.
+WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh
 
 .PHONY: help build demo test lint fmt bench clean
 
@@ -34,12 +36,12 @@ demo: build ## Write sample CleverTap exports to demo/exports, load them into de
 		 FROM order_placed GROUP BY day ORDER BY day"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
 
-test: lint ## Run the whole suite (starts a throwaway PostgreSQL 15 on loopback, stops it after).
+test: lint ## Run the whole suite (starts PostgreSQL 15 and a moto S3 server on loopback, stops them after).
 	$(CARGO) build --workspace --all-targets --locked
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		tests/scripts/with-postgres.sh $(CARGO) nextest run --workspace --locked --no-fail-fast; \
+		$(WITH_SERVERS) $(CARGO) nextest run --workspace --locked --no-fail-fast; \
 	else \
-		tests/scripts/with-postgres.sh $(CARGO) test --workspace --locked --no-fail-fast; \
+		$(WITH_SERVERS) $(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
 
 lint: ## cargo fmt --check and clippy with warnings as errors.

@@ -33,6 +33,7 @@ impl Error {
                 std::io::ErrorKind::NotFound
                     | std::io::ErrorKind::PermissionDenied
                     | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::Unsupported
             ),
             Error::Warehouse(err) => err.is_retryable(),
             Error::Config(_) => false,

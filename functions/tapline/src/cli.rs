@@ -58,7 +58,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         tapline load ./exports\n  \
         tapline load 1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz --timezone Asia/Kolkata\n  \
-        tapline load ./exports --warehouse sqlite:///data/clevertap.sqlite --max-reject-ratio 0.05\n\n\
+        tapline load ./exports --warehouse sqlite:///data/clevertap.sqlite --max-reject-ratio 0.05\n  \
+        tapline load s3://acme-clevertap-exports/events/ --warehouse postgres://loader@db/analytics\n\n\
         Files that are not CleverTap exports (by name) are skipped and listed. A file already \
         loaded (same path, size and modification time) is not loaded again; a changed file \
         replaces the rows of its previous version.\n\n\
@@ -86,7 +87,8 @@ pub struct WarehouseArg {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Export files or folders. Folders are walked recursively.
+    /// Export files or folders (walked recursively), or S3 prefixes (`s3://BUCKET/PREFIX`,
+    /// with the usual AWS credentials; `AWS_ENDPOINT_URL` for S3-compatible stores).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<String>,
 

@@ -8,8 +8,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use tapline::config::LoadConfig;
 use tapline::load::{FileReport, load_object};
-use tapline::storage::local::LocalSource;
-use tapline::storage::{ObjectEntry, ObjectSource};
+use tapline::storage::{self, ObjectEntry, ObjectSource};
 use tapline::warehouse;
 
 use crate::cli::{Command, EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
@@ -29,20 +28,22 @@ pub async fn run(command: Command) -> Result<u8, AnyError> {
 async fn load(args: LoadArgs) -> Result<u8, AnyError> {
     let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?;
     config.retry_quarantined = args.retry_quarantined;
-    let source = LocalSource;
     // List everything first: a typo in one path stops the run before anything is touched.
-    let mut entries: Vec<ObjectEntry> = Vec::new();
+    let mut entries: Vec<(Arc<dyn ObjectSource>, ObjectEntry)> = Vec::new();
     for path in &args.paths {
-        entries.extend(source.list(path).await?);
+        let source = storage::source_for(path).await?;
+        for entry in source.list(path).await? {
+            entries.push((source.clone(), entry));
+        }
     }
     let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
-    let total_bytes: u64 = entries.iter().filter_map(|e| e.size).sum();
+    let total_bytes: u64 = entries.iter().filter_map(|(_, e)| e.size).sum();
     let bar = progress_bar(&args, total_bytes);
 
     let started = Instant::now();
     let mut reports: Vec<FileReport> = Vec::with_capacity(entries.len());
     let mut done_bytes = 0u64;
-    for entry in &entries {
+    for (source, entry) in &entries {
         let read = Arc::new(AtomicU64::new(0));
         let report = {
             let watch = read.clone();
@@ -55,7 +56,8 @@ async fn load(args: LoadArgs) -> Result<u8, AnyError> {
                 }
             });
             bar.set_message(entry.key.clone());
-            let report = load_object(&source, warehouse.as_ref(), entry, &config, read).await;
+            let report =
+                load_object(source.as_ref(), warehouse.as_ref(), entry, &config, read).await;
             ticker.abort();
             report
         };

@@ -4,6 +4,8 @@
 //! streams into a reader on a blocking thread, so memory stays flat.
 
 pub mod local;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::io::Read;
 
@@ -34,4 +36,30 @@ pub trait ObjectSource: Send + Sync {
 
     /// A reader over the object's bytes as stored (still compressed).
     async fn open(&self, entry: &ObjectEntry) -> Result<Box<dyn Read + Send>, Error>;
+}
+
+/// The source for a location: `s3://…` (with the `s3` feature), otherwise a local path.
+pub async fn source_for(location: &str) -> Result<std::sync::Arc<dyn ObjectSource>, Error> {
+    if location.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        return Ok(std::sync::Arc::new(s3::S3Source::from_env().await));
+        #[cfg(not(feature = "s3"))]
+        return Err(Error::Source {
+            uri: location.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this build reads no S3 (the `s3` feature is off)",
+            ),
+        });
+    }
+    if location.starts_with("gs://") {
+        return Err(Error::Source {
+            uri: location.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "Google Cloud Storage sources are not available yet",
+            ),
+        });
+    }
+    Ok(std::sync::Arc::new(local::LocalSource))
 }
