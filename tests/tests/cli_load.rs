@@ -704,3 +704,48 @@ fn demo_exports_load_exactly_once() {
         again.stdout
     );
 }
+
+#[test]
+fn sweep_loads_what_is_new_and_since_backfills_from_a_date() {
+    let case = Case::new();
+    let old = "1663664837-1663785000-Charged-20220920-0-0.csv.gz";
+    let text = export_csv("Charged", 10).replace("20220921", "20220920");
+    case.write(old, &gzip(text.as_bytes()));
+    case.write(BAD, &gzip(export_csv("Charged", 7).as_bytes()));
+    let root = case.root.to_str().unwrap().to_string();
+    let wh = case.warehouse();
+
+    let run = tapline(&["sweep", &root, "--warehouse", &wh, "--since", "2022-09-21"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("1 exports dated before 2022-09-21 were not considered (--since)."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Sweep: 1 new objects loaded; 0 already in the ledger, skipped."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("charged"), 7);
+
+    let run = tapline(&["sweep", &root, "--warehouse", &wh]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout
+            .contains("Sweep: 1 new objects loaded; 1 already in the ledger, skipped."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("charged"), 17);
+
+    let bad = tapline(&["sweep", &root, "--since", "21/09/2022"]);
+    assert_eq!(bad.code, 64);
+    assert!(
+        bad.stderr.contains("is not a date: use YYYY-MM-DD"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -66,6 +66,13 @@ pub enum Command {
         Exit codes: 0 every recognised file is loaded or already loaded; 2 at least one was \
         quarantined or failed (see `tapline status`); 1 nothing could start.")]
     Load(LoadArgs),
+    /// Load only what the ledger does not have yet, and say how much was already there. Run it
+    /// on a schedule over the export bucket so a lost bucket event never means a lost file.
+    #[command(after_help = "Examples:\n  \
+        tapline sweep s3://acme-clevertap-exports/ --warehouse postgres://loader@db/analytics\n  \
+        tapline sweep ./exports --since 2022-09-01\n\n\
+        Same flags and exit codes as `tapline load`; objects already loaded are counted, not read.")]
+    Sweep(LoadArgs),
     /// Show the most recent loads from the ledger (_tapline_loads).
     #[command(after_help = "Examples:\n  \
         tapline status\n  \
@@ -117,6 +124,11 @@ pub struct LoadArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Backfill from a date: only exports whose data date (in the file name) is on or after it.
+    /// Objects whose names carry no date are always considered.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub since: Option<jiff::civil::Date>,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +148,11 @@ pub struct QueryArgs {
 
     #[command(flatten)]
     pub warehouse: WarehouseArg,
+}
+
+fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not a date: use YYYY-MM-DD, e.g. 2022-09-01"))
 }
 
 /// Logs to stderr; `TAPLINE_LOG` (or `RUST_LOG`) overrides the level from `-v`.

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tapline::config::LoadConfig;
-use tapline::load::{FileReport, load_object};
+use tapline::export::{Recognition, recognise};
+use tapline::load::{FileOutcome, FileReport, load_object};
 use tapline::storage::{self, ObjectEntry, ObjectSource};
 use tapline::warehouse;
 
@@ -19,13 +20,15 @@ type AnyError = Box<dyn std::error::Error + Send + Sync>;
 /// Runs one subcommand; returns the exit code.
 pub async fn run(command: Command) -> Result<u8, AnyError> {
     match command {
-        Command::Load(args) => load(args).await,
+        Command::Load(args) => load(args, false).await,
+        Command::Sweep(args) => load(args, true).await,
         Command::Status(args) => status(args).await,
         Command::Query(args) => query(args).await,
     }
 }
 
-async fn load(args: LoadArgs) -> Result<u8, AnyError> {
+/// `tapline load` and `tapline sweep`: the same run; a sweep reports what the ledger already had.
+async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?;
     config.retry_quarantined = args.retry_quarantined;
     // List everything first: a typo in one path stops the run before anything is touched.
@@ -36,6 +39,14 @@ async fn load(args: LoadArgs) -> Result<u8, AnyError> {
             entries.push((source.clone(), entry));
         }
     }
+    let listed = entries.len();
+    if let Some(since) = args.since {
+        entries.retain(|(_, entry)| match recognise(&entry.key) {
+            Recognition::Export(export) => export.data_date.is_none_or(|d| d >= since),
+            Recognition::Skip(_) => true,
+        });
+    }
+    let older = listed - entries.len();
     let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
     let total_bytes: u64 = entries.iter().filter_map(|(_, e)| e.size).sum();
     let bar = progress_bar(&args, total_bytes);
@@ -78,6 +89,20 @@ async fn load(args: LoadArgs) -> Result<u8, AnyError> {
             args.list_files
         )
     );
+    if let Some(since) = args.since {
+        println!("{older} exports dated before {since} were not considered (--since).");
+    }
+    if sweep {
+        let known = reports
+            .iter()
+            .filter(|r| matches!(r.outcome, FileOutcome::AlreadyLoaded(_)))
+            .count();
+        let new = reports
+            .iter()
+            .filter(|r| matches!(r.outcome, FileOutcome::Loaded(_)))
+            .count();
+        println!("Sweep: {new} new objects loaded; {known} already in the ledger, skipped.");
+    }
     let all_loaded = reports.iter().all(|r| r.outcome.is_success());
     Ok(if all_loaded {
         EXIT_OK
