@@ -303,3 +303,66 @@ async fn record_failure(warehouse: &dyn Warehouse, object: &SourceObject, outcom
         warn!(uri = %object.uri, error = %error_chain(&e), "Could not record the failure in the ledger.");
     }
 }
+
+/// What an SQS batch came to: every object's report, and the messages to hand back as batch
+/// item failures (SQS delivers them again, then to the dead-letter queue).
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Reports of the objects the messages named.
+    pub reports: Vec<FileReport>,
+    /// Message ids whose objects failed, or whose bodies could not be read.
+    pub failed_message_ids: Vec<String>,
+}
+
+/// The object an event announced, as a source entry. Its version is the event's (ETag or
+/// generation), so the ledger key matches what a listing would give.
+pub fn entry_for(object: &crate::triggers::ObjectRef) -> ObjectEntry {
+    ObjectEntry {
+        uri: object.uri(),
+        key: object.key.clone(),
+        version: object.version.clone().unwrap_or_default(),
+        size: object.size,
+    }
+}
+
+/// Loads what each message of an SQS batch announces. A quarantined file is handled (its
+/// message is done); a failed load or an unreadable body fails its message alone.
+pub async fn load_sqs_batch(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    messages: Vec<crate::triggers::SqsMessage>,
+    config: &LoadConfig,
+) -> BatchOutcome {
+    let mut outcome = BatchOutcome::default();
+    for message in messages {
+        let notices = match message.notices {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(message_id = %message.message_id, error = %error_chain(&e), "Message not understood.");
+                outcome.failed_message_ids.push(message.message_id);
+                continue;
+            }
+        };
+        let mut failed = false;
+        for notice in notices {
+            let crate::triggers::Notice::Object(object) = notice else {
+                continue;
+            };
+            let entry = entry_for(&object);
+            let report = load_object(
+                source,
+                warehouse,
+                &entry,
+                config,
+                Arc::new(AtomicU64::new(0)),
+            )
+            .await;
+            failed |= matches!(report.outcome, FileOutcome::Failed { .. });
+            outcome.reports.push(report);
+        }
+        if failed {
+            outcome.failed_message_ids.push(message.message_id);
+        }
+    }
+    outcome
+}

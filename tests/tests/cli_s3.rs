@@ -154,3 +154,98 @@ fn a_missing_bucket_is_a_clear_error() {
         run.stderr
     );
 }
+
+/// An S3 notification body for one object, from the documented example.
+fn notification(bucket: &str, key: &str, etag: &str) -> String {
+    let path = format!(
+        "{}/fixtures/events/s3_object_created.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut record = event["Records"][0].take();
+    record["s3"]["bucket"]["name"] = bucket.into();
+    record["s3"]["object"]["key"] = key.replace(' ', "+").into();
+    record["s3"]["object"]["eTag"] = etag.into();
+    serde_json::json!({ "Records": [record] }).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
+    use tapline::triggers::{SqsMessage, from_message_body};
+    let s3 = client().await;
+    let bucket = format!("tapline-batch-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    put(
+        &s3,
+        &bucket,
+        ORDER,
+        gzip(export_csv("Order Placed", 300).as_bytes()),
+    )
+    .await;
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(ORDER)
+        .send()
+        .await
+        .unwrap();
+    let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+
+    let message = |id: &str, body: &str| SqsMessage {
+        message_id: id.to_string(),
+        notices: from_message_body(body),
+    };
+    // The same event delivered ten times, a test event, an event for an object that is gone,
+    // and a body that is not an event.
+    let mut messages: Vec<SqsMessage> = (0..10)
+        .map(|i| message(&format!("dup-{i}"), &notification(&bucket, ORDER, &etag)))
+        .collect();
+    messages.push(message(
+        "test",
+        r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#,
+    ));
+    let missing = "exports/1663664837-1663785000-Charged-20220921-9-0.csv.gz";
+    messages.push(message(
+        "missing",
+        &notification(&bucket, missing, "0123456789abcdef"),
+    ));
+    messages.push(message("garbage", "not json"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = tapline::warehouse::sqlite::SqliteWarehouse::open(&db, Default::default())
+        .await
+        .unwrap();
+    let source = tapline::storage::s3::S3Source::new(s3.clone());
+    let outcome = tapline::load::load_sqs_batch(
+        &source,
+        &warehouse,
+        messages,
+        &tapline::config::LoadConfig::default(),
+    )
+    .await;
+    assert_eq!(outcome.failed_message_ids, ["missing", "garbage"]);
+    assert_eq!(
+        sqlite_value(&db, "SELECT count(*) FROM order_placed").as_deref(),
+        Some("300")
+    );
+    assert_eq!(
+        sqlite_value(&db, "SELECT count(*) || ' ' || min(status) FROM _tapline_loads WHERE uri LIKE '%Order-Placed%'").as_deref(),
+        Some("1 loaded")
+    );
+    let labels: Vec<&str> = outcome.reports.iter().map(|r| r.outcome.label()).collect();
+    assert_eq!(labels[0], "loaded");
+    assert!(
+        labels[1..10].iter().all(|l| *l == "already loaded"),
+        "{labels:?}"
+    );
+    let gone = outcome.reports.last().unwrap();
+    match &gone.outcome {
+        tapline::load::FileOutcome::Failed { error, retryable } => {
+            assert!(error.contains("NoSuchKey"), "{error}");
+            assert!(!retryable, "a missing object will not appear by retrying");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}

@@ -94,7 +94,9 @@ fn s3_record(r: S3Record) -> Result<Notice, TriggerError> {
         store: Store::S3,
         bucket: r.s3.bucket.name,
         key: decode_s3_key(&r.s3.object.key)?,
-        version: r.s3.object.version_id.or(r.s3.object.e_tag),
+        // The ETag, like a listing gives: an object loaded from its event and later seen by a
+        // sweep must have one version string, or the sweep would load it again.
+        version: r.s3.object.e_tag.or(r.s3.object.version_id),
         size: r.s3.object.size,
     }))
 }
@@ -109,7 +111,7 @@ fn eventbridge(e: EventBridge) -> Result<Notice, TriggerError> {
         store: Store::S3,
         bucket: e.detail.bucket.name,
         key: e.detail.object.key,
-        version: e.detail.object.version_id.or(e.detail.object.etag),
+        version: e.detail.object.etag.or(e.detail.object.version_id),
         size: e.detail.object.size,
     }))
 }

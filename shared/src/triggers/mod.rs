@@ -28,7 +28,7 @@ pub struct ObjectRef {
     pub bucket: String,
     /// Object key, decoded (S3 notifications encode it).
     pub key: String,
-    /// S3 version id or ETag, GCS generation, when the event carries one.
+    /// S3 ETag (what a listing reports too), GCS generation, when the event carries one.
     pub version: Option<String>,
     /// Size in bytes, when the event carries it.
     pub size: Option<u64>,
