@@ -65,6 +65,21 @@ impl LoadConfig {
     }
 }
 
+impl LoadConfig {
+    /// Reads [`ENV_TIMEZONE`] (default `UTC`) and [`ENV_MAX_REJECT_RATIO`] (default 0.01): the
+    /// functions' configuration, read once at cold start.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let timezone = std::env::var(ENV_TIMEZONE).unwrap_or_else(|_| "UTC".to_string());
+        let ratio = match std::env::var(ENV_MAX_REJECT_RATIO) {
+            Ok(text) => text
+                .parse()
+                .map_err(|_| ConfigError::RejectRatio(f64::NAN))?,
+            Err(_) => DEFAULT_MAX_REJECT_RATIO,
+        };
+        Self::new(&timezone, ratio)
+    }
+}
+
 impl Default for LoadConfig {
     fn default() -> Self {
         Self {

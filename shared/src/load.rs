@@ -366,3 +366,73 @@ pub async fn load_sqs_batch(
     }
     outcome
 }
+
+/// Why a direct (non-SQS) invocation failed as a whole: Lambda retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    /// The payload is not an event Tapline understands.
+    #[error(transparent)]
+    Payload(#[from] crate::triggers::TriggerError),
+    /// At least one announced object failed to load.
+    #[error("{failed} of {total} objects failed: {first}")]
+    Loads {
+        /// Objects that failed.
+        failed: usize,
+        /// Objects announced.
+        total: usize,
+        /// The first failure.
+        first: String,
+    },
+}
+
+/// Handles one Lambda invocation of the export loader. An SQS batch answers with a partial
+/// batch response (`{"batchItemFailures":[{"itemIdentifier":…}]}`), so only failed messages
+/// come back; a direct S3 or EventBridge event fails as a whole when any object failed.
+pub async fn handle_lambda_payload(
+    payload: &[u8],
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    config: &LoadConfig,
+) -> Result<serde_json::Value, InvocationError> {
+    use crate::triggers::{Invocation, Notice, from_lambda_payload};
+    match from_lambda_payload(payload)? {
+        Invocation::Sqs(messages) => {
+            let outcome = load_sqs_batch(source, warehouse, messages, config).await;
+            let failures: Vec<serde_json::Value> = outcome
+                .failed_message_ids
+                .iter()
+                .map(|id| serde_json::json!({ "itemIdentifier": id }))
+                .collect();
+            Ok(serde_json::json!({ "batchItemFailures": failures }))
+        }
+        Invocation::Direct(notices) => {
+            let mut reports = Vec::new();
+            for notice in notices {
+                if let Notice::Object(object) = notice {
+                    let entry = entry_for(&object);
+                    let read = Arc::new(AtomicU64::new(0));
+                    reports.push(load_object(source, warehouse, &entry, config, read).await);
+                }
+            }
+            let failed: Vec<&FileReport> = reports
+                .iter()
+                .filter(|r| matches!(r.outcome, FileOutcome::Failed { .. }))
+                .collect();
+            if let Some(first) = failed.first() {
+                let FileOutcome::Failed { error, .. } = &first.outcome else {
+                    unreachable!("filtered on Failed")
+                };
+                return Err(InvocationError::Loads {
+                    failed: failed.len(),
+                    total: reports.len(),
+                    first: format!("{}: {error}", first.entry.uri),
+                });
+            }
+            let outcomes: Vec<serde_json::Value> = reports
+                .iter()
+                .map(|r| serde_json::json!({ "uri": r.entry.uri, "outcome": r.outcome.label() }))
+                .collect();
+            Ok(serde_json::json!({ "objects": outcomes }))
+        }
+    }
+}

@@ -249,3 +249,74 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+/// The Lambda handler's answers: a partial batch response for SQS, a failed invocation for a
+/// direct event whose object is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_payloads_answer_with_partial_batch_responses() {
+    let s3 = client().await;
+    let bucket = format!("tapline-lambda-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    put(
+        &s3,
+        &bucket,
+        SPACED,
+        gzip(export_csv("Charged", 25).as_bytes()),
+    )
+    .await;
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(SPACED)
+        .send()
+        .await
+        .unwrap();
+    let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+    let missing = "exports/1663664837-1663785000-Charged-20220921-7-0.csv.gz";
+    let record = |id: &str, body: String| {
+        serde_json::json!({
+            "messageId": id, "receiptHandle": "AQEB…", "body": body,
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+            "md5OfBody": "x", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:111122223333:exports", "awsRegion": "us-east-1"
+        })
+    };
+    let batch = serde_json::json!({ "Records": [
+        record("ok", notification(&bucket, SPACED, &etag)),
+        record("again", notification(&bucket, SPACED, &etag)),
+        record("gone", notification(&bucket, missing, "0123456789abcdef")),
+    ]});
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = tapline::warehouse::sqlite::SqliteWarehouse::open(&db, Default::default())
+        .await
+        .unwrap();
+    let source = tapline::storage::s3::S3Source::new(s3.clone());
+    let config = tapline::config::LoadConfig::default();
+    let payload = serde_json::to_vec(&batch).unwrap();
+    let answer = tapline::load::handle_lambda_payload(&payload, &source, &warehouse, &config)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "gone" }] })
+    );
+    assert_eq!(
+        sqlite_value(&db, "SELECT count(*) FROM charged").as_deref(),
+        Some("25")
+    );
+
+    // A direct S3 event for the missing object fails the invocation, naming the object.
+    let direct = notification(&bucket, missing, "0123456789abcdef");
+    let err = tapline::load::handle_lambda_payload(direct.as_bytes(), &source, &warehouse, &config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "1 of 1 objects failed: s3://{bucket}/{missing}: cannot read"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("NoSuchKey"), "{err}");
+}

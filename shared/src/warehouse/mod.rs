@@ -295,6 +295,8 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     let (scheme, rest) = url
         .split_once(':')
         .ok_or_else(|| bad("expected a URL such as sqlite://tapline.sqlite"))?;
+    #[cfg(not(feature = "sqlite"))]
+    let _ = rest;
     match scheme {
         #[cfg(feature = "sqlite")]
         "sqlite" => {

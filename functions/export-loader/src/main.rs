@@ -1,0 +1,47 @@
+//! The export loader on AWS Lambda: S3 → SQS → this function (or EventBridge, or direct S3
+//! events). Configuration is read and clients are built once, at cold start; each invocation is
+//! handed to `tapline::load::handle_lambda_payload`.
+//!
+//! Environment: `TAPLINE_WAREHOUSE` (required, e.g. `postgres://…`), `TAPLINE_TIMEZONE`
+//! (default UTC), `TAPLINE_MAX_REJECT_RATIO` (default 0.01), and the usual AWS variables.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use tapline::config::{ENV_WAREHOUSE, LoadConfig};
+use tapline::storage::s3::S3Source;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TAPLINE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    // Fail at cold start, not per event, when configuration is wrong.
+    let config = Arc::new(LoadConfig::from_env()?);
+    let url = std::env::var(ENV_WAREHOUSE).map_err(|_| format!("{ENV_WAREHOUSE} is not set"))?;
+    let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
+        Arc::from(tapline::warehouse::open(&url).await?);
+    let source = Arc::new(S3Source::from_env().await);
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let (config, warehouse, source) = (config.clone(), warehouse.clone(), source.clone());
+        async move {
+            let payload = serde_json::to_vec(&event.payload)?;
+            let response = tapline::load::handle_lambda_payload(
+                &payload,
+                source.as_ref(),
+                warehouse.as_ref(),
+                &config,
+            )
+            .await?;
+            Ok::<Value, Error>(response)
+        }
+    }))
+    .await
+}
