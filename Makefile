@@ -14,7 +14,7 @@ DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh
 
-.PHONY: help build demo test lint fmt bench clean
+.PHONY: help build demo test lint fmt bench package clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with g
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/small --rows $$(( $(BENCH_ROWS) / 10 )) | tail -n 1
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
 		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small
+
+package: ## Build the Lambda zip (arm64, cargo-lambda): target/lambda-arm64/export-loader/bootstrap.zip.
+	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
+		$(CARGO) lambda build --release --arm64 --output-format zip \
+		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p export-loader
+	@ls -l $(CARGO_TARGET_DIR)/lambda-arm64/*/bootstrap.zip
 
 clean: ## Remove build outputs, the demo and benchmark data.
 	$(CARGO) clean
