@@ -36,14 +36,39 @@ async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) {
         .expect("put object");
 }
 
+/// A fresh bucket named for this test process.
+async fn new_bucket(s3: &Client, name: &str) -> String {
+    let bucket = format!("tapline-{name}-{}", std::process::id());
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    bucket
+}
+
+/// The object's ETag as the ledger records it (no quotes).
+async fn etag(s3: &Client, bucket: &str, key: &str) -> String {
+    let head = s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    head.e_tag().unwrap().trim_matches('"').to_string()
+}
+
+/// A SQLite warehouse in a file.
+async fn sqlite(db: &std::path::Path) -> tapline::warehouse::sqlite::SqliteWarehouse {
+    tapline::warehouse::sqlite::SqliteWarehouse::open(db, Default::default())
+        .await
+        .unwrap()
+}
+
 const ORDER: &str = "exports/2022-09-21/1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz";
 const SPACED: &str = "exports/manual uploads/1663664837-1663785000-Charged-20220921-0-0.csv.gz";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_a_prefix_once_and_replaces_a_rewritten_object() {
     let s3 = client().await;
-    let bucket = format!("tapline-load-{}", std::process::id());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let bucket = new_bucket(&s3, "load").await;
     put(
         &s3,
         &bucket,
@@ -87,14 +112,7 @@ async fn loads_a_prefix_once_and_replaces_a_rewritten_object() {
         sqlite_value(&db, "SELECT count(*) FROM charged").as_deref(),
         Some("40")
     );
-    let head = s3
-        .head_object()
-        .bucket(&bucket)
-        .key(ORDER)
-        .send()
-        .await
-        .unwrap();
-    let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+    let etag = etag(&s3, &bucket, ORDER).await;
     assert_eq!(
         sqlite_rows(
             &db,
@@ -174,8 +192,7 @@ fn notification(bucket: &str, key: &str, etag: &str) -> String {
 async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
     use tapline::triggers::{SqsMessage, from_message_body};
     let s3 = client().await;
-    let bucket = format!("tapline-batch-{}", std::process::id());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let bucket = new_bucket(&s3, "batch").await;
     put(
         &s3,
         &bucket,
@@ -183,14 +200,7 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
         gzip(export_csv("Order Placed", 300).as_bytes()),
     )
     .await;
-    let head = s3
-        .head_object()
-        .bucket(&bucket)
-        .key(ORDER)
-        .send()
-        .await
-        .unwrap();
-    let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+    let etag = etag(&s3, &bucket, ORDER).await;
 
     let message = |id: &str, body: &str| SqsMessage {
         message_id: id.to_string(),
@@ -214,9 +224,7 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.sqlite");
-    let warehouse = tapline::warehouse::sqlite::SqliteWarehouse::open(&db, Default::default())
-        .await
-        .unwrap();
+    let warehouse = sqlite(&db).await;
     let source = tapline::storage::s3::S3Source::new(s3.clone());
     let outcome = tapline::load::load_sqs_batch(
         &source,
@@ -255,8 +263,7 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_payloads_answer_with_partial_batch_responses() {
     let s3 = client().await;
-    let bucket = format!("tapline-lambda-{}", std::process::id());
-    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let bucket = new_bucket(&s3, "lambda").await;
     put(
         &s3,
         &bucket,
@@ -264,14 +271,7 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
         gzip(export_csv("Charged", 25).as_bytes()),
     )
     .await;
-    let head = s3
-        .head_object()
-        .bucket(&bucket)
-        .key(SPACED)
-        .send()
-        .await
-        .unwrap();
-    let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+    let etag = etag(&s3, &bucket, SPACED).await;
     let missing = "exports/1663664837-1663785000-Charged-20220921-7-0.csv.gz";
     let record = |id: &str, body: String| {
         serde_json::json!({
@@ -288,9 +288,7 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
     ]});
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.sqlite");
-    let warehouse = tapline::warehouse::sqlite::SqliteWarehouse::open(&db, Default::default())
-        .await
-        .unwrap();
+    let warehouse = sqlite(&db).await;
     let source = tapline::storage::s3::S3Source::new(s3.clone());
     let config = tapline::config::LoadConfig::default();
     let payload = serde_json::to_vec(&batch).unwrap();
