@@ -12,7 +12,9 @@ BENCH_DIR := .tmp/bench
 BENCH_ROWS ?= 1000000
 DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
-WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh
+WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh
+# Both builds of the export loader (Lambda and Cloud Run) are built, linted and tested.
+ALL_FEATURES := --features export-loader/cloud-run
 
 .PHONY: help build demo test lint fmt bench package clean
 
@@ -20,7 +22,7 @@ help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 build: ## Build every crate (debug).
-	$(CARGO) build --workspace --locked
+	$(CARGO) build --workspace --locked $(ALL_FEATURES)
 
 demo: build ## Write sample CleverTap exports to demo/exports, load them into demo/warehouse.sqlite, show a BI query.
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
@@ -36,17 +38,19 @@ demo: build ## Write sample CleverTap exports to demo/exports, load them into de
 		 FROM order_placed GROUP BY day ORDER BY day"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
 
-test: lint ## Run the whole suite (starts PostgreSQL 15 and a moto S3 server on loopback, stops them after).
-	$(CARGO) build --workspace --all-targets --locked
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(WITH_SERVERS) $(CARGO) nextest run --workspace --locked --no-fail-fast; \
+test: lint ## Run the whole suite (starts PostgreSQL 15, moto and fake-gcs-server on loopback, stops them after).
+	$(CARGO) build --workspace --all-targets --locked $(ALL_FEATURES)
+	@# cargo-lambda (PyPI, into .venv/) for the test that runs the Lambda under `cargo lambda watch`.
+	@export TAPLINE_TEST_CARGO_LAMBDA=$$(tests/scripts/ensure-cargo-lambda.sh --host-only) && \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(WITH_SERVERS) $(CARGO) nextest run --workspace --locked --no-fail-fast $(ALL_FEATURES); \
 	else \
-		$(WITH_SERVERS) $(CARGO) test --workspace --locked --no-fail-fast; \
+		$(WITH_SERVERS) $(CARGO) test --workspace --locked --no-fail-fast $(ALL_FEATURES); \
 	fi
 
 lint: ## cargo fmt --check and clippy with warnings as errors.
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked $(ALL_FEATURES) -- -D warnings
 
 fmt: ## Format the code.
 	$(CARGO) fmt --all

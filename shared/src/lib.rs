@@ -6,11 +6,16 @@
 //! - [`load`]: the export loader itself, written once for every source and warehouse.
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 
+#[cfg(feature = "cloud-run")]
+pub mod cloud_run;
 pub mod config;
 pub mod error;
 pub mod export;
+#[cfg(feature = "google-auth")]
+pub mod google_auth;
 pub mod load;
 pub mod storage;
+pub mod sweep;
 pub mod time;
 pub mod triggers;
 pub mod warehouse;

@@ -383,6 +383,41 @@ pub enum InvocationError {
         /// The first failure.
         first: String,
     },
+    /// A scheduled sweep could not list its location.
+    #[error("sweep of {uri} could not list it")]
+    SweepListing {
+        /// The location.
+        uri: String,
+        /// Why.
+        #[source]
+        source: crate::Error,
+    },
+}
+
+/// A scheduled sweep invocation: its summary, or an error when the listing failed or any object
+/// failed, so the function's error metric (and its alarm) sees it; failed objects are retried by
+/// the next sweep.
+async fn sweep_invocation(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    request: &crate::sweep::SweepRequest,
+    config: &LoadConfig,
+) -> Result<serde_json::Value, InvocationError> {
+    let report = crate::sweep::sweep(source, warehouse, request, config)
+        .await
+        .map_err(|source| InvocationError::SweepListing {
+            uri: request.uri.clone(),
+            source,
+        })?;
+    let counts = report.counts();
+    if let Some((uri, error)) = report.failures().next() {
+        return Err(InvocationError::Loads {
+            failed: counts.failed,
+            total: report.reports.len(),
+            first: format!("{uri}: {error}"),
+        });
+    }
+    Ok(report.to_json())
 }
 
 /// Handles one Lambda invocation of the export loader. An SQS batch answers with a partial
@@ -395,6 +430,16 @@ pub async fn handle_lambda_payload(
     config: &LoadConfig,
 ) -> Result<serde_json::Value, InvocationError> {
     use crate::triggers::{Invocation, Notice, from_lambda_payload};
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload)
+        && let Some(request) = crate::sweep::SweepRequest::from_payload(&value)
+    {
+        let request = request.map_err(|e| {
+            InvocationError::Payload(crate::triggers::TriggerError::Unrecognised(format!(
+                "sweep payload: {e}"
+            )))
+        })?;
+        return sweep_invocation(source, warehouse, &request, config).await;
+    }
     match from_lambda_payload(payload)? {
         Invocation::Sqs(messages) => {
             let outcome = load_sqs_batch(source, warehouse, messages, config).await;

@@ -2,6 +2,10 @@
 //! files, reading a SQLite warehouse directly, and the warehouse conformance suite.
 
 pub mod conformance;
+pub mod gcs;
+pub mod pg;
+pub mod proxy;
+pub mod s3;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -5,58 +5,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use tapline_tests::{Run, export_csv, gzip, postgres_url, tapline};
+use tapline_tests::pg::{PgSchema as Db, with_param};
+use tapline_tests::{Run, export_csv, gzip, tapline};
 
 const FILE: &str = "1663664837-1663785000-Charged-20220921-0-0.csv.gz";
 
 fn export(rows: usize) -> Vec<u8> {
     gzip(export_csv("Charged", rows).as_bytes())
-}
-
-/// A schema of its own for each test, and psql for checks from outside Tapline.
-struct Db {
-    schema: String,
-}
-
-impl Db {
-    fn new(test: &str) -> Self {
-        Self {
-            schema: format!("cli_{test}_{}", std::process::id()),
-        }
-    }
-
-    fn url(&self) -> String {
-        with_param(&postgres_url(), &format!("schema={}", self.schema))
-    }
-
-    fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                postgres_url().as_str(),
-                "-tAq",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-            ])
-            .arg(format!("SET search_path TO {}; {sql}", self.schema))
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn load(&self, path: &str) -> Run {
-        tapline(&["load", path, "--warehouse", &self.url()])
-    }
-}
-
-fn with_param(url: &str, param: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{param}")
 }
 
 fn temp_export(rows: usize) -> (tempfile::TempDir, PathBuf) {

@@ -2,6 +2,9 @@
 //! events). Configuration is read and clients are built once, at cold start; each invocation is
 //! handed to `tapline::load::handle_lambda_payload`.
 //!
+//! A payload `{"tapline": "sweep", "uri": "s3://bucket/prefix"}` (EventBridge Scheduler) runs a
+//! sweep instead: everything under the prefix that the ledger does not have yet.
+//!
 //! Environment: `TAPLINE_WAREHOUSE` (required, e.g. `postgres://…`), `TAPLINE_TIMEZONE`
 //! (default UTC), `TAPLINE_MAX_REJECT_RATIO` (default 0.01), and the usual AWS variables.
 
@@ -14,6 +17,7 @@ use tapline::storage::s3::S3Source;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    let started = std::time::Instant::now();
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -28,6 +32,11 @@ async fn main() -> Result<(), Error> {
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open(&url).await?);
     let source = Arc::new(S3Source::from_env().await);
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        warehouse = %warehouse.describe(),
+        "Export loader initialised."
+    );
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (config, warehouse, source) = (config.clone(), warehouse.clone(), source.clone());

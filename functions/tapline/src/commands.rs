@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tapline::config::LoadConfig;
-use tapline::export::{Recognition, recognise};
-use tapline::load::{FileOutcome, FileReport, load_object};
+use tapline::load::{FileReport, load_object};
 use tapline::storage::{self, ObjectEntry, ObjectSource};
+use tapline::sweep::OutcomeCounts;
 use tapline::warehouse;
 
 use crate::cli::{Command, EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
@@ -39,14 +39,7 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
             entries.push((source.clone(), entry));
         }
     }
-    let listed = entries.len();
-    if let Some(since) = args.since {
-        entries.retain(|(_, entry)| match recognise(&entry.key) {
-            Recognition::Export(export) => export.data_date.is_none_or(|d| d >= since),
-            Recognition::Skip(_) => true,
-        });
-    }
-    let older = listed - entries.len();
+    let older = tapline::sweep::retain_since(&mut entries, args.since, |(_, entry)| entry);
     let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
     let total_bytes: u64 = entries.iter().filter_map(|(_, e)| e.size).sum();
     let bar = progress_bar(&args, total_bytes);
@@ -93,15 +86,7 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
         println!("{older} exports dated before {since} were not considered (--since).");
     }
     if sweep {
-        let known = reports
-            .iter()
-            .filter(|r| matches!(r.outcome, FileOutcome::AlreadyLoaded(_)))
-            .count();
-        let new = reports
-            .iter()
-            .filter(|r| matches!(r.outcome, FileOutcome::Loaded(_)))
-            .count();
-        println!("Sweep: {new} new objects loaded; {known} already in the ledger, skipped.");
+        println!("{}", OutcomeCounts::of(&reports).sweep_line());
     }
     let all_loaded = reports.iter().all(|r| r.outcome.is_success());
     Ok(if all_loaded {

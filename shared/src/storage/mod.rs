@@ -3,6 +3,8 @@
 //! Reads are synchronous `Read`s because parsing is: cloud adapters bridge their async byte
 //! streams into a reader on a blocking thread, so memory stays flat.
 
+#[cfg(feature = "gcs")]
+pub mod gcs;
 pub mod local;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -38,7 +40,8 @@ pub trait ObjectSource: Send + Sync {
     async fn open(&self, entry: &ObjectEntry) -> Result<Box<dyn Read + Send>, Error>;
 }
 
-/// The source for a location: `s3://…` (with the `s3` feature), otherwise a local path.
+/// The source for a location: `s3://…` (with the `s3` feature), `gs://…` (with the `gcs`
+/// feature), otherwise a local path.
 pub async fn source_for(location: &str) -> Result<std::sync::Arc<dyn ObjectSource>, Error> {
     if location.starts_with("s3://") {
         #[cfg(feature = "s3")]
@@ -53,11 +56,14 @@ pub async fn source_for(location: &str) -> Result<std::sync::Arc<dyn ObjectSourc
         });
     }
     if location.starts_with("gs://") {
+        #[cfg(feature = "gcs")]
+        return Ok(std::sync::Arc::new(gcs::GcsSource::from_env().await?));
+        #[cfg(not(feature = "gcs"))]
         return Err(Error::Source {
             uri: location.to_string(),
             source: std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
-                "Google Cloud Storage sources are not available yet",
+                "this build reads no Google Cloud Storage (the `gcs` feature is off)",
             ),
         });
     }

@@ -1,0 +1,46 @@
+//! The export loader on Cloud Run: Eventarc delivers `object.finalized` CloudEvents for the
+//! export bucket to `POST /`, Cloud Scheduler posts sweeps to `POST /sweep`. Configuration is
+//! read and clients are built once, at startup; requests go to `tapline::cloud_run`.
+//!
+//! Environment: `PORT` (set by Cloud Run; default 8080), `TAPLINE_WAREHOUSE` (required),
+//! `TAPLINE_TIMEZONE`, `TAPLINE_MAX_REJECT_RATIO`; `STORAGE_EMULATOR_HOST` and
+//! `TAPLINE_LISTEN_HOST` (default `0.0.0.0`) for local runs.
+
+use std::sync::Arc;
+
+use tapline::cloud_run::{ServiceState, router, serve};
+use tapline::config::{ENV_WAREHOUSE, LoadConfig};
+use tapline::storage::gcs::GcsSource;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TAPLINE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Arc::new(LoadConfig::from_env()?);
+    let url = std::env::var(ENV_WAREHOUSE).map_err(|_| format!("{ENV_WAREHOUSE} is not set"))?;
+    let warehouse = Arc::from(tapline::warehouse::open(&url).await?);
+    let source = Arc::new(GcsSource::from_env().await?);
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse()
+            .map_err(|_| format!("PORT={p:?} is not a port number"))?,
+        Err(_) => 8080,
+    };
+    // Cloud Run routes to every interface; tests narrow it to loopback.
+    let host = std::env::var("TAPLINE_LISTEN_HOST").unwrap_or_else(|_| "0.0.0.0".to_string());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    tracing::info!(port, "Export loader listening.");
+    let state = ServiceState {
+        source,
+        warehouse,
+        config,
+    };
+    serve(listener, router(state)).await?;
+    Ok(())
+}

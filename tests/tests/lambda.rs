@@ -1,0 +1,284 @@
+//! The export loader on Lambda: a warehouse outage (messages come back, then load once),
+//! scheduled sweeps, and the real binary under `cargo lambda watch` with AWS's documented SQS
+//! event. Against moto (S3) and PostgreSQL, which `make test` starts.
+
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tapline::config::LoadConfig;
+use tapline::load::handle_lambda_payload;
+use tapline::storage::s3::S3Source;
+use tapline_tests::pg::PgSchema;
+use tapline_tests::proxy::CuttableProxy;
+use tapline_tests::s3::{client, etag, moto, new_bucket, notification, put};
+use tapline_tests::{export_csv, gzip, postgres_url};
+
+const CHARGED: &str = "exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz";
+const LAUNCHED: &str = "exports/1663664837-1663785000-App Launched-20220921-0-0.csv.gz";
+
+/// AWS's documented SQS event (`fixtures/events/sqs_batch.json`), its messages replaced by
+/// `(message id, body)` pairs.
+fn sqs_event(messages: &[(&str, String)]) -> Value {
+    let path = format!(
+        "{}/fixtures/events/sqs_batch.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut event: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let template = event["Records"][0].take();
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            let mut record = template.clone();
+            record["messageId"] = json!(id);
+            record["body"] = json!(body);
+            record
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_warehouse_outage_messages_come_back_and_later_load_once() {
+    let s3 = client().await;
+    let bucket = new_bucket(&s3, "outage").await;
+    put(
+        &s3,
+        &bucket,
+        CHARGED,
+        gzip(export_csv("Charged", 40).as_bytes()),
+    )
+    .await;
+    let tag = etag(&s3, &bucket, CHARGED).await;
+    let schema = PgSchema::new("lambda_outage");
+    let proxy = CuttableProxy::start(&CuttableProxy::target_of(&postgres_url())).await;
+    // The function's warehouse, opened at cold start while the database was up.
+    let warehouse = tapline::warehouse::open(&proxy.rewrite_url(&schema.url()))
+        .await
+        .unwrap();
+    let source = S3Source::new(s3.clone());
+    let config = LoadConfig::default();
+    let payload = serde_json::to_vec(&sqs_event(&[
+        ("m-1", notification(&bucket, CHARGED, &tag)),
+        ("m-2", notification(&bucket, CHARGED, &tag)),
+    ]))
+    .unwrap();
+
+    proxy.cut();
+    let answer = handle_lambda_payload(&payload, &source, warehouse.as_ref(), &config)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "m-1" }, { "itemIdentifier": "m-2" }] }),
+        "both messages go back to the queue"
+    );
+    assert_eq!(
+        schema.psql("SELECT count(*) FROM _tapline_loads WHERE status = 'loaded'"),
+        "0"
+    );
+
+    // SQS redelivers after the visibility timeout; the database is back by then.
+    proxy.restore();
+    let answer = handle_lambda_payload(&payload, &source, warehouse.as_ref(), &config)
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({ "batchItemFailures": [] }));
+    assert_eq!(schema.psql("SELECT count(*) FROM charged"), "40");
+    assert_eq!(
+        schema.psql("SELECT count(*) FROM _tapline_loads WHERE status = 'loaded'"),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
+    let s3 = client().await;
+    let bucket = new_bucket(&s3, "sweep").await;
+    put(
+        &s3,
+        &bucket,
+        CHARGED,
+        gzip(export_csv("Charged", 3).as_bytes()),
+    )
+    .await;
+    put(
+        &s3,
+        &bucket,
+        LAUNCHED,
+        gzip(export_csv("App Launched", 2).as_bytes()),
+    )
+    .await;
+    let schema = PgSchema::new("lambda_sweep");
+    let warehouse = tapline::warehouse::open(&schema.url()).await.unwrap();
+    let source = S3Source::new(s3.clone());
+    let config = LoadConfig::default();
+    // What EventBridge Scheduler sends (infra/aws wires it).
+    let payload = json!({ "tapline": "sweep", "uri": format!("s3://{bucket}/exports/") });
+    let sweep = || async {
+        handle_lambda_payload(
+            payload.to_string().as_bytes(),
+            &source,
+            warehouse.as_ref(),
+            &config,
+        )
+        .await
+    };
+    let first = sweep().await.unwrap();
+    assert_eq!(
+        (first["loaded"].as_u64(), first["already_loaded"].as_u64()),
+        (Some(2), Some(0)),
+        "{first}"
+    );
+    let second = sweep().await.unwrap();
+    assert_eq!(
+        (second["loaded"].as_u64(), second["already_loaded"].as_u64()),
+        (Some(0), Some(2)),
+        "{second}"
+    );
+    assert_eq!(schema.psql("SELECT count(*) FROM charged"), "3");
+
+    let broken = json!({ "tapline": "sweep", "prefix": "x" }).to_string();
+    let err = handle_lambda_payload(broken.as_bytes(), &source, warehouse.as_ref(), &config)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing field `uri`"), "{err}");
+    let missing =
+        json!({ "tapline": "sweep", "uri": "s3://tapline-no-such-bucket/x/" }).to_string();
+    let err = handle_lambda_payload(missing.as_bytes(), &source, warehouse.as_ref(), &config)
+        .await
+        .unwrap_err();
+    let chain = tapline::load::error_chain(&err);
+    assert!(
+        chain.contains("sweep of s3://tapline-no-such-bucket/x/ could not list it"),
+        "{chain}"
+    );
+    assert!(chain.contains("NoSuchBucket"), "{chain}");
+}
+
+/// The Lambda binary (the workspace build of `export-loader`) against cargo-lambda's Lambda
+/// runtime API emulator (`cargo lambda watch --only-lambda-apis`), invoked over the Lambda Invoke
+/// API with AWS's documented SQS event shape. The function is started the way the emulator
+/// documents (its `AWS_LAMBDA_*` variables), so no second build of the function is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_under_cargo_lambda_watch() {
+    let bin_dir = std::env::var("TAPLINE_TEST_CARGO_LAMBDA").unwrap_or_else(|_| {
+        panic!(
+            "TAPLINE_TEST_CARGO_LAMBDA (the folder with cargo-lambda) is not set: run `make test`"
+        )
+    });
+    let s3 = client().await;
+    let bucket = new_bucket(&s3, "watch").await;
+    put(
+        &s3,
+        &bucket,
+        CHARGED,
+        gzip(export_csv("Charged", 12).as_bytes()),
+    )
+    .await;
+    let tag = etag(&s3, &bucket, CHARGED).await;
+    let schema = PgSchema::new("lambda_watch");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut watch = tokio::process::Command::new(format!("{bin_dir}/cargo-lambda"))
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start cargo lambda watch");
+    // The function connects to the runtime API at start and exits if it cannot: wait for it.
+    let mut listening = false;
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            listening = true;
+            break;
+        }
+        assert!(
+            watch.try_wait().unwrap().is_none(),
+            "cargo lambda watch exited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(listening, "cargo lambda watch never listened");
+    let mut function = tokio::process::Command::new(tapline_tests::bin("export-loader"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env(
+            "AWS_LAMBDA_RUNTIME_API",
+            format!("http://127.0.0.1:{port}/.rt"),
+        )
+        .env("TAPLINE_WAREHOUSE", schema.url())
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start export-loader");
+
+    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let event = sqs_event(&[
+        ("m-1", notification(&bucket, CHARGED, &tag)),
+        ("m-2", notification(&bucket, CHARGED, &tag)),
+        (
+            "m-3",
+            notification(
+                &bucket,
+                "exports/1663664837-1663785000-Charged-20220921-9-0.csv.gz",
+                "0123",
+            ),
+        ),
+    ]);
+    let response = client.post(&url).json(&event).send().await.expect("invoke");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "batchItemFailures": [{ "itemIdentifier": "m-3" }] }),
+        "the duplicate loads once, the missing object fails alone"
+    );
+    assert_eq!(schema.psql("SELECT count(*) FROM charged"), "12");
+
+    function.kill().await.unwrap();
+    let logs = function.wait_with_output().await.unwrap().stdout;
+    let logs = String::from_utf8_lossy(&logs);
+    let init = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "Export loader initialised.")
+        .unwrap_or_else(|| panic!("no initialisation log line in {logs}"));
+    // A figure for the notes (debug build), not an assertion.
+    println!("export-loader cold start: init_ms = {}", init["init_ms"]);
+    assert_eq!(init["level"], "INFO", "{init}");
+    let pid = watch.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    watch.wait().await.unwrap();
+}
