@@ -14,7 +14,7 @@ DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh
 
-.PHONY: help build demo test lint fmt bench package clean
+.PHONY: help build demo test lint fmt bench package infra-check clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,7 @@ test: lint ## Run the whole suite (starts PostgreSQL 15 and a moto S3 server on 
 	else \
 		$(WITH_SERVERS) $(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
+	$(MAKE) infra-check
 
 lint: ## cargo fmt --check and clippy with warnings as errors.
 	$(CARGO) fmt --all -- --check
@@ -65,6 +66,9 @@ package: ## Build the Lambda zip (arm64, cargo-lambda): target/lambda-arm64/expo
 		$(CARGO) lambda build --release --arm64 --output-format zip \
 		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p export-loader
 	@ls -l $(CARGO_TARGET_DIR)/lambda-arm64/*/bootstrap.zip
+
+infra-check: ## Offline Terraform checks: fmt, validate (AWS), checkov (AWS, GCP), apply of the AWS example to moto.
+	tests/scripts/infra-check.sh
 
 clean: ## Remove build outputs, the demo and benchmark data.
 	$(CARGO) clean

@@ -76,7 +76,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "export" {
   bucket = aws_s3_bucket.export[0].id
 
   rule {
-    id     = "old-versions-and-abandoned-uploads"
+    id     = "old-export-versions"
     status = "Enabled"
 
     filter {
@@ -86,6 +86,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "export" {
     noncurrent_version_expiration {
       noncurrent_days = var.export_noncurrent_version_days
     }
+  }
+
+  rule {
+    # A multipart upload CleverTap abandoned is billed until aborted, and is never an export.
+    id     = "abandoned-uploads"
+    status = "Enabled"
+
+    filter {}
 
     abort_incomplete_multipart_upload {
       days_after_initiation = 7

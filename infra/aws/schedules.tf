@@ -12,6 +12,8 @@ resource "aws_scheduler_schedule" "sweep" {
     mode = "OFF"
   }
 
+  #checkov:skip=CKV_AWS_297:The schedule holds a bucket URI and a function ARN, nothing secret; the AWS owned key encrypts it.
+
   target {
     arn      = aws_lambda_function.export_loader.arn
     role_arn = aws_iam_role.scheduler.arn
@@ -38,6 +40,8 @@ resource "aws_scheduler_schedule" "api_puller" {
   flexible_time_window {
     mode = "OFF"
   }
+
+  #checkov:skip=CKV_AWS_297:The schedule holds a function ARN and a fixed payload, nothing secret; the AWS owned key encrypts it.
 
   target {
     arn      = aws_lambda_function.api_puller[0].arn
