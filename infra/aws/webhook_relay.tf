@@ -56,6 +56,11 @@ resource "aws_lambda_function_url" "webhook_relay" {
   #checkov:skip=CKV_AWS_258:CleverTap's webhook sender cannot sign with SigV4; the function authenticates every route by secret header.
 }
 
+# Since October 2025 a new function URL also needs lambda:InvokeFunction, limited to calls made
+# through the URL (the lambda:InvokedViaFunctionUrl condition). hashicorp/aws 5.100, the version
+# the offline checks run, cannot express that condition, and an unconditioned public
+# InvokeFunction would let anyone with AWS credentials invoke the relay directly; the README's
+# Deploy section adds the statement with the AWS CLI after the first apply.
 resource "aws_lambda_permission" "webhook_relay_url" {
   count                  = var.enable_webhook_relay ? 1 : 0
   statement_id           = "FunctionUrlPublicInvoke"
