@@ -31,7 +31,9 @@ resource "aws_lambda_function" "api_puller" {
     mode = var.tracing_mode
   }
 
-  depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+  # The log group first, so Lambda never makes its own without retention. The role's policy may
+  # come later: nothing invokes the function before its triggers, which wait for the policy.
+  depends_on = [aws_cloudwatch_log_group.function]
 
   #checkov:skip=CKV_AWS_116:Scheduled runs that fail after the scheduler's retries go to the schedules' DLQ (schedules.tf).
   #checkov:skip=CKV_AWS_115:Invoked once a day by one schedule; reserved concurrency would take from the account pool for nothing.

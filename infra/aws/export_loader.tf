@@ -30,7 +30,9 @@ resource "aws_lambda_function" "export_loader" {
     mode = var.tracing_mode
   }
 
-  depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+  # The log group first, so Lambda never makes its own without retention. The role's policy may
+  # come later: nothing invokes the function before its triggers, which wait for the policy.
+  depends_on = [aws_cloudwatch_log_group.function]
 
   #checkov:skip=CKV_AWS_116:Failures are dead-lettered where they arise: the export queue's DLQ for notifications, the schedules' DLQ for sweeps.
   #checkov:skip=CKV_AWS_115:Concurrency is capped by the event source mapping's maximum_concurrency; reserved concurrency would take from the account pool (new accounts have none to spare).
@@ -49,4 +51,7 @@ resource "aws_lambda_event_source_mapping" "export_loader" {
   scaling_config {
     maximum_concurrency = var.export_loader_max_concurrency
   }
+
+  # Lambda checks the role may read the queue when the mapping is created.
+  depends_on = [aws_iam_role_policy.function]
 }

@@ -28,6 +28,9 @@ resource "aws_scheduler_schedule" "sweep" {
       arn = aws_sqs_queue.schedules_dlq.arn
     }
   }
+
+  # The scheduler's role and the invoked function's role must allow the run before it starts.
+  depends_on = [aws_iam_role_policy.scheduler, aws_iam_role_policy.function]
 }
 
 resource "aws_scheduler_schedule" "api_puller" {
@@ -56,4 +59,7 @@ resource "aws_scheduler_schedule" "api_puller" {
       arn = aws_sqs_queue.schedules_dlq.arn
     }
   }
+
+  # The scheduler's role and the invoked function's role must allow the run before it starts.
+  depends_on = [aws_iam_role_policy.scheduler, aws_iam_role_policy.function]
 }

@@ -37,6 +37,7 @@ resource "aws_lambda_function" "webhook_relay" {
     mode = var.tracing_mode
   }
 
+  # Public as soon as its URL exists: it must be able to enqueue from the first request.
   depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
 
   #checkov:skip=CKV_AWS_116:Invoked synchronously by the function URL: a failure is an HTTP error CleverTap retries; accepted webhooks are already in SQS with a DLQ.
@@ -97,7 +98,8 @@ resource "aws_lambda_function" "webhook_relay_worker" {
     mode = var.tracing_mode
   }
 
-  depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+  # The queue mapping (below) waits for the role's policy; the function need not.
+  depends_on = [aws_cloudwatch_log_group.function]
 
   #checkov:skip=CKV_AWS_116:Fed by the delivery queue, whose redrive policy dead-letters what keeps failing.
   #checkov:skip=CKV_AWS_115:Concurrency is capped by the event source mapping's maximum_concurrency (Slack allows about one message per second per webhook).
@@ -116,4 +118,7 @@ resource "aws_lambda_event_source_mapping" "webhook_relay_worker" {
   scaling_config {
     maximum_concurrency = 2
   }
+
+  # Lambda checks the role may read the queue when the mapping is created.
+  depends_on = [aws_iam_role_policy.function]
 }
