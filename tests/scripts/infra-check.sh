@@ -11,7 +11,7 @@ cd "$root"
 work=.tmp/infra-check
 mkdir -p "$work"
 
-step() { printf '\ninfra-check: %s\n' "$*" >&2; }
+step() { printf '\ninfra-check: [%ss] %s\n' "$SECONDS" "$*" >&2; }
 command -v terraform >/dev/null || { echo "infra-check: terraform not found (https://developer.hashicorp.com/terraform/install)" >&2; exit 1; }
 
 # The image's TF_CLI_CONFIG_FILE points at a file that does not exist; use our own, naming the
@@ -57,3 +57,4 @@ step "terraform apply of infra/aws/examples/complete to moto, assertions, destro
 python=python3
 "$python" -c 'import boto3' 2>/dev/null || python=.venv/bin/python
 tests/scripts/with-moto.sh "$python" tests/infra/check_aws_apply.py
+step "done"
