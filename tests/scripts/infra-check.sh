@@ -16,15 +16,16 @@ step() { printf '\ninfra-check: [%ss] %s\n' "$SECONDS" "$*" >&2; }
 command -v terraform >/dev/null || { echo "infra-check: terraform not found (https://developer.hashicorp.com/terraform/install)" >&2; exit 1; }
 
 # The image's TF_CLI_CONFIG_FILE points at a file that does not exist; use our own, naming the
-# machine's provider mirror (the folder holding registry.terraform.io/hashicorp/aws).
+# machine's provider mirror (the folder holding registry.terraform.io/hashicorp/aws) when there is
+# one, else the public registry.
 mirror=${TAPLINE_TF_MIRROR:-}
 if [ -z "$mirror" ]; then
   found=$({ find / -maxdepth 4 -path /proc -prune -o -type d -name registry.terraform.io -print 2>/dev/null || true; } \
     | while read -r dir; do if [ -d "$dir/hashicorp/aws" ]; then echo "$dir"; fi; done | head -n 1)
-  [ -n "$found" ] || { echo "infra-check: no Terraform provider mirror with hashicorp/aws (set TAPLINE_TF_MIRROR)" >&2; exit 1; }
-  mirror=$(dirname "$found")
+  if [ -n "$found" ]; then mirror=$(dirname "$found"); fi
 fi
-cat >"$work/terraformrc" <<RC
+if [ -n "$mirror" ]; then
+  cat >"$work/terraformrc" <<RC
 provider_installation {
   filesystem_mirror {
     path    = "$mirror"
@@ -33,6 +34,10 @@ provider_installation {
 }
 disable_checkpoint = true
 RC
+else
+  echo "infra-check: no local provider mirror found, terraform init uses the registry" >&2
+  echo 'disable_checkpoint = true' >"$work/terraformrc"
+fi
 export TF_CLI_CONFIG_FILE="$root/$work/terraformrc" TF_IN_AUTOMATION=1
 
 step "terraform fmt -check -recursive infra"
