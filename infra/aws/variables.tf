@@ -84,12 +84,23 @@ variable "export_loader_batch_size" {
   type        = number
   description = "SQS messages per export-loader invocation (each names one object)."
   default     = 10
+
+  validation {
+    # Above 10, SQS mappings need a batching window, which would only delay loads.
+    condition     = var.export_loader_batch_size >= 1 && var.export_loader_batch_size <= 10
+    error_message = "export_loader_batch_size: 1 to 10."
+  }
 }
 
 variable "export_loader_max_concurrency" {
   type        = number
   description = "Most export-loader invocations the SQS mapping runs at once (2 to 1000): keeps the warehouse's connection count bounded."
   default     = 5
+
+  validation {
+    condition     = var.export_loader_max_concurrency >= 2 && var.export_loader_max_concurrency <= 1000
+    error_message = "export_loader_max_concurrency: 2 to 1000 (the SQS event source limits)."
+  }
 }
 
 variable "restrict_dead_letter_sources" {
@@ -146,6 +157,11 @@ variable "export_loader_timeout_seconds" {
   type        = number
   description = "export-loader timeout; the export queue's visibility timeout is six times this, as AWS advises for SQS event sources."
   default     = 300
+
+  validation {
+    condition     = var.export_loader_timeout_seconds >= 1 && var.export_loader_timeout_seconds <= 900
+    error_message = "export_loader_timeout_seconds: 1 to 900 (the Lambda maximum)."
+  }
 }
 
 variable "export_loader_memory_mb" {
