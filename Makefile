@@ -14,7 +14,7 @@ DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh
 
-.PHONY: help build demo test lint fmt bench package infra-check clean
+.PHONY: help build demo test lint fmt bench package clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -67,6 +67,7 @@ package: ## Build the Lambda zip (arm64, cargo-lambda): target/lambda-arm64/expo
 		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p export-loader
 	@ls -l $(CARGO_TARGET_DIR)/lambda-arm64/*/bootstrap.zip
 
+.PHONY: infra-check
 infra-check: ## Offline Terraform checks: fmt, validate (AWS), checkov (AWS, GCP), apply of the AWS example to moto.
 	tests/scripts/infra-check.sh
 
