@@ -7,6 +7,8 @@ resource "aws_secretsmanager_secret" "warehouse" {
   description = "Password of the warehouse user in TAPLINE_WAREHOUSE (the URL carries no password)."
   tags        = local.tags
 
+  recovery_window_in_days = var.secret_recovery_window_days
+
   #checkov:skip=CKV_AWS_149:The AWS managed key is enough for a value only these functions' roles may read; pass a CMK through a fork if policy demands one.
   #checkov:skip=CKV2_AWS_57:The password is set by the warehouse owner; rotate it there and put the new value (no rotation Lambda for an external database).
 }
@@ -17,6 +19,8 @@ resource "aws_secretsmanager_secret" "clevertap_passcode" {
   description = "CleverTap API passcode (X-CleverTap-Passcode) for the api-puller."
   tags        = local.tags
 
+  recovery_window_in_days = var.secret_recovery_window_days
+
   #checkov:skip=CKV_AWS_149:The AWS managed key is enough for a value only the api-puller's role may read.
   #checkov:skip=CKV2_AWS_57:CleverTap issues the passcode in its dashboard; it cannot be rotated by a Lambda.
 }
@@ -26,6 +30,8 @@ resource "aws_secretsmanager_secret" "relay" {
   name        = "${var.name_prefix}/relay/${each.key}"
   description = "Webhook relay secret ${each.key} (a route token or a destination URL such as a Slack incoming webhook)."
   tags        = local.tags
+
+  recovery_window_in_days = var.secret_recovery_window_days
 
   #checkov:skip=CKV_AWS_149:The AWS managed key is enough for values only the relay's roles may read.
   #checkov:skip=CKV2_AWS_57:Route tokens are shared with CleverTap's webhook settings and Slack URLs are issued by Slack: rotated by hand on both sides.

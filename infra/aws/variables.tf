@@ -224,6 +224,17 @@ variable "warehouse_secret_arn" {
   default     = null
 }
 
+variable "secret_recovery_window_days" {
+  type        = number
+  description = "Days a destroyed secret can be restored (0 deletes at once; 7 to 30 otherwise). A secret's name cannot be reused while it waits."
+  default     = 30
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days: 0, or 7 to 30."
+  }
+}
+
 variable "timezone" {
   type        = string
   description = "TAPLINE_TIMEZONE: the CleverTap project's time zone (IANA); export timestamps are local times in it."
