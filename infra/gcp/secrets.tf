@@ -2,17 +2,23 @@
 # Deploy) so values never pass through tfvars or state. Services get resource names, not values.
 
 locals {
+  # Secret → the services that read it (names, not emails: for_each keys must be known at plan
+  # time, and a new service account's email is not).
   secrets = merge(
-    local.enable_api_puller ? { "clevertap-passcode" = [google_service_account.api_puller[0].member] } : {},
+    local.enable_api_puller ? { "clevertap-passcode" = ["api_puller"] } : {},
     local.enable_webhook_relay ? {
-      for name in var.webhook_relay_secret_names : "relay-${name}" => [
-        google_service_account.webhook_relay[0].member,
-        google_service_account.webhook_relay_worker[0].member,
-      ]
+      for name in var.webhook_relay_secret_names : "relay-${name}" => ["webhook_relay", "webhook_relay_worker"]
+    } : {},
+  )
+  secret_readers = merge(
+    local.enable_api_puller ? { api_puller = google_service_account.api_puller[0].member } : {},
+    local.enable_webhook_relay ? {
+      webhook_relay        = google_service_account.webhook_relay[0].member
+      webhook_relay_worker = google_service_account.webhook_relay_worker[0].member
     } : {},
   )
   secret_accessors = merge([
-    for secret, members in local.secrets : { for member in members : "${secret} ${member}" => { secret = secret, member = member } }
+    for secret, readers in local.secrets : { for reader in readers : "${secret}/${reader}" => { secret = secret, reader = reader } }
   ]...)
   relay_secret_versions = local.enable_webhook_relay ? {
     for name in var.webhook_relay_secret_names : name => "${google_secret_manager_secret.secrets["relay-${name}"].id}/versions/latest"
@@ -38,5 +44,5 @@ resource "google_secret_manager_secret_iam_member" "accessors" {
   project   = var.project_id
   secret_id = google_secret_manager_secret.secrets[each.value.secret].secret_id
   role      = "roles/secretmanager.secretAccessor"
-  member    = each.value.member
+  member    = local.secret_readers[each.value.reader]
 }
