@@ -47,6 +47,7 @@ test: lint ## Run the whole suite (starts PostgreSQL 15, moto and fake-gcs-serve
 	else \
 		$(WITH_SERVERS) $(CARGO) test --workspace --locked --no-fail-fast $(ALL_FEATURES); \
 	fi
+	$(MAKE) infra-check
 
 lint: ## cargo fmt --check and clippy with warnings as errors.
 	$(CARGO) fmt --all -- --check
@@ -69,6 +70,10 @@ package: ## Build the Lambda zip (arm64, cargo-lambda): target/lambda-arm64/expo
 		$(CARGO) lambda build --release --arm64 --output-format zip \
 		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p export-loader
 	@ls -l $(CARGO_TARGET_DIR)/lambda-arm64/*/bootstrap.zip
+
+.PHONY: infra-check
+infra-check: ## Offline Terraform checks: fmt, validate (AWS), checkov (AWS, GCP), apply of the AWS example to moto.
+	tests/scripts/infra-check.sh
 
 clean: ## Remove build outputs, the demo and benchmark data.
 	$(CARGO) clean

@@ -1,0 +1,67 @@
+# A complete Tapline deployment on AWS: every function, trigger, queue, schedule, secret and alarm.
+#   make package   # the zips, from the repository root
+#   cd infra/aws/examples/complete && terraform init && terraform apply -var-file=my.tfvars
+# The offline check (tests/scripts/infra-check.sh) applies this root to a moto server by setting
+# aws_endpoint; left null it talks to AWS with the usual credential chain.
+
+provider "aws" {
+  region = var.region
+
+  # Only for a local AWS emulator (moto): every service at one endpoint, no real account behind it.
+  skip_credentials_validation = var.aws_endpoint != null
+  skip_requesting_account_id  = var.aws_endpoint != null
+  skip_metadata_api_check     = var.aws_endpoint != null
+  skip_region_validation      = var.aws_endpoint != null
+  s3_use_path_style           = var.aws_endpoint != null
+
+  dynamic "endpoints" {
+    for_each = var.aws_endpoint != null ? [var.aws_endpoint] : []
+    content {
+      cloudwatch     = endpoints.value
+      iam            = endpoints.value
+      lambda         = endpoints.value
+      logs           = endpoints.value
+      s3             = endpoints.value
+      scheduler      = endpoints.value
+      secretsmanager = endpoints.value
+      sqs            = endpoints.value
+      sts            = endpoints.value
+    }
+  }
+
+  default_tags {
+    tags = { "tapline:example" = "complete" }
+  }
+}
+
+locals {
+  # cargo lambda build writes <dir>/<function>/bootstrap.zip; by default the repository's target/.
+  lambda_zip_dir = coalesce(var.lambda_zip_dir, "${path.root}/../../../../target/lambda-arm64")
+}
+
+module "tapline" {
+  source = "../.."
+
+  name_prefix          = var.name_prefix
+  export_bucket_name   = var.export_bucket_name
+  create_export_bucket = var.create_export_bucket
+  export_prefix        = var.export_prefix
+  clevertap_region     = var.clevertap_region
+  clevertap_account_id = var.clevertap_account_id
+  timezone             = var.timezone
+  warehouse_url        = var.warehouse_url
+
+  export_loader_zip_path        = "${local.lambda_zip_dir}/export-loader/bootstrap.zip"
+  api_puller_zip_path           = "${local.lambda_zip_dir}/api-puller/bootstrap.zip"
+  webhook_relay_zip_path        = "${local.lambda_zip_dir}/webhook-relay/bootstrap.zip"
+  webhook_relay_worker_zip_path = "${local.lambda_zip_dir}/webhook-relay-worker/bootstrap.zip"
+  enable_api_puller             = var.enable_api_puller
+  enable_webhook_relay          = var.enable_webhook_relay
+
+  webhook_relay_config       = var.webhook_relay_config
+  webhook_relay_secret_names = var.webhook_relay_secret_names
+
+  restrict_dead_letter_sources = var.restrict_dead_letter_sources
+  enable_alarms                = var.enable_alarms
+  alarm_actions                = var.alarm_actions
+}

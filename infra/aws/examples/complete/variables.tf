@@ -1,0 +1,105 @@
+variable "region" {
+  type        = string
+  description = "AWS region; CleverTap exports only to the region matching the account (eu1 → eu-west-1, in1 → ap-south-1, us1 → us-west-2, sg1 → ap-southeast-1, mec1 → me-central-1, aps3 → ap-southeast-3)."
+  default     = "eu-west-1"
+}
+
+variable "aws_endpoint" {
+  type        = string
+  description = "Send every AWS call to this endpoint (a local moto server for the offline check). Null for AWS."
+  default     = null
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name."
+  default     = "tapline"
+}
+
+variable "export_bucket_name" {
+  type        = string
+  description = "Bucket CleverTap exports into (globally unique)."
+}
+
+variable "create_export_bucket" {
+  type        = bool
+  description = "Create the bucket (true) or use an existing one (false)."
+  default     = true
+}
+
+variable "export_prefix" {
+  type        = string
+  description = "Folder CleverTap writes under (\"\" for the bucket root)."
+  default     = "clevertap/"
+}
+
+variable "clevertap_region" {
+  type        = string
+  description = "CleverTap account region (eu1, in1, us1, sg1, mec1, aps3)."
+  default     = "eu1"
+}
+
+variable "clevertap_account_id" {
+  type        = string
+  description = "CleverTap account id for the api-puller (not a secret)."
+  default     = ""
+}
+
+variable "timezone" {
+  type        = string
+  description = "The CleverTap project's time zone (IANA)."
+  default     = "UTC"
+}
+
+variable "warehouse_url" {
+  type        = string
+  description = "Warehouse URL without a password, e.g. postgres://tapline@db.example.com/analytics?schema=clevertap&sslmode=verify-full."
+}
+
+variable "lambda_zip_dir" {
+  type        = string
+  description = "Folder holding <function>/bootstrap.zip from cargo lambda build. Null: the repository's target/lambda-arm64."
+  default     = null
+}
+
+variable "enable_api_puller" {
+  type        = bool
+  description = "Deploy the api-puller (needs its zip)."
+  default     = true
+}
+
+variable "enable_webhook_relay" {
+  type        = bool
+  description = "Deploy the webhook relay (needs the webhook-relay and webhook-relay-worker zips)."
+  default     = true
+}
+
+variable "webhook_relay_config" {
+  type        = string
+  description = "The relay's TOML configuration (no secrets in it)."
+  default     = ""
+}
+
+variable "webhook_relay_secret_names" {
+  type        = set(string)
+  description = "Relay secrets to create empty (route tokens, Slack URLs)."
+  default     = []
+}
+
+variable "enable_alarms" {
+  type        = bool
+  description = "Create CloudWatch alarms."
+  default     = true
+}
+
+variable "alarm_actions" {
+  type        = list(string)
+  description = "ARNs (e.g. an SNS topic) notified by the alarms."
+  default     = []
+}
+
+variable "restrict_dead_letter_sources" {
+  type        = bool
+  description = "SQS redrive allow policies on the dead-letter queues (off only for the moto check, which does not support them)."
+  default     = true
+}

@@ -1,0 +1,314 @@
+# Inputs. Secrets never come in here: the module makes empty Secrets Manager entries (or takes an
+# existing secret's ARN) and the functions read their values at cold start.
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (functions, queues, roles, secrets, schedules)."
+  default     = "tapline"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name_prefix))
+    error_message = "name_prefix: 2 to 31 characters, lowercase letters, digits and dashes, starting with a letter."
+  }
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags added to every resource that takes tags."
+  default     = {}
+}
+
+# --- Export bucket ---------------------------------------------------------------------------
+
+variable "create_export_bucket" {
+  type        = bool
+  description = "Create the export bucket (true) or use an existing bucket named export_bucket_name (false). An existing bucket keeps its own policy: merge the clevertap_bucket_policy_json output into it."
+  default     = true
+}
+
+variable "export_bucket_name" {
+  type        = string
+  description = "Name of the bucket CleverTap exports into (created, or existing when create_export_bucket is false). Globally unique."
+}
+
+variable "export_prefix" {
+  type        = string
+  description = "Key prefix CleverTap writes under (the folder set in CleverTap's export settings), e.g. \"clevertap/\". Empty for the whole bucket. Notifications, the sweep and every IAM grant are limited to it."
+  default     = ""
+
+  validation {
+    condition     = var.export_prefix == "" || (endswith(var.export_prefix, "/") && !startswith(var.export_prefix, "/"))
+    error_message = "export_prefix: empty, or a folder ending in \"/\" without a leading \"/\"."
+  }
+}
+
+variable "export_suffixes" {
+  type        = list(string)
+  description = "Object key suffixes that trigger a load (one S3 notification filter each). CleverTap text exports are gzipped; Parquet ends in .parquet."
+  default     = [".gz", ".parquet"]
+}
+
+variable "export_noncurrent_version_days" {
+  type        = number
+  description = "Days an overwritten export version is kept before S3 deletes it (the ledger records which version was loaded)."
+  default     = 30
+}
+
+variable "clevertap_region" {
+  type        = string
+  description = "CleverTap account region (eu1, in1, us1, sg1, mec1, aps3). CleverTap exports only to a bucket in the matching AWS region; a mismatch is reported as a warning."
+  default     = "eu1"
+}
+
+variable "clevertap_aws_account_id" {
+  type        = string
+  description = "AWS account CleverTap writes exports from (its documented exporter account)."
+  default     = "062484260092"
+}
+
+variable "clevertap_put_actions" {
+  type        = list(string)
+  description = "Actions the bucket policy grants CleverTap on export objects. CleverTap documents s3:PutObject*; an export needs the object write and, when it sends one, its ACL."
+  default     = ["s3:PutObject", "s3:PutObjectAcl"]
+}
+
+# --- Export queue ----------------------------------------------------------------------------
+
+variable "export_queue_max_receive_count" {
+  type        = number
+  description = "Deliveries of one export notification before it moves to the dead-letter queue."
+  default     = 5
+}
+
+variable "export_loader_batch_size" {
+  type        = number
+  description = "SQS messages per export-loader invocation (each names one object)."
+  default     = 10
+
+  validation {
+    # Above 10, SQS mappings need a batching window, which would only delay loads.
+    condition     = var.export_loader_batch_size >= 1 && var.export_loader_batch_size <= 10
+    error_message = "export_loader_batch_size: 1 to 10."
+  }
+}
+
+variable "export_loader_max_concurrency" {
+  type        = number
+  description = "Most export-loader invocations the SQS mapping runs at once (2 to 1000): keeps the warehouse's connection count bounded."
+  default     = 5
+
+  validation {
+    condition     = var.export_loader_max_concurrency >= 2 && var.export_loader_max_concurrency <= 1000
+    error_message = "export_loader_max_concurrency: 2 to 1000 (the SQS event source limits)."
+  }
+}
+
+variable "restrict_dead_letter_sources" {
+  type        = bool
+  description = "Allow only each dead-letter queue's own source queue to redrive into it (SQS redrive allow policy). The offline moto check turns it off: moto does not store the policy."
+  default     = true
+}
+
+variable "dead_letter_retention_seconds" {
+  type        = number
+  description = "How long dead-letter queues keep a message (SQS maximum: 14 days)."
+  default     = 1209600
+}
+
+# --- Functions -------------------------------------------------------------------------------
+
+variable "export_loader_zip_path" {
+  type        = string
+  description = "export-loader zip from `make package` (cargo lambda build --arm64 --output-format zip), relative to Terraform's working directory or absolute."
+  default     = "target/lambda-arm64/export-loader/bootstrap.zip"
+}
+
+variable "api_puller_zip_path" {
+  type        = string
+  description = "api-puller zip (cargo lambda build --arm64 --output-format zip)."
+  default     = "target/lambda-arm64/api-puller/bootstrap.zip"
+}
+
+variable "webhook_relay_zip_path" {
+  type        = string
+  description = "webhook-relay zip (the HTTP endpoint behind the function URL)."
+  default     = "target/lambda-arm64/webhook-relay/bootstrap.zip"
+}
+
+variable "webhook_relay_worker_zip_path" {
+  type        = string
+  description = "webhook-relay-worker zip (the delivery worker fed by the relay's SQS queue)."
+  default     = "target/lambda-arm64/webhook-relay-worker/bootstrap.zip"
+}
+
+variable "enable_api_puller" {
+  type        = bool
+  description = "Deploy the api-puller function and its daily schedule."
+  default     = true
+}
+
+variable "enable_webhook_relay" {
+  type        = bool
+  description = "Deploy the webhook relay (function URL, delivery queue, worker)."
+  default     = true
+}
+
+variable "export_loader_timeout_seconds" {
+  type        = number
+  description = "export-loader timeout; the export queue's visibility timeout is six times this, as AWS advises for SQS event sources."
+  default     = 300
+
+  validation {
+    condition     = var.export_loader_timeout_seconds >= 1 && var.export_loader_timeout_seconds <= 900
+    error_message = "export_loader_timeout_seconds: 1 to 900 (the Lambda maximum)."
+  }
+}
+
+variable "export_loader_memory_mb" {
+  type        = number
+  description = "export-loader memory (CPU scales with it; loading streams, so memory use does not grow with file size)."
+  default     = 512
+}
+
+variable "api_puller_timeout_seconds" {
+  type        = number
+  description = "api-puller timeout (the Lambda maximum is 900)."
+  default     = 900
+}
+
+variable "webhook_relay_timeout_seconds" {
+  type        = number
+  description = "webhook-relay timeout: CleverTap gives up after 3 to 5 s, so the endpoint must answer well within that."
+  default     = 10
+}
+
+variable "webhook_relay_worker_timeout_seconds" {
+  type        = number
+  description = "webhook-relay-worker timeout; the delivery queue's visibility timeout is six times this."
+  default     = 60
+}
+
+variable "log_level" {
+  type        = string
+  description = "TAPLINE_LOG for every function (a tracing filter such as info or tapline=debug)."
+  default     = "info"
+}
+
+variable "tracing_mode" {
+  type        = string
+  description = "Lambda X-Ray tracing mode: PassThrough (no cost, keeps upstream trace headers) or Active."
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.tracing_mode)
+    error_message = "tracing_mode: PassThrough or Active."
+  }
+}
+
+variable "log_retention_days" {
+  type        = number
+  description = "CloudWatch Logs retention for every function's log group."
+  default     = 90
+}
+
+# --- Warehouse and CleverTap API -------------------------------------------------------------
+
+variable "warehouse_url" {
+  type        = string
+  description = "TAPLINE_WAREHOUSE without its password, e.g. postgres://tapline@db.example.com/analytics?schema=clevertap&sslmode=verify-full. The password is the warehouse secret's value."
+}
+
+variable "warehouse_secret_arn" {
+  type        = string
+  description = "ARN of an existing secret holding the warehouse password (e.g. an RDS-managed secret). Null: the module creates an empty one to fill in."
+  default     = null
+}
+
+variable "secret_recovery_window_days" {
+  type        = number
+  description = "Days a destroyed secret can be restored (0 deletes at once; 7 to 30 otherwise). A secret's name cannot be reused while it waits."
+  default     = 30
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days: 0, or 7 to 30."
+  }
+}
+
+variable "timezone" {
+  type        = string
+  description = "TAPLINE_TIMEZONE: the CleverTap project's time zone (IANA); export timestamps are local times in it."
+  default     = "UTC"
+}
+
+variable "max_reject_ratio" {
+  type        = number
+  description = "TAPLINE_MAX_REJECT_RATIO: quarantine a file above this share of bad rows."
+  default     = 0.01
+}
+
+variable "clevertap_account_id" {
+  type        = string
+  description = "CLEVERTAP_ACCOUNT_ID for the api-puller (not a secret). Empty when the api-puller is off."
+  default     = ""
+}
+
+# --- Schedules -------------------------------------------------------------------------------
+
+variable "schedule_timezone" {
+  type        = string
+  description = "Time zone the schedule expressions are read in."
+  default     = "UTC"
+}
+
+variable "sweep_schedule" {
+  type        = string
+  description = "When the export-loader sweeps the export prefix for objects whose notification was lost (EventBridge Scheduler expression)."
+  default     = "rate(6 hours)"
+}
+
+variable "api_puller_schedule" {
+  type        = string
+  description = "When the api-puller runs (EventBridge Scheduler expression); daily by default, after CleverTap's day has closed."
+  default     = "cron(30 3 * * ? *)"
+}
+
+variable "schedule_max_retry_attempts" {
+  type        = number
+  description = "Scheduler retries of a failed invocation before it goes to the schedules' dead-letter queue."
+  default     = 3
+}
+
+# --- Webhook relay ---------------------------------------------------------------------------
+
+variable "webhook_relay_config" {
+  type        = string
+  description = "TAPLINE_RELAY_CONFIG: the relay's TOML configuration (routes, destinations). Secrets are named in it, never written: see webhook_relay_secret_names."
+  default     = ""
+}
+
+variable "webhook_relay_secret_names" {
+  type        = set(string)
+  description = "Relay secrets to create (route tokens, Slack webhook URLs, ...), named as the config names them (secret_env, url_env), e.g. [\"ALERTS_TOKEN\", \"SLACK_ALERTS_URL\"]. Each becomes an empty secret <name_prefix>/relay/<NAME>; the relay functions get a JSON map NAME → ARN in TAPLINE_RELAY_SECRET_ARNS and resolve a name missing from their environment through it."
+  default     = []
+}
+
+variable "webhook_relay_max_receive_count" {
+  type        = number
+  description = "Delivery attempts of one accepted webhook (each after the visibility timeout) before it moves to the relay's dead-letter queue."
+  default     = 8
+}
+
+# --- Alarms ----------------------------------------------------------------------------------
+
+variable "enable_alarms" {
+  type        = bool
+  description = "Create CloudWatch alarms (dead-letter queue depth, function errors)."
+  default     = true
+}
+
+variable "alarm_actions" {
+  type        = list(string)
+  description = "ARNs notified when an alarm fires or clears (e.g. an SNS topic)."
+  default     = []
+}

@@ -1,0 +1,75 @@
+# api-puller on Cloud Run, posted to daily by Cloud Scheduler (schedules.tf).
+
+resource "google_service_account" "api_puller" {
+  count        = local.enable_api_puller ? 1 : 0
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-api-puller"
+  display_name = "Tapline api-puller (CleverTap API to BigQuery)"
+}
+
+resource "google_cloud_run_v2_service" "api_puller" {
+  count               = local.enable_api_puller ? 1 : 0
+  project             = var.project_id
+  name                = "${var.name_prefix}-api-puller"
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  labels              = local.labels
+  deletion_protection = false
+
+  template {
+    service_account                  = google_service_account.api_puller[0].email
+    max_instance_request_concurrency = 1
+    # A pull pages through CleverTap cursors; Cloud Scheduler waits up to 30 minutes.
+    timeout = "1800s"
+
+    scaling {
+      # One pull at a time: CleverTap limits concurrent requests per account.
+      max_instance_count = 1
+    }
+
+    containers {
+      image = var.api_puller_image
+
+      resources {
+        limits = { cpu = "1", memory = "512Mi" }
+      }
+
+      env {
+        name  = "CLEVERTAP_ACCOUNT_ID"
+        value = var.clevertap_account_id
+      }
+      env {
+        name  = "CLEVERTAP_REGION"
+        value = var.clevertap_region
+      }
+      env {
+        # Same variable name as on AWS; here a Secret Manager version name.
+        name  = "CLEVERTAP_PASSCODE_SECRET_ARN"
+        value = "${google_secret_manager_secret.secrets["clevertap-passcode"].id}/versions/latest"
+      }
+      env {
+        name  = "TAPLINE_WAREHOUSE"
+        value = local.warehouse_url
+      }
+      env {
+        name  = "TAPLINE_TIMEZONE"
+        value = var.timezone
+      }
+      env {
+        name  = "TAPLINE_LOG"
+        value = var.log_level
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_v2_service_iam_member" "api_puller_scheduler" {
+  count    = local.enable_api_puller ? 1 : 0
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.api_puller[0].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}

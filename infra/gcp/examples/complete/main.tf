@@ -1,0 +1,28 @@
+# A complete Tapline deployment on Google Cloud.
+#   (build and push the images: see the README's Deploy section)
+#   cd infra/gcp/examples/complete && terraform init && terraform apply -var-file=my.tfvars
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+module "tapline" {
+  source = "../.."
+
+  project_id           = var.project_id
+  region               = var.region
+  export_bucket_name   = var.export_bucket_name
+  export_prefix        = var.export_prefix
+  bigquery_location    = var.bigquery_location
+  timezone             = var.timezone
+  clevertap_account_id = var.clevertap_account_id
+  clevertap_region     = var.clevertap_region
+
+  export_loader_image = var.export_loader_image
+  api_puller_image    = var.api_puller_image
+  webhook_relay_image = var.webhook_relay_image
+
+  webhook_relay_config       = var.webhook_relay_config
+  webhook_relay_secret_names = var.webhook_relay_secret_names
+}

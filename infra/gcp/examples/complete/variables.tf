@@ -1,0 +1,74 @@
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the bucket and the services (e.g. europe-west1)."
+  default     = "europe-west1"
+}
+
+variable "export_bucket_name" {
+  type        = string
+  description = "Bucket CleverTap exports into (globally unique)."
+}
+
+variable "export_prefix" {
+  type        = string
+  description = "Folder CleverTap writes under (\"\" for the bucket root)."
+  default     = "clevertap/"
+}
+
+variable "bigquery_location" {
+  type        = string
+  description = "BigQuery dataset location (EU, US or a region)."
+  default     = "EU"
+}
+
+variable "timezone" {
+  type        = string
+  description = "The CleverTap project's time zone (IANA)."
+  default     = "UTC"
+}
+
+variable "clevertap_account_id" {
+  type        = string
+  description = "CleverTap account id for the api-puller (not a secret)."
+  default     = ""
+}
+
+variable "clevertap_region" {
+  type        = string
+  description = "CleverTap account region (eu1, in1, us1, sg1, aps3, mec1, sk1)."
+  default     = "eu1"
+}
+
+variable "export_loader_image" {
+  type        = string
+  description = "export-loader container image."
+}
+
+variable "api_puller_image" {
+  type        = string
+  description = "api-puller container image (empty: not deployed)."
+  default     = ""
+}
+
+variable "webhook_relay_image" {
+  type        = string
+  description = "webhook relay container image (empty: not deployed)."
+  default     = ""
+}
+
+variable "webhook_relay_config" {
+  type        = string
+  description = "The relay's TOML configuration (no secrets in it)."
+  default     = ""
+}
+
+variable "webhook_relay_secret_names" {
+  type        = set(string)
+  description = "Relay secrets to create empty (route tokens, Slack URLs)."
+  default     = []
+}

@@ -1,0 +1,48 @@
+# Secret Manager secrets, created empty: add versions with `gcloud secrets versions add` (README,
+# Deploy) so values never pass through tfvars or state. Services get resource names, not values.
+
+locals {
+  # Secret → the services that read it (names, not emails: for_each keys must be known at plan
+  # time, and a new service account's email is not).
+  secrets = merge(
+    local.enable_api_puller ? { "clevertap-passcode" = ["api_puller"] } : {},
+    local.enable_webhook_relay ? {
+      for name in var.webhook_relay_secret_names : "relay-${name}" => ["webhook_relay", "webhook_relay_worker"]
+    } : {},
+  )
+  secret_readers = merge(
+    local.enable_api_puller ? { api_puller = google_service_account.api_puller[0].member } : {},
+    local.enable_webhook_relay ? {
+      webhook_relay        = google_service_account.webhook_relay[0].member
+      webhook_relay_worker = google_service_account.webhook_relay_worker[0].member
+    } : {},
+  )
+  secret_accessors = merge([
+    for secret, readers in local.secrets : { for reader in readers : "${secret}/${reader}" => { secret = secret, reader = reader } }
+  ]...)
+  relay_secret_versions = local.enable_webhook_relay ? {
+    for name in var.webhook_relay_secret_names : name => "${google_secret_manager_secret.secrets["relay-${name}"].id}/versions/latest"
+  } : {}
+}
+
+resource "google_secret_manager_secret" "secrets" {
+  for_each  = local.secrets
+  project   = var.project_id
+  secret_id = "${var.name_prefix}-${each.key}"
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_iam_member" "accessors" {
+  # Each secret readable only by the services that use it.
+  for_each  = local.secret_accessors
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.secrets[each.value.secret].secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.secret_readers[each.value.reader]
+}

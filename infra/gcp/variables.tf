@@ -1,0 +1,175 @@
+# Inputs. Secrets never come in here: the module makes empty Secret Manager secrets and the
+# services read their values at start-up.
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project to deploy into."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the bucket, the Cloud Run services, Eventarc and Cloud Scheduler (a GCS region such as europe-west1; Eventarc needs the bucket in the trigger's region)."
+}
+
+variable "name_prefix" {
+  type        = string
+  description = "Prefix of every resource name (services, service accounts, topics, secrets, jobs)."
+  default     = "tapline"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}$", var.name_prefix))
+    error_message = "name_prefix: 2 to 15 characters (service account ids are short), lowercase letters, digits and dashes."
+  }
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels added to every resource that takes labels."
+  default     = {}
+}
+
+variable "enable_apis" {
+  type        = bool
+  description = "Enable the Google APIs the deployment uses (run, eventarc, pubsub, cloudscheduler, secretmanager, bigquery, storage). Off when the project's APIs are managed elsewhere."
+  default     = true
+}
+
+# --- Export bucket ---------------------------------------------------------------------------
+
+variable "export_bucket_name" {
+  type        = string
+  description = "Bucket CleverTap exports into (globally unique)."
+}
+
+variable "export_prefix" {
+  type        = string
+  description = "Folder CleverTap writes under (\"\" for the bucket root); the sweep covers it."
+  default     = ""
+}
+
+variable "export_noncurrent_version_days" {
+  type        = number
+  description = "Days an overwritten export version is kept (versioning, not a retention policy: CleverTap's exports fail on a bucket with a retention policy)."
+  default     = 30
+}
+
+# --- Services --------------------------------------------------------------------------------
+
+variable "export_loader_image" {
+  type        = string
+  description = "Container image of the export-loader (Cloud Run), e.g. europe-west1-docker.pkg.dev/PROJECT/tapline/export-loader:TAG."
+}
+
+variable "api_puller_image" {
+  type        = string
+  description = "Container image of the api-puller. Empty: no api-puller and no pull schedule."
+  default     = ""
+}
+
+variable "webhook_relay_image" {
+  type        = string
+  description = "Container image of the webhook relay (endpoint and Pub/Sub push worker in one service). Empty: no relay."
+  default     = ""
+}
+
+variable "timezone" {
+  type        = string
+  description = "TAPLINE_TIMEZONE: the CleverTap project's time zone (IANA)."
+  default     = "UTC"
+}
+
+variable "max_reject_ratio" {
+  type        = number
+  description = "TAPLINE_MAX_REJECT_RATIO: quarantine a file above this share of bad rows."
+  default     = 0.01
+}
+
+variable "log_level" {
+  type        = string
+  description = "TAPLINE_LOG for every service."
+  default     = "info"
+}
+
+variable "export_loader_max_instances" {
+  type        = number
+  description = "Most export-loader instances at once (bounds concurrent warehouse loads)."
+  default     = 5
+}
+
+# --- Warehouse -------------------------------------------------------------------------------
+
+variable "bigquery_dataset_id" {
+  type        = string
+  description = "BigQuery dataset the loaders write (one table per event)."
+  default     = "clevertap"
+}
+
+variable "bigquery_location" {
+  type        = string
+  description = "BigQuery dataset location (EU, US, or a region); keep it with the bucket's."
+  default     = "EU"
+}
+
+# --- CleverTap API and schedules -------------------------------------------------------------
+
+variable "clevertap_account_id" {
+  type        = string
+  description = "CLEVERTAP_ACCOUNT_ID for the api-puller (not a secret)."
+  default     = ""
+}
+
+variable "clevertap_region" {
+  type        = string
+  description = "CLEVERTAP_REGION for the api-puller (eu1, in1, us1, sg1, aps3, mec1, sk1)."
+  default     = "eu1"
+}
+
+variable "schedule_timezone" {
+  type        = string
+  description = "Time zone of the Cloud Scheduler cron expressions."
+  default     = "Etc/UTC"
+}
+
+variable "sweep_schedule" {
+  type        = string
+  description = "Cron (Cloud Scheduler) of the export sweep, which catches exports whose event was lost."
+  default     = "15 */6 * * *"
+}
+
+variable "api_puller_schedule" {
+  type        = string
+  description = "Cron (Cloud Scheduler) of the daily API pull."
+  default     = "30 3 * * *"
+}
+
+# --- Webhook relay ---------------------------------------------------------------------------
+
+variable "webhook_relay_config" {
+  type        = string
+  description = "TAPLINE_RELAY_CONFIG: the relay's TOML configuration (no secrets in it)."
+  default     = ""
+}
+
+variable "webhook_relay_secret_names" {
+  type        = set(string)
+  description = "Relay secrets to create empty (route tokens, Slack URLs), named as the config names them; the relay gets a JSON map NAME → secret version in TAPLINE_RELAY_SECRET_ARNS."
+  default     = []
+}
+
+variable "webhook_relay_max_delivery_attempts" {
+  type        = number
+  description = "Pub/Sub deliveries of one accepted webhook before it goes to the dead-letter topic (5 to 100)."
+  default     = 10
+}
+
+variable "warehouse_url" {
+  type        = string
+  description = "TAPLINE_WAREHOUSE for the loaders. Null: the module's BigQuery dataset, bigquery://PROJECT/DATASET (credentials are the service's own identity)."
+  default     = null
+}
+
+variable "webhook_relay_worker_image" {
+  type        = string
+  description = "Container image of the relay's delivery worker (Pub/Sub push). Empty: the webhook_relay_image."
+  default     = ""
+}

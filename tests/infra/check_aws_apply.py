@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Applies infra/aws/examples/complete to a moto server, checks what exists, then destroys it.
+
+Run by tests/scripts/infra-check.sh inside tests/scripts/with-moto.sh, which exports
+AWS_ENDPOINT_URL and test credentials. Needs TF_CLI_CONFIG_FILE pointing at the provider mirror.
+moto stores Lambda functions without running them, so the zips are tiny stand-ins.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "infra/aws/examples/complete"
+WORK = ROOT / ".tmp/infra-check/aws-apply"
+REGION = "us-west-2"  # CleverTap us1's export region: no region-mismatch warning
+PREFIX = "tapline-check"
+BUCKET = "tapline-check-exports"
+EXPORT_PREFIX = "clevertap/"
+FUNCTIONS = ["export-loader", "api-puller", "webhook-relay", "webhook-relay-worker"]
+RELAY_SECRETS = ["ALERTS_TOKEN", "SLACK_ALERTS_URL"]
+
+failures: list[str] = []
+
+
+def check(condition: bool, what: str, detail: object = "") -> None:
+    print(f"  {'ok  ' if condition else 'FAIL'} {what}" + (f": {detail}" if not condition and detail != "" else ""))
+    if not condition:
+        failures.append(what)
+
+
+def terraform(*args: str) -> None:
+    env = dict(os.environ, TF_DATA_DIR=str(WORK / "tf-data"), TF_IN_AUTOMATION="1")
+    cmd = ["terraform", f"-chdir={EXAMPLE}", *args, "-no-color"]
+    started = time.monotonic()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    print(f"$ terraform {' '.join(args[:1])} ... ({time.monotonic() - started:.0f} s, exit {done.returncode})")
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-6000:] + done.stderr[-6000:])
+        raise SystemExit(f"terraform {args[0]} failed")
+    (WORK / f"{args[0]}.log").write_text(done.stdout + done.stderr)
+    for line in done.stdout.splitlines():
+        if line.startswith(("Apply complete", "Destroy complete")):
+            print("  " + line)
+
+
+def stand_in_zips() -> Path:
+    zips = WORK / "zips"
+    for function in FUNCTIONS:
+        path = zips / function / "bootstrap.zip"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("bootstrap", "#!/bin/sh\necho stand-in for the offline check\n")
+    return zips
+
+
+def tf_vars(endpoint: str, zips: Path) -> list[str]:
+    values = {
+        "aws_endpoint": endpoint,
+        "region": REGION,
+        "clevertap_region": "us1",
+        "name_prefix": PREFIX,
+        "export_bucket_name": BUCKET,
+        "export_prefix": EXPORT_PREFIX,
+        "clevertap_account_id": "TEST-ACCOUNT",
+        "warehouse_url": "postgres://tapline@db.invalid/analytics?schema=clevertap",
+        "lambda_zip_dir": str(zips),
+        "webhook_relay_secret_names": json.dumps(RELAY_SECRETS),
+        # moto ignores SQS RedriveAllowPolicy, and the provider waits for it forever.
+        "restrict_dead_letter_sources": "false",
+    }
+    return [arg for key, value in values.items() for arg in ("-var", f"{key}={value}")]
+
+
+def policy_of(iam, role: str) -> dict:
+    document = iam.get_role_policy(RoleName=role, PolicyName="tapline")["PolicyDocument"]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def statements(policy: dict) -> dict[str, dict]:
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def assert_deployment(endpoint: str) -> None:
+    session = boto3.Session(region_name=REGION)
+    s3 = session.client("s3", endpoint_url=endpoint)
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    lam = session.client("lambda", endpoint_url=endpoint)
+    iam = session.client("iam", endpoint_url=endpoint)
+    scheduler = session.client("scheduler", endpoint_url=endpoint)
+    secrets = session.client("secretsmanager", endpoint_url=endpoint)
+    logs = session.client("logs", endpoint_url=endpoint)
+    cloudwatch = session.client("cloudwatch", endpoint_url=endpoint)
+
+    queue_url = sqs.get_queue_url(QueueName=f"{PREFIX}-export-events")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    dlq_url = sqs.get_queue_url(QueueName=f"{PREFIX}-export-events-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bucket_arn = f"arn:aws:s3:::{BUCKET}"
+
+    print("bucket")
+    notification = s3.get_bucket_notification_configuration(Bucket=BUCKET)
+    queues = notification.get("QueueConfigurations", [])
+    check(len(queues) == 2, "one notification per export suffix", queues)
+    for config in queues:
+        rules = {r["Name"].lower(): r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
+        check(config["QueueArn"] == queue["QueueArn"], f"notification {config.get('Id')} targets the export queue", config["QueueArn"])
+        check(config["Events"] == ["s3:ObjectCreated:*"], f"notification {config.get('Id')} on object created", config["Events"])
+        check(rules.get("prefix") == EXPORT_PREFIX and rules.get("suffix") in (".gz", ".parquet"),
+              f"notification {config.get('Id')} filters prefix and suffix", rules)
+    bucket_policy = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])
+    clevertap = statements(bucket_policy)["CleverTapWritesExports"]
+    check(as_list(clevertap["Principal"]["AWS"]) == ["arn:aws:iam::062484260092:root"], "bucket policy names CleverTap's account", clevertap["Principal"])
+    check(as_list(clevertap["Resource"]) == [f"{bucket_arn}/{EXPORT_PREFIX}*"], "CleverTap may write under the prefix only", clevertap["Resource"])
+    check(s3.get_bucket_versioning(Bucket=BUCKET).get("Status") == "Enabled", "bucket versioning on")
+    block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    check(all(block.values()), "public access blocked", block)
+
+    print("export queue")
+    redrive = json.loads(queue["RedrivePolicy"])
+    check(redrive["deadLetterTargetArn"] == dlq_arn, "export queue redrives to its DLQ", redrive)
+    check(int(redrive["maxReceiveCount"]) == 5, "after 5 receives", redrive)
+    check(queue["VisibilityTimeout"] == "1800", "visibility timeout is six times the loader timeout", queue["VisibilityTimeout"])
+    queue_policy = statements(json.loads(queue["Policy"]))["ExportBucketNotifications"]
+    check(queue_policy["Principal"] == {"Service": "s3.amazonaws.com"}, "only S3 may send", queue_policy["Principal"])
+    check(json.dumps(queue_policy["Condition"]).count(bucket_arn) == 1, "only from the export bucket", queue_policy["Condition"])
+
+    print("functions")
+    for function in FUNCTIONS:
+        config = lam.get_function_configuration(FunctionName=f"{PREFIX}-{function}")
+        check(config["Runtime"] == "provided.al2023" and config["Architectures"] == ["arm64"],
+              f"{function}: provided.al2023 on arm64", (config["Runtime"], config["Architectures"]))
+        group = [g for g in logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{PREFIX}-{function}")["logGroups"]
+                 if g["logGroupName"] == f"/aws/lambda/{PREFIX}-{function}"]
+        check(len(group) == 1 and group[0].get("retentionInDays") == 90, f"{function}: log group with retention", group)
+    loader_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-export-loader")["Environment"]["Variables"]
+    check(loader_env.get("TAPLINE_WAREHOUSE_SECRET_ARN", "").startswith("arn:aws:secretsmanager:"), "export-loader gets the warehouse secret by ARN", loader_env)
+    relay_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-webhook-relay")["Environment"]["Variables"]
+    check(relay_env.get("TAPLINE_RELAY_QUEUE_URL", "").endswith(f"/{PREFIX}-relay-delivery"), "webhook-relay gets its delivery queue", relay_env)
+    check(sorted(json.loads(relay_env["TAPLINE_RELAY_SECRET_ARNS"])) == sorted(RELAY_SECRETS), "webhook-relay gets its secrets' ARNs", relay_env)
+    url = lam.get_function_url_config(FunctionName=f"{PREFIX}-webhook-relay")
+    check(url["AuthType"] == "NONE", "relay function URL (app-level auth)", url["AuthType"])
+
+    print("event source mappings")
+    all_mappings = lam.list_event_source_mappings()["EventSourceMappings"]
+
+    def mappings_of(function: str) -> list:
+        return [m for m in all_mappings if m["FunctionArn"].endswith(f":function:{PREFIX}-{function}")]
+
+    mappings = mappings_of("export-loader")
+    check(len(mappings) == 1 and mappings[0]["EventSourceArn"] == queue["QueueArn"], "export-loader consumes the export queue", mappings)
+    if mappings:
+        mapping = lam.get_event_source_mapping(UUID=mappings[0]["UUID"])
+        check(mapping.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "export mapping reports batch item failures", mapping.get("FunctionResponseTypes"))
+    worker = mappings_of("webhook-relay-worker")
+    check(len(worker) == 1 and worker[0]["EventSourceArn"].endswith(f":{PREFIX}-relay-delivery"), "worker consumes the relay queue", worker)
+    if worker:
+        mapping = lam.get_event_source_mapping(UUID=worker[0]["UUID"])
+        check(mapping.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "relay mapping reports batch item failures", mapping.get("FunctionResponseTypes"))
+    relay_queue_url = sqs.get_queue_url(QueueName=f"{PREFIX}-relay-delivery")["QueueUrl"]
+    relay_redrive = json.loads(sqs.get_queue_attributes(QueueUrl=relay_queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    check(relay_redrive["deadLetterTargetArn"].endswith(f":{PREFIX}-relay-delivery-dlq"), "relay queue redrives to its DLQ", relay_redrive)
+
+    print("schedules")
+    loader_arn = lam.get_function_configuration(FunctionName=f"{PREFIX}-export-loader")["FunctionArn"]
+    sweep = scheduler.get_schedule(Name=f"{PREFIX}-export-sweep")
+    check(sweep["Target"]["Arn"] == loader_arn, "sweep invokes the export-loader", sweep["Target"]["Arn"])
+    check(json.loads(sweep["Target"]["Input"]) == {"tapline": "sweep", "uri": f"s3://{BUCKET}/{EXPORT_PREFIX}"}, "sweep payload names the export prefix", sweep["Target"].get("Input"))
+    check(sweep["Target"].get("DeadLetterConfig", {}).get("Arn", "").endswith(f":{PREFIX}-schedules-dlq"), "sweep dead-letters to the schedules DLQ", sweep["Target"].get("DeadLetterConfig"))
+    pull = scheduler.get_schedule(Name=f"{PREFIX}-api-pull")
+    check(pull["Target"]["Arn"].endswith(f":function:{PREFIX}-api-puller"), "daily pull invokes the api-puller", pull["Target"]["Arn"])
+    check(pull["ScheduleExpression"].startswith("cron("), "pull is a cron schedule", pull["ScheduleExpression"])
+
+    print("IAM: every grant names its resource")
+    loader = statements(policy_of(iam, f"{PREFIX}-export-loader"))
+    check(as_list(loader["ReadExports"]["Resource"]) == [f"{bucket_arn}/{EXPORT_PREFIX}*"], "loader reads the export prefix only", loader["ReadExports"])
+    check(as_list(loader["ListExportPrefix"]["Resource"]) == [bucket_arn]
+          and loader["ListExportPrefix"]["Condition"]["StringLike"]["s3:prefix"] in (f"{EXPORT_PREFIX}*", [f"{EXPORT_PREFIX}*"]),
+          "loader lists the export prefix only", loader["ListExportPrefix"])
+    check(as_list(loader["ConsumeExportQueue"]["Resource"]) == [queue["QueueArn"]], "loader consumes its queue only", loader["ConsumeExportQueue"])
+    check(as_list(loader["ReadWarehousePassword"]["Resource"]) == [loader_env["TAPLINE_WAREHOUSE_SECRET_ARN"]], "loader reads the warehouse secret only", loader["ReadWarehousePassword"])
+    check(as_list(loader["WriteOwnLogs"]["Resource"])[0].split(":log-group:")[1] == f"/aws/lambda/{PREFIX}-export-loader:*", "loader writes its own log group only", loader["WriteOwnLogs"])
+    roles = [f"{PREFIX}-{function}" for function in FUNCTIONS] + [f"{PREFIX}-scheduler"]
+    for role in roles:
+        for statement in policy_of(iam, role)["Statement"]:
+            resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
+            check("*" not in resources and not any(a.endswith(":*") or a == "*" for a in actions),
+                  f"{role} {statement['Sid']}: no wildcard action or resource", statement)
+    scheduler_policy = statements(policy_of(iam, f"{PREFIX}-scheduler"))
+    check(sorted(as_list(scheduler_policy["InvokeScheduledFunctions"]["Resource"])) == sorted([loader_arn, pull["Target"]["Arn"]]),
+          "scheduler invokes the loader and the puller only", scheduler_policy["InvokeScheduledFunctions"])
+
+    print("secrets and alarms")
+    names = {s["Name"] for s in secrets.list_secrets()["SecretList"]}
+    expected = {f"{PREFIX}/warehouse-password", f"{PREFIX}/clevertap-passcode"} | {f"{PREFIX}/relay/{n}" for n in RELAY_SECRETS}
+    check(expected <= names, "secrets exist (empty until filled)", names)
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]}
+    check(f"{PREFIX}-export-events-dlq-not-empty" in alarms, "alarm on the export DLQ", sorted(alarms))
+    check(all(f"{PREFIX}-{f}-errors" in alarms for f in FUNCTIONS), "error alarm per function", sorted(alarms))
+
+
+def main() -> int:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        raise SystemExit("AWS_ENDPOINT_URL is not set: run under tests/scripts/with-moto.sh")
+    WORK.mkdir(parents=True, exist_ok=True)
+    state = WORK / "terraform.tfstate"
+    state.unlink(missing_ok=True)
+    variables = tf_vars(endpoint, stand_in_zips())
+    terraform("init", "-input=false")
+    try:
+        terraform("apply", "-input=false", "-auto-approve", f"-state={state}", *variables)
+        assert_deployment(endpoint)
+    finally:
+        # The state was just written by apply: reading every resource back first only costs time.
+        terraform("destroy", "-input=false", "-auto-approve", "-refresh=false", f"-state={state}", *variables)
+    if failures:
+        print(f"{len(failures)} check(s) failed: {failures}", file=sys.stderr)
+        return 1
+    print("AWS apply check: all assertions hold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
