@@ -1,7 +1,9 @@
 //! Shared helpers for Tapline's integration tests: running the built binaries, making export
-//! files, reading a SQLite warehouse directly, and the warehouse conformance suite.
+//! files, reading a SQLite warehouse directly, the warehouse conformance suite, and a Slack /
+//! HTTP receiver double for the webhook relay.
 
 pub mod conformance;
+pub mod receiver;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

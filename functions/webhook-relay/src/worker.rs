@@ -1,0 +1,244 @@
+//! The delivery worker: takes due deliveries from the [`DeliveryQueue`], hands each to its
+//! [`Destination`], and settles it as delivered, retried later (backoff with jitter, or the
+//! destination's `Retry-After`) or dead-lettered with every attempt recorded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::destination::{DeliveryAttempt, Destination};
+use crate::queue::{AttemptRecord, Delivery, DeliveryQueue, QueueError, Settle};
+use crate::retry::RetryPolicy;
+
+/// Deliveries taken from the queue at once (and attempted concurrently).
+pub const DEFAULT_BATCH: usize = 32;
+/// How long a taken delivery stays leased: longer than any attempt may take.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// How often an idle worker looks at the queue even when nobody wakes it (a replay from another
+/// process, a lease that ended).
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The destinations of every route, by (route, destination name).
+pub type DestinationMap = HashMap<(String, String), Arc<dyn Destination>>;
+
+/// What a worker did, for tests and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Attempts made.
+    pub attempts: u64,
+    /// Deliveries that succeeded.
+    pub delivered: u64,
+    /// Attempts that failed and will be retried.
+    pub retried: u64,
+    /// Deliveries moved to the dead letters.
+    pub dead: u64,
+}
+
+impl std::ops::AddAssign for WorkerStats {
+    fn add_assign(&mut self, other: Self) {
+        self.attempts += other.attempts;
+        self.delivered += other.delivered;
+        self.retried += other.retried;
+        self.dead += other.dead;
+    }
+}
+
+/// Delivers what the queue holds.
+pub struct DeliveryWorker {
+    queue: Arc<dyn DeliveryQueue>,
+    destinations: Arc<DestinationMap>,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    batch: usize,
+    lease: Duration,
+}
+
+impl DeliveryWorker {
+    /// A worker over `queue` delivering to `destinations` with `retry`, its time from `clock`.
+    pub fn new(
+        queue: Arc<dyn DeliveryQueue>,
+        destinations: DestinationMap,
+        retry: RetryPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            queue,
+            destinations: Arc::new(destinations),
+            retry,
+            clock,
+            batch: DEFAULT_BATCH,
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// Attempts every delivery due now, once each; returns what happened.
+    pub async fn run_once(&self) -> Result<WorkerStats, QueueError> {
+        let now = self.clock.now_ms();
+        let due = self
+            .queue
+            .claim_due(now, self.batch, self.lease.as_millis() as i64)
+            .await?;
+        let mut stats = WorkerStats::default();
+        let mut tasks = JoinSet::new();
+        for delivery in due {
+            let destination = self
+                .destinations
+                .get(&(delivery.route.clone(), delivery.destination.clone()))
+                .cloned();
+            let (queue, clock, retry) =
+                (self.queue.clone(), self.clock.clone(), self.retry.clone());
+            tasks.spawn(async move {
+                attempt_and_settle(
+                    queue.as_ref(),
+                    clock.as_ref(),
+                    &retry,
+                    destination,
+                    delivery,
+                )
+                .await
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(result) => stats += result?,
+                // A panicking destination leaves its delivery leased; it is retried later.
+                Err(err) => warn!(error = %err, "Delivery task failed."),
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Delivers until nothing is pending: attempts what is due, then waits (on the clock) for
+    /// the next due delivery. With a [`crate::clock::ManualClock`] the waits are instant, so
+    /// tests drive retries deterministically.
+    pub async fn run_until_idle(&self) -> Result<WorkerStats, QueueError> {
+        let mut total = WorkerStats::default();
+        loop {
+            let stats = self.run_once().await?;
+            total += stats;
+            if stats.attempts > 0 {
+                continue;
+            }
+            match self.queue.next_due_at().await? {
+                None => return Ok(total),
+                Some(at) => self.clock.sleep_until(at).await,
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true: delivers what is due, then sleeps until the next due
+    /// delivery, a wake-up (a new payload) or [`IDLE_POLL`]. Queue errors are logged and retried.
+    pub async fn run(&self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.run_once().await {
+                Ok(stats) if stats.attempts > 0 => continue,
+                Ok(_) => {}
+                Err(err) => warn!(error = %err, "Delivery queue failed; trying again."),
+            }
+            let wait = match self.queue.next_due_at().await {
+                Ok(Some(at)) => {
+                    let ms = (at - self.clock.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
+                    Duration::from_millis(ms as u64)
+                }
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        info!("Delivery worker stopped.");
+    }
+}
+
+async fn attempt_and_settle(
+    queue: &dyn DeliveryQueue,
+    clock: &dyn Clock,
+    retry: &RetryPolicy,
+    destination: Option<Arc<dyn Destination>>,
+    delivery: Delivery,
+) -> Result<WorkerStats, QueueError> {
+    let attempt_no = delivery.attempts + 1;
+    let at_ms = clock.now_ms();
+    let started = Instant::now();
+    let result = match &destination {
+        Some(destination) => {
+            destination
+                .deliver(DeliveryAttempt {
+                    delivery_id: &delivery.id,
+                    route: &delivery.route,
+                    body: &delivery.body,
+                    now_ms: at_ms,
+                })
+                .await
+        }
+        None => Err(crate::destination::DeliveryError::Transport(
+            "destination no longer configured".into(),
+        )),
+    };
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let mut stats = WorkerStats {
+        attempts: 1,
+        ..WorkerStats::default()
+    };
+    let (record, next) = match result {
+        Ok(status) => {
+            stats.delivered = 1;
+            info!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
+                  attempt = attempt_no, status, "Delivered.");
+            (
+                AttemptRecord {
+                    attempt: attempt_no,
+                    at_ms,
+                    duration_ms,
+                    status: Some(status),
+                    outcome: "delivered".into(),
+                    error: None,
+                },
+                Settle::Delivered,
+            )
+        }
+        Err(err) => {
+            let retryable = err.is_retryable() && destination.is_some();
+            let next = if retryable && attempt_no < retry.max_attempts {
+                let wait = retry.delay(attempt_no, err.retry_after());
+                stats.retried = 1;
+                debug!(delivery = %delivery.id, wait_ms = wait.as_millis() as u64, "Retry scheduled.");
+                Settle::RetryAt(clock.now_ms() + wait.as_millis() as i64)
+            } else {
+                stats.dead = 1;
+                Settle::Dead
+            };
+            // Dead letters need an operator (replay), so they are warnings; retries are routine.
+            if next == Settle::Dead {
+                warn!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
+                      attempt = attempt_no, error = %err, "Delivery dead-lettered.");
+            } else {
+                info!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
+                      attempt = attempt_no, error = %err, "Delivery failed; will retry.");
+            }
+            (
+                AttemptRecord {
+                    attempt: attempt_no,
+                    at_ms,
+                    duration_ms,
+                    status: err.status(),
+                    outcome: if retryable { "retryable" } else { "permanent" }.into(),
+                    error: Some(err.to_string()),
+                },
+                next,
+            )
+        }
+    };
+    queue.settle(&delivery.id, record, next).await?;
+    Ok(stats)
+}
