@@ -136,6 +136,12 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    /// The thread that commits accepted payloads has stopped (it panicked): restart the process.
+    #[error("delivery queue writer for {path} has stopped")]
+    WriterStopped {
+        /// The database file.
+        path: String,
+    },
     /// The blocking task running the store call panicked or was cancelled.
     #[error("delivery queue task did not finish")]
     Task(#[source] tokio::task::JoinError),
@@ -154,7 +160,7 @@ impl QueueError {
                         | rusqlite::ErrorCode::SystemIoFailure
                 )
             ),
-            QueueError::StateDir { .. } => false,
+            QueueError::StateDir { .. } | QueueError::WriterStopped { .. } => false,
             QueueError::Task(_) => true,
         }
     }

@@ -48,11 +48,26 @@ CREATE TABLE IF NOT EXISTS relay_attempts (
 CREATE INDEX IF NOT EXISTS relay_attempts_delivery ON relay_attempts (delivery_id);
 ";
 
+/// Most payloads committed in one transaction by the writer thread.
+const MAX_GROUP: usize = 512;
+
+/// A payload waiting for the writer thread, and where to send the outcome.
+type EnqueueJob = (
+    IncomingPayload,
+    i64,
+    tokio::sync::oneshot::Sender<Result<Enqueued, QueueError>>,
+);
+
 /// The delivery queue and dead letters in one SQLite file.
+///
+/// Accepts go through one writer thread that commits whatever is waiting in one transaction
+/// (group commit): under load, one commit serves many requests, and each caller still hears
+/// back only once its own payload is committed.
 #[derive(Clone)]
 pub struct SqliteDeliveryQueue {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<EnqueueJob>,
 }
 
 impl std::fmt::Debug for SqliteDeliveryQueue {
@@ -87,10 +102,18 @@ impl SqliteDeliveryQueue {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(Self {
-            path,
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let (writer, jobs) = std::sync::mpsc::channel();
+        let (thread_conn, thread_path) = (conn.clone(), path.clone());
+        // The thread ends when the last clone of the queue (and so of `writer`) is dropped.
+        std::thread::Builder::new()
+            .name("relay-queue-writer".into())
+            .spawn(move || write_groups(&thread_conn, &thread_path, &jobs))
+            .map_err(|source| QueueError::StateDir {
+                path: state_dir.display().to_string(),
+                source,
+            })?;
+        Ok(Self { path, conn, writer })
     }
 
     /// The database file.
@@ -156,6 +179,105 @@ fn filter_sql(filter: &DeadLetterFilter) -> (String, Vec<rusqlite::types::Value>
     (sql, values)
 }
 
+/// Stores one payload inside `tx` unless the same body came in on the same route within the
+/// window (payloads earlier in the same transaction count).
+fn insert_payload(
+    tx: &rusqlite::Transaction<'_>,
+    payload: &IncomingPayload,
+    dedupe_window_ms: i64,
+) -> rusqlite::Result<Enqueued> {
+    let key = dedupe_key(&payload.route, &payload.body);
+    let earlier: Option<String> = tx
+        .prepare_cached(
+            "SELECT id FROM relay_payloads WHERE dedupe_key = ?1 AND received_at_ms > ?2 \
+             ORDER BY received_at_ms LIMIT 1",
+        )?
+        .query_row(
+            params![key, payload.received_at_ms - dedupe_window_ms],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(id) = earlier {
+        return Ok(Enqueued::Duplicate { id });
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    tx.prepare_cached(
+        "INSERT INTO relay_payloads (id, route, received_at_ms, dedupe_key, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        payload.route,
+        payload.received_at_ms,
+        key,
+        payload.body
+    ])?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO relay_deliveries (id, payload_id, destination, status, next_attempt_at_ms) \
+         VALUES (?1, ?2, ?3, 'pending', ?4)",
+    )?;
+    for destination in &payload.destinations {
+        insert_delivery.execute(params![
+            format!("{id}.{destination}"),
+            id,
+            destination,
+            payload.received_at_ms
+        ])?;
+    }
+    Ok(Enqueued::Accepted { id })
+}
+
+/// The writer thread: waits for a payload, takes whatever else is waiting (up to
+/// [`MAX_GROUP`]), commits them in one transaction and answers each caller. When the group
+/// fails, each payload is tried alone so that one bad payload cannot fail the others.
+fn write_groups(
+    conn: &Mutex<Connection>,
+    path: &Path,
+    jobs: &std::sync::mpsc::Receiver<EnqueueJob>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let together = (|| {
+            let tx = guard.transaction()?;
+            let outcomes = group
+                .iter()
+                .map(|(payload, window, _)| insert_payload(&tx, payload, *window))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(outcomes)
+        })();
+        match together {
+            Ok(outcomes) => {
+                drop(guard);
+                for ((_, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(_) => {
+                for (payload, window, reply) in group {
+                    let alone = (|| {
+                        let tx = guard.transaction()?;
+                        let outcome = insert_payload(&tx, &payload, window)?;
+                        tx.commit()?;
+                        Ok(outcome)
+                    })();
+                    let _ = reply.send(alone.map_err(|source| QueueError::Sqlite {
+                        path: path.display().to_string(),
+                        source,
+                    }));
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl DeliveryQueue for SqliteDeliveryQueue {
     async fn enqueue(
@@ -163,42 +285,14 @@ impl DeliveryQueue for SqliteDeliveryQueue {
         payload: IncomingPayload,
         dedupe_window_ms: i64,
     ) -> Result<Enqueued, QueueError> {
-        self.with(move |conn| {
-            let key = dedupe_key(&payload.route, &payload.body);
-            let tx = conn.transaction()?;
-            let earlier: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM relay_payloads WHERE dedupe_key = ?1 AND received_at_ms > ?2 \
-                     ORDER BY received_at_ms LIMIT 1",
-                    params![key, payload.received_at_ms - dedupe_window_ms],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(id) = earlier {
-                return Ok(Enqueued::Duplicate { id });
-            }
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            tx.execute(
-                "INSERT INTO relay_payloads (id, route, received_at_ms, dedupe_key, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, payload.route, payload.received_at_ms, key, payload.body],
-            )?;
-            for destination in &payload.destinations {
-                tx.execute(
-                    "INSERT INTO relay_deliveries (id, payload_id, destination, status, \
-                     next_attempt_at_ms) VALUES (?1, ?2, ?3, 'pending', ?4)",
-                    params![
-                        format!("{id}.{destination}"),
-                        id,
-                        destination,
-                        payload.received_at_ms
-                    ],
-                )?;
-            }
-            tx.commit()?;
-            Ok(Enqueued::Accepted { id })
-        })
-        .await
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let closed = || QueueError::WriterStopped {
+            path: self.path.display().to_string(),
+        };
+        self.writer
+            .send((payload, dedupe_window_ms, reply))
+            .map_err(|_| closed())?;
+        outcome.await.map_err(|_| closed())?
     }
 
     async fn claim_due(
