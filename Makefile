@@ -14,7 +14,7 @@ DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh
 
-.PHONY: help build demo test lint fmt bench package clean
+.PHONY: help build demo test lint fmt bench bench-relay package clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with g
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/small --rows $$(( $(BENCH_ROWS) / 10 )) | tail -n 1
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
 		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small
+
+bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: requests/s, p50/p99, lost payloads (needs wrk).
+	$(CARGO) build --release --locked -p tapline-cli
+	tests/bench/relay_load.sh $(RELEASE_BIN)/tapline
 
 package: ## Build the Lambda zip (arm64, cargo-lambda): target/lambda-arm64/export-loader/bootstrap.zip.
 	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
