@@ -195,6 +195,18 @@ pub trait DeliveryQueue: Send + Sync {
         next: Settle,
     ) -> Result<(), QueueError>;
 
+    /// Records several attempts at once (a worker's batch). The default settles them one by
+    /// one; adapters override it to use one transaction.
+    async fn settle_many(
+        &self,
+        settled: Vec<(String, AttemptRecord, Settle)>,
+    ) -> Result<(), QueueError> {
+        for (id, attempt, next) in settled {
+            self.settle(&id, attempt, next).await?;
+        }
+        Ok(())
+    }
+
     /// The earliest time a pending delivery is due, or `None` when nothing is pending.
     async fn next_due_at(&self) -> Result<Option<i64>, QueueError>;
 

@@ -227,6 +227,49 @@ fn insert_payload(
     Ok(Enqueued::Accepted { id })
 }
 
+/// Records one attempt and moves its delivery on, inside `tx`.
+fn record_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    attempt: &AttemptRecord,
+    next: Settle,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO relay_attempts (delivery_id, attempt, at_ms, duration_ms, status_code, \
+         outcome, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id,
+        attempt.attempt,
+        attempt.at_ms,
+        attempt.duration_ms,
+        attempt.status,
+        attempt.outcome,
+        attempt.error
+    ])?;
+    let settled_at = attempt.at_ms + attempt.duration_ms;
+    match next {
+        Settle::Delivered => tx
+            .prepare_cached(
+                "UPDATE relay_deliveries SET status = 'delivered', attempts = ?2, \
+                 settled_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, attempt.attempt, settled_at])?,
+        Settle::Dead => tx
+            .prepare_cached(
+                "UPDATE relay_deliveries SET status = 'dead', attempts = ?2, settled_at_ms = ?3 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, attempt.attempt, settled_at])?,
+        Settle::RetryAt(at) => tx
+            .prepare_cached(
+                "UPDATE relay_deliveries SET attempts = ?2, next_attempt_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, attempt.attempt, at])?,
+    };
+    Ok(())
+}
+
 /// The writer thread: waits for a payload, takes whatever else is waiting (up to
 /// [`MAX_GROUP`]), commits them in one transaction and answers each caller. When the group
 /// fails, each payload is tried alone so that one bad payload cannot fail the others.
@@ -331,40 +374,19 @@ impl DeliveryQueue for SqliteDeliveryQueue {
         attempt: AttemptRecord,
         next: Settle,
     ) -> Result<(), QueueError> {
-        let id = id.to_string();
+        self.settle_many(vec![(id.to_string(), attempt, next)])
+            .await
+    }
+
+    async fn settle_many(
+        &self,
+        settled: Vec<(String, AttemptRecord, Settle)>,
+    ) -> Result<(), QueueError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                "INSERT INTO relay_attempts (delivery_id, attempt, at_ms, duration_ms, \
-                 status_code, outcome, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    id,
-                    attempt.attempt,
-                    attempt.at_ms,
-                    attempt.duration_ms,
-                    attempt.status,
-                    attempt.outcome,
-                    attempt.error
-                ],
-            )?;
-            let settled_at = attempt.at_ms + attempt.duration_ms;
-            match next {
-                Settle::Delivered => tx.execute(
-                    "UPDATE relay_deliveries SET status = 'delivered', attempts = ?2, \
-                     settled_at_ms = ?3 WHERE id = ?1",
-                    params![id, attempt.attempt, settled_at],
-                )?,
-                Settle::Dead => tx.execute(
-                    "UPDATE relay_deliveries SET status = 'dead', attempts = ?2, \
-                     settled_at_ms = ?3 WHERE id = ?1",
-                    params![id, attempt.attempt, settled_at],
-                )?,
-                Settle::RetryAt(at) => tx.execute(
-                    "UPDATE relay_deliveries SET attempts = ?2, next_attempt_at_ms = ?3 \
-                     WHERE id = ?1",
-                    params![id, attempt.attempt, at],
-                )?,
-            };
+            for (id, attempt, next) in &settled {
+                record_attempt(&tx, id, attempt, *next)?;
+            }
             tx.commit()
         })
         .await

@@ -90,25 +90,24 @@ impl DeliveryWorker {
                 .destinations
                 .get(&(delivery.route.clone(), delivery.destination.clone()))
                 .cloned();
-            let (queue, clock, retry) =
-                (self.queue.clone(), self.clock.clone(), self.retry.clone());
-            tasks.spawn(async move {
-                attempt_and_settle(
-                    queue.as_ref(),
-                    clock.as_ref(),
-                    &retry,
-                    destination,
-                    delivery,
-                )
-                .await
-            });
+            let (clock, retry) = (self.clock.clone(), self.retry.clone());
+            tasks
+                .spawn(async move { attempt(clock.as_ref(), &retry, destination, delivery).await });
         }
+        // Settled together: one transaction for the batch instead of one per attempt.
+        let mut settled = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(result) => stats += result?,
+                Ok((outcome, id, record, next)) => {
+                    stats += outcome;
+                    settled.push((id, record, next));
+                }
                 // A panicking destination leaves its delivery leased; it is retried later.
                 Err(err) => warn!(error = %err, "Delivery task failed."),
             }
+        }
+        if !settled.is_empty() {
+            self.queue.settle_many(settled).await?;
         }
         Ok(stats)
     }
@@ -160,13 +159,13 @@ impl DeliveryWorker {
     }
 }
 
-async fn attempt_and_settle(
-    queue: &dyn DeliveryQueue,
+/// One attempt of `delivery`: what happened, and how to settle it.
+async fn attempt(
     clock: &dyn Clock,
     retry: &RetryPolicy,
     destination: Option<Arc<dyn Destination>>,
     delivery: Delivery,
-) -> Result<WorkerStats, QueueError> {
+) -> (WorkerStats, String, AttemptRecord, Settle) {
     let attempt_no = delivery.attempts + 1;
     let at_ms = clock.now_ms();
     let started = Instant::now();
@@ -239,6 +238,5 @@ async fn attempt_and_settle(
             )
         }
     };
-    queue.settle(&delivery.id, record, next).await?;
-    Ok(stats)
+    (stats, delivery.id, record, next)
 }
