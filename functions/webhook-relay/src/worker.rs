@@ -240,3 +240,129 @@ async fn attempt(
     };
     (stats, delivery.id, record, next)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::destination::DeliveryError;
+    use crate::queue::{DeadLetterFilter, IncomingPayload};
+    use crate::sqlite_queue::SqliteDeliveryQueue;
+
+    /// A destination answering from a script and recording the delivery ids it saw.
+    struct ScriptedDestination {
+        script: Mutex<Vec<Result<u16, DeliveryError>>>,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl ScriptedDestination {
+        fn new(mut script: Vec<Result<u16, DeliveryError>>) -> Arc<Self> {
+            script.reverse();
+            Arc::new(Self {
+                script: Mutex::new(script),
+                seen: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Destination for ScriptedDestination {
+        async fn deliver(&self, attempt: DeliveryAttempt<'_>) -> Result<u16, DeliveryError> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(attempt.delivery_id.to_string());
+            self.script.lock().unwrap().pop().unwrap_or(Ok(200))
+        }
+    }
+
+    fn status(code: u16) -> Result<u16, DeliveryError> {
+        Err(DeliveryError::Status {
+            status: code,
+            body: String::new(),
+            retry_after: None,
+        })
+    }
+
+    async fn run(
+        script: Vec<Result<u16, DeliveryError>>,
+        destination_name: &str,
+    ) -> (
+        WorkerStats,
+        Arc<ScriptedDestination>,
+        Vec<crate::queue::DeadLetter>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let destination = ScriptedDestination::new(script);
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), destination.clone());
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter: true,
+        };
+        let clock = Arc::new(ManualClock::new(0));
+        let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock);
+        queue
+            .enqueue(
+                IncomingPayload {
+                    route: "r".into(),
+                    destinations: vec![destination_name.into()],
+                    body: b"{}".to_vec(),
+                    received_at_ms: 0,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        let stats = worker.run_until_idle().await.unwrap();
+        let dead = queue
+            .dead_letters(&DeadLetterFilter::default())
+            .await
+            .unwrap();
+        (stats, destination, dead)
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_then_delivered_with_one_id() {
+        let (stats, destination, dead) = run(vec![status(503), status(429)], "d").await;
+        assert_eq!((stats.attempts, stats.retried, stats.delivered), (3, 2, 1));
+        let seen = destination.seen.lock().unwrap().clone();
+        assert!(seen.iter().all(|id| id == &seen[0]), "same idempotency key");
+        assert!(dead.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_4xx_is_dead_at_once_and_retries_stop_at_max_attempts() {
+        let (stats, _, dead) = run(vec![status(422)], "d").await;
+        assert_eq!((stats.attempts, stats.dead), (1, 1));
+        assert_eq!(dead[0].attempts[0].outcome, "permanent");
+
+        let timeouts = (0..5)
+            .map(|_| Err(DeliveryError::Timeout(Duration::from_secs(1))))
+            .collect();
+        let (stats, _, dead) = run(timeouts, "d").await;
+        assert_eq!((stats.attempts, stats.retried, stats.dead), (3, 2, 1));
+        let outcomes: Vec<_> = dead[0]
+            .attempts
+            .iter()
+            .map(|a| a.outcome.as_str())
+            .collect();
+        assert_eq!(outcomes, ["retryable", "retryable", "retryable"]);
+    }
+
+    #[tokio::test]
+    async fn a_destination_no_longer_configured_is_a_dead_letter_not_a_loop() {
+        let (stats, destination, dead) = run(vec![], "removed").await;
+        assert_eq!((stats.attempts, stats.dead), (1, 1));
+        assert!(destination.seen.lock().unwrap().is_empty());
+        assert_eq!(dead.len(), 1);
+    }
+}
