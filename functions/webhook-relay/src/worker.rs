@@ -152,7 +152,8 @@ impl DeliveryWorker {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = wake.notified() => {}
-                _ = shutdown.changed() => {}
+                // A dropped sender means nobody can stop us any more: stop now rather than spin.
+                changed = shutdown.changed() => if changed.is_err() { break; }
             }
         }
         info!("Delivery worker stopped.");
