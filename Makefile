@@ -16,7 +16,7 @@ WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/
 # Both builds of the export loader (Lambda and Cloud Run) are built, linted and tested.
 ALL_FEATURES := --features export-loader/cloud-run
 
-.PHONY: help build demo test lint fmt bench package clean
+.PHONY: help build demo test lint fmt bench bench-relay package clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with g
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/small --rows $$(( $(BENCH_ROWS) / 10 )) | tail -n 1
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
 		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small
+
+bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: requests/s, p50/p99, lost payloads (needs wrk).
+	$(CARGO) build --release --locked -p tapline-cli
+	tests/bench/relay_load.sh $(RELEASE_BIN)/tapline
 
 package: ## Build the Lambda zip (arm64, cargo-lambda): target/lambda-arm64/export-loader/bootstrap.zip.
 	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \

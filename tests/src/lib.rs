@@ -1,10 +1,12 @@
 //! Shared helpers for Tapline's integration tests: running the built binaries, making export
-//! files, reading a SQLite warehouse directly, and the warehouse conformance suite.
+//! files, reading a SQLite warehouse directly, the warehouse conformance suite, and a Slack /
+//! HTTP receiver double for the webhook relay.
 
 pub mod conformance;
 pub mod gcs;
 pub mod pg;
 pub mod proxy;
+pub mod receiver;
 pub mod s3;
 
 use std::io::Write;

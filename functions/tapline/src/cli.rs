@@ -83,6 +83,8 @@ pub enum Command {
         tapline query \"SELECT substr(ts, 1, 10) AS day, count(*) FROM order_placed GROUP BY day\"\n  \
         tapline query \"SELECT * FROM _tapline_rejects LIMIT 5\"")]
     Query(QueryArgs),
+    /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
+    Relay(crate::relay_cmd::RelayArgs),
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ pub async fn run(command: Command) -> Result<u8, AnyError> {
         Command::Sweep(args) => load(args, true).await,
         Command::Status(args) => status(args).await,
         Command::Query(args) => query(args).await,
+        Command::Relay(args) => crate::relay_cmd::run(args).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod relay_cmd;
 mod summary;
 
 use std::process::ExitCode;

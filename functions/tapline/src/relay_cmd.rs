@@ -1,0 +1,197 @@
+//! `tapline relay serve|replay|dead-letters`: the webhook relay on a laptop or a VM, over the
+//! `webhook-relay` library. Kept apart from the export commands: it shares only the exit codes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use webhook_relay::clock::{Clock, SystemClock};
+use webhook_relay::queue::DeadLetterFilter;
+use webhook_relay::relay::shutdown_signal;
+use webhook_relay::{Relay, RelayConfig};
+
+use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK};
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Environment variable naming the relay configuration file.
+const ENV_RELAY_CONFIG: &str = "TAPLINE_RELAY_CONFIG";
+/// Environment variable naming the relay's state directory (queue and dead letters).
+const ENV_RELAY_STATE_DIR: &str = "TAPLINE_RELAY_STATE_DIR";
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    #[command(subcommand)]
+    pub command: RelayCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Accept webhooks on POST /hooks/ROUTE and deliver them (Slack, HTTP) from a durable queue.
+    #[command(after_help = "Examples:\n  \
+        ALERTS_TOKEN=… SLACK_ALERTS_URL=https://hooks.slack.com/services/… \\\n    \
+        tapline relay serve --config relay.toml --listen 127.0.0.1:8080 --state-dir ./relay-state\n\n\
+        A webhook is answered 200 once it is stored under --state-dir; delivery follows, with \
+        retries. SIGTERM or Ctrl-C stops accepting, finishes in-flight work and keeps what is \
+        pending for the next start. See functions/webhook-relay/README.md for the file format.")]
+    Serve(ServeArgs),
+    /// Deliver dead letters again (fresh attempts), then deliver what is pending until idle.
+    #[command(after_help = "Examples:\n  \
+        tapline relay replay --config relay.toml --state-dir ./relay-state\n  \
+        tapline relay replay --route alerts --since 2026-11-28T09:00:00Z\n  \
+        tapline relay replay --queue-only    # a running `relay serve` on the same state dir delivers\n\n\
+        Exit codes: 0 everything delivered, 2 some delivery is dead again, 1 could not start.")]
+    Replay(ReplayArgs),
+    /// List dead letters with every attempt's outcome.
+    DeadLetters(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The relay configuration (TOML: routes, auth, destinations; secrets by env var name).
+    #[arg(long, env = ENV_RELAY_CONFIG, default_value = "relay.toml", value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Where the queue and the dead letters are kept (created if missing).
+    #[arg(long, env = ENV_RELAY_STATE_DIR, default_value = ".tapline-relay", value_name = "DIR")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only this route.
+    #[arg(long, value_name = "ROUTE")]
+    pub route: Option<String>,
+
+    /// Only payloads received at or after this time (RFC 3339, or YYYY-MM-DD for midnight UTC).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    /// Only make the dead letters pending again; leave delivery to a running `relay serve`.
+    #[arg(long)]
+    pub queue_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+fn parse_since(text: &str) -> Result<i64, String> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    text.parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.to_zoned_datetime(jiff::tz::TimeZone::UTC).ok())
+        .map(|z| z.timestamp().as_millisecond())
+        .ok_or_else(|| {
+            format!("{text:?} is not a time: use RFC 3339 (2026-11-28T09:00:00Z) or YYYY-MM-DD")
+        })
+}
+
+impl FilterArgs {
+    fn filter(&self) -> DeadLetterFilter {
+        DeadLetterFilter {
+            route: self.route.clone(),
+            since_ms: self.since,
+        }
+    }
+}
+
+/// Runs one `tapline relay` subcommand; returns the exit code.
+pub async fn run(args: RelayArgs) -> Result<u8, AnyError> {
+    match args.command {
+        RelayCommand::Serve(args) => serve(args).await,
+        RelayCommand::Replay(args) => replay(args).await,
+        RelayCommand::DeadLetters(args) => dead_letters(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<u8, AnyError> {
+    let config = RelayConfig::load(&args.state.config)?;
+    let relay = Relay::local(&config, &args.state.state_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // Printed on stdout so that scripts (and tests) using port 0 learn the address.
+    println!(
+        "tapline relay listening on http://{}",
+        listener.local_addr()?
+    );
+    webhook_relay::serve(relay, listener, shutdown_signal()).await?;
+    Ok(EXIT_OK)
+}
+
+async fn replay(args: ReplayArgs) -> Result<u8, AnyError> {
+    let config = RelayConfig::load(&args.state.config)?;
+    let relay = Relay::local(&config, &args.state.state_dir)?;
+    let requeued = relay
+        .queue
+        .requeue_dead(&args.filter.filter(), SystemClock.now_ms())
+        .await?;
+    println!("{requeued} dead letter(s) queued again");
+    if args.queue_only {
+        return Ok(EXIT_OK);
+    }
+    let stats = relay.worker.run_until_idle().await?;
+    println!(
+        "{} delivered, {} dead again ({} attempts)",
+        stats.delivered, stats.dead, stats.attempts
+    );
+    Ok(if stats.dead > 0 {
+        EXIT_NOT_ALL_LOADED
+    } else {
+        EXIT_OK
+    })
+}
+
+async fn dead_letters(args: ListArgs) -> Result<u8, AnyError> {
+    let config = RelayConfig::load(&args.state.config)?;
+    let relay = Relay::local(&config, &args.state.state_dir)?;
+    let letters = relay.queue.dead_letters(&args.filter.filter()).await?;
+    for letter in &letters {
+        let d = &letter.delivery;
+        println!(
+            "{}  route={} destination={} received={} bytes={}",
+            d.id,
+            d.route,
+            d.destination,
+            jiff::Timestamp::from_millisecond(d.received_at_ms).unwrap_or_default(),
+            d.body.len()
+        );
+        for a in &letter.attempts {
+            println!(
+                "    attempt {} at {}: {} {}{}",
+                a.attempt,
+                jiff::Timestamp::from_millisecond(a.at_ms).unwrap_or_default(),
+                a.outcome,
+                a.status.map(|s| format!("HTTP {s} ")).unwrap_or_default(),
+                a.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    println!("{} dead letter(s)", letters.len());
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,515 @@
+//! The relay's typed configuration: a TOML file naming routes, their auth and destinations.
+//! Secrets (tokens, passwords, webhook URLs, signing keys) are named by environment variable and
+//! resolved once, at start; the file never holds one. Every problem is reported before anything
+//! listens.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use axum::http::HeaderName;
+use serde::Deserialize;
+
+use crate::retry::RetryPolicy;
+
+/// Default largest body accepted: 1 MiB, far above CleverTap's payloads and below abuse.
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
+/// Default dedupe window: CleverTap retries within seconds; ten minutes covers slow retries.
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+/// Default number of delivery attempts before a delivery becomes a dead letter.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Default first backoff; doubled after each failure.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// Default longest backoff between two attempts.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
+/// Default time one delivery attempt may take (connect, send, read the answer).
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A configuration that cannot be used; nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read relay configuration {path}")]
+    Read {
+        /// The file as given.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not have the expected shape.
+    #[error("relay configuration {path} is not valid")]
+    Parse {
+        /// The file as given (or `<string>`).
+        path: String,
+        /// The TOML error, with line and column.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// An environment variable named by the configuration is not set or empty.
+    #[error("route {route:?}: environment variable {var} is not set (it holds the {what})")]
+    MissingEnv {
+        /// The route whose setting names it.
+        route: String,
+        /// The variable's name.
+        var: String,
+        /// What the variable should hold, e.g. "auth secret".
+        what: &'static str,
+    },
+    /// A value is present but unusable.
+    #[error("route {route:?}: {reason}")]
+    Invalid {
+        /// The route concerned (`*` for global settings).
+        route: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+}
+
+/// A secret value resolved from the environment. `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value (tests build configurations with it directly).
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself: pass it on, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Settings shared by every route.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest request body accepted; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// The same body on the same route within this window is accepted but delivered once.
+    pub dedupe_window: Duration,
+    /// Attempts, backoff and jitter of deliveries.
+    pub retry: RetryPolicy,
+    /// Time one delivery attempt may take.
+    pub delivery_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            retry: RetryPolicy::default(),
+            delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
+        }
+    }
+}
+
+/// How a route authenticates its caller (CleverTap signs nothing: a shared secret it is).
+#[derive(Debug, Clone)]
+pub enum RouteAuth {
+    /// A header carrying the secret, e.g. `X-Tapline-Token: <secret>`.
+    Header {
+        /// The header's name.
+        name: HeaderName,
+        /// Its expected value.
+        secret: Secret,
+    },
+    /// HTTP Basic auth with this user name and password.
+    Basic {
+        /// The expected user name.
+        username: String,
+        /// The expected password.
+        password: Secret,
+    },
+}
+
+/// Where a route's payloads go.
+#[derive(Debug, Clone)]
+pub enum DestinationKind {
+    /// A Slack incoming webhook; the URL is itself a credential.
+    Slack {
+        /// `https://hooks.slack.com/services/…`.
+        url: Secret,
+    },
+    /// Any HTTP endpoint, sent the body as received, signed with HMAC-SHA256.
+    Http {
+        /// The endpoint (may hold a token, so treated as a secret).
+        url: Secret,
+        /// The key of the `X-Tapline-Signature` HMAC.
+        signing_secret: Secret,
+    },
+}
+
+/// One destination of a route.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    /// Unique within the route: the `name` in the file, or `<type>-<position>` (`slack-1`).
+    pub name: String,
+    /// Its type and settings.
+    pub kind: DestinationKind,
+}
+
+/// One route: `POST /hooks/<name>`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The path segment after `/hooks/`.
+    pub name: String,
+    /// How callers authenticate.
+    pub auth: RouteAuth,
+    /// Deliver CleverTap's `is_test` payloads too (by default they are answered 200 and dropped).
+    pub forward_tests: bool,
+    /// Where payloads go (fan-out: each gets its own delivery).
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// The whole relay configuration, validated, secrets resolved.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Settings shared by all routes.
+    pub settings: Settings,
+    /// The routes, in file order.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelayFile {
+    #[serde(default)]
+    settings: SettingsFile,
+    #[serde(default)]
+    routes: Vec<RouteFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    body_limit_bytes: Option<usize>,
+    dedupe_window_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_secs: Option<u64>,
+    delivery_timeout_secs: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteFile {
+    name: String,
+    auth: AuthFile,
+    #[serde(default)]
+    forward_tests: bool,
+    #[serde(default)]
+    destinations: Vec<DestinationFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    header: Option<String>,
+    secret_env: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum DestinationFile {
+    Slack {
+        name: Option<String>,
+        url_env: String,
+    },
+    Http {
+        name: Option<String>,
+        url_env: String,
+        signing_secret_env: String,
+    },
+}
+
+impl RelayConfig {
+    /// Reads and validates the file at `path`, resolving secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text, |var| {
+            std::env::var(var).ok()
+        })
+    }
+
+    /// Parses and validates TOML `text`; `env` resolves the variables it names (tests pass a
+    /// map instead of touching the process environment).
+    pub fn parse(
+        path: &str,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file: RelayFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_string(),
+            source,
+        })?;
+        let settings = settings(file.settings)?;
+        if file.routes.is_empty() {
+            return Err(invalid("*", "no [[routes]]: add at least one"));
+        }
+        let mut names = HashSet::new();
+        let mut routes = Vec::with_capacity(file.routes.len());
+        for route in file.routes {
+            let name = route.name.clone();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    &name,
+                    "a route name is a URL path segment: letters, digits, '-' and '_' only",
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(&name, "route name used twice"));
+            }
+            routes.push(route_config(route, &env)?);
+        }
+        Ok(Self { settings, routes })
+    }
+
+    /// The route called `name`, if configured.
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}
+
+fn invalid(route: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        route: route.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
+    let mut s = Settings::default();
+    if let Some(limit) = file.body_limit_bytes {
+        if limit == 0 {
+            return Err(invalid("*", "settings.body_limit_bytes must be above 0"));
+        }
+        s.body_limit_bytes = limit;
+    }
+    if let Some(secs) = file.dedupe_window_secs {
+        s.dedupe_window = Duration::from_secs(secs);
+    }
+    if let Some(n) = file.max_attempts {
+        if n == 0 {
+            return Err(invalid("*", "settings.max_attempts must be at least 1"));
+        }
+        s.retry.max_attempts = n;
+    }
+    if let Some(ms) = file.backoff_base_ms {
+        s.retry.base = Duration::from_millis(ms);
+    }
+    if let Some(secs) = file.backoff_max_secs {
+        s.retry.max_delay = Duration::from_secs(secs);
+    }
+    if let Some(secs) = file.delivery_timeout_secs {
+        if secs == 0 {
+            return Err(invalid(
+                "*",
+                "settings.delivery_timeout_secs must be above 0",
+            ));
+        }
+        s.delivery_timeout = Duration::from_secs(secs);
+    }
+    Ok(s)
+}
+
+fn secret(
+    route: &str,
+    var: &str,
+    what: &'static str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    match env(var) {
+        Some(value) if !value.trim().is_empty() => Ok(Secret(value.trim().to_string())),
+        _ => Err(ConfigError::MissingEnv {
+            route: route.to_string(),
+            var: var.to_string(),
+            what,
+        }),
+    }
+}
+
+fn destination_url(
+    route: &str,
+    var: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    let url = secret(route, var, "destination URL", env)?;
+    // Checked here so that a typo fails at start, not at the first delivery. The URL is not
+    // echoed: it may carry a token (Slack's always does).
+    match reqwest::Url::parse(url.expose()) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(url),
+        _ => Err(invalid(
+            route,
+            format!("{var} does not hold an http(s) URL"),
+        )),
+    }
+}
+
+fn route_config(
+    route: RouteFile,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<RouteConfig, ConfigError> {
+    let name = route.name;
+    let auth = match route.auth {
+        AuthFile {
+            header: Some(header),
+            secret_env: Some(var),
+            username: None,
+            password_env: None,
+        } => {
+            let header_name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                invalid(
+                    &name,
+                    format!("auth.header {header:?} is not a header name"),
+                )
+            })?;
+            RouteAuth::Header {
+                name: header_name,
+                secret: secret(&name, &var, "auth secret", env)?,
+            }
+        }
+        AuthFile {
+            header: None,
+            secret_env: None,
+            username: Some(username),
+            password_env: Some(var),
+        } => {
+            if username.is_empty() || username.contains(':') {
+                return Err(invalid(
+                    &name,
+                    "auth.username must be non-empty, without ':'",
+                ));
+            }
+            RouteAuth::Basic {
+                username,
+                password: secret(&name, &var, "Basic auth password", env)?,
+            }
+        }
+        _ => {
+            return Err(invalid(
+                &name,
+                "auth must be { header = \"X-Token\", secret_env = \"VAR\" } or \
+                 { username = \"clevertap\", password_env = \"VAR\" }",
+            ));
+        }
+    };
+    if route.destinations.is_empty() {
+        return Err(invalid(
+            &name,
+            "no [[routes.destinations]]: add at least one",
+        ));
+    }
+    let mut destinations = Vec::with_capacity(route.destinations.len());
+    let mut seen = HashSet::new();
+    for (i, dest) in route.destinations.into_iter().enumerate() {
+        let (given, kind) = match dest {
+            DestinationFile::Slack {
+                name: given,
+                url_env,
+            } => (
+                given.unwrap_or_else(|| format!("slack-{}", i + 1)),
+                DestinationKind::Slack {
+                    url: destination_url(&name, &url_env, env)?,
+                },
+            ),
+            DestinationFile::Http {
+                name: given,
+                url_env,
+                signing_secret_env,
+            } => (
+                given.unwrap_or_else(|| format!("http-{}", i + 1)),
+                DestinationKind::Http {
+                    url: destination_url(&name, &url_env, env)?,
+                    signing_secret: secret(&name, &signing_secret_env, "signing secret", env)?,
+                },
+            ),
+        };
+        if !seen.insert(given.clone()) {
+            return Err(invalid(
+                &name,
+                format!("destination name {given:?} used twice"),
+            ));
+        }
+        destinations.push(DestinationConfig { name: given, kind });
+    }
+    Ok(RouteConfig {
+        name,
+        auth,
+        forward_tests: route.forward_tests,
+        destinations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &str) -> Option<String> {
+        match var {
+            "ALERTS_TOKEN" => Some("s3cret".into()),
+            "SLACK_ALERTS_URL" => Some("https://hooks.slack.com/services/T/B/x".into()),
+            "BAD_URL" => Some("file:///etc/passwd".into()),
+            _ => None,
+        }
+    }
+
+    const ISSUE_SHAPE: &str = r#"
+[[routes]]
+name = "alerts"
+auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+[[routes.destinations]]
+type = "slack"
+url_env = "SLACK_ALERTS_URL"
+"#;
+
+    #[test]
+    fn the_issue_shape_parses_with_defaults() {
+        let config = RelayConfig::parse("t", ISSUE_SHAPE, env).unwrap();
+        let route = config.route("alerts").unwrap();
+        assert_eq!(route.destinations[0].name, "slack-1");
+        assert!(!route.forward_tests);
+        assert_eq!(config.settings.body_limit_bytes, DEFAULT_BODY_LIMIT_BYTES);
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "secrets never in Debug"
+        );
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_variable() {
+        let text = ISSUE_SHAPE.replace("ALERTS_TOKEN", "NOPE");
+        let err = RelayConfig::parse("t", &text, env).unwrap_err();
+        assert!(err.to_string().contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn non_http_urls_and_typos_are_refused() {
+        let text = ISSUE_SHAPE.replace("SLACK_ALERTS_URL", "BAD_URL");
+        assert!(RelayConfig::parse("t", &text, env).is_err());
+        let text = ISSUE_SHAPE.replace("url_env", "urlenv");
+        assert!(matches!(
+            RelayConfig::parse("t", &text, env),
+            Err(ConfigError::Parse { .. })
+        ));
+        let text = ISSUE_SHAPE.replace("\"alerts\"", "\"a/b\"");
+        assert!(RelayConfig::parse("t", &text, env).is_err());
+    }
+}

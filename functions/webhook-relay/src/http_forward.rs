@@ -1,0 +1,73 @@
+//! [`HttpDestination`]: forwards the body as received to a configured URL, with an
+//! `Idempotency-Key` and an HMAC-SHA256 signature (see [`crate::signature`]).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::Secret;
+use crate::destination::{DeliveryAttempt, DeliveryError, Destination, parse_retry_after, snippet};
+use crate::signature::{
+    HEADER_ID, HEADER_IDEMPOTENCY_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign,
+};
+
+/// Forwards payloads to one HTTP endpoint; any 2xx is success.
+pub struct HttpDestination {
+    client: reqwest::Client,
+    url: Secret,
+    signing_secret: Secret,
+    timeout: Duration,
+}
+
+impl HttpDestination {
+    /// A destination posting to `url`, signing with `signing_secret`.
+    pub fn new(
+        client: reqwest::Client,
+        url: Secret,
+        signing_secret: Secret,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            url,
+            signing_secret,
+            timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl Destination for HttpDestination {
+    async fn deliver(&self, attempt: DeliveryAttempt<'_>) -> Result<u16, DeliveryError> {
+        let timestamp = attempt.now_ms.div_euclid(1000);
+        let signature = sign(
+            self.signing_secret.expose().as_bytes(),
+            attempt.delivery_id,
+            timestamp,
+            attempt.body,
+        );
+        let response = self
+            .client
+            .post(self.url.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(HEADER_IDEMPOTENCY_KEY, attempt.delivery_id)
+            .header(HEADER_ID, attempt.delivery_id)
+            .header(HEADER_TIMESTAMP, timestamp.to_string())
+            .header(HEADER_SIGNATURE, signature)
+            .body(attempt.body.to_vec())
+            .send()
+            .await
+            .map_err(|e| DeliveryError::from_reqwest(e, self.timeout))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(status.as_u16());
+        }
+        let retry_after = parse_retry_after(response.headers(), attempt.now_ms);
+        let text = response.text().await.unwrap_or_default();
+        Err(DeliveryError::Status {
+            status: status.as_u16(),
+            body: snippet(&text, 200),
+            retry_after,
+        })
+    }
+}

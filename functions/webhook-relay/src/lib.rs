@@ -1,0 +1,29 @@
+//! Tapline's webhook relay: authenticated webhooks (CleverTap's, or any JSON), stored before
+//! they are answered, then delivered to Slack and HTTP endpoints with retries, backoff and a
+//! dead-letter store that can be replayed.
+//!
+//! - [`config`]: the TOML configuration, validated once, secrets from the environment.
+//! - [`router`]: the axum `Router` (`POST /hooks/{route}`, `GET /healthz`).
+//! - [`queue`]: the [`queue::DeliveryQueue`] port; [`sqlite_queue`] its local adapter.
+//! - [`destination`]: the [`destination::Destination`] port; [`slack`] and [`http_forward`].
+//! - [`worker`]: the delivery worker; [`retry`] its backoff; [`clock`] injectable time.
+//! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
+//! - [`relay`]: assembly and `serve`.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod destination;
+pub mod http_forward;
+pub mod payload;
+pub mod queue;
+pub mod relay;
+pub mod retry;
+pub mod router;
+pub mod signature;
+pub mod slack;
+pub mod sqlite_queue;
+pub mod worker;
+
+pub use config::RelayConfig;
+pub use relay::{Relay, RelayError, serve};

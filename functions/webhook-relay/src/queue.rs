@@ -1,0 +1,223 @@
+//! The [`DeliveryQueue`] port: where accepted payloads wait for delivery, and where failed
+//! deliveries end up (dead letters), in one store so that accepting and queueing are one write.
+//!
+//! A payload accepted on a route becomes one *delivery* per destination. A delivery is pending
+//! until a worker settles an attempt as delivered, to be retried at a time, or dead.
+
+use async_trait::async_trait;
+
+/// A payload the HTTP endpoint accepted, to be stored before it answers 200.
+#[derive(Debug, Clone)]
+pub struct IncomingPayload {
+    /// The route it came in on.
+    pub route: String,
+    /// The destinations (names within the route) it goes to; one delivery each.
+    pub destinations: Vec<String>,
+    /// The body exactly as received.
+    pub body: Vec<u8>,
+    /// When it was received (Unix ms).
+    pub received_at_ms: i64,
+}
+
+/// What enqueueing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored; deliveries will follow. The id names the payload.
+    Accepted {
+        /// The payload id.
+        id: String,
+    },
+    /// The same body came in on the same route within the dedupe window: nothing new stored.
+    Duplicate {
+        /// The id of the payload first stored.
+        id: String,
+    },
+}
+
+/// One payload to one destination, as a worker sees it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Unique and stable across retries and replays: `<payload id>.<destination>`. Sent as the
+    /// `Idempotency-Key`.
+    pub id: String,
+    /// The payload's id.
+    pub payload_id: String,
+    /// The route the payload came in on.
+    pub route: String,
+    /// The destination name within the route.
+    pub destination: String,
+    /// The body as received.
+    pub body: Vec<u8>,
+    /// When the payload was received (Unix ms).
+    pub received_at_ms: i64,
+    /// Attempts made so far in this round (a replay starts a new round at 0).
+    pub attempts: u32,
+}
+
+/// How one attempt ended, as recorded for dead letters and audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// 1 for the first attempt of a round.
+    pub attempt: u32,
+    /// When it started (Unix ms).
+    pub at_ms: i64,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// The HTTP status, when the destination answered.
+    pub status: Option<u16>,
+    /// `delivered`, `retryable` or `permanent`.
+    pub outcome: String,
+    /// What went wrong, without secrets (no URLs, no bodies beyond a short snippet).
+    pub error: Option<String>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Done.
+    Delivered,
+    /// Try again at this time (Unix ms).
+    RetryAt(i64),
+    /// Give up: move to the dead letters.
+    Dead,
+}
+
+/// A delivery that gave up, with every attempt's outcome.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// When it was given up (Unix ms).
+    pub dead_at_ms: i64,
+    /// Every attempt ever made for it, oldest first (all rounds).
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// Which dead letters a listing or replay concerns.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    /// Only this route.
+    pub route: Option<String>,
+    /// Only payloads received at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+}
+
+/// How many deliveries are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Accepted payloads stored (duplicates not counted).
+    pub payloads: u64,
+    /// Waiting for an attempt (or in flight).
+    pub pending: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+/// The store could not do what was asked; the caller answers 503 or stops.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The SQLite store failed (disk full, locked beyond the busy timeout, corrupt).
+    #[error("delivery queue at {path} failed")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}")]
+    StateDir {
+        /// The directory.
+        path: String,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread that commits accepted payloads has stopped (it panicked): restart the process.
+    #[error("delivery queue writer for {path} has stopped")]
+    WriterStopped {
+        /// The database file.
+        path: String,
+    },
+    /// The blocking task running the store call panicked or was cancelled.
+    #[error("delivery queue task did not finish")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl QueueError {
+    /// Whether the same call may succeed later (a busy or full disk may clear; a bad path not).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            QueueError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                )
+            ),
+            QueueError::StateDir { .. } | QueueError::WriterStopped { .. } => false,
+            QueueError::Task(_) => true,
+        }
+    }
+}
+
+/// Durable storage of accepted payloads, their deliveries and dead letters.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Stores `payload` durably (one delivery per destination, due now) unless the same body
+    /// came in on the same route within `dedupe_window_ms`. Returns only once it is stored.
+    async fn enqueue(
+        &self,
+        payload: IncomingPayload,
+        dedupe_window_ms: i64,
+    ) -> Result<Enqueued, QueueError>;
+
+    /// Takes up to `limit` pending deliveries due at `now_ms`, leasing each until
+    /// `now_ms + lease_ms` so that no other worker takes it meanwhile; a worker that dies
+    /// mid-attempt leaves it to be retried when the lease ends.
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Records an attempt of delivery `id` and what happens next.
+    async fn settle(
+        &self,
+        id: &str,
+        attempt: AttemptRecord,
+        next: Settle,
+    ) -> Result<(), QueueError>;
+
+    /// Records several attempts at once (a worker's batch). The default settles them one by
+    /// one; adapters override it to use one transaction.
+    async fn settle_many(
+        &self,
+        settled: Vec<(String, AttemptRecord, Settle)>,
+    ) -> Result<(), QueueError> {
+        for (id, attempt, next) in settled {
+            self.settle(&id, attempt, next).await?;
+        }
+        Ok(())
+    }
+
+    /// The earliest time a pending delivery is due, or `None` when nothing is pending.
+    async fn next_due_at(&self) -> Result<Option<i64>, QueueError>;
+
+    /// Dead letters matching `filter`, oldest payload first, with their attempts.
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, QueueError>;
+
+    /// Makes the dead letters matching `filter` pending again, due at `now_ms`, with a fresh
+    /// round of attempts (past attempts are kept). Returns how many.
+    async fn requeue_dead(&self, filter: &DeadLetterFilter, now_ms: i64)
+    -> Result<u64, QueueError>;
+
+    /// How many payloads and deliveries are in each state.
+    async fn counts(&self) -> Result<QueueCounts, QueueError>;
+}

@@ -1,0 +1,196 @@
+//! Assembly: a [`Relay`] is the router and the worker built from one configuration, and
+//! [`serve`] runs both on a listener until shut down.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tracing::info;
+
+use crate::clock::Clock;
+use crate::config::{DestinationKind, RelayConfig};
+use crate::destination::Destination;
+use crate::http_forward::HttpDestination;
+use crate::queue::{DeliveryQueue, QueueError};
+use crate::router::{RelayState, router};
+use crate::slack::SlackDestination;
+use crate::sqlite_queue::SqliteDeliveryQueue;
+use crate::worker::{DeliveryWorker, DestinationMap};
+
+/// The relay could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The queue could not be opened or failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The HTTP client could not be built (TLS roots).
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// The listener failed.
+    #[error("cannot serve HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+impl RelayError {
+    /// Whether starting again may help without changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RelayError::Queue(err) => err.is_retryable(),
+            RelayError::Client(_) => false,
+            RelayError::Serve(_) => true,
+        }
+    }
+}
+
+/// The HTTP client destinations share: no redirects (a destination cannot bounce a payload to
+/// a URL that is not in the configuration) and the configured timeout.
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, RelayError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("tapline-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(RelayError::Client)
+}
+
+/// Every destination of `config`, built once; URLs come only from the configuration.
+pub fn destinations(config: &RelayConfig, client: &reqwest::Client) -> DestinationMap {
+    let timeout = config.settings.delivery_timeout;
+    let mut map: DestinationMap = HashMap::new();
+    for route in &config.routes {
+        for dest in &route.destinations {
+            let destination: Arc<dyn Destination> = match &dest.kind {
+                DestinationKind::Slack { url } => {
+                    Arc::new(SlackDestination::new(client.clone(), url.clone(), timeout))
+                }
+                DestinationKind::Http {
+                    url,
+                    signing_secret,
+                } => Arc::new(HttpDestination::new(
+                    client.clone(),
+                    url.clone(),
+                    signing_secret.clone(),
+                    timeout,
+                )),
+            };
+            map.insert((route.name.clone(), dest.name.clone()), destination);
+        }
+    }
+    map
+}
+
+/// The relay's two halves over one queue: the HTTP router and the delivery worker.
+pub struct Relay {
+    /// Accepts webhooks.
+    pub router: Router,
+    /// Delivers them.
+    pub worker: Arc<DeliveryWorker>,
+    /// The queue both use.
+    pub queue: Arc<dyn DeliveryQueue>,
+    /// Rung after each accept so the worker starts at once.
+    pub wake: Arc<Notify>,
+}
+
+impl Relay {
+    /// Builds the relay for `config` over `queue`, with destinations from the configuration.
+    pub fn new(
+        config: &RelayConfig,
+        queue: Arc<dyn DeliveryQueue>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RelayError> {
+        let client = http_client(config.settings.delivery_timeout)?;
+        Ok(Self::with_destinations(
+            config,
+            queue,
+            clock,
+            destinations(config, &client),
+        ))
+    }
+
+    /// Builds the relay with the given destinations (tests use doubles here).
+    pub fn with_destinations(
+        config: &RelayConfig,
+        queue: Arc<dyn DeliveryQueue>,
+        clock: Arc<dyn Clock>,
+        destinations: DestinationMap,
+    ) -> Self {
+        let wake = Arc::new(Notify::new());
+        let state = Arc::new(RelayState::new(
+            config,
+            queue.clone(),
+            clock.clone(),
+            wake.clone(),
+        ));
+        let worker = Arc::new(DeliveryWorker::new(
+            queue.clone(),
+            destinations,
+            config.settings.retry.clone(),
+            clock,
+        ));
+        Self {
+            router: router(state),
+            worker,
+            queue,
+            wake,
+        }
+    }
+
+    /// The relay with its SQLite queue under `state_dir` and the system clock: what
+    /// `tapline relay serve` and `replay` run.
+    pub fn local(config: &RelayConfig, state_dir: &Path) -> Result<Self, RelayError> {
+        let queue: Arc<dyn DeliveryQueue> = Arc::new(SqliteDeliveryQueue::open(state_dir)?);
+        Self::new(config, queue, Arc::new(crate::clock::SystemClock))
+    }
+}
+
+/// Serves `relay` on `listener` and runs its worker until `shutdown` completes; then stops
+/// accepting, lets in-flight requests finish, and stops the worker after its current attempts.
+/// Whatever is still pending stays in the queue for the next start.
+pub async fn serve(
+    relay: Relay,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = relay.worker.clone();
+    let wake = relay.wake.clone();
+    let worker_task = tokio::spawn(async move { worker.run(wake, stop_rx).await });
+    let addr = listener.local_addr().map_err(RelayError::Serve)?;
+    info!(%addr, "Relay listening.");
+    let result = axum::serve(listener, relay.router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(RelayError::Serve);
+    let _ = stop_tx.send(true);
+    let _ = worker_task.await;
+    info!("Relay stopped.");
+    result
+}
+
+/// Resolves on SIGTERM or Ctrl-C: what `serve` waits for outside tests.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    info!("Shutting down.");
+}

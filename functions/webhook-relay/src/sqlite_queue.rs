@@ -1,0 +1,563 @@
+//! [`SqliteDeliveryQueue`]: the local [`DeliveryQueue`], one SQLite file under the state
+//! directory in WAL mode. A commit survives a crash of the process (WAL with
+//! `synchronous=NORMAL`); a power loss may lose the last commits, the price of fast accepts.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::queue::{
+    AttemptRecord, DeadLetter, DeadLetterFilter, Delivery, DeliveryQueue, Enqueued,
+    IncomingPayload, QueueCounts, QueueError, Settle,
+};
+
+/// The database file's name under the state directory.
+pub const QUEUE_FILE: &str = "relay-queue.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS relay_payloads (
+    id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relay_payloads_dedupe ON relay_payloads (dedupe_key, received_at_ms);
+CREATE TABLE IF NOT EXISTS relay_deliveries (
+    id TEXT PRIMARY KEY,
+    payload_id TEXT NOT NULL REFERENCES relay_payloads (id),
+    destination TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at_ms INTEGER NOT NULL,
+    settled_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS relay_deliveries_due ON relay_deliveries (status, next_attempt_at_ms);
+CREATE TABLE IF NOT EXISTS relay_attempts (
+    delivery_id TEXT NOT NULL REFERENCES relay_deliveries (id),
+    attempt INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status_code INTEGER,
+    outcome TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS relay_attempts_delivery ON relay_attempts (delivery_id);
+";
+
+/// Most payloads committed in one transaction by the writer thread.
+const MAX_GROUP: usize = 512;
+
+/// A payload waiting for the writer thread, and where to send the outcome.
+type EnqueueJob = (
+    IncomingPayload,
+    i64,
+    tokio::sync::oneshot::Sender<Result<Enqueued, QueueError>>,
+);
+
+/// The delivery queue and dead letters in one SQLite file.
+///
+/// Accepts go through one writer thread that commits whatever is waiting in one transaction
+/// (group commit): under load, one commit serves many requests, and each caller still hears
+/// back only once its own payload is committed.
+#[derive(Clone)]
+pub struct SqliteDeliveryQueue {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+    writer: std::sync::mpsc::Sender<EnqueueJob>,
+}
+
+impl std::fmt::Debug for SqliteDeliveryQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDeliveryQueue")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteDeliveryQueue {
+    /// Opens (creating when missing) the queue in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self, QueueError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| QueueError::StateDir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let path = state_dir.join(QUEUE_FILE);
+        let err = |source| QueueError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        // WAL lets `tapline relay replay` work beside a running server; the busy timeout lets
+        // the two wait for each other instead of failing.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (writer, jobs) = std::sync::mpsc::channel();
+        let (thread_conn, thread_path) = (conn.clone(), path.clone());
+        // The thread ends when the last clone of the queue (and so of `writer`) is dropped.
+        std::thread::Builder::new()
+            .name("relay-queue-writer".into())
+            .spawn(move || write_groups(&thread_conn, &thread_path, &jobs))
+            .map_err(|source| QueueError::StateDir {
+                path: state_dir.display().to_string(),
+                source,
+            })?;
+        Ok(Self { path, conn, writer })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection on a blocking thread: SQLite calls block.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard).map_err(|source| QueueError::Sqlite {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+        .await
+        .map_err(QueueError::Task)?
+    }
+}
+
+fn dedupe_key(route: &str, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(route.as_bytes());
+    hash.update([0u8]);
+    hash.update(body);
+    hex::encode(hash.finalize())
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.payload_id, p.route, d.destination, p.body, \
+     p.received_at_ms, d.attempts";
+
+fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: row.get(0)?,
+        payload_id: row.get(1)?,
+        route: row.get(2)?,
+        destination: row.get(3)?,
+        body: row.get(4)?,
+        received_at_ms: row.get(5)?,
+        attempts: row.get(6)?,
+    })
+}
+
+/// `WHERE` conditions and parameters for a dead-letter filter.
+fn filter_sql(filter: &DeadLetterFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("d.status = 'dead'");
+    let mut values = Vec::new();
+    if let Some(route) = &filter.route {
+        sql.push_str(" AND p.route = ?");
+        values.push(rusqlite::types::Value::Text(route.clone()));
+    }
+    if let Some(since) = filter.since_ms {
+        sql.push_str(" AND p.received_at_ms >= ?");
+        values.push(rusqlite::types::Value::Integer(since));
+    }
+    (sql, values)
+}
+
+/// Stores one payload inside `tx` unless the same body came in on the same route within the
+/// window (payloads earlier in the same transaction count).
+fn insert_payload(
+    tx: &rusqlite::Transaction<'_>,
+    payload: &IncomingPayload,
+    dedupe_window_ms: i64,
+) -> rusqlite::Result<Enqueued> {
+    let key = dedupe_key(&payload.route, &payload.body);
+    let earlier: Option<String> = tx
+        .prepare_cached(
+            "SELECT id FROM relay_payloads WHERE dedupe_key = ?1 AND received_at_ms > ?2 \
+             ORDER BY received_at_ms LIMIT 1",
+        )?
+        .query_row(
+            params![key, payload.received_at_ms - dedupe_window_ms],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(id) = earlier {
+        return Ok(Enqueued::Duplicate { id });
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    tx.prepare_cached(
+        "INSERT INTO relay_payloads (id, route, received_at_ms, dedupe_key, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        payload.route,
+        payload.received_at_ms,
+        key,
+        payload.body
+    ])?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO relay_deliveries (id, payload_id, destination, status, next_attempt_at_ms) \
+         VALUES (?1, ?2, ?3, 'pending', ?4)",
+    )?;
+    for destination in &payload.destinations {
+        insert_delivery.execute(params![
+            format!("{id}.{destination}"),
+            id,
+            destination,
+            payload.received_at_ms
+        ])?;
+    }
+    Ok(Enqueued::Accepted { id })
+}
+
+/// Records one attempt and moves its delivery on, inside `tx`.
+fn record_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    attempt: &AttemptRecord,
+    next: Settle,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO relay_attempts (delivery_id, attempt, at_ms, duration_ms, status_code, \
+         outcome, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id,
+        attempt.attempt,
+        attempt.at_ms,
+        attempt.duration_ms,
+        attempt.status,
+        attempt.outcome,
+        attempt.error
+    ])?;
+    let settled_at = attempt.at_ms + attempt.duration_ms;
+    match next {
+        Settle::Delivered => tx
+            .prepare_cached(
+                "UPDATE relay_deliveries SET status = 'delivered', attempts = ?2, \
+                 settled_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, attempt.attempt, settled_at])?,
+        Settle::Dead => tx
+            .prepare_cached(
+                "UPDATE relay_deliveries SET status = 'dead', attempts = ?2, settled_at_ms = ?3 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, attempt.attempt, settled_at])?,
+        Settle::RetryAt(at) => tx
+            .prepare_cached(
+                "UPDATE relay_deliveries SET attempts = ?2, next_attempt_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, attempt.attempt, at])?,
+    };
+    Ok(())
+}
+
+/// The writer thread: waits for a payload, takes whatever else is waiting (up to
+/// [`MAX_GROUP`]), commits them in one transaction and answers each caller. When the group
+/// fails, each payload is tried alone so that one bad payload cannot fail the others.
+fn write_groups(
+    conn: &Mutex<Connection>,
+    path: &Path,
+    jobs: &std::sync::mpsc::Receiver<EnqueueJob>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let together = (|| {
+            let tx = guard.transaction()?;
+            let outcomes = group
+                .iter()
+                .map(|(payload, window, _)| insert_payload(&tx, payload, *window))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(outcomes)
+        })();
+        match together {
+            Ok(outcomes) => {
+                drop(guard);
+                for ((_, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(_) => {
+                for (payload, window, reply) in group {
+                    let alone = (|| {
+                        let tx = guard.transaction()?;
+                        let outcome = insert_payload(&tx, &payload, window)?;
+                        tx.commit()?;
+                        Ok(outcome)
+                    })();
+                    let _ = reply.send(alone.map_err(|source| QueueError::Sqlite {
+                        path: path.display().to_string(),
+                        source,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteDeliveryQueue {
+    async fn enqueue(
+        &self,
+        payload: IncomingPayload,
+        dedupe_window_ms: i64,
+    ) -> Result<Enqueued, QueueError> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let closed = || QueueError::WriterStopped {
+            path: self.path.display().to_string(),
+        };
+        self.writer
+            .send((payload, dedupe_window_ms, reply))
+            .map_err(|_| closed())?;
+        outcome.await.map_err(|_| closed())?
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let deliveries = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM relay_deliveries d \
+                     JOIN relay_payloads p ON p.id = d.payload_id \
+                     WHERE d.status = 'pending' AND d.next_attempt_at_ms <= ?1 \
+                     ORDER BY d.next_attempt_at_ms LIMIT ?2"
+                ))?;
+                stmt.query_map(params![now_ms, limit as i64], delivery_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for d in &deliveries {
+                tx.execute(
+                    "UPDATE relay_deliveries SET next_attempt_at_ms = ?2 WHERE id = ?1",
+                    params![d.id, now_ms + lease_ms],
+                )?;
+            }
+            tx.commit()?;
+            Ok(deliveries)
+        })
+        .await
+    }
+
+    async fn settle(
+        &self,
+        id: &str,
+        attempt: AttemptRecord,
+        next: Settle,
+    ) -> Result<(), QueueError> {
+        self.settle_many(vec![(id.to_string(), attempt, next)])
+            .await
+    }
+
+    async fn settle_many(
+        &self,
+        settled: Vec<(String, AttemptRecord, Settle)>,
+    ) -> Result<(), QueueError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            for (id, attempt, next) in &settled {
+                record_attempt(&tx, id, attempt, *next)?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>, QueueError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT min(next_attempt_at_ms) FROM relay_deliveries WHERE status = 'pending'",
+                [],
+                |row| row.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, QueueError> {
+        let (condition, values) = filter_sql(filter);
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {DELIVERY_COLUMNS}, d.settled_at_ms FROM relay_deliveries d \
+                 JOIN relay_payloads p ON p.id = d.payload_id WHERE {condition} \
+                 ORDER BY p.received_at_ms, d.id"
+            ))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(values), |row| {
+                    Ok((delivery_from_row(row)?, row.get::<_, Option<i64>>(7)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut attempts_stmt = conn.prepare(
+                "SELECT attempt, at_ms, duration_ms, status_code, outcome, error \
+                 FROM relay_attempts WHERE delivery_id = ?1 ORDER BY rowid",
+            )?;
+            rows.into_iter()
+                .map(|(delivery, dead_at)| {
+                    let attempts = attempts_stmt
+                        .query_map([&delivery.id], |row| {
+                            Ok(AttemptRecord {
+                                attempt: row.get(0)?,
+                                at_ms: row.get(1)?,
+                                duration_ms: row.get(2)?,
+                                status: row.get(3)?,
+                                outcome: row.get(4)?,
+                                error: row.get(5)?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(DeadLetter {
+                        delivery,
+                        dead_at_ms: dead_at.unwrap_or_default(),
+                        attempts,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn requeue_dead(
+        &self,
+        filter: &DeadLetterFilter,
+        now_ms: i64,
+    ) -> Result<u64, QueueError> {
+        let (condition, mut values) = filter_sql(filter);
+        self.with(move |conn| {
+            values.insert(0, rusqlite::types::Value::Integer(now_ms));
+            let n = conn.execute(
+                &format!(
+                    "UPDATE relay_deliveries SET status = 'pending', attempts = 0, \
+                     settled_at_ms = NULL, next_attempt_at_ms = ? WHERE id IN ( \
+                     SELECT d.id FROM relay_deliveries d JOIN relay_payloads p \
+                     ON p.id = d.payload_id WHERE {condition})"
+                ),
+                rusqlite::params_from_iter(values),
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        self.with(|conn| {
+            let payloads: i64 =
+                conn.query_row("SELECT count(*) FROM relay_payloads", [], |r| r.get(0))?;
+            let mut counts = QueueCounts {
+                payloads: payloads as u64,
+                ..QueueCounts::default()
+            };
+            let mut stmt =
+                conn.prepare("SELECT status, count(*) FROM relay_deliveries GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (status, n) = row?;
+                match status.as_str() {
+                    "pending" => counts.pending = n as u64,
+                    "delivered" => counts.delivered = n as u64,
+                    _ => counts.dead = n as u64,
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(body: &str, at: i64) -> IncomingPayload {
+        IncomingPayload {
+            route: "alerts".into(),
+            destinations: vec!["slack-1".into(), "http-2".into()],
+            body: body.as_bytes().to_vec(),
+            received_at_ms: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn enqueue_dedupes_claims_lease_and_dead_letters_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteDeliveryQueue::open(dir.path()).unwrap();
+        let Enqueued::Accepted { id } = q.enqueue(payload("{}", 1_000), 600_000).await.unwrap()
+        else {
+            panic!("first is accepted")
+        };
+        assert_eq!(
+            q.enqueue(payload("{}", 2_000), 600_000).await.unwrap(),
+            Enqueued::Duplicate { id: id.clone() }
+        );
+        // Outside the window the same body is a new payload.
+        assert!(matches!(
+            q.enqueue(payload("{}", 700_000), 600_000).await.unwrap(),
+            Enqueued::Accepted { .. }
+        ));
+        let claimed = q.claim_due(2_000, 10, 60_000).await.unwrap();
+        assert_eq!(claimed.len(), 2, "only the first payload is due");
+        assert!(
+            q.claim_due(2_000, 10, 60_000).await.unwrap().is_empty(),
+            "leased"
+        );
+        let attempt = AttemptRecord {
+            attempt: 1,
+            at_ms: 2_000,
+            duration_ms: 5,
+            status: Some(404),
+            outcome: "permanent".into(),
+            error: Some("HTTP 404".into()),
+        };
+        q.settle(&claimed[0].id, attempt.clone(), Settle::Dead)
+            .await
+            .unwrap();
+        q.settle(&claimed[1].id, attempt, Settle::Delivered)
+            .await
+            .unwrap();
+        let dead = q.dead_letters(&DeadLetterFilter::default()).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].attempts[0].status, Some(404));
+        let filter = DeadLetterFilter {
+            route: Some("other".into()),
+            since_ms: None,
+        };
+        assert_eq!(q.requeue_dead(&filter, 3_000).await.unwrap(), 0);
+        assert_eq!(
+            q.requeue_dead(&DeadLetterFilter::default(), 3_000)
+                .await
+                .unwrap(),
+            1
+        );
+        let counts = q.counts().await.unwrap();
+        assert_eq!((counts.payloads, counts.delivered, counts.dead), (2, 1, 0));
+        assert_eq!(counts.pending, 3);
+    }
+}

@@ -1,0 +1,369 @@
+//! The delivery worker: takes due deliveries from the [`DeliveryQueue`], hands each to its
+//! [`Destination`], and settles it as delivered, retried later (backoff with jitter, or the
+//! destination's `Retry-After`) or dead-lettered with every attempt recorded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::destination::{DeliveryAttempt, Destination};
+use crate::queue::{AttemptRecord, Delivery, DeliveryQueue, QueueError, Settle};
+use crate::retry::RetryPolicy;
+
+/// Deliveries taken from the queue at once (and attempted concurrently).
+pub const DEFAULT_BATCH: usize = 32;
+/// How long a taken delivery stays leased: longer than any attempt may take.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// How often an idle worker looks at the queue even when nobody wakes it (a replay from another
+/// process, a lease that ended).
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The destinations of every route, by (route, destination name).
+pub type DestinationMap = HashMap<(String, String), Arc<dyn Destination>>;
+
+/// What a worker did, for tests and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Attempts made.
+    pub attempts: u64,
+    /// Deliveries that succeeded.
+    pub delivered: u64,
+    /// Attempts that failed and will be retried.
+    pub retried: u64,
+    /// Deliveries moved to the dead letters.
+    pub dead: u64,
+}
+
+impl std::ops::AddAssign for WorkerStats {
+    fn add_assign(&mut self, other: Self) {
+        self.attempts += other.attempts;
+        self.delivered += other.delivered;
+        self.retried += other.retried;
+        self.dead += other.dead;
+    }
+}
+
+/// Delivers what the queue holds.
+pub struct DeliveryWorker {
+    queue: Arc<dyn DeliveryQueue>,
+    destinations: Arc<DestinationMap>,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    batch: usize,
+    lease: Duration,
+}
+
+impl DeliveryWorker {
+    /// A worker over `queue` delivering to `destinations` with `retry`, its time from `clock`.
+    pub fn new(
+        queue: Arc<dyn DeliveryQueue>,
+        destinations: DestinationMap,
+        retry: RetryPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            queue,
+            destinations: Arc::new(destinations),
+            retry,
+            clock,
+            batch: DEFAULT_BATCH,
+            lease: DEFAULT_LEASE,
+        }
+    }
+
+    /// Attempts every delivery due now, once each; returns what happened.
+    pub async fn run_once(&self) -> Result<WorkerStats, QueueError> {
+        let now = self.clock.now_ms();
+        let due = self
+            .queue
+            .claim_due(now, self.batch, self.lease.as_millis() as i64)
+            .await?;
+        let mut stats = WorkerStats::default();
+        let mut tasks = JoinSet::new();
+        for delivery in due {
+            let destination = self
+                .destinations
+                .get(&(delivery.route.clone(), delivery.destination.clone()))
+                .cloned();
+            let (clock, retry) = (self.clock.clone(), self.retry.clone());
+            tasks
+                .spawn(async move { attempt(clock.as_ref(), &retry, destination, delivery).await });
+        }
+        // Settled together: one transaction for the batch instead of one per attempt.
+        let mut settled = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((outcome, id, record, next)) => {
+                    stats += outcome;
+                    settled.push((id, record, next));
+                }
+                // A panicking destination leaves its delivery leased; it is retried later.
+                Err(err) => warn!(error = %err, "Delivery task failed."),
+            }
+        }
+        if !settled.is_empty() {
+            self.queue.settle_many(settled).await?;
+        }
+        Ok(stats)
+    }
+
+    /// Delivers until nothing is pending: attempts what is due, then waits (on the clock) for
+    /// the next due delivery. With a [`crate::clock::ManualClock`] the waits are instant, so
+    /// tests drive retries deterministically.
+    pub async fn run_until_idle(&self) -> Result<WorkerStats, QueueError> {
+        let mut total = WorkerStats::default();
+        loop {
+            let stats = self.run_once().await?;
+            total += stats;
+            if stats.attempts > 0 {
+                continue;
+            }
+            match self.queue.next_due_at().await? {
+                None => return Ok(total),
+                Some(at) => self.clock.sleep_until(at).await,
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true: delivers what is due, then sleeps until the next due
+    /// delivery, a wake-up (a new payload) or [`IDLE_POLL`]. Queue errors are logged and retried.
+    pub async fn run(&self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.run_once().await {
+                Ok(stats) if stats.attempts > 0 => continue,
+                Ok(_) => {}
+                Err(err) => warn!(error = %err, "Delivery queue failed; trying again."),
+            }
+            let wait = match self.queue.next_due_at().await {
+                Ok(Some(at)) => {
+                    let ms = (at - self.clock.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
+                    Duration::from_millis(ms as u64)
+                }
+                _ => IDLE_POLL,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+                // A dropped sender means nobody can stop us any more: stop now rather than spin.
+                changed = shutdown.changed() => if changed.is_err() { break; }
+            }
+        }
+        info!("Delivery worker stopped.");
+    }
+}
+
+/// One attempt of `delivery`: what happened, and how to settle it.
+async fn attempt(
+    clock: &dyn Clock,
+    retry: &RetryPolicy,
+    destination: Option<Arc<dyn Destination>>,
+    delivery: Delivery,
+) -> (WorkerStats, String, AttemptRecord, Settle) {
+    let attempt_no = delivery.attempts + 1;
+    let at_ms = clock.now_ms();
+    let started = Instant::now();
+    let result = match &destination {
+        Some(destination) => {
+            destination
+                .deliver(DeliveryAttempt {
+                    delivery_id: &delivery.id,
+                    route: &delivery.route,
+                    body: &delivery.body,
+                    now_ms: at_ms,
+                })
+                .await
+        }
+        None => Err(crate::destination::DeliveryError::Transport(
+            "destination no longer configured".into(),
+        )),
+    };
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let mut stats = WorkerStats {
+        attempts: 1,
+        ..WorkerStats::default()
+    };
+    let (record, next) = match result {
+        Ok(status) => {
+            stats.delivered = 1;
+            info!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
+                  attempt = attempt_no, status, "Delivered.");
+            (
+                AttemptRecord {
+                    attempt: attempt_no,
+                    at_ms,
+                    duration_ms,
+                    status: Some(status),
+                    outcome: "delivered".into(),
+                    error: None,
+                },
+                Settle::Delivered,
+            )
+        }
+        Err(err) => {
+            let retryable = err.is_retryable() && destination.is_some();
+            let next = if retryable && attempt_no < retry.max_attempts {
+                let wait = retry.delay(attempt_no, err.retry_after());
+                stats.retried = 1;
+                debug!(delivery = %delivery.id, wait_ms = wait.as_millis() as u64, "Retry scheduled.");
+                Settle::RetryAt(clock.now_ms() + wait.as_millis() as i64)
+            } else {
+                stats.dead = 1;
+                Settle::Dead
+            };
+            // Dead letters need an operator (replay), so they are warnings; retries are routine.
+            if next == Settle::Dead {
+                warn!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
+                      attempt = attempt_no, error = %err, "Delivery dead-lettered.");
+            } else {
+                info!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
+                      attempt = attempt_no, error = %err, "Delivery failed; will retry.");
+            }
+            (
+                AttemptRecord {
+                    attempt: attempt_no,
+                    at_ms,
+                    duration_ms,
+                    status: err.status(),
+                    outcome: if retryable { "retryable" } else { "permanent" }.into(),
+                    error: Some(err.to_string()),
+                },
+                next,
+            )
+        }
+    };
+    (stats, delivery.id, record, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::destination::DeliveryError;
+    use crate::queue::{DeadLetterFilter, IncomingPayload};
+    use crate::sqlite_queue::SqliteDeliveryQueue;
+
+    /// A destination answering from a script and recording the delivery ids it saw.
+    struct ScriptedDestination {
+        script: Mutex<Vec<Result<u16, DeliveryError>>>,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl ScriptedDestination {
+        fn new(mut script: Vec<Result<u16, DeliveryError>>) -> Arc<Self> {
+            script.reverse();
+            Arc::new(Self {
+                script: Mutex::new(script),
+                seen: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl Destination for ScriptedDestination {
+        async fn deliver(&self, attempt: DeliveryAttempt<'_>) -> Result<u16, DeliveryError> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(attempt.delivery_id.to_string());
+            self.script.lock().unwrap().pop().unwrap_or(Ok(200))
+        }
+    }
+
+    fn status(code: u16) -> Result<u16, DeliveryError> {
+        Err(DeliveryError::Status {
+            status: code,
+            body: String::new(),
+            retry_after: None,
+        })
+    }
+
+    async fn run(
+        script: Vec<Result<u16, DeliveryError>>,
+        destination_name: &str,
+    ) -> (
+        WorkerStats,
+        Arc<ScriptedDestination>,
+        Vec<crate::queue::DeadLetter>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let destination = ScriptedDestination::new(script);
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), destination.clone());
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter: true,
+        };
+        let clock = Arc::new(ManualClock::new(0));
+        let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock);
+        queue
+            .enqueue(
+                IncomingPayload {
+                    route: "r".into(),
+                    destinations: vec![destination_name.into()],
+                    body: b"{}".to_vec(),
+                    received_at_ms: 0,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        let stats = worker.run_until_idle().await.unwrap();
+        let dead = queue
+            .dead_letters(&DeadLetterFilter::default())
+            .await
+            .unwrap();
+        (stats, destination, dead)
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_then_delivered_with_one_id() {
+        let (stats, destination, dead) = run(vec![status(503), status(429)], "d").await;
+        assert_eq!((stats.attempts, stats.retried, stats.delivered), (3, 2, 1));
+        let seen = destination.seen.lock().unwrap().clone();
+        assert!(seen.iter().all(|id| id == &seen[0]), "same idempotency key");
+        assert!(dead.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_4xx_is_dead_at_once_and_retries_stop_at_max_attempts() {
+        let (stats, _, dead) = run(vec![status(422)], "d").await;
+        assert_eq!((stats.attempts, stats.dead), (1, 1));
+        assert_eq!(dead[0].attempts[0].outcome, "permanent");
+
+        let timeouts = (0..5)
+            .map(|_| Err(DeliveryError::Timeout(Duration::from_secs(1))))
+            .collect();
+        let (stats, _, dead) = run(timeouts, "d").await;
+        assert_eq!((stats.attempts, stats.retried, stats.dead), (3, 2, 1));
+        let outcomes: Vec<_> = dead[0]
+            .attempts
+            .iter()
+            .map(|a| a.outcome.as_str())
+            .collect();
+        assert_eq!(outcomes, ["retryable", "retryable", "retryable"]);
+    }
+
+    #[tokio::test]
+    async fn a_destination_no_longer_configured_is_a_dead_letter_not_a_loop() {
+        let (stats, destination, dead) = run(vec![], "removed").await;
+        assert_eq!((stats.attempts, stats.dead), (1, 1));
+        assert!(destination.seen.lock().unwrap().is_empty());
+        assert_eq!(dead.len(), 1);
+    }
+}

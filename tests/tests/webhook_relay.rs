@@ -1,0 +1,613 @@
+//! The webhook relay: the Router in-process (auth, limits, parsing, accept = persist), the
+//! worker driven deterministically with a manual clock against a Slack / HTTP receiver double,
+//! and one end-to-end run of `tapline relay serve`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tapline_tests::receiver::{Receiver, Reply};
+use tower::ServiceExt;
+use webhook_relay::clock::{Clock, ManualClock};
+use webhook_relay::queue::{DeadLetterFilter, DeliveryQueue, QueueCounts};
+use webhook_relay::signature;
+use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
+use webhook_relay::{Relay, RelayConfig};
+
+const TOKEN: &str = "alerts-token-123";
+const SIGNING: &str = "signing-key-456";
+const START_MS: i64 = 1_764_000_000_000;
+
+const CLEVERTAP_SAMPLE: &str = r#"{"targetId":1659684581,"key_values":{"SomeKey1":"SomeValue1"},
+ "profiles":[{"key_values":{},"email":"nick@example.com","identity":"u-42","all_identities":["u-42"],
+   "objectId":"__Webhook227","phone":"+910000000000","systemProfileData":{"country":"IN"},
+   "profileData":{"customer type":"gold"},"name":"Nick",
+   "event_properties":{"Product Id":1,"CT Source":"Mobile"},"session_props":{}}]}"#;
+
+/// A relay with route `alerts` (header auth, Slack + HTTP) and route `basic` (Basic auth, HTTP,
+/// forwarding CleverTap tests), on a fresh state dir, with a manual clock and tiny backoffs.
+struct Harness {
+    relay: Relay,
+    clock: Arc<ManualClock>,
+    queue: Arc<SqliteDeliveryQueue>,
+    config: RelayConfig,
+    state: tempfile::TempDir,
+}
+
+fn config_text(extra_settings: &str) -> String {
+    format!(
+        r#"
+[settings]
+max_attempts = 3
+backoff_base_ms = 10
+backoff_max_secs = 1
+delivery_timeout_secs = 1
+{extra_settings}
+
+[[routes]]
+name = "alerts"
+auth = {{ header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }}
+[[routes.destinations]]
+type = "slack"
+url_env = "SLACK_URL"
+[[routes.destinations]]
+type = "http"
+name = "crm"
+url_env = "HTTP_URL"
+signing_secret_env = "SIGNING_KEY"
+
+[[routes]]
+name = "basic"
+auth = {{ username = "clevertap", password_env = "BASIC_PASSWORD" }}
+forward_tests = true
+[[routes.destinations]]
+type = "http"
+url_env = "HTTP_URL"
+signing_secret_env = "SIGNING_KEY"
+"#
+    )
+}
+
+fn config(slack: &Receiver, http: &Receiver, extra_settings: &str) -> RelayConfig {
+    let env: HashMap<&str, String> = HashMap::from([
+        ("ALERTS_TOKEN", TOKEN.to_string()),
+        ("BASIC_PASSWORD", "pw".to_string()),
+        ("SLACK_URL", slack.url.clone()),
+        ("HTTP_URL", http.url.clone()),
+        ("SIGNING_KEY", SIGNING.to_string()),
+    ]);
+    RelayConfig::parse("test", &config_text(extra_settings), |var| {
+        env.get(var).cloned()
+    })
+    .expect("valid config")
+}
+
+impl Harness {
+    fn new(slack: &Receiver, http: &Receiver) -> Self {
+        Self::with_settings(slack, http, "")
+    }
+
+    fn with_settings(slack: &Receiver, http: &Receiver, extra: &str) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let config = config(slack, http, extra);
+        Self::on_state(config, state)
+    }
+
+    /// A relay (a "restarted process") over an existing state dir.
+    fn on_state(config: RelayConfig, state: tempfile::TempDir) -> Self {
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let queue = Arc::new(SqliteDeliveryQueue::open(state.path()).unwrap());
+        let relay = Relay::new(&config, queue.clone(), clock.clone()).unwrap();
+        Self {
+            relay,
+            clock,
+            queue,
+            config,
+            state,
+        }
+    }
+
+    async fn post(
+        &self,
+        route: &str,
+        auth: Option<(&str, &str)>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut request =
+            Request::post(format!("/hooks/{route}")).header("content-type", "application/json");
+        if let Some((name, value)) = auth {
+            request = request.header(name, value);
+        }
+        let response = self
+            .relay
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post_alert(&self, body: &str) -> (StatusCode, Value) {
+        self.post("alerts", Some(("X-Tapline-Token", TOKEN)), body)
+            .await
+    }
+
+    async fn counts(&self) -> QueueCounts {
+        self.queue.counts().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn auth_is_required_and_401_says_nothing() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::new(&slack, &http);
+    let (status, body) = h.post("alerts", None, "{}").await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, Value::Null));
+    // Same length, one byte off; and a prefix: both go through the same constant-time compare.
+    let wrong = format!("{}4", &TOKEN[..TOKEN.len() - 1]);
+    for bad in [wrong.as_str(), &TOKEN[..5], ""] {
+        let (status, body) = h.post("alerts", Some(("X-Tapline-Token", bad)), "{}").await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::UNAUTHORIZED, Value::Null),
+            "{bad:?}"
+        );
+    }
+    let basic = |user_pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
+    };
+    let (status, _) = h
+        .post(
+            "basic",
+            Some(("Authorization", &basic("clevertap:nope"))),
+            "{}",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = h
+        .post(
+            "basic",
+            Some(("Authorization", &basic("clevertap:pw"))),
+            "{}",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        h.counts().await.payloads,
+        1,
+        "only the authorized one is stored"
+    );
+}
+
+#[tokio::test]
+async fn unknown_route_too_large_and_not_json() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::with_settings(&slack, &http, "body_limit_bytes = 64");
+    let (status, _) = h.post("nope", Some(("X-Tapline-Token", TOKEN)), "{}").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100));
+    let (status, _) = h.post_alert(&big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A Content-Length that understates the body: the limit still holds while reading.
+    let response = h
+        .relay
+        .router
+        .clone()
+        .oneshot(
+            Request::post("/hooks/alerts")
+                .header("X-Tapline-Token", TOKEN)
+                .header("content-length", "10")
+                .body(Body::from(big.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = h.post_alert("not json {").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "body is not JSON");
+    assert_eq!(h.counts().await, QueueCounts::default(), "nothing stored");
+    let response = h
+        .relay
+        .router
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn clevertap_test_posts_are_answered_and_forwarded_only_when_the_route_says_so() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::new(&slack, &http);
+    let test_post = r#"{"Is_Test":true,"targetId":1234,"key_values":{},"profiles":[]}"#;
+    let (status, body) = h.post_alert(test_post).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "test");
+    assert_eq!(h.counts().await.payloads, 0, "not forwarded on alerts");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("clevertap:pw")
+    );
+    let (status, body) = h
+        .post("basic", Some(("authorization", &basic)), test_post)
+        .await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("accepted"))
+    );
+    h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!(
+        http.received().len(),
+        1,
+        "route basic has forward_tests = true"
+    );
+}
+
+#[tokio::test]
+async fn accepted_payloads_are_delivered_to_slack_and_signed_to_http() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::new(&slack, &http);
+    let (status, body) = h.post_alert(CLEVERTAP_SAMPLE).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("accepted"))
+    );
+    assert!(
+        slack.received().is_empty(),
+        "the answer did not wait on a destination"
+    );
+    assert_eq!(
+        h.counts().await.pending,
+        2,
+        "one delivery per destination, stored"
+    );
+
+    let stats = h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!((stats.delivered, stats.dead), (2, 0));
+
+    let message: Value = serde_json::from_slice(&slack.received()[0].body).unwrap();
+    let text = message.to_string();
+    assert!(
+        message["text"].as_str().unwrap().contains("1659684581"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SomeValue1") && text.contains("u-42"),
+        "{text}"
+    );
+    assert!(message["blocks"].as_array().unwrap().len() <= 50);
+
+    let forwarded = &http.received()[0];
+    assert_eq!(
+        forwarded.body.as_ref(),
+        CLEVERTAP_SAMPLE.as_bytes(),
+        "body untouched"
+    );
+    let header = |name: &str| forwarded.headers[name].to_str().unwrap().to_string();
+    let id = header("x-tapline-id");
+    assert_eq!(header("idempotency-key"), id);
+    let timestamp: i64 = header("x-tapline-timestamp").parse().unwrap();
+    assert_eq!(timestamp, START_MS / 1000);
+    assert!(signature::verify(
+        SIGNING.as_bytes(),
+        &id,
+        timestamp,
+        &forwarded.body,
+        &header("x-tapline-signature")
+    ));
+    assert!(!signature::verify(
+        b"another key",
+        &id,
+        timestamp,
+        &forwarded.body,
+        &header("x-tapline-signature")
+    ));
+    let counts = h.counts().await;
+    assert_eq!((counts.delivered, counts.pending, counts.dead), (2, 0, 0));
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_backoff_and_retry_after_then_delivered() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::new(&slack, &http);
+    slack.script([
+        Reply::TooManyRequests(30),
+        Reply::Status(500, "oops".into()),
+    ]);
+    http.script([Reply::Stall(Duration::from_secs(3))]);
+    h.post_alert(CLEVERTAP_SAMPLE).await;
+    let stats = h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!((stats.delivered, stats.dead), (2, 0), "{stats:?}");
+    assert_eq!(slack.received().len(), 3, "429, 500, then ok");
+    assert_eq!(http.received().len(), 2, "a timeout, then ok");
+    assert!(
+        h.clock.now_ms() - START_MS >= 30_000,
+        "Retry-After: 30 was honoured (manual clock moved {} ms)",
+        h.clock.now_ms() - START_MS
+    );
+    // The same idempotency key on every attempt.
+    let keys: Vec<_> = http
+        .received()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(keys[0], keys[1]);
+}
+
+#[tokio::test]
+async fn permanent_failures_and_exhausted_retries_become_dead_letters_with_every_attempt() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::new(&slack, &http);
+    slack.set_default(Reply::Status(200, "invalid_payload".into()));
+    http.set_default(Reply::Status(503, "down".into()));
+    h.post_alert(CLEVERTAP_SAMPLE).await;
+    let stats = h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!((stats.delivered, stats.dead), (0, 2));
+    assert_eq!(
+        slack.received().len(),
+        1,
+        "200 with a body other than ok is permanent"
+    );
+    assert_eq!(
+        http.received().len(),
+        3,
+        "503 is retried up to max_attempts"
+    );
+
+    let dead = h
+        .queue
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+    let slack_dead = dead
+        .iter()
+        .find(|d| d.delivery.destination == "slack-1")
+        .unwrap();
+    assert_eq!(slack_dead.attempts.len(), 1);
+    assert_eq!(slack_dead.attempts[0].outcome, "permanent");
+    assert!(
+        slack_dead.attempts[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("invalid_payload")
+    );
+    let http_dead = dead
+        .iter()
+        .find(|d| d.delivery.destination == "crm")
+        .unwrap();
+    let statuses: Vec<_> = http_dead
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.status))
+        .collect();
+    assert_eq!(statuses, [(1, Some(503)), (2, Some(503)), (3, Some(503))]);
+    for attempt in &http_dead.attempts {
+        let error = attempt.error.as_deref().unwrap();
+        assert!(
+            !error.contains(&http.url),
+            "no destination URL in records: {error}"
+        );
+    }
+
+    // A 404 is permanent at once.
+    let (slack2, http2) = (Receiver::start().await, Receiver::start().await);
+    let h2 = Harness::new(&slack2, &http2);
+    http2.set_default(Reply::Status(404, "no such hook".into()));
+    h2.post_alert("{\"plain\":1}").await;
+    let stats = h2.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!((stats.delivered, stats.dead), (1, 1));
+    assert_eq!(http2.received().len(), 1);
+}
+
+#[tokio::test]
+async fn replay_delivers_dead_letters_again_filtered_by_route_and_time() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::new(&slack, &http);
+    http.set_default(Reply::Status(400, "bad".into()));
+    h.post_alert(r#"{"n":1}"#).await;
+    h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!(h.counts().await.dead, 1);
+
+    http.set_default(Reply::Ok);
+    let other_route = DeadLetterFilter {
+        route: Some("basic".into()),
+        since_ms: None,
+    };
+    assert_eq!(
+        h.queue
+            .requeue_dead(&other_route, h.clock.now_ms())
+            .await
+            .unwrap(),
+        0
+    );
+    let later = DeadLetterFilter {
+        route: Some("alerts".into()),
+        since_ms: Some(START_MS + 1),
+    };
+    assert_eq!(
+        h.queue
+            .requeue_dead(&later, h.clock.now_ms())
+            .await
+            .unwrap(),
+        0
+    );
+    let all = DeadLetterFilter {
+        route: Some("alerts".into()),
+        since_ms: Some(START_MS),
+    };
+    assert_eq!(
+        h.queue.requeue_dead(&all, h.clock.now_ms()).await.unwrap(),
+        1
+    );
+    let stats = h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!(stats.delivered, 1);
+    assert_eq!(http.received().len(), 2);
+    let counts = h.counts().await;
+    assert_eq!((counts.delivered, counts.dead), (2, 0));
+}
+
+#[tokio::test]
+async fn the_same_payload_twice_within_the_window_is_delivered_once() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    let h = Harness::new(&slack, &http);
+    let (_, first) = h.post_alert(CLEVERTAP_SAMPLE).await;
+    h.clock.advance(Duration::from_secs(60));
+    let (status, second) = h.post_alert(CLEVERTAP_SAMPLE).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "CleverTap's retry still gets its 200"
+    );
+    assert_eq!(second["status"], "duplicate");
+    assert_eq!(second["id"], first["id"]);
+    h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!((slack.received().len(), http.received().len()), (1, 1));
+
+    // After the window (default 10 minutes) the same body is a new event.
+    h.clock.advance(Duration::from_secs(600));
+    let (_, third) = h.post_alert(CLEVERTAP_SAMPLE).await;
+    assert_eq!(third["status"], "accepted");
+}
+
+#[tokio::test]
+async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() {
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    slack.set_default(Reply::Status(502, "bad gateway".into()));
+    http.set_default(Reply::Status(502, "bad gateway".into()));
+    let h = Harness::new(&slack, &http);
+    for i in 0..20 {
+        let (status, _) = h.post_alert(&format!("{{\"n\":{i}}}")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // One round of attempts fails; then the process "crashes" (the relay is dropped).
+    // A batch is 32 deliveries: two passes attempt each once (the retries are not due yet).
+    let mut stats = h.relay.worker.run_once().await.unwrap();
+    stats += h.relay.worker.run_once().await.unwrap();
+    assert_eq!((stats.attempts, stats.retried), (40, 40));
+    let Harness { config, state, .. } = h;
+
+    slack.set_default(Reply::Ok);
+    http.set_default(Reply::Ok);
+    let restarted = Harness::on_state(config, state);
+    let counts = restarted.counts().await;
+    assert_eq!(
+        (counts.payloads, counts.pending),
+        (20, 40),
+        "all still queued"
+    );
+    let stats = restarted.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!(stats.delivered, 40);
+    let mut seen: Vec<i64> = http
+        .received()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter_map(|v| v["n"].as_i64())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn tapline_relay_serve_accepts_delivers_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (slack, http) = rt.block_on(async { (Receiver::start().await, Receiver::start().await) });
+    // The HTTP destination is down for the whole run: accepting must not suffer.
+    http.set_default(Reply::Status(503, "down".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("relay.toml");
+    std::fs::write(&config_path, config_text("")).unwrap();
+    let state_dir = dir.path().join("state");
+    let mut child = Command::new(tapline_tests::bin("tapline"))
+        .args(["relay", "serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .env("ALERTS_TOKEN", TOKEN)
+        .env("BASIC_PASSWORD", "pw")
+        .env("SLACK_URL", &slack.url)
+        .env("HTTP_URL", &http.url)
+        .env("SIGNING_KEY", SIGNING)
+        .env_remove("TAPLINE_RELAY_CONFIG")
+        .env_remove("TAPLINE_RELAY_STATE_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tapline relay serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("tapline relay listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+
+    let accepted = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let post = |token: &'static str, body: String| {
+            client
+                .post(format!("{base}/hooks/alerts"))
+                .header("X-Tapline-Token", token)
+                .body(body)
+                .send()
+        };
+        let mut statuses = Vec::new();
+        for i in 0..5 {
+            let response = post(TOKEN, format!("{{\"n\":{i}}}")).await.unwrap();
+            statuses.push(response.status().as_u16());
+        }
+        let response = post("wrong", "{}".to_string()).await.unwrap();
+        statuses.push(response.status().as_u16());
+        // Delivered to Slack while the HTTP destination keeps failing.
+        slack.wait_for(5, Duration::from_secs(20)).await;
+        statuses
+    });
+    assert_eq!(accepted, [200, 200, 200, 200, 200, 401]);
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The failing HTTP deliveries are still queued for the next start.
+    let queue = SqliteDeliveryQueue::open(&state_dir).unwrap();
+    let counts = rt.block_on(queue.counts());
+    let counts = counts.unwrap();
+    assert_eq!(counts.payloads, 5);
+    assert_eq!(counts.delivered, 5);
+    assert_eq!(counts.pending + counts.dead, 5, "{counts:?}");
+}
