@@ -9,6 +9,7 @@
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
 pub mod config;
+pub mod entry;
 pub mod error;
 pub mod export;
 #[cfg(feature = "google-auth")]

@@ -18,14 +18,7 @@ use tapline::storage::s3::S3Source;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TAPLINE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    tapline::entry::init_json_logs();
     // Fail at cold start, not per event, when configuration is wrong.
     let config = Arc::new(LoadConfig::from_env()?);
     let url = std::env::var(ENV_WAREHOUSE).map_err(|_| format!("{ENV_WAREHOUSE} is not set"))?;

@@ -16,14 +16,7 @@ const ENV_STATE_DIR: &str = "TAPLINE_RELAY_STATE_DIR";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TAPLINE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    tapline::entry::init_json_logs();
     // Fail at cold start, not per request, when configuration is wrong.
     let config_path = PathBuf::from(std::env::var(ENV_CONFIG).unwrap_or("relay.toml".into()));
     let config = RelayConfig::load(&config_path)?;

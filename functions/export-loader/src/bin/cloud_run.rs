@@ -14,14 +14,7 @@ use tapline::storage::gcs::GcsSource;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TAPLINE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    tapline::entry::init_json_logs();
     let config = Arc::new(LoadConfig::from_env()?);
     let url = std::env::var(ENV_WAREHOUSE).map_err(|_| format!("{ENV_WAREHOUSE} is not set"))?;
     let warehouse = Arc::from(tapline::warehouse::open(&url).await?);
