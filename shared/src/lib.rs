@@ -15,6 +15,7 @@ pub mod export;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
 pub mod load;
+pub mod secrets;
 pub mod storage;
 pub mod sweep;
 pub mod time;

@@ -26,6 +26,23 @@ pub async fn client() -> Client {
     )
 }
 
+/// Creates a Secrets Manager secret on moto; returns its ARN.
+pub async fn create_secret(name: &str, value: &str) -> String {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto())
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let created = aws_sdk_secretsmanager::Client::new(&shared)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret");
+    created.arn().unwrap().to_string()
+}
+
 /// Uploads `body` as `bucket/key`.
 pub async fn put(client: &Client, bucket: &str, key: &str, body: Vec<u8>) {
     client

@@ -10,7 +10,7 @@ use tapline::load::handle_lambda_payload;
 use tapline::storage::s3::S3Source;
 use tapline_tests::pg::PgSchema;
 use tapline_tests::proxy::CuttableProxy;
-use tapline_tests::s3::{client, etag, moto, new_bucket, notification, put};
+use tapline_tests::s3::{client, create_secret, etag, moto, new_bucket, notification, put};
 use tapline_tests::{export_csv, gzip, postgres_url};
 
 const CHARGED: &str = "exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz";
@@ -177,6 +177,12 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
     .await;
     let tag = etag(&s3, &bucket, CHARGED).await;
     let schema = PgSchema::new("lambda_watch");
+    // As infra/aws deploys it: the URL without a password, the password in Secrets Manager.
+    let secret = create_secret(
+        &format!("tapline-watch-{}", std::process::id()),
+        "s3cr3t-pw",
+    )
+    .await;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -225,6 +231,7 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
             format!("http://127.0.0.1:{port}/.rt"),
         )
         .env("TAPLINE_WAREHOUSE", schema.url())
+        .env("TAPLINE_WAREHOUSE_SECRET_ARN", &secret)
         .env("AWS_ENDPOINT_URL", moto())
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdin(Stdio::null())
@@ -272,6 +279,10 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
     // A figure for the notes (debug build), not an assertion.
     println!("export-loader cold start: init_ms = {}", init["init_ms"]);
     assert_eq!(init["level"], "INFO", "{init}");
+    assert!(
+        !logs.contains("s3cr3t-pw"),
+        "the password never reaches a log: {logs}"
+    );
     let pid = watch.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -281,4 +292,31 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
             .success()
     );
     watch.wait().await.unwrap();
+}
+
+/// A warehouse secret that cannot be read fails the cold start, naming the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_warehouse_secret_fails_the_cold_start() {
+    let schema = PgSchema::new("lambda_nosecret");
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:tapline-missing-AbCdEf";
+    let out = tokio::process::Command::new(tapline_tests::bin("export-loader"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_RUNTIME_API", "http://127.0.0.1:9/.rt")
+        .env("TAPLINE_WAREHOUSE", schema.url())
+        .env("TAPLINE_WAREHOUSE_SECRET_ARN", arn)
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run export-loader");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot read secret {arn}")) || stderr.contains(arn),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
 }

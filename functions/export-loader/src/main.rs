@@ -5,14 +5,15 @@
 //! A payload `{"tapline": "sweep", "uri": "s3://bucket/prefix"}` (EventBridge Scheduler) runs a
 //! sweep instead: everything under the prefix that the ledger does not have yet.
 //!
-//! Environment: `TAPLINE_WAREHOUSE` (required, e.g. `postgres://…`), `TAPLINE_TIMEZONE`
+//! Environment: `TAPLINE_WAREHOUSE` (required, e.g. `postgres://…`), `TAPLINE_WAREHOUSE_SECRET_ARN`
+//! (optional: the password, from Secrets Manager), `TAPLINE_TIMEZONE`
 //! (default UTC), `TAPLINE_MAX_REJECT_RATIO` (default 0.01), and the usual AWS variables.
 
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use tapline::config::{ENV_WAREHOUSE, LoadConfig};
+use tapline::config::LoadConfig;
 use tapline::storage::s3::S3Source;
 
 #[tokio::main]
@@ -21,7 +22,8 @@ async fn main() -> Result<(), Error> {
     tapline::entry::init_json_logs();
     // Fail at cold start, not per event, when configuration is wrong.
     let config = Arc::new(LoadConfig::from_env()?);
-    let url = std::env::var(ENV_WAREHOUSE).map_err(|_| format!("{ENV_WAREHOUSE} is not set"))?;
+    // TAPLINE_WAREHOUSE, with the password from TAPLINE_WAREHOUSE_SECRET_ARN when set.
+    let url = tapline::secrets::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open(&url).await?);
     let source = Arc::new(S3Source::from_env().await);

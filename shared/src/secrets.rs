@@ -1,0 +1,160 @@
+//! Secrets by reference: the warehouse password lives in a secret store, and the URL in the
+//! function's environment carries none (`infra/aws` wires it that way).
+//!
+//! `TAPLINE_WAREHOUSE_SECRET_ARN` names a Secrets Manager secret whose value is the password for
+//! the user in `TAPLINE_WAREHOUSE`. It is read once, at cold start; it never reaches a log.
+
+use crate::config::{ConfigError, ENV_WAREHOUSE};
+
+/// The variable naming the Secrets Manager secret that holds the warehouse password.
+pub const ENV_WAREHOUSE_SECRET_ARN: &str = "TAPLINE_WAREHOUSE_SECRET_ARN";
+
+/// Why the warehouse URL could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// A variable is missing or unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The secret could not be read (permissions, a wrong ARN, the service).
+    #[error("cannot read secret {arn}")]
+    Read {
+        /// The secret's ARN (not a secret itself).
+        arn: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// `url` with `password` as the password of its user: `postgres://u@h/db` →
+/// `postgres://u:PASSWORD@h/db`, the password percent-encoded. A URL that already carries a
+/// password, or names no user, is refused: which one to use would be a guess.
+pub fn with_password(url: &str, password: &str) -> Result<String, ConfigError> {
+    let refuse = |reason: &str| ConfigError::Warehouse {
+        url: hide_password(url),
+        reason: reason.to_string(),
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| refuse("not a URL"))?;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (user, host) = authority.rsplit_once('@').ok_or_else(|| {
+        refuse("a password from a secret needs a user in the URL (postgres://USER@HOST/DB)")
+    })?;
+    if user.contains(':') {
+        return Err(refuse(
+            "the URL has a password and a secret was named too: keep only the secret",
+        ));
+    }
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}{tail}"))
+}
+
+/// `url` with any password in it replaced by `***`.
+fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The warehouse URL from the environment: `TAPLINE_WAREHOUSE`, with the password from
+/// `TAPLINE_WAREHOUSE_SECRET_ARN` when that is set (this build must have `aws-secrets`).
+pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
+    let url = std::env::var(ENV_WAREHOUSE).map_err(|_| ConfigError::Warehouse {
+        url: String::new(),
+        reason: format!("{ENV_WAREHOUSE} is not set"),
+    })?;
+    let Ok(arn) = std::env::var(ENV_WAREHOUSE_SECRET_ARN) else {
+        return Ok(url);
+    };
+    if arn.is_empty() {
+        return Ok(url);
+    }
+    let password = read_secret(&arn).await?;
+    Ok(with_password(
+        &url,
+        password.trim_end_matches(['\r', '\n']),
+    )?)
+}
+
+#[cfg(feature = "aws-secrets")]
+async fn read_secret(arn: &str) -> Result<String, SecretError> {
+    let shared = aws_config::load_from_env().await;
+    let client = aws_sdk_secretsmanager::Client::new(&shared);
+    let read_err = |source: Box<dyn std::error::Error + Send + Sync>| SecretError::Read {
+        arn: arn.to_string(),
+        source,
+    };
+    let value = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            read_err(
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    .to_string()
+                    .into(),
+            )
+        })?;
+    value.secret_string().map(str::to_string).ok_or_else(|| {
+        read_err("the secret has no string value (binary secrets are not supported)".into())
+    })
+}
+
+#[cfg(not(feature = "aws-secrets"))]
+async fn read_secret(arn: &str) -> Result<String, SecretError> {
+    Err(SecretError::Read {
+        arn: arn.to_string(),
+        source: "this build reads no AWS Secrets Manager (the `aws-secrets` feature is off)".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_goes_into_the_user_info_encoded() {
+        assert_eq!(
+            with_password(
+                "postgres://loader@db.example.com:5432/analytics?schema=ct",
+                "p@ss:w/rd"
+            )
+            .unwrap(),
+            "postgres://loader:p%40ss%3Aw%2Frd@db.example.com:5432/analytics?schema=ct"
+        );
+        assert_eq!(
+            with_password("postgres://u@h", "x").unwrap(),
+            "postgres://u:x@h"
+        );
+    }
+
+    #[test]
+    fn ambiguous_urls_are_refused_without_showing_a_password() {
+        let err = with_password("postgres://u:old@h/db", "new")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keep only the secret"), "{err}");
+        assert!(!err.contains("old"), "{err}");
+        let err = with_password("postgres://h/db", "new")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a user"), "{err}");
+    }
+}
