@@ -33,18 +33,8 @@ stop() {
 trap stop EXIT
 
 # Ready when it answers; bounded, so a broken install fails instead of hanging.
-python3 - "$port" <<'PY' || { cat "$log" >&2; exit 1; }
-import sys, time, urllib.request
-deadline = time.time() + 30
-while True:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/storage/v1/b", timeout=2)
-        break
-    except Exception:
-        if time.time() > deadline:
-            sys.exit("fake-gcs-server did not start")
-        time.sleep(0.1)
-PY
+python3 "$root/tests/scripts/wait-for-http.py" "http://127.0.0.1:$port/storage/v1/b" 30 fake-gcs-server \
+  || { cat "$log" >&2; exit 1; }
 
 export STORAGE_EMULATOR_HOST="http://127.0.0.1:$port"
 export TAPLINE_TEST_GCS_URL="$STORAGE_EMULATOR_HOST"

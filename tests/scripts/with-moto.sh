@@ -29,18 +29,8 @@ stop() {
 trap stop EXIT
 
 # Ready when it answers; bounded, so a broken install fails instead of hanging.
-"$python" - "$port" <<'PY' || { cat "$log" >&2; exit 1; }
-import sys, time, urllib.request
-deadline = time.time() + 60
-while True:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=2)
-        break
-    except Exception:
-        if time.time() > deadline:
-            sys.exit("moto did not start")
-        time.sleep(0.1)
-PY
+python3 "$root/tests/scripts/wait-for-http.py" "http://127.0.0.1:$port/moto-api/" 60 moto \
+  || { cat "$log" >&2; exit 1; }
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export TAPLINE_TEST_MOTO_URL="$AWS_ENDPOINT_URL"
