@@ -26,6 +26,22 @@ pub async fn client() -> Client {
     )
 }
 
+/// A fresh bucket holding one gzip CSV export of `rows` rows of `event` at `key`; returns the
+/// bucket and the object's ETag.
+pub async fn bucket_with_export(
+    s3: &Client,
+    name: &str,
+    key: &str,
+    event: &str,
+    rows: usize,
+) -> (String, String) {
+    let bucket = new_bucket(s3, name).await;
+    let body = crate::gzip(crate::export_csv(event, rows).as_bytes());
+    put(s3, &bucket, key, body).await;
+    let tag = etag(s3, &bucket, key).await;
+    (bucket, tag)
+}
+
 /// Creates a Secrets Manager secret on moto; returns its ARN.
 pub async fn create_secret(name: &str, value: &str) -> String {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())

@@ -1,7 +1,7 @@
 //! `tapline load s3://…` against a real S3 API (moto server, started by
 //! `tests/scripts/with-moto.sh`, which `make test` uses).
 
-use tapline_tests::s3::{client, etag, new_bucket, notification, put};
+use tapline_tests::s3::{bucket_with_export, client, etag, new_bucket, notification, put};
 use tapline_tests::{export_csv, gzip, sqlite_rows, sqlite_value, tapline};
 
 /// A SQLite warehouse in a file.
@@ -126,15 +126,7 @@ fn a_missing_bucket_is_a_clear_error() {
 async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
     use tapline::triggers::{SqsMessage, from_message_body};
     let s3 = client().await;
-    let bucket = new_bucket(&s3, "batch").await;
-    put(
-        &s3,
-        &bucket,
-        ORDER,
-        gzip(export_csv("Order Placed", 300).as_bytes()),
-    )
-    .await;
-    let etag = etag(&s3, &bucket, ORDER).await;
+    let (bucket, etag) = bucket_with_export(&s3, "batch", ORDER, "Order Placed", 300).await;
 
     let message = |id: &str, body: &str| SqsMessage {
         message_id: id.to_string(),
@@ -197,15 +189,7 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_payloads_answer_with_partial_batch_responses() {
     let s3 = client().await;
-    let bucket = new_bucket(&s3, "lambda").await;
-    put(
-        &s3,
-        &bucket,
-        SPACED,
-        gzip(export_csv("Charged", 25).as_bytes()),
-    )
-    .await;
-    let etag = etag(&s3, &bucket, SPACED).await;
+    let (bucket, etag) = bucket_with_export(&s3, "lambda", SPACED, "Charged", 25).await;
     let missing = "exports/1663664837-1663785000-Charged-20220921-7-0.csv.gz";
     let record = |id: &str, body: String| {
         serde_json::json!({

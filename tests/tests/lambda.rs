@@ -10,7 +10,9 @@ use tapline::load::handle_lambda_payload;
 use tapline::storage::s3::S3Source;
 use tapline_tests::pg::PgSchema;
 use tapline_tests::proxy::CuttableProxy;
-use tapline_tests::s3::{client, create_secret, etag, moto, new_bucket, notification, put};
+use tapline_tests::s3::{
+    bucket_with_export, client, create_secret, moto, new_bucket, notification, put,
+};
 use tapline_tests::{export_csv, gzip, postgres_url};
 
 const CHARGED: &str = "exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz";
@@ -40,15 +42,7 @@ fn sqs_event(messages: &[(&str, String)]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_a_warehouse_outage_messages_come_back_and_later_load_once() {
     let s3 = client().await;
-    let bucket = new_bucket(&s3, "outage").await;
-    put(
-        &s3,
-        &bucket,
-        CHARGED,
-        gzip(export_csv("Charged", 40).as_bytes()),
-    )
-    .await;
-    let tag = etag(&s3, &bucket, CHARGED).await;
+    let (bucket, tag) = bucket_with_export(&s3, "outage", CHARGED, "Charged", 40).await;
     let schema = PgSchema::new("lambda_outage");
     let proxy = CuttableProxy::start(&CuttableProxy::target_of(&postgres_url())).await;
     // The function's warehouse, opened at cold start while the database was up.
@@ -167,15 +161,7 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
         )
     });
     let s3 = client().await;
-    let bucket = new_bucket(&s3, "watch").await;
-    put(
-        &s3,
-        &bucket,
-        CHARGED,
-        gzip(export_csv("Charged", 12).as_bytes()),
-    )
-    .await;
-    let tag = etag(&s3, &bucket, CHARGED).await;
+    let (bucket, tag) = bucket_with_export(&s3, "watch", CHARGED, "Charged", 12).await;
     let schema = PgSchema::new("lambda_watch");
     // As infra/aws deploys it: the URL without a password, the password in Secrets Manager.
     let secret = create_secret(
