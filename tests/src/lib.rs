@@ -2,6 +2,7 @@
 //! files, reading a SQLite warehouse directly, the warehouse conformance suite, and a Slack /
 //! HTTP receiver double for the webhook relay.
 
+pub mod bigquery;
 pub mod conformance;
 pub mod gcs;
 pub mod pg;

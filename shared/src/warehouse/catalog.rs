@@ -145,6 +145,17 @@ impl Catalog {
     /// The `SELECT … UNION ALL …` body of the `all_events` view: each event table's standard
     /// CleverTap columns (NULL where it lacks one), lineage, and the table's name as `_table`.
     pub fn all_events_select(&self, ident: fn(&str) -> String) -> String {
+        self.all_events_select_with(ident, "TEXT", &ident)
+    }
+
+    /// [`Self::all_events_select`] for warehouses that name the text type differently
+    /// (`STRING` in BigQuery) or need tables qualified (BigQuery views have no default dataset).
+    pub fn all_events_select_with(
+        &self,
+        ident: fn(&str) -> String,
+        text_type: &str,
+        table_ref: &dyn Fn(&str) -> String,
+    ) -> String {
         let mut tables: Vec<&TableColumns> = self.tables.values().collect();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         let selects: Vec<String> = tables
@@ -156,7 +167,7 @@ impl Catalog {
                         let alias = ident(&snake_case(raw));
                         match t.columns.get(*raw) {
                             Some(c) => format!("{} AS {alias}", ident(c)),
-                            None => format!("CAST(NULL AS TEXT) AS {alias}"),
+                            None => format!("CAST(NULL AS {text_type}) AS {alias}"),
                         }
                     })
                     .collect();
@@ -166,7 +177,7 @@ impl Catalog {
                     t.name.replace('\'', "''"),
                     ident("_table")
                 ));
-                format!("SELECT {} FROM {}", parts.join(", "), ident(&t.name))
+                format!("SELECT {} FROM {}", parts.join(", "), table_ref(&t.name))
             })
             .collect();
         selects.join("\nUNION ALL\n")

@@ -9,6 +9,8 @@
 //!   replaces the old version's rows in the same transaction;
 //! - a quarantined file leaves its ledger row and rejects, and no data rows.
 
+#[cfg(feature = "bigquery")]
+pub mod bigquery;
 pub mod catalog;
 pub mod naming;
 #[cfg(feature = "postgres")]
@@ -286,7 +288,8 @@ impl WarehouseError {
 }
 
 /// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
-/// absolute (`sqlite:///abs/path`), or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`.
+/// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`, or
+/// `bigquery://PROJECT/DATASET[?location=L]`.
 pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     let bad = |reason: &str| ConfigError::Warehouse {
         url: url.to_string(),
@@ -321,7 +324,13 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
-        "bigquery" => Err(bad("BigQuery is not available in this build yet").into()),
-        _ => Err(bad("unknown scheme: use sqlite://FILE or postgres://USER@HOST/DB").into()),
+        #[cfg(feature = "bigquery")]
+        "bigquery" => Ok(Box::new(bigquery::BigQueryWarehouse::open(url).await?)),
+        #[cfg(not(feature = "bigquery"))]
+        "bigquery" => Err(bad("this build has no BigQuery support (feature bigquery)").into()),
+        _ => Err(bad(
+            "unknown scheme: use sqlite://FILE, postgres://USER@HOST/DB or bigquery://PROJECT/DATASET",
+        )
+        .into()),
     }
 }

@@ -1,0 +1,660 @@
+//! The BigQuery REST v2 subset Tapline calls, over `reqwest`: datasets.get, tables.list/get/
+//! insert/patch/update/delete, jobs.insert (multipart media upload and query jobs), jobs.get
+//! and jobs.query. Every call carries the token from [`GoogleAuth`] (none against an
+//! emulator) and retries what BigQuery documents as transient: HTTP 5xx, 429, and 403 with
+//! reason `rateLimitExceeded` or `backendError`, with exponential backoff and jitter.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::google_auth::GoogleAuth;
+
+/// The production endpoint.
+pub const PRODUCTION_ENDPOINT: &str = "https://bigquery.googleapis.com";
+/// Tries of one request before its error is reported (the caller may retry the whole file).
+const ATTEMPTS: u32 = 5;
+/// First backoff; doubled after each try, with up to 50% jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// How long a job may stay PENDING/RUNNING before the load gives up (retryable).
+const JOB_DEADLINE: Duration = Duration::from_secs(600);
+
+/// A BigQuery call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// BigQuery answered with an error.
+    #[error("BigQuery {operation} answered HTTP {status} ({reason}): {message}")]
+    Http {
+        /// What was called.
+        operation: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The first error's `reason` (`notFound`, `duplicate`, `quotaExceeded`, …).
+        reason: String,
+        /// BigQuery's message.
+        message: String,
+    },
+    /// A job finished with `status.errorResult`.
+    #[error("BigQuery job {job_id} failed ({reason}): {message}{}", details(.errors))]
+    Job {
+        /// The job.
+        job_id: String,
+        /// `errorResult.reason`.
+        reason: String,
+        /// `errorResult.message`.
+        message: String,
+        /// Every `status.errors[].message`, row errors included (first 20).
+        errors: Vec<String>,
+    },
+    /// A job did not finish in time.
+    #[error("BigQuery job {job_id} was still {state} after {seconds} s")]
+    Deadline {
+        /// The job.
+        job_id: String,
+        /// Its last state.
+        state: String,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// The request never got an answer (connection, DNS, timeout).
+    #[error("BigQuery {operation} request failed")]
+    Transport {
+        /// What was called.
+        operation: &'static str,
+        /// The client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No token could be had.
+    #[error(
+        "no Google credentials for BigQuery: looked for GOOGLE_APPLICATION_CREDENTIALS, gcloud's \
+         application-default credentials and the metadata server (set BIGQUERY_ENDPOINT without \
+         credentials to use an emulator)"
+    )]
+    Credentials(#[source] crate::google_auth::CredentialsError),
+    /// An answer we cannot read.
+    #[error("BigQuery {operation} answered something unexpected: {detail}")]
+    Protocol {
+        /// What was called.
+        operation: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+fn details(errors: &[String]) -> String {
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!("; errors: {}", errors.join(" | "))
+    }
+}
+
+/// Reasons BigQuery documents as "retry with backoff".
+fn transient_reason(reason: &str) -> bool {
+    matches!(
+        reason,
+        "backendError" | "rateLimitExceeded" | "internalError" | "jobBackendError"
+            | "jobInternalError" | "quotaExceeded" | "resourcesExceeded"
+    )
+}
+
+impl ApiError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Http { status, reason, .. } => {
+                *status >= 500 || *status == 429 || transient_reason(reason)
+            }
+            ApiError::Job { reason, .. } => transient_reason(reason),
+            ApiError::Deadline { .. } | ApiError::Transport { .. } => true,
+            ApiError::Credentials(e) => e.is_transient(),
+            ApiError::Protocol { .. } => false,
+        }
+    }
+
+    /// Whether BigQuery said "this already exists" (a job id or a table).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, ApiError::Http { status: 409, .. })
+    }
+
+    /// Whether BigQuery said "not found".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::Http { status: 404, .. })
+    }
+
+    /// Whether retrying right away (inside one call) is worth it: not for daily quotas.
+    fn retry_now(&self) -> bool {
+        match self {
+            ApiError::Http { reason, .. } if reason == "quotaExceeded" => false,
+            ApiError::Credentials(_) | ApiError::Deadline { .. } => false,
+            other => other.is_retryable(),
+        }
+    }
+}
+
+/// A finished job's outcome.
+#[derive(Debug)]
+pub struct JobStatus {
+    /// `jobReference.jobId`.
+    pub job_id: String,
+    /// `configuration.labels`.
+    pub labels: serde_json::Map<String, Value>,
+    /// The error, when the job failed.
+    pub error: Option<ApiError>,
+}
+
+/// The data of an upload, streamed afresh for every try.
+pub type UploadBody = Box<
+    dyn Fn() -> futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>
+        + Send
+        + Sync,
+>;
+
+/// The REST client for one project.
+pub struct Api {
+    http: reqwest::Client,
+    endpoint: String,
+    auth: GoogleAuth,
+    /// The project jobs run in and tables live in.
+    pub project: String,
+    /// The location jobs run in (`US`, `EU`, `asia-south1`), when configured.
+    pub location: Option<String>,
+}
+
+impl Api {
+    /// A client for `project` at `endpoint` (`https://bigquery.googleapis.com` or a double).
+    pub fn new(
+        endpoint: &str,
+        auth: GoogleAuth,
+        project: &str,
+        location: Option<String>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build()?;
+        Ok(Self {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            auth,
+            project: project.to_string(),
+            location,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}/bigquery/v2/projects/{}/{path}",
+            self.endpoint, self.project
+        )
+    }
+
+    /// Sends a request built by `build` (called again for each try), with auth and retries;
+    /// returns the JSON answer (`null` for an empty body).
+    async fn send(
+        &self,
+        operation: &'static str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Value, ApiError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(operation, build(&self.http)).await;
+            match result {
+                Err(e) if attempt < ATTEMPTS && e.retry_now() => {
+                    let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
+                    tracing::warn!(operation, attempt, error = %e, "BigQuery call failed; retrying.");
+                    tokio::time::sleep(backoff + jitter).await;
+                    backoff *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        operation: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, ApiError> {
+        let headers = self.auth.headers().await.map_err(ApiError::Credentials)?;
+        let response = request
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|source| ApiError::Transport { operation, source })?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| ApiError::Transport { operation, source })?;
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }))
+        };
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let error = &body["error"];
+        let reason = error["errors"][0]["reason"]
+            .as_str()
+            .or_else(|| error["status"].as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        let message = error["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| text.chars().take(300).collect());
+        Err(ApiError::Http {
+            operation,
+            status,
+            reason,
+            message,
+        })
+    }
+
+    /// datasets.get: fails with 404 when the dataset does not exist.
+    pub async fn get_dataset(&self, dataset: &str) -> Result<Value, ApiError> {
+        let url = self.url(&format!("datasets/{dataset}"));
+        self.send("datasets.get", |c| c.get(&url)).await
+    }
+
+    /// tables.list, every page: `(tableId, friendlyName, labels)` of each table and view.
+    pub async fn list_tables(&self, dataset: &str) -> Result<Vec<Value>, ApiError> {
+        let url = self.url(&format!("datasets/{dataset}/tables"));
+        let mut tables = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .send("tables.list", |c| {
+                    let mut r = c.get(&url).query(&[("maxResults", "1000")]);
+                    if let Some(t) = &token {
+                        r = r.query(&[("pageToken", t)]);
+                    }
+                    r
+                })
+                .await?;
+            if let Some(items) = page["tables"].as_array() {
+                tables.extend(items.iter().cloned());
+            }
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(tables),
+            }
+        }
+    }
+
+    /// tables.get.
+    pub async fn get_table(&self, dataset: &str, table: &str) -> Result<Value, ApiError> {
+        let url = self.url(&format!("datasets/{dataset}/tables/{table}"));
+        self.send("tables.get", |c| c.get(&url)).await
+    }
+
+    /// tables.insert.
+    pub async fn insert_table(&self, dataset: &str, table: &Value) -> Result<Value, ApiError> {
+        let url = self.url(&format!("datasets/{dataset}/tables"));
+        self.send("tables.insert", |c| c.post(&url).json(table))
+            .await
+    }
+
+    /// tables.patch (only the fields given change; a schema must list every existing field).
+    pub async fn patch_table(
+        &self,
+        dataset: &str,
+        table: &str,
+        patch: &Value,
+    ) -> Result<Value, ApiError> {
+        let url = self.url(&format!("datasets/{dataset}/tables/{table}"));
+        self.send("tables.patch", |c| c.patch(&url).json(patch))
+            .await
+    }
+
+    /// tables.update (replaces the resource: used for views).
+    pub async fn update_table(
+        &self,
+        dataset: &str,
+        table: &str,
+        resource: &Value,
+    ) -> Result<Value, ApiError> {
+        let url = self.url(&format!("datasets/{dataset}/tables/{table}"));
+        self.send("tables.update", |c| c.put(&url).json(resource))
+            .await
+    }
+
+    /// tables.delete; a table already gone is fine.
+    pub async fn delete_table(&self, dataset: &str, table: &str) -> Result<(), ApiError> {
+        let url = self.url(&format!("datasets/{dataset}/tables/{table}"));
+        match self.send("tables.delete", |c| c.delete(&url)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn job_reference(&self, job_id: &str) -> Value {
+        let mut reference = json!({ "projectId": self.project, "jobId": job_id });
+        if let Some(location) = &self.location {
+            reference["location"] = json!(location);
+        }
+        reference
+    }
+
+    /// jobs.insert with a multipart media upload: `configuration` is the job's `configuration`
+    /// (with `load`); `body` yields the data (NDJSON) for each try.
+    pub async fn insert_upload_job(
+        &self,
+        job_id: &str,
+        configuration: Value,
+        body: &UploadBody,
+    ) -> Result<Value, ApiError> {
+        let metadata = json!({
+            "jobReference": self.job_reference(job_id),
+            "configuration": configuration,
+        });
+        let boundary = format!("tapline-{}", uuid::Uuid::new_v4().simple());
+        let head = format!(
+            "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n\
+             --{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let url = format!(
+            "{}/upload/bigquery/v2/projects/{}/jobs",
+            self.endpoint, self.project
+        );
+        let content_type = format!("multipart/related; boundary={boundary}");
+        self.send("jobs.insert (upload)", |c| {
+            let data = body();
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+                head.clone(),
+            ))])
+            .chain(data)
+            .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(
+                tail.clone(),
+            ))]));
+            c.post(&url)
+                .query(&[("uploadType", "multipart")])
+                .header(reqwest::header::CONTENT_TYPE, &content_type)
+                .body(reqwest::Body::wrap_stream(stream))
+        })
+        .await
+    }
+
+    /// jobs.insert of a query job (DML or a script) with named parameters.
+    pub async fn insert_query_job(
+        &self,
+        job_id: &str,
+        dataset: &str,
+        sql: &str,
+        params: &[(&str, Param)],
+        labels: Value,
+    ) -> Result<Value, ApiError> {
+        let body = json!({
+            "jobReference": self.job_reference(job_id),
+            "configuration": {
+                "labels": labels,
+                "query": {
+                    "query": sql,
+                    "useLegacySql": false,
+                    "parameterMode": "NAMED",
+                    "queryParameters": query_parameters(params),
+                    "defaultDataset": { "projectId": self.project, "datasetId": dataset },
+                },
+            },
+        });
+        let url = self.url("jobs");
+        self.send("jobs.insert (query)", |c| c.post(&url).json(&body))
+            .await
+    }
+
+    /// jobs.get.
+    pub async fn get_job(&self, job_id: &str) -> Result<Value, ApiError> {
+        let url = self.url(&format!("jobs/{job_id}"));
+        self.send("jobs.get", |c| {
+            let r = c.get(&url);
+            match &self.location {
+                Some(l) => r.query(&[("location", l)]),
+                None => r,
+            }
+        })
+        .await
+    }
+
+    /// Polls jobs.get until the job is DONE, starting from `job` (a jobs.insert or jobs.get
+    /// answer).
+    pub async fn wait_for_job(&self, mut job: Value) -> Result<JobStatus, ApiError> {
+        let job_id = job["jobReference"]["jobId"]
+            .as_str()
+            .ok_or_else(|| ApiError::Protocol {
+                operation: "jobs.get",
+                detail: "no jobReference.jobId".into(),
+            })?
+            .to_string();
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let state = job["status"]["state"].as_str().unwrap_or("").to_string();
+            if state == "DONE" {
+                return Ok(job_status(&job_id, &job));
+            }
+            if started.elapsed() > JOB_DEADLINE {
+                return Err(ApiError::Deadline {
+                    job_id,
+                    state,
+                    seconds: JOB_DEADLINE.as_secs(),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            job = self.get_job(&job_id).await?;
+        }
+    }
+
+    /// jobs.query (read-only SQL), every page: the schema's fields and the rows as text.
+    pub async fn query(
+        &self,
+        dataset: &str,
+        sql: &str,
+        params: &[(&str, Param)],
+    ) -> Result<(Vec<Value>, Vec<Vec<Option<String>>>), ApiError> {
+        let mut body = json!({
+            "query": sql,
+            "useLegacySql": false,
+            "parameterMode": "NAMED",
+            "queryParameters": query_parameters(params),
+            "defaultDataset": { "projectId": self.project, "datasetId": dataset },
+            "timeoutMs": 30_000,
+        });
+        if let Some(location) = &self.location {
+            body["location"] = json!(location);
+        }
+        let url = self.url("queries");
+        let mut page = self
+            .send("jobs.query", |c| c.post(&url).json(&body))
+            .await?;
+        let started = tokio::time::Instant::now();
+        let mut rows = Vec::new();
+        loop {
+            if page["jobComplete"].as_bool() == Some(false) && started.elapsed() > JOB_DEADLINE {
+                return Err(ApiError::Deadline {
+                    job_id: page["jobReference"]["jobId"].as_str().unwrap_or("").into(),
+                    state: "RUNNING".into(),
+                    seconds: JOB_DEADLINE.as_secs(),
+                });
+            }
+            if page["jobComplete"].as_bool() != Some(false) {
+                let fields = page["schema"]["fields"].as_array().cloned().unwrap_or_default();
+                for row in page["rows"].as_array().into_iter().flatten() {
+                    rows.push(row_values(&fields, row));
+                }
+                let token = page["pageToken"].as_str().map(str::to_string);
+                if token.is_none() {
+                    return Ok((fields, rows));
+                }
+                page = self.query_results(&page, token.as_deref()).await?;
+            } else {
+                page = self.query_results(&page, None).await?;
+            }
+        }
+    }
+
+    async fn query_results(&self, page: &Value, token: Option<&str>) -> Result<Value, ApiError> {
+        let job_id = page["jobReference"]["jobId"]
+            .as_str()
+            .ok_or_else(|| ApiError::Protocol {
+                operation: "jobs.getQueryResults",
+                detail: "no jobReference.jobId".into(),
+            })?;
+        let url = self.url(&format!("queries/{job_id}"));
+        self.send("jobs.getQueryResults", |c| {
+            let mut r = c.get(&url).query(&[("timeoutMs", "10000")]);
+            if let Some(t) = token {
+                r = r.query(&[("pageToken", t)]);
+            }
+            if let Some(l) = &self.location {
+                r = r.query(&[("location", l)]);
+            }
+            r
+        })
+        .await
+    }
+}
+
+/// A named query parameter's value.
+#[derive(Debug, Clone)]
+pub enum Param {
+    /// `STRING`.
+    Str(String),
+    /// `INT64`.
+    Int(i64),
+    /// `TIMESTAMP` (UTC ISO-8601 text).
+    Timestamp(String),
+    /// A typed NULL (`STRING`).
+    NullStr,
+}
+
+fn query_parameters(params: &[(&str, Param)]) -> Value {
+    Value::Array(
+        params
+            .iter()
+            .map(|(name, p)| {
+                let (kind, value) = match p {
+                    Param::Str(s) => ("STRING", json!({ "value": s })),
+                    Param::Int(i) => ("INT64", json!({ "value": i.to_string() })),
+                    Param::Timestamp(t) => ("TIMESTAMP", json!({ "value": t })),
+                    Param::NullStr => ("STRING", json!({})),
+                };
+                json!({ "name": name, "parameterType": { "type": kind }, "parameterValue": value })
+            })
+            .collect(),
+    )
+}
+
+/// One `{"f": [{"v": …}]}` row as text; TIMESTAMP values (epoch seconds as text in the REST
+/// answer) become UTC ISO-8601 like the other warehouses print them.
+fn row_values(fields: &[Value], row: &Value) -> Vec<Option<String>> {
+    row["f"]
+        .as_array()
+        .map(|cells| {
+            cells
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    let text = match &cell["v"] {
+                        Value::Null => return None,
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    if fields.get(i).and_then(|f| f["type"].as_str()) == Some("TIMESTAMP") {
+                        Some(epoch_text_to_utc(&text).unwrap_or(text))
+                    } else {
+                        Some(text)
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `"1.663734765E9"` → `2022-09-21T04:32:45Z` (fractions kept to the microsecond).
+pub fn epoch_text_to_utc(text: &str) -> Option<String> {
+    let seconds: f64 = text.parse().ok()?;
+    let micros = (seconds * 1e6).round() as i64;
+    let whole = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let base = crate::time::format_utc(whole);
+    if fraction == 0 {
+        Some(base)
+    } else {
+        Some(format!(
+            "{}.{:06}Z",
+            base.trim_end_matches('Z'),
+            fraction
+        ))
+    }
+}
+
+fn job_status(job_id: &str, job: &Value) -> JobStatus {
+    let labels = job["configuration"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let error = job["status"].get("errorResult").filter(|e| !e.is_null()).map(|e| {
+        ApiError::Job {
+            job_id: job_id.to_string(),
+            reason: e["reason"].as_str().unwrap_or("unknown").to_string(),
+            message: e["message"].as_str().unwrap_or("").to_string(),
+            errors: job["status"]["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(20)
+                .map(|e| e["message"].as_str().unwrap_or("").to_string())
+                .collect(),
+        }
+    });
+    JobStatus {
+        job_id: job_id.to_string(),
+        labels,
+        error,
+    }
+}
+
+use futures_util::StreamExt as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_come_back_as_utc_text() {
+        assert_eq!(
+            epoch_text_to_utc("1.663734765E9").as_deref(),
+            Some("2022-09-21T04:32:45Z")
+        );
+        assert_eq!(
+            epoch_text_to_utc("1663734765.5").as_deref(),
+            Some("2022-09-21T04:32:45.500000Z")
+        );
+        assert_eq!(epoch_text_to_utc("soon"), None);
+    }
+
+    #[test]
+    fn transient_errors_are_retryable_and_bad_requests_are_not() {
+        let http = |status, reason: &str| ApiError::Http {
+            operation: "x",
+            status,
+            reason: reason.into(),
+            message: String::new(),
+        };
+        assert!(http(500, "backendError").is_retryable());
+        assert!(http(403, "rateLimitExceeded").is_retryable());
+        assert!(http(403, "quotaExceeded").is_retryable());
+        assert!(!http(403, "quotaExceeded").retry_now());
+        assert!(!http(403, "accessDenied").is_retryable());
+        assert!(!http(400, "invalid").is_retryable());
+        assert!(http(409, "duplicate").is_duplicate());
+    }
+}
