@@ -12,11 +12,12 @@
 //! tables.patch must keep every existing field, and added fields must be NULLABLE; partitioning
 //! on a TIMESTAMP field; `useLegacySql: false`; named parameters; scripts run atomically
 //! between `BEGIN TRANSACTION` and `COMMIT TRANSACTION`.
+//! TIMESTAMPs are stored as fixed-width UTC text and answered the way the REST API does
+//! (epoch seconds in E notation), which the adapter must convert.
 //!
 //! What it cannot be: GoogleSQL. Queries run in SQLite, so the SQL Tapline sends stays within
-//! what both accept (backtick identifiers, `@name` parameters, window functions). TIMESTAMPs
-//! are kept as microseconds and answered the way the REST API does (epoch seconds in E
-//! notation). Faults can be scripted: an HTTP error for the next call of an operation, a job
+//! what both accept (backtick identifiers, `@name` parameters, window functions). Faults can be
+//! scripted: an HTTP error for the next call of an operation, a job
 //! that ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -63,6 +64,8 @@ struct Inner {
     running_polls: u32,
     /// Every call: (operation, Authorization header if any).
     calls: Vec<(String, Option<String>)>,
+    /// The access token `POST /token` hands out for a refresh token: (refresh, access).
+    token: Option<(String, String)>,
 }
 
 struct StoredJob {
@@ -179,6 +182,22 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     Some(seconds * 1_000_000 + micros)
 }
 
+/// How the double stores a TIMESTAMP: fixed-width UTC text, so text order is time order and a
+/// value keeps its type through `min()` and `COALESCE()`: `2022-09-21T04:32:45.000000Z`.
+fn stored_timestamp(micros: i64) -> String {
+    let utc = tapline::time::format_utc(micros.div_euclid(1_000_000));
+    format!(
+        "{}.{:06}Z",
+        utc.trim_end_matches('Z'),
+        micros.rem_euclid(1_000_000)
+    )
+}
+
+fn is_stored_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 27 && b[10] == b'T' && b[19] == b'.' && b[26] == b'Z'
+}
+
 /// Microseconds → the REST API's TIMESTAMP text (`1.663734765E9`).
 fn timestamp_text(micros: i64) -> String {
     format!("{:E}", micros as f64 / 1e6)
@@ -224,7 +243,11 @@ impl BigQueryDouble {
             .route(&format!("{base}/jobs"), post(insert_query_job))
             .route(&format!("{base}/jobs/{{job}}"), get(get_job))
             .route(&format!("{base}/queries"), post(run_query))
-            .route("/upload/bigquery/v2/projects/{project}/jobs", post(upload_job))
+            .route(
+                "/upload/bigquery/v2/projects/{project}/jobs",
+                post(upload_job),
+            )
+            .route("/token", post(token))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -238,6 +261,13 @@ impl BigQueryDouble {
             shared,
             task,
         }
+    }
+
+    /// Serves Google's OAuth token endpoint at `{endpoint}/token` (point an `authorized_user`
+    /// credentials file's `token_uri` here): `refresh` buys `access`, and from then on every
+    /// BigQuery call must carry `Authorization: Bearer {access}`.
+    pub fn issue_token(&self, refresh: &str, access: &str) {
+        self.lock().token = Some((refresh.to_string(), access.to_string()));
     }
 
     /// Whether a dataset exists.
@@ -310,7 +340,12 @@ impl BigQueryDouble {
 
     /// A table's resource (schema, partitioning, labels).
     pub fn table(&self, dataset: &str, table: &str) -> Option<Value> {
-        self.lock().datasets.get(dataset)?.tables.get(table).cloned()
+        self.lock()
+            .datasets
+            .get(dataset)?
+            .tables
+            .get(table)
+            .cloned()
     }
 
     /// Table names of a dataset.
@@ -322,7 +357,7 @@ impl BigQueryDouble {
             .unwrap_or_default()
     }
 
-    /// Runs SQL against a dataset's stored rows (TIMESTAMPs as microseconds).
+    /// Runs SQL against a dataset's stored rows (TIMESTAMPs as `2022-09-21T04:32:45.000000Z`).
     pub fn rows(&self, dataset: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         let inner = self.lock();
         let ds = inner.datasets.get(dataset).expect("dataset");
@@ -334,12 +369,26 @@ impl BigQueryDouble {
 }
 
 /// Records the call, checks the auth convention and answers a scripted fault if any.
-fn enter(shared: &Shared, operation: &str, project: &str, headers: &HeaderMap) -> Result<(), (StatusCode, Value)> {
+fn enter(
+    shared: &Shared,
+    operation: &str,
+    project: &str,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, Value)> {
     let mut inner = shared.inner.lock().expect("state");
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Some((_, access)) = &inner.token
+        && auth.as_deref() != Some(&format!("Bearer {access}"))
+    {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Request is missing required authentication credential.",
+        ));
+    }
     inner.calls.push((operation.to_string(), auth));
     if project != shared.project {
         return Err(error(
@@ -354,7 +403,11 @@ fn enter(shared: &Shared, operation: &str, project: &str, headers: &HeaderMap) -
         .and_then(VecDeque::pop_front)
     {
         let status = StatusCode::from_u16(fault.status).expect("status");
-        return Err(error(status, &fault.reason, &format!("scripted {operation} failure")));
+        return Err(error(
+            status,
+            &fault.reason,
+            &format!("scripted {operation} failure"),
+        ));
     }
     Ok(())
 }
@@ -418,7 +471,8 @@ async fn list_tables(
             })
             .collect();
         let page: Vec<Value> = all.iter().skip(start).take(2).cloned().collect();
-        let mut answer = json!({ "kind": "bigquery#tableList", "tables": page, "totalItems": all.len() });
+        let mut answer =
+            json!({ "kind": "bigquery#tableList", "tables": page, "totalItems": all.len() });
         if start + 2 < all.len() {
             answer["nextPageToken"] = json!((start + 2).to_string());
         }
@@ -440,7 +494,10 @@ fn dataset_of<'a>(
     })
 }
 
-fn check_fields(fields: &Value) -> Result<Vec<(String, String, String)>, (StatusCode, Value)> {
+/// A schema field: (name, type, mode).
+type Field = (String, String, String);
+
+fn check_fields(fields: &Value) -> Result<Vec<Field>, (StatusCode, Value)> {
     let fields = fields
         .as_array()
         .ok_or_else(|| invalid("schema.fields must be an array"))?;
@@ -458,7 +515,10 @@ fn check_fields(fields: &Value) -> Result<Vec<(String, String, String)>, (Status
         if !matches!(mode, "NULLABLE" | "REQUIRED") {
             return Err(invalid(format!("Invalid mode {mode} for field {name}")));
         }
-        if out.iter().any(|(n, _, _): &(String, String, String)| n.eq_ignore_ascii_case(name)) {
+        if out
+            .iter()
+            .any(|(n, _, _): &Field| n.eq_ignore_ascii_case(name))
+        {
             return Err(invalid(format!("Duplicate field name {name}")));
         }
         out.push((name.to_string(), kind.to_string(), mode.to_string()));
@@ -487,7 +547,9 @@ async fn insert_table(
         let reference = &resource["tableReference"];
         let table = reference["tableId"].as_str().unwrap_or("");
         if reference["projectId"] != json!(project) || reference["datasetId"] != json!(dataset) {
-            return Err(invalid("tableReference must name the project and dataset of the URL"));
+            return Err(invalid(
+                "tableReference must name the project and dataset of the URL",
+            ));
         }
         if !valid_name(table, 1024) {
             return Err(invalid(format!("Invalid table ID \"{table}\"")));
@@ -543,7 +605,11 @@ async fn insert_table(
         }
         let mut stored = resource.clone();
         stored["id"] = json!(format!("{project}:{dataset}.{table}"));
-        stored["type"] = json!(if resource.get("view").is_some() { "VIEW" } else { "TABLE" });
+        stored["type"] = json!(if resource.get("view").is_some() {
+            "VIEW"
+        } else {
+            "TABLE"
+        });
         ds.tables.insert(table.to_string(), stored.clone());
         Ok(stored)
     })())
@@ -583,7 +649,9 @@ async fn table_call(
                 } else {
                     format!("DROP TABLE {}.{}", quote(&dataset), quote(&table))
                 };
-                ds.conn.execute_batch(&sql).map_err(|e| invalid(e.to_string()))?;
+                ds.conn
+                    .execute_batch(&sql)
+                    .map_err(|e| invalid(e.to_string()))?;
                 ds.tables.remove(&table);
                 Ok(Value::Null)
             }
@@ -600,7 +668,8 @@ async fn table_call(
                 Ok(stored)
             }
             _ => {
-                let patch: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+                let patch: Value =
+                    serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
                 let mut stored = current.clone();
                 if let Some(schema) = patch.get("schema") {
                     let new = check_fields(&schema["fields"])?;
@@ -662,10 +731,11 @@ fn parameters(params: &Value) -> Result<Vec<(String, SqlValue)>, (StatusCode, Va
                 s.parse()
                     .map_err(|_| invalid(format!("parameter {name}: bad INT64 {s:?}")))?,
             ),
-            ("TIMESTAMP", Value::String(s)) => SqlValue::Integer(
-                parse_timestamp(s)
-                    .ok_or_else(|| invalid(format!("parameter {name}: bad TIMESTAMP {s:?}")))?,
-            ),
+            ("TIMESTAMP", Value::String(s)) => {
+                SqlValue::Text(stored_timestamp(parse_timestamp(s).ok_or_else(|| {
+                    invalid(format!("parameter {name}: bad TIMESTAMP {s:?}"))
+                })?))
+            }
             _ => {
                 return Err(invalid(format!(
                     "parameter {name}: type {kind} with value {value} (values are strings)"
@@ -741,15 +811,23 @@ fn select(
                     ValueRef::Integer(_) => "INTEGER",
                     ValueRef::Real(_) => "FLOAT",
                     ValueRef::Null => "",
+                    ValueRef::Text(t) if is_stored_timestamp(&String::from_utf8_lossy(t)) => {
+                        "TIMESTAMP"
+                    }
                     _ => "STRING",
                 };
             }
             let text = match value {
                 ValueRef::Null => None,
-                ValueRef::Integer(n) if *kind == "TIMESTAMP" => Some(timestamp_text(n)),
+                ValueRef::Text(t) if *kind == "TIMESTAMP" => {
+                    let t = String::from_utf8_lossy(t);
+                    Some(parse_timestamp(&t).map_or(t.into_owned(), timestamp_text))
+                }
                 ValueRef::Integer(n) => Some(n.to_string()),
                 ValueRef::Real(f) => Some(f.to_string()),
-                ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Text(t) | ValueRef::Blob(t) => {
+                    Some(String::from_utf8_lossy(t).into_owned())
+                }
             };
             cells.push(text);
         }
@@ -780,7 +858,9 @@ fn run_script(ds: &Dataset, sql: &str, params: &[(String, SqlValue)]) -> Result<
     {
         return Err("a transaction must end with COMMIT TRANSACTION".into());
     }
-    ds.conn.execute_batch("SAVEPOINT script").map_err(|e| e.to_string())?;
+    ds.conn
+        .execute_batch("SAVEPOINT script")
+        .map_err(|e| e.to_string())?;
     let body = if transactional {
         &statements[1..statements.len() - 1]
     } else {
@@ -796,7 +876,9 @@ fn run_script(ds: &Dataset, sql: &str, params: &[(String, SqlValue)]) -> Result<
             return Err(format!("Query error: {e} at [{}]", s.trim()));
         }
     }
-    ds.conn.execute_batch("RELEASE script").map_err(|e| e.to_string())
+    ds.conn
+        .execute_batch("RELEASE script")
+        .map_err(|e| e.to_string())
 }
 
 /// Splits on `;` outside quotes and backticks.
@@ -819,10 +901,17 @@ fn split_statements(sql: &str) -> Vec<&str> {
     out.into_iter().filter(|s| !s.trim().is_empty()).collect()
 }
 
-fn new_job(inner: &mut Inner, project: &str, reference: &Value, configuration: Value) -> Result<String, (StatusCode, Value)> {
+fn new_job(
+    inner: &mut Inner,
+    project: &str,
+    reference: &Value,
+    configuration: Value,
+) -> Result<String, (StatusCode, Value)> {
     let job_id = reference["jobId"].as_str().unwrap_or("");
     if reference["projectId"] != json!(project) {
-        return Err(invalid("jobReference.projectId must be the project of the URL"));
+        return Err(invalid(
+            "jobReference.projectId must be the project of the URL",
+        ));
     }
     if !valid_job_id(job_id) {
         return Err(invalid(format!(
@@ -854,7 +943,11 @@ fn new_job(inner: &mut Inner, project: &str, reference: &Value, configuration: V
     Ok(job_id.to_string())
 }
 
-fn finish_job(inner: &mut Inner, job_id: &str, error: Option<(String, String, Vec<String>)>) -> Value {
+fn finish_job(
+    inner: &mut Inner,
+    job_id: &str,
+    error: Option<(String, String, Vec<String>)>,
+) -> Value {
     let job = inner.jobs.get_mut(job_id).expect("created");
     if let Some((reason, message, errors)) = error {
         let mut all: Vec<Value> = errors
@@ -902,19 +995,29 @@ async fn insert_query_job(
         let job: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
         let query = &job["configuration"]["query"];
         if query.is_null() {
-            return Err(invalid("configuration.query is required (load jobs go through the upload URL)"));
+            return Err(invalid(
+                "configuration.query is required (load jobs go through the upload URL)",
+            ));
         }
         if query["useLegacySql"] != json!(false) {
             return Err(invalid("useLegacySql must be false"));
         }
-        let dataset = query["defaultDataset"]["datasetId"].as_str().unwrap_or("").to_string();
+        let dataset = query["defaultDataset"]["datasetId"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let params = parameters(&query["queryParameters"])?;
         if !params.is_empty() && query["parameterMode"] != json!("NAMED") {
             return Err(invalid("named parameters need parameterMode NAMED"));
         }
         let mut inner = shared.inner.lock().expect("state");
         dataset_of(&inner, &project, &dataset)?;
-        let job_id = new_job(&mut inner, &project, &job["jobReference"], job["configuration"].clone())?;
+        let job_id = new_job(
+            &mut inner,
+            &project,
+            &job["jobReference"],
+            job["configuration"].clone(),
+        )?;
         let fault = take_job_fault(&mut inner, "query");
         let outcome = match fault {
             Some(f) => Some(f),
@@ -962,14 +1065,15 @@ async fn run_query(
         if request["useLegacySql"] != json!(false) {
             return Err(invalid("useLegacySql must be false"));
         }
-        let dataset = request["defaultDataset"]["datasetId"].as_str().unwrap_or("");
+        let dataset = request["defaultDataset"]["datasetId"]
+            .as_str()
+            .unwrap_or("");
         let params = parameters(&request["queryParameters"])?;
         let inner = shared.inner.lock().expect("state");
         let ds = dataset_of(&inner, &project, dataset)?;
         let sql = request["query"].as_str().unwrap_or("");
-        let (fields, rows) = select(&ds.conn, sql, &params).map_err(|e| {
-            invalid(format!("Query error: {e}"))
-        })?;
+        let (fields, rows) =
+            select(&ds.conn, sql, &params).map_err(|e| invalid(format!("Query error: {e}")))?;
         let rows: Vec<Value> = rows
             .into_iter()
             .map(|cells| json!({ "f": cells.into_iter().map(|(v, _)| json!({ "v": v })).collect::<Vec<_>>() }))
@@ -985,6 +1089,31 @@ async fn run_query(
     })())
 }
 
+/// Google's OAuth 2.0 token endpoint, refresh-token grant (JSON body, as `google-cloud-auth`
+/// sends it).
+async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let inner = shared.inner.lock().expect("state");
+    match &inner.token {
+        Some((refresh, access))
+            if request["grant_type"] == json!("refresh_token")
+                && request["refresh_token"] == json!(refresh)
+                && request["client_id"].is_string()
+                && request["client_secret"].is_string() =>
+        {
+            axum::Json(
+                json!({ "access_token": access, "expires_in": 3600, "token_type": "Bearer" }),
+            )
+            .into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "invalid_grant", "error_description": "Bad Request" })),
+        )
+            .into_response(),
+    }
+}
+
 /// Splits a `multipart/related` body into (metadata JSON, data).
 fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Value, Vec<u8>), (StatusCode, Value)> {
     let content_type = headers
@@ -993,13 +1122,18 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Value, Vec<u8>), (Stat
         .unwrap_or("");
     let boundary = content_type
         .strip_prefix("multipart/related; boundary=")
-        .ok_or_else(|| invalid(format!("Content-Type must be multipart/related; boundary=…, got {content_type:?}")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "Content-Type must be multipart/related; boundary=…, got {content_type:?}"
+            ))
+        })?;
     let delimiter = format!("--{boundary}\r\n");
     let rest = body
         .strip_prefix(delimiter.as_bytes())
         .ok_or_else(|| invalid("the body must start with the boundary"))?;
     let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
-    let head_end = find(rest, b"\r\n\r\n").ok_or_else(|| invalid("metadata part has no headers"))?;
+    let head_end =
+        find(rest, b"\r\n\r\n").ok_or_else(|| invalid("metadata part has no headers"))?;
     let head = String::from_utf8_lossy(&rest[..head_end]).to_lowercase();
     if !head.contains("content-type: application/json") {
         return Err(invalid("the first part must be application/json metadata"));
@@ -1010,10 +1144,12 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Value, Vec<u8>), (Stat
     let metadata: Value = serde_json::from_slice(&rest[..meta_end])
         .map_err(|e| invalid(format!("metadata is not JSON: {e}")))?;
     let rest = &rest[meta_end + separator.len()..];
-    let data_start = find(rest, b"\r\n\r\n").ok_or_else(|| invalid("data part has no headers"))? + 4;
+    let data_start =
+        find(rest, b"\r\n\r\n").ok_or_else(|| invalid("data part has no headers"))? + 4;
     let closing = format!("\r\n--{boundary}--");
     let data = &rest[data_start..];
-    let data_end = find(data, closing.as_bytes()).ok_or_else(|| invalid("the body must end with the closing boundary"))?;
+    let data_end = find(data, closing.as_bytes())
+        .ok_or_else(|| invalid("the body must end with the closing boundary"))?;
     Ok((metadata, data[..data_end].to_vec()))
 }
 
@@ -1040,22 +1176,35 @@ async fn upload_job(
             dest["datasetId"].as_str(),
             dest["tableId"].as_str(),
         ) else {
-            return Err(invalid("destinationTable needs projectId, datasetId and tableId"));
+            return Err(invalid(
+                "destinationTable needs projectId, datasetId and tableId",
+            ));
         };
         if dp != project {
-            return Err(invalid("destinationTable.projectId must be the project of the URL"));
+            return Err(invalid(
+                "destinationTable.projectId must be the project of the URL",
+            ));
         }
         if load["sourceFormat"] != json!("NEWLINE_DELIMITED_JSON") {
-            return Err(invalid("the double takes sourceFormat NEWLINE_DELIMITED_JSON"));
+            return Err(invalid(
+                "the double takes sourceFormat NEWLINE_DELIMITED_JSON",
+            ));
         }
         let write = load["writeDisposition"].as_str().unwrap_or("WRITE_APPEND");
         if load.get("schemaUpdateOptions").is_some() && write != "WRITE_APPEND" {
-            return Err(invalid("schemaUpdateOptions needs writeDisposition WRITE_APPEND"));
+            return Err(invalid(
+                "schemaUpdateOptions needs writeDisposition WRITE_APPEND",
+            ));
         }
         let (dp, dd, dt) = (dp.to_string(), dd.to_string(), dt.to_string());
         let mut inner = shared.inner.lock().expect("state");
         dataset_of(&inner, &project, &dd)?;
-        let job_id = new_job(&mut inner, &project, &metadata["jobReference"], metadata["configuration"].clone())?;
+        let job_id = new_job(
+            &mut inner,
+            &project,
+            &metadata["jobReference"],
+            metadata["configuration"].clone(),
+        )?;
         let _ = dp;
         if let Some(fault) = take_job_fault(&mut inner, "load") {
             return Ok(finish_job(&mut inner, &job_id, Some(fault)));
@@ -1085,8 +1234,13 @@ fn load_rows(
     let mut fields = check_fields(&resource["schema"]["fields"])
         .map_err(|(_, e)| ("invalid".to_string(), e.to_string(), Vec::new()))?;
     if let Some(given) = load.get("schema") {
-        let given = check_fields(&given["fields"])
-            .map_err(|(_, e)| ("invalid".to_string(), e["error"]["message"].to_string(), Vec::new()))?;
+        let given = check_fields(&given["fields"]).map_err(|(_, e)| {
+            (
+                "invalid".to_string(),
+                e["error"]["message"].to_string(),
+                Vec::new(),
+            )
+        })?;
         let allow_add = load["schemaUpdateOptions"]
             .as_array()
             .is_some_and(|o| o.iter().any(|v| v == "ALLOW_FIELD_ADDITION"));
@@ -1095,7 +1249,10 @@ fn load_rows(
                 if !allow_add {
                     return Err((
                         "invalid".into(),
-                        format!("Provided Schema does not match Table {dataset}.{table}. Cannot add fields (field: {})", g.0),
+                        format!(
+                            "Provided Schema does not match Table {dataset}.{table}. Cannot add fields (field: {})",
+                            g.0
+                        ),
                         Vec::new(),
                     ));
                 }
@@ -1118,7 +1275,9 @@ fn load_rows(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let position = format!("Error while reading data, error message: JSON parsing error in row starting at position {n}");
+        let position = format!(
+            "Error while reading data, error message: JSON parsing error in row starting at position {n}"
+        );
         let object: serde_json::Map<String, Value> = match serde_json::from_slice(line) {
             Ok(Value::Object(o)) => o,
             _ => {
@@ -1126,11 +1285,11 @@ fn load_rows(
                 continue;
             }
         };
-        if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| &f.0 == *k)) {
-            if load["ignoreUnknownValues"] != json!(true) {
-                errors.push(format!("{position}: No such field: {unknown}."));
-                continue;
-            }
+        if let Some(unknown) = object.keys().find(|k| !fields.iter().any(|f| &f.0 == *k))
+            && load["ignoreUnknownValues"] != json!(true)
+        {
+            errors.push(format!("{position}: No such field: {unknown}."));
+            continue;
         }
         let mut row = Vec::new();
         let mut bad = None;
@@ -1143,17 +1302,25 @@ fn load_rows(
                 }
                 (_, Value::Null) => SqlValue::Null,
                 ("STRING", Value::String(s)) => SqlValue::Text(s.clone()),
-                ("INT64" | "INTEGER", Value::Number(n)) if n.is_i64() => SqlValue::Integer(n.as_i64().unwrap_or_default()),
-                ("INT64" | "INTEGER", Value::String(s)) if s.parse::<i64>().is_ok() => SqlValue::Integer(s.parse().unwrap_or_default()),
+                ("INT64" | "INTEGER", Value::Number(n)) if n.is_i64() => {
+                    SqlValue::Integer(n.as_i64().unwrap_or_default())
+                }
+                ("INT64" | "INTEGER", Value::String(s)) if s.parse::<i64>().is_ok() => {
+                    SqlValue::Integer(s.parse().unwrap_or_default())
+                }
                 ("TIMESTAMP", Value::String(s)) => match parse_timestamp(s) {
-                    Some(t) => SqlValue::Integer(t),
+                    Some(t) => SqlValue::Text(stored_timestamp(t)),
                     None => {
-                        bad = Some(format!("{position}: Couldn't convert value to timestamp: Could not parse '{s}' as a timestamp. Field: {name}; Value: {s}"));
+                        bad = Some(format!(
+                            "{position}: Couldn't convert value to timestamp: Could not parse '{s}' as a timestamp. Field: {name}; Value: {s}"
+                        ));
                         break;
                     }
                 },
                 (kind, other) => {
-                    bad = Some(format!("{position}: Could not convert value '{other}' to {kind}. Field: {name}"));
+                    bad = Some(format!(
+                        "{position}: Could not convert value '{other}' to {kind}. Field: {name}"
+                    ));
                     break;
                 }
             };
@@ -1208,7 +1375,10 @@ mod tests {
         let base = 1_663_734_765_000_000;
         assert_eq!(parse_timestamp("2022-09-21T04:32:45Z"), Some(base));
         assert_eq!(parse_timestamp("2022-09-21 04:32:45 UTC"), Some(base));
-        assert_eq!(parse_timestamp("2022-09-21 04:32:45.5+00:00"), Some(base + 500_000));
+        assert_eq!(
+            parse_timestamp("2022-09-21 04:32:45.5+00:00"),
+            Some(base + 500_000)
+        );
         assert_eq!(parse_timestamp("21/09/2022"), None);
         assert_eq!(timestamp_text(base), "1.663734765E9");
     }
@@ -1217,7 +1387,11 @@ mod tests {
     fn statements_split_outside_quotes() {
         assert_eq!(
             split_statements("BEGIN TRANSACTION; SELECT ';' FROM `a;b`;\nCOMMIT TRANSACTION;"),
-            vec!["BEGIN TRANSACTION", " SELECT ';' FROM `a;b`", "\nCOMMIT TRANSACTION"]
+            vec![
+                "BEGIN TRANSACTION",
+                " SELECT ';' FROM `a;b`",
+                "\nCOMMIT TRANSACTION"
+            ]
         );
     }
 }

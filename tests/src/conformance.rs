@@ -514,7 +514,10 @@ pub async fn concurrent_loaders_load_once(h: &dyn Harness) {
     );
     let (ra, w) = ra.unwrap();
     let (rb, _) = rb.unwrap();
-    assert_eq!((ra.status, rb.status), (LoadStatus::Loaded, LoadStatus::Loaded));
+    assert_eq!(
+        (ra.status, rb.status),
+        (LoadStatus::Loaded, LoadStatus::Loaded)
+    );
     assert_eq!(ra.load_id, rb.load_id, "both must report the one load");
     assert_eq!(count(w.as_ref(), "order_placed").await, 2);
     assert_eq!(

@@ -89,7 +89,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct WarehouseArg {
-    /// Where rows go. `sqlite://FILE` (created if missing; relative or absolute path).
+    /// Where rows go: `sqlite://FILE` (created if missing; relative or absolute path),
+    /// `postgres://USER@HOST/DB[?schema=S]`, or `bigquery://PROJECT/DATASET[?location=EU]`
+    /// (an existing dataset; Application Default Credentials; `BIGQUERY_ENDPOINT` for a double).
     #[arg(long, short = 'w', env = ENV_WAREHOUSE, default_value = DEFAULT_WAREHOUSE)]
     pub warehouse: String,
 }

@@ -94,8 +94,13 @@ fn details(errors: &[String]) -> String {
 fn transient_reason(reason: &str) -> bool {
     matches!(
         reason,
-        "backendError" | "rateLimitExceeded" | "internalError" | "jobBackendError"
-            | "jobInternalError" | "quotaExceeded" | "resourcesExceeded"
+        "backendError"
+            | "rateLimitExceeded"
+            | "internalError"
+            | "jobBackendError"
+            | "jobInternalError"
+            | "quotaExceeded"
+            | "resourcesExceeded"
     )
 }
 
@@ -485,7 +490,10 @@ impl Api {
                 });
             }
             if page["jobComplete"].as_bool() != Some(false) {
-                let fields = page["schema"]["fields"].as_array().cloned().unwrap_or_default();
+                let fields = page["schema"]["fields"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 for row in page["rows"].as_array().into_iter().flatten() {
                     rows.push(row_values(&fields, row));
                 }
@@ -588,11 +596,7 @@ pub fn epoch_text_to_utc(text: &str) -> Option<String> {
     if fraction == 0 {
         Some(base)
     } else {
-        Some(format!(
-            "{}.{:06}Z",
-            base.trim_end_matches('Z'),
-            fraction
-        ))
+        Some(format!("{}.{:06}Z", base.trim_end_matches('Z'), fraction))
     }
 }
 
@@ -601,8 +605,10 @@ fn job_status(job_id: &str, job: &Value) -> JobStatus {
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let error = job["status"].get("errorResult").filter(|e| !e.is_null()).map(|e| {
-        ApiError::Job {
+    let error = job["status"]
+        .get("errorResult")
+        .filter(|e| !e.is_null())
+        .map(|e| ApiError::Job {
             job_id: job_id.to_string(),
             reason: e["reason"].as_str().unwrap_or("unknown").to_string(),
             message: e["message"].as_str().unwrap_or("").to_string(),
@@ -613,8 +619,7 @@ fn job_status(job_id: &str, job: &Value) -> JobStatus {
                 .take(20)
                 .map(|e| e["message"].as_str().unwrap_or("").to_string())
                 .collect(),
-        }
-    });
+        });
     JobStatus {
         job_id: job_id.to_string(),
         labels,

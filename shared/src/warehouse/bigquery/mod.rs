@@ -202,11 +202,15 @@ fn parse_url(url: &str) -> Result<(String, String, Option<String>), ConfigError>
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'));
     if !valid_project {
-        return Err(bad("the project id may hold letters, digits, '-', '.' and ':'"));
+        return Err(bad(
+            "the project id may hold letters, digits, '-', '.' and ':'",
+        ));
     }
     let valid_dataset = !dataset.is_empty()
         && dataset.len() <= 1024
-        && dataset.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        && dataset
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_dataset {
         return Err(bad("the dataset id may hold only letters, digits and '_'"));
     }
@@ -449,7 +453,11 @@ impl Warehouse for BigQueryWarehouse {
             ),
             ("now", Param::Timestamp(now)),
         ];
-        let job_id = format!("tapline_{}_failure_{}", version_key(object).0, uuid::Uuid::new_v4().simple());
+        let job_id = format!(
+            "tapline_{}_failure_{}",
+            version_key(object).0,
+            uuid::Uuid::new_v4().simple()
+        );
         let job = self
             .ds
             .api
@@ -624,7 +632,9 @@ impl BigQueryLoad {
         let mut added = false;
         for f in wanted {
             match fields.iter().find(|e| e["name"] == f["name"]) {
-                Some(e) if e["description"] != f["description"] && f.get("description").is_some() => {
+                Some(e)
+                    if e["description"] != f["description"] && f.get("description").is_some() =>
+                {
                     return Err(WarehouseError::Operation {
                         operation: "add column",
                         retryable: true,
@@ -643,8 +653,13 @@ impl BigQueryLoad {
             }
         }
         if added {
-            self.ds.api
-                .patch_table(&self.ds.dataset, &table, &json!({ "schema": { "fields": fields } }))
+            self.ds
+                .api
+                .patch_table(
+                    &self.ds.dataset,
+                    &table,
+                    &json!({ "schema": { "fields": fields } }),
+                )
                 .await
                 .map_err(op("add column"))?;
         }
@@ -663,7 +678,8 @@ impl BigQueryLoad {
             &self.key[..16],
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let expires = crate::time::parse_utc(&now_utc()).unwrap_or_default() * 1000 + STAGING_TTL_MS;
+        let expires =
+            crate::time::parse_utc(&now_utc()).unwrap_or_default() * 1000 + STAGING_TTL_MS;
         let resource = json!({
             "tableReference": {
                 "projectId": self.ds.api.project,
@@ -674,7 +690,8 @@ impl BigQueryLoad {
             "expirationTime": expires.to_string(),
             "labels": { EVENT_LABEL: "staging" },
         });
-        self.ds.api
+        self.ds
+            .api
             .insert_table(&self.ds.dataset, &resource)
             .await
             .map_err(op("stage rows"))?;
@@ -701,14 +718,23 @@ impl BigQueryLoad {
                 .try_flatten()
                 .boxed()
         });
-        let job_id = format!("tapline_{}_stage_{}", self.key, uuid::Uuid::new_v4().simple());
+        let job_id = format!(
+            "tapline_{}_stage_{}",
+            self.key,
+            uuid::Uuid::new_v4().simple()
+        );
         let job = self
             .ds
             .api
             .insert_upload_job(&job_id, configuration, &body)
             .await
             .map_err(op("stage rows"))?;
-        let status = self.ds.api.wait_for_job(job).await.map_err(op("stage rows"))?;
+        let status = self
+            .ds
+            .api
+            .wait_for_job(job)
+            .await
+            .map_err(op("stage rows"))?;
         if let Some(e) = status.error {
             return Err(op("stage rows")(e));
         }
@@ -735,9 +761,10 @@ impl BigQueryLoad {
                 .await
             {
                 Ok(job) => (job, true),
-                Err(e) if e.is_duplicate() => {
-                    (self.ds.api.get_job(&job_id).await.map_err(op("commit"))?, false)
-                }
+                Err(e) if e.is_duplicate() => (
+                    self.ds.api.get_job(&job_id).await.map_err(op("commit"))?,
+                    false,
+                ),
                 Err(e) => return Err(op("commit")(e)),
             };
             let status = self.ds.api.wait_for_job(job).await.map_err(op("commit"))?;
@@ -797,7 +824,14 @@ impl BigQueryLoad {
         }
     }
 
-    fn record(&self, status: LoadStatus, error: Option<String>, bytes: u64, rows: u64, rejected: u64) -> LoadRecord {
+    fn record(
+        &self,
+        status: LoadStatus,
+        error: Option<String>,
+        bytes: u64,
+        rows: u64,
+        rejected: u64,
+    ) -> LoadRecord {
         LoadRecord {
             load_id: self.load_id,
             uri: self.object.uri.clone(),
@@ -816,7 +850,11 @@ impl BigQueryLoad {
 
 /// Registers an event table's columns: each field's description is its raw CleverTap name.
 fn add_columns(catalog: &mut Catalog, table: &str, resource: &Value) {
-    for f in resource["schema"]["fields"].as_array().into_iter().flatten() {
+    for f in resource["schema"]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let (Some(name), Some(raw)) = (f["name"].as_str(), f["description"].as_str()) {
             catalog.add_column(table, raw.to_string(), name.to_string());
         }
@@ -829,7 +867,9 @@ fn required_lineage(fields: &[Value]) -> Vec<Value> {
         .iter()
         .map(|f| {
             let mut f = f.clone();
-            let required = f["description"].as_str().is_some_and(|d| d == TS_COLUMN || d == EVENT_NAME_COLUMN)
+            let required = f["description"]
+                .as_str()
+                .is_some_and(|d| d == TS_COLUMN || d == EVENT_NAME_COLUMN)
                 || LINEAGE_COLUMNS.contains(&f["name"].as_str().unwrap_or(""));
             if required {
                 f["mode"] = json!("REQUIRED");
@@ -1157,7 +1197,12 @@ mod tests {
             parse_url("bigquery://p/d").unwrap(),
             ("p".into(), "d".into(), None)
         );
-        for bad in ["bigquery://p", "bigquery://p/bad-name", "bigquery:///d", "bigquery://p/d?x=1"] {
+        for bad in [
+            "bigquery://p",
+            "bigquery://p/bad-name",
+            "bigquery:///d",
+            "bigquery://p/d?x=1",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }
@@ -1187,5 +1232,4 @@ mod tests {
         let v: String = serde_json::from_str(&s).unwrap();
         assert_eq!(v, "a\"b\\c\nd\u{1}é");
     }
-
 }

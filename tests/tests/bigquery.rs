@@ -1,0 +1,501 @@
+//! BigQuery end to end: `tapline load|status|query --warehouse bigquery://…` against the REST
+//! double (`tapline_tests::bigquery`), with the faults BigQuery documents: duplicate job ids,
+//! quota and rate limits, 5xx, jobs that run for a while, jobs that fail with row errors,
+//! a missing dataset, missing credentials, and a token that must never reach a log.
+
+use std::path::Path;
+
+use tapline::google_auth::GoogleAuth;
+use tapline::warehouse::bigquery::BigQueryWarehouse;
+use tapline::warehouse::{Begin, Warehouse};
+use tapline_tests::bigquery::{BigQueryDouble, JobFault};
+use tapline_tests::{Run, bin, export_csv};
+
+const PROJECT: &str = "acme-analytics";
+const CHARGED: &str = "1663664837-1663785000-Charged-20220921-0-0.csv";
+const LAUNCHED: &str = "1663664837-1663785000-App Launched-20220921-0-0.csv";
+
+/// `tapline` as a user runs it against the double, off the test's runtime threads.
+async fn tapline(endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut command = std::process::Command::new(bin("tapline"));
+    command
+        .args(args)
+        .env("BIGQUERY_ENDPOINT", endpoint)
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("TAPLINE_WAREHOUSE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::task::spawn_blocking(move || command.output().expect("run tapline").into())
+        .await
+        .expect("join")
+}
+
+fn exports(dir: &Path) -> String {
+    std::fs::write(dir.join(CHARGED), export_csv("Charged", 3)).unwrap();
+    std::fs::write(dir.join(LAUNCHED), export_csv("App Launched", 2)).unwrap();
+    dir.display().to_string()
+}
+
+fn url(dataset: &str) -> String {
+    format!("bigquery://{PROJECT}/{dataset}")
+}
+
+fn value(double: &BigQueryDouble, sql: &str) -> Option<String> {
+    double.rows("clevertap", sql)[0][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_status_and_query_through_the_cli() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = exports(dir.path());
+
+    let run = tapline(
+        &double.endpoint,
+        &[],
+        &["load", &path, "--warehouse", &url("clevertap")],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM app_launched").as_deref(),
+        Some("2")
+    );
+    // Partitioned by day on ts, labelled, the event name as friendlyName, raw names kept.
+    let table = double.table("clevertap", "charged").unwrap();
+    assert_eq!(table["timePartitioning"]["type"], "DAY");
+    assert_eq!(table["timePartitioning"]["field"], "ts");
+    assert_eq!(table["friendlyName"], "Charged");
+    assert_eq!(table["labels"]["tapline"], "event");
+    let amount = table["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "event_props_amount")
+        .cloned()
+        .unwrap();
+    assert_eq!(amount["description"], "eventProps.Amount");
+    let ts = table["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "ts")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (ts["type"].as_str(), ts["mode"].as_str()),
+        (Some("TIMESTAMP"), Some("REQUIRED"))
+    );
+    // Loads went in as load jobs, never streaming inserts; staging tables are gone.
+    assert_eq!(double.count("jobs.upload"), 2);
+    assert!(
+        double
+            .tables("clevertap")
+            .iter()
+            .all(|t| !t.starts_with("_tapline_stage_")),
+        "{:?}",
+        double.tables("clevertap")
+    );
+    let commits: Vec<String> = double
+        .job_ids()
+        .into_iter()
+        .filter(|j| j.contains("_commit_"))
+        .collect();
+    assert_eq!(commits.len(), 2, "{commits:?}");
+    assert!(
+        commits.iter().all(|j| j.ends_with("_commit_1")),
+        "{commits:?}"
+    );
+
+    // Again: nothing new, no new jobs.
+    let jobs_before = double.job_ids().len();
+    let again = tapline(
+        &double.endpoint,
+        &[],
+        &["load", &path, "--warehouse", &url("clevertap")],
+    )
+    .await;
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(double.job_ids().len(), jobs_before);
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("3")
+    );
+
+    let status = tapline(
+        &double.endpoint,
+        &[],
+        &["status", "--warehouse", &url("clevertap")],
+    )
+    .await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("loaded"), "{}", status.stdout);
+    assert!(status.stdout.contains(CHARGED), "{}", status.stdout);
+
+    let query = tapline(
+        &double.endpoint,
+        &[],
+        &[
+            "query",
+            "--warehouse",
+            &url("clevertap"),
+            "SELECT min(ts) AS first FROM charged",
+        ],
+    )
+    .await;
+    assert_eq!(query.code, 0, "{}", query.stderr);
+    assert!(
+        query.stdout.contains("2022-09-21T00:00:00Z"),
+        "{}",
+        query.stdout
+    );
+    // No credentials configured with BIGQUERY_ENDPOINT set: no token at all.
+    assert!(double.calls().iter().all(|(_, auth)| auth.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_errors_fail_the_file_with_bigquerys_messages_and_load_nothing() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 3)).unwrap();
+    double.fail_next_job(
+        "load",
+        JobFault {
+            reason: "invalid".into(),
+            message: "Error while reading data, error message: JSON table encountered too many errors, giving up. Rows: 1; errors: 1.".into(),
+            errors: vec!["Error while reading data, error message: JSON parsing error in row starting at position 0: No such field: bogus.".into()],
+        },
+    );
+    let run = tapline(
+        &double.endpoint,
+        &[],
+        &[
+            "load",
+            &dir.path().display().to_string(),
+            "--warehouse",
+            &url("clevertap"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert!(output.contains("No such field: bogus"), "{output}");
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("0")
+    );
+    let ledger = double.rows("clevertap", "SELECT status, error FROM _tapline_loads");
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0][0].as_deref(), Some("failed"));
+    assert!(
+        ledger[0][1]
+            .as_deref()
+            .unwrap()
+            .contains("No such field: bogus"),
+        "{ledger:?}"
+    );
+    // The next run loads it, once.
+    let again = tapline(
+        &double.endpoint,
+        &[],
+        &[
+            "load",
+            &dir.path().display().to_string(),
+            "--warehouse",
+            &url("clevertap"),
+        ],
+    )
+    .await;
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        double.rows(
+            "clevertap",
+            "SELECT status, attempts FROM _tapline_loads ORDER BY attempts"
+        ),
+        vec![
+            vec![Some("failed".into()), Some("1".into())],
+            vec![Some("loaded".into()), Some("2".into())]
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_server_errors_and_running_jobs_are_waited_out() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    double.set_running_polls(3);
+    double.fail_next("jobs.upload", 403, "rateLimitExceeded");
+    double.fail_next("jobs.upload", 503, "backendError");
+    double.fail_next("jobs.query", 500, "backendError");
+    double.fail_next("jobs.get", 500, "backendError");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 4)).unwrap();
+    let run = tapline(
+        &double.endpoint,
+        &[],
+        &[
+            "load",
+            &dir.path().display().to_string(),
+            "--warehouse",
+            &url("clevertap"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("4")
+    );
+    // Each upload that failed was sent again, whole, and only one load job exists.
+    assert_eq!(double.count("jobs.upload"), 3);
+    assert_eq!(
+        double
+            .job_ids()
+            .iter()
+            .filter(|j| j.contains("_stage_"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_job_burns_its_id_and_the_next_id_commits_once() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    double.fail_next_job(
+        "query",
+        JobFault {
+            reason: "backendError".into(),
+            message: "Transaction aborted due to concurrent update".into(),
+            errors: vec![],
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 2)).unwrap();
+    let run = tapline(
+        &double.endpoint,
+        &[],
+        &[
+            "load",
+            &dir.path().display().to_string(),
+            "--warehouse",
+            &url("clevertap"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let commits: Vec<String> = double
+        .job_ids()
+        .into_iter()
+        .filter(|j| j.contains("_commit_"))
+        .collect();
+    assert_eq!(commits.len(), 2, "{commits:?}");
+    assert!(
+        commits[0].ends_with("_commit_1") && commits[1].ends_with("_commit_2"),
+        "{commits:?}"
+    );
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM _tapline_loads").as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_another_loader_made_is_found_by_its_job_id() {
+    // Two handles begin the same version; only the first commit job runs, the second insert
+    // answers 409 and the loser reports the winner's ledger row.
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let target = url("clevertap");
+    let open =
+        || BigQueryWarehouse::open_at(&target, Some(&double.endpoint), GoogleAuth::anonymous());
+    let (a, b) = (open().await.unwrap(), open().await.unwrap());
+    let object = tapline_tests::conformance::object("gs://b/k.csv.gz", "1700000000000001");
+    let columns = ["ts", "eventName", "profile.identity"];
+    let rows = [(
+        2,
+        vec![Some("2022-09-21T04:39:25Z"), Some("Charged"), Some("u1")],
+    )];
+    let mut ta = match a.begin_load(&object, false).await.unwrap() {
+        Begin::Started(t) => t,
+        Begin::Done(_) => panic!("first begin"),
+    };
+    let mut tb = match b.begin_load(&object, false).await.unwrap() {
+        Begin::Started(t) => t,
+        Begin::Done(_) => panic!("BigQuery cannot lock: the second begin starts too"),
+    };
+    ta.append(tapline_tests::conformance::batch(&columns, &rows))
+        .await
+        .unwrap();
+    tb.append(tapline_tests::conformance::batch(&columns, &rows))
+        .await
+        .unwrap();
+    let outcome = tapline::warehouse::Outcome::Loaded {
+        bytes: 10,
+        rows: 1,
+        rejected: 0,
+    };
+    let first = ta.commit(outcome.clone(), vec![]).await.unwrap();
+    let second = tb.commit(outcome, vec![]).await.unwrap();
+    assert_eq!(first.load_id, second.load_id);
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("1")
+    );
+    let commits: Vec<String> = double
+        .job_ids()
+        .into_iter()
+        .filter(|j| j.contains("_commit_"))
+        .collect();
+    assert_eq!(commits.len(), 1, "{commits:?}");
+    // The loser's staged rows were uploaded, then dropped unused.
+    assert!(
+        double
+            .tables("clevertap")
+            .iter()
+            .all(|t| !t.starts_with("_tapline_stage_"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_dataset_stops_before_anything_is_recorded() {
+    let double = BigQueryDouble::start(PROJECT, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = exports(dir.path());
+    let run = tapline(
+        &double.endpoint,
+        &[],
+        &["load", &path, "--warehouse", &url("nowhere")],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("dataset acme-analytics:nowhere does not exist; create it first"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        double.count("jobs.upload") + double.count("jobs.insert") + double.count("tables.insert"),
+        0
+    );
+    let bad = tapline(
+        &double.endpoint,
+        &[],
+        &["load", &path, "--warehouse", "bigquery://acme-analytics"],
+    )
+    .await;
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("expected bigquery://PROJECT/DATASET"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_credentials_file_that_is_missing_is_named() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = exports(dir.path());
+    let missing = dir.path().join("no-such-key.json");
+    let run = tapline(
+        &double.endpoint,
+        &[("GOOGLE_APPLICATION_CREDENTIALS", missing.to_str().unwrap())],
+        &["load", &path, "--warehouse", &url("clevertap")],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("cannot read Google credentials"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("no-such-key.json"), "{}", run.stderr);
+    assert!(double.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_sent_and_never_logged() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let (refresh, access) = ("1//refresh-SECRET-4f2a", "ya29.access-SECRET-9c1e");
+    double.issue_token(refresh, access);
+    let dir = tempfile::tempdir().unwrap();
+    let path = exports(dir.path());
+    let credentials = dir.path().join("adc.json");
+    std::fs::write(
+        &credentials,
+        serde_json::json!({
+            "type": "authorized_user",
+            "client_id": "tapline-test.apps.googleusercontent.com",
+            "client_secret": "client-SECRET-77",
+            "refresh_token": refresh,
+            "token_uri": format!("{}/token", double.endpoint),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = tapline(
+        &double.endpoint,
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            credentials.to_str().unwrap(),
+        )],
+        &["-vv", "load", &path, "--warehouse", &url("clevertap")],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("3")
+    );
+    let calls = double.calls();
+    assert!(!calls.is_empty());
+    assert!(
+        calls
+            .iter()
+            .all(|(_, auth)| auth.as_deref() == Some(&format!("Bearer {access}") as &str))
+    );
+    // Every secret in the test carries "SECRET": the refresh token, the access token, the
+    // client secret.
+    assert!(
+        !run.stdout.contains("SECRET") && !run.stderr.contains("SECRET"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    // A wrong refresh token: a clear error, and still no secret in it.
+    double.issue_token("another", access);
+    std::fs::write(
+        dir.path()
+            .join("1663664837-1663785000-Charged-20220922-0-0.csv"),
+        export_csv("Charged", 1),
+    )
+    .unwrap();
+    let denied = tapline(
+        &double.endpoint,
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            credentials.to_str().unwrap(),
+        )],
+        &["load", &path, "--warehouse", &url("clevertap")],
+    )
+    .await;
+    assert_eq!(denied.code, 1, "{}{}", denied.stdout, denied.stderr);
+    assert!(
+        denied.stderr.contains("no Google credentials for BigQuery"),
+        "{}",
+        denied.stderr
+    );
+    assert!(!denied.stderr.contains("SECRET"), "{}", denied.stderr);
+}
