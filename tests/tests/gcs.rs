@@ -484,3 +484,66 @@ async fn the_cloud_run_binary_serves_events_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "graceful shutdown exits 0: {status}");
 }
+
+/// The GCP deployment's default path: Eventarc → Cloud Run loader → BigQuery (the REST double).
+/// A BigQuery outage answers 503 (Eventarc redelivers); the redelivery loads once; duplicates
+/// after that are "already loaded".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventarc_to_bigquery_loads_once_through_an_outage() {
+    use tapline::warehouse::bigquery::BigQueryWarehouse;
+    use tapline_tests::bigquery::BigQueryDouble;
+
+    let double = BigQueryDouble::start("acme-analytics", &["clevertap"]).await;
+    let warehouse = BigQueryWarehouse::open_at(
+        "bigquery://acme-analytics/clevertap",
+        Some(&double.endpoint),
+        GoogleAuth::anonymous(),
+    )
+    .await
+    .unwrap();
+    let state = ServiceState {
+        source: Arc::new(
+            GcsSource::new(&gcs_url(), GoogleAuth::anonymous())
+                .await
+                .unwrap(),
+        ),
+        warehouse: Arc::new(warehouse),
+        config: Arc::new(LoadConfig::new("UTC", 0.01).unwrap()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(tapline::cloud_run::serve(listener, router(state)));
+
+    let bucket = new_bucket("bq").await;
+    let generation = put(&bucket, CHARGED, export("Charged", 5)).await;
+    let event = finalized_event(&bucket, CHARGED, &generation);
+    // Every try of the ledger read fails: the load cannot start, Eventarc must retry.
+    for _ in 0..5 {
+        double.fail_next("jobs.query", 503, "backendError");
+    }
+    let (status, body) = post_binary(&base, &event).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!double.tables("clevertap").contains(&"charged".to_string()));
+    for _ in 0..3 {
+        let (status, body) = post_binary(&base, &event).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        double.rows(
+            "clevertap",
+            "SELECT count(*), min(_source_uri) FROM charged"
+        ),
+        vec![vec![
+            Some("5".to_string()),
+            Some(format!("gs://{bucket}/{CHARGED}"))
+        ]]
+    );
+    assert_eq!(
+        double.rows(
+            "clevertap",
+            "SELECT version, status FROM _tapline_loads WHERE status = 'loaded'"
+        ),
+        vec![vec![Some(generation), Some("loaded".to_string())]]
+    );
+    server.abort();
+}

@@ -260,8 +260,14 @@ impl BigQueryWarehouse {
             location,
         )
         .map_err(|e| open_err(Box::new(e)))?;
+        let mut api = api;
         match api.get_dataset(&dataset).await {
-            Ok(_) => {}
+            // Jobs in a regional dataset are only found again (jobs.get) with their location.
+            Ok(resource) => {
+                if api.location.is_none() {
+                    api.location = resource["location"].as_str().map(str::to_string);
+                }
+            }
             Err(e) if e.is_not_found() => {
                 return Err(WarehouseError::Config(ConfigError::Warehouse {
                     url: target,
