@@ -64,6 +64,8 @@ struct Inner {
     running_polls: u32,
     /// Every call: (operation, Authorization header if any).
     calls: Vec<(String, Option<String>)>,
+    /// Resumable uploads in progress, by `upload_id`.
+    sessions: HashMap<String, Session>,
     /// The access token `POST /token` hands out for a refresh token: (refresh, access).
     token: Option<(String, String)>,
 }
@@ -80,6 +82,8 @@ struct Dataset {
 
 struct Shared {
     project: String,
+    /// `http://127.0.0.1:PORT`, for resumable sessions' `Location`.
+    endpoint: Mutex<String>,
     inner: Mutex<Inner>,
 }
 
@@ -224,6 +228,7 @@ impl BigQueryDouble {
         }
         let shared = Arc::new(Shared {
             project: project.to_string(),
+            endpoint: Mutex::new(String::new()),
             inner: Mutex::new(inner),
         });
         let base = "/bigquery/v2/projects/{project}";
@@ -245,14 +250,17 @@ impl BigQueryDouble {
             .route(&format!("{base}/queries"), post(run_query))
             .route(
                 "/upload/bigquery/v2/projects/{project}/jobs",
-                post(upload_job),
+                post(upload_job).put(upload_chunk),
             )
             .route("/token", post(token))
+            // Multipart uploads reach 8 MiB and resumable chunks are 8 MiB.
+            .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        *shared.endpoint.lock().expect("endpoint") = endpoint.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });
@@ -1160,59 +1168,216 @@ async fn upload_job(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond((|| {
-        enter(&shared, "jobs.upload", &project, &headers)?;
-        if query.get("uploadType").map(String::as_str) != Some("multipart") {
-            return Err(invalid("uploadType=multipart is required"));
+    match query.get("uploadType").map(String::as_str) {
+        Some("multipart") => respond((|| {
+            enter(&shared, "jobs.upload", &project, &headers)?;
+            let (metadata, data) = multipart(&headers, &body)?;
+            check_load(&project, &metadata)?;
+            let mut inner = shared.inner.lock().expect("state");
+            create_load_job(&mut inner, &project, &metadata, &data)
+        })()),
+        Some("resumable") => start_session(&shared, &project, &headers, &body),
+        _ => respond(Err(invalid(
+            "uploadType=multipart or uploadType=resumable is required",
+        ))),
+    }
+}
+
+/// The load configuration's documented requirements.
+fn check_load(project: &str, metadata: &Value) -> Result<(), (StatusCode, Value)> {
+    let load = &metadata["configuration"]["load"];
+    if load.is_null() {
+        return Err(invalid("configuration.load is required"));
+    }
+    let dest = &load["destinationTable"];
+    let (Some(dp), Some(_), Some(_)) = (
+        dest["projectId"].as_str(),
+        dest["datasetId"].as_str(),
+        dest["tableId"].as_str(),
+    ) else {
+        return Err(invalid(
+            "destinationTable needs projectId, datasetId and tableId",
+        ));
+    };
+    if dp != project {
+        return Err(invalid(
+            "destinationTable.projectId must be the project of the URL",
+        ));
+    }
+    if load["sourceFormat"] != json!("NEWLINE_DELIMITED_JSON") {
+        return Err(invalid(
+            "the double takes sourceFormat NEWLINE_DELIMITED_JSON",
+        ));
+    }
+    let write = load["writeDisposition"].as_str().unwrap_or("WRITE_APPEND");
+    if load.get("schemaUpdateOptions").is_some() && write != "WRITE_APPEND" {
+        return Err(invalid(
+            "schemaUpdateOptions needs writeDisposition WRITE_APPEND",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the load job for uploaded data and runs it.
+fn create_load_job(inner: &mut Inner, project: &str, metadata: &Value, data: &[u8]) -> Reply {
+    let load = &metadata["configuration"]["load"];
+    let dataset = load["destinationTable"]["datasetId"].as_str().unwrap_or("");
+    let table = load["destinationTable"]["tableId"].as_str().unwrap_or("");
+    dataset_of(inner, project, dataset)?;
+    let job_id = new_job(
+        inner,
+        project,
+        &metadata["jobReference"],
+        metadata["configuration"].clone(),
+    )?;
+    if let Some(fault) = take_job_fault(inner, "load") {
+        return Ok(finish_job(inner, &job_id, Some(fault)));
+    }
+    let ds = inner.datasets.get(dataset).expect("checked");
+    let outcome = load_rows(ds, dataset, table, load, data).err();
+    Ok(finish_job(inner, &job_id, outcome))
+}
+
+/// A resumable upload in progress.
+struct Session {
+    project: String,
+    metadata: Value,
+    total: u64,
+    data: Vec<u8>,
+}
+
+/// `POST …/jobs?uploadType=resumable`: the metadata now, the data later at the `Location`.
+fn start_session(shared: &Shared, project: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let started = (|| {
+        enter(shared, "jobs.upload.start", project, headers)?;
+        let total: u64 = headers
+            .get("x-upload-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| invalid("X-Upload-Content-Length is required"))?;
+        if headers.get("x-upload-content-type").is_none() {
+            return Err(invalid("X-Upload-Content-Type is required"));
         }
-        let (metadata, data) = multipart(&headers, &body)?;
-        let load = &metadata["configuration"]["load"];
-        if load.is_null() {
-            return Err(invalid("configuration.load is required"));
-        }
-        let dest = &load["destinationTable"];
-        let (Some(dp), Some(dd), Some(dt)) = (
-            dest["projectId"].as_str(),
-            dest["datasetId"].as_str(),
-            dest["tableId"].as_str(),
-        ) else {
-            return Err(invalid(
-                "destinationTable needs projectId, datasetId and tableId",
-            ));
-        };
-        if dp != project {
-            return Err(invalid(
-                "destinationTable.projectId must be the project of the URL",
-            ));
-        }
-        if load["sourceFormat"] != json!("NEWLINE_DELIMITED_JSON") {
-            return Err(invalid(
-                "the double takes sourceFormat NEWLINE_DELIMITED_JSON",
-            ));
-        }
-        let write = load["writeDisposition"].as_str().unwrap_or("WRITE_APPEND");
-        if load.get("schemaUpdateOptions").is_some() && write != "WRITE_APPEND" {
-            return Err(invalid(
-                "schemaUpdateOptions needs writeDisposition WRITE_APPEND",
-            ));
-        }
-        let (dp, dd, dt) = (dp.to_string(), dd.to_string(), dt.to_string());
+        let metadata: Value = serde_json::from_slice(body)
+            .map_err(|e| invalid(format!("metadata is not JSON: {e}")))?;
+        check_load(project, &metadata)?;
         let mut inner = shared.inner.lock().expect("state");
-        dataset_of(&inner, &project, &dd)?;
-        let job_id = new_job(
-            &mut inner,
-            &project,
-            &metadata["jobReference"],
-            metadata["configuration"].clone(),
-        )?;
-        let _ = dp;
-        if let Some(fault) = take_job_fault(&mut inner, "load") {
-            return Ok(finish_job(&mut inner, &job_id, Some(fault)));
+        let id = format!("session{}", inner.sessions.len());
+        inner.sessions.insert(
+            id.clone(),
+            Session {
+                project: project.to_string(),
+                metadata,
+                total,
+                data: Vec::new(),
+            },
+        );
+        Ok(id)
+    })();
+    match started {
+        Ok(id) => {
+            let location = format!(
+                "{}/upload/bigquery/v2/projects/{project}/jobs?uploadType=resumable&upload_id={id}",
+                shared.endpoint.lock().expect("endpoint")
+            );
+            (StatusCode::OK, [("location", location)]).into_response()
         }
-        let ds = inner.datasets.get(&dd).expect("checked");
-        let outcome = load_rows(ds, &dd, &dt, load, &data).err();
-        Ok(finish_job(&mut inner, &job_id, outcome))
-    })())
+        Err(e) => respond(Err(e)),
+    }
+}
+
+/// `PUT <session>`: a chunk (`Content-Range: bytes A-B/TOTAL`) or a status query
+/// (`bytes */TOTAL`). 308 with `Range` while incomplete; the job once all bytes are in.
+async fn upload_chunk(
+    State(shared): State<Arc<Shared>>,
+    Path(project): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    const QUANTUM: usize = 256 * 1024;
+    let reply = (|| {
+        let id = query.get("upload_id").cloned().unwrap_or_default();
+        let range = headers
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let status_query = range.starts_with("bytes */");
+        // A scripted fault hits chunks, not status queries.
+        enter(
+            &shared,
+            if status_query {
+                "jobs.upload.status"
+            } else {
+                "jobs.upload.chunk"
+            },
+            &project,
+            &headers,
+        )?;
+        let mut inner = shared.inner.lock().expect("state");
+        let session = inner
+            .sessions
+            .get_mut(&id)
+            .ok_or_else(|| error(StatusCode::NOT_FOUND, "notFound", "no such upload session"))?;
+        if !status_query {
+            let spec = range
+                .strip_prefix("bytes ")
+                .ok_or_else(|| invalid(format!("bad Content-Range {range:?}")))?;
+            let (span, total) = spec
+                .split_once('/')
+                .ok_or_else(|| invalid("bad Content-Range"))?;
+            let (first, last) = span
+                .split_once('-')
+                .ok_or_else(|| invalid("bad Content-Range"))?;
+            let (first, last, total): (u64, u64, u64) = (
+                first.parse().map_err(|_| invalid("bad Content-Range"))?,
+                last.parse().map_err(|_| invalid("bad Content-Range"))?,
+                total.parse().map_err(|_| invalid("bad Content-Range"))?,
+            );
+            if total != session.total || first != session.data.len() as u64 {
+                return Err(invalid(format!(
+                    "Content-Range {range} does not continue the {} bytes received of {}",
+                    session.data.len(),
+                    session.total
+                )));
+            }
+            if last + 1 - first != body.len() as u64 {
+                return Err(invalid("Content-Range does not match the body's length"));
+            }
+            if last + 1 < total && !body.len().is_multiple_of(QUANTUM) {
+                return Err(invalid(
+                    "chunks other than the last must be a multiple of 256 KiB",
+                ));
+            }
+            session.data.extend_from_slice(&body);
+        }
+        if (session.data.len() as u64) < session.total {
+            return Ok(Err(session.data.len()));
+        }
+        let session = inner.sessions.remove(&id).expect("present");
+        create_load_job(
+            &mut inner,
+            &session.project,
+            &session.metadata,
+            &session.data,
+        )
+        .map(Ok)
+    })();
+    match reply {
+        Ok(Err(received)) => {
+            let mut response = StatusCode::PERMANENT_REDIRECT.into_response();
+            if received > 0 {
+                response.headers_mut().insert(
+                    "range",
+                    format!("bytes=0-{}", received - 1).parse().expect("header"),
+                );
+            }
+            response
+        }
+        Ok(Ok(job)) => respond(Ok(job)),
+        Err(e) => respond(Err(e)),
+    }
 }
 
 /// Appends NDJSON rows to a table, all or nothing: (reason, message, errors) on failure.

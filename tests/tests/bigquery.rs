@@ -499,3 +499,50 @@ async fn tokens_are_sent_and_never_logged() {
     );
     assert!(!denied.stderr.contains("SECRET"), "{}", denied.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_upload_resumably_and_a_lost_chunk_is_resumed() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    // 60,000 rows stage to more than 8 MiB of NDJSON: a resumable upload in 8 MiB chunks.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 60_000)).unwrap();
+    double.fail_next("jobs.upload.chunk", 503, "backendError");
+    let run = tapline(
+        &double.endpoint,
+        &[],
+        &[
+            "load",
+            &dir.path().display().to_string(),
+            "--warehouse",
+            &url("clevertap"),
+        ],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        value(
+            &double,
+            "SELECT count(*), count(DISTINCT _source_line) FROM charged"
+        )
+        .as_deref(),
+        Some("60000")
+    );
+    assert_eq!(
+        double.rows(
+            "clevertap",
+            "SELECT count(DISTINCT _source_line) FROM charged"
+        )[0][0]
+            .as_deref(),
+        Some("60000")
+    );
+    assert_eq!(double.count("jobs.upload.start"), 1);
+    assert_eq!(
+        double.count("jobs.upload"),
+        0,
+        "no multipart upload for a large file"
+    );
+    // The failed first chunk, one status query, then every chunk once (at least two: the double
+    // refuses a chunk that does not continue exactly where the data stands).
+    assert_eq!(double.count("jobs.upload.status"), 1);
+    assert!(double.count("jobs.upload.chunk") >= 3);
+}

@@ -138,6 +138,24 @@ impl ApiError {
     }
 }
 
+/// An answer: status, headers and JSON body (`null` when empty).
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+/// Waits before the next try: the backoff plus up to 50% jitter; returns the next backoff.
+async fn pause(operation: &str, attempt: u32, error: &ApiError, backoff: Duration) -> Duration {
+    let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
+    tracing::warn!(operation, attempt, error = %error, "BigQuery call failed; retrying.");
+    tokio::time::sleep(backoff + jitter).await;
+    backoff * 2
+}
+
+/// Resumable upload chunks: a multiple of 256 KiB, as the upload protocol requires.
+pub const RESUMABLE_CHUNK: u64 = 8 * 1024 * 1024;
+
 /// A finished job's outcome.
 #[derive(Debug)]
 pub struct JobStatus {
@@ -202,16 +220,22 @@ impl Api {
         operation: &'static str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Value, ApiError> {
+        self.send_raw(operation, build).await.map(|a| a.body)
+    }
+
+    /// [`Self::send`], keeping the status and headers (a resumable session's `Location`).
+    async fn send_raw(
+        &self,
+        operation: &'static str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             let result = self.send_once(operation, build(&self.http)).await;
             match result {
                 Err(e) if attempt < ATTEMPTS && e.retry_now() => {
-                    let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-                    tracing::warn!(operation, attempt, error = %e, "BigQuery call failed; retrying.");
-                    tokio::time::sleep(backoff + jitter).await;
-                    backoff *= 2;
+                    backoff = pause(operation, attempt, &e, backoff).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -219,11 +243,12 @@ impl Api {
         }
     }
 
+    /// One request: 2xx and 308 (resumable upload "incomplete") are answers, the rest errors.
     async fn send_once(
         &self,
         operation: &'static str,
         request: reqwest::RequestBuilder,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Answer, ApiError> {
         let headers = self.auth.headers().await.map_err(ApiError::Credentials)?;
         let response = request
             .headers(headers)
@@ -231,6 +256,7 @@ impl Api {
             .await
             .map_err(|source| ApiError::Transport { operation, source })?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let text = response
             .text()
             .await
@@ -240,8 +266,12 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }))
         };
-        if (200..300).contains(&status) {
-            return Ok(body);
+        if (200..300).contains(&status) || status == 308 {
+            return Ok(Answer {
+                status,
+                headers,
+                body,
+            });
         }
         let error = &body["error"];
         let reason = error["errors"][0]["reason"]
@@ -385,6 +415,98 @@ impl Api {
                 .body(reqwest::Body::wrap_stream(stream))
         })
         .await
+    }
+
+    /// jobs.insert with a resumable media upload of the file at `path` (`size` bytes): a
+    /// session is opened with the job's metadata, then the data goes in chunks of
+    /// [`RESUMABLE_CHUNK`]; a chunk that fails is resumed from what the server says it has.
+    pub async fn insert_resumable_job(
+        &self,
+        job_id: &str,
+        configuration: Value,
+        path: &std::path::Path,
+        size: u64,
+    ) -> Result<Value, ApiError> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let operation = "jobs.insert (resumable upload)";
+        let metadata = json!({
+            "jobReference": self.job_reference(job_id),
+            "configuration": configuration,
+        });
+        let url = format!(
+            "{}/upload/bigquery/v2/projects/{}/jobs",
+            self.endpoint, self.project
+        );
+        let session = self
+            .send_raw(operation, |c| {
+                c.post(&url)
+                    .query(&[("uploadType", "resumable")])
+                    .header("X-Upload-Content-Type", "application/octet-stream")
+                    .header("X-Upload-Content-Length", size.to_string())
+                    .json(&metadata)
+            })
+            .await?;
+        let session = session
+            .headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::Protocol {
+                operation,
+                detail: "no Location header for the upload session".into(),
+            })?
+            .to_string();
+        let io = |e: std::io::Error| ApiError::Protocol {
+            operation,
+            detail: format!("reading the staged rows: {e}"),
+        };
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let mut offset = 0u64;
+        let mut failures = 1;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let end = (offset + RESUMABLE_CHUNK).min(size);
+            let mut chunk = vec![0u8; (end - offset) as usize];
+            file.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(io)?;
+            file.read_exact(&mut chunk).await.map_err(io)?;
+            let range = format!("bytes {offset}-{}/{size}", end - 1);
+            let sent = self
+                .send_once(
+                    operation,
+                    self.http
+                        .put(&session)
+                        .header(reqwest::header::CONTENT_RANGE, range)
+                        .body(chunk),
+                )
+                .await;
+            let answer = match sent {
+                Ok(answer) => answer,
+                Err(e) if failures < ATTEMPTS && e.retry_now() => {
+                    backoff = pause(operation, failures, &e, backoff).await;
+                    failures += 1;
+                    // Ask what arrived: `bytes */size` with no body.
+                    self.send_raw(operation, |c| {
+                        c.put(&session)
+                            .header(reqwest::header::CONTENT_RANGE, format!("bytes */{size}"))
+                            .header(reqwest::header::CONTENT_LENGTH, "0")
+                    })
+                    .await?
+                }
+                Err(e) => return Err(e),
+            };
+            if answer.status != 308 {
+                return Ok(answer.body);
+            }
+            // "Range: bytes=0-N": the server has N + 1 bytes; no Range: nothing yet.
+            offset = answer
+                .headers
+                .get(reqwest::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| r.rsplit('-').next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .map_or(0, |n| n + 1);
+        }
     }
 
     /// jobs.insert of a query job (DML or a script) with named parameters.

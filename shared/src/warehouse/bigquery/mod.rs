@@ -545,12 +545,14 @@ fn io_err(operation: &'static str) -> impl FnOnce(std::io::Error) -> WarehouseEr
 impl BigQueryLoad {
     /// Reads an existing event table's columns (raw names from descriptions) once per load.
     async fn fetch_columns(&mut self, event: &str) -> Result<(), WarehouseError> {
-        let Some(table) = self.catalog.table(event).map(|t| t.name.clone()) else {
-            return Ok(());
-        };
+        // Once per event: after the first batch the catalog also holds tables this load plans
+        // (created only at commit).
         if !self.fetched.insert(event.to_string()) {
             return Ok(());
         }
+        let Some(table) = self.catalog.table(event).map(|t| t.name.clone()) else {
+            return Ok(());
+        };
         let resource = self
             .ds
             .api
@@ -717,24 +719,35 @@ impl BigQueryLoad {
             },
             "labels": { EVENT_LABEL: "stage" },
         });
-        let body: api::UploadBody = Box::new(move || {
-            let path = path.clone();
-            futures_util::stream::once(async move { tokio::fs::File::open(path).await })
-                .map_ok(tokio_util::io::ReaderStream::new)
-                .try_flatten()
-                .boxed()
-        });
         let job_id = format!(
             "tapline_{}_stage_{}",
             self.key,
             uuid::Uuid::new_v4().simple()
         );
-        let job = self
-            .ds
-            .api
-            .insert_upload_job(&job_id, configuration, &body)
-            .await
-            .map_err(op("stage rows"))?;
+        let size = std::fs::metadata(&path)
+            .map_err(io_err("stage rows"))?
+            .len();
+        // Small files in one request; larger ones resumably, so a dropped connection costs a
+        // chunk, not the file.
+        let job = if size > api::RESUMABLE_CHUNK {
+            self.ds
+                .api
+                .insert_resumable_job(&job_id, configuration, &path, size)
+                .await
+        } else {
+            let body: api::UploadBody = Box::new(move || {
+                let path = path.clone();
+                futures_util::stream::once(async move { tokio::fs::File::open(path).await })
+                    .map_ok(tokio_util::io::ReaderStream::new)
+                    .try_flatten()
+                    .boxed()
+            });
+            self.ds
+                .api
+                .insert_upload_job(&job_id, configuration, &body)
+                .await
+        }
+        .map_err(op("stage rows"))?;
         let status = self
             .ds
             .api
