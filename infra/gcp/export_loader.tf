@@ -44,10 +44,25 @@ resource "google_cloud_run_v2_service" "export_loader" {
         name  = "TAPLINE_LOG"
         value = var.log_level
       }
+      # A PostgreSQL warehouse's password: Cloud Run reads the secret and sets the variable; the
+      # URL in TAPLINE_WAREHOUSE carries none.
+      dynamic "env" {
+        for_each = var.warehouse_password_secret ? [1] : []
+        content {
+          name = "TAPLINE_WAREHOUSE_PASSWORD"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.secrets["warehouse-password"].secret_id
+              version = "latest"
+            }
+          }
+        }
+      }
     }
   }
 
-  depends_on = [google_project_service.apis]
+  # The accessor binding must exist before a revision that reads the secret starts.
+  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "export_loader_invokers" {

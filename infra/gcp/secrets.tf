@@ -6,11 +6,13 @@ locals {
   # time, and a new service account's email is not).
   secrets = merge(
     local.enable_api_puller ? { "clevertap-passcode" = ["api_puller"] } : {},
+    var.warehouse_password_secret ? { "warehouse-password" = ["export_loader"] } : {},
     local.enable_webhook_relay ? {
       for name in var.webhook_relay_secret_names : "relay-${name}" => ["webhook_relay", "webhook_relay_worker"]
     } : {},
   )
   secret_readers = merge(
+    { export_loader = google_service_account.export_loader.member },
     local.enable_api_puller ? { api_puller = google_service_account.api_puller[0].member } : {},
     local.enable_webhook_relay ? {
       webhook_relay        = google_service_account.webhook_relay[0].member

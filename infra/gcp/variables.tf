@@ -168,6 +168,12 @@ variable "warehouse_url" {
   default     = null
 }
 
+variable "warehouse_password_secret" {
+  type        = bool
+  description = "Create a Secret Manager secret for the warehouse password (a postgres:// warehouse_url without one) and give it to the export loader as TAPLINE_WAREHOUSE_PASSWORD. Not needed for BigQuery."
+  default     = false
+}
+
 variable "webhook_relay_worker_image" {
   type        = string
   description = "Container image of the relay's delivery worker (Pub/Sub push). Empty: the webhook_relay_image."

@@ -3,11 +3,15 @@
 //!
 //! `TAPLINE_WAREHOUSE_SECRET_ARN` names a Secrets Manager secret whose value is the password for
 //! the user in `TAPLINE_WAREHOUSE`. It is read once, at cold start; it never reaches a log.
+//! `TAPLINE_WAREHOUSE_PASSWORD` carries the password itself: what Cloud Run sets from a Secret
+//! Manager secret (`infra/gcp` wires it that way), or Kubernetes from a Secret.
 
 use crate::config::{ConfigError, ENV_WAREHOUSE};
 
 /// The variable naming the Secrets Manager secret that holds the warehouse password.
 pub const ENV_WAREHOUSE_SECRET_ARN: &str = "TAPLINE_WAREHOUSE_SECRET_ARN";
+/// The variable holding the warehouse password, injected by the platform from its secret store.
+pub const ENV_WAREHOUSE_PASSWORD: &str = "TAPLINE_WAREHOUSE_PASSWORD";
 
 /// Why the warehouse URL could not be put together.
 #[derive(Debug, thiserror::Error)]
@@ -73,19 +77,28 @@ fn hide_password(url: &str) -> String {
 }
 
 /// The warehouse URL from the environment: `TAPLINE_WAREHOUSE`, with the password from
-/// `TAPLINE_WAREHOUSE_SECRET_ARN` when that is set (this build must have `aws-secrets`).
+/// `TAPLINE_WAREHOUSE_SECRET_ARN` (this build must have `aws-secrets`) or
+/// `TAPLINE_WAREHOUSE_PASSWORD` when one of them is set. Both set is refused.
 pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
     let url = std::env::var(ENV_WAREHOUSE).map_err(|_| ConfigError::Warehouse {
         url: String::new(),
         reason: format!("{ENV_WAREHOUSE} is not set"),
     })?;
-    let Ok(arn) = std::env::var(ENV_WAREHOUSE_SECRET_ARN) else {
-        return Ok(url);
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let password = match (set(ENV_WAREHOUSE_SECRET_ARN), set(ENV_WAREHOUSE_PASSWORD)) {
+        (None, None) => return Ok(url),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Warehouse {
+                url: hide_password(&url),
+                reason: format!(
+                    "both {ENV_WAREHOUSE_SECRET_ARN} and {ENV_WAREHOUSE_PASSWORD} are set: keep one"
+                ),
+            }
+            .into());
+        }
+        (Some(arn), None) => read_secret(&arn).await?,
+        (None, Some(password)) => password,
     };
-    if arn.is_empty() {
-        return Ok(url);
-    }
-    let password = read_secret(&arn).await?;
     Ok(with_password(
         &url,
         password.trim_end_matches(['\r', '\n']),

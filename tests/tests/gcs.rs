@@ -436,6 +436,8 @@ async fn the_cloud_run_binary_serves_events_and_stops_on_sigterm() {
         .env("PORT", port.to_string())
         .env("TAPLINE_LISTEN_HOST", "127.0.0.1")
         .env("TAPLINE_WAREHOUSE", schema.url())
+        // As infra/gcp deploys it: Cloud Run injects the password from Secret Manager.
+        .env("TAPLINE_WAREHOUSE_PASSWORD", "gcp-s3cr3t-pw")
         .env("STORAGE_EMULATOR_HOST", gcs_url())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -483,6 +485,15 @@ async fn the_cloud_run_binary_serves_events_and_stops_on_sigterm() {
         .expect("exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "graceful shutdown exits 0: {status}");
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stdout.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    assert!(logs.contains("Export loader listening."), "{logs}");
+    assert!(
+        !logs.contains("gcp-s3cr3t-pw"),
+        "the password never reaches a log: {logs}"
+    );
 }
 
 /// The GCP deployment's default path: Eventarc → Cloud Run loader → BigQuery (the REST double).

@@ -3,20 +3,21 @@
 //! read and clients are built once, at startup; requests go to `tapline::cloud_run`.
 //!
 //! Environment: `PORT` (set by Cloud Run; default 8080), `TAPLINE_WAREHOUSE` (required),
-//! `TAPLINE_TIMEZONE`, `TAPLINE_MAX_REJECT_RATIO`; `STORAGE_EMULATOR_HOST` and
+//! `TAPLINE_WAREHOUSE_PASSWORD` (Cloud Run sets it from Secret Manager for a PostgreSQL
+//! warehouse; never logged), `TAPLINE_TIMEZONE`, `TAPLINE_MAX_REJECT_RATIO`; `STORAGE_EMULATOR_HOST` and
 //! `TAPLINE_LISTEN_HOST` (default `0.0.0.0`) for local runs.
 
 use std::sync::Arc;
 
 use tapline::cloud_run::{ServiceState, router, serve};
-use tapline::config::{ENV_WAREHOUSE, LoadConfig};
+use tapline::config::LoadConfig;
 use tapline::storage::gcs::GcsSource;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tapline::entry::init_json_logs();
     let config = Arc::new(LoadConfig::from_env()?);
-    let url = std::env::var(ENV_WAREHOUSE).map_err(|_| format!("{ENV_WAREHOUSE} is not set"))?;
+    let url = tapline::secrets::warehouse_url_from_env().await?;
     let warehouse = Arc::from(tapline::warehouse::open(&url).await?);
     let source = Arc::new(GcsSource::from_env().await?);
     let port: u16 = match std::env::var("PORT") {
