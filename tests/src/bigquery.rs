@@ -992,6 +992,25 @@ fn take_job_fault(inner: &mut Inner, kind: &str) -> Option<(String, String, Vec<
         .map(|f| (f.reason, f.message, f.errors))
 }
 
+/// A query's documented settings (jobs.query body or a query job's `configuration.query`):
+/// GoogleSQL, named parameters; returns the default dataset and the parameters.
+type QuerySettings = (String, Vec<(String, SqlValue)>);
+
+fn query_settings(query: &Value) -> Result<QuerySettings, (StatusCode, Value)> {
+    if query["useLegacySql"] != json!(false) {
+        return Err(invalid("useLegacySql must be false"));
+    }
+    let params = parameters(&query["queryParameters"])?;
+    if !params.is_empty() && query["parameterMode"] != json!("NAMED") {
+        return Err(invalid("named parameters need parameterMode NAMED"));
+    }
+    let dataset = query["defaultDataset"]["datasetId"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    Ok((dataset, params))
+}
+
 async fn insert_query_job(
     State(shared): State<Arc<Shared>>,
     Path(project): Path<String>,
@@ -1007,17 +1026,7 @@ async fn insert_query_job(
                 "configuration.query is required (load jobs go through the upload URL)",
             ));
         }
-        if query["useLegacySql"] != json!(false) {
-            return Err(invalid("useLegacySql must be false"));
-        }
-        let dataset = query["defaultDataset"]["datasetId"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let params = parameters(&query["queryParameters"])?;
-        if !params.is_empty() && query["parameterMode"] != json!("NAMED") {
-            return Err(invalid("named parameters need parameterMode NAMED"));
-        }
+        let (dataset, params) = query_settings(query)?;
         let mut inner = shared.inner.lock().expect("state");
         dataset_of(&inner, &project, &dataset)?;
         let job_id = new_job(
@@ -1070,15 +1079,9 @@ async fn run_query(
     respond((|| {
         enter(&shared, "jobs.query", &project, &headers)?;
         let request: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-        if request["useLegacySql"] != json!(false) {
-            return Err(invalid("useLegacySql must be false"));
-        }
-        let dataset = request["defaultDataset"]["datasetId"]
-            .as_str()
-            .unwrap_or("");
-        let params = parameters(&request["queryParameters"])?;
+        let (dataset, params) = query_settings(&request)?;
         let inner = shared.inner.lock().expect("state");
-        let ds = dataset_of(&inner, &project, dataset)?;
+        let ds = dataset_of(&inner, &project, &dataset)?;
         let sql = request["query"].as_str().unwrap_or("");
         let (fields, rows) =
             select(&ds.conn, sql, &params).map_err(|e| invalid(format!("Query error: {e}")))?;

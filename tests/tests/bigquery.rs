@@ -31,6 +31,13 @@ async fn tapline(endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
         .expect("join")
 }
 
+/// `tapline load DIR --warehouse bigquery://PROJECT/clevertap`.
+async fn load_dir(double: &BigQueryDouble, dir: &Path) -> Run {
+    let path = dir.display().to_string();
+    let args = ["load", &path, "--warehouse", &url("clevertap")];
+    tapline(&double.endpoint, &[], &args).await
+}
+
 fn exports(dir: &Path) -> String {
     std::fs::write(dir.join(CHARGED), export_csv("Charged", 3)).unwrap();
     std::fs::write(dir.join(LAUNCHED), export_csv("App Launched", 2)).unwrap();
@@ -49,14 +56,9 @@ fn value(double: &BigQueryDouble, sql: &str) -> Option<String> {
 async fn load_status_and_query_through_the_cli() {
     let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = exports(dir.path());
+    exports(dir.path());
 
-    let run = tapline(
-        &double.endpoint,
-        &[],
-        &["load", &path, "--warehouse", &url("clevertap")],
-    )
-    .await;
+    let run = load_dir(&double, dir.path()).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(
         value(&double, "SELECT count(*) FROM charged").as_deref(),
@@ -114,12 +116,7 @@ async fn load_status_and_query_through_the_cli() {
 
     // Again: nothing new, no new jobs.
     let jobs_before = double.job_ids().len();
-    let again = tapline(
-        &double.endpoint,
-        &[],
-        &["load", &path, "--warehouse", &url("clevertap")],
-    )
-    .await;
+    let again = load_dir(&double, dir.path()).await;
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     assert_eq!(double.job_ids().len(), jobs_before);
     assert_eq!(
@@ -171,17 +168,7 @@ async fn row_errors_fail_the_file_with_bigquerys_messages_and_load_nothing() {
             errors: vec!["Error while reading data, error message: JSON parsing error in row starting at position 0: No such field: bogus.".into()],
         },
     );
-    let run = tapline(
-        &double.endpoint,
-        &[],
-        &[
-            "load",
-            &dir.path().display().to_string(),
-            "--warehouse",
-            &url("clevertap"),
-        ],
-    )
-    .await;
+    let run = load_dir(&double, dir.path()).await;
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     let output = format!("{}{}", run.stdout, run.stderr);
     assert!(output.contains("No such field: bogus"), "{output}");
@@ -200,17 +187,7 @@ async fn row_errors_fail_the_file_with_bigquerys_messages_and_load_nothing() {
         "{ledger:?}"
     );
     // The next run loads it, once.
-    let again = tapline(
-        &double.endpoint,
-        &[],
-        &[
-            "load",
-            &dir.path().display().to_string(),
-            "--warehouse",
-            &url("clevertap"),
-        ],
-    )
-    .await;
+    let again = load_dir(&double, dir.path()).await;
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     assert_eq!(
         value(&double, "SELECT count(*) FROM charged").as_deref(),
@@ -238,17 +215,7 @@ async fn rate_limits_server_errors_and_running_jobs_are_waited_out() {
     double.fail_next("jobs.get", 500, "backendError");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 4)).unwrap();
-    let run = tapline(
-        &double.endpoint,
-        &[],
-        &[
-            "load",
-            &dir.path().display().to_string(),
-            "--warehouse",
-            &url("clevertap"),
-        ],
-    )
-    .await;
+    let run = load_dir(&double, dir.path()).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(
         value(&double, "SELECT count(*) FROM charged").as_deref(),
@@ -279,17 +246,7 @@ async fn a_failed_commit_job_burns_its_id_and_the_next_id_commits_once() {
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 2)).unwrap();
-    let run = tapline(
-        &double.endpoint,
-        &[],
-        &[
-            "load",
-            &dir.path().display().to_string(),
-            "--warehouse",
-            &url("clevertap"),
-        ],
-    )
-    .await;
+    let run = load_dir(&double, dir.path()).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let commits: Vec<String> = double
         .job_ids()
@@ -507,17 +464,7 @@ async fn large_files_upload_resumably_and_a_lost_chunk_is_resumed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 60_000)).unwrap();
     double.fail_next("jobs.upload.chunk", 503, "backendError");
-    let run = tapline(
-        &double.endpoint,
-        &[],
-        &[
-            "load",
-            &dir.path().display().to_string(),
-            "--warehouse",
-            &url("clevertap"),
-        ],
-    )
-    .await;
+    let run = load_dir(&double, dir.path()).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(
         value(
