@@ -118,6 +118,16 @@ fn ledger_tables() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
+            "_tapline_state",
+            vec![
+                field("key", "STRING", true),
+                field("value", "STRING", true),
+                field("updated_at", "TIMESTAMP", true),
+                // Microseconds since the epoch: orders writes within one second.
+                field("written_us", "INT64", true),
+            ],
+        ),
+        (
             "_tapline_columns",
             vec![
                 field("table_name", "STRING", true),
@@ -318,6 +328,229 @@ impl BigQueryWarehouse {
 }
 
 impl Dataset {
+    /// Runs DML (or a script) as a query job with a fresh id and waits for it.
+    async fn run_dml(
+        &self,
+        operation: &'static str,
+        key: &str,
+        sql: &str,
+        params: &[(&str, Param)],
+    ) -> Result<(), WarehouseError> {
+        let job_id = format!("tapline_{key}_dml_{}", uuid::Uuid::new_v4().simple());
+        let job = self
+            .api
+            .insert_query_job(&job_id, &self.dataset, sql, params, json!({}))
+            .await
+            .map_err(op(operation))?;
+        let status = self.api.wait_for_job(job).await.map_err(op(operation))?;
+        match status.error {
+            Some(e) => Err(op(operation)(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The latest value written under `key` in `_tapline_state` (append-only: writes never
+    /// contend, the newest wins).
+    #[allow(dead_code)] // Wired to the Warehouse state methods with the API puller.
+    async fn read_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        let (_, rows) = self
+            .api
+            .query(
+                &self.dataset,
+                "SELECT value FROM _tapline_state WHERE key = @key \
+                 ORDER BY written_us DESC LIMIT 1",
+                &[("key", Param::Str(key.to_string()))],
+            )
+            .await
+            .map_err(op("read state"))?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten()))
+    }
+
+    /// Appends `value` under `key` in `_tapline_state`; committed when this returns.
+    #[allow(dead_code)] // Wired to the Warehouse state methods with the API puller.
+    async fn write_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        let written_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        self.run_dml(
+            "write state",
+            "state",
+            "INSERT INTO _tapline_state (key, value, updated_at, written_us) \
+             VALUES (@key, @value, @now, @written_us)",
+            &[
+                ("key", Param::Str(key.to_string())),
+                ("value", Param::Str(value.to_string())),
+                ("now", Param::Timestamp(now_utc())),
+                ("written_us", Param::Int(written_us)),
+            ],
+        )
+        .await
+    }
+
+    /// Writes `rows` into a table Tapline defines (`columns`: name and BigQuery type), creating
+    /// it when missing; a row whose `key` columns match a stored row replaces it. The rows are
+    /// staged by a load job, then one transaction deletes the matching rows and inserts.
+    #[allow(dead_code)] // Wired to the Warehouse state methods with the API puller.
+    async fn upsert_rows(
+        &self,
+        table: &str,
+        columns: &[(&str, &str)],
+        key: &[&str],
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        let fields: Vec<Value> = columns
+            .iter()
+            .map(|(name, kind)| field(name, kind, key.contains(name)))
+            .collect();
+        match self.api.get_table(&self.dataset, table).await {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                let resource = json!({
+                    "tableReference": {
+                        "projectId": self.api.project,
+                        "datasetId": self.dataset,
+                        "tableId": table,
+                    },
+                    "schema": { "fields": fields },
+                    "labels": { EVENT_LABEL: "fixed" },
+                });
+                match self.api.insert_table(&self.dataset, &resource).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_duplicate() => {}
+                    Err(e) => return Err(op("create table")(e)),
+                }
+            }
+            Err(e) => return Err(op("read catalog")(e)),
+        }
+        // The last row of a key wins, as it would row by row.
+        let key_index: Vec<usize> = key
+            .iter()
+            .filter_map(|k| columns.iter().position(|(c, _)| c == k))
+            .collect();
+        let mut latest: HashMap<Vec<Option<&str>>, usize> = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            latest.insert(key_index.iter().map(|&k| row[k].as_deref()).collect(), i);
+        }
+        let mut keep: Vec<usize> = latest.into_values().collect();
+        keep.sort_unstable();
+        let file = tempfile::NamedTempFile::new().map_err(io_err("stage rows"))?;
+        let mut out = BufWriter::new(file);
+        for &i in &keep {
+            let mut line = serde_json::Map::new();
+            for ((name, _), value) in columns.iter().zip(&rows[i]) {
+                if let Some(v) = value {
+                    line.insert(name.to_string(), json!(v));
+                }
+            }
+            writeln!(out, "{}", Value::Object(line)).map_err(io_err("stage rows"))?;
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| io_err("stage rows")(e.into_error()))?;
+        let stage_key = hex::encode(&Sha256::digest(table.as_bytes())[..8]);
+        let staged = self
+            .stage_file(&stage_key, "rows", fields, file.path().to_path_buf())
+            .await?;
+        let names: Vec<String> = columns.iter().map(|(c, _)| ident(c)).collect();
+        let matches: Vec<String> = key
+            .iter()
+            .map(|k| format!("s.{k} = t.{k}", k = ident(k)))
+            .collect();
+        let script = format!(
+            "BEGIN TRANSACTION;\n\
+             DELETE FROM {t} AS t WHERE EXISTS (SELECT 1 FROM {s} AS s WHERE {on});\n\
+             INSERT INTO {t} ({cols}) SELECT {cols} FROM {s};\n\
+             COMMIT TRANSACTION;",
+            t = ident(table),
+            s = ident(&staged),
+            on = matches.join(" AND "),
+            cols = names.join(", "),
+        );
+        let result = self.run_dml("replace rows", &stage_key, &script, &[]).await;
+        if let Err(e) = self.api.delete_table(&self.dataset, &staged).await {
+            tracing::warn!(table = %staged, error = %e, "Could not drop a staging table; it expires within a day.");
+        }
+        result.map(|()| keep.len() as u64)
+    }
+
+    /// Uploads one staged file into a new staging table; returns the staging table's name.
+    async fn stage_file(
+        &self,
+        key: &str,
+        suffix: &str,
+        fields: Vec<Value>,
+        path: std::path::PathBuf,
+    ) -> Result<String, WarehouseError> {
+        let name = format!(
+            "_tapline_stage_{}_{}_{suffix}",
+            &key[..16.min(key.len())],
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let expires =
+            crate::time::parse_utc(&now_utc()).unwrap_or_default() * 1000 + STAGING_TTL_MS;
+        let resource = json!({
+            "tableReference": {
+                "projectId": self.api.project,
+                "datasetId": self.dataset,
+                "tableId": name,
+            },
+            "schema": { "fields": fields },
+            "expirationTime": expires.to_string(),
+            "labels": { EVENT_LABEL: "staging" },
+        });
+        self.api
+            .insert_table(&self.dataset, &resource)
+            .await
+            .map_err(op("stage rows"))?;
+        let configuration = json!({
+            "load": {
+                "destinationTable": {
+                    "projectId": self.api.project,
+                    "datasetId": self.dataset,
+                    "tableId": name,
+                },
+                "sourceFormat": "NEWLINE_DELIMITED_JSON",
+                "schema": { "fields": fields },
+                "createDisposition": "CREATE_NEVER",
+                "writeDisposition": "WRITE_APPEND",
+                "schemaUpdateOptions": ["ALLOW_FIELD_ADDITION"],
+                "maxBadRecords": 0,
+            },
+            "labels": { EVENT_LABEL: "stage" },
+        });
+        let job_id = format!("tapline_{}_stage_{}", key, uuid::Uuid::new_v4().simple());
+        let size = std::fs::metadata(&path)
+            .map_err(io_err("stage rows"))?
+            .len();
+        // Small files in one request; larger ones resumably, so a dropped connection costs a
+        // chunk, not the file.
+        let job = if size > api::RESUMABLE_CHUNK {
+            self.api
+                .insert_resumable_job(&job_id, configuration, &path, size)
+                .await
+        } else {
+            let body: api::UploadBody = Box::new(move || {
+                let path = path.clone();
+                futures_util::stream::once(async move { tokio::fs::File::open(path).await })
+                    .map_ok(tokio_util::io::ReaderStream::new)
+                    .try_flatten()
+                    .boxed()
+            });
+            self.api
+                .insert_upload_job(&job_id, configuration, &body)
+                .await
+        }
+        .map_err(op("stage rows"))?;
+        let status = self.api.wait_for_job(job).await.map_err(op("stage rows"))?;
+        if let Some(e) = status.error {
+            return Err(op("stage rows")(e));
+        }
+        Ok(name)
+    }
+
     async fn ledger_rows(
         &self,
         sql: &str,
@@ -459,27 +692,9 @@ impl Warehouse for BigQueryWarehouse {
             ),
             ("now", Param::Timestamp(now)),
         ];
-        let job_id = format!(
-            "tapline_{}_failure_{}",
-            version_key(object).0,
-            uuid::Uuid::new_v4().simple()
-        );
-        let job = self
-            .ds
-            .api
-            .insert_query_job(&job_id, &self.ds.dataset, &sql, &params, json!({}))
+        self.ds
+            .run_dml("record failure", &version_key(object).0, &sql, &params)
             .await
-            .map_err(op("record failure"))?;
-        let status = self
-            .ds
-            .api
-            .wait_for_job(job)
-            .await
-            .map_err(op("record failure"))?;
-        match status.error {
-            Some(e) => Err(op("record failure")(e)),
-            None => Ok(()),
-        }
     }
 
     async fn recent_loads(&self, limit: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
@@ -672,92 +887,6 @@ impl BigQueryLoad {
                 .map_err(op("add column"))?;
         }
         Ok(())
-    }
-
-    /// Uploads one staged file into a new staging table; returns the staging table's name.
-    async fn stage(
-        &self,
-        suffix: &str,
-        fields: Vec<Value>,
-        path: std::path::PathBuf,
-    ) -> Result<String, WarehouseError> {
-        let name = format!(
-            "_tapline_stage_{}_{}_{suffix}",
-            &self.key[..16],
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let expires =
-            crate::time::parse_utc(&now_utc()).unwrap_or_default() * 1000 + STAGING_TTL_MS;
-        let resource = json!({
-            "tableReference": {
-                "projectId": self.ds.api.project,
-                "datasetId": self.ds.dataset,
-                "tableId": name,
-            },
-            "schema": { "fields": fields },
-            "expirationTime": expires.to_string(),
-            "labels": { EVENT_LABEL: "staging" },
-        });
-        self.ds
-            .api
-            .insert_table(&self.ds.dataset, &resource)
-            .await
-            .map_err(op("stage rows"))?;
-        let configuration = json!({
-            "load": {
-                "destinationTable": {
-                    "projectId": self.ds.api.project,
-                    "datasetId": self.ds.dataset,
-                    "tableId": name,
-                },
-                "sourceFormat": "NEWLINE_DELIMITED_JSON",
-                "schema": { "fields": fields },
-                "createDisposition": "CREATE_NEVER",
-                "writeDisposition": "WRITE_APPEND",
-                "schemaUpdateOptions": ["ALLOW_FIELD_ADDITION"],
-                "maxBadRecords": 0,
-            },
-            "labels": { EVENT_LABEL: "stage" },
-        });
-        let job_id = format!(
-            "tapline_{}_stage_{}",
-            self.key,
-            uuid::Uuid::new_v4().simple()
-        );
-        let size = std::fs::metadata(&path)
-            .map_err(io_err("stage rows"))?
-            .len();
-        // Small files in one request; larger ones resumably, so a dropped connection costs a
-        // chunk, not the file.
-        let job = if size > api::RESUMABLE_CHUNK {
-            self.ds
-                .api
-                .insert_resumable_job(&job_id, configuration, &path, size)
-                .await
-        } else {
-            let body: api::UploadBody = Box::new(move || {
-                let path = path.clone();
-                futures_util::stream::once(async move { tokio::fs::File::open(path).await })
-                    .map_ok(tokio_util::io::ReaderStream::new)
-                    .try_flatten()
-                    .boxed()
-            });
-            self.ds
-                .api
-                .insert_upload_job(&job_id, configuration, &body)
-                .await
-        }
-        .map_err(op("stage rows"))?;
-        let status = self
-            .ds
-            .api
-            .wait_for_job(job)
-            .await
-            .map_err(op("stage rows"))?;
-        if let Some(e) = status.error {
-            return Err(op("stage rows")(e));
-        }
-        Ok(name)
     }
 
     /// Runs the commit script under the version's next free commit job id. `Ok(false)`: a
@@ -1009,7 +1138,7 @@ impl LoadTransaction for BigQueryLoad {
                     self.ensure_table(&event).await?;
                     let fields = self.fields_for(&event, &s.columns);
                     let file = s.file.into_inner().map_err(|e| io_err("stage rows")(e.into_error()))?;
-                    let name = self.stage(&index.to_string(), fields.clone(), file.path().to_path_buf()).await?;
+                    let name = self.ds.stage_file(&self.key, &index.to_string(), fields.clone(), file.path().to_path_buf()).await?;
                     staging.push((name.clone(), file));
                     let table = self.catalog.table(&event).expect("planned").name.clone();
                     let list: Vec<String> = fields
@@ -1172,7 +1301,8 @@ impl BigQueryLoad {
             .map(|(_, f)| f)
             .unwrap_or_default();
         let name = self
-            .stage("rejects", fields, file.path().to_path_buf())
+            .ds
+            .stage_file(&self.key, "rejects", fields, file.path().to_path_buf())
             .await?;
         Ok((name, file))
     }
