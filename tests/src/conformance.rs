@@ -515,6 +515,54 @@ pub async fn concurrent_loaders_load_once(h: &dyn Harness) {
     assert_eq!(count(w.as_ref(), "order_placed").await, 2);
 }
 
+/// `_tapline_state` keeps one value per key; a new value replaces the old one, and a second
+/// handle (another process) reads what the first wrote.
+pub async fn state_is_kept_per_key(h: &dyn Harness) {
+    let w = h.open("state").await;
+    assert_eq!(
+        w.get_state("events/Charged/2022-09-01").await.unwrap(),
+        None
+    );
+    w.put_state("events/Charged/2022-09-01", r#"{"page":1}"#)
+        .await
+        .unwrap();
+    w.put_state("events/App Launched/2022-09-01", r#"{"page":7}"#)
+        .await
+        .unwrap();
+    w.put_state("events/Charged/2022-09-01", r#"{"page":2,"cursor":"a'b"}"#)
+        .await
+        .unwrap();
+    let other = h.open("state").await;
+    assert_eq!(
+        other
+            .get_state("events/Charged/2022-09-01")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"page":2,"cursor":"a'b"}"#)
+    );
+    assert_eq!(
+        other
+            .get_state("events/App Launched/2022-09-01")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"page":7}"#)
+    );
+    let keys = rows(
+        other.as_ref(),
+        "SELECT key FROM _tapline_state WHERE updated_at IS NOT NULL ORDER BY key",
+    )
+    .await;
+    assert_eq!(
+        keys,
+        vec![
+            vec![Some("events/App Launched/2022-09-01".to_string())],
+            vec![Some("events/Charged/2022-09-01".to_string())],
+        ]
+    );
+}
+
 /// Declares one `#[tokio::test]` per conformance case for a harness expression.
 #[macro_export]
 macro_rules! warehouse_conformance_tests {
@@ -530,6 +578,7 @@ macro_rules! warehouse_conformance_tests {
             all_events_spans_tables,
             failure_is_recorded_then_retried,
             concurrent_loaders_load_once,
+            state_is_kept_per_key,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

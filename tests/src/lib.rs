@@ -2,6 +2,7 @@
 //! files, reading a SQLite warehouse directly, the warehouse conformance suite, and a Slack /
 //! HTTP receiver double for the webhook relay.
 
+pub mod clevertap_api;
 pub mod conformance;
 pub mod gcs;
 pub mod pg;

@@ -7,7 +7,8 @@
 //! - a file's rows and its ledger row (`_tapline_loads`) commit together or not at all;
 //! - the same (uri, version) again is reported as already done; a new version of a uri
 //!   replaces the old version's rows in the same transaction;
-//! - a quarantined file leaves its ledger row and rejects, and no data rows.
+//! - a quarantined file leaves its ledger row and rejects, and no data rows;
+//! - `_tapline_state` keeps one value per key (checkpoints), committed when `put_state` returns.
 
 pub mod catalog;
 pub mod naming;
@@ -217,6 +218,28 @@ pub trait Warehouse: Send + Sync {
 
     /// Runs a read-only SQL query (status reports, the demo, tests).
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError>;
+
+    /// The value stored under `key` in `_tapline_state` (API puller checkpoints), if any.
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        let _ = key;
+        Err(unsupported("get_state"))
+    }
+
+    /// Stores `value` (JSON text) under `key` in `_tapline_state`, replacing what was there,
+    /// and commits it before returning: a checkpoint must survive the process.
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        let _ = (key, value);
+        Err(unsupported("put_state"))
+    }
+}
+
+/// The error of a [`Warehouse`] method an adapter does not implement (yet).
+pub fn unsupported(operation: &'static str) -> WarehouseError {
+    WarehouseError::Operation {
+        operation,
+        retryable: false,
+        source: format!("{operation} is not supported by this warehouse").into(),
+    }
 }
 
 /// One object version's load. Dropping it without [`Self::commit`] rolls everything back.
@@ -323,5 +346,51 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
         "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
         "bigquery" => Err(bad("BigQuery is not available in this build yet").into()),
         _ => Err(bad("unknown scheme: use sqlite://FILE or postgres://USER@HOST/DB").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter that implements only the required methods, like one written before the
+    /// state methods existed.
+    struct Minimal;
+
+    #[async_trait]
+    impl Warehouse for Minimal {
+        fn describe(&self) -> String {
+            "minimal".into()
+        }
+        fn max_columns(&self) -> usize {
+            10
+        }
+        async fn begin_load(&self, _: &SourceObject, _: bool) -> Result<Begin, WarehouseError> {
+            Err(unsupported("begin_load"))
+        }
+        async fn record_failure(&self, _: &SourceObject, _: &str) -> Result<(), WarehouseError> {
+            Ok(())
+        }
+        async fn recent_loads(&self, _: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
+            Ok(Vec::new())
+        }
+        async fn query(&self, _: &str) -> Result<QueryResult, WarehouseError> {
+            Ok(QueryResult::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn state_methods_default_to_a_clear_non_retryable_error() {
+        let err = Minimal.get_state("k").await.unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(
+            crate::load::error_chain(&err),
+            "warehouse get_state failed: get_state is not supported by this warehouse"
+        );
+        let err = Minimal.put_state("k", "{}").await.unwrap_err();
+        assert_eq!(
+            crate::load::error_chain(&err),
+            "warehouse put_state failed: put_state is not supported by this warehouse"
+        );
     }
 }

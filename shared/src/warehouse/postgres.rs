@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS _tapline_tables (
     created_by_load BIGINT NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS _tapline_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE IF NOT EXISTS _tapline_columns (
     table_name    TEXT NOT NULL,
     column_name   TEXT NOT NULL,
@@ -519,6 +524,28 @@ impl Warehouse for PostgresWarehouse {
             .await
             .map_err(op("read ledger"))?;
         Ok(rows.iter().map(ledger_row).collect())
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM _tapline_state WHERE key = $1", &[&key])
+            .await
+            .map_err(op("read state"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO _tapline_state (key, value, updated_at) VALUES ($1, $2, now())
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                &[&key, &value],
+            )
+            .await
+            .map_err(op("write state"))?;
+        Ok(())
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {

@@ -69,6 +69,11 @@ CREATE TABLE IF NOT EXISTS _tapline_tables (
     created_by_load INTEGER NOT NULL,
     created_at      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS _tapline_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS _tapline_columns (
     table_name    TEXT NOT NULL,
     column_name   TEXT NOT NULL,
@@ -305,6 +310,34 @@ impl Warehouse for SqliteWarehouse {
                 .map_err(op("read ledger"))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(op("read ledger"))
+        })
+        .await
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        let key = key.to_string();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT value FROM _tapline_state WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(op("read state"))
+        })
+        .await
+    }
+
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO _tapline_state (key, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![key, value, now_utc()],
+            )
+            .map_err(op("write state"))?;
+            Ok(())
         })
         .await
     }

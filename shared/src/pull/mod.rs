@@ -1,0 +1,55 @@
+//! The API puller: CleverTap API data into the same warehouse tables the export loader fills.
+//!
+//! - [`events`]: Get Events, one (event, day) slice at a time, each page its own load
+//!   (`clevertap-api://ACCOUNT/events/EVENT/DAY/page-N`, version = the pull's id), so a page is
+//!   loaded exactly once and a new pull of a day replaces the old pull's rows page by page.
+//! - [`checkpoint`]: what `_tapline_state` holds per slice, written after every page so a
+//!   killed run resumes where it stopped.
+//! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
+
+pub mod checkpoint;
+pub mod events;
+pub mod page_load;
+
+use crate::clevertap::ApiError;
+use crate::warehouse::WarehouseError;
+
+/// Why a slice of a pull stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// CleverTap did not give what was asked.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The warehouse failed.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// A page could not be parsed as a whole (a record past the size limit): it is recorded
+    /// in the ledger as quarantined and the slice stops there.
+    #[error("{uri} was quarantined: {reason}")]
+    Quarantined {
+        /// The page's source uri.
+        uri: String,
+        /// Why.
+        reason: String,
+    },
+    /// The checkpoint in `_tapline_state` is not one this version understands.
+    #[error("checkpoint {key} cannot be read")]
+    Checkpoint {
+        /// Its key.
+        key: String,
+        /// The decoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl PullError {
+    /// Whether running the pull again later may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PullError::Api(e) => e.is_retryable(),
+            PullError::Warehouse(e) => e.is_retryable(),
+            PullError::Quarantined { .. } | PullError::Checkpoint { .. } => false,
+        }
+    }
+}

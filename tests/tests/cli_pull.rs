@@ -1,0 +1,484 @@
+//! `tapline pull events` end to end: the built binary against the CleverTap API double, checked
+//! in the SQLite file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tapline_tests::clevertap_api::{ClevertapApi, PASSCODE, Quirk, Seen, event_records};
+use tapline_tests::{Run, export_csv, gzip, sqlite_rows, sqlite_value, tapline};
+
+const DAY1: i64 = 20220922;
+const DAY2: i64 = 20220923;
+
+struct Case {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    api: ClevertapApi,
+}
+
+impl Case {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.sqlite");
+        Self {
+            dir,
+            db,
+            api: ClevertapApi::start().await,
+        }
+    }
+
+    fn warehouse(&self) -> String {
+        format!("sqlite://{}", self.db.display())
+    }
+
+    fn args<'a>(&'a self, wh: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["pull", "events", "--warehouse", wh, "--batch-size", "10"];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    async fn pull(&self, extra: &[&str]) -> Run {
+        let wh = self.warehouse();
+        self.api.tapline(&self.args(&wh, extra), &[]).await
+    }
+
+    fn count(&self, sql: &str) -> u64 {
+        sqlite_value(&self.db, sql).unwrap().parse().unwrap()
+    }
+
+    fn checkpoint(&self, event: &str, day: &str) -> Value {
+        let key = format!("clevertap/TEST-ACC-1/events/{event}/{day}");
+        let rows = sqlite_rows(
+            &self.db,
+            &format!("SELECT value FROM _tapline_state WHERE key = '{key}'"),
+        );
+        assert_eq!(rows.len(), 1, "one checkpoint for {key}");
+        serde_json::from_str(rows[0][0].as_deref().unwrap()).unwrap()
+    }
+
+    fn duplicates(&self, table: &str) -> u64 {
+        self.count(&format!(
+            "SELECT count(*) FROM (SELECT ts, profile_identity FROM {table} \
+             GROUP BY ts, profile_identity HAVING count(*) > 1)"
+        ))
+    }
+}
+
+fn assert_ok(run: &Run) {
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_events_land_in_the_export_table_with_the_export_columns() {
+    let case = Case::new().await;
+    let exports = case.dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::write(
+        exports.join("1663664837-1663785000-Charged-20220921-0-0.csv.gz"),
+        gzip(export_csv("Charged", 3).as_bytes()),
+    )
+    .unwrap();
+    let wh = case.warehouse();
+    let load = tapline(&["load", exports.to_str().unwrap(), "--warehouse", &wh]);
+    assert_eq!(load.code, 0, "{}", load.stderr);
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+            "--timezone",
+            "Asia/Kolkata",
+        ])
+        .await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains("1 of 1 slices pulled, 25 rows"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 28);
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE _source_uri LIKE 'clevertap-api://%'"),
+        25
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM _tapline_tables WHERE event_name = 'Charged'"),
+        1
+    );
+    // The export's column and the API's nested `event_props.Amount` are one column.
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM _tapline_columns WHERE table_name = 'charged' \
+             AND column_name = 'event_props_amount' AND raw_name = 'eventProps.Amount'"
+        ),
+        1
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE event_props_amount IS NOT NULL"),
+        28
+    );
+    // ts is project-local (Asia/Kolkata, +05:30) in the API and stored as UTC.
+    let row = sqlite_rows(
+        &case.db,
+        "SELECT ts, event_name, profile_identity, event_props_amount, session_props_utm_source, \
+         profile_profile_data_favorite_color, _source_uri, _source_line \
+         FROM charged WHERE profile_identity = 'u1' AND _source_uri LIKE 'clevertap-api://%'",
+    );
+    let expected: Vec<Option<String>> = [
+        "2022-09-21T18:31:00Z",
+        "Charged",
+        "u1",
+        "1",
+        "Foo",
+        "blue",
+        "clevertap-api://TEST-ACC-1/events/Charged/2022-09-22/page-0",
+        "2",
+    ]
+    .iter()
+    .map(|s| Some(s.to_string()))
+    .collect();
+    assert_eq!(row, vec![expected]);
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM _tapline_loads WHERE uri LIKE 'clevertap-api://%' AND status = 'loaded'"
+        ),
+        3,
+        "25 records at 10 a page are 3 pages, each a load"
+    );
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "complete");
+    assert_eq!(checkpoint["pages"], 3);
+    assert_eq!(checkpoint["rows"], 25);
+    assert!(checkpoint["last_success"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_pulled_again_is_replaced_not_doubled() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+    case.api.set_events("Charged", DAY2, event_records(DAY2, 5));
+    let both_days = [
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+    ];
+    assert_ok(&case.pull(&both_days).await);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
+
+    // CleverTap now has fewer records for the first day (late corrections): 2 pages, not 3.
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 12));
+    let first_day = [
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-22",
+    ];
+    assert_ok(&case.pull(&first_day).await);
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE ts < '2022-09-23'"),
+        12
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE ts >= '2022-09-23'"),
+        5
+    );
+    assert_eq!(case.duplicates("charged"), 0);
+    // The old pull's third page was emptied by a load of the new pull.
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM _tapline_loads WHERE uri LIKE '%/2022-09-22/page-2' AND status = 'replaced'"
+        ),
+        1
+    );
+
+    assert_ok(&case.pull(&both_days).await);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 17);
+    assert_eq!(case.duplicates("charged"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_in_progress_cursors_and_server_errors_are_retried() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 15));
+    // POST: 429, code 1, 500, then a cursor; GET page 0: in progress, code 2, 429, then rows.
+    case.api.quirks(&[
+        Quirk::TooMany,
+        Quirk::Code1,
+        Quirk::ServerError,
+        Quirk::InProgress,
+        Quirk::Code2,
+        Quirk::TooMany,
+    ]);
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ])
+        .await;
+    assert_ok(&run);
+    assert_eq!(case.api.quirks_left(), 0);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 15);
+    let seen = case.api.seen();
+    assert!(
+        !seen.iter().any(|s| matches!(s, Seen::Refused(_))),
+        "every retry sent a valid request with the same cursor: {seen:?}"
+    );
+    let quirks: Vec<Quirk> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Quirk(q) => Some(*q),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        quirks,
+        [
+            Quirk::TooMany,
+            Quirk::Code1,
+            Quirk::ServerError,
+            Quirk::InProgress,
+            Quirk::Code2,
+            Quirk::TooMany
+        ]
+    );
+    let pages: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Page(..)))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            &Seen::Page("Charged".into(), DAY1, 0),
+            &Seen::Page("Charged".into(), DAY1, 1)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_cursor_stops_the_slice_with_a_clear_error() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 30));
+    case.api.repeat_cursor_at("Charged", 1);
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ])
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "stopped: GET /1/events.json: CleverTap returned cursor Zy0001+cur/2… again at page 1: stopping"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("0 of 1 slices pulled"),
+        "{}",
+        run.stdout
+    );
+    // What came before the stall is kept, once; the checkpoint stays at the stalled page.
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 10);
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "in_progress");
+    assert_eq!(checkpoint["pages"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_events_share_the_limit_of_three_and_reach_it() {
+    let case = Case::new().await;
+    let events = ["E1", "E2", "E3", "E4", "E5", "E6"];
+    for event in events {
+        case.api.set_events(event, DAY1, event_records(DAY1, 30));
+    }
+    case.api.page_delay(Duration::from_millis(50));
+    let mut args = vec!["--from", "2022-09-22", "--to", "2022-09-22"];
+    for event in &events {
+        args.extend(["--event", event]);
+    }
+    let run = case.pull(&args).await;
+    assert_ok(&run);
+    assert_eq!(case.api.max_in_flight(), 3, "the limit is 3 and is reached");
+    for event in events {
+        assert_eq!(
+            case.count(&format!("SELECT count(*) FROM {}", event.to_lowercase())),
+            30
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pull_resumes_from_its_checkpoint() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 50));
+    case.api.block_at("Charged", 2);
+    let wh = case.warehouse();
+    let args = case.args(
+        &wh,
+        &[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ],
+    );
+    let mut child = case.api.command(&args, &[]).spawn().unwrap();
+    case.api.wait_until_blocked().await;
+    child.kill().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!status.success());
+
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "in_progress");
+    assert_eq!(checkpoint["pages"], 2);
+    assert_eq!(checkpoint["rows"], 20);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 20);
+
+    case.api.unblock();
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("Resumed Charged 2022-09-22 from its checkpoint at page 2."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
+    assert_eq!(case.duplicates("charged"), 0);
+    let seen = case.api.seen();
+    let opens = seen.iter().filter(|s| matches!(s, Seen::Open(..))).count();
+    assert_eq!(opens, 1, "the resumed run did not open a new cursor");
+    for page in [0, 1] {
+        let fetched = seen
+            .iter()
+            .filter(|s| **s == Seen::Page("Charged".into(), DAY1, page))
+            .count();
+        assert_eq!(fetched, 1, "page {page} was fetched once");
+    }
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "complete");
+    assert_eq!(checkpoint["rows"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
+    let case = Case::new().await;
+    case.api.set_events("Charged", DAY1, event_records(DAY1, 5));
+    let day = ["--from", "2022-09-22", "--to", "2022-09-22"];
+
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-23",
+            "--to",
+            "2022-09-22",
+        ])
+        .await;
+    assert_eq!(run.code, 64);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: --from 2022-09-23 is after --to 2022-09-22: nothing to pull"
+    );
+
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-13-01",
+            "--to",
+            "2022-09-22",
+        ])
+        .await;
+    assert_eq!(run.code, 64);
+    assert!(
+        run.stderr
+            .contains("\"2022-13-01\" is not a date: use YYYY-MM-DD"),
+        "{}",
+        run.stderr
+    );
+
+    let wh = case.warehouse();
+    let mut args = case.args(&wh, &["--event", "Charged"]);
+    args.extend(day);
+    let run = case.api.tapline(&args, &[("CLEVERTAP_PASSCODE", "")]).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr.trim(), "error: CLEVERTAP_PASSCODE is not set");
+
+    let mut verbose = args.clone();
+    verbose.push("-vv");
+    let run = case
+        .api
+        .tapline(&verbose, &[("CLEVERTAP_PASSCODE", "wrong-Secret-4711")])
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "stopped: POST /1/events.json: CleverTap refused the credentials (HTTP 401): Invalid Credentials"
+        ),
+        "{}",
+        run.stdout
+    );
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains("wrong-Secret-4711"),
+            "passcode leaked:\n{text}"
+        );
+    }
+
+    let mut notification = case.args(&wh, &["--event", "Notification Sent", "-vv"]);
+    notification.extend(day);
+    case.api.refuse_event("Notification Sent");
+    let run = case.api.tapline(&notification, &[]).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stdout.contains("Export not allowed for this event"),
+        "{}",
+        run.stdout
+    );
+    for text in [&run.stdout, &run.stderr] {
+        assert!(!text.contains(PASSCODE), "passcode leaked:\n{text}");
+    }
+    assert!(
+        run.stderr.contains("CleverTap request."),
+        "debug logs were on"
+    );
+    assert_eq!(case.count("SELECT count(*) FROM _tapline_tables"), 0);
+    assert_eq!(case.count("SELECT count(*) FROM _tapline_loads"), 0);
+}
