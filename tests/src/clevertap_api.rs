@@ -1,5 +1,6 @@
 //! A CleverTap REST API double on loopback: the documented request and response shapes of Get
-//! Events (POST opens a cursor, GET pages with it), checked on every request (auth headers,
+//! Events (POST opens a cursor, GET pages with it) and Get Event Count (POST, then polls of a
+//! `req_id` while `partial`), checked on every request (auth headers,
 //! JSON bodies, a cursor sent back encoded exactly once), with the quirks a test can ask for:
 //! slow pages, "in progress", HTTP 429, body code 1, HTTP 500, a repeated cursor, a refused
 //! event, and a page that never answers. It counts concurrent requests.
@@ -47,6 +48,9 @@ pub enum Seen {
     Open(String, i64),
     /// A page served: (event, day, page index).
     Page(String, i64, u64),
+    /// A count request answered: (event, from, to) or a poll of a req_id, and whether it was
+    /// still partial.
+    Count(String, bool),
     /// A scripted quirk answered.
     Quirk(Quirk),
     /// A request refused (bad auth, bad body, unknown cursor) with this message.
@@ -68,6 +72,7 @@ struct Script {
     repeat_cursor_at: Option<(String, u64)>,
     block_at: Option<(String, u64)>,
     refused_events: Vec<String>,
+    partial_polls: u32,
 }
 
 #[derive(Default)]
@@ -79,6 +84,8 @@ struct Shared {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     next_cursor_id: AtomicUsize,
+    /// Count requests by req_id: the count and the partial answers still to give.
+    counts: Mutex<HashMap<u64, (usize, u32)>>,
     blocked: Notify,
     release: Notify,
 }
@@ -227,20 +234,11 @@ async fn open_cursor(
             );
         }
     };
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return shared.refuse(StatusCode::BAD_REQUEST, "Invalid JSON body", None);
+    let (event, from, to) = match event_window(&body) {
+        Ok(w) => w,
+        Err(message) => return shared.refuse(StatusCode::BAD_REQUEST, message, None),
     };
-    let (Some(event), Some(from), Some(to)) = (
-        body.get("event_name").and_then(Value::as_str),
-        body.get("from").and_then(day_of),
-        body.get("to").and_then(day_of),
-    ) else {
-        return shared.refuse(
-            StatusCode::BAD_REQUEST,
-            "event_name (text), from and to (YYYYMMDD numbers) are required",
-            None,
-        );
-    };
+    let event = event.as_str();
     if from != to {
         return shared.refuse(
             StatusCode::BAD_REQUEST,
@@ -357,6 +355,83 @@ async fn page(
     axum::Json(body).into_response()
 }
 
+/// The documented body of Get Events and Get Event Count: event name and a YYYYMMDD window.
+fn event_window(body: &Bytes) -> Result<(String, i64, i64), &'static str> {
+    let body: Value = serde_json::from_slice(body).map_err(|_| "Invalid JSON body")?;
+    match (
+        body.get("event_name").and_then(Value::as_str),
+        body.get("from").and_then(day_of),
+        body.get("to").and_then(day_of),
+    ) {
+        (Some(event), Some(from), Some(to)) if from <= to => Ok((event.to_string(), from, to)),
+        _ => Err("event_name (text), from and to (YYYYMMDD numbers, from <= to) are required"),
+    }
+}
+
+async fn count_open(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared);
+    if let Some(r) = shared.refuse_auth(&headers) {
+        return r;
+    }
+    if let Some(r) = shared.quirk(false) {
+        return r;
+    }
+    let (event, from, to) = match event_window(&body) {
+        Ok(w) => w,
+        Err(message) => return shared.refuse(StatusCode::BAD_REQUEST, message, None),
+    };
+    let count: usize = shared
+        .data
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|((e, day), _)| *e == event && (from..=to).contains(day))
+        .map(|(_, records)| records.len())
+        .sum();
+    let polls = shared.script.lock().unwrap().partial_polls;
+    let req_id = 384_649_162_721_759 + shared.next_cursor_id.fetch_add(1, Ordering::SeqCst) as u64;
+    shared.counts.lock().unwrap().insert(req_id, (count, polls));
+    count_answer(&shared, req_id, format!("{event} {from}-{to}"))
+}
+
+async fn count_poll(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared);
+    if let Some(r) = shared.refuse_auth(&headers) {
+        return r;
+    }
+    match query.get("req_id").and_then(|r| r.parse::<u64>().ok()) {
+        Some(req_id) if shared.counts.lock().unwrap().contains_key(&req_id) => {
+            count_answer(&shared, req_id, format!("req_id {req_id}"))
+        }
+        _ => shared.refuse(StatusCode::BAD_REQUEST, "Invalid req_id", None),
+    }
+}
+
+/// `partial` while the request has partial answers left, then the count.
+fn count_answer(shared: &Shared, req_id: u64, what: String) -> Response {
+    let (count, partial) = {
+        let mut counts = shared.counts.lock().unwrap();
+        let entry = counts.get_mut(&req_id).expect("known req_id");
+        let partial = entry.1 > 0;
+        entry.1 = entry.1.saturating_sub(1);
+        (entry.0, partial)
+    };
+    shared.seen.lock().unwrap().push(Seen::Count(what, partial));
+    if partial {
+        axum::Json(json!({"req_id": req_id, "status": "partial"})).into_response()
+    } else {
+        axum::Json(json!({"status": "success", "count": count})).into_response()
+    }
+}
+
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -394,6 +469,7 @@ impl ClevertapApi {
         let shared = Arc::new(Shared::default());
         let router = Router::new()
             .route("/1/events.json", post(open_cursor).get(page))
+            .route("/1/counts/events.json", post(count_open).get(count_poll))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -442,6 +518,12 @@ impl ClevertapApi {
             .push(event.to_string());
     }
 
+    /// Each count request answers `partial` this many times before its count (`u32::MAX`:
+    /// never complete).
+    pub fn partial_polls(&self, polls: u32) {
+        self.shared.script.lock().unwrap().partial_polls = polls;
+    }
+
     /// Page `page` of `event` does not answer until [`Self::unblock`].
     pub fn block_at(&self, event: &str, page: u64) {
         self.shared.script.lock().unwrap().block_at = Some((event.to_string(), page));
@@ -483,7 +565,11 @@ impl ClevertapApi {
     /// `tapline` with `args` and [`Self::env`], without Tapline's own variables from the
     /// environment; `env` entries are added or override (`("CLEVERTAP_PASSCODE", "")`).
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
-        let mut command = std::process::Command::new(crate::bin("tapline"));
+        // TAPLINE_BIN points benchmarks at an optimised build.
+        let program = std::env::var_os("TAPLINE_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::bin("tapline"));
+        let mut command = std::process::Command::new(program);
         command.args(args);
         for name in [
             "TAPLINE_WAREHOUSE",

@@ -482,3 +482,178 @@ async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
     assert_eq!(case.count("SELECT count(*) FROM _tapline_tables"), 0);
     assert_eq!(case.count("SELECT count(*) FROM _tapline_loads"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_polled_while_partial_and_replaced_by_day() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+    case.api.set_events("Charged", DAY2, event_records(DAY2, 5));
+    case.api
+        .set_events("App Launched", DAY1, event_records(DAY1, 7));
+    case.api.partial_polls(2);
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "counts",
+        "--event",
+        "Charged",
+        "--event",
+        "App Launched",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+        "--timezone",
+        "Asia/Kolkata",
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    let counts = |case: &Case| {
+        sqlite_rows(
+            &case.db,
+            "SELECT event_name, day, count, timezone FROM event_counts ORDER BY day, event_name",
+        )
+    };
+    let row = |e: &str, d: &str, n: &str| {
+        vec![
+            Some(e.to_string()),
+            Some(d.to_string()),
+            Some(n.to_string()),
+            Some("Asia/Kolkata".to_string()),
+        ]
+    };
+    assert_eq!(
+        counts(&case),
+        vec![
+            row("App Launched", "2022-09-22", "7"),
+            row("Charged", "2022-09-22", "25"),
+            row("App Launched", "2022-09-23", "0"),
+            row("Charged", "2022-09-23", "5"),
+        ]
+    );
+    // Four requests, each partial twice, then complete: 12 answers.
+    let answers: Vec<bool> = case
+        .api
+        .seen()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Count(_, partial) => Some(*partial),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 12);
+    assert_eq!(answers.iter().filter(|p| **p).count(), 8);
+
+    // Late data: the day counted again replaces its row.
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 40));
+    case.api.partial_polls(0);
+    assert_ok(&case.api.tapline(&args, &[]).await);
+    assert_eq!(counts(&case)[1], row("Charged", "2022-09-22", "40"));
+    assert_eq!(counts(&case).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_still_partial_at_its_deadline_fails_and_writes_nothing() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+    case.api.partial_polls(u32::MAX);
+    let wh = case.warehouse();
+    let run = case
+        .api
+        .tapline(
+            &[
+                "pull",
+                "counts",
+                "--event",
+                "Charged",
+                "--from",
+                "2022-09-22",
+                "--to",
+                "2022-09-22",
+                "--deadline-seconds",
+                "1",
+                "--warehouse",
+                wh.as_str(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("failed: POST /1/counts/events.json: the count was still partial after 1 s"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM sqlite_master WHERE name = 'event_counts'"),
+        0
+    );
+}
+
+/// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per
+/// page, pulled as four events at once under the limit of 3, one request at a time (the
+/// downloader's way), and as one event whose single cursor must be paged in order.
+/// `cargo nextest run --workspace -E 'binary(cli_pull)' --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand for the README figures"]
+async fn bench_100k_events_in_20_pages() {
+    let scenarios: [(&str, usize, &str); 3] = [
+        ("4 events x 25,000, limit 3", 4, "3"),
+        ("4 events x 25,000, limit 1 (sequential)", 4, "1"),
+        ("1 event x 100,000 (one cursor)", 1, "3"),
+    ];
+    for (name, events, concurrency) in scenarios {
+        let case = Case::new().await;
+        let names: Vec<String> = (1..=events).map(|i| format!("Bench{i}")).collect();
+        for event in &names {
+            case.api
+                .set_events(event, DAY1, event_records(DAY1, 100_000 / events));
+        }
+        case.api.page_delay(Duration::from_millis(50));
+        let wh = case.warehouse();
+        let mut args = vec![
+            "pull",
+            "events",
+            "--warehouse",
+            wh.as_str(),
+            "--batch-size",
+            "5000",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ];
+        for event in &names {
+            args.extend(["--event", event.as_str()]);
+        }
+        let started = std::time::Instant::now();
+        let run = case
+            .api
+            .tapline(&args, &[("CLEVERTAP_CONCURRENCY", concurrency)])
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_ok(&run);
+        let rows: u64 = names
+            .iter()
+            .map(|e| case.count(&format!("SELECT count(*) FROM {}", e.to_lowercase())))
+            .sum();
+        assert_eq!(rows, 100_000);
+        let pages = case
+            .api
+            .seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::Page(..)))
+            .count();
+        println!(
+            "{name}: {pages} pages, {rows} rows in {elapsed:.2} s ({:.0} rows/s), max {} requests in flight",
+            rows as f64 / elapsed,
+            case.api.max_in_flight()
+        );
+    }
+}

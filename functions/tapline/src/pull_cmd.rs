@@ -1,12 +1,14 @@
 //! `tapline pull`: CleverTap's REST API into the warehouse, with checkpoints.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
+use tapline::pull::counts::pull_event_counts;
+use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
 use tapline::warehouse;
 
@@ -44,10 +46,28 @@ pub enum PullCommand {
         Exit codes: 0 every slice pulled; 2 some slice stopped (run again to resume); \
         1 nothing could start; 64 usage.")]
     Events(PullEventsArgs),
+    /// Daily event counts (Get Event Count, polled while partial) into `event_counts`, one row
+    /// per (event, day), replaced when counted again.
+    #[command(after_help = "Examples:\n  \
+        tapline pull counts --event Charged --event \"App Launched\" --from 2022-09-01 --to 2022-09-21\n\n\
+        Exit codes: 0 every count written; 2 some count failed or stayed partial past the \
+        deadline; 1 nothing could start; 64 usage.")]
+    Counts(PullCountsArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct PullEventsArgs {
+pub struct PullCountsArgs {
+    #[command(flatten)]
+    pub range: EventDays,
+
+    /// Give up on a count still `partial` after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub deadline_seconds: u64,
+}
+
+/// The events and days every `pull` subcommand takes.
+#[derive(Debug, Args)]
+pub struct EventDays {
     /// An event name as CleverTap shows it (repeat for several; they are pulled concurrently).
     #[arg(long = "event", required = true, value_name = "NAME")]
     pub events: Vec<String>,
@@ -66,6 +86,49 @@ pub struct PullEventsArgs {
     /// Your CleverTap project's time zone: CleverTap's days and `ts` values are in it.
     #[arg(long, env = ENV_TIMEZONE, default_value = "UTC", value_name = "IANA")]
     pub timezone: String,
+}
+
+impl EventDays {
+    /// The usage error, when the range or an event name cannot be pulled.
+    fn usage_error(&self) -> Option<String> {
+        if self.from > self.to {
+            return Some(format!(
+                "--from {} is after --to {}: nothing to pull",
+                self.from, self.to
+            ));
+        }
+        self.events
+            .iter()
+            .find(|e| e.trim().is_empty())
+            .map(|blank| format!("--event {blank:?} is empty: name a CleverTap event"))
+    }
+}
+
+/// What every pull starts from: the client, the warehouse and the time zone.
+struct Setup {
+    client: ClevertapClient,
+    warehouse: Arc<dyn warehouse::Warehouse>,
+    timezone: jiff::tz::TimeZone,
+}
+
+async fn setup(range: &EventDays) -> Result<Setup, AnyError> {
+    let timezone = jiff::tz::TimeZone::get(&range.timezone).map_err(|_| ConfigError::TimeZone {
+        name: range.timezone.clone(),
+    })?;
+    let client = ClevertapClient::new(ApiConfig::from_env()?)?;
+    let warehouse: Arc<dyn warehouse::Warehouse> =
+        Arc::from(warehouse::open(&range.warehouse.warehouse).await?);
+    Ok(Setup {
+        client,
+        warehouse,
+        timezone,
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct PullEventsArgs {
+    #[command(flatten)]
+    pub range: EventDays,
 
     /// Records per page asked of CleverTap (at most 5000).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=5000))]
@@ -76,31 +139,24 @@ pub struct PullEventsArgs {
 pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
     match args.what {
         PullCommand::Events(args) => events(args).await,
+        PullCommand::Counts(args) => counts(args).await,
     }
 }
 
 async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
-    if args.from > args.to {
-        eprintln!(
-            "error: --from {} is after --to {}: nothing to pull",
-            args.from, args.to
-        );
+    let range = &args.range;
+    if let Some(error) = range.usage_error() {
+        eprintln!("error: {error}");
         return Ok(EXIT_USAGE);
     }
-    if let Some(blank) = args.events.iter().find(|e| e.trim().is_empty()) {
-        eprintln!("error: --event {blank:?} is empty: name a CleverTap event");
-        return Ok(EXIT_USAGE);
-    }
-    let timezone = jiff::tz::TimeZone::get(&args.timezone).map_err(|_| ConfigError::TimeZone {
-        name: args.timezone.clone(),
-    })?;
-    let config = ApiConfig::from_env()?;
-    let parallel = config.concurrency * 2;
-    let client = ClevertapClient::new(config)?;
-    let warehouse: Arc<dyn warehouse::Warehouse> =
-        Arc::from(warehouse::open(&args.warehouse.warehouse).await?);
-    let mut request = EventsPull::new(args.events.clone(), args.from, args.to, timezone);
+    let Setup {
+        client,
+        warehouse,
+        timezone,
+    } = setup(range).await?;
+    let mut request = EventsPull::new(range.events.clone(), range.from, range.to, timezone);
     request.batch_size = args.batch_size;
+    let parallel = client.config().concurrency * 2;
 
     let started = Instant::now();
     let reports = pull_events(&client, warehouse.clone(), &request, parallel).await;
@@ -113,11 +169,51 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
             started
         )
     );
-    Ok(if reports.iter().all(|r| r.result.is_ok()) {
-        EXIT_OK
-    } else {
-        EXIT_NOT_ALL_LOADED
-    })
+    Ok(exit_code(reports.iter().all(|r| r.result.is_ok())))
+}
+
+async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
+    let range = &args.range;
+    if let Some(error) = range.usage_error() {
+        eprintln!("error: {error}");
+        return Ok(EXIT_USAGE);
+    }
+    let Setup {
+        client, warehouse, ..
+    } = setup(range).await?;
+    let reports = pull_event_counts(
+        &client,
+        warehouse.as_ref(),
+        &range.events,
+        &days(range.from, range.to),
+        &range.timezone,
+        Duration::from_secs(args.deadline_seconds),
+    )
+    .await?;
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let (count, result) = match &r.result {
+                Ok(n) => (summary::thousands(*n), "written".to_string()),
+                Err(e) => ("-".to_string(), format!("failed: {}", error_chain(e))),
+            };
+            vec![r.event.clone(), r.day.to_string(), count, result]
+        })
+        .collect();
+    println!(
+        "CleverTap account {} into {} (event_counts)\n",
+        client.config().account_id,
+        warehouse.describe()
+    );
+    print!(
+        "{}",
+        summary::table(&["event", "day", "count", "result"], &rows)
+    );
+    Ok(exit_code(reports.iter().all(|r| r.result.is_ok())))
+}
+
+fn exit_code(all_ok: bool) -> u8 {
+    if all_ok { EXIT_OK } else { EXIT_NOT_ALL_LOADED }
 }
 
 fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Instant) -> String {

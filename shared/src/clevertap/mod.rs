@@ -1,11 +1,13 @@
 //! CleverTap's REST API: auth and regions ([`config`]), one client with the account's
 //! concurrency limit and backoff ([`client`]), the cursor protocol of Get Events and Get
-//! Profiles ([`cursor`]), and what can go wrong ([`error`]).
+//! Profiles ([`cursor`]), counts polled while partial ([`counts`]), and what can go wrong
+//! ([`error`]).
 //!
 //! See `reference/clevertap.md` (section 1) for the quirks this module absorbs.
 
 pub mod client;
 pub mod config;
+pub mod counts;
 pub mod cursor;
 pub mod error;
 

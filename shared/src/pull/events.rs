@@ -53,18 +53,10 @@ impl EventsPull {
 
     /// Every (event, day) slice, day by day.
     pub fn slices(&self) -> Vec<(String, Date)> {
-        let mut slices = Vec::new();
-        let mut day = self.from;
-        while day <= self.to {
-            for event in &self.events {
-                slices.push((event.clone(), day));
-            }
-            match day.tomorrow() {
-                Ok(next) => day = next,
-                Err(_) => break,
-            }
-        }
-        slices
+        super::days(self.from, self.to)
+            .into_iter()
+            .flat_map(|day| self.events.iter().map(move |e| (e.clone(), day)))
+            .collect()
     }
 }
 

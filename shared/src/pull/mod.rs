@@ -5,11 +5,15 @@
 //!   loaded exactly once and a new pull of a day replaces the old pull's rows page by page.
 //! - [`checkpoint`]: what `_tapline_state` holds per slice, written after every page so a
 //!   killed run resumes where it stopped.
+//! - [`counts`]: Get Event Count per (event, day) into `event_counts`, replaced by key.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
 pub mod checkpoint;
+pub mod counts;
 pub mod events;
 pub mod page_load;
+
+use jiff::civil::Date;
 
 use crate::clevertap::ApiError;
 use crate::warehouse::WarehouseError;
@@ -52,4 +56,18 @@ impl PullError {
             PullError::Quarantined { .. } | PullError::Checkpoint { .. } => false,
         }
     }
+}
+
+/// Every day from `from` to `to`, both included (none when `from` is after `to`).
+pub fn days(from: Date, to: Date) -> Vec<Date> {
+    let mut days = Vec::new();
+    let mut day = from;
+    while day <= to {
+        days.push(day);
+        match day.tomorrow() {
+            Ok(next) => day = next,
+            Err(_) => break,
+        }
+    }
+    days
 }

@@ -231,6 +231,131 @@ pub trait Warehouse: Send + Sync {
         let _ = (key, value);
         Err(unsupported("put_state"))
     }
+
+    /// Writes `rows` (values in `table.columns` order, as text) into a fixed-schema table,
+    /// creating it when missing; a row whose key (`table.key`) is already there replaces it.
+    /// All rows commit together. Returns the rows written.
+    async fn replace_rows(
+        &self,
+        table: &FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        let _ = (table, rows);
+        Err(unsupported("replace_rows"))
+    }
+}
+
+/// The type of a [`FixedTable`] column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Text.
+    Text,
+    /// A 64-bit integer (given as decimal text).
+    Integer,
+}
+
+/// A table whose columns Tapline defines (`event_counts`, `campaigns`, …), unlike the event
+/// tables whose columns follow the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedTable {
+    /// The table name.
+    pub name: &'static str,
+    /// Column names and types, in row order.
+    pub columns: &'static [(&'static str, ColumnType)],
+    /// The columns that identify a row (its primary key); a prefix or subset of `columns`.
+    pub key: &'static [&'static str],
+}
+
+impl FixedTable {
+    /// A row of the wrong width, or a key column missing from the columns.
+    pub fn check(&self, rows: &[Vec<Option<String>>]) -> Result<(), WarehouseError> {
+        let bad = |reason: String| WarehouseError::Operation {
+            operation: "replace rows",
+            retryable: false,
+            source: reason.into(),
+        };
+        if let Some(k) = self
+            .key
+            .iter()
+            .find(|k| !self.columns.iter().any(|(c, _)| c == *k))
+        {
+            return Err(bad(format!(
+                "key column {k} is not a column of {}",
+                self.name
+            )));
+        }
+        if let Some(row) = rows.iter().find(|r| r.len() != self.columns.len()) {
+            return Err(bad(format!(
+                "a row of {} has {} values for {} columns",
+                self.name,
+                row.len(),
+                self.columns.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` in a dialect: its identifier quoting and integer type.
+    pub fn create_sql(&self, ident: fn(&str) -> String, integer_type: &str) -> String {
+        let mut defs: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, kind)| {
+                let sql_type = match kind {
+                    ColumnType::Text => "TEXT",
+                    ColumnType::Integer => integer_type,
+                };
+                let not_null = if self.key.contains(name) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {sql_type}{not_null}", ident(name))
+            })
+            .collect();
+        let key: Vec<String> = self.key.iter().map(|k| ident(k)).collect();
+        defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            ident(self.name),
+            defs.join(", ")
+        )
+    }
+
+    /// The insert-or-replace statement in a dialect; `value(i, type)` is the placeholder of the
+    /// i-th (0-based) value, cast to the column's type.
+    pub fn upsert_sql(
+        &self,
+        ident: fn(&str) -> String,
+        value: fn(usize, ColumnType) -> String,
+    ) -> String {
+        let names: Vec<String> = self.columns.iter().map(|(c, _)| ident(c)).collect();
+        let values: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, kind))| value(i, *kind))
+            .collect();
+        let key: Vec<String> = self.key.iter().map(|k| ident(k)).collect();
+        let updates: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|(c, _)| !self.key.contains(c))
+            .map(|(c, _)| format!("{0} = excluded.{0}", ident(c)))
+            .collect();
+        let action = if updates.is_empty() {
+            "NOTHING".to_string()
+        } else {
+            format!("UPDATE SET {}", updates.join(", "))
+        };
+        format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO {action}",
+            ident(self.name),
+            names.join(", "),
+            values.join(", "),
+            key.join(", ")
+        )
+    }
 }
 
 /// The error of a [`Warehouse`] method an adapter does not implement (yet).

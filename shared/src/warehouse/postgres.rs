@@ -24,9 +24,9 @@ use tracing::warn;
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, LINEAGE_COLUMNS,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, Warehouse,
-    WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
+    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
+    Warehouse, WarehouseError,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -546,6 +546,32 @@ impl Warehouse for PostgresWarehouse {
             .await
             .map_err(op("write state"))?;
         Ok(())
+    }
+
+    async fn replace_rows(
+        &self,
+        table: &FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        table.check(rows)?;
+        let create = table.create_sql(ident, "BIGINT");
+        let upsert = table.upsert_sql(ident, |i, kind| match kind {
+            ColumnType::Text => format!("${}::text", i + 1),
+            ColumnType::Integer => format!("${}::text::bigint", i + 1),
+        });
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(op("replace rows"))?;
+        tx.batch_execute(&create)
+            .await
+            .map_err(op("create table"))?;
+        let stmt = tx.prepare(&upsert).await.map_err(op("replace rows"))?;
+        for row in rows {
+            tx.execute_raw(&stmt, row.iter())
+                .await
+                .map_err(op("replace rows"))?;
+        }
+        tx.commit().await.map_err(op("commit"))?;
+        Ok(rows.len() as u64)
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {

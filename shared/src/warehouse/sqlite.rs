@@ -16,9 +16,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, LINEAGE_COLUMNS,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, Warehouse,
-    WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
+    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
+    Warehouse, WarehouseError,
 };
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
@@ -338,6 +338,33 @@ impl Warehouse for SqliteWarehouse {
             )
             .map_err(op("write state"))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn replace_rows(
+        &self,
+        table: &FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        table.check(rows)?;
+        let create = table.create_sql(ident, "INTEGER");
+        let upsert = table.upsert_sql(ident, |i, kind| match kind {
+            ColumnType::Text => format!("?{}", i + 1),
+            ColumnType::Integer => format!("CAST(?{} AS INTEGER)", i + 1),
+        });
+        let rows = rows.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(op("replace rows"))?;
+            tx.execute_batch(&create).map_err(op("create table"))?;
+            let mut stmt = tx.prepare(&upsert).map_err(op("replace rows"))?;
+            for row in &rows {
+                stmt.execute(rusqlite::params_from_iter(row.iter()))
+                    .map_err(op("replace rows"))?;
+            }
+            drop(stmt);
+            tx.commit().map_err(op("commit"))?;
+            Ok(rows.len() as u64)
         })
         .await
     }
