@@ -1,6 +1,6 @@
 //! A CleverTap REST API double on loopback: the documented request and response shapes of Get
 //! Events (POST opens a cursor, GET pages with it) and Get Event Count (POST, then polls of a
-//! `req_id` while `partial`), checked on every request (auth headers,
+//! `req_id` while `partial`), Get Campaigns and campaign reports, checked on every request (auth headers,
 //! JSON bodies, a cursor sent back encoded exactly once), with the quirks a test can ask for:
 //! slow pages, "in progress", HTTP 429, body code 1, HTTP 500, a repeated cursor, a refused
 //! event, and a page that never answers. It counts concurrent requests.
@@ -53,6 +53,10 @@ pub enum Seen {
     Count(String, bool),
     /// A scripted quirk answered.
     Quirk(Quirk),
+    /// `targets/list.json` for (from, to).
+    CampaignList(i64, i64),
+    /// `targets/result.json` for this id.
+    CampaignReport(String),
     /// A request refused (bad auth, bad body, unknown cursor) with this message.
     Refused(String),
 }
@@ -73,6 +77,21 @@ struct Script {
     block_at: Option<(String, u64)>,
     refused_events: Vec<String>,
     partial_polls: u32,
+    /// Campaigns (targets) with their creation day, and what each one's report answers.
+    campaigns: Vec<(i64, Value, CampaignReport)>,
+}
+
+/// What `targets/result.json` answers for a campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CampaignReport {
+    /// `{"status":"success","result":…}`.
+    Ready(Value),
+    /// HTTP 200 `{"error":"This target hasn't been completed","status":"fail"}`.
+    NotCompleted,
+    /// HTTP 500 "This target has no result as of yet".
+    NoResult500,
+    /// HTTP 200 success without `result`.
+    SuccessWithoutResult,
 }
 
 #[derive(Default)]
@@ -432,6 +451,112 @@ fn count_answer(shared: &Shared, req_id: u64, what: String) -> Response {
     }
 }
 
+/// Days between two YYYYMMDD numbers, both counted.
+fn window_days(from: i64, to: i64) -> Option<i64> {
+    let date = |n: i64| {
+        jiff::civil::Date::new(n as i16 / 10_000, (n / 100 % 100) as i8, (n % 100) as i8).ok()
+    };
+    let days = date(from)?.until(date(to)?).ok()?.get_days();
+    Some(i64::from(days) + 1)
+}
+
+async fn campaign_list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared);
+    if let Some(r) = shared.refuse_auth(&headers) {
+        return r;
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (Some(from), Some(to)) = (
+        body.get("from").and_then(day_of),
+        body.get("to").and_then(day_of),
+    ) else {
+        return shared.refuse(
+            StatusCode::BAD_REQUEST,
+            "from and to (YYYYMMDD) are required",
+            None,
+        );
+    };
+    match window_days(from, to) {
+        Some(1..=31) => {}
+        _ => {
+            return shared.refuse(
+                StatusCode::BAD_REQUEST,
+                "the window must be 1 to 31 days",
+                None,
+            );
+        }
+    }
+    shared
+        .seen
+        .lock()
+        .unwrap()
+        .push(Seen::CampaignList(from, to));
+    let targets: Vec<Value> = shared
+        .script
+        .lock()
+        .unwrap()
+        .campaigns
+        .iter()
+        .filter(|(day, ..)| (from..=to).contains(day))
+        .map(|(_, target, _)| target.clone())
+        .collect();
+    axum::Json(json!({"status": "success", "targets": targets})).into_response()
+}
+
+async fn campaign_result(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared);
+    if let Some(r) = shared.refuse_auth(&headers) {
+        return r;
+    }
+    let id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b.get("id").cloned())
+        .filter(Value::is_number);
+    let Some(id) = id else {
+        return shared.refuse(StatusCode::BAD_REQUEST, "id (a number) is required", None);
+    };
+    let report = shared
+        .script
+        .lock()
+        .unwrap()
+        .campaigns
+        .iter()
+        .find(|(_, target, _)| target["id"] == id)
+        .map(|(.., report)| report.clone());
+    let Some(report) = report else {
+        return shared.refuse(StatusCode::OK, "Invalid target id", Some(400));
+    };
+    shared
+        .seen
+        .lock()
+        .unwrap()
+        .push(Seen::CampaignReport(id.to_string()));
+    match report {
+        CampaignReport::Ready(result) => {
+            axum::Json(json!({"status": "success", "result": result})).into_response()
+        }
+        CampaignReport::NotCompleted => {
+            fail(StatusCode::OK, "This target hasn't been completed", None)
+        }
+        CampaignReport::NoResult500 => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "This target has no result as of yet",
+            None,
+        ),
+        CampaignReport::SuccessWithoutResult => {
+            axum::Json(json!({"status": "success"})).into_response()
+        }
+    }
+}
+
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -470,6 +595,8 @@ impl ClevertapApi {
         let router = Router::new()
             .route("/1/events.json", post(open_cursor).get(page))
             .route("/1/counts/events.json", post(count_open).get(count_poll))
+            .route("/1/targets/list.json", post(campaign_list))
+            .route("/1/targets/result.json", post(campaign_result))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -522,6 +649,17 @@ impl ClevertapApi {
     /// never complete).
     pub fn partial_polls(&self, polls: u32) {
         self.shared.script.lock().unwrap().partial_polls = polls;
+    }
+
+    /// A campaign created on `day` (YYYYMMDD) whose report answers `report`.
+    pub fn add_campaign(&self, day: i64, id: u64, name: &str, report: CampaignReport) {
+        let target = json!({"id": id, "name": name, "status": "completed", "start_date": day});
+        self.shared
+            .script
+            .lock()
+            .unwrap()
+            .campaigns
+            .push((day, target, report));
     }
 
     /// Page `page` of `event` does not answer until [`Self::unblock`].

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use tapline_tests::clevertap_api::{ClevertapApi, PASSCODE, Quirk, Seen, event_records};
+use tapline_tests::clevertap_api::{
+    CampaignReport, ClevertapApi, PASSCODE, Quirk, Seen, event_records,
+};
 use tapline_tests::{Run, export_csv, gzip, sqlite_rows, sqlite_value, tapline};
 
 const DAY1: i64 = 20220922;
@@ -594,6 +596,108 @@ async fn a_count_still_partial_at_its_deadline_fails_and_writes_nothing() {
         case.count("SELECT count(*) FROM sqlite_master WHERE name = 'event_counts'"),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_reports_that_are_not_ready_are_not_failures() {
+    let case = Case::new().await;
+    let ready = serde_json::json!({"sent": 82, "viewed": 50, "clicked": 28, "converted": 3});
+    case.api.add_campaign(
+        20220805,
+        1659684581,
+        "Welcome",
+        CampaignReport::Ready(ready),
+    );
+    case.api.add_campaign(
+        20220910,
+        1659684582,
+        "Running",
+        CampaignReport::NotCompleted,
+    );
+    case.api
+        .add_campaign(20220915, 1659684583, "Fresh", CampaignReport::NoResult500);
+    case.api.add_campaign(
+        20220920,
+        1659684584,
+        "Empty",
+        CampaignReport::SuccessWithoutResult,
+    );
+    case.api.add_campaign(
+        20221001,
+        1659684585,
+        "Outside",
+        CampaignReport::NotCompleted,
+    );
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "campaigns",
+        "--from",
+        "2022-08-01",
+        "--to",
+        "2022-09-22",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains(
+            "4 campaigns written to campaigns, 1 reports to campaign_reports, 3 not ready yet, 0 failed."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("campaign 1659684583: not ready (This target has no result as of yet)"),
+        "{}",
+        run.stdout
+    );
+    let seen = case.api.seen();
+    let windows: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::CampaignList(..)))
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            &Seen::CampaignList(20220801, 20220831),
+            &Seen::CampaignList(20220901, 20220922)
+        ]
+    );
+    // Not ready is an answer: each report was asked once, the HTTP 500 included.
+    for id in 1659684581u64..=1659684584 {
+        let asked = seen
+            .iter()
+            .filter(|s| **s == Seen::CampaignReport(id.to_string()))
+            .count();
+        assert_eq!(asked, 1, "report of {id}");
+    }
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT campaign_id, sent, viewed, clicked, json_extract(result, '$.converted')              FROM campaign_reports"
+        ),
+        vec![vec![
+            Some("1659684581".to_string()),
+            Some("82".to_string()),
+            Some("50".to_string()),
+            Some("28".to_string()),
+            Some("3".to_string()),
+        ]]
+    );
+    assert_eq!(
+        sqlite_value(
+            &case.db,
+            "SELECT group_concat(name, ',') FROM (SELECT name FROM campaigns ORDER BY id)"
+        ),
+        Some("Welcome,Running,Fresh,Empty".to_string())
+    );
+    // Again: rows are replaced by id, not added.
+    assert_ok(&case.api.tapline(&args, &[]).await);
+    assert_eq!(case.count("SELECT count(*) FROM campaigns"), 4);
+    assert_eq!(case.count("SELECT count(*) FROM campaign_reports"), 1);
 }
 
 /// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per

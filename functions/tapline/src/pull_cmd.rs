@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
+use tapline::pull::campaigns::pull_campaigns;
 use tapline::pull::counts::pull_event_counts;
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
@@ -53,6 +54,15 @@ pub enum PullCommand {
         Exit codes: 0 every count written; 2 some count failed or stayed partial past the \
         deadline; 1 nothing could start; 64 usage.")]
     Counts(PullCountsArgs),
+    /// Campaigns (targets) of a date range into `campaigns` (windows of at most 31 days asked
+    /// of CleverTap), and each one's report into `campaign_reports`.
+    #[command(after_help = "Examples:\n  \
+        tapline pull campaigns --from 2022-08-01 --to 2022-09-21\n\n\
+        A campaign that has not completed has no report yet: it is listed as not ready (not a \
+        failure) and asked again on the next run.\n\n\
+        Exit codes: 0 campaigns and every ready report written; 2 some report could not be read; \
+        1 nothing could start (or the campaign list failed); 64 usage.")]
+    Campaigns(DayRange),
 }
 
 #[derive(Debug, Args)]
@@ -65,13 +75,20 @@ pub struct PullCountsArgs {
     pub deadline_seconds: u64,
 }
 
-/// The events and days every `pull` subcommand takes.
+/// The events and days `pull events` and `pull counts` take.
 #[derive(Debug, Args)]
 pub struct EventDays {
     /// An event name as CleverTap shows it (repeat for several; they are pulled concurrently).
     #[arg(long = "event", required = true, value_name = "NAME")]
     pub events: Vec<String>,
 
+    #[command(flatten)]
+    pub days: DayRange,
+}
+
+/// The days, warehouse and time zone every `pull` subcommand takes.
+#[derive(Debug, Args)]
+pub struct DayRange {
     /// First day, in the project's time zone.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub from: jiff::civil::Date,
@@ -88,19 +105,27 @@ pub struct EventDays {
     pub timezone: String,
 }
 
+impl DayRange {
+    /// The usage error, when the range cannot be pulled.
+    fn usage_error(&self) -> Option<String> {
+        (self.from > self.to).then(|| {
+            format!(
+                "--from {} is after --to {}: nothing to pull",
+                self.from, self.to
+            )
+        })
+    }
+}
+
 impl EventDays {
     /// The usage error, when the range or an event name cannot be pulled.
     fn usage_error(&self) -> Option<String> {
-        if self.from > self.to {
-            return Some(format!(
-                "--from {} is after --to {}: nothing to pull",
-                self.from, self.to
-            ));
-        }
-        self.events
-            .iter()
-            .find(|e| e.trim().is_empty())
-            .map(|blank| format!("--event {blank:?} is empty: name a CleverTap event"))
+        self.days.usage_error().or_else(|| {
+            self.events
+                .iter()
+                .find(|e| e.trim().is_empty())
+                .map(|blank| format!("--event {blank:?} is empty: name a CleverTap event"))
+        })
     }
 }
 
@@ -111,7 +136,7 @@ struct Setup {
     timezone: jiff::tz::TimeZone,
 }
 
-async fn setup(range: &EventDays) -> Result<Setup, AnyError> {
+async fn setup(range: &DayRange) -> Result<Setup, AnyError> {
     let timezone = jiff::tz::TimeZone::get(&range.timezone).map_err(|_| ConfigError::TimeZone {
         name: range.timezone.clone(),
     })?;
@@ -140,6 +165,7 @@ pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
     match args.what {
         PullCommand::Events(args) => events(args).await,
         PullCommand::Counts(args) => counts(args).await,
+        PullCommand::Campaigns(args) => campaigns(args).await,
     }
 }
 
@@ -153,8 +179,13 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
         client,
         warehouse,
         timezone,
-    } = setup(range).await?;
-    let mut request = EventsPull::new(range.events.clone(), range.from, range.to, timezone);
+    } = setup(&range.days).await?;
+    let mut request = EventsPull::new(
+        range.events.clone(),
+        range.days.from,
+        range.days.to,
+        timezone,
+    );
     request.batch_size = args.batch_size;
     let parallel = client.config().concurrency * 2;
 
@@ -180,13 +211,13 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
     }
     let Setup {
         client, warehouse, ..
-    } = setup(range).await?;
+    } = setup(&range.days).await?;
     let reports = pull_event_counts(
         &client,
         warehouse.as_ref(),
         &range.events,
-        &days(range.from, range.to),
-        &range.timezone,
+        &days(range.days.from, range.days.to),
+        &range.days.timezone,
         Duration::from_secs(args.deadline_seconds),
     )
     .await?;
@@ -210,6 +241,36 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
         summary::table(&["event", "day", "count", "result"], &rows)
     );
     Ok(exit_code(reports.iter().all(|r| r.result.is_ok())))
+}
+
+async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
+    if let Some(error) = range.usage_error() {
+        eprintln!("error: {error}");
+        return Ok(EXIT_USAGE);
+    }
+    let Setup {
+        client, warehouse, ..
+    } = setup(&range).await?;
+    let report = pull_campaigns(&client, warehouse.as_ref(), range.from, range.to).await?;
+    println!(
+        "CleverTap account {} into {}\n",
+        client.config().account_id,
+        warehouse.describe()
+    );
+    println!(
+        "{} campaigns written to campaigns, {} reports to campaign_reports, {} not ready yet, {} failed.",
+        report.campaigns,
+        report.reports_ready,
+        report.not_ready.len(),
+        report.failed.len()
+    );
+    for (id, why) in &report.not_ready {
+        println!("  campaign {id}: not ready ({why})");
+    }
+    for (id, error) in &report.failed {
+        println!("  campaign {id}: failed: {}", error_chain(error));
+    }
+    Ok(exit_code(report.failed.is_empty()))
 }
 
 fn exit_code(all_ok: bool) -> u8 {

@@ -252,6 +252,17 @@ fn classify(status: u16, text: &str, operation: impl Fn() -> String) -> Attempt 
     if failed && (code == Some(2) || message.to_ascii_lowercase().contains("in progress")) {
         return Attempt::NotReady;
     }
+    // An unfinished campaign's report: `fail` "hasn't been completed", or HTTP 500 "no result
+    // as of yet". Asking again now does not help; it is not a failure either.
+    let lower = message.to_ascii_lowercase();
+    if (failed || status >= 500)
+        && (lower.contains("hasn't been completed") || lower.contains("no result"))
+    {
+        return Attempt::Failed(ApiError::ResultNotReady {
+            operation: operation(),
+            message,
+        });
+    }
     if status >= 500 {
         return Attempt::ServerError { status, message };
     }
@@ -337,6 +348,21 @@ mod tests {
             ),
             Attempt::NotReady
         ));
+        for (status, body) in [
+            (
+                200,
+                r#"{"error":"This target hasn't been completed","status":"fail"}"#,
+            ),
+            (
+                500,
+                r#"{"status":"fail","error":"This target has no result as of yet"}"#,
+            ),
+        ] {
+            match classify(status, body, op) {
+                Attempt::Failed(e @ ApiError::ResultNotReady { .. }) => assert!(e.is_retryable()),
+                _ => panic!("expected not ready for HTTP {status}"),
+            }
+        }
         assert!(matches!(
             classify(502, "bad gateway", op),
             Attempt::ServerError { status: 502, .. }

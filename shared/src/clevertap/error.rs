@@ -95,6 +95,14 @@ pub enum ApiError {
         /// The deadline.
         seconds: u64,
     },
+    /// A campaign's report has no result yet (the campaign has not completed): try later.
+    #[error("{operation}: no result yet: {message}")]
+    ResultNotReady {
+        /// What was being asked.
+        operation: String,
+        /// CleverTap's text.
+        message: String,
+    },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),
@@ -108,6 +116,7 @@ impl ApiError {
             | ApiError::Server { .. }
             | ApiError::Throttled { .. }
             | ApiError::NotReady { .. }
+            | ApiError::ResultNotReady { .. }
             | ApiError::Deadline { .. } => true,
             ApiError::Unauthorized { .. }
             | ApiError::Refused { .. }

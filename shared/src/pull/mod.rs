@@ -6,8 +6,10 @@
 //! - [`checkpoint`]: what `_tapline_state` holds per slice, written after every page so a
 //!   killed run resumes where it stopped.
 //! - [`counts`]: Get Event Count per (event, day) into `event_counts`, replaced by key.
+//! - [`campaigns`]: campaigns and their reports into `campaigns` / `campaign_reports`.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
+pub mod campaigns;
 pub mod checkpoint;
 pub mod counts;
 pub mod events;
