@@ -222,11 +222,32 @@ fn day_of(value: &Value) -> Option<i64> {
     ((1970..=2100).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d)).then_some(n)
 }
 
-async fn open_cursor(
+async fn open_events_cursor(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    open_cursor(shared, query, headers, body, false).await
+}
+
+async fn open_profiles_cursor(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    open_cursor(shared, query, headers, body, true).await
+}
+
+/// Get Events and Get Profiles open cursors alike; profiles are served from the records set
+/// with [`ClevertapApi::set_profiles`] for the window's first day.
+async fn open_cursor(
+    shared: Arc<Shared>,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+    profiles: bool,
 ) -> Response {
     let _in_flight = InFlight::enter(&shared);
     if let Some(r) = shared.refuse_auth(&headers) {
@@ -253,12 +274,24 @@ async fn open_cursor(
             );
         }
     };
+    if profiles && batch % 23 != 0 {
+        return shared.refuse(
+            StatusCode::BAD_REQUEST,
+            "batch_size must be a multiple of 23",
+            None,
+        );
+    }
     let (event, from, to) = match event_window(&body) {
         Ok(w) => w,
         Err(message) => return shared.refuse(StatusCode::BAD_REQUEST, message, None),
     };
+    let key = if profiles {
+        format!("profiles/{event}")
+    } else {
+        event.clone()
+    };
     let event = event.as_str();
-    if from != to {
+    if !profiles && from != to {
         return shared.refuse(
             StatusCode::BAD_REQUEST,
             "the double serves one day per cursor",
@@ -285,7 +318,7 @@ async fn open_cursor(
         .unwrap()
         .push(Seen::Open(event.to_string(), from));
     let cursor = shared.new_cursor(CursorState {
-        event: event.to_string(),
+        event: key,
         day: from,
         page: 0,
         batch,
@@ -588,12 +621,29 @@ pub fn event_records(day: i64, n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Profile records as Get Profiles pages them: `identity`, `profileData`, `platformInfo`.
+pub fn profile_records(n: usize, color: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "identity": format!("u{i}"),
+                "profileData": {"favoriteColor": color, "tier": i % 3},
+                "platformInfo": [
+                    {"platform": "iOS", "push_token": format!("tok{i}"), "objectId": format!("-ios{i}")},
+                    {"platform": "Web", "objectId": format!("web{i}")}
+                ],
+            })
+        })
+        .collect()
+}
+
 impl ClevertapApi {
     /// Starts the double on a free loopback port.
     pub async fn start() -> Self {
         let shared = Arc::new(Shared::default());
         let router = Router::new()
-            .route("/1/events.json", post(open_cursor).get(page))
+            .route("/1/events.json", post(open_events_cursor).get(page))
+            .route("/1/profiles.json", post(open_profiles_cursor).get(page))
             .route("/1/counts/events.json", post(count_open).get(count_poll))
             .route("/1/targets/list.json", post(campaign_list))
             .route("/1/targets/result.json", post(campaign_result))
@@ -613,6 +663,11 @@ impl ClevertapApi {
             .lock()
             .unwrap()
             .insert((event.to_string(), day), records);
+    }
+
+    /// Serves profile `records` to Get Profiles for `event` over a window starting on `from`.
+    pub fn set_profiles(&self, event: &str, from: i64, records: Vec<Value>) {
+        self.set_events(&format!("profiles/{event}"), from, records);
     }
 
     /// Answers the next requests with these quirks, in order, before answering normally.

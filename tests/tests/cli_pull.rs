@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tapline_tests::clevertap_api::{
-    CampaignReport, ClevertapApi, PASSCODE, Quirk, Seen, event_records,
+    CampaignReport, ClevertapApi, PASSCODE, Quirk, Seen, event_records, profile_records,
 };
 use tapline_tests::{Run, export_csv, gzip, sqlite_rows, sqlite_value, tapline};
 
@@ -698,6 +698,58 @@ async fn campaign_reports_that_are_not_ready_are_not_failures() {
     assert_ok(&case.api.tapline(&args, &[]).await);
     assert_eq!(case.count("SELECT count(*) FROM campaigns"), 4);
     assert_eq!(case.count("SELECT count(*) FROM campaign_reports"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_are_merged_by_identity() {
+    let case = Case::new().await;
+    let mut records = profile_records(30, "blue");
+    records.push(serde_json::json!({"profileData": {"favoriteColor": "none"}}));
+    case.api.set_profiles("Charged", DAY1, records);
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "profiles",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("Charged: 1 pages, 30 profiles merged, 1 without identity (not stored)."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 30);
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT object_ids, platforms, json_extract(profile_data, '$.favoriteColor')              FROM profiles WHERE identity = 'u7'"
+        ),
+        vec![vec![
+            Some(r#"["-ios7","web7"]"#.to_string()),
+            Some(r#"["iOS","Web"]"#.to_string()),
+            Some("blue".to_string()),
+        ]]
+    );
+    // The same identities again, changed: merged, not added.
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(40, "green"));
+    assert_ok(&case.api.tapline(&args, &[]).await);
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 40);
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM profiles WHERE json_extract(profile_data, '$.favoriteColor') = 'green'"
+        ),
+        40
+    );
 }
 
 /// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per

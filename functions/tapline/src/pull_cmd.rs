@@ -11,6 +11,7 @@ use tapline::pull::campaigns::pull_campaigns;
 use tapline::pull::counts::pull_event_counts;
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
+use tapline::pull::profiles::pull_profiles;
 use tapline::warehouse;
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK, EXIT_USAGE, WarehouseArg, parse_date};
@@ -63,6 +64,13 @@ pub enum PullCommand {
         Exit codes: 0 campaigns and every ready report written; 2 some report could not be read; \
         1 nothing could start (or the campaign list failed); 64 usage.")]
     Campaigns(DayRange),
+    /// The profiles that did an event in a window (Get Profiles), merged by identity into
+    /// `profiles`: a profile pulled again replaces its row.
+    #[command(after_help = "Examples:\n  \
+        tapline pull profiles --event Charged --from 2022-09-01 --to 2022-09-21\n\n\
+        Exit codes: 0 every event's profiles merged; 2 some event stopped; 1 nothing could \
+        start; 64 usage.")]
+    Profiles(EventDays),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +174,7 @@ pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
         PullCommand::Events(args) => events(args).await,
         PullCommand::Counts(args) => counts(args).await,
         PullCommand::Campaigns(args) => campaigns(args).await,
+        PullCommand::Profiles(args) => profiles(args).await,
     }
 }
 
@@ -271,6 +280,43 @@ async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
         println!("  campaign {id}: failed: {}", error_chain(error));
     }
     Ok(exit_code(report.failed.is_empty()))
+}
+
+async fn profiles(range: EventDays) -> Result<u8, AnyError> {
+    if let Some(error) = range.usage_error() {
+        eprintln!("error: {error}");
+        return Ok(EXIT_USAGE);
+    }
+    let Setup {
+        client, warehouse, ..
+    } = setup(&range.days).await?;
+    println!(
+        "CleverTap account {} into {} (profiles)\n",
+        client.config().account_id,
+        warehouse.describe()
+    );
+    let mut all_ok = true;
+    for event in &range.events {
+        match pull_profiles(
+            &client,
+            warehouse.as_ref(),
+            event,
+            range.days.from,
+            range.days.to,
+        )
+        .await
+        {
+            Ok(r) => println!(
+                "{event}: {} pages, {} profiles merged, {} without identity (not stored).",
+                r.pages, r.merged, r.without_identity
+            ),
+            Err(e) => {
+                all_ok = false;
+                println!("{event}: stopped: {}", error_chain(&e));
+            }
+        }
+    }
+    Ok(exit_code(all_ok))
 }
 
 fn exit_code(all_ok: bool) -> u8 {

@@ -7,6 +7,7 @@
 //!   killed run resumes where it stopped.
 //! - [`counts`]: Get Event Count per (event, day) into `event_counts`, replaced by key.
 //! - [`campaigns`]: campaigns and their reports into `campaigns` / `campaign_reports`.
+//! - [`profiles`]: Get Profiles merged by identity into `profiles`.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
 pub mod campaigns;
@@ -14,6 +15,7 @@ pub mod checkpoint;
 pub mod counts;
 pub mod events;
 pub mod page_load;
+pub mod profiles;
 
 use jiff::civil::Date;
 
