@@ -8,12 +8,14 @@
 //! - [`counts`]: Get Event Count per (event, day) into `event_counts`, replaced by key.
 //! - [`campaigns`]: campaigns and their reports into `campaigns` / `campaign_reports`.
 //! - [`profiles`]: Get Profiles merged by identity into `profiles`.
+//! - [`jobs`]: the scheduled function's configured jobs over a window ending yesterday.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
 pub mod campaigns;
 pub mod checkpoint;
 pub mod counts;
 pub mod events;
+pub mod jobs;
 pub mod page_load;
 pub mod profiles;
 
