@@ -45,6 +45,19 @@ impl Case {
         self.api.tapline(&self.args(&wh, extra), &[]).await
     }
 
+    /// `pull events --event EVENT` for 2022-09-22 alone.
+    async fn pull_day(&self, event: &str) -> Run {
+        self.pull(&[
+            "--event",
+            event,
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ])
+        .await
+    }
+
     fn count(&self, sql: &str) -> u64 {
         sqlite_value(&self.db, sql).unwrap().parse().unwrap()
     }
@@ -230,16 +243,7 @@ async fn throttles_in_progress_cursors_and_server_errors_are_retried() {
         Quirk::Code2,
         Quirk::TooMany,
     ]);
-    let run = case
-        .pull(&[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ])
-        .await;
+    let run = case.pull_day("Charged").await;
     assert_ok(&run);
     assert_eq!(case.api.quirks_left(), 0);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 15);
@@ -285,16 +289,7 @@ async fn a_repeated_cursor_stops_the_slice_with_a_clear_error() {
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 30));
     case.api.repeat_cursor_at("Charged", 1);
-    let run = case
-        .pull(&[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ])
-        .await;
+    let run = case.pull_day("Charged").await;
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(
         run.stdout.contains(

@@ -170,6 +170,16 @@ pub struct PullEventsArgs {
 
 /// Runs `tapline pull …`; returns the exit code.
 pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
+    let usage = match &args.what {
+        PullCommand::Events(a) => a.range.usage_error(),
+        PullCommand::Counts(a) => a.range.usage_error(),
+        PullCommand::Campaigns(range) => range.usage_error(),
+        PullCommand::Profiles(range) => range.usage_error(),
+    };
+    if let Some(error) = usage {
+        eprintln!("error: {error}");
+        return Ok(EXIT_USAGE);
+    }
     match args.what {
         PullCommand::Events(args) => events(args).await,
         PullCommand::Counts(args) => counts(args).await,
@@ -180,10 +190,6 @@ pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
 
 async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
     let range = &args.range;
-    if let Some(error) = range.usage_error() {
-        eprintln!("error: {error}");
-        return Ok(EXIT_USAGE);
-    }
     let Setup {
         client,
         warehouse,
@@ -214,10 +220,6 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
 
 async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
     let range = &args.range;
-    if let Some(error) = range.usage_error() {
-        eprintln!("error: {error}");
-        return Ok(EXIT_USAGE);
-    }
     let Setup {
         client, warehouse, ..
     } = setup(&range.days).await?;
@@ -253,10 +255,6 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
 }
 
 async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
-    if let Some(error) = range.usage_error() {
-        eprintln!("error: {error}");
-        return Ok(EXIT_USAGE);
-    }
     let Setup {
         client, warehouse, ..
     } = setup(&range).await?;
@@ -283,10 +281,6 @@ async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
 }
 
 async fn profiles(range: EventDays) -> Result<u8, AnyError> {
-    if let Some(error) = range.usage_error() {
-        eprintln!("error: {error}");
-        return Ok(EXIT_USAGE);
-    }
     let Setup {
         client, warehouse, ..
     } = setup(&range.days).await?;

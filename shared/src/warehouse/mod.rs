@@ -295,6 +295,22 @@ impl FixedTable {
         Ok(())
     }
 
+    /// Checks `rows`, then gives the dialect's `CREATE TABLE IF NOT EXISTS` and upsert
+    /// statements (see [`Self::create_sql`] and [`Self::upsert_sql`]).
+    pub fn replace_statements(
+        &self,
+        rows: &[Vec<Option<String>>],
+        ident: fn(&str) -> String,
+        integer_type: &str,
+        value: fn(usize, ColumnType) -> String,
+    ) -> Result<(String, String), WarehouseError> {
+        self.check(rows)?;
+        Ok((
+            self.create_sql(ident, integer_type),
+            self.upsert_sql(ident, value),
+        ))
+    }
+
     /// `CREATE TABLE IF NOT EXISTS` in a dialect: its identifier quoting and integer type.
     pub fn create_sql(&self, ident: fn(&str) -> String, integer_type: &str) -> String {
         let mut defs: Vec<String> = self

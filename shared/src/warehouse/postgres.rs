@@ -553,12 +553,11 @@ impl Warehouse for PostgresWarehouse {
         table: &FixedTable,
         rows: &[Vec<Option<String>>],
     ) -> Result<u64, WarehouseError> {
-        table.check(rows)?;
-        let create = table.create_sql(ident, "BIGINT");
-        let upsert = table.upsert_sql(ident, |i, kind| match kind {
-            ColumnType::Text => format!("${}::text", i + 1),
-            ColumnType::Integer => format!("${}::text::bigint", i + 1),
-        });
+        let (create, upsert) =
+            table.replace_statements(rows, ident, "BIGINT", |i, kind| match kind {
+                ColumnType::Text => format!("${}::text", i + 1),
+                ColumnType::Integer => format!("${}::text::bigint", i + 1),
+            })?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(op("replace rows"))?;
         tx.batch_execute(&create)

@@ -347,12 +347,11 @@ impl Warehouse for SqliteWarehouse {
         table: &FixedTable,
         rows: &[Vec<Option<String>>],
     ) -> Result<u64, WarehouseError> {
-        table.check(rows)?;
-        let create = table.create_sql(ident, "INTEGER");
-        let upsert = table.upsert_sql(ident, |i, kind| match kind {
-            ColumnType::Text => format!("?{}", i + 1),
-            ColumnType::Integer => format!("CAST(?{} AS INTEGER)", i + 1),
-        });
+        let (create, upsert) =
+            table.replace_statements(rows, ident, "INTEGER", |i, kind| match kind {
+                ColumnType::Text => format!("?{}", i + 1),
+                ColumnType::Integer => format!("CAST(?{} AS INTEGER)", i + 1),
+            })?;
         let rows = rows.to_vec();
         self.with_conn(move |conn| {
             let tx = conn.transaction().map_err(op("replace rows"))?;
