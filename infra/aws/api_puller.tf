@@ -23,6 +23,9 @@ resource "aws_lambda_function" "api_puller" {
       TAPLINE_WAREHOUSE             = var.warehouse_url
       TAPLINE_WAREHOUSE_SECRET_ARN  = local.warehouse_secret_arn
       TAPLINE_TIMEZONE              = var.timezone
+      TAPLINE_PULL_EVENTS           = join(",", var.api_puller_events)
+      TAPLINE_PULL_JOBS             = join(",", var.api_puller_jobs)
+      TAPLINE_PULL_LOOKBACK_DAYS    = tostring(var.api_puller_lookback_days)
       TAPLINE_LOG                   = var.log_level
     }
   }

@@ -176,6 +176,34 @@ variable "api_puller_timeout_seconds" {
   default     = 900
 }
 
+variable "api_puller_events" {
+  type        = list(string)
+  description = "TAPLINE_PULL_EVENTS: CleverTap event names the daily pull fetches (events, counts, profiles), e.g. [\"Charged\", \"App Launched\"]."
+  default     = []
+}
+
+variable "api_puller_jobs" {
+  type        = list(string)
+  description = "TAPLINE_PULL_JOBS: what the daily pull runs, in order: events, counts, campaigns, profiles."
+  default     = ["events", "counts"]
+
+  validation {
+    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles"], j)])
+    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles."
+  }
+}
+
+variable "api_puller_lookback_days" {
+  type        = number
+  description = "TAPLINE_PULL_LOOKBACK_DAYS: days pulled, ending yesterday in the project time zone (3 re-pulls the two days before, for late data)."
+  default     = 3
+
+  validation {
+    condition     = var.api_puller_lookback_days >= 1 && var.api_puller_lookback_days <= 366
+    error_message = "api_puller_lookback_days: 1 to 366."
+  }
+}
+
 variable "webhook_relay_timeout_seconds" {
   type        = number
   description = "webhook-relay timeout: CleverTap gives up after 3 to 5 s, so the endpoint must answer well within that."

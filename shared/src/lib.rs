@@ -4,8 +4,12 @@
 //! - [`warehouse`]: the [`warehouse::Warehouse`] port, the naming rule and its adapters.
 //! - [`storage`]: the [`storage::ObjectSource`] port and its adapters (local files today).
 //! - [`load`]: the export loader itself, written once for every source and warehouse.
+//! - `clevertap` and `pull` (feature `clevertap-api`): the CleverTap API client and the puller
+//!   that lands API data in the same tables as exports.
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 
+#[cfg(feature = "clevertap-api")]
+pub mod clevertap;
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
 pub mod config;
@@ -15,6 +19,8 @@ pub mod export;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
 pub mod load;
+#[cfg(feature = "clevertap-api")]
+pub mod pull;
 pub mod secrets;
 pub mod storage;
 pub mod sweep;

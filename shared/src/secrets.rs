@@ -105,8 +105,9 @@ pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
     )?)
 }
 
+/// The string value of the Secrets Manager secret `arn` (this build must have `aws-secrets`).
 #[cfg(feature = "aws-secrets")]
-async fn read_secret(arn: &str) -> Result<String, SecretError> {
+pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
     let shared = aws_config::load_from_env().await;
     let client = aws_sdk_secretsmanager::Client::new(&shared);
     let read_err = |source: Box<dyn std::error::Error + Send + Sync>| SecretError::Read {
@@ -130,8 +131,9 @@ async fn read_secret(arn: &str) -> Result<String, SecretError> {
     })
 }
 
+/// Always an error: this build reads no AWS Secrets Manager.
 #[cfg(not(feature = "aws-secrets"))]
-async fn read_secret(arn: &str) -> Result<String, SecretError> {
+pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
     Err(SecretError::Read {
         arn: arn.to_string(),
         source: "this build reads no AWS Secrets Manager (the `aws-secrets` feature is off)".into(),

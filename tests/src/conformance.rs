@@ -530,6 +530,107 @@ pub async fn concurrent_loaders_load_once(h: &dyn Harness) {
     );
 }
 
+/// `_tapline_state` keeps one value per key; a new value replaces the old one, and a second
+/// handle (another process) reads what the first wrote.
+pub async fn state_is_kept_per_key(h: &dyn Harness) {
+    let w = h.open("state").await;
+    assert_eq!(
+        w.get_state("events/Charged/2022-09-01").await.unwrap(),
+        None
+    );
+    w.put_state("events/Charged/2022-09-01", r#"{"page":1}"#)
+        .await
+        .unwrap();
+    w.put_state("events/App Launched/2022-09-01", r#"{"page":7}"#)
+        .await
+        .unwrap();
+    w.put_state("events/Charged/2022-09-01", r#"{"page":2,"cursor":"a'b"}"#)
+        .await
+        .unwrap();
+    let other = h.open("state").await;
+    assert_eq!(
+        other
+            .get_state("events/Charged/2022-09-01")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"page":2,"cursor":"a'b"}"#)
+    );
+    assert_eq!(
+        other
+            .get_state("events/App Launched/2022-09-01")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"page":7}"#)
+    );
+    let keys = rows(
+        other.as_ref(),
+        "SELECT key FROM _tapline_state WHERE updated_at IS NOT NULL ORDER BY key",
+    )
+    .await;
+    assert_eq!(
+        keys,
+        vec![
+            vec![Some("events/App Launched/2022-09-01".to_string())],
+            vec![Some("events/Charged/2022-09-01".to_string())],
+        ]
+    );
+}
+
+/// A fixed-schema table like `event_counts`.
+const COUNTS: tapline::warehouse::FixedTable = tapline::warehouse::FixedTable {
+    name: "event_counts",
+    columns: &[
+        ("event_name", tapline::warehouse::ColumnType::Text),
+        ("day", tapline::warehouse::ColumnType::Text),
+        ("count", tapline::warehouse::ColumnType::Integer),
+        ("note", tapline::warehouse::ColumnType::Text),
+    ],
+    key: &["event_name", "day"],
+};
+
+fn count_row(event: &str, day: &str, count: &str, note: Option<&str>) -> Vec<Option<String>> {
+    vec![
+        Some(event.to_string()),
+        Some(day.to_string()),
+        Some(count.to_string()),
+        note.map(str::to_string),
+    ]
+}
+
+/// `replace_rows` creates a fixed-schema table, replaces rows by key and adds the others, with
+/// integers stored as integers; a row of the wrong width is refused and writes nothing.
+pub async fn fixed_rows_are_replaced_by_key(h: &dyn Harness) {
+    let w = h.open("fixed").await;
+    let first = [
+        count_row("Charged", "2022-09-01", "500", Some("first")),
+        count_row("Charged", "2022-09-02", "7", None),
+    ];
+    assert_eq!(w.replace_rows(&COUNTS, &first).await.unwrap(), 2);
+    let second = [
+        count_row("Charged", "2022-09-02", "1200", Some("late data")),
+        count_row("App Launched", "2022-09-02", "31", None),
+    ];
+    assert_eq!(w.replace_rows(&COUNTS, &second).await.unwrap(), 2);
+    let bad = [vec![Some("Charged".to_string())]];
+    let err = w.replace_rows(&COUNTS, &bad).await.unwrap_err();
+    assert!(!err.is_retryable());
+    let other = h.open("fixed").await;
+    assert_eq!(
+        rows(
+            other.as_ref(),
+            "SELECT event_name, day, count + 1, note FROM event_counts ORDER BY event_name, day"
+        )
+        .await,
+        vec![
+            count_row("App Launched", "2022-09-02", "32", None),
+            count_row("Charged", "2022-09-01", "501", Some("first")),
+            count_row("Charged", "2022-09-02", "1201", Some("late data")),
+        ]
+    );
+}
+
 /// Declares one `#[tokio::test]` per conformance case for a harness expression.
 #[macro_export]
 macro_rules! warehouse_conformance_tests {
@@ -545,6 +646,8 @@ macro_rules! warehouse_conformance_tests {
             all_events_spans_tables,
             failure_is_recorded_then_retried,
             concurrent_loaders_load_once,
+            state_is_kept_per_key,
+            fixed_rows_are_replaced_by_key,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -3,6 +3,7 @@
 //! HTTP receiver double for the webhook relay.
 
 pub mod bigquery;
+pub mod clevertap_api;
 pub mod conformance;
 pub mod gcs;
 pub mod pg;

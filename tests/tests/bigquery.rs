@@ -493,3 +493,77 @@ async fn large_files_upload_resumably_and_a_lost_chunk_is_resumed() {
     assert_eq!(double.count("jobs.upload.status"), 1);
     assert!(double.count("jobs.upload.chunk") >= 3);
 }
+
+/// The API puller into BigQuery: events land in the per-event table, a day pulled again is
+/// replaced (not doubled), checkpoints are readable in `_tapline_state`, and counts are keyed
+/// rows in `event_counts`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_events_and_counts_land_in_bigquery_once() {
+    use tapline_tests::clevertap_api::{ClevertapApi, event_records};
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let api = ClevertapApi::start().await;
+    api.set_events("Charged", 20220922, event_records(20220922, 25));
+    api.set_events("Charged", 20220923, event_records(20220923, 5));
+    let warehouse = url("clevertap");
+    let env = [("BIGQUERY_ENDPOINT", double.endpoint.as_str())];
+    let pull = |what: &'static str, from: &'static str| {
+        let args = [
+            "pull",
+            what,
+            "--event",
+            "Charged",
+            "--from",
+            from,
+            "--to",
+            "2022-09-23",
+            "--warehouse",
+            &warehouse,
+        ]
+        .map(str::to_string);
+        let api = &api;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let run = api.tapline(&args, &env).await;
+            assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        }
+    };
+    pull("events", "2022-09-22").await;
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("30")
+    );
+    api.set_events("Charged", 20220923, event_records(20220923, 8));
+    pull("events", "2022-09-23").await;
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("33")
+    );
+    assert_eq!(
+        value(
+            &double,
+            "SELECT count(*) FROM _tapline_state WHERE key LIKE '%events/Charged/2022-09-2%'"
+        )
+        .as_deref(),
+        Some("2")
+    );
+    pull("counts", "2022-09-22").await;
+    pull("counts", "2022-09-22").await;
+    assert_eq!(
+        double.rows(
+            "clevertap",
+            "SELECT event_name, day, count FROM event_counts ORDER BY day"
+        ),
+        vec![
+            vec![
+                Some("Charged".into()),
+                Some("2022-09-22".into()),
+                Some("25".into())
+            ],
+            vec![
+                Some("Charged".into()),
+                Some("2022-09-23".into()),
+                Some("8".into())
+            ],
+        ]
+    );
+}

@@ -85,6 +85,8 @@ pub enum Command {
     Query(QueryArgs),
     /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
     Relay(crate::relay_cmd::RelayArgs),
+    /// Pull data from CleverTap's REST API into the same tables exports fill.
+    Pull(crate::pull_cmd::PullArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,7 +156,7 @@ pub struct QueryArgs {
     pub warehouse: WarehouseArg,
 }
 
-fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
+pub(crate) fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
     text.parse()
         .map_err(|_| format!("{text:?} is not a date: use YYYY-MM-DD, e.g. 2022-09-01"))
 }

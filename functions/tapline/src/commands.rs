@@ -15,7 +15,7 @@ use tapline::warehouse;
 use crate::cli::{Command, EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
 use crate::summary;
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs one subcommand; returns the exit code.
 pub async fn run(command: Command) -> Result<u8, AnyError> {
@@ -25,6 +25,7 @@ pub async fn run(command: Command) -> Result<u8, AnyError> {
         Command::Status(args) => status(args).await,
         Command::Query(args) => query(args).await,
         Command::Relay(args) => crate::relay_cmd::run(args).await,
+        Command::Pull(args) => crate::pull_cmd::run(args).await,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod pull_cmd;
 mod relay_cmd;
 mod summary;
 

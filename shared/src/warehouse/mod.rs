@@ -7,7 +7,8 @@
 //! - a file's rows and its ledger row (`_tapline_loads`) commit together or not at all;
 //! - the same (uri, version) again is reported as already done; a new version of a uri
 //!   replaces the old version's rows in the same transaction;
-//! - a quarantined file leaves its ledger row and rejects, and no data rows.
+//! - a quarantined file leaves its ledger row and rejects, and no data rows;
+//! - `_tapline_state` keeps one value per key (checkpoints), committed when `put_state` returns.
 
 #[cfg(feature = "bigquery")]
 pub mod bigquery;
@@ -219,6 +220,169 @@ pub trait Warehouse: Send + Sync {
 
     /// Runs a read-only SQL query (status reports, the demo, tests).
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError>;
+
+    /// The value stored under `key` in `_tapline_state` (API puller checkpoints), if any.
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        let _ = key;
+        Err(unsupported("get_state"))
+    }
+
+    /// Stores `value` (JSON text) under `key` in `_tapline_state`, replacing what was there,
+    /// and commits it before returning: a checkpoint must survive the process.
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        let _ = (key, value);
+        Err(unsupported("put_state"))
+    }
+
+    /// Writes `rows` (values in `table.columns` order, as text) into a fixed-schema table,
+    /// creating it when missing; a row whose key (`table.key`) is already there replaces it.
+    /// All rows commit together. Returns the rows written.
+    async fn replace_rows(
+        &self,
+        table: &FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        let _ = (table, rows);
+        Err(unsupported("replace_rows"))
+    }
+}
+
+/// The type of a [`FixedTable`] column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Text.
+    Text,
+    /// A 64-bit integer (given as decimal text).
+    Integer,
+}
+
+/// A table whose columns Tapline defines (`event_counts`, `campaigns`, …), unlike the event
+/// tables whose columns follow the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedTable {
+    /// The table name.
+    pub name: &'static str,
+    /// Column names and types, in row order.
+    pub columns: &'static [(&'static str, ColumnType)],
+    /// The columns that identify a row (its primary key); a prefix or subset of `columns`.
+    pub key: &'static [&'static str],
+}
+
+impl FixedTable {
+    /// A row of the wrong width, or a key column missing from the columns.
+    pub fn check(&self, rows: &[Vec<Option<String>>]) -> Result<(), WarehouseError> {
+        let bad = |reason: String| WarehouseError::Operation {
+            operation: "replace rows",
+            retryable: false,
+            source: reason.into(),
+        };
+        if let Some(k) = self
+            .key
+            .iter()
+            .find(|k| !self.columns.iter().any(|(c, _)| c == *k))
+        {
+            return Err(bad(format!(
+                "key column {k} is not a column of {}",
+                self.name
+            )));
+        }
+        if let Some(row) = rows.iter().find(|r| r.len() != self.columns.len()) {
+            return Err(bad(format!(
+                "a row of {} has {} values for {} columns",
+                self.name,
+                row.len(),
+                self.columns.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks `rows`, then gives the dialect's `CREATE TABLE IF NOT EXISTS` and upsert
+    /// statements (see [`Self::create_sql`] and [`Self::upsert_sql`]).
+    pub fn replace_statements(
+        &self,
+        rows: &[Vec<Option<String>>],
+        ident: fn(&str) -> String,
+        integer_type: &str,
+        value: fn(usize, ColumnType) -> String,
+    ) -> Result<(String, String), WarehouseError> {
+        self.check(rows)?;
+        Ok((
+            self.create_sql(ident, integer_type),
+            self.upsert_sql(ident, value),
+        ))
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` in a dialect: its identifier quoting and integer type.
+    pub fn create_sql(&self, ident: fn(&str) -> String, integer_type: &str) -> String {
+        let mut defs: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, kind)| {
+                let sql_type = match kind {
+                    ColumnType::Text => "TEXT",
+                    ColumnType::Integer => integer_type,
+                };
+                let not_null = if self.key.contains(name) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {sql_type}{not_null}", ident(name))
+            })
+            .collect();
+        let key: Vec<String> = self.key.iter().map(|k| ident(k)).collect();
+        defs.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            ident(self.name),
+            defs.join(", ")
+        )
+    }
+
+    /// The insert-or-replace statement in a dialect; `value(i, type)` is the placeholder of the
+    /// i-th (0-based) value, cast to the column's type.
+    pub fn upsert_sql(
+        &self,
+        ident: fn(&str) -> String,
+        value: fn(usize, ColumnType) -> String,
+    ) -> String {
+        let names: Vec<String> = self.columns.iter().map(|(c, _)| ident(c)).collect();
+        let values: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (_, kind))| value(i, *kind))
+            .collect();
+        let key: Vec<String> = self.key.iter().map(|k| ident(k)).collect();
+        let updates: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|(c, _)| !self.key.contains(c))
+            .map(|(c, _)| format!("{0} = excluded.{0}", ident(c)))
+            .collect();
+        let action = if updates.is_empty() {
+            "NOTHING".to_string()
+        } else {
+            format!("UPDATE SET {}", updates.join(", "))
+        };
+        format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO {action}",
+            ident(self.name),
+            names.join(", "),
+            values.join(", "),
+            key.join(", ")
+        )
+    }
+}
+
+/// The error of a [`Warehouse`] method an adapter does not implement (yet).
+pub fn unsupported(operation: &'static str) -> WarehouseError {
+    WarehouseError::Operation {
+        operation,
+        retryable: false,
+        source: format!("{operation} is not supported by this warehouse").into(),
+    }
 }
 
 /// One object version's load. Dropping it without [`Self::commit`] rolls everything back.
@@ -332,5 +496,51 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
             "unknown scheme: use sqlite://FILE, postgres://USER@HOST/DB or bigquery://PROJECT/DATASET",
         )
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An adapter that implements only the required methods, like one written before the
+    /// state methods existed.
+    struct Minimal;
+
+    #[async_trait]
+    impl Warehouse for Minimal {
+        fn describe(&self) -> String {
+            "minimal".into()
+        }
+        fn max_columns(&self) -> usize {
+            10
+        }
+        async fn begin_load(&self, _: &SourceObject, _: bool) -> Result<Begin, WarehouseError> {
+            Err(unsupported("begin_load"))
+        }
+        async fn record_failure(&self, _: &SourceObject, _: &str) -> Result<(), WarehouseError> {
+            Ok(())
+        }
+        async fn recent_loads(&self, _: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
+            Ok(Vec::new())
+        }
+        async fn query(&self, _: &str) -> Result<QueryResult, WarehouseError> {
+            Ok(QueryResult::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn state_methods_default_to_a_clear_non_retryable_error() {
+        let err = Minimal.get_state("k").await.unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(
+            crate::load::error_chain(&err),
+            "warehouse get_state failed: get_state is not supported by this warehouse"
+        );
+        let err = Minimal.put_state("k", "{}").await.unwrap_err();
+        assert_eq!(
+            crate::load::error_chain(&err),
+            "warehouse put_state failed: put_state is not supported by this warehouse"
+        );
     }
 }

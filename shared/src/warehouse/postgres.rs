@@ -24,9 +24,9 @@ use tracing::warn;
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, LINEAGE_COLUMNS,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, Warehouse,
-    WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
+    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
+    Warehouse, WarehouseError,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -75,6 +75,11 @@ CREATE TABLE IF NOT EXISTS _tapline_tables (
     event_name      TEXT NOT NULL UNIQUE,
     created_by_load BIGINT NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _tapline_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS _tapline_columns (
     table_name    TEXT NOT NULL,
@@ -519,6 +524,53 @@ impl Warehouse for PostgresWarehouse {
             .await
             .map_err(op("read ledger"))?;
         Ok(rows.iter().map(ledger_row).collect())
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT value FROM _tapline_state WHERE key = $1", &[&key])
+            .await
+            .map_err(op("read state"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO _tapline_state (key, value, updated_at) VALUES ($1, $2, now())
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                &[&key, &value],
+            )
+            .await
+            .map_err(op("write state"))?;
+        Ok(())
+    }
+
+    async fn replace_rows(
+        &self,
+        table: &FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        let (create, upsert) =
+            table.replace_statements(rows, ident, "BIGINT", |i, kind| match kind {
+                ColumnType::Text => format!("${}::text", i + 1),
+                ColumnType::Integer => format!("${}::text::bigint", i + 1),
+            })?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(op("replace rows"))?;
+        tx.batch_execute(&create)
+            .await
+            .map_err(op("create table"))?;
+        let stmt = tx.prepare(&upsert).await.map_err(op("replace rows"))?;
+        for row in rows {
+            tx.execute_raw(&stmt, row.iter())
+                .await
+                .map_err(op("replace rows"))?;
+        }
+        tx.commit().await.map_err(op("commit"))?;
+        Ok(rows.len() as u64)
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {

@@ -16,9 +16,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, LINEAGE_COLUMNS,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, Warehouse,
-    WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
+    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
+    Warehouse, WarehouseError,
 };
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS _tapline_tables (
     event_name      TEXT NOT NULL UNIQUE,
     created_by_load INTEGER NOT NULL,
     created_at      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _tapline_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS _tapline_columns (
     table_name    TEXT NOT NULL,
@@ -305,6 +310,60 @@ impl Warehouse for SqliteWarehouse {
                 .map_err(op("read ledger"))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(op("read ledger"))
+        })
+        .await
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        let key = key.to_string();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT value FROM _tapline_state WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(op("read state"))
+        })
+        .await
+    }
+
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO _tapline_state (key, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![key, value, now_utc()],
+            )
+            .map_err(op("write state"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replace_rows(
+        &self,
+        table: &FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        let (create, upsert) =
+            table.replace_statements(rows, ident, "INTEGER", |i, kind| match kind {
+                ColumnType::Text => format!("?{}", i + 1),
+                ColumnType::Integer => format!("CAST(?{} AS INTEGER)", i + 1),
+            })?;
+        let rows = rows.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(op("replace rows"))?;
+            tx.execute_batch(&create).map_err(op("create table"))?;
+            let mut stmt = tx.prepare(&upsert).map_err(op("replace rows"))?;
+            for row in &rows {
+                stmt.execute(rusqlite::params_from_iter(row.iter()))
+                    .map_err(op("replace rows"))?;
+            }
+            drop(stmt);
+            tx.commit().map_err(op("commit"))?;
+            Ok(rows.len() as u64)
         })
         .await
     }

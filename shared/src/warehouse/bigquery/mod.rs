@@ -40,9 +40,9 @@ use sha2::{Digest, Sha256};
 use self::api::{Api, ApiError, Param};
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, LINEAGE_COLUMNS,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, Warehouse,
-    WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
+    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
+    Warehouse, WarehouseError,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -63,6 +63,9 @@ const MAX_COMMIT_JOBS: u32 = 50;
 const OUTCOME_LABEL: &str = "tapline_outcome";
 /// Label on event tables.
 const EVENT_LABEL: &str = "tapline";
+/// Checkpoints are appended here (writes never contend); the view `_tapline_state` shows the
+/// latest value of each key, like the other warehouses' table of that name.
+const STATE_LOG: &str = "_tapline_state_log";
 /// Staging tables expire after a day even if a loader dies before dropping them.
 const STAGING_TTL_MS: i64 = 24 * 3600 * 1000;
 
@@ -118,7 +121,7 @@ fn ledger_tables() -> Vec<(&'static str, Vec<Value>)> {
             ],
         ),
         (
-            "_tapline_state",
+            STATE_LOG,
             vec![
                 field("key", "STRING", true),
                 field("value", "STRING", true),
@@ -317,6 +320,26 @@ impl BigQueryWarehouse {
                 Err(e) => return Err(open_err(Box::new(e))),
             }
         }
+        if !existing.iter().any(|t| t == "_tapline_state") {
+            let view = json!({
+                "tableReference": { "projectId": project, "datasetId": dataset, "tableId": "_tapline_state" },
+                "view": {
+                    "query": format!(
+                        "SELECT key, value, updated_at FROM (SELECT key, value, updated_at, \
+                         ROW_NUMBER() OVER (PARTITION BY key ORDER BY written_us DESC) AS _rank \
+                         FROM {}.{}) AS s WHERE _rank = 1",
+                        ident(&dataset),
+                        ident(STATE_LOG)
+                    ),
+                    "useLegacySql": false,
+                },
+            });
+            match api.insert_table(&dataset, &view).await {
+                Ok(_) => {}
+                Err(e) if e.is_duplicate() => {}
+                Err(e) => return Err(open_err(Box::new(e))),
+            }
+        }
         Ok(Self {
             ds: Dataset {
                 api: Arc::new(api),
@@ -351,13 +374,12 @@ impl Dataset {
 
     /// The latest value written under `key` in `_tapline_state` (append-only: writes never
     /// contend, the newest wins).
-    #[allow(dead_code)] // Wired to the Warehouse state methods with the API puller.
     async fn read_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
         let (_, rows) = self
             .api
             .query(
                 &self.dataset,
-                "SELECT value FROM _tapline_state WHERE key = @key \
+                "SELECT value FROM _tapline_state_log WHERE key = @key \
                  ORDER BY written_us DESC LIMIT 1",
                 &[("key", Param::Str(key.to_string()))],
             )
@@ -370,7 +392,6 @@ impl Dataset {
     }
 
     /// Appends `value` under `key` in `_tapline_state`; committed when this returns.
-    #[allow(dead_code)] // Wired to the Warehouse state methods with the API puller.
     async fn write_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
         let written_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -378,7 +399,7 @@ impl Dataset {
         self.run_dml(
             "write state",
             "state",
-            "INSERT INTO _tapline_state (key, value, updated_at, written_us) \
+            "INSERT INTO _tapline_state_log (key, value, updated_at, written_us) \
              VALUES (@key, @value, @now, @written_us)",
             &[
                 ("key", Param::Str(key.to_string())),
@@ -393,7 +414,6 @@ impl Dataset {
     /// Writes `rows` into a table Tapline defines (`columns`: name and BigQuery type), creating
     /// it when missing; a row whose `key` columns match a stored row replaces it. The rows are
     /// staged by a load job, then one transaction deletes the matching rows and inserts.
-    #[allow(dead_code)] // Wired to the Warehouse state methods with the API puller.
     async fn upsert_rows(
         &self,
         table: &str,
@@ -703,6 +723,36 @@ impl Warehouse for BigQueryWarehouse {
             current_ledger_sql("")
         );
         self.ds.ledger_rows(&sql, &[]).await
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
+        self.ds.read_state(key).await
+    }
+
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+        self.ds.write_state(key, value).await
+    }
+
+    async fn replace_rows(
+        &self,
+        table: &FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        table.check(rows)?;
+        let columns: Vec<(&str, &str)> = table
+            .columns
+            .iter()
+            .map(|(name, kind)| {
+                let bq = match kind {
+                    ColumnType::Text => "STRING",
+                    ColumnType::Integer => "INT64",
+                };
+                (*name, bq)
+            })
+            .collect();
+        self.ds
+            .upsert_rows(table.name, &columns, table.key, rows)
+            .await
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {

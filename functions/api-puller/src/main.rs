@@ -1,0 +1,45 @@
+//! The API puller on AWS Lambda, invoked by EventBridge Scheduler with `{"tapline":"pull"}`.
+//! Configuration is read and clients are built once, at cold start; each invocation is handed
+//! to `tapline::pull::jobs::handle_pull_payload`. A run cut off by the Lambda time limit leaves
+//! checkpoints in `_tapline_state`, and the next run resumes from them.
+//!
+//! Environment: `CLEVERTAP_ACCOUNT_ID`, `CLEVERTAP_REGION`, `CLEVERTAP_PASSCODE_SECRET_ARN` (or
+//! `CLEVERTAP_PASSCODE`), `TAPLINE_WAREHOUSE` (+ `TAPLINE_WAREHOUSE_SECRET_ARN`),
+//! `TAPLINE_TIMEZONE`, `TAPLINE_PULL_EVENTS`, `TAPLINE_PULL_JOBS`, `TAPLINE_PULL_LOOKBACK_DAYS`,
+//! `TAPLINE_LOG`: see README.md.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use tapline::clevertap::ClevertapClient;
+use tapline::pull::jobs::{PullJobs, api_config_from_env, handle_pull_payload};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    tapline::entry::init_json_logs();
+    // Fail at cold start, not per invocation, when configuration is wrong.
+    let jobs = Arc::new(PullJobs::from_env()?);
+    let client = ClevertapClient::new(api_config_from_env().await?)?;
+    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
+        Arc::from(tapline::warehouse::open(&url).await?);
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        warehouse = %warehouse.describe(),
+        events = jobs.events.len(),
+        "API puller initialised."
+    );
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let (jobs, client, warehouse) = (jobs.clone(), client.clone(), warehouse.clone());
+        async move {
+            let now = jiff::Timestamp::now();
+            let summary =
+                handle_pull_payload(&event.payload, &client, warehouse, &jobs, now).await?;
+            Ok::<Value, Error>(summary)
+        }
+    }))
+    .await
+}

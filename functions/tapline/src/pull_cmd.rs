@@ -1,0 +1,372 @@
+//! `tapline pull`: CleverTap's REST API into the warehouse, with checkpoints.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use tapline::clevertap::{ApiConfig, ClevertapClient};
+use tapline::config::{ConfigError, ENV_TIMEZONE};
+use tapline::load::error_chain;
+use tapline::pull::campaigns::pull_campaigns;
+use tapline::pull::counts::pull_event_counts;
+use tapline::pull::days;
+use tapline::pull::events::{EventsPull, SliceReport, pull_events};
+use tapline::pull::profiles::pull_profiles;
+use tapline::warehouse;
+
+use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK, EXIT_USAGE, WarehouseArg, parse_date};
+use crate::commands::AnyError;
+use crate::summary;
+
+#[derive(Debug, Args)]
+#[command(after_help = PULL_ENVIRONMENT)]
+pub struct PullArgs {
+    #[command(subcommand)]
+    pub what: PullCommand,
+}
+
+/// The environment every `pull` reads (`tapline::clevertap::config::ENV_*`), for the help text.
+const PULL_ENVIRONMENT: &str = "Environment:\n  \
+     CLEVERTAP_ACCOUNT_ID   the account (project) id (required)\n  \
+     CLEVERTAP_PASSCODE     the account passcode (required; never logged)\n  \
+     CLEVERTAP_REGION       eu1 (default), in1, sg1, us1, aps3, mec1 or sk1\n  \
+     CLEVERTAP_API_URL      a base URL that replaces the regional host (proxies, tests)\n  \
+     CLEVERTAP_CONCURRENCY  concurrent requests for the account (default 3)\n  \
+     CLEVERTAP_BACKOFF_MS   first backoff after a throttle, in ms (default 1000)";
+
+#[derive(Debug, Subcommand)]
+pub enum PullCommand {
+    /// Events through the cursor API into the per-event tables exports fill, one (event, day)
+    /// slice at a time, checkpointed after every page.
+    #[command(after_help = "Examples:\n  \
+        tapline pull events --event Charged --from 2022-09-01 --to 2022-09-21\n  \
+        tapline pull events --event Charged --event \"App Launched\" --from 2022-09-01 \
+        --to 2022-09-01 --timezone Asia/Kolkata --warehouse postgres://loader@db/analytics\n\n\
+        A day pulled again replaces that event's rows for the day. A run that stops (killed, \
+        timed out, CleverTap unavailable) leaves a checkpoint in _tapline_state: the next run \
+        resumes at the page where it stopped and says so.\n\n\
+        Exit codes: 0 every slice pulled; 2 some slice stopped (run again to resume); \
+        1 nothing could start; 64 usage.")]
+    Events(PullEventsArgs),
+    /// Daily event counts (Get Event Count, polled while partial) into `event_counts`, one row
+    /// per (event, day), replaced when counted again.
+    #[command(after_help = "Examples:\n  \
+        tapline pull counts --event Charged --event \"App Launched\" --from 2022-09-01 --to 2022-09-21\n\n\
+        Exit codes: 0 every count written; 2 some count failed or stayed partial past the \
+        deadline; 1 nothing could start; 64 usage.")]
+    Counts(PullCountsArgs),
+    /// Campaigns (targets) of a date range into `campaigns` (windows of at most 31 days asked
+    /// of CleverTap), and each one's report into `campaign_reports`.
+    #[command(after_help = "Examples:\n  \
+        tapline pull campaigns --from 2022-08-01 --to 2022-09-21\n\n\
+        A campaign that has not completed has no report yet: it is listed as not ready (not a \
+        failure) and asked again on the next run.\n\n\
+        Exit codes: 0 campaigns and every ready report written; 2 some report could not be read; \
+        1 nothing could start (or the campaign list failed); 64 usage.")]
+    Campaigns(DayRange),
+    /// The profiles that did an event in a window (Get Profiles), merged by identity into
+    /// `profiles`: a profile pulled again replaces its row.
+    #[command(after_help = "Examples:\n  \
+        tapline pull profiles --event Charged --from 2022-09-01 --to 2022-09-21\n\n\
+        Exit codes: 0 every event's profiles merged; 2 some event stopped; 1 nothing could \
+        start; 64 usage.")]
+    Profiles(EventDays),
+}
+
+#[derive(Debug, Args)]
+pub struct PullCountsArgs {
+    #[command(flatten)]
+    pub range: EventDays,
+
+    /// Give up on a count still `partial` after this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub deadline_seconds: u64,
+}
+
+/// The events and days `pull events` and `pull counts` take.
+#[derive(Debug, Args)]
+pub struct EventDays {
+    /// An event name as CleverTap shows it (repeat for several; they are pulled concurrently).
+    #[arg(long = "event", required = true, value_name = "NAME")]
+    pub events: Vec<String>,
+
+    #[command(flatten)]
+    pub days: DayRange,
+}
+
+/// The days, warehouse and time zone every `pull` subcommand takes.
+#[derive(Debug, Args)]
+pub struct DayRange {
+    /// First day, in the project's time zone.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub from: jiff::civil::Date,
+
+    /// Last day (inclusive).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub to: jiff::civil::Date,
+
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+
+    /// Your CleverTap project's time zone: CleverTap's days and `ts` values are in it.
+    #[arg(long, env = ENV_TIMEZONE, default_value = "UTC", value_name = "IANA")]
+    pub timezone: String,
+}
+
+impl DayRange {
+    /// The usage error, when the range cannot be pulled.
+    fn usage_error(&self) -> Option<String> {
+        (self.from > self.to).then(|| {
+            format!(
+                "--from {} is after --to {}: nothing to pull",
+                self.from, self.to
+            )
+        })
+    }
+}
+
+impl EventDays {
+    /// The usage error, when the range or an event name cannot be pulled.
+    fn usage_error(&self) -> Option<String> {
+        self.days.usage_error().or_else(|| {
+            self.events
+                .iter()
+                .find(|e| e.trim().is_empty())
+                .map(|blank| format!("--event {blank:?} is empty: name a CleverTap event"))
+        })
+    }
+}
+
+/// What every pull starts from: the client, the warehouse and the time zone.
+struct Setup {
+    client: ClevertapClient,
+    warehouse: Arc<dyn warehouse::Warehouse>,
+    timezone: jiff::tz::TimeZone,
+}
+
+async fn setup(range: &DayRange) -> Result<Setup, AnyError> {
+    let timezone = jiff::tz::TimeZone::get(&range.timezone).map_err(|_| ConfigError::TimeZone {
+        name: range.timezone.clone(),
+    })?;
+    let client = ClevertapClient::new(ApiConfig::from_env()?)?;
+    let warehouse: Arc<dyn warehouse::Warehouse> =
+        Arc::from(warehouse::open(&range.warehouse.warehouse).await?);
+    Ok(Setup {
+        client,
+        warehouse,
+        timezone,
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct PullEventsArgs {
+    #[command(flatten)]
+    pub range: EventDays,
+
+    /// Records per page asked of CleverTap (at most 5000).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub batch_size: u32,
+}
+
+/// Runs `tapline pull …`; returns the exit code.
+pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
+    let usage = match &args.what {
+        PullCommand::Events(a) => a.range.usage_error(),
+        PullCommand::Counts(a) => a.range.usage_error(),
+        PullCommand::Campaigns(range) => range.usage_error(),
+        PullCommand::Profiles(range) => range.usage_error(),
+    };
+    if let Some(error) = usage {
+        eprintln!("error: {error}");
+        return Ok(EXIT_USAGE);
+    }
+    match args.what {
+        PullCommand::Events(args) => events(args).await,
+        PullCommand::Counts(args) => counts(args).await,
+        PullCommand::Campaigns(args) => campaigns(args).await,
+        PullCommand::Profiles(args) => profiles(args).await,
+    }
+}
+
+async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
+    let range = &args.range;
+    let Setup {
+        client,
+        warehouse,
+        timezone,
+    } = setup(&range.days).await?;
+    let mut request = EventsPull::new(
+        range.events.clone(),
+        range.days.from,
+        range.days.to,
+        timezone,
+    );
+    request.batch_size = args.batch_size;
+    let parallel = client.config().concurrency * 2;
+
+    let started = Instant::now();
+    let reports = pull_events(&client, warehouse.clone(), &request, parallel).await;
+    print!(
+        "{}",
+        render(
+            &reports,
+            &client.config().account_id,
+            &warehouse.describe(),
+            started
+        )
+    );
+    Ok(exit_code(reports.iter().all(|r| r.result.is_ok())))
+}
+
+async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
+    let range = &args.range;
+    let Setup {
+        client, warehouse, ..
+    } = setup(&range.days).await?;
+    let reports = pull_event_counts(
+        &client,
+        warehouse.as_ref(),
+        &range.events,
+        &days(range.days.from, range.days.to),
+        &range.days.timezone,
+        Duration::from_secs(args.deadline_seconds),
+    )
+    .await?;
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let (count, result) = match &r.result {
+                Ok(n) => (summary::thousands(*n), "written".to_string()),
+                Err(e) => ("-".to_string(), format!("failed: {}", error_chain(e))),
+            };
+            vec![r.event.clone(), r.day.to_string(), count, result]
+        })
+        .collect();
+    println!(
+        "CleverTap account {} into {} (event_counts)\n",
+        client.config().account_id,
+        warehouse.describe()
+    );
+    print!(
+        "{}",
+        summary::table(&["event", "day", "count", "result"], &rows)
+    );
+    Ok(exit_code(reports.iter().all(|r| r.result.is_ok())))
+}
+
+async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
+    let Setup {
+        client, warehouse, ..
+    } = setup(&range).await?;
+    let report = pull_campaigns(&client, warehouse.as_ref(), range.from, range.to).await?;
+    println!(
+        "CleverTap account {} into {}\n",
+        client.config().account_id,
+        warehouse.describe()
+    );
+    println!(
+        "{} campaigns written to campaigns, {} reports to campaign_reports, {} not ready yet, {} failed.",
+        report.campaigns,
+        report.reports_ready,
+        report.not_ready.len(),
+        report.failed.len()
+    );
+    for (id, why) in &report.not_ready {
+        println!("  campaign {id}: not ready ({why})");
+    }
+    for (id, error) in &report.failed {
+        println!("  campaign {id}: failed: {}", error_chain(error));
+    }
+    Ok(exit_code(report.failed.is_empty()))
+}
+
+async fn profiles(range: EventDays) -> Result<u8, AnyError> {
+    let Setup {
+        client, warehouse, ..
+    } = setup(&range.days).await?;
+    println!(
+        "CleverTap account {} into {} (profiles)\n",
+        client.config().account_id,
+        warehouse.describe()
+    );
+    let mut all_ok = true;
+    for event in &range.events {
+        match pull_profiles(
+            &client,
+            warehouse.as_ref(),
+            event,
+            range.days.from,
+            range.days.to,
+        )
+        .await
+        {
+            Ok(r) => println!(
+                "{event}: {} pages, {} profiles merged, {} without identity (not stored).",
+                r.pages, r.merged, r.without_identity
+            ),
+            Err(e) => {
+                all_ok = false;
+                println!("{event}: stopped: {}", error_chain(&e));
+            }
+        }
+    }
+    Ok(exit_code(all_ok))
+}
+
+fn exit_code(all_ok: bool) -> u8 {
+    if all_ok { EXIT_OK } else { EXIT_NOT_ALL_LOADED }
+}
+
+fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Instant) -> String {
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let result = match &r.result {
+                Ok(()) => "pulled".to_string(),
+                Err(e) => format!("stopped: {}", error_chain(e)),
+            };
+            let resumed = r
+                .resumed_at_page
+                .map(|p| format!("page {p}"))
+                .unwrap_or_else(|| "-".to_string());
+            vec![
+                r.event.clone(),
+                r.day.to_string(),
+                r.pages.to_string(),
+                summary::thousands(r.rows),
+                summary::thousands(r.rejected),
+                resumed,
+                result,
+            ]
+        })
+        .collect();
+    let mut out = format!("CleverTap account {account} into {warehouse}\n\n");
+    out.push_str(&summary::table(
+        &[
+            "event", "day", "pages", "rows", "rejected", "resumed", "result",
+        ],
+        &rows,
+    ));
+    for r in reports {
+        if let Some(page) = r.resumed_at_page {
+            out.push_str(&format!(
+                "Resumed {} {} from its checkpoint at page {page}.\n",
+                r.event, r.day
+            ));
+        }
+    }
+    let failed = reports.iter().filter(|r| r.result.is_err()).count();
+    let rows: u64 = reports.iter().map(|r| r.rows).sum();
+    out.push_str(&format!(
+        "\n{} of {} slices pulled, {} rows, in {:.1} s.",
+        reports.len() - failed,
+        reports.len(),
+        summary::thousands(rows),
+        started.elapsed().as_secs_f64()
+    ));
+    if failed > 0 {
+        out.push_str(" Run the same command again to resume the stopped slices.");
+    }
+    out.push('\n');
+    out
+}

@@ -1,0 +1,810 @@
+//! `tapline pull events` end to end: the built binary against the CleverTap API double, checked
+//! in the SQLite file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tapline_tests::clevertap_api::{
+    CampaignReport, ClevertapApi, PASSCODE, Quirk, Seen, event_records, profile_records,
+};
+use tapline_tests::{Run, export_csv, gzip, sqlite_rows, sqlite_value, tapline};
+
+const DAY1: i64 = 20220922;
+const DAY2: i64 = 20220923;
+
+struct Case {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+    api: ClevertapApi,
+}
+
+impl Case {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("w.sqlite");
+        Self {
+            dir,
+            db,
+            api: ClevertapApi::start().await,
+        }
+    }
+
+    fn warehouse(&self) -> String {
+        format!("sqlite://{}", self.db.display())
+    }
+
+    fn args<'a>(&'a self, wh: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["pull", "events", "--warehouse", wh, "--batch-size", "10"];
+        args.extend_from_slice(extra);
+        args
+    }
+
+    async fn pull(&self, extra: &[&str]) -> Run {
+        let wh = self.warehouse();
+        self.api.tapline(&self.args(&wh, extra), &[]).await
+    }
+
+    /// `pull events --event EVENT` for 2022-09-22 alone.
+    async fn pull_day(&self, event: &str) -> Run {
+        self.pull(&[
+            "--event",
+            event,
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ])
+        .await
+    }
+
+    fn count(&self, sql: &str) -> u64 {
+        sqlite_value(&self.db, sql).unwrap().parse().unwrap()
+    }
+
+    fn checkpoint(&self, event: &str, day: &str) -> Value {
+        let key = format!("clevertap/TEST-ACC-1/events/{event}/{day}");
+        let rows = sqlite_rows(
+            &self.db,
+            &format!("SELECT value FROM _tapline_state WHERE key = '{key}'"),
+        );
+        assert_eq!(rows.len(), 1, "one checkpoint for {key}");
+        serde_json::from_str(rows[0][0].as_deref().unwrap()).unwrap()
+    }
+
+    fn duplicates(&self, table: &str) -> u64 {
+        self.count(&format!(
+            "SELECT count(*) FROM (SELECT ts, profile_identity FROM {table} \
+             GROUP BY ts, profile_identity HAVING count(*) > 1)"
+        ))
+    }
+}
+
+fn assert_ok(run: &Run) {
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_events_land_in_the_export_table_with_the_export_columns() {
+    let case = Case::new().await;
+    let exports = case.dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    std::fs::write(
+        exports.join("1663664837-1663785000-Charged-20220921-0-0.csv.gz"),
+        gzip(export_csv("Charged", 3).as_bytes()),
+    )
+    .unwrap();
+    let wh = case.warehouse();
+    let load = tapline(&["load", exports.to_str().unwrap(), "--warehouse", &wh]);
+    assert_eq!(load.code, 0, "{}", load.stderr);
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+            "--timezone",
+            "Asia/Kolkata",
+        ])
+        .await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains("1 of 1 slices pulled, 25 rows"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 28);
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE _source_uri LIKE 'clevertap-api://%'"),
+        25
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM _tapline_tables WHERE event_name = 'Charged'"),
+        1
+    );
+    // The export's column and the API's nested `event_props.Amount` are one column.
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM _tapline_columns WHERE table_name = 'charged' \
+             AND column_name = 'event_props_amount' AND raw_name = 'eventProps.Amount'"
+        ),
+        1
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE event_props_amount IS NOT NULL"),
+        28
+    );
+    // ts is project-local (Asia/Kolkata, +05:30) in the API and stored as UTC.
+    let row = sqlite_rows(
+        &case.db,
+        "SELECT ts, event_name, profile_identity, event_props_amount, session_props_utm_source, \
+         profile_profile_data_favorite_color, _source_uri, _source_line \
+         FROM charged WHERE profile_identity = 'u1' AND _source_uri LIKE 'clevertap-api://%'",
+    );
+    let expected: Vec<Option<String>> = [
+        "2022-09-21T18:31:00Z",
+        "Charged",
+        "u1",
+        "1",
+        "Foo",
+        "blue",
+        "clevertap-api://TEST-ACC-1/events/Charged/2022-09-22/page-0",
+        "2",
+    ]
+    .iter()
+    .map(|s| Some(s.to_string()))
+    .collect();
+    assert_eq!(row, vec![expected]);
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM _tapline_loads WHERE uri LIKE 'clevertap-api://%' AND status = 'loaded'"
+        ),
+        3,
+        "25 records at 10 a page are 3 pages, each a load"
+    );
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "complete");
+    assert_eq!(checkpoint["pages"], 3);
+    assert_eq!(checkpoint["rows"], 25);
+    assert!(checkpoint["last_success"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_pulled_again_is_replaced_not_doubled() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+    case.api.set_events("Charged", DAY2, event_records(DAY2, 5));
+    let both_days = [
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+    ];
+    assert_ok(&case.pull(&both_days).await);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
+
+    // CleverTap now has fewer records for the first day (late corrections): 2 pages, not 3.
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 12));
+    let first_day = [
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-22",
+    ];
+    assert_ok(&case.pull(&first_day).await);
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE ts < '2022-09-23'"),
+        12
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM charged WHERE ts >= '2022-09-23'"),
+        5
+    );
+    assert_eq!(case.duplicates("charged"), 0);
+    // The old pull's third page was emptied by a load of the new pull.
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM _tapline_loads WHERE uri LIKE '%/2022-09-22/page-2' AND status = 'replaced'"
+        ),
+        1
+    );
+
+    assert_ok(&case.pull(&both_days).await);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 17);
+    assert_eq!(case.duplicates("charged"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_in_progress_cursors_and_server_errors_are_retried() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 15));
+    // POST: 429, code 1, 500, then a cursor; GET page 0: in progress, code 2, 429, then rows.
+    case.api.quirks(&[
+        Quirk::TooMany,
+        Quirk::Code1,
+        Quirk::ServerError,
+        Quirk::InProgress,
+        Quirk::Code2,
+        Quirk::TooMany,
+    ]);
+    let run = case.pull_day("Charged").await;
+    assert_ok(&run);
+    assert_eq!(case.api.quirks_left(), 0);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 15);
+    let seen = case.api.seen();
+    assert!(
+        !seen.iter().any(|s| matches!(s, Seen::Refused(_))),
+        "every retry sent a valid request with the same cursor: {seen:?}"
+    );
+    let quirks: Vec<Quirk> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Quirk(q) => Some(*q),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        quirks,
+        [
+            Quirk::TooMany,
+            Quirk::Code1,
+            Quirk::ServerError,
+            Quirk::InProgress,
+            Quirk::Code2,
+            Quirk::TooMany
+        ]
+    );
+    let pages: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Page(..)))
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            &Seen::Page("Charged".into(), DAY1, 0),
+            &Seen::Page("Charged".into(), DAY1, 1)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_cursor_stops_the_slice_with_a_clear_error() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 30));
+    case.api.repeat_cursor_at("Charged", 1);
+    let run = case.pull_day("Charged").await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "stopped: GET /1/events.json: CleverTap returned cursor Zy0001+cur/2… again at page 1: stopping"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("0 of 1 slices pulled"),
+        "{}",
+        run.stdout
+    );
+    // What came before the stall is kept, once; the checkpoint stays at the stalled page.
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 10);
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "in_progress");
+    assert_eq!(checkpoint["pages"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_events_share_the_limit_of_three_and_reach_it() {
+    let case = Case::new().await;
+    let events = ["E1", "E2", "E3", "E4", "E5", "E6"];
+    for event in events {
+        case.api.set_events(event, DAY1, event_records(DAY1, 30));
+    }
+    case.api.page_delay(Duration::from_millis(50));
+    let mut args = vec!["--from", "2022-09-22", "--to", "2022-09-22"];
+    for event in &events {
+        args.extend(["--event", event]);
+    }
+    let run = case.pull(&args).await;
+    assert_ok(&run);
+    assert_eq!(case.api.max_in_flight(), 3, "the limit is 3 and is reached");
+    for event in events {
+        assert_eq!(
+            case.count(&format!("SELECT count(*) FROM {}", event.to_lowercase())),
+            30
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pull_resumes_from_its_checkpoint() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 50));
+    case.api.block_at("Charged", 2);
+    let wh = case.warehouse();
+    let args = case.args(
+        &wh,
+        &[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ],
+    );
+    let mut child = case.api.command(&args, &[]).spawn().unwrap();
+    case.api.wait_until_blocked().await;
+    child.kill().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!status.success());
+
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "in_progress");
+    assert_eq!(checkpoint["pages"], 2);
+    assert_eq!(checkpoint["rows"], 20);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 20);
+
+    case.api.unblock();
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("Resumed Charged 2022-09-22 from its checkpoint at page 2."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
+    assert_eq!(case.duplicates("charged"), 0);
+    let seen = case.api.seen();
+    let opens = seen.iter().filter(|s| matches!(s, Seen::Open(..))).count();
+    assert_eq!(opens, 1, "the resumed run did not open a new cursor");
+    for page in [0, 1] {
+        let fetched = seen
+            .iter()
+            .filter(|s| **s == Seen::Page("Charged".into(), DAY1, page))
+            .count();
+        assert_eq!(fetched, 1, "page {page} was fetched once");
+    }
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "complete");
+    assert_eq!(checkpoint["rows"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
+    let case = Case::new().await;
+    case.api.set_events("Charged", DAY1, event_records(DAY1, 5));
+    let day = ["--from", "2022-09-22", "--to", "2022-09-22"];
+
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-23",
+            "--to",
+            "2022-09-22",
+        ])
+        .await;
+    assert_eq!(run.code, 64);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: --from 2022-09-23 is after --to 2022-09-22: nothing to pull"
+    );
+
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-13-01",
+            "--to",
+            "2022-09-22",
+        ])
+        .await;
+    assert_eq!(run.code, 64);
+    assert!(
+        run.stderr
+            .contains("\"2022-13-01\" is not a date: use YYYY-MM-DD"),
+        "{}",
+        run.stderr
+    );
+
+    let wh = case.warehouse();
+    let mut args = case.args(&wh, &["--event", "Charged"]);
+    args.extend(day);
+    let run = case.api.tapline(&args, &[("CLEVERTAP_PASSCODE", "")]).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr.trim(), "error: CLEVERTAP_PASSCODE is not set");
+
+    let mut verbose = args.clone();
+    verbose.push("-vv");
+    let run = case
+        .api
+        .tapline(&verbose, &[("CLEVERTAP_PASSCODE", "wrong-Secret-4711")])
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "stopped: POST /1/events.json: CleverTap refused the credentials (HTTP 401): Invalid Credentials"
+        ),
+        "{}",
+        run.stdout
+    );
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains("wrong-Secret-4711"),
+            "passcode leaked:\n{text}"
+        );
+    }
+
+    let mut notification = case.args(&wh, &["--event", "Notification Sent", "-vv"]);
+    notification.extend(day);
+    case.api.refuse_event("Notification Sent");
+    let run = case.api.tapline(&notification, &[]).await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stdout.contains("Export not allowed for this event"),
+        "{}",
+        run.stdout
+    );
+    for text in [&run.stdout, &run.stderr] {
+        assert!(!text.contains(PASSCODE), "passcode leaked:\n{text}");
+    }
+    assert!(
+        run.stderr.contains("CleverTap request."),
+        "debug logs were on"
+    );
+    assert_eq!(case.count("SELECT count(*) FROM _tapline_tables"), 0);
+    assert_eq!(case.count("SELECT count(*) FROM _tapline_loads"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_polled_while_partial_and_replaced_by_day() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+    case.api.set_events("Charged", DAY2, event_records(DAY2, 5));
+    case.api
+        .set_events("App Launched", DAY1, event_records(DAY1, 7));
+    case.api.partial_polls(2);
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "counts",
+        "--event",
+        "Charged",
+        "--event",
+        "App Launched",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+        "--timezone",
+        "Asia/Kolkata",
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    let counts = |case: &Case| {
+        sqlite_rows(
+            &case.db,
+            "SELECT event_name, day, count, timezone FROM event_counts ORDER BY day, event_name",
+        )
+    };
+    let row = |e: &str, d: &str, n: &str| {
+        vec![
+            Some(e.to_string()),
+            Some(d.to_string()),
+            Some(n.to_string()),
+            Some("Asia/Kolkata".to_string()),
+        ]
+    };
+    assert_eq!(
+        counts(&case),
+        vec![
+            row("App Launched", "2022-09-22", "7"),
+            row("Charged", "2022-09-22", "25"),
+            row("App Launched", "2022-09-23", "0"),
+            row("Charged", "2022-09-23", "5"),
+        ]
+    );
+    // Four requests, each partial twice, then complete: 12 answers.
+    let answers: Vec<bool> = case
+        .api
+        .seen()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Count(_, partial) => Some(*partial),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 12);
+    assert_eq!(answers.iter().filter(|p| **p).count(), 8);
+
+    // Late data: the day counted again replaces its row.
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 40));
+    case.api.partial_polls(0);
+    assert_ok(&case.api.tapline(&args, &[]).await);
+    assert_eq!(counts(&case)[1], row("Charged", "2022-09-22", "40"));
+    assert_eq!(counts(&case).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_still_partial_at_its_deadline_fails_and_writes_nothing() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+    case.api.partial_polls(u32::MAX);
+    let wh = case.warehouse();
+    let run = case
+        .api
+        .tapline(
+            &[
+                "pull",
+                "counts",
+                "--event",
+                "Charged",
+                "--from",
+                "2022-09-22",
+                "--to",
+                "2022-09-22",
+                "--deadline-seconds",
+                "1",
+                "--warehouse",
+                wh.as_str(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("failed: POST /1/counts/events.json: the count was still partial after 1 s"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM sqlite_master WHERE name = 'event_counts'"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_reports_that_are_not_ready_are_not_failures() {
+    let case = Case::new().await;
+    let ready = serde_json::json!({"sent": 82, "viewed": 50, "clicked": 28, "converted": 3});
+    case.api.add_campaign(
+        20220805,
+        1659684581,
+        "Welcome",
+        CampaignReport::Ready(ready),
+    );
+    case.api.add_campaign(
+        20220910,
+        1659684582,
+        "Running",
+        CampaignReport::NotCompleted,
+    );
+    case.api
+        .add_campaign(20220915, 1659684583, "Fresh", CampaignReport::NoResult500);
+    case.api.add_campaign(
+        20220920,
+        1659684584,
+        "Empty",
+        CampaignReport::SuccessWithoutResult,
+    );
+    case.api.add_campaign(
+        20221001,
+        1659684585,
+        "Outside",
+        CampaignReport::NotCompleted,
+    );
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "campaigns",
+        "--from",
+        "2022-08-01",
+        "--to",
+        "2022-09-22",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains(
+            "4 campaigns written to campaigns, 1 reports to campaign_reports, 3 not ready yet, 0 failed."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("campaign 1659684583: not ready (This target has no result as of yet)"),
+        "{}",
+        run.stdout
+    );
+    let seen = case.api.seen();
+    let windows: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::CampaignList(..)))
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            &Seen::CampaignList(20220801, 20220831),
+            &Seen::CampaignList(20220901, 20220922)
+        ]
+    );
+    // Not ready is an answer: each report was asked once, the HTTP 500 included.
+    for id in 1659684581u64..=1659684584 {
+        let asked = seen
+            .iter()
+            .filter(|s| **s == Seen::CampaignReport(id.to_string()))
+            .count();
+        assert_eq!(asked, 1, "report of {id}");
+    }
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT campaign_id, sent, viewed, clicked, json_extract(result, '$.converted')              FROM campaign_reports"
+        ),
+        vec![vec![
+            Some("1659684581".to_string()),
+            Some("82".to_string()),
+            Some("50".to_string()),
+            Some("28".to_string()),
+            Some("3".to_string()),
+        ]]
+    );
+    assert_eq!(
+        sqlite_value(
+            &case.db,
+            "SELECT group_concat(name, ',') FROM (SELECT name FROM campaigns ORDER BY id)"
+        ),
+        Some("Welcome,Running,Fresh,Empty".to_string())
+    );
+    // Again: rows are replaced by id, not added.
+    assert_ok(&case.api.tapline(&args, &[]).await);
+    assert_eq!(case.count("SELECT count(*) FROM campaigns"), 4);
+    assert_eq!(case.count("SELECT count(*) FROM campaign_reports"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_are_merged_by_identity() {
+    let case = Case::new().await;
+    let mut records = profile_records(30, "blue");
+    records.push(serde_json::json!({"profileData": {"favoriteColor": "none"}}));
+    case.api.set_profiles("Charged", DAY1, records);
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "profiles",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("Charged: 1 pages, 30 profiles merged, 1 without identity (not stored)."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 30);
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT object_ids, platforms, json_extract(profile_data, '$.favoriteColor')              FROM profiles WHERE identity = 'u7'"
+        ),
+        vec![vec![
+            Some(r#"["-ios7","web7"]"#.to_string()),
+            Some(r#"["iOS","Web"]"#.to_string()),
+            Some("blue".to_string()),
+        ]]
+    );
+    // The same identities again, changed: merged, not added.
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(40, "green"));
+    assert_ok(&case.api.tapline(&args, &[]).await);
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 40);
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM profiles WHERE json_extract(profile_data, '$.favoriteColor') = 'green'"
+        ),
+        40
+    );
+}
+
+/// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per
+/// page, pulled as four events at once under the limit of 3, one request at a time (the
+/// downloader's way), and as one event whose single cursor must be paged in order.
+/// `cargo nextest run --workspace -E 'binary(cli_pull)' --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by hand for the README figures"]
+async fn bench_100k_events_in_20_pages() {
+    let scenarios: [(&str, usize, &str); 3] = [
+        ("4 events x 25,000, limit 3", 4, "3"),
+        ("4 events x 25,000, limit 1 (sequential)", 4, "1"),
+        ("1 event x 100,000 (one cursor)", 1, "3"),
+    ];
+    for (name, events, concurrency) in scenarios {
+        let case = Case::new().await;
+        let names: Vec<String> = (1..=events).map(|i| format!("Bench{i}")).collect();
+        for event in &names {
+            case.api
+                .set_events(event, DAY1, event_records(DAY1, 100_000 / events));
+        }
+        case.api.page_delay(Duration::from_millis(50));
+        let wh = case.warehouse();
+        let mut args = vec![
+            "pull",
+            "events",
+            "--warehouse",
+            wh.as_str(),
+            "--batch-size",
+            "5000",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ];
+        for event in &names {
+            args.extend(["--event", event.as_str()]);
+        }
+        let started = std::time::Instant::now();
+        let run = case
+            .api
+            .tapline(&args, &[("CLEVERTAP_CONCURRENCY", concurrency)])
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_ok(&run);
+        let rows: u64 = names
+            .iter()
+            .map(|e| case.count(&format!("SELECT count(*) FROM {}", e.to_lowercase())))
+            .sum();
+        assert_eq!(rows, 100_000);
+        let pages = case
+            .api
+            .seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::Page(..)))
+            .count();
+        println!(
+            "{name}: {pages} pages, {rows} rows in {elapsed:.2} s ({:.0} rows/s), max {} requests in flight",
+            rows as f64 / elapsed,
+            case.api.max_in_flight()
+        );
+    }
+}

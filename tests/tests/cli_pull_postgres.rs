@@ -1,0 +1,70 @@
+//! `tapline pull events` into PostgreSQL (started by `tests/scripts/with-postgres.sh`): the same
+//! tables, checkpoints in `_tapline_state`, a day pulled again replaced and not doubled.
+
+use tapline_tests::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::pg::PgSchema;
+
+const DAY1: i64 = 20220922;
+const DAY2: i64 = 20220923;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulled_days_land_once_in_postgres_and_a_repull_replaces_them() {
+    let pg = PgSchema::new("pull_repull");
+    let api = ClevertapApi::start().await;
+    api.set_events("Charged", DAY1, event_records(DAY1, 25));
+    api.set_events("Charged", DAY2, event_records(DAY2, 5));
+    let url = pg.url();
+    let pull = |from: &'static str, to: &'static str| {
+        let url = url.clone();
+        let api = &api;
+        async move {
+            let args = [
+                "pull",
+                "events",
+                "--event",
+                "Charged",
+                "--from",
+                from,
+                "--to",
+                to,
+                "--batch-size",
+                "10",
+                "--warehouse",
+                url.as_str(),
+            ];
+            let run = api.tapline(&args, &[]).await;
+            assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        }
+    };
+    pull("2022-09-22", "2022-09-23").await;
+    assert_eq!(pg.psql("SELECT count(*) FROM charged"), "30");
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM charged WHERE ts = '2022-09-22T00:01:00Z' AND event_props_amount = '1' \
+             AND profile_identity = 'u1' AND session_props_utm_source = 'Foo'"
+        ),
+        "1"
+    );
+
+    api.set_events("Charged", DAY1, event_records(DAY1, 12));
+    pull("2022-09-22", "2022-09-22").await;
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM charged WHERE ts < '2022-09-23T00:00:00Z'"),
+        "12"
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM charged"), "17");
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM (SELECT ts, profile_identity FROM charged \
+             GROUP BY 1, 2 HAVING count(*) > 1) d"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pg.psql(
+            "SELECT value::json->>'status' || ' ' || (value::json->>'pages') FROM _tapline_state \
+             WHERE key = 'clevertap/TEST-ACC-1/events/Charged/2022-09-22'"
+        ),
+        "complete 2"
+    );
+}
