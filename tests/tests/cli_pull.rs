@@ -747,6 +747,116 @@ async fn profiles_are_merged_by_identity() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
+    let case = Case::new().await;
+    for day in 20220915..=20220922 {
+        case.api
+            .set_events("Charged", day, event_records(day, 1000));
+    }
+    case.api
+        .set_events("Charged", 20220923, event_records(20220923, 120));
+    let wh = case.warehouse();
+    let counts = [
+        "pull",
+        "counts",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-15",
+        "--to",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    assert_ok(&case.api.tapline(&counts, &[]).await);
+    let rules = case.dir.path().join("alerts.json");
+    std::fs::write(
+        &rules,
+        r#"[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 500},
+            {"name": "charged-drop", "event": "Charged", "when": "below_trailing_mean", "percent": 40, "days": 7},
+            {"name": "launch-floor", "event": "App Launched", "when": "below", "count": 10}]"#,
+    )
+    .unwrap();
+    let slack = tapline_tests::receiver::Receiver::start().await;
+    let check = |day: &'static str| {
+        let rules = rules.to_str().unwrap().to_string();
+        let (wh, url) = (wh.clone(), slack.url.clone());
+        let api = &case.api;
+        async move {
+            let args = [
+                "alerts",
+                "--rules",
+                rules.as_str(),
+                "--day",
+                day,
+                "--warehouse",
+                wh.as_str(),
+            ];
+            api.tapline(&args, &[("TAPLINE_ALERTS_SLACK_URL", url.as_str())])
+                .await
+        }
+    };
+    let run = check("2022-09-23").await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let texts: Vec<String> = slack
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Tapline alert: Charged on 2022-09-23 was 120, below 500 (rule charged-floor).",
+            "Tapline alert: Charged on 2022-09-23 was 120, 88.0% below its trailing 7-day mean of \
+             1000.0 (rule charged-drop: more than 40% below is a breach).",
+        ]
+    );
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT rule, status, count, baseline, notified FROM alert_runs ORDER BY rule"
+        ),
+        vec![
+            vec![
+                Some("charged-drop".into()),
+                Some("breached".into()),
+                Some("120".into()),
+                Some("1000.0".into()),
+                Some("yes".into())
+            ],
+            vec![
+                Some("charged-floor".into()),
+                Some("breached".into()),
+                Some("120".into()),
+                Some("500.0".into()),
+                Some("yes".into())
+            ],
+            vec![
+                Some("launch-floor".into()),
+                Some("no_data".into()),
+                None,
+                None,
+                Some("no".into())
+            ],
+        ]
+    );
+
+    // A normal day: nothing posted, results recorded.
+    let run = check("2022-09-22").await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(slack.received().len(), 2);
+    assert_eq!(
+        case.count("SELECT count(*) FROM alert_runs WHERE day = '2022-09-22' AND status = 'ok'"),
+        2
+    );
+}
+
 /// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per
 /// page, pulled as four events at once under the limit of 3, one request at a time (the
 /// downloader's way), and as one event whose single cursor must be paged in order.

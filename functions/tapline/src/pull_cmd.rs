@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
+use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};
 use tapline::pull::campaigns::pull_campaigns;
 use tapline::pull::counts::pull_event_counts;
 use tapline::pull::days;
@@ -369,4 +370,73 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
     }
     out.push('\n');
     out
+}
+
+/// The environment variable holding the Slack incoming webhook URL for alerts.
+pub const ENV_ALERTS_SLACK_URL: &str = "TAPLINE_ALERTS_SLACK_URL";
+
+/// Exit code of `tapline alerts` when some rule breached.
+const EXIT_BREACHED: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// The rules: a JSON file (see the examples).
+    #[arg(long, value_name = "FILE")]
+    pub rules: std::path::PathBuf,
+
+    /// The day to check; default yesterday in --timezone.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub day: Option<jiff::civil::Date>,
+
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+
+    /// Your CleverTap project's time zone (decides "yesterday").
+    #[arg(long, env = ENV_TIMEZONE, default_value = "UTC", value_name = "IANA")]
+    pub timezone: String,
+}
+
+/// `tapline alerts`: checks the rules for a day; returns the exit code.
+pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
+    let text = std::fs::read_to_string(&args.rules)
+        .map_err(|e| format!("cannot read {}: {e}", args.rules.display()))?;
+    let rules = parse_rules(&text)
+        .map_err(|e| format!("{} is not a list of rules: {e}", args.rules.display()))?;
+    let timezone = jiff::tz::TimeZone::get(&args.timezone).map_err(|_| ConfigError::TimeZone {
+        name: args.timezone.clone(),
+    })?;
+    let day = match args.day {
+        Some(day) => day,
+        None => {
+            let today = timezone.to_datetime(jiff::Timestamp::now()).date();
+            today.yesterday()?
+        }
+    };
+    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let slack_url = std::env::var(ENV_ALERTS_SLACK_URL)
+        .ok()
+        .filter(|u| !u.is_empty());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let slack = slack_url.as_deref().map(|url| (&http, url));
+    let (results, slack_errors) = run_alerts(warehouse.as_ref(), &rules, day, slack).await?;
+    for r in &results {
+        let status = match r.status {
+            AlertStatus::Ok => "ok",
+            AlertStatus::Breached => "BREACHED",
+            AlertStatus::NoData => "no data",
+        };
+        println!("{status:<8} {}", r.message);
+    }
+    for e in &slack_errors {
+        eprintln!("error: Slack post for {e}");
+    }
+    Ok(if !slack_errors.is_empty() {
+        EXIT_NOT_ALL_LOADED
+    } else if results.iter().any(|r| r.status == AlertStatus::Breached) {
+        EXIT_BREACHED
+    } else {
+        EXIT_OK
+    })
 }
