@@ -729,6 +729,11 @@ impl ClevertapApi {
             .expect("no request reached the blocked page within 120 s");
     }
 
+    /// Forgets every cursor handed out (as CleverTap does when they expire).
+    pub fn forget_cursors(&self) {
+        self.shared.cursors.lock().unwrap().clear();
+    }
+
     /// Lets the blocked page answer.
     pub fn unblock(&self) {
         self.shared.script.lock().unwrap().block_at = None;

@@ -392,6 +392,51 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_checkpoint_cursor_pulls_the_day_again_without_doubling_it() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 50));
+    case.api.block_at("Charged", 3);
+    let wh = case.warehouse();
+    let args = case.args(
+        &wh,
+        &[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ],
+    );
+    let mut child = case.api.command(&args, &[]).spawn().unwrap();
+    case.api.wait_until_blocked().await;
+    child.kill().unwrap();
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
+
+    case.api.unblock();
+    case.api.forget_cursors();
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains(
+            "CleverTap refused the checkpoint's cursor of Charged 2022-09-22 (expired?): the day was pulled again from its first page."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
+    assert_eq!(case.duplicates("charged"), 0);
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "complete");
+    assert_eq!(checkpoint["rows"], 50);
+    assert_eq!(checkpoint["pages"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
     let case = Case::new().await;
     case.api.set_events("Charged", DAY1, event_records(DAY1, 5));

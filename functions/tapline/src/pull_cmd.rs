@@ -355,6 +355,12 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
                 r.event, r.day
             ));
         }
+        if r.restarted {
+            out.push_str(&format!(
+                "CleverTap refused the checkpoint's cursor of {} {} (expired?): the day was pulled again from its first page.\n",
+                r.event, r.day
+            ));
+        }
     }
     let failed = reports.iter().filter(|r| r.result.is_err()).count();
     let rows: u64 = reports.iter().map(|r| r.rows).sum();
