@@ -58,6 +58,38 @@ impl Case {
         .await
     }
 
+    /// Runs `pull events` for Charged on 2022-09-22 and kills the process while it waits for
+    /// page `page`, which the double holds back until then; returns the command's arguments.
+    async fn pull_killed_at_page(&self, page: u64) -> Vec<String> {
+        self.api.block_at("Charged", page);
+        let wh = self.warehouse();
+        let args: Vec<String> = self
+            .args(
+                &wh,
+                &[
+                    "--event",
+                    "Charged",
+                    "--from",
+                    "2022-09-22",
+                    "--to",
+                    "2022-09-22",
+                ],
+            )
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = self.api.command(&argv, &[]).spawn().unwrap();
+        self.api.wait_until_blocked().await;
+        child.kill().unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(!status.success());
+        self.api.unblock();
+        args
+    }
+
     fn count(&self, sql: &str) -> u64 {
         sqlite_value(&self.db, sql).unwrap().parse().unwrap()
     }
@@ -338,26 +370,8 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     let case = Case::new().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 50));
-    case.api.block_at("Charged", 2);
-    let wh = case.warehouse();
-    let args = case.args(
-        &wh,
-        &[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ],
-    );
-    let mut child = case.api.command(&args, &[]).spawn().unwrap();
-    case.api.wait_until_blocked().await;
-    child.kill().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(!status.success());
+    let args = case.pull_killed_at_page(2).await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let checkpoint = case.checkpoint("Charged", "2022-09-22");
     assert_eq!(checkpoint["status"], "in_progress");
@@ -365,7 +379,6 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     assert_eq!(checkpoint["rows"], 20);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 20);
 
-    case.api.unblock();
     let run = case.api.tapline(&args, &[]).await;
     assert_ok(&run);
     assert!(
@@ -396,28 +409,10 @@ async fn an_expired_checkpoint_cursor_pulls_the_day_again_without_doubling_it() 
     let case = Case::new().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 50));
-    case.api.block_at("Charged", 3);
-    let wh = case.warehouse();
-    let args = case.args(
-        &wh,
-        &[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ],
-    );
-    let mut child = case.api.command(&args, &[]).spawn().unwrap();
-    case.api.wait_until_blocked().await;
-    child.kill().unwrap();
-    tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let args = case.pull_killed_at_page(3).await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
 
-    case.api.unblock();
     case.api.forget_cursors();
     let run = case.api.tapline(&args, &[]).await;
     assert_ok(&run);
