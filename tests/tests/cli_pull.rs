@@ -584,6 +584,27 @@ async fn counts_are_polled_while_partial_and_replaced_by_day() {
     assert_eq!(answers.len(), 12);
     assert_eq!(answers.iter().filter(|p| **p).count(), 8);
 
+    // Profile counts go to their own table.
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(9, "blue"));
+    let mut profiles = args.to_vec();
+    profiles.push("--profiles");
+    let run = case.api.tapline(&profiles, &[]).await;
+    assert_ok(&run);
+    assert!(run.stdout.contains("(profile_counts)"), "{}", run.stdout);
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT event_name, day, count FROM profile_counts WHERE count > 0"
+        ),
+        vec![vec![
+            Some("Charged".to_string()),
+            Some("2022-09-22".to_string()),
+            Some("9".to_string())
+        ]]
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profile_counts"), 4);
+
     // Late data: the day counted again replaces its row.
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 40));

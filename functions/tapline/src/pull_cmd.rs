@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use tapline::clevertap::counts::CountApi;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
 use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};
 use tapline::pull::campaigns::pull_campaigns;
-use tapline::pull::counts::pull_event_counts;
+use tapline::pull::counts::{count_table, pull_event_counts};
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
 use tapline::pull::profiles::pull_profiles;
@@ -78,6 +79,11 @@ pub enum PullCommand {
 pub struct PullCountsArgs {
     #[command(flatten)]
     pub range: EventDays,
+
+    /// Count profiles that did the event (Get Profile Count) into `profile_counts`, instead of
+    /// occurrences into `event_counts`.
+    #[arg(long)]
+    pub profiles: bool,
 
     /// Give up on a count still `partial` after this many seconds.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
@@ -224,8 +230,14 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
     let Setup {
         client, warehouse, ..
     } = setup(&range.days).await?;
+    let api = if args.profiles {
+        CountApi::Profiles
+    } else {
+        CountApi::Events
+    };
     let reports = pull_event_counts(
         &client,
+        api,
         warehouse.as_ref(),
         &range.events,
         &days(range.days.from, range.days.to),
@@ -244,9 +256,10 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
         })
         .collect();
     println!(
-        "CleverTap account {} into {} (event_counts)\n",
+        "CleverTap account {} into {} ({})\n",
         client.config().account_id,
-        warehouse.describe()
+        warehouse.describe(),
+        count_table(api).name
     );
     print!(
         "{}",
