@@ -420,10 +420,29 @@ fn event_window(body: &Bytes) -> Result<(String, i64, i64), &'static str> {
     }
 }
 
-async fn count_open(
+async fn event_count_open(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    count_open(shared, headers, body, "").await
+}
+
+async fn profile_count_open(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    count_open(shared, headers, body, "profiles/").await
+}
+
+/// Counts the records served for the event (events, or with `prefix` `profiles/` the
+/// profiles) on the days of the window.
+async fn count_open(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+    prefix: &str,
 ) -> Response {
     let _in_flight = InFlight::enter(&shared);
     if let Some(r) = shared.refuse_auth(&headers) {
@@ -441,7 +460,7 @@ async fn count_open(
         .lock()
         .unwrap()
         .iter()
-        .filter(|((e, day), _)| *e == event && (from..=to).contains(day))
+        .filter(|((e, day), _)| *e == format!("{prefix}{event}") && (from..=to).contains(day))
         .map(|(_, records)| records.len())
         .sum();
     let polls = shared.script.lock().unwrap().partial_polls;
@@ -644,7 +663,14 @@ impl ClevertapApi {
         let router = Router::new()
             .route("/1/events.json", post(open_events_cursor).get(page))
             .route("/1/profiles.json", post(open_profiles_cursor).get(page))
-            .route("/1/counts/events.json", post(count_open).get(count_poll))
+            .route(
+                "/1/counts/events.json",
+                post(event_count_open).get(count_poll),
+            )
+            .route(
+                "/1/counts/profiles.json",
+                post(profile_count_open).get(count_poll),
+            )
             .route("/1/targets/list.json", post(campaign_list))
             .route("/1/targets/result.json", post(campaign_result))
             .with_state(shared.clone());
@@ -727,6 +753,11 @@ impl ClevertapApi {
         tokio::time::timeout(Duration::from_secs(120), self.shared.blocked.notified())
             .await
             .expect("no request reached the blocked page within 120 s");
+    }
+
+    /// Forgets every cursor handed out (as CleverTap does when they expire).
+    pub fn forget_cursors(&self) {
+        self.shared.cursors.lock().unwrap().clear();
     }
 
     /// Lets the blocked page answer.

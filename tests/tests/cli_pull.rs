@@ -58,6 +58,38 @@ impl Case {
         .await
     }
 
+    /// Runs `pull events` for Charged on 2022-09-22 and kills the process while it waits for
+    /// page `page`, which the double holds back until then; returns the command's arguments.
+    async fn pull_killed_at_page(&self, page: u64) -> Vec<String> {
+        self.api.block_at("Charged", page);
+        let wh = self.warehouse();
+        let args: Vec<String> = self
+            .args(
+                &wh,
+                &[
+                    "--event",
+                    "Charged",
+                    "--from",
+                    "2022-09-22",
+                    "--to",
+                    "2022-09-22",
+                ],
+            )
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = self.api.command(&argv, &[]).spawn().unwrap();
+        self.api.wait_until_blocked().await;
+        child.kill().unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        assert!(!status.success());
+        self.api.unblock();
+        args
+    }
+
     fn count(&self, sql: &str) -> u64 {
         sqlite_value(&self.db, sql).unwrap().parse().unwrap()
     }
@@ -338,26 +370,8 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     let case = Case::new().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 50));
-    case.api.block_at("Charged", 2);
-    let wh = case.warehouse();
-    let args = case.args(
-        &wh,
-        &[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ],
-    );
-    let mut child = case.api.command(&args, &[]).spawn().unwrap();
-    case.api.wait_until_blocked().await;
-    child.kill().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(!status.success());
+    let args = case.pull_killed_at_page(2).await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let checkpoint = case.checkpoint("Charged", "2022-09-22");
     assert_eq!(checkpoint["status"], "in_progress");
@@ -365,7 +379,6 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     assert_eq!(checkpoint["rows"], 20);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 20);
 
-    case.api.unblock();
     let run = case.api.tapline(&args, &[]).await;
     assert_ok(&run);
     assert!(
@@ -389,6 +402,33 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     let checkpoint = case.checkpoint("Charged", "2022-09-22");
     assert_eq!(checkpoint["status"], "complete");
     assert_eq!(checkpoint["rows"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_checkpoint_cursor_pulls_the_day_again_without_doubling_it() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 50));
+    let args = case.pull_killed_at_page(3).await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
+
+    case.api.forget_cursors();
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains(
+            "CleverTap refused the checkpoint's cursor of Charged 2022-09-22 (expired?): the day was pulled again from its first page."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
+    assert_eq!(case.duplicates("charged"), 0);
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "complete");
+    assert_eq!(checkpoint["rows"], 50);
+    assert_eq!(checkpoint["pages"], 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,6 +583,27 @@ async fn counts_are_polled_while_partial_and_replaced_by_day() {
         .collect();
     assert_eq!(answers.len(), 12);
     assert_eq!(answers.iter().filter(|p| **p).count(), 8);
+
+    // Profile counts go to their own table.
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(9, "blue"));
+    let mut profiles = args.to_vec();
+    profiles.push("--profiles");
+    let run = case.api.tapline(&profiles, &[]).await;
+    assert_ok(&run);
+    assert!(run.stdout.contains("(profile_counts)"), "{}", run.stdout);
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT event_name, day, count FROM profile_counts WHERE count > 0"
+        ),
+        vec![vec![
+            Some("Charged".to_string()),
+            Some("2022-09-22".to_string()),
+            Some("9".to_string())
+        ]]
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profile_counts"), 4);
 
     // Late data: the day counted again replaces its row.
     case.api
@@ -744,6 +805,116 @@ async fn profiles_are_merged_by_identity() {
             "SELECT count(*) FROM profiles WHERE json_extract(profile_data, '$.favoriteColor') = 'green'"
         ),
         40
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
+    let case = Case::new().await;
+    for day in 20220915..=20220922 {
+        case.api
+            .set_events("Charged", day, event_records(day, 1000));
+    }
+    case.api
+        .set_events("Charged", 20220923, event_records(20220923, 120));
+    let wh = case.warehouse();
+    let counts = [
+        "pull",
+        "counts",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-15",
+        "--to",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    assert_ok(&case.api.tapline(&counts, &[]).await);
+    let rules = case.dir.path().join("alerts.json");
+    std::fs::write(
+        &rules,
+        r#"[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 500},
+            {"name": "charged-drop", "event": "Charged", "when": "below_trailing_mean", "percent": 40, "days": 7},
+            {"name": "launch-floor", "event": "App Launched", "when": "below", "count": 10}]"#,
+    )
+    .unwrap();
+    let slack = tapline_tests::receiver::Receiver::start().await;
+    let check = |day: &'static str| {
+        let rules = rules.to_str().unwrap().to_string();
+        let (wh, url) = (wh.clone(), slack.url.clone());
+        let api = &case.api;
+        async move {
+            let args = [
+                "alerts",
+                "--rules",
+                rules.as_str(),
+                "--day",
+                day,
+                "--warehouse",
+                wh.as_str(),
+            ];
+            api.tapline(&args, &[("TAPLINE_ALERTS_SLACK_URL", url.as_str())])
+                .await
+        }
+    };
+    let run = check("2022-09-23").await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let texts: Vec<String> = slack
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Tapline alert: Charged on 2022-09-23 was 120, below 500 (rule charged-floor).",
+            "Tapline alert: Charged on 2022-09-23 was 120, 88.0% below its trailing 7-day mean of \
+             1000.0 (rule charged-drop: more than 40% below is a breach).",
+        ]
+    );
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT rule, status, count, baseline, notified FROM alert_runs ORDER BY rule"
+        ),
+        vec![
+            vec![
+                Some("charged-drop".into()),
+                Some("breached".into()),
+                Some("120".into()),
+                Some("1000.0".into()),
+                Some("yes".into())
+            ],
+            vec![
+                Some("charged-floor".into()),
+                Some("breached".into()),
+                Some("120".into()),
+                Some("500.0".into()),
+                Some("yes".into())
+            ],
+            vec![
+                Some("launch-floor".into()),
+                Some("no_data".into()),
+                None,
+                None,
+                Some("no".into())
+            ],
+        ]
+    );
+
+    // A normal day: nothing posted, results recorded.
+    let run = check("2022-09-22").await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(slack.received().len(), 2);
+    assert_eq!(
+        case.count("SELECT count(*) FROM alert_runs WHERE day = '2022-09-22' AND status = 'ok'"),
+        2
     );
 }
 

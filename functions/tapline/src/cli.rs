@@ -87,6 +87,17 @@ pub enum Command {
     Relay(crate::relay_cmd::RelayArgs),
     /// Pull data from CleverTap's REST API into the same tables exports fill.
     Pull(crate::pull_cmd::PullArgs),
+    /// Check count rules against event_counts; post breaches to Slack; store results in
+    /// alert_runs.
+    #[command(after_help = "Examples:\n  \
+        tapline alerts --rules alerts.json --day 2022-09-23\n\n\
+        alerts.json:\n  \
+        [{\"name\": \"charged-floor\", \"event\": \"Charged\", \"when\": \"below\", \"count\": 500},\n   \
+         {\"name\": \"charged-drop\", \"event\": \"Charged\", \"when\": \"below_trailing_mean\", \"percent\": 40, \"days\": 7}]\n\n\
+        The Slack incoming webhook URL comes from TAPLINE_ALERTS_SLACK_URL (a secret: never an \
+        argument). Exit codes: 0 no breach; 3 some rule breached; 2 a Slack post failed; \
+        1 nothing could start; 64 usage.")]
+    Alerts(crate::pull_cmd::AlertsArgs),
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ pub async fn run(command: Command) -> Result<u8, AnyError> {
         Command::Query(args) => query(args).await,
         Command::Relay(args) => crate::relay_cmd::run(args).await,
         Command::Pull(args) => crate::pull_cmd::run(args).await,
+        Command::Alerts(args) => crate::pull_cmd::alerts(args).await,
     }
 }
 

@@ -4,11 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use tapline::clevertap::counts::CountApi;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
+use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};
 use tapline::pull::campaigns::pull_campaigns;
-use tapline::pull::counts::pull_event_counts;
+use tapline::pull::counts::{count_table, pull_event_counts};
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
 use tapline::pull::profiles::pull_profiles;
@@ -77,6 +79,11 @@ pub enum PullCommand {
 pub struct PullCountsArgs {
     #[command(flatten)]
     pub range: EventDays,
+
+    /// Count profiles that did the event (Get Profile Count) into `profile_counts`, instead of
+    /// occurrences into `event_counts`.
+    #[arg(long)]
+    pub profiles: bool,
 
     /// Give up on a count still `partial` after this many seconds.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
@@ -223,8 +230,14 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
     let Setup {
         client, warehouse, ..
     } = setup(&range.days).await?;
+    let api = if args.profiles {
+        CountApi::Profiles
+    } else {
+        CountApi::Events
+    };
     let reports = pull_event_counts(
         &client,
+        api,
         warehouse.as_ref(),
         &range.events,
         &days(range.days.from, range.days.to),
@@ -243,9 +256,10 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
         })
         .collect();
     println!(
-        "CleverTap account {} into {} (event_counts)\n",
+        "CleverTap account {} into {} ({})\n",
         client.config().account_id,
-        warehouse.describe()
+        warehouse.describe(),
+        count_table(api).name
     );
     print!(
         "{}",
@@ -354,6 +368,12 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
                 r.event, r.day
             ));
         }
+        if r.restarted {
+            out.push_str(&format!(
+                "CleverTap refused the checkpoint's cursor of {} {} (expired?): the day was pulled again from its first page.\n",
+                r.event, r.day
+            ));
+        }
     }
     let failed = reports.iter().filter(|r| r.result.is_err()).count();
     let rows: u64 = reports.iter().map(|r| r.rows).sum();
@@ -369,4 +389,73 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
     }
     out.push('\n');
     out
+}
+
+/// The environment variable holding the Slack incoming webhook URL for alerts.
+pub const ENV_ALERTS_SLACK_URL: &str = "TAPLINE_ALERTS_SLACK_URL";
+
+/// Exit code of `tapline alerts` when some rule breached.
+const EXIT_BREACHED: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// The rules: a JSON file (see the examples).
+    #[arg(long, value_name = "FILE")]
+    pub rules: std::path::PathBuf,
+
+    /// The day to check; default yesterday in --timezone.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    pub day: Option<jiff::civil::Date>,
+
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+
+    /// Your CleverTap project's time zone (decides "yesterday").
+    #[arg(long, env = ENV_TIMEZONE, default_value = "UTC", value_name = "IANA")]
+    pub timezone: String,
+}
+
+/// `tapline alerts`: checks the rules for a day; returns the exit code.
+pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
+    let text = std::fs::read_to_string(&args.rules)
+        .map_err(|e| format!("cannot read {}: {e}", args.rules.display()))?;
+    let rules = parse_rules(&text)
+        .map_err(|e| format!("{} is not a list of rules: {e}", args.rules.display()))?;
+    let timezone = jiff::tz::TimeZone::get(&args.timezone).map_err(|_| ConfigError::TimeZone {
+        name: args.timezone.clone(),
+    })?;
+    let day = match args.day {
+        Some(day) => day,
+        None => {
+            let today = timezone.to_datetime(jiff::Timestamp::now()).date();
+            today.yesterday()?
+        }
+    };
+    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let slack_url = std::env::var(ENV_ALERTS_SLACK_URL)
+        .ok()
+        .filter(|u| !u.is_empty());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let slack = slack_url.as_deref().map(|url| (&http, url));
+    let (results, slack_errors) = run_alerts(warehouse.as_ref(), &rules, day, slack).await?;
+    for r in &results {
+        let status = match r.status {
+            AlertStatus::Ok => "ok",
+            AlertStatus::Breached => "BREACHED",
+            AlertStatus::NoData => "no data",
+        };
+        println!("{status:<8} {}", r.message);
+    }
+    for e in &slack_errors {
+        eprintln!("error: Slack post for {e}");
+    }
+    Ok(if !slack_errors.is_empty() {
+        EXIT_NOT_ALL_LOADED
+    } else if results.iter().any(|r| r.status == AlertStatus::Breached) {
+        EXIT_BREACHED
+    } else {
+        EXIT_OK
+    })
 }

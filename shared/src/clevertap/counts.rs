@@ -1,4 +1,4 @@
-//! Get Event Count: a POST that answers the count, or `{"status":"partial","req_id":N}` to be
+//! Get Event Count and Get Profile Count: a POST that answers the count, or `{"status":"partial","req_id":N}` to be
 //! polled with `GET …?req_id=N` until it is complete, within a deadline.
 
 use std::time::{Duration, Instant};
@@ -9,7 +9,23 @@ use super::client::{ClevertapClient, Method};
 use super::cursor::day_number;
 use super::error::ApiError;
 
-const EVENT_COUNTS_PATH: &str = "/1/counts/events.json";
+/// What is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountApi {
+    /// Get Event Count: how many times the event happened.
+    Events,
+    /// Get Profile Count: how many profiles did the event.
+    Profiles,
+}
+
+impl CountApi {
+    fn path(self) -> &'static str {
+        match self {
+            CountApi::Events => "/1/counts/events.json",
+            CountApi::Profiles => "/1/counts/profiles.json",
+        }
+    }
+}
 
 impl ClevertapClient {
     /// How many times `event` happened from `from` to `to` (days in the project's time zone),
@@ -21,12 +37,26 @@ impl ClevertapClient {
         to: jiff::civil::Date,
         deadline: Duration,
     ) -> Result<u64, ApiError> {
+        self.count_of(CountApi::Events, event, from, to, deadline)
+            .await
+    }
+
+    /// Get Event Count or Get Profile Count of `event` from `from` to `to`, polled while
+    /// partial until `deadline` has passed.
+    pub async fn count_of(
+        &self,
+        api: CountApi,
+        event: &str,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+        deadline: Duration,
+    ) -> Result<u64, ApiError> {
         let body = json!({
             "event_name": event,
             "from": day_number(from),
             "to": day_number(to),
         });
-        self.count(EVENT_COUNTS_PATH, &body, deadline).await
+        self.count(api.path(), &body, deadline).await
     }
 
     async fn count(&self, path: &str, body: &Value, deadline: Duration) -> Result<u64, ApiError> {

@@ -1,5 +1,6 @@
-//! `pull counts`: daily event counts into `event_counts`, one row per (event, day), replaced
-//! when the same day is counted again (late data moves counts for days).
+//! `pull counts`: daily event counts into `event_counts` (or profile counts into
+//! `profile_counts`), one row per (event, day), replaced when the same day is counted again
+//! (late data moves counts for days).
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use jiff::civil::Date;
 
 use super::PullError;
 use crate::clevertap::ClevertapClient;
+use crate::clevertap::counts::CountApi;
 use crate::time::now_utc;
 use crate::warehouse::{ColumnType, FixedTable, Warehouse};
 
@@ -23,6 +25,20 @@ pub const EVENT_COUNTS: FixedTable = FixedTable {
     key: &["event_name", "day"],
 };
 
+/// `profile_counts`: CleverTap's count of profiles that did each event per day.
+pub const PROFILE_COUNTS: FixedTable = FixedTable {
+    name: "profile_counts",
+    ..EVENT_COUNTS
+};
+
+/// The table each count API fills.
+pub fn count_table(api: CountApi) -> &'static FixedTable {
+    match api {
+        CountApi::Events => &EVENT_COUNTS,
+        CountApi::Profiles => &PROFILE_COUNTS,
+    }
+}
+
 /// One (event, day) count.
 #[derive(Debug)]
 pub struct CountReport {
@@ -35,9 +51,11 @@ pub struct CountReport {
 }
 
 /// Counts every event on every day from `from` to `to` (all at once under the client's
-/// limit) and writes the counts that arrived to `event_counts` in one transaction.
+/// limit) and writes the counts that arrived to `event_counts` (or `profile_counts`) in one
+/// transaction.
 pub async fn pull_event_counts(
     client: &ClevertapClient,
+    api: CountApi,
     warehouse: &dyn Warehouse,
     events: &[String],
     days: &[Date],
@@ -50,7 +68,7 @@ pub async fn pull_event_counts(
         for event in events {
             let (client, event, day) = (client.clone(), event.clone(), *day);
             tasks.spawn(async move {
-                let count = client.event_count(&event, day, day, deadline).await;
+                let count = client.count_of(api, &event, day, day, deadline).await;
                 (index, event, day, count)
             });
             index += 1;
@@ -79,7 +97,7 @@ pub async fn pull_event_counts(
         })
         .collect();
     if !rows.is_empty() {
-        warehouse.replace_rows(&EVENT_COUNTS, &rows).await?;
+        warehouse.replace_rows(count_table(api), &rows).await?;
     }
     Ok(reports
         .into_iter()

@@ -75,6 +75,9 @@ pub struct SliceReport {
     pub rejected: u64,
     /// The page this run resumed at, when it continued an interrupted pull.
     pub resumed_at_page: Option<u64>,
+    /// The checkpoint's cursor was refused (expired), so the day was pulled again from its
+    /// first page under a new pull id.
+    pub restarted: bool,
     /// `Ok` when every page is loaded; else why it stopped (the checkpoint keeps its place).
     pub result: Result<(), PullError>,
     /// Wall time.
@@ -136,6 +139,7 @@ struct SliceRun {
     key: String,
     checkpoint: Checkpoint,
     resumed_at_page: Option<u64>,
+    restarted: bool,
 }
 
 async fn pull_slice(
@@ -163,6 +167,7 @@ async fn pull_slice(
             last_success: None,
         },
         resumed_at_page: None,
+        restarted: false,
     };
     let result = run_slice(client, warehouse, request, event, day, &mut run).await;
     if let Err(e) = &result {
@@ -175,6 +180,7 @@ async fn pull_slice(
         rows: run.checkpoint.rows,
         rejected: run.checkpoint.rejected,
         resumed_at_page: run.resumed_at_page,
+        restarted: run.restarted,
         result,
         elapsed: started.elapsed(),
     }
@@ -203,37 +209,45 @@ async fn run_slice(
         }
         other => {
             run.checkpoint.last_success = other.as_ref().and_then(|c| c.last_success.clone());
-            run.checkpoint.stale_pages = other.map_or(0, |c| c.pages.max(c.stale_pages));
-            run.checkpoint.pull_id = new_pull_id();
-            let cursor = client
-                .open_events_cursor(event, day, day, request.batch_size)
-                .await?;
-            run.checkpoint.cursor = Some(cursor.clone());
-            checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
-            Some(CursorPager::new(CursorApi::Events, cursor, 0))
+            let stale = other.map_or(0, |c| c.pages.max(c.stale_pages));
+            Some(start_pull(client, warehouse, request, event, day, run, stale).await?)
         }
     };
     let opts = event_parse_options(event, &request.timezone, day, warehouse.max_columns());
-    if let Some(pager) = pager.as_mut() {
-        loop {
-            let index = pager.page_index();
-            let Some(page) = pager.next(client).await? else {
-                break;
-            };
-            let object = SourceObject {
-                uri: page_uri(&account, event, day, index),
-                version: run.checkpoint.pull_id.clone(),
-                bytes: None,
-            };
-            let counts =
-                load_event_page(warehouse, &object, event, page.records, opts.clone()).await?;
-            // A page the ledger already had was committed by a run killed before its
-            // checkpoint: its rows are not counted in the checkpoint yet either.
-            add(&mut run.checkpoint, counts);
-            run.checkpoint.pages = pager.page_index();
-            run.checkpoint.cursor = pager.cursor().map(str::to_string);
-            checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
-        }
+    // Only the first page after a resume may find its cursor expired.
+    let mut resuming = run.resumed_at_page.is_some();
+    while let Some(current) = pager.as_mut() {
+        let index = current.page_index();
+        let page = match current.next(client).await {
+            Ok(Some(page)) => page,
+            Ok(None) => break,
+            Err(e) if resuming && !e.is_retryable() => {
+                // CleverTap refuses the checkpoint's cursor (expired): pull the day again
+                // under a new pull id; its pages replace those of the interrupted pull.
+                warn!(event, %day, error = %error_chain(&e), "The checkpoint's cursor was refused; pulling the day again.");
+                let stale = run.checkpoint.pages.max(run.checkpoint.stale_pages);
+                run.checkpoint.rows = 0;
+                run.checkpoint.rejected = 0;
+                run.restarted = true;
+                resuming = false;
+                pager = Some(start_pull(client, warehouse, request, event, day, run, stale).await?);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        resuming = false;
+        let object = SourceObject {
+            uri: page_uri(&account, event, day, index),
+            version: run.checkpoint.pull_id.clone(),
+            bytes: None,
+        };
+        let counts = load_event_page(warehouse, &object, event, page.records, opts.clone()).await?;
+        // A page the ledger already had was committed by a run killed before its checkpoint:
+        // its rows are not counted in the checkpoint yet either.
+        add(&mut run.checkpoint, counts);
+        run.checkpoint.pages = current.page_index();
+        run.checkpoint.cursor = current.cursor().map(str::to_string);
+        checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
     }
     // Pages an earlier pull had beyond this pull's last: empty loads of this pull's version
     // replace their rows.
@@ -251,6 +265,30 @@ async fn run_slice(
     checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
     info!(event, %day, pages = run.checkpoint.pages, rows = run.checkpoint.rows, "Slice pulled.");
     Ok(())
+}
+
+/// Opens a new cursor under a new pull id and checkpoints it; `stale_pages` are the pages an
+/// earlier pull of the slice left, to be emptied when this one completes.
+async fn start_pull(
+    client: &ClevertapClient,
+    warehouse: &dyn Warehouse,
+    request: &EventsPull,
+    event: &str,
+    day: Date,
+    run: &mut SliceRun,
+    stale_pages: u64,
+) -> Result<CursorPager, PullError> {
+    run.checkpoint.pull_id = new_pull_id();
+    run.checkpoint.status = SliceStatus::InProgress;
+    run.checkpoint.pages = 0;
+    run.checkpoint.stale_pages = stale_pages;
+    run.checkpoint.started_at = now_utc();
+    let cursor = client
+        .open_events_cursor(event, day, day, request.batch_size)
+        .await?;
+    run.checkpoint.cursor = Some(cursor.clone());
+    checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
+    Ok(CursorPager::new(CursorApi::Events, cursor, 0))
 }
 
 fn add(checkpoint: &mut Checkpoint, counts: PageCounts) {

@@ -295,6 +295,7 @@ pub async fn handle_pull_payload(
                 let days = super::days(from, to);
                 let counted = pull_event_counts(
                     client,
+                    crate::clevertap::counts::CountApi::Events,
                     warehouse.as_ref(),
                     &events,
                     &days,
