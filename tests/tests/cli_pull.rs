@@ -60,21 +60,20 @@ impl Case {
 
     /// Runs `pull events` for Charged on 2022-09-22 and kills the process while it waits for
     /// page `page`, which the double holds back until then; returns the command's arguments.
-    async fn pull_killed_at_page(&self, page: u64) -> Vec<String> {
+    async fn pull_killed_at_page(&self, page: u64, extra: &[&str]) -> Vec<String> {
         self.api.block_at("Charged", page);
         let wh = self.warehouse();
+        let mut day = vec![
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ];
+        day.extend_from_slice(extra);
         let args: Vec<String> = self
-            .args(
-                &wh,
-                &[
-                    "--event",
-                    "Charged",
-                    "--from",
-                    "2022-09-22",
-                    "--to",
-                    "2022-09-22",
-                ],
-            )
+            .args(&wh, &day)
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -370,7 +369,7 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     let case = Case::new().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 50));
-    let args = case.pull_killed_at_page(2).await;
+    let args = case.pull_killed_at_page(2, &[]).await;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     let checkpoint = case.checkpoint("Charged", "2022-09-22");
@@ -404,12 +403,90 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     assert_eq!(checkpoint["rows"], 50);
 }
 
+/// `--output jsonl`: a killed pull leaves no file, only its pages' parts; the resumed pull
+/// writes the day's file with every record once, exactly as the API returned it. Pulled again
+/// as CSV, the day's CSV file holds the same records flattened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_files_are_whole_lossless_and_survive_a_kill() {
+    let case = Case::new().await;
+    let records = event_records(DAY1, 50);
+    case.api.set_events("Charged", DAY1, records.clone());
+    let out = case.dir.path().join("out");
+    let out_arg = out.display().to_string();
+    let args = case
+        .pull_killed_at_page(2, &["--output", "jsonl", "--output-dir", &out_arg])
+        .await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let file = out.join("Charged").join("2022-09-22.jsonl");
+    assert!(!file.exists(), "no file before the day is complete");
+
+    assert_ok(&case.api.tapline(&args, &[]).await);
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines, records,
+        "every record once, in order, as the API returned it"
+    );
+    assert!(!out.join(".tapline-parts/Charged/2022-09-22").exists());
+
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+            "--output",
+            "csv",
+            "--output-dir",
+            &out_arg,
+        ])
+        .await;
+    assert_ok(&run);
+    let csv_text = std::fs::read_to_string(out.join("Charged").join("2022-09-22.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    assert!(header.iter().any(|h| h == "profile.identity"), "{header:?}");
+    assert!(
+        header.iter().any(|h| h == "eventProps.Amount"),
+        "{header:?}"
+    );
+    assert_eq!(reader.records().count(), 50);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
+
+    // A bucket is refused before anything runs.
+    let run = case
+        .pull(&[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+            "--output",
+            "jsonl",
+            "--output-dir",
+            "s3://bucket/out",
+        ])
+        .await;
+    assert_eq!(run.code, 64, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--output-dir must be a local folder"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_checkpoint_cursor_pulls_the_day_again_without_doubling_it() {
     let case = Case::new().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 50));
-    let args = case.pull_killed_at_page(3).await;
+    let args = case.pull_killed_at_page(3, &[]).await;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
 

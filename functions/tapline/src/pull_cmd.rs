@@ -13,6 +13,7 @@ use tapline::pull::campaigns::pull_campaigns;
 use tapline::pull::counts::{count_table, pull_event_counts};
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
+use tapline::pull::output::{FileOutput, OutputFormat};
 use tapline::pull::profiles::pull_profiles;
 use tapline::warehouse;
 
@@ -173,6 +174,26 @@ pub struct PullEventsArgs {
     /// Records per page asked of CleverTap (at most 5000).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub batch_size: u32,
+
+    /// Also write each event's day to a file in --output-dir, like CleverTap's downloader but
+    /// lossless: `jsonl` keeps every record as the API returned it; `csv` flattens them the
+    /// way exports are read (`profile.identity`, `eventProps.Amount`). A file appears whole
+    /// when its day is complete; a day pulled again replaces it.
+    #[arg(long, value_enum, requires = "output_dir")]
+    pub output: Option<OutputArg>,
+
+    /// The folder for --output: FOLDER/EVENT/YYYY-MM-DD.jsonl (or .csv). Local folders only.
+    #[arg(long, value_name = "FOLDER", requires = "output")]
+    pub output_dir: Option<std::path::PathBuf>,
+}
+
+/// `--output` formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OutputArg {
+    /// One JSON record per line, exactly as the API returned it.
+    Jsonl,
+    /// Flattened columns with a header row.
+    Csv,
 }
 
 /// Runs `tapline pull …`; returns the exit code.
@@ -209,6 +230,19 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
         timezone,
     );
     request.batch_size = args.batch_size;
+    if let (Some(format), Some(dir)) = (args.output, args.output_dir.clone()) {
+        if dir.to_str().is_some_and(|d| d.contains("://")) {
+            eprintln!("error: --output-dir must be a local folder (buckets are not supported yet)");
+            return Ok(EXIT_USAGE);
+        }
+        request.output = Some(FileOutput {
+            dir,
+            format: match format {
+                OutputArg::Jsonl => OutputFormat::Jsonl,
+                OutputArg::Csv => OutputFormat::Csv,
+            },
+        });
+    }
     let parallel = client.config().concurrency * 2;
 
     let started = Instant::now();

@@ -189,6 +189,13 @@ impl Columns {
     }
 }
 
+/// One JSON record's fields by the rule below, as `(dotted name, text)` in record order.
+pub fn flatten_record(object: Map<String, Value>) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    flatten("", object, &mut out);
+    out
+}
+
 /// Nested objects become dotted names; arrays stay JSON text (CSV exports write multi-values
 /// as text too); `null` is NULL.
 fn flatten(prefix: &str, object: Map<String, Value>, out: &mut Vec<(String, Option<String>)>) {

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::PullError;
 use super::checkpoint::{self, Checkpoint, SliceStatus, slice_key};
+use super::output::FileOutput;
 use super::page_load::{PageCounts, event_parse_options, load_event_page};
 use crate::clevertap::cursor::{DEFAULT_BATCH_SIZE, day_number};
 use crate::clevertap::{ClevertapClient, CursorApi, CursorPager};
@@ -37,6 +38,8 @@ pub struct EventsPull {
     pub timezone: TimeZone,
     /// Records per page asked for (CleverTap allows up to 5000).
     pub batch_size: u32,
+    /// Also write each (event, day) to a file (`--output`).
+    pub output: Option<FileOutput>,
 }
 
 impl EventsPull {
@@ -48,6 +51,7 @@ impl EventsPull {
             to,
             timezone,
             batch_size: DEFAULT_BATCH_SIZE,
+            output: None,
         }
     }
 
@@ -236,6 +240,11 @@ async fn run_slice(
             Err(e) => return Err(e.into()),
         };
         resuming = false;
+        if let Some(output) = &request.output {
+            output
+                .write_page(event, day, &run.checkpoint.pull_id, index, &page.records)
+                .map_err(output_error(&output.dir))?;
+        }
         let object = SourceObject {
             uri: page_uri(&account, event, day, index),
             version: run.checkpoint.pull_id.clone(),
@@ -259,6 +268,12 @@ async fn run_slice(
         };
         load_event_page(warehouse, &object, event, Vec::new(), opts.clone()).await?;
     }
+    if let Some(output) = &request.output {
+        let file = output
+            .finish(event, day, &run.checkpoint.pull_id)
+            .map_err(output_error(&output.file_of(event, day)))?;
+        info!(event, %day, file = %file.display(), "Slice written to its file.");
+    }
     run.checkpoint.status = SliceStatus::Complete;
     run.checkpoint.stale_pages = 0;
     run.checkpoint.last_success = Some(now_utc());
@@ -278,6 +293,11 @@ async fn start_pull(
     run: &mut SliceRun,
     stale_pages: u64,
 ) -> Result<CursorPager, PullError> {
+    if let Some(output) = &request.output {
+        output
+            .start(event, day)
+            .map_err(output_error(&output.dir))?;
+    }
     run.checkpoint.pull_id = new_pull_id();
     run.checkpoint.status = SliceStatus::InProgress;
     run.checkpoint.pages = 0;
@@ -289,6 +309,11 @@ async fn start_pull(
     run.checkpoint.cursor = Some(cursor.clone());
     checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
     Ok(CursorPager::new(CursorApi::Events, cursor, 0))
+}
+
+fn output_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> PullError + use<> {
+    let path = path.display().to_string();
+    move |source| PullError::Output { path, source }
 }
 
 fn add(checkpoint: &mut Checkpoint, counts: PageCounts) {

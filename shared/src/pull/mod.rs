@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod counts;
 pub mod events;
 pub mod jobs;
+pub mod output;
 pub mod page_load;
 pub mod profiles;
 
@@ -44,6 +45,15 @@ pub enum PullError {
         /// Why.
         reason: String,
     },
+    /// The `--output` file could not be written.
+    #[error("cannot write {path}")]
+    Output {
+        /// The file or folder.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The checkpoint in `_tapline_state` is not one this version understands.
     #[error("checkpoint {key} cannot be read")]
     Checkpoint {
@@ -61,6 +71,8 @@ impl PullError {
         match self {
             PullError::Api(e) => e.is_retryable(),
             PullError::Warehouse(e) => e.is_retryable(),
+            // A full disk or a permission: someone has to act.
+            PullError::Output { .. } => false,
             PullError::Quarantined { .. } | PullError::Checkpoint { .. } => false,
         }
     }

@@ -1,0 +1,278 @@
+//! `pull events --output jsonl|csv --output-dir DIR`: one file per event per day, like
+//! CleverTap's own downloader, but lossless and safe to resume.
+//!
+//! Each page is written (to a temporary name, then renamed) under
+//! `DIR/.tapline-parts/EVENT/DAY/PULL_ID/page-NNNNN.jsonl` before its rows reach the warehouse,
+//! so a resumed pull rewrites the page it stopped at and keeps the others. When the slice
+//! completes, its pages are joined in order into `DIR/EVENT/DAY.jsonl` (or `.csv`), again
+//! through a temporary name, and the parts are removed: a finished file is always whole, and
+//! a day pulled again replaces its file.
+//!
+//! JSONL keeps each record exactly as the API returned it. CSV flattens records the way the
+//! export loader reads JSON exports (`profile.identity`, `eventProps.Amount`; arrays as JSON
+//! text), with the union of every record's columns as its header, in first-seen order.
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::civil::Date;
+use serde_json::Value;
+
+use super::page_load::event_record_as_export;
+use crate::export::json_rows::flatten_record;
+
+/// The file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// One JSON record per line, as the API returned it.
+    Jsonl,
+    /// Flattened columns with a header.
+    Csv,
+}
+
+impl OutputFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Csv => "csv",
+        }
+    }
+}
+
+/// Where pulled events are also written.
+#[derive(Debug, Clone)]
+pub struct FileOutput {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The format.
+    pub format: OutputFormat,
+}
+
+/// A file or folder name for an event: path separators and leading dots replaced.
+fn safe_name(event: &str) -> String {
+    let name: String = event
+        .chars()
+        .map(|c| {
+            if matches!(c, '/' | '\\' | '\0') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match name.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => name,
+    }
+}
+
+impl FileOutput {
+    fn parts_of_slice(&self, event: &str, day: Date) -> PathBuf {
+        self.dir
+            .join(".tapline-parts")
+            .join(safe_name(event))
+            .join(day.to_string())
+    }
+
+    /// The finished file of a slice.
+    pub fn file_of(&self, event: &str, day: Date) -> PathBuf {
+        self.dir
+            .join(safe_name(event))
+            .join(format!("{day}.{}", self.format.extension()))
+    }
+
+    /// A new pull of the slice starts: parts of earlier pulls go.
+    pub fn start(&self, event: &str, day: Date) -> io::Result<()> {
+        match fs::remove_dir_all(self.parts_of_slice(event, day)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes one page's records (replacing a page of the same index written before a kill).
+    pub fn write_page(
+        &self,
+        event: &str,
+        day: Date,
+        pull_id: &str,
+        page: u64,
+        records: &[Value],
+    ) -> io::Result<()> {
+        let dir = self.parts_of_slice(event, day).join(pull_id);
+        fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("page-{page:05}.jsonl"));
+        write_atomically(&path, |out| {
+            for record in records {
+                serde_json::to_writer(&mut *out, record)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Joins the slice's pages into its file and removes the parts; returns the file.
+    pub fn finish(&self, event: &str, day: Date, pull_id: &str) -> io::Result<PathBuf> {
+        let parts_dir = self.parts_of_slice(event, day).join(pull_id);
+        let mut pages: Vec<PathBuf> = match fs::read_dir(&parts_dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        pages.sort();
+        let file = self.file_of(event, day);
+        if let Some(parent) = file.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        match self.format {
+            OutputFormat::Jsonl => write_atomically(&file, |out| {
+                for page in &pages {
+                    io::copy(&mut File::open(page)?, out)?;
+                }
+                Ok(())
+            })?,
+            OutputFormat::Csv => write_csv(&file, &pages, event)?,
+        }
+        self.start(event, day)?;
+        Ok(file)
+    }
+}
+
+/// Writes `path` through a temporary file in the same folder, renamed when complete.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("part")
+    ));
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    write(&mut out)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+/// Every record of the pages, flattened as the export loader reads JSON exports.
+fn flattened(
+    pages: &[PathBuf],
+    event: &str,
+    mut each: impl FnMut(Vec<(String, Option<String>)>) -> io::Result<()>,
+) -> io::Result<()> {
+    for page in pages {
+        for line in BufReader::new(File::open(page)?).lines() {
+            let record: Value = serde_json::from_str(&line?)?;
+            if let Value::Object(map) = event_record_as_export(record, event) {
+                each(flatten_record(map))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_csv(file: &Path, pages: &[PathBuf], event: &str) -> io::Result<()> {
+    // Two passes over the parts: the header is every column any record has.
+    let mut header: Vec<String> = Vec::new();
+    let mut known = std::collections::HashSet::new();
+    flattened(pages, event, |fields| {
+        for (name, _) in fields {
+            if known.insert(name.clone()) {
+                header.push(name);
+            }
+        }
+        Ok(())
+    })?;
+    let index: std::collections::HashMap<&str, usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    write_atomically(file, |out| {
+        let mut csv = csv::Writer::from_writer(out);
+        csv.write_record(&header)?;
+        flattened(pages, event, |fields| {
+            let mut row = vec![String::new(); header.len()];
+            for (name, value) in fields {
+                row[index[name.as_str()]] = value.unwrap_or_default();
+            }
+            csv.write_record(&row).map_err(io::Error::other)
+        })?;
+        csv.flush()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn day() -> Date {
+        jiff::civil::date(2022, 9, 22)
+    }
+
+    #[test]
+    fn pages_join_in_order_and_a_rewritten_page_replaces_its_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = FileOutput {
+            dir: dir.path().to_path_buf(),
+            format: OutputFormat::Jsonl,
+        };
+        out.start("Charged", day()).unwrap();
+        out.write_page("Charged", day(), "p1", 1, &[json!({"ts": 2})])
+            .unwrap();
+        out.write_page(
+            "Charged",
+            day(),
+            "p1",
+            0,
+            &[json!({"ts": 0}), json!({"ts": 1})],
+        )
+        .unwrap();
+        // A resumed run writes page 1 again.
+        out.write_page("Charged", day(), "p1", 1, &[json!({"ts": 2})])
+            .unwrap();
+        let file = out.finish("Charged", day(), "p1").unwrap();
+        assert_eq!(file, dir.path().join("Charged/2022-09-22.jsonl"));
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            "{\"ts\":0}\n{\"ts\":1}\n{\"ts\":2}\n"
+        );
+        assert!(
+            !dir.path()
+                .join(".tapline-parts/Charged/2022-09-22")
+                .exists()
+        );
+    }
+
+    #[test]
+    fn csv_has_every_column_flattened_like_an_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = FileOutput {
+            dir: dir.path().to_path_buf(),
+            format: OutputFormat::Csv,
+        };
+        let records = [
+            json!({"ts": 20220922000100i64, "profile": {"identity": "u1"}, "event_props": {"Amount": 5}}),
+            json!({"ts": 20220922000200i64, "profile": {"identity": "u2, \"x\""}, "event_props": {"Coupon": "A"}}),
+        ];
+        out.write_page("Charged", day(), "p1", 0, &records).unwrap();
+        let file = out.finish("Charged", day(), "p1").unwrap();
+        let text = fs::read_to_string(file).unwrap();
+        let mut lines = text.lines();
+        let header = lines.next().unwrap();
+        assert!(header.contains("profile.identity"), "{header}");
+        assert!(header.contains("eventProps.Amount"), "{header}");
+        assert!(header.contains("eventProps.Coupon"), "{header}");
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("\"u2, \"\"x\"\"\""), "{text}");
+    }
+
+    #[test]
+    fn event_names_cannot_leave_the_folder() {
+        assert_eq!(safe_name("../etc/passwd"), "_._etc_passwd");
+        assert_eq!(safe_name("App Launched"), "App Launched");
+    }
+}
