@@ -6,6 +6,7 @@ pub mod bigquery;
 pub mod clevertap_api;
 pub mod conformance;
 pub mod gcs;
+pub mod lambda_emulator;
 pub mod pg;
 pub mod proxy;
 pub mod receiver;

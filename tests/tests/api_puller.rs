@@ -121,3 +121,74 @@ async fn a_scheduled_run_pulls_yesterday_with_its_lookback_and_fails_loudly() {
         "118"
     );
 }
+
+/// The deployed binary: `functions/api-puller` under cargo-lambda's runtime API emulator,
+/// configured as `infra/aws` deploys it (passcode in Secrets Manager, PostgreSQL), invoked with
+/// the Scheduler payload plus an explicit window; the passcode never reaches its logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_pulls_under_cargo_lambda_watch() {
+    use tapline_tests::clevertap_api::{ACCOUNT, PASSCODE};
+    use tapline_tests::lambda_emulator::LambdaEmulator;
+    use tapline_tests::pg::PgSchema;
+    use tapline_tests::s3::{create_secret, moto};
+
+    let api = ClevertapApi::start().await;
+    api.set_events("Charged", 20220922, event_records(20220922, 12));
+    api.set_events("Charged", 20220923, event_records(20220923, 7));
+    let schema = PgSchema::new("puller_watch");
+    let secret = create_secret(
+        &format!("tapline-passcode-{}", std::process::id()),
+        PASSCODE,
+    )
+    .await;
+    let api_url = api
+        .env()
+        .into_iter()
+        .find(|(k, _)| *k == "CLEVERTAP_API_URL")
+        .unwrap()
+        .1;
+    let (url, endpoint) = (schema.url(), moto());
+    let lambda = LambdaEmulator::start(
+        "api-puller",
+        &[
+            ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
+            ("CLEVERTAP_PASSCODE_SECRET_ARN", secret.as_str()),
+            ("CLEVERTAP_API_URL", api_url.as_str()),
+            ("CLEVERTAP_BACKOFF_MS", "1"),
+            ("TAPLINE_WAREHOUSE", url.as_str()),
+            ("TAPLINE_TIMEZONE", "Asia/Kolkata"),
+            ("TAPLINE_PULL_EVENTS", "Charged"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ],
+    )
+    .await;
+    let (status, body) = lambda
+        .invoke(&json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-23"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["results"]["events Charged 2022-09-22"]["rows"], 12,
+        "{body}"
+    );
+    assert_eq!(
+        body["results"]["events Charged 2022-09-23"]["rows"], 7,
+        "{body}"
+    );
+    assert_eq!(schema.psql("SELECT count(*) FROM charged"), "19");
+    assert_eq!(
+        schema.psql("SELECT count FROM event_counts WHERE day = '2022-09-22'"),
+        "12"
+    );
+    // A malformed payload fails the invocation (the Scheduler's retry and DLQ see it).
+    let (status, body) = lambda
+        .invoke(&json!({"tapline": "pull", "from": "22/09"}))
+        .await;
+    assert_ne!(status, 200, "{body}");
+
+    let logs = lambda.stop().await;
+    assert!(logs.contains("API puller initialised."), "{logs}");
+    assert!(
+        !logs.contains(PASSCODE),
+        "the passcode never reaches a log: {logs}"
+    );
+}

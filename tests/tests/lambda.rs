@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tapline::config::LoadConfig;
 use tapline::load::handle_lambda_payload;
 use tapline::storage::s3::S3Source;
+use tapline_tests::lambda_emulator::LambdaEmulator;
 use tapline_tests::pg::PgSchema;
 use tapline_tests::proxy::CuttableProxy;
 use tapline_tests::s3::{
@@ -155,11 +156,6 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
 /// documents (its `AWS_LAMBDA_*` variables), so no second build of the function is needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_binary_under_cargo_lambda_watch() {
-    let bin_dir = std::env::var("TAPLINE_TEST_CARGO_LAMBDA").unwrap_or_else(|_| {
-        panic!(
-            "TAPLINE_TEST_CARGO_LAMBDA (the folder with cargo-lambda) is not set: run `make test`"
-        )
-    });
     let s3 = client().await;
     let (bucket, tag) = bucket_with_export(&s3, "watch", CHARGED, "Charged", 12).await;
     let schema = PgSchema::new("lambda_watch");
@@ -169,68 +165,16 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
         "s3cr3t-pw",
     )
     .await;
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut watch = tokio::process::Command::new(format!("{bin_dir}/cargo-lambda"))
-        .args([
-            "lambda",
-            "watch",
-            "--only-lambda-apis",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start cargo lambda watch");
-    // The function connects to the runtime API at start and exits if it cannot: wait for it.
-    let mut listening = false;
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            listening = true;
-            break;
-        }
-        assert!(
-            watch.try_wait().unwrap().is_none(),
-            "cargo lambda watch exited"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(listening, "cargo lambda watch never listened");
-    let mut function = tokio::process::Command::new(tapline_tests::bin("export-loader"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("http://127.0.0.1:{port}/.rt"),
-        )
-        .env("TAPLINE_WAREHOUSE", schema.url())
-        .env("TAPLINE_WAREHOUSE_SECRET_ARN", &secret)
-        .env("AWS_ENDPOINT_URL", moto())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start export-loader");
-
-    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/_/invocations");
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let (url, endpoint) = (schema.url(), moto());
+    let lambda = LambdaEmulator::start(
+        "export-loader",
+        &[
+            ("TAPLINE_WAREHOUSE", url.as_str()),
+            ("TAPLINE_WAREHOUSE_SECRET_ARN", secret.as_str()),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ],
+    )
+    .await;
     let event = sqs_event(&[
         ("m-1", notification(&bucket, CHARGED, &tag)),
         ("m-2", notification(&bucket, CHARGED, &tag)),
@@ -243,9 +187,7 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
             ),
         ),
     ]);
-    let response = client.post(&url).json(&event).send().await.expect("invoke");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = lambda.invoke(&event).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
@@ -254,9 +196,7 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
     );
     assert_eq!(schema.psql("SELECT count(*) FROM charged"), "12");
 
-    function.kill().await.unwrap();
-    let logs = function.wait_with_output().await.unwrap().stdout;
-    let logs = String::from_utf8_lossy(&logs);
+    let logs = lambda.stop().await;
     let init = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -269,15 +209,6 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
         !logs.contains("s3cr3t-pw"),
         "the password never reaches a log: {logs}"
     );
-    let pid = watch.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    watch.wait().await.unwrap();
 }
 
 /// A warehouse secret that cannot be read fails the cold start, naming the secret.

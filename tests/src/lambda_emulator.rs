@@ -1,0 +1,126 @@
+//! cargo-lambda's Lambda runtime API emulator (`cargo lambda watch --only-lambda-apis`) with a
+//! function binary of this workspace attached, invoked through the Lambda Invoke API.
+//!
+//! The function is started the way the emulator documents (its `AWS_LAMBDA_*` variables) rather
+//! than built by `watch`, whose own `cargo run` has another fingerprint and would rebuild the
+//! workspace. `make test` puts cargo-lambda's folder in `TAPLINE_TEST_CARGO_LAMBDA`.
+
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+/// The emulator and one function attached to it; both stop when dropped.
+pub struct LambdaEmulator {
+    port: u16,
+    watch: Child,
+    /// The function's process (stdout piped: its JSON logs).
+    pub function: Child,
+}
+
+impl LambdaEmulator {
+    /// Starts the emulator, then the built binary `bin` with `env`, and waits until the
+    /// emulator listens (bounded; a function that exits at start fails here).
+    pub async fn start(bin: &str, env: &[(&str, &str)]) -> Self {
+        let folder = std::env::var("TAPLINE_TEST_CARGO_LAMBDA").unwrap_or_else(|_| {
+            panic!(
+                "TAPLINE_TEST_CARGO_LAMBDA (the folder with cargo-lambda) is not set: run `make test`"
+            )
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut watch = Command::new(format!("{folder}/cargo-lambda"))
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start cargo lambda watch");
+        // The function connects to the runtime API at start and exits if it cannot: wait.
+        let mut listening = false;
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                listening = true;
+                break;
+            }
+            assert!(
+                watch.try_wait().unwrap().is_none(),
+                "cargo lambda watch exited"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(listening, "cargo lambda watch never listened");
+        let mut command = Command::new(crate::bin(bin));
+        command
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let function = command.spawn().expect("start the function");
+        Self {
+            port,
+            watch,
+            function,
+        }
+    }
+
+    /// Invokes the function with `payload`: (HTTP status, JSON answer).
+    pub async fn invoke(&self, payload: &Value) -> (u16, Value) {
+        let url = format!(
+            "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+            self.port
+        );
+        let response = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap()
+            .post(&url)
+            .json(payload)
+            .send()
+            .await
+            .expect("invoke");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Stops the function and the emulator (SIGTERM); returns the function's logs.
+    pub async fn stop(mut self) -> String {
+        self.function.kill().await.unwrap();
+        let logs = self.function.wait_with_output().await.unwrap().stdout;
+        let pid = self.watch.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.watch.wait().await.unwrap();
+        String::from_utf8_lossy(&logs).into_owned()
+    }
+}
