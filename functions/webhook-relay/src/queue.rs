@@ -207,6 +207,10 @@ pub trait DeliveryQueue: Send + Sync {
         Ok(())
     }
 
+    /// Makes pending deliveries `ids` due at `until_ms` without recording an attempt: the worker
+    /// holds back deliveries to a destination it has paused (see [`crate::worker`]).
+    async fn postpone(&self, ids: Vec<String>, until_ms: i64) -> Result<(), QueueError>;
+
     /// The earliest time a pending delivery is due, or `None` when nothing is pending.
     async fn next_due_at(&self) -> Result<Option<i64>, QueueError>;
 
