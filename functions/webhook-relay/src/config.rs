@@ -17,6 +17,8 @@ use crate::retry::RetryPolicy;
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// Default dedupe window: CleverTap retries within seconds; ten minutes covers slow retries.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+/// Default time delivered payloads are kept (then pruned); dead letters are kept until replayed.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default number of delivery attempts before a delivery becomes a dead letter.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 /// Default first backoff; doubled after each failure.
@@ -95,6 +97,9 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// The same body on the same route within this window is accepted but delivered once.
     pub dedupe_window: Duration,
+    /// Payloads whose every delivery was delivered are deleted this long after they came in.
+    /// At least the dedupe window, so that deduplication still sees them.
+    pub retention: Duration,
     /// Attempts, backoff and jitter of deliveries.
     pub retry: RetryPolicy,
     /// Time one delivery attempt may take.
@@ -106,6 +111,7 @@ impl Default for Settings {
         Self {
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            retention: DEFAULT_RETENTION,
             retry: RetryPolicy::default(),
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
         }
@@ -193,6 +199,7 @@ struct RelayFile {
 struct SettingsFile {
     body_limit_bytes: Option<usize>,
     dedupe_window_secs: Option<u64>,
+    retention_days: Option<f64>,
     max_attempts: Option<u32>,
     backoff_base_ms: Option<u64>,
     backoff_max_secs: Option<u64>,
@@ -305,6 +312,22 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
     }
     if let Some(secs) = file.dedupe_window_secs {
         s.dedupe_window = Duration::from_secs(secs);
+    }
+    if let Some(days) = file.retention_days {
+        if !days.is_finite() || days < 0.0 {
+            return Err(invalid(
+                "*",
+                "settings.retention_days must be a number of days",
+            ));
+        }
+        s.retention = Duration::from_secs_f64(days * 86_400.0);
+    }
+    if s.retention < s.dedupe_window {
+        return Err(invalid(
+            "*",
+            "settings.retention_days must cover settings.dedupe_window_secs: a pruned payload \
+             can no longer be recognised as a duplicate",
+        ));
     }
     if let Some(n) = file.max_attempts {
         if n == 0 {
@@ -491,6 +514,19 @@ url_env = "SLACK_ALERTS_URL"
             !format!("{config:?}").contains("s3cret"),
             "secrets never in Debug"
         );
+    }
+
+    #[test]
+    fn retention_defaults_to_a_week_and_must_cover_the_dedupe_window() {
+        let config = RelayConfig::parse("t", ISSUE_SHAPE, env).unwrap();
+        assert_eq!(config.settings.retention, DEFAULT_RETENTION);
+        let text = format!("[settings]\nretention_days = 0.5\n{ISSUE_SHAPE}");
+        let config = RelayConfig::parse("t", &text, env).unwrap();
+        assert_eq!(config.settings.retention, Duration::from_secs(43_200));
+        let text =
+            format!("[settings]\nretention_days = 1\ndedupe_window_secs = 90000\n{ISSUE_SHAPE}");
+        let err = RelayConfig::parse("t", &text, env).unwrap_err();
+        assert!(err.to_string().contains("dedupe_window_secs"), "{err}");
     }
 
     #[test]

@@ -222,6 +222,11 @@ pub trait DeliveryQueue: Send + Sync {
     async fn requeue_dead(&self, filter: &DeadLetterFilter, now_ms: i64)
     -> Result<u64, QueueError>;
 
+    /// Deletes payloads received before `before_ms` whose every delivery was delivered, with
+    /// their deliveries and attempts. Pending deliveries and dead letters are kept whatever their
+    /// age. Returns how many payloads were deleted.
+    async fn prune_delivered(&self, before_ms: i64) -> Result<u64, QueueError>;
+
     /// How many payloads and deliveries are in each state.
     async fn counts(&self) -> Result<QueueCounts, QueueError>;
 }

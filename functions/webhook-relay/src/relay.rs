@@ -126,12 +126,15 @@ impl Relay {
             clock.clone(),
             wake.clone(),
         ));
-        let worker = Arc::new(DeliveryWorker::new(
-            queue.clone(),
-            destinations,
-            config.settings.retry.clone(),
-            clock,
-        ));
+        let worker = Arc::new(
+            DeliveryWorker::new(
+                queue.clone(),
+                destinations,
+                config.settings.retry.clone(),
+                clock,
+            )
+            .with_retention(config.settings.retention),
+        );
         Self {
             router: router(state),
             worker,

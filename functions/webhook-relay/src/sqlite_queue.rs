@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS relay_deliveries (
     settled_at_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS relay_deliveries_due ON relay_deliveries (status, next_attempt_at_ms);
+CREATE INDEX IF NOT EXISTS relay_deliveries_payload ON relay_deliveries (payload_id);
+CREATE INDEX IF NOT EXISTS relay_payloads_received ON relay_payloads (received_at_ms);
 CREATE TABLE IF NOT EXISTS relay_attempts (
     delivery_id TEXT NOT NULL REFERENCES relay_deliveries (id),
     attempt INTEGER NOT NULL,
@@ -47,6 +49,9 @@ CREATE TABLE IF NOT EXISTS relay_attempts (
 );
 CREATE INDEX IF NOT EXISTS relay_attempts_delivery ON relay_attempts (delivery_id);
 ";
+
+/// Most payloads deleted in one transaction by a prune: accepts wait for the writer meanwhile.
+const PRUNE_BATCH: i64 = 2_000;
 
 /// Most payloads committed in one transaction by the writer thread.
 const MAX_GROUP: usize = 512;
@@ -533,6 +538,49 @@ impl DeliveryQueue for SqliteDeliveryQueue {
         .await
     }
 
+    async fn prune_delivered(&self, before_ms: i64) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            // In batches, each its own transaction, so that accepts wait for one batch at most.
+            let deleted = self
+                .with(move |conn| {
+                    let tx = conn.transaction()?;
+                    tx.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS relay_prune (id TEXT PRIMARY KEY)",
+                        [],
+                    )?;
+                    tx.execute("DELETE FROM relay_prune", [])?;
+                    let n = tx.execute(
+                        "INSERT INTO relay_prune (id) SELECT p.id FROM relay_payloads p \
+                         WHERE p.received_at_ms < ?1 AND NOT EXISTS (SELECT 1 FROM \
+                         relay_deliveries d WHERE d.payload_id = p.id AND d.status <> 'delivered') \
+                         LIMIT ?2",
+                        params![before_ms, PRUNE_BATCH],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM relay_attempts WHERE delivery_id IN (SELECT d.id FROM \
+                         relay_deliveries d JOIN relay_prune r ON r.id = d.payload_id)",
+                        [],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM relay_deliveries WHERE payload_id IN (SELECT id FROM relay_prune)",
+                        [],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM relay_payloads WHERE id IN (SELECT id FROM relay_prune)",
+                        [],
+                    )?;
+                    tx.commit()?;
+                    Ok(n as u64)
+                })
+                .await?;
+            total += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn counts(&self) -> Result<QueueCounts, QueueError> {
         self.with(|conn| {
             let payloads: i64 =
@@ -625,5 +673,81 @@ mod tests {
         let counts = q.counts().await.unwrap();
         assert_eq!((counts.payloads, counts.delivered, counts.dead), (2, 1, 0));
         assert_eq!(counts.pending, 3);
+    }
+
+    #[tokio::test]
+    async fn pruning_deletes_old_delivered_payloads_only_and_dedupe_still_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteDeliveryQueue::open(dir.path()).unwrap();
+        let window = 600_000;
+        let delivered = AttemptRecord {
+            attempt: 1,
+            at_ms: 10,
+            duration_ms: 1,
+            status: Some(200),
+            outcome: "delivered".into(),
+            error: None,
+        };
+        // Old and fully delivered; old with one delivery dead; old and pending; recent.
+        for (body, at) in [
+            ("old", 1_000),
+            ("dead", 1_000),
+            ("pending", 1_000),
+            ("new", 900_000),
+        ] {
+            q.enqueue(payload(body, at), window).await.unwrap();
+        }
+        let claimed = q.claim_due(1_000, 10, 0).await.unwrap();
+        assert_eq!(claimed.len(), 6, "the three old payloads' deliveries");
+        for d in &claimed {
+            let body = String::from_utf8_lossy(&d.body).to_string();
+            let next = match (body.as_str(), d.destination.as_str()) {
+                ("old", _) | ("dead", "slack-1") => Settle::Delivered,
+                ("dead", _) => Settle::Dead,
+                _ => continue,
+            };
+            q.settle(&d.id, delivered.clone(), next).await.unwrap();
+        }
+        let cutoff = 900_000 - window;
+        assert_eq!(q.prune_delivered(cutoff).await.unwrap(), 1, "only \"old\"");
+        assert_eq!(q.prune_delivered(cutoff).await.unwrap(), 0, "idempotent");
+        let counts = q.counts().await.unwrap();
+        assert_eq!(
+            (
+                counts.payloads,
+                counts.delivered,
+                counts.dead,
+                counts.pending
+            ),
+            (3, 1, 1, 4)
+        );
+        assert_eq!(
+            q.dead_letters(&DeadLetterFilter::default())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // Within the window the recent body is still a duplicate; the pruned one is new again.
+        assert!(matches!(
+            q.enqueue(payload("new", 900_001), window).await.unwrap(),
+            Enqueued::Duplicate { .. }
+        ));
+        assert!(matches!(
+            q.enqueue(payload("old", 900_001), window).await.unwrap(),
+            Enqueued::Accepted { .. }
+        ));
+        let orphans: i64 = q
+            .with(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM relay_attempts a LEFT JOIN relay_deliveries d \
+                     ON d.id = a.delivery_id WHERE d.id IS NULL",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0, "attempts go with their deliveries");
     }
 }

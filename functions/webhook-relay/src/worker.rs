@@ -29,6 +29,10 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// process, a lease that ended).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How often a running worker deletes old delivered payloads (see
+/// [`DeliveryQueue::prune_delivered`]).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 /// Retryable failures in a row after which a destination is paused.
 pub const PAUSE_AFTER_FAILURES: u32 = 5;
 
@@ -127,6 +131,9 @@ pub struct DeliveryWorker {
     batch: usize,
     lease: Duration,
     breakers: Breakers,
+    retention: Option<Duration>,
+    /// When the last prune ran (Unix ms); `i64::MIN` before the first.
+    last_prune_ms: std::sync::atomic::AtomicI64,
 }
 
 impl DeliveryWorker {
@@ -145,7 +152,43 @@ impl DeliveryWorker {
             batch: DEFAULT_BATCH,
             lease: DEFAULT_LEASE,
             breakers: Breakers::default(),
+            retention: None,
+            last_prune_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Deletes delivered payloads `retention` after they came in, every [`PRUNE_EVERY`] while
+    /// [`Self::run`] runs. Without it nothing is pruned.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// Prunes delivered payloads older than the retention when [`PRUNE_EVERY`] has passed since
+    /// the last prune (or none ran yet); returns how many were deleted, `None` when not due.
+    pub async fn prune_if_due(&self) -> Result<Option<u64>, QueueError> {
+        use std::sync::atomic::Ordering;
+        let Some(retention) = self.retention else {
+            return Ok(None);
+        };
+        let now = self.clock.now_ms();
+        let last = self.last_prune_ms.load(Ordering::SeqCst);
+        if last != i64::MIN && now - last < PRUNE_EVERY.as_millis() as i64 {
+            return Ok(None);
+        }
+        self.last_prune_ms.store(now, Ordering::SeqCst);
+        let pruned = self
+            .queue
+            .prune_delivered(now - retention.as_millis() as i64)
+            .await?;
+        if pruned > 0 {
+            info!(
+                pruned,
+                retention_secs = retention.as_secs(),
+                "Delivered payloads pruned."
+            );
+        }
+        Ok(Some(pruned))
     }
 
     /// Attempts every delivery due now, once each; returns what happened.
@@ -227,6 +270,9 @@ impl DeliveryWorker {
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if let Err(err) = self.prune_if_due().await {
+                warn!(error = %err, "Pruning delivered payloads failed; trying again later.");
             }
             match self.run_once().await {
                 Ok(stats) if stats.attempts + stats.postponed > 0 => continue,
@@ -523,5 +569,55 @@ mod tests {
         );
         let counts = queue.counts().await.unwrap();
         assert_eq!((counts.delivered, counts.dead), (10, 0));
+    }
+
+    #[tokio::test]
+    async fn a_running_worker_prunes_delivered_payloads_after_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let destination = ScriptedDestination::new(vec![]);
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), destination.clone());
+        let clock = Arc::new(ManualClock::new(0));
+        let day = Duration::from_secs(86_400);
+        let worker = DeliveryWorker::new(
+            queue.clone(),
+            destinations,
+            RetryPolicy::default(),
+            clock.clone(),
+        )
+        .with_retention(day);
+        let payload = IncomingPayload {
+            route: "r".into(),
+            destinations: vec!["d".into()],
+            body: b"{}".to_vec(),
+            received_at_ms: 0,
+        };
+        queue.enqueue(payload, 0).await.unwrap();
+        worker.run_until_idle().await.unwrap();
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(0),
+            "the first runs at once"
+        );
+        clock.advance(day);
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(0),
+            "not older than a day yet"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            None,
+            "not due: the last ran 1 s ago"
+        );
+        clock.advance(PRUNE_EVERY);
+        assert_eq!(worker.prune_if_due().await.unwrap(), Some(1));
+        assert_eq!(
+            queue.counts().await.unwrap(),
+            crate::queue::QueueCounts::default()
+        );
     }
 }
