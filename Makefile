@@ -13,8 +13,9 @@ BENCH_ROWS ?= 1000000
 DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh
-# Both builds of the export loader (Lambda and Cloud Run) are built, linted and tested.
-ALL_FEATURES := --features export-loader/cloud-run
+# Both builds of the export loader (Lambda and Cloud Run) and the relay's SQS adapter are built,
+# linted and tested.
+ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs
 
 .PHONY: help build demo test lint fmt bench bench-relay package clean
 

@@ -92,8 +92,10 @@ pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
     )?)
 }
 
+/// The string value of the Secrets Manager secret `arn` (the usual AWS credential chain and
+/// `AWS_ENDPOINT_URL`). Never log what it returns.
 #[cfg(feature = "aws-secrets")]
-async fn read_secret(arn: &str) -> Result<String, SecretError> {
+pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
     let shared = aws_config::load_from_env().await;
     let client = aws_sdk_secretsmanager::Client::new(&shared);
     let read_err = |source: Box<dyn std::error::Error + Send + Sync>| SecretError::Read {
@@ -117,8 +119,9 @@ async fn read_secret(arn: &str) -> Result<String, SecretError> {
     })
 }
 
+/// Fails: this build has no Secrets Manager client.
 #[cfg(not(feature = "aws-secrets"))]
-async fn read_secret(arn: &str) -> Result<String, SecretError> {
+pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
     Err(SecretError::Read {
         arn: arn.to_string(),
         source: "this build reads no AWS Secrets Manager (the `aws-secrets` feature is off)".into(),

@@ -152,9 +152,22 @@ pub enum DestinationKind {
         /// The key of the `X-Tapline-Signature` HMAC.
         signing_secret: Secret,
     },
+    /// CleverTap's upload API, fed through a mapping.
+    CleverTap {
+        /// `https://<region>.api.clevertap.com/1/upload`, or the `url_env` override.
+        url: String,
+        /// `X-CleverTap-Account-Id`.
+        account_id: String,
+        /// `X-CleverTap-Passcode`.
+        passcode: Secret,
+        /// Payload → records.
+        mapping: crate::clevertap_upload::UploadMapping,
+    },
 }
 
 /// One destination of a route.
+///
+/// (The CleverTap variant's mapping is in [`crate::clevertap_upload`].)
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
     /// Unique within the route: the `name` in the file, or `<type>-<position>` (`slack-1`).
@@ -238,6 +251,36 @@ enum DestinationFile {
         url_env: String,
         signing_secret_env: String,
     },
+    Clevertap {
+        name: Option<String>,
+        account_id_env: String,
+        passcode_env: String,
+        #[serde(default)]
+        region: Option<String>,
+        url_env: Option<String>,
+        identity: String,
+        timestamp: Option<String>,
+        #[serde(default)]
+        records: Vec<UploadRuleFile>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadRuleFile {
+    when: Option<WhenFile>,
+    event: Option<String>,
+    #[serde(default)]
+    profile: bool,
+    #[serde(default)]
+    properties: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenFile {
+    field: String,
+    equals: Option<String>,
 }
 
 impl RelayConfig {
@@ -386,6 +429,69 @@ fn destination_url(
     }
 }
 
+struct ClevertapFile {
+    account_id_env: String,
+    passcode_env: String,
+    region: Option<String>,
+    url_env: Option<String>,
+    identity: String,
+    timestamp: Option<String>,
+    records: Vec<UploadRuleFile>,
+}
+
+fn clevertap_destination(
+    route: &str,
+    file: ClevertapFile,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<DestinationKind, ConfigError> {
+    use crate::clevertap_upload::{UploadMapping, UploadRecordKind, UploadRule, upload_url};
+    let url = match &file.url_env {
+        Some(var) => destination_url(route, var, env)?.expose().to_string(),
+        None => upload_url(file.region.as_deref().unwrap_or("eu1")),
+    };
+    if file.records.is_empty() {
+        return Err(invalid(
+            route,
+            "a clevertap destination needs [[routes.destinations.records]] (its mapping)",
+        ));
+    }
+    let mut rules = Vec::with_capacity(file.records.len());
+    for rule in file.records {
+        let kind = match (rule.event, rule.profile) {
+            (Some(event), false) if !event.is_empty() => UploadRecordKind::Event(event),
+            (None, true) => UploadRecordKind::Profile,
+            _ => {
+                return Err(invalid(
+                    route,
+                    "each clevertap record is either event = \"Name\" or profile = true",
+                ));
+            }
+        };
+        let (when_field, when_equals) = match rule.when {
+            Some(when) => (Some(when.field), when.equals),
+            None => (None, None),
+        };
+        rules.push(UploadRule {
+            when_field,
+            when_equals,
+            kind,
+            properties: rule.properties.into_iter().collect(),
+        });
+    }
+    Ok(DestinationKind::CleverTap {
+        url,
+        account_id: secret(route, &file.account_id_env, "CleverTap account id", env)?
+            .expose()
+            .to_string(),
+        passcode: secret(route, &file.passcode_env, "CleverTap passcode", env)?,
+        mapping: UploadMapping {
+            identity: file.identity,
+            timestamp: file.timestamp,
+            rules,
+        },
+    })
+}
+
 fn route_config(
     route: RouteFile,
     env: &impl Fn(&str) -> Option<String>,
@@ -463,6 +569,31 @@ fn route_config(
                     url: destination_url(&name, &url_env, env)?,
                     signing_secret: secret(&name, &signing_secret_env, "signing secret", env)?,
                 },
+            ),
+            DestinationFile::Clevertap {
+                name: given,
+                account_id_env,
+                passcode_env,
+                region,
+                url_env,
+                identity,
+                timestamp,
+                records,
+            } => (
+                given.unwrap_or_else(|| format!("clevertap-{}", i + 1)),
+                clevertap_destination(
+                    &name,
+                    ClevertapFile {
+                        account_id_env,
+                        passcode_env,
+                        region,
+                        url_env,
+                        identity,
+                        timestamp,
+                        records,
+                    },
+                    env,
+                )?,
             ),
         };
         if !seen.insert(given.clone()) {

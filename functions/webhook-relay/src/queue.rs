@@ -19,6 +19,14 @@ pub struct IncomingPayload {
     pub received_at_ms: i64,
 }
 
+/// A new payload id for a payload received at `received_at_ms`: 32 hex digits, the time first,
+/// then random. Ids grow with time, so the SQLite queue's primary-key indexes take appends
+/// instead of inserts at random pages (fewer pages written per commit).
+pub fn new_payload_id(received_at_ms: i64) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{:012x}{}", received_at_ms.max(0), &random[..20])
+}
+
 /// What enqueueing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
@@ -136,6 +144,16 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    /// The cloud queue refused or could not be reached (SQS).
+    #[error("cloud queue {queue} failed: {reason}")]
+    Cloud {
+        /// The queue (URL or name; not a secret).
+        queue: String,
+        /// What the service said.
+        reason: String,
+        /// Whether the same call may succeed later.
+        retryable: bool,
+    },
     /// The thread that commits accepted payloads has stopped (it panicked): restart the process.
     #[error("delivery queue writer for {path} has stopped")]
     WriterStopped {
@@ -161,22 +179,30 @@ impl QueueError {
                 )
             ),
             QueueError::StateDir { .. } | QueueError::WriterStopped { .. } => false,
+            QueueError::Cloud { retryable, .. } => *retryable,
             QueueError::Task(_) => true,
         }
     }
 }
 
-/// Durable storage of accepted payloads, their deliveries and dead letters.
+/// Where the HTTP endpoint stores what it accepts: all it needs of a queue. The SQLite queue
+/// keeps deliveries too ([`DeliveryQueue`]); on AWS the SQS queue only takes them
+/// ([`crate::sqs_queue`]), and the SQS event source hands them to the worker function.
 #[async_trait]
-pub trait DeliveryQueue: Send + Sync {
+pub trait AcceptQueue: Send + Sync {
     /// Stores `payload` durably (one delivery per destination, due now) unless the same body
-    /// came in on the same route within `dedupe_window_ms`. Returns only once it is stored.
+    /// came in on the same route within `dedupe_window_ms` (adapters that cannot look back say
+    /// so in their documentation). Returns only once it is stored.
     async fn enqueue(
         &self,
         payload: IncomingPayload,
         dedupe_window_ms: i64,
     ) -> Result<Enqueued, QueueError>;
+}
 
+/// Durable storage of accepted payloads, their deliveries and dead letters.
+#[async_trait]
+pub trait DeliveryQueue: AcceptQueue {
     /// Takes up to `limit` pending deliveries due at `now_ms`, leasing each until
     /// `now_ms + lease_ms` so that no other worker takes it meanwhile; a worker that dies
     /// mid-attempt leaves it to be retried when the lease ends.

@@ -19,12 +19,12 @@ use crate::auth::is_authorized;
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RouteConfig};
 use crate::payload::clevertap_webhook;
-use crate::queue::{DeliveryQueue, Enqueued, IncomingPayload};
+use crate::queue::{AcceptQueue, Enqueued, IncomingPayload};
 
 /// What the handlers share: the routes, the queue and the worker's wake-up.
 pub struct RelayState {
     routes: HashMap<String, RouteConfig>,
-    queue: Arc<dyn DeliveryQueue>,
+    queue: Arc<dyn AcceptQueue>,
     clock: Arc<dyn Clock>,
     body_limit: usize,
     dedupe_window_ms: i64,
@@ -35,7 +35,7 @@ impl RelayState {
     /// The state for `config`, storing into `queue` and waking `wake` after each accept.
     pub fn new(
         config: &RelayConfig,
-        queue: Arc<dyn DeliveryQueue>,
+        queue: Arc<dyn AcceptQueue>,
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
     ) -> Self {

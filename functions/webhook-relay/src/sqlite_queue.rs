@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use crate::queue::{
-    AttemptRecord, DeadLetter, DeadLetterFilter, Delivery, DeliveryQueue, Enqueued,
+    AcceptQueue, AttemptRecord, DeadLetter, DeadLetterFilter, Delivery, DeliveryQueue, Enqueued,
     IncomingPayload, QueueCounts, QueueError, Settle,
 };
 
@@ -251,10 +251,7 @@ fn insert_payload(
     if let Some(id) = earlier {
         return Ok(Enqueued::Duplicate { id });
     }
-    // Time first, then random: ids grow with time, so the primary-key indexes of payloads and
-    // deliveries take appends instead of inserts at random pages (fewer pages per commit).
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    let id = format!("{:012x}{}", payload.received_at_ms.max(0), &random[..20]);
+    let id = crate::queue::new_payload_id(payload.received_at_ms);
     tx.prepare_cached(
         "INSERT INTO relay_payloads (id, route, received_at_ms, dedupe_key, body) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -376,7 +373,7 @@ fn write_groups(
 }
 
 #[async_trait]
-impl DeliveryQueue for SqliteDeliveryQueue {
+impl AcceptQueue for SqliteDeliveryQueue {
     async fn enqueue(
         &self,
         payload: IncomingPayload,
@@ -391,7 +388,10 @@ impl DeliveryQueue for SqliteDeliveryQueue {
             .map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?
     }
+}
 
+#[async_trait]
+impl DeliveryQueue for SqliteDeliveryQueue {
     async fn claim_due(
         &self,
         now_ms: i64,

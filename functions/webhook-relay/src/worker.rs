@@ -297,19 +297,24 @@ impl DeliveryWorker {
     }
 }
 
-/// One attempt of `delivery`: what happened, and how to settle it.
-async fn attempt(
-    clock: &dyn Clock,
-    retry: &RetryPolicy,
-    destination: Option<Arc<dyn Destination>>,
-    delivery: Delivery,
-) -> (
+/// What one attempt came to: its stats, the delivery id, the record, how to settle it, and
+/// what the circuit breaker makes of it (`Err(Retry-After)` for a failure that counts).
+pub(crate) type AttemptOutcome = (
     WorkerStats,
     String,
     AttemptRecord,
     Settle,
     Result<(), Option<Duration>>,
-) {
+);
+
+/// One attempt of `delivery`: what happened, and how to settle it. Logged: delivered and retried
+/// at info, dead-lettered at warn.
+pub(crate) async fn attempt(
+    clock: &dyn Clock,
+    retry: &RetryPolicy,
+    destination: Option<Arc<dyn Destination>>,
+    delivery: Delivery,
+) -> AttemptOutcome {
     let attempt_no = delivery.attempts + 1;
     let at_ms = clock.now_ms();
     let started = Instant::now();
