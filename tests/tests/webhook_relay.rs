@@ -506,6 +506,14 @@ async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() 
         (stats.attempts, stats.retried, stats.postponed),
         (32, 32, 8)
     );
+    // A payload accepted while both destinations are paused is queued due when the pause
+    // ends: the worker does not even take it.
+    let (status, _) = h.post_alert(r#"{"n":20}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        h.relay.worker.run_once().await.unwrap(),
+        webhook_relay::worker::WorkerStats::default()
+    );
     let Harness { config, state, .. } = h;
 
     slack.set_default(Reply::Ok);
@@ -514,11 +522,11 @@ async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() 
     let counts = restarted.counts().await;
     assert_eq!(
         (counts.payloads, counts.pending),
-        (20, 40),
+        (21, 42),
         "all still queued"
     );
     let stats = restarted.relay.worker.run_until_idle().await.unwrap();
-    assert_eq!(stats.delivered, 40);
+    assert_eq!(stats.delivered, 42);
     let mut seen: Vec<i64> = http
         .received()
         .iter()
@@ -527,7 +535,7 @@ async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() 
         .collect();
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    assert_eq!(seen, (0..21).collect::<Vec<_>>());
 }
 
 #[test]

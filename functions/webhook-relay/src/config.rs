@@ -251,18 +251,7 @@ enum DestinationFile {
         url_env: String,
         signing_secret_env: String,
     },
-    Clevertap {
-        name: Option<String>,
-        account_id_env: String,
-        passcode_env: String,
-        #[serde(default)]
-        region: Option<String>,
-        url_env: Option<String>,
-        identity: String,
-        timestamp: Option<String>,
-        #[serde(default)]
-        records: Vec<UploadRuleFile>,
-    },
+    Clevertap(ClevertapFile),
 }
 
 #[derive(Deserialize)]
@@ -429,13 +418,17 @@ fn destination_url(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ClevertapFile {
+    name: Option<String>,
     account_id_env: String,
     passcode_env: String,
     region: Option<String>,
     url_env: Option<String>,
     identity: String,
     timestamp: Option<String>,
+    #[serde(default)]
     records: Vec<UploadRuleFile>,
 }
 
@@ -570,30 +563,11 @@ fn route_config(
                     signing_secret: secret(&name, &signing_secret_env, "signing secret", env)?,
                 },
             ),
-            DestinationFile::Clevertap {
-                name: given,
-                account_id_env,
-                passcode_env,
-                region,
-                url_env,
-                identity,
-                timestamp,
-                records,
-            } => (
-                given.unwrap_or_else(|| format!("clevertap-{}", i + 1)),
-                clevertap_destination(
-                    &name,
-                    ClevertapFile {
-                        account_id_env,
-                        passcode_env,
-                        region,
-                        url_env,
-                        identity,
-                        timestamp,
-                        records,
-                    },
-                    env,
-                )?,
+            DestinationFile::Clevertap(file) => (
+                file.name
+                    .clone()
+                    .unwrap_or_else(|| format!("clevertap-{}", i + 1)),
+                clevertap_destination(&name, file, env)?,
             ),
         };
         if !seen.insert(given.clone()) {

@@ -17,6 +17,10 @@ pub struct IncomingPayload {
     pub body: Vec<u8>,
     /// When it was received (Unix ms).
     pub received_at_ms: i64,
+    /// Destinations paused when it came in (see [`crate::worker::DestinationPauses`]), with the
+    /// pause's end: their deliveries are due then rather than at once, so the worker does not
+    /// take each new delivery only to put it back.
+    pub paused_until_ms: std::collections::HashMap<String, i64>,
 }
 
 /// A new payload id for a payload received at `received_at_ms`: 32 hex digits, the time first,

@@ -134,20 +134,18 @@ impl Relay {
         destinations: DestinationMap,
     ) -> Self {
         let wake = Arc::new(Notify::new());
-        let state = Arc::new(RelayState::new(
-            config,
-            queue.clone(),
-            clock.clone(),
-            wake.clone(),
-        ));
         let worker = Arc::new(
             DeliveryWorker::new(
                 queue.clone(),
                 destinations,
                 config.settings.retry.clone(),
-                clock,
+                clock.clone(),
             )
             .with_retention(config.settings.retention),
+        );
+        let state = Arc::new(
+            RelayState::new(config, queue.clone(), clock, wake.clone())
+                .with_pauses(worker.pauses()),
         );
         Self {
             router: router(state),

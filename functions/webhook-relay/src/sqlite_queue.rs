@@ -268,12 +268,12 @@ fn insert_payload(
          VALUES (?1, ?2, ?3, 'pending', ?4)",
     )?;
     for destination in &payload.destinations {
-        insert_delivery.execute(params![
-            format!("{id}.{destination}"),
-            id,
-            destination,
-            payload.received_at_ms
-        ])?;
+        let due = payload
+            .paused_until_ms
+            .get(destination)
+            .copied()
+            .unwrap_or(payload.received_at_ms);
+        insert_delivery.execute(params![format!("{id}.{destination}"), id, destination, due])?;
     }
     Ok(Enqueued::Accepted { id })
 }
@@ -609,6 +609,7 @@ impl DeliveryQueue for SqliteDeliveryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn payload(body: &str, at: i64) -> IncomingPayload {
         IncomingPayload {
@@ -616,6 +617,7 @@ mod tests {
             destinations: vec!["slack-1".into(), "http-2".into()],
             body: body.as_bytes().to_vec(),
             received_at_ms: at,
+            paused_until_ms: HashMap::new(),
         }
     }
 

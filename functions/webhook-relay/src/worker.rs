@@ -50,13 +50,15 @@ struct Breaker {
     paused_until_ms: i64,
 }
 
-/// The breakers of every destination that has failed, by (route, destination name).
+/// The circuit breakers of every destination that has failed, by (route, destination name):
+/// shared by the worker, which pauses destinations, and the HTTP endpoint, which queues new
+/// deliveries to a paused destination due when its pause ends.
 #[derive(Debug, Default)]
-struct Breakers(std::sync::Mutex<HashMap<(String, String), Breaker>>);
+pub struct DestinationPauses(std::sync::Mutex<HashMap<(String, String), Breaker>>);
 
-impl Breakers {
+impl DestinationPauses {
     /// When the destination's pause ends, if it is paused at `now_ms`.
-    fn paused_until(&self, key: &(String, String), now_ms: i64) -> Option<i64> {
+    pub fn paused_until(&self, key: &(String, String), now_ms: i64) -> Option<i64> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key)
             .map(|b| b.paused_until_ms)
@@ -130,7 +132,7 @@ pub struct DeliveryWorker {
     clock: Arc<dyn Clock>,
     batch: usize,
     lease: Duration,
-    breakers: Breakers,
+    breakers: Arc<DestinationPauses>,
     retention: Option<Duration>,
     /// When the last prune ran (Unix ms); `i64::MIN` before the first.
     last_prune_ms: std::sync::atomic::AtomicI64,
@@ -151,10 +153,15 @@ impl DeliveryWorker {
             clock,
             batch: DEFAULT_BATCH,
             lease: DEFAULT_LEASE,
-            breakers: Breakers::default(),
+            breakers: Arc::default(),
             retention: None,
             last_prune_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// The worker's destination pauses, to share with the HTTP endpoint.
+    pub fn pauses(&self) -> Arc<DestinationPauses> {
+        self.breakers.clone()
     }
 
     /// Deletes delivered payloads `retention` after they came in, every [`PRUNE_EVERY`] while
@@ -438,6 +445,34 @@ mod tests {
         }
     }
 
+    /// A worker over a fresh SQLite queue delivering route `r`'s destination `d` to a scripted
+    /// destination, at most 3 attempts from a 1 s backoff, on a manual clock at 0.
+    fn scripted_worker(
+        dir: &tempfile::TempDir,
+        script: Vec<Result<u16, DeliveryError>>,
+        jitter: bool,
+    ) -> (
+        Arc<dyn DeliveryQueue>,
+        Arc<ScriptedDestination>,
+        DeliveryWorker,
+        Arc<ManualClock>,
+    ) {
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let destination = ScriptedDestination::new(script);
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), destination.clone());
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter,
+        };
+        let clock = Arc::new(ManualClock::new(0));
+        let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock.clone());
+        (queue, destination, worker, clock)
+    }
+
     fn status(code: u16) -> Result<u16, DeliveryError> {
         Err(DeliveryError::Status {
             status: code,
@@ -455,19 +490,7 @@ mod tests {
         Vec<crate::queue::DeadLetter>,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let queue: Arc<dyn DeliveryQueue> =
-            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
-        let destination = ScriptedDestination::new(script);
-        let mut destinations: DestinationMap = HashMap::new();
-        destinations.insert(("r".into(), "d".into()), destination.clone());
-        let retry = RetryPolicy {
-            max_attempts: 3,
-            base: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            jitter: true,
-        };
-        let clock = Arc::new(ManualClock::new(0));
-        let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock);
+        let (queue, destination, worker, _) = scripted_worker(&dir, script, true);
         queue
             .enqueue(
                 IncomingPayload {
@@ -475,6 +498,7 @@ mod tests {
                     destinations: vec![destination_name.into()],
                     body: b"{}".to_vec(),
                     received_at_ms: 0,
+                    paused_until_ms: HashMap::new(),
                 },
                 0,
             )
@@ -527,20 +551,9 @@ mod tests {
     #[tokio::test]
     async fn a_destination_that_keeps_failing_is_paused_without_using_up_attempts() {
         let dir = tempfile::tempdir().unwrap();
-        let queue: Arc<dyn DeliveryQueue> =
-            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
         // Five 503s (enough to pause it), then successes.
-        let destination = ScriptedDestination::new((0..5).map(|_| status(503)).collect());
-        let mut destinations: DestinationMap = HashMap::new();
-        destinations.insert(("r".into(), "d".into()), destination.clone());
-        let retry = RetryPolicy {
-            max_attempts: 3,
-            base: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            jitter: false,
-        };
-        let clock = Arc::new(ManualClock::new(0));
-        let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock.clone());
+        let script = (0..5).map(|_| status(503)).collect();
+        let (queue, destination, worker, clock) = scripted_worker(&dir, script, false);
         let enqueue = |from: i64, at: i64| {
             let queue = queue.clone();
             async move {
@@ -550,6 +563,7 @@ mod tests {
                         destinations: vec!["d".into()],
                         body: format!("{{\"n\":{n}}}").into_bytes(),
                         received_at_ms: at,
+                        paused_until_ms: HashMap::new(),
                     };
                     queue.enqueue(payload, 0).await.unwrap();
                 }
@@ -598,6 +612,7 @@ mod tests {
             destinations: vec!["d".into()],
             body: b"{}".to_vec(),
             received_at_ms: 0,
+            paused_until_ms: HashMap::new(),
         };
         queue.enqueue(payload, 0).await.unwrap();
         worker.run_until_idle().await.unwrap();
