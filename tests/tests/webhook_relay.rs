@@ -763,12 +763,17 @@ mod on_aws {
         post(&router, r#"{"n":1}"#).await;
         let messages = sqs::receive(&client, &queue, 2, Duration::from_secs(10)).await;
         let worker = handler(&config, client.clone(), &queue, &dlq);
-        let event: SqsEvent = serde_json::from_value(sqs::lambda_event(&messages)).unwrap();
-        let response = worker.handle(event).await;
-        assert!(
-            sqs::settle_batch(&client, &queue, &messages, &response)
-                .await
-                .is_empty(),
+        // With a message that is not a delivery: it is reported failed (the redrive policy
+        // dead-letters it), never deleted.
+        let mut event = sqs::lambda_event(&messages);
+        let mut junk = event["Records"][0].clone();
+        junk["messageId"] = json!("junk");
+        junk["body"] = json!("not a delivery");
+        event["Records"].as_array_mut().unwrap().push(junk);
+        let response = worker.handle(serde_json::from_value(event).unwrap()).await;
+        assert_eq!(
+            sqs::settle_batch(&client, &queue, &messages, &response).await,
+            ["junk"],
             "{response}"
         );
         let dead = sqs::receive(&client, &dlq, 1, Duration::from_secs(10)).await;

@@ -251,6 +251,10 @@ impl SqsDeliveryHandler {
     /// Delivers every message of `event` concurrently; answers Lambda's partial batch response,
     /// `{"batchItemFailures":[{"itemIdentifier":<messageId>}]}`, naming the messages to retry.
     pub async fn handle(self: &Arc<Self>, event: SqsEvent) -> Value {
+        // Every message counts as failed until its task says otherwise: a task that does not
+        // come back (a panic) leaves its message to be received again, never deleted unseen.
+        let mut unsettled: Vec<String> =
+            event.records.iter().map(|r| r.message_id.clone()).collect();
         let mut tasks = JoinSet::new();
         for record in event.records {
             let this = self.clone();
@@ -259,18 +263,19 @@ impl SqsDeliveryHandler {
                 (id, this.handle_record(record).await)
             });
         }
-        let mut failures = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((_, MessageOutcome::Delivered | MessageOutcome::DeadLettered)) => {}
-                Ok((id, MessageOutcome::Retry)) => failures.push(json!({ "itemIdentifier": id })),
-                // Lost the id with the task: fail the whole batch rather than delete a message.
-                Err(err) => {
-                    error!(error = %err, "Delivery task failed; the whole batch is retried.");
-                    return json!({ "batchItemFailures": [], "error": "task failed" });
+                Ok((id, MessageOutcome::Delivered | MessageOutcome::DeadLettered)) => {
+                    unsettled.retain(|m| *m != id);
                 }
+                Ok((_, MessageOutcome::Retry)) => {}
+                Err(err) => error!(error = %err, "Delivery task failed; its message is retried."),
             }
         }
+        let failures: Vec<Value> = unsettled
+            .into_iter()
+            .map(|id| json!({ "itemIdentifier": id }))
+            .collect();
         json!({ "batchItemFailures": failures })
     }
 
