@@ -87,6 +87,31 @@ fn config(slack: &Receiver, http: &Receiver, extra_settings: &str) -> RelayConfi
     .expect("valid config")
 }
 
+/// POSTs `body` to `/hooks/{route}` of `router` with the `auth` header; the status and JSON answer.
+async fn post_to(
+    router: &axum::Router,
+    route: &str,
+    auth: Option<(&str, &str)>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut request =
+        Request::post(format!("/hooks/{route}")).header("content-type", "application/json");
+    if let Some((name, value)) = auth {
+        request = request.header(name, value);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
 impl Harness {
     fn new(slack: &Receiver, http: &Receiver) -> Self {
         Self::with_settings(slack, http, "")
@@ -118,24 +143,7 @@ impl Harness {
         auth: Option<(&str, &str)>,
         body: &str,
     ) -> (StatusCode, Value) {
-        let mut request =
-            Request::post(format!("/hooks/{route}")).header("content-type", "application/json");
-        if let Some((name, value)) = auth {
-            request = request.header(name, value);
-        }
-        let response = self
-            .relay
-            .router
-            .clone()
-            .oneshot(request.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        post_to(&self.relay.router, route, auth, body).await
     }
 
     async fn post_alert(&self, body: &str) -> (StatusCode, Value) {
@@ -145,6 +153,13 @@ impl Harness {
 
     async fn counts(&self) -> QueueCounts {
         self.queue.counts().await.unwrap()
+    }
+
+    async fn dead_letters(&self) -> Vec<webhook_relay::queue::DeadLetter> {
+        self.queue
+            .dead_letters(&DeadLetterFilter::default())
+            .await
+            .unwrap()
     }
 }
 
@@ -370,11 +385,7 @@ async fn permanent_failures_and_exhausted_retries_become_dead_letters_with_every
         "503 is retried up to max_attempts"
     );
 
-    let dead = h
-        .queue
-        .dead_letters(&DeadLetterFilter::default())
-        .await
-        .unwrap();
+    let dead = h.dead_letters().await;
     assert_eq!(dead.len(), 2);
     let slack_dead = dead
         .iter()
@@ -634,22 +645,7 @@ mod on_aws {
     use webhook_relay::sqs_queue::{DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
 
     async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
-        let response = router
-            .clone()
-            .oneshot(
-                Request::post("/hooks/alerts")
-                    .header("X-Tapline-Token", TOKEN)
-                    .body(Body::from(body.to_string()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        post_to(router, "alerts", Some(("X-Tapline-Token", TOKEN)), body).await
     }
 
     fn handler(
@@ -914,11 +910,7 @@ async fn subscription_webhooks_become_clevertap_uploads_and_unprocessed_records_
     );
 
     // Not dropped: both are dead letters saying why.
-    let dead = h
-        .queue
-        .dead_letters(&DeadLetterFilter::default())
-        .await
-        .unwrap();
+    let dead = h.dead_letters().await;
     let errors: Vec<String> = dead
         .iter()
         .map(|d| d.attempts[0].error.clone().unwrap_or_default())
