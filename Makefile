@@ -70,10 +70,14 @@ bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: req
 	$(CARGO) build --release --locked -p tapline-cli
 	tests/bench/relay_load.sh $(RELEASE_BIN)/tapline
 
-package: ## Build the Lambda zip (arm64, cargo-lambda): target/lambda-arm64/export-loader/bootstrap.zip.
+package: ## Build the Lambda zips (arm64, cargo-lambda): target/lambda-arm64/<function>/bootstrap.zip.
 	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
 		$(CARGO) lambda build --release --arm64 --output-format zip \
 		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p export-loader
+	@# The relay's two functions: webhook-relay (function URL) and webhook-relay-worker (SQS).
+	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
+		$(CARGO) lambda build --release --arm64 --output-format zip \
+		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p webhook-relay
 	@ls -l $(CARGO_TARGET_DIR)/lambda-arm64/*/bootstrap.zip
 
 .PHONY: infra-check
