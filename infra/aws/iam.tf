@@ -144,8 +144,15 @@ data "aws_iam_policy_document" "webhook_relay_worker" {
 
   statement {
     sid       = "ConsumeDeliveryQueue"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
     resources = [aws_sqs_queue.relay_delivery[0].arn]
+  }
+
+  statement {
+    # Permanent failures go to the dead-letter queue at once, with the attempt's outcome.
+    sid       = "DeadLetterDeliveries"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.relay_delivery_dlq[0].arn]
   }
 
   statement {

@@ -311,7 +311,7 @@ variable "schedule_max_retry_attempts" {
 
 variable "webhook_relay_config" {
   type        = string
-  description = "TAPLINE_RELAY_CONFIG: the relay's TOML configuration (routes, destinations). Secrets are named in it, never written: see webhook_relay_secret_names."
+  description = "TAPLINE_RELAY_CONFIG_TOML: the relay's TOML configuration (routes, destinations). Secrets are named in it, never written: see webhook_relay_secret_names."
   default     = ""
 }
 
@@ -323,7 +323,7 @@ variable "webhook_relay_secret_names" {
 
 variable "webhook_relay_max_receive_count" {
   type        = number
-  description = "Delivery attempts of one accepted webhook (each after the visibility timeout) before it moves to the relay's dead-letter queue."
+  description = "Receives of one delivery before the redrive policy moves it to the relay's dead-letter queue. Keep it equal to the relay config's settings.max_attempts (default 8): the worker dead-letters itself, with the attempt's outcome, at its last attempt."
   default     = 8
 }
 

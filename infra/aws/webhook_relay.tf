@@ -6,7 +6,7 @@
 
 locals {
   relay_common_env = {
-    TAPLINE_RELAY_CONFIG = var.webhook_relay_config
+    TAPLINE_RELAY_CONFIG_TOML = var.webhook_relay_config
     # JSON map secret name → ARN: the config names secrets, the functions resolve them here.
     TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_secret_arns)
     TAPLINE_LOG               = var.log_level
@@ -89,8 +89,12 @@ resource "aws_lambda_function" "webhook_relay_worker" {
 
   environment {
     variables = merge(local.relay_common_env, {
-      TAPLINE_WAREHOUSE            = var.warehouse_url
-      TAPLINE_WAREHOUSE_SECRET_ARN = local.warehouse_secret_arn
+      # The worker sets a failed delivery's visibility to its backoff on the delivery queue, and
+      # sends permanent failures (with the attempt's outcome) to the dead-letter queue itself.
+      TAPLINE_RELAY_QUEUE_URL             = aws_sqs_queue.relay_delivery[0].url
+      TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.relay_delivery_dlq[0].url
+      TAPLINE_WAREHOUSE                   = var.warehouse_url
+      TAPLINE_WAREHOUSE_SECRET_ARN        = local.warehouse_secret_arn
     })
   }
 

@@ -146,7 +146,7 @@ variable "api_puller_schedule" {
 
 variable "webhook_relay_config" {
   type        = string
-  description = "TAPLINE_RELAY_CONFIG: the relay's TOML configuration (no secrets in it)."
+  description = "TAPLINE_RELAY_CONFIG_TOML: the relay's TOML configuration (no secrets in it)."
   default     = ""
 }
 

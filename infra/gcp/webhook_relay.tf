@@ -87,7 +87,7 @@ resource "google_cloud_run_v2_service" "webhook_relay" {
         value = google_pubsub_topic.relay_delivery[0].id
       }
       env {
-        name  = "TAPLINE_RELAY_CONFIG"
+        name  = "TAPLINE_RELAY_CONFIG_TOML"
         value = var.webhook_relay_config
       }
       env {
@@ -151,7 +151,7 @@ resource "google_cloud_run_v2_service" "webhook_relay_worker" {
       }
 
       env {
-        name  = "TAPLINE_RELAY_CONFIG"
+        name  = "TAPLINE_RELAY_CONFIG_TOML"
         value = var.webhook_relay_config
       }
       env {

@@ -105,7 +105,8 @@ pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
     )?)
 }
 
-/// The string value of the Secrets Manager secret `arn` (this build must have `aws-secrets`).
+/// The string value of the Secrets Manager secret `arn` (the usual AWS credential chain and
+/// `AWS_ENDPOINT_URL`). Never log what it returns.
 #[cfg(feature = "aws-secrets")]
 pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
     let shared = aws_config::load_from_env().await;
@@ -131,7 +132,7 @@ pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
     })
 }
 
-/// Always an error: this build reads no AWS Secrets Manager.
+/// Fails: this build has no Secrets Manager client.
 #[cfg(not(feature = "aws-secrets"))]
 pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
     Err(SecretError::Read {

@@ -148,6 +148,11 @@ def assert_deployment(endpoint: str) -> None:
     relay_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-webhook-relay")["Environment"]["Variables"]
     check(relay_env.get("TAPLINE_RELAY_QUEUE_URL", "").endswith(f"/{PREFIX}-relay-delivery"), "webhook-relay gets its delivery queue", relay_env)
     check(sorted(json.loads(relay_env["TAPLINE_RELAY_SECRET_ARNS"])) == sorted(RELAY_SECRETS), "webhook-relay gets its secrets' ARNs", relay_env)
+    check("TAPLINE_RELAY_CONFIG_TOML" in relay_env, "webhook-relay gets its TOML configuration", relay_env)
+    worker_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-webhook-relay-worker")["Environment"]["Variables"]
+    check(worker_env.get("TAPLINE_RELAY_QUEUE_URL", "").endswith(f"/{PREFIX}-relay-delivery")
+          and worker_env.get("TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL", "").endswith(f"/{PREFIX}-relay-delivery-dlq"),
+          "webhook-relay-worker gets its queue and dead-letter queue", worker_env)
     url = lam.get_function_url_config(FunctionName=f"{PREFIX}-webhook-relay")
     check(url["AuthType"] == "NONE", "relay function URL (app-level auth)", url["AuthType"])
 
@@ -190,6 +195,14 @@ def assert_deployment(endpoint: str) -> None:
     check(as_list(loader["ConsumeExportQueue"]["Resource"]) == [queue["QueueArn"]], "loader consumes its queue only", loader["ConsumeExportQueue"])
     check(as_list(loader["ReadWarehousePassword"]["Resource"]) == [loader_env["TAPLINE_WAREHOUSE_SECRET_ARN"]], "loader reads the warehouse secret only", loader["ReadWarehousePassword"])
     check(as_list(loader["WriteOwnLogs"]["Resource"])[0].split(":log-group:")[1] == f"/aws/lambda/{PREFIX}-export-loader:*", "loader writes its own log group only", loader["WriteOwnLogs"])
+    relay_worker = statements(policy_of(iam, f"{PREFIX}-webhook-relay-worker"))
+    relay_queue_arn = sqs.get_queue_attributes(QueueUrl=relay_queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    check(as_list(relay_worker["ConsumeDeliveryQueue"]["Resource"]) == [relay_queue_arn]
+          and "sqs:ChangeMessageVisibility" in as_list(relay_worker["ConsumeDeliveryQueue"]["Action"]),
+          "relay worker consumes (and sets backoffs on) its queue only", relay_worker["ConsumeDeliveryQueue"])
+    check([r.split(":")[-1] for r in as_list(relay_worker["DeadLetterDeliveries"]["Resource"])] == [f"{PREFIX}-relay-delivery-dlq"]
+          and as_list(relay_worker["DeadLetterDeliveries"]["Action"]) == ["sqs:SendMessage"],
+          "relay worker sends to its dead-letter queue only", relay_worker["DeadLetterDeliveries"])
     roles = [f"{PREFIX}-{function}" for function in FUNCTIONS] + [f"{PREFIX}-scheduler"]
     for role in roles:
         for statement in policy_of(iam, role)["Statement"]:

@@ -1,6 +1,6 @@
 //! Shared helpers for Tapline's integration tests: running the built binaries, making export
 //! files, reading a SQLite warehouse directly, the warehouse conformance suite, and a Slack /
-//! HTTP receiver double for the webhook relay.
+//! HTTP receiver double and a CleverTap upload double for the webhook relay.
 
 pub mod bigquery;
 pub mod clevertap_api;
@@ -11,6 +11,9 @@ pub mod pg;
 pub mod proxy;
 pub mod receiver;
 pub mod s3;
+pub mod sqs;
+// The relay's CleverTap upload double (the API puller's double is another module).
+pub mod clevertap_upload;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

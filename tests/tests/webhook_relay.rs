@@ -87,6 +87,31 @@ fn config(slack: &Receiver, http: &Receiver, extra_settings: &str) -> RelayConfi
     .expect("valid config")
 }
 
+/// POSTs `body` to `/hooks/{route}` of `router` with the `auth` header; the status and JSON answer.
+async fn post_to(
+    router: &axum::Router,
+    route: &str,
+    auth: Option<(&str, &str)>,
+    body: &str,
+) -> (StatusCode, Value) {
+    let mut request =
+        Request::post(format!("/hooks/{route}")).header("content-type", "application/json");
+    if let Some((name, value)) = auth {
+        request = request.header(name, value);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
 impl Harness {
     fn new(slack: &Receiver, http: &Receiver) -> Self {
         Self::with_settings(slack, http, "")
@@ -118,24 +143,7 @@ impl Harness {
         auth: Option<(&str, &str)>,
         body: &str,
     ) -> (StatusCode, Value) {
-        let mut request =
-            Request::post(format!("/hooks/{route}")).header("content-type", "application/json");
-        if let Some((name, value)) = auth {
-            request = request.header(name, value);
-        }
-        let response = self
-            .relay
-            .router
-            .clone()
-            .oneshot(request.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        post_to(&self.relay.router, route, auth, body).await
     }
 
     async fn post_alert(&self, body: &str) -> (StatusCode, Value) {
@@ -145,6 +153,13 @@ impl Harness {
 
     async fn counts(&self) -> QueueCounts {
         self.queue.counts().await.unwrap()
+    }
+
+    async fn dead_letters(&self) -> Vec<webhook_relay::queue::DeadLetter> {
+        self.queue
+            .dead_letters(&DeadLetterFilter::default())
+            .await
+            .unwrap()
     }
 }
 
@@ -370,11 +385,7 @@ async fn permanent_failures_and_exhausted_retries_become_dead_letters_with_every
         "503 is retried up to max_attempts"
     );
 
-    let dead = h
-        .queue
-        .dead_letters(&DeadLetterFilter::default())
-        .await
-        .unwrap();
+    let dead = h.dead_letters().await;
     assert_eq!(dead.len(), 2);
     let slack_dead = dead
         .iter()
@@ -497,11 +508,23 @@ async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() 
         let (status, _) = h.post_alert(&format!("{{\"n\":{i}}}")).await;
         assert_eq!(status, StatusCode::OK);
     }
-    // One round of attempts fails; then the process "crashes" (the relay is dropped).
-    // A batch is 32 deliveries: two passes attempt each once (the retries are not due yet).
+    // One round fails; then the process "crashes" (the relay is dropped). A batch is 32
+    // deliveries: the first pass attempts 32 and pauses both destinations, so the second holds
+    // the other 8 back (the retries are not due yet).
     let mut stats = h.relay.worker.run_once().await.unwrap();
     stats += h.relay.worker.run_once().await.unwrap();
-    assert_eq!((stats.attempts, stats.retried), (40, 40));
+    assert_eq!(
+        (stats.attempts, stats.retried, stats.postponed),
+        (32, 32, 8)
+    );
+    // A payload accepted while both destinations are paused is queued due when the pause
+    // ends: the worker does not even take it.
+    let (status, _) = h.post_alert(r#"{"n":20}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        h.relay.worker.run_once().await.unwrap(),
+        webhook_relay::worker::WorkerStats::default()
+    );
     let Harness { config, state, .. } = h;
 
     slack.set_default(Reply::Ok);
@@ -510,11 +533,11 @@ async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() 
     let counts = restarted.counts().await;
     assert_eq!(
         (counts.payloads, counts.pending),
-        (20, 40),
+        (21, 42),
         "all still queued"
     );
     let stats = restarted.relay.worker.run_until_idle().await.unwrap();
-    assert_eq!(stats.delivered, 40);
+    assert_eq!(stats.delivered, 42);
     let mut seen: Vec<i64> = http
         .received()
         .iter()
@@ -523,7 +546,7 @@ async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() 
         .collect();
     seen.sort();
     seen.dedup();
-    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    assert_eq!(seen, (0..21).collect::<Vec<_>>());
 }
 
 #[test]
@@ -610,4 +633,304 @@ fn tapline_relay_serve_accepts_delivers_and_stops_on_sigterm() {
     assert_eq!(counts.payloads, 5);
     assert_eq!(counts.delivered, 5);
     assert_eq!(counts.pending + counts.dead, 5, "{counts:?}");
+}
+
+// --- On AWS: SQS delivery queue (moto) and the worker function's handler -------------------
+
+mod on_aws {
+    use super::*;
+    use tapline_tests::sqs;
+    use webhook_relay::clock::SystemClock;
+    use webhook_relay::relay::{accept_router, destinations, http_client};
+    use webhook_relay::sqs_queue::{DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
+
+    async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
+        post_to(router, "alerts", Some(("X-Tapline-Token", TOKEN)), body).await
+    }
+
+    fn handler(
+        config: &RelayConfig,
+        client: aws_sdk_sqs::Client,
+        queue: &str,
+        dlq: &str,
+    ) -> Arc<SqsDeliveryHandler> {
+        let http = http_client(config.settings.delivery_timeout).unwrap();
+        Arc::new(SqsDeliveryHandler::new(
+            destinations(config, &http),
+            config.settings.retry.clone(),
+            Arc::new(SystemClock),
+            client,
+            queue,
+            dlq,
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_accept_is_an_sqs_message_per_destination_and_failures_come_back_after_the_backoff()
+    {
+        let (slack, http) = (Receiver::start().await, Receiver::start().await);
+        http.script([Reply::Status(503, "down".into())]);
+        let config = config(&slack, &http, "");
+        let client = sqs::client().await;
+        let (queue, dlq) = sqs::queue_with_dead_letters(&client, "relay-accept", 3).await;
+        let router = accept_router(
+            &config,
+            Arc::new(SqsAcceptQueue::new(client.clone(), &queue)),
+            Arc::new(SystemClock),
+        );
+        let (status, answer) = post(&router, CLEVERTAP_SAMPLE).await;
+        assert_eq!(
+            (status, &answer["status"]),
+            (StatusCode::OK, &json!("accepted"))
+        );
+        assert!(
+            slack.received().is_empty() && http.received().is_empty(),
+            "nothing delivered on accept"
+        );
+
+        let messages = sqs::receive(&client, &queue, 2, Duration::from_secs(10)).await;
+        assert_eq!(messages.len(), 2, "one message per destination");
+        let bodies: Vec<DeliveryMessage> = messages
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+            .collect();
+        assert!(
+            bodies
+                .iter()
+                .all(|b| b.payload_id == answer["id"] && b.body == CLEVERTAP_SAMPLE)
+        );
+
+        let worker = handler(&config, client.clone(), &queue, &dlq);
+        let event: SqsEvent = serde_json::from_value(sqs::lambda_event(&messages)).unwrap();
+        let response = worker.handle(event).await;
+        let failed = sqs::settle_batch(&client, &queue, &messages, &response).await;
+        let crm = messages
+            .iter()
+            .zip(&bodies)
+            .find(|(_, b)| b.destination == "crm")
+            .map(|(m, _)| m.message_id().unwrap().to_string())
+            .unwrap();
+        assert_eq!(
+            failed,
+            std::slice::from_ref(&crm),
+            "only the 503 is retried: {response}"
+        );
+        assert_eq!(slack.received().len(), 1, "Slack delivered");
+
+        // Its visibility was set to the backoff (1 s here), not the queue's 30 s.
+        let again = sqs::receive(&client, &queue, 1, Duration::from_secs(10)).await;
+        assert_eq!(again[0].message_id(), Some(crm.as_str()));
+        let event: SqsEvent = serde_json::from_value(sqs::lambda_event(&again)).unwrap();
+        assert_eq!(event.records[0].attributes["ApproximateReceiveCount"], "2");
+        let response = worker.handle(event).await;
+        assert!(
+            sqs::settle_batch(&client, &queue, &again, &response)
+                .await
+                .is_empty()
+        );
+        let received = http.received();
+        assert_eq!(received.len(), 2);
+        assert_eq!(
+            received[0].headers["idempotency-key"],
+            received[1].headers["idempotency-key"]
+        );
+        let header = |name: &str| received[1].headers[name].to_str().unwrap().to_string();
+        assert!(signature::verify(
+            SIGNING.as_bytes(),
+            &header("x-tapline-id"),
+            header("x-tapline-timestamp").parse().unwrap(),
+            &received[1].body,
+            &header("x-tapline-signature"),
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_goes_to_the_dead_letter_queue_with_its_attempt() {
+        let (slack, http) = (Receiver::start().await, Receiver::start().await);
+        http.set_default(Reply::Status(404, "no such hook".into()));
+        let config = config(&slack, &http, "");
+        let client = sqs::client().await;
+        let (queue, dlq) = sqs::queue_with_dead_letters(&client, "relay-dead", 3).await;
+        let router = accept_router(
+            &config,
+            Arc::new(SqsAcceptQueue::new(client.clone(), &queue)),
+            Arc::new(SystemClock),
+        );
+        post(&router, r#"{"n":1}"#).await;
+        let messages = sqs::receive(&client, &queue, 2, Duration::from_secs(10)).await;
+        let worker = handler(&config, client.clone(), &queue, &dlq);
+        // With a message that is not a delivery: it is reported failed (the redrive policy
+        // dead-letters it), never deleted.
+        let mut event = sqs::lambda_event(&messages);
+        let mut junk = event["Records"][0].clone();
+        junk["messageId"] = json!("junk");
+        junk["body"] = json!("not a delivery");
+        event["Records"].as_array_mut().unwrap().push(junk);
+        let response = worker.handle(serde_json::from_value(event).unwrap()).await;
+        assert_eq!(
+            sqs::settle_batch(&client, &queue, &messages, &response).await,
+            ["junk"],
+            "{response}"
+        );
+        let dead = sqs::receive(&client, &dlq, 1, Duration::from_secs(10)).await;
+        let letter: DeliveryMessage = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+        assert_eq!(letter.destination, "crm");
+        assert_eq!(letter.body, r#"{"n":1}"#);
+        let record = letter.dead.unwrap();
+        assert_eq!(
+            (record.attempt, record.status, record.outcome.as_str()),
+            (1, Some(404), "permanent")
+        );
+        assert!(record.error.unwrap().contains("no such hook"));
+    }
+
+    #[tokio::test]
+    async fn route_secrets_come_from_secrets_manager_by_arn() {
+        let (slack, http) = (Receiver::start().await, Receiver::start().await);
+        let arn = tapline_tests::s3::create_secret(
+            &format!("relay/ALERTS_TOKEN-{}", std::process::id()),
+            &format!("{TOKEN}\n"),
+        )
+        .await;
+        let env: HashMap<&str, String> = HashMap::from([
+            ("TAPLINE_RELAY_CONFIG_TOML", config_text("")),
+            (
+                "TAPLINE_RELAY_SECRET_ARNS",
+                json!({ "ALERTS_TOKEN": arn }).to_string(),
+            ),
+            ("BASIC_PASSWORD", "pw".to_string()),
+            ("SLACK_URL", slack.url.clone()),
+            ("HTTP_URL", http.url.clone()),
+            ("SIGNING_KEY", SIGNING.to_string()),
+        ]);
+        let config = webhook_relay::aws_config_env::relay_config(|name| env.get(name).cloned())
+            .await
+            .unwrap();
+        let webhook_relay::config::RouteAuth::Header { secret, .. } =
+            &config.route("alerts").unwrap().auth
+        else {
+            panic!("header auth")
+        };
+        assert_eq!(
+            secret.expose(),
+            TOKEN,
+            "read from the secret, line break dropped"
+        );
+
+        let mut missing = env.clone();
+        missing.insert(
+            "TAPLINE_RELAY_SECRET_ARNS",
+            json!({ "ALERTS_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope" })
+                .to_string(),
+        );
+        let err = webhook_relay::aws_config_env::relay_config(|name| missing.get(name).cloned())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}
+
+// --- CleverTap upload destination ---------------------------------------------------------
+
+const SUBS_CONFIG: &str = r#"
+[settings]
+max_attempts = 3
+backoff_base_ms = 10
+
+[[routes]]
+name = "subs"
+auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+[[routes.destinations]]
+type = "clevertap"
+account_id_env = "CT_ACCOUNT"
+passcode_env = "CT_PASSCODE"
+url_env = "CT_UPLOAD_URL"
+identity = "data.customer_id"
+timestamp = "created_at"
+[[routes.destinations.records]]
+when = { field = "type", equals = "subscription.renewed" }
+event = "Subscription Renewed"
+properties = { plan = "data.plan", amount = "data.amount" }
+[[routes.destinations.records]]
+when = { field = "type", equals = "subscription.cancelled" }
+profile = true
+properties = { "Subscription Status" = "data.status" }
+"#;
+
+#[tokio::test]
+async fn subscription_webhooks_become_clevertap_uploads_and_unprocessed_records_are_dead_letters() {
+    use tapline_tests::clevertap_upload::CleverTapUpload;
+    let clevertap = CleverTapUpload::start("ACC-1", "pass-2").await;
+    let env: HashMap<&str, String> = HashMap::from([
+        ("ALERTS_TOKEN", TOKEN.to_string()),
+        ("CT_ACCOUNT", "ACC-1".to_string()),
+        ("CT_PASSCODE", "pass-2".to_string()),
+        ("CT_UPLOAD_URL", clevertap.url.clone()),
+    ]);
+    let config = RelayConfig::parse("subs", SUBS_CONFIG, |v| env.get(v).cloned()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let h = Harness::on_state(config, state);
+    let renewal = r#"{"type":"subscription.renewed","created_at":1795860000,"data":{"customer_id":"u-42","plan":"gold","amount":9.5}}"#;
+    let cancel =
+        r#"{"type":"subscription.cancelled","data":{"customer_id":"u-7","status":"cancelled"}}"#;
+    let refused = r#"{"type":"subscription.renewed","data":{"customer_id":"u-bad","plan":"x"}}"#;
+    let unmapped = r#"{"type":"invoice.paid","data":{"customer_id":"u-42"}}"#;
+    clevertap.refuse_identity("u-bad");
+    for body in [renewal, cancel, refused, unmapped] {
+        let (status, _) = h.post("subs", Some(("X-Tapline-Token", TOKEN)), body).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let stats = h.relay.worker.run_until_idle().await.unwrap();
+    assert_eq!(
+        (stats.delivered, stats.dead, stats.retried),
+        (2, 2, 0),
+        "{stats:?}"
+    );
+    assert!(
+        clevertap.refusals().is_empty(),
+        "requests in the documented shape: {:?}",
+        clevertap.refusals()
+    );
+    let records = clevertap.records();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        records[0],
+        json!({"identity":"u-42","ts":1_795_860_000,"type":"event","evtName":"Subscription Renewed",
+               "evtData":{"amount":9.5,"plan":"gold"}})
+    );
+    assert_eq!(records[1]["type"], "profile");
+    assert_eq!(
+        records[1]["profileData"],
+        json!({"Subscription Status":"cancelled"})
+    );
+    assert_eq!(
+        records[1]["ts"],
+        START_MS / 1000,
+        "no timestamp field: the time it was received"
+    );
+
+    // Not dropped: both are dead letters saying why.
+    let dead = h.dead_letters().await;
+    let errors: Vec<String> = dead
+        .iter()
+        .map(|d| d.attempts[0].error.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("1 of 1 record(s) unprocessed") && e.contains("512")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("no mapping rule")),
+        "{errors:?}"
+    );
+    assert!(
+        dead.iter()
+            .all(|d| d.attempts.len() == 1 && d.attempts[0].outcome == "permanent")
+    );
+    assert!(
+        !errors.concat().contains("pass-2"),
+        "the passcode is never recorded"
+    );
 }

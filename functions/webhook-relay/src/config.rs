@@ -17,6 +17,8 @@ use crate::retry::RetryPolicy;
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// Default dedupe window: CleverTap retries within seconds; ten minutes covers slow retries.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
+/// Default time delivered payloads are kept (then pruned); dead letters are kept until replayed.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default number of delivery attempts before a delivery becomes a dead letter.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 /// Default first backoff; doubled after each failure.
@@ -95,6 +97,9 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// The same body on the same route within this window is accepted but delivered once.
     pub dedupe_window: Duration,
+    /// Payloads whose every delivery was delivered are deleted this long after they came in.
+    /// At least the dedupe window, so that deduplication still sees them.
+    pub retention: Duration,
     /// Attempts, backoff and jitter of deliveries.
     pub retry: RetryPolicy,
     /// Time one delivery attempt may take.
@@ -106,6 +111,7 @@ impl Default for Settings {
         Self {
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            retention: DEFAULT_RETENTION,
             retry: RetryPolicy::default(),
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
         }
@@ -146,9 +152,22 @@ pub enum DestinationKind {
         /// The key of the `X-Tapline-Signature` HMAC.
         signing_secret: Secret,
     },
+    /// CleverTap's upload API, fed through a mapping.
+    CleverTap {
+        /// `https://<region>.api.clevertap.com/1/upload`, or the `url_env` override.
+        url: String,
+        /// `X-CleverTap-Account-Id`.
+        account_id: String,
+        /// `X-CleverTap-Passcode`.
+        passcode: Secret,
+        /// Payload → records.
+        mapping: crate::clevertap_upload::UploadMapping,
+    },
 }
 
 /// One destination of a route.
+///
+/// (The CleverTap variant's mapping is in [`crate::clevertap_upload`].)
 #[derive(Debug, Clone)]
 pub struct DestinationConfig {
     /// Unique within the route: the `name` in the file, or `<type>-<position>` (`slack-1`).
@@ -193,6 +212,7 @@ struct RelayFile {
 struct SettingsFile {
     body_limit_bytes: Option<usize>,
     dedupe_window_secs: Option<u64>,
+    retention_days: Option<f64>,
     max_attempts: Option<u32>,
     backoff_base_ms: Option<u64>,
     backoff_max_secs: Option<u64>,
@@ -231,6 +251,25 @@ enum DestinationFile {
         url_env: String,
         signing_secret_env: String,
     },
+    Clevertap(ClevertapFile),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadRuleFile {
+    when: Option<WhenFile>,
+    event: Option<String>,
+    #[serde(default)]
+    profile: bool,
+    #[serde(default)]
+    properties: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenFile {
+    field: String,
+    equals: Option<String>,
 }
 
 impl RelayConfig {
@@ -306,6 +345,22 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
     if let Some(secs) = file.dedupe_window_secs {
         s.dedupe_window = Duration::from_secs(secs);
     }
+    if let Some(days) = file.retention_days {
+        if !days.is_finite() || days < 0.0 {
+            return Err(invalid(
+                "*",
+                "settings.retention_days must be a number of days",
+            ));
+        }
+        s.retention = Duration::from_secs_f64(days * 86_400.0);
+    }
+    if s.retention < s.dedupe_window {
+        return Err(invalid(
+            "*",
+            "settings.retention_days must cover settings.dedupe_window_secs: a pruned payload \
+             can no longer be recognised as a duplicate",
+        ));
+    }
     if let Some(n) = file.max_attempts {
         if n == 0 {
             return Err(invalid("*", "settings.max_attempts must be at least 1"));
@@ -361,6 +416,73 @@ fn destination_url(
             format!("{var} does not hold an http(s) URL"),
         )),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClevertapFile {
+    name: Option<String>,
+    account_id_env: String,
+    passcode_env: String,
+    region: Option<String>,
+    url_env: Option<String>,
+    identity: String,
+    timestamp: Option<String>,
+    #[serde(default)]
+    records: Vec<UploadRuleFile>,
+}
+
+fn clevertap_destination(
+    route: &str,
+    file: ClevertapFile,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<DestinationKind, ConfigError> {
+    use crate::clevertap_upload::{UploadMapping, UploadRecordKind, UploadRule, upload_url};
+    let url = match &file.url_env {
+        Some(var) => destination_url(route, var, env)?.expose().to_string(),
+        None => upload_url(file.region.as_deref().unwrap_or("eu1")),
+    };
+    if file.records.is_empty() {
+        return Err(invalid(
+            route,
+            "a clevertap destination needs [[routes.destinations.records]] (its mapping)",
+        ));
+    }
+    let mut rules = Vec::with_capacity(file.records.len());
+    for rule in file.records {
+        let kind = match (rule.event, rule.profile) {
+            (Some(event), false) if !event.is_empty() => UploadRecordKind::Event(event),
+            (None, true) => UploadRecordKind::Profile,
+            _ => {
+                return Err(invalid(
+                    route,
+                    "each clevertap record is either event = \"Name\" or profile = true",
+                ));
+            }
+        };
+        let (when_field, when_equals) = match rule.when {
+            Some(when) => (Some(when.field), when.equals),
+            None => (None, None),
+        };
+        rules.push(UploadRule {
+            when_field,
+            when_equals,
+            kind,
+            properties: rule.properties.into_iter().collect(),
+        });
+    }
+    Ok(DestinationKind::CleverTap {
+        url,
+        account_id: secret(route, &file.account_id_env, "CleverTap account id", env)?
+            .expose()
+            .to_string(),
+        passcode: secret(route, &file.passcode_env, "CleverTap passcode", env)?,
+        mapping: UploadMapping {
+            identity: file.identity,
+            timestamp: file.timestamp,
+            rules,
+        },
+    })
 }
 
 fn route_config(
@@ -441,6 +563,12 @@ fn route_config(
                     signing_secret: secret(&name, &signing_secret_env, "signing secret", env)?,
                 },
             ),
+            DestinationFile::Clevertap(file) => (
+                file.name
+                    .clone()
+                    .unwrap_or_else(|| format!("clevertap-{}", i + 1)),
+                clevertap_destination(&name, file, env)?,
+            ),
         };
         if !seen.insert(given.clone()) {
             return Err(invalid(
@@ -491,6 +619,19 @@ url_env = "SLACK_ALERTS_URL"
             !format!("{config:?}").contains("s3cret"),
             "secrets never in Debug"
         );
+    }
+
+    #[test]
+    fn retention_defaults_to_a_week_and_must_cover_the_dedupe_window() {
+        let config = RelayConfig::parse("t", ISSUE_SHAPE, env).unwrap();
+        assert_eq!(config.settings.retention, DEFAULT_RETENTION);
+        let text = format!("[settings]\nretention_days = 0.5\n{ISSUE_SHAPE}");
+        let config = RelayConfig::parse("t", &text, env).unwrap();
+        assert_eq!(config.settings.retention, Duration::from_secs(43_200));
+        let text =
+            format!("[settings]\nretention_days = 1\ndedupe_window_secs = 90000\n{ISSUE_SHAPE}");
+        let err = RelayConfig::parse("t", &text, env).unwrap_err();
+        assert!(err.to_string().contains("dedupe_window_secs"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,15 @@ pub enum DeliveryError {
         /// What Slack said instead (e.g. `invalid_payload`).
         body: String,
     },
+    /// The destination (or the mapping to it) refused this payload for a reason a retry cannot
+    /// change: CleverTap's `unprocessed` records, a payload no mapping rule matches.
+    #[error("{destination} refused it: {detail}")]
+    Rejected {
+        /// Who refused.
+        destination: &'static str,
+        /// Why, without secrets.
+        detail: String,
+    },
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
@@ -54,7 +63,7 @@ impl DeliveryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             DeliveryError::Status { status, .. } => *status == 429 || *status >= 500,
-            DeliveryError::SlackNotOk { .. } => false,
+            DeliveryError::SlackNotOk { .. } | DeliveryError::Rejected { .. } => false,
             DeliveryError::Timeout(_) | DeliveryError::Connect(_) | DeliveryError::Transport(_) => {
                 true
             }

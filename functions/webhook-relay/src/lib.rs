@@ -5,12 +5,18 @@
 //! - [`config`]: the TOML configuration, validated once, secrets from the environment.
 //! - [`router`]: the axum `Router` (`POST /hooks/{route}`, `GET /healthz`).
 //! - [`queue`]: the [`queue::DeliveryQueue`] port; [`sqlite_queue`] its local adapter.
-//! - [`destination`]: the [`destination::Destination`] port; [`slack`] and [`http_forward`].
+//! - [`destination`]: the [`destination::Destination`] port; [`slack`], [`http_forward`] and
+//!   [`clevertap_upload`].
 //! - [`worker`]: the delivery worker; [`retry`] its backoff; [`clock`] injectable time.
 //! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
 //! - [`relay`]: assembly and `serve`.
+//! - `sqs_queue`, `aws_config_env` (feature `sqs`): the queue and the worker handler on AWS,
+//!   and the configuration of the Lambda functions (route secrets from Secrets Manager).
 
 pub mod auth;
+#[cfg(feature = "sqs")]
+pub mod aws_config_env;
+pub mod clevertap_upload;
 pub mod clock;
 pub mod config;
 pub mod destination;
@@ -23,6 +29,8 @@ pub mod router;
 pub mod signature;
 pub mod slack;
 pub mod sqlite_queue;
+#[cfg(feature = "sqs")]
+pub mod sqs_queue;
 pub mod worker;
 
 pub use config::RelayConfig;

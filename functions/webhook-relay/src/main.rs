@@ -1,29 +1,28 @@
-//! The webhook relay on AWS Lambda (function URL), through `lambda_http`: the same Router as
-//! `tapline relay serve`.
+//! The webhook relay's endpoint on AWS Lambda (function URL), through `lambda_http`: the same
+//! Router as `tapline relay serve`, storing each accepted payload in the SQS delivery queue;
+//! the `webhook-relay-worker` function delivers from there.
 //!
-//! Environment: `TAPLINE_RELAY_CONFIG` (path of the TOML file, default `relay.toml` beside the
-//! bootstrap), `TAPLINE_RELAY_STATE_DIR` (default `/tmp/tapline-relay`), the variables the file
-//! names, `TAPLINE_LOG`. Until the SQS queue adapter exists the queue is SQLite in the
-//! instance's `/tmp` and the worker runs only while the instance is warm: not durable on Lambda.
+//! Environment: `TAPLINE_RELAY_QUEUE_URL` (required), `TAPLINE_RELAY_CONFIG_TOML` (the TOML) or
+//! `TAPLINE_RELAY_CONFIG` (its path, default `relay.toml`), `TAPLINE_RELAY_SECRET_ARNS` (JSON
+//! map secret name → ARN for the names not in the environment), `TAPLINE_LOG`.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use lambda_http::Error;
-use webhook_relay::{Relay, RelayConfig};
-
-const ENV_CONFIG: &str = "TAPLINE_RELAY_CONFIG";
-const ENV_STATE_DIR: &str = "TAPLINE_RELAY_STATE_DIR";
+use webhook_relay::aws_config_env::relay_config_from_env;
+use webhook_relay::clock::SystemClock;
+use webhook_relay::relay::accept_router;
+use webhook_relay::sqs_queue::{ENV_QUEUE_URL, SqsAcceptQueue, client_from_env};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tapline::entry::init_json_logs();
     // Fail at cold start, not per request, when configuration is wrong.
-    let config_path = PathBuf::from(std::env::var(ENV_CONFIG).unwrap_or("relay.toml".into()));
-    let config = RelayConfig::load(&config_path)?;
-    let state_dir = std::env::var(ENV_STATE_DIR).unwrap_or("/tmp/tapline-relay".into());
-    let relay = Relay::local(&config, std::path::Path::new(&state_dir))?;
-    let (worker, wake) = (relay.worker.clone(), relay.wake.clone());
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move { worker.run(wake, stop_rx).await });
-    lambda_http::run(relay.router).await
+    let config = relay_config_from_env().await?;
+    let queue_url = std::env::var(ENV_QUEUE_URL)
+        .ok()
+        .filter(|url| !url.is_empty())
+        .ok_or_else(|| format!("{ENV_QUEUE_URL} is not set: the relay's SQS delivery queue"))?;
+    let queue = Arc::new(SqsAcceptQueue::new(client_from_env().await, queue_url));
+    lambda_http::run(accept_router(&config, queue, Arc::new(SystemClock))).await
 }

@@ -17,6 +17,18 @@ pub struct IncomingPayload {
     pub body: Vec<u8>,
     /// When it was received (Unix ms).
     pub received_at_ms: i64,
+    /// Destinations paused when it came in (see [`crate::worker::DestinationPauses`]), with the
+    /// pause's end: their deliveries are due then rather than at once, so the worker does not
+    /// take each new delivery only to put it back.
+    pub paused_until_ms: std::collections::HashMap<String, i64>,
+}
+
+/// A new payload id for a payload received at `received_at_ms`: 32 hex digits, the time first,
+/// then random. Ids grow with time, so the SQLite queue's primary-key indexes take appends
+/// instead of inserts at random pages (fewer pages written per commit).
+pub fn new_payload_id(received_at_ms: i64) -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{:012x}{}", received_at_ms.max(0), &random[..20])
 }
 
 /// What enqueueing did.
@@ -136,6 +148,16 @@ pub enum QueueError {
         #[source]
         source: std::io::Error,
     },
+    /// The cloud queue refused or could not be reached (SQS).
+    #[error("cloud queue {queue} failed: {reason}")]
+    Cloud {
+        /// The queue (URL or name; not a secret).
+        queue: String,
+        /// What the service said.
+        reason: String,
+        /// Whether the same call may succeed later.
+        retryable: bool,
+    },
     /// The thread that commits accepted payloads has stopped (it panicked): restart the process.
     #[error("delivery queue writer for {path} has stopped")]
     WriterStopped {
@@ -161,22 +183,30 @@ impl QueueError {
                 )
             ),
             QueueError::StateDir { .. } | QueueError::WriterStopped { .. } => false,
+            QueueError::Cloud { retryable, .. } => *retryable,
             QueueError::Task(_) => true,
         }
     }
 }
 
-/// Durable storage of accepted payloads, their deliveries and dead letters.
+/// Where the HTTP endpoint stores what it accepts: all it needs of a queue. The SQLite queue
+/// keeps deliveries too ([`DeliveryQueue`]); on AWS the SQS queue only takes them
+/// ([`crate::sqs_queue`]), and the SQS event source hands them to the worker function.
 #[async_trait]
-pub trait DeliveryQueue: Send + Sync {
+pub trait AcceptQueue: Send + Sync {
     /// Stores `payload` durably (one delivery per destination, due now) unless the same body
-    /// came in on the same route within `dedupe_window_ms`. Returns only once it is stored.
+    /// came in on the same route within `dedupe_window_ms` (adapters that cannot look back say
+    /// so in their documentation). Returns only once it is stored.
     async fn enqueue(
         &self,
         payload: IncomingPayload,
         dedupe_window_ms: i64,
     ) -> Result<Enqueued, QueueError>;
+}
 
+/// Durable storage of accepted payloads, their deliveries and dead letters.
+#[async_trait]
+pub trait DeliveryQueue: AcceptQueue {
     /// Takes up to `limit` pending deliveries due at `now_ms`, leasing each until
     /// `now_ms + lease_ms` so that no other worker takes it meanwhile; a worker that dies
     /// mid-attempt leaves it to be retried when the lease ends.
@@ -207,6 +237,10 @@ pub trait DeliveryQueue: Send + Sync {
         Ok(())
     }
 
+    /// Makes pending deliveries `ids` due at `until_ms` without recording an attempt: the worker
+    /// holds back deliveries to a destination it has paused (see [`crate::worker`]).
+    async fn postpone(&self, ids: Vec<String>, until_ms: i64) -> Result<(), QueueError>;
+
     /// The earliest time a pending delivery is due, or `None` when nothing is pending.
     async fn next_due_at(&self) -> Result<Option<i64>, QueueError>;
 
@@ -217,6 +251,11 @@ pub trait DeliveryQueue: Send + Sync {
     /// round of attempts (past attempts are kept). Returns how many.
     async fn requeue_dead(&self, filter: &DeadLetterFilter, now_ms: i64)
     -> Result<u64, QueueError>;
+
+    /// Deletes payloads received before `before_ms` whose every delivery was delivered, with
+    /// their deliveries and attempts. Pending deliveries and dead letters are kept whatever their
+    /// age. Returns how many payloads were deleted.
+    async fn prune_delivered(&self, before_ms: i64) -> Result<u64, QueueError>;
 
     /// How many payloads and deliveries are in each state.
     async fn counts(&self) -> Result<QueueCounts, QueueError>;

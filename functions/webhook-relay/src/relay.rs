@@ -11,11 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tracing::info;
 
+use crate::clevertap_upload::CleverTapUploadDestination;
 use crate::clock::Clock;
 use crate::config::{DestinationKind, RelayConfig};
 use crate::destination::Destination;
 use crate::http_forward::HttpDestination;
-use crate::queue::{DeliveryQueue, QueueError};
+use crate::queue::{AcceptQueue, DeliveryQueue, QueueError};
 use crate::router::{RelayState, router};
 use crate::slack::SlackDestination;
 use crate::sqlite_queue::SqliteDeliveryQueue;
@@ -77,6 +78,19 @@ pub fn destinations(config: &RelayConfig, client: &reqwest::Client) -> Destinati
                     signing_secret.clone(),
                     timeout,
                 )),
+                DestinationKind::CleverTap {
+                    url,
+                    account_id,
+                    passcode,
+                    mapping,
+                } => Arc::new(CleverTapUploadDestination::new(
+                    client.clone(),
+                    url.clone(),
+                    account_id.clone(),
+                    passcode.clone(),
+                    mapping.clone(),
+                    timeout,
+                )),
             };
             map.insert((route.name.clone(), dest.name.clone()), destination);
         }
@@ -120,18 +134,19 @@ impl Relay {
         destinations: DestinationMap,
     ) -> Self {
         let wake = Arc::new(Notify::new());
-        let state = Arc::new(RelayState::new(
-            config,
-            queue.clone(),
-            clock.clone(),
-            wake.clone(),
-        ));
-        let worker = Arc::new(DeliveryWorker::new(
-            queue.clone(),
-            destinations,
-            config.settings.retry.clone(),
-            clock,
-        ));
+        let worker = Arc::new(
+            DeliveryWorker::new(
+                queue.clone(),
+                destinations,
+                config.settings.retry.clone(),
+                clock.clone(),
+            )
+            .with_retention(config.settings.retention),
+        );
+        let state = Arc::new(
+            RelayState::new(config, queue.clone(), clock, wake.clone())
+                .with_pauses(worker.pauses()),
+        );
         Self {
             router: router(state),
             worker,
@@ -146,6 +161,21 @@ impl Relay {
         let queue: Arc<dyn DeliveryQueue> = Arc::new(SqliteDeliveryQueue::open(state_dir)?);
         Self::new(config, queue, Arc::new(crate::clock::SystemClock))
     }
+}
+
+/// The HTTP endpoint alone, storing into `queue`, without a worker: what the Lambda behind the
+/// function URL runs, where the queue is SQS and another function delivers.
+pub fn accept_router(
+    config: &RelayConfig,
+    queue: Arc<dyn AcceptQueue>,
+    clock: Arc<dyn Clock>,
+) -> Router {
+    router(Arc::new(RelayState::new(
+        config,
+        queue,
+        clock,
+        Arc::new(Notify::new()),
+    )))
 }
 
 /// Serves `relay` on `listener` and runs its worker until `shutdown` completes; then stops

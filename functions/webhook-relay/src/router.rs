@@ -19,23 +19,25 @@ use crate::auth::is_authorized;
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RouteConfig};
 use crate::payload::clevertap_webhook;
-use crate::queue::{DeliveryQueue, Enqueued, IncomingPayload};
+use crate::queue::{AcceptQueue, Enqueued, IncomingPayload};
+use crate::worker::DestinationPauses;
 
 /// What the handlers share: the routes, the queue and the worker's wake-up.
 pub struct RelayState {
     routes: HashMap<String, RouteConfig>,
-    queue: Arc<dyn DeliveryQueue>,
+    queue: Arc<dyn AcceptQueue>,
     clock: Arc<dyn Clock>,
     body_limit: usize,
     dedupe_window_ms: i64,
     wake: Arc<Notify>,
+    pauses: Option<Arc<DestinationPauses>>,
 }
 
 impl RelayState {
     /// The state for `config`, storing into `queue` and waking `wake` after each accept.
     pub fn new(
         config: &RelayConfig,
-        queue: Arc<dyn DeliveryQueue>,
+        queue: Arc<dyn AcceptQueue>,
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
     ) -> Self {
@@ -50,7 +52,14 @@ impl RelayState {
             body_limit: config.settings.body_limit_bytes,
             dedupe_window_ms: config.settings.dedupe_window.as_millis() as i64,
             wake,
+            pauses: None,
         }
+    }
+
+    /// New deliveries to a destination the worker has paused are queued due when the pause ends.
+    pub fn with_pauses(mut self, pauses: Arc<DestinationPauses>) -> Self {
+        self.pauses = Some(pauses);
+        self
     }
 }
 
@@ -136,11 +145,24 @@ async fn accept_hook(
             json!({"status": "test", "forwarded": false}),
         );
     }
+    let received_at_ms = state.clock.now_ms();
+    let paused_until_ms = match &state.pauses {
+        Some(pauses) => route
+            .destinations
+            .iter()
+            .filter_map(|d| {
+                let key = (route.name.clone(), d.name.clone());
+                Some((d.name.clone(), pauses.paused_until(&key, received_at_ms)?))
+            })
+            .collect(),
+        None => HashMap::new(),
+    };
     let payload = IncomingPayload {
         route: route.name.clone(),
         destinations: route.destinations.iter().map(|d| d.name.clone()).collect(),
         body: body.to_vec(),
-        received_at_ms: state.clock.now_ms(),
+        received_at_ms,
+        paused_until_ms,
     };
     match state.queue.enqueue(payload, state.dedupe_window_ms).await {
         Ok(Enqueued::Accepted { id }) => {

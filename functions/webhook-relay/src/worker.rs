@@ -1,6 +1,12 @@
 //! The delivery worker: takes due deliveries from the [`DeliveryQueue`], hands each to its
 //! [`Destination`], and settles it as delivered, retried later (backoff with jitter, or the
 //! destination's `Retry-After`) or dead-lettered with every attempt recorded.
+//!
+//! A destination that keeps failing is paused (a circuit breaker): after
+//! [`PAUSE_AFTER_FAILURES`] retryable failures in a row its deliveries are held back, without
+//! using up their attempts, until the pause ends; then the next attempts probe it. A destination
+//! that is down costs a few attempts per pause instead of one per queued delivery, and the
+//! deliveries wait in the queue, not in the dead letters.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +29,75 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// process, a lease that ended).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How often a running worker deletes old delivered payloads (see
+/// [`DeliveryQueue::prune_delivered`]).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Retryable failures in a row after which a destination is paused.
+pub const PAUSE_AFTER_FAILURES: u32 = 5;
+
 /// The destinations of every route, by (route, destination name).
 pub type DestinationMap = HashMap<(String, String), Arc<dyn Destination>>;
+
+/// One destination's circuit breaker.
+#[derive(Debug, Default, Clone, Copy)]
+struct Breaker {
+    /// Retryable failures since the last success.
+    failures_in_row: u32,
+    /// Pauses since the last success: each lasts as long as the backoff after that many failures.
+    pauses: u32,
+    /// Deliveries are held back until then (Unix ms).
+    paused_until_ms: i64,
+}
+
+/// The circuit breakers of every destination that has failed, by (route, destination name):
+/// shared by the worker, which pauses destinations, and the HTTP endpoint, which queues new
+/// deliveries to a paused destination due when its pause ends.
+#[derive(Debug, Default)]
+pub struct DestinationPauses(std::sync::Mutex<HashMap<(String, String), Breaker>>);
+
+impl DestinationPauses {
+    /// When the destination's pause ends, if it is paused at `now_ms`.
+    pub fn paused_until(&self, key: &(String, String), now_ms: i64) -> Option<i64> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .map(|b| b.paused_until_ms)
+            .filter(|until| *until > now_ms)
+    }
+
+    /// Records an attempt's outcome: a success closes the breaker, a retryable failure counts
+    /// and, from [`PAUSE_AFTER_FAILURES`] in a row, pauses the destination (again) for the
+    /// backoff of its pause count, or the destination's `Retry-After` when longer. Returns the
+    /// new pause's end when this outcome paused it.
+    fn record(
+        &self,
+        key: &(String, String),
+        outcome: &Result<(), Option<Duration>>,
+        now_ms: i64,
+        retry: &RetryPolicy,
+    ) -> Option<i64> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(()) => {
+                map.remove(key);
+                None
+            }
+            Err(retry_after) => {
+                let breaker = map.entry(key.clone()).or_default();
+                breaker.failures_in_row += 1;
+                if breaker.failures_in_row < PAUSE_AFTER_FAILURES
+                    || breaker.paused_until_ms > now_ms
+                {
+                    return None;
+                }
+                breaker.pauses += 1;
+                let pause = retry.delay(breaker.pauses, *retry_after);
+                breaker.paused_until_ms = now_ms + pause.as_millis() as i64;
+                Some(breaker.paused_until_ms)
+            }
+        }
+    }
+}
 
 /// What a worker did, for tests and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +110,8 @@ pub struct WorkerStats {
     pub retried: u64,
     /// Deliveries moved to the dead letters.
     pub dead: u64,
+    /// Deliveries held back, unattempted, because their destination is paused.
+    pub postponed: u64,
 }
 
 impl std::ops::AddAssign for WorkerStats {
@@ -45,6 +120,7 @@ impl std::ops::AddAssign for WorkerStats {
         self.delivered += other.delivered;
         self.retried += other.retried;
         self.dead += other.dead;
+        self.postponed += other.postponed;
     }
 }
 
@@ -56,6 +132,10 @@ pub struct DeliveryWorker {
     clock: Arc<dyn Clock>,
     batch: usize,
     lease: Duration,
+    breakers: Arc<DestinationPauses>,
+    retention: Option<Duration>,
+    /// When the last prune ran (Unix ms); `i64::MIN` before the first.
+    last_prune_ms: std::sync::atomic::AtomicI64,
 }
 
 impl DeliveryWorker {
@@ -73,7 +153,49 @@ impl DeliveryWorker {
             clock,
             batch: DEFAULT_BATCH,
             lease: DEFAULT_LEASE,
+            breakers: Arc::default(),
+            retention: None,
+            last_prune_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// The worker's destination pauses, to share with the HTTP endpoint.
+    pub fn pauses(&self) -> Arc<DestinationPauses> {
+        self.breakers.clone()
+    }
+
+    /// Deletes delivered payloads `retention` after they came in, every [`PRUNE_EVERY`] while
+    /// [`Self::run`] runs. Without it nothing is pruned.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// Prunes delivered payloads older than the retention when [`PRUNE_EVERY`] has passed since
+    /// the last prune (or none ran yet); returns how many were deleted, `None` when not due.
+    pub async fn prune_if_due(&self) -> Result<Option<u64>, QueueError> {
+        use std::sync::atomic::Ordering;
+        let Some(retention) = self.retention else {
+            return Ok(None);
+        };
+        let now = self.clock.now_ms();
+        let last = self.last_prune_ms.load(Ordering::SeqCst);
+        if last != i64::MIN && now - last < PRUNE_EVERY.as_millis() as i64 {
+            return Ok(None);
+        }
+        self.last_prune_ms.store(now, Ordering::SeqCst);
+        let pruned = self
+            .queue
+            .prune_delivered(now - retention.as_millis() as i64)
+            .await?;
+        if pruned > 0 {
+            info!(
+                pruned,
+                retention_secs = retention.as_secs(),
+                "Delivered payloads pruned."
+            );
+        }
+        Ok(Some(pruned))
     }
 
     /// Attempts every delivery due now, once each; returns what happened.
@@ -85,21 +207,37 @@ impl DeliveryWorker {
             .await?;
         let mut stats = WorkerStats::default();
         let mut tasks = JoinSet::new();
+        // Held back by pause end: one update per pause, no attempt used.
+        let mut postponed: HashMap<i64, Vec<String>> = HashMap::new();
         for delivery in due {
-            let destination = self
-                .destinations
-                .get(&(delivery.route.clone(), delivery.destination.clone()))
-                .cloned();
+            let key = (delivery.route.clone(), delivery.destination.clone());
+            if let Some(until) = self.breakers.paused_until(&key, now) {
+                postponed.entry(until).or_default().push(delivery.id);
+                stats.postponed += 1;
+                continue;
+            }
+            let destination = self.destinations.get(&key).cloned();
             let (clock, retry) = (self.clock.clone(), self.retry.clone());
-            tasks
-                .spawn(async move { attempt(clock.as_ref(), &retry, destination, delivery).await });
+            tasks.spawn(async move {
+                let done = attempt(clock.as_ref(), &retry, destination, delivery).await;
+                (key, done)
+            });
         }
         // Settled together: one transaction for the batch instead of one per attempt.
         let mut settled = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((outcome, id, record, next)) => {
+                Ok((key, (outcome, id, record, next, breaker_outcome))) => {
                     stats += outcome;
+                    if let Some(until) = self.breakers.record(
+                        &key,
+                        &breaker_outcome,
+                        self.clock.now_ms(),
+                        &self.retry,
+                    ) {
+                        warn!(route = %key.0, destination = %key.1, failures = PAUSE_AFTER_FAILURES,
+                              paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
+                    }
                     settled.push((id, record, next));
                 }
                 // A panicking destination leaves its delivery leased; it is retried later.
@@ -108,6 +246,9 @@ impl DeliveryWorker {
         }
         if !settled.is_empty() {
             self.queue.settle_many(settled).await?;
+        }
+        for (until, ids) in postponed {
+            self.queue.postpone(ids, until).await?;
         }
         Ok(stats)
     }
@@ -120,7 +261,7 @@ impl DeliveryWorker {
         loop {
             let stats = self.run_once().await?;
             total += stats;
-            if stats.attempts > 0 {
+            if stats.attempts + stats.postponed > 0 {
                 continue;
             }
             match self.queue.next_due_at().await? {
@@ -137,8 +278,11 @@ impl DeliveryWorker {
             if *shutdown.borrow() {
                 break;
             }
+            if let Err(err) = self.prune_if_due().await {
+                warn!(error = %err, "Pruning delivered payloads failed; trying again later.");
+            }
             match self.run_once().await {
-                Ok(stats) if stats.attempts > 0 => continue,
+                Ok(stats) if stats.attempts + stats.postponed > 0 => continue,
                 Ok(_) => {}
                 Err(err) => warn!(error = %err, "Delivery queue failed; trying again."),
             }
@@ -160,13 +304,24 @@ impl DeliveryWorker {
     }
 }
 
-/// One attempt of `delivery`: what happened, and how to settle it.
-async fn attempt(
+/// What one attempt came to: its stats, the delivery id, the record, how to settle it, and
+/// what the circuit breaker makes of it (`Err(Retry-After)` for a failure that counts).
+pub(crate) type AttemptOutcome = (
+    WorkerStats,
+    String,
+    AttemptRecord,
+    Settle,
+    Result<(), Option<Duration>>,
+);
+
+/// One attempt of `delivery`: what happened, and how to settle it. Logged: delivered and retried
+/// at info, dead-lettered at warn.
+pub(crate) async fn attempt(
     clock: &dyn Clock,
     retry: &RetryPolicy,
     destination: Option<Arc<dyn Destination>>,
     delivery: Delivery,
-) -> (WorkerStats, String, AttemptRecord, Settle) {
+) -> AttemptOutcome {
     let attempt_no = delivery.attempts + 1;
     let at_ms = clock.now_ms();
     let started = Instant::now();
@@ -190,7 +345,7 @@ async fn attempt(
         attempts: 1,
         ..WorkerStats::default()
     };
-    let (record, next) = match result {
+    let (record, next, breaker) = match result {
         Ok(status) => {
             stats.delivered = 1;
             info!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
@@ -205,10 +360,18 @@ async fn attempt(
                     error: None,
                 },
                 Settle::Delivered,
+                Ok(()),
             )
         }
         Err(err) => {
             let retryable = err.is_retryable() && destination.is_some();
+            // Only failures that say the destination is unwell count towards pausing it; a
+            // permanent refusal of one payload says nothing about the next.
+            let breaker = if retryable {
+                Err(err.retry_after())
+            } else {
+                Ok(())
+            };
             let next = if retryable && attempt_no < retry.max_attempts {
                 let wait = retry.delay(attempt_no, err.retry_after());
                 stats.retried = 1;
@@ -236,10 +399,11 @@ async fn attempt(
                     error: Some(err.to_string()),
                 },
                 next,
+                breaker,
             )
         }
     };
-    (stats, delivery.id, record, next)
+    (stats, delivery.id, record, next, breaker)
 }
 
 #[cfg(test)]
@@ -281,6 +445,34 @@ mod tests {
         }
     }
 
+    /// A worker over a fresh SQLite queue delivering route `r`'s destination `d` to a scripted
+    /// destination, at most 3 attempts from a 1 s backoff, on a manual clock at 0.
+    fn scripted_worker(
+        dir: &tempfile::TempDir,
+        script: Vec<Result<u16, DeliveryError>>,
+        jitter: bool,
+    ) -> (
+        Arc<dyn DeliveryQueue>,
+        Arc<ScriptedDestination>,
+        DeliveryWorker,
+        Arc<ManualClock>,
+    ) {
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let destination = ScriptedDestination::new(script);
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), destination.clone());
+        let retry = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter,
+        };
+        let clock = Arc::new(ManualClock::new(0));
+        let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock.clone());
+        (queue, destination, worker, clock)
+    }
+
     fn status(code: u16) -> Result<u16, DeliveryError> {
         Err(DeliveryError::Status {
             status: code,
@@ -298,19 +490,7 @@ mod tests {
         Vec<crate::queue::DeadLetter>,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let queue: Arc<dyn DeliveryQueue> =
-            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
-        let destination = ScriptedDestination::new(script);
-        let mut destinations: DestinationMap = HashMap::new();
-        destinations.insert(("r".into(), "d".into()), destination.clone());
-        let retry = RetryPolicy {
-            max_attempts: 3,
-            base: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
-            jitter: true,
-        };
-        let clock = Arc::new(ManualClock::new(0));
-        let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock);
+        let (queue, destination, worker, _) = scripted_worker(&dir, script, true);
         queue
             .enqueue(
                 IncomingPayload {
@@ -318,6 +498,7 @@ mod tests {
                     destinations: vec![destination_name.into()],
                     body: b"{}".to_vec(),
                     received_at_ms: 0,
+                    paused_until_ms: HashMap::new(),
                 },
                 0,
             )
@@ -365,5 +546,98 @@ mod tests {
         assert_eq!((stats.attempts, stats.dead), (1, 1));
         assert!(destination.seen.lock().unwrap().is_empty());
         assert_eq!(dead.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_destination_that_keeps_failing_is_paused_without_using_up_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        // Five 503s (enough to pause it), then successes.
+        let script = (0..5).map(|_| status(503)).collect();
+        let (queue, destination, worker, clock) = scripted_worker(&dir, script, false);
+        let enqueue = |from: i64, at: i64| {
+            let queue = queue.clone();
+            async move {
+                for n in from..from + 5 {
+                    let payload = IncomingPayload {
+                        route: "r".into(),
+                        destinations: vec!["d".into()],
+                        body: format!("{{\"n\":{n}}}").into_bytes(),
+                        received_at_ms: at,
+                        paused_until_ms: HashMap::new(),
+                    };
+                    queue.enqueue(payload, 0).await.unwrap();
+                }
+            }
+        };
+        enqueue(0, 0).await;
+        let first = worker.run_once().await.unwrap();
+        assert_eq!((first.attempts, first.retried), (5, 5));
+        // Paused for 1 s (the backoff after one pause). New deliveries are due now, but held
+        // back until the pause ends, and no attempt is used.
+        clock.advance(Duration::from_millis(500));
+        enqueue(5, 500).await;
+        let paused = worker.run_once().await.unwrap();
+        assert_eq!((paused.attempts, paused.postponed), (0, 5), "{paused:?}");
+        assert_eq!(destination.seen.lock().unwrap().len(), 5);
+        clock.advance(Duration::from_millis(500));
+        let resumed = worker.run_until_idle().await.unwrap();
+        assert_eq!(
+            (resumed.attempts, resumed.delivered),
+            (10, 10),
+            "{resumed:?}"
+        );
+        let counts = queue.counts().await.unwrap();
+        assert_eq!((counts.delivered, counts.dead), (10, 0));
+    }
+
+    #[tokio::test]
+    async fn a_running_worker_prunes_delivered_payloads_after_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let destination = ScriptedDestination::new(vec![]);
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), destination.clone());
+        let clock = Arc::new(ManualClock::new(0));
+        let day = Duration::from_secs(86_400);
+        let worker = DeliveryWorker::new(
+            queue.clone(),
+            destinations,
+            RetryPolicy::default(),
+            clock.clone(),
+        )
+        .with_retention(day);
+        let payload = IncomingPayload {
+            route: "r".into(),
+            destinations: vec!["d".into()],
+            body: b"{}".to_vec(),
+            received_at_ms: 0,
+            paused_until_ms: HashMap::new(),
+        };
+        queue.enqueue(payload, 0).await.unwrap();
+        worker.run_until_idle().await.unwrap();
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(0),
+            "the first runs at once"
+        );
+        clock.advance(day);
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(0),
+            "not older than a day yet"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            None,
+            "not due: the last ran 1 s ago"
+        );
+        clock.advance(PRUNE_EVERY);
+        assert_eq!(worker.prune_if_due().await.unwrap(), Some(1));
+        assert_eq!(
+            queue.counts().await.unwrap(),
+            crate::queue::QueueCounts::default()
+        );
     }
 }

@@ -1,0 +1,81 @@
+//! The relay's configuration on Lambda (feature `sqs`), as `infra/aws` wires it: the TOML itself in
+//! `TAPLINE_RELAY_CONFIG_TOML` (or a file named by `TAPLINE_RELAY_CONFIG`), and the secrets it
+//! names (`secret_env`, `url_env`, …) from the environment or, when missing there, from AWS
+//! Secrets Manager through `TAPLINE_RELAY_SECRET_ARNS`, a JSON map NAME → ARN. Read once, at cold
+//! start; secret values never reach a log.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::config::{ConfigError, RelayConfig};
+
+/// The path of the TOML file (default `relay.toml` beside the bootstrap).
+pub const ENV_CONFIG: &str = "TAPLINE_RELAY_CONFIG";
+/// The TOML itself; wins over [`ENV_CONFIG`] (what `infra/aws` sets).
+pub const ENV_CONFIG_TOML: &str = "TAPLINE_RELAY_CONFIG_TOML";
+/// JSON map of secret name → Secrets Manager ARN.
+pub const ENV_SECRET_ARNS: &str = "TAPLINE_RELAY_SECRET_ARNS";
+
+/// The Lambda configuration could not be put together: the function fails its cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum LambdaConfigError {
+    /// The TOML, or a secret it names, is wrong or missing.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `TAPLINE_RELAY_SECRET_ARNS` is not a JSON object of strings.
+    #[error("{ENV_SECRET_ARNS} is not a JSON object of secret name to ARN")]
+    SecretArns(#[source] serde_json::Error),
+    /// A secret could not be read (permissions, a wrong ARN, the service).
+    #[error(transparent)]
+    Secret(#[from] tapline::secrets::SecretError),
+}
+
+/// The values of the secrets in `arns_json` (NAME → ARN) that `env` does not already have, read
+/// from Secrets Manager. Trailing line breaks are dropped (a secret pasted with `echo`).
+pub async fn secrets_from_arns(
+    arns_json: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<HashMap<String, String>, LambdaConfigError> {
+    let arns: HashMap<String, String> =
+        serde_json::from_str(arns_json).map_err(LambdaConfigError::SecretArns)?;
+    let mut values = HashMap::new();
+    for (name, arn) in arns {
+        if env(&name).is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        let value = tapline::secrets::read_secret(&arn).await?;
+        values.insert(name, value.trim_end_matches(['\r', '\n']).to_string());
+    }
+    Ok(values)
+}
+
+/// The configuration from `env` (the process environment in the functions; a map in tests).
+pub async fn relay_config(
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<RelayConfig, LambdaConfigError> {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let (origin, text) = match set(ENV_CONFIG_TOML) {
+        Some(text) => (ENV_CONFIG_TOML.to_string(), text),
+        None => {
+            let path = set(ENV_CONFIG).unwrap_or_else(|| "relay.toml".into());
+            let text =
+                std::fs::read_to_string(Path::new(&path)).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+            (path, text)
+        }
+    };
+    let secrets = match set(ENV_SECRET_ARNS) {
+        Some(json) => secrets_from_arns(&json, &set).await?,
+        None => HashMap::new(),
+    };
+    Ok(RelayConfig::parse(&origin, &text, |var| {
+        set(var).or_else(|| secrets.get(var).cloned())
+    })?)
+}
+
+/// [`relay_config`] over the process environment: what both Lambda functions call at cold start.
+pub async fn relay_config_from_env() -> Result<RelayConfig, LambdaConfigError> {
+    relay_config(|name| std::env::var(name).ok()).await
+}

@@ -1,0 +1,45 @@
+//! The webhook relay's delivery worker on AWS Lambda: fed by the SQS delivery queue (event source
+//! mapping with `ReportBatchItemFailures`); each message is one delivery, attempted once per
+//! receive. See `webhook_relay::sqs_queue`.
+//!
+//! Environment: `TAPLINE_RELAY_QUEUE_URL` and `TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL` (required),
+//! the configuration as for the endpoint (`TAPLINE_RELAY_CONFIG_TOML`, `TAPLINE_RELAY_SECRET_ARNS`),
+//! `TAPLINE_LOG`.
+
+use std::sync::Arc;
+
+use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use webhook_relay::aws_config_env::relay_config_from_env;
+use webhook_relay::clock::SystemClock;
+use webhook_relay::relay::{destinations, http_client};
+use webhook_relay::sqs_queue::{
+    ENV_DEAD_LETTER_QUEUE_URL, ENV_QUEUE_URL, SqsDeliveryHandler, SqsEvent, client_from_env,
+};
+
+fn required(name: &str) -> Result<String, Error> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{name} is not set").into())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tapline::entry::init_json_logs();
+    let config = relay_config_from_env().await?;
+    let client = http_client(config.settings.delivery_timeout)?;
+    let handler = Arc::new(SqsDeliveryHandler::new(
+        destinations(&config, &client),
+        config.settings.retry.clone(),
+        Arc::new(SystemClock),
+        client_from_env().await,
+        required(ENV_QUEUE_URL)?,
+        required(ENV_DEAD_LETTER_QUEUE_URL)?,
+    ));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = handler.clone();
+        async move { Ok::<Value, Error>(handler.handle(event.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,365 @@
+//! The relay on AWS (feature `sqs`): the function URL's Lambda stores each accepted payload in
+//! the SQS delivery queue ([`SqsAcceptQueue`], one message per destination, so the accept is
+//! durable once SQS has it), and the worker Lambda, fed by that queue through an event source
+//! mapping with `ReportBatchItemFailures`, delivers each message ([`SqsDeliveryHandler`]).
+//!
+//! Retries are SQS's: a failed delivery is reported in `batchItemFailures`, its visibility is set
+//! to the backoff (so the next receive comes after it, not after the whole visibility timeout),
+//! and `ApproximateReceiveCount` is the attempt number. A permanent failure, or the last
+//! attempt, is sent to the dead-letter queue with its attempt record, then deleted; the queue's
+//! redrive policy is the safety net for messages the worker never settles (a crash, a timeout).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::clock::Clock;
+use crate::queue::{
+    AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
+};
+use crate::retry::RetryPolicy;
+use crate::worker::{DestinationMap, attempt};
+
+/// The delivery queue's URL (both functions).
+pub const ENV_QUEUE_URL: &str = "TAPLINE_RELAY_QUEUE_URL";
+/// The dead-letter queue's URL (the worker).
+pub const ENV_DEAD_LETTER_QUEUE_URL: &str = "TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL";
+/// SQS's limit on a visibility timeout: 12 hours.
+const MAX_VISIBILITY_SECS: i64 = 12 * 3600;
+/// Entries in one `SendMessageBatch`.
+const SQS_BATCH: usize = 10;
+
+/// One delivery as an SQS message body (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeliveryMessage {
+    /// `<payload id>.<destination>`: the `Idempotency-Key`.
+    pub id: String,
+    /// The payload's id.
+    pub payload_id: String,
+    /// The route it came in on.
+    pub route: String,
+    /// The destination within the route.
+    pub destination: String,
+    /// When it was received (Unix ms).
+    pub received_at_ms: i64,
+    /// The body as received (JSON, so UTF-8).
+    pub body: String,
+    /// On the dead-letter queue: the last attempt's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<DeadRecord>,
+}
+
+/// The last attempt of a dead-lettered delivery, as stored with it on the dead-letter queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadRecord {
+    /// The attempt number (the message's receive count).
+    pub attempt: u32,
+    /// When it started (Unix ms).
+    pub at_ms: i64,
+    /// The destination's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// `retryable` (attempts used up) or `permanent`.
+    pub outcome: String,
+    /// What went wrong (no URLs, no secrets).
+    pub error: Option<String>,
+}
+
+impl From<&AttemptRecord> for DeadRecord {
+    fn from(a: &AttemptRecord) -> Self {
+        Self {
+            attempt: a.attempt,
+            at_ms: a.at_ms,
+            status: a.status,
+            outcome: a.outcome.clone(),
+            error: a.error.clone(),
+        }
+    }
+}
+
+fn cloud_error(queue: &str, reason: impl std::fmt::Display, retryable: bool) -> QueueError {
+    QueueError::Cloud {
+        queue: queue.to_string(),
+        reason: reason.to_string(),
+        retryable,
+    }
+}
+
+/// Accepted payloads into the SQS delivery queue: one message per destination.
+///
+/// SQS standard queues cannot look back, so the dedupe window does not apply here: a payload
+/// sent twice is delivered twice, each with its own `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct SqsAcceptQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsAcceptQueue {
+    /// The queue at `queue_url`, reached with `client`.
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl AcceptQueue for SqsAcceptQueue {
+    async fn enqueue(
+        &self,
+        payload: IncomingPayload,
+        _dedupe_window_ms: i64,
+    ) -> Result<Enqueued, QueueError> {
+        let id = crate::queue::new_payload_id(payload.received_at_ms);
+        let body = String::from_utf8(payload.body)
+            .map_err(|err| cloud_error(&self.queue_url, err, false))?;
+        let messages: Vec<String> = payload
+            .destinations
+            .iter()
+            .map(|destination| {
+                serde_json::to_string(&DeliveryMessage {
+                    id: format!("{id}.{destination}"),
+                    payload_id: id.clone(),
+                    route: payload.route.clone(),
+                    destination: destination.clone(),
+                    received_at_ms: payload.received_at_ms,
+                    body: body.clone(),
+                    dead: None,
+                })
+                .expect("a DeliveryMessage serialises")
+            })
+            .collect();
+        for chunk in messages.chunks(SQS_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, message)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(message)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|err| {
+                    cloud_error(
+                        &self.queue_url,
+                        aws_sdk_sqs::error::DisplayErrorContext(err),
+                        true,
+                    )
+                })?;
+            // Not accepted unless every delivery is queued: the sender retries the whole payload.
+            if let Some(failed) = sent.failed().first() {
+                return Err(QueueError::Cloud {
+                    queue: self.queue_url.clone(),
+                    reason: format!(
+                        "{} of {} messages refused, first: {} {}",
+                        sent.failed().len(),
+                        chunk.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    ),
+                    retryable: !failed.sender_fault(),
+                });
+            }
+        }
+        Ok(Enqueued::Accepted { id })
+    }
+}
+
+/// An SQS event as Lambda hands it to a function (the documented shape; only what is used).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsEvent {
+    /// The messages.
+    #[serde(rename = "Records")]
+    pub records: Vec<SqsRecord>,
+}
+
+/// One message of an [`SqsEvent`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsRecord {
+    /// Reported back in `batchItemFailures` when the delivery must be retried.
+    pub message_id: String,
+    /// For changing the message's visibility (the backoff).
+    pub receipt_handle: String,
+    /// A [`DeliveryMessage`].
+    pub body: String,
+    /// `ApproximateReceiveCount` among others.
+    #[serde(default)]
+    pub attributes: HashMap<String, String>,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Delivered: deleted from the queue.
+    Delivered,
+    /// To be received again after the backoff.
+    Retry,
+    /// On the dead-letter queue with its attempt record: deleted from the delivery queue.
+    DeadLettered,
+}
+
+/// The worker Lambda's handler: delivers each message of an SQS batch once.
+pub struct SqsDeliveryHandler {
+    destinations: DestinationMap,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    client: Client,
+    queue_url: String,
+    dead_letter_queue_url: String,
+}
+
+impl SqsDeliveryHandler {
+    /// A handler delivering to `destinations` with `retry` (its `max_attempts` should equal the
+    /// queue's `maxReceiveCount`), changing visibility on `queue_url` and dead-lettering to
+    /// `dead_letter_queue_url`.
+    pub fn new(
+        destinations: DestinationMap,
+        retry: RetryPolicy,
+        clock: Arc<dyn Clock>,
+        client: Client,
+        queue_url: impl Into<String>,
+        dead_letter_queue_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            destinations,
+            retry,
+            clock,
+            client,
+            queue_url: queue_url.into(),
+            dead_letter_queue_url: dead_letter_queue_url.into(),
+        }
+    }
+
+    /// Delivers every message of `event` concurrently; answers Lambda's partial batch response,
+    /// `{"batchItemFailures":[{"itemIdentifier":<messageId>}]}`, naming the messages to retry.
+    pub async fn handle(self: &Arc<Self>, event: SqsEvent) -> Value {
+        // Every message counts as failed until its task says otherwise: a task that does not
+        // come back (a panic) leaves its message to be received again, never deleted unseen.
+        let mut unsettled: Vec<String> =
+            event.records.iter().map(|r| r.message_id.clone()).collect();
+        let mut tasks = JoinSet::new();
+        for record in event.records {
+            let this = self.clone();
+            tasks.spawn(async move {
+                let id = record.message_id.clone();
+                (id, this.handle_record(record).await)
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((id, MessageOutcome::Delivered | MessageOutcome::DeadLettered)) => {
+                    unsettled.retain(|m| *m != id);
+                }
+                Ok((_, MessageOutcome::Retry)) => {}
+                Err(err) => error!(error = %err, "Delivery task failed; its message is retried."),
+            }
+        }
+        let failures: Vec<Value> = unsettled
+            .into_iter()
+            .map(|id| json!({ "itemIdentifier": id }))
+            .collect();
+        json!({ "batchItemFailures": failures })
+    }
+
+    /// One message: one attempt, then delete (delivered, dead-lettered) or retry after the backoff.
+    pub async fn handle_record(&self, record: SqsRecord) -> MessageOutcome {
+        let message: DeliveryMessage = match serde_json::from_str(&record.body) {
+            Ok(message) => message,
+            Err(err) => {
+                // Not ours, or a bug: leave it to the redrive policy, which dead-letters it.
+                error!(message_id = %record.message_id, error = %err,
+                       "Delivery message is not a relay delivery; left for the dead-letter queue.");
+                return MessageOutcome::Retry;
+            }
+        };
+        let received: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let key = (message.route.clone(), message.destination.clone());
+        let delivery = Delivery {
+            id: message.id.clone(),
+            payload_id: message.payload_id.clone(),
+            route: message.route.clone(),
+            destination: message.destination.clone(),
+            body: message.body.clone().into_bytes(),
+            received_at_ms: message.received_at_ms,
+            attempts: received.saturating_sub(1),
+        };
+        let destination = self.destinations.get(&key).cloned();
+        let (_, _, record_of_attempt, next, _) =
+            attempt(self.clock.as_ref(), &self.retry, destination, delivery).await;
+        match next {
+            Settle::Delivered => MessageOutcome::Delivered,
+            Settle::RetryAt(at) => {
+                let wait_secs =
+                    ((at - self.clock.now_ms() + 999) / 1000).clamp(0, MAX_VISIBILITY_SECS);
+                // Best effort: without it the retry comes after the queue's visibility timeout.
+                if let Err(err) = self
+                    .client
+                    .change_message_visibility()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(&record.receipt_handle)
+                    .visibility_timeout(wait_secs as i32)
+                    .send()
+                    .await
+                {
+                    warn!(delivery = %message.id, error = %aws_sdk_sqs::error::DisplayErrorContext(err),
+                          "Cannot set the retry's backoff; it follows the visibility timeout.");
+                }
+                MessageOutcome::Retry
+            }
+            Settle::Dead => {
+                let dead = DeliveryMessage {
+                    dead: Some(DeadRecord::from(&record_of_attempt)),
+                    ..message
+                };
+                let body = serde_json::to_string(&dead).expect("a DeliveryMessage serialises");
+                match self
+                    .client
+                    .send_message()
+                    .queue_url(&self.dead_letter_queue_url)
+                    .message_body(body)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {
+                        info!(delivery = %dead.id, route = %dead.route, destination = %dead.destination,
+                              attempt = record_of_attempt.attempt, "Dead letter sent to the dead-letter queue.");
+                        MessageOutcome::DeadLettered
+                    }
+                    Err(err) => {
+                        // Kept in the delivery queue: retried, then dead-lettered by the redrive.
+                        warn!(delivery = %dead.id, error = %aws_sdk_sqs::error::DisplayErrorContext(err),
+                              "Cannot send to the dead-letter queue; the message stays queued.");
+                        MessageOutcome::Retry
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An SQS client from the environment (credentials chain, region, `AWS_ENDPOINT_URL`).
+pub async fn client_from_env() -> Client {
+    Client::new(&aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+}
