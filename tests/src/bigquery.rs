@@ -127,6 +127,11 @@ fn respond(reply: Reply) -> Response {
     }
 }
 
+/// A request body that must be JSON: 400 `invalid` otherwise.
+fn json_body(body: &[u8]) -> Result<Value, (StatusCode, Value)> {
+    serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))
+}
+
 fn valid_name(name: &str, max: usize) -> bool {
     !name.is_empty()
         && name.len() <= max
@@ -551,7 +556,7 @@ async fn insert_table(
 ) -> Response {
     respond((|| {
         enter(&shared, "tables.insert", &project, &headers)?;
-        let resource: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+        let resource: Value = json_body(&body)?;
         let reference = &resource["tableReference"];
         let table = reference["tableId"].as_str().unwrap_or("");
         if reference["projectId"] != json!(project) || reference["datasetId"] != json!(dataset) {
@@ -664,8 +669,7 @@ async fn table_call(
                 Ok(Value::Null)
             }
             "tables.update" => {
-                let resource: Value =
-                    serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+                let resource: Value = json_body(&body)?;
                 let Some(view) = resource.get("view") else {
                     return Err(invalid("the double updates views only"));
                 };
@@ -676,8 +680,7 @@ async fn table_call(
                 Ok(stored)
             }
             _ => {
-                let patch: Value =
-                    serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+                let patch: Value = json_body(&body)?;
                 let mut stored = current.clone();
                 if let Some(schema) = patch.get("schema") {
                     let new = check_fields(&schema["fields"])?;
@@ -1019,7 +1022,7 @@ async fn insert_query_job(
 ) -> Response {
     respond((|| {
         enter(&shared, "jobs.insert", &project, &headers)?;
-        let job: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+        let job: Value = json_body(&body)?;
         let query = &job["configuration"]["query"];
         if query.is_null() {
             return Err(invalid(
@@ -1078,7 +1081,7 @@ async fn run_query(
 ) -> Response {
     respond((|| {
         enter(&shared, "jobs.query", &project, &headers)?;
-        let request: Value = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+        let request: Value = json_body(&body)?;
         let (dataset, params) = query_settings(&request)?;
         let inner = shared.inner.lock().expect("state");
         let ds = dataset_of(&inner, &project, &dataset)?;
