@@ -460,16 +460,14 @@ async fn list_tables(
         enter(&shared, "tables.list", &project, &headers)?;
         let inner = shared.inner.lock().expect("state");
         let ds = dataset_of(&inner, &project, &dataset)?;
-        // Pages of two, so paging is exercised.
-        let start: usize = query
-            .get("pageToken")
-            .map(|t| t.parse().map_err(|_| invalid("bad pageToken")))
-            .transpose()?
-            .unwrap_or(0);
+        // Pages of two, so paging is exercised. The token is the last table id of the page
+        // before, so tables created or dropped meanwhile never make a listing skip one.
+        let after = query.get("pageToken").cloned();
         let all: Vec<Value> = ds
             .tables
-            .values()
-            .map(|t| {
+            .iter()
+            .filter(|(id, _)| after.as_ref().is_none_or(|a| *id > a))
+            .map(|(_, t)| {
                 let mut item = json!({
                     "kind": "bigquery#table",
                     "tableReference": t["tableReference"],
@@ -483,11 +481,10 @@ async fn list_tables(
                 item
             })
             .collect();
-        let page: Vec<Value> = all.iter().skip(start).take(2).cloned().collect();
-        let mut answer =
-            json!({ "kind": "bigquery#tableList", "tables": page, "totalItems": all.len() });
-        if start + 2 < all.len() {
-            answer["nextPageToken"] = json!((start + 2).to_string());
+        let page: Vec<Value> = all.iter().take(2).cloned().collect();
+        let mut answer = json!({ "kind": "bigquery#tableList", "tables": page });
+        if all.len() > 2 {
+            answer["nextPageToken"] = page[1]["tableReference"]["tableId"].clone();
         }
         Ok(answer)
     })())

@@ -986,7 +986,9 @@ impl BigQueryLoad {
         })))
     }
 
-    async fn rebuild_view(&self) -> Result<(), WarehouseError> {
+    /// Rebuilds `all_events` from a fresh listing, plus the tables this load wrote (`touched`
+    /// events) should the listing not show them yet.
+    async fn rebuild_view(&self, touched: &[String]) -> Result<(), WarehouseError> {
         let (mut catalog, events) = self.ds.read_catalog().await?;
         for table in events.values() {
             let resource = self
@@ -996,6 +998,14 @@ impl BigQueryLoad {
                 .await
                 .map_err(op("read catalog"))?;
             add_columns(&mut catalog, table, &resource);
+        }
+        for event in touched.iter().filter(|e| !events.contains_key(*e)) {
+            if let Some(own) = self.catalog.table(event) {
+                catalog.add_table(event.clone(), own.name.clone());
+                for (raw, column) in &own.columns {
+                    catalog.add_column(&own.name, raw.clone(), column.clone());
+                }
+            }
         }
         let dataset = self.ds.dataset.clone();
         let body = catalog.all_events_select_with(ident, "STRING", &|t| {
@@ -1178,6 +1188,7 @@ impl LoadTransaction for BigQueryLoad {
         let mut staging = Vec::new();
         let mut extra: Vec<(String, Param)> = Vec::new();
         let staged = std::mem::take(&mut self.staged);
+        let touched: Vec<String> = staged.keys().cloned().collect();
         let result = async {
             if status == LoadStatus::Loaded {
                 for (index, (event, mut s)) in staged.into_iter().enumerate() {
@@ -1318,7 +1329,7 @@ impl LoadTransaction for BigQueryLoad {
                 });
         }
         if self.view_stale && status == LoadStatus::Loaded {
-            self.rebuild_view().await?;
+            self.rebuild_view(&touched).await?;
         }
         Ok(self.record(status, error, bytes, rows, rejected))
     }
