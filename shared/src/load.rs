@@ -18,7 +18,9 @@ use crate::export::{
 };
 use crate::storage::{ObjectEntry, ObjectSource};
 use crate::time::TsParser;
-use crate::warehouse::{Begin, LoadRecord, LoadStatus, Outcome, SourceObject, Warehouse};
+use crate::warehouse::{
+    Begin, Committed, LoadRecord, LoadStatus, Outcome, SourceObject, Warehouse,
+};
 
 /// Rejects carried to the warehouse per file; more are counted, not stored.
 pub const MAX_REJECTS_PER_FILE: usize = 10_000;
@@ -160,11 +162,7 @@ async fn load_export(
         Ok(Begin::Started(txn)) => txn,
         Ok(Begin::Done(record)) => {
             info!(uri = %object.uri, status = %record.status, "Object already handled.");
-            let outcome = match record.status {
-                LoadStatus::Quarantined => FileOutcome::Quarantined(record),
-                _ => FileOutcome::AlreadyLoaded(record),
-            };
-            return (outcome, 0);
+            return (handled_before(record), 0);
         }
         Err(e) => return (failed(error_chain(&e), e.is_retryable()), 0),
     };
@@ -257,11 +255,15 @@ async fn load_export(
     };
     let quarantined = matches!(result, Outcome::Quarantined { .. });
     match txn.commit(result, rejects).await {
-        Ok(record) if quarantined => {
+        Ok(Committed::Theirs(record)) => {
+            info!(uri = %record.uri, status = %record.status, "Another loader committed this version first; this load's rows were discarded.");
+            (handled_before(record), 0)
+        }
+        Ok(Committed::Ours(record)) if quarantined => {
             warn!(uri = %record.uri, reason = record.error.as_deref().unwrap_or(""), "Export quarantined.");
             (FileOutcome::Quarantined(record), decoded)
         }
-        Ok(record) => {
+        Ok(Committed::Ours(record)) => {
             info!(uri = %record.uri, rows = record.rows_loaded, rejected = record.rows_rejected, "Export loaded.");
             (FileOutcome::Loaded(record), decoded)
         }
@@ -270,6 +272,14 @@ async fn load_export(
             record_failure(warehouse, &object, &outcome).await;
             (outcome, 0)
         }
+    }
+}
+
+/// The outcome of a version some earlier (or concurrent) load already handled.
+fn handled_before(record: LoadRecord) -> FileOutcome {
+    match record.status {
+        LoadStatus::Quarantined => FileOutcome::Quarantined(record),
+        _ => FileOutcome::AlreadyLoaded(record),
     }
 }
 

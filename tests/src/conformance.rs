@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tapline::export::{Reject, RowBatch, Schema};
-use tapline::warehouse::{Begin, LoadStatus, Outcome, SourceObject, Warehouse};
+use tapline::warehouse::{
+    Begin, Committed, LoadRecord, LoadStatus, Outcome, SourceObject, Warehouse,
+};
 
 /// Opens warehouses for the suite.
 #[async_trait]
@@ -128,7 +130,7 @@ pub async fn rows_and_ledger_commit_together(h: &dyn Harness) {
     let mut t = start(w.as_ref(), &o).await;
     let load_id = t.load_id();
     t.append(batch(ORDER, &order_rows())).await.unwrap();
-    let record = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    let record = ours(t.commit(loaded(2, 0), vec![]).await);
     assert_eq!(record.status, LoadStatus::Loaded);
     assert_eq!(
         (record.rows_loaded, record.rows_rejected, record.load_id),
@@ -171,7 +173,7 @@ pub async fn same_version_is_done(h: &dyn Harness) {
     let o = object("s3://b/k.csv.gz", "etag-1");
     let mut t = start(w.as_ref(), &o).await;
     t.append(batch(ORDER, &order_rows())).await.unwrap();
-    let first = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    let first = ours(t.commit(loaded(2, 0), vec![]).await);
     match w.begin_load(&o, false).await.unwrap() {
         Begin::Done(r) => assert_eq!(r, first),
         Begin::Started(_) => panic!("loaded twice"),
@@ -196,7 +198,7 @@ pub async fn dropped_load_leaves_nothing(h: &dyn Harness) {
     // The next attempt starts cleanly and loads once.
     let mut t = start(w.as_ref(), &o).await;
     t.append(batch(ORDER, &order_rows())).await.unwrap();
-    t.commit(loaded(2, 0), vec![]).await.unwrap();
+    ours(t.commit(loaded(2, 0), vec![]).await);
     assert_eq!(count(w.as_ref(), "order_placed").await, 2);
 }
 
@@ -212,8 +214,8 @@ pub async fn quarantine_keeps_ledger_and_rejects_only(h: &dyn Harness) {
         "ts \"x\" is neither".into(),
         b"x,Order Placed",
     );
-    let record = t
-        .commit(
+    let record = ours(
+        t.commit(
             Outcome::Quarantined {
                 reason: "too many rejects".into(),
                 bytes: 100,
@@ -222,8 +224,8 @@ pub async fn quarantine_keeps_ledger_and_rejects_only(h: &dyn Harness) {
             },
             vec![reject],
         )
-        .await
-        .unwrap();
+        .await,
+    );
     assert_eq!(record.status, LoadStatus::Quarantined);
     assert_eq!(record.error.as_deref(), Some("too many rejects"));
     assert_eq!((record.rows_loaded, record.rows_rejected), (0, 1));
@@ -254,7 +256,7 @@ pub async fn quarantine_keeps_ledger_and_rejects_only(h: &dyn Harness) {
         Begin::Done(_) => panic!("retry_quarantined must retry"),
     };
     t.append(batch(ORDER, &order_rows())).await.unwrap();
-    let record = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    let record = ours(t.commit(loaded(2, 0), vec![]).await);
     assert_eq!((record.status, record.attempts), (LoadStatus::Loaded, 2));
     assert_eq!(count(w.as_ref(), "order_placed").await, 2);
 }
@@ -265,12 +267,12 @@ pub async fn new_version_replaces_old_rows(h: &dyn Harness) {
     let v1 = object("s3://b/k.csv.gz", "etag-1");
     let mut t = start(w.as_ref(), &v1).await;
     t.append(batch(ORDER, &order_rows())).await.unwrap();
-    let first = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    let first = ours(t.commit(loaded(2, 0), vec![]).await);
     // Another file's rows in the same table must survive the replacement.
     let other = object("s3://b/other.csv.gz", "etag-9");
     let mut t = start(w.as_ref(), &other).await;
     t.append(batch(ORDER, &order_rows()[..1])).await.unwrap();
-    t.commit(loaded(1, 0), vec![]).await.unwrap();
+    ours(t.commit(loaded(1, 0), vec![]).await);
 
     let v2 = object("s3://b/k.csv.gz", "etag-2");
     let mut t = start(w.as_ref(), &v2).await;
@@ -288,7 +290,7 @@ pub async fn new_version_replaces_old_rows(h: &dyn Harness) {
     ))
     .await
     .unwrap();
-    let second = t.commit(loaded(1, 0), vec![]).await.unwrap();
+    let second = ours(t.commit(loaded(1, 0), vec![]).await);
     assert_eq!(
         rows(
             w.as_ref(),
@@ -321,7 +323,7 @@ pub async fn new_columns_are_added(h: &dyn Harness) {
     let w = h.open("evolve").await;
     let mut t = start(w.as_ref(), &object("s3://b/1.csv", "1")).await;
     t.append(batch(ORDER, &order_rows())).await.unwrap();
-    t.commit(loaded(2, 0), vec![]).await.unwrap();
+    ours(t.commit(loaded(2, 0), vec![]).await);
     let wider = [
         "eventProps.Coupon Code",
         "ts",
@@ -343,7 +345,7 @@ pub async fn new_columns_are_added(h: &dyn Harness) {
     ))
     .await
     .unwrap();
-    t.commit(loaded(1, 0), vec![]).await.unwrap();
+    ours(t.commit(loaded(1, 0), vec![]).await);
     assert_eq!(
         rows(w.as_ref(), "SELECT event_props_coupon_code, profile_identity, event_props_amount FROM order_placed ORDER BY ts").await,
         vec![
@@ -399,7 +401,7 @@ pub async fn collisions_get_suffixes(h: &dyn Harness) {
     ))
     .await
     .unwrap();
-    t.commit(loaded(3, 0), vec![]).await.unwrap();
+    ours(t.commit(loaded(3, 0), vec![]).await);
     assert_eq!(
         rows(
             w.as_ref(),
@@ -445,7 +447,7 @@ pub async fn all_events_spans_tables(h: &dyn Harness) {
     ))
     .await
     .unwrap();
-    t.commit(loaded(3, 0), vec![]).await.unwrap();
+    ours(t.commit(loaded(3, 0), vec![]).await);
     assert_eq!(
         rows(
             w.as_ref(),
@@ -477,7 +479,7 @@ pub async fn failure_is_recorded_then_retried(h: &dyn Harness) {
     );
     let mut t = start(w.as_ref(), &o).await;
     t.append(batch(ORDER, &order_rows())).await.unwrap();
-    let record = t.commit(loaded(2, 0), vec![]).await.unwrap();
+    let record = ours(t.commit(loaded(2, 0), vec![]).await);
     assert_eq!(
         (record.status, record.attempts, record.error),
         (LoadStatus::Loaded, 2, None)
@@ -498,22 +500,29 @@ pub async fn concurrent_loaders_load_once(h: &dyn Harness) {
     let a = h.open("race").await;
     let b = h.open("race").await;
     let o = object("s3://b/race.csv.gz", "etag-1");
+    // Whether this loader's commit is the one that loaded (`true`), or it found the version
+    // done at `begin_load` or committed by the other (`false`).
     let run = |w: Box<dyn Warehouse>, o: SourceObject| async move {
-        let record = match w.begin_load(&o, false).await.expect("begin") {
+        let (record, mine) = match w.begin_load(&o, false).await.expect("begin") {
             Begin::Started(mut t) => {
                 t.append(batch(ORDER, &order_rows())).await.unwrap();
-                t.commit(loaded(2, 0), vec![]).await.unwrap()
+                match t.commit(loaded(2, 0), vec![]).await.unwrap() {
+                    Committed::Ours(r) => (r, true),
+                    Committed::Theirs(r) => (r, false),
+                }
             }
-            Begin::Done(r) => r,
+            Begin::Done(r) => (r, false),
         };
-        (record, w)
+        (record, mine, w)
     };
     let (ra, rb) = tokio::join!(
         tokio::spawn(run(a, o.clone())),
         tokio::spawn(run(b, o.clone()))
     );
-    let (ra, w) = ra.unwrap();
-    let (rb, _) = rb.unwrap();
+    let (ra, mine_a, w) = ra.unwrap();
+    let (rb, mine_b, _) = rb.unwrap();
+    // Exactly one loader says it loaded the file, so a summary counts it once.
+    assert!(mine_a ^ mine_b, "loaded by a: {mine_a}, by b: {mine_b}");
     assert_eq!(
         (ra.status, rb.status),
         (LoadStatus::Loaded, LoadStatus::Loaded)
@@ -659,4 +668,14 @@ macro_rules! warehouse_conformance_tests {
             }
         )*
     };
+}
+
+/// The record of a commit that must be this load's own (a single loader).
+fn ours(committed: Result<Committed, tapline::warehouse::WarehouseError>) -> LoadRecord {
+    match committed.expect("commit") {
+        Committed::Ours(record) => record,
+        Committed::Theirs(record) => {
+            panic!("a lone loader's commit was taken by another: {record:?}")
+        }
+    }
 }

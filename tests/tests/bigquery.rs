@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tapline::google_auth::GoogleAuth;
 use tapline::warehouse::bigquery::BigQueryWarehouse;
-use tapline::warehouse::{Begin, Warehouse};
+use tapline::warehouse::{Begin, Committed, Warehouse};
 use tapline_tests::bigquery::{BigQueryDouble, JobFault};
 use tapline_tests::{Run, bin, export_csv};
 
@@ -304,7 +304,10 @@ async fn a_commit_another_loader_made_is_found_by_its_job_id() {
     };
     let first = ta.commit(outcome.clone(), vec![]).await.unwrap();
     let second = tb.commit(outcome, vec![]).await.unwrap();
-    assert_eq!(first.load_id, second.load_id);
+    let (Committed::Ours(first), Committed::Theirs(second)) = (first, second) else {
+        panic!("the first commit must be the load, the second must find it");
+    };
+    assert_eq!(first, second, "the loser reports the winner's ledger row");
     assert_eq!(
         value(&double, "SELECT count(*) FROM charged").as_deref(),
         Some("1")

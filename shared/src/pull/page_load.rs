@@ -14,7 +14,7 @@ use crate::export::parse::{
 };
 use crate::export::{DataFormat, EVENT_NAME_COLUMN, ExportKind, RowBatch, parse_export};
 use crate::time::TsParser;
-use crate::warehouse::{Begin, Outcome, SourceObject, Warehouse};
+use crate::warehouse::{Begin, Committed, Outcome, SourceObject, Warehouse};
 
 /// API record keys and the export names of the same data.
 const API_TO_EXPORT_KEYS: [(&str, &str); 2] = [
@@ -29,7 +29,8 @@ pub struct PageCounts {
     pub rows: u64,
     /// Rows rejected (in `_tapline_rejects` with their reasons).
     pub rejected: u64,
-    /// The ledger had this page of this pull already (a resumed run): nothing was written.
+    /// The ledger had this page of this pull already (a resumed run, or a concurrent pull that
+    /// committed it first): nothing was written.
     pub already_loaded: bool,
 }
 
@@ -148,7 +149,7 @@ pub async fn load_event_page(
             txn.append(batch).await?;
         }
     }
-    let record = txn
+    let committed = txn
         .commit(
             Outcome::Loaded {
                 bytes,
@@ -158,11 +159,13 @@ pub async fn load_event_page(
             rejects,
         )
         .await?;
-    info!(uri = %record.uri, rows = record.rows_loaded, rejected = record.rows_rejected, "API page loaded.");
+    let already_loaded = matches!(committed, Committed::Theirs(_));
+    let record = committed.into_record();
+    info!(uri = %record.uri, rows = record.rows_loaded, rejected = record.rows_rejected, already_loaded, "API page loaded.");
     Ok(PageCounts {
         rows: record.rows_loaded,
         rejected: record.rows_rejected,
-        already_loaded: false,
+        already_loaded,
     })
 }
 

@@ -399,7 +399,34 @@ pub trait LoadTransaction: Send {
         self: Box<Self>,
         outcome: Outcome,
         rejects: Vec<Reject>,
-    ) -> Result<LoadRecord, WarehouseError>;
+    ) -> Result<Committed, WarehouseError>;
+}
+
+/// What [`LoadTransaction::commit`] came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// This load's rows and ledger row are committed.
+    Ours(LoadRecord),
+    /// Another loader committed this version first (possible where loads take no lock, as on
+    /// BigQuery); this load's rows were discarded. The record is the winner's ledger row, so a
+    /// summary counts the file once, as already loaded.
+    Theirs(LoadRecord),
+}
+
+impl Committed {
+    /// The version's ledger row, whoever committed it.
+    pub fn record(&self) -> &LoadRecord {
+        match self {
+            Committed::Ours(record) | Committed::Theirs(record) => record,
+        }
+    }
+
+    /// The ledger row, owned.
+    pub fn into_record(self) -> LoadRecord {
+        match self {
+            Committed::Ours(record) | Committed::Theirs(record) => record,
+        }
+    }
 }
 
 /// A warehouse operation that failed. Adapters decide what is worth a retry.

@@ -24,9 +24,9 @@ use tracing::warn;
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
-    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
-    Warehouse, WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
+    FixedTable, LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult,
+    SourceObject, Warehouse, WarehouseError,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -1022,7 +1022,7 @@ impl LoadTransaction for PostgresLoad {
         mut self: Box<Self>,
         outcome: Outcome,
         rejects: Vec<Reject>,
-    ) -> Result<LoadRecord, WarehouseError> {
+    ) -> Result<Committed, WarehouseError> {
         self.finish_copy().await?;
         let (status, error, bytes, rows, rejected) = match outcome {
             Outcome::Loaded {
@@ -1115,7 +1115,8 @@ impl LoadTransaction for PostgresLoad {
         client.batch_execute("COMMIT").await.map_err(op("commit"))?;
         // Committed: nothing for Drop to roll back.
         drop(self.client.take());
-        Ok(record)
+        // The version's row lock is held from `begin_load`: no other loader can commit it.
+        Ok(Committed::Ours(record))
     }
 }
 

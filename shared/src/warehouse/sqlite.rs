@@ -16,9 +16,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
-    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
-    Warehouse, WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
+    FixedTable, LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult,
+    SourceObject, Warehouse, WarehouseError,
 };
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
@@ -580,9 +580,11 @@ impl LoadTransaction for SqliteLoad {
         mut self: Box<Self>,
         outcome: Outcome,
         rejects: Vec<Reject>,
-    ) -> Result<LoadRecord, WarehouseError> {
+    ) -> Result<Committed, WarehouseError> {
+        // The version's lock is held from `begin_load`: no other loader can commit it.
         self.blocking(move |conn, state| state.commit(conn, outcome, rejects))
             .await
+            .map(Committed::Ours)
     }
 }
 

@@ -11,6 +11,8 @@
 //! number: `tapline_<key>_commit_<n>`. A loader tries n = 1, 2, … and only moves to n + 1 after
 //! seeing job n fail, so at most one commit of a version can succeed; a `409 duplicate` means
 //! another loader got there first, and that job's outcome (its `tapline_outcome` label) decides.
+//! The loser's commit returns [`Committed::Theirs`] with the winner's ledger row, so the loader
+//! reports the file as already loaded and a summary counts it once.
 //! The staging step costs one query over the file's own rows (the `INSERT … SELECT`); the load
 //! itself is free.
 //!
@@ -40,9 +42,9 @@ use sha2::{Digest, Sha256};
 use self::api::{Api, ApiError, Param};
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, FixedTable,
-    LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
-    Warehouse, WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
+    FixedTable, LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult,
+    SourceObject, Warehouse, WarehouseError,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -1164,7 +1166,7 @@ impl LoadTransaction for BigQueryLoad {
         mut self: Box<Self>,
         outcome: Outcome,
         rejects: Vec<Reject>,
-    ) -> Result<LoadRecord, WarehouseError> {
+    ) -> Result<Committed, WarehouseError> {
         let (status, error, bytes, rows, rejected) = match &outcome {
             Outcome::Loaded {
                 bytes,
@@ -1322,6 +1324,7 @@ impl LoadTransaction for BigQueryLoad {
                 .ds
                 .current(&self.object)
                 .await?
+                .map(Committed::Theirs)
                 .ok_or_else(|| WarehouseError::Operation {
                     operation: "commit",
                     retryable: true,
@@ -1331,7 +1334,9 @@ impl LoadTransaction for BigQueryLoad {
         if self.view_stale && status == LoadStatus::Loaded {
             self.rebuild_view(&touched).await?;
         }
-        Ok(self.record(status, error, bytes, rows, rejected))
+        Ok(Committed::Ours(
+            self.record(status, error, bytes, rows, rejected),
+        ))
     }
 }
 
