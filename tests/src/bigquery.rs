@@ -370,6 +370,14 @@ impl BigQueryDouble {
             .unwrap_or_default()
     }
 
+    /// Runs a statement against a dataset's stored rows, as someone with direct access would
+    /// (seeding history a test cannot produce through the API, such as old rows).
+    pub fn execute(&self, dataset: &str, sql: &str) {
+        let inner = self.lock();
+        let ds = inner.datasets.get(dataset).expect("dataset");
+        ds.conn.execute_batch(sql).expect(sql);
+    }
+
     /// Runs SQL against a dataset's stored rows (TIMESTAMPs as `2022-09-21T04:32:45.000000Z`).
     pub fn rows(&self, dataset: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         let inner = self.lock();

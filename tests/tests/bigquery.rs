@@ -570,3 +570,58 @@ async fn pulled_events_and_counts_land_in_bigquery_once() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_values_superseded_for_a_week_are_pruned_and_latest_values_kept() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let w = BigQueryWarehouse::open_at(
+        &url("clevertap"),
+        Some(&double.endpoint),
+        GoogleAuth::anonymous(),
+    )
+    .await
+    .unwrap();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let day = 24 * 3600 * 1_000_000i64;
+    // a: superseded 10 days ago by a value that is itself 9 days old (kept: still the latest);
+    // b: an old value, superseded by the write below; c: superseded an hour ago (kept: recent).
+    let seed: Vec<String> = [
+        ("a", "a1", now_us - 10 * day),
+        ("a", "a2", now_us - 9 * day),
+        ("b", "b1", now_us - 10 * day),
+        ("c", "c1", now_us - 3_600_000_000),
+        ("c", "c2", now_us - 1_000_000),
+    ]
+    .iter()
+    .map(|(k, v, us)| {
+        format!(
+            "INSERT INTO _tapline_state_log (key, value, updated_at, written_us) \
+             VALUES ('{k}', '{v}', '2026-01-01T00:00:00.000000Z', {us});"
+        )
+    })
+    .collect();
+    double.execute("clevertap", &seed.concat());
+
+    w.put_state("b", "b2").await.unwrap();
+    w.put_state("c", "c3").await.unwrap();
+
+    let kept = double.rows(
+        "clevertap",
+        "SELECT value FROM _tapline_state_log ORDER BY value",
+    );
+    let kept: Vec<&str> = kept.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(kept, ["a2", "b2", "c1", "c2", "c3"]);
+    for (key, latest) in [("a", "a2"), ("b", "b2"), ("c", "c3")] {
+        assert_eq!(w.get_state(key).await.unwrap().as_deref(), Some(latest));
+    }
+    // Once per handle: the second write ran no prune.
+    let prunes = double
+        .job_ids()
+        .into_iter()
+        .filter(|j| j.contains("_state_prune_dml_"))
+        .count();
+    assert_eq!(prunes, 1);
+}

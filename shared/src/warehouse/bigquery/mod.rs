@@ -68,6 +68,8 @@ const EVENT_LABEL: &str = "tapline";
 /// Checkpoints are appended here (writes never contend); the view `_tapline_state` shows the
 /// latest value of each key, like the other warehouses' table of that name.
 const STATE_LOG: &str = "_tapline_state_log";
+/// State values superseded for longer than this are pruned from `_tapline_state_log`.
+const STATE_LOG_KEEP_US: i64 = 7 * 24 * 3600 * 1_000_000;
 /// Staging tables expire after a day even if a loader dies before dropping them.
 const STAGING_TTL_MS: i64 = 24 * 3600 * 1000;
 
@@ -189,6 +191,9 @@ fn version_key(object: &SourceObject) -> (String, i64) {
 pub struct BigQueryWarehouse {
     ds: Dataset,
     target: String,
+    /// Whether this handle has pruned `_tapline_state_log` yet (once per handle: per CLI run,
+    /// per function instance).
+    state_pruned: std::sync::atomic::AtomicBool,
 }
 
 /// The dataset and the client, shared by the warehouse and its loads.
@@ -348,6 +353,7 @@ impl BigQueryWarehouse {
                 dataset,
             },
             target,
+            state_pruned: Default::default(),
         })
     }
 }
@@ -394,7 +400,8 @@ impl Dataset {
     }
 
     /// Appends `value` under `key` in `_tapline_state`; committed when this returns.
-    async fn write_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
+    /// Returns the write's `written_us`.
+    async fn write_state(&self, key: &str, value: &str) -> Result<i64, WarehouseError> {
         let written_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
@@ -409,6 +416,22 @@ impl Dataset {
                 ("now", Param::Timestamp(now_utc())),
                 ("written_us", Param::Int(written_us)),
             ],
+        )
+        .await?;
+        Ok(written_us)
+    }
+
+    /// Deletes the state values written before `before_us` that a newer value of their key
+    /// superseded: the log stays about as large as the number of keys plus a week of writes,
+    /// and the latest value of every key is kept, however old.
+    async fn prune_state(&self, before_us: i64) -> Result<(), WarehouseError> {
+        self.run_dml(
+            "prune state",
+            "state_prune",
+            "DELETE FROM _tapline_state_log AS old WHERE old.written_us < @before_us \
+             AND EXISTS (SELECT 1 FROM _tapline_state_log AS newer \
+             WHERE newer.key = old.key AND newer.written_us > old.written_us)",
+            &[("before_us", Param::Int(before_us))],
         )
         .await
     }
@@ -732,7 +755,17 @@ impl Warehouse for BigQueryWarehouse {
     }
 
     async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
-        self.ds.write_state(key, value).await
+        let written_us = self.ds.write_state(key, value).await?;
+        if !self
+            .state_pruned
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            // Best effort: a failed prune leaves old rows for the next handle to remove.
+            if let Err(e) = self.ds.prune_state(written_us - STATE_LOG_KEEP_US).await {
+                tracing::warn!(error = %crate::load::error_chain(&e), "Could not prune _tapline_state_log.");
+            }
+        }
+        Ok(())
     }
 
     async fn replace_rows(
