@@ -89,6 +89,14 @@ impl Case {
         args
     }
 
+    /// `tapline status` on this case's warehouse: its stdout.
+    async fn status(&self) -> String {
+        let wh = self.warehouse();
+        let run = self.api.tapline(&["status", "--warehouse", &wh], &[]).await;
+        assert_ok(&run);
+        run.stdout
+    }
+
     fn count(&self, sql: &str) -> u64 {
         sqlite_value(&self.db, sql).unwrap().parse().unwrap()
     }
@@ -378,8 +386,25 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     assert_eq!(checkpoint["rows"], 20);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 20);
 
+    // `tapline status` shows what the cut-off run left.
+    let status = case.status().await;
+    assert!(
+        status.contains("Unfinished API pulls (1):"),
+        "{status}"
+    );
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("events "))
+        .unwrap_or_else(|| panic!("no events line in:\n{status}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells[..5], ["events", "Charged", "2022-09-22", "2", "20"], "{line}");
+
     let run = case.api.tapline(&args, &[]).await;
     assert_ok(&run);
+    assert!(
+        case.status().await.contains("No unfinished API pulls."),
+        "the finished pull is no longer listed"
+    );
     assert!(
         run.stdout
             .contains("Resumed Charged 2022-09-22 from its checkpoint at page 2."),
@@ -882,6 +907,118 @@ async fn profiles_are_merged_by_identity() {
             "SELECT count(*) FROM profiles WHERE json_extract(profile_data, '$.favoriteColor') = 'green'"
         ),
         40
+    );
+}
+
+/// A `pull profiles` killed while it waits for page 2 leaves an `in_progress` checkpoint with
+/// two pages merged (`tapline status` lists it); the same command resumes at page 2 without
+/// opening a new cursor or fetching pages 0 and 1 again, and every profile is one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
+    let case = Case::new().await;
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(60, "blue"));
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "profiles",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+        "--batch-size",
+        "23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    case.api.block_at("profiles/Charged", 2);
+    let mut child = case.api.command(&args, &[]).spawn().unwrap();
+    case.api.wait_until_blocked().await;
+    child.kill().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!status.success());
+    case.api.unblock();
+
+    let key = "clevertap/TEST-ACC-1/profiles/Charged/2022-09-22..2022-09-23";
+    let checkpoint = |db: &std::path::Path| -> Value {
+        let rows = sqlite_rows(
+            db,
+            &format!("SELECT value FROM _tapline_state WHERE key = '{key}'"),
+        );
+        assert_eq!(rows.len(), 1, "one checkpoint for {key}");
+        serde_json::from_str(rows[0][0].as_deref().unwrap()).unwrap()
+    };
+    let cp = checkpoint(&case.db);
+    assert_eq!(cp["status"], "in_progress");
+    assert_eq!(cp["pages"], 2);
+    assert_eq!(cp["rows"], 46);
+    assert_eq!(cp["window"], serde_json::json!([20220922, 20220923]));
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 46);
+    let status = case.status().await;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("profiles "))
+        .unwrap_or_else(|| panic!("no profiles line in:\n{status}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        ["profiles", "Charged", "2022-09-22..2022-09-23", "2", "46"],
+        "{line}"
+    );
+
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("Charged: resumed from its checkpoint at page 2."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Charged: 3 pages, 60 profiles merged, 0 without identity (not stored)."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
+    assert_eq!(
+        case.count("SELECT count(DISTINCT identity) FROM profiles"),
+        60,
+        "each profile merged once"
+    );
+    let seen = case.api.seen();
+    let opens = seen.iter().filter(|s| matches!(s, Seen::Open(..))).count();
+    assert_eq!(opens, 1, "the resumed run did not open a new cursor");
+    for page in 0..3 {
+        let fetched = seen
+            .iter()
+            .filter(|s| **s == Seen::Page("profiles/Charged".into(), DAY1, page))
+            .count();
+        // Page 2 was asked by the killed run too (held back until it died).
+        if page < 2 {
+            assert_eq!(fetched, 1, "page {page} was fetched once");
+        } else {
+            assert!(fetched >= 1, "page {page} was fetched");
+        }
+    }
+    let cp = checkpoint(&case.db);
+    assert_eq!(cp["status"], "complete");
+    assert_eq!(cp["pages"], 3);
+    assert_eq!(cp["rows"], 60);
+    assert!(case.status().await.contains("No unfinished API pulls."));
+
+    // A batch size Get Profiles refuses is a usage error before anything runs.
+    let mut bad = args.to_vec();
+    bad[9] = "50";
+    let run = case.api.tapline(&bad, &[]).await;
+    assert_eq!(run.code, 64, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: --batch-size 50 is not a multiple of 23 from 23 to 4991 (Get Profiles requires it)"
     );
 }
 

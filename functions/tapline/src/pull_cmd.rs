@@ -8,13 +8,14 @@ use tapline::clevertap::counts::CountApi;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
+use tapline::pull::alert_notifiers::alert_notifier_from_env;
 use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};
 use tapline::pull::campaigns::pull_campaigns;
 use tapline::pull::counts::{count_table, pull_event_counts};
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
 use tapline::pull::output::{FileOutput, OutputFormat};
-use tapline::pull::profiles::pull_profiles;
+use tapline::pull::profiles::{PROFILES_BATCH_SIZE, pull_profiles, valid_profiles_batch_size};
 use tapline::warehouse;
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK, EXIT_USAGE, WarehouseArg, parse_date};
@@ -68,12 +69,15 @@ pub enum PullCommand {
         1 nothing could start (or the campaign list failed); 64 usage.")]
     Campaigns(DayRange),
     /// The profiles that did an event in a window (Get Profiles), merged by identity into
-    /// `profiles`: a profile pulled again replaces its row.
+    /// `profiles`: a profile pulled again replaces its row. Checkpointed after every page.
     #[command(after_help = "Examples:\n  \
         tapline pull profiles --event Charged --from 2022-09-01 --to 2022-09-21\n\n\
-        Exit codes: 0 every event's profiles merged; 2 some event stopped; 1 nothing could \
-        start; 64 usage.")]
-    Profiles(EventDays),
+        A run that stops (killed, timed out, CleverTap unavailable) leaves a checkpoint in \
+        _tapline_state for the event and window: the same command resumes at the page where it \
+        stopped and says so (`tapline status` lists unfinished pulls).\n\n\
+        Exit codes: 0 every event's profiles merged; 2 some event stopped (run again to \
+        resume); 1 nothing could start; 64 usage.")]
+    Profiles(PullProfilesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +93,16 @@ pub struct PullCountsArgs {
     /// Give up on a count still `partial` after this many seconds.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub deadline_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PullProfilesArgs {
+    #[command(flatten)]
+    pub range: EventDays,
+
+    /// Profiles per page asked of CleverTap: a multiple of 23, at most 4991.
+    #[arg(long, default_value_t = PROFILES_BATCH_SIZE, value_name = "N")]
+    pub batch_size: u32,
 }
 
 /// The events and days `pull events` and `pull counts` take.
@@ -202,7 +216,14 @@ pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
         PullCommand::Events(a) => a.range.usage_error(),
         PullCommand::Counts(a) => a.range.usage_error(),
         PullCommand::Campaigns(range) => range.usage_error(),
-        PullCommand::Profiles(range) => range.usage_error(),
+        PullCommand::Profiles(a) => a.range.usage_error().or_else(|| {
+            (!valid_profiles_batch_size(a.batch_size)).then(|| {
+                format!(
+                    "--batch-size {} is not a multiple of 23 from 23 to {PROFILES_BATCH_SIZE} (Get Profiles requires it)",
+                    a.batch_size
+                )
+            })
+        }),
     };
     if let Some(error) = usage {
         eprintln!("error: {error}");
@@ -328,7 +349,8 @@ async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
     Ok(exit_code(report.failed.is_empty()))
 }
 
-async fn profiles(range: EventDays) -> Result<u8, AnyError> {
+async fn profiles(args: PullProfilesArgs) -> Result<u8, AnyError> {
+    let range = &args.range;
     let Setup {
         client, warehouse, ..
     } = setup(&range.days).await?;
@@ -345,16 +367,30 @@ async fn profiles(range: EventDays) -> Result<u8, AnyError> {
             event,
             range.days.from,
             range.days.to,
+            args.batch_size,
         )
         .await
         {
-            Ok(r) => println!(
-                "{event}: {} pages, {} profiles merged, {} without identity (not stored).",
-                r.pages, r.merged, r.without_identity
-            ),
+            Ok(r) => {
+                if let Some(page) = r.resumed_at_page {
+                    println!("{event}: resumed from its checkpoint at page {page}.");
+                }
+                if r.restarted {
+                    println!(
+                        "{event}: CleverTap refused the checkpoint's cursor (expired?): the window was pulled again from its first page."
+                    );
+                }
+                println!(
+                    "{event}: {} pages, {} profiles merged, {} without identity (not stored).",
+                    r.pages, r.merged, r.without_identity
+                );
+            }
             Err(e) => {
                 all_ok = false;
-                println!("{event}: stopped: {}", error_chain(&e));
+                println!(
+                    "{event}: stopped: {} (run the same command again to resume)",
+                    error_chain(&e)
+                );
             }
         }
     }
@@ -425,15 +461,13 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
     out
 }
 
-/// The environment variable holding the Slack incoming webhook URL for alerts.
-pub const ENV_ALERTS_SLACK_URL: &str = "TAPLINE_ALERTS_SLACK_URL";
-
 /// Exit code of `tapline alerts` when some rule breached.
 const EXIT_BREACHED: u8 = 3;
 
 #[derive(Debug, Args)]
 pub struct AlertsArgs {
-    /// The rules: a JSON file (see the examples).
+    /// The rules: a JSON file (see the examples); the scheduled puller takes the same JSON in
+    /// TAPLINE_ALERT_RULES.
     #[arg(long, value_name = "FILE")]
     pub rules: std::path::PathBuf,
 
@@ -465,15 +499,10 @@ pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
             today.yesterday()?
         }
     };
+    let notifier = alert_notifier_from_env().await?;
     let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
-    let slack_url = std::env::var(ENV_ALERTS_SLACK_URL)
-        .ok()
-        .filter(|u| !u.is_empty());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let slack = slack_url.as_deref().map(|url| (&http, url));
-    let (results, slack_errors) = run_alerts(warehouse.as_ref(), &rules, day, slack).await?;
+    let (results, failures) =
+        run_alerts(warehouse.as_ref(), &rules, day, notifier.as_deref()).await?;
     for r in &results {
         let status = match r.status {
             AlertStatus::Ok => "ok",
@@ -482,10 +511,10 @@ pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
         };
         println!("{status:<8} {}", r.message);
     }
-    for e in &slack_errors {
-        eprintln!("error: Slack post for {e}");
+    for f in &failures {
+        eprintln!("error: alert {}: {}", f.rule, error_chain(&f.error));
     }
-    Ok(if !slack_errors.is_empty() {
+    Ok(if !failures.is_empty() {
         EXIT_NOT_ALL_LOADED
     } else if results.iter().any(|r| r.status == AlertStatus::Breached) {
         EXIT_BREACHED

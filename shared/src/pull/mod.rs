@@ -9,9 +9,11 @@
 //! - [`campaigns`]: campaigns and their reports into `campaigns` / `campaign_reports`.
 //! - [`profiles`]: Get Profiles merged by identity into `profiles`.
 //! - [`jobs`]: the scheduled function's configured jobs over a window ending yesterday.
-//! - [`alerts`]: count rules checked against `event_counts`, breaches to Slack, `alert_runs`.
+//! - [`alerts`]: count rules checked against `event_counts`, results in `alert_runs`.
+//! - [`alert_notifiers`]: where breaches go: Slack, or the webhook relay's alerts route.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
+pub mod alert_notifiers;
 pub mod alerts;
 pub mod campaigns;
 pub mod checkpoint;
