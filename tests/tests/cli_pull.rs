@@ -388,16 +388,17 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
 
     // `tapline status` shows what the cut-off run left.
     let status = case.status().await;
-    assert!(
-        status.contains("Unfinished API pulls (1):"),
-        "{status}"
-    );
+    assert!(status.contains("Unfinished API pulls (1):"), "{status}");
     let line = status
         .lines()
         .find(|l| l.starts_with("events "))
         .unwrap_or_else(|| panic!("no events line in:\n{status}"));
     let cells: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(cells[..5], ["events", "Charged", "2022-09-22", "2", "20"], "{line}");
+    assert_eq!(
+        cells[..5],
+        ["events", "Charged", "2022-09-22", "2", "20"],
+        "{line}"
+    );
 
     let run = case.api.tapline(&args, &[]).await;
     assert_ok(&run);

@@ -267,7 +267,8 @@ pub async fn alert_notifier_from_lookup(
                     });
                 }
             };
-            let header = set(ENV_ALERTS_RELAY_HEADER).unwrap_or_else(|| DEFAULT_RELAY_HEADER.into());
+            let header =
+                set(ENV_ALERTS_RELAY_HEADER).unwrap_or_else(|| DEFAULT_RELAY_HEADER.into());
             Ok(Some(Arc::new(RelayAlertNotifier::new(
                 http, url, header, token,
             ))))
@@ -276,8 +277,7 @@ pub async fn alert_notifier_from_lookup(
 }
 
 /// [`alert_notifier_from_lookup`] over the process environment.
-pub async fn alert_notifier_from_env() -> Result<Option<Arc<dyn AlertNotifier>>, AlertConfigError>
-{
+pub async fn alert_notifier_from_env() -> Result<Option<Arc<dyn AlertNotifier>>, AlertConfigError> {
     alert_notifier_from_lookup(|name| std::env::var(name).ok()).await
 }
 
@@ -301,7 +301,11 @@ mod tests {
     async fn the_notifier_comes_from_one_setting_and_hides_its_secrets() {
         assert_eq!(notifier(&[]).await, Ok(None));
         assert_eq!(
-            notifier(&[(ENV_ALERTS_SLACK_URL, "https://hooks.slack.com/services/T/B/x")]).await,
+            notifier(&[(
+                ENV_ALERTS_SLACK_URL,
+                "https://hooks.slack.com/services/T/B/x"
+            )])
+            .await,
             Ok(Some("SlackAlertNotifier { url: <secret> }".into()))
         );
         assert_eq!(
@@ -318,9 +322,11 @@ mod tests {
         );
         assert_eq!(
             notifier(&[(ENV_ALERTS_RELAY_URL, "https://relay/hooks/alerts")]).await,
-            Err("TAPLINE_ALERTS_RELAY_URL: set TAPLINE_ALERTS_RELAY_TOKEN or \
+            Err(
+                "TAPLINE_ALERTS_RELAY_URL: set TAPLINE_ALERTS_RELAY_TOKEN or \
                  TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN (the route's token)"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             notifier(&[

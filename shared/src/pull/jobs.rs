@@ -167,8 +167,9 @@ impl PullJobs {
         if kinds.contains(&JobKind::Alerts) && alert_rules.is_empty() {
             return Err(JobsConfigError::Invalid {
                 name: ENV_ALERT_RULES,
-                reason: "the alerts job has no rules: set it (the JSON `tapline alerts --rules` reads)"
-                    .into(),
+                reason:
+                    "the alerts job has no rules: set it (the JSON `tapline alerts --rules` reads)"
+                        .into(),
             });
         }
         Ok(Self {
