@@ -1023,6 +1023,68 @@ async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
     );
 }
 
+/// A profiles checkpoint whose cursor CleverTap no longer accepts pulls the window again from
+/// its first page: every profile still one row, the checkpoint complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_profiles_cursor_pulls_the_window_again() {
+    let case = Case::new().await;
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(60, "blue"));
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "profiles",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-22",
+        "--batch-size",
+        "23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    case.api.block_at("profiles/Charged", 1);
+    let mut child = case.api.command(&args, &[]).spawn().unwrap();
+    case.api.wait_until_blocked().await;
+    child.kill().unwrap();
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    case.api.unblock();
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 23);
+
+    case.api.forget_cursors();
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains(
+            "Charged: CleverTap refused the checkpoint's cursor (expired?): the window was pulled again from its first page."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Charged: 3 pages, 60 profiles merged, 0 without identity (not stored)."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
+    assert_eq!(
+        case.count("SELECT count(DISTINCT identity) FROM profiles"),
+        60
+    );
+    let opens = case
+        .api
+        .seen()
+        .iter()
+        .filter(|s| matches!(s, Seen::Open(..)))
+        .count();
+    assert_eq!(opens, 2, "a new cursor for the window");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
     let case = Case::new().await;
