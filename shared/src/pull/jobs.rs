@@ -16,6 +16,7 @@ use super::alerts::{AlertRule, AlertStatus, parse_rules, run_alerts};
 use super::campaigns::pull_campaigns;
 use super::counts::pull_event_counts;
 use super::events::{EventsPull, pull_events};
+use super::messages::pull_message_reports;
 use super::profiles::pull_profiles;
 use crate::clevertap::ClevertapClient;
 use crate::clevertap::config::{ApiConfig, ApiConfigError, ENV_PASSCODE};
@@ -50,6 +51,8 @@ pub enum JobKind {
     Campaigns,
     /// Get Profiles into `profiles`.
     Profiles,
+    /// Get Message Reports into `message_reports`.
+    Messages,
     /// The alert rules checked for the window's last day, after the counts.
     Alerts,
 }
@@ -61,6 +64,7 @@ impl JobKind {
             "counts" => JobKind::Counts,
             "campaigns" => JobKind::Campaigns,
             "profiles" => JobKind::Profiles,
+            "messages" => JobKind::Messages,
             "alerts" => JobKind::Alerts,
             _ => return None,
         })
@@ -72,6 +76,7 @@ impl JobKind {
             JobKind::Counts => "counts",
             JobKind::Campaigns => "campaigns",
             JobKind::Profiles => "profiles",
+            JobKind::Messages => "messages",
             JobKind::Alerts => "alerts",
         }
     }
@@ -127,7 +132,7 @@ fn kinds(names: &[String], field: &'static str) -> Result<Vec<JobKind>, JobsConf
             JobKind::parse(n).ok_or_else(|| JobsConfigError::Invalid {
                 name: field,
                 reason: format!(
-                    "unknown job {n:?}: use events, counts, campaigns, profiles, alerts"
+                    "unknown job {n:?}: use events, counts, campaigns, profiles, messages, alerts"
                 ),
             })
         })
@@ -401,6 +406,14 @@ pub async fn handle_pull_payload(
                     ));
                 }
             }
+            JobKind::Messages => {
+                let r = pull_message_reports(client, warehouse.as_ref(), from, to, &[]).await;
+                let result = match r.failed.first() {
+                    Some((day, e)) => Err(format!("message report {day}: {}", error_chain(e))),
+                    None => Ok(json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()})),
+                };
+                outcomes.push(("messages".into(), result));
+            }
             JobKind::Alerts => {
                 let checked = run_alerts(
                     warehouse.as_ref(),
@@ -493,7 +506,7 @@ mod tests {
         let err = jobs(&[(ENV_PULL_JOBS, "events,sms")]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, alerts"
+            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, messages, alerts"
         );
         let err = jobs(&[(ENV_PULL_JOBS, "events,counts,alerts")]).unwrap_err();
         assert_eq!(
