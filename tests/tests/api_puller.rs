@@ -10,7 +10,7 @@ use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::pull::jobs::{PullInvocationError, PullJobs, handle_pull_payload};
 use tapline::warehouse::Warehouse;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
-use tapline_tests::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::clevertap_api::{ClevertapApi, MessageDay, event_records, message_record};
 
 fn lookup(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<&str, String> = pairs.into_iter().collect();
@@ -79,6 +79,30 @@ async fn a_scheduled_run_pulls_yesterday_with_its_lookback_and_fails_loudly() {
         .await
         .unwrap();
     assert_eq!(summary["results"], json!({"count Charged 2022-09-22": 12}));
+
+    // Message reports as a job: the ready day written, the one not ready yet is no failure.
+    api.set_message_day(
+        20220922,
+        MessageDay::Ready(vec![message_record(1663800001, "Sale", "Push", 82, 40, 28)]),
+    );
+    api.set_message_day(20220923, MessageDay::NotCompleted);
+    let messages =
+        json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-23", "jobs": ["messages"]});
+    let summary = handle_pull_payload(&messages, &client, warehouse.clone(), &jobs, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary["results"],
+        json!({"messages": {"days": 1, "rows": 1, "not_ready": 1}})
+    );
+    assert_eq!(
+        count(
+            warehouse.as_ref(),
+            "SELECT clicked FROM message_reports WHERE day = '2022-09-22'"
+        )
+        .await,
+        "28"
+    );
 
     let err = handle_pull_payload(
         &json!({"tapline": "sweep"}),

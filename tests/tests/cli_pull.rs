@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tapline_tests::clevertap_api::{
-    CampaignReport, ClevertapApi, PASSCODE, Quirk, Seen, event_records, profile_records,
+    CampaignReport, ClevertapApi, MessageDay, PASSCODE, Quirk, Seen, event_records, message_record,
+    profile_records,
 };
 use tapline_tests::{Run, export_csv, gzip, sqlite_rows, sqlite_value, tapline};
 
@@ -1083,6 +1084,124 @@ async fn an_expired_profiles_cursor_pulls_the_window_again() {
         .filter(|s| matches!(s, Seen::Open(..)))
         .count();
     assert_eq!(opens, 2, "a new cursor for the window");
+}
+
+/// `pull messages`: each day's Get Message Reports answer into `message_reports`, one row per
+/// (message, day); days CleverTap has not computed (HTTP 200 "not completed", HTTP 500 "no
+/// result as of yet") are not failures; a re-pull replaces rows by key; `--channel` reaches
+/// CleverTap as the documented `channel` array.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_reports_land_per_day_and_not_ready_days_are_not_failures() {
+    let case = Case::new().await;
+    case.api.set_message_day(
+        DAY1,
+        MessageDay::Ready(vec![
+            message_record(1663800001, "Sale push", "Push", 82, 40, 28),
+            message_record(1663800002, "Sale email", "Email", 500, 210, 35),
+            message_record(1663800003, "Reminder", "Push", 12, 7, 1),
+        ]),
+    );
+    case.api.set_message_day(DAY2, MessageDay::NoResult500);
+    case.api.set_message_day(20220924, MessageDay::NotCompleted);
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "messages",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-24",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    for line in [
+        "1 days written (3 rows), 2 not ready yet, 0 failed.",
+        "  2022-09-23: not ready (This report has no result as of yet)",
+        "  2022-09-24: not ready (This report hasn't been completed)",
+    ] {
+        assert!(run.stdout.contains(line), "{line} in\n{}", run.stdout);
+    }
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT message_id, day, message_name, channel, sent, viewed, clicked, \
+             json_extract(report, '$.labels[0]') FROM message_reports ORDER BY message_id"
+        )[0],
+        vec![
+            Some("1663800001".to_string()),
+            Some("2022-09-22".to_string()),
+            Some("Sale push".to_string()),
+            Some("Push".to_string()),
+            Some("82".to_string()),
+            Some("40".to_string()),
+            Some("28".to_string()),
+            Some("tapline-test".to_string()),
+        ]
+    );
+    let asked: Vec<Seen> = case
+        .api
+        .seen()
+        .into_iter()
+        .filter(|s| matches!(s, Seen::MessageReport(..)))
+        .collect();
+    assert_eq!(asked.len(), 3, "each day asked once: {asked:?}");
+
+    // The next run: the 23rd is ready, the 22nd's figures grew. Replaced, not added.
+    case.api.set_message_day(
+        DAY1,
+        MessageDay::Ready(vec![
+            message_record(1663800001, "Sale push", "Push", 90, 45, 30),
+            message_record(1663800002, "Sale email", "Email", 500, 220, 36),
+            message_record(1663800003, "Reminder", "Push", 12, 7, 1),
+        ]),
+    );
+    case.api.set_message_day(
+        DAY2,
+        MessageDay::Ready(vec![message_record(1663900001, "Welcome", "SMS", 5, 0, 0)]),
+    );
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("2 days written (4 rows), 1 not ready yet, 0 failed."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM message_reports"), 4);
+    assert_eq!(
+        case.count("SELECT sent FROM message_reports WHERE message_id = '1663800001'"),
+        90
+    );
+
+    // --channel reaches CleverTap as the documented array; an unknown channel is a usage error.
+    let mut push_only = args.to_vec();
+    push_only.splice(4..6, ["--to", "2022-09-22", "--channel", "push"]);
+    let run = case.api.tapline(&push_only, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("1 days written (2 rows), 0 not ready yet, 0 failed."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        case.api
+            .seen()
+            .contains(&Seen::MessageReport(DAY1, vec!["push".to_string()]))
+    );
+    let mut fax = args.to_vec();
+    fax.extend(["--channel", "fax"]);
+    let run = case.api.tapline(&fax, &[]).await;
+    assert_eq!(run.code, 64, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("invalid value 'fax' for '--channel <CHANNEL>'"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(case.count("SELECT count(*) FROM message_reports"), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

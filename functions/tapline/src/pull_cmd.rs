@@ -15,8 +15,8 @@ use tapline::pull::campaigns::pull_campaigns;
 use tapline::pull::counts::{count_table, pull_event_counts};
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
-use tapline::pull::output::{FileOutput, OutputFormat};
 use tapline::pull::messages::pull_message_reports;
+use tapline::pull::output::{FileOutput, OutputFormat};
 use tapline::pull::profiles::{PROFILES_BATCH_SIZE, pull_profiles, valid_profiles_batch_size};
 use tapline::warehouse;
 

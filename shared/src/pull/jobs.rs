@@ -410,7 +410,9 @@ pub async fn handle_pull_payload(
                 let r = pull_message_reports(client, warehouse.as_ref(), from, to, &[]).await;
                 let result = match r.failed.first() {
                     Some((day, e)) => Err(format!("message report {day}: {}", error_chain(e))),
-                    None => Ok(json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()})),
+                    None => Ok(
+                        json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()}),
+                    ),
                 };
                 outcomes.push(("messages".into(), result));
             }

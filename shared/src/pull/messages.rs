@@ -163,9 +163,15 @@ mod tests {
         let row = message_row(&spaced, day, "t").unwrap();
         assert_eq!(row[0].as_deref(), Some("1663800000"));
         assert_eq!(row[2].as_deref(), Some("Sale"));
-        assert_eq!(row[7..10], [Some("82".into()), Some("40".into()), Some("28".into())]);
+        assert_eq!(
+            row[7..10],
+            [Some("82".into()), Some("40".into()), Some("28".into())]
+        );
         let underscored = json!({"message_id": "m-1", "message_name": "Sale"});
-        assert_eq!(message_row(&underscored, day, "t").unwrap()[0].as_deref(), Some("m-1"));
+        assert_eq!(
+            message_row(&underscored, day, "t").unwrap()[0].as_deref(),
+            Some("m-1")
+        );
         assert_eq!(message_row(&json!({"sent": 1}), day, "t"), None);
     }
 }
