@@ -485,7 +485,7 @@ async fn output_files_are_whole_lossless_and_survive_a_kill() {
     assert_eq!(reader.records().count(), 50);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
 
-    // A bucket is refused before anything runs.
+    // A location that is neither a folder nor a bucket is refused before anything runs.
     let run = case
         .pull(&[
             "--event",
@@ -497,14 +497,13 @@ async fn output_files_are_whole_lossless_and_survive_a_kill() {
             "--output",
             "jsonl",
             "--output-dir",
-            "s3://bucket/out",
+            "ftp://host/out",
         ])
         .await;
     assert_eq!(run.code, 64, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("--output-dir must be a local folder"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        run.stderr.trim(),
+        "error: --output-dir ftp://host/out: use a local folder, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
     );
 }
 

@@ -16,7 +16,7 @@ use tapline::pull::counts::{count_table, pull_event_counts};
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
 use tapline::pull::messages::pull_message_reports;
-use tapline::pull::output::{FileOutput, OutputFormat};
+use tapline::pull::output::{BucketOutput, FileOutput, OutputFormat, staging_dir};
 use tapline::pull::profiles::{PROFILES_BATCH_SIZE, pull_profiles, valid_profiles_batch_size};
 use tapline::warehouse;
 
@@ -219,9 +219,14 @@ pub struct PullEventsArgs {
     #[arg(long, value_enum, requires = "output_dir")]
     pub output: Option<OutputArg>,
 
-    /// The folder for --output: FOLDER/EVENT/YYYY-MM-DD.jsonl (or .csv). Local folders only.
-    #[arg(long, value_name = "FOLDER", requires = "output")]
-    pub output_dir: Option<std::path::PathBuf>,
+    /// Where --output files go: a folder (FOLDER/EVENT/YYYY-MM-DD.jsonl or .csv), or a bucket
+    /// prefix, `s3://BUCKET/PREFIX` (the usual AWS credentials; AWS_ENDPOINT_URL for
+    /// S3-compatible stores) or `gs://BUCKET/PREFIX` (Application Default Credentials;
+    /// STORAGE_EMULATOR_HOST for an emulator). For a bucket, pages are staged under
+    /// $TMPDIR/tapline-output/ and each day's file is uploaded once complete: the bucket never
+    /// holds a partial file, and a killed pull resumes from the staged pages.
+    #[arg(long, value_name = "FOLDER|s3://…|gs://…", requires = "output")]
+    pub output_dir: Option<String>,
 }
 
 /// `--output` formats.
@@ -277,16 +282,35 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
     );
     request.batch_size = args.batch_size;
     if let (Some(format), Some(dir)) = (args.output, args.output_dir.clone()) {
-        if dir.to_str().is_some_and(|d| d.contains("://")) {
-            eprintln!("error: --output-dir must be a local folder (buckets are not supported yet)");
+        let format = match format {
+            OutputArg::Jsonl => OutputFormat::Jsonl,
+            OutputArg::Csv => OutputFormat::Csv,
+        };
+        request.output = Some(if dir.starts_with("s3://") || dir.starts_with("gs://") {
+            let prefix = dir.trim_end_matches('/').to_string();
+            if prefix.splitn(2, "://").nth(1).is_none_or(str::is_empty) {
+                eprintln!("error: --output-dir {dir}: name a bucket (s3://BUCKET/PREFIX)");
+                return Ok(EXIT_USAGE);
+            }
+            FileOutput {
+                dir: staging_dir(&std::env::temp_dir(), &prefix),
+                format,
+                bucket: Some(BucketOutput {
+                    sink: tapline::storage::sink_for(&prefix).await?,
+                    prefix,
+                }),
+            }
+        } else if dir.contains("://") {
+            eprintln!(
+                "error: --output-dir {dir}: use a local folder, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
+            );
             return Ok(EXIT_USAGE);
-        }
-        request.output = Some(FileOutput {
-            dir,
-            format: match format {
-                OutputArg::Jsonl => OutputFormat::Jsonl,
-                OutputArg::Csv => OutputFormat::Csv,
-            },
+        } else {
+            FileOutput {
+                dir: dir.into(),
+                format,
+                bucket: None,
+            }
         });
     }
     let parallel = client.config().concurrency * 2;
@@ -499,6 +523,12 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
         if let Some(page) = r.resumed_at_page {
             out.push_str(&format!(
                 "Resumed {} {} from its checkpoint at page {page}.\n",
+                r.event, r.day
+            ));
+        }
+        if r.output_parts_missing {
+            out.push_str(&format!(
+                "The --output parts of the interrupted pull of {} {} were missing: the day was pulled again from its first page.\n",
                 r.event, r.day
             ));
         }
