@@ -288,7 +288,10 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
         };
         request.output = Some(if dir.starts_with("s3://") || dir.starts_with("gs://") {
             let prefix = dir.trim_end_matches('/').to_string();
-            if prefix.splitn(2, "://").nth(1).is_none_or(str::is_empty) {
+            if prefix
+                .split_once("://")
+                .is_none_or(|(_, bucket)| bucket.is_empty())
+            {
                 eprintln!("error: --output-dir {dir}: name a bucket (s3://BUCKET/PREFIX)");
                 return Ok(EXIT_USAGE);
             }
