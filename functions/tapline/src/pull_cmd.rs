@@ -47,7 +47,9 @@ pub enum PullCommand {
     #[command(after_help = "Examples:\n  \
         tapline pull events --event Charged --from 2022-09-01 --to 2022-09-21\n  \
         tapline pull events --event Charged --event \"App Launched\" --from 2022-09-01 \
-        --to 2022-09-01 --timezone Asia/Kolkata --warehouse postgres://loader@db/analytics\n\n\
+        --to 2022-09-01 --timezone Asia/Kolkata --warehouse postgres://loader@db/analytics\n  \
+        tapline pull events --event Charged --from 2022-09-01 --to 2022-09-21 \
+        --output jsonl --output-dir s3://acme-clevertap/api-pulls/\n\n\
         A day pulled again replaces that event's rows for the day. A run that stops (killed, \
         timed out, CleverTap unavailable) leaves a checkpoint in _tapline_state: the next run \
         resumes at the page where it stopped and says so.\n\n\
