@@ -1,6 +1,20 @@
 # api-puller: pulls what exports do not carry (or everything, for accounts without exports) from
 # CleverTap's API on a daily schedule (schedules.tf).
 
+locals {
+  # Breaches of the alerts job go to a relay route, whose token the api-puller reads from the
+  # same secret the relay checks it against.
+  alerts_via_relay = var.enable_api_puller && var.api_puller_alerts_relay_route != null
+  alerts_relay_env = local.alerts_via_relay ? {
+    TAPLINE_ALERTS_RELAY_URL              = "${aws_lambda_function_url.webhook_relay[0].function_url}hooks/${var.api_puller_alerts_relay_route}"
+    TAPLINE_ALERTS_RELAY_HEADER           = var.api_puller_alerts_relay_header
+    TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN = local.alerts_relay_token_arn
+  } : {}
+  # Empty when the name is not one of the relay's secrets: the precondition below says so.
+  alerts_relay_token_arn  = lookup(local.relay_secret_arns, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
+  alerts_relay_token_arns = local.alerts_via_relay ? compact([local.alerts_relay_token_arn]) : []
+}
+
 resource "aws_lambda_function" "api_puller" {
   count            = var.enable_api_puller ? 1 : 0
   function_name    = local.function_names.api_puller
@@ -16,7 +30,7 @@ resource "aws_lambda_function" "api_puller" {
   tags             = local.tags
 
   environment {
-    variables = {
+    variables = merge({
       CLEVERTAP_ACCOUNT_ID          = var.clevertap_account_id
       CLEVERTAP_REGION              = var.clevertap_region
       CLEVERTAP_PASSCODE_SECRET_ARN = aws_secretsmanager_secret.clevertap_passcode[0].arn
@@ -26,7 +40,21 @@ resource "aws_lambda_function" "api_puller" {
       TAPLINE_PULL_EVENTS           = join(",", var.api_puller_events)
       TAPLINE_PULL_JOBS             = join(",", var.api_puller_jobs)
       TAPLINE_PULL_LOOKBACK_DAYS    = tostring(var.api_puller_lookback_days)
+      TAPLINE_ALERT_RULES           = var.api_puller_alert_rules
       TAPLINE_LOG                   = var.log_level
+    }, local.alerts_relay_env)
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !contains(var.api_puller_jobs, "alerts") || var.api_puller_alert_rules != ""
+      error_message = "api_puller_jobs includes alerts: set api_puller_alert_rules."
+    }
+    precondition {
+      condition = var.api_puller_alerts_relay_route == null || (
+        var.enable_webhook_relay && contains(var.webhook_relay_secret_names, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"))
+      )
+      error_message = "api_puller_alerts_relay_route needs enable_webhook_relay and api_puller_alerts_relay_token_secret_name, one of webhook_relay_secret_names."
     }
   }
 

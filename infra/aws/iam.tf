@@ -86,7 +86,7 @@ data "aws_iam_policy_document" "export_loader" {
   }
 }
 
-# --- api-puller: its passcode and the warehouse ----------------------------------------------
+# --- api-puller: its passcode, the warehouse, the alerts route's token ----------------------
 
 data "aws_iam_policy_document" "api_puller" {
   count = var.enable_api_puller ? 1 : 0
@@ -100,7 +100,7 @@ data "aws_iam_policy_document" "api_puller" {
   statement {
     sid       = "ReadSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.clevertap_passcode[0].arn, local.warehouse_secret_arn]
+    resources = concat([aws_secretsmanager_secret.clevertap_passcode[0].arn, local.warehouse_secret_arn], local.alerts_relay_token_arns)
   }
 }
 

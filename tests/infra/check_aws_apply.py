@@ -25,6 +25,7 @@ BUCKET = "tapline-check-exports"
 EXPORT_PREFIX = "clevertap/"
 FUNCTIONS = ["export-loader", "api-puller", "webhook-relay", "webhook-relay-worker"]
 RELAY_SECRETS = ["ALERTS_TOKEN", "SLACK_ALERTS_URL"]
+ALERT_RULES = '[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 500}]'
 
 failures: list[str] = []
 
@@ -72,6 +73,11 @@ def tf_vars(endpoint: str, zips: Path) -> list[str]:
         "warehouse_url": "postgres://tapline@db.invalid/analytics?schema=clevertap",
         "lambda_zip_dir": str(zips),
         "webhook_relay_secret_names": json.dumps(RELAY_SECRETS),
+        "api_puller_events": json.dumps(["Charged"]),
+        "api_puller_jobs": json.dumps(["events", "counts", "alerts"]),
+        "api_puller_alert_rules": ALERT_RULES,
+        "api_puller_alerts_relay_route": "alerts",
+        "api_puller_alerts_relay_token_secret_name": "ALERTS_TOKEN",
         # moto ignores SQS RedriveAllowPolicy, and the provider waits for it forever.
         "restrict_dead_letter_sources": "false",
     }
@@ -155,6 +161,15 @@ def assert_deployment(endpoint: str) -> None:
           "webhook-relay-worker gets its queue and dead-letter queue", worker_env)
     url = lam.get_function_url_config(FunctionName=f"{PREFIX}-webhook-relay")
     check(url["AuthType"] == "NONE", "relay function URL (app-level auth)", url["AuthType"])
+    puller_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-api-puller")["Environment"]["Variables"]
+    relay_arns = json.loads(relay_env["TAPLINE_RELAY_SECRET_ARNS"])
+    check(puller_env.get("TAPLINE_PULL_JOBS") == "events,counts,alerts"
+          and json.loads(puller_env.get("TAPLINE_ALERT_RULES", "null")) == json.loads(ALERT_RULES),
+          "api-puller runs the alerts job with its rules", puller_env)
+    check(puller_env.get("TAPLINE_ALERTS_RELAY_URL") == f"{url['FunctionUrl']}hooks/alerts"
+          and puller_env.get("TAPLINE_ALERTS_RELAY_HEADER") == "X-Tapline-Token"
+          and puller_env.get("TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN") == relay_arns["ALERTS_TOKEN"],
+          "api-puller posts breaches to the relay's alerts route with the route's token secret", puller_env)
 
     print("event source mappings")
     all_mappings = lam.list_event_source_mappings()["EventSourceMappings"]
@@ -209,6 +224,11 @@ def assert_deployment(endpoint: str) -> None:
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
             check("*" not in resources and not any(a.endswith(":*") or a == "*" for a in actions),
                   f"{role} {statement['Sid']}: no wildcard action or resource", statement)
+    puller = statements(policy_of(iam, f"{PREFIX}-api-puller"))
+    check(sorted(as_list(puller["ReadSecrets"]["Resource"])) == sorted([
+              puller_env["CLEVERTAP_PASSCODE_SECRET_ARN"], puller_env["TAPLINE_WAREHOUSE_SECRET_ARN"],
+              relay_arns["ALERTS_TOKEN"]]),
+          "api-puller reads its passcode, the warehouse password and the alerts route token only", puller["ReadSecrets"])
     scheduler_policy = statements(policy_of(iam, f"{PREFIX}-scheduler"))
     check(sorted(as_list(scheduler_policy["InvokeScheduledFunctions"]["Resource"])) == sorted([loader_arn, pull["Target"]["Arn"]]),
           "scheduler invokes the loader and the puller only", scheduler_policy["InvokeScheduledFunctions"])

@@ -1,6 +1,6 @@
 //! A CleverTap REST API double on loopback: the documented request and response shapes of Get
 //! Events (POST opens a cursor, GET pages with it) and Get Event Count (POST, then polls of a
-//! `req_id` while `partial`), Get Campaigns and campaign reports, checked on every request (auth headers,
+//! `req_id` while `partial`), Get Campaigns and campaign reports, Get Message Reports, checked on every request (auth headers,
 //! JSON bodies, a cursor sent back encoded exactly once), with the quirks a test can ask for:
 //! slow pages, "in progress", HTTP 429, body code 1, HTTP 500, a repeated cursor, a refused
 //! event, and a page that never answers. It counts concurrent requests.
@@ -57,6 +57,8 @@ pub enum Seen {
     CampaignList(i64, i64),
     /// `targets/result.json` for this id.
     CampaignReport(String),
+    /// `message/report.json` for (day, channels asked).
+    MessageReport(i64, Vec<String>),
     /// A request refused (bad auth, bad body, unknown cursor) with this message.
     Refused(String),
 }
@@ -79,6 +81,171 @@ struct Script {
     partial_polls: u32,
     /// Campaigns (targets) with their creation day, and what each one's report answers.
     campaigns: Vec<(i64, Value, CampaignReport)>,
+    /// What `message/report.json` answers for each day (YYYYMMDD).
+    message_reports: HashMap<i64, MessageDay>,
+}
+
+/// What `message/report.json` answers for one day.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageDay {
+    /// `{"status":"success","messages":[…]}` (filtered by `channel` when asked).
+    Ready(Vec<Value>),
+    /// HTTP 200 `{"status":"fail","error":"This report hasn't been completed"}`.
+    NotCompleted,
+    /// HTTP 500 "This report has no result as of yet".
+    NoResult500,
+}
+
+/// The channels Get Message Reports documents for its `channel` filter.
+const MESSAGE_CHANNELS: &[&str] = &[
+    "push",
+    "email",
+    "sms",
+    "browser",
+    "audiences",
+    "inapp",
+    "webhooks",
+    "web_pop_up",
+    "web_exit_intent",
+    "web_native_display",
+    "web_inbox",
+];
+
+/// A message of a day's report in the shape CleverTap answers with (`message id`, `message
+/// name` with spaces, `start_date` as `22 Sep, 2022 10:00:00`, the channel capitalised).
+pub fn message_record(
+    id: u64,
+    name: &str,
+    channel: &str,
+    sent: u64,
+    viewed: u64,
+    clicked: u64,
+) -> Value {
+    json!({
+        "message id": id,
+        "message name": name,
+        "channel": channel,
+        "delivery": "One time",
+        "start_date": "22 Sep, 2022 10:00:00",
+        "status": "Completed",
+        "labels": ["tapline-test"],
+        "sent": sent,
+        "viewed": viewed,
+        "clicked": clicked,
+    })
+}
+
+/// A YYYYMMDD day given as a number or as a string (the docs show both).
+fn day_of_number_or_text(value: &Value) -> Option<i64> {
+    match value {
+        Value::String(s) => s.parse::<i64>().ok().and_then(|n| day_of(&json!(n))),
+        other => day_of(other),
+    }
+}
+
+async fn message_report(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared);
+    if let Some(r) = shared.refuse_auth(&headers) {
+        return r;
+    }
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/json") {
+        return shared.refuse(
+            StatusCode::BAD_REQUEST,
+            "Content-Type must be application/json",
+            None,
+        );
+    }
+    if let Some(r) = shared.quirk(false) {
+        return r;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return shared.refuse(StatusCode::BAD_REQUEST, "Invalid JSON body", None);
+    };
+    let (Some(from), Some(to)) = (
+        body.get("from").and_then(day_of_number_or_text),
+        body.get("to").and_then(day_of_number_or_text),
+    ) else {
+        return shared.refuse(
+            StatusCode::BAD_REQUEST,
+            "from and to (YYYYMMDD) are required",
+            None,
+        );
+    };
+    if from > to {
+        return shared.refuse(StatusCode::BAD_REQUEST, "from is after to", None);
+    }
+    if from != to {
+        return shared.refuse(
+            StatusCode::BAD_REQUEST,
+            "the double serves one day per request",
+            None,
+        );
+    }
+    if body.get("daily").is_some_and(|d| !d.is_boolean()) {
+        return shared.refuse(StatusCode::BAD_REQUEST, "daily must be true or false", None);
+    }
+    let channels: Vec<String> = match body.get("channel") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            let names: Vec<String> = items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            if names.len() != items.len()
+                || names
+                    .iter()
+                    .any(|c| !MESSAGE_CHANNELS.contains(&c.as_str()))
+            {
+                return shared.refuse(StatusCode::BAD_REQUEST, "Invalid channel", None);
+            }
+            names
+        }
+        Some(_) => {
+            return shared.refuse(
+                StatusCode::BAD_REQUEST,
+                "channel must be an array of strings",
+                None,
+            );
+        }
+    };
+    shared
+        .seen
+        .lock()
+        .unwrap()
+        .push(Seen::MessageReport(from, channels.clone()));
+    let day = shared
+        .script
+        .lock()
+        .unwrap()
+        .message_reports
+        .get(&from)
+        .cloned()
+        .unwrap_or(MessageDay::Ready(Vec::new()));
+    match day {
+        MessageDay::Ready(messages) => {
+            let messages: Vec<Value> = messages
+                .into_iter()
+                .filter(|m| {
+                    channels.is_empty()
+                        || m["channel"]
+                            .as_str()
+                            .is_some_and(|c| channels.contains(&c.to_ascii_lowercase()))
+                })
+                .collect();
+            axum::Json(json!({"status": "success", "messages": messages})).into_response()
+        }
+        MessageDay::NotCompleted => fail(StatusCode::OK, "This report hasn't been completed", None),
+        MessageDay::NoResult500 => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "This report has no result as of yet",
+            None,
+        ),
+    }
 }
 
 /// What `targets/result.json` answers for a campaign.
@@ -673,6 +840,7 @@ impl ClevertapApi {
             )
             .route("/1/targets/list.json", post(campaign_list))
             .route("/1/targets/result.json", post(campaign_result))
+            .route("/1/message/report.json", post(message_report))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -741,6 +909,16 @@ impl ClevertapApi {
             .unwrap()
             .campaigns
             .push((day, target, report));
+    }
+
+    /// What `message/report.json` answers for `day` (YYYYMMDD); days not set have no messages.
+    pub fn set_message_day(&self, day: i64, answer: MessageDay) {
+        self.shared
+            .script
+            .lock()
+            .unwrap()
+            .message_reports
+            .insert(day, answer);
     }
 
     /// Page `page` of `event` does not answer until [`Self::unblock`].

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tapline_tests::clevertap_api::{
-    CampaignReport, ClevertapApi, PASSCODE, Quirk, Seen, event_records, profile_records,
+    CampaignReport, ClevertapApi, MessageDay, PASSCODE, Quirk, Seen, event_records, message_record,
+    profile_records,
 };
 use tapline_tests::{Run, export_csv, gzip, sqlite_rows, sqlite_value, tapline};
 
@@ -87,6 +88,14 @@ impl Case {
         assert!(!status.success());
         self.api.unblock();
         args
+    }
+
+    /// `tapline status` on this case's warehouse: its stdout.
+    async fn status(&self) -> String {
+        let wh = self.warehouse();
+        let run = self.api.tapline(&["status", "--warehouse", &wh], &[]).await;
+        assert_ok(&run);
+        run.stdout
     }
 
     fn count(&self, sql: &str) -> u64 {
@@ -378,8 +387,26 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
     assert_eq!(checkpoint["rows"], 20);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 20);
 
+    // `tapline status` shows what the cut-off run left.
+    let status = case.status().await;
+    assert!(status.contains("Unfinished API pulls (1):"), "{status}");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("events "))
+        .unwrap_or_else(|| panic!("no events line in:\n{status}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        ["events", "Charged", "2022-09-22", "2", "20"],
+        "{line}"
+    );
+
     let run = case.api.tapline(&args, &[]).await;
     assert_ok(&run);
+    assert!(
+        case.status().await.contains("No unfinished API pulls."),
+        "the finished pull is no longer listed"
+    );
     assert!(
         run.stdout
             .contains("Resumed Charged 2022-09-22 from its checkpoint at page 2."),
@@ -458,7 +485,7 @@ async fn output_files_are_whole_lossless_and_survive_a_kill() {
     assert_eq!(reader.records().count(), 50);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
 
-    // A bucket is refused before anything runs.
+    // A location that is neither a folder nor a bucket is refused before anything runs.
     let run = case
         .pull(&[
             "--event",
@@ -470,14 +497,13 @@ async fn output_files_are_whole_lossless_and_survive_a_kill() {
             "--output",
             "jsonl",
             "--output-dir",
-            "s3://bucket/out",
+            "ftp://host/out",
         ])
         .await;
     assert_eq!(run.code, 64, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("--output-dir must be a local folder"),
-        "{}",
-        run.stderr
+    assert_eq!(
+        run.stderr.trim(),
+        "error: --output-dir ftp://host/out: use a local folder, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
     );
 }
 
@@ -883,6 +909,298 @@ async fn profiles_are_merged_by_identity() {
         ),
         40
     );
+}
+
+/// A `pull profiles` killed while it waits for page 2 leaves an `in_progress` checkpoint with
+/// two pages merged (`tapline status` lists it); the same command resumes at page 2 without
+/// opening a new cursor or fetching pages 0 and 1 again, and every profile is one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
+    let case = Case::new().await;
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(60, "blue"));
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "profiles",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-23",
+        "--batch-size",
+        "23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    case.api.block_at("profiles/Charged", 2);
+    let mut child = case.api.command(&args, &[]).spawn().unwrap();
+    case.api.wait_until_blocked().await;
+    child.kill().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!status.success());
+    case.api.unblock();
+
+    let key = "clevertap/TEST-ACC-1/profiles/Charged/2022-09-22..2022-09-23";
+    let checkpoint = |db: &std::path::Path| -> Value {
+        let rows = sqlite_rows(
+            db,
+            &format!("SELECT value FROM _tapline_state WHERE key = '{key}'"),
+        );
+        assert_eq!(rows.len(), 1, "one checkpoint for {key}");
+        serde_json::from_str(rows[0][0].as_deref().unwrap()).unwrap()
+    };
+    let cp = checkpoint(&case.db);
+    assert_eq!(cp["status"], "in_progress");
+    assert_eq!(cp["pages"], 2);
+    assert_eq!(cp["rows"], 46);
+    assert_eq!(cp["window"], serde_json::json!([20220922, 20220923]));
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 46);
+    let status = case.status().await;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("profiles "))
+        .unwrap_or_else(|| panic!("no profiles line in:\n{status}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        ["profiles", "Charged", "2022-09-22..2022-09-23", "2", "46"],
+        "{line}"
+    );
+
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("Charged: resumed from its checkpoint at page 2."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Charged: 3 pages, 60 profiles merged, 0 without identity (not stored)."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
+    assert_eq!(
+        case.count("SELECT count(DISTINCT identity) FROM profiles"),
+        60,
+        "each profile merged once"
+    );
+    let seen = case.api.seen();
+    let opens = seen.iter().filter(|s| matches!(s, Seen::Open(..))).count();
+    assert_eq!(opens, 1, "the resumed run did not open a new cursor");
+    for page in 0..3 {
+        let fetched = seen
+            .iter()
+            .filter(|s| **s == Seen::Page("profiles/Charged".into(), DAY1, page))
+            .count();
+        // Page 2 was asked by the killed run too (held back until it died).
+        if page < 2 {
+            assert_eq!(fetched, 1, "page {page} was fetched once");
+        } else {
+            assert!(fetched >= 1, "page {page} was fetched");
+        }
+    }
+    let cp = checkpoint(&case.db);
+    assert_eq!(cp["status"], "complete");
+    assert_eq!(cp["pages"], 3);
+    assert_eq!(cp["rows"], 60);
+    assert!(case.status().await.contains("No unfinished API pulls."));
+
+    // A batch size Get Profiles refuses is a usage error before anything runs.
+    let mut bad = args.to_vec();
+    bad[9] = "50";
+    let run = case.api.tapline(&bad, &[]).await;
+    assert_eq!(run.code, 64, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: --batch-size 50 is not a multiple of 23 from 23 to 4991 (Get Profiles requires it)"
+    );
+}
+
+/// A profiles checkpoint whose cursor CleverTap no longer accepts pulls the window again from
+/// its first page: every profile still one row, the checkpoint complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_profiles_cursor_pulls_the_window_again() {
+    let case = Case::new().await;
+    case.api
+        .set_profiles("Charged", DAY1, profile_records(60, "blue"));
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "profiles",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-22",
+        "--batch-size",
+        "23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    case.api.block_at("profiles/Charged", 1);
+    let mut child = case.api.command(&args, &[]).spawn().unwrap();
+    case.api.wait_until_blocked().await;
+    child.kill().unwrap();
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    case.api.unblock();
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 23);
+
+    case.api.forget_cursors();
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.contains(
+            "Charged: CleverTap refused the checkpoint's cursor (expired?): the window was pulled again from its first page."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Charged: 3 pages, 60 profiles merged, 0 without identity (not stored)."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
+    assert_eq!(
+        case.count("SELECT count(DISTINCT identity) FROM profiles"),
+        60
+    );
+    let opens = case
+        .api
+        .seen()
+        .iter()
+        .filter(|s| matches!(s, Seen::Open(..)))
+        .count();
+    assert_eq!(opens, 2, "a new cursor for the window");
+}
+
+/// `pull messages`: each day's Get Message Reports answer into `message_reports`, one row per
+/// (message, day); days CleverTap has not computed (HTTP 200 "not completed", HTTP 500 "no
+/// result as of yet") are not failures; a re-pull replaces rows by key; `--channel` reaches
+/// CleverTap as the documented `channel` array.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_reports_land_per_day_and_not_ready_days_are_not_failures() {
+    let case = Case::new().await;
+    case.api.set_message_day(
+        DAY1,
+        MessageDay::Ready(vec![
+            message_record(1663800001, "Sale push", "Push", 82, 40, 28),
+            message_record(1663800002, "Sale email", "Email", 500, 210, 35),
+            message_record(1663800003, "Reminder", "Push", 12, 7, 1),
+        ]),
+    );
+    case.api.set_message_day(DAY2, MessageDay::NoResult500);
+    case.api.set_message_day(20220924, MessageDay::NotCompleted);
+    let wh = case.warehouse();
+    let args = [
+        "pull",
+        "messages",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-24",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    for line in [
+        "1 days written (3 rows), 2 not ready yet, 0 failed.",
+        "  2022-09-23: not ready (This report has no result as of yet)",
+        "  2022-09-24: not ready (This report hasn't been completed)",
+    ] {
+        assert!(run.stdout.contains(line), "{line} in\n{}", run.stdout);
+    }
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT message_id, day, message_name, channel, sent, viewed, clicked, \
+             json_extract(report, '$.labels[0]') FROM message_reports ORDER BY message_id"
+        )[0],
+        vec![
+            Some("1663800001".to_string()),
+            Some("2022-09-22".to_string()),
+            Some("Sale push".to_string()),
+            Some("Push".to_string()),
+            Some("82".to_string()),
+            Some("40".to_string()),
+            Some("28".to_string()),
+            Some("tapline-test".to_string()),
+        ]
+    );
+    let asked: Vec<Seen> = case
+        .api
+        .seen()
+        .into_iter()
+        .filter(|s| matches!(s, Seen::MessageReport(..)))
+        .collect();
+    assert_eq!(asked.len(), 3, "each day asked once: {asked:?}");
+
+    // The next run: the 23rd is ready, the 22nd's figures grew. Replaced, not added.
+    case.api.set_message_day(
+        DAY1,
+        MessageDay::Ready(vec![
+            message_record(1663800001, "Sale push", "Push", 90, 45, 30),
+            message_record(1663800002, "Sale email", "Email", 500, 220, 36),
+            message_record(1663800003, "Reminder", "Push", 12, 7, 1),
+        ]),
+    );
+    case.api.set_message_day(
+        DAY2,
+        MessageDay::Ready(vec![message_record(1663900001, "Welcome", "SMS", 5, 0, 0)]),
+    );
+    let run = case.api.tapline(&args, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("2 days written (4 rows), 1 not ready yet, 0 failed."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(case.count("SELECT count(*) FROM message_reports"), 4);
+    assert_eq!(
+        case.count("SELECT sent FROM message_reports WHERE message_id = '1663800001'"),
+        90
+    );
+
+    // --channel reaches CleverTap as the documented array; an unknown channel is a usage error.
+    let mut push_only = args.to_vec();
+    push_only.splice(4..6, ["--to", "2022-09-22", "--channel", "push"]);
+    let run = case.api.tapline(&push_only, &[]).await;
+    assert_ok(&run);
+    assert!(
+        run.stdout
+            .contains("1 days written (2 rows), 0 not ready yet, 0 failed."),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        case.api
+            .seen()
+            .contains(&Seen::MessageReport(DAY1, vec!["push".to_string()]))
+    );
+    let mut fax = args.to_vec();
+    fax.extend(["--channel", "fax"]);
+    let run = case.api.tapline(&fax, &[]).await;
+    assert_eq!(run.code, 64, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("invalid value 'fax' for '--channel <CHANNEL>'"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(case.count("SELECT count(*) FROM message_reports"), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! `tapline pull events` into PostgreSQL (started by `tests/scripts/with-postgres.sh`): the same
-//! tables, checkpoints in `_tapline_state`, a day pulled again replaced and not doubled.
+//! tables, checkpoints in `_tapline_state` (listed by `tapline status`), a day pulled again
+//! replaced and not doubled.
 
 use tapline_tests::clevertap_api::{ClevertapApi, event_records};
 use tapline_tests::pg::PgSchema;
@@ -66,5 +67,32 @@ async fn pulled_days_land_once_in_postgres_and_a_repull_replaces_them() {
              WHERE key = 'clevertap/TEST-ACC-1/events/Charged/2022-09-22'"
         ),
         "complete 2"
+    );
+
+    // `tapline status` reads checkpoints from PostgreSQL too (timestamptz shown as text): a
+    // slice marked unfinished is listed with its pages and rows.
+    pg.psql(
+        "UPDATE _tapline_state SET value = replace(value, '\"complete\"', '\"in_progress\"') \
+         WHERE key = 'clevertap/TEST-ACC-1/events/Charged/2022-09-22'",
+    );
+    let run = api
+        .tapline(&["status", "--warehouse", url.as_str()], &[])
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("Unfinished API pulls (1):"),
+        "{}",
+        run.stdout
+    );
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("events "))
+        .unwrap_or_else(|| panic!("no events line in:\n{}", run.stdout));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        ["events", "Charged", "2022-09-22", "2", "12"],
+        "{line}"
     );
 }

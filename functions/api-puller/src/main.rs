@@ -6,6 +6,7 @@
 //! Environment: `CLEVERTAP_ACCOUNT_ID`, `CLEVERTAP_REGION`, `CLEVERTAP_PASSCODE_SECRET_ARN` (or
 //! `CLEVERTAP_PASSCODE`), `TAPLINE_WAREHOUSE` (+ `TAPLINE_WAREHOUSE_SECRET_ARN`),
 //! `TAPLINE_TIMEZONE`, `TAPLINE_PULL_EVENTS`, `TAPLINE_PULL_JOBS`, `TAPLINE_PULL_LOOKBACK_DAYS`,
+//! `TAPLINE_ALERT_RULES`, `TAPLINE_ALERTS_RELAY_URL` (+ `TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN`),
 //! `TAPLINE_LOG`: see README.md.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tapline::clevertap::ClevertapClient;
+use tapline::pull::alert_notifiers::alert_notifier_from_env;
 use tapline::pull::jobs::{PullJobs, api_config_from_env, handle_pull_payload};
 
 #[tokio::main]
@@ -20,7 +22,8 @@ async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
     tapline::entry::init_json_logs();
     // Fail at cold start, not per invocation, when configuration is wrong.
-    let jobs = Arc::new(PullJobs::from_env()?);
+    let notifier = alert_notifier_from_env().await?;
+    let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));
     let client = ClevertapClient::new(api_config_from_env().await?)?;
     let url = tapline::secrets::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
@@ -29,6 +32,7 @@ async fn main() -> Result<(), Error> {
         init_ms = started.elapsed().as_millis() as u64,
         warehouse = %warehouse.describe(),
         events = jobs.events.len(),
+        alert_rules = jobs.alert_rules.len(),
         "API puller initialised."
     );
 

@@ -73,10 +73,13 @@ pub enum Command {
         tapline sweep ./exports --since 2022-09-01\n\n\
         Same flags and exit codes as `tapline load`; objects already loaded are counted, not read.")]
     Sweep(LoadArgs),
-    /// Show the most recent loads from the ledger (_tapline_loads).
+    /// Show the most recent loads from the ledger (_tapline_loads), and the API pulls a run
+    /// left unfinished (checkpoints in _tapline_state: kind, event, day, pages done, rows).
     #[command(after_help = "Examples:\n  \
         tapline status\n  \
-        tapline status --warehouse sqlite://clevertap.sqlite --limit 50")]
+        tapline status --warehouse sqlite://clevertap.sqlite --limit 50\n\n\
+        An unfinished pull (killed, timed out, CleverTap unavailable) resumes at its page when \
+        the same `tapline pull` runs again, or at the next scheduled run.")]
     Status(StatusArgs),
     /// Run a read-only SQL query against the warehouse and print the result as a table.
     #[command(after_help = "Examples:\n  \
@@ -87,15 +90,19 @@ pub enum Command {
     Relay(crate::relay_cmd::RelayArgs),
     /// Pull data from CleverTap's REST API into the same tables exports fill.
     Pull(crate::pull_cmd::PullArgs),
-    /// Check count rules against event_counts; post breaches to Slack; store results in
-    /// alert_runs.
+    /// Check count rules against event_counts; post breaches to Slack or the webhook relay;
+    /// store results in alert_runs.
     #[command(after_help = "Examples:\n  \
         tapline alerts --rules alerts.json --day 2022-09-23\n\n\
         alerts.json:\n  \
         [{\"name\": \"charged-floor\", \"event\": \"Charged\", \"when\": \"below\", \"count\": 500},\n   \
          {\"name\": \"charged-drop\", \"event\": \"Charged\", \"when\": \"below_trailing_mean\", \"percent\": 40, \"days\": 7}]\n\n\
-        The Slack incoming webhook URL comes from TAPLINE_ALERTS_SLACK_URL (a secret: never an \
-        argument). Exit codes: 0 no breach; 3 some rule breached; 2 a Slack post failed; \
+        Where breaches go (secrets: never arguments): TAPLINE_ALERTS_SLACK_URL, a Slack incoming \
+        webhook posted once; or TAPLINE_ALERTS_RELAY_URL (a webhook relay route, e.g. \
+        https://relay.example.com/hooks/alerts) with TAPLINE_ALERTS_RELAY_TOKEN (sent in \
+        TAPLINE_ALERTS_RELAY_HEADER, default X-Tapline-Token): the relay's Slack destination \
+        delivers with retries and dead letters. Neither: results are only stored.\n\n\
+        Exit codes: 0 no breach; 3 some rule breached; 2 a breach could not be posted; \
         1 nothing could start; 64 usage.")]
     Alerts(crate::pull_cmd::AlertsArgs),
 }

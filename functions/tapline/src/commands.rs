@@ -116,6 +116,14 @@ async fn status(args: StatusArgs) -> Result<u8, AnyError> {
     let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
     let loads = warehouse.recent_loads(args.limit).await?;
     print!("{}", summary::render_status(&loads, &warehouse.describe()));
+    // A warehouse without checkpoints support still shows its ledger.
+    match tapline::pull::checkpoint::unfinished(warehouse.as_ref()).await {
+        Ok(unfinished) => print!("\n{}", summary::render_unfinished_pulls(&unfinished)),
+        Err(e) => println!(
+            "\nUnfinished API pulls cannot be listed: {}",
+            tapline::load::error_chain(&e)
+        ),
+    }
     Ok(EXIT_OK)
 }
 

@@ -5,16 +5,19 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use tapline::clevertap::counts::CountApi;
+use tapline::clevertap::messages::MESSAGE_CHANNELS;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
+use tapline::pull::alert_notifiers::alert_notifier_from_env;
 use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};
 use tapline::pull::campaigns::pull_campaigns;
 use tapline::pull::counts::{count_table, pull_event_counts};
 use tapline::pull::days;
 use tapline::pull::events::{EventsPull, SliceReport, pull_events};
-use tapline::pull::output::{FileOutput, OutputFormat};
-use tapline::pull::profiles::pull_profiles;
+use tapline::pull::messages::pull_message_reports;
+use tapline::pull::output::{BucketOutput, FileOutput, OutputFormat, staging_dir};
+use tapline::pull::profiles::{PROFILES_BATCH_SIZE, pull_profiles, valid_profiles_batch_size};
 use tapline::warehouse;
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK, EXIT_USAGE, WarehouseArg, parse_date};
@@ -44,7 +47,9 @@ pub enum PullCommand {
     #[command(after_help = "Examples:\n  \
         tapline pull events --event Charged --from 2022-09-01 --to 2022-09-21\n  \
         tapline pull events --event Charged --event \"App Launched\" --from 2022-09-01 \
-        --to 2022-09-01 --timezone Asia/Kolkata --warehouse postgres://loader@db/analytics\n\n\
+        --to 2022-09-01 --timezone Asia/Kolkata --warehouse postgres://loader@db/analytics\n  \
+        tapline pull events --event Charged --from 2022-09-01 --to 2022-09-21 \
+        --output jsonl --output-dir s3://acme-clevertap/api-pulls/\n\n\
         A day pulled again replaces that event's rows for the day. A run that stops (killed, \
         timed out, CleverTap unavailable) leaves a checkpoint in _tapline_state: the next run \
         resumes at the page where it stopped and says so.\n\n\
@@ -68,12 +73,36 @@ pub enum PullCommand {
         1 nothing could start (or the campaign list failed); 64 usage.")]
     Campaigns(DayRange),
     /// The profiles that did an event in a window (Get Profiles), merged by identity into
-    /// `profiles`: a profile pulled again replaces its row.
+    /// `profiles`: a profile pulled again replaces its row. Checkpointed after every page.
     #[command(after_help = "Examples:\n  \
         tapline pull profiles --event Charged --from 2022-09-01 --to 2022-09-21\n\n\
-        Exit codes: 0 every event's profiles merged; 2 some event stopped; 1 nothing could \
+        A run that stops (killed, timed out, CleverTap unavailable) leaves a checkpoint in \
+        _tapline_state for the event and window: the same command resumes at the page where it \
+        stopped and says so (`tapline status` lists unfinished pulls).\n\n\
+        Exit codes: 0 every event's profiles merged; 2 some event stopped (run again to \
+        resume); 1 nothing could start; 64 usage.")]
+    Profiles(PullProfilesArgs),
+    /// Message reports (Get Message Reports: what CleverTap sent, with sent / viewed / clicked)
+    /// into `message_reports`, one row per (message, day), replaced when pulled again.
+    #[command(after_help = "Examples:\n  \
+        tapline pull messages --from 2022-09-01 --to 2022-09-21\n  \
+        tapline pull messages --from 2022-09-21 --to 2022-09-21 --channel push --channel email\n\n\
+        Each day is asked on its own. A day whose report CleverTap has not computed yet is \
+        listed as not ready (not a failure) and asked again on the next run.\n\n\
+        Exit codes: 0 every ready day written; 2 some day could not be read; 1 nothing could \
         start; 64 usage.")]
-    Profiles(EventDays),
+    Messages(PullMessagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullMessagesArgs {
+    #[command(flatten)]
+    pub days: DayRange,
+
+    /// Only these channels (repeat): push, email, sms, browser, audiences, inapp, webhooks,
+    /// web_pop_up, web_exit_intent, web_native_display, web_inbox. Default: all.
+    #[arg(long = "channel", value_name = "CHANNEL", value_parser = clap::builder::PossibleValuesParser::new(MESSAGE_CHANNELS))]
+    pub channels: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +118,16 @@ pub struct PullCountsArgs {
     /// Give up on a count still `partial` after this many seconds.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub deadline_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PullProfilesArgs {
+    #[command(flatten)]
+    pub range: EventDays,
+
+    /// Profiles per page asked of CleverTap: a multiple of 23, at most 4991.
+    #[arg(long, default_value_t = PROFILES_BATCH_SIZE, value_name = "N")]
+    pub batch_size: u32,
 }
 
 /// The events and days `pull events` and `pull counts` take.
@@ -182,9 +221,14 @@ pub struct PullEventsArgs {
     #[arg(long, value_enum, requires = "output_dir")]
     pub output: Option<OutputArg>,
 
-    /// The folder for --output: FOLDER/EVENT/YYYY-MM-DD.jsonl (or .csv). Local folders only.
-    #[arg(long, value_name = "FOLDER", requires = "output")]
-    pub output_dir: Option<std::path::PathBuf>,
+    /// Where --output files go: a folder (FOLDER/EVENT/YYYY-MM-DD.jsonl or .csv), or a bucket
+    /// prefix, `s3://BUCKET/PREFIX` (the usual AWS credentials; AWS_ENDPOINT_URL for
+    /// S3-compatible stores) or `gs://BUCKET/PREFIX` (Application Default Credentials;
+    /// STORAGE_EMULATOR_HOST for an emulator). For a bucket, pages are staged under
+    /// $TMPDIR/tapline-output/ and each day's file is uploaded once complete: the bucket never
+    /// holds a partial file, and a killed pull resumes from the staged pages.
+    #[arg(long, value_name = "FOLDER|s3://…|gs://…", requires = "output")]
+    pub output_dir: Option<String>,
 }
 
 /// `--output` formats.
@@ -202,7 +246,15 @@ pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
         PullCommand::Events(a) => a.range.usage_error(),
         PullCommand::Counts(a) => a.range.usage_error(),
         PullCommand::Campaigns(range) => range.usage_error(),
-        PullCommand::Profiles(range) => range.usage_error(),
+        PullCommand::Messages(a) => a.days.usage_error(),
+        PullCommand::Profiles(a) => a.range.usage_error().or_else(|| {
+            (!valid_profiles_batch_size(a.batch_size)).then(|| {
+                format!(
+                    "--batch-size {} is not a multiple of 23 from 23 to {PROFILES_BATCH_SIZE} (Get Profiles requires it)",
+                    a.batch_size
+                )
+            })
+        }),
     };
     if let Some(error) = usage {
         eprintln!("error: {error}");
@@ -213,6 +265,7 @@ pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
         PullCommand::Counts(args) => counts(args).await,
         PullCommand::Campaigns(args) => campaigns(args).await,
         PullCommand::Profiles(args) => profiles(args).await,
+        PullCommand::Messages(args) => messages(args).await,
     }
 }
 
@@ -231,16 +284,38 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
     );
     request.batch_size = args.batch_size;
     if let (Some(format), Some(dir)) = (args.output, args.output_dir.clone()) {
-        if dir.to_str().is_some_and(|d| d.contains("://")) {
-            eprintln!("error: --output-dir must be a local folder (buckets are not supported yet)");
+        let format = match format {
+            OutputArg::Jsonl => OutputFormat::Jsonl,
+            OutputArg::Csv => OutputFormat::Csv,
+        };
+        request.output = Some(if dir.starts_with("s3://") || dir.starts_with("gs://") {
+            let prefix = dir.trim_end_matches('/').to_string();
+            if prefix
+                .split_once("://")
+                .is_none_or(|(_, bucket)| bucket.is_empty())
+            {
+                eprintln!("error: --output-dir {dir}: name a bucket (s3://BUCKET/PREFIX)");
+                return Ok(EXIT_USAGE);
+            }
+            FileOutput {
+                dir: staging_dir(&std::env::temp_dir(), &prefix),
+                format,
+                bucket: Some(BucketOutput {
+                    sink: tapline::storage::sink_for(&prefix).await?,
+                    prefix,
+                }),
+            }
+        } else if dir.contains("://") {
+            eprintln!(
+                "error: --output-dir {dir}: use a local folder, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX"
+            );
             return Ok(EXIT_USAGE);
-        }
-        request.output = Some(FileOutput {
-            dir,
-            format: match format {
-                OutputArg::Jsonl => OutputFormat::Jsonl,
-                OutputArg::Csv => OutputFormat::Csv,
-            },
+        } else {
+            FileOutput {
+                dir: dir.into(),
+                format,
+                bucket: None,
+            }
         });
     }
     let parallel = client.config().concurrency * 2;
@@ -328,7 +403,8 @@ async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
     Ok(exit_code(report.failed.is_empty()))
 }
 
-async fn profiles(range: EventDays) -> Result<u8, AnyError> {
+async fn profiles(args: PullProfilesArgs) -> Result<u8, AnyError> {
+    let range = &args.range;
     let Setup {
         client, warehouse, ..
     } = setup(&range.days).await?;
@@ -345,20 +421,73 @@ async fn profiles(range: EventDays) -> Result<u8, AnyError> {
             event,
             range.days.from,
             range.days.to,
+            args.batch_size,
         )
         .await
         {
-            Ok(r) => println!(
-                "{event}: {} pages, {} profiles merged, {} without identity (not stored).",
-                r.pages, r.merged, r.without_identity
-            ),
+            Ok(r) => {
+                if let Some(page) = r.resumed_at_page {
+                    println!("{event}: resumed from its checkpoint at page {page}.");
+                }
+                if r.restarted {
+                    println!(
+                        "{event}: CleverTap refused the checkpoint's cursor (expired?): the window was pulled again from its first page."
+                    );
+                }
+                println!(
+                    "{event}: {} pages, {} profiles merged, {} without identity (not stored).",
+                    r.pages, r.merged, r.without_identity
+                );
+            }
             Err(e) => {
                 all_ok = false;
-                println!("{event}: stopped: {}", error_chain(&e));
+                println!(
+                    "{event}: stopped: {} (run the same command again to resume)",
+                    error_chain(&e)
+                );
             }
         }
     }
     Ok(exit_code(all_ok))
+}
+
+async fn messages(args: PullMessagesArgs) -> Result<u8, AnyError> {
+    let Setup {
+        client, warehouse, ..
+    } = setup(&args.days).await?;
+    let report = pull_message_reports(
+        &client,
+        warehouse.as_ref(),
+        args.days.from,
+        args.days.to,
+        &args.channels,
+    )
+    .await;
+    println!(
+        "CleverTap account {} into {} (message_reports)\n",
+        client.config().account_id,
+        warehouse.describe()
+    );
+    println!(
+        "{} days written ({} rows), {} not ready yet, {} failed.",
+        report.days_ready,
+        report.rows,
+        report.not_ready.len(),
+        report.failed.len()
+    );
+    if report.without_id > 0 {
+        println!(
+            "{} messages without an id were counted, not stored.",
+            report.without_id
+        );
+    }
+    for (day, why) in &report.not_ready {
+        println!("  {day}: not ready ({why})");
+    }
+    for (day, error) in &report.failed {
+        println!("  {day}: failed: {}", error_chain(error));
+    }
+    Ok(exit_code(report.failed.is_empty()))
 }
 
 fn exit_code(all_ok: bool) -> u8 {
@@ -402,6 +531,12 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
                 r.event, r.day
             ));
         }
+        if r.output_parts_missing {
+            out.push_str(&format!(
+                "The --output parts of the interrupted pull of {} {} were missing: the day was pulled again from its first page.\n",
+                r.event, r.day
+            ));
+        }
         if r.restarted {
             out.push_str(&format!(
                 "CleverTap refused the checkpoint's cursor of {} {} (expired?): the day was pulled again from its first page.\n",
@@ -425,15 +560,13 @@ fn render(reports: &[SliceReport], account: &str, warehouse: &str, started: Inst
     out
 }
 
-/// The environment variable holding the Slack incoming webhook URL for alerts.
-pub const ENV_ALERTS_SLACK_URL: &str = "TAPLINE_ALERTS_SLACK_URL";
-
 /// Exit code of `tapline alerts` when some rule breached.
 const EXIT_BREACHED: u8 = 3;
 
 #[derive(Debug, Args)]
 pub struct AlertsArgs {
-    /// The rules: a JSON file (see the examples).
+    /// The rules: a JSON file (see the examples); the scheduled puller takes the same JSON in
+    /// TAPLINE_ALERT_RULES.
     #[arg(long, value_name = "FILE")]
     pub rules: std::path::PathBuf,
 
@@ -465,15 +598,10 @@ pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
             today.yesterday()?
         }
     };
+    let notifier = alert_notifier_from_env().await?;
     let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
-    let slack_url = std::env::var(ENV_ALERTS_SLACK_URL)
-        .ok()
-        .filter(|u| !u.is_empty());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let slack = slack_url.as_deref().map(|url| (&http, url));
-    let (results, slack_errors) = run_alerts(warehouse.as_ref(), &rules, day, slack).await?;
+    let (results, failures) =
+        run_alerts(warehouse.as_ref(), &rules, day, notifier.as_deref()).await?;
     for r in &results {
         let status = match r.status {
             AlertStatus::Ok => "ok",
@@ -482,10 +610,10 @@ pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
         };
         println!("{status:<8} {}", r.message);
     }
-    for e in &slack_errors {
-        eprintln!("error: Slack post for {e}");
+    for f in &failures {
+        eprintln!("error: alert {}: {}", f.rule, error_chain(&f.error));
     }
-    Ok(if !slack_errors.is_empty() {
+    Ok(if !failures.is_empty() {
         EXIT_NOT_ALL_LOADED
     } else if results.iter().any(|r| r.status == AlertStatus::Breached) {
         EXIT_BREACHED

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tapline::config::LoadConfig;
 use tapline::load::{FileOutcome, FileReport};
+use tapline::pull::checkpoint::StoredCheckpoint;
 use tapline::warehouse::LoadRecord;
 
 /// Left-aligned text columns, right-aligned numbers, two spaces between.
@@ -228,6 +229,45 @@ pub fn render_status(loads: &[LoadRecord], warehouse: &str) -> String {
     out.push_str(&table(
         &[
             "load", "status", "rows", "rejected", "finished", "uri", "error",
+        ],
+        &rows,
+    ));
+    out
+}
+
+/// API pulls a run left unfinished (checkpoints `in_progress` in `_tapline_state`).
+pub fn render_unfinished_pulls(pulls: &[StoredCheckpoint]) -> String {
+    if pulls.is_empty() {
+        return "No unfinished API pulls.\n".to_string();
+    }
+    let mut out = format!(
+        "Unfinished API pulls ({}): run the same `tapline pull` again (or wait for the next \
+         scheduled run) to resume each at its page.\n\n",
+        pulls.len()
+    );
+    let rows: Vec<Vec<String>> = pulls
+        .iter()
+        .map(|p| {
+            vec![
+                p.kind.clone(),
+                p.event.clone(),
+                p.window.clone(),
+                thousands(p.checkpoint.pages),
+                thousands(p.checkpoint.rows),
+                p.checkpoint.started_at.clone(),
+                p.updated_at.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "kind",
+            "event",
+            "day",
+            "pages done",
+            "rows",
+            "started",
+            "last update",
         ],
         &rows,
     ));

@@ -1,5 +1,8 @@
-//! Count-based alerts: rules in configuration checked against `event_counts`, a Slack message
-//! with the figures for each breach, and every rule's result stored in `alert_runs`.
+//! Count-based alerts: rules in configuration checked against `event_counts`, each breach
+//! handed to an [`AlertNotifier`] (Slack directly, or the webhook relay's alerts route) with
+//! the figures, and every rule's result stored in `alert_runs`. `tapline alerts` runs them
+//! from a file; the scheduled puller runs them as its `alerts` job after `counts`, with the
+//! same JSON in `TAPLINE_ALERT_RULES`.
 //!
 //! Rules are JSON:
 //! `[{"name":"charged-floor","event":"Charged","when":"below","count":500},
@@ -8,6 +11,7 @@
 use jiff::civil::Date;
 use serde::Deserialize;
 
+use super::alert_notifiers::{AlertNotifier, NotifyError};
 use crate::time::now_utc;
 use crate::warehouse::{ColumnType, FixedTable, Warehouse, WarehouseError};
 
@@ -58,9 +62,28 @@ pub enum Condition {
     },
 }
 
-/// Parses the rules file (a JSON array).
-pub fn parse_rules(text: &str) -> Result<Vec<AlertRule>, serde_json::Error> {
-    serde_json::from_str(text)
+/// Parses the rules (a JSON array), as in a `tapline alerts --rules` file or
+/// `TAPLINE_ALERT_RULES`. Rule names must be unique: they key `alert_runs`.
+pub fn parse_rules(text: &str) -> Result<Vec<AlertRule>, RulesError> {
+    let rules: Vec<AlertRule> = serde_json::from_str(text)?;
+    let mut names = std::collections::HashSet::new();
+    for rule in &rules {
+        if !names.insert(rule.name.as_str()) {
+            return Err(RulesError::DuplicateName(rule.name.clone()));
+        }
+    }
+    Ok(rules)
+}
+
+/// Why rules cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// Not a JSON array of rules.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Two rules share a name (the key of `alert_runs`).
+    #[error("two rules are named {0:?}: names must be unique")]
+    DuplicateName(String),
 }
 
 /// Where a rule stands for a day.
@@ -194,50 +217,47 @@ pub async fn check_rule(
     })
 }
 
-/// Posts `text` to a Slack incoming webhook; success is HTTP 200 with body `ok`.
-pub async fn post_to_slack(http: &reqwest::Client, url: &str, text: &str) -> Result<(), String> {
-    let response = http
-        .post(url)
-        .json(&serde_json::json!({ "text": text }))
-        .send()
-        .await
-        .map_err(|e| format!("Slack unreachable: {}", e.without_url()))?;
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    if status.is_success() && body.trim() == "ok" {
-        Ok(())
-    } else {
-        Err(format!("Slack answered HTTP {status}: {}", body.trim()))
-    }
+/// A breach that could not be handed to the notifier.
+#[derive(Debug)]
+pub struct NotifyFailure {
+    /// The rule.
+    pub rule: String,
+    /// Why.
+    pub error: NotifyError,
 }
 
-/// Checks every rule for `day`, posts each breach to Slack (when a webhook is given), and
-/// stores every result in `alert_runs`. Returns the results and the Slack failures.
+/// Checks every rule for `day`, hands each breach to `notifier` (when there is one), and
+/// stores every result in `alert_runs` (`notified`: `yes`, `no`, or `failed`). Returns the
+/// results and the breaches the notifier could not take.
 pub async fn run_alerts(
     warehouse: &dyn Warehouse,
     rules: &[AlertRule],
     day: Date,
-    slack: Option<(&reqwest::Client, &str)>,
-) -> Result<(Vec<AlertResult>, Vec<String>), WarehouseError> {
+    notifier: Option<&dyn AlertNotifier>,
+) -> Result<(Vec<AlertResult>, Vec<NotifyFailure>), WarehouseError> {
     let mut results = Vec::new();
     let mut rows = Vec::new();
-    let mut slack_errors = Vec::new();
+    let mut failures = Vec::new();
     let checked_at = now_utc();
     for rule in rules {
         let result = check_rule(warehouse, rule, day).await?;
-        let notified = match (result.status, slack) {
-            (AlertStatus::Breached, Some((http, url))) => {
-                match post_to_slack(http, url, &format!("Tapline alert: {}", result.message)).await
-                {
-                    Ok(()) => "yes",
-                    Err(e) => {
-                        slack_errors.push(format!("{}: {e}", rule.name));
-                        "failed"
-                    }
+        let notified = match (result.status, notifier) {
+            (AlertStatus::Breached, Some(notifier)) => match notifier.notify(&result).await {
+                Ok(()) => "yes",
+                Err(error) => {
+                    tracing::warn!(rule = %rule.name, %day, error = %crate::load::error_chain(&error), "An alert could not be posted.");
+                    failures.push(NotifyFailure {
+                        rule: rule.name.clone(),
+                        error,
+                    });
+                    "failed"
                 }
-            }
+            },
             _ => "no",
         };
+        if result.status == AlertStatus::Breached {
+            tracing::info!(rule = %rule.name, %day, notified, "Alert rule breached.");
+        }
         rows.push(vec![
             Some(rule.name.clone()),
             Some(day.to_string()),
@@ -254,7 +274,7 @@ pub async fn run_alerts(
     if !rows.is_empty() {
         warehouse.replace_rows(&ALERT_RUNS, &rows).await?;
     }
-    Ok((results, slack_errors))
+    Ok((results, failures))
 }
 
 #[cfg(test)]
@@ -279,5 +299,14 @@ mod tests {
         let err =
             parse_rules(r#"[{"name":"x","event":"E","when":"above","count":1}]"#).unwrap_err();
         assert!(err.to_string().contains("unknown variant `above`"), "{err}");
+        let err = parse_rules(
+            r#"[{"name":"x","event":"E","when":"below","count":1},
+                {"name":"x","event":"F","when":"below","count":2}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "two rules are named \"x\": names must be unique"
+        );
     }
 }

@@ -75,3 +75,86 @@ pub async fn save(
     warehouse.put_state(key, &text).await?;
     Ok(())
 }
+
+/// A checkpoint as stored, with what its key names: what `tapline status` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The CleverTap account.
+    pub account: String,
+    /// The API: `events`, `profiles`.
+    pub kind: String,
+    /// The event.
+    pub event: String,
+    /// The day (`YYYY-MM-DD`) or window (`FROM..TO`) of the slice.
+    pub window: String,
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+    /// When it was last written, as the warehouse stores it (UTC).
+    pub updated_at: String,
+}
+
+/// Splits a checkpoint key (`clevertap/ACCOUNT/KIND/EVENT/WINDOW`) into its parts; an event
+/// name may itself hold `/`.
+pub fn parse_key(key: &str) -> Option<(&str, &str, &str, &str)> {
+    let rest = key.strip_prefix("clevertap/")?;
+    let (account, rest) = rest.split_once('/')?;
+    let (kind, rest) = rest.split_once('/')?;
+    let (event, window) = rest.rsplit_once('/')?;
+    Some((account, kind, event, window))
+}
+
+/// The pulls a run left unfinished (`in_progress` checkpoints), ordered by key. Values this
+/// version cannot read are skipped with a warning rather than hiding the others.
+pub async fn unfinished(warehouse: &dyn Warehouse) -> Result<Vec<StoredCheckpoint>, PullError> {
+    let result = warehouse
+        .query(
+            "SELECT key, value, updated_at FROM _tapline_state \
+             WHERE key LIKE 'clevertap/%' ORDER BY key",
+        )
+        .await?;
+    let mut found = Vec::new();
+    for row in result.rows {
+        let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let (key, value, updated_at) = (cell(0), cell(1), cell(2));
+        let Some((account, kind, event, window)) = parse_key(&key) else {
+            continue;
+        };
+        let checkpoint: Checkpoint = match serde_json::from_str(&value) {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::warn!(%key, %error, "A checkpoint cannot be read; skipped.");
+                continue;
+            }
+        };
+        if checkpoint.status == SliceStatus::InProgress {
+            found.push(StoredCheckpoint {
+                account: account.to_string(),
+                kind: kind.to_string(),
+                event: event.to_string(),
+                window: window.to_string(),
+                checkpoint,
+                updated_at,
+            });
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_into_account_kind_event_and_window() {
+        let day: jiff::civil::Date = "2022-09-22".parse().unwrap();
+        assert_eq!(
+            parse_key(&slice_key("ACC", "events", "A/B Test", day)),
+            Some(("ACC", "events", "A/B Test", "2022-09-22"))
+        );
+        assert_eq!(
+            parse_key("clevertap/ACC/profiles/Charged/2022-09-01..2022-09-21"),
+            Some(("ACC", "profiles", "Charged", "2022-09-01..2022-09-21"))
+        );
+        assert_eq!(parse_key("other/thing"), None);
+    }
+}

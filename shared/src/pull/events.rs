@@ -82,6 +82,9 @@ pub struct SliceReport {
     /// The checkpoint's cursor was refused (expired), so the day was pulled again from its
     /// first page under a new pull id.
     pub restarted: bool,
+    /// The interrupted pull's `--output` parts were missing, so the day was pulled again from
+    /// its first page (its file would otherwise lack their records).
+    pub output_parts_missing: bool,
     /// `Ok` when every page is loaded; else why it stopped (the checkpoint keeps its place).
     pub result: Result<(), PullError>,
     /// Wall time.
@@ -144,6 +147,7 @@ struct SliceRun {
     checkpoint: Checkpoint,
     resumed_at_page: Option<u64>,
     restarted: bool,
+    output_parts_missing: bool,
 }
 
 async fn pull_slice(
@@ -172,6 +176,7 @@ async fn pull_slice(
         },
         resumed_at_page: None,
         restarted: false,
+        output_parts_missing: false,
     };
     let result = run_slice(client, warehouse, request, event, day, &mut run).await;
     if let Err(e) = &result {
@@ -185,6 +190,7 @@ async fn pull_slice(
         rejected: run.checkpoint.rejected,
         resumed_at_page: run.resumed_at_page,
         restarted: run.restarted,
+        output_parts_missing: run.output_parts_missing,
         result,
         elapsed: started.elapsed(),
     }
@@ -200,7 +206,22 @@ async fn run_slice(
 ) -> Result<(), PullError> {
     let account = client.config().account_id.clone();
     let previous = checkpoint::load(warehouse, &run.key).await?;
+    // A resumed pull writing a file needs the parts of the pages it already has; without them
+    // (another --output-dir, a cleared staging folder) the day is pulled again from page 0.
+    let parts_lost = |cp: &Checkpoint| {
+        request
+            .output
+            .as_ref()
+            .is_some_and(|o| !o.has_parts(event, day, &cp.pull_id, cp.pages))
+    };
     let mut pager = match previous {
+        Some(cp) if cp.status == SliceStatus::InProgress && parts_lost(&cp) => {
+            warn!(event, %day, page = cp.pages, "The output parts of the interrupted pull are missing; pulling the day again.");
+            run.output_parts_missing = true;
+            run.checkpoint.last_success = cp.last_success.clone();
+            let stale = cp.pages.max(cp.stale_pages);
+            Some(start_pull(client, warehouse, request, event, day, run, stale).await?)
+        }
         Some(cp) if cp.status == SliceStatus::InProgress => {
             info!(event, %day, page = cp.pages, pull_id = %cp.pull_id, "Resuming from the checkpoint.");
             run.resumed_at_page = Some(cp.pages);
@@ -270,9 +291,13 @@ async fn run_slice(
     }
     if let Some(output) = &request.output {
         let file = output
-            .finish(event, day, &run.checkpoint.pull_id)
-            .map_err(output_error(&output.file_of(event, day)))?;
-        info!(event, %day, file = %file.display(), "Slice written to its file.");
+            .complete(event, day, &run.checkpoint.pull_id, run.checkpoint.pages)
+            .await
+            .map_err(|source| PullError::Output {
+                path: output.destination_of(event, day),
+                source,
+            })?;
+        info!(event, %day, %file, "Slice written to its file.");
     }
     run.checkpoint.status = SliceStatus::Complete;
     run.checkpoint.stale_pages = 0;

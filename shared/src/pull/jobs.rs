@@ -11,9 +11,12 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use super::PullError;
+use super::alert_notifiers::AlertNotifier;
+use super::alerts::{AlertRule, AlertStatus, parse_rules, run_alerts};
 use super::campaigns::pull_campaigns;
 use super::counts::pull_event_counts;
 use super::events::{EventsPull, pull_events};
+use super::messages::pull_message_reports;
 use super::profiles::pull_profiles;
 use crate::clevertap::ClevertapClient;
 use crate::clevertap::config::{ApiConfig, ApiConfigError, ENV_PASSCODE};
@@ -27,6 +30,9 @@ pub const ENV_PASSCODE_SECRET_ARN: &str = "CLEVERTAP_PASSCODE_SECRET_ARN";
 pub const ENV_PULL_EVENTS: &str = "TAPLINE_PULL_EVENTS";
 /// Environment variable: the jobs to run, comma-separated (default `events,counts`).
 pub const ENV_PULL_JOBS: &str = "TAPLINE_PULL_JOBS";
+/// Environment variable: the alert rules of the `alerts` job, the same JSON array
+/// `tapline alerts --rules` reads.
+pub const ENV_ALERT_RULES: &str = "TAPLINE_ALERT_RULES";
 /// Environment variable: days pulled, ending yesterday (default 1: yesterday only; 3 also
 /// pulls the two days before again, for late data).
 pub const ENV_PULL_LOOKBACK_DAYS: &str = "TAPLINE_PULL_LOOKBACK_DAYS";
@@ -45,6 +51,10 @@ pub enum JobKind {
     Campaigns,
     /// Get Profiles into `profiles`.
     Profiles,
+    /// Get Message Reports into `message_reports`.
+    Messages,
+    /// The alert rules checked for the window's last day, after the counts.
+    Alerts,
 }
 
 impl JobKind {
@@ -54,6 +64,8 @@ impl JobKind {
             "counts" => JobKind::Counts,
             "campaigns" => JobKind::Campaigns,
             "profiles" => JobKind::Profiles,
+            "messages" => JobKind::Messages,
+            "alerts" => JobKind::Alerts,
             _ => return None,
         })
     }
@@ -64,6 +76,8 @@ impl JobKind {
             JobKind::Counts => "counts",
             JobKind::Campaigns => "campaigns",
             JobKind::Profiles => "profiles",
+            JobKind::Messages => "messages",
+            JobKind::Alerts => "alerts",
         }
     }
 }
@@ -81,6 +95,10 @@ pub struct PullJobs {
     pub timezone: TimeZone,
     /// Its IANA name.
     pub timezone_name: String,
+    /// The rules the `alerts` job checks ([`ENV_ALERT_RULES`]).
+    pub alert_rules: Vec<AlertRule>,
+    /// Where breaches go (see [`super::alert_notifiers`]); `None`: results are only stored.
+    pub notifier: Option<Arc<dyn AlertNotifier>>,
 }
 
 /// A scheduled-pull setting that cannot be used.
@@ -113,7 +131,9 @@ fn kinds(names: &[String], field: &'static str) -> Result<Vec<JobKind>, JobsConf
         .map(|n| {
             JobKind::parse(n).ok_or_else(|| JobsConfigError::Invalid {
                 name: field,
-                reason: format!("unknown job {n:?}: use events, counts, campaigns, profiles"),
+                reason: format!(
+                    "unknown job {n:?}: use events, counts, campaigns, profiles, messages, alerts"
+                ),
             })
         })
         .collect()
@@ -142,13 +162,36 @@ impl PullJobs {
                 }
             },
         };
+        let alert_rules = match get(ENV_ALERT_RULES).filter(|t| !t.trim().is_empty()) {
+            None => Vec::new(),
+            Some(text) => parse_rules(&text).map_err(|e| JobsConfigError::Invalid {
+                name: ENV_ALERT_RULES,
+                reason: format!("not a list of alert rules: {e}"),
+            })?,
+        };
+        if kinds.contains(&JobKind::Alerts) && alert_rules.is_empty() {
+            return Err(JobsConfigError::Invalid {
+                name: ENV_ALERT_RULES,
+                reason:
+                    "the alerts job has no rules: set it (the JSON `tapline alerts --rules` reads)"
+                        .into(),
+            });
+        }
         Ok(Self {
             events: list(&get(ENV_PULL_EVENTS).unwrap_or_default()),
             kinds,
             lookback_days,
             timezone,
             timezone_name,
+            alert_rules,
+            notifier: None,
         })
+    }
+
+    /// The same jobs with breaches handed to `notifier`.
+    pub fn with_notifier(mut self, notifier: Option<Arc<dyn AlertNotifier>>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Reads the process environment.
@@ -254,10 +297,19 @@ pub async fn handle_pull_payload(
     let from = date_field(payload, "from")?.unwrap_or(default_from);
     let to = date_field(payload, "to")?.unwrap_or(default_to);
     let events = strings_field(payload, "events").unwrap_or_else(|| config.events.clone());
-    let job_kinds = match strings_field(payload, "jobs") {
+    let mut job_kinds = match strings_field(payload, "jobs") {
         Some(names) => kinds(&names, "jobs")?,
         None => config.kinds.clone(),
     };
+    // Alerts read the counts: they run last, whatever the order they were listed in.
+    job_kinds.sort_by_key(|k| *k == JobKind::Alerts);
+    if job_kinds.contains(&JobKind::Alerts) && config.alert_rules.is_empty() {
+        return Err(JobsConfigError::Invalid {
+            name: ENV_ALERT_RULES,
+            reason: "the alerts job has no rules".into(),
+        }
+        .into());
+    }
     if from > to {
         return Err(JobsConfigError::Invalid {
             name: "from",
@@ -293,11 +345,20 @@ pub async fn handle_pull_payload(
             }
             JobKind::Counts => {
                 let days = super::days(from, to);
+                // The events alert rules watch are counted too, so the rules find their counts.
+                let mut counted_events = events.clone();
+                if job_kinds.contains(&JobKind::Alerts) {
+                    for rule in &config.alert_rules {
+                        if !counted_events.contains(&rule.event) {
+                            counted_events.push(rule.event.clone());
+                        }
+                    }
+                }
                 let counted = pull_event_counts(
                     client,
                     crate::clevertap::counts::CountApi::Events,
                     warehouse.as_ref(),
-                    &events,
+                    &counted_events,
                     &days,
                     &config.timezone_name,
                     COUNT_DEADLINE,
@@ -328,13 +389,63 @@ pub async fn handle_pull_payload(
             }
             JobKind::Profiles => {
                 for event in &events {
-                    let result = pull_profiles(client, warehouse.as_ref(), event, from, to).await;
+                    let result = pull_profiles(
+                        client,
+                        warehouse.as_ref(),
+                        event,
+                        from,
+                        to,
+                        super::profiles::PROFILES_BATCH_SIZE,
+                    )
+                    .await;
                     outcomes.push((
                         format!("profiles {event}"),
                         result
                             .map(|r| json!({"merged": r.merged, "pages": r.pages}))
                             .map_err(|e: PullError| error_chain(&e)),
                     ));
+                }
+            }
+            JobKind::Messages => {
+                let r = pull_message_reports(client, warehouse.as_ref(), from, to, &[]).await;
+                let result = match r.failed.first() {
+                    Some((day, e)) => Err(format!("message report {day}: {}", error_chain(e))),
+                    None => Ok(
+                        json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()}),
+                    ),
+                };
+                outcomes.push(("messages".into(), result));
+            }
+            JobKind::Alerts => {
+                let checked = run_alerts(
+                    warehouse.as_ref(),
+                    &config.alert_rules,
+                    to,
+                    config.notifier.as_deref(),
+                )
+                .await;
+                match checked {
+                    Ok((results, failures)) => {
+                        for r in results {
+                            let failure = failures.iter().find(|f| f.rule == r.rule.name);
+                            let what = format!("alert {} {}", r.rule.name, r.day);
+                            let outcome = match failure {
+                                Some(f) => Err(format!("not posted: {}", error_chain(&f.error))),
+                                None => Ok(json!({
+                                    "status": match r.status {
+                                        AlertStatus::Ok => "ok",
+                                        AlertStatus::Breached => "breached",
+                                        AlertStatus::NoData => "no_data",
+                                    },
+                                    "count": r.count,
+                                    "notified": r.status == AlertStatus::Breached
+                                        && config.notifier.is_some(),
+                                })),
+                            };
+                            outcomes.push((what, outcome));
+                        }
+                    }
+                    Err(e) => outcomes.push(("alerts".into(), Err(error_chain(&e)))),
                 }
             }
         }
@@ -397,7 +508,19 @@ mod tests {
         let err = jobs(&[(ENV_PULL_JOBS, "events,sms")]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles"
+            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, messages, alerts"
+        );
+        let err = jobs(&[(ENV_PULL_JOBS, "events,counts,alerts")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TAPLINE_ALERT_RULES: the alerts job has no rules: set it (the JSON `tapline alerts \
+             --rules` reads)"
+        );
+        let err = jobs(&[(ENV_ALERT_RULES, "[{\"name\": \"x\"}]")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("TAPLINE_ALERT_RULES: not a list of alert rules: missing field"),
+            "{err}"
         );
         let err = jobs(&[(ENV_PULL_LOOKBACK_DAYS, "0")]).unwrap_err();
         assert_eq!(

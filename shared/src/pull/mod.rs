@@ -7,17 +7,21 @@
 //!   killed run resumes where it stopped.
 //! - [`counts`]: Get Event Count per (event, day) into `event_counts`, replaced by key.
 //! - [`campaigns`]: campaigns and their reports into `campaigns` / `campaign_reports`.
-//! - [`profiles`]: Get Profiles merged by identity into `profiles`.
+//! - [`profiles`]: Get Profiles merged by identity into `profiles`, checkpointed per page.
+//! - [`messages`]: Get Message Reports per day into `message_reports`, replaced by key.
 //! - [`jobs`]: the scheduled function's configured jobs over a window ending yesterday.
-//! - [`alerts`]: count rules checked against `event_counts`, breaches to Slack, `alert_runs`.
+//! - [`alerts`]: count rules checked against `event_counts`, results in `alert_runs`.
+//! - [`alert_notifiers`]: where breaches go: Slack, or the webhook relay's alerts route.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
+pub mod alert_notifiers;
 pub mod alerts;
 pub mod campaigns;
 pub mod checkpoint;
 pub mod counts;
 pub mod events;
 pub mod jobs;
+pub mod messages;
 pub mod output;
 pub mod page_load;
 pub mod profiles;

@@ -8,6 +8,12 @@
 //! through a temporary name, and the parts are removed: a finished file is always whole, and
 //! a day pulled again replaces its file.
 //!
+//! With a bucket (`--output-dir s3://bucket/prefix` or `gs://…`), `DIR` is a local staging
+//! folder: the parts and the joined file stay there, and only the finished day file is put
+//! into the bucket (one upload, which the bucket shows whole or not at all) before the parts
+//! go. A bucket never holds a partial file; a run killed before the upload resumes from the
+//! staged parts and uploads on completion.
+//!
 //! JSONL keeps each record exactly as the API returned it. CSV flattens records the way the
 //! export loader reads JSON exports (`profile.identity`, `eventProps.Amount`; arrays as JSON
 //! text), with the union of every record's columns as its header, in first-seen order.
@@ -15,12 +21,14 @@
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::civil::Date;
 use serde_json::Value;
 
 use super::page_load::event_record_as_export;
 use crate::export::json_rows::flatten_record;
+use crate::storage::ObjectSink;
 
 /// The file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +51,45 @@ impl OutputFormat {
 /// Where pulled events are also written.
 #[derive(Debug, Clone)]
 pub struct FileOutput {
-    /// The folder.
+    /// The folder: the destination, or the staging folder when [`Self::bucket`] is set.
     pub dir: PathBuf,
     /// The format.
     pub format: OutputFormat,
+    /// The bucket finished files are put into, when the destination is one.
+    pub bucket: Option<BucketOutput>,
+}
+
+/// A bucket prefix (`s3://bucket/prefix`, `gs://bucket/prefix`) and the sink that writes it.
+#[derive(Clone)]
+pub struct BucketOutput {
+    /// The prefix, without a trailing `/`.
+    pub prefix: String,
+    /// Puts finished files.
+    pub sink: Arc<dyn ObjectSink>,
+}
+
+impl std::fmt::Debug for BucketOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketOutput")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The staging folder for a bucket prefix under `temp`: stable across runs (so a killed run's
+/// parts are found by the next one), one per prefix.
+pub fn staging_dir(temp: &Path, prefix: &str) -> PathBuf {
+    let name: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    temp.join("tapline-output").join(name)
 }
 
 /// A file or folder name for an event: path separators and leading dots replaced.
@@ -75,19 +118,56 @@ impl FileOutput {
             .join(day.to_string())
     }
 
-    /// The finished file of a slice.
+    /// The finished (or, with a bucket, staged) file of a slice.
     pub fn file_of(&self, event: &str, day: Date) -> PathBuf {
         self.dir
             .join(safe_name(event))
             .join(format!("{day}.{}", self.format.extension()))
     }
 
+    /// Where the slice's file ends up: the bucket object's uri, or the local file.
+    pub fn destination_of(&self, event: &str, day: Date) -> String {
+        match &self.bucket {
+            Some(bucket) => format!(
+                "{}/{}/{day}.{}",
+                bucket.prefix,
+                safe_name(event),
+                self.format.extension()
+            ),
+            None => self.file_of(event, day).display().to_string(),
+        }
+    }
+
     /// A new pull of the slice starts: parts of earlier pulls go.
     pub fn start(&self, event: &str, day: Date) -> io::Result<()> {
+        self.discard_parts(event, day)
+    }
+
+    fn discard_parts(&self, event: &str, day: Date) -> io::Result<()> {
         match fs::remove_dir_all(self.parts_of_slice(event, day)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Joins the slice's `pages` pages into its file ([`Self::join`]); with a bucket, puts the
+    /// file there and removes the staged copy. The parts go only once the file is in place, so
+    /// a failed upload is retried from them. Returns where the file is.
+    pub async fn complete(
+        &self,
+        event: &str,
+        day: Date,
+        pull_id: &str,
+        pages: u64,
+    ) -> io::Result<String> {
+        let file = self.join(event, day, pull_id, pages)?;
+        if let Some(bucket) = &self.bucket {
+            let uri = self.destination_of(event, day);
+            bucket.sink.put_file(&uri, &file).await?;
+            fs::remove_file(&file)?;
+        }
+        self.discard_parts(event, day)?;
+        Ok(self.destination_of(event, day))
     }
 
     /// Writes one page's records (replacing a page of the same index written before a kill).
@@ -111,18 +191,36 @@ impl FileOutput {
         })
     }
 
-    /// Joins the slice's pages into its file and removes the parts; returns the file.
-    pub fn finish(&self, event: &str, day: Date, pull_id: &str) -> io::Result<PathBuf> {
+    /// Whether the parts of pages `0..pages` of a pull are all staged (a resumed pull needs
+    /// them to write a whole file).
+    pub fn has_parts(&self, event: &str, day: Date, pull_id: &str, pages: u64) -> bool {
         let parts_dir = self.parts_of_slice(event, day).join(pull_id);
-        let mut pages: Vec<PathBuf> = match fs::read_dir(&parts_dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        pages.sort();
+        (0..pages).all(|i| parts_dir.join(format!("page-{i:05}.jsonl")).is_file())
+    }
+
+    /// Joins the slice's pages into its (local) file, keeping the parts; refuses when a part of
+    /// pages `0..pages` is missing (a staging folder cleared between runs), since the file
+    /// would silently lack records. Returns the file.
+    pub fn join(&self, event: &str, day: Date, pull_id: &str, pages: u64) -> io::Result<PathBuf> {
+        let parts_dir = self.parts_of_slice(event, day).join(pull_id);
+        let (pages, missing): (Vec<PathBuf>, Vec<PathBuf>) = (0..pages)
+            .map(|i| parts_dir.join(format!("page-{i:05}.jsonl")))
+            .partition(|part| part.is_file());
+        if !missing.is_empty() {
+            let names: Vec<String> = missing
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{} of {} is missing (cleared between runs?): the file would lack its \
+                     records; pull the day again",
+                    names.join(", "),
+                    parts_dir.display()
+                ),
+            ));
+        }
         let file = self.file_of(event, day);
         if let Some(parent) = file.parent() {
             fs::create_dir_all(parent)?;
@@ -136,7 +234,6 @@ impl FileOutput {
             })?,
             OutputFormat::Csv => write_csv(&file, &pages, event)?,
         }
-        self.start(event, day)?;
         Ok(file)
     }
 }
@@ -213,12 +310,13 @@ mod tests {
         jiff::civil::date(2022, 9, 22)
     }
 
-    #[test]
-    fn pages_join_in_order_and_a_rewritten_page_replaces_its_part() {
+    #[tokio::test]
+    async fn pages_join_in_order_and_a_rewritten_page_replaces_its_part() {
         let dir = tempfile::tempdir().unwrap();
         let out = FileOutput {
             dir: dir.path().to_path_buf(),
             format: OutputFormat::Jsonl,
+            bucket: None,
         };
         out.start("Charged", day()).unwrap();
         out.write_page("Charged", day(), "p1", 1, &[json!({"ts": 2})])
@@ -234,7 +332,12 @@ mod tests {
         // A resumed run writes page 1 again.
         out.write_page("Charged", day(), "p1", 1, &[json!({"ts": 2})])
             .unwrap();
-        let file = out.finish("Charged", day(), "p1").unwrap();
+        assert!(out.has_parts("Charged", day(), "p1", 2));
+        assert!(!out.has_parts("Charged", day(), "p1", 3));
+        let err = out.join("Charged", day(), "p1", 3).unwrap_err();
+        assert!(err.to_string().starts_with("page-00002.jsonl of "), "{err}");
+        let file = out.complete("Charged", day(), "p1", 2).await.unwrap();
+        let file = PathBuf::from(file);
         assert_eq!(file, dir.path().join("Charged/2022-09-22.jsonl"));
         assert_eq!(
             fs::read_to_string(&file).unwrap(),
@@ -253,13 +356,14 @@ mod tests {
         let out = FileOutput {
             dir: dir.path().to_path_buf(),
             format: OutputFormat::Csv,
+            bucket: None,
         };
         let records = [
             json!({"ts": 20220922000100i64, "profile": {"identity": "u1"}, "event_props": {"Amount": 5}}),
             json!({"ts": 20220922000200i64, "profile": {"identity": "u2, \"x\""}, "event_props": {"Coupon": "A"}}),
         ];
         out.write_page("Charged", day(), "p1", 0, &records).unwrap();
-        let file = out.finish("Charged", day(), "p1").unwrap();
+        let file = out.join("Charged", day(), "p1", 1).unwrap();
         let text = fs::read_to_string(file).unwrap();
         let mut lines = text.lines();
         let header = lines.next().unwrap();
@@ -268,6 +372,16 @@ mod tests {
         assert!(header.contains("eventProps.Coupon"), "{header}");
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(text.contains("\"u2, \"\"x\"\"\""), "{text}");
+    }
+
+    #[test]
+    fn staging_folders_are_one_per_bucket_prefix() {
+        let temp = Path::new("/tmp");
+        assert_eq!(
+            staging_dir(temp, "s3://acme-exports/api/events"),
+            Path::new("/tmp/tapline-output/s3___acme-exports_api_events")
+        );
+        assert_ne!(staging_dir(temp, "s3://a/b"), staging_dir(temp, "gs://a/b"));
     }
 
     #[test]

@@ -285,6 +285,46 @@ impl Read for GcsReader {
     }
 }
 
+#[async_trait]
+impl super::ObjectSink for GcsSource {
+    /// A single media upload (`uploadType=media`): GCS creates the object's new generation
+    /// only when the whole body arrived.
+    async fn put_file(&self, uri: &str, path: &std::path::Path) -> io::Result<()> {
+        let (bucket, name) = parse_gs_uri(uri)
+            .filter(|(_, name)| !name.is_empty())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "expected gs://BUCKET/NAME")
+            })?;
+        let file = tokio::fs::File::open(path).await?;
+        let length = file.metadata().await?.len();
+        let headers = self
+            .auth
+            .headers()
+            .await
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        let response = self
+            .http
+            .post(format!("{}/upload/storage/v1/b/{bucket}/o", self.endpoint))
+            .query(&[("uploadType", "media"), ("name", name)])
+            .headers(headers)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(reqwest::Body::from(file))
+            .send()
+            .await
+            .map_err(from_reqwest)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(io::Error::new(
+            kind_for_status(status.as_u16()),
+            format!("upload failed with HTTP {status}: {}", body.trim()),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
-use super::{ObjectEntry, ObjectSource};
+use super::{ObjectEntry, ObjectSink, ObjectSource};
 use crate::Error;
 
 /// Reads exports from S3. Locations are `s3://bucket/prefix`.
@@ -137,6 +137,30 @@ impl ObjectSource for S3Source {
         let object = request.send().await.map_err(|e| source_err(to_io(e)))?;
         let reader = tokio_util::io::SyncIoBridge::new(object.body.into_async_read());
         Ok(Box::new(reader))
+    }
+}
+
+#[async_trait]
+impl ObjectSink for S3Source {
+    async fn put_file(&self, uri: &str, path: &std::path::Path) -> io::Result<()> {
+        let (bucket, key) = parse_s3_uri(uri)
+            .filter(|(_, key)| !key.is_empty())
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "expected s3://BUCKET/KEY")
+            })?;
+        // One PutObject: S3 shows the object only once it is stored whole.
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+            .await
+            .map_err(io::Error::other)?;
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .map_err(to_io)?;
+        Ok(())
     }
 }
 

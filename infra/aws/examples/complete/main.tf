@@ -58,6 +58,12 @@ module "tapline" {
   enable_api_puller             = var.enable_api_puller
   enable_webhook_relay          = var.enable_webhook_relay
 
+  api_puller_events                         = var.api_puller_events
+  api_puller_jobs                           = var.api_puller_jobs
+  api_puller_alert_rules                    = var.api_puller_alert_rules
+  api_puller_alerts_relay_route             = var.api_puller_alerts_relay_route
+  api_puller_alerts_relay_token_secret_name = var.api_puller_alerts_relay_token_secret_name
+
   webhook_relay_config       = var.webhook_relay_config
   webhook_relay_secret_names = var.webhook_relay_secret_names
 

@@ -68,6 +68,36 @@ variable "enable_api_puller" {
   default     = true
 }
 
+variable "api_puller_events" {
+  type        = list(string)
+  description = "CleverTap events the daily pull fetches."
+  default     = []
+}
+
+variable "api_puller_jobs" {
+  type        = list(string)
+  description = "What the daily pull runs: events, counts, campaigns, profiles, alerts."
+  default     = ["events", "counts"]
+}
+
+variable "api_puller_alert_rules" {
+  type        = string
+  description = "The alerts job's rules (the JSON `tapline alerts --rules` reads)."
+  default     = ""
+}
+
+variable "api_puller_alerts_relay_route" {
+  type        = string
+  description = "The relay route breaches are posted to (null: only stored in alert_runs)."
+  default     = null
+}
+
+variable "api_puller_alerts_relay_token_secret_name" {
+  type        = string
+  description = "Which relay secret holds that route's token."
+  default     = null
+}
+
 variable "enable_webhook_relay" {
   type        = bool
   description = "Deploy the webhook relay (needs the webhook-relay and webhook-relay-worker zips)."
