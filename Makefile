@@ -15,7 +15,7 @@ DEMO_TIMEZONE ?= Asia/Kolkata
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh
 # Both builds of the export loader (Lambda and Cloud Run) and the relay's SQS adapter are built,
 # linted and tested.
-ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs
+ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs,webhook-relay/pubsub,api-puller/cloud-run
 
 .PHONY: help build demo test lint fmt bench bench-relay package clean
 
