@@ -99,7 +99,7 @@ mod api_puller {
             ("TAPLINE_LOG", "debug"),
         ];
         let service = CloudRunService::start("api-puller-cloud-run", &env).await;
-        assert_eq!(secrets.reads(), [passcode.clone()], "read once, at start");
+        assert_eq!(secrets.reads(), [passcode.as_str()], "read once, at start");
 
         let (status, body) = post_json(
             &format!("{}/", service.url),
