@@ -157,6 +157,49 @@ mod api_puller {
         );
     }
 
+    /// The GCP default: the pull lands in BigQuery (the REST double), the service's identity
+    /// being the credentials (none against the double).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cloud_run_binary_pulls_into_bigquery() {
+        use tapline_tests::bigquery::BigQueryDouble;
+
+        let secrets = SecretManagerDouble::start().await;
+        let passcode = secrets.add_version(PROJECT, "tapline-clevertap-passcode", PASSCODE);
+        let api = ClevertapApi::start().await;
+        api.set_events("Charged", 20220922, event_records(20220922, 12));
+        let bigquery = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+        let (api_url, warehouse) = (api_url(&api), format!("bigquery://{PROJECT}/clevertap"));
+        let service = CloudRunService::start(
+            "api-puller-cloud-run",
+            &[
+                ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
+                ("CLEVERTAP_PASSCODE_SECRET_ARN", passcode.as_str()),
+                ("CLEVERTAP_API_URL", api_url.as_str()),
+                ("CLEVERTAP_BACKOFF_MS", "1"),
+                ("TAPLINE_WAREHOUSE", warehouse.as_str()),
+                ("TAPLINE_PULL_EVENTS", "Charged"),
+                ("TAPLINE_PULL_JOBS", "events,counts"),
+                ("SECRET_MANAGER_ENDPOINT", secrets.endpoint.as_str()),
+                ("BIGQUERY_ENDPOINT", bigquery.endpoint.as_str()),
+            ],
+        )
+        .await;
+        let (status, body) = post_json(
+            &format!("{}/", service.url),
+            &json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"]["events Charged 2022-09-22"]["rows"], 12);
+        assert_eq!(body["results"]["count Charged 2022-09-22"], 12);
+        let count = |sql: &str| bigquery.rows("clevertap", sql)[0][0].clone().unwrap();
+        assert_eq!(count("SELECT count(*) FROM charged"), "12");
+        assert_eq!(count("SELECT count FROM event_counts"), "12");
+        let (clean, logs) = service.stop().await;
+        assert!(clean, "{logs}");
+        assert!(!logs.contains(PASSCODE), "{logs}");
+    }
+
     /// An identity without access to the passcode's secret stops the service at start, with
     /// the secret's name and Google's refusal, not at the first scheduled run.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
