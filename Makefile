@@ -13,9 +13,9 @@ BENCH_ROWS ?= 1000000
 DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh
-# Both builds of the export loader (Lambda and Cloud Run) and the relay's SQS adapter are built,
-# linted and tested.
-ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs
+# Both builds (Lambda and Cloud Run) of the export loader and the API puller, and the relay's SQS
+# and Pub/Sub adapters (with its Cloud Run binary) are built, linted and tested.
+ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs,webhook-relay/pubsub,api-puller/cloud-run
 
 .PHONY: help build demo test lint fmt bench bench-relay package clean
 
@@ -70,7 +70,7 @@ bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: req
 	$(CARGO) build --release --locked -p tapline-cli
 	tests/bench/relay_load.sh $(RELEASE_BIN)/tapline
 
-package: ## Build the Lambda zips (arm64, cargo-lambda): target/lambda-arm64/<function>/bootstrap.zip.
+package: ## Build the Lambda zips (arm64, cargo-lambda): target/lambda-arm64/<function>/bootstrap.zip (Cloud Run: the Dockerfiles).
 	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
 		$(CARGO) lambda build --release --arm64 --output-format zip \
 		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p export-loader -p api-puller

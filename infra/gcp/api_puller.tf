@@ -56,13 +56,39 @@ resource "google_cloud_run_v2_service" "api_puller" {
         value = var.timezone
       }
       env {
+        name  = "TAPLINE_PULL_EVENTS"
+        value = join(",", var.api_puller_events)
+      }
+      env {
+        name  = "TAPLINE_PULL_JOBS"
+        value = join(",", var.api_puller_jobs)
+      }
+      env {
+        name  = "TAPLINE_PULL_LOOKBACK_DAYS"
+        value = tostring(var.api_puller_lookback_days)
+      }
+      env {
         name  = "TAPLINE_LOG"
         value = var.log_level
+      }
+      # A PostgreSQL warehouse's password, as for the export loader.
+      dynamic "env" {
+        for_each = var.warehouse_password_secret ? [1] : []
+        content {
+          name = "TAPLINE_WAREHOUSE_PASSWORD"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.secrets["warehouse-password"].secret_id
+              version = "latest"
+            }
+          }
+        }
       }
     }
   }
 
-  depends_on = [google_project_service.apis]
+  # The passcode is read at start: its accessor binding must exist before a revision starts.
+  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
 }
 
 resource "google_cloud_run_v2_service_iam_member" "api_puller_scheduler" {

@@ -17,9 +17,10 @@ resource "google_cloud_scheduler_job" "sweep" {
 
   http_target {
     http_method = "POST"
-    uri         = "${google_cloud_run_v2_service.export_loader.uri}/"
-    headers     = { "Content-Type" = "application/json" }
-    body        = base64encode(jsonencode({ tapline = "sweep", uri = local.export_uri }))
+    # The loader takes CloudEvents on `/` and sweeps on `/sweep`.
+    uri     = "${google_cloud_run_v2_service.export_loader.uri}/sweep"
+    headers = { "Content-Type" = "application/json" }
+    body    = base64encode(jsonencode({ tapline = "sweep", uri = local.export_uri }))
 
     oidc_token {
       service_account_email = google_service_account.scheduler.email

@@ -6,7 +6,9 @@ locals {
   # time, and a new service account's email is not).
   secrets = merge(
     local.enable_api_puller ? { "clevertap-passcode" = ["api_puller"] } : {},
-    var.warehouse_password_secret ? { "warehouse-password" = ["export_loader"] } : {},
+    var.warehouse_password_secret ? {
+      "warehouse-password" = concat(["export_loader"], local.enable_api_puller ? ["api_puller"] : [])
+    } : {},
     local.enable_webhook_relay ? {
       for name in var.webhook_relay_secret_names : "relay-${name}" => ["webhook_relay", "webhook_relay_worker"]
     } : {},

@@ -68,7 +68,7 @@ variable "api_puller_image" {
 
 variable "webhook_relay_image" {
   type        = string
-  description = "Container image of the webhook relay (endpoint and Pub/Sub push worker in one service). Empty: no relay."
+  description = "Container image of the webhook relay (one image, two services: the endpoint and the Pub/Sub push worker, chosen by TAPLINE_RELAY_MODE). Empty: no relay."
   default     = ""
 }
 
@@ -124,6 +124,34 @@ variable "clevertap_region" {
   default     = "eu1"
 }
 
+variable "api_puller_events" {
+  type        = list(string)
+  description = "TAPLINE_PULL_EVENTS: CleverTap event names the api-puller pulls (needed by the events, counts and profiles jobs)."
+  default     = []
+}
+
+variable "api_puller_jobs" {
+  type        = list(string)
+  description = "TAPLINE_PULL_JOBS: what each scheduled pull runs, in this order."
+  default     = ["events", "counts"]
+
+  validation {
+    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles"], j)])
+    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles."
+  }
+}
+
+variable "api_puller_lookback_days" {
+  type        = number
+  description = "TAPLINE_PULL_LOOKBACK_DAYS: days each pull covers, ending yesterday (more than 1 re-pulls late data)."
+  default     = 3
+
+  validation {
+    condition     = var.api_puller_lookback_days >= 1 && var.api_puller_lookback_days <= 366
+    error_message = "api_puller_lookback_days: 1 to 366."
+  }
+}
+
 variable "schedule_timezone" {
   type        = string
   description = "Time zone of the Cloud Scheduler cron expressions."
@@ -158,7 +186,7 @@ variable "webhook_relay_secret_names" {
 
 variable "webhook_relay_max_delivery_attempts" {
   type        = number
-  description = "Pub/Sub deliveries of one accepted webhook before it goes to the dead-letter topic (5 to 100)."
+  description = "Pub/Sub deliveries of one accepted webhook before the subscription dead-letters it (5 to 100). Keep it at least the relay's settings.max_attempts (default 8): the worker dead-letters at that attempt itself, with the last error; this is the safety net."
   default     = 10
 }
 

@@ -82,6 +82,11 @@ resource "google_cloud_run_v2_service" "webhook_relay" {
         limits = { cpu = "1", memory = "256Mi" }
       }
 
+      # One image, two services: this one accepts and publishes.
+      env {
+        name  = "TAPLINE_RELAY_MODE"
+        value = "endpoint"
+      }
       env {
         name  = "TAPLINE_RELAY_TOPIC"
         value = google_pubsub_topic.relay_delivery[0].id
@@ -150,6 +155,16 @@ resource "google_cloud_run_v2_service" "webhook_relay_worker" {
         limits = { cpu = "1", memory = "256Mi" }
       }
 
+      # Takes Pub/Sub pushes on `/`; dead-letters permanent failures and last attempts itself,
+      # with their attempt record (the subscription's dead-letter policy is the safety net).
+      env {
+        name  = "TAPLINE_RELAY_MODE"
+        value = "worker"
+      }
+      env {
+        name  = "TAPLINE_RELAY_DEAD_LETTER_TOPIC"
+        value = google_pubsub_topic.relay_dead_letters[0].id
+      }
       env {
         name  = "TAPLINE_RELAY_CONFIG_TOML"
         value = var.webhook_relay_config
@@ -170,6 +185,16 @@ resource "google_cloud_run_v2_service" "webhook_relay_worker" {
   }
 
   depends_on = [google_project_service.apis]
+}
+
+resource "google_pubsub_topic_iam_member" "webhook_relay_worker_dead_letters" {
+  # The worker publishes what it gives up on (with the last attempt's outcome) to the
+  # dead-letter topic; it publishes nowhere else.
+  count   = local.enable_webhook_relay ? 1 : 0
+  project = var.project_id
+  topic   = google_pubsub_topic.relay_dead_letters[0].name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.webhook_relay_worker[0].member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "webhook_relay_worker_push" {

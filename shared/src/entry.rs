@@ -40,3 +40,24 @@ pub async fn shutdown_signal() {
     }
     info!("Shutting down: finishing work in flight.");
 }
+
+/// The variable Cloud Run sets to the port a service must listen on.
+pub const ENV_PORT: &str = "PORT";
+/// The interface to listen on (default `0.0.0.0`, which Cloud Run needs; tests use loopback).
+pub const ENV_LISTEN_HOST: &str = "TAPLINE_LISTEN_HOST";
+
+/// The listener a Cloud Run service binds: `TAPLINE_LISTEN_HOST` (default `0.0.0.0`) and `PORT`
+/// (default 8080). A `PORT` that is not a port number is an error, not a silent default.
+pub async fn listen_from_env() -> std::io::Result<tokio::net::TcpListener> {
+    let port: u16 = match std::env::var(ENV_PORT) {
+        Ok(p) => p.parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{ENV_PORT}={p:?} is not a port number"),
+            )
+        })?,
+        Err(_) => 8080,
+    };
+    let host = std::env::var(ENV_LISTEN_HOST).unwrap_or_else(|_| "0.0.0.0".to_string());
+    tokio::net::TcpListener::bind((host.as_str(), port)).await
+}

@@ -16,6 +16,8 @@ pub mod config;
 pub mod entry;
 pub mod error;
 pub mod export;
+#[cfg(feature = "gcp-secrets")]
+pub mod gcp_secrets;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
 pub mod load;

@@ -1,8 +1,15 @@
-//! Secrets by reference: the warehouse password lives in a secret store, and the URL in the
-//! function's environment carries none (`infra/aws` wires it that way).
+//! Secrets by reference: the warehouse password, the CleverTap passcode and the relay's route
+//! secrets live in a secret store, and the function's environment carries only their names.
 //!
-//! `TAPLINE_WAREHOUSE_SECRET_ARN` names a Secrets Manager secret whose value is the password for
-//! the user in `TAPLINE_WAREHOUSE`. It is read once, at cold start; it never reaches a log.
+//! A reference is read by its form ([`SecretReference`]): `arn:aws:secretsmanager:…` (or any
+//! other secret id) from AWS Secrets Manager (feature `aws-secrets`),
+//! `projects/P/secrets/S/versions/V` from Google Secret Manager (feature `gcp-secrets`), so the
+//! same variables (`TAPLINE_WAREHOUSE_SECRET_ARN`, `CLEVERTAP_PASSCODE_SECRET_ARN`,
+//! `TAPLINE_RELAY_SECRET_ARNS`) work on both clouds. Values are read once, at start; they never
+//! reach a log.
+//!
+//! `TAPLINE_WAREHOUSE_SECRET_ARN` names the secret whose value is the password for the user in
+//! `TAPLINE_WAREHOUSE`.
 //! `TAPLINE_WAREHOUSE_PASSWORD` carries the password itself: what Cloud Run sets from a Secret
 //! Manager secret (`infra/gcp` wires it that way), or Kubernetes from a Secret.
 
@@ -19,10 +26,10 @@ pub enum SecretError {
     /// A variable is missing or unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The secret could not be read (permissions, a wrong ARN, the service).
+    /// The secret could not be read (permissions, a wrong ARN or name, the service).
     #[error("cannot read secret {arn}")]
     Read {
-        /// The secret's ARN (not a secret itself).
+        /// The secret's reference: an ARN or a Secret Manager version name (not a secret itself).
         arn: String,
         /// Why.
         #[source]
@@ -77,7 +84,7 @@ fn hide_password(url: &str) -> String {
 }
 
 /// The warehouse URL from the environment: `TAPLINE_WAREHOUSE`, with the password from
-/// `TAPLINE_WAREHOUSE_SECRET_ARN` (this build must have `aws-secrets`) or
+/// `TAPLINE_WAREHOUSE_SECRET_ARN` (an AWS or a Google secret reference, see [`read_secret`]) or
 /// `TAPLINE_WAREHOUSE_PASSWORD` when one of them is set. Both set is refused.
 pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
     let url = std::env::var(ENV_WAREHOUSE).map_err(|_| ConfigError::Warehouse {
@@ -105,10 +112,47 @@ pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
     )?)
 }
 
+/// Which store a secret reference points into, by its form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretReference {
+    /// Google Secret Manager: a version's resource name, `projects/P/secrets/S/versions/V`
+    /// (`V` a number or `latest`); `projects/P/secrets/S` means its latest version.
+    GoogleVersion(String),
+    /// AWS Secrets Manager: an ARN (`arn:aws:secretsmanager:…`) or a secret name.
+    Aws(String),
+}
+
+impl SecretReference {
+    /// Classifies `reference`. Anything not shaped like a Secret Manager name is an AWS secret
+    /// id, so existing AWS deployments (ARNs or names) read as before.
+    pub fn parse(reference: &str) -> Self {
+        let parts: Vec<&str> = reference.split('/').collect();
+        let named = |i: usize| parts.get(i).is_some_and(|p| !p.is_empty());
+        match parts.as_slice() {
+            ["projects", _, "secrets", _] if named(1) && named(3) => {
+                SecretReference::GoogleVersion(format!("{reference}/versions/latest"))
+            }
+            ["projects", _, "secrets", _, "versions", _] if named(1) && named(3) && named(5) => {
+                SecretReference::GoogleVersion(reference.to_string())
+            }
+            _ => SecretReference::Aws(reference.to_string()),
+        }
+    }
+}
+
+/// The string value of the secret `reference` names: an AWS Secrets Manager ARN or a Google
+/// Secret Manager version (see [`SecretReference`]). Never log what it returns.
+pub async fn read_secret(reference: &str) -> Result<String, SecretError> {
+    match SecretReference::parse(reference) {
+        SecretReference::GoogleVersion(name) => read_gcp_secret(&name).await,
+        SecretReference::Aws(id) => read_aws_secret(&id).await,
+    }
+}
+
 /// The string value of the Secrets Manager secret `arn` (the usual AWS credential chain and
-/// `AWS_ENDPOINT_URL`). Never log what it returns.
+/// `AWS_ENDPOINT_URL`).
 #[cfg(feature = "aws-secrets")]
-pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
+async fn read_aws_secret(arn: &str) -> Result<String, SecretError> {
     let shared = aws_config::load_from_env().await;
     let client = aws_sdk_secretsmanager::Client::new(&shared);
     let read_err = |source: Box<dyn std::error::Error + Send + Sync>| SecretError::Read {
@@ -134,10 +178,33 @@ pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
 
 /// Fails: this build has no Secrets Manager client.
 #[cfg(not(feature = "aws-secrets"))]
-pub async fn read_secret(arn: &str) -> Result<String, SecretError> {
+async fn read_aws_secret(arn: &str) -> Result<String, SecretError> {
     Err(SecretError::Read {
         arn: arn.to_string(),
         source: "this build reads no AWS Secrets Manager (the `aws-secrets` feature is off)".into(),
+    })
+}
+
+/// The value of the Secret Manager version `name` (`projects/P/secrets/S/versions/V`), through
+/// Google's endpoint or `SECRET_MANAGER_ENDPOINT` (see [`crate::gcp_secrets`]).
+#[cfg(feature = "gcp-secrets")]
+async fn read_gcp_secret(name: &str) -> Result<String, SecretError> {
+    crate::gcp_secrets::SecretManager::from_env()
+        .map_err(|e| SecretError::Read {
+            arn: name.to_string(),
+            source: Box::new(e),
+        })?
+        .access(name)
+        .await
+}
+
+/// Fails: this build has no Secret Manager client.
+#[cfg(not(feature = "gcp-secrets"))]
+async fn read_gcp_secret(name: &str) -> Result<String, SecretError> {
+    Err(SecretError::Read {
+        arn: name.to_string(),
+        source: "this build reads no Google Secret Manager (the `gcp-secrets` feature is off)"
+            .into(),
     })
 }
 
@@ -159,6 +226,27 @@ mod tests {
             with_password("postgres://u@h", "x").unwrap(),
             "postgres://u:x@h"
         );
+    }
+
+    #[test]
+    fn references_are_read_by_their_form() {
+        use SecretReference::*;
+        assert_eq!(
+            SecretReference::parse("projects/acme/secrets/tapline-passcode/versions/3"),
+            GoogleVersion("projects/acme/secrets/tapline-passcode/versions/3".into())
+        );
+        assert_eq!(
+            SecretReference::parse("projects/acme/secrets/tapline-passcode"),
+            GoogleVersion("projects/acme/secrets/tapline-passcode/versions/latest".into())
+        );
+        for aws in [
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tapline/passcode-AbCdEf",
+            "tapline/passcode",
+            "projects/acme/secrets//versions/1",
+            "projects/acme/topics/t",
+        ] {
+            assert_eq!(SecretReference::parse(aws), Aws(aws.into()), "{aws}");
+        }
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Shared helpers for Tapline's integration tests: running the built binaries, making export
 //! files, reading a SQLite warehouse directly, the warehouse conformance suite, and a Slack /
-//! HTTP receiver double and a CleverTap upload double for the webhook relay.
+//! HTTP receiver double and a CleverTap upload double for the webhook relay, and doubles of
+//! Google Secret Manager and Pub/Sub for the Cloud Run services.
 
 pub mod bigquery;
 pub mod clevertap_api;
+pub mod cloud_run_service;
 pub mod conformance;
 pub mod gcs;
 pub mod lambda_emulator;
 pub mod pg;
 pub mod proxy;
+pub mod pubsub;
 pub mod receiver;
 pub mod s3;
+pub mod secret_manager;
 pub mod sqs;
 // The relay's CleverTap upload double (the API puller's double is another module).
 pub mod clevertap_upload;

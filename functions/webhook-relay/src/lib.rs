@@ -12,9 +12,14 @@
 //! - [`relay`]: assembly and `serve`.
 //! - `sqs_queue`, `aws_config_env` (feature `sqs`): the queue and the worker handler on AWS,
 //!   and the configuration of the Lambda functions (route secrets from Secrets Manager).
+//! - `pubsub_queue` (feature `pubsub`): the topic and the push worker on Google Cloud; the
+//!   Cloud Run services read their configuration through `aws_config_env` too (route secrets
+//!   from Secret Manager by version name).
 
 pub mod auth;
-#[cfg(feature = "sqs")]
+// Cloud-neutral despite its name: secret references are read by their form (ARN or Secret
+// Manager version), so the Cloud Run services use it as well.
+#[cfg(any(feature = "sqs", feature = "pubsub"))]
 pub mod aws_config_env;
 pub mod clevertap_upload;
 pub mod clock;
@@ -22,6 +27,8 @@ pub mod config;
 pub mod destination;
 pub mod http_forward;
 pub mod payload;
+#[cfg(feature = "pubsub")]
+pub mod pubsub_queue;
 pub mod queue;
 pub mod relay;
 pub mod retry;

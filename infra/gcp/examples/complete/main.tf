@@ -18,6 +18,7 @@ module "tapline" {
   timezone             = var.timezone
   clevertap_account_id = var.clevertap_account_id
   clevertap_region     = var.clevertap_region
+  api_puller_events    = var.api_puller_events
 
   export_loader_image = var.export_loader_image
   api_puller_image    = var.api_puller_image

@@ -44,6 +44,12 @@ variable "clevertap_region" {
   default     = "eu1"
 }
 
+variable "api_puller_events" {
+  type        = list(string)
+  description = "CleverTap event names the api-puller pulls, e.g. [\"Charged\", \"App Launched\"]."
+  default     = []
+}
+
 variable "export_loader_image" {
   type        = string
   description = "export-loader container image."

@@ -1,0 +1,56 @@
+//! The API puller on Cloud Run: Cloud Scheduler posts `{"tapline":"pull"}` (OIDC) to `POST /`.
+//! Configuration is read, the passcode fetched and clients built once, at startup; requests go
+//! to `api_puller::cloud_run_service`.
+//!
+//! Environment: as the Lambda (`CLEVERTAP_ACCOUNT_ID`, `CLEVERTAP_REGION`,
+//! `CLEVERTAP_PASSCODE_SECRET_ARN` — here a Secret Manager version name — or
+//! `CLEVERTAP_PASSCODE`, `TAPLINE_WAREHOUSE` + `TAPLINE_WAREHOUSE_PASSWORD` or
+//! `TAPLINE_WAREHOUSE_SECRET_ARN`, `TAPLINE_TIMEZONE`, `TAPLINE_PULL_*`, `TAPLINE_LOG`), plus
+//! `PORT` (Cloud Run sets it) and, for local runs, `TAPLINE_LISTEN_HOST`,
+//! `SECRET_MANAGER_ENDPOINT`, `BIGQUERY_ENDPOINT`: see README.md.
+
+use std::sync::Arc;
+
+use api_puller::cloud_run_service::{PullService, router, serve};
+use tapline::clevertap::ClevertapClient;
+use tapline::pull::jobs::{PullJobs, api_config_from_env};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tapline::entry::init_json_logs();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One JSON line with the whole cause chain: what Cloud Run's logs show for a failed start.
+            tracing::error!(error = %tapline::load::error_chain(err.as_ref()), "API puller cannot start.");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    let started = std::time::Instant::now();
+    // Fail at start, not per request, when configuration is wrong.
+    let jobs = Arc::new(PullJobs::from_env()?);
+    let client = ClevertapClient::new(api_config_from_env().await?)?;
+    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
+        Arc::from(tapline::warehouse::open(&url).await?);
+    let listener = tapline::entry::listen_from_env().await?;
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        addr = %listener.local_addr()?,
+        warehouse = %warehouse.describe(),
+        events = jobs.events.len(),
+        "API puller listening."
+    );
+    let service = PullService {
+        client,
+        warehouse,
+        jobs,
+    };
+    serve(listener, router(service)).await?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The webhook relay on Cloud Run, one image for its two services (`infra/gcp`), chosen by
+//! `TAPLINE_RELAY_MODE`:
+//! - `endpoint`: the public service. The same Router as `tapline relay serve`, publishing each
+//!   accepted payload to `TAPLINE_RELAY_TOPIC` (one message per destination) before it answers.
+//! - `worker`: the internal service the push subscription calls (`POST /`); delivers, and
+//!   dead-letters to `TAPLINE_RELAY_DEAD_LETTER_TOPIC`. See `webhook_relay::pubsub_queue`.
+//!
+//! Environment: `TAPLINE_RELAY_CONFIG_TOML` (or `TAPLINE_RELAY_CONFIG`), `TAPLINE_RELAY_SECRET_ARNS`
+//! (JSON map NAME → Secret Manager version), `PORT`, `TAPLINE_LOG`; `PUBSUB_EMULATOR_HOST`,
+//! `SECRET_MANAGER_ENDPOINT` and `TAPLINE_LISTEN_HOST` for local runs. See README.md.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use webhook_relay::aws_config_env::relay_config_from_env;
+use webhook_relay::clock::SystemClock;
+use webhook_relay::pubsub_queue::{
+    ENV_DEAD_LETTER_TOPIC, ENV_TOPIC, PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher,
+    push_router,
+};
+use webhook_relay::relay::{accept_router, destinations, http_client};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `endpoint` or `worker`.
+const ENV_MODE: &str = "TAPLINE_RELAY_MODE";
+
+fn required(name: &str) -> Result<String, BoxError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{name} is not set").into())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tapline::entry::init_json_logs();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %tapline::load::error_chain(err.as_ref()), "Relay cannot start.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    // Fail at start, not per request, when configuration is wrong.
+    let mode = required(ENV_MODE)?;
+    let config = relay_config_from_env().await?;
+    let router = match mode.as_str() {
+        "endpoint" => {
+            let publisher = PubSubPublisher::from_env(required(ENV_TOPIC)?)?;
+            accept_router(
+                &config,
+                Arc::new(PubSubAcceptQueue::new(publisher)),
+                Arc::new(SystemClock),
+            )
+        }
+        "worker" => {
+            let client = http_client(config.settings.delivery_timeout)?;
+            push_router(Arc::new(PubSubDeliveryHandler::new(
+                destinations(&config, &client),
+                config.settings.retry.clone(),
+                Arc::new(SystemClock),
+                PubSubPublisher::from_env(required(ENV_DEAD_LETTER_TOPIC)?)?,
+            )))
+        }
+        other => return Err(format!("{ENV_MODE}={other:?}: use endpoint or worker").into()),
+    };
+    let listener = tapline::entry::listen_from_env().await?;
+    tracing::info!(%mode, addr = %listener.local_addr()?, routes = config.routes.len(), "Relay listening.");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(tapline::entry::shutdown_signal())
+        .await?;
+    Ok(())
+}

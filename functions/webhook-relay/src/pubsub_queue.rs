@@ -1,0 +1,502 @@
+//! The relay on Google Cloud (feature `pubsub`): the public Cloud Run service publishes each
+//! accepted payload to the delivery topic ([`PubSubAcceptQueue`], one message per destination,
+//! so the accept is durable once Pub/Sub has it), and a push subscription hands each message to
+//! the internal worker service ([`PubSubDeliveryHandler`] behind [`push_router`]).
+//!
+//! A message's `data` is the webhook body exactly as received; its attributes say where it
+//! goes (`tapline_route`, `tapline_destination`) and name it (`tapline_delivery_id`, the
+//! `Idempotency-Key`; `tapline_payload_id`; `tapline_received_at_ms`). A dead letter is readable
+//! as it is: the body, plus `tapline_dead_*` attributes with the last attempt's outcome.
+//!
+//! Retries are Pub/Sub's: the worker answers a push with 2xx when the delivery is done
+//! (delivered, or dead-lettered by the worker itself) and 503 to have it redelivered after the
+//! subscription's backoff; `deliveryAttempt` (set when the subscription has a dead-letter
+//! policy) is the attempt number. A permanent failure, or the last attempt
+//! (`settings.max_attempts`), is published to the dead-letter topic with its attempt record and
+//! acknowledged; the subscription's own dead-letter policy (`max_delivery_attempts`, keep it ≥
+//! `max_attempts`) is the safety net for a message the worker never settles (a crash, a
+//! malformed message, a dead-letter topic it cannot publish to).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tapline::google_auth::GoogleAuth;
+use tracing::{error, info, warn};
+
+use crate::clock::Clock;
+use crate::queue::{
+    AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
+};
+use crate::retry::RetryPolicy;
+use crate::worker::{DestinationMap, attempt};
+
+/// The delivery topic (`projects/P/topics/T`), for the endpoint.
+pub const ENV_TOPIC: &str = "TAPLINE_RELAY_TOPIC";
+/// The dead-letter topic (`projects/P/topics/T`), for the worker.
+pub const ENV_DEAD_LETTER_TOPIC: &str = "TAPLINE_RELAY_DEAD_LETTER_TOPIC";
+/// `HOST:PORT` of a Pub/Sub emulator (or the tests' double): plain HTTP, no token. The variable
+/// Google's own client libraries read.
+pub const ENV_EMULATOR_HOST: &str = "PUBSUB_EMULATOR_HOST";
+/// Google's endpoint.
+pub const PRODUCTION_ENDPOINT: &str = "https://pubsub.googleapis.com";
+/// Messages in one publish request (Pub/Sub's limit).
+const PUBLISH_BATCH: usize = 1000;
+/// One publish, all in: CleverTap gives up after 3 to 5 s, so a 503 must come before that.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(4);
+/// Pub/Sub's limit on an attribute value.
+const MAX_ATTRIBUTE_BYTES: usize = 1024;
+/// A push request: a 10 MB message, base64, plus its envelope.
+const MAX_PUSH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Attribute: the delivery id (`<payload id>.<destination>`), sent as `Idempotency-Key`.
+pub const ATTR_DELIVERY_ID: &str = "tapline_delivery_id";
+/// Attribute: the payload id.
+pub const ATTR_PAYLOAD_ID: &str = "tapline_payload_id";
+/// Attribute: the route the payload came in on.
+pub const ATTR_ROUTE: &str = "tapline_route";
+/// Attribute: the destination within the route.
+pub const ATTR_DESTINATION: &str = "tapline_destination";
+/// Attribute: when the payload was received (Unix ms).
+pub const ATTR_RECEIVED_AT_MS: &str = "tapline_received_at_ms";
+
+/// One message to publish: raw data and attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// The data (base64-encoded on the wire).
+    pub data: Vec<u8>,
+    /// The attributes.
+    pub attributes: HashMap<String, String>,
+}
+
+/// A Pub/Sub topic reached over REST (`POST {endpoint}/v1/{topic}:publish`).
+#[derive(Debug, Clone)]
+pub struct PubSubPublisher {
+    endpoint: String,
+    auth: GoogleAuth,
+    http: reqwest::Client,
+    topic: String,
+}
+
+impl PubSubPublisher {
+    /// Publishes to `topic` (`projects/P/topics/T`) at `endpoint` with `auth`.
+    pub fn new(
+        endpoint: &str,
+        auth: GoogleAuth,
+        topic: impl Into<String>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(PUBLISH_TIMEOUT)
+            .timeout(PUBLISH_TIMEOUT)
+            .build()?;
+        Ok(Self {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            auth,
+            http,
+            topic: topic.into(),
+        })
+    }
+
+    /// Publishes to `topic` where the environment says: `PUBSUB_EMULATOR_HOST` (no token), else
+    /// Google's endpoint with Application Default Credentials (the service's identity).
+    pub fn from_env(
+        topic: impl Into<String>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        match std::env::var(ENV_EMULATOR_HOST)
+            .ok()
+            .filter(|h| !h.is_empty())
+        {
+            Some(host) => Ok(Self::new(
+                &format!("http://{host}"),
+                GoogleAuth::anonymous(),
+                topic,
+            )?),
+            None => Ok(Self::new(
+                PRODUCTION_ENDPOINT,
+                GoogleAuth::application_default()?,
+                topic,
+            )?),
+        }
+    }
+
+    /// The topic's name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn error(&self, reason: impl std::fmt::Display, retryable: bool) -> QueueError {
+        QueueError::Cloud {
+            queue: self.topic.clone(),
+            reason: reason.to_string(),
+            retryable,
+        }
+    }
+
+    /// Publishes `messages`; returns only once Pub/Sub has stored every one of them (their
+    /// message ids). Retryable: transport errors, 429 and 5xx.
+    pub async fn publish(&self, messages: &[OutgoingMessage]) -> Result<Vec<String>, QueueError> {
+        let mut ids = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(PUBLISH_BATCH) {
+            let body = json!({
+                "messages": chunk.iter().map(|m| json!({
+                    "data": base64::engine::general_purpose::STANDARD.encode(&m.data),
+                    "attributes": m.attributes,
+                })).collect::<Vec<_>>()
+            });
+            let headers = self
+                .auth
+                .headers()
+                .await
+                .map_err(|e| self.error(format!("no access token: {e}"), true))?;
+            let response = self
+                .http
+                .post(format!("{}/v1/{}:publish", self.endpoint, self.topic))
+                .headers(headers)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| self.error(format!("publish failed: {}", e.without_url()), true))?;
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            if !(200..300).contains(&status) {
+                let error = &answer["error"];
+                return Err(self.error(
+                    format!(
+                        "publish answered HTTP {status} ({}): {}",
+                        error["status"].as_str().unwrap_or("unknown"),
+                        error["message"].as_str().unwrap_or_default()
+                    ),
+                    status == 429 || status >= 500,
+                ));
+            }
+            let published: Vec<String> = answer["messageIds"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if published.len() != chunk.len() {
+                return Err(self.error(
+                    format!(
+                        "publish returned {} message ids for {} messages",
+                        published.len(),
+                        chunk.len()
+                    ),
+                    true,
+                ));
+            }
+            ids.extend(published);
+        }
+        Ok(ids)
+    }
+}
+
+/// Accepted payloads into the delivery topic: one message per destination, published in one
+/// request, so the 200 goes out only once Pub/Sub has every delivery.
+///
+/// Pub/Sub cannot look back, so the dedupe window does not apply here: a payload sent twice is
+/// delivered twice, each with its own `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct PubSubAcceptQueue {
+    publisher: PubSubPublisher,
+}
+
+impl PubSubAcceptQueue {
+    /// Accepts into `publisher`'s topic.
+    pub fn new(publisher: PubSubPublisher) -> Self {
+        Self { publisher }
+    }
+}
+
+#[async_trait]
+impl AcceptQueue for PubSubAcceptQueue {
+    async fn enqueue(
+        &self,
+        payload: IncomingPayload,
+        _dedupe_window_ms: i64,
+    ) -> Result<Enqueued, QueueError> {
+        let id = crate::queue::new_payload_id(payload.received_at_ms);
+        let messages: Vec<OutgoingMessage> = payload
+            .destinations
+            .iter()
+            .map(|destination| OutgoingMessage {
+                data: payload.body.clone(),
+                attributes: HashMap::from([
+                    (ATTR_DELIVERY_ID.to_string(), format!("{id}.{destination}")),
+                    (ATTR_PAYLOAD_ID.to_string(), id.clone()),
+                    (ATTR_ROUTE.to_string(), payload.route.clone()),
+                    (ATTR_DESTINATION.to_string(), destination.clone()),
+                    (
+                        ATTR_RECEIVED_AT_MS.to_string(),
+                        payload.received_at_ms.to_string(),
+                    ),
+                ]),
+            })
+            .collect();
+        self.publisher.publish(&messages).await?;
+        Ok(Enqueued::Accepted { id })
+    }
+}
+
+/// A push request as Pub/Sub sends it (the documented envelope).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PushEnvelope {
+    /// The message.
+    pub message: PushMessage,
+    /// `projects/P/subscriptions/S`.
+    #[serde(default)]
+    pub subscription: String,
+    /// The delivery attempt, from 1; present when the subscription has a dead-letter policy.
+    #[serde(default, rename = "deliveryAttempt")]
+    pub delivery_attempt: Option<u32>,
+}
+
+/// The message of a [`PushEnvelope`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PushMessage {
+    /// The data, base64.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// The attributes.
+    #[serde(default)]
+    pub attributes: HashMap<String, String>,
+    /// Pub/Sub's id of the message. Pub/Sub sends it twice, as `messageId` and `message_id`:
+    /// only the first is read (a serde alias would make the pair a duplicate field).
+    #[serde(default, rename = "messageId")]
+    pub message_id: String,
+}
+
+/// What became of one pushed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Delivered: acknowledged.
+    Delivered,
+    /// To be pushed again after the subscription's backoff: not acknowledged.
+    Retry,
+    /// On the dead-letter topic with its attempt record: acknowledged.
+    DeadLettered,
+    /// Not a relay delivery (no data, bad base64, missing attributes): not acknowledged, so
+    /// the subscription's dead-letter policy moves it aside after its attempts.
+    Malformed(String),
+}
+
+impl PushOutcome {
+    /// The HTTP status answering the push: 2xx acknowledges, anything else asks for redelivery.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PushOutcome::Delivered | PushOutcome::DeadLettered => StatusCode::OK,
+            PushOutcome::Retry => StatusCode::SERVICE_UNAVAILABLE,
+            PushOutcome::Malformed(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The worker service's handler: one attempt per push.
+pub struct PubSubDeliveryHandler {
+    destinations: DestinationMap,
+    retry: RetryPolicy,
+    clock: Arc<dyn Clock>,
+    dead_letters: PubSubPublisher,
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+impl PubSubDeliveryHandler {
+    /// A handler delivering to `destinations` with `retry` (its `max_attempts` should be at most
+    /// the subscription's `max_delivery_attempts`), dead-lettering through `dead_letters`.
+    pub fn new(
+        destinations: DestinationMap,
+        retry: RetryPolicy,
+        clock: Arc<dyn Clock>,
+        dead_letters: PubSubPublisher,
+    ) -> Self {
+        Self {
+            destinations,
+            retry,
+            clock,
+            dead_letters,
+        }
+    }
+
+    /// One pushed message: one attempt, then acknowledge (delivered, dead-lettered) or not.
+    pub async fn handle(&self, envelope: PushEnvelope) -> PushOutcome {
+        let message = envelope.message;
+        let attr = |name: &str| message.attributes.get(name).cloned();
+        let body = match message
+            .data
+            .as_deref()
+            .map(|d| base64::engine::general_purpose::STANDARD.decode(d))
+        {
+            Some(Ok(body)) => body,
+            Some(Err(_)) => return PushOutcome::Malformed("data is not base64".into()),
+            None => return PushOutcome::Malformed("message has no data".into()),
+        };
+        let (Some(id), Some(payload_id), Some(route), Some(destination)) = (
+            attr(ATTR_DELIVERY_ID),
+            attr(ATTR_PAYLOAD_ID),
+            attr(ATTR_ROUTE),
+            attr(ATTR_DESTINATION),
+        ) else {
+            return PushOutcome::Malformed(
+                "not a relay delivery: tapline_* attributes missing".into(),
+            );
+        };
+        let received_at_ms = attr(ATTR_RECEIVED_AT_MS)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| self.clock.now_ms());
+        let delivery = Delivery {
+            id: id.clone(),
+            payload_id,
+            route: route.clone(),
+            destination: destination.clone(),
+            body,
+            received_at_ms,
+            attempts: envelope.delivery_attempt.unwrap_or(1).saturating_sub(1),
+        };
+        let target = self
+            .destinations
+            .get(&(route.clone(), destination.clone()))
+            .cloned();
+        let (_, _, record, next, _) =
+            attempt(self.clock.as_ref(), &self.retry, target, delivery).await;
+        match next {
+            Settle::Delivered => PushOutcome::Delivered,
+            Settle::RetryAt(_) => PushOutcome::Retry,
+            Settle::Dead => self.dead_letter(&message, &record).await,
+        }
+    }
+
+    async fn dead_letter(&self, message: &PushMessage, record: &AttemptRecord) -> PushOutcome {
+        let mut attributes = message.attributes.clone();
+        attributes.insert("tapline_dead_attempt".into(), record.attempt.to_string());
+        attributes.insert("tapline_dead_at_ms".into(), record.at_ms.to_string());
+        attributes.insert("tapline_dead_outcome".into(), record.outcome.clone());
+        if let Some(status) = record.status {
+            attributes.insert("tapline_dead_status".into(), status.to_string());
+        }
+        if let Some(error) = &record.error {
+            attributes.insert(
+                "tapline_dead_error".into(),
+                truncate(error, MAX_ATTRIBUTE_BYTES),
+            );
+        }
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(message.data.as_deref().unwrap_or_default())
+            .unwrap_or_default();
+        let delivery = attributes
+            .get(ATTR_DELIVERY_ID)
+            .cloned()
+            .unwrap_or_default();
+        match self
+            .dead_letters
+            .publish(&[OutgoingMessage { data, attributes }])
+            .await
+        {
+            Ok(_) => {
+                info!(%delivery, topic = %self.dead_letters.topic(), attempt = record.attempt,
+                      "Dead letter published to the dead-letter topic.");
+                PushOutcome::DeadLettered
+            }
+            Err(err) => {
+                // Not acknowledged: pushed again, and dead-lettered by the subscription at worst.
+                warn!(%delivery, error = %err, "Cannot publish the dead letter; the message stays queued.");
+                PushOutcome::Retry
+            }
+        }
+    }
+}
+
+async fn on_push(State(handler): State<Arc<PubSubDeliveryHandler>>, body: Bytes) -> Response {
+    let envelope: PushEnvelope = match serde_json::from_slice(&body) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            error!(error = %err, "Push request is not a Pub/Sub push envelope.");
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!("not a Pub/Sub push envelope: {err}")})),
+            )
+                .into_response();
+        }
+    };
+    let message_id = envelope.message.message_id.clone();
+    let outcome = handler.handle(envelope).await;
+    if let PushOutcome::Malformed(reason) = &outcome {
+        error!(%message_id, %reason, "Pushed message is not a relay delivery; left for the dead-letter policy.");
+    }
+    let status = outcome.status();
+    (
+        status,
+        axum::Json(json!({"outcome": format!("{outcome:?}")})),
+    )
+        .into_response()
+}
+
+/// The worker service's routes: `POST /` (push requests) and `GET /healthz`. The service is
+/// internal and only the push identity may invoke it (`infra/gcp`): Cloud Run checks the OIDC
+/// token before the request gets here.
+pub fn push_router(handler: Arc<PubSubDeliveryHandler>) -> Router {
+    Router::new()
+        .route("/", post(on_push))
+        .layer(DefaultBodyLimit::max(MAX_PUSH_BYTES))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .with_state(handler)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_envelope_is_read() {
+        let envelope: PushEnvelope = serde_json::from_value(json!({
+            "message": {
+                "attributes": {"tapline_route": "alerts"},
+                "data": "eyJhIjoxfQ==",
+                "messageId": "2070443601311540",
+                "message_id": "2070443601311540",
+                "publishTime": "2021-02-26T19:13:55.749Z",
+                "publish_time": "2021-02-26T19:13:55.749Z"
+            },
+            "subscription": "projects/myproject/subscriptions/mysubscription",
+            "deliveryAttempt": 3
+        }))
+        .unwrap();
+        assert_eq!(envelope.delivery_attempt, Some(3));
+        assert_eq!(envelope.message.message_id, "2070443601311540");
+        assert_eq!(envelope.message.data.as_deref(), Some("eyJhIjoxfQ=="));
+        assert_eq!(PushOutcome::Retry.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(PushOutcome::DeadLettered.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn long_errors_fit_an_attribute() {
+        let long = "é".repeat(1000);
+        let cut = truncate(&long, MAX_ATTRIBUTE_BYTES);
+        assert!(cut.len() <= MAX_ATTRIBUTE_BYTES && cut.ends_with("..."));
+        assert_eq!(truncate("short", 10), "short");
+    }
+}

@@ -1,0 +1,563 @@
+//! The GCP deployment's services beyond the export loader, as `infra/gcp` runs them: secrets by
+//! Secret Manager version name (the double), the API puller on Cloud Run posted to as Cloud
+//! Scheduler does, and the webhook relay on Cloud Run with Pub/Sub between its public endpoint
+//! and its push worker (the double, which pushes and redelivers like a push subscription).
+
+use serde_json::{Value, json};
+use tapline::gcp_secrets::SecretManager;
+use tapline::google_auth::GoogleAuth;
+use tapline_tests::clevertap_api::{ACCOUNT, ClevertapApi, PASSCODE, event_records};
+use tapline_tests::cloud_run_service::CloudRunService;
+use tapline_tests::pg::PgSchema;
+use tapline_tests::secret_manager::SecretManagerDouble;
+
+const PROJECT: &str = "acme-analytics";
+
+async fn post_json(url: &str, body: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .timeout(std::time::Duration::from_secs(60))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+mod secret_manager {
+    use super::*;
+
+    #[tokio::test]
+    async fn versions_are_read_by_name_and_refusals_are_named() {
+        let double = SecretManagerDouble::start().await;
+        let first = double.add_version(PROJECT, "relay-token", "old-token");
+        double.add_version(PROJECT, "relay-token", "new-token\n");
+        let client = SecretManager::new(&double.endpoint, GoogleAuth::anonymous()).unwrap();
+
+        assert_eq!(client.access(&first).await.unwrap(), "old-token");
+        let latest = format!("projects/{PROJECT}/secrets/relay-token/versions/latest");
+        // The value as stored: callers trim the line break a pasted secret brings.
+        assert_eq!(client.access(&latest).await.unwrap(), "new-token\n");
+
+        let missing = format!("projects/{PROJECT}/secrets/nope/versions/latest");
+        let err = client.access(&missing).await.unwrap_err();
+        assert_eq!(
+            tapline::load::error_chain(&err),
+            format!(
+                "cannot read secret {missing}: Secret Manager answered HTTP 404 (NOT_FOUND): \
+                 Secret [projects/{PROJECT}/secrets/nope] not found or has no versions."
+            )
+        );
+        double.deny(PROJECT, "relay-token");
+        let err = tapline::load::error_chain(&client.access(&latest).await.unwrap_err());
+        assert!(
+            err.contains("HTTP 403 (PERMISSION_DENIED)") && !err.contains("new-token"),
+            "{err}"
+        );
+        // 404 and 403 are not retried: one read each.
+        assert_eq!(double.reads(), [first, latest.clone(), missing, latest]);
+    }
+}
+
+mod api_puller {
+    use super::*;
+
+    fn api_url(api: &ClevertapApi) -> String {
+        api.env()
+            .into_iter()
+            .find(|(k, _)| *k == "CLEVERTAP_API_URL")
+            .unwrap()
+            .1
+    }
+
+    /// The Cloud Run binary configured as `infra/gcp` deploys it: the passcode by Secret Manager
+    /// version name, posted to with Cloud Scheduler's payload. Failed pulls answer 503 (Scheduler
+    /// retries), bad payloads 400; SIGTERM stops it cleanly; the passcode never reaches a log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cloud_run_binary_pulls_what_cloud_scheduler_posts() {
+        let secrets = SecretManagerDouble::start().await;
+        let passcode = secrets.add_version(PROJECT, "tapline-clevertap-passcode", PASSCODE);
+        let api = ClevertapApi::start().await;
+        api.set_events("Charged", 20220922, event_records(20220922, 12));
+        api.set_events("Charged", 20220923, event_records(20220923, 7));
+        let schema = PgSchema::new("puller_cloud_run");
+        let (api_url, warehouse) = (api_url(&api), schema.url());
+        let env = [
+            ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
+            ("CLEVERTAP_PASSCODE_SECRET_ARN", passcode.as_str()),
+            ("CLEVERTAP_API_URL", api_url.as_str()),
+            ("CLEVERTAP_BACKOFF_MS", "1"),
+            ("TAPLINE_WAREHOUSE", warehouse.as_str()),
+            ("TAPLINE_TIMEZONE", "Asia/Kolkata"),
+            ("TAPLINE_PULL_EVENTS", "Charged"),
+            ("SECRET_MANAGER_ENDPOINT", secrets.endpoint.as_str()),
+            ("TAPLINE_LOG", "debug"),
+        ];
+        let service = CloudRunService::start("api-puller-cloud-run", &env).await;
+        assert_eq!(secrets.reads(), [passcode.as_str()], "read once, at start");
+
+        let (status, body) = post_json(
+            &format!("{}/", service.url),
+            &json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-23"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"]["events Charged 2022-09-22"]["rows"], 12);
+        assert_eq!(body["results"]["events Charged 2022-09-23"]["rows"], 7);
+        assert_eq!(schema.psql("SELECT count(*) FROM charged"), "19");
+
+        // Not a pull, or a bad setting: 400, nothing pulled.
+        let (status, body) =
+            post_json(&format!("{}/", service.url), &json!({"tapline": "sweep"})).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (
+                400,
+                Some("not a pull payload: expected {\"tapline\": \"pull\"}")
+            )
+        );
+        let (status, body) = post_json(
+            &format!("{}/", service.url),
+            &json!({"tapline": "pull", "from": "22/09"}),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["retry"], false, "{body}");
+
+        // A failed pull: 503 so that Scheduler retries; the rows already there stay as they are.
+        api.refuse_event("Notification Sent");
+        let (status, body) = post_json(
+            &format!("{}/", service.url),
+            &json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22",
+                    "events": ["Notification Sent"], "jobs": ["events"]}),
+        )
+        .await;
+        assert_eq!((status, &body["retry"]), (503, &json!(true)), "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("1 of 1 pulls failed: events Notification Sent 2022-09-22"),
+            "{body}"
+        );
+        assert_eq!(schema.psql("SELECT count(*) FROM charged"), "19");
+
+        let (clean, logs) = service.stop().await;
+        assert!(clean, "graceful shutdown exits 0: {logs}");
+        assert!(logs.contains("API puller listening."), "{logs}");
+        assert!(logs.contains("Pull failed."), "{logs}");
+        assert!(
+            !logs.contains(PASSCODE),
+            "the passcode never reaches a log, even at debug: {logs}"
+        );
+    }
+
+    /// The GCP default: the pull lands in BigQuery (the REST double), the service's identity
+    /// being the credentials (none against the double).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cloud_run_binary_pulls_into_bigquery() {
+        use tapline_tests::bigquery::BigQueryDouble;
+
+        let secrets = SecretManagerDouble::start().await;
+        let passcode = secrets.add_version(PROJECT, "tapline-clevertap-passcode", PASSCODE);
+        let api = ClevertapApi::start().await;
+        api.set_events("Charged", 20220922, event_records(20220922, 12));
+        let bigquery = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+        let (api_url, warehouse) = (api_url(&api), format!("bigquery://{PROJECT}/clevertap"));
+        let service = CloudRunService::start(
+            "api-puller-cloud-run",
+            &[
+                ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
+                ("CLEVERTAP_PASSCODE_SECRET_ARN", passcode.as_str()),
+                ("CLEVERTAP_API_URL", api_url.as_str()),
+                ("CLEVERTAP_BACKOFF_MS", "1"),
+                ("TAPLINE_WAREHOUSE", warehouse.as_str()),
+                ("TAPLINE_PULL_EVENTS", "Charged"),
+                ("TAPLINE_PULL_JOBS", "events,counts"),
+                ("SECRET_MANAGER_ENDPOINT", secrets.endpoint.as_str()),
+                ("BIGQUERY_ENDPOINT", bigquery.endpoint.as_str()),
+            ],
+        )
+        .await;
+        let (status, body) = post_json(
+            &format!("{}/", service.url),
+            &json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"]["events Charged 2022-09-22"]["rows"], 12);
+        assert_eq!(body["results"]["count Charged 2022-09-22"], 12);
+        let count = |sql: &str| bigquery.rows("clevertap", sql)[0][0].clone().unwrap();
+        assert_eq!(count("SELECT count(*) FROM charged"), "12");
+        assert_eq!(count("SELECT count FROM event_counts"), "12");
+        let (clean, logs) = service.stop().await;
+        assert!(clean, "{logs}");
+        assert!(!logs.contains(PASSCODE), "{logs}");
+    }
+
+    /// An identity without access to the passcode's secret stops the service at start, with
+    /// the secret's name and Google's refusal, not at the first scheduled run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_secret_it_may_not_read_stops_it_at_start() {
+        let secrets = SecretManagerDouble::start().await;
+        let passcode = secrets.add_version(PROJECT, "tapline-clevertap-passcode", PASSCODE);
+        secrets.deny(PROJECT, "tapline-clevertap-passcode");
+        let schema = PgSchema::new("puller_cloud_run_denied");
+        let warehouse = schema.url();
+        let logs = CloudRunService::try_start(
+            "api-puller-cloud-run",
+            &[
+                ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
+                ("CLEVERTAP_PASSCODE_SECRET_ARN", passcode.as_str()),
+                ("TAPLINE_WAREHOUSE", warehouse.as_str()),
+                ("TAPLINE_PULL_EVENTS", "Charged"),
+                ("SECRET_MANAGER_ENDPOINT", secrets.endpoint.as_str()),
+            ],
+        )
+        .await
+        .err()
+        .expect("the service exits at start");
+        assert!(
+            logs.contains(&format!("cannot read secret {passcode}")),
+            "{logs}"
+        );
+        assert!(!logs.contains(PASSCODE), "{logs}");
+    }
+}
+
+mod relay {
+    use std::time::Duration;
+
+    use super::*;
+    use tapline_tests::pubsub::{PubSubDouble, Settled};
+    use tapline_tests::receiver::{Receiver, Reply};
+
+    const TOKEN: &str = "gcp-relay-t0ken";
+    const CONFIG: &str = r#"
+[settings]
+max_attempts = 3
+
+[[routes]]
+name = "alerts"
+auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+[[routes.destinations]]
+type = "slack"
+url_env = "SLACK_ALERTS_URL"
+[[routes.destinations]]
+type = "http"
+name = "crm"
+url_env = "CRM_WEBHOOK_URL"
+signing_secret_env = "CRM_SIGNING_SECRET"
+"#;
+
+    fn webhook(n: u32) -> Value {
+        json!({"targetId": 1_700_000_000 + n, "key_values": {"event": "Charged"},
+               "profiles": [{"identity": format!("u{n}"), "email": "a@example.com"}]})
+    }
+
+    async fn post_hook(endpoint: &CloudRunService, token: &str, body: &Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/hooks/alerts", endpoint.url))
+            .header("X-Tapline-Token", token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    fn attribute<'a>(message: &'a tapline_tests::pubsub::Published, name: &str) -> &'a str {
+        message
+            .attributes
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// CleverTap → public endpoint (Cloud Run) → Pub/Sub topic → push → worker (Cloud Run) →
+    /// Slack and an HTTP destination, both services as `infra/gcp` configures them (the route
+    /// token from Secret Manager by version name). A destination that fails is pushed again and
+    /// delivered once; a publish that fails answers 503 and loses nothing; a permanent failure
+    /// goes to the dead-letter topic with its attempt and is acknowledged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webhooks_go_through_pubsub_to_their_destinations() {
+        let pubsub = PubSubDouble::start(PROJECT).await;
+        let delivery = pubsub.create_topic("tapline-relay-delivery");
+        let dead = pubsub.create_topic("tapline-relay-dead-letters");
+        let secrets = SecretManagerDouble::start().await;
+        let token_version =
+            secrets.add_version(PROJECT, "tapline-relay-ALERTS_TOKEN", &format!("{TOKEN}\n"));
+        let slack = Receiver::start().await;
+        let crm = Receiver::start().await;
+        crm.script([Reply::Status(503, "down".into())]);
+        let secret_map = json!({"ALERTS_TOKEN": token_version}).to_string();
+        let common = [
+            ("TAPLINE_RELAY_CONFIG_TOML", CONFIG),
+            ("TAPLINE_RELAY_SECRET_ARNS", secret_map.as_str()),
+            ("SLACK_ALERTS_URL", slack.url.as_str()),
+            ("CRM_WEBHOOK_URL", crm.url.as_str()),
+            ("CRM_SIGNING_SECRET", "crm-signing-secret"),
+            ("SECRET_MANAGER_ENDPOINT", secrets.endpoint.as_str()),
+            ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
+            ("TAPLINE_LOG", "info"),
+        ];
+        let with = |extra: &[(&'static str, &str)]| {
+            let mut env: Vec<(&str, String)> =
+                common.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+            env
+        };
+        let worker_env = with(&[
+            ("TAPLINE_RELAY_MODE", "worker"),
+            ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", &dead),
+        ]);
+        let worker_env: Vec<(&str, &str)> =
+            worker_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let worker = CloudRunService::start("webhook-relay-cloud-run", &worker_env).await;
+        pubsub.push_subscription(
+            "tapline-relay-delivery",
+            &delivery,
+            &format!("{}/", worker.url),
+            Duration::from_millis(100),
+            Some((&dead, 5)),
+        );
+        let endpoint_env = with(&[
+            ("TAPLINE_RELAY_MODE", "endpoint"),
+            ("TAPLINE_RELAY_TOPIC", &delivery),
+        ]);
+        let endpoint_env: Vec<(&str, &str)> =
+            endpoint_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let endpoint = CloudRunService::start("webhook-relay-cloud-run", &endpoint_env).await;
+
+        // Accepted = published: one message per destination, the body as received.
+        let first = webhook(1);
+        let (status, answer) = post_hook(&endpoint, TOKEN, &first).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("accepted")),
+            "{answer}"
+        );
+        let id = answer["id"].as_str().unwrap().to_string();
+        let published = pubsub.messages(&delivery);
+        assert_eq!(published.len(), 2);
+        for (message, destination) in published.iter().zip(["slack-1", "crm"]) {
+            assert_eq!(
+                serde_json::from_slice::<Value>(&message.data).unwrap(),
+                first
+            );
+            assert_eq!(attribute(message, "tapline_route"), "alerts");
+            assert_eq!(attribute(message, "tapline_destination"), destination);
+            assert_eq!(
+                attribute(message, "tapline_delivery_id"),
+                format!("{id}.{destination}")
+            );
+        }
+        let settled = pubsub.wait_settled(2, Duration::from_secs(30)).await;
+        assert!(
+            settled.iter().all(|(_, _, how)| *how == Settled::Acked),
+            "{settled:?}"
+        );
+        assert_eq!(slack.received().len(), 1);
+        let crm_got = crm.received();
+        assert_eq!(
+            crm_got.len(),
+            2,
+            "the 503 was pushed again, then delivered once"
+        );
+        assert_eq!(
+            crm_got[0].headers["idempotency-key"],
+            format!("{id}.crm").as_str()
+        );
+        assert_eq!(
+            crm_got[1].headers["idempotency-key"],
+            crm_got[0].headers["idempotency-key"]
+        );
+        let crm_pushes: Vec<(u32, u16)> = pubsub
+            .pushes()
+            .iter()
+            .filter(|p| p.message_id == published[1].id)
+            .map(|p| (p.attempt, p.status))
+            .collect();
+        assert_eq!(crm_pushes, [(1, 503), (2, 200)]);
+
+        // Wrong token: 401, nothing published.
+        let (status, _) = post_hook(&endpoint, "wrong", &webhook(2)).await;
+        assert_eq!(status, 401);
+        assert_eq!(pubsub.messages(&delivery).len(), 2);
+
+        // Pub/Sub refuses the publish: 503 (CleverTap retries), nothing half-published; the
+        // retry is accepted and delivered.
+        pubsub.fail_next_publishes(&[503]);
+        let second = webhook(3);
+        let (status, answer) = post_hook(&endpoint, TOKEN, &second).await;
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(pubsub.messages(&delivery).len(), 2);
+        let (status, _) = post_hook(&endpoint, TOKEN, &second).await;
+        assert_eq!(status, 200);
+        pubsub.wait_settled(4, Duration::from_secs(30)).await;
+        assert_eq!((slack.received().len(), crm.received().len()), (2, 3));
+
+        // A permanent refusal: dead-lettered by the worker with its attempt, and acknowledged.
+        crm.set_default(Reply::Status(404, "no such hook".into()));
+        let third = webhook(4);
+        let (status, _) = post_hook(&endpoint, TOKEN, &third).await;
+        assert_eq!(status, 200);
+        let settled = pubsub.wait_settled(6, Duration::from_secs(30)).await;
+        assert!(
+            settled.iter().all(|(_, _, how)| *how == Settled::Acked),
+            "{settled:?}"
+        );
+        let dead_letters = pubsub.messages(&dead);
+        assert_eq!(dead_letters.len(), 1);
+        let letter = &dead_letters[0];
+        assert_eq!(
+            serde_json::from_slice::<Value>(&letter.data).unwrap(),
+            third
+        );
+        assert_eq!(attribute(letter, "tapline_destination"), "crm");
+        assert_eq!(attribute(letter, "tapline_dead_outcome"), "permanent");
+        assert_eq!(attribute(letter, "tapline_dead_status"), "404");
+        assert_eq!(attribute(letter, "tapline_dead_attempt"), "1");
+        assert_eq!(
+            crm.received().len(),
+            4,
+            "a permanent failure is not retried"
+        );
+        assert!(pubsub.rejected().is_empty(), "{:?}", pubsub.rejected());
+
+        for service in [endpoint, worker] {
+            let (clean, logs) = service.stop().await;
+            assert!(clean, "graceful shutdown exits 0: {logs}");
+            assert!(logs.contains("Relay listening."), "{logs}");
+            assert!(
+                !logs.contains(TOKEN),
+                "the route token never reaches a log: {logs}"
+            );
+            assert!(!logs.contains("crm-signing-secret"), "{logs}");
+        }
+    }
+
+    /// A destination that keeps failing: pushed again until the relay's `max_attempts`, then
+    /// dead-lettered by the worker with the last error (not left to the subscription).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_end_on_the_dead_letter_topic_after_max_attempts() {
+        let pubsub = PubSubDouble::start(PROJECT).await;
+        let delivery = pubsub.create_topic("d");
+        let dead = pubsub.create_topic("dl");
+        let slack = Receiver::start().await;
+        let crm = Receiver::start().await;
+        crm.set_default(Reply::Status(502, "bad gateway".into()));
+        let env = [
+            ("TAPLINE_RELAY_MODE", "worker"),
+            ("TAPLINE_RELAY_CONFIG_TOML", CONFIG),
+            ("ALERTS_TOKEN", TOKEN),
+            ("SLACK_ALERTS_URL", slack.url.as_str()),
+            ("CRM_WEBHOOK_URL", crm.url.as_str()),
+            ("CRM_SIGNING_SECRET", "s"),
+            ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
+            ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
+        ];
+        let worker = CloudRunService::start("webhook-relay-cloud-run", &env).await;
+        pubsub.push_subscription(
+            "s",
+            &delivery,
+            &format!("{}/", worker.url),
+            Duration::from_millis(50),
+            Some((&dead, 5)),
+        );
+        // Published as the endpoint publishes (the double's publish API, as a client would).
+        let publisher = webhook_relay::pubsub_queue::PubSubPublisher::new(
+            &format!("http://{}", pubsub.host),
+            GoogleAuth::anonymous(),
+            delivery.clone(),
+        )
+        .unwrap();
+        let message = webhook_relay::pubsub_queue::OutgoingMessage {
+            data: br#"{"targetId":7}"#.to_vec(),
+            attributes: [
+                ("tapline_delivery_id", "p1.crm"),
+                ("tapline_payload_id", "p1"),
+                ("tapline_route", "alerts"),
+                ("tapline_destination", "crm"),
+                ("tapline_received_at_ms", "1700000000000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        publisher.publish(&[message]).await.unwrap();
+        let settled = pubsub.wait_settled(1, Duration::from_secs(30)).await;
+        assert_eq!(
+            settled[0].2,
+            Settled::Acked,
+            "the worker dead-letters it itself: {:?}",
+            pubsub.pushes()
+        );
+        let statuses: Vec<u16> = pubsub.pushes().iter().map(|p| p.status).collect();
+        assert_eq!(statuses, [503, 503, 200], "max_attempts = 3");
+        assert_eq!(crm.received().len(), 3);
+        let letters = pubsub.messages(&dead);
+        assert_eq!(letters.len(), 1);
+        assert_eq!(attribute(&letters[0], "tapline_dead_outcome"), "retryable");
+        assert_eq!(attribute(&letters[0], "tapline_dead_status"), "502");
+        assert_eq!(attribute(&letters[0], "tapline_dead_attempt"), "3");
+        assert_eq!(letters[0].data, br#"{"targetId":7}"#);
+
+        // Not a relay delivery: 400, so the subscription's own policy dead-letters it.
+        let stray = webhook_relay::pubsub_queue::OutgoingMessage {
+            data: b"hello".to_vec(),
+            attributes: Default::default(),
+        };
+        publisher.publish(&[stray]).await.unwrap();
+        let settled = pubsub.wait_settled(2, Duration::from_secs(30)).await;
+        assert_eq!(settled[1].2, Settled::DeadLettered);
+        let letters = pubsub.messages(&dead);
+        assert_eq!(letters[1].data, b"hello");
+        assert_eq!(
+            letters[1].attributes["CloudPubSubDeadLetterSourceDeliveryCount"],
+            "5"
+        );
+        let (clean, _) = worker.stop().await;
+        assert!(clean);
+    }
+
+    /// The double holds publishers to the documented request: bad base64, empty messages and
+    /// unknown topics are refused, and nothing is stored.
+    #[tokio::test]
+    async fn the_pubsub_double_refuses_malformed_publishes() {
+        let pubsub = PubSubDouble::start(PROJECT).await;
+        let topic = pubsub.create_topic("t");
+        let url = format!("http://{}/v1/{topic}:publish", pubsub.host);
+        let client = reqwest::Client::new();
+        for (body, expected) in [
+            (json!({"messages": [{"data": "not base64!"}]}), 400),
+            (json!({"messages": [{}]}), 400),
+            (json!({"messages": []}), 400),
+            (json!({"data": "aGk="}), 400),
+            (json!({"messages": [{"attributes": {"k": "v"}}]}), 200),
+        ] {
+            let status = client.post(&url).json(&body).send().await.unwrap().status();
+            assert_eq!(status.as_u16(), expected, "{body}");
+        }
+        assert_eq!(pubsub.messages(&topic).len(), 1);
+        assert_eq!(pubsub.rejected().len(), 4);
+        let unknown = format!(
+            "http://{}/v1/projects/{PROJECT}/topics/nope:publish",
+            pubsub.host
+        );
+        let status = client
+            .post(&unknown)
+            .json(&json!({"messages": [{"data": "aGk="}]}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 404);
+    }
+}
