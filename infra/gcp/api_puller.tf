@@ -1,5 +1,17 @@
 # api-puller on Cloud Run, posted to daily by Cloud Scheduler (schedules.tf).
 
+locals {
+  # Breaches of the alerts job go to a relay route; the api-puller reads that route's token from
+  # the relay's own secret (secrets.tf grants it that one secret).
+  alerts_via_relay = local.enable_api_puller && local.enable_webhook_relay && var.api_puller_alerts_relay_route != null
+  alerts_relay_env = local.alerts_via_relay ? {
+    TAPLINE_ALERTS_RELAY_URL              = "${google_cloud_run_v2_service.webhook_relay[0].uri}/hooks/${var.api_puller_alerts_relay_route}"
+    TAPLINE_ALERTS_RELAY_HEADER           = var.api_puller_alerts_relay_header
+    TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN = lookup(local.relay_secret_versions, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
+  } : {}
+  alert_rules_env = var.api_puller_alert_rules != "" ? { TAPLINE_ALERT_RULES = var.api_puller_alert_rules } : {}
+}
+
 resource "google_service_account" "api_puller" {
   count        = local.enable_api_puller ? 1 : 0
   project      = var.project_id
@@ -71,6 +83,14 @@ resource "google_cloud_run_v2_service" "api_puller" {
         name  = "TAPLINE_LOG"
         value = var.log_level
       }
+      # The alerts job: its rules, and the relay route breaches are posted to.
+      dynamic "env" {
+        for_each = merge(local.alert_rules_env, local.alerts_relay_env)
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
       # A PostgreSQL warehouse's password, as for the export loader.
       dynamic "env" {
         for_each = var.warehouse_password_secret ? [1] : []
@@ -89,6 +109,19 @@ resource "google_cloud_run_v2_service" "api_puller" {
 
   # The passcode is read at start: its accessor binding must exist before a revision starts.
   depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
+
+  lifecycle {
+    precondition {
+      condition     = !contains(var.api_puller_jobs, "alerts") || var.api_puller_alert_rules != ""
+      error_message = "api_puller_jobs includes alerts: set api_puller_alert_rules."
+    }
+    precondition {
+      condition = var.api_puller_alerts_relay_route == null || (
+        local.enable_webhook_relay && contains(var.webhook_relay_secret_names, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"))
+      )
+      error_message = "api_puller_alerts_relay_route needs the webhook relay and api_puller_alerts_relay_token_secret_name, one of webhook_relay_secret_names."
+    }
+  }
 }
 
 resource "google_cloud_run_v2_service_iam_member" "api_puller_scheduler" {

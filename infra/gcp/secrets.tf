@@ -10,7 +10,11 @@ locals {
       "warehouse-password" = concat(["export_loader"], local.enable_api_puller ? ["api_puller"] : [])
     } : {},
     local.enable_webhook_relay ? {
-      for name in var.webhook_relay_secret_names : "relay-${name}" => ["webhook_relay", "webhook_relay_worker"]
+      # The alerts job's route token is also read by the api-puller, which sends it.
+      for name in var.webhook_relay_secret_names : "relay-${name}" => concat(
+        ["webhook_relay", "webhook_relay_worker"],
+        local.alerts_via_relay && name == var.api_puller_alerts_relay_token_secret_name ? ["api_puller"] : [],
+      )
     } : {},
   )
   secret_readers = merge(

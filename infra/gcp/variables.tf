@@ -136,9 +136,38 @@ variable "api_puller_jobs" {
   default     = ["events", "counts"]
 
   validation {
-    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles"], j)])
-    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles."
+    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts"], j)])
+    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts."
   }
+}
+
+variable "api_puller_alert_rules" {
+  type        = string
+  description = "TAPLINE_ALERT_RULES: the alerts job's rules, the JSON array `tapline alerts --rules` reads, e.g. jsonencode([{ name = \"charged-drop\", event = \"Charged\", when = \"below_trailing_mean\", percent = 40, days = 7 }]). Required when api_puller_jobs includes alerts."
+  default     = ""
+
+  validation {
+    condition     = var.api_puller_alert_rules == "" || can(tolist(jsondecode(var.api_puller_alert_rules)))
+    error_message = "api_puller_alert_rules: a JSON array of rules (or empty)."
+  }
+}
+
+variable "api_puller_alerts_relay_route" {
+  type        = string
+  description = "The webhook relay route the alerts job posts breaches to (<webhook relay URL>/hooks/<route>); the route's Slack destination delivers them with retries and dead letters. Null: breaches are only stored in alert_runs."
+  default     = null
+}
+
+variable "api_puller_alerts_relay_token_secret_name" {
+  type        = string
+  description = "Which of webhook_relay_secret_names holds that route's token (the route's auth secret_env): the api-puller may then read that one secret, the same the relay checks."
+  default     = null
+}
+
+variable "api_puller_alerts_relay_header" {
+  type        = string
+  description = "TAPLINE_ALERTS_RELAY_HEADER: the header that route's auth names."
+  default     = "X-Tapline-Token"
 }
 
 variable "api_puller_lookback_days" {

@@ -20,6 +20,11 @@ module "tapline" {
   clevertap_region     = var.clevertap_region
   api_puller_events    = var.api_puller_events
 
+  api_puller_jobs                           = var.api_puller_jobs
+  api_puller_alert_rules                    = var.api_puller_alert_rules
+  api_puller_alerts_relay_route             = var.api_puller_alerts_relay_route
+  api_puller_alerts_relay_token_secret_name = var.api_puller_alerts_relay_token_secret_name
+
   export_loader_image = var.export_loader_image
   api_puller_image    = var.api_puller_image
   webhook_relay_image = var.webhook_relay_image

@@ -50,6 +50,30 @@ variable "api_puller_events" {
   default     = []
 }
 
+variable "api_puller_jobs" {
+  type        = list(string)
+  description = "What the daily pull runs: events, counts, campaigns, profiles, messages, alerts."
+  default     = ["events", "counts"]
+}
+
+variable "api_puller_alert_rules" {
+  type        = string
+  description = "The alerts job's rules (the JSON `tapline alerts --rules` reads)."
+  default     = ""
+}
+
+variable "api_puller_alerts_relay_route" {
+  type        = string
+  description = "The relay route breaches are posted to (null: only stored in alert_runs)."
+  default     = null
+}
+
+variable "api_puller_alerts_relay_token_secret_name" {
+  type        = string
+  description = "Which relay secret holds that route's token."
+  default     = null
+}
+
 variable "export_loader_image" {
   type        = string
   description = "export-loader container image."
