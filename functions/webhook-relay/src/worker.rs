@@ -330,6 +330,8 @@ pub(crate) async fn attempt(
             destination
                 .deliver(DeliveryAttempt {
                     delivery_id: &delivery.id,
+                    payload_id: &delivery.payload_id,
+                    received_at_ms: delivery.received_at_ms,
                     route: &delivery.route,
                     body: &delivery.body,
                     now_ms: at_ms,
