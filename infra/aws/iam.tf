@@ -170,6 +170,13 @@ data "aws_iam_policy_document" "webhook_relay_worker" {
   }
 
   statement {
+    # A paused destination's deliveries are sent again, delayed until the pause ends.
+    sid       = "HoldBackDeliveries"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.relay_delivery[0].arn]
+  }
+
+  statement {
     # Permanent failures go to the dead-letter queue at once, with the attempt's outcome.
     sid       = "DeadLetterDeliveries"
     actions   = ["sqs:SendMessage"]

@@ -203,6 +203,9 @@ def assert_deployment(endpoint: str) -> None:
     check([r.split(":")[-1] for r in as_list(relay_worker["DeadLetterDeliveries"]["Resource"])] == [f"{PREFIX}-relay-delivery-dlq"]
           and as_list(relay_worker["DeadLetterDeliveries"]["Action"]) == ["sqs:SendMessage"],
           "relay worker sends to its dead-letter queue only", relay_worker["DeadLetterDeliveries"])
+    check(as_list(relay_worker["HoldBackDeliveries"]["Resource"]) == [relay_queue_arn]
+          and as_list(relay_worker["HoldBackDeliveries"]["Action"]) == ["sqs:SendMessage"],
+          "relay worker re-sends held-back deliveries to its own queue only", relay_worker["HoldBackDeliveries"])
     payload_bucket = relay_env.get("TAPLINE_RELAY_PAYLOAD_BUCKET", "")
     check(payload_bucket.startswith(f"{PREFIX}-relay-payloads-") and worker_env.get("TAPLINE_RELAY_PAYLOAD_BUCKET") == payload_bucket,
           "both relay functions get the payload bucket (claim-check)", payload_bucket)

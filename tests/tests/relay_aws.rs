@@ -421,6 +421,7 @@ async fn the_worker_function_under_cargo_lambda_watch_reports_only_the_failed_de
             received_at_ms: 1_764_000_000_000,
             body: body.into(),
             body_s3: None,
+            prior_attempts: 0,
             dead: None,
         })
         .unwrap()
@@ -490,6 +491,7 @@ async fn the_same_body_within_the_window_is_delivered_once_per_destination() {
             received_at_ms: at,
             body: body.into(),
             body_s3: None,
+            prior_attempts: 0,
             dead: None,
         })
         .unwrap()
@@ -546,4 +548,86 @@ async fn the_same_body_within_the_window_is_delivered_once_per_destination() {
     assert_eq!(answer, ok);
     assert_eq!(keys(&crm).last().map(String::as_str), Some("p-d.crm"));
     assert_eq!(keys(&crm).len(), 3);
+}
+
+// --- Circuit breaker on Lambda ----------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_attempts() {
+    use tapline_tests::receiver::Reply;
+
+    let (crm, archive) = (Receiver::start().await, Receiver::start().await);
+    archive.set_default(Reply::Status(503, "down".into()));
+    let mut config = config(&crm, &archive);
+    // The first pause lasts the first backoff: 2 s, no jitter.
+    config.settings.retry.base = Duration::from_secs(2);
+    config.settings.retry.jitter = false;
+    config.settings.retry.max_attempts = 8;
+    let client = sqs::client().await;
+    let (queue, dlq) = queue(&client, "relay-breaker").await;
+    let http = http_client(config.settings.delivery_timeout).unwrap();
+    let worker = Arc::new(SqsDeliveryHandler::new(
+        destinations(&config, &http),
+        config.settings.retry.clone(),
+        Arc::new(SystemClock),
+        client.clone(),
+        &queue,
+        &dlq,
+    ));
+    let record = |n: usize, destination: &str, received: u32| {
+        let body = serde_json::to_string(&DeliveryMessage {
+            id: format!("p-{n}.{destination}"),
+            payload_id: format!("p-{n}"),
+            route: "big".into(),
+            destination: destination.into(),
+            received_at_ms: 1_764_000_000_000,
+            body: format!(r#"{{"n":{n}}}"#),
+            body_s3: None,
+            prior_attempts: 0,
+            dead: None,
+        })
+        .unwrap();
+        json!({"messageId": format!("m-{n}-{destination}"), "receiptHandle": "r", "body": body,
+               "attributes": {"ApproximateReceiveCount": received.to_string()}})
+    };
+    let handle = |records: Vec<Value>| {
+        let worker = worker.clone();
+        async move {
+            let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+            worker.handle(event).await
+        }
+    };
+
+    // Five 503s in a row pause the archive.
+    let answer = handle((1..=5).map(|n| record(n, "archive", 1)).collect()).await;
+    assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 5);
+    assert_eq!(archive.received().len(), 5);
+
+    // While paused: no attempt at the archive (its message, on its third receive, is sent again
+    // delayed until the pause ends, carrying its two attempts); the crm is not paused.
+    let answer = handle(vec![record(6, "archive", 3), record(6, "crm", 1)]).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}), "both settled");
+    assert_eq!(archive.received().len(), 5, "no attempt while paused");
+    assert_eq!(crm.received().len(), 1);
+    let again = sqs::receive(&client, &queue, 1, Duration::from_secs(10)).await;
+    let held: DeliveryMessage = serde_json::from_str(again[0].body().unwrap()).unwrap();
+    assert_eq!(
+        (held.id.as_str(), held.prior_attempts, held.body.as_str()),
+        ("p-6.archive", 2, r#"{"n":6}"#)
+    );
+
+    // After the pause it is attempted again as its third attempt (the receive count starts
+    // over at 1 on the new message): a 404 now dead-letters it with attempt 3 on record.
+    archive.set_default(Reply::Status(404, "gone".into()));
+    let event = sqs::lambda_event(&again);
+    let answer = worker.handle(serde_json::from_value(event).unwrap()).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    assert_eq!(archive.received().len(), 6);
+    let dead = sqs::receive(&client, &dlq, 1, Duration::from_secs(10)).await;
+    let letter: DeliveryMessage = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+    let record = letter.dead.unwrap();
+    assert_eq!(
+        (letter.id.as_str(), record.attempt, record.status),
+        ("p-6.archive", 3, Some(404))
+    );
 }

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use webhook_relay::clock::{ManualClock, SystemClock};
-use webhook_relay::destination::{DeliveryAttempt, Destination};
+use webhook_relay::destination::DeliveryAttempt;
 use webhook_relay::queue::DeliveryQueue;
 use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
 use webhook_relay::{Relay, RelayConfig};

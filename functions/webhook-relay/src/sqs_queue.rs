@@ -27,7 +27,7 @@ use crate::queue::{
 use crate::retry::RetryPolicy;
 use crate::sqs_dedupe::{Claim, DedupeStore};
 use crate::sqs_payloads::{BodyPointer, PayloadStore, SQS_MESSAGE_MAX_BYTES, batches};
-use crate::worker::{DestinationMap, attempt};
+use crate::worker::{DestinationMap, DestinationPauses, attempt};
 
 /// The delivery queue's URL (both functions).
 pub const ENV_QUEUE_URL: &str = "TAPLINE_RELAY_QUEUE_URL";
@@ -54,6 +54,11 @@ pub struct DeliveryMessage {
     /// Where the body is when it was too large for the message (see [`crate::sqs_payloads`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_s3: Option<BodyPointer>,
+    /// Attempts made before this message was sent: a delivery held back while its destination
+    /// was paused is sent again as a new message (whose receive count starts over), carrying
+    /// its attempts so that holding it back uses none up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prior_attempts: u32,
     /// On the dead-letter queue: the last attempt's outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadRecord>,
@@ -85,6 +90,13 @@ impl From<&AttemptRecord> for DeadRecord {
         }
     }
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The longest SQS delay of a message (`DelaySeconds`): 15 minutes.
+const MAX_DELAY_SECS: i64 = 900;
 
 fn cloud_error(queue: &str, reason: impl std::fmt::Display, retryable: bool) -> QueueError {
     QueueError::Cloud {
@@ -149,6 +161,7 @@ impl AcceptQueue for SqsAcceptQueue {
                         received_at_ms: payload.received_at_ms,
                         body: body.to_string(),
                         body_s3: body_s3.cloned(),
+                        prior_attempts: 0,
                         dead: None,
                     })
                     .expect("a DeliveryMessage serialises")
@@ -252,6 +265,9 @@ pub enum MessageOutcome {
     /// The same body on the same route was delivered to this destination within the dedupe
     /// window (see [`crate::sqs_dedupe`]): deleted without an attempt.
     Duplicate,
+    /// Its destination is paused: sent again, delayed until the pause ends, with its attempts
+    /// so far; this message is deleted without an attempt.
+    Postponed,
 }
 
 /// The worker Lambda's handler: delivers each message of an SQS batch once.
@@ -264,6 +280,7 @@ pub struct SqsDeliveryHandler {
     dead_letter_queue_url: String,
     payloads: Option<PayloadStore>,
     dedupe: Option<DedupeStore>,
+    pauses: DestinationPauses,
 }
 
 impl SqsDeliveryHandler {
@@ -287,6 +304,7 @@ impl SqsDeliveryHandler {
             dead_letter_queue_url: dead_letter_queue_url.into(),
             payloads: None,
             dedupe: None,
+            pauses: DestinationPauses::default(),
         }
     }
 
@@ -347,7 +365,8 @@ impl SqsDeliveryHandler {
                     id,
                     MessageOutcome::Delivered
                     | MessageOutcome::DeadLettered
-                    | MessageOutcome::Duplicate,
+                    | MessageOutcome::Duplicate
+                    | MessageOutcome::Postponed,
                 )) => {
                     unsettled.retain(|m| *m != id);
                 }
@@ -405,11 +424,21 @@ impl SqsDeliveryHandler {
             destination: message.destination.clone(),
             body,
             received_at_ms: message.received_at_ms,
-            attempts: received.saturating_sub(1),
+            attempts: message.prior_attempts + received.saturating_sub(1),
         };
+        if let Some(until) = self.pauses.paused_until(&key, self.clock.now_ms()) {
+            return self.postpone(&message, received, until).await;
+        }
         let destination = self.destinations.get(&key).cloned();
-        let (_, _, record_of_attempt, next, _) =
+        let (_, _, record_of_attempt, next, breaker) =
             attempt(self.clock.as_ref(), &self.retry, destination, delivery).await;
+        if let Some(until) = self
+            .pauses
+            .record(&key, &breaker, self.clock.now_ms(), &self.retry)
+        {
+            warn!(route = %key.0, destination = %key.1, failures = crate::worker::PAUSE_AFTER_FAILURES,
+                  paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
+        }
         match next {
             Settle::Delivered => MessageOutcome::Delivered,
             Settle::RetryAt(at) => {
@@ -456,6 +485,46 @@ impl SqsDeliveryHandler {
                         MessageOutcome::Retry
                     }
                 }
+            }
+        }
+    }
+}
+
+impl SqsDeliveryHandler {
+    /// Holds `message` back until `until_ms` without using an attempt: sends it again delayed
+    /// (at most SQS's 15 minutes; a longer pause holds it back again then), carrying the
+    /// attempts made so far, and settles this copy. If the send fails, the message is left to
+    /// come back after its visibility timeout (it then uses an attempt).
+    async fn postpone(
+        &self,
+        message: &DeliveryMessage,
+        received: u32,
+        until_ms: i64,
+    ) -> MessageOutcome {
+        let delay = ((until_ms - self.clock.now_ms() + 999) / 1000).clamp(0, MAX_DELAY_SECS);
+        let again = DeliveryMessage {
+            prior_attempts: message.prior_attempts + received.saturating_sub(1),
+            ..message.clone()
+        };
+        let body = serde_json::to_string(&again).expect("a DeliveryMessage serialises");
+        match self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay as i32)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                info!(delivery = %message.id, destination = %message.destination, delay_secs = delay,
+                      "Destination paused: delivery held back.");
+                MessageOutcome::Postponed
+            }
+            Err(err) => {
+                warn!(delivery = %message.id, error = %aws_sdk_sqs::error::DisplayErrorContext(err),
+                      "Cannot hold the delivery back; it comes back after the visibility timeout.");
+                MessageOutcome::Retry
             }
         }
     }
