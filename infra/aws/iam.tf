@@ -121,6 +121,13 @@ data "aws_iam_policy_document" "webhook_relay" {
     resources = [aws_sqs_queue.relay_delivery[0].arn]
   }
 
+  statement {
+    # Bodies too large for an SQS message (claim-check): written once, never read back here.
+    sid       = "StoreLargePayloads"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.relay_payloads[0].arn}/payloads/*"]
+  }
+
   dynamic "statement" {
     for_each = length(local.relay_secret_arns) > 0 ? [1] : []
     content {
@@ -145,6 +152,27 @@ data "aws_iam_policy_document" "webhook_relay_worker" {
   statement {
     sid       = "ConsumeDeliveryQueue"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [aws_sqs_queue.relay_delivery[0].arn]
+  }
+
+  statement {
+    # The bodies the endpoint stored in S3 because they did not fit an SQS message.
+    sid       = "ReadLargePayloads"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.relay_payloads[0].arn}/payloads/*"]
+  }
+
+  statement {
+    # Deduplication: a conditional put claims each delivery, a HEAD reads an existing claim.
+    sid       = "DedupeClaims"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${aws_s3_bucket.relay_payloads[0].arn}/dedupe/*"]
+  }
+
+  statement {
+    # A paused destination's deliveries are sent again, delayed until the pause ends.
+    sid       = "HoldBackDeliveries"
+    actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.relay_delivery[0].arn]
   }
 

@@ -10,6 +10,11 @@ locals {
     # JSON map secret name → ARN: the config names secrets, the functions resolve them here.
     TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_secret_arns)
     TAPLINE_LOG               = var.log_level
+    # Bodies too large for an SQS message go here (relay_payloads.tf).
+    TAPLINE_RELAY_PAYLOAD_BUCKET = aws_s3_bucket.relay_payloads[0].bucket
+    # The URL without its password: the endpoint only checks a warehouse destination's
+    # configuration; the worker adds the password from TAPLINE_WAREHOUSE_SECRET_ARN.
+    TAPLINE_WAREHOUSE = var.warehouse_url
   }
 }
 
@@ -42,7 +47,7 @@ resource "aws_lambda_function" "webhook_relay" {
 
   #checkov:skip=CKV_AWS_116:Invoked synchronously by the function URL: a failure is an HTTP error CleverTap retries; accepted webhooks are already in SQS with a DLQ.
   #checkov:skip=CKV_AWS_115:Must answer every CleverTap burst; reserved concurrency would throttle webhooks into CleverTap's retry-then-drop.
-  #checkov:skip=CKV_AWS_117:Talks only to SQS and Secrets Manager over TLS; no private resources.
+  #checkov:skip=CKV_AWS_117:Talks only to SQS, S3 and Secrets Manager over TLS; no private resources.
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (config without secrets, secrets' ARNs); the default Lambda key encrypts it at rest.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile and signed zips from CI; cargo-lambda zips are built and deployed by the same operator.
 }
@@ -93,7 +98,6 @@ resource "aws_lambda_function" "webhook_relay_worker" {
       # sends permanent failures (with the attempt's outcome) to the dead-letter queue itself.
       TAPLINE_RELAY_QUEUE_URL             = aws_sqs_queue.relay_delivery[0].url
       TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.relay_delivery_dlq[0].url
-      TAPLINE_WAREHOUSE                   = var.warehouse_url
       TAPLINE_WAREHOUSE_SECRET_ARN        = local.warehouse_secret_arn
     })
   }

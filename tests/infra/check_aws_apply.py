@@ -218,6 +218,30 @@ def assert_deployment(endpoint: str) -> None:
     check([r.split(":")[-1] for r in as_list(relay_worker["DeadLetterDeliveries"]["Resource"])] == [f"{PREFIX}-relay-delivery-dlq"]
           and as_list(relay_worker["DeadLetterDeliveries"]["Action"]) == ["sqs:SendMessage"],
           "relay worker sends to its dead-letter queue only", relay_worker["DeadLetterDeliveries"])
+    check(as_list(relay_worker["HoldBackDeliveries"]["Resource"]) == [relay_queue_arn]
+          and as_list(relay_worker["HoldBackDeliveries"]["Action"]) == ["sqs:SendMessage"],
+          "relay worker re-sends held-back deliveries to its own queue only", relay_worker["HoldBackDeliveries"])
+    payload_bucket = relay_env.get("TAPLINE_RELAY_PAYLOAD_BUCKET", "")
+    check(payload_bucket.startswith(f"{PREFIX}-relay-payloads-") and worker_env.get("TAPLINE_RELAY_PAYLOAD_BUCKET") == payload_bucket,
+          "both relay functions get the payload bucket (claim-check)", payload_bucket)
+    payload_objects = f"arn:aws:s3:::{payload_bucket}/payloads/*"
+    relay_endpoint = statements(policy_of(iam, f"{PREFIX}-webhook-relay"))
+    check(as_list(relay_endpoint["StoreLargePayloads"]["Resource"]) == [payload_objects]
+          and as_list(relay_endpoint["StoreLargePayloads"]["Action"]) == ["s3:PutObject"],
+          "relay endpoint only writes payload objects", relay_endpoint["StoreLargePayloads"])
+    check(as_list(relay_worker["ReadLargePayloads"]["Resource"]) == [payload_objects]
+          and as_list(relay_worker["ReadLargePayloads"]["Action"]) == ["s3:GetObject"],
+          "relay worker only reads payload objects", relay_worker["ReadLargePayloads"])
+    check(as_list(relay_worker["DedupeClaims"]["Resource"]) == [f"arn:aws:s3:::{payload_bucket}/dedupe/*"]
+          and sorted(as_list(relay_worker["DedupeClaims"]["Action"])) == ["s3:GetObject", "s3:PutObject"],
+          "relay worker claims deliveries under dedupe/ only", relay_worker["DedupeClaims"])
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=payload_bucket)["Rules"]
+    expire = next(r for r in rules if r["ID"] == "expire-payloads")
+    check(expire["Status"] == "Enabled" and expire["Expiration"]["Days"] >= 15,
+          "payload objects expire after the queues' retention (14 days), not before", expire)
+    check(relay_env.get("TAPLINE_WAREHOUSE") and "TAPLINE_WAREHOUSE_SECRET_ARN" not in relay_env
+          and worker_env.get("TAPLINE_WAREHOUSE_SECRET_ARN"),
+          "the endpoint has the warehouse URL without the password; the worker its secret", sorted(relay_env))
     roles = [f"{PREFIX}-{function}" for function in FUNCTIONS] + [f"{PREFIX}-scheduler"]
     for role in roles:
         for statement in policy_of(iam, role)["Statement"]:

@@ -2,10 +2,14 @@
 //! `TAPLINE_RELAY_CONFIG_TOML` (or a file named by `TAPLINE_RELAY_CONFIG`), and the secrets it
 //! names (`secret_env`, `url_env`, …) from the environment or, when missing there, from AWS
 //! Secrets Manager through `TAPLINE_RELAY_SECRET_ARNS`, a JSON map NAME → ARN. Read once, at cold
-//! start; secret values never reach a log.
+//! start; secret values never reach a log. A warehouse destination's `TAPLINE_WAREHOUSE` gets its
+//! password from `TAPLINE_WAREHOUSE_SECRET_ARN`, as in the other functions.
 
 use std::collections::HashMap;
 use std::path::Path;
+
+use tapline::config::ENV_WAREHOUSE;
+use tapline::secrets::{ENV_WAREHOUSE_PASSWORD, ENV_WAREHOUSE_SECRET_ARN, SecretError};
 
 use crate::config::{ConfigError, RelayConfig};
 
@@ -66,13 +70,50 @@ pub async fn relay_config(
             (path, text)
         }
     };
-    let secrets = match set(ENV_SECRET_ARNS) {
+    let mut secrets = match set(ENV_SECRET_ARNS) {
         Some(json) => secrets_from_arns(&json, &set).await?,
         None => HashMap::new(),
     };
+    if let Some(url) = warehouse_url(&set).await? {
+        secrets.insert(ENV_WAREHOUSE.to_string(), url);
+    }
     Ok(RelayConfig::parse(&origin, &text, |var| {
+        // The warehouse URL with its password wins over the bare one in the environment.
+        if var == ENV_WAREHOUSE && secrets.contains_key(var) {
+            return secrets.get(var).cloned();
+        }
         set(var).or_else(|| secrets.get(var).cloned())
     })?)
+}
+
+/// `TAPLINE_WAREHOUSE` with its password, as every Tapline function puts it together (see
+/// `tapline::secrets::warehouse_url_from_env`): from the Secrets Manager secret named by
+/// `TAPLINE_WAREHOUSE_SECRET_ARN` (what `infra/aws` sets on the worker) or from
+/// `TAPLINE_WAREHOUSE_PASSWORD`. `None` when neither is set: the URL is used as it is (the
+/// endpoint function has it without a password; it never opens the warehouse).
+async fn warehouse_url(
+    set: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, LambdaConfigError> {
+    let Some(url) = set(ENV_WAREHOUSE) else {
+        return Ok(None);
+    };
+    let password = match (set(ENV_WAREHOUSE_SECRET_ARN), set(ENV_WAREHOUSE_PASSWORD)) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                route: "*".into(),
+                reason: format!(
+                    "both {ENV_WAREHOUSE_SECRET_ARN} and {ENV_WAREHOUSE_PASSWORD} are set: keep one"
+                ),
+            }
+            .into());
+        }
+        (Some(arn), None) => tapline::secrets::read_secret(&arn).await?,
+        (None, Some(password)) => password,
+    };
+    let url = tapline::secrets::with_password(&url, password.trim_end_matches(['\r', '\n']))
+        .map_err(SecretError::from)?;
+    Ok(Some(url))
 }
 
 /// [`relay_config`] over the process environment: what both Lambda functions call at cold start.

@@ -163,6 +163,11 @@ pub enum DestinationKind {
         /// Payload → records.
         mapping: crate::clevertap_upload::UploadMapping,
     },
+    /// A warehouse's `webhook_events` table (see [`crate::warehouse_destination`]).
+    Warehouse {
+        /// `sqlite://…`, `postgres://…` or `bigquery://…` (may hold a password).
+        url: Secret,
+    },
 }
 
 /// One destination of a route.
@@ -252,6 +257,10 @@ enum DestinationFile {
         signing_secret_env: String,
     },
     Clevertap(ClevertapFile),
+    Warehouse {
+        name: Option<String>,
+        url_env: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -485,6 +494,31 @@ fn clevertap_destination(
     })
 }
 
+fn warehouse_destination(
+    route: &str,
+    url_env: Option<&str>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<DestinationKind, ConfigError> {
+    let var = url_env.unwrap_or(crate::warehouse_destination::DEFAULT_URL_ENV);
+    let url = secret(route, var, "warehouse URL", env)?;
+    // The scheme is checked now so that a typo fails at start; the rest when the worker opens
+    // it. The URL is not echoed: it may carry a password.
+    let scheme = url.expose().split_once(':').map(|(s, _)| s);
+    if !matches!(
+        scheme,
+        Some("sqlite" | "postgres" | "postgresql" | "bigquery")
+    ) {
+        return Err(invalid(
+            route,
+            format!(
+                "{var} does not hold a warehouse URL (sqlite://FILE, postgres://USER@HOST/DB or \
+                 bigquery://PROJECT/DATASET)"
+            ),
+        ));
+    }
+    Ok(DestinationKind::Warehouse { url })
+}
+
 fn route_config(
     route: RouteFile,
     env: &impl Fn(&str) -> Option<String>,
@@ -563,6 +597,13 @@ fn route_config(
                     signing_secret: secret(&name, &signing_secret_env, "signing secret", env)?,
                 },
             ),
+            DestinationFile::Warehouse {
+                name: given,
+                url_env,
+            } => (
+                given.unwrap_or_else(|| format!("warehouse-{}", i + 1)),
+                warehouse_destination(&name, url_env.as_deref(), env)?,
+            ),
             DestinationFile::Clevertap(file) => (
                 file.name
                     .clone()
@@ -595,6 +636,7 @@ mod tests {
             "ALERTS_TOKEN" => Some("s3cret".into()),
             "SLACK_ALERTS_URL" => Some("https://hooks.slack.com/services/T/B/x".into()),
             "BAD_URL" => Some("file:///etc/passwd".into()),
+            "TAPLINE_WAREHOUSE" => Some("postgres://app:pw@db/w".into()),
             _ => None,
         }
     }
@@ -632,6 +674,28 @@ url_env = "SLACK_ALERTS_URL"
             format!("[settings]\nretention_days = 1\ndedupe_window_secs = 90000\n{ISSUE_SHAPE}");
         let err = RelayConfig::parse("t", &text, env).unwrap_err();
         assert!(err.to_string().contains("dedupe_window_secs"), "{err}");
+    }
+
+    #[test]
+    fn a_warehouse_destination_reads_its_url_from_tapline_warehouse_by_default() {
+        let text = format!("{ISSUE_SHAPE}[[routes.destinations]]\ntype = \"warehouse\"\n");
+        let config = RelayConfig::parse("t", &text, env).unwrap();
+        let dest = &config.route("alerts").unwrap().destinations[1];
+        assert_eq!(dest.name, "warehouse-2");
+        let DestinationKind::Warehouse { url } = &dest.kind else {
+            panic!("warehouse")
+        };
+        assert_eq!(url.expose(), "postgres://app:pw@db/w");
+        assert!(!format!("{config:?}").contains("pw@"), "URL never in Debug");
+
+        let text = format!("{text}url_env = \"BAD_URL\"\n");
+        let err = RelayConfig::parse("t", &text, env).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("BAD_URL does not hold a warehouse URL"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("passwd"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,10 @@ use axum::http::HeaderMap;
 pub struct DeliveryAttempt<'a> {
     /// The delivery id, stable across retries and replays (the `Idempotency-Key`).
     pub delivery_id: &'a str,
+    /// The payload's id (shared by its deliveries to each destination of the route).
+    pub payload_id: &'a str,
+    /// When the payload was received (Unix ms).
+    pub received_at_ms: i64,
     /// The route the payload came in on.
     pub route: &'a str,
     /// The body as received.

@@ -6,11 +6,13 @@
 //! - [`router`]: the axum `Router` (`POST /hooks/{route}`, `GET /healthz`).
 //! - [`queue`]: the [`queue::DeliveryQueue`] port; [`sqlite_queue`] its local adapter.
 //! - [`destination`]: the [`destination::Destination`] port; [`slack`], [`http_forward`] and
-//!   [`clevertap_upload`].
+//!   [`clevertap_upload`], [`warehouse_destination`] (`webhook_events` in any Tapline warehouse).
 //! - [`worker`]: the delivery worker; [`retry`] its backoff; [`clock`] injectable time.
 //! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
 //! - [`relay`]: assembly and `serve`.
-//! - `sqs_queue`, `aws_config_env` (feature `sqs`): the queue and the worker handler on AWS,
+//! - `sqs_queue`, `sqs_payloads`, `sqs_dedupe`, `aws_config_env` (feature `sqs`): the queue and
+//!   the worker handler on AWS, bodies too large for SQS in S3 (claim-check), deduplication by
+//!   S3 conditional puts,
 //!   and the configuration of the Lambda functions (route secrets from Secrets Manager).
 //! - `pubsub_queue` (feature `pubsub`): the topic and the push worker on Google Cloud; the
 //!   Cloud Run services read their configuration through `aws_config_env` too (route secrets
@@ -37,7 +39,12 @@ pub mod signature;
 pub mod slack;
 pub mod sqlite_queue;
 #[cfg(feature = "sqs")]
+pub mod sqs_dedupe;
+#[cfg(feature = "sqs")]
+pub mod sqs_payloads;
+#[cfg(feature = "sqs")]
 pub mod sqs_queue;
+pub mod warehouse_destination;
 pub mod worker;
 
 pub use config::RelayConfig;

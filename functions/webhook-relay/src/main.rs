@@ -4,7 +4,9 @@
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` (required), `TAPLINE_RELAY_CONFIG_TOML` (the TOML) or
 //! `TAPLINE_RELAY_CONFIG` (its path, default `relay.toml`), `TAPLINE_RELAY_SECRET_ARNS` (JSON
-//! map secret name → ARN for the names not in the environment), `TAPLINE_LOG`.
+//! map secret name → ARN for the names not in the environment), `TAPLINE_RELAY_PAYLOAD_BUCKET`
+//! (optional: bodies too large for an SQS message are stored there; without it they get 413),
+//! `TAPLINE_LOG`.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use lambda_http::Error;
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
 use webhook_relay::relay::accept_router;
+use webhook_relay::sqs_payloads::PayloadStore;
 use webhook_relay::sqs_queue::{ENV_QUEUE_URL, SqsAcceptQueue, client_from_env};
 
 #[tokio::main]
@@ -23,6 +26,9 @@ async fn main() -> Result<(), Error> {
         .ok()
         .filter(|url| !url.is_empty())
         .ok_or_else(|| format!("{ENV_QUEUE_URL} is not set: the relay's SQS delivery queue"))?;
-    let queue = Arc::new(SqsAcceptQueue::new(client_from_env().await, queue_url));
+    let queue = Arc::new(
+        SqsAcceptQueue::new(client_from_env().await, queue_url)
+            .with_payloads(PayloadStore::from_env().await),
+    );
     lambda_http::run(accept_router(&config, queue, Arc::new(SystemClock))).await
 }

@@ -158,6 +158,15 @@ pub enum QueueError {
         /// Whether the same call may succeed later.
         retryable: bool,
     },
+    /// The payload cannot be stored by this queue whatever the retries (a body the queue's
+    /// messages cannot hold): the endpoint answers 413.
+    #[error("payload of {bytes} bytes is too large for the queue: {reason}")]
+    TooLarge {
+        /// The body's size.
+        bytes: usize,
+        /// Which limit, and what would lift it.
+        reason: String,
+    },
     /// The thread that commits accepted payloads has stopped (it panicked): restart the process.
     #[error("delivery queue writer for {path} has stopped")]
     WriterStopped {
@@ -182,7 +191,9 @@ impl QueueError {
                         | rusqlite::ErrorCode::SystemIoFailure
                 )
             ),
-            QueueError::StateDir { .. } | QueueError::WriterStopped { .. } => false,
+            QueueError::StateDir { .. }
+            | QueueError::WriterStopped { .. }
+            | QueueError::TooLarge { .. } => false,
             QueueError::Cloud { retryable, .. } => *retryable,
             QueueError::Task(_) => true,
         }

@@ -20,6 +20,7 @@ use crate::queue::{AcceptQueue, DeliveryQueue, QueueError};
 use crate::router::{RelayState, router};
 use crate::slack::SlackDestination;
 use crate::sqlite_queue::SqliteDeliveryQueue;
+use crate::warehouse_destination::WarehouseDestination;
 use crate::worker::{DeliveryWorker, DestinationMap};
 
 /// The relay could not start or stopped on an error.
@@ -91,6 +92,9 @@ pub fn destinations(config: &RelayConfig, client: &reqwest::Client) -> Destinati
                     mapping.clone(),
                     timeout,
                 )),
+                DestinationKind::Warehouse { url } => {
+                    Arc::new(WarehouseDestination::new(url.clone()))
+                }
             };
             map.insert((route.name.clone(), dest.name.clone()), destination);
         }

@@ -90,7 +90,8 @@ fn is_length_limit(err: &axum::Error) -> bool {
     false
 }
 
-/// `POST /hooks/{route}`: 404 unknown route, 401 bad credentials (no detail), 413 too large,
+/// `POST /hooks/{route}`: 404 unknown route, 401 bad credentials (no detail), 413 too large
+/// (for the body limit, or for the queue: an SQS message without a payload bucket),
 /// 400 not JSON, 200 once stored (or a CleverTap test not forwarded, or a duplicate), 503 when
 /// the queue cannot store it (so the sender retries).
 async fn accept_hook(
@@ -173,6 +174,14 @@ async fn accept_hook(
         Ok(Enqueued::Duplicate { id }) => {
             info!(route = %route.name, id = %id, "Duplicate webhook within the dedupe window.");
             answer(StatusCode::OK, json!({"status": "duplicate", "id": id}))
+        }
+        Err(err @ crate::queue::QueueError::TooLarge { .. }) => {
+            // A retry cannot help: 413, with the reason (limits, not secrets).
+            warn!(route = %route.name, error = %err, "Webhook refused: too large for the queue.");
+            answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": err.to_string()}),
+            )
         }
         Err(err) => {
             // Not accepted: the sender must retry, so this is not a 200.

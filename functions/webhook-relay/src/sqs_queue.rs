@@ -25,7 +25,9 @@ use crate::queue::{
     AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
 };
 use crate::retry::RetryPolicy;
-use crate::worker::{DestinationMap, attempt};
+use crate::sqs_dedupe::{Claim, DedupeStore};
+use crate::sqs_payloads::{BodyPointer, PayloadStore, SQS_MESSAGE_MAX_BYTES, batches};
+use crate::worker::{DestinationMap, DestinationPauses, attempt};
 
 /// The delivery queue's URL (both functions).
 pub const ENV_QUEUE_URL: &str = "TAPLINE_RELAY_QUEUE_URL";
@@ -33,8 +35,6 @@ pub const ENV_QUEUE_URL: &str = "TAPLINE_RELAY_QUEUE_URL";
 pub const ENV_DEAD_LETTER_QUEUE_URL: &str = "TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL";
 /// SQS's limit on a visibility timeout: 12 hours.
 const MAX_VISIBILITY_SECS: i64 = 12 * 3600;
-/// Entries in one `SendMessageBatch`.
-const SQS_BATCH: usize = 10;
 
 /// One delivery as an SQS message body (JSON).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,8 +49,16 @@ pub struct DeliveryMessage {
     pub destination: String,
     /// When it was received (Unix ms).
     pub received_at_ms: i64,
-    /// The body as received (JSON, so UTF-8).
+    /// The body as received (JSON, so UTF-8); empty when it is in S3 (`body_s3`).
     pub body: String,
+    /// Where the body is when it was too large for the message (see [`crate::sqs_payloads`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_s3: Option<BodyPointer>,
+    /// Attempts made before this message was sent: a delivery held back while its destination
+    /// was paused is sent again as a new message (whose receive count starts over), carrying
+    /// its attempts so that holding it back uses none up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prior_attempts: u32,
     /// On the dead-letter queue: the last attempt's outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadRecord>,
@@ -83,6 +91,13 @@ impl From<&AttemptRecord> for DeadRecord {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The longest SQS delay of a message (`DelaySeconds`): 15 minutes.
+const MAX_DELAY_SECS: i64 = 900;
+
 fn cloud_error(queue: &str, reason: impl std::fmt::Display, retryable: bool) -> QueueError {
     QueueError::Cloud {
         queue: queue.to_string(),
@@ -93,12 +108,17 @@ fn cloud_error(queue: &str, reason: impl std::fmt::Display, retryable: bool) -> 
 
 /// Accepted payloads into the SQS delivery queue: one message per destination.
 ///
-/// SQS standard queues cannot look back, so the dedupe window does not apply here: a payload
-/// sent twice is delivered twice, each with its own `Idempotency-Key`.
+/// SQS standard queues cannot look back, so the dedupe window is applied by the worker
+/// ([`SqsDeliveryHandler::with_dedupe`]): both copies of a payload sent twice are accepted and
+/// queued, and the second is dropped at delivery.
+///
+/// A body whose messages would not fit SQS goes to the payload store when there is one
+/// ([`Self::with_payloads`]), else it is refused with [`QueueError::TooLarge`] (413).
 #[derive(Debug, Clone)]
 pub struct SqsAcceptQueue {
     client: Client,
     queue_url: String,
+    payloads: Option<PayloadStore>,
 }
 
 impl SqsAcceptQueue {
@@ -107,7 +127,14 @@ impl SqsAcceptQueue {
         Self {
             client,
             queue_url: queue_url.into(),
+            payloads: None,
         }
+    }
+
+    /// Bodies too large for an SQS message are stored in `payloads` (claim-check).
+    pub fn with_payloads(mut self, payloads: Option<PayloadStore>) -> Self {
+        self.payloads = payloads;
+        self
     }
 }
 
@@ -121,23 +148,44 @@ impl AcceptQueue for SqsAcceptQueue {
         let id = crate::queue::new_payload_id(payload.received_at_ms);
         let body = String::from_utf8(payload.body)
             .map_err(|err| cloud_error(&self.queue_url, err, false))?;
-        let messages: Vec<String> = payload
-            .destinations
-            .iter()
-            .map(|destination| {
-                serde_json::to_string(&DeliveryMessage {
-                    id: format!("{id}.{destination}"),
-                    payload_id: id.clone(),
-                    route: payload.route.clone(),
-                    destination: destination.clone(),
-                    received_at_ms: payload.received_at_ms,
-                    body: body.clone(),
-                    dead: None,
+        let build = |body: &str, body_s3: Option<&BodyPointer>| -> Vec<String> {
+            payload
+                .destinations
+                .iter()
+                .map(|destination| {
+                    serde_json::to_string(&DeliveryMessage {
+                        id: format!("{id}.{destination}"),
+                        payload_id: id.clone(),
+                        route: payload.route.clone(),
+                        destination: destination.clone(),
+                        received_at_ms: payload.received_at_ms,
+                        body: body.to_string(),
+                        body_s3: body_s3.cloned(),
+                        prior_attempts: 0,
+                        dead: None,
+                    })
+                    .expect("a DeliveryMessage serialises")
                 })
-                .expect("a DeliveryMessage serialises")
-            })
-            .collect();
-        for chunk in messages.chunks(SQS_BATCH) {
+                .collect()
+        };
+        let mut messages = build(&body, None);
+        if messages.iter().any(|m| m.len() > SQS_MESSAGE_MAX_BYTES) {
+            let Some(store) = &self.payloads else {
+                return Err(QueueError::TooLarge {
+                    bytes: body.len(),
+                    reason: format!(
+                        "its SQS messages would pass {SQS_MESSAGE_MAX_BYTES} bytes and no payload \
+                         bucket is configured ({})",
+                        crate::sqs_payloads::ENV_PAYLOAD_BUCKET
+                    ),
+                });
+            };
+            let pointer = store.put(&id, body.as_bytes()).await?;
+            info!(id = %id, bytes = body.len(), key = %pointer.key,
+                  "Body too large for SQS: stored in the payload bucket.");
+            messages = build("", Some(&pointer));
+        }
+        for chunk in batches(&messages) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -214,6 +262,12 @@ pub enum MessageOutcome {
     Retry,
     /// On the dead-letter queue with its attempt record: deleted from the delivery queue.
     DeadLettered,
+    /// The same body on the same route was delivered to this destination within the dedupe
+    /// window (see [`crate::sqs_dedupe`]): deleted without an attempt.
+    Duplicate,
+    /// Its destination is paused: sent again, delayed until the pause ends, with its attempts
+    /// so far; this message is deleted without an attempt.
+    Postponed,
 }
 
 /// The worker Lambda's handler: delivers each message of an SQS batch once.
@@ -224,6 +278,9 @@ pub struct SqsDeliveryHandler {
     client: Client,
     queue_url: String,
     dead_letter_queue_url: String,
+    payloads: Option<PayloadStore>,
+    dedupe: Option<DedupeStore>,
+    pauses: DestinationPauses,
 }
 
 impl SqsDeliveryHandler {
@@ -245,6 +302,45 @@ impl SqsDeliveryHandler {
             client,
             queue_url: queue_url.into(),
             dead_letter_queue_url: dead_letter_queue_url.into(),
+            payloads: None,
+            dedupe: None,
+            pauses: DestinationPauses::default(),
+        }
+    }
+
+    /// Deliveries are claimed in `dedupe` first, so that the same body on the same route
+    /// within the window is delivered once (see [`crate::sqs_dedupe`]).
+    pub fn with_dedupe(mut self, dedupe: Option<DedupeStore>) -> Self {
+        self.dedupe = dedupe;
+        self
+    }
+
+    /// Bodies stored in S3 (see [`crate::sqs_payloads`]) are read from `payloads`.
+    pub fn with_payloads(mut self, payloads: Option<PayloadStore>) -> Self {
+        self.payloads = payloads;
+        self
+    }
+
+    /// The message's body: inline, or read from the payload store. `None` (logged) when it
+    /// cannot be read now; the message is then retried, and dead-lettered by the redrive policy
+    /// if it never can.
+    async fn body(&self, message: &DeliveryMessage) -> Option<Vec<u8>> {
+        let Some(pointer) = &message.body_s3 else {
+            return Some(message.body.clone().into_bytes());
+        };
+        let Some(store) = &self.payloads else {
+            error!(delivery = %message.id, key = %pointer.key,
+                   "The body is in the payload bucket but no bucket is configured ({}).",
+                   crate::sqs_payloads::ENV_PAYLOAD_BUCKET);
+            return None;
+        };
+        match store.get(pointer).await {
+            Ok(body) => Some(body),
+            Err(err) => {
+                warn!(delivery = %message.id, key = %pointer.key, error = %err,
+                      retryable = err.is_retryable(), "Cannot read the body from the payload bucket.");
+                None
+            }
         }
     }
 
@@ -265,7 +361,13 @@ impl SqsDeliveryHandler {
         }
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((id, MessageOutcome::Delivered | MessageOutcome::DeadLettered)) => {
+                Ok((
+                    id,
+                    MessageOutcome::Delivered
+                    | MessageOutcome::DeadLettered
+                    | MessageOutcome::Duplicate
+                    | MessageOutcome::Postponed,
+                )) => {
                     unsettled.retain(|m| *m != id);
                 }
                 Ok((_, MessageOutcome::Retry)) => {}
@@ -295,19 +397,48 @@ impl SqsDeliveryHandler {
             .get("ApproximateReceiveCount")
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
+        let Some(body) = self.body(&message).await else {
+            return MessageOutcome::Retry;
+        };
+        if let Some(dedupe) = &self.dedupe {
+            let claim = dedupe
+                .claim(
+                    &message.route,
+                    &message.destination,
+                    &body,
+                    &message.payload_id,
+                    message.received_at_ms,
+                )
+                .await;
+            if let Claim::Duplicate { first } = claim {
+                info!(delivery = %message.id, route = %message.route, destination = %message.destination,
+                      first = %first, "Duplicate within the dedupe window: not delivered.");
+                return MessageOutcome::Duplicate;
+            }
+        }
         let key = (message.route.clone(), message.destination.clone());
         let delivery = Delivery {
             id: message.id.clone(),
             payload_id: message.payload_id.clone(),
             route: message.route.clone(),
             destination: message.destination.clone(),
-            body: message.body.clone().into_bytes(),
+            body,
             received_at_ms: message.received_at_ms,
-            attempts: received.saturating_sub(1),
+            attempts: message.prior_attempts + received.saturating_sub(1),
         };
+        if let Some(until) = self.pauses.paused_until(&key, self.clock.now_ms()) {
+            return self.postpone(&message, received, until).await;
+        }
         let destination = self.destinations.get(&key).cloned();
-        let (_, _, record_of_attempt, next, _) =
+        let (_, _, record_of_attempt, next, breaker) =
             attempt(self.clock.as_ref(), &self.retry, destination, delivery).await;
+        if let Some(until) = self
+            .pauses
+            .record(&key, &breaker, self.clock.now_ms(), &self.retry)
+        {
+            warn!(route = %key.0, destination = %key.1, failures = crate::worker::PAUSE_AFTER_FAILURES,
+                  paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
+        }
         match next {
             Settle::Delivered => MessageOutcome::Delivered,
             Settle::RetryAt(at) => {
@@ -354,6 +485,46 @@ impl SqsDeliveryHandler {
                         MessageOutcome::Retry
                     }
                 }
+            }
+        }
+    }
+}
+
+impl SqsDeliveryHandler {
+    /// Holds `message` back until `until_ms` without using an attempt: sends it again delayed
+    /// (at most SQS's 15 minutes; a longer pause holds it back again then), carrying the
+    /// attempts made so far, and settles this copy. If the send fails, the message is left to
+    /// come back after its visibility timeout (it then uses an attempt).
+    async fn postpone(
+        &self,
+        message: &DeliveryMessage,
+        received: u32,
+        until_ms: i64,
+    ) -> MessageOutcome {
+        let delay = ((until_ms - self.clock.now_ms() + 999) / 1000).clamp(0, MAX_DELAY_SECS);
+        let again = DeliveryMessage {
+            prior_attempts: message.prior_attempts + received.saturating_sub(1),
+            ..message.clone()
+        };
+        let body = serde_json::to_string(&again).expect("a DeliveryMessage serialises");
+        match self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay as i32)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                info!(delivery = %message.id, destination = %message.destination, delay_secs = delay,
+                      "Destination paused: delivery held back.");
+                MessageOutcome::Postponed
+            }
+            Err(err) => {
+                warn!(delivery = %message.id, error = %aws_sdk_sqs::error::DisplayErrorContext(err),
+                      "Cannot hold the delivery back; it comes back after the visibility timeout.");
+                MessageOutcome::Retry
             }
         }
     }

@@ -69,7 +69,7 @@ impl DestinationPauses {
     /// and, from [`PAUSE_AFTER_FAILURES`] in a row, pauses the destination (again) for the
     /// backoff of its pause count, or the destination's `Retry-After` when longer. Returns the
     /// new pause's end when this outcome paused it.
-    fn record(
+    pub(crate) fn record(
         &self,
         key: &(String, String),
         outcome: &Result<(), Option<Duration>>,
@@ -330,6 +330,8 @@ pub(crate) async fn attempt(
             destination
                 .deliver(DeliveryAttempt {
                     delivery_id: &delivery.id,
+                    payload_id: &delivery.payload_id,
+                    received_at_ms: delivery.received_at_ms,
                     route: &delivery.route,
                     body: &delivery.body,
                     now_ms: at_ms,

@@ -4,7 +4,8 @@
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` and `TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL` (required),
 //! the configuration as for the endpoint (`TAPLINE_RELAY_CONFIG_TOML`, `TAPLINE_RELAY_SECRET_ARNS`),
-//! `TAPLINE_LOG`.
+//! `TAPLINE_RELAY_PAYLOAD_BUCKET` (where bodies too large for SQS are, and the dedupe claims), `TAPLINE_WAREHOUSE` and
+//! `TAPLINE_WAREHOUSE_SECRET_ARN` (for a warehouse destination), `TAPLINE_LOG`.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde_json::Value;
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
 use webhook_relay::relay::{destinations, http_client};
+use webhook_relay::sqs_payloads::PayloadStore;
 use webhook_relay::sqs_queue::{
     ENV_DEAD_LETTER_QUEUE_URL, ENV_QUEUE_URL, SqsDeliveryHandler, SqsEvent, client_from_env,
 };
@@ -29,14 +31,24 @@ async fn main() -> Result<(), Error> {
     tapline::entry::init_json_logs();
     let config = relay_config_from_env().await?;
     let client = http_client(config.settings.delivery_timeout)?;
-    let handler = Arc::new(SqsDeliveryHandler::new(
-        destinations(&config, &client),
-        config.settings.retry.clone(),
-        Arc::new(SystemClock),
-        client_from_env().await,
-        required(ENV_QUEUE_URL)?,
-        required(ENV_DEAD_LETTER_QUEUE_URL)?,
-    ));
+    // Bodies too large for SQS, and the dedupe claims, live in the payload bucket.
+    let payloads = PayloadStore::from_env().await;
+    let handler = Arc::new(
+        SqsDeliveryHandler::new(
+            destinations(&config, &client),
+            config.settings.retry.clone(),
+            Arc::new(SystemClock),
+            client_from_env().await,
+            required(ENV_QUEUE_URL)?,
+            required(ENV_DEAD_LETTER_QUEUE_URL)?,
+        )
+        .with_dedupe(
+            payloads
+                .as_ref()
+                .map(|p| p.dedupe(config.settings.dedupe_window)),
+        )
+        .with_payloads(payloads),
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();
         async move { Ok::<Value, Error>(handler.handle(event.payload).await) }

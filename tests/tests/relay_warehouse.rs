@@ -1,0 +1,217 @@
+//! The relay's warehouse destination: payloads appended to `webhook_events` exactly once, on
+//! SQLite through the local relay (what `tapline relay serve` runs) and on PostgreSQL through
+//! the AWS path (SQS on moto, the worker's handler), each with a redelivery that must not add a
+//! row.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use webhook_relay::clock::{ManualClock, SystemClock};
+use webhook_relay::destination::DeliveryAttempt;
+use webhook_relay::queue::DeliveryQueue;
+use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
+use webhook_relay::{Relay, RelayConfig};
+
+const TOKEN: &str = "alerts-token-123";
+const START_MS: i64 = 1_764_000_000_000;
+
+/// CleverTap's documented webhook sample (a triggered webhook: one profile).
+const CLEVERTAP_SAMPLE: &str = r#"{"targetId":1659684581,"key_values":{"SomeKey1":"SomeValue1"},
+ "profiles":[{"key_values":{},"email":"nick@example.com","identity":"u-42","all_identities":["u-42"],
+   "objectId":"__Webhook227","event_name":"Charged","name":"Nick",
+   "event_properties":{"Product Id":1,"CT Source":"Mobile"},"session_props":{}}]}"#;
+
+const CONFIG: &str = r#"
+[settings]
+max_attempts = 3
+backoff_base_ms = 10
+
+[[routes]]
+name = "alerts"
+auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+[[routes.destinations]]
+type = "warehouse"
+name = "wh"
+url_env = "WAREHOUSE_URL"
+"#;
+
+fn config(warehouse_url: &str) -> RelayConfig {
+    let env = HashMap::from([
+        ("ALERTS_TOKEN", TOKEN.to_string()),
+        ("WAREHOUSE_URL", warehouse_url.to_string()),
+    ]);
+    RelayConfig::parse("test", CONFIG, |var| env.get(var).cloned()).expect("valid config")
+}
+
+async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
+    let request = Request::post("/hooks/alerts")
+        .header("content-type", "application/json")
+        .header("X-Tapline-Token", TOKEN)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+const COLUMNS: &str = "delivery_id, payload_id, route, received_at, received_at_ms, target_id, \
+                       event, identity, profiles, is_test, body";
+
+#[tokio::test]
+async fn payloads_land_in_webhook_events_on_sqlite_once_per_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let url = format!("sqlite://{}", db.display());
+    let config = config(&url);
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let queue = Arc::new(SqliteDeliveryQueue::open(&dir.path().join("state")).unwrap());
+    let relay = Relay::new(&config, queue.clone(), clock).unwrap();
+
+    let (status, answer) = post(&relay.router, CLEVERTAP_SAMPLE).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (_, other) = post(&relay.router, r#"{"type":"subscription.renewed"}"#).await;
+    assert!(!db.exists(), "the answer never waits on the warehouse");
+    let stats = relay.worker.run_until_idle().await.unwrap();
+    assert_eq!((stats.delivered, stats.retried, stats.dead), (2, 0, 0));
+
+    let rows = tapline_tests::sqlite_rows(
+        &db,
+        &format!("SELECT {COLUMNS} FROM webhook_events ORDER BY target_id IS NULL"),
+    );
+    let id = answer["id"].as_str().unwrap();
+    let ms = START_MS.to_string();
+    assert_eq!(
+        rows[0],
+        [
+            Some(format!("{id}.wh")),
+            Some(id.to_string()),
+            Some("alerts".into()),
+            Some("2025-11-24T16:00:00.000Z".into()),
+            Some(ms.clone()),
+            Some("1659684581".into()),
+            Some("Charged".into()),
+            Some("u-42".into()),
+            Some("1".into()),
+            Some("0".into()),
+            Some(CLEVERTAP_SAMPLE.into()),
+        ]
+    );
+    let other_id = other["id"].as_str().unwrap();
+    assert_eq!(
+        rows[1][0].as_deref(),
+        Some(format!("{other_id}.wh").as_str())
+    );
+    assert!(rows[1][5..10].iter().all(Option::is_none), "{:?}", rows[1]);
+    assert_eq!(rows.len(), 2);
+
+    // The same delivery written again (a worker that died after the commit, before settling;
+    // a replay): still one row for it.
+    let destinations = webhook_relay::relay::destinations(
+        &config,
+        &webhook_relay::relay::http_client(Duration::from_secs(1)).unwrap(),
+    );
+    let destination = &destinations[&("alerts".to_string(), "wh".to_string())];
+    let again = DeliveryAttempt {
+        delivery_id: &format!("{id}.wh"),
+        payload_id: id,
+        received_at_ms: START_MS,
+        route: "alerts",
+        body: CLEVERTAP_SAMPLE.as_bytes(),
+        now_ms: START_MS + 60_000,
+    };
+    assert_eq!(destination.deliver(again).await.unwrap(), 200);
+    assert_eq!(
+        tapline_tests::sqlite_value(&db, "SELECT count(*) FROM webhook_events"),
+        Some("2".into())
+    );
+    assert_eq!(queue.counts().await.unwrap().delivered, 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_warehouse_is_retried_then_dead_lettered_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    // Under a regular file: the warehouse cannot be opened (retryable: the path may be fixed).
+    std::fs::write(dir.path().join("file"), b"").unwrap();
+    let url = format!("sqlite://{}/file/w.sqlite", dir.path().display());
+    let config = config(&url);
+    let queue = Arc::new(SqliteDeliveryQueue::open(&dir.path().join("state")).unwrap());
+    let relay = Relay::new(&config, queue.clone(), Arc::new(ManualClock::new(START_MS))).unwrap();
+    let (status, _) = post(&relay.router, CLEVERTAP_SAMPLE).await;
+    assert_eq!(status, StatusCode::OK);
+    let stats = relay.worker.run_until_idle().await.unwrap();
+    assert_eq!((stats.attempts, stats.retried, stats.dead), (3, 2, 1));
+    let dead = queue.dead_letters(&Default::default()).await.unwrap();
+    assert_eq!(dead[0].delivery.body, CLEVERTAP_SAMPLE.as_bytes());
+    let record = &dead[0].attempts[0];
+    assert_eq!(record.outcome, "retryable");
+    assert!(
+        record
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("cannot open warehouse"),
+        "{record:?}"
+    );
+}
+
+/// The worker Lambda's path: accepts into SQS (moto), the handler delivers into PostgreSQL, and
+/// the same messages handed over again (SQS redelivers a message whose deletion was lost) leave
+/// one row per delivery.
+#[tokio::test]
+async fn on_aws_the_worker_writes_postgres_once_even_when_sqs_redelivers() {
+    use tapline_tests::pg::PgSchema;
+    use tapline_tests::sqs;
+    use webhook_relay::relay::{accept_router, destinations, http_client};
+    use webhook_relay::sqs_queue::{SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
+
+    let schema = PgSchema::new("relay_warehouse");
+    let config = config(&schema.url());
+    let client = sqs::client().await;
+    let (queue, dlq) = sqs::queue_with_dead_letters(&client, "relay-warehouse", 3).await;
+    let router = accept_router(
+        &config,
+        Arc::new(SqsAcceptQueue::new(client.clone(), &queue)),
+        Arc::new(SystemClock),
+    );
+    let (status, answer) = post(&router, CLEVERTAP_SAMPLE).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let messages = sqs::receive(&client, &queue, 1, Duration::from_secs(10)).await;
+
+    let http = http_client(config.settings.delivery_timeout).unwrap();
+    let handler = Arc::new(SqsDeliveryHandler::new(
+        destinations(&config, &http),
+        config.settings.retry.clone(),
+        Arc::new(SystemClock),
+        client.clone(),
+        &queue,
+        &dlq,
+    ));
+    for round in 0..2 {
+        let event: SqsEvent = serde_json::from_value(sqs::lambda_event(&messages)).unwrap();
+        let response = handler.handle(event).await;
+        assert_eq!(response, json!({"batchItemFailures": []}), "round {round}");
+    }
+    let id = answer["id"].as_str().unwrap();
+    assert_eq!(
+        schema.psql(
+            "SELECT delivery_id, route, target_id, event, identity, profiles, is_test \
+             FROM webhook_events"
+        ),
+        format!("{id}.wh|alerts|1659684581|Charged|u-42|1|0")
+    );
+    assert_eq!(
+        schema.psql("SELECT body::json->>'targetId' FROM webhook_events"),
+        "1659684581",
+        "the raw body is kept as JSON text"
+    );
+}
