@@ -87,13 +87,29 @@ fn hide_password(url: &str) -> String {
 /// `TAPLINE_WAREHOUSE_SECRET_ARN` (an AWS or a Google secret reference, see [`read_secret`]) or
 /// `TAPLINE_WAREHOUSE_PASSWORD` when one of them is set. Both set is refused.
 pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
-    let url = std::env::var(ENV_WAREHOUSE).map_err(|_| ConfigError::Warehouse {
-        url: String::new(),
-        reason: format!("{ENV_WAREHOUSE} is not set"),
-    })?;
-    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    warehouse_url_from(|name| std::env::var(name).ok())
+        .await?
+        .ok_or_else(|| {
+            ConfigError::Warehouse {
+                url: String::new(),
+                reason: format!("{ENV_WAREHOUSE} is not set"),
+            }
+            .into()
+        })
+}
+
+/// [`warehouse_url_from_env`] over any environment (`env` gives a variable's value): `None` when
+/// `TAPLINE_WAREHOUSE` is not set. Empty values count as unset. Trailing line breaks of the
+/// password are dropped (a secret pasted with `echo`).
+pub async fn warehouse_url_from(
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, SecretError> {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let Some(url) = set(ENV_WAREHOUSE) else {
+        return Ok(None);
+    };
     let password = match (set(ENV_WAREHOUSE_SECRET_ARN), set(ENV_WAREHOUSE_PASSWORD)) {
-        (None, None) => return Ok(url),
+        (None, None) => return Ok(Some(url)),
         (Some(_), Some(_)) => {
             return Err(ConfigError::Warehouse {
                 url: hide_password(&url),
@@ -106,10 +122,10 @@ pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
         (Some(arn), None) => read_secret(&arn).await?,
         (None, Some(password)) => password,
     };
-    Ok(with_password(
+    Ok(Some(with_password(
         &url,
         password.trim_end_matches(['\r', '\n']),
-    )?)
+    )?))
 }
 
 /// Which store a secret reference points into, by its form.

@@ -8,6 +8,7 @@ pub mod clevertap_api;
 pub mod cloud_run_service;
 pub mod conformance;
 pub mod gcs;
+pub mod google_rpc;
 pub mod lambda_emulator;
 pub mod pg;
 pub mod proxy;

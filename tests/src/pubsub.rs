@@ -9,6 +9,7 @@
 //! forward a message to the dead-letter topic once `max_delivery_attempts` pushes failed (with
 //! `CloudPubSubDeadLetterSource*` attributes, as Pub/Sub does).
 
+use crate::google_rpc::error;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,14 +90,6 @@ impl Drop for PubSubDouble {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "status": code}})),
-    )
-        .into_response()
 }
 
 fn invalid(shared: &Shared, message: String) -> Response {

@@ -4,6 +4,7 @@
 //! or 404), an unknown secret or version (404 `NOT_FOUND`), and, when told, an identity without
 //! access (403 `PERMISSION_DENIED`). It counts reads.
 
+use crate::google_rpc::error;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -34,14 +35,6 @@ impl Drop for SecretManagerDouble {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": {"code": status.as_u16(), "message": message, "status": code}})),
-    )
-        .into_response()
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {

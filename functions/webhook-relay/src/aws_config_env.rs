@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use tapline::config::ENV_WAREHOUSE;
-use tapline::secrets::{ENV_WAREHOUSE_PASSWORD, ENV_WAREHOUSE_SECRET_ARN, SecretError};
 
 use crate::config::{ConfigError, RelayConfig};
 
@@ -74,7 +73,9 @@ pub async fn relay_config(
         Some(json) => secrets_from_arns(&json, &set).await?,
         None => HashMap::new(),
     };
-    if let Some(url) = warehouse_url(&set).await? {
+    // `TAPLINE_WAREHOUSE` with its password, put together as every Tapline function does
+    // (the endpoint function has the URL without a password: it never opens the warehouse).
+    if let Some(url) = tapline::secrets::warehouse_url_from(&set).await? {
         secrets.insert(ENV_WAREHOUSE.to_string(), url);
     }
     Ok(RelayConfig::parse(&origin, &text, |var| {
@@ -84,36 +85,6 @@ pub async fn relay_config(
         }
         set(var).or_else(|| secrets.get(var).cloned())
     })?)
-}
-
-/// `TAPLINE_WAREHOUSE` with its password, as every Tapline function puts it together (see
-/// `tapline::secrets::warehouse_url_from_env`): from the Secrets Manager secret named by
-/// `TAPLINE_WAREHOUSE_SECRET_ARN` (what `infra/aws` sets on the worker) or from
-/// `TAPLINE_WAREHOUSE_PASSWORD`. `None` when neither is set: the URL is used as it is (the
-/// endpoint function has it without a password; it never opens the warehouse).
-async fn warehouse_url(
-    set: &impl Fn(&str) -> Option<String>,
-) -> Result<Option<String>, LambdaConfigError> {
-    let Some(url) = set(ENV_WAREHOUSE) else {
-        return Ok(None);
-    };
-    let password = match (set(ENV_WAREHOUSE_SECRET_ARN), set(ENV_WAREHOUSE_PASSWORD)) {
-        (None, None) => return Ok(None),
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::Invalid {
-                route: "*".into(),
-                reason: format!(
-                    "both {ENV_WAREHOUSE_SECRET_ARN} and {ENV_WAREHOUSE_PASSWORD} are set: keep one"
-                ),
-            }
-            .into());
-        }
-        (Some(arn), None) => tapline::secrets::read_secret(&arn).await?,
-        (None, Some(password)) => password,
-    };
-    let url = tapline::secrets::with_password(&url, password.trim_end_matches(['\r', '\n']))
-        .map_err(SecretError::from)?;
-    Ok(Some(url))
 }
 
 /// [`relay_config`] over the process environment: what both Lambda functions call at cold start.
