@@ -389,6 +389,20 @@ async fn alert_breaches_reach_slack_through_the_webhook_relay() {
     ] {
         assert!(floor.contains(figure), "{figure} in {floor}");
     }
+    // The relay's Slack message is headed by the alert's sentence, not "Webhook on route".
+    let headlines: Vec<String> = posts
+        .iter()
+        .map(|p| {
+            let message: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
+            message["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(
+        headlines.contains(
+            &"Tapline alert: Charged on 2022-09-23 was 12, below 50 (rule charged-floor).".into()
+        ),
+        "{headlines:?}"
+    );
     let drop = delivered
         .iter()
         .find(|t| t.contains("charged-drop"))

@@ -111,7 +111,9 @@ fn clevertap_message(route: &str, hook: &CleverTapWebhook) -> Value {
 }
 
 /// The Slack message for a payload: CleverTap webhooks get a title (event or targetId), the
-/// key-values as fields and the profiles' identities; other JSON is shown as a code block.
+/// key-values as fields and the profiles' identities; other JSON is shown as a code block, under
+/// its top-level `text` when it has one (what Tapline's alerts send: the sentence a person reads,
+/// the figures below it), else under "Webhook on route R".
 pub fn slack_message(route: &str, body: &Value) -> Value {
     if let Some(hook) = clevertap_webhook(body) {
         return clevertap_message(route, &hook);
@@ -119,8 +121,21 @@ pub fn slack_message(route: &str, body: &Value) -> Value {
     let pretty = serde_json::to_string_pretty(body).unwrap_or_default();
     // Room for the code fence inside the section limit.
     let shown = truncate(&escape(&pretty), MAX_SECTION_TEXT - 8);
-    let text = format!("Webhook on route {route}");
-    json!({"text": text, "blocks": [section(format!("*{text}*")), section(format!("```{shown}```"))]})
+    let headline = body
+        .get("text")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty());
+    let (text, title) = match headline {
+        Some(t) => {
+            let t = truncate(&escape(t), MAX_SECTION_TEXT);
+            (t.clone(), t)
+        }
+        None => {
+            let t = format!("Webhook on route {route}");
+            (t.clone(), format!("*{t}*"))
+        }
+    };
+    json!({"text": text, "blocks": [section(title), section(format!("```{shown}```"))]})
 }
 
 #[async_trait]
@@ -180,6 +195,27 @@ mod tests {
             }
         }
         assert!(msg["text"].as_str().unwrap().contains("100 profile"));
+    }
+
+    #[test]
+    fn a_top_level_text_heads_the_message_escaped() {
+        let body = json!({"tapline_alert": {"count": 12}, "text": "Charged fell to 12 <@here>"});
+        let msg = slack_message("alerts", &body);
+        assert_eq!(msg["text"], "Charged fell to 12 &lt;@here&gt;");
+        assert_eq!(
+            msg["blocks"][0]["text"]["text"],
+            "Charged fell to 12 &lt;@here&gt;"
+        );
+        let code = msg["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(
+            code.starts_with("```") && code.contains("\"count\": 12"),
+            "{code}"
+        );
+        // A blank or non-string `text` is no headline.
+        let msg = slack_message("alerts", &json!({"text": "  "}));
+        assert_eq!(msg["text"], "Webhook on route alerts");
+        let msg = slack_message("alerts", &json!({"text": 5}));
+        assert_eq!(msg["text"], "Webhook on route alerts");
     }
 
     #[test]
