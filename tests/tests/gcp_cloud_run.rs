@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use tapline::gcp_secrets::SecretManager;
 use tapline::google_auth::GoogleAuth;
-use tapline_tests::clevertap_api::{ACCOUNT, ClevertapApi, PASSCODE, event_records};
+use tapline_tests::clevertap_api::{ACCOUNT, ClevertapApi, PASSCODE, Quirk, event_records};
 use tapline_tests::cloud_run_service::CloudRunService;
 use tapline_tests::pg::PgSchema;
 use tapline_tests::secret_manager::SecretManagerDouble;
@@ -111,6 +111,19 @@ mod api_puller {
         assert_eq!(body["results"]["events Charged 2022-09-23"]["rows"], 7);
         assert_eq!(schema.psql("SELECT count(*) FROM charged"), "19");
 
+        // CleverTap failing beyond the client's retries (six HTTP 500s): 503 so that Scheduler
+        // retries; nothing loaded or removed.
+        api.quirks(&[Quirk::ServerError; 6]);
+        let (status, body) = post_json(
+            &format!("{}/", service.url),
+            &json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22",
+                    "events": ["Charged"], "jobs": ["events"]}),
+        )
+        .await;
+        assert_eq!((status, &body["retry"]), (503, &json!(true)), "{body}");
+        assert_eq!(api.quirks_left(), 0);
+        assert_eq!(schema.psql("SELECT count(*) FROM charged"), "19");
+
         // Not a pull, or a bad setting: 400, nothing pulled.
         let (status, body) =
             post_json(&format!("{}/", service.url), &json!({"tapline": "sweep"})).await;
@@ -129,7 +142,8 @@ mod api_puller {
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["retry"], false, "{body}");
 
-        // A failed pull: 503 so that Scheduler retries; the rows already there stay as they are.
+        // A pull no retry can fix (CleverTap refuses to export the event): 500, `retry` false;
+        // the rows already there stay as they are.
         api.refuse_event("Notification Sent");
         let (status, body) = post_json(
             &format!("{}/", service.url),
@@ -137,7 +151,7 @@ mod api_puller {
                     "events": ["Notification Sent"], "jobs": ["events"]}),
         )
         .await;
-        assert_eq!((status, &body["retry"]), (503, &json!(true)), "{body}");
+        assert_eq!((status, &body["retry"]), (500, &json!(false)), "{body}");
         assert!(
             body["error"]
                 .as_str()

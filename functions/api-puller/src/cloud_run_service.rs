@@ -3,9 +3,12 @@
 //! - `POST /`: the same JSON payload as the Lambda's (`{"tapline":"pull"}`, optionally `from`,
 //!   `to`, `events`, `jobs`): 200 with the summary when every pull succeeded.
 //! - Cloud Scheduler retries **every** non-2xx answer (up to the job's `retry_count`), so the
-//!   codes say what happened rather than steer it: **503** when a pull failed (the retry resumes
-//!   each unfinished slice from its checkpoint in `_tapline_state`, and re-pulls of finished
-//!   days replace them, so retrying is safe and usually what fixes it); **400** for a body that
+//!   codes say what happened rather than steer it: **503** when a pull failed for a reason a
+//!   retry may fix (CleverTap or the warehouse busy or down: the retry resumes each unfinished
+//!   slice from its checkpoint in `_tapline_state`, and re-pulls of finished days replace them,
+//!   so retrying is safe); **500** when every failed pull needs someone to act (an event
+//!   CleverTap refuses to export, a notifier refusing its token: the body says `"retry":
+//!   false`); **400** for a body that
 //!   is not a pull payload or names a bad setting (no work was done, a retry does none either,
 //!   and the job's status shows the mistake).
 //! - `GET /healthz`: 200 `ok`.
@@ -47,11 +50,12 @@ pub fn router(state: PullService) -> Router {
 }
 
 /// The answer's status for a failed invocation: 400 when the request itself is wrong, 503 when
-/// a pull failed (a retry resumes from the checkpoints).
+/// a pull failed and a retry may fix it (it resumes from the checkpoints), 500 when no retry can.
 pub fn status_for(err: &PullInvocationError) -> StatusCode {
     match err {
         PullInvocationError::Payload(_) | PullInvocationError::Config(_) => StatusCode::BAD_REQUEST,
-        PullInvocationError::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        PullInvocationError::Failed { .. } if err.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+        PullInvocationError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -97,7 +101,7 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
                   "Pull failed.");
             answer(
                 status,
-                json!({"error": err.to_string(), "retry": status.is_server_error()}),
+                json!({"error": err.to_string(), "retry": err.is_retryable()}),
             )
         }
     }
@@ -131,11 +135,16 @@ mod tests {
             status_for(&PullInvocationError::Config(config)),
             StatusCode::BAD_REQUEST
         );
-        let failed = PullInvocationError::Failed {
+        let failed = |retryable| PullInvocationError::Failed {
             failed: 1,
             total: 2,
             first: "x".into(),
+            retryable,
         };
-        assert_eq!(status_for(&failed), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status_for(&failed(true)), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status_for(&failed(false)),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

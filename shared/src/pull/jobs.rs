@@ -251,7 +251,45 @@ pub enum PullInvocationError {
         total: usize,
         /// The first failure.
         first: String,
+        /// Whether any failed pull may succeed when run again (CleverTap or the warehouse
+        /// busy or down); `false` when every failure needs someone to act (an event CleverTap
+        /// refuses to export, a full disk, a rule's notifier refusing its token).
+        retryable: bool,
     },
+}
+
+impl PullInvocationError {
+    /// Whether invoking again may succeed without anyone changing anything: the entry points
+    /// answer so that a scheduler retries only what a retry can fix.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PullInvocationError::Payload(_) | PullInvocationError::Config(_) => false,
+            PullInvocationError::Failed { retryable, .. } => *retryable,
+        }
+    }
+}
+
+/// One failed pull of an invocation: its message (the error chain) and whether running it
+/// again may succeed.
+#[derive(Debug, Clone)]
+struct JobFailure {
+    message: String,
+    retryable: bool,
+}
+
+impl JobFailure {
+    fn new(error: &(dyn std::error::Error + 'static), retryable: bool) -> Self {
+        Self {
+            message: error_chain(error),
+            retryable,
+        }
+    }
+
+    /// The message prefixed with what failed (`campaign 1234: …`).
+    fn context(mut self, what: String) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
 }
 
 fn date_field(payload: &Value, name: &'static str) -> Result<Option<Date>, JobsConfigError> {
@@ -328,7 +366,7 @@ pub async fn handle_pull_payload(
         .into());
     }
 
-    let mut outcomes: Vec<(String, Result<Value, String>)> = Vec::new();
+    let mut outcomes: Vec<(String, Result<Value, JobFailure>)> = Vec::new();
     for kind in &job_kinds {
         match kind {
             JobKind::Events => {
@@ -339,7 +377,9 @@ pub async fn handle_pull_payload(
                     let summary = json!({"rows": r.rows, "pages": r.pages, "resumed_at_page": r.resumed_at_page});
                     outcomes.push((
                         what,
-                        r.result.map(|()| summary).map_err(|e| error_chain(&e)),
+                        r.result
+                            .map(|()| summary)
+                            .map_err(|e| JobFailure::new(&e, e.is_retryable())),
                     ));
                 }
             }
@@ -370,18 +410,22 @@ pub async fn handle_pull_payload(
                             let what = format!("count {} {}", r.event, r.day);
                             outcomes.push((
                                 what,
-                                r.result.map(|n| json!(n)).map_err(|e| error_chain(&e)),
+                                r.result
+                                    .map(|n| json!(n))
+                                    .map_err(|e| JobFailure::new(&e, e.is_retryable())),
                             ));
                         }
                     }
-                    Err(e) => outcomes.push(("counts".into(), Err(error_chain(&e)))),
+                    Err(e) => {
+                        outcomes.push(("counts".into(), Err(JobFailure::new(&e, e.is_retryable()))))
+                    }
                 }
             }
             JobKind::Campaigns => {
                 let result = pull_campaigns(client, warehouse.as_ref(), from, to).await;
-                let result = result.map_err(|e| error_chain(&e)).and_then(|r| {
+                let result = result.map_err(|e| JobFailure::new(&e, e.is_retryable())).and_then(|r| {
                     match r.failed.first() {
-                        Some((id, e)) => Err(format!("campaign {id}: {}", error_chain(e))),
+                        Some((id, e)) => Err(JobFailure::new(e, e.is_retryable()).context(format!("campaign {id}"))),
                         None => Ok(json!({"campaigns": r.campaigns, "reports": r.reports_ready, "not_ready": r.not_ready.len()})),
                     }
                 });
@@ -402,14 +446,15 @@ pub async fn handle_pull_payload(
                         format!("profiles {event}"),
                         result
                             .map(|r| json!({"merged": r.merged, "pages": r.pages}))
-                            .map_err(|e: PullError| error_chain(&e)),
+                            .map_err(|e: PullError| JobFailure::new(&e, e.is_retryable())),
                     ));
                 }
             }
             JobKind::Messages => {
                 let r = pull_message_reports(client, warehouse.as_ref(), from, to, &[]).await;
                 let result = match r.failed.first() {
-                    Some((day, e)) => Err(format!("message report {day}: {}", error_chain(e))),
+                    Some((day, e)) => Err(JobFailure::new(e, e.is_retryable())
+                        .context(format!("message report {day}"))),
                     None => Ok(
                         json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()}),
                     ),
@@ -430,7 +475,8 @@ pub async fn handle_pull_payload(
                             let failure = failures.iter().find(|f| f.rule == r.rule.name);
                             let what = format!("alert {} {}", r.rule.name, r.day);
                             let outcome = match failure {
-                                Some(f) => Err(format!("not posted: {}", error_chain(&f.error))),
+                                Some(f) => Err(JobFailure::new(&f.error, f.error.is_retryable())
+                                    .context("not posted".into())),
                                 None => Ok(json!({
                                     "status": match r.status {
                                         AlertStatus::Ok => "ok",
@@ -445,18 +491,23 @@ pub async fn handle_pull_payload(
                             outcomes.push((what, outcome));
                         }
                     }
-                    Err(e) => outcomes.push(("alerts".into(), Err(error_chain(&e)))),
+                    Err(e) => {
+                        outcomes.push(("alerts".into(), Err(JobFailure::new(&e, e.is_retryable()))))
+                    }
                 }
             }
         }
     }
-    let failed: Vec<&(String, Result<Value, String>)> =
-        outcomes.iter().filter(|(_, r)| r.is_err()).collect();
-    if let Some((what, Err(error))) = failed.first() {
+    let failed: Vec<(&String, &JobFailure)> = outcomes
+        .iter()
+        .filter_map(|(what, r)| r.as_ref().err().map(|f| (what, f)))
+        .collect();
+    if let Some((what, first)) = failed.first() {
         return Err(PullInvocationError::Failed {
             failed: failed.len(),
             total: outcomes.len(),
-            first: format!("{what}: {error}"),
+            first: format!("{what}: {}", first.message),
+            retryable: failed.iter().any(|(_, f)| f.retryable),
         });
     }
     let results: serde_json::Map<String, Value> = outcomes
