@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tapline_tests::receiver::Receiver;
+use tapline_tests::relay_router::post_hook;
 use tapline_tests::{s3, sqs};
-use tower::ServiceExt;
 use webhook_relay::RelayConfig;
 use webhook_relay::clock::SystemClock;
 use webhook_relay::relay::{accept_router, destinations, http_client};
@@ -53,18 +51,7 @@ signing_secret_env = "SIGNING"
 }
 
 async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
-    let request = Request::post("/hooks/big")
-        .header("content-type", "application/json")
-        .header("X-Tapline-Token", TOKEN)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    post_hook(router, "big", Some(("X-Tapline-Token", TOKEN)), body).await
 }
 
 /// A delivery queue (with its dead-letter queue) whose messages may be at most 256 KiB, the

@@ -7,11 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
+use tapline_tests::relay_router::post_hook;
 use webhook_relay::clock::{ManualClock, SystemClock};
 use webhook_relay::destination::DeliveryAttempt;
 use webhook_relay::queue::DeliveryQueue;
@@ -50,18 +48,7 @@ fn config(warehouse_url: &str) -> RelayConfig {
 }
 
 async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
-    let request = Request::post("/hooks/alerts")
-        .header("content-type", "application/json")
-        .header("X-Tapline-Token", TOKEN)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    post_hook(router, "alerts", Some(("X-Tapline-Token", TOKEN)), body).await
 }
 
 const COLUMNS: &str = "delivery_id, payload_id, route, received_at, received_at_ms, target_id, \

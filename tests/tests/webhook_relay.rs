@@ -9,9 +9,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tapline_tests::receiver::{Receiver, Reply};
+use tapline_tests::relay_router::post_hook;
 use tower::ServiceExt;
 use webhook_relay::clock::{Clock, ManualClock};
 use webhook_relay::queue::{DeadLetterFilter, DeliveryQueue, QueueCounts};
@@ -87,31 +87,6 @@ fn config(slack: &Receiver, http: &Receiver, extra_settings: &str) -> RelayConfi
     .expect("valid config")
 }
 
-/// POSTs `body` to `/hooks/{route}` of `router` with the `auth` header; the status and JSON answer.
-async fn post_to(
-    router: &axum::Router,
-    route: &str,
-    auth: Option<(&str, &str)>,
-    body: &str,
-) -> (StatusCode, Value) {
-    let mut request =
-        Request::post(format!("/hooks/{route}")).header("content-type", "application/json");
-    if let Some((name, value)) = auth {
-        request = request.header(name, value);
-    }
-    let response = router
-        .clone()
-        .oneshot(request.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 impl Harness {
     fn new(slack: &Receiver, http: &Receiver) -> Self {
         Self::with_settings(slack, http, "")
@@ -143,7 +118,7 @@ impl Harness {
         auth: Option<(&str, &str)>,
         body: &str,
     ) -> (StatusCode, Value) {
-        post_to(&self.relay.router, route, auth, body).await
+        post_hook(&self.relay.router, route, auth, body).await
     }
 
     async fn post_alert(&self, body: &str) -> (StatusCode, Value) {
@@ -645,7 +620,7 @@ mod on_aws {
     use webhook_relay::sqs_queue::{DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
 
     async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
-        post_to(router, "alerts", Some(("X-Tapline-Token", TOKEN)), body).await
+        post_hook(router, "alerts", Some(("X-Tapline-Token", TOKEN)), body).await
     }
 
     fn handler(
