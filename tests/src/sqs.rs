@@ -140,3 +140,24 @@ pub async fn settle_batch(
     }
     failed
 }
+
+/// AWS's documented SQS event (`fixtures/events/sqs_batch.json`), its messages replaced by
+/// `(message id, body)` pairs.
+pub fn sqs_event(messages: &[(&str, String)]) -> Value {
+    let path = format!(
+        "{}/fixtures/events/sqs_batch.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut event: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let template = event["Records"][0].take();
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
+            let mut record = template.clone();
+            record["messageId"] = json!(id);
+            record["body"] = json!(body);
+            record
+        })
+        .collect();
+    json!({ "Records": records })
+}

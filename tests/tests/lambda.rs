@@ -14,31 +14,11 @@ use tapline_tests::proxy::CuttableProxy;
 use tapline_tests::s3::{
     bucket_with_export, client, create_secret, moto, new_bucket, notification, put,
 };
+use tapline_tests::sqs::sqs_event;
 use tapline_tests::{export_csv, gzip, postgres_url};
 
 const CHARGED: &str = "exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz";
 const LAUNCHED: &str = "exports/1663664837-1663785000-App Launched-20220921-0-0.csv.gz";
-
-/// AWS's documented SQS event (`fixtures/events/sqs_batch.json`), its messages replaced by
-/// `(message id, body)` pairs.
-fn sqs_event(messages: &[(&str, String)]) -> Value {
-    let path = format!(
-        "{}/fixtures/events/sqs_batch.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut event: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    let template = event["Records"][0].take();
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|(id, body)| {
-            let mut record = template.clone();
-            record["messageId"] = json!(id);
-            record["body"] = json!(body);
-            record
-        })
-        .collect();
-    json!({ "Records": records })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_a_warehouse_outage_messages_come_back_and_later_load_once() {

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tapline_tests::receiver::Receiver;
 use tapline_tests::relay_router::post_hook;
+use tapline_tests::sqs::sqs_event;
 use tapline_tests::{s3, sqs};
 use webhook_relay::RelayConfig;
 use webhook_relay::clock::SystemClock;
@@ -258,27 +259,6 @@ fn function_url_event(token: Option<&str>, body: &str) -> Value {
     event["headers"]["content-length"] = json!(body.len().to_string());
     event["body"] = json!(body);
     event
-}
-
-/// AWS's documented SQS event (`fixtures/events/sqs_batch.json`), its records replaced by
-/// `(message id, body)` pairs.
-fn sqs_event(messages: &[(&str, String)]) -> Value {
-    let path = format!(
-        "{}/fixtures/events/sqs_batch.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut event: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    let template = event["Records"][0].take();
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|(id, body)| {
-            let mut record = template.clone();
-            record["messageId"] = json!(id);
-            record["body"] = json!(body);
-            record
-        })
-        .collect();
-    json!({ "Records": records })
 }
 
 const WATCH_CONFIG: &str = r#"
