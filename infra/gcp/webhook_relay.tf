@@ -174,6 +174,12 @@ resource "google_cloud_run_v2_service" "webhook_relay_worker" {
         value = jsonencode(local.relay_secret_versions)
       }
       env {
+        # The dedupe window: the same body on a route within settings.dedupe_window_secs is
+        # delivered once, by claims in this bucket (GCS generation preconditions).
+        name  = "TAPLINE_RELAY_DEDUPE_BUCKET"
+        value = google_storage_bucket.relay_dedupe[0].name
+      }
+      env {
         name  = "TAPLINE_WAREHOUSE"
         value = local.warehouse_url
       }
@@ -195,6 +201,43 @@ resource "google_pubsub_topic_iam_member" "webhook_relay_worker_dead_letters" {
   topic   = google_pubsub_topic.relay_dead_letters[0].name
   role    = "roles/pubsub.publisher"
   member  = google_service_account.webhook_relay_worker[0].member
+}
+
+# The worker's dedupe claims: one small object per (route, destination, body hash), created only
+# if absent (ifGenerationMatch=0) and taken over only at the generation read. Claims matter for
+# the dedupe window (minutes), so they expire after a day; an expired claim only means the next
+# copy is delivered.
+resource "google_storage_bucket" "relay_dedupe" {
+  count                       = local.enable_webhook_relay ? 1 : 0
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name_prefix}-relay-dedupe"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  labels                      = local.labels
+
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+
+  #checkov:skip=CKV_GCP_62:Access logs need a separate log bucket the deployer owns; the bucket holds only claims (payload ids and hashes).
+  #checkov:skip=CKV_GCP_78:Versioning would keep every superseded claim; claims are overwritten by design and expire in a day.
+}
+
+resource "google_storage_bucket_iam_member" "relay_worker_dedupe" {
+  # Create, read and overwrite claims (overwriting needs delete); in this bucket only.
+  count  = local.enable_webhook_relay ? 1 : 0
+  bucket = google_storage_bucket.relay_dedupe[0].name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.webhook_relay_worker[0].member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "webhook_relay_worker_push" {

@@ -57,3 +57,44 @@ impl GoogleAuth {
         }
     }
 }
+
+/// The variable Google's client libraries read to find a storage emulator (fake-gcs-server).
+pub const ENV_STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
+/// Cloud Storage's JSON API.
+pub const STORAGE_PRODUCTION_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// Where Cloud Storage is, the way Google's libraries decide: `STORAGE_EMULATOR_HOST` (host:port
+/// or a URL) with no token, else Google's endpoint with Application Default Credentials.
+pub fn storage_from_env() -> Result<(String, GoogleAuth), BuildCredentialsError> {
+    match std::env::var(ENV_STORAGE_EMULATOR_HOST) {
+        Ok(host) if !host.is_empty() => Ok((emulator_endpoint(&host), GoogleAuth::anonymous())),
+        _ => Ok((
+            STORAGE_PRODUCTION_ENDPOINT.to_string(),
+            GoogleAuth::application_default()?,
+        )),
+    }
+}
+
+/// `STORAGE_EMULATOR_HOST` may be `host:port` or a URL.
+fn emulator_endpoint(host: &str) -> String {
+    let host = host.trim_end_matches('/');
+    if host.contains("://") {
+        host.to_string()
+    } else {
+        format!("http://{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_host_may_omit_the_scheme() {
+        assert_eq!(emulator_endpoint("localhost:4443"), "http://localhost:4443");
+        assert_eq!(
+            emulator_endpoint("http://127.0.0.1:9/"),
+            "http://127.0.0.1:9"
+        );
+    }
+}

@@ -248,8 +248,12 @@ mod relay {
     use std::time::Duration;
 
     use super::*;
+    use tapline_tests::gcs;
     use tapline_tests::pubsub::{PubSubDouble, Settled};
     use tapline_tests::receiver::{Receiver, Reply};
+    use webhook_relay::dedupe::{Claim, ClaimStore, DedupeWindow};
+    use webhook_relay::gcs_dedupe::GcsClaims;
+    use webhook_relay::pubsub_queue::{OutgoingMessage, PubSubPublisher};
 
     const TOKEN: &str = "gcp-relay-t0ken";
     const CONFIG: &str = r#"
@@ -539,6 +543,198 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         );
         let (clean, _) = worker.stop().await;
         assert!(clean);
+    }
+
+    /// A delivery as the endpoint publishes it: payload `payload` to `destination`, received at
+    /// `at` (Unix ms).
+    fn delivery(payload: &str, destination: &str, at: i64, body: &[u8]) -> OutgoingMessage {
+        OutgoingMessage {
+            data: body.to_vec(),
+            attributes: [
+                ("tapline_delivery_id", format!("{payload}.{destination}")),
+                ("tapline_payload_id", payload.to_string()),
+                ("tapline_route", "alerts".to_string()),
+                ("tapline_destination", destination.to_string()),
+                ("tapline_received_at_ms", at.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }
+    }
+
+    /// The dedupe window on GCP: CleverTap sends the same webhook twice, both are accepted
+    /// (published), and each destination gets it once: the worker claims each delivery in a
+    /// GCS bucket (fake-gcs-server) with generation preconditions. A redelivery of the same
+    /// delivery goes through again; after the window the claim is taken over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_body_within_the_window_is_delivered_once_on_gcp() {
+        let pubsub = PubSubDouble::start(PROJECT).await;
+        let delivery_topic = pubsub.create_topic("d");
+        let dead = pubsub.create_topic("dl");
+        let bucket = gcs::new_bucket("relay-dedupe").await;
+        let gcs_url = gcs::gcs_url();
+        let (slack, crm) = (Receiver::start().await, Receiver::start().await);
+        let env = |mode: &'static str| {
+            vec![
+                ("TAPLINE_RELAY_MODE", mode),
+                ("TAPLINE_RELAY_CONFIG_TOML", CONFIG),
+                ("ALERTS_TOKEN", TOKEN),
+                ("SLACK_ALERTS_URL", slack.url.as_str()),
+                ("CRM_WEBHOOK_URL", crm.url.as_str()),
+                ("CRM_SIGNING_SECRET", "s"),
+                ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
+                ("TAPLINE_RELAY_TOPIC", delivery_topic.as_str()),
+                ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
+                ("TAPLINE_RELAY_DEDUPE_BUCKET", bucket.as_str()),
+                ("STORAGE_EMULATOR_HOST", gcs_url.as_str()),
+                ("TAPLINE_LOG", "info"),
+            ]
+        };
+        let worker = CloudRunService::start("webhook-relay-cloud-run", &env("worker")).await;
+        pubsub.push_subscription(
+            "s",
+            &delivery_topic,
+            &format!("{}/", worker.url),
+            Duration::from_millis(50),
+            Some((&dead, 5)),
+        );
+        let endpoint = CloudRunService::start("webhook-relay-cloud-run", &env("endpoint")).await;
+
+        // Sent twice: both accepted under their own ids, each destination delivered once.
+        let body = webhook(7);
+        let (first, second) = (
+            post_hook(&endpoint, TOKEN, &body).await,
+            post_hook(&endpoint, TOKEN, &body).await,
+        );
+        assert_eq!((first.0, second.0), (200, 200));
+        assert_ne!(first.1["id"], second.1["id"]);
+        assert_eq!(pubsub.messages(&delivery_topic).len(), 4);
+        let settled = pubsub.wait_settled(4, Duration::from_secs(30)).await;
+        assert!(
+            settled.iter().all(|(_, _, how)| *how == Settled::Acked),
+            "{settled:?}"
+        );
+        assert_eq!((slack.received().len(), crm.received().len()), (1, 1));
+        let winner = crm.received()[0].headers["idempotency-key"]
+            .to_str()
+            .unwrap()
+            .trim_end_matches(".crm")
+            .to_string();
+        assert!(
+            [&first.1["id"], &second.1["id"]].contains(&&json!(winner)),
+            "{winner}"
+        );
+        let claim_url = format!(
+            "{gcs_url}/storage/v1/b/{bucket}/o/{}",
+            webhook_relay::dedupe::claim_key("alerts", "crm", &serde_json::to_vec(&body).unwrap())
+                .replace('/', "%2F")
+        );
+        let claim: Value = reqwest::get(&claim_url)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(claim["metadata"]["payload-id"], json!(winner), "{claim}");
+
+        // The same delivery handed over again is delivered again (same key); another copy 9
+        // minutes after the first is not; 11 minutes after, the claim is taken over.
+        let publisher = PubSubPublisher::new(
+            &format!("http://{}", pubsub.host),
+            GoogleAuth::anonymous(),
+            delivery_topic.clone(),
+        )
+        .unwrap();
+        const T0: i64 = 1_764_000_000_000;
+        let raw = br#"{"targetId":9}"#;
+        let publish = |messages: Vec<OutgoingMessage>| {
+            let publisher = publisher.clone();
+            async move { publisher.publish(&messages).await.unwrap() }
+        };
+        publish(vec![delivery("p-a", "crm", T0, raw)]).await;
+        pubsub.wait_settled(5, Duration::from_secs(30)).await;
+        publish(vec![
+            delivery("p-a", "crm", T0, raw),
+            delivery("p-b", "crm", T0 + 9 * 60_000, raw),
+        ])
+        .await;
+        pubsub.wait_settled(7, Duration::from_secs(30)).await;
+        publish(vec![delivery("p-c", "crm", T0 + 11 * 60_000, raw)]).await;
+        pubsub.wait_settled(8, Duration::from_secs(30)).await;
+        let keys: Vec<String> = crm
+            .received()
+            .iter()
+            .skip(1)
+            .map(|m| m.headers["idempotency-key"].to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(keys, ["p-a.crm", "p-a.crm", "p-c.crm"]);
+        let statuses: Vec<u16> = pubsub.pushes().iter().map(|p| p.status).collect();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+        let (clean, logs) = worker.stop().await;
+        assert!(clean);
+        assert_eq!(
+            logs.matches("Duplicate within the dedupe window").count(),
+            3,
+            "{logs}"
+        );
+        assert!(!logs.contains("Dedupe claim failed"), "{logs}");
+        endpoint.stop().await;
+    }
+
+    /// Without a reachable bucket the worker delivers rather than blocks (maybe twice), and says
+    /// why; the claim adapter itself honours generation preconditions on fake-gcs-server.
+    #[tokio::test]
+    async fn gcs_claims_are_conditional_and_a_missing_bucket_delivers() {
+        let bucket = gcs::new_bucket("relay-claims").await;
+        let claims = GcsClaims::new(&gcs::gcs_url(), GoogleAuth::anonymous(), &bucket).unwrap();
+        assert_eq!(claims.create("dedupe/r/d/k", "p1", 5).await, Ok(true));
+        assert_eq!(claims.create("dedupe/r/d/k", "p2", 6).await, Ok(false));
+        let holder = claims.read("dedupe/r/d/k").await.unwrap().unwrap();
+        assert_eq!(
+            (holder.payload_id.as_str(), holder.received_at_ms),
+            ("p1", Some(5))
+        );
+        assert_eq!(claims.read("dedupe/r/d/none").await, Ok(None));
+        let stale = format!("{}1", holder.version);
+        assert_eq!(
+            claims.replace("dedupe/r/d/k", &stale, "p3", 7).await,
+            Ok(false)
+        );
+        assert_eq!(
+            claims
+                .replace("dedupe/r/d/k", &holder.version, "p3", 7)
+                .await,
+            Ok(true)
+        );
+        assert_eq!(
+            claims
+                .replace("dedupe/r/d/k", &holder.version, "p4", 8)
+                .await,
+            Ok(false),
+            "the second take-over of one version loses"
+        );
+        assert_eq!(
+            claims
+                .read("dedupe/r/d/k")
+                .await
+                .unwrap()
+                .unwrap()
+                .payload_id,
+            "p3"
+        );
+
+        let missing = DedupeWindow::new(
+            GcsClaims::new(&gcs::gcs_url(), GoogleAuth::anonymous(), "no-such-bucket").unwrap(),
+            Duration::from_secs(600),
+        );
+        for payload in ["p1", "p2"] {
+            assert_eq!(
+                missing.claim("r", "d", b"{}", payload, 0).await,
+                Claim::Deliver
+            );
+        }
     }
 
     /// The double holds publishers to the documented request: bad base64, empty messages and

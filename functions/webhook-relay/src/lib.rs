@@ -10,13 +10,15 @@
 //! - [`worker`]: the delivery worker; [`retry`] its backoff; [`clock`] injectable time.
 //! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
 //! - [`relay`]: assembly and `serve`.
+//! - [`dedupe`]: the dedupe window in the cloud, as claims in a bucket ([`dedupe::ClaimStore`]).
 //! - `sqs_queue`, `sqs_payloads`, `sqs_dedupe`, `aws_config_env` (feature `sqs`): the queue and
-//!   the worker handler on AWS, bodies too large for SQS in S3 (claim-check), deduplication by
-//!   S3 conditional puts,
-//!   and the configuration of the Lambda functions (route secrets from Secrets Manager).
-//! - `pubsub_queue` (feature `pubsub`): the topic and the push worker on Google Cloud; the
-//!   Cloud Run services read their configuration through `aws_config_env` too (route secrets
-//!   from Secret Manager by version name).
+//!   the worker handler on AWS, bodies too large for SQS in S3 (claim-check), dedupe claims by
+//!   S3 conditional puts, and the configuration of the Lambda functions (route secrets from
+//!   Secrets Manager).
+//! - `pubsub_queue`, `gcs_dedupe` (feature `pubsub`): the topic and the push worker on Google
+//!   Cloud, dedupe claims by GCS generation preconditions; the Cloud Run services read their
+//!   configuration through `aws_config_env` too (route secrets from Secret Manager by version
+//!   name).
 
 pub mod auth;
 // Cloud-neutral despite its name: secret references are read by their form (ARN or Secret
@@ -26,7 +28,10 @@ pub mod aws_config_env;
 pub mod clevertap_upload;
 pub mod clock;
 pub mod config;
+pub mod dedupe;
 pub mod destination;
+#[cfg(feature = "pubsub")]
+pub mod gcs_dedupe;
 pub mod http_forward;
 pub mod payload;
 #[cfg(feature = "pubsub")]

@@ -16,6 +16,11 @@
 //! acknowledged; the subscription's own dead-letter policy (`max_delivery_attempts`, keep it ≥
 //! `max_attempts`) is the safety net for a message the worker never settles (a crash, a
 //! malformed message, a dead-letter topic it cannot publish to).
+//!
+//! The dedupe window: Pub/Sub cannot look back, so both copies of a payload sent twice are
+//! published, and the worker claims each delivery in a GCS bucket before attempting it
+//! ([`PubSubDeliveryHandler::with_dedupe`], [`crate::gcs_dedupe`]); the second copy within the
+//! window is acknowledged without an attempt.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +40,8 @@ use tapline::google_auth::GoogleAuth;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
+use crate::dedupe::Claim;
+use crate::gcs_dedupe::GcsDedupe;
 use crate::queue::{
     AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
 };
@@ -206,8 +213,8 @@ impl PubSubPublisher {
 /// Accepted payloads into the delivery topic: one message per destination, published in one
 /// request, so the 200 goes out only once Pub/Sub has every delivery.
 ///
-/// Pub/Sub cannot look back, so the dedupe window does not apply here: a payload sent twice is
-/// delivered twice, each with its own `Idempotency-Key`.
+/// Pub/Sub cannot look back, so the dedupe window is applied by the worker: both copies of a
+/// payload sent twice are published, and the second is dropped at delivery.
 #[derive(Debug, Clone)]
 pub struct PubSubAcceptQueue {
     publisher: PubSubPublisher,
@@ -287,6 +294,12 @@ pub enum PushOutcome {
     Retry,
     /// On the dead-letter topic with its attempt record: acknowledged.
     DeadLettered,
+    /// The same body on the same route went to this destination within the dedupe window, as
+    /// payload `first`: acknowledged without an attempt.
+    Duplicate {
+        /// The payload that holds the claim.
+        first: String,
+    },
     /// Not a relay delivery (no data, bad base64, missing attributes): not acknowledged, so
     /// the subscription's dead-letter policy moves it aside after its attempts.
     Malformed(String),
@@ -296,7 +309,9 @@ impl PushOutcome {
     /// The HTTP status answering the push: 2xx acknowledges, anything else asks for redelivery.
     pub fn status(&self) -> StatusCode {
         match self {
-            PushOutcome::Delivered | PushOutcome::DeadLettered => StatusCode::OK,
+            PushOutcome::Delivered | PushOutcome::DeadLettered | PushOutcome::Duplicate { .. } => {
+                StatusCode::OK
+            }
             PushOutcome::Retry => StatusCode::SERVICE_UNAVAILABLE,
             PushOutcome::Malformed(_) => StatusCode::BAD_REQUEST,
         }
@@ -309,6 +324,7 @@ pub struct PubSubDeliveryHandler {
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
     dead_letters: PubSubPublisher,
+    dedupe: Option<GcsDedupe>,
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -336,7 +352,15 @@ impl PubSubDeliveryHandler {
             retry,
             clock,
             dead_letters,
+            dedupe: None,
         }
+    }
+
+    /// Deliveries are claimed in `dedupe` first, so that the same body on the same route
+    /// within the window is delivered once (see [`crate::dedupe`]).
+    pub fn with_dedupe(mut self, dedupe: Option<GcsDedupe>) -> Self {
+        self.dedupe = dedupe;
+        self
     }
 
     /// One pushed message: one attempt, then acknowledge (delivered, dead-lettered) or not.
@@ -365,6 +389,15 @@ impl PubSubDeliveryHandler {
         let received_at_ms = attr(ATTR_RECEIVED_AT_MS)
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(|| self.clock.now_ms());
+        if let Some(dedupe) = &self.dedupe
+            && let Claim::Duplicate { first } = dedupe
+                .claim(&route, &destination, &body, &payload_id, received_at_ms)
+                .await
+        {
+            info!(delivery = %id, %route, %destination, %first,
+                  "Duplicate within the dedupe window: not delivered.");
+            return PushOutcome::Duplicate { first };
+        }
         let delivery = Delivery {
             id: id.clone(),
             payload_id,

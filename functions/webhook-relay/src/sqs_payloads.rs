@@ -76,9 +76,12 @@ impl PayloadStore {
         Some(Self::new(Client::from_conf(config), bucket))
     }
 
-    /// Dedupe claims for `window` in the same bucket (`dedupe/`, see [`crate::sqs_dedupe`]).
+    /// Dedupe claims for `window` in the same bucket (`dedupe/`, see [`crate::dedupe`]).
     pub fn dedupe(&self, window: std::time::Duration) -> crate::sqs_dedupe::DedupeStore {
-        crate::sqs_dedupe::DedupeStore::new(self.client.clone(), &self.bucket, window)
+        crate::dedupe::DedupeWindow::new(
+            crate::sqs_dedupe::S3Claims::new(self.client.clone(), &self.bucket),
+            window,
+        )
     }
 
     /// The object key of a payload's body.

@@ -21,11 +21,12 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
+use crate::dedupe::Claim;
 use crate::queue::{
     AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
 };
 use crate::retry::RetryPolicy;
-use crate::sqs_dedupe::{Claim, DedupeStore};
+use crate::sqs_dedupe::DedupeStore;
 use crate::sqs_payloads::{BodyPointer, PayloadStore, SQS_MESSAGE_MAX_BYTES, batches};
 use crate::worker::{DestinationMap, DestinationPauses, attempt};
 
@@ -263,7 +264,7 @@ pub enum MessageOutcome {
     /// On the dead-letter queue with its attempt record: deleted from the delivery queue.
     DeadLettered,
     /// The same body on the same route was delivered to this destination within the dedupe
-    /// window (see [`crate::sqs_dedupe`]): deleted without an attempt.
+    /// window (see [`crate::dedupe`]): deleted without an attempt.
     Duplicate,
     /// Its destination is paused: sent again, delayed until the pause ends, with its attempts
     /// so far; this message is deleted without an attempt.
@@ -309,7 +310,7 @@ impl SqsDeliveryHandler {
     }
 
     /// Deliveries are claimed in `dedupe` first, so that the same body on the same route
-    /// within the window is delivered once (see [`crate::sqs_dedupe`]).
+    /// within the window is delivered once (see [`crate::dedupe`]).
     pub fn with_dedupe(mut self, dedupe: Option<DedupeStore>) -> Self {
         self.dedupe = dedupe;
         self

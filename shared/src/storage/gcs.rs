@@ -24,9 +24,7 @@ use super::{ObjectEntry, ObjectSource};
 use crate::Error;
 use crate::google_auth::GoogleAuth;
 
-/// The variable Google's client libraries read to find a storage emulator.
-pub const ENV_STORAGE_EMULATOR_HOST: &str = "STORAGE_EMULATOR_HOST";
-const PRODUCTION_ENDPOINT: &str = "https://storage.googleapis.com";
+pub use crate::google_auth::ENV_STORAGE_EMULATOR_HOST;
 /// How long one read or listing may keep retrying transient errors before it is reported
 /// (retryable) to the caller, who retries the whole file later.
 const RETRY_TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -46,16 +44,6 @@ pub fn parse_gs_uri(uri: &str) -> Option<(&str, &str)> {
     let rest = uri.strip_prefix("gs://")?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     (!bucket.is_empty()).then_some((bucket, prefix))
-}
-
-/// `STORAGE_EMULATOR_HOST` may be `host:port` or a URL.
-fn emulator_endpoint(host: &str) -> String {
-    let host = host.trim_end_matches('/');
-    if host.contains("://") {
-        host.to_string()
-    } else {
-        format!("http://{host}")
-    }
 }
 
 /// An error kind from an HTTP status: what will not change by retrying is not retried.
@@ -111,18 +99,12 @@ impl GcsSource {
             uri: "gs://".to_string(),
             source: io::Error::new(io::ErrorKind::PermissionDenied, detail),
         };
-        let (endpoint, auth) = match std::env::var(ENV_STORAGE_EMULATOR_HOST) {
-            Ok(host) if !host.is_empty() => (emulator_endpoint(&host), GoogleAuth::anonymous()),
-            _ => (
-                PRODUCTION_ENDPOINT.to_string(),
-                GoogleAuth::application_default().map_err(|e| {
-                    config_err(format!(
-                        "Google Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, \
-                         gcloud's application_default_credentials.json, the metadata server): {e}"
-                    ))
-                })?,
-            ),
-        };
+        let (endpoint, auth) = crate::google_auth::storage_from_env().map_err(|e| {
+            config_err(format!(
+                "Google Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, \
+                 gcloud's application_default_credentials.json, the metadata server): {e}"
+            ))
+        })?;
         Self::new(&endpoint, auth).await
     }
 
@@ -338,15 +320,6 @@ mod tests {
         assert_eq!(parse_gs_uri("gs://b"), Some(("b", "")));
         assert_eq!(parse_gs_uri("gs:///k"), None);
         assert_eq!(parse_gs_uri("s3://b/k"), None);
-    }
-
-    #[test]
-    fn emulator_host_may_omit_the_scheme() {
-        assert_eq!(emulator_endpoint("localhost:4443"), "http://localhost:4443");
-        assert_eq!(
-            emulator_endpoint("http://127.0.0.1:9/"),
-            "http://127.0.0.1:9"
-        );
     }
 
     #[test]

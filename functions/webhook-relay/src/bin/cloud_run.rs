@@ -3,17 +3,21 @@
 //! - `endpoint`: the public service. The same Router as `tapline relay serve`, publishing each
 //!   accepted payload to `TAPLINE_RELAY_TOPIC` (one message per destination) before it answers.
 //! - `worker`: the internal service the push subscription calls (`POST /`); delivers, and
-//!   dead-letters to `TAPLINE_RELAY_DEAD_LETTER_TOPIC`. See `webhook_relay::pubsub_queue`.
+//!   dead-letters to `TAPLINE_RELAY_DEAD_LETTER_TOPIC`; with `TAPLINE_RELAY_DEDUPE_BUCKET`, the
+//!   same body within the dedupe window is delivered once (claims in that GCS bucket). See
+//!   `webhook_relay::pubsub_queue`.
 //!
 //! Environment: `TAPLINE_RELAY_CONFIG_TOML` (or `TAPLINE_RELAY_CONFIG`), `TAPLINE_RELAY_SECRET_ARNS`
 //! (JSON map NAME → Secret Manager version), `PORT`, `TAPLINE_LOG`; `PUBSUB_EMULATOR_HOST`,
-//! `SECRET_MANAGER_ENDPOINT` and `TAPLINE_LISTEN_HOST` for local runs. See README.md.
+//! `SECRET_MANAGER_ENDPOINT`, `STORAGE_EMULATOR_HOST` and `TAPLINE_LISTEN_HOST` for local runs. See README.md.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
+use webhook_relay::dedupe::DedupeWindow;
+use webhook_relay::gcs_dedupe::{ENV_DEDUPE_BUCKET, GcsClaims};
 use webhook_relay::pubsub_queue::{
     ENV_DEAD_LETTER_TOPIC, ENV_TOPIC, PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher,
     push_router,
@@ -59,12 +63,30 @@ async fn run() -> Result<(), BoxError> {
         }
         "worker" => {
             let client = http_client(config.settings.delivery_timeout)?;
-            push_router(Arc::new(PubSubDeliveryHandler::new(
-                destinations(&config, &client),
-                config.settings.retry.clone(),
-                Arc::new(SystemClock),
-                PubSubPublisher::from_env(required(ENV_DEAD_LETTER_TOPIC)?)?,
-            )))
+            let dedupe = match std::env::var(ENV_DEDUPE_BUCKET)
+                .ok()
+                .filter(|b| !b.is_empty())
+            {
+                Some(bucket) => Some(DedupeWindow::new(
+                    GcsClaims::from_env(bucket)?,
+                    config.settings.dedupe_window,
+                )),
+                None => {
+                    tracing::warn!(
+                        "{ENV_DEDUPE_BUCKET} is not set: no dedupe window (a body sent twice is delivered twice)."
+                    );
+                    None
+                }
+            };
+            push_router(Arc::new(
+                PubSubDeliveryHandler::new(
+                    destinations(&config, &client),
+                    config.settings.retry.clone(),
+                    Arc::new(SystemClock),
+                    PubSubPublisher::from_env(required(ENV_DEAD_LETTER_TOPIC)?)?,
+                )
+                .with_dedupe(dedupe),
+            ))
         }
         other => return Err(format!("{ENV_MODE}={other:?}: use endpoint or worker").into()),
     };
