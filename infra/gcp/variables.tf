@@ -215,8 +215,8 @@ variable "webhook_relay_secret_names" {
 
 variable "webhook_relay_max_delivery_attempts" {
   type        = number
-  description = "Pub/Sub deliveries of one accepted webhook before the subscription dead-letters it (5 to 100). Keep it at least the relay's settings.max_attempts (default 8): the worker dead-letters at that attempt itself, with the last error; this is the safety net."
-  default     = 10
+  description = "Pub/Sub pushes of one delivery before the subscription dead-letters it (5 to 100): the safety net, since the worker dead-letters at settings.max_attempts (default 8) itself, with the last error. Pushes the worker holds (during a retry's backoff, a Retry-After or a paused destination) count here but are not attempts, so leave room: with the 10 s to 600 s push backoff, 30 pushes cover about four hours."
+  default     = 30
 }
 
 variable "warehouse_url" {

@@ -397,6 +397,21 @@ impl PubSubDouble {
         self.shared.settled.lock().unwrap().clone()
     }
 
+    /// Waits until the pushes so far satisfy `done` (panics after `limit`); returns them.
+    pub async fn wait_pushes(&self, done: impl Fn(&[Push]) -> bool, limit: Duration) -> Vec<Push> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.shared.changed.notified();
+            let pushes = self.pushes();
+            if done(&pushes) {
+                return pushes;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("pushes never got there: {:?}", self.pushes());
+            }
+        }
+    }
+
     /// Waits until `n` messages have left their subscriptions (panics after `limit`).
     pub async fn wait_settled(&self, n: usize, limit: Duration) -> Vec<(String, String, Settled)> {
         let deadline = tokio::time::Instant::now() + limit;

@@ -33,6 +33,8 @@ pub struct Received {
     pub headers: HeaderMap,
     /// Its body.
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 struct Shared {
@@ -61,11 +63,11 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         let next = shared.script.lock().unwrap().pop_front();
         next.unwrap_or_else(|| shared.default.lock().unwrap().clone())
     };
-    shared
-        .received
-        .lock()
-        .unwrap()
-        .push(Received { headers, body });
+    shared.received.lock().unwrap().push(Received {
+        headers,
+        body,
+        at: std::time::Instant::now(),
+    });
     shared.arrived.notify_waiters();
     match reply {
         Reply::Ok => (StatusCode::OK, "ok").into_response(),

@@ -248,6 +248,8 @@ mod relay {
     use std::time::Duration;
 
     use super::*;
+    use std::collections::HashMap;
+
     use tapline_tests::gcs;
     use tapline_tests::pubsub::{PubSubDouble, Settled};
     use tapline_tests::receiver::{Receiver, Reply};
@@ -259,6 +261,7 @@ mod relay {
     const CONFIG: &str = r#"
 [settings]
 max_attempts = 3
+backoff_base_ms = 200
 
 [[routes]]
 name = "alerts"
@@ -343,7 +346,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             &delivery,
             &format!("{}/", worker.url),
             Duration::from_millis(100),
-            Some((&dead, 5)),
+            Some((&dead, 10)),
         );
         let endpoint_env = with(&[
             ("TAPLINE_RELAY_MODE", "endpoint"),
@@ -402,7 +405,16 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             .filter(|p| p.message_id == published[1].id)
             .map(|p| (p.attempt, p.status))
             .collect();
-        assert_eq!(crm_pushes, [(1, 503), (2, 200)]);
+        // Pushed again until the backoff (100 to 200 ms) had passed: pushes before that are
+        // held (503, no request to the destination), the next one delivers.
+        assert_eq!(crm_pushes.first(), Some(&(1, 503)));
+        assert_eq!(crm_pushes.last().map(|p| p.1), Some(200));
+        assert!(
+            crm_pushes[1..crm_pushes.len() - 1]
+                .iter()
+                .all(|p| p.1 == 503),
+            "{crm_pushes:?}"
+        );
 
         // Wrong token: 401, nothing published.
         let (status, _) = post_hook(&endpoint, "wrong", &webhook(2)).await;
@@ -465,50 +477,16 @@ signing_secret_env = "CRM_SIGNING_SECRET"
     /// dead-lettered by the worker with the last error (not left to the subscription).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retries_end_on_the_dead_letter_topic_after_max_attempts() {
-        let pubsub = PubSubDouble::start(PROJECT).await;
-        let delivery = pubsub.create_topic("d");
-        let dead = pubsub.create_topic("dl");
-        let slack = Receiver::start().await;
-        let crm = Receiver::start().await;
+        let PushWorker {
+            pubsub,
+            dead,
+            slack: _slack,
+            crm,
+            worker,
+            publisher,
+        } = PushWorker::start(CONFIG, Duration::from_millis(50)).await;
         crm.set_default(Reply::Status(502, "bad gateway".into()));
-        let env = [
-            ("TAPLINE_RELAY_MODE", "worker"),
-            ("TAPLINE_RELAY_CONFIG_TOML", CONFIG),
-            ("ALERTS_TOKEN", TOKEN),
-            ("SLACK_ALERTS_URL", slack.url.as_str()),
-            ("CRM_WEBHOOK_URL", crm.url.as_str()),
-            ("CRM_SIGNING_SECRET", "s"),
-            ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
-            ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
-        ];
-        let worker = CloudRunService::start("webhook-relay-cloud-run", &env).await;
-        pubsub.push_subscription(
-            "s",
-            &delivery,
-            &format!("{}/", worker.url),
-            Duration::from_millis(50),
-            Some((&dead, 5)),
-        );
-        // Published as the endpoint publishes (the double's publish API, as a client would).
-        let publisher = webhook_relay::pubsub_queue::PubSubPublisher::new(
-            &format!("http://{}", pubsub.host),
-            GoogleAuth::anonymous(),
-            delivery.clone(),
-        )
-        .unwrap();
-        let message = webhook_relay::pubsub_queue::OutgoingMessage {
-            data: br#"{"targetId":7}"#.to_vec(),
-            attributes: [
-                ("tapline_delivery_id", "p1.crm"),
-                ("tapline_payload_id", "p1"),
-                ("tapline_route", "alerts"),
-                ("tapline_destination", "crm"),
-                ("tapline_received_at_ms", "1700000000000"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        };
+        let message = delivery("p1", "crm", 1_700_000_000_000, br#"{"targetId":7}"#);
         publisher.publish(&[message]).await.unwrap();
         let settled = pubsub.wait_settled(1, Duration::from_secs(30)).await;
         assert_eq!(
@@ -517,9 +495,21 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             "the worker dead-letters it itself: {:?}",
             pubsub.pushes()
         );
+        // Three attempts (max_attempts), with pushes held in between while the backoff (100 to
+        // 200 ms, then 200 to 400 ms) ran: those are not attempts, and not sent to the CRM.
         let statuses: Vec<u16> = pubsub.pushes().iter().map(|p| p.status).collect();
-        assert_eq!(statuses, [503, 503, 200], "max_attempts = 3");
-        assert_eq!(crm.received().len(), 3);
+        assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+        assert!(statuses.len() > 3, "pushes were held: {statuses:?}");
+        assert_eq!(crm.received().len(), 3, "max_attempts = 3");
+        let gaps: Vec<Duration> = crm
+            .received()
+            .windows(2)
+            .map(|w| w[1].at - w[0].at)
+            .collect();
+        assert!(
+            gaps[0] >= Duration::from_millis(100) && gaps[1] >= Duration::from_millis(200),
+            "the relay's backoff, not Pub/Sub's 50 ms: {gaps:?}"
+        );
         let letters = pubsub.messages(&dead);
         assert_eq!(letters.len(), 1);
         assert_eq!(attribute(&letters[0], "tapline_dead_outcome"), "retryable");
@@ -539,10 +529,187 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(letters[1].data, b"hello");
         assert_eq!(
             letters[1].attributes["CloudPubSubDeadLetterSourceDeliveryCount"],
-            "5"
+            "30"
         );
         let (clean, _) = worker.stop().await;
         assert!(clean);
+    }
+
+    /// A worker service as `infra/gcp` runs it, with `config`, pushed by a subscription on topic
+    /// `d` that redelivers after `backoff` and dead-letters to `dl` after 30 pushes (the safety
+    /// net); a publisher on `d`, as the endpoint publishes.
+    struct PushWorker {
+        pubsub: PubSubDouble,
+        dead: String,
+        slack: Receiver,
+        crm: Receiver,
+        worker: CloudRunService,
+        publisher: PubSubPublisher,
+    }
+
+    impl PushWorker {
+        async fn start(config: &str, backoff: Duration) -> Self {
+            let pubsub = PubSubDouble::start(PROJECT).await;
+            let topic = pubsub.create_topic("d");
+            let dead = pubsub.create_topic("dl");
+            let (slack, crm) = (Receiver::start().await, Receiver::start().await);
+            let env = [
+                ("TAPLINE_RELAY_MODE", "worker"),
+                ("TAPLINE_RELAY_CONFIG_TOML", config),
+                ("ALERTS_TOKEN", TOKEN),
+                ("SLACK_ALERTS_URL", slack.url.as_str()),
+                ("CRM_WEBHOOK_URL", crm.url.as_str()),
+                ("CRM_SIGNING_SECRET", "s"),
+                ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
+                ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
+                ("TAPLINE_LOG", "info"),
+            ];
+            let worker = CloudRunService::start("webhook-relay-cloud-run", &env).await;
+            pubsub.push_subscription(
+                "s",
+                &topic,
+                &format!("{}/", worker.url),
+                backoff,
+                Some((&dead, 30)),
+            );
+            let publisher = PubSubPublisher::new(
+                &format!("http://{}", pubsub.host),
+                GoogleAuth::anonymous(),
+                topic,
+            )
+            .unwrap();
+            Self {
+                pubsub,
+                dead,
+                slack,
+                crm,
+                worker,
+                publisher,
+            }
+        }
+    }
+
+    /// A 429 with `Retry-After: 1` from the destination: the pushes Pub/Sub makes within that
+    /// second are held (503, nothing sent), and the next attempt is attempt 2, a second or more
+    /// after the first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retry_after_holds_pushes_without_using_attempts() {
+        let PushWorker {
+            pubsub,
+            crm,
+            worker,
+            publisher,
+            ..
+        } = PushWorker::start(CONFIG, Duration::from_millis(100)).await;
+        crm.script([Reply::TooManyRequests(1)]);
+        publisher
+            .publish(&[delivery("p1", "crm", 1_700_000_000_000, b"{}")])
+            .await
+            .unwrap();
+        let settled = pubsub.wait_settled(1, Duration::from_secs(30)).await;
+        assert_eq!(settled[0].2, Settled::Acked);
+        let got = crm.received();
+        assert_eq!(got.len(), 2, "one 429, then delivered");
+        assert!(
+            got[1].at - got[0].at >= Duration::from_secs(1),
+            "Retry-After honoured: {:?}",
+            got[1].at - got[0].at
+        );
+        let pushes = pubsub.pushes();
+        assert!(
+            pushes.len() >= 4,
+            "pushes within the second were held: {pushes:?}"
+        );
+        let (_, logs) = worker.stop().await;
+        let delivered = logs
+            .lines()
+            .find(|l| l.contains("\"Delivered.\""))
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert!(
+            delivered.contains("\"attempt\":2"),
+            "held pushes are not attempts: {delivered} ({} pushes)",
+            pushes.len()
+        );
+    }
+
+    /// Five retryable failures in a row pause the destination in this instance: pushes for it
+    /// are then held without a request, even for deliveries never attempted, until the pause
+    /// ends; once it is back, every delivery arrives once, the held ones at their first attempt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_destination_that_keeps_failing_is_paused_on_gcp() {
+        let config = CONFIG.replace("backoff_base_ms = 200", "backoff_base_ms = 4000");
+        let PushWorker {
+            pubsub,
+            crm,
+            worker,
+            publisher,
+            ..
+        } = PushWorker::start(&config, Duration::from_millis(100)).await;
+        crm.set_default(Reply::Status(503, "down".into()));
+        let failing: Vec<OutgoingMessage> = (1..=5)
+            .map(|n| delivery(&format!("p{n}"), "crm", 1_700_000_000_000 + n, b"{}"))
+            .collect();
+        publisher.publish(&failing).await.unwrap();
+        // The five answers are in once Pub/Sub has the worker's five 503s.
+        pubsub
+            .wait_pushes(|p| p.len() >= 5, Duration::from_secs(30))
+            .await;
+        assert_eq!(crm.received().len(), 5);
+
+        let later: Vec<OutgoingMessage> = (6..=8)
+            .map(|n| delivery(&format!("p{n}"), "crm", 1_700_000_000_000 + n, b"{}"))
+            .collect();
+        let ids = publisher.publish(&later).await.unwrap();
+        let pushes = pubsub
+            .wait_pushes(
+                |p| {
+                    ids.iter()
+                        .all(|id| p.iter().any(|push| &push.message_id == id))
+                },
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(
+            pushes
+                .iter()
+                .filter(|p| ids.contains(&p.message_id))
+                .all(|p| p.status == 503),
+            "{pushes:?}"
+        );
+        assert_eq!(
+            crm.received().len(),
+            5,
+            "paused: nothing sent for the new ones"
+        );
+
+        crm.set_default(Reply::Ok);
+        let settled = pubsub.wait_settled(8, Duration::from_secs(60)).await;
+        assert!(settled.iter().all(|(_, _, how)| *how == Settled::Acked));
+        let mut per_key: HashMap<String, usize> = HashMap::new();
+        for request in crm.received() {
+            let key = request.headers["idempotency-key"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            *per_key.entry(key).or_default() += 1;
+        }
+        let expected: HashMap<String, usize> = (1..=8)
+            .map(|n| (format!("p{n}.crm"), if n <= 5 { 2 } else { 1 }))
+            .collect();
+        assert_eq!(per_key, expected, "each delivered once, after the pause");
+
+        let (_, logs) = worker.stop().await;
+        assert!(
+            logs.contains("Destination paused: it keeps failing."),
+            "{logs}"
+        );
+        for n in 6..=8 {
+            let line = logs
+                .lines()
+                .find(|l| l.contains("\"Delivered.\"") && l.contains(&format!("\"p{n}.crm\"")))
+                .unwrap_or_else(|| panic!("p{n}: {logs}"));
+            assert!(line.contains("\"attempt\":1"), "{line}");
+        }
     }
 
     /// A delivery as the endpoint publishes it: payload `payload` to `destination`, received at

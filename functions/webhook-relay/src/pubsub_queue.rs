@@ -8,14 +8,23 @@
 //! `Idempotency-Key`; `tapline_payload_id`; `tapline_received_at_ms`). A dead letter is readable
 //! as it is: the body, plus `tapline_dead_*` attributes with the last attempt's outcome.
 //!
-//! Retries are Pub/Sub's: the worker answers a push with 2xx when the delivery is done
-//! (delivered, or dead-lettered by the worker itself) and 503 to have it redelivered after the
-//! subscription's backoff; `deliveryAttempt` (set when the subscription has a dead-letter
-//! policy) is the attempt number. A permanent failure, or the last attempt
-//! (`settings.max_attempts`), is published to the dead-letter topic with its attempt record and
-//! acknowledged; the subscription's own dead-letter policy (`max_delivery_attempts`, keep it ≥
-//! `max_attempts`) is the safety net for a message the worker never settles (a crash, a
-//! malformed message, a dead-letter topic it cannot publish to).
+//! Retries ride on Pub/Sub's redelivery: the worker answers a push with 2xx when the delivery is
+//! done (delivered, or dead-lettered by the worker itself) and 503 to have it pushed again after
+//! the subscription's backoff. A permanent failure, or the last attempt (`settings.max_attempts`),
+//! is published to the dead-letter topic with its attempt record and acknowledged; the
+//! subscription's own dead-letter policy (`max_delivery_attempts`) is the safety net for a message
+//! the worker never settles (a crash, a malformed message, a dead-letter topic it cannot publish
+//! to).
+//!
+//! Pub/Sub cannot delay one message, so the worker **holds** pushes that come too early: after a
+//! retryable failure, the delivery is not attempted again before the relay's backoff (or the
+//! destination's `Retry-After`) has passed, and a destination that keeps failing is paused (the
+//! same circuit breaker as the local worker, [`DestinationPauses`]); a push during a hold is
+//! answered 503 without touching the destination. The attempt number is `deliveryAttempt` (set
+//! when the subscription has a dead-letter policy) minus the pushes this instance held, so holds
+//! use up no attempts. Holds live in the instance's memory, as the breaker does on Lambda: a push
+//! that lands on another instance is attempted (at worst as early as Pub/Sub's backoff allows,
+//! and counting the other instance's holds as attempts), never lost.
 //!
 //! The dedupe window: Pub/Sub cannot look back, so both copies of a payload sent twice are
 //! published, and the worker claims each delivery in a GCS bucket before attempting it
@@ -37,7 +46,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tapline::google_auth::GoogleAuth;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
 use crate::dedupe::Claim;
@@ -46,7 +55,7 @@ use crate::queue::{
     AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
 };
 use crate::retry::RetryPolicy;
-use crate::worker::{DestinationMap, attempt};
+use crate::worker::{DestinationMap, DestinationPauses, PAUSE_AFTER_FAILURES, attempt};
 
 /// The delivery topic (`projects/P/topics/T`), for the endpoint.
 pub const ENV_TOPIC: &str = "TAPLINE_RELAY_TOPIC";
@@ -292,6 +301,12 @@ pub enum PushOutcome {
     Delivered,
     /// To be pushed again after the subscription's backoff: not acknowledged.
     Retry,
+    /// Not attempted: the retry's backoff or the destination's pause lasts until `until_ms`.
+    /// Not acknowledged, and not counted as an attempt.
+    Held {
+        /// When the delivery may be attempted again (Unix ms).
+        until_ms: i64,
+    },
     /// On the dead-letter topic with its attempt record: acknowledged.
     DeadLettered,
     /// The same body on the same route went to this destination within the dedupe window, as
@@ -312,7 +327,7 @@ impl PushOutcome {
             PushOutcome::Delivered | PushOutcome::DeadLettered | PushOutcome::Duplicate { .. } => {
                 StatusCode::OK
             }
-            PushOutcome::Retry => StatusCode::SERVICE_UNAVAILABLE,
+            PushOutcome::Retry | PushOutcome::Held { .. } => StatusCode::SERVICE_UNAVAILABLE,
             PushOutcome::Malformed(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -325,7 +340,22 @@ pub struct PubSubDeliveryHandler {
     clock: Arc<dyn Clock>,
     dead_letters: PubSubPublisher,
     dedupe: Option<GcsDedupe>,
+    pauses: DestinationPauses,
+    holds: std::sync::Mutex<HashMap<String, Hold>>,
 }
+
+/// One delivery held back by this instance.
+#[derive(Debug, Default, Clone, Copy)]
+struct Hold {
+    /// Not attempted before then (Unix ms).
+    not_before_ms: i64,
+    /// Pushes answered without an attempt: they are not attempts.
+    held: u32,
+}
+
+/// Holds kept at most; beyond it, those long due are forgotten (an entry only outlives its
+/// delivery when Pub/Sub pushed the delivery to another instance).
+const MAX_HOLDS: usize = 10_000;
 
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -353,6 +383,8 @@ impl PubSubDeliveryHandler {
             clock,
             dead_letters,
             dedupe: None,
+            pauses: DestinationPauses::default(),
+            holds: std::sync::Mutex::default(),
         }
     }
 
@@ -389,6 +421,17 @@ impl PubSubDeliveryHandler {
         let received_at_ms = attr(ATTR_RECEIVED_AT_MS)
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(|| self.clock.now_ms());
+        let now = self.clock.now_ms();
+        let key = (route.clone(), destination.clone());
+        let until = self
+            .hold_until(&id, now)
+            .or_else(|| self.pauses.paused_until(&key, now));
+        if let Some(until_ms) = until {
+            self.hold(&id, until_ms, true);
+            debug!(delivery = %id, %destination, wait_ms = until_ms - now,
+                   "Held: not attempted before its backoff or the destination's pause ends.");
+            return PushOutcome::Held { until_ms };
+        }
         if let Some(dedupe) = &self.dedupe
             && let Claim::Duplicate { first } = dedupe
                 .claim(&route, &destination, &body, &payload_id, received_at_ms)
@@ -405,19 +448,72 @@ impl PubSubDeliveryHandler {
             destination: destination.clone(),
             body,
             received_at_ms,
-            attempts: envelope.delivery_attempt.unwrap_or(1).saturating_sub(1),
+            attempts: envelope
+                .delivery_attempt
+                .unwrap_or(1)
+                .saturating_sub(1)
+                .saturating_sub(self.held_pushes(&id)),
         };
-        let target = self
-            .destinations
-            .get(&(route.clone(), destination.clone()))
-            .cloned();
-        let (_, _, record, next, _) =
+        let target = self.destinations.get(&key).cloned();
+        let (_, _, record, next, breaker) =
             attempt(self.clock.as_ref(), &self.retry, target, delivery).await;
-        match next {
-            Settle::Delivered => PushOutcome::Delivered,
-            Settle::RetryAt(_) => PushOutcome::Retry,
-            Settle::Dead => self.dead_letter(&message, &record).await,
+        if let Some(until) = self
+            .pauses
+            .record(&key, &breaker, self.clock.now_ms(), &self.retry)
+        {
+            warn!(%route, %destination, failures = PAUSE_AFTER_FAILURES,
+                  paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
         }
+        match next {
+            Settle::Delivered => {
+                self.forget(&id);
+                PushOutcome::Delivered
+            }
+            Settle::RetryAt(at) => {
+                self.hold(&id, at, false);
+                PushOutcome::Retry
+            }
+            Settle::Dead => {
+                let outcome = self.dead_letter(&message, &record).await;
+                if outcome == PushOutcome::DeadLettered {
+                    self.forget(&id);
+                }
+                outcome
+            }
+        }
+    }
+
+    fn holds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Hold>> {
+        self.holds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When delivery `id` may be attempted, if not yet at `now_ms`.
+    fn hold_until(&self, id: &str, now_ms: i64) -> Option<i64> {
+        self.holds()
+            .get(id)
+            .map(|h| h.not_before_ms)
+            .filter(|until| *until > now_ms)
+    }
+
+    /// Pushes of delivery `id` answered without an attempt.
+    fn held_pushes(&self, id: &str) -> u32 {
+        self.holds().get(id).map_or(0, |h| h.held)
+    }
+
+    /// Holds delivery `id` until `until_ms`; `pushed`: this push was held (not an attempt).
+    fn hold(&self, id: &str, until_ms: i64, pushed: bool) {
+        let mut holds = self.holds();
+        if holds.len() >= MAX_HOLDS && !holds.contains_key(id) {
+            let now = self.clock.now_ms();
+            holds.retain(|_, h| h.not_before_ms > now - 3_600_000);
+        }
+        let hold = holds.entry(id.to_string()).or_default();
+        hold.not_before_ms = hold.not_before_ms.max(until_ms);
+        hold.held += u32::from(pushed);
+    }
+
+    fn forget(&self, id: &str) {
+        self.holds().remove(id);
     }
 
     async fn dead_letter(&self, message: &PushMessage, record: &AttemptRecord) -> PushOutcome {
