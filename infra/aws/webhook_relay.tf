@@ -11,7 +11,7 @@ locals {
     TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_secret_arns)
     TAPLINE_LOG               = var.log_level
     # Bodies too large for an SQS message go here (relay_payloads.tf).
-    TAPLINE_RELAY_PAYLOAD_BUCKET = aws_s3_bucket.relay_payloads[0].bucket
+    TAPLINE_RELAY_PAYLOAD_BUCKET = module.relay_payloads[0].bucket
     # The URL without its password: the endpoint only checks a warehouse destination's
     # configuration; the worker adds the password from TAPLINE_WAREHOUSE_SECRET_ARN.
     TAPLINE_WAREHOUSE = var.warehouse_url
