@@ -125,7 +125,7 @@ data "aws_iam_policy_document" "webhook_relay" {
     # Bodies too large for an SQS message (claim-check): written once, never read back here.
     sid       = "StoreLargePayloads"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.relay_payloads[0].arn}/payloads/*"]
+    resources = ["${module.relay_payloads[0].arn}/payloads/*"]
   }
 
   dynamic "statement" {
@@ -159,14 +159,14 @@ data "aws_iam_policy_document" "webhook_relay_worker" {
     # The bodies the endpoint stored in S3 because they did not fit an SQS message.
     sid       = "ReadLargePayloads"
     actions   = ["s3:GetObject"]
-    resources = ["${aws_s3_bucket.relay_payloads[0].arn}/payloads/*"]
+    resources = ["${module.relay_payloads[0].arn}/payloads/*"]
   }
 
   statement {
     # Deduplication: a conditional put claims each delivery, a HEAD reads an existing claim.
     sid       = "DedupeClaims"
     actions   = ["s3:PutObject", "s3:GetObject"]
-    resources = ["${aws_s3_bucket.relay_payloads[0].arn}/dedupe/*"]
+    resources = ["${module.relay_payloads[0].arn}/dedupe/*"]
   }
 
   statement {

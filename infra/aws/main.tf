@@ -13,7 +13,7 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.name
 
-  export_bucket_name = var.create_export_bucket ? aws_s3_bucket.export[0].id : var.export_bucket_name
+  export_bucket_name = var.create_export_bucket ? module.export_bucket[0].id : var.export_bucket_name
   export_bucket_arn  = "arn:${local.partition}:s3:::${local.export_bucket_name}"
   # Objects CleverTap writes and the loader reads: everything under the prefix ("" = whole bucket).
   export_objects_arn = "${local.export_bucket_arn}/${var.export_prefix}*"

@@ -12,117 +12,58 @@ locals {
   ) + 1
 }
 
-resource "aws_s3_bucket" "relay_payloads" {
+# The bucket and its hardening (ownership, public access block, SSE-S3, TLS-only policy, aborted
+# abandoned uploads): modules/secure_bucket.
+module "relay_payloads" {
+  source = "./modules/secure_bucket"
   count  = var.enable_webhook_relay ? 1 : 0
-  bucket = local.relay_payload_bucket_name
-  tags   = local.tags
+
+  name = local.relay_payload_bucket_name
+  tags = local.tags
 
   #checkov:skip=CKV_AWS_145:SSE-S3: objects are webhook bodies the relay also holds in SQS (SSE-SQS); a KMS key would add a key policy for both functions and per-request KMS costs.
   #checkov:skip=CKV_AWS_144:Transient claim-check objects that expire within weeks; cross-region replication would copy data no reader needs.
   #checkov:skip=CKV_AWS_18:Access logging needs a separate log bucket the deployer owns; only the relay's two functions can reach this one.
   #checkov:skip=CKV2_AWS_62:Nothing reacts to these objects: the pointer travels in the SQS message.
   #checkov:skip=CKV_AWS_21:Each key is written once (a new payload id per accept); versioning would only keep deleted objects longer.
-}
+  versioning = false
 
-resource "aws_s3_bucket_ownership_controls" "relay_payloads" {
-  count  = var.enable_webhook_relay ? 1 : 0
-  bucket = aws_s3_bucket.relay_payloads[0].id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "relay_payloads" {
-  count                   = var.enable_webhook_relay ? 1 : 0
-  bucket                  = aws_s3_bucket.relay_payloads[0].id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "relay_payloads" {
-  count  = var.enable_webhook_relay ? 1 : 0
-  bucket = aws_s3_bucket.relay_payloads[0].id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
-    }
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "relay_payloads" {
-  count  = var.enable_webhook_relay ? 1 : 0
-  bucket = aws_s3_bucket.relay_payloads[0].id
-
-  rule {
-    id     = "expire-payloads"
-    status = "Enabled"
-
-    filter {
-      prefix = "payloads/"
-    }
-
-    expiration {
-      days = local.relay_payload_days
-    }
-  }
-
-  rule {
+  lifecycle_rules = [
+    { id = "expire-payloads", prefix = "payloads/", expiration_days = local.relay_payload_days },
     # Dedupe claims (the worker's conditional puts) matter for the dedupe window only (minutes);
     # an expired claim means the next copy is delivered, right once the window has passed.
-    id     = "expire-dedupe-claims"
-    status = "Enabled"
-
-    filter {
-      prefix = "dedupe/"
-    }
-
-    expiration {
-      days = 1
-    }
-  }
-
-  rule {
-    id     = "abandoned-uploads"
-    status = "Enabled"
-
-    filter {}
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 1
-    }
-  }
+    { id = "expire-dedupe-claims", prefix = "dedupe/", expiration_days = 1 },
+  ]
+  abort_incomplete_multipart_upload_days = 1
 }
 
-data "aws_iam_policy_document" "relay_payloads" {
-  count = var.enable_webhook_relay ? 1 : 0
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.relay_payloads[0].arn, "${aws_s3_bucket.relay_payloads[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
+# State from before modules/secure_bucket: the same objects at their new addresses.
+moved {
+  from = aws_s3_bucket.relay_payloads[0]
+  to   = module.relay_payloads[0].aws_s3_bucket.this
 }
 
-resource "aws_s3_bucket_policy" "relay_payloads" {
-  count  = var.enable_webhook_relay ? 1 : 0
-  bucket = aws_s3_bucket.relay_payloads[0].id
-  policy = data.aws_iam_policy_document.relay_payloads[0].json
+moved {
+  from = aws_s3_bucket_ownership_controls.relay_payloads[0]
+  to   = module.relay_payloads[0].aws_s3_bucket_ownership_controls.this
+}
 
-  depends_on = [aws_s3_bucket_public_access_block.relay_payloads]
+moved {
+  from = aws_s3_bucket_public_access_block.relay_payloads[0]
+  to   = module.relay_payloads[0].aws_s3_bucket_public_access_block.this
+}
+
+moved {
+  from = aws_s3_bucket_server_side_encryption_configuration.relay_payloads[0]
+  to   = module.relay_payloads[0].aws_s3_bucket_server_side_encryption_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_lifecycle_configuration.relay_payloads[0]
+  to   = module.relay_payloads[0].aws_s3_bucket_lifecycle_configuration.this
+}
+
+moved {
+  from = aws_s3_bucket_policy.relay_payloads[0]
+  to   = module.relay_payloads[0].aws_s3_bucket_policy.this
 }

@@ -10,8 +10,9 @@ locals {
     # JSON map secret name → ARN: the config names secrets, the functions resolve them here.
     TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_secret_arns)
     TAPLINE_LOG               = var.log_level
-    # Bodies too large for an SQS message go here (relay_payloads.tf).
-    TAPLINE_RELAY_PAYLOAD_BUCKET = aws_s3_bucket.relay_payloads[0].bucket
+    # Bodies too large for an SQS message go here (relay_payloads.tf). one(): null without the
+    # relay, where nothing reads this map (an index would fail the plan).
+    TAPLINE_RELAY_PAYLOAD_BUCKET = one(module.relay_payloads[*].bucket)
     # The URL without its password: the endpoint only checks a warehouse destination's
     # configuration; the worker adds the password from TAPLINE_WAREHOUSE_SECRET_ARN.
     TAPLINE_WAREHOUSE = var.warehouse_url

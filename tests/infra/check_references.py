@@ -27,7 +27,8 @@ def load(directory: Path) -> dict:
     for path in sorted(directory.glob("*.tf")):
         with path.open() as handle:
             parsed = hcl2.load(handle)
-        module["text"] += json.dumps(parsed)
+        # A moved block's `from` is, by design, an address no longer declared (Terraform checks both ends).
+        module["text"] += json.dumps({kind: blocks for kind, blocks in parsed.items() if kind != "moved"})
         for block in parsed.get("variable", []):
             for name, body in block.items():
                 module["variables"][name] = "default" in body
