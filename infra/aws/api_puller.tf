@@ -6,7 +6,7 @@ locals {
   # same secret the relay checks it against.
   alerts_via_relay = var.enable_api_puller && var.api_puller_alerts_relay_route != null
   alerts_relay_env = local.alerts_via_relay ? {
-    TAPLINE_ALERTS_RELAY_URL              = "${aws_lambda_function_url.webhook_relay[0].function_url}hooks/${var.api_puller_alerts_relay_route}"
+    TAPLINE_ALERTS_RELAY_URL              = "${try(aws_lambda_function_url.webhook_relay[0].function_url, "")}hooks/${var.api_puller_alerts_relay_route}"
     TAPLINE_ALERTS_RELAY_HEADER           = var.api_puller_alerts_relay_header
     TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN = local.alerts_relay_token_arn
   } : {}

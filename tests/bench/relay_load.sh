@@ -55,7 +55,11 @@ for _ in $(seq 50); do grep -q listening "$dir/serve.out" 2>/dev/null && break; 
 url=$(sed -n 's/^tapline relay listening on //p' "$dir/serve.out")
 [ -n "$url" ] || { cat "$dir/serve.err" >&2; exit 1; }
 
+# Baseline in the same run: the same server answering GET /healthz (no auth, no body, nothing
+# stored), so the figure below reads as "what accepting costs" on this machine today.
+wrk -t"$threads" -c"$connections" -d"${BASELINE_DURATION:-10s}" --latency "$url/healthz" > "$dir/baseline.out"
 wrk -t"$threads" -c"$connections" -d"$duration" --latency -s "$dir/post.lua" "$url" | tee "$dir/wrk.out"
+peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$server/status" 2>/dev/null || echo 0)
 kill -TERM "$server"; wait "$server" || true; server=
 
 requests=$(awk '/requests in/ {print $1}' "$dir/wrk.out")
@@ -65,4 +69,11 @@ stored=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).exec
 lost=$(( answered > stored ? answered - stored : 0 ))
 # Stored can exceed answered by the requests in flight when wrk stopped counting.
 echo "answered 200: $answered, stored: $stored, lost: $lost"
+printf '%-32s %12s %9s %9s\n' "" "requests/s" "p50" "p99"
+for run in "baseline: GET /healthz:baseline.out" "accept: POST /hooks (stored):wrk.out"; do
+  label=${run%:*}; file=$dir/${run##*:}
+  printf '%-32s %12s %9s %9s\n' "$label" "$(awk '/Requests\/sec/ {print $2}' "$file")" \
+    "$(awk '$1 == "50%" {print $2}' "$file")" "$(awk '$1 == "99%" {print $2}' "$file")"
+done
+echo "server peak RSS: $(( peak_kib / 1024 )) MiB (VmHWM, both runs)"
 [ "$lost" -eq 0 ]
