@@ -170,6 +170,25 @@ data "aws_iam_policy_document" "webhook_relay_worker" {
   }
 
   statement {
+    # Every failed attempt that will be retried is recorded, so that a dead letter lists them all.
+    sid       = "AttemptRecords"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${module.relay_payloads[0].arn}/attempts/*"]
+  }
+
+  statement {
+    sid       = "ListAttemptRecords"
+    actions   = ["s3:ListBucket"]
+    resources = [module.relay_payloads[0].arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["attempts/*"]
+    }
+  }
+
+  statement {
     # A paused destination's deliveries are sent again, delayed until the pause ends.
     sid       = "HoldBackDeliveries"
     actions   = ["sqs:SendMessage"]

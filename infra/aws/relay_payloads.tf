@@ -33,6 +33,9 @@ module "relay_payloads" {
     # Dedupe claims (the worker's conditional puts) matter for the dedupe window only (minutes);
     # an expired claim means the next copy is delivered, right once the window has passed.
     { id = "expire-dedupe-claims", prefix = "dedupe/", expiration_days = 1 },
+    # The worker's record of each failed attempt, listed on the delivery's dead letter: kept as
+    # long as a delivery can still be retried (the queues' retention).
+    { id = "expire-attempt-records", prefix = "attempts/", expiration_days = local.relay_payload_days },
   ]
   abort_incomplete_multipart_upload_days = 1
 }

@@ -174,8 +174,9 @@ resource "google_cloud_run_v2_service" "webhook_relay_worker" {
         value = jsonencode(local.relay_secret_versions)
       }
       env {
-        # The dedupe window: the same body on a route within settings.dedupe_window_secs is
-        # delivered once, by claims in this bucket (GCS generation preconditions).
+        # The dedupe window (the same body on a route within settings.dedupe_window_secs is
+        # delivered once, by claims with GCS generation preconditions) and the attempt records
+        # that dead letters list.
         name  = "TAPLINE_RELAY_DEDUPE_BUCKET"
         value = google_storage_bucket.relay_dedupe[0].name
       }
@@ -203,10 +204,11 @@ resource "google_pubsub_topic_iam_member" "webhook_relay_worker_dead_letters" {
   member  = google_service_account.webhook_relay_worker[0].member
 }
 
-# The worker's dedupe claims: one small object per (route, destination, body hash), created only
-# if absent (ifGenerationMatch=0) and taken over only at the generation read. Claims matter for
-# the dedupe window (minutes), so they expire after a day; an expired claim only means the next
-# copy is delivered.
+# The worker's small objects. Dedupe claims (dedupe/): one per (route, destination, body hash),
+# created only if absent (ifGenerationMatch=0) and taken over only at the generation read; they
+# matter for the dedupe window (minutes), so they expire after a day, and an expired claim only
+# means the next copy is delivered. Attempt records (attempts/): each failed attempt that will be
+# retried, listed on the delivery's dead letter; kept as long as Pub/Sub keeps a message (7 days).
 resource "google_storage_bucket" "relay_dedupe" {
   count                       = local.enable_webhook_relay ? 1 : 0
   project                     = var.project_id
@@ -219,7 +221,18 @@ resource "google_storage_bucket" "relay_dedupe" {
 
   lifecycle_rule {
     condition {
-      age = 1
+      age            = 1
+      matches_prefix = ["dedupe/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      age            = 8
+      matches_prefix = ["attempts/"]
     }
     action {
       type = "Delete"
@@ -228,8 +241,8 @@ resource "google_storage_bucket" "relay_dedupe" {
 
   depends_on = [google_project_service.apis]
 
-  #checkov:skip=CKV_GCP_62:Access logs need a separate log bucket the deployer owns; the bucket holds only claims (payload ids and hashes).
-  #checkov:skip=CKV_GCP_78:Versioning would keep every superseded claim; claims are overwritten by design and expire in a day.
+  #checkov:skip=CKV_GCP_62:Access logs need a separate log bucket the deployer owns; the bucket holds only claims (payload ids and hashes) and attempt records (statuses, errors without URLs).
+  #checkov:skip=CKV_GCP_78:Versioning would keep every superseded claim; claims are overwritten by design and expire in a day, attempt records in eight.
 }
 
 resource "google_storage_bucket_iam_member" "relay_worker_dedupe" {

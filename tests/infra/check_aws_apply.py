@@ -235,10 +235,16 @@ def assert_deployment(endpoint: str) -> None:
     check(as_list(relay_worker["DedupeClaims"]["Resource"]) == [f"arn:aws:s3:::{payload_bucket}/dedupe/*"]
           and sorted(as_list(relay_worker["DedupeClaims"]["Action"])) == ["s3:GetObject", "s3:PutObject"],
           "relay worker claims deliveries under dedupe/ only", relay_worker["DedupeClaims"])
+    check(as_list(relay_worker["AttemptRecords"]["Resource"]) == [f"arn:aws:s3:::{payload_bucket}/attempts/*"]
+          and as_list(relay_worker["ListAttemptRecords"]["Condition"]["StringLike"]["s3:prefix"]) == ["attempts/*"],
+          "relay worker writes, reads and lists attempt records under attempts/ only",
+          [relay_worker["AttemptRecords"], relay_worker["ListAttemptRecords"]])
     rules = s3.get_bucket_lifecycle_configuration(Bucket=payload_bucket)["Rules"]
     expire = next(r for r in rules if r["ID"] == "expire-payloads")
     check(expire["Status"] == "Enabled" and expire["Expiration"]["Days"] >= 15,
           "payload objects expire after the queues' retention (14 days), not before", expire)
+    attempts_rule = next(r for r in rules if r["ID"] == "expire-attempt-records")
+    check(attempts_rule["Expiration"]["Days"] >= 15, "attempt records outlive the retries", attempts_rule)
     check(relay_env.get("TAPLINE_WAREHOUSE") and "TAPLINE_WAREHOUSE_SECRET_ARN" not in relay_env
           and worker_env.get("TAPLINE_WAREHOUSE_SECRET_ARN"),
           "the endpoint has the warehouse URL without the password; the worker its secret", sorted(relay_env))

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tapline::gcp_secrets::SecretManager;
 use tapline::google_auth::GoogleAuth;
 use tapline_tests::clevertap_api::{ACCOUNT, ClevertapApi, PASSCODE, Quirk, event_records};
-use tapline_tests::cloud_run_service::CloudRunService;
+use tapline_tests::cloud_run_service::{CloudRunService, free_port};
 use tapline_tests::pg::PgSchema;
 use tapline_tests::secret_manager::SecretManagerDouble;
 
@@ -254,7 +254,7 @@ mod relay {
     use tapline_tests::pubsub::{PubSubDouble, Settled};
     use tapline_tests::receiver::{Receiver, Reply};
     use webhook_relay::dedupe::{Claim, ClaimStore, DedupeWindow};
-    use webhook_relay::gcs_dedupe::GcsClaims;
+    use webhook_relay::gcs_dedupe::GcsObjects;
     use webhook_relay::pubsub_queue::{OutgoingMessage, PubSubPublisher};
 
     const TOKEN: &str = "gcp-relay-t0ken";
@@ -454,6 +454,12 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(attribute(letter, "tapline_dead_outcome"), "permanent");
         assert_eq!(attribute(letter, "tapline_dead_status"), "404");
         assert_eq!(attribute(letter, "tapline_dead_attempt"), "1");
+        let only: Value = serde_json::from_str(attribute(letter, "tapline_attempt_1")).unwrap();
+        assert_eq!(
+            (&only["status"], &only["outcome"]),
+            (&json!(404), &json!("permanent"))
+        );
+        assert!(!letter.attributes.contains_key("tapline_attempt_2"));
         assert_eq!(
             crm.received().len(),
             4,
@@ -480,6 +486,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         let PushWorker {
             pubsub,
             dead,
+            bucket,
             slack: _slack,
             crm,
             worker,
@@ -515,6 +522,40 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(attribute(&letters[0], "tapline_dead_outcome"), "retryable");
         assert_eq!(attribute(&letters[0], "tapline_dead_status"), "502");
         assert_eq!(attribute(&letters[0], "tapline_dead_attempt"), "3");
+        // Every attempt, oldest first, from the attempt log in the worker's bucket.
+        let attempts: Vec<Value> = (1..=3)
+            .map(|n| {
+                serde_json::from_str(attribute(&letters[0], &format!("tapline_attempt_{n}")))
+                    .unwrap()
+            })
+            .collect();
+        for (n, attempt) in attempts.iter().enumerate() {
+            assert_eq!(
+                (&attempt["attempt"], &attempt["status"], &attempt["outcome"]),
+                (&json!(n + 1), &json!(502), &json!("retryable")),
+                "{attempt}"
+            );
+        }
+        assert!(
+            attempts
+                .windows(2)
+                .all(|w| w[0]["at_ms"].as_i64() < w[1]["at_ms"].as_i64())
+        );
+        assert!(!letters[0].attributes.contains_key("tapline_attempt_4"));
+        let logged: Value = reqwest::get(format!(
+            "{}/storage/v1/b/{bucket}/o?prefix=attempts/p1.crm/",
+            gcs::gcs_url()
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            logged["items"].as_array().map(Vec::len),
+            Some(2),
+            "{logged}"
+        );
         assert_eq!(letters[0].data, br#"{"targetId":7}"#);
 
         // Not a relay delivery: 400, so the subscription's own policy dead-letters it.
@@ -535,12 +576,14 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert!(clean);
     }
 
-    /// A worker service as `infra/gcp` runs it, with `config`, pushed by a subscription on topic
-    /// `d` that redelivers after `backoff` and dead-letters to `dl` after 30 pushes (the safety
-    /// net); a publisher on `d`, as the endpoint publishes.
+    /// A worker service as `infra/gcp` runs it, with `config` and its bucket (claims, attempt
+    /// records) in fake-gcs-server, pushed by a subscription on topic `d` that redelivers after
+    /// `backoff` and dead-letters to `dl` after 30 pushes (the safety net); a publisher on `d`,
+    /// as the endpoint publishes.
     struct PushWorker {
         pubsub: PubSubDouble,
         dead: String,
+        bucket: String,
         slack: Receiver,
         crm: Receiver,
         worker: CloudRunService,
@@ -553,8 +596,12 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             let topic = pubsub.create_topic("d");
             let dead = pubsub.create_topic("dl");
             let (slack, crm) = (Receiver::start().await, Receiver::start().await);
+            let bucket = gcs::new_bucket(&format!("relay-worker-{}", free_port())).await;
+            let gcs_url = gcs::gcs_url();
             let env = [
                 ("TAPLINE_RELAY_MODE", "worker"),
+                ("TAPLINE_RELAY_DEDUPE_BUCKET", bucket.as_str()),
+                ("STORAGE_EMULATOR_HOST", gcs_url.as_str()),
                 ("TAPLINE_RELAY_CONFIG_TOML", config),
                 ("ALERTS_TOKEN", TOKEN),
                 ("SLACK_ALERTS_URL", slack.url.as_str()),
@@ -581,6 +628,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             Self {
                 pubsub,
                 dead,
+                bucket,
                 slack,
                 crm,
                 worker,
@@ -644,10 +692,18 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             worker,
             publisher,
             ..
-        } = PushWorker::start(&config, Duration::from_millis(100)).await;
+        } = PushWorker::start(&config, Duration::from_millis(250)).await;
         crm.set_default(Reply::Status(503, "down".into()));
         let failing: Vec<OutgoingMessage> = (1..=5)
-            .map(|n| delivery(&format!("p{n}"), "crm", 1_700_000_000_000 + n, b"{}"))
+            .map(|n| {
+                let body = format!(r#"{{"n":{n}}}"#);
+                delivery(
+                    &format!("p{n}"),
+                    "crm",
+                    1_700_000_000_000 + n,
+                    body.as_bytes(),
+                )
+            })
             .collect();
         publisher.publish(&failing).await.unwrap();
         // The five answers are in once Pub/Sub has the worker's five 503s.
@@ -657,7 +713,15 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(crm.received().len(), 5);
 
         let later: Vec<OutgoingMessage> = (6..=8)
-            .map(|n| delivery(&format!("p{n}"), "crm", 1_700_000_000_000 + n, b"{}"))
+            .map(|n| {
+                let body = format!(r#"{{"n":{n}}}"#);
+                delivery(
+                    &format!("p{n}"),
+                    "crm",
+                    1_700_000_000_000 + n,
+                    body.as_bytes(),
+                )
+            })
             .collect();
         let ids = publisher.publish(&later).await.unwrap();
         let pushes = pubsub
@@ -684,7 +748,10 @@ signing_secret_env = "CRM_SIGNING_SECRET"
 
         crm.set_default(Reply::Ok);
         let settled = pubsub.wait_settled(8, Duration::from_secs(60)).await;
-        assert!(settled.iter().all(|(_, _, how)| *how == Settled::Acked));
+        assert!(
+            settled.iter().all(|(_, _, how)| *how == Settled::Acked),
+            "{settled:?}"
+        );
         let mut per_key: HashMap<String, usize> = HashMap::new();
         for request in crm.received() {
             let key = request.headers["idempotency-key"]
@@ -855,7 +922,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
     #[tokio::test]
     async fn gcs_claims_are_conditional_and_a_missing_bucket_delivers() {
         let bucket = gcs::new_bucket("relay-claims").await;
-        let claims = GcsClaims::new(&gcs::gcs_url(), GoogleAuth::anonymous(), &bucket).unwrap();
+        let claims = GcsObjects::new(&gcs::gcs_url(), GoogleAuth::anonymous(), &bucket).unwrap();
         assert_eq!(claims.create("dedupe/r/d/k", "p1", 5).await, Ok(true));
         assert_eq!(claims.create("dedupe/r/d/k", "p2", 6).await, Ok(false));
         let holder = claims.read("dedupe/r/d/k").await.unwrap().unwrap();
@@ -893,7 +960,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         );
 
         let missing = DedupeWindow::new(
-            GcsClaims::new(&gcs::gcs_url(), GoogleAuth::anonymous(), "no-such-bucket").unwrap(),
+            GcsObjects::new(&gcs::gcs_url(), GoogleAuth::anonymous(), "no-such-bucket").unwrap(),
             Duration::from_secs(600),
         );
         for payload in ["p1", "p2"] {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tapline_tests::receiver::Receiver;
+use tapline_tests::receiver::{Receiver, Reply};
 use tapline_tests::relay_router::post_hook;
 use tapline_tests::sqs::sqs_event;
 use tapline_tests::{s3, sqs};
@@ -348,7 +348,6 @@ async fn the_endpoint_function_under_cargo_lambda_watch_queues_accepts_and_refus
 async fn the_worker_function_under_cargo_lambda_watch_reports_only_the_failed_delivery() {
     use tapline_tests::lambda_emulator::LambdaEmulator;
     use tapline_tests::pg::PgSchema;
-    use tapline_tests::receiver::Reply;
 
     let (crm, broken) = (Receiver::start().await, Receiver::start().await);
     broken.set_default(Reply::Status(503, "down".into()));
@@ -390,6 +389,7 @@ async fn the_worker_function_under_cargo_lambda_watch_reports_only_the_failed_de
             body_s3: None,
             prior_attempts: 0,
             dead: None,
+            attempts: Vec::new(),
         })
         .unwrap()
     };
@@ -460,6 +460,7 @@ async fn the_same_body_within_the_window_is_delivered_once_per_destination() {
             body_s3: None,
             prior_attempts: 0,
             dead: None,
+            attempts: Vec::new(),
         })
         .unwrap()
     };
@@ -552,6 +553,7 @@ async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_a
             body_s3: None,
             prior_attempts: 0,
             dead: None,
+            attempts: Vec::new(),
         })
         .unwrap();
         json!({"messageId": format!("m-{n}-{destination}"), "receiptHandle": "r", "body": body,
@@ -597,4 +599,85 @@ async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_a
         (letter.id.as_str(), record.attempt, record.status),
         ("p-6.archive", 3, Some(404))
     );
+    // No payload bucket, so no attempt log: the dead letter lists the last attempt only.
+    assert_eq!(letter.attempts.len(), 1);
+    assert_eq!(letter.attempts[0].status, Some(404));
+}
+
+// --- Every attempt on the dead letter (attempt log in S3) ------------------------------------
+
+/// SQS hands a delivery over three times (503, then 502, then a 404): the dead letter lists the
+/// three attempts, oldest first, from the attempt log in the payload bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_lists_every_attempt() {
+    let (crm, archive) = (Receiver::start().await, Receiver::start().await);
+    crm.script([
+        Reply::Status(503, "busy".into()),
+        Reply::Status(502, "bad gateway".into()),
+        Reply::Status(404, "no such hook".into()),
+    ]);
+    let config = config(&crm, &archive);
+    let client = sqs::client().await;
+    let (queue, dlq) = queue(&client, "relay-attempts").await;
+    let s3_client = s3::client().await;
+    let bucket = s3::new_bucket(&s3_client, "relay-attempts").await;
+    let store = PayloadStore::new(s3_client.clone(), &bucket);
+    let http = http_client(config.settings.delivery_timeout).unwrap();
+    let worker = SqsDeliveryHandler::new(
+        destinations(&config, &http),
+        config.settings.retry.clone(),
+        Arc::new(SystemClock),
+        client.clone(),
+        &queue,
+        &dlq,
+    )
+    .with_attempt_log(Some(Arc::new(store.objects())));
+    let message = serde_json::to_string(&DeliveryMessage {
+        id: "p-1.crm".into(),
+        payload_id: "p-1".into(),
+        route: "big".into(),
+        destination: "crm".into(),
+        received_at_ms: 1_764_000_000_000,
+        body: r#"{"n":1}"#.into(),
+        body_s3: None,
+        prior_attempts: 0,
+        dead: None,
+        attempts: Vec::new(),
+    })
+    .unwrap();
+    for receive in 1..=3 {
+        let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+            "messageId": "m-1", "receiptHandle": "r", "body": message,
+            "attributes": {"ApproximateReceiveCount": receive.to_string()}}]}))
+        .unwrap();
+        worker
+            .handle_record(event.records.into_iter().next().unwrap())
+            .await;
+    }
+    assert_eq!(crm.received().len(), 3);
+    let dead = sqs::receive(&client, &dlq, 1, Duration::from_secs(10)).await;
+    let letter: DeliveryMessage = serde_json::from_str(dead[0].body().unwrap()).unwrap();
+    let seen: Vec<(u32, Option<u16>, &str)> = letter
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.status, a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, Some(503), "retryable"),
+            (2, Some(502), "retryable"),
+            (3, Some(404), "permanent")
+        ]
+    );
+    assert!(letter.attempts.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    assert_eq!(letter.dead.unwrap().attempt, 3);
+    let logged = s3_client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("attempts/p-1.crm/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logged.contents().len(), 2, "the two retried attempts");
 }

@@ -1,8 +1,10 @@
-//! Dedupe claims in Cloud Storage (feature `pubsub`), for the push worker on Cloud Run:
-//! [`crate::dedupe`]'s [`ClaimStore`] as JSON API uploads with **generation preconditions**
-//! (`ifGenerationMatch=0`: only if absent; `ifGenerationMatch=<generation>` to take an expired
-//! claim over) of `dedupe/<route>/<destination>/<sha256>` in the dedupe bucket
-//! (`TAPLINE_RELAY_DEDUPE_BUCKET`), with the payload id and its receive time as custom metadata.
+//! The push worker's small objects in Cloud Storage (feature `pubsub`), in its bucket
+//! (`TAPLINE_RELAY_DEDUPE_BUCKET`):
+//! - dedupe claims, [`crate::dedupe`]'s [`ClaimStore`] as JSON API uploads with **generation
+//!   preconditions** (`ifGenerationMatch=0`: only if absent; `ifGenerationMatch=<generation>` to
+//!   take an expired claim over) of `dedupe/<route>/<destination>/<sha256>`, with the payload id
+//!   and its receive time as custom metadata;
+//! - attempt records ([`crate::attempt_log`]) under `attempts/`.
 //!
 //! Uploads are multipart (`uploadType=multipart`: the object's metadata and its empty body in
 //! one request), which fake-gcs-server also checks preconditions on. Endpoint and credentials
@@ -17,13 +19,14 @@ use serde::Deserialize;
 use serde_json::json;
 use tapline::google_auth::GoogleAuth;
 
+use crate::attempt_log::AttemptLog;
 use crate::dedupe::{ClaimStore, DedupeWindow, Holder};
 
 /// The bucket the push worker keeps its dedupe claims in; unset: no dedupe window on GCP.
 pub const ENV_DEDUPE_BUCKET: &str = "TAPLINE_RELAY_DEDUPE_BUCKET";
 
 /// The dedupe window with its claims in Cloud Storage.
-pub type GcsDedupe = DedupeWindow<GcsClaims>;
+pub type GcsDedupe = DedupeWindow<GcsObjects>;
 
 /// A claim call is on the delivery's path: short, and a failure delivers anyway.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,9 +34,9 @@ const BOUNDARY: &str = "tapline-claim-7d3f1c";
 const META_PAYLOAD: &str = "payload-id";
 const META_RECEIVED: &str = "received-at-ms";
 
-/// Claims as objects of one GCS bucket, over the JSON API.
+/// Claims and attempt records as objects of one GCS bucket, over the JSON API.
 #[derive(Debug, Clone)]
-pub struct GcsClaims {
+pub struct GcsObjects {
     endpoint: String,
     auth: GoogleAuth,
     http: reqwest::Client,
@@ -48,7 +51,7 @@ struct ObjectResource {
     metadata: std::collections::HashMap<String, String>,
 }
 
-impl GcsClaims {
+impl GcsObjects {
     /// Claims in `bucket` at `endpoint` (`https://storage.googleapis.com` or an emulator).
     pub fn new(
         endpoint: &str,
@@ -73,6 +76,35 @@ impl GcsClaims {
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let (endpoint, auth) = tapline::google_auth::storage_from_env()?;
         Ok(Self::new(&endpoint, auth, bucket)?)
+    }
+
+    /// `…/storage/v1/b/BUCKET/o/NAME`, the name one path segment (its slashes as %2F).
+    fn object_url(&self, key: &str) -> Result<reqwest::Url, String> {
+        let mut url = self.objects_url()?;
+        url.path_segments_mut()
+            .map_err(|_| "bad storage endpoint".to_string())?
+            .push(key);
+        Ok(url)
+    }
+
+    fn objects_url(&self) -> Result<reqwest::Url, String> {
+        reqwest::Url::parse(&format!("{}/storage/v1/b/{}/o", self.endpoint, self.bucket))
+            .map_err(|e| format!("bad storage endpoint: {e}"))
+    }
+
+    /// A GET that must answer 2xx.
+    async fn get_ok(&self, url: reqwest::Url, what: &str) -> Result<reqwest::Response, String> {
+        let response = self
+            .http
+            .get(url)
+            .headers(self.headers().await?)
+            .send()
+            .await
+            .map_err(|e| format!("{what} failed: {}", e.without_url()))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(http_error(what, response).await)
     }
 
     async fn headers(&self) -> Result<reqwest::header::HeaderMap, String> {
@@ -122,16 +154,13 @@ impl GcsClaims {
         match response.status().as_u16() {
             200..=299 => Ok(true),
             412 => Ok(false),
-            status => Err(format!(
-                "upload answered HTTP {status}: {}",
-                response.text().await.unwrap_or_default().trim()
-            )),
+            _ => Err(http_error("upload", response).await),
         }
     }
 }
 
 #[async_trait]
-impl ClaimStore for GcsClaims {
+impl ClaimStore for GcsObjects {
     async fn create(
         &self,
         key: &str,
@@ -142,16 +171,9 @@ impl ClaimStore for GcsClaims {
     }
 
     async fn read(&self, key: &str) -> Result<Option<Holder>, String> {
-        let mut url =
-            reqwest::Url::parse(&format!("{}/storage/v1/b/{}/o", self.endpoint, self.bucket))
-                .map_err(|e| format!("bad storage endpoint: {e}"))?;
-        // One path segment: the object name's slashes are encoded (%2F).
-        url.path_segments_mut()
-            .map_err(|_| "bad storage endpoint".to_string())?
-            .push(key);
         let response = self
             .http
-            .get(url)
+            .get(self.object_url(key)?)
             .headers(self.headers().await?)
             .send()
             .await
@@ -159,12 +181,7 @@ impl ClaimStore for GcsClaims {
         match response.status().as_u16() {
             200 => {}
             404 => return Ok(None),
-            status => {
-                return Err(format!(
-                    "read answered HTTP {status}: {}",
-                    response.text().await.unwrap_or_default().trim()
-                ));
-            }
+            _ => return Err(http_error("read", response).await),
         }
         let object: ObjectResource = response
             .json()
@@ -196,5 +213,89 @@ impl ClaimStore for GcsClaims {
             return Ok(false);
         }
         self.upload(key, version, payload_id, received_at_ms).await
+    }
+}
+
+async fn http_error(what: &str, response: reqwest::Response) -> String {
+    let status = response.status().as_u16();
+    format!(
+        "{what} answered HTTP {status}: {}",
+        response.text().await.unwrap_or_default().trim()
+    )
+}
+
+/// One page of objects.list (names only).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    items: Vec<ListedName>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListedName {
+    name: String,
+}
+
+#[async_trait]
+impl AttemptLog for GcsObjects {
+    async fn put_record(&self, key: &str, body: Vec<u8>) -> Result<(), String> {
+        let response = self
+            .http
+            .post(format!(
+                "{}/upload/storage/v1/b/{}/o",
+                self.endpoint, self.bucket
+            ))
+            .query(&[("uploadType", "media"), ("name", key)])
+            .headers(self.headers().await?)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("upload failed: {}", e.without_url()))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(http_error("upload", response).await)
+    }
+
+    async fn records_under(&self, prefix: &str) -> Result<Vec<Vec<u8>>, String> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = self.objects_url()?;
+            url.query_pairs_mut()
+                .append_pair("prefix", prefix)
+                .append_pair("fields", "items(name),nextPageToken");
+            if let Some(token) = &token {
+                url.query_pairs_mut().append_pair("pageToken", token);
+            }
+            let page: ListPage = self
+                .get_ok(url, "list")
+                .await?
+                .json()
+                .await
+                .map_err(|e| format!("list returned no object list: {e}"))?;
+            names.extend(page.items.into_iter().map(|i| i.name));
+            match page.next_page_token {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        names.sort();
+        let mut bodies = Vec::with_capacity(names.len());
+        for name in names {
+            let mut url = self.object_url(&name)?;
+            url.query_pairs_mut().append_pair("alt", "media");
+            let body = self
+                .get_ok(url, "download")
+                .await?
+                .bytes()
+                .await
+                .map_err(|e| format!("download failed: {}", e.without_url()))?;
+            bodies.push(body.to_vec());
+        }
+        Ok(bodies)
     }
 }

@@ -10,7 +10,8 @@
 //! - [`worker`]: the delivery worker; [`retry`] its backoff; [`clock`] injectable time.
 //! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
 //! - [`relay`]: assembly and `serve`.
-//! - [`dedupe`]: the dedupe window in the cloud, as claims in a bucket ([`dedupe::ClaimStore`]).
+//! - [`dedupe`]: the dedupe window in the cloud, as claims in a bucket ([`dedupe::ClaimStore`]);
+//!   [`attempt_log`]: every attempt of a delivery for its dead letter, in the same bucket.
 //! - `sqs_queue`, `sqs_payloads`, `sqs_dedupe`, `aws_config_env` (feature `sqs`): the queue and
 //!   the worker handler on AWS, bodies too large for SQS in S3 (claim-check), dedupe claims by
 //!   S3 conditional puts, and the configuration of the Lambda functions (route secrets from
@@ -20,6 +21,7 @@
 //!   configuration through `aws_config_env` too (route secrets from Secret Manager by version
 //!   name).
 
+pub mod attempt_log;
 pub mod auth;
 // Cloud-neutral despite its name: secret references are read by their form (ARN or Secret
 // Manager version), so the Cloud Run services use it as well.

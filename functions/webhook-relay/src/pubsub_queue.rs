@@ -48,6 +48,7 @@ use serde_json::{Value, json};
 use tapline::google_auth::GoogleAuth;
 use tracing::{debug, error, info, warn};
 
+use crate::attempt_log::{self, AttemptLog};
 use crate::clock::Clock;
 use crate::dedupe::Claim;
 use crate::gcs_dedupe::GcsDedupe;
@@ -340,6 +341,7 @@ pub struct PubSubDeliveryHandler {
     clock: Arc<dyn Clock>,
     dead_letters: PubSubPublisher,
     dedupe: Option<GcsDedupe>,
+    attempt_log: Option<Arc<dyn AttemptLog>>,
     pauses: DestinationPauses,
     holds: std::sync::Mutex<HashMap<String, Hold>>,
 }
@@ -356,6 +358,21 @@ struct Hold {
 /// Holds kept at most; beyond it, those long due are forgotten (an entry only outlives its
 /// delivery when Pub/Sub pushed the delivery to another instance).
 const MAX_HOLDS: usize = 10_000;
+
+/// Attempt attributes on a dead letter at most (Pub/Sub allows 100 attributes in all).
+const MAX_ATTEMPT_ATTRIBUTES: usize = 64;
+
+/// One attempt as a compact JSON attribute value within Pub/Sub's 1,024 bytes.
+fn attempt_attribute(attempt: &AttemptRecord) -> String {
+    let mut attempt = attempt.clone();
+    attempt.error = attempt.error.map(|e| truncate(&e, 600));
+    let json = serde_json::to_string(&attempt).expect("an AttemptRecord serialises");
+    if json.len() <= MAX_ATTRIBUTE_BYTES {
+        return json;
+    }
+    attempt.error = None;
+    serde_json::to_string(&attempt).expect("an AttemptRecord serialises")
+}
 
 fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -383,6 +400,7 @@ impl PubSubDeliveryHandler {
             clock,
             dead_letters,
             dedupe: None,
+            attempt_log: None,
             pauses: DestinationPauses::default(),
             holds: std::sync::Mutex::default(),
         }
@@ -392,6 +410,13 @@ impl PubSubDeliveryHandler {
     /// within the window is delivered once (see [`crate::dedupe`]).
     pub fn with_dedupe(mut self, dedupe: Option<GcsDedupe>) -> Self {
         self.dedupe = dedupe;
+        self
+    }
+
+    /// Failed attempts that will be retried are written to `log`, so that a dead letter lists
+    /// every attempt (see [`crate::attempt_log`]).
+    pub fn with_attempt_log(mut self, log: Option<Arc<dyn AttemptLog>>) -> Self {
+        self.attempt_log = log;
         self
     }
 
@@ -471,10 +496,15 @@ impl PubSubDeliveryHandler {
             }
             Settle::RetryAt(at) => {
                 self.hold(&id, at, false);
+                if let Some(log) = &self.attempt_log {
+                    attempt_log::append(log.as_ref(), &id, &record).await;
+                }
                 PushOutcome::Retry
             }
             Settle::Dead => {
-                let outcome = self.dead_letter(&message, &record).await;
+                let attempts =
+                    attempt_log::history(self.attempt_log.as_deref(), &id, &record).await;
+                let outcome = self.dead_letter(&message, &record, &attempts).await;
                 if outcome == PushOutcome::DeadLettered {
                     self.forget(&id);
                 }
@@ -516,8 +546,22 @@ impl PubSubDeliveryHandler {
         self.holds().remove(id);
     }
 
-    async fn dead_letter(&self, message: &PushMessage, record: &AttemptRecord) -> PushOutcome {
+    async fn dead_letter(
+        &self,
+        message: &PushMessage,
+        record: &AttemptRecord,
+        attempts: &[AttemptRecord],
+    ) -> PushOutcome {
         let mut attributes = message.attributes.clone();
+        // Every attempt, oldest first, one attribute each (Pub/Sub: at most 100 attributes of
+        // 1,024 bytes): the latest MAX_ATTEMPT_ATTRIBUTES, errors shortened to fit.
+        let skip = attempts.len().saturating_sub(MAX_ATTEMPT_ATTRIBUTES);
+        for (n, attempt) in attempts.iter().enumerate().skip(skip) {
+            attributes.insert(
+                format!("tapline_attempt_{}", n + 1),
+                attempt_attribute(attempt),
+            );
+        }
         attributes.insert("tapline_dead_attempt".into(), record.attempt.to_string());
         attributes.insert("tapline_dead_at_ms".into(), record.at_ms.to_string());
         attributes.insert("tapline_dead_outcome".into(), record.outcome.clone());

@@ -67,7 +67,7 @@ pub struct Delivery {
 }
 
 /// How one attempt ended, as recorded for dead letters and audit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AttemptRecord {
     /// 1 for the first attempt of a round.
     pub attempt: u32,

@@ -1,19 +1,22 @@
-//! Dedupe claims in S3 (feature `sqs`), for the worker Lambda: [`crate::dedupe`]'s
-//! [`ClaimStore`] as **conditional puts** (`If-None-Match: *`, atomic in S3 since August 2024;
-//! `If-Match: <ETag>` to take an expired claim over) of `dedupe/<route>/<destination>/<sha256>`
-//! in the payload bucket, with the payload id and its receive time as object metadata.
+//! The worker Lambda's small objects in the payload bucket (feature `sqs`):
+//! - dedupe claims, [`crate::dedupe`]'s [`ClaimStore`] as **conditional puts** (`If-None-Match:
+//!   *`, atomic in S3 since August 2024; `If-Match: <ETag>` to take an expired claim over) of
+//!   `dedupe/<route>/<destination>/<sha256>`, with the payload id and its receive time as object
+//!   metadata;
+//! - attempt records ([`crate::attempt_log`]) under `attempts/`.
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 
+use crate::attempt_log::AttemptLog;
 use crate::dedupe::{ClaimStore, DedupeWindow, Holder};
 
 /// The dedupe window with its claims in S3.
-pub type DedupeStore = DedupeWindow<S3Claims>;
+pub type DedupeStore = DedupeWindow<S3Objects>;
 
-/// Claims as objects of one S3 bucket.
+/// Claims and attempt records as objects of one S3 bucket.
 #[derive(Debug, Clone)]
-pub struct S3Claims {
+pub struct S3Objects {
     client: Client,
     bucket: String,
 }
@@ -27,7 +30,7 @@ fn status_of<E>(
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-impl S3Claims {
+impl S3Objects {
     /// Claims in `bucket`.
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         Self {
@@ -65,7 +68,7 @@ impl S3Claims {
 }
 
 #[async_trait]
-impl ClaimStore for S3Claims {
+impl ClaimStore for S3Objects {
     async fn create(
         &self,
         key: &str,
@@ -105,5 +108,56 @@ impl ClaimStore for S3Claims {
     ) -> Result<bool, String> {
         self.put(key, payload_id, received_at_ms, Some(version))
             .await
+    }
+}
+
+#[async_trait]
+impl AttemptLog for S3Objects {
+    async fn put_record(&self, key: &str, body: Vec<u8>) -> Result<(), String> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())
+    }
+
+    async fn records_under(&self, prefix: &str) -> Result<Vec<Vec<u8>>, String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| err(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+        }
+        keys.sort();
+        let mut bodies = Vec::with_capacity(keys.len());
+        for key in keys {
+            let object = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| err(&aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            let bytes = object.body.collect().await.map_err(|e| err(&e))?;
+            bodies.push(bytes.into_bytes().to_vec());
+        }
+        Ok(bodies)
     }
 }

@@ -76,12 +76,15 @@ impl PayloadStore {
         Some(Self::new(Client::from_conf(config), bucket))
     }
 
+    /// The worker's small objects in the same bucket: dedupe claims (`dedupe/`) and attempt
+    /// records (`attempts/`).
+    pub fn objects(&self) -> crate::sqs_dedupe::S3Objects {
+        crate::sqs_dedupe::S3Objects::new(self.client.clone(), &self.bucket)
+    }
+
     /// Dedupe claims for `window` in the same bucket (`dedupe/`, see [`crate::dedupe`]).
     pub fn dedupe(&self, window: std::time::Duration) -> crate::sqs_dedupe::DedupeStore {
-        crate::dedupe::DedupeWindow::new(
-            crate::sqs_dedupe::S3Claims::new(self.client.clone(), &self.bucket),
-            window,
-        )
+        crate::dedupe::DedupeWindow::new(self.objects(), window)
     }
 
     /// The object key of a payload's body.

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+use crate::attempt_log::{self, AttemptLog};
 use crate::clock::Clock;
 use crate::dedupe::Claim;
 use crate::queue::{
@@ -63,6 +64,10 @@ pub struct DeliveryMessage {
     /// On the dead-letter queue: the last attempt's outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead: Option<DeadRecord>,
+    /// On the dead-letter queue: every attempt, oldest first, as far as the attempt log has
+    /// them (see [`crate::attempt_log`]); the last one is `dead`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
 }
 
 /// The last attempt of a dead-lettered delivery, as stored with it on the dead-letter queue.
@@ -164,6 +169,7 @@ impl AcceptQueue for SqsAcceptQueue {
                         body_s3: body_s3.cloned(),
                         prior_attempts: 0,
                         dead: None,
+                        attempts: Vec::new(),
                     })
                     .expect("a DeliveryMessage serialises")
                 })
@@ -281,6 +287,7 @@ pub struct SqsDeliveryHandler {
     dead_letter_queue_url: String,
     payloads: Option<PayloadStore>,
     dedupe: Option<DedupeStore>,
+    attempt_log: Option<Arc<dyn AttemptLog>>,
     pauses: DestinationPauses,
 }
 
@@ -305,8 +312,16 @@ impl SqsDeliveryHandler {
             dead_letter_queue_url: dead_letter_queue_url.into(),
             payloads: None,
             dedupe: None,
+            attempt_log: None,
             pauses: DestinationPauses::default(),
         }
+    }
+
+    /// Failed attempts that will be retried are written to `log`, so that a dead letter lists
+    /// every attempt (see [`crate::attempt_log`]).
+    pub fn with_attempt_log(mut self, log: Option<Arc<dyn AttemptLog>>) -> Self {
+        self.attempt_log = log;
+        self
     }
 
     /// Deliveries are claimed in `dedupe` first, so that the same body on the same route
@@ -443,6 +458,9 @@ impl SqsDeliveryHandler {
         match next {
             Settle::Delivered => MessageOutcome::Delivered,
             Settle::RetryAt(at) => {
+                if let Some(log) = &self.attempt_log {
+                    attempt_log::append(log.as_ref(), &message.id, &record_of_attempt).await;
+                }
                 let wait_secs =
                     ((at - self.clock.now_ms() + 999) / 1000).clamp(0, MAX_VISIBILITY_SECS);
                 // Best effort: without it the retry comes after the queue's visibility timeout.
@@ -461,8 +479,15 @@ impl SqsDeliveryHandler {
                 MessageOutcome::Retry
             }
             Settle::Dead => {
+                let attempts = attempt_log::history(
+                    self.attempt_log.as_deref(),
+                    &message.id,
+                    &record_of_attempt,
+                )
+                .await;
                 let dead = DeliveryMessage {
                     dead: Some(DeadRecord::from(&record_of_attempt)),
+                    attempts,
                     ..message
                 };
                 let body = serde_json::to_string(&dead).expect("a DeliveryMessage serialises");

@@ -14,10 +14,11 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use webhook_relay::attempt_log::AttemptLog;
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
 use webhook_relay::dedupe::DedupeWindow;
-use webhook_relay::gcs_dedupe::{ENV_DEDUPE_BUCKET, GcsClaims};
+use webhook_relay::gcs_dedupe::{ENV_DEDUPE_BUCKET, GcsObjects};
 use webhook_relay::pubsub_queue::{
     ENV_DEAD_LETTER_TOPIC, ENV_TOPIC, PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher,
     push_router,
@@ -63,21 +64,23 @@ async fn run() -> Result<(), BoxError> {
         }
         "worker" => {
             let client = http_client(config.settings.delivery_timeout)?;
-            let dedupe = match std::env::var(ENV_DEDUPE_BUCKET)
+            // Dedupe claims and attempt records live in the worker's bucket.
+            let objects = match std::env::var(ENV_DEDUPE_BUCKET)
                 .ok()
                 .filter(|b| !b.is_empty())
             {
-                Some(bucket) => Some(DedupeWindow::new(
-                    GcsClaims::from_env(bucket)?,
-                    config.settings.dedupe_window,
-                )),
+                Some(bucket) => Some(GcsObjects::from_env(bucket)?),
                 None => {
                     tracing::warn!(
-                        "{ENV_DEDUPE_BUCKET} is not set: no dedupe window (a body sent twice is delivered twice)."
+                        "{ENV_DEDUPE_BUCKET} is not set: no dedupe window (a body sent twice is delivered twice), and dead letters hold their last attempt only."
                     );
                     None
                 }
             };
+            let dedupe = objects
+                .clone()
+                .map(|o| DedupeWindow::new(o, config.settings.dedupe_window));
+            let attempt_log = objects.map(|o| Arc::new(o) as Arc<dyn AttemptLog>);
             push_router(Arc::new(
                 PubSubDeliveryHandler::new(
                     destinations(&config, &client),
@@ -85,7 +88,8 @@ async fn run() -> Result<(), BoxError> {
                     Arc::new(SystemClock),
                     PubSubPublisher::from_env(required(ENV_DEAD_LETTER_TOPIC)?)?,
                 )
-                .with_dedupe(dedupe),
+                .with_dedupe(dedupe)
+                .with_attempt_log(attempt_log),
             ))
         }
         other => return Err(format!("{ENV_MODE}={other:?}: use endpoint or worker").into()),

@@ -4,13 +4,14 @@
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` and `TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL` (required),
 //! the configuration as for the endpoint (`TAPLINE_RELAY_CONFIG_TOML`, `TAPLINE_RELAY_SECRET_ARNS`),
-//! `TAPLINE_RELAY_PAYLOAD_BUCKET` (where bodies too large for SQS are, and the dedupe claims), `TAPLINE_WAREHOUSE` and
-//! `TAPLINE_WAREHOUSE_SECRET_ARN` (for a warehouse destination), `TAPLINE_LOG`.
+//! `TAPLINE_RELAY_PAYLOAD_BUCKET` (where bodies too large for SQS are, the dedupe claims and the
+//! attempt records), `TAPLINE_WAREHOUSE` and `TAPLINE_WAREHOUSE_SECRET_ARN` (for a warehouse destination), `TAPLINE_LOG`.
 
 use std::sync::Arc;
 
 use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
 use serde_json::Value;
+use webhook_relay::attempt_log::AttemptLog;
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
 use webhook_relay::relay::{destinations, http_client};
@@ -31,7 +32,8 @@ async fn main() -> Result<(), Error> {
     tapline::entry::init_json_logs();
     let config = relay_config_from_env().await?;
     let client = http_client(config.settings.delivery_timeout)?;
-    // Bodies too large for SQS, and the dedupe claims, live in the payload bucket.
+    // Bodies too large for SQS, the dedupe claims and the attempt records live in the payload
+    // bucket.
     let payloads = PayloadStore::from_env().await;
     let handler = Arc::new(
         SqsDeliveryHandler::new(
@@ -46,6 +48,11 @@ async fn main() -> Result<(), Error> {
             payloads
                 .as_ref()
                 .map(|p| p.dedupe(config.settings.dedupe_window)),
+        )
+        .with_attempt_log(
+            payloads
+                .as_ref()
+                .map(|p| Arc::new(p.objects()) as Arc<dyn AttemptLog>),
         )
         .with_payloads(payloads),
     );
