@@ -16,7 +16,9 @@ use webhook_relay::RelayConfig;
 use webhook_relay::clock::SystemClock;
 use webhook_relay::relay::{accept_router, destinations, http_client};
 use webhook_relay::sqs_payloads::{PayloadStore, SQS_MESSAGE_MAX_BYTES};
-use webhook_relay::sqs_queue::{DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
+use webhook_relay::sqs_queue::{
+    DeliveryMessage, MessageOutcome, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
+};
 
 const TOKEN: &str = "big-token";
 
@@ -671,7 +673,7 @@ async fn the_dead_letter_lists_every_attempt() {
         ]
     );
     assert!(letter.attempts.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
-    assert_eq!(letter.dead.unwrap().attempt, 3);
+    assert_eq!(letter.dead.as_ref().unwrap().attempt, 3);
     let logged = s3_client
         .list_objects_v2()
         .bucket(&bucket)
@@ -680,4 +682,26 @@ async fn the_dead_letter_lists_every_attempt() {
         .await
         .unwrap();
     assert_eq!(logged.contents().len(), 2, "the two retried attempts");
+
+    // Replayed (the dead letter moved back to the delivery queue as it is, prior attempts and
+    // all): a new round with every attempt, not a dead letter at its first failure.
+    let replayed = DeliveryMessage {
+        prior_attempts: 2,
+        ..letter.clone()
+    };
+    crm.script([Reply::Status(503, "busy".into())]);
+    let event: SqsEvent = serde_json::from_value(json!({"Records": [{
+        "messageId": "m-2", "receiptHandle": "r",
+        "body": serde_json::to_string(&replayed).unwrap(),
+        "attributes": {"ApproximateReceiveCount": "1"}}]}))
+    .unwrap();
+    let outcome = worker
+        .handle_record(event.records.into_iter().next().unwrap())
+        .await;
+    assert_eq!(
+        outcome,
+        MessageOutcome::Retry,
+        "attempt 1 of 3 of the new round"
+    );
+    assert!(queue_is_empty(&client, &dlq).await);
 }

@@ -97,6 +97,20 @@ impl From<&AttemptRecord> for DeadRecord {
     }
 }
 
+impl DeliveryMessage {
+    /// Attempts of this round made before this message was sent. A dead letter moved back to
+    /// the delivery queue (`aws sqs start-message-move-task`, the replay on AWS) starts a new
+    /// round with every attempt again, as `tapline relay replay` does locally; its old attempts
+    /// stay in the attempt log.
+    pub fn round_prior_attempts(&self) -> u32 {
+        if self.dead.is_some() {
+            0
+        } else {
+            self.prior_attempts
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -440,7 +454,7 @@ impl SqsDeliveryHandler {
             destination: message.destination.clone(),
             body,
             received_at_ms: message.received_at_ms,
-            attempts: message.prior_attempts + received.saturating_sub(1),
+            attempts: message.round_prior_attempts() + received.saturating_sub(1),
         };
         if let Some(until) = self.pauses.paused_until(&key, self.clock.now_ms()) {
             return self.postpone(&message, received, until).await;
@@ -529,7 +543,10 @@ impl SqsDeliveryHandler {
     ) -> MessageOutcome {
         let delay = ((until_ms - self.clock.now_ms() + 999) / 1000).clamp(0, MAX_DELAY_SECS);
         let again = DeliveryMessage {
-            prior_attempts: message.prior_attempts + received.saturating_sub(1),
+            prior_attempts: message.round_prior_attempts() + received.saturating_sub(1),
+            // The copy belongs to this round: no longer a dead letter being replayed.
+            dead: None,
+            attempts: Vec::new(),
             ..message.clone()
         };
         let body = serde_json::to_string(&again).expect("a DeliveryMessage serialises");
