@@ -694,17 +694,21 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             ..
         } = PushWorker::start(&config, Duration::from_millis(250)).await;
         crm.set_default(Reply::Status(503, "down".into()));
-        let failing: Vec<OutgoingMessage> = (1..=5)
-            .map(|n| {
-                let body = format!(r#"{{"n":{n}}}"#);
-                delivery(
-                    &format!("p{n}"),
-                    "crm",
-                    1_700_000_000_000 + n,
-                    body.as_bytes(),
-                )
-            })
-            .collect();
+        // Distinct bodies: the worker's dedupe window is on.
+        let to_crm = |payloads: std::ops::RangeInclusive<i64>| -> Vec<OutgoingMessage> {
+            payloads
+                .map(|n| {
+                    let body = format!(r#"{{"n":{n}}}"#);
+                    delivery(
+                        &format!("p{n}"),
+                        "crm",
+                        1_700_000_000_000 + n,
+                        body.as_bytes(),
+                    )
+                })
+                .collect()
+        };
+        let failing = to_crm(1..=5);
         publisher.publish(&failing).await.unwrap();
         // The five answers are in once Pub/Sub has the worker's five 503s.
         pubsub
@@ -712,17 +716,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             .await;
         assert_eq!(crm.received().len(), 5);
 
-        let later: Vec<OutgoingMessage> = (6..=8)
-            .map(|n| {
-                let body = format!(r#"{{"n":{n}}}"#);
-                delivery(
-                    &format!("p{n}"),
-                    "crm",
-                    1_700_000_000_000 + n,
-                    body.as_bytes(),
-                )
-            })
-            .collect();
+        let later = to_crm(6..=8);
         let ids = publisher.publish(&later).await.unwrap();
         let pushes = pubsub
             .wait_pushes(

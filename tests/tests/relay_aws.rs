@@ -95,6 +95,61 @@ async fn queue_is_empty(client: &aws_sdk_sqs::Client, queue: &str) -> bool {
     out.messages().is_empty()
 }
 
+/// A delivery message as the endpoint queues it: `body` inline, nothing attempted yet.
+fn delivery_message(
+    route: &str,
+    payload: &str,
+    destination: &str,
+    received_at_ms: i64,
+    body: &str,
+) -> DeliveryMessage {
+    DeliveryMessage {
+        id: format!("{payload}.{destination}"),
+        payload_id: payload.into(),
+        route: route.into(),
+        destination: destination.into(),
+        received_at_ms,
+        body: body.into(),
+        body_s3: None,
+        prior_attempts: 0,
+        dead: None,
+        attempts: Vec::new(),
+    }
+}
+
+/// The worker Lambda's handler on `name`'s queues, with its payload bucket on moto as
+/// `bin/worker.rs` wires it (bodies, dedupe claims, attempt records). Returns the handler, the
+/// SQS client, the dead-letter queue, the S3 client and the bucket.
+async fn worker_with_bucket(
+    config: &RelayConfig,
+    name: &str,
+) -> (
+    SqsDeliveryHandler,
+    aws_sdk_sqs::Client,
+    String,
+    aws_sdk_s3::Client,
+    String,
+) {
+    let client = sqs::client().await;
+    let (queue, dlq) = queue(&client, name).await;
+    let s3_client = s3::client().await;
+    let bucket = s3::new_bucket(&s3_client, name).await;
+    let store = PayloadStore::new(s3_client.clone(), &bucket);
+    let http = http_client(config.settings.delivery_timeout).unwrap();
+    let worker = SqsDeliveryHandler::new(
+        destinations(config, &http),
+        config.settings.retry.clone(),
+        Arc::new(SystemClock),
+        client.clone(),
+        &queue,
+        &dlq,
+    )
+    .with_dedupe(Some(store.dedupe(config.settings.dedupe_window)))
+    .with_attempt_log(Some(Arc::new(store.objects())))
+    .with_payloads(Some(store));
+    (worker, client, dlq, s3_client, bucket)
+}
+
 #[tokio::test]
 async fn without_a_payload_bucket_a_body_too_large_for_sqs_is_413_and_nothing_is_queued() {
     let (crm, archive) = (Receiver::start().await, Receiver::start().await);
@@ -381,18 +436,13 @@ async fn the_worker_function_under_cargo_lambda_watch_reports_only_the_failed_de
     .await;
     let body = r#"{"targetId":5,"profiles":[{"identity":"u-9","event_name":"Charged"}]}"#;
     let message = |destination: &str| {
-        serde_json::to_string(&DeliveryMessage {
-            id: format!("0000019ad0f1c2a3b4c5d6e7f8a9b0c1.{destination}"),
-            payload_id: "0000019ad0f1c2a3b4c5d6e7f8a9b0c1".into(),
-            route: "alerts".into(),
-            destination: destination.into(),
-            received_at_ms: 1_764_000_000_000,
-            body: body.into(),
-            body_s3: None,
-            prior_attempts: 0,
-            dead: None,
-            attempts: Vec::new(),
-        })
+        serde_json::to_string(&delivery_message(
+            "alerts",
+            "0000019ad0f1c2a3b4c5d6e7f8a9b0c1",
+            destination,
+            1_764_000_000_000,
+            body,
+        ))
         .unwrap()
     };
     let event = sqs_event(&[
@@ -431,40 +481,12 @@ async fn the_same_body_within_the_window_is_delivered_once_per_destination() {
     let (crm, archive) = (Receiver::start().await, Receiver::start().await);
     let config = config(&crm, &archive);
     assert_eq!(config.settings.dedupe_window, Duration::from_secs(600));
-    let client = sqs::client().await;
-    let (queue, dlq) = queue(&client, "relay-dedupe").await;
-    let s3_client = s3::client().await;
-    let bucket = s3::new_bucket(&s3_client, "relay-dedupe").await;
-    let store = PayloadStore::new(s3_client.clone(), &bucket);
-    let http = http_client(config.settings.delivery_timeout).unwrap();
-    let worker = Arc::new(
-        SqsDeliveryHandler::new(
-            destinations(&config, &http),
-            config.settings.retry.clone(),
-            Arc::new(SystemClock),
-            client.clone(),
-            &queue,
-            &dlq,
-        )
-        .with_dedupe(Some(store.dedupe(config.settings.dedupe_window)))
-        .with_payloads(Some(store)),
-    );
+    let (worker, ..) = worker_with_bucket(&config, "relay-dedupe").await;
+    let worker = Arc::new(worker);
     const T0: i64 = 1_764_000_000_000;
     let body = r#"{"targetId":3,"profiles":{"identity":"u7"}}"#;
     let message = |payload: &str, destination: &str, at: i64| {
-        serde_json::to_string(&DeliveryMessage {
-            id: format!("{payload}.{destination}"),
-            payload_id: payload.into(),
-            route: "big".into(),
-            destination: destination.into(),
-            received_at_ms: at,
-            body: body.into(),
-            body_s3: None,
-            prior_attempts: 0,
-            dead: None,
-            attempts: Vec::new(),
-        })
-        .unwrap()
+        serde_json::to_string(&delivery_message("big", payload, destination, at, body)).unwrap()
     };
     let handle = |messages: Vec<String>| {
         let worker = worker.clone();
@@ -545,18 +567,13 @@ async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_a
         &dlq,
     ));
     let record = |n: usize, destination: &str, received: u32| {
-        let body = serde_json::to_string(&DeliveryMessage {
-            id: format!("p-{n}.{destination}"),
-            payload_id: format!("p-{n}"),
-            route: "big".into(),
-            destination: destination.into(),
-            received_at_ms: 1_764_000_000_000,
-            body: format!(r#"{{"n":{n}}}"#),
-            body_s3: None,
-            prior_attempts: 0,
-            dead: None,
-            attempts: Vec::new(),
-        })
+        let body = serde_json::to_string(&delivery_message(
+            "big",
+            &format!("p-{n}"),
+            destination,
+            1_764_000_000_000,
+            &format!(r#"{{"n":{n}}}"#),
+        ))
         .unwrap();
         json!({"messageId": format!("m-{n}-{destination}"), "receiptHandle": "r", "body": body,
                "attributes": {"ApproximateReceiveCount": received.to_string()}})
@@ -619,33 +636,15 @@ async fn the_dead_letter_lists_every_attempt() {
         Reply::Status(404, "no such hook".into()),
     ]);
     let config = config(&crm, &archive);
-    let client = sqs::client().await;
-    let (queue, dlq) = queue(&client, "relay-attempts").await;
-    let s3_client = s3::client().await;
-    let bucket = s3::new_bucket(&s3_client, "relay-attempts").await;
-    let store = PayloadStore::new(s3_client.clone(), &bucket);
-    let http = http_client(config.settings.delivery_timeout).unwrap();
-    let worker = SqsDeliveryHandler::new(
-        destinations(&config, &http),
-        config.settings.retry.clone(),
-        Arc::new(SystemClock),
-        client.clone(),
-        &queue,
-        &dlq,
-    )
-    .with_attempt_log(Some(Arc::new(store.objects())));
-    let message = serde_json::to_string(&DeliveryMessage {
-        id: "p-1.crm".into(),
-        payload_id: "p-1".into(),
-        route: "big".into(),
-        destination: "crm".into(),
-        received_at_ms: 1_764_000_000_000,
-        body: r#"{"n":1}"#.into(),
-        body_s3: None,
-        prior_attempts: 0,
-        dead: None,
-        attempts: Vec::new(),
-    })
+    let (worker, client, dlq, s3_client, bucket) =
+        worker_with_bucket(&config, "relay-attempts").await;
+    let message = serde_json::to_string(&delivery_message(
+        "big",
+        "p-1",
+        "crm",
+        1_764_000_000_000,
+        r#"{"n":1}"#,
+    ))
     .unwrap();
     for receive in 1..=3 {
         let event: SqsEvent = serde_json::from_value(json!({"Records": [{
