@@ -14,8 +14,11 @@ use tokio::process::{Child, Command};
 pub struct LambdaEmulator {
     port: u16,
     watch: Child,
-    /// The function's process (stdout piped: its JSON logs).
+    /// The function's process (its stdout, the JSON logs, is read by `logs`).
     pub function: Child,
+    /// Reads the function's stdout as it is written: a pipe nobody reads fills up (64 KiB on
+    /// Linux) and then blocks the function's logging, and with it the function.
+    logs: tokio::task::JoinHandle<Vec<u8>>,
 }
 
 impl LambdaEmulator {
@@ -81,11 +84,19 @@ impl LambdaEmulator {
         for (k, v) in env {
             command.env(k, v);
         }
-        let function = command.spawn().expect("start the function");
+        let mut function = command.spawn().expect("start the function");
+        let mut stdout = function.stdout.take().expect("piped stdout");
+        let logs = tokio::spawn(async move {
+            let mut logs = Vec::new();
+            // Ends at EOF, when the function exits.
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut logs).await;
+            logs
+        });
         Self {
             port,
             watch,
             function,
+            logs,
         }
     }
 
@@ -111,7 +122,7 @@ impl LambdaEmulator {
     /// Stops the function and the emulator (SIGTERM); returns the function's logs.
     pub async fn stop(mut self) -> String {
         self.function.kill().await.unwrap();
-        let logs = self.function.wait_with_output().await.unwrap().stdout;
+        let logs = self.logs.await.expect("the log reader");
         let pid = self.watch.id().unwrap().to_string();
         assert!(
             std::process::Command::new("kill")

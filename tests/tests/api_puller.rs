@@ -1,6 +1,8 @@
 //! The scheduled API pull (what `functions/api-puller` runs per invocation): the configured
 //! jobs over a window ending yesterday in the project's time zone, against the CleverTap double
-//! and a SQLite warehouse, through `handle_pull_payload` as the Lambda handler calls it.
+//! and a SQLite warehouse, through `handle_pull_payload` as the Lambda handler calls it; and the
+//! built binary under `cargo lambda watch` with PostgreSQL, moto's Secrets Manager and a real
+//! `tapline relay serve` for its alerts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +13,10 @@ use tapline::pull::jobs::{PullInvocationError, PullJobs, handle_pull_payload};
 use tapline::warehouse::Warehouse;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
 use tapline_tests::clevertap_api::{ClevertapApi, MessageDay, event_records, message_record};
+use tapline_tests::lambda_emulator::LambdaEmulator;
+use tapline_tests::pg::PgSchema;
+use tapline_tests::receiver::Received;
+use tapline_tests::s3::{create_secret, moto};
 
 fn lookup(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<&str, String> = pairs.into_iter().collect();
@@ -146,20 +152,16 @@ async fn a_scheduled_run_pulls_yesterday_with_its_lookback_and_fails_loudly() {
     );
 }
 
-/// The deployed binary: `functions/api-puller` under cargo-lambda's runtime API emulator,
-/// configured as `infra/aws` deploys it (passcode in Secrets Manager, PostgreSQL), invoked with
-/// the Scheduler payload plus an explicit window; the passcode never reaches its logs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lambda_binary_pulls_under_cargo_lambda_watch() {
+/// The `api-puller` binary under cargo-lambda's runtime API emulator, configured as
+/// `infra/aws` deploys it: the passcode from a moto Secrets Manager secret, the CleverTap
+/// double, PostgreSQL `schema`, Asia/Kolkata, pulling Charged; `extra` adds variables or
+/// overrides these.
+async fn puller_under_cargo_lambda_watch(
+    api: &ClevertapApi,
+    schema: &PgSchema,
+    extra: &[(&str, &str)],
+) -> LambdaEmulator {
     use tapline_tests::clevertap_api::{ACCOUNT, PASSCODE};
-    use tapline_tests::lambda_emulator::LambdaEmulator;
-    use tapline_tests::pg::PgSchema;
-    use tapline_tests::s3::{create_secret, moto};
-
-    let api = ClevertapApi::start().await;
-    api.set_events("Charged", 20220922, event_records(20220922, 12));
-    api.set_events("Charged", 20220923, event_records(20220923, 7));
-    let schema = PgSchema::new("puller_watch");
     let secret = create_secret(
         &format!("tapline-passcode-{}", std::process::id()),
         PASSCODE,
@@ -172,20 +174,33 @@ async fn the_lambda_binary_pulls_under_cargo_lambda_watch() {
         .unwrap()
         .1;
     let (url, endpoint) = (schema.url(), moto());
-    let lambda = LambdaEmulator::start(
-        "api-puller",
-        &[
-            ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
-            ("CLEVERTAP_PASSCODE_SECRET_ARN", secret.as_str()),
-            ("CLEVERTAP_API_URL", api_url.as_str()),
-            ("CLEVERTAP_BACKOFF_MS", "1"),
-            ("TAPLINE_WAREHOUSE", url.as_str()),
-            ("TAPLINE_TIMEZONE", "Asia/Kolkata"),
-            ("TAPLINE_PULL_EVENTS", "Charged"),
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ],
-    )
-    .await;
+    let mut env = vec![
+        ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
+        ("CLEVERTAP_PASSCODE_SECRET_ARN", secret.as_str()),
+        ("CLEVERTAP_API_URL", api_url.as_str()),
+        ("CLEVERTAP_BACKOFF_MS", "1"),
+        ("TAPLINE_WAREHOUSE", url.as_str()),
+        ("TAPLINE_TIMEZONE", "Asia/Kolkata"),
+        ("TAPLINE_PULL_EVENTS", "Charged"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+    ];
+    // The emulator sets variables in order: a later one wins.
+    env.extend_from_slice(extra);
+    LambdaEmulator::start("api-puller", &env).await
+}
+
+/// The deployed binary: `functions/api-puller` under cargo-lambda's runtime API emulator,
+/// configured as `infra/aws` deploys it (passcode in Secrets Manager, PostgreSQL), invoked with
+/// the Scheduler payload plus an explicit window; the passcode never reaches its logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_pulls_under_cargo_lambda_watch() {
+    use tapline_tests::clevertap_api::PASSCODE;
+
+    let api = ClevertapApi::start().await;
+    api.set_events("Charged", 20220922, event_records(20220922, 12));
+    api.set_events("Charged", 20220923, event_records(20220923, 7));
+    let schema = PgSchema::new("puller_watch");
+    let lambda = puller_under_cargo_lambda_watch(&api, &schema, &[]).await;
     let (status, body) = lambda
         .invoke(&json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-23"}))
         .await;
@@ -217,8 +232,8 @@ async fn the_lambda_binary_pulls_under_cargo_lambda_watch() {
     );
 }
 
-/// A running `tapline relay serve` with one route, `alerts` (header token), delivering to the
-/// Slack double; stopped with SIGTERM when dropped.
+/// A running `tapline relay serve` with one route, `alerts` (its token in a header), delivering
+/// to the Slack double; stopped with SIGTERM when dropped.
 struct RelayProcess {
     child: std::process::Child,
     base: String,
@@ -228,7 +243,8 @@ struct RelayProcess {
 const RELAY_TOKEN: &str = "alerts-token-789";
 
 impl RelayProcess {
-    async fn start(slack_url: &str) -> Self {
+    /// Starts the relay; the `alerts` route takes [`RELAY_TOKEN`] in `header`.
+    async fn start(slack_url: &str, header: &str) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let dir = tempfile::tempdir().unwrap();
@@ -244,11 +260,12 @@ delivery_timeout_secs = 2
 
 [[routes]]
 name = "alerts"
-auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+auth = { header = "HEADER", secret_env = "ALERTS_TOKEN" }
 [[routes.destinations]]
 type = "slack"
 url_env = "SLACK_URL"
-"#,
+"#
+            .replace("HEADER", header),
         )
         .unwrap();
         let mut child = Command::new(tapline_tests::bin("tapline"))
@@ -294,6 +311,66 @@ impl Drop for RelayProcess {
     }
 }
 
+/// Three alert rules on the 23rd: a floor of 50 and a 40% drop from the trailing 7-day mean
+/// for Charged, and a floor of 10 for App Launched (which [`serve_a_drop_on_the_23rd`] never
+/// serves: a count of 0).
+const ALERT_RULES: &str = r#"[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 50},
+    {"name": "charged-drop", "event": "Charged", "when": "below_trailing_mean", "percent": 40, "days": 7},
+    {"name": "launch-floor", "event": "App Launched", "when": "below", "count": 10}]"#;
+
+/// Charged: 100 records a day from the 15th to the 22nd, then 12 on the 23rd (so every rule
+/// of [`ALERT_RULES`] breaches on the 23rd).
+fn serve_a_drop_on_the_23rd(api: &ClevertapApi) {
+    for day in 20220915..=20220922 {
+        api.set_events("Charged", day, event_records(day, 100));
+    }
+    api.set_events("Charged", 20220923, event_records(20220923, 12));
+}
+
+/// The Slack posts the relay made for the breaches of [`ALERT_RULES`] carry the alert's
+/// sentence as the headline and its figures in the body.
+fn assert_breaches_reached_slack(posts: &[Received]) {
+    let messages: Vec<serde_json::Value> = posts
+        .iter()
+        .map(|p| serde_json::from_slice(&p.body).unwrap())
+        .collect();
+    let delivered: Vec<&str> = messages
+        .iter()
+        .map(|m| m["blocks"][1]["text"]["text"].as_str().unwrap())
+        .collect();
+    let floor = delivered
+        .iter()
+        .find(|t| t.contains("charged-floor"))
+        .expect("the floor breach reached Slack");
+    for figure in [
+        "\"count\": 12",
+        "\"baseline\": 50.0",
+        "\"day\": \"2022-09-23\"",
+        "Tapline alert: Charged on 2022-09-23 was 12, below 50 (rule charged-floor).",
+    ] {
+        assert!(floor.contains(figure), "{figure} in {floor}");
+    }
+    // The relay's Slack message is headed by the alert's sentence, not "Webhook on route".
+    let headlines: Vec<&str> = messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        headlines.contains(
+            &"Tapline alert: Charged on 2022-09-23 was 12, below 50 (rule charged-floor)."
+        ),
+        "{headlines:?}"
+    );
+    let drop = delivered
+        .iter()
+        .find(|t| t.contains("charged-drop"))
+        .expect("the drop breach reached Slack");
+    assert!(
+        drop.contains("88.0% below its trailing 7-day mean of 100.0"),
+        "{drop}"
+    );
+}
+
 /// `TAPLINE_PULL_JOBS=alerts,events,counts`: the alerts job runs after the counts whatever
 /// the order, checks yesterday against `TAPLINE_ALERT_RULES`, and posts each breach to a real
 /// `tapline relay serve` route; the relay's Slack destination delivers it (after retrying
@@ -305,10 +382,7 @@ async fn alert_breaches_reach_slack_through_the_webhook_relay() {
     use tapline_tests::receiver::{Receiver, Reply};
 
     let api = ClevertapApi::start().await;
-    for day in 20220915..=20220922 {
-        api.set_events("Charged", day, event_records(day, 100));
-    }
-    api.set_events("Charged", 20220923, event_records(20220923, 12));
+    serve_a_drop_on_the_23rd(&api);
     let dir = tempfile::tempdir().unwrap();
     let warehouse: Arc<dyn Warehouse> = Arc::new(
         SqliteWarehouse::open(dir.path().join("w.sqlite"), Journal::Rollback)
@@ -318,12 +392,9 @@ async fn alert_breaches_reach_slack_through_the_webhook_relay() {
     let client = ClevertapClient::new(ApiConfig::from_lookup(lookup(api.env())).unwrap()).unwrap();
     let slack = Receiver::start().await;
     slack.script([Reply::Status(500, "internal_error".into())]);
-    let relay = RelayProcess::start(&slack.url).await;
+    let relay = RelayProcess::start(&slack.url, "X-Tapline-Token").await;
     let route = format!("{}/hooks/alerts", relay.base);
 
-    let rules = r#"[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 50},
-        {"name": "charged-drop", "event": "Charged", "when": "below_trailing_mean", "percent": 40, "days": 7},
-        {"name": "launch-floor", "event": "App Launched", "when": "below", "count": 10}]"#;
     let jobs_with = |token: &str| {
         let (route, token) = (route.clone(), token.to_string());
         async move {
@@ -338,7 +409,7 @@ async fn alert_breaches_reach_slack_through_the_webhook_relay() {
                 ("TAPLINE_PULL_EVENTS", "Charged".into()),
                 ("TAPLINE_PULL_JOBS", "alerts,events,counts".into()),
                 ("TAPLINE_PULL_LOOKBACK_DAYS", "9".into()),
-                ("TAPLINE_ALERT_RULES", rules.into()),
+                ("TAPLINE_ALERT_RULES", ALERT_RULES.into()),
             ]))
             .unwrap()
             .with_notifier(notifier)
@@ -367,50 +438,7 @@ async fn alert_breaches_reach_slack_through_the_webhook_relay() {
     // Three breaches (App Launched counted 0): Slack's 500 is retried by the relay, so four
     // posts.
     let posts = slack.wait_for(4, std::time::Duration::from_secs(30)).await;
-    let delivered: Vec<String> = posts
-        .iter()
-        .map(|p| {
-            let message: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
-            message["blocks"][1]["text"]["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    let floor = delivered
-        .iter()
-        .find(|t| t.contains("charged-floor"))
-        .expect("the floor breach reached Slack");
-    for figure in [
-        "\"count\": 12",
-        "\"baseline\": 50.0",
-        "\"day\": \"2022-09-23\"",
-        "Tapline alert: Charged on 2022-09-23 was 12, below 50 (rule charged-floor).",
-    ] {
-        assert!(floor.contains(figure), "{figure} in {floor}");
-    }
-    // The relay's Slack message is headed by the alert's sentence, not "Webhook on route".
-    let headlines: Vec<String> = posts
-        .iter()
-        .map(|p| {
-            let message: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
-            message["text"].as_str().unwrap().to_string()
-        })
-        .collect();
-    assert!(
-        headlines.contains(
-            &"Tapline alert: Charged on 2022-09-23 was 12, below 50 (rule charged-floor).".into()
-        ),
-        "{headlines:?}"
-    );
-    let drop = delivered
-        .iter()
-        .find(|t| t.contains("charged-drop"))
-        .expect("the drop breach reached Slack");
-    assert!(
-        drop.contains("88.0% below its trailing 7-day mean of 100.0"),
-        "{drop}"
-    );
+    assert_breaches_reached_slack(&posts);
     let notified = |rule: &'static str| {
         let warehouse = warehouse.clone();
         async move {
@@ -448,4 +476,98 @@ async fn alert_breaches_reach_slack_through_the_webhook_relay() {
     );
     assert_eq!(notified("charged-floor").await, "failed");
     assert_eq!(slack.received().len(), 4, "nothing more reached Slack");
+}
+
+/// The deployed binary running the alerts job: `api-puller` under `cargo lambda watch` with
+/// `TAPLINE_PULL_JOBS=events,counts,alerts`, rules that breach on the 23rd, and breaches posted
+/// to a real `tapline relay serve` route under a header of its own
+/// (`TAPLINE_ALERTS_RELAY_HEADER`) with the route's token read from Secrets Manager
+/// (`TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN`, on moto), as `infra/aws` deploys it. The relay's
+/// Slack destination delivers every breach with its figures; the invocation's summary lists the
+/// jobs and says each breach was notified; the token never reaches the function's logs, even at
+/// debug level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_posts_alert_breaches_through_the_relay_under_cargo_lambda_watch() {
+    use tapline_tests::receiver::Receiver;
+
+    let api = ClevertapApi::start().await;
+    serve_a_drop_on_the_23rd(&api);
+    let schema = PgSchema::new("puller_alerts_watch");
+    let slack = Receiver::start().await;
+    let header = "X-Alerts-Key";
+    let relay = RelayProcess::start(&slack.url, header).await;
+    let route = format!("{}/hooks/alerts", relay.base);
+    let token_secret = create_secret(
+        &format!("tapline-alerts-token-{}", std::process::id()),
+        RELAY_TOKEN,
+    )
+    .await;
+    let lambda = puller_under_cargo_lambda_watch(
+        &api,
+        &schema,
+        &[
+            ("TAPLINE_PULL_JOBS", "events,counts,alerts"),
+            ("TAPLINE_ALERT_RULES", ALERT_RULES),
+            ("TAPLINE_ALERTS_RELAY_URL", route.as_str()),
+            ("TAPLINE_ALERTS_RELAY_HEADER", header),
+            (
+                "TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN",
+                token_secret.as_str(),
+            ),
+            ("TAPLINE_LOG", "debug"),
+        ],
+    )
+    .await;
+
+    // The Scheduler's payload with an explicit window (the default one ends on the real
+    // yesterday): the week before the 23rd is pulled and counted, then the 23rd is checked.
+    let (status, body) = lambda
+        .invoke(&json!({"tapline": "pull", "from": "2022-09-15", "to": "2022-09-23"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["jobs"],
+        json!(["events", "counts", "alerts"]),
+        "{body}"
+    );
+    assert_eq!(
+        body["results"]["events Charged 2022-09-23"]["rows"], 12,
+        "{body}"
+    );
+    assert_eq!(body["results"]["count Charged 2022-09-22"], 100, "{body}");
+    for rule in ["charged-floor", "charged-drop"] {
+        assert_eq!(
+            body["results"][format!("alert {rule} 2022-09-23")],
+            json!({"status": "breached", "count": 12, "notified": true}),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        body["results"]["alert launch-floor 2022-09-23"],
+        json!({"status": "breached", "count": 0, "notified": true}),
+        "{body}"
+    );
+
+    // The relay took the three breaches at once; its Slack destination delivers them.
+    let posts = slack.wait_for(3, std::time::Duration::from_secs(30)).await;
+    assert_breaches_reached_slack(&posts);
+    assert!(
+        posts
+            .iter()
+            .all(|p| !String::from_utf8_lossy(&p.body).contains(RELAY_TOKEN)),
+        "the token is not forwarded to Slack"
+    );
+    assert_eq!(
+        schema.psql("SELECT rule, notified FROM alert_runs ORDER BY rule"),
+        "charged-drop|yes\ncharged-floor|yes\nlaunch-floor|yes"
+    );
+
+    let logs = lambda.stop().await;
+    assert!(logs.contains("API puller initialised."), "{logs}");
+    assert!(logs.contains("\"alert_rules\":3"), "{logs}");
+    let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(RELAY_TOKEN)).collect();
+    assert!(
+        leaks.is_empty(),
+        "the relay token reached the logs: {leaks:?}"
+    );
 }

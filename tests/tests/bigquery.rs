@@ -9,6 +9,7 @@ use tapline::google_auth::GoogleAuth;
 use tapline::warehouse::bigquery::BigQueryWarehouse;
 use tapline::warehouse::{Begin, Committed, Warehouse};
 use tapline_tests::bigquery::{BigQueryDouble, JobFault};
+use tapline_tests::clevertap_api::ClevertapApi;
 use tapline_tests::{Run, bin, export_csv};
 
 const PROJECT: &str = "acme-analytics";
@@ -42,6 +43,22 @@ fn exports(dir: &Path) -> String {
     std::fs::write(dir.join(CHARGED), export_csv("Charged", 3)).unwrap();
     std::fs::write(dir.join(LAUNCHED), export_csv("App Launched", 2)).unwrap();
     dir.display().to_string()
+}
+
+/// `tapline` with the CleverTap double's environment, writing to the BigQuery double with no
+/// credentials (as [`tapline`] runs it).
+fn pulling(api: &ClevertapApi, double: &BigQueryDouble, args: &[&str]) -> std::process::Command {
+    let mut command = api.command(args, &[("BIGQUERY_ENDPOINT", &double.endpoint)]);
+    command.env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+    command
+}
+
+/// [`pulling`] run to its end, off the test's runtime threads (the doubles keep answering).
+async fn pull(api: &ClevertapApi, double: &BigQueryDouble, args: &[&str]) -> Run {
+    let mut command = pulling(api, double, args);
+    tokio::task::spawn_blocking(move || command.output().expect("run tapline").into())
+        .await
+        .expect("join")
 }
 
 fn url(dataset: &str) -> String {
@@ -502,7 +519,7 @@ async fn large_files_upload_resumably_and_a_lost_chunk_is_resumed() {
 /// rows in `event_counts`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulled_events_and_counts_land_in_bigquery_once() {
-    use tapline_tests::clevertap_api::{ClevertapApi, event_records};
+    use tapline_tests::clevertap_api::event_records;
     let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
     let api = ClevertapApi::start().await;
     api.set_events("Charged", 20220922, event_records(20220922, 25));
@@ -624,4 +641,280 @@ async fn state_values_superseded_for_a_week_are_pruned_and_latest_values_kept() 
         .filter(|j| j.contains("_state_prune_dml_"))
         .count();
     assert_eq!(prunes, 1);
+}
+
+/// A pull into BigQuery killed while it waits for page 2 (the CleverTap double holds that page
+/// back): `tapline status --warehouse bigquery://…` lists what it left (its checkpoint, the
+/// latest value in `_tapline_state`: 2 pages, 20 rows, when it started and was last updated);
+/// the same command resumes at page 2 without a new cursor or a page fetched twice, and status
+/// no longer lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_pull_is_listed_by_status_and_resumes_from_its_checkpoint() {
+    use tapline_tests::clevertap_api::{Seen, event_records};
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let api = ClevertapApi::start().await;
+    api.set_events("Charged", 20220922, event_records(20220922, 50));
+    let warehouse = url("clevertap");
+    let args = [
+        "pull",
+        "events",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-22",
+        "--batch-size",
+        "10",
+        "--warehouse",
+        &warehouse,
+    ];
+    let status = || async {
+        let run = tapline(
+            &double.endpoint,
+            &[],
+            &["status", "--warehouse", &warehouse],
+        )
+        .await;
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        run.stdout
+    };
+
+    api.block_at("Charged", 2);
+    let mut child = pulling(&api, &double, &args)
+        .spawn()
+        .expect("start tapline pull");
+    api.wait_until_blocked().await;
+    child.kill().unwrap();
+    let killed = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(!killed.success());
+    api.unblock();
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("20")
+    );
+
+    let listed = status().await;
+    assert!(listed.contains("Unfinished API pulls (1):"), "{listed}");
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("events "))
+        .unwrap_or_else(|| panic!("no events line in:\n{listed}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cells.len(), 7, "{line}");
+    assert_eq!(
+        cells[..5],
+        ["events", "Charged", "2022-09-22", "2", "20"],
+        "{line}"
+    );
+    // Started (from the checkpoint) and last update (the state log's TIMESTAMP, which the REST
+    // API answers as epoch seconds): both UTC instants, in that order.
+    let (started, updated) = (cells[5], cells[6]);
+    let instant =
+        |text: &str| tapline::time::parse_utc(text).unwrap_or_else(|| panic!("{text:?} in {line}"));
+    assert!(instant(started) <= instant(updated), "{line}");
+
+    let run = pull(&api, &double, &args).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("Resumed Charged 2022-09-22 from its checkpoint at page 2."),
+        "{}",
+        run.stdout
+    );
+    let listed = status().await;
+    assert!(listed.contains("No unfinished API pulls."), "{listed}");
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("50")
+    );
+    assert_eq!(
+        value(
+            &double,
+            "SELECT count(*) FROM (SELECT ts, profile_identity FROM charged \
+             GROUP BY ts, profile_identity HAVING count(*) > 1)"
+        )
+        .as_deref(),
+        Some("0")
+    );
+    let seen = api.seen();
+    let opens = seen.iter().filter(|s| matches!(s, Seen::Open(..))).count();
+    assert_eq!(opens, 1, "the resumed run did not open a new cursor");
+    for page in [0, 1] {
+        let fetched = seen
+            .iter()
+            .filter(|s| **s == Seen::Page("Charged".into(), 20220922, page))
+            .count();
+        assert_eq!(fetched, 1, "page {page} was fetched once");
+    }
+    // The log keeps every write of the checkpoint; status read only the latest.
+    let key = "clevertap/TEST-ACC-1/events/Charged/2022-09-22";
+    let writes: u64 = value(
+        &double,
+        &format!("SELECT count(*) FROM _tapline_state_log WHERE key = '{key}'"),
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(writes > 2, "{writes} writes of {key}");
+    let latest = value(
+        &double,
+        &format!("SELECT value FROM _tapline_state WHERE key = '{key}'"),
+    )
+    .unwrap();
+    let latest: serde_json::Value = serde_json::from_str(&latest).unwrap();
+    assert_eq!(
+        (latest["status"].as_str(), latest["rows"].as_u64()),
+        (Some("complete"), Some(50))
+    );
+}
+
+/// `pull messages` into BigQuery: Get Message Reports' answers land in `message_reports`, one
+/// row per (message, day) (a message reported on two days is two rows); a day not ready yet is
+/// no failure; pulling the same days again replaces rows by that key instead of adding to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_reports_land_in_bigquery_keyed_by_message_and_day() {
+    use tapline_tests::clevertap_api::{MessageDay, message_record};
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let api = ClevertapApi::start().await;
+    let day_one = |sale_push_sent| {
+        MessageDay::Ready(vec![
+            message_record(1663800001, "Sale push", "Push", sale_push_sent, 40, 28),
+            message_record(1663800002, "Sale email", "Email", 500, 210, 35),
+            message_record(1663800003, "Reminder", "Push", 12, 7, 1),
+        ])
+    };
+    api.set_message_day(20220922, day_one(82));
+    api.set_message_day(
+        20220923,
+        MessageDay::Ready(vec![
+            message_record(1663800001, "Sale push", "Push", 9, 4, 2),
+            message_record(1663900001, "Welcome", "SMS", 5, 0, 0),
+        ]),
+    );
+    api.set_message_day(20220924, MessageDay::NotCompleted);
+    let warehouse = url("clevertap");
+    let args = [
+        "pull",
+        "messages",
+        "--from",
+        "2022-09-22",
+        "--to",
+        "2022-09-24",
+        "--warehouse",
+        &warehouse,
+    ];
+    let rows = || {
+        double.rows(
+            "clevertap",
+            "SELECT message_id, day, message_name, channel, sent, viewed, clicked \
+             FROM message_reports ORDER BY day, message_id",
+        )
+    };
+    let row = |cells: [&str; 7]| cells.map(|c| Some(c.to_string())).to_vec();
+
+    let run = pull(&api, &double, &args).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for line in [
+        "2 days written (5 rows), 1 not ready yet, 0 failed.",
+        "  2022-09-24: not ready (This report hasn't been completed)",
+    ] {
+        assert!(run.stdout.contains(line), "{line} in\n{}", run.stdout);
+    }
+    let first = vec![
+        row([
+            "1663800001",
+            "2022-09-22",
+            "Sale push",
+            "Push",
+            "82",
+            "40",
+            "28",
+        ]),
+        row([
+            "1663800002",
+            "2022-09-22",
+            "Sale email",
+            "Email",
+            "500",
+            "210",
+            "35",
+        ]),
+        row([
+            "1663800003",
+            "2022-09-22",
+            "Reminder",
+            "Push",
+            "12",
+            "7",
+            "1",
+        ]),
+        row([
+            "1663800001",
+            "2022-09-23",
+            "Sale push",
+            "Push",
+            "9",
+            "4",
+            "2",
+        ]),
+        row(["1663900001", "2022-09-23", "Welcome", "SMS", "5", "0", "0"]),
+    ];
+    assert_eq!(rows(), first);
+    // The key is required, the figures are integers; the whole message is kept as JSON.
+    let table = double.table("clevertap", "message_reports").unwrap();
+    let mode_and_type = |name: &str| {
+        let field = table["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {table}"));
+        (field["mode"].clone(), field["type"].clone())
+    };
+    for key in ["message_id", "day"] {
+        assert_eq!(mode_and_type(key), ("REQUIRED".into(), "STRING".into()));
+    }
+    assert_eq!(mode_and_type("sent"), ("NULLABLE".into(), "INT64".into()));
+    let report = value(
+        &double,
+        "SELECT report FROM message_reports WHERE message_id = '1663900001'",
+    )
+    .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["labels"][0], "tapline-test", "{report}");
+
+    // The same days again, the 22nd's push having reached more people: replaced, not added.
+    api.set_message_day(20220922, day_one(90));
+    let run = pull(&api, &double, &args).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("2 days written (5 rows), 1 not ready yet, 0 failed."),
+        "{}",
+        run.stdout
+    );
+    let mut second = first;
+    second[0] = row([
+        "1663800001",
+        "2022-09-22",
+        "Sale push",
+        "Push",
+        "90",
+        "40",
+        "28",
+    ]);
+    assert_eq!(rows(), second);
+    // Staging tables are gone.
+    assert!(
+        double
+            .tables("clevertap")
+            .iter()
+            .all(|t| !t.starts_with("_tapline_stage_")),
+        "{:?}",
+        double.tables("clevertap")
+    );
 }
