@@ -223,6 +223,7 @@ async fn the_lambda_binary_pulls_under_cargo_lambda_watch() {
         .invoke(&json!({"tapline": "pull", "from": "22/09"}))
         .await;
     assert_ne!(status, 200, "{body}");
+    assert_eq!(body["errorType"], "InvalidPullSettings", "{body}");
 
     let logs = lambda.stop().await;
     assert!(logs.contains("API puller initialised."), "{logs}");

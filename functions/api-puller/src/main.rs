@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tapline::clevertap::ClevertapClient;
 use tapline::pull::alert_notifiers::alert_notifier_from_env;
@@ -40,9 +40,13 @@ async fn main() -> Result<(), Error> {
         let (jobs, client, warehouse) = (jobs.clone(), client.clone(), warehouse.clone());
         async move {
             let now = jiff::Timestamp::now();
-            let summary =
-                handle_pull_payload(&event.payload, &client, warehouse, &jobs, now).await?;
-            Ok::<Value, Error>(summary)
+            // A named errorType (not the Rust type's name) for a failed invocation.
+            handle_pull_payload(&event.payload, &client, warehouse, &jobs, now)
+                .await
+                .map_err(|e| Diagnostic {
+                    error_type: e.kind().to_string(),
+                    error_message: e.to_string(),
+                })
         }
     }))
     .await

@@ -47,7 +47,7 @@ pub enum NotifyError {
         source: reqwest::Error,
     },
     /// The endpoint answered, but not with its success.
-    #[error("{target} answered HTTP {status}: {body}")]
+    #[error("{target} answered HTTP {status}{}", detail(.body))]
     Refused {
         /// `Slack` or `the relay`.
         target: &'static str,
@@ -56,6 +56,15 @@ pub enum NotifyError {
         /// The start of its answer.
         body: String,
     },
+}
+
+/// `: <body>`, or nothing for an empty answer (a bare 401 says all it says).
+fn detail(body: &str) -> String {
+    if body.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
 }
 
 impl NotifyError {

@@ -259,6 +259,20 @@ pub enum PullInvocationError {
 }
 
 impl PullInvocationError {
+    /// A name for the kind of failure, for Lambda's `errorType` (and so for CloudWatch metric
+    /// filters and the Scheduler's dead letters): `InvalidPullPayload`, `InvalidPullSettings`,
+    /// `PullFailedRetryable` or `PullFailed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PullInvocationError::Payload(_) => "InvalidPullPayload",
+            PullInvocationError::Config(_) => "InvalidPullSettings",
+            PullInvocationError::Failed {
+                retryable: true, ..
+            } => "PullFailedRetryable",
+            PullInvocationError::Failed { .. } => "PullFailed",
+        }
+    }
+
     /// Whether invoking again may succeed without anyone changing anything: the entry points
     /// answer so that a scheduler retries only what a retry can fix.
     pub fn is_retryable(&self) -> bool {
