@@ -7,7 +7,11 @@
 //! "publish_time"}, "subscription", "deliveryAttempt"}`), treat 102, 200, 201, 202 and 204 as an
 //! acknowledgement, redeliver anything else after a backoff, and, with a dead-letter policy,
 //! forward a message to the dead-letter topic once `max_delivery_attempts` pushes failed (with
-//! `CloudPubSubDeadLetterSource*` attributes, as Pub/Sub does).
+//! `CloudPubSubDeadLetterSource*` attributes, as Pub/Sub does). Pull subscriptions answer
+//! `subscriptions.pull` (`{"maxMessages": n}`; `{}` when nothing is available, as Pub/Sub omits
+//! empty fields), `acknowledge` (`{"ackIds": […]}`) and `modifyAckDeadline` (`{"ackIds": […],
+//! "ackDeadlineSeconds": 0..=600}`; 0 makes a message available again at once); a pulled
+//! message is outstanding until then (no deadline expiry here).
 
 use crate::google_rpc::error;
 use std::collections::{HashMap, VecDeque};
@@ -65,9 +69,20 @@ struct Subscription {
     backoff: Duration,
 }
 
+/// A pull subscription: available messages, and those pulled but not yet settled by ack id.
+#[derive(Default)]
+struct PullSubscription {
+    topic: String,
+    available: VecDeque<Published>,
+    outstanding: HashMap<String, Published>,
+    acked: Vec<String>,
+}
+
 #[derive(Default)]
 struct Shared {
     project: String,
+    pull_subscriptions: Mutex<HashMap<String, PullSubscription>>,
+    next_ack: Mutex<u64>,
     topics: Mutex<HashMap<String, Vec<Published>>>,
     subscriptions: Mutex<Vec<Subscription>>,
     publish_faults: Mutex<VecDeque<u16>>,
@@ -97,8 +112,120 @@ fn invalid(shared: &Shared, message: String) -> Response {
     error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
 }
 
+/// `subscriptions.pull|acknowledge|modifyAckDeadline` on a pull subscription.
+fn handle_subscription(shared: &Shared, name: &str, method: &str, body: &[u8]) -> Response {
+    let mut subscriptions = shared.pull_subscriptions.lock().unwrap();
+    let Some(subscription) = subscriptions.get_mut(name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("Resource not found (resource={name})."),
+        );
+    };
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
+        return invalid(
+            shared,
+            "Invalid JSON payload received: not a JSON object".into(),
+        );
+    };
+    let ack_ids = || -> Option<Vec<String>> {
+        let ids: Vec<String> = serde_json::from_value(request.get("ackIds")?.clone()).ok()?;
+        (!ids.is_empty()).then_some(ids)
+    };
+    match method {
+        "pull" => {
+            let Some(max) = request
+                .get("maxMessages")
+                .and_then(Value::as_u64)
+                .filter(|n| *n > 0)
+            else {
+                return invalid(shared, "maxMessages: must be greater than 0".into());
+            };
+            let mut received = Vec::new();
+            while received.len() < max as usize {
+                let Some(message) = subscription.available.pop_front() else {
+                    break;
+                };
+                let ack_id = {
+                    let mut next = shared.next_ack.lock().unwrap();
+                    *next += 1;
+                    format!("ack-{}", *next)
+                };
+                received.push(json!({
+                    "ackId": ack_id,
+                    "message": {
+                        "data": base64::engine::general_purpose::STANDARD.encode(&message.data),
+                        "attributes": message.attributes,
+                        "messageId": message.id,
+                        "publishTime": "2026-11-29T00:00:00Z",
+                    },
+                }));
+                subscription.outstanding.insert(ack_id, message);
+            }
+            if received.is_empty() {
+                return (StatusCode::OK, axum::Json(json!({}))).into_response();
+            }
+            (
+                StatusCode::OK,
+                axum::Json(json!({"receivedMessages": received})),
+            )
+                .into_response()
+        }
+        "acknowledge" => {
+            let Some(ids) = ack_ids() else {
+                return invalid(shared, "ackIds: required, not empty".into());
+            };
+            for id in ids {
+                if let Some(message) = subscription.outstanding.remove(&id) {
+                    subscription.acked.push(message.id);
+                }
+            }
+            (StatusCode::OK, axum::Json(json!({}))).into_response()
+        }
+        "modifyAckDeadline" => {
+            let deadline = request.get("ackDeadlineSeconds").and_then(Value::as_u64);
+            let (Some(ids), Some(deadline)) = (ack_ids(), deadline.filter(|d| *d <= 600)) else {
+                return invalid(
+                    shared,
+                    "ackIds and ackDeadlineSeconds (0 to 600) are required".into(),
+                );
+            };
+            if deadline == 0 {
+                for id in ids {
+                    if let Some(message) = subscription.outstanding.remove(&id) {
+                        subscription.available.push_back(message);
+                    }
+                }
+            }
+            (StatusCode::OK, axum::Json(json!({}))).into_response()
+        }
+        other => error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no such method: subscriptions.{other}"),
+        ),
+    }
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let path = request.uri().path().to_string();
+    if let Some((name, method)) = path
+        .strip_prefix("/v1/")
+        .filter(|rest| rest.contains("/subscriptions/"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(n, m)| (n.to_string(), m.to_string()))
+    {
+        if request.method() != Method::POST {
+            return invalid(
+                &shared,
+                format!("{} is not a subscriptions method", request.method()),
+            );
+        }
+        let body = axum::body::to_bytes(request.into_body(), 1024 * 1024)
+            .await
+            .unwrap_or_default();
+        return handle_subscription(&shared, &name, &method, &body);
+    }
     let Some(topic) = path
         .strip_prefix("/v1/")
         .and_then(|rest| rest.strip_suffix(":publish"))
@@ -229,6 +356,15 @@ fn store(
         .filter(|s| s.topic == topic)
         .cloned()
         .collect();
+    for pull in shared
+        .pull_subscriptions
+        .lock()
+        .unwrap()
+        .values_mut()
+        .filter(|p| p.topic == topic)
+    {
+        pull.available.push_back(message.clone());
+    }
     for subscription in subscriptions {
         tokio::spawn(push_until_settled(
             shared.clone(),
@@ -364,6 +500,27 @@ impl PubSubDouble {
                 dead_letter: dead_letter.map(|(t, max)| (t.to_string(), max)),
                 backoff,
             });
+    }
+
+    /// A pull subscription `name` on `topic` (full name); returns its full name. Messages
+    /// published from now on can be pulled.
+    pub fn pull_subscription(&self, name: &str, topic: &str) -> String {
+        let full = format!("projects/{}/subscriptions/{name}", self.shared.project);
+        self.shared.pull_subscriptions.lock().unwrap().insert(
+            full.clone(),
+            PullSubscription {
+                topic: topic.to_string(),
+                ..PullSubscription::default()
+            },
+        );
+        full
+    }
+
+    /// A pull subscription's state: (available, outstanding, acknowledged message ids).
+    pub fn pull_state(&self, subscription: &str) -> (usize, usize, Vec<String>) {
+        let subscriptions = self.shared.pull_subscriptions.lock().unwrap();
+        let s = &subscriptions[subscription];
+        (s.available.len(), s.outstanding.len(), s.acked.clone())
     }
 
     /// Answers the next publish requests with these statuses (stored nothing).

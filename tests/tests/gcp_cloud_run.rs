@@ -965,6 +965,158 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         }
     }
 
+    /// `tapline` with `args` against the Pub/Sub double, off the runtime's threads.
+    async fn tapline_on(pubsub: &PubSubDouble, args: &[&str]) -> tapline_tests::Run {
+        let mut command = std::process::Command::new(tapline_tests::bin("tapline"));
+        command
+            .args(args)
+            .env("PUBSUB_EMULATOR_HOST", &pubsub.host)
+            .env_remove("TAPLINE_RELAY_CONFIG");
+        tokio::task::spawn_blocking(move || command.output().expect("run tapline").into())
+            .await
+            .unwrap()
+    }
+
+    /// Dead letters on GCP, as the worker publishes them (two attempts each, on the dead-letter
+    /// topic, read by its pull subscription as `infra/gcp` creates it): `tapline relay
+    /// dead-letters --from-pubsub` lists them with every attempt and takes nothing away; `tapline
+    /// relay replay --from-pubsub --to-topic --route --since` publishes back only what matches,
+    /// without the failed round's record, acknowledges it, and leaves the rest (and a message
+    /// that is not a relay delivery) on the subscription.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_letters_are_listed_and_replayed_from_pubsub() {
+        let pubsub = PubSubDouble::start(PROJECT).await;
+        let delivery_topic = pubsub.create_topic("d");
+        let dead = pubsub.create_topic("dl");
+        let subscription = pubsub.pull_subscription("dl-sub", &dead);
+        let publisher = PubSubPublisher::new(
+            &format!("http://{}", pubsub.host),
+            GoogleAuth::anonymous(),
+            dead.clone(),
+        )
+        .unwrap();
+        const T0: i64 = 1_764_000_000_000; // 2025-11-24T16:00:00Z
+        let letter = |payload: &str, route: &str, at: i64| {
+            let mut message = delivery(payload, "crm", at, br#"{"targetId":1}"#);
+            message
+                .attributes
+                .insert("tapline_route".into(), route.into());
+            message
+                .attributes
+                .insert("tapline_dead_outcome".into(), "retryable".into());
+            message
+                .attributes
+                .insert("tapline_dead_attempt".into(), "2".into());
+            for (n, status) in [(1, 503), (2, 502)] {
+                message.attributes.insert(
+                    format!("tapline_attempt_{n}"),
+                    json!({"attempt": n, "at_ms": at + n, "duration_ms": 3, "status": status,
+                           "outcome": "retryable", "error": format!("HTTP {status}")})
+                    .to_string(),
+                );
+            }
+            message
+        };
+        let stray = OutgoingMessage {
+            data: b"hello".to_vec(),
+            attributes: [("CloudPubSubDeadLetterSourceDeliveryCount", "30")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        publisher
+            .publish(&[
+                letter("p-old", "alerts", T0 - 86_400_000),
+                letter("p-new", "alerts", T0),
+                letter("p-other", "billing", T0),
+                stray,
+            ])
+            .await
+            .unwrap();
+
+        let list = tapline_on(
+            &pubsub,
+            &["relay", "dead-letters", "--from-pubsub", &subscription],
+        )
+        .await;
+        assert_eq!(list.code, 0, "{}", list.stderr);
+        assert!(
+            list.stdout.contains(
+                "p-new.crm  route=alerts destination=crm received=2025-11-24T16:00:00Z bytes=14"
+            ),
+            "{}",
+            list.stdout
+        );
+        assert!(
+            list.stdout
+                .contains("attempt 2 at 2025-11-24T16:00:00.002Z: retryable HTTP 502 HTTP 502"),
+            "{}",
+            list.stdout
+        );
+        assert!(
+            list.stdout
+                .contains("3 dead letter(s) (0 left by the filter, 1 not relay deliveries)"),
+            "{}",
+            list.stdout
+        );
+        assert_eq!(
+            pubsub.pull_state(&subscription),
+            (4, 0, vec![]),
+            "listing takes nothing"
+        );
+
+        let replay = tapline_on(
+            &pubsub,
+            &[
+                "relay",
+                "replay",
+                "--from-pubsub",
+                &subscription,
+                "--to-topic",
+                &delivery_topic,
+                "--route",
+                "alerts",
+                "--since",
+                "2025-11-24",
+            ],
+        )
+        .await;
+        assert_eq!(replay.code, 0, "{}", replay.stderr);
+        assert!(
+            replay.stdout.contains("1 dead letter(s) published back to projects/acme-analytics/topics/d (2 left by the filter, 1 not relay deliveries)"),
+            "{}",
+            replay.stdout
+        );
+        let back = pubsub.messages(&delivery_topic);
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].data, br#"{"targetId":1}"#);
+        let mut keys: Vec<&str> = back[0].attributes.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "tapline_delivery_id",
+                "tapline_destination",
+                "tapline_payload_id",
+                "tapline_received_at_ms",
+                "tapline_route"
+            ]
+        );
+        assert_eq!(back[0].attributes["tapline_delivery_id"], "p-new.crm");
+        let (available, outstanding, acked) = pubsub.pull_state(&subscription);
+        assert_eq!((available, outstanding, acked.len()), (3, 0, 1));
+
+        // Without --to-topic there is nothing to replay to: refused before anything is pulled.
+        let refused = tapline_on(
+            &pubsub,
+            &["relay", "replay", "--from-pubsub", &subscription],
+        )
+        .await;
+        assert_eq!(refused.code, 64, "a usage error: {}", refused.stderr);
+        assert!(refused.stderr.contains("--to-topic"), "{}", refused.stderr);
+        assert_eq!(pubsub.pull_state(&subscription).0, 3);
+    }
+
     /// The double holds publishers to the documented request: bad base64, empty messages and
     /// unknown topics are refused, and nothing is stored.
     #[tokio::test]

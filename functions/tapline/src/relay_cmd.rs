@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use webhook_relay::clock::{Clock, SystemClock};
-use webhook_relay::queue::DeadLetterFilter;
+use webhook_relay::pubsub_queue::PubSubPublisher;
+use webhook_relay::pubsub_replay::{PubSubSubscription, replay_dead_letters};
+use webhook_relay::queue::{AttemptRecord, DeadLetterFilter};
 use webhook_relay::relay::shutdown_signal;
 use webhook_relay::{Relay, RelayConfig};
 
@@ -40,9 +42,19 @@ pub enum RelayCommand {
         tapline relay replay --config relay.toml --state-dir ./relay-state\n  \
         tapline relay replay --route alerts --since 2026-11-28T09:00:00Z\n  \
         tapline relay replay --queue-only    # a running `relay serve` on the same state dir delivers\n\n\
-        Exit codes: 0 everything delivered, 2 some delivery is dead again, 1 could not start.")]
+        On Google Cloud (the relay on Cloud Run), publish the dead letters back to the delivery \
+        topic, where the push worker delivers them in a new round:\n  \
+        tapline relay replay --from-pubsub projects/P/subscriptions/PREFIX-relay-dead-letters \\\n    \
+        --to-topic projects/P/topics/PREFIX-relay-delivery --route alerts --since 2026-11-28\n\n\
+        On AWS, SQS moves dead letters back itself: aws sqs start-message-move-task --source-arn <dlq arn>.\n\n\
+        Exit codes: 0 everything delivered (or published back), 2 some delivery is dead again, \
+        1 could not start, 64 usage.")]
     Replay(ReplayArgs),
     /// List dead letters with every attempt's outcome.
+    #[command(after_help = "Examples:\n  \
+        tapline relay dead-letters --state-dir ./relay-state --route alerts\n  \
+        tapline relay dead-letters --from-pubsub projects/P/subscriptions/PREFIX-relay-dead-letters\n\n\
+        Listing takes nothing away: on Pub/Sub every message is released again at once.")]
     DeadLetters(ListArgs),
 }
 
@@ -82,22 +94,30 @@ pub struct FilterArgs {
 pub struct ReplayArgs {
     #[command(flatten)]
     pub state: StateArgs,
-
     #[command(flatten)]
     pub filter: FilterArgs,
-
     /// Only make the dead letters pending again; leave delivery to a running `relay serve`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from_pubsub")]
     pub queue_only: bool,
+    /// Replay from this Pub/Sub dead-letter subscription (the relay on Cloud Run) instead of the
+    /// local state dir; needs --to-topic.
+    #[arg(long, value_name = "SUBSCRIPTION", requires = "to_topic")]
+    pub from_pubsub: Option<String>,
+    /// The delivery topic to publish replayed letters to (`projects/P/topics/T`).
+    #[arg(long, value_name = "TOPIC", requires = "from_pubsub")]
+    pub to_topic: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
     #[command(flatten)]
     pub state: StateArgs,
-
     #[command(flatten)]
     pub filter: FilterArgs,
+    /// List the dead letters of this Pub/Sub subscription (the relay on Cloud Run) instead of
+    /// the local state dir.
+    #[arg(long, value_name = "SUBSCRIPTION")]
+    pub from_pubsub: Option<String>,
 }
 
 fn parse_since(text: &str) -> Result<i64, String> {
@@ -145,6 +165,19 @@ async fn serve(args: ServeArgs) -> Result<u8, AnyError> {
 }
 
 async fn replay(args: ReplayArgs) -> Result<u8, AnyError> {
+    if let (Some(subscription), Some(topic)) = (&args.from_pubsub, &args.to_topic) {
+        let subscription = PubSubSubscription::from_env(subscription.as_str())?;
+        let topic = PubSubPublisher::from_env(topic.as_str())?;
+        let pass = replay_dead_letters(&subscription, Some(&topic), &args.filter.filter()).await?;
+        println!(
+            "{} dead letter(s) published back to {} ({} left by the filter, {} not relay deliveries)",
+            pass.matched.len(),
+            topic.topic(),
+            pass.filtered_out,
+            pass.not_relay
+        );
+        return Ok(EXIT_OK);
+    }
     let config = RelayConfig::load(&args.state.config)?;
     let relay = Relay::local(&config, &args.state.state_dir)?;
     let requeued = relay
@@ -168,30 +201,69 @@ async fn replay(args: ReplayArgs) -> Result<u8, AnyError> {
 }
 
 async fn dead_letters(args: ListArgs) -> Result<u8, AnyError> {
+    if let Some(subscription) = &args.from_pubsub {
+        let subscription = PubSubSubscription::from_env(subscription.as_str())?;
+        let pass = replay_dead_letters(&subscription, None, &args.filter.filter()).await?;
+        for letter in &pass.matched {
+            print_letter(
+                &letter.delivery_id,
+                &letter.route,
+                &letter.destination,
+                letter.received_at_ms,
+                letter.bytes,
+                &letter.attempts,
+            );
+        }
+        println!(
+            "{} dead letter(s) ({} left by the filter, {} not relay deliveries)",
+            pass.matched.len(),
+            pass.filtered_out,
+            pass.not_relay
+        );
+        return Ok(EXIT_OK);
+    }
     let config = RelayConfig::load(&args.state.config)?;
     let relay = Relay::local(&config, &args.state.state_dir)?;
     let letters = relay.queue.dead_letters(&args.filter.filter()).await?;
     for letter in &letters {
         let d = &letter.delivery;
-        println!(
-            "{}  route={} destination={} received={} bytes={}",
-            d.id,
-            d.route,
-            d.destination,
-            jiff::Timestamp::from_millisecond(d.received_at_ms).unwrap_or_default(),
-            d.body.len()
+        print_letter(
+            &d.id,
+            &d.route,
+            &d.destination,
+            Some(d.received_at_ms),
+            d.body.len(),
+            &letter.attempts,
         );
-        for a in &letter.attempts {
-            println!(
-                "    attempt {} at {}: {} {}{}",
-                a.attempt,
-                jiff::Timestamp::from_millisecond(a.at_ms).unwrap_or_default(),
-                a.outcome,
-                a.status.map(|s| format!("HTTP {s} ")).unwrap_or_default(),
-                a.error.as_deref().unwrap_or("")
-            );
-        }
     }
     println!("{} dead letter(s)", letters.len());
     Ok(EXIT_OK)
+}
+
+/// One dead letter and every attempt's outcome.
+fn print_letter(
+    id: &str,
+    route: &str,
+    destination: &str,
+    received_at_ms: Option<i64>,
+    bytes: usize,
+    attempts: &[AttemptRecord],
+) {
+    let time = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap_or_default();
+    println!(
+        "{id}  route={route} destination={destination} received={} bytes={bytes}",
+        received_at_ms
+            .map(|ms| time(ms).to_string())
+            .unwrap_or_default()
+    );
+    for a in attempts {
+        println!(
+            "    attempt {} at {}: {} {}{}",
+            a.attempt,
+            time(a.at_ms),
+            a.outcome,
+            a.status.map(|s| format!("HTTP {s} ")).unwrap_or_default(),
+            a.error.as_deref().unwrap_or("")
+        );
+    }
 }

@@ -16,8 +16,9 @@
 //!   the worker handler on AWS, bodies too large for SQS in S3 (claim-check), dedupe claims by
 //!   S3 conditional puts, and the configuration of the Lambda functions (route secrets from
 //!   Secrets Manager).
-//! - `pubsub_queue`, `gcs_dedupe` (feature `pubsub`): the topic and the push worker on Google
-//!   Cloud, dedupe claims by GCS generation preconditions; the Cloud Run services read their
+//! - `pubsub_queue`, `gcs_dedupe`, `pubsub_replay` (feature `pubsub`): the topic and the push
+//!   worker on Google Cloud, dedupe claims by GCS generation preconditions, dead letters listed
+//!   and replayed from their subscription; the Cloud Run services read their
 //!   configuration through `aws_config_env` too (route secrets from Secret Manager by version
 //!   name).
 
@@ -38,6 +39,8 @@ pub mod http_forward;
 pub mod payload;
 #[cfg(feature = "pubsub")]
 pub mod pubsub_queue;
+#[cfg(feature = "pubsub")]
+pub mod pubsub_replay;
 pub mod queue;
 pub mod relay;
 pub mod retry;

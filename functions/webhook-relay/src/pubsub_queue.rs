@@ -96,6 +96,22 @@ pub struct OutgoingMessage {
     pub attributes: HashMap<String, String>,
 }
 
+/// Where Pub/Sub is: `PUBSUB_EMULATOR_HOST` (plain HTTP, no token), else Google's endpoint with
+/// Application Default Credentials.
+pub fn endpoint_from_env() -> Result<(String, GoogleAuth), Box<dyn std::error::Error + Send + Sync>>
+{
+    match std::env::var(ENV_EMULATOR_HOST)
+        .ok()
+        .filter(|h| !h.is_empty())
+    {
+        Some(host) => Ok((format!("http://{host}"), GoogleAuth::anonymous())),
+        None => Ok((
+            PRODUCTION_ENDPOINT.to_string(),
+            GoogleAuth::application_default()?,
+        )),
+    }
+}
+
 /// A Pub/Sub topic reached over REST (`POST {endpoint}/v1/{topic}:publish`).
 #[derive(Debug, Clone)]
 pub struct PubSubPublisher {
@@ -129,21 +145,8 @@ impl PubSubPublisher {
     pub fn from_env(
         topic: impl Into<String>,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        match std::env::var(ENV_EMULATOR_HOST)
-            .ok()
-            .filter(|h| !h.is_empty())
-        {
-            Some(host) => Ok(Self::new(
-                &format!("http://{host}"),
-                GoogleAuth::anonymous(),
-                topic,
-            )?),
-            None => Ok(Self::new(
-                PRODUCTION_ENDPOINT,
-                GoogleAuth::application_default()?,
-                topic,
-            )?),
-        }
+        let (endpoint, auth) = endpoint_from_env()?;
+        Ok(Self::new(&endpoint, auth, topic)?)
     }
 
     /// The topic's name.
