@@ -92,6 +92,27 @@ impl GcsObjects {
             .map_err(|e| format!("bad storage endpoint: {e}"))
     }
 
+    /// `POST …/upload/storage/v1/b/BUCKET/o?QUERY`: the answer, whatever its status.
+    async fn post_upload(
+        &self,
+        query: &[(&str, &str)],
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, String> {
+        self.http
+            .post(format!(
+                "{}/upload/storage/v1/b/{}/o",
+                self.endpoint, self.bucket
+            ))
+            .query(query)
+            .headers(self.headers().await?)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("upload failed: {}", e.without_url()))
+    }
+
     /// A GET that must answer 2xx.
     async fn get_ok(&self, url: reqwest::Url, what: &str) -> Result<reqwest::Response, String> {
         let response = self
@@ -133,24 +154,15 @@ impl GcsObjects {
              --{BOUNDARY}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{BOUNDARY}--\r\n"
         );
         let response = self
-            .http
-            .post(format!(
-                "{}/upload/storage/v1/b/{}/o",
-                self.endpoint, self.bucket
-            ))
-            .query(&[
-                ("uploadType", "multipart"),
-                ("ifGenerationMatch", generation),
-            ])
-            .headers(self.headers().await?)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                format!("multipart/related; boundary={BOUNDARY}"),
+            .post_upload(
+                &[
+                    ("uploadType", "multipart"),
+                    ("ifGenerationMatch", generation),
+                ],
+                &format!("multipart/related; boundary={BOUNDARY}"),
+                body.into_bytes(),
             )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("upload failed: {}", e.without_url()))?;
+            .await?;
         match response.status().as_u16() {
             200..=299 => Ok(true),
             412 => Ok(false),
@@ -242,18 +254,12 @@ struct ListedName {
 impl AttemptLog for GcsObjects {
     async fn put_record(&self, key: &str, body: Vec<u8>) -> Result<(), String> {
         let response = self
-            .http
-            .post(format!(
-                "{}/upload/storage/v1/b/{}/o",
-                self.endpoint, self.bucket
-            ))
-            .query(&[("uploadType", "media"), ("name", key)])
-            .headers(self.headers().await?)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("upload failed: {}", e.without_url()))?;
+            .post_upload(
+                &[("uploadType", "media"), ("name", key)],
+                "application/json",
+                body,
+            )
+            .await?;
         if response.status().is_success() {
             return Ok(());
         }

@@ -112,6 +112,47 @@ pub fn endpoint_from_env() -> Result<(String, GoogleAuth), Box<dyn std::error::E
     }
 }
 
+/// One Pub/Sub REST call, `POST {endpoint}/v1/{resource}:{method}`: its answer on 2xx; else an
+/// error naming `resource`, retryable for transport errors, 429 and 5xx.
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    auth: &GoogleAuth,
+    endpoint: &str,
+    resource: &str,
+    method: &str,
+    body: &Value,
+) -> Result<Value, QueueError> {
+    let error = |reason: String, retryable: bool| QueueError::Cloud {
+        queue: resource.to_string(),
+        reason,
+        retryable,
+    };
+    let headers = auth
+        .headers()
+        .await
+        .map_err(|e| error(format!("no access token: {e}"), true))?;
+    let response = http
+        .post(format!("{endpoint}/v1/{resource}:{method}"))
+        .headers(headers)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| error(format!("{method} failed: {}", e.without_url()), true))?;
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if (200..300).contains(&status) {
+        return Ok(answer);
+    }
+    Err(error(
+        format!(
+            "{method} answered HTTP {status} ({}): {}",
+            answer["error"]["status"].as_str().unwrap_or("unknown"),
+            answer["error"]["message"].as_str().unwrap_or_default()
+        ),
+        status == 429 || status >= 500,
+    ))
+}
+
 /// A Pub/Sub topic reached over REST (`POST {endpoint}/v1/{topic}:publish`).
 #[derive(Debug, Clone)]
 pub struct PubSubPublisher {
@@ -173,32 +214,15 @@ impl PubSubPublisher {
                     "attributes": m.attributes,
                 })).collect::<Vec<_>>()
             });
-            let headers = self
-                .auth
-                .headers()
-                .await
-                .map_err(|e| self.error(format!("no access token: {e}"), true))?;
-            let response = self
-                .http
-                .post(format!("{}/v1/{}:publish", self.endpoint, self.topic))
-                .headers(headers)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| self.error(format!("publish failed: {}", e.without_url()), true))?;
-            let status = response.status().as_u16();
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            if !(200..300).contains(&status) {
-                let error = &answer["error"];
-                return Err(self.error(
-                    format!(
-                        "publish answered HTTP {status} ({}): {}",
-                        error["status"].as_str().unwrap_or("unknown"),
-                        error["message"].as_str().unwrap_or_default()
-                    ),
-                    status == 429 || status >= 500,
-                ));
-            }
+            let answer = call(
+                &self.http,
+                &self.auth,
+                &self.endpoint,
+                &self.topic,
+                "publish",
+                &body,
+            )
+            .await?;
             let published: Vec<String> = answer["messageIds"]
                 .as_array()
                 .map(|a| {

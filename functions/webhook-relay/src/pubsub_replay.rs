@@ -21,7 +21,7 @@ use tapline::google_auth::GoogleAuth;
 
 use crate::pubsub_queue::{
     ATTR_DELIVERY_ID, ATTR_DESTINATION, ATTR_RECEIVED_AT_MS, ATTR_ROUTE, OutgoingMessage,
-    PubSubPublisher, endpoint_from_env,
+    PubSubPublisher, call, endpoint_from_env,
 };
 use crate::queue::{AttemptRecord, DeadLetterFilter, QueueError};
 
@@ -103,37 +103,15 @@ impl PubSubSubscription {
     }
 
     async fn call(&self, method: &str, body: Value) -> Result<Value, QueueError> {
-        let error = |reason: String, retryable: bool| QueueError::Cloud {
-            queue: self.name.clone(),
-            reason,
-            retryable,
-        };
-        let headers = self
-            .auth
-            .headers()
-            .await
-            .map_err(|e| error(format!("no access token: {e}"), true))?;
-        let response = self
-            .http
-            .post(format!("{}/v1/{}:{method}", self.endpoint, self.name))
-            .headers(headers)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| error(format!("{method} failed: {}", e.without_url()), true))?;
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            return Ok(answer);
-        }
-        Err(error(
-            format!(
-                "{method} answered HTTP {status} ({}): {}",
-                answer["error"]["status"].as_str().unwrap_or("unknown"),
-                answer["error"]["message"].as_str().unwrap_or_default()
-            ),
-            status == 429 || status >= 500,
-        ))
+        call(
+            &self.http,
+            &self.auth,
+            &self.endpoint,
+            &self.name,
+            method,
+            &body,
+        )
+        .await
     }
 
     /// Up to `max` messages; none when nothing is available.
