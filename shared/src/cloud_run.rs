@@ -6,8 +6,10 @@
 //!   quarantined or not an export; **503 only when retrying may help** (warehouse down,
 //!   throttling), so Eventarc redelivers; 200 with `"outcome": "failed"` when it cannot (the
 //!   object is gone), since redelivering would only loop; 400 for a body that is no CloudEvent.
-//! - `POST /sweep`: `{"uri": "gs://bucket/prefix", "since": "2022-09-01"}` from Cloud Scheduler;
-//!   200 with the summary, 500 when an object failed or the listing did (Scheduler retries).
+//! - `POST /sweep`: `{"uri": "gs://bucket/prefix"}` from Cloud Scheduler, optionally with
+//!   `"since": "2022-09-01"` or `"window_days": 30` (default: the last 7 days of exports); 200
+//!   with the summary, 500 when an object failed, or the listing or the ledger read did
+//!   (Scheduler retries).
 //! - `GET /healthz`: 200 `ok`.
 
 use std::sync::Arc;
@@ -141,7 +143,8 @@ async fn on_sweep(State(state): State<ServiceState>, body: Bytes) -> Response {
             json_response(status, report.to_json())
         }
         Err(e) => {
-            warn!(uri = %request.uri, error = %error_chain(&e), "Sweep could not list its location.");
+            // The listing or the ledger read failed: nothing was loaded.
+            warn!(uri = %request.uri, error = %error_chain(&e), "Sweep could not list its location or read the ledger.");
             json_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "uri": request.uri, "error": error_chain(&e) }),

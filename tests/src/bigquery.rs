@@ -42,6 +42,15 @@ pub struct HttpFault {
     pub reason: String,
 }
 
+/// A scripted answer for the next `jobs.query` that is not a clean result, though HTTP 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryAnswerFault {
+    /// `jobComplete: true` with `errors[]` (reason `backendError`) and no rows.
+    Errors,
+    /// `jobComplete: true` without a schema or rows.
+    NoSchema,
+}
+
 /// A scripted job failure: the next job of a kind (`load` or `query`) ends DONE with this
 /// `errorResult` and these `errors[]`, having changed nothing.
 #[derive(Debug, Clone)]
@@ -60,6 +69,7 @@ struct Inner {
     jobs: HashMap<String, StoredJob>,
     http_faults: HashMap<String, VecDeque<HttpFault>>,
     job_faults: HashMap<String, VecDeque<JobFault>>,
+    query_answer_faults: VecDeque<QueryAnswerFault>,
     /// Polls each new job answers RUNNING before DONE.
     running_polls: u32,
     /// Every call: (operation, Authorization header if any).
@@ -207,9 +217,33 @@ fn is_stored_timestamp(text: &str) -> bool {
     b.len() == 27 && b[10] == b'T' && b[19] == b'.' && b[26] == b'Z'
 }
 
-/// Microseconds → the REST API's TIMESTAMP text (`1.663734765E9`).
+/// Microseconds → the REST API's default TIMESTAMP text, float seconds (`1.663734765E9`).
 fn timestamp_text(micros: i64) -> String {
     format!("{:E}", micros as f64 / 1e6)
+}
+
+/// BigQuery's documented metadata limits, in characters: a field's description, a table's
+/// description, a table's friendlyName.
+const MAX_FIELD_DESCRIPTION: usize = 1_024;
+const MAX_TABLE_DESCRIPTION: usize = 16_384;
+const MAX_FRIENDLY_NAME: usize = 1_024;
+
+/// A table resource's friendlyName and description within BigQuery's limits.
+fn check_table_metadata(resource: &Value) -> Result<(), (StatusCode, Value)> {
+    let chars = |key: &str| resource[key].as_str().map_or(0, |v| v.chars().count());
+    if chars("friendlyName") > MAX_FRIENDLY_NAME {
+        return Err(invalid(format!(
+            "The friendly name is too long: {} characters; the maximum is {MAX_FRIENDLY_NAME}",
+            chars("friendlyName")
+        )));
+    }
+    if chars("description") > MAX_TABLE_DESCRIPTION {
+        return Err(invalid(format!(
+            "The description is too long: {} characters; the maximum is {MAX_TABLE_DESCRIPTION}",
+            chars("description")
+        )));
+    }
+    Ok(())
 }
 
 impl Dataset {
@@ -299,6 +333,11 @@ impl BigQueryDouble {
         self.shared.inner.lock().expect("double state")
     }
 
+    /// The next `jobs.query` answers HTTP 200 with this unclean result instead (queued).
+    pub fn fail_next_query_answer(&self, fault: QueryAnswerFault) {
+        self.lock().query_answer_faults.push_back(fault);
+    }
+
     /// The next call of `operation` answers this HTTP error instead (queued).
     pub fn fail_next(&self, operation: &str, status: u16, reason: &str) {
         self.lock()
@@ -382,7 +421,7 @@ impl BigQueryDouble {
     pub fn rows(&self, dataset: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         let inner = self.lock();
         let ds = inner.datasets.get(dataset).expect("dataset");
-        let (_, rows) = select(&ds.conn, sql, &[]).expect(sql);
+        let (_, rows) = select(&ds.conn, sql, &[], false).expect(sql);
         rows.into_iter()
             .map(|r| r.into_iter().map(|(v, _)| v).collect())
             .collect()
@@ -529,6 +568,12 @@ fn check_fields(fields: &Value) -> Result<Vec<Field>, (StatusCode, Value)> {
         if sql_type(kind).is_none() {
             return Err(invalid(format!("Invalid type {kind:?} for field {name}")));
         }
+        let description = f["description"].as_str().map_or(0, |d| d.chars().count());
+        if description > MAX_FIELD_DESCRIPTION {
+            return Err(invalid(format!(
+                "The description for field {name} is too long: {description} characters; the maximum is {MAX_FIELD_DESCRIPTION}"
+            )));
+        }
         let mode = f["mode"].as_str().unwrap_or("NULLABLE");
         if !matches!(mode, "NULLABLE" | "REQUIRED") {
             return Err(invalid(format!("Invalid mode {mode} for field {name}")));
@@ -572,6 +617,7 @@ async fn insert_table(
         if !valid_name(table, 1024) {
             return Err(invalid(format!("Invalid table ID \"{table}\"")));
         }
+        check_table_metadata(&resource)?;
         let mut inner = shared.inner.lock().expect("state");
         dataset_of(&inner, &project, &dataset)?;
         let ds = inner.datasets.get_mut(&dataset).expect("checked");
@@ -686,6 +732,7 @@ async fn table_call(
             }
             _ => {
                 let patch: Value = json_body(&body)?;
+                check_table_metadata(&patch)?;
                 let mut stored = current.clone();
                 if let Some(schema) = patch.get("schema") {
                     let new = check_fields(&schema["fields"])?;
@@ -785,10 +832,13 @@ fn bind_and_run(
 type Cell = (Option<String>, &'static str);
 
 /// Runs a SELECT: (fields, rows of (text, BigQuery type)).
+/// TIMESTAMP cells as the REST API answers them: int64 microseconds when the request asked for
+/// `formatOptions.useInt64Timestamp`, else float seconds.
 fn select(
     conn: &rusqlite::Connection,
     sql: &str,
     params: &[(String, SqlValue)],
+    int64_timestamps: bool,
 ) -> rusqlite::Result<(Vec<Value>, Vec<Vec<Cell>>)> {
     let mut stmt = conn.prepare(sql)?;
     for i in 1..=stmt.parameter_count() {
@@ -837,7 +887,13 @@ fn select(
                 ValueRef::Null => None,
                 ValueRef::Text(t) if *kind == "TIMESTAMP" => {
                     let t = String::from_utf8_lossy(t);
-                    Some(parse_timestamp(&t).map_or(t.into_owned(), timestamp_text))
+                    Some(parse_timestamp(&t).map_or(t.into_owned(), |micros| {
+                        if int64_timestamps {
+                            micros.to_string()
+                        } else {
+                            timestamp_text(micros)
+                        }
+                    }))
                 }
                 ValueRef::Integer(n) => Some(n.to_string()),
                 ValueRef::Real(f) => Some(f.to_string()),
@@ -1088,11 +1144,47 @@ async fn run_query(
         enter(&shared, "jobs.query", &project, &headers)?;
         let request: Value = json_body(&body)?;
         let (dataset, params) = query_settings(&request)?;
-        let inner = shared.inner.lock().expect("state");
+        // DataFormatOptions has one documented field, a boolean.
+        let format = &request["formatOptions"];
+        let int64_timestamps = match &format["useInt64Timestamp"] {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            other => {
+                return Err(invalid(format!(
+                    "formatOptions.useInt64Timestamp must be a boolean, not {other}"
+                )));
+            }
+        };
+        if let Some(unknown) = format
+            .as_object()
+            .and_then(|o| o.keys().find(|k| *k != "useInt64Timestamp"))
+        {
+            return Err(invalid(format!(
+                "Unknown name \"{unknown}\" at 'format_options': Cannot find field."
+            )));
+        }
+        let mut inner = shared.inner.lock().expect("state");
+        let job_id = format!("query_{}", inner.calls.len());
+        if let Some(fault) = inner.query_answer_faults.pop_front() {
+            let reference = json!({ "projectId": project, "jobId": job_id, "location": "US" });
+            return Ok(match fault {
+                QueryAnswerFault::Errors => json!({
+                    "kind": "bigquery#queryResponse",
+                    "jobReference": reference,
+                    "jobComplete": true,
+                    "errors": [{ "reason": "backendError", "message": "scripted: the query hit a backend error" }],
+                }),
+                QueryAnswerFault::NoSchema => json!({
+                    "kind": "bigquery#queryResponse",
+                    "jobReference": reference,
+                    "jobComplete": true,
+                }),
+            });
+        }
         let ds = dataset_of(&inner, &project, &dataset)?;
         let sql = request["query"].as_str().unwrap_or("");
-        let (fields, rows) =
-            select(&ds.conn, sql, &params).map_err(|e| invalid(format!("Query error: {e}")))?;
+        let (fields, rows) = select(&ds.conn, sql, &params, int64_timestamps)
+            .map_err(|e| invalid(format!("Query error: {e}")))?;
         let rows: Vec<Value> = rows
             .into_iter()
             .map(|cells| json!({ "f": cells.into_iter().map(|(v, _)| json!({ "v": v })).collect::<Vec<_>>() }))
@@ -1100,7 +1192,7 @@ async fn run_query(
         Ok(json!({
             "kind": "bigquery#queryResponse",
             "schema": { "fields": fields },
-            "jobReference": { "projectId": project, "jobId": format!("query_{}", inner.calls.len()), "location": "US" },
+            "jobReference": { "projectId": project, "jobId": job_id, "location": "US" },
             "totalRows": rows.len().to_string(),
             "rows": rows,
             "jobComplete": true,

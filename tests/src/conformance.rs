@@ -640,6 +640,140 @@ pub async fn fixed_rows_are_replaced_by_key(h: &dyn Harness) {
     );
 }
 
+/// Names at the limits: an event and a column whose names are exactly 63 bytes (PostgreSQL's
+/// identifier limit, which every adapter applies), and an event and a raw column name far past
+/// BigQuery's metadata limits (friendlyName and field description: 1,024 characters). Both load,
+/// load again into the same table and columns, and keep their full raw names in the catalog.
+pub async fn longest_names_load_and_load_again(h: &dyn Harness) {
+    let w = h.open("long_names").await;
+    let event63 = format!("E{}", "v".repeat(62));
+    let column63 = format!("c{}", "o".repeat(62));
+    let event_long = format!("Long {}", "event ".repeat(400));
+    let column_long = format!("eventProps.{}", "x".repeat(1_600));
+    let table_long = tapline::warehouse::naming::snake_case(&event_long);
+    let column_long_name = tapline::warehouse::naming::snake_case(&column_long);
+    assert_eq!((event63.len(), column63.len()), (63, 63));
+    assert_eq!((table_long.len(), column_long_name.len()), (63, 63));
+    assert!(event_long.len() > 2000 && column_long.len() > 1600);
+    for (version, line) in [("v1", 2), ("v2", 3)] {
+        for (event, column) in [(&event63, &column63), (&event_long, &column_long)] {
+            let o = object(&format!("s3://b/{}-{version}.csv", event.len()), version);
+            let mut t = start(w.as_ref(), &o).await;
+            let cols = ["ts", "eventName", column.as_str()];
+            t.append(batch(
+                &cols,
+                &[(
+                    line,
+                    vec![
+                        Some("2022-09-21T04:39:25Z"),
+                        Some(event.as_str()),
+                        Some("x"),
+                    ],
+                )],
+            ))
+            .await
+            .unwrap();
+            let record = ours(t.commit(loaded(1, 0), vec![]).await);
+            assert_eq!(record.status, LoadStatus::Loaded);
+        }
+    }
+    let event63_table = event63.to_lowercase();
+    for (table, column) in [
+        (event63_table.as_str(), column63.as_str()),
+        (table_long.as_str(), column_long_name.as_str()),
+    ] {
+        assert_eq!(
+            rows(
+                w.as_ref(),
+                &format!("SELECT {column}, _source_line FROM {table} ORDER BY _source_line")
+            )
+            .await,
+            vec![vec![s("x"), s("2")], vec![s("x"), s("3")]],
+            "{table}"
+        );
+    }
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT table_name, event_name FROM _tapline_tables ORDER BY table_name"
+        )
+        .await,
+        vec![
+            vec![s(&event63_table), s(&event63)],
+            vec![s(&table_long), s(&event_long)],
+        ]
+    );
+    assert_eq!(
+        rows(
+            w.as_ref(),
+            "SELECT table_name, column_name, raw_name FROM _tapline_columns \
+             WHERE column_name NOT IN ('ts', 'event_name') ORDER BY table_name"
+        )
+        .await,
+        vec![
+            vec![s(&event63_table), s(&column63), s(&column63)],
+            vec![s(&table_long), s(&column_long_name), s(&column_long)],
+        ]
+    );
+}
+
+/// A sweep's ledger read: every version under a uri prefix (taken literally: `_` and `%` are
+/// no wildcards) with its current status, one read.
+pub async fn ledger_versions_are_read_per_prefix(h: &dyn Harness) {
+    use tapline::warehouse::LedgerVersion;
+    let handle = h.open("ledger_read").await;
+    let w: &dyn Warehouse = handle.as_ref();
+    let commit = |uri: &'static str, version: &'static str, quarantine: bool| async move {
+        let mut t = start(w, &object(uri, version)).await;
+        t.append(batch(ORDER, &order_rows())).await.unwrap();
+        let outcome = if quarantine {
+            Outcome::Quarantined {
+                reason: "too many rejects".into(),
+                bytes: 100,
+                rows: 2,
+                rejected: 1,
+            }
+        } else {
+            loaded(2, 0)
+        };
+        ours(t.commit(outcome, vec![]).await);
+    };
+    commit("s3://b/a_c/1.csv", "v1", false).await;
+    commit("s3://b/a_c/1.csv", "v2", false).await;
+    commit("s3://b/a_c/2.csv", "v1", true).await;
+    commit("s3://b/abc/1.csv", "v1", false).await;
+    commit("s3://b/a%/1.csv", "v1", false).await;
+    let failed = object("s3://b/a_c/3.csv", "v1");
+    drop(start(w, &failed).await);
+    w.record_failure(&failed, "connection reset").await.unwrap();
+
+    let read = |prefix: &'static str| async move {
+        let mut versions = w.ledger_versions(prefix).await.expect("ledger read");
+        versions.sort_by(|a, b| (&a.uri, &a.version).cmp(&(&b.uri, &b.version)));
+        versions
+    };
+    let v = |uri: &str, version: &str, status| LedgerVersion {
+        uri: uri.into(),
+        version: version.into(),
+        status,
+    };
+    assert_eq!(
+        read("s3://b/a_c/").await,
+        vec![
+            v("s3://b/a_c/1.csv", "v1", LoadStatus::Replaced),
+            v("s3://b/a_c/1.csv", "v2", LoadStatus::Loaded),
+            v("s3://b/a_c/2.csv", "v1", LoadStatus::Quarantined),
+            v("s3://b/a_c/3.csv", "v1", LoadStatus::Failed),
+        ]
+    );
+    assert_eq!(
+        read("s3://b/a%").await,
+        vec![v("s3://b/a%/1.csv", "v1", LoadStatus::Loaded)]
+    );
+    assert!(read("s3://c/").await.is_empty());
+    assert_eq!(read("").await.len(), 6);
+}
+
 /// Declares one `#[tokio::test]` per conformance case for a harness expression.
 #[macro_export]
 macro_rules! warehouse_conformance_tests {
@@ -657,6 +791,8 @@ macro_rules! warehouse_conformance_tests {
             concurrent_loaders_load_once,
             state_is_kept_per_key,
             fixed_rows_are_replaced_by_key,
+            longest_names_load_and_load_again,
+            ledger_versions_are_read_per_prefix,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -8,7 +8,7 @@ use std::path::Path;
 use tapline::google_auth::GoogleAuth;
 use tapline::warehouse::bigquery::BigQueryWarehouse;
 use tapline::warehouse::{Begin, Committed, Warehouse};
-use tapline_tests::bigquery::{BigQueryDouble, JobFault};
+use tapline_tests::bigquery::{BigQueryDouble, JobFault, QueryAnswerFault};
 use tapline_tests::clevertap_api::ClevertapApi;
 use tapline_tests::{Run, bin, export_csv};
 
@@ -916,5 +916,153 @@ async fn message_reports_land_in_bigquery_keyed_by_message_and_day() {
             .all(|t| !t.starts_with("_tapline_stage_")),
         "{:?}",
         double.tables("clevertap")
+    );
+}
+
+/// A `jobs.query` answer that is not a clean result (HTTP 200 with `errors`, or a finished job
+/// without a schema) is an error: the ledger check fails the file instead of reading "not
+/// loaded", so nothing loads twice; `tapline status` fails instead of saying "No loads yet";
+/// a sweep whose ledger read fails loads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclean_query_answers_are_errors_and_never_lead_to_a_load() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    exports(dir.path());
+    let first = load_dir(&double, dir.path()).await;
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let uploads = double.count("jobs.upload");
+    assert_eq!(uploads, 2);
+
+    for (fault, message) in [
+        (
+            QueryAnswerFault::Errors,
+            "failed (backendError): scripted: the query hit a backend error",
+        ),
+        (
+            QueryAnswerFault::NoSchema,
+            "a complete query answered without a schema",
+        ),
+    ] {
+        // Every ledger check of this run gets the unclean answer.
+        for _ in 0..2 {
+            double.fail_next_query_answer(fault);
+        }
+        let again = load_dir(&double, dir.path()).await;
+        assert_eq!(again.code, 2, "{fault:?}: {}{}", again.stdout, again.stderr);
+        assert!(
+            again.stdout.contains(message),
+            "{fault:?}: {}",
+            again.stdout
+        );
+        assert_eq!(
+            double.count("jobs.upload"),
+            uploads,
+            "{fault:?}: loaded again"
+        );
+        assert_eq!(
+            value(&double, "SELECT count(*) FROM charged").as_deref(),
+            Some("3")
+        );
+
+        double.fail_next_query_answer(fault);
+        let status = tapline(
+            &double.endpoint,
+            &[],
+            &["status", "--warehouse", &url("clevertap")],
+        )
+        .await;
+        assert_eq!(
+            status.code, 1,
+            "{fault:?}: {}{}",
+            status.stdout, status.stderr
+        );
+        assert!(!status.stdout.contains("No loads yet"), "{}", status.stdout);
+        assert!(
+            status.stderr.contains(message),
+            "{fault:?}: {}",
+            status.stderr
+        );
+    }
+
+    // A sweep reads the ledger once; when that read is unclean, nothing is loaded.
+    let w = BigQueryWarehouse::open_at(
+        &url("clevertap"),
+        Some(&double.endpoint),
+        GoogleAuth::anonymous(),
+    )
+    .await
+    .unwrap();
+    std::fs::write(
+        dir.path()
+            .join("1663751237-1663837637-Charged-20220922-0-0.csv"),
+        export_csv("Charged", 4),
+    )
+    .unwrap();
+    let location = dir.path().display().to_string();
+    let source = tapline::storage::source_for(&location).await.unwrap();
+    let request = tapline::sweep::SweepRequest {
+        uri: location.clone(),
+        since: None,
+        window_days: Some(0),
+    };
+    let config = tapline::config::LoadConfig::default();
+    double.fail_next_query_answer(QueryAnswerFault::Errors);
+    let err = tapline::sweep::sweep(source.as_ref(), &w, &request, &config)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(double.count("jobs.upload"), uploads);
+    // Clean answers again: the sweep loads the new file only.
+    let report = tapline::sweep::sweep(source.as_ref(), &w, &request, &config)
+        .await
+        .unwrap();
+    let counts = report.counts();
+    assert_eq!(
+        (counts.loaded, counts.already_loaded),
+        (1, 2),
+        "{}",
+        report.to_json()
+    );
+    assert_eq!(
+        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        Some("7")
+    );
+}
+
+/// TIMESTAMPs are asked for as int64 microseconds (`formatOptions.useInt64Timestamp`), so a
+/// value keeps every digit; float seconds (the default) lose the last ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_keep_their_microseconds() {
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let w = BigQueryWarehouse::open_at(
+        &url("clevertap"),
+        Some(&double.endpoint),
+        GoogleAuth::anonymous(),
+    )
+    .await
+    .unwrap();
+    for (key, at) in [
+        ("a", "2022-09-21T04:32:45.123457Z"),
+        ("b", "9999-12-31T23:59:59.999999Z"),
+    ] {
+        double.execute(
+            "clevertap",
+            &format!(
+                "INSERT INTO clevertap._tapline_state_log (key, value, updated_at, written_us) \
+                 VALUES ('{key}', 'v', '{at}', 1)"
+            ),
+        );
+    }
+    let result = w
+        .query("SELECT key, updated_at FROM _tapline_state_log ORDER BY key")
+        .await
+        .unwrap();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        result.rows,
+        vec![
+            vec![s("a"), s("2022-09-21T04:32:45.123457Z")],
+            vec![s("b"), s("9999-12-31T23:59:59.999999Z")],
+        ]
     );
 }

@@ -236,3 +236,182 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
     );
     assert!(err.contains("NoSuchKey"), "{err}");
 }
+
+/// Every call a sweep makes on the warehouse port, by name, passed on to the real warehouse.
+struct CountingWarehouse {
+    inner: Box<dyn tapline::warehouse::Warehouse>,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl CountingWarehouse {
+    fn note(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    fn count(&self, call: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| **c == call)
+            .count()
+    }
+
+    fn total(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+#[async_trait::async_trait]
+impl tapline::warehouse::Warehouse for CountingWarehouse {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn max_columns(&self) -> usize {
+        self.inner.max_columns()
+    }
+    async fn begin_load(
+        &self,
+        object: &tapline::warehouse::SourceObject,
+        retry_quarantined: bool,
+    ) -> Result<tapline::warehouse::Begin, tapline::warehouse::WarehouseError> {
+        self.note("begin_load");
+        self.inner.begin_load(object, retry_quarantined).await
+    }
+    async fn record_failure(
+        &self,
+        object: &tapline::warehouse::SourceObject,
+        error: &str,
+    ) -> Result<(), tapline::warehouse::WarehouseError> {
+        self.note("record_failure");
+        self.inner.record_failure(object, error).await
+    }
+    async fn recent_loads(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<tapline::warehouse::LoadRecord>, tapline::warehouse::WarehouseError> {
+        self.note("recent_loads");
+        self.inner.recent_loads(limit).await
+    }
+    async fn query(
+        &self,
+        sql: &str,
+    ) -> Result<tapline::warehouse::QueryResult, tapline::warehouse::WarehouseError> {
+        self.note("query");
+        self.inner.query(sql).await
+    }
+    async fn ledger_versions(
+        &self,
+        uri_prefix: &str,
+    ) -> Result<Vec<tapline::warehouse::LedgerVersion>, tapline::warehouse::WarehouseError> {
+        self.note("ledger_versions");
+        self.inner.ledger_versions(uri_prefix).await
+    }
+}
+
+/// A scheduled sweep over 5,000 listed objects of which 3 are new reads the ledger once and
+/// begins 3 loads: its warehouse calls are bounded by 1 + the new objects, whatever the
+/// listing holds (before, each listed object cost a ledger query). It loads exactly the 3,
+/// newest first, and counts the rest as already loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_of_five_thousand_objects_reads_the_ledger_once() {
+    const LISTED: usize = 5_000;
+    let s3 = client().await;
+    let bucket = new_bucket(&s3, "sweep5k").await;
+    let date = |i: usize| format!("2022{:02}{:02}", 1 + i % 12, 1 + i % 28);
+    let key = |i: usize| {
+        format!(
+            "exports/{}-1663785000-Charged-{}-{i}-0.csv.gz",
+            1_663_000_000 + i,
+            date(i)
+        )
+    };
+    // Rows dated the day the name says, as CleverTap writes them.
+    let body = |i: usize| {
+        gzip(
+            export_csv("Charged", 2)
+                .replace("20220921", &date(i))
+                .as_bytes(),
+        )
+    };
+    for chunk in (0..LISTED).collect::<Vec<_>>().chunks(100) {
+        let mut puts = tokio::task::JoinSet::new();
+        for &i in chunk {
+            let (s3, bucket, key, body) = (s3.clone(), bucket.clone(), key(i), body(i));
+            puts.spawn(async move { put(&s3, &bucket, &key, body).await });
+        }
+        while let Some(done) = puts.join_next().await {
+            done.unwrap();
+        }
+    }
+    let source = tapline::storage::s3::S3Source::new(s3.clone());
+    let prefix = format!("s3://{bucket}/exports/");
+    let listed = tapline::storage::ObjectSource::list(&source, &prefix)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), LISTED);
+
+    // The ledger already holds every object but three, as earlier events loaded them.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    drop(sqlite(&db).await);
+    let new: Vec<String> = [17, 2_500, 4_999].iter().map(|&i| key(i)).collect();
+    {
+        let mut conn = rusqlite::Connection::open(&db).unwrap();
+        let tx = conn.transaction().unwrap();
+        for entry in listed.iter().filter(|e| !new.contains(&e.key)) {
+            tx.execute(
+                "INSERT INTO _tapline_loads (uri, version, status, rows_loaded, started_at, finished_at)
+                 VALUES (?1, ?2, 'loaded', 2, '2022-09-22T00:00:00Z', '2022-09-22T00:00:01Z')",
+                rusqlite::params![entry.uri, entry.version],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let warehouse = CountingWarehouse {
+        inner: Box::new(sqlite(&db).await),
+        calls: Default::default(),
+    };
+    let request = tapline::sweep::SweepRequest {
+        uri: prefix.clone(),
+        since: None,
+        window_days: Some(0),
+    };
+    let report = tapline::sweep::sweep(
+        &source,
+        &warehouse,
+        &request,
+        &tapline::config::LoadConfig::default(),
+    )
+    .await
+    .unwrap();
+    let counts = report.counts();
+    assert_eq!(
+        (counts.loaded, counts.already_loaded, counts.failed),
+        (3, LISTED - 3, 0),
+        "{}",
+        report.to_json()
+    );
+    // The bound: one ledger read for the prefix, one begin per new object, nothing else.
+    assert_eq!(warehouse.count("ledger_versions"), 1);
+    assert_eq!(warehouse.count("begin_load"), 3);
+    assert_eq!(warehouse.total(), 1 + 3);
+    // Newest first: 4999 is dated 2022-08-16, 17 2022-06-18, 2500 2022-05-09.
+    let loaded: Vec<&str> = report
+        .reports
+        .iter()
+        .map(|r| r.entry.key.as_str())
+        .collect();
+    assert_eq!(loaded, [new[2].as_str(), new[0].as_str(), new[1].as_str()]);
+    assert_eq!(
+        sqlite_value(&db, "SELECT count(*) FROM charged").as_deref(),
+        Some("6")
+    );
+    assert_eq!(
+        report.to_json()["listed"].as_u64(),
+        Some(LISTED as u64),
+        "{}",
+        report.to_json()
+    );
+}

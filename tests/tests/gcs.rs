@@ -398,14 +398,16 @@ async fn scheduled_sweeps_load_what_events_missed() {
             )
         }
     };
-    let (status, body) = sweep(json!({ "uri": format!("gs://{bucket}/events/") })).await;
+    let (status, body) =
+        sweep(json!({ "uri": format!("gs://{bucket}/events/"), "window_days": 0 })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (body["loaded"].as_u64(), body["already_loaded"].as_u64()),
         (Some(2), Some(0)),
         "{body}"
     );
-    let (status, body) = sweep(json!({ "uri": format!("gs://{bucket}/events/") })).await;
+    let (status, body) =
+        sweep(json!({ "uri": format!("gs://{bucket}/events/"), "window_days": 0 })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (body["loaded"].as_u64(), body["already_loaded"].as_u64()),

@@ -87,8 +87,10 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
     let warehouse = tapline::warehouse::open(&schema.url()).await.unwrap();
     let source = S3Source::new(s3.clone());
     let config = LoadConfig::default();
-    // What EventBridge Scheduler sends (infra/aws wires it).
-    let payload = json!({ "tapline": "sweep", "uri": format!("s3://{bucket}/exports/") });
+    // What EventBridge Scheduler sends (infra/aws wires it), with the rolling window off: the
+    // fixtures are dated 2022.
+    let payload =
+        json!({ "tapline": "sweep", "uri": format!("s3://{bucket}/exports/"), "window_days": 0 });
     let sweep = || async {
         handle_lambda_payload(
             payload.to_string().as_bytes(),

@@ -34,3 +34,143 @@ impl Harness for Postgres {
 }
 
 tapline_tests::warehouse_conformance_tests!(Postgres::new());
+
+/// Runs `sql` with psql on the test server's `database`; the output unaligned, trimmed.
+fn psql(database: &str, sql: &str) -> String {
+    let url = tapline_tests::postgres_url();
+    let url = match url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => panic!("unexpected TAPLINE_TEST_POSTGRES_URL {url}"),
+    };
+    let out = std::process::Command::new("psql")
+        .args([url.as_str(), "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A crafted CSV header that, quoted by hand in a simple-protocol batch on a database with
+/// `standard_conforming_strings = off`, closed its literal early and ran its own DDL. Now it is
+/// a column like any other, its raw name kept exactly, and nothing else ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_crafted_against_backslash_escapes_is_only_a_column_name() {
+    use tapline::warehouse::{Begin, LoadStatus, Outcome};
+    let database = format!("scs_off_{}", std::process::id());
+    psql("postgres", &format!("DROP DATABASE IF EXISTS {database}"));
+    psql("postgres", &format!("CREATE DATABASE {database}"));
+    psql(
+        "postgres",
+        &format!("ALTER DATABASE {database} SET standard_conforming_strings = off"),
+    );
+    assert_eq!(psql(&database, "SHOW standard_conforming_strings"), "off");
+    let url = tapline_tests::postgres_url();
+    let (server, _) = url.rsplit_once('/').unwrap();
+    let w = PostgresWarehouse::open(&format!("{server}/{database}"))
+        .await
+        .expect("open");
+    let crafted = r"x\', 1, now()); CREATE TABLE pwned (x int); --";
+    let columns = ["ts", "eventName", crafted, r"trailing\"];
+    let o = tapline_tests::conformance::object("s3://b/1-2-Charged-20220921-0-0.csv", "v1");
+    let mut t = match w.begin_load(&o, false).await.unwrap() {
+        Begin::Started(t) => t,
+        Begin::Done(_) => panic!("new object"),
+    };
+    t.append(tapline_tests::conformance::batch(
+        &columns,
+        &[(
+            2,
+            vec![
+                Some("2022-09-21T04:39:25Z"),
+                Some("Charged"),
+                Some("a"),
+                Some("b"),
+            ],
+        )],
+    ))
+    .await
+    .unwrap();
+    let record = t
+        .commit(
+            Outcome::Loaded {
+                bytes: 10,
+                rows: 1,
+                rejected: 0,
+            },
+            vec![],
+        )
+        .await
+        .unwrap()
+        .into_record();
+    assert_eq!(record.status, LoadStatus::Loaded);
+    assert_eq!(
+        psql(
+            &database,
+            "SELECT raw_name FROM _tapline_columns WHERE table_name = 'charged' ORDER BY column_name"
+        ),
+        format!("eventName\ntrailing\\\nts\n{crafted}")
+    );
+    assert_eq!(
+        psql(&database, "SELECT to_regclass('pwned') IS NULL"),
+        "t",
+        "the crafted header ran DDL"
+    );
+    assert_eq!(
+        psql(
+            &database,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname NOT LIKE '\\_tapline\\_%'"
+        ),
+        "1",
+        "only the event table was created"
+    );
+    assert_eq!(psql(&database, "SELECT count(*) FROM charged"), "1");
+    drop(w);
+    psql(
+        "postgres",
+        &format!("DROP DATABASE {database} WITH (FORCE)"),
+    );
+}
+
+/// `tapline query` runs one statement in a read-only transaction: `COMMIT; CREATE …` is
+/// refused before anything runs, and no single statement writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_cannot_escape_their_read_only_transaction() {
+    let harness = Postgres::new();
+    let w = harness.open("query_escape").await;
+    let schema = format!("{}_query_escape", harness.prefix);
+    let err = w
+        .query("COMMIT; CREATE TABLE escaped (x int)")
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(
+        tapline::load::error_chain(&err),
+        "warehouse query failed: only one SQL statement is allowed per query"
+    );
+    let err = w.query("CREATE TABLE escaped (x int)").await.unwrap_err();
+    assert!(
+        tapline::load::error_chain(&err).contains("read-only transaction"),
+        "{}",
+        tapline::load::error_chain(&err)
+    );
+    // A lone COMMIT ends the read-only transaction and nothing more runs.
+    w.query("COMMIT").await.unwrap();
+    let exists = w
+        .query(&format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = 'escaped'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(exists.rows, vec![vec![Some("0".to_string())]]);
+    // The connection is usable afterwards, and reads still work.
+    let one = w.query("SELECT 1 AS one").await.unwrap();
+    assert_eq!(
+        (one.columns, one.rows),
+        (vec!["one".to_string()], vec![vec![Some("1".to_string())]])
+    );
+}

@@ -44,6 +44,20 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     }
     let older = tapline::sweep::retain_since(&mut entries, args.since, |(_, entry)| entry);
     let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let mut in_ledger = tapline::sweep::InLedger::default();
+    if sweep {
+        // One ledger read for all that was listed; only what it lacks is tried, newest first.
+        let (todo, found) = tapline::sweep::not_in_ledger(
+            warehouse.as_ref(),
+            entries,
+            config.retry_quarantined,
+            |(_, entry)| entry,
+        )
+        .await?;
+        entries = todo;
+        in_ledger = found;
+        tapline::sweep::newest_first(&mut entries, |(_, entry)| entry);
+    }
     let total_bytes: u64 = entries.iter().filter_map(|(_, e)| e.size).sum();
     let bar = progress_bar(&args, total_bytes);
 
@@ -89,9 +103,13 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
         println!("{older} exports dated before {since} were not considered (--since).");
     }
     if sweep {
-        println!("{}", OutcomeCounts::of(&reports).sweep_line());
+        let mut counts = OutcomeCounts::of(&reports);
+        counts.already_loaded += in_ledger.loaded;
+        counts.quarantined += in_ledger.quarantined;
+        println!("{}", counts.sweep_line());
     }
-    let all_loaded = reports.iter().all(|r| r.outcome.is_success());
+    // A version quarantined before still needs attention, as when a load reports it.
+    let all_loaded = reports.iter().all(|r| r.outcome.is_success()) && in_ledger.quarantined == 0;
     Ok(if all_loaded {
         EXIT_OK
     } else {

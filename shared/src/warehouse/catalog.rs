@@ -74,6 +74,27 @@ impl Catalog {
         }
     }
 
+    /// Files the table registered under `from` under event `to` instead (an adapter whose
+    /// metadata could only hold a cut form of the event name); nothing when `to` is known.
+    pub fn rename_event(&mut self, from: &str, to: &str) {
+        if !self.tables.contains_key(to)
+            && let Some(table) = self.tables.remove(from)
+        {
+            self.tables.insert(to.to_string(), table);
+        }
+    }
+
+    /// Files the column registered for raw name `from` of `table` under raw name `to`
+    /// instead; nothing when `to` is known.
+    pub fn rename_column(&mut self, table: &str, from: &str, to: &str) {
+        if let Some(t) = self.tables.values_mut().find(|t| t.name == table)
+            && !t.columns.contains_key(to)
+            && let Some(column) = t.columns.remove(from)
+        {
+            t.columns.insert(to.to_string(), column);
+        }
+    }
+
     /// The table of an event, if it exists.
     pub fn table(&self, event: &str) -> Option<&TableColumns> {
         self.tables.get(event)

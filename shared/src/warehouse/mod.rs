@@ -92,6 +92,16 @@ impl LoadStatus {
         }
     }
 
+    /// Whether a version in this status needs no new attempt: loaded (or replaced since), or
+    /// quarantined and no retry of quarantined versions was asked for.
+    pub fn is_done(self, retry_quarantined: bool) -> bool {
+        match self {
+            LoadStatus::Loaded | LoadStatus::Replaced => true,
+            LoadStatus::Quarantined => !retry_quarantined,
+            LoadStatus::Failed => false,
+        }
+    }
+
     /// Parses the stored text.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
@@ -141,11 +151,25 @@ impl LoadRecord {
     /// Whether this version needs no new attempt: it is loaded (or replaced since), or it was
     /// quarantined and no retry of quarantined versions was asked for.
     pub fn is_done(&self, retry_quarantined: bool) -> bool {
-        match self.status {
-            LoadStatus::Loaded | LoadStatus::Replaced => true,
-            LoadStatus::Quarantined => !retry_quarantined,
-            LoadStatus::Failed => false,
-        }
+        self.status.is_done(retry_quarantined)
+    }
+}
+
+/// A ledger row's key and where it stands: what a sweep needs to know of a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerVersion {
+    /// Source uri.
+    pub uri: String,
+    /// Source version.
+    pub version: String,
+    /// Where it stands (a version's current status, as `begin_load` would judge it).
+    pub status: LoadStatus,
+}
+
+impl LedgerVersion {
+    /// Whether this version needs no new attempt (see [`LoadRecord::is_done`]).
+    pub fn is_done(&self, retry_quarantined: bool) -> bool {
+        self.status.is_done(retry_quarantined)
     }
 }
 
@@ -218,8 +242,20 @@ pub trait Warehouse: Send + Sync {
     /// The most recent ledger rows, newest first.
     async fn recent_loads(&self, limit: usize) -> Result<Vec<LoadRecord>, WarehouseError>;
 
-    /// Runs a read-only SQL query (status reports, the demo, tests).
+    /// Runs one read-only SQL statement (status reports, `tapline query`, the demo, tests):
+    /// more than one statement, or one that would write, is an error.
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError>;
+
+    /// Every version the ledger holds for uris starting with `uri_prefix`, each with its
+    /// current status, in one read: a sweep asks once instead of once per listed object.
+    /// A failed read is an error, never an empty answer.
+    async fn ledger_versions(
+        &self,
+        uri_prefix: &str,
+    ) -> Result<Vec<LedgerVersion>, WarehouseError> {
+        let _ = uri_prefix;
+        Err(unsupported("ledger_versions"))
+    }
 
     /// The value stored under `key` in `_tapline_state` (API puller checkpoints), if any.
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {

@@ -25,8 +25,8 @@ use tracing::warn;
 use super::catalog::Catalog;
 use super::{
     Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
-    FixedTable, LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult,
-    SourceObject, Warehouse, WarehouseError,
+    FixedTable, LINEAGE_COLUMNS, LedgerVersion, LoadRecord, LoadStatus, LoadTransaction, Outcome,
+    QueryResult, SourceObject, Warehouse, WarehouseError,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -341,11 +341,6 @@ fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A text value as a SQL string literal (for DDL, where parameters are not allowed).
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 async fn connect(
     config: &Config,
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
@@ -371,7 +366,7 @@ async fn connect(
         .await
         .map_err(open_err)?;
     let setup = format!(
-        "SET TIME ZONE 'UTC'; BEGIN; CREATE SCHEMA IF NOT EXISTS {schema_ident}; \
+        "SET TIME ZONE 'UTC'; SET standard_conforming_strings = on; BEGIN; CREATE SCHEMA IF NOT EXISTS {schema_ident}; \
          SET search_path TO {schema_ident}; {SCHEMA_SQL} COMMIT;",
         schema_ident = ident(schema),
     );
@@ -526,6 +521,30 @@ impl Warehouse for PostgresWarehouse {
         Ok(rows.iter().map(ledger_row).collect())
     }
 
+    async fn ledger_versions(
+        &self,
+        uri_prefix: &str,
+    ) -> Result<Vec<LedgerVersion>, WarehouseError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT uri, version, status FROM _tapline_loads WHERE starts_with(uri, $1)",
+                &[&uri_prefix],
+            )
+            .await
+            .map_err(op("read ledger"))?;
+        Ok(rows
+            .iter()
+            .map(|r| LedgerVersion {
+                uri: r.get(0),
+                version: r.get(1),
+                // `loading` (an attempt in flight) and anything else are "not done": the
+                // load's own check, under its lock, decides.
+                status: LoadStatus::parse(r.get(2)).unwrap_or(LoadStatus::Failed),
+            })
+            .collect())
+    }
+
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
         let client = self.client().await?;
         let row = client
@@ -574,18 +593,33 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
-        let client = self.client().await?;
-        client
-            .batch_execute("BEGIN READ ONLY")
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
             .await
             .map_err(op("query"))?;
-        let messages = client.simple_query(sql).await;
-        client
-            .batch_execute("ROLLBACK")
-            .await
-            .map_err(op("query"))?;
+        // Parse (extended protocol) takes exactly one statement: `COMMIT; CREATE …` is refused
+        // here, before anything runs, so the statement cannot end the read-only transaction
+        // and run more after it.
+        let messages = match tx.prepare(sql).await {
+            Ok(_) => tx.simple_query(sql).await,
+            Err(e) if e.code() == Some(&SqlState::SYNTAX_ERROR) && is_multiple_commands(&e) => {
+                return Err(WarehouseError::Operation {
+                    operation: "query",
+                    retryable: false,
+                    source: "only one SQL statement is allowed per query".into(),
+                });
+            }
+            Err(e) => Err(e),
+        };
+        // Whatever the statement was (even a lone COMMIT), nothing of it is kept.
+        let rolled_back = tx.rollback().await;
+        let messages = messages.map_err(op("query"))?;
+        rolled_back.map_err(op("query"))?;
         let mut result = QueryResult::default();
-        for message in messages.map_err(op("query"))? {
+        for message in messages {
             match message {
                 SimpleQueryMessage::RowDescription(columns) if result.columns.is_empty() => {
                     result.columns = columns.iter().map(|c| c.name().to_string()).collect();
@@ -606,6 +640,12 @@ impl Warehouse for PostgresWarehouse {
         }
         Ok(result)
     }
+}
+
+/// Whether PostgreSQL refused a Parse because the text holds more than one statement.
+fn is_multiple_commands(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.message().contains("multiple commands"))
 }
 
 fn ledger_row(row: &tokio_postgres::Row) -> LoadRecord {
@@ -797,6 +837,9 @@ impl PostgresLoad {
         }
         let plan = self.catalog.plan(event, columns, MAX_DATA_COLUMNS)?;
         let client = self.client.as_ref().expect("present until commit or drop");
+        // DDL carries identifiers only (quoted by `ident`, which backslashes cannot escape);
+        // every value, raw names above all, is a bound parameter, so no server setting such as
+        // `standard_conforming_strings` changes how it is read.
         let mut ddl = String::new();
         if plan.create {
             let mut defs: Vec<String> = plan
@@ -813,19 +856,14 @@ impl PostgresLoad {
             defs.push(format!("{} BIGINT NOT NULL", ident(COL_LOAD_ID)));
             defs.push(format!("{} TIMESTAMPTZ NOT NULL", ident(COL_LOADED_AT)));
             // BRIN: load ids only grow, so a tiny range index finds a load's rows for
-            // replacement without slowing COPY the way a B-tree would.
+            // replacement without slowing COPY the way a B-tree would. Unnamed: PostgreSQL
+            // picks a free name (`{table}__load_id_idx`, numbered on a clash), where a name of
+            // our own would truncate to the table's own name at 63 bytes.
             ddl.push_str(&format!(
-                "CREATE TABLE {t} ({defs}); CREATE INDEX {idx} ON {t} USING brin ({load});
-                 INSERT INTO _tapline_tables (table_name, event_name, created_by_load, created_at)
-                 VALUES ({tl}, {el}, {id}, {at}::timestamptz);",
+                "CREATE TABLE {t} ({defs}); CREATE INDEX ON {t} USING brin ({load});",
                 t = ident(&plan.table),
                 defs = defs.join(", "),
-                idx = ident(&format!("{}__load_id", plan.table)),
                 load = ident(COL_LOAD_ID),
-                tl = literal(&plan.table),
-                el = literal(event),
-                id = self.load_id,
-                at = literal(&self.loaded_at),
             ));
         } else {
             for (_, column) in &plan.added {
@@ -836,22 +874,36 @@ impl PostgresLoad {
                 ));
             }
         }
-        for (raw, column) in &plan.added {
-            ddl.push_str(&format!(
-                "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at)
-                 VALUES ({}, {}, {}, {}, {}::timestamptz);",
-                literal(&plan.table),
-                literal(column),
-                literal(raw),
-                self.load_id,
-                literal(&self.loaded_at)
-            ));
-        }
         if !ddl.is_empty() {
             client
                 .batch_execute(&ddl)
                 .await
                 .map_err(op("create table"))?;
+        }
+        if plan.create {
+            client
+                .execute(
+                    "INSERT INTO _tapline_tables (table_name, event_name, created_by_load, created_at)
+                     VALUES ($1, $2, $3, $4::text::timestamptz)",
+                    &[&plan.table, &event, &self.load_id, &self.loaded_at],
+                )
+                .await
+                .map_err(op("record table"))?;
+        }
+        if !plan.added.is_empty() {
+            let (raws, columns): (Vec<&str>, Vec<&str>) = plan
+                .added
+                .iter()
+                .map(|(raw, column)| (raw.as_str(), column.as_str()))
+                .unzip();
+            client
+                .execute(
+                    "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at)
+                     SELECT $1, c, r, $4, $5::text::timestamptz FROM unnest($2::text[], $3::text[]) AS u (c, r)",
+                    &[&plan.table, &columns, &raws, &self.load_id, &self.loaded_at],
+                )
+                .await
+                .map_err(op("record column"))?;
         }
         self.view_stale |= plan.view_stale;
         let table = self.catalog.table(event).expect("planned above");

@@ -17,8 +17,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::catalog::Catalog;
 use super::{
     Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
-    FixedTable, LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult,
-    SourceObject, Warehouse, WarehouseError,
+    FixedTable, LINEAGE_COLUMNS, LedgerVersion, LoadRecord, LoadStatus, LoadTransaction, Outcome,
+    QueryResult, SourceObject, Warehouse, WarehouseError,
 };
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
@@ -314,6 +314,35 @@ impl Warehouse for SqliteWarehouse {
         .await
     }
 
+    async fn ledger_versions(
+        &self,
+        uri_prefix: &str,
+    ) -> Result<Vec<LedgerVersion>, WarehouseError> {
+        let prefix = uri_prefix.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT uri, version, status FROM _tapline_loads
+                     WHERE substr(uri, 1, length(?1)) = ?1",
+                )
+                .map_err(op("read ledger"))?;
+            let rows = stmt
+                .query_map([prefix], |r| {
+                    let status: String = r.get(2)?;
+                    Ok(LedgerVersion {
+                        uri: r.get(0)?,
+                        version: r.get(1)?,
+                        // Anything unexpected is "not done": the load's own check decides.
+                        status: LoadStatus::parse(&status).unwrap_or(LoadStatus::Failed),
+                    })
+                })
+                .map_err(op("read ledger"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(op("read ledger"))
+        })
+        .await
+    }
+
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
         let key = key.to_string();
         self.with_conn(move |conn| {
@@ -370,8 +399,28 @@ impl Warehouse for SqliteWarehouse {
 
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
         let sql = sql.to_string();
-        self.with_conn(move |conn| {
-            let mut stmt = conn.prepare(&sql).map_err(op("query"))?;
+        let path = self.path.clone();
+        run_blocking(move || {
+            // A connection of its own, opened read-only: SQLite counts BEGIN, COMMIT, ATTACH
+            // and DETACH as read-only statements, and ATTACH would create a file; on this
+            // connection nothing can be written, created or left open for the next load.
+            let conn = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(op("query"))?;
+            conn.busy_timeout(std::time::Duration::from_secs(60))
+                .map_err(op("query"))?;
+            // `prepare` refuses a second statement (`COMMIT; CREATE …`) before anything runs.
+            let mut stmt = conn.prepare(&sql).map_err(|e| match e {
+                rusqlite::Error::MultipleStatement => WarehouseError::Operation {
+                    operation: "query",
+                    retryable: false,
+                    source: "only one SQL statement is allowed per query".into(),
+                },
+                e => op("query")(e),
+            })?;
             if !stmt.readonly() {
                 return Err(WarehouseError::Operation {
                     operation: "query",

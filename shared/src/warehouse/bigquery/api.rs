@@ -580,6 +580,10 @@ impl Api {
     }
 
     /// jobs.query (read-only SQL), every page: the schema's fields and the rows as text.
+    /// Fails closed: any answer that is not a clean, complete result (one carrying `errors`,
+    /// a finished job without a schema, rows that do not match it, fewer rows than
+    /// `totalRows`) is an error, never "no rows", since the ledger check reads through here
+    /// and "no rows" there means "load it (again)".
     pub async fn query(
         &self,
         dataset: &str,
@@ -593,39 +597,87 @@ impl Api {
             "queryParameters": query_parameters(params),
             "defaultDataset": { "projectId": self.project, "datasetId": dataset },
             "timeoutMs": 30_000,
+            // TIMESTAMPs as int64 microseconds: the default float seconds lose precision.
+            "formatOptions": { "useInt64Timestamp": true },
         });
         if let Some(location) = &self.location {
             body["location"] = json!(location);
         }
         let url = self.url("queries");
-        let mut page = self
-            .send("jobs.query", |c| c.post(&url).json(&body))
-            .await?;
+        let mut operation = "jobs.query";
+        let mut page = self.send(operation, |c| c.post(&url).json(&body)).await?;
         let started = tokio::time::Instant::now();
         let mut rows = Vec::new();
+        let mut fields: Option<Vec<Value>> = None;
         loop {
-            if page["jobComplete"].as_bool() == Some(false) && started.elapsed() > JOB_DEADLINE {
-                return Err(ApiError::Deadline {
-                    job_id: page["jobReference"]["jobId"].as_str().unwrap_or("").into(),
-                    state: "RUNNING".into(),
-                    seconds: JOB_DEADLINE.as_secs(),
-                });
+            check_errors(operation, &page)?;
+            match page["jobComplete"].as_bool() {
+                Some(false) => {
+                    if started.elapsed() > JOB_DEADLINE {
+                        return Err(ApiError::Deadline {
+                            job_id: page["jobReference"]["jobId"].as_str().unwrap_or("").into(),
+                            state: "RUNNING".into(),
+                            seconds: JOB_DEADLINE.as_secs(),
+                        });
+                    }
+                    operation = "jobs.getQueryResults";
+                    page = self.query_results(&page, None).await?;
+                    continue;
+                }
+                Some(true) => {}
+                None => {
+                    return Err(ApiError::Protocol {
+                        operation,
+                        detail: "the answer says neither jobComplete true nor false".into(),
+                    });
+                }
             }
-            if page["jobComplete"].as_bool() != Some(false) {
-                let fields = page["schema"]["fields"]
+            let page_fields =
+                page["schema"]["fields"]
                     .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                for row in page["rows"].as_array().into_iter().flatten() {
-                    rows.push(row_values(&fields, row));
+                    .ok_or_else(|| ApiError::Protocol {
+                        operation,
+                        detail: "a complete query answered without a schema".into(),
+                    })?;
+            let fields = fields.get_or_insert_with(|| page_fields.clone());
+            match &page["rows"] {
+                Value::Null => {}
+                Value::Array(page_rows) => {
+                    for row in page_rows {
+                        rows.push(row_values(operation, fields, row)?);
+                    }
                 }
-                let token = page["pageToken"].as_str().map(str::to_string);
-                if token.is_none() {
-                    return Ok((fields, rows));
+                _ => {
+                    return Err(ApiError::Protocol {
+                        operation,
+                        detail: "rows is not an array".into(),
+                    });
                 }
-                page = self.query_results(&page, token.as_deref()).await?;
-            } else {
-                page = self.query_results(&page, None).await?;
+            }
+            match page["pageToken"].as_str() {
+                Some(token) => {
+                    operation = "jobs.getQueryResults";
+                    page = self.query_results(&page, Some(token)).await?;
+                }
+                None => {
+                    let total = page["totalRows"].as_str().map(str::parse::<u64>);
+                    if let Some(total) = total {
+                        match total {
+                            Ok(total) if total == rows.len() as u64 => {}
+                            _ => {
+                                return Err(ApiError::Protocol {
+                                    operation,
+                                    detail: format!(
+                                        "totalRows says {} but {} rows came",
+                                        page["totalRows"],
+                                        rows.len()
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                    return Ok((fields.clone(), rows));
+                }
             }
         }
     }
@@ -639,7 +691,10 @@ impl Api {
             })?;
         let url = self.url(&format!("queries/{job_id}"));
         self.send("jobs.getQueryResults", |c| {
-            let mut r = c.get(&url).query(&[("timeoutMs", "10000")]);
+            let mut r = c.get(&url).query(&[
+                ("timeoutMs", "10000"),
+                ("formatOptions.useInt64Timestamp", "true"),
+            ]);
             if let Some(t) = token {
                 r = r.query(&[("pageToken", t)]);
             }
@@ -649,6 +704,40 @@ impl Api {
             r
         })
         .await
+    }
+}
+
+/// A query answer that carries `errors` (or a finished job's `errorResult`) is a failed query,
+/// whatever else it holds.
+fn check_errors(operation: &'static str, page: &Value) -> Result<(), ApiError> {
+    let errors: Vec<String> = page["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(20)
+        .map(|e| e["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    let first = page["errors"]
+        .as_array()
+        .and_then(|a| a.first())
+        .or_else(|| page["status"].get("errorResult").filter(|e| !e.is_null()));
+    match first {
+        Some(first) => Err(ApiError::Job {
+            job_id: page["jobReference"]["jobId"]
+                .as_str()
+                .unwrap_or(operation)
+                .to_string(),
+            reason: first["reason"].as_str().unwrap_or("unknown").to_string(),
+            message: first["message"].as_str().unwrap_or("").to_string(),
+            errors,
+        }),
+        None if !page["errors"].is_null() && !page["errors"].is_array() => {
+            Err(ApiError::Protocol {
+                operation,
+                detail: "errors is not an array".into(),
+            })
+        }
+        None => Ok(()),
     }
 }
 
@@ -682,36 +771,58 @@ fn query_parameters(params: &[(&str, Param)]) -> Value {
     )
 }
 
-/// One `{"f": [{"v": …}]}` row as text; TIMESTAMP values (epoch seconds as text in the REST
-/// answer) become UTC ISO-8601 like the other warehouses print them.
-fn row_values(fields: &[Value], row: &Value) -> Vec<Option<String>> {
-    row["f"]
+/// One `{"f": [{"v": …}]}` row as text, one cell per schema field; TIMESTAMP values become
+/// UTC ISO-8601 like the other warehouses print them.
+fn row_values(
+    operation: &'static str,
+    fields: &[Value],
+    row: &Value,
+) -> Result<Vec<Option<String>>, ApiError> {
+    let bad = |detail: String| ApiError::Protocol { operation, detail };
+    let cells = row["f"]
         .as_array()
-        .map(|cells| {
-            cells
-                .iter()
-                .enumerate()
-                .map(|(i, cell)| {
-                    let text = match &cell["v"] {
-                        Value::Null => return None,
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    if fields.get(i).and_then(|f| f["type"].as_str()) == Some("TIMESTAMP") {
-                        Some(epoch_text_to_utc(&text).unwrap_or(text))
-                    } else {
-                        Some(text)
-                    }
-                })
-                .collect()
+        .ok_or_else(|| bad("a row without cells".into()))?;
+    if cells.len() != fields.len() {
+        return Err(bad(format!(
+            "a row of {} cells for {} fields",
+            cells.len(),
+            fields.len()
+        )));
+    }
+    cells
+        .iter()
+        .zip(fields)
+        .map(|(cell, field)| {
+            let text = match &cell["v"] {
+                Value::Null => return Ok(None),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if field["type"].as_str() == Some("TIMESTAMP") {
+                timestamp_to_utc(&text)
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("TIMESTAMP {text:?} is not a timestamp")))
+            } else {
+                Ok(Some(text))
+            }
         })
-        .unwrap_or_default()
+        .collect()
 }
 
-/// `"1.663734765E9"` → `2022-09-21T04:32:45Z` (fractions kept to the microsecond).
-pub fn epoch_text_to_utc(text: &str) -> Option<String> {
-    let seconds: f64 = text.parse().ok()?;
-    let micros = (seconds * 1e6).round() as i64;
+/// A TIMESTAMP cell → `2022-09-21T04:32:45Z` (fractions kept to the microsecond). Takes both
+/// forms servers send: int64 microseconds (`"1663734765000000"`, asked for with
+/// `formatOptions.useInt64Timestamp`) and float seconds (`"1.663734765E9"`, the default, which
+/// a server may still send): a value with a `.` or an exponent is seconds.
+pub fn timestamp_to_utc(text: &str) -> Option<String> {
+    let micros = if text.contains(['.', 'e', 'E']) {
+        let seconds: f64 = text.parse().ok()?;
+        if !seconds.is_finite() {
+            return None;
+        }
+        (seconds * 1e6).round() as i64
+    } else {
+        text.parse::<i64>().ok()?
+    };
     let whole = micros.div_euclid(1_000_000);
     let fraction = micros.rem_euclid(1_000_000);
     let base = crate::time::format_utc(whole);
@@ -756,16 +867,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_come_back_as_utc_text() {
+    fn timestamps_come_back_as_utc_text_from_either_form() {
         assert_eq!(
-            epoch_text_to_utc("1.663734765E9").as_deref(),
+            timestamp_to_utc("1.663734765E9").as_deref(),
             Some("2022-09-21T04:32:45Z")
         );
         assert_eq!(
-            epoch_text_to_utc("1663734765.5").as_deref(),
+            timestamp_to_utc("1663734765.5").as_deref(),
             Some("2022-09-21T04:32:45.500000Z")
         );
-        assert_eq!(epoch_text_to_utc("soon"), None);
+        assert_eq!(
+            timestamp_to_utc("1663734765000000").as_deref(),
+            Some("2022-09-21T04:32:45Z")
+        );
+        assert_eq!(
+            timestamp_to_utc("1663734765123457").as_deref(),
+            Some("2022-09-21T04:32:45.123457Z")
+        );
+        assert_eq!(timestamp_to_utc("soon"), None);
+        assert_eq!(timestamp_to_utc("NaN"), None);
+    }
+
+    #[test]
+    fn answers_with_errors_are_errors() {
+        let page = json!({
+            "jobComplete": true,
+            "jobReference": { "jobId": "q1" },
+            "errors": [{ "reason": "backendError", "message": "try later" }],
+        });
+        let err = check_errors("jobs.query", &page).unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "BigQuery job q1 failed (backendError): try later; errors: try later"
+        );
+        assert!(check_errors("jobs.query", &json!({ "jobComplete": true })).is_ok());
     }
 
     #[test]

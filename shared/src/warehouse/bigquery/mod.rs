@@ -43,8 +43,8 @@ use self::api::{Api, ApiError, Param};
 use super::catalog::Catalog;
 use super::{
     Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
-    FixedTable, LINEAGE_COLUMNS, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult,
-    SourceObject, Warehouse, WarehouseError,
+    FixedTable, LINEAGE_COLUMNS, LedgerVersion, LoadRecord, LoadStatus, LoadTransaction, Outcome,
+    QueryResult, SourceObject, Warehouse, WarehouseError,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -72,6 +72,27 @@ const STATE_LOG: &str = "_tapline_state_log";
 const STATE_LOG_KEEP_US: i64 = 7 * 24 * 3600 * 1_000_000;
 /// Staging tables expire after a day even if a loader dies before dropping them.
 const STAGING_TTL_MS: i64 = 24 * 3600 * 1000;
+/// BigQuery's documented limits on table metadata, in characters: a field's description, a
+/// table's description and its friendlyName. Longer raw names are cut with [`fit_metadata`];
+/// the full names stay in `_tapline_columns` and `_tapline_tables`.
+const MAX_FIELD_DESCRIPTION_CHARS: usize = 1_024;
+const MAX_TABLE_DESCRIPTION_CHARS: usize = 16_384;
+const MAX_FRIENDLY_NAME_CHARS: usize = 1_024;
+
+/// `text` as it fits in a metadata field of `limit` characters: unchanged when it fits, else
+/// its start, `…` and a digest of the whole, so the cut form is still one name's own (the
+/// catalog matches a raw name by this form) and two long names sharing a start stay apart.
+fn fit_metadata(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let digest = hex::encode(&Sha256::digest(text.as_bytes())[..8]);
+    let tail = format!("… sha256:{digest}");
+    let keep = limit - tail.chars().count();
+    let mut cut: String = text.chars().take(keep).collect();
+    cut.push_str(&tail);
+    cut
+}
 
 fn field(name: &str, kind: &str, required: bool) -> Value {
     json!({ "name": name, "type": kind, "mode": if required { "REQUIRED" } else { "NULLABLE" } })
@@ -750,6 +771,25 @@ impl Warehouse for BigQueryWarehouse {
         self.ds.ledger_rows(&sql, &[]).await
     }
 
+    async fn ledger_versions(
+        &self,
+        uri_prefix: &str,
+    ) -> Result<Vec<LedgerVersion>, WarehouseError> {
+        let sql = current_ledger_sql("WHERE SUBSTR(uri, 1, LENGTH(@prefix)) = @prefix");
+        let params = [("prefix", Param::Str(uri_prefix.to_string()))];
+        Ok(self
+            .ds
+            .ledger_rows(&sql, &params)
+            .await?
+            .into_iter()
+            .map(|r| LedgerVersion {
+                uri: r.uri,
+                version: r.version,
+                status: r.status,
+            })
+            .collect())
+    }
+
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
         self.ds.read_state(key).await
     }
@@ -843,6 +883,30 @@ fn io_err(operation: &'static str) -> impl FnOnce(std::io::Error) -> WarehouseEr
 }
 
 impl BigQueryLoad {
+    /// Table metadata holds a long event name in its cut form (see [`fit_metadata`]): the
+    /// table read under that form is this event's.
+    fn resolve_cut_event(&mut self, event: &str) {
+        if self.catalog.table(event).is_none() {
+            let cut = fit_metadata(event, MAX_FRIENDLY_NAME_CHARS);
+            if cut != event {
+                self.catalog.rename_event(&cut, event);
+            }
+        }
+    }
+
+    /// Likewise for raw column names read back from field descriptions.
+    fn resolve_cut_columns(&mut self, event: &str, columns: &[String]) {
+        let Some(table) = self.catalog.table(event).map(|t| t.name.clone()) else {
+            return;
+        };
+        for raw in columns {
+            let cut = fit_metadata(raw, MAX_FIELD_DESCRIPTION_CHARS);
+            if cut != *raw {
+                self.catalog.rename_column(&table, &cut, raw);
+            }
+        }
+    }
+
     /// Reads an existing event table's columns (raw names from descriptions) once per load.
     async fn fetch_columns(&mut self, event: &str) -> Result<(), WarehouseError> {
         // Once per event: after the first batch the catalog also holds tables this load plans
@@ -875,7 +939,7 @@ impl BigQueryLoad {
                     EVENT_NAME_COLUMN => field(name, "STRING", false),
                     _ => field(name, "STRING", false),
                 };
-                f["description"] = json!(raw);
+                f["description"] = json!(fit_metadata(raw, MAX_FIELD_DESCRIPTION_CHARS));
                 f
             })
             .collect();
@@ -906,8 +970,11 @@ impl BigQueryLoad {
                         "datasetId": self.ds.dataset,
                         "tableId": table,
                     },
-                    "friendlyName": event,
-                    "description": format!("CleverTap event {event:?}, loaded by Tapline."),
+                    "friendlyName": fit_metadata(event, MAX_FRIENDLY_NAME_CHARS),
+                    "description": fit_metadata(
+                        &format!("CleverTap event {event:?}, loaded by Tapline."),
+                        MAX_TABLE_DESCRIPTION_CHARS,
+                    ),
                     "labels": { EVENT_LABEL: "event" },
                     "schema": { "fields": required_lineage(&wanted) },
                     "timePartitioning": { "type": "DAY", "field": ts_column(&wanted) },
@@ -926,7 +993,9 @@ impl BigQueryLoad {
             }
             Err(e) => return Err(op("read catalog")(e)),
         };
-        if existing["friendlyName"].as_str() != Some(event) {
+        if existing["friendlyName"].as_str()
+            != Some(fit_metadata(event, MAX_FRIENDLY_NAME_CHARS).as_str())
+        {
             return Err(WarehouseError::Operation {
                 operation: "create table",
                 retryable: true,
@@ -1034,8 +1103,10 @@ impl BigQueryLoad {
                 .map_err(op("read catalog"))?;
             add_columns(&mut catalog, table, &resource);
         }
-        for event in touched.iter().filter(|e| !events.contains_key(*e)) {
-            if let Some(own) = self.catalog.table(event) {
+        for event in touched.iter() {
+            if let Some(own) = self.catalog.table(event)
+                && !events.values().any(|t| *t == own.name)
+            {
                 catalog.add_table(event.clone(), own.name.clone());
                 for (raw, column) in &own.columns {
                     catalog.add_column(&own.name, raw.clone(), column.clone());
@@ -1141,7 +1212,9 @@ impl LoadTransaction for BigQueryLoad {
         let mut rows = batch.rows().peekable();
         while let Some(first) = rows.peek().copied() {
             let event = first.event_name().to_string();
+            self.resolve_cut_event(&event);
             self.fetch_columns(&event).await?;
+            self.resolve_cut_columns(&event, &columns);
             if self.catalog.needs_ddl(&event, &columns) {
                 let plan = self.catalog.plan(&event, &columns, MAX_DATA_COLUMNS)?;
                 self.view_stale |= plan.view_stale;
