@@ -82,14 +82,24 @@ resource "aws_sqs_queue" "relay_delivery" {
   count                      = var.enable_webhook_relay ? 1 : 0
   name                       = "${var.name_prefix}-relay-delivery"
   visibility_timeout_seconds = 6 * var.webhook_relay_worker_timeout_seconds
-  message_retention_seconds  = 1209600
-  sqs_managed_sse_enabled    = true
-  tags                       = local.tags
+  # 14 days, SQS's longest: the retry schedule's horizon (with +10 % jitter) must fit in it.
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+  tags                      = local.tags
 
+  # One receive per attempt: the worker dead-letters itself, with the outcome, at its last
+  # attempt; the redrive policy is the safety net for a delivery it never settles.
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.relay_delivery_dlq[0].arn
-    maxReceiveCount     = var.webhook_relay_max_receive_count
+    maxReceiveCount     = local.relay_max_attempts
   })
+
+  lifecycle {
+    precondition {
+      condition     = sum(local.relay_retry_waits_secs) * 1.1 < 1209600
+      error_message = "webhook_relay_retry_schedule spans more than SQS keeps a message (14 days)."
+    }
+  }
 }
 
 resource "aws_sqs_queue_redrive_allow_policy" "relay_delivery_dlq" {

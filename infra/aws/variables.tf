@@ -350,10 +350,18 @@ variable "webhook_relay_secret_names" {
   default     = []
 }
 
-variable "webhook_relay_max_receive_count" {
-  type        = number
-  description = "Receives of one delivery before the redrive policy moves it to the relay's dead-letter queue. Keep it equal to the relay config's settings.max_attempts (default 8): the worker dead-letters itself, with the attempt's outcome, at its last attempt."
-  default     = 8
+variable "webhook_relay_retry_schedule" {
+  type        = list(string)
+  description = "The relay's default retry schedule: the waits after the 1st, 2nd, ... failed attempt (\"5s\", \"5m\", \"2h\"), so attempts = waits + 1. The default is Svix's (about 27.6 h; 24.8 h at least with the -10 % jitter). The functions get it in TAPLINE_RELAY_RETRY_SCHEDULE, and the delivery queue's maxReceiveCount is derived from it (attempts); a route's own retry_schedule may not have more attempts. Each wait at most 10h: with +10 % jitter it stays under SQS's 12 h visibility limit."
+  default     = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+
+  validation {
+    condition = length(var.webhook_relay_retry_schedule) >= 1 && alltrue([
+      for wait in var.webhook_relay_retry_schedule :
+      can(regex("^[0-9]+[smh]$", wait)) && (can(regex("^[0-9]+[smh]$", wait)) ? tonumber(regex("^[0-9]+", wait)) * lookup({ s = 1, m = 60, h = 3600 }, regex("[smh]$", wait)) <= 36000 : false)
+    ])
+    error_message = "webhook_relay_retry_schedule: at least one wait, each like \"30s\", \"5m\" or \"2h\" and at most 10h."
+  }
 }
 
 # --- Alarms ----------------------------------------------------------------------------------

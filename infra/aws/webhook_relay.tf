@@ -5,8 +5,18 @@
 # handler: each gets only its own permissions and timeout.
 
 locals {
+  # The retry schedule in seconds, and the attempts it allows: the delivery queue's
+  # maxReceiveCount follows from it (queues.tf), never set apart from it.
+  relay_retry_waits_secs = [
+    for wait in var.webhook_relay_retry_schedule :
+    tonumber(regex("^[0-9]+", wait)) * lookup({ s = 1, m = 60, h = 3600 }, regex("[smh]$", wait))
+  ]
+  relay_max_attempts = length(var.webhook_relay_retry_schedule) + 1
+
   relay_common_env = {
-    TAPLINE_RELAY_CONFIG_TOML = var.webhook_relay_config
+    # The default schedule of every route (TAPLINE_RELAY_RETRY_SCHEDULE wins over the TOML's).
+    TAPLINE_RELAY_RETRY_SCHEDULE = jsonencode(var.webhook_relay_retry_schedule)
+    TAPLINE_RELAY_CONFIG_TOML    = var.webhook_relay_config
     # JSON map secret name → ARN: the config names secrets, the functions resolve them here.
     TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_secret_arns)
     TAPLINE_LOG               = var.log_level

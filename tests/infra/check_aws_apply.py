@@ -61,6 +61,10 @@ def stand_in_zips() -> Path:
     return zips
 
 
+# Not the default, so that the derivation shows: 4 waits → 5 attempts → maxReceiveCount 5.
+RETRY_SCHEDULE = ["5s", "5m", "2h", "10h"]
+
+
 def tf_vars(endpoint: str, zips: Path) -> list[str]:
     values = {
         "aws_endpoint": endpoint,
@@ -78,6 +82,7 @@ def tf_vars(endpoint: str, zips: Path) -> list[str]:
         "api_puller_alert_rules": ALERT_RULES,
         "api_puller_alerts_relay_route": "alerts",
         "api_puller_alerts_relay_token_secret_name": "ALERTS_TOKEN",
+        "webhook_relay_retry_schedule": json.dumps(RETRY_SCHEDULE),
         # moto ignores SQS RedriveAllowPolicy, and the provider waits for it forever.
         "restrict_dead_letter_sources": "false",
     }
@@ -190,6 +195,11 @@ def assert_deployment(endpoint: str) -> None:
     relay_queue_url = sqs.get_queue_url(QueueName=f"{PREFIX}-relay-delivery")["QueueUrl"]
     relay_redrive = json.loads(sqs.get_queue_attributes(QueueUrl=relay_queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
     check(relay_redrive["deadLetterTargetArn"].endswith(f":{PREFIX}-relay-delivery-dlq"), "relay queue redrives to its DLQ", relay_redrive)
+    check(int(relay_redrive["maxReceiveCount"]) == len(RETRY_SCHEDULE) + 1,
+          "relay queue's maxReceiveCount is the retry schedule's attempts (waits + 1)", relay_redrive)
+    check(json.loads(relay_env.get("TAPLINE_RELAY_RETRY_SCHEDULE", "null")) == RETRY_SCHEDULE
+          and worker_env.get("TAPLINE_RELAY_RETRY_SCHEDULE") == relay_env.get("TAPLINE_RELAY_RETRY_SCHEDULE"),
+          "both relay functions get the retry schedule the queue is derived from", worker_env)
 
     print("schedules")
     loader_arn = lam.get_function_configuration(FunctionName=f"{PREFIX}-export-loader")["FunctionArn"]

@@ -322,6 +322,7 @@ const WATCH_CONFIG: &str = r#"
 [settings]
 body_limit_bytes = 4096
 max_attempts = 3
+backoff_base_ms = 2000
 
 [[routes]]
 name = "alerts"
@@ -551,10 +552,10 @@ async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_a
     let (crm, archive) = (Receiver::start().await, Receiver::start().await);
     archive.set_default(Reply::Status(503, "down".into()));
     let mut config = config(&crm, &archive);
-    // The first pause lasts the first backoff: 2 s, no jitter.
-    config.settings.retry.base = Duration::from_secs(2);
+    // The first pause lasts the first wait: 2 s, no jitter.
+    config.settings.retry.default =
+        webhook_relay::retry::RouteRetry::schedule(vec![Duration::from_secs(2); 7]);
     config.settings.retry.jitter = false;
-    config.settings.retry.max_attempts = 8;
     let client = sqs::client().await;
     let (queue, dlq) = queue(&client, "relay-breaker").await;
     let http = http_client(config.settings.delivery_timeout).unwrap();

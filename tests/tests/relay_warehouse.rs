@@ -16,7 +16,8 @@ use webhook_relay::queue::DeliveryQueue;
 use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
 use webhook_relay::{Relay, RelayConfig};
 
-const TOKEN: &str = "alerts-token-123";
+// At least 32 bytes: what a route secret must have.
+const TOKEN: &str = "alerts-token-0123456789abcdef0123";
 const START_MS: i64 = 1_764_000_000_000;
 
 /// CleverTap's documented webhook sample (a triggered webhook: one profile).
@@ -201,4 +202,165 @@ async fn on_aws_the_worker_writes_postgres_once_even_when_sqs_redelivers() {
         "1659684581",
         "the raw body is kept as JSON text"
     );
+}
+
+/// Another session holding `table` of `schema` locked (ACCESS EXCLUSIVE) until dropped: a
+/// destination stuck for good. A psql process in an open transaction.
+struct TableLock(std::process::Child);
+
+impl TableLock {
+    fn hold(schema: &tapline_tests::pg::PgSchema, table: &str) -> Self {
+        use std::io::Write;
+        let mut child = std::process::Command::new("psql")
+            .args([tapline_tests::postgres_url().as_str(), "-qX"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql");
+        let sql = format!(
+            "BEGIN; LOCK TABLE {}.{table} IN ACCESS EXCLUSIVE MODE;\n",
+            schema.schema
+        );
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let held = format!(
+            "SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass \
+             AND mode = 'AccessExclusiveLock' AND granted"
+        );
+        wait_for_psql(schema, &held, "1");
+        Self(child)
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `sql` until it answers `expected` (each run is a psql process: no sleep needed);
+/// panics after 30 s.
+fn wait_for_psql(schema: &tapline_tests::pg::PgSchema, sql: &str, expected: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = schema.psql(sql);
+        if got == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{sql}: {got}, expected {expected}"
+        );
+    }
+}
+
+/// A warehouse destination whose table another session keeps locked for good does not stall
+/// the relay: another route's deliveries go out and settle while its attempt waits, and the
+/// attempt ends at PostgreSQL's `lock_timeout` (half of `delivery_timeout_secs`) as a retryable
+/// failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_locked_for_good_stalls_no_other_route_and_times_out_retryably() {
+    use tapline_tests::pg::PgSchema;
+    use tapline_tests::receiver::Receiver;
+    use tokio::sync::watch;
+
+    let schema = PgSchema::new("relay_locked");
+    let receiver = Receiver::start().await;
+    let text = r#"
+[settings]
+max_attempts = 1
+delivery_timeout_secs = 4
+
+[[routes]]
+name = "alerts"
+auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+[[routes.destinations]]
+type = "warehouse"
+name = "wh"
+url_env = "WAREHOUSE_URL"
+
+[[routes]]
+name = "crm"
+auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+[[routes.destinations]]
+type = "http"
+name = "hook"
+url_env = "HOOK_URL"
+signing_secret_env = "SIGNING_KEY"
+"#;
+    let env = HashMap::from([
+        ("ALERTS_TOKEN", TOKEN.to_string()),
+        ("WAREHOUSE_URL", schema.url()),
+        ("HOOK_URL", receiver.url.clone()),
+        (
+            "SIGNING_KEY",
+            "signing-key-0123456789abcdef0123456".to_string(),
+        ),
+    ]);
+    let config = RelayConfig::parse("test", text, |var| env.get(var).cloned()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::local(&config, dir.path()).unwrap();
+    // A first payload creates the table; then another session locks it.
+    let (status, _) = post(&relay.router, r#"{"n":0}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(relay.worker.run_until_idle().await.unwrap().delivered, 1);
+    let lock = TableLock::hold(&schema, "webhook_events");
+
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn({
+        let (worker, wake) = (relay.worker.clone(), relay.wake.clone());
+        async move { worker.run(wake, stopped).await }
+    });
+    let (_, stuck) = post(&relay.router, r#"{"n":1}"#).await;
+    // The attempt is in flight, waiting on the lock.
+    let waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'webhook_events'::regclass \
+                   AND NOT granted";
+    tokio::task::block_in_place(|| wait_for_psql(&schema, waiting, "1"));
+    for n in 0..3 {
+        let (status, _) = post_hook(
+            &relay.router,
+            "crm",
+            Some(("X-Tapline-Token", TOKEN)),
+            &format!("{{\"crm\":{n}}}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    receiver.wait_for(3, Duration::from_secs(30)).await;
+    // Settled as delivered while the warehouse attempt still waits: nothing waited for it.
+    let delivered = loop {
+        let counts = relay.queue.counts().await.unwrap();
+        if counts.delivered == 4 {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((delivered.pending, delivered.dead), (1, 0), "{delivered:?}");
+
+    let dead = loop {
+        let dead = relay.queue.dead_letters(&Default::default()).await.unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+        // Polling the queue's state, not waiting for time to pass.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    drop(lock);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].delivery.payload_id, stuck["id"].as_str().unwrap());
+    let record = &dead[0].attempts[0];
+    assert_eq!(record.outcome, "retryable", "{record:?}");
+    assert!(
+        record.error.as_deref().unwrap().contains("lock timeout"),
+        "{record:?}"
+    );
+    assert_eq!(receiver.received().len(), 3, "each once");
+    assert_eq!(schema.psql("SELECT count(*) FROM webhook_events"), "1");
 }

@@ -18,6 +18,9 @@ pub const ENV_CONFIG: &str = "TAPLINE_RELAY_CONFIG";
 pub const ENV_CONFIG_TOML: &str = "TAPLINE_RELAY_CONFIG_TOML";
 /// JSON map of secret name → Secrets Manager ARN.
 pub const ENV_SECRET_ARNS: &str = "TAPLINE_RELAY_SECRET_ARNS";
+/// JSON list of the waits of the delivery queue's retry schedule (`["5s", "5m", …]`), which
+/// Terraform derives the queue's redelivery limits from: every route's default schedule.
+pub const ENV_RETRY_SCHEDULE: &str = "TAPLINE_RELAY_RETRY_SCHEDULE";
 
 /// The Lambda configuration could not be put together: the function fails its cold start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +31,9 @@ pub enum LambdaConfigError {
     /// `TAPLINE_RELAY_SECRET_ARNS` is not a JSON object of strings.
     #[error("{ENV_SECRET_ARNS} is not a JSON object of secret name to ARN")]
     SecretArns(#[source] serde_json::Error),
+    /// `TAPLINE_RELAY_RETRY_SCHEDULE` is not a JSON list of strings.
+    #[error("{ENV_RETRY_SCHEDULE} is not a JSON list of waits such as [\"5s\", \"5m\"]")]
+    RetrySchedule(#[source] serde_json::Error),
     /// A secret could not be read (permissions, a wrong ARN, the service).
     #[error(transparent)]
     Secret(#[from] tapline::secrets::SecretError),
@@ -78,13 +84,22 @@ pub async fn relay_config(
     if let Some(url) = tapline::secrets::warehouse_url_from(&set).await? {
         secrets.insert(ENV_WAREHOUSE.to_string(), url);
     }
-    Ok(RelayConfig::parse(&origin, &text, |var| {
+    let config = RelayConfig::parse(&origin, &text, |var| {
         // The warehouse URL with its password wins over the bare one in the environment.
         if var == ENV_WAREHOUSE && secrets.contains_key(var) {
             return secrets.get(var).cloned();
         }
         set(var).or_else(|| secrets.get(var).cloned())
-    })?)
+    })?;
+    match set(ENV_RETRY_SCHEDULE) {
+        Some(json) => {
+            let waits: Vec<String> =
+                serde_json::from_str(&json).map_err(LambdaConfigError::RetrySchedule)?;
+            let waits = crate::config::schedule("*", ENV_RETRY_SCHEDULE, &waits)?;
+            Ok(config.with_queue_schedule(waits)?)
+        }
+        None => Ok(config),
+    }
 }
 
 /// [`relay_config`] over the process environment: what both Lambda functions call at cold start.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::http::HeaderName;
 use serde::Deserialize;
 
-use crate::retry::RetryPolicy;
+use crate::retry::{Backoff, RetryPolicy, RouteRetry};
 
 /// Default largest body accepted: 1 MiB, far above CleverTap's payloads and below abuse.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -19,12 +19,24 @@ pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
 /// Default time delivered payloads are kept (then pruned); dead letters are kept until replayed.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Default number of delivery attempts before a delivery becomes a dead letter.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
-/// Default first backoff; doubled after each failure.
+/// Default retry schedule, Svix's: after an immediate first attempt, waits of 5 s, 5 min, 30 min,
+/// 2 h, 5 h, 10 h and 10 h (8 attempts, about 27.6 h), so that deliveries outlast a day-long
+/// outage of a destination before they become dead letters.
+pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(300),
+    Duration::from_secs(1800),
+    Duration::from_secs(7200),
+    Duration::from_secs(18_000),
+    Duration::from_secs(36_000),
+    Duration::from_secs(36_000),
+];
+/// Default first backoff of `backoff_base_ms`-style (exponential) retries.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(2);
-/// Default longest backoff between two attempts.
+/// Default longest backoff of exponential retries.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
+/// Waits a `retry_schedule` may list at most.
+pub const MAX_SCHEDULE_WAITS: usize = 100;
 /// Default time one delivery attempt may take (connect, send, read the answer).
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -100,8 +112,11 @@ pub struct Settings {
     /// Payloads whose every delivery was delivered are deleted this long after they came in.
     /// At least the dedupe window, so that deduplication still sees them.
     pub retention: Duration,
-    /// Attempts, backoff and jitter of deliveries.
+    /// Attempts, waits and jitter of deliveries, per route when a route has its own.
     pub retry: RetryPolicy,
+    /// Whether the file's `[settings]` chose the default retries (`retry_schedule`,
+    /// `max_attempts`, `backoff_*`); in the cloud they come from the queue's schedule instead.
+    pub retry_from_file: bool,
     /// Time one delivery attempt may take.
     pub delivery_timeout: Duration,
 }
@@ -113,6 +128,7 @@ impl Default for Settings {
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             retention: DEFAULT_RETENTION,
             retry: RetryPolicy::default(),
+            retry_from_file: false,
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
         }
     }
@@ -221,6 +237,7 @@ struct SettingsFile {
     max_attempts: Option<u32>,
     backoff_base_ms: Option<u64>,
     backoff_max_secs: Option<u64>,
+    retry_schedule: Option<Vec<String>>,
     delivery_timeout_secs: Option<u64>,
 }
 
@@ -231,6 +248,7 @@ struct RouteFile {
     auth: AuthFile,
     #[serde(default)]
     forward_tests: bool,
+    retry_schedule: Option<Vec<String>>,
     #[serde(default)]
     destinations: Vec<DestinationFile>,
 }
@@ -304,7 +322,7 @@ impl RelayConfig {
             path: path.to_string(),
             source,
         })?;
-        let settings = settings(file.settings)?;
+        let mut settings = settings(file.settings)?;
         if file.routes.is_empty() {
             return Err(invalid("*", "no [[routes]]: add at least one"));
         }
@@ -325,9 +343,43 @@ impl RelayConfig {
             if !names.insert(name.clone()) {
                 return Err(invalid(&name, "route name used twice"));
             }
+            if let Some(waits) = &route.retry_schedule {
+                let retry = RouteRetry::schedule(schedule(&name, "retry_schedule", waits)?);
+                settings.retry.routes.insert(name.clone(), retry);
+            }
             routes.push(route_config(route, &env)?);
         }
         Ok(Self { settings, routes })
+    }
+
+    /// In the cloud: the delivery queue's schedule (`TAPLINE_RELAY_RETRY_SCHEDULE`, which the
+    /// queue's redelivery limits are derived from in Terraform) becomes every route's default.
+    /// Refused when the file's `[settings]` chose other retries, or a route's own schedule has
+    /// more attempts than the queue allows.
+    pub fn with_queue_schedule(mut self, waits: Vec<Duration>) -> Result<Self, ConfigError> {
+        if self.settings.retry_from_file {
+            return Err(invalid(
+                "*",
+                "settings.retry_schedule, max_attempts and backoff_* are set by the deployment \
+                 here (TAPLINE_RELAY_RETRY_SCHEDULE, webhook_relay_retry_schedule in Terraform): \
+                 remove them from the file",
+            ));
+        }
+        let queue = RouteRetry::schedule(waits);
+        for (route, retry) in &self.settings.retry.routes {
+            if retry.max_attempts > queue.max_attempts {
+                return Err(invalid(
+                    route,
+                    format!(
+                        "retry_schedule has {} attempts; the delivery queue allows {} \
+                         (webhook_relay_retry_schedule in Terraform)",
+                        retry.max_attempts, queue.max_attempts
+                    ),
+                ));
+            }
+        }
+        self.settings.retry.default = queue;
+        Ok(self)
     }
 
     /// The route called `name`, if configured.
@@ -341,6 +393,27 @@ fn invalid(route: &str, reason: impl Into<String>) -> ConfigError {
         route: route.to_string(),
         reason: reason.into(),
     }
+}
+
+/// A `retry_schedule`: 1 to [`MAX_SCHEDULE_WAITS`] waits such as `"5s"`, `"5m"`, `"2h"`.
+pub fn schedule(route: &str, key: &str, waits: &[String]) -> Result<Vec<Duration>, ConfigError> {
+    if waits.is_empty() || waits.len() > MAX_SCHEDULE_WAITS {
+        return Err(invalid(
+            route,
+            format!("{key} lists 1 to {MAX_SCHEDULE_WAITS} waits"),
+        ));
+    }
+    waits
+        .iter()
+        .map(|w| {
+            crate::retry::parse_wait(w).ok_or_else(|| {
+                invalid(
+                    route,
+                    format!("{key}: {w:?} is not a wait like \"30s\", \"5m\" or \"2h\""),
+                )
+            })
+        })
+        .collect()
 }
 
 fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
@@ -370,17 +443,39 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
              can no longer be recognised as a duplicate",
         ));
     }
+    s.retry_from_file = file.retry_schedule.is_some()
+        || file.max_attempts.is_some()
+        || file.backoff_base_ms.is_some()
+        || file.backoff_max_secs.is_some();
+    if let Some(waits) = &file.retry_schedule {
+        if file.max_attempts.is_some()
+            || file.backoff_base_ms.is_some()
+            || file.backoff_max_secs.is_some()
+        {
+            return Err(invalid(
+                "*",
+                "settings.retry_schedule sets the attempts (its waits + 1) and the waits: \
+                 drop max_attempts and backoff_*",
+            ));
+        }
+        s.retry.default = RouteRetry::schedule(schedule("*", "settings.retry_schedule", waits)?);
+    }
+    if file.backoff_base_ms.is_some() || file.backoff_max_secs.is_some() {
+        s.retry.default.backoff = Backoff::Exponential {
+            base: file
+                .backoff_base_ms
+                .map_or(DEFAULT_BACKOFF_BASE, Duration::from_millis),
+            max_delay: file
+                .backoff_max_secs
+                .map_or(DEFAULT_BACKOFF_MAX, Duration::from_secs),
+        };
+    }
     if let Some(n) = file.max_attempts {
         if n == 0 {
             return Err(invalid("*", "settings.max_attempts must be at least 1"));
         }
-        s.retry.max_attempts = n;
-    }
-    if let Some(ms) = file.backoff_base_ms {
-        s.retry.base = Duration::from_millis(ms);
-    }
-    if let Some(secs) = file.backoff_max_secs {
-        s.retry.max_delay = Duration::from_secs(secs);
+        // With the default schedule, more attempts repeat its last wait.
+        s.retry.default.max_attempts = n;
     }
     if let Some(secs) = file.delivery_timeout_secs {
         if secs == 0 {
@@ -391,6 +486,8 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
         }
         s.delivery_timeout = Duration::from_secs(secs);
     }
+    // Every handler that retries bounds its attempts by the same timeout (see `RetryPolicy`).
+    s.retry.attempt_timeout = s.delivery_timeout;
     Ok(s)
 }
 
@@ -696,6 +793,78 @@ url_env = "SLACK_ALERTS_URL"
             "{err}"
         );
         assert!(!err.to_string().contains("passwd"), "{err}");
+    }
+
+    #[test]
+    fn retry_schedules_parse_for_the_settings_and_per_route_and_conflicts_are_refused() {
+        let config = RelayConfig::parse("t", ISSUE_SHAPE, env).unwrap();
+        assert_eq!(
+            config.settings.retry.default,
+            RouteRetry::schedule(DEFAULT_RETRY_SCHEDULE.to_vec())
+        );
+        let text = format!(
+            "[settings]\nretry_schedule = [\"1m\"]\n{}",
+            ISSUE_SHAPE.replace(
+                "auth = {",
+                "retry_schedule = [\"5s\", \"5m\", \"2h\"]\nauth = {"
+            )
+        );
+        let config = RelayConfig::parse("t", &text, env).unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(
+            config.settings.retry.default,
+            RouteRetry::schedule(vec![secs(60)])
+        );
+        assert_eq!(
+            config.settings.retry.route("alerts"),
+            &RouteRetry::schedule(vec![secs(5), secs(300), secs(7200)])
+        );
+        let err = RelayConfig::parse(
+            "t",
+            &format!("[settings]\nretry_schedule = [\"1m\"]\nmax_attempts = 3\n{ISSUE_SHAPE}"),
+            env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("drop max_attempts"), "{err}");
+        let err = RelayConfig::parse("t", &text.replace("\"2h\"", "\"2d\""), env).unwrap_err();
+        assert!(err.to_string().contains("\"2d\" is not a wait"), "{err}");
+        let err = RelayConfig::parse("t", &text.replace("[\"1m\"]", "[]"), env).unwrap_err();
+        assert!(err.to_string().contains("1 to 100 waits"), "{err}");
+    }
+
+    #[test]
+    fn the_queue_s_schedule_is_the_default_in_the_cloud_and_bounds_the_routes() {
+        let secs = Duration::from_secs;
+        let route_schedule = ISSUE_SHAPE.replace(
+            "auth = {",
+            "retry_schedule = [\"5s\", \"5m\", \"2h\"]\nauth = {",
+        );
+        let config = RelayConfig::parse("t", &route_schedule, env)
+            .unwrap()
+            .with_queue_schedule(vec![secs(1), secs(2), secs(3)])
+            .unwrap();
+        assert_eq!(config.settings.retry.default.max_attempts, 4);
+        let err = RelayConfig::parse("t", &route_schedule, env)
+            .unwrap()
+            .with_queue_schedule(vec![secs(1)])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("retry_schedule has 4 attempts; the delivery queue allows 2"),
+            "{err}"
+        );
+        let err = RelayConfig::parse(
+            "t",
+            &format!("[settings]\nmax_attempts = 3\n{ISSUE_SHAPE}"),
+            env,
+        )
+        .unwrap()
+        .with_queue_schedule(vec![secs(1)])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("TAPLINE_RELAY_RETRY_SCHEDULE"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -475,9 +475,10 @@ impl PubSubDeliveryHandler {
             .unwrap_or_else(|| self.clock.now_ms());
         let now = self.clock.now_ms();
         let key = (route.clone(), destination.clone());
-        let until = self
-            .hold_until(&id, now)
-            .or_else(|| self.pauses.paused_until(&key, now));
+        let until = self.hold_until(&id, now).or_else(|| {
+            let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
+            self.pauses.admit(&key, now, probe_ms)
+        });
         if let Some(until_ms) = until {
             self.hold(&id, until_ms, true);
             debug!(delivery = %id, %destination, wait_ms = until_ms - now,

@@ -93,7 +93,7 @@ pub fn destinations(config: &RelayConfig, client: &reqwest::Client) -> Destinati
                     timeout,
                 )),
                 DestinationKind::Warehouse { url } => {
-                    Arc::new(WarehouseDestination::new(url.clone()))
+                    Arc::new(WarehouseDestination::new(url.clone(), timeout))
                 }
             };
             map.insert((route.name.clone(), dest.name.clone()), destination);

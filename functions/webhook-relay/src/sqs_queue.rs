@@ -456,7 +456,8 @@ impl SqsDeliveryHandler {
             received_at_ms: message.received_at_ms,
             attempts: message.round_prior_attempts() + received.saturating_sub(1),
         };
-        if let Some(until) = self.pauses.paused_until(&key, self.clock.now_ms()) {
+        let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
+        if let Some(until) = self.pauses.admit(&key, self.clock.now_ms(), probe_ms) {
             return self.postpone(&message, received, until).await;
         }
         let destination = self.destinations.get(&key).cloned();

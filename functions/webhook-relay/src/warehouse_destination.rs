@@ -9,6 +9,12 @@
 //! The warehouse is opened at the first delivery, not at start: a warehouse that is down
 //! delays deliveries (retried with backoff like any destination) but never stops the relay from
 //! accepting webhooks.
+//!
+//! A PostgreSQL URL gets `connect_timeout`, `statement_timeout` and `lock_timeout` from the
+//! delivery timeout (unless it sets its own), so that a locked table or a hung server ends the
+//! attempt on the server's side too, as a retryable error, instead of holding the connection.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -90,10 +96,11 @@ pub struct WarehouseDestination {
 
 impl WarehouseDestination {
     /// A destination writing to the warehouse `url` names (`sqlite://…`, `postgres://…`,
-    /// `bigquery://…`; may hold a password, hence a [`Secret`]). Nothing is opened yet.
-    pub fn new(url: Secret) -> Self {
+    /// `bigquery://…`; may hold a password, hence a [`Secret`]), each attempt within `timeout`
+    /// (see [`with_timeouts`]). Nothing is opened yet.
+    pub fn new(url: Secret, timeout: Duration) -> Self {
         Self {
-            url,
+            url: Secret::new(with_timeouts(url.expose(), timeout)),
             warehouse: OnceCell::new(),
         }
     }
@@ -113,6 +120,51 @@ impl WarehouseDestination {
             .await?;
         Ok(warehouse.as_ref())
     }
+}
+
+/// A `postgres://` URL with `connect_timeout` (seconds) and the session settings
+/// `statement_timeout` and `lock_timeout` derived from the attempt `timeout`, each unless the URL
+/// sets it already. The server gives up before the attempt does, so the attempt ends with
+/// PostgreSQL's own retryable error and a connection that is still usable: a statement after
+/// three quarters of the timeout, a lock wait (a table another session holds) after half of it.
+/// Other URLs are returned as they are.
+pub fn with_timeouts(url: &str, timeout: Duration) -> String {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return url.to_string();
+    }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !pairs.iter().any(|p| p.starts_with("connect_timeout=")) {
+        pairs.push(format!("connect_timeout={}", timeout.as_secs().max(1)));
+    }
+    let statement_ms = (timeout.as_millis() * 3 / 4).max(1);
+    let lock_ms = (timeout.as_millis() / 2).max(1);
+    let options = pairs.iter().position(|p| p.starts_with("options="));
+    let mut settings = options
+        .map(|i| pairs[i]["options=".len()..].to_string())
+        .unwrap_or_default();
+    // `options` is the server's command line, percent-encoded: `-c name=value` separated by
+    // spaces (`%20`, `=` as `%3D`).
+    for (name, ms) in [
+        ("statement_timeout", statement_ms),
+        ("lock_timeout", lock_ms),
+    ] {
+        if !settings.contains(name) {
+            if !settings.is_empty() {
+                settings.push_str("%20");
+            }
+            settings.push_str(&format!("-c%20{name}%3D{ms}"));
+        }
+    }
+    match options {
+        Some(i) => pairs[i] = format!("options={settings}"),
+        None => pairs.push(format!("options={settings}")),
+    }
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// A warehouse error as a delivery error: retryable ones (connection lost, busy, the warehouse
@@ -182,5 +234,24 @@ mod tests {
         let row = webhook_event_row(&attempt(r#"{"type":"renewal"}"#));
         assert!(row[5..10].iter().all(Option::is_none), "{row:?}");
         assert_eq!(row[10].as_deref(), Some(r#"{"type":"renewal"}"#));
+    }
+
+    #[test]
+    fn a_postgres_url_gets_connect_statement_and_lock_timeouts_unless_it_sets_them() {
+        let five = Duration::from_secs(5);
+        assert_eq!(
+            with_timeouts("postgres://u:p@db/w?schema=s", five),
+            "postgres://u:p@db/w?schema=s&connect_timeout=5\
+             &options=-c%20statement_timeout%3D3750%20-c%20lock_timeout%3D2500"
+        );
+        assert_eq!(
+            with_timeouts(
+                "postgresql://db/w?connect_timeout=2&options=-c%20lock_timeout%3D100",
+                five
+            ),
+            "postgresql://db/w?connect_timeout=2\
+             &options=-c%20lock_timeout%3D100%20-c%20statement_timeout%3D3750"
+        );
+        assert_eq!(with_timeouts("sqlite:///tmp/w", five), "sqlite:///tmp/w");
     }
 }

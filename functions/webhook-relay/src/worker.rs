@@ -48,6 +48,10 @@ struct Breaker {
     pauses: u32,
     /// Deliveries are held back until then (Unix ms).
     paused_until_ms: i64,
+    /// After a pause, one attempt probes the destination (started then, Unix ms); the others
+    /// wait for its outcome. A probe that never reports (its task died) is forgotten after twice
+    /// the probe time.
+    probe_started_ms: Option<i64>,
 }
 
 /// The circuit breakers of every destination that has failed, by (route, destination name):
@@ -63,6 +67,30 @@ impl DestinationPauses {
         map.get(key)
             .map(|b| b.paused_until_ms)
             .filter(|until| *until > now_ms)
+    }
+
+    /// Whether a delivery to the destination may be attempted at `now_ms`: `None` when it may,
+    /// else when to look again. While paused, not before the pause ends; once a pause has ended,
+    /// one attempt at a time probes the destination and the others are held for `probe_ms`
+    /// (the probe's outcome is known by then), so that a pause's end costs one attempt, not one
+    /// per delivery that fell due meanwhile.
+    pub fn admit(&self, key: &(String, String), now_ms: i64, probe_ms: i64) -> Option<i64> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let breaker = map.get_mut(key)?;
+        if breaker.paused_until_ms > now_ms {
+            return Some(breaker.paused_until_ms);
+        }
+        if breaker.failures_in_row < PAUSE_AFTER_FAILURES {
+            return None;
+        }
+        if breaker
+            .probe_started_ms
+            .is_some_and(|started| now_ms < started + 2 * probe_ms)
+        {
+            return Some(now_ms + probe_ms);
+        }
+        breaker.probe_started_ms = Some(now_ms);
+        None
     }
 
     /// Records an attempt's outcome: a success closes the breaker, a retryable failure counts
@@ -84,6 +112,7 @@ impl DestinationPauses {
             }
             Err(retry_after) => {
                 let breaker = map.entry(key.clone()).or_default();
+                breaker.probe_started_ms = None;
                 breaker.failures_in_row += 1;
                 if breaker.failures_in_row < PAUSE_AFTER_FAILURES
                     || breaker.paused_until_ms > now_ms
@@ -91,7 +120,7 @@ impl DestinationPauses {
                     return None;
                 }
                 breaker.pauses += 1;
-                let pause = retry.delay(breaker.pauses, *retry_after);
+                let pause = retry.delay(&key.0, breaker.pauses, *retry_after);
                 breaker.paused_until_ms = now_ms + pause.as_millis() as i64;
                 Some(breaker.paused_until_ms)
             }
@@ -128,7 +157,8 @@ impl std::ops::AddAssign for WorkerStats {
 pub struct DeliveryWorker {
     queue: Arc<dyn DeliveryQueue>,
     destinations: Arc<DestinationMap>,
-    retry: RetryPolicy,
+    // Shared with each attempt's task: the routes' schedules are not copied per attempt.
+    retry: Arc<RetryPolicy>,
     clock: Arc<dyn Clock>,
     batch: usize,
     lease: Duration,
@@ -149,7 +179,7 @@ impl DeliveryWorker {
         Self {
             queue,
             destinations: Arc::new(destinations),
-            retry,
+            retry: Arc::new(retry),
             clock,
             batch: DEFAULT_BATCH,
             lease: DEFAULT_LEASE,
@@ -198,20 +228,39 @@ impl DeliveryWorker {
         Ok(Some(pruned))
     }
 
-    /// Attempts every delivery due now, once each; returns what happened.
+    /// Attempts every delivery due now, once each, settling each as it finishes; returns what
+    /// happened.
     pub async fn run_once(&self) -> Result<WorkerStats, QueueError> {
+        let mut stats = WorkerStats::default();
+        let mut tasks = AttemptTasks::new();
+        self.start_due(self.batch, &mut tasks, &mut stats).await?;
+        while let Some(joined) = tasks.join_next().await {
+            self.settle_finished(joined, &mut tasks, &mut stats).await?;
+        }
+        Ok(stats)
+    }
+
+    /// Claims up to `room` due deliveries and starts an attempt for each, except those whose
+    /// destination is paused (held back until the pause ends, no attempt used). Returns how many
+    /// were claimed.
+    async fn start_due(
+        &self,
+        room: usize,
+        tasks: &mut AttemptTasks,
+        stats: &mut WorkerStats,
+    ) -> Result<usize, QueueError> {
         let now = self.clock.now_ms();
         let due = self
             .queue
-            .claim_due(now, self.batch, self.lease.as_millis() as i64)
+            .claim_due(now, room, self.lease().as_millis() as i64)
             .await?;
-        let mut stats = WorkerStats::default();
-        let mut tasks = JoinSet::new();
-        // Held back by pause end: one update per pause, no attempt used.
+        let claimed = due.len();
+        // Held back by pause end: one update per pause.
         let mut postponed: HashMap<i64, Vec<String>> = HashMap::new();
         for delivery in due {
             let key = (delivery.route.clone(), delivery.destination.clone());
-            if let Some(until) = self.breakers.paused_until(&key, now) {
+            let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
+            if let Some(until) = self.breakers.admit(&key, now, probe_ms) {
                 postponed.entry(until).or_default().push(delivery.id);
                 stats.postponed += 1;
                 continue;
@@ -219,38 +268,56 @@ impl DeliveryWorker {
             let destination = self.destinations.get(&key).cloned();
             let (clock, retry) = (self.clock.clone(), self.retry.clone());
             tasks.spawn(async move {
-                let done = attempt(clock.as_ref(), &retry, destination, delivery).await;
+                let done = attempt(clock.as_ref(), retry.as_ref(), destination, delivery).await;
                 (key, done)
             });
-        }
-        // Settled together: one transaction for the batch instead of one per attempt.
-        let mut settled = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((key, (outcome, id, record, next, breaker_outcome))) => {
-                    stats += outcome;
-                    if let Some(until) = self.breakers.record(
-                        &key,
-                        &breaker_outcome,
-                        self.clock.now_ms(),
-                        &self.retry,
-                    ) {
-                        warn!(route = %key.0, destination = %key.1, failures = PAUSE_AFTER_FAILURES,
-                              paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
-                    }
-                    settled.push((id, record, next));
-                }
-                // A panicking destination leaves its delivery leased; it is retried later.
-                Err(err) => warn!(error = %err, "Delivery task failed."),
-            }
-        }
-        if !settled.is_empty() {
-            self.queue.settle_many(settled).await?;
         }
         for (until, ids) in postponed {
             self.queue.postpone(ids, until).await?;
         }
-        Ok(stats)
+        Ok(claimed)
+    }
+
+    /// Settles the attempt that just finished together with every other attempt finished by
+    /// now (one transaction for those, never a wait for one still running), and feeds the
+    /// circuit breakers.
+    async fn settle_finished(
+        &self,
+        first: Result<((String, String), AttemptOutcome), tokio::task::JoinError>,
+        tasks: &mut AttemptTasks,
+        stats: &mut WorkerStats,
+    ) -> Result<(), QueueError> {
+        let mut settled = Vec::new();
+        let mut next = Some(first);
+        while let Some(joined) = next.take() {
+            match joined {
+                Ok((key, (outcome, id, record, settle, breaker_outcome))) => {
+                    *stats += outcome;
+                    let now = self.clock.now_ms();
+                    if let Some(until) =
+                        self.breakers
+                            .record(&key, &breaker_outcome, now, &self.retry)
+                    {
+                        warn!(route = %key.0, destination = %key.1, failures = PAUSE_AFTER_FAILURES,
+                              paused_ms = until - now, "Destination paused: it keeps failing.");
+                    }
+                    settled.push((id, record, settle));
+                }
+                // A panicking destination leaves its delivery leased; it is retried later.
+                Err(err) => warn!(error = %err, "Delivery task failed."),
+            }
+            next = tasks.try_join_next();
+        }
+        if !settled.is_empty() {
+            self.queue.settle_many(settled).await?;
+        }
+        Ok(())
+    }
+
+    /// How long a claimed delivery stays leased: [`DEFAULT_LEASE`], or twice the attempt timeout
+    /// when that is longer, so that no attempt outlives its lease.
+    fn lease(&self) -> Duration {
+        self.lease.max(self.retry.attempt_timeout.saturating_mul(2))
     }
 
     /// Delivers until nothing is pending: attempts what is due, then waits (on the clock) for
@@ -271,9 +338,15 @@ impl DeliveryWorker {
         }
     }
 
-    /// Runs until `shutdown` turns true: delivers what is due, then sleeps until the next due
-    /// delivery, a wake-up (a new payload) or [`IDLE_POLL`]. Queue errors are logged and retried.
+    /// Runs until `shutdown` turns true: keeps up to a batch of attempts in flight, settles
+    /// each as it finishes and claims more as room frees up, so a destination that hangs (up to
+    /// the attempt timeout) delays nobody else; when idle, sleeps until the next due delivery, a
+    /// wake-up (a new payload) or [`IDLE_POLL`]. Queue errors are logged and retried. On
+    /// shutdown the attempts in flight finish (within the attempt timeout) and are settled.
     pub async fn run(&self, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = AttemptTasks::new();
+        // Counted for the log line only: the loop runs for the life of the process.
+        let mut stats = WorkerStats::default();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -281,28 +354,49 @@ impl DeliveryWorker {
             if let Err(err) = self.prune_if_due().await {
                 warn!(error = %err, "Pruning delivered payloads failed; trying again later.");
             }
-            match self.run_once().await {
-                Ok(stats) if stats.attempts + stats.postponed > 0 => continue,
-                Ok(_) => {}
-                Err(err) => warn!(error = %err, "Delivery queue failed; trying again."),
+            let room = self.batch.saturating_sub(tasks.len());
+            if room > 0 {
+                match self.start_due(room, &mut tasks, &mut stats).await {
+                    // A full claim: more may be due at once.
+                    Ok(claimed) if claimed == room && tasks.len() < self.batch => continue,
+                    Ok(_) => {}
+                    Err(err) => warn!(error = %err, "Delivery queue failed; trying again."),
+                }
             }
             let wait = match self.queue.next_due_at().await {
-                Ok(Some(at)) => {
+                Ok(Some(at)) if tasks.len() < self.batch => {
                     let ms = (at - self.clock.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
                     Duration::from_millis(ms as u64)
                 }
                 _ => IDLE_POLL,
             };
             tokio::select! {
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(err) = self.settle_finished(joined, &mut tasks, &mut stats).await {
+                        warn!(error = %err, "Settling deliveries failed; they are retried when their lease ends.");
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {}
                 _ = wake.notified() => {}
                 // A dropped sender means nobody can stop us any more: stop now rather than spin.
                 changed = shutdown.changed() => if changed.is_err() { break; }
             }
         }
-        info!("Delivery worker stopped.");
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(err) = self.settle_finished(joined, &mut tasks, &mut stats).await {
+                warn!(error = %err, "Settling deliveries failed; they are retried when their lease ends.");
+            }
+        }
+        info!(
+            attempts = stats.attempts,
+            delivered = stats.delivered,
+            "Delivery worker stopped."
+        );
     }
 }
+
+/// The attempts a worker has in flight, each ending with its destination key and outcome.
+type AttemptTasks = JoinSet<((String, String), AttemptOutcome)>;
 
 /// What one attempt came to: its stats, the delivery id, the record, how to settle it, and
 /// what the circuit breaker makes of it (`Err(Retry-After)` for a failure that counts).
@@ -327,16 +421,21 @@ pub(crate) async fn attempt(
     let started = Instant::now();
     let result = match &destination {
         Some(destination) => {
-            destination
-                .deliver(DeliveryAttempt {
-                    delivery_id: &delivery.id,
-                    payload_id: &delivery.payload_id,
-                    received_at_ms: delivery.received_at_ms,
-                    route: &delivery.route,
-                    body: &delivery.body,
-                    now_ms: at_ms,
-                })
+            let deliver = destination.deliver(DeliveryAttempt {
+                delivery_id: &delivery.id,
+                payload_id: &delivery.payload_id,
+                received_at_ms: delivery.received_at_ms,
+                route: &delivery.route,
+                body: &delivery.body,
+                now_ms: at_ms,
+            });
+            // Whatever the destination does (a locked table, an endpoint that never answers),
+            // the attempt ends here; dropping it cancels the destination's work.
+            tokio::time::timeout(retry.attempt_timeout, deliver)
                 .await
+                .unwrap_or(Err(crate::destination::DeliveryError::Timeout(
+                    retry.attempt_timeout,
+                )))
         }
         None => Err(crate::destination::DeliveryError::Transport(
             "destination no longer configured".into(),
@@ -374,8 +473,8 @@ pub(crate) async fn attempt(
             } else {
                 Ok(())
             };
-            let next = if retryable && attempt_no < retry.max_attempts {
-                let wait = retry.delay(attempt_no, err.retry_after());
+            let next = if retryable && attempt_no < retry.max_attempts(&delivery.route) {
+                let wait = retry.delay(&delivery.route, attempt_no, err.retry_after());
                 stats.retried = 1;
                 debug!(delivery = %delivery.id, wait_ms = wait.as_millis() as u64, "Retry scheduled.");
                 Settle::RetryAt(clock.now_ms() + wait.as_millis() as i64)
@@ -418,6 +517,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::destination::DeliveryError;
     use crate::queue::{DeadLetterFilter, IncomingPayload};
+    use crate::retry::{Backoff, RouteRetry};
     use crate::sqlite_queue::SqliteDeliveryQueue;
 
     /// A destination answering from a script and recording the delivery ids it saw.
@@ -465,10 +565,16 @@ mod tests {
         let mut destinations: DestinationMap = HashMap::new();
         destinations.insert(("r".into(), "d".into()), destination.clone());
         let retry = RetryPolicy {
-            max_attempts: 3,
-            base: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
+            default: RouteRetry {
+                max_attempts: 3,
+                backoff: Backoff::Exponential {
+                    base: Duration::from_secs(1),
+                    max_delay: Duration::from_secs(60),
+                },
+            },
             jitter,
+            attempt_timeout: Duration::from_secs(5),
+            ..RetryPolicy::default()
         };
         let clock = Arc::new(ManualClock::new(0));
         let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock.clone());
@@ -590,6 +696,161 @@ mod tests {
         );
         let counts = queue.counts().await.unwrap();
         assert_eq!((counts.delivered, counts.dead), (10, 0));
+    }
+
+    /// A destination that never answers until released, counting the attempts that began.
+    struct HangingDestination {
+        started: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl Destination for HangingDestination {
+        async fn deliver(&self, _: DeliveryAttempt<'_>) -> Result<u16, DeliveryError> {
+            self.started.add_permits(1);
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_destination_that_never_answers_times_out_retryably_and_stalls_no_other_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, fast, _, clock) = scripted_worker(&dir, vec![], false);
+        let hanging = Arc::new(HangingDestination {
+            started: tokio::sync::Semaphore::new(0),
+        });
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), fast.clone());
+        destinations.insert(("stuck".into(), "d".into()), hanging.clone());
+        let retry = RetryPolicy {
+            default: RouteRetry::schedule(vec![]),
+            // Long enough that the fast route's deliveries all finish inside it.
+            attempt_timeout: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        };
+        let worker = Arc::new(DeliveryWorker::new(
+            queue.clone(),
+            destinations,
+            retry,
+            clock,
+        ));
+        let payload = |route: &str, n: u32| IncomingPayload {
+            route: route.into(),
+            destinations: vec!["d".into()],
+            body: format!("{{\"n\":{n}}}").into_bytes(),
+            received_at_ms: 0,
+            paused_until_ms: HashMap::new(),
+        };
+        queue.enqueue(payload("stuck", 0), 0).await.unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let running = tokio::spawn({
+            let (worker, wake) = (worker.clone(), wake.clone());
+            async move { worker.run(wake, stopped).await }
+        });
+        // The stuck delivery is in flight; deliveries of another route that come in meanwhile
+        // are claimed and settled while it hangs.
+        let _ = hanging.started.acquire().await.unwrap();
+        for n in 1..=3 {
+            queue.enqueue(payload("r", n), 0).await.unwrap();
+            wake.notify_one();
+        }
+        // Waited for by looking at the queue (bounded: a worker stuck behind the hanging
+        // attempt would never get there).
+        let watch = async {
+            loop {
+                let counts = queue.counts().await.unwrap();
+                if counts.delivered == 3 {
+                    assert_eq!((counts.pending, counts.dead), (1, 0), "still hanging");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Then the hanging attempt ends at the timeout, as a retryable failure.
+            loop {
+                let dead = queue
+                    .dead_letters(&DeadLetterFilter::default())
+                    .await
+                    .unwrap();
+                if !dead.is_empty() {
+                    break dead;
+                }
+                // Polling the queue's state, not waiting for time to pass.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let dead = tokio::time::timeout(Duration::from_secs(30), watch)
+            .await
+            .expect("the other route's deliveries settle while one destination hangs");
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].delivery.route, "stuck");
+        let record = &dead[0].attempts[0];
+        assert_eq!(record.outcome, "retryable");
+        assert_eq!(record.error.as_deref(), Some("no answer within 2s"));
+        assert_eq!(fast.seen.lock().unwrap().len(), 3);
+    }
+
+    /// A destination down (503) until the manual clock reaches `up_at_ms`, counting attempts.
+    struct DownUntil {
+        clock: Arc<ManualClock>,
+        up_at_ms: i64,
+        attempts: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait]
+    impl Destination for DownUntil {
+        async fn deliver(&self, _: DeliveryAttempt<'_>) -> Result<u16, DeliveryError> {
+            self.attempts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.clock.now_ms() < self.up_at_ms {
+                return status(503);
+            }
+            Ok(200)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_schedule_outlasts_a_20_hour_outage_at_a_few_attempts_per_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let clock = Arc::new(ManualClock::new(0));
+        let down = Arc::new(DownUntil {
+            clock: clock.clone(),
+            up_at_ms: 20 * 3_600_000,
+            attempts: Default::default(),
+        });
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "d".into()), down.clone());
+        // The default policy, jitter included.
+        let worker = DeliveryWorker::new(
+            queue.clone(),
+            destinations,
+            RetryPolicy::default(),
+            clock.clone(),
+        );
+        for n in 0..40 {
+            let payload = IncomingPayload {
+                route: "r".into(),
+                destinations: vec!["d".into()],
+                body: format!("{{\"n\":{n}}}").into_bytes(),
+                received_at_ms: 0,
+                paused_until_ms: HashMap::new(),
+            };
+            queue.enqueue(payload, 0).await.unwrap();
+        }
+        let stats = worker.run_until_idle().await.unwrap();
+        assert_eq!((stats.delivered, stats.dead), (40, 0), "{stats:?}");
+        assert!(clock.now_ms() >= 20 * 3_600_000);
+        // The first batch (32 attempts, all in flight before the breaker opens), then one probe
+        // per pause (5 s, 5 min, 30 min, 2 h, 5 h, 10 h: six before the 20th hour); without the
+        // breaker, 7 retries each (280) and dead letters.
+        let failed = stats.attempts - 40;
+        assert!(
+            (DEFAULT_BATCH as u64..=DEFAULT_BATCH as u64 + 8).contains(&failed),
+            "{failed} failed attempts: {stats:?}"
+        );
     }
 
     #[tokio::test]

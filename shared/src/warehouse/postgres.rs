@@ -321,6 +321,8 @@ fn op(operation: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Warehous
                     SqlState::CONNECTION_EXCEPTION,
                     SqlState::CONNECTION_FAILURE,
                     SqlState::LOCK_NOT_AVAILABLE,
+                    // `statement_timeout` (and a cancel): the next try may be quicker.
+                    SqlState::QUERY_CANCELED,
                     SqlState::DISK_FULL,
                     SqlState::OUT_OF_MEMORY,
                 ]

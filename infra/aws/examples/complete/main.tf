@@ -64,8 +64,9 @@ module "tapline" {
   api_puller_alerts_relay_route             = var.api_puller_alerts_relay_route
   api_puller_alerts_relay_token_secret_name = var.api_puller_alerts_relay_token_secret_name
 
-  webhook_relay_config       = var.webhook_relay_config
-  webhook_relay_secret_names = var.webhook_relay_secret_names
+  webhook_relay_config         = var.webhook_relay_config
+  webhook_relay_secret_names   = var.webhook_relay_secret_names
+  webhook_relay_retry_schedule = var.webhook_relay_retry_schedule
 
   restrict_dead_letter_sources = var.restrict_dead_letter_sources
   enable_alarms                = var.enable_alarms

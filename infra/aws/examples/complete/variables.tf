@@ -133,3 +133,9 @@ variable "restrict_dead_letter_sources" {
   description = "SQS redrive allow policies on the dead-letter queues (off only for the moto check, which does not support them)."
   default     = true
 }
+
+variable "webhook_relay_retry_schedule" {
+  type        = list(string)
+  description = "The relay's retry schedule (waits after each failed attempt); the delivery queue's maxReceiveCount is derived from it. See the module's variable."
+  default     = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+}
