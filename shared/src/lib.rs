@@ -21,6 +21,7 @@ pub mod gcp_secrets;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
 pub mod load;
+pub mod printable;
 #[cfg(feature = "clevertap-api")]
 pub mod pull;
 pub mod secrets;

@@ -14,11 +14,14 @@
 //! Manager secret (`infra/gcp` wires it that way), or Kubernetes from a Secret.
 
 use crate::config::{ConfigError, ENV_WAREHOUSE};
+use crate::warehouse::url_redaction::redact_url;
 
 /// The variable naming the Secrets Manager secret that holds the warehouse password.
 pub const ENV_WAREHOUSE_SECRET_ARN: &str = "TAPLINE_WAREHOUSE_SECRET_ARN";
 /// The variable holding the warehouse password, injected by the platform from its secret store.
 pub const ENV_WAREHOUSE_PASSWORD: &str = "TAPLINE_WAREHOUSE_PASSWORD";
+/// libpq's password variable, which the command line honours for a PostgreSQL URL without one.
+pub const ENV_PGPASSWORD: &str = "PGPASSWORD";
 
 /// Why the warehouse URL could not be put together.
 #[derive(Debug, thiserror::Error)]
@@ -42,15 +45,18 @@ pub enum SecretError {
 /// password, or names no user, is refused: which one to use would be a guess.
 pub fn with_password(url: &str, password: &str) -> Result<String, ConfigError> {
     let refuse = |reason: &str| ConfigError::Warehouse {
-        url: hide_password(url),
+        url: redact_url(url),
         reason: reason.to_string(),
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| refuse("not a URL"))?;
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let (user, host) = authority.rsplit_once('@').ok_or_else(|| {
-        refuse("a password from a secret needs a user in the URL (postgres://USER@HOST/DB)")
-    })?;
+    // Credentials end at the first `@`, as the PostgreSQL driver reads them; an `@` after a `/`
+    // or `?` with no `:` before it belongs to the path or query.
+    let (user, host_and_tail) = rest
+        .split_once('@')
+        .filter(|(user, _)| user.contains(':') || !user.contains(['/', '?']))
+        .ok_or_else(|| {
+            refuse("a password from a secret needs a user in the URL (postgres://USER@HOST/DB)")
+        })?;
     if user.contains(':') {
         return Err(refuse(
             "the URL has a password and a secret was named too: keep only the secret",
@@ -65,22 +71,7 @@ pub fn with_password(url: &str, password: &str) -> Result<String, ConfigError> {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    Ok(format!("{scheme}://{user}:{encoded}@{host}{tail}"))
-}
-
-/// `url` with any password in it replaced by `***`.
-fn hide_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{name}:***@{host}{}", &rest[authority_end..])
-        }
-        _ => url.to_string(),
-    }
+    Ok(format!("{scheme}://{user}:{encoded}@{host_and_tail}"))
 }
 
 /// The warehouse URL from the environment: `TAPLINE_WAREHOUSE`, with the password from
@@ -99,20 +90,30 @@ pub async fn warehouse_url_from_env() -> Result<String, SecretError> {
 }
 
 /// [`warehouse_url_from_env`] over any environment (`env` gives a variable's value): `None` when
-/// `TAPLINE_WAREHOUSE` is not set. Empty values count as unset. Trailing line breaks of the
-/// password are dropped (a secret pasted with `echo`).
+/// `TAPLINE_WAREHOUSE` is not set. Empty values count as unset.
 pub async fn warehouse_url_from(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<String>, SecretError> {
+    match env(ENV_WAREHOUSE).filter(|v| !v.is_empty()) {
+        Some(url) => Ok(Some(with_configured_password(&url, env).await?)),
+        None => Ok(None),
+    }
+}
+
+/// `url` with the password `TAPLINE_WAREHOUSE_SECRET_ARN` or `TAPLINE_WAREHOUSE_PASSWORD` gives
+/// in `env` (see [`with_password`]), or `url` as it is when neither is set; both set is refused.
+/// Empty values count as unset; trailing line breaks of the password are dropped (a secret
+/// pasted with `echo`). The command line calls it for `--warehouse` too.
+pub async fn with_configured_password(
+    url: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<String, SecretError> {
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
-    let Some(url) = set(ENV_WAREHOUSE) else {
-        return Ok(None);
-    };
     let password = match (set(ENV_WAREHOUSE_SECRET_ARN), set(ENV_WAREHOUSE_PASSWORD)) {
-        (None, None) => return Ok(Some(url)),
+        (None, None) => return Ok(url.to_string()),
         (Some(_), Some(_)) => {
             return Err(ConfigError::Warehouse {
-                url: hide_password(&url),
+                url: redact_url(url),
                 reason: format!(
                     "both {ENV_WAREHOUSE_SECRET_ARN} and {ENV_WAREHOUSE_PASSWORD} are set: keep one"
                 ),
@@ -122,10 +123,25 @@ pub async fn warehouse_url_from(
         (Some(arn), None) => read_secret(&arn).await?,
         (None, Some(password)) => password,
     };
-    Ok(Some(with_password(
-        &url,
-        password.trim_end_matches(['\r', '\n']),
-    )?))
+    Ok(with_password(url, password.trim_end_matches(['\r', '\n']))?)
+}
+
+/// `url` with libpq's `PGPASSWORD` from `env` as its password when it is a PostgreSQL URL with
+/// a user and no password of its own; otherwise `url` unchanged (as libpq, which uses the
+/// variable only when the connection string has no password).
+pub fn with_libpq_password(url: &str, env: impl Fn(&str) -> Option<String>) -> String {
+    let postgres = ["postgres://", "postgresql://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    });
+    match env(ENV_PGPASSWORD).filter(|v| !v.is_empty()) {
+        Some(password)
+            if postgres && !crate::warehouse::url_redaction::has_secret_parameter(url) =>
+        {
+            with_password(url, &password).unwrap_or_else(|_| url.to_string())
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Which store a secret reference points into, by its form.
@@ -241,6 +257,95 @@ mod tests {
         assert_eq!(
             with_password("postgres://u@h", "x").unwrap(),
             "postgres://u:x@h"
+        );
+    }
+
+    /// Passwords holding what URL parsers stop at or decode.
+    const NASTY: &[&str] = &["s3cr/et", "s3cr?et", "s3cr@et", "s3cr%et", "s3/c?r@e%t#1"];
+
+    fn encoded(password: &str) -> String {
+        with_password("x://u@h", password).unwrap()["x://u:".len()..]
+            .trim_end_matches("@h")
+            .to_string()
+    }
+
+    /// On Lambda and Cloud Run the URL gets its password before it is opened: a typo in the URL
+    /// must not print the secret, encoded or not.
+    #[tokio::test]
+    async fn a_typo_in_the_configured_url_never_prints_the_password() {
+        let mut urls = vec![
+            "postgress://loader@db.example/w",
+            "Postgress://loader@db.example/w",
+            "bigquery://loader@acme/clevertap",
+            "sqlite://loader@?journal=bogus",
+        ];
+        if cfg!(feature = "postgres") {
+            urls.extend([
+                "Postgres://loader@db.example:notaport/w",
+                "postgres://loader@127.0.0.1:1/w?connect_timeout=2",
+                "postgres://loader@db.example/w?unknown=1",
+            ]);
+        }
+        for password in NASTY {
+            for url in &urls {
+                let env = |name: &str| match name {
+                    ENV_WAREHOUSE => Some(url.to_string()),
+                    ENV_WAREHOUSE_PASSWORD => Some(format!("{password}\n")),
+                    _ => None,
+                };
+                let full = warehouse_url_from(env).await.unwrap().unwrap();
+                assert!(full.contains(&encoded(password)), "{full}");
+                let err = match crate::warehouse::open(&full).await {
+                    Ok(_) => panic!("{url} opened"),
+                    Err(e) => crate::load::error_chain(&e),
+                };
+                assert!(!err.contains(password), "{url}: {err}");
+                assert!(!err.contains(&encoded(password)), "{url}: {err}");
+                assert!(
+                    err.contains("loader:***@") || !err.contains("loader:"),
+                    "{err}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_never_print_the_password_already_in_the_url() {
+        for password in NASTY {
+            let url = format!("postgres://loader:{password}@db.example/w");
+            let env = |name: &str| match name {
+                ENV_WAREHOUSE => Some(url.clone()),
+                ENV_WAREHOUSE_PASSWORD => Some("other".to_string()),
+                ENV_WAREHOUSE_SECRET_ARN => Some("arn:aws:secretsmanager:x".to_string()),
+                _ => None,
+            };
+            let err = warehouse_url_from(env).await.unwrap_err().to_string();
+            assert!(err.contains("keep one"), "{err}");
+            assert!(!err.contains(password), "{err}");
+            let err = with_password(&url, "new").unwrap_err().to_string();
+            assert!(err.contains("keep only the secret"), "{url}: {err}");
+            assert!(!err.contains(password), "{err}");
+        }
+    }
+
+    #[test]
+    fn pgpassword_fills_only_a_postgres_url_without_a_password() {
+        let env = |name: &str| (name == ENV_PGPASSWORD).then(|| "s3/c?r@e%t".to_string());
+        assert_eq!(
+            with_libpq_password("Postgres://loader@db/w", env),
+            "Postgres://loader:s3%2Fc%3Fr%40e%25t@db/w"
+        );
+        for kept in [
+            "postgres://loader:own@db/w",
+            "postgres://db/w",
+            "postgres://loader@db/w?password=own",
+            "sqlite://loader@file",
+        ] {
+            assert_eq!(with_libpq_password(kept, env), kept);
+        }
+        assert_eq!(
+            with_libpq_password("postgres://loader@db/w", |_| None),
+            "postgres://loader@db/w"
         );
     }
 

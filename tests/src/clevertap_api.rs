@@ -2,8 +2,9 @@
 //! Events (POST opens a cursor, GET pages with it) and Get Event Count (POST, then polls of a
 //! `req_id` while `partial`), Get Campaigns and campaign reports, Get Message Reports, checked on every request (auth headers,
 //! JSON bodies, a cursor sent back encoded exactly once), with the quirks a test can ask for:
-//! slow pages, "in progress", HTTP 429, body code 1, HTTP 500, a repeated cursor, a refused
-//! event, and a page that never answers. It counts concurrent requests.
+//! slow pages, "in progress", HTTP 429, body code 1, HTTP 500, a repeated cursor, cursors
+//! without end, oversized pages, a refused event, and a page that never answers. It counts
+//! concurrent requests.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,6 +77,10 @@ struct Script {
     quirks: VecDeque<Quirk>,
     page_delay: Duration,
     repeat_cursor_at: Option<(String, u64)>,
+    /// Events whose pages always name a new next cursor, records or not.
+    endless_cursors: Vec<String>,
+    /// Bytes of padding (a `pad` string) added to every page.
+    page_padding: usize,
     block_at: Option<(String, u64)>,
     refused_events: Vec<String>,
     partial_polls: u32,
@@ -512,7 +517,7 @@ async fn page(
     if let Some(r) = shared.quirk(true) {
         return r;
     }
-    let (delay, repeat, blocked) = {
+    let (delay, repeat, blocked, endless, padding) = {
         let script = shared.script.lock().unwrap();
         let here = |at: &Option<(String, u64)>| {
             at.as_ref()
@@ -522,6 +527,8 @@ async fn page(
             script.page_delay,
             here(&script.repeat_cursor_at),
             here(&script.block_at),
+            script.endless_cursors.contains(&state.event),
+            script.page_padding,
         )
     };
     if blocked {
@@ -561,9 +568,12 @@ async fn page(
         .unwrap()
         .push(Seen::Page(state.event.clone(), state.day, state.page));
     let mut body = json!({"status": "success", "previous_cursor": "", "records": records});
+    if padding > 0 {
+        body["pad"] = json!("x".repeat(padding));
+    }
     if repeat {
         body["next_cursor"] = json!(encode(cursor));
-    } else if more {
+    } else if more || endless {
         let next = shared.new_cursor(CursorState {
             page: state.page + 1,
             ..state
@@ -884,6 +894,22 @@ impl ClevertapApi {
         self.shared.script.lock().unwrap().repeat_cursor_at = Some((event.to_string(), page));
     }
 
+    /// Every page of `event` names a new next cursor, even past its records: paging never
+    /// ends on its own.
+    pub fn endless_cursors(&self, event: &str) {
+        self.shared
+            .script
+            .lock()
+            .unwrap()
+            .endless_cursors
+            .push(event.to_string());
+    }
+
+    /// Every page carries `bytes` bytes of padding (an oversized answer).
+    pub fn pad_pages(&self, bytes: usize) {
+        self.shared.script.lock().unwrap().page_padding = bytes;
+    }
+
     /// Opening a cursor for `event` answers "Export not allowed for this event".
     pub fn refuse_event(&self, event: &str) {
         self.shared
@@ -982,6 +1008,8 @@ impl ClevertapApi {
             "CLEVERTAP_API_URL",
             "CLEVERTAP_CONCURRENCY",
             "CLEVERTAP_BACKOFF_MS",
+            "CLEVERTAP_MAX_RESPONSE_BYTES",
+            "CLEVERTAP_MAX_PAGES_PER_SLICE",
         ] {
             command.env_remove(name);
         }

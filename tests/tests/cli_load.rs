@@ -749,3 +749,304 @@ fn sweep_loads_what_is_new_and_since_backfills_from_a_date() {
         bad.stderr
     );
 }
+
+/// Passwords that stop URL parsers, or that they decode.
+const NASTY_PASSWORDS: &[&str] = &["s3cr/et", "s3cr?et", "s3cr@et", "s3cr%et", "s3/c?r@e%t#1"];
+
+/// `password` percent-encoded as Tapline puts it into a URL.
+fn encoded(password: &str) -> String {
+    password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs `tapline` with extra environment variables (Tapline's own removed first).
+fn tapline_with_env(args: &[&str], env: &[(&str, &str)]) -> tapline_tests::Run {
+    let mut command = std::process::Command::new(tapline_tests::bin("tapline"));
+    command.args(args);
+    for name in [
+        "TAPLINE_WAREHOUSE",
+        "TAPLINE_WAREHOUSE_PASSWORD",
+        "TAPLINE_WAREHOUSE_SECRET_ARN",
+        "PGPASSWORD",
+        "TAPLINE_TIMEZONE",
+        "TAPLINE_MAX_REJECT_RATIO",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("run tapline").into()
+}
+
+fn assert_no_password(run: &tapline_tests::Run, password: &str, what: &str) {
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains(password) && !text.contains(&encoded(password)),
+            "{what}: the password shows:\n{text}"
+        );
+    }
+}
+
+/// Every way a warehouse URL with a password can fail to open: exit 1, the error names the
+/// URL with `***`, never the password (raw or encoded), whatever characters it holds.
+#[test]
+fn a_warehouse_url_that_fails_never_prints_its_password() {
+    let case = Case::new();
+    case.write(GOOD, &gzip(export_csv("App Launched", 3).as_bytes()));
+    let root = case.root.to_str().unwrap();
+    for password in NASTY_PASSWORDS {
+        for url in [
+            format!("postgress://loader:{password}@db.example/w"),
+            format!("Postgres://loader:{password}@127.0.0.1:1/w"),
+            format!("POSTGRESQL://loader:{password}@db.example:notaport/w"),
+            format!("postgres://loader@db.example/w?password={password}&x=1"),
+            format!("bigquery://loader:{password}@acme/clevertap"),
+            format!("loader:{password}@db.example/w"),
+        ] {
+            for (args, env) in [
+                (vec!["load", root, "--warehouse", url.as_str()], vec![]),
+                (vec!["status"], vec![("TAPLINE_WAREHOUSE", url.as_str())]),
+                (vec!["query", "SELECT 1", "-w", url.as_str()], vec![]),
+            ] {
+                let run = tapline_with_env(&args, &env);
+                assert_eq!(run.code, 1, "{url}: {}", run.stderr);
+                assert!(run.stderr.starts_with("error: "), "{url}: {}", run.stderr);
+                assert_no_password(&run, password, &url);
+            }
+        }
+        // The password from the environment, a typo in the URL: the URL is put together with
+        // the password before it is opened, and still never printed with it.
+        for (url, variable) in [
+            (
+                "postgress://loader@db.example/w",
+                "TAPLINE_WAREHOUSE_PASSWORD",
+            ),
+            (
+                "Postgres://loader@127.0.0.1:1/w",
+                "TAPLINE_WAREHOUSE_PASSWORD",
+            ),
+            ("Postgres://loader@127.0.0.1:1/w", "PGPASSWORD"),
+        ] {
+            let run =
+                tapline_with_env(&["load", root, "--warehouse", url], &[(variable, password)]);
+            assert_eq!(run.code, 1, "{url}: {}", run.stderr);
+            assert!(
+                run.stderr.contains("loader:***@") || run.stderr.contains("loader@"),
+                "{url}: {}",
+                run.stderr
+            );
+            assert_no_password(&run, password, url);
+        }
+    }
+    assert!(!case.db.exists());
+}
+
+#[test]
+fn help_hides_the_warehouse_from_the_environment() {
+    let url = "postgres://loader:s3cr/et@db.example/w";
+    for command in ["load", "status", "query", "sweep"] {
+        let run = tapline_with_env(&[command, "--help"], &[("TAPLINE_WAREHOUSE", url)]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stdout.contains("env: TAPLINE_WAREHOUSE"),
+            "{}",
+            run.stdout
+        );
+        assert!(!run.stdout.contains("s3cr"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("TAPLINE_WAREHOUSE_PASSWORD"),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+/// With PostgreSQL up (`tests/scripts/with-postgres.sh`): a password full of URL characters
+/// given through `TAPLINE_WAREHOUSE_PASSWORD` or `PGPASSWORD` reaches the driver as one
+/// password, and the run loads. (The test server trusts loopback, so this checks the parsing.)
+#[test]
+fn a_password_from_the_environment_opens_postgres() {
+    let Ok(base) = std::env::var("TAPLINE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: TAPLINE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    for variable in ["TAPLINE_WAREHOUSE_PASSWORD", "PGPASSWORD"] {
+        let run = tapline_with_env(
+            &["status", "--warehouse", &base],
+            &[(variable, "s3/c?r@e%t#1")],
+        );
+        assert_eq!(run.code, 0, "{variable}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.starts_with("Recent loads in postgres://"),
+            "{}",
+            run.stdout
+        );
+        assert_no_password(&run, "s3/c?r@e%t#1", variable);
+    }
+}
+
+/// A folder holding a link named like an export (to a file outside), a FIFO named like one, an
+/// unreadable folder of exports, and good files: the good files load, each bad entry is listed
+/// as failed with its reason (exit 2), nothing is read through the link, nothing blocks.
+/// Run as `nobody`, since root reads every folder.
+#[test]
+fn links_fifos_and_unreadable_folders_are_reported_and_the_rest_loads() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let outside = dir.path().join("outside.csv");
+    std::fs::write(&outside, export_csv("Charged", 7)).unwrap();
+    let root = dir.path().join("exports");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(
+        root.join(GOOD),
+        gzip(export_csv("App Launched", 50).as_bytes()),
+    )
+    .unwrap();
+    let other = "1663664837-1663785000-Search-20220921-0-0.csv.gz";
+    std::fs::write(root.join(other), gzip(export_csv("Search", 20).as_bytes())).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join(BAD)).unwrap();
+    let fifo = root.join("1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let locked = root.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::write(
+        locked.join("1663664837-1663785000-Viewed-20220921-0-0.csv.gz"),
+        gzip(export_csv("Viewed", 5).as_bytes()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let db = dir.path().join("w.sqlite");
+    let wh = format!("sqlite://{}", db.display());
+    let output = std::process::Command::new(tapline_tests::bin("tapline"))
+        .args(["load", root.to_str().unwrap(), "--warehouse", &wh])
+        .env_remove("TAPLINE_WAREHOUSE")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let run: tapline_tests::Run = output.into();
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(files_with(&run.stdout, "loaded"), 2, "{}", run.stdout);
+    assert_eq!(files_with(&run.stdout, "failed"), 3, "{}", run.stdout);
+    let detail_line = |name: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with("failed") && l.contains(name))
+            .unwrap_or_else(|| panic!("no failed line for {name}:\n{}", run.stdout))
+            .to_string()
+    };
+    assert!(
+        detail_line(&format!("exports/{BAD}"))
+            .ends_with("a symbolic link: not followed, only regular files are loaded"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        detail_line("Order-Placed").ends_with("a FIFO: only regular files are loaded"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        detail_line("exports/locked").ends_with("cannot be read: Permission denied (os error 13)"),
+        "{}",
+        run.stdout
+    );
+    let count = |table: &str| sqlite_value(&db, &format!("SELECT count(*) FROM {table}"));
+    assert_eq!(count("app_launched").as_deref(), Some("50"));
+    assert_eq!(count("search").as_deref(), Some("20"));
+    assert_eq!(
+        sqlite_value(
+            &db,
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('charged', 'order_placed', 'viewed')"
+        )
+        .as_deref(),
+        Some("0"),
+        "nothing read through the link, the FIFO or the locked folder"
+    );
+    assert_eq!(
+        sqlite_value(&db, "SELECT group_concat(status) FROM _tapline_loads").as_deref(),
+        Some("loaded,loaded"),
+        "refused entries leave no ledger rows"
+    );
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A folder and a file named with a terminal escape (ESC [2J clears the screen) and a
+/// right-to-left override: `load` and `status` print them escaped, never raw.
+#[test]
+fn names_with_terminal_escapes_print_escaped_in_load_and_status() {
+    let case = Case::new();
+    let name = "1663664837-1663785000-Charged\u{1b}[2J\u{202e}-20220921-0-0.csv.gz";
+    case.write(
+        &format!("evil\u{1b}]0;pwned\u{7}/{name}"),
+        &gzip(export_csv("Charged", 3).as_bytes()),
+    );
+    case.write(GOOD, &gzip(export_csv("App Launched", 3).as_bytes()));
+    let run = case.load(&["--list-files"]);
+    let status = tapline(&["status", "--warehouse", &case.warehouse()]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    for (what, text) in [("load", &run.stdout), ("status", &status.stdout)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}') && !text.contains('\u{7}'),
+            "{what} printed a raw control character:\n{text:?}"
+        );
+        assert!(
+            text.contains("Charged\\u{1b}[2J\\u{202e}-20220921"),
+            "{what} lacks the escaped name:\n{text}"
+        );
+        assert!(
+            text.contains("evil\\u{1b}]0;pwned\\u{7}/"),
+            "{what}:\n{text}"
+        );
+    }
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+}
+
+/// The Cloud Run loader and puller put `TAPLINE_WAREHOUSE` together with the password Secret
+/// Manager injects before they open it: a typo in the URL stops the start (non-zero exit) and
+/// the logs name the URL with `***`, never the password.
+#[test]
+fn the_cloud_run_services_never_log_the_injected_password_on_a_bad_url() {
+    for password in NASTY_PASSWORDS {
+        for url in [
+            "postgress://loader@db.example/w",
+            "Postgres://loader@db.example:notaport/w",
+        ] {
+            for binary in ["export-loader-cloud-run", "api-puller-cloud-run"] {
+                let output = std::process::Command::new(tapline_tests::bin(binary))
+                    .env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .env("TAPLINE_WAREHOUSE", url)
+                    .env("TAPLINE_WAREHOUSE_PASSWORD", password)
+                    .env("CLEVERTAP_ACCOUNT_ID", "TEST-ACC-1")
+                    .env("CLEVERTAP_PASSCODE", "passcode")
+                    .env("TAPLINE_PULL_EVENTS", "Charged")
+                    .env("PORT", "0")
+                    .env("TAPLINE_LISTEN_HOST", "127.0.0.1")
+                    .output()
+                    .unwrap();
+                let run: tapline_tests::Run = output.into();
+                assert_ne!(run.code, 0, "{binary} {url} started:\n{}", run.stdout);
+                let logs = format!("{}{}", run.stdout, run.stderr);
+                assert!(logs.contains("loader:***@"), "{binary} {url}:\n{logs}");
+                assert_no_password(&run, password, binary);
+            }
+        }
+    }
+}

@@ -350,6 +350,113 @@ async fn a_repeated_cursor_stops_the_slice_with_a_clear_error() {
     assert_eq!(checkpoint["pages"], 1);
 }
 
+/// Cursors that never end stop at the page limit per slice, said so; what came before stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_cursors_without_end_stop_at_the_page_limit() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 30));
+    case.api.endless_cursors("Charged");
+    let wh = case.warehouse();
+    let args = case.args(
+        &wh,
+        &[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ],
+    );
+    let run = case
+        .api
+        .tapline(&args, &[("CLEVERTAP_MAX_PAGES_PER_SLICE", "5")])
+        .await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "stopped: GET /1/events.json: still more pages after 5 pages (the limit per slice, \
+             CLEVERTAP_MAX_PAGES_PER_SLICE): stopping"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("0 of 1 slices pulled"),
+        "{}",
+        run.stdout
+    );
+    let pages = case
+        .api
+        .seen()
+        .iter()
+        .filter(|s| matches!(s, Seen::Page(..)))
+        .count();
+    assert_eq!(pages, 5, "no page past the limit was asked for");
+    // The 30 records of pages 0-2 are kept once; the checkpoint stays at the limit.
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
+    assert_eq!(case.duplicates("charged"), 0);
+    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    assert_eq!(checkpoint["status"], "in_progress");
+    assert_eq!(checkpoint["pages"], 5);
+}
+
+/// A page larger than the response limit fails its slice with the limit named, read no further.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_past_the_response_limit_fails_with_the_limit_named() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 30));
+    case.api.pad_pages(300_000);
+    let wh = case.warehouse();
+    let args = case.args(
+        &wh,
+        &[
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-22",
+            "--to",
+            "2022-09-22",
+        ],
+    );
+    let run = case
+        .api
+        .tapline(&args, &[("CLEVERTAP_MAX_RESPONSE_BYTES", "200000")])
+        .await;
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "stopped: GET /1/events.json: the answer is larger than 200000 bytes \
+             (CLEVERTAP_MAX_RESPONSE_BYTES); ask for smaller pages (--batch-size) or raise the limit"
+        ),
+        "{}",
+        run.stdout
+    );
+    // Not retried: one page request.
+    let pages = case
+        .api
+        .seen()
+        .iter()
+        .filter(|s| matches!(s, Seen::Page(..)))
+        .count();
+    assert_eq!(pages, 1);
+    assert_eq!(
+        case.count("SELECT count(*) FROM sqlite_master WHERE name = 'charged'"),
+        0,
+        "no rows, no table"
+    );
+
+    // Under a limit it fits, the same pages load whole.
+    let run = case
+        .api
+        .tapline(&args, &[("CLEVERTAP_MAX_RESPONSE_BYTES", "400000")])
+        .await;
+    assert_ok(&run);
+    assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_events_share_the_limit_of_three_and_reach_it() {
     let case = Case::new().await;

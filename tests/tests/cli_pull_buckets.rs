@@ -32,8 +32,12 @@ impl Case {
         self.dir.path().join("tmp")
     }
 
+    /// The user's private staging folder (`tapline-output-UID`, UID the test's own user).
     fn staging(&self) -> PathBuf {
-        self.tmp().join("tapline-output")
+        use std::os::unix::fs::MetadataExt;
+        std::fs::create_dir_all(self.tmp()).unwrap();
+        let uid = std::fs::metadata(self.tmp()).unwrap().uid();
+        self.tmp().join(format!("tapline-output-{uid}"))
     }
 
     fn args(&self, format: &str, out: &str) -> Vec<String> {
@@ -259,4 +263,32 @@ async fn a_lost_staging_folder_pulls_the_day_again_and_gcs_gets_a_whole_file() {
     );
     assert_eq!(case.rows(), "50/50");
     assert_eq!(files_under(&case.staging()), Vec::<PathBuf>::new());
+}
+
+/// `$TMPDIR` is shared: a link planted where the staging folder would be is refused with a
+/// clear error before anything is pulled, and its target is left untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_staging_link_is_refused_and_its_target_untouched() {
+    let case = Case::new().await;
+    let victim = case.dir.path().join("victim");
+    std::fs::create_dir_all(victim.join("s3___tapline-never-created_api/Charged")).unwrap();
+    let precious = victim.join("s3___tapline-never-created_api/Charged/2022-09-22.jsonl");
+    std::fs::write(&precious, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, case.staging()).unwrap();
+
+    let run = case
+        .run(&case.args("jsonl", "s3://tapline-never-created/api/"))
+        .await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!(
+            "error: staging folder {} is a symbolic link: refusing to stage there (remove it, \
+             or set TMPDIR to a folder of your own)",
+            case.staging().display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");
+    assert_eq!(files_under(&victim), [precious]);
+    assert!(case.api.seen().is_empty(), "nothing was asked of CleverTap");
 }

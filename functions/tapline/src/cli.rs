@@ -112,7 +112,10 @@ pub struct WarehouseArg {
     /// Where rows go: `sqlite://FILE` (created if missing; relative or absolute path),
     /// `postgres://USER@HOST/DB[?schema=S]`, or `bigquery://PROJECT/DATASET[?location=EU]`
     /// (an existing dataset; Application Default Credentials; `BIGQUERY_ENDPOINT` for a double).
-    #[arg(long, short = 'w', env = ENV_WAREHOUSE, default_value = DEFAULT_WAREHOUSE)]
+    /// Keep passwords out of it (and out of `ps`): TAPLINE_WAREHOUSE_PASSWORD or PGPASSWORD
+    /// give the password of the URL's user.
+    // `hide_env_values`: --help must not print a TAPLINE_WAREHOUSE that carries a password.
+    #[arg(long, short = 'w', env = ENV_WAREHOUSE, hide_env_values = true, default_value = DEFAULT_WAREHOUSE)]
     pub warehouse: String,
 }
 

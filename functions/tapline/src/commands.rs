@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tapline::config::LoadConfig;
-use tapline::load::{FileReport, load_object};
+use tapline::load::{FileOutcome, FileReport, load_object};
+use tapline::storage::local::{LocalSource, RefusedEntry};
 use tapline::storage::{self, ObjectEntry, ObjectSource};
 use tapline::sweep::OutcomeCounts;
-use tapline::warehouse;
 
 use crate::cli::{Command, EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
 use crate::summary;
+use crate::warehouse_url::open_warehouse;
 
 pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -36,14 +37,22 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     config.retry_quarantined = args.retry_quarantined;
     // List everything first: a typo in one path stops the run before anything is touched.
     let mut entries: Vec<(Arc<dyn ObjectSource>, ObjectEntry)> = Vec::new();
+    // Links, FIFOs and unreadable entries of local folders: reported as failed, never opened.
+    let mut refused: Vec<FileReport> = Vec::new();
     for path in &args.paths {
         let source = storage::source_for(path).await?;
+        if is_local(path) {
+            let listing = LocalSource.list_checked(path).await?;
+            entries.extend(listing.entries.into_iter().map(|e| (source.clone(), e)));
+            refused.extend(listing.refused.into_iter().map(refused_report));
+            continue;
+        }
         for entry in source.list(path).await? {
             entries.push((source.clone(), entry));
         }
     }
     let older = tapline::sweep::retain_since(&mut entries, args.since, |(_, entry)| entry);
-    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let mut in_ledger = tapline::sweep::InLedger::default();
     if sweep {
         // One ledger read for all that was listed; only what it lacks is tried, newest first.
@@ -62,7 +71,7 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     let bar = progress_bar(&args, total_bytes);
 
     let started = Instant::now();
-    let mut reports: Vec<FileReport> = Vec::with_capacity(entries.len());
+    let mut reports: Vec<FileReport> = Vec::with_capacity(entries.len() + refused.len());
     let mut done_bytes = 0u64;
     for (source, entry) in &entries {
         let read = Arc::new(AtomicU64::new(0));
@@ -76,7 +85,7 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
                     ticking.set_position(done_bytes + watch.load(Ordering::Relaxed));
                 }
             });
-            bar.set_message(entry.key.clone());
+            bar.set_message(tapline::printable::escaped(&entry.key).into_owned());
             let report =
                 load_object(source.as_ref(), warehouse.as_ref(), entry, &config, read).await;
             ticker.abort();
@@ -88,6 +97,7 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();
+    reports.extend(refused);
 
     print!(
         "{}",
@@ -117,6 +127,29 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     })
 }
 
+/// Whether `path` is read by the local source (as [`storage::source_for`] decides).
+fn is_local(path: &str) -> bool {
+    !(path.starts_with("s3://") || path.starts_with("gs://"))
+}
+
+/// A local entry that is not a regular file, or could not be read, as a failed file.
+fn refused_report(refused: RefusedEntry) -> FileReport {
+    FileReport {
+        entry: ObjectEntry {
+            uri: refused.uri,
+            key: refused.key,
+            version: String::new(),
+            size: None,
+        },
+        outcome: FileOutcome::Failed {
+            error: refused.reason,
+            retryable: false,
+        },
+        decoded_bytes: 0,
+        elapsed: std::time::Duration::ZERO,
+    }
+}
+
 fn progress_bar(args: &LoadArgs, total_bytes: u64) -> ProgressBar {
     if args.no_progress || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
@@ -131,7 +164,7 @@ fn progress_bar(args: &LoadArgs, total_bytes: u64) -> ProgressBar {
 }
 
 async fn status(args: StatusArgs) -> Result<u8, AnyError> {
-    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let loads = warehouse.recent_loads(args.limit).await?;
     print!("{}", summary::render_status(&loads, &warehouse.describe()));
     // A warehouse without checkpoints support still shows its ledger.
@@ -146,7 +179,7 @@ async fn status(args: StatusArgs) -> Result<u8, AnyError> {
 }
 
 async fn query(args: QueryArgs) -> Result<u8, AnyError> {
-    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let result = warehouse.query(&args.sql).await?;
     let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
     let rows: Vec<Vec<String>> = result

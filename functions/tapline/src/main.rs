@@ -5,6 +5,7 @@ mod commands;
 mod pull_cmd;
 mod relay_cmd;
 mod summary;
+mod warehouse_url;
 
 use std::process::ExitCode;
 
@@ -39,7 +40,11 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", tapline::load::error_chain(e.as_ref()));
+            // Errors quote object names and API answers: printed escaped.
+            eprintln!(
+                "error: {}",
+                tapline::printable::escaped(&tapline::load::error_chain(e.as_ref()))
+            );
             ExitCode::from(cli::EXIT_FATAL)
         }
     }

@@ -9,6 +9,7 @@ use tapline::clevertap::messages::MESSAGE_CHANNELS;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
 use tapline::load::error_chain;
+use tapline::printable::escaped;
 use tapline::pull::alert_notifiers::alert_notifier_from_env;
 use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};
 use tapline::pull::campaigns::pull_campaigns;
@@ -197,7 +198,7 @@ async fn setup(range: &DayRange) -> Result<Setup, AnyError> {
     })?;
     let client = ClevertapClient::new(ApiConfig::from_env()?)?;
     let warehouse: Arc<dyn warehouse::Warehouse> =
-        Arc::from(warehouse::open(&range.warehouse.warehouse).await?);
+        Arc::from(crate::warehouse_url::open_warehouse(&range.warehouse.warehouse).await?);
     Ok(Setup {
         client,
         warehouse,
@@ -225,8 +226,9 @@ pub struct PullEventsArgs {
     /// prefix, `s3://BUCKET/PREFIX` (the usual AWS credentials; AWS_ENDPOINT_URL for
     /// S3-compatible stores) or `gs://BUCKET/PREFIX` (Application Default Credentials;
     /// STORAGE_EMULATOR_HOST for an emulator). For a bucket, pages are staged under
-    /// $TMPDIR/tapline-output/ and each day's file is uploaded once complete: the bucket never
-    /// holds a partial file, and a killed pull resumes from the staged pages.
+    /// $TMPDIR/tapline-output-UID/ (a folder of yours alone, mode 0700; anything else there is
+    /// refused) and each day's file is uploaded once complete: the bucket never holds a partial
+    /// file, and a killed pull resumes from the staged pages. Files are created mode 0600.
     #[arg(long, value_name = "FOLDER|s3://…|gs://…", requires = "output")]
     pub output_dir: Option<String>,
 }
@@ -298,7 +300,7 @@ async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
                 return Ok(EXIT_USAGE);
             }
             FileOutput {
-                dir: staging_dir(&std::env::temp_dir(), &prefix),
+                dir: staging_dir(&std::env::temp_dir(), &prefix)?,
                 format,
                 bucket: Some(BucketOutput {
                     sink: tapline::storage::sink_for(&prefix).await?,
@@ -395,10 +397,14 @@ async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
         report.failed.len()
     );
     for (id, why) in &report.not_ready {
-        println!("  campaign {id}: not ready ({why})");
+        println!("  campaign {}: not ready ({})", escaped(id), escaped(why));
     }
     for (id, error) in &report.failed {
-        println!("  campaign {id}: failed: {}", error_chain(error));
+        println!(
+            "  campaign {}: failed: {}",
+            escaped(id),
+            escaped(&error_chain(error))
+        );
     }
     Ok(exit_code(report.failed.is_empty()))
 }
@@ -443,7 +449,7 @@ async fn profiles(args: PullProfilesArgs) -> Result<u8, AnyError> {
                 all_ok = false;
                 println!(
                     "{event}: stopped: {} (run the same command again to resume)",
-                    error_chain(&e)
+                    escaped(&error_chain(&e))
                 );
             }
         }
@@ -482,10 +488,10 @@ async fn messages(args: PullMessagesArgs) -> Result<u8, AnyError> {
         );
     }
     for (day, why) in &report.not_ready {
-        println!("  {day}: not ready ({why})");
+        println!("  {day}: not ready ({})", escaped(why));
     }
     for (day, error) in &report.failed {
-        println!("  {day}: failed: {}", error_chain(error));
+        println!("  {day}: failed: {}", escaped(&error_chain(error)));
     }
     Ok(exit_code(report.failed.is_empty()))
 }
@@ -599,7 +605,7 @@ pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
         }
     };
     let notifier = alert_notifier_from_env().await?;
-    let warehouse = warehouse::open(&args.warehouse.warehouse).await?;
+    let warehouse = crate::warehouse_url::open_warehouse(&args.warehouse.warehouse).await?;
     let (results, failures) =
         run_alerts(warehouse.as_ref(), &rules, day, notifier.as_deref()).await?;
     for r in &results {
@@ -608,10 +614,14 @@ pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
             AlertStatus::Breached => "BREACHED",
             AlertStatus::NoData => "no data",
         };
-        println!("{status:<8} {}", r.message);
+        println!("{status:<8} {}", escaped(&r.message));
     }
     for f in &failures {
-        eprintln!("error: alert {}: {}", f.rule, error_chain(&f.error));
+        eprintln!(
+            "error: alert {}: {}",
+            escaped(&f.rule),
+            escaped(&error_chain(&f.error))
+        );
     }
     Ok(if !failures.is_empty() {
         EXIT_NOT_ALL_LOADED

@@ -5,11 +5,19 @@ use std::time::Duration;
 
 use tapline::config::LoadConfig;
 use tapline::load::{FileOutcome, FileReport};
+use tapline::printable::escaped;
 use tapline::pull::checkpoint::StoredCheckpoint;
 use tapline::warehouse::LoadRecord;
 
-/// Left-aligned text columns, right-aligned numbers, two spaces between.
+/// Left-aligned text columns, right-aligned numbers, two spaces between. Every cell is printed
+/// through [`escaped`]: names, URIs and errors come from export objects and the warehouse.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let header: Vec<String> = header.iter().map(|h| escaped(h).into_owned()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escaped(c).into_owned()).collect())
+        .collect();
+    let (header, rows) = (&header, &rows);
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -44,10 +52,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(
-        &mut out,
-        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-    );
+    line(&mut out, header);
     line(
         &mut out,
         &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
@@ -128,7 +133,8 @@ pub fn render(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nTapline load into {warehouse} (time zone {}, max reject ratio {:.2} %)\n",
+        "\nTapline load into {} (time zone {}, max reject ratio {:.2} %)\n",
+        escaped(warehouse),
         config.timezone_name,
         config.max_reject_ratio * 100.0
     );
@@ -205,7 +211,7 @@ pub fn render(
 
 /// The ledger, newest first.
 pub fn render_status(loads: &[LoadRecord], warehouse: &str) -> String {
-    let mut out = format!("Recent loads in {warehouse}\n\n");
+    let mut out = format!("Recent loads in {}\n\n", escaped(warehouse));
     if loads.is_empty() {
         out.push_str("No loads yet. Run `tapline load PATH` first.\n");
         return out;

@@ -212,12 +212,40 @@ impl ClevertapClient {
             Err(e) => return Attempt::NoAnswer(e),
         };
         let status = response.status().as_u16();
-        let text = match response.text().await {
-            Ok(t) => t,
+        let text = match read_capped(response, self.config.max_response_bytes).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Attempt::Failed(ApiError::ResponseTooLarge {
+                    operation: describe(method, path),
+                    limit: self.config.max_response_bytes,
+                });
+            }
             Err(e) => return Attempt::NoAnswer(e),
         };
         classify(status, &text, || describe(method, path))
     }
+}
+
+/// The body as text, read chunk by chunk so no more than `limit` bytes are ever held; `None`
+/// when it is larger (announced by Content-Length, or found while reading).
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: u64,
+) -> Result<Option<String>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(match String::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }))
 }
 
 fn describe(method: Method, path: &str) -> String {
@@ -415,6 +443,71 @@ mod tests {
             let late = backoff(base, max, 30);
             assert!(late >= max / 2 && late <= max, "{late:?}");
         }
+    }
+
+    /// A server that answers once with `body_bytes` bytes of JSON padding and no
+    /// Content-Length (the body ends when the connection closes).
+    async fn unannounced_body(body_bytes: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            socket
+                .write_all(b"{\"status\":\"success\",\"pad\":\"")
+                .await
+                .unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < body_bytes {
+                // The client hangs up once past its limit: stop writing then.
+                if socket.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                sent += chunk.len();
+            }
+            let _ = socket.write_all(b"\"}").await;
+        });
+        url
+    }
+
+    fn client_with_limit(url: &str, limit: u64) -> ClevertapClient {
+        let mut config = ApiConfig::new(
+            "ACC",
+            super::super::config::Passcode::new("P"),
+            super::super::config::Region::Eu1,
+        )
+        .with_base_url(url)
+        .unwrap();
+        config.max_response_bytes = limit;
+        ClevertapClient::new(config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_limit_fails_without_being_read_whole() {
+        let url = unannounced_body(8 * 1024 * 1024).await;
+        let err = client_with_limit(&url, 1024 * 1024)
+            .request(Method::Get, "/1/events.json?cursor=c", None)
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "GET /1/events.json: the answer is larger than 1048576 bytes \
+             (CLEVERTAP_MAX_RESPONSE_BYTES); ask for smaller pages (--batch-size) or raise the limit"
+        );
+        // Under the limit, the same kind of answer reads whole.
+        let url = unannounced_body(64 * 1024).await;
+        let answer = client_with_limit(&url, 1024 * 1024)
+            .request(Method::Get, "/1/events.json?cursor=c", None)
+            .await
+            .unwrap();
+        assert_eq!(answer["pad"].as_str().map(str::len), Some(64 * 1024));
     }
 
     #[test]

@@ -18,6 +18,18 @@ pub const ENV_CONCURRENCY: &str = "CLEVERTAP_CONCURRENCY";
 /// double up to 30 times this, with jitter.
 pub const ENV_BACKOFF_MS: &str = "CLEVERTAP_BACKOFF_MS";
 
+/// Environment variable: the largest answer read, in bytes (default 64 MiB); a larger one
+/// fails its request.
+pub const ENV_MAX_RESPONSE_BYTES: &str = "CLEVERTAP_MAX_RESPONSE_BYTES";
+/// Environment variable: the most pages one slice (an event's day, a profiles window) may take
+/// (default 100,000); past it the slice stops with an error.
+pub const ENV_MAX_PAGES_PER_SLICE: &str = "CLEVERTAP_MAX_PAGES_PER_SLICE";
+
+/// 64 MiB: a page of 5,000 records is a few MB; the puller's Lambda has 256 MB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// 100,000 pages of up to 5,000 records: 500 million records for one event's day.
+pub const DEFAULT_MAX_PAGES_PER_SLICE: u64 = 100_000;
+
 /// CleverTap's read APIs allow 3 concurrent requests per account.
 pub const DEFAULT_CONCURRENCY: usize = 3;
 
@@ -189,6 +201,10 @@ pub struct ApiConfig {
     pub concurrency: usize,
     /// Backoff and retry limits.
     pub retry: RetryPolicy,
+    /// The largest answer read, in bytes.
+    pub max_response_bytes: u64,
+    /// The most pages one cursor slice may take.
+    pub max_pages_per_slice: u64,
 }
 
 impl ApiConfig {
@@ -201,6 +217,8 @@ impl ApiConfig {
             base_url: region.base_url(),
             concurrency: DEFAULT_CONCURRENCY,
             retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_pages_per_slice: DEFAULT_MAX_PAGES_PER_SLICE,
         }
     }
 
@@ -247,6 +265,12 @@ impl ApiConfig {
         if let Some(ms) = number(ENV_BACKOFF_MS)? {
             config.retry = RetryPolicy::with_base(Duration::from_millis(ms));
         }
+        if let Some(bytes) = number(ENV_MAX_RESPONSE_BYTES)? {
+            config.max_response_bytes = bytes;
+        }
+        if let Some(pages) = number(ENV_MAX_PAGES_PER_SLICE)? {
+            config.max_pages_per_slice = pages;
+        }
         Ok(config)
     }
 
@@ -279,6 +303,8 @@ mod tests {
         assert_eq!(config.region, Region::Eu1);
         assert_eq!(config.base_url, "https://api.clevertap.com");
         assert_eq!(config.concurrency, 3);
+        assert_eq!(config.max_response_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.max_pages_per_slice, 100_000);
         let hosts: Vec<String> = Region::ALL.iter().map(|r| r.base_url()).collect();
         assert_eq!(
             hosts[1..],

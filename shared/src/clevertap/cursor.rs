@@ -3,7 +3,8 @@
 //!
 //! `next_cursor` arrives percent-encoded: it is decoded once before it is stored or sent back,
 //! or it would be encoded twice. A cursor that comes back again means CleverTap is stalled on
-//! it: paging stops with [`ApiError::RepeatedCursor`] instead of looping forever.
+//! it: paging stops with [`ApiError::RepeatedCursor`] instead of looping forever; new cursors
+//! without end stop at the page limit per slice ([`ApiError::TooManyPages`]).
 
 use std::collections::HashSet;
 
@@ -151,6 +152,14 @@ impl CursorPager {
         let Some(cursor) = self.cursor.clone() else {
             return Ok(None);
         };
+        // New cursors without end would page forever (and grow `seen`): a slice has a limit.
+        let limit = client.config().max_pages_per_slice;
+        if self.page >= limit {
+            return Err(ApiError::TooManyPages {
+                operation: format!("GET {}", self.api.path()),
+                limit,
+            });
+        }
         let page = client.cursor_page(self.api, &cursor).await?;
         if let Some(next) = &page.next_cursor
             && !self.seen.insert(next.clone())

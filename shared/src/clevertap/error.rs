@@ -87,6 +87,30 @@ pub enum ApiError {
         /// The first characters of the cursor, to find it in CleverTap's logs.
         cursor_start: String,
     },
+    /// A slice took more pages than allowed (`CLEVERTAP_MAX_PAGES_PER_SLICE`): CleverTap kept
+    /// handing out new cursors.
+    #[error(
+        "{operation}: still more pages after {limit} pages (the limit per slice, \
+         CLEVERTAP_MAX_PAGES_PER_SLICE): stopping"
+    )]
+    TooManyPages {
+        /// What was being paged.
+        operation: String,
+        /// The limit reached.
+        limit: u64,
+    },
+    /// An answer was larger than allowed (`CLEVERTAP_MAX_RESPONSE_BYTES`); it was not read
+    /// further.
+    #[error(
+        "{operation}: the answer is larger than {limit} bytes (CLEVERTAP_MAX_RESPONSE_BYTES); \
+         ask for smaller pages (--batch-size) or raise the limit"
+    )]
+    ResponseTooLarge {
+        /// What was being asked.
+        operation: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// A counts request stayed `partial` past its deadline.
     #[error("{operation}: the count was still partial after {seconds} s")]
     Deadline {
@@ -122,6 +146,8 @@ impl ApiError {
             | ApiError::Refused { .. }
             | ApiError::Unexpected { .. }
             | ApiError::RepeatedCursor { .. }
+            | ApiError::TooManyPages { .. }
+            | ApiError::ResponseTooLarge { .. }
             | ApiError::Client(_) => false,
         }
     }

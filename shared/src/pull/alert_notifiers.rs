@@ -240,8 +240,11 @@ pub async fn alert_notifier_from_lookup(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Arc<dyn AlertNotifier>>, AlertConfigError> {
     let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    // A redirect would carry the relay token (or the Slack URL's secret path) to wherever the
+    // answer points: an endpoint that redirects is refused, not followed.
     let http = reqwest::Client::builder()
         .timeout(NOTIFY_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(AlertConfigError::Http)?;
     match (set(ENV_ALERTS_RELAY_URL), set(ENV_ALERTS_SLACK_URL)) {
@@ -250,8 +253,19 @@ pub async fn alert_notifier_from_lookup(
             name: ENV_ALERTS_RELAY_URL,
             reason: format!("{ENV_ALERTS_SLACK_URL} is set too: keep one"),
         }),
-        (None, Some(url)) => Ok(Some(Arc::new(SlackAlertNotifier::new(http, url)))),
+        (None, Some(url)) => {
+            // The Slack URL is the secret: its text never goes into the error.
+            check_endpoint(&url).map_err(|reason| AlertConfigError::Invalid {
+                name: ENV_ALERTS_SLACK_URL,
+                reason: reason.to_string(),
+            })?;
+            Ok(Some(Arc::new(SlackAlertNotifier::new(http, url))))
+        }
         (Some(url), None) => {
+            check_endpoint(&url).map_err(|reason| AlertConfigError::Invalid {
+                name: ENV_ALERTS_RELAY_URL,
+                reason: format!("{url}: {reason}"),
+            })?;
             let token = match (
                 set(ENV_ALERTS_RELAY_TOKEN),
                 set(ENV_ALERTS_RELAY_TOKEN_SECRET_ARN),
@@ -282,6 +296,25 @@ pub async fn alert_notifier_from_lookup(
                 http, url, header, token,
             ))))
         }
+    }
+}
+
+/// Whether secrets may be sent to `url`: `https`, or plain `http` to a loopback host (a relay
+/// on the same machine, a test double). Says why not otherwise.
+fn check_endpoint(url: &str) -> Result<(), &'static str> {
+    let url = reqwest::Url::parse(url).map_err(|_| "not a URL")?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("use https: the token would cross the network in clear text"),
+        _ => Err("use an https:// URL"),
     }
 }
 
@@ -345,5 +378,169 @@ mod tests {
             .await,
             Err("TAPLINE_ALERTS_RELAY_URL: TAPLINE_ALERTS_SLACK_URL is set too: keep one".into())
         );
+    }
+
+    #[tokio::test]
+    async fn secrets_go_over_https_or_to_loopback_only() {
+        for ok in [
+            "https://relay.example.com/hooks/alerts",
+            "http://127.0.0.1:8080/hooks/alerts",
+            "http://localhost/hooks/alerts",
+            "http://[::1]:9/hooks/alerts",
+        ] {
+            let relay = [(ENV_ALERTS_RELAY_URL, ok), (ENV_ALERTS_RELAY_TOKEN, "tok")];
+            assert!(matches!(notifier(&relay).await, Ok(Some(_))), "{ok}");
+            assert!(matches!(
+                notifier(&[(ENV_ALERTS_SLACK_URL, ok)]).await,
+                Ok(Some(_))
+            ));
+        }
+        let relay =
+            |url: &'static str| [(ENV_ALERTS_RELAY_URL, url), (ENV_ALERTS_RELAY_TOKEN, "tok")];
+        assert_eq!(
+            notifier(&relay("http://relay.example.com/hooks/alerts")).await,
+            Err(
+                "TAPLINE_ALERTS_RELAY_URL: http://relay.example.com/hooks/alerts: use https: \
+                 the token would cross the network in clear text"
+                    .into()
+            )
+        );
+        assert_eq!(
+            notifier(&relay("ftp://relay.example.com/x")).await,
+            Err("TAPLINE_ALERTS_RELAY_URL: ftp://relay.example.com/x: use an https:// URL".into())
+        );
+        // The Slack URL is itself the secret: never in the message.
+        assert_eq!(
+            notifier(&[(
+                ENV_ALERTS_SLACK_URL,
+                "http://hooks.slack.com/services/T/B/s3cret"
+            )])
+            .await,
+            Err(
+                "TAPLINE_ALERTS_SLACK_URL: use https: the token would cross the network in \
+                 clear text"
+                    .into()
+            )
+        );
+    }
+
+    /// A loopback HTTP server that answers every request with `status` and `location`, and
+    /// sends each request's head (request line and headers) down the channel.
+    async fn answering(
+        status: &'static str,
+        location: Option<String>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head, then as much body as Content-Length says.
+                let head_end = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while request.len() < head_end + length {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let _ = heads.send(head);
+                let location = location
+                    .as_deref()
+                    .map(|l| format!("Location: {l}\r\n"))
+                    .unwrap_or_default();
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, received)
+    }
+
+    fn breach() -> AlertResult {
+        AlertResult {
+            rule: crate::pull::alerts::AlertRule {
+                name: "charged-floor".into(),
+                event: "Charged".into(),
+                condition: crate::pull::alerts::Condition::Below { count: 500 },
+            },
+            day: jiff::civil::date(2022, 9, 23),
+            status: crate::pull::alerts::AlertStatus::Breached,
+            count: Some(12),
+            baseline: Some(500.0),
+            message: "Charged on 2022-09-23: 12, below 500".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_refused_and_the_token_stays_home() {
+        let (elsewhere, mut stolen) = answering("200 OK", None).await;
+        for status in [
+            "301 Moved Permanently",
+            "307 Temporary Redirect",
+            "308 Permanent Redirect",
+        ] {
+            let (relay, mut received) = answering(status, Some(format!("{elsewhere}/steal"))).await;
+            let notifier = alert_notifier_from_lookup(|name| match name {
+                ENV_ALERTS_RELAY_URL => Some(format!("{relay}/hooks/alerts")),
+                ENV_ALERTS_RELAY_TOKEN => Some("tok-s3cret".into()),
+                _ => None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            let err = notifier.notify(&breach()).await.unwrap_err();
+            let code = &status[..3];
+            assert_eq!(err.to_string(), format!("the relay answered HTTP {code}"));
+            assert!(!err.is_retryable());
+            let head = received.recv().await.unwrap();
+            assert!(head.starts_with("POST /hooks/alerts "), "{head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("x-tapline-token: tok-s3cret"),
+                "{head}"
+            );
+            // Slack's notifier: its URL is the secret, and a redirect is not followed either.
+            let slack = alert_notifier_from_lookup(|name| {
+                (name == ENV_ALERTS_SLACK_URL).then(|| format!("{relay}/services/T/B/x"))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            let err = slack.notify(&breach()).await.unwrap_err();
+            assert_eq!(err.to_string(), format!("Slack answered HTTP {code}"));
+            assert!(
+                received
+                    .recv()
+                    .await
+                    .unwrap()
+                    .starts_with("POST /services/T/B/x ")
+            );
+        }
+        // notify returned each time without a request reaching the redirect target.
+        assert!(stolen.try_recv().is_err(), "a redirect was followed");
     }
 }

@@ -77,8 +77,10 @@ impl std::fmt::Debug for BucketOutput {
 }
 
 /// The staging folder for a bucket prefix under `temp`: stable across runs (so a killed run's
-/// parts are found by the next one), one per prefix.
-pub fn staging_dir(temp: &Path, prefix: &str) -> PathBuf {
+/// parts are found by the next one), one per prefix, inside `temp/tapline-output-UID`, a folder
+/// of this user's only (see [`private_dir`]): `$TMPDIR` is shared, and anyone could plant a
+/// link where a predictable path would be written.
+pub fn staging_dir(temp: &Path, prefix: &str) -> io::Result<PathBuf> {
     let name: String = prefix
         .chars()
         .map(|c| {
@@ -89,7 +91,49 @@ pub fn staging_dir(temp: &Path, prefix: &str) -> PathBuf {
             }
         })
         .collect();
-    temp.join("tapline-output").join(name)
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let private = temp.join(format!("tapline-output-{uid}"));
+    private_dir(&private, uid)?;
+    Ok(private.join(name))
+}
+
+/// Creates `path` as a folder only `uid` can enter (mode 0700), or checks that the one there is
+/// such a folder: a real folder (not a link), owned by `uid`, closed to group and others.
+/// Refuses anything else with the reason and what to do.
+pub fn private_dir(path: &Path, uid: u32) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "staging folder {} {why}: refusing to stage there (remove it, or set TMPDIR to a \
+                 folder of your own)",
+                path.display()
+            ),
+        ))
+    };
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return refuse("is a symbolic link".to_string());
+    }
+    if !meta.is_dir() {
+        return refuse("is not a folder".to_string());
+    }
+    if meta.uid() != uid {
+        return refuse(format!("belongs to user id {}, not {uid}", meta.uid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return refuse(format!(
+            "is open to other users (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 /// A file or folder name for an event: path separators and leading dots replaced.
@@ -238,16 +282,31 @@ impl FileOutput {
     }
 }
 
-/// Writes `path` through a temporary file in the same folder, renamed when complete.
+/// Writes `path` through a temporary file in the same folder, renamed when complete. The
+/// temporary file is created new (mode 0600, never through a link left at its name), and the
+/// rename replaces whatever is at `path` without following it.
 fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("part")
     ));
-    let mut out = BufWriter::new(File::create(&tmp)?);
+    // A killed run's temporary file (or anything planted there) goes; removing a link removes
+    // the link, not its target.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    let mut out = BufWriter::new(file);
     write(&mut out)?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     fs::rename(&tmp, path)
@@ -374,14 +433,93 @@ mod tests {
         assert!(text.contains("\"u2, \"\"x\"\"\""), "{text}");
     }
 
+    fn uid() -> u32 {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+
     #[test]
-    fn staging_folders_are_one_per_bucket_prefix() {
-        let temp = Path::new("/tmp");
+    fn staging_folders_are_one_per_bucket_prefix_in_a_private_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let private = temp.path().join(format!("tapline-output-{}", uid()));
         assert_eq!(
-            staging_dir(temp, "s3://acme-exports/api/events"),
-            Path::new("/tmp/tapline-output/s3___acme-exports_api_events")
+            staging_dir(temp.path(), "s3://acme-exports/api/events").unwrap(),
+            private.join("s3___acme-exports_api_events")
         );
-        assert_ne!(staging_dir(temp, "s3://a/b"), staging_dir(temp, "gs://a/b"));
+        assert_eq!(
+            fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_ne!(
+            staging_dir(temp.path(), "s3://a/b").unwrap(),
+            staging_dir(temp.path(), "gs://a/b").unwrap()
+        );
+    }
+
+    #[test]
+    fn a_planted_link_or_an_open_folder_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = tempfile::tempdir().unwrap();
+        let target = temp.path().join("victim");
+        fs::create_dir(&target).unwrap();
+        let private = temp.path().join(format!("tapline-output-{}", uid()));
+        std::os::unix::fs::symlink(&target, &private).unwrap();
+        let err = staging_dir(temp.path(), "s3://a/b").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "staging folder {} is a symbolic link: refusing to stage there (remove it, or \
+                 set TMPDIR to a folder of your own)",
+                private.display()
+            )
+        );
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+
+        fs::remove_file(&private).unwrap();
+        fs::create_dir(&private).unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = staging_dir(temp.path(), "s3://a/b").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is open to other users (mode 777)"),
+            "{err}"
+        );
+        assert!(private_dir(&private, uid() + 1).is_err());
+    }
+
+    #[test]
+    fn output_files_are_private_and_never_written_through_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        fs::write(&victim, "keep").unwrap();
+        let out = FileOutput {
+            dir: dir.path().join("out"),
+            format: OutputFormat::Jsonl,
+            bucket: None,
+        };
+        out.write_page("Charged", day(), "p1", 0, &[json!({"ts": 0})])
+            .unwrap();
+        let file = out.file_of("Charged", day());
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        // Links planted at the temporary name and at the file itself.
+        std::os::unix::fs::symlink(&victim, file.with_extension("jsonl.tmp")).unwrap();
+        std::os::unix::fs::symlink(&victim, &file).unwrap();
+        let joined = out.join("Charged", day(), "p1", 1).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        let meta = fs::symlink_metadata(&joined).unwrap();
+        assert!(meta.is_file(), "the link was replaced by the file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(&joined).unwrap(), "{\"ts\":0}\n");
+        let part = out
+            .parts_of_slice("Charged", day())
+            .join("p1/page-00000.jsonl");
+        assert_eq!(
+            fs::metadata(part).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Notice, ObjectRef, Store, TriggerError};
+use super::{Notice, ObjectRef, Store, TriggerError, json_int64};
 
 /// One SQS message of a Lambda batch and what its body announced.
 #[derive(Debug)]
@@ -180,6 +180,7 @@ struct Named {
 #[serde(rename_all = "camelCase")]
 struct S3Object {
     key: String,
+    #[serde(default, deserialize_with = "json_int64::optional_u64")]
     size: Option<u64>,
     e_tag: Option<String>,
     version_id: Option<String>,
@@ -202,6 +203,7 @@ struct EventBridgeDetail {
 #[derive(Deserialize)]
 struct EventBridgeObject {
     key: String,
+    #[serde(default, deserialize_with = "json_int64::optional_u64")]
     size: Option<u64>,
     etag: Option<String>,
     #[serde(rename = "version-id")]

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Notice, ObjectRef, Store, TriggerError};
+use super::{Notice, ObjectRef, Store, TriggerError, json_int64};
 
 /// The CloudEvent type of a newly written (or overwritten) object.
 pub const CLOUDEVENT_FINALIZED: &str = "google.cloud.storage.object.v1.finalized";
@@ -47,15 +47,17 @@ pub fn from_cloudevent(
         // GCS object names arrive as written: no decoding.
         key: object.name,
         version: object.generation,
-        size: object.size.and_then(|s| s.parse().ok()),
+        size: object.size,
     })])
 }
 
-/// The fields of StorageObjectData Tapline reads; the JSON mapping writes int64 as strings.
+/// The fields of StorageObjectData Tapline reads; its int64 fields come as strings or numbers.
 #[derive(Deserialize)]
 struct StorageObjectData {
     bucket: String,
     name: String,
+    #[serde(default, deserialize_with = "json_int64::optional_decimal")]
     generation: Option<String>,
-    size: Option<String>,
+    #[serde(default, deserialize_with = "json_int64::optional_u64")]
+    size: Option<u64>,
 }

@@ -18,6 +18,7 @@ pub mod naming;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod url_redaction;
 
 use std::fmt;
 
@@ -516,18 +517,22 @@ impl WarehouseError {
 
 /// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
 /// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`, or
-/// `bigquery://PROJECT/DATASET[?location=L]`.
+/// `bigquery://PROJECT/DATASET[?location=L]`. Schemes match in any case (`Postgres://`). Errors
+/// show the URL through [`url_redaction::redact_url`] only.
 pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     let bad = |reason: &str| ConfigError::Warehouse {
-        url: url.to_string(),
+        url: url_redaction::redact_url(url),
         reason: reason.to_string(),
     };
     let (scheme, rest) = url
         .split_once(':')
         .ok_or_else(|| bad("expected a URL such as sqlite://tapline.sqlite"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    // Adapters (and the PostgreSQL driver) see the scheme in lowercase.
+    let url = &format!("{scheme}:{rest}");
     #[cfg(not(feature = "sqlite"))]
     let _ = rest;
-    match scheme {
+    match scheme.as_str() {
         #[cfg(feature = "sqlite")]
         "sqlite" => {
             let rest = rest.strip_prefix("//").unwrap_or(rest);
@@ -551,6 +556,12 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
+        // BigQuery takes Google credentials, never a password: one in the URL is a mistake
+        // whose text must not reach the adapter's messages.
+        "bigquery" if url.contains('@') || url_redaction::has_secret_parameter(url) => Err(bad(
+            "a BigQuery URL carries no credentials (Application Default Credentials are used)",
+        )
+        .into()),
         #[cfg(feature = "bigquery")]
         "bigquery" => Ok(Box::new(bigquery::BigQueryWarehouse::open(url).await?)),
         #[cfg(not(feature = "bigquery"))]

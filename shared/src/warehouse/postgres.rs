@@ -128,34 +128,10 @@ enum TlsPolicy {
     Verify { root_cert: Option<PathBuf> },
 }
 
-/// The URL with any password replaced by `***`, for messages and logs.
+/// The URL with any password replaced by `***`, for messages and logs (see
+/// [`super::url_redaction::redact_url`], which every scheme shares).
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    let tail: Vec<String> = match tail.split_once('?') {
-        Some((path, query)) => {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some(("password", _)) => "password=***".to_string(),
-                    _ => p.to_string(),
-                })
-                .collect();
-            vec![path.to_string(), "?".to_string(), pairs.join("&")]
-        }
-        None => vec![tail.to_string()],
-    };
-    format!("{scheme}://{authority}{}", tail.concat())
+    super::url_redaction::redact_url(url)
 }
 
 fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
@@ -163,7 +139,17 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
         url: redact(url),
         reason,
     };
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // The driver would read anything else as a key-value string, whose errors echo its text.
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(bad("use postgres://USER@HOST/DB".to_string()));
+    }
+    // The query starts after the credentials (which the driver ends at the first `@`): a
+    // password may hold `?`.
+    let credentials_end = url.find('@').map_or(0, |at| at + 1);
+    let (base, query) = match url[credentials_end..].find('?') {
+        Some(i) => (&url[..credentials_end + i], &url[credentials_end + i + 1..]),
+        None => (url, ""),
+    };
     let mut schema = "public".to_string();
     let mut root_cert = None;
     let mut verify = false;
@@ -187,7 +173,30 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let mut config = Config::from_str(&rebuilt).map_err(|e| bad(e.to_string()))?;
+    let mut config = Config::from_str(&rebuilt).map_err(|e| {
+        // The driver's messages name parameters, and a password parameter holding `&` or `=`
+        // would have its tail read as one.
+        if super::url_redaction::has_secret_parameter(url) {
+            bad(
+                "the driver cannot read it (details withheld: the URL has a password parameter; \
+                 percent-encode `&`, `=` and `%` in it)"
+                    .to_string(),
+            )
+        } else {
+            bad(e.to_string())
+        }
+    })?;
+    // The driver ends credentials at the first `@`: a password holding one leaves the rest in
+    // the host name, which messages show.
+    if config
+        .get_hosts()
+        .iter()
+        .any(|h| matches!(h, tokio_postgres::config::Host::Tcp(name) if name.contains('@')))
+    {
+        return Err(bad(
+            "the host name holds `@`: percent-encode `@` in the password as %40".to_string(),
+        ));
+    }
     if config.get_application_name().is_none() {
         config.application_name("tapline");
     }
@@ -1186,9 +1195,42 @@ mod tests {
         );
         assert_eq!(
             redact("postgresql://u@h/d?password=s3cret&x=1"),
-            "postgresql://u@h/d?password=***&x=1"
+            "postgresql://u@h/d?password=***"
         );
         assert_eq!(redact("postgres://h/d"), "postgres://h/d");
+    }
+
+    #[test]
+    fn unusable_urls_are_refused_without_their_password() {
+        // (url, the secret text that must not show)
+        for (url, secret) in [
+            ("postgres://u:p@zz9@db/w", "zz9"),
+            ("postgres://u:s3/cr?et@db:notaport/w", "s3/cr?et"),
+            ("postgres://u:50%off@db:99999999/w", "50%off"),
+            ("postgres://u@db/w?password=s3c&ret=1", "ret"),
+            ("postgres://u@db/w?password=s3c&ret", "ret"),
+            ("postgres:u:s3cret@db/w", "s3cret"),
+            ("host=db password=s3cret", "s3cret"),
+        ] {
+            let err = parse_url(url).err().map(|e| e.to_string());
+            let err = err.unwrap_or_else(|| panic!("{url} parsed"));
+            assert!(!err.contains(secret), "{url}: {err}");
+        }
+        let err = parse_url("postgres://u:p@zz9@db/w")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("percent-encode `@` in the password as %40"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn passwords_with_url_characters_parse_when_encoded_or_before_the_first_at() {
+        let parsed = parse_url("postgres://u:p%40ss/w?x@db/w").unwrap();
+        assert_eq!(parsed.config.get_password(), Some(&b"p@ss/w?x"[..]));
+        assert_eq!(parsed.target, "postgres://u@db:5432/w?schema=public");
     }
 
     #[test]
