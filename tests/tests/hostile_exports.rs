@@ -232,9 +232,8 @@ fn json_with_a_twice_named_column() -> Vec<u8> {
     let mut text = lines.join("\n");
     // Enough good rows that one reject stays under the 1 % ratio.
     for i in 3..200 {
-        text.push_str(&format!(
-            "\n{{\"ts\":20220921000{i:03},\"eventName\":\"Charged\",\"eventProps\":{{\"a\":\"{i}\"}}}}"
-        ));
+        text.push('\n');
+        text.push_str(&json_row(i));
     }
     text.push('\n');
     gzip(text.as_bytes())
@@ -297,6 +296,16 @@ fn a_json_record_naming_a_column_twice_is_rejected_alone_on_postgres() {
     assert_eq!(db.psql("SELECT count(*) FROM app_launched"), "50");
 }
 
+/// A good JSON record, `i` seconds after midnight on the files' date.
+fn json_row(i: usize) -> String {
+    format!(
+        r#"{{"ts":20220921{:02}{:02}{:02},"eventName":"Charged","eventProps":{{"a":"{i}"}}}}"#,
+        i / 3600,
+        i / 60 % 60,
+        i % 60
+    )
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(name), bytes).unwrap();
 }
@@ -311,9 +320,8 @@ fn a_json_line_with_a_long_key_over_many_leaves_is_one_reject() {
     );
     let mut text = hostile;
     for i in 1..200 {
-        text.push_str(&format!(
-            "\n{{\"ts\":20220921000{i:03},\"eventName\":\"Charged\",\"eventProps\":{{\"a\":\"{i}\"}}}}"
-        ));
+        text.push('\n');
+        text.push_str(&json_row(i));
     }
     text.push('\n');
     let case = Case::new(BAD_JSON, &gzip(text.as_bytes()));
