@@ -338,13 +338,10 @@ fn a_json_line_with_a_long_key_over_many_leaves_is_one_reject() {
             "L".repeat(40)
         ))
     );
-    assert_eq!(
-        case.value("SELECT max(length(raw_name)) FROM _tapline_columns")
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(0)
-            <= 1024,
-        true,
-        "no over-long name reaches the catalog"
-    );
+    let longest: usize = case
+        .value("SELECT max(length(raw_name)) FROM _tapline_columns")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(longest <= 1024, "no over-long name reaches the catalog");
     case.assert_good_file_loaded();
 }
