@@ -163,6 +163,10 @@ pub fn decode_limited<R: Read + Send + 'static>(
     }))
 }
 
+/// Text never judged by the ratio: one legitimate record may be this large (the record limit)
+/// and as compressible as a run of one byte.
+const RATIO_FREE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Fails the read that takes the decoded text past a limit, before the parser sees those bytes.
 /// The ratio is judged against compressed bytes read so far, which run ahead of what the
 /// inflater has consumed, so a real export is never judged higher than its true ratio.
@@ -187,7 +191,7 @@ impl Read for DecodedLimit {
             && self.ratio > 0
         {
             let compressed = compressed.load(Ordering::Relaxed);
-            if self.decoded > compressed.saturating_mul(self.ratio) {
+            if self.decoded > compressed.saturating_mul(self.ratio).max(RATIO_FREE_BYTES) {
                 return Err(limit_error(DecompressionLimit::Ratio {
                     ratio: self.ratio,
                     compressed,
