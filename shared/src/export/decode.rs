@@ -15,7 +15,7 @@ use super::limits::ExportLimits;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const UTF8_BOM: [u8; 3] = [0xef, 0xbb, 0xbf];
 /// Compressed bytes read ahead of the inflater. Also the step of the ratio check, which judges
-/// text against compressed bytes read: a bomb stops within about 100 × 64 KiB of text.
+/// text against compressed bytes read: a bomb stops within 16 MiB (or 100 × 64 KiB) of text.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Marks an I/O error that came from the source (network, disk), as opposed to bad bytes in
