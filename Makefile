@@ -10,6 +10,7 @@ RELEASE_BIN := $(CARGO_TARGET_DIR)/release
 DEMO_DIR := demo
 BENCH_DIR := .tmp/bench
 BENCH_ROWS ?= 1000000
+BENCH_BAD_ROWS ?= 100000
 DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh
@@ -57,14 +58,19 @@ lint: ## cargo fmt --check and clippy with warnings as errors.
 fmt: ## Format the code.
 	$(CARGO) fmt --all
 
-bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with gzip -dc and psql \copy.
+bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports.
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-tests
 	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
 	@# A file a tenth the size: peak memory must not grow with the file.
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/small --rows $$(( $(BENCH_ROWS) / 10 )) | tail -n 1
+	@# Hostile exports (issue 14): all-bad rows, a long JSON key over many leaves, a gzip bomb.
+	@rm -rf $(BENCH_DIR)/hostile && mkdir -p $(BENCH_DIR)/hostile && $(RELEASE_BIN)/tapline-sample-exports hostile --out $(BENCH_DIR)/hostile \
+		--bad-rows $(BENCH_BAD_ROWS) | grep '^case=' > $(BENCH_DIR)/hostile/cases.txt.tmp
+	@mv $(BENCH_DIR)/hostile/cases.txt.tmp $(BENCH_DIR)/hostile/cases.txt
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
-		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small
+		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small \
+		--hostile-dir $(BENCH_DIR)/hostile --generator $(RELEASE_BIN)/tapline-sample-exports
 
 bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: requests/s, p50/p99, lost payloads (needs wrk).
 	$(CARGO) build --release --locked -p tapline-cli

@@ -23,7 +23,7 @@ use crate::warehouse::{
 };
 
 /// Rejects carried to the warehouse per file; more are counted, not stored.
-pub const MAX_REJECTS_PER_FILE: usize = 10_000;
+pub const MAX_REJECTS_PER_FILE: usize = crate::export::limits::MAX_STORED_REJECTS;
 
 /// Batches in flight between the parser and the warehouse: enough to keep both busy, few
 /// enough that memory stays flat.
@@ -183,6 +183,7 @@ async fn load_export(
         max_columns: warehouse.max_columns(),
         batch_rows: DEFAULT_BATCH_ROWS,
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        limits: config.limits,
     };
     let format = export.format;
     let counter = read_bytes.clone();

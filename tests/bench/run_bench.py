@@ -3,7 +3,8 @@
 
 Prints wall time of both, their ratio, rows/s, uncompressed MB/s and peak RSS of each, and
 checks the issue's targets (load <= 2x gzip -dc, peak RSS <= 64 MiB) without failing on them:
-timings are figures to read, not assertions.
+timings are figures to read, not assertions. With --hostile-dir, also the peak RSS of each
+hostile export (issue 14) next to a good export of the same compressed size (target <= 1.5x).
 """
 import argparse
 import csv
@@ -17,7 +18,7 @@ import sys
 import time
 
 
-def run(cmd):
+def run(cmd, ok_codes=(0,)):
     """Runs cmd in a fresh child; returns (wall seconds, peak RSS KiB of that child alone)."""
     start = time.perf_counter()
     pid = os.fork()
@@ -28,7 +29,7 @@ def run(cmd):
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    if code != 0:
+    if code not in ok_codes:
         sys.exit(f"{' '.join(cmd)} exited {code}")
     return wall, usage.ru_maxrss
 
@@ -39,6 +40,8 @@ def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
     parser.add_argument("--small-dir", help="a smaller export of the same shape: peak RSS must not grow with size")
+    parser.add_argument("--hostile-dir", help="output of `tapline-sample-exports hostile`: peak RSS of each case")
+    parser.add_argument("--generator", help="tapline-sample-exports, to write good files of matching sizes")
     args = parser.parse_args()
 
     files = sorted(glob.glob(os.path.join(args.dir, "*-Bench-Event-*.csv.gz")))
@@ -99,12 +102,61 @@ def main():
             f"{tl_rss / 1024:.1f} MiB at {rows:,} rows (flat: {tl_rss / small_rss:.2f}x for {rows / small_rows:.0f}x the rows)"
         )
 
+    if args.hostile_dir:
+        bench_hostile(args, rows, compressed)
+
     pg = os.environ.get("TAPLINE_TEST_POSTGRES_URL")
     if pg:
         bench_postgres(args, export, pg, rows, mb)
     else:
         print("\nPostgreSQL: skipped (TAPLINE_TEST_POSTGRES_URL not set; `make bench` sets it)")
     print(f"\nmachine: {os.cpu_count()} cores; timings vary run to run on shared machines")
+
+
+def load_rss(tapline, path, db, ok_codes=(0, 2)):
+    """Peak RSS (KiB) of loading `path` into a fresh SQLite file, and its ledger row."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+    _, rss = run([tapline, "load", path, "--warehouse", f"sqlite://{db}", "--no-progress"], ok_codes)
+    with sqlite3.connect(db) as conn:
+        ledger = conn.execute(
+            "SELECT status, rows_loaded, rows_rejected, coalesce(error, '') FROM _tapline_loads"
+        ).fetchone()
+    return rss, ledger
+
+
+def bench_hostile(args, bench_rows, bench_compressed):
+    """Each hostile case against a good export of the same compressed size (the benchmark
+    file's shape, its row count scaled from the benchmark file's bytes per row)."""
+    if not args.generator:
+        sys.exit("--hostile-dir needs --generator")
+    cases = []
+    for line in open(os.path.join(args.hostile_dir, "cases.txt")):
+        fields = dict(f.split("=", 1) for f in line.split())
+        cases.append((fields["case"], int(fields["compressed_bytes"]), fields["path"]))
+    print()
+    print("hostile exports (issue 14): peak RSS of `tapline load` into SQLite, one file per run")
+    print(f"{'case':12}{'gzip KB':>9}{'hostile':>12}{'good, same size':>17}{'ratio':>8}  outcome")
+    for case, size, path in cases:
+        good_dir = os.path.join(args.hostile_dir, f"good-like-{case}")
+        good_rows = max(1, round(size * bench_rows / bench_compressed))
+        subprocess.run(
+            [args.generator, "bench", "--out", good_dir, "--rows", str(good_rows)],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        good = sorted(glob.glob(os.path.join(good_dir, "*-Bench-Event-*.csv.gz")))[0]
+        good_rss, good_ledger = load_rss(args.tapline, good, os.path.join(good_dir, "bench.sqlite"), (0,))
+        if good_ledger[0] != "loaded":
+            sys.exit(f"the good file beside {case} was not loaded: {good_ledger}")
+        bad_rss, ledger = load_rss(args.tapline, path, os.path.join(os.path.dirname(path), "bench.sqlite"))
+        ratio = bad_rss / good_rss
+        status, loaded, rejected, error = ledger
+        outcome = f"{status}, {loaded:,} rows, {rejected:,} rejected" + (f": {error}" if error else "")
+        print(
+            f"{case:12}{size / 1e3:9.0f}{bad_rss / 1024:8.1f} MiB{good_rss / 1024:10.1f} MiB "
+            f"({good_rows:,} rows){ratio:6.2f}x  {'met' if ratio <= 1.5 else 'NOT met'}; {outcome}"
+        )
 
 
 def header():

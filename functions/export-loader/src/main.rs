@@ -7,7 +7,9 @@
 //!
 //! Environment: `TAPLINE_WAREHOUSE` (required, e.g. `postgres://…`), `TAPLINE_WAREHOUSE_SECRET_ARN`
 //! (optional: the password, from Secrets Manager), `TAPLINE_TIMEZONE`
-//! (default UTC), `TAPLINE_MAX_REJECT_RATIO` (default 0.01), and the usual AWS variables.
+//! (default UTC), `TAPLINE_MAX_REJECT_RATIO` (default 0.01), the per-object limits
+//! `TAPLINE_MAX_DECOMPRESSED_RATIO`, `TAPLINE_MAX_DECOMPRESSED_BYTES`,
+//! `TAPLINE_MAX_COLUMN_NAME_BYTES` (see the README), and the usual AWS variables.
 
 use std::sync::Arc;
 

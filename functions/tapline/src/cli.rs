@@ -139,6 +139,35 @@ pub struct LoadArgs {
     #[arg(long, env = ENV_MAX_REJECT_RATIO, default_value_t = DEFAULT_MAX_REJECT_RATIO, value_name = "RATIO")]
     pub max_reject_ratio: f64,
 
+    /// Quarantine a file whose decompressed text grows past this many times its compressed
+    /// size (a decompression bomb: real exports are 3-5x). 0: no limit.
+    #[arg(
+        long,
+        env = tapline::config::ENV_MAX_DECOMPRESSED_RATIO,
+        default_value_t = tapline::export::limits::DEFAULT_MAX_DECOMPRESSED_RATIO,
+        value_name = "N"
+    )]
+    pub max_decompressed_ratio: u64,
+
+    /// Quarantine a file whose decompressed text grows past this many bytes (8 GiB). 0: no limit.
+    #[arg(
+        long,
+        env = tapline::config::ENV_MAX_DECOMPRESSED_BYTES,
+        default_value_t = tapline::export::limits::DEFAULT_MAX_DECOMPRESSED_BYTES,
+        value_name = "BYTES"
+    )]
+    pub max_decompressed_bytes: u64,
+
+    /// Longest column name accepted: a longer CSV header name quarantines the file, a longer
+    /// flattened JSON key rejects the row.
+    #[arg(
+        long,
+        env = tapline::config::ENV_MAX_COLUMN_NAME_BYTES,
+        default_value_t = tapline::export::limits::DEFAULT_MAX_COLUMN_NAME_BYTES,
+        value_name = "BYTES"
+    )]
+    pub max_column_name_bytes: usize,
+
     /// Try again files whose same version was quarantined before (after raising the ratio,
     /// say). By default a quarantined version stays quarantined.
     #[arg(long)]

@@ -33,7 +33,13 @@ pub async fn run(command: Command) -> Result<u8, AnyError> {
 
 /// `tapline load` and `tapline sweep`: the same run; a sweep reports what the ledger already had.
 async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
-    let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?;
+    let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?.with_limits(
+        tapline::export::ExportLimits {
+            max_column_name_bytes: args.max_column_name_bytes,
+            max_decompressed_ratio: args.max_decompressed_ratio,
+            max_decompressed_bytes: args.max_decompressed_bytes,
+        },
+    )?;
     config.retry_quarantined = args.retry_quarantined;
     // List everything first: a typo in one path stops the run before anything is touched.
     let mut entries: Vec<(Arc<dyn ObjectSource>, ObjectEntry)> = Vec::new();

@@ -7,6 +7,7 @@ use std::io::{self, Read};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::limits::name_preview;
 use super::parse::{
     BatchSink, Batcher, FileProblem, ParseError, ParseOptions, ParseSummary, RecordTooLargeError,
     RowChecks, io_to_parse_error,
@@ -92,7 +93,7 @@ pub(crate) fn parse_csv(
                     column.map(str::to_string),
                     reason,
                     state.slice(start, end),
-                ));
+                ))?;
             }
         }
         taped.borrow_mut().release(end);
@@ -199,8 +200,17 @@ impl Header {
     fn parse(record: &csv::ByteRecord, opts: &ParseOptions) -> Result<Self, FileProblem> {
         let mut names = Vec::with_capacity(record.len());
         let mut seen = HashSet::with_capacity(record.len());
-        for field in record {
+        let limit = opts.limits.max_column_name_bytes;
+        for (i, field) in record.iter().enumerate() {
             let name = std::str::from_utf8(field).map_err(|_| FileProblem::HeaderNotUtf8)?;
+            if name.len() > limit {
+                return Err(FileProblem::ColumnNameTooLong {
+                    position: i + 1,
+                    bytes: name.len(),
+                    limit,
+                    preview: name_preview(name),
+                });
+            }
             if !seen.insert(name) {
                 return Err(FileProblem::DuplicateColumn(name.to_string()));
             }
@@ -356,6 +366,7 @@ mod tests {
             max_columns: 2000,
             batch_rows: 2,
             max_record_bytes: 1024 * 1024 * 4,
+            limits: Default::default(),
         }
     }
 
@@ -610,6 +621,59 @@ mod tests {
                 vec![s("2022-09-21T04:39:25Z"), s("x"), s("Order-Placed")]
             )]
         );
+    }
+
+    #[test]
+    fn an_overlong_header_name_is_a_file_problem() {
+        let mut header = b"ts,eventName,".to_vec();
+        header.extend(vec![b'n'; 1025]);
+        header.push(b'\n');
+        match parse(&header) {
+            Err(ParseError::Problem(p)) => assert_eq!(
+                p.to_string(),
+                format!(
+                    "header column 3 is 1025 bytes long, above the 1024-byte limit for a column name: \"{}…\"",
+                    "n".repeat(40)
+                )
+            ),
+            other => panic!("expected a file problem, got {other:?}"),
+        }
+        header.truncate(header.len() - 2);
+        header.push(b'\n');
+        assert!(parse(&header).is_ok(), "1024 bytes is within the limit");
+    }
+
+    #[test]
+    fn rejects_are_handed_over_without_good_rows_and_capped_per_file() {
+        use crate::export::limits::MAX_STORED_REJECTS;
+        let mut data = b"ts,eventName,a\n".to_vec();
+        for _ in 0..25_000 {
+            data.extend_from_slice(b"notatime,Charged,x\n");
+        }
+        let mut o = opts();
+        o.batch_rows = 1000;
+        let mut batches = 0;
+        let mut most_held = 0;
+        let mut stored = 0;
+        let summary = parse_export(
+            io::Cursor::new(data),
+            DataFormat::Csv,
+            &o,
+            &mut |b: RowBatch| {
+                batches += 1;
+                most_held = most_held.max(b.rejects.len());
+                stored += b.rejects.len();
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!((summary.rows, summary.rejected), (0, 25_000));
+        assert_eq!(stored, MAX_STORED_REJECTS, "the rest are counted only");
+        assert_eq!(
+            most_held, 1000,
+            "a batch of rejects is handed over when full"
+        );
+        assert_eq!(batches, MAX_STORED_REJECTS / 1000);
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! CSV header uses (`profile.identity`, `eventProps.Amount`), so both formats fill the same
 //! columns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::limits::name_preview;
 use super::parse::{
     BatchSink, Batcher, ParseError, ParseOptions, ParseSummary, RowChecks, io_to_parse_error,
 };
@@ -28,6 +29,10 @@ pub(crate) fn parse_json_lines(
     let mut line_buf = Vec::new();
     let mut flat: Vec<(String, Option<String>)> = Vec::new();
     let mut values: Vec<Option<String>> = Vec::new();
+    let bounds = FlattenBounds {
+        max_name_bytes: opts.limits.max_column_name_bytes,
+        max_keys: opts.max_columns,
+    };
     let mut ts_text = [0u8; 20];
     let mut line_no = 0u64;
     let mut decoded = 0u64;
@@ -55,29 +60,27 @@ pub(crate) fn parse_json_lines(
                 batcher.reject(reject(
                     None,
                     format!("expected a JSON object, found {kind}"),
-                ));
+                ))?;
                 continue;
             }
             Err(e) => {
-                batcher.reject(reject(None, format!("invalid JSON: {e}")));
+                batcher.reject(reject(None, format!("invalid JSON: {e}")))?;
                 continue;
             }
         };
         flat.clear();
-        flatten("", object, &mut flat);
-        if flat.len() > opts.max_columns {
-            batcher.reject(reject(
-                None,
-                format!(
-                    "{} keys is more than the warehouse allows in one table ({})",
-                    flat.len(),
-                    opts.max_columns
-                ),
-            ));
+        if let Err(problem) =
+            flatten("", object, &bounds, &mut flat).and_then(|()| check_unique(&flat))
+        {
+            let column = match &problem {
+                FlattenProblem::Duplicate(name) => Some(name.as_str()),
+                _ => None,
+            };
+            batcher.reject(reject(column, problem.to_string()))?;
             continue;
         }
         if let Some((column, reason)) = check_nul(&flat, &checks) {
-            batcher.reject(reject(column, reason));
+            batcher.reject(reject(column, reason))?;
             continue;
         }
         let ts = flat
@@ -85,7 +88,7 @@ pub(crate) fn parse_json_lines(
             .find(|(k, _)| k == TS_COLUMN)
             .and_then(|(_, v)| v.as_deref());
         if let Err((column, reason)) = checks.ts(ts, &mut ts_text) {
-            batcher.reject(reject(column, reason));
+            batcher.reject(reject(column, reason))?;
             continue;
         }
         let name = flat
@@ -95,7 +98,7 @@ pub(crate) fn parse_json_lines(
         let event_name = match checks.event_name(name) {
             Ok(n) => n.to_string(),
             Err((column, reason)) => {
-                batcher.reject(reject(column, reason));
+                batcher.reject(reject(column, reason))?;
                 continue;
             }
         };
@@ -108,7 +111,7 @@ pub(crate) fn parse_json_lines(
                     "new keys would take the table past the warehouse's {} columns",
                     opts.max_columns
                 ),
-            ));
+            ))?;
             continue;
         }
         values.clear();
@@ -190,29 +193,96 @@ impl Columns {
 }
 
 /// One JSON record's fields by the rule below, as `(dotted name, text)` in record order.
+/// Unbounded: for records already held whole (API pages), not for export lines.
 pub fn flatten_record(object: Map<String, Value>) -> Vec<(String, Option<String>)> {
+    let unbounded = FlattenBounds {
+        max_name_bytes: usize::MAX,
+        max_keys: usize::MAX,
+    };
     let mut out = Vec::new();
-    flatten("", object, &mut out);
+    // Without bounds nothing can fail.
+    let _ = flatten("", object, &unbounded, &mut out);
     out
+}
+
+/// How far one record may flatten: names are built only while both bounds hold, so a short
+/// line cannot make the loader build gigabytes of dotted names.
+struct FlattenBounds {
+    max_name_bytes: usize,
+    max_keys: usize,
+}
+
+/// Why a record's keys cannot become columns; the row is rejected with this reason.
+#[derive(Debug, thiserror::Error)]
+enum FlattenProblem {
+    #[error(
+        "a key flattens to a {bytes}-byte name, above the {limit}-byte limit for a column name: {preview:?}"
+    )]
+    NameTooLong {
+        bytes: usize,
+        limit: usize,
+        preview: String,
+    },
+    #[error("more than {limit} keys: the warehouse allows {limit} columns in one table")]
+    TooManyKeys { limit: usize },
+    #[error("the name {0:?} appears twice in the record once nested keys are flattened")]
+    Duplicate(String),
 }
 
 /// Nested objects become dotted names; arrays stay JSON text (CSV exports write multi-values
 /// as text too); `null` is NULL.
-fn flatten(prefix: &str, object: Map<String, Value>, out: &mut Vec<(String, Option<String>)>) {
+fn flatten(
+    prefix: &str,
+    object: Map<String, Value>,
+    bounds: &FlattenBounds,
+    out: &mut Vec<(String, Option<String>)>,
+) -> Result<(), FlattenProblem> {
     for (key, value) in object {
+        let bytes = if prefix.is_empty() {
+            key.len()
+        } else {
+            prefix.len() + 1 + key.len()
+        };
+        if bytes > bounds.max_name_bytes {
+            let shown = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            return Err(FlattenProblem::NameTooLong {
+                bytes,
+                limit: bounds.max_name_bytes,
+                preview: name_preview(&shown),
+            });
+        }
         let name = if prefix.is_empty() {
             key
         } else {
             format!("{prefix}.{key}")
         };
         match value {
-            Value::Object(inner) if !inner.is_empty() => flatten(&name, inner, out),
+            Value::Object(inner) if !inner.is_empty() => flatten(&name, inner, bounds, out)?,
             Value::Object(_) | Value::Null => out.push((name, None)),
             Value::String(s) => out.push((name, Some(s))),
             Value::Bool(b) => out.push((name, Some(b.to_string()))),
             Value::Number(n) => out.push((name, Some(n.to_string()))),
             array @ Value::Array(_) => out.push((name, Some(array.to_string()))),
         }
+        if out.len() > bounds.max_keys {
+            return Err(FlattenProblem::TooManyKeys {
+                limit: bounds.max_keys,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `{"a.b":1,"a":{"b":2}}` flattens to `a.b` twice: one row cannot fill one column twice.
+fn check_unique(flat: &[(String, Option<String>)]) -> Result<(), FlattenProblem> {
+    let mut seen = HashSet::with_capacity(flat.len());
+    match flat.iter().find(|(name, _)| !seen.insert(name.as_str())) {
+        Some((name, _)) => Err(FlattenProblem::Duplicate(name.clone())),
+        None => Ok(()),
     }
 }
 
@@ -283,6 +353,7 @@ mod tests {
             max_columns: 2000,
             batch_rows: 100,
             max_record_bytes: 1 << 20,
+            limits: Default::default(),
         };
         let mut out = Vec::new();
         let mut rejects = Vec::new();
@@ -383,6 +454,7 @@ mod tests {
             max_columns: 10,
             batch_rows: 100,
             max_record_bytes: 1000,
+            limits: Default::default(),
         };
         let line = format!("{{\"ts\":1,\"a\":\"{}\"}}\n", "x".repeat(5000));
         let err = parse_export(
@@ -399,5 +471,63 @@ mod tests {
                 limit: 1000
             })
         ));
+    }
+
+    #[test]
+    fn the_same_flattened_name_twice_rejects_the_row_alone() {
+        let (batches, rejects) = parse(
+            b"{\"ts\":20220921000000,\"eventName\":\"A\",\"a.b\":1,\"a\":{\"b\":2}}\n{\"ts\":20220921000001,\"eventName\":\"A\",\"a\":{\"b\":3}}\n",
+            None,
+        );
+        let got: Vec<_> = rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_deref(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(
+                1,
+                Some("a.b"),
+                "the name \"a.b\" appears twice in the record once nested keys are flattened"
+            )]
+        );
+        let rows: Vec<_> = batches.iter().flat_map(|(_, rows)| rows).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(batches.last().unwrap().0, vec!["ts", "eventName", "a.b"]);
+    }
+
+    #[test]
+    fn a_long_key_wrapping_many_leaves_is_rejected_before_names_are_built() {
+        let leaves: Vec<String> = (0..1500).map(|i| format!("\"k{i}\":{i}")).collect();
+        let line = format!(
+            "{{\"ts\":20220921000000,\"eventName\":\"A\",\"{}\":{{{}}}}}\n",
+            "L".repeat(100_000),
+            leaves.join(",")
+        );
+        let (batches, rejects) = parse(line.as_bytes(), None);
+        assert!(batches.iter().all(|(_, rows)| rows.is_empty()));
+        assert_eq!(rejects.len(), 1);
+        assert_eq!(rejects[0].column, None);
+        assert_eq!(
+            rejects[0].reason,
+            format!(
+                "a key flattens to a 100000-byte name, above the 1024-byte limit for a column name: \"{}…\"",
+                "L".repeat(40)
+            )
+        );
+    }
+
+    #[test]
+    fn flattening_stops_past_the_column_limit() {
+        let keys: Vec<String> = (0..3000).map(|i| format!("\"k{i}\":{i}")).collect();
+        let line = format!(
+            "{{\"ts\":20220921000000,\"eventName\":\"A\",\"p\":{{{}}}}}\n",
+            keys.join(",")
+        );
+        let (_, rejects) = parse(line.as_bytes(), None);
+        assert_eq!(
+            rejects[0].reason,
+            "more than 2000 keys: the warehouse allows 2000 columns in one table"
+        );
     }
 }

@@ -6,10 +6,12 @@
 pub mod csv_rows;
 pub mod decode;
 pub mod json_rows;
+pub mod limits;
 pub mod object_name;
 pub mod parse;
 pub mod rows;
 
+pub use limits::ExportLimits;
 pub use object_name::{DataFormat, ExportKind, ExportObject, Recognition, SkipReason, recognise};
 pub use parse::{FileProblem, ParseOptions, ParseSummary, parse_export};
 pub use rows::{Reject, Row, RowBatch, Schema};

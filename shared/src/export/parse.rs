@@ -3,7 +3,8 @@
 
 use std::io::{self, Read};
 
-use super::decode::{self, is_source_error};
+use super::decode::{self, DecompressionLimit, is_source_error};
+use super::limits::{ExportLimits, MAX_STORED_REJECTS};
 use super::object_name::{DataFormat, ExportKind};
 use super::rows::{Reject, RowBatch};
 use crate::time::{TsError, TsParser, write_utc};
@@ -32,6 +33,8 @@ pub struct ParseOptions {
     pub batch_rows: usize,
     /// Longest record accepted.
     pub max_record_bytes: usize,
+    /// Bounds on decoded size and column names (`ExportLimits::default()` in most callers).
+    pub limits: ExportLimits,
 }
 
 /// Why a whole file cannot be loaded. Recorded in the ledger as the quarantine reason.
@@ -55,6 +58,23 @@ pub enum FileProblem {
     /// A header name appears twice, so columns cannot be mapped by name.
     #[error("column {0:?} appears more than once in the header")]
     DuplicateColumn(String),
+    /// A header name is longer than the column name limit.
+    #[error(
+        "header column {position} is {bytes} bytes long, above the {limit}-byte limit for a column name: {preview:?}"
+    )]
+    ColumnNameTooLong {
+        /// 1-based position in the header.
+        position: usize,
+        /// Length of the name.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+        /// The start of the name.
+        preview: String,
+    },
+    /// The decoded text grew past a per-object limit (a decompression bomb, most likely).
+    #[error(transparent)]
+    Decompression(#[from] DecompressionLimit),
     /// More columns than the warehouse takes in one table.
     #[error("{count} columns is more than the warehouse allows in one table ({limit})")]
     TooManyColumns {
@@ -139,7 +159,7 @@ pub fn parse_export<R: Read + Send + 'static>(
         )
         .into());
     }
-    let decoded = match decode::decode(source) {
+    let decoded = match decode::decode_limited(source, &opts.limits) {
         Ok(Some(d)) => d,
         Ok(None) => return Err(FileProblem::Empty.into()),
         Err(e) => return Err(io_to_parse_error(e, 1, opts)),
@@ -159,6 +179,12 @@ pub(crate) struct RecordTooLargeError;
 pub(crate) fn io_to_parse_error(err: io::Error, line: u64, opts: &ParseOptions) -> ParseError {
     if is_source_error(&err) {
         return ParseError::Source(decode::into_source_error(err));
+    }
+    if let Some(limit) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<DecompressionLimit>())
+    {
+        return FileProblem::Decompression(limit.clone()).into();
     }
     if err.get_ref().is_some_and(|e| e.is::<RecordTooLargeError>()) {
         return FileProblem::RecordTooLarge {
@@ -221,12 +247,18 @@ impl<'a> RowChecks<'a> {
     }
 }
 
-/// Accumulates batches and hands them over when full.
+/// Accumulates batches and hands them over when full. Rejects count towards fullness too, and
+/// only the first [`MAX_STORED_REJECTS`] of a file are kept at all: a file of bad rows costs no
+/// more memory than a file of good ones.
 pub(crate) struct Batcher<'s, 'o> {
     pub(crate) batch: RowBatch,
     pub(crate) summary: ParseSummary,
     sink: &'s mut BatchSink<'o>,
     batch_rows: usize,
+    /// Rejects handed over or held so far in this file.
+    stored_rejects: usize,
+    /// Text held by the current batch's rejects.
+    reject_bytes: usize,
 }
 
 impl<'s, 'o> Batcher<'s, 'o> {
@@ -236,12 +268,26 @@ impl<'s, 'o> Batcher<'s, 'o> {
             summary: ParseSummary::default(),
             sink,
             batch_rows,
+            stored_rejects: 0,
+            reject_bytes: 0,
         }
     }
 
-    pub(crate) fn reject(&mut self, reject: Reject) {
+    /// Counts a reject; keeps it while the file's stored-reject cap allows, and hands the batch
+    /// over when its rejects fill it (a file of bad rows has no good row to do that).
+    pub(crate) fn reject(&mut self, reject: Reject) -> Result<(), ParseError> {
         self.summary.rejected += 1;
+        if self.stored_rejects >= MAX_STORED_REJECTS {
+            return Ok(());
+        }
+        self.stored_rejects += 1;
+        self.reject_bytes += reject.raw.len() + reject.reason.len();
         self.batch.rejects.push(reject);
+        if self.batch.rejects.len() >= self.batch_rows || self.reject_bytes >= MAX_BATCH_TEXT_BYTES
+        {
+            self.flush(None)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn row_done(&mut self) -> Result<(), ParseError> {
@@ -258,6 +304,7 @@ impl<'s, 'o> Batcher<'s, 'o> {
     pub(crate) fn flush(&mut self, next: Option<RowBatch>) -> Result<(), ParseError> {
         let fresh = next.unwrap_or_else(|| self.batch.empty_like());
         let full = std::mem::replace(&mut self.batch, fresh);
+        self.reject_bytes = 0;
         if !full.is_empty() && !(self.sink)(full) {
             return Err(ParseError::Stopped);
         }

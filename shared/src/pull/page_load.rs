@@ -68,6 +68,7 @@ pub fn event_parse_options(
         max_columns,
         batch_rows: DEFAULT_BATCH_ROWS,
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        limits: crate::export::ExportLimits::default(),
     }
 }
 

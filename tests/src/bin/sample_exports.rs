@@ -129,6 +129,31 @@ enum Command {
         #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
         seed: u64,
     },
+
+    /// Write the hostile exports of `make bench` (issue 14), one per sub-folder.
+    ///
+    /// `bad-rows/`: the benchmark file's shape with every `ts` unparseable, so every row is
+    /// rejected. `long-names/`: a JSON export whose first line wraps 1,500 leaves in a
+    /// 180,000-byte key (about 276 KB), then good lines. `bomb/`: one valid row repeated, gzipped
+    /// to a few hundred KB (a decompression bomb). Prints `case=C compressed_bytes=N path=P` per
+    /// file.
+    Hostile {
+        /// Directory to write into; created with its parents if missing.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+
+        /// Rows of the all-bad file.
+        #[arg(long, default_value = "100_000", value_name = "N", value_parser = parse_count)]
+        bad_rows: u64,
+
+        /// Rows repeated in the gzip bomb.
+        #[arg(long, default_value = "750_000", value_name = "N", value_parser = parse_count)]
+        bomb_rows: u64,
+
+        /// Seed for every generated value; the same seed gives byte-identical files.
+        #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
+        seed: u64,
+    },
 }
 
 /// Parses a row count, accepting `_` digit separators so `1_000_000` can be typed as documented.
@@ -144,7 +169,15 @@ fn main() -> Result<()> {
     let clock = Clock::new(cli.timezone_offset_minutes);
     match cli.command {
         Command::Demo { out, seed } => demo(&out, seed, &clock),
-        Command::Bench { out, rows, seed } => bench(&out, rows, seed, &clock),
+        Command::Bench { out, rows, seed } => {
+            bench(&out, rows, seed, &clock, BenchTs::Valid).map(|_| ())
+        }
+        Command::Hostile {
+            out,
+            bad_rows,
+            bomb_rows,
+            seed,
+        } => hostile(&out, bad_rows, bomb_rows, seed, &clock),
     }
 }
 
@@ -1276,8 +1309,17 @@ const BENCH_EVENT_PROPS: [&str; 8] = [
 /// Session properties of the benchmark file.
 const BENCH_SESSION_PROPS: [&str; 2] = ["utm_source", "utm_medium"];
 
-/// The `bench` subcommand: see [`Command::Bench`].
-fn bench(out: &Path, rows: u64, seed: u64, clock: &Clock) -> Result<()> {
+/// Whether benchmark rows carry a valid `ts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BenchTs {
+    /// Local wall time on the benchmark date.
+    Valid,
+    /// Text no parser accepts: every row is rejected.
+    Unparseable,
+}
+
+/// The `bench` subcommand: see [`Command::Bench`]. Returns the file written.
+fn bench(out: &Path, rows: u64, seed: u64, clock: &Clock, ts: BenchTs) -> Result<PathBuf> {
     let clock = *clock;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let event_name = "Bench Event";
@@ -1318,7 +1360,10 @@ fn bench(out: &Path, rows: u64, seed: u64, clock: &Clock) -> Result<()> {
         buf.clear();
         // Evenly spread, non-decreasing timestamps across the local day, as in a real export.
         let utc = day_start + (u128::from(index) * 86_400 / u128::from(rows)) as i64;
-        push_field(&mut buf, &clock.local_ts(utc), true);
+        match ts {
+            BenchTs::Valid => push_field(&mut buf, &clock.local_ts(utc), true),
+            BenchTs::Unparseable => push_field(&mut buf, "not-a-time", true),
+        }
         push_field(&mut buf, event_name, false);
         let user = rng.pick(&users);
         buf.extend_from_slice(&user.encoded);
@@ -1383,5 +1428,101 @@ fn bench(out: &Path, rows: u64, seed: u64, clock: &Clock) -> Result<()> {
         "rows={rows} uncompressed_bytes={uncompressed} compressed_bytes={compressed} path={}",
         path.display()
     )?;
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// hostile
+// ---------------------------------------------------------------------------------------------
+
+/// The `hostile` subcommand: see [`Command::Hostile`].
+fn hostile(out: &Path, bad_rows: u64, bomb_rows: u64, seed: u64, clock: &Clock) -> Result<()> {
+    let bad = bench(
+        &out.join("bad-rows"),
+        bad_rows,
+        seed,
+        clock,
+        BenchTs::Unparseable,
+    )?;
+    let names = write_long_names(&out.join("long-names"))?;
+    let bomb = write_bomb(&out.join("bomb"), bomb_rows, clock)?;
+    let mut stdout = io::stdout().lock();
+    for (case, path) in [("bad-rows", bad), ("long-names", names), ("bomb", bomb)] {
+        writeln!(
+            stdout,
+            "case={case} compressed_bytes={} path={}",
+            fs::metadata(&path)?.len(),
+            path.display()
+        )?;
+    }
     Ok(())
+}
+
+/// A JSON export whose first line wraps 1,500 leaves in one 180,000-byte key: flattened
+/// naively, 1,500 names of 180 KB each.
+fn write_long_names(dir: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = export_file_name(
+        BENCH_REQUEST_ID,
+        BENCH_RUN_TS,
+        "Bench Event",
+        BENCH_DATE,
+        0,
+        0,
+    )
+    .replace(".csv.gz", ".json.gz");
+    let leaves: Vec<String> = (0..1500).map(|i| format!(r#""leaf{i:04}":{i}"#)).collect();
+    let ts = BENCH_DATE.compact();
+    let mut text = format!(
+        r#"{{"ts":{ts}000000,"eventName":"Bench Event","{}":{{{}}}}}"#,
+        "k".repeat(180_000),
+        leaves.join(",")
+    );
+    text.push('\n');
+    for i in 0..100 {
+        text.push_str(&format!(
+            r#"{{"ts":{ts}0000{:02},"eventName":"Bench Event","eventProps":{{"n":{i}}}}}"#,
+            i % 60
+        ));
+        text.push('\n');
+    }
+    let path = dir.join(name);
+    fs::write(&path, gzip(text.as_bytes())?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// One valid row repeated `rows` times: gzip shrinks it about a thousandfold.
+fn write_bomb(dir: &Path, rows: u64, clock: &Clock) -> Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(export_file_name(
+        BENCH_REQUEST_ID,
+        BENCH_RUN_TS,
+        "Bench Event",
+        BENCH_DATE,
+        0,
+        0,
+    ));
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, GzEncoder::new(file, Compression::best()));
+    let mut buf = Vec::new();
+    push_record(&mut buf, &FIXED_COLUMNS);
+    writer.write_all(&buf)?;
+    buf.clear();
+    let (day_start, _) = clock.day_bounds_utc(BENCH_DATE);
+    push_field(&mut buf, &clock.local_ts(day_start), true);
+    push_field(&mut buf, "Bench Event", false);
+    for _ in 1..FIXED_COLUMNS.len() - 1 {
+        push_field(&mut buf, "same value in every row", false);
+    }
+    buf.push(b'\n');
+    for _ in 0..rows {
+        writer.write_all(&buf)?;
+    }
+    let encoder = writer
+        .into_inner()
+        .map_err(|error| error.into_error())
+        .context("flushing rows")?;
+    encoder.finish().context("finishing gzip stream")?;
+    Ok(path)
 }

@@ -4,7 +4,8 @@
 //!
 //! Environment: `PORT` (set by Cloud Run; default 8080), `TAPLINE_WAREHOUSE` (required),
 //! `TAPLINE_WAREHOUSE_PASSWORD` (Cloud Run sets it from Secret Manager for a PostgreSQL
-//! warehouse; never logged), `TAPLINE_TIMEZONE`, `TAPLINE_MAX_REJECT_RATIO`; `STORAGE_EMULATOR_HOST` and
+//! warehouse; never logged), `TAPLINE_TIMEZONE`, `TAPLINE_MAX_REJECT_RATIO`, the per-object
+//! limits `TAPLINE_MAX_DECOMPRESSED_*` and `TAPLINE_MAX_COLUMN_NAME_BYTES`; `STORAGE_EMULATOR_HOST` and
 //! `TAPLINE_LISTEN_HOST` (default `0.0.0.0`) for local runs.
 
 use std::sync::Arc;
