@@ -73,10 +73,9 @@ bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: req
 	$(CARGO) build --release --locked -p tapline-cli
 	tests/bench/relay_load.sh $(RELEASE_BIN)/tapline
 
-fuzz: ## Fuzz one export object's load path for FUZZ_SECONDS (600); fails on a panic or a case past 256 MiB of heap.
+fuzz: build ## Fuzz one export object's load path for FUZZ_SECONDS (600); fails on a panic or a case past 256 MiB of heap.
 	$(CARGO) build --profile fuzz --locked -p tapline-fuzz
-	@# The sample-export generator's demo files join the documented shapes as seeds.
-	$(CARGO) build --locked -p tapline-tests --bin tapline-sample-exports
+	@# The sample-export generator's demo files (from `make build`) join the documented shapes as seeds.
 	@rm -rf $(FUZZ_DIR) && mkdir -p $(FUZZ_DIR)
 	@$(DEBUG_BIN)/tapline-sample-exports demo --out $(FUZZ_DIR)/seeds >/dev/null
 	$(CARGO_TARGET_DIR)/fuzz/tapline-fuzz --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) \
