@@ -11,6 +11,9 @@ DEMO_DIR := demo
 BENCH_DIR := .tmp/bench
 BENCH_ROWS ?= 1000000
 BENCH_BAD_ROWS ?= 100000
+FUZZ_DIR := .tmp/fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_SEED ?= 1
 DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
 WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh
@@ -18,7 +21,7 @@ WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/
 # and Pub/Sub adapters (with its Cloud Run binary) are built, linted and tested.
 ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs,webhook-relay/pubsub,api-puller/cloud-run
 
-.PHONY: help build demo test lint fmt bench bench-relay package clean
+.PHONY: help build demo test lint fmt bench bench-relay fuzz package clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -75,6 +78,14 @@ bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with g
 bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: requests/s, p50/p99, lost payloads (needs wrk).
 	$(CARGO) build --release --locked -p tapline-cli
 	tests/bench/relay_load.sh $(RELEASE_BIN)/tapline
+
+fuzz: build ## Fuzz one export object's load path for FUZZ_SECONDS (600); fails on a panic or a case past 256 MiB of heap.
+	$(CARGO) build --profile fuzz --locked -p tapline-fuzz
+	@# The sample-export generator's demo files (from `make build`) join the documented shapes as seeds.
+	@rm -rf $(FUZZ_DIR) && mkdir -p $(FUZZ_DIR)
+	@$(DEBUG_BIN)/tapline-sample-exports demo --out $(FUZZ_DIR)/seeds >/dev/null
+	$(CARGO_TARGET_DIR)/fuzz/tapline-fuzz --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED) \
+		--corpus $(FUZZ_DIR)/seeds --out $(FUZZ_DIR)
 
 package: ## Build the Lambda zips (arm64, cargo-lambda): target/lambda-arm64/<function>/bootstrap.zip (Cloud Run: the Dockerfiles).
 	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
