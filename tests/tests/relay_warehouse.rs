@@ -16,7 +16,7 @@ use webhook_relay::queue::DeliveryQueue;
 use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
 use webhook_relay::{Relay, RelayConfig};
 
-const TOKEN: &str = "alerts-token-123";
+const TOKEN: &str = "alerts-token-123-0123456789abcdef012";
 const START_MS: i64 = 1_764_000_000_000;
 
 /// CleverTap's documented webhook sample (a triggered webhook: one profile).
