@@ -154,9 +154,9 @@ async fn on_sweep(State(state): State<ServiceState>, body: Bytes) -> Response {
 }
 
 /// Serves `router` on `listener` until SIGTERM (what Cloud Run sends before stopping an
-/// instance) or Ctrl-C; requests in flight finish first.
+/// instance) or Ctrl-C, under the shared server limits (`TAPLINE_HTTP_*`, see
+/// [`crate::http_server`]); requests in flight get the shutdown grace to finish.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(crate::entry::shutdown_signal())
-        .await
+    let limits = crate::http_server::ServerLimits::from_env()?;
+    crate::http_server::serve(listener, router, limits, crate::entry::shutdown_signal()).await
 }

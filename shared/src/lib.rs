@@ -7,6 +7,8 @@
 //! - `clevertap` and `pull` (feature `clevertap-api`): the CleverTap API client and the puller
 //!   that lands API data in the same tables as exports.
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
+//! - `http_server` (feature `http-server`): the HTTP server every service runs on, with its
+//!   timeouts, connection cap and bounded graceful shutdown.
 
 #[cfg(feature = "clevertap-api")]
 pub mod clevertap;
@@ -20,6 +22,8 @@ pub mod export;
 pub mod gcp_secrets;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
+#[cfg(feature = "http-server")]
+pub mod http_server;
 pub mod load;
 pub mod printable;
 #[cfg(feature = "clevertap-api")]

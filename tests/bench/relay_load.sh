@@ -8,7 +8,7 @@ tapline=${1:?usage: $0 path/to/tapline}
 duration=${DURATION:-30s}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-2}
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk (Debian/Ubuntu package)" >&2; exit 1; }
 
 dir=$(mktemp -d)
 server=
@@ -41,13 +41,13 @@ function request()
     '{"targetId":%d,"key_values":{"event":"Charged","n":"%d"},"profiles":{"identity":"u%d-%d"}}',
     tid, counter, tid, counter)
   return wrk.format("POST", "/hooks/alerts",
-    {["X-Tapline-Token"] = "bench-token", ["Content-Type"] = "application/json"}, body)
+    {["X-Tapline-Token"] = "bench-token-0123456789abcdef0123456", ["Content-Type"] = "application/json"}, body)
 end
 LUA
 
 # Port 9 (discard) is closed on loopback: every delivery attempt fails and is retried.
-BENCH_TOKEN=bench-token BENCH_SLACK_URL=http://127.0.0.1:9/slack \
-  BENCH_HTTP_URL=http://127.0.0.1:9/http BENCH_SIGNING_SECRET=bench \
+BENCH_TOKEN=bench-token-0123456789abcdef0123456 BENCH_SLACK_URL=http://127.0.0.1:9/slack \
+  BENCH_HTTP_URL=http://127.0.0.1:9/http BENCH_SIGNING_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw \
   "$tapline" relay serve --config "$dir/relay.toml" --listen 127.0.0.1:0 \
   --state-dir "$dir/state" > "$dir/serve.out" 2> "$dir/serve.err" &
 server=$!

@@ -241,7 +241,7 @@ struct RelayProcess {
     _dir: tempfile::TempDir,
 }
 
-const RELAY_TOKEN: &str = "alerts-token-789";
+const RELAY_TOKEN: &str = "alerts-token-789-0123456789abcdef012";
 
 impl RelayProcess {
     /// Starts the relay; the `alerts` route takes [`RELAY_TOKEN`] in `header`.

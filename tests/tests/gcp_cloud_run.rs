@@ -257,7 +257,7 @@ mod relay {
     use webhook_relay::gcs_dedupe::GcsObjects;
     use webhook_relay::pubsub_queue::{OutgoingMessage, PubSubPublisher};
 
-    const TOKEN: &str = "gcp-relay-t0ken";
+    const TOKEN: &str = "gcp-relay-t0ken-0123456789abcdef0123";
     const CONFIG: &str = r#"
 [settings]
 max_attempts = 3
@@ -323,7 +323,10 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             ("TAPLINE_RELAY_SECRET_ARNS", secret_map.as_str()),
             ("SLACK_ALERTS_URL", slack.url.as_str()),
             ("CRM_WEBHOOK_URL", crm.url.as_str()),
-            ("CRM_SIGNING_SECRET", "crm-signing-secret"),
+            (
+                "CRM_SIGNING_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
             ("SECRET_MANAGER_ENDPOINT", secrets.endpoint.as_str()),
             ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
             ("TAPLINE_LOG", "info"),
@@ -606,7 +609,10 @@ signing_secret_env = "CRM_SIGNING_SECRET"
                 ("ALERTS_TOKEN", TOKEN),
                 ("SLACK_ALERTS_URL", slack.url.as_str()),
                 ("CRM_WEBHOOK_URL", crm.url.as_str()),
-                ("CRM_SIGNING_SECRET", "s"),
+                (
+                    "CRM_SIGNING_SECRET",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                ),
                 ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
                 ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
                 ("TAPLINE_LOG", "info"),
@@ -810,7 +816,10 @@ signing_secret_env = "CRM_SIGNING_SECRET"
                 ("ALERTS_TOKEN", TOKEN),
                 ("SLACK_ALERTS_URL", slack.url.as_str()),
                 ("CRM_WEBHOOK_URL", crm.url.as_str()),
-                ("CRM_SIGNING_SECRET", "s"),
+                (
+                    "CRM_SIGNING_SECRET",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                ),
                 ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
                 ("TAPLINE_RELAY_TOPIC", delivery_topic.as_str()),
                 ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),

@@ -20,7 +20,7 @@ use webhook_relay::sqs_queue::{
     DeliveryMessage, MessageOutcome, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
 };
 
-const TOKEN: &str = "big-token";
+const TOKEN: &str = "big-token-0123456789abcdef01234567";
 
 /// Route `big` with two HTTP destinations (two messages per payload).
 fn config(crm: &Receiver, archive: &Receiver) -> RelayConfig {
@@ -47,7 +47,7 @@ signing_secret_env = "SIGNING"
         "TOKEN" => Some(TOKEN.into()),
         "CRM_URL" => Some(crm.url.clone()),
         "ARCHIVE_URL" => Some(archive.url.clone()),
-        "SIGNING" => Some("k".into()),
+        "SIGNING" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
         _ => None,
     })
     .unwrap()
@@ -357,7 +357,7 @@ async fn the_endpoint_function_under_cargo_lambda_watch_queues_accepts_and_refus
             ("ALERTS_TOKEN", TOKEN),
             ("CRM_URL", "https://crm.example.com/hooks"),
             ("BROKEN_URL", "https://broken.example.com/hooks"),
-            ("SIGNING", "k"),
+            ("SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             // As infra/aws sets it on the endpoint: the URL without its password.
             ("TAPLINE_WAREHOUSE", "postgres://tapline@db.example.com/w"),
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
@@ -428,7 +428,7 @@ async fn the_worker_function_under_cargo_lambda_watch_reports_only_the_failed_de
             ("ALERTS_TOKEN", TOKEN),
             ("CRM_URL", crm.url.as_str()),
             ("BROKEN_URL", broken.url.as_str()),
-            ("SIGNING", "k"),
+            ("SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             ("TAPLINE_WAREHOUSE", url.as_str()),
             ("TAPLINE_WAREHOUSE_SECRET_ARN", secret.as_str()),
             ("AWS_ENDPOINT_URL", endpoint.as_str()),

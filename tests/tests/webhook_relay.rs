@@ -15,12 +15,16 @@ use tapline_tests::relay_router::post_hook;
 use tower::ServiceExt;
 use webhook_relay::clock::{Clock, ManualClock};
 use webhook_relay::queue::{DeadLetterFilter, DeliveryQueue, QueueCounts};
-use webhook_relay::signature;
+use webhook_relay::signature::SigningKeys;
 use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
 use webhook_relay::{Relay, RelayConfig};
 
-const TOKEN: &str = "alerts-token-123";
-const SIGNING: &str = "signing-key-456";
+const TOKEN: &str = "alerts-token-0123456789abcdef012345";
+const BASIC_PASSWORD: &str = "basic-password-0123456789abcdef01";
+/// Standard Webhooks secrets (24-byte keys, as Svix issues them).
+const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SIGNING_NEXT: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const SIGNING_UNRELATED: &str = "whsec_dW5yZWxhdGVkLWtleS0wMTIzNDU2Nzg5YWI=";
 const START_MS: i64 = 1_764_000_000_000;
 
 const CLEVERTAP_SAMPLE: &str = r#"{"targetId":1659684581,"key_values":{"SomeKey1":"SomeValue1"},
@@ -74,12 +78,23 @@ signing_secret_env = "SIGNING_KEY"
 }
 
 fn config(slack: &Receiver, http: &Receiver, extra_settings: &str) -> RelayConfig {
+    config_signed_with(slack, http, extra_settings, SIGNING)
+}
+
+/// [`config`] with `signing` (one `whsec_` secret, or several separated by spaces) as the HTTP
+/// destinations' signing secret.
+fn config_signed_with(
+    slack: &Receiver,
+    http: &Receiver,
+    extra_settings: &str,
+    signing: &str,
+) -> RelayConfig {
     let env: HashMap<&str, String> = HashMap::from([
         ("ALERTS_TOKEN", TOKEN.to_string()),
-        ("BASIC_PASSWORD", "pw".to_string()),
+        ("BASIC_PASSWORD", BASIC_PASSWORD.to_string()),
         ("SLACK_URL", slack.url.clone()),
         ("HTTP_URL", http.url.clone()),
-        ("SIGNING_KEY", SIGNING.to_string()),
+        ("SIGNING_KEY", signing.to_string()),
     ]);
     RelayConfig::parse("test", &config_text(extra_settings), |var| {
         env.get(var).cloned()
@@ -100,7 +115,12 @@ impl Harness {
 
     /// A relay (a "restarted process") over an existing state dir.
     fn on_state(config: RelayConfig, state: tempfile::TempDir) -> Self {
-        let clock = Arc::new(ManualClock::new(START_MS));
+        Self::on_state_at(config, state, START_MS)
+    }
+
+    /// A relay whose clock starts at `start_ms`.
+    fn on_state_at(config: RelayConfig, state: tempfile::TempDir, start_ms: i64) -> Self {
+        let clock = Arc::new(ManualClock::new(start_ms));
         let queue = Arc::new(SqliteDeliveryQueue::open(state.path()).unwrap());
         let relay = Relay::new(&config, queue.clone(), clock.clone()).unwrap();
         Self {
@@ -163,7 +183,10 @@ async fn auth_is_required_and_401_says_nothing() {
     let (status, _) = h
         .post(
             "basic",
-            Some(("Authorization", &basic("clevertap:nope"))),
+            Some((
+                "Authorization",
+                &basic("clevertap:nope-nope-nope-nope-nope-nope"),
+            )),
             "{}",
         )
         .await;
@@ -171,16 +194,68 @@ async fn auth_is_required_and_401_says_nothing() {
     let (status, _) = h
         .post(
             "basic",
-            Some(("Authorization", &basic("clevertap:pw"))),
+            Some((
+                "Authorization",
+                &basic(&format!("clevertap:{BASIC_PASSWORD}")),
+            )),
             "{}",
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Two Authorization headers, the first one right: refused, like two token headers.
+    for (route, header, first, second) in [
+        (
+            "basic",
+            "authorization",
+            basic(&format!("clevertap:{BASIC_PASSWORD}")),
+            basic("clevertap:nope"),
+        ),
+        (
+            "alerts",
+            "x-tapline-token",
+            TOKEN.to_string(),
+            "nope".to_string(),
+        ),
+    ] {
+        let response = h
+            .relay
+            .router
+            .clone()
+            .oneshot(
+                Request::post(format!("/hooks/{route}"))
+                    .header(header, first)
+                    .header(header, second)
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{route}");
+    }
+    // A route that does not exist looks like a wrong secret: same status, same (empty) body.
+    let (status, body) = h.post("nope", Some(("X-Tapline-Token", TOKEN)), "{}").await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, Value::Null));
     assert_eq!(
         h.counts().await.payloads,
         1,
         "only the authorized one is stored"
     );
+    // Every refusal above is counted on /healthz (1 + 3 + 1 + 2 + 1).
+    let response = h
+        .relay
+        .router
+        .clone()
+        .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let health: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(health["refused_requests"], 8, "{health}");
 }
 
 #[tokio::test]
@@ -188,7 +263,7 @@ async fn unknown_route_too_large_and_not_json() {
     let (slack, http) = (Receiver::start().await, Receiver::start().await);
     let h = Harness::with_settings(&slack, &http, "body_limit_bytes = 64");
     let (status, _) = h.post("nope", Some(("X-Tapline-Token", TOKEN)), "{}").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(100));
     let (status, _) = h.post_alert(&big).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -232,7 +307,7 @@ async fn clevertap_test_posts_are_answered_and_forwarded_only_when_the_route_say
     assert_eq!(h.counts().await.payloads, 0, "not forwarded on alerts");
     let basic = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("clevertap:pw")
+        base64::engine::general_purpose::STANDARD.encode(format!("clevertap:{BASIC_PASSWORD}"))
     );
     let (status, body) = h
         .post("basic", Some(("authorization", &basic)), test_post)
@@ -290,23 +365,26 @@ async fn accepted_payloads_are_delivered_to_slack_and_signed_to_http() {
         "body untouched"
     );
     let header = |name: &str| forwarded.headers[name].to_str().unwrap().to_string();
-    let id = header("x-tapline-id");
+    let id = header("webhook-id");
     assert_eq!(header("idempotency-key"), id);
-    let timestamp: i64 = header("x-tapline-timestamp").parse().unwrap();
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
     assert_eq!(timestamp, START_MS / 1000);
-    assert!(signature::verify(
-        SIGNING.as_bytes(),
+    let signature = header("webhook-signature");
+    assert!(
+        signature.starts_with("v1,") && !signature.contains(' '),
+        "{signature}"
+    );
+    assert!(SigningKeys::parse(SIGNING).unwrap().verify(
         &id,
         timestamp,
         &forwarded.body,
-        &header("x-tapline-signature")
+        &signature
     ));
-    assert!(!signature::verify(
-        b"another key",
+    assert!(!SigningKeys::parse(SIGNING_UNRELATED).unwrap().verify(
         &id,
         timestamp,
         &forwarded.body,
-        &header("x-tapline-signature")
+        &signature
     ));
     let counts = h.counts().await;
     assert_eq!((counts.delivered, counts.pending, counts.dead), (2, 0, 0));
@@ -544,7 +622,7 @@ fn tapline_relay_serve_accepts_delivers_and_stops_on_sigterm() {
         .arg("--state-dir")
         .arg(&state_dir)
         .env("ALERTS_TOKEN", TOKEN)
-        .env("BASIC_PASSWORD", "pw")
+        .env("BASIC_PASSWORD", BASIC_PASSWORD)
         .env("SLACK_URL", &slack.url)
         .env("HTTP_URL", &http.url)
         .env("SIGNING_KEY", SIGNING)
@@ -608,6 +686,257 @@ fn tapline_relay_serve_accepts_delivers_and_stops_on_sigterm() {
     assert_eq!(counts.payloads, 5);
     assert_eq!(counts.delivered, 5);
     assert_eq!(counts.pending + counts.dead, 5, "{counts:?}");
+}
+
+/// `tapline relay serve` on a free port over `config_text("")`, with `env` added; with
+/// `open_files`, under that limit of open files (`ulimit -n`). The child, its base URL and the
+/// directory holding its configuration and state.
+fn spawn_relay_serve(
+    slack: &Receiver,
+    http: &Receiver,
+    env: &[(&str, &str)],
+    open_files: Option<u32>,
+) -> (std::process::Child, String, tempfile::TempDir) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("relay.toml");
+    std::fs::write(&config_path, config_text("")).unwrap();
+    let tapline = tapline_tests::bin("tapline");
+    let mut command = match open_files {
+        Some(n) => {
+            let mut c = Command::new("bash");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
+                .arg(&tapline);
+            c
+        }
+        None => Command::new(&tapline),
+    };
+    command
+        .args(["relay", "serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env("ALERTS_TOKEN", TOKEN)
+        .env("BASIC_PASSWORD", BASIC_PASSWORD)
+        .env("SLACK_URL", &slack.url)
+        .env("HTTP_URL", &http.url)
+        .env("SIGNING_KEY", SIGNING)
+        .env_remove("TAPLINE_RELAY_CONFIG")
+        .env_remove("TAPLINE_RELAY_STATE_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("start tapline relay serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("tapline relay listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, base, dir)
+}
+
+/// Sends SIGTERM to `child` and waits at most `limit` for it to exit: its status and stderr, or
+/// `None` (the child is then killed) when it did not exit in time.
+fn terminate_within(
+    child: std::process::Child,
+    limit: Duration,
+) -> Option<(std::process::ExitStatus, String)> {
+    let pid = child.id();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(output) => {
+            let output = output.unwrap();
+            Some((
+                output.status,
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ))
+        }
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            None
+        }
+    }
+}
+
+/// A complete authenticated POST of `body` to `/hooks/alerts`, keeping the connection open.
+fn raw_alert_post(body: &str) -> String {
+    format!(
+        "POST /hooks/alerts HTTP/1.1\r\nhost: relay\r\nx-tapline-token: {TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn an_authenticated_post_is_served_while_300_idle_connections_are_held_under_256_open_files() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (slack, http) = rt.block_on(async { (Receiver::start().await, Receiver::start().await) });
+    let (child, base, dir) = spawn_relay_serve(&slack, &http, &[], Some(256));
+    let addr = base.trim_start_matches("http://").to_string();
+    let answer = rt.block_on(async {
+        // Connections that never send a byte: more than the process has descriptors.
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let answer = client
+            .post(format!("{base}/hooks/alerts"))
+            .header("X-Tapline-Token", TOKEN)
+            .body(CLEVERTAP_SAMPLE)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string());
+        drop(idle);
+        answer
+    });
+    let (status, stderr) =
+        terminate_within(child, Duration::from_secs(30)).expect("stops on SIGTERM");
+    assert_eq!(answer, Ok(200), "{stderr}");
+    assert!(status.success(), "{stderr}");
+    let queue = SqliteDeliveryQueue::open(&dir.path().join("state")).unwrap();
+    let counts = rt.block_on(queue.counts()).unwrap();
+    assert_eq!(counts.payloads, 1, "stored once: {counts:?}");
+}
+
+#[test]
+fn sigterm_stops_tapline_relay_serve_within_the_grace_while_a_request_is_half_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (slack, http) = rt.block_on(async { (Receiver::start().await, Receiver::start().await) });
+    // The body deadline far away: only the shutdown grace can end the half-sent request.
+    let (child, base, dir) = spawn_relay_serve(
+        &slack,
+        &http,
+        &[
+            ("TAPLINE_HTTP_SHUTDOWN_GRACE_SECS", "1"),
+            ("TAPLINE_HTTP_REQUEST_TIMEOUT_SECS", "3600"),
+        ],
+        None,
+    );
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut stream = rt.block_on(async {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // One request answered on this connection, then the next one's head and half its body.
+        stream
+            .write_all(raw_alert_post(r#"{"n":1}"#).as_bytes())
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 1024];
+        let n = stream.read(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        let half = raw_alert_post(r#"{"n":2,"padding":"0123456789"}"#);
+        stream
+            .write_all(&half.as_bytes()[..half.len() - 20])
+            .await
+            .unwrap();
+        stream
+    });
+    let (status, stderr) = terminate_within(child, Duration::from_secs(20))
+        .expect("exits within the grace (1 s), not when the client leaves");
+    assert!(status.success(), "{stderr}");
+    // The half-sent request got no answer: closed with the server.
+    let rest = rt.block_on(async {
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+        rest
+    });
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        !rest.contains("HTTP/1.1"),
+        "no answer to the half-sent request: {rest}"
+    );
+    let queue = SqliteDeliveryQueue::open(&dir.path().join("state")).unwrap();
+    let counts = rt.block_on(queue.counts()).unwrap();
+    assert_eq!(counts.payloads, 1, "the answered one is stored: {counts:?}");
+}
+
+#[tokio::test]
+async fn deliveries_verify_with_the_standard_webhooks_and_svix_libraries() {
+    use std::io::Write;
+    use webhook_relay::clock::SystemClock;
+
+    let (slack, http) = (Receiver::start().await, Receiver::start().await);
+    // Mid-rotation: the next secret first, the current one still signed with.
+    let config = config_signed_with(&slack, &http, "", &format!("{SIGNING_NEXT} {SIGNING}"));
+    // The libraries refuse timestamps more than five minutes off: a clock at the real time.
+    let h = Harness::on_state_at(config, tempfile::tempdir().unwrap(), SystemClock.now_ms());
+    let (status, _) = h.post_alert(CLEVERTAP_SAMPLE).await;
+    assert_eq!(status, StatusCode::OK);
+    h.relay.worker.run_until_idle().await.unwrap();
+    let forwarded = &http.received()[0];
+    let headers: serde_json::Map<String, Value> = forwarded
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), json!(value.to_str().unwrap())))
+        .collect();
+    let body = std::str::from_utf8(&forwarded.body).unwrap();
+    let tampered = body.replace("u-42", "u-43");
+    let input = json!({
+        "secrets": [SIGNING_NEXT, SIGNING, SIGNING_UNRELATED],
+        "deliveries": [
+            {"headers": headers, "body": body},
+            {"headers": headers, "body": tampered},
+        ],
+    });
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/verify-standard-webhooks.sh"
+    );
+    let mut child = std::process::Command::new(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the verifier");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ok = json!({"standardwebhooks": "ok", "svix": "ok"});
+    let refused =
+        json!({"standardwebhooks": "WebhookVerificationError", "svix": "WebhookVerificationError"});
+    assert_eq!(
+        report["results"],
+        json!([[ok, ok, refused], [refused, refused, refused]]),
+        "both secrets of the rotation verify, an unrelated one and a changed body do not"
+    );
 }
 
 // --- On AWS: SQS delivery queue (moto) and the worker function's handler -------------------
@@ -710,12 +1039,11 @@ mod on_aws {
             received[1].headers["idempotency-key"]
         );
         let header = |name: &str| received[1].headers[name].to_str().unwrap().to_string();
-        assert!(signature::verify(
-            SIGNING.as_bytes(),
-            &header("x-tapline-id"),
-            header("x-tapline-timestamp").parse().unwrap(),
+        assert!(SigningKeys::parse(SIGNING).unwrap().verify(
+            &header("webhook-id"),
+            header("webhook-timestamp").parse().unwrap(),
             &received[1].body,
-            &header("x-tapline-signature"),
+            &header("webhook-signature"),
         ));
     }
 
@@ -773,7 +1101,7 @@ mod on_aws {
                 "TAPLINE_RELAY_SECRET_ARNS",
                 json!({ "ALERTS_TOKEN": arn }).to_string(),
             ),
-            ("BASIC_PASSWORD", "pw".to_string()),
+            ("BASIC_PASSWORD", BASIC_PASSWORD.to_string()),
             ("SLACK_URL", slack.url.clone()),
             ("HTTP_URL", http.url.clone()),
             ("SIGNING_KEY", SIGNING.to_string()),

@@ -108,12 +108,12 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
 }
 
 /// Serves `router` on `listener` until SIGTERM (what Cloud Run sends before stopping an
-/// instance) or Ctrl-C; a pull in flight finishes first, within Cloud Run's grace period (a pull
-/// cut off there resumes from its checkpoints on the next run).
+/// instance) or Ctrl-C, under the shared server limits (`TAPLINE_HTTP_*`); a pull in flight
+/// gets the shutdown grace to finish (a pull cut off there resumes from its checkpoints on the
+/// next run).
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(tapline::entry::shutdown_signal())
-        .await
+    let limits = tapline::http_server::ServerLimits::from_env()?;
+    tapline::http_server::serve(listener, router, limits, tapline::entry::shutdown_signal()).await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use webhook_relay::clock::{Clock, SystemClock};
 use webhook_relay::pubsub_queue::PubSubPublisher;
 use webhook_relay::pubsub_replay::{PubSubSubscription, replay_dead_letters};
 use webhook_relay::queue::{AttemptRecord, DeadLetterFilter};
-use webhook_relay::relay::shutdown_signal;
+use webhook_relay::relay::{ServerLimits, shutdown_signal};
 use webhook_relay::{Relay, RelayConfig};
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK};
@@ -34,8 +34,10 @@ pub enum RelayCommand {
         ALERTS_TOKEN=… SLACK_ALERTS_URL=https://hooks.slack.com/services/… \\\n    \
         tapline relay serve --config relay.toml --listen 127.0.0.1:8080 --state-dir ./relay-state\n\n\
         A webhook is answered 200 once it is stored under --state-dir; delivery follows, with \
-        retries. SIGTERM or Ctrl-C stops accepting, finishes in-flight work and keeps what is \
-        pending for the next start. See functions/webhook-relay/README.md for the file format.")]
+        retries. SIGTERM or Ctrl-C stops accepting, finishes in-flight work (at most \
+        TAPLINE_HTTP_SHUTDOWN_GRACE_SECS, 8 s) and keeps what is pending for the next start. \
+        Timeouts and the connection cap: TAPLINE_HTTP_*. See functions/webhook-relay/README.md for \
+        the file format and the limits.")]
     Serve(ServeArgs),
     /// Deliver dead letters again (fresh attempts), then deliver what is pending until idle.
     #[command(after_help = "Examples:\n  \
@@ -160,7 +162,8 @@ async fn serve(args: ServeArgs) -> Result<u8, AnyError> {
         "tapline relay listening on http://{}",
         listener.local_addr()?
     );
-    webhook_relay::serve(relay, listener, shutdown_signal()).await?;
+    let limits = ServerLimits::from_env()?;
+    webhook_relay::serve(relay, listener, limits, shutdown_signal()).await?;
     Ok(EXIT_OK)
 }
 

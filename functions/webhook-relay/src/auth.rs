@@ -16,20 +16,28 @@ pub fn secrets_equal(given: &[u8], expected: &[u8]) -> bool {
     a.ct_eq(&b).into()
 }
 
+/// The one value of header `name`: none when it is missing or sent more than once. A header
+/// sent twice is refused rather than guessing which copy counts (a proxy and the application
+/// could pick different ones).
+fn single_header(
+    headers: &HeaderMap,
+    name: impl axum::http::header::AsHeaderName,
+) -> Option<&axum::http::HeaderValue> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
+}
+
 /// Whether the request's headers satisfy the route's auth. Says nothing about why not: the
 /// caller answers a bare 401 either way.
 pub fn is_authorized(auth: &RouteAuth, headers: &HeaderMap) -> bool {
     match auth {
-        RouteAuth::Header { name, secret } => {
-            // A header sent twice is refused rather than guessing which copy counts.
-            let mut values = headers.get_all(name).iter();
-            match (values.next(), values.next()) {
-                (Some(value), None) => secrets_equal(value.as_bytes(), secret.expose().as_bytes()),
-                _ => false,
-            }
-        }
+        RouteAuth::Header { name, secret } => single_header(headers, name)
+            .is_some_and(|value| secrets_equal(value.as_bytes(), secret.expose().as_bytes())),
         RouteAuth::Basic { username, password } => {
-            let Some(value) = headers.get(AUTHORIZATION) else {
+            let Some(value) = single_header(headers, AUTHORIZATION) else {
                 return false;
             };
             let Some(encoded) = value.to_str().ok().and_then(|v| {
@@ -79,6 +87,11 @@ mod tests {
         assert!(is_authorized(&basic, &headers));
         let bad = base64::engine::general_purpose::STANDARD.encode("clevertap:px");
         headers.insert(AUTHORIZATION, format!("Basic {bad}").parse().unwrap());
+        assert!(!is_authorized(&basic, &headers));
+        // Two Authorization headers, the first one right: refused like two token headers.
+        let mut headers = HeaderMap::new();
+        headers.append(AUTHORIZATION, format!("Basic {good}").parse().unwrap());
+        headers.append(AUTHORIZATION, format!("Basic {bad}").parse().unwrap());
         assert!(!is_authorized(&basic, &headers));
     }
 }

@@ -12,6 +12,7 @@ use axum::http::HeaderName;
 use serde::Deserialize;
 
 use crate::retry::{Backoff, RetryPolicy, RouteRetry};
+use crate::signature::SigningKeys;
 
 /// Default largest body accepted: 1 MiB, far above CleverTap's payloads and below abuse.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -165,8 +166,8 @@ pub enum DestinationKind {
     Http {
         /// The endpoint (may hold a token, so treated as a secret).
         url: Secret,
-        /// The key of the `X-Tapline-Signature` HMAC.
-        signing_secret: Secret,
+        /// The Standard Webhooks keys (`whsec_…`, the current one first) of `webhook-signature`.
+        signing_keys: SigningKeys,
     },
     /// CleverTap's upload API, fed through a mapping.
     CleverTap {
@@ -507,6 +508,41 @@ fn secret(
     }
 }
 
+/// Shortest route secret (header token or Basic password) accepted: a guessable one would make
+/// the public endpoint open to anyone.
+pub const MIN_ROUTE_SECRET_BYTES: usize = 32;
+
+/// A route's auth secret from `var`, refused when shorter than [`MIN_ROUTE_SECRET_BYTES`]
+/// (the error names the route and the variable, never the value).
+fn route_secret(
+    route: &str,
+    var: &str,
+    what: &'static str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    let value = secret(route, var, what, env)?;
+    if value.expose().len() < MIN_ROUTE_SECRET_BYTES {
+        return Err(invalid(
+            route,
+            format!(
+                "the {what} in {var} is shorter than {MIN_ROUTE_SECRET_BYTES} bytes: \
+                 use a random one (e.g. openssl rand -hex 32)"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// The Standard Webhooks signing keys in `var`: `whsec_…` secrets separated by spaces.
+fn signing_keys(
+    route: &str,
+    var: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<SigningKeys, ConfigError> {
+    let value = secret(route, var, "signing secret", env)?;
+    SigningKeys::parse(value.expose()).map_err(|e| invalid(route, format!("{var}: {e}")))
+}
+
 fn destination_url(
     route: &str,
     var: &str,
@@ -636,7 +672,7 @@ fn route_config(
             })?;
             RouteAuth::Header {
                 name: header_name,
-                secret: secret(&name, &var, "auth secret", env)?,
+                secret: route_secret(&name, &var, "auth secret", env)?,
             }
         }
         AuthFile {
@@ -653,7 +689,7 @@ fn route_config(
             }
             RouteAuth::Basic {
                 username,
-                password: secret(&name, &var, "Basic auth password", env)?,
+                password: route_secret(&name, &var, "Basic auth password", env)?,
             }
         }
         _ => {
@@ -691,7 +727,7 @@ fn route_config(
                 given.unwrap_or_else(|| format!("http-{}", i + 1)),
                 DestinationKind::Http {
                     url: destination_url(&name, &url_env, env)?,
-                    signing_secret: secret(&name, &signing_secret_env, "signing secret", env)?,
+                    signing_keys: signing_keys(&name, &signing_secret_env, env)?,
                 },
             ),
             DestinationFile::Warehouse {
@@ -730,7 +766,8 @@ mod tests {
 
     fn env(var: &str) -> Option<String> {
         match var {
-            "ALERTS_TOKEN" => Some("s3cret".into()),
+            "ALERTS_TOKEN" => Some("s3cret-s3cret-s3cret-s3cret-s3cret".into()),
+            "SHORT_TOKEN" => Some("x".into()),
             "SLACK_ALERTS_URL" => Some("https://hooks.slack.com/services/T/B/x".into()),
             "BAD_URL" => Some("file:///etc/passwd".into()),
             "TAPLINE_WAREHOUSE" => Some("postgres://app:pw@db/w".into()),
@@ -872,6 +909,54 @@ url_env = "SLACK_ALERTS_URL"
         let text = ISSUE_SHAPE.replace("ALERTS_TOKEN", "NOPE");
         let err = RelayConfig::parse("t", &text, env).unwrap_err();
         assert!(err.to_string().contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn a_route_secret_shorter_than_32_bytes_is_refused_naming_the_route_not_the_secret() {
+        let text = ISSUE_SHAPE.replace("ALERTS_TOKEN", "SHORT_TOKEN");
+        let err = RelayConfig::parse("t", &text, env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "route \"alerts\": the auth secret in SHORT_TOKEN is shorter than 32 bytes: \
+             use a random one (e.g. openssl rand -hex 32)"
+        );
+        let basic = ISSUE_SHAPE.replace(
+            "{ header = \"X-Tapline-Token\", secret_env = \"ALERTS_TOKEN\" }",
+            "{ username = \"clevertap\", password_env = \"SHORT_TOKEN\" }",
+        );
+        let err = RelayConfig::parse("t", &basic, env).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Basic auth password in SHORT_TOKEN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn signing_secrets_are_standard_webhooks_whsec_keys() {
+        let http = |value: &'static str| {
+            let text = format!(
+                "{ISSUE_SHAPE}[[routes.destinations]]\ntype = \"http\"\nurl_env = \"SLACK_ALERTS_URL\"\nsigning_secret_env = \"SIGNING\"\n"
+            );
+            RelayConfig::parse("t", &text, move |var| match var {
+                "SIGNING" => Some(value.to_string()),
+                other => env(other),
+            })
+        };
+        let config =
+            http("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")
+                .unwrap();
+        assert!(
+            !format!("{config:?}").contains("MfKQ"),
+            "keys never in Debug"
+        );
+        let err = http("a-raw-secret-that-is-long-enough-anyway").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("route \"alerts\": SIGNING: secret #1 does not start with whsec_"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("long-enough"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! [`HttpDestination`]: forwards the body as received to a configured URL, with an
-//! `Idempotency-Key` and an HMAC-SHA256 signature (see [`crate::signature`]).
+//! `Idempotency-Key` and a Standard Webhooks signature (see [`crate::signature`]).
 
 use std::time::Duration;
 
@@ -8,29 +8,29 @@ use async_trait::async_trait;
 use crate::config::Secret;
 use crate::destination::{DeliveryAttempt, DeliveryError, Destination, parse_retry_after, snippet};
 use crate::signature::{
-    HEADER_ID, HEADER_IDEMPOTENCY_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign,
+    HEADER_ID, HEADER_IDEMPOTENCY_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningKeys,
 };
 
 /// Forwards payloads to one HTTP endpoint; any 2xx is success.
 pub struct HttpDestination {
     client: reqwest::Client,
     url: Secret,
-    signing_secret: Secret,
+    signing_keys: SigningKeys,
     timeout: Duration,
 }
 
 impl HttpDestination {
-    /// A destination posting to `url`, signing with `signing_secret`.
+    /// A destination posting to `url`, signing with every key of `signing_keys`.
     pub fn new(
         client: reqwest::Client,
         url: Secret,
-        signing_secret: Secret,
+        signing_keys: SigningKeys,
         timeout: Duration,
     ) -> Self {
         Self {
             client,
             url,
-            signing_secret,
+            signing_keys,
             timeout,
         }
     }
@@ -40,12 +40,9 @@ impl HttpDestination {
 impl Destination for HttpDestination {
     async fn deliver(&self, attempt: DeliveryAttempt<'_>) -> Result<u16, DeliveryError> {
         let timestamp = attempt.now_ms.div_euclid(1000);
-        let signature = sign(
-            self.signing_secret.expose().as_bytes(),
-            attempt.delivery_id,
-            timestamp,
-            attempt.body,
-        );
+        let signature = self
+            .signing_keys
+            .sign(attempt.delivery_id, timestamp, attempt.body);
         let response = self
             .client
             .post(self.url.expose())

@@ -70,13 +70,10 @@ pub fn destinations(config: &RelayConfig, client: &reqwest::Client) -> Destinati
                 DestinationKind::Slack { url } => {
                     Arc::new(SlackDestination::new(client.clone(), url.clone(), timeout))
                 }
-                DestinationKind::Http {
-                    url,
-                    signing_secret,
-                } => Arc::new(HttpDestination::new(
+                DestinationKind::Http { url, signing_keys } => Arc::new(HttpDestination::new(
                     client.clone(),
                     url.clone(),
-                    signing_secret.clone(),
+                    signing_keys.clone(),
                     timeout,
                 )),
                 DestinationKind::CleverTap {
@@ -182,12 +179,14 @@ pub fn accept_router(
     )))
 }
 
-/// Serves `relay` on `listener` and runs its worker until `shutdown` completes; then stops
-/// accepting, lets in-flight requests finish, and stops the worker after its current attempts.
-/// Whatever is still pending stays in the queue for the next start.
+/// Serves `relay` on `listener` under `limits` and runs its worker until `shutdown` completes;
+/// then stops accepting, lets in-flight requests finish within the shutdown grace, and stops
+/// the worker after its current attempts. Whatever is still pending stays in the queue for the
+/// next start.
 pub async fn serve(
     relay: Relay,
     listener: TcpListener,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RelayError> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -195,9 +194,8 @@ pub async fn serve(
     let wake = relay.wake.clone();
     let worker_task = tokio::spawn(async move { worker.run(wake, stop_rx).await });
     let addr = listener.local_addr().map_err(RelayError::Serve)?;
-    info!(%addr, "Relay listening.");
-    let result = axum::serve(listener, relay.router)
-        .with_graceful_shutdown(shutdown)
+    info!(%addr, max_connections = limits.max_connections, "Relay listening.");
+    let result = tapline::http_server::serve(listener, relay.router, limits, shutdown)
         .await
         .map_err(RelayError::Serve);
     let _ = stop_tx.send(true);
@@ -208,3 +206,5 @@ pub async fn serve(
 
 /// Resolves on SIGTERM or Ctrl-C: what `serve` waits for outside tests.
 pub use tapline::entry::shutdown_signal;
+/// The server's timeouts, connection cap and shutdown grace (`TAPLINE_HTTP_*`).
+pub use tapline::http_server::ServerLimits;

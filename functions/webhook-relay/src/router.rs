@@ -3,19 +3,23 @@
 //! only once it is stored; the answer never waits on a destination.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
-use axum::http::{StatusCode, header::CONTENT_LENGTH};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header::CONTENT_LENGTH};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use tapline::http_server::LogThrottle;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use crate::auth::is_authorized;
+use crate::auth::{is_authorized, secrets_equal};
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RouteConfig};
 use crate::payload::clevertap_webhook;
@@ -31,7 +35,14 @@ pub struct RelayState {
     dedupe_window_ms: i64,
     wake: Arc<Notify>,
     pauses: Option<Arc<DestinationPauses>>,
+    refused: AtomicU64,
+    refusal_log: LogThrottle,
 }
+
+/// How often a route's refused requests are logged: one line per period with the count held back.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+/// The log key of requests to routes that do not exist (never the attacker's path).
+const UNKNOWN_ROUTE: &str = "(unknown)";
 
 impl RelayState {
     /// The state for `config`, storing into `queue` and waking `wake` after each accept.
@@ -53,6 +64,8 @@ impl RelayState {
             dedupe_window_ms: config.settings.dedupe_window.as_millis() as i64,
             wake,
             pauses: None,
+            refused: AtomicU64::new(0),
+            refusal_log: LogThrottle::new(REFUSAL_LOG_PERIOD),
         }
     }
 
@@ -71,8 +84,45 @@ pub fn router(state: Arc<RelayState>) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, axum::Json(json!({"status": "ok"})))
+/// `GET /healthz`: 200 while serving, with the number of requests refused 401 since start.
+async fn healthz(State(state): State<Arc<RelayState>>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "status": "ok",
+            "refused_requests": state.refused.load(Ordering::Relaxed),
+        })),
+    )
+}
+
+/// The first address of `X-Forwarded-For` (set by the function URL, Cloud Run or a proxy), only
+/// when it parses as one, so that nothing the client wrote reaches the log as text.
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
+    value.split(',').next()?.trim().parse().ok()
+}
+
+impl RelayState {
+    /// Counts a refused request and logs it at most once per route and period, with the number
+    /// of refusals held back since the previous line.
+    fn refuse(&self, route: Option<&str>, request: &Request) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let route = route.unwrap_or(UNKNOWN_ROUTE);
+        if let Some(held_back) = self.refusal_log.allow(route) {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_string());
+            let forwarded = forwarded_for(request.headers()).map(|ip| ip.to_string());
+            warn!(
+                route,
+                peer = peer.as_deref().unwrap_or("-"),
+                forwarded_for = forwarded.as_deref().unwrap_or("-"),
+                held_back,
+                "Webhook refused: not authorized."
+            );
+        }
+    }
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -90,7 +140,8 @@ fn is_length_limit(err: &axum::Error) -> bool {
     false
 }
 
-/// `POST /hooks/{route}`: 404 unknown route, 401 bad credentials (no detail), 413 too large
+/// `POST /hooks/{route}`: 401 for bad credentials and for a route that does not exist alike
+/// (no body, so a caller cannot list routes), 413 too large
 /// (for the body limit, or for the queue: an SQS message without a payload bucket),
 /// 400 not JSON, 200 once stored (or a CleverTap test not forwarded, or a duplicate), 503 when
 /// the queue cannot store it (so the sender retries).
@@ -99,12 +150,15 @@ async fn accept_hook(
     Path(route_name): Path<String>,
     request: Request,
 ) -> Response {
-    let Some(route) = state.routes.get(&route_name) else {
-        return answer(StatusCode::NOT_FOUND, json!({"error": "unknown route"}));
-    };
     // Authenticate before reading the body: an unauthenticated caller cannot make us buffer.
+    let Some(route) = state.routes.get(&route_name) else {
+        // The same work as a wrong secret, so that timing does not tell routes apart either.
+        let _ = secrets_equal(route_name.as_bytes(), b"");
+        state.refuse(None, &request);
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
     if !is_authorized(&route.auth, request.headers()) {
-        info!(route = %route.name, "Webhook refused: not authorized.");
+        state.refuse(Some(&route.name), &request);
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let declared = request

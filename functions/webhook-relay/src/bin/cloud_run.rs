@@ -9,7 +9,8 @@
 //!
 //! Environment: `TAPLINE_RELAY_CONFIG_TOML` (or `TAPLINE_RELAY_CONFIG`), `TAPLINE_RELAY_SECRET_ARNS`
 //! (JSON map NAME → Secret Manager version), `PORT`, `TAPLINE_LOG`; `PUBSUB_EMULATOR_HOST`,
-//! `SECRET_MANAGER_ENDPOINT`, `STORAGE_EMULATOR_HOST` and `TAPLINE_LISTEN_HOST` for local runs. See README.md.
+//! `SECRET_MANAGER_ENDPOINT`, `STORAGE_EMULATOR_HOST` and `TAPLINE_LISTEN_HOST` for local runs;
+//! `TAPLINE_HTTP_*` for the server's timeouts and connection cap. See README.md.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -94,10 +95,10 @@ async fn run() -> Result<(), BoxError> {
         }
         other => return Err(format!("{ENV_MODE}={other:?}: use endpoint or worker").into()),
     };
+    let limits = tapline::http_server::ServerLimits::from_env()?;
     let listener = tapline::entry::listen_from_env().await?;
     tracing::info!(%mode, addr = %listener.local_addr()?, routes = config.routes.len(), "Relay listening.");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(tapline::entry::shutdown_signal())
+    tapline::http_server::serve(listener, router, limits, tapline::entry::shutdown_signal())
         .await?;
     Ok(())
 }
