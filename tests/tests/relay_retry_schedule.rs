@@ -46,7 +46,7 @@ async fn a_route_s_own_schedule_times_its_attempts_and_its_dead_letter() {
         ("OTHER_URL", other.url.clone()),
         (
             "SIGNING_KEY",
-            "signing-key-0123456789abcdef0123456".to_string(),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string(),
         ),
     ]);
     let config = RelayConfig::parse("test", CONFIG, |var| env.get(var).cloned()).unwrap();

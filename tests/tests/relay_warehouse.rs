@@ -299,7 +299,7 @@ signing_secret_env = "SIGNING_KEY"
         ("HOOK_URL", receiver.url.clone()),
         (
             "SIGNING_KEY",
-            "signing-key-0123456789abcdef0123456".to_string(),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string(),
         ),
     ]);
     let config = RelayConfig::parse("test", text, |var| env.get(var).cloned()).unwrap();

@@ -475,12 +475,16 @@ impl PubSubDeliveryHandler {
             .unwrap_or_else(|| self.clock.now_ms());
         let now = self.clock.now_ms();
         let key = (route.clone(), destination.clone());
-        let until = self.hold_until(&id, now).or_else(|| {
+        let own_hold = self.hold_until(&id, now);
+        let until = own_hold.or_else(|| {
             let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
             self.pauses.admit(&key, now, probe_ms)
         });
         if let Some(until_ms) = until {
-            self.hold(&id, until_ms, true);
+            // A pause or a probe in flight is the destination's state, asked afresh at every
+            // push: count this held push, but do not hold the delivery itself past it, or a
+            // probe that succeeds at once would still leave the others waiting a whole timeout.
+            self.hold(&id, if own_hold.is_some() { until_ms } else { now }, true);
             debug!(delivery = %id, %destination, wait_ms = until_ms - now,
                    "Held: not attempted before its backoff or the destination's pause ends.");
             return PushOutcome::Held { until_ms };
