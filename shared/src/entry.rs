@@ -15,6 +15,7 @@ pub fn init_json_logs() {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(|| crate::printable::EscapedLines::json(std::io::stdout()))
         .init();
 }
 

@@ -1016,6 +1016,32 @@ fn names_with_terminal_escapes_print_escaped_in_load_and_status() {
         );
     }
     assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    // Log lines name the object too ("Object already handled."): text and JSON logs carry it
+    // escaped, never the raw override or a raw control character.
+    for format in ["text", "json"] {
+        let again = case.load(&["-v", "--log-format", format]);
+        assert!(
+            again.stderr.contains("Object already handled."),
+            "{format}: {}",
+            again.stderr
+        );
+        assert!(
+            !again.stderr.contains('\u{202e}') && !again.stderr.contains('\u{7}'),
+            "{format} logs carry a raw override or control:\n{:?}",
+            again.stderr
+        );
+        assert!(
+            again.stderr.contains("\\u{202e}-20220921"),
+            "{format} logs lack the escaped name:\n{}",
+            again.stderr
+        );
+        if format == "json" {
+            for line in again.stderr.lines().filter(|l| l.starts_with('{')) {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            }
+        }
+    }
 }
 
 /// The Cloud Run loader and puller put `TAPLINE_WAREHOUSE` together with the password Secret
