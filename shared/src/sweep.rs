@@ -304,6 +304,16 @@ pub fn newest_first<T>(items: &mut [T], entry: impl Fn(&T) -> &ObjectEntry) {
 mod tests {
     use super::*;
 
+    /// A listed object `s3://b/KEY` of version `v`.
+    fn entry(key: &str) -> ObjectEntry {
+        ObjectEntry {
+            uri: format!("s3://b/{key}"),
+            key: key.to_string(),
+            version: "v".to_string(),
+            size: None,
+        }
+    }
+
     #[test]
     fn sweep_payloads_are_recognised_by_their_marker() {
         let v: Value =
@@ -323,12 +333,6 @@ mod tests {
 
     #[test]
     fn since_keeps_newer_exports_and_names_without_a_date() {
-        let entry = |key: &str| ObjectEntry {
-            uri: format!("s3://b/{key}"),
-            key: key.to_string(),
-            version: "v".to_string(),
-            size: None,
-        };
         let mut entries = vec![
             entry("events/1663664837-1663785000-Charged-20220831-0-0.csv.gz"),
             entry("events/1663664837-1663785000-Charged-20220902-0-0.csv.gz"),
@@ -384,12 +388,6 @@ mod tests {
             "s3://b/"
         );
         assert_eq!(common_prefix(["file:///x"].into_iter()), "file:///x");
-        let entry = |key: &str| ObjectEntry {
-            uri: format!("s3://b/{key}"),
-            key: key.to_string(),
-            version: "v".to_string(),
-            size: None,
-        };
         let mut entries = vec![
             entry("e/1663664837-1663785000-Charged-20220921-0-0.csv.gz"),
             entry("notes.txt"),

@@ -48,15 +48,21 @@ impl Case {
 
     /// `pull events --event EVENT` for 2022-09-22 alone.
     async fn pull_day(&self, event: &str) -> Run {
-        self.pull(&[
+        self.pull_day_with(event, &[]).await
+    }
+
+    /// [`Self::pull_day`] with extra environment variables (limits).
+    async fn pull_day_with(&self, event: &str, env: &[(&str, &str)]) -> Run {
+        let wh = self.warehouse();
+        let day = [
             "--event",
             event,
             "--from",
             "2022-09-22",
             "--to",
             "2022-09-22",
-        ])
-        .await
+        ];
+        self.api.tapline(&self.args(&wh, &day), env).await
     }
 
     /// Runs `pull events` for Charged on 2022-09-22 and kills the process while it waits for
@@ -357,21 +363,8 @@ async fn new_cursors_without_end_stop_at_the_page_limit() {
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 30));
     case.api.endless_cursors("Charged");
-    let wh = case.warehouse();
-    let args = case.args(
-        &wh,
-        &[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ],
-    );
     let run = case
-        .api
-        .tapline(&args, &[("CLEVERTAP_MAX_PAGES_PER_SLICE", "5")])
+        .pull_day_with("Charged", &[("CLEVERTAP_MAX_PAGES_PER_SLICE", "5")])
         .await;
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -409,21 +402,8 @@ async fn a_page_past_the_response_limit_fails_with_the_limit_named() {
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 30));
     case.api.pad_pages(300_000);
-    let wh = case.warehouse();
-    let args = case.args(
-        &wh,
-        &[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ],
-    );
     let run = case
-        .api
-        .tapline(&args, &[("CLEVERTAP_MAX_RESPONSE_BYTES", "200000")])
+        .pull_day_with("Charged", &[("CLEVERTAP_MAX_RESPONSE_BYTES", "200000")])
         .await;
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -450,8 +430,7 @@ async fn a_page_past_the_response_limit_fails_with_the_limit_named() {
 
     // Under a limit it fits, the same pages load whole.
     let run = case
-        .api
-        .tapline(&args, &[("CLEVERTAP_MAX_RESPONSE_BYTES", "400000")])
+        .pull_day_with("Charged", &[("CLEVERTAP_MAX_RESPONSE_BYTES", "400000")])
         .await;
     assert_ok(&run);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
