@@ -997,22 +997,8 @@ impl ClevertapApi {
         let program = std::env::var_os("TAPLINE_BIN")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| crate::bin("tapline"));
-        let mut command = std::process::Command::new(program);
+        let mut command = crate::command_without_user_env(program);
         command.args(args);
-        for name in [
-            "TAPLINE_WAREHOUSE",
-            "TAPLINE_TIMEZONE",
-            "CLEVERTAP_ACCOUNT_ID",
-            "CLEVERTAP_PASSCODE",
-            "CLEVERTAP_REGION",
-            "CLEVERTAP_API_URL",
-            "CLEVERTAP_CONCURRENCY",
-            "CLEVERTAP_BACKOFF_MS",
-            "CLEVERTAP_MAX_RESPONSE_BYTES",
-            "CLEVERTAP_MAX_PAGES_PER_SLICE",
-        ] {
-            command.env_remove(name);
-        }
         for (name, value) in self.env() {
             command.env(name, value);
         }

@@ -80,14 +80,34 @@ impl From<Output> for Run {
 
 /// Runs `tapline` with `args`, without inheriting Tapline's environment variables.
 pub fn tapline(args: &[&str]) -> Run {
-    Command::new(bin("tapline"))
+    tapline_command()
         .args(args)
-        .env_remove("TAPLINE_WAREHOUSE")
-        .env_remove("TAPLINE_TIMEZONE")
-        .env_remove("TAPLINE_MAX_REJECT_RATIO")
         .output()
         .expect("run tapline")
         .into()
+}
+
+/// The `tapline` binary with none of the developer's own settings (see [`command_without_user_env`]).
+pub fn tapline_command() -> Command {
+    command_without_user_env(bin("tapline"))
+}
+
+/// `program` with none of the developer's own settings: every `TAPLINE_*` variable (warehouse,
+/// time zone, limits, passwords), every `CLEVERTAP_*` one and libpq's `PGPASSWORD` are removed, so
+/// a test sees the defaults unless it sets a variable itself. `TAPLINE_TEST_*` (the suite's own
+/// servers) stay.
+pub fn command_without_user_env(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let user_setting = (name.starts_with("TAPLINE_") && !name.starts_with("TAPLINE_TEST_"))
+            || name.starts_with("CLEVERTAP_")
+            || name == "PGPASSWORD";
+        if user_setting {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
 }
 
 /// Runs a query on a SQLite file directly (not through Tapline), every value as text.

@@ -247,7 +247,7 @@ impl RelayProcess {
     /// Starts the relay; the `alerts` route takes [`RELAY_TOKEN`] in `header`.
     async fn start(slack_url: &str, header: &str) -> Self {
         use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
+        use std::process::Stdio;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("relay.toml");
         std::fs::write(
@@ -269,7 +269,7 @@ url_env = "SLACK_URL"
             .replace("HEADER", header),
         )
         .unwrap();
-        let mut child = Command::new(tapline_tests::bin("tapline"))
+        let mut child = tapline_tests::tapline_command()
             .args(["relay", "serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .arg("--state-dir")

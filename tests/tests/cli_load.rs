@@ -563,7 +563,7 @@ fn killed_mid_file_leaves_nothing_and_the_rerun_loads_once() {
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
     let wh = case.warehouse();
-    let mut child = Command::new(tapline_tests::bin("tapline"))
+    let mut child = tapline_tests::tapline_command()
         .args(["load", fifo.to_str().unwrap(), "--warehouse", &wh])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -768,18 +768,8 @@ fn encoded(password: &str) -> String {
 
 /// Runs `tapline` with extra environment variables (Tapline's own removed first).
 fn tapline_with_env(args: &[&str], env: &[(&str, &str)]) -> tapline_tests::Run {
-    let mut command = std::process::Command::new(tapline_tests::bin("tapline"));
+    let mut command = tapline_tests::tapline_command();
     command.args(args);
-    for name in [
-        "TAPLINE_WAREHOUSE",
-        "TAPLINE_WAREHOUSE_PASSWORD",
-        "TAPLINE_WAREHOUSE_SECRET_ARN",
-        "PGPASSWORD",
-        "TAPLINE_TIMEZONE",
-        "TAPLINE_MAX_REJECT_RATIO",
-    ] {
-        command.env_remove(name);
-    }
     command.envs(env.iter().copied());
     command.output().expect("run tapline").into()
 }
@@ -933,7 +923,7 @@ fn links_fifos_and_unreadable_folders_are_reported_and_the_rest_loads() {
 
     let db = dir.path().join("w.sqlite");
     let wh = format!("sqlite://{}", db.display());
-    let output = std::process::Command::new(tapline_tests::bin("tapline"))
+    let output = tapline_tests::tapline_command()
         .args(["load", root.to_str().unwrap(), "--warehouse", &wh])
         .env_remove("TAPLINE_WAREHOUSE")
         .uid(65534)

@@ -45,7 +45,7 @@ fn two_processes_racing_on_one_file_load_it_once() {
     let (_dir, path) = temp_export(20_000);
     let url = db.url();
     let spawn = || {
-        Command::new(tapline_tests::bin("tapline"))
+        tapline_tests::tapline_command()
             .args(["load", path.to_str().unwrap(), "--warehouse", &url])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -138,7 +138,7 @@ fn connection_lost_mid_copy_rolls_back_and_the_rerun_loads_once() {
     );
     let app = format!("tapline_lost_{}", std::process::id());
     let url = with_param(&db.url(), &format!("application_name={app}"));
-    let child = Command::new(tapline_tests::bin("tapline"))
+    let child = tapline_tests::tapline_command()
         .args(["load", fifo.to_str().unwrap(), "--warehouse", &url])
         .stdout(Stdio::piped())
         .spawn()

@@ -29,10 +29,9 @@ fn sqlite_url(dir: &tempfile::TempDir) -> (String, std::path::PathBuf) {
 
 /// `tapline` with the emulator's address in `STORAGE_EMULATOR_HOST`, as a user would run it.
 fn tapline_gcs(args: &[&str]) -> tapline_tests::Run {
-    std::process::Command::new(bin("tapline"))
+    tapline_tests::tapline_command()
         .args(args)
         .env("STORAGE_EMULATOR_HOST", gcs_url())
-        .env_remove("TAPLINE_WAREHOUSE")
         .output()
         .expect("run tapline")
         .into()
@@ -434,16 +433,18 @@ async fn the_cloud_run_binary_serves_events_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = tokio::process::Command::new(bin("export-loader-cloud-run"))
-        .env("PORT", port.to_string())
-        .env("TAPLINE_LISTEN_HOST", "127.0.0.1")
-        .env("TAPLINE_WAREHOUSE", schema.url())
-        // As infra/gcp deploys it: Cloud Run injects the password from Secret Manager.
-        .env("TAPLINE_WAREHOUSE_PASSWORD", "gcp-s3cr3t-pw")
-        .env("STORAGE_EMULATOR_HOST", gcs_url())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start export-loader-cloud-run");
+    let mut child = tokio::process::Command::from(tapline_tests::command_without_user_env(bin(
+        "export-loader-cloud-run",
+    )))
+    .env("PORT", port.to_string())
+    .env("TAPLINE_LISTEN_HOST", "127.0.0.1")
+    .env("TAPLINE_WAREHOUSE", schema.url())
+    // As infra/gcp deploys it: Cloud Run injects the password from Secret Manager.
+    .env("TAPLINE_WAREHOUSE_PASSWORD", "gcp-s3cr3t-pw")
+    .env("STORAGE_EMULATOR_HOST", gcs_url())
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("start export-loader-cloud-run");
     let base = format!("http://127.0.0.1:{port}");
     // Ready when /healthz answers (bounded: a broken start fails the test, not hangs it).
     let client = reqwest::Client::new();
