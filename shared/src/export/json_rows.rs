@@ -36,6 +36,9 @@ pub(crate) fn parse_json_lines(
     let mut ts_text = [0u8; 20];
     let mut line_no = 0u64;
     let mut decoded = 0u64;
+    // The event name some exports write alone on their first line (see [`first_line_name`]).
+    let mut header_name: Option<String> = None;
+    let mut first_record = true;
 
     loop {
         line_buf.clear();
@@ -48,6 +51,12 @@ pub(crate) fn parse_json_lines(
         line_no += 1;
         let trimmed = line_buf.trim_ascii();
         if trimmed.is_empty() {
+            continue;
+        }
+        if std::mem::take(&mut first_record)
+            && let Some(name) = first_line_name(trimmed, opts.limits.max_column_name_bytes)
+        {
+            header_name = Some(name);
             continue;
         }
         let reject = |column: Option<&str>, reason: String| {
@@ -94,7 +103,9 @@ pub(crate) fn parse_json_lines(
         let name = flat
             .iter()
             .find(|(k, _)| k == EVENT_NAME_COLUMN)
-            .and_then(|(_, v)| v.as_deref());
+            .and_then(|(_, v)| v.as_deref())
+            .filter(|n| !n.is_empty())
+            .or(header_name.as_deref());
         let event_name = match checks.event_name(name) {
             Ok(n) => n.to_string(),
             Err((column, reason)) => {
@@ -130,6 +141,31 @@ pub(crate) fn parse_json_lines(
         batcher.row_done()?;
     }
     batcher.finish(decoded)
+}
+
+/// The event name on a JSON export's first line, if that line is one. One CleverTap docs page says
+/// "The first line of the file contains the event name. After the first line, each line in JSON
+/// describes the timestamp, object id, and event properties" (`../shared/reference/clevertap.md`),
+/// while the others show objects from the first line: both are accepted. A name is a bare line
+/// (`Charged`) or a JSON string (`"Charged"`) of printable text, at most `max_bytes` long; anything
+/// else on the first line is parsed as a record (and rejected as one if it is not an object). The
+/// name fills `eventName` for records without one: it is the event's real name, where the object
+/// name's copy is lossy (spaces and slashes become `-`).
+fn first_line_name(line: &[u8], max_bytes: usize) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?;
+    let name = match text.as_bytes().first()? {
+        b'{' | b'[' => return None,
+        b'"' => match serde_json::from_str::<Value>(text).ok()? {
+            Value::String(name) => name,
+            _ => return None,
+        },
+        _ => text.to_string(),
+    };
+    let printable = !name.is_empty()
+        && name.len() <= max_bytes
+        && name.trim() == name
+        && !name.chars().any(char::is_control);
+    printable.then_some(name)
 }
 
 fn check_nul(
@@ -378,6 +414,46 @@ mod tests {
         )
         .unwrap();
         (out, rejects)
+    }
+
+    #[test]
+    fn a_bare_event_name_on_the_first_line_names_the_records_and_is_no_row() {
+        let rec = br#"{"ts":20171109000015,"eventProps":{"Amount":5}}"#;
+        let named = br#"{"ts":20171109000016,"eventName":"Own Name"}"#;
+        for first in [&b"Order Placed/Web"[..], br#""Order Placed/Web""#] {
+            let file = [first, b"\n", rec, b"\n", named, b"\n"].concat();
+            let (batches, rejects) = parse(&file, Some("Order-Placed-Web"));
+            assert!(rejects.is_empty(), "{rejects:?}");
+            let names: Vec<_> = batches
+                .iter()
+                .flat_map(|(cols, rows)| {
+                    let i = cols.iter().position(|c| c == "eventName").unwrap();
+                    rows.iter().map(move |r| r[i].clone())
+                })
+                .collect();
+            // The header's real name beats the object name's lossy copy; a record's own wins.
+            assert_eq!(
+                names,
+                [Some("Order Placed/Web".into()), Some("Own Name".into())]
+            );
+        }
+    }
+
+    #[test]
+    fn text_lines_other_than_a_first_line_name_are_rejected() {
+        let rec = br#"{"ts":20171109000015}"#;
+        // A name past the first line, a first line with a control character, a first-line array.
+        for (file, line) in [
+            ([&rec[..], b"\nCharged\n"].concat(), 2),
+            ([&b"Char\x07ged\n"[..], rec].concat(), 1),
+            ([&b"[1,2]\n"[..], rec].concat(), 1),
+        ] {
+            let (batches, rejects) = parse(&file, Some("Charged"));
+            let rows: usize = batches.iter().map(|(_, r)| r.len()).sum();
+            assert_eq!(rows, 1, "{file:?}");
+            assert_eq!(rejects.len(), 1, "{file:?}");
+            assert_eq!(rejects[0].line, line, "{file:?}");
+        }
     }
 
     #[test]
