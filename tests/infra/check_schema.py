@@ -4,8 +4,9 @@
 Every `resource`, `data` and `provider` block under the given paths is checked against a schema in
 the format of `terraform providers schema -json`: the type exists, every argument and nested block
 (recursively, `dynamic` blocks included) exists, required ones are set, blocks are written as
-blocks and arguments as arguments, single blocks appear once, and (Google) a literal value of an
-argument whose docs list its possible values is one of them. Findings print as `file:line: ...`
+blocks and arguments as arguments, single blocks appear once, a literal value has the argument's
+shape (single value, list or map), and (Google) a literal value of an argument whose docs list its
+possible values is one of them. Findings print as `file:line: ...`
 with the closest valid names, then one summary line; the exit code is 1 when there is any.
 
     check_schema.py google-schema CACHE_DIR        # prints the Google schema's path, building it once
@@ -38,6 +39,8 @@ GOOGLE_PACKAGE = "@cdktf/provider-google"
 GOOGLE_PACKAGE_VERSION = "16.12.1"  # generated from hashicorp/google 6.50.0
 GOOGLE_PACKAGE_INTEGRITY = "sha512-KqNA/5RiFT07r0PSZ6/07cJ2zESUgbj1JchVj21iBFBZVUbD+578xA/k8eq/r0cbyEgLmg9eYWeVslaYah4DCQ=="
 GOOGLE_ADDRESS = "registry.terraform.io/hashicorp/google"
+# Part of the cached schemas' names: bump it when what they hold changes, so old caches are not read.
+CACHE_FORMAT = "v2"
 
 # Terraform's own arguments and blocks, valid in every resource / data source / provider block.
 META_ARGUMENTS = {
@@ -109,6 +112,16 @@ def nested_struct(types: dict, type_ref: dict) -> tuple[str | None, bool]:
     return None, False
 
 
+def jsii_shape(type_ref: dict) -> str | None:
+    """The value shape of an argument's jsii type: "value" (string, number, bool), "list" or "map"."""
+    for option in type_ref.get("union", {}).get("types", [type_ref]):
+        if "primitive" in option:
+            return "value" if option["primitive"] in ("string", "number", "boolean") else None
+        if "collection" in option:
+            return "list" if option["collection"]["kind"] == "array" else "map"
+    return None
+
+
 def block_from_struct(types: dict, fqn: str, path: tuple = ()) -> dict:
     """A cdktf config struct as a Terraform schema block. cdktf makes blocks of max_items 1 a single
     struct and other blocks an array of structs; a non-optional property is required."""
@@ -134,6 +147,9 @@ def block_from_struct(types: dict, fqn: str, path: tuple = ()) -> dict:
             block_types[name] = block
         else:
             attributes[name] = {"required": True} if required else {"optional": True}
+            shape = jsii_shape(prop["type"])
+            if shape:
+                attributes[name]["shape"] = shape
             values = POSSIBLE_VALUES.search(docs_text(prop))
             if values:
                 # Not in Terraform's schema format: the provider's documented values, checked on literals.
@@ -170,7 +186,7 @@ def schema_from_jsii(assembly: dict) -> dict:
 
 def google_schema(cache: Path) -> Path:
     """The Google schema file in `cache`, built from the pinned package on first use (~5 s, ~600 MB)."""
-    schema = cache / f"google-cdktf-{GOOGLE_PACKAGE_VERSION}.schema.json"
+    schema = cache / f"google-cdktf-{GOOGLE_PACKAGE_VERSION}.{CACHE_FORMAT}.schema.json"
     if not schema.exists():
         with tarfile.open(fetch_google_package(cache)) as tarball:
             assembly = json.loads(tarball.extractfile("package/.jsii").read())
@@ -180,11 +196,29 @@ def google_schema(cache: Path) -> Path:
     return schema
 
 
+def terraform_shape(attribute: dict) -> str | None:
+    """The value shape of a Terraform schema attribute: "value", "list" or "map" (None: dynamic)."""
+    if "nested_type" in attribute:
+        return {"single": "map", "map": "map"}.get(attribute["nested_type"].get("nesting_mode"), "list")
+    kind = attribute.get("type")
+    if kind in ("string", "number", "bool"):
+        return "value"
+    if isinstance(kind, list):
+        return "list" if kind[0] in ("list", "set", "tuple") else "map"
+    return None
+
+
 def slim_block(block: dict) -> dict:
     """A schema block with only what the check reads (a fifth of the size: no descriptions or types)."""
     keys = ("required", "optional", "computed")
+    attributes = {}
+    for name, attribute in block.get("attributes", {}).items():
+        attributes[name] = {k: True for k in keys if attribute.get(k)}
+        shape = terraform_shape(attribute)
+        if shape:
+            attributes[name]["shape"] = shape
     return {
-        "attributes": {name: {k: True for k in keys if attribute.get(k)} for name, attribute in block.get("attributes", {}).items()},
+        "attributes": attributes,
         "block_types": {
             name: {
                 **{k: nested[k] for k in ("nesting_mode", "min_items", "max_items") if k in nested},
@@ -205,7 +239,7 @@ def terraform_schema(directory: Path, cache: Path) -> Path:
     if not selections:
         sys.exit(f"check_schema: {directory} selects no provider; run terraform init there first")
     versions = "+".join(f"{address.split('/', 1)[1].replace('/', '-')}-{version}" for address, version in sorted(selections.items()))
-    schema = cache / f"{versions}.schema.json"
+    schema = cache / f"{versions}.{CACHE_FORMAT}.schema.json"
     if not schema.exists():
         cache.mkdir(parents=True, exist_ok=True)
         printed = json.loads(terraform("providers", "schema", "-json"))
@@ -289,6 +323,29 @@ def literal_string(attribute: Tree) -> str | None:
     return None
 
 
+SHAPE_WORDS = {"value": "a single value (string, number or bool)", "list": "a list or set", "map": "a map or object"}
+
+
+def literal_shape(attribute: Tree) -> str | None:
+    """The shape of an argument's value when it is written as a literal, else None (a reference or
+    a call could be anything). Terraform converts between strings, numbers and bools, but never
+    between those, lists and maps."""
+    value = attribute.children[1]
+    while isinstance(value, Tree) and value.data == "expr_term" and len(value.children) == 1:
+        value = value.children[0]
+    if isinstance(value, Token):
+        return "value" if value.type == "STRING_LIT" else None
+    if value.data in ("int_lit", "float_lit", "heredoc_template", "heredoc_template_trim"):
+        return "value"
+    if value.data == "identifier":
+        return "value" if value.children[0].value in ("true", "false") else None
+    if value.data in ("tuple", "for_tuple_expr"):
+        return "list"
+    if value.data in ("object", "for_object_expr"):
+        return "map"
+    return None
+
+
 class Checker:
     def __init__(self, schemas: list[dict]):
         # Types are owned by the provider named by their prefix: google_storage_bucket -> google.
@@ -358,6 +415,9 @@ class Checker:
                     schema = attributes[name]
                     if schema.get("computed") and not (schema.get("optional") or schema.get("required")):
                         self.report(path, item_line, f"{address}: {name!r} is computed by the provider and cannot be set")
+                    given = literal_shape(node)
+                    if schema.get("shape") and given and given != schema["shape"]:
+                        self.report(path, item_line, f"{address}: {name!r} takes {SHAPE_WORDS[schema['shape']]}, not {SHAPE_WORDS[given]}")
                     value = literal_string(node)
                     possible = schema.get("possible_values")
                     if possible and value is not None and value and value not in possible:
