@@ -6,7 +6,8 @@ the format of `terraform providers schema -json`: the type exists, every argumen
 (recursively, `dynamic` blocks included) exists, required ones are set, blocks are written as
 blocks and arguments as arguments, single blocks appear once, a literal value has the argument's
 shape (single value, list or map), and (Google) a literal value of an argument whose docs list its
-possible values is one of them. Findings print as `file:line: ...`
+possible values is one of them; and every read of a resource's or data source's attribute
+(`TYPE.NAME.ATTRIBUTE`) names one the type has. Findings print as `file:line: ...`
 with the closest valid names, then one summary line; the exit code is 1 when there is any.
 
     check_schema.py google-schema CACHE_DIR        # prints the Google schema's path, building it once
@@ -31,7 +32,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from hcl2.parser import Hcl2
+from hcl2.parser import Hcl2, strip_line_comment
 from lark import Token, Tree
 
 # Pinned: the version and the registry's integrity hash of the tarball (`npm view PKG dist.integrity`).
@@ -40,7 +41,7 @@ GOOGLE_PACKAGE_VERSION = "16.12.1"  # generated from hashicorp/google 6.50.0
 GOOGLE_PACKAGE_INTEGRITY = "sha512-KqNA/5RiFT07r0PSZ6/07cJ2zESUgbj1JchVj21iBFBZVUbD+578xA/k8eq/r0cbyEgLmg9eYWeVslaYah4DCQ=="
 GOOGLE_ADDRESS = "registry.terraform.io/hashicorp/google"
 # Part of the cached schemas' names: bump it when what they hold changes, so old caches are not read.
-CACHE_FORMAT = "v2"
+CACHE_FORMAT = "v3"
 
 # Terraform's own arguments and blocks, valid in every resource / data source / provider block.
 META_ARGUMENTS = {
@@ -157,6 +158,29 @@ def block_from_struct(types: dict, fqn: str, path: tuple = ()) -> dict:
     return {"attributes": attributes, "block_types": block_types}
 
 
+def readable_names(camel: str) -> set[str]:
+    """Terraform names a cdktf getter may stand for: `selfLink` is self_link, `detectMd5Hash`
+    detect_md5hash, `hugepageSize1G` hugepage_size_1g, `buildAttribute` build (renamed by cdktf)."""
+    joined = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", camel).lower()
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z0-9])|(?<=[0-9])(?=[A-Z])", "_", camel).lower()
+    names = {joined, spaced}
+    return names | {name.removesuffix("_attribute") for name in names}
+
+
+def add_computed_attributes(types: dict, kind: dict, config: str, block: dict):
+    """The attributes only the provider sets (the class's getters that are not config arguments),
+    as Terraform's schema marks them: computed, neither optional nor required."""
+    config_names = {prop["name"]: terraform_name(prop) for prop in types[config].get("properties", [])}
+    known = set(block["attributes"]) | set(block["block_types"])
+    for prop in kind.get("properties", []):
+        if prop.get("static") or prop["name"].endswith("Input") or prop["name"] in config_names:
+            continue
+        names = readable_names(prop["name"])
+        if not names & known:
+            for name in names:
+                block["attributes"][name] = {"computed": True}
+
+
 def schema_from_jsii(assembly: dict) -> dict:
     """The provider schema (`terraform providers schema -json` format) described by a cdktf assembly."""
     types = assembly["types"]
@@ -171,6 +195,7 @@ def schema_from_jsii(assembly: dict) -> dict:
             raise ValueError(f"{kind['fqn']}: no Terraform type or config struct in its jsii entry")
         versions.add(link.group(1))
         block = {"block": block_from_struct(types, config)}
+        add_computed_attributes(types, kind, config, block["block"])
         if kind["base"] == "cdktf.TerraformProvider":
             provider["provider"] = block
         elif link.group(2) == "resources":
@@ -231,7 +256,7 @@ def slim_block(block: dict) -> dict:
 
 def terraform_schema(directory: Path, cache: Path) -> Path:
     """`terraform providers schema -json` of an initialised root (TF_DATA_DIR as for its init),
-    cached per provider version and slimmed (~3 s to produce, 9 MB for hashicorp/aws 5.100)."""
+    cached per provider version and slimmed (~3 s to produce, 10 MB for hashicorp/aws 5.100)."""
     def terraform(*args: str) -> str:
         return subprocess.run(["terraform", f"-chdir={directory}", *args], check=True, capture_output=True, text=True).stdout
 
@@ -346,6 +371,24 @@ def literal_shape(attribute: Tree) -> str | None:
     return None
 
 
+# A read of a resource's or data source's attribute: [data.]TYPE.NAME[index].ATTRIBUTE.
+REFERENCE = re.compile(r"(?<![\w.])(data\.)?((?:google|aws)_\w+)\.\w+(?:\[[^\]\n]*\])?\.(\w+)")
+
+
+def code_only(text: str) -> str:
+    """The text with comments blanked out, lines kept where they were."""
+    lines, in_block_comment = [], False
+    for line in text.split("\n"):
+        if in_block_comment:
+            in_block_comment = "*/" not in line
+            lines.append(line.split("*/", 1)[1] if not in_block_comment else "")
+            continue
+        code, token, rest = strip_line_comment(line)
+        in_block_comment = token == "/*" and "*/" not in rest
+        lines.append(code)
+    return "\n".join(lines)
+
+
 class Checker:
     def __init__(self, schemas: list[dict]):
         # Types are owned by the provider named by their prefix: google_storage_bucket -> google.
@@ -358,6 +401,7 @@ class Checker:
                 self.sources[local] = schema.get("generated_from", address)
         self.findings: list[tuple[str, int, str]] = []
         self.checked = 0
+        self.reads = 0
 
     def report(self, path: str, line: int, message: str):
         self.findings.append((path, line, message))
@@ -369,12 +413,30 @@ class Checker:
         except Exception as error:  # lark's errors carry the line
             self.report(str(path), getattr(error, "line", 0), f"cannot parse: {str(error).splitlines()[0]}")
             return
+        self.check_references(str(path), text)
         body = next(child for child in tree.children if isinstance(child, Tree) and child.data == "body")
         for kind, name, line, node in items_of(body):
             if kind != "block" or name not in ("resource", "data", "provider"):
                 continue
             _, labels, block_body = labels_of(node)
             self.check_top_block(str(path), name, labels, line, block_body)
+
+    def check_references(self, path: str, text: str):
+        """Each `TYPE.NAME.ATTR` read (also `TYPE.NAME[i].ATTR`, `data.TYPE...`) names an
+        attribute or block of TYPE: `terraform validate` checks that, and GCP has no validate."""
+        code = code_only(text)
+        for match in REFERENCE.finditer(code):
+            data, type_name, attribute = match.group(1), match.group(2), match.group(3)
+            provider = self.providers.get(type_name.split("_", 1)[0])
+            table = (provider or {}).get("data_source_schemas" if data else "resource_schemas", {})
+            if type_name not in table:
+                continue  # an unknown type is reported where it is declared (or by check_references.py)
+            self.reads += 1
+            block = table[type_name]["block"]
+            readable = set(block.get("attributes", {})) | set(block.get("block_types", {}))
+            if attribute not in readable:
+                line = code.count("\n", 0, match.start()) + 1
+                self.report(path, line, f"{match.group(0)}: {type_name} has no attribute {attribute!r}; {closest(attribute, readable)}")
 
     def check_top_block(self, path: str, kind: str, labels: list[str], line: int, body: Tree):
         type_name = labels[0]
@@ -502,7 +564,7 @@ def check(schema_paths: list[str], paths: list[str]) -> int:
         print(f"{path}:{line}: {message}")
     sources = "; ".join(sorted(schema.get("generated_from", path) for schema, path in zip(schemas, schema_paths)))
     outcome = "ok" if not checker.findings else f"{len(checker.findings)} finding(s)"
-    print(f"schema check of {' '.join(paths)}: {len(files)} files, {checker.checked} blocks against {sources}: {outcome}")
+    print(f"schema check of {' '.join(paths)}: {len(files)} files, {checker.checked} blocks and {checker.reads} attribute reads against {sources}: {outcome}")
     return 1 if checker.findings else 0
 
 
