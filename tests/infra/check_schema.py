@@ -545,12 +545,13 @@ class Checker:
 
 
 def terraform_files(paths: list[str]) -> list[Path]:
+    """The .tf files of the paths; a path without any is an error, so a mistyped one cannot pass."""
     files = []
     for given in map(Path, paths):
-        if given.is_dir():
-            files += sorted(p for p in given.rglob("*.tf") if ".terraform" not in p.parts)
-        else:
-            files.append(given)
+        found = sorted(p for p in given.rglob("*.tf") if ".terraform" not in p.parts) if given.is_dir() else [given]
+        if not found or not found[0].is_file():
+            sys.exit(f"check_schema: no .tf files at {given}")
+        files += found
     return files
 
 
