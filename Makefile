@@ -98,7 +98,7 @@ package: ## Build the Lambda zips (arm64, cargo-lambda): target/lambda-arm64/<fu
 	@ls -l $(CARGO_TARGET_DIR)/lambda-arm64/*/bootstrap.zip
 
 .PHONY: infra-check
-infra-check: ## Offline Terraform checks: fmt, validate (AWS), checkov (AWS, GCP), apply of the AWS example to moto.
+infra-check: ## Offline Terraform checks: fmt, validate (AWS), checkov and provider-schema check (AWS, GCP), apply of the AWS example to moto.
 	tests/scripts/infra-check.sh
 
 clean: ## Remove build outputs, the demo and benchmark data.

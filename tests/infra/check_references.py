@@ -5,7 +5,7 @@ The Google provider cannot be installed offline, so infra/gcp gets no `terraform
 catches the mistakes validate would have caught without a provider schema: a var/local/resource/
 data/module output that is not declared, a counted resource's attribute read without an index
 (or an uncounted one indexed), and a module call whose arguments do not match the module's variables.
-Attribute names of provider resources are NOT checked (that needs the schema).
+Attribute names of provider resources are checked by check_schema.py, against the providers' schemas.
 
     .venv/bin/python tests/infra/check_references.py infra/gcp/examples/complete infra/gcp
 Uses the HCL parser that checkov installs (python-hcl2).

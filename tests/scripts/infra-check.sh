@@ -4,8 +4,12 @@
 #   2. terraform init + validate of infra/aws and its example, with the machine's provider mirror
 #   3. checkov over infra/ (AWS and GCP), installed into .venv/ when missing, and a reference
 #      check (tests/infra/check_references.py) standing in for validate on GCP
-#   4. terraform apply of infra/aws/examples/complete to a moto server, assertions, destroy
-# The Google provider cannot be installed offline: GCP gets steps 1 and 3 only.
+#   4. a schema check of every resource/data/provider block (tests/infra/check_schema.py): GCP
+#      against the Google provider's schema from the npm package @cdktf/provider-google (pinned,
+#      fetched once into .tmp/), AWS against `terraform providers schema -json`; first a self-test
+#      on tests/infra/fixtures/schema, which must fail with exactly its expected findings
+#   5. terraform apply of infra/aws/examples/complete to a moto server, assertions, destroy
+# The Google provider cannot be installed offline: GCP gets steps 1, 3 and 4 only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -62,6 +66,26 @@ BC_SKIP_MAPPING=TRUE .venv/bin/checkov -d infra --framework terraform --skip-dow
 # GCP cannot be validated offline: check its references instead (with checkov's HCL parser).
 step "references (GCP and AWS: declared names, indexes, module arguments)"
 .venv/bin/python tests/infra/check_references.py infra/gcp infra/gcp/examples/complete infra/aws infra/aws/examples/complete
+
+step "provider schemas (GCP: @cdktf/provider-google jsii, fetched once; AWS: terraform providers schema)"
+schemas="$root/$work/schema"
+google_schema=$(.venv/bin/python tests/infra/check_schema.py google-schema "$schemas")
+aws_schema=$(TF_DATA_DIR="$root/$work/validate/infra_aws" .venv/bin/python tests/infra/check_schema.py terraform-schema infra/aws "$schemas")
+check_schema() { .venv/bin/python tests/infra/check_schema.py check --schema "$google_schema" --schema "$aws_schema" "$@"; }
+
+step "schema check self-test: the fixtures' deliberate mistakes are each found"
+fixtures=tests/infra/fixtures/schema
+if check_schema "$fixtures" >"$work/schema-fixtures.out"; then
+  cat "$work/schema-fixtures.out" >&2
+  echo "infra-check: the schema check passed on $fixtures, whose every file has a deliberate mistake" >&2
+  exit 1
+fi
+# The findings only: the summary line names the provider versions, which may differ elsewhere.
+grep -v '^schema check of ' "$work/schema-fixtures.out" | diff -u "$fixtures/expected.txt" - >&2 \
+  || { echo "infra-check: the schema check's findings on $fixtures differ from $fixtures/expected.txt (-expected +found)" >&2; exit 1; }
+
+step "schema check (infra/gcp and infra/aws, with their modules and examples)"
+check_schema infra/gcp infra/aws
 
 step "terraform apply of infra/aws/examples/complete to moto, assertions, destroy"
 python=python3
