@@ -923,6 +923,52 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(crm.received().len(), 3, "nothing after the dead letter");
     }
 
+    /// The worker needs the delivery topic to publish its retries to, and a subscription limit
+    /// Pub/Sub allows: without either it does not start, and says which.
+    #[tokio::test]
+    async fn a_worker_without_its_retry_settings_does_not_start() {
+        let pubsub = PubSubDouble::start(PROJECT).await;
+        let topic = pubsub.create_topic("d");
+        let dead = pubsub.create_topic("dl");
+        let slack = Receiver::start().await;
+        let base = [
+            ("TAPLINE_RELAY_MODE", "worker"),
+            ("TAPLINE_RELAY_CONFIG_TOML", CONFIG),
+            ("ALERTS_TOKEN", TOKEN),
+            ("SLACK_ALERTS_URL", slack.url.as_str()),
+            ("CRM_WEBHOOK_URL", slack.url.as_str()),
+            (
+                "CRM_SIGNING_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
+            ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
+        ];
+        let without_topic = CloudRunService::try_start("webhook-relay-cloud-run", &base)
+            .await
+            .err()
+            .expect("no TAPLINE_RELAY_TOPIC: no start");
+        assert!(
+            without_topic.contains("TAPLINE_RELAY_TOPIC is not set"),
+            "{without_topic}"
+        );
+        for bad in ["4", "101", "many"] {
+            let mut env = base.to_vec();
+            env.extend([
+                ("TAPLINE_RELAY_TOPIC", topic.as_str()),
+                ("TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS", bad),
+            ]);
+            let logs = CloudRunService::try_start("webhook-relay-cloud-run", &env)
+                .await
+                .err()
+                .expect("a limit Pub/Sub does not allow: no start");
+            assert!(
+                logs.contains("TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS") && logs.contains("5 to 100"),
+                "{bad}: {logs}"
+            );
+        }
+    }
+
     /// Five retryable failures in a row pause the destination in this instance: pushes for it
     /// are then held without a request, even for deliveries never attempted, until the pause
     /// ends; once it is back, every delivery arrives once, the held ones at their first attempt.
