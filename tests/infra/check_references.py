@@ -7,14 +7,14 @@ data/module output that is not declared, a counted resource's attribute read wit
 (or an uncounted one indexed), and a module call whose arguments do not match the module's variables.
 Attribute names of provider resources are NOT checked (that needs the schema).
 
+    .venv/bin/python tests/infra/check_references.py infra/gcp/examples/complete infra/gcp
+Uses the HCL parser that checkov installs (python-hcl2).
+
 For infra/gcp it also asserts the relay's wiring (issue 15), since no plan can show it offline:
 the values derived from the inputs alone (derived.tf: the Pub/Sub settings derived from the retry
 schedule, the warehouse detection, the TAPLINE_HTTP_* map) are evaluated by terraform itself, with
 no provider, for chosen inputs; the rest (which service gets which variable, secret and grant) is
 asserted on the parsed blocks, and the variable names against the Rust constants that read them.
-
-    .venv/bin/python tests/infra/check_references.py infra/gcp/examples/complete infra/gcp
-Uses the HCL parser that checkov installs (python-hcl2), and terraform for infra/gcp.
 """
 
 import json
