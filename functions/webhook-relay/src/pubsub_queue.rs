@@ -742,6 +742,15 @@ mod tests {
         assert_eq!(envelope.message.data.as_deref(), Some("eyJhIjoxfQ=="));
         assert_eq!(PushOutcome::Retry.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(PushOutcome::DeadLettered.status(), StatusCode::OK);
+        let republished = PushOutcome::Republished {
+            prior_attempts: 1,
+            not_before_ms: 5,
+        };
+        assert_eq!(republished.status(), StatusCode::OK);
+        assert_eq!(
+            PushOutcome::Held { until_ms: 5 }.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]
