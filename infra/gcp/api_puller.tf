@@ -7,7 +7,7 @@ locals {
   alerts_relay_env = local.alerts_via_relay ? {
     TAPLINE_ALERTS_RELAY_URL              = "${google_cloud_run_v2_service.webhook_relay[0].uri}/hooks/${var.api_puller_alerts_relay_route}"
     TAPLINE_ALERTS_RELAY_HEADER           = var.api_puller_alerts_relay_header
-    TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN = lookup(local.relay_secret_versions, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
+    TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN = lookup(local.relay_route_secret_versions, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
   } : {}
   alert_rules_env = var.api_puller_alert_rules != "" ? { TAPLINE_ALERT_RULES = var.api_puller_alert_rules } : {}
 }
@@ -83,6 +83,14 @@ resource "google_cloud_run_v2_service" "api_puller" {
         name  = "TAPLINE_LOG"
         value = var.log_level
       }
+      # The HTTP server's timeouts and connection cap (http_server_limits), when set.
+      dynamic "env" {
+        for_each = local.http_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
       # The alerts job: its rules, and the relay route breaches are posted to.
       dynamic "env" {
         for_each = merge(local.alert_rules_env, local.alerts_relay_env)
@@ -117,9 +125,9 @@ resource "google_cloud_run_v2_service" "api_puller" {
     }
     precondition {
       condition = var.api_puller_alerts_relay_route == null || (
-        local.enable_webhook_relay && contains(var.webhook_relay_secret_names, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"))
+        local.enable_webhook_relay && contains(var.webhook_relay_route_secret_names, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"))
       )
-      error_message = "api_puller_alerts_relay_route needs the webhook relay and api_puller_alerts_relay_token_secret_name, one of webhook_relay_secret_names."
+      error_message = "api_puller_alerts_relay_route needs the webhook relay and api_puller_alerts_relay_token_secret_name, one of webhook_relay_route_secret_names."
     }
   }
 }

@@ -15,11 +15,16 @@ resource "google_bigquery_dataset" "warehouse" {
 }
 
 locals {
-  # Identities that write the warehouse.
+  # Identities that write the warehouse's tables: the loaders, over the whole dataset.
   warehouse_writers = merge(
     { export_loader = google_service_account.export_loader.member },
     local.enable_api_puller ? { api_puller = google_service_account.api_puller[0].member } : {},
-    local.enable_webhook_relay ? { webhook_relay_worker = google_service_account.webhook_relay_worker[0].member } : {},
+  )
+  # Identities that run BigQuery jobs: the writers, and the relay's worker when it writes
+  # webhook_events.
+  warehouse_job_users = merge(
+    local.warehouse_writers,
+    local.relay_writes_module_bigquery ? { webhook_relay_worker = google_service_account.webhook_relay_worker[0].member } : {},
   )
 }
 
@@ -33,9 +38,48 @@ resource "google_bigquery_dataset_iam_member" "warehouse_writers" {
 
 resource "google_project_iam_member" "warehouse_job_users" {
   # Load and query jobs are created at project level (no dataset-level role can grant them);
-  # jobUser lets them run jobs, the data access stays limited to the dataset above.
-  for_each = local.warehouse_writers
+  # jobUser lets them run jobs, the data access stays limited to the grants above and below.
+  for_each = local.warehouse_job_users
   project  = var.project_id
   role     = "roles/bigquery.jobUser"
   member   = each.value
+}
+
+# The relay's warehouse destinations write one table, webhook_events (warehouse_destination.rs:
+# one row per delivery, keyed by its id). It is made here with the schema the worker would give
+# it, so that the worker needs no right on the rest of the dataset: its grant is this table's.
+resource "google_bigquery_table" "webhook_events" {
+  count               = local.relay_writes_module_bigquery ? 1 : 0
+  project             = var.project_id
+  dataset_id          = google_bigquery_dataset.warehouse.dataset_id
+  table_id            = "webhook_events"
+  description         = "Webhooks delivered by the relay's warehouse destinations: one row per delivery."
+  labels              = merge(local.labels, { "tapline" = "fixed" })
+  deletion_protection = true
+
+  schema = jsonencode([
+    { name = "delivery_id", type = "STRING", mode = "REQUIRED" },
+    { name = "payload_id", type = "STRING", mode = "NULLABLE" },
+    { name = "route", type = "STRING", mode = "NULLABLE" },
+    { name = "received_at", type = "STRING", mode = "NULLABLE" },
+    { name = "received_at_ms", type = "INT64", mode = "NULLABLE" },
+    { name = "target_id", type = "STRING", mode = "NULLABLE" },
+    { name = "event", type = "STRING", mode = "NULLABLE" },
+    { name = "identity", type = "STRING", mode = "NULLABLE" },
+    { name = "profiles", type = "INT64", mode = "NULLABLE" },
+    { name = "is_test", type = "INT64", mode = "NULLABLE" },
+    { name = "body", type = "STRING", mode = "NULLABLE" },
+  ])
+
+  #checkov:skip=CKV_GCP_80:Google-managed encryption, as the dataset's; a CMEK needs a key ring and key policy the deployer owns.
+}
+
+resource "google_bigquery_table_iam_member" "webhook_relay_worker" {
+  # The worker writes webhook_events and nothing else in the dataset.
+  count      = local.relay_writes_module_bigquery ? 1 : 0
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.warehouse.dataset_id
+  table_id   = google_bigquery_table.webhook_events[0].table_id
+  role       = "roles/bigquery.dataEditor"
+  member     = google_service_account.webhook_relay_worker[0].member
 }

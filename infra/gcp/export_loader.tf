@@ -44,6 +44,14 @@ resource "google_cloud_run_v2_service" "export_loader" {
         name  = "TAPLINE_LOG"
         value = var.log_level
       }
+      # The HTTP server's timeouts and connection cap (http_server_limits), when set.
+      dynamic "env" {
+        for_each = local.http_env
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
       # A PostgreSQL warehouse's password: Cloud Run reads the secret and sets the variable; the
       # URL in TAPLINE_WAREHOUSE carries none.
       dynamic "env" {

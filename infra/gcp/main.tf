@@ -2,7 +2,8 @@
 # to the export-loader on Cloud Run, which loads it into BigQuery exactly once; Cloud Scheduler
 # (OIDC) runs the sweep and the api-puller; the webhook relay answers CleverTap on a public Cloud
 # Run service and delivers through Pub/Sub to an internal worker. Topic files: storage.tf,
-# export_loader.tf, api_puller.tf, webhook_relay.tf, schedules.tf, secrets.tf, bigquery.tf.
+# export_loader.tf, api_puller.tf, webhook_relay.tf, schedules.tf, secrets.tf, bigquery.tf;
+# derived.tf holds what follows from the inputs alone.
 
 data "google_project" "this" {
   project_id = var.project_id

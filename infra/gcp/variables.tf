@@ -96,6 +96,25 @@ variable "export_loader_max_instances" {
   default     = 5
 }
 
+variable "http_server_limits" {
+  type = object({
+    header_timeout_secs  = optional(number)
+    request_timeout_secs = optional(number)
+    idle_timeout_secs    = optional(number)
+    max_connections      = optional(number)
+    shutdown_grace_secs  = optional(number)
+  })
+  description = "The HTTP server limits of every Cloud Run service (export-loader, api-puller, the relay's endpoint and worker), as TAPLINE_HTTP_HEADER_TIMEOUT_SECS, _REQUEST_TIMEOUT_SECS, _IDLE_TIMEOUT_SECS, _MAX_CONNECTIONS and _SHUTDOWN_GRACE_SECS. Unset: the binaries' defaults (10 s for the request head, 30 s for the body, 10 s idle, 1024 connections, 8 s of grace after SIGTERM: Cloud Run kills 10 s after it)."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for v in values(var.http_server_limits) : v == null ? true : (v >= 1 && floor(v) == v)
+    ])
+    error_message = "http_server_limits: each a whole number of at least 1."
+  }
+}
+
 # --- Warehouse -------------------------------------------------------------------------------
 
 variable "bigquery_dataset_id" {
@@ -160,7 +179,7 @@ variable "api_puller_alerts_relay_route" {
 
 variable "api_puller_alerts_relay_token_secret_name" {
   type        = string
-  description = "Which of webhook_relay_secret_names holds that route's token (the route's auth secret_env): the api-puller may then read that one secret, the same the relay checks."
+  description = "Which of webhook_relay_route_secret_names holds that route's token (the route's auth secret_env): the api-puller may then read that one secret, the same the relay checks."
   default     = null
 }
 
@@ -207,16 +226,65 @@ variable "webhook_relay_config" {
   default     = ""
 }
 
+variable "webhook_relay_route_secret_names" {
+  type        = set(string)
+  description = "Route secrets to create empty: the tokens the relay checks (each route's auth secret_env), e.g. [\"ALERTS_TOKEN\"]. Each becomes secret <name_prefix>-relay-<NAME>, readable by the public endpoint only (and by the api-puller for api_puller_alerts_relay_token_secret_name); the endpoint gets the map NAME → secret version in TAPLINE_RELAY_SECRET_ARNS. Replaces webhook_relay_secret_names, with webhook_relay_destination_secret_names."
+  default     = []
+}
+
+variable "webhook_relay_destination_secret_names" {
+  type        = set(string)
+  description = "Destination secrets to create empty: Slack webhook URLs, signing keys, CleverTap passcodes (each destination's url_env, signing_secret_env, passcode_env), e.g. [\"SLACK_ALERTS_URL\"]. Each becomes secret <name_prefix>-relay-<NAME>, readable by the delivery worker only: the public endpoint never holds a destination's credentials. The worker gets the map NAME → secret version in TAPLINE_RELAY_SECRET_ARNS. No name may be in both lists."
+  default     = []
+}
+
+variable "webhook_relay_retry_schedule" {
+  type        = list(string)
+  description = "The relay's default retry schedule: the waits after the 1st, 2nd, ... failed attempt (\"5s\", \"5m\", \"2h\"), so attempts = waits + 1. The default is Svix's (about 27.6 h; 24.8 h at least with the -10 % jitter). The worker gets it in TAPLINE_RELAY_RETRY_SCHEDULE and follows it itself (a failed delivery is published again, due later); the push subscription's retry policy (minimum and maximum backoff) and max_delivery_attempts are derived from it, never set apart from it. A route's own retry_schedule may not have more attempts. Each wait at most 10h, as on AWS."
+  default     = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+
+  validation {
+    condition = length(var.webhook_relay_retry_schedule) >= 1 && alltrue([
+      for wait in var.webhook_relay_retry_schedule :
+      can(regex("^[0-9]+[smh]$", wait)) && (can(regex("^[0-9]+[smh]$", wait)) ? tonumber(regex("^[0-9]+", wait)) * lookup({ s = 1, m = 60, h = 3600 }, regex("[smh]$", wait)) <= 36000 : false)
+    ])
+    error_message = "webhook_relay_retry_schedule: at least one wait, each like \"30s\", \"5m\" or \"2h\" and at most 10h."
+  }
+}
+
+variable "webhook_relay_max_instances" {
+  type        = number
+  description = "Most instances of the relay's public endpoint at once: bounds what a flood of requests (authenticated or not) can cost. Each instance takes up to 80 requests at a time and publishes within 4 s, so the default 10 accepts hundreds of webhooks a second."
+  default     = 10
+
+  validation {
+    condition     = var.webhook_relay_max_instances >= 1 && floor(var.webhook_relay_max_instances) == var.webhook_relay_max_instances
+    error_message = "webhook_relay_max_instances: a whole number of at least 1."
+  }
+}
+
+# --- Replaced webhook relay inputs: set, they stop the plan with what to use instead ----------
+
 variable "webhook_relay_secret_names" {
   type        = set(string)
-  description = "Relay secrets to create empty (route tokens, Slack URLs), named as the config names them; the relay gets a JSON map NAME → secret version in TAPLINE_RELAY_SECRET_ARNS."
-  default     = []
+  description = "Deprecated: replaced by webhook_relay_route_secret_names (readable by the endpoint only) and webhook_relay_destination_secret_names (readable by the worker only). The secrets keep their names (<name_prefix>-relay-<NAME>)."
+  default     = null
+
+  validation {
+    condition     = var.webhook_relay_secret_names == null
+    error_message = "webhook_relay_secret_names is replaced: list route tokens in webhook_relay_route_secret_names and Slack URLs, signing keys and passcodes in webhook_relay_destination_secret_names (the secrets keep their names)."
+  }
 }
 
 variable "webhook_relay_max_delivery_attempts" {
   type        = number
-  description = "Pub/Sub pushes of one delivery before the subscription dead-letters it (5 to 100): the safety net, since the worker dead-letters at settings.max_attempts (default 8) itself, with the last error. Pushes the worker holds (during a retry's backoff, a Retry-After or a paused destination) count here but are not attempts, so leave room: with the 10 s to 600 s push backoff, 30 pushes cover about four hours."
-  default     = 30
+  description = "Deprecated: the push subscription's max_delivery_attempts is derived from webhook_relay_retry_schedule."
+  default     = null
+
+  validation {
+    condition     = var.webhook_relay_max_delivery_attempts == null
+    error_message = "webhook_relay_max_delivery_attempts is replaced: the subscription's retry policy and max_delivery_attempts are derived from webhook_relay_retry_schedule."
+  }
 }
 
 variable "warehouse_url" {

@@ -1,7 +1,47 @@
 # Webhook relay: CleverTap → public Cloud Run service (authenticates each route by its secret
 # header, publishes to Pub/Sub, answers 200 within CleverTap's 3–5 s) → push subscription (OIDC)
-# → internal worker service (delivers; a non-2xx answer is redelivered with backoff, then
-# dead-lettered). Two services, as on AWS: the public one can only publish.
+# → internal worker service (delivers on the retry schedule: a failed delivery is published
+# again, due later; the last failure is dead-lettered). Two services, as on AWS: the public one
+# can only publish, and reads route tokens only.
+
+locals {
+  # A route with a warehouse destination: the endpoint's config check needs TAPLINE_WAREHOUSE,
+  # and the worker writes webhook_events.
+  relay_has_warehouse = local.enable_webhook_relay && local.relay_config_has_warehouse
+  # The module's own BigQuery dataset (not a warehouse_url of the deployer's).
+  relay_writes_module_bigquery = local.relay_has_warehouse && var.warehouse_url == null
+
+  relay_common_env = merge(local.http_env, {
+    # Every route's default schedule (TAPLINE_RELAY_RETRY_SCHEDULE wins over the TOML's).
+    TAPLINE_RELAY_RETRY_SCHEDULE = jsonencode(var.webhook_relay_retry_schedule)
+    TAPLINE_RELAY_CONFIG_TOML    = var.webhook_relay_config
+    TAPLINE_LOG                  = var.log_level
+  })
+  relay_endpoint_env = local.enable_webhook_relay ? merge(local.relay_common_env, {
+    TAPLINE_RELAY_MODE  = "endpoint"
+    TAPLINE_RELAY_TOPIC = google_pubsub_topic.relay_delivery[0].id
+    # Route tokens only: the public service never holds a destination's credentials.
+    TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_route_secret_versions)
+    }, local.relay_has_warehouse ? {
+    # The URL without a password: the config check needs it, the endpoint never opens it.
+    TAPLINE_WAREHOUSE = local.warehouse_url
+  } : {}) : {}
+  relay_worker_env = local.enable_webhook_relay ? merge(local.relay_common_env, {
+    TAPLINE_RELAY_MODE = "worker"
+    # Retries are published again here, due later; what the worker gives up on goes to the
+    # dead-letter topic with its attempt record.
+    TAPLINE_RELAY_TOPIC                 = google_pubsub_topic.relay_delivery[0].id
+    TAPLINE_RELAY_DEAD_LETTER_TOPIC     = google_pubsub_topic.relay_dead_letters[0].id
+    TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS = tostring(local.relay_max_delivery_attempts)
+    # Destination credentials only.
+    TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_destination_secret_versions)
+    # The dedupe window (the same body on a route within settings.dedupe_window_secs is
+    # delivered once, by claims with GCS generation preconditions) and the attempt records
+    # that dead letters list.
+    TAPLINE_RELAY_DEDUPE_BUCKET = google_storage_bucket.relay_dedupe[0].name
+    TAPLINE_WAREHOUSE           = local.warehouse_url
+  }) : {}
+}
 
 resource "google_service_account" "webhook_relay" {
   count        = local.enable_webhook_relay ? 1 : 0
@@ -75,6 +115,11 @@ resource "google_cloud_run_v2_service" "webhook_relay" {
     # CleverTap gives up after 3 to 5 s.
     timeout = "10s"
 
+    scaling {
+      # The endpoint is public: a flood of requests costs at most this many instances.
+      max_instance_count = var.webhook_relay_max_instances
+    }
+
     containers {
       image = var.webhook_relay_image
 
@@ -83,30 +128,25 @@ resource "google_cloud_run_v2_service" "webhook_relay" {
       }
 
       # One image, two services: this one accepts and publishes.
-      env {
-        name  = "TAPLINE_RELAY_MODE"
-        value = "endpoint"
-      }
-      env {
-        name  = "TAPLINE_RELAY_TOPIC"
-        value = google_pubsub_topic.relay_delivery[0].id
-      }
-      env {
-        name  = "TAPLINE_RELAY_CONFIG_TOML"
-        value = var.webhook_relay_config
-      }
-      env {
-        name  = "TAPLINE_RELAY_SECRET_ARNS"
-        value = jsonencode(local.relay_secret_versions)
-      }
-      env {
-        name  = "TAPLINE_LOG"
-        value = var.log_level
+      dynamic "env" {
+        for_each = local.relay_endpoint_env
+        content {
+          name  = env.key
+          value = env.value
+        }
       }
     }
   }
 
-  depends_on = [google_project_service.apis]
+  # The route tokens are read at start: their accessor bindings must exist before a revision.
+  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
+
+  lifecycle {
+    precondition {
+      condition     = length(setintersection(var.webhook_relay_route_secret_names, var.webhook_relay_destination_secret_names)) == 0
+      error_message = "A relay secret is in both webhook_relay_route_secret_names and webhook_relay_destination_secret_names: each is either a route token (endpoint) or a destination's credential (worker)."
+    }
+  }
 }
 
 resource "google_cloud_run_v2_service_iam_member" "webhook_relay_public" {
@@ -155,48 +195,50 @@ resource "google_cloud_run_v2_service" "webhook_relay_worker" {
         limits = { cpu = "1", memory = "256Mi" }
       }
 
-      # Takes Pub/Sub pushes on `/`; dead-letters permanent failures and last attempts itself,
-      # with their attempt record (the subscription's dead-letter policy is the safety net).
-      env {
-        name  = "TAPLINE_RELAY_MODE"
-        value = "worker"
+      # Takes Pub/Sub pushes on `/`; follows the retry schedule, and dead-letters permanent
+      # failures and last attempts itself, with their attempt record (the subscription's
+      # dead-letter policy is the safety net).
+      dynamic "env" {
+        for_each = local.relay_worker_env
+        content {
+          name  = env.key
+          value = env.value
+        }
       }
-      env {
-        name  = "TAPLINE_RELAY_DEAD_LETTER_TOPIC"
-        value = google_pubsub_topic.relay_dead_letters[0].id
-      }
-      env {
-        name  = "TAPLINE_RELAY_CONFIG_TOML"
-        value = var.webhook_relay_config
-      }
-      env {
-        name  = "TAPLINE_RELAY_SECRET_ARNS"
-        value = jsonencode(local.relay_secret_versions)
-      }
-      env {
-        # The dedupe window (the same body on a route within settings.dedupe_window_secs is
-        # delivered once, by claims with GCS generation preconditions) and the attempt records
-        # that dead letters list.
-        name  = "TAPLINE_RELAY_DEDUPE_BUCKET"
-        value = google_storage_bucket.relay_dedupe[0].name
-      }
-      env {
-        name  = "TAPLINE_WAREHOUSE"
-        value = local.warehouse_url
-      }
-      env {
-        name  = "TAPLINE_LOG"
-        value = var.log_level
+      # A PostgreSQL warehouse destination's password, as for the loaders: Cloud Run reads the
+      # secret and sets the variable; the URL in TAPLINE_WAREHOUSE carries none.
+      dynamic "env" {
+        for_each = var.warehouse_password_secret && local.relay_has_warehouse ? [1] : []
+        content {
+          name = "TAPLINE_WAREHOUSE_PASSWORD"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.secrets["warehouse-password"].secret_id
+              version = "latest"
+            }
+          }
+        }
       }
     }
   }
 
-  depends_on = [google_project_service.apis]
+  # Destination secrets (and the warehouse password) are read at start.
+  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
+}
+
+resource "google_pubsub_topic_iam_member" "webhook_relay_worker_retries" {
+  # The worker publishes a failed delivery again to the delivery topic, due later: the retry
+  # schedule outlasts what Pub/Sub's own redelivery can wait.
+  count   = local.enable_webhook_relay ? 1 : 0
+  project = var.project_id
+  topic   = google_pubsub_topic.relay_delivery[0].name
+  role    = "roles/pubsub.publisher"
+  member  = google_service_account.webhook_relay_worker[0].member
 }
 
 resource "google_pubsub_topic_iam_member" "webhook_relay_worker_dead_letters" {
   # The worker publishes what it gives up on (with the last attempt's outcome) to the
-  # dead-letter topic; it publishes nowhere else.
+  # dead-letter topic; it publishes nowhere else but the delivery topic.
   count   = local.enable_webhook_relay ? 1 : 0
   project = var.project_id
   topic   = google_pubsub_topic.relay_dead_letters[0].name
@@ -287,14 +329,16 @@ resource "google_pubsub_subscription" "relay_delivery" {
     }
   }
 
+  # Derived from webhook_relay_retry_schedule (locals above): how often a held delivery is
+  # pushed again, and how many pushes before the worker publishes it again fresh.
   retry_policy {
-    minimum_backoff = "10s"
-    maximum_backoff = "600s"
+    minimum_backoff = "${local.relay_min_backoff_secs}s"
+    maximum_backoff = "${local.relay_max_backoff_secs}s"
   }
 
   dead_letter_policy {
     dead_letter_topic     = google_pubsub_topic.relay_dead_letters[0].id
-    max_delivery_attempts = var.webhook_relay_max_delivery_attempts
+    max_delivery_attempts = local.relay_max_delivery_attempts
   }
 
   expiration_policy {

@@ -9,14 +9,25 @@ Attribute names of provider resources are checked by check_schema.py, against th
 
     .venv/bin/python tests/infra/check_references.py infra/gcp/examples/complete infra/gcp
 Uses the HCL parser that checkov installs (python-hcl2).
+
+For infra/gcp it also asserts the relay's wiring (issue 15), since no plan can show it offline:
+the values derived from the inputs alone (derived.tf: the Pub/Sub settings derived from the retry
+schedule, the warehouse detection, the TAPLINE_HTTP_* map) are evaluated by terraform itself, with
+no provider, for chosen inputs; the rest (which service gets which variable, secret and grant) is
+asserted on the parsed blocks, and the variable names against the Rust constants that read them.
 """
 
 import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import hcl2
+
+ROOT = Path(__file__).resolve().parents[2]
 
 META_ARGUMENTS = {"source", "version", "count", "for_each", "providers", "depends_on", "__start_line__", "__end_line__"}
 
@@ -80,10 +91,219 @@ def problems_in(directory: Path) -> list[str]:
     return sorted(set(found))
 
 
+def one(value):
+    """A parsed attribute: python-hcl2 wraps each value in a one-item list."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def blocks(directory: Path, kind: str) -> dict:
+    """Every `resource` (or `data`) of the module as {"type.name": body}; `locals` as {name: value}."""
+    found = {}
+    for path in sorted(directory.glob("*.tf")):
+        with path.open() as handle:
+            parsed = hcl2.load(handle)
+        for block in parsed.get(kind, []):
+            if kind == "locals":
+                found.update({k: one(v) for k, v in block.items() if not k.startswith("__")})
+                continue
+            for type_, named in block.items():
+                for name, body in named.items():
+                    found[f"{type_}.{name}"] = body
+    return found
+
+
+# The evaluation cases of derived.tf: (extra -var arguments, expected locals or the error's text).
+SVIX = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+DERIVED_CASES = [
+    # The default (Svix's) schedule: pushes every 5 s at first, at most every 600 s, and 75 of
+    # them: 66 to span 10 h (+10 %) at 600 s, 7 to ramp from 5 s to 600 s, 2 to spare.
+    ([], {"min_backoff": 5, "max_backoff": 600, "max_delivery_attempts": 75}),
+    # The tests' shortened schedule: Pub/Sub's least, 5.
+    (["-var", 'webhook_relay_retry_schedule=["1s","2s"]'], {"min_backoff": 1, "max_backoff": 2, "max_delivery_attempts": 5}),
+    (["-var", 'webhook_relay_retry_schedule=["1s","10h"]'], {"min_backoff": 1, "max_backoff": 600, "max_delivery_attempts": 78}),
+    (["-var", 'webhook_relay_retry_schedule=["11h"]'], "webhook_relay_retry_schedule: at least one wait"),
+    (["-var", 'webhook_relay_retry_schedule=["5d"]'], "webhook_relay_retry_schedule: at least one wait"),
+    (["-var", "webhook_relay_retry_schedule=[]"], "webhook_relay_retry_schedule: at least one wait"),
+    # The replaced inputs stop the plan with what to use instead.
+    (["-var", 'webhook_relay_secret_names=["ALERTS_TOKEN"]'], "webhook_relay_route_secret_names"),
+    (["-var", "webhook_relay_max_delivery_attempts=30"], "derived from webhook_relay_retry_schedule"),
+    # A route with a warehouse destination, found in the TOML; none without.
+    (["-var", 'webhook_relay_config=[[routes.destinations]]\ntype = "warehouse"\n'], {"has_warehouse": True}),
+    (["-var", "webhook_relay_config=[[routes.destinations]]\ntype = 'warehouse'\n"], {"has_warehouse": True}),
+    (["-var", 'webhook_relay_config=[[routes.destinations]]\ntype = "slack"\n'], {"has_warehouse": False}),
+    # TAPLINE_HTTP_*: only what was set; every one of them when all are.
+    ([], {"http_env": {}}),
+    (["-var", "http_server_limits={max_connections = 200}"], {"http_env": {"TAPLINE_HTTP_MAX_CONNECTIONS": "200"}}),
+    (["-var", "http_server_limits={header_timeout_secs = 0}"], "http_server_limits: each a whole number"),
+    (["-var", "webhook_relay_max_instances=0"], "webhook_relay_max_instances: a whole number"),
+]
+ALL_HTTP_LIMITS = "http_server_limits={header_timeout_secs=5, request_timeout_secs=20, idle_timeout_secs=4, max_connections=300, shutdown_grace_secs=7}"
+
+
+def derived_problems(directory: Path) -> list[str]:
+    """Evaluates derived.tf with variables.tf, for each case, with terraform and no provider."""
+    if not (directory / "derived.tf").exists():
+        return [f"{directory}/derived.tf is missing: nothing derives the relay's Pub/Sub settings"]
+    found = []
+    with tempfile.TemporaryDirectory() as work:
+        work_dir = Path(work)
+        for name in ("variables.tf", "derived.tf"):
+            (work_dir / name).write_text((directory / name).read_text())
+        (work_dir / "outputs.tf").write_text(
+            'output "derived" {\n  value = {\n'
+            "    min_backoff = local.relay_min_backoff_secs, max_backoff = local.relay_max_backoff_secs\n"
+            "    max_delivery_attempts = local.relay_max_delivery_attempts, has_warehouse = local.relay_config_has_warehouse\n"
+            "    http_env = local.http_env\n  }\n}\n"
+        )
+        env = dict(os.environ, TF_IN_AUTOMATION="1", TF_DATA_DIR=str(work_dir / ".terraform"))
+        run = lambda *args: subprocess.run(["terraform", f"-chdir={work}", *args], capture_output=True, text=True, env=env)  # noqa: E731
+        init = run("init", "-input=false", "-backend=false", "-no-color")
+        if init.returncode != 0:
+            return [f"derived.tf: terraform init failed: {init.stderr.strip()}"]
+        required = ["-var", "project_id=p", "-var", "region=r", "-var", "export_bucket_name=b", "-var", "export_loader_image=i"]
+        cases = DERIVED_CASES + [(["-var", ALL_HTTP_LIMITS], {"http_env": "every TAPLINE_HTTP_* constant"})]
+        for extra, expected in cases:
+            applied = run("apply", "-auto-approve", "-input=false", "-no-color", "-state", str(work_dir / "state"), *required, *extra)
+            label = " ".join(extra[1::2]) or "defaults"
+            if isinstance(expected, str):
+                if applied.returncode == 0 or expected not in " ".join(applied.stderr.split()):
+                    found.append(f"derived.tf with {label}: expected the error {expected!r}, got: {applied.stderr.strip() or 'no error'}")
+                continue
+            if applied.returncode != 0:
+                found.append(f"derived.tf with {label}: {applied.stderr.strip()}")
+                continue
+            output = run("output", "-state", str(work_dir / "state"), "-json", "derived")
+            values = json.loads(output.stdout)
+            if expected == {"http_env": "every TAPLINE_HTTP_* constant"}:
+                expected = {"http_env": {name: values["http_env"].get(name) for name in http_constants()}}
+                if sorted(values["http_env"]) != sorted(http_constants()) or None in expected["http_env"].values():
+                    found.append(f"derived.tf: http_env sets {sorted(values['http_env'])}, the server reads {sorted(http_constants())}")
+                continue
+            for key, want in expected.items():
+                if values.get(key) != want:
+                    found.append(f"derived.tf with {label}: {key} is {values.get(key)!r}, expected {want!r}")
+    return found
+
+
+def http_constants() -> list[str]:
+    """The TAPLINE_HTTP_* variables the shared HTTP server reads."""
+    source = (ROOT / "shared/src/http_server.rs").read_text()
+    return re.findall(r'pub const ENV_\w+: &str = "(TAPLINE_HTTP_\w+)";', source)
+
+
+def gcp_relay_problems(directory: Path) -> list[str]:
+    """The relay's GCP wiring, on the parsed blocks (what derived.tf yields is checked above)."""
+    found = derived_problems(directory)
+    resources = blocks(directory, "resource")
+    locals_ = blocks(directory, "locals")
+    variables = {}
+    for block in hcl2.load((directory / "variables.tf").open()).get("variable", []):
+        variables.update(block)
+
+    def expect(condition: bool, what: str) -> None:
+        if not condition:
+            found.append(what)
+
+    def env_of(service: str) -> str:
+        """A Cloud Run service's env: its env blocks and dynamic env (for_each) as one text."""
+        container = one(one(resources[f"google_cloud_run_v2_service.{service}"]["template"])["containers"])
+        return json.dumps([container.get("env", []), container.get("dynamic", [])])
+
+    # 1. The retry schedule: the same variable as on AWS, to the worker, the subscription's
+    #    settings derived from it (derived.tf), never set apart from it.
+    schedule = variables.get("webhook_relay_retry_schedule", {})
+    expect(one(schedule.get("default")) == SVIX, f"webhook_relay_retry_schedule defaults to {one(schedule.get('default'))}, not Svix's schedule")
+    aws_variables = ROOT / "infra/aws/variables.tf"
+    if aws_variables.exists():
+        aws = {}
+        for block in hcl2.load(aws_variables.open()).get("variable", []):
+            aws.update(block)
+        expect(
+            json.dumps(schedule.get("validation")) == json.dumps(aws.get("webhook_relay_retry_schedule", {}).get("validation")),
+            "webhook_relay_retry_schedule is not validated as on AWS",
+        )
+    common = str(locals_.get("relay_common_env"))
+    worker_env, endpoint_env = str(locals_.get("relay_worker_env")), str(locals_.get("relay_endpoint_env"))
+    expect("'TAPLINE_RELAY_RETRY_SCHEDULE': '${jsonencode(var.webhook_relay_retry_schedule)}'" in common, "the relay services do not get TAPLINE_RELAY_RETRY_SCHEDULE from webhook_relay_retry_schedule")
+    expect("local.relay_common_env" in worker_env and "local.relay_common_env" in endpoint_env, "a relay service misses the common env (schedule, config, HTTP limits)")
+    queue_source = (ROOT / "functions/webhook-relay/src/pubsub_queue.rs").read_text()
+    max_var = re.search(r'ENV_MAX_DELIVERY_ATTEMPTS: &str = "(\w+)"', queue_source).group(1)
+    expect(f"'{max_var}': '${{tostring(local.relay_max_delivery_attempts)}}'" in worker_env, f"the worker does not get {max_var} from the subscription's max_delivery_attempts")
+    expect("'TAPLINE_RELAY_TOPIC': '${google_pubsub_topic.relay_delivery[0].id}'" in worker_env, "the worker does not get the delivery topic it publishes retries to")
+    subscription = resources.get("google_pubsub_subscription.relay_delivery", {})
+    retry = one(subscription.get("retry_policy", [{}]))
+    expect(
+        (one(retry.get("minimum_backoff")), one(retry.get("maximum_backoff"))) == ("${local.relay_min_backoff_secs}s", "${local.relay_max_backoff_secs}s"),
+        f"the subscription's retry policy is not derived from the schedule: {retry}",
+    )
+    expect(
+        one(one(subscription.get("dead_letter_policy", [{}])).get("max_delivery_attempts")) == "${local.relay_max_delivery_attempts}",
+        "the subscription's max_delivery_attempts is not derived from the schedule",
+    )
+    retries_grant = resources.get("google_pubsub_topic_iam_member.webhook_relay_worker_retries", {})
+    expect(
+        one(retries_grant.get("topic")) == "${google_pubsub_topic.relay_delivery[0].name}" and "webhook_relay_worker" in str(retries_grant.get("member")),
+        "the worker may not publish to the delivery topic",
+    )
+    everything_else = json.dumps([resources, locals_])
+    for replaced in ("webhook_relay_max_delivery_attempts", "webhook_relay_secret_names"):
+        expect(f"var.{replaced}" not in everything_else, f"var.{replaced} is replaced but still used")
+
+    # 2. Wiring gaps: the endpoint's TAPLINE_WAREHOUSE and instance cap, the worker's warehouse
+    #    password, the worker's BigQuery grant on webhook_events only, the HTTP limits everywhere.
+    expect("local.relay_has_warehouse ? {'TAPLINE_WAREHOUSE': '${local.warehouse_url}'}" in endpoint_env, "the endpoint gets no TAPLINE_WAREHOUSE when a route has a warehouse destination")
+    endpoint = resources["google_cloud_run_v2_service.webhook_relay"]
+    scaling = one(one(endpoint["template"]).get("scaling", [{}]))
+    expect(one(scaling.get("max_instance_count")) == "${var.webhook_relay_max_instances}", "the endpoint's max_instance_count is not set from webhook_relay_max_instances")
+    instances = one(variables.get("webhook_relay_max_instances", {}).get("default"))
+    expect(isinstance(instances, int) and 1 <= instances <= 100, f"webhook_relay_max_instances defaults to {instances}")
+    worker = env_of("webhook_relay_worker")
+    expect(
+        "TAPLINE_WAREHOUSE_PASSWORD" in worker and "warehouse-password" in worker and "local.relay_has_warehouse" in worker,
+        "the worker gets no PostgreSQL password secret for a warehouse destination",
+    )
+    expect("local.relay_has_warehouse ? ['webhook_relay_worker']" in str(locals_.get("secrets")), "the worker may not read the warehouse password")
+    expect("webhook_relay_worker" not in str(locals_.get("warehouse_writers")), "the worker is a writer of the whole dataset")
+    for address, body in resources.items():
+        if address.startswith("google_bigquery_dataset_iam") or address.startswith("google_project_iam"):
+            expect("webhook_relay_worker" not in str(body.get("member")) or "jobUser" in str(body.get("role")), f"{address} grants the worker more than jobs")
+    table_grant = resources.get("google_bigquery_table_iam_member.webhook_relay_worker", {})
+    expect(
+        one(table_grant.get("table_id")) == "${google_bigquery_table.webhook_events[0].table_id}"
+        and one(table_grant.get("role")) == "roles/bigquery.dataEditor"
+        and "webhook_relay_worker" in str(table_grant.get("member")),
+        "the worker's BigQuery role is not granted on webhook_events",
+    )
+    expect(one(resources.get("google_bigquery_table.webhook_events", {}).get("table_id")) == "webhook_events", "webhook_events is not made by Terraform")
+    for service in ("export_loader", "api_puller"):
+        expect('"${local.http_env}"' in env_of(service), f"{service} does not get the TAPLINE_HTTP_* limits")
+    expect("merge(local.http_env," in common, "the relay services do not get the TAPLINE_HTTP_* limits")
+    for service, env_local in (("webhook_relay", "relay_endpoint_env"), ("webhook_relay_worker", "relay_worker_env")):
+        expect(f'"${{local.{env_local}}}"' in env_of(service), f"{service} does not take its env from local.{env_local}")
+
+    # 3. Least secrets: route tokens to the endpoint only (and the alerts job's to the puller),
+    #    destination credentials to the worker only; each service's map holds its own.
+    secrets = str(locals_.get("secrets"))
+    expect(
+        "for name in local.relay_route_secret_names : relay-${name} => concat(['webhook_relay'],local.alerts_via_relay && name == var.api_puller_alerts_relay_token_secret_name ? ['api_puller'] : [])}" in secrets.replace('"', ""),
+        "route secrets are not readable by the endpoint alone",
+    )
+    expect(
+        "for name in local.relay_destination_secret_names : relay-${name} => ['webhook_relay_worker']" in secrets.replace('"', ""),
+        "destination secrets are not readable by the worker alone",
+    )
+    expect("'TAPLINE_RELAY_SECRET_ARNS': '${jsonencode(local.relay_route_secret_versions)}'" in endpoint_env, "the endpoint's secret map is not the route secrets'")
+    expect("'TAPLINE_RELAY_SECRET_ARNS': '${jsonencode(local.relay_destination_secret_versions)}'" in worker_env, "the worker's secret map is not the destination secrets'")
+    expect("local.relay_route_secret_versions" in json.dumps(blocks(directory, "locals").get("alerts_relay_env")), "the api-puller's relay token is not a route secret")
+    return found
+
+
 def main(directories: list[str]) -> int:
     failed = False
     for directory in directories:
         problems = problems_in(Path(directory))
+        if Path(directory).resolve() == (ROOT / "infra/gcp").resolve():
+            problems += gcp_relay_problems(Path(directory))
         print(f"references in {directory}: {'ok' if not problems else f'{len(problems)} problem(s)'}")
         for problem in problems:
             print(f"  {problem}")

@@ -569,6 +569,31 @@ impl PubSubDouble {
         }
     }
 
+    /// Whether every message published on `topic` (full name) so far has left its push
+    /// subscriptions. A worker that publishes a message again does so before it acknowledges the
+    /// old one, so this holds only once nothing is in flight.
+    pub fn all_settled(&self, topic: &str) -> bool {
+        let settled = self.settled();
+        self.messages(topic)
+            .iter()
+            .all(|m| settled.iter().any(|(_, id, _)| *id == m.id))
+    }
+
+    /// Waits until `done` holds of the double (checked at every push, publish and settlement;
+    /// panics after `limit`, with the pushes so far).
+    pub async fn wait_until(&self, done: impl Fn(&Self) -> bool, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.shared.changed.notified();
+            if done(self) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("never got there; pushes: {:?}", self.pushes());
+            }
+        }
+    }
+
     /// Waits until `n` messages have left their subscriptions (panics after `limit`).
     pub async fn wait_settled(&self, n: usize, limit: Duration) -> Vec<(String, String, Settled)> {
         let deadline = tokio::time::Instant::now() + limit;

@@ -293,6 +293,15 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The messages the endpoint published on `topic`: not those the worker published again.
+    fn accepted(pubsub: &PubSubDouble, topic: &str) -> Vec<tapline_tests::pubsub::Published> {
+        pubsub
+            .messages(topic)
+            .into_iter()
+            .filter(|m| !m.attributes.contains_key("tapline_prior_attempts"))
+            .collect()
+    }
+
     fn attribute<'a>(message: &'a tapline_tests::pubsub::Published, name: &str) -> &'a str {
         message
             .attributes
@@ -339,7 +348,9 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         };
         let worker_env = with(&[
             ("TAPLINE_RELAY_MODE", "worker"),
+            ("TAPLINE_RELAY_TOPIC", &delivery),
             ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", &dead),
+            ("TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS", "10"),
         ]);
         let worker_env: Vec<(&str, &str)> =
             worker_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -368,7 +379,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             "{answer}"
         );
         let id = answer["id"].as_str().unwrap().to_string();
-        let published = pubsub.messages(&delivery);
+        let published = accepted(&pubsub, &delivery);
         assert_eq!(published.len(), 2);
         for (message, destination) in published.iter().zip(["slack-1", "crm"]) {
             assert_eq!(
@@ -382,7 +393,13 @@ signing_secret_env = "CRM_SIGNING_SECRET"
                 format!("{id}.{destination}")
             );
         }
-        let settled = pubsub.wait_settled(2, Duration::from_secs(30)).await;
+        pubsub
+            .wait_until(
+                |p| p.all_settled(&delivery) && crm.received().len() == 2,
+                Duration::from_secs(30),
+            )
+            .await;
+        let settled = pubsub.settled();
         assert!(
             settled.iter().all(|(_, _, how)| *how == Settled::Acked),
             "{settled:?}"
@@ -392,7 +409,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(
             crm_got.len(),
             2,
-            "the 503 was pushed again, then delivered once"
+            "the 503 was published again, then delivered once"
         );
         assert_eq!(
             crm_got[0].headers["idempotency-key"],
@@ -402,27 +419,46 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             crm_got[1].headers["idempotency-key"],
             crm_got[0].headers["idempotency-key"]
         );
-        let crm_pushes: Vec<(u32, u16)> = pubsub
-            .pushes()
-            .iter()
-            .filter(|p| p.message_id == published[1].id)
-            .map(|p| (p.attempt, p.status))
-            .collect();
-        // Pushed again until the backoff (100 to 200 ms) had passed: pushes before that are
-        // held (503, no request to the destination), the next one delivers.
-        assert_eq!(crm_pushes.first(), Some(&(1, 503)));
-        assert_eq!(crm_pushes.last().map(|p| p.1), Some(200));
         assert!(
-            crm_pushes[1..crm_pushes.len() - 1]
+            crm_got[1].at - crm_got[0].at >= Duration::from_millis(180),
+            "the relay's backoff (200 ms, -10 % jitter), not Pub/Sub's 100 ms"
+        );
+        // The failed attempt published the delivery again (the same body and ids, with its
+        // attempt and due time) and acknowledged the push; the copy's pushes before it was due
+        // were held (503, no request to the destination), the next one delivered.
+        let pushes_of = |message_id: &str| -> Vec<(u32, u16)> {
+            pubsub
+                .pushes()
+                .iter()
+                .filter(|p| p.message_id == message_id)
+                .map(|p| (p.attempt, p.status))
+                .collect()
+        };
+        assert_eq!(pushes_of(&published[1].id), [(1, 200)]);
+        let again: Vec<_> = pubsub
+            .messages(&delivery)
+            .into_iter()
+            .filter(|m| m.attributes.contains_key("tapline_prior_attempts"))
+            .collect();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].data, published[1].data);
+        assert_eq!(attribute(&again[0], "tapline_prior_attempts"), "1");
+        for name in ["tapline_delivery_id", "tapline_payload_id", "tapline_route"] {
+            assert_eq!(attribute(&again[0], name), attribute(&published[1], name));
+        }
+        let copy_pushes = pushes_of(&again[0].id);
+        assert_eq!(copy_pushes.last().map(|p| p.1), Some(200));
+        assert!(
+            copy_pushes[..copy_pushes.len() - 1]
                 .iter()
                 .all(|p| p.1 == 503),
-            "{crm_pushes:?}"
+            "{copy_pushes:?}"
         );
 
         // Wrong token: 401, nothing published.
         let (status, _) = post_hook(&endpoint, "wrong", &webhook(2)).await;
         assert_eq!(status, 401);
-        assert_eq!(pubsub.messages(&delivery).len(), 2);
+        assert_eq!(accepted(&pubsub, &delivery).len(), 2);
 
         // Pub/Sub refuses the publish: 503 (CleverTap retries), nothing half-published; the
         // retry is accepted and delivered.
@@ -430,10 +466,13 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         let second = webhook(3);
         let (status, answer) = post_hook(&endpoint, TOKEN, &second).await;
         assert_eq!(status, 503, "{answer}");
-        assert_eq!(pubsub.messages(&delivery).len(), 2);
+        assert_eq!(accepted(&pubsub, &delivery).len(), 2);
         let (status, _) = post_hook(&endpoint, TOKEN, &second).await;
         assert_eq!(status, 200);
-        pubsub.wait_settled(4, Duration::from_secs(30)).await;
+        assert_eq!(accepted(&pubsub, &delivery).len(), 4);
+        pubsub
+            .wait_until(|p| p.all_settled(&delivery), Duration::from_secs(30))
+            .await;
         assert_eq!((slack.received().len(), crm.received().len()), (2, 3));
 
         // A permanent refusal: dead-lettered by the worker with its attempt, and acknowledged.
@@ -441,7 +480,14 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         let third = webhook(4);
         let (status, _) = post_hook(&endpoint, TOKEN, &third).await;
         assert_eq!(status, 200);
-        let settled = pubsub.wait_settled(6, Duration::from_secs(30)).await;
+        pubsub
+            .wait_until(
+                |p| p.all_settled(&delivery) && !p.messages(&dead).is_empty(),
+                Duration::from_secs(30),
+            )
+            .await;
+        let settled = pubsub.settled();
+        assert_eq!(settled.len(), 7, "6 accepted, 1 published again");
         assert!(
             settled.iter().all(|(_, _, how)| *how == Settled::Acked),
             "{settled:?}"
@@ -482,12 +528,14 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         }
     }
 
-    /// A destination that keeps failing: pushed again until the relay's `max_attempts`, then
-    /// dead-lettered by the worker with the last error (not left to the subscription).
+    /// A destination that keeps failing: published again after each failure until the relay's
+    /// `max_attempts`, then dead-lettered by the worker with the last error (not left to the
+    /// subscription).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retries_end_on_the_dead_letter_topic_after_max_attempts() {
         let PushWorker {
             pubsub,
+            topic,
             dead,
             bucket,
             slack: _slack,
@@ -498,12 +546,17 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         crm.set_default(Reply::Status(502, "bad gateway".into()));
         let message = delivery("p1", "crm", 1_700_000_000_000, br#"{"targetId":7}"#);
         publisher.publish(&[message]).await.unwrap();
-        let settled = pubsub.wait_settled(1, Duration::from_secs(30)).await;
-        assert_eq!(
-            settled[0].2,
-            Settled::Acked,
-            "the worker dead-letters it itself: {:?}",
-            pubsub.pushes()
+        pubsub
+            .wait_until(
+                |p| p.all_settled(&topic) && !p.messages(&dead).is_empty(),
+                Duration::from_secs(30),
+            )
+            .await;
+        let settled = pubsub.settled();
+        assert_eq!(settled.len(), 3, "two copies published again: {settled:?}");
+        assert!(
+            settled.iter().all(|(_, _, how)| *how == Settled::Acked),
+            "the worker dead-letters it itself: {settled:?}"
         );
         // Three attempts (max_attempts), with pushes held in between while the backoff (100 to
         // 200 ms, then 200 to 400 ms) ran: those are not attempts, and not sent to the CRM.
@@ -525,6 +578,12 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(attribute(&letters[0], "tapline_dead_outcome"), "retryable");
         assert_eq!(attribute(&letters[0], "tapline_dead_status"), "502");
         assert_eq!(attribute(&letters[0], "tapline_dead_attempt"), "3");
+        assert!(
+            !letters[0].attributes.contains_key("tapline_prior_attempts")
+                && !letters[0].attributes.contains_key("tapline_not_before_ms"),
+            "a dead letter carries no retry state: {:?}",
+            letters[0].attributes
+        );
         // Every attempt, oldest first, from the attempt log in the worker's bucket.
         let attempts: Vec<Value> = (1..=3)
             .map(|n| {
@@ -566,9 +625,15 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             data: b"hello".to_vec(),
             attributes: Default::default(),
         };
-        publisher.publish(&[stray]).await.unwrap();
-        let settled = pubsub.wait_settled(2, Duration::from_secs(30)).await;
-        assert_eq!(settled[1].2, Settled::DeadLettered);
+        let stray_id = publisher.publish(&[stray]).await.unwrap().remove(0);
+        pubsub
+            .wait_until(|p| p.all_settled(&topic), Duration::from_secs(30))
+            .await;
+        assert!(pubsub.settled().contains(&(
+            format!("projects/{PROJECT}/subscriptions/s"),
+            stray_id,
+            Settled::DeadLettered
+        )));
         let letters = pubsub.messages(&dead);
         assert_eq!(letters[1].data, b"hello");
         assert_eq!(
@@ -581,10 +646,12 @@ signing_secret_env = "CRM_SIGNING_SECRET"
 
     /// A worker service as `infra/gcp` runs it, with `config` and its bucket (claims, attempt
     /// records) in fake-gcs-server, pushed by a subscription on topic `d` that redelivers after
-    /// `backoff` and dead-letters to `dl` after 30 pushes (the safety net); a publisher on `d`,
-    /// as the endpoint publishes.
+    /// `backoff` and dead-letters to `dl` after `max_pushes` pushes (the safety net; 30 unless
+    /// said), the worker told so as Terraform tells it; a publisher on `d`, as the endpoint
+    /// publishes.
     struct PushWorker {
         pubsub: PubSubDouble,
+        topic: String,
         dead: String,
         bucket: String,
         slack: Receiver,
@@ -595,14 +662,26 @@ signing_secret_env = "CRM_SIGNING_SECRET"
 
     impl PushWorker {
         async fn start(config: &str, backoff: Duration) -> Self {
+            Self::start_with(config, backoff, 30, &[]).await
+        }
+
+        async fn start_with(
+            config: &str,
+            backoff: Duration,
+            max_pushes: u32,
+            extra_env: &[(&str, &str)],
+        ) -> Self {
             let pubsub = PubSubDouble::start(PROJECT).await;
             let topic = pubsub.create_topic("d");
             let dead = pubsub.create_topic("dl");
             let (slack, crm) = (Receiver::start().await, Receiver::start().await);
             let bucket = gcs::new_bucket(&format!("relay-worker-{}", free_port())).await;
             let gcs_url = gcs::gcs_url();
-            let env = [
+            let max = max_pushes.to_string();
+            let mut env = vec![
                 ("TAPLINE_RELAY_MODE", "worker"),
+                ("TAPLINE_RELAY_TOPIC", topic.as_str()),
+                ("TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS", max.as_str()),
                 ("TAPLINE_RELAY_DEDUPE_BUCKET", bucket.as_str()),
                 ("STORAGE_EMULATOR_HOST", gcs_url.as_str()),
                 ("TAPLINE_RELAY_CONFIG_TOML", config),
@@ -617,22 +696,24 @@ signing_secret_env = "CRM_SIGNING_SECRET"
                 ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
                 ("TAPLINE_LOG", "info"),
             ];
+            env.extend_from_slice(extra_env);
             let worker = CloudRunService::start("webhook-relay-cloud-run", &env).await;
             pubsub.push_subscription(
                 "s",
                 &topic,
                 &format!("{}/", worker.url),
                 backoff,
-                Some((&dead, 30)),
+                Some((&dead, max_pushes)),
             );
             let publisher = PubSubPublisher::new(
                 &format!("http://{}", pubsub.host),
                 GoogleAuth::anonymous(),
-                topic,
+                topic.clone(),
             )
             .unwrap();
             Self {
                 pubsub,
+                topic,
                 dead,
                 bucket,
                 slack,
@@ -650,6 +731,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
     async fn retry_after_holds_pushes_without_using_attempts() {
         let PushWorker {
             pubsub,
+            topic,
             crm,
             worker,
             publisher,
@@ -660,8 +742,13 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             .publish(&[delivery("p1", "crm", 1_700_000_000_000, b"{}")])
             .await
             .unwrap();
-        let settled = pubsub.wait_settled(1, Duration::from_secs(30)).await;
-        assert_eq!(settled[0].2, Settled::Acked);
+        pubsub
+            .wait_until(
+                |p| p.all_settled(&topic) && crm.received().len() == 2,
+                Duration::from_secs(30),
+            )
+            .await;
+        assert!(pubsub.settled().iter().all(|s| s.2 == Settled::Acked));
         let got = crm.received();
         assert_eq!(got.len(), 2, "one 429, then delivered");
         assert!(
@@ -686,6 +773,202 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         );
     }
 
+    /// The deployment's retry schedule shortened to 1 s then 2 s (three attempts), with a
+    /// subscription that dead-letters after 5 pushes 100 ms apart: Pub/Sub alone would give up
+    /// after half a second.
+    async fn short_schedule_worker() -> PushWorker {
+        let config = CONFIG.replace("max_attempts = 3\nbackoff_base_ms = 200\n", "");
+        assert!(!config.contains("max_attempts"));
+        PushWorker::start_with(
+            &config,
+            Duration::from_millis(100),
+            5,
+            &[("TAPLINE_RELAY_RETRY_SCHEDULE", r#"["1s","2s"]"#)],
+        )
+        .await
+    }
+
+    /// The requests `receiver` got, each with its `Idempotency-Key`.
+    fn keys(receiver: &Receiver) -> Vec<String> {
+        receiver
+            .received()
+            .iter()
+            .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// A destination down for three seconds, six times as long as the subscription's own
+    /// redeliveries last: the worker follows the schedule itself (each failure published again
+    /// with its attempt and due time, held pushes published again fresh before the
+    /// subscription's fifth), and the delivery arrives once when the destination is back, at
+    /// its third attempt; nothing is dead-lettered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_destination_down_longer_than_pubsub_waits_gets_its_delivery_once_on_gcp() {
+        let PushWorker {
+            pubsub,
+            topic,
+            dead,
+            crm,
+            worker,
+            publisher,
+            ..
+        } = short_schedule_worker().await;
+        crm.set_default(Reply::Status(503, "down".into()));
+        let body = br#"{"targetId":11}"#;
+        publisher
+            .publish(&[delivery("p1", "crm", 1_700_000_000_000, body)])
+            .await
+            .unwrap();
+        crm.wait_for(2, Duration::from_secs(30)).await;
+        crm.set_default(Reply::Ok);
+        pubsub
+            .wait_until(
+                |p| p.all_settled(&topic) && crm.received().len() == 3,
+                Duration::from_secs(30),
+            )
+            .await;
+
+        assert_eq!(keys(&crm), ["p1.crm", "p1.crm", "p1.crm"]);
+        let got = crm.received();
+        assert!(
+            got.iter().all(|r| r.body.as_ref() == body),
+            "the body unchanged"
+        );
+        let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+        assert!(
+            gaps[0] >= Duration::from_millis(900) && gaps[1] >= Duration::from_millis(1800),
+            "the schedule's 1 s and 2 s (-10 % jitter): {gaps:?}"
+        );
+        let settled = pubsub.settled();
+        assert!(
+            settled.iter().all(|s| s.2 == Settled::Acked),
+            "the subscription dead-lettered nothing: {settled:?}"
+        );
+        assert!(pubsub.messages(&dead).is_empty());
+        let copies = pubsub.messages(&topic);
+        assert!(
+            copies.iter().all(|m| m.data == body
+                && attribute(m, "tapline_delivery_id") == "p1.crm"
+                && attribute(m, "tapline_payload_id") == "p1"),
+            "{copies:?}"
+        );
+        let mut rounds: Vec<&str> = copies
+            .iter()
+            .map(|m| attribute(m, "tapline_prior_attempts"))
+            .collect();
+        rounds.dedup();
+        assert_eq!(rounds, ["", "1", "2"], "{copies:?}");
+        let pushes = pubsub.pushes();
+        assert!(
+            pushes.iter().all(|p| p.attempt <= 4),
+            "published again fresh before the subscription's fifth push: {pushes:?}"
+        );
+        assert!(
+            pushes.iter().any(|p| p.attempt == 4 && p.status == 200),
+            "{pushes:?}"
+        );
+        let (clean, logs) = worker.stop().await;
+        assert!(clean);
+        let delivered: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("\"Delivered.\""))
+            .collect();
+        assert_eq!(delivered.len(), 1, "{logs}");
+        assert!(delivered[0].contains("\"attempt\":3"), "{}", delivered[0]);
+    }
+
+    /// A destination down past the schedule: three attempts, then one dead letter from the
+    /// worker with every attempt, and nothing left on the subscription or dead-lettered by it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_destination_down_past_the_schedule_is_dead_lettered_once_on_gcp() {
+        let PushWorker {
+            pubsub,
+            topic,
+            dead,
+            crm,
+            worker,
+            publisher,
+            ..
+        } = short_schedule_worker().await;
+        crm.set_default(Reply::Status(503, "down".into()));
+        let body = br#"{"targetId":12}"#;
+        publisher
+            .publish(&[delivery("p1", "crm", 1_700_000_000_000, body)])
+            .await
+            .unwrap();
+        pubsub
+            .wait_until(
+                |p| p.all_settled(&topic) && !p.messages(&dead).is_empty(),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(keys(&crm), ["p1.crm", "p1.crm", "p1.crm"]);
+        let letters = pubsub.messages(&dead);
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].data, body);
+        assert_eq!(attribute(&letters[0], "tapline_delivery_id"), "p1.crm");
+        assert_eq!(attribute(&letters[0], "tapline_dead_attempt"), "3");
+        assert_eq!(attribute(&letters[0], "tapline_dead_outcome"), "retryable");
+        assert_eq!(attribute(&letters[0], "tapline_dead_status"), "503");
+        for n in 1..=3 {
+            let attempt: Value =
+                serde_json::from_str(attribute(&letters[0], &format!("tapline_attempt_{n}")))
+                    .unwrap();
+            assert_eq!(attempt["attempt"], json!(n), "{attempt}");
+        }
+        let settled = pubsub.settled();
+        assert!(settled.iter().all(|s| s.2 == Settled::Acked), "{settled:?}");
+        let (clean, _) = worker.stop().await;
+        assert!(clean);
+        assert_eq!(crm.received().len(), 3, "nothing after the dead letter");
+    }
+
+    /// The worker needs the delivery topic to publish its retries to, and a subscription limit
+    /// Pub/Sub allows: without either it does not start, and says which.
+    #[tokio::test]
+    async fn a_worker_without_its_retry_settings_does_not_start() {
+        let pubsub = PubSubDouble::start(PROJECT).await;
+        let topic = pubsub.create_topic("d");
+        let dead = pubsub.create_topic("dl");
+        let slack = Receiver::start().await;
+        let base = [
+            ("TAPLINE_RELAY_MODE", "worker"),
+            ("TAPLINE_RELAY_CONFIG_TOML", CONFIG),
+            ("ALERTS_TOKEN", TOKEN),
+            ("SLACK_ALERTS_URL", slack.url.as_str()),
+            ("CRM_WEBHOOK_URL", slack.url.as_str()),
+            (
+                "CRM_SIGNING_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+            ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
+            ("TAPLINE_RELAY_DEAD_LETTER_TOPIC", dead.as_str()),
+        ];
+        let without_topic = CloudRunService::try_start("webhook-relay-cloud-run", &base)
+            .await
+            .err()
+            .expect("no TAPLINE_RELAY_TOPIC: no start");
+        assert!(
+            without_topic.contains("TAPLINE_RELAY_TOPIC is not set"),
+            "{without_topic}"
+        );
+        for bad in ["4", "101", "many"] {
+            let mut env = base.to_vec();
+            env.extend([
+                ("TAPLINE_RELAY_TOPIC", topic.as_str()),
+                ("TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS", bad),
+            ]);
+            let logs = CloudRunService::try_start("webhook-relay-cloud-run", &env)
+                .await
+                .err()
+                .expect("a limit Pub/Sub does not allow: no start");
+            assert!(
+                logs.contains("TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS") && logs.contains("5 to 100"),
+                "{bad}: {logs}"
+            );
+        }
+    }
+
     /// Five retryable failures in a row pause the destination in this instance: pushes for it
     /// are then held without a request, even for deliveries never attempted, until the pause
     /// ends; once it is back, every delivery arrives once, the held ones at their first attempt.
@@ -694,6 +977,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         let config = CONFIG.replace("backoff_base_ms = 200", "backoff_base_ms = 4000");
         let PushWorker {
             pubsub,
+            topic,
             crm,
             worker,
             publisher,
@@ -715,10 +999,18 @@ signing_secret_env = "CRM_SIGNING_SECRET"
                 .collect()
         };
         let failing = to_crm(1..=5);
-        publisher.publish(&failing).await.unwrap();
-        // The five answers are in once Pub/Sub has the worker's five 503s.
+        let failing_ids = publisher.publish(&failing).await.unwrap();
+        // The five failures are recorded once Pub/Sub has the worker's answers to them (each
+        // published again, due in 4 s).
         pubsub
-            .wait_pushes(|p| p.len() >= 5, Duration::from_secs(30))
+            .wait_pushes(
+                |p| {
+                    failing_ids
+                        .iter()
+                        .all(|id| p.iter().any(|push| &push.message_id == id))
+                },
+                Duration::from_secs(30),
+            )
             .await;
         assert_eq!(crm.received().len(), 5);
 
@@ -747,7 +1039,13 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         );
 
         crm.set_default(Reply::Ok);
-        let settled = pubsub.wait_settled(8, Duration::from_secs(60)).await;
+        pubsub
+            .wait_until(
+                |p| p.all_settled(&topic) && crm.received().len() == 13,
+                Duration::from_secs(60),
+            )
+            .await;
+        let settled = pubsub.settled();
         assert!(
             settled.iter().all(|(_, _, how)| *how == Settled::Acked),
             "{settled:?}"

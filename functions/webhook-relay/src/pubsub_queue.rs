@@ -8,23 +8,20 @@
 //! `Idempotency-Key`; `tapline_payload_id`; `tapline_received_at_ms`). A dead letter is readable
 //! as it is: the body, plus `tapline_dead_*` attributes with the last attempt's outcome.
 //!
-//! Retries ride on Pub/Sub's redelivery: the worker answers a push with 2xx when the delivery is
-//! done (delivered, or dead-lettered by the worker itself) and 503 to have it pushed again after
-//! the subscription's backoff. A permanent failure, or the last attempt (`settings.max_attempts`),
-//! is published to the dead-letter topic with its attempt record and acknowledged; the
-//! subscription's own dead-letter policy (`max_delivery_attempts`) is the safety net for a message
-//! the worker never settles (a crash, a malformed message, a dead-letter topic it cannot publish
-//! to).
-//!
-//! Pub/Sub cannot delay one message, so the worker **holds** pushes that come too early: after a
-//! retryable failure, the delivery is not attempted again before the relay's backoff (or the
-//! destination's `Retry-After`) has passed, and a destination that keeps failing is paused (the
-//! same circuit breaker as the local worker, [`DestinationPauses`]); a push during a hold is
-//! answered 503 without touching the destination. The attempt number is `deliveryAttempt` (set
-//! when the subscription has a dead-letter policy) minus the pushes this instance held, so holds
-//! use up no attempts. Holds live in the instance's memory, as the breaker does on Lambda: a push
-//! that lands on another instance is attempted (at worst as early as Pub/Sub's backoff allows,
-//! and counting the other instance's holds as attempts), never lost.
+//! The retry schedule is the worker's, not Pub/Sub's: Pub/Sub waits at most 600 s between pushes
+//! and gives up after at most 100, far short of the schedule's day. After a failed attempt the
+//! worker publishes the delivery again (same body and ids, so dedupe and `Idempotency-Key` hold)
+//! with the attempts made (`tapline_prior_attempts`) and when the next one is due
+//! (`tapline_not_before_ms`), and acknowledges the push. A push that comes before its due time,
+//! or while its destination is paused (the circuit breaker, [`DestinationPauses`]), is **held**:
+//! answered 503 without touching the destination, so Pub/Sub pushes it again after its backoff;
+//! a held push close to the subscription's `max_delivery_attempts`
+//! ([`ENV_MAX_DELIVERY_ATTEMPTS`]) is published again fresh instead, so holds never reach the
+//! subscription's dead-letter policy. Nothing is kept in an instance's memory but the breaker:
+//! any instance, or a new one after a scale to zero, reads a delivery's state off its message.
+//! The worker dead-letters itself, with every attempt's record, when the schedule is exhausted
+//! or the failure is permanent; the subscription's dead-letter policy is the safety net for a
+//! message the worker never settles (a crash, a malformed message, a topic it cannot publish to).
 //!
 //! The dedupe window: Pub/Sub cannot look back, so both copies of a payload sent twice are
 //! published, and the worker claims each delivery in a GCS bucket before attempting it
@@ -62,6 +59,11 @@ use crate::worker::{DestinationMap, DestinationPauses, PAUSE_AFTER_FAILURES, att
 pub const ENV_TOPIC: &str = "TAPLINE_RELAY_TOPIC";
 /// The dead-letter topic (`projects/P/topics/T`), for the worker.
 pub const ENV_DEAD_LETTER_TOPIC: &str = "TAPLINE_RELAY_DEAD_LETTER_TOPIC";
+/// The push subscription's `max_delivery_attempts`, for the worker: a held push close to it is
+/// published again fresh rather than left to the subscription's dead-letter policy.
+pub const ENV_MAX_DELIVERY_ATTEMPTS: &str = "TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS";
+/// Without [`ENV_MAX_DELIVERY_ATTEMPTS`]: the least Pub/Sub allows, so safe with any subscription.
+pub const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 5;
 /// `HOST:PORT` of a Pub/Sub emulator (or the tests' double): plain HTTP, no token. The variable
 /// Google's own client libraries read.
 pub const ENV_EMULATOR_HOST: &str = "PUBSUB_EMULATOR_HOST";
@@ -86,6 +88,10 @@ pub const ATTR_ROUTE: &str = "tapline_route";
 pub const ATTR_DESTINATION: &str = "tapline_destination";
 /// Attribute: when the payload was received (Unix ms).
 pub const ATTR_RECEIVED_AT_MS: &str = "tapline_received_at_ms";
+/// Attribute: attempts made before this message was published (absent: none).
+pub const ATTR_PRIOR_ATTEMPTS: &str = "tapline_prior_attempts";
+/// Attribute: not attempted before then (Unix ms; absent: at once).
+pub const ATTR_NOT_BEFORE_MS: &str = "tapline_not_before_ms";
 
 /// One message to publish: raw data and attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +115,24 @@ pub fn endpoint_from_env() -> Result<(String, GoogleAuth), Box<dyn std::error::E
             PRODUCTION_ENDPOINT.to_string(),
             GoogleAuth::application_default()?,
         )),
+    }
+}
+
+/// The subscription's `max_delivery_attempts` as [`ENV_MAX_DELIVERY_ATTEMPTS`] says (5 to 100,
+/// as Pub/Sub allows); [`DEFAULT_MAX_DELIVERY_ATTEMPTS`] when it is not set.
+pub fn max_delivery_attempts_from_env() -> Result<u32, String> {
+    match std::env::var(ENV_MAX_DELIVERY_ATTEMPTS)
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        None => Ok(DEFAULT_MAX_DELIVERY_ATTEMPTS),
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (5..=100).contains(n))
+            .ok_or_else(|| {
+                format!("{ENV_MAX_DELIVERY_ATTEMPTS}={text:?}: a whole number from 5 to 100")
+            }),
     }
 }
 
@@ -327,13 +351,23 @@ pub struct PushMessage {
 pub enum PushOutcome {
     /// Delivered: acknowledged.
     Delivered,
-    /// To be pushed again after the subscription's backoff: not acknowledged.
+    /// To be pushed again after the subscription's backoff: not acknowledged. Only when
+    /// publishing the retry failed; it then comes back with its old attributes.
     Retry,
-    /// Not attempted: the retry's backoff or the destination's pause lasts until `until_ms`.
-    /// Not acknowledged, and not counted as an attempt.
+    /// Not attempted: its due time or the destination's pause lasts until `until_ms`. Not
+    /// acknowledged, and not counted as an attempt.
     Held {
-        /// When the delivery may be attempted again (Unix ms).
+        /// When the delivery may be attempted (Unix ms).
         until_ms: i64,
+    },
+    /// Published again, with `prior_attempts` and its due time, and acknowledged: after a failed
+    /// attempt (the next one is due at `not_before_ms`), or a held push close to the
+    /// subscription's `max_delivery_attempts`.
+    Republished {
+        /// Attempts made so far.
+        prior_attempts: u32,
+        /// The next attempt is not made before then (Unix ms).
+        not_before_ms: i64,
     },
     /// On the dead-letter topic with its attempt record: acknowledged.
     DeadLettered,
@@ -352,39 +386,28 @@ impl PushOutcome {
     /// The HTTP status answering the push: 2xx acknowledges, anything else asks for redelivery.
     pub fn status(&self) -> StatusCode {
         match self {
-            PushOutcome::Delivered | PushOutcome::DeadLettered | PushOutcome::Duplicate { .. } => {
-                StatusCode::OK
-            }
+            PushOutcome::Delivered
+            | PushOutcome::DeadLettered
+            | PushOutcome::Duplicate { .. }
+            | PushOutcome::Republished { .. } => StatusCode::OK,
             PushOutcome::Retry | PushOutcome::Held { .. } => StatusCode::SERVICE_UNAVAILABLE,
             PushOutcome::Malformed(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
 
-/// The worker service's handler: one attempt per push.
+/// The worker service's handler: one attempt per push at most.
 pub struct PubSubDeliveryHandler {
     destinations: DestinationMap,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    deliveries: PubSubPublisher,
     dead_letters: PubSubPublisher,
+    max_delivery_attempts: u32,
     dedupe: Option<GcsDedupe>,
     attempt_log: Option<Arc<dyn AttemptLog>>,
     pauses: DestinationPauses,
-    holds: std::sync::Mutex<HashMap<String, Hold>>,
 }
-
-/// One delivery held back by this instance.
-#[derive(Debug, Default, Clone, Copy)]
-struct Hold {
-    /// Not attempted before then (Unix ms).
-    not_before_ms: i64,
-    /// Pushes answered without an attempt: they are not attempts.
-    held: u32,
-}
-
-/// Holds kept at most; beyond it, those long due are forgotten (an entry only outlives its
-/// delivery when Pub/Sub pushed the delivery to another instance).
-const MAX_HOLDS: usize = 10_000;
 
 /// Attempt attributes on a dead letter at most (Pub/Sub allows 100 attributes in all).
 const MAX_ATTEMPT_ATTRIBUTES: usize = 64;
@@ -413,24 +436,34 @@ fn truncate(text: &str, max: usize) -> String {
 }
 
 impl PubSubDeliveryHandler {
-    /// A handler delivering to `destinations` with `retry` (its `max_attempts` should be at most
-    /// the subscription's `max_delivery_attempts`), dead-lettering through `dead_letters`.
+    /// A handler delivering to `destinations` on `retry`'s schedule, publishing retries to
+    /// `deliveries` (the delivery topic its subscription reads) and what it gives up on to
+    /// `dead_letters`.
     pub fn new(
         destinations: DestinationMap,
         retry: RetryPolicy,
         clock: Arc<dyn Clock>,
+        deliveries: PubSubPublisher,
         dead_letters: PubSubPublisher,
     ) -> Self {
         Self {
             destinations,
             retry,
             clock,
+            deliveries,
             dead_letters,
+            max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
             dedupe: None,
             attempt_log: None,
             pauses: DestinationPauses::default(),
-            holds: std::sync::Mutex::default(),
         }
+    }
+
+    /// The push subscription dead-letters a message after `max` pushes (its dead-letter
+    /// policy's `max_delivery_attempts`): held pushes are published again fresh before that.
+    pub fn with_max_delivery_attempts(mut self, max: u32) -> Self {
+        self.max_delivery_attempts = max;
+        self
     }
 
     /// Deliveries are claimed in `dedupe` first, so that the same body on the same route
@@ -447,7 +480,8 @@ impl PubSubDeliveryHandler {
         self
     }
 
-    /// One pushed message: one attempt, then acknowledge (delivered, dead-lettered) or not.
+    /// One pushed message: held, or one attempt, then acknowledged (delivered, published again
+    /// for the next attempt, dead-lettered) or not.
     pub async fn handle(&self, envelope: PushEnvelope) -> PushOutcome {
         let message = envelope.message;
         let attr = |name: &str| message.attributes.get(name).cloned();
@@ -473,20 +507,33 @@ impl PubSubDeliveryHandler {
         let received_at_ms = attr(ATTR_RECEIVED_AT_MS)
             .and_then(|t| t.parse().ok())
             .unwrap_or_else(|| self.clock.now_ms());
+        let prior_attempts: u32 = attr(ATTR_PRIOR_ATTEMPTS)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let not_before_ms: i64 = attr(ATTR_NOT_BEFORE_MS)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
         let now = self.clock.now_ms();
         let key = (route.clone(), destination.clone());
-        let own_hold = self.hold_until(&id, now);
-        let until = own_hold.or_else(|| {
+        let until = (not_before_ms > now).then_some(not_before_ms).or_else(|| {
             let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
             self.pauses.admit(&key, now, probe_ms)
         });
         if let Some(until_ms) = until {
-            // A pause or a probe in flight is the destination's state, asked afresh at every
-            // push: count this held push, but do not hold the delivery itself past it, or a
-            // probe that succeeds at once would still leave the others waiting a whole timeout.
-            self.hold(&id, if own_hold.is_some() { until_ms } else { now }, true);
+            // Pub/Sub dead-letters a message at max_delivery_attempts pushes: one push before
+            // that (a failed publish then still has a push to try again), start a fresh message.
+            let pushes = envelope.delivery_attempt.unwrap_or(1);
+            if pushes + 1 >= self.max_delivery_attempts
+                && let Some(outcome) = self
+                    .republish(&message, &body, prior_attempts, not_before_ms)
+                    .await
+            {
+                debug!(delivery = %id, %destination, pushes, wait_ms = until_ms - now,
+                       "Held close to the subscription's delivery attempts: published again.");
+                return outcome;
+            }
             debug!(delivery = %id, %destination, wait_ms = until_ms - now,
-                   "Held: not attempted before its backoff or the destination's pause ends.");
+                   "Held: not attempted before its retry is due or the destination's pause ends.");
             return PushOutcome::Held { until_ms };
         }
         if let Some(dedupe) = &self.dedupe
@@ -503,13 +550,9 @@ impl PubSubDeliveryHandler {
             payload_id,
             route: route.clone(),
             destination: destination.clone(),
-            body,
+            body: body.clone(),
             received_at_ms,
-            attempts: envelope
-                .delivery_attempt
-                .unwrap_or(1)
-                .saturating_sub(1)
-                .saturating_sub(self.held_pushes(&id)),
+            attempts: prior_attempts,
         };
         let target = self.destinations.get(&key).cloned();
         let (_, _, record, next, breaker) =
@@ -522,60 +565,61 @@ impl PubSubDeliveryHandler {
                   paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
         }
         match next {
-            Settle::Delivered => {
-                self.forget(&id);
-                PushOutcome::Delivered
-            }
+            Settle::Delivered => PushOutcome::Delivered,
             Settle::RetryAt(at) => {
-                self.hold(&id, at, false);
                 if let Some(log) = &self.attempt_log {
                     attempt_log::append(log.as_ref(), &id, &record).await;
                 }
-                PushOutcome::Retry
+                // A failed publish leaves the message to come back with its old attributes:
+                // attempted again after Pub/Sub's backoff, at worst one attempt more than the
+                // schedule says, never one lost.
+                self.republish(&message, &body, record.attempt, at)
+                    .await
+                    .unwrap_or(PushOutcome::Retry)
             }
             Settle::Dead => {
                 let attempts =
                     attempt_log::history(self.attempt_log.as_deref(), &id, &record).await;
-                let outcome = self.dead_letter(&message, &record, &attempts).await;
-                if outcome == PushOutcome::DeadLettered {
-                    self.forget(&id);
-                }
-                outcome
+                self.dead_letter(&message, &record, &attempts).await
             }
         }
     }
 
-    fn holds(&self) -> std::sync::MutexGuard<'_, HashMap<String, Hold>> {
-        self.holds.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// When delivery `id` may be attempted, if not yet at `now_ms`.
-    fn hold_until(&self, id: &str, now_ms: i64) -> Option<i64> {
-        self.holds()
-            .get(id)
-            .map(|h| h.not_before_ms)
-            .filter(|until| *until > now_ms)
-    }
-
-    /// Pushes of delivery `id` answered without an attempt.
-    fn held_pushes(&self, id: &str) -> u32 {
-        self.holds().get(id).map_or(0, |h| h.held)
-    }
-
-    /// Holds delivery `id` until `until_ms`; `pushed`: this push was held (not an attempt).
-    fn hold(&self, id: &str, until_ms: i64, pushed: bool) {
-        let mut holds = self.holds();
-        if holds.len() >= MAX_HOLDS && !holds.contains_key(id) {
-            let now = self.clock.now_ms();
-            holds.retain(|_, h| h.not_before_ms > now - 3_600_000);
+    /// Publishes the delivery again (the same body and ids) with `prior_attempts` and its due
+    /// time, so that this push can be acknowledged; `None` (logged) when the publish failed.
+    async fn republish(
+        &self,
+        message: &PushMessage,
+        body: &[u8],
+        prior_attempts: u32,
+        not_before_ms: i64,
+    ) -> Option<PushOutcome> {
+        let mut attributes = message.attributes.clone();
+        attributes.insert(ATTR_PRIOR_ATTEMPTS.into(), prior_attempts.to_string());
+        attributes.insert(ATTR_NOT_BEFORE_MS.into(), not_before_ms.to_string());
+        let delivery = attributes
+            .get(ATTR_DELIVERY_ID)
+            .cloned()
+            .unwrap_or_default();
+        let again = OutgoingMessage {
+            data: body.to_vec(),
+            attributes,
+        };
+        match self.deliveries.publish(&[again]).await {
+            Ok(_) => {
+                info!(%delivery, prior_attempts, not_before_ms,
+                      "Published again for its next attempt.");
+                Some(PushOutcome::Republished {
+                    prior_attempts,
+                    not_before_ms,
+                })
+            }
+            Err(err) => {
+                warn!(%delivery, error = %err,
+                      "Cannot publish the delivery again; Pub/Sub pushes it again instead.");
+                None
+            }
         }
-        let hold = holds.entry(id.to_string()).or_default();
-        hold.not_before_ms = hold.not_before_ms.max(until_ms);
-        hold.held += u32::from(pushed);
-    }
-
-    fn forget(&self, id: &str) {
-        self.holds().remove(id);
     }
 
     async fn dead_letter(
@@ -585,6 +629,9 @@ impl PubSubDeliveryHandler {
         attempts: &[AttemptRecord],
     ) -> PushOutcome {
         let mut attributes = message.attributes.clone();
+        // The round is over: a replay starts a new one, due at once.
+        attributes.remove(ATTR_PRIOR_ATTEMPTS);
+        attributes.remove(ATTR_NOT_BEFORE_MS);
         // Every attempt, oldest first, one attribute each (Pub/Sub: at most 100 attributes of
         // 1,024 bytes): the latest MAX_ATTEMPT_ATTRIBUTES, errors shortened to fit.
         let skip = attempts.len().saturating_sub(MAX_ATTEMPT_ATTRIBUTES);
@@ -695,6 +742,15 @@ mod tests {
         assert_eq!(envelope.message.data.as_deref(), Some("eyJhIjoxfQ=="));
         assert_eq!(PushOutcome::Retry.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(PushOutcome::DeadLettered.status(), StatusCode::OK);
+        let republished = PushOutcome::Republished {
+            prior_attempts: 1,
+            not_before_ms: 5,
+        };
+        assert_eq!(republished.status(), StatusCode::OK);
+        assert_eq!(
+            PushOutcome::Held { until_ms: 5 }.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 
     #[test]

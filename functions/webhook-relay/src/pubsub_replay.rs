@@ -6,10 +6,11 @@
 //! releases it again (`modifyAckDeadline` 0), so the list takes nothing away. Replaying publishes
 //! each matching letter back to the delivery topic (the body as `data`, its `tapline_*`
 //! delivery attributes, without the `tapline_dead_*` and `tapline_attempt_*` record of the
-//! round that failed), and only then acknowledges it; a letter that does not match the filter,
+//! round that failed and without its retry state, `tapline_prior_attempts` and
+//! `tapline_not_before_ms`), and only then acknowledges it; a letter that does not match the filter,
 //! or is not a relay delivery (a message the subscription's own dead-letter policy moved), is
-//! released, untouched. The worker starts a new round for a replayed delivery (Pub/Sub counts its
-//! delivery attempts afresh) under the same `Idempotency-Key`.
+//! released, untouched. The worker starts a new round for a replayed delivery, due at once, under
+//! the same `Idempotency-Key`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -20,8 +21,8 @@ use serde_json::{Value, json};
 use tapline::google_auth::GoogleAuth;
 
 use crate::pubsub_queue::{
-    ATTR_DELIVERY_ID, ATTR_DESTINATION, ATTR_RECEIVED_AT_MS, ATTR_ROUTE, OutgoingMessage,
-    PubSubPublisher, call, endpoint_from_env,
+    ATTR_DELIVERY_ID, ATTR_DESTINATION, ATTR_NOT_BEFORE_MS, ATTR_PRIOR_ATTEMPTS,
+    ATTR_RECEIVED_AT_MS, ATTR_ROUTE, OutgoingMessage, PubSubPublisher, call, endpoint_from_env,
 };
 use crate::queue::{AttemptRecord, DeadLetterFilter, QueueError};
 
@@ -229,6 +230,8 @@ fn as_delivery(message: &Pulled) -> OutgoingMessage {
             .filter(|(k, _)| {
                 !k.starts_with("tapline_dead_")
                     && !k.starts_with("tapline_attempt_")
+                    && k.as_str() != ATTR_PRIOR_ATTEMPTS
+                    && k.as_str() != ATTR_NOT_BEFORE_MS
                     && !k.starts_with("CloudPubSubDeadLetter")
             })
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -328,6 +331,9 @@ mod tests {
             ("tapline_attempt_2", attempt),
             ("tapline_attempt_1", first),
             ("CloudPubSubDeadLetterSourceDeliveryCount", "5"),
+            // Moved by the subscription's own policy mid-round: its retry state goes too.
+            ("tapline_prior_attempts", "3"),
+            ("tapline_not_before_ms", "99999"),
         ]);
         let letter = letter_of(&message).unwrap();
         assert_eq!(

@@ -2,8 +2,10 @@
 //! `TAPLINE_RELAY_MODE`:
 //! - `endpoint`: the public service. The same Router as `tapline relay serve`, publishing each
 //!   accepted payload to `TAPLINE_RELAY_TOPIC` (one message per destination) before it answers.
-//! - `worker`: the internal service the push subscription calls (`POST /`); delivers, and
-//!   dead-letters to `TAPLINE_RELAY_DEAD_LETTER_TOPIC`; with `TAPLINE_RELAY_DEDUPE_BUCKET`, the
+//! - `worker`: the internal service the push subscription calls (`POST /`); delivers, publishes
+//!   each retry back to `TAPLINE_RELAY_TOPIC` due later (`TAPLINE_RELAY_RETRY_SCHEDULE`,
+//!   `TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS`), and dead-letters to
+//!   `TAPLINE_RELAY_DEAD_LETTER_TOPIC`; with `TAPLINE_RELAY_DEDUPE_BUCKET`, the
 //!   same body within the dedupe window is delivered once (claims in that GCS bucket). See
 //!   `webhook_relay::pubsub_queue`.
 //!
@@ -22,7 +24,7 @@ use webhook_relay::dedupe::DedupeWindow;
 use webhook_relay::gcs_dedupe::{ENV_DEDUPE_BUCKET, GcsObjects};
 use webhook_relay::pubsub_queue::{
     ENV_DEAD_LETTER_TOPIC, ENV_TOPIC, PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher,
-    push_router,
+    max_delivery_attempts_from_env, push_router,
 };
 use webhook_relay::relay::{accept_router, destinations, http_client};
 
@@ -87,8 +89,11 @@ async fn run() -> Result<(), BoxError> {
                     destinations(&config, &client),
                     config.settings.retry.clone(),
                     Arc::new(SystemClock),
+                    // Retries are published again to the delivery topic, due later.
+                    PubSubPublisher::from_env(required(ENV_TOPIC)?)?,
                     PubSubPublisher::from_env(required(ENV_DEAD_LETTER_TOPIC)?)?,
                 )
+                .with_max_delivery_attempts(max_delivery_attempts_from_env()?)
                 .with_dedupe(dedupe)
                 .with_attempt_log(attempt_log),
             ))

@@ -29,6 +29,8 @@ module "tapline" {
   api_puller_image    = var.api_puller_image
   webhook_relay_image = var.webhook_relay_image
 
-  webhook_relay_config       = var.webhook_relay_config
-  webhook_relay_secret_names = var.webhook_relay_secret_names
+  webhook_relay_config                   = var.webhook_relay_config
+  webhook_relay_route_secret_names       = var.webhook_relay_route_secret_names
+  webhook_relay_destination_secret_names = var.webhook_relay_destination_secret_names
+  webhook_relay_retry_schedule           = var.webhook_relay_retry_schedule
 }

@@ -97,8 +97,20 @@ variable "webhook_relay_config" {
   default     = ""
 }
 
-variable "webhook_relay_secret_names" {
+variable "webhook_relay_route_secret_names" {
   type        = set(string)
-  description = "Relay secrets to create empty (route tokens, Slack URLs)."
+  description = "Relay route tokens to create empty (each route's auth secret_env), e.g. [\"ALERTS_TOKEN\"]: readable by the public endpoint only."
   default     = []
+}
+
+variable "webhook_relay_destination_secret_names" {
+  type        = set(string)
+  description = "Relay destination secrets to create empty (Slack URLs, signing keys, CleverTap passcodes), e.g. [\"SLACK_ALERTS_URL\"]: readable by the delivery worker only."
+  default     = []
+}
+
+variable "webhook_relay_retry_schedule" {
+  type        = list(string)
+  description = "The relay's retry schedule (waits after each failed attempt); the Pub/Sub subscription's settings are derived from it."
+  default     = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
 }
