@@ -46,40 +46,30 @@ resource "google_project_iam_member" "warehouse_job_users" {
 }
 
 # The relay's warehouse destinations write one table, webhook_events (warehouse_destination.rs:
-# one row per delivery, keyed by its id). It is made here with the schema the worker would give
-# it, so that the worker needs no right on the rest of the dataset: its grant is this table's.
-resource "google_bigquery_table" "webhook_events" {
-  count               = local.relay_writes_module_bigquery ? 1 : 0
-  project             = var.project_id
-  dataset_id          = google_bigquery_dataset.warehouse.dataset_id
-  table_id            = "webhook_events"
-  description         = "Webhooks delivered by the relay's warehouse destinations: one row per delivery."
-  labels              = merge(local.labels, { "tapline" = "fixed" })
-  deletion_protection = true
+# one row per delivery, keyed by its id), through the same BigQuery adapter as the loaders: it
+# reads its dataset, keeps its ledger tables there and stages rows in a table of that dataset, so
+# it needs dataEditor on a dataset. Giving it the loaders' dataset would let a compromised worker
+# rewrite every event table; it gets a dataset of its own instead, beside the warehouse.
+resource "google_bigquery_dataset" "webhooks" {
+  count       = local.relay_writes_module_bigquery ? 1 : 0
+  project     = var.project_id
+  dataset_id  = local.webhooks_dataset_id
+  location    = var.bigquery_location
+  description = "Webhooks delivered by Tapline's relay (webhook_events: one row per delivery)."
+  labels      = local.labels
+  # Dropping the dataset drops the delivered webhooks: keep its tables if the deployment goes.
+  delete_contents_on_destroy = false
 
-  schema = jsonencode([
-    { name = "delivery_id", type = "STRING", mode = "REQUIRED" },
-    { name = "payload_id", type = "STRING", mode = "NULLABLE" },
-    { name = "route", type = "STRING", mode = "NULLABLE" },
-    { name = "received_at", type = "STRING", mode = "NULLABLE" },
-    { name = "received_at_ms", type = "INT64", mode = "NULLABLE" },
-    { name = "target_id", type = "STRING", mode = "NULLABLE" },
-    { name = "event", type = "STRING", mode = "NULLABLE" },
-    { name = "identity", type = "STRING", mode = "NULLABLE" },
-    { name = "profiles", type = "INT64", mode = "NULLABLE" },
-    { name = "is_test", type = "INT64", mode = "NULLABLE" },
-    { name = "body", type = "STRING", mode = "NULLABLE" },
-  ])
+  depends_on = [google_project_service.apis]
 
-  #checkov:skip=CKV_GCP_80:Google-managed encryption, as the dataset's; a CMEK needs a key ring and key policy the deployer owns.
+  #checkov:skip=CKV_GCP_81:Google-managed encryption, as the warehouse's; a CMEK needs a key ring and key policy the deployer owns.
 }
 
-resource "google_bigquery_table_iam_member" "webhook_relay_worker" {
-  # The worker writes webhook_events and nothing else in the dataset.
+resource "google_bigquery_dataset_iam_member" "webhook_relay_worker" {
+  # The worker writes its own dataset and nothing of the loaders'.
   count      = local.relay_writes_module_bigquery ? 1 : 0
   project    = var.project_id
-  dataset_id = google_bigquery_dataset.warehouse.dataset_id
-  table_id   = google_bigquery_table.webhook_events[0].table_id
+  dataset_id = google_bigquery_dataset.webhooks[0].dataset_id
   role       = "roles/bigquery.dataEditor"
   member     = google_service_account.webhook_relay_worker[0].member
 }

@@ -12,6 +12,10 @@ data "google_project" "this" {
 locals {
   export_uri    = "gs://${google_storage_bucket.export.name}/${var.export_prefix}"
   warehouse_url = coalesce(var.warehouse_url, "bigquery://${var.project_id}/${google_bigquery_dataset.warehouse.dataset_id}")
+  # The relay's warehouse destinations: the deployer's warehouse_url, else a dataset of their own
+  # beside the module's warehouse (bigquery.tf says why).
+  webhooks_dataset_id = coalesce(var.webhook_relay_bigquery_dataset_id, "${var.bigquery_dataset_id}_webhooks")
+  relay_warehouse_url = var.warehouse_url != null ? var.warehouse_url : "bigquery://${var.project_id}/${local.webhooks_dataset_id}"
 
   enable_api_puller    = var.api_puller_image != ""
   enable_webhook_relay = var.webhook_relay_image != ""

@@ -123,6 +123,16 @@ variable "bigquery_dataset_id" {
   default     = "clevertap"
 }
 
+variable "webhook_relay_bigquery_dataset_id" {
+  type        = string
+  description = "BigQuery dataset of the relay's warehouse destinations (webhook_events), when warehouse_url is not set: the relay's worker may write only this dataset. Default: bigquery_dataset_id + \"_webhooks\"."
+  default     = null
+  validation {
+    condition     = var.webhook_relay_bigquery_dataset_id == null || can(regex("^[A-Za-z0-9_]{1,1024}$", var.webhook_relay_bigquery_dataset_id))
+    error_message = "webhook_relay_bigquery_dataset_id: letters, digits and underscores only (BigQuery's dataset ID rule), at most 1,024."
+  }
+}
+
 variable "bigquery_location" {
   type        = string
   description = "BigQuery dataset location (EU, US, or a region); keep it with the bucket's."

@@ -24,7 +24,7 @@ locals {
     TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_route_secret_versions)
     }, local.relay_has_warehouse ? {
     # The URL without a password: the config check needs it, the endpoint never opens it.
-    TAPLINE_WAREHOUSE = local.warehouse_url
+    TAPLINE_WAREHOUSE = local.relay_warehouse_url
   } : {}) : {}
   relay_worker_env = local.enable_webhook_relay ? merge(local.relay_common_env, {
     TAPLINE_RELAY_MODE = "worker"
@@ -39,7 +39,7 @@ locals {
     # delivered once, by claims with GCS generation preconditions) and the attempt records
     # that dead letters list.
     TAPLINE_RELAY_DEDUPE_BUCKET = google_storage_bucket.relay_dedupe[0].name
-    TAPLINE_WAREHOUSE           = local.warehouse_url
+    TAPLINE_WAREHOUSE           = local.relay_warehouse_url
   }) : {}
 }
 

@@ -250,8 +250,8 @@ def gcp_relay_problems(directory: Path) -> list[str]:
         expect(f"var.{replaced}" not in everything_else, f"var.{replaced} is replaced but still used")
 
     # 2. Wiring gaps: the endpoint's TAPLINE_WAREHOUSE and instance cap, the worker's warehouse
-    #    password, the worker's BigQuery grant on webhook_events only, the HTTP limits everywhere.
-    expect("local.relay_has_warehouse ? {'TAPLINE_WAREHOUSE': '${local.warehouse_url}'}" in endpoint_env, "the endpoint gets no TAPLINE_WAREHOUSE when a route has a warehouse destination")
+    #    password, the worker's BigQuery grant on its own dataset only, the HTTP limits everywhere.
+    expect("local.relay_has_warehouse ? {'TAPLINE_WAREHOUSE': '${local.relay_warehouse_url}'}" in endpoint_env, "the endpoint gets no TAPLINE_WAREHOUSE when a route has a warehouse destination")
     endpoint = resources["google_cloud_run_v2_service.webhook_relay"]
     scaling = one(one(endpoint["template"]).get("scaling", [{}]))
     expect(one(scaling.get("max_instance_count")) == "${var.webhook_relay_max_instances}", "the endpoint's max_instance_count is not set from webhook_relay_max_instances")
@@ -264,17 +264,29 @@ def gcp_relay_problems(directory: Path) -> list[str]:
     )
     expect("local.relay_has_warehouse ? ['webhook_relay_worker']" in str(locals_.get("secrets")), "the worker may not read the warehouse password")
     expect("webhook_relay_worker" not in str(locals_.get("warehouse_writers")), "the worker is a writer of the whole dataset")
+    # The worker's one data grant is dataEditor on the relay's own dataset (webhook_events, its
+    # ledger and staging tables); the loaders' dataset stays out of its reach.
+    worker_dataset = "${google_bigquery_dataset.webhooks[0].dataset_id}"
     for address, body in resources.items():
         if address.startswith("google_bigquery_dataset_iam") or address.startswith("google_project_iam"):
-            expect("webhook_relay_worker" not in str(body.get("member")) or "jobUser" in str(body.get("role")), f"{address} grants the worker more than jobs")
-    table_grant = resources.get("google_bigquery_table_iam_member.webhook_relay_worker", {})
+            if "webhook_relay_worker" not in str(body.get("member")):
+                continue
+            allowed = "jobUser" in str(body.get("role")) or one(body.get("dataset_id")) == worker_dataset
+            expect(allowed, f"{address} grants the worker more than jobs and its own dataset")
+    dataset_grant = resources.get("google_bigquery_dataset_iam_member.webhook_relay_worker", {})
     expect(
-        one(table_grant.get("table_id")) == "${google_bigquery_table.webhook_events[0].table_id}"
-        and one(table_grant.get("role")) == "roles/bigquery.dataEditor"
-        and "webhook_relay_worker" in str(table_grant.get("member")),
-        "the worker's BigQuery role is not granted on webhook_events",
+        one(dataset_grant.get("dataset_id")) == worker_dataset
+        and one(dataset_grant.get("role")) == "roles/bigquery.dataEditor",
+        "the worker's BigQuery role is not granted on the relay's own dataset",
     )
-    expect(one(resources.get("google_bigquery_table.webhook_events", {}).get("table_id")) == "webhook_events", "webhook_events is not made by Terraform")
+    expect(
+        one(resources.get("google_bigquery_dataset.webhooks", {}).get("dataset_id")) == "${local.webhooks_dataset_id}",
+        "the relay's dataset is not made by Terraform",
+    )
+    expect(
+        "TAPLINE_WAREHOUSE': '${local.relay_warehouse_url}'" in str(env_of("webhook_relay_worker")) or "local.relay_warehouse_url" in str(locals_.get("relay_worker_env")),
+        "the worker's TAPLINE_WAREHOUSE is not the relay's dataset",
+    )
     for service in ("export_loader", "api_puller"):
         expect('"${local.http_env}"' in env_of(service), f"{service} does not get the TAPLINE_HTTP_* limits")
     expect("merge(local.http_env," in common, "the relay services do not get the TAPLINE_HTTP_* limits")
