@@ -11,7 +11,7 @@ locals {
     TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN = local.alerts_relay_token_arn
   } : {}
   # Empty when the name is not one of the relay's secrets: the precondition below says so.
-  alerts_relay_token_arn  = lookup(local.relay_secret_arns, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
+  alerts_relay_token_arn  = lookup(local.relay_route_secret_arns, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
   alerts_relay_token_arns = local.alerts_via_relay ? compact([local.alerts_relay_token_arn]) : []
 }
 
@@ -28,6 +28,9 @@ resource "aws_lambda_function" "api_puller" {
   timeout          = var.api_puller_timeout_seconds
   memory_size      = 256
   tags             = local.tags
+  # Its own share of the account's concurrency (-1: none reserved): a flood of the relay's
+  # public URL cannot throttle the daily pull.
+  reserved_concurrent_executions = coalesce(var.api_puller_reserved_concurrency, -1)
 
   environment {
     variables = merge({
@@ -52,9 +55,9 @@ resource "aws_lambda_function" "api_puller" {
     }
     precondition {
       condition = var.api_puller_alerts_relay_route == null || (
-        var.enable_webhook_relay && contains(var.webhook_relay_secret_names, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"))
+        var.enable_webhook_relay && contains(var.webhook_relay_route_secret_names, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"))
       )
-      error_message = "api_puller_alerts_relay_route needs enable_webhook_relay and api_puller_alerts_relay_token_secret_name, one of webhook_relay_secret_names."
+      error_message = "api_puller_alerts_relay_route needs enable_webhook_relay and api_puller_alerts_relay_token_secret_name, one of webhook_relay_route_secret_names."
     }
   }
 
@@ -67,7 +70,6 @@ resource "aws_lambda_function" "api_puller" {
   depends_on = [aws_cloudwatch_log_group.function]
 
   #checkov:skip=CKV_AWS_116:Scheduled runs that fail after the scheduler's retries go to the schedules' DLQ (schedules.tf).
-  #checkov:skip=CKV_AWS_115:Invoked once a day by one schedule; reserved concurrency would take from the account pool for nothing.
   #checkov:skip=CKV_AWS_117:Reaches CleverTap's public API and the warehouse over TLS; no private resources.
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (only secrets' ARNs); the default Lambda key encrypts it at rest.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile and signed zips from CI; cargo-lambda zips are built and deployed by the same operator.

@@ -13,6 +13,9 @@ resource "aws_lambda_function" "export_loader" {
   timeout          = var.export_loader_timeout_seconds
   memory_size      = var.export_loader_memory_mb
   tags             = local.tags
+  # Its own share of the account's concurrency (-1: none reserved): a flood of the relay's
+  # public URL cannot throttle loads.
+  reserved_concurrent_executions = coalesce(var.export_loader_reserved_concurrency, -1)
 
   environment {
     variables = {
@@ -30,12 +33,19 @@ resource "aws_lambda_function" "export_loader" {
     mode = var.tracing_mode
   }
 
+  lifecycle {
+    precondition {
+      # Fewer would throttle the SQS mapping's own invocations back into the queue (and the DLQ).
+      condition     = var.export_loader_reserved_concurrency == null ? true : var.export_loader_reserved_concurrency >= var.export_loader_max_concurrency
+      error_message = "export_loader_reserved_concurrency must be at least export_loader_max_concurrency (or null)."
+    }
+  }
+
   # The log group first, so Lambda never makes its own without retention. The role's policy may
   # come later: nothing invokes the function before its triggers, which wait for the policy.
   depends_on = [aws_cloudwatch_log_group.function]
 
   #checkov:skip=CKV_AWS_116:Failures are dead-lettered where they arise: the export queue's DLQ for notifications, the schedules' DLQ for sweeps.
-  #checkov:skip=CKV_AWS_115:Concurrency is capped by the event source mapping's maximum_concurrency; reserved concurrency would take from the account pool (new accounts have none to spare).
   #checkov:skip=CKV_AWS_117:The warehouse is reached over TLS (sslmode=verify-full); a VPC attachment is a fork's choice when the database is private.
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (only a secret's ARN); the default Lambda key encrypts it at rest.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile and signed zips from CI; cargo-lambda zips are built and deployed by the same operator.

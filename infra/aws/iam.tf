@@ -26,8 +26,10 @@ resource "aws_iam_role" "function" {
 }
 
 locals {
-  log_stream_arns   = { for key, group in aws_cloudwatch_log_group.function : key => "${group.arn}:*" }
-  relay_secret_arns = { for name, secret in aws_secretsmanager_secret.relay : name => secret.arn }
+  log_stream_arns = { for key, group in aws_cloudwatch_log_group.function : key => "${group.arn}:*" }
+  # Each relay function's own secrets, and only those, in its TAPLINE_RELAY_SECRET_ARNS and policy.
+  relay_route_secret_arns       = { for name, secret in aws_secretsmanager_secret.relay : name => secret.arn if local.relay_secret_readers[name] == "endpoint" }
+  relay_destination_secret_arns = { for name, secret in aws_secretsmanager_secret.relay : name => secret.arn if local.relay_secret_readers[name] == "worker" }
 
   function_policies = merge(
     { export_loader = data.aws_iam_policy_document.export_loader.json },
@@ -129,11 +131,12 @@ data "aws_iam_policy_document" "webhook_relay" {
   }
 
   dynamic "statement" {
-    for_each = length(local.relay_secret_arns) > 0 ? [1] : []
+    # Route tokens only: the public endpoint never holds a destination's credentials.
+    for_each = length(local.relay_route_secret_arns) > 0 ? [1] : []
     content {
-      sid       = "ReadRelaySecrets"
+      sid       = "ReadRouteSecrets"
       actions   = ["secretsmanager:GetSecretValue"]
-      resources = values(local.relay_secret_arns)
+      resources = values(local.relay_route_secret_arns)
     }
   }
 }
@@ -203,10 +206,11 @@ data "aws_iam_policy_document" "webhook_relay_worker" {
   }
 
   statement {
-    # Destination URLs (Slack) are relay secrets; the warehouse destination needs its password.
+    # Destinations' URLs, signing keys and passcodes, and the warehouse password; never a
+    # route token (the worker authenticates no one).
     sid       = "ReadDestinationSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = concat(values(local.relay_secret_arns), [local.warehouse_secret_arn])
+    resources = concat(values(local.relay_destination_secret_arns), [local.warehouse_secret_arn])
   }
 }
 

@@ -49,6 +49,6 @@ output "secret_arns" {
   value = merge(
     { warehouse_password = local.warehouse_secret_arn },
     var.enable_api_puller ? { clevertap_passcode = aws_secretsmanager_secret.clevertap_passcode[0].arn } : {},
-    { for name, arn in local.relay_secret_arns : "relay/${name}" => arn },
+    { for name, secret in aws_secretsmanager_secret.relay : "relay/${name}" => secret.arn },
   )
 }

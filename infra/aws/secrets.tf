@@ -25,11 +25,28 @@ resource "aws_secretsmanager_secret" "clevertap_passcode" {
   #checkov:skip=CKV2_AWS_57:CleverTap issues the passcode in its dashboard; it cannot be rotated by a Lambda.
 }
 
+locals {
+  # Which relay function may read each relay secret: the endpoint its route tokens, the worker
+  # its destinations' credentials. One resource for both, so that a name keeps its secret (and
+  # value) when it moves between the two lists.
+  relay_secret_readers = var.enable_webhook_relay ? merge(
+    { for name in var.webhook_relay_route_secret_names : name => "endpoint" },
+    { for name in var.webhook_relay_destination_secret_names : name => "worker" },
+  ) : {}
+}
+
 resource "aws_secretsmanager_secret" "relay" {
-  for_each    = var.enable_webhook_relay ? var.webhook_relay_secret_names : toset([])
+  for_each    = local.relay_secret_readers
   name        = "${var.name_prefix}/relay/${each.key}"
-  description = "Webhook relay secret ${each.key} (a route token or a destination URL such as a Slack incoming webhook)."
+  description = each.value == "endpoint" ? "Webhook relay route secret ${each.key}, read by the endpoint only." : "Webhook relay destination secret ${each.key} (a URL, signing key or passcode), read by the worker only."
   tags        = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(setintersection(var.webhook_relay_route_secret_names, var.webhook_relay_destination_secret_names)) == 0
+      error_message = "A relay secret is either a route secret (the endpoint reads it) or a destination secret (the worker reads it), not both: ${join(", ", setintersection(var.webhook_relay_route_secret_names, var.webhook_relay_destination_secret_names))}."
+    }
+  }
 
   recovery_window_in_days = var.secret_recovery_window_days
 

@@ -92,6 +92,17 @@ variable "export_loader_batch_size" {
   }
 }
 
+variable "export_loader_reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of the export-loader: it always has this much, whatever else runs in the account (a flood of the relay's public URL cannot throttle it), and never more. At least export_loader_max_concurrency (the SQS mapping's cap), with room for the sweep. Null: none reserved (accounts whose concurrency limit leaves no room to reserve)."
+  default     = 10
+
+  validation {
+    condition     = var.export_loader_reserved_concurrency == null ? true : var.export_loader_reserved_concurrency >= 1 && var.export_loader_reserved_concurrency <= 1000
+    error_message = "export_loader_reserved_concurrency: 1 to 1000, or null."
+  }
+}
+
 variable "export_loader_max_concurrency" {
   type        = number
   description = "Most export-loader invocations the SQS mapping runs at once (2 to 1000): keeps the warehouse's connection count bounded."
@@ -212,7 +223,7 @@ variable "api_puller_alerts_relay_route" {
 
 variable "api_puller_alerts_relay_token_secret_name" {
   type        = string
-  description = "Which of webhook_relay_secret_names holds that route's token (the route's auth secret_env): the api-puller reads the same secret the relay checks, and sends it in X-Tapline-Token."
+  description = "Which of webhook_relay_route_secret_names holds that route's token (the route's auth secret_env): the api-puller reads the same secret the relay checks, and sends it in X-Tapline-Token."
   default     = null
 }
 
@@ -220,6 +231,17 @@ variable "api_puller_alerts_relay_header" {
   type        = string
   description = "TAPLINE_ALERTS_RELAY_HEADER: the header that route's auth names."
   default     = "X-Tapline-Token"
+}
+
+variable "api_puller_reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of the api-puller: its daily run is never throttled by other functions (a flood of the relay's public URL), and two runs at most overlap. Null: none reserved (accounts whose concurrency limit leaves no room to reserve)."
+  default     = 2
+
+  validation {
+    condition     = var.api_puller_reserved_concurrency == null ? true : var.api_puller_reserved_concurrency >= 1 && var.api_puller_reserved_concurrency <= 1000
+    error_message = "api_puller_reserved_concurrency: 1 to 1000, or null."
+  }
 }
 
 variable "api_puller_lookback_days" {
@@ -340,14 +362,52 @@ variable "schedule_max_retry_attempts" {
 
 variable "webhook_relay_config" {
   type        = string
-  description = "TAPLINE_RELAY_CONFIG_TOML: the relay's TOML configuration (routes, destinations). Secrets are named in it, never written: see webhook_relay_secret_names."
+  description = "TAPLINE_RELAY_CONFIG_TOML: the relay's TOML configuration (routes, destinations). Secrets are named in it, never written: see webhook_relay_route_secret_names and webhook_relay_destination_secret_names."
   default     = ""
 }
 
-variable "webhook_relay_secret_names" {
+variable "webhook_relay_route_secret_names" {
   type        = set(string)
-  description = "Relay secrets to create (route tokens, Slack webhook URLs, ...), named as the config names them (secret_env, url_env), e.g. [\"ALERTS_TOKEN\", \"SLACK_ALERTS_URL\"]. Each becomes an empty secret <name_prefix>/relay/<NAME>; the relay functions get a JSON map NAME → ARN in TAPLINE_RELAY_SECRET_ARNS and resolve a name missing from their environment through it."
+  description = "The relay's route secrets (each route's auth secret_env or password_env), e.g. [\"ALERTS_TOKEN\"]. Each becomes an empty secret <name_prefix>/relay/<NAME> that only the public endpoint (webhook-relay) may read, through its TAPLINE_RELAY_SECRET_ARNS (JSON map NAME → ARN)."
   default     = []
+
+  validation {
+    condition     = alltrue([for name in var.webhook_relay_route_secret_names : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name))])
+    error_message = "webhook_relay_route_secret_names: environment variable names as the TOML names them (letters, digits, _)."
+  }
+}
+
+variable "webhook_relay_destination_secret_names" {
+  type        = set(string)
+  description = "The relay's destination secrets (url_env, signing_secret_env, account_id_env, passcode_env of its destinations), e.g. [\"SLACK_ALERTS_URL\"]. Each becomes an empty secret <name_prefix>/relay/<NAME> that only the delivery worker (webhook-relay-worker) may read, through its TAPLINE_RELAY_SECRET_ARNS: the public endpoint never holds a destination's credentials."
+  default     = []
+
+  validation {
+    condition     = alltrue([for name in var.webhook_relay_destination_secret_names : can(regex("^[A-Za-z_][A-Za-z0-9_]*$", name))])
+    error_message = "webhook_relay_destination_secret_names: environment variable names as the TOML names them (letters, digits, _)."
+  }
+}
+
+variable "webhook_relay_reserved_concurrency" {
+  type        = number
+  description = "Reserved concurrency of the public endpoint (webhook-relay): its cap, so that a flood of requests on the function URL (authenticated or not) cannot take the account's unreserved concurrency from the other functions; past it the URL answers 429 and CleverTap retries. Null: no cap (accounts whose concurrency limit leaves no room to reserve)."
+  default     = 100
+
+  validation {
+    condition     = var.webhook_relay_reserved_concurrency == null ? true : var.webhook_relay_reserved_concurrency >= 1 && var.webhook_relay_reserved_concurrency <= 1000
+    error_message = "webhook_relay_reserved_concurrency: 1 to 1000, or null."
+  }
+}
+
+variable "webhook_relay_refused_alarm_threshold" {
+  type        = number
+  description = "Requests the relay endpoint may refuse 401 (bad or missing credentials, unknown route) in 5 minutes before the refused-requests alarm fires: a leaked or mistyped route secret, or someone trying secrets."
+  default     = 100
+
+  validation {
+    condition     = var.webhook_relay_refused_alarm_threshold >= 1
+    error_message = "webhook_relay_refused_alarm_threshold: at least 1."
+  }
 }
 
 variable "webhook_relay_retry_schedule" {
@@ -368,7 +428,7 @@ variable "webhook_relay_retry_schedule" {
 
 variable "enable_alarms" {
   type        = bool
-  description = "Create CloudWatch alarms (dead-letter queue depth, function errors)."
+  description = "Create CloudWatch alarms (dead-letter queue depth, function errors, the relay endpoint's refused requests)."
   default     = true
 }
 

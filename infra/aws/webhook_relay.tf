@@ -17,15 +17,10 @@ locals {
     # The default schedule of every route (TAPLINE_RELAY_RETRY_SCHEDULE wins over the TOML's).
     TAPLINE_RELAY_RETRY_SCHEDULE = jsonencode(var.webhook_relay_retry_schedule)
     TAPLINE_RELAY_CONFIG_TOML    = var.webhook_relay_config
-    # JSON map secret name → ARN: the config names secrets, the functions resolve them here.
-    TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_secret_arns)
-    TAPLINE_LOG               = var.log_level
+    TAPLINE_LOG                  = var.log_level
     # Bodies too large for an SQS message go here (relay_payloads.tf). one(): null without the
     # relay, where nothing reads this map (an index would fail the plan).
     TAPLINE_RELAY_PAYLOAD_BUCKET = one(module.relay_payloads[*].bucket)
-    # The URL without its password: the endpoint only checks a warehouse destination's
-    # configuration; the worker adds the password from TAPLINE_WAREHOUSE_SECRET_ARN.
-    TAPLINE_WAREHOUSE = var.warehouse_url
   }
 }
 
@@ -42,10 +37,16 @@ resource "aws_lambda_function" "webhook_relay" {
   timeout          = var.webhook_relay_timeout_seconds
   memory_size      = 256
   tags             = local.tags
+  # The cap of the public endpoint (-1: none): a flood of its URL gets 429s past it instead of
+  # the account's whole unreserved concurrency.
+  reserved_concurrent_executions = coalesce(var.webhook_relay_reserved_concurrency, -1)
 
   environment {
     variables = merge(local.relay_common_env, {
       TAPLINE_RELAY_QUEUE_URL = aws_sqs_queue.relay_delivery[0].url
+      # JSON map NAME → ARN of the route tokens only. No TAPLINE_WAREHOUSE either: the endpoint
+      # checks destinations' shape and never reads their secrets.
+      TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_route_secret_arns)
     })
   }
 
@@ -57,7 +58,6 @@ resource "aws_lambda_function" "webhook_relay" {
   depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
 
   #checkov:skip=CKV_AWS_116:Invoked synchronously by the function URL: a failure is an HTTP error CleverTap retries; accepted webhooks are already in SQS with a DLQ.
-  #checkov:skip=CKV_AWS_115:Must answer every CleverTap burst; reserved concurrency would throttle webhooks into CleverTap's retry-then-drop.
   #checkov:skip=CKV_AWS_117:Talks only to SQS, S3 and Secrets Manager over TLS; no private resources.
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (config without secrets, secrets' ARNs); the default Lambda key encrypts it at rest.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile and signed zips from CI; cargo-lambda zips are built and deployed by the same operator.
@@ -109,7 +109,11 @@ resource "aws_lambda_function" "webhook_relay_worker" {
       # sends permanent failures (with the attempt's outcome) to the dead-letter queue itself.
       TAPLINE_RELAY_QUEUE_URL             = aws_sqs_queue.relay_delivery[0].url
       TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL = aws_sqs_queue.relay_delivery_dlq[0].url
-      TAPLINE_WAREHOUSE_SECRET_ARN        = local.warehouse_secret_arn
+      # JSON map NAME → ARN of the destinations' secrets only (never a route token).
+      TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_destination_secret_arns)
+      # The URL without its password, which comes from TAPLINE_WAREHOUSE_SECRET_ARN.
+      TAPLINE_WAREHOUSE            = var.warehouse_url
+      TAPLINE_WAREHOUSE_SECRET_ARN = local.warehouse_secret_arn
     })
   }
 

@@ -24,7 +24,14 @@ PREFIX = "tapline-check"
 BUCKET = "tapline-check-exports"
 EXPORT_PREFIX = "clevertap/"
 FUNCTIONS = ["export-loader", "api-puller", "webhook-relay", "webhook-relay-worker"]
-RELAY_SECRETS = ["ALERTS_TOKEN", "SLACK_ALERTS_URL"]
+ROUTE_SECRETS = ["ALERTS_TOKEN"]
+DESTINATION_SECRETS = ["SLACK_ALERTS_URL", "CRM_SIGNING_KEY"]
+RELAY_SECRETS = ROUTE_SECRETS + DESTINATION_SECRETS
+# Not the defaults (10, 2, 100, 100), so that each shows where it lands.
+LOADER_RESERVED, PULLER_RESERVED, RELAY_RESERVED, REFUSED_THRESHOLD = 7, 3, 40, 25
+# The relay's refused-request log line (router.rs), which the refused-requests metric counts.
+REFUSED_MESSAGE = "Webhook refused: not authorized."
+ALARM_TOPIC = f"arn:aws:sns:{REGION}:123456789012:tapline-check-ops"
 ALERT_RULES = '[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 500}]'
 
 failures: list[str] = []
@@ -76,7 +83,13 @@ def tf_vars(endpoint: str, zips: Path) -> list[str]:
         "clevertap_account_id": "TEST-ACCOUNT",
         "warehouse_url": "postgres://tapline@db.invalid/analytics?schema=clevertap",
         "lambda_zip_dir": str(zips),
-        "webhook_relay_secret_names": json.dumps(RELAY_SECRETS),
+        "webhook_relay_route_secret_names": json.dumps(ROUTE_SECRETS),
+        "webhook_relay_destination_secret_names": json.dumps(DESTINATION_SECRETS),
+        "export_loader_reserved_concurrency": str(LOADER_RESERVED),
+        "api_puller_reserved_concurrency": str(PULLER_RESERVED),
+        "webhook_relay_reserved_concurrency": str(RELAY_RESERVED),
+        "webhook_relay_refused_alarm_threshold": str(REFUSED_THRESHOLD),
+        "alarm_actions": json.dumps([ALARM_TOPIC]),
         "api_puller_events": json.dumps(["Charged"]),
         "api_puller_jobs": json.dumps(["events", "counts", "alerts"]),
         "api_puller_alert_rules": ALERT_RULES,
@@ -158,12 +171,15 @@ def assert_deployment(endpoint: str) -> None:
     check(loader_env.get("TAPLINE_WAREHOUSE_SECRET_ARN", "").startswith("arn:aws:secretsmanager:"), "export-loader gets the warehouse secret by ARN", loader_env)
     relay_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-webhook-relay")["Environment"]["Variables"]
     check(relay_env.get("TAPLINE_RELAY_QUEUE_URL", "").endswith(f"/{PREFIX}-relay-delivery"), "webhook-relay gets its delivery queue", relay_env)
-    check(sorted(json.loads(relay_env["TAPLINE_RELAY_SECRET_ARNS"])) == sorted(RELAY_SECRETS), "webhook-relay gets its secrets' ARNs", relay_env)
+    check(sorted(json.loads(relay_env["TAPLINE_RELAY_SECRET_ARNS"])) == sorted(ROUTE_SECRETS),
+          "webhook-relay gets its route secrets' ARNs only", relay_env["TAPLINE_RELAY_SECRET_ARNS"])
     check("TAPLINE_RELAY_CONFIG_TOML" in relay_env, "webhook-relay gets its TOML configuration", relay_env)
     worker_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-webhook-relay-worker")["Environment"]["Variables"]
     check(worker_env.get("TAPLINE_RELAY_QUEUE_URL", "").endswith(f"/{PREFIX}-relay-delivery")
           and worker_env.get("TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL", "").endswith(f"/{PREFIX}-relay-delivery-dlq"),
           "webhook-relay-worker gets its queue and dead-letter queue", worker_env)
+    check(sorted(json.loads(worker_env["TAPLINE_RELAY_SECRET_ARNS"])) == sorted(DESTINATION_SECRETS),
+          "webhook-relay-worker gets its destination secrets' ARNs only", worker_env["TAPLINE_RELAY_SECRET_ARNS"])
     url = lam.get_function_url_config(FunctionName=f"{PREFIX}-webhook-relay")
     check(url["AuthType"] == "NONE", "relay function URL (app-level auth)", url["AuthType"])
     puller_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-api-puller")["Environment"]["Variables"]
@@ -255,15 +271,36 @@ def assert_deployment(endpoint: str) -> None:
           "payload objects expire after the queues' retention (14 days), not before", expire)
     attempts_rule = next(r for r in rules if r["ID"] == "expire-attempt-records")
     check(attempts_rule["Expiration"]["Days"] >= 15, "attempt records outlive the retries", attempts_rule)
-    check(relay_env.get("TAPLINE_WAREHOUSE") and "TAPLINE_WAREHOUSE_SECRET_ARN" not in relay_env
-          and worker_env.get("TAPLINE_WAREHOUSE_SECRET_ARN"),
-          "the endpoint has the warehouse URL without the password; the worker its secret", sorted(relay_env))
+    check("TAPLINE_WAREHOUSE" not in relay_env and "TAPLINE_WAREHOUSE_SECRET_ARN" not in relay_env
+          and worker_env.get("TAPLINE_WAREHOUSE") and worker_env.get("TAPLINE_WAREHOUSE_SECRET_ARN"),
+          "the endpoint has neither the warehouse URL nor its password; the worker both", sorted(relay_env))
     roles = [f"{PREFIX}-{function}" for function in FUNCTIONS] + [f"{PREFIX}-scheduler"]
     for role in roles:
         for statement in policy_of(iam, role)["Statement"]:
             resources, actions = as_list(statement["Resource"]), as_list(statement["Action"])
             check("*" not in resources and not any(a.endswith(":*") or a == "*" for a in actions),
                   f"{role} {statement['Sid']}: no wildcard action or resource", statement)
+    print("IAM: each relay function reads its own secrets only")
+    secret_arns = {n: secrets.describe_secret(SecretId=f"{PREFIX}/relay/{n}")["ARN"] for n in RELAY_SECRETS}
+    route_arns = sorted(secret_arns[n] for n in ROUTE_SECRETS)
+    destination_arns = sorted(secret_arns[n] for n in DESTINATION_SECRETS)
+    check(sorted(json.loads(relay_env["TAPLINE_RELAY_SECRET_ARNS"]).values()) == route_arns
+          and sorted(json.loads(worker_env["TAPLINE_RELAY_SECRET_ARNS"]).values()) == destination_arns,
+          "each relay function's TAPLINE_RELAY_SECRET_ARNS holds the ARNs of its own secrets",
+          [relay_env["TAPLINE_RELAY_SECRET_ARNS"], worker_env["TAPLINE_RELAY_SECRET_ARNS"]])
+
+    def readable_secrets(role: str) -> list[str]:
+        return sorted(r for st in policy_of(iam, role)["Statement"]
+                      if "secretsmanager:GetSecretValue" in as_list(st["Action"])
+                      for r in as_list(st["Resource"]))
+
+    check(readable_secrets(f"{PREFIX}-webhook-relay") == route_arns,
+          "the endpoint's role reads the route secrets, and no destination secret or warehouse password",
+          readable_secrets(f"{PREFIX}-webhook-relay"))
+    check(readable_secrets(f"{PREFIX}-webhook-relay-worker") == sorted(destination_arns + [worker_env["TAPLINE_WAREHOUSE_SECRET_ARN"]]),
+          "the worker's role reads the destination secrets and the warehouse password, and no route secret",
+          readable_secrets(f"{PREFIX}-webhook-relay-worker"))
+
     puller = statements(policy_of(iam, f"{PREFIX}-api-puller"))
     check(sorted(as_list(puller["ReadSecrets"]["Resource"])) == sorted([
               puller_env["CLEVERTAP_PASSCODE_SECRET_ARN"], puller_env["TAPLINE_WAREHOUSE_SECRET_ARN"],
@@ -280,6 +317,34 @@ def assert_deployment(endpoint: str) -> None:
     alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=PREFIX)["MetricAlarms"]}
     check(f"{PREFIX}-export-events-dlq-not-empty" in alarms, "alarm on the export DLQ", sorted(alarms))
     check(all(f"{PREFIX}-{f}-errors" in alarms for f in FUNCTIONS), "error alarm per function", sorted(alarms))
+
+    print("blast radius: reserved concurrency, the refused-requests alarm")
+    reserved = {f: lam.get_function_concurrency(FunctionName=f"{PREFIX}-{f}").get("ReservedConcurrentExecutions")
+                for f in FUNCTIONS}
+    check(reserved == {"export-loader": LOADER_RESERVED, "api-puller": PULLER_RESERVED,
+                       "webhook-relay": RELAY_RESERVED, "webhook-relay-worker": None},
+          "reserved concurrency: the loader's and the puller's share, the endpoint's cap (the worker is capped by its mapping)",
+          reserved)
+    relay_group = f"/aws/lambda/{PREFIX}-webhook-relay"
+    filters = logs.describe_metric_filters(logGroupName=relay_group)["metricFilters"]
+    pattern = f'{{ $.message = "{REFUSED_MESSAGE}" }}'
+    check(len(filters) == 2 and all(f["filterPattern"] == pattern for f in filters),
+          "metric filters match the relay's refused-request log line", filters)
+    transformations = sorted((t["metricNamespace"], t["metricName"], t["metricValue"])
+                             for f in filters for t in f["metricTransformations"])
+    namespace = f"Tapline/{PREFIX}"
+    check(transformations == [(namespace, "WebhookRelayRefusedRequests", "$.held_back"),
+                              (namespace, "WebhookRelayRefusedRequests", "1")],
+          "refused requests counted as the lines plus the refusals each held back", transformations)
+    router = (ROOT / "functions/webhook-relay/src/router.rs").read_text()
+    check(f'"{REFUSED_MESSAGE}"' in router and "held_back," in router,
+          "the relay still writes that message with held_back (router.rs)")
+    refused = alarms.get(f"{PREFIX}-webhook-relay-refused-requests", {})
+    check((refused.get("Namespace"), refused.get("MetricName"), refused.get("Statistic"), refused.get("Period"),
+           refused.get("Threshold"), refused.get("ComparisonOperator"), refused.get("AlarmActions"))
+          == (namespace, "WebhookRelayRefusedRequests", "Sum", 300, float(REFUSED_THRESHOLD), "GreaterThanThreshold",
+              [ALARM_TOPIC]),
+          "alarm on the endpoint's refused requests over 5 minutes", refused)
 
 
 def main() -> int:

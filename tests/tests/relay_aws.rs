@@ -2,6 +2,7 @@
 //! (claim-check through S3), against moto's S3 and SQS, with a delivery queue limited to 256 KiB
 //! messages as a queue is by default.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use tapline_tests::relay_router::post_hook;
 use tapline_tests::sqs::sqs_event;
 use tapline_tests::{s3, sqs};
 use webhook_relay::RelayConfig;
+use webhook_relay::aws_config_env::relay_config;
 use webhook_relay::clock::SystemClock;
+use webhook_relay::config::{ConfigMode, DestinationKind, RouteAuth};
 use webhook_relay::relay::{accept_router, destinations, http_client};
 use webhook_relay::sqs_payloads::{PayloadStore, SQS_MESSAGE_MAX_BYTES};
 use webhook_relay::sqs_queue::{
@@ -137,7 +140,7 @@ async fn worker_with_bucket(
     let store = PayloadStore::new(s3_client.clone(), &bucket);
     let http = http_client(config.settings.delivery_timeout).unwrap();
     let worker = SqsDeliveryHandler::new(
-        destinations(config, &http),
+        destinations(config, &http).unwrap(),
         config.settings.retry.clone(),
         Arc::new(SystemClock),
         client.clone(),
@@ -244,7 +247,7 @@ async fn a_body_too_large_for_sqs_goes_through_s3_and_is_delivered_byte_for_byte
     let http = http_client(config.settings.delivery_timeout).unwrap();
     let event = || -> SqsEvent { serde_json::from_value(sqs::lambda_event(&messages)).unwrap() };
     let blind = Arc::new(SqsDeliveryHandler::new(
-        destinations(&config, &http),
+        destinations(&config, &http).unwrap(),
         config.settings.retry.clone(),
         Arc::new(SystemClock),
         client.clone(),
@@ -278,7 +281,7 @@ async fn a_body_too_large_for_sqs_goes_through_s3_and_is_delivered_byte_for_byte
     // The worker with the bucket delivers every body byte for byte.
     let worker = Arc::new(
         SqsDeliveryHandler::new(
-            destinations(&config, &http),
+            destinations(&config, &http).unwrap(),
             config.settings.retry.clone(),
             Arc::new(SystemClock),
             client.clone(),
@@ -354,12 +357,9 @@ async fn the_endpoint_function_under_cargo_lambda_watch_queues_accepts_and_refus
         &[
             ("TAPLINE_RELAY_QUEUE_URL", queue.as_str()),
             ("TAPLINE_RELAY_CONFIG_TOML", WATCH_CONFIG),
+            // As infra/aws deploys it: the route token only, no destination secret and no
+            // TAPLINE_WAREHOUSE (the endpoint never reads them).
             ("ALERTS_TOKEN", TOKEN),
-            ("CRM_URL", "https://crm.example.com/hooks"),
-            ("BROKEN_URL", "https://broken.example.com/hooks"),
-            ("SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            // As infra/aws sets it on the endpoint: the URL without its password.
-            ("TAPLINE_WAREHOUSE", "postgres://tapline@db.example.com/w"),
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ],
     )
@@ -425,7 +425,7 @@ async fn the_worker_function_under_cargo_lambda_watch_reports_only_the_failed_de
             ("TAPLINE_RELAY_QUEUE_URL", queue.as_str()),
             ("TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL", dlq.as_str()),
             ("TAPLINE_RELAY_CONFIG_TOML", WATCH_CONFIG),
-            ("ALERTS_TOKEN", TOKEN),
+            // No route token: the worker authenticates no one.
             ("CRM_URL", crm.url.as_str()),
             ("BROKEN_URL", broken.url.as_str()),
             ("SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
@@ -560,7 +560,7 @@ async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_a
     let (queue, dlq) = queue(&client, "relay-breaker").await;
     let http = http_client(config.settings.delivery_timeout).unwrap();
     let worker = Arc::new(SqsDeliveryHandler::new(
-        destinations(&config, &http),
+        destinations(&config, &http).unwrap(),
         config.settings.retry.clone(),
         Arc::new(SystemClock),
         client.clone(),
@@ -704,4 +704,173 @@ async fn the_dead_letter_lists_every_attempt() {
         "attempt 1 of 3 of the new round"
     );
     assert!(queue_is_empty(&client, &dlq).await);
+}
+
+// --- least secrets: each function reads only its own half's secrets ------------------------
+
+/// A route with a destination of each kind, every secret in its own variable.
+const EVERY_DESTINATION: &str = r#"
+[[routes]]
+name = "big"
+auth = { header = "X-Tapline-Token", secret_env = "TOKEN" }
+[[routes.destinations]]
+type = "slack"
+url_env = "SLACK_URL"
+[[routes.destinations]]
+type = "http"
+name = "crm"
+url_env = "CRM_URL"
+signing_secret_env = "SIGNING"
+[[routes.destinations]]
+type = "clevertap"
+account_id_env = "CT_ACCOUNT"
+passcode_env = "CT_PASSCODE"
+identity = "profile.identity"
+[[routes.destinations.records]]
+event = "Relayed"
+[[routes.destinations]]
+type = "warehouse"
+"#;
+
+/// An ARN of a secret that does not exist: reading it fails the cold start.
+const UNREADABLE_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:relay/none";
+
+#[tokio::test]
+async fn the_endpoint_starts_and_accepts_with_no_destination_secret_in_its_environment() {
+    let token_arn = tapline_tests::s3::create_secret(
+        &format!("relay/TOKEN-endpoint-{}", std::process::id()),
+        TOKEN,
+    )
+    .await;
+    // The route token only; the map also names a destination secret the endpoint may not read
+    // (on AWS its role has no grant on it): it must not even ask.
+    let env = HashMap::from([
+        ("TAPLINE_RELAY_CONFIG_TOML", EVERY_DESTINATION.to_string()),
+        (
+            "TAPLINE_RELAY_SECRET_ARNS",
+            json!({ "TOKEN": token_arn, "SLACK_URL": UNREADABLE_ARN }).to_string(),
+        ),
+    ]);
+    let config = relay_config(ConfigMode::Endpoint, |name| env.get(name).cloned())
+        .await
+        .unwrap();
+
+    let client = sqs::client().await;
+    let (queue, _) = queue(&client, "relay-endpoint-secrets").await;
+    let router = accept_router(
+        &config,
+        Arc::new(SqsAcceptQueue::new(client.clone(), &queue)),
+        Arc::new(SystemClock),
+    );
+    let (status, answer) = post(&router, r#"{"profiles":[{"identity":"u1"}]}"#).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = post_hook(
+        &router,
+        "big",
+        Some(("X-Tapline-Token", "wrong-token-0123456789abcdef0123456")),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let messages = sqs::receive(&client, &queue, 4, Duration::from_secs(10)).await;
+    let mut destinations: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let message: DeliveryMessage = serde_json::from_str(m.body().unwrap()).unwrap();
+            message.destination
+        })
+        .collect();
+    destinations.sort();
+    assert_eq!(
+        destinations,
+        ["clevertap-3", "crm", "slack-1", "warehouse-4"],
+        "one message per destination"
+    );
+
+    // Its destinations cannot be built into a worker by mistake.
+    let Err(err) = destinations_of(&config) else {
+        panic!("a worker built from the endpoint's configuration")
+    };
+    assert_eq!(
+        err.to_string(),
+        "route \"big\": destination \"slack-1\" has no secrets: the configuration was parsed \
+         for the endpoint, not the worker"
+    );
+}
+
+#[tokio::test]
+async fn the_worker_reads_no_route_token_and_refuses_to_start_without_a_destination_secret() {
+    let slack_arn = tapline_tests::s3::create_secret(
+        &format!("relay/SLACK_URL-worker-{}", std::process::id()),
+        "https://hooks.slack.com/services/T/B/x\n",
+    )
+    .await;
+    let mut env = HashMap::from([
+        ("TAPLINE_RELAY_CONFIG_TOML", EVERY_DESTINATION.to_string()),
+        (
+            "TAPLINE_RELAY_SECRET_ARNS",
+            json!({ "SLACK_URL": slack_arn, "TOKEN": UNREADABLE_ARN }).to_string(),
+        ),
+        ("CRM_URL", "https://crm.example/hook".to_string()),
+        (
+            "SIGNING",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string(),
+        ),
+        ("CT_ACCOUNT", "acct".to_string()),
+        (
+            "TAPLINE_WAREHOUSE",
+            "postgres://relay@db.invalid/w".to_string(),
+        ),
+    ]);
+    // CT_PASSCODE is missing: no start, naming it.
+    let err = relay_config(ConfigMode::Worker, |name| env.get(name).cloned())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "route \"big\": environment variable CT_PASSCODE is not set (it holds the CleverTap \
+         passcode)"
+    );
+
+    env.insert("CT_PASSCODE", "pass".to_string());
+    let config = relay_config(ConfigMode::Worker, |name| env.get(name).cloned())
+        .await
+        .unwrap();
+    assert_eq!(destinations_of(&config).unwrap().len(), 4);
+    let route = config.route("big").unwrap();
+    assert!(matches!(route.auth, RouteAuth::Unresolved), "no token read");
+    let DestinationKind::Slack { url } = &route.destinations[0].kind else {
+        panic!("slack")
+    };
+    assert_eq!(url.expose(), "https://hooks.slack.com/services/T/B/x");
+    // Its router, were one built by mistake, refuses even the right token.
+    let client = sqs::client().await;
+    let router = accept_router(
+        &config,
+        Arc::new(SqsAcceptQueue::new(client, "unused")),
+        Arc::new(SystemClock),
+    );
+    let (status, _) = post(&router, "{}").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn both_halves_in_one_process_still_need_every_secret() {
+    let env = HashMap::from([
+        ("TAPLINE_RELAY_CONFIG_TOML", EVERY_DESTINATION.to_string()),
+        ("TOKEN", TOKEN.to_string()),
+    ]);
+    let err = relay_config(ConfigMode::Both, |name| env.get(name).cloned())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "route \"big\": environment variable SLACK_URL is not set (it holds the destination URL)"
+    );
+}
+
+fn destinations_of(
+    config: &RelayConfig,
+) -> Result<webhook_relay::worker::DestinationMap, webhook_relay::RelayError> {
+    destinations(config, &http_client(Duration::from_secs(1)).unwrap())
 }

@@ -107,7 +107,8 @@ async fn payloads_land_in_webhook_events_on_sqlite_once_per_delivery() {
     let destinations = webhook_relay::relay::destinations(
         &config,
         &webhook_relay::relay::http_client(Duration::from_secs(1)).unwrap(),
-    );
+    )
+    .unwrap();
     let destination = &destinations[&("alerts".to_string(), "wh".to_string())];
     let again = DeliveryAttempt {
         delivery_id: &format!("{id}.wh"),
@@ -177,7 +178,7 @@ async fn on_aws_the_worker_writes_postgres_once_even_when_sqs_redelivers() {
 
     let http = http_client(config.settings.delivery_timeout).unwrap();
     let handler = Arc::new(SqsDeliveryHandler::new(
-        destinations(&config, &http),
+        destinations(&config, &http).unwrap(),
         config.settings.retry.clone(),
         Arc::new(SystemClock),
         client.clone(),

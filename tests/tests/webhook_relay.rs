@@ -960,7 +960,7 @@ mod on_aws {
     ) -> Arc<SqsDeliveryHandler> {
         let http = http_client(config.settings.delivery_timeout).unwrap();
         Arc::new(SqsDeliveryHandler::new(
-            destinations(config, &http),
+            destinations(config, &http).unwrap(),
             config.settings.retry.clone(),
             Arc::new(SystemClock),
             client,
@@ -1106,9 +1106,12 @@ mod on_aws {
             ("HTTP_URL", http.url.clone()),
             ("SIGNING_KEY", SIGNING.to_string()),
         ]);
-        let config = webhook_relay::aws_config_env::relay_config(|name| env.get(name).cloned())
-            .await
-            .unwrap();
+        let config = webhook_relay::aws_config_env::relay_config(
+            webhook_relay::config::ConfigMode::Both,
+            |name| env.get(name).cloned(),
+        )
+        .await
+        .unwrap();
         let webhook_relay::config::RouteAuth::Header { secret, .. } =
             &config.route("alerts").unwrap().auth
         else {
@@ -1126,9 +1129,12 @@ mod on_aws {
             json!({ "ALERTS_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope" })
                 .to_string(),
         );
-        let err = webhook_relay::aws_config_env::relay_config(|name| missing.get(name).cloned())
-            .await
-            .unwrap_err();
+        let err = webhook_relay::aws_config_env::relay_config(
+            webhook_relay::config::ConfigMode::Both,
+            |name| missing.get(name).cloned(),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
     }
 }

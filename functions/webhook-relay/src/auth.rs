@@ -53,6 +53,8 @@ pub fn is_authorized(auth: &RouteAuth, headers: &HeaderMap) -> bool {
             let expected = format!("{username}:{}", password.expose());
             secrets_equal(&decoded, expected.as_bytes())
         }
+        // A configuration parsed for the worker holds no route secret: refuse, never guess.
+        RouteAuth::Unresolved => false,
     }
 }
 

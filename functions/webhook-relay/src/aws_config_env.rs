@@ -1,16 +1,17 @@
 //! The relay's configuration on Lambda (feature `sqs`), as `infra/aws` wires it: the TOML itself in
 //! `TAPLINE_RELAY_CONFIG_TOML` (or a file named by `TAPLINE_RELAY_CONFIG`), and the secrets it
-//! names (`secret_env`, `url_env`, …) from the environment or, when missing there, from AWS
-//! Secrets Manager through `TAPLINE_RELAY_SECRET_ARNS`, a JSON map NAME → ARN. Read once, at cold
-//! start; secret values never reach a log. A warehouse destination's `TAPLINE_WAREHOUSE` gets its
-//! password from `TAPLINE_WAREHOUSE_SECRET_ARN`, as in the other functions.
+//! names (`secret_env`, `url_env`, …) that the function's [`ConfigMode`] needs, from the
+//! environment or, when missing there, from AWS Secrets Manager through
+//! `TAPLINE_RELAY_SECRET_ARNS`, a JSON map NAME → ARN. Read once, at cold start; secret values
+//! never reach a log. A warehouse destination's `TAPLINE_WAREHOUSE` gets its password from
+//! `TAPLINE_WAREHOUSE_SECRET_ARN`, as in the other functions (never on the endpoint).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use tapline::config::ENV_WAREHOUSE;
 
-use crate::config::{ConfigError, RelayConfig};
+use crate::config::{ConfigError, ConfigMode, RelayConfig};
 
 /// The path of the TOML file (default `relay.toml` beside the bootstrap).
 pub const ENV_CONFIG: &str = "TAPLINE_RELAY_CONFIG";
@@ -39,17 +40,19 @@ pub enum LambdaConfigError {
     Secret(#[from] tapline::secrets::SecretError),
 }
 
-/// The values of the secrets in `arns_json` (NAME → ARN) that `env` does not already have, read
-/// from Secrets Manager. Trailing line breaks are dropped (a secret pasted with `echo`).
+/// The values of the secrets in `arns_json` (NAME → ARN) named in `needed` that `env` does not
+/// already have, read from Secrets Manager; the others are never asked for. Trailing line
+/// breaks are dropped (a secret pasted with `echo`).
 pub async fn secrets_from_arns(
     arns_json: &str,
+    needed: &[String],
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<HashMap<String, String>, LambdaConfigError> {
     let arns: HashMap<String, String> =
         serde_json::from_str(arns_json).map_err(LambdaConfigError::SecretArns)?;
     let mut values = HashMap::new();
     for (name, arn) in arns {
-        if env(&name).is_some_and(|v| !v.is_empty()) {
+        if !needed.contains(&name) || env(&name).is_some_and(|v| !v.is_empty()) {
             continue;
         }
         let value = tapline::secrets::read_secret(&arn).await?;
@@ -58,8 +61,10 @@ pub async fn secrets_from_arns(
     Ok(values)
 }
 
-/// The configuration from `env` (the process environment in the functions; a map in tests).
+/// The configuration for `mode` from `env` (the process environment in the functions; a map in
+/// tests): the endpoint reads route secrets only, the worker destination secrets only.
 pub async fn relay_config(
+    mode: ConfigMode,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<RelayConfig, LambdaConfigError> {
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
@@ -75,16 +80,19 @@ pub async fn relay_config(
             (path, text)
         }
     };
+    let needed = RelayConfig::secret_variables(mode, &origin, &text)?;
     let mut secrets = match set(ENV_SECRET_ARNS) {
-        Some(json) => secrets_from_arns(&json, &set).await?,
+        Some(json) => secrets_from_arns(&json, &needed, &set).await?,
         None => HashMap::new(),
     };
-    // `TAPLINE_WAREHOUSE` with its password, put together as every Tapline function does
-    // (the endpoint function has the URL without a password: it never opens the warehouse).
-    if let Some(url) = tapline::secrets::warehouse_url_from(&set).await? {
+    // `TAPLINE_WAREHOUSE` with its password, put together as every Tapline function does; the
+    // endpoint never opens the warehouse, so it reads neither.
+    if needed.iter().any(|var| var == ENV_WAREHOUSE)
+        && let Some(url) = tapline::secrets::warehouse_url_from(&set).await?
+    {
         secrets.insert(ENV_WAREHOUSE.to_string(), url);
     }
-    let config = RelayConfig::parse(&origin, &text, |var| {
+    let config = RelayConfig::parse_for(mode, &origin, &text, |var| {
         // The warehouse URL with its password wins over the bare one in the environment.
         if var == ENV_WAREHOUSE && secrets.contains_key(var) {
             return secrets.get(var).cloned();
@@ -102,7 +110,8 @@ pub async fn relay_config(
     }
 }
 
-/// [`relay_config`] over the process environment: what both Lambda functions call at cold start.
-pub async fn relay_config_from_env() -> Result<RelayConfig, LambdaConfigError> {
-    relay_config(|name| std::env::var(name).ok()).await
+/// [`relay_config`] over the process environment: what the Lambda functions and the Cloud Run
+/// services call at start, each with its own mode.
+pub async fn relay_config_from_env(mode: ConfigMode) -> Result<RelayConfig, LambdaConfigError> {
+    relay_config(mode, |name| std::env::var(name).ok()).await
 }

@@ -103,6 +103,32 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Which half of the relay a process runs, and so which secrets its configuration reads: the
+/// public endpoint never holds a destination's credentials, the worker never a route's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigMode {
+    /// Accepts webhooks only (the function URL, Cloud Run's `endpoint`): route secrets are read;
+    /// destinations are checked for shape, their secrets (and `TAPLINE_WAREHOUSE`) are not.
+    Endpoint,
+    /// Delivers only (the SQS worker, Cloud Run's `worker`): destination secrets are read; route
+    /// auth is checked for shape, its secret is not (every request would be refused).
+    Worker,
+    /// Both in one process (`tapline relay serve`): every secret is read.
+    Both,
+}
+
+impl ConfigMode {
+    /// Whether route auth secrets are resolved.
+    pub fn reads_route_secrets(self) -> bool {
+        matches!(self, ConfigMode::Endpoint | ConfigMode::Both)
+    }
+    /// Whether destination secrets (URLs, signing keys, passcodes, the warehouse URL) are
+    /// resolved.
+    pub fn reads_destination_secrets(self) -> bool {
+        matches!(self, ConfigMode::Worker | ConfigMode::Both)
+    }
+}
+
 /// Settings shared by every route.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -152,6 +178,9 @@ pub enum RouteAuth {
         /// The expected password.
         password: Secret,
     },
+    /// Parsed for the worker ([`ConfigMode::Worker`]): the secret was not read, so every
+    /// request is refused.
+    Unresolved,
 }
 
 /// Where a route's payloads go.
@@ -185,6 +214,9 @@ pub enum DestinationKind {
         /// `sqlite://…`, `postgres://…` or `bigquery://…` (may hold a password).
         url: Secret,
     },
+    /// Parsed for the endpoint ([`ConfigMode::Endpoint`]): its shape was checked, its secrets
+    /// were not read, so nothing can be delivered to it.
+    Unresolved,
 }
 
 /// One destination of a route.
@@ -301,7 +333,8 @@ struct WhenFile {
 }
 
 impl RelayConfig {
-    /// Reads and validates the file at `path`, resolving secrets from the process environment.
+    /// Reads and validates the file at `path` for a process that both accepts and delivers
+    /// (`tapline relay serve`), resolving every secret from the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -312,17 +345,25 @@ impl RelayConfig {
         })
     }
 
-    /// Parses and validates TOML `text`; `env` resolves the variables it names (tests pass a
-    /// map instead of touching the process environment).
+    /// [`Self::parse_for`] in [`ConfigMode::Both`]: every secret is resolved.
     pub fn parse(
         path: &str,
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let file: RelayFile = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_string(),
-            source,
-        })?;
+        Self::parse_for(ConfigMode::Both, path, text, env)
+    }
+
+    /// Parses and validates TOML `text` for `mode`; `env` resolves the variables it names that
+    /// `mode` needs, and is never asked for the others (tests pass a map instead of touching
+    /// the process environment).
+    pub fn parse_for(
+        mode: ConfigMode,
+        path: &str,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = relay_file(path, text)?;
         let mut settings = settings(file.settings)?;
         if file.routes.is_empty() {
             return Err(invalid("*", "no [[routes]]: add at least one"));
@@ -348,9 +389,35 @@ impl RelayConfig {
                 let retry = RouteRetry::schedule(schedule(&name, "retry_schedule", waits)?);
                 settings.retry.routes.insert(name.clone(), retry);
             }
-            routes.push(route_config(route, &env)?);
+            routes.push(route_config(mode, route, &env)?);
         }
         Ok(Self { settings, routes })
+    }
+
+    /// The environment variables TOML `text` names whose values `mode` reads (route secrets,
+    /// destination secrets, or both): what a cloud function fetches from its secret store
+    /// before [`Self::parse_for`], so that it never asks for a secret it does not need.
+    pub fn secret_variables(
+        mode: ConfigMode,
+        path: &str,
+        text: &str,
+    ) -> Result<Vec<String>, ConfigError> {
+        let file = relay_file(path, text)?;
+        let mut vars = Vec::new();
+        for route in &file.routes {
+            if mode.reads_route_secrets() {
+                vars.extend(route.auth.secret_env.iter().cloned());
+                vars.extend(route.auth.password_env.iter().cloned());
+            }
+            if mode.reads_destination_secrets() {
+                for dest in &route.destinations {
+                    vars.extend(dest.secret_variables());
+                }
+            }
+        }
+        vars.sort();
+        vars.dedup();
+        Ok(vars)
     }
 
     /// In the cloud: the delivery queue's schedule (`TAPLINE_RELAY_RETRY_SCHEDULE`, which the
@@ -387,6 +454,13 @@ impl RelayConfig {
     pub fn route(&self, name: &str) -> Option<&RouteConfig> {
         self.routes.iter().find(|r| r.name == name)
     }
+}
+
+fn relay_file(path: &str, text: &str) -> Result<RelayFile, ConfigError> {
+    toml::from_str(text).map_err(|source| ConfigError::Parse {
+        path: path.to_string(),
+        source,
+    })
 }
 
 fn invalid(route: &str, reason: impl Into<String>) -> ConfigError {
@@ -579,11 +653,27 @@ fn clevertap_destination(
     file: ClevertapFile,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<DestinationKind, ConfigError> {
-    use crate::clevertap_upload::{UploadMapping, UploadRecordKind, UploadRule, upload_url};
     let url = match &file.url_env {
         Some(var) => destination_url(route, var, env)?.expose().to_string(),
-        None => upload_url(file.region.as_deref().unwrap_or("eu1")),
+        None => crate::clevertap_upload::upload_url(file.region.as_deref().unwrap_or("eu1")),
     };
+    let account_id = secret(route, &file.account_id_env, "CleverTap account id", env)?;
+    let passcode = secret(route, &file.passcode_env, "CleverTap passcode", env)?;
+    Ok(DestinationKind::CleverTap {
+        url,
+        account_id: account_id.expose().to_string(),
+        passcode,
+        mapping: clevertap_mapping(route, file)?,
+    })
+}
+
+/// A clevertap destination's mapping (payload → records): checked in every mode, since it
+/// holds no secret.
+fn clevertap_mapping(
+    route: &str,
+    file: ClevertapFile,
+) -> Result<crate::clevertap_upload::UploadMapping, ConfigError> {
+    use crate::clevertap_upload::{UploadMapping, UploadRecordKind, UploadRule};
     if file.records.is_empty() {
         return Err(invalid(
             route,
@@ -613,17 +703,10 @@ fn clevertap_destination(
             properties: rule.properties.into_iter().collect(),
         });
     }
-    Ok(DestinationKind::CleverTap {
-        url,
-        account_id: secret(route, &file.account_id_env, "CleverTap account id", env)?
-            .expose()
-            .to_string(),
-        passcode: secret(route, &file.passcode_env, "CleverTap passcode", env)?,
-        mapping: UploadMapping {
-            identity: file.identity,
-            timestamp: file.timestamp,
-            rules,
-        },
+    Ok(UploadMapping {
+        identity: file.identity,
+        timestamp: file.timestamp,
+        rules,
     })
 }
 
@@ -652,12 +735,85 @@ fn warehouse_destination(
     Ok(DestinationKind::Warehouse { url })
 }
 
-fn route_config(
-    route: RouteFile,
+impl DestinationFile {
+    /// The name in the file, or `<type>-<position>` (`slack-1`) for the one at `index`.
+    fn name(&self, index: usize) -> String {
+        let (given, kind) = match self {
+            DestinationFile::Slack { name, .. } => (name, "slack"),
+            DestinationFile::Http { name, .. } => (name, "http"),
+            DestinationFile::Clevertap(file) => (&file.name, "clevertap"),
+            DestinationFile::Warehouse { name, .. } => (name, "warehouse"),
+        };
+        given
+            .clone()
+            .unwrap_or_else(|| format!("{kind}-{}", index + 1))
+    }
+
+    /// The environment variables holding this destination's secrets.
+    fn secret_variables(&self) -> Vec<String> {
+        match self {
+            DestinationFile::Slack { url_env, .. } => vec![url_env.clone()],
+            DestinationFile::Http {
+                url_env,
+                signing_secret_env,
+                ..
+            } => vec![url_env.clone(), signing_secret_env.clone()],
+            DestinationFile::Clevertap(file) => [&file.url_env]
+                .into_iter()
+                .flatten()
+                .chain([&file.account_id_env, &file.passcode_env])
+                .cloned()
+                .collect(),
+            DestinationFile::Warehouse { url_env, .. } => vec![
+                url_env
+                    .as_deref()
+                    .unwrap_or(crate::warehouse_destination::DEFAULT_URL_ENV)
+                    .to_string(),
+            ],
+        }
+    }
+
+    /// The destination with its secrets resolved from `env`.
+    fn resolve(
+        self,
+        route: &str,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<DestinationKind, ConfigError> {
+        Ok(match self {
+            DestinationFile::Slack { url_env, .. } => DestinationKind::Slack {
+                url: destination_url(route, &url_env, env)?,
+            },
+            DestinationFile::Http {
+                url_env,
+                signing_secret_env,
+                ..
+            } => DestinationKind::Http {
+                url: destination_url(route, &url_env, env)?,
+                signing_keys: signing_keys(route, &signing_secret_env, env)?,
+            },
+            DestinationFile::Warehouse { url_env, .. } => {
+                warehouse_destination(route, url_env.as_deref(), env)?
+            }
+            DestinationFile::Clevertap(file) => clevertap_destination(route, file, env)?,
+        })
+    }
+
+    /// The destination checked for shape only, its secrets not read (the endpoint's view).
+    fn unresolved(self, route: &str) -> Result<DestinationKind, ConfigError> {
+        if let DestinationFile::Clevertap(file) = self {
+            clevertap_mapping(route, file)?;
+        }
+        Ok(DestinationKind::Unresolved)
+    }
+}
+
+fn route_auth(
+    mode: ConfigMode,
+    name: &str,
+    auth: AuthFile,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<RouteConfig, ConfigError> {
-    let name = route.name;
-    let auth = match route.auth {
+) -> Result<RouteAuth, ConfigError> {
+    match auth {
         AuthFile {
             header: Some(header),
             secret_env: Some(var),
@@ -665,15 +821,15 @@ fn route_config(
             password_env: None,
         } => {
             let header_name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                invalid(
-                    &name,
-                    format!("auth.header {header:?} is not a header name"),
-                )
+                invalid(name, format!("auth.header {header:?} is not a header name"))
             })?;
-            RouteAuth::Header {
-                name: header_name,
-                secret: route_secret(&name, &var, "auth secret", env)?,
+            if !mode.reads_route_secrets() {
+                return Ok(RouteAuth::Unresolved);
             }
+            Ok(RouteAuth::Header {
+                name: header_name,
+                secret: route_secret(name, &var, "auth secret", env)?,
+            })
         }
         AuthFile {
             header: None,
@@ -683,23 +839,33 @@ fn route_config(
         } => {
             if username.is_empty() || username.contains(':') {
                 return Err(invalid(
-                    &name,
+                    name,
                     "auth.username must be non-empty, without ':'",
                 ));
             }
-            RouteAuth::Basic {
-                username,
-                password: route_secret(&name, &var, "Basic auth password", env)?,
+            if !mode.reads_route_secrets() {
+                return Ok(RouteAuth::Unresolved);
             }
+            Ok(RouteAuth::Basic {
+                username,
+                password: route_secret(name, &var, "Basic auth password", env)?,
+            })
         }
-        _ => {
-            return Err(invalid(
-                &name,
-                "auth must be { header = \"X-Token\", secret_env = \"VAR\" } or \
-                 { username = \"clevertap\", password_env = \"VAR\" }",
-            ));
-        }
-    };
+        _ => Err(invalid(
+            name,
+            "auth must be { header = \"X-Token\", secret_env = \"VAR\" } or \
+             { username = \"clevertap\", password_env = \"VAR\" }",
+        )),
+    }
+}
+
+fn route_config(
+    mode: ConfigMode,
+    route: RouteFile,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<RouteConfig, ConfigError> {
+    let name = route.name;
+    let auth = route_auth(mode, &name, route.auth, env)?;
     if route.destinations.is_empty() {
         return Err(invalid(
             &name,
@@ -709,40 +875,11 @@ fn route_config(
     let mut destinations = Vec::with_capacity(route.destinations.len());
     let mut seen = HashSet::new();
     for (i, dest) in route.destinations.into_iter().enumerate() {
-        let (given, kind) = match dest {
-            DestinationFile::Slack {
-                name: given,
-                url_env,
-            } => (
-                given.unwrap_or_else(|| format!("slack-{}", i + 1)),
-                DestinationKind::Slack {
-                    url: destination_url(&name, &url_env, env)?,
-                },
-            ),
-            DestinationFile::Http {
-                name: given,
-                url_env,
-                signing_secret_env,
-            } => (
-                given.unwrap_or_else(|| format!("http-{}", i + 1)),
-                DestinationKind::Http {
-                    url: destination_url(&name, &url_env, env)?,
-                    signing_keys: signing_keys(&name, &signing_secret_env, env)?,
-                },
-            ),
-            DestinationFile::Warehouse {
-                name: given,
-                url_env,
-            } => (
-                given.unwrap_or_else(|| format!("warehouse-{}", i + 1)),
-                warehouse_destination(&name, url_env.as_deref(), env)?,
-            ),
-            DestinationFile::Clevertap(file) => (
-                file.name
-                    .clone()
-                    .unwrap_or_else(|| format!("clevertap-{}", i + 1)),
-                clevertap_destination(&name, file, env)?,
-            ),
+        let given = dest.name(i);
+        let kind = if mode.reads_destination_secrets() {
+            dest.resolve(&name, env)?
+        } else {
+            dest.unresolved(&name)?
         };
         if !seen.insert(given.clone()) {
             return Err(invalid(
@@ -902,6 +1039,169 @@ url_env = "SLACK_ALERTS_URL"
             err.to_string().contains("TAPLINE_RELAY_RETRY_SCHEDULE"),
             "{err}"
         );
+    }
+
+    /// A route with one destination of each type, every secret in its own variable.
+    const EVERY_DESTINATION: &str = r#"
+[[routes]]
+name = "alerts"
+auth = { header = "X-Tapline-Token", secret_env = "ALERTS_TOKEN" }
+[[routes.destinations]]
+type = "slack"
+url_env = "SLACK_ALERTS_URL"
+[[routes.destinations]]
+type = "http"
+url_env = "CRM_URL"
+signing_secret_env = "CRM_SIGNING"
+[[routes.destinations]]
+type = "clevertap"
+account_id_env = "CT_ACCOUNT"
+passcode_env = "CT_PASSCODE"
+identity = "profile.identity"
+[[routes.destinations.records]]
+event = "Relayed"
+[[routes.destinations]]
+type = "warehouse"
+"#;
+
+    #[test]
+    fn the_endpoint_reads_route_secrets_only_and_still_checks_destination_shapes() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let config = RelayConfig::parse_for(ConfigMode::Endpoint, "t", EVERY_DESTINATION, |var| {
+            asked.borrow_mut().push(var.to_string());
+            env(var)
+        })
+        .unwrap();
+        assert_eq!(asked.into_inner(), ["ALERTS_TOKEN"]);
+        let route = config.route("alerts").unwrap();
+        assert!(matches!(route.auth, RouteAuth::Header { .. }));
+        let names: Vec<_> = route.destinations.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["slack-1", "http-2", "clevertap-3", "warehouse-4"]);
+        assert!(
+            route
+                .destinations
+                .iter()
+                .all(|d| matches!(d.kind, DestinationKind::Unresolved))
+        );
+        assert_eq!(
+            RelayConfig::secret_variables(ConfigMode::Endpoint, "t", EVERY_DESTINATION).unwrap(),
+            ["ALERTS_TOKEN"]
+        );
+        // Shapes are still checked: a mapping without records, a name used twice.
+        let text =
+            EVERY_DESTINATION.replace("[[routes.destinations.records]]\nevent = \"Relayed\"\n", "");
+        let err = RelayConfig::parse_for(ConfigMode::Endpoint, "t", &text, env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "route \"alerts\": a clevertap destination needs [[routes.destinations.records]] \
+             (its mapping)"
+        );
+        let text = format!("{EVERY_DESTINATION}name = \"slack-1\"\n");
+        let err = RelayConfig::parse_for(ConfigMode::Endpoint, "t", &text, env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "route \"alerts\": destination name \"slack-1\" used twice"
+        );
+        // And its route secret is required.
+        let err = RelayConfig::parse_for(ConfigMode::Endpoint, "t", EVERY_DESTINATION, |_| None)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "route \"alerts\": environment variable ALERTS_TOKEN is not set (it holds the auth \
+             secret)"
+        );
+    }
+
+    #[test]
+    fn the_worker_reads_destination_secrets_only_and_refuses_to_start_without_one() {
+        let full = |var: &str| match var {
+            "CRM_URL" => Some("https://crm.example/hook".into()),
+            "CRM_SIGNING" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            "CT_ACCOUNT" => Some("acct".into()),
+            "CT_PASSCODE" => Some("pass".into()),
+            "ALERTS_TOKEN" => None,
+            other => env(other),
+        };
+        let asked = std::cell::RefCell::new(Vec::new());
+        let config = RelayConfig::parse_for(ConfigMode::Worker, "t", EVERY_DESTINATION, |var| {
+            asked.borrow_mut().push(var.to_string());
+            full(var)
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort();
+        let expected = [
+            "CRM_SIGNING",
+            "CRM_URL",
+            "CT_ACCOUNT",
+            "CT_PASSCODE",
+            "SLACK_ALERTS_URL",
+            "TAPLINE_WAREHOUSE",
+        ];
+        assert_eq!(asked, expected, "never the route's token");
+        assert_eq!(
+            RelayConfig::secret_variables(ConfigMode::Worker, "t", EVERY_DESTINATION).unwrap(),
+            expected
+        );
+        let route = config.route("alerts").unwrap();
+        assert!(matches!(route.auth, RouteAuth::Unresolved));
+        assert!(matches!(
+            route.destinations[0].kind,
+            DestinationKind::Slack { .. }
+        ));
+        // A destination secret missing: the worker does not start, naming the variable.
+        let err = RelayConfig::parse_for(ConfigMode::Worker, "t", EVERY_DESTINATION, |var| {
+            (var != "CT_PASSCODE").then(|| full(var)).flatten()
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "route \"alerts\": environment variable CT_PASSCODE is not set (it holds the \
+             CleverTap passcode)"
+        );
+        // The auth's shape is still checked.
+        let text = EVERY_DESTINATION.replace("X-Tapline-Token", "X Token");
+        let err = RelayConfig::parse_for(ConfigMode::Worker, "t", &text, full).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "route \"alerts\": auth.header \"X Token\" is not a header name"
+        );
+    }
+
+    #[test]
+    fn both_reads_every_secret_as_before() {
+        let full = |var: &str| match var {
+            "CRM_URL" => Some("https://crm.example/hook".into()),
+            "CRM_SIGNING" => Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            "CT_ACCOUNT" => Some("acct".into()),
+            "CT_PASSCODE" => Some("pass".into()),
+            other => env(other),
+        };
+        let config = RelayConfig::parse("t", EVERY_DESTINATION, full).unwrap();
+        let route = config.route("alerts").unwrap();
+        assert!(matches!(route.auth, RouteAuth::Header { .. }));
+        assert!(
+            !route
+                .destinations
+                .iter()
+                .any(|d| matches!(d.kind, DestinationKind::Unresolved))
+        );
+        assert_eq!(
+            RelayConfig::secret_variables(ConfigMode::Both, "t", EVERY_DESTINATION)
+                .unwrap()
+                .len(),
+            7
+        );
+        for missing in ["ALERTS_TOKEN", "SLACK_ALERTS_URL", "TAPLINE_WAREHOUSE"] {
+            let err = RelayConfig::parse("t", EVERY_DESTINATION, |var| {
+                (var != missing).then(|| full(var)).flatten()
+            })
+            .unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::MissingEnv { var, .. } if var == missing),
+                "{err}"
+            );
+        }
     }
 
     #[test]

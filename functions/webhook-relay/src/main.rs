@@ -4,7 +4,8 @@
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` (required), `TAPLINE_RELAY_CONFIG_TOML` (the TOML) or
 //! `TAPLINE_RELAY_CONFIG` (its path, default `relay.toml`), `TAPLINE_RELAY_SECRET_ARNS` (JSON
-//! map secret name → ARN for the names not in the environment), `TAPLINE_RELAY_PAYLOAD_BUCKET`
+//! map secret name → ARN for the names not in the environment; only route secrets are read: this
+//! function never holds a destination's credentials), `TAPLINE_RELAY_PAYLOAD_BUCKET`
 //! (optional: bodies too large for an SQS message are stored there; without it they get 413),
 //! `TAPLINE_LOG`.
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use lambda_http::Error;
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
+use webhook_relay::config::ConfigMode;
 use webhook_relay::relay::accept_router;
 use webhook_relay::sqs_payloads::PayloadStore;
 use webhook_relay::sqs_queue::{ENV_QUEUE_URL, SqsAcceptQueue, client_from_env};
@@ -21,7 +23,7 @@ use webhook_relay::sqs_queue::{ENV_QUEUE_URL, SqsAcceptQueue, client_from_env};
 async fn main() -> Result<(), Error> {
     tapline::entry::init_json_logs();
     // Fail at cold start, not per request, when configuration is wrong.
-    let config = relay_config_from_env().await?;
+    let config = relay_config_from_env(ConfigMode::Endpoint).await?;
     let queue_url = std::env::var(ENV_QUEUE_URL)
         .ok()
         .filter(|url| !url.is_empty())

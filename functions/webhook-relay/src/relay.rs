@@ -35,6 +35,17 @@ pub enum RelayError {
     /// The listener failed.
     #[error("cannot serve HTTP")]
     Serve(#[source] std::io::Error),
+    /// The configuration was parsed for the endpoint alone: it has no destination secrets.
+    #[error(
+        "route {route:?}: destination {destination:?} has no secrets: the configuration was \
+         parsed for the endpoint, not the worker"
+    )]
+    UnresolvedDestination {
+        /// The route.
+        route: String,
+        /// The destination.
+        destination: String,
+    },
 }
 
 impl RelayError {
@@ -42,7 +53,7 @@ impl RelayError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RelayError::Queue(err) => err.is_retryable(),
-            RelayError::Client(_) => false,
+            RelayError::Client(_) | RelayError::UnresolvedDestination { .. } => false,
             RelayError::Serve(_) => true,
         }
     }
@@ -60,8 +71,12 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, Rela
         .map_err(RelayError::Client)
 }
 
-/// Every destination of `config`, built once; URLs come only from the configuration.
-pub fn destinations(config: &RelayConfig, client: &reqwest::Client) -> DestinationMap {
+/// Every destination of `config`, built once; URLs come only from the configuration. Refused
+/// for a configuration parsed for the endpoint ([`crate::config::ConfigMode::Endpoint`]).
+pub fn destinations(
+    config: &RelayConfig,
+    client: &reqwest::Client,
+) -> Result<DestinationMap, RelayError> {
     let timeout = config.settings.delivery_timeout;
     let mut map: DestinationMap = HashMap::new();
     for route in &config.routes {
@@ -92,11 +107,17 @@ pub fn destinations(config: &RelayConfig, client: &reqwest::Client) -> Destinati
                 DestinationKind::Warehouse { url } => {
                     Arc::new(WarehouseDestination::new(url.clone(), timeout))
                 }
+                DestinationKind::Unresolved => {
+                    return Err(RelayError::UnresolvedDestination {
+                        route: route.name.clone(),
+                        destination: dest.name.clone(),
+                    });
+                }
             };
             map.insert((route.name.clone(), dest.name.clone()), destination);
         }
     }
-    map
+    Ok(map)
 }
 
 /// The relay's two halves over one queue: the HTTP router and the delivery worker.
@@ -123,7 +144,7 @@ impl Relay {
             config,
             queue,
             clock,
-            destinations(config, &client),
+            destinations(config, &client)?,
         ))
     }
 

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use webhook_relay::attempt_log::AttemptLog;
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
+use webhook_relay::config::ConfigMode;
 use webhook_relay::dedupe::DedupeWindow;
 use webhook_relay::gcs_dedupe::{ENV_DEDUPE_BUCKET, GcsObjects};
 use webhook_relay::pubsub_queue::{
@@ -55,9 +56,15 @@ async fn main() -> ExitCode {
 async fn run() -> Result<(), BoxError> {
     // Fail at start, not per request, when configuration is wrong.
     let mode = required(ENV_MODE)?;
-    let config = relay_config_from_env().await?;
-    let router = match mode.as_str() {
-        "endpoint" => {
+    // Each service reads only its own secrets: route tokens, or destination credentials.
+    let config_mode = match mode.as_str() {
+        "endpoint" => ConfigMode::Endpoint,
+        "worker" => ConfigMode::Worker,
+        other => return Err(format!("{ENV_MODE}={other:?}: use endpoint or worker").into()),
+    };
+    let config = relay_config_from_env(config_mode).await?;
+    let router = match config_mode {
+        ConfigMode::Endpoint => {
             let publisher = PubSubPublisher::from_env(required(ENV_TOPIC)?)?;
             accept_router(
                 &config,
@@ -65,7 +72,7 @@ async fn run() -> Result<(), BoxError> {
                 Arc::new(SystemClock),
             )
         }
-        "worker" => {
+        ConfigMode::Worker | ConfigMode::Both => {
             let client = http_client(config.settings.delivery_timeout)?;
             // Dedupe claims and attempt records live in the worker's bucket.
             let objects = match std::env::var(ENV_DEDUPE_BUCKET)
@@ -86,7 +93,7 @@ async fn run() -> Result<(), BoxError> {
             let attempt_log = objects.map(|o| Arc::new(o) as Arc<dyn AttemptLog>);
             push_router(Arc::new(
                 PubSubDeliveryHandler::new(
-                    destinations(&config, &client),
+                    destinations(&config, &client)?,
                     config.settings.retry.clone(),
                     Arc::new(SystemClock),
                     // Retries are published again to the delivery topic, due later.
@@ -98,7 +105,6 @@ async fn run() -> Result<(), BoxError> {
                 .with_attempt_log(attempt_log),
             ))
         }
-        other => return Err(format!("{ENV_MODE}={other:?}: use endpoint or worker").into()),
     };
     let limits = tapline::http_server::ServerLimits::from_env()?;
     let listener = tapline::entry::listen_from_env().await?;

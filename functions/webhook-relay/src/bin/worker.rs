@@ -3,7 +3,8 @@
 //! receive. See `webhook_relay::sqs_queue`.
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` and `TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL` (required),
-//! the configuration as for the endpoint (`TAPLINE_RELAY_CONFIG_TOML`, `TAPLINE_RELAY_SECRET_ARNS`),
+//! the configuration as for the endpoint (`TAPLINE_RELAY_CONFIG_TOML`, `TAPLINE_RELAY_SECRET_ARNS`;
+//! only destination secrets are read, never route tokens),
 //! `TAPLINE_RELAY_PAYLOAD_BUCKET` (where bodies too large for SQS are, the dedupe claims and the
 //! attempt records), `TAPLINE_WAREHOUSE` and `TAPLINE_WAREHOUSE_SECRET_ARN` (for a warehouse destination), `TAPLINE_LOG`.
 
@@ -14,6 +15,7 @@ use serde_json::Value;
 use webhook_relay::attempt_log::AttemptLog;
 use webhook_relay::aws_config_env::relay_config_from_env;
 use webhook_relay::clock::SystemClock;
+use webhook_relay::config::ConfigMode;
 use webhook_relay::relay::{destinations, http_client};
 use webhook_relay::sqs_payloads::PayloadStore;
 use webhook_relay::sqs_queue::{
@@ -30,14 +32,14 @@ fn required(name: &str) -> Result<String, Error> {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tapline::entry::init_json_logs();
-    let config = relay_config_from_env().await?;
+    let config = relay_config_from_env(ConfigMode::Worker).await?;
     let client = http_client(config.settings.delivery_timeout)?;
     // Bodies too large for SQS, the dedupe claims and the attempt records live in the payload
     // bucket.
     let payloads = PayloadStore::from_env().await;
     let handler = Arc::new(
         SqsDeliveryHandler::new(
-            destinations(&config, &client),
+            destinations(&config, &client)?,
             config.settings.retry.clone(),
             Arc::new(SystemClock),
             client_from_env().await,

@@ -64,9 +64,15 @@ module "tapline" {
   api_puller_alerts_relay_route             = var.api_puller_alerts_relay_route
   api_puller_alerts_relay_token_secret_name = var.api_puller_alerts_relay_token_secret_name
 
-  webhook_relay_config         = var.webhook_relay_config
-  webhook_relay_secret_names   = var.webhook_relay_secret_names
-  webhook_relay_retry_schedule = var.webhook_relay_retry_schedule
+  webhook_relay_config                   = var.webhook_relay_config
+  webhook_relay_route_secret_names       = var.webhook_relay_route_secret_names
+  webhook_relay_destination_secret_names = var.webhook_relay_destination_secret_names
+  webhook_relay_retry_schedule           = var.webhook_relay_retry_schedule
+  webhook_relay_reserved_concurrency     = var.webhook_relay_reserved_concurrency
+  webhook_relay_refused_alarm_threshold  = var.webhook_relay_refused_alarm_threshold
+
+  export_loader_reserved_concurrency = var.export_loader_reserved_concurrency
+  api_puller_reserved_concurrency    = var.api_puller_reserved_concurrency
 
   restrict_dead_letter_sources = var.restrict_dead_letter_sources
   enable_alarms                = var.enable_alarms

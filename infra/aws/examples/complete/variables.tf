@@ -110,10 +110,40 @@ variable "webhook_relay_config" {
   default     = ""
 }
 
-variable "webhook_relay_secret_names" {
+variable "webhook_relay_route_secret_names" {
   type        = set(string)
-  description = "Relay secrets to create empty (route tokens, Slack URLs)."
+  description = "Relay route secrets to create empty (route tokens): only the endpoint reads them."
   default     = []
+}
+
+variable "webhook_relay_destination_secret_names" {
+  type        = set(string)
+  description = "Relay destination secrets to create empty (Slack URLs, signing keys, passcodes): only the worker reads them."
+  default     = []
+}
+
+variable "webhook_relay_reserved_concurrency" {
+  type        = number
+  description = "The relay endpoint's concurrency cap (null: none)."
+  default     = 100
+}
+
+variable "webhook_relay_refused_alarm_threshold" {
+  type        = number
+  description = "Refused (401) requests in 5 minutes before the relay's alarm fires."
+  default     = 100
+}
+
+variable "export_loader_reserved_concurrency" {
+  type        = number
+  description = "Concurrency reserved for the export-loader (null: none)."
+  default     = 10
+}
+
+variable "api_puller_reserved_concurrency" {
+  type        = number
+  description = "Concurrency reserved for the api-puller (null: none)."
+  default     = 2
 }
 
 variable "enable_alarms" {
