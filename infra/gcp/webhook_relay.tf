@@ -5,8 +5,8 @@
 # can only publish, and reads route tokens only.
 
 locals {
-  # A route with a warehouse destination: the endpoint's config check needs TAPLINE_WAREHOUSE,
-  # and the worker writes webhook_events.
+  # A route with a warehouse destination: the worker writes webhook_events (the endpoint, in
+  # endpoint mode, reads no destination settings).
   relay_has_warehouse = local.enable_webhook_relay && local.relay_config_has_warehouse
   # The module's own BigQuery dataset (not a warehouse_url of the deployer's).
   relay_writes_module_bigquery = local.relay_has_warehouse && var.warehouse_url == null
@@ -21,11 +21,9 @@ locals {
     TAPLINE_RELAY_MODE  = "endpoint"
     TAPLINE_RELAY_TOPIC = google_pubsub_topic.relay_delivery[0].id
     # Route tokens only: the public service never holds a destination's credentials.
+    # No TAPLINE_WAREHOUSE either: the endpoint's config check reads no destination's settings.
     TAPLINE_RELAY_SECRET_ARNS = jsonencode(local.relay_route_secret_versions)
-    }, local.relay_has_warehouse ? {
-    # The URL without a password: the config check needs it, the endpoint never opens it.
-    TAPLINE_WAREHOUSE = local.relay_warehouse_url
-  } : {}) : {}
+  }) : {}
   relay_worker_env = local.enable_webhook_relay ? merge(local.relay_common_env, {
     TAPLINE_RELAY_MODE = "worker"
     # Retries are published again here, due later; what the worker gives up on goes to the

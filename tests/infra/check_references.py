@@ -249,9 +249,10 @@ def gcp_relay_problems(directory: Path) -> list[str]:
     for replaced in ("webhook_relay_max_delivery_attempts", "webhook_relay_secret_names"):
         expect(f"var.{replaced}" not in everything_else, f"var.{replaced} is replaced but still used")
 
-    # 2. Wiring gaps: the endpoint's TAPLINE_WAREHOUSE and instance cap, the worker's warehouse
+    # 2. Wiring gaps: no TAPLINE_WAREHOUSE on the endpoint, its instance cap, the worker's warehouse
     #    password, the worker's BigQuery grant on its own dataset only, the HTTP limits everywhere.
-    expect("local.relay_has_warehouse ? {'TAPLINE_WAREHOUSE': '${local.relay_warehouse_url}'}" in endpoint_env, "the endpoint gets no TAPLINE_WAREHOUSE when a route has a warehouse destination")
+    # The endpoint parses its config in endpoint mode (config.rs): no destination settings at all.
+    expect("TAPLINE_WAREHOUSE" not in endpoint_env, "the endpoint gets TAPLINE_WAREHOUSE, which only the worker reads")
     endpoint = resources["google_cloud_run_v2_service.webhook_relay"]
     scaling = one(one(endpoint["template"]).get("scaling", [{}]))
     expect(one(scaling.get("max_instance_count")) == "${var.webhook_relay_max_instances}", "the endpoint's max_instance_count is not set from webhook_relay_max_instances")
