@@ -20,6 +20,8 @@
 //! scripted: an HTTP error for the next call of an operation, a job
 //! that ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
 
+pub mod emulator;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
