@@ -21,6 +21,7 @@
 //! that ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
 
 pub mod emulator;
+pub mod target;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
