@@ -341,6 +341,43 @@ async fn row_errors_fail_the_file_with_bigquerys_messages_and_load_nothing() {
     );
 }
 
+/// A commit whose job runs for over a second reports the ledger row it wrote: the record it
+/// returns carries the row's own `finished_at` (it took a second reading of the clock, so a
+/// commit that crossed a second disagreed with its ledger; bqemulator showed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_commit_reports_the_ledger_row_it_wrote() {
+    use tapline_tests::conformance::{batch, object};
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let w = BigQueryWarehouse::open_at(
+        &url("clevertap"),
+        Some(&double.endpoint),
+        GoogleAuth::anonymous(),
+    )
+    .await
+    .unwrap();
+    let o = object("s3://b/slow.csv", "v1");
+    let Begin::Started(mut t) = w.begin_load(&o, false).await.unwrap() else {
+        panic!("a new object");
+    };
+    t.append(batch(
+        &["ts", "eventName"],
+        &[(2, vec![Some("2022-09-21T04:39:25Z"), Some("Charged")])],
+    ))
+    .await
+    .unwrap();
+    // Five RUNNING polls: the adapter waits 50 + 100 + 200 + 400 + 800 ms for each job.
+    double.set_running_polls(5);
+    let outcome = tapline::warehouse::Outcome::Loaded {
+        bytes: 10,
+        rows: 1,
+        rejected: 0,
+    };
+    let Committed::Ours(record) = t.commit(outcome, vec![]).await.unwrap() else {
+        panic!("a lone loader");
+    };
+    assert_eq!(w.recent_loads(1).await.unwrap(), vec![record]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_server_errors_and_running_jobs_are_waited_out() {
     let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
