@@ -78,6 +78,14 @@ mod on_double {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_query_is_the_error_bigquery_answers() {
+        super::a_failed_query_is_the_error_bigquery_answers(
+            BigQueryTarget::double("clevertap").await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn load_status_and_query_through_the_cli() {
         super::load_status_and_query_through_the_cli(BigQueryTarget::double("clevertap").await)
             .await;
@@ -101,6 +109,14 @@ mod on_double {
 /// The same on bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`, started by `make test`).
 mod on_bqemulator {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_query_is_the_error_bigquery_answers() {
+        super::a_failed_query_is_the_error_bigquery_answers(
+            BigQueryTarget::emulator("failed_query").await,
+        )
+        .await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn load_status_and_query_through_the_cli() {
@@ -253,6 +269,49 @@ async fn load_status_and_query_through_the_cli(target: BigQueryTarget) {
     if let Some(double) = target.as_double() {
         assert!(double.calls().iter().all(|(_, auth)| auth.is_none()));
     }
+}
+
+/// `tapline query` naming a table that does not exist fails with BigQuery's answer: HTTP 404,
+/// reason `notFound` (https://cloud.google.com/bigquery/docs/error-messages); SQL that does not
+/// parse, HTTP 400 `invalidQuery`.
+async fn a_failed_query_is_the_error_bigquery_answers(target: BigQueryTarget) {
+    let url = target.url();
+    let missing = tapline(
+        target.endpoint(),
+        &[],
+        &[
+            "query",
+            "--warehouse",
+            &url,
+            "SELECT count(*) FROM no_such_table",
+        ],
+    )
+    .await;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing.stderr.starts_with(
+            "error: warehouse query failed: BigQuery jobs.query answered HTTP 404 (notFound): \
+             Not found: Table "
+        ) && missing
+            .stderr
+            .ends_with(".no_such_table was not found in location US\n"),
+        "{}",
+        missing.stderr
+    );
+    let bad = tapline(
+        target.endpoint(),
+        &[],
+        &["query", "--warehouse", &url, "SELEC 1"],
+    )
+    .await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.starts_with(
+            "error: warehouse query failed: BigQuery jobs.query answered HTTP 400 (invalidQuery): "
+        ),
+        "{}",
+        bad.stderr
+    );
 }
 
 /// An export rewritten in place (a new version of the same file) replaces the rows the old
