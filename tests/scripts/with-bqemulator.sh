@@ -25,16 +25,19 @@ free_port() {
 }
 port=$(free_port)
 log=$(mktemp /tmp/tapline-bqemulator.XXXXXX)
+# Uploads are staged on disk while a load job reads them: in a directory of this run's own.
+uploads=$(mktemp -d /tmp/tapline-bqemulator-uploads.XXXXXX)
 # Ephemeral (in memory); the gRPC Storage API is unused but always started, so on a port of its
 # own; no Avro extension (a download; Tapline loads NDJSON); no telemetry export.
-BQEMU_ENABLE_FORMAT_EXTENSIONS=false OTEL_SDK_DISABLED=true "$python" "$root/tests/scripts/bqemulator_launch.py" \
+BQEMU_ENABLE_FORMAT_EXTENSIONS=false BQEMU_UPLOAD_STAGING_DIR="$uploads" OTEL_SDK_DISABLED=true \
+  "$python" "$root/tests/scripts/bqemulator_launch.py" \
   --rest-host 127.0.0.1 --rest-port "$port" --grpc-host 127.0.0.1 --grpc-port 0 \
   --ephemeral --project tapline-test --log-level warning >"$log" 2>&1 &
 pid=$!
 stop() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  rm -f "$log"
+  rm -rf "$log" "$uploads"
 }
 trap stop EXIT
 
