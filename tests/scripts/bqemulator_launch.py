@@ -45,12 +45,14 @@ _require(storage_engine.DuckDBEngine, "_load_spatial")
 storage_engine.DuckDBEngine._load_spatial = lambda self: None
 
 
-# 2. Named query parameters inside multi-statement scripts. BigQuery binds a job's
-#    `queryParameters` in every statement of a script: "Parameterized queries are supported
-#    by ... multi-statement queries" (https://cloud.google.com/bigquery/docs/parameterized-queries).
-#    The emulator's script interpreter binds none (it calls `bind_parameters(sql, None)`), so
-#    `@load_id` reaches DuckDB unbound. The job's parameters are kept for the script's run and
-#    bound in each statement.
+# 2. Named query parameters inside multi-statement queries. BigQuery binds a query job's
+#    `queryParameters` wherever `@name` appears in its query
+#    (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobConfigurationQuery,
+#    https://cloud.google.com/bigquery/docs/parameterized-queries), in a multi-statement query
+#    in each statement. The emulator's script interpreter binds none (it calls
+#    `bind_parameters(sql, None)`), so `@load_id` reaches DuckDB unbound. The job's parameters
+#    are kept for the script's run and bound in each statement. (A script that also declares
+#    variables would mix their placeholders with these; Tapline's scripts declare none.)
 _JOB_PARAMETERS: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar(
     "tapline_job_parameters", default=None
 )
@@ -139,12 +141,13 @@ class _DocumentedBigQuery:
        - answers a query that failed with an HTTP error and the error envelope
          (https://cloud.google.com/bigquery/docs/error-messages: "invalidQuery ... 400"), as it
          answers every other failed call; the emulator answers 200, `jobComplete: true`, no rows
-         and an `errors` array.
-    5. tables.patch (PATCH /bigquery/v2/projects/P/datasets/D/tables/T) that adds fields adds
-       the columns to the table's data too ("You can add columns to an existing table's
-       schema ... by using the tables.patch method",
-       https://cloud.google.com/bigquery/docs/managing-table-schemas#add_columns_to_a_tables_schema_definition);
-       the emulator changes only the metadata, so the next INSERT naming a new column fails.
+         and an `errors` array (Tapline fails closed on that too, but reads the reason
+         and status BigQuery would give).
+    5. tables.patch (PATCH /bigquery/v2/projects/P/datasets/D/tables/T) that adds NULLABLE
+       fields adds columns to the table, which DML can use at once (adding columns to a table's
+       schema definition with tables.patch,
+       https://cloud.google.com/bigquery/docs/managing-table-schemas); the emulator changes
+       only the metadata, so the next INSERT naming a new column fails.
     """
 
     def __init__(self, app: Any, context: Any) -> None:

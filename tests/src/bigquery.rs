@@ -923,9 +923,9 @@ fn select(
 }
 
 /// Runs a script: statements in order, all or nothing; `(reason, message)` when it fails.
-/// A transaction the script never commits is rolled back and the job still succeeds: "The
-/// query ends before reaching either statement. In this case, BigQuery automatically rolls back
-/// the transaction." (https://cloud.google.com/bigquery/docs/transactions#transaction_scope)
+/// A transaction the script never commits is rolled back and the job still succeeds: a query
+/// that ends before COMMIT or ROLLBACK has its transaction rolled back automatically
+/// (https://cloud.google.com/bigquery/docs/transactions, "Transaction scope").
 fn run_script(
     ds: &Dataset,
     sql: &str,
