@@ -38,9 +38,10 @@ def _require(module: Any, name: str) -> Any:
     return getattr(module, name)
 
 
-# 1. Start without DuckDB's `spatial` extension. The emulator installs it at start (a download,
-#    and this machine is offline) for GEOGRAPHY; Tapline never uses GEOGRAPHY. Not a BigQuery
-#    behaviour, only a start-up requirement of the emulator.
+# 1. Start without DuckDB's `spatial` extension. The emulator installs it at start for GEOGRAPHY
+#    (a download from extensions.duckdb.org, which an offline machine cannot reach, and the
+#    start fails); Tapline never uses GEOGRAPHY. Not a BigQuery behaviour, only a start-up
+#    requirement of the emulator.
 _require(storage_engine.DuckDBEngine, "_load_spatial")
 storage_engine.DuckDBEngine._load_spatial = lambda self: None
 
