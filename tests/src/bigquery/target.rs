@@ -83,7 +83,8 @@ impl BigQueryTarget {
     }
 
     /// Rows of `sql` read past Tapline (SQL both SQLite and GoogleSQL accept), every cell as
-    /// text.
+    /// text. TIMESTAMP cells differ by target (the double's stored text, the emulator's int64
+    /// microseconds): read those through Tapline (`tapline query`, `Warehouse::query`).
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         match self {
             Self::Double { double, dataset } => double.rows(dataset, sql),
