@@ -16,7 +16,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_SEED ?= 1
 DEMO_TIMEZONE ?= Asia/Kolkata
 # The real local servers the suite runs against, started before and stopped after it.
-WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh
+WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/scripts/with-fake-gcs.sh tests/scripts/with-bqemulator.sh
 # Both builds (Lambda and Cloud Run) of the export loader and the API puller, and the relay's SQS
 # and Pub/Sub adapters (with its Cloud Run binary) are built, linted and tested.
 ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs,webhook-relay/pubsub,api-puller/cloud-run

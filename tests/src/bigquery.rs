@@ -20,6 +20,9 @@
 //! scripted: an HTTP error for the next call of an operation, a job
 //! that ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
 
+pub mod emulator;
+pub mod target;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -86,6 +89,7 @@ struct StoredJob {
 }
 
 struct Dataset {
+    name: String,
     conn: rusqlite::Connection,
     tables: BTreeMap<String, Value>,
 }
@@ -252,6 +256,7 @@ impl Dataset {
         conn.execute_batch(&format!("ATTACH ':memory:' AS {}", quote(name)))
             .expect("attach");
         Self {
+            name: name.to_string(),
             conn,
             tables: BTreeMap::new(),
         }
@@ -917,26 +922,30 @@ fn select(
     Ok((fields, rows))
 }
 
-/// Runs a script: statements in order, all or nothing.
-fn run_script(ds: &Dataset, sql: &str, params: &[(String, SqlValue)]) -> Result<(), String> {
+/// Runs a script: statements in order, all or nothing; `(reason, message)` when it fails.
+/// A transaction the script never commits is rolled back and the job still succeeds: a query
+/// that ends before COMMIT or ROLLBACK has its transaction rolled back automatically
+/// (https://cloud.google.com/bigquery/docs/transactions, "Transaction scope").
+fn run_script(
+    ds: &Dataset,
+    sql: &str,
+    params: &[(String, SqlValue)],
+) -> Result<(), (String, String)> {
+    let internal = |e: rusqlite::Error| ("internalError".to_string(), e.to_string());
     let statements: Vec<&str> = split_statements(sql);
     let transactional = statements
         .first()
         .is_some_and(|s| s.trim().eq_ignore_ascii_case("BEGIN TRANSACTION"));
-    if transactional
-        && !statements
-            .last()
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("COMMIT TRANSACTION"))
-    {
-        return Err("a transaction must end with COMMIT TRANSACTION".into());
-    }
+    let committed = statements
+        .last()
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case("COMMIT TRANSACTION"));
     ds.conn
         .execute_batch("SAVEPOINT script")
-        .map_err(|e| e.to_string())?;
-    let body = if transactional {
-        &statements[1..statements.len() - 1]
-    } else {
-        &statements[..]
+        .map_err(internal)?;
+    let body = match (transactional, committed) {
+        (true, true) => &statements[1..statements.len() - 1],
+        (true, false) => &statements[1..],
+        (false, _) => &statements[..],
     };
     for s in body {
         let result = ds
@@ -945,12 +954,46 @@ fn run_script(ds: &Dataset, sql: &str, params: &[(String, SqlValue)]) -> Result<
             .and_then(|mut stmt| bind_and_run(&mut stmt, params));
         if let Err(e) = result {
             let _ = ds.conn.execute_batch("ROLLBACK TO script; RELEASE script");
-            return Err(format!("Query error: {e} at [{}]", s.trim()));
+            let (_, reply) = query_error(&ds.name, &e);
+            let error = &reply["error"]["errors"][0];
+            return Err((
+                error["reason"]
+                    .as_str()
+                    .unwrap_or("invalidQuery")
+                    .to_string(),
+                format!(
+                    "{} at [{}]",
+                    error["message"].as_str().unwrap_or(""),
+                    s.trim()
+                ),
+            ));
         }
     }
-    ds.conn
-        .execute_batch("RELEASE script")
-        .map_err(|e| e.to_string())
+    let end = if transactional && !committed {
+        "ROLLBACK TO script; RELEASE script"
+    } else {
+        "RELEASE script"
+    };
+    ds.conn.execute_batch(end).map_err(internal)
+}
+
+/// A statement SQLite refused, as BigQuery answers a failed query
+/// (https://cloud.google.com/bigquery/docs/error-messages): a missing table is `notFound`
+/// (HTTP 404), anything else `invalidQuery` (HTTP 400).
+fn query_error(qualifier: &str, e: &rusqlite::Error) -> (StatusCode, Value) {
+    let text = e.to_string();
+    match text.strip_prefix("no such table: ") {
+        Some(table) => error(
+            StatusCode::NOT_FOUND,
+            "notFound",
+            &format!("Not found: Table {qualifier}.{table} was not found in location US"),
+        ),
+        None => error(
+            StatusCode::BAD_REQUEST,
+            "invalidQuery",
+            &format!("Query error: {text}"),
+        ),
+    }
 }
 
 /// Splits on `;` outside quotes and backticks.
@@ -1106,7 +1149,7 @@ async fn insert_query_job(
                 let ds = inner.datasets.get(&dataset).expect("checked");
                 run_script(ds, query["query"].as_str().unwrap_or(""), &params)
                     .err()
-                    .map(|e| ("invalidQuery".to_string(), e, Vec::new()))
+                    .map(|(reason, message)| (reason, message, Vec::new()))
             }
         };
         Ok(finish_job(&mut inner, &job_id, outcome))
@@ -1184,7 +1227,7 @@ async fn run_query(
         let ds = dataset_of(&inner, &project, &dataset)?;
         let sql = request["query"].as_str().unwrap_or("");
         let (fields, rows) = select(&ds.conn, sql, &params, int64_timestamps)
-            .map_err(|e| invalid(format!("Query error: {e}")))?;
+            .map_err(|e| query_error(&format!("{project}:{dataset}"), &e))?;
         let rows: Vec<Value> = rows
             .into_iter()
             .map(|cells| json!({ "f": cells.into_iter().map(|(v, _)| json!({ "v": v })).collect::<Vec<_>>() }))
@@ -1649,6 +1692,32 @@ mod tests {
         );
         assert_eq!(parse_timestamp("21/09/2022"), None);
         assert_eq!(timestamp_text(base), "1.663734765E9");
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_rolled_back_and_a_missing_table_is_not_found() {
+        let ds = Dataset::new("d");
+        ds.conn.execute_batch("CREATE TABLE d.t (a TEXT)").unwrap();
+        let count = || -> i64 {
+            ds.conn
+                .query_row("SELECT count(*) FROM d.t", [], |r| r.get(0))
+                .unwrap()
+        };
+        let open = "BEGIN TRANSACTION; INSERT INTO t (a) VALUES ('x');";
+        assert_eq!(run_script(&ds, open, &[]), Ok(()));
+        assert_eq!(count(), 0);
+        let failing = "BEGIN TRANSACTION; INSERT INTO t (a) VALUES ('x'); \
+                       INSERT INTO nope (a) VALUES ('y'); COMMIT TRANSACTION;";
+        let (reason, message) = run_script(&ds, failing, &[]).unwrap_err();
+        assert_eq!(reason, "notFound");
+        assert!(
+            message.starts_with("Not found: Table d.nope was not found in location US"),
+            "{message}"
+        );
+        assert_eq!(count(), 0);
+        let committed = "BEGIN TRANSACTION; INSERT INTO t (a) VALUES ('x'); COMMIT TRANSACTION;";
+        assert_eq!(run_script(&ds, committed, &[]), Ok(()));
+        assert_eq!(count(), 1);
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! BigQuery end to end: `tapline load|status|query --warehouse bigquery://…` against the REST
-//! double (`tapline_tests::bigquery`), with the faults BigQuery documents: duplicate job ids,
-//! quota and rate limits, 5xx, jobs that run for a while, jobs that fail with row errors,
-//! a missing dataset, missing credentials, and a token that must never reach a log.
+//! BigQuery end to end: `tapline load|status|query|pull --warehouse bigquery://…`.
+//! Loads, a rewritten export, status, query and the puller run on two targets (`on_double::*`
+//! and `on_bqemulator::*`): our REST double (`tapline_tests::bigquery`) and bqemulator, a
+//! third-party emulator that `make test` starts. The other tests need what only the double can
+//! do and run on it alone: the faults BigQuery documents (duplicate job ids, quota and rate
+//! limits, 5xx, jobs that run for a while, jobs that fail with row errors), a missing dataset,
+//! missing credentials, and a token that must never reach a log.
 
 use std::path::Path;
 
 use tapline::google_auth::GoogleAuth;
 use tapline::warehouse::bigquery::BigQueryWarehouse;
 use tapline::warehouse::{Begin, Committed, Warehouse};
+use tapline_tests::bigquery::target::BigQueryTarget;
 use tapline_tests::bigquery::{BigQueryDouble, JobFault, QueryAnswerFault};
 use tapline_tests::clevertap_api::ClevertapApi;
 use tapline_tests::{Run, bin, export_csv};
@@ -69,82 +73,175 @@ fn value(double: &BigQueryDouble, sql: &str) -> Option<String> {
     double.rows("clevertap", sql)[0][0].clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_status_and_query_through_the_cli() {
-    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+/// The end-to-end tests that run on both BigQuery targets: our double and bqemulator.
+mod on_double {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_query_is_the_error_bigquery_answers() {
+        super::a_failed_query_is_the_error_bigquery_answers(
+            BigQueryTarget::double("clevertap").await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_status_and_query_through_the_cli() {
+        super::load_status_and_query_through_the_cli(BigQueryTarget::double("clevertap").await)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rewritten_export_replaces_its_rows() {
+        super::a_rewritten_export_replaces_its_rows(BigQueryTarget::double("clevertap").await)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pulled_events_and_counts_land_in_bigquery_once() {
+        super::pulled_events_and_counts_land_in_bigquery_once(
+            BigQueryTarget::double("clevertap").await,
+        )
+        .await;
+    }
+}
+
+/// The same on bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`, started by `make test`).
+mod on_bqemulator {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_query_is_the_error_bigquery_answers() {
+        super::a_failed_query_is_the_error_bigquery_answers(
+            BigQueryTarget::emulator("failed_query").await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn load_status_and_query_through_the_cli() {
+        super::load_status_and_query_through_the_cli(BigQueryTarget::emulator("cli").await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rewritten_export_replaces_its_rows() {
+        super::a_rewritten_export_replaces_its_rows(BigQueryTarget::emulator("reexport").await)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pulled_events_and_counts_land_in_bigquery_once() {
+        super::pulled_events_and_counts_land_in_bigquery_once(
+            BigQueryTarget::emulator("pull").await,
+        )
+        .await;
+    }
+}
+
+/// `tapline load DIR --warehouse URL` against `target`.
+async fn load_into(target: &BigQueryTarget, dir: &Path) -> Run {
+    let path = dir.display().to_string();
+    tapline(
+        target.endpoint(),
+        &[],
+        &["load", &path, "--warehouse", &target.url()],
+    )
+    .await
+}
+
+/// Two exports load into their event tables as load jobs; loading again changes nothing;
+/// `tapline status` lists them and `tapline query` reads them.
+async fn load_status_and_query_through_the_cli(target: BigQueryTarget) {
     let dir = tempfile::tempdir().unwrap();
     exports(dir.path());
 
-    let run = load_dir(&double, dir.path()).await;
+    let run = load_into(&target, dir.path()).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(
-        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        target
+            .value("SELECT count(*) FROM charged")
+            .await
+            .as_deref(),
         Some("3")
     );
     assert_eq!(
-        value(&double, "SELECT count(*) FROM app_launched").as_deref(),
+        target
+            .value("SELECT count(*) FROM app_launched")
+            .await
+            .as_deref(),
         Some("2")
     );
     // Partitioned by day on ts, labelled, the event name as friendlyName, raw names kept.
-    let table = double.table("clevertap", "charged").unwrap();
+    let table = target.table("charged").await.unwrap();
     assert_eq!(table["timePartitioning"]["type"], "DAY");
     assert_eq!(table["timePartitioning"]["field"], "ts");
     assert_eq!(table["friendlyName"], "Charged");
     assert_eq!(table["labels"]["tapline"], "event");
-    let amount = table["schema"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "event_props_amount")
-        .cloned()
-        .unwrap();
-    assert_eq!(amount["description"], "eventProps.Amount");
-    let ts = table["schema"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "ts")
-        .cloned()
-        .unwrap();
+    let field = |name: &str| {
+        table["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        field("event_props_amount")["description"],
+        "eventProps.Amount"
+    );
+    let ts = field("ts");
     assert_eq!(
         (ts["type"].as_str(), ts["mode"].as_str()),
         (Some("TIMESTAMP"), Some("REQUIRED"))
     );
-    // Loads went in as load jobs, never streaming inserts; staging tables are gone.
-    assert_eq!(double.count("jobs.upload"), 2);
+    // Staging tables are gone.
+    let tables = target.tables().await;
     assert!(
-        double
-            .tables("clevertap")
-            .iter()
-            .all(|t| !t.starts_with("_tapline_stage_")),
-        "{:?}",
-        double.tables("clevertap")
+        tables.iter().all(|t| !t.starts_with("_tapline_stage_")),
+        "{tables:?}"
     );
-    let commits: Vec<String> = double
-        .job_ids()
-        .into_iter()
-        .filter(|j| j.contains("_commit_"))
-        .collect();
-    assert_eq!(commits.len(), 2, "{commits:?}");
-    assert!(
-        commits.iter().all(|j| j.ends_with("_commit_1")),
-        "{commits:?}"
-    );
+    // Loads went in as load jobs, never streaming inserts; one commit job per file.
+    let jobs_before = target.as_double().map(|double| {
+        assert_eq!(double.count("jobs.upload"), 2);
+        let commits: Vec<String> = double
+            .job_ids()
+            .into_iter()
+            .filter(|j| j.contains("_commit_"))
+            .collect();
+        assert_eq!(commits.len(), 2, "{commits:?}");
+        assert!(
+            commits.iter().all(|j| j.ends_with("_commit_1")),
+            "{commits:?}"
+        );
+        double.job_ids().len()
+    });
 
     // Again: nothing new, no new jobs.
-    let jobs_before = double.job_ids().len();
-    let again = load_dir(&double, dir.path()).await;
+    let again = load_into(&target, dir.path()).await;
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
-    assert_eq!(double.job_ids().len(), jobs_before);
+    if let (Some(double), Some(before)) = (target.as_double(), jobs_before) {
+        assert_eq!(double.job_ids().len(), before);
+    }
     assert_eq!(
-        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        target
+            .value("SELECT count(*) FROM charged")
+            .await
+            .as_deref(),
         Some("3")
+    );
+    assert_eq!(
+        target
+            .value("SELECT count(*) FROM _tapline_loads WHERE status = 'loaded'")
+            .await
+            .as_deref(),
+        Some("2")
     );
 
     let status = tapline(
-        &double.endpoint,
+        target.endpoint(),
         &[],
-        &["status", "--warehouse", &url("clevertap")],
+        &["status", "--warehouse", &target.url()],
     )
     .await;
     assert_eq!(status.code, 0, "{}", status.stderr);
@@ -152,12 +249,12 @@ async fn load_status_and_query_through_the_cli() {
     assert!(status.stdout.contains(CHARGED), "{}", status.stdout);
 
     let query = tapline(
-        &double.endpoint,
+        target.endpoint(),
         &[],
         &[
             "query",
             "--warehouse",
-            &url("clevertap"),
+            &target.url(),
             "SELECT min(ts) AS first FROM charged",
         ],
     )
@@ -169,7 +266,88 @@ async fn load_status_and_query_through_the_cli() {
         query.stdout
     );
     // No credentials configured with BIGQUERY_ENDPOINT set: no token at all.
-    assert!(double.calls().iter().all(|(_, auth)| auth.is_none()));
+    if let Some(double) = target.as_double() {
+        assert!(double.calls().iter().all(|(_, auth)| auth.is_none()));
+    }
+}
+
+/// `tapline query` naming a table that does not exist fails with BigQuery's answer: HTTP 404,
+/// reason `notFound` (https://cloud.google.com/bigquery/docs/error-messages); SQL that does not
+/// parse, HTTP 400 `invalidQuery`.
+async fn a_failed_query_is_the_error_bigquery_answers(target: BigQueryTarget) {
+    let url = target.url();
+    let missing = tapline(
+        target.endpoint(),
+        &[],
+        &[
+            "query",
+            "--warehouse",
+            &url,
+            "SELECT count(*) FROM no_such_table",
+        ],
+    )
+    .await;
+    assert_eq!(missing.code, 1, "{missing:?}");
+    assert!(
+        missing.stderr.starts_with(
+            "error: warehouse query failed: BigQuery jobs.query answered HTTP 404 (notFound): \
+             Not found: Table "
+        ) && missing
+            .stderr
+            .ends_with(".no_such_table was not found in location US\n"),
+        "{}",
+        missing.stderr
+    );
+    let bad = tapline(
+        target.endpoint(),
+        &[],
+        &["query", "--warehouse", &url, "SELEC 1"],
+    )
+    .await;
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.starts_with(
+            "error: warehouse query failed: BigQuery jobs.query answered HTTP 400 (invalidQuery): "
+        ),
+        "{}",
+        bad.stderr
+    );
+}
+
+/// An export rewritten in place (a new version of the same file) replaces the rows the old
+/// version loaded, in the same commit: the ledger says the old one was replaced.
+async fn a_rewritten_export_replaces_its_rows(target: BigQueryTarget) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CHARGED);
+    std::fs::write(&file, export_csv("Charged", 3)).unwrap();
+    let run = load_into(&target, dir.path()).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    std::fs::write(&file, export_csv("Charged", 5)).unwrap();
+    let run = load_into(&target, dir.path()).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        target
+            .rows(
+                "SELECT count(*), count(DISTINCT _load_id), min(_source_line), \
+                 max(_source_line) FROM charged"
+            )
+            .await,
+        vec![vec![
+            Some("5".to_string()),
+            Some("1".to_string()),
+            Some("2".to_string()),
+            Some("6".to_string())
+        ]]
+    );
+    assert_eq!(
+        target
+            .rows("SELECT status, rows_loaded FROM _tapline_loads ORDER BY rows_loaded")
+            .await,
+        vec![
+            vec![Some("replaced".to_string()), Some("3".to_string())],
+            vec![Some("loaded".to_string()), Some("5".to_string())],
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,6 +398,43 @@ async fn row_errors_fail_the_file_with_bigquerys_messages_and_load_nothing() {
             vec![Some("loaded".into()), Some("2".into())]
         ]
     );
+}
+
+/// A commit whose job runs for over a second reports the ledger row it wrote: the record it
+/// returns carries the row's own `finished_at` (it took a second reading of the clock, so a
+/// commit that crossed a second disagreed with its ledger; bqemulator showed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_commit_reports_the_ledger_row_it_wrote() {
+    use tapline_tests::conformance::{batch, object};
+    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
+    let w = BigQueryWarehouse::open_at(
+        &url("clevertap"),
+        Some(&double.endpoint),
+        GoogleAuth::anonymous(),
+    )
+    .await
+    .unwrap();
+    let o = object("s3://b/slow.csv", "v1");
+    let Begin::Started(mut t) = w.begin_load(&o, false).await.unwrap() else {
+        panic!("a new object");
+    };
+    t.append(batch(
+        &["ts", "eventName"],
+        &[(2, vec![Some("2022-09-21T04:39:25Z"), Some("Charged")])],
+    ))
+    .await
+    .unwrap();
+    // Five RUNNING polls: the adapter waits 50 + 100 + 200 + 400 + 800 ms for each job.
+    double.set_running_polls(5);
+    let outcome = tapline::warehouse::Outcome::Loaded {
+        bytes: 10,
+        rows: 1,
+        rejected: 0,
+    };
+    let Committed::Ours(record) = t.commit(outcome, vec![]).await.unwrap() else {
+        panic!("a lone loader");
+    };
+    assert_eq!(w.recent_loads(1).await.unwrap(), vec![record]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,15 +732,13 @@ async fn large_files_upload_resumably_and_a_lost_chunk_is_resumed() {
 /// The API puller into BigQuery: events land in the per-event table, a day pulled again is
 /// replaced (not doubled), checkpoints are readable in `_tapline_state`, and counts are keyed
 /// rows in `event_counts`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pulled_events_and_counts_land_in_bigquery_once() {
+async fn pulled_events_and_counts_land_in_bigquery_once(target: BigQueryTarget) {
     use tapline_tests::clevertap_api::event_records;
-    let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
     let api = ClevertapApi::start().await;
     api.set_events("Charged", 20220922, event_records(20220922, 25));
     api.set_events("Charged", 20220923, event_records(20220923, 5));
-    let warehouse = url("clevertap");
-    let env = [("BIGQUERY_ENDPOINT", double.endpoint.as_str())];
+    let warehouse = target.url();
+    let env = [("BIGQUERY_ENDPOINT", target.endpoint())];
     let pull = |what: &'static str, from: &'static str| {
         let args = [
             "pull",
@@ -549,30 +762,36 @@ async fn pulled_events_and_counts_land_in_bigquery_once() {
     };
     pull("events", "2022-09-22").await;
     assert_eq!(
-        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        target
+            .value("SELECT count(*) FROM charged")
+            .await
+            .as_deref(),
         Some("30")
     );
     api.set_events("Charged", 20220923, event_records(20220923, 8));
     pull("events", "2022-09-23").await;
     assert_eq!(
-        value(&double, "SELECT count(*) FROM charged").as_deref(),
+        target
+            .value("SELECT count(*) FROM charged")
+            .await
+            .as_deref(),
         Some("33")
     );
     assert_eq!(
-        value(
-            &double,
-            "SELECT count(*) FROM _tapline_state WHERE key LIKE '%events/Charged/2022-09-2%'"
-        )
-        .as_deref(),
+        target
+            .value(
+                "SELECT count(*) FROM _tapline_state WHERE key LIKE '%events/Charged/2022-09-2%'"
+            )
+            .await
+            .as_deref(),
         Some("2")
     );
     pull("counts", "2022-09-22").await;
     pull("counts", "2022-09-22").await;
     assert_eq!(
-        double.rows(
-            "clevertap",
-            "SELECT event_name, day, count FROM event_counts ORDER BY day"
-        ),
+        target
+            .rows("SELECT event_name, day, count FROM event_counts ORDER BY day")
+            .await,
         vec![
             vec![
                 Some("Charged".into()),

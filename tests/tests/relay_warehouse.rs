@@ -1,7 +1,7 @@
 //! The relay's warehouse destination: payloads appended to `webhook_events` exactly once, on
-//! SQLite through the local relay (what `tapline relay serve` runs) and on PostgreSQL through
-//! the AWS path (SQS on moto, the worker's handler), each with a redelivery that must not add a
-//! row.
+//! SQLite through the local relay (what `tapline relay serve` runs), on PostgreSQL through
+//! the AWS path (SQS on moto, the worker's handler) and on BigQuery (our double and
+//! bqemulator), each with a redelivery that must not add a row.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -364,4 +364,88 @@ signing_secret_env = "SIGNING_KEY"
     );
     assert_eq!(receiver.received().len(), 3, "each once");
     assert_eq!(schema.psql("SELECT count(*) FROM webhook_events"), "1");
+}
+
+/// The warehouse destination on BigQuery (`bigquery://…`), on our double and on bqemulator:
+/// a CleverTap webhook and another payload land in `webhook_events` with their columns, and the
+/// same delivery written again (a replay, a worker that died before settling) adds no row.
+async fn payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
+    target: tapline_tests::bigquery::target::BigQueryTarget,
+) {
+    use webhook_relay::destination::Destination;
+    use webhook_relay::warehouse_destination::WarehouseDestination;
+    let destination = WarehouseDestination::with_warehouse(target.open().await);
+    let attempt =
+        |delivery_id: &'static str, payload_id: &'static str, body: &'static str| DeliveryAttempt {
+            delivery_id,
+            payload_id,
+            received_at_ms: START_MS,
+            route: "alerts",
+            body: body.as_bytes(),
+            now_ms: START_MS,
+        };
+    let other = r#"{"type":"subscription.renewed"}"#;
+    for (delivery, payload, body) in [
+        ("p1.wh", "p1", CLEVERTAP_SAMPLE),
+        ("p2.wh", "p2", other),
+        ("p1.wh", "p1", CLEVERTAP_SAMPLE),
+    ] {
+        let delivered = destination.deliver(attempt(delivery, payload, body)).await;
+        assert_eq!(delivered.unwrap(), 200, "{delivery}");
+    }
+    let rows = target
+        .rows(&format!(
+            "SELECT {COLUMNS} FROM webhook_events ORDER BY delivery_id"
+        ))
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                Some("p1.wh".into()),
+                Some("p1".into()),
+                Some("alerts".into()),
+                Some("2025-11-24T16:00:00.000Z".into()),
+                Some(START_MS.to_string()),
+                Some("1659684581".into()),
+                Some("Charged".into()),
+                Some("u-42".into()),
+                Some("1".into()),
+                Some("0".into()),
+                Some(CLEVERTAP_SAMPLE.into()),
+            ],
+            vec![
+                Some("p2.wh".into()),
+                Some("p2".into()),
+                Some("alerts".into()),
+                Some("2025-11-24T16:00:00.000Z".into()),
+                Some(START_MS.to_string()),
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(other.into()),
+            ],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_land_in_webhook_events_on_the_bigquery_double_once_per_delivery() {
+    use tapline_tests::bigquery::target::BigQueryTarget;
+    payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
+        BigQueryTarget::double("relay").await,
+    )
+    .await;
+}
+
+/// On bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`, started by `make test`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_land_in_webhook_events_on_bqemulator_once_per_delivery() {
+    use tapline_tests::bigquery::target::BigQueryTarget;
+    payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
+        BigQueryTarget::emulator("relay").await,
+    )
+    .await;
 }

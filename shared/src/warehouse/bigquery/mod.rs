@@ -1145,6 +1145,7 @@ impl BigQueryLoad {
         bytes: u64,
         rows: u64,
         rejected: u64,
+        finished_at: String,
     ) -> LoadRecord {
         LoadRecord {
             load_id: self.load_id,
@@ -1157,7 +1158,7 @@ impl BigQueryLoad {
             error,
             attempts: self.attempt,
             started_at: self.loaded_at.clone(),
-            finished_at: Some(now_utc()),
+            finished_at: Some(finished_at),
         }
     }
 }
@@ -1391,7 +1392,9 @@ impl LoadTransaction for BigQueryLoad {
             ));
             statements.push("COMMIT TRANSACTION".to_string());
             let script = statements.join(";\n") + ";";
-            let now = now_utc();
+            // The ledger row's finished_at, and the one this commit reports: the same value,
+            // however long the commit job takes.
+            let finished_at = now_utc();
             let fixed = [
                 ("load_id", Param::Int(self.load_id)),
                 ("uri", Param::Str(self.object.uri.clone())),
@@ -1406,7 +1409,7 @@ impl LoadTransaction for BigQueryLoad {
                 ),
                 ("attempts", Param::Int(self.attempt as i64)),
                 ("started", Param::Timestamp(self.loaded_at.clone())),
-                ("now", Param::Timestamp(now)),
+                ("now", Param::Timestamp(finished_at.clone())),
             ];
             let params: Vec<(&str, Param)> = fixed
                 .into_iter()
@@ -1415,7 +1418,7 @@ impl LoadTransaction for BigQueryLoad {
             let committed = self
                 .run_commit(&script, &params, status.as_str(), self.retry_quarantined)
                 .await?;
-            Ok::<bool, WarehouseError>(committed)
+            Ok::<(bool, String), WarehouseError>((committed, finished_at))
         }
         .await;
         for (name, _) in &staging {
@@ -1423,7 +1426,7 @@ impl LoadTransaction for BigQueryLoad {
                 tracing::warn!(table = %name, error = %e, "Could not drop a staging table; it expires within a day.");
             }
         }
-        let committed = result?;
+        let (committed, finished_at) = result?;
         if !committed {
             // Another loader committed this version: report what the ledger says.
             return self
@@ -1440,9 +1443,14 @@ impl LoadTransaction for BigQueryLoad {
         if self.view_stale && status == LoadStatus::Loaded {
             self.rebuild_view(&touched).await?;
         }
-        Ok(Committed::Ours(
-            self.record(status, error, bytes, rows, rejected),
-        ))
+        Ok(Committed::Ours(self.record(
+            status,
+            error,
+            bytes,
+            rows,
+            rejected,
+            finished_at,
+        )))
     }
 }
 
