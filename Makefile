@@ -43,7 +43,7 @@ demo: build ## Write sample CleverTap exports to demo/exports, load them into de
 		 FROM order_placed GROUP BY day ORDER BY day"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
 
-test: lint ## Run the whole suite (starts PostgreSQL 15, moto and fake-gcs-server on loopback, stops them after).
+test: lint ## Run the whole suite (starts PostgreSQL 15, moto, fake-gcs-server and bqemulator on loopback, stops them after).
 	$(CARGO) build --workspace --all-targets --locked $(ALL_FEATURES)
 	@# cargo-lambda (PyPI, into .venv/) for the test that runs the Lambda under `cargo lambda watch`.
 	@export TAPLINE_TEST_CARGO_LAMBDA=$$(tests/scripts/ensure-cargo-lambda.sh --host-only) && \

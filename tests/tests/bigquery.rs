@@ -14,7 +14,7 @@ use tapline::warehouse::{Begin, Committed, Warehouse};
 use tapline_tests::bigquery::target::BigQueryTarget;
 use tapline_tests::bigquery::{BigQueryDouble, JobFault, QueryAnswerFault};
 use tapline_tests::clevertap_api::ClevertapApi;
-use tapline_tests::{Run, bin, export_csv};
+use tapline_tests::{Run, export_csv};
 
 const PROJECT: &str = "acme-analytics";
 const CHARGED: &str = "1663664837-1663785000-Charged-20220921-0-0.csv";
@@ -22,12 +22,11 @@ const LAUNCHED: &str = "1663664837-1663785000-App Launched-20220921-0-0.csv";
 
 /// `tapline` as a user runs it against the double, off the test's runtime threads.
 async fn tapline(endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut command = std::process::Command::new(bin("tapline"));
+    let mut command = tapline_tests::tapline_command();
     command
         .args(args)
         .env("BIGQUERY_ENDPOINT", endpoint)
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-        .env_remove("TAPLINE_WAREHOUSE");
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
     for (k, v) in env {
         command.env(k, v);
     }
