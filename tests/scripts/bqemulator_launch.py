@@ -263,6 +263,34 @@ def _failed_query_as_error(answer: bytes) -> tuple[int, bytes]:
     return status, json.dumps(envelope).encode()
 
 
+# 6. A dry run runs nothing. BigQuery's `JobConfiguration.dryRun`: "If set, don't actually run
+#    this job" (https://cloud.google.com/bigquery/docs/reference/rest/v2/Job#JobConfiguration).
+#    To preview a schema the emulator runs every dry-run statement it does not list as
+#    destructive, multi-statement scripts included: a dry run of `SELECT 1; DELETE FROM t WHERE
+#    true` deleted t's rows. Scripts join the statements it never runs (their preview is empty).
+#    Tapline's `tapline query` asks a dry run for the statement type before running anything.
+#    The dry run classifies a script as the executor does (more than one statement, or a
+#    control-flow one, is a `SCRIPT`; it read "" and ran it) and never runs a script.
+_destructive = _require(jobs_routes, "_DESTRUCTIVE_STATEMENT_TYPES")
+jobs_routes._DESTRUCTIVE_STATEMENT_TYPES = frozenset(_destructive | {"SCRIPT"})
+_classify = _require(jobs_routes, "classify_statement_type")
+_parse_script = _require(executor, "_parse_script_or_raise")
+_SqlStmt = _require(executor, "SqlStmt")
+
+
+def _classify_scripts_too(bq_sql: str) -> str:
+    try:
+        statements = _parse_script(bq_sql).statements
+    except Exception:  # noqa: BLE001 - unparseable: the emulator's own answer (a syntax error)
+        return _classify(bq_sql)
+    if len(statements) != 1 or not isinstance(statements[0], _SqlStmt):
+        return "SCRIPT"
+    return _classify(bq_sql)
+
+
+jobs_routes.classify_statement_type = _classify_scripts_too
+
+
 _require(jobs_routes, "_apply_default_dataset")
 _require(tables_routes, "_field_to_rest")
 _create_app = _require(api_app, "create_app")

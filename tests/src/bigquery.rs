@@ -996,6 +996,41 @@ fn query_error(qualifier: &str, e: &rusqlite::Error) -> (StatusCode, Value) {
     }
 }
 
+/// BigQuery's `statistics.query.statementType` for `sql`, as far as a double can tell: more than
+/// one statement is a `SCRIPT`; otherwise the leading keyword (`WITH` reads as `SELECT`; `CREATE
+/// TABLE`, `DROP TABLE` and the like as `CREATE_TABLE`, `DROP_TABLE`).
+/// An unknown leading word is BigQuery's syntax error.
+fn statement_type(sql: &str) -> Result<String, (StatusCode, Value)> {
+    let statements = split_statements(sql);
+    if statements.len() != 1 {
+        return Ok("SCRIPT".into());
+    }
+    let mut words = statements[0]
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase);
+    match (words.next().as_deref(), words.next()) {
+        (Some("SELECT" | "WITH"), _) => Ok("SELECT".into()),
+        (Some(verb @ ("CREATE" | "DROP" | "ALTER")), Some(object)) => {
+            Ok(format!("{verb}_{object}"))
+        }
+        (
+            Some(
+                verb @ ("INSERT" | "UPDATE" | "DELETE" | "MERGE" | "TRUNCATE" | "BEGIN" | "COMMIT"
+                | "ROLLBACK" | "DECLARE" | "SET" | "CALL" | "EXPORT" | "LOAD" | "ASSERT"
+                | "GRANT" | "REVOKE" | "EXECUTE"),
+            ),
+            _,
+        ) => Ok(verb.to_string()),
+        (Some(other), _) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalidQuery",
+            &format!("Syntax error: Unexpected identifier \"{other}\" at [1:1]"),
+        )),
+        (None, _) => Ok("SCRIPT".into()),
+    }
+}
+
 /// Splits on `;` outside quotes and backticks.
 fn split_statements(sql: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -1136,6 +1171,26 @@ async fn insert_query_job(
         let (dataset, params) = query_settings(query)?;
         let mut inner = shared.inner.lock().expect("state");
         dataset_of(&inner, &project, &dataset)?;
+        if job["configuration"]["dryRun"] == json!(true) {
+            // A dry run keeps no job and changes nothing; it validates the query (a missing
+            // table is its 404, as in BigQuery) and answers the statement's type.
+            let sql = query["query"].as_str().unwrap_or("");
+            let kind = statement_type(sql)?;
+            if kind == "SELECT" {
+                let ds = inner.datasets.get(&dataset).expect("checked");
+                select(&ds.conn, sql, &params, false)
+                    .map_err(|e| query_error(&format!("{project}:{dataset}"), &e))?;
+            }
+            return Ok(json!({
+                "kind": "bigquery#job",
+                "configuration": job["configuration"].clone(),
+                "status": { "state": "DONE" },
+                "statistics": { "query": {
+                    "statementType": kind,
+                    "totalBytesProcessed": "0",
+                } },
+            }));
+        }
         let job_id = new_job(
             &mut inner,
             &project,

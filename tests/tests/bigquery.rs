@@ -91,6 +91,14 @@ mod on_double {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_that_would_write_is_refused_before_it_runs() {
+        super::a_query_that_would_write_is_refused_before_it_runs(
+            BigQueryTarget::double("clevertap").await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rewritten_export_replaces_its_rows() {
         super::a_rewritten_export_replaces_its_rows(BigQueryTarget::double("clevertap").await)
             .await;
@@ -120,6 +128,14 @@ mod on_bqemulator {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn load_status_and_query_through_the_cli() {
         super::load_status_and_query_through_the_cli(BigQueryTarget::emulator("cli").await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_that_would_write_is_refused_before_it_runs() {
+        super::a_query_that_would_write_is_refused_before_it_runs(
+            BigQueryTarget::emulator("read_only").await,
+        )
+        .await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,8 +305,8 @@ async fn a_failed_query_is_the_error_bigquery_answers(target: BigQueryTarget) {
     assert_eq!(missing.code, 1, "{missing:?}");
     assert!(
         missing.stderr.starts_with(
-            "error: warehouse query failed: BigQuery jobs.query answered HTTP 404 (notFound): \
-             Not found: Table "
+            "error: warehouse query failed: BigQuery jobs.insert (dry run) answered HTTP 404 \
+             (notFound): Not found: Table "
         ) && missing
             .stderr
             .ends_with(".no_such_table was not found in location US\n"),
@@ -306,11 +322,51 @@ async fn a_failed_query_is_the_error_bigquery_answers(target: BigQueryTarget) {
     assert_eq!(bad.code, 1, "{bad:?}");
     assert!(
         bad.stderr.starts_with(
-            "error: warehouse query failed: BigQuery jobs.query answered HTTP 400 (invalidQuery): "
+            "error: warehouse query failed: BigQuery jobs.insert (dry run) answered HTTP 400 \
+             (invalidQuery): "
         ),
         "{}",
         bad.stderr
     );
+}
+
+/// `tapline query` is read-only on BigQuery too: a DELETE, a DDL statement and a script (whose
+/// first statement reads) are refused with the type BigQuery gives them, and nothing changed.
+async fn a_query_that_would_write_is_refused_before_it_runs(target: BigQueryTarget) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CHARGED), export_csv("Charged", 3)).unwrap();
+    let run = load_into(&target, dir.path()).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let url = target.url();
+    for (sql, kind) in [
+        ("DELETE FROM charged WHERE true", "DELETE"),
+        ("DROP TABLE charged", "DROP_TABLE"),
+        ("SELECT 1; DELETE FROM charged WHERE true", "SCRIPT"),
+    ] {
+        let refused = tapline(target.endpoint(), &[], &["query", "--warehouse", &url, sql]).await;
+        assert_eq!(refused.code, 1, "{sql}: {refused:?}");
+        assert_eq!(
+            refused.stderr,
+            format!(
+                "error: warehouse query failed: only read-only queries are allowed (BigQuery \
+                 reads this as a {kind} statement)\n"
+            ),
+            "{sql}"
+        );
+    }
+    let count = tapline(
+        target.endpoint(),
+        &[],
+        &[
+            "query",
+            "--warehouse",
+            &url,
+            "SELECT count(*) AS n FROM charged",
+        ],
+    )
+    .await;
+    assert_eq!(count.code, 0, "{count:?}");
+    assert!(count.stdout.contains('3'), "{}", count.stdout);
 }
 
 /// An export rewritten in place (a new version of the same file) replaces the rows the old

@@ -536,6 +536,38 @@ impl Api {
             .await
     }
 
+    /// The statement type BigQuery gives `sql` (`SELECT`, `INSERT`, `SCRIPT`, `CREATE_TABLE`, …),
+    /// from a dry-run query job: nothing runs and nothing is billed ("dryRun: If set, don't
+    /// actually run this job", REST reference, `JobConfiguration`); the answer's
+    /// `statistics.query.statementType` is documented on `JobStatistics2`. An invalid query is
+    /// BigQuery's error; an answer without a type is a protocol error, never "read-only".
+    pub async fn statement_type(&self, dataset: &str, sql: &str) -> Result<String, ApiError> {
+        let mut body = json!({
+            "configuration": {
+                "dryRun": true,
+                "query": {
+                    "query": sql,
+                    "useLegacySql": false,
+                    "defaultDataset": { "projectId": self.project, "datasetId": dataset },
+                },
+            },
+        });
+        if let Some(location) = &self.location {
+            body["jobReference"] = json!({ "projectId": self.project, "location": location });
+        }
+        let url = self.url("jobs");
+        let operation = "jobs.insert (dry run)";
+        let job = self.send(operation, |c| c.post(&url).json(&body)).await?;
+        job["statistics"]["query"]["statementType"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Protocol {
+                operation,
+                detail: "a dry run answered without statistics.query.statementType".into(),
+            })
+    }
+
     /// jobs.get.
     pub async fn get_job(&self, job_id: &str) -> Result<Value, ApiError> {
         let url = self.url(&format!("jobs/{job_id}"));

@@ -831,6 +831,24 @@ impl Warehouse for BigQueryWarehouse {
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
+        // BigQuery has no read-only session: ask it what the statement is before running it,
+        // so `tapline query` with a loader's credentials cannot write (a script is refused too).
+        let kind = self
+            .ds
+            .api
+            .statement_type(&self.ds.dataset, sql)
+            .await
+            .map_err(op("query"))?;
+        if kind != "SELECT" {
+            return Err(WarehouseError::Operation {
+                operation: "query",
+                retryable: false,
+                source: format!(
+                    "only read-only queries are allowed (BigQuery reads this as a {kind} statement)"
+                )
+                .into(),
+            });
+        }
         let (fields, rows) = self
             .ds
             .api
