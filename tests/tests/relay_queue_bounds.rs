@@ -15,9 +15,8 @@ use serde_json::Value;
 use tapline_tests::receiver::{Receiver, Reply};
 use tower::ServiceExt;
 use webhook_relay::clock::ManualClock;
-use webhook_relay::queue::{
-    AcceptQueue, DeliveryQueue, IncomingPayload, PAYLOAD_OVERHEAD_BYTES, QueueError,
-};
+use webhook_relay::queue::{AcceptQueue, DeliveryQueue, IncomingPayload, QueueError};
+use webhook_relay::queue_limits::PAYLOAD_OVERHEAD_BYTES;
 use webhook_relay::sqlite_queue::{QUEUE_FILE, SqliteDeliveryQueue};
 use webhook_relay::{Relay, RelayConfig};
 
@@ -202,7 +201,11 @@ async fn accepts_stop_at_the_free_disk_watermark_before_the_disk_is_full() {
     let (status, headers, answer) = q.post(body_of(0, 64)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(headers["retry-after"], "30");
-    assert_eq!(q.queue.counts().await.unwrap().payloads, 0, "nothing stored");
+    assert_eq!(
+        q.queue.counts().await.unwrap().payloads,
+        0,
+        "nothing stored"
+    );
     let queue = q.healthz().await["queue"].clone();
     let refusing = queue["refusing"].as_str().unwrap();
     assert!(
@@ -242,14 +245,22 @@ async fn the_state_dir_is_0700_and_the_queue_files_0600_and_a_wider_one_is_tight
     let queue = SqliteDeliveryQueue::open(&state).unwrap();
     enqueue_one(&queue, 0, START_MS).await;
     assert_eq!(mode(&state), 0o700);
-    for file in [QUEUE_FILE, "relay-queue.sqlite-wal", "relay-queue.sqlite-shm"] {
+    for file in [
+        QUEUE_FILE,
+        "relay-queue.sqlite-wal",
+        "relay-queue.sqlite-shm",
+    ] {
         assert_eq!(mode(&state.join(file)), 0o600, "{file}");
     }
     drop(queue);
 
     // A state dir and files left open by an earlier version are tightened at the next start.
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for file in [QUEUE_FILE, "relay-queue.sqlite-wal", "relay-queue.sqlite-shm"] {
+    for file in [
+        QUEUE_FILE,
+        "relay-queue.sqlite-wal",
+        "relay-queue.sqlite-shm",
+    ] {
         let path = state.join(file);
         if path.exists() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -258,7 +269,11 @@ async fn the_state_dir_is_0700_and_the_queue_files_0600_and_a_wider_one_is_tight
     let queue = SqliteDeliveryQueue::open(&state).unwrap();
     enqueue_one(&queue, 1, START_MS).await;
     assert_eq!(mode(&state), 0o700);
-    for file in [QUEUE_FILE, "relay-queue.sqlite-wal", "relay-queue.sqlite-shm"] {
+    for file in [
+        QUEUE_FILE,
+        "relay-queue.sqlite-wal",
+        "relay-queue.sqlite-shm",
+    ] {
         assert_eq!(mode(&state.join(file)), 0o600, "{file}");
     }
     assert_eq!(queue.counts().await.unwrap().payloads, 2, "nothing lost");
@@ -326,7 +341,10 @@ async fn tapline_relay_status_shows_the_queue_counts_as_a_table_and_as_json() {
     let age = json["oldest_pending_age_secs"].as_u64().unwrap();
     assert!((3_600..3_700).contains(&age), "{age}");
     assert_eq!(json["backlog_bytes"], 2 * (100 + PAYLOAD_OVERHEAD_BYTES));
-    assert!(json.get("refusing").is_none(), "the limits are the server's");
+    assert!(
+        json.get("refusing").is_none(),
+        "the limits are the server's"
+    );
 
     let out = status(&["--state-dir", state_arg]);
     assert!(out.status.success(), "{out:?}");

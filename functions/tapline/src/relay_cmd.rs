@@ -1,5 +1,6 @@
-//! `tapline relay serve|replay|dead-letters|status`: the webhook relay on a laptop or a VM, over the
-//! `webhook-relay` library. Kept apart from the export commands: it shares only the exit codes.
+//! `tapline relay serve|replay|dead-letters|status`: the webhook relay on a laptop or a VM, over
+//! the `webhook-relay` library. Kept apart from the export commands: it shares only the exit
+//! codes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,8 +10,8 @@ use webhook_relay::clock::{Clock, SystemClock};
 use webhook_relay::pubsub_queue::PubSubPublisher;
 use webhook_relay::pubsub_replay::{PubSubSubscription, replay_dead_letters};
 use webhook_relay::queue::{AcceptQueue, AttemptRecord, DeadLetterFilter, DeliveryQueue};
-use webhook_relay::sqlite_queue::{QUEUE_FILE, SqliteDeliveryQueue};
 use webhook_relay::relay::{ServerLimits, shutdown_signal};
+use webhook_relay::sqlite_queue::{QUEUE_FILE, SqliteDeliveryQueue};
 use webhook_relay::{Relay, RelayConfig};
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK};
@@ -218,9 +219,15 @@ async fn status(args: StatusArgs) -> Result<u8, AnyError> {
     println!("  held          {}", health.held);
     println!("dead            {}", health.dead);
     println!("delivered       {}", counts.delivered);
-    println!("oldest pending  {}", or_dash(health.oldest_pending_age_secs, " s"));
+    println!(
+        "oldest pending  {}",
+        or_dash(health.oldest_pending_age_secs, " s")
+    );
     println!("backlog         {} bytes", health.backlog_bytes);
-    println!("free disk       {}", or_dash(health.free_disk_bytes, " bytes"));
+    println!(
+        "free disk       {}",
+        or_dash(health.free_disk_bytes, " bytes")
+    );
     Ok(EXIT_OK)
 }
 

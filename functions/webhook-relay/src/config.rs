@@ -125,7 +125,7 @@ pub struct Settings {
     /// Dead letters are deleted this long after they became dead (local queue).
     pub dead_letter_retention: Duration,
     /// The local queue's backlog cap and free-disk watermark.
-    pub queue_limits: crate::queue::QueueLimits,
+    pub queue_limits: crate::queue_limits::QueueLimits,
 }
 
 impl Default for Settings {
@@ -138,7 +138,7 @@ impl Default for Settings {
             retry_from_file: false,
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             dead_letter_retention: DEFAULT_DEAD_LETTER_RETENTION,
-            queue_limits: crate::queue::QueueLimits::default(),
+            queue_limits: crate::queue_limits::QueueLimits::default(),
         }
     }
 }

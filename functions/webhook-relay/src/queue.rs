@@ -139,50 +139,14 @@ pub struct QueueHealth {
     /// Seconds since the oldest payload with a pending delivery came in; `None` when nothing is
     /// pending.
     pub oldest_pending_age_secs: Option<u64>,
-    /// What counts against [`QueueLimits::max_backlog_bytes`]: the payloads with a delivery
-    /// pending or dead, each as its body plus [`PAYLOAD_OVERHEAD_BYTES`].
+    /// What counts against the backlog cap
+    /// ([`crate::queue_limits::QueueLimits::max_backlog_bytes`]): the payloads with a delivery
+    /// pending or dead, each as its body plus [`crate::queue_limits::PAYLOAD_OVERHEAD_BYTES`].
     pub backlog_bytes: u64,
     /// Free space for this user on the state directory's file system, when it could be read.
     pub free_disk_bytes: Option<u64>,
     /// Why accepts are refused (503) now, or `None` while they are taken.
     pub refusing: Option<String>,
-}
-
-/// What one payload is charged against the backlog cap beside its body: its row, one delivery
-/// row per destination, the attempt records and the index entries take from a few hundred bytes
-/// to about a kilobyte, so that small bodies cannot run the disk out under the cap.
-pub const PAYLOAD_OVERHEAD_BYTES: u64 = 1024;
-/// Default cap on the backlog: 4 GiB (about 3 million CleverTap-sized payloads).
-pub const DEFAULT_MAX_BACKLOG_BYTES: u64 = 4 * 1024 * 1024 * 1024;
-/// Default free-disk watermark, as a share of the file system.
-pub const DEFAULT_MIN_FREE_DISK_PERCENT: u8 = 5;
-/// Default free-disk watermark, in bytes: the larger of this and the share applies.
-pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 256 * 1024 * 1024;
-/// The `Retry-After` of a 503 for a full queue: the worker needs a while to drain.
-pub const QUEUE_FULL_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Bounds on the local queue, checked before each accept: past either, accepts are refused
-/// with [`QueueError::Full`] (503) while nothing already stored is touched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueLimits {
-    /// Most [`QueueHealth::backlog_bytes`] the queue holds: a destination that refuses
-    /// everything fills this, not the disk.
-    pub max_backlog_bytes: u64,
-    /// Accepts stop while the state directory's file system has less free space than this
-    /// share of its size…
-    pub min_free_disk_percent: u8,
-    /// …or than this many bytes, whichever is larger: well before SQLite hits a full disk.
-    pub min_free_disk_bytes: u64,
-}
-
-impl Default for QueueLimits {
-    fn default() -> Self {
-        Self {
-            max_backlog_bytes: DEFAULT_MAX_BACKLOG_BYTES,
-            min_free_disk_percent: DEFAULT_MIN_FREE_DISK_PERCENT,
-            min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES,
-        }
-    }
 }
 
 /// The store could not do what was asked; the caller answers 503 or stops.
@@ -225,8 +189,9 @@ pub enum QueueError {
         /// Which limit, and what would lift it.
         reason: String,
     },
-    /// The queue is past one of its [`QueueLimits`]: nothing is stored until the worker drains
-    /// it or disk space is freed. The endpoint answers 503 with `Retry-After`.
+    /// The queue is past one of its limits ([`crate::queue_limits::QueueLimits`]): nothing is
+    /// stored until the worker drains it or disk space is freed. The endpoint answers 503 with
+    /// `Retry-After`.
     #[error("delivery queue at {path} refuses new payloads: {reason}")]
     Full {
         /// The database file.

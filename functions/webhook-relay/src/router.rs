@@ -26,7 +26,8 @@ use crate::auth::{is_authorized, secrets_equal};
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RouteConfig};
 use crate::payload::clevertap_webhook;
-use crate::queue::{AcceptQueue, Enqueued, IncomingPayload, QUEUE_FULL_RETRY_AFTER, QueueError};
+use crate::queue::{AcceptQueue, Enqueued, IncomingPayload, QueueError};
+use crate::queue_limits::QUEUE_FULL_RETRY_AFTER;
 use crate::worker::DestinationPauses;
 
 /// What the handlers share: the routes, the queue and the worker's wake-up.
@@ -276,7 +277,8 @@ async fn accept_hook(
             // Past a limit of the queue: nothing was stored, and nothing stored is touched.
             // Logged at most once per period, with how many were refused meanwhile.
             if let Some(held_back) = state.full_log.allow("queue-full") {
-                warn!(route = %route.name, error = %err, held_back, "Webhook refused: the queue is full.");
+                warn!(route = %route.name, error = %err, held_back,
+                      "Webhook refused: the queue is full.");
             }
             let mut answer = answer(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::queue::{
     AcceptQueue, AttemptRecord, DeadLetter, DeadLetterFilter, Delivery, DeliveryQueue, Enqueued,
-    IncomingPayload, PAYLOAD_OVERHEAD_BYTES, QueueCounts, QueueError, QueueHealth, QueueLimits,
-    Settle,
+    IncomingPayload, QueueCounts, QueueError, QueueHealth, Settle,
 };
+use crate::queue_limits::{PAYLOAD_OVERHEAD_BYTES, QueueLimits};
 
 /// The database file's name under the state directory.
 pub const QUEUE_FILE: &str = "relay-queue.sqlite";
@@ -136,7 +136,8 @@ impl SqliteDeliveryQueue {
                 source,
             })?;
         let (writer, jobs) = std::sync::mpsc::channel();
-        let (thread_conn, thread_path, thread_backlog) = (conn.clone(), path.clone(), backlog.clone());
+        let (thread_conn, thread_path, thread_backlog) =
+            (conn.clone(), path.clone(), backlog.clone());
         // The thread ends when the last clone of the queue (and so of `writer`) is dropped.
         std::thread::Builder::new()
             .name("relay-queue-writer".into())
@@ -205,7 +206,8 @@ pub fn private_state_dir(dir: &Path) -> std::io::Result<()> {
         Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(
-                "{why}: the relay keeps webhook bodies there, so it wants a directory of its own                  (mode 0700); give --state-dir a new path"
+                "{why}: the relay keeps webhook bodies there, so it wants a directory of its own \
+                 (mode 0700); give --state-dir a new path"
             ),
         ))
     };
@@ -222,7 +224,11 @@ pub fn private_state_dir(dir: &Path) -> std::io::Result<()> {
     }
     if mode & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "State directory was open to others; made 0700.");
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "State directory was open to others; made 0700."
+        );
     }
     Ok(())
 }
@@ -366,7 +372,9 @@ impl Backlog {
             }
             Err(err) => (
                 None,
-                Some(format!("cannot read the state directory's free space: {err}")),
+                Some(format!(
+                    "cannot read the state directory's free space: {err}"
+                )),
             ),
         }
     }
@@ -600,7 +608,9 @@ fn write_groups(
         }
         let stored = |payload: &IncomingPayload, outcome: &Enqueued| {
             if matches!(outcome, Enqueued::Accepted { .. }) {
-                backlog.bytes.fetch_add(payload_cost(payload), Ordering::SeqCst);
+                backlog
+                    .bytes
+                    .fetch_add(payload_cost(payload), Ordering::SeqCst);
             }
         };
         let together = (|| {

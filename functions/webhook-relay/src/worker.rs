@@ -971,20 +971,29 @@ mod tests {
             paused_until_ms: HashMap::new(),
         };
         for n in 0..5 {
-            queue.enqueue(enqueue("r", &["gone", "down"], n), 0).await.unwrap();
+            queue
+                .enqueue(enqueue("r", &["gone", "down"], n), 0)
+                .await
+                .unwrap();
         }
         queue.enqueue(enqueue("g", &["gone"], 9), 0).await.unwrap();
         let stats = worker.run_once().await.unwrap();
         assert_eq!((stats.dead, stats.retried), (6, 5), "{stats:?}");
         let key = ("r".to_string(), "down".to_string());
-        assert!(worker.pauses().paused_until(&key, 0).is_some(), "down is paused");
+        assert!(
+            worker.pauses().paused_until(&key, 0).is_some(),
+            "down is paused"
+        );
         assert_eq!(
             worker.prune_if_due().await.unwrap(),
             Some(Pruned::default()),
             "the first prune runs at once; nothing is old enough"
         );
         clock.advance(month);
-        assert_eq!(worker.prune_if_due().await.unwrap(), Some(Pruned::default()));
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(Pruned::default())
+        );
         clock.advance(PRUNE_EVERY);
         assert_eq!(
             worker.prune_if_due().await.unwrap(),
@@ -1003,7 +1012,12 @@ mod tests {
         let counts = queue.counts().await.unwrap();
         // The held deliveries and their payloads stay; "g"'s payload had nothing else left.
         assert_eq!(
-            (counts.payloads, counts.pending, counts.dead, counts.delivered),
+            (
+                counts.payloads,
+                counts.pending,
+                counts.dead,
+                counts.delivered
+            ),
             (5, 5, 0, 0)
         );
         let health = queue.health(clock.now_ms()).await.unwrap().unwrap();
@@ -1012,7 +1026,7 @@ mod tests {
         let body_bytes: u64 = (0..5).map(|n| format!("{{\"n\":{n}}}").len() as u64).sum();
         assert_eq!(
             health.backlog_bytes,
-            body_bytes + 5 * crate::queue::PAYLOAD_OVERHEAD_BYTES,
+            body_bytes + 5 * crate::queue_limits::PAYLOAD_OVERHEAD_BYTES,
             "the pruned dead letters left the backlog"
         );
     }
