@@ -363,3 +363,74 @@ async fn tapline_relay_status_shows_the_queue_counts_as_a_table_and_as_json() {
     assert!(stderr.contains("no relay queue at"), "{stderr}");
     assert!(!missing.exists(), "status creates nothing");
 }
+
+#[test]
+fn the_bounds_are_read_from_settings_with_defaults_and_refused_when_unusable() {
+    let parse = |settings: &str| {
+        let text = format!(
+            "[settings]\n{settings}\n[[routes]]\nname = \"alerts\"\n\
+             auth = {{ header = \"X-Tapline-Token\", secret_env = \"T\" }}\n\
+             [[routes.destinations]]\ntype = \"slack\"\nurl_env = \"U\"\n"
+        );
+        let env = |var: &str| {
+            Some(match var {
+                "U" => "https://hooks.slack.com/services/T/B/X".to_string(),
+                _ => TOKEN.to_string(),
+            })
+        };
+        RelayConfig::parse("test", &text, env)
+    };
+    let defaults = parse("").unwrap().settings;
+    assert_eq!(
+        defaults.dead_letter_retention,
+        Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(
+        defaults.queue_limits,
+        webhook_relay::queue_limits::QueueLimits {
+            max_backlog_bytes: 4096 * MIB,
+            min_free_disk_percent: 5,
+            min_free_disk_bytes: 256 * MIB,
+        }
+    );
+    let set = parse(
+        "dead_letter_retention_days = 2\nmax_queue_mib = 10\nmin_free_disk_percent = 0\n\
+         min_free_disk_mib = 1024",
+    )
+    .unwrap()
+    .settings;
+    assert_eq!(set.dead_letter_retention, Duration::from_secs(2 * 86_400));
+    assert_eq!(
+        set.queue_limits,
+        webhook_relay::queue_limits::QueueLimits {
+            max_backlog_bytes: 10 * MIB,
+            min_free_disk_percent: 0,
+            min_free_disk_bytes: 1024 * MIB,
+        }
+    );
+    for (settings, reason) in [
+        (
+            "max_queue_mib = 0",
+            "settings.max_queue_mib must be above 0",
+        ),
+        (
+            "min_free_disk_percent = 100",
+            "settings.min_free_disk_percent is a share of the disk, 0 to 99",
+        ),
+        (
+            "dead_letter_retention_days = 0.001",
+            "settings.dead_letter_retention_days must cover settings.dedupe_window_secs",
+        ),
+        (
+            "dead_letter_retention_days = -1",
+            "settings.dead_letter_retention_days must be a number of days",
+        ),
+    ] {
+        let err = parse(settings).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("route \"*\": {reason}"),
+            "{settings}"
+        );
+    }
+}

@@ -114,18 +114,19 @@ impl SqliteDeliveryQueue {
         };
         let conn = connect(&path).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let reader = Arc::new(Mutex::new(connect(&path).map_err(err)?));
         let backlog = Arc::new(Backlog {
             bytes: AtomicU64::new(count_backlog_bytes(&conn).map_err(err)?),
             counted_at: Mutex::new(Instant::now()),
             limits,
             state_dir: state_dir.to_path_buf(),
+            reader: reader.clone(),
         });
         // Checkpoints (copying the WAL into the database, with its fsyncs) run on their own
         // connection and thread, so that an accept never waits for one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(err)?;
         let conn = Arc::new(Mutex::new(conn));
-        let reader = Arc::new(Mutex::new(connect(&path).map_err(err)?));
         let checkpoints = connect(&path).map_err(err)?;
         let (checkpoint_stop, checkpoint_stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -269,10 +270,14 @@ struct Backlog {
     counted_at: Mutex<Instant>,
     limits: QueueLimits,
     state_dir: PathBuf,
+    /// Counts run on the reading connection: a long count never holds the writer (accepts,
+    /// settles) back.
+    reader: Arc<Mutex<Connection>>,
 }
 
-/// How often the cap may count the backlog again while it refuses.
-const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the cap may count the backlog again while it refuses: a count reads every
+/// payload of the backlog.
+const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a payload is charged against the cap.
 fn payload_cost(payload: &IncomingPayload) -> u64 {
@@ -321,9 +326,10 @@ impl Backlog {
             });
     }
 
-    /// Counts the backlog again from the database.
-    fn recount(&self, conn: &Connection) -> rusqlite::Result<u64> {
-        let bytes = count_backlog_bytes(conn)?;
+    /// Counts the backlog again from the database. A settle that lands during the count may be
+    /// counted twice until the next count: the error is on the side of refusing.
+    fn recount(&self) -> rusqlite::Result<u64> {
+        let bytes = count_backlog_bytes(&self.reader.lock().unwrap_or_else(|p| p.into_inner()))?;
         self.bytes.store(bytes, Ordering::SeqCst);
         *self.counted_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(bytes)
@@ -331,7 +337,7 @@ impl Backlog {
 
     /// Why `incoming` more bytes would pass the cap, counting again first (at most every
     /// [`RECOUNT_EVERY`]) so that a backlog drained by another process is seen.
-    fn over_cap(&self, conn: &Connection, incoming: u64) -> Option<String> {
+    fn over_cap(&self, incoming: u64) -> Option<String> {
         let max = self.limits.max_backlog_bytes;
         let mut bytes = self.bytes.load(Ordering::SeqCst);
         if bytes.saturating_add(incoming) <= max {
@@ -343,7 +349,7 @@ impl Backlog {
             .unwrap_or_else(|p| p.into_inner())
             .elapsed()
             >= RECOUNT_EVERY;
-        if stale && let Ok(counted) = self.recount(conn) {
+        if stale && let Ok(counted) = self.recount() {
             bytes = counted;
         }
         (bytes.saturating_add(incoming) > max).then(|| {
@@ -579,7 +585,6 @@ fn write_groups(
                 Err(_) => break,
             }
         }
-        let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
         // The limits, checked here where accepts are serialised: the cap cannot be passed by
         // payloads racing each other. Refused payloads are answered at once; none is stored.
         let (_, disk_refusal) = backlog.disk_refusal();
@@ -589,7 +594,7 @@ fn write_groups(
             let cost = payload_cost(&job.0);
             let refusal = disk_refusal
                 .clone()
-                .or_else(|| backlog.over_cap(&guard, group_bytes + cost));
+                .or_else(|| backlog.over_cap(group_bytes + cost));
             match refusal {
                 Some(reason) => {
                     let _ = job.2.send(Err(QueueError::Full {
@@ -606,6 +611,7 @@ fn write_groups(
         if group.is_empty() {
             continue;
         }
+        let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
         let stored = |payload: &IncomingPayload, outcome: &Enqueued| {
             if matches!(outcome, Enqueued::Accepted { .. }) {
                 backlog
@@ -959,7 +965,13 @@ impl DeliveryQueue for SqliteDeliveryQueue {
         }
         if total > 0 {
             let backlog = self.backlog.clone();
-            self.with(move |conn| backlog.recount(conn)).await?;
+            tokio::task::spawn_blocking(move || backlog.recount())
+                .await
+                .map_err(QueueError::Task)?
+                .map_err(|source| QueueError::Sqlite {
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
         }
         Ok(total)
     }
