@@ -99,7 +99,7 @@ pub fn router(state: Arc<RelayState>) -> Router {
 
 /// `GET /healthz`: 200 while serving, with the number of requests refused 401 since start and,
 /// for a queue that counts (the local one), its counts under `queue`. A queue that cannot be
-/// read still answers 200 (the process serves), with `queue: {"error": …}`.
+/// read still answers 200 (the process serves), with `queue: {"error": "cannot read the queue"}`.
 async fn healthz(State(state): State<Arc<RelayState>>) -> impl IntoResponse {
     let mut body = json!({
         "status": "ok",
@@ -132,7 +132,11 @@ impl RelayState {
         let value = match self.queue.health(now).await {
             Ok(Some(health)) => serde_json::to_value(health).ok()?,
             Ok(None) => return None,
-            Err(err) => json!({"error": err.to_string()}),
+            Err(err) => {
+                // The error names the state directory: logged, not shown to anyone who asks.
+                warn!(error = %err, "Queue health could not be read.");
+                json!({"error": "cannot read the queue"})
+            }
         };
         *cache = Some((now, value.clone()));
         Some(value)
