@@ -1,5 +1,6 @@
-//! `tapline relay serve|replay|dead-letters`: the webhook relay on a laptop or a VM, over the
-//! `webhook-relay` library. Kept apart from the export commands: it shares only the exit codes.
+//! `tapline relay serve|replay|dead-letters|status`: the webhook relay on a laptop or a VM, over
+//! the `webhook-relay` library. Kept apart from the export commands: it shares only the exit
+//! codes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +9,9 @@ use clap::{Args, Subcommand};
 use webhook_relay::clock::{Clock, SystemClock};
 use webhook_relay::pubsub_queue::PubSubPublisher;
 use webhook_relay::pubsub_replay::{PubSubSubscription, replay_dead_letters};
-use webhook_relay::queue::{AttemptRecord, DeadLetterFilter};
+use webhook_relay::queue::{AcceptQueue, AttemptRecord, DeadLetterFilter, DeliveryQueue};
 use webhook_relay::relay::{ServerLimits, shutdown_signal};
+use webhook_relay::sqlite_queue::{QUEUE_FILE, SqliteDeliveryQueue};
 use webhook_relay::{Relay, RelayConfig};
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK};
@@ -58,6 +60,36 @@ pub enum RelayCommand {
         tapline relay dead-letters --from-pubsub projects/P/subscriptions/PREFIX-relay-dead-letters\n\n\
         Listing takes nothing away: on Pub/Sub every message is released again at once.")]
     DeadLetters(ListArgs),
+    /// Show the local queue: pending, held, dead, the oldest pending payload's age, its size.
+    #[command(after_help = "Examples:\n  \
+        tapline relay status --state-dir ./relay-state\n  \
+        tapline relay status --state-dir ./relay-state --json | jq .oldest_pending_age_secs\n\n\
+        Reads the state dir of a `relay serve` (running or not) directly; needs no configuration \
+        or secrets. The fields:\n  \
+        pending   deliveries not yet delivered nor dead (due, in flight or held)\n  \
+        held      of those, not due yet: a retry's backoff, a paused destination, an attempt in flight\n  \
+        dead      dead letters (`relay dead-letters` lists them, `relay replay` retries them; \
+        pruned dead_letter_retention_days after they died, 30 by default)\n  \
+        oldest    age of the oldest payload still pending: a growing age means a destination is down\n  \
+        backlog   bytes counted against settings.max_queue_mib: bodies of payloads with a delivery \
+        pending or dead, plus 1 KiB each\n  \
+        free disk bytes free on the state dir's file system (accepts stop below \
+        settings.min_free_disk_percent / min_free_disk_mib)\n\n\
+        `GET /healthz` on a running server shows the same under `queue`, with `refusing` saying \
+        why accepts get 503 when they do. Exit codes: 0 shown, 1 no queue there.")]
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The state directory of `tapline relay serve` (the queue must exist there).
+    #[arg(long, env = ENV_RELAY_STATE_DIR, default_value = ".tapline-relay", value_name = "DIR")]
+    pub state_dir: PathBuf,
+
+    /// Print one JSON object (the fields of `/healthz`'s `queue`, and `delivered`, `payloads`)
+    /// instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -150,7 +182,53 @@ pub async fn run(args: RelayArgs) -> Result<u8, AnyError> {
         RelayCommand::Serve(args) => serve(args).await,
         RelayCommand::Replay(args) => replay(args).await,
         RelayCommand::DeadLetters(args) => dead_letters(args).await,
+        RelayCommand::Status(args) => status(args).await,
     }
+}
+
+async fn status(args: StatusArgs) -> Result<u8, AnyError> {
+    let file = args.state_dir.join(QUEUE_FILE);
+    if !file.is_file() {
+        return Err(format!(
+            "no relay queue at {}: give --state-dir (or TAPLINE_RELAY_STATE_DIR) the directory \
+             `tapline relay serve` uses",
+            file.display()
+        )
+        .into());
+    }
+    let queue = SqliteDeliveryQueue::open(&args.state_dir)?;
+    let now = SystemClock.now_ms();
+    let mut health = queue.health(now).await?.unwrap_or_default();
+    // The limits live in the server's configuration, which this command does not read: whether
+    // accepts are refused is `/healthz`'s to say.
+    health.refusing = None;
+    let counts = queue.counts().await?;
+    if args.json {
+        let mut value = serde_json::to_value(&health)?;
+        if let Some(object) = value.as_object_mut() {
+            object.remove("refusing");
+            object.insert("delivered".into(), counts.delivered.into());
+            object.insert("payloads".into(), counts.payloads.into());
+        }
+        println!("{value}");
+        return Ok(EXIT_OK);
+    }
+    let or_dash = |v: Option<u64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v}{unit}"));
+    println!("queue           {}", file.display());
+    println!("pending         {}", health.pending);
+    println!("  held          {}", health.held);
+    println!("dead            {}", health.dead);
+    println!("delivered       {}", counts.delivered);
+    println!(
+        "oldest pending  {}",
+        or_dash(health.oldest_pending_age_secs, " s")
+    );
+    println!("backlog         {} bytes", health.backlog_bytes);
+    println!(
+        "free disk       {}",
+        or_dash(health.free_disk_bytes, " bytes")
+    );
+    Ok(EXIT_OK)
 }
 
 async fn serve(args: ServeArgs) -> Result<u8, AnyError> {

@@ -18,8 +18,10 @@ use crate::signature::SigningKeys;
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// Default dedupe window: CleverTap retries within seconds; ten minutes covers slow retries.
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
-/// Default time delivered payloads are kept (then pruned); dead letters are kept until replayed.
+/// Default time delivered payloads are kept (then pruned).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default time dead letters are kept after they became dead (then pruned), unless replayed.
+pub const DEFAULT_DEAD_LETTER_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default retry schedule, Svix's: after an immediate first attempt, waits of 5 s, 5 min, 30 min,
 /// 2 h, 5 h, 10 h and 10 h (8 attempts, about 27.6 h), so that deliveries outlast a day-long
 /// outage of a destination before they become dead letters.
@@ -146,6 +148,10 @@ pub struct Settings {
     pub retry_from_file: bool,
     /// Time one delivery attempt may take.
     pub delivery_timeout: Duration,
+    /// Dead letters are deleted this long after they became dead (local queue).
+    pub dead_letter_retention: Duration,
+    /// The local queue's backlog cap and free-disk watermark.
+    pub queue_limits: crate::queue_limits::QueueLimits,
 }
 
 impl Default for Settings {
@@ -157,6 +163,8 @@ impl Default for Settings {
             retry: RetryPolicy::default(),
             retry_from_file: false,
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
+            dead_letter_retention: DEFAULT_DEAD_LETTER_RETENTION,
+            queue_limits: crate::queue_limits::QueueLimits::default(),
         }
     }
 }
@@ -272,6 +280,10 @@ struct SettingsFile {
     backoff_max_secs: Option<u64>,
     retry_schedule: Option<Vec<String>>,
     delivery_timeout_secs: Option<u64>,
+    dead_letter_retention_days: Option<f64>,
+    max_queue_mib: Option<u64>,
+    min_free_disk_percent: Option<u8>,
+    min_free_disk_mib: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -563,7 +575,47 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
     }
     // Every handler that retries bounds its attempts by the same timeout (see `RetryPolicy`).
     s.retry.attempt_timeout = s.delivery_timeout;
+    queue_bounds(&file, &mut s)?;
     Ok(s)
+}
+
+/// The local queue's dead-letter retention, backlog cap and free-disk watermark.
+fn queue_bounds(file: &SettingsFile, s: &mut Settings) -> Result<(), ConfigError> {
+    const MIB: u64 = 1024 * 1024;
+    if let Some(days) = file.dead_letter_retention_days {
+        if !days.is_finite() || days < 0.0 {
+            return Err(invalid(
+                "*",
+                "settings.dead_letter_retention_days must be a number of days",
+            ));
+        }
+        s.dead_letter_retention = Duration::from_secs_f64(days * 86_400.0);
+    }
+    if s.dead_letter_retention < s.dedupe_window {
+        return Err(invalid(
+            "*",
+            "settings.dead_letter_retention_days must cover settings.dedupe_window_secs",
+        ));
+    }
+    if let Some(mib) = file.max_queue_mib {
+        if mib == 0 {
+            return Err(invalid("*", "settings.max_queue_mib must be above 0"));
+        }
+        s.queue_limits.max_backlog_bytes = mib.saturating_mul(MIB);
+    }
+    if let Some(percent) = file.min_free_disk_percent {
+        if percent > 99 {
+            return Err(invalid(
+                "*",
+                "settings.min_free_disk_percent is a share of the disk, 0 to 99",
+            ));
+        }
+        s.queue_limits.min_free_disk_percent = percent;
+    }
+    if let Some(mib) = file.min_free_disk_mib {
+        s.queue_limits.min_free_disk_bytes = mib.saturating_mul(MIB);
+    }
+    Ok(())
 }
 
 fn secret(

@@ -4,7 +4,8 @@
 //!
 //! - [`config`]: the TOML configuration, validated once, secrets from the environment.
 //! - [`router`]: the axum `Router` (`POST /hooks/{route}`, `GET /healthz`).
-//! - [`queue`]: the [`queue::DeliveryQueue`] port; [`sqlite_queue`] its local adapter.
+//! - [`queue`]: the [`queue::DeliveryQueue`] port; [`sqlite_queue`] its local adapter, bounded by
+//!   [`queue_limits`].
 //! - [`destination`]: the [`destination::Destination`] port; [`slack`], [`http_forward`] and
 //!   [`clevertap_upload`], [`warehouse_destination`] (`webhook_events` in any Tapline warehouse).
 //! - [`worker`]: the delivery worker; [`retry`] its backoff; [`clock`] injectable time.
@@ -42,6 +43,7 @@ pub mod pubsub_queue;
 #[cfg(feature = "pubsub")]
 pub mod pubsub_replay;
 pub mod queue;
+pub mod queue_limits;
 pub mod relay;
 pub mod retry;
 pub mod router;

@@ -127,6 +127,28 @@ pub struct QueueCounts {
     pub dead: u64,
 }
 
+/// What the local queue looks like now: `/healthz` and `tapline relay status` show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueHealth {
+    /// Deliveries not yet delivered nor dead: due now, in flight, or held.
+    pub pending: u64,
+    /// Of `pending`, those not due yet: waiting out a retry's backoff or a paused destination.
+    pub held: u64,
+    /// Dead letters (kept for the dead-letter retention, or until replayed).
+    pub dead: u64,
+    /// Seconds since the oldest payload with a pending delivery came in; `None` when nothing is
+    /// pending.
+    pub oldest_pending_age_secs: Option<u64>,
+    /// What counts against the backlog cap
+    /// ([`crate::queue_limits::QueueLimits::max_backlog_bytes`]): the payloads with a delivery
+    /// pending or dead, each as its body plus [`crate::queue_limits::PAYLOAD_OVERHEAD_BYTES`].
+    pub backlog_bytes: u64,
+    /// Free space for this user on the state directory's file system, when it could be read.
+    pub free_disk_bytes: Option<u64>,
+    /// Why accepts are refused (503) now, or `None` while they are taken.
+    pub refusing: Option<String>,
+}
+
 /// The store could not do what was asked; the caller answers 503 or stops.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -167,6 +189,16 @@ pub enum QueueError {
         /// Which limit, and what would lift it.
         reason: String,
     },
+    /// The queue is past one of its limits ([`crate::queue_limits::QueueLimits`]): nothing is
+    /// stored until the worker drains it or disk space is freed. The endpoint answers 503 with
+    /// `Retry-After`.
+    #[error("delivery queue at {path} refuses new payloads: {reason}")]
+    Full {
+        /// The database file.
+        path: String,
+        /// Which limit, with the figures.
+        reason: String,
+    },
     /// The thread that commits accepted payloads has stopped (it panicked): restart the process.
     #[error("delivery queue writer for {path} has stopped")]
     WriterStopped {
@@ -195,7 +227,7 @@ impl QueueError {
             | QueueError::WriterStopped { .. }
             | QueueError::TooLarge { .. } => false,
             QueueError::Cloud { retryable, .. } => *retryable,
-            QueueError::Task(_) => true,
+            QueueError::Task(_) | QueueError::Full { .. } => true,
         }
     }
 }
@@ -213,6 +245,12 @@ pub trait AcceptQueue: Send + Sync {
         payload: IncomingPayload,
         dedupe_window_ms: i64,
     ) -> Result<Enqueued, QueueError>;
+
+    /// The queue's counts at `now_ms`, for `/healthz`; `None` for queues that cannot count
+    /// cheaply (the cloud queues have their own metrics).
+    async fn health(&self, _now_ms: i64) -> Result<Option<QueueHealth>, QueueError> {
+        Ok(None)
+    }
 }
 
 /// Durable storage of accepted payloads, their deliveries and dead letters.
@@ -267,6 +305,11 @@ pub trait DeliveryQueue: AcceptQueue {
     /// their deliveries and attempts. Pending deliveries and dead letters are kept whatever their
     /// age. Returns how many payloads were deleted.
     async fn prune_delivered(&self, before_ms: i64) -> Result<u64, QueueError>;
+
+    /// Deletes dead letters that became dead before `before_ms`, with their attempts, and their
+    /// payloads when no other delivery needs them. Pending deliveries (held for a paused
+    /// destination included) are kept whatever their age. Returns how many were deleted.
+    async fn prune_dead(&self, before_ms: i64) -> Result<u64, QueueError>;
 
     /// How many payloads and deliveries are in each state.
     async fn counts(&self) -> Result<QueueCounts, QueueError>;

@@ -163,7 +163,8 @@ impl Relay {
                 config.settings.retry.clone(),
                 clock.clone(),
             )
-            .with_retention(config.settings.retention),
+            .with_retention(config.settings.retention)
+            .with_dead_letter_retention(config.settings.dead_letter_retention),
         );
         let state = Arc::new(
             RelayState::new(config, queue.clone(), clock, wake.clone())
@@ -180,7 +181,10 @@ impl Relay {
     /// The relay with its SQLite queue under `state_dir` and the system clock: what
     /// `tapline relay serve` and `replay` run.
     pub fn local(config: &RelayConfig, state_dir: &Path) -> Result<Self, RelayError> {
-        let queue: Arc<dyn DeliveryQueue> = Arc::new(SqliteDeliveryQueue::open(state_dir)?);
+        let queue: Arc<dyn DeliveryQueue> = Arc::new(SqliteDeliveryQueue::open_with_limits(
+            state_dir,
+            config.settings.queue_limits,
+        )?);
         Self::new(config, queue, Arc::new(crate::clock::SystemClock))
     }
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header::CONTENT_LENGTH};
+use axum::http::{
+    HeaderMap, HeaderValue, StatusCode,
+    header::{CONTENT_LENGTH, RETRY_AFTER},
+};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -23,7 +26,8 @@ use crate::auth::{is_authorized, secrets_equal};
 use crate::clock::Clock;
 use crate::config::{RelayConfig, RouteConfig};
 use crate::payload::clevertap_webhook;
-use crate::queue::{AcceptQueue, Enqueued, IncomingPayload};
+use crate::queue::{AcceptQueue, Enqueued, IncomingPayload, QueueError};
+use crate::queue_limits::QUEUE_FULL_RETRY_AFTER;
 use crate::worker::DestinationPauses;
 
 /// What the handlers share: the routes, the queue and the worker's wake-up.
@@ -37,7 +41,14 @@ pub struct RelayState {
     pauses: Option<Arc<DestinationPauses>>,
     refused: AtomicU64,
     refusal_log: LogThrottle,
+    full_log: LogThrottle,
+    /// The last queue health read for `/healthz` and when (clock ms): one read per
+    /// [`HEALTH_CACHE`] whatever the polling rate (the endpoint has no auth).
+    health_cache: tokio::sync::Mutex<Option<(i64, Value)>>,
 }
+
+/// How long `/healthz` reuses a queue health read.
+const HEALTH_CACHE: Duration = Duration::from_secs(1);
 
 /// How often a route's refused requests are logged: one line per period with the count held back.
 const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -66,6 +77,8 @@ impl RelayState {
             pauses: None,
             refused: AtomicU64::new(0),
             refusal_log: LogThrottle::new(REFUSAL_LOG_PERIOD),
+            full_log: LogThrottle::new(REFUSAL_LOG_PERIOD),
+            health_cache: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -84,15 +97,18 @@ pub fn router(state: Arc<RelayState>) -> Router {
         .with_state(state)
 }
 
-/// `GET /healthz`: 200 while serving, with the number of requests refused 401 since start.
+/// `GET /healthz`: 200 while serving, with the number of requests refused 401 since start and,
+/// for a queue that counts (the local one), its counts under `queue`. A queue that cannot be
+/// read still answers 200 (the process serves), with `queue: {"error": "cannot read the queue"}`.
 async fn healthz(State(state): State<Arc<RelayState>>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        axum::Json(json!({
-            "status": "ok",
-            "refused_requests": state.refused.load(Ordering::Relaxed),
-        })),
-    )
+    let mut body = json!({
+        "status": "ok",
+        "refused_requests": state.refused.load(Ordering::Relaxed),
+    });
+    if let Some(queue) = state.queue_health().await {
+        body["queue"] = queue;
+    }
+    (StatusCode::OK, axum::Json(body))
 }
 
 /// The first address of `X-Forwarded-For` (set by the function URL, Cloud Run or a proxy), only
@@ -103,6 +119,29 @@ fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
 }
 
 impl RelayState {
+    /// The queue's health as JSON, read at most once per [`HEALTH_CACHE`]; `None` when the
+    /// queue does not count.
+    async fn queue_health(&self) -> Option<Value> {
+        let now = self.clock.now_ms();
+        let mut cache = self.health_cache.lock().await;
+        if let Some((at, value)) = cache.as_ref()
+            && now - at < HEALTH_CACHE.as_millis() as i64
+        {
+            return Some(value.clone());
+        }
+        let value = match self.queue.health(now).await {
+            Ok(Some(health)) => serde_json::to_value(health).ok()?,
+            Ok(None) => return None,
+            Err(err) => {
+                // The error names the state directory: logged, not shown to anyone who asks.
+                warn!(error = %err, "Queue health could not be read.");
+                json!({"error": "cannot read the queue"})
+            }
+        };
+        *cache = Some((now, value.clone()));
+        Some(value)
+    }
+
     /// Counts a refused request and logs it at most once per route and period, with the number
     /// of refusals held back since the previous line.
     fn refuse(&self, route: Option<&str>, request: &Request) {
@@ -144,7 +183,8 @@ fn is_length_limit(err: &axum::Error) -> bool {
 /// (no body, so a caller cannot list routes), 413 too large
 /// (for the body limit, or for the queue: an SQS message without a payload bucket),
 /// 400 not JSON, 200 once stored (or a CleverTap test not forwarded, or a duplicate), 503 when
-/// the queue cannot store it (so the sender retries).
+/// the queue cannot store it (so the sender retries), with `Retry-After` when the queue is past
+/// one of its limits.
 async fn accept_hook(
     State(state): State<Arc<RelayState>>,
     Path(route_name): Path<String>,
@@ -229,13 +269,30 @@ async fn accept_hook(
             info!(route = %route.name, id = %id, "Duplicate webhook within the dedupe window.");
             answer(StatusCode::OK, json!({"status": "duplicate", "id": id}))
         }
-        Err(err @ crate::queue::QueueError::TooLarge { .. }) => {
+        Err(err @ QueueError::TooLarge { .. }) => {
             // A retry cannot help: 413, with the reason (limits, not secrets).
             warn!(route = %route.name, error = %err, "Webhook refused: too large for the queue.");
             answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": err.to_string()}),
             )
+        }
+        Err(err @ QueueError::Full { .. }) => {
+            // Past a limit of the queue: nothing was stored, and nothing stored is touched.
+            // Logged at most once per period, with how many were refused meanwhile.
+            if let Some(held_back) = state.full_log.allow("queue-full") {
+                warn!(route = %route.name, error = %err, held_back,
+                      "Webhook refused: the queue is full.");
+            }
+            let mut answer = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "the relay's queue is full, retry later"}),
+            );
+            answer.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(QUEUE_FULL_RETRY_AFTER.as_secs()),
+            );
+            answer
         }
         Err(err) => {
             // Not accepted: the sender must retry, so this is not a 200.

@@ -3,7 +3,9 @@
 //! `synchronous=NORMAL`); a power loss may lose the last commits, the price of fast accepts.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -11,8 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::queue::{
     AcceptQueue, AttemptRecord, DeadLetter, DeadLetterFilter, Delivery, DeliveryQueue, Enqueued,
-    IncomingPayload, QueueCounts, QueueError, Settle,
+    IncomingPayload, QueueCounts, QueueError, QueueHealth, Settle,
 };
+use crate::queue_limits::{PAYLOAD_OVERHEAD_BYTES, QueueLimits};
 
 /// The database file's name under the state directory.
 pub const QUEUE_FILE: &str = "relay-queue.sqlite";
@@ -72,6 +75,10 @@ type EnqueueJob = (
 pub struct SqliteDeliveryQueue {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// Reads for `/healthz` and `relay status`, beside the writer (WAL): a count over a large
+    /// backlog never holds an accept back.
+    reader: Arc<Mutex<Connection>>,
+    backlog: Arc<Backlog>,
     writer: std::sync::mpsc::Sender<EnqueueJob>,
     /// Dropped with the last clone: the checkpoint thread then stops.
     _checkpoint_stop: Arc<std::sync::mpsc::Sender<()>>,
@@ -86,19 +93,35 @@ impl std::fmt::Debug for SqliteDeliveryQueue {
 }
 
 impl SqliteDeliveryQueue {
-    /// Opens (creating when missing) the queue in `state_dir`.
+    /// Opens (creating when missing) the queue in `state_dir` with the default [`QueueLimits`].
     pub fn open(state_dir: &Path) -> Result<Self, QueueError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| QueueError::StateDir {
+        Self::open_with_limits(state_dir, QueueLimits::default())
+    }
+
+    /// Opens (creating when missing) the queue in `state_dir`, refusing accepts past `limits`.
+    /// The directory is made 0700 and the database files 0600 (see [`private_state_dir`]).
+    pub fn open_with_limits(state_dir: &Path, limits: QueueLimits) -> Result<Self, QueueError> {
+        let dir_err = |source| QueueError::StateDir {
             path: state_dir.display().to_string(),
             source,
-        })?;
+        };
+        private_state_dir(state_dir).map_err(dir_err)?;
         let path = state_dir.join(QUEUE_FILE);
+        private_queue_files(&path).map_err(dir_err)?;
         let err = |source| QueueError::Sqlite {
             path: path.display().to_string(),
             source,
         };
         let conn = connect(&path).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let reader = Arc::new(Mutex::new(connect(&path).map_err(err)?));
+        let backlog = Arc::new(Backlog {
+            bytes: AtomicU64::new(count_backlog_bytes(&conn).map_err(err)?),
+            counted_at: Mutex::new(Instant::now()),
+            limits,
+            state_dir: state_dir.to_path_buf(),
+            reader: reader.clone(),
+        });
         // Checkpoints (copying the WAL into the database, with its fsyncs) run on their own
         // connection and thread, so that an accept never waits for one.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
@@ -114,11 +137,12 @@ impl SqliteDeliveryQueue {
                 source,
             })?;
         let (writer, jobs) = std::sync::mpsc::channel();
-        let (thread_conn, thread_path) = (conn.clone(), path.clone());
+        let (thread_conn, thread_path, thread_backlog) =
+            (conn.clone(), path.clone(), backlog.clone());
         // The thread ends when the last clone of the queue (and so of `writer`) is dropped.
         std::thread::Builder::new()
             .name("relay-queue-writer".into())
-            .spawn(move || write_groups(&thread_conn, &thread_path, &jobs))
+            .spawn(move || write_groups(&thread_conn, &thread_path, &thread_backlog, &jobs))
             .map_err(|source| QueueError::StateDir {
                 path: state_dir.display().to_string(),
                 source,
@@ -126,6 +150,8 @@ impl SqliteDeliveryQueue {
         Ok(Self {
             path,
             conn,
+            reader,
+            backlog,
             writer,
             _checkpoint_stop: Arc::new(checkpoint_stop),
         })
@@ -141,7 +167,16 @@ impl SqliteDeliveryQueue {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, QueueError> {
-        let conn = self.conn.clone();
+        self.on(&self.conn, f).await
+    }
+
+    /// Runs `f` on `conn` on a blocking thread.
+    async fn on<T: Send + 'static>(
+        &self,
+        conn: &Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        let conn = conn.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             // A panic while holding the lock leaves SQLite consistent (transactions roll back).
@@ -153,6 +188,201 @@ impl SqliteDeliveryQueue {
         })
         .await
         .map_err(QueueError::Task)?
+    }
+}
+
+/// Creates the state directory 0700, or tightens an existing one to 0700: it holds webhook
+/// bodies. An existing directory that is not ours to tighten is refused with the reason: a
+/// link, one owned by another user, or a shared one (sticky or writable by others, like
+/// `/tmp`). Tightening rather than refusing keeps a state dir made by an earlier version (0755
+/// under the usual umask) working after an upgrade.
+pub fn private_state_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    let refuse = |why: &str| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{why}: the relay keeps webhook bodies there, so it wants a directory of its own \
+                 (mode 0700); give --state-dir a new path"
+            ),
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse("not a directory (a link?)");
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if meta.uid() != unsafe { libc::geteuid() } {
+        return refuse("owned by another user");
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o1002 != 0 {
+        return refuse("a shared directory (sticky or writable by others)");
+    }
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "State directory was open to others; made 0700."
+        );
+    }
+    Ok(())
+}
+
+/// Creates the database file 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode), and tightens to 0600 the files an earlier version left
+/// wider.
+fn private_queue_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::symlink_metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The backlog's size as the cap counts it, kept in memory so that an accept does not count
+/// rows: raised by each accept, lowered when a payload's last delivery is delivered, counted
+/// again from the database after a prune and when the cap is reached (another process, such as
+/// `tapline relay replay`, may have drained it meanwhile).
+#[derive(Debug)]
+struct Backlog {
+    bytes: AtomicU64,
+    /// When `bytes` was last counted from the database.
+    counted_at: Mutex<Instant>,
+    limits: QueueLimits,
+    state_dir: PathBuf,
+    /// Counts run on the reading connection: a long count never holds the writer (accepts,
+    /// settles) back.
+    reader: Arc<Mutex<Connection>>,
+}
+
+/// How often the cap may count the backlog again while it refuses: a count reads every
+/// payload of the backlog.
+const RECOUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a payload is charged against the cap.
+fn payload_cost(payload: &IncomingPayload) -> u64 {
+    if payload.destinations.is_empty() {
+        return 0;
+    }
+    payload.body.len() as u64 + PAYLOAD_OVERHEAD_BYTES
+}
+
+/// The backlog's bytes, counted: payloads with a delivery pending or dead.
+fn count_backlog_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let (n, bytes): (i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(length(p.body)), 0) FROM relay_payloads p \
+         WHERE EXISTS (SELECT 1 FROM relay_deliveries d WHERE d.payload_id = p.id \
+         AND d.status <> 'delivered')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(bytes as u64 + n as u64 * PAYLOAD_OVERHEAD_BYTES)
+}
+
+/// Free bytes (for this user) and total bytes of the file system holding `dir`.
+fn disk_space(dir: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs only writes into the zeroed struct we pass; the path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let block = stat.f_frsize as u64;
+    Ok((
+        (stat.f_bavail as u64).saturating_mul(block),
+        (stat.f_blocks as u64).saturating_mul(block),
+    ))
+}
+
+impl Backlog {
+    /// Lowers the count by `freed` bytes.
+    fn release(&self, freed: u64) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                Some(b.saturating_sub(freed))
+            });
+    }
+
+    /// Counts the backlog again from the database. A settle that lands during the count may be
+    /// counted twice until the next count: the error is on the side of refusing.
+    fn recount(&self) -> rusqlite::Result<u64> {
+        let bytes = count_backlog_bytes(&self.reader.lock().unwrap_or_else(|p| p.into_inner()))?;
+        self.bytes.store(bytes, Ordering::SeqCst);
+        *self.counted_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Ok(bytes)
+    }
+
+    /// Why `incoming` more bytes would pass the cap, counting again first (at most every
+    /// [`RECOUNT_EVERY`]) so that a backlog drained by another process is seen.
+    fn over_cap(&self, incoming: u64) -> Option<String> {
+        let max = self.limits.max_backlog_bytes;
+        let mut bytes = self.bytes.load(Ordering::SeqCst);
+        if bytes.saturating_add(incoming) <= max {
+            return None;
+        }
+        let stale = self
+            .counted_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+            >= RECOUNT_EVERY;
+        if stale && let Ok(counted) = self.recount() {
+            bytes = counted;
+        }
+        (bytes.saturating_add(incoming) > max).then(|| {
+            format!(
+                "the backlog holds {bytes} bytes and the cap is {max} (settings.max_queue_mib): \
+                 deliveries must drain first"
+            )
+        })
+    }
+
+    /// Why the state directory's file system is past the free-space watermark, with the free
+    /// space read; an unreadable free space refuses too (fail closed).
+    fn disk_refusal(&self) -> (Option<u64>, Option<String>) {
+        match disk_space(&self.state_dir) {
+            Ok((free, total)) => {
+                let share = total / 100 * u64::from(self.limits.min_free_disk_percent);
+                let watermark = share.max(self.limits.min_free_disk_bytes);
+                let refusal = (free < watermark).then(|| {
+                    format!(
+                        "{free} bytes free on the state directory's file system, below the \
+                         watermark of {watermark} (settings.min_free_disk_percent, \
+                         min_free_disk_mib)"
+                    )
+                });
+                (Some(free), refusal)
+            }
+            Err(err) => (
+                None,
+                Some(format!(
+                    "cannot read the state directory's free space: {err}"
+                )),
+            ),
+        }
     }
 }
 
@@ -278,13 +508,14 @@ fn insert_payload(
     Ok(Enqueued::Accepted { id })
 }
 
-/// Records one attempt and moves its delivery on, inside `tx`.
+/// Records one attempt and moves its delivery on, inside `tx`. Returns the bytes that left the
+/// backlog: the payload's cost when this was its last delivery not yet delivered.
 fn record_attempt(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
     attempt: &AttemptRecord,
     next: Settle,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<u64> {
     tx.prepare_cached(
         "INSERT INTO relay_attempts (delivery_id, attempt, at_ms, duration_ms, status_code, \
          outcome, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -300,12 +531,28 @@ fn record_attempt(
     ])?;
     let settled_at = attempt.at_ms + attempt.duration_ms;
     match next {
-        Settle::Delivered => tx
-            .prepare_cached(
-                "UPDATE relay_deliveries SET status = 'delivered', attempts = ?2, \
-                 settled_at_ms = ?3 WHERE id = ?1",
-            )?
-            .execute(params![id, attempt.attempt, settled_at])?,
+        Settle::Delivered => {
+            // Only a delivery not delivered before frees bytes (a lease that ended may let one
+            // be delivered twice).
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE relay_deliveries SET status = 'delivered', attempts = ?2, \
+                     settled_at_ms = ?3 WHERE id = ?1 AND status <> 'delivered'",
+                )?
+                .execute(params![id, attempt.attempt, settled_at])?;
+            if changed == 0 {
+                return Ok(0);
+            }
+            let freed: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT length(p.body) FROM relay_deliveries d0 JOIN relay_payloads p \
+                     ON p.id = d0.payload_id WHERE d0.id = ?1 AND NOT EXISTS (SELECT 1 FROM \
+                     relay_deliveries d WHERE d.payload_id = p.id AND d.status <> 'delivered')",
+                )?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            return Ok(freed.map_or(0, |b| b as u64 + PAYLOAD_OVERHEAD_BYTES));
+        }
         Settle::Dead => tx
             .prepare_cached(
                 "UPDATE relay_deliveries SET status = 'dead', attempts = ?2, settled_at_ms = ?3 \
@@ -318,7 +565,7 @@ fn record_attempt(
             )?
             .execute(params![id, attempt.attempt, at])?,
     };
-    Ok(())
+    Ok(0)
 }
 
 /// The writer thread: waits for a payload, takes whatever else is waiting (up to
@@ -327,17 +574,51 @@ fn record_attempt(
 fn write_groups(
     conn: &Mutex<Connection>,
     path: &Path,
+    backlog: &Backlog,
     jobs: &std::sync::mpsc::Receiver<EnqueueJob>,
 ) {
     while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
+        let mut waiting = vec![first];
+        while waiting.len() < MAX_GROUP {
             match jobs.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(job) => waiting.push(job),
                 Err(_) => break,
             }
         }
+        // The limits, checked here where accepts are serialised: the cap cannot be passed by
+        // payloads racing each other. Refused payloads are answered at once; none is stored.
+        let (_, disk_refusal) = backlog.disk_refusal();
+        let mut group = Vec::with_capacity(waiting.len());
+        let mut group_bytes = 0;
+        for job in waiting {
+            let cost = payload_cost(&job.0);
+            let refusal = disk_refusal
+                .clone()
+                .or_else(|| backlog.over_cap(group_bytes + cost));
+            match refusal {
+                Some(reason) => {
+                    let _ = job.2.send(Err(QueueError::Full {
+                        path: path.display().to_string(),
+                        reason,
+                    }));
+                }
+                None => {
+                    group_bytes += cost;
+                    group.push(job);
+                }
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
         let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = |payload: &IncomingPayload, outcome: &Enqueued| {
+            if matches!(outcome, Enqueued::Accepted { .. }) {
+                backlog
+                    .bytes
+                    .fetch_add(payload_cost(payload), Ordering::SeqCst);
+            }
+        };
         let together = (|| {
             let tx = guard.transaction()?;
             let outcomes = group
@@ -350,7 +631,8 @@ fn write_groups(
         match together {
             Ok(outcomes) => {
                 drop(guard);
-                for ((_, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                for ((payload, _, reply), outcome) in group.into_iter().zip(outcomes) {
+                    stored(&payload, &outcome);
                     let _ = reply.send(Ok(outcome));
                 }
             }
@@ -362,6 +644,9 @@ fn write_groups(
                         tx.commit()?;
                         Ok(outcome)
                     })();
+                    if let Ok(outcome) = &alone {
+                        stored(&payload, outcome);
+                    }
                     let _ = reply.send(alone.map_err(|source| QueueError::Sqlite {
                         path: path.display().to_string(),
                         source,
@@ -387,6 +672,53 @@ impl AcceptQueue for SqliteDeliveryQueue {
             .send((payload, dedupe_window_ms, reply))
             .map_err(|_| closed())?;
         outcome.await.map_err(|_| closed())?
+    }
+
+    async fn health(&self, now_ms: i64) -> Result<Option<QueueHealth>, QueueError> {
+        let backlog = self.backlog.clone();
+        let mut health = self
+            .on(&self.reader, move |conn| {
+                let (pending, held): (i64, i64) = conn.query_row(
+                    "SELECT count(*), coalesce(sum(next_attempt_at_ms > ?1), 0) \
+                     FROM relay_deliveries WHERE status = 'pending'",
+                    [now_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let dead: i64 = conn.query_row(
+                    "SELECT count(*) FROM relay_deliveries WHERE status = 'dead'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let oldest: Option<i64> = conn.query_row(
+                    "SELECT min(p.received_at_ms) FROM relay_deliveries d JOIN relay_payloads p \
+                     ON p.id = d.payload_id WHERE d.status = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok(QueueHealth {
+                    pending: pending as u64,
+                    held: held as u64,
+                    dead: dead as u64,
+                    oldest_pending_age_secs: oldest
+                        .map(|at| (now_ms.saturating_sub(at).max(0) / 1000) as u64),
+                    backlog_bytes: backlog.bytes.load(Ordering::SeqCst),
+                    ..QueueHealth::default()
+                })
+            })
+            .await?;
+        let (free, disk_refusal) = self.backlog.disk_refusal();
+        health.free_disk_bytes = free;
+        health.refusing = disk_refusal.or_else(|| {
+            let max = self.backlog.limits.max_backlog_bytes;
+            // Full when not even the smallest payload fits.
+            (health.backlog_bytes + PAYLOAD_OVERHEAD_BYTES > max).then(|| {
+                format!(
+                    "the backlog holds {} bytes and the cap is {max} (settings.max_queue_mib)",
+                    health.backlog_bytes
+                )
+            })
+        });
+        Ok(Some(health))
     }
 }
 
@@ -436,14 +768,19 @@ impl DeliveryQueue for SqliteDeliveryQueue {
         &self,
         settled: Vec<(String, AttemptRecord, Settle)>,
     ) -> Result<(), QueueError> {
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            for (id, attempt, next) in &settled {
-                record_attempt(&tx, id, attempt, *next)?;
-            }
-            tx.commit()
-        })
-        .await
+        let freed = self
+            .with(move |conn| {
+                let tx = conn.transaction()?;
+                let mut freed = 0;
+                for (id, attempt, next) in &settled {
+                    freed += record_attempt(&tx, id, attempt, *next)?;
+                }
+                tx.commit()?;
+                Ok(freed)
+            })
+            .await?;
+        self.backlog.release(freed);
+        Ok(())
     }
 
     async fn postpone(&self, ids: Vec<String>, until_ms: i64) -> Result<(), QueueError> {
@@ -579,6 +916,64 @@ impl DeliveryQueue for SqliteDeliveryQueue {
                 return Ok(total);
             }
         }
+    }
+
+    async fn prune_dead(&self, before_ms: i64) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            // In batches, each its own transaction, as for delivered payloads.
+            let deleted = self
+                .with(move |conn| {
+                    let tx = conn.transaction()?;
+                    tx.execute(
+                        "CREATE TEMP TABLE IF NOT EXISTS relay_prune_dead \
+                         (id TEXT PRIMARY KEY, payload_id TEXT NOT NULL)",
+                        [],
+                    )?;
+                    tx.execute("DELETE FROM relay_prune_dead", [])?;
+                    let n = tx.execute(
+                        "INSERT INTO relay_prune_dead (id, payload_id) SELECT id, payload_id \
+                         FROM relay_deliveries WHERE status = 'dead' AND settled_at_ms < ?1 \
+                         LIMIT ?2",
+                        params![before_ms, PRUNE_BATCH],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM relay_attempts WHERE delivery_id IN \
+                         (SELECT id FROM relay_prune_dead)",
+                        [],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM relay_deliveries WHERE id IN (SELECT id FROM relay_prune_dead)",
+                        [],
+                    )?;
+                    // A payload goes once no delivery of it is left; one with a delivery still
+                    // pending (or delivered, kept for the dedupe window) stays.
+                    tx.execute(
+                        "DELETE FROM relay_payloads WHERE id IN (SELECT payload_id FROM \
+                         relay_prune_dead) AND NOT EXISTS (SELECT 1 FROM relay_deliveries d \
+                         WHERE d.payload_id = relay_payloads.id)",
+                        [],
+                    )?;
+                    tx.commit()?;
+                    Ok(n as u64)
+                })
+                .await?;
+            total += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        if total > 0 {
+            let backlog = self.backlog.clone();
+            tokio::task::spawn_blocking(move || backlog.recount())
+                .await
+                .map_err(QueueError::Task)?
+                .map_err(|source| QueueError::Sqlite {
+                    path: self.path.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(total)
     }
 
     async fn counts(&self) -> Result<QueueCounts, QueueError> {

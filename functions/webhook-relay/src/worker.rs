@@ -29,8 +29,8 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// process, a lease that ended).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// How often a running worker deletes old delivered payloads (see
-/// [`DeliveryQueue::prune_delivered`]).
+/// How often a running worker deletes old delivered payloads and old dead letters (see
+/// [`DeliveryQueue::prune_delivered`], [`DeliveryQueue::prune_dead`]).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Retryable failures in a row after which a destination is paused.
@@ -128,6 +128,15 @@ impl DestinationPauses {
     }
 }
 
+/// What one prune deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Payloads whose every delivery was delivered, past the retention.
+    pub delivered: u64,
+    /// Dead letters past the dead-letter retention.
+    pub dead: u64,
+}
+
 /// What a worker did, for tests and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerStats {
@@ -164,6 +173,7 @@ pub struct DeliveryWorker {
     lease: Duration,
     breakers: Arc<DestinationPauses>,
     retention: Option<Duration>,
+    dead_letter_retention: Option<Duration>,
     /// When the last prune ran (Unix ms); `i64::MIN` before the first.
     last_prune_ms: std::sync::atomic::AtomicI64,
 }
@@ -185,6 +195,7 @@ impl DeliveryWorker {
             lease: DEFAULT_LEASE,
             breakers: Arc::default(),
             retention: None,
+            dead_letter_retention: None,
             last_prune_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
@@ -201,29 +212,49 @@ impl DeliveryWorker {
         self
     }
 
-    /// Prunes delivered payloads older than the retention when [`PRUNE_EVERY`] has passed since
-    /// the last prune (or none ran yet); returns how many were deleted, `None` when not due.
-    pub async fn prune_if_due(&self) -> Result<Option<u64>, QueueError> {
+    /// Deletes dead letters `retention` after they became dead, every [`PRUNE_EVERY`] while
+    /// [`Self::run`] runs. Without it dead letters are kept until replayed.
+    pub fn with_dead_letter_retention(mut self, retention: Duration) -> Self {
+        self.dead_letter_retention = Some(retention);
+        self
+    }
+
+    /// Prunes delivered payloads and dead letters past their retentions when [`PRUNE_EVERY`]
+    /// has passed since the last prune (or none ran yet); returns how many were deleted, `None`
+    /// when not due (or no retention is set). Deliveries still pending, held for a paused
+    /// destination included, are never pruned.
+    pub async fn prune_if_due(&self) -> Result<Option<Pruned>, QueueError> {
         use std::sync::atomic::Ordering;
-        let Some(retention) = self.retention else {
+        if self.retention.is_none() && self.dead_letter_retention.is_none() {
             return Ok(None);
-        };
+        }
         let now = self.clock.now_ms();
         let last = self.last_prune_ms.load(Ordering::SeqCst);
         if last != i64::MIN && now - last < PRUNE_EVERY.as_millis() as i64 {
             return Ok(None);
         }
         self.last_prune_ms.store(now, Ordering::SeqCst);
-        let pruned = self
-            .queue
-            .prune_delivered(now - retention.as_millis() as i64)
-            .await?;
-        if pruned > 0 {
-            info!(
-                pruned,
-                retention_secs = retention.as_secs(),
-                "Delivered payloads pruned."
-            );
+        let before = |retention: Duration| now - retention.as_millis() as i64;
+        let mut pruned = Pruned::default();
+        if let Some(retention) = self.retention {
+            pruned.delivered = self.queue.prune_delivered(before(retention)).await?;
+            if pruned.delivered > 0 {
+                info!(
+                    pruned = pruned.delivered,
+                    retention_secs = retention.as_secs(),
+                    "Delivered payloads pruned."
+                );
+            }
+        }
+        if let Some(retention) = self.dead_letter_retention {
+            pruned.dead = self.queue.prune_dead(before(retention)).await?;
+            if pruned.dead > 0 {
+                info!(
+                    pruned = pruned.dead,
+                    retention_secs = retention.as_secs(),
+                    "Dead letters pruned."
+                );
+            }
         }
         Ok(Some(pruned))
     }
@@ -352,7 +383,7 @@ impl DeliveryWorker {
                 break;
             }
             if let Err(err) = self.prune_if_due().await {
-                warn!(error = %err, "Pruning delivered payloads failed; trying again later.");
+                warn!(error = %err, "Pruning the queue failed; trying again later.");
             }
             let room = self.batch.saturating_sub(tasks.len());
             if room > 0 {
@@ -881,13 +912,13 @@ mod tests {
         worker.run_until_idle().await.unwrap();
         assert_eq!(
             worker.prune_if_due().await.unwrap(),
-            Some(0),
+            Some(Pruned::default()),
             "the first runs at once"
         );
         clock.advance(day);
         assert_eq!(
             worker.prune_if_due().await.unwrap(),
-            Some(0),
+            Some(Pruned::default()),
             "not older than a day yet"
         );
         clock.advance(Duration::from_secs(1));
@@ -897,10 +928,106 @@ mod tests {
             "not due: the last ran 1 s ago"
         );
         clock.advance(PRUNE_EVERY);
-        assert_eq!(worker.prune_if_due().await.unwrap(), Some(1));
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(Pruned {
+                delivered: 1,
+                dead: 0
+            })
+        );
         assert_eq!(
             queue.counts().await.unwrap(),
             crate::queue::QueueCounts::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_pruned_after_their_retention_while_held_deliveries_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue: Arc<dyn DeliveryQueue> =
+            Arc::new(SqliteDeliveryQueue::open(dir.path()).unwrap());
+        let clock = Arc::new(ManualClock::new(0));
+        // "gone" refuses every payload for good (dead at once); "down" answers 503 (retried, then
+        // paused by the breaker: its deliveries are held).
+        let gone = ScriptedDestination::new((0..10).map(|_| status(404)).collect());
+        let down = ScriptedDestination::new((0..10).map(|_| status(503)).collect());
+        let mut destinations: DestinationMap = HashMap::new();
+        destinations.insert(("r".into(), "gone".into()), gone.clone());
+        destinations.insert(("r".into(), "down".into()), down.clone());
+        destinations.insert(("g".into(), "gone".into()), gone.clone());
+        let month = Duration::from_secs(30 * 86_400);
+        let worker = DeliveryWorker::new(
+            queue.clone(),
+            destinations,
+            RetryPolicy::default(),
+            clock.clone(),
+        )
+        .with_dead_letter_retention(month);
+        let enqueue = |route: &str, destinations: &[&str], n: usize| IncomingPayload {
+            route: route.into(),
+            destinations: destinations.iter().map(|d| d.to_string()).collect(),
+            body: format!("{{\"n\":{n}}}").into_bytes(),
+            received_at_ms: 0,
+            paused_until_ms: HashMap::new(),
+        };
+        for n in 0..5 {
+            queue
+                .enqueue(enqueue("r", &["gone", "down"], n), 0)
+                .await
+                .unwrap();
+        }
+        queue.enqueue(enqueue("g", &["gone"], 9), 0).await.unwrap();
+        let stats = worker.run_once().await.unwrap();
+        assert_eq!((stats.dead, stats.retried), (6, 5), "{stats:?}");
+        let key = ("r".to_string(), "down".to_string());
+        assert!(
+            worker.pauses().paused_until(&key, 0).is_some(),
+            "down is paused"
+        );
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(Pruned::default()),
+            "the first prune runs at once; nothing is old enough"
+        );
+        clock.advance(month);
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(Pruned::default())
+        );
+        clock.advance(PRUNE_EVERY);
+        assert_eq!(
+            worker.prune_if_due().await.unwrap(),
+            Some(Pruned {
+                delivered: 0,
+                dead: 6
+            })
+        );
+        assert!(
+            queue
+                .dead_letters(&DeadLetterFilter::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let counts = queue.counts().await.unwrap();
+        // The held deliveries and their payloads stay; "g"'s payload had nothing else left.
+        assert_eq!(
+            (
+                counts.payloads,
+                counts.pending,
+                counts.dead,
+                counts.delivered
+            ),
+            (5, 5, 0, 0)
+        );
+        let health = queue.health(clock.now_ms()).await.unwrap().unwrap();
+        assert_eq!(health.pending, 5);
+        assert_eq!(health.oldest_pending_age_secs, Some(30 * 86_400 + 600));
+        let body_bytes: u64 = (0..5).map(|n| format!("{{\"n\":{n}}}").len() as u64).sum();
+        assert_eq!(
+            health.backlog_bytes,
+            body_bytes + 5 * crate::queue_limits::PAYLOAD_OVERHEAD_BYTES,
+            "the pruned dead letters left the backlog"
         );
     }
 }
