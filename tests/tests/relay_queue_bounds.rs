@@ -425,6 +425,14 @@ fn the_bounds_are_read_from_settings_with_defaults_and_refused_when_unusable() {
             "dead_letter_retention_days = -1",
             "settings.dead_letter_retention_days must be a number of days",
         ),
+        (
+            "dead_letter_retention_days = 1e300",
+            "settings.dead_letter_retention_days is too many days",
+        ),
+        (
+            "retention_days = 1e300",
+            "settings.retention_days is too many days",
+        ),
     ] {
         let err = parse(settings).unwrap_err();
         assert_eq!(

@@ -514,14 +514,8 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
     if let Some(secs) = file.dedupe_window_secs {
         s.dedupe_window = Duration::from_secs(secs);
     }
-    if let Some(days) = file.retention_days {
-        if !days.is_finite() || days < 0.0 {
-            return Err(invalid(
-                "*",
-                "settings.retention_days must be a number of days",
-            ));
-        }
-        s.retention = Duration::from_secs_f64(days * 86_400.0);
+    if let Some(retention) = days("retention_days", file.retention_days)? {
+        s.retention = retention;
     }
     if s.retention < s.dedupe_window {
         return Err(invalid(
@@ -579,17 +573,31 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
     Ok(s)
 }
 
+/// A `settings.<key>` number of days (fractions allowed) as a duration: negative, not a number,
+/// or past what a duration holds (`1e300`) is refused by name.
+fn days(key: &str, days: Option<f64>) -> Result<Option<Duration>, ConfigError> {
+    let Some(days) = days else {
+        return Ok(None);
+    };
+    if !days.is_finite() || days < 0.0 {
+        return Err(invalid(
+            "*",
+            format!("settings.{key} must be a number of days"),
+        ));
+    }
+    Duration::try_from_secs_f64(days * 86_400.0)
+        .map(Some)
+        .map_err(|_| invalid("*", format!("settings.{key} is too many days")))
+}
+
 /// The local queue's dead-letter retention, backlog cap and free-disk watermark.
 fn queue_bounds(file: &SettingsFile, s: &mut Settings) -> Result<(), ConfigError> {
     const MIB: u64 = 1024 * 1024;
-    if let Some(days) = file.dead_letter_retention_days {
-        if !days.is_finite() || days < 0.0 {
-            return Err(invalid(
-                "*",
-                "settings.dead_letter_retention_days must be a number of days",
-            ));
-        }
-        s.dead_letter_retention = Duration::from_secs_f64(days * 86_400.0);
+    if let Some(retention) = days(
+        "dead_letter_retention_days",
+        file.dead_letter_retention_days,
+    )? {
+        s.dead_letter_retention = retention;
     }
     if s.dead_letter_retention < s.dedupe_window {
         return Err(invalid(

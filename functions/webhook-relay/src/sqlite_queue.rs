@@ -171,6 +171,29 @@ impl SqliteDeliveryQueue {
     }
 
     /// Runs `f` on `conn` on a blocking thread.
+    /// Runs `batch` (which deletes at most [`PRUNE_BATCH`] of something and says how many) in
+    /// transactions of its own until one deletes fewer: accepts wait for one batch at most.
+    async fn in_batches(
+        &self,
+        batch: impl Fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize> + Send + Copy + 'static,
+    ) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .with(move |conn| {
+                    let tx = conn.transaction()?;
+                    let n = batch(&tx)?;
+                    tx.commit()?;
+                    Ok(n as u64)
+                })
+                .await?;
+            total += deleted;
+            if deleted < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn on<T: Send + 'static>(
         &self,
         conn: &Arc<Mutex<Connection>>,
@@ -876,93 +899,72 @@ impl DeliveryQueue for SqliteDeliveryQueue {
     }
 
     async fn prune_delivered(&self, before_ms: i64) -> Result<u64, QueueError> {
-        let mut total = 0;
-        loop {
-            // In batches, each its own transaction, so that accepts wait for one batch at most.
-            let deleted = self
-                .with(move |conn| {
-                    let tx = conn.transaction()?;
-                    tx.execute(
-                        "CREATE TEMP TABLE IF NOT EXISTS relay_prune (id TEXT PRIMARY KEY)",
-                        [],
-                    )?;
-                    tx.execute("DELETE FROM relay_prune", [])?;
-                    let n = tx.execute(
-                        "INSERT INTO relay_prune (id) SELECT p.id FROM relay_payloads p \
-                         WHERE p.received_at_ms < ?1 AND NOT EXISTS (SELECT 1 FROM \
-                         relay_deliveries d WHERE d.payload_id = p.id AND d.status <> 'delivered') \
-                         LIMIT ?2",
-                        params![before_ms, PRUNE_BATCH],
-                    )?;
-                    tx.execute(
-                        "DELETE FROM relay_attempts WHERE delivery_id IN (SELECT d.id FROM \
-                         relay_deliveries d JOIN relay_prune r ON r.id = d.payload_id)",
-                        [],
-                    )?;
-                    tx.execute(
-                        "DELETE FROM relay_deliveries WHERE payload_id IN (SELECT id FROM relay_prune)",
-                        [],
-                    )?;
-                    tx.execute(
-                        "DELETE FROM relay_payloads WHERE id IN (SELECT id FROM relay_prune)",
-                        [],
-                    )?;
-                    tx.commit()?;
-                    Ok(n as u64)
-                })
-                .await?;
-            total += deleted;
-            if deleted < PRUNE_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        self.in_batches(move |tx| {
+            tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS relay_prune (id TEXT PRIMARY KEY)",
+                [],
+            )?;
+            tx.execute("DELETE FROM relay_prune", [])?;
+            let n = tx.execute(
+                "INSERT INTO relay_prune (id) SELECT p.id FROM relay_payloads p \
+                 WHERE p.received_at_ms < ?1 AND NOT EXISTS (SELECT 1 FROM \
+                 relay_deliveries d WHERE d.payload_id = p.id AND d.status <> 'delivered') \
+                 LIMIT ?2",
+                params![before_ms, PRUNE_BATCH],
+            )?;
+            tx.execute(
+                "DELETE FROM relay_attempts WHERE delivery_id IN (SELECT d.id FROM \
+                 relay_deliveries d JOIN relay_prune r ON r.id = d.payload_id)",
+                [],
+            )?;
+            tx.execute(
+                "DELETE FROM relay_deliveries WHERE payload_id IN (SELECT id FROM relay_prune)",
+                [],
+            )?;
+            tx.execute(
+                "DELETE FROM relay_payloads WHERE id IN (SELECT id FROM relay_prune)",
+                [],
+            )?;
+            Ok(n)
+        })
+        .await
     }
 
     async fn prune_dead(&self, before_ms: i64) -> Result<u64, QueueError> {
-        let mut total = 0;
-        loop {
-            // In batches, each its own transaction, as for delivered payloads.
-            let deleted = self
-                .with(move |conn| {
-                    let tx = conn.transaction()?;
-                    tx.execute(
-                        "CREATE TEMP TABLE IF NOT EXISTS relay_prune_dead \
-                         (id TEXT PRIMARY KEY, payload_id TEXT NOT NULL)",
-                        [],
-                    )?;
-                    tx.execute("DELETE FROM relay_prune_dead", [])?;
-                    let n = tx.execute(
-                        "INSERT INTO relay_prune_dead (id, payload_id) SELECT id, payload_id \
-                         FROM relay_deliveries WHERE status = 'dead' AND settled_at_ms < ?1 \
-                         LIMIT ?2",
-                        params![before_ms, PRUNE_BATCH],
-                    )?;
-                    tx.execute(
-                        "DELETE FROM relay_attempts WHERE delivery_id IN \
-                         (SELECT id FROM relay_prune_dead)",
-                        [],
-                    )?;
-                    tx.execute(
-                        "DELETE FROM relay_deliveries WHERE id IN (SELECT id FROM relay_prune_dead)",
-                        [],
-                    )?;
-                    // A payload goes once no delivery of it is left; one with a delivery still
-                    // pending (or delivered, kept for the dedupe window) stays.
-                    tx.execute(
-                        "DELETE FROM relay_payloads WHERE id IN (SELECT payload_id FROM \
-                         relay_prune_dead) AND NOT EXISTS (SELECT 1 FROM relay_deliveries d \
-                         WHERE d.payload_id = relay_payloads.id)",
-                        [],
-                    )?;
-                    tx.commit()?;
-                    Ok(n as u64)
-                })
-                .await?;
-            total += deleted;
-            if deleted < PRUNE_BATCH as u64 {
-                break;
-            }
-        }
+        let total = self
+            .in_batches(move |tx| {
+                tx.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS relay_prune_dead \
+                     (id TEXT PRIMARY KEY, payload_id TEXT NOT NULL)",
+                    [],
+                )?;
+                tx.execute("DELETE FROM relay_prune_dead", [])?;
+                let n = tx.execute(
+                    "INSERT INTO relay_prune_dead (id, payload_id) SELECT id, payload_id \
+                     FROM relay_deliveries WHERE status = 'dead' AND settled_at_ms < ?1 \
+                     LIMIT ?2",
+                    params![before_ms, PRUNE_BATCH],
+                )?;
+                tx.execute(
+                    "DELETE FROM relay_attempts WHERE delivery_id IN \
+                     (SELECT id FROM relay_prune_dead)",
+                    [],
+                )?;
+                tx.execute(
+                    "DELETE FROM relay_deliveries WHERE id IN (SELECT id FROM relay_prune_dead)",
+                    [],
+                )?;
+                // A payload goes once no delivery of it is left; one with a delivery still
+                // pending (or delivered, kept for the dedupe window) stays.
+                tx.execute(
+                    "DELETE FROM relay_payloads WHERE id IN (SELECT payload_id FROM \
+                     relay_prune_dead) AND NOT EXISTS (SELECT 1 FROM relay_deliveries d \
+                     WHERE d.payload_id = relay_payloads.id)",
+                    [],
+                )?;
+                Ok(n)
+            })
+            .await?;
         if total > 0 {
             let backlog = self.backlog.clone();
             tokio::task::spawn_blocking(move || backlog.recount())
