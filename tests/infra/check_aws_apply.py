@@ -102,6 +102,38 @@ def tf_vars(endpoint: str, zips: Path) -> list[str]:
     return [arg for key, value in values.items() for arg in ("-var", f"{key}={value}")]
 
 
+# Plans Terraform must refuse, each for its precondition's reason: (what, extra -var, message).
+REFUSED_PLANS = [
+    (
+        "a secret named as both a route and a destination secret",
+        {"webhook_relay_destination_secret_names": json.dumps([*DESTINATION_SECRETS, ROUTE_SECRETS[0]])},
+        "A relay secret is either a route secret",
+    ),
+    (
+        "the loader's reserved concurrency below its SQS mapping's maximum",
+        {"export_loader_reserved_concurrency": "1"},  # the example keeps the maximum's default, 5
+        "export_loader_reserved_concurrency must be at least export_loader_max_concurrency",
+    ),
+    (
+        "a relay retry schedule longer than SQS keeps a message",
+        {"webhook_relay_retry_schedule": json.dumps(["10h"] * 34)},  # 340 h + 10 % jitter > 14 days
+        "webhook_relay_retry_schedule spans more than SQS keeps a message",
+    ),
+]
+
+
+def refused_plans(variables: list[str], state: Path) -> None:
+    """Each REFUSED_PLANS case fails `terraform plan` with its own message (nothing applied)."""
+    env = dict(os.environ, TF_DATA_DIR=str(WORK / "tf-data"), TF_IN_AUTOMATION="1")
+    for what, extra, message in REFUSED_PLANS:
+        overrides = [arg for key, value in extra.items() for arg in ("-var", f"{key}={value}")]
+        cmd = ["terraform", f"-chdir={EXAMPLE}", "plan", "-input=false", "-refresh=false", "-no-color",
+               f"-state={state}", *variables, *overrides]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        said = " ".join((done.stdout + done.stderr).split())
+        check(done.returncode != 0 and message in said, f"plan refused: {what}", said[-600:])
+
+
 def policy_of(iam, role: str) -> dict:
     document = iam.get_role_policy(RoleName=role, PolicyName="tapline")["PolicyDocument"]
     return json.loads(document) if isinstance(document, str) else document
@@ -356,6 +388,7 @@ def main() -> int:
     state.unlink(missing_ok=True)
     variables = tf_vars(endpoint, stand_in_zips())
     terraform("init", "-input=false")
+    refused_plans(variables, state)
     try:
         terraform("apply", "-input=false", "-auto-approve", f"-state={state}", *variables)
         assert_deployment(endpoint)
