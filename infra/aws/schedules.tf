@@ -18,7 +18,7 @@ resource "aws_scheduler_schedule" "sweep" {
     arn      = aws_lambda_function.export_loader.arn
     role_arn = aws_iam_role.scheduler.arn
     # The export-loader's scheduled-sweep payload.
-    input = jsonencode({ tapline = "sweep", uri = local.export_uri })
+    input = jsonencode({ tapline = "sweep", uri = local.export_uri, window_days = var.sweep_window_days })
 
     retry_policy {
       maximum_retry_attempts = var.schedule_max_retry_attempts

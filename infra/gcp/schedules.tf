@@ -20,7 +20,7 @@ resource "google_cloud_scheduler_job" "sweep" {
     # The loader takes CloudEvents on `/` and sweeps on `/sweep`.
     uri     = "${google_cloud_run_v2_service.export_loader.uri}/sweep"
     headers = { "Content-Type" = "application/json" }
-    body    = base64encode(jsonencode({ tapline = "sweep", uri = local.export_uri }))
+    body    = base64encode(jsonencode({ tapline = "sweep", uri = local.export_uri, window_days = var.sweep_window_days }))
 
     oidc_token {
       service_account_email = google_service_account.scheduler.email

@@ -222,6 +222,17 @@ variable "sweep_schedule" {
   default     = "15 */6 * * *"
 }
 
+variable "sweep_window_days" {
+  type        = number
+  description = "Days of exports (by the date in their names, before today UTC) each scheduled sweep lists for objects whose event was lost; 0 for every export under the prefix. A longer window catches older losses at the cost of listing more objects each run."
+  default     = 7
+
+  validation {
+    condition     = var.sweep_window_days >= 0 && var.sweep_window_days <= 3650 && floor(var.sweep_window_days) == var.sweep_window_days
+    error_message = "sweep_window_days: a whole number of days, 0 (every export) to 3650."
+  }
+}
+
 variable "api_puller_schedule" {
   type        = string
   description = "Cron (Cloud Scheduler) of the daily API pull."

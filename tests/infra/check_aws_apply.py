@@ -68,6 +68,9 @@ def stand_in_zips() -> Path:
     return zips
 
 
+# Not the default (7), so that the variable's way to the payload shows.
+SWEEP_WINDOW_DAYS = 30
+
 # Not the default, so that the derivation shows: 4 waits → 5 attempts → maxReceiveCount 5.
 RETRY_SCHEDULE = ["5s", "5m", "2h", "10h"]
 
@@ -96,6 +99,7 @@ def tf_vars(endpoint: str, zips: Path) -> list[str]:
         "api_puller_alerts_relay_route": "alerts",
         "api_puller_alerts_relay_token_secret_name": "ALERTS_TOKEN",
         "webhook_relay_retry_schedule": json.dumps(RETRY_SCHEDULE),
+        "sweep_window_days": str(SWEEP_WINDOW_DAYS),
         # moto ignores SQS RedriveAllowPolicy, and the provider waits for it forever.
         "restrict_dead_letter_sources": "false",
     }
@@ -253,7 +257,7 @@ def assert_deployment(endpoint: str) -> None:
     loader_arn = lam.get_function_configuration(FunctionName=f"{PREFIX}-export-loader")["FunctionArn"]
     sweep = scheduler.get_schedule(Name=f"{PREFIX}-export-sweep")
     check(sweep["Target"]["Arn"] == loader_arn, "sweep invokes the export-loader", sweep["Target"]["Arn"])
-    check(json.loads(sweep["Target"]["Input"]) == {"tapline": "sweep", "uri": f"s3://{BUCKET}/{EXPORT_PREFIX}"}, "sweep payload names the export prefix", sweep["Target"].get("Input"))
+    check(json.loads(sweep["Target"]["Input"]) == {"tapline": "sweep", "uri": f"s3://{BUCKET}/{EXPORT_PREFIX}", "window_days": SWEEP_WINDOW_DAYS}, "sweep payload names the export prefix and the window", sweep["Target"].get("Input"))
     check(sweep["Target"].get("DeadLetterConfig", {}).get("Arn", "").endswith(f":{PREFIX}-schedules-dlq"), "sweep dead-letters to the schedules DLQ", sweep["Target"].get("DeadLetterConfig"))
     pull = scheduler.get_schedule(Name=f"{PREFIX}-api-pull")
     check(pull["Target"]["Arn"].endswith(f":function:{PREFIX}-api-puller"), "daily pull invokes the api-puller", pull["Target"]["Arn"])

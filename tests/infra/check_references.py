@@ -308,6 +308,10 @@ def gcp_relay_problems(directory: Path) -> list[str]:
     expect("'TAPLINE_RELAY_SECRET_ARNS': '${jsonencode(local.relay_route_secret_versions)}'" in endpoint_env, "the endpoint's secret map is not the route secrets'")
     expect("'TAPLINE_RELAY_SECRET_ARNS': '${jsonencode(local.relay_destination_secret_versions)}'" in worker_env, "the worker's secret map is not the destination secrets'")
     expect("local.relay_route_secret_versions" in json.dumps(blocks(directory, "locals").get("alerts_relay_env")), "the api-puller's relay token is not a route secret")
+
+    # 4. The sweep's rolling window comes from sweep_window_days, as on AWS.
+    sweep = json.dumps(resources.get("google_cloud_scheduler_job.sweep", {}))
+    expect("'window_days': '${var.sweep_window_days}'" in sweep, "the sweep's body does not carry window_days from sweep_window_days")
     return found
 
 

@@ -71,6 +71,8 @@ module "tapline" {
   webhook_relay_reserved_concurrency     = var.webhook_relay_reserved_concurrency
   webhook_relay_refused_alarm_threshold  = var.webhook_relay_refused_alarm_threshold
 
+  sweep_window_days = var.sweep_window_days
+
   export_loader_reserved_concurrency = var.export_loader_reserved_concurrency
   api_puller_reserved_concurrency    = var.api_puller_reserved_concurrency
 

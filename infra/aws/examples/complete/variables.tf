@@ -169,3 +169,9 @@ variable "webhook_relay_retry_schedule" {
   description = "The relay's retry schedule (waits after each failed attempt); the delivery queue's maxReceiveCount is derived from it. See the module's variable."
   default     = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
 }
+
+variable "sweep_window_days" {
+  type        = number
+  description = "Days of exports each scheduled sweep lists (0: every export). See the module's variable."
+  default     = 7
+}
