@@ -72,86 +72,38 @@ fn value(double: &BigQueryDouble, sql: &str) -> Option<String> {
     double.rows("clevertap", sql)[0][0].clone()
 }
 
-/// The end-to-end tests that run on both BigQuery targets: our double and bqemulator.
-mod on_double {
-    use super::*;
+/// The end-to-end tests that run on both BigQuery targets: `on_double::NAME` on our double (its
+/// dataset `clevertap`) and `on_bqemulator::NAME` on bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`,
+/// started by `make test`; a dataset of the test's name), each calling `NAME(target)` below.
+macro_rules! on_both_targets {
+    ($($name:ident),+ $(,)?) => {
+        mod on_double {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::BigQueryTarget::double("clevertap").await).await;
+                }
+            )+
+        }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_query_is_the_error_bigquery_answers() {
-        super::a_failed_query_is_the_error_bigquery_answers(
-            BigQueryTarget::double("clevertap").await,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn load_status_and_query_through_the_cli() {
-        super::load_status_and_query_through_the_cli(BigQueryTarget::double("clevertap").await)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_query_that_would_write_is_refused_before_it_runs() {
-        super::a_query_that_would_write_is_refused_before_it_runs(
-            BigQueryTarget::double("clevertap").await,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_rewritten_export_replaces_its_rows() {
-        super::a_rewritten_export_replaces_its_rows(BigQueryTarget::double("clevertap").await)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pulled_events_and_counts_land_in_bigquery_once() {
-        super::pulled_events_and_counts_land_in_bigquery_once(
-            BigQueryTarget::double("clevertap").await,
-        )
-        .await;
-    }
+        mod on_bqemulator {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::BigQueryTarget::emulator(stringify!($name)).await).await;
+                }
+            )+
+        }
+    };
 }
 
-/// The same on bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`, started by `make test`).
-mod on_bqemulator {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_query_is_the_error_bigquery_answers() {
-        super::a_failed_query_is_the_error_bigquery_answers(
-            BigQueryTarget::emulator("failed_query").await,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn load_status_and_query_through_the_cli() {
-        super::load_status_and_query_through_the_cli(BigQueryTarget::emulator("cli").await).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_query_that_would_write_is_refused_before_it_runs() {
-        super::a_query_that_would_write_is_refused_before_it_runs(
-            BigQueryTarget::emulator("read_only").await,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_rewritten_export_replaces_its_rows() {
-        super::a_rewritten_export_replaces_its_rows(BigQueryTarget::emulator("reexport").await)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pulled_events_and_counts_land_in_bigquery_once() {
-        super::pulled_events_and_counts_land_in_bigquery_once(
-            BigQueryTarget::emulator("pull").await,
-        )
-        .await;
-    }
-}
+on_both_targets!(
+    a_failed_query_is_the_error_bigquery_answers,
+    load_status_and_query_through_the_cli,
+    a_query_that_would_write_is_refused_before_it_runs,
+    a_rewritten_export_replaces_its_rows,
+    pulled_events_and_counts_land_in_bigquery_once,
+);
 
 /// `tapline load DIR --warehouse URL` against `target`.
 async fn load_into(target: &BigQueryTarget, dir: &Path) -> Run {
