@@ -4,7 +4,7 @@
 use crate::warehouse::WarehouseError;
 
 /// An operation that did not complete. Data problems in a file are not errors: they are
-/// outcomes ([`crate::load::FileOutcome::Quarantined`]) recorded in the ledger.
+/// outcomes ([`crate::export_loader::load::FileOutcome::Quarantined`]) recorded in the ledger.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Listing or opening a source failed (permission, not found, network).

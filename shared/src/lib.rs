@@ -3,36 +3,38 @@
 //! - [`export`]: CleverTap export objects: names, decoding, CSV/JSON parsing, validation.
 //! - [`warehouse`]: the [`warehouse::Warehouse`] port, the naming rule and its adapters.
 //! - [`storage`]: the [`storage::ObjectSource`] port and its adapters (local files today).
-//! - [`load`]: the export loader itself, written once for every source and warehouse.
-//! - `clevertap` and `pull` (feature `clevertap-api`): the CleverTap API client and the puller
-//!   that lands API data in the same tables as exports.
+//! - [`export_loader`]: the export loader job, written once for every source and warehouse
+//!   (`load`, `sweep`, and its Cloud Run service).
+//! - `clevertap` and `api_puller` (feature `clevertap-api`): the CleverTap API client and the
+//!   puller job that lands API data in the same tables as exports.
+//! - `webhook_relay` (feature `relay`): the webhook relay job: endpoint, queues, delivery,
+//!   destinations.
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 //! - `http_server` (feature `http-server`): the HTTP server every service runs on, with its
 //!   timeouts, connection cap and bounded graceful shutdown.
 
 #[cfg(feature = "clevertap-api")]
+pub mod api_puller;
+#[cfg(feature = "clevertap-api")]
 pub mod clevertap;
-#[cfg(feature = "cloud-run")]
-pub mod cloud_run;
 pub mod config;
 pub mod entry;
 pub mod error;
 pub mod export;
+pub mod export_loader;
 #[cfg(feature = "gcp-secrets")]
 pub mod gcp_secrets;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
 #[cfg(feature = "http-server")]
 pub mod http_server;
-pub mod load;
 pub mod printable;
-#[cfg(feature = "clevertap-api")]
-pub mod pull;
 pub mod secrets;
 pub mod storage;
-pub mod sweep;
 pub mod time;
 pub mod triggers;
 pub mod warehouse;
+#[cfg(feature = "relay")]
+pub mod webhook_relay;
 
 pub use error::Error;

@@ -372,7 +372,7 @@ def assert_deployment(endpoint: str) -> None:
     check(transformations == [(namespace, "WebhookRelayRefusedRequests", "$.held_back"),
                               (namespace, "WebhookRelayRefusedRequests", "1")],
           "refused requests counted as the lines plus the refusals each held back", transformations)
-    router = (ROOT / "functions/webhook-relay/src/router.rs").read_text()
+    router = (ROOT / "shared/src/webhook_relay/router.rs").read_text()
     check(f'"{REFUSED_MESSAGE}"' in router and "held_back," in router,
           "the relay still writes that message with held_back (router.rs)")
     refused = alarms.get(f"{PREFIX}-webhook-relay-refused-requests", {})

@@ -226,7 +226,7 @@ def gcp_relay_problems(directory: Path) -> list[str]:
     worker_env, endpoint_env = str(locals_.get("relay_worker_env")), str(locals_.get("relay_endpoint_env"))
     expect("'TAPLINE_RELAY_RETRY_SCHEDULE': '${jsonencode(var.webhook_relay_retry_schedule)}'" in common, "the relay services do not get TAPLINE_RELAY_RETRY_SCHEDULE from webhook_relay_retry_schedule")
     expect("local.relay_common_env" in worker_env and "local.relay_common_env" in endpoint_env, "a relay service misses the common env (schedule, config, HTTP limits)")
-    queue_source = (ROOT / "functions/webhook-relay/src/pubsub_queue.rs").read_text()
+    queue_source = (ROOT / "shared/src/webhook_relay/queue/pubsub.rs").read_text()
     max_var = re.search(r'ENV_MAX_DELIVERY_ATTEMPTS: &str = "(\w+)"', queue_source).group(1)
     expect(f"'{max_var}': '${{tostring(local.relay_max_delivery_attempts)}}'" in worker_env, f"the worker does not get {max_var} from the subscription's max_delivery_attempts")
     expect("'TAPLINE_RELAY_TOPIC': '${google_pubsub_topic.relay_delivery[0].id}'" in worker_env, "the worker does not get the delivery topic it publishes retries to")

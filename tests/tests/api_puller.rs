@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
+use tapline::api_puller::jobs::{PullInvocationError, PullJobs, handle_pull_payload};
 use tapline::clevertap::{ApiConfig, ClevertapClient};
-use tapline::pull::jobs::{PullInvocationError, PullJobs, handle_pull_payload};
 use tapline::warehouse::Warehouse;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
 use tapline_tests::clevertap_api::{ClevertapApi, MessageDay, event_records, message_record};
@@ -379,7 +379,7 @@ fn assert_breaches_reached_slack(posts: &[Received]) {
 /// records `notified = failed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_breaches_reach_slack_through_the_webhook_relay() {
-    use tapline::pull::alert_notifiers::alert_notifier_from_lookup;
+    use tapline::api_puller::alert_notifiers::alert_notifier_from_lookup;
     use tapline_tests::receiver::{Receiver, Reply};
 
     let api = ClevertapApi::start().await;

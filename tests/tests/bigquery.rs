@@ -1226,20 +1226,20 @@ async fn unclean_query_answers_are_errors_and_never_lead_to_a_load() {
     .unwrap();
     let location = dir.path().display().to_string();
     let source = tapline::storage::source_for(&location).await.unwrap();
-    let request = tapline::sweep::SweepRequest {
+    let request = tapline::export_loader::sweep::SweepRequest {
         uri: location.clone(),
         since: None,
         window_days: Some(0),
     };
     let config = tapline::config::LoadConfig::default();
     double.fail_next_query_answer(QueryAnswerFault::Errors);
-    let err = tapline::sweep::sweep(source.as_ref(), &w, &request, &config)
+    let err = tapline::export_loader::sweep::sweep(source.as_ref(), &w, &request, &config)
         .await
         .unwrap_err();
     assert!(err.is_retryable());
     assert_eq!(double.count("jobs.upload"), uploads);
     // Clean answers again: the sweep loads the new file only.
-    let report = tapline::sweep::sweep(source.as_ref(), &w, &request, &config)
+    let report = tapline::export_loader::sweep::sweep(source.as_ref(), &w, &request, &config)
         .await
         .unwrap();
     let counts = report.counts();

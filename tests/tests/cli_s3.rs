@@ -152,7 +152,7 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
     let db = dir.path().join("w.sqlite");
     let warehouse = sqlite(&db).await;
     let source = tapline::storage::s3::S3Source::new(s3.clone());
-    let outcome = tapline::load::load_sqs_batch(
+    let outcome = tapline::export_loader::load::load_sqs_batch(
         &source,
         &warehouse,
         messages,
@@ -176,7 +176,7 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
     );
     let gone = outcome.reports.last().unwrap();
     match &gone.outcome {
-        tapline::load::FileOutcome::Failed { error, retryable } => {
+        tapline::export_loader::load::FileOutcome::Failed { error, retryable } => {
             assert!(error.contains("NoSuchKey"), "{error}");
             assert!(!retryable, "a missing object will not appear by retrying");
         }
@@ -210,9 +210,10 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
     let source = tapline::storage::s3::S3Source::new(s3.clone());
     let config = tapline::config::LoadConfig::default();
     let payload = serde_json::to_vec(&batch).unwrap();
-    let answer = tapline::load::handle_lambda_payload(&payload, &source, &warehouse, &config)
-        .await
-        .unwrap();
+    let answer =
+        tapline::export_loader::load::handle_lambda_payload(&payload, &source, &warehouse, &config)
+            .await
+            .unwrap();
     assert_eq!(
         answer,
         serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "gone" }] })
@@ -224,10 +225,15 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
 
     // A direct S3 event for the missing object fails the invocation, naming the object.
     let direct = notification(&bucket, missing, "0123456789abcdef");
-    let err = tapline::load::handle_lambda_payload(direct.as_bytes(), &source, &warehouse, &config)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = tapline::export_loader::load::handle_lambda_payload(
+        direct.as_bytes(),
+        &source,
+        &warehouse,
+        &config,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with(&format!(
             "1 of 1 objects failed: s3://{bucket}/{missing}: cannot read"
@@ -373,12 +379,12 @@ async fn a_sweep_of_five_thousand_objects_reads_the_ledger_once() {
         inner: Box::new(sqlite(&db).await),
         calls: Default::default(),
     };
-    let request = tapline::sweep::SweepRequest {
+    let request = tapline::export_loader::sweep::SweepRequest {
         uri: prefix.clone(),
         since: None,
         window_days: Some(0),
     };
-    let report = tapline::sweep::sweep(
+    let report = tapline::export_loader::sweep::sweep(
         &source,
         &warehouse,
         &request,

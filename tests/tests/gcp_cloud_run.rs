@@ -47,14 +47,15 @@ mod secret_manager {
         let missing = format!("projects/{PROJECT}/secrets/nope/versions/latest");
         let err = client.access(&missing).await.unwrap_err();
         assert_eq!(
-            tapline::load::error_chain(&err),
+            tapline::export_loader::load::error_chain(&err),
             format!(
                 "cannot read secret {missing}: Secret Manager answered HTTP 404 (NOT_FOUND): \
                  Secret [projects/{PROJECT}/secrets/nope] not found or has no versions."
             )
         );
         double.deny(PROJECT, "relay-token");
-        let err = tapline::load::error_chain(&client.access(&latest).await.unwrap_err());
+        let err =
+            tapline::export_loader::load::error_chain(&client.access(&latest).await.unwrap_err());
         assert!(
             err.contains("HTTP 403 (PERMISSION_DENIED)") && !err.contains("new-token"),
             "{err}"
@@ -250,12 +251,12 @@ mod relay {
     use super::*;
     use std::collections::HashMap;
 
+    use tapline::webhook_relay::dedupe::gcs::GcsObjects;
+    use tapline::webhook_relay::dedupe::{Claim, ClaimStore, DedupeWindow};
+    use tapline::webhook_relay::queue::pubsub::{OutgoingMessage, PubSubPublisher};
     use tapline_tests::gcs;
     use tapline_tests::pubsub::{PubSubDouble, Settled};
     use tapline_tests::receiver::{Receiver, Reply};
-    use webhook_relay::dedupe::{Claim, ClaimStore, DedupeWindow};
-    use webhook_relay::gcs_dedupe::GcsObjects;
-    use webhook_relay::pubsub_queue::{OutgoingMessage, PubSubPublisher};
 
     const TOKEN: &str = "gcp-relay-t0ken-0123456789abcdef0123";
     const CONFIG: &str = r#"
@@ -621,7 +622,7 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         assert_eq!(letters[0].data, br#"{"targetId":7}"#);
 
         // Not a relay delivery: 400, so the subscription's own policy dead-letters it.
-        let stray = webhook_relay::pubsub_queue::OutgoingMessage {
+        let stray = tapline::webhook_relay::queue::pubsub::OutgoingMessage {
             data: b"hello".to_vec(),
             attributes: Default::default(),
         };
@@ -1162,8 +1163,12 @@ signing_secret_env = "CRM_SIGNING_SECRET"
         );
         let claim_url = format!(
             "{gcs_url}/storage/v1/b/{bucket}/o/{}",
-            webhook_relay::dedupe::claim_key("alerts", "crm", &serde_json::to_vec(&body).unwrap())
-                .replace('/', "%2F")
+            tapline::webhook_relay::dedupe::claim_key(
+                "alerts",
+                "crm",
+                &serde_json::to_vec(&body).unwrap()
+            )
+            .replace('/', "%2F")
         );
         let claim: Value = reqwest::get(&claim_url)
             .await

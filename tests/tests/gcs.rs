@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tapline::cloud_run::{ServiceState, router};
 use tapline::config::LoadConfig;
+use tapline::export_loader::cloud_run::{ServiceState, router};
 use tapline::google_auth::GoogleAuth;
 use tapline::storage::gcs::GcsSource;
 use tapline_tests::gcs::{delete, gcs_url, new_bucket, put};
@@ -184,7 +184,10 @@ impl Service {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(tapline::cloud_run::serve(listener, router(state)));
+        let server = tokio::spawn(tapline::export_loader::cloud_run::serve(
+            listener,
+            router(state),
+        ));
         Self {
             base,
             schema,
@@ -526,7 +529,10 @@ async fn eventarc_to_bigquery_loads_once_through_an_outage() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(tapline::cloud_run::serve(listener, router(state)));
+    let server = tokio::spawn(tapline::export_loader::cloud_run::serve(
+        listener,
+        router(state),
+    ));
 
     let bucket = new_bucket("bq").await;
     let generation = put(&bucket, CHARGED, export("Charged", 5)).await;

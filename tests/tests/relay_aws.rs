@@ -9,19 +9,19 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use tapline::webhook_relay::RelayConfig;
+use tapline::webhook_relay::clock::SystemClock;
+use tapline::webhook_relay::config::{ConfigMode, DestinationKind, RouteAuth};
+use tapline::webhook_relay::env_config::relay_config;
+use tapline::webhook_relay::queue::sqs::{
+    DeliveryMessage, MessageOutcome, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
+};
+use tapline::webhook_relay::queue::sqs_payloads::{PayloadStore, SQS_MESSAGE_MAX_BYTES};
+use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
 use tapline_tests::receiver::{Receiver, Reply};
 use tapline_tests::relay_router::post_hook;
 use tapline_tests::sqs::sqs_event;
 use tapline_tests::{s3, sqs};
-use webhook_relay::RelayConfig;
-use webhook_relay::aws_config_env::relay_config;
-use webhook_relay::clock::SystemClock;
-use webhook_relay::config::{ConfigMode, DestinationKind, RouteAuth};
-use webhook_relay::relay::{accept_router, destinations, http_client};
-use webhook_relay::sqs_payloads::{PayloadStore, SQS_MESSAGE_MAX_BYTES};
-use webhook_relay::sqs_queue::{
-    DeliveryMessage, MessageOutcome, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
-};
 
 const TOKEN: &str = "big-token-0123456789abcdef01234567";
 
@@ -554,7 +554,7 @@ async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_a
     let mut config = config(&crm, &archive);
     // The first pause lasts the first wait: 2 s, no jitter.
     config.settings.retry.default =
-        webhook_relay::retry::RouteRetry::schedule(vec![Duration::from_secs(2); 7]);
+        tapline::webhook_relay::retry::RouteRetry::schedule(vec![Duration::from_secs(2); 7]);
     config.settings.retry.jitter = false;
     let client = sqs::client().await;
     let (queue, dlq) = queue(&client, "relay-breaker").await;
@@ -871,6 +871,9 @@ async fn both_halves_in_one_process_still_need_every_secret() {
 
 fn destinations_of(
     config: &RelayConfig,
-) -> Result<webhook_relay::worker::DestinationMap, webhook_relay::RelayError> {
+) -> Result<
+    tapline::webhook_relay::delivery::worker::DestinationMap,
+    tapline::webhook_relay::RelayError,
+> {
     destinations(config, &http_client(Duration::from_secs(1)).unwrap())
 }

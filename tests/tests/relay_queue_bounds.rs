@@ -12,13 +12,13 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use tapline::webhook_relay::clock::ManualClock;
+use tapline::webhook_relay::queue::limits::PAYLOAD_OVERHEAD_BYTES;
+use tapline::webhook_relay::queue::sqlite::{QUEUE_FILE, SqliteDeliveryQueue};
+use tapline::webhook_relay::queue::{AcceptQueue, DeliveryQueue, IncomingPayload, QueueError};
+use tapline::webhook_relay::{Relay, RelayConfig};
 use tapline_tests::receiver::{Receiver, Reply};
 use tower::ServiceExt;
-use webhook_relay::clock::ManualClock;
-use webhook_relay::queue::{AcceptQueue, DeliveryQueue, IncomingPayload, QueueError};
-use webhook_relay::queue_limits::PAYLOAD_OVERHEAD_BYTES;
-use webhook_relay::sqlite_queue::{QUEUE_FILE, SqliteDeliveryQueue};
-use webhook_relay::{Relay, RelayConfig};
 
 const TOKEN: &str = "alerts-token-0123456789abcdef012345";
 const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -302,7 +302,7 @@ async fn tapline_relay_status_shows_the_queue_counts_as_a_table_and_as_json() {
     enqueue_one(&queue, 0, now - 3_600_000).await;
     enqueue_one(&queue, 1, now - 3_600_000).await;
     let claimed = queue.claim_due(now, 1, 0).await.unwrap();
-    let attempt = webhook_relay::queue::AttemptRecord {
+    let attempt = tapline::webhook_relay::queue::AttemptRecord {
         attempt: 1,
         at_ms: now,
         duration_ms: 1,
@@ -311,7 +311,11 @@ async fn tapline_relay_status_shows_the_queue_counts_as_a_table_and_as_json() {
         error: Some("HTTP 404".into()),
     };
     queue
-        .settle(&claimed[0].id, attempt, webhook_relay::queue::Settle::Dead)
+        .settle(
+            &claimed[0].id,
+            attempt,
+            tapline::webhook_relay::queue::Settle::Dead,
+        )
         .await
         .unwrap();
     drop(queue);
@@ -387,7 +391,7 @@ fn the_bounds_are_read_from_settings_with_defaults_and_refused_when_unusable() {
     );
     assert_eq!(
         defaults.queue_limits,
-        webhook_relay::queue_limits::QueueLimits {
+        tapline::webhook_relay::queue::limits::QueueLimits {
             max_backlog_bytes: 4096 * MIB,
             min_free_disk_percent: 5,
             min_free_disk_bytes: 256 * MIB,
@@ -402,7 +406,7 @@ fn the_bounds_are_read_from_settings_with_defaults_and_refused_when_unusable() {
     assert_eq!(set.dead_letter_retention, Duration::from_secs(2 * 86_400));
     assert_eq!(
         set.queue_limits,
-        webhook_relay::queue_limits::QueueLimits {
+        tapline::webhook_relay::queue::limits::QueueLimits {
             max_backlog_bytes: 10 * MIB,
             min_free_disk_percent: 0,
             min_free_disk_bytes: 1024 * MIB,

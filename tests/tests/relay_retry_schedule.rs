@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use tapline::webhook_relay::clock::ManualClock;
+use tapline::webhook_relay::queue::DeliveryQueue;
+use tapline::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
+use tapline::webhook_relay::{Relay, RelayConfig};
 use tapline_tests::receiver::{Receiver, Reply};
 use tapline_tests::relay_router::post_hook;
-use webhook_relay::clock::ManualClock;
-use webhook_relay::queue::DeliveryQueue;
-use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
-use webhook_relay::{Relay, RelayConfig};
 
 // At least 32 bytes: what a route secret must have.
 const TOKEN: &str = "schedule-token-0123456789abcdef0123";

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use tapline::webhook_relay::clock::{ManualClock, SystemClock};
+use tapline::webhook_relay::destinations::DeliveryAttempt;
+use tapline::webhook_relay::queue::DeliveryQueue;
+use tapline::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
+use tapline::webhook_relay::{Relay, RelayConfig};
 use tapline_tests::relay_router::post_hook;
-use webhook_relay::clock::{ManualClock, SystemClock};
-use webhook_relay::destination::DeliveryAttempt;
-use webhook_relay::queue::DeliveryQueue;
-use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
-use webhook_relay::{Relay, RelayConfig};
 
 // At least 32 bytes: what a route secret must have.
 const TOKEN: &str = "alerts-token-0123456789abcdef0123";
@@ -104,9 +104,9 @@ async fn payloads_land_in_webhook_events_on_sqlite_once_per_delivery() {
 
     // The same delivery written again (a worker that died after the commit, before settling;
     // a replay): still one row for it.
-    let destinations = webhook_relay::relay::destinations(
+    let destinations = tapline::webhook_relay::relay::destinations(
         &config,
-        &webhook_relay::relay::http_client(Duration::from_secs(1)).unwrap(),
+        &tapline::webhook_relay::relay::http_client(Duration::from_secs(1)).unwrap(),
     )
     .unwrap();
     let destination = &destinations[&("alerts".to_string(), "wh".to_string())];
@@ -158,10 +158,10 @@ async fn an_unreachable_warehouse_is_retried_then_dead_lettered_never_lost() {
 /// one row per delivery.
 #[tokio::test]
 async fn on_aws_the_worker_writes_postgres_once_even_when_sqs_redelivers() {
+    use tapline::webhook_relay::queue::sqs::{SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
+    use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
     use tapline_tests::pg::PgSchema;
     use tapline_tests::sqs;
-    use webhook_relay::relay::{accept_router, destinations, http_client};
-    use webhook_relay::sqs_queue::{SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
 
     let schema = PgSchema::new("relay_warehouse");
     let config = config(&schema.url());
@@ -372,8 +372,8 @@ signing_secret_env = "SIGNING_KEY"
 async fn payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
     target: tapline_tests::bigquery::target::BigQueryTarget,
 ) {
-    use webhook_relay::destination::Destination;
-    use webhook_relay::warehouse_destination::WarehouseDestination;
+    use tapline::webhook_relay::destinations::Destination;
+    use tapline::webhook_relay::destinations::warehouse::WarehouseDestination;
     let destination = WarehouseDestination::with_warehouse(target.open().await);
     let attempt =
         |delivery_id: &'static str, payload_id: &'static str, body: &'static str| DeliveryAttempt {

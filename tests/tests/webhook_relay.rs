@@ -10,14 +10,14 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use serde_json::{Value, json};
+use tapline::webhook_relay::clock::{Clock, ManualClock};
+use tapline::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
+use tapline::webhook_relay::queue::{DeadLetterFilter, DeliveryQueue, QueueCounts};
+use tapline::webhook_relay::signature::SigningKeys;
+use tapline::webhook_relay::{Relay, RelayConfig};
 use tapline_tests::receiver::{Receiver, Reply};
 use tapline_tests::relay_router::post_hook;
 use tower::ServiceExt;
-use webhook_relay::clock::{Clock, ManualClock};
-use webhook_relay::queue::{DeadLetterFilter, DeliveryQueue, QueueCounts};
-use webhook_relay::signature::SigningKeys;
-use webhook_relay::sqlite_queue::SqliteDeliveryQueue;
-use webhook_relay::{Relay, RelayConfig};
 
 const TOKEN: &str = "alerts-token-0123456789abcdef012345";
 const BASIC_PASSWORD: &str = "basic-password-0123456789abcdef01";
@@ -150,7 +150,7 @@ impl Harness {
         self.queue.counts().await.unwrap()
     }
 
-    async fn dead_letters(&self) -> Vec<webhook_relay::queue::DeadLetter> {
+    async fn dead_letters(&self) -> Vec<tapline::webhook_relay::queue::DeadLetter> {
         self.queue
             .dead_letters(&DeadLetterFilter::default())
             .await
@@ -576,7 +576,7 @@ async fn nothing_accepted_is_lost_when_a_destination_is_down_across_a_restart() 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         h.relay.worker.run_once().await.unwrap(),
-        webhook_relay::worker::WorkerStats::default()
+        tapline::webhook_relay::delivery::worker::WorkerStats::default()
     );
     let Harness { config, state, .. } = h;
 
@@ -881,7 +881,7 @@ fn sigterm_stops_tapline_relay_serve_within_the_grace_while_a_request_is_half_se
 #[tokio::test]
 async fn deliveries_verify_with_the_standard_webhooks_and_svix_libraries() {
     use std::io::Write;
-    use webhook_relay::clock::SystemClock;
+    use tapline::webhook_relay::clock::SystemClock;
 
     let (slack, http) = (Receiver::start().await, Receiver::start().await);
     // Mid-rotation: the next secret first, the current one still signed with.
@@ -943,10 +943,12 @@ async fn deliveries_verify_with_the_standard_webhooks_and_svix_libraries() {
 
 mod on_aws {
     use super::*;
+    use tapline::webhook_relay::clock::SystemClock;
+    use tapline::webhook_relay::queue::sqs::{
+        DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
+    };
+    use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
     use tapline_tests::sqs;
-    use webhook_relay::clock::SystemClock;
-    use webhook_relay::relay::{accept_router, destinations, http_client};
-    use webhook_relay::sqs_queue::{DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
 
     async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
         post_hook(router, "alerts", Some(("X-Tapline-Token", TOKEN)), body).await
@@ -1106,13 +1108,13 @@ mod on_aws {
             ("HTTP_URL", http.url.clone()),
             ("SIGNING_KEY", SIGNING.to_string()),
         ]);
-        let config = webhook_relay::aws_config_env::relay_config(
-            webhook_relay::config::ConfigMode::Both,
+        let config = tapline::webhook_relay::env_config::relay_config(
+            tapline::webhook_relay::config::ConfigMode::Both,
             |name| env.get(name).cloned(),
         )
         .await
         .unwrap();
-        let webhook_relay::config::RouteAuth::Header { secret, .. } =
+        let tapline::webhook_relay::config::RouteAuth::Header { secret, .. } =
             &config.route("alerts").unwrap().auth
         else {
             panic!("header auth")
@@ -1129,8 +1131,8 @@ mod on_aws {
             json!({ "ALERTS_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope" })
                 .to_string(),
         );
-        let err = webhook_relay::aws_config_env::relay_config(
-            webhook_relay::config::ConfigMode::Both,
+        let err = tapline::webhook_relay::env_config::relay_config(
+            tapline::webhook_relay::config::ConfigMode::Both,
             |name| missing.get(name).cloned(),
         )
         .await

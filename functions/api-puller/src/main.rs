@@ -1,6 +1,6 @@
 //! The API puller on AWS Lambda, invoked by EventBridge Scheduler with `{"tapline":"pull"}`.
 //! Configuration is read and clients are built once, at cold start; each invocation is handed
-//! to `tapline::pull::jobs::handle_pull_payload`. A run cut off by the Lambda time limit leaves
+//! to `tapline::api_puller::jobs::handle_pull_payload`. A run cut off by the Lambda time limit leaves
 //! checkpoints in `_tapline_state`, and the next run resumes from them.
 //!
 //! Environment: `CLEVERTAP_ACCOUNT_ID`, `CLEVERTAP_REGION`, `CLEVERTAP_PASSCODE_SECRET_ARN` (or
@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
+use tapline::api_puller::alert_notifiers::alert_notifier_from_env;
+use tapline::api_puller::jobs::{PullJobs, api_config_from_env, handle_pull_payload};
 use tapline::clevertap::ClevertapClient;
-use tapline::pull::alert_notifiers::alert_notifier_from_env;
-use tapline::pull::jobs::{PullJobs, api_config_from_env, handle_pull_payload};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tapline::config::LoadConfig;
-use tapline::load::{FileOutcome, FileReport, load_object};
+use tapline::export_loader::load::{FileOutcome, FileReport, load_object};
+use tapline::export_loader::sweep::OutcomeCounts;
 use tapline::storage::local::{LocalSource, RefusedEntry};
 use tapline::storage::{self, ObjectEntry, ObjectSource};
-use tapline::sweep::OutcomeCounts;
 
 use crate::cli::{Command, EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
 use crate::summary;
@@ -57,12 +57,13 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
             entries.push((source.clone(), entry));
         }
     }
-    let older = tapline::sweep::retain_since(&mut entries, args.since, |(_, entry)| entry);
+    let older =
+        tapline::export_loader::sweep::retain_since(&mut entries, args.since, |(_, entry)| entry);
     let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
-    let mut in_ledger = tapline::sweep::InLedger::default();
+    let mut in_ledger = tapline::export_loader::sweep::InLedger::default();
     if sweep {
         // One ledger read for all that was listed; only what it lacks is tried, newest first.
-        let (todo, found) = tapline::sweep::not_in_ledger(
+        let (todo, found) = tapline::export_loader::sweep::not_in_ledger(
             warehouse.as_ref(),
             entries,
             config.retry_quarantined,
@@ -71,7 +72,7 @@ async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
         .await?;
         entries = todo;
         in_ledger = found;
-        tapline::sweep::newest_first(&mut entries, |(_, entry)| entry);
+        tapline::export_loader::sweep::newest_first(&mut entries, |(_, entry)| entry);
     }
     let total_bytes: u64 = entries.iter().filter_map(|(_, e)| e.size).sum();
     let bar = progress_bar(&args, total_bytes);
@@ -174,11 +175,11 @@ async fn status(args: StatusArgs) -> Result<u8, AnyError> {
     let loads = warehouse.recent_loads(args.limit).await?;
     print!("{}", summary::render_status(&loads, &warehouse.describe()));
     // A warehouse without checkpoints support still shows its ledger.
-    match tapline::pull::checkpoint::unfinished(warehouse.as_ref()).await {
+    match tapline::api_puller::checkpoint::unfinished(warehouse.as_ref()).await {
         Ok(unfinished) => print!("\n{}", summary::render_unfinished_pulls(&unfinished)),
         Err(e) => println!(
             "\nUnfinished API pulls cannot be listed: {}",
-            tapline::load::error_chain(&e)
+            tapline::export_loader::load::error_chain(&e)
         ),
     }
     Ok(EXIT_OK)

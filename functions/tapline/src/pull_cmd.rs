@@ -4,21 +4,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use tapline::api_puller::alert_notifiers::alert_notifier_from_env;
+use tapline::api_puller::alerts::{AlertStatus, parse_rules, run_alerts};
+use tapline::api_puller::campaigns::pull_campaigns;
+use tapline::api_puller::counts::{count_table, pull_event_counts};
+use tapline::api_puller::days;
+use tapline::api_puller::events::{EventsPull, SliceReport, pull_events};
+use tapline::api_puller::messages::pull_message_reports;
+use tapline::api_puller::output::{BucketOutput, FileOutput, OutputFormat, staging_dir};
+use tapline::api_puller::profiles::{
+    PROFILES_BATCH_SIZE, pull_profiles, valid_profiles_batch_size,
+};
 use tapline::clevertap::counts::CountApi;
 use tapline::clevertap::messages::MESSAGE_CHANNELS;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
-use tapline::load::error_chain;
+use tapline::export_loader::load::error_chain;
 use tapline::printable::escaped;
-use tapline::pull::alert_notifiers::alert_notifier_from_env;
-use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};
-use tapline::pull::campaigns::pull_campaigns;
-use tapline::pull::counts::{count_table, pull_event_counts};
-use tapline::pull::days;
-use tapline::pull::events::{EventsPull, SliceReport, pull_events};
-use tapline::pull::messages::pull_message_reports;
-use tapline::pull::output::{BucketOutput, FileOutput, OutputFormat, staging_dir};
-use tapline::pull::profiles::{PROFILES_BATCH_SIZE, pull_profiles, valid_profiles_batch_size};
 use tapline::warehouse;
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK, EXIT_USAGE, WarehouseArg, parse_date};

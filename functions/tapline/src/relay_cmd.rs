@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use webhook_relay::clock::{Clock, SystemClock};
-use webhook_relay::pubsub_queue::PubSubPublisher;
-use webhook_relay::pubsub_replay::{PubSubSubscription, replay_dead_letters};
-use webhook_relay::queue::{AcceptQueue, AttemptRecord, DeadLetterFilter, DeliveryQueue};
-use webhook_relay::relay::{ServerLimits, shutdown_signal};
-use webhook_relay::sqlite_queue::{QUEUE_FILE, SqliteDeliveryQueue};
-use webhook_relay::{Relay, RelayConfig};
+use tapline::webhook_relay::clock::{Clock, SystemClock};
+use tapline::webhook_relay::queue::pubsub::PubSubPublisher;
+use tapline::webhook_relay::queue::pubsub_replay::{PubSubSubscription, replay_dead_letters};
+use tapline::webhook_relay::queue::sqlite::{QUEUE_FILE, SqliteDeliveryQueue};
+use tapline::webhook_relay::queue::{AcceptQueue, AttemptRecord, DeadLetterFilter, DeliveryQueue};
+use tapline::webhook_relay::relay::{ServerLimits, shutdown_signal};
+use tapline::webhook_relay::{Relay, RelayConfig};
 
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK};
 
@@ -241,7 +241,7 @@ async fn serve(args: ServeArgs) -> Result<u8, AnyError> {
         listener.local_addr()?
     );
     let limits = ServerLimits::from_env()?;
-    webhook_relay::serve(relay, listener, limits, shutdown_signal()).await?;
+    tapline::webhook_relay::serve(relay, listener, limits, shutdown_signal()).await?;
     Ok(EXIT_OK)
 }
 

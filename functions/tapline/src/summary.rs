@@ -3,10 +3,10 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use tapline::api_puller::checkpoint::StoredCheckpoint;
 use tapline::config::LoadConfig;
-use tapline::load::{FileOutcome, FileReport};
+use tapline::export_loader::load::{FileOutcome, FileReport};
 use tapline::printable::escaped;
-use tapline::pull::checkpoint::StoredCheckpoint;
 use tapline::warehouse::LoadRecord;
 
 /// Left-aligned text columns, right-aligned numbers, two spaces between. Every cell is printed

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 
 use lambda_http::Error;
-use webhook_relay::aws_config_env::relay_config_from_env;
-use webhook_relay::clock::SystemClock;
-use webhook_relay::config::ConfigMode;
-use webhook_relay::relay::accept_router;
-use webhook_relay::sqs_payloads::PayloadStore;
-use webhook_relay::sqs_queue::{ENV_QUEUE_URL, SqsAcceptQueue, client_from_env};
+use tapline::webhook_relay::clock::SystemClock;
+use tapline::webhook_relay::config::ConfigMode;
+use tapline::webhook_relay::env_config::relay_config_from_env;
+use tapline::webhook_relay::queue::sqs::{ENV_QUEUE_URL, SqsAcceptQueue, client_from_env};
+use tapline::webhook_relay::queue::sqs_payloads::PayloadStore;
+use tapline::webhook_relay::relay::accept_router;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,6 +1,6 @@
 //! `make fuzz`: a mutational fuzzer over the load path of one export object, on stable Rust.
 //!
-//! A case is an object name and its stored bytes, run through `tapline::load::load_object` with
+//! A case is an object name and its stored bytes, run through `tapline::export_loader::load::load_object` with
 //! a discarding warehouse ([`one_object_load`]); its peak heap is measured by the counting
 //! allocator below, which every binary linking this crate uses. See `tests/README.md`.
 

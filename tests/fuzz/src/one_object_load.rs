@@ -1,4 +1,4 @@
-//! One fuzz case: an object name and its stored bytes through `tapline::load::load_object`, the
+//! One fuzz case: an object name and its stored bytes through `tapline::export_loader::load::load_object`, the
 //! function `tapline load` runs per object (recognition, decode, CSV/JSON rows, validation,
 //! reject keeping, the quarantine judgement), with an in-memory source and a warehouse that
 //! plans tables and columns like the SQL adapters, reads every value, and discards the rows.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tapline::config::{DEFAULT_MAX_REJECT_RATIO, LoadConfig};
 use tapline::export::{Reject, RowBatch};
-use tapline::load::{FileOutcome, load_object};
+use tapline::export_loader::load::{FileOutcome, load_object};
 use tapline::storage::{ObjectEntry, ObjectSource};
 use tapline::warehouse::catalog::Catalog;
 use tapline::warehouse::{

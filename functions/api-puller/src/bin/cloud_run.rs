@@ -1,6 +1,6 @@
 //! The API puller on Cloud Run: Cloud Scheduler posts `{"tapline":"pull"}` (OIDC) to `POST /`.
 //! Configuration is read, the passcode fetched and clients built once, at startup; requests go
-//! to `api_puller::cloud_run_service`.
+//! to `tapline::api_puller::cloud_run`.
 //!
 //! Environment: as the Lambda (`CLEVERTAP_ACCOUNT_ID`, `CLEVERTAP_REGION`,
 //! `CLEVERTAP_PASSCODE_SECRET_ARN` — here a Secret Manager version name — or
@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
-use api_puller::cloud_run_service::{PullService, router, serve};
+use tapline::api_puller::cloud_run::{PullService, router, serve};
+use tapline::api_puller::jobs::{PullJobs, api_config_from_env};
 use tapline::clevertap::ClevertapClient;
-use tapline::pull::jobs::{PullJobs, api_config_from_env};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,7 +24,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // One JSON line with the whole cause chain: what Cloud Run's logs show for a failed start.
-            tracing::error!(error = %tapline::load::error_chain(err.as_ref()), "API puller cannot start.");
+            tracing::error!(error = %tapline::export_loader::load::error_chain(err.as_ref()), "API puller cannot start.");
             std::process::ExitCode::FAILURE
         }
     }

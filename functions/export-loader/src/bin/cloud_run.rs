@@ -1,6 +1,6 @@
 //! The export loader on Cloud Run: Eventarc delivers `object.finalized` CloudEvents for the
 //! export bucket to `POST /`, Cloud Scheduler posts sweeps to `POST /sweep`. Configuration is
-//! read and clients are built once, at startup; requests go to `tapline::cloud_run`.
+//! read and clients are built once, at startup; requests go to `tapline::export_loader::cloud_run`.
 //!
 //! Environment: `PORT` (set by Cloud Run; default 8080), `TAPLINE_WAREHOUSE` (required),
 //! `TAPLINE_WAREHOUSE_PASSWORD` (Cloud Run sets it from Secret Manager for a PostgreSQL
@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use tapline::cloud_run::{ServiceState, router, serve};
 use tapline::config::LoadConfig;
+use tapline::export_loader::cloud_run::{ServiceState, router, serve};
 use tapline::storage::gcs::GcsSource;
 
 #[tokio::main]

@@ -7,7 +7,7 @@
 //!   `TAPLINE_RELAY_MAX_DELIVERY_ATTEMPTS`), and dead-letters to
 //!   `TAPLINE_RELAY_DEAD_LETTER_TOPIC`; with `TAPLINE_RELAY_DEDUPE_BUCKET`, the
 //!   same body within the dedupe window is delivered once (claims in that GCS bucket). See
-//!   `webhook_relay::pubsub_queue`.
+//!   `tapline::webhook_relay::queue::pubsub`.
 //!
 //! Environment: `TAPLINE_RELAY_CONFIG_TOML` (or `TAPLINE_RELAY_CONFIG`), `TAPLINE_RELAY_SECRET_ARNS`
 //! (JSON map NAME → Secret Manager version), `PORT`, `TAPLINE_LOG`; `PUBSUB_EMULATOR_HOST`,
@@ -17,17 +17,17 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use webhook_relay::attempt_log::AttemptLog;
-use webhook_relay::aws_config_env::relay_config_from_env;
-use webhook_relay::clock::SystemClock;
-use webhook_relay::config::ConfigMode;
-use webhook_relay::dedupe::DedupeWindow;
-use webhook_relay::gcs_dedupe::{ENV_DEDUPE_BUCKET, GcsObjects};
-use webhook_relay::pubsub_queue::{
+use tapline::webhook_relay::clock::SystemClock;
+use tapline::webhook_relay::config::ConfigMode;
+use tapline::webhook_relay::dedupe::DedupeWindow;
+use tapline::webhook_relay::dedupe::attempt_log::AttemptLog;
+use tapline::webhook_relay::dedupe::gcs::{ENV_DEDUPE_BUCKET, GcsObjects};
+use tapline::webhook_relay::env_config::relay_config_from_env;
+use tapline::webhook_relay::queue::pubsub::{
     ENV_DEAD_LETTER_TOPIC, ENV_TOPIC, PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher,
     max_delivery_attempts_from_env, push_router,
 };
-use webhook_relay::relay::{accept_router, destinations, http_client};
+use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %tapline::load::error_chain(err.as_ref()), "Relay cannot start.");
+            tracing::error!(error = %tapline::export_loader::load::error_chain(err.as_ref()), "Relay cannot start.");
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,6 @@
 //! The webhook relay's delivery worker on AWS Lambda: fed by the SQS delivery queue (event source
 //! mapping with `ReportBatchItemFailures`); each message is one delivery, attempted once per
-//! receive. See `webhook_relay::sqs_queue`.
+//! receive. See `tapline::webhook_relay::queue::sqs`.
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` and `TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL` (required),
 //! the configuration as for the endpoint (`TAPLINE_RELAY_CONFIG_TOML`, `TAPLINE_RELAY_SECRET_ARNS`;
@@ -12,15 +12,15 @@ use std::sync::Arc;
 
 use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use webhook_relay::attempt_log::AttemptLog;
-use webhook_relay::aws_config_env::relay_config_from_env;
-use webhook_relay::clock::SystemClock;
-use webhook_relay::config::ConfigMode;
-use webhook_relay::relay::{destinations, http_client};
-use webhook_relay::sqs_payloads::PayloadStore;
-use webhook_relay::sqs_queue::{
+use tapline::webhook_relay::clock::SystemClock;
+use tapline::webhook_relay::config::ConfigMode;
+use tapline::webhook_relay::dedupe::attempt_log::AttemptLog;
+use tapline::webhook_relay::env_config::relay_config_from_env;
+use tapline::webhook_relay::queue::sqs::{
     ENV_DEAD_LETTER_QUEUE_URL, ENV_QUEUE_URL, SqsDeliveryHandler, SqsEvent, client_from_env,
 };
+use tapline::webhook_relay::queue::sqs_payloads::PayloadStore;
+use tapline::webhook_relay::relay::{destinations, http_client};
 
 fn required(name: &str) -> Result<String, Error> {
     std::env::var(name)

@@ -1,0 +1,546 @@
+//! Where a breached alert rule goes: the [`AlertNotifier`] port and its two adapters.
+//!
+//! - [`SlackAlertNotifier`]: a Slack incoming webhook, posted once (a laptop, `tapline alerts`).
+//! - [`RelayAlertNotifier`]: a route of the webhook relay (`…/hooks/alerts`), authenticated by
+//!   a header token. The relay accepts the breach at once and its Slack destination delivers it
+//!   with retries, backoff and dead letters, so a Slack outage during the scheduled run does not
+//!   lose the alert. This is the one to use in the cloud.
+//!
+//! Configuration (read once, [`alert_notifier_from_lookup`]): `TAPLINE_ALERTS_RELAY_URL` with
+//! `TAPLINE_ALERTS_RELAY_TOKEN` (or `TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN`) and optionally
+//! `TAPLINE_ALERTS_RELAY_HEADER`; or `TAPLINE_ALERTS_SLACK_URL`. Not both.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::alerts::AlertResult;
+
+/// Environment variable: the Slack incoming webhook URL alerts are posted to directly.
+pub const ENV_ALERTS_SLACK_URL: &str = "TAPLINE_ALERTS_SLACK_URL";
+/// Environment variable: the webhook relay route alerts are posted to (`https://…/hooks/alerts`).
+pub const ENV_ALERTS_RELAY_URL: &str = "TAPLINE_ALERTS_RELAY_URL";
+/// Environment variable: the header the relay route authenticates (default `X-Tapline-Token`).
+pub const ENV_ALERTS_RELAY_HEADER: &str = "TAPLINE_ALERTS_RELAY_HEADER";
+/// Environment variable: the relay route's token (local runs).
+pub const ENV_ALERTS_RELAY_TOKEN: &str = "TAPLINE_ALERTS_RELAY_TOKEN";
+/// Environment variable: the Secrets Manager ARN of the relay route's token (cloud runs).
+pub const ENV_ALERTS_RELAY_TOKEN_SECRET_ARN: &str = "TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN";
+/// The relay route's auth header when none is configured.
+pub const DEFAULT_RELAY_HEADER: &str = "X-Tapline-Token";
+
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a breach could not be handed on.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The endpoint could not be reached (or timed out).
+    #[error("{target} unreachable")]
+    Unreachable {
+        /// `Slack` or `the relay`.
+        target: &'static str,
+        /// Why (without the URL, which may hold a secret).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The endpoint answered, but not with its success.
+    #[error("{target} answered HTTP {status}{}", detail(.body))]
+    Refused {
+        /// `Slack` or `the relay`.
+        target: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The start of its answer.
+        body: String,
+    },
+}
+
+/// `: <body>`, or nothing for an empty answer (a bare 401 says all it says).
+fn detail(body: &str) -> String {
+    if body.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+impl NotifyError {
+    /// Whether posting again later may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NotifyError::Unreachable { .. } => true,
+            NotifyError::Refused { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+}
+
+/// Hands a breached rule's result to whoever tells people.
+#[async_trait]
+pub trait AlertNotifier: fmt::Debug + Send + Sync {
+    /// Delivers (or durably hands over) one breach; `Ok` means nobody has to post it again.
+    async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError>;
+}
+
+/// The Slack text of a breach.
+pub fn alert_text(result: &AlertResult) -> String {
+    format!("Tapline alert: {}", result.message)
+}
+
+/// Posts breaches to a Slack incoming webhook; success is HTTP 200 with body `ok`.
+pub struct SlackAlertNotifier {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl SlackAlertNotifier {
+    /// A notifier posting to `url` (a secret: never logged).
+    pub fn new(http: reqwest::Client, url: String) -> Self {
+        Self { http, url }
+    }
+}
+
+impl fmt::Debug for SlackAlertNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SlackAlertNotifier { url: <secret> }")
+    }
+}
+
+fn snippet(body: &str) -> String {
+    body.trim().chars().take(200).collect()
+}
+
+#[async_trait]
+impl AlertNotifier for SlackAlertNotifier {
+    async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError> {
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "text": alert_text(result) }))
+            .send()
+            .await
+            .map_err(|e| NotifyError::Unreachable {
+                target: "Slack",
+                source: e.without_url(),
+            })?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        // Slack answers some failures with HTTP 200 and another body.
+        if status.is_success() && body.trim() == "ok" {
+            Ok(())
+        } else {
+            Err(NotifyError::Refused {
+                target: "Slack",
+                status: status.as_u16(),
+                body: snippet(&body),
+            })
+        }
+    }
+}
+
+/// Posts breaches to a webhook relay route, whose Slack destination delivers them with retries
+/// and dead letters. Any 2xx means the relay stored the payload.
+pub struct RelayAlertNotifier {
+    http: reqwest::Client,
+    url: String,
+    header: String,
+    token: String,
+}
+
+impl RelayAlertNotifier {
+    /// A notifier posting to the route `url`, with `token` in the `header` the route checks.
+    pub fn new(http: reqwest::Client, url: String, header: String, token: String) -> Self {
+        Self {
+            http,
+            url,
+            header,
+            token,
+        }
+    }
+}
+
+impl fmt::Debug for RelayAlertNotifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayAlertNotifier")
+            .field("url", &self.url)
+            .field("header", &self.header)
+            .field("token", &"<secret>")
+            .finish()
+    }
+}
+
+/// The JSON a breach is posted to the relay as: the figures as fields (the relay's Slack
+/// message shows them), and `text`, the sentence a person reads.
+pub fn relay_payload(result: &AlertResult) -> serde_json::Value {
+    json!({
+        "tapline_alert": {
+            "rule": result.rule.name,
+            "event": result.rule.event,
+            "day": result.day.to_string(),
+            "status": "breached",
+            "count": result.count,
+            "baseline": result.baseline.map(|b| (b * 10.0).round() / 10.0),
+        },
+        "text": alert_text(result),
+    })
+}
+
+#[async_trait]
+impl AlertNotifier for RelayAlertNotifier {
+    async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError> {
+        let response = self
+            .http
+            .post(&self.url)
+            .header(self.header.as_str(), self.token.as_str())
+            .json(&relay_payload(result))
+            .send()
+            .await
+            .map_err(|e| NotifyError::Unreachable {
+                target: "the relay",
+                source: e.without_url(),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(NotifyError::Refused {
+            target: "the relay",
+            status: status.as_u16(),
+            body: snippet(&body),
+        })
+    }
+}
+
+/// An alerts setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertConfigError {
+    /// A combination or value is wrong.
+    #[error("{name}: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The token's secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client")]
+    Http(#[source] reqwest::Error),
+}
+
+/// The notifier the `TAPLINE_ALERTS_*` variables (read through `get`) describe; `None` when
+/// none is configured (results are still stored in `alert_runs`). Reads the relay token's
+/// secret when it is given by ARN, so call it once, at start.
+pub async fn alert_notifier_from_lookup(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Arc<dyn AlertNotifier>>, AlertConfigError> {
+    let set = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    // A redirect would carry the relay token (or the Slack URL's secret path) to wherever the
+    // answer points: an endpoint that redirects is refused, not followed.
+    let http = reqwest::Client::builder()
+        .timeout(NOTIFY_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(AlertConfigError::Http)?;
+    match (set(ENV_ALERTS_RELAY_URL), set(ENV_ALERTS_SLACK_URL)) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(AlertConfigError::Invalid {
+            name: ENV_ALERTS_RELAY_URL,
+            reason: format!("{ENV_ALERTS_SLACK_URL} is set too: keep one"),
+        }),
+        (None, Some(url)) => {
+            // The Slack URL is the secret: its text never goes into the error.
+            check_endpoint(&url).map_err(|reason| AlertConfigError::Invalid {
+                name: ENV_ALERTS_SLACK_URL,
+                reason: reason.to_string(),
+            })?;
+            Ok(Some(Arc::new(SlackAlertNotifier::new(http, url))))
+        }
+        (Some(url), None) => {
+            check_endpoint(&url).map_err(|reason| AlertConfigError::Invalid {
+                name: ENV_ALERTS_RELAY_URL,
+                reason: format!("{url}: {reason}"),
+            })?;
+            let token = match (
+                set(ENV_ALERTS_RELAY_TOKEN),
+                set(ENV_ALERTS_RELAY_TOKEN_SECRET_ARN),
+            ) {
+                (Some(token), None) => token,
+                (None, Some(arn)) => crate::secrets::read_secret(&arn)
+                    .await?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                (None, None) => {
+                    return Err(AlertConfigError::Invalid {
+                        name: ENV_ALERTS_RELAY_URL,
+                        reason: format!(
+                            "set {ENV_ALERTS_RELAY_TOKEN} or {ENV_ALERTS_RELAY_TOKEN_SECRET_ARN} (the route's token)"
+                        ),
+                    });
+                }
+                (Some(_), Some(_)) => {
+                    return Err(AlertConfigError::Invalid {
+                        name: ENV_ALERTS_RELAY_TOKEN,
+                        reason: format!("{ENV_ALERTS_RELAY_TOKEN_SECRET_ARN} is set too: keep one"),
+                    });
+                }
+            };
+            let header =
+                set(ENV_ALERTS_RELAY_HEADER).unwrap_or_else(|| DEFAULT_RELAY_HEADER.into());
+            Ok(Some(Arc::new(RelayAlertNotifier::new(
+                http, url, header, token,
+            ))))
+        }
+    }
+}
+
+/// Whether secrets may be sent to `url`: `https`, or plain `http` to a loopback host (a relay
+/// on the same machine, a test double). Says why not otherwise.
+fn check_endpoint(url: &str) -> Result<(), &'static str> {
+    let url = reqwest::Url::parse(url).map_err(|_| "not a URL")?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("use https: the token would cross the network in clear text"),
+        _ => Err("use an https:// URL"),
+    }
+}
+
+/// [`alert_notifier_from_lookup`] over the process environment.
+pub async fn alert_notifier_from_env() -> Result<Option<Arc<dyn AlertNotifier>>, AlertConfigError> {
+    alert_notifier_from_lookup(|name| std::env::var(name).ok()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    async fn notifier(pairs: &[(&str, &str)]) -> Result<Option<String>, String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        alert_notifier_from_lookup(|k| map.get(k).cloned())
+            .await
+            .map(|n| n.map(|n| format!("{n:?}")))
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_notifier_comes_from_one_setting_and_hides_its_secrets() {
+        assert_eq!(notifier(&[]).await, Ok(None));
+        assert_eq!(
+            notifier(&[(
+                ENV_ALERTS_SLACK_URL,
+                "https://hooks.slack.com/services/T/B/x"
+            )])
+            .await,
+            Ok(Some("SlackAlertNotifier { url: <secret> }".into()))
+        );
+        assert_eq!(
+            notifier(&[
+                (ENV_ALERTS_RELAY_URL, "https://relay/hooks/alerts"),
+                (ENV_ALERTS_RELAY_TOKEN, "tok-123"),
+            ])
+            .await,
+            Ok(Some(
+                "RelayAlertNotifier { url: \"https://relay/hooks/alerts\", header: \
+                 \"X-Tapline-Token\", token: \"<secret>\" }"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            notifier(&[(ENV_ALERTS_RELAY_URL, "https://relay/hooks/alerts")]).await,
+            Err(
+                "TAPLINE_ALERTS_RELAY_URL: set TAPLINE_ALERTS_RELAY_TOKEN or \
+                 TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN (the route's token)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            notifier(&[
+                (ENV_ALERTS_RELAY_URL, "https://relay/hooks/alerts"),
+                (ENV_ALERTS_SLACK_URL, "https://hooks.slack.com/x"),
+            ])
+            .await,
+            Err("TAPLINE_ALERTS_RELAY_URL: TAPLINE_ALERTS_SLACK_URL is set too: keep one".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn secrets_go_over_https_or_to_loopback_only() {
+        for ok in [
+            "https://relay.example.com/hooks/alerts",
+            "http://127.0.0.1:8080/hooks/alerts",
+            "http://localhost/hooks/alerts",
+            "http://[::1]:9/hooks/alerts",
+        ] {
+            let relay = [(ENV_ALERTS_RELAY_URL, ok), (ENV_ALERTS_RELAY_TOKEN, "tok")];
+            assert!(matches!(notifier(&relay).await, Ok(Some(_))), "{ok}");
+            assert!(matches!(
+                notifier(&[(ENV_ALERTS_SLACK_URL, ok)]).await,
+                Ok(Some(_))
+            ));
+        }
+        let relay =
+            |url: &'static str| [(ENV_ALERTS_RELAY_URL, url), (ENV_ALERTS_RELAY_TOKEN, "tok")];
+        assert_eq!(
+            notifier(&relay("http://relay.example.com/hooks/alerts")).await,
+            Err(
+                "TAPLINE_ALERTS_RELAY_URL: http://relay.example.com/hooks/alerts: use https: \
+                 the token would cross the network in clear text"
+                    .into()
+            )
+        );
+        assert_eq!(
+            notifier(&relay("ftp://relay.example.com/x")).await,
+            Err("TAPLINE_ALERTS_RELAY_URL: ftp://relay.example.com/x: use an https:// URL".into())
+        );
+        // The Slack URL is itself the secret: never in the message.
+        assert_eq!(
+            notifier(&[(
+                ENV_ALERTS_SLACK_URL,
+                "http://hooks.slack.com/services/T/B/s3cret"
+            )])
+            .await,
+            Err(
+                "TAPLINE_ALERTS_SLACK_URL: use https: the token would cross the network in \
+                 clear text"
+                    .into()
+            )
+        );
+    }
+
+    /// A loopback HTTP server that answers every request with `status` and `location`, and
+    /// sends each request's head (request line and headers) down the channel.
+    async fn answering(
+        status: &'static str,
+        location: Option<String>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head, then as much body as Content-Length says.
+                let head_end = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while request.len() < head_end + length {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let _ = heads.send(head);
+                let location = location
+                    .as_deref()
+                    .map(|l| format!("Location: {l}\r\n"))
+                    .unwrap_or_default();
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, received)
+    }
+
+    fn breach() -> AlertResult {
+        AlertResult {
+            rule: crate::api_puller::alerts::AlertRule {
+                name: "charged-floor".into(),
+                event: "Charged".into(),
+                condition: crate::api_puller::alerts::Condition::Below { count: 500 },
+            },
+            day: jiff::civil::date(2022, 9, 23),
+            status: crate::api_puller::alerts::AlertStatus::Breached,
+            count: Some(12),
+            baseline: Some(500.0),
+            message: "Charged on 2022-09-23: 12, below 500".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_refused_and_the_token_stays_home() {
+        let (elsewhere, mut stolen) = answering("200 OK", None).await;
+        for status in [
+            "301 Moved Permanently",
+            "307 Temporary Redirect",
+            "308 Permanent Redirect",
+        ] {
+            let (relay, mut received) = answering(status, Some(format!("{elsewhere}/steal"))).await;
+            let notifier = alert_notifier_from_lookup(|name| match name {
+                ENV_ALERTS_RELAY_URL => Some(format!("{relay}/hooks/alerts")),
+                ENV_ALERTS_RELAY_TOKEN => Some("tok-s3cret".into()),
+                _ => None,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            let err = notifier.notify(&breach()).await.unwrap_err();
+            let code = &status[..3];
+            assert_eq!(err.to_string(), format!("the relay answered HTTP {code}"));
+            assert!(!err.is_retryable());
+            let head = received.recv().await.unwrap();
+            assert!(head.starts_with("POST /hooks/alerts "), "{head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("x-tapline-token: tok-s3cret"),
+                "{head}"
+            );
+            // Slack's notifier: its URL is the secret, and a redirect is not followed either.
+            let slack = alert_notifier_from_lookup(|name| {
+                (name == ENV_ALERTS_SLACK_URL).then(|| format!("{relay}/services/T/B/x"))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            let err = slack.notify(&breach()).await.unwrap_err();
+            assert_eq!(err.to_string(), format!("Slack answered HTTP {code}"));
+            assert!(
+                received
+                    .recv()
+                    .await
+                    .unwrap()
+                    .starts_with("POST /services/T/B/x ")
+            );
+        }
+        // notify returned each time without a request reaching the redirect target.
+        assert!(stolen.try_recv().is_err(), "a redirect was followed");
+    }
+}

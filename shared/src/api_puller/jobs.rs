@@ -1,0 +1,596 @@
+//! Scheduled pulls (the `api-puller` function): a configured list of jobs over a window that
+//! ends yesterday in the project's time zone, with a lookback for late data. Each run resumes
+//! what an earlier run left unfinished (the checkpoints), so a run cut off by the Lambda limit
+//! is finished by the next.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+
+use super::PullError;
+use super::alert_notifiers::AlertNotifier;
+use super::alerts::{AlertRule, AlertStatus, parse_rules, run_alerts};
+use super::campaigns::pull_campaigns;
+use super::counts::pull_event_counts;
+use super::events::{EventsPull, pull_events};
+use super::messages::pull_message_reports;
+use super::profiles::pull_profiles;
+use crate::clevertap::ClevertapClient;
+use crate::clevertap::config::{ApiConfig, ApiConfigError, ENV_PASSCODE};
+use crate::config::{ConfigError, ENV_TIMEZONE};
+use crate::export_loader::load::error_chain;
+use crate::warehouse::Warehouse;
+
+/// Environment variable: the Secrets Manager ARN of the CleverTap passcode (cloud runs).
+pub const ENV_PASSCODE_SECRET_ARN: &str = "CLEVERTAP_PASSCODE_SECRET_ARN";
+/// Environment variable: the events to pull, comma-separated (`Charged,App Launched`).
+pub const ENV_PULL_EVENTS: &str = "TAPLINE_PULL_EVENTS";
+/// Environment variable: the jobs to run, comma-separated (default `events,counts`).
+pub const ENV_PULL_JOBS: &str = "TAPLINE_PULL_JOBS";
+/// Environment variable: the alert rules of the `alerts` job, the same JSON array
+/// `tapline alerts --rules` reads.
+pub const ENV_ALERT_RULES: &str = "TAPLINE_ALERT_RULES";
+/// Environment variable: days pulled, ending yesterday (default 1: yesterday only; 3 also
+/// pulls the two days before again, for late data).
+pub const ENV_PULL_LOOKBACK_DAYS: &str = "TAPLINE_PULL_LOOKBACK_DAYS";
+
+/// Deadline of one count still `partial` in a scheduled run.
+const COUNT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// One kind of pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Get Events into the event tables.
+    Events,
+    /// Get Event Count into `event_counts`.
+    Counts,
+    /// Campaigns and their reports.
+    Campaigns,
+    /// Get Profiles into `profiles`.
+    Profiles,
+    /// Get Message Reports into `message_reports`.
+    Messages,
+    /// The alert rules checked for the window's last day, after the counts.
+    Alerts,
+}
+
+impl JobKind {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text.trim() {
+            "events" => JobKind::Events,
+            "counts" => JobKind::Counts,
+            "campaigns" => JobKind::Campaigns,
+            "profiles" => JobKind::Profiles,
+            "messages" => JobKind::Messages,
+            "alerts" => JobKind::Alerts,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            JobKind::Events => "events",
+            JobKind::Counts => "counts",
+            JobKind::Campaigns => "campaigns",
+            JobKind::Profiles => "profiles",
+            JobKind::Messages => "messages",
+            JobKind::Alerts => "alerts",
+        }
+    }
+}
+
+/// What a scheduled run pulls, read once at cold start.
+#[derive(Debug, Clone)]
+pub struct PullJobs {
+    /// Event names.
+    pub events: Vec<String>,
+    /// Jobs, run in this order.
+    pub kinds: Vec<JobKind>,
+    /// Days pulled, ending yesterday.
+    pub lookback_days: u32,
+    /// The project's time zone.
+    pub timezone: TimeZone,
+    /// Its IANA name.
+    pub timezone_name: String,
+    /// The rules the `alerts` job checks ([`ENV_ALERT_RULES`]).
+    pub alert_rules: Vec<AlertRule>,
+    /// Where breaches go (see [`super::alert_notifiers`]); `None`: results are only stored.
+    pub notifier: Option<Arc<dyn AlertNotifier>>,
+}
+
+/// A scheduled-pull setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsConfigError {
+    /// A value is wrong.
+    #[error("{name}: {reason}")]
+    Invalid {
+        /// The variable or payload field.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The time zone is unknown.
+    #[error(transparent)]
+    TimeZone(#[from] ConfigError),
+}
+
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn kinds(names: &[String], field: &'static str) -> Result<Vec<JobKind>, JobsConfigError> {
+    names
+        .iter()
+        .map(|n| {
+            JobKind::parse(n).ok_or_else(|| JobsConfigError::Invalid {
+                name: field,
+                reason: format!(
+                    "unknown job {n:?}: use events, counts, campaigns, profiles, messages, alerts"
+                ),
+            })
+        })
+        .collect()
+}
+
+impl PullJobs {
+    /// Reads the `TAPLINE_PULL_*` variables and `TAPLINE_TIMEZONE` through `get`.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, JobsConfigError> {
+        let timezone_name = get(ENV_TIMEZONE).unwrap_or_else(|| "UTC".to_string());
+        let timezone = TimeZone::get(&timezone_name).map_err(|_| ConfigError::TimeZone {
+            name: timezone_name.clone(),
+        })?;
+        let kinds = kinds(
+            &list(&get(ENV_PULL_JOBS).unwrap_or_else(|| "events,counts".into())),
+            ENV_PULL_JOBS,
+        )?;
+        let lookback_days = match get(ENV_PULL_LOOKBACK_DAYS) {
+            None => 1,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(n @ 1..=366) => n,
+                _ => {
+                    return Err(JobsConfigError::Invalid {
+                        name: ENV_PULL_LOOKBACK_DAYS,
+                        reason: format!("{text:?} is not a number of days from 1 to 366"),
+                    });
+                }
+            },
+        };
+        let alert_rules = match get(ENV_ALERT_RULES).filter(|t| !t.trim().is_empty()) {
+            None => Vec::new(),
+            Some(text) => parse_rules(&text).map_err(|e| JobsConfigError::Invalid {
+                name: ENV_ALERT_RULES,
+                reason: format!("not a list of alert rules: {e}"),
+            })?,
+        };
+        if kinds.contains(&JobKind::Alerts) && alert_rules.is_empty() {
+            return Err(JobsConfigError::Invalid {
+                name: ENV_ALERT_RULES,
+                reason:
+                    "the alerts job has no rules: set it (the JSON `tapline alerts --rules` reads)"
+                        .into(),
+            });
+        }
+        Ok(Self {
+            events: list(&get(ENV_PULL_EVENTS).unwrap_or_default()),
+            kinds,
+            lookback_days,
+            timezone,
+            timezone_name,
+            alert_rules,
+            notifier: None,
+        })
+    }
+
+    /// The same jobs with breaches handed to `notifier`.
+    pub fn with_notifier(mut self, notifier: Option<Arc<dyn AlertNotifier>>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, JobsConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The default window at instant `now`: `lookback_days` days ending yesterday in the
+    /// project's time zone.
+    pub fn window(&self, now: jiff::Timestamp) -> (Date, Date) {
+        let today = self.timezone.to_datetime(now).date();
+        let yesterday = today.yesterday().unwrap_or(today);
+        let from = yesterday
+            .checked_sub(jiff::Span::new().days(i64::from(self.lookback_days) - 1))
+            .unwrap_or(yesterday);
+        (from, yesterday)
+    }
+}
+
+/// The CleverTap configuration of a cloud run: `CLEVERTAP_PASSCODE`, or the secret that
+/// `CLEVERTAP_PASSCODE_SECRET_ARN` names (read once, at cold start).
+pub async fn api_config_from_env() -> Result<ApiConfig, Box<dyn std::error::Error + Send + Sync>> {
+    let passcode = match std::env::var(ENV_PASSCODE_SECRET_ARN) {
+        Ok(arn) if !arn.is_empty() && std::env::var(ENV_PASSCODE).is_err() => Some(
+            crate::secrets::read_secret(&arn)
+                .await?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        _ => None,
+    };
+    let config: Result<ApiConfig, ApiConfigError> = ApiConfig::from_lookup(|name| {
+        if name == ENV_PASSCODE && passcode.is_some() {
+            return passcode.clone();
+        }
+        std::env::var(name).ok()
+    });
+    Ok(config?)
+}
+
+/// Why a scheduled invocation failed as a whole (the scheduler retries it; the checkpoints
+/// make the retry resume).
+#[derive(Debug, thiserror::Error)]
+pub enum PullInvocationError {
+    /// The payload is not a pull.
+    #[error("not a pull payload: {0}")]
+    Payload(String),
+    /// A setting in the payload is wrong.
+    #[error(transparent)]
+    Config(#[from] JobsConfigError),
+    /// Some job failed; the others ran.
+    #[error("{failed} of {total} pulls failed: {first}")]
+    Failed {
+        /// Failed pulls.
+        failed: usize,
+        /// Pulls run.
+        total: usize,
+        /// The first failure.
+        first: String,
+        /// Whether any failed pull may succeed when run again (CleverTap or the warehouse
+        /// busy or down); `false` when every failure needs someone to act (an event CleverTap
+        /// refuses to export, a full disk, a rule's notifier refusing its token).
+        retryable: bool,
+    },
+}
+
+impl PullInvocationError {
+    /// A name for the kind of failure, for Lambda's `errorType` (and so for CloudWatch metric
+    /// filters and the Scheduler's dead letters): `InvalidPullPayload`, `InvalidPullSettings`,
+    /// `PullFailedRetryable` or `PullFailed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PullInvocationError::Payload(_) => "InvalidPullPayload",
+            PullInvocationError::Config(_) => "InvalidPullSettings",
+            PullInvocationError::Failed {
+                retryable: true, ..
+            } => "PullFailedRetryable",
+            PullInvocationError::Failed { .. } => "PullFailed",
+        }
+    }
+
+    /// Whether invoking again may succeed without anyone changing anything: the entry points
+    /// answer so that a scheduler retries only what a retry can fix.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PullInvocationError::Payload(_) | PullInvocationError::Config(_) => false,
+            PullInvocationError::Failed { retryable, .. } => *retryable,
+        }
+    }
+}
+
+/// One failed pull of an invocation: its message (the error chain) and whether running it
+/// again may succeed.
+#[derive(Debug, Clone)]
+struct JobFailure {
+    message: String,
+    retryable: bool,
+}
+
+impl JobFailure {
+    fn new(error: &(dyn std::error::Error + 'static), retryable: bool) -> Self {
+        Self {
+            message: error_chain(error),
+            retryable,
+        }
+    }
+
+    /// The message prefixed with what failed (`campaign 1234: …`).
+    fn context(mut self, what: String) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+fn date_field(payload: &Value, name: &'static str) -> Result<Option<Date>, JobsConfigError> {
+    match payload.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => s.parse().map(Some).map_err(|_| JobsConfigError::Invalid {
+            name,
+            reason: format!("{s:?} is not a date (YYYY-MM-DD)"),
+        }),
+        Some(other) => Err(JobsConfigError::Invalid {
+            name,
+            reason: format!("{other} is not a date (YYYY-MM-DD)"),
+        }),
+    }
+}
+
+fn strings_field(payload: &Value, name: &'static str) -> Option<Vec<String>> {
+    payload.get(name)?.as_array().map(|items| {
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+/// Runs one scheduled invocation: `{"tapline":"pull"}` runs the configured jobs over the
+/// default window; `events`, `jobs`, `from` and `to` in the payload override them (a backfill).
+/// Returns a summary; an error when any pull failed, so the run is retried.
+pub async fn handle_pull_payload(
+    payload: &Value,
+    client: &ClevertapClient,
+    warehouse: Arc<dyn Warehouse>,
+    config: &PullJobs,
+    now: jiff::Timestamp,
+) -> Result<Value, PullInvocationError> {
+    if payload.get("tapline").and_then(Value::as_str) != Some("pull") {
+        return Err(PullInvocationError::Payload(
+            "expected {\"tapline\": \"pull\"}".to_string(),
+        ));
+    }
+    let (default_from, default_to) = config.window(now);
+    let from = date_field(payload, "from")?.unwrap_or(default_from);
+    let to = date_field(payload, "to")?.unwrap_or(default_to);
+    let events = strings_field(payload, "events").unwrap_or_else(|| config.events.clone());
+    let mut job_kinds = match strings_field(payload, "jobs") {
+        Some(names) => kinds(&names, "jobs")?,
+        None => config.kinds.clone(),
+    };
+    // Alerts read the counts: they run last, whatever the order they were listed in.
+    job_kinds.sort_by_key(|k| *k == JobKind::Alerts);
+    if job_kinds.contains(&JobKind::Alerts) && config.alert_rules.is_empty() {
+        return Err(JobsConfigError::Invalid {
+            name: ENV_ALERT_RULES,
+            reason: "the alerts job has no rules".into(),
+        }
+        .into());
+    }
+    if from > to {
+        return Err(JobsConfigError::Invalid {
+            name: "from",
+            reason: format!("{from} is after to {to}"),
+        }
+        .into());
+    }
+    let needs_events = job_kinds
+        .iter()
+        .any(|k| matches!(k, JobKind::Events | JobKind::Counts | JobKind::Profiles));
+    if needs_events && events.is_empty() {
+        return Err(JobsConfigError::Invalid {
+            name: ENV_PULL_EVENTS,
+            reason: "no events to pull: set it (Charged,App Launched) or pass \"events\"".into(),
+        }
+        .into());
+    }
+
+    let mut outcomes: Vec<(String, Result<Value, JobFailure>)> = Vec::new();
+    for kind in &job_kinds {
+        match kind {
+            JobKind::Events => {
+                let request = EventsPull::new(events.clone(), from, to, config.timezone.clone());
+                let parallel = client.config().concurrency * 2;
+                for r in pull_events(client, warehouse.clone(), &request, parallel).await {
+                    let what = format!("events {} {}", r.event, r.day);
+                    let summary = json!({"rows": r.rows, "pages": r.pages, "resumed_at_page": r.resumed_at_page});
+                    outcomes.push((
+                        what,
+                        r.result
+                            .map(|()| summary)
+                            .map_err(|e| JobFailure::new(&e, e.is_retryable())),
+                    ));
+                }
+            }
+            JobKind::Counts => {
+                let days = super::days(from, to);
+                // The events alert rules watch are counted too, so the rules find their counts.
+                let mut counted_events = events.clone();
+                if job_kinds.contains(&JobKind::Alerts) {
+                    for rule in &config.alert_rules {
+                        if !counted_events.contains(&rule.event) {
+                            counted_events.push(rule.event.clone());
+                        }
+                    }
+                }
+                let counted = pull_event_counts(
+                    client,
+                    crate::clevertap::counts::CountApi::Events,
+                    warehouse.as_ref(),
+                    &counted_events,
+                    &days,
+                    &config.timezone_name,
+                    COUNT_DEADLINE,
+                )
+                .await;
+                match counted {
+                    Ok(reports) => {
+                        for r in reports {
+                            let what = format!("count {} {}", r.event, r.day);
+                            outcomes.push((
+                                what,
+                                r.result
+                                    .map(|n| json!(n))
+                                    .map_err(|e| JobFailure::new(&e, e.is_retryable())),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        outcomes.push(("counts".into(), Err(JobFailure::new(&e, e.is_retryable()))))
+                    }
+                }
+            }
+            JobKind::Campaigns => {
+                let result = pull_campaigns(client, warehouse.as_ref(), from, to).await;
+                let result = result.map_err(|e| JobFailure::new(&e, e.is_retryable())).and_then(|r| {
+                    match r.failed.first() {
+                        Some((id, e)) => Err(JobFailure::new(e, e.is_retryable()).context(format!("campaign {id}"))),
+                        None => Ok(json!({"campaigns": r.campaigns, "reports": r.reports_ready, "not_ready": r.not_ready.len()})),
+                    }
+                });
+                outcomes.push(("campaigns".into(), result));
+            }
+            JobKind::Profiles => {
+                for event in &events {
+                    let result = pull_profiles(
+                        client,
+                        warehouse.as_ref(),
+                        event,
+                        from,
+                        to,
+                        super::profiles::PROFILES_BATCH_SIZE,
+                    )
+                    .await;
+                    outcomes.push((
+                        format!("profiles {event}"),
+                        result
+                            .map(|r| json!({"merged": r.merged, "pages": r.pages}))
+                            .map_err(|e: PullError| JobFailure::new(&e, e.is_retryable())),
+                    ));
+                }
+            }
+            JobKind::Messages => {
+                let r = pull_message_reports(client, warehouse.as_ref(), from, to, &[]).await;
+                let result = match r.failed.first() {
+                    Some((day, e)) => Err(JobFailure::new(e, e.is_retryable())
+                        .context(format!("message report {day}"))),
+                    None => Ok(
+                        json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()}),
+                    ),
+                };
+                outcomes.push(("messages".into(), result));
+            }
+            JobKind::Alerts => {
+                let checked = run_alerts(
+                    warehouse.as_ref(),
+                    &config.alert_rules,
+                    to,
+                    config.notifier.as_deref(),
+                )
+                .await;
+                match checked {
+                    Ok((results, failures)) => {
+                        for r in results {
+                            let failure = failures.iter().find(|f| f.rule == r.rule.name);
+                            let what = format!("alert {} {}", r.rule.name, r.day);
+                            let outcome = match failure {
+                                Some(f) => Err(JobFailure::new(&f.error, f.error.is_retryable())
+                                    .context("not posted".into())),
+                                None => Ok(json!({
+                                    "status": match r.status {
+                                        AlertStatus::Ok => "ok",
+                                        AlertStatus::Breached => "breached",
+                                        AlertStatus::NoData => "no_data",
+                                    },
+                                    "count": r.count,
+                                    "notified": r.status == AlertStatus::Breached
+                                        && config.notifier.is_some(),
+                                })),
+                            };
+                            outcomes.push((what, outcome));
+                        }
+                    }
+                    Err(e) => {
+                        outcomes.push(("alerts".into(), Err(JobFailure::new(&e, e.is_retryable()))))
+                    }
+                }
+            }
+        }
+    }
+    let failed: Vec<(&String, &JobFailure)> = outcomes
+        .iter()
+        .filter_map(|(what, r)| r.as_ref().err().map(|f| (what, f)))
+        .collect();
+    if let Some((what, first)) = failed.first() {
+        return Err(PullInvocationError::Failed {
+            failed: failed.len(),
+            total: outcomes.len(),
+            first: format!("{what}: {}", first.message),
+            retryable: failed.iter().any(|(_, f)| f.retryable),
+        });
+    }
+    let results: serde_json::Map<String, Value> = outcomes
+        .into_iter()
+        .filter_map(|(what, r)| r.ok().map(|v| (what, v)))
+        .collect();
+    let names: Vec<&str> = job_kinds.iter().map(|k| k.name()).collect();
+    Ok(json!({
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "jobs": names,
+        "results": results,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn jobs(pairs: &[(&str, &str)]) -> Result<PullJobs, JobsConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        PullJobs::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_default_window_ends_yesterday_in_the_project_time_zone() {
+        let config = jobs(&[
+            (ENV_TIMEZONE, "Asia/Kolkata"),
+            (ENV_PULL_EVENTS, "Charged, App Launched"),
+            (ENV_PULL_LOOKBACK_DAYS, "3"),
+        ])
+        .unwrap();
+        assert_eq!(config.events, ["Charged", "App Launched"]);
+        assert_eq!(config.kinds, [JobKind::Events, JobKind::Counts]);
+        // 20:00 UTC on the 23rd is 01:30 on the 24th in Kolkata: yesterday is the 23rd.
+        let now: jiff::Timestamp = "2022-09-23T20:00:00Z".parse().unwrap();
+        let d = |s: &str| s.parse::<Date>().unwrap();
+        assert_eq!(config.window(now), (d("2022-09-21"), d("2022-09-23")));
+        let utc = jobs(&[]).unwrap();
+        assert_eq!(utc.window(now), (d("2022-09-22"), d("2022-09-22")));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = jobs(&[(ENV_PULL_JOBS, "events,sms")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, messages, alerts"
+        );
+        let err = jobs(&[(ENV_PULL_JOBS, "events,counts,alerts")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TAPLINE_ALERT_RULES: the alerts job has no rules: set it (the JSON `tapline alerts \
+             --rules` reads)"
+        );
+        let err = jobs(&[(ENV_ALERT_RULES, "[{\"name\": \"x\"}]")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("TAPLINE_ALERT_RULES: not a list of alert rules: missing field"),
+            "{err}"
+        );
+        let err = jobs(&[(ENV_PULL_LOOKBACK_DAYS, "0")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TAPLINE_PULL_LOOKBACK_DAYS: \"0\" is not a number of days from 1 to 366"
+        );
+    }
+}

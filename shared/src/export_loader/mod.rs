@@ -1,0 +1,12 @@
+//! The export loader job: CleverTap export objects from a bucket or folder into the warehouse,
+//! exactly once per object version.
+//!
+//! - [`load`]: one object (or a folder's objects) through decode → parse → append → commit.
+//! - [`sweep`]: the scheduled sweep that finds objects an event notification missed.
+//! - `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
+//!   Scheduler.
+
+#[cfg(feature = "cloud-run")]
+pub mod cloud_run;
+pub mod load;
+pub mod sweep;

@@ -1,0 +1,40 @@
+//! Tapline's webhook relay: authenticated webhooks (CleverTap's, or any JSON), stored before
+//! they are answered, then delivered to Slack and HTTP endpoints with retries, backoff and a
+//! dead-letter store that can be replayed.
+//!
+//! - [`config`]: the TOML configuration, validated once, secrets from the environment;
+//!   `env_config` (features `relay-sqs`/`relay-pubsub`): the same read from the cloud functions'
+//!   environment, route secrets from Secrets Manager or Secret Manager by their form.
+//! - [`router`]: the axum `Router` (`POST /hooks/{route}`, `GET /healthz`); [`auth`] and
+//!   [`payload`] what it checks; [`relay`]: assembly and `serve`.
+//! - [`queue`]: the [`queue::DeliveryQueue`] port and its adapters: `queue::sqlite` (local,
+//!   bounded by `queue::limits`), `queue::sqs` (+ `queue::sqs_payloads`, bodies too large for SQS
+//!   in S3) and `queue::pubsub` (+ `queue::pubsub_replay`, dead letters listed and replayed).
+//! - [`destinations`]: the [`destinations::Destination`] port; Slack, HTTP forward, CleverTap
+//!   upload and a Tapline warehouse (`webhook_events`).
+//! - [`delivery`]: the worker that delivers from the local queue; [`retry`] its backoff;
+//!   [`clock`] injectable time.
+//! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
+//! - [`dedupe`]: the dedupe window in the cloud, as claims in a bucket ([`dedupe::ClaimStore`]:
+//!   `dedupe::s3` by S3 conditional puts, `dedupe::gcs` by GCS generation preconditions);
+//!   `dedupe::attempt_log`: every attempt of a delivery for its dead letter, in the same bucket.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod dedupe;
+pub mod delivery;
+pub mod destinations;
+// Cloud-neutral: secret references are read by their form (ARN or Secret Manager version), so
+// the Lambda functions and the Cloud Run services share it.
+#[cfg(any(feature = "relay-sqs", feature = "relay-pubsub"))]
+pub mod env_config;
+pub mod payload;
+pub mod queue;
+pub mod relay;
+pub mod retry;
+pub mod router;
+pub mod signature;
+
+pub use config::RelayConfig;
+pub use relay::{Relay, RelayError, serve};
