@@ -1,5 +1,6 @@
 # Alarms on what needs an operator: anything in a dead-letter queue (a file, webhook or scheduled
-# run that kept failing), any function error, and the relay endpoint refusing many requests.
+# run that kept failing) and the relay endpoint refusing many requests. Each function's error
+# alarm comes with it (modules/lambda_function).
 
 locals {
   dead_letter_queues = merge(
@@ -29,24 +30,6 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   tags                = local.tags
 }
 
-resource "aws_cloudwatch_metric_alarm" "function_errors" {
-  for_each            = var.enable_alarms ? local.enabled_functions : toset([])
-  alarm_name          = "${local.function_names[each.key]}-errors"
-  alarm_description   = "${local.function_names[each.key]} failed (an error or a timeout): see its log group."
-  namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = local.function_names[each.key] }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-  tags                = local.tags
-}
-
 # The relay endpoint's refused requests (401: bad or missing credentials, unknown route), from its
 # structured log. The relay writes one "Webhook refused: not authorized." line per route and
 # 10 s, with the refusals held back since its previous line in held_back; the two filters add up
@@ -60,7 +43,7 @@ locals {
 resource "aws_cloudwatch_log_metric_filter" "relay_refused" {
   for_each       = local.relay_refused_filters
   name           = "${local.function_names.webhook_relay}-refused-${each.key}"
-  log_group_name = aws_cloudwatch_log_group.function["webhook_relay"].name
+  log_group_name = module.webhook_relay[0].log_group_name
   pattern        = local.relay_refused_pattern
 
   metric_transformation {

@@ -1,9 +1,10 @@
 # Tapline on AWS: CleverTap exports land in S3, S3 announces them on SQS, the export-loader Lambda
 # loads them into the warehouse exactly once; EventBridge Scheduler runs a sweep (a lost
 # notification never means a lost file) and the API puller; the webhook relay answers CleverTap on
-# a function URL and delivers through its own SQS queue. Topic files: export_bucket.tf, queues.tf,
-# secrets.tf, iam.tf, export_loader.tf, api_puller.tf, webhook_relay.tf, relay_payloads.tf,
-# schedules.tf, alarms.tf, logs.tf; hardened buckets come from modules/secure_bucket.
+# a function URL and delivers through its own SQS queue. One file per job (export_loader.tf,
+# api_puller.tf, webhook_relay.tf), each function from modules/lambda_function (role, policy, log
+# group, errors alarm); topic files: export_bucket.tf, queues.tf, secrets.tf, iam.tf (scheduler),
+# relay_payloads.tf, schedules.tf, alarms.tf, moved.tf; hardened buckets from modules/secure_bucket.
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}

@@ -15,7 +15,7 @@ resource "aws_scheduler_schedule" "sweep" {
   #checkov:skip=CKV_AWS_297:The schedule holds a bucket URI and a function ARN, nothing secret; the AWS owned key encrypts it.
 
   target {
-    arn      = aws_lambda_function.export_loader.arn
+    arn      = module.export_loader.arn
     role_arn = aws_iam_role.scheduler.arn
     # The export-loader's scheduled-sweep payload.
     input = jsonencode({ tapline = "sweep", uri = local.export_uri, window_days = var.sweep_window_days })
@@ -29,8 +29,9 @@ resource "aws_scheduler_schedule" "sweep" {
     }
   }
 
-  # The scheduler's role and the invoked function's role must allow the run before it starts.
-  depends_on = [aws_iam_role_policy.scheduler, aws_iam_role_policy.function]
+  # The scheduler's role and the invoked function's role must allow the run before it starts
+  # (the function, whose ARN is the target, is made after its role's policy).
+  depends_on = [aws_iam_role_policy.scheduler]
 }
 
 resource "aws_scheduler_schedule" "api_puller" {
@@ -47,7 +48,7 @@ resource "aws_scheduler_schedule" "api_puller" {
   #checkov:skip=CKV_AWS_297:The schedule holds a function ARN and a fixed payload, nothing secret; the AWS owned key encrypts it.
 
   target {
-    arn      = aws_lambda_function.api_puller[0].arn
+    arn      = module.api_puller[0].arn
     role_arn = aws_iam_role.scheduler.arn
     input    = jsonencode({ tapline = "pull" })
 
@@ -60,6 +61,7 @@ resource "aws_scheduler_schedule" "api_puller" {
     }
   }
 
-  # The scheduler's role and the invoked function's role must allow the run before it starts.
-  depends_on = [aws_iam_role_policy.scheduler, aws_iam_role_policy.function]
+  # The scheduler's role and the invoked function's role must allow the run before it starts
+  # (the function, whose ARN is the target, is made after its role's policy).
+  depends_on = [aws_iam_role_policy.scheduler]
 }

@@ -33,6 +33,9 @@ locals {
     { for name in var.webhook_relay_route_secret_names : name => "endpoint" },
     { for name in var.webhook_relay_destination_secret_names : name => "worker" },
   ) : {}
+  # Each relay function's own secrets, and only those, in its TAPLINE_RELAY_SECRET_ARNS and policy.
+  relay_route_secret_arns       = { for name, secret in aws_secretsmanager_secret.relay : name => secret.arn if local.relay_secret_readers[name] == "endpoint" }
+  relay_destination_secret_arns = { for name, secret in aws_secretsmanager_secret.relay : name => secret.arn if local.relay_secret_readers[name] == "worker" }
 }
 
 resource "aws_secretsmanager_secret" "relay" {

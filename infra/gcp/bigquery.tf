@@ -17,14 +17,14 @@ resource "google_bigquery_dataset" "warehouse" {
 locals {
   # Identities that write the warehouse's tables: the loaders, over the whole dataset.
   warehouse_writers = merge(
-    { export_loader = google_service_account.export_loader.member },
-    local.enable_api_puller ? { api_puller = google_service_account.api_puller[0].member } : {},
+    { export_loader = module.export_loader.service_account_member },
+    local.enable_api_puller ? { api_puller = module.api_puller[0].service_account_member } : {},
   )
   # Identities that run BigQuery jobs: the writers, and the relay's worker when it writes
   # webhook_events.
   warehouse_job_users = merge(
     local.warehouse_writers,
-    local.relay_writes_module_bigquery ? { webhook_relay_worker = google_service_account.webhook_relay_worker[0].member } : {},
+    local.relay_writes_module_bigquery ? { webhook_relay_worker = module.webhook_relay_worker[0].service_account_member } : {},
   )
 }
 
@@ -71,5 +71,5 @@ resource "google_bigquery_dataset_iam_member" "webhook_relay_worker" {
   project    = var.project_id
   dataset_id = google_bigquery_dataset.webhooks[0].dataset_id
   role       = "roles/bigquery.dataEditor"
-  member     = google_service_account.webhook_relay_worker[0].member
+  member     = module.webhook_relay_worker[0].service_account_member
 }

@@ -2,88 +2,46 @@
 # CloudEvent; Cloud Scheduler posts the sweep (schedules.tf). Internal ingress: only Google's event
 # and scheduling services (and the VPC) reach it, and only with an identity holding run.invoker.
 
-resource "google_cloud_run_v2_service" "export_loader" {
-  project  = var.project_id
-  name     = "${var.name_prefix}-export-loader"
-  location = var.region
-  ingress  = "INGRESS_TRAFFIC_INTERNAL_ONLY"
-  labels   = local.labels
-  # Removing the loader must not need a two-step apply; its state is in BigQuery.
-  deletion_protection = false
+module "export_loader" {
+  source = "./modules/cloud_run_service"
 
-  template {
-    service_account = google_service_account.export_loader.email
-    # One object per request: the loader streams it into BigQuery within the request.
-    max_instance_request_concurrency = 1
-    timeout                          = "900s"
+  project_id                   = var.project_id
+  region                       = var.region
+  name                         = "${var.name_prefix}-export-loader"
+  service_account_id           = "${var.name_prefix}-export-loader"
+  service_account_display_name = "Tapline export-loader (reads exports, writes BigQuery)"
+  ingress                      = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  labels                       = local.labels
 
-    scaling {
-      max_instance_count = var.export_loader_max_instances
-    }
+  image  = var.export_loader_image
+  memory = "512Mi"
+  # One object per request: the loader streams it into BigQuery within the request.
+  max_instance_request_concurrency = 1
+  timeout                          = "900s"
+  max_instance_count               = var.export_loader_max_instances
 
-    containers {
-      image = var.export_loader_image
+  env = concat(
+    [
+      { name = "TAPLINE_WAREHOUSE", value = local.warehouse_url },
+      { name = "TAPLINE_TIMEZONE", value = var.timezone },
+      { name = "TAPLINE_MAX_REJECT_RATIO", value = tostring(var.max_reject_ratio) },
+      { name = "TAPLINE_LOG", value = var.log_level },
+    ],
+    # The HTTP server's timeouts and connection cap (http_server_limits), when set.
+    [for name, value in local.http_env : { name = name, value = value }],
+    # A PostgreSQL warehouse's password: Cloud Run reads the secret and sets the variable; the
+    # URL in TAPLINE_WAREHOUSE carries none.
+    var.warehouse_password_secret ? [{ name = "TAPLINE_WAREHOUSE_PASSWORD", secret = google_secret_manager_secret.secrets["warehouse-password"].secret_id }] : [],
+  )
 
-      resources {
-        limits = { cpu = "1", memory = "512Mi" }
-      }
-
-      env {
-        name  = "TAPLINE_WAREHOUSE"
-        value = local.warehouse_url
-      }
-      env {
-        name  = "TAPLINE_TIMEZONE"
-        value = var.timezone
-      }
-      env {
-        name  = "TAPLINE_MAX_REJECT_RATIO"
-        value = tostring(var.max_reject_ratio)
-      }
-      env {
-        name  = "TAPLINE_LOG"
-        value = var.log_level
-      }
-      # The HTTP server's timeouts and connection cap (http_server_limits), when set.
-      dynamic "env" {
-        for_each = local.http_env
-        content {
-          name  = env.key
-          value = env.value
-        }
-      }
-      # A PostgreSQL warehouse's password: Cloud Run reads the secret and sets the variable; the
-      # URL in TAPLINE_WAREHOUSE carries none.
-      dynamic "env" {
-        for_each = var.warehouse_password_secret ? [1] : []
-        content {
-          name = "TAPLINE_WAREHOUSE_PASSWORD"
-          value_source {
-            secret_key_ref {
-              secret  = google_secret_manager_secret.secrets["warehouse-password"].secret_id
-              version = "latest"
-            }
-          }
-        }
-      }
-    }
-  }
-
-  # The accessor binding must exist before a revision that reads the secret starts.
-  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
-}
-
-resource "google_cloud_run_v2_service_iam_member" "export_loader_invokers" {
   # Eventarc (object events) and Cloud Scheduler (sweeps) only.
-  for_each = {
+  invokers = {
     eventarc  = google_service_account.eventarc.member
     scheduler = google_service_account.scheduler.member
   }
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.export_loader.name
-  role     = "roles/run.invoker"
-  member   = each.value
+
+  # The accessor binding must exist before a revision that reads the secret starts.
+  start_after = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
 }
 
 resource "google_eventarc_trigger" "export_finalized" {
@@ -105,7 +63,7 @@ resource "google_eventarc_trigger" "export_finalized" {
 
   destination {
     cloud_run_service {
-      service = google_cloud_run_v2_service.export_loader.name
+      service = module.export_loader.name
       region  = var.region
       path    = "/"
     }
@@ -116,6 +74,7 @@ resource "google_eventarc_trigger" "export_finalized" {
   depends_on = [
     google_project_iam_member.gcs_pubsub_publisher,
     google_project_iam_member.eventarc_receiver,
-    google_cloud_run_v2_service_iam_member.export_loader_invokers,
+    # Eventarc's run.invoker on the service included.
+    module.export_loader,
   ]
 }

@@ -1,9 +1,10 @@
 # Tapline on Google Cloud: CleverTap exports land in GCS, Eventarc announces each finalized object
 # to the export-loader on Cloud Run, which loads it into BigQuery exactly once; Cloud Scheduler
 # (OIDC) runs the sweep and the api-puller; the webhook relay answers CleverTap on a public Cloud
-# Run service and delivers through Pub/Sub to an internal worker. Topic files: storage.tf,
-# export_loader.tf, api_puller.tf, webhook_relay.tf, schedules.tf, secrets.tf, bigquery.tf;
-# derived.tf holds what follows from the inputs alone.
+# Run service and delivers through Pub/Sub to an internal worker. One file per job
+# (export_loader.tf, api_puller.tf, webhook_relay.tf), each service from modules/cloud_run_service
+# (service account, service, invokers); topic files: storage.tf, schedules.tf, secrets.tf,
+# bigquery.tf, moved.tf; derived.tf holds what follows from the inputs alone.
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -45,13 +46,7 @@ resource "google_project_service" "apis" {
   disable_on_destroy = false
 }
 
-# --- Service accounts: one per service, plus the callers (Eventarc, Scheduler, Pub/Sub push) ---
-
-resource "google_service_account" "export_loader" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-export-loader"
-  display_name = "Tapline export-loader (reads exports, writes BigQuery)"
-}
+# --- The callers' service accounts (Eventarc, Scheduler); each service has its own -------------
 
 resource "google_service_account" "eventarc" {
   project      = var.project_id

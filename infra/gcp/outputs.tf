@@ -15,12 +15,12 @@ output "bigquery_dataset" {
 
 output "export_loader_url" {
   description = "Internal URL of the export-loader service."
-  value       = google_cloud_run_v2_service.export_loader.uri
+  value       = module.export_loader.uri
 }
 
 output "webhook_relay_url" {
   description = "Public URL of the webhook relay; CleverTap webhooks post to <url>/hooks/<route>."
-  value       = local.enable_webhook_relay ? google_cloud_run_v2_service.webhook_relay[0].uri : null
+  value       = local.enable_webhook_relay ? module.webhook_relay[0].uri : null
 }
 
 output "secret_ids" {

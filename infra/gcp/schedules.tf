@@ -18,13 +18,13 @@ resource "google_cloud_scheduler_job" "sweep" {
   http_target {
     http_method = "POST"
     # The loader takes CloudEvents on `/` and sweeps on `/sweep`.
-    uri     = "${google_cloud_run_v2_service.export_loader.uri}/sweep"
+    uri     = "${module.export_loader.uri}/sweep"
     headers = { "Content-Type" = "application/json" }
     body    = base64encode(jsonencode({ tapline = "sweep", uri = local.export_uri, window_days = var.sweep_window_days }))
 
     oidc_token {
       service_account_email = google_service_account.scheduler.email
-      audience              = google_cloud_run_v2_service.export_loader.uri
+      audience              = module.export_loader.uri
     }
   }
 
@@ -48,13 +48,13 @@ resource "google_cloud_scheduler_job" "api_puller" {
 
   http_target {
     http_method = "POST"
-    uri         = "${google_cloud_run_v2_service.api_puller[0].uri}/"
+    uri         = "${module.api_puller[0].uri}/"
     headers     = { "Content-Type" = "application/json" }
     body        = base64encode(jsonencode({ tapline = "pull" }))
 
     oidc_token {
       service_account_email = google_service_account.scheduler.email
-      audience              = google_cloud_run_v2_service.api_puller[0].uri
+      audience              = module.api_puller[0].uri
     }
   }
 

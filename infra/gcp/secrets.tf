@@ -29,11 +29,11 @@ locals {
     { for name in local.relay_destination_secret_names : "relay-${name}" => ["webhook_relay_worker"] },
   )
   secret_readers = merge(
-    { export_loader = google_service_account.export_loader.member },
-    local.enable_api_puller ? { api_puller = google_service_account.api_puller[0].member } : {},
+    { export_loader = module.export_loader.service_account_member },
+    local.enable_api_puller ? { api_puller = module.api_puller[0].service_account_member } : {},
     local.enable_webhook_relay ? {
-      webhook_relay        = google_service_account.webhook_relay[0].member
-      webhook_relay_worker = google_service_account.webhook_relay_worker[0].member
+      webhook_relay        = module.webhook_relay[0].service_account_member
+      webhook_relay_worker = module.webhook_relay_worker[0].service_account_member
     } : {},
   )
   secret_accessors = merge([

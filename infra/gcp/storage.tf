@@ -48,7 +48,7 @@ resource "google_storage_bucket_iam_member" "export_loader_reader" {
   # Read and list (the sweep) the exports; nothing else in the project.
   bucket = google_storage_bucket.export.name
   role   = "roles/storage.objectViewer"
-  member = google_service_account.export_loader.member
+  member = module.export_loader.service_account_member
 }
 
 data "google_storage_project_service_account" "gcs" {

@@ -41,20 +41,6 @@ locals {
   }) : {}
 }
 
-resource "google_service_account" "webhook_relay" {
-  count        = local.enable_webhook_relay ? 1 : 0
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-relay"
-  display_name = "Tapline webhook relay endpoint (publishes accepted webhooks)"
-}
-
-resource "google_service_account" "webhook_relay_worker" {
-  count        = local.enable_webhook_relay ? 1 : 0
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-relay-worker"
-  display_name = "Tapline webhook relay worker (delivers to destinations)"
-}
-
 resource "google_service_account" "relay_push" {
   count        = local.enable_webhook_relay ? 1 : 0
   project      = var.project_id
@@ -99,65 +85,40 @@ resource "google_pubsub_subscription" "relay_dead_letters" {
   }
 }
 
-resource "google_cloud_run_v2_service" "webhook_relay" {
-  count               = local.enable_webhook_relay ? 1 : 0
-  project             = var.project_id
-  name                = "${var.name_prefix}-webhook-relay"
-  location            = var.region
-  ingress             = "INGRESS_TRAFFIC_ALL"
-  labels              = local.labels
-  deletion_protection = false
+module "webhook_relay" {
+  source = "./modules/cloud_run_service"
+  count  = local.enable_webhook_relay ? 1 : 0
 
-  template {
-    service_account = google_service_account.webhook_relay[0].email
-    # CleverTap gives up after 3 to 5 s.
-    timeout = "10s"
+  project_id                   = var.project_id
+  region                       = var.region
+  name                         = "${var.name_prefix}-webhook-relay"
+  service_account_id           = "${var.name_prefix}-relay"
+  service_account_display_name = "Tapline webhook relay endpoint (publishes accepted webhooks)"
+  ingress                      = "INGRESS_TRAFFIC_ALL"
+  labels                       = local.labels
 
-    scaling {
-      # The endpoint is public: a flood of requests costs at most this many instances.
-      max_instance_count = var.webhook_relay_max_instances
-    }
+  image  = var.webhook_relay_image
+  memory = "256Mi"
+  # CleverTap gives up after 3 to 5 s.
+  timeout = "10s"
+  # The endpoint is public: a flood of requests costs at most this many instances.
+  max_instance_count = var.webhook_relay_max_instances
 
-    containers {
-      image = var.webhook_relay_image
+  # One image, two services: this one accepts and publishes.
+  env = [for name, value in local.relay_endpoint_env : { name = name, value = value }]
 
-      resources {
-        limits = { cpu = "1", memory = "256Mi" }
-      }
-
-      # One image, two services: this one accepts and publishes.
-      dynamic "env" {
-        for_each = local.relay_endpoint_env
-        content {
-          name  = env.key
-          value = env.value
-        }
-      }
-    }
-  }
-
-  # The route tokens are read at start: their accessor bindings must exist before a revision.
-  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
-
-  lifecycle {
-    precondition {
-      condition     = length(setintersection(var.webhook_relay_route_secret_names, var.webhook_relay_destination_secret_names)) == 0
-      error_message = "A relay secret is in both webhook_relay_route_secret_names and webhook_relay_destination_secret_names: each is either a route token (endpoint) or a destination's credential (worker)."
-    }
-  }
-}
-
-resource "google_cloud_run_v2_service_iam_member" "webhook_relay_public" {
   # CleverTap's webhook sender cannot present a Google identity: the service is public and
   # authenticates each route itself (secret header or Basic auth, constant-time).
-  count    = local.enable_webhook_relay ? 1 : 0
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.webhook_relay[0].name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-
+  invokers = { public = "allUsers" }
   #checkov:skip=CKV_GCP_102:Public by design: CleverTap calls the relay from the internet without a Google identity; the app authenticates every route by secret.
+
+  preconditions = [{
+    condition     = length(setintersection(var.webhook_relay_route_secret_names, var.webhook_relay_destination_secret_names)) == 0
+    error_message = "A relay secret is in both webhook_relay_route_secret_names and webhook_relay_destination_secret_names: each is either a route token (endpoint) or a destination's credential (worker)."
+  }]
+
+  # The route tokens are read at start: their accessor bindings must exist before a revision.
+  start_after = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
 }
 
 resource "google_pubsub_topic_iam_member" "webhook_relay_publisher" {
@@ -165,63 +126,42 @@ resource "google_pubsub_topic_iam_member" "webhook_relay_publisher" {
   project = var.project_id
   topic   = google_pubsub_topic.relay_delivery[0].name
   role    = "roles/pubsub.publisher"
-  member  = google_service_account.webhook_relay[0].member
+  member  = module.webhook_relay[0].service_account_member
 }
 
-resource "google_cloud_run_v2_service" "webhook_relay_worker" {
-  count               = local.enable_webhook_relay ? 1 : 0
-  project             = var.project_id
-  name                = "${var.name_prefix}-webhook-relay-worker"
-  location            = var.region
-  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
-  labels              = local.labels
-  deletion_protection = false
+module "webhook_relay_worker" {
+  source = "./modules/cloud_run_service"
+  count  = local.enable_webhook_relay ? 1 : 0
 
-  template {
-    service_account = google_service_account.webhook_relay_worker[0].email
-    timeout         = "60s"
+  project_id                   = var.project_id
+  region                       = var.region
+  name                         = "${var.name_prefix}-webhook-relay-worker"
+  service_account_id           = "${var.name_prefix}-relay-worker"
+  service_account_display_name = "Tapline webhook relay worker (delivers to destinations)"
+  ingress                      = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  labels                       = local.labels
 
-    scaling {
-      # Slack allows about one message per second per webhook.
-      max_instance_count = 2
-    }
+  image   = local.relay_worker_image
+  memory  = "256Mi"
+  timeout = "60s"
+  # Slack allows about one message per second per webhook.
+  max_instance_count = 2
 
-    containers {
-      image = local.relay_worker_image
+  # Takes Pub/Sub pushes on `/`; follows the retry schedule, and dead-letters permanent failures
+  # and last attempts itself, with their attempt record (the subscription's dead-letter policy
+  # is the safety net).
+  env = concat(
+    [for name, value in local.relay_worker_env : { name = name, value = value }],
+    # A PostgreSQL warehouse destination's password, as for the loaders: Cloud Run reads the
+    # secret and sets the variable; the URL in TAPLINE_WAREHOUSE carries none.
+    var.warehouse_password_secret && local.relay_has_warehouse ? [{ name = "TAPLINE_WAREHOUSE_PASSWORD", secret = google_secret_manager_secret.secrets["warehouse-password"].secret_id }] : [],
+  )
 
-      resources {
-        limits = { cpu = "1", memory = "256Mi" }
-      }
-
-      # Takes Pub/Sub pushes on `/`; follows the retry schedule, and dead-letters permanent
-      # failures and last attempts itself, with their attempt record (the subscription's
-      # dead-letter policy is the safety net).
-      dynamic "env" {
-        for_each = local.relay_worker_env
-        content {
-          name  = env.key
-          value = env.value
-        }
-      }
-      # A PostgreSQL warehouse destination's password, as for the loaders: Cloud Run reads the
-      # secret and sets the variable; the URL in TAPLINE_WAREHOUSE carries none.
-      dynamic "env" {
-        for_each = var.warehouse_password_secret && local.relay_has_warehouse ? [1] : []
-        content {
-          name = "TAPLINE_WAREHOUSE_PASSWORD"
-          value_source {
-            secret_key_ref {
-              secret  = google_secret_manager_secret.secrets["warehouse-password"].secret_id
-              version = "latest"
-            }
-          }
-        }
-      }
-    }
-  }
+  # The push subscription's identity only.
+  invokers = { relay_push = google_service_account.relay_push[0].member }
 
   # Destination secrets (and the warehouse password) are read at start.
-  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
+  start_after = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
 }
 
 resource "google_pubsub_topic_iam_member" "webhook_relay_worker_retries" {
@@ -231,7 +171,7 @@ resource "google_pubsub_topic_iam_member" "webhook_relay_worker_retries" {
   project = var.project_id
   topic   = google_pubsub_topic.relay_delivery[0].name
   role    = "roles/pubsub.publisher"
-  member  = google_service_account.webhook_relay_worker[0].member
+  member  = module.webhook_relay_worker[0].service_account_member
 }
 
 resource "google_pubsub_topic_iam_member" "webhook_relay_worker_dead_letters" {
@@ -241,7 +181,7 @@ resource "google_pubsub_topic_iam_member" "webhook_relay_worker_dead_letters" {
   project = var.project_id
   topic   = google_pubsub_topic.relay_dead_letters[0].name
   role    = "roles/pubsub.publisher"
-  member  = google_service_account.webhook_relay_worker[0].member
+  member  = module.webhook_relay_worker[0].service_account_member
 }
 
 # The worker's small objects. Dedupe claims (dedupe/): one per (route, destination, body hash),
@@ -290,16 +230,7 @@ resource "google_storage_bucket_iam_member" "relay_worker_dedupe" {
   count  = local.enable_webhook_relay ? 1 : 0
   bucket = google_storage_bucket.relay_dedupe[0].name
   role   = "roles/storage.objectUser"
-  member = google_service_account.webhook_relay_worker[0].member
-}
-
-resource "google_cloud_run_v2_service_iam_member" "webhook_relay_worker_push" {
-  count    = local.enable_webhook_relay ? 1 : 0
-  project  = var.project_id
-  location = var.region
-  name     = google_cloud_run_v2_service.webhook_relay_worker[0].name
-  role     = "roles/run.invoker"
-  member   = google_service_account.relay_push[0].member
+  member = module.webhook_relay_worker[0].service_account_member
 }
 
 resource "google_service_account_iam_member" "pubsub_mints_push_tokens" {
@@ -320,10 +251,10 @@ resource "google_pubsub_subscription" "relay_delivery" {
   labels               = local.labels
 
   push_config {
-    push_endpoint = "${google_cloud_run_v2_service.webhook_relay_worker[0].uri}/"
+    push_endpoint = "${module.webhook_relay_worker[0].uri}/"
     oidc_token {
       service_account_email = google_service_account.relay_push[0].email
-      audience              = google_cloud_run_v2_service.webhook_relay_worker[0].uri
+      audience              = module.webhook_relay_worker[0].uri
     }
   }
 

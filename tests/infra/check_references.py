@@ -4,7 +4,8 @@
 The Google provider cannot be installed offline, so infra/gcp gets no `terraform validate`. This
 catches the mistakes validate would have caught without a provider schema: a var/local/resource/
 data/module output that is not declared, a counted resource's attribute read without an index
-(or an uncounted one indexed), and a module call whose arguments do not match the module's variables.
+(or an uncounted one indexed), a module call whose arguments do not match the module's variables,
+and a `moved` block whose ends are not an old (undeclared) and a new (declared) address.
 Attribute names of provider resources are checked by check_schema.py, against the providers' schemas.
 
     .venv/bin/python tests/infra/check_references.py infra/gcp/examples/complete infra/gcp
@@ -34,7 +35,7 @@ META_ARGUMENTS = {"source", "version", "count", "for_each", "providers", "depend
 
 def load(directory: Path) -> dict:
     """Declarations of one module directory, and its whole text as parsed JSON (for references)."""
-    module = {"variables": {}, "locals": set(), "resources": {}, "data": set(), "outputs": set(), "calls": {}, "text": ""}
+    module = {"variables": {}, "locals": set(), "resources": {}, "data": set(), "outputs": set(), "calls": {}, "moved": [], "text": ""}
     for path in sorted(directory.glob("*.tf")):
         with path.open() as handle:
             parsed = hcl2.load(handle)
@@ -56,7 +57,46 @@ def load(directory: Path) -> dict:
             module["outputs"].update(block)
         for block in parsed.get("module", []):
             module["calls"].update(block)
+        for block in parsed.get("moved", []):
+            module["moved"].append((one(block["from"]).strip("${}"), one(block["to"]).strip("${}")))
     return module
+
+
+# A moved block's end: [module.NAME[INDEX].]TYPE.NAME[KEY].
+MOVED_ADDRESS = re.compile(r'^(?:module\.(\w+)(\[[^\]]+\])?\.)?((?:google|aws)_\w+\.\w+)(\[[^\]]+\])?$')
+
+
+def moved_problems(directory: Path, module: dict) -> list[str]:
+    """Each `moved` block leaves an address no longer declared for one that is, with an index
+    exactly where the resource (or module call) has count/for_each: Terraform checks this at plan
+    time, which GCP never gets offline."""
+    found = []
+    for source, target in module["moved"]:
+        ends = {"from": MOVED_ADDRESS.match(source), "to": MOVED_ADDRESS.match(target)}
+        if not all(ends.values()):
+            found.append(f"moved {source} -> {target}: not a resource address this check reads")
+            continue
+        for end, match in ends.items():
+            call, call_index, resource, key = match.groups()
+            declared = module["resources"]
+            if call:
+                body = module["calls"].get(call)
+                if body is None:
+                    found.append(f"moved {end} {match.string}: no module.{call}")
+                    continue
+                counted = "count" in body or "for_each" in body
+                if counted != (call_index is not None):
+                    found.append(f"moved {end} {match.string}: module.{call} {'has' if counted else 'has no'} count/for_each")
+                source_dir = one(body["source"])
+                declared = load((directory / source_dir).resolve())["resources"]
+            exists = resource in declared
+            if end == "from" and exists:
+                found.append(f"moved from {match.string}: {resource} is still declared")
+            elif end == "to" and not exists:
+                found.append(f"moved to {match.string}: {resource} is not declared")
+            elif end == "to" and declared[resource] != (key is not None):
+                found.append(f"moved to {match.string}: {resource} {'has' if declared[resource] else 'has no'} count/for_each")
+    return found
 
 
 def problems_in(directory: Path) -> list[str]:
@@ -78,6 +118,7 @@ def problems_in(directory: Path) -> list[str]:
             found.append(f"{address} has count/for_each but its attributes are read without an index")
         elif not module["resources"][address] and after == "[":
             found.append(f"{address} has no count/for_each but is indexed")
+    found += moved_problems(directory, module)
     for call, body in module["calls"].items():
         source = body["source"][0] if isinstance(body["source"], list) else body["source"]
         child = load((directory / source).resolve())
@@ -97,7 +138,8 @@ def one(value):
 
 
 def blocks(directory: Path, kind: str) -> dict:
-    """Every `resource` (or `data`) of the module as {"type.name": body}; `locals` as {name: value}."""
+    """Every `resource` (or `data`) of the module as {"type.name": body}; `locals` as {name: value};
+    `module` calls as {name: body}."""
     found = {}
     for path in sorted(directory.glob("*.tf")):
         with path.open() as handle:
@@ -105,6 +147,9 @@ def blocks(directory: Path, kind: str) -> dict:
         for block in parsed.get(kind, []):
             if kind == "locals":
                 found.update({k: one(v) for k, v in block.items() if not k.startswith("__")})
+                continue
+            if kind == "module":
+                found.update(block)
                 continue
             for type_, named in block.items():
                 for name, body in named.items():
@@ -185,10 +230,16 @@ def derived_problems(directory: Path) -> list[str]:
     return found
 
 
+def rust_sources() -> str:
+    """The Rust code of shared/ and functions/, as one text: constants are looked up by name, not
+    by the file that holds them today."""
+    files = sorted(ROOT.glob("shared/src/**/*.rs")) + sorted(ROOT.glob("functions/*/src/**/*.rs"))
+    return "\n".join(path.read_text() for path in files)
+
+
 def http_constants() -> list[str]:
     """The TAPLINE_HTTP_* variables the shared HTTP server reads."""
-    source = (ROOT / "shared/src/http_server.rs").read_text()
-    return re.findall(r'pub const ENV_\w+: &str = "(TAPLINE_HTTP_\w+)";', source)
+    return sorted(set(re.findall(r'pub const ENV_\w+: &str = "(TAPLINE_HTTP_\w+)";', rust_sources())))
 
 
 def gcp_relay_problems(directory: Path) -> list[str]:
@@ -204,10 +255,21 @@ def gcp_relay_problems(directory: Path) -> list[str]:
         if not condition:
             found.append(what)
 
-    def env_of(service: str) -> str:
-        """A Cloud Run service's env: its env blocks and dynamic env (for_each) as one text."""
-        container = one(one(resources[f"google_cloud_run_v2_service.{service}"]["template"])["containers"])
-        return json.dumps([container.get("env", []), container.get("dynamic", [])])
+    services = blocks(directory, "module")
+
+    def service(name: str) -> dict:
+        """A Cloud Run service's module call (modules/cloud_run_service)."""
+        call = services.get(name, {})
+        expect(one(call.get("source")) == "./modules/cloud_run_service", f"module.{name} is not a modules/cloud_run_service call")
+        return call
+
+    def env_of(name: str) -> str:
+        """A Cloud Run service's env list, as one text."""
+        return json.dumps(service(name).get("env"))
+
+    def takes_map(name: str, local: str) -> bool:
+        """The service's env lists every entry of local.<local> (a map NAME → value)."""
+        return re.search(rf"\[for (\w+) , (\w+) in local\.{local} : \{{'name': '\$\{{\1\}}', 'value': '\$\{{\2\}}'\}}\]", env_of(name)) is not None
 
     # 1. The retry schedule: the same variable as on AWS, to the worker, the subscription's
     #    settings derived from it (derived.tf), never set apart from it.
@@ -226,8 +288,7 @@ def gcp_relay_problems(directory: Path) -> list[str]:
     worker_env, endpoint_env = str(locals_.get("relay_worker_env")), str(locals_.get("relay_endpoint_env"))
     expect("'TAPLINE_RELAY_RETRY_SCHEDULE': '${jsonencode(var.webhook_relay_retry_schedule)}'" in common, "the relay services do not get TAPLINE_RELAY_RETRY_SCHEDULE from webhook_relay_retry_schedule")
     expect("local.relay_common_env" in worker_env and "local.relay_common_env" in endpoint_env, "a relay service misses the common env (schedule, config, HTTP limits)")
-    queue_source = (ROOT / "shared/src/webhook_relay/queue/pubsub.rs").read_text()
-    max_var = re.search(r'ENV_MAX_DELIVERY_ATTEMPTS: &str = "(\w+)"', queue_source).group(1)
+    max_var = re.search(r'ENV_MAX_DELIVERY_ATTEMPTS: &str = "(\w+)"', rust_sources()).group(1)
     expect(f"'{max_var}': '${{tostring(local.relay_max_delivery_attempts)}}'" in worker_env, f"the worker does not get {max_var} from the subscription's max_delivery_attempts")
     expect("'TAPLINE_RELAY_TOPIC': '${google_pubsub_topic.relay_delivery[0].id}'" in worker_env, "the worker does not get the delivery topic it publishes retries to")
     subscription = resources.get("google_pubsub_subscription.relay_delivery", {})
@@ -253,9 +314,7 @@ def gcp_relay_problems(directory: Path) -> list[str]:
     #    password, the worker's BigQuery grant on its own dataset only, the HTTP limits everywhere.
     # The endpoint parses its config in endpoint mode (config.rs): no destination settings at all.
     expect("TAPLINE_WAREHOUSE" not in endpoint_env, "the endpoint gets TAPLINE_WAREHOUSE, which only the worker reads")
-    endpoint = resources["google_cloud_run_v2_service.webhook_relay"]
-    scaling = one(one(endpoint["template"]).get("scaling", [{}]))
-    expect(one(scaling.get("max_instance_count")) == "${var.webhook_relay_max_instances}", "the endpoint's max_instance_count is not set from webhook_relay_max_instances")
+    expect(one(service("webhook_relay").get("max_instance_count")) == "${var.webhook_relay_max_instances}", "the endpoint's max_instance_count is not set from webhook_relay_max_instances")
     instances = one(variables.get("webhook_relay_max_instances", {}).get("default"))
     expect(isinstance(instances, int) and 1 <= instances <= 100, f"webhook_relay_max_instances defaults to {instances}")
     worker = env_of("webhook_relay_worker")
@@ -288,11 +347,11 @@ def gcp_relay_problems(directory: Path) -> list[str]:
         "TAPLINE_WAREHOUSE': '${local.relay_warehouse_url}'" in str(env_of("webhook_relay_worker")) or "local.relay_warehouse_url" in str(locals_.get("relay_worker_env")),
         "the worker's TAPLINE_WAREHOUSE is not the relay's dataset",
     )
-    for service in ("export_loader", "api_puller"):
-        expect('"${local.http_env}"' in env_of(service), f"{service} does not get the TAPLINE_HTTP_* limits")
+    for name in ("export_loader", "api_puller"):
+        expect(takes_map(name, "http_env"), f"{name} does not get the TAPLINE_HTTP_* limits")
     expect("merge(local.http_env," in common, "the relay services do not get the TAPLINE_HTTP_* limits")
-    for service, env_local in (("webhook_relay", "relay_endpoint_env"), ("webhook_relay_worker", "relay_worker_env")):
-        expect(f'"${{local.{env_local}}}"' in env_of(service), f"{service} does not take its env from local.{env_local}")
+    for name, env_local in (("webhook_relay", "relay_endpoint_env"), ("webhook_relay_worker", "relay_worker_env")):
+        expect(takes_map(name, env_local), f"{name} does not take its env from local.{env_local}")
 
     # 3. Least secrets: route tokens to the endpoint only (and the alerts job's to the puller),
     #    destination credentials to the worker only; each service's map holds its own.
