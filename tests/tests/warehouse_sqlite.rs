@@ -1,7 +1,7 @@
 //! The warehouse conformance suite on the embedded SQLite warehouse (both journal modes).
 
 use async_trait::async_trait;
-use tapline::warehouse::Warehouse;
+use tapline::warehouse::{LoadLedger, SqlQuery, Warehouse};
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
 use tapline_tests::conformance::Harness;
 

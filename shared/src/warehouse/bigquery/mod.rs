@@ -42,9 +42,10 @@ use sha2::{Digest, Sha256};
 use self::api::{Api, ApiError, Param};
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
-    FixedTable, LINEAGE_COLUMNS, LedgerVersion, LoadRecord, LoadStatus, LoadTransaction, Outcome,
-    QueryResult, SourceObject, Warehouse, WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Checkpoints, ColumnType,
+    Committed, FixedTable, FixedTables, LINEAGE_COLUMNS, LedgerVersion, LoadLedger, LoadRecord,
+    LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, SqlQuery, Warehouse,
+    WarehouseError, ledger_column_list, stored_rejects,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -57,8 +58,6 @@ pub const ENV_BIGQUERY_ENDPOINT: &str = "BIGQUERY_ENDPOINT";
 const ENV_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
 /// BigQuery allows 10,000 columns per table; four go to lineage.
 const MAX_DATA_COLUMNS: usize = 10_000 - 4;
-/// Rejects kept per file; the ledger counts every one.
-const MAX_STORED_REJECTS: usize = 10_000;
 /// Commit jobs tried per version before giving up for now (each failed one is burned).
 const MAX_COMMIT_JOBS: u32 = 50;
 /// Label on commit jobs saying what they committed.
@@ -168,13 +167,16 @@ fn ledger_tables() -> Vec<(&'static str, Vec<Value>)> {
     ]
 }
 
-const LEDGER_COLUMNS: &str = "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, \
-    error, attempts, started_at, finished_at";
+/// The ledger columns: BigQuery answers TIMESTAMPs in a form the API client turns into text.
+fn ledger_columns() -> String {
+    ledger_column_list(str::to_string)
+}
 
 /// The current row of each version: its `loaded`/`replaced` row, else its latest attempt.
 fn current_ledger_sql(filter: &str) -> String {
+    let columns = ledger_columns();
     format!(
-        "SELECT {LEDGER_COLUMNS} FROM (SELECT {LEDGER_COLUMNS}, ROW_NUMBER() OVER (\
+        "SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (\
            PARTITION BY uri, version ORDER BY \
            CASE WHEN status IN ('loaded', 'replaced') THEN 1 ELSE 0 END DESC, attempts DESC, \
            finished_at DESC) AS _rank FROM _tapline_loads {filter}) AS l WHERE _rank = 1"
@@ -687,12 +689,14 @@ fn ledger_record(row: Vec<Option<String>>) -> LoadRecord {
     }
 }
 
-#[async_trait]
 impl Warehouse for BigQueryWarehouse {
     fn describe(&self) -> String {
         self.target.clone()
     }
+}
 
+#[async_trait]
+impl LoadLedger for BigQueryWarehouse {
     fn max_columns(&self) -> usize {
         MAX_DATA_COLUMNS
     }
@@ -738,8 +742,9 @@ impl Warehouse for BigQueryWarehouse {
         let (_, load_id) = version_key(object);
         let now = now_utc();
         let sql = format!(
-            "INSERT INTO _tapline_loads ({LEDGER_COLUMNS}) VALUES (@load_id, @uri, @version, \
-             'failed', @bytes, 0, 0, @error, @attempts, @now, @now)"
+            "INSERT INTO _tapline_loads ({}) VALUES (@load_id, @uri, @version, \
+             'failed', @bytes, 0, 0, @error, @attempts, @now, @now)",
+            ledger_columns()
         );
         let params = [
             ("load_id", Param::Int(load_id)),
@@ -789,7 +794,10 @@ impl Warehouse for BigQueryWarehouse {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl Checkpoints for BigQueryWarehouse {
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
         self.ds.read_state(key).await
     }
@@ -807,7 +815,10 @@ impl Warehouse for BigQueryWarehouse {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl FixedTables for BigQueryWarehouse {
     async fn replace_rows(
         &self,
         table: &FixedTable,
@@ -829,7 +840,10 @@ impl Warehouse for BigQueryWarehouse {
             .upsert_rows(table.name, &columns, table.key, rows)
             .await
     }
+}
 
+#[async_trait]
+impl SqlQuery for BigQueryWarehouse {
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
         // BigQuery has no read-only session: ask it what the statement is before running it,
         // so `tapline query` with a loader's credentials cannot write (a script is refused too).
@@ -1394,7 +1408,7 @@ impl LoadTransaction for BigQueryLoad {
                         .to_string(),
                 );
             }
-            let kept: Vec<&Reject> = rejects.iter().take(MAX_STORED_REJECTS).collect();
+            let kept: Vec<&Reject> = stored_rejects(&rejects).iter().collect();
             if !kept.is_empty() {
                 let (name, file) = self.stage_rejects(&kept).await?;
                 statements.push(format!(
@@ -1405,8 +1419,9 @@ impl LoadTransaction for BigQueryLoad {
                 staging.push((name, file));
             }
             statements.push(format!(
-                "INSERT INTO _tapline_loads ({LEDGER_COLUMNS}) VALUES (@load_id, @uri, @version, \
-                 @status, @bytes, @rows, @rejected, @error, @attempts, @started, @now)"
+                "INSERT INTO _tapline_loads ({}) VALUES (@load_id, @uri, @version, \
+                 @status, @bytes, @rows, @rejected, @error, @attempts, @started, @now)",
+                ledger_columns()
             ));
             statements.push("COMMIT TRANSACTION".to_string());
             let script = statements.join(";\n") + ";";

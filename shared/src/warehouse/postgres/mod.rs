@@ -24,9 +24,10 @@ use tracing::warn;
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
-    FixedTable, LINEAGE_COLUMNS, LedgerVersion, LoadRecord, LoadStatus, LoadTransaction, Outcome,
-    QueryResult, SourceObject, Warehouse, WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Checkpoints, ColumnType,
+    Committed, FixedTable, FixedTables, LINEAGE_COLUMNS, LedgerVersion, LoadLedger, LoadRecord,
+    LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, SqlQuery, Warehouse,
+    WarehouseError, ledger_column_list, stored_rejects,
 };
 use crate::config::ConfigError;
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -34,9 +35,6 @@ use crate::time::now_utc;
 
 /// PostgreSQL allows 1600 columns per table; four go to lineage.
 const MAX_DATA_COLUMNS: usize = 1600 - 4;
-
-/// Rejects kept per file; the ledger counts every one.
-const MAX_STORED_REJECTS: usize = 10_000;
 
 const SCHEMA_SQL: &str = r#"
 CREATE TABLE IF NOT EXISTS _tapline_loads (
@@ -92,10 +90,16 @@ CREATE TABLE IF NOT EXISTS _tapline_columns (
 );
 "#;
 
-/// Ledger columns with timestamps as UTC ISO-8601 text, like every other warehouse reports them.
-const LEDGER_SELECT: &str = "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, \
-    error, attempts, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+/// The ledger columns with timestamps as UTC ISO-8601 text, like every other warehouse reports
+/// them.
+fn ledger_select() -> String {
+    ledger_column_list(|column| match column {
+        "started_at" | "finished_at" => {
+            format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+        }
+        _ => column.to_string(),
+    })
+}
 
 /// The PostgreSQL warehouse: one connection per handle (loads are sequential per process;
 /// concurrency comes from processes), reconnected when the server closed it.
@@ -431,12 +435,14 @@ impl PostgresWarehouse {
     }
 }
 
-#[async_trait]
 impl Warehouse for PostgresWarehouse {
     fn describe(&self) -> String {
         self.target.clone()
     }
+}
 
+#[async_trait]
+impl LoadLedger for PostgresWarehouse {
     fn max_columns(&self) -> usize {
         MAX_DATA_COLUMNS
     }
@@ -522,8 +528,9 @@ impl Warehouse for PostgresWarehouse {
         let rows = client
             .query(
                 &format!(
-                    "SELECT {LEDGER_SELECT} FROM _tapline_loads
-                     ORDER BY COALESCE(finished_at, started_at) DESC, load_id DESC LIMIT $1"
+                    "SELECT {} FROM _tapline_loads
+                     ORDER BY COALESCE(finished_at, started_at) DESC, load_id DESC LIMIT $1",
+                    ledger_select()
                 ),
                 &[&(limit as i64)],
             )
@@ -555,7 +562,10 @@ impl Warehouse for PostgresWarehouse {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl Checkpoints for PostgresWarehouse {
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
         let client = self.client().await?;
         let row = client
@@ -577,7 +587,10 @@ impl Warehouse for PostgresWarehouse {
             .map_err(op("write state"))?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl FixedTables for PostgresWarehouse {
     async fn replace_rows(
         &self,
         table: &FixedTable,
@@ -602,7 +615,10 @@ impl Warehouse for PostgresWarehouse {
         tx.commit().await.map_err(op("commit"))?;
         Ok(rows.len() as u64)
     }
+}
 
+#[async_trait]
+impl SqlQuery for PostgresWarehouse {
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
         let mut client = self.client().await?;
         let tx = client
@@ -693,7 +709,10 @@ async fn start_ledger_row(
         .map_err(op("lock"))?;
     let existing = client
         .query_opt(
-            &format!("SELECT {LEDGER_SELECT} FROM _tapline_loads WHERE uri = $1 AND version = $2"),
+            &format!(
+                "SELECT {} FROM _tapline_loads WHERE uri = $1 AND version = $2",
+                ledger_select()
+            ),
             &[&object.uri, &object.version],
         )
         .await
@@ -1140,7 +1159,7 @@ impl LoadTransaction for PostgresLoad {
             }
         };
         let client = self.client();
-        let kept: Vec<&Reject> = rejects.iter().take(MAX_STORED_REJECTS).collect();
+        let kept = stored_rejects(&rejects);
         if !kept.is_empty() {
             let lines: Vec<i64> = kept.iter().map(|r| r.line as i64).collect();
             let columns: Vec<Option<&str>> = kept.iter().map(|r| r.column.as_deref()).collect();
@@ -1160,7 +1179,8 @@ impl LoadTransaction for PostgresLoad {
                 &format!(
                     "UPDATE _tapline_loads SET status = $2, error = $3, bytes = $4, rows_loaded = $5,
                        rows_rejected = $6, finished_at = $7::text::timestamptz
-                     WHERE load_id = $1 RETURNING {LEDGER_SELECT}"
+                     WHERE load_id = $1 RETURNING {}",
+                    ledger_select()
                 ),
                 &[
                     &self.load_id,

@@ -16,18 +16,16 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::catalog::Catalog;
 use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
-    FixedTable, LINEAGE_COLUMNS, LedgerVersion, LoadRecord, LoadStatus, LoadTransaction, Outcome,
-    QueryResult, SourceObject, Warehouse, WarehouseError,
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Checkpoints, ColumnType,
+    Committed, FixedTable, FixedTables, LINEAGE_COLUMNS, LedgerVersion, LoadLedger, LoadRecord,
+    LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, SqlQuery, Warehouse,
+    WarehouseError, ledger_column_list, stored_rejects,
 };
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 
 /// SQLite's default `SQLITE_MAX_COLUMN` is 2000 per table; four go to lineage.
 const MAX_DATA_COLUMNS: usize = 2000 - 4;
-
-/// Rejects kept per file; the ledger counts every one.
-pub const MAX_STORED_REJECTS: usize = 10_000;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS _tapline_loads (
@@ -209,7 +207,6 @@ fn open_connection(path: &Path, journal: Journal) -> Result<Connection, Warehous
 
 type BoxedErr = Box<dyn std::error::Error + Send + Sync>;
 
-#[async_trait]
 impl Warehouse for SqliteWarehouse {
     fn describe(&self) -> String {
         match self.journal {
@@ -217,7 +214,10 @@ impl Warehouse for SqliteWarehouse {
             Journal::Wal => format!("sqlite://{}?journal=wal", self.path.display()),
         }
     }
+}
 
+#[async_trait]
+impl LoadLedger for SqliteWarehouse {
     fn max_columns(&self) -> usize {
         MAX_DATA_COLUMNS
     }
@@ -301,8 +301,9 @@ impl Warehouse for SqliteWarehouse {
     async fn recent_loads(&self, limit: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
         self.with_conn(move |conn| {
             let sql = format!(
-                "SELECT {LEDGER_COLUMNS} FROM _tapline_loads
-                 ORDER BY COALESCE(finished_at, started_at) DESC, load_id DESC LIMIT ?1"
+                "SELECT {} FROM _tapline_loads
+                 ORDER BY COALESCE(finished_at, started_at) DESC, load_id DESC LIMIT ?1",
+                ledger_columns()
             );
             let mut stmt = conn.prepare(&sql).map_err(op("read ledger"))?;
             let rows = stmt
@@ -342,7 +343,10 @@ impl Warehouse for SqliteWarehouse {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Checkpoints for SqliteWarehouse {
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
         let key = key.to_string();
         self.with_conn(move |conn| {
@@ -370,7 +374,10 @@ impl Warehouse for SqliteWarehouse {
         })
         .await
     }
+}
 
+#[async_trait]
+impl FixedTables for SqliteWarehouse {
     async fn replace_rows(
         &self,
         table: &FixedTable,
@@ -396,7 +403,10 @@ impl Warehouse for SqliteWarehouse {
         })
         .await
     }
+}
 
+#[async_trait]
+impl SqlQuery for SqliteWarehouse {
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
         let sql = sql.to_string();
         let path = self.path.clone();
@@ -452,8 +462,10 @@ impl Warehouse for SqliteWarehouse {
     }
 }
 
-const LEDGER_COLUMNS: &str = "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, \
-                              error, attempts, started_at, finished_at";
+/// The ledger columns, read as stored: SQLite keeps timestamps as ISO-8601 text.
+fn ledger_columns() -> String {
+    ledger_column_list(str::to_string)
+}
 
 fn ledger_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoadRecord> {
     let status: String = row.get(3)?;
@@ -481,7 +493,10 @@ fn start_ledger_row(
 ) -> Result<Result<(i64, String), LoadRecord>, WarehouseError> {
     let existing = conn
         .query_row(
-            &format!("SELECT {LEDGER_COLUMNS} FROM _tapline_loads WHERE uri = ?1 AND version = ?2"),
+            &format!(
+                "SELECT {} FROM _tapline_loads WHERE uri = ?1 AND version = ?2",
+                ledger_columns()
+            ),
             params![object.uri, object.version],
             ledger_row,
         )
@@ -815,7 +830,7 @@ impl LoadState {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(op("write rejects"))?;
-        for r in rejects.iter().take(MAX_STORED_REJECTS) {
+        for r in stored_rejects(&rejects) {
             insert
                 .execute(params![
                     self.load_id,
@@ -844,7 +859,10 @@ impl LoadState {
         .map_err(op("write ledger"))?;
         let record = conn
             .query_row(
-                &format!("SELECT {LEDGER_COLUMNS} FROM _tapline_loads WHERE load_id = ?1"),
+                &format!(
+                    "SELECT {} FROM _tapline_loads WHERE load_id = ?1",
+                    ledger_columns()
+                ),
                 [self.load_id],
                 ledger_row,
             )
