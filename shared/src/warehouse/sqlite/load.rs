@@ -1,0 +1,531 @@
+//! One SQLite load: a `BEGIN IMMEDIATE` transaction holding the file's write lock, the ledger
+//! row, rows inserted after a savepoint (tables created or widened as they come), and the commit
+//! or quarantine that ends it.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::OwnedMutexGuard;
+
+use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking};
+use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
+use crate::time::now_utc;
+use crate::warehouse::catalog::Catalog;
+use crate::warehouse::{
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
+    LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, WarehouseError, stored_rejects,
+};
+
+impl SqliteLoad {
+    /// Opens the load of `object` on the connection `guard` holds: `BEGIN IMMEDIATE`, the
+    /// ledger row in `loading`, and the savepoint rows go after. `Begin::Done` (and the
+    /// transaction rolled back) when the ledger says the version needs no new attempt.
+    pub(super) async fn begin(
+        mut guard: OwnedMutexGuard<Connection>,
+        object: &SourceObject,
+        retry_quarantined: bool,
+    ) -> Result<Begin, WarehouseError> {
+        let object = object.clone();
+        run_blocking(move || {
+            let conn = &mut *guard;
+            if !conn.is_autocommit() {
+                // A previous load's task died mid-transaction: start clean.
+                conn.execute_batch("ROLLBACK").map_err(op("rollback"))?;
+            }
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(op("begin"))?;
+            let started = match start_ledger_row(conn, &object, retry_quarantined) {
+                Ok(Ok(started)) => started,
+                Ok(Err(done)) => {
+                    conn.execute_batch("ROLLBACK").map_err(op("rollback"))?;
+                    return Ok(Begin::Done(done));
+                }
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            };
+            let catalog = match read_catalog(conn).and_then(|c| {
+                conn.execute_batch("SAVEPOINT rows")
+                    .map_err(op("savepoint"))
+                    .map(|_| c)
+            }) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            };
+            let state = LoadState {
+                object,
+                load_id: started.0,
+                loaded_at: started.1,
+                catalog,
+                insert_statements: HashMap::new(),
+                appended: HashMap::new(),
+                view_stale: false,
+            };
+            Ok(Begin::Started(Box::new(SqliteLoad {
+                load_id: started.0,
+                inner: Some((guard, state)),
+            })))
+        })
+        .await
+    }
+}
+
+/// Inside the open transaction: the ledger row for this attempt, `(load_id, started_at)`, or
+/// the record saying it is already done.
+fn start_ledger_row(
+    conn: &Connection,
+    object: &SourceObject,
+    retry_quarantined: bool,
+) -> Result<Result<(i64, String), LoadRecord>, WarehouseError> {
+    let existing = conn
+        .query_row(
+            &format!(
+                "SELECT {} FROM _tapline_loads WHERE uri = ?1 AND version = ?2",
+                ledger_columns()
+            ),
+            params![object.uri, object.version],
+            ledger_row,
+        )
+        .optional()
+        .map_err(op("read ledger"))?;
+    let now = now_utc();
+    let bytes = object.bytes.map(|b| b as i64);
+    match existing {
+        Some(done) if done.is_done(retry_quarantined) => Ok(Err(done)),
+        Some(previous) => {
+            conn.execute(
+                "UPDATE _tapline_loads SET status = 'loading', attempts = attempts + 1,
+                   started_at = ?2, finished_at = NULL, error = NULL, bytes = ?3
+                 WHERE load_id = ?1",
+                params![previous.load_id, now, bytes],
+            )
+            .map_err(op("write ledger"))?;
+            Ok(Ok((previous.load_id, now)))
+        }
+        None => {
+            conn.execute(
+                "INSERT INTO _tapline_loads (uri, version, status, bytes, started_at)
+                 VALUES (?1, ?2, 'loading', ?3, ?4)",
+                params![object.uri, object.version, bytes, now],
+            )
+            .map_err(op("write ledger"))?;
+            Ok(Ok((conn.last_insert_rowid(), now)))
+        }
+    }
+}
+
+/// Reads the catalog (event tables and their columns) inside the open transaction.
+fn read_catalog(conn: &Connection) -> Result<Catalog, WarehouseError> {
+    let read = op("read catalog");
+    let taken: Vec<String> = conn
+        .prepare_cached("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(read)?;
+    let mut catalog = Catalog::new(taken);
+    let tables: Vec<(String, String)> = conn
+        .prepare_cached("SELECT event_name, table_name FROM _tapline_tables")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(op("read catalog"))?;
+    for (event, table) in tables {
+        catalog.add_table(event, table);
+    }
+    let columns: Vec<(String, String, String)> = conn
+        .prepare_cached("SELECT table_name, raw_name, column_name FROM _tapline_columns")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(op("read catalog"))?;
+    for (table, raw, column) in columns {
+        catalog.add_column(&table, raw, column);
+    }
+    Ok(catalog)
+}
+
+/// An open load. Holds the connection (and so SQLite's write lock) until commit or drop.
+pub(super) struct SqliteLoad {
+    load_id: i64,
+    /// The connection and the load's state; away on a blocking thread during each call.
+    inner: Option<(OwnedMutexGuard<Connection>, LoadState)>,
+}
+
+/// What a load appended to one table. SQLite gives appended rows consecutive rowids (one
+/// writer, max rowid + 1), so the range finds them again without an index on `_load_id`,
+/// which would cost a quarter of the load time.
+#[derive(Debug, Clone, Copy)]
+struct Appended {
+    rows: u64,
+    first_rowid: i64,
+    last_rowid: i64,
+}
+
+impl Drop for SqliteLoad {
+    fn drop(&mut self) {
+        if let Some((conn, _)) = self.inner.as_mut()
+            && !conn.is_autocommit()
+        {
+            // Not committed: nothing of this load may remain.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+impl SqliteLoad {
+    /// Runs `f` on a blocking thread with the connection and the load's state.
+    async fn blocking<T, F>(&mut self, f: F) -> Result<T, WarehouseError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &mut LoadState) -> Result<T, WarehouseError> + Send + 'static,
+    {
+        let (mut conn, mut state) = self.inner.take().ok_or_else(|| WarehouseError::Operation {
+            operation: "load",
+            retryable: false,
+            source: "the load's connection was lost after an earlier failure".into(),
+        })?;
+        let (conn, state, result) = tokio::task::spawn_blocking(move || {
+            let result = f(&mut conn, &mut state);
+            (conn, state, result)
+        })
+        .await
+        .map_err(|e| WarehouseError::Operation {
+            operation: "load",
+            retryable: false,
+            source: Box::new(e),
+        })?;
+        self.inner = Some((conn, state));
+        result
+    }
+}
+
+/// The part of a load that travels to the blocking thread.
+struct LoadState {
+    object: SourceObject,
+    load_id: i64,
+    loaded_at: String,
+    catalog: Catalog,
+    /// Insert statements by (event, batch columns), so a file's batches share one.
+    insert_statements: HashMap<(String, Vec<String>), String>,
+    appended: HashMap<String, Appended>,
+    /// A table or a view column was added: `all_events` is rebuilt at commit.
+    view_stale: bool,
+}
+
+#[async_trait]
+impl LoadTransaction for SqliteLoad {
+    fn load_id(&self) -> i64 {
+        self.load_id
+    }
+
+    async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
+        self.blocking(move |conn, state| state.append(conn, &batch))
+            .await
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        outcome: Outcome,
+        rejects: Vec<Reject>,
+    ) -> Result<Committed, WarehouseError> {
+        // The version's lock is held from `begin_load`: no other loader can commit it.
+        self.blocking(move |conn, state| state.commit(conn, outcome, rejects))
+            .await
+            .map(Committed::Ours)
+    }
+}
+
+impl LoadState {
+    fn append(&mut self, conn: &Connection, batch: &RowBatch) -> Result<(), WarehouseError> {
+        let columns = batch.schema().columns();
+        let mut rows = batch.rows().peekable();
+        while let Some(first) = rows.peek().copied() {
+            let event = first.event_name().to_string();
+            let sql = self.insert_statement(conn, &event, columns)?;
+            let table = self
+                .catalog
+                .table(&event)
+                .expect("planned by insert_statement")
+                .name
+                .clone();
+            let mut stmt = conn.prepare_cached(&sql).map_err(op("prepare insert"))?;
+            let n = columns.len();
+            stmt.raw_bind_parameter(n + 1, &self.object.uri)
+                .map_err(op("bind"))?;
+            stmt.raw_bind_parameter(n + 3, self.load_id)
+                .map_err(op("bind"))?;
+            stmt.raw_bind_parameter(n + 4, &self.loaded_at)
+                .map_err(op("bind"))?;
+            let mut count = 0u64;
+            while let Some(row) = rows.next_if(|r| r.event_name() == event) {
+                for i in 0..n {
+                    stmt.raw_bind_parameter(i + 1, row.value(i))
+                        .map_err(op("bind"))?;
+                }
+                stmt.raw_bind_parameter(n + 2, row.line as i64)
+                    .map_err(op("bind"))?;
+                stmt.raw_execute().map_err(op("insert"))?;
+                count += 1;
+            }
+            let last = conn.last_insert_rowid();
+            let first = last - count as i64 + 1;
+            self.appended
+                .entry(table)
+                .and_modify(|a| {
+                    a.rows += count;
+                    a.first_rowid = a.first_rowid.min(first);
+                    a.last_rowid = a.last_rowid.max(last);
+                })
+                .or_insert(Appended {
+                    rows: count,
+                    first_rowid: first,
+                    last_rowid: last,
+                });
+        }
+        Ok(())
+    }
+
+    /// The insert statement for `columns` into the table of `event`, once the table has them
+    /// (created or widened the first time these columns come).
+    fn insert_statement(
+        &mut self,
+        conn: &Connection,
+        event: &str,
+        columns: &[String],
+    ) -> Result<String, WarehouseError> {
+        let key = (event.to_string(), columns.to_vec());
+        if let Some(sql) = self.insert_statements.get(&key) {
+            return Ok(sql.clone());
+        }
+        self.create_or_widen_table(conn, event, columns)?;
+        let table = self.catalog.table(event).expect("planned above");
+        let names: Vec<String> = columns
+            .iter()
+            .map(|raw| ident(&table.columns[raw]))
+            .chain(LINEAGE_COLUMNS.iter().map(|c| ident(c)))
+            .collect();
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            ident(&table.name),
+            names.join(", "),
+            placeholders.join(", ")
+        );
+        self.insert_statements.insert(key, sql.clone());
+        Ok(sql)
+    }
+
+    /// Creates the table of `event`, or adds the `columns` it lacks, and records them in
+    /// `_tapline_tables` and `_tapline_columns`.
+    fn create_or_widen_table(
+        &mut self,
+        conn: &Connection,
+        event: &str,
+        columns: &[String],
+    ) -> Result<(), WarehouseError> {
+        let plan = self.catalog.plan(event, columns, MAX_DATA_COLUMNS)?;
+        if plan.create {
+            let mut defs: Vec<String> = plan
+                .added
+                .iter()
+                .map(|(raw, column)| {
+                    let required = raw == TS_COLUMN || raw == EVENT_NAME_COLUMN;
+                    format!(
+                        "{} TEXT{}",
+                        ident(column),
+                        if required { " NOT NULL" } else { "" }
+                    )
+                })
+                .collect();
+            defs.push(format!("{} TEXT NOT NULL", ident(COL_SOURCE_URI)));
+            defs.push(format!("{} INTEGER NOT NULL", ident(COL_SOURCE_LINE)));
+            defs.push(format!("{} INTEGER NOT NULL", ident(COL_LOAD_ID)));
+            defs.push(format!("{} TEXT NOT NULL", ident(COL_LOADED_AT)));
+            conn.execute_batch(&format!(
+                "CREATE TABLE {} ({})",
+                ident(&plan.table),
+                defs.join(", ")
+            ))
+            .map_err(op("create table"))?;
+            conn.execute(
+                "INSERT INTO _tapline_tables (table_name, event_name, created_by_load, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![plan.table, event, self.load_id, self.loaded_at],
+            )
+            .map_err(op("record table"))?;
+        } else {
+            for (_, column) in &plan.added {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} TEXT",
+                    ident(&plan.table),
+                    ident(column)
+                ))
+                .map_err(op("add column"))?;
+            }
+        }
+        for (raw, column) in &plan.added {
+            conn.execute(
+                "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![plan.table, column, raw, self.load_id, self.loaded_at],
+            )
+            .map_err(op("record column"))?;
+        }
+        self.view_stale |= plan.view_stale;
+        Ok(())
+    }
+
+    fn commit(
+        &mut self,
+        conn: &Connection,
+        outcome: Outcome,
+        rejects: Vec<Reject>,
+    ) -> Result<LoadRecord, WarehouseError> {
+        let now = now_utc();
+        let (status, error, bytes, rows, rejected) = match outcome {
+            Outcome::Loaded {
+                bytes,
+                rows,
+                rejected,
+            } => {
+                self.replace_older_versions(conn)?;
+                conn.execute(
+                    "DELETE FROM _tapline_load_tables WHERE load_id = ?1",
+                    [self.load_id],
+                )
+                .map_err(op("write ledger"))?;
+                for (table, a) in &self.appended {
+                    conn.execute(
+                        "INSERT INTO _tapline_load_tables (load_id, table_name, rows, first_rowid, last_rowid)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![self.load_id, table, a.rows as i64, a.first_rowid, a.last_rowid],
+                    )
+                    .map_err(op("write ledger"))?;
+                }
+                if self.view_stale {
+                    rebuild_all_events(conn, &self.catalog)?;
+                }
+                conn.execute_batch("RELEASE rows").map_err(op("release"))?;
+                (LoadStatus::Loaded, None, bytes, rows, rejected)
+            }
+            Outcome::Quarantined {
+                reason,
+                bytes,
+                rows: _,
+                rejected,
+            } => {
+                conn.execute_batch("ROLLBACK TO rows; RELEASE rows")
+                    .map_err(op("rollback rows"))?;
+                (LoadStatus::Quarantined, Some(reason), bytes, 0, rejected)
+            }
+        };
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO _tapline_rejects (load_id, uri, line, column_name, reason, raw_line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(op("write rejects"))?;
+        for r in stored_rejects(&rejects) {
+            insert
+                .execute(params![
+                    self.load_id,
+                    self.object.uri,
+                    r.line as i64,
+                    r.column,
+                    r.reason,
+                    r.raw
+                ])
+                .map_err(op("write rejects"))?;
+        }
+        drop(insert);
+        conn.execute(
+            "UPDATE _tapline_loads SET status = ?2, error = ?3, bytes = ?4, rows_loaded = ?5,
+               rows_rejected = ?6, finished_at = ?7 WHERE load_id = ?1",
+            params![
+                self.load_id,
+                status.as_str(),
+                error,
+                bytes as i64,
+                rows as i64,
+                rejected as i64,
+                now
+            ],
+        )
+        .map_err(op("write ledger"))?;
+        let record = conn
+            .query_row(
+                &format!(
+                    "SELECT {} FROM _tapline_loads WHERE load_id = ?1",
+                    ledger_columns()
+                ),
+                [self.load_id],
+                ledger_row,
+            )
+            .map_err(op("read ledger"))?;
+        conn.execute_batch("COMMIT").map_err(op("commit"))?;
+        Ok(record)
+    }
+
+    /// A new version of a uri replaces the rows of every older loaded version.
+    fn replace_older_versions(&self, conn: &Connection) -> Result<(), WarehouseError> {
+        let mut older = conn
+            .prepare_cached(
+                "SELECT l.load_id, t.table_name, t.rows, t.first_rowid, t.last_rowid
+                 FROM _tapline_loads l JOIN _tapline_load_tables t ON t.load_id = l.load_id
+                 WHERE l.uri = ?1 AND l.status = 'loaded' AND l.load_id <> ?2",
+            )
+            .map_err(op("find older versions"))?;
+        let targets: Vec<(i64, String, i64, i64, i64)> = older
+            .query_map(params![self.object.uri, self.load_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(op("find older versions"))?
+            .collect::<Result<_, _>>()
+            .map_err(op("find older versions"))?;
+        for (load_id, table, rows, first, last) in &targets {
+            let deleted = conn
+                .execute(
+                    &format!(
+                        "DELETE FROM {} WHERE rowid BETWEEN ?2 AND ?3 AND {} = ?1",
+                        ident(table),
+                        ident(COL_LOAD_ID)
+                    ),
+                    params![load_id, first, last],
+                )
+                .map_err(op("replace older version"))?;
+            if deleted as i64 != *rows {
+                // A VACUUM renumbered rowids: find the rest the slow way.
+                conn.execute(
+                    &format!(
+                        "DELETE FROM {} WHERE {} = ?1",
+                        ident(table),
+                        ident(COL_LOAD_ID)
+                    ),
+                    [load_id],
+                )
+                .map_err(op("replace older version"))?;
+            }
+        }
+        conn.execute(
+            "UPDATE _tapline_loads SET status = 'replaced', replaced_by = ?2
+             WHERE uri = ?1 AND status = 'loaded' AND load_id <> ?2",
+            params![self.object.uri, self.load_id],
+        )
+        .map_err(op("replace older version"))?;
+        Ok(())
+    }
+}
+/// Rebuilds the `all_events` view over every event table.
+fn rebuild_all_events(conn: &Connection, catalog: &Catalog) -> Result<(), WarehouseError> {
+    let body = if catalog.is_empty() {
+        "SELECT NULL AS ts WHERE 0".to_string()
+    } else {
+        catalog.all_events_select(ident)
+    };
+    conn.execute_batch(&format!(
+        "DROP VIEW IF EXISTS all_events;\nCREATE VIEW all_events AS\n{body};"
+    ))
+    .map_err(op("rebuild all_events"))
+}
