@@ -543,3 +543,37 @@ impl WarehouseError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_stores_its_first_ten_thousand_rejects() {
+        let reject = |line| Reject {
+            line,
+            column: None,
+            reason: "bad".to_string(),
+            raw: String::new(),
+        };
+        let many: Vec<Reject> = (1..=10_001).map(reject).collect();
+        let stored = stored_rejects(&many);
+        assert_eq!(stored.len(), 10_000);
+        assert_eq!((stored[0].line, stored[9_999].line), (1, 10_000));
+        let few: Vec<Reject> = (1..=3).map(reject).collect();
+        assert_eq!(stored_rejects(&few), &few[..]);
+    }
+
+    #[test]
+    fn the_ledger_column_list_follows_load_record_order() {
+        assert_eq!(
+            ledger_column_list(str::to_string),
+            "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, error, attempts, \
+             started_at, finished_at"
+        );
+        assert_eq!(
+            ledger_column_list(|c| format!("t.{c}")).split(", ").nth(9),
+            Some("t.started_at")
+        );
+    }
+}
