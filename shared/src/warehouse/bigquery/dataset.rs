@@ -40,6 +40,11 @@ fn ledger_tables() -> Vec<FixedTableSchema> {
     serde_json::from_str(LEDGER_TABLES_JSON).expect("ledger_tables.json is valid (unit-tested)")
 }
 
+/// A `tableReference` object, as tables.insert takes it.
+fn table_reference(project: &str, dataset: &str, table: &str) -> Value {
+    json!({ "projectId": project, "datasetId": dataset, "tableId": table })
+}
+
 /// Creates the `_tapline_*` tables and the `_tapline_state` view where missing.
 pub(super) async fn create_fixed_tables(api: &Api, dataset: &str) -> Result<(), ApiError> {
     let project = &api.project;
@@ -54,7 +59,7 @@ pub(super) async fn create_fixed_tables(api: &Api, dataset: &str) -> Result<(), 
             continue;
         }
         let table = json!({
-            "tableReference": { "projectId": project, "datasetId": dataset, "tableId": name },
+            "tableReference": table_reference(project, dataset, &name),
             "schema": { "fields": fields },
             "labels": { EVENT_LABEL: "ledger" },
         });
@@ -66,7 +71,7 @@ pub(super) async fn create_fixed_tables(api: &Api, dataset: &str) -> Result<(), 
     }
     if !existing.iter().any(|t| t == "_tapline_state") {
         let view = json!({
-            "tableReference": { "projectId": project, "datasetId": dataset, "tableId": "_tapline_state" },
+            "tableReference": table_reference(project, dataset, "_tapline_state"),
             "view": {
                 "query": format!(
                     "SELECT key, value, updated_at FROM (SELECT key, value, updated_at, \
@@ -95,6 +100,11 @@ pub(super) struct Dataset {
 }
 
 impl Dataset {
+    /// The `tableReference` of `table` in this dataset.
+    pub(super) fn table_reference(&self, table: &str) -> Value {
+        table_reference(&self.api.project, &self.dataset, table)
+    }
+
     /// Runs DML (or a script) as a query job with a fresh id and waits for it.
     pub(super) async fn run_dml(
         &self,
@@ -190,11 +200,7 @@ impl Dataset {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {
                 let resource = json!({
-                    "tableReference": {
-                        "projectId": self.api.project,
-                        "datasetId": self.dataset,
-                        "tableId": table,
-                    },
+                    "tableReference": self.table_reference(table),
                     "schema": { "fields": fields },
                     "labels": { EVENT_LABEL: "fixed" },
                 });
@@ -273,11 +279,7 @@ impl Dataset {
         let expires =
             crate::time::parse_utc(&now_utc()).unwrap_or_default() * 1000 + STAGING_TTL_MS;
         let resource = json!({
-            "tableReference": {
-                "projectId": self.api.project,
-                "datasetId": self.dataset,
-                "tableId": name,
-            },
+            "tableReference": self.table_reference(&name),
             "schema": { "fields": fields },
             "expirationTime": expires.to_string(),
             "labels": { EVENT_LABEL: "staging" },

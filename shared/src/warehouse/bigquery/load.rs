@@ -160,11 +160,7 @@ impl BigQueryLoad {
             Ok(resource) => resource,
             Err(e) if e.is_not_found() => {
                 let resource = json!({
-                    "tableReference": {
-                        "projectId": self.ds.api.project,
-                        "datasetId": self.ds.dataset,
-                        "tableId": table,
-                    },
+                    "tableReference": self.ds.table_reference(&table),
                     "friendlyName": fit_metadata(event, MAX_FRIENDLY_NAME_CHARS),
                     "description": fit_metadata(
                         &format!("CleverTap event {event:?}, loaded by Tapline."),
@@ -266,11 +262,7 @@ impl BigQueryLoad {
             format!("{}.{}", ident(&dataset), ident(t))
         });
         let resource = json!({
-            "tableReference": {
-                "projectId": self.ds.api.project,
-                "datasetId": self.ds.dataset,
-                "tableId": "all_events",
-            },
+            "tableReference": self.ds.table_reference("all_events"),
             "view": { "query": body, "useLegacySql": false },
         });
         match self.ds.api.insert_table(&self.ds.dataset, &resource).await {
