@@ -295,7 +295,7 @@ mod tests {
                 };
                 let full = warehouse_url_from(env).await.unwrap().unwrap();
                 assert!(full.contains(&encoded(password)), "{full}");
-                let err = match crate::warehouse::open(&full).await {
+                let err = match crate::warehouse::open::open(&full).await {
                     Ok(_) => panic!("{url} opened"),
                     Err(e) => crate::export_loader::load::error_chain(&e),
                 };

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use tapline::google_auth::GoogleAuth;
 use tapline::warehouse::bigquery::BigQueryWarehouse;
-use tapline::warehouse::{Begin, Committed, Warehouse};
+use tapline::warehouse::{Begin, Checkpoints, Committed, LoadLedger, SqlQuery};
 use tapline_tests::bigquery::target::BigQueryTarget;
 use tapline_tests::bigquery::{BigQueryDouble, JobFault, QueryAnswerFault};
 use tapline_tests::clevertap_api::ClevertapApi;

@@ -268,11 +268,14 @@ impl CountingWarehouse {
     }
 }
 
-#[async_trait::async_trait]
 impl tapline::warehouse::Warehouse for CountingWarehouse {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+}
+
+#[async_trait::async_trait]
+impl tapline::warehouse::LoadLedger for CountingWarehouse {
     fn max_columns(&self) -> usize {
         self.inner.max_columns()
     }
@@ -299,6 +302,17 @@ impl tapline::warehouse::Warehouse for CountingWarehouse {
         self.note("recent_loads");
         self.inner.recent_loads(limit).await
     }
+    async fn ledger_versions(
+        &self,
+        uri_prefix: &str,
+    ) -> Result<Vec<tapline::warehouse::LedgerVersion>, tapline::warehouse::WarehouseError> {
+        self.note("ledger_versions");
+        self.inner.ledger_versions(uri_prefix).await
+    }
+}
+
+#[async_trait::async_trait]
+impl tapline::warehouse::SqlQuery for CountingWarehouse {
     async fn query(
         &self,
         sql: &str,
@@ -306,12 +320,36 @@ impl tapline::warehouse::Warehouse for CountingWarehouse {
         self.note("query");
         self.inner.query(sql).await
     }
-    async fn ledger_versions(
+}
+
+#[async_trait::async_trait]
+impl tapline::warehouse::Checkpoints for CountingWarehouse {
+    async fn get_state(
         &self,
-        uri_prefix: &str,
-    ) -> Result<Vec<tapline::warehouse::LedgerVersion>, tapline::warehouse::WarehouseError> {
-        self.note("ledger_versions");
-        self.inner.ledger_versions(uri_prefix).await
+        key: &str,
+    ) -> Result<Option<String>, tapline::warehouse::WarehouseError> {
+        self.note("get_state");
+        self.inner.get_state(key).await
+    }
+    async fn put_state(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<(), tapline::warehouse::WarehouseError> {
+        self.note("put_state");
+        self.inner.put_state(key, value).await
+    }
+}
+
+#[async_trait::async_trait]
+impl tapline::warehouse::FixedTables for CountingWarehouse {
+    async fn replace_rows(
+        &self,
+        table: &tapline::warehouse::FixedTable,
+        rows: &[Vec<Option<String>>],
+    ) -> Result<u64, tapline::warehouse::WarehouseError> {
+        self.note("replace_rows");
+        self.inner.replace_rows(table, rows).await
     }
 }
 

@@ -171,7 +171,7 @@ impl Service {
     async fn start(test: &str) -> Self {
         let schema = PgSchema::new(&format!("gcs_{test}"));
         let proxy = CuttableProxy::start(&CuttableProxy::target_of(&postgres_url())).await;
-        let warehouse = tapline::warehouse::open(&proxy.rewrite_url(&schema.url()))
+        let warehouse = tapline::warehouse::open::open(&proxy.rewrite_url(&schema.url()))
             .await
             .expect("warehouse");
         let source = GcsSource::new(&gcs_url(), GoogleAuth::anonymous())

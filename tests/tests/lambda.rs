@@ -27,7 +27,7 @@ async fn during_a_warehouse_outage_messages_come_back_and_later_load_once() {
     let schema = PgSchema::new("lambda_outage");
     let proxy = CuttableProxy::start(&CuttableProxy::target_of(&postgres_url())).await;
     // The function's warehouse, opened at cold start while the database was up.
-    let warehouse = tapline::warehouse::open(&proxy.rewrite_url(&schema.url()))
+    let warehouse = tapline::warehouse::open::open(&proxy.rewrite_url(&schema.url()))
         .await
         .unwrap();
     let source = S3Source::new(s3.clone());
@@ -84,7 +84,7 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
     )
     .await;
     let schema = PgSchema::new("lambda_sweep");
-    let warehouse = tapline::warehouse::open(&schema.url()).await.unwrap();
+    let warehouse = tapline::warehouse::open::open(&schema.url()).await.unwrap();
     let source = S3Source::new(s3.clone());
     let config = LoadConfig::default();
     // What EventBridge Scheduler sends (infra/aws wires it), with the rolling window off: the

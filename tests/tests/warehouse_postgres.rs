@@ -3,8 +3,8 @@
 //! `TAPLINE_TEST_POSTGRES_URL`. Each store is its own schema.
 
 use async_trait::async_trait;
-use tapline::warehouse::Warehouse;
 use tapline::warehouse::postgres::PostgresWarehouse;
+use tapline::warehouse::{LoadLedger, Warehouse};
 use tapline_tests::conformance::Harness;
 
 struct Postgres {

@@ -1,8 +1,8 @@
 //! The warehouse conformance suite on the embedded SQLite warehouse (both journal modes).
 
 use async_trait::async_trait;
-use tapline::warehouse::Warehouse;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
+use tapline::warehouse::{LoadLedger, SqlQuery, Warehouse};
 use tapline_tests::conformance::Harness;
 
 struct Sqlite {

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     let client = ClevertapClient::new(api_config_from_env().await?)?;
     let url = tapline::secrets::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
-        Arc::from(tapline::warehouse::open(&url).await?);
+        Arc::from(tapline::warehouse::open::open(&url).await?);
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
         warehouse = %warehouse.describe(),

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
     // TAPLINE_WAREHOUSE, with the password from TAPLINE_WAREHOUSE_SECRET_ARN when set.
     let url = tapline::secrets::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
-        Arc::from(tapline::warehouse::open(&url).await?);
+        Arc::from(tapline::warehouse::open::open(&url).await?);
     let source = Arc::new(S3Source::from_env().await);
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

@@ -12,5 +12,5 @@ pub async fn open_warehouse(
     let env = |name: &str| std::env::var(name).ok();
     let url = tapline::secrets::with_configured_password(url, env).await?;
     let url = tapline::secrets::with_libpq_password(&url, env);
-    Ok(warehouse::open(&url).await?)
+    Ok(warehouse::open::open(&url).await?)
 }

@@ -9,11 +9,16 @@
 //!   replaces the old version's rows in the same transaction;
 //! - a quarantined file leaves its ledger row and rejects, and no data rows;
 //! - `_tapline_state` keeps one value per key (checkpoints), committed when `put_state` returns.
+//!
+//! The port is four capability traits ([`LoadLedger`], [`Checkpoints`], [`FixedTables`],
+//! [`SqlQuery`]) gathered by [`Warehouse`]; the adapters sit in folders beside it, and
+//! [`open::open`] picks one by URL, so the port itself names no adapter.
 
 #[cfg(feature = "bigquery")]
 pub mod bigquery;
 pub mod catalog;
 pub mod naming;
+pub mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -57,6 +62,37 @@ pub const RESERVED_TABLES: &[&str] = &[
 /// Raw CleverTap columns that every event table exposes through the `all_events` view (NULL
 /// where a table lacks one): the fixed leading columns of CleverTap's event CSV.
 pub const ALL_EVENTS_COLUMNS: &[&str] = &crate::export::FIXED_EVENT_COLUMNS;
+
+/// The `_tapline_loads` columns a [`LoadRecord`] is read from, in its field order. Every
+/// adapter's ledger table has these (and may have more, such as `replaced_by`).
+pub const LEDGER_COLUMNS: [&str; 11] = [
+    "load_id",
+    "uri",
+    "version",
+    "status",
+    "bytes",
+    "rows_loaded",
+    "rows_rejected",
+    "error",
+    "attempts",
+    "started_at",
+    "finished_at",
+];
+
+/// [`LEDGER_COLUMNS`] as an SQL list, each column through `column` (a dialect whose timestamps
+/// are not text formats them there; `str::to_string` keeps the names).
+pub fn ledger_column_list(column: impl Fn(&'static str) -> String) -> String {
+    LEDGER_COLUMNS.map(column).join(", ")
+}
+
+/// Rejects stored in `_tapline_rejects` per load; the ledger counts every one. The parser keeps
+/// no more than this many in memory either.
+pub use crate::export::limits::MAX_STORED_REJECTS;
+
+/// The rejects of a load that are stored: the first [`MAX_STORED_REJECTS`].
+pub fn stored_rejects(rejects: &[Reject]) -> &[Reject] {
+    &rejects[..rejects.len().min(MAX_STORED_REJECTS)]
+}
 
 /// One version of one source object: the unit of exactly-once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,12 +252,9 @@ pub struct QueryResult {
     pub rows: Vec<Vec<Option<String>>>,
 }
 
-/// A warehouse that loads export files exactly once.
+/// Loads export files exactly once, against the ledger `_tapline_loads`.
 #[async_trait]
-pub trait Warehouse: Send + Sync {
-    /// A description for logs and summaries, without secrets (`sqlite:///tmp/w.sqlite`).
-    fn describe(&self) -> String;
-
+pub trait LoadLedger: Send + Sync {
     /// Most data columns one table may have (lineage columns excluded).
     fn max_columns(&self) -> usize;
 
@@ -243,34 +276,27 @@ pub trait Warehouse: Send + Sync {
     /// The most recent ledger rows, newest first.
     async fn recent_loads(&self, limit: usize) -> Result<Vec<LoadRecord>, WarehouseError>;
 
-    /// Runs one read-only SQL statement (status reports, `tapline query`, the demo, tests):
-    /// more than one statement, or one that would write, is an error.
-    async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError>;
-
     /// Every version the ledger holds for uris starting with `uri_prefix`, each with its
     /// current status, in one read: a sweep asks once instead of once per listed object.
     /// A failed read is an error, never an empty answer.
-    async fn ledger_versions(
-        &self,
-        uri_prefix: &str,
-    ) -> Result<Vec<LedgerVersion>, WarehouseError> {
-        let _ = uri_prefix;
-        Err(unsupported("ledger_versions"))
-    }
+    async fn ledger_versions(&self, uri_prefix: &str)
+    -> Result<Vec<LedgerVersion>, WarehouseError>;
+}
 
-    /// The value stored under `key` in `_tapline_state` (API puller checkpoints), if any.
-    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
-        let _ = key;
-        Err(unsupported("get_state"))
-    }
+/// Keeps one value per key in `_tapline_state`: the API puller's checkpoints.
+#[async_trait]
+pub trait Checkpoints: Send + Sync {
+    /// The value stored under `key`, if any.
+    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError>;
 
-    /// Stores `value` (JSON text) under `key` in `_tapline_state`, replacing what was there,
-    /// and commits it before returning: a checkpoint must survive the process.
-    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
-        let _ = (key, value);
-        Err(unsupported("put_state"))
-    }
+    /// Stores `value` (JSON text) under `key`, replacing what was there, and commits it before
+    /// returning: a checkpoint must survive the process.
+    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError>;
+}
 
+/// Writes tables whose columns Tapline defines ([`FixedTable`]: counts, campaigns, …).
+#[async_trait]
+pub trait FixedTables: Send + Sync {
     /// Writes `rows` (values in `table.columns` order, as text) into a fixed-schema table,
     /// creating it when missing; a row whose key (`table.key`) is already there replaces it.
     /// All rows commit together. Returns the rows written.
@@ -278,10 +304,22 @@ pub trait Warehouse: Send + Sync {
         &self,
         table: &FixedTable,
         rows: &[Vec<Option<String>>],
-    ) -> Result<u64, WarehouseError> {
-        let _ = (table, rows);
-        Err(unsupported("replace_rows"))
-    }
+    ) -> Result<u64, WarehouseError>;
+}
+
+/// Answers read-only SQL.
+#[async_trait]
+pub trait SqlQuery: Send + Sync {
+    /// Runs one read-only SQL statement (status reports, `tapline query`, the demo, tests):
+    /// more than one statement, or one that would write, is an error.
+    async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError>;
+}
+
+/// A whole warehouse: every capability, as the loader, the puller, the relay and the CLI use
+/// it. Code that needs one capability only may take that trait instead.
+pub trait Warehouse: LoadLedger + Checkpoints + FixedTables + SqlQuery {
+    /// A description for logs and summaries, without secrets (`sqlite:///tmp/w.sqlite`).
+    fn describe(&self) -> String;
 }
 
 /// The type of a [`FixedTable`] column.
@@ -413,15 +451,6 @@ impl FixedTable {
     }
 }
 
-/// The error of a [`Warehouse`] method an adapter does not implement (yet).
-pub fn unsupported(operation: &'static str) -> WarehouseError {
-    WarehouseError::Operation {
-        operation,
-        retryable: false,
-        source: format!("{operation} is not supported by this warehouse").into(),
-    }
-}
-
 /// One object version's load. Dropping it without [`Self::commit`] rolls everything back.
 #[async_trait]
 pub trait LoadTransaction: Send {
@@ -515,106 +544,36 @@ impl WarehouseError {
     }
 }
 
-/// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
-/// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`, or
-/// `bigquery://PROJECT/DATASET[?location=L]`. Schemes match in any case (`Postgres://`). Errors
-/// show the URL through [`url_redaction::redact_url`] only.
-pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
-    let bad = |reason: &str| ConfigError::Warehouse {
-        url: url_redaction::redact_url(url),
-        reason: reason.to_string(),
-    };
-    let (scheme, rest) = url
-        .split_once(':')
-        .ok_or_else(|| bad("expected a URL such as sqlite://tapline.sqlite"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    // Adapters (and the PostgreSQL driver) see the scheme in lowercase.
-    let url = &format!("{scheme}:{rest}");
-    #[cfg(not(feature = "sqlite"))]
-    let _ = rest;
-    match scheme.as_str() {
-        #[cfg(feature = "sqlite")]
-        "sqlite" => {
-            let rest = rest.strip_prefix("//").unwrap_or(rest);
-            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-            if path.is_empty() {
-                return Err(bad("no file: use sqlite://PATH, e.g. sqlite://tapline.sqlite").into());
-            }
-            let mut journal = sqlite::Journal::default();
-            for pair in query.split('&').filter(|p| !p.is_empty()) {
-                match pair.split_once('=') {
-                    Some(("journal", value)) => {
-                        journal = sqlite::Journal::parse(value)
-                            .ok_or_else(|| bad("journal must be rollback or wal"))?;
-                    }
-                    _ => return Err(bad("unknown parameter: only journal=rollback|wal").into()),
-                }
-            }
-            Ok(Box::new(
-                sqlite::SqliteWarehouse::open(path, journal).await?,
-            ))
-        }
-        #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
-        // BigQuery takes Google credentials, never a password: one in the URL is a mistake
-        // whose text must not reach the adapter's messages.
-        "bigquery" if url.contains('@') || url_redaction::has_secret_parameter(url) => Err(bad(
-            "a BigQuery URL carries no credentials (Application Default Credentials are used)",
-        )
-        .into()),
-        #[cfg(feature = "bigquery")]
-        "bigquery" => Ok(Box::new(bigquery::BigQueryWarehouse::open(url).await?)),
-        #[cfg(not(feature = "bigquery"))]
-        "bigquery" => Err(bad("this build has no BigQuery support (feature bigquery)").into()),
-        _ => Err(bad(
-            "unknown scheme: use sqlite://FILE, postgres://USER@HOST/DB or bigquery://PROJECT/DATASET",
-        )
-        .into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// An adapter that implements only the required methods, like one written before the
-    /// state methods existed.
-    struct Minimal;
-
-    #[async_trait]
-    impl Warehouse for Minimal {
-        fn describe(&self) -> String {
-            "minimal".into()
-        }
-        fn max_columns(&self) -> usize {
-            10
-        }
-        async fn begin_load(&self, _: &SourceObject, _: bool) -> Result<Begin, WarehouseError> {
-            Err(unsupported("begin_load"))
-        }
-        async fn record_failure(&self, _: &SourceObject, _: &str) -> Result<(), WarehouseError> {
-            Ok(())
-        }
-        async fn recent_loads(&self, _: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
-            Ok(Vec::new())
-        }
-        async fn query(&self, _: &str) -> Result<QueryResult, WarehouseError> {
-            Ok(QueryResult::default())
-        }
+    #[test]
+    fn a_load_stores_its_first_ten_thousand_rejects() {
+        let reject = |line| Reject {
+            line,
+            column: None,
+            reason: "bad".to_string(),
+            raw: String::new(),
+        };
+        let many: Vec<Reject> = (1..=10_001).map(reject).collect();
+        let stored = stored_rejects(&many);
+        assert_eq!(stored.len(), 10_000);
+        assert_eq!((stored[0].line, stored[9_999].line), (1, 10_000));
+        let few: Vec<Reject> = (1..=3).map(reject).collect();
+        assert_eq!(stored_rejects(&few), &few[..]);
     }
 
-    #[tokio::test]
-    async fn state_methods_default_to_a_clear_non_retryable_error() {
-        let err = Minimal.get_state("k").await.unwrap_err();
-        assert!(!err.is_retryable());
+    #[test]
+    fn the_ledger_column_list_follows_load_record_order() {
         assert_eq!(
-            crate::export_loader::load::error_chain(&err),
-            "warehouse get_state failed: get_state is not supported by this warehouse"
+            ledger_column_list(str::to_string),
+            "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, error, attempts, \
+             started_at, finished_at"
         );
-        let err = Minimal.put_state("k", "{}").await.unwrap_err();
         assert_eq!(
-            crate::export_loader::load::error_chain(&err),
-            "warehouse put_state failed: put_state is not supported by this warehouse"
+            ledger_column_list(|c| format!("t.{c}")).split(", ").nth(9),
+            Some("t.started_at")
         );
     }
 }

@@ -16,8 +16,9 @@ use tapline::export_loader::load::{FileOutcome, load_object};
 use tapline::storage::{ObjectEntry, ObjectSource};
 use tapline::warehouse::catalog::Catalog;
 use tapline::warehouse::{
-    Begin, Committed, LoadRecord, LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject,
-    Warehouse, WarehouseError,
+    Begin, Checkpoints, Committed, FixedTable, FixedTables, LedgerVersion, LoadLedger, LoadRecord,
+    LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, SqlQuery, Warehouse,
+    WarehouseError,
 };
 
 use crate::ALLOCATOR;
@@ -306,12 +307,14 @@ struct DiscardingWarehouse {
     reject_kinds: Arc<Mutex<Vec<String>>>,
 }
 
-#[async_trait]
 impl Warehouse for DiscardingWarehouse {
     fn describe(&self) -> String {
         "discard://fuzz".to_string()
     }
+}
 
+#[async_trait]
+impl LoadLedger for DiscardingWarehouse {
     fn max_columns(&self) -> usize {
         MAX_COLUMNS
     }
@@ -337,8 +340,38 @@ impl Warehouse for DiscardingWarehouse {
         Ok(Vec::new())
     }
 
+    async fn ledger_versions(&self, _: &str) -> Result<Vec<LedgerVersion>, WarehouseError> {
+        Ok(Vec::new())
+    }
+}
+
+// A load touches none of these: they keep nothing, like the rest of this warehouse.
+#[async_trait]
+impl SqlQuery for DiscardingWarehouse {
     async fn query(&self, _: &str) -> Result<QueryResult, WarehouseError> {
         Ok(QueryResult::default())
+    }
+}
+
+#[async_trait]
+impl Checkpoints for DiscardingWarehouse {
+    async fn get_state(&self, _: &str) -> Result<Option<String>, WarehouseError> {
+        Ok(None)
+    }
+
+    async fn put_state(&self, _: &str, _: &str) -> Result<(), WarehouseError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FixedTables for DiscardingWarehouse {
+    async fn replace_rows(
+        &self,
+        _: &FixedTable,
+        _: &[Vec<Option<String>>],
+    ) -> Result<u64, WarehouseError> {
+        Ok(0)
     }
 }
 

@@ -116,7 +116,7 @@ impl WarehouseDestination {
     async fn warehouse(&self) -> Result<&dyn Warehouse, WarehouseError> {
         let warehouse = self
             .warehouse
-            .get_or_try_init(|| crate::warehouse::open(self.url.expose()))
+            .get_or_try_init(|| crate::warehouse::open::open(self.url.expose()))
             .await?;
         Ok(warehouse.as_ref())
     }

@@ -1,233 +1,31 @@
-//! The embedded warehouse: one SQLite file, for a laptop, the demo and small teams.
-//!
-//! A load is one `BEGIN IMMEDIATE` transaction: the ledger is checked inside it, so two
-//! processes loading the same object serialise on SQLite's write lock and the second sees the
-//! first's ledger row. Rows are appended after a savepoint so that a quarantined file rolls back
-//! its rows (and any tables or columns it created) but keeps its ledger row and rejects.
+//! One SQLite load: a `BEGIN IMMEDIATE` transaction holding the file's write lock, the ledger
+//! row, rows inserted after a savepoint (tables created or widened as they come), and the commit
+//! or quarantine that ends it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::OwnedMutexGuard;
 
-use super::catalog::Catalog;
-use super::{
-    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, ColumnType, Committed,
-    FixedTable, LINEAGE_COLUMNS, LedgerVersion, LoadRecord, LoadStatus, LoadTransaction, Outcome,
-    QueryResult, SourceObject, Warehouse, WarehouseError,
-};
+use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking};
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
+use crate::warehouse::catalog::Catalog;
+use crate::warehouse::{
+    Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
+    LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, WarehouseError, stored_rejects,
+};
 
-/// SQLite's default `SQLITE_MAX_COLUMN` is 2000 per table; four go to lineage.
-const MAX_DATA_COLUMNS: usize = 2000 - 4;
-
-/// Rejects kept per file; the ledger counts every one.
-pub const MAX_STORED_REJECTS: usize = 10_000;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS _tapline_loads (
-    load_id       INTEGER PRIMARY KEY,
-    uri           TEXT NOT NULL,
-    version       TEXT NOT NULL,
-    status        TEXT NOT NULL CHECK (status IN ('loading','loaded','quarantined','failed','replaced')),
-    bytes         INTEGER,
-    rows_loaded   INTEGER NOT NULL DEFAULT 0,
-    rows_rejected INTEGER NOT NULL DEFAULT 0,
-    error         TEXT,
-    attempts      INTEGER NOT NULL DEFAULT 1,
-    replaced_by   INTEGER,
-    started_at    TEXT NOT NULL,
-    finished_at   TEXT,
-    UNIQUE (uri, version)
-);
-CREATE INDEX IF NOT EXISTS _tapline_loads_by_uri ON _tapline_loads (uri, status);
-CREATE TABLE IF NOT EXISTS _tapline_load_tables (
-    load_id     INTEGER NOT NULL,
-    table_name  TEXT NOT NULL,
-    rows        INTEGER NOT NULL,
-    first_rowid INTEGER NOT NULL,
-    last_rowid  INTEGER NOT NULL,
-    PRIMARY KEY (load_id, table_name)
-);
-CREATE TABLE IF NOT EXISTS _tapline_rejects (
-    load_id     INTEGER NOT NULL,
-    uri         TEXT NOT NULL,
-    line        INTEGER,
-    column_name TEXT,
-    reason      TEXT NOT NULL,
-    raw_line    TEXT
-);
-CREATE INDEX IF NOT EXISTS _tapline_rejects_by_load ON _tapline_rejects (load_id);
-CREATE TABLE IF NOT EXISTS _tapline_tables (
-    table_name      TEXT PRIMARY KEY,
-    event_name      TEXT NOT NULL UNIQUE,
-    created_by_load INTEGER NOT NULL,
-    created_at      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS _tapline_state (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS _tapline_columns (
-    table_name    TEXT NOT NULL,
-    column_name   TEXT NOT NULL,
-    raw_name      TEXT NOT NULL,
-    added_by_load INTEGER NOT NULL,
-    added_at      TEXT NOT NULL,
-    PRIMARY KEY (table_name, column_name),
-    UNIQUE (table_name, raw_name)
-);
-"#;
-
-/// The SQLite warehouse. One connection, shared: SQLite has one writer at a time anyway.
-pub struct SqliteWarehouse {
-    path: PathBuf,
-    journal: Journal,
-    conn: Arc<Mutex<Connection>>,
-}
-
-/// SQLite's journal mode: the trade between load speed and readers during a load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Journal {
-    /// Rollback journal (the default): appended pages are written once, so bulk loads run
-    /// markedly faster than with WAL; readers wait while a large load spills and commits.
-    #[default]
-    Rollback,
-    /// Write-ahead log: readers (a BI tool) never wait for a load, at the price of writing
-    /// every page twice.
-    Wal,
-}
-
-impl Journal {
-    /// Parses the `journal=` URL parameter.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "rollback" | "delete" => Some(Journal::Rollback),
-            "wal" => Some(Journal::Wal),
-            _ => None,
-        }
-    }
-
-    fn pragma(self) -> &'static str {
-        match self {
-            Journal::Rollback => "DELETE",
-            Journal::Wal => "WAL",
-        }
-    }
-}
-
-fn op(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> WarehouseError {
-    move |e| {
-        let retryable = matches!(
-            e.sqlite_error_code(),
-            Some(
-                rusqlite::ErrorCode::DatabaseBusy
-                    | rusqlite::ErrorCode::DatabaseLocked
-                    | rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::SystemIoFailure
-            )
-        );
-        WarehouseError::Operation {
-            operation,
-            retryable,
-            source: Box::new(e),
-        }
-    }
-}
-
-impl SqliteWarehouse {
-    /// Opens (creating if needed) the SQLite file at `path` and its `_tapline_*` tables.
-    pub async fn open(path: impl AsRef<Path>, journal: Journal) -> Result<Self, WarehouseError> {
-        let path = path.as_ref().to_path_buf();
-        let for_task = path.clone();
-        let conn = tokio::task::spawn_blocking(move || open_connection(&for_task, journal))
-            .await
-            .map_err(|e| WarehouseError::Open {
-                target: path.display().to_string(),
-                source: Box::new(e),
-            })??;
-        Ok(Self {
-            path,
-            journal,
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, WarehouseError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, WarehouseError> + Send + 'static,
-    {
-        let mut guard = self.conn.clone().lock_owned().await;
-        run_blocking(move || f(&mut guard)).await
-    }
-}
-
-async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, WarehouseError> + Send + 'static,
-) -> Result<T, WarehouseError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| WarehouseError::Operation {
-            operation: "task",
-            retryable: false,
-            source: Box::new(e),
-        })?
-}
-
-fn open_connection(path: &Path, journal: Journal) -> Result<Connection, WarehouseError> {
-    let open_err = |e: BoxedErr| WarehouseError::Open {
-        target: path.display().to_string(),
-        source: e,
-    };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| open_err(Box::new(e)))?;
-    }
-    let conn = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
-    // The busy timeout makes concurrent loaders wait, not fail. 16 KiB pages (new files only)
-    // suit wide event rows and cut the per-page cost of bulk appends. NORMAL sync never
-    // corrupts the file; in WAL mode it may lose the last commit on power loss.
-    conn.busy_timeout(std::time::Duration::from_secs(60))
-        .map_err(|e| open_err(Box::new(e)))?;
-    conn.execute_batch(&format!(
-        "PRAGMA page_size = 16384; PRAGMA journal_mode = {}; PRAGMA synchronous = NORMAL; \
-         PRAGMA cache_size = -16000;",
-        journal.pragma()
-    ))
-    .map_err(|e| open_err(Box::new(e)))?;
-    conn.execute_batch(SCHEMA)
-        .map_err(|e| open_err(Box::new(e)))?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-type BoxedErr = Box<dyn std::error::Error + Send + Sync>;
-
-#[async_trait]
-impl Warehouse for SqliteWarehouse {
-    fn describe(&self) -> String {
-        match self.journal {
-            Journal::Rollback => format!("sqlite://{}", self.path.display()),
-            Journal::Wal => format!("sqlite://{}?journal=wal", self.path.display()),
-        }
-    }
-
-    fn max_columns(&self) -> usize {
-        MAX_DATA_COLUMNS
-    }
-
-    async fn begin_load(
-        &self,
+impl SqliteLoad {
+    /// Opens the load of `object` on the connection `guard` holds: `BEGIN IMMEDIATE`, the
+    /// ledger row in `loading`, and the savepoint rows go after. `Begin::Done` (and the
+    /// transaction rolled back) when the ledger says the version needs no new attempt.
+    pub(super) async fn begin(
+        mut guard: OwnedMutexGuard<Connection>,
         object: &SourceObject,
         retry_quarantined: bool,
     ) -> Result<Begin, WarehouseError> {
-        let mut guard = self.conn.clone().lock_owned().await;
         let object = object.clone();
         run_blocking(move || {
             let conn = &mut *guard;
@@ -263,7 +61,7 @@ impl Warehouse for SqliteWarehouse {
                 load_id: started.0,
                 loaded_at: started.1,
                 catalog,
-                insert_sql: HashMap::new(),
+                insert_statements: HashMap::new(),
                 appended: HashMap::new(),
                 view_stale: false,
             };
@@ -274,202 +72,6 @@ impl Warehouse for SqliteWarehouse {
         })
         .await
     }
-
-    async fn record_failure(
-        &self,
-        object: &SourceObject,
-        error: &str,
-    ) -> Result<(), WarehouseError> {
-        let object = object.clone();
-        let error = error.to_string();
-        self.with_conn(move |conn| {
-            let now = now_utc();
-            conn.execute(
-                "INSERT INTO _tapline_loads (uri, version, status, bytes, error, started_at, finished_at)
-                 VALUES (?1, ?2, 'failed', ?3, ?4, ?5, ?5)
-                 ON CONFLICT (uri, version) DO UPDATE SET
-                   status = 'failed', error = excluded.error, finished_at = excluded.finished_at
-                 WHERE status NOT IN ('loaded', 'replaced')",
-                params![object.uri, object.version, object.bytes.map(|b| b as i64), error, now],
-            )
-            .map_err(op("record failure"))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn recent_loads(&self, limit: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
-        self.with_conn(move |conn| {
-            let sql = format!(
-                "SELECT {LEDGER_COLUMNS} FROM _tapline_loads
-                 ORDER BY COALESCE(finished_at, started_at) DESC, load_id DESC LIMIT ?1"
-            );
-            let mut stmt = conn.prepare(&sql).map_err(op("read ledger"))?;
-            let rows = stmt
-                .query_map([limit as i64], ledger_row)
-                .map_err(op("read ledger"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(op("read ledger"))
-        })
-        .await
-    }
-
-    async fn ledger_versions(
-        &self,
-        uri_prefix: &str,
-    ) -> Result<Vec<LedgerVersion>, WarehouseError> {
-        let prefix = uri_prefix.to_string();
-        self.with_conn(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT uri, version, status FROM _tapline_loads
-                     WHERE substr(uri, 1, length(?1)) = ?1",
-                )
-                .map_err(op("read ledger"))?;
-            let rows = stmt
-                .query_map([prefix], |r| {
-                    let status: String = r.get(2)?;
-                    Ok(LedgerVersion {
-                        uri: r.get(0)?,
-                        version: r.get(1)?,
-                        // Anything unexpected is "not done": the load's own check decides.
-                        status: LoadStatus::parse(&status).unwrap_or(LoadStatus::Failed),
-                    })
-                })
-                .map_err(op("read ledger"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(op("read ledger"))
-        })
-        .await
-    }
-
-    async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
-        let key = key.to_string();
-        self.with_conn(move |conn| {
-            conn.query_row(
-                "SELECT value FROM _tapline_state WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(op("read state"))
-        })
-        .await
-    }
-
-    async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
-        let (key, value) = (key.to_string(), value.to_string());
-        self.with_conn(move |conn| {
-            conn.execute(
-                "INSERT INTO _tapline_state (key, value, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                params![key, value, now_utc()],
-            )
-            .map_err(op("write state"))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn replace_rows(
-        &self,
-        table: &FixedTable,
-        rows: &[Vec<Option<String>>],
-    ) -> Result<u64, WarehouseError> {
-        let (create, upsert) =
-            table.replace_statements(rows, ident, "INTEGER", |i, kind| match kind {
-                ColumnType::Text => format!("?{}", i + 1),
-                ColumnType::Integer => format!("CAST(?{} AS INTEGER)", i + 1),
-            })?;
-        let rows = rows.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(op("replace rows"))?;
-            tx.execute_batch(&create).map_err(op("create table"))?;
-            let mut stmt = tx.prepare(&upsert).map_err(op("replace rows"))?;
-            for row in &rows {
-                stmt.execute(rusqlite::params_from_iter(row.iter()))
-                    .map_err(op("replace rows"))?;
-            }
-            drop(stmt);
-            tx.commit().map_err(op("commit"))?;
-            Ok(rows.len() as u64)
-        })
-        .await
-    }
-
-    async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
-        let sql = sql.to_string();
-        let path = self.path.clone();
-        run_blocking(move || {
-            // A connection of its own, opened read-only: SQLite counts BEGIN, COMMIT, ATTACH
-            // and DETACH as read-only statements, and ATTACH would create a file; on this
-            // connection nothing can be written, created or left open for the next load.
-            let conn = Connection::open_with_flags(
-                &path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(op("query"))?;
-            conn.busy_timeout(std::time::Duration::from_secs(60))
-                .map_err(op("query"))?;
-            // `prepare` refuses a second statement (`COMMIT; CREATE …`) before anything runs.
-            let mut stmt = conn.prepare(&sql).map_err(|e| match e {
-                rusqlite::Error::MultipleStatement => WarehouseError::Operation {
-                    operation: "query",
-                    retryable: false,
-                    source: "only one SQL statement is allowed per query".into(),
-                },
-                e => op("query")(e),
-            })?;
-            if !stmt.readonly() {
-                return Err(WarehouseError::Operation {
-                    operation: "query",
-                    retryable: false,
-                    source: "only read-only queries are allowed".into(),
-                });
-            }
-            let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
-            let n = columns.len();
-            let mut rows = stmt.query([]).map_err(op("query"))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(op("query"))? {
-                let mut values = Vec::with_capacity(n);
-                for i in 0..n {
-                    values.push(match row.get_ref(i).map_err(op("query"))? {
-                        ValueRef::Null => None,
-                        ValueRef::Integer(v) => Some(v.to_string()),
-                        ValueRef::Real(v) => Some(v.to_string()),
-                        ValueRef::Text(t) | ValueRef::Blob(t) => {
-                            Some(String::from_utf8_lossy(t).into_owned())
-                        }
-                    });
-                }
-                out.push(values);
-            }
-            Ok(QueryResult { columns, rows: out })
-        })
-        .await
-    }
-}
-
-const LEDGER_COLUMNS: &str = "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, \
-                              error, attempts, started_at, finished_at";
-
-fn ledger_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoadRecord> {
-    let status: String = row.get(3)?;
-    Ok(LoadRecord {
-        load_id: row.get(0)?,
-        uri: row.get(1)?,
-        version: row.get(2)?,
-        status: LoadStatus::parse(&status).unwrap_or(LoadStatus::Failed),
-        bytes: row.get::<_, Option<i64>>(4)?.map(|b| b as u64),
-        rows_loaded: row.get::<_, i64>(5)? as u64,
-        rows_rejected: row.get::<_, i64>(6)? as u64,
-        error: row.get(7)?,
-        attempts: row.get::<_, i64>(8)? as u32,
-        started_at: row.get(9)?,
-        finished_at: row.get(10)?,
-    })
 }
 
 /// Inside the open transaction: the ledger row for this attempt, `(load_id, started_at)`, or
@@ -481,7 +83,10 @@ fn start_ledger_row(
 ) -> Result<Result<(i64, String), LoadRecord>, WarehouseError> {
     let existing = conn
         .query_row(
-            &format!("SELECT {LEDGER_COLUMNS} FROM _tapline_loads WHERE uri = ?1 AND version = ?2"),
+            &format!(
+                "SELECT {} FROM _tapline_loads WHERE uri = ?1 AND version = ?2",
+                ledger_columns()
+            ),
             params![object.uri, object.version],
             ledger_row,
         )
@@ -541,13 +146,8 @@ fn read_catalog(conn: &Connection) -> Result<Catalog, WarehouseError> {
     Ok(catalog)
 }
 
-/// Quotes an identifier for SQLite.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// An open load. Holds the connection (and so SQLite's write lock) until commit or drop.
-struct SqliteLoad {
+pub(super) struct SqliteLoad {
     load_id: i64,
     /// The connection and the load's state; away on a blocking thread during each call.
     inner: Option<(OwnedMutexGuard<Connection>, LoadState)>,
@@ -608,7 +208,7 @@ struct LoadState {
     loaded_at: String,
     catalog: Catalog,
     /// Insert statements by (event, batch columns), so a file's batches share one.
-    insert_sql: HashMap<(String, Vec<String>), String>,
+    insert_statements: HashMap<(String, Vec<String>), String>,
     appended: HashMap<String, Appended>,
     /// A table or a view column was added: `all_events` is rebuilt at commit.
     view_stale: bool,
@@ -643,11 +243,11 @@ impl LoadState {
         let mut rows = batch.rows().peekable();
         while let Some(first) = rows.peek().copied() {
             let event = first.event_name().to_string();
-            let sql = self.insert_sql(conn, &event, columns)?;
+            let sql = self.insert_statement(conn, &event, columns)?;
             let table = self
                 .catalog
                 .table(&event)
-                .expect("planned by insert_sql")
+                .expect("planned by insert_statement")
                 .name
                 .clone();
             let mut stmt = conn.prepare_cached(&sql).map_err(op("prepare insert"))?;
@@ -687,18 +287,44 @@ impl LoadState {
         Ok(())
     }
 
-    /// The insert statement for `columns` into the table of `event`, creating the table and
-    /// adding columns first when needed.
-    fn insert_sql(
+    /// The insert statement for `columns` into the table of `event`, once the table has them
+    /// (created or widened the first time these columns come).
+    fn insert_statement(
         &mut self,
         conn: &Connection,
         event: &str,
         columns: &[String],
     ) -> Result<String, WarehouseError> {
         let key = (event.to_string(), columns.to_vec());
-        if let Some(sql) = self.insert_sql.get(&key) {
+        if let Some(sql) = self.insert_statements.get(&key) {
             return Ok(sql.clone());
         }
+        self.create_or_widen_table(conn, event, columns)?;
+        let table = self.catalog.table(event).expect("planned above");
+        let names: Vec<String> = columns
+            .iter()
+            .map(|raw| ident(&table.columns[raw]))
+            .chain(LINEAGE_COLUMNS.iter().map(|c| ident(c)))
+            .collect();
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            ident(&table.name),
+            names.join(", "),
+            placeholders.join(", ")
+        );
+        self.insert_statements.insert(key, sql.clone());
+        Ok(sql)
+    }
+
+    /// Creates the table of `event`, or adds the `columns` it lacks, and records them in
+    /// `_tapline_tables` and `_tapline_columns`.
+    fn create_or_widen_table(
+        &mut self,
+        conn: &Connection,
+        event: &str,
+        columns: &[String],
+    ) -> Result<(), WarehouseError> {
         let plan = self.catalog.plan(event, columns, MAX_DATA_COLUMNS)?;
         if plan.create {
             let mut defs: Vec<String> = plan
@@ -748,21 +374,7 @@ impl LoadState {
             .map_err(op("record column"))?;
         }
         self.view_stale |= plan.view_stale;
-        let table = self.catalog.table(event).expect("planned above");
-        let names: Vec<String> = columns
-            .iter()
-            .map(|raw| ident(&table.columns[raw]))
-            .chain(LINEAGE_COLUMNS.iter().map(|c| ident(c)))
-            .collect();
-        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            ident(&table.name),
-            names.join(", "),
-            placeholders.join(", ")
-        );
-        self.insert_sql.insert(key, sql.clone());
-        Ok(sql)
+        Ok(())
     }
 
     fn commit(
@@ -815,7 +427,7 @@ impl LoadState {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(op("write rejects"))?;
-        for r in rejects.iter().take(MAX_STORED_REJECTS) {
+        for r in stored_rejects(&rejects) {
             insert
                 .execute(params![
                     self.load_id,
@@ -844,7 +456,10 @@ impl LoadState {
         .map_err(op("write ledger"))?;
         let record = conn
             .query_row(
-                &format!("SELECT {LEDGER_COLUMNS} FROM _tapline_loads WHERE load_id = ?1"),
+                &format!(
+                    "SELECT {} FROM _tapline_loads WHERE load_id = ?1",
+                    ledger_columns()
+                ),
                 [self.load_id],
                 ledger_row,
             )

@@ -1,0 +1,187 @@
+//! The commit script: one multi-statement transaction (a query job) that copies a load's staged
+//! rows into the event tables, replaces an older version's rows, records rejects, catalog and
+//! ledger row, and commits them together; run under job ids derived from the version so at most
+//! one commit of a version succeeds.
+
+use serde_json::{Value, json};
+
+use super::api::{ApiError, Param};
+use super::dataset::Dataset;
+use super::{ident, op};
+use crate::warehouse::{COL_LOAD_ID, COL_SOURCE_URI, WarehouseError};
+
+/// Commit jobs tried per version before giving up for now (each failed one is burned).
+const MAX_COMMIT_JOBS: u32 = 50;
+/// Label on commit jobs saying what they committed.
+const OUTCOME_LABEL: &str = "tapline_outcome";
+
+/// A commit script being written: its statements and the parameters they bind. The ledger
+/// row's values are the fixed parameters `@load_id`, `@uri`, `@version`, `@status`, `@bytes`,
+/// `@rows`, `@rejected`, `@error`, `@attempts`, `@started` and `@now` (see [`Self::finish`]).
+pub(super) struct CommitScript {
+    statements: Vec<String>,
+    params: Vec<(String, Param)>,
+}
+
+impl CommitScript {
+    /// A script that opens its transaction.
+    pub(super) fn begin() -> Self {
+        Self {
+            statements: vec!["BEGIN TRANSACTION".to_string()],
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds a parameter; returns its `@name` for the SQL text.
+    fn bind(&mut self, value: Param) -> String {
+        let name = format!("p{}", self.params.len());
+        self.params.push((name.clone(), value));
+        format!("@{name}")
+    }
+
+    /// Copies `rows` staged rows (`fields`, the staging table's schema) from `staging` into
+    /// `table`, the table of `event`, and records them: the load's rows per table, and the
+    /// catalog mirror once per table and `columns` (column name, raw name).
+    pub(super) fn copy_staged_rows(
+        &mut self,
+        staging: &str,
+        table: &str,
+        event: &str,
+        fields: &[Value],
+        rows: u64,
+        columns: &[(String, String)],
+    ) {
+        let list: Vec<String> = fields
+            .iter()
+            .map(|f| ident(f["name"].as_str().unwrap_or("")))
+            .collect();
+        self.statements.push(format!(
+            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s}",
+            t = ident(table),
+            cols = list.join(", "),
+            s = ident(staging),
+        ));
+        let t = self.bind(Param::Str(table.to_string()));
+        self.statements.push(format!(
+            "INSERT INTO _tapline_load_tables (load_id, table_name, rows) VALUES \
+             (@load_id, {t}, {rows})"
+        ));
+        // The catalog mirror, once per table and column.
+        let e = self.bind(Param::Str(event.to_string()));
+        self.statements.push(format!(
+            "INSERT INTO _tapline_tables (table_name, event_name, created_by_load, created_at) \
+             SELECT {t}, {e}, @load_id, @now FROM (SELECT 1) AS one WHERE NOT EXISTS \
+             (SELECT 1 FROM _tapline_tables WHERE table_name = {t})"
+        ));
+        for (column, raw) in columns {
+            let c = self.bind(Param::Str(column.clone()));
+            let r = self.bind(Param::Str(raw.clone()));
+            self.statements.push(format!(
+                "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at) \
+                 SELECT {t}, {c}, {r}, @load_id, @now FROM (SELECT 1) AS one WHERE NOT EXISTS \
+                 (SELECT 1 FROM _tapline_columns WHERE table_name = {t} AND column_name = {c})"
+            ));
+        }
+    }
+
+    /// Deletes an older version's rows of this uri from `table`.
+    pub(super) fn delete_older_rows(&mut self, table: &str) {
+        self.statements.push(format!(
+            "DELETE FROM {} WHERE {} = @uri AND {} <> @load_id",
+            ident(table),
+            ident(COL_SOURCE_URI),
+            ident(COL_LOAD_ID)
+        ));
+    }
+
+    /// Marks the older loaded versions of this uri `replaced`.
+    pub(super) fn mark_older_replaced(&mut self) {
+        self.statements.push(
+            "UPDATE _tapline_loads SET status = 'replaced' \
+             WHERE uri = @uri AND status = 'loaded' AND load_id <> @load_id"
+                .to_string(),
+        );
+    }
+
+    /// Copies the rejects staged in `staging` into `_tapline_rejects`.
+    pub(super) fn copy_rejects(&mut self, staging: &str) {
+        self.statements.push(format!(
+            "INSERT INTO _tapline_rejects (load_id, uri, line, column_name, reason, raw_line) \
+             SELECT load_id, uri, line, column_name, reason, raw_line FROM {}",
+            ident(staging)
+        ));
+    }
+
+    /// Writes the ledger row from `ledger` (the fixed parameters, which go first) and commits.
+    pub(super) fn finish(mut self, ledger: [(&'static str, Param); 11]) -> Self {
+        self.statements.push(format!(
+            "INSERT INTO _tapline_loads ({}) VALUES (@load_id, @uri, @version, \
+             @status, @bytes, @rows, @rejected, @error, @attempts, @started, @now)",
+            super::ledger_columns()
+        ));
+        self.statements.push("COMMIT TRANSACTION".to_string());
+        let extra = std::mem::take(&mut self.params);
+        self.params = ledger
+            .into_iter()
+            .map(|(n, p)| (n.to_string(), p))
+            .chain(extra)
+            .collect();
+        self
+    }
+
+    /// The script's text.
+    fn text(&self) -> String {
+        self.statements.join(";\n") + ";"
+    }
+
+    /// Runs the commit script under the version's next free commit job id. `Ok(false)`: a
+    /// commit of this version already succeeded under another loader.
+    pub(super) async fn run(
+        &self,
+        ds: &Dataset,
+        key: &str,
+        outcome: &str,
+        quarantine_retry: bool,
+    ) -> Result<bool, WarehouseError> {
+        let script = self.text();
+        let params: Vec<(&str, Param)> = self
+            .params
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.clone()))
+            .collect();
+        let mut last_error = None;
+        for n in 1..=MAX_COMMIT_JOBS {
+            let job_id = format!("tapline_{key}_commit_{n}");
+            let labels = json!({ OUTCOME_LABEL: outcome });
+            let (job, ours) = match ds
+                .api
+                .insert_query_job(&job_id, &ds.dataset, &script, &params, labels)
+                .await
+            {
+                Ok(job) => (job, true),
+                Err(e) if e.is_duplicate() => {
+                    (ds.api.get_job(&job_id).await.map_err(op("commit"))?, false)
+                }
+                Err(e) => return Err(op("commit")(e)),
+            };
+            let status = ds.api.wait_for_job(job).await.map_err(op("commit"))?;
+            match status.error {
+                None if ours => return Ok(true),
+                None => {
+                    let theirs = status.labels.get(OUTCOME_LABEL).and_then(Value::as_str);
+                    // A quarantine may be retried; anything else committed is final.
+                    if theirs == Some("quarantined") && quarantine_retry {
+                        continue;
+                    }
+                    return Ok(false);
+                }
+                Some(e) if ours && !e.is_retryable() => return Err(op("commit")(e)),
+                Some(e) => last_error = Some(e),
+            }
+        }
+        Err(op("commit")(last_error.unwrap_or(ApiError::Protocol {
+            operation: "commit",
+            detail: format!("{MAX_COMMIT_JOBS} commit jobs failed"),
+        })))
+    }
+}

@@ -1,0 +1,574 @@
+//! One BigQuery load: rows staged as NDJSON in temporary files per event table, event tables
+//! created or widened through table metadata, and the commit (see `commit_script.rs`) that makes
+//! rows, rejects and ledger row visible together.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufWriter, Write};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::api::Param;
+use super::commit_script::CommitScript;
+use super::dataset::Dataset;
+use super::{
+    EVENT_LABEL, MAX_DATA_COLUMNS, MAX_FIELD_DESCRIPTION_CHARS, MAX_FRIENDLY_NAME_CHARS,
+    MAX_TABLE_DESCRIPTION_CHARS, field, fit_metadata, ident, io_err, op, version_key,
+};
+use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
+use crate::time::now_utc;
+use crate::warehouse::catalog::Catalog;
+use crate::warehouse::{
+    COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
+    LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, WarehouseError, stored_rejects,
+};
+
+/// Rows of one event table, written as NDJSON to a temporary file until commit.
+struct Staged {
+    file: BufWriter<tempfile::NamedTempFile>,
+    /// Raw names of the columns rows carry (besides lineage), in first-seen order.
+    columns: Vec<String>,
+    rows: u64,
+}
+
+/// One object version's load: rows wait in temporary files; nothing reaches BigQuery before
+/// [`LoadTransaction::commit`], so dropping it leaves nothing behind.
+pub(super) struct BigQueryLoad {
+    ds: Dataset,
+    /// A quarantined version is being retried on purpose.
+    retry_quarantined: bool,
+    object: SourceObject,
+    key: String,
+    load_id: i64,
+    attempt: u32,
+    loaded_at: String,
+    catalog: Catalog,
+    /// Event tables whose columns were read (tables.get) for this load.
+    fetched: HashSet<String>,
+    /// Event → its staged rows, in table-name order for stable job ids.
+    staged: BTreeMap<String, Staged>,
+    view_stale: bool,
+}
+
+impl BigQueryLoad {
+    /// A load of `object` whose previous attempts number `attempt - 1`, planning tables
+    /// against `catalog`.
+    pub(super) fn new(
+        ds: Dataset,
+        object: &SourceObject,
+        retry_quarantined: bool,
+        attempt: u32,
+        catalog: Catalog,
+    ) -> Self {
+        let (key, load_id) = version_key(object);
+        Self {
+            ds,
+            retry_quarantined,
+            object: object.clone(),
+            key,
+            load_id,
+            attempt,
+            loaded_at: now_utc(),
+            catalog,
+            fetched: HashSet::new(),
+            staged: BTreeMap::new(),
+            view_stale: false,
+        }
+    }
+}
+
+impl BigQueryLoad {
+    /// Table metadata holds a long event name in its cut form (see [`fit_metadata`]): the
+    /// table read under that form is this event's.
+    fn resolve_cut_event(&mut self, event: &str) {
+        if self.catalog.table(event).is_none() {
+            let cut = fit_metadata(event, MAX_FRIENDLY_NAME_CHARS);
+            if cut != event {
+                self.catalog.rename_event(&cut, event);
+            }
+        }
+    }
+
+    /// Likewise for raw column names read back from field descriptions.
+    fn resolve_cut_columns(&mut self, event: &str, columns: &[String]) {
+        let Some(table) = self.catalog.table(event).map(|t| t.name.clone()) else {
+            return;
+        };
+        for raw in columns {
+            let cut = fit_metadata(raw, MAX_FIELD_DESCRIPTION_CHARS);
+            if cut != *raw {
+                self.catalog.rename_column(&table, &cut, raw);
+            }
+        }
+    }
+
+    /// Reads an existing event table's columns (raw names from descriptions) once per load.
+    async fn fetch_columns(&mut self, event: &str) -> Result<(), WarehouseError> {
+        // Once per event: after the first batch the catalog also holds tables this load plans
+        // (created only at commit).
+        if !self.fetched.insert(event.to_string()) {
+            return Ok(());
+        }
+        let Some(table) = self.catalog.table(event).map(|t| t.name.clone()) else {
+            return Ok(());
+        };
+        let resource = self
+            .ds
+            .api
+            .get_table(&self.ds.dataset, &table)
+            .await
+            .map_err(op("read catalog"))?;
+        add_columns(&mut self.catalog, &table, &resource);
+        Ok(())
+    }
+
+    /// The BigQuery schema of an event table's columns: raw names → typed fields.
+    fn fields_for(&self, event: &str, raws: &[String]) -> Vec<Value> {
+        let table = self.catalog.table(event).expect("planned");
+        let mut fields: Vec<Value> = raws
+            .iter()
+            .map(|raw| {
+                let name = &table.columns[raw];
+                let mut f = match raw.as_str() {
+                    TS_COLUMN => field(name, "TIMESTAMP", false),
+                    EVENT_NAME_COLUMN => field(name, "STRING", false),
+                    _ => field(name, "STRING", false),
+                };
+                f["description"] = json!(fit_metadata(raw, MAX_FIELD_DESCRIPTION_CHARS));
+                f
+            })
+            .collect();
+        fields.push(field(COL_SOURCE_URI, "STRING", false));
+        fields.push(field(COL_SOURCE_LINE, "INT64", false));
+        fields.push(field(COL_LOAD_ID, "INT64", false));
+        fields.push(field(COL_LOADED_AT, "TIMESTAMP", false));
+        fields
+    }
+
+    /// Creates the event table or adds the columns this load needs. Columns are only ever
+    /// added, so doing this before the commit script is harmless if the script fails.
+    async fn ensure_table(&mut self, event: &str) -> Result<(), WarehouseError> {
+        let table = self.catalog.table(event).expect("planned").name.clone();
+        let all: Vec<String> = {
+            let t = self.catalog.table(event).expect("planned");
+            let mut raws: Vec<(&String, &String)> = t.columns.iter().collect();
+            raws.sort_by(|a, b| a.1.cmp(b.1));
+            raws.into_iter().map(|(raw, _)| raw.clone()).collect()
+        };
+        let wanted = self.fields_for(event, &all);
+        let existing = match self.ds.api.get_table(&self.ds.dataset, &table).await {
+            Ok(resource) => resource,
+            Err(e) if e.is_not_found() => {
+                let resource = json!({
+                    "tableReference": self.ds.table_reference(&table),
+                    "friendlyName": fit_metadata(event, MAX_FRIENDLY_NAME_CHARS),
+                    "description": fit_metadata(
+                        &format!("CleverTap event {event:?}, loaded by Tapline."),
+                        MAX_TABLE_DESCRIPTION_CHARS,
+                    ),
+                    "labels": { EVENT_LABEL: "event" },
+                    "schema": { "fields": required_lineage(&wanted) },
+                    "timePartitioning": { "type": "DAY", "field": ts_column(&wanted) },
+                });
+                match self.ds.api.insert_table(&self.ds.dataset, &resource).await {
+                    Ok(_) => return Ok(()),
+                    // Another loader created it: check it is the same event, then add columns.
+                    Err(e) if e.is_duplicate() => self
+                        .ds
+                        .api
+                        .get_table(&self.ds.dataset, &table)
+                        .await
+                        .map_err(op("create table"))?,
+                    Err(e) => return Err(op("create table")(e)),
+                }
+            }
+            Err(e) => return Err(op("read catalog")(e)),
+        };
+        if existing["friendlyName"].as_str()
+            != Some(fit_metadata(event, MAX_FRIENDLY_NAME_CHARS).as_str())
+        {
+            return Err(WarehouseError::Operation {
+                operation: "create table",
+                retryable: true,
+                source: format!("table {table} was created for another event meanwhile").into(),
+            });
+        }
+        let mut fields = existing["schema"]["fields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut added = false;
+        for f in wanted {
+            match fields.iter().find(|e| e["name"] == f["name"]) {
+                Some(e)
+                    if e["description"] != f["description"] && f.get("description").is_some() =>
+                {
+                    return Err(WarehouseError::Operation {
+                        operation: "add column",
+                        retryable: true,
+                        source: format!(
+                            "column {} of {table} was added for another name meanwhile",
+                            f["name"]
+                        )
+                        .into(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    fields.push(f);
+                    added = true;
+                }
+            }
+        }
+        if added {
+            self.ds
+                .api
+                .patch_table(
+                    &self.ds.dataset,
+                    &table,
+                    &json!({ "schema": { "fields": fields } }),
+                )
+                .await
+                .map_err(op("add column"))?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds `all_events` from a fresh listing, plus the tables this load wrote (`touched`
+    /// events) should the listing not show them yet.
+    async fn rebuild_view(&self, touched: &[String]) -> Result<(), WarehouseError> {
+        let (mut catalog, events) = self.ds.read_catalog().await?;
+        for table in events.values() {
+            let resource = self
+                .ds
+                .api
+                .get_table(&self.ds.dataset, table)
+                .await
+                .map_err(op("read catalog"))?;
+            add_columns(&mut catalog, table, &resource);
+        }
+        for event in touched.iter() {
+            if let Some(own) = self.catalog.table(event)
+                && !events.values().any(|t| *t == own.name)
+            {
+                catalog.add_table(event.clone(), own.name.clone());
+                for (raw, column) in &own.columns {
+                    catalog.add_column(&own.name, raw.clone(), column.clone());
+                }
+            }
+        }
+        let dataset = self.ds.dataset.clone();
+        let body = catalog.all_events_select_with(ident, "STRING", &|t| {
+            format!("{}.{}", ident(&dataset), ident(t))
+        });
+        let resource = json!({
+            "tableReference": self.ds.table_reference("all_events"),
+            "view": { "query": body, "useLegacySql": false },
+        });
+        match self.ds.api.insert_table(&self.ds.dataset, &resource).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_duplicate() => self
+                .ds
+                .api
+                .update_table(&self.ds.dataset, "all_events", &resource)
+                .await
+                .map(|_| ())
+                .map_err(op("rebuild all_events")),
+            Err(e) => Err(op("rebuild all_events")(e)),
+        }
+    }
+
+    fn record(
+        &self,
+        status: LoadStatus,
+        error: Option<String>,
+        bytes: u64,
+        rows: u64,
+        rejected: u64,
+        finished_at: String,
+    ) -> LoadRecord {
+        LoadRecord {
+            load_id: self.load_id,
+            uri: self.object.uri.clone(),
+            version: self.object.version.clone(),
+            status,
+            bytes: Some(bytes),
+            rows_loaded: rows,
+            rows_rejected: rejected,
+            error,
+            attempts: self.attempt,
+            started_at: self.loaded_at.clone(),
+            finished_at: Some(finished_at),
+        }
+    }
+}
+
+/// Registers an event table's columns: each field's description is its raw CleverTap name.
+fn add_columns(catalog: &mut Catalog, table: &str, resource: &Value) {
+    for f in resource["schema"]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(name), Some(raw)) = (f["name"].as_str(), f["description"].as_str()) {
+            catalog.add_column(table, raw.to_string(), name.to_string());
+        }
+    }
+}
+
+/// Event tables' `ts` and lineage are REQUIRED; data columns stay NULLABLE.
+fn required_lineage(fields: &[Value]) -> Vec<Value> {
+    fields
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            let required = f["description"]
+                .as_str()
+                .is_some_and(|d| d == TS_COLUMN || d == EVENT_NAME_COLUMN)
+                || LINEAGE_COLUMNS.contains(&f["name"].as_str().unwrap_or(""));
+            if required {
+                f["mode"] = json!("REQUIRED");
+            }
+            f
+        })
+        .collect()
+}
+
+fn ts_column(fields: &[Value]) -> Value {
+    fields
+        .iter()
+        .find(|f| f["description"] == TS_COLUMN)
+        .map(|f| f["name"].clone())
+        .unwrap_or(json!("ts"))
+}
+
+#[async_trait]
+impl LoadTransaction for BigQueryLoad {
+    fn load_id(&self) -> i64 {
+        self.load_id
+    }
+
+    async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
+        let columns = batch.schema().columns().to_vec();
+        let mut rows = batch.rows().peekable();
+        while let Some(first) = rows.peek().copied() {
+            let event = first.event_name().to_string();
+            self.resolve_cut_event(&event);
+            self.fetch_columns(&event).await?;
+            self.resolve_cut_columns(&event, &columns);
+            if self.catalog.needs_ddl(&event, &columns) {
+                let plan = self.catalog.plan(&event, &columns, MAX_DATA_COLUMNS)?;
+                self.view_stale |= plan.view_stale;
+            }
+            let table = self.catalog.table(&event).expect("planned");
+            let names: Vec<&String> = columns.iter().map(|raw| &table.columns[raw]).collect();
+            if !self.staged.contains_key(&event) {
+                let file = tempfile::NamedTempFile::new().map_err(io_err("stage rows"))?;
+                self.staged.insert(
+                    event.clone(),
+                    Staged {
+                        file: BufWriter::with_capacity(1 << 20, file),
+                        columns: Vec::new(),
+                        rows: 0,
+                    },
+                );
+            }
+            let staged = self.staged.get_mut(&event).expect("inserted above");
+            for raw in &columns {
+                if !staged.columns.contains(raw) {
+                    staged.columns.push(raw.clone());
+                }
+            }
+            let mut line = String::new();
+            while let Some(row) = rows.next_if(|r| r.event_name() == event) {
+                line.clear();
+                line.push('{');
+                for (i, name) in names.iter().enumerate() {
+                    if let Some(value) = row.value(i) {
+                        push_json_string(&mut line, name);
+                        line.push(':');
+                        push_json_string(&mut line, value);
+                        line.push(',');
+                    }
+                }
+                push_json_string(&mut line, COL_SOURCE_URI);
+                line.push(':');
+                push_json_string(&mut line, &self.object.uri);
+                // INT64 as a JSON string: exact beyond 2^53 whatever parses it.
+                line.push_str(&format!(
+                    ",\"{COL_SOURCE_LINE}\":{},\"{COL_LOAD_ID}\":\"{}\",\"{COL_LOADED_AT}\":\"{}\"}}\n",
+                    row.line, self.load_id, self.loaded_at
+                ));
+                staged
+                    .file
+                    .write_all(line.as_bytes())
+                    .map_err(io_err("stage rows"))?;
+                staged.rows += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        outcome: Outcome,
+        rejects: Vec<Reject>,
+    ) -> Result<Committed, WarehouseError> {
+        let (status, error, bytes, rows, rejected) = match &outcome {
+            Outcome::Loaded {
+                bytes,
+                rows,
+                rejected,
+            } => (LoadStatus::Loaded, None, *bytes, *rows, *rejected),
+            Outcome::Quarantined {
+                reason,
+                bytes,
+                rejected,
+                ..
+            } => (
+                LoadStatus::Quarantined,
+                Some(reason.clone()),
+                *bytes,
+                0,
+                *rejected,
+            ),
+        };
+        let mut script = CommitScript::begin();
+        let mut staging = Vec::new();
+        let staged = std::mem::take(&mut self.staged);
+        let touched: Vec<String> = staged.keys().cloned().collect();
+        let result = async {
+            if status == LoadStatus::Loaded {
+                for (index, (event, mut s)) in staged.into_iter().enumerate() {
+                    s.file.flush().map_err(io_err("stage rows"))?;
+                    if s.rows == 0 {
+                        continue;
+                    }
+                    self.ensure_table(&event).await?;
+                    let fields = self.fields_for(&event, &s.columns);
+                    let file = s
+                        .file
+                        .into_inner()
+                        .map_err(|e| io_err("stage rows")(e.into_error()))?;
+                    let name = self
+                        .ds
+                        .stage_file(
+                            &self.key,
+                            &index.to_string(),
+                            fields.clone(),
+                            file.path().to_path_buf(),
+                        )
+                        .await?;
+                    staging.push((name.clone(), file));
+                    let table = self.catalog.table(&event).expect("planned");
+                    let columns: Vec<(String, String)> = s
+                        .columns
+                        .iter()
+                        .map(|raw| (table.columns[raw].clone(), raw.clone()))
+                        .collect();
+                    script.copy_staged_rows(&name, &table.name, &event, &fields, s.rows, &columns);
+                }
+                // An older version's rows go in the same transaction.
+                for table in self
+                    .ds
+                    .older_version_tables(&self.object.uri, self.load_id)
+                    .await?
+                {
+                    script.delete_older_rows(&table);
+                }
+                script.mark_older_replaced();
+            }
+            let kept = stored_rejects(&rejects);
+            if !kept.is_empty() {
+                let (name, file) = self
+                    .ds
+                    .stage_rejects(&self.key, self.load_id, &self.object.uri, kept)
+                    .await?;
+                script.copy_rejects(&name);
+                staging.push((name, file));
+            }
+            // The ledger row's finished_at, and the one this commit reports: the same value,
+            // however long the commit job takes.
+            let finished_at = now_utc();
+            let script = script.finish([
+                ("load_id", Param::Int(self.load_id)),
+                ("uri", Param::Str(self.object.uri.clone())),
+                ("version", Param::Str(self.object.version.clone())),
+                ("status", Param::Str(status.as_str().to_string())),
+                ("bytes", Param::Int(bytes as i64)),
+                ("rows", Param::Int(rows as i64)),
+                ("rejected", Param::Int(rejected as i64)),
+                ("error", error.clone().map_or(Param::NullStr, Param::Str)),
+                ("attempts", Param::Int(self.attempt as i64)),
+                ("started", Param::Timestamp(self.loaded_at.clone())),
+                ("now", Param::Timestamp(finished_at.clone())),
+            ]);
+            let committed = script
+                .run(&self.ds, &self.key, status.as_str(), self.retry_quarantined)
+                .await?;
+            Ok::<(bool, String), WarehouseError>((committed, finished_at))
+        }
+        .await;
+        for (name, _) in &staging {
+            if let Err(e) = self.ds.api.delete_table(&self.ds.dataset, name).await {
+                tracing::warn!(table = %name, error = %e, "Could not drop a staging table; it expires within a day.");
+            }
+        }
+        let (committed, finished_at) = result?;
+        if !committed {
+            // Another loader committed this version: report what the ledger says.
+            return self
+                .ds
+                .current(&self.object)
+                .await?
+                .map(Committed::Theirs)
+                .ok_or_else(|| WarehouseError::Operation {
+                    operation: "commit",
+                    retryable: true,
+                    source: "a commit job succeeded but its ledger row is not visible".into(),
+                });
+        }
+        if self.view_stale && status == LoadStatus::Loaded {
+            self.rebuild_view(&touched).await?;
+        }
+        Ok(Committed::Ours(self.record(
+            status,
+            error,
+            bytes,
+            rows,
+            rejected,
+            finished_at,
+        )))
+    }
+}
+
+/// Appends `text` as a JSON string.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut s = String::new();
+        push_json_string(&mut s, "a\"b\\c\nd\u{1}é");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é\"");
+        let v: String = serde_json::from_str(&s).unwrap();
+        assert_eq!(v, "a\"b\\c\nd\u{1}é");
+    }
+}

@@ -1,0 +1,68 @@
+//! A warehouse URL to its adapter: the one place that knows every adapter and its feature.
+
+#[cfg(feature = "bigquery")]
+use super::bigquery;
+#[cfg(feature = "postgres")]
+use super::postgres;
+#[cfg(feature = "sqlite")]
+use super::sqlite;
+use super::{Warehouse, WarehouseError, url_redaction};
+use crate::config::ConfigError;
+
+/// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
+/// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`, or
+/// `bigquery://PROJECT/DATASET[?location=L]`. Schemes match in any case (`Postgres://`). Errors
+/// show the URL through [`url_redaction::redact_url`] only.
+pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    let bad = |reason: &str| ConfigError::Warehouse {
+        url: url_redaction::redact_url(url),
+        reason: reason.to_string(),
+    };
+    let (scheme, rest) = url
+        .split_once(':')
+        .ok_or_else(|| bad("expected a URL such as sqlite://tapline.sqlite"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    // Adapters (and the PostgreSQL driver) see the scheme in lowercase.
+    let url = &format!("{scheme}:{rest}");
+    #[cfg(not(feature = "sqlite"))]
+    let _ = rest;
+    match scheme.as_str() {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if path.is_empty() {
+                return Err(bad("no file: use sqlite://PATH, e.g. sqlite://tapline.sqlite").into());
+            }
+            let mut journal = sqlite::Journal::default();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some(("journal", value)) => {
+                        journal = sqlite::Journal::parse(value)
+                            .ok_or_else(|| bad("journal must be rollback or wal"))?;
+                    }
+                    _ => return Err(bad("unknown parameter: only journal=rollback|wal").into()),
+                }
+            }
+            Ok(Box::new(
+                sqlite::SqliteWarehouse::open(path, journal).await?,
+            ))
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
+        // BigQuery takes Google credentials, never a password: one in the URL is a mistake
+        // whose text must not reach the adapter's messages.
+        "bigquery" if url.contains('@') || url_redaction::has_secret_parameter(url) => Err(bad(
+            "a BigQuery URL carries no credentials (Application Default Credentials are used)",
+        )
+        .into()),
+        #[cfg(feature = "bigquery")]
+        "bigquery" => Ok(Box::new(bigquery::BigQueryWarehouse::open(url).await?)),
+        #[cfg(not(feature = "bigquery"))]
+        "bigquery" => Err(bad("this build has no BigQuery support (feature bigquery)").into()),
+        _ => Err(bad(
+            "unknown scheme: use sqlite://FILE, postgres://USER@HOST/DB or bigquery://PROJECT/DATASET",
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,452 @@
+//! One PostgreSQL load: the transaction `begin_load` opens (the version's advisory lock, its
+//! ledger row, a savepoint), rows streamed by binary COPY, and the commit or quarantine that
+//! ends it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use tokio::sync::OwnedMutexGuard;
+use tokio_postgres::Client;
+
+use super::copy::{self, Lineage, OpenCopy};
+use super::{MAX_DATA_COLUMNS, ddl, ident, ledger_row, ledger_select, op};
+use crate::export::{Reject, RowBatch, TS_COLUMN};
+use crate::time::now_utc;
+use crate::warehouse::catalog::Catalog;
+use crate::warehouse::{
+    Begin, COL_LOAD_ID, Committed, LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject,
+    WarehouseError, stored_rejects,
+};
+
+/// An open load. Holds the connection until commit or drop.
+pub(super) struct PostgresLoad {
+    client: Option<OwnedMutexGuard<Client>>,
+    needs_rollback: Arc<AtomicBool>,
+    schema: String,
+    object: SourceObject,
+    load_id: i64,
+    loaded_at: String,
+    catalog: Catalog,
+    /// The schema's DDL lock is held (until commit) and the catalog was re-read under it.
+    ddl_locked: bool,
+    /// COPY statements by (event, batch columns).
+    copy_statements: HashMap<(String, Vec<String>), String>,
+    /// Rows appended per table.
+    appended: HashMap<String, u64>,
+    view_stale: bool,
+    /// The COPY in progress: it stays open across batches of the same table and columns, so
+    /// the server parses while we decode (no round trip per batch).
+    copy: Option<OpenCopy>,
+    copy_buffer: BytesMut,
+}
+
+impl PostgresLoad {
+    /// Opens the load of `object` on `client`: a transaction holding the version's lock, its
+    /// ledger row in `loading`, and the savepoint rows go after. `Begin::Done` (and the
+    /// transaction rolled back) when the ledger says the version needs no new attempt.
+    /// `needs_rollback` is the warehouse's flag for a load dropped outside a runtime.
+    pub(super) async fn begin(
+        client: OwnedMutexGuard<Client>,
+        needs_rollback: Arc<AtomicBool>,
+        schema: &str,
+        object: &SourceObject,
+        retry_quarantined: bool,
+    ) -> Result<Begin, WarehouseError> {
+        client.batch_execute("BEGIN").await.map_err(op("begin"))?;
+        let started = start_ledger_row(&client, object, retry_quarantined).await;
+        let (load_id, loaded_at) = match started {
+            Ok(Ok(started)) => started,
+            Ok(Err(done)) => {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(op("rollback"))?;
+                return Ok(Begin::Done(done));
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        let catalog = match read_catalog(&client, schema).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        client
+            .batch_execute("SAVEPOINT rows")
+            .await
+            .map_err(op("savepoint"))?;
+        Ok(Begin::Started(Box::new(PostgresLoad {
+            client: Some(client),
+            needs_rollback,
+            schema: schema.to_string(),
+            object: object.clone(),
+            load_id,
+            loaded_at,
+            catalog,
+            ddl_locked: false,
+            copy_statements: HashMap::new(),
+            appended: HashMap::new(),
+            view_stale: false,
+            copy: None,
+            copy_buffer: BytesMut::new(),
+        })))
+    }
+}
+
+/// Inside the open transaction: the ledger row for this attempt, `(load_id, started_at)`, or
+/// the record saying it is already done.
+async fn start_ledger_row(
+    client: &Client,
+    object: &SourceObject,
+    retry_quarantined: bool,
+) -> Result<Result<(i64, String), LoadRecord>, WarehouseError> {
+    // Held until commit: a second loader of this uri waits here, then sees the ledger row.
+    client
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&format!("tapline load {}", object.uri)],
+        )
+        .await
+        .map_err(op("lock"))?;
+    let existing = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM _tapline_loads WHERE uri = $1 AND version = $2",
+                ledger_select()
+            ),
+            &[&object.uri, &object.version],
+        )
+        .await
+        .map_err(op("read ledger"))?
+        .map(|r| ledger_row(&r));
+    let now = now_utc();
+    let bytes = object.bytes.map(|b| b as i64);
+    match existing {
+        Some(done) if done.is_done(retry_quarantined) => Ok(Err(done)),
+        Some(previous) => {
+            client
+                .execute(
+                    "UPDATE _tapline_loads SET status = 'loading', attempts = attempts + 1,
+                       started_at = $2::text::timestamptz, finished_at = NULL, error = NULL, bytes = $3
+                     WHERE load_id = $1",
+                    &[&previous.load_id, &now, &bytes],
+                )
+                .await
+                .map_err(op("write ledger"))?;
+            Ok(Ok((previous.load_id, now)))
+        }
+        None => {
+            let row = client
+                .query_one(
+                    "INSERT INTO _tapline_loads (uri, version, status, bytes, started_at)
+                     VALUES ($1, $2, 'loading', $3, $4::text::timestamptz) RETURNING load_id",
+                    &[&object.uri, &object.version, &bytes, &now],
+                )
+                .await
+                .map_err(op("write ledger"))?;
+            Ok(Ok((row.get(0), now)))
+        }
+    }
+}
+
+/// Reads the catalog (event tables and their columns, every name taken in the schema).
+async fn read_catalog(client: &Client, schema: &str) -> Result<Catalog, WarehouseError> {
+    let taken: Vec<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1",
+            &[&schema],
+        )
+        .await
+        .map_err(op("read catalog"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut catalog = Catalog::new(taken);
+    for row in client
+        .query("SELECT event_name, table_name FROM _tapline_tables", &[])
+        .await
+        .map_err(op("read catalog"))?
+    {
+        catalog.add_table(row.get(0), row.get(1));
+    }
+    for row in client
+        .query(
+            "SELECT table_name, raw_name, column_name FROM _tapline_columns",
+            &[],
+        )
+        .await
+        .map_err(op("read catalog"))?
+    {
+        catalog.add_column(row.get::<_, &str>(0), row.get(1), row.get(2));
+    }
+    Ok(catalog)
+}
+
+impl Drop for PostgresLoad {
+    fn drop(&mut self) {
+        // An unfinished COPY is abandoned (the server is told it failed) before the rollback.
+        drop(self.copy.take());
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        // Not committed: roll back before anyone else uses the connection. The guard moves
+        // into the task, so the next user waits for the rollback.
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                });
+            }
+            Err(_) => self.needs_rollback.store(true, Ordering::SeqCst),
+        }
+    }
+}
+
+impl PostgresLoad {
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("present until commit or drop")
+    }
+
+    /// Creates `event`'s table, or adds the `columns` it lacks, under the schema's DDL lock
+    /// (taken once per load, with the catalog re-read under it).
+    async fn create_or_widen_table(
+        &mut self,
+        event: &str,
+        columns: &[String],
+    ) -> Result<(), WarehouseError> {
+        if self.catalog.needs_ddl(event, columns) && !self.ddl_locked {
+            self.client()
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&format!("tapline ddl {}", self.schema)],
+                )
+                .await
+                .map_err(op("lock"))?;
+            // Another load may have created tables or columns before we held the lock.
+            self.catalog = read_catalog(self.client(), &self.schema).await?;
+            self.ddl_locked = true;
+        }
+        let plan = self.catalog.plan(event, columns, MAX_DATA_COLUMNS)?;
+        ddl::apply_plan(self.client(), &plan, event, self.load_id, &self.loaded_at).await?;
+        self.view_stale |= plan.view_stale;
+        Ok(())
+    }
+
+    /// Ends the COPY in progress, if any: required before any other statement.
+    async fn finish_copy(&mut self) -> Result<(), WarehouseError> {
+        match self.copy.take() {
+            Some(copy) => copy.finish().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Makes sure a COPY for `columns` of `event` is open, creating the table or its columns
+    /// first the first time these columns come.
+    async fn open_copy(&mut self, event: &str, columns: &[String]) -> Result<(), WarehouseError> {
+        let key = (event.to_string(), columns.to_vec());
+        if self.copy.as_ref().is_some_and(|c| c.key == key) {
+            return Ok(());
+        }
+        self.finish_copy().await?;
+        let sql = match self.copy_statements.get(&key) {
+            Some(sql) => sql.clone(),
+            None => {
+                self.create_or_widen_table(event, columns).await?;
+                let table = self.catalog.table(event).expect("planned above");
+                let sql = copy::copy_statement(table, columns);
+                self.copy_statements.insert(key.clone(), sql.clone());
+                sql
+            }
+        };
+        let table = self
+            .catalog
+            .table(event)
+            .expect("planned before its COPY")
+            .name
+            .clone();
+        let ts_index = columns.iter().position(|c| c == TS_COLUMN);
+        self.copy = Some(OpenCopy::start(self.client(), &sql, key, table, ts_index).await?);
+        Ok(())
+    }
+
+    async fn replace_older_versions(&self) -> Result<(), WarehouseError> {
+        let client = self.client();
+        let targets = client
+            .query(
+                "SELECT l.load_id, t.table_name FROM _tapline_loads l
+                 JOIN _tapline_load_tables t ON t.load_id = l.load_id
+                 WHERE l.uri = $1 AND l.status = 'loaded' AND l.load_id <> $2",
+                &[&self.object.uri, &self.load_id],
+            )
+            .await
+            .map_err(op("find older versions"))?;
+        for row in targets {
+            let (load_id, table): (i64, String) = (row.get(0), row.get(1));
+            client
+                .execute(
+                    &format!(
+                        "DELETE FROM {} WHERE {} = $1",
+                        ident(&table),
+                        ident(COL_LOAD_ID)
+                    ),
+                    &[&load_id],
+                )
+                .await
+                .map_err(op("replace older version"))?;
+        }
+        client
+            .execute(
+                "UPDATE _tapline_loads SET status = 'replaced', replaced_by = $2
+                 WHERE uri = $1 AND status = 'loaded' AND load_id <> $2",
+                &[&self.object.uri, &self.load_id],
+            )
+            .await
+            .map_err(op("replace older version"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LoadTransaction for PostgresLoad {
+    fn load_id(&self) -> i64 {
+        self.load_id
+    }
+
+    async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
+        let columns = batch.schema().columns().to_vec();
+        let loaded_at =
+            copy::pg_micros(crate::time::parse_utc(&self.loaded_at).unwrap_or_default());
+        let mut rows = batch.rows().peekable();
+        while let Some(first) = rows.peek().copied() {
+            let event = first.event_name().to_string();
+            self.open_copy(&event, &columns).await?;
+            let copy = self.copy.as_mut().expect("opened above");
+            let lineage = Lineage {
+                uri: &self.object.uri,
+                load_id: self.load_id,
+                loaded_at,
+            };
+            let mut buf = std::mem::take(&mut self.copy_buffer);
+            let mut count = 0u64;
+            while let Some(row) = rows.next_if(|r| r.event_name() == event) {
+                copy::put_row(&mut buf, &row, columns.len(), copy.ts_index, &lineage);
+                count += 1;
+            }
+            let data = buf.split().freeze();
+            self.copy_buffer = buf;
+            copy.send(data).await?;
+            *self.appended.entry(copy.table.clone()).or_default() += count;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        outcome: Outcome,
+        rejects: Vec<Reject>,
+    ) -> Result<Committed, WarehouseError> {
+        self.finish_copy().await?;
+        let (status, error, bytes, rows, rejected) = match outcome {
+            Outcome::Loaded {
+                bytes,
+                rows,
+                rejected,
+            } => {
+                self.replace_older_versions().await?;
+                let client = self.client();
+                client
+                    .execute(
+                        "DELETE FROM _tapline_load_tables WHERE load_id = $1",
+                        &[&self.load_id],
+                    )
+                    .await
+                    .map_err(op("write ledger"))?;
+                for (table, count) in &self.appended {
+                    client
+                        .execute(
+                            "INSERT INTO _tapline_load_tables (load_id, table_name, rows) VALUES ($1, $2, $3)",
+                            &[&self.load_id, table, &(*count as i64)],
+                        )
+                        .await
+                        .map_err(op("write ledger"))?;
+                }
+                if self.view_stale {
+                    let body = self.catalog.all_events_select(ident);
+                    client
+                        .batch_execute(&format!(
+                            "DROP VIEW IF EXISTS all_events; CREATE VIEW all_events AS {body};"
+                        ))
+                        .await
+                        .map_err(op("rebuild all_events"))?;
+                }
+                client
+                    .batch_execute("RELEASE SAVEPOINT rows")
+                    .await
+                    .map_err(op("release"))?;
+                (LoadStatus::Loaded, None, bytes, rows, rejected)
+            }
+            Outcome::Quarantined {
+                reason,
+                bytes,
+                rows: _,
+                rejected,
+            } => {
+                self.client()
+                    .batch_execute("ROLLBACK TO SAVEPOINT rows; RELEASE SAVEPOINT rows")
+                    .await
+                    .map_err(op("rollback rows"))?;
+                (LoadStatus::Quarantined, Some(reason), bytes, 0, rejected)
+            }
+        };
+        let client = self.client();
+        let kept = stored_rejects(&rejects);
+        if !kept.is_empty() {
+            let lines: Vec<i64> = kept.iter().map(|r| r.line as i64).collect();
+            let columns: Vec<Option<&str>> = kept.iter().map(|r| r.column.as_deref()).collect();
+            let reasons: Vec<&str> = kept.iter().map(|r| r.reason.as_str()).collect();
+            let raws: Vec<&str> = kept.iter().map(|r| r.raw.as_str()).collect();
+            client
+                .execute(
+                    "INSERT INTO _tapline_rejects (load_id, uri, line, column_name, reason, raw_line)
+                     SELECT $1, $2, * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[])",
+                    &[&self.load_id, &self.object.uri, &lines, &columns, &reasons, &raws],
+                )
+                .await
+                .map_err(op("write rejects"))?;
+        }
+        let record = client
+            .query_one(
+                &format!(
+                    "UPDATE _tapline_loads SET status = $2, error = $3, bytes = $4, rows_loaded = $5,
+                       rows_rejected = $6, finished_at = $7::text::timestamptz
+                     WHERE load_id = $1 RETURNING {}",
+                    ledger_select()
+                ),
+                &[
+                    &self.load_id,
+                    &status.as_str(),
+                    &error,
+                    &(bytes as i64),
+                    &(rows as i64),
+                    &(rejected as i64),
+                    &now_utc(),
+                ],
+            )
+            .await
+            .map(|r| ledger_row(&r))
+            .map_err(op("write ledger"))?;
+        client.batch_execute("COMMIT").await.map_err(op("commit"))?;
+        // Committed: nothing for Drop to roll back.
+        drop(self.client.take());
+        // The version's row lock is held from `begin_load`: no other loader can commit it.
+        Ok(Committed::Ours(record))
+    }
+}
