@@ -1418,7 +1418,8 @@ async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
         assert_eq!(slack.received().len(), posted + 2, "one post per breach");
         for rule in ["charged-floor", "charged-drop"] {
             assert!(
-                run.stderr.contains(&format!("error: alert {rule}: {error}")),
+                run.stderr
+                    .contains(&format!("error: alert {rule}: {error}")),
                 "{}",
                 run.stderr
             );

@@ -10,6 +10,7 @@ use crate::config::LoadConfig;
 use crate::export_loader::load::{FileOutcome, FileReport, entry_for, error_chain, load_object};
 use crate::export_loader::sweep::{SweepRequest, sweep};
 use crate::storage::ObjectSource;
+use crate::triggers::{Invocation, Notice, from_lambda_payload};
 use crate::warehouse::Warehouse;
 
 /// What an SQS batch came to: every object's report, and the messages to hand back as batch
@@ -40,26 +41,11 @@ pub async fn load_sqs_batch(
                 continue;
             }
         };
-        let mut failed = false;
-        for notice in notices {
-            let crate::triggers::Notice::Object(object) = notice else {
-                continue;
-            };
-            let entry = entry_for(&object);
-            let report = load_object(
-                source,
-                warehouse,
-                &entry,
-                config,
-                Arc::new(AtomicU64::new(0)),
-            )
-            .await;
-            failed |= matches!(report.outcome, FileOutcome::Failed { .. });
-            outcome.reports.push(report);
-        }
-        if failed {
+        let reports = load_notices(source, warehouse, notices, config).await;
+        if first_failure(&reports).is_some() {
             outcome.failed_message_ids.push(message.message_id);
         }
+        outcome.reports.extend(reports);
     }
     outcome
 }
@@ -106,15 +92,50 @@ async fn sweep_invocation(
             uri: request.uri.clone(),
             source,
         })?;
-    let counts = report.counts();
-    if let Some((uri, error)) = report.failures().next() {
-        return Err(InvocationError::Loads {
-            failed: counts.failed,
-            total: report.reports.len(),
-            first: format!("{uri}: {error}"),
-        });
-    }
+    any_failed(&report.reports)?;
     Ok(report.to_json())
+}
+
+/// Loads the objects `notices` announce, one by one, in order (other notices are skipped).
+async fn load_notices(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    notices: Vec<Notice>,
+    config: &LoadConfig,
+) -> Vec<FileReport> {
+    let mut reports = Vec::new();
+    for notice in notices {
+        if let Notice::Object(object) = notice {
+            let entry = entry_for(&object);
+            let read = Arc::new(AtomicU64::new(0));
+            reports.push(load_object(source, warehouse, &entry, config, read).await);
+        }
+    }
+    reports
+}
+
+/// The first failed report and its error, if any.
+fn first_failure(reports: &[FileReport]) -> Option<(&FileReport, &str)> {
+    reports.iter().find_map(|r| match &r.outcome {
+        FileOutcome::Failed { error, .. } => Some((r, error.as_str())),
+        _ => None,
+    })
+}
+
+/// `Err` naming the first failed object when any of `reports` failed, so the invocation fails
+/// as a whole (Lambda retries it, the error metric and its alarm see it).
+fn any_failed(reports: &[FileReport]) -> Result<(), InvocationError> {
+    let Some((first, error)) = first_failure(reports) else {
+        return Ok(());
+    };
+    Err(InvocationError::Loads {
+        failed: reports
+            .iter()
+            .filter(|r| matches!(r.outcome, FileOutcome::Failed { .. }))
+            .count(),
+        total: reports.len(),
+        first: format!("{}: {error}", first.entry.uri),
+    })
 }
 
 /// Handles one Lambda invocation of the export loader. An SQS batch answers with a partial
@@ -126,7 +147,6 @@ pub async fn handle_lambda_payload(
     warehouse: &dyn Warehouse,
     config: &LoadConfig,
 ) -> Result<serde_json::Value, InvocationError> {
-    use crate::triggers::{Invocation, Notice, from_lambda_payload};
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload)
         && let Some(request) = SweepRequest::from_payload(&value)
     {
@@ -148,28 +168,8 @@ pub async fn handle_lambda_payload(
             Ok(serde_json::json!({ "batchItemFailures": failures }))
         }
         Invocation::Direct(notices) => {
-            let mut reports = Vec::new();
-            for notice in notices {
-                if let Notice::Object(object) = notice {
-                    let entry = entry_for(&object);
-                    let read = Arc::new(AtomicU64::new(0));
-                    reports.push(load_object(source, warehouse, &entry, config, read).await);
-                }
-            }
-            let failed: Vec<&FileReport> = reports
-                .iter()
-                .filter(|r| matches!(r.outcome, FileOutcome::Failed { .. }))
-                .collect();
-            if let Some(first) = failed.first() {
-                let FileOutcome::Failed { error, .. } = &first.outcome else {
-                    unreachable!("filtered on Failed")
-                };
-                return Err(InvocationError::Loads {
-                    failed: failed.len(),
-                    total: reports.len(),
-                    first: format!("{}: {error}", first.entry.uri),
-                });
-            }
+            let reports = load_notices(source, warehouse, notices, config).await;
+            any_failed(&reports)?;
             let outcomes: Vec<serde_json::Value> = reports
                 .iter()
                 .map(|r| serde_json::json!({ "uri": r.entry.uri, "outcome": r.outcome.label() }))
