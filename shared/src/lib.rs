@@ -9,6 +9,7 @@
 //!   puller job that lands API data in the same tables as exports.
 //! - `webhook_relay` (feature `relay`): the webhook relay job: endpoint, queues, delivery,
 //!   destinations.
+//! - `slack` (features `clevertap-api`, `relay`): the one Slack incoming-webhook client.
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 //! - `http_server` (feature `http-server`): the HTTP server every service runs on, with its
 //!   timeouts, connection cap and bounded graceful shutdown.
@@ -30,6 +31,8 @@ pub mod google_auth;
 pub mod http_server;
 pub mod printable;
 pub mod secrets;
+#[cfg(any(feature = "clevertap-api", feature = "relay"))]
+pub mod slack;
 pub mod storage;
 pub mod time;
 pub mod triggers;

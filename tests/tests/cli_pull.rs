@@ -1397,6 +1397,96 @@ async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
         case.count("SELECT count(*) FROM alert_runs WHERE day = '2022-09-22' AND status = 'ok'"),
         2
     );
+
+    // The one Slack client's rule, as the relay's Slack destination applies it: only HTTP 200
+    // with `ok` is delivered. Another 2xx, or a 200 with Slack's refusal, is not posted: exit 2,
+    // each breach recorded as `failed`, and the webhook URL nowhere in the output.
+    for (reply, error) in [
+        (
+            tapline_tests::receiver::Reply::Status(201, "ok".into()),
+            "Slack answered HTTP 201: ok".to_string(),
+        ),
+        (
+            tapline_tests::receiver::Reply::Status(200, "invalid_payload\n".into()),
+            "Slack answered 200 with \"invalid_payload\" instead of \"ok\"".to_string(),
+        ),
+    ] {
+        slack.set_default(reply);
+        let posted = slack.received().len();
+        let run = check("2022-09-23").await;
+        assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+        assert_eq!(slack.received().len(), posted + 2, "one post per breach");
+        for rule in ["charged-floor", "charged-drop"] {
+            assert!(
+                run.stderr
+                    .contains(&format!("error: alert {rule}: {error}")),
+                "{}",
+                run.stderr
+            );
+        }
+        assert!(!run.stderr.contains(&slack.url), "{}", run.stderr);
+        assert_eq!(
+            case.count(
+                "SELECT count(*) FROM alert_runs WHERE day = '2022-09-23' AND notified = 'failed'"
+            ),
+            2
+        );
+    }
+}
+
+/// A breach's text is escaped for Slack as the relay's Slack destination escapes it: a rule or
+/// event name cannot mention `@here` or hide a link in the alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_text_posted_to_slack_is_escaped() {
+    let case = Case::new().await;
+    case.api
+        .set_events("Charged", 20220923, event_records(20220923, 120));
+    let wh = case.warehouse();
+    let counts = [
+        "pull",
+        "counts",
+        "--event",
+        "Charged",
+        "--from",
+        "2022-09-23",
+        "--to",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    assert_ok(&case.api.tapline(&counts, &[]).await);
+    let rules = case.dir.path().join("alerts.json");
+    std::fs::write(
+        &rules,
+        r#"[{"name": "floor <!here> & <https://x.example|y>", "event": "Charged", "when": "below", "count": 500}]"#,
+    )
+    .unwrap();
+    let slack = tapline_tests::receiver::Receiver::start().await;
+    let args = [
+        "alerts",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--day",
+        "2022-09-23",
+        "--warehouse",
+        wh.as_str(),
+    ];
+    let run = case
+        .api
+        .tapline(&args, &[("TAPLINE_ALERTS_SLACK_URL", slack.url.as_str())])
+        .await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let posts = slack.received();
+    assert_eq!(posts.len(), 1);
+    let text = serde_json::from_slice::<Value>(&posts[0].body).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        "Tapline alert: Charged on 2022-09-23 was 120, below 500 \
+         (rule floor &lt;!here&gt; &amp; &lt;https://x.example|y&gt;)."
+    );
 }
 
 /// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per

@@ -152,7 +152,7 @@ async fn an_sqs_batch_loads_once_and_fails_only_its_bad_messages() {
     let db = dir.path().join("w.sqlite");
     let warehouse = sqlite(&db).await;
     let source = tapline::storage::s3::S3Source::new(s3.clone());
-    let outcome = tapline::export_loader::load::load_sqs_batch(
+    let outcome = tapline::export_loader::lambda::load_sqs_batch(
         &source,
         &warehouse,
         messages,
@@ -210,10 +210,11 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
     let source = tapline::storage::s3::S3Source::new(s3.clone());
     let config = tapline::config::LoadConfig::default();
     let payload = serde_json::to_vec(&batch).unwrap();
-    let answer =
-        tapline::export_loader::load::handle_lambda_payload(&payload, &source, &warehouse, &config)
-            .await
-            .unwrap();
+    let answer = tapline::export_loader::lambda::handle_lambda_payload(
+        &payload, &source, &warehouse, &config,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         answer,
         serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "gone" }] })
@@ -225,7 +226,7 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
 
     // A direct S3 event for the missing object fails the invocation, naming the object.
     let direct = notification(&bucket, missing, "0123456789abcdef");
-    let err = tapline::export_loader::load::handle_lambda_payload(
+    let err = tapline::export_loader::lambda::handle_lambda_payload(
         direct.as_bytes(),
         &source,
         &warehouse,

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use serde_json::{Value, json};
 use tapline::config::LoadConfig;
-use tapline::export_loader::load::handle_lambda_payload;
+use tapline::export_loader::lambda::handle_lambda_payload;
 use tapline::storage::s3::S3Source;
 use tapline_tests::lambda_emulator::LambdaEmulator;
 use tapline_tests::pg::PgSchema;

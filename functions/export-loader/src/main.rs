@@ -1,6 +1,6 @@
 //! The export loader on AWS Lambda: S3 → SQS → this function (or EventBridge, or direct S3
 //! events). Configuration is read and clients are built once, at cold start; each invocation is
-//! handed to `tapline::export_loader::load::handle_lambda_payload`.
+//! handed to `tapline::export_loader::lambda::handle_lambda_payload`.
 //!
 //! A payload `{"tapline": "sweep", "uri": "s3://bucket/prefix"}` (EventBridge Scheduler) runs a
 //! sweep instead: everything under the prefix that the ledger does not have yet.
@@ -39,7 +39,7 @@ async fn main() -> Result<(), Error> {
         let (config, warehouse, source) = (config.clone(), warehouse.clone(), source.clone());
         async move {
             let payload = serde_json::to_vec(&event.payload)?;
-            let response = tapline::export_loader::load::handle_lambda_payload(
+            let response = tapline::export_loader::lambda::handle_lambda_payload(
                 &payload,
                 source.as_ref(),
                 warehouse.as_ref(),

@@ -1,6 +1,7 @@
 //! Where a breached alert rule goes: the [`AlertNotifier`] port and its two adapters.
 //!
-//! - [`SlackAlertNotifier`]: a Slack incoming webhook, posted once (a laptop, `tapline alerts`).
+//! - [`SlackAlertNotifier`]: a Slack incoming webhook, posted once (a laptop, `tapline alerts`)
+//!   by the one Slack client ([`crate::slack`]), the relay's Slack destination's too.
 //! - [`RelayAlertNotifier`]: a route of the webhook relay (`…/hooks/alerts`), authenticated by
 //!   a header token. The relay accepts the breach at once and its Slack destination delivers it
 //!   with retries, backoff and dead letters, so a Slack outage during the scheduled run does not
@@ -17,7 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::alerts::AlertResult;
+use super::alert_rules::AlertResult;
+use crate::slack::{SlackError, SlackWebhook, escape_mrkdwn};
 
 /// Environment variable: the Slack incoming webhook URL alerts are posted to directly.
 pub const ENV_ALERTS_SLACK_URL: &str = "TAPLINE_ALERTS_SLACK_URL";
@@ -37,19 +39,22 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a breach could not be handed on.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// The endpoint could not be reached (or timed out).
+    /// Slack did not take the message (see [`SlackError`] for what a retry can change).
+    #[error(transparent)]
+    Slack(#[from] SlackError),
+    /// The relay could not be reached (or timed out).
     #[error("{target} unreachable")]
     Unreachable {
-        /// `Slack` or `the relay`.
+        /// `the relay`.
         target: &'static str,
         /// Why (without the URL, which may hold a secret).
         #[source]
         source: reqwest::Error,
     },
-    /// The endpoint answered, but not with its success.
+    /// The relay answered, but not with its success.
     #[error("{target} answered HTTP {status}{}", detail(.body))]
     Refused {
-        /// `Slack` or `the relay`.
+        /// `the relay`.
         target: &'static str,
         /// The HTTP status.
         status: u16,
@@ -71,6 +76,7 @@ impl NotifyError {
     /// Whether posting again later may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
+            NotifyError::Slack(e) => e.is_retryable(),
             NotifyError::Unreachable { .. } => true,
             NotifyError::Refused { status, .. } => *status == 429 || *status >= 500,
         }
@@ -91,14 +97,16 @@ pub fn alert_text(result: &AlertResult) -> String {
 
 /// Posts breaches to a Slack incoming webhook; success is HTTP 200 with body `ok`.
 pub struct SlackAlertNotifier {
-    http: reqwest::Client,
-    url: String,
+    slack: SlackWebhook,
 }
 
 impl SlackAlertNotifier {
-    /// A notifier posting to `url` (a secret: never logged).
+    /// A notifier posting to `url` (a secret: never logged) with `http`, which follows no
+    /// redirects.
     pub fn new(http: reqwest::Client, url: String) -> Self {
-        Self { http, url }
+        Self {
+            slack: SlackWebhook::new(http, url),
+        }
     }
 }
 
@@ -115,28 +123,10 @@ fn snippet(body: &str) -> String {
 #[async_trait]
 impl AlertNotifier for SlackAlertNotifier {
     async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError> {
-        let response = self
-            .http
-            .post(&self.url)
-            .json(&json!({ "text": alert_text(result) }))
-            .send()
-            .await
-            .map_err(|e| NotifyError::Unreachable {
-                target: "Slack",
-                source: e.without_url(),
-            })?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        // Slack answers some failures with HTTP 200 and another body.
-        if status.is_success() && body.trim() == "ok" {
-            Ok(())
-        } else {
-            Err(NotifyError::Refused {
-                target: "Slack",
-                status: status.as_u16(),
-                body: snippet(&body),
-            })
-        }
+        // Escaped as the relay's Slack destination escapes the same text: rule and event names
+        // cannot become mentions or links.
+        let text = escape_mrkdwn(&alert_text(result));
+        Ok(self.slack.post(&json!({ "text": text })).await?)
     }
 }
 
@@ -424,57 +414,21 @@ mod tests {
         );
     }
 
-    /// A loopback HTTP server that answers every request with `status` and `location`, and
-    /// sends each request's head (request line and headers) down the channel.
+    /// A loopback server answering every request with `status` (and `Location`, when given);
+    /// returns its URL and the heads of the requests it receives.
     async fn answering(
         status: &'static str,
         location: Option<String>,
     ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let location = location
+            .map(|l| format!("Location: {l}"))
+            .into_iter()
+            .collect();
+        let (url, mut requests) = crate::slack::loopback::answering(status, location, "").await;
         let (heads, received) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Head, then as much body as Content-Length says.
-                let head_end = loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break None;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break Some(i + 4);
-                    }
-                };
-                let Some(head_end) = head_end else { continue };
-                let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                while request.len() < head_end + length {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                }
-                let _ = heads.send(head);
-                let location = location
-                    .as_deref()
-                    .map(|l| format!("Location: {l}\r\n"))
-                    .unwrap_or_default();
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
+            while let Some(request) = requests.recv().await {
+                let _ = heads.send(request.head);
             }
         });
         (url, received)
@@ -482,13 +436,13 @@ mod tests {
 
     fn breach() -> AlertResult {
         AlertResult {
-            rule: crate::api_puller::alerts::AlertRule {
+            rule: crate::api_puller::alert_rules::AlertRule {
                 name: "charged-floor".into(),
                 event: "Charged".into(),
-                condition: crate::api_puller::alerts::Condition::Below { count: 500 },
+                condition: crate::api_puller::alert_rules::Condition::Below { count: 500 },
             },
             day: jiff::civil::date(2022, 9, 23),
-            status: crate::api_puller::alerts::AlertStatus::Breached,
+            status: crate::api_puller::alert_rules::AlertStatus::Breached,
             count: Some(12),
             baseline: Some(500.0),
             message: "Charged on 2022-09-23: 12, below 500".into(),

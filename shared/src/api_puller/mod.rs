@@ -10,12 +10,14 @@
 //! - [`profiles`]: Get Profiles merged by identity into `profiles`, checkpointed per page.
 //! - [`messages`]: Get Message Reports per day into `message_reports`, replaced by key.
 //! - [`jobs`]: the scheduled function's configured jobs over a window ending yesterday.
+//! - [`alert_rules`]: alert rules (parsed from JSON) and a rule's result for a day.
 //! - [`alerts`]: count rules checked against `event_counts`, results in `alert_runs`.
 //! - [`alert_notifiers`]: where breaches go: Slack, or the webhook relay's alerts route.
 //! - `cloud_run` (feature `cloud-run`): the puller as an HTTP service for Cloud Scheduler.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
 pub mod alert_notifiers;
+pub mod alert_rules;
 pub mod alerts;
 pub mod campaigns;
 pub mod checkpoint;

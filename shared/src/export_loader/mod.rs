@@ -2,11 +2,14 @@
 //! exactly once per object version.
 //!
 //! - [`load`]: one object (or a folder's objects) through decode → parse → append → commit.
+//! - [`lambda`]: a Lambda invocation (SQS batch, S3 or EventBridge event, scheduled sweep)
+//!   to loads, answered with partial batch failures or an error.
 //! - [`sweep`]: the scheduled sweep that finds objects an event notification missed.
 //! - `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
 //!   Scheduler.
 
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
+pub mod lambda;
 pub mod load;
 pub mod sweep;

@@ -8,7 +8,7 @@ pub mod warehouse;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 
 /// One attempt at delivering one payload to one destination.
 #[derive(Debug, Clone, Copy)]
@@ -123,11 +123,12 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// The `Retry-After` header as a wait: delta-seconds, or an HTTP date measured from `now_ms`.
 pub fn parse_retry_after(headers: &HeaderMap, now_ms: i64) -> Option<Duration> {
-    let value = headers
-        .get(axum::http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
+    retry_after_wait(headers.get(axum::http::header::RETRY_AFTER)?, now_ms)
+}
+
+/// One `Retry-After` value as a wait: delta-seconds, or an HTTP date measured from `now_ms`.
+pub fn retry_after_wait(value: &HeaderValue, now_ms: i64) -> Option<Duration> {
+    let value = value.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }

@@ -1,15 +1,16 @@
 //! [`SlackDestination`]: Slack incoming webhooks, with a message built from the payload (text
-//! plus Block Kit) inside Slack's limits. Slack reports success as HTTP 200 with body `ok` and
-//! nothing else; some failures are HTTP 200 with another body.
+//! plus Block Kit) inside Slack's limits, posted by the one Slack client ([`crate::slack`]),
+//! which owns the "200 but not `ok`" rule and says what a retry can change.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use crate::slack::{SlackError, SlackWebhook, escape_mrkdwn};
 use crate::webhook_relay::config::Secret;
 use crate::webhook_relay::destinations::{
-    DeliveryAttempt, DeliveryError, Destination, parse_retry_after, snippet,
+    DeliveryAttempt, DeliveryError, Destination, retry_after_wait,
 };
 use crate::webhook_relay::payload::{CleverTapWebhook, clevertap_webhook};
 
@@ -25,17 +26,16 @@ const MAX_PROFILES_LISTED: usize = 20;
 
 /// Posts messages to one Slack incoming webhook.
 pub struct SlackDestination {
-    client: reqwest::Client,
-    url: Secret,
+    slack: SlackWebhook,
     timeout: Duration,
 }
 
 impl SlackDestination {
-    /// A destination posting to `url` with `client` (which carries the timeout).
+    /// A destination posting to `url` with `client` (which carries the timeout and follows no
+    /// redirects).
     pub fn new(client: reqwest::Client, url: Secret, timeout: Duration) -> Self {
         Self {
-            client,
-            url,
+            slack: SlackWebhook::new(client, url.expose()),
             timeout,
         }
     }
@@ -50,35 +50,33 @@ fn truncate(text: &str, max: usize) -> String {
     s
 }
 
-/// Escapes Slack's mrkdwn control characters so payload text cannot inject mentions or links.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&text, MAX_SECTION_TEXT)}})
 }
 
 fn clevertap_message(route: &str, hook: &CleverTapWebhook) -> Value {
     let title = match (&hook.event, &hook.target_id) {
-        (Some(event), _) => format!("{} (route {route})", escape(event)),
-        (None, Some(target)) => format!("CleverTap webhook {} (route {route})", escape(target)),
+        (Some(event), _) => format!("{} (route {route})", escape_mrkdwn(event)),
+        (None, Some(target)) => format!(
+            "CleverTap webhook {} (route {route})",
+            escape_mrkdwn(target)
+        ),
         (None, None) => format!("CleverTap webhook (route {route})"),
     };
     let text = format!("{title}: {} profile(s)", hook.profiles.len());
     let mut blocks = vec![section(format!("*{title}*"))];
     let mut fields: Vec<Value> = Vec::new();
     if let Some(target) = &hook.target_id {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*targetId*\n{}", escape(target))}));
+        fields.push(
+            json!({"type": "mrkdwn", "text": format!("*targetId*\n{}", escape_mrkdwn(target))}),
+        );
     }
     for (key, value) in &hook.key_values {
         if fields.len() == MAX_FIELDS {
             break;
         }
         fields.push(json!({"type": "mrkdwn",
-            "text": truncate(&format!("*{}*\n{}", escape(key), escape(value)), MAX_FIELD_TEXT)}));
+            "text": truncate(&format!("*{}*\n{}", escape_mrkdwn(key), escape_mrkdwn(value)), MAX_FIELD_TEXT)}));
     }
     if !fields.is_empty() {
         blocks.push(json!({"type": "section", "fields": fields}));
@@ -90,12 +88,12 @@ fn clevertap_message(route: &str, hook: &CleverTapWebhook) -> Value {
             .take(MAX_PROFILES_LISTED)
             .map(|p| {
                 let who = p.identity.as_deref().unwrap_or("(no identity)");
-                let mut line = format!("• `{}`", escape(who));
+                let mut line = format!("• `{}`", escape_mrkdwn(who));
                 if let Some(name) = &p.name {
-                    line.push_str(&format!(" {}", escape(name)));
+                    line.push_str(&format!(" {}", escape_mrkdwn(name)));
                 }
                 if let Some(email) = &p.email {
-                    line.push_str(&format!(" {}", escape(email)));
+                    line.push_str(&format!(" {}", escape_mrkdwn(email)));
                 }
                 line
             })
@@ -122,14 +120,14 @@ pub fn slack_message(route: &str, body: &Value) -> Value {
     }
     let pretty = serde_json::to_string_pretty(body).unwrap_or_default();
     // Room for the code fence inside the section limit.
-    let shown = truncate(&escape(&pretty), MAX_SECTION_TEXT - 8);
+    let shown = truncate(&escape_mrkdwn(&pretty), MAX_SECTION_TEXT - 8);
     let headline = body
         .get("text")
         .and_then(Value::as_str)
         .filter(|t| !t.trim().is_empty());
     let (text, title) = match headline {
         Some(t) => {
-            let t = truncate(&escape(t), MAX_SECTION_TEXT);
+            let t = truncate(&escape_mrkdwn(t), MAX_SECTION_TEXT);
             (t.clone(), t)
         }
         None => {
@@ -145,28 +143,18 @@ impl Destination for SlackDestination {
     async fn deliver(&self, attempt: DeliveryAttempt<'_>) -> Result<u16, DeliveryError> {
         let body: Value = serde_json::from_slice(attempt.body).unwrap_or(Value::Null);
         let message = slack_message(attempt.route, &body);
-        let response = self
-            .client
-            .post(self.url.expose())
-            .json(&message)
-            .send()
-            .await
-            .map_err(|e| DeliveryError::from_reqwest(e, self.timeout))?;
-        let status = response.status().as_u16();
-        let retry_after = parse_retry_after(response.headers(), attempt.now_ms);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| DeliveryError::from_reqwest(e, self.timeout))?;
-        match status {
-            200 if text.trim() == "ok" => Ok(200),
-            200 => Err(DeliveryError::SlackNotOk {
-                body: snippet(&text, 200),
-            }),
-            _ => Err(DeliveryError::Status {
+        match self.slack.post(&message).await {
+            Ok(()) => Ok(200),
+            Err(SlackError::Unreachable(e)) => Err(DeliveryError::from_reqwest(e, self.timeout)),
+            Err(SlackError::NotOk { body }) => Err(DeliveryError::SlackNotOk { body }),
+            Err(SlackError::Status {
                 status,
-                body: snippet(&text, 200),
+                body,
                 retry_after,
+            }) => Err(DeliveryError::Status {
+                status,
+                body,
+                retry_after: retry_after.and_then(|v| retry_after_wait(&v, attempt.now_ms)),
             }),
         }
     }

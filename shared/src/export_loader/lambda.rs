@@ -1,0 +1,180 @@
+//! The export loader on Lambda: one invocation's payload (an SQS batch, a direct S3 or
+//! EventBridge event, or a scheduled sweep) to loads, and the answer Lambda expects.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tracing::warn;
+
+use crate::config::LoadConfig;
+use crate::export_loader::load::{FileOutcome, FileReport, entry_for, error_chain, load_object};
+use crate::export_loader::sweep::{SweepRequest, sweep};
+use crate::storage::ObjectSource;
+use crate::triggers::{Invocation, Notice, from_lambda_payload};
+use crate::warehouse::Warehouse;
+
+/// What an SQS batch came to: every object's report, and the messages to hand back as batch
+/// item failures (SQS delivers them again, then to the dead-letter queue).
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Reports of the objects the messages named.
+    pub reports: Vec<FileReport>,
+    /// Message ids whose objects failed, or whose bodies could not be read.
+    pub failed_message_ids: Vec<String>,
+}
+
+/// Loads what each message of an SQS batch announces. A quarantined file is handled (its
+/// message is done); a failed load or an unreadable body fails its message alone.
+pub async fn load_sqs_batch(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    messages: Vec<crate::triggers::SqsMessage>,
+    config: &LoadConfig,
+) -> BatchOutcome {
+    let mut outcome = BatchOutcome::default();
+    for message in messages {
+        let notices = match message.notices {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(message_id = %message.message_id, error = %error_chain(&e), "Message not understood.");
+                outcome.failed_message_ids.push(message.message_id);
+                continue;
+            }
+        };
+        let reports = load_notices(source, warehouse, notices, config).await;
+        if first_failure(&reports).is_some() {
+            outcome.failed_message_ids.push(message.message_id);
+        }
+        outcome.reports.extend(reports);
+    }
+    outcome
+}
+
+/// Why a direct (non-SQS) invocation failed as a whole: Lambda retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    /// The payload is not an event Tapline understands.
+    #[error(transparent)]
+    Payload(#[from] crate::triggers::TriggerError),
+    /// At least one announced object failed to load.
+    #[error("{failed} of {total} objects failed: {first}")]
+    Loads {
+        /// Objects that failed.
+        failed: usize,
+        /// Objects announced.
+        total: usize,
+        /// The first failure.
+        first: String,
+    },
+    /// A scheduled sweep could not list its location.
+    #[error("sweep of {uri} could not list it")]
+    SweepListing {
+        /// The location.
+        uri: String,
+        /// Why.
+        #[source]
+        source: crate::Error,
+    },
+}
+
+/// A scheduled sweep invocation: its summary, or an error when the listing failed or any object
+/// failed, so the function's error metric (and its alarm) sees it; failed objects are retried by
+/// the next sweep.
+async fn sweep_invocation(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    request: &SweepRequest,
+    config: &LoadConfig,
+) -> Result<serde_json::Value, InvocationError> {
+    let report = sweep(source, warehouse, request, config)
+        .await
+        .map_err(|source| InvocationError::SweepListing {
+            uri: request.uri.clone(),
+            source,
+        })?;
+    any_failed(&report.reports)?;
+    Ok(report.to_json())
+}
+
+/// Loads the objects `notices` announce, one by one, in order (other notices are skipped).
+async fn load_notices(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    notices: Vec<Notice>,
+    config: &LoadConfig,
+) -> Vec<FileReport> {
+    let mut reports = Vec::new();
+    for notice in notices {
+        if let Notice::Object(object) = notice {
+            let entry = entry_for(&object);
+            let read = Arc::new(AtomicU64::new(0));
+            reports.push(load_object(source, warehouse, &entry, config, read).await);
+        }
+    }
+    reports
+}
+
+/// The first failed report and its error, if any.
+fn first_failure(reports: &[FileReport]) -> Option<(&FileReport, &str)> {
+    reports.iter().find_map(|r| match &r.outcome {
+        FileOutcome::Failed { error, .. } => Some((r, error.as_str())),
+        _ => None,
+    })
+}
+
+/// `Err` naming the first failed object when any of `reports` failed, so the invocation fails
+/// as a whole (Lambda retries it, the error metric and its alarm see it).
+fn any_failed(reports: &[FileReport]) -> Result<(), InvocationError> {
+    let Some((first, error)) = first_failure(reports) else {
+        return Ok(());
+    };
+    Err(InvocationError::Loads {
+        failed: reports
+            .iter()
+            .filter(|r| matches!(r.outcome, FileOutcome::Failed { .. }))
+            .count(),
+        total: reports.len(),
+        first: format!("{}: {error}", first.entry.uri),
+    })
+}
+
+/// Handles one Lambda invocation of the export loader. An SQS batch answers with a partial
+/// batch response (`{"batchItemFailures":[{"itemIdentifier":…}]}`), so only failed messages
+/// come back; a direct S3 or EventBridge event fails as a whole when any object failed.
+pub async fn handle_lambda_payload(
+    payload: &[u8],
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    config: &LoadConfig,
+) -> Result<serde_json::Value, InvocationError> {
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload)
+        && let Some(request) = SweepRequest::from_payload(&value)
+    {
+        let request = request.map_err(|e| {
+            InvocationError::Payload(crate::triggers::TriggerError::Unrecognised(format!(
+                "sweep payload: {e}"
+            )))
+        })?;
+        return sweep_invocation(source, warehouse, &request, config).await;
+    }
+    match from_lambda_payload(payload)? {
+        Invocation::Sqs(messages) => {
+            let outcome = load_sqs_batch(source, warehouse, messages, config).await;
+            let failures: Vec<serde_json::Value> = outcome
+                .failed_message_ids
+                .iter()
+                .map(|id| serde_json::json!({ "itemIdentifier": id }))
+                .collect();
+            Ok(serde_json::json!({ "batchItemFailures": failures }))
+        }
+        Invocation::Direct(notices) => {
+            let reports = load_notices(source, warehouse, notices, config).await;
+            any_failed(&reports)?;
+            let outcomes: Vec<serde_json::Value> = reports
+                .iter()
+                .map(|r| serde_json::json!({ "uri": r.entry.uri, "outcome": r.outcome.label() }))
+                .collect();
+            Ok(serde_json::json!({ "objects": outcomes }))
+        }
+    }
+}
