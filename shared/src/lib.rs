@@ -18,8 +18,6 @@ pub mod config;
 pub mod entry;
 pub mod error;
 pub mod export;
-#[cfg(feature = "gcp-secrets")]
-pub mod gcp_secrets;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
 #[cfg(feature = "http-server")]
@@ -28,7 +26,7 @@ pub mod load;
 pub mod printable;
 #[cfg(feature = "clevertap-api")]
 pub mod pull;
-pub mod secrets;
+pub mod secret;
 pub mod storage;
 pub mod sweep;
 pub mod time;

@@ -4,8 +4,8 @@
 //! and its push worker (the double, which pushes and redelivers like a push subscription).
 
 use serde_json::{Value, json};
-use tapline::gcp_secrets::SecretManager;
 use tapline::google_auth::GoogleAuth;
+use tapline::secret::gcp::SecretManager;
 use tapline_tests::clevertap_api::{ACCOUNT, ClevertapApi, PASSCODE, Quirk, event_records};
 use tapline_tests::cloud_run_service::{CloudRunService, free_port};
 use tapline_tests::pg::PgSchema;
@@ -39,10 +39,13 @@ mod secret_manager {
         double.add_version(PROJECT, "relay-token", "new-token\n");
         let client = SecretManager::new(&double.endpoint, GoogleAuth::anonymous()).unwrap();
 
-        assert_eq!(client.access(&first).await.unwrap(), "old-token");
+        assert_eq!(client.access(&first).await.unwrap().expose(), "old-token");
         let latest = format!("projects/{PROJECT}/secrets/relay-token/versions/latest");
         // The value as stored: callers trim the line break a pasted secret brings.
-        assert_eq!(client.access(&latest).await.unwrap(), "new-token\n");
+        assert_eq!(
+            client.access(&latest).await.unwrap().expose(),
+            "new-token\n"
+        );
 
         let missing = format!("projects/{PROJECT}/secrets/nope/versions/latest");
         let err = client.access(&missing).await.unwrap_err();

@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
     let notifier = alert_notifier_from_env().await?;
     let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));
     let client = ClevertapClient::new(api_config_from_env().await?)?;
-    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open(&url).await?);
     tracing::info!(

@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
     // Fail at cold start, not per event, when configuration is wrong.
     let config = Arc::new(LoadConfig::from_env()?);
     // TAPLINE_WAREHOUSE, with the password from TAPLINE_WAREHOUSE_SECRET_ARN when set.
-    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open(&url).await?);
     let source = Arc::new(S3Source::from_env().await);

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::alerts::AlertResult;
+use crate::secret::{Secret, SecretError, read_secret};
 
 /// Environment variable: the Slack incoming webhook URL alerts are posted to directly.
 pub const ENV_ALERTS_SLACK_URL: &str = "TAPLINE_ALERTS_SLACK_URL";
@@ -92,19 +93,21 @@ pub fn alert_text(result: &AlertResult) -> String {
 /// Posts breaches to a Slack incoming webhook; success is HTTP 200 with body `ok`.
 pub struct SlackAlertNotifier {
     http: reqwest::Client,
-    url: String,
+    url: Secret,
 }
 
 impl SlackAlertNotifier {
     /// A notifier posting to `url` (a secret: never logged).
-    pub fn new(http: reqwest::Client, url: String) -> Self {
+    pub fn new(http: reqwest::Client, url: Secret) -> Self {
         Self { http, url }
     }
 }
 
 impl fmt::Debug for SlackAlertNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SlackAlertNotifier { url: <secret> }")
+        f.debug_struct("SlackAlertNotifier")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -117,7 +120,7 @@ impl AlertNotifier for SlackAlertNotifier {
     async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError> {
         let response = self
             .http
-            .post(&self.url)
+            .post(self.url.expose())
             .json(&json!({ "text": alert_text(result) }))
             .send()
             .await
@@ -146,12 +149,12 @@ pub struct RelayAlertNotifier {
     http: reqwest::Client,
     url: String,
     header: String,
-    token: String,
+    token: Secret,
 }
 
 impl RelayAlertNotifier {
     /// A notifier posting to the route `url`, with `token` in the `header` the route checks.
-    pub fn new(http: reqwest::Client, url: String, header: String, token: String) -> Self {
+    pub fn new(http: reqwest::Client, url: String, header: String, token: Secret) -> Self {
         Self {
             http,
             url,
@@ -166,7 +169,7 @@ impl fmt::Debug for RelayAlertNotifier {
         f.debug_struct("RelayAlertNotifier")
             .field("url", &self.url)
             .field("header", &self.header)
-            .field("token", &"<secret>")
+            .field("token", &self.token)
             .finish()
     }
 }
@@ -193,7 +196,7 @@ impl AlertNotifier for RelayAlertNotifier {
         let response = self
             .http
             .post(&self.url)
-            .header(self.header.as_str(), self.token.as_str())
+            .header(self.header.as_str(), self.token.expose())
             .json(&relay_payload(result))
             .send()
             .await
@@ -227,7 +230,7 @@ pub enum AlertConfigError {
     },
     /// The token's secret could not be read.
     #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretError),
+    Secret(#[from] SecretError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client")]
     Http(#[source] reqwest::Error),
@@ -259,7 +262,10 @@ pub async fn alert_notifier_from_lookup(
                 name: ENV_ALERTS_SLACK_URL,
                 reason: reason.to_string(),
             })?;
-            Ok(Some(Arc::new(SlackAlertNotifier::new(http, url))))
+            Ok(Some(Arc::new(SlackAlertNotifier::new(
+                http,
+                Secret::new(url),
+            ))))
         }
         (Some(url), None) => {
             check_endpoint(&url).map_err(|reason| AlertConfigError::Invalid {
@@ -270,11 +276,8 @@ pub async fn alert_notifier_from_lookup(
                 set(ENV_ALERTS_RELAY_TOKEN),
                 set(ENV_ALERTS_RELAY_TOKEN_SECRET_ARN),
             ) {
-                (Some(token), None) => token,
-                (None, Some(arn)) => crate::secrets::read_secret(&arn)
-                    .await?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
+                (Some(token), None) => Secret::new(token),
+                (None, Some(arn)) => read_secret(&arn).await?,
                 (None, None) => {
                     return Err(AlertConfigError::Invalid {
                         name: ENV_ALERTS_RELAY_URL,
@@ -348,7 +351,7 @@ mod tests {
                 "https://hooks.slack.com/services/T/B/x"
             )])
             .await,
-            Ok(Some("SlackAlertNotifier { url: <secret> }".into()))
+            Ok(Some("SlackAlertNotifier { url: [redacted] }".into()))
         );
         assert_eq!(
             notifier(&[
@@ -358,7 +361,7 @@ mod tests {
             .await,
             Ok(Some(
                 "RelayAlertNotifier { url: \"https://relay/hooks/alerts\", header: \
-                 \"X-Tapline-Token\", token: \"<secret>\" }"
+                 \"X-Tapline-Token\", token: [redacted] }"
                     .into()
             ))
         );

@@ -215,17 +215,14 @@ impl PullJobs {
 /// `CLEVERTAP_PASSCODE_SECRET_ARN` names (read once, at cold start).
 pub async fn api_config_from_env() -> Result<ApiConfig, Box<dyn std::error::Error + Send + Sync>> {
     let passcode = match std::env::var(ENV_PASSCODE_SECRET_ARN) {
-        Ok(arn) if !arn.is_empty() && std::env::var(ENV_PASSCODE).is_err() => Some(
-            crate::secrets::read_secret(&arn)
-                .await?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-        ),
+        Ok(arn) if !arn.is_empty() && std::env::var(ENV_PASSCODE).is_err() => {
+            Some(crate::secret::read_secret(&arn).await?)
+        }
         _ => None,
     };
     let config: Result<ApiConfig, ApiConfigError> = ApiConfig::from_lookup(|name| {
         if name == ENV_PASSCODE && passcode.is_some() {
-            return passcode.clone();
+            return passcode.as_ref().map(|p| p.expose().to_string());
         }
         std::env::var(name).ok()
     });

@@ -35,7 +35,7 @@ async fn run() -> Result<(), BoxError> {
     // Fail at start, not per request, when configuration is wrong.
     let jobs = Arc::new(PullJobs::from_env()?);
     let client = ClevertapClient::new(api_config_from_env().await?)?;
-    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open(&url).await?);
     let listener = tapline::entry::listen_from_env().await?;
