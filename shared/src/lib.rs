@@ -9,13 +9,15 @@
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 //! - `http_server` (feature `http-server`): the HTTP server every service runs on, with its
 //!   timeouts, connection cap and bounded graceful shutdown.
+//! - Cross-cutting, once each: [`error`] (the top-level error and [`error::error_chain`]),
+//!   [`secret`] (the redacting [`secret::Secret`] and secrets by reference), [`process`] (JSON
+//!   logs, shutdown signal, listener).
 
 #[cfg(feature = "clevertap-api")]
 pub mod clevertap;
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
 pub mod config;
-pub mod entry;
 pub mod error;
 pub mod export;
 #[cfg(feature = "google-auth")]
@@ -24,6 +26,7 @@ pub mod google_auth;
 pub mod http_server;
 pub mod load;
 pub mod printable;
+pub mod process;
 #[cfg(feature = "clevertap-api")]
 pub mod pull;
 pub mod secret;

@@ -50,14 +50,14 @@ mod secret_manager {
         let missing = format!("projects/{PROJECT}/secrets/nope/versions/latest");
         let err = client.access(&missing).await.unwrap_err();
         assert_eq!(
-            tapline::load::error_chain(&err),
+            tapline::error::error_chain(&err),
             format!(
                 "cannot read secret {missing}: Secret Manager answered HTTP 404 (NOT_FOUND): \
                  Secret [projects/{PROJECT}/secrets/nope] not found or has no versions."
             )
         );
         double.deny(PROJECT, "relay-token");
-        let err = tapline::load::error_chain(&client.access(&latest).await.unwrap_err());
+        let err = tapline::error::error_chain(&client.access(&latest).await.unwrap_err());
         assert!(
             err.contains("HTTP 403 (PERMISSION_DENIED)") && !err.contains("new-token"),
             "{err}"

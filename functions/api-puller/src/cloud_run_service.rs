@@ -113,7 +113,13 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
 /// next run).
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     let limits = tapline::http_server::ServerLimits::from_env()?;
-    tapline::http_server::serve(listener, router, limits, tapline::entry::shutdown_signal()).await
+    tapline::http_server::serve(
+        listener,
+        router,
+        limits,
+        tapline::process::shutdown_signal(),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tapline::pull::jobs::{PullJobs, api_config_from_env, handle_pull_payload};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     // Fail at cold start, not per invocation, when configuration is wrong.
     let notifier = alert_notifier_from_env().await?;
     let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));

@@ -8,7 +8,7 @@ use tapline::clevertap::counts::CountApi;
 use tapline::clevertap::messages::MESSAGE_CHANNELS;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
-use tapline::load::error_chain;
+use tapline::error::error_chain;
 use tapline::printable::escaped;
 use tapline::pull::alert_notifiers::alert_notifier_from_env;
 use tapline::pull::alerts::{AlertStatus, parse_rules, run_alerts};

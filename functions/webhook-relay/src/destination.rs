@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::HeaderMap;
+use tapline::error::error_chain;
 
 /// One attempt at delivering one payload to one destination.
 #[derive(Debug, Clone, Copy)]
@@ -103,17 +104,6 @@ impl DeliveryError {
             DeliveryError::Transport(text)
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The `Retry-After` header as a wait: delta-seconds, or an HTTP date measured from `now_ms`.

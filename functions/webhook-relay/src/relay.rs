@@ -229,7 +229,7 @@ pub async fn serve(
     result
 }
 
-/// Resolves on SIGTERM or Ctrl-C: what `serve` waits for outside tests.
-pub use tapline::entry::shutdown_signal;
 /// The server's timeouts, connection cap and shutdown grace (`TAPLINE_HTTP_*`).
 pub use tapline::http_server::ServerLimits;
+/// Resolves on SIGTERM or Ctrl-C: what `serve` waits for outside tests.
+pub use tapline::process::shutdown_signal;

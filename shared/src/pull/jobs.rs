@@ -21,7 +21,7 @@ use super::profiles::pull_profiles;
 use crate::clevertap::ClevertapClient;
 use crate::clevertap::config::{ApiConfig, ApiConfigError, ENV_PASSCODE};
 use crate::config::{ConfigError, ENV_TIMEZONE};
-use crate::load::error_chain;
+use crate::error::chain::error_chain;
 use crate::warehouse::Warehouse;
 
 /// Environment variable: the Secrets Manager ARN of the CleverTap passcode (cloud runs).

@@ -173,7 +173,7 @@ mod tests {
                 assert!(full.contains(&encoded(password)), "{full}");
                 let err = match crate::warehouse::open(&full).await {
                     Ok(_) => panic!("{url} opened"),
-                    Err(e) => crate::load::error_chain(&e),
+                    Err(e) => crate::error::chain::error_chain(&e),
                 };
                 assert!(!err.contains(password), "{url}: {err}");
                 assert!(!err.contains(&encoded(password)), "{url}: {err}");

@@ -608,12 +608,12 @@ mod tests {
         let err = Minimal.get_state("k").await.unwrap_err();
         assert!(!err.is_retryable());
         assert_eq!(
-            crate::load::error_chain(&err),
+            crate::error::chain::error_chain(&err),
             "warehouse get_state failed: get_state is not supported by this warehouse"
         );
         let err = Minimal.put_state("k", "{}").await.unwrap_err();
         assert_eq!(
-            crate::load::error_chain(&err),
+            crate::error::chain::error_chain(&err),
             "warehouse put_state failed: put_state is not supported by this warehouse"
         );
     }
