@@ -13,24 +13,25 @@
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 //! - `http_server` (feature `http-server`): the HTTP server every service runs on, with its
 //!   timeouts, connection cap and bounded graceful shutdown.
+//! - Cross-cutting, once each: [`error`] (the top-level error and [`error::error_chain`]),
+//!   [`secret`] (the redacting [`secret::Secret`] and secrets by reference), [`process`] (JSON
+//!   logs, shutdown signal, listener).
 
 #[cfg(feature = "clevertap-api")]
 pub mod api_puller;
 #[cfg(feature = "clevertap-api")]
 pub mod clevertap;
 pub mod config;
-pub mod entry;
 pub mod error;
 pub mod export;
 pub mod export_loader;
-#[cfg(feature = "gcp-secrets")]
-pub mod gcp_secrets;
 #[cfg(feature = "google-auth")]
 pub mod google_auth;
 #[cfg(feature = "http-server")]
 pub mod http_server;
 pub mod printable;
-pub mod secrets;
+pub mod process;
+pub mod secret;
 #[cfg(any(feature = "clevertap-api", feature = "relay"))]
 pub mod slack;
 pub mod storage;

@@ -4,32 +4,29 @@
 //! `no_service`), so a 2xx alone never counts as delivered. The URL is the secret: it is never
 //! logged, nor put in an error.
 
-use std::fmt;
-
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
 use crate::printable::escaped;
+use crate::secret::Secret;
 
 /// Characters of Slack's answer kept in an error: enough for `invalid_blocks_format`, never a
 /// whole page from a proxy in between.
 pub const MAX_ANSWER_CHARS: usize = 200;
 
 /// Posts messages to one Slack incoming webhook.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SlackWebhook {
     http: reqwest::Client,
-    url: String,
+    /// The webhook URL: its path is the credential, so it prints as `[redacted]`.
+    url: Secret,
 }
 
 impl SlackWebhook {
     /// A client posting to `url` with `http`, which must not follow redirects: the URL's path is
     /// the secret, and a redirect would carry the message to wherever the answer points.
-    pub fn new(http: reqwest::Client, url: impl Into<String>) -> Self {
-        Self {
-            http,
-            url: url.into(),
-        }
+    pub fn new(http: reqwest::Client, url: Secret) -> Self {
+        Self { http, url }
     }
 
     /// Posts one message (`{"text": …}`, optionally with `blocks`). `Ok` only for HTTP 200 with
@@ -37,7 +34,7 @@ impl SlackWebhook {
     pub async fn post(&self, message: &Value) -> Result<(), SlackError> {
         let response = self
             .http
-            .post(&self.url)
+            .post(self.url.expose())
             .json(message)
             .send()
             .await
@@ -50,12 +47,6 @@ impl SlackWebhook {
             .await
             .map_err(|e| SlackError::Unreachable(e.without_url()))?;
         classify(status, retry_after, &text)
-    }
-}
-
-impl fmt::Debug for SlackWebhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SlackWebhook { url: <secret> }")
     }
 }
 
@@ -240,7 +231,7 @@ mod tests {
             body,
         )
         .await;
-        let slack = SlackWebhook::new(client(), format!("{base}/services/T/B/s3cret"));
+        let slack = SlackWebhook::new(client(), Secret::new(format!("{base}/services/T/B/s3cret")));
         let err = slack.post(&json!({"text": "hi"})).await.unwrap_err();
         let request = received.recv().await.unwrap();
         assert!(request.head.starts_with("POST /services/T/B/s3cret "));
@@ -251,7 +242,7 @@ mod tests {
     #[tokio::test]
     async fn only_200_with_ok_is_delivered() {
         let (base, mut received) = answering("200 OK", vec![], "ok\n").await;
-        let slack = SlackWebhook::new(client(), format!("{base}/services/T/B/x"));
+        let slack = SlackWebhook::new(client(), Secret::new(format!("{base}/services/T/B/x")));
         slack.post(&json!({"text": "a <b>"})).await.unwrap();
         let request = received.recv().await.unwrap();
         let sent: Value = serde_json::from_slice(&request.body).unwrap();
@@ -337,12 +328,15 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let slack = SlackWebhook::new(client(), format!("http://{addr}/services/T/B/s3cret"));
+        let slack = SlackWebhook::new(
+            client(),
+            Secret::new(format!("http://{addr}/services/T/B/s3cret")),
+        );
         let err = slack.post(&json!({"text": "hi"})).await.unwrap_err();
         assert!(matches!(err, SlackError::Unreachable(_)), "{err:?}");
         assert!(err.is_retryable());
         assert_eq!(err.status(), None);
-        let chain = crate::export_loader::load::error_chain(&err);
+        let chain = crate::error::error_chain(&err);
         assert!(!chain.contains("s3cret"), "{chain}");
         assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
         assert_eq!(

@@ -4,8 +4,8 @@
 //! and its push worker (the double, which pushes and redelivers like a push subscription).
 
 use serde_json::{Value, json};
-use tapline::gcp_secrets::SecretManager;
 use tapline::google_auth::GoogleAuth;
+use tapline::secret::gcp::SecretManager;
 use tapline_tests::clevertap_api::{ACCOUNT, ClevertapApi, PASSCODE, Quirk, event_records};
 use tapline_tests::cloud_run_service::{CloudRunService, free_port};
 use tapline_tests::pg::PgSchema;
@@ -39,23 +39,25 @@ mod secret_manager {
         double.add_version(PROJECT, "relay-token", "new-token\n");
         let client = SecretManager::new(&double.endpoint, GoogleAuth::anonymous()).unwrap();
 
-        assert_eq!(client.access(&first).await.unwrap(), "old-token");
+        assert_eq!(client.access(&first).await.unwrap().expose(), "old-token");
         let latest = format!("projects/{PROJECT}/secrets/relay-token/versions/latest");
         // The value as stored: callers trim the line break a pasted secret brings.
-        assert_eq!(client.access(&latest).await.unwrap(), "new-token\n");
+        assert_eq!(
+            client.access(&latest).await.unwrap().expose(),
+            "new-token\n"
+        );
 
         let missing = format!("projects/{PROJECT}/secrets/nope/versions/latest");
         let err = client.access(&missing).await.unwrap_err();
         assert_eq!(
-            tapline::export_loader::load::error_chain(&err),
+            tapline::error::error_chain(&err),
             format!(
                 "cannot read secret {missing}: Secret Manager answered HTTP 404 (NOT_FOUND): \
                  Secret [projects/{PROJECT}/secrets/nope] not found or has no versions."
             )
         );
         double.deny(PROJECT, "relay-token");
-        let err =
-            tapline::export_loader::load::error_chain(&client.access(&latest).await.unwrap_err());
+        let err = tapline::error::error_chain(&client.access(&latest).await.unwrap_err());
         assert!(
             err.contains("HTTP 403 (PERMISSION_DENIED)") && !err.contains("new-token"),
             "{err}"

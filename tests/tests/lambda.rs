@@ -124,7 +124,7 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
     let err = handle_lambda_payload(missing.as_bytes(), &source, warehouse.as_ref(), &config)
         .await
         .unwrap_err();
-    let chain = tapline::export_loader::load::error_chain(&err);
+    let chain = tapline::error::error_chain(&err);
     assert!(
         chain.contains("sweep of s3://tapline-no-such-bucket/x/ could not list it"),
         "{chain}"

@@ -149,14 +149,14 @@ async fn queries_cannot_escape_their_read_only_transaction() {
         .unwrap_err();
     assert!(!err.is_retryable());
     assert_eq!(
-        tapline::export_loader::load::error_chain(&err),
+        tapline::error::error_chain(&err),
         "warehouse query failed: only one SQL statement is allowed per query"
     );
     let err = w.query("CREATE TABLE escaped (x int)").await.unwrap_err();
     assert!(
-        tapline::export_loader::load::error_chain(&err).contains("read-only transaction"),
+        tapline::error::error_chain(&err).contains("read-only transaction"),
         "{}",
-        tapline::export_loader::load::error_chain(&err)
+        tapline::error::error_chain(&err)
     );
     // A lone COMMIT ends the read-only transaction and nothing more runs.
     w.query("COMMIT").await.unwrap();

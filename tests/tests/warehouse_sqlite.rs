@@ -47,8 +47,7 @@ async fn queries_cannot_escape_read_only() {
     let w = SqliteWarehouse::open(dir.path().join("w.sqlite"), Journal::Rollback)
         .await
         .unwrap();
-    let chain =
-        |e: tapline::warehouse::WarehouseError| tapline::export_loader::load::error_chain(&e);
+    let chain = |e: tapline::warehouse::WarehouseError| tapline::error::error_chain(&e);
     assert_eq!(
         chain(
             w.query("COMMIT; CREATE TABLE escaped (x int)")

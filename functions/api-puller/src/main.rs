@@ -20,12 +20,12 @@ use tapline::clevertap::ClevertapClient;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     // Fail at cold start, not per invocation, when configuration is wrong.
     let notifier = alert_notifier_from_env().await?;
     let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));
     let client = ClevertapClient::new(api_config_from_env().await?)?;
-    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open::open(&url).await?);
     tracing::info!(

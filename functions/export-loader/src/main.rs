@@ -21,11 +21,11 @@ use tapline::storage::s3::S3Source;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     // Fail at cold start, not per event, when configuration is wrong.
     let config = Arc::new(LoadConfig::from_env()?);
     // TAPLINE_WAREHOUSE, with the password from TAPLINE_WAREHOUSE_SECRET_ARN when set.
-    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open::open(&url).await?);
     let source = Arc::new(S3Source::from_env().await);

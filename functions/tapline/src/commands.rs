@@ -179,7 +179,7 @@ async fn status(args: StatusArgs) -> Result<u8, AnyError> {
         Ok(unfinished) => print!("\n{}", summary::render_unfinished_pulls(&unfinished)),
         Err(e) => println!(
             "\nUnfinished API pulls cannot be listed: {}",
-            tapline::export_loader::load::error_chain(&e)
+            tapline::error::error_chain(&e)
         ),
     }
     Ok(EXIT_OK)

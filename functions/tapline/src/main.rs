@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             // Errors quote object names and API answers: printed escaped.
             eprintln!(
                 "error: {}",
-                tapline::printable::escaped(&tapline::export_loader::load::error_chain(e.as_ref()))
+                tapline::printable::escaped(&tapline::error::error_chain(e.as_ref()))
             );
             ExitCode::from(cli::EXIT_FATAL)
         }

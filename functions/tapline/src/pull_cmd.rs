@@ -19,7 +19,7 @@ use tapline::clevertap::counts::CountApi;
 use tapline::clevertap::messages::MESSAGE_CHANNELS;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::config::{ConfigError, ENV_TIMEZONE};
-use tapline::export_loader::load::error_chain;
+use tapline::error::error_chain;
 use tapline::printable::escaped;
 use tapline::warehouse;
 

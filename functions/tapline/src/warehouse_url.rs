@@ -10,7 +10,7 @@ pub async fn open_warehouse(
     url: &str,
 ) -> Result<Box<dyn Warehouse>, Box<dyn std::error::Error + Send + Sync>> {
     let env = |name: &str| std::env::var(name).ok();
-    let url = tapline::secrets::with_configured_password(url, env).await?;
-    let url = tapline::secrets::with_libpq_password(&url, env);
+    let url = tapline::secret::with_configured_password(url, env).await?;
+    let url = tapline::secret::with_libpq_password(&url, env);
     Ok(warehouse::open::open(&url).await?)
 }

@@ -21,7 +21,7 @@ use tapline::webhook_relay::relay::accept_router;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     // Fail at cold start, not per request, when configuration is wrong.
     let config = relay_config_from_env(ConfigMode::Endpoint).await?;
     let queue_url = std::env::var(ENV_QUEUE_URL)

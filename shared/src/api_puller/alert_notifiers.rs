@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::alert_rules::AlertResult;
+use crate::secret::{Secret, SecretError, read_secret};
 use crate::slack::{SlackError, SlackWebhook, escape_mrkdwn};
 
 /// Environment variable: the Slack incoming webhook URL alerts are posted to directly.
@@ -103,7 +104,7 @@ pub struct SlackAlertNotifier {
 impl SlackAlertNotifier {
     /// A notifier posting to `url` (a secret: never logged) with `http`, which follows no
     /// redirects.
-    pub fn new(http: reqwest::Client, url: String) -> Self {
+    pub fn new(http: reqwest::Client, url: Secret) -> Self {
         Self {
             slack: SlackWebhook::new(http, url),
         }
@@ -112,7 +113,9 @@ impl SlackAlertNotifier {
 
 impl fmt::Debug for SlackAlertNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SlackAlertNotifier { url: <secret> }")
+        f.debug_struct("SlackAlertNotifier")
+            .field("slack", &self.slack)
+            .finish()
     }
 }
 
@@ -136,12 +139,12 @@ pub struct RelayAlertNotifier {
     http: reqwest::Client,
     url: String,
     header: String,
-    token: String,
+    token: Secret,
 }
 
 impl RelayAlertNotifier {
     /// A notifier posting to the route `url`, with `token` in the `header` the route checks.
-    pub fn new(http: reqwest::Client, url: String, header: String, token: String) -> Self {
+    pub fn new(http: reqwest::Client, url: String, header: String, token: Secret) -> Self {
         Self {
             http,
             url,
@@ -156,7 +159,7 @@ impl fmt::Debug for RelayAlertNotifier {
         f.debug_struct("RelayAlertNotifier")
             .field("url", &self.url)
             .field("header", &self.header)
-            .field("token", &"<secret>")
+            .field("token", &self.token)
             .finish()
     }
 }
@@ -183,7 +186,7 @@ impl AlertNotifier for RelayAlertNotifier {
         let response = self
             .http
             .post(&self.url)
-            .header(self.header.as_str(), self.token.as_str())
+            .header(self.header.as_str(), self.token.expose())
             .json(&relay_payload(result))
             .send()
             .await
@@ -217,7 +220,7 @@ pub enum AlertConfigError {
     },
     /// The token's secret could not be read.
     #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretError),
+    Secret(#[from] SecretError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client")]
     Http(#[source] reqwest::Error),
@@ -249,7 +252,10 @@ pub async fn alert_notifier_from_lookup(
                 name: ENV_ALERTS_SLACK_URL,
                 reason: reason.to_string(),
             })?;
-            Ok(Some(Arc::new(SlackAlertNotifier::new(http, url))))
+            Ok(Some(Arc::new(SlackAlertNotifier::new(
+                http,
+                Secret::new(url),
+            ))))
         }
         (Some(url), None) => {
             check_endpoint(&url).map_err(|reason| AlertConfigError::Invalid {
@@ -260,11 +266,8 @@ pub async fn alert_notifier_from_lookup(
                 set(ENV_ALERTS_RELAY_TOKEN),
                 set(ENV_ALERTS_RELAY_TOKEN_SECRET_ARN),
             ) {
-                (Some(token), None) => token,
-                (None, Some(arn)) => crate::secrets::read_secret(&arn)
-                    .await?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
+                (Some(token), None) => Secret::new(token),
+                (None, Some(arn)) => read_secret(&arn).await?,
                 (None, None) => {
                     return Err(AlertConfigError::Invalid {
                         name: ENV_ALERTS_RELAY_URL,
@@ -338,7 +341,7 @@ mod tests {
                 "https://hooks.slack.com/services/T/B/x"
             )])
             .await,
-            Ok(Some("SlackAlertNotifier { url: <secret> }".into()))
+            Ok(Some("SlackAlertNotifier { url: [redacted] }".into()))
         );
         assert_eq!(
             notifier(&[
@@ -348,7 +351,7 @@ mod tests {
             .await,
             Ok(Some(
                 "RelayAlertNotifier { url: \"https://relay/hooks/alerts\", header: \
-                 \"X-Tapline-Token\", token: \"<secret>\" }"
+                 \"X-Tapline-Token\", token: [redacted] }"
                     .into()
             ))
         );

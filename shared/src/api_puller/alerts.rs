@@ -151,7 +151,7 @@ pub async fn run_alerts(
             (AlertStatus::Breached, Some(notifier)) => match notifier.notify(&result).await {
                 Ok(()) => "yes",
                 Err(error) => {
-                    tracing::warn!(rule = %rule.name, %day, error = %crate::export_loader::load::error_chain(&error), "An alert could not be posted.");
+                    tracing::warn!(rule = %rule.name, %day, error = %crate::error::chain::error_chain(&error), "An alert could not be posted.");
                     failures.push(NotifyFailure {
                         rule: rule.name.clone(),
                         error,

@@ -113,7 +113,7 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
 /// next run).
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     let limits = crate::http_server::ServerLimits::from_env()?;
-    crate::http_server::serve(listener, router, limits, crate::entry::shutdown_signal()).await
+    crate::http_server::serve(listener, router, limits, crate::process::shutdown_signal()).await
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::output::FileOutput;
 use super::page_load::{PageCounts, event_parse_options, load_event_page};
 use crate::clevertap::cursor::{DEFAULT_BATCH_SIZE, day_number};
 use crate::clevertap::{ClevertapClient, CursorApi, CursorPager};
-use crate::export_loader::load::error_chain;
+use crate::error::chain::error_chain;
 use crate::time::now_utc;
 use crate::warehouse::{SourceObject, Warehouse};
 

@@ -21,7 +21,7 @@ use super::profiles::pull_profiles;
 use crate::clevertap::ClevertapClient;
 use crate::clevertap::config::{ApiConfig, ApiConfigError, ENV_PASSCODE};
 use crate::config::{ConfigError, ENV_TIMEZONE};
-use crate::export_loader::load::error_chain;
+use crate::error::chain::error_chain;
 use crate::warehouse::Warehouse;
 
 /// Environment variable: the Secrets Manager ARN of the CleverTap passcode (cloud runs).
@@ -215,17 +215,14 @@ impl PullJobs {
 /// `CLEVERTAP_PASSCODE_SECRET_ARN` names (read once, at cold start).
 pub async fn api_config_from_env() -> Result<ApiConfig, Box<dyn std::error::Error + Send + Sync>> {
     let passcode = match std::env::var(ENV_PASSCODE_SECRET_ARN) {
-        Ok(arn) if !arn.is_empty() && std::env::var(ENV_PASSCODE).is_err() => Some(
-            crate::secrets::read_secret(&arn)
-                .await?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-        ),
+        Ok(arn) if !arn.is_empty() && std::env::var(ENV_PASSCODE).is_err() => {
+            Some(crate::secret::read_secret(&arn).await?)
+        }
         _ => None,
     };
     let config: Result<ApiConfig, ApiConfigError> = ApiConfig::from_lookup(|name| {
         if name == ENV_PASSCODE && passcode.is_some() {
-            return passcode.clone();
+            return passcode.as_ref().map(|p| p.expose().to_string());
         }
         std::env::var(name).ok()
     });

@@ -11,7 +11,7 @@ use super::PullError;
 use super::checkpoint::{self, Checkpoint, SliceStatus};
 use crate::clevertap::cursor::day_number;
 use crate::clevertap::{ClevertapClient, CursorApi, CursorPager};
-use crate::export_loader::load::error_chain;
+use crate::error::chain::error_chain;
 use crate::time::now_utc;
 use crate::warehouse::{ColumnType, FixedTable, Warehouse};
 

@@ -479,7 +479,7 @@ mod tests {
     fn client_with_limit(url: &str, limit: u64) -> ClevertapClient {
         let mut config = ApiConfig::new(
             "ACC",
-            super::super::config::Passcode::new("P"),
+            crate::secret::Secret::new("P"),
             super::super::config::Region::Eu1,
         )
         .with_base_url(url)

@@ -1,8 +1,9 @@
 //! Where the CleverTap API is and who calls it: region, account, passcode, limits and backoff,
 //! read once at start.
 
-use std::fmt;
 use std::time::Duration;
+
+use crate::secret::Secret;
 
 /// Environment variable: the CleverTap account (project) id.
 pub const ENV_ACCOUNT_ID: &str = "CLEVERTAP_ACCOUNT_ID";
@@ -94,35 +95,6 @@ impl Region {
     }
 }
 
-/// The account passcode. Its `Debug` and `Display` print `***`, so no log line or error can
-/// carry it by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Passcode(String);
-
-impl Passcode {
-    /// Wraps a passcode.
-    pub fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
-    }
-
-    /// The passcode itself, for the request header only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Passcode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Passcode(***)")
-    }
-}
-
-impl fmt::Display for Passcode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// How long to wait between attempts, and how many to make.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -192,7 +164,7 @@ pub struct ApiConfig {
     /// The account (project) id: `X-CleverTap-Account-Id`.
     pub account_id: String,
     /// `X-CleverTap-Passcode`.
-    pub passcode: Passcode,
+    pub passcode: Secret,
     /// The region (informational when `base_url` was overridden).
     pub region: Region,
     /// Scheme and host (and optional path prefix) without a trailing slash.
@@ -209,7 +181,7 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     /// A configuration for `account_id` in `region`, with the defaults.
-    pub fn new(account_id: impl Into<String>, passcode: Passcode, region: Region) -> Self {
+    pub fn new(account_id: impl Into<String>, passcode: Secret, region: Region) -> Self {
         Self {
             account_id: account_id.into(),
             passcode,
@@ -241,7 +213,7 @@ impl ApiConfig {
                 .ok_or(ApiConfigError::Missing(name))
         };
         let account = required(ENV_ACCOUNT_ID)?;
-        let passcode = Passcode::new(required(ENV_PASSCODE)?);
+        let passcode = Secret::new(required(ENV_PASSCODE)?);
         let region = match get(ENV_REGION).filter(|v| !v.trim().is_empty()) {
             Some(text) => Region::parse(&text).ok_or(ApiConfigError::Region(text))?,
             None => Region::default(),
@@ -368,10 +340,10 @@ mod tests {
 
     #[test]
     fn the_passcode_never_prints() {
-        let config = ApiConfig::new("ACC", Passcode::new("TOP-SECRET-42"), Region::Eu1);
+        let config = ApiConfig::new("ACC", Secret::new("TOP-SECRET-42"), Region::Eu1);
         let debug = format!("{config:?}");
         assert!(!debug.contains("TOP-SECRET-42"), "{debug}");
-        assert!(debug.contains("Passcode(***)"));
-        assert_eq!(config.passcode.to_string(), "***");
+        assert!(debug.contains("passcode: [redacted]"), "{debug}");
+        assert_eq!(config.passcode.to_string(), "[redacted]");
     }
 }

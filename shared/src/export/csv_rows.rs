@@ -7,11 +7,11 @@ use std::io::{self, Read};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::batcher::{BatchSink, Batcher, ParseSummary};
 use super::limits::name_preview;
-use super::parse::{
-    BatchSink, Batcher, FileProblem, ParseError, ParseOptions, ParseSummary, RecordTooLargeError,
-    RowChecks, io_to_parse_error,
-};
+use super::parse_error::{FileProblem, ParseError, RecordTooLargeError, io_to_parse_error};
+use super::parse_options::ParseOptions;
+use super::row_checks::RowChecks;
 use super::rows::{Reject, RowBatch, Schema};
 use super::{EVENT_NAME_COLUMN, TS_COLUMN};
 

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::batcher::{BatchSink, Batcher, ParseSummary};
 use super::limits::name_preview;
-use super::parse::{
-    BatchSink, Batcher, ParseError, ParseOptions, ParseSummary, RowChecks, io_to_parse_error,
-};
+use super::parse_error::{ParseError, RecordTooLargeError, io_to_parse_error};
+use super::parse_options::ParseOptions;
+use super::row_checks::RowChecks;
 use super::rows::{Reject, RowBatch, Schema};
 use super::{EVENT_NAME_COLUMN, TS_COLUMN};
 
@@ -362,7 +363,7 @@ fn read_line_limited<R: BufRead>(r: &mut R, out: &mut Vec<u8>, limit: usize) -> 
         if out.len() > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                super::parse::RecordTooLargeError,
+                RecordTooLargeError,
             ));
         }
         if done {

@@ -3,12 +3,16 @@
 //! Everything here is synchronous over `impl Read`: the async edges (S3, GCS, a warehouse) only
 //! move bytes and batches, so memory stays flat however large an export is.
 
+pub mod batcher;
 pub mod csv_rows;
 pub mod decode;
 pub mod json_rows;
 pub mod limits;
 pub mod object_name;
 pub mod parse;
+pub mod parse_error;
+pub mod parse_options;
+pub(crate) mod row_checks;
 pub mod rows;
 
 pub use limits::ExportLimits;

@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::config::LoadConfig;
-use crate::export_loader::load::{FileOutcome, entry_for, error_chain, load_object};
+use crate::error::chain::error_chain;
+use crate::export_loader::load::{FileOutcome, entry_for, load_object};
 use crate::export_loader::sweep::{SweepRequest, sweep};
 use crate::storage::ObjectSource;
 use crate::triggers::{Notice, from_cloudevent};
@@ -158,5 +159,5 @@ async fn on_sweep(State(state): State<ServiceState>, body: Bytes) -> Response {
 /// [`crate::http_server`]); requests in flight get the shutdown grace to finish.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     let limits = crate::http_server::ServerLimits::from_env()?;
-    crate::http_server::serve(listener, router, limits, crate::entry::shutdown_signal()).await
+    crate::http_server::serve(listener, router, limits, crate::process::shutdown_signal()).await
 }

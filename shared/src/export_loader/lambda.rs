@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicU64;
 use tracing::warn;
 
 use crate::config::LoadConfig;
-use crate::export_loader::load::{FileOutcome, FileReport, entry_for, error_chain, load_object};
+use crate::error::error_chain;
+use crate::export_loader::load::{FileOutcome, FileReport, entry_for, load_object};
 use crate::export_loader::sweep::{SweepRequest, sweep};
 use crate::storage::ObjectSource;
 use crate::triggers::{Invocation, Notice, from_lambda_payload};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::config::LoadConfig;
+use crate::error::chain::error_chain;
 use crate::export::decode::SourceReader;
 use crate::export::parse::{
     DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, FileProblem, ParseError, ParseSummary,
@@ -84,21 +85,6 @@ pub struct FileReport {
     pub decoded_bytes: u64,
     /// Wall time spent on it.
     pub elapsed: Duration,
-}
-
-/// Renders an error with its chain of causes: `warehouse insert failed: disk I/O error`.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.ends_with(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// Loads one object exactly once. `read_bytes` counts bytes read from the source as it goes

@@ -358,7 +358,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
         let err = LocalSource.open(&entries[0]).await.err().expect("refused");
         assert!(
-            crate::export_loader::load::error_chain(&err)
+            crate::error::chain::error_chain(&err)
                 .ends_with("a symbolic link: not followed, only regular files are loaded"),
             "{err}"
         );
@@ -368,7 +368,7 @@ mod tests {
         // Opening must not block on a FIFO with no writer.
         let err = LocalSource.open(&entries[0]).await.err().expect("refused");
         assert!(
-            crate::export_loader::load::error_chain(&err)
+            crate::error::chain::error_chain(&err)
                 .ends_with("a FIFO: only regular files are loaded"),
             "{err}"
         );

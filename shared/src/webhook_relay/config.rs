@@ -4,7 +4,6 @@
 //! listens.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -84,26 +83,8 @@ pub enum ConfigError {
     },
 }
 
-/// A secret value resolved from the environment. `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value (tests build configurations with it directly).
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself: pass it on, never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+/// A secret value resolved from the environment: the one redacting type of the library.
+pub use crate::secret::Secret;
 
 /// Which half of the relay a process runs, and so which secrets its configuration reads: the
 /// public endpoint never holds a destination's credentials, the worker never a route's token.
@@ -633,7 +614,7 @@ fn secret(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Secret, ConfigError> {
     match env(var) {
-        Some(value) if !value.trim().is_empty() => Ok(Secret(value.trim().to_string())),
+        Some(value) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
         _ => Err(ConfigError::MissingEnv {
             route: route.to_string(),
             var: var.to_string(),

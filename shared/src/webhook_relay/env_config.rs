@@ -37,7 +37,7 @@ pub enum LambdaConfigError {
     RetrySchedule(#[source] serde_json::Error),
     /// A secret could not be read (permissions, a wrong ARN, the service).
     #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretError),
+    Secret(#[from] crate::secret::SecretError),
 }
 
 /// The values of the secrets in `arns_json` (NAME → ARN) named in `needed` that `env` does not
@@ -55,8 +55,8 @@ pub async fn secrets_from_arns(
         if !needed.contains(&name) || env(&name).is_some_and(|v| !v.is_empty()) {
             continue;
         }
-        let value = crate::secrets::read_secret(&arn).await?;
-        values.insert(name, value.trim_end_matches(['\r', '\n']).to_string());
+        let value = crate::secret::read_secret(&arn).await?;
+        values.insert(name, value.expose().to_string());
     }
     Ok(values)
 }
@@ -88,7 +88,7 @@ pub async fn relay_config(
     // `TAPLINE_WAREHOUSE` with its password, put together as every Tapline function does; the
     // endpoint never opens the warehouse, so it reads neither.
     if needed.iter().any(|var| var == ENV_WAREHOUSE)
-        && let Some(url) = crate::secrets::warehouse_url_from(&set).await?
+        && let Some(url) = crate::secret::warehouse_url_from(&set).await?
     {
         secrets.insert(ENV_WAREHOUSE.to_string(), url);
     }

@@ -233,7 +233,7 @@ pub async fn serve(
     result
 }
 
-/// Resolves on SIGTERM or Ctrl-C: what `serve` waits for outside tests.
-pub use crate::entry::shutdown_signal;
 /// The server's timeouts, connection cap and shutdown grace (`TAPLINE_HTTP_*`).
 pub use crate::http_server::ServerLimits;
+/// Resolves on SIGTERM or Ctrl-C: what `serve` waits for outside tests.
+pub use crate::process::shutdown_signal;

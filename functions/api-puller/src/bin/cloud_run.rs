@@ -19,12 +19,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // One JSON line with the whole cause chain: what Cloud Run's logs show for a failed start.
-            tracing::error!(error = %tapline::export_loader::load::error_chain(err.as_ref()), "API puller cannot start.");
+            tracing::error!(error = %tapline::error::error_chain(err.as_ref()), "API puller cannot start.");
             std::process::ExitCode::FAILURE
         }
     }
@@ -35,10 +35,10 @@ async fn run() -> Result<(), BoxError> {
     // Fail at start, not per request, when configuration is wrong.
     let jobs = Arc::new(PullJobs::from_env()?);
     let client = ClevertapClient::new(api_config_from_env().await?)?;
-    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
         Arc::from(tapline::warehouse::open::open(&url).await?);
-    let listener = tapline::entry::listen_from_env().await?;
+    let listener = tapline::process::listen_from_env().await?;
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
         addr = %listener.local_addr()?,

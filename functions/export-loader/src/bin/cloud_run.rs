@@ -16,9 +16,9 @@ use tapline::storage::gcs::GcsSource;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     let config = Arc::new(LoadConfig::from_env()?);
-    let url = tapline::secrets::warehouse_url_from_env().await?;
+    let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse = Arc::from(tapline::warehouse::open::open(&url).await?);
     let source = Arc::new(GcsSource::from_env().await?);
     let port: u16 = match std::env::var("PORT") {

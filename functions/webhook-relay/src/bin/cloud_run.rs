@@ -43,11 +43,11 @@ fn required(name: &str) -> Result<String, BoxError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %tapline::export_loader::load::error_chain(err.as_ref()), "Relay cannot start.");
+            tracing::error!(error = %tapline::error::error_chain(err.as_ref()), "Relay cannot start.");
             ExitCode::FAILURE
         }
     }
@@ -107,9 +107,14 @@ async fn run() -> Result<(), BoxError> {
         }
     };
     let limits = tapline::http_server::ServerLimits::from_env()?;
-    let listener = tapline::entry::listen_from_env().await?;
+    let listener = tapline::process::listen_from_env().await?;
     tracing::info!(%mode, addr = %listener.local_addr()?, routes = config.routes.len(), "Relay listening.");
-    tapline::http_server::serve(listener, router, limits, tapline::entry::shutdown_signal())
-        .await?;
+    tapline::http_server::serve(
+        listener,
+        router,
+        limits,
+        tapline::process::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

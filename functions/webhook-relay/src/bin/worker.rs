@@ -31,7 +31,7 @@ fn required(name: &str) -> Result<String, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tapline::entry::init_json_logs();
+    tapline::process::init_json_logs();
     let config = relay_config_from_env(ConfigMode::Worker).await?;
     let client = http_client(config.settings.delivery_timeout)?;
     // Bodies too large for SQS, the dedupe claims and the attempt records live in the payload

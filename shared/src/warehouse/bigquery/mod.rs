@@ -392,7 +392,7 @@ impl Checkpoints for BigQueryWarehouse {
         {
             // Best effort: a failed prune leaves old rows for the next handle to remove.
             if let Err(e) = self.ds.prune_state(written_us - STATE_LOG_KEEP_US).await {
-                tracing::warn!(error = %crate::export_loader::load::error_chain(&e), "Could not prune _tapline_state_log.");
+                tracing::warn!(error = %crate::error::chain::error_chain(&e), "Could not prune _tapline_state_log.");
             }
         }
         Ok(())

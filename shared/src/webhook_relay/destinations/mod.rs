@@ -7,6 +7,7 @@ pub mod warehouse;
 
 use std::time::Duration;
 
+use crate::error::error_chain;
 use async_trait::async_trait;
 use axum::http::{HeaderMap, HeaderValue};
 
@@ -108,17 +109,6 @@ impl DeliveryError {
             DeliveryError::Transport(text)
         }
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The `Retry-After` header as a wait: delta-seconds, or an HTTP date measured from `now_ms`.

@@ -35,7 +35,7 @@ impl SlackDestination {
     /// redirects).
     pub fn new(client: reqwest::Client, url: Secret, timeout: Duration) -> Self {
         Self {
-            slack: SlackWebhook::new(client, url.expose()),
+            slack: SlackWebhook::new(client, url),
             timeout,
         }
     }

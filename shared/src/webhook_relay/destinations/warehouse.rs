@@ -171,7 +171,7 @@ pub fn with_timeouts(url: &str, timeout: Duration) -> String {
 /// unreachable) are retried with backoff, the others (a bad URL, a build without the adapter,
 /// a schema conflict) dead-lettered. Warehouse errors name no password.
 fn delivery_error(err: WarehouseError) -> DeliveryError {
-    let detail = crate::export_loader::load::error_chain(&err);
+    let detail = crate::error::error_chain(&err);
     if err.is_retryable() {
         DeliveryError::Transport(detail)
     } else {

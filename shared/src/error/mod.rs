@@ -1,5 +1,10 @@
-//! The one top-level error of the library. Each variant knows whether retrying can help: that
-//! decides a Lambda batch item failure, a Cloud Run 5xx and a CLI's exit code.
+//! The one top-level error of the library, grouped by meaning (a source, the warehouse, the
+//! configuration). Each variant knows whether retrying can help: that decides a Lambda batch item
+//! failure, a Cloud Run 5xx and a CLI's exit code. Errors are shown with [`error_chain`].
+
+pub mod chain;
+
+pub use chain::error_chain;
 
 use crate::warehouse::WarehouseError;
 

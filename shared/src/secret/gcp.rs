@@ -1,5 +1,5 @@
 //! Google Secret Manager over its REST API (feature `gcp-secrets`): what
-//! [`crate::secrets::read_secret`] calls for a `projects/P/secrets/S/versions/V` reference.
+//! [`super::read_secret`] calls for a `projects/P/secrets/S/versions/V` reference.
 //!
 //! `GET {endpoint}/v1/projects/P/secrets/S/versions/V:access` answers
 //! `{"name": …, "payload": {"data": "<base64>", "dataCrc32c": "…"}}`. The endpoint is
@@ -13,8 +13,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 
+use super::{Secret, SecretError};
 use crate::google_auth::{BuildCredentialsError, CredentialsError, GoogleAuth};
-use crate::secrets::SecretError;
 
 /// The variable naming a Secret Manager endpoint other than Google's (a double).
 pub const ENV_SECRET_MANAGER_ENDPOINT: &str = "SECRET_MANAGER_ENDPOINT";
@@ -99,9 +99,9 @@ impl SecretManager {
         Self::new(endpoint.as_deref().unwrap_or(PRODUCTION_ENDPOINT), auth)
     }
 
-    /// The value of version `name` (`projects/P/secrets/S/versions/V`) as UTF-8 text. Retries
-    /// what is retryable a few times, briefly.
-    pub async fn access(&self, name: &str) -> Result<String, SecretError> {
+    /// The value of version `name` (`projects/P/secrets/S/versions/V`) as UTF-8 text, as stored.
+    /// Retries what is retryable a few times, briefly.
+    pub async fn access(&self, name: &str) -> Result<Secret, SecretError> {
         let mut attempt = 1;
         loop {
             match self.access_once(name).await {
@@ -120,7 +120,7 @@ impl SecretManager {
         }
     }
 
-    async fn access_once(&self, name: &str) -> Result<String, SecretManagerError> {
+    async fn access_once(&self, name: &str) -> Result<Secret, SecretManagerError> {
         let headers = self
             .auth
             .headers()
@@ -156,6 +156,8 @@ impl SecretManager {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data)
             .map_err(|_| SecretManagerError::Payload("is not base64"))?;
-        String::from_utf8(bytes).map_err(|_| SecretManagerError::Payload("is not UTF-8 text"))
+        String::from_utf8(bytes)
+            .map(Secret::new)
+            .map_err(|_| SecretManagerError::Payload("is not UTF-8 text"))
     }
 }

@@ -1,20 +1,11 @@
-//! Secrets by reference: the warehouse password, the CleverTap passcode and the relay's route
-//! secrets live in a secret store, and the function's environment carries only their names.
-//!
-//! A reference is read by its form ([`SecretReference`]): `arn:aws:secretsmanager:…` (or any
-//! other secret id) from AWS Secrets Manager (feature `aws-secrets`),
-//! `projects/P/secrets/S/versions/V` from Google Secret Manager (feature `gcp-secrets`), so the
-//! same variables (`TAPLINE_WAREHOUSE_SECRET_ARN`, `CLEVERTAP_PASSCODE_SECRET_ARN`,
-//! `TAPLINE_RELAY_SECRET_ARNS`) work on both clouds. Values are read once, at start; they never
-//! reach a log.
-//!
-//! `TAPLINE_WAREHOUSE_SECRET_ARN` names the secret whose value is the password for the user in
-//! `TAPLINE_WAREHOUSE`.
-//! `TAPLINE_WAREHOUSE_PASSWORD` carries the password itself: what Cloud Run sets from a Secret
-//! Manager secret (`infra/gcp` wires it that way), or Kubernetes from a Secret.
+//! The warehouse URL with its password: `TAPLINE_WAREHOUSE`, plus the password from the secret
+//! `TAPLINE_WAREHOUSE_SECRET_ARN` names (AWS or Google, see [`super::read_secret`]) or from
+//! `TAPLINE_WAREHOUSE_PASSWORD` (what Cloud Run sets from a Secret Manager secret, or Kubernetes
+//! from a Secret). Errors show the URL redacted.
 
+use super::{Secret, SecretError, read_secret};
 use crate::config::{ConfigError, ENV_WAREHOUSE};
-use crate::warehouse::url_redaction::redact_url;
+use crate::warehouse::url_redaction::{has_secret_parameter, redact_url};
 
 /// The variable naming the Secrets Manager secret that holds the warehouse password.
 pub const ENV_WAREHOUSE_SECRET_ARN: &str = "TAPLINE_WAREHOUSE_SECRET_ARN";
@@ -22,23 +13,6 @@ pub const ENV_WAREHOUSE_SECRET_ARN: &str = "TAPLINE_WAREHOUSE_SECRET_ARN";
 pub const ENV_WAREHOUSE_PASSWORD: &str = "TAPLINE_WAREHOUSE_PASSWORD";
 /// libpq's password variable, which the command line honours for a PostgreSQL URL without one.
 pub const ENV_PGPASSWORD: &str = "PGPASSWORD";
-
-/// Why the warehouse URL could not be put together.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    /// A variable is missing or unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The secret could not be read (permissions, a wrong ARN or name, the service).
-    #[error("cannot read secret {arn}")]
-    Read {
-        /// The secret's reference: an ARN or a Secret Manager version name (not a secret itself).
-        arn: String,
-        /// Why.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
 
 /// `url` with `password` as the password of its user: `postgres://u@h/db` →
 /// `postgres://u:PASSWORD@h/db`, the password percent-encoded. A URL that already carries a
@@ -121,9 +95,9 @@ pub async fn with_configured_password(
             .into());
         }
         (Some(arn), None) => read_secret(&arn).await?,
-        (None, Some(password)) => password,
+        (None, Some(password)) => Secret::new(password.trim_end_matches(['\r', '\n'])),
     };
-    Ok(with_password(url, password.trim_end_matches(['\r', '\n']))?)
+    Ok(with_password(url, password.expose())?)
 }
 
 /// `url` with libpq's `PGPASSWORD` from `env` as its password when it is a PostgreSQL URL with
@@ -135,109 +109,11 @@ pub fn with_libpq_password(url: &str, env: impl Fn(&str) -> Option<String>) -> S
             .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
     });
     match env(ENV_PGPASSWORD).filter(|v| !v.is_empty()) {
-        Some(password)
-            if postgres && !crate::warehouse::url_redaction::has_secret_parameter(url) =>
-        {
+        Some(password) if postgres && !has_secret_parameter(url) => {
             with_password(url, &password).unwrap_or_else(|_| url.to_string())
         }
         _ => url.to_string(),
     }
-}
-
-/// Which store a secret reference points into, by its form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretReference {
-    /// Google Secret Manager: a version's resource name, `projects/P/secrets/S/versions/V`
-    /// (`V` a number or `latest`); `projects/P/secrets/S` means its latest version.
-    GoogleVersion(String),
-    /// AWS Secrets Manager: an ARN (`arn:aws:secretsmanager:…`) or a secret name.
-    Aws(String),
-}
-
-impl SecretReference {
-    /// Classifies `reference`. Anything not shaped like a Secret Manager name is an AWS secret
-    /// id, so existing AWS deployments (ARNs or names) read as before.
-    pub fn parse(reference: &str) -> Self {
-        let parts: Vec<&str> = reference.split('/').collect();
-        let named = |i: usize| parts.get(i).is_some_and(|p| !p.is_empty());
-        match parts.as_slice() {
-            ["projects", _, "secrets", _] if named(1) && named(3) => {
-                SecretReference::GoogleVersion(format!("{reference}/versions/latest"))
-            }
-            ["projects", _, "secrets", _, "versions", _] if named(1) && named(3) && named(5) => {
-                SecretReference::GoogleVersion(reference.to_string())
-            }
-            _ => SecretReference::Aws(reference.to_string()),
-        }
-    }
-}
-
-/// The string value of the secret `reference` names: an AWS Secrets Manager ARN or a Google
-/// Secret Manager version (see [`SecretReference`]). Never log what it returns.
-pub async fn read_secret(reference: &str) -> Result<String, SecretError> {
-    match SecretReference::parse(reference) {
-        SecretReference::GoogleVersion(name) => read_gcp_secret(&name).await,
-        SecretReference::Aws(id) => read_aws_secret(&id).await,
-    }
-}
-
-/// The string value of the Secrets Manager secret `arn` (the usual AWS credential chain and
-/// `AWS_ENDPOINT_URL`).
-#[cfg(feature = "aws-secrets")]
-async fn read_aws_secret(arn: &str) -> Result<String, SecretError> {
-    let shared = aws_config::load_from_env().await;
-    let client = aws_sdk_secretsmanager::Client::new(&shared);
-    let read_err = |source: Box<dyn std::error::Error + Send + Sync>| SecretError::Read {
-        arn: arn.to_string(),
-        source,
-    };
-    let value = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| {
-            read_err(
-                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                    .to_string()
-                    .into(),
-            )
-        })?;
-    value.secret_string().map(str::to_string).ok_or_else(|| {
-        read_err("the secret has no string value (binary secrets are not supported)".into())
-    })
-}
-
-/// Fails: this build has no Secrets Manager client.
-#[cfg(not(feature = "aws-secrets"))]
-async fn read_aws_secret(arn: &str) -> Result<String, SecretError> {
-    Err(SecretError::Read {
-        arn: arn.to_string(),
-        source: "this build reads no AWS Secrets Manager (the `aws-secrets` feature is off)".into(),
-    })
-}
-
-/// The value of the Secret Manager version `name` (`projects/P/secrets/S/versions/V`), through
-/// Google's endpoint or `SECRET_MANAGER_ENDPOINT` (see [`crate::gcp_secrets`]).
-#[cfg(feature = "gcp-secrets")]
-async fn read_gcp_secret(name: &str) -> Result<String, SecretError> {
-    crate::gcp_secrets::SecretManager::from_env()
-        .map_err(|e| SecretError::Read {
-            arn: name.to_string(),
-            source: Box::new(e),
-        })?
-        .access(name)
-        .await
-}
-
-/// Fails: this build has no Secret Manager client.
-#[cfg(not(feature = "gcp-secrets"))]
-async fn read_gcp_secret(name: &str) -> Result<String, SecretError> {
-    Err(SecretError::Read {
-        arn: name.to_string(),
-        source: "this build reads no Google Secret Manager (the `gcp-secrets` feature is off)"
-            .into(),
-    })
 }
 
 #[cfg(test)]
@@ -297,7 +173,7 @@ mod tests {
                 assert!(full.contains(&encoded(password)), "{full}");
                 let err = match crate::warehouse::open::open(&full).await {
                     Ok(_) => panic!("{url} opened"),
-                    Err(e) => crate::export_loader::load::error_chain(&e),
+                    Err(e) => crate::error::chain::error_chain(&e),
                 };
                 assert!(!err.contains(password), "{url}: {err}");
                 assert!(!err.contains(&encoded(password)), "{url}: {err}");
@@ -347,27 +223,6 @@ mod tests {
             with_libpq_password("postgres://loader@db/w", |_| None),
             "postgres://loader@db/w"
         );
-    }
-
-    #[test]
-    fn references_are_read_by_their_form() {
-        use SecretReference::*;
-        assert_eq!(
-            SecretReference::parse("projects/acme/secrets/tapline-passcode/versions/3"),
-            GoogleVersion("projects/acme/secrets/tapline-passcode/versions/3".into())
-        );
-        assert_eq!(
-            SecretReference::parse("projects/acme/secrets/tapline-passcode"),
-            GoogleVersion("projects/acme/secrets/tapline-passcode/versions/latest".into())
-        );
-        for aws in [
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tapline/passcode-AbCdEf",
-            "tapline/passcode",
-            "projects/acme/secrets//versions/1",
-            "projects/acme/topics/t",
-        ] {
-            assert_eq!(SecretReference::parse(aws), Aws(aws.into()), "{aws}");
-        }
     }
 
     #[test]

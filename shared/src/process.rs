@@ -1,5 +1,6 @@
-//! What every cloud entry point does the same way: JSON logs filtered by `TAPLINE_LOG`, and
-//! stopping on SIGTERM (what Lambda and Cloud Run send) or Ctrl-C.
+//! What every process (Lambda function, Cloud Run service, `tapline relay serve`) does the same
+//! way: JSON logs filtered by `TAPLINE_LOG`, stopping on SIGTERM (what Lambda and Cloud Run send)
+//! or Ctrl-C, and the listener a Cloud Run service binds.
 
 use tracing::info;
 

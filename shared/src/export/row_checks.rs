@@ -1,0 +1,57 @@
+//! The row checks the CSV and JSON parsers share: `ts` in the project's time zone, the event
+//! name, no NUL bytes.
+
+use super::parse_options::ParseOptions;
+use super::{EVENT_NAME_COLUMN, TS_COLUMN};
+use crate::time::{TsError, write_utc};
+
+/// The row checks shared by the CSV and JSON parsers.
+pub(crate) struct RowChecks<'a> {
+    opts: &'a ParseOptions,
+}
+
+/// A failed check: the column at fault and why.
+pub(crate) type CheckFailure = (Option<&'static str>, String);
+
+impl<'a> RowChecks<'a> {
+    pub(crate) fn new(opts: &'a ParseOptions) -> Self {
+        Self { opts }
+    }
+
+    /// Parses `ts` into UTC text.
+    pub(crate) fn ts(&self, raw: Option<&str>, out: &mut [u8; 20]) -> Result<(), CheckFailure> {
+        let raw = match raw {
+            Some(r) if !r.is_empty() => r,
+            _ => return Err((Some(TS_COLUMN), "ts is empty".to_string())),
+        };
+        let seconds = self
+            .opts
+            .ts
+            .parse(raw)
+            .map_err(|e: TsError| (Some(TS_COLUMN), e.to_string()))?;
+        write_utc(seconds, out);
+        Ok(())
+    }
+
+    /// The event name of a row: its own value, else the one from the object name.
+    pub(crate) fn event_name<'v>(&'v self, raw: Option<&'v str>) -> Result<&'v str, CheckFailure>
+    where
+        'a: 'v,
+    {
+        match raw {
+            Some(name) if !name.is_empty() => Ok(name),
+            _ => self.opts.event_name_fallback.as_deref().ok_or((
+                Some(EVENT_NAME_COLUMN),
+                "eventName is empty and the file name carries none".to_string(),
+            )),
+        }
+    }
+
+    /// Text with a NUL byte is refused: PostgreSQL cannot store it and BI tools cut at it.
+    pub(crate) fn no_nul(&self, text: &str) -> Result<(), CheckFailure> {
+        if text.as_bytes().contains(&0) {
+            return Err((None, "NUL byte in a field".to_string()));
+        }
+        Ok(())
+    }
+}
