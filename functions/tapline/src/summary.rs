@@ -6,6 +6,7 @@ use std::time::Duration;
 use tapline::config::LoadConfig;
 use tapline::load::{FileOutcome, FileReport};
 use tapline::printable::escaped;
+#[cfg(feature = "clevertap-api")]
 use tapline::pull::checkpoint::StoredCheckpoint;
 use tapline::warehouse::LoadRecord;
 
@@ -242,6 +243,7 @@ pub fn render_status(loads: &[LoadRecord], warehouse: &str) -> String {
 }
 
 /// API pulls a run left unfinished (checkpoints `in_progress` in `_tapline_state`).
+#[cfg(feature = "clevertap-api")]
 pub fn render_unfinished_pulls(pulls: &[StoredCheckpoint]) -> String {
     if pulls.is_empty() {
         return "No unfinished API pulls.\n".to_string();
