@@ -90,3 +90,86 @@ fn not_built(command: &str, feature: &str) -> AnyError {
     )
     .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// clap's own checks of every flag, default and help text, in the features this is built with.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// What running `args` in this build fails with.
+    #[cfg(not(all(feature = "relay", feature = "clevertap-api", feature = "postgres")))]
+    async fn error_of(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(args).expect("a command line this build parses");
+        run(cli.command).await.expect_err("refused").to_string()
+    }
+
+    /// A build without the relay (`make demo`'s) still takes `tapline relay …` with its flags,
+    /// then says which feature brings it instead of failing on the flags.
+    #[cfg(not(feature = "relay"))]
+    #[tokio::test]
+    async fn a_build_without_the_relay_names_the_feature() {
+        let error = error_of(&["tapline", "relay", "serve", "--config", "relay.toml"]).await;
+        assert_eq!(
+            error,
+            "`tapline relay` is not in this build (the `relay` feature is off): \
+             `cargo build -p tapline-cli` with the default features (or `make build`) has every command"
+        );
+    }
+
+    /// The same for `pull` and `alerts` without CleverTap's API.
+    #[cfg(not(feature = "clevertap-api"))]
+    #[tokio::test]
+    async fn a_build_without_the_api_names_the_feature() {
+        let pull = error_of(&[
+            "tapline",
+            "pull",
+            "events",
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-01",
+            "--to",
+            "2022-09-01",
+        ])
+        .await;
+        assert!(
+            pull.starts_with(
+                "`tapline pull` is not in this build (the `clevertap-api` feature is off)"
+            ),
+            "{pull}"
+        );
+        let alerts = error_of(&["tapline", "alerts", "--rules", "alerts.json"]).await;
+        assert!(
+            alerts.starts_with(
+                "`tapline alerts` is not in this build (the `clevertap-api` feature is off)"
+            ),
+            "{alerts}"
+        );
+    }
+
+    /// A PostgreSQL URL in a build without PostgreSQL is refused by name, not as an unknown scheme.
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn a_build_without_postgres_refuses_its_url_by_name() {
+        let error = error_of(&[
+            "tapline",
+            "query",
+            "--warehouse",
+            "postgres://loader@db.example/analytics",
+            "SELECT 1",
+        ])
+        .await;
+        assert_eq!(
+            error,
+            "cannot use warehouse \"postgres://loader@db.example/analytics\": this build has no \
+             PostgreSQL support (feature postgres)"
+        );
+    }
+}
