@@ -17,11 +17,11 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FATAL: u8 = 1;
 /// At least one file was quarantined or failed.
 pub const EXIT_NOT_ALL_LOADED: u8 = 2;
-/// The command line itself is wrong (sysexits EX_USAGE).
-pub const EXIT_USAGE: u8 = 64;
 /// `tapline alerts`: some rule breached.
 #[cfg(feature = "clevertap-api")]
 pub const EXIT_BREACHED: u8 = 3;
+/// The command line itself is wrong (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
 
 const DEFAULT_WAREHOUSE: &str = "sqlite://tapline.sqlite";
 
