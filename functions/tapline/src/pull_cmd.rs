@@ -1,4 +1,5 @@
-//! `tapline pull`: CleverTap's REST API into the warehouse, with checkpoints.
+//! `tapline pull …`: CleverTap's REST API into the warehouse, with checkpoints; `tapline alerts`:
+//! count rules over what was pulled.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
