@@ -20,6 +20,12 @@ WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/
 # Both builds (Lambda and Cloud Run) of the export loader and the API puller, and the relay's SQS
 # and Pub/Sub adapters (with its Cloud Run binary) are built, linted and tested.
 ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs,webhook-relay/pubsub,api-puller/cloud-run
+# `make demo` builds only what it runs: the CLI with the SQLite warehouse and local files (no cloud
+# SDK, no HTTP client: its other features off) and the sample generator, in one cargo run.
+DEMO_BUILD := -p tapline-cli -p tapline-sample-exports --bin tapline --bin tapline-sample-exports \
+	--no-default-features --features tapline-cli/sqlite
+# When make started: `make demo` says how long the build and the demo took.
+STARTED := $(shell date +%s)
 
 .PHONY: help build demo test lint fmt bench bench-relay fuzz package clean
 
@@ -29,7 +35,8 @@ help: ## List the targets.
 build: ## Build every crate (debug).
 	$(CARGO) build --workspace --locked $(ALL_FEATURES)
 
-demo: build ## Write sample CleverTap exports to demo/exports, load them into demo/warehouse.sqlite, show a BI query.
+demo: ## Build the CLI (SQLite only) and the sample generator, write sample CleverTap exports to demo/exports, load them into demo/warehouse.sqlite, show a BI query.
+	$(CARGO) build --locked $(DEMO_BUILD)
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	@$(DEBUG_BIN)/tapline-sample-exports demo --out $(DEMO_DIR)/exports | tail -n 3
 	@# Exit code 2 is expected: the sample set has a corrupt file, which is quarantined by design.
@@ -42,6 +49,7 @@ demo: build ## Write sample CleverTap exports to demo/exports, load them into de
 		        printf('%.2f', sum(CAST(event_props_amount AS REAL))) AS revenue \
 		 FROM order_placed GROUP BY day ORDER BY day"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
+	@took=$$(( $$(date +%s) - $(STARTED) )); echo "make demo took $$((took / 60)) min $$((took % 60)) s (build and load)."
 
 test: lint ## Run the whole suite (starts PostgreSQL 15, moto, fake-gcs-server and bqemulator on loopback, stops them after).
 	$(CARGO) build --workspace --all-targets --locked $(ALL_FEATURES)
@@ -62,7 +70,7 @@ fmt: ## Format the code.
 	$(CARGO) fmt --all
 
 bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports.
-	$(CARGO) build --release --locked -p tapline-cli -p tapline-tests
+	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports
 	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
 	@# A file a tenth the size: peak memory must not grow with the file.

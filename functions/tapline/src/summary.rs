@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+#[cfg(feature = "clevertap-api")]
 use tapline::api_puller::checkpoint::StoredCheckpoint;
 use tapline::config::LoadConfig;
 use tapline::export_loader::load::{FileOutcome, FileReport};
@@ -242,6 +243,7 @@ pub fn render_status(loads: &[LoadRecord], warehouse: &str) -> String {
 }
 
 /// API pulls a run left unfinished (checkpoints `in_progress` in `_tapline_state`).
+#[cfg(feature = "clevertap-api")]
 pub fn render_unfinished_pulls(pulls: &[StoredCheckpoint]) -> String {
     if pulls.is_empty() {
         return "No unfinished API pulls.\n".to_string();

@@ -50,6 +50,10 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => {
+            Err(bad("this build has no PostgreSQL support (feature postgres)").into())
+        }
         // BigQuery takes Google credentials, never a password: one in the URL is a mistake
         // whose text must not reach the adapter's messages.
         "bigquery" if url.contains('@') || url_redaction::has_secret_parameter(url) => Err(bad(

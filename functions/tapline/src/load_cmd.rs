@@ -1,4 +1,5 @@
-//! What each subcommand does, on top of the `tapline` library.
+//! `tapline load|sweep|status|query`: exports into the warehouse, and what its ledger and
+//! tables hold.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -12,27 +13,13 @@ use tapline::export_loader::sweep::OutcomeCounts;
 use tapline::storage::local::{LocalSource, RefusedEntry};
 use tapline::storage::{self, ObjectEntry, ObjectSource};
 
-use crate::cli::{Command, EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
+use crate::AnyError;
+use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
 use crate::summary;
 use crate::warehouse_url::open_warehouse;
 
-pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs one subcommand; returns the exit code.
-pub async fn run(command: Command) -> Result<u8, AnyError> {
-    match command {
-        Command::Load(args) => load(args, false).await,
-        Command::Sweep(args) => load(args, true).await,
-        Command::Status(args) => status(args).await,
-        Command::Query(args) => query(args).await,
-        Command::Relay(args) => crate::relay_cmd::run(args).await,
-        Command::Pull(args) => crate::pull_cmd::run(args).await,
-        Command::Alerts(args) => crate::pull_cmd::alerts(args).await,
-    }
-}
-
 /// `tapline load` and `tapline sweep`: the same run; a sweep reports what the ledger already had.
-async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
+pub async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?.with_limits(
         tapline::export::ExportLimits {
             max_column_name_bytes: args.max_column_name_bytes,
@@ -170,11 +157,13 @@ fn progress_bar(args: &LoadArgs, total_bytes: u64) -> ProgressBar {
     bar
 }
 
-async fn status(args: StatusArgs) -> Result<u8, AnyError> {
+/// `tapline status`: the newest loads of the ledger, then the API pulls left unfinished.
+pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
     let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let loads = warehouse.recent_loads(args.limit).await?;
     print!("{}", summary::render_status(&loads, &warehouse.describe()));
     // A warehouse without checkpoints support still shows its ledger.
+    #[cfg(feature = "clevertap-api")]
     match tapline::api_puller::checkpoint::unfinished(warehouse.as_ref()).await {
         Ok(unfinished) => print!("\n{}", summary::render_unfinished_pulls(&unfinished)),
         Err(e) => println!(
@@ -182,10 +171,16 @@ async fn status(args: StatusArgs) -> Result<u8, AnyError> {
             tapline::error::error_chain(&e)
         ),
     }
+    #[cfg(not(feature = "clevertap-api"))]
+    println!(
+        "\nUnfinished API pulls are not listed: this build has no `tapline pull` \
+         (the `clevertap-api` feature)."
+    );
     Ok(EXIT_OK)
 }
 
-async fn query(args: QueryArgs) -> Result<u8, AnyError> {
+/// `tapline query`: one read-only statement, printed as a table.
+pub async fn query(args: QueryArgs) -> Result<u8, AnyError> {
     let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let result = warehouse.query(&args.sql).await?;
     let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();

@@ -56,7 +56,7 @@ Examples:
   tapline-sample-exports demo --out /tmp/tapline-demo --seed 7
 
   # One 1,000,000-row file (about 250 MB of CSV) for load benchmarks; build in release mode
-  cargo run --release -p tapline-tests --bin tapline-sample-exports -- \\
+  cargo run --release -p tapline-sample-exports -- \\
     bench --out /tmp/tapline-bench
 
   # Bigger benchmark file, project time zone UTC-05:00

@@ -1,4 +1,10 @@
-//! Flags and help text. Everything a user types is described here, with examples.
+//! Flags and help text. Everything a user types is described here, with examples; what each
+//! command does is in its `*_cmd.rs`, which reads these types (never the reverse).
+
+#[cfg(feature = "clevertap-api")]
+pub mod pull;
+#[cfg(feature = "relay")]
+pub mod relay;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tapline::config::{
@@ -11,6 +17,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FATAL: u8 = 1;
 /// At least one file was quarantined or failed.
 pub const EXIT_NOT_ALL_LOADED: u8 = 2;
+/// `tapline alerts`: some rule breached.
+#[cfg(feature = "clevertap-api")]
+pub const EXIT_BREACHED: u8 = 3;
 /// The command line itself is wrong (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
 
@@ -87,9 +96,18 @@ pub enum Command {
         tapline query \"SELECT * FROM _tapline_rejects LIMIT 5\"")]
     Query(QueryArgs),
     /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
-    Relay(crate::relay_cmd::RelayArgs),
+    #[cfg(feature = "relay")]
+    Relay(relay::RelayArgs),
+    /// The webhook relay (not in this build: it was built without the `relay` feature).
+    #[cfg(not(feature = "relay"))]
+    Relay(NotBuilt),
     /// Pull data from CleverTap's REST API into the same tables exports fill.
-    Pull(crate::pull_cmd::PullArgs),
+    #[cfg(feature = "clevertap-api")]
+    Pull(pull::PullArgs),
+    /// Pull from CleverTap's REST API (not in this build: it was built without the
+    /// `clevertap-api` feature).
+    #[cfg(not(feature = "clevertap-api"))]
+    Pull(NotBuilt),
     /// Check count rules against event_counts; post breaches to Slack or the webhook relay;
     /// store results in alert_runs.
     #[command(after_help = "Examples:\n  \
@@ -104,7 +122,21 @@ pub enum Command {
         delivers with retries and dead letters. Neither: results are only stored.\n\n\
         Exit codes: 0 no breach; 3 some rule breached; 2 a breach could not be posted; \
         1 nothing could start; 64 usage.")]
-    Alerts(crate::pull_cmd::AlertsArgs),
+    #[cfg(feature = "clevertap-api")]
+    Alerts(pull::AlertsArgs),
+    /// Check count rules against event_counts (not in this build: it was built without the
+    /// `clevertap-api` feature).
+    #[cfg(not(feature = "clevertap-api"))]
+    Alerts(NotBuilt),
+}
+
+/// The arguments of a command this build leaves out (see the crate's features): taken as they
+/// come, so that running it names the feature instead of failing on its flags.
+#[cfg(not(all(feature = "relay", feature = "clevertap-api")))]
+#[derive(Debug, Args)]
+pub struct NotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -206,33 +238,8 @@ pub struct QueryArgs {
     pub warehouse: WarehouseArg,
 }
 
+/// `--since`, `--from`, `--to`, `--day`: a `YYYY-MM-DD` day, with an example when it is not one.
 pub(crate) fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
     text.parse()
         .map_err(|_| format!("{text:?} is not a date: use YYYY-MM-DD, e.g. 2022-09-01"))
-}
-
-/// Logs to stderr; `TAPLINE_LOG` (or `RUST_LOG`) overrides the level from `-v`.
-pub fn init_tracing(verbose: u8, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "error",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = std::env::var("TAPLINE_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder
-            .with_writer(|| tapline::printable::EscapedLines::text(std::io::stderr()))
-            .init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_writer(|| tapline::printable::EscapedLines::json(std::io::stderr()))
-            .init(),
-    }
 }
