@@ -3,10 +3,12 @@
 //!
 //! - [`load`]: one object (or a folder's objects) through decode → parse → append → commit.
 //! - [`sweep`]: the scheduled sweep that finds objects an event notification missed.
-//! - `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
+//! - [`lambda`]: one Lambda invocation (SQS batch, direct S3 / EventBridge event, sweep);
+//!   `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
 //!   Scheduler.
 
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
+pub mod lambda;
 pub mod load;
 pub mod sweep;
