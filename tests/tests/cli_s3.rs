@@ -209,12 +209,10 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
     let warehouse = sqlite(&db).await;
     let source = tapline::storage::s3::S3Source::new(s3.clone());
     let config = tapline::config::LoadConfig::default();
-    let payload = serde_json::to_vec(&batch).unwrap();
-    let answer = tapline::export_loader::lambda::handle_lambda_payload(
-        &payload, &source, &warehouse, &config,
-    )
-    .await
-    .unwrap();
+    let answer =
+        tapline::export_loader::lambda::handle_lambda_payload(batch, &source, &warehouse, &config)
+            .await
+            .unwrap();
     assert_eq!(
         answer,
         serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "gone" }] })
@@ -227,7 +225,7 @@ async fn lambda_payloads_answer_with_partial_batch_responses() {
     // A direct S3 event for the missing object fails the invocation, naming the object.
     let direct = notification(&bucket, missing, "0123456789abcdef");
     let err = tapline::export_loader::lambda::handle_lambda_payload(
-        direct.as_bytes(),
+        serde_json::from_str(&direct).unwrap(),
         &source,
         &warehouse,
         &config,

@@ -217,6 +217,90 @@ mod api_puller {
         assert!(!logs.contains(PASSCODE), "{logs}");
     }
 
+    /// The alerts job on Cloud Run, configured as `infra/gcp` does: breaches go to the relay's
+    /// route (`TAPLINE_ALERTS_RELAY_URL`, its token by Secret Manager version, read once at
+    /// start), the summary says each was notified and `alert_runs` stores `notified = yes`.
+    /// Before the fix the service never read `TAPLINE_ALERTS_*` and stored `notified = no`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn alert_breaches_are_posted_to_the_relay_route() {
+        use tapline_tests::receiver::Receiver;
+
+        const RELAY_TOKEN: &str = "gcp-alerts-t0ken-0123456789abcdef";
+        let secrets = SecretManagerDouble::start().await;
+        let passcode = secrets.add_version(PROJECT, "tapline-clevertap-passcode", PASSCODE);
+        let token = secrets.add_version(
+            PROJECT,
+            "tapline-relay-ALERTS_TOKEN",
+            &format!("{RELAY_TOKEN}\n"),
+        );
+        let api = ClevertapApi::start().await;
+        api.set_events("Charged", 20220923, event_records(20220923, 12));
+        let relay = Receiver::start().await;
+        let schema = PgSchema::new("puller_cloud_run_alerts");
+        let (api_url, warehouse) = (api_url(&api), schema.url());
+        let rules =
+            r#"[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 50}]"#;
+        let service = CloudRunService::start(
+            "api-puller-cloud-run",
+            &[
+                ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
+                ("CLEVERTAP_PASSCODE_SECRET_ARN", passcode.as_str()),
+                ("CLEVERTAP_API_URL", api_url.as_str()),
+                ("CLEVERTAP_BACKOFF_MS", "1"),
+                ("TAPLINE_WAREHOUSE", warehouse.as_str()),
+                ("TAPLINE_PULL_EVENTS", "Charged"),
+                ("TAPLINE_PULL_JOBS", "events,counts,alerts"),
+                ("TAPLINE_ALERT_RULES", rules),
+                ("TAPLINE_ALERTS_RELAY_URL", relay.url.as_str()),
+                ("TAPLINE_ALERTS_RELAY_HEADER", "X-Tapline-Token"),
+                ("TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN", token.as_str()),
+                ("SECRET_MANAGER_ENDPOINT", secrets.endpoint.as_str()),
+                ("TAPLINE_LOG", "debug"),
+            ],
+        )
+        .await;
+        let mut reads = secrets.reads();
+        reads.sort();
+        let mut expected = vec![passcode.clone(), token.clone()];
+        expected.sort();
+        assert_eq!(reads, expected, "each secret read once, at start");
+
+        let (status, body) = post_json(
+            &format!("{}/", service.url),
+            &json!({"tapline": "pull", "from": "2022-09-23", "to": "2022-09-23"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"]["events Charged 2022-09-23"]["rows"], 12);
+        assert_eq!(
+            body["results"]["alert charged-floor 2022-09-23"],
+            json!({"status": "breached", "count": 12, "notified": true}),
+            "{body}"
+        );
+        let posts = relay.received();
+        assert_eq!(posts.len(), 1, "one breach, one post");
+        assert_eq!(
+            posts[0].headers.get("x-tapline-token").unwrap(),
+            RELAY_TOKEN,
+            "the token as stored, without its line break"
+        );
+        let posted: Value = serde_json::from_slice(&posts[0].body).unwrap();
+        assert!(
+            posted.to_string().contains("charged-floor"),
+            "the breach names its rule: {posted}"
+        );
+        assert_eq!(
+            schema.psql("SELECT rule, status, count, notified FROM alert_runs"),
+            "charged-floor|breached|12|yes"
+        );
+        let (clean, logs) = service.stop().await;
+        assert!(clean, "{logs}");
+        assert!(
+            !logs.contains(RELAY_TOKEN) && !logs.contains(PASSCODE),
+            "no secret in the logs, even at debug: {logs}"
+        );
+    }
+
     /// An identity without access to the passcode's secret stops the service at start, with
     /// the secret's name and Google's refusal, not at the first scheduled run.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

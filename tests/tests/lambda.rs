@@ -32,14 +32,13 @@ async fn during_a_warehouse_outage_messages_come_back_and_later_load_once() {
         .unwrap();
     let source = S3Source::new(s3.clone());
     let config = LoadConfig::default();
-    let payload = serde_json::to_vec(&sqs_event(&[
+    let payload = sqs_event(&[
         ("m-1", notification(&bucket, CHARGED, &tag)),
         ("m-2", notification(&bucket, CHARGED, &tag)),
-    ]))
-    .unwrap();
+    ]);
 
     proxy.cut();
-    let answer = handle_lambda_payload(&payload, &source, warehouse.as_ref(), &config)
+    let answer = handle_lambda_payload(payload.clone(), &source, warehouse.as_ref(), &config)
         .await
         .unwrap();
     assert_eq!(
@@ -54,7 +53,7 @@ async fn during_a_warehouse_outage_messages_come_back_and_later_load_once() {
 
     // SQS redelivers after the visibility timeout; the database is back by then.
     proxy.restore();
-    let answer = handle_lambda_payload(&payload, &source, warehouse.as_ref(), &config)
+    let answer = handle_lambda_payload(payload.clone(), &source, warehouse.as_ref(), &config)
         .await
         .unwrap();
     assert_eq!(answer, json!({ "batchItemFailures": [] }));
@@ -92,13 +91,7 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
     let payload =
         json!({ "tapline": "sweep", "uri": format!("s3://{bucket}/exports/"), "window_days": 0 });
     let sweep = || async {
-        handle_lambda_payload(
-            payload.to_string().as_bytes(),
-            &source,
-            warehouse.as_ref(),
-            &config,
-        )
-        .await
+        handle_lambda_payload(payload.clone(), &source, warehouse.as_ref(), &config).await
     };
     let first = sweep().await.unwrap();
     assert_eq!(
@@ -114,14 +107,13 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
     );
     assert_eq!(schema.psql("SELECT count(*) FROM charged"), "3");
 
-    let broken = json!({ "tapline": "sweep", "prefix": "x" }).to_string();
-    let err = handle_lambda_payload(broken.as_bytes(), &source, warehouse.as_ref(), &config)
+    let broken = json!({ "tapline": "sweep", "prefix": "x" });
+    let err = handle_lambda_payload(broken, &source, warehouse.as_ref(), &config)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("missing field `uri`"), "{err}");
-    let missing =
-        json!({ "tapline": "sweep", "uri": "s3://tapline-no-such-bucket/x/" }).to_string();
-    let err = handle_lambda_payload(missing.as_bytes(), &source, warehouse.as_ref(), &config)
+    let missing = json!({ "tapline": "sweep", "uri": "s3://tapline-no-such-bucket/x/" });
+    let err = handle_lambda_payload(missing, &source, warehouse.as_ref(), &config)
         .await
         .unwrap_err();
     let chain = tapline::error::error_chain(&err);

@@ -267,3 +267,39 @@ fn s3_sizes_as_numbers_or_strings() {
     };
     assert_eq!(object.size, Some(size));
 }
+
+/// The SQS event and its partial batch response are one pair of types for every SQS-fed
+/// function (the export loader, the relay's worker): AWS's documented event reads into
+/// [`SqsEvent`] with what the relay needs (receipt handle, receive count), and an event already
+/// parsed by the runtime is read without being serialised again.
+#[test]
+fn the_sqs_event_and_its_partial_batch_response_are_read_once() {
+    use tapline::triggers::{BatchItemFailures, SqsEvent, from_lambda_event};
+
+    let value: serde_json::Value = serde_json::from_slice(&fixture("sqs_batch.json")).unwrap();
+    assert!(SqsEvent::is_sqs_event(&value));
+    let event: SqsEvent = serde_json::from_value(value.clone()).unwrap();
+    let first = &event.records[0];
+    assert_eq!(first.message_id, "059f36b4-87a3-44ab-83d2-661975830a7d");
+    assert!(first.receipt_handle.starts_with("AQEB"), "{first:?}");
+    assert_eq!(first.attributes["ApproximateReceiveCount"], "1");
+
+    let Invocation::Sqs(messages) = from_lambda_event(value).unwrap() else {
+        panic!("an SQS batch");
+    };
+    assert_eq!(messages.len(), event.records.len());
+    assert_eq!(messages[0].notices.as_ref().unwrap(), &s3_notices());
+    // An S3 notification has `Records` too, but is not an SQS event.
+    let s3: serde_json::Value = serde_json::from_slice(&fixture("s3_object_created.json")).unwrap();
+    assert!(!SqsEvent::is_sqs_event(&s3));
+    assert!(matches!(from_lambda_event(s3), Ok(Invocation::Direct(_))));
+
+    let failed = BatchItemFailures::of(messages.iter().skip(3).map(|m| m.message_id.clone()));
+    assert_eq!(
+        failed.to_json(),
+        serde_json::json!({"batchItemFailures": [
+            {"itemIdentifier": "4a7c1e2b-1111-4c3d-8e2f-6a1b3c4d5e02"},
+            {"itemIdentifier": "5b8d2f3c-2222-4d4e-9f30-7b2c4d5e6f03"}
+        ]})
+    );
+}

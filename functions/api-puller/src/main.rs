@@ -1,7 +1,8 @@
 //! The API puller on AWS Lambda, invoked by EventBridge Scheduler with `{"tapline":"pull"}`.
-//! Configuration is read and clients are built once, at cold start; each invocation is handed
-//! to `tapline::api_puller::jobs::handle_pull_payload`. A run cut off by the Lambda time limit leaves
-//! checkpoints in `_tapline_state`, and the next run resumes from them.
+//! Configuration is read and clients are built once, at cold start
+//! (`tapline::api_puller::jobs::PullService::from_env`); each invocation is handed to
+//! `tapline::api_puller::lambda::handle_invocation`. A run cut off by the Lambda time limit
+//! leaves checkpoints in `_tapline_state`, and the next run resumes from them.
 //!
 //! Environment: `CLEVERTAP_ACCOUNT_ID`, `CLEVERTAP_REGION`, `CLEVERTAP_PASSCODE_SECRET_ARN` (or
 //! `CLEVERTAP_PASSCODE`), `TAPLINE_WAREHOUSE` (+ `TAPLINE_WAREHOUSE_SECRET_ARN`),
@@ -13,39 +14,32 @@ use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use tapline::api_puller::alert_notifiers::alert_notifier_from_env;
-use tapline::api_puller::jobs::{PullJobs, api_config_from_env, handle_pull_payload};
-use tapline::clevertap::ClevertapClient;
+use tapline::api_puller::jobs::PullService;
+use tapline::api_puller::lambda::handle_invocation;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
     tapline::process::init_json_logs();
     // Fail at cold start, not per invocation, when configuration is wrong.
-    let notifier = alert_notifier_from_env().await?;
-    let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));
-    let client = ClevertapClient::new(api_config_from_env().await?)?;
-    let url = tapline::secret::warehouse_url_from_env().await?;
-    let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
-        Arc::from(tapline::warehouse::open::open(&url).await?);
+    let service = Arc::new(PullService::from_env().await?);
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
-        warehouse = %warehouse.describe(),
-        events = jobs.events.len(),
-        alert_rules = jobs.alert_rules.len(),
+        warehouse = %service.warehouse.describe(),
+        events = service.jobs.events.len(),
+        alert_rules = service.jobs.alert_rules.len(),
         "API puller initialised."
     );
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (jobs, client, warehouse) = (jobs.clone(), client.clone(), warehouse.clone());
+        let service = service.clone();
         async move {
-            let now = jiff::Timestamp::now();
             // A named errorType (not the Rust type's name) for a failed invocation.
-            handle_pull_payload(&event.payload, &client, warehouse, &jobs, now)
+            handle_invocation(&service, &event.payload)
                 .await
-                .map_err(|e| Diagnostic {
-                    error_type: e.kind().to_string(),
-                    error_message: e.to_string(),
+                .map_err(|f| Diagnostic {
+                    error_type: f.error_type,
+                    error_message: f.error_message,
                 })
         }
     }))

@@ -1,6 +1,7 @@
 //! The export loader on AWS Lambda: S3 → SQS → this function (or EventBridge, or direct S3
 //! events). Configuration is read and clients are built once, at cold start; each invocation is
-//! handed to `tapline::export_loader::lambda::handle_lambda_payload`.
+//! handed, as the runtime parsed it, to
+//! `tapline::export_loader::lambda::handle_lambda_payload`.
 //!
 //! A payload `{"tapline": "sweep", "uri": "s3://bucket/prefix"}` (EventBridge Scheduler) runs a
 //! sweep instead: everything under the prefix that the ledger does not have yet.
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tapline::config::LoadConfig;
+use tapline::export_loader::lambda::handle_lambda_payload;
 use tapline::storage::s3::S3Source;
 
 #[tokio::main]
@@ -38,14 +40,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (config, warehouse, source) = (config.clone(), warehouse.clone(), source.clone());
         async move {
-            let payload = serde_json::to_vec(&event.payload)?;
-            let response = tapline::export_loader::lambda::handle_lambda_payload(
-                &payload,
-                source.as_ref(),
-                warehouse.as_ref(),
-                &config,
-            )
-            .await?;
+            let response =
+                handle_lambda_payload(event.payload, source.as_ref(), warehouse.as_ref(), &config)
+                    .await?;
             Ok::<Value, Error>(response)
         }
     }))

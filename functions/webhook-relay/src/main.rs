@@ -1,6 +1,7 @@
 //! The webhook relay's endpoint on AWS Lambda (function URL), through `lambda_http`: the same
 //! Router as `tapline relay serve`, storing each accepted payload in the SQS delivery queue;
-//! the `webhook-relay-worker` function delivers from there.
+//! the `webhook-relay-worker` function delivers from there. Assembled once, at cold start, by
+//! `tapline::webhook_relay::lambda::endpoint_from_env`.
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` (required), `TAPLINE_RELAY_CONFIG_TOML` (the TOML) or
 //! `TAPLINE_RELAY_CONFIG` (its path, default `relay.toml`), `TAPLINE_RELAY_SECRET_ARNS` (JSON
@@ -9,28 +10,12 @@
 //! (optional: bodies too large for an SQS message are stored there; without it they get 413),
 //! `TAPLINE_LOG`.
 
-use std::sync::Arc;
-
 use lambda_http::Error;
-use tapline::webhook_relay::clock::SystemClock;
-use tapline::webhook_relay::config::ConfigMode;
-use tapline::webhook_relay::env_config::relay_config_from_env;
-use tapline::webhook_relay::queue::sqs::{ENV_QUEUE_URL, SqsAcceptQueue, client_from_env};
-use tapline::webhook_relay::queue::sqs_payloads::PayloadStore;
-use tapline::webhook_relay::relay::accept_router;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tapline::process::init_json_logs();
     // Fail at cold start, not per request, when configuration is wrong.
-    let config = relay_config_from_env(ConfigMode::Endpoint).await?;
-    let queue_url = std::env::var(ENV_QUEUE_URL)
-        .ok()
-        .filter(|url| !url.is_empty())
-        .ok_or_else(|| format!("{ENV_QUEUE_URL} is not set: the relay's SQS delivery queue"))?;
-    let queue = Arc::new(
-        SqsAcceptQueue::new(client_from_env().await, queue_url)
-            .with_payloads(PayloadStore::from_env().await),
-    );
-    lambda_http::run(accept_router(&config, queue, Arc::new(SystemClock))).await
+    let router = tapline::webhook_relay::lambda::endpoint_from_env().await?;
+    lambda_http::run(router).await
 }

@@ -16,11 +16,8 @@
 //! One pull at a time per instance is what `infra/gcp` deploys (`max_instance_request_concurrency
 //! = 1`, one instance): CleverTap limits concurrent requests per account.
 
-use std::sync::Arc;
-
-use crate::api_puller::jobs::{PullInvocationError, PullJobs, handle_pull_payload};
-use crate::clevertap::ClevertapClient;
-use crate::warehouse::Warehouse;
+use crate::api_puller::jobs::PullInvocationError;
+pub use crate::api_puller::jobs::PullService;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -29,17 +26,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tracing::{info, warn};
-
-/// What every request shares: built once at startup.
-#[derive(Clone)]
-pub struct PullService {
-    /// The CleverTap API client (passcode inside; never logged).
-    pub client: ClevertapClient,
-    /// Where rows go.
-    pub warehouse: Arc<dyn Warehouse>,
-    /// The configured jobs, events and window.
-    pub jobs: Arc<PullJobs>,
-}
 
 /// The service's routes.
 pub fn router(state: PullService) -> Router {
@@ -76,15 +62,7 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
     };
     let started = std::time::Instant::now();
     let now = jiff::Timestamp::now();
-    match handle_pull_payload(
-        &payload,
-        &state.client,
-        state.warehouse.clone(),
-        &state.jobs,
-        now,
-    )
-    .await
-    {
+    match state.handle(&payload, now).await {
         Ok(summary) => {
             info!(
                 from = %summary["from"].as_str().unwrap_or_default(),

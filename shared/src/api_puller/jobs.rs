@@ -11,7 +11,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use super::PullError;
-use super::alert_notifiers::AlertNotifier;
+use super::alert_notifiers::{AlertNotifier, alert_notifier_from_env};
 use super::alerts::{AlertRule, AlertStatus, parse_rules, run_alerts};
 use super::campaigns::pull_campaigns;
 use super::counts::pull_event_counts;
@@ -327,191 +327,277 @@ fn strings_field(payload: &Value, name: &'static str) -> Option<Vec<String>> {
     })
 }
 
-/// Runs one scheduled invocation: `{"tapline":"pull"}` runs the configured jobs over the
-/// default window; `events`, `jobs`, `from` and `to` in the payload override them (a backfill).
-/// Returns a summary; an error when any pull failed, so the run is retried.
-pub async fn handle_pull_payload(
-    payload: &Value,
-    client: &ClevertapClient,
+/// What one invocation runs, read from its payload over the configured defaults and checked
+/// before any pull starts.
+#[derive(Debug)]
+struct PullPlan {
+    from: Date,
+    to: Date,
+    events: Vec<String>,
+    /// In running order: `alerts` last.
+    kinds: Vec<JobKind>,
+}
+
+impl PullPlan {
+    /// `{"tapline":"pull"}` with optional `from`, `to`, `events` and `jobs` overriding `config`.
+    fn from_payload(
+        payload: &Value,
+        config: &PullJobs,
+        now: jiff::Timestamp,
+    ) -> Result<Self, PullInvocationError> {
+        if payload.get("tapline").and_then(Value::as_str) != Some("pull") {
+            return Err(PullInvocationError::Payload(
+                "expected {\"tapline\": \"pull\"}".to_string(),
+            ));
+        }
+        let (default_from, default_to) = config.window(now);
+        let from = date_field(payload, "from")?.unwrap_or(default_from);
+        let to = date_field(payload, "to")?.unwrap_or(default_to);
+        let events = strings_field(payload, "events").unwrap_or_else(|| config.events.clone());
+        let mut kinds = match strings_field(payload, "jobs") {
+            Some(names) => self::kinds(&names, "jobs")?,
+            None => config.kinds.clone(),
+        };
+        // Alerts read the counts: they run last, whatever the order they were listed in.
+        kinds.sort_by_key(|k| *k == JobKind::Alerts);
+        let invalid = |name, reason: String| -> PullInvocationError {
+            JobsConfigError::Invalid { name, reason }.into()
+        };
+        if kinds.contains(&JobKind::Alerts) && config.alert_rules.is_empty() {
+            return Err(invalid(
+                ENV_ALERT_RULES,
+                "the alerts job has no rules".into(),
+            ));
+        }
+        if from > to {
+            return Err(invalid("from", format!("{from} is after to {to}")));
+        }
+        let needs_events = kinds
+            .iter()
+            .any(|k| matches!(k, JobKind::Events | JobKind::Counts | JobKind::Profiles));
+        if needs_events && events.is_empty() {
+            return Err(invalid(
+                ENV_PULL_EVENTS,
+                "no events to pull: set it (Charged,App Launched) or pass \"events\"".into(),
+            ));
+        }
+        Ok(Self {
+            from,
+            to,
+            events,
+            kinds,
+        })
+    }
+}
+
+/// One pull of an invocation (`events Charged 2022-09-23`, `campaigns`) and how it ended.
+struct PullOutcome {
+    what: String,
+    result: Result<Value, JobFailure>,
+}
+
+impl PullOutcome {
+    fn new(what: impl Into<String>, result: Result<Value, JobFailure>) -> Self {
+        Self {
+            what: what.into(),
+            result,
+        }
+    }
+}
+
+/// What the jobs of one invocation share.
+struct PullRun<'a> {
+    client: &'a ClevertapClient,
     warehouse: Arc<dyn Warehouse>,
-    config: &PullJobs,
-    now: jiff::Timestamp,
-) -> Result<Value, PullInvocationError> {
-    if payload.get("tapline").and_then(Value::as_str) != Some("pull") {
-        return Err(PullInvocationError::Payload(
-            "expected {\"tapline\": \"pull\"}".to_string(),
-        ));
-    }
-    let (default_from, default_to) = config.window(now);
-    let from = date_field(payload, "from")?.unwrap_or(default_from);
-    let to = date_field(payload, "to")?.unwrap_or(default_to);
-    let events = strings_field(payload, "events").unwrap_or_else(|| config.events.clone());
-    let mut job_kinds = match strings_field(payload, "jobs") {
-        Some(names) => kinds(&names, "jobs")?,
-        None => config.kinds.clone(),
-    };
-    // Alerts read the counts: they run last, whatever the order they were listed in.
-    job_kinds.sort_by_key(|k| *k == JobKind::Alerts);
-    if job_kinds.contains(&JobKind::Alerts) && config.alert_rules.is_empty() {
-        return Err(JobsConfigError::Invalid {
-            name: ENV_ALERT_RULES,
-            reason: "the alerts job has no rules".into(),
+    config: &'a PullJobs,
+    plan: &'a PullPlan,
+}
+
+impl PullRun<'_> {
+    /// Runs one job; its pulls' outcomes, each failure kept apart so the others still run.
+    async fn run(&self, kind: JobKind) -> Vec<PullOutcome> {
+        match kind {
+            JobKind::Events => self.events().await,
+            JobKind::Counts => self.counts().await,
+            JobKind::Campaigns => vec![self.campaigns().await],
+            JobKind::Profiles => self.profiles().await,
+            JobKind::Messages => vec![self.messages().await],
+            JobKind::Alerts => self.alerts().await,
         }
-        .into());
-    }
-    if from > to {
-        return Err(JobsConfigError::Invalid {
-            name: "from",
-            reason: format!("{from} is after to {to}"),
-        }
-        .into());
-    }
-    let needs_events = job_kinds
-        .iter()
-        .any(|k| matches!(k, JobKind::Events | JobKind::Counts | JobKind::Profiles));
-    if needs_events && events.is_empty() {
-        return Err(JobsConfigError::Invalid {
-            name: ENV_PULL_EVENTS,
-            reason: "no events to pull: set it (Charged,App Launched) or pass \"events\"".into(),
-        }
-        .into());
     }
 
-    let mut outcomes: Vec<(String, Result<Value, JobFailure>)> = Vec::new();
-    for kind in &job_kinds {
-        match kind {
-            JobKind::Events => {
-                let request = EventsPull::new(events.clone(), from, to, config.timezone.clone());
-                let parallel = client.config().concurrency * 2;
-                for r in pull_events(client, warehouse.clone(), &request, parallel).await {
-                    let what = format!("events {} {}", r.event, r.day);
-                    let summary = json!({"rows": r.rows, "pages": r.pages, "resumed_at_page": r.resumed_at_page});
-                    outcomes.push((
-                        what,
-                        r.result
-                            .map(|()| summary)
-                            .map_err(|e| JobFailure::new(&e, e.is_retryable())),
-                    ));
-                }
-            }
-            JobKind::Counts => {
-                let days = super::days(from, to);
-                // The events alert rules watch are counted too, so the rules find their counts.
-                let mut counted_events = events.clone();
-                if job_kinds.contains(&JobKind::Alerts) {
-                    for rule in &config.alert_rules {
-                        if !counted_events.contains(&rule.event) {
-                            counted_events.push(rule.event.clone());
-                        }
-                    }
-                }
-                let counted = pull_event_counts(
-                    client,
-                    crate::clevertap::counts::CountApi::Events,
-                    warehouse.as_ref(),
-                    &counted_events,
-                    &days,
-                    &config.timezone_name,
-                    COUNT_DEADLINE,
+    async fn events(&self) -> Vec<PullOutcome> {
+        let plan = self.plan;
+        let request = EventsPull::new(
+            plan.events.clone(),
+            plan.from,
+            plan.to,
+            self.config.timezone.clone(),
+        );
+        let parallel = self.client.config().concurrency * 2;
+        pull_events(self.client, self.warehouse.clone(), &request, parallel)
+            .await
+            .into_iter()
+            .map(|r| {
+                let summary =
+                    json!({"rows": r.rows, "pages": r.pages, "resumed_at_page": r.resumed_at_page});
+                PullOutcome::new(
+                    format!("events {} {}", r.event, r.day),
+                    r.result
+                        .map(|()| summary)
+                        .map_err(|e| JobFailure::new(&e, e.is_retryable())),
                 )
-                .await;
-                match counted {
-                    Ok(reports) => {
-                        for r in reports {
-                            let what = format!("count {} {}", r.event, r.day);
-                            outcomes.push((
-                                what,
-                                r.result
-                                    .map(|n| json!(n))
-                                    .map_err(|e| JobFailure::new(&e, e.is_retryable())),
-                            ));
-                        }
-                    }
-                    Err(e) => {
-                        outcomes.push(("counts".into(), Err(JobFailure::new(&e, e.is_retryable()))))
-                    }
-                }
-            }
-            JobKind::Campaigns => {
-                let result = pull_campaigns(client, warehouse.as_ref(), from, to).await;
-                let result = result.map_err(|e| JobFailure::new(&e, e.is_retryable())).and_then(|r| {
-                    match r.failed.first() {
-                        Some((id, e)) => Err(JobFailure::new(e, e.is_retryable()).context(format!("campaign {id}"))),
-                        None => Ok(json!({"campaigns": r.campaigns, "reports": r.reports_ready, "not_ready": r.not_ready.len()})),
-                    }
-                });
-                outcomes.push(("campaigns".into(), result));
-            }
-            JobKind::Profiles => {
-                for event in &events {
-                    let result = pull_profiles(
-                        client,
-                        warehouse.as_ref(),
-                        event,
-                        from,
-                        to,
-                        super::profiles::PROFILES_BATCH_SIZE,
-                    )
-                    .await;
-                    outcomes.push((
-                        format!("profiles {event}"),
-                        result
-                            .map(|r| json!({"merged": r.merged, "pages": r.pages}))
-                            .map_err(|e: PullError| JobFailure::new(&e, e.is_retryable())),
-                    ));
-                }
-            }
-            JobKind::Messages => {
-                let r = pull_message_reports(client, warehouse.as_ref(), from, to, &[]).await;
-                let result = match r.failed.first() {
-                    Some((day, e)) => Err(JobFailure::new(e, e.is_retryable())
-                        .context(format!("message report {day}"))),
-                    None => Ok(
-                        json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()}),
-                    ),
-                };
-                outcomes.push(("messages".into(), result));
-            }
-            JobKind::Alerts => {
-                let checked = run_alerts(
-                    warehouse.as_ref(),
-                    &config.alert_rules,
-                    to,
-                    config.notifier.as_deref(),
-                )
-                .await;
-                match checked {
-                    Ok((results, failures)) => {
-                        for r in results {
-                            let failure = failures.iter().find(|f| f.rule == r.rule.name);
-                            let what = format!("alert {} {}", r.rule.name, r.day);
-                            let outcome = match failure {
-                                Some(f) => Err(JobFailure::new(&f.error, f.error.is_retryable())
-                                    .context("not posted".into())),
-                                None => Ok(json!({
-                                    "status": match r.status {
-                                        AlertStatus::Ok => "ok",
-                                        AlertStatus::Breached => "breached",
-                                        AlertStatus::NoData => "no_data",
-                                    },
-                                    "count": r.count,
-                                    "notified": r.status == AlertStatus::Breached
-                                        && config.notifier.is_some(),
-                                })),
-                            };
-                            outcomes.push((what, outcome));
-                        }
-                    }
-                    Err(e) => {
-                        outcomes.push(("alerts".into(), Err(JobFailure::new(&e, e.is_retryable()))))
-                    }
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Vec<PullOutcome> {
+        let plan = self.plan;
+        // The events alert rules watch are counted too, so the rules find their counts.
+        let mut counted_events = plan.events.clone();
+        if plan.kinds.contains(&JobKind::Alerts) {
+            for rule in &self.config.alert_rules {
+                if !counted_events.contains(&rule.event) {
+                    counted_events.push(rule.event.clone());
                 }
             }
         }
+        let counted = pull_event_counts(
+            self.client,
+            crate::clevertap::counts::CountApi::Events,
+            self.warehouse.as_ref(),
+            &counted_events,
+            &super::days(plan.from, plan.to),
+            &self.config.timezone_name,
+            COUNT_DEADLINE,
+        )
+        .await;
+        match counted {
+            Ok(reports) => reports
+                .into_iter()
+                .map(|r| {
+                    PullOutcome::new(
+                        format!("count {} {}", r.event, r.day),
+                        r.result
+                            .map(|n| json!(n))
+                            .map_err(|e| JobFailure::new(&e, e.is_retryable())),
+                    )
+                })
+                .collect(),
+            Err(e) => vec![PullOutcome::new(
+                "counts",
+                Err(JobFailure::new(&e, e.is_retryable())),
+            )],
+        }
     }
-    let failed: Vec<(&String, &JobFailure)> = outcomes
+
+    async fn campaigns(&self) -> PullOutcome {
+        let pulled = pull_campaigns(
+            self.client,
+            self.warehouse.as_ref(),
+            self.plan.from,
+            self.plan.to,
+        )
+        .await;
+        let result = pulled
+            .map_err(|e| JobFailure::new(&e, e.is_retryable()))
+            .and_then(|r| match r.failed.first() {
+                Some((id, e)) => {
+                    Err(JobFailure::new(e, e.is_retryable()).context(format!("campaign {id}")))
+                }
+                None => Ok(json!({
+                    "campaigns": r.campaigns,
+                    "reports": r.reports_ready,
+                    "not_ready": r.not_ready.len(),
+                })),
+            });
+        PullOutcome::new("campaigns", result)
+    }
+
+    async fn profiles(&self) -> Vec<PullOutcome> {
+        let mut outcomes = Vec::new();
+        for event in &self.plan.events {
+            let result = pull_profiles(
+                self.client,
+                self.warehouse.as_ref(),
+                event,
+                self.plan.from,
+                self.plan.to,
+                super::profiles::PROFILES_BATCH_SIZE,
+            )
+            .await;
+            outcomes.push(PullOutcome::new(
+                format!("profiles {event}"),
+                result
+                    .map(|r| json!({"merged": r.merged, "pages": r.pages}))
+                    .map_err(|e: PullError| JobFailure::new(&e, e.is_retryable())),
+            ));
+        }
+        outcomes
+    }
+
+    async fn messages(&self) -> PullOutcome {
+        let (from, to) = (self.plan.from, self.plan.to);
+        let r = pull_message_reports(self.client, self.warehouse.as_ref(), from, to, &[]).await;
+        let result = match r.failed.first() {
+            Some((day, e)) => {
+                Err(JobFailure::new(e, e.is_retryable()).context(format!("message report {day}")))
+            }
+            None => {
+                Ok(json!({"days": r.days_ready, "rows": r.rows, "not_ready": r.not_ready.len()}))
+            }
+        };
+        PullOutcome::new("messages", result)
+    }
+
+    /// The rules checked for the window's last day; a breach whose post failed fails its pull.
+    async fn alerts(&self) -> Vec<PullOutcome> {
+        let notifier = self.config.notifier.as_deref();
+        let checked = run_alerts(
+            self.warehouse.as_ref(),
+            &self.config.alert_rules,
+            self.plan.to,
+            notifier,
+        )
+        .await;
+        let (results, failures) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                return vec![PullOutcome::new(
+                    "alerts",
+                    Err(JobFailure::new(&e, e.is_retryable())),
+                )];
+            }
+        };
+        results
+            .into_iter()
+            .map(|r| {
+                let failure = failures.iter().find(|f| f.rule == r.rule.name);
+                let result = match failure {
+                    Some(f) => Err(JobFailure::new(&f.error, f.error.is_retryable())
+                        .context("not posted".into())),
+                    None => Ok(json!({
+                        "status": match r.status {
+                            AlertStatus::Ok => "ok",
+                            AlertStatus::Breached => "breached",
+                            AlertStatus::NoData => "no_data",
+                        },
+                        "count": r.count,
+                        "notified": r.status == AlertStatus::Breached && notifier.is_some(),
+                    })),
+                };
+                PullOutcome::new(format!("alert {} {}", r.rule.name, r.day), result)
+            })
+            .collect()
+    }
+}
+
+/// The invocation's answer: the summary of every pull, or the first failure (with how many
+/// failed and whether a retry may fix any of them).
+fn summarise(plan: &PullPlan, outcomes: Vec<PullOutcome>) -> Result<Value, PullInvocationError> {
+    let failed: Vec<(&str, &JobFailure)> = outcomes
         .iter()
-        .filter_map(|(what, r)| r.as_ref().err().map(|f| (what, f)))
+        .filter_map(|o| o.result.as_ref().err().map(|f| (o.what.as_str(), f)))
         .collect();
     if let Some((what, first)) = failed.first() {
         return Err(PullInvocationError::Failed {
@@ -523,15 +609,84 @@ pub async fn handle_pull_payload(
     }
     let results: serde_json::Map<String, Value> = outcomes
         .into_iter()
-        .filter_map(|(what, r)| r.ok().map(|v| (what, v)))
+        .filter_map(|o| o.result.ok().map(|v| (o.what, v)))
         .collect();
-    let names: Vec<&str> = job_kinds.iter().map(|k| k.name()).collect();
+    let names: Vec<&str> = plan.kinds.iter().map(|k| k.name()).collect();
     Ok(json!({
-        "from": from.to_string(),
-        "to": to.to_string(),
+        "from": plan.from.to_string(),
+        "to": plan.to.to_string(),
         "jobs": names,
         "results": results,
     }))
+}
+
+/// Runs one scheduled invocation: `{"tapline":"pull"}` runs the configured jobs over the
+/// default window; `events`, `jobs`, `from` and `to` in the payload override them (a backfill).
+/// Returns a summary; an error when any pull failed, so the run is retried.
+pub async fn handle_pull_payload(
+    payload: &Value,
+    client: &ClevertapClient,
+    warehouse: Arc<dyn Warehouse>,
+    config: &PullJobs,
+    now: jiff::Timestamp,
+) -> Result<Value, PullInvocationError> {
+    let plan = PullPlan::from_payload(payload, config, now)?;
+    let run = PullRun {
+        client,
+        warehouse,
+        config,
+        plan: &plan,
+    };
+    let mut outcomes = Vec::new();
+    for kind in &plan.kinds {
+        outcomes.extend(run.run(*kind).await);
+    }
+    summarise(&plan, outcomes)
+}
+
+/// What every scheduled invocation shares, built once at start by both entry points (Lambda
+/// and Cloud Run) from the same variables, so neither can miss one (the alert notifier).
+#[derive(Clone)]
+pub struct PullService {
+    /// The CleverTap API client (passcode inside; never logged).
+    pub client: ClevertapClient,
+    /// Where rows go.
+    pub warehouse: Arc<dyn Warehouse>,
+    /// The configured jobs, events and window, with the alert notifier.
+    pub jobs: Arc<PullJobs>,
+}
+
+impl PullService {
+    /// Reads the `TAPLINE_PULL_*`, `TAPLINE_ALERT*`, `CLEVERTAP_*` and `TAPLINE_WAREHOUSE*`
+    /// variables, fetches the secrets they name and opens the warehouse: call it once, at start.
+    pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let notifier = alert_notifier_from_env().await?;
+        let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));
+        let client = ClevertapClient::new(api_config_from_env().await?)?;
+        let url = crate::secret::warehouse_url_from_env().await?;
+        let warehouse: Arc<dyn Warehouse> = Arc::from(crate::warehouse::open::open(&url).await?);
+        Ok(Self {
+            client,
+            warehouse,
+            jobs,
+        })
+    }
+
+    /// [`handle_pull_payload`] at `now` with what the service holds.
+    pub async fn handle(
+        &self,
+        payload: &Value,
+        now: jiff::Timestamp,
+    ) -> Result<Value, PullInvocationError> {
+        handle_pull_payload(
+            payload,
+            &self.client,
+            self.warehouse.clone(),
+            &self.jobs,
+            now,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

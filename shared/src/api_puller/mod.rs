@@ -13,7 +13,9 @@
 //! - [`alert_rules`]: alert rules (parsed from JSON) and a rule's result for a day.
 //! - [`alerts`]: count rules checked against `event_counts`, results in `alert_runs`.
 //! - [`alert_notifiers`]: where breaches go: Slack, or the webhook relay's alerts route.
-//! - `cloud_run` (feature `cloud-run`): the puller as an HTTP service for Cloud Scheduler.
+//! - [`lambda`]: one EventBridge Scheduler invocation on AWS Lambda; `cloud_run` (feature
+//!   `cloud-run`): the puller as an HTTP service for Cloud Scheduler. Both run a
+//!   [`jobs::PullService`], built once from the environment.
 //! - [`page_load`]: one page of API records through the export's JSON parser into the warehouse.
 
 pub mod alert_notifiers;
@@ -26,6 +28,7 @@ pub mod cloud_run;
 pub mod counts;
 pub mod events;
 pub mod jobs;
+pub mod lambda;
 pub mod messages;
 pub mod output;
 pub mod page_load;

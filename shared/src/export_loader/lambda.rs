@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::config::LoadConfig;
@@ -11,7 +12,7 @@ use crate::error::error_chain;
 use crate::export_loader::load::{FileOutcome, FileReport, entry_for, load_object};
 use crate::export_loader::sweep::{SweepRequest, sweep};
 use crate::storage::ObjectSource;
-use crate::triggers::{Invocation, Notice, from_lambda_payload};
+use crate::triggers::{BatchItemFailures, Invocation, Notice, TriggerError, from_lambda_event};
 use crate::warehouse::Warehouse;
 
 /// What an SQS batch came to: every object's report, and the messages to hand back as batch
@@ -56,7 +57,7 @@ pub async fn load_sqs_batch(
 pub enum InvocationError {
     /// The payload is not an event Tapline understands.
     #[error(transparent)]
-    Payload(#[from] crate::triggers::TriggerError),
+    Payload(#[from] TriggerError),
     /// At least one announced object failed to load.
     #[error("{failed} of {total} objects failed: {first}")]
     Loads {
@@ -86,7 +87,7 @@ async fn sweep_invocation(
     warehouse: &dyn Warehouse,
     request: &SweepRequest,
     config: &LoadConfig,
-) -> Result<serde_json::Value, InvocationError> {
+) -> Result<Value, InvocationError> {
     let report = sweep(source, warehouse, request, config)
         .await
         .map_err(|source| InvocationError::SweepListing {
@@ -139,43 +140,36 @@ fn any_failed(reports: &[FileReport]) -> Result<(), InvocationError> {
     })
 }
 
-/// Handles one Lambda invocation of the export loader. An SQS batch answers with a partial
-/// batch response (`{"batchItemFailures":[{"itemIdentifier":…}]}`), so only failed messages
-/// come back; a direct S3 or EventBridge event fails as a whole when any object failed.
+/// Handles one Lambda invocation of the export loader. The payload is the JSON the runtime
+/// already parsed: it is read once, here, never serialised and parsed again. An SQS batch
+/// answers with a partial batch response (`{"batchItemFailures":[{"itemIdentifier":…}]}`), so
+/// only failed messages come back; a direct S3 or EventBridge event fails as a whole when any
+/// object failed.
 pub async fn handle_lambda_payload(
-    payload: &[u8],
+    payload: Value,
     source: &dyn ObjectSource,
     warehouse: &dyn Warehouse,
     config: &LoadConfig,
-) -> Result<serde_json::Value, InvocationError> {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload)
-        && let Some(request) = SweepRequest::from_payload(&value)
-    {
+) -> Result<Value, InvocationError> {
+    if let Some(request) = SweepRequest::from_payload(&payload) {
         let request = request.map_err(|e| {
-            InvocationError::Payload(crate::triggers::TriggerError::Unrecognised(format!(
-                "sweep payload: {e}"
-            )))
+            InvocationError::Payload(TriggerError::Unrecognised(format!("sweep payload: {e}")))
         })?;
         return sweep_invocation(source, warehouse, &request, config).await;
     }
-    match from_lambda_payload(payload)? {
+    match from_lambda_event(payload)? {
         Invocation::Sqs(messages) => {
             let outcome = load_sqs_batch(source, warehouse, messages, config).await;
-            let failures: Vec<serde_json::Value> = outcome
-                .failed_message_ids
-                .iter()
-                .map(|id| serde_json::json!({ "itemIdentifier": id }))
-                .collect();
-            Ok(serde_json::json!({ "batchItemFailures": failures }))
+            Ok(BatchItemFailures::of(outcome.failed_message_ids).to_json())
         }
         Invocation::Direct(notices) => {
             let reports = load_notices(source, warehouse, notices, config).await;
             any_failed(&reports)?;
-            let outcomes: Vec<serde_json::Value> = reports
+            let outcomes: Vec<Value> = reports
                 .iter()
-                .map(|r| serde_json::json!({ "uri": r.entry.uri, "outcome": r.outcome.label() }))
+                .map(|r| json!({ "uri": r.entry.uri, "outcome": r.outcome.label() }))
                 .collect();
-            Ok(serde_json::json!({ "objects": outcomes }))
+            Ok(json!({ "objects": outcomes }))
         }
     }
 }

@@ -5,7 +5,8 @@
 //! - [`lambda`]: a Lambda invocation (SQS batch, S3 or EventBridge event, scheduled sweep)
 //!   to loads, answered with partial batch failures or an error.
 //! - [`sweep`]: the scheduled sweep that finds objects an event notification missed.
-//! - `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
+//! - [`lambda`]: one Lambda invocation (SQS batch, direct S3 / EventBridge event, sweep);
+//!   `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
 //!   Scheduler.
 
 #[cfg(feature = "cloud-run")]

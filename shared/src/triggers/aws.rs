@@ -1,7 +1,10 @@
-//! AWS payloads: S3 event notifications (direct, in SQS, in SNS in SQS), S3 test events, and
-//! EventBridge "Object Created" events (direct or in SQS).
+//! AWS payloads: S3 event notifications (direct, in SQS, in SNS in SQS), S3 test events,
+//! EventBridge "Object Created" events (direct or in SQS), the SQS event itself and the partial
+//! batch response (`batchItemFailures`) every SQS-fed function answers with.
 
-use serde::Deserialize;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Notice, ObjectRef, Store, TriggerError, json_int64};
@@ -25,18 +28,16 @@ pub enum Invocation {
     Direct(Vec<Notice>),
 }
 
-/// Reads a Lambda invocation payload.
+/// Reads a Lambda invocation payload from its bytes; see [`from_lambda_event`].
 pub fn from_lambda_payload(payload: &[u8]) -> Result<Invocation, TriggerError> {
-    let value: Value = serde_json::from_slice(payload).map_err(TriggerError::Json)?;
-    let is_sqs = value
-        .get("Records")
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
-        .and_then(|r| r.get("eventSource"))
-        .and_then(Value::as_str)
-        == Some("aws:sqs");
-    if is_sqs {
-        let batch: SqsBatch = serde_json::from_value(value).map_err(TriggerError::Json)?;
+    from_lambda_event(serde_json::from_slice(payload).map_err(TriggerError::Json)?)
+}
+
+/// Reads a Lambda invocation payload as the runtime hands it over (already JSON, so it is not
+/// parsed again): an SQS batch, each message body read on its own, or a direct event.
+pub fn from_lambda_event(value: Value) -> Result<Invocation, TriggerError> {
+    if SqsEvent::is_sqs_event(&value) {
+        let batch = SqsEvent::deserialize(value).map_err(TriggerError::Json)?;
         return Ok(Invocation::Sqs(
             batch
                 .records
@@ -49,6 +50,82 @@ pub fn from_lambda_payload(payload: &[u8]) -> Result<Invocation, TriggerError> {
         ));
     }
     from_value(value).map(Invocation::Direct)
+}
+
+/// An SQS event as Lambda hands it to a function (the documented shape; only what Tapline
+/// reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqsEvent {
+    /// The messages.
+    #[serde(rename = "Records")]
+    pub records: Vec<SqsRecord>,
+}
+
+impl SqsEvent {
+    /// Whether `value` is an SQS event: its first record comes from `aws:sqs` (an S3
+    /// notification has `Records` too).
+    pub fn is_sqs_event(value: &Value) -> bool {
+        value
+            .get("Records")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(|r| r.get("eventSource"))
+            .and_then(Value::as_str)
+            == Some("aws:sqs")
+    }
+}
+
+/// One message of an [`SqsEvent`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsRecord {
+    /// What a partial batch response names to have this message delivered again.
+    pub message_id: String,
+    /// For changing the message's visibility or deleting it; Lambda always sends it (empty
+    /// when a hand-written event leaves it out).
+    #[serde(default)]
+    pub receipt_handle: String,
+    /// The message body, as sent.
+    pub body: String,
+    /// System attributes (`ApproximateReceiveCount` among others).
+    #[serde(default)]
+    pub attributes: HashMap<String, String>,
+}
+
+/// The answer of a function fed by SQS with `ReportBatchItemFailures`: the messages to
+/// deliver again; every other message of the batch is deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItemFailures {
+    /// The failed messages.
+    #[serde(rename = "batchItemFailures")]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// One message of a [`BatchItemFailures`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchItemFailure {
+    /// The message id ([`SqsRecord::message_id`]).
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
+}
+
+impl BatchItemFailures {
+    /// The response naming `message_ids`, in order.
+    pub fn of<S: Into<String>>(message_ids: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            batch_item_failures: message_ids
+                .into_iter()
+                .map(|id| BatchItemFailure {
+                    item_identifier: id.into(),
+                })
+                .collect(),
+        }
+    }
+
+    /// `{"batchItemFailures":[{"itemIdentifier":…}]}`, what Lambda reads.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| unreachable!("plain strings serialise"))
+    }
 }
 
 /// Reads an SQS message body: an S3 notification, an S3 test event, an EventBridge event, or
@@ -140,19 +217,6 @@ pub fn decode_s3_key(raw: &str) -> Result<String, TriggerError> {
 }
 
 #[derive(Deserialize)]
-struct SqsBatch {
-    #[serde(rename = "Records")]
-    records: Vec<SqsRecord>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SqsRecord {
-    message_id: String,
-    body: String,
-}
-
-#[derive(Deserialize)]
 struct S3Notification {
     #[serde(rename = "Records")]
     records: Vec<S3Record>,
@@ -235,6 +299,18 @@ mod tests {
             decode_s3_key("bad%ff"),
             Err(TriggerError::BadKey(_))
         ));
+    }
+
+    #[test]
+    fn partial_batch_responses_have_lambdas_shape() {
+        assert_eq!(
+            BatchItemFailures::of(["m-1", "m-2"]).to_json(),
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]})
+        );
+        assert_eq!(
+            BatchItemFailures::of(Vec::<String>::new()).to_json(),
+            serde_json::json!({"batchItemFailures": []})
+        );
     }
 
     #[test]

@@ -1,14 +1,18 @@
-//! Cloud event payloads to the objects they announce, for the export loader's entry points.
+//! Cloud event payloads, parsed once, to what they announce, for every job's entry points.
 //!
 //! Pure parsing over the documented shapes (S3 event notifications, the same wrapped in SQS or
-//! SNS, EventBridge "Object Created", Eventarc CloudEvents for GCS); entry points decide what
-//! to do with each object. Nothing here names an SDK type.
+//! SNS, EventBridge "Object Created", the SQS event and its partial batch response, Eventarc
+//! CloudEvents for GCS); entry points decide what to do with each. Nothing here names an SDK
+//! type.
 
 mod aws;
 mod gcs;
 mod json_int64;
 
-pub use aws::{Invocation, SqsMessage, decode_s3_key, from_lambda_payload, from_message_body};
+pub use aws::{
+    BatchItemFailure, BatchItemFailures, Invocation, SqsEvent, SqsMessage, SqsRecord,
+    decode_s3_key, from_lambda_event, from_lambda_payload, from_message_body,
+};
 pub use gcs::{CLOUDEVENT_FINALIZED, from_cloudevent};
 
 /// Where an announced object lives.

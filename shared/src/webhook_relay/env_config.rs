@@ -23,6 +23,24 @@ pub const ENV_SECRET_ARNS: &str = "TAPLINE_RELAY_SECRET_ARNS";
 /// Terraform derives the queue's redelivery limits from: every route's default schedule.
 pub const ENV_RETRY_SCHEDULE: &str = "TAPLINE_RELAY_RETRY_SCHEDULE";
 
+/// A variable a cloud function needs is missing or empty: it fails its start.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} is not set{why}")]
+pub struct MissingEnv {
+    /// The variable.
+    pub name: &'static str,
+    /// What it holds, as `": …"`, or empty.
+    pub why: &'static str,
+}
+
+/// The value of `name`, which must be set and not empty.
+pub fn required_env(name: &'static str) -> Result<String, MissingEnv> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(MissingEnv { name, why: "" })
+}
+
 /// The Lambda configuration could not be put together: the function fails its cold start.
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaConfigError {

@@ -7,13 +7,15 @@
 //!   environment, route secrets from Secrets Manager or Secret Manager by their form.
 //! - [`router`]: the axum `Router` (`POST /hooks/{route}`, `GET /healthz`); [`auth`] and
 //!   [`payload`] what it checks; [`relay`]: assembly and `serve`.
-//! - [`queue`]: the [`queue::DeliveryQueue`] port and its adapters: `queue::sqlite` (local,
-//!   bounded by `queue::limits`), `queue::sqs` (+ `queue::sqs_payloads`, bodies too large for SQS
+//! - [`queue`]: the [`queue::DeliveryQueue`] port and its adapters: `queue::sqlite` (feature
+//!   `relay-local`, with `Relay` and `serve`: `tapline relay serve`; bounded by `queue::limits`), `queue::sqs` (+ `queue::sqs_payloads`, bodies too large for SQS
 //!   in S3) and `queue::pubsub` (+ `queue::pubsub_replay`, dead letters listed and replayed).
 //! - [`destinations`]: the [`destinations::Destination`] port; Slack, HTTP forward, CleverTap
 //!   upload and a Tapline warehouse (`webhook_events`).
 //! - [`delivery`]: the worker that delivers from the local queue; [`retry`] its backoff;
 //!   [`clock`] injectable time.
+//! - `lambda` (feature `relay-sqs`) and `cloud_run` (feature `relay-pubsub`): each cloud
+//!   function assembled from its environment, for the entry points in `functions/webhook-relay`.
 //! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
 //! - [`dedupe`]: the dedupe window in the cloud, as claims in a bucket ([`dedupe::ClaimStore`]:
 //!   `dedupe::s3` by S3 conditional puts, `dedupe::gcs` by GCS generation preconditions);
@@ -21,6 +23,8 @@
 
 pub mod auth;
 pub mod clock;
+#[cfg(feature = "relay-pubsub")]
+pub mod cloud_run;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;
@@ -29,6 +33,8 @@ pub mod destinations;
 // the Lambda functions and the Cloud Run services share it.
 #[cfg(any(feature = "relay-sqs", feature = "relay-pubsub"))]
 pub mod env_config;
+#[cfg(feature = "relay-sqs")]
+pub mod lambda;
 pub mod payload;
 pub mod queue;
 pub mod relay;
@@ -37,4 +43,6 @@ pub mod router;
 pub mod signature;
 
 pub use config::RelayConfig;
-pub use relay::{Relay, RelayError, serve};
+pub use relay::RelayError;
+#[cfg(feature = "relay-local")]
+pub use relay::{Relay, serve};

@@ -2,25 +2,36 @@
 //! [`serve`] runs both on a listener until shut down.
 
 use std::collections::HashMap;
+#[cfg(feature = "relay-local")]
 use std::future::Future;
+#[cfg(feature = "relay-local")]
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
+#[cfg(feature = "relay-local")]
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+#[cfg(feature = "relay-local")]
+use tokio::sync::watch;
+#[cfg(feature = "relay-local")]
 use tracing::info;
 
 use crate::webhook_relay::clock::Clock;
 use crate::webhook_relay::config::{DestinationKind, RelayConfig};
-use crate::webhook_relay::delivery::worker::{DeliveryWorker, DestinationMap};
+#[cfg(feature = "relay-local")]
+use crate::webhook_relay::delivery::worker::DeliveryWorker;
+use crate::webhook_relay::delivery::worker::DestinationMap;
 use crate::webhook_relay::destinations::Destination;
 use crate::webhook_relay::destinations::clevertap_upload::CleverTapUploadDestination;
 use crate::webhook_relay::destinations::http_forward::HttpDestination;
 use crate::webhook_relay::destinations::slack::SlackDestination;
 use crate::webhook_relay::destinations::warehouse::WarehouseDestination;
+#[cfg(feature = "relay-local")]
+use crate::webhook_relay::queue::DeliveryQueue;
+#[cfg(feature = "relay-local")]
 use crate::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
-use crate::webhook_relay::queue::{AcceptQueue, DeliveryQueue, QueueError};
+use crate::webhook_relay::queue::{AcceptQueue, QueueError};
 use crate::webhook_relay::router::{RelayState, router};
 
 /// The relay could not start or stopped on an error.
@@ -120,7 +131,9 @@ pub fn destinations(
     Ok(map)
 }
 
-/// The relay's two halves over one queue: the HTTP router and the delivery worker.
+/// The relay's two halves over one queue: the HTTP router and the delivery worker (feature
+/// `relay-local`: the cloud functions run one half each).
+#[cfg(feature = "relay-local")]
 pub struct Relay {
     /// Accepts webhooks.
     pub router: Router,
@@ -132,6 +145,7 @@ pub struct Relay {
     pub wake: Arc<Notify>,
 }
 
+#[cfg(feature = "relay-local")]
 impl Relay {
     /// Builds the relay for `config` over `queue`, with destinations from the configuration.
     pub fn new(
@@ -212,6 +226,7 @@ pub fn accept_router(
 /// then stops accepting, lets in-flight requests finish within the shutdown grace, and stops
 /// the worker after its current attempts. Whatever is still pending stays in the queue for the
 /// next start.
+#[cfg(feature = "relay-local")]
 pub async fn serve(
     relay: Relay,
     listener: TcpListener,

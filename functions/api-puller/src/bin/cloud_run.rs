@@ -1,19 +1,16 @@
 //! The API puller on Cloud Run: Cloud Scheduler posts `{"tapline":"pull"}` (OIDC) to `POST /`.
-//! Configuration is read, the passcode fetched and clients built once, at startup; requests go
-//! to `tapline::api_puller::cloud_run`.
+//! Configuration is read, the passcode (and the alert relay's token) fetched and clients built
+//! once, at startup, by the same `PullService::from_env` as the Lambda; requests go to
+//! `tapline::api_puller::cloud_run`.
 //!
 //! Environment: as the Lambda (`CLEVERTAP_ACCOUNT_ID`, `CLEVERTAP_REGION`,
 //! `CLEVERTAP_PASSCODE_SECRET_ARN` — here a Secret Manager version name — or
 //! `CLEVERTAP_PASSCODE`, `TAPLINE_WAREHOUSE` + `TAPLINE_WAREHOUSE_PASSWORD` or
-//! `TAPLINE_WAREHOUSE_SECRET_ARN`, `TAPLINE_TIMEZONE`, `TAPLINE_PULL_*`, `TAPLINE_LOG`), plus
-//! `PORT` (Cloud Run sets it) and, for local runs, `TAPLINE_LISTEN_HOST`,
-//! `SECRET_MANAGER_ENDPOINT`, `BIGQUERY_ENDPOINT`: see README.md.
-
-use std::sync::Arc;
+//! `TAPLINE_WAREHOUSE_SECRET_ARN`, `TAPLINE_TIMEZONE`, `TAPLINE_PULL_*`, `TAPLINE_ALERT_RULES`,
+//! `TAPLINE_ALERTS_*`, `TAPLINE_LOG`), plus `PORT` (Cloud Run sets it) and, for local runs,
+//! `TAPLINE_LISTEN_HOST`, `SECRET_MANAGER_ENDPOINT`, `BIGQUERY_ENDPOINT`: see README.md.
 
 use tapline::api_puller::cloud_run::{PullService, router, serve};
-use tapline::api_puller::jobs::{PullJobs, api_config_from_env};
-use tapline::clevertap::ClevertapClient;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,24 +30,16 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), BoxError> {
     let started = std::time::Instant::now();
     // Fail at start, not per request, when configuration is wrong.
-    let jobs = Arc::new(PullJobs::from_env()?);
-    let client = ClevertapClient::new(api_config_from_env().await?)?;
-    let url = tapline::secret::warehouse_url_from_env().await?;
-    let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
-        Arc::from(tapline::warehouse::open::open(&url).await?);
+    let service = PullService::from_env().await?;
     let listener = tapline::process::listen_from_env().await?;
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
         addr = %listener.local_addr()?,
-        warehouse = %warehouse.describe(),
-        events = jobs.events.len(),
+        warehouse = %service.warehouse.describe(),
+        events = service.jobs.events.len(),
+        alert_rules = service.jobs.alert_rules.len(),
         "API puller listening."
     );
-    let service = PullService {
-        client,
-        warehouse,
-        jobs,
-    };
     serve(listener, router(service)).await?;
     Ok(())
 }

@@ -542,7 +542,7 @@ pub(crate) async fn attempt(
     (stats, delivery.id, record, next, breaker)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "relay-local"))]
 mod tests {
     use std::sync::Mutex;
 

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod pubsub;
 #[cfg(feature = "relay-pubsub")]
 pub mod pubsub_replay;
+#[cfg(feature = "relay-local")]
 pub mod sqlite;
 #[cfg(feature = "relay-sqs")]
 pub mod sqs;
@@ -164,6 +165,7 @@ pub struct QueueHealth {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The SQLite store failed (disk full, locked beyond the busy timeout, corrupt).
+    #[cfg(feature = "relay-local")]
     #[error("delivery queue at {path} failed")]
     Sqlite {
         /// The database file.
@@ -225,6 +227,7 @@ impl QueueError {
     /// Whether the same call may succeed later (a busy or full disk may clear; a bad path not).
     pub fn is_retryable(&self) -> bool {
         match self {
+            #[cfg(feature = "relay-local")]
             QueueError::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
                 Some(
