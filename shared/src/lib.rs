@@ -9,6 +9,8 @@
 //!   puller job that lands API data in the same tables as exports.
 //! - `webhook_relay` (feature `relay`): the webhook relay job: endpoint, queues, delivery,
 //!   destinations.
+//! - [`retry`]: the one retry policy (attempts, backoff, jitter, `Retry-After`); [`clock`]:
+//!   injectable time.
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 //! - `http_server` (feature `http-server`): the HTTP server every service runs on, with its
 //!   timeouts, connection cap and bounded graceful shutdown.
@@ -17,6 +19,7 @@
 pub mod api_puller;
 #[cfg(feature = "clevertap-api")]
 pub mod clevertap;
+pub mod clock;
 pub mod config;
 pub mod entry;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod google_auth;
 #[cfg(feature = "http-server")]
 pub mod http_server;
 pub mod printable;
+pub mod retry;
 pub mod secrets;
 pub mod storage;
 pub mod time;

@@ -15,6 +15,6 @@ pub mod error;
 pub mod messages;
 
 pub use client::{ClevertapClient, Method};
-pub use config::{ApiConfig, Passcode, Region, RetryPolicy};
+pub use config::{ApiConfig, Passcode, Region, RetryLimits};
 pub use cursor::{CursorApi, CursorPager, Page};
 pub use error::ApiError;

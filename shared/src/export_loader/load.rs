@@ -454,12 +454,9 @@ pub async fn handle_lambda_payload(
     match from_lambda_payload(payload)? {
         Invocation::Sqs(messages) => {
             let outcome = load_sqs_batch(source, warehouse, messages, config).await;
-            let failures: Vec<serde_json::Value> = outcome
-                .failed_message_ids
-                .iter()
-                .map(|id| serde_json::json!({ "itemIdentifier": id }))
-                .collect();
-            Ok(serde_json::json!({ "batchItemFailures": failures }))
+            Ok(crate::triggers::batch_item_failures(
+                &outcome.failed_message_ids,
+            ))
         }
         Invocation::Direct(notices) => {
             let mut reports = Vec::new();

@@ -36,7 +36,7 @@ pub fn from_lambda_payload(payload: &[u8]) -> Result<Invocation, TriggerError> {
         .and_then(Value::as_str)
         == Some("aws:sqs");
     if is_sqs {
-        let batch: SqsBatch = serde_json::from_value(value).map_err(TriggerError::Json)?;
+        let batch: SqsEvent = serde_json::from_value(value).map_err(TriggerError::Json)?;
         return Ok(Invocation::Sqs(
             batch
                 .records
@@ -139,17 +139,52 @@ pub fn decode_s3_key(raw: &str) -> Result<String, TriggerError> {
     String::from_utf8(out).map_err(|_| bad())
 }
 
-#[derive(Deserialize)]
-struct SqsBatch {
+/// An SQS event as Lambda hands it to a function (the documented shape; only what is used).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsEvent {
+    /// The messages.
     #[serde(rename = "Records")]
-    records: Vec<SqsRecord>,
+    pub records: Vec<SqsRecord>,
 }
 
-#[derive(Deserialize)]
+/// One message of an [`SqsEvent`].
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SqsRecord {
-    message_id: String,
-    body: String,
+pub struct SqsRecord {
+    /// Named in `batchItemFailures` when the message must be received again.
+    pub message_id: String,
+    /// For changing the message's visibility or deleting it.
+    #[serde(default)]
+    pub receipt_handle: String,
+    /// The message body.
+    pub body: String,
+    /// `ApproximateReceiveCount` among others.
+    #[serde(default)]
+    pub attributes: std::collections::HashMap<String, String>,
+}
+
+impl SqsRecord {
+    /// How many times SQS has handed this message out (`ApproximateReceiveCount`), from 1.
+    pub fn receive_count(&self) -> u32 {
+        self.attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+    }
+}
+
+/// Lambda's partial batch response, `{"batchItemFailures":[{"itemIdentifier":<messageId>}]}`:
+/// the messages named are received again, the others deleted.
+pub fn batch_item_failures<I, S>(message_ids: I) -> Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let failures: Vec<Value> = message_ids
+        .into_iter()
+        .map(|id| serde_json::json!({ "itemIdentifier": id.as_ref() }))
+        .collect();
+    serde_json::json!({ "batchItemFailures": failures })
 }
 
 #[derive(Deserialize)]

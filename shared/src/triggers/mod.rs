@@ -8,7 +8,10 @@ mod aws;
 mod gcs;
 mod json_int64;
 
-pub use aws::{Invocation, SqsMessage, decode_s3_key, from_lambda_payload, from_message_body};
+pub use aws::{
+    Invocation, SqsEvent, SqsMessage, SqsRecord, batch_item_failures, decode_s3_key,
+    from_lambda_payload, from_message_body,
+};
 pub use gcs::{CLOUDEVENT_FINALIZED, from_cloudevent};
 
 /// Where an announced object lives.

@@ -12,15 +12,17 @@
 //!   in S3) and `queue::pubsub` (+ `queue::pubsub_replay`, dead letters listed and replayed).
 //! - [`destinations`]: the [`destinations::Destination`] port; Slack, HTTP forward, CleverTap
 //!   upload and a Tapline warehouse (`webhook_events`).
-//! - [`delivery`]: the worker that delivers from the local queue; [`retry`] its backoff;
-//!   [`clock`] injectable time.
+//! - [`delivery`]: one delivery round (dedupe, pause, attempt, breaker, settle) behind a
+//!   redelivery port, and the worker that runs it over the local queue; [`retry`] the routes'
+//!   [`crate::retry::RetryPolicy`]; time from [`crate::clock`].
 //! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
 //! - [`dedupe`]: the dedupe window in the cloud, as claims in a bucket ([`dedupe::ClaimStore`]:
 //!   `dedupe::s3` by S3 conditional puts, `dedupe::gcs` by GCS generation preconditions);
 //!   `dedupe::attempt_log`: every attempt of a delivery for its dead letter, in the same bucket.
 
 pub mod auth;
-pub mod clock;
+/// Injectable time, now [`crate::clock`]: kept at this path for the relay's callers.
+pub use crate::clock;
 pub mod config;
 pub mod dedupe;
 pub mod delivery;
