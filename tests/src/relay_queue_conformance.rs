@@ -55,7 +55,12 @@ impl ScriptedDestination {
 
     /// The bodies seen, in order.
     pub fn bodies(&self) -> Vec<String> {
-        self.seen.lock().unwrap().iter().map(|s| s.1.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.1.clone())
+            .collect()
     }
 }
 
@@ -102,7 +107,10 @@ pub async fn accept_deliver_settle(h: &dyn QueueHarness, d: &ScriptedDestination
     h.deliver_due().await;
     assert_eq!(d.bodies(), [r#"{"n":1}"#]);
     let id = d.seen.lock().unwrap()[0].0.clone();
-    assert!(id.ends_with(".d"), "the delivery id names the destination: {id}");
+    assert!(
+        id.ends_with(".d"),
+        "the delivery id names the destination: {id}"
+    );
     h.advance(WAIT * 3).await;
     h.deliver_due().await;
     assert_eq!(d.bodies().len(), 1, "settled: not attempted again");

@@ -58,10 +58,7 @@ mod sqlite {
         async fn dead_letters(&self) -> Vec<Vec<String>> {
             let filter = DeadLetterFilter::default();
             let dead = self.queue.dead_letters(&filter).await.unwrap();
-            dead
-                .iter()
-                .map(|d| outcomes(&d.attempts))
-                .collect()
+            dead.iter().map(|d| outcomes(&d.attempts)).collect()
         }
     }
 
@@ -106,7 +103,10 @@ mod sqs {
     }
 
     /// Every message visible now, short polls until none comes.
-    async fn receive_all(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    async fn receive_all(
+        client: &aws_sdk_sqs::Client,
+        url: &str,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
         let mut all = Vec::new();
         loop {
             let out = client
@@ -114,9 +114,7 @@ mod sqs {
                 .queue_url(url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
-                .message_system_attribute_names(
-                    aws_sdk_sqs::types::MessageSystemAttributeName::All,
-                )
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
                 .send()
                 .await
                 .unwrap();
@@ -290,11 +288,11 @@ mod pubsub {
         let topic = double.create_topic("deliveries");
         let dead_topic = double.create_topic("dead-letters");
         let endpoint = format!("http://{}", double.host);
-        let publisher = |topic: &str| {
-            PubSubPublisher::new(&endpoint, GoogleAuth::anonymous(), topic).unwrap()
-        };
+        let publisher =
+            |topic: &str| PubSubPublisher::new(&endpoint, GoogleAuth::anonymous(), topic).unwrap();
         let bucket = gcs::new_bucket(&format!("conformance-{name}")).await;
-        let objects = || GcsObjects::new(&gcs::gcs_url(), GoogleAuth::anonymous(), &bucket).unwrap();
+        let objects =
+            || GcsObjects::new(&gcs::gcs_url(), GoogleAuth::anonymous(), &bucket).unwrap();
         let destination = ScriptedDestination::new(script);
         let (destinations, retry) = setup(&destination);
         let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub use crate::retry::{Backoff, JITTER, MAX_RETRY_AFTER, parse_wait};
 /// One route's retries: how many attempts, and the waits between them.
 pub use crate::retry::RetryPolicy as RouteRetry;
+pub use crate::retry::{Backoff, JITTER, MAX_RETRY_AFTER, parse_wait};
 use crate::retry::{Jitter, RetryPolicy};
 
 /// Default retry schedule, Svix's: after an immediate first attempt, waits of 5 s, 5 min, 30 min,

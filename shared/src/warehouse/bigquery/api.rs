@@ -15,8 +15,12 @@ use crate::retry::{Jitter, RetryPolicy};
 pub const PRODUCTION_ENDPOINT: &str = "https://bigquery.googleapis.com";
 /// Tries of one request before its error is reported (the caller may retry the whole file); the
 /// first backoff 250 ms, doubled after each try, with up to 50% jitter.
-const RETRY: RetryPolicy =
-    RetryPolicy::exponential(5, Duration::from_millis(250), Duration::MAX, Jitter::up_to(0.5));
+const RETRY: RetryPolicy = RetryPolicy::exponential(
+    5,
+    Duration::from_millis(250),
+    Duration::MAX,
+    Jitter::up_to(0.5),
+);
 /// How long a job may stay PENDING/RUNNING before the load gives up (retryable).
 const JOB_DEADLINE: Duration = Duration::from_secs(600);
 

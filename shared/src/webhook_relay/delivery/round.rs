@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
-use crate::webhook_relay::dedupe::Claim;
 use crate::webhook_relay::dedupe::attempt_log::{self, AttemptLog};
+use crate::webhook_relay::dedupe::{Claim, ClaimStore, DedupeWindow};
 use crate::webhook_relay::destinations::{DeliveryAttempt, DeliveryError, Destination};
 use crate::webhook_relay::queue::{AttemptRecord, Delivery, Settle};
 use crate::webhook_relay::retry::DeliveryRetry;
@@ -61,6 +61,28 @@ pub trait Redelivery: Send + Sync {
         next: Settle,
         history: Vec<AttemptRecord>,
     ) -> Self::Outcome;
+}
+
+/// Claims `delivery` in `window`, for the queues that dedupe at delivery (SQS, Pub/Sub); without
+/// a window, deliver.
+pub async fn claim_in<S: ClaimStore>(
+    window: Option<&DedupeWindow<S>>,
+    delivery: &Delivery,
+) -> Claim {
+    match window {
+        Some(window) => {
+            window
+                .claim(
+                    &delivery.route,
+                    &delivery.destination,
+                    &delivery.body,
+                    &delivery.payload_id,
+                    delivery.received_at_ms,
+                )
+                .await
+        }
+        None => Claim::Deliver,
+    }
 }
 
 /// The parts of a round every queue shares: destinations, retries, time, the breakers and the
@@ -152,7 +174,10 @@ impl Round {
         let destination = self.destinations.get(&key).cloned();
         let attempted = attempt(self.clock.as_ref(), &self.retry, destination, &delivery).await;
         let now = self.clock.now_ms();
-        if let Some(until) = self.pauses.record(&key, &attempted.breaker, now, &self.retry) {
+        if let Some(until) = self
+            .pauses
+            .record(&key, &attempted.breaker, now, &self.retry)
+        {
             warn!(route = %key.0, destination = %key.1, failures = PAUSE_AFTER_FAILURES,
                   paused_ms = until - now, "Destination paused: it keeps failing.");
         }

@@ -15,10 +15,10 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
-use crate::webhook_relay::delivery::round::{Redelivery, Round};
 pub use crate::webhook_relay::delivery::round::{
     DestinationMap, DestinationPauses, PAUSE_AFTER_FAILURES,
 };
+use crate::webhook_relay::delivery::round::{Redelivery, Round};
 use crate::webhook_relay::queue::{AttemptRecord, Delivery, DeliveryQueue, QueueError, Settle};
 use crate::webhook_relay::retry::DeliveryRetry;
 
@@ -264,7 +264,8 @@ impl DeliveryWorker {
             match self.round.admit(&LocalQueueRedelivery, &delivery).await {
                 Ok(()) => {
                     let round = self.round.clone();
-                    tasks.spawn(async move { round.attempt(&LocalQueueRedelivery, delivery).await });
+                    tasks
+                        .spawn(async move { round.attempt(&LocalQueueRedelivery, delivery).await });
                 }
                 Err(Some(LocalSettlement::Hold { id, until_ms })) => {
                     postponed.entry(until_ms).or_default().push(id);
@@ -367,7 +368,8 @@ impl DeliveryWorker {
             }
             let wait = match self.queue.next_due_at().await {
                 Ok(Some(at)) if tasks.len() < self.batch => {
-                    let ms = (at - self.round.clock().now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
+                    let ms =
+                        (at - self.round.clock().now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
                     Duration::from_millis(ms as u64)
                 }
                 _ => IDLE_POLL,

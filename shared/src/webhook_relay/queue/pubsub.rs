@@ -49,7 +49,7 @@ use crate::clock::Clock;
 use crate::webhook_relay::dedupe::Claim;
 use crate::webhook_relay::dedupe::attempt_log::AttemptLog;
 use crate::webhook_relay::dedupe::gcs::GcsDedupe;
-use crate::webhook_relay::delivery::round::{DestinationMap, Redelivery, Round};
+use crate::webhook_relay::delivery::round::{DestinationMap, Redelivery, Round, claim_in};
 use crate::webhook_relay::queue::{
     AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
 };
@@ -638,20 +638,7 @@ impl Redelivery for PushRedelivery<'_> {
     }
 
     async fn claim(&self, delivery: &Delivery) -> Claim {
-        match &self.handler.dedupe {
-            Some(dedupe) => {
-                dedupe
-                    .claim(
-                        &delivery.route,
-                        &delivery.destination,
-                        &delivery.body,
-                        &delivery.payload_id,
-                        delivery.received_at_ms,
-                    )
-                    .await
-            }
-            None => Claim::Deliver,
-        }
+        claim_in(self.handler.dedupe.as_ref(), delivery).await
     }
 
     async fn hold(&self, delivery: &Delivery, until_ms: i64) -> PushOutcome {

@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::webhook_relay::dedupe::Claim;
 use crate::webhook_relay::dedupe::attempt_log::AttemptLog;
 use crate::webhook_relay::dedupe::s3::DedupeStore;
-use crate::webhook_relay::delivery::round::{DestinationMap, Redelivery, Round};
+use crate::webhook_relay::delivery::round::{DestinationMap, Redelivery, Round, claim_in};
 use crate::webhook_relay::queue::sqs_payloads::{
     BodyPointer, PayloadStore, SQS_MESSAGE_MAX_BYTES, batches,
 };
@@ -429,20 +429,7 @@ impl Redelivery for SqsRedelivery<'_> {
     type Outcome = MessageOutcome;
 
     async fn claim(&self, delivery: &Delivery) -> Claim {
-        match &self.handler.dedupe {
-            Some(dedupe) => {
-                dedupe
-                    .claim(
-                        &delivery.route,
-                        &delivery.destination,
-                        &delivery.body,
-                        &delivery.payload_id,
-                        delivery.received_at_ms,
-                    )
-                    .await
-            }
-            None => Claim::Deliver,
-        }
+        claim_in(self.handler.dedupe.as_ref(), delivery).await
     }
 
     async fn hold(&self, _delivery: &Delivery, until_ms: i64) -> MessageOutcome {
