@@ -181,12 +181,9 @@ pub fn parse_wait(text: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn secs(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
     #[test]
-    fn backoff_doubles_up_to_the_cap_and_retry_after_wins_when_longer() {
+    fn exponential_waits_double_to_their_cap_within_the_budget_and_retry_after_is_capped() {
+        let secs = Duration::from_secs;
         let policy = RetryPolicy::exponential(5, secs(1), secs(5), Jitter::NONE);
         let waits: Vec<u64> = (1..=5).map(|n| policy.delay(n, None).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 5, 5]);
@@ -212,6 +209,7 @@ mod tests {
 
     #[test]
     fn a_schedule_repeats_its_last_wait_and_sums_to_its_horizon() {
+        let secs = Duration::from_secs;
         let policy = RetryPolicy::schedule(vec![secs(1), secs(2)]);
         assert_eq!(policy.max_attempts, 3);
         assert_eq!(policy.delay_with(Jitter::NONE, 2, None), secs(2));
@@ -221,6 +219,7 @@ mod tests {
 
     #[test]
     fn waits_parse_with_a_unit_only() {
+        let secs = Duration::from_secs;
         assert_eq!(parse_wait("5s"), Some(secs(5)));
         assert_eq!(parse_wait("5m"), Some(secs(300)));
         assert_eq!(parse_wait("10h"), Some(secs(36_000)));
