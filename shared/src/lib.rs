@@ -10,6 +10,8 @@
 //! - `webhook_relay` (feature `relay`): the webhook relay job: endpoint, queues, delivery,
 //!   destinations.
 //! - `slack` (features `clevertap-api`, `relay`): the one Slack incoming-webhook client.
+//! - [`retry`]: the one retry policy (attempts, backoff, jitter, `Retry-After`); [`clock`]:
+//!   injectable time.
 //! - [`triggers`]: S3, SQS, SNS, EventBridge and GCS CloudEvent payloads to object references.
 //! - `http_server` (feature `http-server`): the HTTP server every service runs on, with its
 //!   timeouts, connection cap and bounded graceful shutdown.
@@ -21,6 +23,7 @@
 pub mod api_puller;
 #[cfg(feature = "clevertap-api")]
 pub mod clevertap;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod export;
@@ -31,6 +34,7 @@ pub mod google_auth;
 pub mod http_server;
 pub mod printable;
 pub mod process;
+pub mod retry;
 pub mod secret;
 #[cfg(any(feature = "clevertap-api", feature = "relay"))]
 pub mod slack;

@@ -14,6 +14,7 @@ pub mod pg;
 pub mod proxy;
 pub mod pubsub;
 pub mod receiver;
+pub mod relay_queue_conformance;
 pub mod relay_router;
 pub mod s3;
 pub mod secret_manager;

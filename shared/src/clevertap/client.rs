@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 
 use super::config::ApiConfig;
 use super::error::ApiError;
+use crate::retry::{Jitter, RetryPolicy};
 
 const HEADER_ACCOUNT: &str = "X-CleverTap-Account-Id";
 const HEADER_PASSCODE: &str = "X-CleverTap-Passcode";
@@ -148,7 +149,7 @@ impl ClevertapClient {
                             attempts,
                         });
                     }
-                    jitter(policy.not_ready_delay)
+                    Jitter::EQUAL.apply(policy.not_ready_delay)
                 }
                 Attempt::ServerError { status, message } => {
                     transient += 1;
@@ -322,17 +323,10 @@ fn classify(status: u16, text: &str, operation: impl Fn() -> String) -> Attempt 
     }
 }
 
-/// Exponential backoff with "equal jitter": half the step fixed, half random, so clients that
-/// were throttled together do not come back together.
+/// Exponential backoff with "equal jitter" ([`Jitter::EQUAL`]): half the step fixed, half
+/// random, so clients that were throttled together do not come back together.
 fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let step = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(max);
-    jitter(step)
-}
-
-fn jitter(step: Duration) -> Duration {
-    step / 2 + step.mul_f64(fastrand::f64() / 2.0)
+    RetryPolicy::exponential(u32::MAX, base, max, Jitter::EQUAL).delay(attempt, None)
 }
 
 /// Percent-encodes a query value (a cursor, an event name) so it reaches CleverTap unchanged.

@@ -97,7 +97,7 @@ impl Region {
 
 /// How long to wait between attempts, and how many to make.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
+pub struct RetryLimits {
     /// First delay after a throttle (HTTP 429 or body code 1); doubles each time, with jitter.
     pub backoff_base: Duration,
     /// Longest delay between two attempts.
@@ -114,7 +114,7 @@ pub struct RetryPolicy {
     pub request_timeout: Duration,
 }
 
-impl RetryPolicy {
+impl RetryLimits {
     /// The defaults scaled from a base delay: CleverTap's own downloader waits 30 s after a
     /// throttle and 5 s for a cursor that is not ready; we start lower and grow to those.
     pub fn with_base(base: Duration) -> Self {
@@ -130,7 +130,7 @@ impl RetryPolicy {
     }
 }
 
-impl Default for RetryPolicy {
+impl Default for RetryLimits {
     fn default() -> Self {
         Self::with_base(Duration::from_secs(1))
     }
@@ -172,7 +172,7 @@ pub struct ApiConfig {
     /// Concurrent requests for this account in this process.
     pub concurrency: usize,
     /// Backoff and retry limits.
-    pub retry: RetryPolicy,
+    pub retry: RetryLimits,
     /// The largest answer read, in bytes.
     pub max_response_bytes: u64,
     /// The most pages one cursor slice may take.
@@ -188,7 +188,7 @@ impl ApiConfig {
             region,
             base_url: region.base_url(),
             concurrency: DEFAULT_CONCURRENCY,
-            retry: RetryPolicy::default(),
+            retry: RetryLimits::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_pages_per_slice: DEFAULT_MAX_PAGES_PER_SLICE,
         }
@@ -235,7 +235,7 @@ impl ApiConfig {
             config.concurrency = n as usize;
         }
         if let Some(ms) = number(ENV_BACKOFF_MS)? {
-            config.retry = RetryPolicy::with_base(Duration::from_millis(ms));
+            config.retry = RetryLimits::with_base(Duration::from_millis(ms));
         }
         if let Some(bytes) = number(ENV_MAX_RESPONSE_BYTES)? {
             config.max_response_bytes = bytes;

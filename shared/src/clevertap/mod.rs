@@ -15,6 +15,6 @@ pub mod error;
 pub mod messages;
 
 pub use client::{ClevertapClient, Method};
-pub use config::{ApiConfig, Region, RetryPolicy};
+pub use config::{ApiConfig, Region, RetryLimits};
 pub use cursor::{CursorApi, CursorPager, Page};
 pub use error::ApiError;

@@ -14,6 +14,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::{Secret, SecretError};
+use crate::retry::{Jitter, RetryPolicy};
 use crate::google_auth::{BuildCredentialsError, CredentialsError, GoogleAuth};
 
 /// The variable naming a Secret Manager endpoint other than Google's (a double).
@@ -21,8 +22,14 @@ pub const ENV_SECRET_MANAGER_ENDPOINT: &str = "SECRET_MANAGER_ENDPOINT";
 /// Google's endpoint.
 pub const PRODUCTION_ENDPOINT: &str = "https://secretmanager.googleapis.com";
 const ENV_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
-/// Tries per read: a start-up should survive a blip of the service, not wait minutes on it.
-const ATTEMPTS: u32 = 3;
+/// Tries per read, 200 ms then 400 ms apart: a start-up should survive a blip of the service,
+/// not wait minutes on it.
+const RETRY: RetryPolicy = RetryPolicy::exponential(
+    3,
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Jitter::NONE,
+);
 
 /// Why a Secret Manager version could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +112,9 @@ impl SecretManager {
         let mut attempt = 1;
         loop {
             match self.access_once(name).await {
-                Err(e) if attempt < ATTEMPTS && e.is_retryable() => {
+                Err(e) if RETRY.may_retry(attempt) && e.is_retryable() => {
                     tracing::warn!(secret = %name, attempt, error = %e, "Secret Manager read failed; retrying.");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    tokio::time::sleep(RETRY.delay(attempt, None)).await;
                     attempt += 1;
                 }
                 other => {

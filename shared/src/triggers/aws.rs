@@ -216,6 +216,25 @@ pub fn decode_s3_key(raw: &str) -> Result<String, TriggerError> {
     String::from_utf8(out).map_err(|_| bad())
 }
 
+impl SqsRecord {
+    /// How many times SQS has handed this message out (`ApproximateReceiveCount`), from 1.
+    pub fn receive_count(&self) -> u32 {
+        self.attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1)
+    }
+}
+
+/// Lambda's partial batch response for `message_ids` as JSON (see [`BatchItemFailures`]).
+pub fn batch_item_failures<I, S>(message_ids: I) -> Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    BatchItemFailures::of(message_ids.into_iter().map(|id| id.as_ref().to_string())).to_json()
+}
+
 #[derive(Deserialize)]
 struct S3Notification {
     #[serde(rename = "Records")]

@@ -11,7 +11,7 @@ mod json_int64;
 
 pub use aws::{
     BatchItemFailure, BatchItemFailures, Invocation, SqsEvent, SqsMessage, SqsRecord,
-    decode_s3_key, from_lambda_event, from_lambda_payload, from_message_body,
+    batch_item_failures, decode_s3_key, from_lambda_event, from_lambda_payload, from_message_body,
 };
 pub use gcs::{CLOUDEVENT_FINALIZED, from_cloudevent};
 

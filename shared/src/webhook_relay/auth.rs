@@ -61,7 +61,7 @@ pub fn is_authorized(auth: &RouteAuth, headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook_relay::config::Secret;
+    use crate::secret::Secret;
     use axum::http::{HeaderName, HeaderValue};
 
     #[test]

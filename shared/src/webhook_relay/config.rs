@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::HeaderName;
 use serde::Deserialize;
 
-use crate::webhook_relay::retry::{Backoff, RetryPolicy, RouteRetry};
+use crate::webhook_relay::retry::{Backoff, DeliveryRetry, RouteRetry};
 use crate::webhook_relay::signature::SigningKeys;
 
 /// Default largest body accepted: 1 MiB, far above CleverTap's payloads and below abuse.
@@ -21,26 +21,13 @@ pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(600);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default time dead letters are kept after they became dead (then pruned), unless replayed.
 pub const DEFAULT_DEAD_LETTER_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Default retry schedule, Svix's: after an immediate first attempt, waits of 5 s, 5 min, 30 min,
-/// 2 h, 5 h, 10 h and 10 h (8 attempts, about 27.6 h), so that deliveries outlast a day-long
-/// outage of a destination before they become dead letters.
-pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
-    Duration::from_secs(5),
-    Duration::from_secs(300),
-    Duration::from_secs(1800),
-    Duration::from_secs(7200),
-    Duration::from_secs(18_000),
-    Duration::from_secs(36_000),
-    Duration::from_secs(36_000),
-];
+pub use crate::webhook_relay::retry::{DEFAULT_DELIVERY_TIMEOUT, DEFAULT_RETRY_SCHEDULE};
 /// Default first backoff of `backoff_base_ms`-style (exponential) retries.
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// Default longest backoff of exponential retries.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
 /// Waits a `retry_schedule` may list at most.
 pub const MAX_SCHEDULE_WAITS: usize = 100;
-/// Default time one delivery attempt may take (connect, send, read the answer).
-pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A configuration that cannot be used; nothing was started.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +110,7 @@ pub struct Settings {
     /// At least the dedupe window, so that deduplication still sees them.
     pub retention: Duration,
     /// Attempts, waits and jitter of deliveries, per route when a route has its own.
-    pub retry: RetryPolicy,
+    pub retry: DeliveryRetry,
     /// Whether the file's `[settings]` chose the default retries (`retry_schedule`,
     /// `max_attempts`, `backoff_*`); in the cloud they come from the queue's schedule instead.
     pub retry_from_file: bool,
@@ -141,7 +128,7 @@ impl Default for Settings {
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             retention: DEFAULT_RETENTION,
-            retry: RetryPolicy::default(),
+            retry: DeliveryRetry::default(),
             retry_from_file: false,
             delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
             dead_letter_retention: DEFAULT_DEAD_LETTER_RETENTION,
@@ -548,7 +535,7 @@ fn settings(file: SettingsFile) -> Result<Settings, ConfigError> {
         }
         s.delivery_timeout = Duration::from_secs(secs);
     }
-    // Every handler that retries bounds its attempts by the same timeout (see `RetryPolicy`).
+    // Every handler that retries bounds its attempts by the same timeout (see `DeliveryRetry`).
     s.retry.attempt_timeout = s.delivery_timeout;
     queue_bounds(&file, &mut s)?;
     Ok(s)

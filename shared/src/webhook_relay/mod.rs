@@ -12,8 +12,9 @@
 //!   in S3) and `queue::pubsub` (+ `queue::pubsub_replay`, dead letters listed and replayed).
 //! - [`destinations`]: the [`destinations::Destination`] port; Slack, HTTP forward, CleverTap
 //!   upload and a Tapline warehouse (`webhook_events`).
-//! - [`delivery`]: the worker that delivers from the local queue; [`retry`] its backoff;
-//!   [`clock`] injectable time.
+//! - [`delivery`]: one delivery round (dedupe, pause, attempt, breaker, settle) behind a
+//!   redelivery port, and the worker that runs it over the local queue; [`retry`] the routes'
+//!   [`crate::retry::RetryPolicy`]; time from [`crate::clock`].
 //! - `lambda` (feature `relay-sqs`) and `cloud_run` (feature `relay-pubsub`): each cloud
 //!   function assembled from its environment, for the entry points in `functions/webhook-relay`.
 //! - [`signature`]: the HMAC-SHA256 signature of forwarded deliveries, and its verification.
@@ -22,7 +23,8 @@
 //!   `dedupe::attempt_log`: every attempt of a delivery for its dead letter, in the same bucket.
 
 pub mod auth;
-pub mod clock;
+/// Injectable time, now [`crate::clock`]: kept at this path for the relay's callers.
+pub use crate::clock;
 #[cfg(feature = "relay-pubsub")]
 pub mod cloud_run;
 pub mod config;

@@ -1,95 +1,48 @@
-//! How long to wait before the next delivery attempt: a schedule of waits (Svix's by default,
-//! about 27.6 h in all) or exponential backoff, with jitter, per route when a route sets its own.
+//! The relay's retries: [`crate::retry::RetryPolicy`] per route (Svix's schedule by default,
+//! about 27.6 h in all), jitter on or off for every route, and the attempt timeout.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::webhook_relay::config::{DEFAULT_DELIVERY_TIMEOUT, DEFAULT_RETRY_SCHEDULE};
-
-/// A destination's `Retry-After` is honoured up to this, so one bad header cannot park a
-/// delivery for days.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
-
-/// Jitter spreads each wait over `[d × (1 − JITTER), d × (1 + JITTER)]`: enough that retries
-/// after an outage do not arrive together, small enough that the default horizon stays above
-/// 24 h and the longest default wait (10 h) under SQS's 12 h visibility limit.
-pub const JITTER: f64 = 0.1;
-
-/// How the waits between attempts grow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backoff {
-    /// The wait after the 1st, 2nd, … failed attempt; the last one repeats when the attempts
-    /// outnumber it (`retry_schedule = ["5s", "5m", …]`).
-    Schedule(Vec<Duration>),
-    /// Waits doubling from `base` up to `max_delay` (`backoff_base_ms`, `backoff_max_secs`).
-    Exponential {
-        /// The wait after the first failure.
-        base: Duration,
-        /// The longest wait.
-        max_delay: Duration,
-    },
-}
-
-impl Backoff {
-    /// The wait after `failures` failed attempts (1 after the first), before jitter.
-    fn wait(&self, failures: u32) -> Duration {
-        match self {
-            Backoff::Schedule(waits) => {
-                let i = (failures.max(1) as usize - 1).min(waits.len().saturating_sub(1));
-                waits.get(i).copied().unwrap_or_default()
-            }
-            Backoff::Exponential { base, max_delay } => {
-                let exponent = failures.saturating_sub(1).min(30);
-                base.saturating_mul(1u32 << exponent).min(*max_delay)
-            }
-        }
-    }
-}
-
 /// One route's retries: how many attempts, and the waits between them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteRetry {
-    /// Attempts in all (the first one included) before a delivery is dead-lettered.
-    pub max_attempts: u32,
-    /// The waits between them.
-    pub backoff: Backoff,
-}
+pub use crate::retry::RetryPolicy as RouteRetry;
+pub use crate::retry::{Backoff, JITTER, MAX_RETRY_AFTER, parse_wait};
+use crate::retry::{Jitter, RetryPolicy};
 
-impl RouteRetry {
-    /// The schedule `waits` (after the 1st, 2nd, … failure): `waits.len() + 1` attempts.
-    pub fn schedule(waits: Vec<Duration>) -> Self {
-        Self {
-            max_attempts: waits.len() as u32 + 1,
-            backoff: Backoff::Schedule(waits),
-        }
-    }
-
-    /// From the first attempt to the last, without jitter: how long an outage the deliveries
-    /// outlast before they are dead letters.
-    pub fn horizon(&self) -> Duration {
-        (1..self.max_attempts).map(|n| self.backoff.wait(n)).sum()
-    }
-}
+/// Default retry schedule, Svix's: after an immediate first attempt, waits of 5 s, 5 min, 30 min,
+/// 2 h, 5 h, 10 h and 10 h (8 attempts, about 27.6 h), so that deliveries outlast a day-long
+/// outage of a destination before they become dead letters.
+pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(300),
+    Duration::from_secs(1800),
+    Duration::from_secs(7200),
+    Duration::from_secs(18_000),
+    Duration::from_secs(36_000),
+    Duration::from_secs(36_000),
+];
+/// Default time one delivery attempt may take (connect, send, read the answer).
+pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Attempts, waits, jitter and the attempt timeout of every route's deliveries.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub struct DeliveryRetry {
     /// Every route's, unless it has its own in [`Self::routes`].
-    pub default: RouteRetry,
+    pub default: RetryPolicy,
     /// Routes with their own `retry_schedule`, by route name.
-    pub routes: HashMap<String, RouteRetry>,
-    /// Spread waits randomly by ±[`JITTER`].
+    pub routes: HashMap<String, RetryPolicy>,
+    /// Spread waits randomly (by each route policy's jitter, ±[`JITTER`] for schedules).
     pub jitter: bool,
     /// The longest one attempt may take, whatever the destination: past it the attempt is
-    /// abandoned as a retryable [`crate::webhook_relay::destinations::DeliveryError::Timeout`], so that one
-    /// stuck destination cannot hold a worker (`settings.delivery_timeout_secs`).
+    /// abandoned as a retryable [`crate::webhook_relay::destinations::DeliveryError::Timeout`],
+    /// so that one stuck destination cannot hold a worker (`settings.delivery_timeout_secs`).
     pub attempt_timeout: Duration,
 }
 
-impl Default for RetryPolicy {
+impl Default for DeliveryRetry {
     fn default() -> Self {
         Self {
-            default: RouteRetry::schedule(DEFAULT_RETRY_SCHEDULE.to_vec()),
+            default: RetryPolicy::schedule(DEFAULT_RETRY_SCHEDULE.to_vec()),
             routes: HashMap::new(),
             jitter: true,
             attempt_timeout: DEFAULT_DELIVERY_TIMEOUT,
@@ -97,9 +50,9 @@ impl Default for RetryPolicy {
     }
 }
 
-impl RetryPolicy {
+impl DeliveryRetry {
     /// The retries of `route`'s deliveries.
-    pub fn route(&self, route: &str) -> &RouteRetry {
+    pub fn route(&self, route: &str) -> &RetryPolicy {
         self.routes.get(route).unwrap_or(&self.default)
     }
 
@@ -119,32 +72,14 @@ impl RetryPolicy {
     /// The wait after `failures` failed attempts (1 after the first) of a `route` delivery,
     /// jittered. A destination's `Retry-After` wins over it when longer.
     pub fn delay(&self, route: &str, failures: u32, retry_after: Option<Duration>) -> Duration {
-        let mut delay = self.route(route).backoff.wait(failures);
-        if self.jitter && !delay.is_zero() {
-            delay = delay.mul_f64(1.0 - JITTER + 2.0 * JITTER * fastrand::f64());
-        }
-        match retry_after {
-            Some(wait) => delay.max(wait.min(MAX_RETRY_AFTER)),
-            None => delay,
-        }
+        let policy = self.route(route);
+        let jitter = if self.jitter {
+            policy.jitter
+        } else {
+            Jitter::NONE
+        };
+        policy.delay_with(jitter, failures, retry_after)
     }
-}
-
-/// A wait as written in a `retry_schedule`: digits and a unit, `s`, `m` or `h` (`"30s"`,
-/// `"5m"`, `"10h"`). `None` for anything else.
-pub fn parse_wait(text: &str) -> Option<Duration> {
-    let unit = match text.chars().last()? {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        _ => return None,
-    };
-    let digits = &text[..text.len() - 1];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(Duration::from_secs(n.checked_mul(unit)?))
 }
 
 #[cfg(test)]
@@ -157,16 +92,17 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_retry_after_wins_when_longer() {
-        let policy = RetryPolicy {
+        let policy = DeliveryRetry {
             default: RouteRetry {
                 max_attempts: 5,
                 backoff: Backoff::Exponential {
                     base: secs(1),
                     max_delay: secs(5),
                 },
+                jitter: Jitter::spread(JITTER),
             },
             jitter: false,
-            ..RetryPolicy::default()
+            ..DeliveryRetry::default()
         };
         let waits: Vec<u64> = (1..=5)
             .map(|n| policy.delay("r", n, None).as_secs())
@@ -178,10 +114,10 @@ mod tests {
 
     #[test]
     fn the_default_schedule_is_svix_s_and_outlasts_a_day_even_with_jitter() {
-        let policy = RetryPolicy::default();
+        let policy = DeliveryRetry::default();
         assert_eq!(policy.max_attempts("any"), 8);
         let expected = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
-        let unjittered = RetryPolicy {
+        let unjittered = DeliveryRetry {
             jitter: false,
             ..policy.clone()
         };
@@ -207,9 +143,9 @@ mod tests {
 
     #[test]
     fn a_route_s_own_schedule_sets_its_attempts_and_waits_and_the_last_wait_repeats() {
-        let mut policy = RetryPolicy {
+        let mut policy = DeliveryRetry {
             jitter: false,
-            ..RetryPolicy::default()
+            ..DeliveryRetry::default()
         };
         policy
             .routes
@@ -220,24 +156,5 @@ mod tests {
         assert_eq!(policy.delay("fast", 2, None), secs(2));
         assert_eq!(policy.delay("fast", 9, None), secs(2));
         assert_eq!(policy.delay("other", 1, None), secs(5));
-    }
-
-    #[test]
-    fn waits_parse_with_a_unit_only() {
-        assert_eq!(parse_wait("5s"), Some(secs(5)));
-        assert_eq!(parse_wait("5m"), Some(secs(300)));
-        assert_eq!(parse_wait("10h"), Some(secs(36_000)));
-        for bad in [
-            "",
-            "5",
-            "s",
-            "5d",
-            "-5s",
-            "5 s",
-            "1.5h",
-            "99999999999999999999h",
-        ] {
-            assert_eq!(parse_wait(bad), None, "{bad:?}");
-        }
     }
 }

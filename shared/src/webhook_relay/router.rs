@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::webhook_relay::auth::{is_authorized, secrets_equal};
 use crate::webhook_relay::clock::Clock;
 use crate::webhook_relay::config::{RelayConfig, RouteConfig};
-use crate::webhook_relay::delivery::worker::DestinationPauses;
+use crate::webhook_relay::delivery::round::DestinationPauses;
 use crate::webhook_relay::payload::clevertap_webhook;
 use crate::webhook_relay::queue::limits::QUEUE_FULL_RETRY_AFTER;
 use crate::webhook_relay::queue::{AcceptQueue, Enqueued, IncomingPayload, QueueError};

@@ -9,13 +9,18 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::google_auth::GoogleAuth;
+use crate::retry::{Jitter, RetryPolicy};
 
 /// The production endpoint.
 pub const PRODUCTION_ENDPOINT: &str = "https://bigquery.googleapis.com";
-/// Tries of one request before its error is reported (the caller may retry the whole file).
-const ATTEMPTS: u32 = 5;
-/// First backoff; doubled after each try, with up to 50% jitter.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Tries of one request before its error is reported (the caller may retry the whole file); the
+/// first backoff 250 ms, doubled after each try, with up to 50% jitter.
+const RETRY: RetryPolicy = RetryPolicy::exponential(
+    5,
+    Duration::from_millis(250),
+    Duration::MAX,
+    Jitter::up_to(0.5),
+);
 /// How long a job may stay PENDING/RUNNING before the load gives up (retryable).
 const JOB_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -145,12 +150,10 @@ struct Answer {
     body: Value,
 }
 
-/// Waits before the next try: the backoff plus up to 50% jitter; returns the next backoff.
-async fn pause(operation: &str, attempt: u32, error: &ApiError, backoff: Duration) -> Duration {
-    let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
+/// Waits before the next try, after `attempt` failed ones: [`RETRY`]'s backoff.
+async fn pause(operation: &str, attempt: u32, error: &ApiError) {
     tracing::warn!(operation, attempt, error = %error, "BigQuery call failed; retrying.");
-    tokio::time::sleep(backoff + jitter).await;
-    backoff * 2
+    tokio::time::sleep(RETRY.delay(attempt, None)).await;
 }
 
 /// Resumable upload chunks: a multiple of 256 KiB, as the upload protocol requires.
@@ -229,13 +232,12 @@ impl Api {
         operation: &'static str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Answer, ApiError> {
-        let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
             let result = self.send_once(operation, build(&self.http)).await;
             match result {
-                Err(e) if attempt < ATTEMPTS && e.retry_now() => {
-                    backoff = pause(operation, attempt, &e, backoff).await;
+                Err(e) if RETRY.may_retry(attempt) && e.retry_now() => {
+                    pause(operation, attempt, &e).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -462,7 +464,6 @@ impl Api {
         let mut file = tokio::fs::File::open(path).await.map_err(io)?;
         let mut offset = 0u64;
         let mut failures = 1;
-        let mut backoff = FIRST_BACKOFF;
         loop {
             let end = (offset + RESUMABLE_CHUNK).min(size);
             let mut chunk = vec![0u8; (end - offset) as usize];
@@ -482,8 +483,8 @@ impl Api {
                 .await;
             let answer = match sent {
                 Ok(answer) => answer,
-                Err(e) if failures < ATTEMPTS && e.retry_now() => {
-                    backoff = pause(operation, failures, &e, backoff).await;
+                Err(e) if RETRY.may_retry(failures) && e.retry_now() => {
+                    pause(operation, failures, &e).await;
                     failures += 1;
                     // Ask what arrived: `bytes */size` with no body.
                     self.send_raw(operation, |c| {

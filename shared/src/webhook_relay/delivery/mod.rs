@@ -1,4 +1,6 @@
-//! Delivery from the local queue: the worker that claims due deliveries, runs each through its
-//! destination with dedupe, pause, breaker and retry, and settles the outcome.
+//! Delivery: one round per delivery (dedupe, pause, attempt, breaker, settle) behind the
+//! [`round::Redelivery`] port that each queue adapts, and the worker that runs rounds over the
+//! local queue.
 
+pub mod round;
 pub mod worker;

@@ -1,25 +1,26 @@
-//! The delivery worker: takes due deliveries from the [`DeliveryQueue`], hands each to its
-//! [`Destination`], and settles it as delivered, retried later (backoff with jitter, or the
-//! destination's `Retry-After`) or dead-lettered with every attempt recorded.
+//! The delivery worker over the local queue: takes due deliveries from the [`DeliveryQueue`],
+//! runs each through the [`Round`] (pause, attempt, breaker) and settles them in the queue
+//! (delivered, retried at a time, dead-lettered with every attempt), a batch at a time.
 //!
-//! A destination that keeps failing is paused (a circuit breaker): after
-//! [`PAUSE_AFTER_FAILURES`] retryable failures in a row its deliveries are held back, without
-//! using up their attempts, until the pause ends; then the next attempts probe it. A destination
-//! that is down costs a few attempts per pause instead of one per queued delivery, and the
-//! deliveries wait in the queue, not in the dead letters.
+//! The local queue's end of the round ([`LocalQueueRedelivery`]) writes nothing itself: the
+//! worker groups what it says into one postpone per pause and one transaction per batch.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::webhook_relay::clock::Clock;
-use crate::webhook_relay::destinations::{DeliveryAttempt, Destination};
+use crate::clock::Clock;
+pub use crate::webhook_relay::delivery::round::{
+    DestinationMap, DestinationPauses, PAUSE_AFTER_FAILURES,
+};
+use crate::webhook_relay::delivery::round::{Redelivery, Round};
 use crate::webhook_relay::queue::{AttemptRecord, Delivery, DeliveryQueue, QueueError, Settle};
-use crate::webhook_relay::retry::RetryPolicy;
+use crate::webhook_relay::retry::DeliveryRetry;
 
 /// Deliveries taken from the queue at once (and attempted concurrently).
 pub const DEFAULT_BATCH: usize = 32;
@@ -33,98 +34,61 @@ pub const IDLE_POLL: Duration = Duration::from_secs(1);
 /// [`DeliveryQueue::prune_delivered`], [`DeliveryQueue::prune_dead`]).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
-/// Retryable failures in a row after which a destination is paused.
-pub const PAUSE_AFTER_FAILURES: u32 = 5;
-
-/// The destinations of every route, by (route, destination name).
-pub type DestinationMap = HashMap<(String, String), Arc<dyn Destination>>;
-
-/// One destination's circuit breaker.
-#[derive(Debug, Default, Clone, Copy)]
-struct Breaker {
-    /// Retryable failures since the last success.
-    failures_in_row: u32,
-    /// Pauses since the last success: each lasts as long as the backoff after that many failures.
-    pauses: u32,
-    /// Deliveries are held back until then (Unix ms).
-    paused_until_ms: i64,
-    /// After a pause, one attempt probes the destination (started then, Unix ms); the others
-    /// wait for its outcome. A probe that never reports (its task died) is forgotten after twice
-    /// the probe time.
-    probe_started_ms: Option<i64>,
+/// What the local queue is to do with a delivery, as the round says: written by the worker, a
+/// batch at a time.
+#[derive(Debug)]
+pub enum LocalSettlement {
+    /// Due again at `until_ms`, without an attempt recorded.
+    Hold {
+        /// The delivery.
+        id: String,
+        /// When it is due (Unix ms).
+        until_ms: i64,
+    },
+    /// An attempt and what comes next.
+    Settle {
+        /// The delivery.
+        id: String,
+        /// The attempt.
+        record: AttemptRecord,
+        /// Delivered, retried at a time, or dead.
+        next: Settle,
+    },
 }
 
-/// The circuit breakers of every destination that has failed, by (route, destination name):
-/// shared by the worker, which pauses destinations, and the HTTP endpoint, which queues new
-/// deliveries to a paused destination due when its pause ends.
-#[derive(Debug, Default)]
-pub struct DestinationPauses(std::sync::Mutex<HashMap<(String, String), Breaker>>);
+/// The local SQLite queue's end of a [`Round`]: the queue dedupes as it accepts (no claim), hands
+/// deliveries out only when due, and keeps every attempt itself (no attempt log).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalQueueRedelivery;
 
-impl DestinationPauses {
-    /// When the destination's pause ends, if it is paused at `now_ms`.
-    pub fn paused_until(&self, key: &(String, String), now_ms: i64) -> Option<i64> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .map(|b| b.paused_until_ms)
-            .filter(|until| *until > now_ms)
+#[async_trait]
+impl Redelivery for LocalQueueRedelivery {
+    type Outcome = Option<LocalSettlement>;
+
+    async fn hold(&self, delivery: &Delivery, until_ms: i64) -> Self::Outcome {
+        Some(LocalSettlement::Hold {
+            id: delivery.id.clone(),
+            until_ms,
+        })
     }
 
-    /// Whether a delivery to the destination may be attempted at `now_ms`: `None` when it may,
-    /// else when to look again. While paused, not before the pause ends; once a pause has ended,
-    /// one attempt at a time probes the destination and the others are held for `probe_ms`
-    /// (the probe's outcome is known by then), so that a pause's end costs one attempt, not one
-    /// per delivery that fell due meanwhile.
-    pub fn admit(&self, key: &(String, String), now_ms: i64, probe_ms: i64) -> Option<i64> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let breaker = map.get_mut(key)?;
-        if breaker.paused_until_ms > now_ms {
-            return Some(breaker.paused_until_ms);
-        }
-        if breaker.failures_in_row < PAUSE_AFTER_FAILURES {
-            return None;
-        }
-        if breaker
-            .probe_started_ms
-            .is_some_and(|started| now_ms < started + 2 * probe_ms)
-        {
-            return Some(now_ms + probe_ms);
-        }
-        breaker.probe_started_ms = Some(now_ms);
+    /// Never asked: [`Redelivery::claim`] always delivers here. Left leased, it comes back.
+    async fn duplicate(&self, _delivery: &Delivery, _first: String) -> Self::Outcome {
         None
     }
 
-    /// Records an attempt's outcome: a success closes the breaker, a retryable failure counts
-    /// and, from [`PAUSE_AFTER_FAILURES`] in a row, pauses the destination (again) for the
-    /// backoff of its pause count, or the destination's `Retry-After` when longer. Returns the
-    /// new pause's end when this outcome paused it.
-    pub(crate) fn record(
+    async fn settle(
         &self,
-        key: &(String, String),
-        outcome: &Result<(), Option<Duration>>,
-        now_ms: i64,
-        retry: &RetryPolicy,
-    ) -> Option<i64> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match outcome {
-            Ok(()) => {
-                map.remove(key);
-                None
-            }
-            Err(retry_after) => {
-                let breaker = map.entry(key.clone()).or_default();
-                breaker.probe_started_ms = None;
-                breaker.failures_in_row += 1;
-                if breaker.failures_in_row < PAUSE_AFTER_FAILURES
-                    || breaker.paused_until_ms > now_ms
-                {
-                    return None;
-                }
-                breaker.pauses += 1;
-                let pause = retry.delay(&key.0, breaker.pauses, *retry_after);
-                breaker.paused_until_ms = now_ms + pause.as_millis() as i64;
-                Some(breaker.paused_until_ms)
-            }
-        }
+        delivery: &Delivery,
+        record: AttemptRecord,
+        next: Settle,
+        _history: Vec<AttemptRecord>,
+    ) -> Self::Outcome {
+        Some(LocalSettlement::Settle {
+            id: delivery.id.clone(),
+            record,
+            next,
+        })
     }
 }
 
@@ -152,6 +116,19 @@ pub struct WorkerStats {
     pub postponed: u64,
 }
 
+impl WorkerStats {
+    /// One attempt settled as `next`.
+    fn of(next: Settle) -> Self {
+        Self {
+            attempts: 1,
+            delivered: u64::from(next == Settle::Delivered),
+            retried: u64::from(matches!(next, Settle::RetryAt(_))),
+            dead: u64::from(next == Settle::Dead),
+            postponed: 0,
+        }
+    }
+}
+
 impl std::ops::AddAssign for WorkerStats {
     fn add_assign(&mut self, other: Self) {
         self.attempts += other.attempts;
@@ -165,13 +142,9 @@ impl std::ops::AddAssign for WorkerStats {
 /// Delivers what the queue holds.
 pub struct DeliveryWorker {
     queue: Arc<dyn DeliveryQueue>,
-    destinations: Arc<DestinationMap>,
-    // Shared with each attempt's task: the routes' schedules are not copied per attempt.
-    retry: Arc<RetryPolicy>,
-    clock: Arc<dyn Clock>,
+    round: Round,
     batch: usize,
     lease: Duration,
-    breakers: Arc<DestinationPauses>,
     retention: Option<Duration>,
     dead_letter_retention: Option<Duration>,
     /// When the last prune ran (Unix ms); `i64::MIN` before the first.
@@ -183,17 +156,14 @@ impl DeliveryWorker {
     pub fn new(
         queue: Arc<dyn DeliveryQueue>,
         destinations: DestinationMap,
-        retry: RetryPolicy,
+        retry: DeliveryRetry,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             queue,
-            destinations: Arc::new(destinations),
-            retry: Arc::new(retry),
-            clock,
+            round: Round::new(destinations, retry, clock),
             batch: DEFAULT_BATCH,
             lease: DEFAULT_LEASE,
-            breakers: Arc::default(),
             retention: None,
             dead_letter_retention: None,
             last_prune_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
@@ -202,7 +172,7 @@ impl DeliveryWorker {
 
     /// The worker's destination pauses, to share with the HTTP endpoint.
     pub fn pauses(&self) -> Arc<DestinationPauses> {
-        self.breakers.clone()
+        self.round.pauses()
     }
 
     /// Deletes delivered payloads `retention` after they came in, every [`PRUNE_EVERY`] while
@@ -228,7 +198,7 @@ impl DeliveryWorker {
         if self.retention.is_none() && self.dead_letter_retention.is_none() {
             return Ok(None);
         }
-        let now = self.clock.now_ms();
+        let now = self.round.clock().now_ms();
         let last = self.last_prune_ms.load(Ordering::SeqCst);
         if last != i64::MIN && now - last < PRUNE_EVERY.as_millis() as i64 {
             return Ok(None);
@@ -280,7 +250,7 @@ impl DeliveryWorker {
         tasks: &mut AttemptTasks,
         stats: &mut WorkerStats,
     ) -> Result<usize, QueueError> {
-        let now = self.clock.now_ms();
+        let now = self.round.clock().now_ms();
         let due = self
             .queue
             .claim_due(now, room, self.lease().as_millis() as i64)
@@ -288,20 +258,21 @@ impl DeliveryWorker {
         let claimed = due.len();
         // Held back by pause end: one update per pause.
         let mut postponed: HashMap<i64, Vec<String>> = HashMap::new();
+        // Every delivery of the claim is admitted before any attempt starts, so that the
+        // breaker judges the batch as it stood when it was claimed.
         for delivery in due {
-            let key = (delivery.route.clone(), delivery.destination.clone());
-            let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
-            if let Some(until) = self.breakers.admit(&key, now, probe_ms) {
-                postponed.entry(until).or_default().push(delivery.id);
-                stats.postponed += 1;
-                continue;
+            match self.round.admit(&LocalQueueRedelivery, &delivery).await {
+                Ok(()) => {
+                    let round = self.round.clone();
+                    tasks
+                        .spawn(async move { round.attempt(&LocalQueueRedelivery, delivery).await });
+                }
+                Err(Some(LocalSettlement::Hold { id, until_ms })) => {
+                    postponed.entry(until_ms).or_default().push(id);
+                    stats.postponed += 1;
+                }
+                Err(_) => {}
             }
-            let destination = self.destinations.get(&key).cloned();
-            let (clock, retry) = (self.clock.clone(), self.retry.clone());
-            tasks.spawn(async move {
-                let done = attempt(clock.as_ref(), retry.as_ref(), destination, delivery).await;
-                (key, done)
-            });
         }
         for (until, ids) in postponed {
             self.queue.postpone(ids, until).await?;
@@ -310,30 +281,27 @@ impl DeliveryWorker {
     }
 
     /// Settles the attempt that just finished together with every other attempt finished by
-    /// now (one transaction for those, never a wait for one still running), and feeds the
-    /// circuit breakers.
+    /// now (one transaction for those, never a wait for one still running).
     async fn settle_finished(
         &self,
-        first: Result<((String, String), AttemptOutcome), tokio::task::JoinError>,
+        first: Result<Option<LocalSettlement>, tokio::task::JoinError>,
         tasks: &mut AttemptTasks,
         stats: &mut WorkerStats,
     ) -> Result<(), QueueError> {
         let mut settled = Vec::new();
+        let mut postponed: HashMap<i64, Vec<String>> = HashMap::new();
         let mut next = Some(first);
         while let Some(joined) = next.take() {
             match joined {
-                Ok((key, (outcome, id, record, settle, breaker_outcome))) => {
-                    *stats += outcome;
-                    let now = self.clock.now_ms();
-                    if let Some(until) =
-                        self.breakers
-                            .record(&key, &breaker_outcome, now, &self.retry)
-                    {
-                        warn!(route = %key.0, destination = %key.1, failures = PAUSE_AFTER_FAILURES,
-                              paused_ms = until - now, "Destination paused: it keeps failing.");
-                    }
-                    settled.push((id, record, settle));
+                Ok(Some(LocalSettlement::Settle { id, record, next })) => {
+                    *stats += WorkerStats::of(next);
+                    settled.push((id, record, next));
                 }
+                Ok(Some(LocalSettlement::Hold { id, until_ms })) => {
+                    postponed.entry(until_ms).or_default().push(id);
+                    stats.postponed += 1;
+                }
+                Ok(None) => {}
                 // A panicking destination leaves its delivery leased; it is retried later.
                 Err(err) => warn!(error = %err, "Delivery task failed."),
             }
@@ -342,13 +310,17 @@ impl DeliveryWorker {
         if !settled.is_empty() {
             self.queue.settle_many(settled).await?;
         }
+        for (until, ids) in postponed {
+            self.queue.postpone(ids, until).await?;
+        }
         Ok(())
     }
 
     /// How long a claimed delivery stays leased: [`DEFAULT_LEASE`], or twice the attempt timeout
     /// when that is longer, so that no attempt outlives its lease.
     fn lease(&self) -> Duration {
-        self.lease.max(self.retry.attempt_timeout.saturating_mul(2))
+        self.lease
+            .max(self.round.retry().attempt_timeout.saturating_mul(2))
     }
 
     /// Delivers until nothing is pending: attempts what is due, then waits (on the clock) for
@@ -364,7 +336,7 @@ impl DeliveryWorker {
             }
             match self.queue.next_due_at().await? {
                 None => return Ok(total),
-                Some(at) => self.clock.sleep_until(at).await,
+                Some(at) => self.round.clock().sleep_until(at).await,
             }
         }
     }
@@ -396,7 +368,8 @@ impl DeliveryWorker {
             }
             let wait = match self.queue.next_due_at().await {
                 Ok(Some(at)) if tasks.len() < self.batch => {
-                    let ms = (at - self.clock.now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
+                    let ms =
+                        (at - self.round.clock().now_ms()).clamp(0, IDLE_POLL.as_millis() as i64);
                     Duration::from_millis(ms as u64)
                 }
                 _ => IDLE_POLL,
@@ -426,121 +399,8 @@ impl DeliveryWorker {
     }
 }
 
-/// The attempts a worker has in flight, each ending with its destination key and outcome.
-type AttemptTasks = JoinSet<((String, String), AttemptOutcome)>;
-
-/// What one attempt came to: its stats, the delivery id, the record, how to settle it, and
-/// what the circuit breaker makes of it (`Err(Retry-After)` for a failure that counts).
-pub(crate) type AttemptOutcome = (
-    WorkerStats,
-    String,
-    AttemptRecord,
-    Settle,
-    Result<(), Option<Duration>>,
-);
-
-/// One attempt of `delivery`: what happened, and how to settle it. Logged: delivered and retried
-/// at info, dead-lettered at warn.
-pub(crate) async fn attempt(
-    clock: &dyn Clock,
-    retry: &RetryPolicy,
-    destination: Option<Arc<dyn Destination>>,
-    delivery: Delivery,
-) -> AttemptOutcome {
-    let attempt_no = delivery.attempts + 1;
-    let at_ms = clock.now_ms();
-    let started = Instant::now();
-    let result = match &destination {
-        Some(destination) => {
-            let deliver = destination.deliver(DeliveryAttempt {
-                delivery_id: &delivery.id,
-                payload_id: &delivery.payload_id,
-                received_at_ms: delivery.received_at_ms,
-                route: &delivery.route,
-                body: &delivery.body,
-                now_ms: at_ms,
-            });
-            // Whatever the destination does (a locked table, an endpoint that never answers),
-            // the attempt ends here; dropping it cancels the destination's work.
-            tokio::time::timeout(retry.attempt_timeout, deliver)
-                .await
-                .unwrap_or(Err(
-                    crate::webhook_relay::destinations::DeliveryError::Timeout(
-                        retry.attempt_timeout,
-                    ),
-                ))
-        }
-        None => Err(
-            crate::webhook_relay::destinations::DeliveryError::Transport(
-                "destination no longer configured".into(),
-            ),
-        ),
-    };
-    let duration_ms = started.elapsed().as_millis() as i64;
-    let mut stats = WorkerStats {
-        attempts: 1,
-        ..WorkerStats::default()
-    };
-    let (record, next, breaker) = match result {
-        Ok(status) => {
-            stats.delivered = 1;
-            info!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
-                  attempt = attempt_no, status, "Delivered.");
-            (
-                AttemptRecord {
-                    attempt: attempt_no,
-                    at_ms,
-                    duration_ms,
-                    status: Some(status),
-                    outcome: "delivered".into(),
-                    error: None,
-                },
-                Settle::Delivered,
-                Ok(()),
-            )
-        }
-        Err(err) => {
-            let retryable = err.is_retryable() && destination.is_some();
-            // Only failures that say the destination is unwell count towards pausing it; a
-            // permanent refusal of one payload says nothing about the next.
-            let breaker = if retryable {
-                Err(err.retry_after())
-            } else {
-                Ok(())
-            };
-            let next = if retryable && attempt_no < retry.max_attempts(&delivery.route) {
-                let wait = retry.delay(&delivery.route, attempt_no, err.retry_after());
-                stats.retried = 1;
-                debug!(delivery = %delivery.id, wait_ms = wait.as_millis() as u64, "Retry scheduled.");
-                Settle::RetryAt(clock.now_ms() + wait.as_millis() as i64)
-            } else {
-                stats.dead = 1;
-                Settle::Dead
-            };
-            // Dead letters need an operator (replay), so they are warnings; retries are routine.
-            if next == Settle::Dead {
-                warn!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
-                      attempt = attempt_no, error = %err, "Delivery dead-lettered.");
-            } else {
-                info!(delivery = %delivery.id, route = %delivery.route, destination = %delivery.destination,
-                      attempt = attempt_no, error = %err, "Delivery failed; will retry.");
-            }
-            (
-                AttemptRecord {
-                    attempt: attempt_no,
-                    at_ms,
-                    duration_ms,
-                    status: err.status(),
-                    outcome: if retryable { "retryable" } else { "permanent" }.into(),
-                    error: Some(err.to_string()),
-                },
-                next,
-                breaker,
-            )
-        }
-    };
-    (stats, delivery.id, record, next, breaker)
-}
+/// The attempts a worker has in flight, each ending with what to write to the queue.
+type AttemptTasks = JoinSet<Option<LocalSettlement>>;
 
 #[cfg(all(test, feature = "relay-local"))]
 mod tests {
@@ -550,7 +410,7 @@ mod tests {
 
     use super::*;
     use crate::webhook_relay::clock::ManualClock;
-    use crate::webhook_relay::destinations::DeliveryError;
+    use crate::webhook_relay::destinations::{DeliveryAttempt, DeliveryError, Destination};
     use crate::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
     use crate::webhook_relay::queue::{DeadLetterFilter, IncomingPayload};
     use crate::webhook_relay::retry::{Backoff, RouteRetry};
@@ -599,17 +459,18 @@ mod tests {
         let destination = ScriptedDestination::new(script);
         let mut destinations: DestinationMap = HashMap::new();
         destinations.insert(("r".into(), "d".into()), destination.clone());
-        let retry = RetryPolicy {
+        let retry = DeliveryRetry {
             default: RouteRetry {
                 max_attempts: 3,
                 backoff: Backoff::Exponential {
                     base: Duration::from_secs(1),
                     max_delay: Duration::from_secs(60),
                 },
+                jitter: crate::retry::Jitter::spread(crate::retry::JITTER),
             },
             jitter,
             attempt_timeout: Duration::from_secs(5),
-            ..RetryPolicy::default()
+            ..DeliveryRetry::default()
         };
         let clock = Arc::new(ManualClock::new(0));
         let worker = DeliveryWorker::new(queue.clone(), destinations, retry, clock.clone());
@@ -756,11 +617,11 @@ mod tests {
         let mut destinations: DestinationMap = HashMap::new();
         destinations.insert(("r".into(), "d".into()), fast.clone());
         destinations.insert(("stuck".into(), "d".into()), hanging.clone());
-        let retry = RetryPolicy {
+        let retry = DeliveryRetry {
             default: RouteRetry::schedule(vec![]),
             // Long enough that the fast route's deliveries all finish inside it.
             attempt_timeout: Duration::from_secs(2),
-            ..RetryPolicy::default()
+            ..DeliveryRetry::default()
         };
         let worker = Arc::new(DeliveryWorker::new(
             queue.clone(),
@@ -862,7 +723,7 @@ mod tests {
         let worker = DeliveryWorker::new(
             queue.clone(),
             destinations,
-            RetryPolicy::default(),
+            DeliveryRetry::default(),
             clock.clone(),
         );
         for n in 0..40 {
@@ -901,7 +762,7 @@ mod tests {
         let worker = DeliveryWorker::new(
             queue.clone(),
             destinations,
-            RetryPolicy::default(),
+            DeliveryRetry::default(),
             clock.clone(),
         )
         .with_retention(day);
@@ -963,7 +824,7 @@ mod tests {
         let worker = DeliveryWorker::new(
             queue.clone(),
             destinations,
-            RetryPolicy::default(),
+            DeliveryRetry::default(),
             clock.clone(),
         )
         .with_dead_letter_retention(month);

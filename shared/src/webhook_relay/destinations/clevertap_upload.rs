@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::webhook_relay::config::Secret;
+use crate::secret::Secret;
 use crate::webhook_relay::destinations::{
     DeliveryAttempt, DeliveryError, Destination, parse_retry_after, snippet,
 };

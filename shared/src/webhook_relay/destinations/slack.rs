@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::slack::{SlackError, SlackWebhook, escape_mrkdwn};
-use crate::webhook_relay::config::Secret;
+use crate::secret::Secret;
 use crate::webhook_relay::destinations::{
     DeliveryAttempt, DeliveryError, Destination, retry_after_wait,
 };

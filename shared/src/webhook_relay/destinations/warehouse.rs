@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::webhook_relay::config::Secret;
+use crate::secret::Secret;
 use crate::webhook_relay::destinations::{DeliveryAttempt, DeliveryError, Destination};
 use crate::webhook_relay::payload::clevertap_webhook;
 

@@ -29,7 +29,7 @@ pub struct IncomingPayload {
     pub body: Vec<u8>,
     /// When it was received (Unix ms).
     pub received_at_ms: i64,
-    /// Destinations paused when it came in (see [`crate::webhook_relay::delivery::worker::DestinationPauses`]), with the
+    /// Destinations paused when it came in (the circuit breakers of `delivery::round`), with the
     /// pause's end: their deliveries are due then rather than at once, so the worker does not
     /// take each new delivery only to put it back.
     pub paused_until_ms: std::collections::HashMap<String, i64>,
@@ -248,7 +248,7 @@ impl QueueError {
 
 /// Where the HTTP endpoint stores what it accepts: all it needs of a queue. The SQLite queue
 /// keeps deliveries too ([`DeliveryQueue`]); on AWS the SQS queue only takes them
-/// ([`crate::webhook_relay::queue::sqs`]), and the SQS event source hands them to the worker function.
+/// (`queue::sqs`), and the SQS event source hands them to the worker function.
 #[async_trait]
 pub trait AcceptQueue: Send + Sync {
     /// Stores `payload` durably (one delivery per destination, due now) unless the same body
@@ -301,7 +301,7 @@ pub trait DeliveryQueue: AcceptQueue {
     }
 
     /// Makes pending deliveries `ids` due at `until_ms` without recording an attempt: the worker
-    /// holds back deliveries to a destination it has paused (see [`crate::webhook_relay::delivery::worker`]).
+    /// holds back deliveries to a destination it has paused (see `delivery::round`).
     async fn postpone(&self, ids: Vec<String>, until_ms: i64) -> Result<(), QueueError>;
 
     /// The earliest time a pending delivery is due, or `None` when nothing is pending.

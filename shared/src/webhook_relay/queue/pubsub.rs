@@ -13,7 +13,7 @@
 //! worker publishes the delivery again (same body and ids, so dedupe and `Idempotency-Key` hold)
 //! with the attempts made (`tapline_prior_attempts`) and when the next one is due
 //! (`tapline_not_before_ms`), and acknowledges the push. A push that comes before its due time,
-//! or while its destination is paused (the circuit breaker, [`DestinationPauses`]), is **held**:
+//! or while its destination is paused (the circuit breaker, [`crate::webhook_relay::delivery::round::DestinationPauses`]), is **held**:
 //! answered 503 without touching the destination, so Pub/Sub pushes it again after its backoff;
 //! a held push close to the subscription's `max_delivery_attempts`
 //! ([`ENV_MAX_DELIVERY_ATTEMPTS`]) is published again fresh instead, so holds never reach the
@@ -45,17 +45,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{debug, error, info, warn};
 
-use crate::webhook_relay::clock::Clock;
+use crate::clock::Clock;
 use crate::webhook_relay::dedupe::Claim;
-use crate::webhook_relay::dedupe::attempt_log::{self, AttemptLog};
+use crate::webhook_relay::dedupe::attempt_log::AttemptLog;
 use crate::webhook_relay::dedupe::gcs::GcsDedupe;
-use crate::webhook_relay::delivery::worker::{
-    DestinationMap, DestinationPauses, PAUSE_AFTER_FAILURES, attempt,
-};
+use crate::webhook_relay::delivery::round::{DestinationMap, Redelivery, Round, claim_in};
 use crate::webhook_relay::queue::{
     AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
 };
-use crate::webhook_relay::retry::RetryPolicy;
+use crate::webhook_relay::retry::DeliveryRetry;
 
 /// The delivery topic (`projects/P/topics/T`), for the endpoint.
 pub const ENV_TOPIC: &str = "TAPLINE_RELAY_TOPIC";
@@ -400,15 +398,11 @@ impl PushOutcome {
 
 /// The worker service's handler: one attempt per push at most.
 pub struct PubSubDeliveryHandler {
-    destinations: DestinationMap,
-    retry: RetryPolicy,
-    clock: Arc<dyn Clock>,
+    round: Round,
     deliveries: PubSubPublisher,
     dead_letters: PubSubPublisher,
     max_delivery_attempts: u32,
     dedupe: Option<GcsDedupe>,
-    attempt_log: Option<Arc<dyn AttemptLog>>,
-    pauses: DestinationPauses,
 }
 
 /// Attempt attributes on a dead letter at most (Pub/Sub allows 100 attributes in all).
@@ -443,21 +437,17 @@ impl PubSubDeliveryHandler {
     /// `dead_letters`.
     pub fn new(
         destinations: DestinationMap,
-        retry: RetryPolicy,
+        retry: DeliveryRetry,
         clock: Arc<dyn Clock>,
         deliveries: PubSubPublisher,
         dead_letters: PubSubPublisher,
     ) -> Self {
         Self {
-            destinations,
-            retry,
-            clock,
+            round: Round::new(destinations, retry, clock),
             deliveries,
             dead_letters,
             max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
             dedupe: None,
-            attempt_log: None,
-            pauses: DestinationPauses::default(),
         }
     }
 
@@ -478,12 +468,12 @@ impl PubSubDeliveryHandler {
     /// Failed attempts that will be retried are written to `log`, so that a dead letter lists
     /// every attempt (see [`crate::webhook_relay::dedupe::attempt_log`]).
     pub fn with_attempt_log(mut self, log: Option<Arc<dyn AttemptLog>>) -> Self {
-        self.attempt_log = log;
+        self.round = self.round.with_attempt_log(log);
         self
     }
 
-    /// One pushed message: held, or one attempt, then acknowledged (delivered, published again
-    /// for the next attempt, dead-lettered) or not.
+    /// One pushed message: one round ([`Round::run`]): held, or one attempt, then acknowledged
+    /// (delivered, published again for the next attempt, dead-lettered) or not.
     pub async fn handle(&self, envelope: PushEnvelope) -> PushOutcome {
         let message = envelope.message;
         let attr = |name: &str| message.attributes.get(name).cloned();
@@ -508,83 +498,29 @@ impl PubSubDeliveryHandler {
         };
         let received_at_ms = attr(ATTR_RECEIVED_AT_MS)
             .and_then(|t| t.parse().ok())
-            .unwrap_or_else(|| self.clock.now_ms());
+            .unwrap_or_else(|| self.round.clock().now_ms());
         let prior_attempts: u32 = attr(ATTR_PRIOR_ATTEMPTS)
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         let not_before_ms: i64 = attr(ATTR_NOT_BEFORE_MS)
             .and_then(|t| t.parse().ok())
             .unwrap_or(0);
-        let now = self.clock.now_ms();
-        let key = (route.clone(), destination.clone());
-        let until = (not_before_ms > now).then_some(not_before_ms).or_else(|| {
-            let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
-            self.pauses.admit(&key, now, probe_ms)
-        });
-        if let Some(until_ms) = until {
-            // Pub/Sub dead-letters a message at max_delivery_attempts pushes: one push before
-            // that (a failed publish then still has a push to try again), start a fresh message.
-            let pushes = envelope.delivery_attempt.unwrap_or(1);
-            if pushes + 1 >= self.max_delivery_attempts
-                && let Some(outcome) = self
-                    .republish(&message, &body, prior_attempts, not_before_ms)
-                    .await
-            {
-                debug!(delivery = %id, %destination, pushes, wait_ms = until_ms - now,
-                       "Held close to the subscription's delivery attempts: published again.");
-                return outcome;
-            }
-            debug!(delivery = %id, %destination, wait_ms = until_ms - now,
-                   "Held: not attempted before its retry is due or the destination's pause ends.");
-            return PushOutcome::Held { until_ms };
-        }
-        if let Some(dedupe) = &self.dedupe
-            && let Claim::Duplicate { first } = dedupe
-                .claim(&route, &destination, &body, &payload_id, received_at_ms)
-                .await
-        {
-            info!(delivery = %id, %route, %destination, %first,
-                  "Duplicate within the dedupe window: not delivered.");
-            return PushOutcome::Duplicate { first };
-        }
         let delivery = Delivery {
-            id: id.clone(),
+            id,
             payload_id,
-            route: route.clone(),
-            destination: destination.clone(),
-            body: body.clone(),
+            route,
+            destination,
+            body,
             received_at_ms,
             attempts: prior_attempts,
         };
-        let target = self.destinations.get(&key).cloned();
-        let (_, _, record, next, breaker) =
-            attempt(self.clock.as_ref(), &self.retry, target, delivery).await;
-        if let Some(until) = self
-            .pauses
-            .record(&key, &breaker, self.clock.now_ms(), &self.retry)
-        {
-            warn!(%route, %destination, failures = PAUSE_AFTER_FAILURES,
-                  paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
-        }
-        match next {
-            Settle::Delivered => PushOutcome::Delivered,
-            Settle::RetryAt(at) => {
-                if let Some(log) = &self.attempt_log {
-                    attempt_log::append(log.as_ref(), &id, &record).await;
-                }
-                // A failed publish leaves the message to come back with its old attributes:
-                // attempted again after Pub/Sub's backoff, at worst one attempt more than the
-                // schedule says, never one lost.
-                self.republish(&message, &body, record.attempt, at)
-                    .await
-                    .unwrap_or(PushOutcome::Retry)
-            }
-            Settle::Dead => {
-                let attempts =
-                    attempt_log::history(self.attempt_log.as_deref(), &id, &record).await;
-                self.dead_letter(&message, &record, &attempts).await
-            }
-        }
+        let port = PushRedelivery {
+            handler: self,
+            message: &message,
+            not_before_ms,
+            pushes: envelope.delivery_attempt.unwrap_or(1),
+        };
+        self.round.run(&port, delivery).await
     }
 
     /// Publishes the delivery again (the same body and ids) with `prior_attempts` and its due
@@ -676,6 +612,85 @@ impl PubSubDeliveryHandler {
                 // Not acknowledged: pushed again, and dead-lettered by the subscription at worst.
                 warn!(%delivery, error = %err, "Cannot publish the dead letter; the message stays queued.");
                 PushOutcome::Retry
+            }
+        }
+    }
+}
+
+/// Pub/Sub's end of a [`Round`] for one push: the due time carried on the message, dedupe claims
+/// in GCS, holds answered 503 (or published again fresh close to the subscription's
+/// `max_delivery_attempts`), retries and dead letters published.
+struct PushRedelivery<'a> {
+    handler: &'a PubSubDeliveryHandler,
+    message: &'a PushMessage,
+    /// `tapline_not_before_ms`, 0 when absent.
+    not_before_ms: i64,
+    /// Pushes of this message so far (`deliveryAttempt`), from 1.
+    pushes: u32,
+}
+
+#[async_trait]
+impl Redelivery for PushRedelivery<'_> {
+    type Outcome = PushOutcome;
+
+    fn not_before_ms(&self, _delivery: &Delivery) -> i64 {
+        self.not_before_ms
+    }
+
+    async fn claim(&self, delivery: &Delivery) -> Claim {
+        claim_in(self.handler.dedupe.as_ref(), delivery).await
+    }
+
+    async fn hold(&self, delivery: &Delivery, until_ms: i64) -> PushOutcome {
+        let (handler, pushes) = (self.handler, self.pushes);
+        let wait_ms = until_ms - handler.round.clock().now_ms();
+        let (id, destination) = (&delivery.id, &delivery.destination);
+        // Pub/Sub dead-letters a message at max_delivery_attempts pushes: one push before
+        // that (a failed publish then still has a push to try again), start a fresh message.
+        if pushes + 1 >= handler.max_delivery_attempts
+            && let Some(outcome) = handler
+                .republish(
+                    self.message,
+                    &delivery.body,
+                    delivery.attempts,
+                    self.not_before_ms,
+                )
+                .await
+        {
+            debug!(delivery = %id, %destination, pushes, wait_ms,
+                   "Held close to the subscription's delivery attempts: published again.");
+            return outcome;
+        }
+        debug!(delivery = %id, %destination, wait_ms,
+               "Held: not attempted before its retry is due or the destination's pause ends.");
+        PushOutcome::Held { until_ms }
+    }
+
+    async fn duplicate(&self, _delivery: &Delivery, first: String) -> PushOutcome {
+        PushOutcome::Duplicate { first }
+    }
+
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        record: AttemptRecord,
+        next: Settle,
+        history: Vec<AttemptRecord>,
+    ) -> PushOutcome {
+        match next {
+            Settle::Delivered => PushOutcome::Delivered,
+            // A failed publish leaves the message to come back with its old attributes:
+            // attempted again after Pub/Sub's backoff, at worst one attempt more than the
+            // schedule says, never one lost.
+            Settle::RetryAt(at) => self
+                .handler
+                .republish(self.message, &delivery.body, record.attempt, at)
+                .await
+                .unwrap_or(PushOutcome::Retry),
+            Settle::Dead => {
+                self.handler
+                    .dead_letter(self.message, &record, &history)
+                    .await
             }
         }
     }

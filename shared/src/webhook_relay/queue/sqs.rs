@@ -9,29 +9,28 @@
 //! attempt, is sent to the dead-letter queue with its attempt record, then deleted; the queue's
 //! redrive policy is the safety net for messages the worker never settles (a crash, a timeout).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::webhook_relay::clock::Clock;
+use crate::clock::Clock;
 use crate::webhook_relay::dedupe::Claim;
-use crate::webhook_relay::dedupe::attempt_log::{self, AttemptLog};
+use crate::webhook_relay::dedupe::attempt_log::AttemptLog;
 use crate::webhook_relay::dedupe::s3::DedupeStore;
-use crate::webhook_relay::delivery::worker::{DestinationMap, DestinationPauses, attempt};
+use crate::webhook_relay::delivery::round::{DestinationMap, Redelivery, Round, claim_in};
 use crate::webhook_relay::queue::sqs_payloads::{
     BodyPointer, PayloadStore, SQS_MESSAGE_MAX_BYTES, batches,
 };
 use crate::webhook_relay::queue::{
     AcceptQueue, AttemptRecord, Delivery, Enqueued, IncomingPayload, QueueError, Settle,
 };
-use crate::webhook_relay::retry::RetryPolicy;
+use crate::webhook_relay::retry::DeliveryRetry;
 
 /// The delivery queue's URL (both functions).
 pub const ENV_QUEUE_URL: &str = "TAPLINE_RELAY_QUEUE_URL";
@@ -253,28 +252,7 @@ impl AcceptQueue for SqsAcceptQueue {
     }
 }
 
-/// An SQS event as Lambda hands it to a function (the documented shape; only what is used).
-#[derive(Debug, Clone, Deserialize)]
-pub struct SqsEvent {
-    /// The messages.
-    #[serde(rename = "Records")]
-    pub records: Vec<SqsRecord>,
-}
-
-/// One message of an [`SqsEvent`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SqsRecord {
-    /// Reported back in `batchItemFailures` when the delivery must be retried.
-    pub message_id: String,
-    /// For changing the message's visibility (the backoff).
-    pub receipt_handle: String,
-    /// A [`DeliveryMessage`].
-    pub body: String,
-    /// `ApproximateReceiveCount` among others.
-    #[serde(default)]
-    pub attributes: HashMap<String, String>,
-}
+pub use crate::triggers::{SqsEvent, SqsRecord};
 
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,16 +273,12 @@ pub enum MessageOutcome {
 
 /// The worker Lambda's handler: delivers each message of an SQS batch once.
 pub struct SqsDeliveryHandler {
-    destinations: DestinationMap,
-    retry: RetryPolicy,
-    clock: Arc<dyn Clock>,
+    round: Round,
     client: Client,
     queue_url: String,
     dead_letter_queue_url: String,
     payloads: Option<PayloadStore>,
     dedupe: Option<DedupeStore>,
-    attempt_log: Option<Arc<dyn AttemptLog>>,
-    pauses: DestinationPauses,
 }
 
 impl SqsDeliveryHandler {
@@ -313,30 +287,26 @@ impl SqsDeliveryHandler {
     /// `dead_letter_queue_url`.
     pub fn new(
         destinations: DestinationMap,
-        retry: RetryPolicy,
+        retry: DeliveryRetry,
         clock: Arc<dyn Clock>,
         client: Client,
         queue_url: impl Into<String>,
         dead_letter_queue_url: impl Into<String>,
     ) -> Self {
         Self {
-            destinations,
-            retry,
-            clock,
+            round: Round::new(destinations, retry, clock),
             client,
             queue_url: queue_url.into(),
             dead_letter_queue_url: dead_letter_queue_url.into(),
             payloads: None,
             dedupe: None,
-            attempt_log: None,
-            pauses: DestinationPauses::default(),
         }
     }
 
     /// Failed attempts that will be retried are written to `log`, so that a dead letter lists
     /// every attempt (see [`crate::webhook_relay::dedupe::attempt_log`]).
     pub fn with_attempt_log(mut self, log: Option<Arc<dyn AttemptLog>>) -> Self {
-        self.attempt_log = log;
+        self.round = self.round.with_attempt_log(log);
         self
     }
 
@@ -406,14 +376,11 @@ impl SqsDeliveryHandler {
                 Err(err) => error!(error = %err, "Delivery task failed; its message is retried."),
             }
         }
-        let failures: Vec<Value> = unsettled
-            .into_iter()
-            .map(|id| json!({ "itemIdentifier": id }))
-            .collect();
-        json!({ "batchItemFailures": failures })
+        crate::triggers::batch_item_failures(unsettled)
     }
 
-    /// One message: one attempt, then delete (delivered, dead-lettered) or retry after the backoff.
+    /// One message: one round ([`Round::run`]), then delete (delivered, dead-lettered,
+    /// duplicate, held back as a new message) or retry after the backoff.
     pub async fn handle_record(&self, record: SqsRecord) -> MessageOutcome {
         let message: DeliveryMessage = match serde_json::from_str(&record.body) {
             Ok(message) => message,
@@ -424,31 +391,10 @@ impl SqsDeliveryHandler {
                 return MessageOutcome::Retry;
             }
         };
-        let received: u32 = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
+        let received = record.receive_count();
         let Some(body) = self.body(&message).await else {
             return MessageOutcome::Retry;
         };
-        if let Some(dedupe) = &self.dedupe {
-            let claim = dedupe
-                .claim(
-                    &message.route,
-                    &message.destination,
-                    &body,
-                    &message.payload_id,
-                    message.received_at_ms,
-                )
-                .await;
-            if let Claim::Duplicate { first } = claim {
-                info!(delivery = %message.id, route = %message.route, destination = %message.destination,
-                      first = %first, "Duplicate within the dedupe window: not delivered.");
-                return MessageOutcome::Duplicate;
-            }
-        }
-        let key = (message.route.clone(), message.destination.clone());
         let delivery = Delivery {
             id: message.id.clone(),
             payload_id: message.payload_id.clone(),
@@ -458,34 +404,64 @@ impl SqsDeliveryHandler {
             received_at_ms: message.received_at_ms,
             attempts: message.round_prior_attempts() + received.saturating_sub(1),
         };
-        let probe_ms = self.retry.attempt_timeout.as_millis() as i64;
-        if let Some(until) = self.pauses.admit(&key, self.clock.now_ms(), probe_ms) {
-            return self.postpone(&message, received, until).await;
-        }
-        let destination = self.destinations.get(&key).cloned();
-        let (_, _, record_of_attempt, next, breaker) =
-            attempt(self.clock.as_ref(), &self.retry, destination, delivery).await;
-        if let Some(until) = self
-            .pauses
-            .record(&key, &breaker, self.clock.now_ms(), &self.retry)
-        {
-            warn!(route = %key.0, destination = %key.1, failures = crate::webhook_relay::delivery::worker::PAUSE_AFTER_FAILURES,
-                  paused_ms = until - self.clock.now_ms(), "Destination paused: it keeps failing.");
-        }
+        let port = SqsRedelivery {
+            handler: self,
+            message: &message,
+            receipt_handle: &record.receipt_handle,
+            received,
+        };
+        self.round.run(&port, delivery).await
+    }
+}
+
+/// SQS's end of a [`Round`] for one received message: dedupe claims in S3, holds by sending the
+/// message again delayed, retries by the message's visibility, dead letters to the dead-letter
+/// queue.
+struct SqsRedelivery<'a> {
+    handler: &'a SqsDeliveryHandler,
+    message: &'a DeliveryMessage,
+    receipt_handle: &'a str,
+    received: u32,
+}
+
+#[async_trait]
+impl Redelivery for SqsRedelivery<'_> {
+    type Outcome = MessageOutcome;
+
+    async fn claim(&self, delivery: &Delivery) -> Claim {
+        claim_in(self.handler.dedupe.as_ref(), delivery).await
+    }
+
+    async fn hold(&self, _delivery: &Delivery, until_ms: i64) -> MessageOutcome {
+        self.handler
+            .postpone(self.message, self.received, until_ms)
+            .await
+    }
+
+    async fn duplicate(&self, _delivery: &Delivery, _first: String) -> MessageOutcome {
+        MessageOutcome::Duplicate
+    }
+
+    async fn settle(
+        &self,
+        _delivery: &Delivery,
+        record: AttemptRecord,
+        next: Settle,
+        history: Vec<AttemptRecord>,
+    ) -> MessageOutcome {
+        let handler = self.handler;
+        let message = self.message;
         match next {
             Settle::Delivered => MessageOutcome::Delivered,
             Settle::RetryAt(at) => {
-                if let Some(log) = &self.attempt_log {
-                    attempt_log::append(log.as_ref(), &message.id, &record_of_attempt).await;
-                }
-                let wait_secs =
-                    ((at - self.clock.now_ms() + 999) / 1000).clamp(0, MAX_VISIBILITY_SECS);
+                let wait_secs = ((at - handler.round.clock().now_ms() + 999) / 1000)
+                    .clamp(0, MAX_VISIBILITY_SECS);
                 // Best effort: without it the retry comes after the queue's visibility timeout.
-                if let Err(err) = self
+                if let Err(err) = handler
                     .client
                     .change_message_visibility()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(&record.receipt_handle)
+                    .queue_url(&handler.queue_url)
+                    .receipt_handle(self.receipt_handle)
                     .visibility_timeout(wait_secs as i32)
                     .send()
                     .await
@@ -496,29 +472,23 @@ impl SqsDeliveryHandler {
                 MessageOutcome::Retry
             }
             Settle::Dead => {
-                let attempts = attempt_log::history(
-                    self.attempt_log.as_deref(),
-                    &message.id,
-                    &record_of_attempt,
-                )
-                .await;
                 let dead = DeliveryMessage {
-                    dead: Some(DeadRecord::from(&record_of_attempt)),
-                    attempts,
-                    ..message
+                    dead: Some(DeadRecord::from(&record)),
+                    attempts: history,
+                    ..message.clone()
                 };
                 let body = serde_json::to_string(&dead).expect("a DeliveryMessage serialises");
-                match self
+                match handler
                     .client
                     .send_message()
-                    .queue_url(&self.dead_letter_queue_url)
+                    .queue_url(&handler.dead_letter_queue_url)
                     .message_body(body)
                     .send()
                     .await
                 {
                     Ok(_) => {
                         info!(delivery = %dead.id, route = %dead.route, destination = %dead.destination,
-                              attempt = record_of_attempt.attempt, "Dead letter sent to the dead-letter queue.");
+                              attempt = record.attempt, "Dead letter sent to the dead-letter queue.");
                         MessageOutcome::DeadLettered
                     }
                     Err(err) => {
@@ -544,7 +514,8 @@ impl SqsDeliveryHandler {
         received: u32,
         until_ms: i64,
     ) -> MessageOutcome {
-        let delay = ((until_ms - self.clock.now_ms() + 999) / 1000).clamp(0, MAX_DELAY_SECS);
+        let delay =
+            ((until_ms - self.round.clock().now_ms() + 999) / 1000).clamp(0, MAX_DELAY_SECS);
         let again = DeliveryMessage {
             prior_attempts: message.round_prior_attempts() + received.saturating_sub(1),
             // The copy belongs to this round: no longer a dead letter being replayed.

@@ -1,4 +1,4 @@
-//! Time, injectable: the worker waits for backoffs through a [`Clock`], so tests drive retries
+//! Time, injectable: the relay waits for backoffs through a [`Clock`], so tests drive retries
 //! with a [`ManualClock`] instead of sleeping.
 
 use std::sync::atomic::{AtomicI64, Ordering};
