@@ -4,6 +4,8 @@
 //! `no_service`), so a 2xx alone never counts as delivered. The URL is the secret: it is never
 //! logged, nor put in an error.
 
+use std::fmt;
+
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
@@ -15,11 +17,20 @@ use crate::secret::Secret;
 pub const MAX_ANSWER_CHARS: usize = 200;
 
 /// Posts messages to one Slack incoming webhook.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SlackWebhook {
     http: reqwest::Client,
     /// The webhook URL: its path is the credential, so it prints as `[redacted]`.
     url: Secret,
+}
+
+/// Only the redacted URL: the HTTP client's settings are noise in a log line.
+impl fmt::Debug for SlackWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackWebhook")
+            .field("url", &self.url)
+            .finish()
+    }
 }
 
 impl SlackWebhook {
@@ -27,6 +38,11 @@ impl SlackWebhook {
     /// the secret, and a redirect would carry the message to wherever the answer points.
     pub fn new(http: reqwest::Client, url: Secret) -> Self {
         Self { http, url }
+    }
+
+    /// The webhook URL (redacted when printed).
+    pub fn url(&self) -> &Secret {
+        &self.url
     }
 
     /// Posts one message (`{"text": …}`, optionally with `blocks`). `Ok` only for HTTP 200 with
@@ -341,7 +357,7 @@ mod tests {
         assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
         assert_eq!(
             format!("{slack:?}"),
-            "SlackWebhook { url: <secret> }",
+            "SlackWebhook { url: [redacted] }",
             "Debug hides the URL"
         );
     }

@@ -114,7 +114,7 @@ impl SlackAlertNotifier {
 impl fmt::Debug for SlackAlertNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlackAlertNotifier")
-            .field("slack", &self.slack)
+            .field("url", &self.slack.url())
             .finish()
     }
 }
