@@ -54,7 +54,18 @@ impl S3Objects {
             .bucket(&self.bucket)
             .key(key)
             .metadata(META_PAYLOAD, payload_id)
-            .metadata(META_RECEIVED, received_at_ms.to_string());
+            .metadata(META_RECEIVED, received_at_ms.to_string())
+            // The holder in the body too: S3's ETag is the body's MD5, so claims with empty
+            // bodies all had one ETag and `If-Match` let two copies take one claim over.
+            .content_type("application/json")
+            .body(
+                serde_json::to_vec(&serde_json::json!({
+                    META_PAYLOAD: payload_id,
+                    META_RECEIVED: received_at_ms,
+                }))
+                .expect("a claim serialises")
+                .into(),
+            );
         put = match if_match {
             Some(etag) => put.if_match(etag),
             None => put.if_none_match("*"),
