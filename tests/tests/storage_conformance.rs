@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tapline::storage::ObjectSource;
+use tapline::storage::{ObjectSource, ObjectStore};
 use tapline_tests::storage_conformance::StorageHarness;
 
 mod local {
@@ -26,6 +26,12 @@ mod local {
         }
         async fn source(&self) -> Arc<dyn ObjectSource> {
             Arc::new(LocalSource)
+        }
+        async fn store(&self) -> Arc<dyn ObjectStore> {
+            Arc::new(LocalSource)
+        }
+        fn keeps_metadata(&self) -> bool {
+            false
         }
     }
 
@@ -53,6 +59,9 @@ mod s3 {
         async fn source(&self) -> Arc<dyn ObjectSource> {
             Arc::new(S3Source::new(tapline_tests::s3::client().await))
         }
+        async fn store(&self) -> Arc<dyn ObjectStore> {
+            Arc::new(S3Source::new(tapline_tests::s3::client().await))
+        }
     }
 
     tapline_tests::storage_conformance_tests!(OnMoto);
@@ -60,8 +69,9 @@ mod s3 {
 
 mod gcs {
     use super::*;
+    use std::time::Duration;
     use tapline::google_auth::GoogleAuth;
-    use tapline::storage::gcs::{GcsSource, parse_gs_uri};
+    use tapline::storage::gcs::{GcsSource, GcsStore, parse_gs_uri};
     use tapline_tests::gcs::{gcs_url, new_bucket, put};
 
     struct OnFakeGcs;
@@ -79,6 +89,12 @@ mod gcs {
             Arc::new(
                 GcsSource::new(&gcs_url(), GoogleAuth::anonymous())
                     .await
+                    .unwrap(),
+            )
+        }
+        async fn store(&self) -> Arc<dyn ObjectStore> {
+            Arc::new(
+                GcsStore::new(&gcs_url(), GoogleAuth::anonymous(), Duration::from_secs(10))
                     .unwrap(),
             )
         }
