@@ -185,6 +185,21 @@ fn object_of(uri: &str) -> Result<(&str, &str), StoreError> {
         })
 }
 
+/// Sorts an SDK error for the store: a missing key is [`StoreError::NotFound`], a missing bucket
+/// a failure of the store (retryable: the bucket may be created or the setting fixed).
+fn store_err<E>(uri: &str, err: aws_sdk_s3::error::SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if err.code() == Some("NoSuchBucket") {
+        return StoreError::Failed {
+            uri: uri.to_string(),
+            source: io::Error::other(to_io(err)),
+        };
+    }
+    StoreError::from_io(uri, to_io(err))
+}
+
 fn status_of<E>(
     err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Option<u16> {
@@ -221,7 +236,7 @@ impl ObjectStore for S3Source {
                     uri: uri.to_string(),
                 })
             }
-            Err(err) => Err(StoreError::from_io(uri, to_io(err))),
+            Err(err) => Err(store_err(uri, err)),
         }
     }
 
@@ -234,7 +249,7 @@ impl ObjectStore for S3Source {
             .key(key)
             .send()
             .await
-            .map_err(|e| StoreError::from_io(uri, to_io(e)))?;
+            .map_err(|e| store_err(uri, e))?;
         Ok(ObjectMeta {
             version: head.e_tag().map(bare_etag).unwrap_or_default(),
             metadata: head
@@ -255,7 +270,7 @@ impl ObjectStore for S3Source {
             .key(key)
             .send()
             .await
-            .map_err(|e| StoreError::from_io(uri, to_io(e)))?;
+            .map_err(|e| store_err(uri, e))?;
         let meta = ObjectMeta {
             version: object.e_tag().map(bare_etag).unwrap_or_default(),
             metadata: object
@@ -289,7 +304,7 @@ impl ObjectStore for S3Source {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::from_io(uri, to_io(e)))
+            .map_err(|e| store_err(uri, e))
     }
 
     async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectEntry>, StoreError> {
