@@ -186,8 +186,8 @@ pub async fn missing_objects_and_deletes(h: &impl StorageHarness) {
     let store = h.store().await;
     let uri = format!("{root}/payloads/p1.json");
     for err in [
-        store.get(&uri).await.err().expect("missing"),
-        store.head(&uri).await.err().expect("missing"),
+        store.get(&uri).await.expect_err("missing"),
+        store.head(&uri).await.expect_err("missing"),
     ] {
         assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
         assert!(!err.is_retryable());
