@@ -200,6 +200,19 @@ where
     StoreError::from_io(uri, to_io(err))
 }
 
+/// The version and custom metadata S3 answered with an object.
+fn meta_of(
+    etag: Option<&str>,
+    metadata: Option<&std::collections::HashMap<String, String>>,
+) -> ObjectMeta {
+    ObjectMeta {
+        version: etag.map(bare_etag).unwrap_or_default(),
+        metadata: metadata
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    }
+}
+
 fn status_of<E>(
     err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Option<u16> {
@@ -250,15 +263,7 @@ impl ObjectStore for S3Source {
             .send()
             .await
             .map_err(|e| store_err(uri, e))?;
-        Ok(ObjectMeta {
-            version: head.e_tag().map(bare_etag).unwrap_or_default(),
-            metadata: head
-                .metadata()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        })
+        Ok(meta_of(head.e_tag(), head.metadata()))
     }
 
     async fn get(&self, uri: &str) -> Result<StoredObject, StoreError> {
@@ -271,15 +276,7 @@ impl ObjectStore for S3Source {
             .send()
             .await
             .map_err(|e| store_err(uri, e))?;
-        let meta = ObjectMeta {
-            version: object.e_tag().map(bare_etag).unwrap_or_default(),
-            metadata: object
-                .metadata()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-        };
+        let meta = meta_of(object.e_tag(), object.metadata());
         let body = object
             .body
             .collect()
