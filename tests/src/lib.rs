@@ -4,6 +4,7 @@
 //! Google Secret Manager and Pub/Sub for the Cloud Run services.
 
 pub mod bigquery;
+pub mod claim_store_conformance;
 pub mod clevertap_api;
 pub mod cloud_run_service;
 pub mod conformance;
@@ -19,6 +20,7 @@ pub mod relay_router;
 pub mod s3;
 pub mod secret_manager;
 pub mod sqs;
+pub mod storage_conformance;
 // The relay's CleverTap upload double (the API puller's double is another module).
 pub mod clevertap_upload;
 

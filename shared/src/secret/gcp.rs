@@ -14,8 +14,8 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::{Secret, SecretError};
-use crate::retry::{Jitter, RetryPolicy};
 use crate::google_auth::{BuildCredentialsError, CredentialsError, GoogleAuth};
+use crate::retry::{Jitter, RetryPolicy};
 
 /// The variable naming a Secret Manager endpoint other than Google's (a double).
 pub const ENV_SECRET_MANAGER_ENDPOINT: &str = "SECRET_MANAGER_ENDPOINT";

@@ -5,16 +5,25 @@
 //! FIFO would block the run), and an entry that cannot be read is reported on its own while
 //! the rest of the folder loads. A path the user names itself may be a link or a FIFO
 //! (`tapline load <(…)`): it is read as named.
+//!
+//! As an [`ObjectStore`], writes go to a temporary file beside the object, then appear whole
+//! (`link` for a create, which fails if the name exists; `rename` otherwise), under an
+//! exclusive `flock` of the folder so a version check and its write are one step.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{ObjectEntry, ObjectSource};
+use super::{
+    NewObject, ObjectEntry, ObjectMeta, ObjectSource, ObjectStore, PutMode, StoreError,
+    StoredObject,
+};
 use crate::Error;
 
 /// Reads exports from the local file system. Locations are paths; folders are walked
@@ -90,19 +99,26 @@ fn refusal(file_type: std::fs::FileType) -> Option<&'static str> {
     }
 }
 
-fn entry(path: &Path, key: String, meta: &std::fs::Metadata) -> Result<ObjectEntry, Error> {
-    // Size and modification time stand in for a content version, like rsync's quick check:
-    // rewriting a file makes a new version whose rows replace the old ones.
-    let mtime = meta
-        .modified()
+/// The modification time in nanoseconds since the epoch (0 when unknown).
+fn mtime_nanos(meta: &std::fs::Metadata) -> u128 {
+    meta.modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Size and modification time stand in for a content version, like rsync's quick check:
+/// rewriting a file makes a new version whose rows replace the old ones.
+fn version_of(meta: &std::fs::Metadata) -> String {
+    format!("{}-{}", meta.len(), mtime_nanos(meta))
+}
+
+fn entry(path: &Path, key: String, meta: &std::fs::Metadata) -> Result<ObjectEntry, Error> {
     Ok(ObjectEntry {
         uri: file_uri(path).map_err(|e| source_err(path, e))?,
         key,
-        version: format!("{}-{}", meta.len(), mtime),
+        version: version_of(meta),
         // A pipe's length is not known before it is read.
         size: (!meta.file_type().is_fifo()).then_some(meta.len()),
     })
@@ -256,6 +272,248 @@ impl ObjectSource for LocalSource {
             &path,
             std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
         ))
+    }
+}
+
+/// The path of a `file://` uri (or an absolute path): absolute, without `.` or `..`, so a key
+/// cannot climb out of the folder it names.
+fn store_path(uri: &str) -> Result<PathBuf, StoreError> {
+    let path = PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri));
+    let plain = path.is_absolute()
+        && path.file_name().is_some()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if plain {
+        return Ok(path);
+    }
+    Err(invalid(
+        uri,
+        "expected file:///ABSOLUTE/PATH without . or ..",
+    ))
+}
+
+fn invalid(uri: &str, detail: &str) -> StoreError {
+    StoreError::Failed {
+        uri: uri.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, detail.to_string()),
+    }
+}
+
+const NOT_REGULAR: &str = "not a regular file: links are not followed";
+
+/// The object's metadata without following a link; `None` when there is none.
+fn current(uri: &str, path: &Path) -> Result<Option<std::fs::Metadata>, StoreError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(meta)),
+        Ok(_) => Err(invalid(uri, NOT_REGULAR)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::from_io(uri, e)),
+    }
+}
+
+/// An exclusive lock of `folder`, released when the handle is dropped.
+fn lock_folder(folder: &Path) -> std::io::Result<File> {
+    let handle = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(folder)?;
+    // SAFETY: a valid open descriptor; flock only takes an advisory lock on it.
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(handle)
+}
+
+/// Temporary names never collide within a process; the pid separates processes.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+const TEMP_MARK: &str = ".tapline-part-";
+
+fn put_blocking(uri: &str, object: NewObject, mode: PutMode) -> Result<String, StoreError> {
+    let path = store_path(uri)?;
+    if !object.metadata.is_empty() {
+        return Err(invalid(uri, "local files keep no custom metadata"));
+    }
+    let failed = |e: std::io::Error| StoreError::from_io(uri, e);
+    let folder = path
+        .parent()
+        .expect("an absolute path with a name has a parent");
+    std::fs::create_dir_all(folder).map_err(failed)?;
+    let _lock = lock_folder(folder).map_err(failed)?;
+    let before = current(uri, &path)?;
+    let refused = match (&mode, &before) {
+        (PutMode::Create, Some(_)) => true,
+        (PutMode::Replace(version), Some(meta)) => *version != version_of(meta),
+        (PutMode::Replace(_), None) => true,
+        _ => false,
+    };
+    if refused {
+        return Err(StoreError::Precondition {
+            uri: uri.to_string(),
+        });
+    }
+    let name = path.file_name().expect("checked").to_string_lossy();
+    let temp = folder.join(format!(
+        ".{name}{TEMP_MARK}{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)?;
+        file.write_all(&object.body)?;
+        // File times are coarse (a clock tick): a rewrite of the same size could keep the old
+        // version, so each write's mtime is later than the one it replaces.
+        if let Some(before) = &before {
+            let mtime = file.metadata()?;
+            if mtime_nanos(&mtime) <= mtime_nanos(before) {
+                let later = mtime_nanos(before) + 1;
+                file.set_modified(UNIX_EPOCH + Duration::from_nanos(later as u64))?;
+            }
+        }
+        file.sync_all()?;
+        let version = version_of(&file.metadata()?);
+        match mode {
+            PutMode::Create => std::fs::hard_link(&temp, &path)?,
+            _ => std::fs::rename(&temp, &path)?,
+        }
+        Ok(version)
+    })();
+    let _ = std::fs::remove_file(&temp);
+    written.map_err(|e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => StoreError::Precondition {
+            uri: uri.to_string(),
+        },
+        _ => failed(e),
+    })
+}
+
+fn get_blocking(uri: &str) -> Result<StoredObject, StoreError> {
+    let path = store_path(uri)?;
+    let mut file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => invalid(uri, NOT_REGULAR),
+            _ => StoreError::from_io(uri, e),
+        })?;
+    let meta = file.metadata().map_err(|e| StoreError::from_io(uri, e))?;
+    if !meta.is_file() {
+        return Err(invalid(uri, NOT_REGULAR));
+    }
+    let mut body = Vec::new();
+    file.read_to_end(&mut body)
+        .map_err(|e| StoreError::from_io(uri, e))?;
+    Ok(StoredObject {
+        meta: ObjectMeta {
+            version: version_of(&meta),
+            metadata: Default::default(),
+        },
+        body,
+    })
+}
+
+fn delete_blocking(uri: &str) -> Result<(), StoreError> {
+    let path = store_path(uri)?;
+    let folder = path
+        .parent()
+        .expect("an absolute path with a name has a parent");
+    let _lock = match lock_folder(folder) {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::from_io(uri, e)),
+    };
+    // Removes a link itself, never what it points at.
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::from_io(uri, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The regular files whose uri starts with `prefix`, in uri order; a missing folder is empty.
+fn list_prefix_blocking(prefix: &str) -> Result<Vec<ObjectEntry>, StoreError> {
+    let raw = prefix.strip_prefix("file://").unwrap_or(prefix);
+    let (folder, rest) = match raw.rsplit_once('/') {
+        Some((folder, rest)) if !folder.is_empty() => (folder, rest),
+        _ => ("/", raw.trim_start_matches('/')),
+    };
+    store_path(&format!("{folder}/x"))?;
+    let folder = match std::fs::canonicalize(folder) {
+        Ok(folder) => folder,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::from_io(prefix, e)),
+    };
+    let wanted = format!("file://{}/{rest}", folder.display());
+    let listing = list_blocking(folder).map_err(|e| match e {
+        Error::Source { source, .. } => StoreError::from_io(prefix, source),
+        other => StoreError::Failed {
+            uri: prefix.to_string(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })?;
+    let mut entries: Vec<ObjectEntry> = listing
+        .entries
+        .into_iter()
+        .filter(|e| e.uri.starts_with(&wanted) && !e.uri.contains(TEMP_MARK))
+        .collect();
+    entries.sort_by(|a, b| a.uri.cmp(&b.uri));
+    Ok(entries)
+}
+
+/// Runs a blocking file operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    uri: &str,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Failed {
+            uri: uri.to_string(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+/// Local files as small objects named by `file://` uri. Custom metadata is not kept (a
+/// non-empty one is refused); versions are size and modification time, as listed.
+#[async_trait]
+impl ObjectStore for LocalSource {
+    async fn put(&self, uri: &str, object: NewObject, mode: PutMode) -> Result<String, StoreError> {
+        let owned = uri.to_string();
+        blocking(uri, move || put_blocking(&owned, object, mode)).await
+    }
+
+    async fn head(&self, uri: &str) -> Result<ObjectMeta, StoreError> {
+        let owned = uri.to_string();
+        blocking(uri, move || {
+            let path = store_path(&owned)?;
+            match current(&owned, &path)? {
+                Some(meta) => Ok(ObjectMeta {
+                    version: version_of(&meta),
+                    metadata: Default::default(),
+                }),
+                None => Err(StoreError::NotFound { uri: owned }),
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, uri: &str) -> Result<StoredObject, StoreError> {
+        let owned = uri.to_string();
+        blocking(uri, move || get_blocking(&owned)).await
+    }
+
+    async fn delete(&self, uri: &str) -> Result<(), StoreError> {
+        let owned = uri.to_string();
+        blocking(uri, move || delete_blocking(&owned)).await
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectEntry>, StoreError> {
+        let owned = prefix.to_string();
+        blocking(prefix, move || list_prefix_blocking(&owned)).await
     }
 }
 

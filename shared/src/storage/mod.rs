@@ -1,15 +1,17 @@
-//! The object source port: list export objects under a location and stream one; and the
-//! object sink port: put a finished file into a bucket, whole.
+//! The storage ports: [`ObjectSource`] lists export objects and streams one, [`ObjectSink`] puts
+//! a finished file into a bucket whole, and [`ObjectStore`] keeps small objects with conditional
+//! writes (create only if absent, replace only at the version read) for the relay's claims.
 //!
 //! Reads are synchronous `Read`s because parsing is: cloud adapters bridge their async byte
 //! streams into a reader on a blocking thread, so memory stays flat.
 
-#[cfg(feature = "gcs")]
+#[cfg(feature = "gcs-objects")]
 pub mod gcs;
 pub mod local;
 #[cfg(feature = "s3")]
 pub mod s3;
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -107,4 +109,112 @@ pub async fn sink_for(location: &str) -> Result<std::sync::Arc<dyn ObjectSink>, 
     Err(unsupported(
         "not a bucket: use s3://BUCKET/PREFIX or gs://BUCKET/PREFIX",
     ))
+}
+
+/// When a [`ObjectStore::put`] may happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Whatever is there (last writer wins).
+    Overwrite,
+    /// Only if no object has the name (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`).
+    Create,
+    /// Only if the object is still at this version (S3 `If-Match`, GCS `ifGenerationMatch`).
+    Replace(String),
+}
+
+/// A small object to put: its bytes, content type and custom metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewObject {
+    /// The content.
+    pub body: Vec<u8>,
+    /// `Content-Type`, when it matters to readers.
+    pub content_type: Option<String>,
+    /// Custom metadata (S3 `x-amz-meta-*`, GCS `metadata`); names in lower case.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a store holds for an object, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The version a [`PutMode::Replace`] names: ETag, generation, or size and mtime.
+    pub version: String,
+    /// Its custom metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// An object read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its version and metadata.
+    pub meta: ObjectMeta,
+    /// Its bytes.
+    pub body: Vec<u8>,
+}
+
+/// Why an [`ObjectStore`] call did not do what was asked, grouped by meaning.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No object has that name.
+    #[error("{uri} does not exist")]
+    NotFound {
+        /// The object.
+        uri: String,
+    },
+    /// A conditional put was refused: the object exists ([`PutMode::Create`]) or is no longer
+    /// at the version named ([`PutMode::Replace`]).
+    #[error("{uri} exists or changed since it was read")]
+    Precondition {
+        /// The object.
+        uri: String,
+    },
+    /// The store could not be asked or refused for another reason.
+    #[error("{uri}: {source}")]
+    Failed {
+        /// The object or prefix.
+        uri: String,
+        /// What the store said; its kind tells whether retrying can help.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Sorts an I/O error: not found and precondition kinds become their own variants.
+    pub fn from_io(uri: &str, source: std::io::Error) -> Self {
+        let uri = uri.to_string();
+        match source.kind() {
+            std::io::ErrorKind::NotFound => StoreError::NotFound { uri },
+            _ => StoreError::Failed { uri, source },
+        }
+    }
+
+    /// Whether the same call may succeed later without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::NotFound { .. } | StoreError::Precondition { .. } => false,
+            StoreError::Failed { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::Unsupported
+            ),
+        }
+    }
+}
+
+/// A place small objects are kept and changed only on conditions, so that two writers never
+/// both win: the relay's dedupe claims, attempt records and large bodies. Objects are named by
+/// uri (`s3://bucket/key`, `gs://bucket/name`, `file:///path`) and read whole: keep them small.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Puts `object` at `uri` when `mode` allows; the new version.
+    async fn put(&self, uri: &str, object: NewObject, mode: PutMode) -> Result<String, StoreError>;
+    /// The object's version and metadata.
+    async fn head(&self, uri: &str) -> Result<ObjectMeta, StoreError>;
+    /// The object with its bytes.
+    async fn get(&self, uri: &str) -> Result<StoredObject, StoreError>;
+    /// Removes the object; removing one that is not there is not an error.
+    async fn delete(&self, uri: &str) -> Result<(), StoreError>;
+    /// The objects whose uri starts with `prefix`, in key order.
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectEntry>, StoreError>;
 }

@@ -1,4 +1,6 @@
-//! Amazon S3 (and S3-compatible stores) as an export source, through `aws-sdk-s3`.
+//! Amazon S3 (and S3-compatible stores) as an export source, a sink and a store with
+//! conditional puts (`If-None-Match: *`, atomic in S3 since August 2024; `If-Match: <ETag>`),
+//! through `aws-sdk-s3`: the one S3 client of the codebase.
 //!
 //! Credentials and region come from the usual AWS chain; `AWS_ENDPOINT_URL` points it at another
 //! endpoint (moto in tests, MinIO), and then path-style addressing is used, which those expect.
@@ -11,10 +13,14 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
-use super::{ObjectEntry, ObjectSink, ObjectSource};
+use super::{
+    NewObject, ObjectEntry, ObjectMeta, ObjectSink, ObjectSource, ObjectStore, PutMode, StoreError,
+    StoredObject,
+};
 use crate::Error;
 
-/// Reads exports from S3. Locations are `s3://bucket/prefix`.
+/// Reads exports from S3, puts files and keeps small objects. Locations are
+/// `s3://bucket/prefix`.
 #[derive(Debug, Clone)]
 pub struct S3Source {
     client: Client,
@@ -73,21 +79,9 @@ impl S3Source {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
-}
 
-#[async_trait]
-impl ObjectSource for S3Source {
-    async fn list(&self, location: &str) -> Result<Vec<ObjectEntry>, Error> {
-        let source_err = |source: io::Error| Error::Source {
-            uri: location.to_string(),
-            source,
-        };
-        let (bucket, prefix) = parse_s3_uri(location).ok_or_else(|| {
-            source_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "expected s3://BUCKET/PREFIX",
-            ))
-        })?;
+    /// Every object whose key starts with `prefix`, in key order (S3 lists keys sorted).
+    async fn list_objects(&self, bucket: &str, prefix: &str) -> io::Result<Vec<ObjectEntry>> {
         let mut entries = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -99,7 +93,7 @@ impl ObjectSource for S3Source {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| source_err(to_io(e)))?;
+                .map_err(to_io)?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
                 entries.push(ObjectEntry {
@@ -115,6 +109,23 @@ impl ObjectSource for S3Source {
             }
         }
         Ok(entries)
+    }
+}
+
+#[async_trait]
+impl ObjectSource for S3Source {
+    async fn list(&self, location: &str) -> Result<Vec<ObjectEntry>, Error> {
+        let source_err = |source: io::Error| Error::Source {
+            uri: location.to_string(),
+            source,
+        };
+        let (bucket, prefix) = parse_s3_uri(location).ok_or_else(|| {
+            source_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "expected s3://BUCKET/PREFIX",
+            ))
+        })?;
+        self.list_objects(bucket, prefix).await.map_err(source_err)
     }
 
     async fn open(&self, entry: &ObjectEntry) -> Result<Box<dyn Read + Send>, Error> {
@@ -161,6 +172,149 @@ impl ObjectSink for S3Source {
             .await
             .map_err(to_io)?;
         Ok(())
+    }
+}
+
+/// The bucket and key of an object uri, or an `InvalidInput` failure.
+fn object_of(uri: &str) -> Result<(&str, &str), StoreError> {
+    parse_s3_uri(uri)
+        .filter(|(_, key)| !key.is_empty())
+        .ok_or_else(|| StoreError::Failed {
+            uri: uri.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "expected s3://BUCKET/KEY"),
+        })
+}
+
+/// Sorts an SDK error for the store: a missing key is [`StoreError::NotFound`], a missing bucket
+/// a failure of the store (retryable: the bucket may be created or the setting fixed).
+fn store_err<E>(uri: &str, err: aws_sdk_s3::error::SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if err.code() == Some("NoSuchBucket") {
+        return StoreError::Failed {
+            uri: uri.to_string(),
+            source: io::Error::other(to_io(err)),
+        };
+    }
+    StoreError::from_io(uri, to_io(err))
+}
+
+/// The version and custom metadata S3 answered with an object.
+fn meta_of(
+    etag: Option<&str>,
+    metadata: Option<&std::collections::HashMap<String, String>>,
+) -> ObjectMeta {
+    ObjectMeta {
+        version: etag.map(bare_etag).unwrap_or_default(),
+        metadata: metadata
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    }
+}
+
+fn status_of<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+#[async_trait]
+impl ObjectStore for S3Source {
+    async fn put(&self, uri: &str, object: NewObject, mode: PutMode) -> Result<String, StoreError> {
+        let (bucket, key) = object_of(uri)?;
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .set_content_type(object.content_type)
+            .set_metadata(Some(object.metadata.into_iter().collect()))
+            .body(object.body.into());
+        let replacing = matches!(mode, PutMode::Replace(_));
+        put = match mode {
+            PutMode::Overwrite => put,
+            PutMode::Create => put.if_none_match("*"),
+            PutMode::Replace(version) => put.if_match(format!("\"{}\"", bare_etag(&version))),
+        };
+        match put.send().await {
+            Ok(output) => Ok(output.e_tag().map(bare_etag).unwrap_or_default()),
+            // 409: another conditional write to the key was in flight; `If-Match` on a key
+            // that is gone answers NoSuchKey: it is not at the version named either.
+            Err(err)
+                if matches!(status_of(&err), Some(412 | 409))
+                    || (replacing && err.code() == Some("NoSuchKey")) =>
+            {
+                Err(StoreError::Precondition {
+                    uri: uri.to_string(),
+                })
+            }
+            Err(err) => Err(store_err(uri, err)),
+        }
+    }
+
+    async fn head(&self, uri: &str) -> Result<ObjectMeta, StoreError> {
+        let (bucket, key) = object_of(uri)?;
+        let head = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| store_err(uri, e))?;
+        Ok(meta_of(head.e_tag(), head.metadata()))
+    }
+
+    async fn get(&self, uri: &str) -> Result<StoredObject, StoreError> {
+        let (bucket, key) = object_of(uri)?;
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| store_err(uri, e))?;
+        let meta = meta_of(object.e_tag(), object.metadata());
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Failed {
+                uri: uri.to_string(),
+                source: io::Error::other(e),
+            })?;
+        Ok(StoredObject {
+            meta,
+            body: body.into_bytes().to_vec(),
+        })
+    }
+
+    async fn delete(&self, uri: &str) -> Result<(), StoreError> {
+        let (bucket, key) = object_of(uri)?;
+        // S3 answers 204 whether or not the key existed.
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_err(uri, e))
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectEntry>, StoreError> {
+        let (bucket, key_prefix) = parse_s3_uri(prefix).ok_or_else(|| StoreError::Failed {
+            uri: prefix.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "expected s3://BUCKET/PREFIX"),
+        })?;
+        self.list_objects(bucket, key_prefix)
+            .await
+            .map_err(|source| StoreError::Failed {
+                uri: prefix.to_string(),
+                source,
+            })
     }
 }
 

@@ -2,9 +2,9 @@
 //! delivered once, as with the local queue, although neither SQS nor Pub/Sub can look back.
 //!
 //! The worker claims each delivery before attempting it, with a **conditional create** of one
-//! small object per (route, destination, SHA-256 of the body) in a bucket ([`ClaimStore`]: S3 with
-//! `If-None-Match: *` in [`crate::webhook_relay::dedupe::s3`], GCS with `ifGenerationMatch=0` in
-//! [`crate::webhook_relay::dedupe::gcs`]). The object holds the payload id and its receive time:
+//! small object per (route, destination, SHA-256 of the body) in a bucket ([`ClaimStore`],
+//! written once over the storage port in [`bucket_objects`]: S3 with `If-None-Match: *`, GCS
+//! with `ifGenerationMatch=0`). The object holds the payload id and its receive time:
 //!
 //! - the create succeeds: first of its kind, deliver;
 //! - it exists and names the same payload: the queue handed the same delivery over again,
@@ -25,6 +25,7 @@
 //! delivered, which is right once the window has passed.
 
 pub mod attempt_log;
+pub mod bucket_objects;
 #[cfg(feature = "relay-pubsub")]
 pub mod gcs;
 #[cfg(feature = "relay-sqs")]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::slack::{SlackError, SlackWebhook, escape_mrkdwn};
 use crate::secret::Secret;
+use crate::slack::{SlackError, SlackWebhook, escape_mrkdwn};
 use crate::webhook_relay::destinations::{
     DeliveryAttempt, DeliveryError, Destination, retry_after_wait,
 };

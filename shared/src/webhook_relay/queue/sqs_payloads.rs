@@ -11,10 +11,13 @@
 //! Objects are not deleted after delivery: a payload fanned out to several destinations has one
 //! object for all its messages, and a dead letter (on the dead-letter queue, replayable) still
 //! points at it. The bucket's lifecycle rule expires them after the dead-letter retention.
+//! Bodies go through the one S3 adapter ([`S3Source`]).
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
+
+use crate::storage::s3::S3Source;
+use crate::storage::{NewObject, ObjectStore, PutMode, StoreError};
 
 use crate::webhook_relay::queue::QueueError;
 
@@ -40,7 +43,7 @@ pub struct BodyPointer {
 /// Bodies in S3, by payload id.
 #[derive(Debug, Clone)]
 pub struct PayloadStore {
-    client: Client,
+    s3: S3Source,
     bucket: String,
 }
 
@@ -55,31 +58,33 @@ fn s3_error(bucket: &str, err: impl std::fmt::Display, retryable: bool) -> Queue
 impl PayloadStore {
     /// The store in `bucket`, reached with `client`.
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self::over(S3Source::new(client), bucket)
+    }
+
+    /// The store in `bucket` of the S3 adapter `s3`.
+    pub fn over(s3: S3Source, bucket: impl Into<String>) -> Self {
         Self {
-            client,
+            s3,
             bucket: bucket.into(),
         }
     }
 
-    /// The store named by [`ENV_PAYLOAD_BUCKET`], if set: an S3 client from the environment
-    /// (path-style when `AWS_ENDPOINT_URL` points at an emulator).
+    /// The store named by [`ENV_PAYLOAD_BUCKET`], if set: S3 as the environment says
+    /// ([`S3Source::from_env`], path-style when `AWS_ENDPOINT_URL` points at an emulator).
     pub async fn from_env() -> Option<Self> {
         let bucket = std::env::var(ENV_PAYLOAD_BUCKET)
             .ok()
             .filter(|b| !b.is_empty())?;
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(path_style)
-            .build();
-        Some(Self::new(Client::from_conf(config), bucket))
+        Some(Self::over(S3Source::from_env().await, bucket))
     }
 
     /// The worker's small objects in the same bucket: dedupe claims (`dedupe/`) and attempt
     /// records (`attempts/`).
     pub fn objects(&self) -> crate::webhook_relay::dedupe::s3::S3Objects {
-        crate::webhook_relay::dedupe::s3::S3Objects::new(self.client.clone(), &self.bucket)
+        crate::webhook_relay::dedupe::bucket_objects::BucketObjects::in_bucket(
+            self.s3.clone(),
+            format!("s3://{}", self.bucket),
+        )
     }
 
     /// Dedupe claims for `window` in the same bucket (`dedupe/`, see [`crate::webhook_relay::dedupe`]).
@@ -98,21 +103,19 @@ impl PayloadStore {
     /// Stores `body` as payload `payload_id`'s; the pointer to put in its messages.
     pub async fn put(&self, payload_id: &str, body: &[u8]) -> Result<BodyPointer, QueueError> {
         let key = Self::key(payload_id);
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(body.to_vec()))
-            .send()
+        let object = NewObject {
+            body: body.to_vec(),
+            content_type: Some("application/json".into()),
+            metadata: Default::default(),
+        };
+        self.s3
+            .put(
+                &format!("s3://{}/{key}", self.bucket),
+                object,
+                PutMode::Overwrite,
+            )
             .await
-            .map_err(|err| {
-                s3_error(
-                    &self.bucket,
-                    aws_sdk_s3::error::DisplayErrorContext(err),
-                    true,
-                )
-            })?;
+            .map_err(|err| s3_error(&self.bucket, err, true))?;
         Ok(BodyPointer {
             bucket: self.bucket.clone(),
             key,
@@ -130,27 +133,14 @@ impl PayloadStore {
                 false,
             ));
         }
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(&pointer.key)
-            .send()
-            .await
-            .map_err(|err| {
-                let gone = err.as_service_error().is_some_and(|e| e.is_no_such_key());
-                s3_error(
-                    &self.bucket,
-                    aws_sdk_s3::error::DisplayErrorContext(err),
-                    !gone,
-                )
-            })?;
-        let bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|err| s3_error(&self.bucket, err, true))?;
-        Ok(bytes.into_bytes().to_vec())
+        let uri = format!("s3://{}/{}", self.bucket, pointer.key);
+        match self.s3.get(&uri).await {
+            Ok(object) => Ok(object.body),
+            Err(err) => {
+                let gone = matches!(err, StoreError::NotFound { .. });
+                Err(s3_error(&self.bucket, err, !gone))
+            }
+        }
     }
 }
 
