@@ -4,7 +4,7 @@ behaviour, patched in-process; every other argument goes to `bqemulator start`.
     .venv/bin/python tests/scripts/bqemulator_launch.py --rest-port 9050 --grpc-port 0
 
 Each patch names the BigQuery page it restores. Nothing here adds behaviour BigQuery lacks;
-what the emulator cannot do (faults, RUNNING jobs, 409 races) stays with tests/src/bigquery.rs.
+what the emulator cannot do (faults, RUNNING jobs, 409 races) stays with tests/src/doubles/bigquery.rs.
 The version is pinned in tests/scripts/with-bqemulator.sh; a new version may move a patched
 name, which fails this launcher loudly at start (see `_require`).
 """

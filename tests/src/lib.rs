@@ -1,28 +1,16 @@
-//! Shared helpers for Tapline's integration tests: running the built binaries, making export
-//! files, reading a SQLite warehouse directly, the warehouse conformance suite, and a Slack /
-//! HTTP receiver double and a CleverTap upload double for the webhook relay, and doubles of
-//! Google Secret Manager and Pub/Sub for the Cloud Run services.
+//! Shared helpers for Tapline's integration tests, grouped by what they are:
+//!
+//! - [`conformance`]: the suites every adapter of a port runs (warehouse, storage, the relay's
+//!   delivery queue and claim store);
+//! - [`doubles`]: our own stand-ins where no local real part exists (CleverTap, Slack, BigQuery
+//!   faults, Secret Manager, Pub/Sub) and fault injection;
+//! - [`servers`]: the real local servers (PostgreSQL, moto, fake-gcs-server, cargo-lambda, the
+//!   Cloud Run binaries) and their clients;
+//! - here: running the built binaries, making export files, reading a SQLite warehouse.
 
-pub mod bigquery;
-pub mod claim_store_conformance;
-pub mod clevertap_api;
-pub mod cloud_run_service;
 pub mod conformance;
-pub mod gcs;
-pub mod google_rpc;
-pub mod lambda_emulator;
-pub mod pg;
-pub mod proxy;
-pub mod pubsub;
-pub mod receiver;
-pub mod relay_queue_conformance;
-pub mod relay_router;
-pub mod s3;
-pub mod secret_manager;
-pub mod sqs;
-pub mod storage_conformance;
-// The relay's CleverTap upload double (the API puller's double is another module).
-pub mod clevertap_upload;
+pub mod doubles;
+pub mod servers;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tapline::storage::{ObjectSource, ObjectStore};
-use tapline_tests::storage_conformance::StorageHarness;
+use tapline_tests::conformance::storage::StorageHarness;
 
 mod local {
     use super::*;
@@ -47,20 +47,21 @@ mod s3 {
     #[async_trait]
     impl StorageHarness for OnMoto {
         async fn root(&self, name: &str) -> String {
-            let client = tapline_tests::s3::client().await;
-            let bucket = tapline_tests::s3::new_bucket(&client, &format!("st-{name}")).await;
+            let client = tapline_tests::servers::s3::client().await;
+            let bucket =
+                tapline_tests::servers::s3::new_bucket(&client, &format!("st-{name}")).await;
             format!("s3://{bucket}")
         }
         async fn seed(&self, uri: &str, body: &[u8]) {
             let (bucket, key) = parse_s3_uri(uri).unwrap();
-            let client = tapline_tests::s3::client().await;
-            tapline_tests::s3::put(&client, bucket, key, body.to_vec()).await;
+            let client = tapline_tests::servers::s3::client().await;
+            tapline_tests::servers::s3::put(&client, bucket, key, body.to_vec()).await;
         }
         async fn source(&self) -> Arc<dyn ObjectSource> {
-            Arc::new(S3Source::new(tapline_tests::s3::client().await))
+            Arc::new(S3Source::new(tapline_tests::servers::s3::client().await))
         }
         async fn store(&self) -> Arc<dyn ObjectStore> {
-            Arc::new(S3Source::new(tapline_tests::s3::client().await))
+            Arc::new(S3Source::new(tapline_tests::servers::s3::client().await))
         }
     }
 
@@ -72,7 +73,7 @@ mod gcs {
     use std::time::Duration;
     use tapline::google_auth::GoogleAuth;
     use tapline::storage::gcs::{GcsSource, GcsStore, parse_gs_uri};
-    use tapline_tests::gcs::{gcs_url, new_bucket, put};
+    use tapline_tests::servers::gcs::{gcs_url, new_bucket, put};
 
     struct OnFakeGcs;
 

@@ -1,5 +1,5 @@
 //! The warehouse conformance suite on the BigQuery adapter, twice: against the REST double in
-//! `tapline_tests::bigquery` (ours: GoogleSQL run in SQLite) and against bqemulator (a
+//! `tapline_tests::doubles::bigquery` (ours: GoogleSQL run in SQLite) and against bqemulator (a
 //! third-party emulator: GoogleSQL run by DuckDB), which `make test` starts and names in
 //! `TAPLINE_TEST_BQEMULATOR_URL`. BigQuery itself cannot run here. Each store is a dataset.
 
@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use tapline::google_auth::GoogleAuth;
 use tapline::warehouse::Warehouse;
 use tapline::warehouse::bigquery::BigQueryWarehouse;
-use tapline_tests::bigquery::BigQueryDouble;
-use tapline_tests::bigquery::emulator::BigQueryEmulator;
-use tapline_tests::conformance::Harness;
+use tapline_tests::conformance::warehouse::Harness;
+use tapline_tests::doubles::bigquery::BigQueryDouble;
+use tapline_tests::doubles::bigquery::emulator::BigQueryEmulator;
 use tokio::sync::OnceCell;
 
 struct Double {

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use tapline::warehouse::postgres::PostgresWarehouse;
 use tapline::warehouse::{LoadLedger, Warehouse};
-use tapline_tests::conformance::Harness;
+use tapline_tests::conformance::warehouse::Harness;
 
 struct Postgres {
     prefix: String,
@@ -75,12 +75,13 @@ async fn a_header_crafted_against_backslash_escapes_is_only_a_column_name() {
         .expect("open");
     let crafted = r"x\', 1, now()); CREATE TABLE pwned (x int); --";
     let columns = ["ts", "eventName", crafted, r"trailing\"];
-    let o = tapline_tests::conformance::object("s3://b/1-2-Charged-20220921-0-0.csv", "v1");
+    let o =
+        tapline_tests::conformance::warehouse::object("s3://b/1-2-Charged-20220921-0-0.csv", "v1");
     let mut t = match w.begin_load(&o, false).await.unwrap() {
         Begin::Started(t) => t,
         Begin::Done(_) => panic!("new object"),
     };
-    t.append(tapline_tests::conformance::batch(
+    t.append(tapline_tests::conformance::warehouse::batch(
         &columns,
         &[(
             2,

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
 use tapline::warehouse::{LoadLedger, SqlQuery, Warehouse};
-use tapline_tests::conformance::Harness;
+use tapline_tests::conformance::warehouse::Harness;
 
 struct Sqlite {
     dir: tempfile::TempDir,
@@ -70,7 +70,7 @@ async fn queries_cannot_escape_read_only() {
     // BEGIN (refused or not) on the query's own connection holds nothing: a load right
     // after commits.
     let _ = w.query("BEGIN IMMEDIATE").await;
-    let o = tapline_tests::conformance::object("s3://b/k.csv", "v1");
+    let o = tapline_tests::conformance::warehouse::object("s3://b/k.csv", "v1");
     let t = match w.begin_load(&o, false).await.unwrap() {
         tapline::warehouse::Begin::Started(t) => t,
         tapline::warehouse::Begin::Done(_) => panic!("new object"),

@@ -1,6 +1,6 @@
 //! BigQuery end to end: `tapline load|status|query|pull --warehouse bigquery://…`.
 //! Loads, a rewritten export, status, query and the puller run on two targets (`on_double::*`
-//! and `on_bqemulator::*`): our REST double (`tapline_tests::bigquery`) and bqemulator, a
+//! and `on_bqemulator::*`): our REST double (`tapline_tests::doubles::bigquery`) and bqemulator, a
 //! third-party emulator that `make test` starts. The other tests need what only the double can
 //! do and run on it alone: the faults BigQuery documents (duplicate job ids, quota and rate
 //! limits, 5xx, jobs that run for a while, jobs that fail with row errors), a missing dataset,
@@ -11,9 +11,9 @@ use std::path::Path;
 use tapline::google_auth::GoogleAuth;
 use tapline::warehouse::bigquery::BigQueryWarehouse;
 use tapline::warehouse::{Begin, Checkpoints, Committed, LoadLedger, SqlQuery};
-use tapline_tests::bigquery::target::BigQueryTarget;
-use tapline_tests::bigquery::{BigQueryDouble, JobFault, QueryAnswerFault};
-use tapline_tests::clevertap_api::ClevertapApi;
+use tapline_tests::doubles::bigquery::target::BigQueryTarget;
+use tapline_tests::doubles::bigquery::{BigQueryDouble, JobFault, QueryAnswerFault};
+use tapline_tests::doubles::clevertap_api::ClevertapApi;
 use tapline_tests::{Run, export_csv};
 
 const PROJECT: &str = "acme-analytics";
@@ -412,7 +412,7 @@ async fn row_errors_fail_the_file_with_bigquerys_messages_and_load_nothing() {
 /// commit that crossed a second disagreed with its ledger; bqemulator showed it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_commit_reports_the_ledger_row_it_wrote() {
-    use tapline_tests::conformance::{batch, object};
+    use tapline_tests::conformance::warehouse::{batch, object};
     let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
     let w = BigQueryWarehouse::open_at(
         &url("clevertap"),
@@ -516,7 +516,8 @@ async fn a_commit_another_loader_made_is_found_by_its_job_id() {
     let open =
         || BigQueryWarehouse::open_at(&target, Some(&double.endpoint), GoogleAuth::anonymous());
     let (a, b) = (open().await.unwrap(), open().await.unwrap());
-    let object = tapline_tests::conformance::object("gs://b/k.csv.gz", "1700000000000001");
+    let object =
+        tapline_tests::conformance::warehouse::object("gs://b/k.csv.gz", "1700000000000001");
     let columns = ["ts", "eventName", "profile.identity"];
     let rows = [(
         2,
@@ -530,12 +531,16 @@ async fn a_commit_another_loader_made_is_found_by_its_job_id() {
         Begin::Started(t) => t,
         Begin::Done(_) => panic!("BigQuery cannot lock: the second begin starts too"),
     };
-    ta.append(tapline_tests::conformance::batch(&columns, &rows))
-        .await
-        .unwrap();
-    tb.append(tapline_tests::conformance::batch(&columns, &rows))
-        .await
-        .unwrap();
+    ta.append(tapline_tests::conformance::warehouse::batch(
+        &columns, &rows,
+    ))
+    .await
+    .unwrap();
+    tb.append(tapline_tests::conformance::warehouse::batch(
+        &columns, &rows,
+    ))
+    .await
+    .unwrap();
     let outcome = tapline::warehouse::Outcome::Loaded {
         bytes: 10,
         rows: 1,
@@ -740,7 +745,7 @@ async fn large_files_upload_resumably_and_a_lost_chunk_is_resumed() {
 /// replaced (not doubled), checkpoints are readable in `_tapline_state`, and counts are keyed
 /// rows in `event_counts`.
 async fn pulled_events_and_counts_land_in_bigquery_once(target: BigQueryTarget) {
-    use tapline_tests::clevertap_api::event_records;
+    use tapline_tests::doubles::clevertap_api::event_records;
     let api = ClevertapApi::start().await;
     api.set_events("Charged", 20220922, event_records(20220922, 25));
     api.set_events("Charged", 20220923, event_records(20220923, 5));
@@ -876,7 +881,7 @@ async fn state_values_superseded_for_a_week_are_pruned_and_latest_values_kept() 
 /// no longer lists it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_pull_is_listed_by_status_and_resumes_from_its_checkpoint() {
-    use tapline_tests::clevertap_api::{Seen, event_records};
+    use tapline_tests::doubles::clevertap_api::{Seen, event_records};
     let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
     let api = ClevertapApi::start().await;
     api.set_events("Charged", 20220922, event_records(20220922, 50));
@@ -1002,7 +1007,7 @@ async fn a_killed_pull_is_listed_by_status_and_resumes_from_its_checkpoint() {
 /// no failure; pulling the same days again replaces rows by that key instead of adding to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_reports_land_in_bigquery_keyed_by_message_and_day() {
-    use tapline_tests::clevertap_api::{MessageDay, message_record};
+    use tapline_tests::doubles::clevertap_api::{MessageDay, message_record};
     let double = BigQueryDouble::start(PROJECT, &["clevertap"]).await;
     let api = ClevertapApi::start().await;
     let day_one = |sale_push_sent| {

@@ -18,10 +18,10 @@ use tapline::webhook_relay::queue::sqs::{
 };
 use tapline::webhook_relay::queue::sqs_payloads::{PayloadStore, SQS_MESSAGE_MAX_BYTES};
 use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
-use tapline_tests::receiver::{Receiver, Reply};
-use tapline_tests::relay_router::post_hook;
-use tapline_tests::sqs::sqs_event;
-use tapline_tests::{s3, sqs};
+use tapline_tests::doubles::receiver::{Receiver, Reply};
+use tapline_tests::doubles::relay_router::post_hook;
+use tapline_tests::servers::sqs::sqs_event;
+use tapline_tests::servers::{s3, sqs};
 
 const TOKEN: &str = "big-token-0123456789abcdef01234567";
 
@@ -347,7 +347,7 @@ name = "wh"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_function_under_cargo_lambda_watch_queues_accepts_and_refuses_the_rest() {
-    use tapline_tests::lambda_emulator::LambdaEmulator;
+    use tapline_tests::servers::lambda_emulator::LambdaEmulator;
 
     let client = sqs::client().await;
     let (queue, _) = queue(&client, "relay-watch-url").await;
@@ -404,8 +404,8 @@ async fn the_endpoint_function_under_cargo_lambda_watch_queues_accepts_and_refus
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_function_under_cargo_lambda_watch_reports_only_the_failed_delivery() {
-    use tapline_tests::lambda_emulator::LambdaEmulator;
-    use tapline_tests::pg::PgSchema;
+    use tapline_tests::servers::lambda_emulator::LambdaEmulator;
+    use tapline_tests::servers::pg::PgSchema;
 
     let (crm, broken) = (Receiver::start().await, Receiver::start().await);
     broken.set_default(Reply::Status(503, "down".into()));
@@ -547,7 +547,7 @@ async fn the_same_body_within_the_window_is_delivered_once_per_destination() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_keeps_failing_is_paused_on_lambda_without_using_up_attempts() {
-    use tapline_tests::receiver::Reply;
+    use tapline_tests::doubles::receiver::Reply;
 
     let (crm, archive) = (Receiver::start().await, Receiver::start().await);
     archive.set_default(Reply::Status(503, "down".into()));
@@ -737,7 +737,7 @@ const UNREADABLE_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secr
 
 #[tokio::test]
 async fn the_endpoint_starts_and_accepts_with_no_destination_secret_in_its_environment() {
-    let token_arn = tapline_tests::s3::create_secret(
+    let token_arn = tapline_tests::servers::s3::create_secret(
         &format!("relay/TOKEN-endpoint-{}", std::process::id()),
         TOKEN,
     )
@@ -800,7 +800,7 @@ async fn the_endpoint_starts_and_accepts_with_no_destination_secret_in_its_envir
 
 #[tokio::test]
 async fn the_worker_reads_no_route_token_and_refuses_to_start_without_a_destination_secret() {
-    let slack_arn = tapline_tests::s3::create_secret(
+    let slack_arn = tapline_tests::servers::s3::create_secret(
         &format!("relay/SLACK_URL-worker-{}", std::process::id()),
         "https://hooks.slack.com/services/T/B/x\n",
     )

@@ -15,8 +15,8 @@ use tapline::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
 use tapline::webhook_relay::queue::{DeadLetterFilter, DeliveryQueue, QueueCounts};
 use tapline::webhook_relay::signature::SigningKeys;
 use tapline::webhook_relay::{Relay, RelayConfig};
-use tapline_tests::receiver::{Receiver, Reply};
-use tapline_tests::relay_router::post_hook;
+use tapline_tests::doubles::receiver::{Receiver, Reply};
+use tapline_tests::doubles::relay_router::post_hook;
 use tower::ServiceExt;
 
 const TOKEN: &str = "alerts-token-0123456789abcdef012345";
@@ -948,7 +948,7 @@ mod on_aws {
         DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
     };
     use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
-    use tapline_tests::sqs;
+    use tapline_tests::servers::sqs;
 
     async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {
         post_hook(router, "alerts", Some(("X-Tapline-Token", TOKEN)), body).await
@@ -1092,7 +1092,7 @@ mod on_aws {
     #[tokio::test]
     async fn route_secrets_come_from_secrets_manager_by_arn() {
         let (slack, http) = (Receiver::start().await, Receiver::start().await);
-        let arn = tapline_tests::s3::create_secret(
+        let arn = tapline_tests::servers::s3::create_secret(
             &format!("relay/ALERTS_TOKEN-{}", std::process::id()),
             &format!("{TOKEN}\n"),
         )
@@ -1170,7 +1170,7 @@ properties = { "Subscription Status" = "data.status" }
 
 #[tokio::test]
 async fn subscription_webhooks_become_clevertap_uploads_and_unprocessed_records_are_dead_letters() {
-    use tapline_tests::clevertap_upload::CleverTapUpload;
+    use tapline_tests::doubles::clevertap_upload::CleverTapUpload;
     let clevertap = CleverTapUpload::start("ACC-1", "pass-2").await;
     let env: HashMap<&str, String> = HashMap::from([
         ("ALERTS_TOKEN", TOKEN.to_string()),

@@ -1,7 +1,7 @@
 //! The relay's claim store conformance suite on S3 (moto) and Cloud Storage (fake-gcs-server).
 
 use async_trait::async_trait;
-use tapline_tests::claim_store_conformance::ClaimHarness;
+use tapline_tests::conformance::claim_store::ClaimHarness;
 
 mod s3 {
     use super::*;
@@ -13,12 +13,15 @@ mod s3 {
     impl ClaimHarness for OnMoto {
         type Store = S3Objects;
         async fn store(&self, name: &str) -> S3Objects {
-            let client = tapline_tests::s3::client().await;
-            let bucket = tapline_tests::s3::new_bucket(&client, name).await;
+            let client = tapline_tests::servers::s3::client().await;
+            let bucket = tapline_tests::servers::s3::new_bucket(&client, name).await;
             S3Objects::new(client, bucket)
         }
         async fn missing(&self) -> S3Objects {
-            S3Objects::new(tapline_tests::s3::client().await, "tapline-no-such-bucket")
+            S3Objects::new(
+                tapline_tests::servers::s3::client().await,
+                "tapline-no-such-bucket",
+            )
         }
     }
 
@@ -29,7 +32,7 @@ mod gcs {
     use super::*;
     use tapline::google_auth::GoogleAuth;
     use tapline::webhook_relay::dedupe::gcs::GcsObjects;
-    use tapline_tests::gcs::{gcs_url, new_bucket};
+    use tapline_tests::servers::gcs::{gcs_url, new_bucket};
 
     struct OnFakeGcs;
 

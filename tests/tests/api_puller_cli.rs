@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use tapline_tests::clevertap_api::{
+use tapline_tests::doubles::clevertap_api::{
     CampaignReport, ClevertapApi, MessageDay, PASSCODE, Quirk, Seen, event_records, message_record,
     profile_records,
 };
@@ -1320,7 +1320,7 @@ async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
             {"name": "launch-floor", "event": "App Launched", "when": "below", "count": 10}]"#,
     )
     .unwrap();
-    let slack = tapline_tests::receiver::Receiver::start().await;
+    let slack = tapline_tests::doubles::receiver::Receiver::start().await;
     let check = |day: &'static str| {
         let rules = rules.to_str().unwrap().to_string();
         let (wh, url) = (wh.clone(), slack.url.clone());
@@ -1403,11 +1403,11 @@ async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
     // each breach recorded as `failed`, and the webhook URL nowhere in the output.
     for (reply, error) in [
         (
-            tapline_tests::receiver::Reply::Status(201, "ok".into()),
+            tapline_tests::doubles::receiver::Reply::Status(201, "ok".into()),
             "Slack answered HTTP 201: ok".to_string(),
         ),
         (
-            tapline_tests::receiver::Reply::Status(200, "invalid_payload\n".into()),
+            tapline_tests::doubles::receiver::Reply::Status(200, "invalid_payload\n".into()),
             "Slack answered 200 with \"invalid_payload\" instead of \"ok\"".to_string(),
         ),
     ] {
@@ -1461,7 +1461,7 @@ async fn alert_text_posted_to_slack_is_escaped() {
         r#"[{"name": "floor <!here> & <https://x.example|y>", "event": "Charged", "when": "below", "count": 500}]"#,
     )
     .unwrap();
-    let slack = tapline_tests::receiver::Receiver::start().await;
+    let slack = tapline_tests::doubles::receiver::Receiver::start().await;
     let args = [
         "alerts",
         "--rules",
@@ -1492,7 +1492,7 @@ async fn alert_text_posted_to_slack_is_escaped() {
 /// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per
 /// page, pulled as four events at once under the limit of 3, one request at a time (the
 /// downloader's way), and as one event whose single cursor must be paged in order.
-/// `cargo nextest run --workspace -E 'binary(cli_pull)' --run-ignored only --no-capture`
+/// `cargo nextest run --workspace -E 'binary(api_puller_cli)' --run-ignored only --no-capture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by hand for the README figures"]
 async fn bench_100k_events_in_20_pages() {

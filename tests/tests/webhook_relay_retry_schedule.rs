@@ -10,8 +10,8 @@ use tapline::webhook_relay::clock::ManualClock;
 use tapline::webhook_relay::queue::DeliveryQueue;
 use tapline::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
 use tapline::webhook_relay::{Relay, RelayConfig};
-use tapline_tests::receiver::{Receiver, Reply};
-use tapline_tests::relay_router::post_hook;
+use tapline_tests::doubles::receiver::{Receiver, Reply};
+use tapline_tests::doubles::relay_router::post_hook;
 
 // At least 32 bytes: what a route secret must have.
 const TOKEN: &str = "schedule-token-0123456789abcdef0123";

@@ -17,7 +17,7 @@ use tapline::webhook_relay::queue::limits::PAYLOAD_OVERHEAD_BYTES;
 use tapline::webhook_relay::queue::sqlite::{QUEUE_FILE, SqliteDeliveryQueue};
 use tapline::webhook_relay::queue::{AcceptQueue, DeliveryQueue, IncomingPayload, QueueError};
 use tapline::webhook_relay::{Relay, RelayConfig};
-use tapline_tests::receiver::{Receiver, Reply};
+use tapline_tests::doubles::receiver::{Receiver, Reply};
 use tower::ServiceExt;
 
 const TOKEN: &str = "alerts-token-0123456789abcdef012345";

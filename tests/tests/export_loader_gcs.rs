@@ -10,9 +10,9 @@ use tapline::config::LoadConfig;
 use tapline::export_loader::cloud_run::{ServiceState, router};
 use tapline::google_auth::GoogleAuth;
 use tapline::storage::gcs::GcsSource;
-use tapline_tests::gcs::{delete, gcs_url, new_bucket, put};
-use tapline_tests::pg::PgSchema;
-use tapline_tests::proxy::CuttableProxy;
+use tapline_tests::doubles::proxy::CuttableProxy;
+use tapline_tests::servers::gcs::{delete, gcs_url, new_bucket, put};
+use tapline_tests::servers::pg::PgSchema;
 use tapline_tests::{bin, export_csv, gzip, postgres_url, sqlite_rows, sqlite_value};
 
 const CHARGED: &str = "events/1663664837-1663785000-Charged-20220921-0-0.csv.gz";
@@ -508,7 +508,7 @@ async fn the_cloud_run_binary_serves_events_and_stops_on_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventarc_to_bigquery_loads_once_through_an_outage() {
     use tapline::warehouse::bigquery::BigQueryWarehouse;
-    use tapline_tests::bigquery::BigQueryDouble;
+    use tapline_tests::doubles::bigquery::BigQueryDouble;
 
     let double = BigQueryDouble::start("acme-analytics", &["clevertap"]).await;
     let warehouse = BigQueryWarehouse::open_at(

@@ -173,25 +173,25 @@ macro_rules! relay_queue_conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn accept_deliver_settle() {
             let (h, d) = $make("accept", vec![]).await;
-            $crate::relay_queue_conformance::accept_deliver_settle(h.as_ref(), &d).await;
+            $crate::conformance::relay_queue::accept_deliver_settle(h.as_ref(), &d).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn retry_schedule_honoured() {
             let (h, d) = $make("retry", vec![503]).await;
-            $crate::relay_queue_conformance::retry_schedule_honoured(h.as_ref(), &d).await;
+            $crate::conformance::relay_queue::retry_schedule_honoured(h.as_ref(), &d).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn dead_letter_after_the_budget() {
             let (h, d) = $make("dead", vec![503, 502, 500]).await;
-            $crate::relay_queue_conformance::dead_letter_after_the_budget(h.as_ref(), &d).await;
+            $crate::conformance::relay_queue::dead_letter_after_the_budget(h.as_ref(), &d).await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn duplicate_suppressed() {
             let (h, d) = $make("dupe", vec![]).await;
-            $crate::relay_queue_conformance::duplicate_suppressed(h.as_ref(), &d).await;
+            $crate::conformance::relay_queue::duplicate_suppressed(h.as_ref(), &d).await;
         }
     };
 }

@@ -806,7 +806,7 @@ macro_rules! warehouse_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let harness = $harness;
-                $crate::conformance::$case(&harness).await;
+                $crate::conformance::warehouse::$case(&harness).await;
             }
         )*
     };

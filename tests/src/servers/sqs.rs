@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 /// An SQS client for moto.
 pub async fn client() -> Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(crate::s3::moto())
+        .endpoint_url(crate::servers::s3::moto())
         .region(aws_config::Region::new("us-east-1"))
         .load()
         .await;

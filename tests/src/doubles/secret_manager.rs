@@ -4,7 +4,7 @@
 //! or 404), an unknown secret or version (404 `NOT_FOUND`), and, when told, an identity without
 //! access (403 `PERMISSION_DENIED`). It counts reads.
 
-use crate::google_rpc::error;
+use crate::doubles::google_rpc::error;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 

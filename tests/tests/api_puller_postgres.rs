@@ -2,8 +2,8 @@
 //! tables, checkpoints in `_tapline_state` (listed by `tapline status`), a day pulled again
 //! replaced and not doubled.
 
-use tapline_tests::clevertap_api::{ClevertapApi, event_records};
-use tapline_tests::pg::PgSchema;
+use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::servers::pg::PgSchema;
 
 const DAY1: i64 = 20220922;
 const DAY2: i64 = 20220923;

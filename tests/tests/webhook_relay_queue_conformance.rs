@@ -1,4 +1,4 @@
-//! The delivery-queue conformance suite (`tapline_tests::relay_queue_conformance`) on each
+//! The delivery-queue conformance suite (`tapline_tests::conformance::relay_queue`) on each
 //! relay queue: the local SQLite queue and its worker, SQS on moto with the worker Lambda's
 //! handler (dedupe claims and attempt log in an S3 bucket on moto), and the Pub/Sub double with
 //! the push worker's handler (claims and attempt log in a bucket on fake-gcs-server).
@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tapline::webhook_relay::clock::{Clock, ManualClock, SystemClock};
 use tapline::webhook_relay::queue::{AcceptQueue, IncomingPayload};
-use tapline_tests::relay_queue_conformance::{QueueHarness, ScriptedDestination, WINDOW, setup};
+use tapline_tests::conformance::relay_queue::{QueueHarness, ScriptedDestination, WINDOW, setup};
 
 fn payload(body: &str, received_at_ms: i64) -> IncomingPayload {
     IncomingPayload {
@@ -92,7 +92,7 @@ mod sqs {
     use tapline::webhook_relay::queue::sqs::{
         DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
     };
-    use tapline_tests::{s3, sqs};
+    use tapline_tests::servers::{s3, sqs};
 
     struct Sqs {
         client: aws_sdk_sqs::Client,
@@ -206,8 +206,8 @@ mod pubsub {
     use tapline::webhook_relay::queue::pubsub::{
         PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher, PushEnvelope, PushMessage,
     };
-    use tapline_tests::gcs;
-    use tapline_tests::pubsub::{PubSubDouble, Published};
+    use tapline_tests::doubles::pubsub::{PubSubDouble, Published};
+    use tapline_tests::servers::gcs;
 
     struct PubSub {
         double: PubSubDouble,

@@ -6,10 +6,12 @@
 use serde_json::{Value, json};
 use tapline::google_auth::GoogleAuth;
 use tapline::secret::gcp::SecretManager;
-use tapline_tests::clevertap_api::{ACCOUNT, ClevertapApi, PASSCODE, Quirk, event_records};
-use tapline_tests::cloud_run_service::{CloudRunService, free_port};
-use tapline_tests::pg::PgSchema;
-use tapline_tests::secret_manager::SecretManagerDouble;
+use tapline_tests::doubles::clevertap_api::{
+    ACCOUNT, ClevertapApi, PASSCODE, Quirk, event_records,
+};
+use tapline_tests::doubles::secret_manager::SecretManagerDouble;
+use tapline_tests::servers::cloud_run_service::{CloudRunService, free_port};
+use tapline_tests::servers::pg::PgSchema;
 
 const PROJECT: &str = "acme-analytics";
 
@@ -178,7 +180,7 @@ mod api_puller {
     /// being the credentials (none against the double).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_cloud_run_binary_pulls_into_bigquery() {
-        use tapline_tests::bigquery::BigQueryDouble;
+        use tapline_tests::doubles::bigquery::BigQueryDouble;
 
         let secrets = SecretManagerDouble::start().await;
         let passcode = secrets.add_version(PROJECT, "tapline-clevertap-passcode", PASSCODE);
@@ -223,7 +225,7 @@ mod api_puller {
     /// Before the fix the service never read `TAPLINE_ALERTS_*` and stored `notified = no`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn alert_breaches_are_posted_to_the_relay_route() {
-        use tapline_tests::receiver::Receiver;
+        use tapline_tests::doubles::receiver::Receiver;
 
         const RELAY_TOKEN: &str = "gcp-alerts-t0ken-0123456789abcdef";
         let secrets = SecretManagerDouble::start().await;
@@ -340,9 +342,9 @@ mod relay {
     use tapline::webhook_relay::dedupe::gcs::GcsObjects;
     use tapline::webhook_relay::dedupe::{Claim, ClaimStore, DedupeWindow};
     use tapline::webhook_relay::queue::pubsub::{OutgoingMessage, PubSubPublisher};
-    use tapline_tests::gcs;
-    use tapline_tests::pubsub::{PubSubDouble, Settled};
-    use tapline_tests::receiver::{Receiver, Reply};
+    use tapline_tests::doubles::pubsub::{PubSubDouble, Settled};
+    use tapline_tests::doubles::receiver::{Receiver, Reply};
+    use tapline_tests::servers::gcs;
 
     const TOKEN: &str = "gcp-relay-t0ken-0123456789abcdef0123";
     const CONFIG: &str = r#"
@@ -381,7 +383,10 @@ signing_secret_env = "CRM_SIGNING_SECRET"
     }
 
     /// The messages the endpoint published on `topic`: not those the worker published again.
-    fn accepted(pubsub: &PubSubDouble, topic: &str) -> Vec<tapline_tests::pubsub::Published> {
+    fn accepted(
+        pubsub: &PubSubDouble,
+        topic: &str,
+    ) -> Vec<tapline_tests::doubles::pubsub::Published> {
         pubsub
             .messages(topic)
             .into_iter()
@@ -389,7 +394,10 @@ signing_secret_env = "CRM_SIGNING_SECRET"
             .collect()
     }
 
-    fn attribute<'a>(message: &'a tapline_tests::pubsub::Published, name: &str) -> &'a str {
+    fn attribute<'a>(
+        message: &'a tapline_tests::doubles::pubsub::Published,
+        name: &str,
+    ) -> &'a str {
         message
             .attributes
             .get(name)

@@ -12,11 +12,13 @@ use tapline::api_puller::jobs::{PullInvocationError, PullJobs, handle_pull_paylo
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::warehouse::Warehouse;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
-use tapline_tests::clevertap_api::{ClevertapApi, MessageDay, event_records, message_record};
-use tapline_tests::lambda_emulator::LambdaEmulator;
-use tapline_tests::pg::PgSchema;
-use tapline_tests::receiver::Received;
-use tapline_tests::s3::{create_secret, moto};
+use tapline_tests::doubles::clevertap_api::{
+    ClevertapApi, MessageDay, event_records, message_record,
+};
+use tapline_tests::doubles::receiver::Received;
+use tapline_tests::servers::lambda_emulator::LambdaEmulator;
+use tapline_tests::servers::pg::PgSchema;
+use tapline_tests::servers::s3::{create_secret, moto};
 
 fn lookup(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<&str, String> = pairs.into_iter().collect();
@@ -161,7 +163,7 @@ async fn puller_under_cargo_lambda_watch(
     schema: &PgSchema,
     extra: &[(&str, &str)],
 ) -> LambdaEmulator {
-    use tapline_tests::clevertap_api::{ACCOUNT, PASSCODE};
+    use tapline_tests::doubles::clevertap_api::{ACCOUNT, PASSCODE};
     let secret = create_secret(
         &format!("tapline-passcode-{}", std::process::id()),
         PASSCODE,
@@ -194,7 +196,7 @@ async fn puller_under_cargo_lambda_watch(
 /// the Scheduler payload plus an explicit window; the passcode never reaches its logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_binary_pulls_under_cargo_lambda_watch() {
-    use tapline_tests::clevertap_api::PASSCODE;
+    use tapline_tests::doubles::clevertap_api::PASSCODE;
 
     let api = ClevertapApi::start().await;
     api.set_events("Charged", 20220922, event_records(20220922, 12));
@@ -380,7 +382,7 @@ fn assert_breaches_reached_slack(posts: &[Received]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_breaches_reach_slack_through_the_webhook_relay() {
     use tapline::api_puller::alert_notifiers::alert_notifier_from_lookup;
-    use tapline_tests::receiver::{Receiver, Reply};
+    use tapline_tests::doubles::receiver::{Receiver, Reply};
 
     let api = ClevertapApi::start().await;
     serve_a_drop_on_the_23rd(&api);
@@ -489,7 +491,7 @@ async fn alert_breaches_reach_slack_through_the_webhook_relay() {
 /// debug level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_binary_posts_alert_breaches_through_the_relay_under_cargo_lambda_watch() {
-    use tapline_tests::receiver::Receiver;
+    use tapline_tests::doubles::receiver::Receiver;
 
     let api = ClevertapApi::start().await;
     serve_a_drop_on_the_23rd(&api);

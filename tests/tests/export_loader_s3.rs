@@ -1,7 +1,7 @@
 //! `tapline load s3://…` against a real S3 API (moto server, started by
 //! `tests/scripts/with-moto.sh`, which `make test` uses).
 
-use tapline_tests::s3::{bucket_with_export, client, etag, new_bucket, notification, put};
+use tapline_tests::servers::s3::{bucket_with_export, client, etag, new_bucket, notification, put};
 use tapline_tests::{export_csv, gzip, sqlite_rows, sqlite_value, tapline};
 
 /// A SQLite warehouse in a file.

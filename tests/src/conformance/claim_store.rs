@@ -147,7 +147,7 @@ macro_rules! claim_store_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let harness = $harness;
-                $crate::claim_store_conformance::$case(&harness).await;
+                $crate::conformance::claim_store::$case(&harness).await;
             }
         )*
     };

@@ -8,13 +8,13 @@ use serde_json::{Value, json};
 use tapline::config::LoadConfig;
 use tapline::export_loader::lambda::handle_lambda_payload;
 use tapline::storage::s3::S3Source;
-use tapline_tests::lambda_emulator::LambdaEmulator;
-use tapline_tests::pg::PgSchema;
-use tapline_tests::proxy::CuttableProxy;
-use tapline_tests::s3::{
+use tapline_tests::doubles::proxy::CuttableProxy;
+use tapline_tests::servers::lambda_emulator::LambdaEmulator;
+use tapline_tests::servers::pg::PgSchema;
+use tapline_tests::servers::s3::{
     bucket_with_export, client, create_secret, moto, new_bucket, notification, put,
 };
-use tapline_tests::sqs::sqs_event;
+use tapline_tests::servers::sqs::sqs_event;
 use tapline_tests::{export_csv, gzip, postgres_url};
 
 const CHARGED: &str = "exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz";

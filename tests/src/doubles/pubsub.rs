@@ -13,7 +13,7 @@
 //! "ackDeadlineSeconds": 0..=600}`; 0 makes a message available again at once); a pulled
 //! message is outstanding until then (no deadline expiry here).
 
-use crate::google_rpc::error;
+use crate::doubles::google_rpc::error;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -14,7 +14,7 @@ use tapline::webhook_relay::destinations::DeliveryAttempt;
 use tapline::webhook_relay::queue::DeliveryQueue;
 use tapline::webhook_relay::queue::sqlite::SqliteDeliveryQueue;
 use tapline::webhook_relay::{Relay, RelayConfig};
-use tapline_tests::relay_router::post_hook;
+use tapline_tests::doubles::relay_router::post_hook;
 
 // At least 32 bytes: what a route secret must have.
 const TOKEN: &str = "alerts-token-0123456789abcdef0123";
@@ -160,8 +160,8 @@ async fn an_unreachable_warehouse_is_retried_then_dead_lettered_never_lost() {
 async fn on_aws_the_worker_writes_postgres_once_even_when_sqs_redelivers() {
     use tapline::webhook_relay::queue::sqs::{SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
     use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
-    use tapline_tests::pg::PgSchema;
-    use tapline_tests::sqs;
+    use tapline_tests::servers::pg::PgSchema;
+    use tapline_tests::servers::sqs;
 
     let schema = PgSchema::new("relay_warehouse");
     let config = config(&schema.url());
@@ -210,7 +210,7 @@ async fn on_aws_the_worker_writes_postgres_once_even_when_sqs_redelivers() {
 struct TableLock(std::process::Child);
 
 impl TableLock {
-    fn hold(schema: &tapline_tests::pg::PgSchema, table: &str) -> Self {
+    fn hold(schema: &tapline_tests::servers::pg::PgSchema, table: &str) -> Self {
         use std::io::Write;
         let mut child = std::process::Command::new("psql")
             .args([tapline_tests::postgres_url().as_str(), "-qX"])
@@ -246,7 +246,7 @@ impl Drop for TableLock {
 
 /// Runs `sql` until it answers `expected` (each run is a psql process: no sleep needed);
 /// panics after 30 s.
-fn wait_for_psql(schema: &tapline_tests::pg::PgSchema, sql: &str, expected: &str) {
+fn wait_for_psql(schema: &tapline_tests::servers::pg::PgSchema, sql: &str, expected: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let got = schema.psql(sql);
@@ -266,8 +266,8 @@ fn wait_for_psql(schema: &tapline_tests::pg::PgSchema, sql: &str, expected: &str
 /// failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_locked_for_good_stalls_no_other_route_and_times_out_retryably() {
-    use tapline_tests::pg::PgSchema;
-    use tapline_tests::receiver::Receiver;
+    use tapline_tests::doubles::receiver::Receiver;
+    use tapline_tests::servers::pg::PgSchema;
     use tokio::sync::watch;
 
     let schema = PgSchema::new("relay_locked");
@@ -370,7 +370,7 @@ signing_secret_env = "SIGNING_KEY"
 /// a CleverTap webhook and another payload land in `webhook_events` with their columns, and the
 /// same delivery written again (a replay, a worker that died before settling) adds no row.
 async fn payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
-    target: tapline_tests::bigquery::target::BigQueryTarget,
+    target: tapline_tests::doubles::bigquery::target::BigQueryTarget,
 ) {
     use tapline::webhook_relay::destinations::Destination;
     use tapline::webhook_relay::destinations::warehouse::WarehouseDestination;
@@ -433,7 +433,7 @@ async fn payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_land_in_webhook_events_on_the_bigquery_double_once_per_delivery() {
-    use tapline_tests::bigquery::target::BigQueryTarget;
+    use tapline_tests::doubles::bigquery::target::BigQueryTarget;
     payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
         BigQueryTarget::double("relay").await,
     )
@@ -443,7 +443,7 @@ async fn payloads_land_in_webhook_events_on_the_bigquery_double_once_per_deliver
 /// On bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`, started by `make test`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_land_in_webhook_events_on_bqemulator_once_per_delivery() {
-    use tapline_tests::bigquery::target::BigQueryTarget;
+    use tapline_tests::doubles::bigquery::target::BigQueryTarget;
     payloads_land_in_webhook_events_on_bigquery_once_per_delivery(
         BigQueryTarget::emulator("relay").await,
     )

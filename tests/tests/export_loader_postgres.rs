@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use tapline_tests::pg::{PgSchema as Db, with_param};
+use tapline_tests::servers::pg::{PgSchema as Db, with_param};
 use tapline_tests::{Run, export_csv, gzip, tapline};
 
 const FILE: &str = "1663664837-1663785000-Charged-20220921-0-0.csv.gz";

@@ -299,7 +299,7 @@ macro_rules! storage_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let harness = $harness;
-                $crate::storage_conformance::$case(&harness).await;
+                $crate::conformance::storage::$case(&harness).await;
             }
         )*
     };

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
 use serde_json::Value;
-use tapline_tests::clevertap_api::{ClevertapApi, event_records};
-use tapline_tests::gcs::gcs_url;
+use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::servers::gcs::gcs_url;
 use tapline_tests::{Run, sqlite_value};
 
 const DAY1: i64 = 20220922;
@@ -183,8 +183,8 @@ async fn gcs_text(bucket: &str, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_file_reaches_s3_only_whole_and_survives_a_kill() {
     let case = Case::new().await;
-    let s3 = tapline_tests::s3::client().await;
-    let bucket = tapline_tests::s3::new_bucket(&s3, "pull-out").await;
+    let s3 = tapline_tests::servers::s3::client().await;
+    let bucket = tapline_tests::servers::s3::new_bucket(&s3, "pull-out").await;
     let args = case.args("jsonl", &format!("s3://{bucket}/api/"));
 
     case.run_killed_at_page_2(&args).await;
@@ -228,7 +228,7 @@ async fn a_day_file_reaches_s3_only_whole_and_survives_a_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_staging_folder_pulls_the_day_again_and_gcs_gets_a_whole_file() {
     let case = Case::new().await;
-    let bucket = tapline_tests::gcs::new_bucket("pull-out").await;
+    let bucket = tapline_tests::servers::gcs::new_bucket("pull-out").await;
     let args = case.args("csv", &format!("gs://{bucket}/api"));
 
     case.run_killed_at_page_2(&args).await;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tapline_tests::pg::PgSchema;
+use tapline_tests::servers::pg::PgSchema;
 use tapline_tests::{
     export_csv, fixed_header, fixed_row, gzip, sqlite_rows, sqlite_value, tapline,
 };
