@@ -21,6 +21,7 @@ use super::output::FileOutput;
 use super::page_load::{PageCounts, event_parse_options, load_event_page};
 use crate::clevertap::cursor::{DEFAULT_BATCH_SIZE, day_number};
 use crate::clevertap::{ClevertapClient, CursorApi, CursorPager};
+use crate::config::DEFAULT_MAX_REJECT_RATIO;
 use crate::export_loader::load::error_chain;
 use crate::time::now_utc;
 use crate::warehouse::{SourceObject, Warehouse};
@@ -40,6 +41,9 @@ pub struct EventsPull {
     pub batch_size: u32,
     /// Also write each (event, day) to a file (`--output`).
     pub output: Option<FileOutput>,
+    /// A page whose reject share is above this is quarantined, like an export file (the
+    /// loader's default, [`DEFAULT_MAX_REJECT_RATIO`]).
+    pub max_reject_ratio: f64,
 }
 
 impl EventsPull {
@@ -52,6 +56,7 @@ impl EventsPull {
             timezone,
             batch_size: DEFAULT_BATCH_SIZE,
             output: None,
+            max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
         }
     }
 
@@ -271,7 +276,15 @@ async fn run_slice(
             version: run.checkpoint.pull_id.clone(),
             bytes: None,
         };
-        let counts = load_event_page(warehouse, &object, event, page.records, opts.clone()).await?;
+        let counts = load_event_page(
+            warehouse,
+            &object,
+            event,
+            page.records,
+            opts.clone(),
+            request.max_reject_ratio,
+        )
+        .await?;
         // A page the ledger already had was committed by a run killed before its checkpoint:
         // its rows are not counted in the checkpoint yet either.
         add(&mut run.checkpoint, counts);
@@ -287,7 +300,15 @@ async fn run_slice(
             version: run.checkpoint.pull_id.clone(),
             bytes: None,
         };
-        load_event_page(warehouse, &object, event, Vec::new(), opts.clone()).await?;
+        load_event_page(
+            warehouse,
+            &object,
+            event,
+            Vec::new(),
+            opts.clone(),
+            request.max_reject_ratio,
+        )
+        .await?;
     }
     if let Some(output) = &request.output {
         let file = output
