@@ -77,9 +77,17 @@ async fn a_page_stores_its_first_rejects_and_counts_every_one() {
         warehouse.max_columns(),
     );
 
-    let counts = load_event_page(warehouse.as_ref(), &object, "Charged", records, opts, 1.0)
-        .await
-        .unwrap();
+    let counts = load_event_page(
+        warehouse.as_ref(),
+        &object,
+        "Charged",
+        records,
+        opts,
+        1.0,
+        None,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(counts.rows, 1);
     assert_eq!(counts.rejected, MAX_STORED_REJECTS as u64 + 1);
@@ -91,7 +99,10 @@ async fn a_page_stores_its_first_rejects_and_counts_every_one() {
         MAX_STORED_REJECTS as u64
     );
     assert_eq!(
-        sqlite_rows(&db, "SELECT status, rows_loaded, rows_rejected FROM _tapline_loads"),
+        sqlite_rows(
+            &db,
+            "SELECT status, rows_loaded, rows_rejected FROM _tapline_loads"
+        ),
         vec![vec![
             Some("loaded".to_string()),
             Some("1".to_string()),
@@ -118,8 +129,7 @@ async fn a_page_past_the_reject_ratio_is_quarantined_and_the_checkpoint_stays_be
                     "clevertap-api://TEST-ACC-1/events/Charged/2022-09-22/page-1"
                 );
                 assert_eq!(
-                    reason,
-                    "2 of 2 rows rejected (100.00 %), above the 1.00 % limit",
+                    reason, "2 of 2 rows rejected (100.00 %), above the 1.00 % limit",
                     "run {run}"
                 );
             }
@@ -127,7 +137,10 @@ async fn a_page_past_the_reject_ratio_is_quarantined_and_the_checkpoint_stays_be
         }
         // The second run meets the quarantined page again rather than skipping its records.
         let cp = checkpoint(&db);
-        assert_eq!(cp["pages"], 1, "run {run}: the checkpoint stays before page 1");
+        assert_eq!(
+            cp["pages"], 1,
+            "run {run}: the checkpoint stays before page 1"
+        );
         assert_eq!(cp["status"], "in_progress");
         assert_eq!(cp["rows"], 2);
         assert_eq!(count(&db, "SELECT count(*) FROM charged"), 2, "run {run}");
@@ -236,4 +249,71 @@ async fn a_failed_page_load_is_recorded_and_a_rerun_resumes_without_duplicates()
         0
     );
     assert_eq!(checkpoint(&db)["status"], "complete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_and_its_checkpoint_commit_together_or_not_at_all() {
+    let api = ClevertapApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = open(&db).await;
+    api.set_events("Charged", DAY, event_records(DAY, 6));
+    let day = jiff::civil::date(2022, 9, 22);
+    let mut pull = EventsPull::new(vec!["Charged".into()], day, day, jiff::tz::TimeZone::UTC);
+    pull.batch_size = 2;
+    // The warehouse fails writing the checkpoint past page 1. Before the checkpoint went
+    // into the page's transaction, page 1's rows were committed and the checkpoint was not.
+    let fault = rusqlite::Connection::open(&db).unwrap();
+    fault
+        .execute_batch(
+            r#"CREATE TRIGGER injected_fault BEFORE UPDATE ON _tapline_state
+             WHEN NEW.value LIKE '%"pages":2%'
+             BEGIN SELECT RAISE(ABORT, 'injected checkpoint fault'); END;"#,
+        )
+        .unwrap();
+
+    let reports = pull_events(&client(&api), warehouse.clone(), &pull, 1).await;
+
+    match &reports[0].result {
+        Err(PullError::Load { uri, error, .. }) => {
+            assert_eq!(
+                uri,
+                "clevertap-api://TEST-ACC-1/events/Charged/2022-09-22/page-1"
+            );
+            assert!(error.contains("injected checkpoint fault"), "{error}");
+        }
+        other => panic!("expected the page's commit to fail, got {other:?}"),
+    }
+    // Neither page 1's rows nor its checkpoint.
+    assert_eq!(count(&db, "SELECT count(*) FROM charged"), 2);
+    assert_eq!(checkpoint(&db)["pages"], 1);
+    assert_eq!(
+        sqlite_value(
+            &db,
+            "SELECT status FROM _tapline_loads WHERE uri LIKE '%/page-1'"
+        )
+        .as_deref(),
+        Some("failed")
+    );
+
+    fault.execute_batch("DROP TRIGGER injected_fault").unwrap();
+    let reports = pull_events(&client(&api), warehouse.clone(), &pull, 1).await;
+
+    assert!(reports[0].result.is_ok(), "{:?}", reports[0].result);
+    assert_eq!(reports[0].resumed_at_page, Some(1));
+    assert_eq!((reports[0].rows, reports[0].pages), (6, 3));
+    assert_eq!(count(&db, "SELECT count(*) FROM charged"), 6);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM (SELECT ts, profile_identity FROM charged \
+             GROUP BY ts, profile_identity HAVING count(*) > 1)"
+        ),
+        0
+    );
+    let cp = checkpoint(&db);
+    assert_eq!(
+        (cp["status"].as_str(), cp["rows"].as_u64()),
+        (Some("complete"), Some(6))
+    );
 }

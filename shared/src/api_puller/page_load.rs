@@ -15,7 +15,7 @@ use crate::export::parse::{
     DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, ParseOptions, ParseSummary,
 };
 use crate::export::{DataFormat, EVENT_NAME_COLUMN, ExportKind, parse_export};
-use crate::export_loader::batch_load::{BatchLoad, FileOutcome, Parse};
+use crate::export_loader::batch_load::{BatchLoad, FileOutcome, Parse, StateAtCommit};
 use crate::time::TsParser;
 use crate::warehouse::{LoadRecord, SourceObject, Warehouse};
 
@@ -78,6 +78,10 @@ pub fn event_parse_options(
 /// Loads one page as the source object `object` exactly once, through the export loader's
 /// batch-load path: a page the ledger already has (same uri, same pull) is skipped; an empty
 /// page still commits, so it replaces the rows an earlier pull had under the same uri.
+/// `checkpoint`, when given, is the slice's checkpoint past this page, written in the page's
+/// own transaction when the page commits as loaded: rows and checkpoint cannot part. A page
+/// it does not write (already loaded, or committed by another loader first) comes back with
+/// `already_loaded`; its checkpoint is the caller's to save.
 ///
 /// A page is judged like an export file: its first [`crate::warehouse::MAX_STORED_REJECTS`]
 /// rejects are stored; a page whose reject share is above `max_reject_ratio` (or that cannot
@@ -93,6 +97,7 @@ pub async fn load_event_page(
     records: Vec<Value>,
     opts: ParseOptions,
     max_reject_ratio: f64,
+    checkpoint: Option<StateAtCommit>,
 ) -> Result<PageCounts, PullError> {
     let load = match BatchLoad::begin(warehouse, object, false, max_reject_ratio).await {
         Ok(load) => load,
@@ -112,7 +117,7 @@ pub async fn load_event_page(
         }
         parse_export(Cursor::new(lines), DataFormat::Json, &opts, sink)
     });
-    let (outcome, _) = load.run(parse, bytes).await;
+    let (outcome, _) = load.run(parse, bytes, checkpoint).await;
     page_result(object, outcome)
 }
 

@@ -15,7 +15,7 @@ use crate::export::RowBatch;
 use crate::export::parse::{FileProblem, ParseError, ParseSummary};
 use crate::warehouse::{
     Begin, Committed, LoadRecord, LoadStatus, LoadTransaction, MAX_STORED_REJECTS, Outcome,
-    SourceObject, Warehouse,
+    SourceObject, StateWrite, Warehouse,
 };
 
 /// Batches in flight between the parser and the warehouse: enough to keep both busy, few
@@ -86,6 +86,11 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 pub type Parse =
     Box<dyn FnOnce(&mut dyn FnMut(RowBatch) -> bool) -> Result<ParseSummary, ParseError> + Send>;
 
+/// The state (an API page's checkpoint) a load writes in its own transaction when it commits
+/// as loaded, given the rows loaded and rejected. Not written for a quarantined load, so a
+/// checkpoint never moves past a quarantined page.
+pub type StateAtCommit = Box<dyn FnOnce(u64, u64) -> StateWrite + Send>;
+
 /// One source object's load, begun in the ledger and not yet ended.
 pub struct BatchLoad<'a> {
     warehouse: &'a dyn Warehouse,
@@ -140,8 +145,14 @@ impl<'a> BatchLoad<'a> {
     /// Runs `parse` on a blocking thread while appending its batches, keeps the first
     /// [`MAX_STORED_REJECTS`] rejects, judges the reject share and ends the load. `read_bytes`
     /// is the source bytes read, read once the parser is done. Returns the outcome and the
-    /// decoded bytes parsed (0 unless committed).
-    pub async fn run(self, parse: Parse, read_bytes: Arc<AtomicU64>) -> (FileOutcome, u64) {
+    /// decoded bytes parsed (0 unless committed). `state`, when given, is written with the rows
+    /// of a load that commits as loaded ([`StateAtCommit`]).
+    pub async fn run(
+        self,
+        parse: Parse,
+        read_bytes: Arc<AtomicU64>,
+        state: Option<StateAtCommit>,
+    ) -> (FileOutcome, u64) {
         let Self {
             warehouse,
             object,
@@ -212,6 +223,9 @@ impl<'a> BatchLoad<'a> {
             Err(problem) => (quarantine(problem, bytes, &ParseSummary::default()), 0),
         };
         let quarantined = matches!(result, Outcome::Quarantined { .. });
+        if let (Some(state), Outcome::Loaded { rows, rejected, .. }) = (state, &result) {
+            txn.write_state_at_commit(state(*rows, *rejected));
+        }
         match txn.commit(result, rejects).await {
             Ok(Committed::Theirs(record)) => {
                 info!(uri = %record.uri, status = %record.status, "Another loader committed this version first; this load's rows were discarded.");

@@ -118,6 +118,7 @@ async fn load_export(
     load.run(
         Box::new(move |sink| parse_export(SourceReader::new(reader, counter), format, &opts, sink)),
         read_bytes,
+        None,
     )
     .await
 }
