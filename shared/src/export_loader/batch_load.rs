@@ -1,8 +1,7 @@
 //! The one batch-load path of every job: begin the source object's load in the ledger, append
 //! the parser's batches as they come, judge the reject share, then commit the rows and the
-//! ledger row together, or quarantine, or record the failure. Export files
-//! ([`super::load`]) and API pages ([`crate::api_puller::page_load`]) both load through
-//! [`BatchLoad`], so they keep the same rejects (the first [`MAX_STORED_REJECTS`]), the same
+//! ledger row together, or quarantine, or record the failure. Export files (`load.rs`) and
+//! API pages (`api_puller/page_load.rs`) both load through [`BatchLoad`], so they keep the same rejects (the first [`MAX_STORED_REJECTS`]), the same
 //! reject-ratio judgement and the same failure records.
 
 use std::sync::Arc;

@@ -448,6 +448,22 @@ impl Dataset {
     }
 }
 
+/// The `written_us` of a state value written now: the latest value of a key wins.
+pub(super) fn state_written_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The statement appending one state value to `_tapline_state_log`, its values given as
+/// parameter names: by `put_state`, and by a load's commit script in its transaction.
+pub(super) fn state_insert_sql(key: &str, value: &str, now: &str, written_us: &str) -> String {
+    format!(
+        "INSERT INTO _tapline_state_log (key, value, updated_at, written_us) \
+         VALUES ({key}, {value}, {now}, {written_us})"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,20 +495,4 @@ mod tests {
             "fields in the form field() writes"
         );
     }
-}
-
-/// The `written_us` of a state value written now: the latest value of a key wins.
-pub(super) fn state_written_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
-/// The statement appending one state value to `_tapline_state_log`, its values given as
-/// parameter names: by `put_state`, and by a load's commit script in its transaction.
-pub(super) fn state_insert_sql(key: &str, value: &str, now: &str, written_us: &str) -> String {
-    format!(
-        "INSERT INTO _tapline_state_log (key, value, updated_at, written_us) \
-         VALUES ({key}, {value}, {now}, {written_us})"
-    )
 }
