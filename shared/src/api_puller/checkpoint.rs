@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::PullError;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{StateWrite, Warehouse};
 
 /// Where a slice's pull stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,12 +68,19 @@ pub async fn save(
     key: &str,
     checkpoint: &Checkpoint,
 ) -> Result<(), PullError> {
-    let text = serde_json::to_string(checkpoint).map_err(|source| PullError::Checkpoint {
-        key: key.to_string(),
-        source,
-    })?;
-    warehouse.put_state(key, &text).await?;
+    let state = state_write(key, checkpoint);
+    warehouse.put_state(&state.key, &state.value).await?;
     Ok(())
+}
+
+/// A checkpoint as the `_tapline_state` value under `key`: what [`save`] writes, and what a
+/// page's load writes in its own transaction.
+pub fn state_write(key: &str, checkpoint: &Checkpoint) -> StateWrite {
+    StateWrite {
+        key: key.to_string(),
+        // Strings, numbers and a unit enum: serialising cannot fail.
+        value: serde_json::to_string(checkpoint).expect("a checkpoint serialises"),
+    }
 }
 
 /// A checkpoint as stored, with what its key names: what `tapline status` lists.

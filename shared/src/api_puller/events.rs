@@ -2,9 +2,9 @@
 //! several slices at once under the account's one concurrency limit.
 //!
 //! Each page is a source object of its own (`…/page-N`, version = the pull id), committed with
-//! its ledger row, then the slice's checkpoint moves past it. A killed run resumes from the
-//! checkpoint's cursor; a page it had committed but not yet checkpointed is found in the ledger
-//! and not loaded twice. A new pull of a day replaces the previous pull's pages one by one and
+//! its ledger row and the slice's checkpoint past it, in one transaction. A killed run resumes
+//! from the checkpoint's cursor; a page the ledger has already (a concurrent loader's) is not
+//! loaded twice. A new pull of a day replaces the previous pull's pages one by one and
 //! empties those past its own last page, so the (event, day) slice is replaced, never doubled.
 
 use std::sync::Arc;
@@ -21,7 +21,9 @@ use super::output::FileOutput;
 use super::page_load::{PageCounts, event_parse_options, load_event_page};
 use crate::clevertap::cursor::{DEFAULT_BATCH_SIZE, day_number};
 use crate::clevertap::{ClevertapClient, CursorApi, CursorPager};
+use crate::config::DEFAULT_MAX_REJECT_RATIO;
 use crate::error::chain::error_chain;
+use crate::export_loader::batch_load::StateAtCommit;
 use crate::time::now_utc;
 use crate::warehouse::{SourceObject, Warehouse};
 
@@ -40,6 +42,9 @@ pub struct EventsPull {
     pub batch_size: u32,
     /// Also write each (event, day) to a file (`--output`).
     pub output: Option<FileOutput>,
+    /// A page whose reject share is above this is quarantined, like an export file (the
+    /// loader's default, [`DEFAULT_MAX_REJECT_RATIO`]).
+    pub max_reject_ratio: f64,
 }
 
 impl EventsPull {
@@ -52,6 +57,7 @@ impl EventsPull {
             timezone,
             batch_size: DEFAULT_BATCH_SIZE,
             output: None,
+            max_reject_ratio: DEFAULT_MAX_REJECT_RATIO,
         }
     }
 
@@ -271,13 +277,35 @@ async fn run_slice(
             version: run.checkpoint.pull_id.clone(),
             bytes: None,
         };
-        let counts = load_event_page(warehouse, &object, event, page.records, opts.clone()).await?;
-        // A page the ledger already had was committed by a run killed before its checkpoint:
-        // its rows are not counted in the checkpoint yet either.
+        // The checkpoint past this page commits in the page's own transaction.
+        let mut past = run.checkpoint.clone();
+        past.pages = current.page_index();
+        past.cursor = current.cursor().map(str::to_string);
+        let key = run.key.clone();
+        let written = past.clone();
+        let state: StateAtCommit = Box::new(move |rows, rejected| {
+            let mut written = written;
+            written.rows += rows;
+            written.rejected += rejected;
+            checkpoint::state_write(&key, &written)
+        });
+        let counts = load_event_page(
+            warehouse,
+            &object,
+            event,
+            page.records,
+            opts.clone(),
+            request.max_reject_ratio,
+            Some(state),
+        )
+        .await?;
+        run.checkpoint = past;
         add(&mut run.checkpoint, counts);
-        run.checkpoint.pages = current.page_index();
-        run.checkpoint.cursor = current.cursor().map(str::to_string);
-        checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
+        if counts.already_loaded {
+            // The ledger had the page (another loader's commit, or one from before the
+            // checkpoint went into the page's transaction): its checkpoint is written here.
+            checkpoint::save(warehouse, &run.key, &run.checkpoint).await?;
+        }
     }
     // Pages an earlier pull had beyond this pull's last: empty loads of this pull's version
     // replace their rows.
@@ -287,7 +315,16 @@ async fn run_slice(
             version: run.checkpoint.pull_id.clone(),
             bytes: None,
         };
-        load_event_page(warehouse, &object, event, Vec::new(), opts.clone()).await?;
+        load_event_page(
+            warehouse,
+            &object,
+            event,
+            Vec::new(),
+            opts.clone(),
+            request.max_reject_ratio,
+            None,
+        )
+        .await?;
     }
     if let Some(output) = &request.output {
         let file = output

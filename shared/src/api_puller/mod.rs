@@ -48,14 +48,26 @@ pub enum PullError {
     /// The warehouse failed.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
-    /// A page could not be parsed as a whole (a record past the size limit): it is recorded
-    /// in the ledger as quarantined and the slice stops there.
+    /// A page could not be parsed as a whole (a record past the size limit) or its reject
+    /// share is above the ratio: it is recorded in the ledger as quarantined and the slice
+    /// stops there, its checkpoint before the page.
     #[error("{uri} was quarantined: {reason}")]
     Quarantined {
         /// The page's source uri.
         uri: String,
         /// Why.
         reason: String,
+    },
+    /// A page's load failed (the warehouse, or the parser); the ledger records it as failed
+    /// and the slice stops there, its checkpoint before the page.
+    #[error("loading {uri} failed: {error}")]
+    Load {
+        /// The page's source uri.
+        uri: String,
+        /// What went wrong, with its causes.
+        error: String,
+        /// Whether a retry may succeed.
+        retryable: bool,
     },
     /// The `--output` file could not be written.
     #[error("cannot write {path}")]
@@ -83,6 +95,7 @@ impl PullError {
         match self {
             PullError::Api(e) => e.is_retryable(),
             PullError::Warehouse(e) => e.is_retryable(),
+            PullError::Load { retryable, .. } => *retryable,
             // A full disk or a permission: someone has to act.
             PullError::Output { .. } => false,
             PullError::Quarantined { .. } | PullError::Checkpoint { .. } => false,

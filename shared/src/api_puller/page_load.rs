@@ -4,17 +4,20 @@
 //! both paths fill the same columns (`profile.identity`, `eventProps.Amount`, …).
 
 use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use serde_json::Value;
 use tracing::info;
 
 use super::PullError;
 use crate::export::parse::{
-    DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, ParseError, ParseOptions,
+    DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, ParseOptions, ParseSummary,
 };
-use crate::export::{DataFormat, EVENT_NAME_COLUMN, ExportKind, RowBatch, parse_export};
+use crate::export::{DataFormat, EVENT_NAME_COLUMN, ExportKind, parse_export};
+use crate::export_loader::batch_load::{BatchLoad, FileOutcome, Parse, StateAtCommit};
 use crate::time::TsParser;
-use crate::warehouse::{Begin, Committed, Outcome, SourceObject, Warehouse};
+use crate::warehouse::{LoadRecord, SourceObject, Warehouse};
 
 /// API record keys and the export names of the same data.
 const API_TO_EXPORT_KEYS: [(&str, &str); 2] = [
@@ -72,25 +75,33 @@ pub fn event_parse_options(
     }
 }
 
-/// Loads one page as the source object `object` exactly once: a page the ledger already has
-/// (same uri, same pull) is skipped; an empty page still commits, so it replaces the rows an
-/// earlier pull had under the same uri.
+/// Loads one page as the source object `object` exactly once, through the export loader's
+/// batch-load path: a page the ledger already has (same uri, same pull) is skipped; an empty
+/// page still commits, so it replaces the rows an earlier pull had under the same uri.
+/// `checkpoint`, when given, is the slice's checkpoint past this page, written in the page's
+/// own transaction when the page commits as loaded: rows and checkpoint cannot part. A page
+/// it does not write (already loaded, or committed by another loader first) comes back with
+/// `already_loaded`; its checkpoint is the caller's to save.
+///
+/// A page is judged like an export file: its first [`crate::warehouse::MAX_STORED_REJECTS`]
+/// rejects are stored; a page whose reject share is above `max_reject_ratio` (or that cannot
+/// be parsed as a whole) is quarantined, with no rows, and ends in
+/// [`PullError::Quarantined`], so the slice stops there and its checkpoint does not move past
+/// it (a later run meets the quarantined ledger row and stops again rather than skipping the
+/// page's records); a failed load is recorded in the ledger as failed and ends in
+/// [`PullError::Load`].
 pub async fn load_event_page(
     warehouse: &dyn Warehouse,
     object: &SourceObject,
     event: &str,
     records: Vec<Value>,
     opts: ParseOptions,
+    max_reject_ratio: f64,
+    checkpoint: Option<StateAtCommit>,
 ) -> Result<PageCounts, PullError> {
-    let mut txn = match warehouse.begin_load(object, false).await? {
-        Begin::Done(record) => {
-            return Ok(PageCounts {
-                rows: record.rows_loaded,
-                rejected: record.rows_rejected,
-                already_loaded: true,
-            });
-        }
-        Begin::Started(txn) => txn,
+    let load = match BatchLoad::begin(warehouse, object, false, max_reject_ratio).await {
+        Ok(load) => load,
+        Err(outcome) => return page_result(object, outcome),
     };
     let mut lines = Vec::new();
     for record in records {
@@ -98,76 +109,47 @@ pub async fn load_event_page(
         serde_json::to_writer(&mut lines, &line).expect("a JSON value serialises");
         lines.push(b'\n');
     }
-    let bytes = lines.len() as u64;
-    let (batches, parsed) = if lines.is_empty() {
-        (Vec::new(), Ok(Default::default()))
-    } else {
-        // Parsing is synchronous; a page is at most a few MB, so it is parsed whole.
-        tokio::task::spawn_blocking(move || {
-            let mut batches: Vec<RowBatch> = Vec::new();
-            let parsed = parse_export(Cursor::new(lines), DataFormat::Json, &opts, &mut |b| {
-                batches.push(b);
-                true
-            });
-            (batches, parsed)
-        })
-        .await
-        .map_err(|e| PullError::Quarantined {
-            uri: object.uri.clone(),
-            reason: format!("the parser stopped unexpectedly: {e}"),
-        })?
-    };
-    let summary = match parsed {
-        Ok(summary) => summary,
-        Err(ParseError::Problem(problem)) => {
-            let reason = problem.to_string();
-            txn.commit(
-                Outcome::Quarantined {
-                    reason: reason.clone(),
-                    bytes,
-                    rows: 0,
-                    rejected: 0,
-                },
-                Vec::new(),
-            )
-            .await?;
-            return Err(PullError::Quarantined {
-                uri: object.uri.clone(),
-                reason,
-            });
+    let bytes = Arc::new(AtomicU64::new(lines.len() as u64));
+    let parse: Parse = Box::new(move |sink| {
+        if lines.is_empty() {
+            // An empty page is a page with no records, not an empty (quarantined) export.
+            return Ok(ParseSummary::default());
         }
-        Err(e) => {
-            return Err(PullError::Quarantined {
-                uri: object.uri.clone(),
-                reason: e.to_string(),
-            });
-        }
-    };
-    let mut rejects = Vec::new();
-    for mut batch in batches {
-        rejects.append(&mut batch.rejects);
-        if batch.row_count() > 0 {
-            txn.append(batch).await?;
-        }
-    }
-    let committed = txn
-        .commit(
-            Outcome::Loaded {
-                bytes,
-                rows: summary.rows,
-                rejected: summary.rejected,
-            },
-            rejects,
-        )
-        .await?;
-    let already_loaded = matches!(committed, Committed::Theirs(_));
-    let record = committed.into_record();
-    info!(uri = %record.uri, rows = record.rows_loaded, rejected = record.rows_rejected, already_loaded, "API page loaded.");
-    Ok(PageCounts {
+        parse_export(Cursor::new(lines), DataFormat::Json, &opts, sink)
+    });
+    let (outcome, _) = load.run(parse, bytes, checkpoint).await;
+    page_result(object, outcome)
+}
+
+/// A page's load outcome as the pull sees it.
+fn page_result(object: &SourceObject, outcome: FileOutcome) -> Result<PageCounts, PullError> {
+    let counts = |record: LoadRecord, already_loaded| PageCounts {
         rows: record.rows_loaded,
         rejected: record.rows_rejected,
         already_loaded,
-    })
+    };
+    match outcome {
+        FileOutcome::Loaded(record) => {
+            info!(uri = %record.uri, rows = record.rows_loaded, rejected = record.rows_rejected, "API page loaded.");
+            Ok(counts(record, false))
+        }
+        FileOutcome::AlreadyLoaded(record) => Ok(counts(record, true)),
+        FileOutcome::Quarantined(record) => Err(PullError::Quarantined {
+            uri: object.uri.clone(),
+            reason: record.error.unwrap_or_default(),
+        }),
+        FileOutcome::Failed { error, retryable } => Err(PullError::Load {
+            uri: object.uri.clone(),
+            error,
+            retryable,
+        }),
+        // Only an export's recognition skips; a page is never skipped.
+        FileOutcome::Skipped { reason } => Err(PullError::Load {
+            uri: object.uri.clone(),
+            error: reason,
+            retryable: false,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -3,76 +3,25 @@
 //! batches, then commit the rows and the ledger row together, or quarantine, or fail.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::info;
 
+use super::batch_load::BatchLoad;
+pub use super::batch_load::FileOutcome;
 use crate::config::LoadConfig;
 use crate::error::chain::error_chain;
 use crate::export::decode::SourceReader;
-use crate::export::parse::{
-    DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, FileProblem, ParseError, ParseSummary,
-};
-use crate::export::{
-    ExportKind, ExportObject, ParseOptions, Recognition, Reject, RowBatch, parse_export, recognise,
-};
+use crate::export::parse::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES};
+use crate::export::{ExportKind, ExportObject, ParseOptions, Recognition, parse_export, recognise};
 use crate::storage::{ObjectEntry, ObjectSource};
 use crate::time::TsParser;
-use crate::warehouse::{
-    Begin, Committed, LoadRecord, LoadStatus, Outcome, SourceObject, Warehouse,
-};
+use crate::warehouse::SourceObject;
+use crate::warehouse::Warehouse;
 
 /// Rejects carried to the warehouse per file; more are counted, not stored.
 pub const MAX_REJECTS_PER_FILE: usize = crate::export::limits::MAX_STORED_REJECTS;
-
-/// Batches in flight between the parser and the warehouse: enough to keep both busy, few
-/// enough that memory stays flat.
-const BATCHES_IN_FLIGHT: usize = 4;
-
-/// How one object ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FileOutcome {
-    /// Rows committed now.
-    Loaded(LoadRecord),
-    /// This version was loaded before (or replaced since): nothing done.
-    AlreadyLoaded(LoadRecord),
-    /// Quarantined now, or before (`record.attempts` tells): no rows appended.
-    Quarantined(LoadRecord),
-    /// The attempt failed; `retryable` says whether trying again later may work.
-    Failed {
-        /// What went wrong, with its causes.
-        error: String,
-        /// Whether a retry may succeed.
-        retryable: bool,
-    },
-    /// Not a CleverTap export (or a format this build does not load).
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl FileOutcome {
-    /// A short word for tables and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            FileOutcome::Loaded(_) => "loaded",
-            FileOutcome::AlreadyLoaded(_) => "already loaded",
-            FileOutcome::Quarantined(_) => "quarantined",
-            FileOutcome::Failed { .. } => "failed",
-            FileOutcome::Skipped { .. } => "skipped",
-        }
-    }
-
-    /// Whether this outcome leaves the object correctly in the warehouse (or not an export).
-    pub fn is_success(&self) -> bool {
-        matches!(
-            self,
-            FileOutcome::Loaded(_) | FileOutcome::AlreadyLoaded(_) | FileOutcome::Skipped { .. }
-        )
-    }
-}
 
 /// One object's result, with what the summary needs.
 #[derive(Debug, Clone)]
@@ -140,26 +89,20 @@ async fn load_export(
         version: entry.version.clone(),
         bytes: entry.size,
     };
-    let failed = |error: String, retryable: bool| FileOutcome::Failed { error, retryable };
-    let mut txn = match warehouse
-        .begin_load(&object, config.retry_quarantined)
-        .await
+    let load = match BatchLoad::begin(
+        warehouse,
+        &object,
+        config.retry_quarantined,
+        config.max_reject_ratio,
+    )
+    .await
     {
-        Ok(Begin::Started(txn)) => txn,
-        Ok(Begin::Done(record)) => {
-            info!(uri = %object.uri, status = %record.status, "Object already handled.");
-            return (handled_before(record), 0);
-        }
-        Err(e) => return (failed(error_chain(&e), e.is_retryable()), 0),
+        Ok(load) => load,
+        Err(outcome) => return (outcome, 0),
     };
     let reader = match source.open(entry).await {
         Ok(r) => r,
-        Err(e) => {
-            drop(txn);
-            let outcome = failed(error_chain(&e), e.is_retryable());
-            record_failure(warehouse, &object, &outcome).await;
-            return (outcome, 0);
-        }
+        Err(e) => return (load.fail(error_chain(&e), e.is_retryable()).await, 0),
     };
 
     let opts = ParseOptions {
@@ -173,132 +116,12 @@ async fn load_export(
     };
     let format = export.format;
     let counter = read_bytes.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<RowBatch>(BATCHES_IN_FLIGHT);
-    let parser = tokio::task::spawn_blocking(move || {
-        parse_export(
-            SourceReader::new(reader, counter),
-            format,
-            &opts,
-            &mut |batch| tx.blocking_send(batch).is_ok(),
-        )
-    });
-
-    let mut rejects: Vec<Reject> = Vec::new();
-    let mut append_error = None;
-    while let Some(mut batch) = rx.recv().await {
-        let room = MAX_REJECTS_PER_FILE.saturating_sub(rejects.len());
-        rejects.extend(batch.rejects.drain(..).take(room));
-        if batch.row_count() == 0 {
-            continue;
-        }
-        if let Err(e) = txn.append(batch).await {
-            append_error = Some(e);
-            break;
-        }
-    }
-    // Closing the channel stops a parser still running after an append failed.
-    drop(rx);
-    let parsed = parser.await;
-    let bytes = read_bytes.load(Ordering::Relaxed);
-
-    if let Some(e) = append_error {
-        drop(txn);
-        let outcome = failed(error_chain(&e), e.is_retryable());
-        record_failure(warehouse, &object, &outcome).await;
-        return (outcome, 0);
-    }
-    let summary = match parsed {
-        Ok(Ok(summary)) => Ok(summary),
-        Ok(Err(ParseError::Problem(problem))) => Err(problem),
-        Ok(Err(e @ (ParseError::Source(_) | ParseError::Stopped))) => {
-            drop(txn);
-            let outcome = failed(error_chain(&e), true);
-            record_failure(warehouse, &object, &outcome).await;
-            return (outcome, 0);
-        }
-        Err(join) => {
-            drop(txn);
-            let outcome = failed(format!("the parser stopped unexpectedly: {join}"), false);
-            record_failure(warehouse, &object, &outcome).await;
-            return (outcome, 0);
-        }
-    };
-    let (result, decoded) = match summary {
-        Ok(s) => {
-            let decoded = s.decoded_bytes;
-            match judge(&s, config.max_reject_ratio) {
-                None => (
-                    Outcome::Loaded {
-                        bytes,
-                        rows: s.rows,
-                        rejected: s.rejected,
-                    },
-                    decoded,
-                ),
-                Some(problem) => (quarantine(problem, bytes, &s), decoded),
-            }
-        }
-        Err(problem) => (quarantine(problem, bytes, &ParseSummary::default()), 0),
-    };
-    let quarantined = matches!(result, Outcome::Quarantined { .. });
-    match txn.commit(result, rejects).await {
-        Ok(Committed::Theirs(record)) => {
-            info!(uri = %record.uri, status = %record.status, "Another loader committed this version first; this load's rows were discarded.");
-            (handled_before(record), 0)
-        }
-        Ok(Committed::Ours(record)) if quarantined => {
-            warn!(uri = %record.uri, reason = record.error.as_deref().unwrap_or(""), "Export quarantined.");
-            (FileOutcome::Quarantined(record), decoded)
-        }
-        Ok(Committed::Ours(record)) => {
-            info!(uri = %record.uri, rows = record.rows_loaded, rejected = record.rows_rejected, "Export loaded.");
-            (FileOutcome::Loaded(record), decoded)
-        }
-        Err(e) => {
-            let outcome = failed(error_chain(&e), e.is_retryable());
-            record_failure(warehouse, &object, &outcome).await;
-            (outcome, 0)
-        }
-    }
-}
-
-/// The outcome of a version some earlier (or concurrent) load already handled.
-fn handled_before(record: LoadRecord) -> FileOutcome {
-    match record.status {
-        LoadStatus::Quarantined => FileOutcome::Quarantined(record),
-        _ => FileOutcome::AlreadyLoaded(record),
-    }
-}
-
-/// Whether a file's reject share is above the threshold.
-fn judge(summary: &ParseSummary, max_reject_ratio: f64) -> Option<FileProblem> {
-    let total = summary.total();
-    let too_many = total > 0 && summary.rejected as f64 > max_reject_ratio * total as f64;
-    too_many.then_some(FileProblem::TooManyRejects {
-        rejected: summary.rejected,
-        total,
-        threshold: max_reject_ratio,
-    })
-}
-
-fn quarantine(problem: FileProblem, bytes: u64, summary: &ParseSummary) -> Outcome {
-    Outcome::Quarantined {
-        reason: problem.to_string(),
-        bytes,
-        rows: summary.rows,
-        rejected: summary.rejected,
-    }
-}
-
-async fn record_failure(warehouse: &dyn Warehouse, object: &SourceObject, outcome: &FileOutcome) {
-    let FileOutcome::Failed { error, retryable } = outcome else {
-        return;
-    };
-    warn!(uri = %object.uri, %error, retryable, "Export load failed.");
-    if let Err(e) = warehouse.record_failure(object, error).await {
-        // The warehouse is what failed, most likely: the next attempt records it.
-        warn!(uri = %object.uri, error = %error_chain(&e), "Could not record the failure in the ledger.");
-    }
+    load.run(
+        Box::new(move |sink| parse_export(SourceReader::new(reader, counter), format, &opts, sink)),
+        read_bytes,
+        None,
+    )
+    .await
 }
 
 /// The object an event announced, as a source entry. Its version is the event's (ETag or

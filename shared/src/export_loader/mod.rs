@@ -1,6 +1,8 @@
 //! The export loader job: CleverTap export objects from a bucket or folder into the warehouse,
 //! exactly once per object version.
 //!
+//! - [`batch_load`]: the one batch-load path (begin → append → judge → commit, quarantine or
+//!   failure record) of export files and API pages alike.
 //! - [`load`]: one object (or a folder's objects) through decode → parse → append → commit.
 //! - [`lambda`]: a Lambda invocation (SQS batch, S3 or EventBridge event, scheduled sweep)
 //!   to loads, answered with partial batch failures or an error.
@@ -9,6 +11,7 @@
 //!   `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
 //!   Scheduler.
 
+pub mod batch_load;
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
 pub mod lambda;

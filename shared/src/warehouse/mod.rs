@@ -8,7 +8,8 @@
 //! - the same (uri, version) again is reported as already done; a new version of a uri
 //!   replaces the old version's rows in the same transaction;
 //! - a quarantined file leaves its ledger row and rejects, and no data rows;
-//! - `_tapline_state` keeps one value per key (checkpoints), committed when `put_state` returns.
+//! - `_tapline_state` keeps one value per key (checkpoints), committed when `put_state` returns,
+//!   or with a load's rows when the load carries it ([`LoadTransaction::write_state_at_commit`]).
 //!
 //! The port is four capability traits ([`LoadLedger`], [`Checkpoints`], [`FixedTables`],
 //! [`SqlQuery`]) gathered by [`Warehouse`]; the adapters sit in folders beside it, and
@@ -451,11 +452,27 @@ impl FixedTable {
     }
 }
 
+/// A `_tapline_state` value (a checkpoint) written by a load's commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    /// The state key.
+    pub key: String,
+    /// The value (JSON text), replacing what was there.
+    pub value: String,
+}
+
 /// One object version's load. Dropping it without [`Self::commit`] rolls everything back.
 #[async_trait]
 pub trait LoadTransaction: Send {
     /// The ledger id rows are stamped with.
     fn load_id(&self) -> i64;
+
+    /// Has [`Self::commit`] write `state` in the load's own transaction: the rows, the ledger
+    /// row and the state become visible together or not at all, so an API page and the
+    /// checkpoint past it cannot part. A later call replaces an earlier one. Written whatever
+    /// the outcome, so a caller that must not move its checkpoint past a quarantined object
+    /// does not call this for one.
+    fn write_state_at_commit(&mut self, state: StateWrite);
 
     /// Appends validated rows, creating tables and columns as needed.
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError>;

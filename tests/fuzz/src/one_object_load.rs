@@ -17,8 +17,8 @@ use tapline::storage::{ObjectEntry, ObjectSource};
 use tapline::warehouse::catalog::Catalog;
 use tapline::warehouse::{
     Begin, Checkpoints, Committed, FixedTable, FixedTables, LedgerVersion, LoadLedger, LoadRecord,
-    LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, SqlQuery, Warehouse,
-    WarehouseError,
+    LoadStatus, LoadTransaction, Outcome, QueryResult, SourceObject, SqlQuery, StateWrite,
+    Warehouse, WarehouseError,
 };
 
 use crate::ALLOCATOR;
@@ -388,6 +388,9 @@ impl LoadTransaction for DiscardingLoad {
     fn load_id(&self) -> i64 {
         1
     }
+
+    // Export loads carry no state; nothing is kept anyway.
+    fn write_state_at_commit(&mut self, _state: StateWrite) {}
 
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
         let columns = batch.schema().columns();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tapline::export::{Reject, RowBatch, Schema};
 use tapline::warehouse::{
-    Begin, Committed, LoadRecord, LoadStatus, Outcome, SourceObject, Warehouse,
+    Begin, Committed, LoadRecord, LoadStatus, Outcome, SourceObject, StateWrite, Warehouse,
 };
 
 /// Opens warehouses for the suite.
@@ -199,6 +199,42 @@ pub async fn dropped_load_leaves_nothing(h: &dyn Harness) {
     let mut t = start(w.as_ref(), &o).await;
     t.append(batch(ORDER, &order_rows())).await.unwrap();
     ours(t.commit(loaded(2, 0), vec![]).await);
+    assert_eq!(count(w.as_ref(), "order_placed").await, 2);
+}
+
+/// A state value a load carries (an API page's checkpoint) becomes visible with the load's rows
+/// and ledger row, never without them: a load dropped before its commit leaves the old value.
+pub async fn state_commits_with_its_load(h: &dyn Harness) {
+    let w = h.open("state_at_commit").await;
+    let key = "clevertap/ACC/events/Order Placed/2022-09-21";
+    w.put_state(key, r#"{"pages":1}"#).await.unwrap();
+    let o = object(
+        "clevertap-api://ACC/events/Order%20Placed/2022-09-21/page-1",
+        "pull-1",
+    );
+    let past = StateWrite {
+        key: key.to_string(),
+        value: r#"{"pages":2}"#.to_string(),
+    };
+
+    let mut t = start(w.as_ref(), &o).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    t.write_state_at_commit(past.clone());
+    drop(t);
+    assert_eq!(
+        w.get_state(key).await.unwrap().as_deref(),
+        Some(r#"{"pages":1}"#)
+    );
+    assert!(w.recent_loads(10).await.unwrap().is_empty());
+
+    let mut t = start(w.as_ref(), &o).await;
+    t.append(batch(ORDER, &order_rows())).await.unwrap();
+    t.write_state_at_commit(past);
+    ours(t.commit(loaded(2, 0), vec![]).await);
+    assert_eq!(
+        w.get_state(key).await.unwrap().as_deref(),
+        Some(r#"{"pages":2}"#)
+    );
     assert_eq!(count(w.as_ref(), "order_placed").await, 2);
 }
 
@@ -796,6 +832,7 @@ macro_rules! warehouse_conformance_tests {
             all_events_spans_tables,
             failure_is_recorded_then_retried,
             state_is_kept_per_key,
+            state_commits_with_its_load,
             fixed_rows_are_replaced_by_key,
             longest_names_load_and_load_again,
             ledger_versions_are_read_per_prefix,

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::api::{ApiError, Param};
-use super::dataset::Dataset;
+use super::dataset::{Dataset, state_insert_sql, state_written_us};
 use super::{ident, op};
 use crate::warehouse::{COL_LOAD_ID, COL_SOURCE_URI, WarehouseError};
 
@@ -110,6 +110,14 @@ impl CommitScript {
              SELECT load_id, uri, line, column_name, reason, raw_line FROM {}",
             ident(staging)
         ));
+    }
+
+    /// Appends a state value (a checkpoint) to `_tapline_state_log` in the transaction.
+    pub(super) fn write_state(&mut self, key: &str, value: &str) {
+        let k = self.bind(Param::Str(key.to_string()));
+        let v = self.bind(Param::Str(value.to_string()));
+        let w = self.bind(Param::Int(state_written_us()));
+        self.statements.push(state_insert_sql(&k, &v, "@now", &w));
     }
 
     /// Writes the ledger row from `ledger` (the fixed parameters, which go first) and commits.

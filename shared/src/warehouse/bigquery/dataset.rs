@@ -148,14 +148,11 @@ impl Dataset {
     /// Appends `value` under `key` in `_tapline_state`; committed when this returns.
     /// Returns the write's `written_us`.
     pub(super) async fn write_state(&self, key: &str, value: &str) -> Result<i64, WarehouseError> {
-        let written_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as i64);
+        let written_us = state_written_us();
         self.run_dml(
             "write state",
             "state",
-            "INSERT INTO _tapline_state_log (key, value, updated_at, written_us) \
-             VALUES (@key, @value, @now, @written_us)",
+            &state_insert_sql("@key", "@value", "@now", "@written_us"),
             &[
                 ("key", Param::Str(key.to_string())),
                 ("value", Param::Str(value.to_string())),
@@ -449,6 +446,22 @@ impl Dataset {
             .await?;
         Ok((name, file))
     }
+}
+
+/// The `written_us` of a state value written now: the latest value of a key wins.
+pub(super) fn state_written_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The statement appending one state value to `_tapline_state_log`, its values given as
+/// parameter names: by `put_state`, and by a load's commit script in its transaction.
+pub(super) fn state_insert_sql(key: &str, value: &str, now: &str, written_us: &str) -> String {
+    format!(
+        "INSERT INTO _tapline_state_log (key, value, updated_at, written_us) \
+         VALUES ({key}, {value}, {now}, {written_us})"
+    )
 }
 
 #[cfg(test)]

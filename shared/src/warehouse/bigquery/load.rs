@@ -20,7 +20,8 @@ use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
 use crate::warehouse::{
     COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, WarehouseError, stored_rejects,
+    LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, StateWrite, WarehouseError,
+    stored_rejects,
 };
 
 /// Rows of one event table, written as NDJSON to a temporary file until commit.
@@ -48,6 +49,8 @@ pub(super) struct BigQueryLoad {
     /// Event → its staged rows, in table-name order for stable job ids.
     staged: BTreeMap<String, Staged>,
     view_stale: bool,
+    /// The state value the commit script writes with the rows.
+    state: Option<StateWrite>,
 }
 
 impl BigQueryLoad {
@@ -73,6 +76,7 @@ impl BigQueryLoad {
             fetched: HashSet::new(),
             staged: BTreeMap::new(),
             view_stale: false,
+            state: None,
         }
     }
 }
@@ -348,6 +352,10 @@ impl LoadTransaction for BigQueryLoad {
         self.load_id
     }
 
+    fn write_state_at_commit(&mut self, state: StateWrite) {
+        self.state = Some(state);
+    }
+
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
         let columns = batch.schema().columns().to_vec();
         let mut rows = batch.rows().peekable();
@@ -486,6 +494,9 @@ impl LoadTransaction for BigQueryLoad {
                     .await?;
                 script.copy_rejects(&name);
                 staging.push((name, file));
+            }
+            if let Some(state) = self.state.take() {
+                script.write_state(&state.key, &state.value);
             }
             // The ledger row's finished_at, and the one this commit reports: the same value,
             // however long the commit job takes.

@@ -12,13 +12,13 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_postgres::Client;
 
 use super::copy::{self, Lineage, OpenCopy};
-use super::{MAX_DATA_COLUMNS, ddl, ident, ledger_row, ledger_select, op};
+use super::{MAX_DATA_COLUMNS, PUT_STATE_SQL, ddl, ident, ledger_row, ledger_select, op};
 use crate::export::{Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
 use crate::warehouse::{
     Begin, COL_LOAD_ID, Committed, LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject,
-    WarehouseError, stored_rejects,
+    StateWrite, WarehouseError, stored_rejects,
 };
 
 /// An open load. Holds the connection until commit or drop.
@@ -41,6 +41,8 @@ pub(super) struct PostgresLoad {
     /// the server parses while we decode (no round trip per batch).
     copy: Option<OpenCopy>,
     copy_buffer: BytesMut,
+    /// The state value the commit writes with the rows.
+    state: Option<StateWrite>,
 }
 
 impl PostgresLoad {
@@ -94,6 +96,7 @@ impl PostgresLoad {
             copy_statements: HashMap::new(),
             appended: HashMap::new(),
             view_stale: false,
+            state: None,
             copy: None,
             copy_buffer: BytesMut::new(),
         })))
@@ -320,6 +323,10 @@ impl LoadTransaction for PostgresLoad {
         self.load_id
     }
 
+    fn write_state_at_commit(&mut self, state: StateWrite) {
+        self.state = Some(state);
+    }
+
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
         let columns = batch.schema().columns().to_vec();
         let loaded_at =
@@ -406,6 +413,7 @@ impl LoadTransaction for PostgresLoad {
                 (LoadStatus::Quarantined, Some(reason), bytes, 0, rejected)
             }
         };
+        let state = self.state.take();
         let client = self.client();
         let kept = stored_rejects(&rejects);
         if !kept.is_empty() {
@@ -421,6 +429,12 @@ impl LoadTransaction for PostgresLoad {
                 )
                 .await
                 .map_err(op("write rejects"))?;
+        }
+        if let Some(state) = state {
+            client
+                .execute(PUT_STATE_SQL, &[&state.key, &state.value])
+                .await
+                .map_err(op("write state"))?;
         }
         let record = client
             .query_one(

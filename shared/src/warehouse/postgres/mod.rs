@@ -273,6 +273,12 @@ impl LoadLedger for PostgresWarehouse {
     }
 }
 
+/// Writes one `_tapline_state` value (`$1` key, `$2` value): by `put_state`, and by a load's
+/// commit in its transaction.
+pub(super) const PUT_STATE_SQL: &str =
+    "INSERT INTO _tapline_state (key, value, updated_at) VALUES ($1, $2, now())
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+
 #[async_trait]
 impl Checkpoints for PostgresWarehouse {
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
@@ -287,11 +293,7 @@ impl Checkpoints for PostgresWarehouse {
     async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
         let client = self.client().await?;
         client
-            .execute(
-                "INSERT INTO _tapline_state (key, value, updated_at) VALUES ($1, $2, now())
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                &[&key, &value],
-            )
+            .execute(PUT_STATE_SQL, &[&key, &value])
             .await
             .map_err(op("write state"))?;
         Ok(())

@@ -8,13 +8,14 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking};
+use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking, write_state};
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
 use crate::warehouse::{
     Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
-    LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, WarehouseError, stored_rejects,
+    LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, StateWrite, WarehouseError,
+    stored_rejects,
 };
 
 impl SqliteLoad {
@@ -64,6 +65,7 @@ impl SqliteLoad {
                 insert_statements: HashMap::new(),
                 appended: HashMap::new(),
                 view_stale: false,
+                state: None,
             };
             Ok(Begin::Started(Box::new(SqliteLoad {
                 load_id: started.0,
@@ -212,12 +214,20 @@ struct LoadState {
     appended: HashMap<String, Appended>,
     /// A table or a view column was added: `all_events` is rebuilt at commit.
     view_stale: bool,
+    /// The state value the commit writes with the rows.
+    state: Option<StateWrite>,
 }
 
 #[async_trait]
 impl LoadTransaction for SqliteLoad {
     fn load_id(&self) -> i64 {
         self.load_id
+    }
+
+    fn write_state_at_commit(&mut self, state: StateWrite) {
+        if let Some((_, load)) = self.inner.as_mut() {
+            load.state = Some(state);
+        }
     }
 
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
@@ -440,6 +450,9 @@ impl LoadState {
                 .map_err(op("write rejects"))?;
         }
         drop(insert);
+        if let Some(state) = self.state.take() {
+            write_state(conn, &state.key, &state.value)?;
+        }
         conn.execute(
             "UPDATE _tapline_loads SET status = ?2, error = ?3, bytes = ?4, rows_loaded = ?5,
                rows_rejected = ?6, finished_at = ?7 WHERE load_id = ?1",

@@ -248,6 +248,18 @@ impl LoadLedger for SqliteWarehouse {
     }
 }
 
+/// Writes one `_tapline_state` value: by `put_state`, and by a load's commit in its
+/// transaction.
+fn write_state(conn: &Connection, key: &str, value: &str) -> Result<(), WarehouseError> {
+    conn.execute(
+        "INSERT INTO _tapline_state (key, value, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        params![key, value, now_utc()],
+    )
+    .map_err(op("write state"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl Checkpoints for SqliteWarehouse {
     async fn get_state(&self, key: &str) -> Result<Option<String>, WarehouseError> {
@@ -266,16 +278,8 @@ impl Checkpoints for SqliteWarehouse {
 
     async fn put_state(&self, key: &str, value: &str) -> Result<(), WarehouseError> {
         let (key, value) = (key.to_string(), value.to_string());
-        self.with_conn(move |conn| {
-            conn.execute(
-                "INSERT INTO _tapline_state (key, value, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                params![key, value, now_utc()],
-            )
-            .map_err(op("write state"))?;
-            Ok(())
-        })
-        .await
+        self.with_conn(move |conn| write_state(conn, &key, &value))
+            .await
     }
 }
 
