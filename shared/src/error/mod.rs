@@ -9,7 +9,7 @@ pub use chain::error_chain;
 use crate::warehouse::WarehouseError;
 
 /// An operation that did not complete. Data problems in a file are not errors: they are
-/// outcomes ([`crate::export_loader::load::FileOutcome::Quarantined`]) recorded in the ledger.
+/// outcomes (a quarantined `FileOutcome` of the export loader) recorded in the ledger.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Listing or opening a source failed (permission, not found, network).

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{info, warn};
 
-use crate::error::error_chain;
+use crate::error::chain::error_chain;
 use crate::export::Reject;
 use crate::export::RowBatch;
 use crate::export::parse::{FileProblem, ParseError, ParseSummary};
