@@ -10,6 +10,7 @@
 
 pub mod conformance;
 pub mod doubles;
+pub mod pull_case;
 pub mod servers;
 
 use std::io::Write;

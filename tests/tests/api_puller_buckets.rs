@@ -6,109 +6,50 @@ use std::path::{Path, PathBuf};
 
 use aws_sdk_s3::Client;
 use serde_json::Value;
-use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::doubles::clevertap_api::event_records;
+use tapline_tests::pull_case::{Args, PullCase, assert_says};
 use tapline_tests::servers::gcs::gcs_url;
-use tapline_tests::{Run, sqlite_value};
+use tapline_tests::sqlite_value;
 
 const DAY1: i64 = 20220922;
 
-struct Case {
-    dir: tempfile::TempDir,
-    api: ClevertapApi,
+/// A case whose double has 50 Charged records on 2022-09-22, and whose runs have their own
+/// temporary folder (`TMPDIR`) and reach fake-gcs-server.
+async fn new_case() -> PullCase {
+    let case = PullCase::sqlite().await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 50));
+    std::fs::create_dir_all(tmp(&case)).unwrap();
+    let tmp = tmp(&case).display().to_string();
+    case.with_env("TMPDIR", &tmp)
+        .with_env("STORAGE_EMULATOR_HOST", &gcs_url())
 }
 
-impl Case {
-    async fn new() -> Self {
-        let api = ClevertapApi::start().await;
-        api.set_events("Charged", DAY1, event_records(DAY1, 50));
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            api,
-        }
-    }
-
-    /// The process's temporary folder: the staging folder lives under it.
-    fn tmp(&self) -> PathBuf {
-        self.dir.path().join("tmp")
-    }
-
-    /// The user's private staging folder (`tapline-output-UID`, UID the test's own user).
-    fn staging(&self) -> PathBuf {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::create_dir_all(self.tmp()).unwrap();
-        let uid = std::fs::metadata(self.tmp()).unwrap().uid();
-        self.tmp().join(format!("tapline-output-{uid}"))
-    }
-
-    fn args(&self, format: &str, out: &str) -> Vec<String> {
-        let wh = format!("sqlite://{}", self.dir.path().join("w.sqlite").display());
-        [
-            "pull",
-            "events",
-            "--warehouse",
-            &wh,
-            "--batch-size",
-            "10",
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-            "--output",
-            format,
-            "--output-dir",
-            out,
-        ]
-        .map(str::to_string)
-        .to_vec()
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        std::fs::create_dir_all(self.tmp()).unwrap();
-        vec![
-            ("TMPDIR", self.tmp().display().to_string()),
-            ("STORAGE_EMULATOR_HOST", gcs_url()),
-        ]
-    }
-
-    async fn run(&self, args: &[String]) -> Run {
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.api.tapline(&argv, &env).await
-    }
-
-    /// Runs the pull and kills it while it waits for page 2.
-    async fn run_killed_at_page_2(&self, args: &[String]) {
-        self.api.block_at("Charged", 2);
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env = self.env();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let mut child = self.api.command(&argv, &env).spawn().unwrap();
-        self.api.wait_until_blocked().await;
-        child.kill().unwrap();
-        tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap();
-        self.api.unblock();
-    }
-
-    fn rows(&self) -> String {
-        sqlite_value(
-            &self.dir.path().join("w.sqlite"),
-            "SELECT count(*) || '/' || count(DISTINCT ts || profile_identity) FROM charged",
-        )
-        .unwrap()
-    }
+/// The process's temporary folder: the staging folder lives under it.
+fn tmp(case: &PullCase) -> PathBuf {
+    case.dir.path().join("tmp")
 }
 
-fn assert_ok(run: &Run) {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+/// The user's private staging folder (`tapline-output-UID`, UID the test's own user).
+fn staging(case: &PullCase) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(tmp(case)).unwrap().uid();
+    tmp(case).join(format!("tapline-output-{uid}"))
+}
+
+/// Charged on 2022-09-22 written as `format` files to `out`.
+fn day_files(case: &PullCase, format: &str, out: &str) -> Args {
+    case.events_day("Charged")
+        .arg(&["--output", format, "--output-dir", out])
+}
+
+/// `rows/distinct rows` in the Charged table.
+fn rows(case: &PullCase) -> String {
+    sqlite_value(
+        &case.db,
+        "SELECT count(*) || '/' || count(DISTINCT ts || profile_identity) FROM charged",
+    )
+    .unwrap()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -182,28 +123,25 @@ async fn gcs_text(bucket: &str, name: &str) -> String {
 /// staging folder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_file_reaches_s3_only_whole_and_survives_a_kill() {
-    let case = Case::new().await;
+    let case = new_case().await;
     let s3 = tapline_tests::servers::s3::client().await;
     let bucket = tapline_tests::servers::s3::new_bucket(&s3, "pull-out").await;
-    let args = case.args("jsonl", &format!("s3://{bucket}/api/"));
+    let args = day_files(&case, "jsonl", &format!("s3://{bucket}/api/"));
 
-    case.run_killed_at_page_2(&args).await;
+    case.run_killed_at_page(&args, "Charged", 2).await;
     assert_eq!(
         s3_keys(&s3, &bucket).await,
         Vec::<String>::new(),
         "no partial file"
     );
-    let staged = files_under(&case.staging());
+    let staged = files_under(&staging(&case));
     assert_eq!(staged.len(), 2, "pages 0 and 1 staged: {staged:?}");
-    assert_eq!(case.rows(), "20/20");
+    assert_eq!(rows(&case), "20/20");
 
-    let run = case.run(&args).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout
-            .contains("Resumed Charged 2022-09-22 from its checkpoint at page 2."),
-        "{}",
-        run.stdout
+    let stdout = case.run_ok(&args).await;
+    assert_says(
+        &stdout,
+        "Resumed Charged 2022-09-22 from its checkpoint at page 2.",
     );
     assert_eq!(
         s3_keys(&s3, &bucket).await,
@@ -219,34 +157,30 @@ async fn a_day_file_reaches_s3_only_whole_and_survives_a_kill() {
         event_records(DAY1, 50),
         "every record once, in order"
     );
-    assert_eq!(files_under(&case.staging()), Vec::<PathBuf>::new());
-    assert_eq!(case.rows(), "50/50");
+    assert_eq!(files_under(&staging(&case)), Vec::<PathBuf>::new());
+    assert_eq!(rows(&case), "50/50");
 }
 
 /// GCS, CSV, and a staging folder lost between the kill and the resume: the day is pulled
 /// again from its first page (said so), so the file is still whole and the table not doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_staging_folder_pulls_the_day_again_and_gcs_gets_a_whole_file() {
-    let case = Case::new().await;
+    let case = new_case().await;
     let bucket = tapline_tests::servers::gcs::new_bucket("pull-out").await;
-    let args = case.args("csv", &format!("gs://{bucket}/api"));
+    let args = day_files(&case, "csv", &format!("gs://{bucket}/api"));
 
-    case.run_killed_at_page_2(&args).await;
+    case.run_killed_at_page(&args, "Charged", 2).await;
     assert_eq!(
         gcs_names(&bucket).await,
         Vec::<String>::new(),
         "no partial file"
     );
-    std::fs::remove_dir_all(case.staging()).unwrap();
+    std::fs::remove_dir_all(staging(&case)).unwrap();
 
-    let run = case.run(&args).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout.contains(
-            "The --output parts of the interrupted pull of Charged 2022-09-22 were missing: the day was pulled again from its first page."
-        ),
-        "{}",
-        run.stdout
+    let stdout = case.run_ok(&args).await;
+    assert_says(
+        &stdout,
+        "The --output parts of the interrupted pull of Charged 2022-09-22 were missing: the day was pulled again from its first page.",
     );
     assert_eq!(gcs_names(&bucket).await, ["api/Charged/2022-09-22.csv"]);
     let text = gcs_text(&bucket, "api/Charged/2022-09-22.csv").await;
@@ -261,23 +195,27 @@ async fn a_lost_staging_folder_pulls_the_day_again_and_gcs_gets_a_whole_file() {
         identities,
         (0..50).map(|i| format!("u{i}")).collect::<Vec<_>>()
     );
-    assert_eq!(case.rows(), "50/50");
-    assert_eq!(files_under(&case.staging()), Vec::<PathBuf>::new());
+    assert_eq!(rows(&case), "50/50");
+    assert_eq!(files_under(&staging(&case)), Vec::<PathBuf>::new());
 }
 
 /// `$TMPDIR` is shared: a link planted where the staging folder would be is refused with a
 /// clear error before anything is pulled, and its target is left untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planted_staging_link_is_refused_and_its_target_untouched() {
-    let case = Case::new().await;
+    let case = new_case().await;
     let victim = case.dir.path().join("victim");
     std::fs::create_dir_all(victim.join("s3___tapline-never-created_api/Charged")).unwrap();
     let precious = victim.join("s3___tapline-never-created_api/Charged/2022-09-22.jsonl");
     std::fs::write(&precious, "precious\n").unwrap();
-    std::os::unix::fs::symlink(&victim, case.staging()).unwrap();
+    std::os::unix::fs::symlink(&victim, staging(&case)).unwrap();
 
     let run = case
-        .run(&case.args("jsonl", "s3://tapline-never-created/api/"))
+        .run(&day_files(
+            &case,
+            "jsonl",
+            "s3://tapline-never-created/api/",
+        ))
         .await;
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert_eq!(
@@ -285,7 +223,7 @@ async fn a_planted_staging_link_is_refused_and_its_target_untouched() {
         format!(
             "error: staging folder {} is a symbolic link: refusing to stage there (remove it, \
              or set TMPDIR to a folder of your own)",
-            case.staging().display()
+            staging(&case).display()
         )
     );
     assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious\n");

@@ -1,142 +1,30 @@
 //! `tapline pull events` end to end: the built binary against the CleverTap API double, checked
 //! in the SQLite file.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 use tapline_tests::doubles::clevertap_api::{
-    CampaignReport, ClevertapApi, MessageDay, PASSCODE, Quirk, Seen, event_records, message_record,
+    CampaignReport, MessageDay, PASSCODE, Quirk, Seen, event_records, message_record,
     profile_records,
 };
-use tapline_tests::{Run, export_csv, gzip, sqlite_rows, sqlite_value, tapline};
+use tapline_tests::pull_case::{PullCase as Case, assert_says, unfinished_cells};
+use tapline_tests::{export_csv, gzip, sqlite_rows, sqlite_value, tapline};
 
 const DAY1: i64 = 20220922;
 const DAY2: i64 = 20220923;
 
-struct Case {
-    dir: tempfile::TempDir,
-    db: PathBuf,
-    api: ClevertapApi,
+fn is_page(seen: &Seen) -> bool {
+    matches!(seen, Seen::Page(..))
 }
 
-impl Case {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("w.sqlite");
-        Self {
-            dir,
-            db,
-            api: ClevertapApi::start().await,
-        }
-    }
-
-    fn warehouse(&self) -> String {
-        format!("sqlite://{}", self.db.display())
-    }
-
-    fn args<'a>(&'a self, wh: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec!["pull", "events", "--warehouse", wh, "--batch-size", "10"];
-        args.extend_from_slice(extra);
-        args
-    }
-
-    async fn pull(&self, extra: &[&str]) -> Run {
-        let wh = self.warehouse();
-        self.api.tapline(&self.args(&wh, extra), &[]).await
-    }
-
-    /// `pull events --event EVENT` for 2022-09-22 alone.
-    async fn pull_day(&self, event: &str) -> Run {
-        self.pull_day_with(event, &[]).await
-    }
-
-    /// [`Self::pull_day`] with extra environment variables (limits).
-    async fn pull_day_with(&self, event: &str, env: &[(&str, &str)]) -> Run {
-        let wh = self.warehouse();
-        let day = [
-            "--event",
-            event,
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ];
-        self.api.tapline(&self.args(&wh, &day), env).await
-    }
-
-    /// Runs `pull events` for Charged on 2022-09-22 and kills the process while it waits for
-    /// page `page`, which the double holds back until then; returns the command's arguments.
-    async fn pull_killed_at_page(&self, page: u64, extra: &[&str]) -> Vec<String> {
-        self.api.block_at("Charged", page);
-        let wh = self.warehouse();
-        let mut day = vec![
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ];
-        day.extend_from_slice(extra);
-        let args: Vec<String> = self
-            .args(&wh, &day)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = self.api.command(&argv, &[]).spawn().unwrap();
-        self.api.wait_until_blocked().await;
-        child.kill().unwrap();
-        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap();
-        assert!(!status.success());
-        self.api.unblock();
-        args
-    }
-
-    /// `tapline status` on this case's warehouse: its stdout.
-    async fn status(&self) -> String {
-        let wh = self.warehouse();
-        let run = self.api.tapline(&["status", "--warehouse", &wh], &[]).await;
-        assert_ok(&run);
-        run.stdout
-    }
-
-    fn count(&self, sql: &str) -> u64 {
-        sqlite_value(&self.db, sql).unwrap().parse().unwrap()
-    }
-
-    fn checkpoint(&self, event: &str, day: &str) -> Value {
-        let key = format!("clevertap/TEST-ACC-1/events/{event}/{day}");
-        let rows = sqlite_rows(
-            &self.db,
-            &format!("SELECT value FROM _tapline_state WHERE key = '{key}'"),
-        );
-        assert_eq!(rows.len(), 1, "one checkpoint for {key}");
-        serde_json::from_str(rows[0][0].as_deref().unwrap()).unwrap()
-    }
-
-    fn duplicates(&self, table: &str) -> u64 {
-        self.count(&format!(
-            "SELECT count(*) FROM (SELECT ts, profile_identity FROM {table} \
-             GROUP BY ts, profile_identity HAVING count(*) > 1)"
-        ))
-    }
-}
-
-fn assert_ok(run: &Run) {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+fn is_open(seen: &Seen) -> bool {
+    matches!(seen, Seen::Open(..))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulled_events_land_in_the_export_table_with_the_export_columns() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     let exports = case.dir.path().join("exports");
     std::fs::create_dir_all(&exports).unwrap();
     std::fs::write(
@@ -144,30 +32,24 @@ async fn pulled_events_land_in_the_export_table_with_the_export_columns() {
         gzip(export_csv("Charged", 3).as_bytes()),
     )
     .unwrap();
-    let wh = case.warehouse();
-    let load = tapline(&["load", exports.to_str().unwrap(), "--warehouse", &wh]);
+    let load = tapline(&[
+        "load",
+        exports.to_str().unwrap(),
+        "--warehouse",
+        case.warehouse(),
+    ]);
     assert_eq!(load.code, 0, "{}", load.stderr);
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 25));
 
-    let run = case
-        .pull(&[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-            "--timezone",
-            "Asia/Kolkata",
-        ])
+    let stdout = case
+        .run_ok(
+            &case
+                .events_day("Charged")
+                .arg(&["--timezone", "Asia/Kolkata"]),
+        )
         .await;
-    assert_ok(&run);
-    assert!(
-        run.stdout.contains("1 of 1 slices pulled, 25 rows"),
-        "{}",
-        run.stdout
-    );
+    assert_says(&stdout, "1 of 1 slices pulled, 25 rows");
     assert_eq!(case.count("SELECT count(*) FROM charged"), 28);
     assert_eq!(
         case.count("SELECT count(*) FROM charged WHERE _source_uri LIKE 'clevertap-api://%'"),
@@ -217,7 +99,7 @@ async fn pulled_events_land_in_the_export_table_with_the_export_columns() {
         3,
         "25 records at 10 a page are 3 pages, each a load"
     );
-    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    let checkpoint = case.checkpoint("events/Charged/2022-09-22");
     assert_eq!(checkpoint["status"], "complete");
     assert_eq!(checkpoint["pages"], 3);
     assert_eq!(checkpoint["rows"], 25);
@@ -226,33 +108,21 @@ async fn pulled_events_land_in_the_export_table_with_the_export_columns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_pulled_again_is_replaced_not_doubled() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 25));
     case.api.set_events("Charged", DAY2, event_records(DAY2, 5));
-    let both_days = [
-        "--event",
-        "Charged",
-        "--from",
-        "2022-09-22",
-        "--to",
-        "2022-09-23",
-    ];
-    assert_ok(&case.pull(&both_days).await);
+    let both_days = case
+        .events()
+        .event("Charged")
+        .days("2022-09-22", "2022-09-23");
+    case.run_ok(&both_days).await;
     assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
 
     // CleverTap now has fewer records for the first day (late corrections): 2 pages, not 3.
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 12));
-    let first_day = [
-        "--event",
-        "Charged",
-        "--from",
-        "2022-09-22",
-        "--to",
-        "2022-09-22",
-    ];
-    assert_ok(&case.pull(&first_day).await);
+    case.run_ok(&case.events_day("Charged")).await;
     assert_eq!(
         case.count("SELECT count(*) FROM charged WHERE ts < '2022-09-23'"),
         12
@@ -270,14 +140,14 @@ async fn a_day_pulled_again_is_replaced_not_doubled() {
         1
     );
 
-    assert_ok(&case.pull(&both_days).await);
+    case.run_ok(&both_days).await;
     assert_eq!(case.count("SELECT count(*) FROM charged"), 17);
     assert_eq!(case.duplicates("charged"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttles_in_progress_cursors_and_server_errors_are_retried() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 15));
     // POST: 429, code 1, 500, then a cursor; GET page 0: in progress, code 2, 429, then rows.
@@ -289,8 +159,7 @@ async fn throttles_in_progress_cursors_and_server_errors_are_retried() {
         Quirk::Code2,
         Quirk::TooMany,
     ]);
-    let run = case.pull_day("Charged").await;
-    assert_ok(&run);
+    case.run_ok(&case.events_day("Charged")).await;
     assert_eq!(case.api.quirks_left(), 0);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 15);
     let seen = case.api.seen();
@@ -331,27 +200,20 @@ async fn throttles_in_progress_cursors_and_server_errors_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_cursor_stops_the_slice_with_a_clear_error() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 30));
     case.api.repeat_cursor_at("Charged", 1);
-    let run = case.pull_day("Charged").await;
+    let run = case.run(&case.events_day("Charged")).await;
     assert_eq!(run.code, 2, "{}", run.stdout);
-    assert!(
-        run.stdout.contains(
-            "stopped: GET /1/events.json: CleverTap returned cursor Zy0001+cur/2… again at page 1: stopping"
-        ),
-        "{}",
-        run.stdout
+    assert_says(
+        &run.stdout,
+        "stopped: GET /1/events.json: CleverTap returned cursor Zy0001+cur/2… again at page 1: stopping",
     );
-    assert!(
-        run.stdout.contains("0 of 1 slices pulled"),
-        "{}",
-        run.stdout
-    );
+    assert_says(&run.stdout, "0 of 1 slices pulled");
     // What came before the stall is kept, once; the checkpoint stays at the stalled page.
     assert_eq!(case.count("SELECT count(*) FROM charged"), 10);
-    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    let checkpoint = case.checkpoint("events/Charged/2022-09-22");
     assert_eq!(checkpoint["status"], "in_progress");
     assert_eq!(checkpoint["pages"], 1);
 }
@@ -359,38 +221,33 @@ async fn a_repeated_cursor_stops_the_slice_with_a_clear_error() {
 /// Cursors that never end stop at the page limit per slice, said so; what came before stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_cursors_without_end_stop_at_the_page_limit() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 30));
     case.api.endless_cursors("Charged");
     let run = case
-        .pull_day_with("Charged", &[("CLEVERTAP_MAX_PAGES_PER_SLICE", "5")])
+        .run(
+            &case
+                .events_day("Charged")
+                .env("CLEVERTAP_MAX_PAGES_PER_SLICE", "5"),
+        )
         .await;
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains(
-            "stopped: GET /1/events.json: still more pages after 5 pages (the limit per slice, \
-             CLEVERTAP_MAX_PAGES_PER_SLICE): stopping"
-        ),
-        "{}",
-        run.stdout
+    assert_says(
+        &run.stdout,
+        "stopped: GET /1/events.json: still more pages after 5 pages (the limit per slice, \
+         CLEVERTAP_MAX_PAGES_PER_SLICE): stopping",
     );
-    assert!(
-        run.stdout.contains("0 of 1 slices pulled"),
-        "{}",
-        run.stdout
+    assert_says(&run.stdout, "0 of 1 slices pulled");
+    assert_eq!(
+        case.seen_count(is_page),
+        5,
+        "no page past the limit was asked for"
     );
-    let pages = case
-        .api
-        .seen()
-        .iter()
-        .filter(|s| matches!(s, Seen::Page(..)))
-        .count();
-    assert_eq!(pages, 5, "no page past the limit was asked for");
     // The 30 records of pages 0-2 are kept once; the checkpoint stays at the limit.
     assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
     assert_eq!(case.duplicates("charged"), 0);
-    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    let checkpoint = case.checkpoint("events/Charged/2022-09-22");
     assert_eq!(checkpoint["status"], "in_progress");
     assert_eq!(checkpoint["pages"], 5);
 }
@@ -398,30 +255,22 @@ async fn new_cursors_without_end_stop_at_the_page_limit() {
 /// A page larger than the response limit fails its slice with the limit named, read no further.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_past_the_response_limit_fails_with_the_limit_named() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 30));
     case.api.pad_pages(300_000);
+    let day = case.events_day("Charged");
     let run = case
-        .pull_day_with("Charged", &[("CLEVERTAP_MAX_RESPONSE_BYTES", "200000")])
+        .run(&day.clone().env("CLEVERTAP_MAX_RESPONSE_BYTES", "200000"))
         .await;
     assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains(
-            "stopped: GET /1/events.json: the answer is larger than 200000 bytes \
-             (CLEVERTAP_MAX_RESPONSE_BYTES); ask for smaller pages (--batch-size) or raise the limit"
-        ),
-        "{}",
-        run.stdout
+    assert_says(
+        &run.stdout,
+        "stopped: GET /1/events.json: the answer is larger than 200000 bytes \
+         (CLEVERTAP_MAX_RESPONSE_BYTES); ask for smaller pages (--batch-size) or raise the limit",
     );
     // Not retried: one page request.
-    let pages = case
-        .api
-        .seen()
-        .iter()
-        .filter(|s| matches!(s, Seen::Page(..)))
-        .count();
-    assert_eq!(pages, 1);
+    assert_eq!(case.seen_count(is_page), 1);
     assert_eq!(
         case.count("SELECT count(*) FROM sqlite_master WHERE name = 'charged'"),
         0,
@@ -429,27 +278,24 @@ async fn a_page_past_the_response_limit_fails_with_the_limit_named() {
     );
 
     // Under a limit it fits, the same pages load whole.
-    let run = case
-        .pull_day_with("Charged", &[("CLEVERTAP_MAX_RESPONSE_BYTES", "400000")])
+    case.run_ok(&day.env("CLEVERTAP_MAX_RESPONSE_BYTES", "400000"))
         .await;
-    assert_ok(&run);
     assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_events_share_the_limit_of_three_and_reach_it() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     let events = ["E1", "E2", "E3", "E4", "E5", "E6"];
     for event in events {
         case.api.set_events(event, DAY1, event_records(DAY1, 30));
     }
     case.api.page_delay(Duration::from_millis(50));
-    let mut args = vec!["--from", "2022-09-22", "--to", "2022-09-22"];
-    for event in &events {
-        args.extend(["--event", event]);
+    let mut args = case.events().day("2022-09-22");
+    for event in events {
+        args = args.event(event);
     }
-    let run = case.pull(&args).await;
-    assert_ok(&run);
+    case.run_ok(&args).await;
     assert_eq!(case.api.max_in_flight(), 3, "the limit is 3 and is reached");
     for event in events {
         assert_eq!(
@@ -461,13 +307,13 @@ async fn several_events_share_the_limit_of_three_and_reach_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_pull_resumes_from_its_checkpoint() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 50));
-    let args = case.pull_killed_at_page(2, &[]).await;
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = case.events_day("Charged");
+    case.run_killed_at_page(&args, "Charged", 2).await;
 
-    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    let checkpoint = case.checkpoint("events/Charged/2022-09-22");
     assert_eq!(checkpoint["status"], "in_progress");
     assert_eq!(checkpoint["pages"], 2);
     assert_eq!(checkpoint["rows"], 20);
@@ -475,35 +321,29 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
 
     // `tapline status` shows what the cut-off run left.
     let status = case.status().await;
-    assert!(status.contains("Unfinished API pulls (1):"), "{status}");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("events "))
-        .unwrap_or_else(|| panic!("no events line in:\n{status}"));
-    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_says(&status, "Unfinished API pulls (1):");
     assert_eq!(
-        cells[..5],
-        ["events", "Charged", "2022-09-22", "2", "20"],
-        "{line}"
+        unfinished_cells(&status, "events"),
+        ["events", "Charged", "2022-09-22", "2", "20"]
     );
 
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
+    let stdout = case.run_ok(&args).await;
     assert!(
         case.status().await.contains("No unfinished API pulls."),
         "the finished pull is no longer listed"
     );
-    assert!(
-        run.stdout
-            .contains("Resumed Charged 2022-09-22 from its checkpoint at page 2."),
-        "{}",
-        run.stdout
+    assert_says(
+        &stdout,
+        "Resumed Charged 2022-09-22 from its checkpoint at page 2.",
     );
     assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
     assert_eq!(case.duplicates("charged"), 0);
+    assert_eq!(
+        case.seen_count(is_open),
+        1,
+        "the resumed run did not open a new cursor"
+    );
     let seen = case.api.seen();
-    let opens = seen.iter().filter(|s| matches!(s, Seen::Open(..))).count();
-    assert_eq!(opens, 1, "the resumed run did not open a new cursor");
     for page in [0, 1] {
         let fetched = seen
             .iter()
@@ -511,7 +351,7 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
             .count();
         assert_eq!(fetched, 1, "page {page} was fetched once");
     }
-    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    let checkpoint = case.checkpoint("events/Charged/2022-09-22");
     assert_eq!(checkpoint["status"], "complete");
     assert_eq!(checkpoint["rows"], 50);
 }
@@ -521,19 +361,19 @@ async fn a_killed_pull_resumes_from_its_checkpoint() {
 /// as CSV, the day's CSV file holds the same records flattened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_files_are_whole_lossless_and_survive_a_kill() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     let records = event_records(DAY1, 50);
     case.api.set_events("Charged", DAY1, records.clone());
     let out = case.dir.path().join("out");
     let out_arg = out.display().to_string();
     let args = case
-        .pull_killed_at_page(2, &["--output", "jsonl", "--output-dir", &out_arg])
-        .await;
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        .events_day("Charged")
+        .arg(&["--output", "jsonl", "--output-dir", &out_arg]);
+    case.run_killed_at_page(&args, "Charged", 2).await;
     let file = out.join("Charged").join("2022-09-22.jsonl");
     assert!(!file.exists(), "no file before the day is complete");
 
-    assert_ok(&case.api.tapline(&args, &[]).await);
+    case.run_ok(&args).await;
     let lines: Vec<Value> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
@@ -545,21 +385,12 @@ async fn output_files_are_whole_lossless_and_survive_a_kill() {
     );
     assert!(!out.join(".tapline-parts/Charged/2022-09-22").exists());
 
-    let run = case
-        .pull(&[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-            "--output",
-            "csv",
-            "--output-dir",
-            &out_arg,
-        ])
-        .await;
-    assert_ok(&run);
+    case.run_ok(
+        &case
+            .events_day("Charged")
+            .arg(&["--output", "csv", "--output-dir", &out_arg]),
+    )
+    .await;
     let csv_text = std::fs::read_to_string(out.join("Charged").join("2022-09-22.csv")).unwrap();
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let header = reader.headers().unwrap().clone();
@@ -573,18 +404,12 @@ async fn output_files_are_whole_lossless_and_survive_a_kill() {
 
     // A location that is neither a folder nor a bucket is refused before anything runs.
     let run = case
-        .pull(&[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
+        .run(&case.events_day("Charged").arg(&[
             "--output",
             "jsonl",
             "--output-dir",
             "ftp://host/out",
-        ])
+        ]))
         .await;
     assert_eq!(run.code, 64, "{}", run.stderr);
     assert_eq!(
@@ -595,26 +420,22 @@ async fn output_files_are_whole_lossless_and_survive_a_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_checkpoint_cursor_pulls_the_day_again_without_doubling_it() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 50));
-    let args = case.pull_killed_at_page(3, &[]).await;
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = case.events_day("Charged");
+    case.run_killed_at_page(&args, "Charged", 3).await;
     assert_eq!(case.count("SELECT count(*) FROM charged"), 30);
 
     case.api.forget_cursors();
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout.contains(
-            "CleverTap refused the checkpoint's cursor of Charged 2022-09-22 (expired?): the day was pulled again from its first page."
-        ),
-        "{}",
-        run.stdout
+    let stdout = case.run_ok(&args).await;
+    assert_says(
+        &stdout,
+        "CleverTap refused the checkpoint's cursor of Charged 2022-09-22 (expired?): the day was pulled again from its first page.",
     );
     assert_eq!(case.count("SELECT count(*) FROM charged"), 50);
     assert_eq!(case.duplicates("charged"), 0);
-    let checkpoint = case.checkpoint("Charged", "2022-09-22");
+    let checkpoint = case.checkpoint("events/Charged/2022-09-22");
     assert_eq!(checkpoint["status"], "complete");
     assert_eq!(checkpoint["rows"], 50);
     assert_eq!(checkpoint["pages"], 5);
@@ -622,19 +443,12 @@ async fn an_expired_checkpoint_cursor_pulls_the_day_again_without_doubling_it() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api.set_events("Charged", DAY1, event_records(DAY1, 5));
-    let day = ["--from", "2022-09-22", "--to", "2022-09-22"];
+    let charged = case.events().event("Charged");
 
     let run = case
-        .pull(&[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-09-23",
-            "--to",
-            "2022-09-22",
-        ])
+        .run(&charged.clone().days("2022-09-23", "2022-09-22"))
         .await;
     assert_eq!(run.code, 64);
     assert_eq!(
@@ -643,43 +457,27 @@ async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
     );
 
     let run = case
-        .pull(&[
-            "--event",
-            "Charged",
-            "--from",
-            "2022-13-01",
-            "--to",
-            "2022-09-22",
-        ])
+        .run(&charged.clone().days("2022-13-01", "2022-09-22"))
         .await;
     assert_eq!(run.code, 64);
-    assert!(
-        run.stderr
-            .contains("\"2022-13-01\" is not a date: use YYYY-MM-DD"),
-        "{}",
-        run.stderr
-    );
+    assert_says(&run.stderr, "\"2022-13-01\" is not a date: use YYYY-MM-DD");
 
-    let wh = case.warehouse();
-    let mut args = case.args(&wh, &["--event", "Charged"]);
-    args.extend(day);
-    let run = case.api.tapline(&args, &[("CLEVERTAP_PASSCODE", "")]).await;
+    let args = charged.day("2022-09-22");
+    let run = case.run(&args.clone().env("CLEVERTAP_PASSCODE", "")).await;
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.trim(), "error: CLEVERTAP_PASSCODE is not set");
 
-    let mut verbose = args.clone();
-    verbose.push("-vv");
     let run = case
-        .api
-        .tapline(&verbose, &[("CLEVERTAP_PASSCODE", "wrong-Secret-4711")])
+        .run(
+            &args
+                .arg(&["-vv"])
+                .env("CLEVERTAP_PASSCODE", "wrong-Secret-4711"),
+        )
         .await;
     assert_eq!(run.code, 2, "{}", run.stdout);
-    assert!(
-        run.stdout.contains(
-            "stopped: POST /1/events.json: CleverTap refused the credentials (HTTP 401): Invalid Credentials"
-        ),
-        "{}",
-        run.stdout
+    assert_says(
+        &run.stdout,
+        "stopped: POST /1/events.json: CleverTap refused the credentials (HTTP 401): Invalid Credentials",
     );
     for text in [&run.stdout, &run.stderr] {
         assert!(
@@ -688,16 +486,15 @@ async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
         );
     }
 
-    let mut notification = case.args(&wh, &["--event", "Notification Sent", "-vv"]);
-    notification.extend(day);
+    let notification = case
+        .events()
+        .event("Notification Sent")
+        .arg(&["-vv"])
+        .day("2022-09-22");
     case.api.refuse_event("Notification Sent");
-    let run = case.api.tapline(&notification, &[]).await;
+    let run = case.run(&notification).await;
     assert_eq!(run.code, 2);
-    assert!(
-        run.stdout.contains("Export not allowed for this event"),
-        "{}",
-        run.stdout
-    );
+    assert_says(&run.stdout, "Export not allowed for this event");
     for text in [&run.stdout, &run.stderr] {
         assert!(!text.contains(PASSCODE), "passcode leaked:\n{text}");
     }
@@ -711,32 +508,20 @@ async fn bad_input_is_refused_with_exact_errors_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_are_polled_while_partial_and_replaced_by_day() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 25));
     case.api.set_events("Charged", DAY2, event_records(DAY2, 5));
     case.api
         .set_events("App Launched", DAY1, event_records(DAY1, 7));
     case.api.partial_polls(2);
-    let wh = case.warehouse();
-    let args = [
-        "pull",
-        "counts",
-        "--event",
-        "Charged",
-        "--event",
-        "App Launched",
-        "--from",
-        "2022-09-22",
-        "--to",
-        "2022-09-23",
-        "--warehouse",
-        wh.as_str(),
-        "--timezone",
-        "Asia/Kolkata",
-    ];
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
+    let args = case
+        .pull("counts")
+        .event("Charged")
+        .event("App Launched")
+        .days("2022-09-22", "2022-09-23")
+        .arg(&["--timezone", "Asia/Kolkata"]);
+    case.run_ok(&args).await;
     let counts = |case: &Case| {
         sqlite_rows(
             &case.db,
@@ -776,11 +561,8 @@ async fn counts_are_polled_while_partial_and_replaced_by_day() {
     // Profile counts go to their own table.
     case.api
         .set_profiles("Charged", DAY1, profile_records(9, "blue"));
-    let mut profiles = args.to_vec();
-    profiles.push("--profiles");
-    let run = case.api.tapline(&profiles, &[]).await;
-    assert_ok(&run);
-    assert!(run.stdout.contains("(profile_counts)"), "{}", run.stdout);
+    let stdout = case.run_ok(&args.clone().arg(&["--profiles"])).await;
+    assert_says(&stdout, "(profile_counts)");
     assert_eq!(
         sqlite_rows(
             &case.db,
@@ -798,44 +580,30 @@ async fn counts_are_polled_while_partial_and_replaced_by_day() {
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 40));
     case.api.partial_polls(0);
-    assert_ok(&case.api.tapline(&args, &[]).await);
+    case.run_ok(&args).await;
     assert_eq!(counts(&case)[1], row("Charged", "2022-09-22", "40"));
     assert_eq!(counts(&case).len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_count_still_partial_at_its_deadline_fails_and_writes_nothing() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", DAY1, event_records(DAY1, 25));
     case.api.partial_polls(u32::MAX);
-    let wh = case.warehouse();
     let run = case
-        .api
-        .tapline(
-            &[
-                "pull",
-                "counts",
-                "--event",
-                "Charged",
-                "--from",
-                "2022-09-22",
-                "--to",
-                "2022-09-22",
-                "--deadline-seconds",
-                "1",
-                "--warehouse",
-                wh.as_str(),
-            ],
-            &[],
+        .run(
+            &case
+                .pull("counts")
+                .event("Charged")
+                .day("2022-09-22")
+                .arg(&["--deadline-seconds", "1"]),
         )
         .await;
     assert_eq!(run.code, 2, "{}", run.stdout);
-    assert!(
-        run.stdout
-            .contains("failed: POST /1/counts/events.json: the count was still partial after 1 s"),
-        "{}",
-        run.stdout
+    assert_says(
+        &run.stdout,
+        "failed: POST /1/counts/events.json: the count was still partial after 1 s",
     );
     assert_eq!(
         case.count("SELECT count(*) FROM sqlite_master WHERE name = 'event_counts'"),
@@ -845,7 +613,7 @@ async fn a_count_still_partial_at_its_deadline_fails_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_reports_that_are_not_ready_are_not_failures() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     let ready = serde_json::json!({"sent": 82, "viewed": 50, "clicked": 28, "converted": 3});
     case.api.add_campaign(
         20220805,
@@ -873,31 +641,15 @@ async fn campaign_reports_that_are_not_ready_are_not_failures() {
         "Outside",
         CampaignReport::NotCompleted,
     );
-    let wh = case.warehouse();
-    let args = [
-        "pull",
-        "campaigns",
-        "--from",
-        "2022-08-01",
-        "--to",
-        "2022-09-22",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout.contains(
-            "4 campaigns written to campaigns, 1 reports to campaign_reports, 3 not ready yet, 0 failed."
-        ),
-        "{}",
-        run.stdout
+    let args = case.pull("campaigns").days("2022-08-01", "2022-09-22");
+    let stdout = case.run_ok(&args).await;
+    assert_says(
+        &stdout,
+        "4 campaigns written to campaigns, 1 reports to campaign_reports, 3 not ready yet, 0 failed.",
     );
-    assert!(
-        run.stdout
-            .contains("campaign 1659684583: not ready (This target has no result as of yet)"),
-        "{}",
-        run.stdout
+    assert_says(
+        &stdout,
+        "campaign 1659684583: not ready (This target has no result as of yet)",
     );
     let seen = case.api.seen();
     let windows: Vec<&Seen> = seen
@@ -940,37 +692,25 @@ async fn campaign_reports_that_are_not_ready_are_not_failures() {
         Some("Welcome,Running,Fresh,Empty".to_string())
     );
     // Again: rows are replaced by id, not added.
-    assert_ok(&case.api.tapline(&args, &[]).await);
+    case.run_ok(&args).await;
     assert_eq!(case.count("SELECT count(*) FROM campaigns"), 4);
     assert_eq!(case.count("SELECT count(*) FROM campaign_reports"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_are_merged_by_identity() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     let mut records = profile_records(30, "blue");
     records.push(serde_json::json!({"profileData": {"favoriteColor": "none"}}));
     case.api.set_profiles("Charged", DAY1, records);
-    let wh = case.warehouse();
-    let args = [
-        "pull",
-        "profiles",
-        "--event",
-        "Charged",
-        "--from",
-        "2022-09-22",
-        "--to",
-        "2022-09-23",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout
-            .contains("Charged: 1 pages, 30 profiles merged, 1 without identity (not stored)."),
-        "{}",
-        run.stdout
+    let args = case
+        .pull("profiles")
+        .event("Charged")
+        .days("2022-09-22", "2022-09-23");
+    let stdout = case.run_ok(&args).await;
+    assert_says(
+        &stdout,
+        "Charged: 1 pages, 30 profiles merged, 1 without identity (not stored).",
     );
     assert_eq!(case.count("SELECT count(*) FROM profiles"), 30);
     assert_eq!(
@@ -987,7 +727,7 @@ async fn profiles_are_merged_by_identity() {
     // The same identities again, changed: merged, not added.
     case.api
         .set_profiles("Charged", DAY1, profile_records(40, "green"));
-    assert_ok(&case.api.tapline(&args, &[]).await);
+    case.run_ok(&args).await;
     assert_eq!(case.count("SELECT count(*) FROM profiles"), 40);
     assert_eq!(
         case.count(
@@ -1002,74 +742,33 @@ async fn profiles_are_merged_by_identity() {
 /// opening a new cursor or fetching pages 0 and 1 again, and every profile is one row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_profiles("Charged", DAY1, profile_records(60, "blue"));
-    let wh = case.warehouse();
-    let args = [
-        "pull",
-        "profiles",
-        "--event",
-        "Charged",
-        "--from",
-        "2022-09-22",
-        "--to",
-        "2022-09-23",
-        "--batch-size",
-        "23",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    case.api.block_at("profiles/Charged", 2);
-    let mut child = case.api.command(&args, &[]).spawn().unwrap();
-    case.api.wait_until_blocked().await;
-    child.kill().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    assert!(!status.success());
-    case.api.unblock();
+    let window = case
+        .pull("profiles")
+        .event("Charged")
+        .days("2022-09-22", "2022-09-23");
+    let args = window.clone().arg(&["--batch-size", "23"]);
+    case.run_killed_at_page(&args, "profiles/Charged", 2).await;
 
-    let key = "clevertap/TEST-ACC-1/profiles/Charged/2022-09-22..2022-09-23";
-    let checkpoint = |db: &std::path::Path| -> Value {
-        let rows = sqlite_rows(
-            db,
-            &format!("SELECT value FROM _tapline_state WHERE key = '{key}'"),
-        );
-        assert_eq!(rows.len(), 1, "one checkpoint for {key}");
-        serde_json::from_str(rows[0][0].as_deref().unwrap()).unwrap()
-    };
-    let cp = checkpoint(&case.db);
+    let key = "profiles/Charged/2022-09-22..2022-09-23";
+    let cp = case.checkpoint(key);
     assert_eq!(cp["status"], "in_progress");
     assert_eq!(cp["pages"], 2);
     assert_eq!(cp["rows"], 46);
     assert_eq!(cp["window"], serde_json::json!([20220922, 20220923]));
     assert_eq!(case.count("SELECT count(*) FROM profiles"), 46);
-    let status = case.status().await;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("profiles "))
-        .unwrap_or_else(|| panic!("no profiles line in:\n{status}"));
-    let cells: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(
-        cells[..5],
-        ["profiles", "Charged", "2022-09-22..2022-09-23", "2", "46"],
-        "{line}"
+        unfinished_cells(&case.status().await, "profiles"),
+        ["profiles", "Charged", "2022-09-22..2022-09-23", "2", "46"]
     );
 
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout
-            .contains("Charged: resumed from its checkpoint at page 2."),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("Charged: 3 pages, 60 profiles merged, 0 without identity (not stored)."),
-        "{}",
-        run.stdout
+    let stdout = case.run_ok(&args).await;
+    assert_says(&stdout, "Charged: resumed from its checkpoint at page 2.");
+    assert_says(
+        &stdout,
+        "Charged: 3 pages, 60 profiles merged, 0 without identity (not stored).",
     );
     assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
     assert_eq!(
@@ -1077,9 +776,12 @@ async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
         60,
         "each profile merged once"
     );
+    assert_eq!(
+        case.seen_count(is_open),
+        1,
+        "the resumed run did not open a new cursor"
+    );
     let seen = case.api.seen();
-    let opens = seen.iter().filter(|s| matches!(s, Seen::Open(..))).count();
-    assert_eq!(opens, 1, "the resumed run did not open a new cursor");
     for page in 0..3 {
         let fetched = seen
             .iter()
@@ -1092,16 +794,14 @@ async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
             assert!(fetched >= 1, "page {page} was fetched");
         }
     }
-    let cp = checkpoint(&case.db);
+    let cp = case.checkpoint(key);
     assert_eq!(cp["status"], "complete");
     assert_eq!(cp["pages"], 3);
     assert_eq!(cp["rows"], 60);
     assert!(case.status().await.contains("No unfinished API pulls."));
 
     // A batch size Get Profiles refuses is a usage error before anything runs.
-    let mut bad = args.to_vec();
-    bad[9] = "50";
-    let run = case.api.tapline(&bad, &[]).await;
+    let run = case.run(&window.arg(&["--batch-size", "50"])).await;
     assert_eq!(run.code, 64, "{}", run.stderr);
     assert_eq!(
         run.stderr.trim(),
@@ -1113,62 +813,33 @@ async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
 /// its first page: every profile still one row, the checkpoint complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_profiles_cursor_pulls_the_window_again() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_profiles("Charged", DAY1, profile_records(60, "blue"));
-    let wh = case.warehouse();
-    let args = [
-        "pull",
-        "profiles",
-        "--event",
-        "Charged",
-        "--from",
-        "2022-09-22",
-        "--to",
-        "2022-09-22",
-        "--batch-size",
-        "23",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    case.api.block_at("profiles/Charged", 1);
-    let mut child = case.api.command(&args, &[]).spawn().unwrap();
-    case.api.wait_until_blocked().await;
-    child.kill().unwrap();
-    tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
-    case.api.unblock();
+    let args = case
+        .pull("profiles")
+        .event("Charged")
+        .day("2022-09-22")
+        .arg(&["--batch-size", "23"]);
+    case.run_killed_at_page(&args, "profiles/Charged", 1).await;
     assert_eq!(case.count("SELECT count(*) FROM profiles"), 23);
 
     case.api.forget_cursors();
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout.contains(
-            "Charged: CleverTap refused the checkpoint's cursor (expired?): the window was pulled again from its first page."
-        ),
-        "{}",
-        run.stdout
+    let stdout = case.run_ok(&args).await;
+    assert_says(
+        &stdout,
+        "Charged: CleverTap refused the checkpoint's cursor (expired?): the window was pulled again from its first page.",
     );
-    assert!(
-        run.stdout
-            .contains("Charged: 3 pages, 60 profiles merged, 0 without identity (not stored)."),
-        "{}",
-        run.stdout
+    assert_says(
+        &stdout,
+        "Charged: 3 pages, 60 profiles merged, 0 without identity (not stored).",
     );
     assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
     assert_eq!(
         case.count("SELECT count(DISTINCT identity) FROM profiles"),
         60
     );
-    let opens = case
-        .api
-        .seen()
-        .iter()
-        .filter(|s| matches!(s, Seen::Open(..)))
-        .count();
-    assert_eq!(opens, 2, "a new cursor for the window");
+    assert_eq!(case.seen_count(is_open), 2, "a new cursor for the window");
 }
 
 /// `pull messages`: each day's Get Message Reports answer into `message_reports`, one row per
@@ -1177,7 +848,7 @@ async fn an_expired_profiles_cursor_pulls_the_window_again() {
 /// CleverTap as the documented `channel` array.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_reports_land_per_day_and_not_ready_days_are_not_failures() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api.set_message_day(
         DAY1,
         MessageDay::Ready(vec![
@@ -1188,25 +859,15 @@ async fn message_reports_land_per_day_and_not_ready_days_are_not_failures() {
     );
     case.api.set_message_day(DAY2, MessageDay::NoResult500);
     case.api.set_message_day(20220924, MessageDay::NotCompleted);
-    let wh = case.warehouse();
-    let args = [
-        "pull",
-        "messages",
-        "--from",
-        "2022-09-22",
-        "--to",
-        "2022-09-24",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
+    let messages = case.pull("messages");
+    let args = messages.clone().days("2022-09-22", "2022-09-24");
+    let stdout = case.run_ok(&args).await;
     for line in [
         "1 days written (3 rows), 2 not ready yet, 0 failed.",
         "  2022-09-23: not ready (This report has no result as of yet)",
         "  2022-09-24: not ready (This report hasn't been completed)",
     ] {
-        assert!(run.stdout.contains(line), "{line} in\n{}", run.stdout);
+        assert_says(&stdout, line);
     }
     assert_eq!(
         sqlite_rows(
@@ -1246,13 +907,10 @@ async fn message_reports_land_per_day_and_not_ready_days_are_not_failures() {
         DAY2,
         MessageDay::Ready(vec![message_record(1663900001, "Welcome", "SMS", 5, 0, 0)]),
     );
-    let run = case.api.tapline(&args, &[]).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout
-            .contains("2 days written (4 rows), 1 not ready yet, 0 failed."),
-        "{}",
-        run.stdout
+    let stdout = case.run_ok(&args).await;
+    assert_says(
+        &stdout,
+        "2 days written (4 rows), 1 not ready yet, 0 failed.",
     );
     assert_eq!(case.count("SELECT count(*) FROM message_reports"), 4);
     assert_eq!(
@@ -1261,57 +919,39 @@ async fn message_reports_land_per_day_and_not_ready_days_are_not_failures() {
     );
 
     // --channel reaches CleverTap as the documented array; an unknown channel is a usage error.
-    let mut push_only = args.to_vec();
-    push_only.splice(4..6, ["--to", "2022-09-22", "--channel", "push"]);
-    let run = case.api.tapline(&push_only, &[]).await;
-    assert_ok(&run);
-    assert!(
-        run.stdout
-            .contains("1 days written (2 rows), 0 not ready yet, 0 failed."),
-        "{}",
-        run.stdout
+    let push_only = messages.day("2022-09-22").arg(&["--channel", "push"]);
+    let stdout = case.run_ok(&push_only).await;
+    assert_says(
+        &stdout,
+        "1 days written (2 rows), 0 not ready yet, 0 failed.",
     );
     assert!(
         case.api
             .seen()
             .contains(&Seen::MessageReport(DAY1, vec!["push".to_string()]))
     );
-    let mut fax = args.to_vec();
-    fax.extend(["--channel", "fax"]);
-    let run = case.api.tapline(&fax, &[]).await;
+    let run = case.run(&args.arg(&["--channel", "fax"])).await;
     assert_eq!(run.code, 64, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("invalid value 'fax' for '--channel <CHANNEL>'"),
-        "{}",
-        run.stderr
-    );
+    assert_says(&run.stderr, "invalid value 'fax' for '--channel <CHANNEL>'");
     assert_eq!(case.count("SELECT count(*) FROM message_reports"), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     for day in 20220915..=20220922 {
         case.api
             .set_events("Charged", day, event_records(day, 1000));
     }
     case.api
         .set_events("Charged", 20220923, event_records(20220923, 120));
-    let wh = case.warehouse();
-    let counts = [
-        "pull",
-        "counts",
-        "--event",
-        "Charged",
-        "--from",
-        "2022-09-15",
-        "--to",
-        "2022-09-23",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    assert_ok(&case.api.tapline(&counts, &[]).await);
+    case.run_ok(
+        &case
+            .pull("counts")
+            .event("Charged")
+            .days("2022-09-15", "2022-09-23"),
+    )
+    .await;
     let rules = case.dir.path().join("alerts.json");
     std::fs::write(
         &rules,
@@ -1322,22 +962,11 @@ async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
     .unwrap();
     let slack = tapline_tests::doubles::receiver::Receiver::start().await;
     let check = |day: &'static str| {
-        let rules = rules.to_str().unwrap().to_string();
-        let (wh, url) = (wh.clone(), slack.url.clone());
-        let api = &case.api;
-        async move {
-            let args = [
-                "alerts",
-                "--rules",
-                rules.as_str(),
-                "--day",
-                day,
-                "--warehouse",
-                wh.as_str(),
-            ];
-            api.tapline(&args, &[("TAPLINE_ALERTS_SLACK_URL", url.as_str())])
-                .await
-        }
+        let alerts = case
+            .tapline(&["alerts", "--rules", rules.to_str().unwrap(), "--day", day])
+            .env("TAPLINE_ALERTS_SLACK_URL", &slack.url);
+        let case = &case;
+        async move { case.run(&alerts).await }
     };
     let run = check("2022-09-23").await;
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
@@ -1438,23 +1067,11 @@ async fn count_alerts_post_breaches_to_slack_and_record_every_rule() {
 /// event name cannot mention `@here` or hide a link in the alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_text_posted_to_slack_is_escaped() {
-    let case = Case::new().await;
+    let case = Case::sqlite().await;
     case.api
         .set_events("Charged", 20220923, event_records(20220923, 120));
-    let wh = case.warehouse();
-    let counts = [
-        "pull",
-        "counts",
-        "--event",
-        "Charged",
-        "--from",
-        "2022-09-23",
-        "--to",
-        "2022-09-23",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    assert_ok(&case.api.tapline(&counts, &[]).await);
+    case.run_ok(&case.pull("counts").event("Charged").day("2022-09-23"))
+        .await;
     let rules = case.dir.path().join("alerts.json");
     std::fs::write(
         &rules,
@@ -1462,19 +1079,16 @@ async fn alert_text_posted_to_slack_is_escaped() {
     )
     .unwrap();
     let slack = tapline_tests::doubles::receiver::Receiver::start().await;
-    let args = [
-        "alerts",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--day",
-        "2022-09-23",
-        "--warehouse",
-        wh.as_str(),
-    ];
-    let run = case
-        .api
-        .tapline(&args, &[("TAPLINE_ALERTS_SLACK_URL", slack.url.as_str())])
-        .await;
+    let alerts = case
+        .tapline(&[
+            "alerts",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--day",
+            "2022-09-23",
+        ])
+        .env("TAPLINE_ALERTS_SLACK_URL", &slack.url);
+    let run = case.run(&alerts).await;
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     let posts = slack.received();
     assert_eq!(posts.len(), 1);
@@ -1502,47 +1116,30 @@ async fn bench_100k_events_in_20_pages() {
         ("1 event x 100,000 (one cursor)", 1, "3"),
     ];
     for (name, events, concurrency) in scenarios {
-        let case = Case::new().await;
+        let case = Case::sqlite().await;
         let names: Vec<String> = (1..=events).map(|i| format!("Bench{i}")).collect();
         for event in &names {
             case.api
                 .set_events(event, DAY1, event_records(DAY1, 100_000 / events));
         }
         case.api.page_delay(Duration::from_millis(50));
-        let wh = case.warehouse();
-        let mut args = vec![
-            "pull",
-            "events",
-            "--warehouse",
-            wh.as_str(),
-            "--batch-size",
-            "5000",
-            "--from",
-            "2022-09-22",
-            "--to",
-            "2022-09-22",
-        ];
+        let mut args = case
+            .pull("events")
+            .arg(&["--batch-size", "5000"])
+            .day("2022-09-22")
+            .env("CLEVERTAP_CONCURRENCY", concurrency);
         for event in &names {
-            args.extend(["--event", event.as_str()]);
+            args = args.event(event);
         }
         let started = std::time::Instant::now();
-        let run = case
-            .api
-            .tapline(&args, &[("CLEVERTAP_CONCURRENCY", concurrency)])
-            .await;
+        case.run_ok(&args).await;
         let elapsed = started.elapsed().as_secs_f64();
-        assert_ok(&run);
         let rows: u64 = names
             .iter()
             .map(|e| case.count(&format!("SELECT count(*) FROM {}", e.to_lowercase())))
             .sum();
         assert_eq!(rows, 100_000);
-        let pages = case
-            .api
-            .seen()
-            .iter()
-            .filter(|s| matches!(s, Seen::Page(..)))
-            .count();
+        let pages = case.seen_count(is_page);
         println!(
             "{name}: {pages} pages, {rows} rows in {elapsed:.2} s ({:.0} rows/s), max {} requests in flight",
             rows as f64 / elapsed,

@@ -2,7 +2,8 @@
 //! tables, checkpoints in `_tapline_state` (listed by `tapline status`), a day pulled again
 //! replaced and not doubled.
 
-use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::doubles::clevertap_api::event_records;
+use tapline_tests::pull_case::{PullCase, assert_says, unfinished_cells};
 use tapline_tests::servers::pg::PgSchema;
 
 const DAY1: i64 = 20220922;
@@ -11,33 +12,13 @@ const DAY2: i64 = 20220923;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulled_days_land_once_in_postgres_and_a_repull_replaces_them() {
     let pg = PgSchema::new("pull_repull");
-    let api = ClevertapApi::start().await;
-    api.set_events("Charged", DAY1, event_records(DAY1, 25));
-    api.set_events("Charged", DAY2, event_records(DAY2, 5));
-    let url = pg.url();
-    let pull = |from: &'static str, to: &'static str| {
-        let url = url.clone();
-        let api = &api;
-        async move {
-            let args = [
-                "pull",
-                "events",
-                "--event",
-                "Charged",
-                "--from",
-                from,
-                "--to",
-                to,
-                "--batch-size",
-                "10",
-                "--warehouse",
-                url.as_str(),
-            ];
-            let run = api.tapline(&args, &[]).await;
-            assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-        }
-    };
-    pull("2022-09-22", "2022-09-23").await;
+    let case = PullCase::on(pg.url()).await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 25));
+    case.api.set_events("Charged", DAY2, event_records(DAY2, 5));
+    let charged = case.events().event("Charged");
+    case.run_ok(&charged.clone().days("2022-09-22", "2022-09-23"))
+        .await;
     assert_eq!(pg.psql("SELECT count(*) FROM charged"), "30");
     assert_eq!(
         pg.psql(
@@ -47,8 +28,9 @@ async fn pulled_days_land_once_in_postgres_and_a_repull_replaces_them() {
         "1"
     );
 
-    api.set_events("Charged", DAY1, event_records(DAY1, 12));
-    pull("2022-09-22", "2022-09-22").await;
+    case.api
+        .set_events("Charged", DAY1, event_records(DAY1, 12));
+    case.run_ok(&charged.day("2022-09-22")).await;
     assert_eq!(
         pg.psql("SELECT count(*) FROM charged WHERE ts < '2022-09-23T00:00:00Z'"),
         "12"
@@ -75,24 +57,10 @@ async fn pulled_days_land_once_in_postgres_and_a_repull_replaces_them() {
         "UPDATE _tapline_state SET value = replace(value, '\"complete\"', '\"in_progress\"') \
          WHERE key = 'clevertap/TEST-ACC-1/events/Charged/2022-09-22'",
     );
-    let run = api
-        .tapline(&["status", "--warehouse", url.as_str()], &[])
-        .await;
-    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains("Unfinished API pulls (1):"),
-        "{}",
-        run.stdout
-    );
-    let line = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("events "))
-        .unwrap_or_else(|| panic!("no events line in:\n{}", run.stdout));
-    let cells: Vec<&str> = line.split_whitespace().collect();
+    let status = case.status().await;
+    assert_says(&status, "Unfinished API pulls (1):");
     assert_eq!(
-        cells[..5],
-        ["events", "Charged", "2022-09-22", "2", "12"],
-        "{line}"
+        unfinished_cells(&status, "events"),
+        ["events", "Charged", "2022-09-22", "2", "12"]
     );
 }
