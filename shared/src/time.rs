@@ -1,5 +1,6 @@
 //! CleverTap timestamps: `yyyyMMddHHmmss` local times in the project's time zone, or epoch
-//! seconds; stored everywhere as UTC ISO-8601 text (`2022-09-21T04:39:25Z`).
+//! seconds; carried from the parser to the warehouses as epoch microseconds, and written as UTC
+//! ISO-8601 text (`2022-09-21T04:39:25Z`) by [`write_ts_text`] wherever a warehouse stores text.
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
@@ -159,6 +160,18 @@ pub fn write_utc(seconds: i64, buf: &mut [u8; 20]) -> usize {
     put(buf, 17, secs % 60, 2);
     buf[19] = b'Z';
     20
+}
+
+/// Microseconds in a second: `ts` travels as epoch microseconds.
+pub const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// The text of a `ts` given as epoch microseconds, written into `buf`: the one formatting of
+/// `ts` as text (`2022-09-21T04:39:25Z`; CleverTap `ts` has whole seconds, so the fraction,
+/// always zero from the parser, is not written).
+pub fn write_ts_text(micros: i64, buf: &mut [u8; 20]) -> &str {
+    let len = write_utc(micros.div_euclid(MICROS_PER_SECOND), buf);
+    // write_utc writes ASCII only.
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 /// Epoch seconds of UTC ISO-8601 text as [`write_utc`] writes it (`2022-09-21T04:39:25Z`).
@@ -335,5 +348,11 @@ mod tests {
             assert_eq!(parse_utc(&format_utc(s)), Some(s));
         }
         assert_eq!(parse_utc("2022-09-21 04:39:25Z"), None);
+        let mut buf = [0u8; 20];
+        assert_eq!(
+            write_ts_text(1_663_735_165 * MICROS_PER_SECOND, &mut buf),
+            "2022-09-21T04:39:25Z"
+        );
+        assert_eq!(write_ts_text(-1, &mut buf), "1969-12-31T23:59:59Z");
     }
 }

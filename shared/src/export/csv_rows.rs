@@ -46,7 +46,6 @@ pub(crate) fn parse_csv(
         opts.batch_rows,
     );
     let checks = RowChecks::new(opts);
-    let mut ts_text = [0u8; 20];
 
     loop {
         let more = reader.read_byte_record(&mut record).map_err(|e| {
@@ -61,15 +60,14 @@ pub(crate) fn parse_csv(
         // Counted here rather than taken from the csv reader, which counts a CRLF record's
         // line one short.
         let line = taped.borrow().line_of(start, end);
-        let verdict = check_record(&record, &header, &checks, &mut ts_text, &taped, start, end);
+        let verdict = check_record(&record, &header, &checks, &taped, start, end);
         match verdict {
-            Ok(text) => {
+            Ok((text, ts)) => {
                 let batch = &mut batcher.batch;
-                batch.start_row(line);
+                batch.start_row(line, ts);
                 for i in 0..header.file_columns {
                     if i == header.ts {
-                        // 20 ASCII bytes written by write_utc.
-                        batch.push_field(std::str::from_utf8(&ts_text).ok());
+                        batch.push_field(None);
                     } else if Some(i) == header.event_name {
                         let name = checks.event_name(
                             record
@@ -102,16 +100,16 @@ pub(crate) fn parse_csv(
     batcher.finish(decoded)
 }
 
-/// Checks one record; on success returns the record's text (all fields, contiguous).
+/// Checks one record; on success returns the record's text (all fields, contiguous) and its
+/// `ts` in epoch microseconds.
 fn check_record<'r>(
     record: &'r csv::ByteRecord,
     header: &Header,
     checks: &RowChecks<'_>,
-    ts_text: &mut [u8; 20],
     taped: &Rc<RefCell<TapState>>,
     start: u64,
     end: u64,
-) -> Result<&'r str, (Option<&'static str>, String)> {
+) -> Result<(&'r str, i64), (Option<&'static str>, String)> {
     // An open quote at the end of the stream makes the csv reader end the record silently;
     // only the final record can be affected, so only it is re-read.
     {
@@ -145,13 +143,13 @@ fn check_record<'r>(
     })?;
     checks.no_nul(text)?;
     let ts = record.range(header.ts).map(|r| &text[r]);
-    checks.ts(ts, ts_text)?;
+    let ts = checks.ts(ts)?;
     let name = header
         .event_name
         .and_then(|i| record.range(i))
         .map(|r| &text[r]);
     checks.event_name(name)?;
-    Ok(text)
+    Ok((text, ts))
 }
 
 /// Replays RFC 4180 quoting over one raw record: does it end inside a quoted field?
@@ -390,7 +388,9 @@ mod tests {
                         .map(|r| {
                             (
                                 r.line,
-                                (0..n).map(|i| r.value(i).map(str::to_string)).collect(),
+                                (0..n)
+                                    .map(|i| r.text(i, &mut [0; 20]).map(str::to_string))
+                                    .collect(),
                             )
                         })
                         .collect(),

@@ -34,7 +34,6 @@ pub(crate) fn parse_json_lines(
         max_name_bytes: opts.limits.max_column_name_bytes,
         max_keys: opts.max_columns,
     };
-    let mut ts_text = [0u8; 20];
     let mut line_no = 0u64;
     let mut decoded = 0u64;
     // The event name some exports write alone on their first line (see [`first_line_name`]).
@@ -97,10 +96,13 @@ pub(crate) fn parse_json_lines(
             .iter()
             .find(|(k, _)| k == TS_COLUMN)
             .and_then(|(_, v)| v.as_deref());
-        if let Err((column, reason)) = checks.ts(ts, &mut ts_text) {
-            batcher.reject(reject(column, reason))?;
-            continue;
-        }
+        let ts = match checks.ts(ts) {
+            Ok(ts) => ts,
+            Err((column, reason)) => {
+                batcher.reject(reject(column, reason))?;
+                continue;
+            }
+        };
         let name = flat
             .iter()
             .find(|(k, _)| k == EVENT_NAME_COLUMN)
@@ -132,10 +134,10 @@ pub(crate) fn parse_json_lines(
             let i = columns.index[&key];
             values[i] = value;
         }
-        values[columns.ts] = std::str::from_utf8(&ts_text).ok().map(str::to_string);
+        values[columns.ts] = None;
         values[columns.event_name] = Some(event_name);
         let batch = &mut batcher.batch;
-        batch.start_row(line_no);
+        batch.start_row(line_no, ts);
         for v in &values {
             batch.push_field(v.as_deref());
         }
@@ -404,7 +406,7 @@ mod tests {
                     .rows()
                     .map(|r| {
                         (0..cols.len())
-                            .map(|i| r.value(i).map(str::to_string))
+                            .map(|i| r.text(i, &mut [0; 20]).map(str::to_string))
                             .collect()
                     })
                     .collect();

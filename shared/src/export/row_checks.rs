@@ -3,7 +3,7 @@
 
 use super::parse_options::ParseOptions;
 use super::{EVENT_NAME_COLUMN, TS_COLUMN};
-use crate::time::{TsError, write_utc};
+use crate::time::{MICROS_PER_SECOND, TsError};
 
 /// The row checks shared by the CSV and JSON parsers.
 pub(crate) struct RowChecks<'a> {
@@ -18,8 +18,8 @@ impl<'a> RowChecks<'a> {
         Self { opts }
     }
 
-    /// Parses `ts` into UTC text.
-    pub(crate) fn ts(&self, raw: Option<&str>, out: &mut [u8; 20]) -> Result<(), CheckFailure> {
+    /// Parses `ts` into epoch microseconds.
+    pub(crate) fn ts(&self, raw: Option<&str>) -> Result<i64, CheckFailure> {
         let raw = match raw {
             Some(r) if !r.is_empty() => r,
             _ => return Err((Some(TS_COLUMN), "ts is empty".to_string())),
@@ -29,8 +29,8 @@ impl<'a> RowChecks<'a> {
             .ts
             .parse(raw)
             .map_err(|e: TsError| (Some(TS_COLUMN), e.to_string()))?;
-        write_utc(seconds, out);
-        Ok(())
+        // At most 12 digits of seconds or a year below 10000: far from overflowing.
+        Ok(seconds * MICROS_PER_SECOND)
     }
 
     /// The event name of a row: its own value, else the one from the object name.

@@ -1,12 +1,17 @@
 //! The row model between parsers and warehouses: batches of validated rows sharing one schema.
 //!
 //! A batch keeps every field's text in one buffer with offsets, so a row costs one copy of its
-//! bytes rather than one allocation per field.
+//! bytes rather than one allocation per field. `ts` travels as epoch microseconds beside the
+//! text: each warehouse writes it in its own form (PostgreSQL as a `timestamptz` integer, SQLite
+//! and BigQuery as the text of [`write_ts_text`]) with no text round trip in between.
 
 use std::sync::Arc;
 
-/// Raw column names of the rows in a batch, in file order. `ts` holds UTC ISO-8601 text and
-/// `eventName` the resolved event name (from the row, else from the file name).
+use super::TS_COLUMN;
+use crate::time::write_ts_text;
+
+/// Raw column names of the rows in a batch, in file order. `ts` is carried as epoch
+/// microseconds (see [`Row::ts_micros`]) and `eventName` holds the resolved event name (from the row, else from the file name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
     columns: Vec<String>,
@@ -48,9 +53,13 @@ const NULL: (u32, u32) = (u32::MAX, u32::MAX);
 pub struct RowBatch {
     schema: Arc<Schema>,
     event_name_index: usize,
+    /// Position of `ts` in the schema; its field is kept in `ts`, not in `text`.
+    ts_index: Option<usize>,
     text: String,
     fields: Vec<(u32, u32)>,
     lines: Vec<u64>,
+    /// Each row's `ts`, epoch microseconds, beside `lines`.
+    ts: Vec<i64>,
     /// Rows that failed validation, with their reasons.
     pub rejects: Vec<Reject>,
 }
@@ -60,11 +69,13 @@ impl RowBatch {
     /// resolved event name.
     pub fn new(schema: Arc<Schema>, event_name_index: usize) -> Self {
         Self {
+            ts_index: schema.index_of(TS_COLUMN),
             schema,
             event_name_index,
             text: String::new(),
             fields: Vec::new(),
             lines: Vec::new(),
+            ts: Vec::new(),
             rejects: Vec::new(),
         }
     }
@@ -94,13 +105,20 @@ impl RowBatch {
         self.text.len()
     }
 
-    /// Starts a row at source line `line`; push exactly `schema.len()` fields next.
-    pub fn start_row(&mut self, line: u64) {
+    /// Starts a row at source line `line` whose `ts` is `ts_micros` (epoch microseconds); push
+    /// exactly `schema.len()` fields next.
+    pub fn start_row(&mut self, line: u64, ts_micros: i64) {
         self.lines.push(line);
+        self.ts.push(ts_micros);
     }
 
-    /// Appends the next field of the current row; `None` and `""` are NULL.
+    /// Appends the next field of the current row; `None` and `""` are NULL. The value pushed at
+    /// the `ts` position is ignored: `ts` is the integer given to [`start_row`](Self::start_row).
     pub fn push_field(&mut self, value: Option<&str>) {
+        if self.ts_index == Some(self.fields.len() % self.schema.len()) {
+            self.fields.push(NULL);
+            return;
+        }
         match value {
             Some(v) if !v.is_empty() => {
                 let start = self.text.len() as u32;
@@ -117,6 +135,7 @@ impl RowBatch {
         let keep = (self.lines.len() - 1) * n;
         self.fields.truncate(keep);
         self.lines.pop();
+        self.ts.pop();
     }
 
     /// The rows, in source order.
@@ -124,9 +143,11 @@ impl RowBatch {
         let n = self.schema.len();
         self.lines.iter().enumerate().map(move |(i, &line)| Row {
             line,
+            ts_micros: self.ts[i],
             fields: &self.fields[i * n..(i + 1) * n],
             text: &self.text,
             event_name_index: self.event_name_index,
+            ts_index: self.ts_index,
         })
     }
 }
@@ -136,16 +157,42 @@ impl RowBatch {
 pub struct Row<'a> {
     /// 1-based source line where the record starts (the header is line 1).
     pub line: u64,
+    ts_micros: i64,
     fields: &'a [(u32, u32)],
     text: &'a str,
     event_name_index: usize,
+    ts_index: Option<usize>,
 }
 
 impl<'a> Row<'a> {
-    /// The value of schema column `index`; `None` is NULL.
+    /// The text of schema column `index`; `None` is NULL, and so is the `ts` column, which is
+    /// an integer: read it with [`ts_micros`](Self::ts_micros) or [`text`](Self::text).
     pub fn value(&self, index: usize) -> Option<&'a str> {
         let (start, end) = self.fields[index];
         (start != u32::MAX).then(|| &self.text[start as usize..end as usize])
+    }
+
+    /// The row's `ts`, epoch microseconds.
+    pub fn ts_micros(&self) -> i64 {
+        self.ts_micros
+    }
+
+    /// Position of `ts` in the schema, if the batch has that column.
+    pub fn ts_index(&self) -> Option<usize> {
+        self.ts_index
+    }
+
+    /// The value of schema column `index` as text, `ts` included (written into `buf` by
+    /// [`write_ts_text`]): for warehouses that store `ts` as text.
+    pub fn text<'b>(&self, index: usize, buf: &'b mut [u8; 20]) -> Option<&'b str>
+    where
+        'a: 'b,
+    {
+        if self.ts_index == Some(index) {
+            Some(write_ts_text(self.ts_micros, buf))
+        } else {
+            self.value(index)
+        }
     }
 
     /// The event this row belongs to (decides its table).
@@ -211,21 +258,31 @@ mod tests {
             "x".into(),
         ]));
         let mut b = RowBatch::new(schema, 1);
-        b.start_row(2);
-        for v in [Some("2022-09-21T00:00:00Z"), Some("Charged"), None] {
+        b.start_row(2, 1_663_718_400_000_000);
+        for v in [None, Some("Charged"), None] {
             b.push_field(v);
         }
-        b.start_row(3);
+        b.start_row(3, 0);
+        b.push_field(None);
         b.push_field(Some("bad"));
         b.cancel_row();
-        b.start_row(4);
-        for v in [Some("2022-09-21T00:00:01Z"), Some("Charged"), Some("")] {
+        b.start_row(4, 1_663_718_401_000_000);
+        for v in [
+            Some("ignored: ts is the integer"),
+            Some("Charged"),
+            Some(""),
+        ] {
             b.push_field(v);
         }
         let rows: Vec<_> = b.rows().collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].line, 2);
-        assert_eq!(rows[0].value(0), Some("2022-09-21T00:00:00Z"));
+        let mut buf = [0u8; 20];
+        assert_eq!(rows[0].text(0, &mut buf), Some("2022-09-21T00:00:00Z"));
+        assert_eq!(rows[0].value(0), None, "ts is not text");
+        assert_eq!(rows[1].ts_micros(), 1_663_718_401_000_000);
+        assert_eq!(rows[1].text(0, &mut buf), Some("2022-09-21T00:00:01Z"));
+        assert_eq!(b.text_bytes(), "ChargedbadCharged".len());
         assert_eq!(rows[0].event_name(), "Charged");
         assert_eq!(rows[0].value(2), None);
         assert_eq!(rows[1].line, 4);

@@ -18,17 +18,22 @@ pub trait Harness: Send + Sync {
     async fn open(&self, name: &str) -> Box<dyn Warehouse>;
 }
 
-/// A batch of rows with these raw columns (must include `ts` and `eventName`).
+/// A batch of rows with these raw columns (must include `ts`, as UTC ISO-8601 text, and
+/// `eventName`).
 pub fn batch(columns: &[&str], rows: &[(u64, Vec<Option<&str>>)]) -> RowBatch {
     let event_index = columns
         .iter()
         .position(|c| *c == "eventName")
         .expect("eventName column");
     let schema = Arc::new(Schema::new(columns.iter().map(|c| c.to_string()).collect()));
+    let ts_index = columns.iter().position(|c| *c == "ts").expect("ts column");
     let mut b = RowBatch::new(schema, event_index);
     for (line, values) in rows {
         assert_eq!(values.len(), columns.len(), "row width");
-        b.start_row(*line);
+        let ts = values[ts_index]
+            .and_then(tapline::time::parse_utc)
+            .expect("ts as UTC ISO-8601 text");
+        b.start_row(*line, ts * tapline::time::MICROS_PER_SECOND);
         for v in values {
             b.push_field(*v);
         }

@@ -388,11 +388,12 @@ impl LoadTransaction for BigQueryLoad {
                 }
             }
             let mut line = String::new();
+            let mut ts_text = [0u8; 20];
             while let Some(row) = rows.next_if(|r| r.event_name() == event) {
                 line.clear();
                 line.push('{');
                 for (i, name) in names.iter().enumerate() {
-                    if let Some(value) = row.value(i) {
+                    if let Some(value) = row.text(i, &mut ts_text) {
                         push_json_string(&mut line, name);
                         line.push(':');
                         push_json_string(&mut line, value);

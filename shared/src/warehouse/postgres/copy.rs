@@ -1,5 +1,6 @@
 //! PostgreSQL's binary COPY format: the statement, the header and trailer, and each row's
-//! fields (text as its bytes, `ts` and lineage numbers as eight-byte integers).
+//! fields (text as its bytes, `ts` and lineage numbers as eight-byte integers; `ts` goes from the
+//! parser's epoch microseconds to `timestamptz` with no text in between).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
@@ -14,6 +15,8 @@ use crate::warehouse::{LINEAGE_COLUMNS, WarehouseError};
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Seconds from the Unix epoch to PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET: i64 = 946_684_800;
+/// Microseconds from the Unix epoch to PostgreSQL's.
+const PG_EPOCH_OFFSET_MICROS: i64 = PG_EPOCH_OFFSET * crate::time::MICROS_PER_SECOND;
 
 /// The statement that streams rows of `columns` (raw names) and the lineage columns into
 /// `table`, in binary form.
@@ -102,13 +105,10 @@ pub(super) fn put_row(
 ) {
     buf.put_i16((width + LINEAGE_COLUMNS.len()) as i16);
     for i in 0..width {
-        let value = row.value(i);
         if Some(i) == ts_index {
-            // Validated upstream: always UTC ISO-8601 text.
-            let seconds = value.and_then(crate::time::parse_utc).unwrap_or_default();
-            put_i64_field(buf, pg_micros(seconds));
+            put_i64_field(buf, row.ts_micros() - PG_EPOCH_OFFSET_MICROS);
         } else {
-            put_field(buf, value.map(str::as_bytes));
+            put_field(buf, row.value(i).map(str::as_bytes));
         }
     }
     put_field(buf, Some(lineage.uri.as_bytes()));

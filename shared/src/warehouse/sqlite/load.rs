@@ -269,9 +269,10 @@ impl LoadState {
             stmt.raw_bind_parameter(n + 4, &self.loaded_at)
                 .map_err(op("bind"))?;
             let mut count = 0u64;
+            let mut ts_text = [0u8; 20];
             while let Some(row) = rows.next_if(|r| r.event_name() == event) {
                 for i in 0..n {
-                    stmt.raw_bind_parameter(i + 1, row.value(i))
+                    stmt.raw_bind_parameter(i + 1, row.text(i, &mut ts_text))
                         .map_err(op("bind"))?;
                 }
                 stmt.raw_bind_parameter(n + 2, row.line as i64)
