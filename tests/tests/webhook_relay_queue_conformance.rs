@@ -200,11 +200,12 @@ mod pubsub {
     use super::*;
     use base64::Engine;
     use tapline::google_auth::GoogleAuth;
+    use tapline::triggers::{PushEnvelope, PushMessage};
     use tapline::webhook_relay::dedupe::DedupeWindow;
     use tapline::webhook_relay::dedupe::gcs::GcsObjects;
     use tapline::webhook_relay::queue::AttemptRecord;
     use tapline::webhook_relay::queue::pubsub::{
-        PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher, PushEnvelope, PushMessage,
+        PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher,
     };
     use tapline_tests::doubles::pubsub::{PubSubDouble, Published};
     use tapline_tests::servers::gcs;

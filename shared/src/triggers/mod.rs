@@ -2,18 +2,20 @@
 //!
 //! Pure parsing over the documented shapes (S3 event notifications, the same wrapped in SQS or
 //! SNS, EventBridge "Object Created", the SQS event and its partial batch response, Eventarc
-//! CloudEvents for GCS); entry points decide what to do with each. Nothing here names an SDK
+//! CloudEvents for GCS, Pub/Sub push requests); entry points decide what to do with each. Nothing here names an SDK
 //! type.
 
 mod aws;
 mod gcs;
 mod json_int64;
+mod pubsub;
 
 pub use aws::{
     BatchItemFailure, BatchItemFailures, Invocation, SqsEvent, SqsMessage, SqsRecord,
     batch_item_failures, decode_s3_key, from_lambda_event, from_lambda_payload, from_message_body,
 };
 pub use gcs::{CLOUDEVENT_FINALIZED, from_cloudevent};
+pub use pubsub::{PushEnvelope, PushMessage, decode_data as decode_pubsub_data, from_pubsub_push};
 
 /// Where an announced object lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,11 +41,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
+use crate::triggers::from_pubsub_push;
+pub use crate::triggers::{PushEnvelope, PushMessage};
 use crate::webhook_relay::dedupe::Claim;
 use crate::webhook_relay::dedupe::attempt_log::AttemptLog;
 use crate::webhook_relay::dedupe::gcs::GcsDedupe;
@@ -318,34 +319,6 @@ impl AcceptQueue for PubSubAcceptQueue {
     }
 }
 
-/// A push request as Pub/Sub sends it (the documented envelope).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct PushEnvelope {
-    /// The message.
-    pub message: PushMessage,
-    /// `projects/P/subscriptions/S`.
-    #[serde(default)]
-    pub subscription: String,
-    /// The delivery attempt, from 1; present when the subscription has a dead-letter policy.
-    #[serde(default, rename = "deliveryAttempt")]
-    pub delivery_attempt: Option<u32>,
-}
-
-/// The message of a [`PushEnvelope`].
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct PushMessage {
-    /// The data, base64.
-    #[serde(default)]
-    pub data: Option<String>,
-    /// The attributes.
-    #[serde(default)]
-    pub attributes: HashMap<String, String>,
-    /// Pub/Sub's id of the message. Pub/Sub sends it twice, as `messageId` and `message_id`:
-    /// only the first is read (a serde alias would make the pair a duplicate field).
-    #[serde(default, rename = "messageId")]
-    pub message_id: String,
-}
-
 /// What became of one pushed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -477,11 +450,7 @@ impl PubSubDeliveryHandler {
     pub async fn handle(&self, envelope: PushEnvelope) -> PushOutcome {
         let message = envelope.message;
         let attr = |name: &str| message.attributes.get(name).cloned();
-        let body = match message
-            .data
-            .as_deref()
-            .map(|d| base64::engine::general_purpose::STANDARD.decode(d))
-        {
+        let body = match message.decoded_data() {
             Some(Ok(body)) => body,
             Some(Err(_)) => return PushOutcome::Malformed("data is not base64".into()),
             None => return PushOutcome::Malformed("message has no data".into()),
@@ -697,13 +666,13 @@ impl Redelivery for PushRedelivery<'_> {
 }
 
 async fn on_push(State(handler): State<Arc<PubSubDeliveryHandler>>, body: Bytes) -> Response {
-    let envelope: PushEnvelope = match serde_json::from_slice(&body) {
+    let envelope = match from_pubsub_push(&body) {
         Ok(envelope) => envelope,
         Err(err) => {
             error!(error = %err, "Push request is not a Pub/Sub push envelope.");
             return (
                 StatusCode::BAD_REQUEST,
-                axum::Json(json!({"error": format!("not a Pub/Sub push envelope: {err}")})),
+                axum::Json(json!({"error": err.to_string()})),
             )
                 .into_response();
         }
@@ -740,23 +709,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_documented_envelope_is_read() {
-        let envelope: PushEnvelope = serde_json::from_value(json!({
-            "message": {
-                "attributes": {"tapline_route": "alerts"},
-                "data": "eyJhIjoxfQ==",
-                "messageId": "2070443601311540",
-                "message_id": "2070443601311540",
-                "publishTime": "2021-02-26T19:13:55.749Z",
-                "publish_time": "2021-02-26T19:13:55.749Z"
-            },
-            "subscription": "projects/myproject/subscriptions/mysubscription",
-            "deliveryAttempt": 3
-        }))
-        .unwrap();
-        assert_eq!(envelope.delivery_attempt, Some(3));
-        assert_eq!(envelope.message.message_id, "2070443601311540");
-        assert_eq!(envelope.message.data.as_deref(), Some("eyJhIjoxfQ=="));
+    fn push_outcomes_answer_with_their_status() {
         assert_eq!(PushOutcome::Retry.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(PushOutcome::DeadLettered.status(), StatusCode::OK);
         let republished = PushOutcome::Republished {

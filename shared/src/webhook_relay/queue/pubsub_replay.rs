@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::google_auth::GoogleAuth;
-use base64::Engine;
+use crate::triggers::decode_pubsub_data;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -132,7 +132,7 @@ impl PubSubSubscription {
                 data: r
                     .message
                     .data
-                    .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                    .and_then(|d| decode_pubsub_data(&d).ok())
                     .unwrap_or_default(),
                 attributes: r.message.attributes,
             })
