@@ -62,7 +62,9 @@ test: lint ## Run the whole suite (starts PostgreSQL 15, moto, fake-gcs-server a
 	fi
 	$(MAKE) infra-check
 
-lint: ## cargo fmt --check and clippy with warnings as errors.
+lint: ## cargo fmt --check, clippy with warnings as errors, no merge conflict markers in tracked files.
+	@if git grep -n -E '^(<<<<<<<|>>>>>>>)( |$$)' -- . >/dev/null 2>&1; then \
+		git grep -n -E '^(<<<<<<<|>>>>>>>)( |$$)' -- .; echo "lint: merge conflict markers above"; exit 1; fi
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked $(ALL_FEATURES) -- -D warnings
 
