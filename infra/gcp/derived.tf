@@ -4,7 +4,7 @@
 
 locals {
   # The retry schedule in seconds. Pub/Sub waits at most 600 s between pushes and gives up after
-  # at most 100, so the worker follows the schedule itself (pubsub_queue.rs): a push before a
+  # at most 100, so the worker follows the schedule itself (shared/src/webhook_relay/queue/pubsub.rs): a push before a
   # retry is due is answered 503 (held), and a held push one short of max_delivery_attempts is
   # published again fresh. The subscription's settings follow from the schedule, never set
   # apart from it: pushes as often as the shortest wait, at most every 600 s (or the longest

@@ -11,7 +11,7 @@
 //! number: `tapline_<key>_commit_<n>`. A loader tries n = 1, 2, … and only moves to n + 1 after
 //! seeing job n fail, so at most one commit of a version can succeed; a `409 duplicate` means
 //! another loader got there first, and that job's outcome (its `tapline_outcome` label) decides.
-//! The loser's commit returns [`Committed::Theirs`] with the winner's ledger row, so the loader
+//! The loser's commit returns [`Committed::Theirs`](crate::warehouse::Committed::Theirs) with the winner's ledger row, so the loader
 //! reports the file as already loaded and a summary counts it once.
 //! The staging step costs one query over the file's own rows (the `INSERT … SELECT`); the load
 //! itself is free.
