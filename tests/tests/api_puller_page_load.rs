@@ -459,3 +459,43 @@ async fn a_record_past_the_size_limit_quarantines_the_page_with_its_whole_size()
         ]]
     );
 }
+
+/// Before records went to the parser as values, a page's first record that was a bare string,
+/// number, boolean or null was read as a JSON export's first-line event name: neither a row nor
+/// a reject, and counted nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_value_as_a_page_s_first_record_is_rejected_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = open(&db).await;
+    for (n, first) in [json!("Charged"), json!(42), json!(null)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut records = event_records(DAY, 1);
+        records.insert(0, first.clone());
+
+        let counts = load_event_page(
+            warehouse.as_ref(),
+            &page_object(n),
+            "Charged",
+            records,
+            day_options(warehouse.as_ref()),
+            1.0,
+            None,
+        )
+        .await
+        .unwrap();
+
+        assert_eq!((counts.rows, counts.rejected), (1, 1), "{first}");
+        let reject = sqlite_rows(
+            &db,
+            &format!("SELECT line, raw_line FROM _tapline_rejects WHERE uri LIKE '%/page-{n}'"),
+        );
+        assert_eq!(
+            reject,
+            vec![vec![Some("1".into()), Some(first.to_string())]],
+            "{first}"
+        );
+    }
+}
