@@ -1,7 +1,7 @@
 //! Legacy JSON exports and API pages: one object per record, nested objects flattened to the
 //! dotted names the CSV header uses (`profile.identity`, `eventProps.Amount`), so both formats
 //! fill the same columns. Lines of text and records already held as values go through one
-//! per-record body ([`JsonRecords::record`]).
+//! per-record body (`JsonRecords::record`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
