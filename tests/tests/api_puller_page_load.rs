@@ -9,8 +9,11 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tapline::api_puller::PullError;
 use tapline::api_puller::events::{EventsPull, pull_events};
-use tapline::api_puller::page_load::{event_parse_options, load_event_page};
+use tapline::api_puller::page_load::{
+    event_parse_options, event_record_as_export, load_event_page,
+};
 use tapline::clevertap::{ApiConfig, ClevertapClient};
+use tapline::export::ParseOptions;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
 use tapline::warehouse::{MAX_STORED_REJECTS, SourceObject, Warehouse};
 use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
@@ -316,4 +319,183 @@ async fn a_page_and_its_checkpoint_commit_together_or_not_at_all() {
         (cp["status"].as_str(), cp["rows"].as_u64()),
         (Some("complete"), Some(6))
     );
+}
+
+/// The page's size as the JSON lines of its records in the export's shape.
+fn page_size(records: &[Value]) -> u64 {
+    records
+        .iter()
+        .map(|r| {
+            serde_json::to_vec(&event_record_as_export(r.clone(), "Charged"))
+                .unwrap()
+                .len() as u64
+                + 1
+        })
+        .sum()
+}
+
+fn page_object(n: usize) -> SourceObject {
+    SourceObject {
+        uri: format!("clevertap-api://TEST-ACC-1/events/Charged/2022-09-22/page-{n}"),
+        version: "pull-1".into(),
+        bytes: None,
+    }
+}
+
+fn day_options(warehouse: &dyn Warehouse) -> ParseOptions {
+    event_parse_options(
+        "Charged",
+        &jiff::tz::TimeZone::UTC,
+        jiff::civil::date(2022, 9, 22),
+        warehouse.max_columns(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_keeps_its_size_as_json_lines_and_its_rejects_as_json_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = open(&db).await;
+    let mut records = event_records(DAY, 2);
+    records.insert(1, bad_record());
+    records.push(json!({"ts": "not a time", "event_props": {"Café ☕": "e\u{301}"}}));
+    let size = page_size(&records);
+
+    let counts = load_event_page(
+        warehouse.as_ref(),
+        &page_object(0),
+        "Charged",
+        records,
+        day_options(warehouse.as_ref()),
+        1.0,
+        None,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!((counts.rows, counts.rejected), (2, 2));
+    assert_eq!(
+        sqlite_rows(&db, "SELECT status, bytes FROM _tapline_loads"),
+        vec![vec![Some("loaded".into()), Some(size.to_string())]]
+    );
+    assert_eq!(
+        sqlite_rows(
+            &db,
+            "SELECT line, column_name, reason, raw_line FROM _tapline_rejects ORDER BY line"
+        ),
+        vec![
+            vec![
+                Some("2".into()),
+                None,
+                Some("expected a JSON object, found an array".into()),
+                Some(r#"["not","an","event"]"#.into()),
+            ],
+            vec![
+                Some("4".into()),
+                Some("ts".into()),
+                Some("ts \"not a time\" is neither yyyyMMddHHmmss nor epoch seconds".into()),
+                Some(
+                    "{\"eventName\":\"Charged\",\"eventProps\":{\"Café ☕\":\"e\u{301}\"},\"ts\":\"not a time\"}"
+                        .into()
+                ),
+            ],
+        ]
+    );
+    let rows = sqlite_rows(
+        &db,
+        "SELECT profile_identity, event_props_amount FROM charged ORDER BY ts",
+    );
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("u0".into()), Some("0".into())],
+            vec![Some("u1".into()), Some("1".into())],
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_past_the_size_limit_quarantines_the_page_with_its_whole_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = open(&db).await;
+    let mut records = event_records(DAY, 2);
+    let mut big = records[0].clone();
+    big["event_props"]["Note"] = json!("x".repeat(2000));
+    records.insert(1, big);
+    let size = page_size(&records);
+    let mut opts = day_options(warehouse.as_ref());
+    // Room for the small records' lines, not the big one's.
+    opts.max_record_bytes = 1000;
+
+    let result = load_event_page(
+        warehouse.as_ref(),
+        &page_object(0),
+        "Charged",
+        records,
+        opts,
+        1.0,
+        None,
+    )
+    .await;
+
+    match result {
+        Err(PullError::Quarantined { reason, .. }) => assert_eq!(
+            reason,
+            "the record at line 2 is larger than 1000 bytes (an unterminated quote?)"
+        ),
+        other => panic!("expected the page quarantined, got {other:?}"),
+    }
+    assert_eq!(
+        sqlite_rows(
+            &db,
+            "SELECT status, bytes, rows_loaded, rows_rejected FROM _tapline_loads"
+        ),
+        vec![vec![
+            Some("quarantined".into()),
+            Some(size.to_string()),
+            Some("0".into()),
+            Some("0".into()),
+        ]]
+    );
+}
+
+/// Before records went to the parser as values, a page's first record that was a bare string,
+/// number, boolean or null was read as a JSON export's first-line event name: neither a row nor
+/// a reject, and counted nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_value_as_a_page_s_first_record_is_rejected_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = open(&db).await;
+    for (n, first) in [json!("Charged"), json!(42), json!(null)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut records = event_records(DAY, 1);
+        records.insert(0, first.clone());
+
+        let counts = load_event_page(
+            warehouse.as_ref(),
+            &page_object(n),
+            "Charged",
+            records,
+            day_options(warehouse.as_ref()),
+            1.0,
+            None,
+        )
+        .await
+        .unwrap();
+
+        assert_eq!((counts.rows, counts.rejected), (1, 1), "{first}");
+        let reject = sqlite_rows(
+            &db,
+            &format!("SELECT line, raw_line FROM _tapline_rejects WHERE uri LIKE '%/page-{n}'"),
+        );
+        assert_eq!(
+            reject,
+            vec![vec![Some("1".into()), Some(first.to_string())]],
+            "{first}"
+        );
+    }
 }

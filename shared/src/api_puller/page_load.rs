@@ -1,20 +1,19 @@
 //! One page of Get Events records into the warehouse, through the same JSON parser as JSON
 //! exports: the API's nested records are reshaped to the export's JSON (`event_props` →
-//! `eventProps`, `session_props` → `sessionProps`) and flattened by the export code path, so
-//! both paths fill the same columns (`profile.identity`, `eventProps.Amount`, …).
+//! `eventProps`, `session_props` → `sessionProps`) and handed to the export parser's per-record
+//! body as values (no text in between), so both paths fill the same columns
+//! (`profile.identity`, `eventProps.Amount`, …).
 
-use std::io::Cursor;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 use tracing::info;
 
 use super::PullError;
-use crate::export::parse::{
-    DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, ParseOptions, ParseSummary,
-};
-use crate::export::{DataFormat, EVENT_NAME_COLUMN, ExportKind, parse_export};
+use crate::export::json_value_text::json_line_bytes;
+use crate::export::parse::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, ParseOptions};
+use crate::export::{EVENT_NAME_COLUMN, ExportKind, parse_json_values};
 use crate::export_loader::batch_load::{BatchLoad, FileOutcome, Parse, StateAtCommit};
 use crate::time::TsParser;
 use crate::warehouse::{LoadRecord, SourceObject, Warehouse};
@@ -37,7 +36,7 @@ pub struct PageCounts {
     pub already_loaded: bool,
 }
 
-/// A Get Events record in the shape of a JSON export line, carrying the event name (the API
+/// A Get Events record in the shape of a JSON export record, carrying the event name (the API
 /// does not repeat it per record). Anything but an object is left for the parser to reject.
 pub fn event_record_as_export(record: Value, event: &str) -> Value {
     match record {
@@ -83,12 +82,14 @@ pub fn event_parse_options(
 /// it does not write (already loaded, or committed by another loader first) comes back with
 /// `already_loaded`; its checkpoint is the caller's to save.
 ///
-/// A page is judged like an export file: its first [`crate::warehouse::MAX_STORED_REJECTS`]
-/// rejects are stored; a page whose reject share is above `max_reject_ratio` (or that cannot
-/// be parsed as a whole) is quarantined, with no rows, and ends in
-/// [`PullError::Quarantined`], so the slice stops there and its checkpoint does not move past
-/// it (a later run meets the quarantined ledger row and stops again rather than skipping the
-/// page's records); a failed load is recorded in the ledger as failed and ends in
+/// The records go to the parser as values; the page's size in the ledger is its records' size
+/// as JSON lines, counted rather than written ([`json_line_bytes`]), as is each record's size
+/// held to the record limit. A page is judged like an export file: its first
+/// [`crate::warehouse::MAX_STORED_REJECTS`] rejects are stored; a page whose reject share is
+/// above `max_reject_ratio` (or that cannot be parsed as a whole) is quarantined, with no rows,
+/// and ends in [`PullError::Quarantined`], so the slice stops there and its checkpoint does not
+/// move past it (a later run meets the quarantined ledger row and stops again rather than
+/// skipping the page's records); a failed load is recorded in the ledger as failed and ends in
 /// [`PullError::Load`].
 pub async fn load_event_page(
     warehouse: &dyn Warehouse,
@@ -103,19 +104,23 @@ pub async fn load_event_page(
         Ok(load) => load,
         Err(outcome) => return page_result(object, outcome),
     };
-    let mut lines = Vec::new();
-    for record in records {
-        let line = event_record_as_export(record, event);
-        serde_json::to_writer(&mut lines, &line).expect("a JSON value serialises");
-        lines.push(b'\n');
-    }
-    let bytes = Arc::new(AtomicU64::new(lines.len() as u64));
+    let records: Vec<Value> = records
+        .into_iter()
+        .map(|record| event_record_as_export(record, event))
+        .collect();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let page_bytes = bytes.clone();
+    // An empty page parses to an empty summary: a page with no records, not an empty
+    // (quarantined) export.
     let parse: Parse = Box::new(move |sink| {
-        if lines.is_empty() {
-            // An empty page is a page with no records, not an empty (quarantined) export.
-            return Ok(ParseSummary::default());
-        }
-        parse_export(Cursor::new(lines), DataFormat::Json, &opts, sink)
+        let parsed = parse_json_values(&records, &opts, sink);
+        // The whole page's size, also when a record stopped the parse part way.
+        let size = match &parsed {
+            Ok(summary) => summary.decoded_bytes,
+            Err(_) => records.iter().map(json_line_bytes).sum(),
+        };
+        page_bytes.store(size, Ordering::Relaxed);
+        parsed
     });
     let (outcome, _) = load.run(parse, bytes, checkpoint).await;
     page_result(object, outcome)

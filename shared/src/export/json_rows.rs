@@ -1,7 +1,9 @@
-//! Legacy JSON exports: one object per line, nested objects flattened to the dotted names the
-//! CSV header uses (`profile.identity`, `eventProps.Amount`), so both formats fill the same
-//! columns.
+//! Legacy JSON exports and API pages: one object per record, nested objects flattened to the
+//! dotted names the CSV header uses (`profile.identity`, `eventProps.Amount`), so both formats
+//! fill the same columns. Lines of text and records already held as values go through one
+//! per-record body (`JsonRecords::record`).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -9,8 +11,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::batcher::{BatchSink, Batcher, ParseSummary};
+use super::decode::DecompressionLimit;
+use super::json_value_text::{json_line_bytes, json_text_start};
 use super::limits::name_preview;
-use super::parse_error::{ParseError, RecordTooLargeError, io_to_parse_error};
+use super::parse_error::{FileProblem, ParseError, RecordTooLargeError, io_to_parse_error};
 use super::parse_options::ParseOptions;
 use super::row_checks::RowChecks;
 use super::rows::{Reject, RowBatch, Schema};
@@ -24,16 +28,8 @@ pub(crate) fn parse_json_lines(
     sink: &mut BatchSink<'_>,
 ) -> Result<ParseSummary, ParseError> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
-    let mut columns = Columns::new();
-    let mut batcher = Batcher::new(columns.new_batch(), sink, opts.batch_rows);
-    let checks = RowChecks::new(opts);
+    let mut records = JsonRecords::new(opts, sink);
     let mut line_buf = Vec::new();
-    let mut flat: Vec<(String, Option<String>)> = Vec::new();
-    let mut values: Vec<Option<String>> = Vec::new();
-    let bounds = FlattenBounds {
-        max_name_bytes: opts.limits.max_column_name_bytes,
-        max_keys: opts.max_columns,
-    };
     let mut line_no = 0u64;
     let mut decoded = 0u64;
     // The event name some exports write alone on their first line (see [`first_line_name`]).
@@ -59,91 +55,194 @@ pub(crate) fn parse_json_lines(
             header_name = Some(name);
             continue;
         }
-        let reject = |column: Option<&str>, reason: String| {
-            Reject::new(line_no, column.map(str::to_string), reason, &line_buf)
-        };
-        let object = match serde_json::from_slice::<Value>(trimmed) {
-            Ok(Value::Object(map)) => map,
-            Ok(other) => {
-                let kind = json_kind(&other);
-                batcher.reject(reject(
-                    None,
-                    format!("expected a JSON object, found {kind}"),
-                ))?;
-                continue;
+        let raw = RawRecord::Line(&line_buf);
+        match serde_json::from_slice::<Value>(trimmed) {
+            Ok(value) => records.record(line_no, &value, raw, header_name.as_deref())?,
+            Err(e) => reject(
+                &mut records.batcher,
+                line_no,
+                None,
+                format!("invalid JSON: {e}"),
+                raw,
+            )?,
+        }
+    }
+    records.finish(decoded)
+}
+
+/// Parses records already held as JSON values (an API page) exactly as [`parse_json_lines`]
+/// parses the same records written one per line with `serde_json::to_writer`, without writing
+/// them: record `n` (from 1) is line `n`, its size is its line's size (counted, not written;
+/// [`json_line_bytes`]) and is held to `max_record_bytes` with its newline, the page to
+/// `limits.max_decompressed_bytes`, and only a rejected record is written, as far as its
+/// reject keeps. There is no first-line event name: a first record that is not an object is
+/// rejected like any other. No records is a summary of nothing, not an empty file.
+pub(crate) fn parse_json_values<'r>(
+    values: impl IntoIterator<Item = &'r Value>,
+    opts: &ParseOptions,
+    sink: &mut BatchSink<'_>,
+) -> Result<ParseSummary, ParseError> {
+    let mut records = JsonRecords::new(opts, sink);
+    let page_limit = opts.limits.max_decompressed_bytes;
+    let mut decoded = 0u64;
+    for (value, line) in values.into_iter().zip(1u64..) {
+        let bytes = json_line_bytes(value);
+        decoded += bytes;
+        if page_limit > 0 && decoded > page_limit {
+            return Err(FileProblem::Decompression(DecompressionLimit::Bytes {
+                limit: page_limit,
+            })
+            .into());
+        }
+        if bytes > opts.max_record_bytes as u64 {
+            return Err(FileProblem::RecordTooLarge {
+                line,
+                limit: opts.max_record_bytes,
             }
-            Err(e) => {
-                batcher.reject(reject(None, format!("invalid JSON: {e}")))?;
-                continue;
+            .into());
+        }
+        records.record(line, value, RawRecord::Value(value), None)?;
+    }
+    records.finish(decoded)
+}
+
+/// Where a record came from, for the raw text its reject keeps.
+#[derive(Clone, Copy)]
+enum RawRecord<'a> {
+    /// The line as read from the export.
+    Line(&'a [u8]),
+    /// A record handed over as a value: written out only if it is rejected.
+    Value(&'a Value),
+}
+
+/// Hands the record at `line` to the rejects with its raw text.
+fn reject(
+    batcher: &mut Batcher<'_, '_>,
+    line: u64,
+    column: Option<&str>,
+    reason: String,
+    raw: RawRecord<'_>,
+) -> Result<(), ParseError> {
+    let column = column.map(str::to_string);
+    let reject = match raw {
+        RawRecord::Line(bytes) => Reject::new(line, column, reason, bytes),
+        RawRecord::Value(value) => Reject::new(line, column, reason, &json_text_start(value)),
+    };
+    batcher.reject(reject)
+}
+
+/// One JSON parse in progress, fed a record at a time by both entries: the one copy of
+/// flattening, the name rules, the row checks, the column limit and reject handling.
+struct JsonRecords<'p, 's, 'o> {
+    opts: &'p ParseOptions,
+    checks: RowChecks<'p>,
+    bounds: FlattenBounds,
+    columns: Columns,
+    batcher: Batcher<'s, 'o>,
+    /// Per column of the row being built, the position of its field in the flattened record.
+    slots: Vec<Option<usize>>,
+}
+
+impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
+    fn new(opts: &'p ParseOptions, sink: &'s mut BatchSink<'o>) -> Self {
+        let columns = Columns::new();
+        let batcher = Batcher::new(columns.new_batch(), sink, opts.batch_rows);
+        Self {
+            opts,
+            checks: RowChecks::new(opts),
+            bounds: FlattenBounds {
+                max_name_bytes: opts.limits.max_column_name_bytes,
+                max_keys: opts.max_columns,
+            },
+            columns,
+            batcher,
+            slots: Vec::new(),
+        }
+    }
+
+    /// Turns the record at `line` into a row, or into a reject carrying `raw`. `header_name`
+    /// names the event of a record without its own name, before the file name's copy does.
+    fn record(
+        &mut self,
+        line: u64,
+        value: &Value,
+        raw: RawRecord<'_>,
+        header_name: Option<&str>,
+    ) -> Result<(), ParseError> {
+        let Self {
+            opts,
+            checks,
+            bounds,
+            columns,
+            batcher,
+            slots,
+        } = self;
+        let object = match value {
+            Value::Object(map) => map,
+            other => {
+                let kind = json_kind(other);
+                let reason = format!("expected a JSON object, found {kind}");
+                return reject(batcher, line, None, reason, raw);
             }
         };
-        flat.clear();
+        let mut flat = Vec::new();
         if let Err(problem) =
-            flatten("", object, &bounds, &mut flat).and_then(|()| check_unique(&flat))
+            flatten("", object, bounds, &mut flat).and_then(|()| check_unique(&flat))
         {
             let column = match &problem {
                 FlattenProblem::Duplicate(name) => Some(name.as_str()),
                 _ => None,
             };
-            batcher.reject(reject(column, problem.to_string()))?;
-            continue;
+            return reject(batcher, line, column, problem.to_string(), raw);
         }
-        if let Some((column, reason)) = check_nul(&flat, &checks) {
-            batcher.reject(reject(column, reason))?;
-            continue;
+        if let Some((column, reason)) = check_nul(&flat, checks) {
+            return reject(batcher, line, column, reason, raw);
         }
-        let ts = flat
-            .iter()
-            .find(|(k, _)| k == TS_COLUMN)
-            .and_then(|(_, v)| v.as_deref());
-        let ts = match checks.ts(ts) {
+        let ts = match checks.ts(field(&flat, TS_COLUMN)) {
             Ok(ts) => ts,
-            Err((column, reason)) => {
-                batcher.reject(reject(column, reason))?;
-                continue;
-            }
+            Err((column, reason)) => return reject(batcher, line, column, reason, raw),
         };
-        let name = flat
-            .iter()
-            .find(|(k, _)| k == EVENT_NAME_COLUMN)
-            .and_then(|(_, v)| v.as_deref())
+        let name = field(&flat, EVENT_NAME_COLUMN)
             .filter(|n| !n.is_empty())
-            .or(header_name.as_deref());
+            .or(header_name);
         let event_name = match checks.event_name(name) {
-            Ok(n) => n.to_string(),
-            Err((column, reason)) => {
-                batcher.reject(reject(column, reason))?;
-                continue;
-            }
+            Ok(n) => n,
+            Err((column, reason)) => return reject(batcher, line, column, reason, raw),
         };
         if columns.grow(&flat, opts.max_columns) {
             batcher.flush(Some(columns.new_batch()))?;
         } else if columns.len() + flat.len() > opts.max_columns {
-            batcher.reject(reject(
-                None,
-                format!(
-                    "new keys would take the table past the warehouse's {} columns",
-                    opts.max_columns
-                ),
-            ))?;
-            continue;
+            let reason = format!(
+                "new keys would take the table past the warehouse's {} columns",
+                opts.max_columns
+            );
+            return reject(batcher, line, None, reason, raw);
         }
-        values.clear();
-        values.resize(columns.len(), None);
-        for (key, value) in flat.drain(..) {
-            let i = columns.index[&key];
-            values[i] = value;
+        slots.clear();
+        slots.resize(columns.len(), None);
+        for (i, (key, _)) in flat.iter().enumerate() {
+            slots[columns.index[key.as_ref()]] = Some(i);
         }
-        values[columns.ts] = None;
-        values[columns.event_name] = Some(event_name);
         let batch = &mut batcher.batch;
-        batch.start_row(line_no, ts);
-        for v in &values {
-            batch.push_field(v.as_deref());
+        batch.start_row(line, ts);
+        for (column, slot) in slots.iter().enumerate() {
+            let value = if column == columns.event_name {
+                Some(event_name)
+            } else if column == columns.ts {
+                // `ts` travels as the integer given to `start_row`.
+                None
+            } else {
+                slot.and_then(|i| flat[i].1.as_deref())
+            };
+            batch.push_field(value);
         }
-        batcher.row_done()?;
+        batcher.row_done()
     }
-    batcher.finish(decoded)
+
+    /// Hands over the last batch; `decoded` is the text's size.
+    fn finish(self, decoded: u64) -> Result<ParseSummary, ParseError> {
+        self.batcher.finish(decoded)
+    }
 }
 
 /// The event name on a JSON export's first line, if that line is one. One CleverTap docs page says
@@ -171,10 +270,18 @@ fn first_line_name(line: &[u8], max_bytes: usize) -> Option<String> {
     printable.then_some(name)
 }
 
-fn check_nul(
-    flat: &[(String, Option<String>)],
-    checks: &RowChecks<'_>,
-) -> Option<(Option<&'static str>, String)> {
+/// One flattened field: its dotted name and its text (`None` is NULL), borrowed from the
+/// record where they are already text.
+type Field<'v> = (Cow<'v, str>, Option<Cow<'v, str>>);
+
+/// The text of the field named `name`.
+fn field<'f>(flat: &'f [Field<'_>], name: &str) -> Option<&'f str> {
+    flat.iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+fn check_nul(flat: &[Field<'_>], checks: &RowChecks<'_>) -> Option<(Option<&'static str>, String)> {
     flat.iter()
         .filter_map(|(_, v)| v.as_deref())
         .find_map(|v| checks.no_nul(v).err())
@@ -210,18 +317,18 @@ impl Columns {
 
     /// Adds unseen keys; true when the schema changed. Refuses (false, nothing added) when the
     /// new keys would pass `max_columns`.
-    fn grow(&mut self, flat: &[(String, Option<String>)], max_columns: usize) -> bool {
-        let new: Vec<&String> = flat
+    fn grow(&mut self, flat: &[Field<'_>], max_columns: usize) -> bool {
+        let new: Vec<&str> = flat
             .iter()
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.as_ref())
             .filter(|k| !self.index.contains_key(*k))
             .collect();
         if new.is_empty() || self.names.len() + new.len() > max_columns {
             return false;
         }
         for key in new {
-            self.index.insert(key.clone(), self.names.len());
-            self.names.push(key.clone());
+            self.index.insert(key.to_string(), self.names.len());
+            self.names.push(key.to_string());
         }
         true
     }
@@ -240,8 +347,10 @@ pub fn flatten_record(object: Map<String, Value>) -> Vec<(String, Option<String>
     };
     let mut out = Vec::new();
     // Without bounds nothing can fail.
-    let _ = flatten("", object, &unbounded, &mut out);
-    out
+    let _ = flatten("", &object, &unbounded, &mut out);
+    out.into_iter()
+        .map(|(name, text)| (name.into_owned(), text.map(Cow::into_owned)))
+        .collect()
 }
 
 /// How far one record may flatten: names are built only while both bounds hold, so a short
@@ -269,12 +378,13 @@ enum FlattenProblem {
 }
 
 /// Nested objects become dotted names; arrays stay JSON text (CSV exports write multi-values
-/// as text too); `null` is NULL.
-fn flatten(
+/// as text too); `null` is NULL. Top-level names and string values are borrowed from the
+/// record: the row copies them once, into its batch.
+fn flatten<'v>(
     prefix: &str,
-    object: Map<String, Value>,
+    object: &'v Map<String, Value>,
     bounds: &FlattenBounds,
-    out: &mut Vec<(String, Option<String>)>,
+    out: &mut Vec<Field<'v>>,
 ) -> Result<(), FlattenProblem> {
     for (key, value) in object {
         let bytes = if prefix.is_empty() {
@@ -284,9 +394,9 @@ fn flatten(
         };
         if bytes > bounds.max_name_bytes {
             let shown = if prefix.is_empty() {
-                key
+                Cow::Borrowed(key.as_str())
             } else {
-                format!("{prefix}.{key}")
+                Cow::Owned(format!("{prefix}.{key}"))
             };
             return Err(FlattenProblem::NameTooLong {
                 bytes,
@@ -295,17 +405,19 @@ fn flatten(
             });
         }
         let name = if prefix.is_empty() {
-            key
+            Cow::Borrowed(key.as_str())
         } else {
-            format!("{prefix}.{key}")
+            Cow::Owned(format!("{prefix}.{key}"))
         };
         match value {
             Value::Object(inner) if !inner.is_empty() => flatten(&name, inner, bounds, out)?,
             Value::Object(_) | Value::Null => out.push((name, None)),
-            Value::String(s) => out.push((name, Some(s))),
-            Value::Bool(b) => out.push((name, Some(b.to_string()))),
-            Value::Number(n) => out.push((name, Some(n.to_string()))),
-            array @ Value::Array(_) => out.push((name, Some(array.to_string()))),
+            Value::String(s) => out.push((name, Some(Cow::Borrowed(s.as_str())))),
+            Value::Bool(b) => {
+                out.push((name, Some(Cow::Borrowed(if *b { "true" } else { "false" }))))
+            }
+            Value::Number(n) => out.push((name, Some(Cow::Owned(n.to_string())))),
+            array @ Value::Array(_) => out.push((name, Some(Cow::Owned(array.to_string())))),
         }
         if out.len() > bounds.max_keys {
             return Err(FlattenProblem::TooManyKeys {
@@ -317,10 +429,10 @@ fn flatten(
 }
 
 /// `{"a.b":1,"a":{"b":2}}` flattens to `a.b` twice: one row cannot fill one column twice.
-fn check_unique(flat: &[(String, Option<String>)]) -> Result<(), FlattenProblem> {
+fn check_unique(flat: &[Field<'_>]) -> Result<(), FlattenProblem> {
     let mut seen = HashSet::with_capacity(flat.len());
-    match flat.iter().find(|(name, _)| !seen.insert(name.as_str())) {
-        Some((name, _)) => Err(FlattenProblem::Duplicate(name.clone())),
+    match flat.iter().find(|(name, _)| !seen.insert(name.as_ref())) {
+        Some((name, _)) => Err(FlattenProblem::Duplicate(name.to_string())),
         None => Ok(()),
     }
 }
@@ -379,6 +491,7 @@ mod tests {
     use super::*;
     use crate::export::object_name::{DataFormat, ExportKind};
     use crate::export::parse::{FileProblem, parse_export};
+    use crate::export::rows::MAX_RAW_LINE_BYTES;
     use crate::time::TsParser;
     use jiff::tz::TimeZone;
 
@@ -608,5 +721,301 @@ mod tests {
             rejects[0].reason,
             "more than 2000 keys: the warehouse allows 2000 columns in one table"
         );
+    }
+
+    /// What a parse handed over and how it ended, for comparing the text and values entries.
+    #[derive(Debug, PartialEq)]
+    struct Run {
+        batches: Vec<HandedBatch>,
+        end: Result<ParseSummary, String>,
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct HandedBatch {
+        columns: Vec<String>,
+        /// Each row's line, `ts` and fields.
+        rows: Vec<(u64, i64, Vec<Option<String>>)>,
+        rejects: Vec<Reject>,
+    }
+
+    fn run(parse: impl FnOnce(&mut BatchSink<'_>) -> Result<ParseSummary, ParseError>) -> Run {
+        let mut batches = Vec::new();
+        let end = parse(&mut |b: RowBatch| {
+            let columns = b.schema().columns().to_vec();
+            let rows = b
+                .rows()
+                .map(|r| {
+                    let fields = (0..columns.len())
+                        .map(|i| r.value(i).map(str::to_string))
+                        .collect();
+                    (r.line, r.ts_micros(), fields)
+                })
+                .collect();
+            batches.push(HandedBatch {
+                columns,
+                rows,
+                rejects: b.rejects,
+            });
+            true
+        });
+        Run {
+            batches,
+            end: end.map_err(|e| match e {
+                ParseError::Problem(problem) => format!("{problem:?}"),
+                other => format!("{other}"),
+            }),
+        }
+    }
+
+    /// The records as JSON lines, as the API puller wrote them before it handed over values.
+    fn as_lines(records: &[Value]) -> Vec<u8> {
+        let mut lines = Vec::new();
+        for record in records {
+            serde_json::to_writer(&mut lines, record).unwrap();
+            lines.push(b'\n');
+        }
+        lines
+    }
+
+    fn text_run(records: &[Value], opts: &ParseOptions) -> Run {
+        let lines = as_lines(records);
+        run(|sink| parse_export(io::Cursor::new(lines), DataFormat::Json, opts, sink))
+    }
+
+    fn values_run(records: &[Value], opts: &ParseOptions) -> Run {
+        run(|sink| crate::export::parse::parse_json_values(records, opts, sink))
+    }
+
+    fn day_opts(fallback: Option<&str>, max_columns: usize, batch_rows: usize) -> ParseOptions {
+        ParseOptions {
+            kind: ExportKind::Events,
+            ts: TsParser::new(&TimeZone::UTC, Some(jiff::civil::date(2022, 9, 21))),
+            event_name_fallback: fallback.map(str::to_string),
+            max_columns,
+            batch_rows,
+            max_record_bytes: 64 * 1024,
+            limits: Default::default(),
+        }
+    }
+
+    /// Records that exercise every rule of the per-record body. The first is an object: a
+    /// first line that is a bare value is an export's event name (see
+    /// `a_scalar_first_record_is_rejected_not_taken_for_an_event_name`).
+    fn tricky_records() -> Vec<Value> {
+        use serde_json::json;
+        let long_text = "é".repeat(3000);
+        let many_keys: Map<String, Value> = (0..40).map(|i| (format!("k{i}"), json!(i))).collect();
+        vec![
+            json!({"ts": 20220921000000u64, "eventName": "Charged",
+                "profile": {"identity": "a", "all_identities": ["a", "b"], "objectId": "x"},
+                "eventProps": {"Amount": 5.25, "nested": {"deep": {"er": true}}, "empty": {},
+                    "none": null, "list": [{"x": 1}, [], "ü"]}}),
+            json!({"ts": 1663718401, "eventName": "Café ☕",
+                "eventProps": {"名前": "値 \u{1F600}", "rtl": "שלום", "combining": "e\u{301}"}}),
+            json!({"ts": "20220921000002", "eventName": "A", "key with space": 1,
+                "dotted.key": {"x": 2}, "": "an empty key", "esc": "\n\t\"\\/\u{1}"}),
+            json!({"ts": 20220921000003u64, "eventName": "A", "a.b": 1, "a": {"b": 2}}),
+            json!({"ts": "yesterday", "eventName": "A"}),
+            json!({"eventName": "A", "x": 1}),
+            json!({"ts": 20200101000000u64, "eventName": "A"}),
+            json!({"ts": 20220921000004u64, "eventName": "A", "x": "a\u{0}b"}),
+            json!([1, 2]),
+            json!("Charged"),
+            json!(42),
+            json!(null),
+            json!(true),
+            json!({}),
+            json!({"ts": 20220921000005u64, "big": long_text}),
+            json!({"ts": 20220921000006u64, "eventName": "A", "p": many_keys}),
+            json!({"ts": 20220921000007u64, "eventName": "A", "L".repeat(2000): 1}),
+            json!({"ts": 20220921000008u64, "eventName": 7, "n": {"max": u64::MAX,
+                "min": i64::MIN, "e": 1e300, "neg0": -0.0, "small": -2.5e-8}}),
+            json!({"ts": 20220921000009u64, "eventName": ""}),
+            json!({"ts": 20220921000010u64, "eventName": "A", "y1": 1, "y2": 2, "y3": 3,
+                "y4": 4, "y5": 5, "y6": 6, "y7": 7, "y8": 8, "y9": 9, "y10": 10}),
+            json!({"ts": 20220921000011u64, "eventName": "A", "x": "after the wide one"}),
+        ]
+    }
+
+    #[test]
+    fn values_and_lines_give_the_same_rows_rejects_and_summary() {
+        let records = tricky_records();
+        for opts in [
+            day_opts(None, 2000, 100),
+            day_opts(Some("Fallback"), 2000, 3),
+            // Past 30 columns the wide records are rejected for the table, not for the row.
+            day_opts(Some("Fallback"), 30, 2),
+        ] {
+            let text = text_run(&records, &opts);
+            let values = values_run(&records, &opts);
+            assert_eq!(values, text, "max_columns {}", opts.max_columns);
+            let summary = values.end.as_ref().unwrap();
+            assert!(summary.rows >= 4 && summary.rejected >= 12, "{summary:?}");
+            assert_eq!(summary.decoded_bytes, as_lines(&records).len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_rejected_record_keeps_its_json_text_cut_like_a_line() {
+        let records = tricky_records();
+        let values = values_run(&records, &day_opts(None, 2000, 100));
+        let rejects: Vec<&Reject> = values.batches.iter().flat_map(|b| &b.rejects).collect();
+        let raw = |line: u64| &rejects.iter().find(|r| r.line == line).unwrap().raw;
+        assert_eq!(raw(9), "[1,2]");
+        assert_eq!(raw(10), "\"Charged\"");
+        assert_eq!(
+            raw(8),
+            r#"{"eventName":"A","ts":20220921000004,"x":"a\u0000b"}"#
+        );
+        // 3,000 two-byte characters: cut at 4,096 bytes.
+        assert!(raw(15).starts_with(r#"{"big":"éé"#));
+        assert_eq!(raw(15).len(), MAX_RAW_LINE_BYTES);
+    }
+
+    #[test]
+    fn a_record_past_the_size_limit_stops_both_entries_at_its_line() {
+        let tricky = tricky_records();
+        let records = [tricky[2].clone(), tricky[3].clone(), tricky[14].clone()];
+        let line = |i: usize| serde_json::to_vec(&records[i]).unwrap().len();
+        let mut opts = day_opts(Some("Fallback"), 2000, 1);
+        // The limit counts a record's newline, as the line reader does.
+        opts.max_record_bytes = line(0).max(line(1)) + 1;
+        assert!(line(2) >= opts.max_record_bytes);
+        let text = text_run(&records, &opts);
+        assert_eq!(values_run(&records, &opts), text);
+        assert_eq!(
+            text.end,
+            Err(format!(
+                "{:?}",
+                FileProblem::RecordTooLarge {
+                    line: 3,
+                    limit: opts.max_record_bytes
+                }
+            ))
+        );
+        // The row before it was handed over (batches of one) and the reject too, as with lines.
+        assert_eq!(text.batches.len(), 2);
+        opts.max_record_bytes = line(2) + 1;
+        let values = values_run(&records, &opts);
+        assert_eq!(values, text_run(&records, &opts));
+        assert!(values.end.is_ok());
+    }
+
+    #[test]
+    fn a_page_past_the_decoded_bytes_limit_is_refused_like_a_file() {
+        let records = tricky_records();
+        let mut opts = day_opts(None, 2000, 100);
+        opts.limits.max_decompressed_bytes = 1000;
+        let (text, values) = (text_run(&records, &opts), values_run(&records, &opts));
+        // Lines are refused at a read past the limit, values at the record that passes it, so
+        // what was handed over before differs; neither loads.
+        assert_eq!(values.end, text.end);
+        assert_eq!(
+            values.end,
+            Err(format!(
+                "{:?}",
+                FileProblem::Decompression(DecompressionLimit::Bytes { limit: 1000 })
+            ))
+        );
+    }
+
+    /// A random value of up to `depth` more levels, its keys drawn from `KEYS`.
+    fn random_value(next: &mut dyn FnMut(u64) -> u64, depth: u32) -> Value {
+        use serde_json::json;
+        const KEYS: [&str; 8] = ["eventName", "a", "a.b", "b c", "ü", "x.y.z", "", "deep"];
+        const TEXTS: [&str; 6] = ["", "x", "é\u{0}", "\u{1F600}", "20220921000000", "a\"b\\"];
+        match next(if depth == 0 { 7 } else { 9 }) {
+            0 => Value::Null,
+            1 => Value::Bool(next(2) == 0),
+            2 => json!(next(u64::MAX) as i64),
+            3 => json!(next(1000) as f64 / 8.0),
+            4 => Value::String(TEXTS[next(TEXTS.len() as u64) as usize].into()),
+            5 => json!(1_663_718_400 + next(86_400)),
+            6 => json!([next(3), "t", {"k": null}]),
+            _ => Value::Object(
+                (0..next(4))
+                    .map(|_| {
+                        let key = KEYS[next(KEYS.len() as u64) as usize].to_string();
+                        (key, random_value(next, depth - 1))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn random_records_give_the_same_result_both_ways() {
+        // A fixed xorshift: the same records every run.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let records: Vec<Value> = (0..2000)
+            .map(|i| {
+                // One record in ten is any value at all; the first is an object (see
+                // `a_scalar_first_record_is_rejected_not_taken_for_an_event_name`).
+                if i > 0 && next(10) == 0 {
+                    return random_value(&mut next, 2);
+                }
+                let mut map = Map::new();
+                // Epoch seconds, mostly in the day, some a day or more outside it.
+                let ts = 1_663_718_400 - 2 * 86_400 + next(5 * 86_400);
+                map.insert("ts".into(), serde_json::json!(ts));
+                for _ in 0..next(5) {
+                    if let Value::Object(more) = random_value(&mut next, 2) {
+                        map.extend(more);
+                    }
+                }
+                Value::Object(map)
+            })
+            .collect();
+        for opts in [day_opts(Some("E"), 2000, 64), day_opts(Some("E"), 12, 7)] {
+            let values = values_run(&records, &opts);
+            assert_eq!(values, text_run(&records, &opts));
+            let summary = values.end.unwrap();
+            assert_eq!(summary.total(), 2000);
+            assert!(summary.rows > 20 && summary.rejected > 100, "{summary:?}");
+        }
+    }
+
+    #[test]
+    fn a_scalar_first_record_is_rejected_not_taken_for_an_event_name() {
+        let records = [
+            serde_json::json!("Charged"),
+            serde_json::json!({"ts": 20220921000000u64}),
+        ];
+        let opts = day_opts(None, 2000, 100);
+        let values = values_run(&records, &opts);
+        let rejects: Vec<_> = values
+            .batches
+            .iter()
+            .flat_map(|b| &b.rejects)
+            .map(|r| (r.line, r.reason.as_str(), r.raw.as_str()))
+            .collect();
+        assert_eq!(
+            rejects,
+            [
+                (1, "expected a JSON object, found a string", "\"Charged\""),
+                (
+                    2,
+                    "eventName is empty and the file name carries none",
+                    r#"{"ts":20220921000000}"#
+                ),
+            ]
+        );
+        assert_eq!(values.end.unwrap().total(), 2);
+        // As lines, the same first record is an export's event name: no row and no reject.
+        let text = text_run(&records, &opts);
+        assert_eq!(text.end.unwrap().total(), 1);
+    }
+
+    #[test]
+    fn no_values_is_no_records_not_an_empty_file() {
+        let run = values_run(&[], &day_opts(None, 2000, 100));
+        assert_eq!(run.end, Ok(ParseSummary::default()));
+        assert!(run.batches.is_empty());
     }
 }

@@ -1,12 +1,14 @@
 //! CleverTap export files: recognising names, decoding bytes, parsing rows and validating them.
 //!
-//! Everything here is synchronous over `impl Read`: the async edges (S3, GCS, a warehouse) only
-//! move bytes and batches, so memory stays flat however large an export is.
+//! Everything here is synchronous over `impl Read` (or over JSON values already in memory, for
+//! API pages): the async edges (S3, GCS, a warehouse) only move bytes and batches, so memory
+//! stays flat however large an export is.
 
 pub mod batcher;
 pub mod csv_rows;
 pub mod decode;
 pub mod json_rows;
+pub mod json_value_text;
 pub mod limits;
 pub mod object_name;
 pub mod parse;
@@ -17,7 +19,7 @@ pub mod rows;
 
 pub use limits::ExportLimits;
 pub use object_name::{DataFormat, ExportKind, ExportObject, Recognition, SkipReason, recognise};
-pub use parse::{FileProblem, ParseOptions, ParseSummary, parse_export};
+pub use parse::{FileProblem, ParseOptions, ParseSummary, parse_export, parse_json_values};
 pub use rows::{Reject, Row, RowBatch, Schema};
 
 /// The raw CleverTap name of the event time column.

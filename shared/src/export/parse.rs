@@ -1,7 +1,10 @@
-//! From a decoded export to validated row batches: the part of the loader that knows what a
-//! good CleverTap row is. Pure and synchronous; the caller decides where batches go.
+//! From a decoded export, or from records already held as JSON values (an API page), to
+//! validated row batches: the part of the loader that knows what a good CleverTap row is. Pure
+//! and synchronous; the caller decides where batches go.
 
 use std::io::Read;
+
+use serde_json::Value;
 
 use super::decode;
 use super::object_name::{DataFormat, ExportKind};
@@ -22,12 +25,7 @@ pub fn parse_export<R: Read + Send + 'static>(
     opts: &ParseOptions,
     sink: &mut BatchSink<'_>,
 ) -> Result<ParseSummary, ParseError> {
-    if opts.kind == ExportKind::Profiles {
-        return Err(FileProblem::Unsupported(
-            "profile exports are recognised but not loaded yet".to_string(),
-        )
-        .into());
-    }
+    refuse_unsupported(opts)?;
     let decoded = match decode::decode_limited(source, &opts.limits) {
         Ok(Some(d)) => d,
         Ok(None) => return Err(FileProblem::Empty.into()),
@@ -37,4 +35,30 @@ pub fn parse_export<R: Read + Send + 'static>(
         DataFormat::Csv => csv_rows::parse_csv(decoded.reader, opts, sink),
         DataFormat::Json => json_rows::parse_json_lines(decoded.reader, opts, sink),
     }
+}
+
+/// Parses and validates records already held as JSON values (an API page's records, in the
+/// export's shape) through the JSON export parser's per-record body, with no text in between:
+/// the same rows, column names, rejects (a rejected record's raw text is its compact JSON) and
+/// limits as [`parse_export`] gives for the records written one per line, record `n` being
+/// line `n`; a record's size is counted, not written. Unlike a file's first line, a first
+/// record that is a bare string or number is rejected, not read as the event's name. No
+/// records is an empty summary, not an empty file.
+pub fn parse_json_values<'r>(
+    records: impl IntoIterator<Item = &'r Value>,
+    opts: &ParseOptions,
+    sink: &mut BatchSink<'_>,
+) -> Result<ParseSummary, ParseError> {
+    refuse_unsupported(opts)?;
+    json_rows::parse_json_values(records, opts, sink)
+}
+
+fn refuse_unsupported(opts: &ParseOptions) -> Result<(), ParseError> {
+    if opts.kind == ExportKind::Profiles {
+        return Err(FileProblem::Unsupported(
+            "profile exports are recognised but not loaded yet".to_string(),
+        )
+        .into());
+    }
+    Ok(())
 }
