@@ -209,14 +209,16 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
             Ok(n) => n,
             Err((column, reason)) => return reject(batcher, line, column, reason, raw),
         };
-        if columns.grow(&flat, opts.max_columns) {
-            batcher.flush(Some(columns.new_batch()))?;
-        } else if columns.len() + flat.len() > opts.max_columns {
-            let reason = format!(
-                "new keys would take the table past the warehouse's {} columns",
-                opts.max_columns
-            );
-            return reject(batcher, line, None, reason, raw);
+        match columns.grow(&flat, opts.max_columns) {
+            Growth::Known => {}
+            Growth::Grew => batcher.flush(Some(columns.new_batch()))?,
+            Growth::PastLimit => {
+                let reason = format!(
+                    "new keys would take the table past the warehouse's {} columns",
+                    opts.max_columns
+                );
+                return reject(batcher, line, None, reason, raw);
+            }
         }
         slots.clear();
         slots.resize(columns.len(), None);
@@ -315,27 +317,40 @@ impl Columns {
         self.names.len()
     }
 
-    /// Adds unseen keys; true when the schema changed. Refuses (false, nothing added) when the
-    /// new keys would pass `max_columns`.
-    fn grow(&mut self, flat: &[Field<'_>], max_columns: usize) -> bool {
+    /// Adds a record's unseen keys, unless they would take the columns past `max_columns`
+    /// (then nothing is added). A record whose keys are all known always fits.
+    fn grow(&mut self, flat: &[Field<'_>], max_columns: usize) -> Growth {
         let new: Vec<&str> = flat
             .iter()
             .map(|(k, _)| k.as_ref())
             .filter(|k| !self.index.contains_key(*k))
             .collect();
-        if new.is_empty() || self.names.len() + new.len() > max_columns {
-            return false;
+        if new.is_empty() {
+            return Growth::Known;
+        }
+        if self.names.len() + new.len() > max_columns {
+            return Growth::PastLimit;
         }
         for key in new {
             self.index.insert(key.to_string(), self.names.len());
             self.names.push(key.to_string());
         }
-        true
+        Growth::Grew
     }
 
     fn new_batch(&self) -> RowBatch {
         RowBatch::new(Arc::new(Schema::new(self.names.clone())), self.event_name)
     }
+}
+
+/// What a record's keys did to the columns.
+enum Growth {
+    /// Every key was a column already.
+    Known,
+    /// New keys became columns: the batch's schema changed.
+    Grew,
+    /// The new keys would take the columns past the limit: the record is refused.
+    PastLimit,
 }
 
 /// One JSON record's fields by the rule below, as `(dotted name, text)` in record order.
@@ -721,6 +736,44 @@ mod tests {
             rejects[0].reason,
             "more than 2000 keys: the warehouse allows 2000 columns in one table"
         );
+    }
+
+    #[test]
+    fn records_of_known_keys_load_at_the_column_limit() {
+        use serde_json::json;
+        // ts, eventName, a, b, c, d: six columns, the limit.
+        let full = |n: u64| {
+            json!({"ts": 20220921000000u64 + n, "eventName": "A",
+            "a": n, "b": n, "c": n, "d": n})
+        };
+        let records = vec![
+            full(1),
+            full(2),
+            json!({"ts": 20220921000003u64, "eventName": "A", "a": 3, "e": 3}),
+            full(4),
+            json!({"ts": 20220921000005u64, "eventName": "A", "b": 5}),
+        ];
+        let opts = day_opts(None, 6, 100);
+        for parsed in [text_run(&records, &opts), values_run(&records, &opts)] {
+            let rows: Vec<u64> = parsed
+                .batches
+                .iter()
+                .flat_map(|b| b.rows.iter().map(|r| r.0))
+                .collect();
+            assert_eq!(rows, vec![1, 2, 4, 5], "{parsed:?}");
+            let rejects: Vec<(u64, &str)> = parsed
+                .batches
+                .iter()
+                .flat_map(|b| b.rejects.iter().map(|r| (r.line, r.reason.as_str())))
+                .collect();
+            assert_eq!(
+                rejects,
+                vec![(
+                    3,
+                    "new keys would take the table past the warehouse's 6 columns"
+                )]
+            );
+        }
     }
 
     /// What a parse handed over and how it ended, for comparing the text and values entries.
