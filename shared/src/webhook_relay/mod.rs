@@ -12,7 +12,7 @@
 //! - `router` (feature `relay-endpoint`): the axum `Router` (`POST /hooks/{route}`,
 //!   `GET /healthz`); `auth` and [`payload`] what it checks.
 //! - [`relay`]: the HTTP client and the destinations built from one configuration;
-//!   `local` (feature `relay-local`): [`Relay`](local::Relay) and `serve`, `tapline relay serve`.
+//!   `local` (feature `relay-local`): `Relay` and `serve`, what `tapline relay serve` runs.
 //! - [`queue`]: the [`queue::DeliveryQueue`] port and its adapters: `queue::sqlite` (feature
 //!   `relay-local`; bounded by `queue::limits`), `queue::sqs` (+ `queue::sqs_payloads`, bodies
 //!   too large for SQS in S3) and `queue::pubsub` (+ `queue::pubsub_replay`, dead letters listed

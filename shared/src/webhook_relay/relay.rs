@@ -1,6 +1,6 @@
 //! Assembly from one configuration: the HTTP client the destinations share and every
 //! destination, and [`RelayError`], why a relay cannot start. Every function of the relay uses
-//! it; the router is in [`crate::webhook_relay::router`], the one-machine relay in `local`.
+//! it; the router is in `router` (feature `relay-endpoint`), the one-machine relay in `local`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The relay's two AWS Lambda functions, assembled from their environment once, at cold start
-//! (`infra/aws` wires them): [`endpoint`] behind the function URL (feature `relay-endpoint`),
+//! (`infra/aws` wires them): `endpoint` behind the function URL (feature `relay-endpoint`),
 //! storing each accepted payload in the SQS delivery queue, and [`worker`], which the queue
 //! feeds and which serves no HTTP, so its zip carries no router.
 
