@@ -101,10 +101,16 @@ package: ## Build the Lambda zips (arm64, cargo-lambda): target/lambda-arm64/<fu
 	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
 		$(CARGO) lambda build --release --arm64 --output-format zip \
 		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p export-loader -p api-puller
-	@# The relay's two functions: webhook-relay (function URL) and webhook-relay-worker (SQS).
+	@# The relay's two functions, each with only its own feature: webhook-relay (function URL,
+	@# the router on lambda_http) and webhook-relay-worker (SQS, lambda_runtime: no HTTP server).
 	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
 		$(CARGO) lambda build --release --arm64 --output-format zip \
-		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p webhook-relay
+		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p webhook-relay --bin webhook-relay \
+		--no-default-features --features lambda-endpoint
+	@bin=$$(tests/scripts/ensure-cargo-lambda.sh) && PATH="$$bin:$$PATH" \
+		$(CARGO) lambda build --release --arm64 --output-format zip \
+		--lambda-dir $(CARGO_TARGET_DIR)/lambda-arm64 -p webhook-relay --bin webhook-relay-worker \
+		--no-default-features --features lambda-worker
 	@ls -l $(CARGO_TARGET_DIR)/lambda-arm64/*/bootstrap.zip
 
 .PHONY: infra-check

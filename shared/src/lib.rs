@@ -7,8 +7,8 @@
 //!   (`load`, `sweep`, and its Cloud Run service).
 //! - `clevertap` and `api_puller` (feature `clevertap-api`): the CleverTap API client and the
 //!   puller job that lands API data in the same tables as exports.
-//! - `webhook_relay` (feature `relay`): the webhook relay job: endpoint, queues, delivery,
-//!   destinations.
+//! - `webhook_relay` (feature `relay`): the webhook relay job: queues, delivery, destinations;
+//!   its HTTP endpoint with feature `relay-endpoint` (the SQS worker Lambda builds without it).
 //! - `slack` (features `clevertap-api`, `relay`): the one Slack incoming-webhook client.
 //! - [`retry`]: the one retry policy (attempts, backoff, jitter, `Retry-After`); [`clock`]:
 //!   injectable time.

@@ -17,7 +17,8 @@ use tapline::webhook_relay::queue::sqs::{
     DeliveryMessage, MessageOutcome, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
 };
 use tapline::webhook_relay::queue::sqs_payloads::{PayloadStore, SQS_MESSAGE_MAX_BYTES};
-use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
+use tapline::webhook_relay::relay::{destinations, http_client};
+use tapline::webhook_relay::router::accept_router;
 use tapline_tests::doubles::receiver::{Receiver, Reply};
 use tapline_tests::doubles::relay_router::post_hook;
 use tapline_tests::servers::sqs::sqs_event;

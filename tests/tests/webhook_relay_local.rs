@@ -947,7 +947,8 @@ mod on_aws {
     use tapline::webhook_relay::queue::sqs::{
         DeliveryMessage, SqsAcceptQueue, SqsDeliveryHandler, SqsEvent,
     };
-    use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
+    use tapline::webhook_relay::relay::{destinations, http_client};
+    use tapline::webhook_relay::router::accept_router;
     use tapline_tests::servers::sqs;
 
     async fn post(router: &axum::Router, body: &str) -> (StatusCode, Value) {

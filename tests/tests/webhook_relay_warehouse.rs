@@ -159,7 +159,8 @@ async fn an_unreachable_warehouse_is_retried_then_dead_lettered_never_lost() {
 #[tokio::test]
 async fn on_aws_the_worker_writes_postgres_once_even_when_sqs_redelivers() {
     use tapline::webhook_relay::queue::sqs::{SqsAcceptQueue, SqsDeliveryHandler, SqsEvent};
-    use tapline::webhook_relay::relay::{accept_router, destinations, http_client};
+    use tapline::webhook_relay::relay::{destinations, http_client};
+    use tapline::webhook_relay::router::accept_router;
     use tapline_tests::servers::pg::PgSchema;
     use tapline_tests::servers::sqs;
 

@@ -2,12 +2,13 @@
 //! the `webhook-relay` library. Kept apart from the export commands: it shares only the exit
 //! codes.
 
+use tapline::http_server::ServerLimits;
+use tapline::process::shutdown_signal;
 use tapline::webhook_relay::clock::{Clock, SystemClock};
 use tapline::webhook_relay::queue::pubsub::PubSubPublisher;
 use tapline::webhook_relay::queue::pubsub_replay::{PubSubSubscription, replay_dead_letters};
 use tapline::webhook_relay::queue::sqlite::{QUEUE_FILE, SqliteDeliveryQueue};
 use tapline::webhook_relay::queue::{AcceptQueue, AttemptRecord, DeadLetterFilter, DeliveryQueue};
-use tapline::webhook_relay::relay::{ServerLimits, shutdown_signal};
 use tapline::webhook_relay::{Relay, RelayConfig};
 
 use crate::AnyError;

@@ -18,7 +18,8 @@ use crate::webhook_relay::queue::pubsub::{
     ENV_DEAD_LETTER_TOPIC, ENV_TOPIC, PubSubAcceptQueue, PubSubDeliveryHandler, PubSubPublisher,
     max_delivery_attempts_from_env, push_router,
 };
-use crate::webhook_relay::relay::{accept_router, destinations, http_client};
+use crate::webhook_relay::relay::{destinations, http_client};
+use crate::webhook_relay::router::accept_router;
 
 /// `endpoint` or `worker`.
 pub const ENV_MODE: &str = "TAPLINE_RELAY_MODE";

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use axum::http::HeaderName;
+use http::HeaderName;
 use serde::Deserialize;
 
 use crate::webhook_relay::retry::{Backoff, DeliveryRetry, RouteRetry};

@@ -97,6 +97,21 @@ pub fn router(state: Arc<RelayState>) -> Router {
         .with_state(state)
 }
 
+/// The HTTP endpoint alone, storing into `queue`, without a worker: what the Lambda behind the
+/// function URL and the Cloud Run endpoint run, where another function delivers.
+pub fn accept_router(
+    config: &RelayConfig,
+    queue: Arc<dyn AcceptQueue>,
+    clock: Arc<dyn Clock>,
+) -> Router {
+    router(Arc::new(RelayState::new(
+        config,
+        queue,
+        clock,
+        Arc::new(Notify::new()),
+    )))
+}
+
 /// `GET /healthz`: 200 while serving, with the number of requests refused 401 since start and,
 /// for a queue that counts (the local one), its counts under `queue`. A queue that cannot be
 /// read still answers 200 (the process serves), with `queue: {"error": "cannot read the queue"}`.

@@ -1,7 +1,8 @@
 //! The webhook relay's delivery worker on AWS Lambda: fed by the SQS delivery queue (event source
 //! mapping with `ReportBatchItemFailures`); each message is one delivery, attempted once per
 //! receive. Assembled once, at cold start, by `tapline::webhook_relay::lambda::worker_from_env`;
-//! see `tapline::webhook_relay::queue::sqs`.
+//! see `tapline::webhook_relay::queue::sqs`. Built on `lambda_runtime` alone (feature
+//! `lambda-worker`): it serves no HTTP, so no router, axum or lambda_http in its zip.
 //!
 //! Environment: `TAPLINE_RELAY_QUEUE_URL` and `TAPLINE_RELAY_DEAD_LETTER_QUEUE_URL` (required),
 //! the configuration as for the endpoint (`TAPLINE_RELAY_CONFIG_TOML`, `TAPLINE_RELAY_SECRET_ARNS`;
@@ -11,7 +12,7 @@
 
 use std::sync::Arc;
 
-use lambda_http::lambda_runtime::{self, Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tapline::webhook_relay::queue::sqs::SqsEvent;
 

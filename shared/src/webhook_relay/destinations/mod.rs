@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::error::error_chain;
 use async_trait::async_trait;
-use axum::http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 /// One attempt at delivering one payload to one destination.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +113,7 @@ impl DeliveryError {
 
 /// The `Retry-After` header as a wait: delta-seconds, or an HTTP date measured from `now_ms`.
 pub fn parse_retry_after(headers: &HeaderMap, now_ms: i64) -> Option<Duration> {
-    retry_after_wait(headers.get(axum::http::header::RETRY_AFTER)?, now_ms)
+    retry_after_wait(headers.get(http::header::RETRY_AFTER)?, now_ms)
 }
 
 /// One `Retry-After` value as a wait: delta-seconds, or an HTTP date measured from `now_ms`.
