@@ -108,7 +108,7 @@ pub(crate) fn parse_json_values<'r>(
 
 /// Where a record came from, for the raw text its reject keeps.
 #[derive(Clone, Copy)]
-enum RawRecord<'a> {
+pub(crate) enum RawRecord<'a> {
     /// The line as read from the export.
     Line(&'a [u8]),
     /// A record handed over as a value: written out only if it is rejected.
@@ -116,7 +116,7 @@ enum RawRecord<'a> {
 }
 
 /// Hands the record at `line` to the rejects with its raw text.
-fn reject(
+pub(crate) fn reject(
     batcher: &mut Batcher<'_, '_>,
     line: u64,
     column: Option<&str>,
@@ -133,18 +133,18 @@ fn reject(
 
 /// One JSON parse in progress, fed a record at a time by both entries: the one copy of
 /// flattening, the name rules, the row checks, the column limit and reject handling.
-struct JsonRecords<'p, 's, 'o> {
+pub(crate) struct JsonRecords<'p, 's, 'o> {
     opts: &'p ParseOptions,
     checks: RowChecks<'p>,
     bounds: FlattenBounds,
     columns: Columns,
-    batcher: Batcher<'s, 'o>,
+    pub(crate) batcher: Batcher<'s, 'o>,
     /// Per column of the row being built, the position of its field in the flattened record.
     slots: Vec<Option<usize>>,
 }
 
 impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
-    fn new(opts: &'p ParseOptions, sink: &'s mut BatchSink<'o>) -> Self {
+    pub(crate) fn new(opts: &'p ParseOptions, sink: &'s mut BatchSink<'o>) -> Self {
         let columns = Columns::new();
         let batcher = Batcher::new(columns.new_batch(), sink, opts.batch_rows);
         Self {
@@ -162,7 +162,7 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
 
     /// Turns the record at `line` into a row, or into a reject carrying `raw`. `header_name`
     /// names the event of a record without its own name, before the file name's copy does.
-    fn record(
+    pub(crate) fn record(
         &mut self,
         line: u64,
         value: &Value,
@@ -242,7 +242,7 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
     }
 
     /// Hands over the last batch; `decoded` is the text's size.
-    fn finish(self, decoded: u64) -> Result<ParseSummary, ParseError> {
+    pub(crate) fn finish(self, decoded: u64) -> Result<ParseSummary, ParseError> {
         self.batcher.finish(decoded)
     }
 }

@@ -11,6 +11,8 @@ pub mod json_rows;
 pub mod json_value_text;
 pub mod limits;
 pub mod object_name;
+#[cfg(feature = "parquet")]
+pub mod parquet_rows;
 pub mod parse;
 pub mod parse_error;
 pub mod parse_options;

@@ -13,15 +13,19 @@ pub enum DataFormat {
     Csv,
     /// One JSON object per line (`.json`, `.jsonl`, `.ndjson`).
     Json,
+    /// Apache Parquet (`.parquet`, legacy `.parquet.gz(ip)` and `-parquet.gz`): Export Center's
+    /// event layout, read by `parquet_rows` in builds with the `parquet` feature.
+    Parquet,
 }
 
 impl DataFormat {
-    /// Lowercase name for logs and messages: `csv` or `json`.
+    /// Lowercase name for logs and messages: `csv`, `json` or `parquet`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Csv => "csv",
             Self::Json => "json",
+            Self::Parquet => "parquet",
         }
     }
 }
@@ -95,8 +99,8 @@ pub enum SkipReason {
     /// A job marker or partly written file (`_SUCCESS`, `*.crc`, `*.tmp`, `*.part`, …).
     #[error("temporary or marker file")]
     TemporaryOrMarker,
-    /// A Parquet export, which Tapline cannot read yet.
-    #[error("Parquet exports are not supported yet")]
+    /// A Parquet export, in a build without the `parquet` feature.
+    #[error("this build does not read Parquet exports (cargo feature `parquet`)")]
     ParquetUnsupported,
     /// An XML export, which Tapline cannot read yet.
     #[error("XML exports are not supported yet")]
@@ -202,6 +206,7 @@ fn recognise_inner(key: &str) -> Result<ExportObject, SkipReason> {
     }
     let format = match ext.body {
         Body::Data(format) => format,
+        Body::Parquet if cfg!(feature = "parquet") => DataFormat::Parquet,
         Body::Parquet => return Err(SkipReason::ParquetUnsupported),
         Body::Xml => return Err(SkipReason::XmlUnsupported),
     };
@@ -598,16 +603,32 @@ mod tests {
     }
 
     #[test]
-    fn parquet_and_xml_skipped() {
-        for key in [
-            "1-2-E-20220101-0-0.parquet",
-            "1-2-E-20220101-0-0.parquet.gz",
-            "1-2-E-20220101-0-0.parquet.gzip",
-            "events/part-0001.PARQUET",
-            "100000000-55-1663785000-0-parquet.gz",
-        ] {
-            assert_eq!(skip(key), SkipReason::ParquetUnsupported, "{key}");
+    fn parquet_recognised_in_builds_that_read_it() {
+        let keys = [
+            ("1-2-E-20220101-0-0.parquet", ExportKind::Events, false),
+            ("1-2-E-20220101-0-0.parquet.gz", ExportKind::Events, true),
+            ("1-2-E-20220101-0-0.parquet.gzip", ExportKind::Events, true),
+            ("events/part-0001.PARQUET", ExportKind::Events, false),
+            (
+                "100000000-55-1663785000-0-parquet.gz",
+                ExportKind::Profiles,
+                true,
+            ),
+        ];
+        for (key, kind, gzip) in keys {
+            if cfg!(feature = "parquet") {
+                let object = export(key);
+                assert_eq!(object.format, DataFormat::Parquet, "{key}");
+                assert_eq!(object.kind, kind, "{key}");
+                assert_eq!(object.gzip_in_name, gzip, "{key}");
+            } else {
+                assert_eq!(skip(key), SkipReason::ParquetUnsupported, "{key}");
+            }
         }
+    }
+
+    #[test]
+    fn xml_skipped() {
         for key in [
             "1-2-E-20220101-0-0.xml",
             "1-2-E-20220101-0-0.xml.gz",
@@ -744,7 +765,7 @@ mod tests {
         );
         assert_eq!(
             SkipReason::ParquetUnsupported.to_string(),
-            "Parquet exports are not supported yet"
+            "this build does not read Parquet exports (cargo feature `parquet`)"
         );
         assert_eq!(
             SkipReason::XmlUnsupported.to_string(),

@@ -34,6 +34,13 @@ pub fn parse_export<R: Read + Send + 'static>(
     match format {
         DataFormat::Csv => csv_rows::parse_csv(decoded.reader, opts, sink),
         DataFormat::Json => json_rows::parse_json_lines(decoded.reader, opts, sink),
+        #[cfg(feature = "parquet")]
+        DataFormat::Parquet => super::parquet_rows::parse_parquet(decoded.reader, opts, sink),
+        #[cfg(not(feature = "parquet"))]
+        DataFormat::Parquet => Err(FileProblem::Unsupported(
+            "this build reads no Parquet exports (cargo feature `parquet`)".to_string(),
+        )
+        .into()),
     }
 }
 

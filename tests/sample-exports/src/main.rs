@@ -46,6 +46,8 @@ const BENCH_USERS: u64 = 5_000;
 /// The 21 fixed leading columns of a legacy CSV event export, exactly as CleverTap documents them.
 use tapline::export::FIXED_EVENT_COLUMNS as FIXED_COLUMNS;
 
+mod parquet_files;
+
 /// Help shown after the options of the top-level command.
 const EXAMPLES: &str = "\
 Examples:
@@ -154,6 +156,35 @@ enum Command {
         #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
         seed: u64,
     },
+
+    /// Write the same "Charged" events as a CSV export and as an Export Center Parquet export,
+    /// and Parquet files a loader must refuse.
+    ///
+    /// `csv/` holds the `.csv.gz` export (the fixed columns a Parquet export can carry, no
+    /// session properties or `controlGroupName`) and `parquet/` the same rows in Export Center's
+    /// Parquet layout: `eventName`, `eventTime` (epoch seconds as text) and the maps `identity`,
+    /// `profile`, `deviceInfo`, `eventProps`, `commPrefs` of unions `member0` (boolean) …
+    /// `member5` (string), snappy-compressed, `--row-group-rows` rows per row group. `bad/`
+    /// holds: `…-0-1.parquet` with union rows 2 (no member set) and 3 (two set), `…-0-2` without
+    /// `eventTime`, `…-0-3` cut short (no footer), `…-0-4` not Parquet at all, `…-0-5` whose
+    /// second row group's first page header is overwritten. Prints `path  rows  bytes` per file.
+    Parquet {
+        /// Directory to write into; created with its parents if missing.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+
+        /// Rows of the good files.
+        #[arg(long, default_value = "500", value_name = "N", value_parser = parse_count)]
+        rows: u64,
+
+        /// Rows per Parquet row group.
+        #[arg(long, default_value = "200", value_name = "N", value_parser = parse_count)]
+        row_group_rows: u64,
+
+        /// Seed for every generated value; the same seed gives byte-identical files.
+        #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
+        seed: u64,
+    },
 }
 
 /// Parses a row count, accepting `_` digit separators so `1_000_000` can be typed as documented.
@@ -178,6 +209,12 @@ fn main() -> Result<()> {
             bomb_rows,
             seed,
         } => hostile(&out, bad_rows, bomb_rows, seed, &clock),
+        Command::Parquet {
+            out,
+            rows,
+            row_group_rows,
+            seed,
+        } => parquet_files::parquet(&out, rows, row_group_rows, seed, &clock),
     }
 }
 

@@ -1,0 +1,347 @@
+//! Parquet event exports (CleverTap Export Center): `eventName`, `eventTime` (epoch seconds as
+//! text) and maps (`identity`, `profile`, `deviceInfo`, `eventProps`, `commPrefs`) whose values
+//! are unions — a struct of typed members `member0 … memberN` of which exactly one is set.
+//!
+//! Each row becomes the JSON record the legacy JSON export would hold (`eventTime` as `ts`, each
+//! map entry as a nested key, the one set member as its text) and goes through the JSON parser's
+//! per-record body (`JsonRecords::record`): the same dotted column names as the CSV header
+//! (`eventProps.CT Source`, `profile.identity`), row checks, column limit and rejects. A row
+//! rejected here (a union with no member or several set) keeps its converted JSON as raw text and
+//! its 1-based row number as its line.
+//!
+//! Parquet needs random access (the footer comes last), so the decoded stream is spooled to an
+//! anonymous temporary file first, capped by the decoded-bytes limit (`decode_limited` enforces
+//! it while the copy reads), then read one row group at a time: memory is bounded by a row group's
+//! pages, not by the file. A file that is not Parquet, has a damaged footer, uses a codec this
+//! build leaves out, has no `eventTime` column or has a row group that does not decode is
+//! quarantined whole; rows already handed over are not committed (the loader's transaction).
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use parquet::basic::Compression;
+use parquet::file::reader::FileReader;
+use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::record::{Field, Row};
+use serde_json::{Map, Number, Value};
+
+use super::batcher::{BatchSink, ParseSummary};
+use super::json_rows::{JsonRecords, RawRecord, reject};
+use super::parse_error::{FileProblem, ParseError, io_to_parse_error};
+use super::parse_options::ParseOptions;
+use super::{EVENT_NAME_COLUMN, TS_COLUMN};
+
+/// The Parquet column holding the event time (epoch seconds), loaded as `ts`.
+pub const EVENT_TIME_COLUMN: &str = "eventTime";
+
+/// Codecs this build decodes; the others (brotli, lz4, zstd, lzo) are left out of the parquet
+/// crate's features to keep the build small, and a file using one is quarantined naming it.
+fn codec_supported(codec: Compression) -> bool {
+    matches!(
+        codec,
+        Compression::UNCOMPRESSED | Compression::SNAPPY | Compression::GZIP(_)
+    )
+}
+
+/// Parses a decoded Parquet export.
+pub(crate) fn parse_parquet(
+    mut input: Box<dyn Read + Send>,
+    opts: &ParseOptions,
+    sink: &mut BatchSink<'_>,
+) -> Result<ParseSummary, ParseError> {
+    // A temporary file that cannot be made or written is the machine's problem (a full disk),
+    // not the file's: retried, not quarantined.
+    let mut spool = tempfile::tempfile().map_err(ParseError::Source)?;
+    let decoded = copy_to_spool(&mut input, &mut spool, opts)?;
+    drop(input);
+    let reader = SerializedFileReader::new(spool).map_err(|e| {
+        FileProblem::Corrupt(format!("not a Parquet file, or its footer is damaged: {e}"))
+    })?;
+    check_file(&reader)?;
+
+    let mut records = JsonRecords::new(opts, sink);
+    let mut line = 0u64;
+    for group in 0..reader.num_row_groups() {
+        let undecodable = |e: parquet::errors::ParquetError| {
+            FileProblem::Corrupt(format!("row group {} cannot be decoded: {e}", group + 1))
+        };
+        let group_reader = reader.get_row_group(group).map_err(undecodable)?;
+        for row in group_reader.get_row_iter(None).map_err(undecodable)? {
+            let row = row.map_err(undecodable)?;
+            line += 1;
+            match row_to_record(&row) {
+                Ok(record) => records.record(line, &record, RawRecord::Value(&record), None)?,
+                Err(bad) => reject(
+                    &mut records.batcher,
+                    line,
+                    bad.column.as_deref(),
+                    bad.reason,
+                    RawRecord::Value(&bad.converted),
+                )?,
+            }
+        }
+    }
+    records.finish(decoded)
+}
+
+/// Copies the decoded stream into the spool; the stream's own limit stops a bomb mid-copy.
+fn copy_to_spool(
+    input: &mut dyn Read,
+    spool: &mut File,
+    opts: &ParseOptions,
+) -> Result<u64, ParseError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_to_parse_error(e, 1, opts)),
+        };
+        io::Write::write_all(spool, &buf[..n]).map_err(ParseError::Source)?;
+        total += n as u64;
+    }
+}
+
+/// Whole-file checks from the footer, before any row is read: a required column and codecs.
+fn check_file(reader: &SerializedFileReader<File>) -> Result<(), FileProblem> {
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let has_event_time = schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .any(|f| f.name() == EVENT_TIME_COLUMN);
+    if !has_event_time {
+        return Err(FileProblem::MissingColumn(EVENT_TIME_COLUMN.to_string()));
+    }
+    for group in meta.row_groups() {
+        for column in group.columns() {
+            let codec = column.compression();
+            if !codec_supported(codec) {
+                return Err(FileProblem::Unsupported(format!(
+                    "Parquet column {:?} is compressed with {codec}, which this build does not \
+                     decode (supported: uncompressed, snappy, gzip)",
+                    column.column_path().string()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why one row cannot be loaded, with what was converted of it for the reject's raw text.
+struct BadRow {
+    column: Option<String>,
+    reason: String,
+    converted: Value,
+}
+
+/// One Parquet row as the JSON export's record: `eventTime` becomes `ts`, maps and structs
+/// nested objects, unions their one set member.
+fn row_to_record(row: &Row) -> Result<Value, BadRow> {
+    let mut record = Map::new();
+    let mut problem = None;
+    for (name, field) in row.get_column_iter() {
+        let (key, value) = match name.as_str() {
+            EVENT_TIME_COLUMN => (TS_COLUMN, event_time(field)),
+            EVENT_NAME_COLUMN => (EVENT_NAME_COLUMN, to_value(field, name)),
+            other => (other, to_value(field, name)),
+        };
+        match value {
+            Ok(value) => insert_present(&mut record, key.to_string(), value),
+            Err(bad) => {
+                problem.get_or_insert(bad);
+                record.insert(key.to_string(), Value::Null);
+            }
+        }
+    }
+    match problem {
+        None => Ok(Value::Object(record)),
+        Some((column, reason)) => Err(BadRow {
+            column: Some(column),
+            reason,
+            converted: Value::Object(record),
+        }),
+    }
+}
+
+/// A field that cannot be converted: the dotted column at fault and why.
+type FieldProblem = (String, String);
+
+/// `eventTime` as the text `ts` parses: epoch seconds only. Fourteen digits would otherwise be
+/// read as a local `YYYYMMDDhhmmss` (the CSV form), which a Parquet export never writes.
+fn event_time(field: &Field) -> Result<Value, FieldProblem> {
+    let text = match field {
+        Field::Null => return Ok(Value::Null),
+        Field::Str(s) => s.clone(),
+        Field::Int(n) => n.to_string(),
+        Field::Long(n) => n.to_string(),
+        other => {
+            return Err((
+                TS_COLUMN.to_string(),
+                format!("eventTime is not epoch seconds: {other}"),
+            ));
+        }
+    };
+    if text.len() > 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err((
+            TS_COLUMN.to_string(),
+            format!("eventTime {text:?} is not epoch seconds"),
+        ));
+    }
+    Ok(Value::String(text))
+}
+
+/// A field as the JSON value the export's record would hold: scalars as the text the CSV export
+/// carries, lists as arrays (written as JSON text like the JSON export's), maps and structs as
+/// objects, a union (a struct of `memberN` fields) as its one set member.
+fn to_value(field: &Field, path: &str) -> Result<Value, FieldProblem> {
+    Ok(match field {
+        Field::Null => Value::Null,
+        Field::Bool(b) => Value::String(b.to_string()),
+        Field::Byte(n) => Value::String(n.to_string()),
+        Field::Short(n) => Value::String(n.to_string()),
+        Field::Int(n) => Value::String(n.to_string()),
+        Field::Long(n) => Value::String(n.to_string()),
+        Field::UByte(n) => Value::String(n.to_string()),
+        Field::UShort(n) => Value::String(n.to_string()),
+        Field::UInt(n) => Value::String(n.to_string()),
+        Field::ULong(n) => Value::String(n.to_string()),
+        Field::Float16(x) => Value::String(float_text(f64::from(*x), &x.to_string())),
+        Field::Float(x) => Value::String(float_text(f64::from(*x), &x.to_string())),
+        Field::Double(x) => Value::String(float_text(*x, &x.to_string())),
+        Field::Str(s) => Value::String(s.clone()),
+        Field::Bytes(bytes) => match std::str::from_utf8(bytes.data()) {
+            Ok(text) => Value::String(text.to_string()),
+            Err(_) => {
+                return Err((
+                    path.to_string(),
+                    format!("invalid UTF-8 in column {path:?}"),
+                ));
+            }
+        },
+        // Decimals, dates, times and timestamps: the parquet crate's text for them.
+        Field::Decimal(_)
+        | Field::Date(_)
+        | Field::TimeMillis(_)
+        | Field::TimeMicros(_)
+        | Field::TimestampMillis(_)
+        | Field::TimestampMicros(_) => Value::String(field.to_string()),
+        Field::Group(group) if is_union(group) => union_member(group, path)?,
+        Field::Group(group) => {
+            let mut object = Map::new();
+            for (name, inner) in group.get_column_iter() {
+                let value = to_value(inner, &format!("{path}.{name}"))?;
+                insert_present(&mut object, name.clone(), value);
+            }
+            Value::Object(object)
+        }
+        Field::ListInternal(list) => Value::Array(
+            list.elements()
+                .iter()
+                .map(|e| to_value(e, path))
+                .collect::<Result<_, _>>()?,
+        ),
+        Field::MapInternal(map) => {
+            let mut object = Map::new();
+            for (key, value) in map.entries() {
+                let key = match key {
+                    Field::Str(k) => k.clone(),
+                    other => other.to_string(),
+                };
+                let inner_path = format!("{path}.{key}");
+                // A map value with no member set is a broken union, not an absent property.
+                let value = match value {
+                    Field::Null => return Err(no_member(&inner_path)),
+                    other => to_value(other, &inner_path)?,
+                };
+                if object.insert(key, value).is_some() {
+                    return Err((
+                        inner_path.clone(),
+                        format!("the name {inner_path:?} appears twice in the map"),
+                    ));
+                }
+            }
+            Value::Object(object)
+        }
+    })
+}
+
+/// Adds `value` unless it is NULL or an empty object: the CSV export has no column for an
+/// absent property or an empty map (`eventProps` of an event without properties), and the JSON
+/// flattening would make one.
+fn insert_present(object: &mut Map<String, Value>, key: String, value: Value) {
+    let absent = match &value {
+        Value::Null => true,
+        Value::Object(inner) => inner.is_empty(),
+        _ => false,
+    };
+    if !absent {
+        object.insert(key, value);
+    }
+}
+
+/// A struct whose fields are all named `member<N>`: the Avro-style union Export Center writes.
+fn is_union(group: &Row) -> bool {
+    group.len() > 0
+        && group.get_column_iter().all(|(name, _)| {
+            name.strip_prefix("member")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// The one set member of a union, as text; none or several set is the row's reject.
+fn union_member(group: &Row, path: &str) -> Result<Value, FieldProblem> {
+    let mut set = group
+        .get_column_iter()
+        .filter(|(_, value)| !matches!(value, Field::Null));
+    let Some((_, member)) = set.next() else {
+        return Err(no_member(path));
+    };
+    let others = set.count();
+    if others > 0 {
+        return Err((
+            path.to_string(),
+            format!(
+                "the value of {path:?} has {} members set; a union has exactly one",
+                others + 1
+            ),
+        ));
+    }
+    to_value(member, path)
+}
+
+fn no_member(path: &str) -> FieldProblem {
+    (
+        path.to_string(),
+        format!("the value of {path:?} has no member set; a union has exactly one"),
+    )
+}
+
+/// A float as its shortest round-trip text in JSON's number form (`5.0`, `0.1`, `1e30`), the
+/// way the JSON export's numbers are written; `shortest` is the value's own type's shortest
+/// decimal (so an `f32` 0.1 stays `0.1`, not its `f64` widening). NaN and infinities, which
+/// JSON has no number for, keep Rust's names.
+fn float_text(value: f64, shortest: &str) -> String {
+    let parsed: f64 = shortest.parse().unwrap_or(value);
+    match Number::from_f64(parsed) {
+        Some(n) => n.to_string(),
+        None => shortest.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_are_shortest_round_trip_in_json_form() {
+        assert_eq!(float_text(5.0, &5.0f64.to_string()), "5.0");
+        assert_eq!(float_text(f64::from(0.1f32), &0.1f32.to_string()), "0.1");
+        assert_eq!(float_text(1e30, &1e30f64.to_string()), "1e30");
+        assert_eq!(float_text(49.99, &49.99f64.to_string()), "49.99");
+        assert_eq!(float_text(f64::NAN, &f64::NAN.to_string()), "NaN");
+    }
+}
