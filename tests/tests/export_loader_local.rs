@@ -505,28 +505,38 @@ fn help_explains_every_flag_with_examples() {
 }
 
 #[test]
-fn profile_and_parquet_exports_are_skipped_with_a_reason() {
+fn profile_exports_are_skipped_with_a_reason_and_parquet_events_listed() {
     let case = Case::new();
     case.write(
         "100000000-1761651721-1761651721-0.csv.gz",
         &gzip(b"identity,Email\nu1,a@b.c\n"),
     );
+    case.write("100000000-55-1663785000-0-parquet.gz", &gzip(b"PAR1"));
     case.write("events/1-2-Charged-20220921-0-0.parquet", b"PAR1");
     let run = case.load(&["--list-files"]);
-    assert_eq!(run.code, 0, "{}", run.stdout);
-    assert!(
-        run.stdout.contains("profile exports are not loaded yet"),
-        "{}",
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert_eq!(
+        run.stdout
+            .matches("profile exports are not loaded yet")
+            .count(),
+        2,
+        "profile Parquet is skipped like profile CSV: {}",
         run.stdout
     );
+    // Parquet event exports are read (`export_loader_parquet`): this 4-byte one is not Parquet.
+    let parquet_line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("1-2-Charged-20220921-0-0.parquet"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(
-        run.stdout.contains("Parquet exports are not supported yet"),
+        parquet_line.starts_with("quarantined") && parquet_line.contains("footer is damaged"),
         "{}",
         run.stdout
     );
     assert_eq!(
         sqlite_value(&case.db, "SELECT count(*) FROM _tapline_loads").as_deref(),
-        Some("0")
+        Some("1")
     );
 }
 

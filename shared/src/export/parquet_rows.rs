@@ -337,6 +337,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_the_built_codecs_are_accepted() {
+        use parquet::basic::{BrotliLevel, GzipLevel, ZstdLevel};
+        for codec in [
+            Compression::UNCOMPRESSED,
+            Compression::SNAPPY,
+            Compression::GZIP(GzipLevel::default()),
+        ] {
+            assert!(codec_supported(codec), "{codec}");
+        }
+        for codec in [
+            Compression::ZSTD(ZstdLevel::default()),
+            Compression::BROTLI(BrotliLevel::default()),
+            Compression::LZ4,
+            Compression::LZ4_RAW,
+            Compression::LZO,
+        ] {
+            assert!(!codec_supported(codec), "{codec}");
+        }
+    }
+
+    #[test]
     fn floats_are_shortest_round_trip_in_json_form() {
         assert_eq!(float_text(5.0, &5.0f64.to_string()), "5.0");
         assert_eq!(float_text(f64::from(0.1f32), &0.1f32.to_string()), "0.1");
