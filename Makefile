@@ -71,7 +71,7 @@ lint: ## cargo fmt --check, clippy with warnings as errors, no merge conflict ma
 fmt: ## Format the code.
 	$(CARGO) fmt --all
 
-bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports.
+bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports and of a 1,000,000-row Parquet export.
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports
 	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
@@ -81,9 +81,15 @@ bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with g
 	@rm -rf $(BENCH_DIR)/hostile && mkdir -p $(BENCH_DIR)/hostile && $(RELEASE_BIN)/tapline-sample-exports hostile --out $(BENCH_DIR)/hostile \
 		--bad-rows $(BENCH_BAD_ROWS) | grep '^case=' > $(BENCH_DIR)/hostile/cases.txt.tmp
 	@mv $(BENCH_DIR)/hostile/cases.txt.tmp $(BENCH_DIR)/hostile/cases.txt
+	@# Parquet (issue 18): the same rows in row groups of 100,000, 1,000,000 rows and a tenth.
+	@rm -rf $(BENCH_DIR)/parquet && $(RELEASE_BIN)/tapline-sample-exports parquet --out $(BENCH_DIR)/parquet/large \
+		--rows $$(( $(BENCH_ROWS) / 10 )) --row-group-rows 100_000 --bench-repeat 10
+	@$(RELEASE_BIN)/tapline-sample-exports parquet --out $(BENCH_DIR)/parquet/small \
+		--rows $$(( $(BENCH_ROWS) / 10 )) --row-group-rows 100_000 --bench-repeat 1
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
 		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small \
-		--hostile-dir $(BENCH_DIR)/hostile --generator $(RELEASE_BIN)/tapline-sample-exports
+		--hostile-dir $(BENCH_DIR)/hostile --generator $(RELEASE_BIN)/tapline-sample-exports \
+		--parquet-dir $(BENCH_DIR)/parquet
 
 bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: requests/s, p50/p99, lost payloads (needs wrk).
 	$(CARGO) build --release --locked -p tapline-cli

@@ -42,6 +42,7 @@ def main():
     parser.add_argument("--small-dir", help="a smaller export of the same shape: peak RSS must not grow with size")
     parser.add_argument("--hostile-dir", help="output of `tapline-sample-exports hostile`: peak RSS of each case")
     parser.add_argument("--generator", help="tapline-sample-exports, to write good files of matching sizes")
+    parser.add_argument("--parquet-dir", help="`large/` and `small/` Parquet exports (`tapline-sample-exports parquet`): peak RSS of each")
     args = parser.parse_args()
 
     files = sorted(glob.glob(os.path.join(args.dir, "*-Bench-Event-*.csv.gz")))
@@ -105,6 +106,9 @@ def main():
     if args.hostile_dir:
         bench_hostile(args, rows, compressed)
 
+    if args.parquet_dir:
+        bench_parquet(args)
+
     pg = os.environ.get("TAPLINE_TEST_POSTGRES_URL")
     if pg:
         bench_postgres(args, export, pg, rows, mb)
@@ -124,6 +128,25 @@ def load_rss(tapline, path, db, ok_codes=(0, 2)):
             "SELECT status, rows_loaded, rows_rejected, coalesce(error, '') FROM _tapline_loads"
         ).fetchone()
     return rss, ledger
+
+
+def bench_parquet(args):
+    """Peak RSS and wall time of loading a Parquet export into SQLite: memory is bounded by a
+    row group (100,000 rows here), so the 1,000,000-row file costs what the tenth does."""
+    print("\nParquet (issue 18): `tapline load` into SQLite, row groups of 100,000 rows")
+    results = {}
+    for size in ("small", "large"):
+        path = os.path.join(args.parquet_dir, size, "parquet")
+        db = os.path.join(args.parquet_dir, f"{size}.sqlite")
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        wall, rss = run([args.tapline, "load", path, "--warehouse", f"sqlite://{db}", "--no-progress"])
+        with sqlite3.connect(db) as conn:
+            status, rows = conn.execute("SELECT status, rows_loaded FROM _tapline_loads").fetchone()
+        results[size] = rss
+        print(f"  {size:6}{rows:>11,} rows  {wall:6.1f} s  {rows / wall:>9,.0f} rows/s  peak RSS {rss / 1024:6.1f} MiB  {status}")
+    print(f"  flat: {results['large'] / results['small']:.2f}x the peak RSS for 10x the rows")
 
 
 def bench_hostile(args, bench_rows, bench_compressed):

@@ -46,6 +46,7 @@ const BENCH_USERS: u64 = 5_000;
 /// The 21 fixed leading columns of a legacy CSV event export, exactly as CleverTap documents them.
 use tapline::export::FIXED_EVENT_COLUMNS as FIXED_COLUMNS;
 
+#[cfg(feature = "parquet")]
 mod parquet_files;
 
 /// Help shown after the options of the top-level command.
@@ -157,6 +158,7 @@ enum Command {
         seed: u64,
     },
 
+    #[cfg(feature = "parquet")]
     /// Write the same "Charged" events as a CSV export and as an Export Center Parquet export,
     /// and Parquet files a loader must refuse.
     ///
@@ -180,6 +182,11 @@ enum Command {
         /// Rows per Parquet row group.
         #[arg(long, default_value = "200", value_name = "N", value_parser = parse_count)]
         row_group_rows: u64,
+
+        /// For `make bench`: write only `parquet/`, its `--rows` rows repeated N times (a large
+        /// file without holding all its rows in memory).
+        #[arg(long, value_name = "N", value_parser = parse_count)]
+        bench_repeat: Option<u64>,
 
         /// Seed for every generated value; the same seed gives byte-identical files.
         #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
@@ -209,12 +216,14 @@ fn main() -> Result<()> {
             bomb_rows,
             seed,
         } => hostile(&out, bad_rows, bomb_rows, seed, &clock),
+        #[cfg(feature = "parquet")]
         Command::Parquet {
             out,
             rows,
             row_group_rows,
+            bench_repeat,
             seed,
-        } => parquet_files::parquet(&out, rows, row_group_rows, seed, &clock),
+        } => parquet_files::parquet(&out, rows, row_group_rows, bench_repeat, seed, &clock),
     }
 }
 

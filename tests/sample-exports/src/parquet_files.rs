@@ -99,6 +99,7 @@ pub(super) fn parquet(
     out: &Path,
     rows: u64,
     row_group_rows: u64,
+    bench_repeat: Option<u64>,
     seed: u64,
     clock: &Clock,
 ) -> Result<()> {
@@ -140,12 +141,19 @@ pub(super) fn parquet(
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut written = Vec::new();
+    if let Some(times) = bench_repeat {
+        let good = pq_dir.join(name(0));
+        write_parquet(&good, &pq_rows, row_group_rows, true, times)?;
+        let size = fs::metadata(&good)?.len();
+        println!("rows={} bytes={size} path={}", rows * times, good.display());
+        return Ok(());
+    }
     let csv_path = csv_dir.join(&csv_name);
     fs::write(&csv_path, gzip(&csv_bytes(&header, &csv_rows))?)?;
     written.push((csv_path, rows));
 
     let good = pq_dir.join(name(0));
-    write_parquet(&good, &pq_rows, row_group_rows, true)?;
+    write_parquet(&good, &pq_rows, row_group_rows, true, 1)?;
     written.push((good.clone(), rows));
 
     // Row 2: `eventProps.Amount` with no member set; row 3: with two.
@@ -157,11 +165,11 @@ pub(super) fn parquet(
         vec![Member::Str("1.00".into()), Member::Double(1.0)],
     );
     let path = bad_dir.join(name(1));
-    write_parquet(&path, &unions, row_group_rows, true)?;
+    write_parquet(&path, &unions, row_group_rows, true, 1)?;
     written.push((path, rows));
 
     let path = bad_dir.join(name(2));
-    write_parquet(&path, &pq_rows, row_group_rows, false)?;
+    write_parquet(&path, &pq_rows, row_group_rows, false, 1)?;
     written.push((path, rows));
 
     let bytes = fs::read(&good)?;
@@ -244,12 +252,13 @@ fn schema(with_event_time: bool) -> String {
     text
 }
 
-/// Writes `rows` in row groups of `group_rows`, snappy-compressed.
+/// Writes `rows` (`times` times over) in row groups of `group_rows`, snappy-compressed.
 fn write_parquet(
     path: &Path,
     rows: &[PqRow],
     group_rows: u64,
     with_event_time: bool,
+    times: u64,
 ) -> Result<()> {
     let schema = Arc::new(parse_message_type(&schema(with_event_time))?);
     let props = Arc::new(
@@ -259,7 +268,8 @@ fn write_parquet(
     );
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = SerializedFileWriter::new(file, schema, props)?;
-    for group in rows.chunks(group_rows as usize) {
+    let groups = (0..times).flat_map(|_| rows.chunks(group_rows as usize));
+    for group in groups {
         let mut group_writer = writer.next_row_group()?;
         let mut leaf = 0usize;
         while let Some(mut column) = group_writer.next_column()? {
