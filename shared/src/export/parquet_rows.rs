@@ -320,7 +320,7 @@ fn no_member(path: &str) -> FieldProblem {
     )
 }
 
-/// A float as its shortest round-trip text in JSON's number form (`5.0`, `0.1`, `1e30`), the
+/// A float as its shortest round-trip text in JSON's number form (`5.0`, `0.1`, `1e+30`), the
 /// way the JSON export's numbers are written; `shortest` is the value's own type's shortest
 /// decimal (so an `f32` 0.1 stays `0.1`, not its `f64` widening). NaN and infinities, which
 /// JSON has no number for, keep Rust's names.
@@ -361,7 +361,7 @@ mod tests {
     fn floats_are_shortest_round_trip_in_json_form() {
         assert_eq!(float_text(5.0, &5.0f64.to_string()), "5.0");
         assert_eq!(float_text(f64::from(0.1f32), &0.1f32.to_string()), "0.1");
-        assert_eq!(float_text(1e30, &1e30f64.to_string()), "1e30");
+        assert_eq!(float_text(1e30, &1e30f64.to_string()), "1e+30");
         assert_eq!(float_text(49.99, &49.99f64.to_string()), "49.99");
         assert_eq!(float_text(f64::NAN, &f64::NAN.to_string()), "NaN");
     }
