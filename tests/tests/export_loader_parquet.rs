@@ -243,3 +243,43 @@ fn bad_parquet_is_quarantined_or_its_rows_rejected_with_the_reason() {
         Some("0".to_string())
     );
 }
+
+/// The same comparison on a real PostgreSQL 15: the same columns, the same rows (`ts` as a
+/// `timestamptz` from the CSV's local times and from the Parquet's epoch seconds alike).
+#[test]
+fn csv_and_parquet_give_the_same_rows_on_postgres() {
+    use tapline_tests::servers::pg::PgSchema;
+    let files = Generated::new("300", "120");
+    let (csv, parquet) = (PgSchema::new("pq_csv"), PgSchema::new("pq_parquet"));
+    for (db, sub) in [(&csv, "csv"), (&parquet, "parquet")] {
+        let run = tapline(&[
+            "load",
+            files.path(sub).to_str().unwrap(),
+            "--warehouse",
+            &db.url(),
+            "--timezone",
+            "Asia/Kolkata",
+        ]);
+        assert_eq!(run.code, 0, "{sub}: {}{}", run.stdout, run.stderr);
+    }
+    let columns = |db: &PgSchema| {
+        db.psql(&format!(
+            "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'charged' \
+             AND column_name NOT IN ('{}')",
+            BOOKKEEPING.join("','")
+        ))
+    };
+    let names = columns(&csv);
+    assert_eq!(names, columns(&parquet));
+    assert!(names.contains("event_props_amount"), "{names}");
+    let digest = |db: &PgSchema| {
+        db.psql(&format!(
+            "SELECT count(*) || ' ' || md5(string_agg(r::text, E'\\n' ORDER BY r::text)) \
+             FROM (SELECT {names} FROM charged) r"
+        ))
+    };
+    let csv_digest = digest(&csv);
+    assert!(csv_digest.starts_with("300 "), "{csv_digest}");
+    assert_eq!(csv_digest, digest(&parquet));
+}
