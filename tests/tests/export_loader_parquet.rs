@@ -178,7 +178,7 @@ fn bad_parquet_is_quarantined_or_its_rows_rejected_with_the_reason() {
             .map(|v| v.clone().unwrap_or_default())
             .collect::<Vec<_>>()
     };
-    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
     assert_eq!(by_index("1"), ["loaded", "498", "2", ""]);
     let corrupt_footer = "corrupt or truncated data: not a Parquet file, or its footer is damaged: \
                           Parquet error: Invalid Parquet file. Corrupt footer";
@@ -201,6 +201,17 @@ fn bad_parquet_is_quarantined_or_its_rows_rejected_with_the_reason() {
     assert!(
         damaged[3].starts_with("corrupt or truncated data: row group 2 cannot be decoded: "),
         "{damaged:?}"
+    );
+
+    // A hostile footer (a negative column size) is refused before the reader can panic on it.
+    let negative = by_index("6");
+    assert_eq!(negative[..3], ["quarantined", "0", "0"]);
+    assert!(
+        negative[3].starts_with(
+            "corrupt or truncated data: Parquet column \"eventName\" claims bytes outside the file \
+             (offset 4, size -"
+        ),
+        "{negative:?}"
     );
 
     let rejects = sqlite_rows(

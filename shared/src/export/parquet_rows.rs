@@ -57,7 +57,7 @@ pub(crate) fn parse_parquet(
     let reader = SerializedFileReader::new(spool).map_err(|e| {
         FileProblem::Corrupt(format!("not a Parquet file, or its footer is damaged: {e}"))
     })?;
-    check_file(&reader)?;
+    check_file(&reader, decoded)?;
 
     let mut records = JsonRecords::new(opts, sink);
     let mut line = 0u64;
@@ -104,8 +104,10 @@ fn copy_to_spool(
     }
 }
 
-/// Whole-file checks from the footer, before any row is read: a required column and codecs.
-fn check_file(reader: &SerializedFileReader<File>) -> Result<(), FileProblem> {
+/// Whole-file checks from the footer, before any row is read: a required column, codecs, and
+/// column chunks inside the file (the parquet crate panics on a negative offset or size, which
+/// a hostile footer can write; a panic would abort a release build).
+fn check_file(reader: &SerializedFileReader<File>, file_bytes: u64) -> Result<(), FileProblem> {
     let meta = reader.metadata();
     let schema = meta.file_metadata().schema_descr();
     let has_event_time = schema
@@ -118,6 +120,21 @@ fn check_file(reader: &SerializedFileReader<File>) -> Result<(), FileProblem> {
     }
     for group in meta.row_groups() {
         for column in group.columns() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or(column.data_page_offset());
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(column.compressed_size()).ok())
+                .and_then(|(start, len)| start.checked_add(len))
+                .is_some_and(|end| end <= file_bytes);
+            if !inside {
+                return Err(FileProblem::Corrupt(format!(
+                    "Parquet column {:?} claims bytes outside the file (offset {start}, size {})",
+                    column.column_path().string(),
+                    column.compressed_size()
+                )));
+            }
             let codec = column.compression();
             if !codec_supported(codec) {
                 return Err(FileProblem::Unsupported(format!(

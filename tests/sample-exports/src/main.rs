@@ -169,7 +169,8 @@ enum Command {
     /// `member5` (string), snappy-compressed, `--row-group-rows` rows per row group. `bad/`
     /// holds: `…-0-1.parquet` with union rows 2 (no member set) and 3 (two set), `…-0-2` without
     /// `eventTime`, `…-0-3` cut short (no footer), `…-0-4` not Parquet at all, `…-0-5` whose
-    /// second row group's first page header is overwritten. Prints `path  rows  bytes` per file.
+    /// second row group's first page header is overwritten, `…-0-6` whose footer gives its first
+    /// column chunk a negative size. Prints `path  rows  bytes` per file.
     Parquet {
         /// Directory to write into; created with its parents if missing.
         #[arg(long, value_name = "DIR")]

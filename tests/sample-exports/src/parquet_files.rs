@@ -181,6 +181,10 @@ pub(super) fn parquet(
     fs::write(&path, b"eventName,eventTime\nCharged,1663718400\n")?;
     written.push((path, 0));
 
+    let path = bad_dir.join(name(6));
+    fs::write(&path, negative_column_size(&good, bytes.clone())?)?;
+    written.push((path, rows));
+
     let path = bad_dir.join(name(5));
     fs::write(&path, damage_second_row_group(&good, bytes)?)?;
     written.push((path, rows));
@@ -428,5 +432,32 @@ fn damage_second_row_group(good: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
     for byte in &mut bytes[start..start + 16] {
         *byte = 0xff;
     }
+    Ok(bytes)
+}
+
+/// `bytes` (the good file) with a footer claiming a negative size for the first column chunk:
+/// the compact-Thrift `total_compressed_size` (field 7, an i64 after field 6) has its zigzag
+/// varint made odd, which reads as negative. A hostile footer, which once made the reader panic.
+fn negative_column_size(good: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let reader = SerializedFileReader::new(File::open(good)?)?;
+    let size = reader.metadata().row_group(0).column(0).compressed_size();
+    let mut pattern = vec![0x16u8];
+    let mut zigzag = (size << 1) as u64;
+    loop {
+        let byte = (zigzag & 0x7f) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            pattern.push(byte);
+            break;
+        }
+        pattern.push(byte | 0x80);
+    }
+    let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into()?);
+    let footer_start = bytes.len() - 8 - footer_len as usize;
+    let at = bytes[footer_start..]
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .context("the first column chunk's size in the footer")?;
+    bytes[footer_start + at + 1] |= 1;
     Ok(bytes)
 }
