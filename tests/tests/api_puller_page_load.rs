@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tapline::api_puller::PullError;
 use tapline::api_puller::events::{EventsPull, pull_events};
 use tapline::api_puller::page_load::{
-    event_parse_options, event_record_as_export, load_event_page,
+    PageCounts, event_parse_options, event_record_as_export, load_event_page,
 };
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::export::ParseOptions;
@@ -351,6 +351,21 @@ fn day_options(warehouse: &dyn Warehouse) -> ParseOptions {
     )
 }
 
+/// Page `n` of `Charged` on the test day, every reject allowed, no checkpoint.
+async fn load_day_page(warehouse: &dyn Warehouse, n: usize, records: Vec<Value>) -> PageCounts {
+    load_event_page(
+        warehouse,
+        &page_object(n),
+        "Charged",
+        records,
+        day_options(warehouse),
+        1.0,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_keeps_its_size_as_json_lines_and_its_rejects_as_json_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -361,17 +376,7 @@ async fn a_page_keeps_its_size_as_json_lines_and_its_rejects_as_json_text() {
     records.push(json!({"ts": "not a time", "event_props": {"Café ☕": "e\u{301}"}}));
     let size = page_size(&records);
 
-    let counts = load_event_page(
-        warehouse.as_ref(),
-        &page_object(0),
-        "Charged",
-        records,
-        day_options(warehouse.as_ref()),
-        1.0,
-        None,
-    )
-    .await
-    .unwrap();
+    let counts = load_day_page(warehouse.as_ref(), 0, records).await;
 
     assert_eq!((counts.rows, counts.rejected), (2, 2));
     assert_eq!(
@@ -475,17 +480,7 @@ async fn a_bare_value_as_a_page_s_first_record_is_rejected_not_lost() {
         let mut records = event_records(DAY, 1);
         records.insert(0, first.clone());
 
-        let counts = load_event_page(
-            warehouse.as_ref(),
-            &page_object(n),
-            "Charged",
-            records,
-            day_options(warehouse.as_ref()),
-            1.0,
-            None,
-        )
-        .await
-        .unwrap();
+        let counts = load_day_page(warehouse.as_ref(), n, records).await;
 
         assert_eq!((counts.rows, counts.rejected), (1, 1), "{first}");
         let reject = sqlite_rows(
