@@ -29,6 +29,12 @@ pub const TS_COLUMN: &str = "ts";
 /// The raw CleverTap name of the event name column.
 pub const EVENT_NAME_COLUMN: &str = "eventName";
 
+/// The key profile snapshot rows are routed by, in the place of an event name (the warehouse
+/// catalog files their table, `profile_snapshots`, under it). CleverTap allows no `$` in event
+/// names, and the row checks refuse an event of this name, so no event file can reach that
+/// table.
+pub const PROFILE_SNAPSHOTS_KEY: &str = "$profiles";
+
 /// The 21 fixed leading columns of CleverTap's legacy event CSV export, as documented; event
 /// and session property columns follow them and vary per file.
 pub const FIXED_EVENT_COLUMNS: [&str; 21] = [

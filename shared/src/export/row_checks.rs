@@ -2,7 +2,7 @@
 //! name, no NUL bytes.
 
 use super::parse_options::ParseOptions;
-use super::{EVENT_NAME_COLUMN, TS_COLUMN};
+use super::{EVENT_NAME_COLUMN, PROFILE_SNAPSHOTS_KEY, TS_COLUMN};
 use crate::time::{MICROS_PER_SECOND, TsError};
 
 /// The row checks shared by the CSV and JSON parsers.
@@ -38,13 +38,20 @@ impl<'a> RowChecks<'a> {
     where
         'a: 'v,
     {
-        match raw {
-            Some(name) if !name.is_empty() => Ok(name),
+        let name = match raw {
+            Some(name) if !name.is_empty() => name,
             _ => self.opts.event_name_fallback.as_deref().ok_or((
                 Some(EVENT_NAME_COLUMN),
                 "eventName is empty and the file name carries none".to_string(),
-            )),
+            ))?,
+        };
+        if name == PROFILE_SNAPSHOTS_KEY {
+            return Err((
+                Some(EVENT_NAME_COLUMN),
+                format!("the event name {PROFILE_SNAPSHOTS_KEY} is reserved for profile snapshots"),
+            ));
         }
+        Ok(name)
     }
 
     /// Text with a NUL byte is refused: PostgreSQL cannot store it and BI tools cut at it.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::TS_COLUMN;
+use super::{PROFILE_SNAPSHOTS_KEY, TS_COLUMN};
 use crate::time::write_ts_text;
 
 /// Raw column names of the rows in a batch, in file order. `ts` is carried as epoch
@@ -53,6 +53,9 @@ const NULL: (u32, u32) = (u32::MAX, u32::MAX);
 pub struct RowBatch {
     schema: Arc<Schema>,
     event_name_index: usize,
+    /// The table key every row goes to when the batch is not routed by a column (profile
+    /// snapshots: [`PROFILE_SNAPSHOTS_KEY`]).
+    route: Option<&'static str>,
     /// Position of `ts` in the schema; its field is kept in `ts`, not in `text`.
     ts_index: Option<usize>,
     text: String,
@@ -72,6 +75,7 @@ impl RowBatch {
             ts_index: schema.index_of(TS_COLUMN),
             schema,
             event_name_index,
+            route: None,
             text: String::new(),
             fields: Vec::new(),
             lines: Vec::new(),
@@ -80,9 +84,25 @@ impl RowBatch {
         }
     }
 
-    /// An empty batch with the same schema.
+    /// An empty batch of profile snapshot rows with `schema`: every row goes to the table
+    /// registered under [`PROFILE_SNAPSHOTS_KEY`] (`profile_snapshots`), whatever its columns.
+    /// `ts` is the snapshot's instant (the export run, or the pull).
+    pub fn for_profiles(schema: Arc<Schema>) -> Self {
+        let mut batch = Self::new(schema, usize::MAX);
+        batch.route = Some(PROFILE_SNAPSHOTS_KEY);
+        batch
+    }
+
+    /// An empty batch with the same schema and route.
     pub fn empty_like(&self) -> Self {
-        Self::new(self.schema.clone(), self.event_name_index)
+        let mut batch = Self::new(self.schema.clone(), self.event_name_index);
+        batch.route = self.route;
+        batch
+    }
+
+    /// Whether the rows are profile snapshots ([`Self::for_profiles`]).
+    pub fn is_profiles(&self) -> bool {
+        self.route == Some(PROFILE_SNAPSHOTS_KEY)
     }
 
     /// The schema shared by every row.
@@ -147,6 +167,7 @@ impl RowBatch {
             fields: &self.fields[i * n..(i + 1) * n],
             text: &self.text,
             event_name_index: self.event_name_index,
+            route: self.route,
             ts_index: self.ts_index,
         })
     }
@@ -161,6 +182,7 @@ pub struct Row<'a> {
     fields: &'a [(u32, u32)],
     text: &'a str,
     event_name_index: usize,
+    route: Option<&'static str>,
     ts_index: Option<usize>,
 }
 
@@ -195,9 +217,13 @@ impl<'a> Row<'a> {
         }
     }
 
-    /// The event this row belongs to (decides its table).
+    /// The event this row belongs to (decides its table): for a profile snapshot,
+    /// [`PROFILE_SNAPSHOTS_KEY`].
     pub fn event_name(&self) -> &'a str {
-        self.value(self.event_name_index).unwrap_or_default()
+        match self.route {
+            Some(key) => key,
+            None => self.value(self.event_name_index).unwrap_or_default(),
+        }
     }
 }
 

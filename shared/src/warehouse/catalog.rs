@@ -5,6 +5,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::naming::{snake_case, unique_name};
+use crate::export::PROFILE_SNAPSHOTS_KEY;
+
+/// The table profile snapshot rows land in (registered under [`PROFILE_SNAPSHOTS_KEY`]).
+pub const PROFILE_SNAPSHOTS_TABLE: &str = "profile_snapshots";
 use super::{ALL_EVENTS_COLUMNS, RESERVED_TABLES, WarehouseError};
 
 /// Prefixes databases keep for themselves (`sqlite_` tables cannot be created; `pg_` names are
@@ -42,6 +46,9 @@ pub struct Plan {
     pub added: Vec<(String, String)>,
     /// Whether the `all_events` view must be rebuilt.
     pub view_stale: bool,
+    /// Whether the profile views (`profiles`, `profiles_history`, `events_with_profile`) must
+    /// be rebuilt: the snapshot table was created or gained a column.
+    pub profile_views_stale: bool,
 }
 
 impl Catalog {
@@ -129,7 +136,13 @@ impl Catalog {
             } else {
                 event.to_string()
             };
-            let name = unique_name(&base, &is_taken);
+            let name = if event == PROFILE_SNAPSHOTS_KEY {
+                // Reserved for this key, so no event table holds it; a relation of the user's
+                // own by that name still gets a suffix.
+                unique_name(PROFILE_SNAPSHOTS_TABLE, &|c: &str| taken.contains(c))
+            } else {
+                unique_name(&base, &is_taken)
+            };
             self.add_table(event.to_string(), name);
         }
         let table = self.tables.get_mut(event).expect("registered above");
@@ -146,13 +159,20 @@ impl Catalog {
             });
         }
         let mut added = Vec::with_capacity(missing.len());
-        let mut view_stale = create;
+        // `all_events` leaves the snapshots out; the profile views are rebuilt with them.
+        let snapshots = event == PROFILE_SNAPSHOTS_KEY;
+        let mut view_stale = create && !snapshots;
+        let mut profile_views_stale = create && snapshots;
         for raw in missing {
             let used = &table.used;
             let column = unique_name(raw, &|c: &str| used.contains(&c.to_lowercase()));
             table.used.insert(column.to_lowercase());
             table.columns.insert(raw.clone(), column.clone());
-            view_stale |= ALL_EVENTS_COLUMNS.contains(&raw.as_str());
+            if snapshots {
+                profile_views_stale = true;
+            } else {
+                view_stale |= ALL_EVENTS_COLUMNS.contains(&raw.as_str());
+            }
             added.push((raw.clone(), column));
         }
         Ok(Plan {
@@ -160,6 +180,7 @@ impl Catalog {
             create,
             added,
             view_stale,
+            profile_views_stale,
         })
     }
 
@@ -177,7 +198,7 @@ impl Catalog {
         text_type: &str,
         table_ref: &dyn Fn(&str) -> String,
     ) -> String {
-        let mut tables: Vec<&TableColumns> = self.tables.values().collect();
+        let mut tables: Vec<&TableColumns> = self.event_tables().collect();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         let selects: Vec<String> = tables
             .iter()
@@ -206,7 +227,20 @@ impl Catalog {
 
     /// Whether any event table exists.
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        self.event_tables().next().is_none()
+    }
+
+    /// The event tables (the profile snapshot table left out).
+    pub fn event_tables(&self) -> impl Iterator<Item = &TableColumns> {
+        self.tables
+            .iter()
+            .filter(|(event, _)| event.as_str() != PROFILE_SNAPSHOTS_KEY)
+            .map(|(_, table)| table)
+    }
+
+    /// The profile snapshot table, once a profile export or pull created it.
+    pub fn profile_snapshots(&self) -> Option<&TableColumns> {
+        self.tables.get(PROFILE_SNAPSHOTS_KEY)
     }
 }
 
@@ -282,6 +316,39 @@ mod tests {
             names,
             ["event_props_amount", "event_props_amount_2", "source_uri"]
         );
+    }
+
+    #[test]
+    fn profile_snapshots_have_their_own_table_outside_all_events() {
+        let mut c = Catalog::new(Vec::new());
+        let event = c
+            .plan("Profile Snapshots", &cols(&["ts", "eventName"]), 10)
+            .unwrap();
+        assert_eq!(event.table, "profile_snapshots_2", "the name is reserved");
+        let plan = c
+            .plan(
+                PROFILE_SNAPSHOTS_KEY,
+                &cols(&["ts", "identity", "Email"]),
+                10,
+            )
+            .unwrap();
+        assert_eq!(plan.table, PROFILE_SNAPSHOTS_TABLE);
+        assert!(plan.create && plan.profile_views_stale && !plan.view_stale);
+        let again = c
+            .plan(PROFILE_SNAPSHOTS_KEY, &cols(&["Email", "Blood Group"]), 10)
+            .unwrap();
+        assert_eq!(
+            again.added,
+            vec![("Blood Group".into(), "blood_group".into())]
+        );
+        assert!(again.profile_views_stale && !again.view_stale);
+        let view = c.all_events_select(|s| s.to_string());
+        assert!(
+            view.contains("FROM profile_snapshots_2") && !view.contains("FROM profile_snapshots\n")
+        );
+        assert_eq!(view.matches("SELECT").count(), 1, "{view}");
+        assert_eq!(c.event_tables().count(), 1);
+        assert_eq!(c.profile_snapshots().unwrap().columns["Email"], "email");
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub const LINEAGE_COLUMNS: [&str; 4] =
 pub const RESERVED_TABLES: &[&str] = &[
     "all_events",
     "profiles",
+    "profile_snapshots",
+    "profiles_history",
+    "events_with_profile",
     "event_counts",
     "profile_counts",
     "campaigns",
