@@ -34,6 +34,12 @@ pub const EVENT_NAME_COLUMN: &str = "eventName";
 /// names, and the row checks refuse an event of this name, so no event file can reach that
 /// table.
 pub const PROFILE_SNAPSHOTS_KEY: &str = "$profiles";
+/// Raw name of a profile snapshot's key column: the identity, else the CleverTap id.
+pub const PROFILE_IDENTITY_COLUMN: &str = "identity";
+/// Raw name of a profile snapshot's attribute hash (16 hex digits): equal hashes, same attributes.
+pub const PROFILE_HASH_COLUMN: &str = "_profile_hash";
+/// Raw name of a profile snapshot's whole record, as compact JSON.
+pub const PROFILE_RECORD_COLUMN: &str = "_record";
 
 /// The 21 fixed leading columns of CleverTap's legacy event CSV export, as documented; event
 /// and session property columns follow them and vary per file.
