@@ -62,6 +62,14 @@ mod double {
     tapline_tests::warehouse_conformance_tests!(Double {
         double: OnceCell::new()
     });
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn legacy_profiles_table_is_refused() {
+        let harness = Double {
+            double: OnceCell::new(),
+        };
+        tapline_tests::conformance::warehouse::legacy_profiles_table_is_refused(&harness).await;
+    }
 }
 
 /// On bqemulator, every case but two loaders racing on one version: the emulator runs a
@@ -72,4 +80,12 @@ mod bqemulator {
     tapline_tests::warehouse_conformance_tests!(single_loader: Emulator {
         emulator: BigQueryEmulator::new()
     });
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn legacy_profiles_table_is_refused() {
+        let harness = Emulator {
+            emulator: BigQueryEmulator::new(),
+        };
+        tapline_tests::conformance::warehouse::legacy_profiles_table_is_refused(&harness).await;
+    }
 }

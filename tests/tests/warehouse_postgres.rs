@@ -175,3 +175,9 @@ async fn queries_cannot_escape_their_read_only_transaction() {
         (vec!["one".to_string()], vec![vec![Some("1".to_string())]])
     );
 }
+
+/// An earlier Tapline's `profiles` table is kept under another name when the view takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_profiles_table_is_kept() {
+    tapline_tests::conformance::warehouse::legacy_profiles_table_is_kept(&Postgres::new()).await;
+}

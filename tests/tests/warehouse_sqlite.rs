@@ -92,3 +92,13 @@ async fn queries_cannot_escape_read_only() {
     assert_eq!(tables.rows, vec![vec![Some("0".to_string())]]);
     assert_eq!(w.recent_loads(5).await.unwrap().len(), 1);
 }
+
+/// An earlier Tapline's `profiles` table is kept under another name when the view takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_profiles_table_is_kept() {
+    let harness = Sqlite {
+        dir: tempfile::tempdir().unwrap(),
+        journal: Journal::Wal,
+    };
+    tapline_tests::conformance::warehouse::legacy_profiles_table_is_kept(&harness).await;
+}

@@ -22,6 +22,7 @@ pub mod naming;
 pub mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod profile_views;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod url_redaction;

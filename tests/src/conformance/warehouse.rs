@@ -41,6 +41,25 @@ pub fn batch(columns: &[&str], rows: &[(u64, Vec<Option<&str>>)]) -> RowBatch {
     b
 }
 
+/// A batch of profile snapshot rows ([`RowBatch::for_profiles`]) with these raw columns (must
+/// include `ts`, the snapshot instant as UTC ISO-8601 text).
+pub fn profile_batch(columns: &[&str], rows: &[(u64, Vec<Option<&str>>)]) -> RowBatch {
+    let schema = Arc::new(Schema::new(columns.iter().map(|c| c.to_string()).collect()));
+    let ts_index = columns.iter().position(|c| *c == "ts").expect("ts column");
+    let mut b = RowBatch::for_profiles(schema);
+    for (line, values) in rows {
+        assert_eq!(values.len(), columns.len(), "row width");
+        let ts = values[ts_index]
+            .and_then(tapline::time::parse_utc)
+            .expect("ts as UTC ISO-8601 text");
+        b.start_row(*line, ts * tapline::time::MICROS_PER_SECOND);
+        for v in values {
+            b.push_field(*v);
+        }
+    }
+    b
+}
+
 /// A source object.
 pub fn object(uri: &str, version: &str) -> SourceObject {
     SourceObject {
@@ -503,6 +522,240 @@ pub async fn all_events_spans_tables(h: &dyn Harness) {
     );
 }
 
+/// Loads one profile export: snapshot rows `(identity, hash, Email)` at `at`, plus a
+/// `Blood Group` column when `blood` is given.
+async fn load_profiles(
+    w: &dyn Warehouse,
+    uri: &str,
+    at: &str,
+    profiles: &[(&str, &str, &str)],
+    blood: Option<&str>,
+) -> LoadRecord {
+    let mut columns = vec!["identity", "ts", "_profile_hash", "_record", "Email"];
+    if blood.is_some() {
+        columns.push("Blood Group");
+    }
+    let rows: Vec<(u64, Vec<Option<&str>>)> = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, (identity, hash, email))| {
+            let mut values = vec![
+                Some(*identity),
+                Some(at),
+                Some(*hash),
+                Some("{}"),
+                Some(*email),
+            ];
+            if blood.is_some() {
+                values.push(blood);
+            }
+            (i as u64 + 2, values)
+        })
+        .collect();
+    let mut t = start(w, &object(uri, "1")).await;
+    t.append(profile_batch(&columns, &rows)).await.unwrap();
+    ours(t.commit(loaded(rows.len() as u64, 0), vec![]).await)
+}
+
+/// Profile snapshots stay out of `all_events`; `profiles` holds each identity's latest snapshot,
+/// `profiles_history` one row per period of unchanged attributes (an unchanged profile and a
+/// late, older export add no period), and `events_with_profile` gives each event the profile of
+/// its time (none before the first snapshot).
+pub async fn profile_views_follow_snapshots(h: &dyn Harness) {
+    let w = h.open("people").await;
+    let w = w.as_ref();
+    let mut t = start(w, &object("s3://b/1-2-Order-Placed-20220921-0-0.csv", "1")).await;
+    let mut events = order_rows();
+    events[1].1[0] = Some("2022-09-19T12:00:00Z");
+    events[1].1[2] = Some("u1");
+    t.append(batch(ORDER, &events)).await.unwrap();
+    ours(t.commit(loaded(2, 0), vec![]).await);
+
+    let first = load_profiles(
+        w,
+        "s3://b/profile/1-7-1663632000-0.csv.gz",
+        "2022-09-20T00:00:00Z",
+        &[("u1", "h1", "a@x.io"), ("u2", "h2", "u2@x.io")],
+        None,
+    )
+    .await;
+    let second = load_profiles(
+        w,
+        "s3://b/profile/1-8-1663718400-0.csv.gz",
+        "2022-09-21T00:00:00Z",
+        &[("u1", "h1b", "b@x.io"), ("u2", "h2", "u2@x.io")],
+        Some("O+"),
+    )
+    .await;
+    // An older export found late, the same as the first for u1: no new period.
+    load_profiles(
+        w,
+        "s3://b/profile/1-9-1663675200-0.csv.gz",
+        "2022-09-20T12:00:00Z",
+        &[("u1", "h1", "a@x.io")],
+        None,
+    )
+    .await;
+
+    assert_eq!(count(w, "all_events").await, 2, "snapshots are not events");
+    assert_eq!(
+        rows(
+            w,
+            "SELECT identity, snapshot_at, email, blood_group FROM profiles ORDER BY identity"
+        )
+        .await,
+        vec![
+            vec![s("u1"), s("2022-09-21T00:00:00Z"), s("b@x.io"), s("O+")],
+            vec![s("u2"), s("2022-09-21T00:00:00Z"), s("u2@x.io"), s("O+")],
+        ]
+    );
+    let history = rows(
+        w,
+        "SELECT identity, valid_from, valid_to, email, blood_group, _load_id FROM profiles_history \
+         ORDER BY identity, valid_from",
+    )
+    .await;
+    let id = |r: &LoadRecord| s(&r.load_id.to_string());
+    assert_eq!(
+        history,
+        vec![
+            vec![
+                s("u1"),
+                s("2022-09-20T00:00:00Z"),
+                s("2022-09-21T00:00:00Z"),
+                s("a@x.io"),
+                None,
+                id(&first)
+            ],
+            vec![
+                s("u1"),
+                s("2022-09-21T00:00:00Z"),
+                None,
+                s("b@x.io"),
+                s("O+"),
+                id(&second)
+            ],
+            vec![
+                s("u2"),
+                s("2022-09-20T00:00:00Z"),
+                None,
+                s("u2@x.io"),
+                None,
+                id(&first)
+            ],
+        ]
+    );
+    assert_eq!(
+        rows(
+            w,
+            "SELECT ts, event_name, profile_identity, profile_valid_from, user_email, user_blood_group \
+             FROM events_with_profile ORDER BY ts"
+        )
+        .await,
+        vec![
+            vec![s("2022-09-19T12:00:00Z"), s("Order Placed"), s("u1"), None, None, None],
+            vec![s("2022-09-21T04:39:25Z"), s("Order Placed"), s("u1"), s("2022-09-21T00:00:00Z"), s("b@x.io"), s("O+")],
+        ]
+    );
+    // A new event table afterwards rebuilds all_events, and events_with_profile over it.
+    let mut t = start(w, &object("s3://b/1-2-App-Launched-20220921-0-0.csv", "1")).await;
+    t.append(batch(
+        &["ts", "eventName", "profile.identity"],
+        &[(
+            2,
+            vec![
+                Some("2022-09-20T06:00:00Z"),
+                Some("App Launched"),
+                Some("u2"),
+            ],
+        )],
+    ))
+    .await
+    .unwrap();
+    ours(t.commit(loaded(1, 0), vec![]).await);
+    assert_eq!(
+        rows(
+            w,
+            "SELECT event_name, user_email FROM events_with_profile WHERE profile_identity = 'u2'"
+        )
+        .await,
+        vec![vec![s("App Launched"), s("u2@x.io")]]
+    );
+}
+
+/// The table `profiles` an earlier Tapline's `pull profiles` wrote (as a fixed table).
+pub const LEGACY_PROFILES: tapline::warehouse::FixedTable = tapline::warehouse::FixedTable {
+    name: "profiles",
+    columns: &[
+        ("identity", tapline::warehouse::ColumnType::Text),
+        ("profile_data", tapline::warehouse::ColumnType::Text),
+    ],
+    key: &["identity"],
+};
+
+/// A warehouse that has the earlier `profiles` table: the first profile snapshot renames it to
+/// `_tapline_profiles_v1` (rows kept) and `profiles` becomes the view (SQLite, PostgreSQL).
+pub async fn legacy_profiles_table_is_kept(h: &dyn Harness) {
+    let w = h.open("legacy").await;
+    let w = w.as_ref();
+    let old = vec![vec![s("u1"), s(r#"{"favoriteFood":"pizza"}"#)]];
+    w.replace_rows(&LEGACY_PROFILES, &old).await.unwrap();
+    load_profiles(
+        w,
+        "s3://b/profile/1-7-1663632000-0.csv.gz",
+        "2022-09-20T00:00:00Z",
+        &[("u1", "h1", "a@x.io")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        rows(w, "SELECT identity, profile_data FROM _tapline_profiles_v1").await,
+        old
+    );
+    assert_eq!(
+        rows(w, "SELECT identity, email FROM profiles").await,
+        vec![vec![s("u1"), s("a@x.io")]]
+    );
+}
+
+/// On BigQuery, which cannot turn a table into a view, the first profile load into a dataset
+/// holding the earlier `profiles` table fails before it commits, saying how to rename it.
+pub async fn legacy_profiles_table_is_refused(h: &dyn Harness) {
+    let w = h.open("legacy").await;
+    let w = w.as_ref();
+    let old = vec![vec![s("u1"), s("{}")]];
+    w.replace_rows(&LEGACY_PROFILES, &old).await.unwrap();
+    let o = object("s3://b/profile/1-7-1663632000-0.csv.gz", "1");
+    let mut t = start(w, &o).await;
+    t.append(profile_batch(
+        &["identity", "ts", "_profile_hash", "_record"],
+        &[(
+            2,
+            vec![
+                Some("u1"),
+                Some("2022-09-20T00:00:00Z"),
+                Some("h"),
+                Some("{}"),
+            ],
+        )],
+    ))
+    .await
+    .unwrap();
+    let err = t.commit(loaded(1, 0), vec![]).await.unwrap_err();
+    assert!(!err.is_retryable());
+    let chain = tapline::error::error_chain(&err);
+    assert!(
+        chain.contains(
+            "has a table named profiles (from an earlier Tapline's pull profiles); profiles is now \
+             a view over profile_snapshots: rename the table (ALTER TABLE "
+        ) && chain.ends_with(".profiles RENAME TO _tapline_profiles_v1) and load again"),
+        "{chain}"
+    );
+    assert_eq!(count(w, "profiles").await, 1, "the old table is untouched");
+    let ledger = rows(w, "SELECT status FROM _tapline_loads").await;
+    assert!(!ledger.contains(&vec![s("loaded")]), "{ledger:?}");
+}
+
 /// A failed attempt is recorded, and a retry loads and counts the attempt.
 pub async fn failure_is_recorded_then_retried(h: &dyn Harness) {
     let w = h.open("failure").await;
@@ -841,6 +1094,7 @@ macro_rules! warehouse_conformance_tests {
             fixed_rows_are_replaced_by_key,
             longest_names_load_and_load_again,
             ledger_versions_are_read_per_prefix,
+            profile_views_follow_snapshots,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -595,6 +595,10 @@ fn check_fields(fields: &Value) -> Result<Vec<Field>, (StatusCode, Value)> {
 }
 
 fn create_view(ds: &Dataset, table: &str, query: &str) -> Result<(), (StatusCode, Value)> {
+    // Views live in SQLite's temp schema and tables in the dataset's attached one: a view that
+    // reads another view (`ds`.`all_events`) finds it only unqualified, where SQLite searches
+    // temp first, then the attached dataset.
+    let query = query.replace(&format!("`{}`.", ds.name), "");
     ds.conn
         .execute_batch(&format!(
             "DROP VIEW IF EXISTS temp.{t}; CREATE TEMP VIEW {t} AS {query}",

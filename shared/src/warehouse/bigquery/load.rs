@@ -18,6 +18,7 @@ use super::{
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
+use crate::warehouse::profile_views::{self, PROFILES_VIEW, ViewDialect};
 use crate::warehouse::{
     COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
     LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, StateWrite, WarehouseError,
@@ -49,6 +50,8 @@ pub(super) struct BigQueryLoad {
     /// Event → its staged rows, in table-name order for stable job ids.
     staged: BTreeMap<String, Staged>,
     view_stale: bool,
+    /// The profile snapshot table was created or widened: the profile views are rebuilt.
+    profile_views_stale: bool,
     /// The state value the commit script writes with the rows.
     state: Option<StateWrite>,
 }
@@ -76,6 +79,7 @@ impl BigQueryLoad {
             fetched: HashSet::new(),
             staged: BTreeMap::new(),
             view_stale: false,
+            profile_views_stale: false,
             state: None,
         }
     }
@@ -238,9 +242,10 @@ impl BigQueryLoad {
         Ok(())
     }
 
-    /// Rebuilds `all_events` from a fresh listing, plus the tables this load wrote (`touched`
-    /// events) should the listing not show them yet.
-    async fn rebuild_view(&self, touched: &[String]) -> Result<(), WarehouseError> {
+    /// Rebuilds the stale views (`all_events`, the profile views: see
+    /// [`profile_views::stale_views`]) from a fresh listing, plus the tables this load wrote
+    /// (`touched` events) should the listing not show them yet.
+    async fn rebuild_views(&self, touched: &[String]) -> Result<(), WarehouseError> {
         let (mut catalog, events) = self.ds.read_catalog().await?;
         for table in events.values() {
             let resource = self
@@ -262,23 +267,53 @@ impl BigQueryLoad {
             }
         }
         let dataset = self.ds.dataset.clone();
-        let body = catalog.all_events_select_with(ident, "STRING", &|t| {
-            format!("{}.{}", ident(&dataset), ident(t))
-        });
-        let resource = json!({
-            "tableReference": self.ds.table_reference("all_events"),
-            "view": { "query": body, "useLegacySql": false },
-        });
-        match self.ds.api.insert_table(&self.ds.dataset, &resource).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_duplicate() => self
-                .ds
-                .api
-                .update_table(&self.ds.dataset, "all_events", &resource)
-                .await
-                .map(|_| ())
-                .map_err(op("rebuild all_events")),
-            Err(e) => Err(op("rebuild all_events")(e)),
+        let relation = |t: &str| format!("{}.{}", ident(&dataset), ident(t));
+        let all_events = self
+            .view_stale
+            .then(|| catalog.all_events_select_with(ident, "STRING", &relation));
+        let dialect = ViewDialect {
+            ident,
+            relation: &relation,
+        };
+        let stale =
+            profile_views::stale_views(&catalog, &dialect, all_events, self.profile_views_stale);
+        for (name, body) in stale {
+            let operation = "rebuild views";
+            let resource = json!({
+                "tableReference": self.ds.table_reference(name),
+                "view": { "query": body, "useLegacySql": false },
+            });
+            match self.ds.api.insert_table(&self.ds.dataset, &resource).await {
+                Ok(_) => {}
+                Err(e) if e.is_duplicate() => {
+                    self.ds
+                        .api
+                        .update_table(&self.ds.dataset, name, &resource)
+                        .await
+                        .map_err(op(operation))?;
+                }
+                Err(e) => return Err(op(operation)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Tapline before profile snapshots kept `tapline pull profiles` in a table named
+    /// `profiles`; BigQuery cannot turn a table into a view, so the user renames it once.
+    async fn refuse_legacy_profiles_table(&self) -> Result<(), WarehouseError> {
+        match self.ds.api.get_table(&self.ds.dataset, PROFILES_VIEW).await {
+            Ok(t) if t["type"].as_str() == Some("TABLE") => Err(WarehouseError::Operation {
+                operation: "rebuild views",
+                retryable: false,
+                source: format!(
+                    "dataset {} has a table named profiles (from an earlier Tapline's pull \
+                     profiles); profiles is now a view over profile_snapshots: rename the table \
+                     (ALTER TABLE {0}.profiles RENAME TO _tapline_profiles_v1) and load again",
+                    self.ds.dataset
+                )
+                .into(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -367,6 +402,7 @@ impl LoadTransaction for BigQueryLoad {
             if self.catalog.needs_ddl(&event, &columns) {
                 let plan = self.catalog.plan(&event, &columns, MAX_DATA_COLUMNS)?;
                 self.view_stale |= plan.view_stale;
+                self.profile_views_stale |= plan.profile_views_stale;
             }
             let table = self.catalog.table(&event).expect("planned");
             let names: Vec<&String> = columns.iter().map(|raw| &table.columns[raw]).collect();
@@ -442,6 +478,10 @@ impl LoadTransaction for BigQueryLoad {
                 *rejected,
             ),
         };
+        if self.profile_views_stale && status == LoadStatus::Loaded {
+            // Before anything commits: afterwards the view could not be built.
+            self.refuse_legacy_profiles_table().await?;
+        }
         let mut script = CommitScript::begin();
         let mut staging = Vec::new();
         let staged = std::mem::take(&mut self.staged);
@@ -540,8 +580,8 @@ impl LoadTransaction for BigQueryLoad {
                     source: "a commit job succeeded but its ledger row is not visible".into(),
                 });
         }
-        if self.view_stale && status == LoadStatus::Loaded {
-            self.rebuild_view(&touched).await?;
+        if (self.view_stale || self.profile_views_stale) && status == LoadStatus::Loaded {
+            self.rebuild_views(&touched).await?;
         }
         Ok(Committed::Ours(self.record(
             status,

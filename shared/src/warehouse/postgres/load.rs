@@ -16,6 +16,13 @@ use super::{MAX_DATA_COLUMNS, PUT_STATE_SQL, ddl, ident, ledger_row, ledger_sele
 use crate::export::{Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
+use crate::warehouse::profile_views::{self, ViewDialect};
+
+/// Tapline before profile snapshots kept `tapline pull profiles` in a table named `profiles`;
+/// the view takes the name, and the old rows stay in `_tapline_profiles_v1`.
+const KEEP_LEGACY_PROFILES_TABLE: &str = "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_tables \
+     WHERE schemaname = current_schema() AND tablename = 'profiles') THEN \
+     ALTER TABLE profiles RENAME TO _tapline_profiles_v1; END IF; END $$;\n";
 use crate::warehouse::{
     Begin, COL_LOAD_ID, Committed, LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject,
     StateWrite, WarehouseError, stored_rejects,
@@ -37,6 +44,8 @@ pub(super) struct PostgresLoad {
     /// Rows appended per table.
     appended: HashMap<String, u64>,
     view_stale: bool,
+    /// The profile snapshot table was created or widened: the profile views are rebuilt.
+    profile_views_stale: bool,
     /// The COPY in progress: it stays open across batches of the same table and columns, so
     /// the server parses while we decode (no round trip per batch).
     copy: Option<OpenCopy>,
@@ -96,6 +105,7 @@ impl PostgresLoad {
             copy_statements: HashMap::new(),
             appended: HashMap::new(),
             view_stale: false,
+            profile_views_stale: false,
             state: None,
             copy: None,
             copy_buffer: BytesMut::new(),
@@ -240,6 +250,7 @@ impl PostgresLoad {
         let plan = self.catalog.plan(event, columns, MAX_DATA_COLUMNS)?;
         ddl::apply_plan(self.client(), &plan, event, self.load_id, &self.loaded_at).await?;
         self.view_stale |= plan.view_stale;
+        self.profile_views_stale |= plan.profile_views_stale;
         Ok(())
     }
 
@@ -385,14 +396,28 @@ impl LoadTransaction for PostgresLoad {
                         .await
                         .map_err(op("write ledger"))?;
                 }
-                if self.view_stale {
-                    let body = self.catalog.all_events_select(ident);
+                if self.view_stale || self.profile_views_stale {
+                    let all_events = self
+                        .view_stale
+                        .then(|| self.catalog.all_events_select(ident));
+                    let dialect = ViewDialect {
+                        ident,
+                        relation: &|t| ident(t),
+                    };
+                    let mut script = String::new();
+                    if self.profile_views_stale {
+                        script.push_str(KEEP_LEGACY_PROFILES_TABLE);
+                    }
+                    script.push_str(&profile_views::rebuild_script(
+                        &self.catalog,
+                        &dialect,
+                        all_events,
+                        self.profile_views_stale,
+                    ));
                     client
-                        .batch_execute(&format!(
-                            "DROP VIEW IF EXISTS all_events; CREATE VIEW all_events AS {body};"
-                        ))
+                        .batch_execute(&script)
                         .await
-                        .map_err(op("rebuild all_events"))?;
+                        .map_err(op("rebuild views"))?;
                 }
                 client
                     .batch_execute("RELEASE SAVEPOINT rows")

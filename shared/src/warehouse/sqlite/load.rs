@@ -12,6 +12,7 @@ use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blockin
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
+use crate::warehouse::profile_views::{self, PROFILES_VIEW, ViewDialect};
 use crate::warehouse::{
     Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
     LoadRecord, LoadStatus, LoadTransaction, Outcome, SourceObject, StateWrite, WarehouseError,
@@ -65,6 +66,7 @@ impl SqliteLoad {
                 insert_statements: HashMap::new(),
                 appended: HashMap::new(),
                 view_stale: false,
+                profile_views_stale: false,
                 state: None,
             };
             Ok(Begin::Started(Box::new(SqliteLoad {
@@ -214,6 +216,8 @@ struct LoadState {
     appended: HashMap<String, Appended>,
     /// A table or a view column was added: `all_events` is rebuilt at commit.
     view_stale: bool,
+    /// The profile snapshot table was created or widened: the profile views are rebuilt.
+    profile_views_stale: bool,
     /// The state value the commit writes with the rows.
     state: Option<StateWrite>,
 }
@@ -385,6 +389,7 @@ impl LoadState {
             .map_err(op("record column"))?;
         }
         self.view_stale |= plan.view_stale;
+        self.profile_views_stale |= plan.profile_views_stale;
         Ok(())
     }
 
@@ -415,9 +420,12 @@ impl LoadState {
                     )
                     .map_err(op("write ledger"))?;
                 }
-                if self.view_stale {
-                    rebuild_all_events(conn, &self.catalog)?;
-                }
+                rebuild_views(
+                    conn,
+                    &self.catalog,
+                    self.view_stale,
+                    self.profile_views_stale,
+                )?;
                 conn.execute_batch("RELEASE rows").map_err(op("release"))?;
                 (LoadStatus::Loaded, None, bytes, rows, rejected)
             }
@@ -531,15 +539,49 @@ impl LoadState {
         Ok(())
     }
 }
-/// Rebuilds the `all_events` view over every event table.
-fn rebuild_all_events(conn: &Connection, catalog: &Catalog) -> Result<(), WarehouseError> {
-    let body = if catalog.is_empty() {
-        "SELECT NULL AS ts WHERE 0".to_string()
-    } else {
-        catalog.all_events_select(ident)
+/// Rebuilds the views over the tables this load created or widened: `all_events` when an event
+/// table did, the profile views when the snapshot table did (see [`profile_views`]).
+fn rebuild_views(
+    conn: &Connection,
+    catalog: &Catalog,
+    all_events_stale: bool,
+    profiles_stale: bool,
+) -> Result<(), WarehouseError> {
+    let all_events = all_events_stale.then(|| {
+        if catalog.is_empty() {
+            "SELECT NULL AS ts WHERE 0".to_string()
+        } else {
+            catalog.all_events_select(ident)
+        }
+    });
+    if profiles_stale {
+        keep_legacy_profiles_table(conn)?;
+    }
+    let dialect = ViewDialect {
+        ident,
+        relation: &|t| ident(t),
     };
-    conn.execute_batch(&format!(
-        "DROP VIEW IF EXISTS all_events;\nCREATE VIEW all_events AS\n{body};"
-    ))
-    .map_err(op("rebuild all_events"))
+    let script = profile_views::rebuild_script(catalog, &dialect, all_events, profiles_stale);
+    conn.execute_batch(&script).map_err(op("rebuild views"))
+}
+
+/// Tapline before profile snapshots kept `tapline pull profiles` in a table named `profiles`;
+/// the view takes the name, and the old rows stay in `_tapline_profiles_v1`.
+fn keep_legacy_profiles_table(conn: &Connection) -> Result<(), WarehouseError> {
+    let table: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [PROFILES_VIEW],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(op("rebuild views"))?
+        > 0;
+    if table {
+        tracing::warn!(
+            "Renaming the table profiles (from an earlier Tapline) to _tapline_profiles_v1: profiles is now a view over profile_snapshots."
+        );
+        conn.execute_batch("ALTER TABLE profiles RENAME TO _tapline_profiles_v1")
+            .map_err(op("rebuild views"))?;
+    }
+    Ok(())
 }

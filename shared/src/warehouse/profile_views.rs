@@ -1,0 +1,277 @@
+//! The profile views every warehouse builds over `profile_snapshots`, in one place so SQLite,
+//! PostgreSQL and BigQuery give the same columns and the same answers:
+//!
+//! - `profiles`: one row per identity, its latest snapshot (ties: the later load, then the later
+//!   line), with `snapshot_at` (the instant of that snapshot) and the whole record as `record`;
+//! - `profiles_history`: type-2 history, one row per identity per period in which its attributes
+//!   did not change (`valid_from`, `valid_to`; NULL for the current period). A snapshot whose
+//!   attribute hash equals the one before it (by snapshot time) starts no period, so an unchanged
+//!   profile adds no row, and a snapshot loaded late (an older export found by a later sweep)
+//!   still lands in its place in time;
+//! - `events_with_profile`: `all_events` joined to the period of the event's
+//!   `profile_identity` that holds its `ts`; profile attributes are prefixed `user_` and the
+//!   period's start is `profile_valid_from`. An event before the first snapshot of its identity
+//!   gets NULL attributes: a profile's first values are not projected back in time.
+//!
+//! Snapshots are only ever appended (exactly once per export object, like event rows), and the
+//! views derive the rest at query time: nothing is updated in place, which BigQuery's DML quotas
+//! and cost reward, and a replaced object version changes the views by itself.
+
+use super::LINEAGE_COLUMNS;
+use super::catalog::{Catalog, TableColumns};
+use crate::export::{
+    PROFILE_HASH_COLUMN, PROFILE_IDENTITY_COLUMN, PROFILE_RECORD_COLUMN, TS_COLUMN,
+};
+
+/// The latest snapshot per identity.
+pub const PROFILES_VIEW: &str = "profiles";
+/// The type-2 history of profile attributes.
+pub const PROFILES_HISTORY_VIEW: &str = "profiles_history";
+/// Events joined to the profile as it was at the event.
+pub const EVENTS_WITH_PROFILE_VIEW: &str = "events_with_profile";
+/// Prefix of the profile attributes in `events_with_profile`.
+pub const USER_PREFIX: &str = "user_";
+
+/// How a warehouse writes names in a view body.
+pub struct ViewDialect<'a> {
+    /// Quotes an identifier.
+    pub ident: fn(&str) -> String,
+    /// Refers to a table or view of the schema (BigQuery qualifies it with the dataset).
+    pub relation: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+/// The `SELECT` bodies of the profile views, in the order they must be created (a view after
+/// the views it reads). `events_with_profile` is there only when `all_events` is (some event
+/// table exists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileViews {
+    /// `(view name, SELECT body)`, in creation order.
+    pub views: Vec<(&'static str, String)>,
+}
+
+impl ProfileViews {
+    /// The views to drop before rebuilding, in drop order (readers first).
+    pub const DROP_ORDER: [&'static str; 3] = [
+        EVENTS_WITH_PROFILE_VIEW,
+        PROFILES_HISTORY_VIEW,
+        PROFILES_VIEW,
+    ];
+}
+
+/// The profile views of `catalog`, or `None` before any profile snapshot was loaded.
+pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileViews> {
+    let snapshots = catalog.profile_snapshots()?;
+    let col = |raw: &str| snapshots.columns.get(raw).map(|c| (d.ident)(c));
+    let (identity, ts, hash) = (
+        col(PROFILE_IDENTITY_COLUMN)?,
+        col(TS_COLUMN)?,
+        col(PROFILE_HASH_COLUMN)?,
+    );
+    let record = col(PROFILE_RECORD_COLUMN);
+    let attributes = attribute_columns(snapshots);
+    let table = (d.relation)(&snapshots.name);
+    let ident = d.ident;
+    let (source_uri, source_line, load_id, loaded_at) = (
+        ident(LINEAGE_COLUMNS[0]),
+        ident(LINEAGE_COLUMNS[1]),
+        ident(LINEAGE_COLUMNS[2]),
+        ident(LINEAGE_COLUMNS[3]),
+    );
+    let order = format!("{ts}, {load_id}, {source_line}");
+    let attribute_list: Vec<String> = attributes.iter().map(|c| ident(c)).collect();
+    let with_comma =
+        |list: &[String]| -> String { list.iter().map(|c| format!(", {c}")).collect::<String>() };
+
+    let mut latest_columns = vec![
+        format!("{identity} AS {}", ident("identity")),
+        format!("{ts} AS {}", ident("snapshot_at")),
+    ];
+    latest_columns.extend(attribute_list.iter().cloned());
+    if let Some(record) = &record {
+        latest_columns.push(format!("{record} AS {}", ident("record")));
+    }
+    latest_columns.extend([source_uri.clone(), load_id.clone(), loaded_at.clone()]);
+    let rank = ident("_rank");
+    let profiles = format!(
+        "SELECT {} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY {identity} ORDER BY {ts} DESC, \
+         {load_id} DESC, {source_line} DESC) AS {rank} FROM {table}) AS latest WHERE {rank} = 1",
+        latest_columns.join(", ")
+    );
+
+    let previous = ident("_previous_hash");
+    let history = format!(
+        "SELECT {identity} AS {}, {ts} AS {}, LEAD({ts}) OVER (PARTITION BY {identity} ORDER BY \
+         {order}) AS {}{}, {hash} AS {}, {source_uri}, {load_id} FROM (SELECT *, LAG({hash}) OVER \
+         (PARTITION BY {identity} ORDER BY {order}) AS {previous} FROM {table}) AS snapshots \
+         WHERE {previous} IS NULL OR {previous} <> {hash}",
+        ident("identity"),
+        ident("valid_from"),
+        ident("valid_to"),
+        with_comma(&attribute_list),
+        ident("profile_hash"),
+    );
+
+    let mut views = vec![(PROFILES_VIEW, profiles), (PROFILES_HISTORY_VIEW, history)];
+    if !catalog.is_empty() {
+        let user: Vec<String> = attributes
+            .iter()
+            .map(|c| format!("h.{} AS {}", ident(c), ident(&format!("{USER_PREFIX}{c}"))))
+            .collect();
+        let e_ts = format!("e.{}", ident(TS_COLUMN));
+        views.push((
+            EVENTS_WITH_PROFILE_VIEW,
+            format!(
+                "SELECT e.*, h.{} AS {}{} FROM {} AS e LEFT JOIN {} AS h ON h.{} = e.{} AND \
+                 h.{} <= {e_ts} AND (h.{} IS NULL OR {e_ts} < h.{})",
+                ident("valid_from"),
+                ident("profile_valid_from"),
+                with_comma(&user),
+                (d.relation)("all_events"),
+                (d.relation)(PROFILES_HISTORY_VIEW),
+                ident("identity"),
+                ident("profile_identity"),
+                ident("valid_from"),
+                ident("valid_to"),
+                ident("valid_to"),
+            ),
+        ));
+    }
+    Some(ProfileViews { views })
+}
+
+/// The views a load must (re)create, in creation order, as `(name, SELECT body)`:
+/// `all_events` when its body is given (an event table was created or widened), the profile
+/// views when `profiles_stale` (the snapshot table was), and `events_with_profile` whenever
+/// anything it reads changed.
+pub fn stale_views(
+    catalog: &Catalog,
+    d: &ViewDialect<'_>,
+    all_events: Option<String>,
+    profiles_stale: bool,
+) -> Vec<(&'static str, String)> {
+    let mut stale = Vec::new();
+    if let Some(body) = all_events {
+        stale.push(("all_events", body));
+    }
+    if stale.is_empty() && !profiles_stale {
+        return stale;
+    }
+    for (name, body) in profile_views(catalog, d)
+        .map(|v| v.views)
+        .unwrap_or_default()
+    {
+        if profiles_stale || name == EVENTS_WITH_PROFILE_VIEW {
+            stale.push((name, body));
+        }
+    }
+    stale
+}
+
+/// The SQL script that rebuilds the stale views ([`stale_views`]) where views are bound to
+/// what they read (PostgreSQL refuses to drop `all_events` under `events_with_profile`), so
+/// `events_with_profile` is dropped first and created last. Empty when nothing is stale.
+pub fn rebuild_script(
+    catalog: &Catalog,
+    d: &ViewDialect<'_>,
+    all_events: Option<String>,
+    profiles_stale: bool,
+) -> String {
+    let stale = stale_views(catalog, d, all_events, profiles_stale);
+    if stale.is_empty() {
+        return String::new();
+    }
+    let ident = d.ident;
+    let mut script = format!("DROP VIEW IF EXISTS {};\n", ident(EVENTS_WITH_PROFILE_VIEW));
+    for (name, body) in stale {
+        script.push_str(&format!(
+            "DROP VIEW IF EXISTS {0};\nCREATE VIEW {0} AS\n{body};\n",
+            ident(name)
+        ));
+    }
+    script
+}
+
+/// The snapshot table's attribute columns (every data column but the key, the snapshot time,
+/// the hash and the record), sorted by name so every warehouse lists them alike.
+fn attribute_columns(snapshots: &TableColumns) -> Vec<String> {
+    let own = [
+        PROFILE_IDENTITY_COLUMN,
+        TS_COLUMN,
+        PROFILE_HASH_COLUMN,
+        PROFILE_RECORD_COLUMN,
+    ];
+    let mut columns: Vec<String> = snapshots
+        .columns
+        .iter()
+        .filter(|(raw, _)| !own.contains(&raw.as_str()))
+        .map(|(_, column)| column.clone())
+        .collect();
+    columns.sort();
+    columns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::PROFILE_SNAPSHOTS_KEY;
+
+    fn plain(s: &str) -> String {
+        s.to_string()
+    }
+
+    fn catalog(with_events: bool) -> Catalog {
+        let mut c = Catalog::new(Vec::new());
+        let raw: Vec<String> = [
+            "identity",
+            "ts",
+            "_profile_hash",
+            "_record",
+            "Email",
+            "Blood Group",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        c.plan(PROFILE_SNAPSHOTS_KEY, &raw, 100).unwrap();
+        if with_events {
+            c.plan("Charged", &["ts".to_string(), "eventName".to_string()], 100)
+                .unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn no_snapshots_no_views() {
+        let d = ViewDialect {
+            ident: plain,
+            relation: &plain,
+        };
+        assert!(profile_views(&Catalog::new(Vec::new()), &d).is_none());
+    }
+
+    #[test]
+    fn views_list_attributes_sorted_and_join_only_with_events() {
+        let d = ViewDialect {
+            ident: plain,
+            relation: &|t| format!("ds.{t}"),
+        };
+        let only = profile_views(&catalog(false), &d).unwrap();
+        let names: Vec<&str> = only.views.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, [PROFILES_VIEW, PROFILES_HISTORY_VIEW]);
+        assert!(
+            only.views[0].1.starts_with(
+                "SELECT identity AS identity, ts AS snapshot_at, blood_group, email, record AS record"
+            ),
+            "{}",
+            only.views[0].1
+        );
+        assert!(only.views[1].1.contains("FROM ds.profile_snapshots"));
+        let all = profile_views(&catalog(true), &d).unwrap();
+        let (name, body) = &all.views[2];
+        assert_eq!(*name, EVENTS_WITH_PROFILE_VIEW);
+        assert!(
+            body.contains("h.blood_group AS user_blood_group, h.email AS user_email FROM ds.all_events AS e LEFT JOIN ds.profiles_history AS h"),
+            "{body}"
+        );
+    }
+}
