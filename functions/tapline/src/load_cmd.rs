@@ -12,6 +12,7 @@ use tapline::export_loader::load::{FileOutcome, FileReport, load_object};
 use tapline::export_loader::sweep::OutcomeCounts;
 use tapline::storage::local::{LocalSource, RefusedEntry};
 use tapline::storage::{self, ObjectEntry, ObjectSource};
+use tapline::warehouse::profile_views;
 
 use crate::AnyError;
 use crate::cli::{EXIT_NOT_ALL_LOADED, EXIT_OK, LoadArgs, QueryArgs, StatusArgs};
@@ -161,7 +162,12 @@ fn progress_bar(args: &LoadArgs, total_bytes: u64) -> ProgressBar {
 pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
     let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let loads = warehouse.recent_loads(args.limit).await?;
-    print!("{}", summary::render_status(&loads, &warehouse.describe()));
+    let ids: Vec<i64> = loads.iter().map(|l| l.load_id).collect();
+    let profiles = profile_views::profile_summary(warehouse.as_ref(), &ids).await?;
+    print!(
+        "{}",
+        summary::render_status(&loads, profiles.as_ref(), &warehouse.describe())
+    );
     // A warehouse without checkpoints support still shows its ledger.
     #[cfg(feature = "clevertap-api")]
     match tapline::api_puller::checkpoint::unfinished(warehouse.as_ref()).await {

@@ -6,9 +6,11 @@ use std::time::Duration;
 #[cfg(feature = "clevertap-api")]
 use tapline::api_puller::checkpoint::StoredCheckpoint;
 use tapline::config::LoadConfig;
+use tapline::export::{Recognition, recognise};
 use tapline::export_loader::load::{FileOutcome, FileReport};
 use tapline::printable::escaped;
 use tapline::warehouse::LoadRecord;
+use tapline::warehouse::profile_views::ProfileSummary;
 
 /// Left-aligned text columns, right-aligned numbers, two spaces between. Every cell is printed
 /// through [`escaped`]: names, URIs and errors come from export objects and the warehouse.
@@ -210,19 +212,26 @@ pub fn render(
     out
 }
 
-/// The ledger, newest first.
-pub fn render_status(loads: &[LoadRecord], warehouse: &str) -> String {
+/// The ledger's recent loads, each with what it held (`events`, `profiles`), then what the
+/// warehouse holds of profiles (`None`: no profile loaded yet).
+pub fn render_status(
+    loads: &[LoadRecord],
+    profiles: Option<&ProfileSummary>,
+    warehouse: &str,
+) -> String {
     let mut out = format!("Recent loads in {}\n\n", escaped(warehouse));
     if loads.is_empty() {
         out.push_str("No loads yet. Run `tapline load PATH` first.\n");
         return out;
     }
+    let profile_loads = profiles.map_or(&[][..], |p| &p.profile_loads[..]);
     let rows: Vec<Vec<String>> = loads
         .iter()
         .map(|l| {
             vec![
                 l.load_id.to_string(),
                 l.status.to_string(),
+                load_kind(l, profile_loads).to_string(),
                 thousands(l.rows_loaded),
                 thousands(l.rows_rejected),
                 l.finished_at
@@ -235,11 +244,47 @@ pub fn render_status(loads: &[LoadRecord], warehouse: &str) -> String {
         .collect();
     out.push_str(&table(
         &[
-            "load", "status", "rows", "rejected", "finished", "uri", "error",
+            "load", "status", "kind", "rows", "rejected", "finished", "uri", "error",
         ],
         &rows,
     ));
+    if let Some(p) = profiles {
+        let _ = writeln!(
+            out,
+            "\nProfiles: {} identities from {} snapshots (latest {}), {} history periods; query \
+             profiles, profiles_history, events_with_profile.",
+            thousands(p.identities),
+            thousands(p.snapshots),
+            escaped(p.latest.as_deref().unwrap_or("none")),
+            thousands(p.periods),
+        );
+    }
     out
+}
+
+/// What a load held: profiles when it wrote profile snapshots or its uri names a profile export
+/// or a profiles API page; events when it names events; `-` when the name tells nothing (a
+/// skipped or refused object).
+fn load_kind(load: &LoadRecord, profile_loads: &[i64]) -> &'static str {
+    if profile_loads.contains(&load.load_id) {
+        return "profiles";
+    }
+    let uri = load.uri.as_str();
+    if let Some(rest) = uri.strip_prefix("clevertap-api://") {
+        return match rest.split('/').nth(1) {
+            Some("profiles") => "profiles",
+            _ => "events",
+        };
+    }
+    let key = match uri.split_once("://") {
+        Some(("file", path)) => path,
+        Some((_, rest)) => rest.split_once('/').map_or(rest, |(_, key)| key),
+        None => uri,
+    };
+    match recognise(key) {
+        Recognition::Export(export) => export.kind.as_str(),
+        Recognition::Skip(_) => "-",
+    }
 }
 
 /// API pulls a run left unfinished (checkpoints `in_progress` in `_tapline_state`).
@@ -285,6 +330,39 @@ pub fn render_unfinished_pulls(pulls: &[StoredCheckpoint]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loads_say_what_they_held() {
+        let load = |load_id, uri: &str| LoadRecord {
+            load_id,
+            uri: uri.to_string(),
+            version: "1".into(),
+            status: tapline::warehouse::LoadStatus::Loaded,
+            bytes: None,
+            rows_loaded: 1,
+            rows_rejected: 0,
+            error: None,
+            attempts: 1,
+            started_at: "2026-12-07T00:00:00Z".into(),
+            finished_at: None,
+        };
+        let kinds: Vec<&str> = [
+            load(1, "s3://b/exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz"),
+            load(2, "gs://b/profile/100000000-1761651721-1761651721-0.csv.gz"),
+            load(3, "file:///tmp/x/100000000-1-1761651721-0-csv.gz"),
+            load(4, "clevertap-api://100/profiles/Charged/2022-09-01..2022-09-02/page-1"),
+            load(5, "clevertap-api://100/events/Charged/2022-09-01/page-1"),
+            load(6, "file:///tmp/x/notes.txt"),
+            load(7, "file:///tmp/x/renamed.bin"),
+        ]
+        .iter()
+        .map(|l| load_kind(l, &[7]))
+        .collect();
+        assert_eq!(
+            kinds,
+            ["events", "profiles", "profiles", "profiles", "events", "-", "profiles"]
+        );
+    }
 
     #[test]
     fn thousands_groups_digits() {

@@ -17,10 +17,11 @@
 //! views derive the rest at query time: nothing is updated in place, which BigQuery's DML quotas
 //! and cost reward, and a replaced object version changes the views by itself.
 
-use super::LINEAGE_COLUMNS;
 use super::catalog::{Catalog, TableColumns};
+use super::{LINEAGE_COLUMNS, SqlQuery, WarehouseError};
 use crate::export::{
-    PROFILE_HASH_COLUMN, PROFILE_IDENTITY_COLUMN, PROFILE_RECORD_COLUMN, TS_COLUMN,
+    PROFILE_HASH_COLUMN, PROFILE_IDENTITY_COLUMN, PROFILE_RECORD_COLUMN, PROFILE_SNAPSHOTS_KEY,
+    TS_COLUMN,
 };
 
 /// The latest snapshot per identity.
@@ -139,6 +140,84 @@ pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileVi
     Some(ProfileViews { views })
 }
 
+/// What `tapline status` shows of profiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileSummary {
+    /// Rows of `profiles`: identities.
+    pub identities: u64,
+    /// Rows of the snapshot table.
+    pub snapshots: u64,
+    /// Rows of `profiles_history`: periods.
+    pub periods: u64,
+    /// The latest snapshot's instant, as the warehouse prints it.
+    pub latest: Option<String>,
+    /// Which of the loads asked about wrote profile snapshots.
+    pub profile_loads: Vec<i64>,
+}
+
+/// Counts profiles, snapshots and history periods, and tells which of `loads` wrote snapshots;
+/// `None` before any profile was loaded. Plain SQL every warehouse answers.
+pub async fn profile_summary(
+    q: &dyn SqlQuery,
+    loads: &[i64],
+) -> Result<Option<ProfileSummary>, WarehouseError> {
+    let registered = q
+        .query(&format!(
+            "SELECT table_name FROM _tapline_tables WHERE event_name = '{PROFILE_SNAPSHOTS_KEY}'"
+        ))
+        .await?;
+    let Some(table) = registered
+        .rows
+        .first()
+        .and_then(|r| r.first().cloned().flatten())
+    else {
+        return Ok(None);
+    };
+    // Our own snake_case name; checked so that it needs no quoting in any dialect.
+    if !table
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Ok(None);
+    }
+    let counts = q
+        .query(&format!(
+            "SELECT (SELECT count(*) FROM {PROFILES_VIEW}), (SELECT count(*) FROM {table}), \
+             (SELECT count(*) FROM {PROFILES_HISTORY_VIEW}), (SELECT max(ts) FROM {table})"
+        ))
+        .await?;
+    let cell = |i: usize| {
+        counts
+            .rows
+            .first()
+            .and_then(|r| r.get(i).cloned().flatten())
+    };
+    let number = |i: usize| cell(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut profile_loads = Vec::new();
+    if !loads.is_empty() {
+        let ids: Vec<String> = loads.iter().map(i64::to_string).collect();
+        let written = q
+            .query(&format!(
+                "SELECT DISTINCT load_id FROM _tapline_load_tables WHERE table_name = '{table}' \
+                 AND load_id IN ({})",
+                ids.join(", ")
+            ))
+            .await?;
+        profile_loads = written
+            .rows
+            .iter()
+            .filter_map(|r| r.first().cloned().flatten()?.parse().ok())
+            .collect();
+    }
+    Ok(Some(ProfileSummary {
+        identities: number(0),
+        snapshots: number(1),
+        periods: number(2),
+        latest: cell(3),
+        profile_loads,
+    }))
+}
+
 /// The views a load must (re)create, in creation order, as `(name, SELECT body)`:
 /// `all_events` when its body is given (an event table was created or widened), the profile
 /// views when `profiles_stale` (the snapshot table was), and `events_with_profile` whenever
@@ -213,7 +292,6 @@ fn attribute_columns(snapshots: &TableColumns) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::PROFILE_SNAPSHOTS_KEY;
 
     fn plain(s: &str) -> String {
         s.to_string()
