@@ -44,8 +44,13 @@ variable "export_prefix" {
 
 variable "export_suffixes" {
   type        = list(string)
-  description = "Object key suffixes that trigger a load (one S3 notification filter each). CleverTap text exports are gzipped; Parquet ends in .parquet."
-  default     = [".gz", ".parquet"]
+  description = "Object key suffixes that trigger a load (one S3 notification filter each). CleverTap text exports end in .gz; Parquet in .parquet, .parquet.gz or (legacy) .parquet.gzip. S3 refuses two filters where one suffix ends the other."
+  default     = [".gz", ".gzip", ".parquet"]
+
+  validation {
+    condition     = length(var.export_suffixes) > 0 && alltrue([for a in var.export_suffixes : alltrue([for b in var.export_suffixes : a == b || !endswith(a, b)])])
+    error_message = "export_suffixes: at least one, and none may end another (S3 refuses overlapping notification filters): e.g. [\".gz\", \".gzip\", \".parquet\"], not [\".gz\", \".csv.gz\"]."
+  }
 }
 
 variable "export_noncurrent_version_days" {

@@ -125,6 +125,11 @@ REFUSED_PLANS = [
         "api_puller_jobs includes alerts: set api_puller_alert_rules.",
     ),
     (
+        "export suffixes S3 would refuse as overlapping",
+        {"export_suffixes": json.dumps([".gz", ".csv.gz"])},
+        "export_suffixes: at least one, and none may end another",
+    ),
+    (
         "a relay retry schedule longer than SQS keeps a message",
         {"webhook_relay_retry_schedule": json.dumps(["10h"] * 34)},  # 340 h + 10 % jitter > 14 days
         "webhook_relay_retry_schedule spans more than SQS keeps a message",
@@ -177,12 +182,12 @@ def assert_deployment(endpoint: str) -> None:
     print("bucket")
     notification = s3.get_bucket_notification_configuration(Bucket=BUCKET)
     queues = notification.get("QueueConfigurations", [])
-    check(len(queues) == 2, "one notification per export suffix", queues)
+    check(len(queues) == 3, "one notification per export suffix", queues)
     for config in queues:
         rules = {r["Name"].lower(): r["Value"] for r in config["Filter"]["Key"]["FilterRules"]}
         check(config["QueueArn"] == queue["QueueArn"], f"notification {config.get('Id')} targets the export queue", config["QueueArn"])
         check(config["Events"] == ["s3:ObjectCreated:*"], f"notification {config.get('Id')} on object created", config["Events"])
-        check(rules.get("prefix") == EXPORT_PREFIX and rules.get("suffix") in (".gz", ".parquet"),
+        check(rules.get("prefix") == EXPORT_PREFIX and rules.get("suffix") in (".gz", ".gzip", ".parquet"),
               f"notification {config.get('Id')} filters prefix and suffix", rules)
     bucket_policy = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])
     clevertap = statements(bucket_policy)["CleverTapWritesExports"]

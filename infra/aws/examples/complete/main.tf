@@ -46,6 +46,7 @@ module "tapline" {
   export_bucket_name   = var.export_bucket_name
   create_export_bucket = var.create_export_bucket
   export_prefix        = var.export_prefix
+  export_suffixes      = var.export_suffixes
   clevertap_region     = var.clevertap_region
   clevertap_account_id = var.clevertap_account_id
   timezone             = var.timezone

@@ -33,6 +33,12 @@ variable "export_prefix" {
   default     = "clevertap/"
 }
 
+variable "export_suffixes" {
+  type        = list(string)
+  description = "Object key suffixes that trigger a load (the module's default: text exports and Parquet)."
+  default     = [".gz", ".gzip", ".parquet"]
+}
+
 variable "clevertap_region" {
   type        = string
   description = "CleverTap account region (eu1, in1, us1, sg1, mec1, aps3)."
