@@ -71,6 +71,7 @@ pub fn event_parse_options(
         batch_rows: DEFAULT_BATCH_ROWS,
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         limits: crate::export::ExportLimits::default(),
+        snapshot_micros: None,
     }
 }
 
