@@ -529,7 +529,7 @@ impl PullRun<'_> {
             outcomes.push(PullOutcome::new(
                 format!("profiles {event}"),
                 result
-                    .map(|r| json!({"merged": r.merged, "pages": r.pages}))
+                    .map(|r| json!({"rows": r.rows, "rejected": r.rejected, "pages": r.pages}))
                     .map_err(|e: PullError| JobFailure::new(&e, e.is_retryable())),
             ));
         }
