@@ -280,3 +280,78 @@ fn profile_parquet_and_xml_are_still_skipped_and_a_profile_without_a_key_is_a_re
         ]]
     );
 }
+
+/// `tapline-sample-exports profiles` writes a CSV and a JSON profile export of the demo's users
+/// a day apart: beside the demo's event files they load as two snapshots per profile, the
+/// unchanged profiles with one hash in both formats, and their identities are the events'.
+#[test]
+fn the_sample_profile_exports_load_beside_the_demo_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    let generate = |command: &str| {
+        let out = std::process::Command::new(tapline_tests::bin("tapline-sample-exports"))
+            .args([command, "--out", exports.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    generate("demo");
+    let stdout = generate("profiles");
+    let expected: std::collections::HashMap<&str, u64> = stdout
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("EXPECTED ")
+        .unwrap()
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k, v.parse().unwrap())
+        })
+        .collect();
+    let db = dir.path().join("w.sqlite");
+    let run = tapline(&[
+        "load",
+        exports.to_str().unwrap(),
+        "--warehouse",
+        &format!("sqlite://{}", db.display()),
+        "--timezone",
+        "Asia/Kolkata",
+    ]);
+    assert_eq!(run.code, 2, "the demo's corrupt file: {}", run.stdout);
+    let count = |sql: &str| -> u64 { sqlite_value(&db, sql).unwrap().parse().unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM profile_snapshots"),
+        expected["profile_rows"]
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT identity) FROM profile_snapshots"),
+        expected["profiles"]
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM (SELECT identity FROM profile_snapshots GROUP BY identity \
+             HAVING count(DISTINCT profile_hash) = 2)"
+        ),
+        expected["changed"],
+        "only the changed profiles have a second hash, CSV and JSON alike"
+    );
+    assert_eq!(
+        sqlite_rows(&db, "SELECT DISTINCT ts FROM profile_snapshots ORDER BY ts"),
+        vec![
+            vec![Some("2022-09-21T18:30:00Z".to_string())],
+            vec![Some("2022-09-22T18:30:00Z".to_string())]
+        ]
+    );
+    let shared = count(
+        "SELECT count(DISTINCT p.identity) FROM profile_snapshots p \
+         JOIN all_events e ON e.profile_identity = p.identity",
+    );
+    assert!(shared > 100, "{shared} identities shared with the events");
+    assert_eq!(
+        count("SELECT count(*) FROM _tapline_rejects"),
+        3,
+        "the demo's bad rows only"
+    );
+}
