@@ -355,3 +355,48 @@ fn the_sample_profile_exports_load_beside_the_demo_events() {
         "the demo's bad rows only"
     );
 }
+
+/// The same profile exports into PostgreSQL 15: `ts` a `timestamptz` at the run time, the same
+/// hash for the same profile in CSV and JSON, and a second load changes nothing.
+#[test]
+fn profile_exports_load_into_postgres() {
+    let case = Case::new();
+    case.write(LEGACY, LEGACY_CSV);
+    case.write(EXPORT_CENTER, &export_center_json());
+    let db = tapline_tests::servers::pg::PgSchema::new("profiles");
+    let root = case.root.to_str().unwrap();
+    let run = db.load(root);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        db.psql(
+            "SELECT string_agg(identity || ' ' || ts || ' ' || coalesce(blood_group, '-') \
+             || ' ' || _source_line, ', ' ORDER BY _source_uri, _source_line) \
+             FROM profile_snapshots"
+        ),
+        "u1 2022-09-21 18:30:00+00 O+ 2, __g2 2022-09-21 18:30:00+00 - 3, \
+         u1 2022-09-21 18:30:00+00 A- 4, u1 2025-10-28 11:42:01+00 O+ 1, \
+         u3 2025-10-28 11:42:01+00 - 2"
+    );
+    assert_eq!(
+        db.psql(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = \
+             current_schema() AND table_name = 'profile_snapshots' AND column_name = 'ts'"
+        ),
+        "timestamp with time zone"
+    );
+    assert_eq!(
+        db.psql(
+            "SELECT count(DISTINCT profile_hash) FROM profile_snapshots \
+             WHERE identity = 'u1' AND blood_group = 'O+'"
+        ),
+        "1",
+        "u1 as CSV and as JSON: one hash"
+    );
+    let again = db.load(root);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+    assert_eq!(db.psql("SELECT count(*) FROM profile_snapshots"), "5");
+    assert_eq!(
+        db.psql("SELECT count(*) || ' ' || min(status) FROM _tapline_loads"),
+        "2 loaded"
+    );
+}
