@@ -1012,6 +1012,43 @@ mod tests {
     }
 
     #[test]
+    fn profile_values_and_lines_give_the_same_snapshot_rows_and_rejects() {
+        // The tricky records as profiles: every other object keyed, so both the key rules and
+        // the flattening rules meet them.
+        let records: Vec<Value> = tricky_records()
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut record)| {
+                if let Value::Object(map) = &mut record
+                    && i % 2 == 0
+                {
+                    map.insert("identity".into(), Value::String(format!("u{i}")));
+                }
+                record
+            })
+            .collect();
+        for max_columns in [2000, 30] {
+            let mut opts = day_opts(None, max_columns, 3);
+            opts.kind = ExportKind::Profiles;
+            opts.snapshot_micros = Some(1_663_785_000_000_000);
+            let text = text_run(&records, &opts);
+            assert_eq!(
+                values_run(&records, &opts),
+                text,
+                "max_columns {max_columns}"
+            );
+            let summary = text.end.as_ref().unwrap();
+            assert!(summary.rows >= 5 && summary.rejected >= 8, "{summary:?}");
+            assert!(
+                text.batches
+                    .iter()
+                    .flat_map(|b| &b.rows)
+                    .all(|(_, ts, _)| *ts == 1_663_785_000_000_000)
+            );
+        }
+    }
+
+    #[test]
     fn a_rejected_record_keeps_its_json_text_cut_like_a_line() {
         let records = tricky_records();
         let values = values_run(&records, &day_opts(None, 2000, 100));
