@@ -49,7 +49,7 @@ pub enum JobKind {
     Counts,
     /// Campaigns and their reports.
     Campaigns,
-    /// Get Profiles into `profiles`.
+    /// Get Profiles into `profile_snapshots`.
     Profiles,
     /// Get Message Reports into `message_reports`.
     Messages,
