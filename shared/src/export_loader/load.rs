@@ -159,3 +159,39 @@ pub fn entry_for(object: &crate::triggers::ObjectRef) -> ObjectEntry {
         size: object.size,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export(key: &str) -> ExportObject {
+        match recognise(key) {
+            Recognition::Export(export) => export,
+            Recognition::Skip(reason) => panic!("{key}: {reason}"),
+        }
+    }
+
+    #[test]
+    fn a_profile_snapshot_is_at_the_run_time_of_its_name_else_the_load_start() {
+        let started = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let legacy = export("100000000-55-1663785000-0-csv.gz");
+        assert_eq!(
+            snapshot_micros(&legacy, started),
+            Some(1_663_785_000_000_000)
+        );
+        let mut nameless = legacy.clone();
+        nameless.run_timestamp = None;
+        assert_eq!(
+            snapshot_micros(&nameless, started),
+            Some(1_800_000_000_000_000)
+        );
+        // A run time no warehouse can write (past 9999) is not trusted either.
+        nameless.run_timestamp = Some(999_999_999_999);
+        assert_eq!(
+            snapshot_micros(&nameless, started),
+            Some(1_800_000_000_000_000)
+        );
+        let events = export("1663664837-1663785000-Charged-20220921-0-0.csv.gz");
+        assert_eq!(snapshot_micros(&events, started), None);
+    }
+}
