@@ -697,10 +697,16 @@ async fn campaign_reports_that_are_not_ready_are_not_failures() {
     assert_eq!(case.count("SELECT count(*) FROM campaign_reports"), 1);
 }
 
+/// `pull profiles`: each Get Profiles record a snapshot row in `profile_snapshots` (the export's
+/// profile shape: `profileData` entries as properties, the devices' objectIds as CleverTap IDs,
+/// `ts` the pull's start), a record with neither key a reject; the window pulled again replaces
+/// its snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn profiles_are_merged_by_identity() {
+async fn profiles_become_snapshot_rows_and_a_window_pulled_again_replaces_them() {
     let case = Case::sqlite().await;
-    let mut records = profile_records(30, "blue");
+    let mut records = profile_records(120, "blue");
+    records.push(serde_json::json!({"profileData": {"favoriteColor": "none"},
+        "platformInfo": [{"platform": "Web", "objectId": "anon-1"}]}));
     records.push(serde_json::json!({"profileData": {"favoriteColor": "none"}}));
     case.api.set_profiles("Charged", DAY1, records);
     let args = case
@@ -710,35 +716,65 @@ async fn profiles_are_merged_by_identity() {
     let stdout = case.run_ok(&args).await;
     assert_says(
         &stdout,
-        "Charged: 1 pages, 30 profiles merged, 1 without identity (not stored).",
+        "Charged: 1 pages, 121 profile snapshots loaded, 1 rejected (see _tapline_rejects).",
     );
-    assert_eq!(case.count("SELECT count(*) FROM profiles"), 30);
+    assert_eq!(case.count("SELECT count(*) FROM profile_snapshots"), 121);
+    let started = case.checkpoint("profiles/Charged/2022-09-22..2022-09-23")["started_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         sqlite_rows(
             &case.db,
-            "SELECT object_ids, platforms, json_extract(profile_data, '$.favoriteColor')              FROM profiles WHERE identity = 'u7'"
+            "SELECT ts, favorite_color, tier, clevertap_id, clevertap_ids, \
+             json_extract(platform_info, '$[1].objectId'), length(profile_hash), _source_uri, \
+             _source_line FROM profile_snapshots WHERE identity = 'u7'"
         ),
         vec![vec![
-            Some(r#"["-ios7","web7"]"#.to_string()),
-            Some(r#"["iOS","Web"]"#.to_string()),
+            Some(started.clone()),
             Some("blue".to_string()),
+            Some("1".to_string()),
+            Some("-ios7".to_string()),
+            Some(r#"["-ios7","web7"]"#.to_string()),
+            Some("web7".to_string()),
+            Some("16".to_string()),
+            Some(
+                "clevertap-api://TEST-ACC-1/profiles/Charged/2022-09-22..2022-09-23/page-0"
+                    .to_string()
+            ),
+            Some("8".to_string()),
         ]]
     );
-    // The same identities again, changed: merged, not added.
+    assert_eq!(
+        case.count("SELECT count(*) FROM profile_snapshots WHERE identity = 'anon-1' AND favorite_color = 'none'"),
+        1,
+        "no identity: keyed by its CleverTap ID"
+    );
+    assert_eq!(
+        sqlite_rows(&case.db, "SELECT line, reason FROM _tapline_rejects"),
+        vec![vec![
+            Some("122".to_string()),
+            Some("a profile needs an identity or a clevertapId".to_string())
+        ]]
+    );
+    // The same window again, changed: its page replaced, not added.
     case.api
         .set_profiles("Charged", DAY1, profile_records(40, "green"));
     case.run_ok(&args).await;
-    assert_eq!(case.count("SELECT count(*) FROM profiles"), 40);
+    assert_eq!(case.count("SELECT count(*) FROM profile_snapshots"), 40);
     assert_eq!(
-        case.count(
-            "SELECT count(*) FROM profiles WHERE json_extract(profile_data, '$.favoriteColor') = 'green'"
-        ),
+        case.count("SELECT count(*) FROM profile_snapshots WHERE favorite_color = 'green'"),
         40
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM sqlite_master WHERE name = 'profiles' AND type = 'table'"),
+        0,
+        "no table of merged profiles any more"
     );
 }
 
 /// A `pull profiles` killed while it waits for page 2 leaves an `in_progress` checkpoint with
-/// two pages merged (`tapline status` lists it); the same command resumes at page 2 without
+/// two pages loaded (`tapline status` lists it); the same command resumes at page 2 without
 /// opening a new cursor or fetching pages 0 and 1 again, and every profile is one row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
@@ -758,7 +794,7 @@ async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
     assert_eq!(cp["pages"], 2);
     assert_eq!(cp["rows"], 46);
     assert_eq!(cp["window"], serde_json::json!([20220922, 20220923]));
-    assert_eq!(case.count("SELECT count(*) FROM profiles"), 46);
+    assert_eq!(case.count("SELECT count(*) FROM profile_snapshots"), 46);
     assert_eq!(
         unfinished_cells(&case.status().await, "profiles"),
         ["profiles", "Charged", "2022-09-22..2022-09-23", "2", "46"]
@@ -768,13 +804,13 @@ async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
     assert_says(&stdout, "Charged: resumed from its checkpoint at page 2.");
     assert_says(
         &stdout,
-        "Charged: 3 pages, 60 profiles merged, 0 without identity (not stored).",
+        "Charged: 3 pages, 60 profile snapshots loaded, 0 rejected (see _tapline_rejects).",
     );
-    assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
+    assert_eq!(case.count("SELECT count(*) FROM profile_snapshots"), 60);
     assert_eq!(
-        case.count("SELECT count(DISTINCT identity) FROM profiles"),
+        case.count("SELECT count(DISTINCT identity) FROM profile_snapshots"),
         60,
-        "each profile merged once"
+        "each profile loaded once"
     );
     assert_eq!(
         case.seen_count(is_open),
@@ -810,7 +846,8 @@ async fn a_killed_profiles_pull_resumes_from_its_checkpoint() {
 }
 
 /// A profiles checkpoint whose cursor CleverTap no longer accepts pulls the window again from
-/// its first page: every profile still one row, the checkpoint complete.
+/// its first page under a new pull id, whose pages replace the killed pull's: every profile
+/// still one row, the checkpoint complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_profiles_cursor_pulls_the_window_again() {
     let case = Case::sqlite().await;
@@ -822,7 +859,7 @@ async fn an_expired_profiles_cursor_pulls_the_window_again() {
         .day("2022-09-22")
         .arg(&["--batch-size", "23"]);
     case.run_killed_at_page(&args, "profiles/Charged", 1).await;
-    assert_eq!(case.count("SELECT count(*) FROM profiles"), 23);
+    assert_eq!(case.count("SELECT count(*) FROM profile_snapshots"), 23);
 
     case.api.forget_cursors();
     let stdout = case.run_ok(&args).await;
@@ -832,11 +869,11 @@ async fn an_expired_profiles_cursor_pulls_the_window_again() {
     );
     assert_says(
         &stdout,
-        "Charged: 3 pages, 60 profiles merged, 0 without identity (not stored).",
+        "Charged: 3 pages, 60 profile snapshots loaded, 0 rejected (see _tapline_rejects).",
     );
-    assert_eq!(case.count("SELECT count(*) FROM profiles"), 60);
+    assert_eq!(case.count("SELECT count(*) FROM profile_snapshots"), 60);
     assert_eq!(
-        case.count("SELECT count(DISTINCT identity) FROM profiles"),
+        case.count("SELECT count(DISTINCT identity) FROM profile_snapshots"),
         60
     );
     assert_eq!(case.seen_count(is_open), 2, "a new cursor for the window");

@@ -12,11 +12,12 @@ use tapline::api_puller::events::{EventsPull, pull_events};
 use tapline::api_puller::page_load::{
     PageCounts, event_parse_options, event_record_as_export, load_event_page,
 };
+use tapline::api_puller::profiles::pull_profiles;
 use tapline::clevertap::{ApiConfig, ClevertapClient};
 use tapline::export::ParseOptions;
 use tapline::warehouse::sqlite::{Journal, SqliteWarehouse};
 use tapline::warehouse::{MAX_STORED_REJECTS, SourceObject, Warehouse};
-use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records, profile_records};
 use tapline_tests::{sqlite_rows, sqlite_value};
 
 const DAY: i64 = 20220922;
@@ -491,6 +492,71 @@ async fn a_bare_value_as_a_page_s_first_record_is_rejected_not_lost() {
             reject,
             vec![vec![Some("1".into()), Some(first.to_string())]],
             "{first}"
+        );
+    }
+}
+
+/// A profiles page past the reject ratio (records with neither an identity nor a CleverTap
+/// ID) is quarantined like an event page: the pull stops there, the page's rows are not loaded,
+/// the checkpoint stays before it, and a second run stops at the same page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profiles_page_past_the_reject_ratio_is_quarantined_and_the_checkpoint_stays_before_it() {
+    let api = ClevertapApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.sqlite");
+    let warehouse = open(&db).await;
+    let mut records = profile_records(46, "blue");
+    for record in &mut records[23..] {
+        record.as_object_mut().unwrap().remove("identity");
+        record.as_object_mut().unwrap().remove("platformInfo");
+    }
+    api.set_profiles("Charged", DAY, records);
+    let day = jiff::civil::date(2022, 9, 22);
+    let page_1 = "clevertap-api://TEST-ACC-1/profiles/Charged/2022-09-22..2022-09-22/page-1";
+    for _ in 0..2 {
+        let result =
+            pull_profiles(&client(&api), warehouse.as_ref(), "Charged", day, day, 23).await;
+        match result {
+            Err(PullError::Quarantined { uri, reason }) => {
+                assert_eq!(uri, page_1);
+                assert_eq!(
+                    reason,
+                    "23 of 23 rows rejected (100.00 %), above the 1.00 % limit"
+                );
+            }
+            other => panic!("expected the page quarantined, got {other:?}"),
+        }
+        assert_eq!(count(&db, "SELECT count(*) FROM profile_snapshots"), 23);
+        let cp: Value = serde_json::from_str(
+            &sqlite_value(
+                &db,
+                "SELECT value FROM _tapline_state WHERE key = \
+                 'clevertap/TEST-ACC-1/profiles/Charged/2022-09-22..2022-09-22'",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (cp["status"].as_str(), cp["pages"].as_u64()),
+            (Some("in_progress"), Some(1))
+        );
+        assert_eq!(
+            sqlite_rows(
+                &db,
+                "SELECT uri, status, rows_loaded FROM _tapline_loads ORDER BY uri"
+            ),
+            vec![
+                vec![
+                    Some(page_1.replace("page-1", "page-0")),
+                    Some("loaded".to_string()),
+                    Some("23".to_string())
+                ],
+                vec![
+                    Some(page_1.to_string()),
+                    Some("quarantined".to_string()),
+                    Some("0".to_string())
+                ],
+            ]
         );
     }
 }

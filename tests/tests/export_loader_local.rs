@@ -505,7 +505,7 @@ fn help_explains_every_flag_with_examples() {
 }
 
 #[test]
-fn profile_exports_are_skipped_with_a_reason_and_parquet_events_listed() {
+fn profile_parquet_is_skipped_with_a_reason_and_parquet_events_listed() {
     let case = Case::new();
     case.write(
         "100000000-1761651721-1761651721-0.csv.gz",
@@ -515,14 +515,19 @@ fn profile_exports_are_skipped_with_a_reason_and_parquet_events_listed() {
     case.write("events/1-2-Charged-20220921-0-0.parquet", b"PAR1");
     let run = case.load(&["--list-files"]);
     assert_eq!(run.code, 2, "{}", run.stdout);
-    assert_eq!(
-        run.stdout
-            .matches("profile exports are not loaded yet")
-            .count(),
-        2,
-        "profile Parquet is skipped like profile CSV: {}",
+    // Profile CSV loads (`export_loader_profiles`); profile Parquet is skipped.
+    let profile_parquet = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("100000000-55-1663785000-0-parquet.gz"))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        profile_parquet.starts_with("skipped")
+            && profile_parquet.contains("profile Parquet exports are not loaded yet"),
+        "{}",
         run.stdout
     );
+    assert_eq!(case.count("profile_snapshots"), 1);
     // Parquet event exports are read (`export_loader_parquet`): this 4-byte one is not Parquet.
     let parquet_line = run
         .stdout
@@ -536,7 +541,7 @@ fn profile_exports_are_skipped_with_a_reason_and_parquet_events_listed() {
     );
     assert_eq!(
         sqlite_value(&case.db, "SELECT count(*) FROM _tapline_loads").as_deref(),
-        Some("1")
+        Some("2")
     );
 }
 

@@ -274,8 +274,8 @@ async fn profiles(args: PullProfilesArgs) -> Result<u8, AnyError> {
                     );
                 }
                 println!(
-                    "{event}: {} pages, {} profiles merged, {} without identity (not stored).",
-                    r.pages, r.merged, r.without_identity
+                    "{event}: {} pages, {} profile snapshots loaded, {} rejected (see _tapline_rejects).",
+                    r.pages, r.rows, r.rejected
                 );
             }
             Err(e) => {

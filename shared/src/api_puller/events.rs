@@ -138,7 +138,7 @@ pub async fn pull_events(
 }
 
 /// A fresh pull id: sortable by start time, unique per process.
-fn new_pull_id() -> String {
+pub(super) fn new_pull_id() -> String {
     let now = jiff::Timestamp::now();
     format!(
         "pull-{}-{:08x}",

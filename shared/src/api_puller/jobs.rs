@@ -49,7 +49,7 @@ pub enum JobKind {
     Counts,
     /// Campaigns and their reports.
     Campaigns,
-    /// Get Profiles into `profiles`.
+    /// Get Profiles into `profile_snapshots`.
     Profiles,
     /// Get Message Reports into `message_reports`.
     Messages,
@@ -529,7 +529,7 @@ impl PullRun<'_> {
             outcomes.push(PullOutcome::new(
                 format!("profiles {event}"),
                 result
-                    .map(|r| json!({"merged": r.merged, "pages": r.pages}))
+                    .map(|r| json!({"rows": r.rows, "rejected": r.rejected, "pages": r.pages}))
                     .map_err(|e: PullError| JobFailure::new(&e, e.is_retryable())),
             ));
         }

@@ -7,7 +7,8 @@
 //!   killed run resumes where it stopped.
 //! - [`counts`]: Get Event Count per (event, day) into `event_counts`, replaced by key.
 //! - [`campaigns`]: campaigns and their reports into `campaigns` / `campaign_reports`.
-//! - [`profiles`]: Get Profiles merged by identity into `profiles`, checkpointed per page.
+//! - [`profiles`]: Get Profiles as snapshot rows in `profile_snapshots`, each page its own load
+//!   (`clevertap-api://ACCOUNT/profiles/EVENT/FROM..TO/page-N`), checkpointed in it.
 //! - [`messages`]: Get Message Reports per day into `message_reports`, replaced by key.
 //! - [`jobs`]: the scheduled function's configured jobs over a window ending yesterday.
 //! - [`alert_rules`]: alert rules (parsed from JSON) and a rule's result for a day.

@@ -1,18 +1,20 @@
-//! One page of Get Events records into the warehouse, through the same JSON parser as JSON
-//! exports: the API's nested records are reshaped to the export's JSON (`event_props` →
-//! `eventProps`, `session_props` → `sessionProps`) and handed to the export parser's per-record
-//! body as values (no text in between), so both paths fill the same columns
-//! (`profile.identity`, `eventProps.Amount`, …).
+//! One page of Get Events or Get Profiles records into the warehouse, through the same JSON
+//! parser as JSON exports: the API's records are reshaped to the export's JSON (events:
+//! `event_props` → `eventProps`, `session_props` → `sessionProps`; profiles: the Export Center
+//! profile shape) and handed to the export parser's per-record body as values (no text in
+//! between), so both paths fill the same columns (`profile.identity`, `eventProps.Amount`;
+//! a profile's `Email`, `Blood Group`, …).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tracing::info;
 
 use super::PullError;
 use crate::export::json_value_text::json_line_bytes;
 use crate::export::parse::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, ParseOptions};
+use crate::export::profile_rows::CLEVERTAP_ID_COLUMN;
 use crate::export::{EVENT_NAME_COLUMN, ExportKind, parse_json_values};
 use crate::export_loader::batch_load::{BatchLoad, FileOutcome, Parse, StateAtCommit};
 use crate::time::TsParser;
@@ -56,6 +58,80 @@ pub fn event_record_as_export(record: Value, event: &str) -> Value {
     }
 }
 
+/// Get Profiles record keys.
+const PROFILE_DATA_KEY: &str = "profileData";
+const PLATFORM_INFO_KEY: &str = "platformInfo";
+
+/// A Get Profiles record in the shape of an Export Center profile JSON record: its top-level
+/// keys as given (`identity`, …), each `profileData` entry as a top-level property (one whose
+/// name is taken already as `profileData.<name>`), `platformInfo` kept whole as JSON text, and
+/// the devices' `objectId`s (CleverTap IDs) as `clevertapIds`, the first as `clevertapId`, so a
+/// profile without an identity is keyed by its CleverTap ID as in an export. Anything but an
+/// object is left for the parser to reject.
+pub fn profile_record_as_export(record: Value) -> Value {
+    let Value::Object(mut map) = record else {
+        return record;
+    };
+    let profile_data = map.remove(PROFILE_DATA_KEY);
+    let platform_info = map.remove(PLATFORM_INFO_KEY);
+    let mut out: Map<String, Value> = map;
+    match profile_data {
+        Some(Value::Object(data)) => {
+            for (key, value) in data {
+                let key = if out.contains_key(&key) {
+                    format!("{PROFILE_DATA_KEY}.{key}")
+                } else {
+                    key
+                };
+                out.insert(key, value);
+            }
+        }
+        Some(other) => {
+            out.insert(PROFILE_DATA_KEY.to_string(), other);
+        }
+        None => {}
+    }
+    if let Some(info) = platform_info {
+        let object_ids: Vec<Value> = info
+            .as_array()
+            .map(|devices| {
+                devices
+                    .iter()
+                    .filter_map(|d| d.get("objectId").filter(|id| !id.is_null()).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(first) = object_ids.first()
+            && !out.contains_key(CLEVERTAP_ID_COLUMN)
+            && !out.contains_key("clevertapIds")
+        {
+            out.insert(CLEVERTAP_ID_COLUMN.to_string(), first.clone());
+            out.insert("clevertapIds".to_string(), Value::Array(object_ids));
+        }
+        out.insert(
+            PLATFORM_INFO_KEY.to_string(),
+            Value::String(info.to_string()),
+        );
+    }
+    Value::Object(out)
+}
+
+/// Parse options for one page of Get Profiles records: snapshot rows at `snapshot_micros`
+/// (the pull's start, epoch microseconds).
+pub fn profile_parse_options(snapshot_micros: i64, max_columns: usize) -> ParseOptions {
+    ParseOptions {
+        kind: ExportKind::Profiles,
+        // Profile rows take `ts` from `snapshot_micros`, not from a field.
+        ts: TsParser::new(&jiff::tz::TimeZone::UTC, None),
+        event_name_fallback: None,
+        max_columns,
+        batch_rows: DEFAULT_BATCH_ROWS,
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        limits: crate::export::ExportLimits::default(),
+        snapshot_micros: Some(snapshot_micros),
+    }
+}
+
 /// Parse options for one day of one event's API records.
 pub fn event_parse_options(
     event: &str,
@@ -71,6 +147,7 @@ pub fn event_parse_options(
         batch_rows: DEFAULT_BATCH_ROWS,
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         limits: crate::export::ExportLimits::default(),
+        snapshot_micros: None,
     }
 }
 
@@ -100,30 +177,84 @@ pub async fn load_event_page(
     max_reject_ratio: f64,
     checkpoint: Option<StateAtCommit>,
 ) -> Result<PageCounts, PullError> {
-    let load = match BatchLoad::begin(warehouse, object, false, max_reject_ratio).await {
-        Ok(load) => load,
-        Err(outcome) => return page_result(object, outcome),
+    let reshape = |record| event_record_as_export(record, event);
+    let load = PageLoad {
+        warehouse,
+        object,
+        opts,
+        max_reject_ratio,
+        checkpoint,
     };
-    let records: Vec<Value> = records
-        .into_iter()
-        .map(|record| event_record_as_export(record, event))
-        .collect();
-    let bytes = Arc::new(AtomicU64::new(0));
-    let page_bytes = bytes.clone();
-    // An empty page parses to an empty summary: a page with no records, not an empty
-    // (quarantined) export.
-    let parse: Parse = Box::new(move |sink| {
-        let parsed = parse_json_values(&records, &opts, sink);
-        // The whole page's size, also when a record stopped the parse part way.
-        let size = match &parsed {
-            Ok(summary) => summary.decoded_bytes,
-            Err(_) => records.iter().map(json_line_bytes).sum(),
+    load.run(records, reshape).await
+}
+
+/// Loads one page of Get Profiles records as profile snapshot rows (`opts` from
+/// [`profile_parse_options`]), each reshaped by [`profile_record_as_export`]: the same
+/// exactly-once load, checkpoint and quarantine rules as [`load_event_page`].
+pub async fn load_profile_page(
+    warehouse: &dyn Warehouse,
+    object: &SourceObject,
+    records: Vec<Value>,
+    opts: ParseOptions,
+    max_reject_ratio: f64,
+    checkpoint: Option<StateAtCommit>,
+) -> Result<PageCounts, PullError> {
+    let load = PageLoad {
+        warehouse,
+        object,
+        opts,
+        max_reject_ratio,
+        checkpoint,
+    };
+    load.run(records, profile_record_as_export).await
+}
+
+/// One page's load, whatever its records are.
+struct PageLoad<'a> {
+    warehouse: &'a dyn Warehouse,
+    object: &'a SourceObject,
+    opts: ParseOptions,
+    max_reject_ratio: f64,
+    checkpoint: Option<StateAtCommit>,
+}
+
+impl PageLoad<'_> {
+    /// Begins the page's load, reshapes its records (only once the ledger says to load) and
+    /// runs them through the parser as values.
+    async fn run(
+        self,
+        records: Vec<Value>,
+        reshape: impl Fn(Value) -> Value,
+    ) -> Result<PageCounts, PullError> {
+        let Self {
+            warehouse,
+            object,
+            opts,
+            max_reject_ratio,
+            checkpoint,
+        } = self;
+        let load = match BatchLoad::begin(warehouse, object, false, max_reject_ratio).await {
+            Ok(load) => load,
+            Err(outcome) => return page_result(object, outcome),
         };
-        page_bytes.store(size, Ordering::Relaxed);
-        parsed
-    });
-    let (outcome, _) = load.run(parse, bytes, checkpoint).await;
-    page_result(object, outcome)
+        let records: Vec<Value> = records.into_iter().map(reshape).collect();
+        let bytes = Arc::new(AtomicU64::new(0));
+        let page_bytes = bytes.clone();
+        // An empty page parses to an empty summary: a page with no records, not an empty
+        // (quarantined) export.
+        let parse: Parse = Box::new(move |sink| {
+            let parsed = parse_json_values(&records, &opts, sink);
+            // The whole page's size, also when a record stopped the parse part way.
+            let size = match &parsed {
+                Ok(summary) => summary.decoded_bytes,
+                Err(_) => records.iter().map(json_line_bytes).sum(),
+            };
+            page_bytes.store(size, Ordering::Relaxed);
+            parsed
+        });
+        let (outcome, _) = load.run(parse, bytes, checkpoint).await;
+        page_result(object, outcome)
+    }
 }
 
 /// A page's load outcome as the pull sees it.
@@ -182,5 +313,26 @@ mod tests {
             })
         );
         assert_eq!(event_record_as_export(json!([1]), "Charged"), json!([1]));
+    }
+
+    #[test]
+    fn profile_records_take_the_export_center_shape() {
+        // The documented Get Profiles record, with a profileData key that meets a top-level one.
+        let record = json!({"identity": "5555555555",
+            "profileData": {"favoriteFood": "pizza", "Blood Group": "O+", "identity": "x"},
+            "platformInfo": [{"platform": "iOS", "push_token": "95f9", "objectId": "-1a06"},
+                {"platform": "Web", "objectId": "a8ffcbc9"}]});
+        let info = record["platformInfo"].to_string();
+        assert_eq!(
+            profile_record_as_export(record),
+            json!({"identity": "5555555555", "favoriteFood": "pizza", "Blood Group": "O+",
+                "profileData.identity": "x", "clevertapId": "-1a06",
+                "clevertapIds": ["-1a06", "a8ffcbc9"], "platformInfo": info})
+        );
+        assert_eq!(
+            profile_record_as_export(json!({"profileData": {"a": 1}})),
+            json!({"a": 1})
+        );
+        assert_eq!(profile_record_as_export(json!("x")), json!("x"));
     }
 }

@@ -1,19 +1,23 @@
-//! `pull profiles`: Get Profiles (the profiles that did an event in a window) merged by
-//! identity into `profiles`: a profile pulled again replaces its row, page by page, and the
-//! pull is checkpointed after every page so a killed run resumes where it stopped.
+//! `pull profiles`: Get Profiles (the profiles that did an event in a window) as profile
+//! snapshot rows in `profile_snapshots`, page by page through the export loader's batch-load
+//! path, checkpointed in each page's own transaction so a killed run resumes where it stopped.
 
 use jiff::civil::Date;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use tracing::{info, warn};
 
 use super::PullError;
 use super::checkpoint::{self, Checkpoint, SliceStatus};
+use super::events::new_pull_id;
+use super::page_load::{load_profile_page, profile_parse_options};
 use crate::clevertap::cursor::day_number;
 use crate::clevertap::{ClevertapClient, CursorApi, CursorPager};
+use crate::config::DEFAULT_MAX_REJECT_RATIO;
 use crate::error::chain::error_chain;
-use crate::time::now_utc;
-use crate::warehouse::{ColumnType, FixedTable, Warehouse};
+use crate::export_loader::batch_load::StateAtCommit;
+use crate::time::{MICROS_PER_SECOND, now_utc, parse_utc};
+use crate::warehouse::{SourceObject, Warehouse};
 
 /// Records per page: Get Profiles wants a multiple of 23, at most 5000.
 pub const PROFILES_BATCH_SIZE: u32 = 23 * 217;
@@ -23,29 +27,16 @@ pub fn valid_profiles_batch_size(batch_size: u32) -> bool {
     (23..=PROFILES_BATCH_SIZE).contains(&batch_size) && batch_size.is_multiple_of(23)
 }
 
-/// `profiles`: one row per identity; the property bags kept as JSON text.
-pub const PROFILES: FixedTable = FixedTable {
-    name: "profiles",
-    columns: &[
-        ("identity", ColumnType::Text),
-        ("object_ids", ColumnType::Text),
-        ("platforms", ColumnType::Text),
-        ("profile_data", ColumnType::Text),
-        ("platform_info", ColumnType::Text),
-        ("pulled_at", ColumnType::Text),
-    ],
-    key: &["identity"],
-};
-
 /// What a profiles pull came to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProfilesReport {
-    /// Pages read by this pull (a resumed run's included).
+    /// Pages this pull has in the warehouse (a resumed run's included).
     pub pages: u64,
-    /// Profiles merged into `profiles` by this pull.
-    pub merged: u64,
-    /// Records without an identity (not mergeable; counted, not stored).
-    pub without_identity: u64,
+    /// Snapshot rows this pull loaded into `profile_snapshots`.
+    pub rows: u64,
+    /// Records rejected (in `_tapline_rejects`: a profile with neither an identity nor a
+    /// CleverTap ID, a record that is not an object, …).
+    pub rejected: u64,
     /// The page this run resumed at, when it continued an interrupted pull.
     pub resumed_at_page: Option<u64>,
     /// The checkpoint's cursor was refused (expired), so the window was pulled again from
@@ -53,28 +44,13 @@ pub struct ProfilesReport {
     pub restarted: bool,
 }
 
-/// One `profiles` row of a Get Profiles record; `None` without an identity.
-pub fn profile_row(record: &Value, pulled_at: &str) -> Option<Vec<Option<String>>> {
-    let identity = match record.get("identity")? {
-        Value::String(s) if !s.trim().is_empty() => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    let platform_info = record.get("platformInfo").cloned().unwrap_or(json!([]));
-    let field = |name: &str| -> Value {
-        platform_info
-            .as_array()
-            .map(|list| list.iter().filter_map(|p| p.get(name).cloned()).collect())
-            .unwrap_or_default()
-    };
-    Some(vec![
-        Some(identity),
-        Some(field("objectId").to_string()),
-        Some(field("platform").to_string()),
-        record.get("profileData").map(Value::to_string),
-        Some(platform_info.to_string()),
-        Some(pulled_at.to_string()),
-    ])
+/// The source uri of one page of a profiles pull: one ledger object per (event, window, page),
+/// so a window pulled again replaces its pages rather than doubling them.
+pub fn profiles_page_uri(account: &str, event: &str, from: Date, to: Date, page: u64) -> String {
+    format!(
+        "clevertap-api://{account}/profiles/{}/{from}..{to}/page-{page}",
+        crate::clevertap::client::encode_query_value(event)
+    )
 }
 
 /// The `_tapline_state` key of a profiles pull: the event and its whole window, since Get
@@ -83,14 +59,19 @@ pub fn profiles_key(account: &str, event: &str, from: Date, to: Date) -> String 
     format!("clevertap/{account}/profiles/{event}/{from}..{to}")
 }
 
-/// Pulls the profiles that did `event` from `from` to `to`, merging each page as it arrives
-/// and checkpointing after every page in `_tapline_state` ([`profiles_key`]).
+/// Pulls the profiles that did `event` from `from` to `to` as profile snapshot rows in
+/// `profile_snapshots`, `ts` the pull's start. Each page is a source object of its own
+/// ([`profiles_page_uri`], version = the pull id) loaded through the export loader's batch-load
+/// path, and the pull's checkpoint past it ([`profiles_key`]) commits in the page's own
+/// transaction: rows and checkpoint cannot part.
 ///
 /// A killed run leaves the checkpoint `in_progress` with the cursor of the next page: the next
 /// run over the same window resumes there and says so ([`ProfilesReport::resumed_at_page`]).
-/// A page merged but not yet checkpointed when the run died is fetched and merged again,
-/// which replaces the same rows by identity: each profile is still one row. A checkpoint whose
-/// cursor CleverTap refuses (expired) starts the window again from its first page.
+/// A checkpoint whose cursor CleverTap refuses (expired) starts the window again from its
+/// first page under a new pull id. A new pull of a window replaces the pages of the previous
+/// one page by page and empties those past its own last page, so the window's snapshot is
+/// replaced, never doubled. A page whose reject share is above the loader's default ratio is
+/// quarantined and stops the pull there ([`PullError::Quarantined`]).
 pub async fn pull_profiles(
     client: &ClevertapClient,
     warehouse: &dyn Warehouse,
@@ -99,7 +80,9 @@ pub async fn pull_profiles(
     to: Date,
     batch_size: u32,
 ) -> Result<ProfilesReport, PullError> {
-    let key = profiles_key(&client.config().account_id, event, from, to);
+    let account = client.config().account_id.clone();
+    let key = profiles_key(&account, event, from, to);
+    let window = (event, from, to, batch_size);
     let mut report = ProfilesReport::default();
     let mut cp = match checkpoint::load(warehouse, &key).await? {
         Some(cp) if cp.status == SliceStatus::InProgress && cp.cursor.is_some() => {
@@ -108,9 +91,9 @@ pub async fn pull_profiles(
             cp
         }
         previous => {
-            let last_success = previous.and_then(|c| c.last_success);
-            let window = (event, from, to, batch_size);
-            open_profiles(client, warehouse, &key, window, last_success).await?
+            let last_success = previous.as_ref().and_then(|c| c.last_success.clone());
+            let stale = previous.map_or(0, |c| c.pages.max(c.stale_pages));
+            open_profiles(client, warehouse, &key, window, last_success, stale).await?
         }
     };
     let resumed_cursor = cp.cursor.clone().unwrap_or_default();
@@ -118,6 +101,7 @@ pub async fn pull_profiles(
     // Only the first page after a resume may find its cursor expired.
     let mut resuming = report.resumed_at_page.is_some();
     loop {
+        let index = pager.page_index();
         let page = match pager.next(client).await {
             Ok(Some(page)) => page,
             Ok(None) => break,
@@ -125,8 +109,8 @@ pub async fn pull_profiles(
                 warn!(event, %from, %to, error = %error_chain(&e), "The checkpoint's cursor was refused; pulling the window again.");
                 report.restarted = true;
                 resuming = false;
-                let window = (event, from, to, batch_size);
-                cp = open_profiles(client, warehouse, &key, window, cp.last_success).await?;
+                let stale = cp.pages.max(cp.stale_pages);
+                cp = open_profiles(client, warehouse, &key, window, cp.last_success, stale).await?;
                 let cursor = cp.cursor.clone().unwrap_or_default();
                 pager = CursorPager::new(CursorApi::Profiles, cursor, 0);
                 continue;
@@ -134,55 +118,102 @@ pub async fn pull_profiles(
             Err(e) => return Err(e.into()),
         };
         resuming = false;
-        let pulled_at = now_utc();
-        let rows: Vec<Vec<Option<String>>> = page
-            .records
-            .iter()
-            .filter_map(|r| profile_row(r, &pulled_at))
-            .collect();
-        let without_identity = (page.records.len() - rows.len()) as u64;
-        let merged = if rows.is_empty() {
-            0
-        } else {
-            warehouse.replace_rows(&PROFILES, &rows).await?
+        let object = SourceObject {
+            uri: profiles_page_uri(&account, event, from, to, index),
+            version: cp.pull_id.clone(),
+            bytes: None,
         };
-        cp.rows += merged;
-        cp.rejected += without_identity;
-        cp.pages = pager.page_index();
-        cp.cursor = pager.cursor().map(str::to_string);
-        checkpoint::save(warehouse, &key, &cp).await?;
+        let mut past = cp.clone();
+        past.pages = pager.page_index();
+        past.cursor = pager.cursor().map(str::to_string);
+        let state_key = key.clone();
+        let written = past.clone();
+        let state: StateAtCommit = Box::new(move |rows, rejected| {
+            let mut written = written;
+            written.rows += rows;
+            written.rejected += rejected;
+            checkpoint::state_write(&state_key, &written)
+        });
+        let opts = profile_parse_options(snapshot_micros(&cp), warehouse.max_columns());
+        let counts = load_profile_page(
+            warehouse,
+            &object,
+            page.records,
+            opts,
+            DEFAULT_MAX_REJECT_RATIO,
+            Some(state),
+        )
+        .await?;
+        cp = past;
+        cp.rows += counts.rows;
+        cp.rejected += counts.rejected;
+        if counts.already_loaded {
+            // The ledger had the page (a concurrent pull's commit): its checkpoint is saved here.
+            checkpoint::save(warehouse, &key, &cp).await?;
+        }
+    }
+    // Pages an earlier pull of the window had beyond this pull's last: empty loads of this
+    // pull's version replace their rows.
+    for index in cp.pages..cp.stale_pages {
+        let object = SourceObject {
+            uri: profiles_page_uri(&account, event, from, to, index),
+            version: cp.pull_id.clone(),
+            bytes: None,
+        };
+        let opts = profile_parse_options(snapshot_micros(&cp), warehouse.max_columns());
+        load_profile_page(
+            warehouse,
+            &object,
+            Vec::new(),
+            opts,
+            DEFAULT_MAX_REJECT_RATIO,
+            None,
+        )
+        .await?;
     }
     cp.status = SliceStatus::Complete;
+    cp.stale_pages = 0;
     cp.last_success = Some(now_utc());
     checkpoint::save(warehouse, &key, &cp).await?;
     report.pages = cp.pages;
-    report.merged = cp.rows;
-    report.without_identity = cp.rejected;
-    info!(event, %from, %to, pages = cp.pages, merged = cp.rows, "Profiles pulled.");
+    report.rows = cp.rows;
+    report.rejected = cp.rejected;
+    info!(event, %from, %to, pages = cp.pages, rows = cp.rows, rejected = cp.rejected, "Profiles pulled.");
     Ok(report)
 }
 
-/// Opens a new Get Profiles cursor over the window and checkpoints it at page 0.
+/// The snapshot instant of a pull's rows: its start, kept in the checkpoint so a resumed pull
+/// gives its later pages the same `ts` as its first ones.
+fn snapshot_micros(cp: &Checkpoint) -> i64 {
+    parse_utc(&cp.started_at)
+        .map(|seconds| seconds * MICROS_PER_SECOND)
+        .unwrap_or_else(|| jiff::Timestamp::now().as_microsecond())
+}
+
+/// Opens a new Get Profiles cursor over the window under a new pull id and checkpoints it at
+/// page 0; `stale_pages` are the pages an earlier pull of the window left, emptied when this
+/// one completes.
 async fn open_profiles(
     client: &ClevertapClient,
     warehouse: &dyn Warehouse,
     key: &str,
     (event, from, to, batch_size): (&str, Date, Date, u32),
     last_success: Option<String>,
+    stale_pages: u64,
 ) -> Result<Checkpoint, PullError> {
     let body = json!({"event_name": event, "from": day_number(from), "to": day_number(to)});
     let cursor = client
         .open_cursor(CursorApi::Profiles, batch_size, &body)
         .await?;
     let cp = Checkpoint {
-        pull_id: format!("profiles-{}", now_utc()),
+        pull_id: new_pull_id(),
         status: SliceStatus::InProgress,
         cursor: Some(cursor),
         pages: 0,
         rows: 0,
         rejected: 0,
         window: (day_number(from), day_number(to)),
-        stale_pages: 0,
+        stale_pages,
         started_at: now_utc(),
         last_success,
     };

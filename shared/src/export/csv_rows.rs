@@ -1,6 +1,7 @@
 //! CSV exports (RFC 4180: quoted commas and newlines, doubled quotes, CRLF or LF), columns
 //! mapped by header name because CleverTap's property columns vary per file.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -9,13 +10,19 @@ use std::sync::Arc;
 
 use super::batcher::{BatchSink, Batcher, ParseSummary};
 use super::limits::name_preview;
+use super::object_name::ExportKind;
 use super::parse_error::{FileProblem, ParseError, RecordTooLargeError, io_to_parse_error};
 use super::parse_options::ParseOptions;
-use super::row_checks::RowChecks;
+use super::profile_rows::{
+    CLEVERTAP_ID_COLUMN, IDENTITY_COLUMN, SNAPSHOT_COLUMNS, csv_record_text, list_property_text,
+    profile_hash, property_column, snapshot_key,
+};
+use super::row_checks::{CheckFailure, RowChecks};
 use super::rows::{Reject, RowBatch, Schema};
 use super::{EVENT_NAME_COLUMN, TS_COLUMN};
 
-/// Parses a decoded CSV export.
+/// Parses a decoded CSV export: event rows, or profile snapshot rows when `opts.kind` says
+/// profiles (the same reader, header checks, record checks and rejects; only the row differs).
 pub(crate) fn parse_csv(
     input: Box<dyn Read + Send>,
     opts: &ParseOptions,
@@ -40,11 +47,13 @@ pub(crate) fn parse_csv(
     taped.borrow_mut().release(reader.position().byte());
 
     let schema = Arc::new(Schema::new(header.schema_columns.clone()));
-    let mut batcher = Batcher::new(
-        RowBatch::new(schema, header.event_name_slot),
-        sink,
-        opts.batch_rows,
-    );
+    let first = match &header.shape {
+        Shape::Events {
+            event_name_slot, ..
+        } => RowBatch::new(schema, *event_name_slot),
+        Shape::Profiles(_) => RowBatch::for_profiles(schema),
+    };
+    let mut batcher = Batcher::new(first, sink, opts.batch_rows);
     let checks = RowChecks::new(opts);
 
     loop {
@@ -60,30 +69,22 @@ pub(crate) fn parse_csv(
         // Counted here rather than taken from the csv reader, which counts a CRLF record's
         // line one short.
         let line = taped.borrow().line_of(start, end);
-        let verdict = check_record(&record, &header, &checks, &taped, start, end);
-        match verdict {
-            Ok((text, ts)) => {
-                let batch = &mut batcher.batch;
-                batch.start_row(line, ts);
-                for i in 0..header.file_columns {
-                    if i == header.ts {
-                        batch.push_field(None);
-                    } else if Some(i) == header.event_name {
-                        let name = checks.event_name(
-                            record
-                                .get(i)
-                                .and_then(|_| record.range(i).map(|r| &text[r])),
-                        );
-                        batch.push_field(name.ok());
-                    } else {
-                        batch.push_field(record.range(i).map(|r| &text[r]));
-                    }
+        let pushed = check_text(&record, &header, &checks, &taped, start, end).and_then(|text| {
+            let batch = &mut batcher.batch;
+            match &header.shape {
+                Shape::Events {
+                    ts,
+                    event_name,
+                    event_name_slot: _,
+                } => push_event_row(&record, text, *ts, *event_name, &checks, line, batch),
+                Shape::Profiles(layout) => {
+                    let ts = checks.snapshot_ts()?;
+                    layout.push_row(&header.names, &record, text, line, ts, batch)
                 }
-                if header.event_name.is_none() {
-                    batch.push_field(checks.event_name(None).ok());
-                }
-                batcher.row_done()?;
             }
+        });
+        match pushed {
+            Ok(()) => batcher.row_done()?,
             Err((column, reason)) => {
                 let state = taped.borrow();
                 batcher.reject(Reject::new(
@@ -100,16 +101,45 @@ pub(crate) fn parse_csv(
     batcher.finish(decoded)
 }
 
-/// Checks one record; on success returns the record's text (all fields, contiguous) and its
-/// `ts` in epoch microseconds.
-fn check_record<'r>(
+/// Checks an event record's `ts` and event name, then pushes it as a row.
+fn push_event_row(
+    record: &csv::ByteRecord,
+    text: &str,
+    ts_index: usize,
+    event_name: Option<usize>,
+    checks: &RowChecks<'_>,
+    line: u64,
+    batch: &mut RowBatch,
+) -> Result<(), CheckFailure> {
+    let field = |i: usize| record.range(i).map(|r| &text[r]);
+    let ts = checks.ts(field(ts_index))?;
+    let name = checks.event_name(event_name.and_then(field))?;
+    batch.start_row(line, ts);
+    for i in 0..record.len() {
+        if i == ts_index {
+            batch.push_field(None);
+        } else if Some(i) == event_name {
+            batch.push_field(Some(name));
+        } else {
+            batch.push_field(field(i));
+        }
+    }
+    if event_name.is_none() {
+        batch.push_field(Some(name));
+    }
+    Ok(())
+}
+
+/// Checks what every record needs (complete quoting, the header's field count, UTF-8, no NUL)
+/// and returns the record's text (all fields, contiguous).
+fn check_text<'r>(
     record: &'r csv::ByteRecord,
     header: &Header,
     checks: &RowChecks<'_>,
     taped: &Rc<RefCell<TapState>>,
     start: u64,
     end: u64,
-) -> Result<(&'r str, i64), (Option<&'static str>, String)> {
+) -> Result<&'r str, CheckFailure> {
     // An open quote at the end of the stream makes the csv reader end the record silently;
     // only the final record can be affected, so only it is re-read.
     {
@@ -118,12 +148,12 @@ fn check_record<'r>(
             return Err((None, "unterminated quoted field at end of file".to_string()));
         }
     }
-    if record.len() != header.file_columns {
+    if record.len() != header.names.len() {
         return Err((
             None,
             format!(
                 "expected {} fields, found {}",
-                header.file_columns,
+                header.names.len(),
                 record.len()
             ),
         ));
@@ -142,14 +172,7 @@ fn check_record<'r>(
         )
     })?;
     checks.no_nul(text)?;
-    let ts = record.range(header.ts).map(|r| &text[r]);
-    let ts = checks.ts(ts)?;
-    let name = header
-        .event_name
-        .and_then(|i| record.range(i))
-        .map(|r| &text[r]);
-    checks.event_name(name)?;
-    Ok((text, ts))
+    Ok(text)
 }
 
 /// Replays RFC 4180 quoting over one raw record: does it end inside a quoted field?
@@ -186,12 +209,21 @@ fn csv_to_parse_error(err: csv::Error, line: u64, opts: &ParseOptions) -> ParseE
 /// The header row, checked, with the positions the parser needs.
 struct Header {
     names: Vec<String>,
-    file_columns: usize,
-    ts: usize,
-    event_name: Option<usize>,
-    /// Raw names handed to the warehouse: the header, plus `eventName` when the file has none.
+    /// Raw names handed to the warehouse (see [`Shape`]).
     schema_columns: Vec<String>,
-    event_name_slot: usize,
+    shape: Shape,
+}
+
+/// What the rows of a file are.
+enum Shape {
+    /// Event rows: the header, plus `eventName` when the file has none.
+    Events {
+        ts: usize,
+        event_name: Option<usize>,
+        event_name_slot: usize,
+    },
+    /// Profile snapshot rows: the snapshot columns, then the header's properties.
+    Profiles(ProfileLayout),
 }
 
 impl Header {
@@ -214,20 +246,11 @@ impl Header {
             }
             names.push(name.to_string());
         }
-        let ts = names
-            .iter()
-            .position(|n| n == TS_COLUMN)
-            .ok_or_else(|| FileProblem::MissingColumn(TS_COLUMN.to_string()))?;
-        let event_name = names.iter().position(|n| n == EVENT_NAME_COLUMN);
-        if event_name.is_none() && opts.event_name_fallback.is_none() {
-            return Err(FileProblem::MissingColumn(EVENT_NAME_COLUMN.to_string()));
-        }
-        let mut schema_columns = names.clone();
-        let event_name_slot = match event_name {
-            Some(i) => i,
-            None => {
-                schema_columns.push(EVENT_NAME_COLUMN.to_string());
-                schema_columns.len() - 1
+        let (schema_columns, shape) = match opts.kind {
+            ExportKind::Events => event_shape(&names, opts)?,
+            ExportKind::Profiles => {
+                let layout = ProfileLayout::new(&names)?;
+                (layout.schema_columns(&names), Shape::Profiles(layout))
             }
         };
         if schema_columns.len() > opts.max_columns {
@@ -237,13 +260,113 @@ impl Header {
             });
         }
         Ok(Self {
-            file_columns: names.len(),
             names,
-            ts,
-            event_name,
             schema_columns,
-            event_name_slot,
+            shape,
         })
+    }
+}
+
+fn event_shape(names: &[String], opts: &ParseOptions) -> Result<(Vec<String>, Shape), FileProblem> {
+    let ts = names
+        .iter()
+        .position(|n| n == TS_COLUMN)
+        .ok_or_else(|| FileProblem::MissingColumn(TS_COLUMN.to_string()))?;
+    let event_name = names.iter().position(|n| n == EVENT_NAME_COLUMN);
+    if event_name.is_none() && opts.event_name_fallback.is_none() {
+        return Err(FileProblem::MissingColumn(EVENT_NAME_COLUMN.to_string()));
+    }
+    let mut schema_columns = names.to_vec();
+    let event_name_slot = match event_name {
+        Some(i) => i,
+        None => {
+            schema_columns.push(EVENT_NAME_COLUMN.to_string());
+            schema_columns.len() - 1
+        }
+    };
+    let shape = Shape::Events {
+        ts,
+        event_name,
+        event_name_slot,
+    };
+    Ok((schema_columns, shape))
+}
+
+/// Where a profile CSV's key columns are; every other column is a property.
+struct ProfileLayout {
+    identity: Option<usize>,
+    clevertap_id: Option<usize>,
+}
+
+impl ProfileLayout {
+    fn new(names: &[String]) -> Result<Self, FileProblem> {
+        let layout = Self {
+            identity: names.iter().position(|n| n == IDENTITY_COLUMN),
+            clevertap_id: names.iter().position(|n| n == CLEVERTAP_ID_COLUMN),
+        };
+        // A renamed property (`ts` → `ts (property)`) must not meet a column of that name.
+        let mut seen: HashSet<Cow<'_, str>> = HashSet::with_capacity(names.len());
+        for name in names {
+            let column = property_column(name);
+            if !seen.insert(column.clone()) {
+                return Err(FileProblem::DuplicateColumn(column.into_owned()));
+            }
+        }
+        Ok(layout)
+    }
+
+    /// The snapshot columns, then each header column but `identity` (renamed if reserved).
+    fn schema_columns(&self, names: &[String]) -> Vec<String> {
+        let mut columns: Vec<String> = SNAPSHOT_COLUMNS.iter().map(|c| c.to_string()).collect();
+        columns.extend(
+            names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != self.identity)
+                .map(|(_, n)| property_column(n).into_owned()),
+        );
+        columns
+    }
+
+    /// Pushes one checked record as a snapshot row at `ts`, or refuses it without a key.
+    fn push_row(
+        &self,
+        names: &[String],
+        record: &csv::ByteRecord,
+        text: &str,
+        line: u64,
+        ts: i64,
+        batch: &mut RowBatch,
+    ) -> Result<(), CheckFailure> {
+        let field = |i: usize| record.range(i).map(|r| &text[r]).unwrap_or("");
+        let key = snapshot_key(self.identity.map(field), self.clevertap_id.map(field))?;
+        let lists: Vec<Option<String>> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| list_property_text(name, field(i)).filter(|_| !field(i).is_empty()))
+            .collect();
+        let stored = |i: usize| lists[i].as_deref().unwrap_or_else(|| field(i));
+        let hash = profile_hash(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), stored(i))),
+        );
+        let record_text = csv_record_text(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), field(i))),
+        );
+        batch.start_row(line, ts);
+        batch.push_field(Some(key));
+        batch.push_field(None);
+        batch.push_field(Some(&hash));
+        batch.push_field(Some(&record_text));
+        for i in (0..names.len()).filter(|i| Some(*i) != self.identity) {
+            batch.push_field(Some(stored(i)));
+        }
+        Ok(())
     }
 }
 
@@ -365,6 +488,7 @@ mod tests {
             batch_rows: 2,
             max_record_bytes: 1024 * 1024 * 4,
             limits: Default::default(),
+            snapshot_micros: None,
         }
     }
 

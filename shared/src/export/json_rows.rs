@@ -1,7 +1,8 @@
 //! Legacy JSON exports and API pages: one object per record, nested objects flattened to the
 //! dotted names the CSV header uses (`profile.identity`, `eventProps.Amount`), so both formats
 //! fill the same columns. Lines of text and records already held as values go through one
-//! per-record body (`JsonRecords::record`).
+//! per-record body (`JsonRecords::record`), for event rows or profile snapshot rows
+//! (`ParseOptions::kind`; see `profile_rows`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -14,9 +15,14 @@ use super::batcher::{BatchSink, Batcher, ParseSummary};
 use super::decode::DecompressionLimit;
 use super::json_value_text::{json_line_bytes, json_text_start};
 use super::limits::name_preview;
+use super::object_name::ExportKind;
 use super::parse_error::{FileProblem, ParseError, RecordTooLargeError, io_to_parse_error};
 use super::parse_options::ParseOptions;
-use super::row_checks::RowChecks;
+use super::profile_rows::{
+    CLEVERTAP_ID_COLUMN, IDENTITY_COLUMN, SNAPSHOT_COLUMNS, list_property_text, profile_hash,
+    property_column, snapshot_key,
+};
+use super::row_checks::{CheckFailure, RowChecks};
 use super::rows::{Reject, RowBatch, Schema};
 use super::{EVENT_NAME_COLUMN, TS_COLUMN};
 
@@ -49,7 +55,9 @@ pub(crate) fn parse_json_lines(
         if trimmed.is_empty() {
             continue;
         }
+        // Profile files have no event name line: their first line is a record.
         if std::mem::take(&mut first_record)
+            && opts.kind == ExportKind::Events
             && let Some(name) = first_line_name(trimmed, opts.limits.max_column_name_bytes)
         {
             header_name = Some(name);
@@ -145,7 +153,7 @@ pub(crate) struct JsonRecords<'p, 's, 'o> {
 
 impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
     pub(crate) fn new(opts: &'p ParseOptions, sink: &'s mut BatchSink<'o>) -> Self {
-        let columns = Columns::new();
+        let columns = Columns::new(opts.kind);
         let batcher = Batcher::new(columns.new_batch(), sink, opts.batch_rows);
         Self {
             opts,
@@ -198,17 +206,21 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
         if let Some((column, reason)) = check_nul(&flat, checks) {
             return reject(batcher, line, column, reason, raw);
         }
-        let ts = match checks.ts(field(&flat, TS_COLUMN)) {
-            Ok(ts) => ts,
+        let head = match opts.kind {
+            ExportKind::Events => event_head(&flat, checks, header_name),
+            ExportKind::Profiles => profile_head(&mut flat, checks, value),
+        };
+        let (ts, head) = match head {
+            Ok(head) => head,
             Err((column, reason)) => return reject(batcher, line, column, reason, raw),
         };
-        let name = field(&flat, EVENT_NAME_COLUMN)
-            .filter(|n| !n.is_empty())
-            .or(header_name);
-        let event_name = match checks.event_name(name) {
-            Ok(n) => n,
-            Err((column, reason)) => return reject(batcher, line, column, reason, raw),
-        };
+        // A renamed profile property (`ts` → `ts (property)`) may meet a key of that name.
+        if opts.kind == ExportKind::Profiles
+            && let Err(FlattenProblem::Duplicate(name)) = check_unique(&flat)
+        {
+            let reason = FlattenProblem::Duplicate(name.clone()).to_string();
+            return reject(batcher, line, Some(&name), reason, raw);
+        }
         match columns.grow(&flat, opts.max_columns) {
             Growth::Known => {}
             Growth::Grew => batcher.flush(Some(columns.new_batch()))?,
@@ -228,11 +240,11 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
         let batch = &mut batcher.batch;
         batch.start_row(line, ts);
         for (column, slot) in slots.iter().enumerate() {
-            let value = if column == columns.event_name {
-                Some(event_name)
-            } else if column == columns.ts {
+            let value = if column == columns.ts {
                 // `ts` travels as the integer given to `start_row`.
                 None
+            } else if let Some(fixed) = head.value(column) {
+                Some(fixed)
             } else {
                 slot.and_then(|i| flat[i].1.as_deref())
             };
@@ -272,6 +284,84 @@ fn first_line_name(line: &[u8], max_bytes: usize) -> Option<String> {
     printable.then_some(name)
 }
 
+/// The values a row takes from its checks rather than from its fields.
+enum RowHead<'v> {
+    /// An event row: its resolved event name, in [`EVENT_NAME_SLOT`].
+    Event(&'v str),
+    /// A profile snapshot row: its key, hash and record text, in the first snapshot columns.
+    Profile {
+        key: String,
+        hash: String,
+        record: String,
+    },
+}
+
+/// Where `eventName` sits in an event file's columns (after `ts`).
+const EVENT_NAME_SLOT: usize = 1;
+
+impl RowHead<'_> {
+    /// The value this head gives column `column`, if it gives one.
+    fn value(&self, column: usize) -> Option<&str> {
+        match self {
+            RowHead::Event(name) => (column == EVENT_NAME_SLOT).then_some(*name),
+            RowHead::Profile { key, hash, record } => match column {
+                0 => Some(key),
+                2 => Some(hash),
+                3 => Some(record),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// An event record's `ts` and event name (its own, else the header's, else the file name's).
+fn event_head<'v, 'p: 'v>(
+    flat: &'v [Field<'_>],
+    checks: &'v RowChecks<'p>,
+    header_name: Option<&'v str>,
+) -> Result<(i64, RowHead<'v>), CheckFailure> {
+    let ts = checks.ts(field(flat, TS_COLUMN))?;
+    let name = field(flat, EVENT_NAME_COLUMN)
+        .filter(|n| !n.is_empty())
+        .or(header_name);
+    Ok((ts, RowHead::Event(checks.event_name(name)?)))
+}
+
+/// A profile record's snapshot `ts`, key, hash and record text; its list properties take
+/// their one stored form and reserved names are renamed (see [`super::profile_rows`]).
+fn profile_head(
+    flat: &mut [Field<'_>],
+    checks: &RowChecks<'_>,
+    value: &Value,
+) -> Result<(i64, RowHead<'static>), CheckFailure> {
+    let ts = checks.snapshot_ts()?;
+    let key = snapshot_key(
+        field(flat, IDENTITY_COLUMN),
+        field(flat, CLEVERTAP_ID_COLUMN),
+    )?
+    .to_string();
+    for (name, text) in flat.iter_mut() {
+        if let Some(list) = text.as_deref().and_then(|t| list_property_text(name, t)) {
+            *text = Some(Cow::Owned(list));
+        }
+    }
+    let hash = profile_hash(
+        flat.iter()
+            .filter_map(|(name, text)| Some((name.as_ref(), text.as_deref()?))),
+    );
+    for (name, _) in flat.iter_mut() {
+        if let Cow::Owned(renamed) = property_column(name) {
+            *name = Cow::Owned(renamed);
+        }
+    }
+    let head = RowHead::Profile {
+        key,
+        hash,
+        record: value.to_string(),
+    };
+    Ok((ts, head))
+}
+
 /// One flattened field: its dotted name and its text (`None` is NULL), borrowed from the
 /// record where they are already text.
 type Field<'v> = (Cow<'v, str>, Option<Cow<'v, str>>);
@@ -294,22 +384,28 @@ struct Columns {
     names: Vec<String>,
     index: HashMap<String, usize>,
     ts: usize,
-    event_name: usize,
+    /// Events or profile snapshots: which leading columns, and which batches.
+    kind: ExportKind,
 }
 
 impl Columns {
-    fn new() -> Self {
-        let names = vec![TS_COLUMN.to_string(), EVENT_NAME_COLUMN.to_string()];
-        let index = names
+    /// The leading columns of `kind`: `ts`, `eventName` for events ([`EVENT_NAME_SLOT`]),
+    /// [`SNAPSHOT_COLUMNS`] for profiles.
+    fn new(kind: ExportKind) -> Self {
+        let names: Vec<String> = match kind {
+            ExportKind::Events => vec![TS_COLUMN.to_string(), EVENT_NAME_COLUMN.to_string()],
+            ExportKind::Profiles => SNAPSHOT_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        };
+        let index: HashMap<String, usize> = names
             .iter()
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
         Self {
+            ts: index[TS_COLUMN],
             names,
             index,
-            ts: 0,
-            event_name: 1,
+            kind,
         }
     }
 
@@ -339,7 +435,11 @@ impl Columns {
     }
 
     fn new_batch(&self) -> RowBatch {
-        RowBatch::new(Arc::new(Schema::new(self.names.clone())), self.event_name)
+        let schema = Arc::new(Schema::new(self.names.clone()));
+        match self.kind {
+            ExportKind::Events => RowBatch::new(schema, EVENT_NAME_SLOT),
+            ExportKind::Profiles => RowBatch::for_profiles(schema),
+        }
     }
 }
 
@@ -521,6 +621,7 @@ mod tests {
             batch_rows: 100,
             max_record_bytes: 1 << 20,
             limits: Default::default(),
+            snapshot_micros: None,
         };
         let mut out = Vec::new();
         let mut rejects = Vec::new();
@@ -662,6 +763,7 @@ mod tests {
             batch_rows: 100,
             max_record_bytes: 1000,
             limits: Default::default(),
+            snapshot_micros: None,
         };
         let line = format!("{{\"ts\":1,\"a\":\"{}\"}}\n", "x".repeat(5000));
         let err = parse_export(
@@ -848,6 +950,7 @@ mod tests {
             batch_rows,
             max_record_bytes: 64 * 1024,
             limits: Default::default(),
+            snapshot_micros: None,
         }
     }
 
@@ -905,6 +1008,43 @@ mod tests {
             let summary = values.end.as_ref().unwrap();
             assert!(summary.rows >= 4 && summary.rejected >= 12, "{summary:?}");
             assert_eq!(summary.decoded_bytes, as_lines(&records).len() as u64);
+        }
+    }
+
+    #[test]
+    fn profile_values_and_lines_give_the_same_snapshot_rows_and_rejects() {
+        // The tricky records as profiles: every other object keyed, so both the key rules and
+        // the flattening rules meet them.
+        let records: Vec<Value> = tricky_records()
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut record)| {
+                if let Value::Object(map) = &mut record
+                    && i % 2 == 0
+                {
+                    map.insert("identity".into(), Value::String(format!("u{i}")));
+                }
+                record
+            })
+            .collect();
+        for max_columns in [2000, 30] {
+            let mut opts = day_opts(None, max_columns, 3);
+            opts.kind = ExportKind::Profiles;
+            opts.snapshot_micros = Some(1_663_785_000_000_000);
+            let text = text_run(&records, &opts);
+            assert_eq!(
+                values_run(&records, &opts),
+                text,
+                "max_columns {max_columns}"
+            );
+            let summary = text.end.as_ref().unwrap();
+            assert!(summary.rows >= 5 && summary.rejected >= 8, "{summary:?}");
+            assert!(
+                text.batches
+                    .iter()
+                    .flat_map(|b| &b.rows)
+                    .all(|(_, ts, _)| *ts == 1_663_785_000_000_000)
+            );
         }
     }
 

@@ -16,6 +16,7 @@ pub mod parquet_rows;
 pub mod parse;
 pub mod parse_error;
 pub mod parse_options;
+pub mod profile_rows;
 pub(crate) mod row_checks;
 pub mod rows;
 

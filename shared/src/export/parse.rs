@@ -17,7 +17,9 @@ pub use super::batcher::{BatchSink, ParseSummary};
 pub use super::parse_error::{FileProblem, ParseError};
 pub use super::parse_options::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, ParseOptions};
 
-/// Decodes, parses and validates an export, handing batches of rows and rejects to `sink`.
+/// Decodes, parses and validates an export, handing batches of rows and rejects to `sink`:
+/// event rows, or profile snapshot rows ([`RowBatch::for_profiles`](super::RowBatch)) when
+/// `opts.kind` is profiles (CSV and JSON; profile Parquet is [`FileProblem::Unsupported`]).
 /// The reject ratio is not judged here: the caller compares the summary with its threshold.
 pub fn parse_export<R: Read + Send + 'static>(
     source: R,
@@ -25,7 +27,12 @@ pub fn parse_export<R: Read + Send + 'static>(
     opts: &ParseOptions,
     sink: &mut BatchSink<'_>,
 ) -> Result<ParseSummary, ParseError> {
-    refuse_unsupported(opts)?;
+    if opts.kind == ExportKind::Profiles && format == DataFormat::Parquet {
+        return Err(FileProblem::Unsupported(
+            "profile Parquet exports are not loaded yet".to_string(),
+        )
+        .into());
+    }
     let decoded = match decode::decode_limited(source, &opts.limits) {
         Ok(Some(d)) => d,
         Ok(None) => return Err(FileProblem::Empty.into()),
@@ -50,22 +57,12 @@ pub fn parse_export<R: Read + Send + 'static>(
 /// limits as [`parse_export`] gives for the records written one per line, record `n` being
 /// line `n`; a record's size is counted, not written. Unlike a file's first line, a first
 /// record that is a bare string or number is rejected, not read as the event's name. No
-/// records is an empty summary, not an empty file.
+/// records is an empty summary, not an empty file. With `opts.kind` profiles the records are
+/// profiles in the Export Center JSON shape and become snapshot rows.
 pub fn parse_json_values<'r>(
     records: impl IntoIterator<Item = &'r Value>,
     opts: &ParseOptions,
     sink: &mut BatchSink<'_>,
 ) -> Result<ParseSummary, ParseError> {
-    refuse_unsupported(opts)?;
     json_rows::parse_json_values(records, opts, sink)
-}
-
-fn refuse_unsupported(opts: &ParseOptions) -> Result<(), ParseError> {
-    if opts.kind == ExportKind::Profiles {
-        return Err(FileProblem::Unsupported(
-            "profile exports are recognised but not loaded yet".to_string(),
-        )
-        .into());
-    }
-    Ok(())
 }

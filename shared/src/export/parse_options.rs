@@ -29,4 +29,8 @@ pub struct ParseOptions {
     pub max_record_bytes: usize,
     /// Bounds on decoded size and column names (`ExportLimits::default()` in most callers).
     pub limits: ExportLimits,
+    /// Profiles: the snapshot instant every row gets as `ts` (epoch microseconds): the export
+    /// run's time from the object name, else the load's start; the pull's start for API pages.
+    /// `None` for events (their `ts` is each row's own).
+    pub snapshot_micros: Option<i64>,
 }

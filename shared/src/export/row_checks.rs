@@ -1,5 +1,5 @@
-//! The row checks the CSV and JSON parsers share: `ts` in the project's time zone, the event
-//! name, no NUL bytes.
+//! The row checks the CSV and JSON parsers share: `ts` in the project's time zone (or a
+//! profile snapshot's instant), the event name, no NUL bytes.
 
 use super::parse_options::ParseOptions;
 use super::{EVENT_NAME_COLUMN, PROFILE_SNAPSHOTS_KEY, TS_COLUMN};
@@ -52,6 +52,14 @@ impl<'a> RowChecks<'a> {
             ));
         }
         Ok(name)
+    }
+
+    /// A profile snapshot row's `ts`: the instant the caller gave for the whole file or page.
+    pub(crate) fn snapshot_ts(&self) -> Result<i64, CheckFailure> {
+        self.opts.snapshot_micros.ok_or((
+            Some(TS_COLUMN),
+            "the loader gave no snapshot time for this profile file".to_string(),
+        ))
     }
 
     /// Text with a NUL byte is refused: PostgreSQL cannot store it and BI tools cut at it.

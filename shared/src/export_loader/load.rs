@@ -14,9 +14,11 @@ use crate::config::LoadConfig;
 use crate::error::chain::error_chain;
 use crate::export::decode::SourceReader;
 use crate::export::parse::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES};
-use crate::export::{ExportKind, ExportObject, ParseOptions, Recognition, parse_export, recognise};
+use crate::export::{
+    DataFormat, ExportKind, ExportObject, ParseOptions, Recognition, parse_export, recognise,
+};
 use crate::storage::{ObjectEntry, ObjectSource};
-use crate::time::TsParser;
+use crate::time::{MICROS_PER_SECOND, TsParser};
 use crate::warehouse::SourceObject;
 use crate::warehouse::Warehouse;
 
@@ -54,16 +56,22 @@ pub async fn load_object(
                 reason: reason.to_string(),
             }
         }
-        Recognition::Export(export) if export.kind == ExportKind::Profiles => {
-            // Profiles merge by identity into `profiles`, a different write than event appends;
-            // until that lands they are left alone rather than quarantined as bad files.
-            info!(uri = %entry.uri, "Profile export skipped.");
+        Recognition::Export(export)
+            if export.kind == ExportKind::Profiles && export.format == DataFormat::Parquet =>
+        {
+            // Profile Parquet's maps of unions are not read yet: left alone rather than
+            // quarantined as bad files.
+            info!(uri = %entry.uri, "Profile Parquet export skipped.");
             FileOutcome::Skipped {
-                reason: "profile exports are not loaded yet".to_string(),
+                reason: PROFILE_PARQUET_SKIP.to_string(),
             }
         }
         Recognition::Export(export) => {
-            let run = load_export(source, warehouse, entry, &export, config, read_bytes).await;
+            let snapshot = snapshot_micros(&export, jiff::Timestamp::now());
+            let run = load_export(
+                source, warehouse, entry, &export, config, read_bytes, snapshot,
+            )
+            .await;
             decoded_bytes = run.1;
             run.0
         }
@@ -83,6 +91,7 @@ async fn load_export(
     export: &ExportObject,
     config: &LoadConfig,
     read_bytes: Arc<AtomicU64>,
+    snapshot_micros: Option<i64>,
 ) -> (FileOutcome, u64) {
     let object = SourceObject {
         uri: entry.uri.clone(),
@@ -113,6 +122,7 @@ async fn load_export(
         batch_rows: DEFAULT_BATCH_ROWS,
         max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         limits: config.limits,
+        snapshot_micros,
     };
     let format = export.format;
     let counter = read_bytes.clone();
@@ -124,6 +134,21 @@ async fn load_export(
     .await
 }
 
+/// Why a profile Parquet export is skipped.
+pub const PROFILE_PARQUET_SKIP: &str = "profile Parquet exports are not loaded yet";
+
+/// A profile export's snapshot instant (epoch microseconds): the export run's time from its
+/// name (when it is a time from 1970 to 9999), else `load_started`; `None` for events, whose
+/// rows carry their own `ts`.
+pub fn snapshot_micros(export: &ExportObject, load_started: jiff::Timestamp) -> Option<i64> {
+    /// 9999-12-31T23:59:59Z: every warehouse writes `ts` up to there.
+    const LAST_SECOND: i64 = 253_402_300_799;
+    (export.kind == ExportKind::Profiles).then(|| match export.run_timestamp {
+        Some(seconds) if (0..=LAST_SECOND).contains(&seconds) => seconds * MICROS_PER_SECOND,
+        _ => load_started.as_microsecond(),
+    })
+}
+
 /// The object an event announced, as a source entry. Its version is the event's (ETag or
 /// generation), so the ledger key matches what a listing would give.
 pub fn entry_for(object: &crate::triggers::ObjectRef) -> ObjectEntry {
@@ -132,5 +157,41 @@ pub fn entry_for(object: &crate::triggers::ObjectRef) -> ObjectEntry {
         key: object.key.clone(),
         version: object.version.clone().unwrap_or_default(),
         size: object.size,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export(key: &str) -> ExportObject {
+        match recognise(key) {
+            Recognition::Export(export) => export,
+            Recognition::Skip(reason) => panic!("{key}: {reason}"),
+        }
+    }
+
+    #[test]
+    fn a_profile_snapshot_is_at_the_run_time_of_its_name_else_the_load_start() {
+        let started = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let legacy = export("100000000-55-1663785000-0-csv.gz");
+        assert_eq!(
+            snapshot_micros(&legacy, started),
+            Some(1_663_785_000_000_000)
+        );
+        let mut nameless = legacy.clone();
+        nameless.run_timestamp = None;
+        assert_eq!(
+            snapshot_micros(&nameless, started),
+            Some(1_800_000_000_000_000)
+        );
+        // A run time no warehouse can write (past 9999) is not trusted either.
+        nameless.run_timestamp = Some(999_999_999_999);
+        assert_eq!(
+            snapshot_micros(&nameless, started),
+            Some(1_800_000_000_000_000)
+        );
+        let events = export("1663664837-1663785000-Charged-20220921-0-0.csv.gz");
+        assert_eq!(snapshot_micros(&events, started), None);
     }
 }

@@ -48,6 +48,7 @@ use tapline::export::FIXED_EVENT_COLUMNS as FIXED_COLUMNS;
 
 #[cfg(feature = "parquet")]
 mod parquet_files;
+mod profile_files;
 
 /// Help shown after the options of the top-level command.
 const EXAMPLES: &str = "\
@@ -61,6 +62,9 @@ Examples:
   # One 1,000,000-row file (about 250 MB of CSV) for load benchmarks; build in release mode
   cargo run --release -p tapline-sample-exports -- \\
     bench --out /tmp/tapline-bench
+
+  # Two profile exports (CSV, then JSON a day later) of the demo's users
+  tapline-sample-exports profiles --out /tmp/tapline-demo
 
   # Bigger benchmark file, project time zone UTC-05:00
   tapline-sample-exports bench --out /tmp/b --rows 5_000_000 --timezone-offset-minutes=-300";
@@ -158,6 +162,25 @@ enum Command {
         seed: u64,
     },
 
+    /// Write two Export Center profile exports of the demo's users, a day apart.
+    ///
+    /// `profile/100000000-1663664837-1663785000-0.csv.gz`: one row per demo user (the `demo`
+    /// files' identities for the same seed; anonymous users have only a `clevertapId`), the
+    /// columns `identity, all_identities, clevertapId, clevertapIds, token,
+    /// subscriptionGroups.Offers, MSG-push, MSG-email, Email, Phone, Name, Gender, DOB,
+    /// Blood Group, Customer Type`. `profile/100000000-1663664838-1663871400-0.json.gz`: the same
+    /// profiles a day later as JSON lines, some with a new `Customer Type`. Prints `path  rows
+    /// bytes` per file and, last, `EXPECTED profile_rows=N profiles=N changed=N`.
+    Profiles {
+        /// Directory to write into; created with its parents if missing.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+
+        /// Seed for every generated value; the same seed as `demo` gives its identities.
+        #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
+        seed: u64,
+    },
+
     #[cfg(feature = "parquet")]
     /// Write the same "Charged" events as a CSV export and as an Export Center Parquet export,
     /// and Parquet files a loader must refuse.
@@ -217,6 +240,7 @@ fn main() -> Result<()> {
             bomb_rows,
             seed,
         } => hostile(&out, bad_rows, bomb_rows, seed, &clock),
+        Command::Profiles { out, seed } => profile_files::profiles(&out, seed),
         #[cfg(feature = "parquet")]
         Command::Parquet {
             out,

@@ -55,14 +55,15 @@ pub enum PullCommand {
         Exit codes: 0 campaigns and every ready report written; 2 some report could not be read; \
         1 nothing could start (or the campaign list failed); 64 usage.")]
     Campaigns(DayRange),
-    /// The profiles that did an event in a window (Get Profiles), merged by identity into
-    /// `profiles`: a profile pulled again replaces its row. Checkpointed after every page.
+    /// The profiles that did an event in a window (Get Profiles), as snapshot rows in
+    /// `profile_snapshots` (`ts` = the pull's start): the window pulled again replaces its
+    /// snapshot. Each page commits with its checkpoint.
     #[command(after_help = "Examples:\n  \
         tapline pull profiles --event Charged --from 2022-09-01 --to 2022-09-21\n\n\
         A run that stops (killed, timed out, CleverTap unavailable) leaves a checkpoint in \
         _tapline_state for the event and window: the same command resumes at the page where it \
         stopped and says so (`tapline status` lists unfinished pulls).\n\n\
-        Exit codes: 0 every event's profiles merged; 2 some event stopped (run again to \
+        Exit codes: 0 every event's profiles loaded; 2 some event stopped (run again to \
         resume); 1 nothing could start; 64 usage.")]
     Profiles(PullProfilesArgs),
     /// Message reports (Get Message Reports: what CleverTap sent, with sent / viewed / clicked)
