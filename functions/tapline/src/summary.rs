@@ -347,10 +347,16 @@ mod tests {
             finished_at: None,
         };
         let kinds: Vec<&str> = [
-            load(1, "s3://b/exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz"),
+            load(
+                1,
+                "s3://b/exports/1663664837-1663785000-Charged-20220921-0-0.csv.gz",
+            ),
             load(2, "gs://b/profile/100000000-1761651721-1761651721-0.csv.gz"),
             load(3, "file:///tmp/x/100000000-1-1761651721-0-csv.gz"),
-            load(4, "clevertap-api://100/profiles/Charged/2022-09-01..2022-09-02/page-1"),
+            load(
+                4,
+                "clevertap-api://100/profiles/Charged/2022-09-01..2022-09-02/page-1",
+            ),
             load(5, "clevertap-api://100/events/Charged/2022-09-01/page-1"),
             load(6, "file:///tmp/x/notes.txt"),
             load(7, "file:///tmp/x/renamed.bin"),
@@ -360,7 +366,9 @@ mod tests {
         .collect();
         assert_eq!(
             kinds,
-            ["events", "profiles", "profiles", "profiles", "events", "-", "profiles"]
+            [
+                "events", "profiles", "profiles", "profiles", "events", "-", "profiles"
+            ]
         );
     }
 

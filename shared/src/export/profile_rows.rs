@@ -9,15 +9,16 @@ use serde_json::Value;
 
 use super::TS_COLUMN;
 use super::row_checks::CheckFailure;
+// The snapshot's own columns, named once in `export` (the warehouse's views read them too):
+// the key (`identity`, else the `clevertapId`), [`profile_hash`] of the properties, and the
+// whole record as compact JSON.
+pub use super::{
+    PROFILE_HASH_COLUMN, PROFILE_IDENTITY_COLUMN as IDENTITY_COLUMN,
+    PROFILE_RECORD_COLUMN as RECORD_COLUMN,
+};
 
-/// The profile's key column: its `identity`, else its `clevertapId`.
-pub const IDENTITY_COLUMN: &str = "identity";
 /// The CleverTap ID a profile without an identity is keyed by.
 pub const CLEVERTAP_ID_COLUMN: &str = "clevertapId";
-/// The column holding [`profile_hash`] of the row's properties.
-pub const PROFILE_HASH_COLUMN: &str = "_profile_hash";
-/// The column holding the whole record as compact JSON.
-pub const RECORD_COLUMN: &str = "_record";
 /// The leading columns of every snapshot row, in order; the properties follow.
 pub const SNAPSHOT_COLUMNS: [&str; 4] = [
     IDENTITY_COLUMN,

@@ -18,6 +18,7 @@
 //! and cost reward, and a replaced object version changes the views by itself.
 
 use super::catalog::{Catalog, TableColumns};
+use super::naming::unique_name;
 use super::{LINEAGE_COLUMNS, SqlQuery, WarehouseError};
 use crate::export::{
     PROFILE_HASH_COLUMN, PROFILE_IDENTITY_COLUMN, PROFILE_RECORD_COLUMN, PROFILE_SNAPSHOTS_KEY,
@@ -79,7 +80,16 @@ pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileVi
         ident(LINEAGE_COLUMNS[3]),
     );
     let order = format!("{ts}, {load_id}, {source_line}");
-    let attribute_list: Vec<String> = attributes.iter().map(|c| ident(c)).collect();
+    let attribute_list: Vec<String> = attributes
+        .iter()
+        .map(|(c, alias)| {
+            if c == alias {
+                ident(c)
+            } else {
+                format!("{} AS {}", ident(c), ident(alias))
+            }
+        })
+        .collect();
     let with_comma =
         |list: &[String]| -> String { list.iter().map(|c| format!(", {c}")).collect::<String>() };
 
@@ -114,9 +124,18 @@ pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileVi
 
     let mut views = vec![(PROFILES_VIEW, profiles), (PROFILES_HISTORY_VIEW, history)];
     if !catalog.is_empty() {
+        // `user_` plus a 63-byte name is past PostgreSQL's identifier length, which would cut
+        // two long names to one: each alias is made unique within the limit.
+        let mut used = std::collections::HashSet::new();
         let user: Vec<String> = attributes
             .iter()
-            .map(|c| format!("h.{} AS {}", ident(c), ident(&format!("{USER_PREFIX}{c}"))))
+            .map(|(_, alias)| {
+                let name = unique_name(&format!("{USER_PREFIX}{alias}"), &|n: &str| {
+                    used.contains(n)
+                });
+                used.insert(name.clone());
+                format!("h.{} AS {}", ident(alias), ident(&name))
+            })
             .collect();
         let e_ts = format!("e.{}", ident(TS_COLUMN));
         views.push((
@@ -270,9 +289,14 @@ pub fn rebuild_script(
     script
 }
 
+/// Names the profile views give their own columns: a property column of the same name (from a
+/// property called "Snapshot At") is shown as `<name>_property` instead.
+const VIEW_OWN_COLUMNS: [&str; 3] = ["snapshot_at", "valid_from", "valid_to"];
+
 /// The snapshot table's attribute columns (every data column but the key, the snapshot time,
-/// the hash and the record), sorted by name so every warehouse lists them alike.
-fn attribute_columns(snapshots: &TableColumns) -> Vec<String> {
+/// the hash and the record), sorted by name so every warehouse lists them alike, each with the
+/// name the views show it under (its own, unless one of [`VIEW_OWN_COLUMNS`]).
+fn attribute_columns(snapshots: &TableColumns) -> Vec<(String, String)> {
     let own = [
         PROFILE_IDENTITY_COLUMN,
         TS_COLUMN,
@@ -286,7 +310,18 @@ fn attribute_columns(snapshots: &TableColumns) -> Vec<String> {
         .map(|(_, column)| column.clone())
         .collect();
     columns.sort();
+    let taken: std::collections::HashSet<String> = columns.iter().cloned().collect();
     columns
+        .into_iter()
+        .map(|c| {
+            let alias = if VIEW_OWN_COLUMNS.contains(&c.as_str()) {
+                unique_name(&format!("{c}_property"), &|n: &str| taken.contains(n))
+            } else {
+                c.clone()
+            };
+            (c, alias)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -316,6 +351,58 @@ mod tests {
                 .unwrap();
         }
         c
+    }
+
+    #[test]
+    fn property_names_never_collide_with_the_views_own() {
+        let mut c = Catalog::new(Vec::new());
+        let long = format!("p{}", "x".repeat(70));
+        let long_2 = format!("p{}y", "x".repeat(70));
+        let raw: Vec<String> = [
+            "identity",
+            "ts",
+            "_profile_hash",
+            "_record",
+            "Snapshot At",
+            "Valid To",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([long, long_2])
+        .collect();
+        c.plan(PROFILE_SNAPSHOTS_KEY, &raw, 100).unwrap();
+        c.plan("Charged", &["ts".to_string()], 100).unwrap();
+        let d = ViewDialect {
+            ident: plain,
+            relation: &plain,
+        };
+        let views = profile_views(&c, &d).unwrap().views;
+        assert!(
+            views[0].1.contains("snapshot_at AS snapshot_at_property"),
+            "{}",
+            views[0].1
+        );
+        assert!(
+            views[1].1.contains("valid_to AS valid_to_property"),
+            "{}",
+            views[1].1
+        );
+        let joined = &views[2].1;
+        assert!(
+            joined.contains("h.valid_to_property AS user_valid_to_property"),
+            "{joined}"
+        );
+        let aliases: Vec<&str> = joined
+            .split(" AS ")
+            .skip(1)
+            .filter_map(|part| part.split([',', ' ']).next())
+            .filter(|a| a.starts_with("user_p"))
+            .collect();
+        assert_eq!(aliases.len(), 2, "{joined}");
+        assert!(
+            aliases.iter().all(|a| a.len() <= 63) && aliases[0] != aliases[1],
+            "{aliases:?}"
+        );
     }
 
     #[test]
