@@ -340,9 +340,36 @@ fn the_sample_profile_exports_load_beside_the_demo_events() {
     assert_eq!(
         sqlite_rows(&db, "SELECT DISTINCT ts FROM profile_snapshots ORDER BY ts"),
         vec![
-            vec![Some("2022-09-21T18:30:00Z".to_string())],
-            vec![Some("2022-09-22T18:30:00Z".to_string())]
+            vec![Some("2022-09-18T18:30:00Z".to_string())],
+            vec![Some("2022-09-20T18:30:00Z".to_string())]
         ]
+    );
+    // The views: one row per identity, one history period more per changed profile, and every
+    // event once in events_with_profile (periods do not overlap).
+    assert_eq!(count("SELECT count(*) FROM profiles"), expected["profiles"]);
+    assert_eq!(
+        count("SELECT count(*) FROM profiles_history"),
+        expected["profiles"] + expected["changed"]
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM profiles_history WHERE valid_to IS NOT NULL"),
+        expected["changed"]
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events_with_profile"),
+        count("SELECT count(*) FROM all_events")
+    );
+    let after_change = count(
+        "SELECT count(*) FROM events_with_profile WHERE ts >= '2022-09-20T18:30:00Z' \
+         AND profile_valid_from = '2022-09-20T18:30:00Z'",
+    );
+    let before_change = count(
+        "SELECT count(*) FROM events_with_profile WHERE ts < '2022-09-20T18:30:00Z' \
+         AND profile_valid_from = '2022-09-18T18:30:00Z' AND user_customer_type IS NOT NULL",
+    );
+    assert!(
+        after_change > 0 && before_change > 0,
+        "{after_change} events after the change see it, {before_change} before see the first run"
     );
     let shared = count(
         "SELECT count(DISTINCT p.identity) FROM profile_snapshots p \

@@ -162,14 +162,14 @@ enum Command {
         seed: u64,
     },
 
-    /// Write two Export Center profile exports of the demo's users, a day apart.
+    /// Write two Export Center profile exports of the demo's users, two days apart.
     ///
-    /// `profile/100000000-1663664837-1663785000-0.csv.gz`: one row per demo user (the `demo`
+    /// `profile/100000000-1663664837-1663525800-0.csv.gz` (2022-09-18 18:30 UTC): one row per demo user (the `demo`
     /// files' identities for the same seed; anonymous users have only a `clevertapId`), the
     /// columns `identity, all_identities, clevertapId, clevertapIds, token,
     /// subscriptionGroups.Offers, MSG-push, MSG-email, Email, Phone, Name, Gender, DOB,
-    /// Blood Group, Customer Type`. `profile/100000000-1663664838-1663871400-0.json.gz`: the same
-    /// profiles a day later as JSON lines, some with a new `Customer Type`. Prints `path  rows
+    /// Blood Group, Customer Type`. `profile/100000000-1663664838-1663698600-0.json.gz` (2022-09-20 18:30 UTC): the same
+    /// profiles two days later as JSON lines, some with a new `Customer Type`. Prints `path  rows
     /// bytes` per file and, last, `EXPECTED profile_rows=N profiles=N changed=N`.
     Profiles {
         /// Directory to write into; created with its parents if missing.

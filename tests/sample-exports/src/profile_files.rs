@@ -1,6 +1,8 @@
 //! `profiles`: two Export Center profile exports of the demo's users (the same seed gives the
-//! same identities as the `demo` event files), a day apart: a CSV run and a JSON run in which
-//! some profiles changed, so a loader can show snapshots and their history.
+//! same identities as the `demo` event files), two days apart around the demo's event days
+//! (runs on 2022-09-18 and 2022-09-20 at 18:30 UTC; events from 2022-09-19 to 2022-09-21): a CSV
+//! run and a JSON run in which some profiles changed, so a loader can show snapshots, their
+//! history, and events joined to the profile of their time.
 
 use std::fs;
 use std::io::{self, Write};
@@ -15,8 +17,11 @@ use super::{
 
 /// The CleverTap account id in the profile file names (the documented example's).
 const ACCOUNT_ID: u64 = 100_000_000;
-/// Seconds between the CSV run and the JSON run.
 const DAY_SECONDS: u64 = 86_400;
+/// The CSV run: before the first event day.
+const FIRST_RUN: u64 = DEMO_RUN_TS - 3 * DAY_SECONDS;
+/// The JSON run: during the event days.
+const SECOND_RUN: u64 = DEMO_RUN_TS - DAY_SECONDS;
 /// Share of profiles in percent whose properties change between the two runs.
 const CHANGED_PERCENT: u64 = 10;
 
@@ -120,11 +125,11 @@ pub fn profiles(out: &Path, seed: u64) -> Result<()> {
         push_record(&mut csv, &profile.fields);
     }
     let csv_path = dir.join(format!(
-        "{ACCOUNT_ID}-{DEMO_REQUEST_ID}-{DEMO_RUN_TS}-0.csv.gz"
+        "{ACCOUNT_ID}-{DEMO_REQUEST_ID}-{FIRST_RUN}-0.csv.gz"
     ));
     let csv_bytes = write(&csv_path, &csv)?;
 
-    // A day later some profiles changed their customer type and blood group (a correction).
+    // Two days later some profiles changed their customer type and blood group (a correction).
     let mut changed = 0;
     let mut change = Rng::for_key(seed, "profiles/changed");
     for profile in &mut profiles {
@@ -148,7 +153,7 @@ pub fn profiles(out: &Path, seed: u64) -> Result<()> {
     let json_path = dir.join(format!(
         "{ACCOUNT_ID}-{}-{}-0.json.gz",
         DEMO_REQUEST_ID + 1,
-        DEMO_RUN_TS + DAY_SECONDS
+        SECOND_RUN
     ));
     let json_bytes = write(&json_path, &json)?;
 
