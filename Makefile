@@ -35,10 +35,11 @@ help: ## List the targets.
 build: ## Build every crate (debug).
 	$(CARGO) build --workspace --locked $(ALL_FEATURES)
 
-demo: ## Build the CLI (SQLite only) and the sample generator, write sample CleverTap exports to demo/exports, load them into demo/warehouse.sqlite, show a BI query.
+demo: ## Build the CLI (SQLite only) and the sample generator, write sample CleverTap event and profile exports to demo/exports, load them into demo/warehouse.sqlite, show BI queries (orders per day, profile history, revenue per customer type at order time).
 	$(CARGO) build --locked $(DEMO_BUILD)
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	@$(DEBUG_BIN)/tapline-sample-exports demo --out $(DEMO_DIR)/exports | tail -n 3
+	@$(DEBUG_BIN)/tapline-sample-exports profiles --out $(DEMO_DIR)/exports | head -n 2
 	@# Exit code 2 is expected: the sample set has a corrupt file, which is quarantined by design.
 	@$(DEBUG_BIN)/tapline load $(DEMO_DIR)/exports --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
 		--timezone $(DEMO_TIMEZONE); code=$$?; \
@@ -48,6 +49,18 @@ demo: ## Build the CLI (SQLite only) and the sample generator, write sample Clev
 		"SELECT substr(ts, 1, 10) AS day, count(*) AS orders, \
 		        printf('%.2f', sum(CAST(event_props_amount AS REAL))) AS revenue \
 		 FROM order_placed GROUP BY day ORDER BY day"
+	@echo; echo "Profiles that changed between the two profile exports (profiles_history, first 4 rows):"; echo
+	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
+		"SELECT identity, valid_from, valid_to, customer_type FROM profiles_history \
+		 WHERE identity IN (SELECT identity FROM profiles_history WHERE valid_to IS NOT NULL \
+		                    ORDER BY identity LIMIT 2) ORDER BY identity, valid_from"
+	@echo; echo "Revenue per customer type as it was when each order was placed (events_with_profile):"; echo
+	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
+		"SELECT coalesce(user_customer_type, '(no profile)') AS customer_type, count(*) AS orders, \
+		        printf('%.2f', sum(CAST(e.event_props_amount AS REAL))) AS revenue \
+		 FROM events_with_profile w JOIN order_placed e \
+		   ON e._source_uri = w._source_uri AND e._source_line = w._source_line \
+		 WHERE w.event_name = 'Order Placed' GROUP BY 1 ORDER BY 1"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
 	@took=$$(( $$(date +%s) - $(STARTED) )); echo "make demo took $$((took / 60)) min $$((took % 60)) s (build and load)."
 
