@@ -102,6 +102,21 @@ pub fn command_without_user_env(program: impl AsRef<std::ffi::OsStr>) -> Command
     command
 }
 
+/// The counts on the sample generator's last line (`EXPECTED good_rows=7146 bad_rows=3 …`).
+pub fn expected_counts(generator_stdout: &str) -> std::collections::HashMap<String, u64> {
+    let line = generator_stdout.lines().last().unwrap_or_default();
+    let pairs = line
+        .strip_prefix("EXPECTED ")
+        .unwrap_or_else(|| panic!("no EXPECTED line in {generator_stdout}"));
+    pairs
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            (k.to_string(), v.parse().expect("a count"))
+        })
+        .collect()
+}
+
 /// Runs a query on a SQLite file directly (not through Tapline), every value as text.
 pub fn sqlite_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
     let conn = rusqlite::Connection::open(path).expect("open sqlite");

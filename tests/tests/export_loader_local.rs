@@ -642,18 +642,7 @@ fn demo_exports_load_exactly_once() {
         .unwrap();
     assert!(generated.status.success());
     let stdout = String::from_utf8(generated.stdout).unwrap();
-    let expected: std::collections::HashMap<&str, u64> = stdout
-        .lines()
-        .last()
-        .unwrap()
-        .strip_prefix("EXPECTED ")
-        .unwrap()
-        .split(' ')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k, v.parse().unwrap())
-        })
-        .collect();
+    let expected = tapline_tests::expected_counts(&stdout);
     let db = dir.path().join("w.sqlite");
     let wh = format!("sqlite://{}", db.display());
     let load = || {

@@ -298,18 +298,7 @@ fn the_sample_profile_exports_load_beside_the_demo_events() {
     };
     generate("demo");
     let stdout = generate("profiles");
-    let expected: std::collections::HashMap<&str, u64> = stdout
-        .lines()
-        .last()
-        .unwrap()
-        .strip_prefix("EXPECTED ")
-        .unwrap()
-        .split(' ')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k, v.parse().unwrap())
-        })
-        .collect();
+    let expected = tapline_tests::expected_counts(&stdout);
     let db = dir.path().join("w.sqlite");
     let run = tapline(&[
         "load",
