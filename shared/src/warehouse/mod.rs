@@ -18,6 +18,7 @@
 #[cfg(feature = "bigquery")]
 pub mod bigquery;
 pub mod catalog;
+pub mod column_kinds;
 pub mod naming;
 pub mod open;
 #[cfg(feature = "postgres")]
