@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod profile_views;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod typed_views;
 pub mod url_redaction;
 
 use std::fmt;
