@@ -508,3 +508,49 @@ fn pragma_table_info_reports_the_typed_view_columns() {
         ]
     );
 }
+
+#[test]
+fn a_file_from_before_kinds_keeps_its_columns_as_text_and_gets_its_views() {
+    let case = Case::new();
+    case.csv("Charged", 0, &["eventProps.Amount"], &[vec!["5"]]);
+    case.csv("App Launched", 0, &["eventProps.Screen"], &[vec!["home"]]);
+    assert_eq!(case.load().code, 0);
+    // Back to the schema of a file written before kinds and typed views.
+    let conn = rusqlite::Connection::open(&case.db).unwrap();
+    conn.execute_batch(
+        "DROP VIEW bi_charged; DROP VIEW bi_app_launched; DROP VIEW bi_all_events;
+         ALTER TABLE _tapline_columns DROP COLUMN kind;",
+    )
+    .unwrap();
+    drop(conn);
+
+    case.csv(
+        "Charged",
+        1,
+        &["eventProps.Amount", "eventProps.Qty"],
+        &[vec!["6", "2"]],
+    );
+    assert_eq!(case.load().code, 0);
+    // Rows loaded before were never classified: text hides none of them.
+    assert_eq!(case.kind("charged", "event_props_amount"), s("text"));
+    assert_eq!(case.kind("app_launched", "event_props_screen"), s("text"));
+    assert_eq!(case.kind("charged", "event_props_qty"), s("integer"));
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT name FROM sqlite_master WHERE name LIKE 'bi\\_%' ESCAPE '\\' ORDER BY name"
+        ),
+        vec![
+            vec![s("bi_all_events")],
+            vec![s("bi_app_launched")],
+            vec![s("bi_charged")]
+        ]
+    );
+    assert_eq!(
+        sqlite_rows(
+            &case.db,
+            "SELECT event_props_amount, event_props_qty FROM bi_charged ORDER BY _load_id"
+        ),
+        vec![vec![s("5"), None], vec![s("6"), s("2")]]
+    );
+}

@@ -13,9 +13,9 @@ pub const PROFILE_SNAPSHOTS_TABLE: &str = "profile_snapshots";
 use super::{ALL_EVENTS_COLUMNS, RESERVED_TABLES, WarehouseError};
 
 /// Prefixes databases keep for themselves (`sqlite_` tables cannot be created; `pg_` names are
-/// system names in PostgreSQL), and the typed views' prefix ([`super::typed_views`]), so no new
+/// system names in PostgreSQL), and the typed views' prefix ([`super::TYPED_VIEW_PREFIX`]), so no new
 /// event table takes a typed view's name. Applied in every warehouse so names agree.
-const RESERVED_PREFIXES: &[&str] = &["sqlite_", "pg_", super::typed_views::TYPED_VIEW_PREFIX];
+const RESERVED_PREFIXES: &[&str] = &["sqlite_", "pg_", super::TYPED_VIEW_PREFIX];
 
 /// Tables and columns known to one load.
 #[derive(Debug, Default, Clone)]
@@ -256,7 +256,7 @@ impl Catalog {
 
     /// The `all_events` body with each standard column's expression given by
     /// `value(table, raw name, column)` (`column` is `None` where the table lacks it): the
-    /// typed views ([`super::typed_views`]) cast them, the raw view passes them through.
+    /// typed views cast them, the raw view passes them through.
     pub fn all_events_select_mapped(
         &self,
         ident: fn(&str) -> String,

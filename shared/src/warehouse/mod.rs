@@ -66,6 +66,11 @@ pub const RESERVED_TABLES: &[&str] = &[
     "webhook_events",
 ];
 
+/// Prefix of the typed views over the event tables (`bi_order_placed`, `bi_all_events`; see
+/// [`typed_views`]): a BI tool lists them together, apart from the raw tables. No new event
+/// table takes a name with this prefix.
+pub const TYPED_VIEW_PREFIX: &str = "bi_";
+
 /// Raw CleverTap columns that every event table exposes through the `all_events` view (NULL
 /// where a table lacks one): the fixed leading columns of CleverTap's event CSV.
 pub const ALL_EVENTS_COLUMNS: &[&str] = &crate::export::FIXED_EVENT_COLUMNS;

@@ -11,9 +11,7 @@ use super::catalog::{Catalog, TableColumns};
 use super::column_kinds::{ColumnKind, widen_known};
 use crate::export::TS_COLUMN;
 
-/// Prefix of every typed view: a BI tool lists relations by name, so the typed layer sits
-/// together, apart from the raw tables. No new event table takes a name with this prefix.
-pub const TYPED_VIEW_PREFIX: &str = "bi_";
+pub use super::TYPED_VIEW_PREFIX;
 /// The typed `all_events`.
 pub const TYPED_ALL_EVENTS_VIEW: &str = "bi_all_events";
 
