@@ -4,6 +4,7 @@
 //! narrowed, so a value that once fitted its column's kind always does.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use serde::de::IgnoredAny;
 
@@ -110,6 +111,7 @@ fn classify_number(value: &str) -> ColumnKind {
         return ColumnKind::Text;
     }
     let mut decimal = false;
+    let mut exponent = false;
     if i < b.len() && b[i] == b'.' {
         i += 1;
         if digits(&mut i) == 0 {
@@ -126,16 +128,22 @@ fn classify_number(value: &str) -> ColumnKind {
             return ColumnKind::Text;
         }
         decimal = true;
+        exponent = true;
     }
     if i != b.len() {
         return ColumnKind::Text;
     }
+    // The parses below only settle the edges (overflow); the common values skip them, as
+    // this runs for every numeric field of a load.
     if decimal {
-        match value.parse::<f64>() {
-            Ok(v) if v.is_finite() => ColumnKind::Decimal,
-            _ => ColumnKind::Text,
+        let finite =
+            (!exponent && int_digits <= 308) || value.parse::<f64>().is_ok_and(|v| v.is_finite());
+        if finite {
+            ColumnKind::Decimal
+        } else {
+            ColumnKind::Text
         }
-    } else if value == "-0" || value.parse::<i64>().is_err() {
+    } else if value == "-0" || (int_digits > 18 && value.parse::<i64>().is_err()) {
         ColumnKind::Text
     } else {
         ColumnKind::Integer
@@ -225,7 +233,25 @@ pub struct ColumnKindTracker {
     off: bool,
 }
 
+/// Bench only: set to `1`, loads infer no kinds (new columns read as text in the typed views),
+/// so `make bench` can measure what inference costs.
+pub const ENV_BENCH_NO_KIND_INFERENCE: &str = "TAPLINE_BENCH_NO_KIND_INFERENCE";
+
 impl ColumnKindTracker {
+    /// The tracker a warehouse load starts with: inferring, unless
+    /// [`ENV_BENCH_NO_KIND_INFERENCE`] is `1` (read once per process).
+    pub fn for_load() -> Self {
+        static OFF: OnceLock<bool> = OnceLock::new();
+        let off = *OFF.get_or_init(|| {
+            std::env::var_os(ENV_BENCH_NO_KIND_INFERENCE).is_some_and(|v| v == "1")
+        });
+        if off {
+            Self::disabled()
+        } else {
+            Self::default()
+        }
+    }
+
     /// A tracker that observes nothing, so a bench can measure the load without inference.
     pub fn disabled() -> Self {
         Self {
@@ -243,21 +269,23 @@ impl ColumnKindTracker {
         let columns = batch.schema().columns();
         let mut rows = batch.rows().peekable();
         let mut run: Vec<Option<ColumnKind>> = Vec::with_capacity(columns.len());
+        // The columns still worth classifying: one that reached text is dropped from the list.
+        let mut open: Vec<usize> = Vec::with_capacity(columns.len());
         while let Some(first) = rows.peek().copied() {
             let key = first.event_name();
             let ts = first.ts_index();
             run.clear();
             run.resize(columns.len(), None);
+            open.clear();
+            open.extend((0..columns.len()).filter(|i| ts != Some(*i)));
             while let Some(row) = rows.next_if(|r| r.event_name() == key) {
-                for (i, kind) in run.iter_mut().enumerate() {
-                    if *kind == Some(ColumnKind::Text) || ts == Some(i) {
-                        continue;
-                    }
+                open.retain(|&i| {
                     if let Some(value) = row.value(i) {
                         let seen = classify(value);
-                        *kind = Some(kind.map_or(seen, |k| widen(k, seen)));
+                        run[i] = Some(run[i].map_or(seen, |k| widen(k, seen)));
                     }
-                }
+                    run[i] != Some(ColumnKind::Text)
+                });
             }
             if let Some(i) = ts {
                 run[i] = Some(ColumnKind::Timestamp);
@@ -336,6 +364,13 @@ mod tests {
         );
         // Beyond f64: text rather than an infinity.
         all(&["1e400", "-1e400"], Text);
+        let long = format!("{}.5", "9".repeat(308));
+        assert_eq!(classify(&long), Decimal);
+        assert_eq!(
+            classify(&format!("9{long}")),
+            Text,
+            "309 digits overflow f64"
+        );
     }
 
     #[test]

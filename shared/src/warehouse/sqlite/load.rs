@@ -69,7 +69,7 @@ impl SqliteLoad {
                 appended: HashMap::new(),
                 view_stale: false,
                 profile_views_stale: false,
-                kinds: ColumnKindTracker::default(),
+                kinds: ColumnKindTracker::for_load(),
                 typed_stale: HashSet::new(),
                 state: None,
             };
