@@ -84,7 +84,7 @@ lint: ## cargo fmt --check, clippy with warnings as errors, no merge conflict ma
 fmt: ## Format the code.
 	$(CARGO) fmt --all
 
-bench: ## Load a 1,000,000-row export into SQLite and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports and of a 1,000,000-row Parquet export.
+bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind inference) and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports and of a 1,000,000-row Parquet export.
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports
 	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1

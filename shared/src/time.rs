@@ -201,7 +201,8 @@ pub fn now_utc() -> String {
     format_utc(Timestamp::now().as_second())
 }
 
-fn days_in_month(year: i32, month: i32) -> i32 {
+/// Days in `month` (1–12) of a proleptic Gregorian `year`.
+pub(crate) fn days_in_month(year: i32, month: i32) -> i32 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
         2 => 28,

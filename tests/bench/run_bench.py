@@ -18,14 +18,15 @@ import sys
 import time
 
 
-def run(cmd, ok_codes=(0,)):
-    """Runs cmd in a fresh child; returns (wall seconds, peak RSS KiB of that child alone)."""
+def run(cmd, ok_codes=(0,), env=None):
+    """Runs cmd in a fresh child (with `env` added to the environment); returns (wall seconds,
+    peak RSS KiB of that child alone)."""
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
-        os.execvp(cmd[0], cmd)
+        os.execvpe(cmd[0], cmd, dict(os.environ, **(env or {})))
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
@@ -62,11 +63,15 @@ def main():
                 os.remove(db + suffix)
 
     # Median of a few runs each, interleaved, so a noisy neighbour skews both alike.
-    gz_runs, tl_runs = [], []
+    # The load without column-kind inference (issue 19) too, to show what inference costs.
+    gz_runs, tl_runs, plain_runs = [], [], []
+    load = [args.tapline, "load", export, "--warehouse", f"sqlite://{db}", "--no-progress"]
     for _ in range(args.runs):
         gz_runs.append(run(["sh", "-c", f"gzip -dc '{export}' > /dev/null"]))
         fresh_db()
-        tl_runs.append(run([args.tapline, "load", export, "--warehouse", f"sqlite://{db}", "--no-progress"]))
+        plain_runs.append(run(load, env={"TAPLINE_BENCH_NO_KIND_INFERENCE": "1"}))
+        fresh_db()
+        tl_runs.append(run(load))
     gz_wall = statistics.median(w for w, _ in gz_runs)
     tl_wall = statistics.median(w for w, _ in tl_runs)
     gz_rss = max(r for _, r in gz_runs)
@@ -84,10 +89,13 @@ def main():
     header()
     line("gzip -dc (baseline)", gz_wall, gz_rss, rows, mb)
     line("tapline load sqlite", tl_wall, tl_rss, rows, mb)
+    plain_wall = statistics.median(w for w, _ in plain_runs)
+    line("  without kind inference", plain_wall, max(r for _, r in plain_runs), rows, mb)
     ratio = tl_wall / gz_wall
     print()
     print(f"SQLite: tapline / gzip -dc = {ratio:.2f}x (target <= 2.00x: {'met' if ratio <= 2 else 'NOT met'})")
     print(f"SQLite: peak RSS {tl_rss / 1024:.1f} MiB (target <= 64 MiB: {'met' if tl_rss <= 64 * 1024 else 'NOT met'})")
+    print(f"SQLite: column-kind inference costs {100 * (tl_wall / plain_wall - 1):+.1f} % of the load's wall time")
 
     if args.small_dir:
         small = sorted(glob.glob(os.path.join(args.small_dir, "*-Bench-Event-*.csv.gz")))[0]

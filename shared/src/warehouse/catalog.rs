@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::column_kinds::ColumnKind;
 use super::naming::{snake_case, unique_name};
 use crate::export::PROFILE_SNAPSHOTS_KEY;
 
@@ -12,8 +13,9 @@ pub const PROFILE_SNAPSHOTS_TABLE: &str = "profile_snapshots";
 use super::{ALL_EVENTS_COLUMNS, RESERVED_TABLES, WarehouseError};
 
 /// Prefixes databases keep for themselves (`sqlite_` tables cannot be created; `pg_` names are
-/// system names in PostgreSQL). Applied in every warehouse so names agree.
-const RESERVED_PREFIXES: &[&str] = &["sqlite_", "pg_"];
+/// system names in PostgreSQL), and the typed views' prefix ([`super::TYPED_VIEW_PREFIX`]), so no new
+/// event table takes a typed view's name. Applied in every warehouse so names agree.
+const RESERVED_PREFIXES: &[&str] = &["sqlite_", "pg_", super::TYPED_VIEW_PREFIX];
 
 /// Tables and columns known to one load.
 #[derive(Debug, Default, Clone)]
@@ -33,6 +35,23 @@ pub struct TableColumns {
     pub columns: HashMap<String, String>,
     /// Column names in use, lowercased (lineage included).
     used: HashSet<String>,
+    /// Raw name → the stored kind of its values (absent: none yet).
+    kinds: HashMap<String, ColumnKind>,
+}
+
+impl TableColumns {
+    /// The stored kind of raw column `raw`: `None` while it has held only NULLs (or is unknown).
+    pub fn kind(&self, raw: &str) -> Option<ColumnKind> {
+        self.kinds.get(raw).copied()
+    }
+
+    /// The raw name of column `column`, if it is a data column of this table.
+    pub fn raw_name(&self, column: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(_, c)| c.as_str() == column)
+            .map(|(raw, _)| raw.as_str())
+    }
 }
 
 /// What an adapter must do before inserting a batch's columns into an event's table.
@@ -69,6 +88,7 @@ impl Catalog {
                 name: table,
                 columns: HashMap::new(),
                 used: lineage_columns(),
+                kinds: HashMap::new(),
             },
         );
     }
@@ -79,6 +99,36 @@ impl Catalog {
             t.used.insert(column.to_lowercase());
             t.columns.insert(raw, column);
         }
+    }
+
+    /// Sets the stored kind of raw column `raw` of `table` (from `_tapline_columns.kind`);
+    /// unknown tables are ignored.
+    pub fn set_kind(&mut self, table: &str, raw: &str, kind: ColumnKind) {
+        if let Some(t) = self.tables.values_mut().find(|t| t.name == table) {
+            t.kinds.insert(raw.to_string(), kind);
+        }
+    }
+
+    /// Widens the kind of raw column `raw` of `event`'s table with `seen` (see
+    /// [`super::column_kinds::widen`]; never narrowed). `Some((table, new kind))` when the
+    /// stored kind changes and must be written back; `None` when it stays (or the column is
+    /// unknown).
+    pub fn widen_kind(
+        &mut self,
+        event: &str,
+        raw: &str,
+        seen: ColumnKind,
+    ) -> Option<(String, ColumnKind)> {
+        let table = self.tables.get_mut(event)?;
+        if !table.columns.contains_key(raw) {
+            return None;
+        }
+        let known = table.kinds.get(raw).copied();
+        let widened = super::column_kinds::widen_known(known, Some(seen))?;
+        (known != Some(widened)).then(|| {
+            table.kinds.insert(raw.to_string(), widened);
+            (table.name.clone(), widened)
+        })
     }
 
     /// Files the table registered under `from` under event `to` instead (an adapter whose
@@ -198,6 +248,21 @@ impl Catalog {
         text_type: &str,
         table_ref: &dyn Fn(&str) -> String,
     ) -> String {
+        self.all_events_select_mapped(ident, table_ref, &|_, _, column| match column {
+            Some(c) => ident(c),
+            None => format!("CAST(NULL AS {text_type})"),
+        })
+    }
+
+    /// The `all_events` body with each standard column's expression given by
+    /// `value(table, raw name, column)` (`column` is `None` where the table lacks it): the
+    /// typed views cast them, the raw view passes them through.
+    pub fn all_events_select_mapped(
+        &self,
+        ident: fn(&str) -> String,
+        table_ref: &dyn Fn(&str) -> String,
+        value: &dyn Fn(&TableColumns, &str, Option<&str>) -> String,
+    ) -> String {
         let mut tables: Vec<&TableColumns> = self.event_tables().collect();
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         let selects: Vec<String> = tables
@@ -207,10 +272,8 @@ impl Catalog {
                     .iter()
                     .map(|raw| {
                         let alias = ident(&snake_case(raw));
-                        match t.columns.get(*raw) {
-                            Some(c) => format!("{} AS {alias}", ident(c)),
-                            None => format!("CAST(NULL AS {text_type}) AS {alias}"),
-                        }
+                        let column = t.columns.get(*raw).map(String::as_str);
+                        format!("{} AS {alias}", value(t, raw, column))
                     })
                     .collect();
                 parts.extend(super::LINEAGE_COLUMNS.iter().map(|c| ident(c)));

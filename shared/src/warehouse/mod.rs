@@ -18,6 +18,7 @@
 #[cfg(feature = "bigquery")]
 pub mod bigquery;
 pub mod catalog;
+pub mod column_kinds;
 pub mod naming;
 pub mod open;
 #[cfg(feature = "postgres")]
@@ -25,6 +26,7 @@ pub mod postgres;
 pub mod profile_views;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod typed_views;
 pub mod url_redaction;
 
 use std::fmt;
@@ -63,6 +65,11 @@ pub const RESERVED_TABLES: &[&str] = &[
     "campaign_reports",
     "webhook_events",
 ];
+
+/// Prefix of the typed views over the event tables (`bi_order_placed`, `bi_all_events`; see
+/// [`typed_views`]): a BI tool lists them together, apart from the raw tables. No new event
+/// table takes a name with this prefix.
+pub const TYPED_VIEW_PREFIX: &str = "bi_";
 
 /// Raw CleverTap columns that every event table exposes through the `all_events` view (NULL
 /// where a table lacks one): the fixed leading columns of CleverTap's event CSV.

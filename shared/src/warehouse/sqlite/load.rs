@@ -2,16 +2,18 @@
 //! row, rows inserted after a savepoint (tables created or widened as they come), and the commit
 //! or quarantine that ends it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::OwnedMutexGuard;
 
+use super::typed_views::rebuild_typed_views;
 use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking, write_state};
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
+use crate::warehouse::column_kinds::{ColumnKind, ColumnKindTracker};
 use crate::warehouse::profile_views::{self, PROFILES_VIEW, ViewDialect};
 use crate::warehouse::{
     Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
@@ -67,6 +69,8 @@ impl SqliteLoad {
                 appended: HashMap::new(),
                 view_stale: false,
                 profile_views_stale: false,
+                kinds: ColumnKindTracker::for_load(),
+                typed_stale: HashSet::new(),
                 state: None,
             };
             Ok(Begin::Started(Box::new(SqliteLoad {
@@ -137,14 +141,17 @@ fn read_catalog(conn: &Connection) -> Result<Catalog, WarehouseError> {
     for (event, table) in tables {
         catalog.add_table(event, table);
     }
-    let columns: Vec<(String, String, String)> = conn
-        .prepare_cached("SELECT table_name, raw_name, column_name FROM _tapline_columns")
+    let columns: Vec<(String, String, String, Option<String>)> = conn
+        .prepare_cached("SELECT table_name, raw_name, column_name, kind FROM _tapline_columns")
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect()
         })
         .map_err(op("read catalog"))?;
-    for (table, raw, column) in columns {
+    for (table, raw, column, kind) in columns {
+        if let Some(kind) = kind {
+            catalog.set_kind(&table, &raw, ColumnKind::parse(&kind));
+        }
         catalog.add_column(&table, raw, column);
     }
     Ok(catalog)
@@ -218,6 +225,10 @@ struct LoadState {
     view_stale: bool,
     /// The profile snapshot table was created or widened: the profile views are rebuilt.
     profile_views_stale: bool,
+    /// The kinds of the values appended, widened into `_tapline_columns.kind` at commit.
+    kinds: ColumnKindTracker,
+    /// Event tables whose typed view is rebuilt at commit (a column added or a kind widened).
+    typed_stale: HashSet<String>,
     /// The state value the commit writes with the rows.
     state: Option<StateWrite>,
 }
@@ -253,6 +264,7 @@ impl LoadTransaction for SqliteLoad {
 
 impl LoadState {
     fn append(&mut self, conn: &Connection, batch: &RowBatch) -> Result<(), WarehouseError> {
+        self.kinds.observe(batch);
         let columns = batch.schema().columns();
         let mut rows = batch.rows().peekable();
         while let Some(first) = rows.peek().copied() {
@@ -390,6 +402,9 @@ impl LoadState {
         }
         self.view_stale |= plan.view_stale;
         self.profile_views_stale |= plan.profile_views_stale;
+        if !plan.added.is_empty() {
+            self.typed_stale.insert(plan.table);
+        }
         Ok(())
     }
 
@@ -420,12 +435,14 @@ impl LoadState {
                     )
                     .map_err(op("write ledger"))?;
                 }
+                self.record_kinds(conn)?;
                 rebuild_views(
                     conn,
                     &self.catalog,
                     self.view_stale,
                     self.profile_views_stale,
                 )?;
+                rebuild_typed_views(conn, &self.catalog, &self.typed_stale, self.view_stale)?;
                 conn.execute_batch("RELEASE rows").map_err(op("release"))?;
                 (LoadStatus::Loaded, None, bytes, rows, rejected)
             }
@@ -488,6 +505,25 @@ impl LoadState {
             .map_err(op("read ledger"))?;
         conn.execute_batch("COMMIT").map_err(op("commit"))?;
         Ok(record)
+    }
+
+    /// Widens each observed column's stored kind with the kind of this load's values (never
+    /// narrowing it); a table whose kinds changed gets its typed view rebuilt.
+    fn record_kinds(&mut self, conn: &Connection) -> Result<(), WarehouseError> {
+        let mut update = conn
+            .prepare_cached(
+                "UPDATE _tapline_columns SET kind = ?3 WHERE table_name = ?1 AND raw_name = ?2",
+            )
+            .map_err(op("record kinds"))?;
+        for (event, raw, seen) in self.kinds.observed() {
+            if let Some((table, kind)) = self.catalog.widen_kind(event, raw, seen) {
+                update
+                    .execute(params![table, raw, kind.as_str()])
+                    .map_err(op("record kinds"))?;
+                self.typed_stale.insert(table);
+            }
+        }
+        Ok(())
     }
 
     /// A new version of a uri replaces the rows of every older loaded version.

@@ -5,9 +5,11 @@
 //! first's ledger row. Rows are appended after a savepoint so that a quarantined file rolls back
 //! its rows (and any tables or columns it created) but keeps its ledger row and rejects.
 //!
-//! Files: `schema.sql` (the `_tapline_*` tables), `load.rs` (one load's transaction).
+//! Files: `schema.sql` (the `_tapline_*` tables), `load.rs` (one load's transaction),
+//! `typed_views.rs` (the `bi_*` views' casts).
 
 mod load;
+mod typed_views;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,11 +150,43 @@ fn open_connection(path: &Path, journal: Journal) -> Result<Connection, Warehous
     .map_err(|e| open_err(Box::new(e)))?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| open_err(Box::new(e)))?;
+    add_column_kinds(&conn).map_err(|e| open_err(Box::new(e)))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
 type BoxedErr = Box<dyn std::error::Error + Send + Sync>;
+
+/// A file from before column kinds gets `_tapline_columns.kind`, under the write lock so two
+/// processes opening it add it once. Its existing columns become text: their rows were never
+/// classified, and text hides no value in the typed views (a narrower kind could NULL some).
+fn add_column_kinds(conn: &Connection) -> rusqlite::Result<()> {
+    let has_kind = |conn: &Connection| -> rusqlite::Result<bool> {
+        conn.query_row(
+            "SELECT count(*) FROM pragma_table_info('_tapline_columns') WHERE name = 'kind'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    if has_kind(conn)? {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let added = has_kind(conn).and_then(|done| {
+        if !done {
+            conn.execute_batch(
+                "ALTER TABLE _tapline_columns ADD COLUMN kind TEXT;
+                 UPDATE _tapline_columns SET kind = 'text';",
+            )?;
+        }
+        conn.execute_batch("COMMIT")
+    });
+    if added.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    added
+}
 
 impl Warehouse for SqliteWarehouse {
     fn describe(&self) -> String {

@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS _tapline_columns (
     raw_name      TEXT NOT NULL,
     added_by_load INTEGER NOT NULL,
     added_at      TEXT NOT NULL,
+    -- The widened kind of the column's values (integer, decimal, boolean, timestamp, json,
+    -- text); NULL while it held only NULLs. Files from before kinds get it at open.
+    kind          TEXT,
     PRIMARY KEY (table_name, column_name),
     UNIQUE (table_name, raw_name)
 );
