@@ -85,8 +85,10 @@ fmt: ## Format the code.
 	$(CARGO) fmt --all
 
 bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind inference) and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports and of a 1,000,000-row Parquet export.
+	@# The baseline without column-kind inference: the same CLI built with a bench-only feature.
+	$(CARGO) build --release --locked -p tapline-cli --features bench-no-kind-inference
+	@mkdir -p $(BENCH_DIR) && cp $(RELEASE_BIN)/tapline $(BENCH_DIR)/tapline-no-kinds
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports
-	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
 	@# A file a tenth the size: peak memory must not grow with the file.
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/small --rows $$(( $(BENCH_ROWS) / 10 )) | tail -n 1
@@ -100,6 +102,7 @@ bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind 
 	@$(RELEASE_BIN)/tapline-sample-exports parquet --out $(BENCH_DIR)/parquet/small \
 		--rows $$(( $(BENCH_ROWS) / 10 )) --row-group-rows 100_000 --bench-repeat 1
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
+		--tapline-no-kinds $(BENCH_DIR)/tapline-no-kinds \
 		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small \
 		--hostile-dir $(BENCH_DIR)/hostile --generator $(RELEASE_BIN)/tapline-sample-exports \
 		--parquet-dir $(BENCH_DIR)/parquet

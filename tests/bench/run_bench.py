@@ -38,6 +38,7 @@ def run(cmd, ok_codes=(0,), env=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tapline", required=True)
+    parser.add_argument("--tapline-no-kinds", required=True, help="tapline built with the bench-no-kind-inference feature")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
     parser.add_argument("--small-dir", help="a smaller export of the same shape: peak RSS must not grow with size")
@@ -69,7 +70,7 @@ def main():
     for _ in range(args.runs):
         gz_runs.append(run(["sh", "-c", f"gzip -dc '{export}' > /dev/null"]))
         fresh_db()
-        plain_runs.append(run(load, env={"TAPLINE_BENCH_NO_KIND_INFERENCE": "1"}))
+        plain_runs.append(run([args.tapline_no_kinds, *load[1:]]))
         fresh_db()
         tl_runs.append(run(load))
     gz_wall = statistics.median(w for w, _ in gz_runs)

@@ -103,7 +103,73 @@ on_both_targets!(
     a_query_that_would_write_is_refused_before_it_runs,
     a_rewritten_export_replaces_its_rows,
     pulled_events_and_counts_land_in_bigquery_once,
+    profile_exports_load_with_their_views,
 );
+
+/// The sample profile exports beside the sample events: snapshots, the profile views (one row
+/// per identity, a history period per change, every event once in `events_with_profile`) and
+/// the profiles line of `tapline status`.
+async fn profile_exports_load_with_their_views(target: BigQueryTarget) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = std::collections::HashMap::new();
+    for command in ["demo", "profiles"] {
+        let out = std::process::Command::new(tapline_tests::bin("tapline-sample-exports"))
+            .args([command, "--out", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        expected.extend(tapline_tests::expected_counts(
+            &String::from_utf8(out.stdout).unwrap(),
+        ));
+    }
+    let run = load_into(&target, dir.path()).await;
+    assert_eq!(
+        run.code, 2,
+        "the demo's corrupt file only: {}{}",
+        run.stdout, run.stderr
+    );
+    let count = async |sql: &str| -> u64 {
+        target
+            .value(sql)
+            .await
+            .expect(sql)
+            .parse()
+            .expect("a count")
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM profiles").await,
+        expected["profiles"]
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM profiles_history").await,
+        expected["profiles"] + expected["changed"]
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events_with_profile").await,
+        count("SELECT count(*) FROM all_events").await
+    );
+    assert!(
+        count("SELECT count(*) FROM events_with_profile WHERE user_customer_type IS NOT NULL")
+            .await
+            > 0
+    );
+    let status = tapline(
+        target.endpoint(),
+        &[],
+        &["status", "--warehouse", &target.url()],
+    )
+    .await;
+    assert!(
+        status.stdout.contains(&format!(
+            "Profiles: {} identities from {} snapshots (latest 2022-09-20T18:30:00Z), {} history periods",
+            expected["profiles"],
+            expected["profile_rows"],
+            expected["profiles"] + expected["changed"]
+        )),
+        "{}",
+        status.stdout
+    );
+}
 
 /// `tapline load DIR --warehouse URL` against `target`.
 async fn load_into(target: &BigQueryTarget, dir: &Path) -> Run {

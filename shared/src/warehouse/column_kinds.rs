@@ -4,7 +4,6 @@
 //! narrowed, so a value that once fitted its column's kind always does.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use serde::de::IgnoredAny;
 
@@ -233,19 +232,12 @@ pub struct ColumnKindTracker {
     off: bool,
 }
 
-/// Bench only: set to `1`, loads infer no kinds (new columns read as text in the typed views),
-/// so `make bench` can measure what inference costs.
-pub const ENV_BENCH_NO_KIND_INFERENCE: &str = "TAPLINE_BENCH_NO_KIND_INFERENCE";
-
 impl ColumnKindTracker {
-    /// The tracker a warehouse load starts with: inferring, unless
-    /// [`ENV_BENCH_NO_KIND_INFERENCE`] is `1` (read once per process).
+    /// The tracker a warehouse load starts with: inferring, unless built with the cargo
+    /// feature `bench-no-kind-inference` (a second binary `make bench` builds to measure what
+    /// inference costs; never a deployed build).
     pub fn for_load() -> Self {
-        static OFF: OnceLock<bool> = OnceLock::new();
-        let off = *OFF.get_or_init(|| {
-            std::env::var_os(ENV_BENCH_NO_KIND_INFERENCE).is_some_and(|v| v == "1")
-        });
-        if off {
+        if cfg!(feature = "bench-no-kind-inference") {
             Self::disabled()
         } else {
             Self::default()
