@@ -294,3 +294,133 @@ fn csv_and_parquet_give_the_same_rows_on_postgres() {
     assert!(csv_digest.starts_with("300 "), "{csv_digest}");
     assert_eq!(csv_digest, digest(&parquet));
 }
+
+/// The file in `tests/fixtures/parquet` on which the parquet crate's row reader panicked (a level
+/// above its column's maximum) is quarantined with the reason, nothing from it loaded, while the
+/// good file beside it loads whole.
+#[test]
+fn a_row_group_with_levels_out_of_range_is_quarantined_beside_a_good_file() {
+    let files = Generated::new("50", "20");
+    let good = std::fs::read_dir(files.path("parquet"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let good_name = good.file_name().unwrap().to_str().unwrap().to_string();
+    let dir = files.path("mixed");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&good, dir.join(&good_name)).unwrap();
+    let damaged_name = good_name.replace("-0-0.parquet", "-7-0.parquet");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/parquet/levels-out-of-range.parquet");
+    std::fs::copy(fixture, dir.join(&damaged_name)).unwrap();
+
+    let (run, db) = files.load("mixed");
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let outcomes = sqlite_rows(
+        &db,
+        "SELECT uri, status, rows_loaded, rows_rejected, error FROM _tapline_loads ORDER BY uri",
+    );
+    let outcome = |name: &str| -> Vec<String> {
+        outcomes
+            .iter()
+            .find(|r| r[0].as_deref().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("no outcome for {name}: {outcomes:?}"))
+            .iter()
+            .skip(1)
+            .map(|v| v.clone().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(outcome(&good_name), ["loaded", "50", "0", ""]);
+    assert_eq!(
+        outcome(&damaged_name),
+        ["quarantined", "0", "0", LEVELS_OUT_OF_RANGE_REASON]
+    );
+    assert_eq!(
+        sqlite_value(
+            &db,
+            "SELECT count(*) || ' ' || count(DISTINCT _source_uri) FROM charged"
+        ),
+        Some("50 1".to_string())
+    );
+}
+
+/// The reason the fixture's first damaged row group gives.
+const LEVELS_OUT_OF_RANGE_REASON: &str = "corrupt or truncated data: row group 1 cannot be decoded: \
+     column \"deviceInfo.key_value.value.member4\": a definition level of 7, above the column's \
+     maximum 4";
+
+/// Variants of a good file with bytes flipped in its column chunks (page headers, levels and
+/// values; deterministic seeds): every one is loaded or quarantined, none panics the loader (a
+/// debug build, where a panic is exit code 101 and an overflow panics too). A loaded variant
+/// still holds the footer's 300 rows, loaded or rejected; a quarantined one loaded none (some
+/// decode but reject too many rows).
+#[test]
+fn parquet_with_flipped_bytes_in_its_pages_loads_or_is_quarantined_never_panics() {
+    const VARIANTS: u64 = 200;
+    const ROWS: u64 = 300;
+    let files = Generated::new(&ROWS.to_string(), "100");
+    let good = std::fs::read_dir(files.path("parquet"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let good_name = good.file_name().unwrap().to_str().unwrap().to_string();
+    let bytes = std::fs::read(&good).unwrap();
+    let footer_len =
+        u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap()) as usize;
+    // Column chunks: after the leading magic, before the footer.
+    let pages = 4..bytes.len() - 8 - footer_len;
+    let dir = files.path("flipped");
+    std::fs::create_dir_all(&dir).unwrap();
+    for seed in 0..VARIANTS {
+        let mut rng = SplitMix(seed);
+        let mut variant = bytes.clone();
+        for _ in 0..=rng.next() % 4 {
+            let at = pages.start + (rng.next() as usize) % pages.len();
+            variant[at] ^= (rng.next() % 255 + 1) as u8;
+        }
+        let name = good_name.replace("-0-0.parquet", &format!("-{}-0.parquet", 100 + seed));
+        std::fs::write(dir.join(name), variant).unwrap();
+    }
+
+    let (run, db) = files.load("flipped");
+    assert!(
+        !run.stderr.contains("panicked"),
+        "a variant panicked the loader: {}",
+        run.stderr
+    );
+    assert!([0, 2].contains(&run.code), "{}{}", run.stdout, run.stderr);
+    let outcomes = sqlite_rows(
+        &db,
+        "SELECT status, CASE status WHEN 'loaded' THEN rows_loaded + rows_rejected \
+         ELSE rows_loaded END, count(*) FROM _tapline_loads GROUP BY 1, 2",
+    );
+    let count = |status: &str, rows: u64| {
+        outcomes
+            .iter()
+            .find(|r| r[0].as_deref() == Some(status) && r[1] == Some(rows.to_string()))
+            .map_or(0, |r| r[2].as_deref().unwrap().parse::<u64>().unwrap())
+    };
+    let (loaded, quarantined) = (count("loaded", ROWS), count("quarantined", 0));
+    eprintln!("{VARIANTS} variants: {loaded} loaded, {quarantined} quarantined");
+    assert_eq!(loaded + quarantined, VARIANTS, "{outcomes:?}");
+    assert!(loaded > 0 && quarantined > 0, "{outcomes:?}");
+}
+
+/// SplitMix64: a few lines of deterministic randomness, no crate.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
