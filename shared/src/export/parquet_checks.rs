@@ -488,8 +488,8 @@ fn walk_hybrid(
 }
 
 /// Decodes every column of a row group once, before its rows are assembled: every definition
-/// and repetition level within its column's maximum, and each column holding as many rows as
-/// the footer says the group has. The record API asserts the first and trusts the second (a
+/// and repetition level within its column's maximum, each column holding as many rows as the
+/// footer says the group has, and text columns holding UTF-8. The record API asserts the first and trusts the second (a
 /// count the footer inflates would have it assemble rows from nothing), so the check runs
 /// first; memory stays one page and one batch per column.
 pub(crate) fn check_row_group_levels(group: &CheckedRowGroup<'_>) -> Result<(), String> {
@@ -505,16 +505,26 @@ pub(crate) fn check_row_group_levels(group: &CheckedRowGroup<'_>) -> Result<(), 
     }
     for i in 0..group.num_columns() {
         let descr = schema.column(i);
+        // The record API's error for a string that is not UTF-8 quotes the bytes (personal
+        // data, unbounded) as the reason; checked here first, it names only the column.
+        let text = matches!(
+            descr.converted_type(),
+            ConvertedType::UTF8 | ConvertedType::ENUM | ConvertedType::JSON
+        );
         let reader = group.get_column_reader(i).map_err(|e| e.to_string())?;
         let read = match reader {
-            ColumnReader::BoolColumnReader(r) => column_rows(r, &descr, rows),
-            ColumnReader::Int32ColumnReader(r) => column_rows(r, &descr, rows),
-            ColumnReader::Int64ColumnReader(r) => column_rows(r, &descr, rows),
-            ColumnReader::Int96ColumnReader(r) => column_rows(r, &descr, rows),
-            ColumnReader::FloatColumnReader(r) => column_rows(r, &descr, rows),
-            ColumnReader::DoubleColumnReader(r) => column_rows(r, &descr, rows),
-            ColumnReader::ByteArrayColumnReader(r) => column_rows(r, &descr, rows),
-            ColumnReader::FixedLenByteArrayColumnReader(r) => column_rows(r, &descr, rows),
+            ColumnReader::BoolColumnReader(r) => column_rows(r, &descr, rows, |_| true),
+            ColumnReader::Int32ColumnReader(r) => column_rows(r, &descr, rows, |_| true),
+            ColumnReader::Int64ColumnReader(r) => column_rows(r, &descr, rows, |_| true),
+            ColumnReader::Int96ColumnReader(r) => column_rows(r, &descr, rows, |_| true),
+            ColumnReader::FloatColumnReader(r) => column_rows(r, &descr, rows, |_| true),
+            ColumnReader::DoubleColumnReader(r) => column_rows(r, &descr, rows, |_| true),
+            ColumnReader::ByteArrayColumnReader(r) => column_rows(r, &descr, rows, |v| {
+                !text || std::str::from_utf8(v.data()).is_ok()
+            }),
+            ColumnReader::FixedLenByteArrayColumnReader(r) => {
+                column_rows(r, &descr, rows, |_| true)
+            }
         };
         let read = read.map_err(|e| format!("column {:?}: {e}", descr.path().string()))?;
         if read != rows {
@@ -527,11 +537,13 @@ pub(crate) fn check_row_group_levels(group: &CheckedRowGroup<'_>) -> Result<(), 
     Ok(())
 }
 
-/// Rows in one column chunk, its levels checked; stops early past `rows`.
+/// Rows in one column chunk, its levels checked and each value passing `valid`; stops early
+/// past `rows`.
 fn column_rows<T: DataType>(
     mut reader: ColumnReaderImpl<T>,
     descr: &ColumnDescriptor,
     rows: u64,
+    valid: impl Fn(&T::T) -> bool,
 ) -> Result<u64, String> {
     let (max_def, max_rep) = (descr.max_def_level(), descr.max_rep_level());
     let mut def = (max_def > 0).then(Vec::new);
@@ -555,6 +567,9 @@ fn column_rows<T: DataType>(
                     "a {kind} level of {bad}, above the column's maximum {max}"
                 ));
             }
+        }
+        if !values.iter().all(&valid) {
+            return Err("a value is not valid UTF-8".to_string());
         }
         read += records as u64;
         if read > rows {
@@ -719,6 +734,56 @@ mod tests {
         );
         assert_eq!(walk_hybrid(&[6, 1, 3, 0b0000_0101], 1, 11, Some(1)), Ok(5));
         assert_eq!(walk_hybrid(&[6, 1, 3, 0b0000_0101], 1, 4, Some(1)), Ok(4));
+    }
+
+    /// A one-column file of `values` (a `None` is a null), in one row group.
+    fn one_column_file(values: &[Option<&[u8]>]) -> Bytes {
+        use parquet::data_type::{ByteArray, ByteArrayType};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+        use std::sync::Arc;
+        let schema =
+            Arc::new(parse_message_type("message m { optional binary s (UTF8); }").unwrap());
+        let mut out = Vec::new();
+        let props = Arc::new(WriterProperties::builder().build());
+        let mut writer = SerializedFileWriter::new(&mut out, schema, props).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        let present: Vec<ByteArray> = values
+            .iter()
+            .flatten()
+            .map(|v| ByteArray::from(v.to_vec()))
+            .collect();
+        let def: Vec<i16> = values.iter().map(|v| i16::from(v.is_some())).collect();
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&present, Some(&def), None)
+            .unwrap();
+        column.close().unwrap();
+        group.close().unwrap();
+        writer.close().unwrap();
+        Bytes::from(out)
+    }
+
+    fn check_first_group(file: Bytes) -> Result<(), String> {
+        use parquet::file::reader::FileReader;
+        use parquet::file::serialized_reader::SerializedFileReader;
+        let reader = SerializedFileReader::new(file).unwrap();
+        check_row_group_levels(&CheckedRowGroup::new(reader.get_row_group(0).unwrap()))
+    }
+
+    /// The record API's error for such a string quotes its bytes; the check names the column.
+    #[test]
+    fn a_string_that_is_not_utf8_is_named_by_column_not_by_its_bytes() {
+        assert_eq!(
+            check_first_group(one_column_file(&[Some(b"ok"), None])),
+            Ok(())
+        );
+        assert_eq!(
+            check_first_group(one_column_file(&[Some(b"ok"), None, Some(b"\xff\xfe")])),
+            Err("column \"s\": a value is not valid UTF-8".to_string())
+        );
     }
 
     #[test]
