@@ -14,10 +14,15 @@ struct Generated {
 
 impl Generated {
     fn new(rows: &str, row_group_rows: &str) -> Self {
+        Self::with(&["--rows", rows, "--row-group-rows", row_group_rows])
+    }
+
+    /// The generator's files with `args` after `parquet --out <dir>`.
+    fn with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(bin("tapline-sample-exports"))
             .args(["parquet", "--out", dir.path().to_str().unwrap()])
-            .args(["--rows", rows, "--row-group-rows", row_group_rows])
+            .args(args)
             .output()
             .unwrap();
         assert!(
@@ -126,6 +131,30 @@ fn csv_and_parquet_exports_of_the_same_events_give_the_same_rows() {
         ),
         Some("1-500".to_string())
     );
+}
+
+/// Gzip pages and data pages v2 (several per column chunk, each checked before rows are
+/// built) give the CSV's rows too.
+#[test]
+fn gzip_and_v2_pages_give_the_same_rows() {
+    let files = Generated::with(&[
+        "--rows",
+        "300",
+        "--row-group-rows",
+        "120",
+        "--codec",
+        "gzip",
+        "--v2-pages",
+    ]);
+    let (csv_run, csv_db) = files.load("csv");
+    assert_eq!(csv_run.code, 0, "{}", csv_run.stdout);
+    let (pq_run, pq_db) = files.load("parquet");
+    assert_eq!(pq_run.code, 0, "{}{}", pq_run.stdout, pq_run.stderr);
+    let columns = data_columns(&csv_db, "charged");
+    assert_eq!(columns, data_columns(&pq_db, "charged"));
+    let csv_rows = all_rows(&csv_db, "charged", &columns);
+    assert_eq!(csv_rows.len(), 300);
+    assert_eq!(csv_rows, all_rows(&pq_db, "charged", &columns));
 }
 
 #[test]
