@@ -461,3 +461,63 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 }
+
+/// Page checksums, when a writer stores them (pyarrow with `write_page_checksum=True`; parquet-mr
+/// by default), are verified: a flipped byte in a string value ("Mumbai" read as "Mumbaj") is a
+/// quarantine, not a silently wrong row. The fixtures' README says how they were made.
+#[test]
+fn a_page_whose_checksum_does_not_match_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let exports = dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/parquet");
+    let name = |index: u32| format!("1663664837-1663785000-Charged-20220921-{index}-0.parquet");
+    for (fixture, index) in [
+        ("page-checksums.parquet", 0),
+        ("page-checksum-mismatch.parquet", 1),
+    ] {
+        std::fs::copy(fixtures.join(fixture), exports.join(name(index))).unwrap();
+    }
+    let db = dir.path().join("w.sqlite");
+    let run = tapline(&[
+        "load",
+        exports.to_str().unwrap(),
+        "--warehouse",
+        &format!("sqlite://{}", db.display()),
+        "--timezone",
+        "Asia/Kolkata",
+    ]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        sqlite_rows(
+            &db,
+            "SELECT status, rows_loaded, rows_rejected, error FROM _tapline_loads ORDER BY uri"
+        ),
+        [
+            [
+                Some("loaded".to_string()),
+                Some("3".to_string()),
+                Some("0".to_string()),
+                None
+            ],
+            [
+                Some("quarantined".to_string()),
+                Some("0".to_string()),
+                Some("0".to_string()),
+                Some(
+                    "corrupt or truncated data: row group 1 cannot be decoded: column \
+                     \"eventProps.key_value.value.member1\": Parquet error: Page CRC checksum \
+                     mismatch"
+                        .to_string()
+                )
+            ],
+        ]
+    );
+    assert_eq!(
+        sqlite_value(
+            &db,
+            "SELECT group_concat(event_props_city, ',') FROM charged WHERE event_props_city IS NOT NULL"
+        ),
+        Some("Mumbai,Pune".to_string())
+    );
+}
