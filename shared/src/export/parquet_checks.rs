@@ -228,6 +228,13 @@ impl PageReader for CheckedPages {
     }
 
     fn skip_next_page(&mut self) -> ParquetResult<()> {
+        // A dictionary skipped here comes back through `take_deferred_dictionary` (checked
+        // there) when a data page needs it. The loader reads every row, so this is for safety.
+        let dictionary = self
+            .inner
+            .peek_next_page()?
+            .is_some_and(|page| page.is_dict);
+        self.dictionary_seen |= dictionary && self.inner.supports_deferred_dictionary();
         self.inner.skip_next_page()
     }
 
