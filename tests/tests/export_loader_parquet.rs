@@ -390,9 +390,35 @@ const LEVELS_OUT_OF_RANGE_REASON: &str = "corrupt or truncated data: row group 1
 /// crate's record reader (a level above its column's maximum, `record/triplet.rs`).
 #[test]
 fn parquet_with_flipped_bytes_in_its_pages_loads_or_is_quarantined_never_panics() {
-    const VARIANTS: u64 = 200;
-    const ROWS: u64 = 300;
-    let files = Generated::new(&ROWS.to_string(), "100");
+    let files = Generated::new(&FLIP_ROWS.to_string(), "100");
+    let (loaded, quarantined) = load_flipped_variants(&files);
+    eprintln!("{FLIP_VARIANTS} variants: {loaded} loaded, {quarantined} quarantined");
+}
+
+/// The same over gzip pages and data pages v2, several per column chunk (the v2 level sections
+/// and page boundaries).
+#[test]
+fn gzip_v2_parquet_with_flipped_bytes_loads_or_is_quarantined_never_panics() {
+    let rows = FLIP_ROWS.to_string();
+    let files = Generated::with(&[
+        "--rows",
+        &rows,
+        "--row-group-rows",
+        "100",
+        "--codec",
+        "gzip",
+        "--v2-pages",
+    ]);
+    let (loaded, quarantined) = load_flipped_variants(&files);
+    eprintln!("{FLIP_VARIANTS} gzip v2 variants: {loaded} loaded, {quarantined} quarantined");
+}
+
+const FLIP_VARIANTS: u64 = 200;
+const FLIP_ROWS: u64 = 300;
+
+/// Writes [`FLIP_VARIANTS`] byte-flipped copies of the good Parquet file, loads them in one run
+/// and checks every outcome; returns how many loaded and how many were quarantined.
+fn load_flipped_variants(files: &Generated) -> (u64, u64) {
     let good = std::fs::read_dir(files.path("parquet"))
         .unwrap()
         .next()
@@ -407,7 +433,7 @@ fn parquet_with_flipped_bytes_in_its_pages_loads_or_is_quarantined_never_panics(
     let pages = 4..bytes.len() - 8 - footer_len;
     let dir = files.path("flipped");
     std::fs::create_dir_all(&dir).unwrap();
-    for seed in 0..VARIANTS {
+    for seed in 0..FLIP_VARIANTS {
         let mut rng = SplitMix(seed);
         let mut variant = bytes.clone();
         for _ in 0..=rng.next() % 4 {
@@ -443,10 +469,10 @@ fn parquet_with_flipped_bytes_in_its_pages_loads_or_is_quarantined_never_panics(
         longest_reason.unwrap().parse::<usize>().unwrap() < 300,
         "{outcomes:?}"
     );
-    let (loaded, quarantined) = (count("loaded", ROWS), count("quarantined", 0));
-    eprintln!("{VARIANTS} variants: {loaded} loaded, {quarantined} quarantined");
-    assert_eq!(loaded + quarantined, VARIANTS, "{outcomes:?}");
+    let (loaded, quarantined) = (count("loaded", FLIP_ROWS), count("quarantined", 0));
+    assert_eq!(loaded + quarantined, FLIP_VARIANTS, "{outcomes:?}");
     assert!(loaded > 0 && quarantined > 0, "{outcomes:?}");
+    (loaded, quarantined)
 }
 
 /// SplitMix64: a few lines of deterministic randomness, no crate.
