@@ -20,10 +20,10 @@ WITH_SERVERS := tests/scripts/with-postgres.sh tests/scripts/with-moto.sh tests/
 # Both builds (Lambda and Cloud Run) of the export loader and the API puller, and the relay's SQS
 # and Pub/Sub adapters (with its Cloud Run binary) are built, linted and tested.
 ALL_FEATURES := --features export-loader/cloud-run,webhook-relay/sqs,webhook-relay/pubsub,api-puller/cloud-run
-# `make demo` builds only what it runs: the CLI with the SQLite warehouse and local files (no cloud
-# SDK, no HTTP client: its other features off) and the sample generator, in one cargo run.
+# `make demo` builds only what it runs: the CLI with the SQLite warehouse, local files and Parquet
+# (no cloud SDK, no HTTP client: its other features off) and the sample generator, in one cargo run.
 DEMO_BUILD := -p tapline-cli -p tapline-sample-exports --bin tapline --bin tapline-sample-exports \
-	--no-default-features --features tapline-cli/sqlite
+	--no-default-features --features tapline-cli/sqlite,tapline-cli/parquet,tapline-sample-exports/parquet
 # When make started: `make demo` says how long the build and the demo took.
 STARTED := $(shell date +%s)
 
@@ -35,11 +35,15 @@ help: ## List the targets.
 build: ## Build every crate (debug).
 	$(CARGO) build --workspace --locked $(ALL_FEATURES)
 
-demo: ## Build the CLI (SQLite only) and the sample generator, write sample CleverTap event and profile exports to demo/exports, load them into demo/warehouse.sqlite, show BI queries (orders per day, profile history, revenue per customer type at order time).
+demo: ## Build the CLI (SQLite and Parquet) and the sample generator, write sample CleverTap event exports (CSV and one Parquet day) and two profile exports to demo/exports, load them into demo/warehouse.sqlite, show BI queries (orders per day, the Parquet day, profile history, revenue per customer type at order time).
 	$(CARGO) build --locked $(DEMO_BUILD)
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	@$(DEBUG_BIN)/tapline-sample-exports demo --out $(DEMO_DIR)/exports | tail -n 3
 	@$(DEBUG_BIN)/tapline-sample-exports profiles --out $(DEMO_DIR)/exports | head -n 2
+	@# One more day of "Charged" events, as an Export Center Parquet export.
+	@$(DEBUG_BIN)/tapline-sample-exports parquet --out $(DEMO_DIR)/parquet --date 2022-09-22 --rows 300 \
+		--row-group-rows 100 >/dev/null && mv $(DEMO_DIR)/parquet/parquet/*.parquet $(DEMO_DIR)/exports/ \
+		&& rm -rf $(DEMO_DIR)/parquet && echo "$$(ls $(DEMO_DIR)/exports/*.parquet)  300 rows (Parquet)"
 	@# Exit code 2 is expected: the sample set has a corrupt file, which is quarantined by design.
 	@$(DEBUG_BIN)/tapline load $(DEMO_DIR)/exports --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
 		--timezone $(DEMO_TIMEZONE); code=$$?; \
@@ -49,6 +53,10 @@ demo: ## Build the CLI (SQLite only) and the sample generator, write sample Clev
 		"SELECT substr(ts, 1, 10) AS day, count(*) AS orders, \
 		        printf('%.2f', sum(CAST(event_props_amount AS REAL))) AS revenue \
 		 FROM order_placed GROUP BY day ORDER BY day"
+	@echo; echo "Charged events loaded from the Parquet export:"; echo
+	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
+		"SELECT count(*) AS rows, printf('%.2f', sum(CAST(event_props_amount AS REAL))) AS revenue \
+		 FROM charged WHERE _source_uri LIKE '%.parquet'"
 	@echo; echo "Profiles that changed between the two profile exports (profiles_history, first 4 rows):"; echo
 	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
 		"SELECT identity, valid_from, valid_to, customer_type FROM profiles_history \

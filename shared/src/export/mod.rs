@@ -12,6 +12,8 @@ pub mod json_value_text;
 pub mod limits;
 pub mod object_name;
 #[cfg(feature = "parquet")]
+pub(crate) mod parquet_checks;
+#[cfg(feature = "parquet")]
 pub mod parquet_rows;
 pub mod parse;
 pub mod parse_error;

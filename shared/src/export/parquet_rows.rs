@@ -12,21 +12,27 @@
 //! Parquet needs random access (the footer comes last), so the decoded stream is spooled to an
 //! anonymous temporary file first, capped by the decoded-bytes limit (`decode_limited` enforces
 //! it while the copy reads), then read one row group at a time: memory is bounded by a row group's
-//! pages, not by the file. A file that is not Parquet, has a damaged footer, uses a codec this
-//! build leaves out, has no `eventTime` column or has a row group that does not decode is
-//! quarantined whole; rows already handed over are not committed (the loader's transaction).
+//! pages, not by the file. Each row group's columns are decoded and checked (`parquet_checks`)
+//! before the parquet crate's record API assembles its rows, since that API panics on levels a
+//! damaged page can hold. A file that is not Parquet, has a damaged footer or a schema the
+//! record API cannot read, uses a codec this build leaves out, has no `eventTime` column or has
+//! a row group that does not decode is quarantined whole; rows already handed over are not
+//! committed (the loader's transaction).
 
 use std::fs::File;
 use std::io::{self, Read};
 
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use parquet::basic::Compression;
-use parquet::file::reader::FileReader;
+use parquet::file::reader::{FileReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::record::{Field, Row};
 use serde_json::{Map, Number, Value};
 
 use super::batcher::{BatchSink, ParseSummary};
 use super::json_rows::{JsonRecords, RawRecord, reject};
+use super::parquet_checks::{CheckedRowGroup, check_row_group_levels, check_schema};
 use super::parse_error::{FileProblem, ParseError, io_to_parse_error};
 use super::parse_options::ParseOptions;
 use super::{EVENT_NAME_COLUMN, TS_COLUMN};
@@ -62,12 +68,17 @@ pub(crate) fn parse_parquet(
     let mut records = JsonRecords::new(opts, sink);
     let mut line = 0u64;
     for group in 0..reader.num_row_groups() {
-        let undecodable = |e: parquet::errors::ParquetError| {
+        let undecodable = |e: &dyn std::fmt::Display| {
             FileProblem::Corrupt(format!("row group {} cannot be decoded: {e}", group + 1))
         };
-        let group_reader = reader.get_row_group(group).map_err(undecodable)?;
-        for row in group_reader.get_row_iter(None).map_err(undecodable)? {
-            let row = row.map_err(undecodable)?;
+        let group_reader =
+            CheckedRowGroup::new(reader.get_row_group(group).map_err(|e| undecodable(&e))?);
+        check_row_group_levels(&group_reader).map_err(|e| undecodable(&e))?;
+        for row in group_reader
+            .get_row_iter(None)
+            .map_err(|e| undecodable(&e))?
+        {
+            let row = row.map_err(|e| undecodable(&e))?;
             line += 1;
             match row_to_record(&row) {
                 Ok(record) => records.record(line, &record, RawRecord::Value(&record), None)?,
@@ -104,9 +115,10 @@ fn copy_to_spool(
     }
 }
 
-/// Whole-file checks from the footer, before any row is read: a required column, codecs, and
-/// column chunks inside the file (the parquet crate panics on a negative offset or size, which
-/// a hostile footer can write; a panic would abort a release build).
+/// Whole-file checks from the footer, before any row is read: a required column, a schema the
+/// record API can assemble, codecs, and column chunks inside the file (the parquet crate panics
+/// on a negative offset or size, which a hostile footer can write; a panic would abort a release
+/// build).
 fn check_file(reader: &SerializedFileReader<File>, file_bytes: u64) -> Result<(), FileProblem> {
     let meta = reader.metadata();
     let schema = meta.file_metadata().schema_descr();
@@ -118,6 +130,7 @@ fn check_file(reader: &SerializedFileReader<File>, file_bytes: u64) -> Result<()
     if !has_event_time {
         return Err(FileProblem::MissingColumn(EVENT_TIME_COLUMN.to_string()));
     }
+    check_schema(schema)?;
     for group in meta.row_groups() {
         for column in group.columns() {
             let start = column
@@ -196,9 +209,10 @@ fn event_time(field: &Field) -> Result<Value, FieldProblem> {
         Field::Int(n) => n.to_string(),
         Field::Long(n) => n.to_string(),
         other => {
+            let shown = to_value(other, TS_COLUMN).map_or_else(|(_, why)| why, |v| v.to_string());
             return Err((
                 TS_COLUMN.to_string(),
-                format!("eventTime is not epoch seconds: {other}"),
+                format!("eventTime is not epoch seconds: {shown}"),
             ));
         }
     };
@@ -239,13 +253,30 @@ fn to_value(field: &Field, path: &str) -> Result<Value, FieldProblem> {
                 ));
             }
         },
-        // Decimals, dates, times and timestamps: the parquet crate's text for them.
-        Field::Decimal(_)
-        | Field::Date(_)
-        | Field::TimeMillis(_)
-        | Field::TimeMicros(_)
-        | Field::TimestampMillis(_)
-        | Field::TimestampMicros(_) => Value::String(field.to_string()),
+        // Decimals and times of day: the parquet crate's text for them (safe: the schema check
+        // bounds a decimal's scale, and a time's text is arithmetic).
+        Field::Decimal(_) | Field::TimeMillis(_) | Field::TimeMicros(_) => {
+            Value::String(field.to_string())
+        }
+        // Dates and timestamps: the crate's text, written here, because the crate's own unwraps
+        // a value outside its calendar (a panic); such a value is the row's reject.
+        Field::Date(days) => Value::String(instant_text(
+            i64::from(*days)
+                .checked_mul(86_400)
+                .and_then(|s| Timestamp::from_second(s).ok()),
+            "%Y-%m-%d",
+            path,
+        )?),
+        Field::TimestampMillis(ms) => Value::String(instant_text(
+            Timestamp::from_millisecond(*ms).ok(),
+            "%Y-%m-%d %H:%M:%S%.3f %:z",
+            path,
+        )?),
+        Field::TimestampMicros(us) => Value::String(instant_text(
+            Timestamp::from_microsecond(*us).ok(),
+            "%Y-%m-%d %H:%M:%S%.6f %:z",
+            path,
+        )?),
         Field::Group(group) if is_union(group) => union_member(group, path)?,
         Field::Group(group) => {
             let mut object = Map::new();
@@ -264,8 +295,8 @@ fn to_value(field: &Field, path: &str) -> Result<Value, FieldProblem> {
         Field::MapInternal(map) => {
             let mut object = Map::new();
             for (key, value) in map.entries() {
-                let key = match key {
-                    Field::Str(k) => k.clone(),
+                let key = match to_value(key, path)? {
+                    Value::String(k) => k,
                     other => other.to_string(),
                 };
                 let inner_path = format!("{path}.{key}");
@@ -284,6 +315,25 @@ fn to_value(field: &Field, path: &str) -> Result<Value, FieldProblem> {
             Value::Object(object)
         }
     })
+}
+
+/// An instant in UTC as `format` writes it; `None` (out of the calendar's range) is the row's
+/// reject.
+fn instant_text(
+    instant: Option<Timestamp>,
+    format: &str,
+    path: &str,
+) -> Result<String, FieldProblem> {
+    match instant {
+        Some(instant) => Ok(instant
+            .to_zoned_datetime(TimeZone::UTC)
+            .strftime(format)
+            .to_string()),
+        None => Err((
+            path.to_string(),
+            format!("the date or time in column {path:?} is out of range"),
+        )),
+    }
 }
 
 /// Adds `value` unless it is NULL or an empty object: the CSV export has no column for an
@@ -372,6 +422,36 @@ mod tests {
         ] {
             assert!(!codec_supported(codec), "{codec}");
         }
+    }
+
+    /// The crate's text for dates and timestamps (which panics out of range), kept for the
+    /// values it can write; out of range is a reject, not a panic.
+    #[test]
+    fn dates_and_timestamps_read_as_the_crate_writes_them_and_never_panic() {
+        for field in [
+            Field::Date(19_256),
+            Field::Date(-1),
+            Field::TimestampMillis(1_663_718_400_123),
+            Field::TimestampMicros(1_663_718_400_123_456),
+            Field::TimestampMillis(0),
+        ] {
+            assert_eq!(to_value(&field, "c"), Ok(Value::String(field.to_string())));
+        }
+        for field in [
+            Field::Date(i32::MAX),
+            Field::Date(i32::MIN),
+            Field::TimestampMillis(i64::MAX),
+            Field::TimestampMicros(i64::MIN),
+        ] {
+            assert_eq!(
+                to_value(&field, "c"),
+                Err((
+                    "c".to_string(),
+                    "the date or time in column \"c\" is out of range".to_string()
+                ))
+            );
+        }
+        assert!(event_time(&Field::Date(i32::MAX)).is_err());
     }
 
     #[test]

@@ -189,8 +189,8 @@ enum Command {
     /// session properties or `controlGroupName`) and `parquet/` the same rows in Export Center's
     /// Parquet layout: `eventName`, `eventTime` (epoch seconds as text) and the maps `identity`,
     /// `profile`, `deviceInfo`, `eventProps`, `commPrefs` of unions `member0` (boolean) …
-    /// `member5` (string), snappy-compressed, `--row-group-rows` rows per row group. `bad/`
-    /// holds: `…-0-1.parquet` with union rows 2 (no member set) and 3 (two set), `…-0-2` without
+    /// `member5` (string), snappy-compressed (or `--codec`, `--v2-pages`), `--row-group-rows`
+    /// rows per row group. `bad/` (default codec and pages only) holds: `…-0-1.parquet` with union rows 2 (no member set) and 3 (two set), `…-0-2` without
     /// `eventTime`, `…-0-3` cut short (no footer), `…-0-4` not Parquet at all, `…-0-5` whose
     /// second row group's first page header is overwritten, `…-0-6` whose footer gives its first
     /// column chunk a negative size. Prints `path  rows  bytes` per file.
@@ -206,6 +206,18 @@ enum Command {
         /// Rows per Parquet row group.
         #[arg(long, default_value = "200", value_name = "N", value_parser = parse_count)]
         row_group_rows: u64,
+
+        /// The good files' codec: `snappy`, `gzip` or `uncompressed`.
+        #[arg(long, default_value = "snappy", value_name = "CODEC")]
+        codec: String,
+
+        /// Write data pages v2 (the default is v1, as Export Center writes), several per chunk.
+        #[arg(long)]
+        v2_pages: bool,
+
+        /// The day of the events (`make demo` adds a Parquet day after the CSV days).
+        #[arg(long, default_value = "2022-09-21", value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        date: Date,
 
         /// For `make bench`: write only `parquet/`, its `--rows` rows repeated N times (a large
         /// file without holding all its rows in memory).
@@ -224,6 +236,23 @@ fn parse_count(text: &str) -> Result<u64, String> {
     digits
         .parse()
         .map_err(|e| format!("`{text}` is not a row count: {e}"))
+}
+
+/// Parses a `YYYY-MM-DD` day; one that does not exist (`2022-02-30`) is refused.
+#[cfg(feature = "parquet")]
+fn parse_date(text: &str) -> Result<Date, String> {
+    let parts: Vec<i64> = text.split('-').filter_map(|p| p.parse().ok()).collect();
+    let [year, month, day] = parts[..] else {
+        return Err(format!("`{text}` is not a YYYY-MM-DD date"));
+    };
+    let date = Date::new(year, month, day);
+    let valid = (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && Date::new(year, month, 1).add_days(day - 1) == date;
+    if !valid {
+        return Err(format!("`{text}` is not a day of the calendar"));
+    }
+    Ok(date)
 }
 
 fn main() -> Result<()> {
@@ -246,9 +275,21 @@ fn main() -> Result<()> {
             out,
             rows,
             row_group_rows,
+            codec,
+            v2_pages,
+            date,
             bench_repeat,
             seed,
-        } => parquet_files::parquet(&out, rows, row_group_rows, bench_repeat, seed, &clock),
+        } => {
+            let shape = parquet_files::Shape {
+                rows,
+                row_group_rows,
+                codec,
+                v2_pages,
+                date,
+            };
+            parquet_files::parquet(&out, shape, bench_repeat, seed, &clock)
+        }
     }
 }
 

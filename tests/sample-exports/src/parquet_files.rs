@@ -4,14 +4,14 @@
 //! files are exactly that layout: no Arrow in between.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use parquet::basic::Compression as ParquetCompression;
 use parquet::column::writer::ColumnWriter;
 use parquet::data_type::ByteArray;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterVersion};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
@@ -40,8 +40,42 @@ const MEMBERS: [(&str, &str); 6] = [
     ("binary", " (UTF8)"),
 ];
 
-/// The date of the files.
-const DATE: Date = Date::new(2022, 9, 21);
+/// What the good files hold: rows, rows per row group, codec, page version, the day.
+pub(super) struct Shape {
+    pub(super) rows: u64,
+    pub(super) row_group_rows: u64,
+    pub(super) codec: String,
+    pub(super) v2_pages: bool,
+    pub(super) date: Date,
+}
+
+/// How the good files are written: codec and page version.
+#[derive(Debug, Clone, Copy)]
+struct Pages {
+    codec: ParquetCompression,
+    v2: bool,
+}
+
+impl Pages {
+    /// Snappy, v1 pages: what the bad files are made from.
+    const DEFAULT: Self = Self {
+        codec: ParquetCompression::SNAPPY,
+        v2: false,
+    };
+
+    fn properties(self) -> WriterProperties {
+        let builder = WriterProperties::builder().set_compression(self.codec);
+        if self.v2 {
+            // Several pages per column chunk, so that page boundaries are read too.
+            builder
+                .set_writer_version(WriterVersion::PARQUET_2_0)
+                .set_data_page_row_count_limit(37)
+                .build()
+        } else {
+            builder.build()
+        }
+    }
+}
 
 /// A union value: which members are set. Exactly one in a good file.
 #[derive(Debug, Clone)]
@@ -97,12 +131,28 @@ struct PqRow {
 /// The `parquet` subcommand: see `Command::Parquet`.
 pub(super) fn parquet(
     out: &Path,
-    rows: u64,
-    row_group_rows: u64,
+    shape: Shape,
     bench_repeat: Option<u64>,
     seed: u64,
     clock: &Clock,
 ) -> Result<()> {
+    let Shape {
+        rows,
+        row_group_rows,
+        codec,
+        v2_pages,
+        date,
+    } = shape;
+    let codec = match codec.as_str() {
+        "snappy" => ParquetCompression::SNAPPY,
+        "gzip" => ParquetCompression::GZIP(Default::default()),
+        "uncompressed" => ParquetCompression::UNCOMPRESSED,
+        other => bail!("--codec {other:?}: snappy, gzip or uncompressed"),
+    };
+    let pages = Pages {
+        codec,
+        v2: v2_pages,
+    };
     let clock = *clock;
     if rows < 4 || row_group_rows == 0 {
         bail!("--rows must be at least 4 and --row-group-rows at least 1");
@@ -110,7 +160,7 @@ pub(super) fn parquet(
     let users = make_users(seed, DEMO_USERS, DEMO_MIX);
     let event = Event::Charged;
     let full_header = event.header(true);
-    let csv_rows = day_rows(seed, &users, clock, event, DATE, rows, true);
+    let csv_rows = day_rows(seed, &users, clock, event, date, rows, true);
     // Only columns the Parquet layout carries: `ts`, `eventName` and `<map>.<key>`.
     let keep: Vec<usize> = full_header
         .iter()
@@ -133,7 +183,7 @@ pub(super) fn parquet(
         .map(|row| to_parquet_row(&header, row, clock))
         .collect::<Result<_>>()?;
 
-    let csv_name = export_file_name(DEMO_REQUEST_ID, DEMO_RUN_TS, event.name(), DATE, 0, 0);
+    let csv_name = export_file_name(DEMO_REQUEST_ID, DEMO_RUN_TS, event.name(), date, 0, 0);
     let stem = csv_name.trim_end_matches(".csv.gz");
     let name = |index: u32| format!("{}-{index}-0.parquet", stem.trim_end_matches("-0-0"));
     let (csv_dir, pq_dir, bad_dir) = (out.join("csv"), out.join("parquet"), out.join("bad"));
@@ -143,7 +193,7 @@ pub(super) fn parquet(
     let mut written = Vec::new();
     if let Some(times) = bench_repeat {
         let good = pq_dir.join(name(0));
-        write_parquet(&good, &pq_rows, row_group_rows, true, times)?;
+        write_parquet(&good, &pq_rows, row_group_rows, true, times, pages)?;
         let size = fs::metadata(&good)?.len();
         println!("rows={} bytes={size} path={}", rows * times, good.display());
         return Ok(());
@@ -153,8 +203,13 @@ pub(super) fn parquet(
     written.push((csv_path, rows));
 
     let good = pq_dir.join(name(0));
-    write_parquet(&good, &pq_rows, row_group_rows, true, 1)?;
+    write_parquet(&good, &pq_rows, row_group_rows, true, 1, pages)?;
     written.push((good.clone(), rows));
+
+    // The bad files are cut from the default good file (their damage is placed by its layout).
+    if pages.v2 || pages.codec != Pages::DEFAULT.codec {
+        return print_written(written);
+    }
 
     // Row 2: `eventProps.Amount` with no member set; row 3: with two.
     let mut unions = pq_rows.clone();
@@ -165,11 +220,11 @@ pub(super) fn parquet(
         vec![Member::Str("1.00".into()), Member::Double(1.0)],
     );
     let path = bad_dir.join(name(1));
-    write_parquet(&path, &unions, row_group_rows, true, 1)?;
+    write_parquet(&path, &unions, row_group_rows, true, 1, Pages::DEFAULT)?;
     written.push((path, rows));
 
     let path = bad_dir.join(name(2));
-    write_parquet(&path, &pq_rows, row_group_rows, false, 1)?;
+    write_parquet(&path, &pq_rows, row_group_rows, false, 1, Pages::DEFAULT)?;
     written.push((path, rows));
 
     let bytes = fs::read(&good)?;
@@ -188,7 +243,11 @@ pub(super) fn parquet(
     let path = bad_dir.join(name(5));
     fs::write(&path, damage_second_row_group(&good, bytes)?)?;
     written.push((path, rows));
+    print_written(written)
+}
 
+/// Prints `path  rows  bytes` per file written.
+fn print_written(written: Vec<(PathBuf, u64)>) -> Result<()> {
     for (path, rows) in written {
         let size = fs::metadata(&path)?.len();
         println!("{}  {rows}  {size}", path.display());
@@ -256,20 +315,17 @@ fn schema(with_event_time: bool) -> String {
     text
 }
 
-/// Writes `rows` (`times` times over) in row groups of `group_rows`, snappy-compressed.
+/// Writes `rows` (`times` times over) in row groups of `group_rows`, pages as `pages` says.
 fn write_parquet(
     path: &Path,
     rows: &[PqRow],
     group_rows: u64,
     with_event_time: bool,
     times: u64,
+    pages: Pages,
 ) -> Result<()> {
     let schema = Arc::new(parse_message_type(&schema(with_event_time))?);
-    let props = Arc::new(
-        WriterProperties::builder()
-            .set_compression(ParquetCompression::SNAPPY)
-            .build(),
-    );
+    let props = Arc::new(pages.properties());
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = SerializedFileWriter::new(file, schema, props)?;
     let groups = (0..times).flat_map(|_| rows.chunks(group_rows as usize));
