@@ -505,7 +505,7 @@ fn help_explains_every_flag_with_examples() {
 }
 
 #[test]
-fn profile_parquet_is_skipped_with_a_reason_and_parquet_events_listed() {
+fn profile_and_event_parquet_are_read_and_a_broken_one_quarantined() {
     let case = Case::new();
     case.write(
         "100000000-1761651721-1761651721-0.csv.gz",
@@ -515,15 +515,15 @@ fn profile_parquet_is_skipped_with_a_reason_and_parquet_events_listed() {
     case.write("events/1-2-Charged-20220921-0-0.parquet", b"PAR1");
     let run = case.load(&["--list-files"]);
     assert_eq!(run.code, 2, "{}", run.stdout);
-    // Profile CSV loads (`export_loader_profiles`); profile Parquet is skipped.
+    // Profile CSV loads (`export_loader_profiles`); this profile Parquet is not Parquet.
     let profile_parquet = run
         .stdout
         .lines()
         .find(|l| l.contains("100000000-55-1663785000-0-parquet.gz"))
         .unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(
-        profile_parquet.starts_with("skipped")
-            && profile_parquet.contains("profile Parquet exports are not loaded yet"),
+        profile_parquet.starts_with("quarantined")
+            && profile_parquet.contains("not a Parquet file, or its footer is damaged"),
         "{}",
         run.stdout
     );
@@ -541,7 +541,7 @@ fn profile_parquet_is_skipped_with_a_reason_and_parquet_events_listed() {
     );
     assert_eq!(
         sqlite_value(&case.db, "SELECT count(*) FROM _tapline_loads").as_deref(),
-        Some("2")
+        Some("3")
     );
 }
 

@@ -235,7 +235,7 @@ fn profile_exports_load_as_snapshots_beside_an_event_day() {
 }
 
 #[test]
-fn profile_parquet_and_xml_are_still_skipped_and_a_profile_without_a_key_is_a_reject() {
+fn a_broken_profile_parquet_is_quarantined_xml_skipped_and_a_profile_without_a_key_is_a_reject() {
     let case = Case::new();
     case.write("100000000-56-1663785000-0-parquet.gz", "PAR1");
     case.write("profile/100000000-2-1761651721-0.xml.gz", "<p/>");
@@ -252,15 +252,15 @@ fn profile_parquet_and_xml_are_still_skipped_and_a_profile_without_a_key_is_a_re
         &case.warehouse(),
         "--list-files",
     ]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     let parquet = run
         .stdout
         .lines()
         .find(|l| l.contains("100000000-56-1663785000-0-parquet.gz"))
         .unwrap_or_else(|| panic!("{}", run.stdout));
     assert!(
-        parquet.starts_with("skipped")
-            && parquet.contains("profile Parquet exports are not loaded yet"),
+        parquet.starts_with("quarantined")
+            && parquet.contains("not a Parquet file, or its footer is damaged"),
         "{}",
         run.stdout
     );
@@ -415,4 +415,81 @@ fn profile_exports_load_into_postgres() {
         db.psql("SELECT count(*) || ' ' || min(status) FROM _tapline_loads"),
         "2 loaded"
     );
+}
+
+/// Export Center's Parquet profile layout (`identity`, then maps of unions whose entries are the
+/// properties): the first run's profiles written as Parquet beside its CSV give, for every
+/// profile, the CSV's hash and no column the CSV lacks, so they add no history period. An event
+/// Parquet export filed as a profile export is quarantined: none of its rows has a profile key.
+#[test]
+fn profile_parquet_gives_the_csvs_snapshots() {
+    let case = Case::new();
+    let out = std::process::Command::new(tapline_tests::bin("tapline-sample-exports"))
+        .args([
+            "profiles",
+            "--parquet",
+            "--out",
+            case.root.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let expected = tapline_tests::expected_counts(&String::from_utf8(out.stdout).unwrap());
+    let events = std::process::Command::new(tapline_tests::bin("tapline-sample-exports"))
+        .args([
+            "parquet",
+            "--out",
+            case._dir.path().join("events").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(events.status.success(), "{events:?}");
+    let event_parquet = std::fs::read_dir(case._dir.path().join("events/parquet"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let misfiled = case.root.join("profile/100000000-9-1663525800-0.parquet");
+    std::fs::copy(event_parquet, &misfiled).unwrap();
+
+    let run = case.load();
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        case.count("SELECT count(*) FROM profile_snapshots"),
+        expected["profile_rows"]
+    );
+    assert_eq!(
+        case.count(
+            "SELECT count(*) FROM profile_snapshots c JOIN profile_snapshots p \
+             ON p.identity = c.identity AND p.profile_hash = c.profile_hash \
+             WHERE p._source_uri LIKE '%.parquet' AND c._source_uri LIKE '%.csv.gz'"
+        ),
+        expected["profiles"],
+        "every Parquet snapshot hashes like its CSV twin"
+    );
+    assert_eq!(
+        case.rows(
+            "SELECT DISTINCT l.uri FROM _tapline_columns c JOIN _tapline_loads l \
+             ON l.load_id = c.added_by_load WHERE c.table_name = 'profile_snapshots'"
+        )
+        .len(),
+        1,
+        "only the first file loaded added columns"
+    );
+    assert_eq!(
+        case.count("SELECT count(*) FROM profiles_history"),
+        expected["profiles"] + expected["changed"]
+    );
+    let misfiled_row = case.rows(&format!(
+        "SELECT status, rows_rejected > 0, error FROM _tapline_loads WHERE uri LIKE '%{}'",
+        misfiled.file_name().unwrap().to_str().unwrap()
+    ));
+    assert_eq!(misfiled_row.len(), 1, "{misfiled_row:?}");
+    assert_eq!(
+        misfiled_row[0][0].as_deref(),
+        Some("quarantined"),
+        "{misfiled_row:?}"
+    );
+    assert_eq!(misfiled_row[0][1].as_deref(), Some("1"), "{misfiled_row:?}");
 }

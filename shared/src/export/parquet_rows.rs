@@ -1,6 +1,10 @@
-//! Parquet event exports (CleverTap Export Center): `eventName`, `eventTime` (epoch seconds as
+//! Parquet event and profile exports (CleverTap Export Center). Events: `eventName`, `eventTime` (epoch seconds as
 //! text) and maps (`identity`, `profile`, `deviceInfo`, `eventProps`, `commPrefs`) whose values
 //! are unions — a struct of typed members `member0 … memberN` of which exactly one is set.
+//! Profile exports: `identity` and maps (`profileIdentities`, `device`, `commPrefs`,
+//! `profileProps`) of the same unions; each map's entries become the record's own properties, as
+//! the profile CSV and JSON exports hold them (`Email`, `MSG-push`, `clevertapId`, `token`), so a
+//! profile hashes alike in every format (an entry whose name is taken stays `<map>.<name>`).
 //!
 //! Each row becomes the JSON record the legacy JSON export would hold (`eventTime` as `ts`, each
 //! map entry as a nested key, the one set member as its text) and goes through the JSON parser's
@@ -32,13 +36,16 @@ use serde_json::{Map, Number, Value};
 
 use super::batcher::{BatchSink, ParseSummary};
 use super::json_rows::{JsonRecords, RawRecord, reject};
+use super::object_name::ExportKind;
 use super::parquet_checks::{CheckedRowGroup, check_row_group_levels, check_schema};
 use super::parse_error::{FileProblem, ParseError, io_to_parse_error};
 use super::parse_options::ParseOptions;
-use super::{EVENT_NAME_COLUMN, TS_COLUMN};
+use super::{PROFILE_IDENTITY_COLUMN, TS_COLUMN};
 
 /// The Parquet column holding the event time (epoch seconds), loaded as `ts`.
 pub const EVENT_TIME_COLUMN: &str = "eventTime";
+/// The maps of a profile export whose entries are the profile's properties.
+pub const PROFILE_MAPS: [&str; 4] = ["profileIdentities", "device", "commPrefs", "profileProps"];
 
 /// Codecs this build decodes; the others (brotli, lz4, zstd, lzo) are left out of the parquet
 /// crate's features to keep the build small, and a file using one is quarantined naming it.
@@ -63,7 +70,7 @@ pub(crate) fn parse_parquet(
     let reader = SerializedFileReader::new(spool).map_err(|e| {
         FileProblem::Corrupt(format!("not a Parquet file, or its footer is damaged: {e}"))
     })?;
-    check_file(&reader, decoded)?;
+    check_file(&reader, decoded, opts.kind)?;
 
     let mut records = JsonRecords::new(opts, sink);
     let mut line = 0u64;
@@ -80,7 +87,7 @@ pub(crate) fn parse_parquet(
         {
             let row = row.map_err(|e| undecodable(&e))?;
             line += 1;
-            match row_to_record(&row) {
+            match row_to_record(&row, opts.kind) {
                 Ok(record) => records.record(line, &record, RawRecord::Value(&record), None)?,
                 Err(bad) => reject(
                     &mut records.batcher,
@@ -119,16 +126,25 @@ fn copy_to_spool(
 /// record API can assemble, codecs, and column chunks inside the file (the parquet crate panics
 /// on a negative offset or size, which a hostile footer can write; a panic would abort a release
 /// build).
-fn check_file(reader: &SerializedFileReader<File>, file_bytes: u64) -> Result<(), FileProblem> {
+fn check_file(
+    reader: &SerializedFileReader<File>,
+    file_bytes: u64,
+    kind: ExportKind,
+) -> Result<(), FileProblem> {
     let meta = reader.metadata();
     let schema = meta.file_metadata().schema_descr();
-    let has_event_time = schema
+    // Events need their time; profiles their key (the snapshot's time is the export run's).
+    let required = match kind {
+        ExportKind::Events => EVENT_TIME_COLUMN,
+        ExportKind::Profiles => PROFILE_IDENTITY_COLUMN,
+    };
+    let has_required = schema
         .root_schema()
         .get_fields()
         .iter()
-        .any(|f| f.name() == EVENT_TIME_COLUMN);
-    if !has_event_time {
-        return Err(FileProblem::MissingColumn(EVENT_TIME_COLUMN.to_string()));
+        .any(|f| f.name() == required);
+    if !has_required {
+        return Err(FileProblem::MissingColumn(required.to_string()));
     }
     check_schema(schema)?;
     for group in meta.row_groups() {
@@ -170,21 +186,37 @@ struct BadRow {
 
 /// One Parquet row as the JSON export's record: `eventTime` becomes `ts`, maps and structs
 /// nested objects, unions their one set member.
-fn row_to_record(row: &Row) -> Result<Value, BadRow> {
+fn row_to_record(row: &Row, kind: ExportKind) -> Result<Value, BadRow> {
     let mut record = Map::new();
     let mut problem = None;
+    let mut properties = Vec::new();
     for (name, field) in row.get_column_iter() {
-        let (key, value) = match name.as_str() {
-            EVENT_TIME_COLUMN => (TS_COLUMN, event_time(field)),
-            EVENT_NAME_COLUMN => (EVENT_NAME_COLUMN, to_value(field, name)),
-            other => (other, to_value(field, name)),
+        let (key, value) = match (kind, name.as_str()) {
+            (ExportKind::Events, EVENT_TIME_COLUMN) => (TS_COLUMN, event_time(field)),
+            (_, other) => (other, to_value(field, name)),
         };
         match value {
+            Ok(Value::Object(entries))
+                if kind == ExportKind::Profiles && PROFILE_MAPS.contains(&key) =>
+            {
+                properties.push((key, entries));
+            }
             Ok(value) => insert_present(&mut record, key.to_string(), value),
             Err(bad) => {
                 problem.get_or_insert(bad);
                 record.insert(key.to_string(), Value::Null);
             }
+        }
+    }
+    // After the plain columns, so that `identity` keeps its place; first come, first named.
+    for (map, entries) in properties {
+        for (name, value) in entries {
+            let key = if record.contains_key(&name) {
+                format!("{map}.{name}")
+            } else {
+                name
+            };
+            insert_present(&mut record, key, value);
         }
     }
     match problem {

@@ -7,7 +7,7 @@ use std::io::Read;
 use serde_json::Value;
 
 use super::decode;
-use super::object_name::{DataFormat, ExportKind};
+use super::object_name::DataFormat;
 use super::{csv_rows, json_rows};
 
 use super::parse_error::io_to_parse_error;
@@ -19,7 +19,7 @@ pub use super::parse_options::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES, Par
 
 /// Decodes, parses and validates an export, handing batches of rows and rejects to `sink`:
 /// event rows, or profile snapshot rows ([`RowBatch::for_profiles`](super::RowBatch)) when
-/// `opts.kind` is profiles (CSV and JSON; profile Parquet is [`FileProblem::Unsupported`]).
+/// `opts.kind` is profiles (CSV, JSON lines or Parquet).
 /// The reject ratio is not judged here: the caller compares the summary with its threshold.
 pub fn parse_export<R: Read + Send + 'static>(
     source: R,
@@ -27,12 +27,6 @@ pub fn parse_export<R: Read + Send + 'static>(
     opts: &ParseOptions,
     sink: &mut BatchSink<'_>,
 ) -> Result<ParseSummary, ParseError> {
-    if opts.kind == ExportKind::Profiles && format == DataFormat::Parquet {
-        return Err(FileProblem::Unsupported(
-            "profile Parquet exports are not loaded yet".to_string(),
-        )
-        .into());
-    }
     let decoded = match decode::decode_limited(source, &opts.limits) {
         Ok(Some(d)) => d,
         Ok(None) => return Err(FileProblem::Empty.into()),

@@ -14,9 +14,7 @@ use crate::config::LoadConfig;
 use crate::error::chain::error_chain;
 use crate::export::decode::SourceReader;
 use crate::export::parse::{DEFAULT_BATCH_ROWS, DEFAULT_MAX_RECORD_BYTES};
-use crate::export::{
-    DataFormat, ExportKind, ExportObject, ParseOptions, Recognition, parse_export, recognise,
-};
+use crate::export::{ExportKind, ExportObject, ParseOptions, Recognition, parse_export, recognise};
 use crate::storage::{ObjectEntry, ObjectSource};
 use crate::time::{MICROS_PER_SECOND, TsParser};
 use crate::warehouse::SourceObject;
@@ -54,16 +52,6 @@ pub async fn load_object(
             info!(uri = %entry.uri, %reason, "Object skipped.");
             FileOutcome::Skipped {
                 reason: reason.to_string(),
-            }
-        }
-        Recognition::Export(export)
-            if export.kind == ExportKind::Profiles && export.format == DataFormat::Parquet =>
-        {
-            // Profile Parquet's maps of unions are not read yet: left alone rather than
-            // quarantined as bad files.
-            info!(uri = %entry.uri, "Profile Parquet export skipped.");
-            FileOutcome::Skipped {
-                reason: PROFILE_PARQUET_SKIP.to_string(),
             }
         }
         Recognition::Export(export) => {
@@ -133,9 +121,6 @@ async fn load_export(
     )
     .await
 }
-
-/// Why a profile Parquet export is skipped.
-pub const PROFILE_PARQUET_SKIP: &str = "profile Parquet exports are not loaded yet";
 
 /// A profile export's snapshot instant (epoch microseconds): the export run's time from its
 /// name (when it is a time from 1970 to 9999), else `load_started`; `None` for events, whose

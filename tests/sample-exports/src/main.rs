@@ -179,6 +179,11 @@ enum Command {
         /// Seed for every generated value; the same seed as `demo` gives its identities.
         #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
         seed: u64,
+
+        /// Also write the first run's profiles as an Export Center Parquet profile export (its
+        /// own request id, the same run time): the same snapshots, so no new history period.
+        #[arg(long)]
+        parquet: bool,
     },
 
     #[cfg(feature = "parquet")]
@@ -269,7 +274,7 @@ fn main() -> Result<()> {
             bomb_rows,
             seed,
         } => hostile(&out, bad_rows, bomb_rows, seed, &clock),
-        Command::Profiles { out, seed } => profile_files::profiles(&out, seed),
+        Command::Profiles { out, seed, parquet } => profile_files::profiles(&out, seed, parquet),
         #[cfg(feature = "parquet")]
         Command::Parquet {
             out,

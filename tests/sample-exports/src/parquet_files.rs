@@ -30,6 +30,31 @@ const MAPS: [&str; 5] = [
     "commPrefs",
 ];
 
+/// An Export Center Parquet layout: the message name, its leading text columns and its maps of
+/// unions, in column order.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layout {
+    message: &'static str,
+    leading: &'static [&'static str],
+    maps: &'static [&'static str],
+}
+
+/// Events: `eventName`, `eventTime`, then [`MAPS`].
+const EVENTS: Layout = Layout {
+    message: "event",
+    leading: &["eventName", "eventTime"],
+    maps: &MAPS,
+};
+
+/// Profiles: `identity`, then maps whose entries are the profile's properties. (Export Center's
+/// `profileIdentities` union is `member0 VARCHAR, member1 VARCHAR[]`; written here with the
+/// events' union, which the loader reads alike: it takes whichever member is set.)
+pub(super) const PROFILES: Layout = Layout {
+    message: "profile",
+    leading: &["identity"],
+    maps: &["profileIdentities", "device", "commPrefs", "profileProps"],
+};
+
 /// The union's members, in order: `member0` … `member5`.
 const MEMBERS: [(&str, &str); 6] = [
     ("boolean", ""),
@@ -120,12 +145,25 @@ impl Member {
     }
 }
 
-/// One Parquet row: a map entry holds the members set (one, or none/several in bad rows).
+/// One Parquet row: the leading columns (in the layout's order) and the maps' entries, each
+/// holding the members set (one, or none/several in bad rows).
 #[derive(Debug, Clone, Default)]
-struct PqRow {
-    event_name: Option<String>,
-    event_time: Option<String>,
+pub(super) struct PqRow {
+    leading: [Option<String>; 2],
     maps: [Vec<(String, Vec<Member>)>; 5],
+}
+
+impl PqRow {
+    /// A profile row ([`PROFILES`]): its identity (NULL when empty) and `(map index, name, text)` entries, each
+    /// written as the union member its text reads back as.
+    pub(super) fn profile(identity: &str, entries: &[(usize, &str, &str)]) -> Self {
+        let mut row = Self::default();
+        row.leading[0] = (!identity.is_empty()).then(|| identity.to_owned());
+        for (map, name, text) in entries {
+            row.maps[*map].push(((*name).to_owned(), vec![Member::of_text(text)]));
+        }
+        row
+    }
 }
 
 /// The `parquet` subcommand: see `Command::Parquet`.
@@ -261,8 +299,8 @@ fn to_parquet_row(header: &[String], row: &[String], clock: Clock) -> Result<PqR
     let mut out = PqRow::default();
     for (name, value) in header.iter().zip(row) {
         match name.as_str() {
-            "ts" => out.event_time = Some(epoch_of_local(value, clock)?.to_string()),
-            "eventName" => out.event_name = Some(value.clone()),
+            "ts" => out.leading[1] = Some(epoch_of_local(value, clock)?.to_string()),
+            "eventName" => out.leading[0] = Some(value.clone()),
             _ if value.is_empty() => {}
             _ => {
                 let (map, key) = name.split_once('.').context("a map column")?;
@@ -295,13 +333,23 @@ fn set_members(row: &mut PqRow, key: &str, members: Vec<Member>) {
     }
 }
 
-/// The layout's schema; without `eventTime` for the bad file that lacks it.
-fn schema(with_event_time: bool) -> String {
-    let mut text = String::from("message event {\n  optional binary eventName (UTF8);\n");
-    if with_event_time {
-        text.push_str("  optional binary eventTime (UTF8);\n");
+/// The leading columns a file of `layout` has: all, or without `eventTime` for the bad file
+/// that lacks it (the last leading column, so the others keep their index).
+fn leading(layout: Layout, with_event_time: bool) -> impl Iterator<Item = &'static str> {
+    layout
+        .leading
+        .iter()
+        .copied()
+        .filter(move |c| with_event_time || *c != "eventTime")
+}
+
+/// The layout's schema.
+fn schema(layout: Layout, with_event_time: bool) -> String {
+    let mut text = format!("message {} {{\n", layout.message);
+    for column in leading(layout, with_event_time) {
+        text.push_str(&format!("  optional binary {column} (UTF8);\n"));
     }
-    for map in MAPS {
+    for map in layout.maps {
         text.push_str(&format!(
             "  optional group {map} (MAP) {{\n    repeated group key_value {{\n      \
              required binary key (UTF8);\n      optional group value {{\n"
@@ -315,7 +363,8 @@ fn schema(with_event_time: bool) -> String {
     text
 }
 
-/// Writes `rows` (`times` times over) in row groups of `group_rows`, pages as `pages` says.
+/// Writes event `rows` (`times` times over) in row groups of `group_rows`, pages as `pages`
+/// says.
 fn write_parquet(
     path: &Path,
     rows: &[PqRow],
@@ -324,7 +373,33 @@ fn write_parquet(
     times: u64,
     pages: Pages,
 ) -> Result<()> {
-    let schema = Arc::new(parse_message_type(&schema(with_event_time))?);
+    write_layout(
+        path,
+        EVENTS,
+        rows,
+        group_rows,
+        with_event_time,
+        times,
+        pages,
+    )
+}
+
+/// Writes profile `rows` ([`PqRow::profile`]) in one snappy row group.
+pub(super) fn write_profiles(path: &Path, rows: &[PqRow]) -> Result<()> {
+    let group = rows.len().max(1) as u64;
+    write_layout(path, PROFILES, rows, group, true, 1, Pages::DEFAULT)
+}
+
+fn write_layout(
+    path: &Path,
+    layout: Layout,
+    rows: &[PqRow],
+    group_rows: u64,
+    with_event_time: bool,
+    times: u64,
+    pages: Pages,
+) -> Result<()> {
+    let schema = Arc::new(parse_message_type(&schema(layout, with_event_time))?);
     let props = Arc::new(pages.properties());
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut writer = SerializedFileWriter::new(file, schema, props)?;
@@ -333,7 +408,7 @@ fn write_parquet(
         let mut group_writer = writer.next_row_group()?;
         let mut leaf = 0usize;
         while let Some(mut column) = group_writer.next_column()? {
-            let which = leaf_kind(leaf, with_event_time);
+            let which = leaf_kind(leaf, leading(layout, with_event_time).count());
             write_leaf(column.untyped(), group, which)?;
             column.close()?;
             leaf += 1;
@@ -347,19 +422,15 @@ fn write_parquet(
 /// What a leaf column holds, by its position in the schema.
 #[derive(Debug, Clone, Copy)]
 enum Leaf {
-    EventName,
-    EventTime,
+    Leading(usize),
     Key(usize),
     Member(usize, usize),
 }
 
-fn leaf_kind(index: usize, with_event_time: bool) -> Leaf {
-    let top = if with_event_time { 2 } else { 1 };
-    if index == 0 {
-        return Leaf::EventName;
-    }
-    if with_event_time && index == 1 {
-        return Leaf::EventTime;
+/// The leaf at `index` of a schema with `top` leading columns.
+fn leaf_kind(index: usize, top: usize) -> Leaf {
+    if index < top {
+        return Leaf::Leading(index);
     }
     let rest = index - top;
     let per_map = 1 + MEMBERS.len();
@@ -381,11 +452,8 @@ fn write_leaf(writer: &mut ColumnWriter<'_>, rows: &[PqRow], leaf: Leaf) -> Resu
     let mut texts: Vec<ByteArray> = Vec::new();
     for row in rows {
         match leaf {
-            Leaf::EventName | Leaf::EventTime => {
-                let value = match leaf {
-                    Leaf::EventName => &row.event_name,
-                    _ => &row.event_time,
-                };
+            Leaf::Leading(i) => {
+                let value = &row.leading[i];
                 def.push(i16::from(value.is_some()));
                 texts.extend(value.as_deref().map(ByteArray::from));
             }

@@ -112,7 +112,7 @@ impl Profile {
 }
 
 /// The `profiles` subcommand: see `Command::Profiles`.
-pub fn profiles(out: &Path, seed: u64) -> Result<()> {
+pub fn profiles(out: &Path, seed: u64, parquet: bool) -> Result<()> {
     let dir = out.join("profile");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let users = make_users(seed, DEMO_USERS, DEMO_MIX);
@@ -128,6 +128,14 @@ pub fn profiles(out: &Path, seed: u64) -> Result<()> {
         "{ACCOUNT_ID}-{DEMO_REQUEST_ID}-{FIRST_RUN}-0.csv.gz"
     ));
     let csv_bytes = write(&csv_path, &csv)?;
+    let mut written = vec![(csv_path, csv_bytes)];
+    if parquet {
+        let path = dir.join(format!(
+            "{ACCOUNT_ID}-{}-{FIRST_RUN}-0.parquet",
+            DEMO_REQUEST_ID + 2
+        ));
+        written.push((path.clone(), write_parquet(&path, &profiles)?));
+    }
 
     // Two days later some profiles changed their customer type and blood group (a correction).
     let mut changed = 0;
@@ -156,18 +164,54 @@ pub fn profiles(out: &Path, seed: u64) -> Result<()> {
         SECOND_RUN
     ));
     let json_bytes = write(&json_path, &json)?;
+    written.push((json_path, json_bytes));
 
     let rows = profiles.len();
     let mut stdout = io::stdout().lock();
-    for (path, bytes) in [(&csv_path, csv_bytes), (&json_path, json_bytes)] {
+    for (path, bytes) in &written {
         writeln!(stdout, "{}  {rows}  {bytes}", path.display())?;
     }
     writeln!(
         stdout,
         "EXPECTED profile_rows={} profiles={rows} changed={changed}",
-        2 * rows
+        written.len() * rows
     )?;
     Ok(())
+}
+
+/// The profiles as Export Center's Parquet profile layout: `identity`, then each non-empty
+/// field as an entry of the map Export Center keeps it in (identifiers in `profileIdentities`,
+/// the push token in `device`, subscriptions in `commPrefs`, the rest in `profileProps`).
+#[cfg(feature = "parquet")]
+fn write_parquet(path: &Path, profiles: &[Profile]) -> Result<u64> {
+    use super::parquet_files::{PqRow, write_profiles};
+    let map_of = |name: &str| match name {
+        "all_identities" | "clevertapId" | "clevertapIds" => 0,
+        "token" => 1,
+        "MSG-push" | "MSG-email" => 2,
+        _ if name.starts_with("subscriptionGroups.") => 2,
+        _ => 3,
+    };
+    let rows: Vec<PqRow> = profiles
+        .iter()
+        .map(|p| {
+            let entries: Vec<(usize, &str, &str)> = CSV_HEADER
+                .iter()
+                .zip(&p.fields)
+                .skip(1)
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(name, value)| (map_of(name), *name, value.as_str()))
+                .collect();
+            PqRow::profile(&p.fields[0], &entries)
+        })
+        .collect();
+    write_profiles(path, &rows)?;
+    Ok(fs::metadata(path)?.len())
+}
+
+#[cfg(not(feature = "parquet"))]
+fn write_parquet(_: &Path, _: &[Profile]) -> Result<u64> {
+    anyhow::bail!("this build writes no Parquet (the generator's `parquet` feature)")
 }
 
 fn write(path: &PathBuf, text: &[u8]) -> Result<u64> {
