@@ -102,6 +102,70 @@ pub fn command_without_user_env(program: impl AsRef<std::ffi::OsStr>) -> Command
     command
 }
 
+/// A `tapline load` fixture: an `exports/` folder and a SQLite warehouse file in a temporary
+/// directory (removed when dropped). Test files wrap it with their own helpers.
+pub struct ExportCase {
+    dir: tempfile::TempDir,
+    /// The exports folder (`<tmp>/exports`, created).
+    pub root: PathBuf,
+    /// The SQLite warehouse file (`<tmp>/w.sqlite`, created by the first load).
+    pub db: PathBuf,
+}
+
+impl Default for ExportCase {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ExportCase {
+    /// A fresh temporary directory with an empty `exports/` folder.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let root = dir.path().join("exports");
+        std::fs::create_dir_all(&root).expect("exports folder");
+        let db = dir.path().join("w.sqlite");
+        Self { dir, root, db }
+    }
+
+    /// The temporary directory holding `exports/` and the warehouse.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `bytes` to `exports/<name>`, creating its folders.
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.root.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("folders");
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    /// The warehouse URL.
+    pub fn warehouse(&self) -> String {
+        format!("sqlite://{}", self.db.display())
+    }
+
+    /// `tapline load exports/ --warehouse … <extra>`.
+    pub fn load(&self, extra: &[&str]) -> Run {
+        let root = self.root.to_str().expect("UTF-8 path").to_string();
+        let wh = self.warehouse();
+        let mut args = vec!["load", root.as_str(), "--warehouse", wh.as_str()];
+        args.extend_from_slice(extra);
+        tapline(&args)
+    }
+
+    /// Rows of a query on the warehouse file.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        sqlite_rows(&self.db, sql)
+    }
+
+    /// The first value of a query on the warehouse file.
+    pub fn value(&self, sql: &str) -> Option<String> {
+        sqlite_value(&self.db, sql)
+    }
+}
+
 /// The counts on the sample generator's last line (`EXPECTED good_rows=7146 bad_rows=3 …`).
 pub fn expected_counts(generator_stdout: &str) -> std::collections::HashMap<String, u64> {
     let line = generator_stdout.lines().last().unwrap_or_default();

@@ -6,42 +6,24 @@ use tapline_tests::{
     export_csv, fixed_header, fixed_row, gzip, sqlite_rows, sqlite_value, tapline,
 };
 
-struct Case {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: PathBuf,
+/// The shared `tapline load` fixture, with this file's helpers.
+struct Case(tapline_tests::ExportCase);
+
+impl std::ops::Deref for Case {
+    type Target = tapline_tests::ExportCase;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Case {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("exports");
-        std::fs::create_dir_all(&root).unwrap();
-        let db = dir.path().join("w.sqlite");
-        Self {
-            _dir: dir,
-            root,
-            db,
-        }
+        Self(tapline_tests::ExportCase::new())
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.root.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-
-    fn warehouse(&self) -> String {
-        format!("sqlite://{}", self.db.display())
-    }
-
-    fn load(&self, extra: &[&str]) -> tapline_tests::Run {
-        let root = self.root.to_str().unwrap().to_string();
-        let wh = self.warehouse();
-        let mut args = vec!["load", root.as_str(), "--warehouse", wh.as_str()];
-        args.extend_from_slice(extra);
-        tapline(&args)
+        self.write_bytes(name, bytes)
     }
 
     fn count(&self, table: &str) -> u64 {

@@ -28,23 +28,22 @@ fn export_center_json() -> String {
     .join("\n")
 }
 
-struct Case {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: PathBuf,
+/// The shared `tapline load` fixture, with this file's helpers.
+struct Case(tapline_tests::ExportCase);
+
+impl std::ops::Deref for Case {
+    type Target = tapline_tests::ExportCase;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Case {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("exports");
-        std::fs::create_dir_all(root.join("profile")).unwrap();
-        let db = dir.path().join("w.sqlite");
-        Self {
-            _dir: dir,
-            root,
-            db,
-        }
+        let case = Self(tapline_tests::ExportCase::new());
+        std::fs::create_dir_all(case.root.join("profile")).unwrap();
+        case
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -53,25 +52,12 @@ impl Case {
         path
     }
 
-    fn warehouse(&self) -> String {
-        format!("sqlite://{}", self.db.display())
-    }
-
     fn load(&self) -> tapline_tests::Run {
-        tapline(&[
-            "load",
-            self.root.to_str().unwrap(),
-            "--warehouse",
-            &self.warehouse(),
-        ])
-    }
-
-    fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        sqlite_rows(&self.db, sql)
+        self.0.load(&[])
     }
 
     fn count(&self, sql: &str) -> u64 {
-        sqlite_value(&self.db, sql).unwrap().parse().unwrap()
+        self.value(sql).unwrap().parse().unwrap()
     }
 }
 
@@ -439,12 +425,12 @@ fn profile_parquet_gives_the_csvs_snapshots() {
         .args([
             "parquet",
             "--out",
-            case._dir.path().join("events").to_str().unwrap(),
+            case.dir().join("events").to_str().unwrap(),
         ])
         .output()
         .unwrap();
     assert!(events.status.success(), "{events:?}");
-    let event_parquet = std::fs::read_dir(case._dir.path().join("events/parquet"))
+    let event_parquet = std::fs::read_dir(case.dir().join("events/parquet"))
         .unwrap()
         .next()
         .unwrap()

@@ -1,27 +1,22 @@
 //! Typed views on SQLite through `tapline load`: each column's inferred kind in
 //! `_tapline_columns`, the `bi_*` views' values beside the raw text, widening across files.
 
-use std::path::PathBuf;
+use tapline_tests::{fixed_header, fixed_row, gzip, sqlite_rows, sqlite_value};
 
-use tapline_tests::{fixed_header, fixed_row, gzip, sqlite_rows, sqlite_value, tapline};
+/// The shared `tapline load` fixture, with this file's helpers.
+struct Case(tapline_tests::ExportCase);
 
-struct Case {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    db: PathBuf,
+impl std::ops::Deref for Case {
+    type Target = tapline_tests::ExportCase;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Case {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("exports");
-        std::fs::create_dir_all(&root).unwrap();
-        let db = dir.path().join("w.sqlite");
-        Self {
-            _dir: dir,
-            root,
-            db,
-        }
+        Self(tapline_tests::ExportCase::new())
     }
 
     /// Writes a gzipped CSV export of `event` (file part `part`): the fixed columns plus
@@ -48,8 +43,7 @@ impl Case {
     }
 
     fn load(&self) -> tapline_tests::Run {
-        let wh = format!("sqlite://{}", self.db.display());
-        tapline(&["load", self.root.to_str().unwrap(), "--warehouse", &wh])
+        self.0.load(&[])
     }
 
     fn kind(&self, table: &str, column: &str) -> Option<String> {
