@@ -166,6 +166,24 @@ impl ExportCase {
     }
 }
 
+/// Declares `struct Case(ExportCase)`, dereferencing to [`ExportCase`], for a test file to add
+/// its own helpers to.
+#[macro_export]
+macro_rules! export_case {
+    () => {
+        /// The shared `tapline load` fixture, with this file's helpers.
+        struct Case($crate::ExportCase);
+
+        impl std::ops::Deref for Case {
+            type Target = $crate::ExportCase;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    };
+}
+
 /// The counts on the sample generator's last line (`EXPECTED good_rows=7146 bad_rows=3 …`).
 pub fn expected_counts(generator_stdout: &str) -> std::collections::HashMap<String, u64> {
     let line = generator_stdout.lines().last().unwrap_or_default();

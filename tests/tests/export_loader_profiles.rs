@@ -28,16 +28,7 @@ fn export_center_json() -> String {
     .join("\n")
 }
 
-/// The shared `tapline load` fixture, with this file's helpers.
-struct Case(tapline_tests::ExportCase);
-
-impl std::ops::Deref for Case {
-    type Target = tapline_tests::ExportCase;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
+tapline_tests::export_case!();
 
 impl Case {
     fn new() -> Self {

@@ -3,16 +3,7 @@
 
 use tapline_tests::{fixed_header, fixed_row, gzip, sqlite_rows, sqlite_value};
 
-/// The shared `tapline load` fixture, with this file's helpers.
-struct Case(tapline_tests::ExportCase);
-
-impl std::ops::Deref for Case {
-    type Target = tapline_tests::ExportCase;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
+tapline_tests::export_case!();
 
 impl Case {
     fn new() -> Self {
