@@ -208,7 +208,31 @@ fn profile_exports_load_as_snapshots_beside_an_event_day() {
             .find(|l| l.contains(name) && l.contains("loaded"))
             .unwrap_or_else(|| panic!("{name} not listed as loaded:\n{}", status.stdout));
         assert!(!line.contains("replaced"), "{line}");
+        assert!(line.contains(" profiles "), "the load's kind: {line}");
     }
+    assert!(
+        status
+            .stdout
+            .contains("Profiles: 2 identities from 3 snapshots"),
+        "{}",
+        status.stdout
+    );
+
+    // A profile view that cannot be read is said; the ledger is still listed.
+    rusqlite::Connection::open(&case.db)
+        .unwrap()
+        .execute_batch("DROP VIEW events_with_profile; DROP VIEW profiles_history")
+        .unwrap();
+    let status = tapline(&["status", "--warehouse", &case.warehouse()]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stderr.contains(
+            "Profiles cannot be summarised: warehouse query failed: no such table: profiles_history"
+        ),
+        "{}",
+        status.stderr
+    );
+    assert!(status.stdout.contains(LEGACY) && !status.stdout.contains("Profiles:"));
 }
 
 #[test]

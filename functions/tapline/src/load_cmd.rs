@@ -163,7 +163,18 @@ pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
     let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let loads = warehouse.recent_loads(args.limit).await?;
     let ids: Vec<i64> = loads.iter().map(|l| l.load_id).collect();
-    let profiles = profile_views::profile_summary(warehouse.as_ref(), &ids).await?;
+    // The ledger is the status; a profile view that cannot be read (a rebuild that failed
+    // after a BigQuery commit) is said, not a failed command.
+    let profiles = match profile_views::profile_summary(warehouse.as_ref(), &ids).await {
+        Ok(profiles) => profiles,
+        Err(e) => {
+            eprintln!(
+                "Profiles cannot be summarised: {}",
+                tapline::error::error_chain(&e)
+            );
+            None
+        }
+    };
     print!(
         "{}",
         summary::render_status(&loads, profiles.as_ref(), &warehouse.describe())
