@@ -51,6 +51,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A column-types file (see [`crate::warehouse::column_types`]) cannot be used.
+    #[error("column types in {origin}: {reason}")]
+    ColumnTypes {
+        /// Where the file came from (a path or an environment variable).
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// How a file's rows are validated; the same for every source and warehouse.

@@ -37,12 +37,35 @@ pub struct TableColumns {
     used: HashSet<String>,
     /// Raw name → the stored kind of its values (absent: none yet).
     kinds: HashMap<String, ColumnKind>,
+    /// Raw name → the kind a user pinned (`_tapline_columns.pinned`; absent: none).
+    pinned: HashMap<String, ColumnKind>,
+}
+
+/// A pin to write back to `_tapline_columns.pinned` (see [`Catalog::apply_column_types`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinChange {
+    /// The table.
+    pub table: String,
+    /// The column's raw name.
+    pub raw: String,
+    /// The new pin; `None` removes it.
+    pub pinned: Option<ColumnKind>,
 }
 
 impl TableColumns {
     /// The stored kind of raw column `raw`: `None` while it has held only NULLs (or is unknown).
     pub fn kind(&self, raw: &str) -> Option<ColumnKind> {
         self.kinds.get(raw).copied()
+    }
+
+    /// The kind a user pinned for raw column `raw`, if any.
+    pub fn pinned(&self, raw: &str) -> Option<ColumnKind> {
+        self.pinned.get(raw).copied()
+    }
+
+    /// The kind the typed views cast raw column `raw` to: its pin, else its inferred kind.
+    pub fn view_kind(&self, raw: &str) -> Option<ColumnKind> {
+        self.pinned(raw).or_else(|| self.kind(raw))
     }
 
     /// The raw name of column `column`, if it is a data column of this table.
@@ -89,6 +112,7 @@ impl Catalog {
                 columns: HashMap::new(),
                 used: lineage_columns(),
                 kinds: HashMap::new(),
+                pinned: HashMap::new(),
             },
         );
     }
@@ -107,6 +131,44 @@ impl Catalog {
         if let Some(t) = self.tables.values_mut().find(|t| t.name == table) {
             t.kinds.insert(raw.to_string(), kind);
         }
+    }
+
+    /// Sets the stored pin of raw column `raw` of `table` (from `_tapline_columns.pinned`);
+    /// unknown tables are ignored.
+    pub fn set_pinned(&mut self, table: &str, raw: &str, kind: ColumnKind) {
+        if let Some(t) = self.tables.values_mut().find(|t| t.name == table) {
+            t.pinned.insert(raw.to_string(), kind);
+        }
+    }
+
+    /// Makes every table's pins those of `types` (the whole set: a stored pin it does not name
+    /// is removed) and returns what changed, for the adapter to write back at commit and to
+    /// rebuild those tables' typed views. Run at commit, after the load's columns are planned,
+    /// so a column this load added gets its pin in the same transaction.
+    pub fn apply_column_types(
+        &mut self,
+        types: &super::column_types::ColumnTypes,
+    ) -> Vec<PinChange> {
+        let mut changes = Vec::new();
+        for table in self.tables.values_mut() {
+            for (raw, column) in &table.columns {
+                let want = types.pin(&table.name, raw, column);
+                if table.pinned.get(raw).copied() == want {
+                    continue;
+                }
+                match want {
+                    Some(kind) => table.pinned.insert(raw.clone(), kind),
+                    None => table.pinned.remove(raw),
+                };
+                changes.push(PinChange {
+                    table: table.name.clone(),
+                    raw: raw.clone(),
+                    pinned: want,
+                });
+            }
+        }
+        changes.sort_by(|a, b| (&a.table, &a.raw).cmp(&(&b.table, &b.raw)));
+        changes
     }
 
     /// Widens the kind of raw column `raw` of `event`'s table with `seen` (see

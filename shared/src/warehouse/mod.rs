@@ -19,6 +19,7 @@
 pub mod bigquery;
 pub mod catalog;
 pub mod column_kinds;
+pub mod column_types;
 pub mod naming;
 pub mod open;
 #[cfg(feature = "postgres")]
@@ -325,6 +326,27 @@ pub trait SqlQuery: Send + Sync {
     /// Runs one read-only SQL statement (status reports, `tapline query`, the demo, tests):
     /// more than one statement, or one that would write, is an error.
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError>;
+
+    /// Per pinned column (see [`column_types`]), how many non-NULL raw values do not fit the
+    /// pinned kind (NULL in the typed view, kept in the raw table): what `tapline status`
+    /// shows. Columns whose values all fit are left out. A warehouse without typed views
+    /// answers nothing.
+    async fn column_misfits(&self) -> Result<Vec<ColumnMisfit>, WarehouseError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Values of a pinned column that do not fit its pinned kind (see [`SqlQuery::column_misfits`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMisfit {
+    /// The raw table.
+    pub table: String,
+    /// The column (as the table names it).
+    pub column: String,
+    /// The pinned kind.
+    pub kind: column_kinds::ColumnKind,
+    /// Non-NULL raw values that do not fit it.
+    pub values: u64,
 }
 
 /// A whole warehouse: every capability, as the loader, the puller, the relay and the CLI use

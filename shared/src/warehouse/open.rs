@@ -6,14 +6,34 @@ use super::bigquery;
 use super::postgres;
 #[cfg(feature = "sqlite")]
 use super::sqlite;
+use std::sync::Arc;
+
+use super::column_types::ColumnTypes;
 use super::{Warehouse, WarehouseError, url_redaction};
 use crate::config::ConfigError;
+
+/// What a caller sets on a warehouse beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Column types to pin for the typed views at each load's commit (`None`: keep the stored
+    /// pins). See [`super::column_types`].
+    pub column_types: Option<Arc<ColumnTypes>>,
+}
 
 /// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
 /// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`, or
 /// `bigquery://PROJECT/DATASET[?location=L]`. Schemes match in any case (`Postgres://`). Errors
 /// show the URL through [`url_redaction::redact_url`] only.
 pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    open_with(url, &OpenOptions::default()).await
+}
+
+/// [`open`] with [`OpenOptions`].
+pub async fn open_with(
+    url: &str,
+    options: &OpenOptions,
+) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    let types = || options.column_types.clone();
     let bad = |reason: &str| ConfigError::Warehouse {
         url: url_redaction::redact_url(url),
         reason: reason.to_string(),
@@ -45,11 +65,17 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
                 }
             }
             Ok(Box::new(
-                sqlite::SqliteWarehouse::open(path, journal).await?,
+                sqlite::SqliteWarehouse::open(path, journal)
+                    .await?
+                    .with_column_types(types()),
             ))
         }
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Ok(Box::new(postgres::PostgresWarehouse::open(url).await?)),
+        "postgres" | "postgresql" => Ok(Box::new(
+            postgres::PostgresWarehouse::open(url)
+                .await?
+                .with_column_types(types()),
+        )),
         #[cfg(not(feature = "postgres"))]
         "postgres" | "postgresql" => {
             Err(bad("this build has no PostgreSQL support (feature postgres)").into())
@@ -61,7 +87,11 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
         )
         .into()),
         #[cfg(feature = "bigquery")]
-        "bigquery" => Ok(Box::new(bigquery::BigQueryWarehouse::open(url).await?)),
+        "bigquery" => Ok(Box::new(
+            bigquery::BigQueryWarehouse::open(url)
+                .await?
+                .with_column_types(types()),
+        )),
         #[cfg(not(feature = "bigquery"))]
         "bigquery" => Err(bad("this build has no BigQuery support (feature bigquery)").into()),
         _ => Err(bad(

@@ -34,7 +34,8 @@ pub struct TypedDialect<'a> {
 }
 
 /// The `SELECT` body of `table`'s typed view. `columns` are the table's columns in table order
-/// (data and lineage, as the warehouse lists them); `ts`, lineage, text columns and columns with
+/// (data and lineage, as the warehouse lists them); each data column is cast by its pin, else
+/// its inferred kind ([`TableColumns::view_kind`]); `ts`, lineage, text columns and columns with
 /// no kind yet pass through unchanged.
 pub fn typed_table_select(
     table: &TableColumns,
@@ -53,7 +54,7 @@ pub fn typed_table_select(
             let kind = raw_of
                 .get(column.as_str())
                 .filter(|raw| **raw != TS_COLUMN)
-                .and_then(|raw| table.kind(raw));
+                .and_then(|raw| table.view_kind(raw));
             match kind {
                 Some(kind) if kind != ColumnKind::Text => {
                     format!("{} AS {quoted}", (d.cast)(&quoted, kind))
@@ -78,7 +79,7 @@ pub fn typed_all_events_select(catalog: &Catalog, d: &TypedDialect<'_>) -> Strin
         .map(|raw| {
             let kind = catalog
                 .event_tables()
-                .fold(None, |k, t| widen_known(k, t.kind(raw)));
+                .fold(None, |k, t| widen_known(k, t.view_kind(raw)));
             (*raw, kind)
         })
         .collect();

@@ -53,6 +53,7 @@ use super::{
 use crate::config::ConfigError;
 use crate::google_auth::GoogleAuth;
 use crate::time::now_utc;
+use crate::warehouse::column_types::ColumnTypes;
 
 /// The variable naming a BigQuery endpoint other than Google's (a double, an emulator).
 pub const ENV_BIGQUERY_ENDPOINT: &str = "BIGQUERY_ENDPOINT";
@@ -140,6 +141,8 @@ pub struct BigQueryWarehouse {
     /// Whether this handle has pruned `_tapline_state_log` yet (once per handle: per CLI run,
     /// per function instance).
     state_pruned: std::sync::atomic::AtomicBool,
+    /// Column types to pin at each load's commit (`None`: keep the stored pins).
+    column_types: Option<Arc<ColumnTypes>>,
 }
 
 /// `bigquery://PROJECT/DATASET[?location=L]` → (project, dataset, location).
@@ -254,7 +257,20 @@ impl BigQueryWarehouse {
             },
             target,
             state_pruned: Default::default(),
+            column_types: None,
         })
+    }
+
+    /// Pins column types for the typed views ([`ColumnTypes`]): each load's commit makes the
+    /// stored pins these. `None` keeps the stored pins.
+    pub fn with_column_types(mut self, types: Option<Arc<ColumnTypes>>) -> Self {
+        self.column_types = types;
+        self
+    }
+
+    /// The column types this handle pins, if any.
+    pub fn column_types(&self) -> Option<&ColumnTypes> {
+        self.column_types.as_deref()
     }
 }
 

@@ -34,6 +34,7 @@ use super::{
     LoadStatus, QueryResult, SourceObject, SqlQuery, Warehouse, WarehouseError, ledger_column_list,
 };
 use crate::time::now_utc;
+use crate::warehouse::column_types::ColumnTypes;
 
 /// PostgreSQL allows 1600 columns per table; four go to lineage.
 const MAX_DATA_COLUMNS: usize = 1600 - 4;
@@ -59,6 +60,8 @@ pub struct PostgresWarehouse {
     client: Arc<Mutex<Client>>,
     /// A load was dropped where no runtime could roll it back: roll back before the next one.
     needs_rollback: Arc<AtomicBool>,
+    /// Column types to pin at each load's commit (`None`: keep the stored pins).
+    column_types: Option<Arc<ColumnTypes>>,
 }
 
 /// Maps a client error, deciding whether a retry may help.
@@ -157,7 +160,20 @@ impl PostgresWarehouse {
             tls,
             client: Arc::new(Mutex::new(client)),
             needs_rollback: Arc::new(AtomicBool::new(false)),
+            column_types: None,
         })
+    }
+
+    /// Pins column types for the typed views ([`ColumnTypes`]): each load's commit makes the
+    /// stored pins these. `None` keeps the stored pins.
+    pub fn with_column_types(mut self, types: Option<Arc<ColumnTypes>>) -> Self {
+        self.column_types = types;
+        self
+    }
+
+    /// The column types this handle pins, if any.
+    pub fn column_types(&self) -> Option<&ColumnTypes> {
+        self.column_types.as_deref()
     }
 
     /// The client, reconnected if the server closed the connection (a restart, an idle

@@ -25,6 +25,7 @@ use super::{
     LoadStatus, QueryResult, SourceObject, SqlQuery, Warehouse, WarehouseError, ledger_column_list,
 };
 use crate::time::now_utc;
+use crate::warehouse::column_types::ColumnTypes;
 
 /// SQLite's default `SQLITE_MAX_COLUMN` is 2000 per table; four go to lineage.
 const MAX_DATA_COLUMNS: usize = 2000 - 4;
@@ -37,6 +38,8 @@ pub struct SqliteWarehouse {
     path: PathBuf,
     journal: Journal,
     conn: Arc<Mutex<Connection>>,
+    /// Column types to pin at each load's commit (`None`: keep the stored pins).
+    column_types: Option<Arc<ColumnTypes>>,
 }
 
 /// SQLite's journal mode: the trade between load speed and readers during a load.
@@ -103,7 +106,20 @@ impl SqliteWarehouse {
             path,
             journal,
             conn: Arc::new(Mutex::new(conn)),
+            column_types: None,
         })
+    }
+
+    /// Pins column types for the typed views ([`ColumnTypes`]): each load's commit makes the
+    /// stored pins these. `None` keeps the stored pins.
+    pub fn with_column_types(mut self, types: Option<Arc<ColumnTypes>>) -> Self {
+        self.column_types = types;
+        self
+    }
+
+    /// The column types this handle pins, if any.
+    pub fn column_types(&self) -> Option<&ColumnTypes> {
+        self.column_types.as_deref()
     }
 
     async fn with_conn<T, F>(&self, f: F) -> Result<T, WarehouseError>
