@@ -51,7 +51,7 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A column-types file (see [`crate::warehouse::column_types`]) cannot be used.
+    /// A column-types file (`--column-types`, `TAPLINE_COLUMN_TYPES`) cannot be used.
     #[error("column types in {origin}: {reason}")]
     ColumnTypes {
         /// Where the file came from (a path or an environment variable).
