@@ -6,9 +6,10 @@
 //! its rows (and any tables or columns it created) but keeps its ledger row and rejects.
 //!
 //! Files: `schema.sql` (the `_tapline_*` tables), `load.rs` (one load's transaction),
-//! `typed_views.rs` (the `bi_*` views' casts).
+//! `typed_views.rs` (the `bi_*` views' casts), `typed_profile_views.rs` (the typed profile views).
 
 mod load;
+mod typed_profile_views;
 mod typed_views;
 
 use std::path::{Path, PathBuf};
