@@ -35,7 +35,7 @@ help: ## List the targets.
 build: ## Build every crate (debug).
 	$(CARGO) build --workspace --locked $(ALL_FEATURES)
 
-demo: ## Build the CLI (SQLite and Parquet) and the sample generator, write sample CleverTap event exports (CSV and one Parquet day) and two profile exports to demo/exports, load them into demo/warehouse.sqlite, show BI queries (orders per day, the Parquet day, profile history, revenue per customer type at order time).
+demo: ## Build the CLI (SQLite and Parquet) and the sample generator, write sample CleverTap event exports (CSV and one Parquet day) and two profile exports to demo/exports, load them into demo/warehouse.sqlite, list the typed views (bi_*) and show BI queries on them (orders and revenue per day from bi_charged without a cast, the Parquet day, profile history, revenue per customer type at order time).
 	$(CARGO) build --locked $(DEMO_BUILD)
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	@$(DEBUG_BIN)/tapline-sample-exports demo --out $(DEMO_DIR)/exports | tail -n 3
@@ -48,25 +48,28 @@ demo: ## Build the CLI (SQLite and Parquet) and the sample generator, write samp
 	@$(DEBUG_BIN)/tapline load $(DEMO_DIR)/exports --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
 		--timezone $(DEMO_TIMEZONE); code=$$?; \
 		if [ $$code -ne 0 ] && [ $$code -ne 2 ]; then exit $$code; fi
-	@echo; echo "Orders per day (UTC), from the order_placed table:"; echo
+	@echo; echo "Typed views for BI tools (numbers, booleans and times typed; the raw tables stay text):"; echo
 	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
-		"SELECT substr(ts, 1, 10) AS day, count(*) AS orders, \
-		        printf('%.2f', sum(CAST(event_props_amount AS REAL))) AS revenue \
-		 FROM order_placed GROUP BY day ORDER BY day"
-	@echo; echo "Charged events loaded from the Parquet export:"; echo
+		"SELECT group_concat(name, ', ') AS typed_views FROM (SELECT name FROM sqlite_master \
+		 WHERE type = 'view' AND name LIKE 'bi\_%' ESCAPE '\' ORDER BY name)"
+	@echo; echo "Orders and revenue per day (UTC), a typed query: SUM(event_props_amount) from bi_charged, no cast:"; echo
 	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
-		"SELECT count(*) AS rows, printf('%.2f', sum(CAST(event_props_amount AS REAL))) AS revenue \
-		 FROM charged WHERE _source_uri LIKE '%.parquet'"
+		"SELECT date(ts) AS day, count(*) AS orders, round(SUM(event_props_amount), 2) AS revenue \
+		 FROM bi_charged GROUP BY day ORDER BY day"
+	@echo; echo "Charged events loaded from the Parquet export (bi_charged):"; echo
+	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
+		"SELECT count(*) AS rows, round(SUM(event_props_amount), 2) AS revenue \
+		 FROM bi_charged WHERE _source_uri LIKE '%.parquet'"
 	@echo; echo "Profiles that changed between the two profile exports (profiles_history, first 4 rows):"; echo
 	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
 		"SELECT identity, valid_from, valid_to, customer_type FROM profiles_history \
 		 WHERE identity IN (SELECT identity FROM profiles_history WHERE valid_to IS NOT NULL \
 		                    ORDER BY identity LIMIT 2) ORDER BY identity, valid_from"
-	@echo; echo "Revenue per customer type as it was when each order was placed (events_with_profile):"; echo
+	@echo; echo "Revenue per customer type as it was when each order was placed (bi_events_with_profile, bi_order_placed):"; echo
 	@$(DEBUG_BIN)/tapline query --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
 		"SELECT coalesce(user_customer_type, '(no profile)') AS customer_type, count(*) AS orders, \
-		        printf('%.2f', sum(CAST(e.event_props_amount AS REAL))) AS revenue \
-		 FROM events_with_profile w JOIN order_placed e \
+		        round(SUM(e.event_props_amount), 2) AS revenue \
+		 FROM bi_events_with_profile w JOIN bi_order_placed e \
 		   ON e._source_uri = w._source_uri AND e._source_line = w._source_line \
 		 WHERE w.event_name = 'Order Placed' GROUP BY 1 ORDER BY 1"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"

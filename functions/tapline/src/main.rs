@@ -7,6 +7,8 @@ mod logging;
 mod pull_cmd;
 #[cfg(feature = "relay")]
 mod relay_cmd;
+#[cfg(feature = "sqlite")]
+mod retype_cmd;
 mod summary;
 mod warehouse_url;
 
@@ -66,6 +68,10 @@ async fn run(command: Command) -> Result<u8, AnyError> {
         Command::Sweep(args) => load_cmd::load(args, true).await,
         Command::Status(args) => load_cmd::status(args).await,
         Command::Query(args) => load_cmd::query(args).await,
+        #[cfg(feature = "sqlite")]
+        Command::Retype(args) => retype_cmd::retype(args).await,
+        #[cfg(not(feature = "sqlite"))]
+        Command::Retype(_) => Err(not_built("retype", "sqlite")),
         #[cfg(feature = "relay")]
         Command::Relay(args) => relay_cmd::run(args).await,
         #[cfg(not(feature = "relay"))]

@@ -28,6 +28,37 @@ pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     open_with(url, &OpenOptions::default()).await
 }
 
+/// The SQLite warehouse of a `sqlite://PATH[?journal=rollback|wal]` URL, for what only SQLite
+/// does (`tapline retype`).
+#[cfg(feature = "sqlite")]
+pub async fn open_sqlite(url: &str) -> Result<sqlite::SqliteWarehouse, WarehouseError> {
+    let bad = |reason: &str| ConfigError::Warehouse {
+        url: url_redaction::redact_url(url),
+        reason: reason.to_string(),
+    };
+    let rest = url
+        .split_once(':')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("sqlite"))
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| bad("expected a SQLite URL such as sqlite://tapline.sqlite"))?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(bad("no file: use sqlite://PATH, e.g. sqlite://tapline.sqlite").into());
+    }
+    let mut journal = sqlite::Journal::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("journal", value)) => {
+                journal = sqlite::Journal::parse(value)
+                    .ok_or_else(|| bad("journal must be rollback or wal"))?;
+            }
+            _ => return Err(bad("unknown parameter: only journal=rollback|wal").into()),
+        }
+    }
+    sqlite::SqliteWarehouse::open(path, journal).await
+}
+
 /// [`open`] with [`OpenOptions`].
 pub async fn open_with(
     url: &str,
@@ -48,28 +79,7 @@ pub async fn open_with(
     let _ = rest;
     match scheme.as_str() {
         #[cfg(feature = "sqlite")]
-        "sqlite" => {
-            let rest = rest.strip_prefix("//").unwrap_or(rest);
-            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-            if path.is_empty() {
-                return Err(bad("no file: use sqlite://PATH, e.g. sqlite://tapline.sqlite").into());
-            }
-            let mut journal = sqlite::Journal::default();
-            for pair in query.split('&').filter(|p| !p.is_empty()) {
-                match pair.split_once('=') {
-                    Some(("journal", value)) => {
-                        journal = sqlite::Journal::parse(value)
-                            .ok_or_else(|| bad("journal must be rollback or wal"))?;
-                    }
-                    _ => return Err(bad("unknown parameter: only journal=rollback|wal").into()),
-                }
-            }
-            Ok(Box::new(
-                sqlite::SqliteWarehouse::open(path, journal)
-                    .await?
-                    .with_column_types(types()),
-            ))
-        }
+        "sqlite" => Ok(Box::new(open_sqlite(url).await?.with_column_types(types()))),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Box::new(
             postgres::PostgresWarehouse::open(url)

@@ -18,7 +18,9 @@
 //! and cost reward, and a replaced object version changes the views by itself.
 
 use super::catalog::{Catalog, TableColumns};
+use super::column_kinds::ColumnKind;
 use super::naming::unique_name;
+use super::typed_views::TypedDialect;
 use super::{LINEAGE_COLUMNS, SqlQuery, WarehouseError};
 use crate::export::{
     PROFILE_HASH_COLUMN, PROFILE_IDENTITY_COLUMN, PROFILE_RECORD_COLUMN, PROFILE_SNAPSHOTS_KEY,
@@ -62,6 +64,71 @@ impl ProfileViews {
 
 /// The profile views of `catalog`, or `None` before any profile snapshot was loaded.
 pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileViews> {
+    build_profile_views(
+        catalog,
+        &Shape {
+            ident: d.ident,
+            relation: d.relation,
+            value: &|quoted, _| quoted.to_string(),
+            events: (d.relation)("all_events"),
+            history: (d.relation)(PROFILES_HISTORY_VIEW),
+        },
+    )
+}
+
+/// The typed profile views of the BI layer (`bi_profiles`, `bi_profiles_history`,
+/// `bi_events_with_profile` on SQLite; `profiles`, … in the BI schema or dataset elsewhere),
+/// or `None` before any profile snapshot was loaded. Same names, columns and rows as
+/// [`profile_views`]; each attribute column (and `record`) is cast by the snapshot table's
+/// [`TableColumns::view_kind`] with `d.cast`, as the typed event views are. Not cast:
+/// `identity` (a key: events join on it as text), `snapshot_at`, `valid_from`, `valid_to`
+/// and `profile_valid_from` (from `ts`, already the warehouse's timestamp type, which SQLite
+/// keeps as UTC ISO-8601 text) and the hash and lineage.
+///
+/// They read the raw snapshot table (`d.relation`), never the raw views, so replacing a raw
+/// view never touches them. `typed_relation(name)` refers to view `name` of the typed layer
+/// (`"all_events"`, `"profiles_history"`): `events_with_profile` is
+/// `typed_relation("all_events")` joined to `typed_relation("profiles_history")`, so its event
+/// columns are those of the typed `all_events`. Create the views in the order given, after the
+/// typed `all_events`; where views are bound to what they read (PostgreSQL), drop the typed
+/// `events_with_profile` before replacing the typed `all_events` or `profiles_history`
+/// ([`ProfileViews::DROP_ORDER`]).
+pub fn typed_profile_views(
+    catalog: &Catalog,
+    d: &TypedDialect<'_>,
+    typed_relation: &dyn Fn(&str) -> String,
+) -> Option<ProfileViews> {
+    let snapshots = catalog.profile_snapshots()?;
+    let value = |quoted: &str, raw: &str| match snapshots.view_kind(raw) {
+        Some(kind) if kind != ColumnKind::Text => (d.cast)(quoted, kind),
+        _ => quoted.to_string(),
+    };
+    build_profile_views(
+        catalog,
+        &Shape {
+            ident: d.ident,
+            relation: d.relation,
+            value: &value,
+            events: typed_relation("all_events"),
+            history: typed_relation(PROFILES_HISTORY_VIEW),
+        },
+    )
+}
+
+/// What differs between the raw and the typed profile views.
+struct Shape<'a> {
+    ident: fn(&str) -> String,
+    /// Refers to the raw snapshot table.
+    relation: &'a (dyn Fn(&str) -> String + Sync),
+    /// `value(quoted column, raw name)`: an attribute's (or the record's) expression.
+    value: &'a dyn Fn(&str, &str) -> String,
+    /// The events `events_with_profile` joins.
+    events: String,
+    /// The history `events_with_profile` joins.
+    history: String,
+}
+
+fn build_profile_views(catalog: &Catalog, d: &Shape<'_>) -> Option<ProfileViews> {
     let snapshots = catalog.profile_snapshots()?;
     let col = |raw: &str| snapshots.columns.get(raw).map(|c| (d.ident)(c));
     let (identity, ts, hash) = (
@@ -69,7 +136,7 @@ pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileVi
         col(TS_COLUMN)?,
         col(PROFILE_HASH_COLUMN)?,
     );
-    let record = col(PROFILE_RECORD_COLUMN);
+    let record = col(PROFILE_RECORD_COLUMN).map(|c| (d.value)(&c, PROFILE_RECORD_COLUMN));
     let attributes = attribute_columns(snapshots);
     let table = (d.relation)(&snapshots.name);
     let ident = d.ident;
@@ -82,11 +149,12 @@ pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileVi
     let order = format!("{ts}, {load_id}, {source_line}");
     let attribute_list: Vec<String> = attributes
         .iter()
-        .map(|(c, alias)| {
-            if c == alias {
-                ident(c)
+        .map(|a| {
+            let value = (d.value)(&ident(&a.column), &a.raw);
+            if value == ident(&a.alias) {
+                value
             } else {
-                format!("{} AS {}", ident(c), ident(alias))
+                format!("{value} AS {}", ident(&a.alias))
             }
         })
         .collect();
@@ -129,7 +197,8 @@ pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileVi
         let mut used = std::collections::HashSet::new();
         let user: Vec<String> = attributes
             .iter()
-            .map(|(_, alias)| {
+            .map(|a| {
+                let alias = &a.alias;
                 let name = unique_name(&format!("{USER_PREFIX}{alias}"), &|n: &str| {
                     used.contains(n)
                 });
@@ -146,8 +215,8 @@ pub fn profile_views(catalog: &Catalog, d: &ViewDialect<'_>) -> Option<ProfileVi
                 ident("valid_from"),
                 ident("profile_valid_from"),
                 with_comma(&user),
-                (d.relation)("all_events"),
-                (d.relation)(PROFILES_HISTORY_VIEW),
+                d.events,
+                d.history,
                 ident("identity"),
                 ident("profile_identity"),
                 ident("valid_from"),
@@ -293,33 +362,43 @@ pub fn rebuild_script(
 /// property called "Snapshot At") is shown as `<name>_property` instead.
 const VIEW_OWN_COLUMNS: [&str; 3] = ["snapshot_at", "valid_from", "valid_to"];
 
+/// One attribute column of the snapshot table, as the profile views show it.
+struct Attribute {
+    /// Its raw CleverTap name.
+    raw: String,
+    /// Its column in the snapshot table.
+    column: String,
+    /// The name the views show it under.
+    alias: String,
+}
+
 /// The snapshot table's attribute columns (every data column but the key, the snapshot time,
-/// the hash and the record), sorted by name so every warehouse lists them alike, each with the
-/// name the views show it under (its own, unless one of [`VIEW_OWN_COLUMNS`]).
-fn attribute_columns(snapshots: &TableColumns) -> Vec<(String, String)> {
+/// the hash and the record), sorted by column name so every warehouse lists them alike, each
+/// shown under its own name unless that is one of [`VIEW_OWN_COLUMNS`].
+fn attribute_columns(snapshots: &TableColumns) -> Vec<Attribute> {
     let own = [
         PROFILE_IDENTITY_COLUMN,
         TS_COLUMN,
         PROFILE_HASH_COLUMN,
         PROFILE_RECORD_COLUMN,
     ];
-    let mut columns: Vec<String> = snapshots
+    let mut columns: Vec<(String, String)> = snapshots
         .columns
         .iter()
         .filter(|(raw, _)| !own.contains(&raw.as_str()))
-        .map(|(_, column)| column.clone())
+        .map(|(raw, column)| (column.clone(), raw.clone()))
         .collect();
     columns.sort();
-    let taken: std::collections::HashSet<String> = columns.iter().cloned().collect();
+    let taken: std::collections::HashSet<String> = columns.iter().map(|(c, _)| c.clone()).collect();
     columns
         .into_iter()
-        .map(|c| {
-            let alias = if VIEW_OWN_COLUMNS.contains(&c.as_str()) {
-                unique_name(&format!("{c}_property"), &|n: &str| taken.contains(n))
+        .map(|(column, raw)| {
+            let alias = if VIEW_OWN_COLUMNS.contains(&column.as_str()) {
+                unique_name(&format!("{column}_property"), &|n: &str| taken.contains(n))
             } else {
-                c.clone()
+                column.clone()
             };
-            (c, alias)
+            Attribute { raw, column, alias }
         })
         .collect()
 }
@@ -438,5 +517,135 @@ mod tests {
             body.contains("h.blood_group AS user_blood_group, h.email AS user_email FROM ds.all_events AS e LEFT JOIN ds.profiles_history AS h"),
             "{body}"
         );
+    }
+
+    fn typed_dialect() -> TypedDialect<'static> {
+        TypedDialect {
+            ident: plain,
+            relation: &|t| format!("raw.{t}"),
+            cast: |c, k| format!("{}({c})", k.as_str()),
+            null: |k| format!("NULL_{}", k.as_str()),
+        }
+    }
+
+    /// The snapshot table with kinds: a boolean, a date, a number, a text and a JSON record.
+    fn typed_catalog(with_events: bool) -> Catalog {
+        let mut c = Catalog::new(Vec::new());
+        let raw: Vec<String> = [
+            "identity",
+            "ts",
+            "_profile_hash",
+            "_record",
+            "MSG-push",
+            "DOB",
+            "Score",
+            "Email",
+            "Never Set",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        c.plan(PROFILE_SNAPSHOTS_KEY, &raw, 100).unwrap();
+        for (raw, kind) in [
+            // Every identity looked like a number: still the key, never cast.
+            ("identity", ColumnKind::Integer),
+            ("ts", ColumnKind::Timestamp),
+            ("_profile_hash", ColumnKind::Text),
+            ("_record", ColumnKind::Json),
+            ("MSG-push", ColumnKind::Boolean),
+            ("DOB", ColumnKind::Timestamp),
+            ("Score", ColumnKind::Integer),
+            ("Score", ColumnKind::Decimal),
+            ("Email", ColumnKind::Text),
+        ] {
+            c.widen_kind(PROFILE_SNAPSHOTS_KEY, raw, kind);
+        }
+        if with_events {
+            c.plan("Charged", &["ts".to_string(), "eventName".to_string()], 100)
+                .unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn typed_profile_views_cast_each_attribute_by_its_kind() {
+        let views = typed_profile_views(&typed_catalog(true), &typed_dialect(), &|v| {
+            format!("bi.{v}")
+        })
+        .unwrap()
+        .views;
+        let names: Vec<&str> = views.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                PROFILES_VIEW,
+                PROFILES_HISTORY_VIEW,
+                EVENTS_WITH_PROFILE_VIEW
+            ]
+        );
+        assert_eq!(
+            views[0].1,
+            "SELECT identity AS identity, ts AS snapshot_at, timestamp(dob) AS dob, email, \
+             boolean(msg_push) AS msg_push, never_set, decimal(score) AS score, json(record) AS \
+             record, _source_uri, _load_id, _loaded_at FROM (SELECT *, ROW_NUMBER() OVER \
+             (PARTITION BY identity ORDER BY ts DESC, _load_id DESC, _source_line DESC) AS _rank \
+             FROM raw.profile_snapshots) AS latest WHERE _rank = 1"
+        );
+        assert_eq!(
+            views[1].1,
+            "SELECT identity AS identity, ts AS valid_from, LEAD(ts) OVER (PARTITION BY identity \
+             ORDER BY ts, _load_id, _source_line) AS valid_to, timestamp(dob) AS dob, email, \
+             boolean(msg_push) AS msg_push, never_set, decimal(score) AS score, profile_hash AS \
+             profile_hash, _source_uri, _load_id FROM (SELECT *, LAG(profile_hash) OVER \
+             (PARTITION BY identity ORDER BY ts, _load_id, _source_line) AS _previous_hash FROM \
+             raw.profile_snapshots) AS snapshots WHERE _previous_hash IS NULL OR _previous_hash \
+             <> profile_hash"
+        );
+        // Joined in the typed layer: typed events, typed history, attributes already cast.
+        assert_eq!(
+            views[2].1,
+            "SELECT e.*, h.valid_from AS profile_valid_from, h.dob AS user_dob, h.email AS \
+             user_email, h.msg_push AS user_msg_push, h.never_set AS user_never_set, h.score AS \
+             user_score FROM bi.all_events AS e LEFT JOIN bi.profiles_history AS h ON h.identity \
+             = e.profile_identity AND h.valid_from <= e.ts AND (h.valid_to IS NULL OR e.ts < \
+             h.valid_to)"
+        );
+    }
+
+    #[test]
+    fn typed_profile_views_follow_pins_and_keep_the_raw_views_names() {
+        let mut c = typed_catalog(false);
+        let table = c.profile_snapshots().unwrap().name.clone();
+        c.set_pinned(&table, "Email", ColumnKind::Integer);
+        c.set_pinned(&table, "Score", ColumnKind::Text);
+        let d = typed_dialect();
+        let typed = typed_profile_views(&c, &d, &|v| format!("bi.{v}"))
+            .unwrap()
+            .views;
+        assert_eq!(typed.len(), 2, "no events: no events_with_profile");
+        assert!(
+            typed[0]
+                .1
+                .contains("integer(email) AS email, boolean(msg_push)"),
+            "{}",
+            typed[0].1
+        );
+        assert!(typed[0].1.contains(", score, "), "{}", typed[0].1);
+        // Untyped, the same body reads the same table and lists the same columns, uncast.
+        let raw = profile_views(
+            &c,
+            &ViewDialect {
+                ident: plain,
+                relation: &|t| format!("raw.{t}"),
+            },
+        )
+        .unwrap()
+        .views;
+        assert!(
+            raw[0]
+                .1
+                .contains("dob, email, msg_push, never_set, score, record AS record")
+        );
+        assert!(typed_profile_views(&Catalog::new(Vec::new()), &d, &plain).is_none());
     }
 }

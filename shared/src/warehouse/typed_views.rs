@@ -15,6 +15,11 @@ pub use super::TYPED_VIEW_PREFIX;
 /// The typed `all_events`.
 pub const TYPED_ALL_EVENTS_VIEW: &str = "bi_all_events";
 
+/// Raw event columns a typed view never casts: `ts` (already the warehouse's timestamp type) and
+/// `profile.identity`, the key events join profiles on (and BI tools join on): it stays text on
+/// both sides even where every identity looks like a number, or a pin says otherwise.
+pub const UNCAST_EVENT_COLUMNS: [&str; 2] = [TS_COLUMN, "profile.identity"];
+
 /// The typed view over event table `table`.
 pub fn typed_view_name(table: &str) -> String {
     format!("{TYPED_VIEW_PREFIX}{table}")
@@ -35,8 +40,8 @@ pub struct TypedDialect<'a> {
 
 /// The `SELECT` body of `table`'s typed view. `columns` are the table's columns in table order
 /// (data and lineage, as the warehouse lists them); each data column is cast by its pin, else
-/// its inferred kind ([`TableColumns::view_kind`]); `ts`, lineage, text columns and columns with
-/// no kind yet pass through unchanged.
+/// its inferred kind ([`TableColumns::view_kind`]); [`UNCAST_EVENT_COLUMNS`], lineage, text
+/// columns and columns with no kind yet pass through unchanged.
 pub fn typed_table_select(
     table: &TableColumns,
     columns: &[String],
@@ -53,7 +58,7 @@ pub fn typed_table_select(
             let quoted = (d.ident)(column);
             let kind = raw_of
                 .get(column.as_str())
-                .filter(|raw| **raw != TS_COLUMN)
+                .filter(|raw| !UNCAST_EVENT_COLUMNS.contains(*raw))
                 .and_then(|raw| table.view_kind(raw));
             match kind {
                 Some(kind) if kind != ColumnKind::Text => {
@@ -88,7 +93,7 @@ pub fn typed_all_events_select(catalog: &Catalog, d: &TypedDialect<'_>) -> Strin
             .get(raw)
             .copied()
             .flatten()
-            .filter(|k| *k != ColumnKind::Text && raw != TS_COLUMN);
+            .filter(|k| *k != ColumnKind::Text && !UNCAST_EVENT_COLUMNS.contains(&raw));
         match (column, kind) {
             (Some(c), Some(kind)) => (d.cast)(&(d.ident)(c), kind),
             (Some(c), None) => (d.ident)(c),
@@ -188,5 +193,26 @@ mod tests {
         let mut c = Catalog::new(Vec::new());
         let plan = c.plan("BI Charged", &["ts".to_string()], 10).unwrap();
         assert_eq!(plan.table, "event_bi_charged");
+    }
+
+    #[test]
+    fn identity_and_ts_are_never_cast_whatever_their_kind_or_pin() {
+        let mut c = catalog();
+        c.plan("Charged", &["profile.identity".to_string()], 10)
+            .unwrap();
+        c.widen_kind("Charged", "profile.identity", ColumnKind::Integer);
+        c.set_pinned("charged", "ts", ColumnKind::Text);
+        c.set_pinned("charged", "profile.identity", ColumnKind::Integer);
+        let t = c.table("Charged").unwrap();
+        let columns = vec!["ts".to_string(), "profile_identity".to_string()];
+        assert_eq!(
+            typed_table_select(t, &columns, &dialect()),
+            "SELECT \"ts\", \"profile_identity\" FROM \"charged\""
+        );
+        let all = typed_all_events_select(&c, &dialect());
+        assert!(
+            all.contains("\"profile_identity\" AS \"profile_identity\""),
+            "{all}"
+        );
     }
 }

@@ -95,6 +95,14 @@ pub enum Command {
         tapline query \"SELECT substr(ts, 1, 10) AS day, count(*) FROM order_placed GROUP BY day\"\n  \
         tapline query \"SELECT * FROM _tapline_rejects LIMIT 5\"")]
     Query(QueryArgs),
+    /// Infer each column's kind again from the values it holds (SQLite): for a file loaded before
+    /// kinds, whose old columns are all text. Rebuilds the typed views (bi_*) and prints what
+    /// changed.
+    #[command(after_help = "Examples:\n  \
+        tapline retype --warehouse sqlite://clevertap.sqlite\n\n\
+        Reads every table once, in one transaction (loads wait for it); the raw tables are not \
+        changed. Exit codes: 0 done (changed or not); 1 it could not run; 64 usage.")]
+    Retype(RetypeArgs),
     /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
     #[cfg(feature = "relay")]
     Relay(relay::RelayArgs),
@@ -227,6 +235,12 @@ pub struct StatusArgs {
     /// How many loads to show, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RetypeArgs {
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
 }
 
 #[derive(Debug, Args)]

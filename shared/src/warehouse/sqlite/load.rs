@@ -127,7 +127,7 @@ fn start_ledger_row(
 }
 
 /// Reads the catalog (event tables and their columns) inside the open transaction.
-fn read_catalog(conn: &Connection) -> Result<Catalog, WarehouseError> {
+pub(super) fn read_catalog(conn: &Connection) -> Result<Catalog, WarehouseError> {
     let read = op("read catalog");
     let taken: Vec<String> = conn
         .prepare_cached("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")

@@ -6,9 +6,11 @@
 //! its rows (and any tables or columns it created) but keeps its ledger row and rejects.
 //!
 //! Files: `schema.sql` (the `_tapline_*` tables), `load.rs` (one load's transaction),
-//! `typed_views.rs` (the `bi_*` views' casts).
+//! `typed_views.rs` (the `bi_*` views' casts), `typed_profile_views.rs` (the typed profile views), `retype.rs` (kinds read again off the values).
 
 mod load;
+mod retype;
+mod typed_profile_views;
 mod typed_views;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::Mutex;
 
 use self::load::SqliteLoad;
+pub use self::retype::KindChange;
 use super::{
     Begin, Checkpoints, ColumnType, FixedTable, FixedTables, LedgerVersion, LoadLedger, LoadRecord,
     LoadStatus, QueryResult, SourceObject, SqlQuery, Warehouse, WarehouseError, ledger_column_list,

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use rusqlite::Connection;
 
+use super::typed_profile_views::typed_profile_views_script;
 use super::{ident, op};
 use crate::warehouse::WarehouseError;
 use crate::warehouse::catalog::Catalog;
@@ -101,6 +102,13 @@ pub(super) fn rebuild_typed_views(
             typed_all_events_select(catalog, &d)
         ));
     }
+    script.push_str(&typed_profile_views_script(
+        catalog,
+        &d,
+        &existing,
+        stale,
+        !script.is_empty(),
+    ));
     conn.execute_batch(&script)
         .map_err(op("rebuild typed views"))
 }
