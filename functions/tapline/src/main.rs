@@ -5,6 +5,7 @@ mod load_cmd;
 mod logging;
 #[cfg(feature = "clevertap-api")]
 mod pull_cmd;
+mod reconcile_cmd;
 #[cfg(feature = "relay")]
 mod relay_cmd;
 mod summary;
@@ -66,6 +67,7 @@ async fn run(command: Command) -> Result<u8, AnyError> {
         Command::Sweep(args) => load_cmd::load(args, true).await,
         Command::Status(args) => load_cmd::status(args).await,
         Command::Query(args) => load_cmd::query(args).await,
+        Command::Reconcile(args) => reconcile_cmd::run(args).await,
         #[cfg(feature = "relay")]
         Command::Relay(args) => relay_cmd::run(args).await,
         #[cfg(not(feature = "relay"))]

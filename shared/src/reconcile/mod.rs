@@ -6,10 +6,13 @@
 //! - [`status`]: the day's status from its chunks, its rows (exports and API pulls) and
 //!   CleverTap's count (`event_counts`), with a tolerance for counts computed at another time.
 //!
-//! Pure: the CLI and the puller's job gather the ledger, the rows per day and the counts.
+//! - [`gather`]: the three reads from a warehouse (ledger, rows per day, counts) and the
+//!   verdicts written to `_tapline_completeness`.
 
 pub mod chunks;
+pub mod gather;
 pub mod status;
 
 pub use chunks::{DayChunks, MissingChunk, day_chunks, event_key};
+pub use gather::{COMPLETENESS, DayReport, ReconcileError, Request, reconcile, record};
 pub use status::{DayFigures, DayStatus, Policy, judge};

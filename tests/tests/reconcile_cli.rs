@@ -1,0 +1,273 @@
+//! `tapline reconcile` end to end on SQLite: export chunks loaded by `tapline load`, CleverTap's
+//! counts pulled by `tapline pull counts` from the CleverTap double, then one verdict per event and
+//! day: a missing chunk, a quarantined chunk, a day 3 % short of CleverTap's count, a day within
+//! the tolerance, a day not over yet, and an event CleverTap counts that never arrived.
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::{ExportCase, fixed_header, fixed_row, gzip};
+
+const TZ: &str = "Asia/Kolkata";
+
+/// Today and the four days before it in the project's zone, oldest first.
+fn days() -> [Date; 5] {
+    let today = TimeZone::get(TZ)
+        .unwrap()
+        .to_datetime(jiff::Timestamp::now())
+        .date();
+    let back = |n: i64| today.checked_sub(jiff::Span::new().days(n)).unwrap();
+    [back(4), back(3), back(2), back(1), today]
+}
+
+fn compact(day: Date) -> String {
+    day.strftime("%Y%m%d").to_string()
+}
+
+/// The name CleverTap gives chunk `index` of `event` on `day` (one run per day).
+fn chunk_name(event: &str, day: Date, index: u32) -> String {
+    format!(
+        "1663664837-1663785000-{event}-{}-{index}-0.csv.gz",
+        compact(day)
+    )
+}
+
+/// Writes chunk `index` of `event` on `day` with rows `first..first + rows`, a second apart
+/// from 00:10 local time; `bad` writes an unparseable `ts` in every row (the file is quarantined).
+fn chunk(
+    case: &ExportCase,
+    event: &str,
+    day: Date,
+    index: u32,
+    first: usize,
+    rows: usize,
+    bad: bool,
+) {
+    let mut text = format!("{}\n", fixed_header());
+    for i in first..first + rows {
+        let ts = if bad {
+            "not-a-time".to_string()
+        } else {
+            format!(
+                "{}0{}{:02}{:02}",
+                compact(day),
+                1 + i / 3600,
+                i / 60 % 60,
+                i % 60
+            )
+        };
+        text.push_str(&fixed_row(&ts, event, &format!("u{i}"), &[]));
+        text.push('\n');
+    }
+    case.write_bytes(&chunk_name(event, day, index), &gzip(text.as_bytes()));
+}
+
+async fn pull_counts(api: &ClevertapApi, case: &ExportCase, d: &[Date; 5]) {
+    let run = api
+        .tapline(
+            &[
+                "pull",
+                "counts",
+                "--event",
+                "Charged",
+                "--event",
+                "Viewed",
+                "--from",
+                &d[0].to_string(),
+                "--to",
+                &d[4].to_string(),
+                "--timezone",
+                TZ,
+                "--warehouse",
+                &case.warehouse(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+fn reconcile(case: &ExportCase, d: &[Date; 5]) -> tapline_tests::Run {
+    tapline_tests::tapline(&[
+        "reconcile",
+        "--warehouse",
+        &case.warehouse(),
+        "--timezone",
+        TZ,
+        "--from",
+        &d[0].to_string(),
+        "--to",
+        &d[4].to_string(),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_day_gets_the_status_its_evidence_gives_and_a_rerun_replaces_it() {
+    let case = ExportCase::new();
+    let d = days();
+    // d0: chunks 0, 1 and 3 of 10 rows; chunk 2 never arrived. CleverTap counts 40.
+    for index in [0, 1, 3] {
+        chunk(
+            &case,
+            "Charged",
+            d[0],
+            index,
+            index as usize * 10,
+            10,
+            false,
+        );
+    }
+    // d1: chunk 1 is quarantined (every row bad). CleverTap counts 20.
+    chunk(&case, "Charged", d[1], 0, 0, 10, false);
+    chunk(&case, "Charged", d[1], 1, 10, 10, true);
+    // d2: 100 rows, CleverTap counts 103 (3 % short).
+    chunk(&case, "Charged", d[2], 0, 0, 100, false);
+    // d3: 200 rows over two chunks, CleverTap counts 201 (0.5 % is 1.005: within).
+    chunk(&case, "Charged", d[3], 0, 0, 100, false);
+    chunk(&case, "Charged", d[3], 1, 100, 100, false);
+    // d4: today, not over.
+    chunk(&case, "Charged", d[4], 0, 0, 5, false);
+    let load = case.load(&["--timezone", TZ]);
+    assert_eq!(load.code, 2, "one chunk is quarantined: {load:?}");
+
+    let api = ClevertapApi::start().await;
+    let day_number = |day: Date| compact(day).parse::<i64>().unwrap();
+    for (day, n) in [(d[0], 40), (d[1], 20), (d[2], 103), (d[3], 201), (d[4], 5)] {
+        api.set_events(
+            "Charged",
+            day_number(day),
+            event_records(day_number(day), n),
+        );
+    }
+    // Viewed: CleverTap counts 12 on d2; no export of it ever arrived.
+    api.set_events(
+        "Viewed",
+        day_number(d[2]),
+        event_records(day_number(d[2]), 12),
+    );
+    pull_counts(&api, &case, &d).await;
+
+    let run = reconcile(&case, &d);
+    assert_eq!(run.code, 3, "some days need attention: {run:?}");
+    let verdicts = |case: &ExportCase| {
+        case.rows(
+            "SELECT event_name, day, status, export_chunks, missing_chunks, export_rows, \
+             api_rows, clevertap_count FROM _tapline_completeness ORDER BY event_name, day",
+        )
+    };
+    let row = |event: &str, day: Date, status: &str, figures: [&str; 5]| {
+        let mut r = vec![
+            Some(event.to_string()),
+            Some(day.to_string()),
+            Some(status.to_string()),
+        ];
+        r.extend(figures.iter().map(|f| Some(f.to_string())));
+        r
+    };
+    let expected = vec![
+        row(
+            "Charged",
+            d[0],
+            "missing chunk",
+            ["3", "1", "30", "0", "40"],
+        ),
+        row(
+            "Charged",
+            d[1],
+            "missing chunk",
+            ["2", "1", "10", "0", "20"],
+        ),
+        row(
+            "Charged",
+            d[2],
+            "count mismatch",
+            ["1", "0", "100", "0", "103"],
+        ),
+        row("Charged", d[3], "complete", ["2", "0", "200", "0", "201"]),
+        row("Charged", d[4], "late", ["1", "0", "5", "0", "5"]),
+        row("Viewed", d[0], "complete", ["0", "0", "0", "0", "0"]),
+        row("Viewed", d[1], "complete", ["0", "0", "0", "0", "0"]),
+        row("Viewed", d[2], "no export", ["0", "0", "0", "0", "12"]),
+        row("Viewed", d[3], "complete", ["0", "0", "0", "0", "0"]),
+        row("Viewed", d[4], "late", ["0", "0", "0", "0", "0"]),
+    ];
+    assert_eq!(verdicts(&case), expected);
+    // The printed table names the missing chunks and gives the mismatch's figures.
+    assert!(
+        run.stdout.contains(&format!(
+            "{} (never arrived)",
+            chunk_name("Charged", d[0], 2)
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{} (quarantined)", chunk_name("Charged", d[1], 1))),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("count mismatch       1          100         0        103  warehouse 100, CleverTap 103 (-3, -2.91 %)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("10 (event, day) checked: 4 complete, 2 late, 4 need attention."),
+        "{}",
+        run.stdout
+    );
+
+    // The missing chunk arrives: a rerun replaces d0's verdict and adds no row.
+    chunk(&case, "Charged", d[0], 2, 20, 10, false);
+    assert_eq!(
+        case.load(&["--timezone", TZ]).code,
+        2,
+        "d1's chunk stays quarantined"
+    );
+    let again = reconcile(&case, &d);
+    assert_eq!(again.code, 3, "{again:?}");
+    let mut fixed = expected.clone();
+    fixed[0] = row("Charged", d[0], "complete", ["4", "0", "40", "0", "40"]);
+    assert_eq!(verdicts(&case), fixed);
+}
+
+#[test]
+fn an_empty_warehouse_has_nothing_to_reconcile_and_a_bad_range_is_a_usage_error() {
+    let case = ExportCase::new();
+    let run = tapline_tests::tapline(&[
+        "reconcile",
+        "--warehouse",
+        &case.warehouse(),
+        "--from",
+        "2022-09-18",
+        "--to",
+        "2022-09-21",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "Nothing to reconcile: no export chunk, row or CleverTap count in these days."
+        ),
+        "{}",
+        run.stdout
+    );
+    let backwards = tapline_tests::tapline(&[
+        "reconcile",
+        "--warehouse",
+        &case.warehouse(),
+        "--from",
+        "2022-09-21",
+        "--to",
+        "2022-09-18",
+    ]);
+    assert_eq!(backwards.code, 1, "{backwards:?}");
+    assert_eq!(
+        backwards.stderr.trim(),
+        "error: cannot reconcile 2022-09-21 to 2022-09-18: the last day is before the first"
+    );
+    let percent = tapline_tests::tapline(&["reconcile", "--tolerance", "120"]);
+    assert_eq!(percent.code, 64, "{percent:?}");
+}
