@@ -1,12 +1,16 @@
-//! `tapline reconcile` end to end on SQLite: export chunks loaded by `tapline load`, CleverTap's
-//! counts pulled by `tapline pull counts` from the CleverTap double, then one verdict per event and
-//! day: a missing chunk, a quarantined chunk, a day 3 % short of CleverTap's count, a day within
-//! the tolerance, a day not over yet, and an event CleverTap counts that never arrived.
+//! `tapline reconcile` end to end on SQLite, PostgreSQL and BigQuery (the double and
+//! bqemulator): export chunks loaded by `tapline load`, CleverTap's counts pulled by `tapline pull
+//! counts` from the CleverTap double, then one verdict per event and day: a missing chunk, a
+//! quarantined chunk, a day 3 % short of CleverTap's count, a day within the tolerance, a day not
+//! over yet, and an event CleverTap counts that never arrived.
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use tapline::warehouse::Warehouse;
+use tapline_tests::doubles::bigquery::target::BigQueryTarget;
 use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
-use tapline_tests::{ExportCase, fixed_header, fixed_row, gzip};
+use tapline_tests::servers::pg::PgSchema;
+use tapline_tests::{ExportCase, Run, fixed_header, fixed_row, gzip};
 
 const TZ: &str = "Asia/Kolkata";
 
@@ -62,48 +66,68 @@ fn chunk(
     case.write_bytes(&chunk_name(event, day, index), &gzip(text.as_bytes()));
 }
 
-async fn pull_counts(api: &ClevertapApi, case: &ExportCase, d: &[Date; 5]) {
-    let run = api
-        .tapline(
-            &[
-                "pull",
-                "counts",
-                "--event",
-                "Charged",
-                "--event",
-                "Viewed",
-                "--from",
-                &d[0].to_string(),
-                "--to",
-                &d[4].to_string(),
-                "--timezone",
-                TZ,
-                "--warehouse",
-                &case.warehouse(),
-            ],
-            &[],
-        )
-        .await;
-    assert_eq!(run.code, 0, "{run:?}");
+/// Where the scenario's rows go.
+enum Target {
+    Sqlite,
+    Postgres(PgSchema),
+    BigQuery(BigQueryTarget),
 }
 
-fn reconcile(case: &ExportCase, d: &[Date; 5]) -> tapline_tests::Run {
-    tapline_tests::tapline(&[
-        "reconcile",
-        "--warehouse",
-        &case.warehouse(),
-        "--timezone",
-        TZ,
-        "--from",
-        &d[0].to_string(),
-        "--to",
-        &d[4].to_string(),
-    ])
+impl Target {
+    fn url(&self, case: &ExportCase) -> String {
+        match self {
+            Target::Sqlite => case.warehouse(),
+            Target::Postgres(db) => db.url(),
+            Target::BigQuery(bq) => bq.url(),
+        }
+    }
+
+    /// `tapline args…` with the CleverTap double's environment and this target's.
+    async fn tapline(&self, api: &ClevertapApi, args: &[&str]) -> Run {
+        let env: Vec<(&str, &str)> = match self {
+            Target::BigQuery(bq) => vec![("BIGQUERY_ENDPOINT", bq.endpoint())],
+            _ => Vec::new(),
+        };
+        let mut command = api.command(args, &env);
+        command.env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+        tokio::task::spawn_blocking(move || Run::from(command.output().expect("run tapline")))
+            .await
+            .unwrap()
+    }
+
+    async fn open(&self, case: &ExportCase) -> Box<dyn Warehouse> {
+        match self {
+            Target::BigQuery(bq) => bq.open().await,
+            _ => tapline::warehouse::open::open(&self.url(case))
+                .await
+                .expect("open the warehouse"),
+        }
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_day_gets_the_status_its_evidence_gives_and_a_rerun_replaces_it() {
+/// What `args` gives with `--warehouse` and `--timezone` added.
+async fn run(target: &Target, api: &ClevertapApi, case: &ExportCase, args: &[&str]) -> Run {
+    let url = target.url(case);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--warehouse", &url, "--timezone", TZ]);
+    target.tapline(api, &all).await
+}
+
+async fn reconcile(target: &Target, api: &ClevertapApi, case: &ExportCase, d: &[Date; 5]) -> Run {
+    let (from, to) = (d[0].to_string(), d[4].to_string());
+    run(
+        target,
+        api,
+        case,
+        &["reconcile", "--from", &from, "--to", &to],
+    )
+    .await
+}
+
+/// The scenario of the file's header on `target`.
+async fn five_statuses(target: Target) {
     let case = ExportCase::new();
+    let api = ClevertapApi::start().await;
     let d = days();
     // d0: chunks 0, 1 and 3 of 10 rows; chunk 2 never arrived. CleverTap counts 40.
     for index in [0, 1, 3] {
@@ -127,10 +151,10 @@ async fn each_day_gets_the_status_its_evidence_gives_and_a_rerun_replaces_it() {
     chunk(&case, "Charged", d[3], 1, 100, 100, false);
     // d4: today, not over.
     chunk(&case, "Charged", d[4], 0, 0, 5, false);
-    let load = case.load(&["--timezone", TZ]);
+    let root = case.root.display().to_string();
+    let load = run(&target, &api, &case, &["load", &root]).await;
     assert_eq!(load.code, 2, "one chunk is quarantined: {load:?}");
 
-    let api = ClevertapApi::start().await;
     let day_number = |day: Date| compact(day).parse::<i64>().unwrap();
     for (day, n) in [(d[0], 40), (d[1], 20), (d[2], 103), (d[3], 201), (d[4], 5)] {
         api.set_events(
@@ -145,15 +169,25 @@ async fn each_day_gets_the_status_its_evidence_gives_and_a_rerun_replaces_it() {
         day_number(d[2]),
         event_records(day_number(d[2]), 12),
     );
-    pull_counts(&api, &case, &d).await;
+    let (from, to) = (d[0].to_string(), d[4].to_string());
+    let counts = ["pull", "counts", "--event", "Charged", "--event", "Viewed"];
+    let mut counts = counts.to_vec();
+    counts.extend(["--from", &from, "--to", &to]);
+    let pulled = run(&target, &api, &case, &counts).await;
+    assert_eq!(pulled.code, 0, "{pulled:?}");
 
-    let run = reconcile(&case, &d);
-    assert_eq!(run.code, 3, "some days need attention: {run:?}");
-    let verdicts = |case: &ExportCase| {
-        case.rows(
-            "SELECT event_name, day, status, export_chunks, missing_chunks, export_rows, \
-             api_rows, clevertap_count FROM _tapline_completeness ORDER BY event_name, day",
-        )
+    let first = reconcile(&target, &api, &case, &d).await;
+    assert_eq!(first.code, 3, "some days need attention: {first:?}");
+    let warehouse = target.open(&case).await;
+    let verdicts = || async {
+        warehouse
+            .query(
+                "SELECT event_name, day, status, export_chunks, missing_chunks, export_rows, \
+                 api_rows, clevertap_count FROM _tapline_completeness ORDER BY event_name, day",
+            )
+            .await
+            .expect("read _tapline_completeness")
+            .rows
     };
     let row = |event: &str, day: Date, status: &str, figures: [&str; 5]| {
         let mut r = vec![
@@ -191,47 +225,54 @@ async fn each_day_gets_the_status_its_evidence_gives_and_a_rerun_replaces_it() {
         row("Viewed", d[3], "complete", ["0", "0", "0", "0", "0"]),
         row("Viewed", d[4], "late", ["0", "0", "0", "0", "0"]),
     ];
-    assert_eq!(verdicts(&case), expected);
+    assert_eq!(verdicts().await, expected);
     // The printed table names the missing chunks and gives the mismatch's figures.
+    let out = &first.stdout;
+    let named =
+        |index: u32, day: Date, why: &str| format!("{} ({why})", chunk_name("Charged", day, index));
+    assert!(out.contains(&named(2, d[0], "never arrived")), "{out}");
+    assert!(out.contains(&named(1, d[1], "quarantined")), "{out}");
     assert!(
-        run.stdout.contains(&format!(
-            "{} (never arrived)",
-            chunk_name("Charged", d[0], 2)
-        )),
-        "{}",
-        run.stdout
+        out.contains("count mismatch       1          100         0        103  warehouse 100, CleverTap 103 (-3, -2.91 %)"),
+        "{out}"
     );
     assert!(
-        run.stdout
-            .contains(&format!("{} (quarantined)", chunk_name("Charged", d[1], 1))),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("count mismatch       1          100         0        103  warehouse 100, CleverTap 103 (-3, -2.91 %)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout
-            .contains("10 (event, day) checked: 4 complete, 2 late, 4 need attention."),
-        "{}",
-        run.stdout
+        out.contains("10 (event, day) checked: 4 complete, 2 late, 4 need attention."),
+        "{out}"
     );
 
     // The missing chunk arrives: a rerun replaces d0's verdict and adds no row.
     chunk(&case, "Charged", d[0], 2, 20, 10, false);
-    assert_eq!(
-        case.load(&["--timezone", TZ]).code,
-        2,
-        "d1's chunk stays quarantined"
-    );
-    let again = reconcile(&case, &d);
+    let reload = run(&target, &api, &case, &["load", &root]).await;
+    assert_eq!(reload.code, 2, "d1's chunk stays quarantined: {reload:?}");
+    let again = reconcile(&target, &api, &case, &d).await;
     assert_eq!(again.code, 3, "{again:?}");
     let mut fixed = expected.clone();
     fixed[0] = row("Charged", d[0], "complete", ["4", "0", "40", "0", "40"]);
-    assert_eq!(verdicts(&case), fixed);
+    assert_eq!(verdicts().await, fixed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_statuses_on_sqlite() {
+    five_statuses(Target::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_statuses_on_postgres() {
+    five_statuses(Target::Postgres(PgSchema::new("reconcile"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_statuses_on_the_bigquery_double() {
+    five_statuses(Target::BigQuery(BigQueryTarget::double("reconcile").await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_statuses_on_bqemulator() {
+    five_statuses(Target::BigQuery(
+        BigQueryTarget::emulator("reconcile").await,
+    ))
+    .await;
 }
 
 #[test]
