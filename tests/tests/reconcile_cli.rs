@@ -9,6 +9,7 @@ use jiff::tz::TimeZone;
 use tapline::warehouse::Warehouse;
 use tapline_tests::doubles::bigquery::target::BigQueryTarget;
 use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::doubles::receiver::Receiver;
 use tapline_tests::servers::pg::PgSchema;
 use tapline_tests::{ExportCase, Run, fixed_header, fixed_row, gzip};
 
@@ -83,11 +84,12 @@ impl Target {
     }
 
     /// `tapline args…` with the CleverTap double's environment and this target's.
-    async fn tapline(&self, api: &ClevertapApi, args: &[&str]) -> Run {
-        let env: Vec<(&str, &str)> = match self {
+    async fn tapline(&self, api: &ClevertapApi, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut env: Vec<(&str, &str)> = match self {
             Target::BigQuery(bq) => vec![("BIGQUERY_ENDPOINT", bq.endpoint())],
             _ => Vec::new(),
         };
+        env.extend_from_slice(extra);
         let mut command = api.command(args, &env);
         command.env_remove("GOOGLE_APPLICATION_CREDENTIALS");
         tokio::task::spawn_blocking(move || Run::from(command.output().expect("run tapline")))
@@ -107,21 +109,54 @@ impl Target {
 
 /// What `args` gives with `--warehouse` and `--timezone` added.
 async fn run(target: &Target, api: &ClevertapApi, case: &ExportCase, args: &[&str]) -> Run {
+    run_with(target, api, case, args, &[]).await
+}
+
+async fn run_with(
+    target: &Target,
+    api: &ClevertapApi,
+    case: &ExportCase,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let url = target.url(case);
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--warehouse", &url, "--timezone", TZ]);
-    target.tapline(api, &all).await
+    target.tapline(api, &all, env).await
 }
 
-async fn reconcile(target: &Target, api: &ClevertapApi, case: &ExportCase, d: &[Date; 5]) -> Run {
+/// `tapline reconcile` over the scenario's days, its alerts posted to `slack`.
+async fn reconcile(
+    target: &Target,
+    api: &ClevertapApi,
+    case: &ExportCase,
+    d: &[Date; 5],
+    slack: &Receiver,
+) -> Run {
     let (from, to) = (d[0].to_string(), d[4].to_string());
-    run(
+    let args = ["reconcile", "--from", &from, "--to", &to];
+    run_with(
         target,
         api,
         case,
-        &["reconcile", "--from", &from, "--to", &to],
+        &args,
+        &[("TAPLINE_ALERTS_SLACK_URL", &slack.url)],
     )
     .await
+}
+
+/// The texts Slack received, in order.
+fn slack_texts(slack: &Receiver) -> Vec<String> {
+    slack
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
 }
 
 /// The scenario of the file's header on `target`.
@@ -176,7 +211,8 @@ async fn five_statuses(target: Target) {
     let pulled = run(&target, &api, &case, &counts).await;
     assert_eq!(pulled.code, 0, "{pulled:?}");
 
-    let first = reconcile(&target, &api, &case, &d).await;
+    let slack = Receiver::start().await;
+    let first = reconcile(&target, &api, &case, &d, &slack).await;
     assert_eq!(first.code, 3, "some days need attention: {first:?}");
     let warehouse = target.open(&case).await;
     let verdicts = || async {
@@ -226,6 +262,32 @@ async fn five_statuses(target: Target) {
         row("Viewed", d[4], "late", ["0", "0", "0", "0", "0"]),
     ];
     assert_eq!(verdicts().await, expected);
+    // Four days need attention: each went to Slack with its figures.
+    let texts = slack_texts(&slack);
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    let mismatch = format!(
+        "Tapline alert: Charged on {} is not complete: count mismatch: warehouse 100, \
+         CleverTap 103 (-3, -2.91 %)",
+        d[2]
+    );
+    assert!(texts.contains(&mismatch), "{texts:?}");
+    let no_export = format!(
+        "Tapline alert: Viewed on {} is not complete: no export: CleverTap counts 12, \
+         nothing arrived",
+        d[2]
+    );
+    assert!(texts.contains(&no_export), "{texts:?}");
+    let gap_start = format!(
+        "Tapline alert: Charged on {} is not complete: missing chunk: ",
+        d[0]
+    );
+    let gap_end = format!("{} (never arrived)", chunk_name("Charged", d[0], 2));
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with(&gap_start) && t.ends_with(&gap_end)),
+        "{texts:?}"
+    );
     // The printed table names the missing chunks and gives the mismatch's figures.
     let out = &first.stdout;
     let named =
@@ -245,11 +307,27 @@ async fn five_statuses(target: Target) {
     chunk(&case, "Charged", d[0], 2, 20, 10, false);
     let reload = run(&target, &api, &case, &["load", &root]).await;
     assert_eq!(reload.code, 2, "d1's chunk stays quarantined: {reload:?}");
-    let again = reconcile(&target, &api, &case, &d).await;
+    let again = reconcile(&target, &api, &case, &d, &slack).await;
     assert_eq!(again.code, 3, "{again:?}");
     let mut fixed = expected.clone();
     fixed[0] = row("Charged", d[0], "complete", ["4", "0", "40", "0", "40"]);
     assert_eq!(verdicts().await, fixed);
+    // Each day that needs attention was alerted once: the rerun posted nothing new.
+    assert_eq!(slack_texts(&slack).len(), 4, "{:?}", slack_texts(&slack));
+    let notified = warehouse
+        .query(
+            "SELECT day, notified FROM _tapline_completeness WHERE event_name = 'Charged' \
+             ORDER BY day",
+        )
+        .await
+        .unwrap()
+        .rows;
+    let flags: Vec<Option<String>> = notified.into_iter().map(|r| r[1].clone()).collect();
+    let text = |s: &str| Some(s.to_string());
+    assert_eq!(
+        flags,
+        [text("no"), text("yes"), text("yes"), text("no"), text("no")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

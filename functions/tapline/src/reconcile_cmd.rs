@@ -3,7 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use tapline::config::ConfigError;
-use tapline::reconcile::{self, DayReport, DayStatus, Policy, Request};
+use tapline::reconcile::{DayReport, DayStatus, Policy, Request};
 
 use crate::AnyError;
 use crate::cli::{EXIT_INCOMPLETE, EXIT_OK, ReconcileArgs};
@@ -31,14 +31,47 @@ pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
         _ => Request::last_days(args.days, timezone, now, policy),
     };
     let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
-    let reports = reconcile::reconcile(warehouse.as_ref(), &request).await?;
-    reconcile::record(warehouse.as_ref(), &reports).await?;
+    let reports = judge_and_alert(warehouse.as_ref(), &request).await?;
     print!("{}", render(&request, &reports, &warehouse.describe()));
     Ok(if reports.iter().any(|r| r.status.needs_attention()) {
         EXIT_INCOMPLETE
     } else {
         EXIT_OK
     })
+}
+
+/// Reconciles and records; with the API features, days that need attention go to the alerts
+/// path `tapline alerts` uses (`TAPLINE_ALERTS_SLACK_URL` or the relay's), once per status.
+#[cfg(feature = "clevertap-api")]
+async fn judge_and_alert(
+    warehouse: &dyn tapline::warehouse::Warehouse,
+    request: &Request,
+) -> Result<Vec<DayReport>, AnyError> {
+    use tapline::api_puller::{alert_notifiers, completeness};
+    let notifier =
+        alert_notifiers::alert_notifier_from_lookup(|name| std::env::var(name).ok()).await?;
+    let run = completeness::reconcile_and_alert(warehouse, request, notifier.as_deref()).await?;
+    if run.alerted > 0 {
+        eprintln!("{} completeness alert(s) posted.", run.alerted);
+    }
+    for (event, day, error) in &run.failures {
+        eprintln!(
+            "The completeness alert for {event} on {day} could not be posted: {}",
+            tapline::error::error_chain(error)
+        );
+    }
+    Ok(run.reports)
+}
+
+/// Reconciles and records (this build has no alerts path: the `clevertap-api` feature is off).
+#[cfg(not(feature = "clevertap-api"))]
+async fn judge_and_alert(
+    warehouse: &dyn tapline::warehouse::Warehouse,
+    request: &Request,
+) -> Result<Vec<DayReport>, AnyError> {
+    let reports = tapline::reconcile::reconcile(warehouse, request).await?;
+    tapline::reconcile::record(warehouse, &reports, &[]).await?;
+    Ok(reports)
 }
 
 /// The table and a closing line per status.

@@ -34,6 +34,7 @@ pub const COMPLETENESS: FixedTable = FixedTable {
         ("export_rows", ColumnType::Integer),
         ("api_rows", ColumnType::Integer),
         ("clevertap_count", ColumnType::Integer),
+        ("notified", ColumnType::Text),
         ("checked_at", ColumnType::Text),
     ],
     key: &["event_key", "day"],
@@ -284,15 +285,62 @@ pub async fn reconcile(
         .collect())
 }
 
-/// Writes `reports` to `_tapline_completeness`, replacing each (event, day)'s earlier verdict.
+/// An earlier verdict of one (event, day): its status and whether it was alerted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    /// `_tapline_completeness.status`.
+    pub status: String,
+    /// `_tapline_completeness.notified`: `yes`, `no` or `failed`.
+    pub notified: String,
+}
+
+/// The verdicts `_tapline_completeness` holds for `request`'s days, by (event key, day): what
+/// decides whether a day is alerted again. A failed read is an error, never "none": a day must
+/// not be alerted twice because a read failed.
+pub async fn previous(
+    warehouse: &dyn Warehouse,
+    request: &Request,
+) -> Result<BTreeMap<(String, Date), Previous>, ReconcileError> {
+    let wh = |step| move |source| ReconcileError::Warehouse { step, source };
+    warehouse
+        .replace_rows(&COMPLETENESS, &[])
+        .await
+        .map_err(wh("prepare _tapline_completeness"))?;
+    let answer = warehouse
+        .query(&format!(
+            "SELECT event_key, day, status, notified FROM _tapline_completeness \
+             WHERE day >= '{}' AND day <= '{}'",
+            request.first, request.last
+        ))
+        .await
+        .map_err(wh("read _tapline_completeness"))?;
+    let mut out = BTreeMap::new();
+    for row in &answer.rows {
+        let text = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let day = parse_day(&text(1), "_tapline_completeness")?;
+        out.insert(
+            (text(0), day),
+            Previous {
+                status: text(2),
+                notified: text(3),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Writes `reports` to `_tapline_completeness`, replacing each (event, day)'s earlier verdict;
+/// `notified[i]` says whether report i's alert went out (`yes`, `no`, `failed`; missing: `no`).
 pub async fn record(
     warehouse: &dyn Warehouse,
     reports: &[DayReport],
+    notified: &[&str],
 ) -> Result<u64, ReconcileError> {
     let checked_at = now_utc();
     let rows: Vec<Vec<Option<String>>> = reports
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let missing = match &r.status {
                 DayStatus::MissingChunk(m) => m.len(),
                 _ => 0,
@@ -308,6 +356,7 @@ pub async fn record(
                 Some(r.figures.export_rows.to_string()),
                 Some(r.figures.api_rows.to_string()),
                 r.figures.clevertap_count.map(|c| c.to_string()),
+                Some(notified.get(i).copied().unwrap_or("no").to_string()),
                 Some(checked_at.clone()),
             ]
         })

@@ -14,5 +14,7 @@ pub mod gather;
 pub mod status;
 
 pub use chunks::{DayChunks, MissingChunk, day_chunks, event_key};
-pub use gather::{COMPLETENESS, DayReport, ReconcileError, Request, reconcile, record};
+pub use gather::{
+    COMPLETENESS, DayReport, Previous, ReconcileError, Request, previous, reconcile, record,
+};
 pub use status::{DayFigures, DayStatus, Policy, judge};
