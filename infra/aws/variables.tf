@@ -200,12 +200,12 @@ variable "api_puller_events" {
 
 variable "api_puller_jobs" {
   type        = list(string)
-  description = "TAPLINE_PULL_JOBS: what the daily pull runs, in order: events, counts, campaigns, profiles, messages, alerts (alerts always run last, on the counts)."
+  description = "TAPLINE_PULL_JOBS: what the daily pull runs, in order: events, counts, campaigns, profiles, messages, alerts, reconcile (alerts and reconcile always run last, on the counts)."
   default     = ["events", "counts"]
 
   validation {
-    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts"], j)])
-    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts."
+    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts", "reconcile"], j)])
+    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts, reconcile."
   }
 }
 

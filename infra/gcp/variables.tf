@@ -165,8 +165,8 @@ variable "api_puller_jobs" {
   default     = ["events", "counts"]
 
   validation {
-    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts"], j)])
-    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts."
+    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts", "reconcile"], j)])
+    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts, reconcile."
   }
 }
 

@@ -34,6 +34,7 @@ pub mod google_auth;
 pub mod http_server;
 pub mod printable;
 pub mod process;
+pub mod reconcile;
 pub mod retry;
 pub mod secret;
 #[cfg(any(feature = "clevertap-api", feature = "relay"))]

@@ -574,3 +574,86 @@ async fn the_lambda_binary_posts_alert_breaches_through_the_relay_under_cargo_la
         "the relay token reached the logs: {leaks:?}"
     );
 }
+
+/// The `reconcile` job runs after `counts`, whatever the listed order: a day CleverTap counts
+/// and nothing arrived for is alerted once (Slack), a day less than a day old is late, and the
+/// next invocation posts nothing new for the same status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_job_alerts_a_day_with_nothing_once() {
+    use tapline::api_puller::alert_notifiers::alert_notifier_from_lookup;
+    use tapline_tests::doubles::receiver::Receiver;
+
+    let api = ClevertapApi::start().await;
+    api.set_events("Charged", 20220923, event_records(20220923, 7));
+    api.set_events("Charged", 20220924, event_records(20220924, 3));
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse: Arc<dyn Warehouse> = Arc::new(
+        SqliteWarehouse::open(dir.path().join("w.sqlite"), Journal::Rollback)
+            .await
+            .unwrap(),
+    );
+    let client = ClevertapClient::new(ApiConfig::from_lookup(lookup(api.env())).unwrap()).unwrap();
+    let slack = Receiver::start().await;
+    let notifier = alert_notifier_from_lookup(lookup(vec![(
+        "TAPLINE_ALERTS_SLACK_URL",
+        slack.url.clone(),
+    )]))
+    .await
+    .unwrap();
+    let jobs = PullJobs::from_lookup(lookup(vec![
+        ("TAPLINE_TIMEZONE", "Asia/Kolkata".into()),
+        ("TAPLINE_PULL_EVENTS", "Charged".into()),
+        ("TAPLINE_PULL_JOBS", "reconcile,counts".into()),
+        ("TAPLINE_PULL_LOOKBACK_DAYS", "2".into()),
+    ]))
+    .unwrap()
+    .with_notifier(notifier);
+    // 01:30 on the 25th in Kolkata: the 24th ended 90 minutes ago (late), the 23rd a day before.
+    let now: jiff::Timestamp = "2022-09-24T20:00:00Z".parse().unwrap();
+    let pull = json!({"tapline": "pull"});
+    let summary = handle_pull_payload(&pull, &client, warehouse.clone(), &jobs, now)
+        .await
+        .unwrap();
+    assert_eq!(summary["jobs"], json!(["counts", "reconcile"]));
+    assert_eq!(
+        summary["results"]["reconcile Charged 2022-09-23"],
+        json!({"status": "no export", "detail": "no export: CleverTap counts 7, nothing arrived",
+               "rows": 0, "clevertap": 7})
+    );
+    assert_eq!(
+        summary["results"]["reconcile"],
+        json!({"days": 2, "complete_or_late": 1, "alerted": 1})
+    );
+    let texts = |slack: &Receiver| -> Vec<String> {
+        slack
+            .received()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        texts(&slack),
+        [
+            "Tapline alert: Charged on 2022-09-23 is not complete: no export: CleverTap counts 7, \
+          nothing arrived"
+        ]
+    );
+    let again = handle_pull_payload(&pull, &client, warehouse.clone(), &jobs, now)
+        .await
+        .unwrap();
+    assert_eq!(again["results"]["reconcile"]["alerted"], 0);
+    assert_eq!(texts(&slack).len(), 1);
+    assert_eq!(
+        count(
+            warehouse.as_ref(),
+            "SELECT status || ' ' || notified FROM _tapline_completeness WHERE day = '2022-09-23'"
+        )
+        .await,
+        "no export yes"
+    );
+}

@@ -5,6 +5,7 @@ mod load_cmd;
 mod logging;
 #[cfg(feature = "clevertap-api")]
 mod pull_cmd;
+mod reconcile_cmd;
 #[cfg(feature = "relay")]
 mod relay_cmd;
 #[cfg(feature = "sqlite")]
@@ -72,6 +73,7 @@ async fn run(command: Command) -> Result<u8, AnyError> {
         Command::Retype(args) => retype_cmd::retype(args).await,
         #[cfg(not(feature = "sqlite"))]
         Command::Retype(_) => Err(not_built("retype", "sqlite")),
+        Command::Reconcile(args) => reconcile_cmd::run(args).await,
         #[cfg(feature = "relay")]
         Command::Relay(args) => relay_cmd::run(args).await,
         #[cfg(not(feature = "relay"))]

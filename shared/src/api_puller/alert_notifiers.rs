@@ -18,7 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::alert_rules::AlertResult;
+use jiff::civil::Date;
+
+use super::alert_rules::{AlertResult, AlertStatus};
 use crate::secret::{Secret, SecretError, read_secret};
 use crate::slack::{SlackError, SlackWebhook, escape_mrkdwn};
 
@@ -87,13 +89,49 @@ impl NotifyError {
 /// Hands a breached rule's result to whoever tells people.
 #[async_trait]
 pub trait AlertNotifier: fmt::Debug + Send + Sync {
-    /// Delivers (or durably hands over) one breach; `Ok` means nobody has to post it again.
-    async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError>;
+    /// Delivers (or durably hands over) one alert; `Ok` means nobody has to post it again.
+    async fn notify(&self, alert: &Alert) -> Result<(), NotifyError>;
 }
 
-/// The Slack text of a breach.
-pub fn alert_text(result: &AlertResult) -> String {
-    format!("Tapline alert: {}", result.message)
+/// What goes out: a breached count rule, or a day reconcile found incomplete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// The rule's name, or `completeness`.
+    pub rule: String,
+    /// The event.
+    pub event: String,
+    /// The day.
+    pub day: Date,
+    /// `breached`, or the day's completeness status (`missing chunk`, `count mismatch`, …).
+    pub status: String,
+    /// The day's count (a rule's), or the rows the warehouse holds (completeness).
+    pub count: Option<u64>,
+    /// The threshold or mean compared with, or CleverTap's count (completeness).
+    pub baseline: Option<f64>,
+    /// The sentence with the figures (the Slack text).
+    pub message: String,
+}
+
+impl From<&AlertResult> for Alert {
+    fn from(result: &AlertResult) -> Self {
+        Self {
+            rule: result.rule.name.clone(),
+            event: result.rule.event.clone(),
+            day: result.day,
+            status: match result.status {
+                AlertStatus::Breached => "breached".to_string(),
+                other => other.as_str().to_string(),
+            },
+            count: result.count,
+            baseline: result.baseline,
+            message: result.message.clone(),
+        }
+    }
+}
+
+/// The Slack text of an alert.
+pub fn alert_text(alert: &Alert) -> String {
+    format!("Tapline alert: {}", alert.message)
 }
 
 /// Posts breaches to a Slack incoming webhook; success is HTTP 200 with body `ok`.
@@ -125,10 +163,10 @@ fn snippet(body: &str) -> String {
 
 #[async_trait]
 impl AlertNotifier for SlackAlertNotifier {
-    async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError> {
+    async fn notify(&self, alert: &Alert) -> Result<(), NotifyError> {
         // Escaped as the relay's Slack destination escapes the same text: rule and event names
         // cannot become mentions or links.
-        let text = escape_mrkdwn(&alert_text(result));
+        let text = escape_mrkdwn(&alert_text(alert));
         Ok(self.slack.post(&json!({ "text": text })).await?)
     }
 }
@@ -164,30 +202,30 @@ impl fmt::Debug for RelayAlertNotifier {
     }
 }
 
-/// The JSON a breach is posted to the relay as: the figures as fields (the relay's Slack
+/// The JSON an alert is posted to the relay as: the figures as fields (the relay's Slack
 /// message shows them), and `text`, the sentence a person reads.
-pub fn relay_payload(result: &AlertResult) -> serde_json::Value {
+pub fn relay_payload(alert: &Alert) -> serde_json::Value {
     json!({
         "tapline_alert": {
-            "rule": result.rule.name,
-            "event": result.rule.event,
-            "day": result.day.to_string(),
-            "status": "breached",
-            "count": result.count,
-            "baseline": result.baseline.map(|b| (b * 10.0).round() / 10.0),
+            "rule": alert.rule,
+            "event": alert.event,
+            "day": alert.day.to_string(),
+            "status": alert.status,
+            "count": alert.count,
+            "baseline": alert.baseline.map(|b| (b * 10.0).round() / 10.0),
         },
-        "text": alert_text(result),
+        "text": alert_text(alert),
     })
 }
 
 #[async_trait]
 impl AlertNotifier for RelayAlertNotifier {
-    async fn notify(&self, result: &AlertResult) -> Result<(), NotifyError> {
+    async fn notify(&self, alert: &Alert) -> Result<(), NotifyError> {
         let response = self
             .http
             .post(&self.url)
             .header(self.header.as_str(), self.token.expose())
-            .json(&relay_payload(result))
+            .json(&relay_payload(alert))
             .send()
             .await
             .map_err(|e| NotifyError::Unreachable {
@@ -437,8 +475,8 @@ mod tests {
         (url, received)
     }
 
-    fn breach() -> AlertResult {
-        AlertResult {
+    fn breach() -> Alert {
+        Alert::from(&AlertResult {
             rule: crate::api_puller::alert_rules::AlertRule {
                 name: "charged-floor".into(),
                 event: "Charged".into(),
@@ -449,7 +487,7 @@ mod tests {
             count: Some(12),
             baseline: Some(500.0),
             message: "Charged on 2022-09-23: 12, below 500".into(),
-        }
+        })
     }
 
     #[tokio::test]

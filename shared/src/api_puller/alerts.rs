@@ -148,17 +148,19 @@ pub async fn run_alerts(
     for rule in rules {
         let result = check_rule(warehouse, rule, day).await?;
         let notified = match (result.status, notifier) {
-            (AlertStatus::Breached, Some(notifier)) => match notifier.notify(&result).await {
-                Ok(()) => "yes",
-                Err(error) => {
-                    tracing::warn!(rule = %rule.name, %day, error = %crate::error::chain::error_chain(&error), "An alert could not be posted.");
-                    failures.push(NotifyFailure {
-                        rule: rule.name.clone(),
-                        error,
-                    });
-                    "failed"
+            (AlertStatus::Breached, Some(notifier)) => {
+                match notifier.notify(&(&result).into()).await {
+                    Ok(()) => "yes",
+                    Err(error) => {
+                        tracing::warn!(rule = %rule.name, %day, error = %crate::error::chain::error_chain(&error), "An alert could not be posted.");
+                        failures.push(NotifyFailure {
+                            rule: rule.name.clone(),
+                            error,
+                        });
+                        "failed"
+                    }
                 }
-            },
+            }
             _ => "no",
         };
         if result.status == AlertStatus::Breached {

@@ -10,26 +10,9 @@ use super::PullError;
 use crate::clevertap::ClevertapClient;
 use crate::clevertap::counts::CountApi;
 use crate::time::now_utc;
-use crate::warehouse::{ColumnType, FixedTable, Warehouse};
+use crate::warehouse::{FixedTable, Warehouse};
 
-/// `event_counts`: CleverTap's count of each event per day of the project's time zone.
-pub const EVENT_COUNTS: FixedTable = FixedTable {
-    name: "event_counts",
-    columns: &[
-        ("event_name", ColumnType::Text),
-        ("day", ColumnType::Text),
-        ("count", ColumnType::Integer),
-        ("timezone", ColumnType::Text),
-        ("pulled_at", ColumnType::Text),
-    ],
-    key: &["event_name", "day"],
-};
-
-/// `profile_counts`: CleverTap's count of profiles that did each event per day.
-pub const PROFILE_COUNTS: FixedTable = FixedTable {
-    name: "profile_counts",
-    ..EVENT_COUNTS
-};
+pub use crate::warehouse::counts_tables::{EVENT_COUNTS, PROFILE_COUNTS};
 
 /// The table each count API fills.
 pub fn count_table(api: CountApi) -> &'static FixedTable {

@@ -14,6 +14,7 @@ use super::PullError;
 use super::alert_notifiers::{AlertNotifier, alert_notifier_from_env};
 use super::alerts::{AlertRule, AlertStatus, parse_rules, run_alerts};
 use super::campaigns::pull_campaigns;
+use super::completeness::reconcile_and_alert;
 use super::counts::pull_event_counts;
 use super::events::{EventsPull, pull_events};
 use super::messages::pull_message_reports;
@@ -36,6 +37,9 @@ pub const ENV_ALERT_RULES: &str = "TAPLINE_ALERT_RULES";
 /// Environment variable: days pulled, ending yesterday (default 1: yesterday only; 3 also
 /// pulls the two days before again, for late data).
 pub const ENV_PULL_LOOKBACK_DAYS: &str = "TAPLINE_PULL_LOOKBACK_DAYS";
+/// Environment variable: the `reconcile` job's tolerance, in percent of CleverTap's count
+/// (default 0.5).
+pub const ENV_RECONCILE_TOLERANCE: &str = "TAPLINE_RECONCILE_TOLERANCE";
 
 /// Deadline of one count still `partial` in a scheduled run.
 const COUNT_DEADLINE: Duration = Duration::from_secs(120);
@@ -55,6 +59,9 @@ pub enum JobKind {
     Messages,
     /// The alert rules checked for the window's last day, after the counts.
     Alerts,
+    /// Completeness of the window's days ([`crate::reconcile`]), after the counts; days that
+    /// need attention go to the alerts path once per status.
+    Reconcile,
 }
 
 impl JobKind {
@@ -66,6 +73,7 @@ impl JobKind {
             "profiles" => JobKind::Profiles,
             "messages" => JobKind::Messages,
             "alerts" => JobKind::Alerts,
+            "reconcile" => JobKind::Reconcile,
             _ => return None,
         })
     }
@@ -78,6 +86,7 @@ impl JobKind {
             JobKind::Profiles => "profiles",
             JobKind::Messages => "messages",
             JobKind::Alerts => "alerts",
+            JobKind::Reconcile => "reconcile",
         }
     }
 }
@@ -99,6 +108,8 @@ pub struct PullJobs {
     pub alert_rules: Vec<AlertRule>,
     /// Where breaches go (see [`super::alert_notifiers`]); `None`: results are only stored.
     pub notifier: Option<Arc<dyn AlertNotifier>>,
+    /// The `reconcile` job's tolerance and grace.
+    pub reconcile_policy: crate::reconcile::Policy,
 }
 
 /// A scheduled-pull setting that cannot be used.
@@ -132,7 +143,8 @@ fn kinds(names: &[String], field: &'static str) -> Result<Vec<JobKind>, JobsConf
             JobKind::parse(n).ok_or_else(|| JobsConfigError::Invalid {
                 name: field,
                 reason: format!(
-                    "unknown job {n:?}: use events, counts, campaigns, profiles, messages, alerts"
+                    "unknown job {n:?}: use events, counts, campaigns, profiles, messages, alerts, \
+                     reconcile"
                 ),
             })
         })
@@ -177,6 +189,18 @@ impl PullJobs {
                         .into(),
             });
         }
+        let mut reconcile_policy = crate::reconcile::Policy::default();
+        if let Some(text) = get(ENV_RECONCILE_TOLERANCE).filter(|t| !t.trim().is_empty()) {
+            match text.trim().trim_end_matches('%').parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => reconcile_policy.tolerance = p / 100.0,
+                _ => {
+                    return Err(JobsConfigError::Invalid {
+                        name: ENV_RECONCILE_TOLERANCE,
+                        reason: format!("{text:?} is not a percentage from 0 to 100, e.g. 0.5"),
+                    });
+                }
+            }
+        }
         Ok(Self {
             events: list(&get(ENV_PULL_EVENTS).unwrap_or_default()),
             kinds,
@@ -185,6 +209,7 @@ impl PullJobs {
             timezone_name,
             alert_rules,
             notifier: None,
+            reconcile_policy,
         })
     }
 
@@ -358,8 +383,9 @@ impl PullPlan {
             Some(names) => self::kinds(&names, "jobs")?,
             None => config.kinds.clone(),
         };
-        // Alerts read the counts: they run last, whatever the order they were listed in.
-        kinds.sort_by_key(|k| *k == JobKind::Alerts);
+        // Alerts and reconcile read the counts (and reconcile the rows): they run last,
+        // whatever the order they were listed in.
+        kinds.sort_by_key(|k| matches!(k, JobKind::Alerts | JobKind::Reconcile));
         let invalid = |name, reason: String| -> PullInvocationError {
             JobsConfigError::Invalid { name, reason }.into()
         };
@@ -411,6 +437,8 @@ struct PullRun<'a> {
     warehouse: Arc<dyn Warehouse>,
     config: &'a PullJobs,
     plan: &'a PullPlan,
+    /// The invocation's instant (a day not over then is late).
+    now: jiff::Timestamp,
 }
 
 impl PullRun<'_> {
@@ -423,6 +451,7 @@ impl PullRun<'_> {
             JobKind::Profiles => self.profiles().await,
             JobKind::Messages => vec![self.messages().await],
             JobKind::Alerts => self.alerts().await,
+            JobKind::Reconcile => self.reconcile().await,
         }
     }
 
@@ -592,6 +621,64 @@ impl PullRun<'_> {
     }
 }
 
+impl PullRun<'_> {
+    /// Completeness of the window's days: one outcome per day that needs attention (its
+    /// status, and whether it was alerted), one for the rest; an alert that could not be
+    /// posted fails its day's outcome.
+    async fn reconcile(&self) -> Vec<PullOutcome> {
+        let request = crate::reconcile::Request {
+            first: self.plan.from,
+            last: self.plan.to,
+            timezone: self.config.timezone.clone(),
+            now: self.now,
+            policy: self.config.reconcile_policy,
+        };
+        let notifier = self.config.notifier.as_deref();
+        let run = match reconcile_and_alert(self.warehouse.as_ref(), &request, notifier).await {
+            Ok(run) => run,
+            Err(e) => {
+                return vec![PullOutcome::new(
+                    "reconcile",
+                    Err(JobFailure::new(&e, e.is_retryable())),
+                )];
+            }
+        };
+        let mut outcomes: Vec<PullOutcome> = run
+            .reports
+            .iter()
+            .filter(|r| r.status.needs_attention())
+            .map(|r| {
+                let failure = run
+                    .failures
+                    .iter()
+                    .find(|(event, day, _)| *event == r.event_name && *day == r.day);
+                let result = match failure {
+                    Some((_, _, e)) => {
+                        Err(JobFailure::new(e, e.is_retryable()).context("not posted".into()))
+                    }
+                    None => Ok(json!({
+                        "status": r.status.as_str(),
+                        "detail": r.status.to_string(),
+                        "rows": r.figures.rows(),
+                        "clevertap": r.figures.clevertap_count,
+                    })),
+                };
+                PullOutcome::new(format!("reconcile {} {}", r.event_name, r.day), result)
+            })
+            .collect();
+        let complete = run
+            .reports
+            .iter()
+            .filter(|r| !r.status.needs_attention())
+            .count();
+        outcomes.push(PullOutcome::new(
+            "reconcile",
+            Ok(json!({"days": run.reports.len(), "complete_or_late": complete, "alerted": run.alerted})),
+        ));
+        outcomes
+    }
+}
+
 /// The invocation's answer: the summary of every pull, or the first failure (with how many
 /// failed and whether a retry may fix any of them).
 fn summarise(plan: &PullPlan, outcomes: Vec<PullOutcome>) -> Result<Value, PullInvocationError> {
@@ -636,6 +723,7 @@ pub async fn handle_pull_payload(
         warehouse,
         config,
         plan: &plan,
+        now,
     };
     let mut outcomes = Vec::new();
     for kind in &plan.kinds {

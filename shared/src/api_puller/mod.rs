@@ -14,6 +14,7 @@
 //! - [`alert_rules`]: alert rules (parsed from JSON) and a rule's result for a day.
 //! - [`alerts`]: count rules checked against `event_counts`, results in `alert_runs`.
 //! - [`alert_notifiers`]: where breaches go: Slack, or the webhook relay's alerts route.
+//! - [`completeness`]: reconcile ([`crate::reconcile`]) with its alerts, sent once per status.
 //! - [`lambda`]: one EventBridge Scheduler invocation on AWS Lambda; `cloud_run` (feature
 //!   `cloud-run`): the puller as an HTTP service for Cloud Scheduler. Both run a
 //!   [`jobs::PullService`], built once from the environment.
@@ -26,6 +27,7 @@ pub mod campaigns;
 pub mod checkpoint;
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
+pub mod completeness;
 pub mod counts;
 pub mod events;
 pub mod jobs;

@@ -20,6 +20,7 @@ pub mod bigquery;
 pub mod catalog;
 pub mod column_kinds;
 pub mod column_types;
+pub mod counts_tables;
 pub mod naming;
 pub mod open;
 #[cfg(feature = "postgres")]

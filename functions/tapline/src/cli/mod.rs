@@ -20,6 +20,8 @@ pub const EXIT_NOT_ALL_LOADED: u8 = 2;
 /// `tapline alerts`: some rule breached.
 #[cfg(feature = "clevertap-api")]
 pub const EXIT_BREACHED: u8 = 3;
+/// `tapline reconcile`: some (event, day) is not complete.
+pub const EXIT_INCOMPLETE: u8 = 3;
 /// The command line itself is wrong (sysexits EX_USAGE).
 pub const EXIT_USAGE: u8 = 64;
 
@@ -103,6 +105,20 @@ pub enum Command {
         Reads every table once, in one transaction (loads wait for it); the raw tables are not \
         changed. Exit codes: 0 done (changed or not); 1 it could not run; 64 usage.")]
     Retype(RetypeArgs),
+    /// Is each day complete? Per event and day: the export chunks seen (and any missing), the
+    /// rows the warehouse holds, and CleverTap's own count (event_counts, from `tapline pull
+    /// counts`). Verdicts go to _tapline_completeness.
+    #[command(after_help = "Examples:\n  \
+        tapline reconcile --timezone Asia/Kolkata\n  \
+        tapline reconcile --from 2022-09-18 --to 2022-09-21 --tolerance 1\n\n\
+        Statuses: complete (every chunk loaded, rows within the tolerance of CleverTap's count); \
+        missing chunk (a gap in an export run's file indexes, or a chunk quarantined or failed: \
+        named); count mismatch (both figures and the difference); no export (CleverTap counts \
+        events, nothing arrived); late (the day is not over, or its export is not due yet: \
+        --grace); no count (pull counts first: `tapline pull counts`).\n\n\
+        Exit codes: 0 every day complete or late; 3 some day needs attention; 1 nothing could \
+        start; 64 usage.")]
+    Reconcile(ReconcileArgs),
     /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
     #[cfg(feature = "relay")]
     Relay(relay::RelayArgs),
@@ -241,6 +257,48 @@ pub struct StatusArgs {
 pub struct RetypeArgs {
     #[command(flatten)]
     pub warehouse: WarehouseArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub warehouse: WarehouseArg,
+
+    /// Your CleverTap project's time zone: days are its days, as CleverTap counts them.
+    #[arg(long, env = ENV_TIMEZONE, default_value = "UTC", value_name = "IANA")]
+    pub timezone: String,
+
+    /// First day to check (with --to); default: the last --days whole days.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "to")]
+    pub from: Option<jiff::civil::Date>,
+
+    /// Last day to check, included.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "from")]
+    pub to: Option<jiff::civil::Date>,
+
+    /// How many whole days before today (in --timezone) to check, without --from/--to.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u16).range(1..=366), conflicts_with = "from")]
+    pub days: u16,
+
+    /// Largest difference from CleverTap's count that is still complete, in percent of the
+    /// count (counts and exports are computed at different times).
+    #[arg(long, default_value_t = 0.5, value_name = "PERCENT", value_parser = parse_percent)]
+    pub tolerance: f64,
+
+    /// Hours after a day ends during which its export may still be on the way (recurring
+    /// exports run every 4 to 24 hours): until then a day short of rows is late, not wrong.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub grace: u16,
+}
+
+/// `--tolerance`: a percentage from 0 to 100.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{text:?} is not a percentage from 0 to 100, e.g. 0.5"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
