@@ -69,9 +69,7 @@ async fn judge_and_alert(
     warehouse: &dyn tapline::warehouse::Warehouse,
     request: &Request,
 ) -> Result<Vec<DayReport>, AnyError> {
-    let reports = tapline::reconcile::reconcile(warehouse, request).await?;
-    tapline::reconcile::record(warehouse, &reports, &[]).await?;
-    Ok(reports)
+    Ok(tapline::reconcile::reconcile_and_record(warehouse, request).await?)
 }
 
 /// The table and a closing line per status.

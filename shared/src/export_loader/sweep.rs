@@ -201,7 +201,19 @@ pub async fn sweep(
     request: &SweepRequest,
     config: &LoadConfig,
 ) -> Result<SweepReport, Error> {
+    sweep_matching(source, warehouse, request, config, |_| true).await
+}
+
+/// [`sweep`] of the listed objects `keep` accepts (one export request's, say).
+pub async fn sweep_matching(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    request: &SweepRequest,
+    config: &LoadConfig,
+    keep: impl Fn(&ObjectEntry) -> bool,
+) -> Result<SweepReport, Error> {
     let mut entries = source.list(&request.uri).await?;
+    entries.retain(|e| keep(e));
     let since = request.effective_since(today_utc());
     let older = retain_since(&mut entries, since, |e| e);
     let (mut todo, in_ledger) =

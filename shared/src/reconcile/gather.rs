@@ -370,6 +370,25 @@ pub async fn record(
         })
 }
 
+/// Reconciles `request` and records the verdicts without alerting: a day whose status did not
+/// change keeps its earlier `notified`, so a run that alerts later does not alert it twice.
+pub async fn reconcile_and_record(
+    warehouse: &dyn Warehouse,
+    request: &Request,
+) -> Result<Vec<DayReport>, ReconcileError> {
+    let before = previous(warehouse, request).await?;
+    let reports = reconcile(warehouse, request).await?;
+    let notified: Vec<&str> = reports
+        .iter()
+        .map(|r| match before.get(&(r.event_key.clone(), r.day)) {
+            Some(p) if p.status == r.status.as_str() && p.notified == "yes" => "yes",
+            _ => "no",
+        })
+        .collect();
+    record(warehouse, &reports, &notified).await?;
+    Ok(reports)
+}
+
 /// The rows of an answer, each with `width` non-NULL values.
 fn answer_rows(
     result: &QueryResult,

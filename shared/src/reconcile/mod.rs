@@ -15,6 +15,7 @@ pub mod status;
 
 pub use chunks::{DayChunks, MissingChunk, day_chunks, event_key};
 pub use gather::{
-    COMPLETENESS, DayReport, Previous, ReconcileError, Request, previous, reconcile, record,
+    COMPLETENESS, DayReport, Previous, ReconcileError, Request, previous, reconcile,
+    reconcile_and_record, record,
 };
 pub use status::{DayFigures, DayStatus, Policy, judge};

@@ -190,6 +190,16 @@ pub enum DestinationKind {
         /// `sqlite://…`, `postgres://…` or `bigquery://…` (may hold a password).
         url: Secret,
     },
+    /// CleverTap's export status: a sweep of the request's objects and a reconcile of their
+    /// days (see [`crate::webhook_relay::destinations::export_status`]).
+    ExportStatus {
+        /// Where the exports land: `s3://bucket/prefix`, `gs://bucket/prefix` or a folder.
+        source: String,
+        /// The warehouse (may hold a password).
+        url: Secret,
+        /// Validation, limits and the project's time zone (`TAPLINE_TIMEZONE`, …).
+        load: crate::config::LoadConfig,
+    },
     /// Parsed for the endpoint ([`ConfigMode::Endpoint`]): its shape was checked, its secrets
     /// were not read, so nothing can be delivered to it.
     Unresolved,
@@ -290,6 +300,12 @@ enum DestinationFile {
     Clevertap(ClevertapFile),
     Warehouse {
         name: Option<String>,
+        url_env: Option<String>,
+    },
+    #[serde(rename = "export-status")]
+    ExportStatus {
+        name: Option<String>,
+        source: String,
         url_env: Option<String>,
     },
 }
@@ -747,6 +763,17 @@ fn warehouse_destination(
     url_env: Option<&str>,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<DestinationKind, ConfigError> {
+    Ok(DestinationKind::Warehouse {
+        url: warehouse_url(route, url_env, env)?,
+    })
+}
+
+/// A destination's warehouse URL from `url_env` (default `TAPLINE_WAREHOUSE`), its scheme checked.
+fn warehouse_url(
+    route: &str,
+    url_env: Option<&str>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
     let var = url_env.unwrap_or(crate::webhook_relay::destinations::warehouse::DEFAULT_URL_ENV);
     let url = secret(route, var, "warehouse URL", env)?;
     // The scheme is checked now so that a typo fails at start; the rest when the worker opens
@@ -764,7 +791,7 @@ fn warehouse_destination(
             ),
         ));
     }
-    Ok(DestinationKind::Warehouse { url })
+    Ok(url)
 }
 
 impl DestinationFile {
@@ -775,6 +802,7 @@ impl DestinationFile {
             DestinationFile::Http { name, .. } => (name, "http"),
             DestinationFile::Clevertap(file) => (&file.name, "clevertap"),
             DestinationFile::Warehouse { name, .. } => (name, "warehouse"),
+            DestinationFile::ExportStatus { name, .. } => (name, "export-status"),
         };
         given
             .clone()
@@ -796,7 +824,8 @@ impl DestinationFile {
                 .chain([&file.account_id_env, &file.passcode_env])
                 .cloned()
                 .collect(),
-            DestinationFile::Warehouse { url_env, .. } => vec![
+            DestinationFile::Warehouse { url_env, .. }
+            | DestinationFile::ExportStatus { url_env, .. } => vec![
                 url_env
                     .as_deref()
                     .unwrap_or(crate::webhook_relay::destinations::warehouse::DEFAULT_URL_ENV)
@@ -825,6 +854,22 @@ impl DestinationFile {
             },
             DestinationFile::Warehouse { url_env, .. } => {
                 warehouse_destination(route, url_env.as_deref(), env)?
+            }
+            DestinationFile::ExportStatus {
+                source, url_env, ..
+            } => {
+                let url = warehouse_url(route, url_env.as_deref(), env)?;
+                if source.trim().is_empty() || source.chars().any(char::is_control) {
+                    return Err(invalid(
+                        route,
+                        "an export-status destination needs `source`: where the exports land \
+                         (s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or a folder)"
+                            .to_string(),
+                    ));
+                }
+                let load = crate::config::LoadConfig::from_vars(env)
+                    .map_err(|e| invalid(route, e.to_string()))?;
+                DestinationKind::ExportStatus { source, url, load }
             }
             DestinationFile::Clevertap(file) => clevertap_destination(route, file, env)?,
         })

@@ -98,6 +98,13 @@ pub fn destinations(
                 DestinationKind::Warehouse { url } => {
                     Arc::new(WarehouseDestination::new(url.clone(), timeout))
                 }
+                DestinationKind::ExportStatus { source, url, load } => Arc::new(
+                    crate::webhook_relay::destinations::export_status::ExportStatusDestination::new(
+                        source.clone(),
+                        url.clone(),
+                        load.clone(),
+                    ),
+                ),
                 DestinationKind::Unresolved => {
                     return Err(RelayError::UnresolvedDestination {
                         route: route.name.clone(),

@@ -1,6 +1,7 @@
 //! The [`Destination`] port: deliver one payload once, and say whether trying again can help.
 
 pub mod clevertap_upload;
+pub mod export_status;
 pub mod http_forward;
 pub mod slack;
 pub mod warehouse;
