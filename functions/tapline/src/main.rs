@@ -74,6 +74,7 @@ async fn run(command: Command) -> Result<u8, AnyError> {
         #[cfg(not(feature = "sqlite"))]
         Command::Retype(_) => Err(not_built("retype", "sqlite")),
         Command::Reconcile(args) => reconcile_cmd::run(args).await,
+        Command::Report(args) => reconcile_cmd::report(args).await,
         #[cfg(feature = "relay")]
         Command::Relay(args) => relay_cmd::run(args).await,
         #[cfg(not(feature = "relay"))]

@@ -6,12 +6,12 @@ use tapline::config::ConfigError;
 use tapline::reconcile::{DayReport, DayStatus, Policy, Request};
 
 use crate::AnyError;
-use crate::cli::{EXIT_INCOMPLETE, EXIT_OK, ReconcileArgs};
+use crate::cli::{EXIT_INCOMPLETE, EXIT_OK, ReconcileArgs, ReportArgs};
 use crate::summary;
 use crate::warehouse_url::open_warehouse;
 
-/// Runs `tapline reconcile`; exit 3 when some day needs attention.
-pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
+/// The days, zone and policy the flags give.
+fn request_of(args: &ReconcileArgs) -> Result<Request, AnyError> {
     let timezone = jiff::tz::TimeZone::get(&args.timezone).map_err(|_| ConfigError::TimeZone {
         name: args.timezone.clone(),
     })?;
@@ -20,7 +20,7 @@ pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
         export_grace: SignedDuration::from_hours(i64::from(args.grace)),
     };
     let now = Timestamp::now();
-    let request = match (args.from, args.to) {
+    Ok(match (args.from, args.to) {
         (Some(first), Some(last)) => Request {
             first,
             last,
@@ -29,7 +29,12 @@ pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
             policy,
         },
         _ => Request::last_days(args.days, timezone, now, policy),
-    };
+    })
+}
+
+/// Runs `tapline reconcile`; exit 3 when some day needs attention.
+pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
+    let request = request_of(&args)?;
     let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
     let reports = judge_and_alert(warehouse.as_ref(), &request).await?;
     print!("{}", render(&request, &reports, &warehouse.describe()));
@@ -38,6 +43,42 @@ pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
     } else {
         EXIT_OK
     })
+}
+
+/// Runs `tapline report`: the range's verdicts (not recorded), the recent ledger, unfinished
+/// pulls, written as one HTML page.
+pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
+    let request = request_of(&args.days)?;
+    let warehouse = open_warehouse(&args.days.warehouse.warehouse).await?;
+    let days = tapline::reconcile::reconcile(warehouse.as_ref(), &request).await?;
+    let loads = warehouse.recent_loads(500).await?;
+    #[cfg(feature = "clevertap-api")]
+    let unfinished_pulls = tapline::api_puller::checkpoint::unfinished(warehouse.as_ref())
+        .await?
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}: {} pages, {} rows so far (last written {})",
+                c.kind, c.event, c.window, c.checkpoint.pages, c.checkpoint.rows, c.updated_at
+            )
+        })
+        .collect();
+    #[cfg(not(feature = "clevertap-api"))]
+    let unfinished_pulls = Vec::new();
+    let page = tapline::reconcile::report::render(&tapline::reconcile::report::ReportInput {
+        target: warehouse.describe(),
+        timezone: args.days.timezone.clone(),
+        first: request.first,
+        last: request.last,
+        made_at: tapline::time::now_utc(),
+        days,
+        loads,
+        unfinished_pulls,
+    });
+    std::fs::write(&args.out, page.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+    println!("Wrote {}.", args.out.display());
+    Ok(EXIT_OK)
 }
 
 /// Reconciles and records; with the API features, days that need attention go to the alerts

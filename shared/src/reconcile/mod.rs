@@ -11,6 +11,7 @@
 
 pub mod chunks;
 pub mod gather;
+pub mod report;
 pub mod status;
 
 pub use chunks::{DayChunks, MissingChunk, day_chunks, event_key};

@@ -119,6 +119,15 @@ pub enum Command {
         Exit codes: 0 every day complete or late; 3 some day needs attention; 1 nothing could \
         start; 64 usage.")]
     Reconcile(ReconcileArgs),
+    /// Write one self-contained HTML page of completeness: events × days coloured by status
+    /// (each cell titled with its figures), rows per day by source, the newest quarantined and
+    /// failed files, unfinished API pulls. It fetches nothing when opened.
+    #[command(after_help = "Examples:\n  \
+        tapline report --out report.html --timezone Asia/Kolkata\n  \
+        tapline report --out /srv/www/tapline.html --days 14\n\n\
+        The same days and statuses as `tapline reconcile` (same flags), read only: verdicts are \
+        not recorded and nothing is alerted. Exit codes: 0 written; 1 nothing could start; 64 usage.")]
+    Report(ReportArgs),
     /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
     #[cfg(feature = "relay")]
     Relay(relay::RelayArgs),
@@ -289,6 +298,16 @@ pub struct ReconcileArgs {
     /// exports run every 4 to 24 hours): until then a day short of rows is late, not wrong.
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
     pub grace: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The HTML file to write (replaced).
+    #[arg(long, value_name = "FILE")]
+    pub out: std::path::PathBuf,
+
+    #[command(flatten)]
+    pub days: ReconcileArgs,
 }
 
 /// `--tolerance`: a percentage from 0 to 100.

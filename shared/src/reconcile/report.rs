@@ -1,0 +1,300 @@
+//! `tapline report`: one self-contained HTML page a data lead opens on Monday morning. A grid of
+//! events × days coloured by completeness, rows per day by source, and the newest files that were
+//! quarantined or failed. No script, font, image or stylesheet is fetched: the page carries a
+//! Content-Security-Policy that forbids every request, its chart is inline SVG, and every name
+//! from a file or an API answer is HTML-escaped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use jiff::civil::Date;
+
+use super::gather::DayReport;
+use super::status::DayStatus;
+use crate::warehouse::{LoadRecord, LoadStatus};
+
+/// What the page shows.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    /// Where the figures come from (the warehouse, described without secrets).
+    pub target: String,
+    /// The project's time zone name.
+    pub timezone: String,
+    /// The days covered, first to last.
+    pub first: Date,
+    /// Last day.
+    pub last: Date,
+    /// When the page was made (UTC ISO-8601).
+    pub made_at: String,
+    /// Every (event, day) verdict of the range.
+    pub days: Vec<DayReport>,
+    /// Recent ledger rows (newest first): the quarantined and failed ones are listed.
+    pub loads: Vec<LoadRecord>,
+    /// API pulls left unfinished, one line each (already worded), if known.
+    pub unfinished_pulls: Vec<String>,
+}
+
+/// Most quarantined or failed files listed.
+const MAX_PROBLEM_FILES: usize = 20;
+/// Longest name or reason shown, in characters (the title attribute keeps the rest out).
+const MAX_TEXT: usize = 240;
+
+/// Escapes text for HTML (element content and quoted attributes), cut to [`MAX_TEXT`]
+/// characters with control characters shown escaped.
+pub fn html(text: &str) -> String {
+    let printable = crate::printable::escaped(text);
+    let mut out = String::with_capacity(printable.len());
+    for (i, c) in printable.chars().enumerate() {
+        if i == MAX_TEXT {
+            out.push('…');
+            break;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The colour class of a status.
+fn class(status: &DayStatus) -> &'static str {
+    match status {
+        DayStatus::Complete => "ok",
+        DayStatus::Late => "late",
+        DayStatus::NoCount => "nocount",
+        _ => "bad",
+    }
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}\
+h1{font-size:20px}h2{font-size:16px;margin-top:2em}\
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}\
+th{background:#f4f4f4}td.name,th.name{text-align:left}\
+td.ok{background:#b7e1b0}td.bad{background:#f2a7a0}td.late{background:#f7e3a1}\
+td.nocount{background:#d9d9d9}td.none{background:#fff}\
+.legend span{display:inline-block;padding:2px 8px;margin-right:6px;border:1px solid #ccc}";
+
+/// The page.
+pub fn render(input: &ReportInput) -> String {
+    let mut days: BTreeSet<Date> = BTreeSet::new();
+    let mut events: BTreeMap<&str, BTreeMap<Date, &DayReport>> = BTreeMap::new();
+    for r in &input.days {
+        days.insert(r.day);
+        events
+            .entry(r.event_name.as_str())
+            .or_default()
+            .insert(r.day, r);
+    }
+    let attention = input
+        .days
+        .iter()
+        .filter(|r| r.status.needs_attention())
+        .count();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\
+         <title>Tapline completeness {first} to {last}</title><style>{STYLE}</style></head><body>\
+         <h1>Completeness, {first} to {last} ({tz})</h1>\
+         <p>{target}, made {made}. {n} (event, day) checked, <strong>{attention} need attention</strong>.</p>",
+        first = input.first,
+        last = input.last,
+        tz = html(&input.timezone),
+        target = html(&input.target),
+        made = html(&input.made_at),
+        n = input.days.len(),
+    );
+    out.push_str(
+        "<p class=\"legend\"><span style=\"background:#b7e1b0\">complete</span>\
+         <span style=\"background:#f2a7a0\">missing chunk, count mismatch, no export</span>\
+         <span style=\"background:#f7e3a1\">late</span>\
+         <span style=\"background:#d9d9d9\">no count</span></p>",
+    );
+    // The grid.
+    out.push_str("<table id=\"grid\"><tr><th class=\"name\">Event</th>");
+    for d in &days {
+        let _ = write!(out, "<th>{}</th>", d.strftime("%m-%d"));
+    }
+    out.push_str("</tr>");
+    for (event, by_day) in &events {
+        let _ = write!(out, "<tr><td class=\"name\">{}</td>", html(event));
+        for d in &days {
+            match by_day.get(d) {
+                Some(r) => {
+                    let title = format!(
+                        "{} on {}: {}. Chunks {}, export rows {}, API rows {}, CleverTap {}.",
+                        r.event_name,
+                        r.day,
+                        r.status,
+                        r.export_chunks,
+                        r.figures.export_rows,
+                        r.figures.api_rows,
+                        r.figures
+                            .clevertap_count
+                            .map_or_else(|| "-".to_string(), |c| c.to_string())
+                    );
+                    let _ = write!(
+                        out,
+                        "<td class=\"{}\" title=\"{}\">{}</td>",
+                        class(&r.status),
+                        html(&title),
+                        r.figures.rows()
+                    );
+                }
+                None => out.push_str("<td class=\"none\"></td>"),
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+    // Rows per day by source, as a table and an inline bar chart.
+    let mut per_day: BTreeMap<Date, (u64, u64)> = BTreeMap::new();
+    for r in &input.days {
+        let e = per_day.entry(r.day).or_default();
+        e.0 += r.figures.export_rows;
+        e.1 += r.figures.api_rows;
+    }
+    out.push_str("<h2>Rows per day</h2>");
+    out.push_str(&bar_chart(&per_day));
+    out.push_str("<table id=\"rows\"><tr><th class=\"name\">Day</th><th>From exports</th><th>From API pulls</th></tr>");
+    for (day, (export, api)) in &per_day {
+        let _ = write!(
+            out,
+            "<tr><td class=\"name\">{day}</td><td>{export}</td><td>{api}</td></tr>"
+        );
+    }
+    out.push_str("</table>");
+    // Files that need a look.
+    let problems: Vec<&LoadRecord> = input
+        .loads
+        .iter()
+        .filter(|l| matches!(l.status, LoadStatus::Quarantined | LoadStatus::Failed))
+        .take(MAX_PROBLEM_FILES)
+        .collect();
+    out.push_str("<h2>Newest quarantined and failed files</h2>");
+    if problems.is_empty() {
+        out.push_str("<p>None among the recent loads.</p>");
+    } else {
+        out.push_str("<table id=\"problems\"><tr><th class=\"name\">File</th><th class=\"name\">Status</th><th>Rejected rows</th><th class=\"name\">Reason</th><th class=\"name\">When</th></tr>");
+        for l in problems {
+            let _ = write!(
+                out,
+                "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td class=\"name\">{}</td><td class=\"name\">{}</td></tr>",
+                html(&l.uri),
+                l.status,
+                l.rows_rejected,
+                html(l.error.as_deref().unwrap_or("")),
+                html(&l.started_at)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("<h2>Unfinished API pulls</h2>");
+    if input.unfinished_pulls.is_empty() {
+        out.push_str("<p>None.</p>");
+    } else {
+        out.push_str("<ul>");
+        for line in &input.unfinished_pulls {
+            let _ = write!(out, "<li>{}</li>", html(line));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("<p>Made by <code>tapline report</code>. Each grid cell's title gives its figures.</p></body></html>\n");
+    out
+}
+
+/// Stacked bars of rows per day (exports, then API pulls), inline SVG.
+fn bar_chart(per_day: &BTreeMap<Date, (u64, u64)>) -> String {
+    const HEIGHT: u64 = 120;
+    const BAR: usize = 28;
+    let max = per_day
+        .values()
+        .map(|(e, a)| e + a)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let width = per_day.len() * (BAR + 6) + 10;
+    let mut svg = format!(
+        "<svg id=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" role=\"img\" aria-label=\"Rows per day\">",
+        HEIGHT + 20
+    );
+    for (i, (day, (export, api))) in per_day.iter().enumerate() {
+        let x = 5 + i * (BAR + 6);
+        let h_export = export * HEIGHT / max;
+        let h_api = api * HEIGHT / max;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x}\" y=\"{}\" width=\"{BAR}\" height=\"{h_export}\" fill=\"#4a7bd0\"><title>{day}: {export} rows from exports</title></rect>\
+             <rect x=\"{x}\" y=\"{}\" width=\"{BAR}\" height=\"{h_api}\" fill=\"#9bbcf0\"><title>{day}: {api} rows from API pulls</title></rect>\
+             <text x=\"{}\" y=\"{}\" font-size=\"9\" text-anchor=\"middle\">{}</text>",
+            HEIGHT - h_export,
+            HEIGHT - h_export - h_api,
+            x + BAR / 2,
+            HEIGHT + 14,
+            day.strftime("%m-%d")
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::status::DayFigures;
+
+    fn report(event: &str, day: Date, status: DayStatus, rows: u64) -> DayReport {
+        DayReport {
+            event_key: event.to_string(),
+            event_name: event.to_string(),
+            day,
+            export_chunks: 1,
+            figures: DayFigures {
+                export_rows: rows,
+                api_rows: 0,
+                clevertap_count: Some(rows),
+            },
+            status,
+        }
+    }
+
+    #[test]
+    fn the_page_fetches_nothing_and_escapes_every_name() {
+        let d = Date::constant(2022, 9, 21);
+        let input = ReportInput {
+            target: "sqlite://w.sqlite".into(),
+            timezone: "Asia/Kolkata".into(),
+            first: d,
+            last: d,
+            made_at: "2022-09-22T08:00:00Z".into(),
+            days: vec![
+                report("<script>alert(1)</script>", d, DayStatus::Complete, 10),
+                report("Charged", d, DayStatus::NoExport { clevertap: 3 }, 0),
+            ],
+            loads: Vec::new(),
+            unfinished_pulls: vec!["events \"x\" <b>".into()],
+        };
+        let page = render(&input);
+        assert!(!page.contains("<script"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("default-src 'none'"));
+        for fetch in ["src=", "href=", "url(", "@import"] {
+            assert!(!page.contains(fetch), "{fetch} in {page}");
+        }
+        assert!(page.contains("<td class=\"bad\" title=\"Charged on 2022-09-21: no export: CleverTap counts 3, nothing arrived."));
+        assert!(page.contains("1 need attention"));
+    }
+
+    #[test]
+    fn long_names_are_cut_and_control_characters_shown() {
+        let long = "x".repeat(1000);
+        assert_eq!(html(&long).chars().count(), MAX_TEXT + 1);
+        assert_eq!(html("a\u{7}b"), "a\\u{7}b");
+    }
+}
