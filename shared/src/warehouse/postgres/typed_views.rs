@@ -23,7 +23,8 @@ const SAFE_JSONB: &str = "_tapline_safe_jsonb";
 
 /// Creates the BI schema and its JSON cast where missing, when a warehouse opens (under the
 /// schema lock). An exception block costs a subtransaction per call: the cast is only called
-/// for values that start like JSON.
+/// for values that start like JSON. `program_limit_exceeded` is text nested past the server's
+/// stack depth, which a hostile value could otherwise turn into an error for every reader.
 pub(super) fn bi_schema_sql(bi_schema: &str) -> String {
     let schema = ident(bi_schema);
     let function = format!("{schema}.{SAFE_JSONB}(text)");
@@ -33,7 +34,7 @@ pub(super) fn bi_schema_sql(bi_schema: &str) -> String {
            IF to_regprocedure('{function_literal}') IS NULL THEN
              CREATE FUNCTION {schema}.{SAFE_JSONB}(value text) RETURNS jsonb
                LANGUAGE plpgsql IMMUTABLE STRICT AS $f$
-               BEGIN RETURN value::jsonb; EXCEPTION WHEN data_exception THEN RETURN NULL; END $f$;
+               BEGIN RETURN value::jsonb; EXCEPTION WHEN data_exception OR program_limit_exceeded THEN RETURN NULL; END $f$;
            END IF;
          END $do$;",
         function_literal = function.replace('\'', "''"),
@@ -74,10 +75,11 @@ pub(super) fn cast(c: &str, kind: ColumnKind) -> String {
              THEN {c}::bigint END END"
         ),
         // JSON's number grammar. NUMERIC holds 131072 digits before the point and 16383 after:
-        // 6000 characters and a four-digit exponent stay inside both.
+        // 16000 characters, or 6000 and an exponent of four digits, stay inside both.
         ColumnKind::Decimal => format!(
             "CASE WHEN {c} ~ '^-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?0*[0-9]{{1,4}})?$' \
-             AND length({c}) <= 6000 THEN {c}::numeric END"
+             AND length({c}) <= CASE WHEN {c} ~ '[eE]' THEN 6000 ELSE 16000 END \
+             THEN {c}::numeric END"
         ),
         ColumnKind::Boolean => format!("CASE {c} WHEN 'true' THEN true WHEN 'false' THEN false END"),
         // A value without an offset is UTC, whatever the reader's session zone; an offset is
