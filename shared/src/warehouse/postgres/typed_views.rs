@@ -83,7 +83,8 @@ pub(super) fn cast(c: &str, kind: ColumnKind) -> String {
         ),
         ColumnKind::Boolean => format!("CASE {c} WHEN 'true' THEN true WHEN 'false' THEN false END"),
         // A value without an offset is UTC, whatever the reader's session zone; an offset is
-        // taken off by arithmetic, as PostgreSQL reads offsets only up to 15:59.
+        // taken off by arithmetic, as PostgreSQL reads offsets only up to 15:59. Once the
+        // pattern holds, an offset is the only tail with a sign six characters from the end.
         ColumnKind::Timestamp => {
             let year = format!("substr({c}, 1, 4)::int");
             format!(
@@ -91,7 +92,7 @@ pub(super) fn cast(c: &str, kind: ColumnKind) -> String {
                  AND substr({c}, 9, 2)::int <= CASE substr({c}, 6, 2) WHEN '02' THEN \
                  CASE WHEN {year} % 4 = 0 AND ({year} % 100 <> 0 OR {year} % 400 = 0) THEN 29 ELSE 28 END \
                  WHEN '04' THEN 30 WHEN '06' THEN 30 WHEN '09' THEN 30 WHEN '11' THEN 30 ELSE 31 END \
-                 THEN (CASE WHEN {c} ~ '[+-][0-9]{{2}}:[0-9]{{2}}$' \
+                 THEN (CASE WHEN length({c}) > 19 AND substr({c}, length({c}) - 5, 1) IN ('+', '-') \
                  THEN left({c}, -6)::timestamp - (right({c}, 6) || ':00')::interval \
                  ELSE rtrim({c}, 'Z')::timestamp END) AT TIME ZONE 'UTC' END \
                  WHEN {c} ~ '^\\$D_-?[0-9]{{1,12}}$' THEN CASE WHEN substr({c}, 4)::bigint \
