@@ -65,7 +65,9 @@ impl Case {
     /// Rows of `sql` (fields split at `|`), read in the session zone Asia/Kolkata: a typed
     /// timestamp must not depend on the reader's zone.
     fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        let out = self.db.psql(&format!("SET TIME ZONE 'Asia/Kolkata'; {sql}"));
+        let out = self
+            .db
+            .psql(&format!("SET TIME ZONE 'Asia/Kolkata'; {sql}"));
         out.lines()
             .map(|l| l.split('|').map(str::to_string).collect())
             .collect()
@@ -224,7 +226,10 @@ fn each_bad_input_gets_its_kind_a_typed_value_and_keeps_its_raw_value() {
     };
     check(
         "event_props_amount",
-        vec![row(&["12", "numeric", "12"]), row(&["12.5", "numeric", "12.5"])],
+        vec![
+            row(&["12", "numeric", "12"]),
+            row(&["12.5", "numeric", "12.5"]),
+        ],
     );
     check(
         "event_props_code",
@@ -284,7 +289,10 @@ fn each_bad_input_gets_its_kind_a_typed_value_and_keeps_its_raw_value() {
     );
     check(
         "event_props_nothing",
-        vec![row(&["NULL", "text", "NULL"]), row(&["NULL", "text", "NULL"])],
+        vec![
+            row(&["NULL", "text", "NULL"]),
+            row(&["NULL", "text", "NULL"]),
+        ],
     );
 
     // A later file: the boolean column holds `1`, the integer column a word. Both widen to
@@ -414,7 +422,11 @@ fn loading_again_or_a_quarantined_file_changes_no_kind_and_no_view() {
             .psql("SELECT status FROM _tapline_loads WHERE uri LIKE '%-1-0.csv.gz'"),
         "quarantined"
     );
-    assert_eq!(layer(), before, "a quarantined load changed the typed layer");
+    assert_eq!(
+        layer(),
+        before,
+        "a quarantined load changed the typed layer"
+    );
     assert_eq!(case.kind("charged", "event_props_amount"), "integer");
 }
 
@@ -482,7 +494,14 @@ fn information_schema_reports_the_typed_columns() {
             "eventProps.Items",
             "eventProps.Note",
         ],
-        &[vec!["1.5", "2", "true", "2022-09-21T04:39:25Z", "[1]", "hi"]],
+        &[vec![
+            "1.5",
+            "2",
+            "true",
+            "2022-09-21T04:39:25Z",
+            "[1]",
+            "hi",
+        ]],
     );
     case.load_ok();
     assert_eq!(
@@ -600,10 +619,7 @@ fn a_relation_in_the_way_or_a_view_over_a_typed_view_never_fails_a_load() {
     assert_eq!(case.kind("charged", "event_props_amount"), "text");
     assert_eq!(
         case.typed_and_raw("charged", "event_props_amount"),
-        vec![
-            row(&["5", "bigint", "5"]),
-            row(&["NULL", "bigint", "lots"])
-        ]
+        vec![row(&["5", "bigint", "5"]), row(&["NULL", "bigint", "lots"])]
     );
     // all_events is rebuilt with the new table in it.
     assert_eq!(
@@ -629,9 +645,8 @@ fn the_bi_schema_can_be_named() {
     ]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(
-        case.db.psql(&format!(
-            "SELECT event_props_amount + 1 FROM {bi}.charged"
-        )),
+        case.db
+            .psql(&format!("SELECT event_props_amount + 1 FROM {bi}.charged")),
         "6"
     );
     assert_eq!(
@@ -853,7 +868,8 @@ fn python_clients_read_typed_columns() {
         ],
     );
     case.load_ok();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg_typed_views_clients.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg_typed_views_clients.py");
     let out = std::process::Command::new(python)
         .arg(&script)
         .arg(tapline_tests::postgres_url())
@@ -865,5 +881,8 @@ fn python_clients_read_typed_columns() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("typed views read by psycopg 3."), "{stdout}");
+    assert!(
+        stdout.contains("typed views read by psycopg 3."),
+        "{stdout}"
+    );
 }

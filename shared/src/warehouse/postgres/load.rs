@@ -354,8 +354,10 @@ impl PostgresLoad {
             if !changes.is_empty() {
                 let tables: Vec<&str> = changes.iter().map(|c| c.table.as_str()).collect();
                 let raws: Vec<&str> = changes.iter().map(|c| c.raw.as_str()).collect();
-                let pins: Vec<Option<&str>> =
-                    changes.iter().map(|c| c.pinned.map(|k| k.as_str())).collect();
+                let pins: Vec<Option<&str>> = changes
+                    .iter()
+                    .map(|c| c.pinned.map(|k| k.as_str()))
+                    .collect();
                 client
                     .execute(
                         "UPDATE _tapline_columns c SET pinned = u.p

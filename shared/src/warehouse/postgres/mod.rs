@@ -450,9 +450,7 @@ impl SqlQuery for PostgresWarehouse {
         for row in rows {
             let kind = ColumnKind::parse(row.get(2));
             if kind != ColumnKind::Text {
-                pins.entry(row.get(0))
-                    .or_default()
-                    .push((row.get(1), kind));
+                pins.entry(row.get(0)).or_default().push((row.get(1), kind));
             }
         }
         tx.batch_execute(&typed_views::with_bi_search_path(&self.bi_schema))

@@ -81,7 +81,9 @@ pub(super) fn cast(c: &str, kind: ColumnKind) -> String {
              AND length({c}) <= CASE WHEN {c} ~ '[eE]' THEN 6000 ELSE 16000 END \
              THEN {c}::numeric END"
         ),
-        ColumnKind::Boolean => format!("CASE {c} WHEN 'true' THEN true WHEN 'false' THEN false END"),
+        ColumnKind::Boolean => {
+            format!("CASE {c} WHEN 'true' THEN true WHEN 'false' THEN false END")
+        }
         // A value without an offset is UTC, whatever the reader's session zone; an offset is
         // taken off by arithmetic, as PostgreSQL reads offsets only up to 15:59. Once the
         // pattern holds, an offset is the only tail with a sign six characters from the end.

@@ -246,9 +246,16 @@ mod tests {
 
     #[test]
     fn the_bi_schema_is_named_or_follows_the_schema_within_postgres_limits() {
-        let bi = |url: &str| parse_url(url).map(|p| p.bi_schema).map_err(|e| e.to_string());
+        let bi = |url: &str| {
+            parse_url(url)
+                .map(|p| p.bi_schema)
+                .map_err(|e| e.to_string())
+        };
         assert_eq!(bi("postgres://h/w").as_deref(), Ok("public_bi"));
-        assert_eq!(bi("postgres://h/w?bi_schema=reporting").as_deref(), Ok("reporting"));
+        assert_eq!(
+            bi("postgres://h/w?bi_schema=reporting").as_deref(),
+            Ok("reporting")
+        );
         assert_eq!(
             bi("postgres://h/w?schema=ct&bi_schema=ct_typed").as_deref(),
             Ok("ct_typed")
@@ -256,7 +263,12 @@ mod tests {
         let sixty_one = "s".repeat(61);
         let err = bi(&format!("postgres://h/w?schema={sixty_one}")).unwrap_err();
         assert!(err.contains("name one with bi_schema=NAME"), "{err}");
-        assert!(bi(&format!("postgres://h/w?schema={sixty_one}&bi_schema=typed")).is_ok());
+        assert!(
+            bi(&format!(
+                "postgres://h/w?schema={sixty_one}&bi_schema=typed"
+            ))
+            .is_ok()
+        );
         let err = bi(&format!("postgres://h/w?bi_schema={}", "b".repeat(64))).unwrap_err();
         assert!(err.contains("bi_schema passes 63 bytes"), "{err}");
         let err = bi(&format!("postgres://h/w?schema={}", "s".repeat(64))).unwrap_err();
