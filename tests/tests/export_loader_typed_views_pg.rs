@@ -351,6 +351,13 @@ fn a_numeric_column_sums_without_a_cast_and_widens_in_the_loads_transaction() {
     let mut rows: Vec<Vec<&str>> = amounts[..500].iter().map(|a| vec![a.as_str()]).collect();
     rows.push(vec!["n/a"]);
     case.csv("Order Placed", 2, &["eventProps.Amount"], &rows);
+    // A read-only BI role keeps its grant across the rebuild.
+    let reader = format!("{}_reader", case.db.schema);
+    case.db.psql(&format!(
+        "CREATE ROLE {reader}; GRANT USAGE ON SCHEMA {bi} TO {reader}; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA {bi} TO {reader};",
+        bi = case.bi()
+    ));
     let view_before = case.view_xmin("order_placed");
     case.db.psql(
         "CREATE FUNCTION refuse_loaded() RETURNS trigger LANGUAGE plpgsql AS \
@@ -370,6 +377,13 @@ fn a_numeric_column_sums_without_a_cast_and_widens_in_the_loads_transaction() {
     case.load_ok();
     assert_eq!(case.kind("order_placed", "event_props_amount"), "text");
     assert_ne!(case.view_xmin("order_placed"), view_before);
+    assert_eq!(
+        case.db.psql(&format!(
+            "SET ROLE {reader}; SELECT count(*) FROM {}.order_placed",
+            case.bi()
+        )),
+        "1502"
+    );
     assert_eq!(
         case.rows(&format!(
             "SELECT pg_typeof(event_props_amount), count(*), count(*) FILTER (WHERE event_props_amount = 'n/a') \

@@ -206,6 +206,8 @@ pub(super) async fn rebuild_typed_views(
 
 /// Drops and creates one view (its columns' types may change, which `CREATE OR REPLACE` refuses)
 /// behind a savepoint, so a view another view depends on is kept rather than failing the load.
+/// The grants on the old view are given again to the new one: a read-only BI role keeps its
+/// access across rebuilds.
 async fn replace_view(
     client: &Client,
     bi_schema: &str,
@@ -213,9 +215,10 @@ async fn replace_view(
     body: &str,
 ) -> Result<(), WarehouseError> {
     let view = format!("{}.{}", ident(bi_schema), ident(name));
+    let grants = view_grants(client, &view).await?;
     let script = format!(
         "SAVEPOINT typed_view; DROP VIEW IF EXISTS {view}; CREATE VIEW {view} AS\n{body};\n\
-         RELEASE SAVEPOINT typed_view;"
+         {grants}RELEASE SAVEPOINT typed_view;"
     );
     match client.batch_execute(&script).await {
         Ok(()) => Ok(()),
@@ -229,6 +232,37 @@ async fn replace_view(
         }
         Err(e) => Err(op("rebuild typed views")(e)),
     }
+}
+
+/// `GRANT` statements giving `view` (quoted, qualified) the privileges its current version
+/// grants to roles other than its owner; empty when it does not exist yet.
+async fn view_grants(client: &Client, view: &str) -> Result<String, WarehouseError> {
+    let rows = client
+        .query(
+            "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee)::text END,
+                    a.is_grantable
+             FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner",
+            &[&view],
+        )
+        .await
+        .map_err(op("read typed view grants"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let privilege: String = r.get(0);
+            let grantee = r
+                .get::<_, Option<String>>(1)
+                .map_or_else(|| "PUBLIC".to_string(), |g| ident(&g));
+            let option = if r.get::<_, bool>(2) {
+                " WITH GRANT OPTION"
+            } else {
+                ""
+            };
+            // Privilege names come from PostgreSQL's own list (SELECT, INSERT, …).
+            format!("GRANT {privilege} ON {view} TO {grantee}{option};\n")
+        })
+        .collect())
 }
 
 /// Every relation of the BI schema: name → `relkind` (`v` for a view).
