@@ -3,7 +3,23 @@
 #   tests/scripts/with-postgres.sh cargo nextest run --workspace
 # Exports TAPLINE_TEST_POSTGRES_URL for the command. initdb refuses to run as root, so as root
 # the cluster belongs to the `postgres` user (created by the postgresql package).
+# Exports TAPLINE_TEST_PG_PYTHON too: a Python with psycopg 3 and SQLAlchemy (PyPI, pinned,
+# installed into .venv/ when missing), for the test that reads the typed views as a BI client.
 set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+psycopg=3.3.9
+sqlalchemy=2.1.9
+
+if [ ! -x "$root/.venv/bin/python" ]; then
+  echo "with-postgres: creating $root/.venv" >&2
+  python3 -m venv "$root/.venv"
+fi
+python="$root/.venv/bin/python"
+if [ "$("$python" -c 'import psycopg, sqlalchemy; print(psycopg.__version__, sqlalchemy.__version__)' 2>/dev/null)" \
+    != "$psycopg $sqlalchemy" ]; then
+  "$python" -m pip install -q "psycopg[binary]==$psycopg" "sqlalchemy==$sqlalchemy"
+fi
+export TAPLINE_TEST_PG_PYTHON="$python"
 
 if ! command -v initdb >/dev/null || ! command -v pg_ctl >/dev/null; then
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)

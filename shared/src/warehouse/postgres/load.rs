@@ -2,7 +2,7 @@
 //! ledger row, a savepoint), rows streamed by binary COPY, and the commit or quarantine that
 //! ends it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,10 +12,13 @@ use tokio::sync::OwnedMutexGuard;
 use tokio_postgres::Client;
 
 use super::copy::{self, Lineage, OpenCopy};
+use super::typed_views::{rebuild_typed_views, typed_views_missing};
 use super::{MAX_DATA_COLUMNS, PUT_STATE_SQL, ddl, ident, ledger_row, ledger_select, op};
 use crate::export::{Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
+use crate::warehouse::column_kinds::{ColumnKind, ColumnKindTracker, widen_known};
+use crate::warehouse::column_types::ColumnTypes;
 use crate::warehouse::profile_views::{self, ViewDialect};
 
 /// Tapline before profile snapshots kept `tapline pull profiles` in a table named `profiles`;
@@ -28,11 +31,23 @@ use crate::warehouse::{
     StateWrite, WarehouseError, stored_rejects,
 };
 
+/// Where a load writes, beside its connection.
+pub(super) struct LoadTarget<'a> {
+    /// The raw schema.
+    pub(super) schema: &'a str,
+    /// The schema of the typed views.
+    pub(super) bi_schema: &'a str,
+    /// Column types the commit pins (`None`: keep the stored pins).
+    pub(super) column_types: Option<Arc<ColumnTypes>>,
+}
+
 /// An open load. Holds the connection until commit or drop.
 pub(super) struct PostgresLoad {
     client: Option<OwnedMutexGuard<Client>>,
     needs_rollback: Arc<AtomicBool>,
     schema: String,
+    bi_schema: String,
+    column_types: Option<Arc<ColumnTypes>>,
     object: SourceObject,
     load_id: i64,
     loaded_at: String,
@@ -46,6 +61,11 @@ pub(super) struct PostgresLoad {
     view_stale: bool,
     /// The profile snapshot table was created or widened: the profile views are rebuilt.
     profile_views_stale: bool,
+    /// The kinds of the values appended, widened into `_tapline_columns.kind` at commit.
+    kinds: ColumnKindTracker,
+    /// Event tables whose typed view is rebuilt at commit (a column added, a kind widened, a
+    /// pin changed).
+    typed_stale: HashSet<String>,
     /// The COPY in progress: it stays open across batches of the same table and columns, so
     /// the server parses while we decode (no round trip per batch).
     copy: Option<OpenCopy>,
@@ -62,10 +82,11 @@ impl PostgresLoad {
     pub(super) async fn begin(
         client: OwnedMutexGuard<Client>,
         needs_rollback: Arc<AtomicBool>,
-        schema: &str,
+        target: LoadTarget<'_>,
         object: &SourceObject,
         retry_quarantined: bool,
     ) -> Result<Begin, WarehouseError> {
+        let schema = target.schema;
         client.batch_execute("BEGIN").await.map_err(op("begin"))?;
         let started = start_ledger_row(&client, object, retry_quarantined).await;
         let (load_id, loaded_at) = match started {
@@ -97,6 +118,8 @@ impl PostgresLoad {
             client: Some(client),
             needs_rollback,
             schema: schema.to_string(),
+            bi_schema: target.bi_schema.to_string(),
+            column_types: target.column_types,
             object: object.clone(),
             load_id,
             loaded_at,
@@ -106,6 +129,8 @@ impl PostgresLoad {
             appended: HashMap::new(),
             view_stale: false,
             profile_views_stale: false,
+            kinds: ColumnKindTracker::for_load(),
+            typed_stale: HashSet::new(),
             state: None,
             copy: None,
             copy_buffer: BytesMut::new(),
@@ -192,13 +217,20 @@ async fn read_catalog(client: &Client, schema: &str) -> Result<Catalog, Warehous
     }
     for row in client
         .query(
-            "SELECT table_name, raw_name, column_name FROM _tapline_columns",
+            "SELECT table_name, raw_name, column_name, kind, pinned FROM _tapline_columns",
             &[],
         )
         .await
         .map_err(op("read catalog"))?
     {
-        catalog.add_column(row.get::<_, &str>(0), row.get(1), row.get(2));
+        let (table, raw): (&str, &str) = (row.get(0), row.get(1));
+        if let Some(kind) = row.get::<_, Option<&str>>(3) {
+            catalog.set_kind(table, raw, ColumnKind::parse(kind));
+        }
+        if let Some(pinned) = row.get::<_, Option<&str>>(4) {
+            catalog.set_pinned(table, raw, ColumnKind::parse(pinned));
+        }
+        catalog.add_column(table, raw.to_string(), row.get(2));
     }
     Ok(catalog)
 }
@@ -235,23 +267,119 @@ impl PostgresLoad {
         event: &str,
         columns: &[String],
     ) -> Result<(), WarehouseError> {
-        if self.catalog.needs_ddl(event, columns) && !self.ddl_locked {
-            self.client()
-                .execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                    &[&format!("tapline ddl {}", self.schema)],
-                )
-                .await
-                .map_err(op("lock"))?;
-            // Another load may have created tables or columns before we held the lock.
-            self.catalog = read_catalog(self.client(), &self.schema).await?;
-            self.ddl_locked = true;
+        if self.catalog.needs_ddl(event, columns) {
+            self.lock_ddl().await?;
         }
         let plan = self.catalog.plan(event, columns, MAX_DATA_COLUMNS)?;
         ddl::apply_plan(self.client(), &plan, event, self.load_id, &self.loaded_at).await?;
         self.view_stale |= plan.view_stale;
         self.profile_views_stale |= plan.profile_views_stale;
+        if !plan.added.is_empty() {
+            self.typed_stale.insert(plan.table);
+        }
         Ok(())
+    }
+
+    /// Takes the schema's DDL lock (until commit), once per load, and re-reads the catalog under
+    /// it: another load may have created tables or columns, or widened kinds, before we held it.
+    /// Every write of tables, columns, kinds, pins and views happens under this lock.
+    async fn lock_ddl(&mut self) -> Result<(), WarehouseError> {
+        if self.ddl_locked {
+            return Ok(());
+        }
+        self.client()
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&format!("tapline ddl {}", self.schema)],
+            )
+            .await
+            .map_err(op("lock"))?;
+        self.catalog = read_catalog(self.client(), &self.schema).await?;
+        self.ddl_locked = true;
+        Ok(())
+    }
+
+    /// Whether this load's commit changes the typed layer: a kind it widens, a pin its column
+    /// types change, a typed view to create. Judged on the catalog read at begin, without a
+    /// lock; a load that changes nothing (the usual case) takes no lock for it.
+    async fn typed_layer_due(&self) -> Result<bool, WarehouseError> {
+        if !self.typed_stale.is_empty() || self.view_stale {
+            return Ok(true);
+        }
+        let widens = self.kinds.observed().any(|(event, raw, seen)| {
+            self.catalog.table(event).is_some_and(|t| {
+                t.columns.contains_key(raw) && widen_known(t.kind(raw), Some(seen)) != t.kind(raw)
+            })
+        });
+        let repins = self
+            .column_types
+            .as_deref()
+            .is_some_and(|types| !self.catalog.clone().apply_column_types(types).is_empty());
+        Ok(widens
+            || repins
+            || typed_views_missing(self.client(), &self.bi_schema, &self.catalog).await?)
+    }
+
+    /// Widens the stored kinds with this load's values, makes the stored pins the handle's
+    /// column types, and rebuilds the typed views of the tables that changed, all under the
+    /// DDL lock and in the load's transaction.
+    async fn update_typed_layer(&mut self) -> Result<(), WarehouseError> {
+        if !self.typed_layer_due().await? {
+            return Ok(());
+        }
+        self.lock_ddl().await?;
+        let mut kinds: (Vec<String>, Vec<String>, Vec<&str>) = Default::default();
+        for (event, raw, seen) in self.kinds.observed() {
+            if let Some((table, kind)) = self.catalog.widen_kind(event, raw, seen) {
+                self.typed_stale.insert(table.clone());
+                kinds.0.push(table);
+                kinds.1.push(raw.to_string());
+                kinds.2.push(kind.as_str());
+            }
+        }
+        let client = self.client.as_ref().expect("present until commit or drop");
+        if !kinds.0.is_empty() {
+            client
+                .execute(
+                    "UPDATE _tapline_columns c SET kind = u.k
+                     FROM unnest($1::text[], $2::text[], $3::text[]) AS u (t, r, k)
+                     WHERE c.table_name = u.t AND c.raw_name = u.r",
+                    &[&kinds.0, &kinds.1, &kinds.2],
+                )
+                .await
+                .map_err(op("record kinds"))?;
+        }
+        if let Some(types) = self.column_types.as_deref() {
+            let changes = self.catalog.apply_column_types(types);
+            if !changes.is_empty() {
+                let tables: Vec<&str> = changes.iter().map(|c| c.table.as_str()).collect();
+                let raws: Vec<&str> = changes.iter().map(|c| c.raw.as_str()).collect();
+                let pins: Vec<Option<&str>> = changes
+                    .iter()
+                    .map(|c| c.pinned.map(|k| k.as_str()))
+                    .collect();
+                client
+                    .execute(
+                        "UPDATE _tapline_columns c SET pinned = u.p
+                         FROM unnest($1::text[], $2::text[], $3::text[]) AS u (t, r, p)
+                         WHERE c.table_name = u.t AND c.raw_name = u.r",
+                        &[&tables, &raws, &pins],
+                    )
+                    .await
+                    .map_err(op("record pins"))?;
+                self.typed_stale
+                    .extend(changes.into_iter().map(|c| c.table));
+            }
+        }
+        rebuild_typed_views(
+            client,
+            &self.schema,
+            &self.bi_schema,
+            &self.catalog,
+            &self.typed_stale,
+            self.view_stale,
+        )
+        .await
     }
 
     /// Ends the COPY in progress, if any: required before any other statement.
@@ -339,6 +467,7 @@ impl LoadTransaction for PostgresLoad {
     }
 
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
+        self.kinds.observe(&batch);
         let columns = batch.schema().columns().to_vec();
         let loaded_at =
             copy::pg_micros(crate::time::parse_utc(&self.loaded_at).unwrap_or_default());
@@ -419,6 +548,8 @@ impl LoadTransaction for PostgresLoad {
                         .await
                         .map_err(op("rebuild views"))?;
                 }
+                self.update_typed_layer().await?;
+                let client = self.client();
                 client
                     .batch_execute("RELEASE SAVEPOINT rows")
                     .await

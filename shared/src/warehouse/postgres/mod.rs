@@ -10,14 +10,17 @@
 //! the catalog, so concurrent loads never race to create the same table.
 //!
 //! Files: `url.rs` (the URL), `tls.rs`, `schema.sql` and `ddl.rs` (tables), `load.rs` (one
-//! load's transaction), `copy.rs` (the binary COPY encoding).
+//! load's transaction), `copy.rs` (the binary COPY encoding), `typed_views.rs` (the typed views
+//! in the BI schema, and their casts).
 
 mod copy;
 mod ddl;
 mod load;
 mod tls;
+mod typed_views;
 mod url;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,10 +33,13 @@ use tracing::warn;
 use self::load::PostgresLoad;
 pub use self::url::redact;
 use super::{
-    Begin, Checkpoints, ColumnType, FixedTable, FixedTables, LedgerVersion, LoadLedger, LoadRecord,
-    LoadStatus, QueryResult, SourceObject, SqlQuery, Warehouse, WarehouseError, ledger_column_list,
+    Begin, Checkpoints, ColumnMisfit, ColumnType, FixedTable, FixedTables, LedgerVersion,
+    LoadLedger, LoadRecord, LoadStatus, QueryResult, SourceObject, SqlQuery, Warehouse,
+    WarehouseError, ledger_column_list,
 };
+use crate::export::TS_COLUMN;
 use crate::time::now_utc;
+use crate::warehouse::column_kinds::ColumnKind;
 use crate::warehouse::column_types::ColumnTypes;
 
 /// PostgreSQL allows 1600 columns per table; four go to lineage.
@@ -55,6 +61,8 @@ pub(super) fn ledger_select() -> String {
 pub struct PostgresWarehouse {
     target: String,
     schema: String,
+    /// The schema of the typed views (see `typed_views.rs`).
+    bi_schema: String,
     config: Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     client: Arc<Mutex<Client>>,
@@ -105,6 +113,7 @@ async fn connect(
     config: &Config,
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
     schema: &str,
+    bi_schema: &str,
     target: &str,
 ) -> Result<Client, WarehouseError> {
     let open_err = |e: tokio_postgres::Error| WarehouseError::Open {
@@ -127,9 +136,10 @@ async fn connect(
         .map_err(open_err)?;
     let setup = format!(
         "SET TIME ZONE 'UTC'; SET standard_conforming_strings = on; BEGIN; CREATE SCHEMA IF NOT EXISTS {schema_ident}; \
-         SET search_path TO {schema_ident}; {schema_sql} COMMIT;",
+         SET search_path TO {schema_ident}; {schema_sql} {bi_sql} COMMIT;",
         schema_ident = ident(schema),
         schema_sql = ddl::SCHEMA_SQL,
+        bi_sql = typed_views::bi_schema_sql(bi_schema),
     );
     let created = client.batch_execute(&setup).await;
     if created.is_err() {
@@ -148,14 +158,23 @@ async fn connect(
 
 impl PostgresWarehouse {
     /// Connects to the database a `postgres://` URL names and creates the `_tapline_*` tables
-    /// in its schema (`?schema=NAME`, default `public`).
+    /// in its schema (`?schema=NAME`, default `public`), and the schema of the typed views
+    /// (`?bi_schema=NAME`, default `<schema>_bi`).
     pub async fn open(url: &str) -> Result<Self, WarehouseError> {
         let parsed = url::parse_url(url)?;
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls::tls_config(&parsed.tls)?);
-        let client = connect(&parsed.config, &tls, &parsed.schema, &parsed.target).await?;
+        let client = connect(
+            &parsed.config,
+            &tls,
+            &parsed.schema,
+            &parsed.bi_schema,
+            &parsed.target,
+        )
+        .await?;
         Ok(Self {
             target: parsed.target,
             schema: parsed.schema,
+            bi_schema: parsed.bi_schema,
             config: parsed.config,
             tls,
             client: Arc::new(Mutex::new(client)),
@@ -181,7 +200,14 @@ impl PostgresWarehouse {
     async fn client(&self) -> Result<OwnedMutexGuard<Client>, WarehouseError> {
         let mut guard = self.client.clone().lock_owned().await;
         if guard.is_closed() {
-            *guard = connect(&self.config, &self.tls, &self.schema, &self.target).await?;
+            *guard = connect(
+                &self.config,
+                &self.tls,
+                &self.schema,
+                &self.bi_schema,
+                &self.target,
+            )
+            .await?;
             self.needs_rollback.store(false, Ordering::SeqCst);
         }
         if self.needs_rollback.swap(false, Ordering::SeqCst) {
@@ -215,7 +241,11 @@ impl LoadLedger for PostgresWarehouse {
         PostgresLoad::begin(
             client,
             self.needs_rollback.clone(),
-            &self.schema,
+            load::LoadTarget {
+                schema: &self.schema,
+                bi_schema: &self.bi_schema,
+                column_types: self.column_types.clone(),
+            },
             object,
             retry_quarantined,
         )
@@ -393,6 +423,62 @@ impl SqlQuery for PostgresWarehouse {
             }
         }
         Ok(result)
+    }
+
+    async fn column_misfits(&self) -> Result<Vec<ColumnMisfit>, WarehouseError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(op("count misfits"))?;
+        // `ts` is typed in the raw table already, and text fits everything.
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT table_name, column_name, pinned FROM {}._tapline_columns
+                     WHERE pinned IS NOT NULL AND pinned <> 'text' AND raw_name <> $1
+                     ORDER BY table_name, column_name",
+                    ident(&self.schema)
+                ),
+                &[&TS_COLUMN],
+            )
+            .await
+            .map_err(op("count misfits"))?;
+        let mut pins: BTreeMap<String, Vec<(String, ColumnKind)>> = BTreeMap::new();
+        for row in rows {
+            let kind = ColumnKind::parse(row.get(2));
+            if kind != ColumnKind::Text {
+                pins.entry(row.get(0)).or_default().push((row.get(1), kind));
+            }
+        }
+        tx.batch_execute(&typed_views::with_bi_search_path(&self.bi_schema))
+            .await
+            .map_err(op("count misfits"))?;
+        let mut misfits = Vec::new();
+        for (table, columns) in &pins {
+            let counts = tx
+                .query_one(
+                    &typed_views::misfits_select(&self.schema, table, columns),
+                    &[],
+                )
+                .await
+                .map_err(op("count misfits"))?;
+            for (i, (column, kind)) in columns.iter().enumerate() {
+                let values: i64 = counts.get(i);
+                if values > 0 {
+                    misfits.push(ColumnMisfit {
+                        table: table.clone(),
+                        column: column.clone(),
+                        kind: *kind,
+                        values: values as u64,
+                    });
+                }
+            }
+        }
+        tx.rollback().await.map_err(op("count misfits"))?;
+        Ok(misfits)
     }
 }
 

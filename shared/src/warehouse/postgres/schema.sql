@@ -47,6 +47,22 @@ CREATE TABLE IF NOT EXISTS _tapline_columns (
     raw_name      TEXT NOT NULL,
     added_by_load BIGINT NOT NULL,
     added_at      TIMESTAMPTZ NOT NULL,
+    kind          TEXT,
+    pinned        TEXT,
     PRIMARY KEY (table_name, column_name),
     UNIQUE (table_name, raw_name)
 );
+-- A schema from before column kinds: `kind` and `pinned` are added, and the columns it has become
+-- text (their rows were never classified; text hides no value in the typed views). Checked
+-- first, as ALTER TABLE would wait for every load in flight even when it has nothing to do.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_tapline_columns'::regclass
+                   AND attname = 'kind' AND NOT attisdropped) THEN
+        ALTER TABLE _tapline_columns ADD COLUMN kind TEXT;
+        UPDATE _tapline_columns SET kind = 'text';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_tapline_columns'::regclass
+                   AND attname = 'pinned' AND NOT attisdropped) THEN
+        ALTER TABLE _tapline_columns ADD COLUMN pinned TEXT;
+    END IF;
+END $$;

@@ -1,5 +1,5 @@
-//! `postgres://` URLs: what the driver reads, Tapline's own parameters (`schema`, TLS
-//! verification), and the redacted form that messages show.
+//! `postgres://` URLs: what the driver reads, Tapline's own parameters (`schema`, `bi_schema`,
+//! TLS verification), and the redacted form that messages show.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -8,12 +8,18 @@ use tokio_postgres::Config;
 
 use super::tls::TlsPolicy;
 use crate::config::ConfigError;
+use crate::warehouse::naming::MAX_IDENTIFIER_BYTES;
 use crate::warehouse::url_redaction;
+
+/// What the BI schema's name adds to the raw schema's by default (`public` → `public_bi`).
+const BI_SCHEMA_SUFFIX: &str = "_bi";
 
 /// What a `postgres://` URL says, with Tapline's own parameters taken out.
 pub(super) struct ParsedUrl {
     pub(super) config: Config,
     pub(super) schema: String,
+    /// The schema of the typed views (`bi_schema=NAME`, default `<schema>_bi`).
+    pub(super) bi_schema: String,
     pub(super) tls: TlsPolicy,
     pub(super) target: String,
 }
@@ -42,12 +48,14 @@ pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
         None => (url, ""),
     };
     let mut schema = "public".to_string();
+    let mut bi_schema = None;
     let mut root_cert = None;
     let mut verify = false;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("schema", value)) if !value.is_empty() => schema = value.to_string(),
+            Some(("bi_schema", value)) if !value.is_empty() => bi_schema = Some(value.to_string()),
             Some(("sslrootcert", value)) if !value.is_empty() => {
                 root_cert = Some(PathBuf::from(value))
             }
@@ -58,6 +66,29 @@ pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
             }
             _ => kept.push(pair),
         }
+    }
+    check_schema_name("schema", &schema).map_err(&bad)?;
+    let bi_schema = match bi_schema {
+        Some(name) => {
+            check_schema_name("bi_schema", &name).map_err(&bad)?;
+            name
+        }
+        None => {
+            let name = format!("{schema}{BI_SCHEMA_SUFFIX}");
+            check_schema_name("bi_schema", &name).map_err(|_| {
+                bad(format!(
+                    "the default bi_schema ({schema}{BI_SCHEMA_SUFFIX}) passes \
+                     {MAX_IDENTIFIER_BYTES} bytes: name one with bi_schema=NAME"
+                ))
+            })?;
+            name
+        }
+    };
+    if bi_schema == schema {
+        return Err(bad(
+            "bi_schema must differ from schema: the typed views are named like the raw tables"
+                .to_string(),
+        ));
     }
     let rebuilt = if kept.is_empty() {
         base.to_string()
@@ -114,9 +145,24 @@ pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, ConfigError> {
     Ok(ParsedUrl {
         config,
         schema,
+        bi_schema,
         tls,
         target,
     })
+}
+
+/// A schema name PostgreSQL keeps as given: longer names are cut to 63 bytes without an error
+/// (two long names could become one), and control characters have no place in one.
+fn check_schema_name(parameter: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(format!(
+            "{parameter} passes {MAX_IDENTIFIER_BYTES} bytes, PostgreSQL's limit for a name"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("{parameter} holds a control character"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -174,6 +220,7 @@ mod tests {
         let parsed =
             parse_url("postgres://app:s3cret@db:6543/w?schema=clevertap&sslmode=require").unwrap();
         assert_eq!(parsed.schema, "clevertap");
+        assert_eq!(parsed.bi_schema, "clevertap_bi");
         assert_eq!(parsed.target, "postgres://app@db:6543/w?schema=clevertap");
         assert_eq!(parsed.config.get_application_name(), Some("tapline"));
         assert_eq!(parsed.tls, TlsPolicy::EncryptOnly);
@@ -195,5 +242,40 @@ mod tests {
             Ok(_) => panic!("bogus sslmode accepted"),
         };
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_bi_schema_is_named_or_follows_the_schema_within_postgres_limits() {
+        let bi = |url: &str| {
+            parse_url(url)
+                .map(|p| p.bi_schema)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(bi("postgres://h/w").as_deref(), Ok("public_bi"));
+        assert_eq!(
+            bi("postgres://h/w?bi_schema=reporting").as_deref(),
+            Ok("reporting")
+        );
+        assert_eq!(
+            bi("postgres://h/w?schema=ct&bi_schema=ct_typed").as_deref(),
+            Ok("ct_typed")
+        );
+        let sixty_one = "s".repeat(61);
+        let err = bi(&format!("postgres://h/w?schema={sixty_one}")).unwrap_err();
+        assert!(err.contains("name one with bi_schema=NAME"), "{err}");
+        assert!(
+            bi(&format!(
+                "postgres://h/w?schema={sixty_one}&bi_schema=typed"
+            ))
+            .is_ok()
+        );
+        let err = bi(&format!("postgres://h/w?bi_schema={}", "b".repeat(64))).unwrap_err();
+        assert!(err.contains("bi_schema passes 63 bytes"), "{err}");
+        let err = bi(&format!("postgres://h/w?schema={}", "s".repeat(64))).unwrap_err();
+        assert!(err.contains("schema passes 63 bytes"), "{err}");
+        let err = bi("postgres://h/w?schema=ct&bi_schema=ct").unwrap_err();
+        assert!(err.contains("bi_schema must differ from schema"), "{err}");
+        let err = bi("postgres://h/w?bi_schema=a\u{7}b").unwrap_err();
+        assert!(err.contains("control character"), "{err}");
     }
 }
