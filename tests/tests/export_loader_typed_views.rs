@@ -917,7 +917,7 @@ mod pinned {
                     .collect();
                 assert_eq!(
                     errors,
-                    [want.clone()],
+                    std::slice::from_ref(&want),
                     "{binary}: {}{}",
                     run.stdout,
                     run.stderr
