@@ -30,19 +30,24 @@ module "api_puller" {
   # throttle the daily pull.
   reserved_concurrency = var.api_puller_reserved_concurrency
 
-  environment = merge({
-    CLEVERTAP_ACCOUNT_ID          = var.clevertap_account_id
-    CLEVERTAP_REGION              = var.clevertap_region
-    CLEVERTAP_PASSCODE_SECRET_ARN = aws_secretsmanager_secret.clevertap_passcode[0].arn
-    TAPLINE_WAREHOUSE             = var.warehouse_url
-    TAPLINE_WAREHOUSE_SECRET_ARN  = local.warehouse_secret_arn
-    TAPLINE_TIMEZONE              = var.timezone
-    TAPLINE_PULL_EVENTS           = join(",", var.api_puller_events)
-    TAPLINE_PULL_JOBS             = join(",", var.api_puller_jobs)
-    TAPLINE_PULL_LOOKBACK_DAYS    = tostring(var.api_puller_lookback_days)
-    TAPLINE_ALERT_RULES           = var.api_puller_alert_rules
-    TAPLINE_LOG                   = var.log_level
-  }, local.alerts_relay_env)
+  environment = merge(
+    {
+      CLEVERTAP_ACCOUNT_ID          = var.clevertap_account_id
+      CLEVERTAP_REGION              = var.clevertap_region
+      CLEVERTAP_PASSCODE_SECRET_ARN = aws_secretsmanager_secret.clevertap_passcode[0].arn
+      TAPLINE_WAREHOUSE             = var.warehouse_url
+      TAPLINE_WAREHOUSE_SECRET_ARN  = local.warehouse_secret_arn
+      TAPLINE_TIMEZONE              = var.timezone
+      TAPLINE_PULL_EVENTS           = join(",", var.api_puller_events)
+      TAPLINE_PULL_JOBS             = join(",", var.api_puller_jobs)
+      TAPLINE_PULL_LOOKBACK_DAYS    = tostring(var.api_puller_lookback_days)
+      TAPLINE_ALERT_RULES           = var.api_puller_alert_rules
+      TAPLINE_LOG                   = var.log_level
+    },
+    local.alerts_relay_env,
+    # Pinned column types, only when given: unset keeps the warehouse's stored pins.
+    var.column_types == "" ? {} : { TAPLINE_COLUMN_TYPES = var.column_types },
+  )
   policy_json = data.aws_iam_policy_document.api_puller[0].json
 
   preconditions = [

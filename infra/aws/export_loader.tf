@@ -15,15 +15,19 @@ module "export_loader" {
   # throttle loads.
   reserved_concurrency = var.export_loader_reserved_concurrency
 
-  environment = {
-    TAPLINE_WAREHOUSE = var.warehouse_url
-    # Intended contract: the function reads this secret at cold start and puts its value in as
-    # the URL's password (README, Deploy).
-    TAPLINE_WAREHOUSE_SECRET_ARN = local.warehouse_secret_arn
-    TAPLINE_TIMEZONE             = var.timezone
-    TAPLINE_MAX_REJECT_RATIO     = tostring(var.max_reject_ratio)
-    TAPLINE_LOG                  = var.log_level
-  }
+  environment = merge(
+    {
+      TAPLINE_WAREHOUSE = var.warehouse_url
+      # Intended contract: the function reads this secret at cold start and puts its value in as
+      # the URL's password (README, Deploy).
+      TAPLINE_WAREHOUSE_SECRET_ARN = local.warehouse_secret_arn
+      TAPLINE_TIMEZONE             = var.timezone
+      TAPLINE_MAX_REJECT_RATIO     = tostring(var.max_reject_ratio)
+      TAPLINE_LOG                  = var.log_level
+    },
+    # Pinned column types, only when given: unset keeps the warehouse's stored pins.
+    var.column_types == "" ? {} : { TAPLINE_COLUMN_TYPES = var.column_types },
+  )
   policy_json = data.aws_iam_policy_document.export_loader.json
 
   preconditions = [{

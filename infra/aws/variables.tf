@@ -331,6 +331,12 @@ variable "max_reject_ratio" {
   default     = 0.01
 }
 
+variable "column_types" {
+  type        = string
+  description = "TAPLINE_COLUMN_TYPES for the export-loader and the api-puller: column types pinned for the typed views, as the TOML text itself (docs/warehouses.md, Pinning column types), e.g. file(\"types.toml\"). Checked when a function starts: a bad file stops the start. Lambda holds 4 KB of environment in all. Empty: not set, the pins stored in the warehouse stay."
+  default     = ""
+}
+
 variable "clevertap_account_id" {
   type        = string
   description = "CLEVERTAP_ACCOUNT_ID for the api-puller (not a secret). Empty when the api-puller is off."

@@ -49,6 +49,8 @@ module "api_puller" {
     [for name, value in local.http_env : { name = name, value = value }],
     # The alerts job: its rules, and the relay route breaches are posted to.
     [for name, value in merge(local.alert_rules_env, local.alerts_relay_env) : { name = name, value = value }],
+    # Pinned column types, only when given: unset keeps the warehouse's stored pins.
+    var.column_types == "" ? [] : [{ name = "TAPLINE_COLUMN_TYPES", value = var.column_types }],
     # A PostgreSQL warehouse's password, as for the export loader.
     var.warehouse_password_secret ? [{ name = "TAPLINE_WAREHOUSE_PASSWORD", secret = google_secret_manager_secret.secrets["warehouse-password"].secret_id }] : [],
   )

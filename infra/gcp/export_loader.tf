@@ -29,6 +29,8 @@ module "export_loader" {
     ],
     # The HTTP server's timeouts and connection cap (http_server_limits), when set.
     [for name, value in local.http_env : { name = name, value = value }],
+    # Pinned column types, only when given: unset keeps the warehouse's stored pins.
+    var.column_types == "" ? [] : [{ name = "TAPLINE_COLUMN_TYPES", value = var.column_types }],
     # A PostgreSQL warehouse's password: Cloud Run reads the secret and sets the variable; the
     # URL in TAPLINE_WAREHOUSE carries none.
     var.warehouse_password_secret ? [{ name = "TAPLINE_WAREHOUSE_PASSWORD", secret = google_secret_manager_secret.secrets["warehouse-password"].secret_id }] : [],

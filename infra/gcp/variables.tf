@@ -84,6 +84,12 @@ variable "max_reject_ratio" {
   default     = 0.01
 }
 
+variable "column_types" {
+  type        = string
+  description = "TAPLINE_COLUMN_TYPES for the export-loader and the api-puller: column types pinned for the typed views, as the TOML text itself (docs/warehouses.md, Pinning column types), e.g. file(\"types.toml\"). Checked when a service starts: a bad file stops the start. Empty: not set, the pins stored in the warehouse stay."
+  default     = ""
+}
+
 variable "log_level" {
   type        = string
   description = "TAPLINE_LOG for every service."

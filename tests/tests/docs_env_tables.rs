@@ -29,6 +29,10 @@ const LOGS_AND_LISTENER: (&str, &str) = (
     "JSON logs; Cloud Run's port and listening host",
     "fn init_json_logs(",
 );
+const COLUMN_TYPES: (&str, &str) = (
+    "column types pinned for the typed views (TAPLINE_COLUMN_TYPES)",
+    "pub struct ColumnTypes {",
+);
 const HTTP_LIMITS: (&str, &str) = (
     "the HTTP server's limits (Cloud Run builds)",
     "pub struct ServerLimits",
@@ -44,6 +48,7 @@ const FUNCTIONS: &[Function] = &[
                 "pub struct LoadConfig",
             ),
             WAREHOUSE_URL,
+            COLUMN_TYPES,
             LOGS_AND_LISTENER,
             HTTP_LIMITS,
         ],
@@ -61,6 +66,7 @@ const FUNCTIONS: &[Function] = &[
                 "pub struct ApiConfig",
             ),
             WAREHOUSE_URL,
+            COLUMN_TYPES,
             LOGS_AND_LISTENER,
             HTTP_LIMITS,
         ],

@@ -504,7 +504,8 @@ fn a_file_from_before_kinds_keeps_its_columns_as_text_and_gets_its_views() {
     let conn = rusqlite::Connection::open(&case.db).unwrap();
     conn.execute_batch(
         "DROP VIEW bi_charged; DROP VIEW bi_app_launched; DROP VIEW bi_all_events;
-         ALTER TABLE _tapline_columns DROP COLUMN kind;",
+         ALTER TABLE _tapline_columns DROP COLUMN kind;
+         ALTER TABLE _tapline_columns DROP COLUMN pinned;",
     )
     .unwrap();
     drop(conn);
@@ -520,6 +521,11 @@ fn a_file_from_before_kinds_keeps_its_columns_as_text_and_gets_its_views() {
     assert_eq!(case.kind("charged", "event_props_amount"), s("text"));
     assert_eq!(case.kind("app_launched", "event_props_screen"), s("text"));
     assert_eq!(case.kind("charged", "event_props_qty"), s("integer"));
+    assert_eq!(
+        case.value("SELECT count(*) FROM _tapline_columns WHERE pinned IS NULL"),
+        case.value("SELECT count(*) FROM _tapline_columns"),
+        "pins added, none set"
+    );
     assert_eq!(
         sqlite_rows(
             &case.db,
@@ -538,4 +544,386 @@ fn a_file_from_before_kinds_keeps_its_columns_as_text_and_gets_its_views() {
         ),
         vec![vec![s("5"), None], vec![s("6"), s("2")]]
     );
+}
+
+/// Pinned column types (`--column-types`): the file's helpers and tests.
+mod pinned {
+    use super::*;
+
+    const KIND_ERROR: &str = "\"charged\".\"amount\": the kind must be one of \"integer\", \
+         \"decimal\", \"boolean\", \"timestamp\", \"json\", \"text\"";
+
+    impl Case {
+        /// Writes `text` as the types file `name` beside the exports; its path.
+        fn types(&self, name: &str, text: &str) -> String {
+            let path = self.dir().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_string()
+        }
+
+        /// `tapline load` with `--column-types types`.
+        fn load_typed(&self, types: &str) -> tapline_tests::Run {
+            self.0.load(&["--column-types", types])
+        }
+
+        /// `(table, column, inferred kind, pin)` of every pinned column.
+        fn pins(&self) -> Vec<Vec<Option<String>>> {
+            self.rows(
+                "SELECT table_name, column_name, kind, pinned FROM _tapline_columns \
+                 WHERE pinned IS NOT NULL ORDER BY 1, 2",
+            )
+        }
+
+        /// `tapline status`'s "Typed columns" block (title, blank line, table), or nothing.
+        fn typed_columns_status(&self) -> Vec<String> {
+            let run = tapline_tests::tapline(&["status", "--warehouse", &self.warehouse()]);
+            assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+            assert_eq!(run.stderr, "");
+            let lines: Vec<&str> = run.stdout.lines().collect();
+            let Some(start) = lines.iter().position(|l| l.starts_with("Typed columns")) else {
+                return Vec::new();
+            };
+            let end = lines[start + 2..]
+                .iter()
+                .position(|l| l.is_empty())
+                .map_or(lines.len(), |i| start + 2 + i);
+            lines[start..end].iter().map(|l| l.to_string()).collect()
+        }
+    }
+
+    const STATUS_TITLE: &str = "Typed columns: values that do not fit the pinned kind (NULL in \
+         the typed views, kept in the raw tables)";
+
+    #[test]
+    fn a_pinned_decimal_holding_a_word_is_null_in_the_view_kept_raw_and_counted_in_status() {
+        let case = Case::new();
+        case.csv(
+            "Charged",
+            0,
+            &["eventProps.Amount"],
+            &[vec!["12"], vec!["n/a"], vec!["7.5"]],
+        );
+        let types = case.types(
+            "types.toml",
+            "[charged]\n\"eventProps.Amount\" = \"decimal\"\n",
+        );
+        let run = case.load_typed(&types);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+        // Inferred text (a word among numbers), read as the pinned decimal.
+        assert_eq!(
+            case.pins(),
+            vec![vec![
+                s("charged"),
+                s("event_props_amount"),
+                s("text"),
+                s("decimal")
+            ]]
+        );
+        assert_eq!(
+            case.typed_and_raw("charged", "event_props_amount"),
+            vec![
+                typed(Some("12"), "real", Some("12")),
+                typed(None, "null", Some("n/a")),
+                typed(Some("7.5"), "real", Some("7.5")),
+            ]
+        );
+        assert_eq!(
+            case.rows("SELECT SUM(event_props_amount), count(*) FROM bi_charged"),
+            vec![vec![s("19.5"), s("3")]]
+        );
+        assert_eq!(
+            case.typed_columns_status(),
+            [
+                STATUS_TITLE,
+                "",
+                "table    column              kind     values",
+                "-------  ------------------  -------  ------",
+                "charged  event_props_amount  decimal       1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_star_pin_applies_to_every_event_table() {
+        let case = Case::new();
+        case.csv("Charged", 0, &["eventProps.Qty"], &[vec!["2"], vec!["x"]]);
+        case.csv("App Launched", 0, &["eventProps.Qty"], &[vec!["3"]]);
+        let types = case.types("types.toml", "[\"*\"]\nevent_props_qty = \"integer\"\n");
+        assert_eq!(case.load_typed(&types).code, 0);
+
+        assert_eq!(
+            case.pins(),
+            vec![
+                vec![
+                    s("app_launched"),
+                    s("event_props_qty"),
+                    s("integer"),
+                    s("integer")
+                ],
+                vec![s("charged"), s("event_props_qty"), s("text"), s("integer")],
+            ]
+        );
+        assert_eq!(
+            case.typed_and_raw("charged", "event_props_qty"),
+            vec![
+                typed(Some("2"), "integer", Some("2")),
+                typed(None, "null", Some("x")),
+            ]
+        );
+        assert_eq!(
+            case.typed_and_raw("app_launched", "event_props_qty"),
+            vec![typed(Some("3"), "integer", Some("3"))]
+        );
+        // Only the column with a value that does not fit is listed.
+        assert_eq!(
+            case.typed_columns_status(),
+            [
+                STATUS_TITLE,
+                "",
+                "table    column           kind     values",
+                "-------  ---------------  -------  ------",
+                "charged  event_props_qty  integer       1",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_file_is_the_whole_set_and_a_load_without_one_keeps_the_stored_pins() {
+        let case = Case::new();
+        // Coupon is pinned before any table has it.
+        let first = case.types(
+            "types.toml",
+            "[charged]\n\"eventProps.Amount\" = \"text\"\nevent_props_coupon = \"decimal\"\n",
+        );
+        case.csv(
+            "Charged",
+            0,
+            &["eventProps.Amount"],
+            &[vec!["5"], vec!["6"]],
+        );
+        assert_eq!(case.load_typed(&first).code, 0);
+        assert_eq!(
+            case.typed_and_raw("charged", "event_props_amount"),
+            vec![
+                typed(Some("5"), "text", Some("5")),
+                typed(Some("6"), "text", Some("6")),
+            ],
+            "pinned text over the inferred integer"
+        );
+
+        // The load that creates Coupon pins it in its own commit.
+        case.csv(
+            "Charged",
+            1,
+            &["eventProps.Amount", "eventProps.Coupon"],
+            &[vec!["7", "10"]],
+        );
+        assert_eq!(case.load_typed(&first).code, 0);
+        let pinned = vec![
+            vec![
+                s("charged"),
+                s("event_props_amount"),
+                s("integer"),
+                s("text"),
+            ],
+            vec![
+                s("charged"),
+                s("event_props_coupon"),
+                s("integer"),
+                s("decimal"),
+            ],
+        ];
+        assert_eq!(case.pins(), pinned);
+        assert_eq!(
+            case.typed_and_raw("charged", "event_props_coupon"),
+            vec![
+                typed(None, "null", None),
+                typed(None, "null", None),
+                typed(Some("10"), "real", Some("10")),
+            ]
+        );
+
+        // A load without --column-types (of another table) keeps the stored pins and views.
+        case.csv("App Launched", 0, &["eventProps.Screen"], &[vec!["home"]]);
+        assert_eq!(case.load().code, 0);
+        assert_eq!(case.pins(), pinned);
+        assert_eq!(
+            case.rows("SELECT event_props_amount, typeof(event_props_amount) FROM bi_charged"),
+            vec![
+                vec![s("5"), s("text")],
+                vec![s("6"), s("text")],
+                vec![s("7"), s("text")]
+            ]
+        );
+
+        // A file that no longer names Charged's columns, loaded with a file of App Launched
+        // only: Charged's pins go and its view (untouched by the load) gets the inferred kinds.
+        let second = case.types(
+            "types2.toml",
+            "[app_launched]\n\"eventProps.Screen\" = \"text\"\n",
+        );
+        case.csv("App Launched", 1, &["eventProps.Screen"], &[vec!["cart"]]);
+        let run = case.load_typed(&second);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert_eq!(
+            case.pins(),
+            vec![vec![
+                s("app_launched"),
+                s("event_props_screen"),
+                s("text"),
+                s("text")
+            ]]
+        );
+        assert_eq!(
+            case.rows(
+                "SELECT event_props_amount, typeof(event_props_amount), \
+                 event_props_coupon, typeof(event_props_coupon) FROM bi_charged ORDER BY _load_id"
+            ),
+            vec![
+                vec![s("5"), s("integer"), None, s("null")],
+                vec![s("6"), s("integer"), None, s("null")],
+                vec![s("7"), s("integer"), s("10"), s("integer")],
+            ]
+        );
+        assert_eq!(
+            case.rows("SELECT count(*) FROM bi_all_events"),
+            vec![vec![s("5")]]
+        );
+        assert_eq!(case.typed_columns_status(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_bad_types_file_stops_every_loading_command_before_anything_is_written() {
+        let case = Case::new();
+        case.csv("Charged", 0, &["eventProps.Amount"], &[vec!["5"]]);
+        let bad = case.types("bad.toml", "[charged]\namount = \"money\"\n");
+        let missing = case.dir().join("missing.toml");
+        let missing = missing.to_str().unwrap();
+        let wh = case.warehouse();
+        let root = case.root.to_str().unwrap();
+        let pull = [
+            "pull",
+            "events",
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-01",
+            "--to",
+            "2022-09-01",
+            "--warehouse",
+            &wh,
+        ];
+        let profiles = [
+            "pull",
+            "profiles",
+            "--event",
+            "Charged",
+            "--from",
+            "2022-09-01",
+            "--to",
+            "2022-09-01",
+            "--warehouse",
+            &wh,
+        ];
+        for (types, reason) in [
+            (bad.as_str(), KIND_ERROR.to_string()),
+            (
+                missing,
+                "cannot open it: No such file or directory (os error 2)".to_string(),
+            ),
+        ] {
+            let want = format!("error: column types in {types}: {reason}\n");
+            for command in [
+                &["load", root, "--warehouse", &wh][..],
+                &["sweep", root, "--warehouse", &wh][..],
+                &pull[..],
+                &profiles[..],
+            ] {
+                let mut args = command.to_vec();
+                args.extend(["--column-types", types]);
+                let run = tapline_tests::tapline(&args);
+                assert_eq!(
+                    (run.code, run.stderr.as_str()),
+                    (1, want.as_str()),
+                    "{args:?}"
+                );
+                assert_eq!(run.stdout, "", "{args:?}");
+                assert!(!case.db.exists(), "{args:?} created the warehouse");
+            }
+        }
+
+        // On a warehouse with a load already: the ledger, tables and pins stay as they were.
+        assert_eq!(case.load().code, 0);
+        let before = case.rows("SELECT load_id, uri, version, status FROM _tapline_loads");
+        case.csv("Charged", 1, &["eventProps.Amount"], &[vec!["6"]]);
+        let run = case.load_typed(&bad);
+        assert_eq!(run.code, 1);
+        assert_eq!(
+            run.stderr,
+            format!("error: column types in {bad}: {KIND_ERROR}\n")
+        );
+        assert_eq!(
+            case.rows("SELECT load_id, uri, version, status FROM _tapline_loads"),
+            before
+        );
+        assert_eq!(
+            case.rows("SELECT count(*) FROM charged"),
+            vec![vec![s("1")]]
+        );
+    }
+
+    /// The functions read `TAPLINE_COLUMN_TYPES` once at start: a bad value (or a missing
+    /// `@FILE`) stops the start (exit 1) with the message in the logs, before the warehouse is
+    /// opened.
+    #[test]
+    fn the_services_stop_at_start_on_bad_column_types() {
+        let case = Case::new();
+        let missing = case.dir().join("missing.toml");
+        let at_missing = format!("@{}", missing.display());
+        for (value, origin, reason) in [
+            (
+                "[charged]\namount = \"money\"\n",
+                "TAPLINE_COLUMN_TYPES".to_string(),
+                KIND_ERROR.to_string(),
+            ),
+            (
+                at_missing.as_str(),
+                missing.display().to_string(),
+                "cannot open it: No such file or directory (os error 2)".to_string(),
+            ),
+        ] {
+            let want = format!("column types in {origin}: {reason}");
+            for binary in ["export-loader-cloud-run", "api-puller-cloud-run"] {
+                let run: tapline_tests::Run =
+                    std::process::Command::new(tapline_tests::bin(binary))
+                        .env_clear()
+                        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                        .env("TAPLINE_WAREHOUSE", case.warehouse())
+                        .env("TAPLINE_COLUMN_TYPES", value)
+                        .env("CLEVERTAP_ACCOUNT_ID", "TEST-ACC-1")
+                        .env("CLEVERTAP_PASSCODE", "passcode")
+                        .env("TAPLINE_PULL_EVENTS", "Charged")
+                        .env("PORT", "0")
+                        .env("TAPLINE_LISTEN_HOST", "127.0.0.1")
+                        .output()
+                        .unwrap()
+                        .into();
+                assert_eq!(run.code, 1, "{binary}: {}{}", run.stdout, run.stderr);
+                let errors: Vec<String> = format!("{}{}", run.stdout, run.stderr)
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .filter_map(|l| l["error"].as_str().map(str::to_string))
+                    .collect();
+                assert_eq!(
+                    errors,
+                    std::slice::from_ref(&want),
+                    "{binary}: {}{}",
+                    run.stdout,
+                    run.stderr
+                );
+                assert!(!case.db.exists(), "{binary} opened the warehouse");
+            }
+        }
+    }
 }

@@ -10,7 +10,8 @@
 //! (optional: the password, from Secrets Manager), `TAPLINE_TIMEZONE`
 //! (default UTC), `TAPLINE_MAX_REJECT_RATIO` (default 0.01), the per-object limits
 //! `TAPLINE_MAX_DECOMPRESSED_RATIO`, `TAPLINE_MAX_DECOMPRESSED_BYTES`,
-//! `TAPLINE_MAX_COLUMN_NAME_BYTES` (see the README), and the usual AWS variables.
+//! `TAPLINE_MAX_COLUMN_NAME_BYTES` (see the README), `TAPLINE_COLUMN_TYPES` (optional: column
+//! types pinned for the typed views, the TOML itself or `@PATH`), and the usual AWS variables.
 
 use std::sync::Arc;
 
@@ -19,17 +20,20 @@ use serde_json::Value;
 use tapline::config::LoadConfig;
 use tapline::export_loader::lambda::handle_lambda_payload;
 use tapline::storage::s3::S3Source;
+use tapline::warehouse::open::{OpenOptions, open_with};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
     tapline::process::init_json_logs();
-    // Fail at cold start, not per event, when configuration is wrong.
-    let config = Arc::new(LoadConfig::from_env()?);
+    // Fail at cold start, not per event, when configuration is wrong (said in the function's
+    // logs as well as in the runtime's init error).
+    let config = Arc::new(LoadConfig::from_env().inspect_err(cannot_start)?);
+    let options = OpenOptions::from_env().inspect_err(cannot_start)?;
     // TAPLINE_WAREHOUSE, with the password from TAPLINE_WAREHOUSE_SECRET_ARN when set.
     let url = tapline::secret::warehouse_url_from_env().await?;
     let warehouse: Arc<dyn tapline::warehouse::Warehouse> =
-        Arc::from(tapline::warehouse::open::open(&url).await?);
+        Arc::from(open_with(&url, &options).await?);
     let source = Arc::new(S3Source::from_env().await);
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
@@ -47,4 +51,8 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+fn cannot_start(error: &tapline::config::ConfigError) {
+    tracing::error!(%error, "Export loader cannot start.");
 }

@@ -12,6 +12,7 @@ use tapline::export_loader::load::{FileOutcome, FileReport, load_object};
 use tapline::export_loader::sweep::OutcomeCounts;
 use tapline::storage::local::{LocalSource, RefusedEntry};
 use tapline::storage::{self, ObjectEntry, ObjectSource};
+use tapline::warehouse::open::OpenOptions;
 use tapline::warehouse::profile_views;
 
 use crate::AnyError;
@@ -21,6 +22,7 @@ use crate::warehouse_url::open_warehouse;
 
 /// `tapline load` and `tapline sweep`: the same run; a sweep reports what the ledger already had.
 pub async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
+    let options = args.column_types.open_options()?;
     let mut config = LoadConfig::new(&args.timezone, args.max_reject_ratio)?.with_limits(
         tapline::export::ExportLimits {
             max_column_name_bytes: args.max_column_name_bytes,
@@ -47,7 +49,7 @@ pub async fn load(args: LoadArgs, sweep: bool) -> Result<u8, AnyError> {
     }
     let older =
         tapline::export_loader::sweep::retain_since(&mut entries, args.since, |(_, entry)| entry);
-    let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.warehouse.warehouse, &options).await?;
     let mut in_ledger = tapline::export_loader::sweep::InLedger::default();
     if sweep {
         // One ledger read for all that was listed; only what it lacks is tried, newest first.
@@ -160,7 +162,7 @@ fn progress_bar(args: &LoadArgs, total_bytes: u64) -> ProgressBar {
 
 /// `tapline status`: the newest loads of the ledger, then the API pulls left unfinished.
 pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
-    let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.warehouse.warehouse, &OpenOptions::default()).await?;
     let loads = warehouse.recent_loads(args.limit).await?;
     let ids: Vec<i64> = loads.iter().map(|l| l.load_id).collect();
     // The ledger is the status; a profile view that cannot be read (a rebuild that failed
@@ -179,6 +181,15 @@ pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
         "{}",
         summary::render_status(&loads, profiles.as_ref(), &warehouse.describe())
     );
+    // Like the profiles: a count that cannot be read is said, and the ledger still shown.
+    match warehouse.column_misfits().await {
+        Ok(misfits) if !misfits.is_empty() => print!("\n{}", summary::render_misfits(&misfits)),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "Typed columns cannot be checked: {}",
+            tapline::error::error_chain(&e)
+        ),
+    }
     // A warehouse without checkpoints support still shows its ledger.
     #[cfg(feature = "clevertap-api")]
     match tapline::api_puller::checkpoint::unfinished(warehouse.as_ref()).await {
@@ -198,7 +209,7 @@ pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
 
 /// `tapline query`: one read-only statement, printed as a table.
 pub async fn query(args: QueryArgs) -> Result<u8, AnyError> {
-    let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.warehouse.warehouse, &OpenOptions::default()).await?;
     let result = warehouse.query(&args.sql).await?;
     let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
     let rows: Vec<Vec<String>> = result

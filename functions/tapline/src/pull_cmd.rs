@@ -21,6 +21,7 @@ use tapline::config::ConfigError;
 use tapline::error::error_chain;
 use tapline::printable::escaped;
 use tapline::warehouse;
+use tapline::warehouse::open::OpenOptions;
 
 use crate::AnyError;
 use crate::cli::pull::{
@@ -61,13 +62,14 @@ struct Setup {
     timezone: jiff::tz::TimeZone,
 }
 
-async fn setup(range: &DayRange) -> Result<Setup, AnyError> {
+/// `options`: what the warehouse is opened with (the column types of a pull that loads events).
+async fn setup(range: &DayRange, options: &OpenOptions) -> Result<Setup, AnyError> {
     let timezone = jiff::tz::TimeZone::get(&range.timezone).map_err(|_| ConfigError::TimeZone {
         name: range.timezone.clone(),
     })?;
     let client = ClevertapClient::new(ApiConfig::from_env()?)?;
     let warehouse: Arc<dyn warehouse::Warehouse> =
-        Arc::from(crate::warehouse_url::open_warehouse(&range.warehouse.warehouse).await?);
+        Arc::from(crate::warehouse_url::open_warehouse(&range.warehouse.warehouse, options).await?);
     Ok(Setup {
         client,
         warehouse,
@@ -105,12 +107,13 @@ pub async fn run(args: PullArgs) -> Result<u8, AnyError> {
 }
 
 async fn events(args: PullEventsArgs) -> Result<u8, AnyError> {
+    let options = args.column_types.open_options()?;
     let range = &args.range;
     let Setup {
         client,
         warehouse,
         timezone,
-    } = setup(&range.days).await?;
+    } = setup(&range.days, &options).await?;
     let mut request = EventsPull::new(
         range.events.clone(),
         range.days.from,
@@ -173,7 +176,7 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
     let range = &args.range;
     let Setup {
         client, warehouse, ..
-    } = setup(&range.days).await?;
+    } = setup(&range.days, &OpenOptions::default()).await?;
     let api = if args.profiles {
         CountApi::Profiles
     } else {
@@ -215,7 +218,7 @@ async fn counts(args: PullCountsArgs) -> Result<u8, AnyError> {
 async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
     let Setup {
         client, warehouse, ..
-    } = setup(&range).await?;
+    } = setup(&range, &OpenOptions::default()).await?;
     let report = pull_campaigns(&client, warehouse.as_ref(), range.from, range.to).await?;
     println!(
         "CleverTap account {} into {}\n",
@@ -243,10 +246,11 @@ async fn campaigns(range: DayRange) -> Result<u8, AnyError> {
 }
 
 async fn profiles(args: PullProfilesArgs) -> Result<u8, AnyError> {
+    let options = args.column_types.open_options()?;
     let range = &args.range;
     let Setup {
         client, warehouse, ..
-    } = setup(&range.days).await?;
+    } = setup(&range.days, &options).await?;
     println!(
         "CleverTap account {} into {} (profiles)\n",
         client.config().account_id,
@@ -293,7 +297,7 @@ async fn profiles(args: PullProfilesArgs) -> Result<u8, AnyError> {
 async fn messages(args: PullMessagesArgs) -> Result<u8, AnyError> {
     let Setup {
         client, warehouse, ..
-    } = setup(&args.days).await?;
+    } = setup(&args.days, &OpenOptions::default()).await?;
     let report = pull_message_reports(
         &client,
         warehouse.as_ref(),
@@ -416,7 +420,9 @@ pub async fn alerts(args: AlertsArgs) -> Result<u8, AnyError> {
         }
     };
     let notifier = alert_notifier_from_env().await?;
-    let warehouse = crate::warehouse_url::open_warehouse(&args.warehouse.warehouse).await?;
+    let warehouse =
+        crate::warehouse_url::open_warehouse(&args.warehouse.warehouse, &OpenOptions::default())
+            .await?;
     let (results, failures) =
         run_alerts(warehouse.as_ref(), &rules, day, notifier.as_deref()).await?;
     for r in &results {

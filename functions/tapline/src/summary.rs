@@ -9,8 +9,8 @@ use tapline::config::LoadConfig;
 use tapline::export::{Recognition, recognise};
 use tapline::export_loader::load::{FileOutcome, FileReport};
 use tapline::printable::escaped;
-use tapline::warehouse::LoadRecord;
 use tapline::warehouse::profile_views::ProfileSummary;
+use tapline::warehouse::{ColumnMisfit, LoadRecord};
 
 /// Left-aligned text columns, right-aligned numbers, two spaces between. Every cell is printed
 /// through [`escaped`]: names, URIs and errors come from export objects and the warehouse.
@@ -259,6 +259,32 @@ pub fn render_status(
             thousands(p.periods),
         );
     }
+    out
+}
+
+/// The "Typed columns" block of `tapline status`: per pinned column, the raw values that do not
+/// fit its pinned kind (NULL in the typed views, kept in the raw table). Empty when every value
+/// fits.
+pub fn render_misfits(misfits: &[ColumnMisfit]) -> String {
+    if misfits.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "Typed columns: values that do not fit the pinned kind (NULL in the typed views, kept \
+         in the raw tables)\n\n",
+    );
+    let rows: Vec<Vec<String>> = misfits
+        .iter()
+        .map(|m| {
+            vec![
+                m.table.clone(),
+                m.column.clone(),
+                m.kind.as_str().to_string(),
+                thousands(m.values),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["table", "column", "kind", "values"], &rows));
     out
 }
 

@@ -745,14 +745,16 @@ pub struct PullService {
 }
 
 impl PullService {
-    /// Reads the `TAPLINE_PULL_*`, `TAPLINE_ALERT*`, `CLEVERTAP_*` and `TAPLINE_WAREHOUSE*`
-    /// variables, fetches the secrets they name and opens the warehouse: call it once, at start.
+    /// Reads the `TAPLINE_PULL_*`, `TAPLINE_ALERT*`, `CLEVERTAP_*`, `TAPLINE_WAREHOUSE*` and
+    /// `TAPLINE_COLUMN_TYPES` variables, fetches the secrets they name and opens the warehouse: call it once, at start.
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let options = crate::warehouse::open::OpenOptions::from_env()?;
         let notifier = alert_notifier_from_env().await?;
         let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));
         let client = ClevertapClient::new(api_config_from_env().await?)?;
         let url = crate::secret::warehouse_url_from_env().await?;
-        let warehouse: Arc<dyn Warehouse> = Arc::from(crate::warehouse::open::open(&url).await?);
+        let warehouse: Arc<dyn Warehouse> =
+            Arc::from(crate::warehouse::open::open_with(&url, &options).await?);
         Ok(Self {
             client,
             warehouse,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::column_kinds::ColumnKind;
 use super::naming::{snake_case, unique_name};
-use crate::export::PROFILE_SNAPSHOTS_KEY;
+use crate::export::{PROFILE_SNAPSHOTS_KEY, TS_COLUMN};
 
 /// The table profile snapshot rows land in (registered under [`PROFILE_SNAPSHOTS_KEY`]).
 pub const PROFILE_SNAPSHOTS_TABLE: &str = "profile_snapshots";
@@ -141,18 +141,26 @@ impl Catalog {
         }
     }
 
-    /// Makes every table's pins those of `types` (the whole set: a stored pin it does not name
-    /// is removed) and returns what changed, for the adapter to write back at commit and to
-    /// rebuild those tables' typed views. Run at commit, after the load's columns are planned,
-    /// so a column this load added gets its pin in the same transaction.
+    /// Makes every event table's pins those of `types` (the whole set: a stored pin it does not
+    /// name is removed) and returns what changed, sorted, for the adapter to write back at
+    /// commit and to rebuild those tables' typed views. Run at commit, after the load's columns
+    /// are planned, so a column this load added gets its pin in the same transaction. The
+    /// profile snapshot table (no typed view) and `ts` (always the load's UTC timestamp) are
+    /// never pinned.
     pub fn apply_column_types(
         &mut self,
         types: &super::column_types::ColumnTypes,
     ) -> Vec<PinChange> {
         let mut changes = Vec::new();
-        for table in self.tables.values_mut() {
+        let event_tables = self
+            .tables
+            .iter_mut()
+            .filter(|(event, _)| event.as_str() != PROFILE_SNAPSHOTS_KEY);
+        for (_, table) in event_tables {
             for (raw, column) in &table.columns {
-                let want = types.pin(&table.name, raw, column);
+                let want = types
+                    .pin(&table.name, raw, column)
+                    .filter(|_| raw != TS_COLUMN);
                 if table.pinned.get(raw).copied() == want {
                     continue;
                 }
@@ -489,6 +497,113 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn types(text: &str) -> super::super::column_types::ColumnTypes {
+        super::super::column_types::ColumnTypes::parse(text, "types.toml").unwrap()
+    }
+
+    fn pin(table: &str, raw: &str, pinned: Option<ColumnKind>) -> PinChange {
+        PinChange {
+            table: table.into(),
+            raw: raw.into(),
+            pinned,
+        }
+    }
+
+    #[test]
+    fn column_types_pin_every_matching_column_and_report_only_changes() {
+        let mut c = Catalog::new(Vec::new());
+        c.plan(
+            "Charged",
+            &cols(&["ts", "eventProps.Amount", "profile.phone"]),
+            10,
+        )
+        .unwrap();
+        c.plan("Viewed", &cols(&["ts", "profile.phone"]), 10)
+            .unwrap();
+        c.plan(PROFILE_SNAPSHOTS_KEY, &cols(&["ts", "profile.phone"]), 10)
+            .unwrap();
+        let file = types(
+            "[charged]\n\"eventProps.Amount\" = \"decimal\"\nts = \"text\"\n\
+             [\"*\"]\nprofile_phone = \"text\"\n",
+        );
+        assert_eq!(
+            c.apply_column_types(&file),
+            vec![
+                pin("charged", "eventProps.Amount", Some(ColumnKind::Decimal)),
+                pin("charged", "profile.phone", Some(ColumnKind::Text)),
+                pin("viewed", "profile.phone", Some(ColumnKind::Text)),
+            ],
+            "by raw or column name, \"*\" on each event table; never ts nor the snapshots"
+        );
+        let charged = c.table("Charged").unwrap();
+        assert_eq!(
+            charged.pinned("eventProps.Amount"),
+            Some(ColumnKind::Decimal)
+        );
+        assert_eq!(
+            charged.view_kind("eventProps.Amount"),
+            Some(ColumnKind::Decimal)
+        );
+        assert_eq!(charged.pinned("ts"), None);
+        assert_eq!(c.profile_snapshots().unwrap().pinned("profile.phone"), None);
+        assert_eq!(
+            c.apply_column_types(&file),
+            vec![],
+            "the same file changes nothing"
+        );
+    }
+
+    #[test]
+    fn column_types_are_the_whole_set_and_reach_columns_added_later() {
+        let mut c = Catalog::new(vec!["charged".to_string(), "viewed".to_string()]);
+        c.add_table("Charged".into(), "charged".into());
+        c.add_column(
+            "charged",
+            "eventProps.Amount".into(),
+            "event_props_amount".into(),
+        );
+        c.add_column(
+            "charged",
+            "eventProps.Code".into(),
+            "event_props_code".into(),
+        );
+        c.set_kind("charged", "eventProps.Amount", ColumnKind::Integer);
+        c.set_pinned("charged", "eventProps.Amount", ColumnKind::Decimal);
+        c.set_pinned("charged", "eventProps.Code", ColumnKind::Text);
+        c.add_table("Viewed".into(), "viewed".into());
+        // The file no longer names Amount (its inferred kind comes back), pins Code anew, and
+        // pins a column of a table no load has created yet.
+        let file =
+            types("[charged]\n\"eventProps.Code\" = \"integer\"\n[viewed]\nscreen = \"json\"\n");
+        assert_eq!(
+            c.apply_column_types(&file),
+            vec![
+                pin("charged", "eventProps.Amount", None),
+                pin("charged", "eventProps.Code", Some(ColumnKind::Integer)),
+            ]
+        );
+        let charged = c.table("Charged").unwrap();
+        assert_eq!(
+            charged.view_kind("eventProps.Amount"),
+            Some(ColumnKind::Integer)
+        );
+        assert_eq!(charged.pinned("eventProps.Amount"), None);
+        // The column comes with a later batch of the load: pinned at its commit.
+        c.plan("Viewed", &cols(&["Screen"]), 10).unwrap();
+        assert_eq!(
+            c.apply_column_types(&file),
+            vec![pin("viewed", "Screen", Some(ColumnKind::Json))]
+        );
+        // An empty file removes every pin.
+        assert_eq!(
+            c.apply_column_types(&types("")),
+            vec![
+                pin("charged", "eventProps.Code", None),
+                pin("viewed", "Screen", None),
+            ]
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! none keeps the stored pins.
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
 
 use super::column_kinds::ColumnKind;
 use crate::config::ConfigError;
@@ -31,6 +33,15 @@ pub const MAX_PINS: usize = 10_000;
 
 /// Longest table or column key accepted (bytes); longer than any name a warehouse keeps.
 pub const MAX_KEY_BYTES: usize = 1_024;
+
+/// Largest types file read (bytes): [`MAX_PINS`] lines of long names fit; a bigger file is not
+/// one written by hand, and is refused before it is held in memory.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Environment variable holding the functions' column types: the TOML text itself (a Lambda
+/// or Cloud Run service has no file to point at), or `@PATH` for a file the container mounts.
+/// Unset or blank: the stored pins stay.
+pub const ENV_COLUMN_TYPES: &str = "TAPLINE_COLUMN_TYPES";
 
 /// A parsed types file: table key → column key → kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,6 +87,38 @@ impl ColumnTypes {
             tables.insert(table, kinds);
         }
         Ok(Self { tables })
+    }
+
+    /// Reads and parses the types file at `path` (`--column-types FILE`, or `@FILE` in
+    /// [`ENV_COLUMN_TYPES`]); errors name the file.
+    pub fn read_file(path: &Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let bad = |reason: String| ConfigError::ColumnTypes {
+            origin: origin.clone(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open it: {e}")))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(bad(format!("larger than {MAX_FILE_BYTES} bytes")));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".to_string()))?;
+        Self::parse(&text, &origin)
+    }
+
+    /// The functions' column types from [`ENV_COLUMN_TYPES`] through `var` (tests pass their
+    /// own lookup): the TOML itself, or `@PATH` to read a file. `None` when unset or blank.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let Some(value) = var(ENV_COLUMN_TYPES).filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
+        };
+        match value.trim().strip_prefix('@') {
+            Some(path) => Self::read_file(Path::new(path)).map(Some),
+            None => Self::parse(&value, ENV_COLUMN_TYPES).map(Some),
+        }
     }
 
     /// Whether the file pins nothing.
@@ -148,6 +191,62 @@ mod tests {
         );
         assert_eq!(t.pin("viewed", "profile.email", "profile_email"), None);
         assert!(!t.is_empty());
+    }
+
+    #[test]
+    fn the_functions_take_the_toml_itself_or_a_file_after_an_at_sign() {
+        let vars = |value: &'static str| {
+            move |name: &str| (name == ENV_COLUMN_TYPES).then(|| value.to_string())
+        };
+        assert_eq!(ColumnTypes::from_vars(|_| None).unwrap(), None);
+        assert_eq!(ColumnTypes::from_vars(vars("  \n")).unwrap(), None);
+        let inline = ColumnTypes::from_vars(vars("[charged]\namount = \"decimal\"\n"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            inline.pin("charged", "Amount", "amount"),
+            Some(ColumnKind::Decimal)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("types.toml");
+        std::fs::write(&path, "[\"*\"]\nphone = \"text\"\n").unwrap();
+        let at = format!("@{}", path.display());
+        let from_file = ColumnTypes::from_vars(|_| Some(at.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            from_file.pin("viewed", "Phone", "phone"),
+            Some(ColumnKind::Text)
+        );
+
+        assert_eq!(
+            ColumnTypes::from_vars(vars("[charged]\namount = 5\n"))
+                .unwrap_err()
+                .to_string(),
+            "column types in TAPLINE_COLUMN_TYPES: \"charged\".\"amount\": the kind must be one \
+             of \"integer\", \"decimal\", \"boolean\", \"timestamp\", \"json\", \"text\""
+        );
+        let missing = dir.path().join("missing.toml");
+        let at_missing = format!("@{}", missing.display());
+        assert_eq!(
+            ColumnTypes::from_vars(|_| Some(at_missing.clone()))
+                .unwrap_err()
+                .to_string(),
+            format!(
+                "column types in {}: cannot open it: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(
+            ColumnTypes::read_file(&big).unwrap_err().to_string(),
+            format!(
+                "column types in {}: larger than {MAX_FILE_BYTES} bytes",
+                big.display()
+            )
+        );
     }
 
     #[test]

@@ -20,6 +20,16 @@ pub struct OpenOptions {
     pub column_types: Option<Arc<ColumnTypes>>,
 }
 
+impl OpenOptions {
+    /// The functions' options, read once at start: column types from
+    /// [`super::column_types::ENV_COLUMN_TYPES`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            column_types: ColumnTypes::from_vars(|name| std::env::var(name).ok())?.map(Arc::new),
+        })
+    }
+}
+
 /// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
 /// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`, or
 /// `bigquery://PROJECT/DATASET[?location=L]`. Schemes match in any case (`Postgres://`). Errors

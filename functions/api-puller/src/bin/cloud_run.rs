@@ -7,8 +7,9 @@
 //! `CLEVERTAP_PASSCODE_SECRET_ARN` — here a Secret Manager version name — or
 //! `CLEVERTAP_PASSCODE`, `TAPLINE_WAREHOUSE` + `TAPLINE_WAREHOUSE_PASSWORD` or
 //! `TAPLINE_WAREHOUSE_SECRET_ARN`, `TAPLINE_TIMEZONE`, `TAPLINE_PULL_*`, `TAPLINE_ALERT_RULES`,
-//! `TAPLINE_ALERTS_*`, `TAPLINE_LOG`), plus `PORT` (Cloud Run sets it) and, for local runs,
-//! `TAPLINE_LISTEN_HOST`, `SECRET_MANAGER_ENDPOINT`, `BIGQUERY_ENDPOINT`: see README.md.
+//! `TAPLINE_ALERTS_*`, `TAPLINE_COLUMN_TYPES`, `TAPLINE_LOG`), plus `PORT` (Cloud Run sets it)
+//! and, for local runs, `TAPLINE_LISTEN_HOST`, `SECRET_MANAGER_ENDPOINT`, `BIGQUERY_ENDPOINT`:
+//! see README.md.
 
 use tapline::api_puller::cloud_run::{PullService, router, serve};
 

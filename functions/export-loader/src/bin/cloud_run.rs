@@ -5,7 +5,8 @@
 //! Environment: `PORT` (set by Cloud Run; default 8080), `TAPLINE_WAREHOUSE` (required),
 //! `TAPLINE_WAREHOUSE_PASSWORD` (Cloud Run sets it from Secret Manager for a PostgreSQL
 //! warehouse; never logged), `TAPLINE_TIMEZONE`, `TAPLINE_MAX_REJECT_RATIO`, the per-object
-//! limits `TAPLINE_MAX_DECOMPRESSED_*` and `TAPLINE_MAX_COLUMN_NAME_BYTES`; `STORAGE_EMULATOR_HOST` and
+//! limits `TAPLINE_MAX_DECOMPRESSED_*` and `TAPLINE_MAX_COLUMN_NAME_BYTES`, `TAPLINE_COLUMN_TYPES`
+//! (the pinned column types, TOML or `@PATH`); `STORAGE_EMULATOR_HOST` and
 //! `TAPLINE_LISTEN_HOST` (default `0.0.0.0`) for local runs.
 
 use std::sync::Arc;
@@ -13,13 +14,29 @@ use std::sync::Arc;
 use tapline::config::LoadConfig;
 use tapline::export_loader::cloud_run::{ServiceState, router, serve};
 use tapline::storage::gcs::GcsSource;
+use tapline::warehouse::open::{OpenOptions, open_with};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> std::process::ExitCode {
     tapline::process::init_json_logs();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One JSON line with the whole cause chain: what Cloud Run's logs show for a failed start.
+            tracing::error!(error = %tapline::error::error_chain(err.as_ref()), "Export loader cannot start.");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    // Fail at start, not per request, when configuration is wrong.
     let config = Arc::new(LoadConfig::from_env()?);
+    let options = OpenOptions::from_env()?;
     let url = tapline::secret::warehouse_url_from_env().await?;
-    let warehouse = Arc::from(tapline::warehouse::open::open(&url).await?);
+    let warehouse = Arc::from(open_with(&url, &options).await?);
     let source = Arc::new(GcsSource::from_env().await?);
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p

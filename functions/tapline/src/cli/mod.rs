@@ -184,6 +184,36 @@ pub struct WarehouseArg {
     pub warehouse: String,
 }
 
+/// `--column-types`, taught by its `--help` (the format in full: docs/warehouses.md).
+const COLUMN_TYPES_HELP: &str = "\
+A TOML file pinning column types for the typed views (bi_<table> and bi_all_events \
+on SQLite; the <schema>_bi schema on PostgreSQL; the <dataset>_bi dataset on BigQuery). \
+Each section is a table as the warehouse names it, or \"*\" for every event table; each \
+line a column, by its CleverTap name or its column name, and a kind: integer, decimal, \
+boolean, timestamp, json or text. A table's own line wins over \"*\".
+
+Example types.toml:
+  [charged]
+  \"eventProps.Amount\" = \"decimal\"
+  event_props_coupon = \"text\"
+
+  [\"*\"]
+  \"profile.phone\" = \"text\"
+
+A pinned column is cast to its kind whatever its values look like: a value that does not fit \
+is NULL in the typed view, kept as it came in the raw table, and counted in `tapline status`. \
+The file is the whole set: at each load's commit the stored pins become the file's (a pin \
+removed from it gives the column back its inferred kind). Without --column-types the stored \
+pins stay. A file that cannot be read or parsed stops the command before anything loads.";
+
+/// The column types a command that loads may pin (see [`COLUMN_TYPES_HELP`]).
+#[derive(Debug, Args)]
+pub struct ColumnTypesArg {
+    /// Pin column types for the typed views from a TOML file (see --help for the format).
+    #[arg(long, value_name = "FILE", long_help = COLUMN_TYPES_HELP)]
+    pub column_types: Option<std::path::PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Export files or folders (walked recursively), or S3 prefixes (`s3://BUCKET/PREFIX`,
@@ -193,6 +223,9 @@ pub struct LoadArgs {
 
     #[command(flatten)]
     pub warehouse: WarehouseArg,
+
+    #[command(flatten)]
+    pub column_types: ColumnTypesArg,
 
     /// Your CleverTap project's time zone (Settings > Project): export `ts` values are local
     /// times in it. Stored as UTC. Example: Asia/Kolkata.

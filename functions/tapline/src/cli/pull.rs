@@ -5,7 +5,7 @@ use tapline::api_puller::profiles::PROFILES_BATCH_SIZE;
 use tapline::clevertap::messages::MESSAGE_CHANNELS;
 use tapline::config::ENV_TIMEZONE;
 
-use super::{WarehouseArg, parse_date};
+use super::{ColumnTypesArg, WarehouseArg, parse_date};
 
 #[derive(Debug, Args)]
 #[command(after_help = PULL_ENVIRONMENT)]
@@ -112,6 +112,9 @@ pub struct PullProfilesArgs {
     /// Profiles per page asked of CleverTap: a multiple of 23, at most 4991.
     #[arg(long, default_value_t = PROFILES_BATCH_SIZE, value_name = "N")]
     pub batch_size: u32,
+
+    #[command(flatten)]
+    pub column_types: ColumnTypesArg,
 }
 
 /// The events and days `pull events` and `pull counts` take.
@@ -152,6 +155,9 @@ pub struct PullEventsArgs {
     /// Records per page asked of CleverTap (at most 5000).
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub batch_size: u32,
+
+    #[command(flatten)]
+    pub column_types: ColumnTypesArg,
 
     /// Also write each event's day to a file in --output-dir, like CleverTap's downloader but
     /// lossless: `jsonl` keeps every record as the API returned it; `csv` flattens them the

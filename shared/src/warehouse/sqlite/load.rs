@@ -3,6 +3,7 @@
 //! or quarantine that ends it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,6 +15,7 @@ use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
 use crate::warehouse::column_kinds::{ColumnKind, ColumnKindTracker};
+use crate::warehouse::column_types::ColumnTypes;
 use crate::warehouse::profile_views::{self, PROFILES_VIEW, ViewDialect};
 use crate::warehouse::{
     Begin, COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
@@ -25,10 +27,12 @@ impl SqliteLoad {
     /// Opens the load of `object` on the connection `guard` holds: `BEGIN IMMEDIATE`, the
     /// ledger row in `loading`, and the savepoint rows go after. `Begin::Done` (and the
     /// transaction rolled back) when the ledger says the version needs no new attempt.
+    /// `column_types`, when given, become the stored pins at commit.
     pub(super) async fn begin(
         mut guard: OwnedMutexGuard<Connection>,
         object: &SourceObject,
         retry_quarantined: bool,
+        column_types: Option<Arc<ColumnTypes>>,
     ) -> Result<Begin, WarehouseError> {
         let object = object.clone();
         run_blocking(move || {
@@ -70,6 +74,7 @@ impl SqliteLoad {
                 view_stale: false,
                 profile_views_stale: false,
                 kinds: ColumnKindTracker::for_load(),
+                column_types,
                 typed_stale: HashSet::new(),
                 state: None,
             };
@@ -141,16 +146,24 @@ pub(super) fn read_catalog(conn: &Connection) -> Result<Catalog, WarehouseError>
     for (event, table) in tables {
         catalog.add_table(event, table);
     }
-    let columns: Vec<(String, String, String, Option<String>)> = conn
-        .prepare_cached("SELECT table_name, raw_name, column_name, kind FROM _tapline_columns")
+    type ColumnRow = (String, String, String, Option<String>, Option<String>);
+    let columns: Vec<ColumnRow> = conn
+        .prepare_cached(
+            "SELECT table_name, raw_name, column_name, kind, pinned FROM _tapline_columns",
+        )
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect()
+            s.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
         })
         .map_err(op("read catalog"))?;
-    for (table, raw, column, kind) in columns {
+    for (table, raw, column, kind, pinned) in columns {
         if let Some(kind) = kind {
             catalog.set_kind(&table, &raw, ColumnKind::parse(&kind));
+        }
+        if let Some(pinned) = pinned {
+            catalog.set_pinned(&table, &raw, ColumnKind::parse(&pinned));
         }
         catalog.add_column(&table, raw, column);
     }
@@ -227,6 +240,8 @@ struct LoadState {
     profile_views_stale: bool,
     /// The kinds of the values appended, widened into `_tapline_columns.kind` at commit.
     kinds: ColumnKindTracker,
+    /// The pins this load makes the stored ones at commit (`None`: the stored pins stay).
+    column_types: Option<Arc<ColumnTypes>>,
     /// Event tables whose typed view is rebuilt at commit (a column added or a kind widened).
     typed_stale: HashSet<String>,
     /// The state value the commit writes with the rows.
@@ -436,6 +451,7 @@ impl LoadState {
                     .map_err(op("write ledger"))?;
                 }
                 self.record_kinds(conn)?;
+                self.record_pins(conn)?;
                 rebuild_views(
                     conn,
                     &self.catalog,
@@ -522,6 +538,31 @@ impl LoadState {
                     .map_err(op("record kinds"))?;
                 self.typed_stale.insert(table);
             }
+        }
+        Ok(())
+    }
+
+    /// Makes the stored pins those of the load's column types (after its columns are planned,
+    /// so a column it added is pinned in the same transaction); every table whose pins changed,
+    /// whether this load touched it or not, gets its typed view rebuilt.
+    fn record_pins(&mut self, conn: &Connection) -> Result<(), WarehouseError> {
+        let Some(types) = self.column_types.as_deref() else {
+            return Ok(());
+        };
+        let mut update = conn
+            .prepare_cached(
+                "UPDATE _tapline_columns SET pinned = ?3 WHERE table_name = ?1 AND raw_name = ?2",
+            )
+            .map_err(op("record pins"))?;
+        for change in self.catalog.apply_column_types(types) {
+            update
+                .execute(params![
+                    change.table,
+                    change.raw,
+                    change.pinned.map(ColumnKind::as_str)
+                ])
+                .map_err(op("record pins"))?;
+            self.typed_stale.insert(change.table);
         }
         Ok(())
     }

@@ -24,10 +24,12 @@ use tokio::sync::Mutex;
 use self::load::SqliteLoad;
 pub use self::retype::KindChange;
 use super::{
-    Begin, Checkpoints, ColumnType, FixedTable, FixedTables, LedgerVersion, LoadLedger, LoadRecord,
-    LoadStatus, QueryResult, SourceObject, SqlQuery, Warehouse, WarehouseError, ledger_column_list,
+    Begin, Checkpoints, ColumnMisfit, ColumnType, FixedTable, FixedTables, LedgerVersion,
+    LoadLedger, LoadRecord, LoadStatus, QueryResult, SourceObject, SqlQuery, Warehouse,
+    WarehouseError, ledger_column_list,
 };
 use crate::time::now_utc;
+use crate::warehouse::column_kinds::ColumnKind;
 use crate::warehouse::column_types::ColumnTypes;
 
 /// SQLite's default `SQLITE_MAX_COLUMN` is 2000 per table; four go to lineage.
@@ -169,35 +171,50 @@ fn open_connection(path: &Path, journal: Journal) -> Result<Connection, Warehous
     .map_err(|e| open_err(Box::new(e)))?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| open_err(Box::new(e)))?;
-    add_column_kinds(&conn).map_err(|e| open_err(Box::new(e)))?;
+    add_catalog_columns(&conn).map_err(|e| open_err(Box::new(e)))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
 type BoxedErr = Box<dyn std::error::Error + Send + Sync>;
 
-/// A file from before column kinds gets `_tapline_columns.kind`, under the write lock so two
-/// processes opening it add it once. Its existing columns become text: their rows were never
-/// classified, and text hides no value in the typed views (a narrower kind could NULL some).
-fn add_column_kinds(conn: &Connection) -> rusqlite::Result<()> {
-    let has_kind = |conn: &Connection| -> rusqlite::Result<bool> {
-        conn.query_row(
-            "SELECT count(*) FROM pragma_table_info('_tapline_columns') WHERE name = 'kind'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)
+/// Columns `_tapline_columns` gained after files were first written, each with the statements
+/// that add it to an older file: `kind` (existing columns become text: their rows were never
+/// classified, and text hides no value in the typed views where a narrower kind could NULL
+/// some) and `pinned` (no pins yet).
+const ADDED_CATALOG_COLUMNS: &[(&str, &str)] = &[
+    (
+        "kind",
+        "ALTER TABLE _tapline_columns ADD COLUMN kind TEXT;
+         UPDATE _tapline_columns SET kind = 'text';",
+    ),
+    (
+        "pinned",
+        "ALTER TABLE _tapline_columns ADD COLUMN pinned TEXT;",
+    ),
+];
+
+/// Adds to an older file the [`ADDED_CATALOG_COLUMNS`] it lacks, under the write lock so two
+/// processes opening it add each once.
+fn add_catalog_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let missing = |conn: &Connection| -> rusqlite::Result<Vec<&'static str>> {
+        let present: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('_tapline_columns')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ADDED_CATALOG_COLUMNS
+            .iter()
+            .filter(|(name, _)| !present.iter().any(|p| p == name))
+            .map(|(_, ddl)| *ddl)
+            .collect())
     };
-    if has_kind(conn)? {
+    if missing(conn)?.is_empty() {
         return Ok(());
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let added = has_kind(conn).and_then(|done| {
-        if !done {
-            conn.execute_batch(
-                "ALTER TABLE _tapline_columns ADD COLUMN kind TEXT;
-                 UPDATE _tapline_columns SET kind = 'text';",
-            )?;
+    let added = missing(conn).and_then(|ddl| {
+        for statements in ddl {
+            conn.execute_batch(statements)?;
         }
         conn.execute_batch("COMMIT")
     });
@@ -228,7 +245,7 @@ impl LoadLedger for SqliteWarehouse {
         retry_quarantined: bool,
     ) -> Result<Begin, WarehouseError> {
         let guard = self.conn.clone().lock_owned().await;
-        SqliteLoad::begin(guard, object, retry_quarantined).await
+        SqliteLoad::begin(guard, object, retry_quarantined, self.column_types.clone()).await
     }
 
     async fn record_failure(
@@ -365,23 +382,75 @@ impl FixedTables for SqliteWarehouse {
     }
 }
 
+/// A connection of its own to the file at `path`, opened read-only: SQLite counts BEGIN,
+/// COMMIT, ATTACH and DETACH as read-only statements, and ATTACH would create a file; on this
+/// connection nothing can be written, created or left open for the next load.
+fn read_only_connection(path: &Path) -> Result<Connection, WarehouseError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(op("query"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))
+        .map_err(op("query"))?;
+    Ok(conn)
+}
+
+/// Per pinned column of `conn`'s event tables, the non-NULL raw values the typed views' cast
+/// makes NULL (see [`SqlQuery::column_misfits`]); text pins fit everything and are not read.
+fn column_misfits(conn: &Connection) -> Result<Vec<ColumnMisfit>, WarehouseError> {
+    let read = op("count misfits");
+    let pinned: Vec<(String, String, String)> = conn
+        .prepare(
+            "SELECT c.table_name, c.column_name, c.pinned FROM _tapline_columns c
+             JOIN _tapline_tables t ON t.table_name = c.table_name
+             WHERE c.pinned IS NOT NULL AND c.pinned <> 'text'
+             ORDER BY c.table_name, c.column_name",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(read)?;
+    let mut misfits = Vec::new();
+    for (table, column, pinned) in pinned {
+        let kind = ColumnKind::parse(&pinned);
+        let quoted = ident(&column);
+        let values: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {quoted} IS NOT NULL AND ({}) IS NULL",
+                    ident(&table),
+                    typed_views::cast(&quoted, kind)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(op("count misfits"))?;
+        if values > 0 {
+            misfits.push(ColumnMisfit {
+                table,
+                column,
+                kind,
+                values: values as u64,
+            });
+        }
+    }
+    Ok(misfits)
+}
+
 #[async_trait]
 impl SqlQuery for SqliteWarehouse {
+    async fn column_misfits(&self) -> Result<Vec<ColumnMisfit>, WarehouseError> {
+        let path = self.path.clone();
+        run_blocking(move || column_misfits(&read_only_connection(&path)?)).await
+    }
+
     async fn query(&self, sql: &str) -> Result<QueryResult, WarehouseError> {
         let sql = sql.to_string();
         let path = self.path.clone();
         run_blocking(move || {
-            // A connection of its own, opened read-only: SQLite counts BEGIN, COMMIT, ATTACH
-            // and DETACH as read-only statements, and ATTACH would create a file; on this
-            // connection nothing can be written, created or left open for the next load.
-            let conn = Connection::open_with_flags(
-                &path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(op("query"))?;
-            conn.busy_timeout(std::time::Duration::from_secs(60))
-                .map_err(op("query"))?;
+            let conn = read_only_connection(&path)?;
             // `prepare` refuses a second statement (`COMMIT; CREATE …`) before anything runs.
             let mut stmt = conn.prepare(&sql).map_err(|e| match e {
                 rusqlite::Error::MultipleStatement => WarehouseError::Operation {

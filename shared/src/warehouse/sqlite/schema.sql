@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS _tapline_columns (
     -- The widened kind of the column's values (integer, decimal, boolean, timestamp, json,
     -- text); NULL while it held only NULLs. Files from before kinds get it at open.
     kind          TEXT,
+    -- The kind a user pinned (a column-types file); NULL: none. Files from before pins get it
+    -- at open.
+    pinned        TEXT,
     PRIMARY KEY (table_name, column_name),
     UNIQUE (table_name, raw_name)
 );

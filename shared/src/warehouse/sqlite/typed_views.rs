@@ -19,8 +19,9 @@ use crate::warehouse::typed_views::{
 /// The form every typed timestamp takes: `ts`'s (whole seconds, UTC), so the two compare.
 const TS_FORMAT: &str = "'%Y-%m-%dT%H:%M:%SZ'";
 
-/// `column` (quoted) read as `kind`; NULL where a value does not fit.
-fn cast(c: &str, kind: ColumnKind) -> String {
+/// `column` (quoted) read as `kind`; NULL where a value does not fit (the typed views, and
+/// the misfit counts of `tapline status`).
+pub(super) fn cast(c: &str, kind: ColumnKind) -> String {
     match kind {
         // The integer's own text must be the value: no leading zeros, no `+`, and no value
         // past i64, which CAST would clamp.
