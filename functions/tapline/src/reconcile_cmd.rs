@@ -4,6 +4,7 @@
 use jiff::{SignedDuration, Timestamp};
 use tapline::config::ConfigError;
 use tapline::reconcile::{DayReport, DayStatus, Policy, Request};
+use tapline::warehouse::open::OpenOptions;
 
 use crate::AnyError;
 use crate::cli::{EXIT_INCOMPLETE, EXIT_OK, ReconcileArgs, ReportArgs};
@@ -35,7 +36,7 @@ fn request_of(args: &ReconcileArgs) -> Result<Request, AnyError> {
 /// Runs `tapline reconcile`; exit 3 when some day needs attention.
 pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
     let request = request_of(&args)?;
-    let warehouse = open_warehouse(&args.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.warehouse.warehouse, &OpenOptions::default()).await?;
     let reports = judge_and_alert(warehouse.as_ref(), &request).await?;
     print!("{}", render(&request, &reports, &warehouse.describe()));
     Ok(if reports.iter().any(|r| r.status.needs_attention()) {
@@ -49,7 +50,7 @@ pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
 /// pulls, written as one HTML page.
 pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
     let request = request_of(&args.days)?;
-    let warehouse = open_warehouse(&args.days.warehouse.warehouse).await?;
+    let warehouse = open_warehouse(&args.days.warehouse.warehouse, &OpenOptions::default()).await?;
     let days = tapline::reconcile::reconcile(warehouse.as_ref(), &request).await?;
     let loads = warehouse.recent_loads(500).await?;
     #[cfg(feature = "clevertap-api")]

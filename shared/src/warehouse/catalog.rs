@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::column_kinds::ColumnKind;
 use super::naming::{snake_case, unique_name};
-use crate::export::{PROFILE_SNAPSHOTS_KEY, TS_COLUMN};
+use crate::export::PROFILE_SNAPSHOTS_KEY;
 
 /// The table profile snapshot rows land in (registered under [`PROFILE_SNAPSHOTS_KEY`]).
 pub const PROFILE_SNAPSHOTS_TABLE: &str = "profile_snapshots";
@@ -160,7 +160,7 @@ impl Catalog {
             for (raw, column) in &table.columns {
                 let want = types
                     .pin(&table.name, raw, column)
-                    .filter(|_| raw != TS_COLUMN);
+                    .filter(|_| !super::UNCAST_EVENT_COLUMNS.contains(&raw.as_str()));
                 if table.pinned.get(raw).copied() == want {
                     continue;
                 }

@@ -73,6 +73,11 @@ pub const RESERVED_TABLES: &[&str] = &[
 /// table takes a name with this prefix.
 pub const TYPED_VIEW_PREFIX: &str = "bi_";
 
+/// Raw event columns a typed view never casts: `ts` (already the warehouse's timestamp type) and
+/// `profile.identity`, the key events join profiles on (and BI tools join on): it stays text on
+/// both sides even where every identity looks like a number. No pin is kept for them either.
+pub const UNCAST_EVENT_COLUMNS: [&str; 2] = [crate::export::TS_COLUMN, "profile.identity"];
+
 /// Raw CleverTap columns that every event table exposes through the `all_events` view (NULL
 /// where a table lacks one): the fixed leading columns of CleverTap's event CSV.
 pub const ALL_EVENTS_COLUMNS: &[&str] = &crate::export::FIXED_EVENT_COLUMNS;

@@ -9,16 +9,12 @@ use std::collections::HashMap;
 use super::ALL_EVENTS_COLUMNS;
 use super::catalog::{Catalog, TableColumns};
 use super::column_kinds::{ColumnKind, widen_known};
-use crate::export::TS_COLUMN;
 
 pub use super::TYPED_VIEW_PREFIX;
 /// The typed `all_events`.
 pub const TYPED_ALL_EVENTS_VIEW: &str = "bi_all_events";
 
-/// Raw event columns a typed view never casts: `ts` (already the warehouse's timestamp type) and
-/// `profile.identity`, the key events join profiles on (and BI tools join on): it stays text on
-/// both sides even where every identity looks like a number, or a pin says otherwise.
-pub const UNCAST_EVENT_COLUMNS: [&str; 2] = [TS_COLUMN, "profile.identity"];
+pub use super::UNCAST_EVENT_COLUMNS;
 
 /// The typed view over event table `table`.
 pub fn typed_view_name(table: &str) -> String {
