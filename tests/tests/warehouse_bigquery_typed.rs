@@ -514,3 +514,85 @@ async fn a_table_named_like_a_typed_view_is_left() {
     assert_eq!(table["schema"]["fields"][0]["name"], "mine");
     assert_eq!(double.tables("clevertap_bi"), ["all_events", "charged"]);
 }
+
+/// A dataset from before column kinds: `_tapline_columns` gains `kind` and `pinned` at open,
+/// and its rows (kind NULL) read as text, so a later load's integers never narrow a column
+/// whose older values were never classified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_dataset_gains_kinds_and_its_columns_stay_text() {
+    let target = BigQueryTarget::double("clevertap").await;
+    let double = target.as_double().unwrap();
+    let old_fields = serde_json::json!([
+        { "name": "table_name", "type": "STRING", "mode": "REQUIRED" },
+        { "name": "column_name", "type": "STRING", "mode": "REQUIRED" },
+        { "name": "raw_name", "type": "STRING", "mode": "REQUIRED" },
+        { "name": "added_by_load", "type": "INT64", "mode": "REQUIRED" },
+        { "name": "added_at", "type": "TIMESTAMP", "mode": "REQUIRED" },
+    ]);
+    reqwest::Client::new()
+        .post(format!(
+            "{}/bigquery/v2/projects/tapline-test/datasets/clevertap/tables",
+            double.endpoint
+        ))
+        .json(&serde_json::json!({
+            "tableReference": { "projectId": "tapline-test", "datasetId": "clevertap", "tableId": "_tapline_columns" },
+            "schema": { "fields": old_fields },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let w = open(&target, None).await;
+    let fields: Vec<String> =
+        double.table("clevertap", "_tapline_columns").unwrap()["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(&fields[5..], ["kind", "pinned"]);
+    let mut values = vec![None; 9];
+    values[7] = Some("3");
+    load(
+        w.as_ref(),
+        "file:///exports/charged-1.csv",
+        &[values.clone()],
+    )
+    .await;
+    // As an older Tapline left them: no kinds, no typed views.
+    double.execute(
+        "clevertap",
+        "UPDATE clevertap._tapline_columns SET kind = NULL",
+    );
+    for view in ["charged", "all_events"] {
+        reqwest::Client::new()
+            .delete(format!(
+                "{}/bigquery/v2/projects/tapline-test/datasets/clevertap_bi/tables/{view}",
+                double.endpoint
+            ))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+    values[7] = Some("4");
+    load(w.as_ref(), "file:///exports/charged-2.csv", &[values]).await;
+    assert_eq!(
+        target
+            .value("SELECT kind FROM _tapline_columns WHERE column_name = 'qty'")
+            .await,
+        None,
+        "read as text, which no kind widens"
+    );
+    let types = view_types(&target, "charged").await;
+    assert!(
+        types.contains(&("qty".to_string(), "STRING".to_string())),
+        "{types:?}"
+    );
+    assert_eq!(
+        typed_and_raw(&target, "qty", "STRING").await,
+        [pair(Some("3"), "3"), pair(Some("4"), "4")]
+    );
+}
