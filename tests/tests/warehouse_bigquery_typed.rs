@@ -596,3 +596,79 @@ async fn an_older_dataset_gains_kinds_and_its_columns_stay_text() {
         [pair(Some("3"), "3"), pair(Some("4"), "4")]
     );
 }
+
+/// Google's own client (`google-cloud-bigquery`, as Looker Studio's and other tools'
+/// connectors read BigQuery) against bqemulator: the typed view's field types come from
+/// tables.get on the view, and a row's numbers come back as Python numbers, its timestamp as
+/// a datetime and its boolean as a bool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn googles_client_reads_the_typed_view_on_bqemulator() {
+    let target = BigQueryTarget::emulator("google_client").await;
+    let w = open(&target, None).await;
+    load(
+        w.as_ref(),
+        "file:///exports/charged-1.csv",
+        &[
+            vec![
+                Some("12.5"),
+                Some("007"),
+                None,
+                None,
+                Some("true"),
+                Some("$D_1663735165"),
+                Some("[1,2]"),
+                Some("3"),
+                None,
+            ],
+            vec![
+                Some("2"),
+                Some("8"),
+                None,
+                None,
+                Some("false"),
+                None,
+                None,
+                Some("4"),
+                None,
+            ],
+        ],
+    )
+    .await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let expected = serde_json::json!({
+        "types": {
+            "ts": "TIMESTAMP", "amount": "FLOAT", "code": "STRING", "paid": "BOOLEAN",
+            "since": "TIMESTAMP", "items": "JSON", "qty": "INTEGER",
+        },
+        "row": {
+            "amount": ["float", 12.5],
+            "qty": ["int", 3],
+            "paid": ["bool", true],
+            "code": ["str", "007"],
+            "since": ["datetime", "2022-09-21T04:39:25Z"],
+        },
+    });
+    let mut child = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/scripts/bigquery_client_reads_typed_view.py"))
+        .args([target.endpoint(), "tapline-test", &bi(&target), "charged"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run .venv/bin/python (tests/scripts/with-bqemulator.sh installs it)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(expected.to_string().as_bytes()).unwrap();
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the client script failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
