@@ -441,44 +441,91 @@ async fn a_pinned_column_counts_its_misfits(target: BigQueryTarget) {
     );
 }
 
-/// The BI dataset is created beside the raw one, in its location and with its labels, and
-/// `bi_dataset=NAME` names another.
+/// The BI dataset is created by the first load that builds typed views (opening a dataset to
+/// read it needs no more rights than before), beside the raw one: in its location, with its
+/// labels; `bi_dataset=NAME` names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bi_dataset_is_created_where_the_raw_one_is() {
-    let double = BigQueryDouble::start("tapline-test", &["clevertap"]).await;
+    let target = BigQueryTarget::double("unused").await;
+    let double = target.as_double().unwrap();
+    reqwest::Client::new()
+        .post(format!(
+            "{}/bigquery/v2/projects/tapline-test/datasets",
+            double.endpoint
+        ))
+        .json(&serde_json::json!({
+            "datasetReference": { "projectId": "tapline-test", "datasetId": "clevertap" },
+            "location": "europe-west1",
+            "labels": { "team": "growth" },
+        }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
     let url = "bigquery://tapline-test/clevertap?bi_dataset=reports";
-    BigQueryWarehouse::open_at(url, Some(&double.endpoint), GoogleAuth::anonymous())
+    let w = BigQueryWarehouse::open_at(url, Some(&double.endpoint), GoogleAuth::anonymous())
         .await
         .expect("open");
-    assert!(double.has_dataset("reports"));
+    assert!(!double.has_dataset("reports"), "not at open");
+    load(&w, "file:///exports/charged.csv", &[vec![Some("1"); 9]]).await;
+    assert_eq!(
+        double.dataset("reports").unwrap(),
+        serde_json::json!({ "location": "europe-west1", "labels": { "team": "growth" } })
+    );
     assert!(!double.has_dataset("clevertap_bi"));
-    assert_eq!(double.count("datasets.insert"), 1);
-    BigQueryWarehouse::open_at(url, Some(&double.endpoint), GoogleAuth::anonymous())
-        .await
-        .expect("open again");
-    assert_eq!(double.count("datasets.insert"), 1, "created once");
+    assert_eq!(double.tables("reports"), ["all_events", "charged"]);
+    load(&w, "file:///exports/charged-2.csv", &[vec![Some("2"); 9]]).await;
+    assert_eq!(
+        double.count("datasets.insert"),
+        2,
+        "the raw one and the BI one, once"
+    );
 }
 
-/// Without the right to create datasets, opening says which dataset to create, and a retry
-/// would not help.
+/// Without the right to create datasets, the load that would build the typed views says which
+/// dataset to create, and that a retry would not help; its rows are committed all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bi_dataset_that_cannot_be_created_is_named() {
-    let double = BigQueryDouble::start("tapline-test", &["clevertap"]).await;
+    let target = BigQueryTarget::double("clevertap").await;
+    let double = target.as_double().unwrap();
     double.fail_next("datasets.insert", 403, "accessDenied");
-    let error = BigQueryWarehouse::open_at(
-        "bigquery://tapline-test/clevertap",
-        Some(&double.endpoint),
-        GoogleAuth::anonymous(),
-    )
-    .await
-    .err()
-    .expect("open fails");
+    let w = open(&target, None).await;
+    let mut t = match w
+        .begin_load(&object("file:///exports/charged.csv", "v1"), false)
+        .await
+        .unwrap()
+    {
+        Begin::Started(t) => t,
+        Begin::Done(r) => panic!("already {:?}", r.status),
+    };
+    let mut row = vec![Some("2022-09-21T04:32:45Z"), Some("Charged")];
+    row.extend([Some("1"); 9]);
+    t.append(batch(&COLUMNS, &[(1, row)])).await.unwrap();
+    let error = t
+        .commit(
+            Outcome::Loaded {
+                bytes: 100,
+                rows: 1,
+                rejected: 0,
+            },
+            Vec::new(),
+        )
+        .await
+        .err()
+        .expect("the rebuild fails");
     let text = tapline::error::error_chain(&error);
     assert!(
-        text.contains("cannot create dataset tapline-test:clevertap_bi"),
+        text.contains("cannot create dataset tapline-test:clevertap_bi for the typed views"),
         "{text}"
     );
+    assert!(text.contains("--location=US"), "{text}");
     assert!(!error.is_retryable(), "{text}");
+    assert_eq!(target.value("SELECT count(*) FROM charged").await, s("1"));
+    assert_eq!(
+        target.value("SELECT status FROM _tapline_loads").await,
+        s("loaded")
+    );
 }
 
 /// A table in the BI dataset named like a typed view is left as it is; that event gets no

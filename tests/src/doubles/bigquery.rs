@@ -362,6 +362,13 @@ impl BigQueryDouble {
         self.lock().datasets.contains_key(name)
     }
 
+    /// A dataset's location and labels: `{"location": …, "labels": …}`.
+    pub fn dataset(&self, name: &str) -> Option<Value> {
+        let inner = self.lock();
+        let ds = inner.datasets.get(name)?;
+        Some(json!({ "location": ds.location, "labels": ds.labels }))
+    }
+
     /// Adds an empty dataset.
     pub fn add_dataset(&self, name: &str) {
         self.lock()

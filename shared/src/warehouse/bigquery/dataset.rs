@@ -163,8 +163,19 @@ fn stored_kind(text: Option<&str>) -> Option<ColumnKind> {
 pub(super) struct Dataset {
     pub(super) api: Arc<Api>,
     pub(super) dataset: String,
-    /// The dataset of the typed views for BI tools (`<dataset>_bi` unless named).
-    pub(super) bi_dataset: String,
+    /// The dataset of the typed views for BI tools.
+    pub(super) bi: BiDataset,
+}
+
+/// The typed views' dataset (`<dataset>_bi` unless named) and what it is created with: the raw
+/// dataset's location and labels.
+#[derive(Clone, Debug)]
+pub(super) struct BiDataset {
+    pub(super) name: String,
+    pub(super) location: Option<String>,
+    pub(super) labels: Value,
+    /// Seen or created by this handle: not checked again.
+    pub(super) exists: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Dataset {

@@ -24,8 +24,9 @@
 //! the current state of a version is its `loaded`/`replaced` row, else its latest attempt.
 //!
 //! Configuration: `bigquery://PROJECT/DATASET[?location=EU][&bi_dataset=NAME]`. The typed views
-//! for BI tools live in their own dataset (`bi_dataset`, default `<DATASET>_bi`), created at
-//! open when missing in the raw dataset's location (see `typed_views.rs`). The endpoint is
+//! for BI tools live in their own dataset (`bi_dataset`, default `<DATASET>_bi`), created by the
+//! first load that builds them, in the raw dataset's location (see `typed_views.rs`); a handle
+//! that only reads, or only writes fixed tables (the relay), never needs it. The endpoint is
 //! `BIGQUERY_ENDPOINT` when set (a double or an emulator), else Google's. Credentials are
 //! Application Default Credentials, except that with `BIGQUERY_ENDPOINT` set and no
 //! `GOOGLE_APPLICATION_CREDENTIALS`, requests carry no token (the emulator convention).
@@ -48,7 +49,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use self::api::{Api, ApiError, Param};
-use self::dataset::Dataset;
+use self::dataset::{BiDataset, Dataset};
 use self::load::BigQueryLoad;
 use super::{
     Begin, Checkpoints, ColumnType, FixedTable, FixedTables, LedgerVersion, LoadLedger, LoadRecord,
@@ -226,45 +227,6 @@ fn parse_url(url: &str) -> Result<BigQueryUrl, ConfigError> {
     })
 }
 
-/// Creates the typed views' dataset when missing, in the raw dataset's location and with its
-/// labels. A 403 is a missing permission (`bigquery.datasets.create`): said, naming the
-/// dataset to create, and not retried.
-async fn ensure_bi_dataset(
-    api: &Api,
-    bi_dataset: &str,
-    raw: &Value,
-    url: &str,
-) -> Result<(), WarehouseError> {
-    let open_err = |e: ApiError| WarehouseError::Open {
-        target: url.to_string(),
-        source: Box::new(e),
-    };
-    match api.get_dataset(bi_dataset).await {
-        Ok(_) => return Ok(()),
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(open_err(e)),
-    }
-    let location = raw["location"].as_str().or(api.location.as_deref());
-    let labels = raw.get("labels").cloned().unwrap_or_else(|| json!({}));
-    match api.insert_dataset(bi_dataset, location, &labels).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_duplicate() => Ok(()),
-        Err(e @ ApiError::Http { status: 403, .. }) => {
-            Err(WarehouseError::Config(ConfigError::Warehouse {
-                url: url.to_string(),
-                reason: format!(
-                    "cannot create dataset {project}:{bi_dataset} for the typed views ({e}); \
-                     create it in location {location} (infra/gcp does, or `bq mk --dataset \
-                     --location={location} {project}:{bi_dataset}`) and let this account edit it",
-                    project = api.project,
-                    location = location.unwrap_or("US"),
-                ),
-            }))
-        }
-        Err(e) => Err(open_err(e)),
-    }
-}
-
 impl BigQueryWarehouse {
     /// Opens the dataset a `bigquery://PROJECT/DATASET` URL names (it must exist) and creates
     /// the `_tapline_*` tables in it.
@@ -338,12 +300,20 @@ impl BigQueryWarehouse {
         dataset::add_column_kind_fields(&api, &dataset)
             .await
             .map_err(|e| open_err(Box::new(e)))?;
-        ensure_bi_dataset(&api, &bi_dataset, &raw, &target).await?;
+        let bi = BiDataset {
+            name: bi_dataset,
+            location: raw["location"]
+                .as_str()
+                .or(api.location.as_deref())
+                .map(str::to_string),
+            labels: raw.get("labels").cloned().unwrap_or_else(|| json!({})),
+            exists: Default::default(),
+        };
         Ok(Self {
             ds: Dataset {
                 api: Arc::new(api),
                 dataset,
-                bi_dataset,
+                bi,
             },
             target,
             state_pruned: Default::default(),

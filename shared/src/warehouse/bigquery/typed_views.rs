@@ -1,6 +1,6 @@
 //! The typed views on BigQuery (see [`crate::warehouse::typed_views`]): one view per event table
-//! and `all_events`, named like the raw ones, in the BI dataset (`<dataset>_bi`), reading the raw
-//! dataset fully qualified. Each cast gives NULL where a value does not fit; a regex guard first
+//! and `all_events`, named like the raw ones, in the BI dataset (`<dataset>_bi`, created by the
+//! first rebuild when missing), reading the raw dataset fully qualified. Each cast gives NULL where a value does not fit; a regex guard first
 //! admits only the kind's own grammar (the one `classify` infers with), so every warehouse
 //! reads the same values and BigQuery's laxer casts (`'007'` as 7) never decide.
 
@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
+use super::api::ApiError;
 use super::dataset::{ColumnRow, Dataset};
 use super::{ident, op};
 use crate::warehouse::catalog::Catalog;
@@ -89,16 +90,16 @@ async fn put_view(ds: &Dataset, name: &str, body: String) -> Result<(), Warehous
     let resource = json!({
         "tableReference": {
             "projectId": ds.api.project,
-            "datasetId": ds.bi_dataset,
+            "datasetId": ds.bi.name,
             "tableId": name,
         },
         "view": { "query": body, "useLegacySql": false },
     });
-    match ds.api.insert_table(&ds.bi_dataset, &resource).await {
+    match ds.api.insert_table(&ds.bi.name, &resource).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_duplicate() => ds
             .api
-            .update_table(&ds.bi_dataset, name, &resource)
+            .update_table(&ds.bi.name, name, &resource)
             .await
             .map(|_| ())
             .map_err(op(operation)),
@@ -117,9 +118,10 @@ pub(super) async fn rebuild_typed_views(
     stale: &HashSet<String>,
     all_events_stale: bool,
 ) -> Result<(), WarehouseError> {
+    ensure_bi_dataset(ds).await?;
     let existing: HashMap<String, String> = ds
         .api
-        .list_tables(&ds.bi_dataset)
+        .list_tables(&ds.bi.name)
         .await
         .map_err(op("rebuild typed views"))?
         .iter()
@@ -153,7 +155,7 @@ pub(super) async fn rebuild_typed_views(
         match existing.get(&table.name).map(String::as_str) {
             Some("VIEW") | None => {}
             Some(_) => {
-                tracing::warn!(table = %table.name, dataset = %ds.bi_dataset, "A table in the BI dataset is named like the typed view: the table is left, and gets no typed view.");
+                tracing::warn!(table = %table.name, dataset = %ds.bi.name, "A table in the BI dataset is named like the typed view: the table is left, and gets no typed view.");
                 continue;
             }
         }
@@ -178,9 +180,55 @@ pub(super) async fn rebuild_typed_views(
     if all_events_due && matches!(all_events, Some("VIEW") | None) && !catalog.is_empty() {
         put_view(ds, ALL_EVENTS_VIEW, typed_all_events_select(&catalog, &d)).await?;
     } else if all_events_due && all_events.is_some_and(|t| t != "VIEW") {
-        tracing::warn!(dataset = %ds.bi_dataset, "A table in the BI dataset is named all_events: it is left, and there is no typed all_events.");
+        tracing::warn!(dataset = %ds.bi.name, "A table in the BI dataset is named all_events: it is left, and there is no typed all_events.");
     }
     Ok(())
+}
+
+/// Creates the BI dataset when missing (checked once per handle), in the raw dataset's
+/// location, with its labels. A 403 is a missing permission (`bigquery.datasets.create`): said,
+/// naming the dataset to create, and not retried.
+async fn ensure_bi_dataset(ds: &Dataset) -> Result<(), WarehouseError> {
+    use std::sync::atomic::Ordering;
+    let bi = &ds.bi;
+    if bi.exists.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    match ds.api.get_dataset(&bi.name).await {
+        Ok(_) => {
+            bi.exists.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(op("create the BI dataset")(e)),
+    }
+    let created = match ds
+        .api
+        .insert_dataset(&bi.name, bi.location.as_deref(), &bi.labels)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Another loader created it meanwhile.
+        Err(e) if e.is_duplicate() => Ok(()),
+        Err(e @ ApiError::Http { status: 403, .. }) => Err(WarehouseError::Operation {
+            operation: "create the BI dataset",
+            retryable: false,
+            source: format!(
+                "cannot create dataset {project}:{name} for the typed views ({e}); create it in \
+                 location {location} (infra/gcp does, or `bq mk --dataset --location={location} \
+                 {project}:{name}`) and let this account edit it",
+                project = ds.api.project,
+                name = bi.name,
+                location = bi.location.as_deref().unwrap_or("US"),
+            )
+            .into(),
+        }),
+        Err(e) => Err(op("create the BI dataset")(e)),
+    };
+    if created.is_ok() {
+        bi.exists.store(true, Ordering::Relaxed);
+    }
+    created
 }
 
 /// The event tables with every column, kind and pin as committed (`_tapline_columns` is
