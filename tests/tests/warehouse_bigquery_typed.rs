@@ -11,7 +11,6 @@ use tapline::warehouse::column_kinds::ColumnKind;
 use tapline::warehouse::column_types::ColumnTypes;
 use tapline::warehouse::{Begin, ColumnMisfit, Outcome, Warehouse};
 use tapline_tests::conformance::warehouse::{batch, object};
-use tapline_tests::doubles::bigquery::BigQueryDouble;
 use tapline_tests::doubles::bigquery::target::BigQueryTarget;
 
 async fn open(target: &BigQueryTarget, types: Option<&str>) -> Box<dyn Warehouse> {
@@ -419,7 +418,12 @@ async fn a_pinned_column_counts_its_misfits(target: BigQueryTarget) {
 
     // Without a types file the pins stay; with one that names neither column they go.
     let plain = open(&target, None).await;
-    load(plain.as_ref(), "file:///exports/pinned-2.csv", &[a.clone()]).await;
+    load(
+        plain.as_ref(),
+        "file:///exports/pinned-2.csv",
+        std::slice::from_ref(&a),
+    )
+    .await;
     assert_eq!(plain.column_misfits().await.unwrap()[0].values, 2);
     let other = open(&target, Some("[charged]\nAmount = \"decimal\"\n")).await;
     load(other.as_ref(), "file:///exports/pinned-3.csv", &[b]).await;
@@ -512,8 +516,7 @@ async fn a_bi_dataset_that_cannot_be_created_is_named() {
             Vec::new(),
         )
         .await
-        .err()
-        .expect("the rebuild fails");
+        .expect_err("the rebuild fails");
     let text = tapline::error::error_chain(&error);
     assert!(
         text.contains("cannot create dataset tapline-test:clevertap_bi for the typed views"),
