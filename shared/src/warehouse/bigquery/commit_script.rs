@@ -13,6 +13,9 @@ use crate::warehouse::{COL_LOAD_ID, COL_SOURCE_URI, WarehouseError};
 
 /// Commit jobs tried per version before giving up for now (each failed one is burned).
 const MAX_COMMIT_JOBS: u32 = 50;
+/// Columns whose kinds one statement widens: a table's first load changes every column's kind,
+/// and a statement per kind (not per column) keeps the script short.
+const KIND_BATCH: usize = 1_000;
 /// Label on commit jobs saying what they committed.
 const OUTCOME_LABEL: &str = "tapline_outcome";
 
@@ -85,22 +88,29 @@ impl CommitScript {
         }
     }
 
-    /// Widens the stored kind of raw column `raw` of `table` with `kind` (what this load saw,
-    /// widened with the kind read at its start). The widening runs on the stored value, so a
-    /// loader that widened the same column meanwhile is never narrowed back (see
-    /// [`widen`](crate::warehouse::column_kinds::widen)); a row from before kinds (NULL) is text.
-    pub(super) fn record_kind(&mut self, table: &str, raw: &str, kind: ColumnKind) {
-        let t = self.bind(Param::Str(table.to_string()));
-        let r = self.bind(Param::Str(raw.to_string()));
-        let k = self.bind(Param::Str(kind.as_str().to_string()));
-        self.statements.push(format!(
-            "UPDATE _tapline_columns SET kind = CASE \
-             WHEN kind IS NULL THEN 'text' \
-             WHEN kind = '' OR kind = {k} THEN {k} \
-             WHEN kind IN ('integer', 'decimal') AND {k} IN ('integer', 'decimal') THEN 'decimal' \
-             ELSE 'text' END \
-             WHERE table_name = {t} AND raw_name = {r}"
-        ));
+    /// Widens the stored kinds of raw columns `raws` of `table` with `kind` (what this load saw,
+    /// widened with the kind read at its start), in one statement per [`KIND_BATCH`] columns. The
+    /// widening runs on the stored value, so a loader that widened the same column meanwhile is
+    /// never narrowed back (see [`widen`](crate::warehouse::column_kinds::widen)); a row from
+    /// before kinds (NULL) is text.
+    pub(super) fn record_kinds(&mut self, table: &str, kind: ColumnKind, raws: &[String]) {
+        for chunk in raws.chunks(KIND_BATCH) {
+            let t = self.bind(Param::Str(table.to_string()));
+            let k = self.bind(Param::Str(kind.as_str().to_string()));
+            let names: Vec<String> = chunk
+                .iter()
+                .map(|raw| self.bind(Param::Str(raw.clone())))
+                .collect();
+            self.statements.push(format!(
+                "UPDATE _tapline_columns SET kind = CASE \
+                 WHEN kind IS NULL THEN 'text' \
+                 WHEN kind = '' OR kind = {k} THEN {k} \
+                 WHEN kind IN ('integer', 'decimal') AND {k} IN ('integer', 'decimal') THEN 'decimal' \
+                 ELSE 'text' END \
+                 WHERE table_name = {t} AND raw_name IN ({})",
+                names.join(", ")
+            ));
+        }
     }
 
     /// Stores the pin of raw column `raw` of `table` (`None` removes it).

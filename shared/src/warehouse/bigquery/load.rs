@@ -20,7 +20,7 @@ use super::{
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
-use crate::warehouse::column_kinds::ColumnKindTracker;
+use crate::warehouse::column_kinds::{ColumnKind, ColumnKindTracker};
 use crate::warehouse::column_types::ColumnTypes;
 use crate::warehouse::profile_views::{self, PROFILES_VIEW, ViewDialect};
 use crate::warehouse::{
@@ -348,15 +348,19 @@ impl BigQueryLoad {
     /// Widens the stored kinds with this load's values and stores the types file's pins, in
     /// the commit script; each table whose kinds or pins change gets its typed view rebuilt.
     fn record_kinds_and_pins(&mut self, script: &mut CommitScript) {
-        let mut widened = Vec::new();
+        // (table, kind) → raw columns, in a stable order for the script's text.
+        let mut widened: BTreeMap<(String, &'static str), Vec<String>> = BTreeMap::new();
         for (event, raw, seen) in self.kinds.observed() {
             if let Some((table, kind)) = self.catalog.widen_kind(event, raw, seen) {
-                widened.push((table, raw.to_string(), kind));
+                widened
+                    .entry((table, kind.as_str()))
+                    .or_default()
+                    .push(raw.to_string());
             }
         }
-        widened.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        for (table, raw, kind) in widened {
-            script.record_kind(&table, &raw, kind);
+        for ((table, kind), mut raws) in widened {
+            raws.sort();
+            script.record_kinds(&table, ColumnKind::parse(kind), &raws);
             self.typed_stale.insert(table);
         }
         let Some(types) = self.column_types.clone() else {
@@ -662,8 +666,8 @@ impl LoadTransaction for BigQueryLoad {
             self.rebuild_views(&touched).await?;
         }
         if status == LoadStatus::Loaded {
-            // After the commit, like the views above: a failure is the load's error, its rows
-            // stay committed, and the next load rebuilds what is stale or missing.
+            // After the commit, like the views above: a failure is the load's error and its rows
+            // stay committed; a later load rebuilds a missing view, or one whose table it changes.
             let tables: Vec<String> = self
                 .catalog
                 .event_tables()
