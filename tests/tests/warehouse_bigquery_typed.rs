@@ -722,3 +722,55 @@ async fn googles_client_reads_the_typed_view_on_bqemulator() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Two loaders widening one column: the commit widens the kind stored when it runs, not the one
+/// its load began with, so a wider kind another loader committed meanwhile is never narrowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_widened_meanwhile_is_not_narrowed() {
+    let target = BigQueryTarget::double("clevertap").await;
+    let double = target.as_double().unwrap();
+    let w = open(&target, None).await;
+    let qty = |v: &'static str| {
+        let mut values: Vec<Option<&str>> = vec![None; 9];
+        values[7] = Some(v);
+        values
+    };
+    load(w.as_ref(), "file:///exports/charged-1.csv", &[qty("3")]).await;
+    let mut t = match w
+        .begin_load(&object("file:///exports/charged-2.csv", "v1"), false)
+        .await
+        .unwrap()
+    {
+        Begin::Started(t) => t,
+        Begin::Done(r) => panic!("already {:?}", r.status),
+    };
+    let mut row = vec![Some("2022-09-21T04:32:45Z"), Some("Charged")];
+    row.extend(qty("2.5"));
+    t.append(batch(&COLUMNS, &[(1, row)])).await.unwrap();
+    // Another loader's commit, between this load's start (qty: integer) and its commit.
+    double.execute(
+        "clevertap",
+        "UPDATE clevertap._tapline_columns SET kind = 'text' WHERE column_name = 'qty'",
+    );
+    t.commit(
+        Outcome::Loaded {
+            bytes: 100,
+            rows: 1,
+            rejected: 0,
+        },
+        Vec::new(),
+    )
+    .await
+    .expect("commit");
+    assert_eq!(
+        target
+            .value("SELECT kind FROM _tapline_columns WHERE column_name = 'qty'")
+            .await,
+        s("text"),
+        "integer → decimal here, text there: text"
+    );
+    assert_eq!(
+        typed_and_raw(&target, "qty", "STRING").await,
+        [pair(Some("3"), "3"), pair(Some("2.5"), "2.5")]
+    );
+}
