@@ -1,6 +1,6 @@
-//! A BigQuery REST double on loopback: the subset Tapline calls (datasets.get, tables.list/get/
-//! insert/patch/update/delete, jobs.insert as multipart upload and as query job, jobs.get,
-//! jobs.query), checked against the documented shapes, with rows kept in SQLite so tests (and
+//! A BigQuery REST double on loopback: the subset Tapline calls (datasets.get/insert,
+//! tables.list/get/insert/patch/update/delete, jobs.insert as multipart upload and as query job,
+//! jobs.get, jobs.query), checked against the documented shapes, with rows kept in SQLite so tests (and
 //! the adapter's own queries) can read them back.
 //!
 //! What it enforces, because BigQuery does: job ids match `[A-Za-z0-9_-]{1,1024}` and are
@@ -16,9 +16,12 @@
 //! (epoch seconds in E notation), which the adapter must convert.
 //!
 //! What it cannot be: GoogleSQL. Queries run in SQLite, so the SQL Tapline sends stays within
-//! what both accept (backtick identifiers, `@name` parameters, window functions). Faults can be
-//! scripted: an HTTP error for the next call of an operation, a job
-//! that ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
+//! what both accept (backtick identifiers, `@name` parameters, window functions), apart from the
+//! typed views' casts, which `googlesql.rs` turns into SQLite functions with BigQuery's rules.
+//! Each dataset is a shared-cache in-memory database, so a view may read another dataset's
+//! tables (the BI dataset's views read the raw one), and tables.get on a view answers its
+//! schema. Faults can be scripted: an HTTP error for the next call of an operation, a job that
+//! ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
 
 pub mod emulator;
 mod googlesql;
