@@ -14,6 +14,24 @@ resource "google_bigquery_dataset" "warehouse" {
   #checkov:skip=CKV_GCP_81:Google-managed encryption; a CMEK needs a key ring and key policy the deployer owns.
 }
 
+# The typed views for BI tools (one per event table and all_events, each column cast to its
+# inferred type), which the loaders rebuild after each load. A dataset of their own, beside the
+# warehouse and in its location (a view may only read a dataset of its location), so a BI user
+# can be given this dataset alone: its views are then authorised on the warehouse (README, BI).
+resource "google_bigquery_dataset" "bi" {
+  project     = var.project_id
+  dataset_id  = local.bi_dataset_id
+  location    = var.bigquery_location
+  description = "Typed views over the CleverTap tables Tapline loads: numbers as numbers, times as times."
+  labels      = local.labels
+  # Views only: nothing is lost with them (the loaders rebuild them), but keep the module's rule.
+  delete_contents_on_destroy = false
+
+  depends_on = [google_project_service.apis]
+
+  #checkov:skip=CKV_GCP_81:Google-managed encryption, as the warehouse's; a CMEK needs a key ring and key policy the deployer owns.
+}
+
 locals {
   # Identities that write the warehouse's tables: the loaders, over the whole dataset.
   warehouse_writers = merge(
@@ -32,6 +50,15 @@ resource "google_bigquery_dataset_iam_member" "warehouse_writers" {
   for_each   = local.warehouse_writers
   project    = var.project_id
   dataset_id = google_bigquery_dataset.warehouse.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = each.value
+}
+
+resource "google_bigquery_dataset_iam_member" "bi_writers" {
+  # The loaders create and replace the typed views there after each load.
+  for_each   = local.warehouse_writers
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.bi.dataset_id
   role       = "roles/bigquery.dataEditor"
   member     = each.value
 }

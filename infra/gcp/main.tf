@@ -11,8 +11,10 @@ data "google_project" "this" {
 }
 
 locals {
-  export_uri    = "gs://${google_storage_bucket.export.name}/${var.export_prefix}"
-  warehouse_url = coalesce(var.warehouse_url, "bigquery://${var.project_id}/${google_bigquery_dataset.warehouse.dataset_id}")
+  export_uri = "gs://${google_storage_bucket.export.name}/${var.export_prefix}"
+  # The typed views' dataset (bigquery.tf), named in the loaders' URL.
+  bi_dataset_id = coalesce(var.bigquery_bi_dataset_id, "${var.bigquery_dataset_id}_bi")
+  warehouse_url = coalesce(var.warehouse_url, "bigquery://${var.project_id}/${google_bigquery_dataset.warehouse.dataset_id}?bi_dataset=${google_bigquery_dataset.bi.dataset_id}")
   # The relay's warehouse destinations: the deployer's warehouse_url, else a dataset of their own
   # beside the module's warehouse (bigquery.tf says why).
   webhooks_dataset_id = coalesce(var.webhook_relay_bigquery_dataset_id, "${var.bigquery_dataset_id}_webhooks")

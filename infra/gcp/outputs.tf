@@ -13,6 +13,11 @@ output "bigquery_dataset" {
   value       = "${var.project_id}.${google_bigquery_dataset.warehouse.dataset_id}"
 }
 
+output "bigquery_bi_dataset" {
+  description = "PROJECT.DATASET of the typed views for BI tools (one per event table and all_events): what Looker Studio, Tableau or Power BI should read."
+  value       = "${var.project_id}.${google_bigquery_dataset.bi.dataset_id}"
+}
+
 output "export_loader_url" {
   description = "Internal URL of the export-loader service."
   value       = module.export_loader.uri

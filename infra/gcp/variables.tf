@@ -129,6 +129,16 @@ variable "bigquery_dataset_id" {
   default     = "clevertap"
 }
 
+variable "bigquery_bi_dataset_id" {
+  type        = string
+  description = "BigQuery dataset of the typed views for BI tools (one view per event table and all_events, numbers as numbers), passed to the loaders as bi_dataset. Default: bigquery_dataset_id + \"_bi\"."
+  default     = null
+  validation {
+    condition     = var.bigquery_bi_dataset_id == null || can(regex("^[A-Za-z0-9_]{1,1024}$", var.bigquery_bi_dataset_id))
+    error_message = "bigquery_bi_dataset_id: letters, digits and underscores only (BigQuery's dataset ID rule), at most 1,024."
+  }
+}
+
 variable "webhook_relay_bigquery_dataset_id" {
   type        = string
   description = "BigQuery dataset of the relay's warehouse destinations (webhook_events), when warehouse_url is not set: the relay's worker may write only this dataset. Default: bigquery_dataset_id + \"_webhooks\"."

@@ -102,7 +102,8 @@ def _table_to_list_item_documented(t: Any) -> dict[str, Any]:
 tables_routes._table_to_list_item = _table_to_list_item_documented
 
 
-# 4. and 5. are request/response rewrites of two routes, in one ASGI middleware around the app.
+# 4., 5. and 7. are request/response rewrites of three routes, in one ASGI middleware around the
+# app.
 
 # HTTP status of each error reason, from https://cloud.google.com/bigquery/docs/error-messages
 # (the table "Error table": reason -> HTTP code).
@@ -149,6 +150,11 @@ class _DocumentedBigQuery:
        schema definition with tables.patch,
        https://cloud.google.com/bigquery/docs/managing-table-schemas); the emulator changes
        only the metadata, so the next INSERT naming a new column fails.
+    7. tables.get (GET /bigquery/v2/projects/P/datasets/D/tables/T) on a view answers the
+       view's schema, the columns and types its query gives (the Table resource's `schema`,
+       https://cloud.google.com/bigquery/docs/reference/rest/v2/tables#Table; a BI tool and
+       Google's client read a view's field types from it); the emulator answers a view
+       without one. The schema is the emulator's own answer to `SELECT * FROM` the view.
     """
 
     def __init__(self, app: Any, context: Any) -> None:
@@ -163,6 +169,10 @@ class _DocumentedBigQuery:
         method = scope["method"]
         is_query = method == "POST" and len(parts) == 5 and parts[:3] == ["bigquery", "v2", "projects"] and parts[4] == "queries"
         is_patch = method == "PATCH" and len(parts) == 8 and parts[:3] == ["bigquery", "v2", "projects"] and parts[4] == "datasets" and parts[6] == "tables"
+        is_get_table = method == "GET" and len(parts) == 8 and parts[:3] == ["bigquery", "v2", "projects"] and parts[4] == "datasets" and parts[6] == "tables"
+        if is_get_table:
+            await self._get_table_with_view_schema(scope, parts, send)
+            return
         if not (is_query or is_patch):
             await self.app(scope, receive, send)
             return
@@ -174,6 +184,27 @@ class _DocumentedBigQuery:
             status, answer = _failed_query_as_error(answer)
         if is_patch and status == 200:
             await self._add_patched_columns(parts[3], parts[5], parts[7])
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(answer)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    async def _get_table_with_view_schema(self, scope: Any, parts: list[str], send: Any) -> None:
+        status, headers, answer = await _call(self.app, scope, b"")
+        if status == 200:
+            resource = json.loads(answer)
+            if resource.get("type") == "VIEW" and "schema" not in resource:
+                project, dataset, table = parts[3], parts[5], parts[7]
+                query = {"query": f"SELECT * FROM `{project}.{dataset}.{table}` LIMIT 0", "useLegacySql": False}
+                body = json.dumps(query).encode()
+                query_scope = dict(scope, method="POST", path=f"/bigquery/v2/projects/{project}/queries",
+                                   raw_path=f"/bigquery/v2/projects/{project}/queries".encode(), query_string=b"")
+                query_scope["headers"] = [(b"content-type", b"application/json")]
+                q_status, _, q_answer = await _call(self.app, query_scope, body)
+                fields = json.loads(q_answer).get("schema", {}).get("fields") if q_status == 200 else None
+                if fields:
+                    resource["schema"] = {"fields": fields}
+                    answer = json.dumps(resource).encode()
         headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(answer)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})

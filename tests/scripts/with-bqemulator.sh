@@ -2,9 +2,10 @@
 # Runs a command with bqemulator (a third-party BigQuery emulator: REST API, GoogleSQL run by
 # DuckDB) on loopback, then stops it.
 #   tests/scripts/with-bqemulator.sh cargo nextest run -p tapline-tests --test warehouse_bigquery
-# Exports TAPLINE_TEST_BQEMULATOR_URL. bqemulator comes from PyPI, pinned, installed into
-# .venv/ when missing, and is started by tests/scripts/bqemulator_launch.py, which patches the
-# few places where it departs from BigQuery's documented behaviour.
+# Exports TAPLINE_TEST_BQEMULATOR_URL. bqemulator and Google's client library come from PyPI,
+# pinned, installed into .venv/ when missing; bqemulator is started by
+# tests/scripts/bqemulator_launch.py, which patches the few places where it departs from
+# BigQuery's documented behaviour.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 version=1.4.0
@@ -18,6 +19,13 @@ fi
 python="$root/.venv/bin/python"
 if [ "$("$python" -c 'import bqemulator; print(bqemulator.__version__)' 2>/dev/null)" != "$version" ]; then
   "$python" -m pip install -q "bqemulator==$version" "numpy==$numpy"
+fi
+# Google's client, for the test that reads a typed view as a BI tool's connector does
+# (tests/scripts/bigquery_client_reads_typed_view.py). 3.30.0 is the newest that accepts the
+# packaging 23.x checkov (same .venv) pins; newer ones would upgrade it under checkov.
+client=3.30.0
+if [ "$("$python" -c 'from google.cloud import bigquery; print(bigquery.__version__)' 2>/dev/null)" != "$client" ]; then
+  "$python" -m pip install -q "google-cloud-bigquery==$client" "packaging==23.2"
 fi
 
 free_port() {

@@ -1,6 +1,6 @@
-//! A BigQuery REST double on loopback: the subset Tapline calls (datasets.get, tables.list/get/
-//! insert/patch/update/delete, jobs.insert as multipart upload and as query job, jobs.get,
-//! jobs.query), checked against the documented shapes, with rows kept in SQLite so tests (and
+//! A BigQuery REST double on loopback: the subset Tapline calls (datasets.get/insert,
+//! tables.list/get/insert/patch/update/delete, jobs.insert as multipart upload and as query job,
+//! jobs.get, jobs.query), checked against the documented shapes, with rows kept in SQLite so tests (and
 //! the adapter's own queries) can read them back.
 //!
 //! What it enforces, because BigQuery does: job ids match `[A-Za-z0-9_-]{1,1024}` and are
@@ -16,11 +16,15 @@
 //! (epoch seconds in E notation), which the adapter must convert.
 //!
 //! What it cannot be: GoogleSQL. Queries run in SQLite, so the SQL Tapline sends stays within
-//! what both accept (backtick identifiers, `@name` parameters, window functions). Faults can be
-//! scripted: an HTTP error for the next call of an operation, a job
-//! that ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
+//! what both accept (backtick identifiers, `@name` parameters, window functions), apart from the
+//! typed views' casts, which `googlesql.rs` turns into SQLite functions with BigQuery's rules.
+//! Each dataset is a shared-cache in-memory database, so a view may read another dataset's
+//! tables (the BI dataset's views read the raw one), and tables.get on a view answers its
+//! schema. Faults can be scripted: an HTTP error for the next call of an operation, a job that
+//! ends with `errorResult` and row errors, jobs that stay RUNNING for a few polls.
 
 pub mod emulator;
+mod googlesql;
 pub mod target;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -90,8 +94,14 @@ struct StoredJob {
 
 struct Dataset {
     name: String,
+    /// The shared-cache in-memory database holding the dataset's tables, which other
+    /// datasets' connections attach to run views that read across datasets.
+    uri: String,
     conn: rusqlite::Connection,
     tables: BTreeMap<String, Value>,
+    /// `location`, as datasets.insert set it (`US` by default, as in BigQuery).
+    location: String,
+    labels: Value,
 }
 
 struct Shared {
@@ -250,16 +260,43 @@ fn check_table_metadata(resource: &Value) -> Result<(), (StatusCode, Value)> {
     Ok(())
 }
 
+/// Numbers the doubles' in-memory databases, so two doubles of one process never share one.
+static DATABASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Dataset {
     fn new(name: &str) -> Self {
-        let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
-        conn.execute_batch(&format!("ATTACH ':memory:' AS {}", quote(name)))
+        let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = rusqlite::Connection::open_with_flags(":memory:", flags).expect("sqlite");
+        let n = DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let uri = format!(
+            "file:bqdouble_{}_{n}?mode=memory&cache=shared",
+            std::process::id()
+        );
+        conn.execute_batch(&format!("ATTACH '{uri}' AS {}", quote(name)))
             .expect("attach");
+        googlesql::register_functions(&conn).expect("functions");
         Self {
             name: name.to_string(),
+            uri,
             conn,
             tables: BTreeMap::new(),
+            location: "US".to_string(),
+            labels: json!({}),
         }
+    }
+
+    /// Attaches dataset `name` (its database `uri`) to this one's connection, once.
+    fn attach(&self, name: &str, uri: &str) -> rusqlite::Result<()> {
+        let attached: bool = self.conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_database_list WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )?;
+        if !attached {
+            self.conn
+                .execute_batch(&format!("ATTACH '{uri}' AS {}", quote(name)))?;
+        }
+        Ok(())
     }
 }
 
@@ -277,6 +314,7 @@ impl BigQueryDouble {
         });
         let base = "/bigquery/v2/projects/{project}";
         let app = Router::new()
+            .route(&format!("{base}/datasets"), post(insert_dataset))
             .route(&format!("{base}/datasets/{{dataset}}"), get(get_dataset))
             .route(
                 &format!("{base}/datasets/{{dataset}}/tables"),
@@ -325,6 +363,13 @@ impl BigQueryDouble {
     /// Whether a dataset exists.
     pub fn has_dataset(&self, name: &str) -> bool {
         self.lock().datasets.contains_key(name)
+    }
+
+    /// A dataset's location and labels: `{"location": …, "labels": …}`.
+    pub fn dataset(&self, name: &str) -> Option<Value> {
+        let inner = self.lock();
+        let ds = inner.datasets.get(name)?;
+        Some(json!({ "location": ds.location, "labels": ds.labels }))
     }
 
     /// Adds an empty dataset.
@@ -485,12 +530,13 @@ async fn get_dataset(
     respond((|| {
         enter(&shared, "datasets.get", &project, &headers)?;
         let inner = shared.inner.lock().expect("state");
-        if inner.datasets.contains_key(&dataset) {
+        if let Some(ds) = inner.datasets.get(&dataset) {
             Ok(json!({
                 "kind": "bigquery#dataset",
                 "id": format!("{project}:{dataset}"),
                 "datasetReference": { "projectId": project, "datasetId": dataset },
-                "location": "US",
+                "location": ds.location,
+                "labels": ds.labels,
             }))
         } else {
             Err(error(
@@ -499,6 +545,58 @@ async fn get_dataset(
                 &format!("Not found: Dataset {project}:{dataset}"),
             ))
         }
+    })())
+}
+
+/// datasets.insert: a new empty dataset (409 `duplicate` when it exists).
+async fn insert_dataset(
+    State(shared): State<Arc<Shared>>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond((|| {
+        enter(&shared, "datasets.insert", &project, &headers)?;
+        let resource = json_body(&body)?;
+        let reference = &resource["datasetReference"];
+        let dataset = reference["datasetId"].as_str().unwrap_or("");
+        if reference["projectId"] != json!(project) {
+            return Err(invalid(
+                "datasetReference.projectId must be the project of the URL",
+            ));
+        }
+        if dataset.is_empty()
+            || dataset.len() > 1024
+            || !dataset
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(invalid(format!("Invalid dataset ID \"{dataset}\"")));
+        }
+        let mut inner = shared.inner.lock().expect("state");
+        if inner.datasets.contains_key(dataset) {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "duplicate",
+                &format!("Already Exists: Dataset {project}:{dataset}"),
+            ));
+        }
+        let mut ds = Dataset::new(dataset);
+        if let Some(location) = resource["location"].as_str() {
+            ds.location = location.to_string();
+        }
+        if let Some(labels) = resource.get("labels") {
+            ds.labels = labels.clone();
+        }
+        let answer = json!({
+            "kind": "bigquery#dataset",
+            "id": format!("{project}:{dataset}"),
+            "datasetReference": { "projectId": project, "datasetId": dataset },
+            "location": ds.location,
+            "labels": ds.labels,
+        });
+        inner.datasets.insert(dataset.to_string(), ds);
+        Ok(answer)
     })())
 }
 
@@ -594,17 +692,50 @@ fn check_fields(fields: &Value) -> Result<Vec<Field>, (StatusCode, Value)> {
     Ok(out)
 }
 
-fn create_view(ds: &Dataset, table: &str, query: &str) -> Result<(), (StatusCode, Value)> {
+/// Creates view `table` of `dataset` (GoogleSQL `query`); returns its schema's fields.
+fn create_view(
+    inner: &Inner,
+    project: &str,
+    dataset: &str,
+    table: &str,
+    query: &str,
+) -> Result<Value, (StatusCode, Value)> {
+    let ds = inner.datasets.get(dataset).expect("checked");
+    // A view reading another dataset's tables (the typed views read the raw dataset) needs
+    // that dataset attached; it is named `project`.`dataset`.`table` or `dataset`.`table`.
+    for (name, other) in &inner.datasets {
+        if name != dataset && query.contains(&format!("`{name}`.")) {
+            ds.attach(name, &other.uri)
+                .map_err(|e| invalid(format!("Invalid view query: {e}")))?;
+        }
+    }
     // Views live in SQLite's temp schema and tables in the dataset's attached one: a view that
     // reads another view (`ds`.`all_events`) finds it only unqualified, where SQLite searches
     // temp first, then the attached dataset.
-    let query = query.replace(&format!("`{}`.", ds.name), "");
+    let sql = googlesql::translate(query, project).replace(&format!("`{}`.", ds.name), "");
     ds.conn
         .execute_batch(&format!(
-            "DROP VIEW IF EXISTS temp.{t}; CREATE TEMP VIEW {t} AS {query}",
+            "DROP VIEW IF EXISTS temp.{t}; CREATE TEMP VIEW {t} AS {sql}",
             t = quote(table)
         ))
-        .map_err(|e| invalid(format!("Invalid view query: {e}")))
+        .map_err(|e| invalid(format!("Invalid view query: {e}")))?;
+    // A plain column has its table's type: `project`.`dataset`.`table`, `dataset`.`table`
+    // or a table of this dataset.
+    let column_type = |relation: &str, column: &str| {
+        let parts: Vec<&str> = relation.split('.').map(|p| p.trim_matches('`')).collect();
+        let (d, t) = match parts.as_slice() {
+            [_, d, t] | [d, t] => (*d, *t),
+            [t] => (dataset, *t),
+            _ => return None,
+        };
+        let fields = &inner.datasets.get(d)?.tables.get(t)?["schema"]["fields"];
+        fields
+            .as_array()?
+            .iter()
+            .find(|f| f["name"] == column)
+            .and_then(|f| f["type"].as_str().map(str::to_string))
+    };
+    Ok(json!({ "fields": googlesql::view_fields(query, &column_type) }))
 }
 
 async fn insert_table(
@@ -629,8 +760,8 @@ async fn insert_table(
         check_table_metadata(&resource)?;
         let mut inner = shared.inner.lock().expect("state");
         dataset_of(&inner, &project, &dataset)?;
-        let ds = inner.datasets.get_mut(&dataset).expect("checked");
-        if ds.tables.contains_key(table) {
+        let mut view_schema = None;
+        if inner.datasets[&dataset].tables.contains_key(table) {
             return Err(error(
                 StatusCode::CONFLICT,
                 "duplicate",
@@ -641,8 +772,18 @@ async fn insert_table(
             if view["useLegacySql"] != json!(false) {
                 return Err(invalid("views must set useLegacySql: false"));
             }
-            create_view(ds, table, view["query"].as_str().unwrap_or(""))?;
-        } else {
+            let query = view["query"].as_str().unwrap_or("");
+            view_schema = Some(create_view(&inner, &project, &dataset, table, query)?);
+        }
+        let ds = inner.datasets.get_mut(&dataset).expect("checked");
+        if ds.tables.contains_key(table) {
+            return Err(error(
+                StatusCode::CONFLICT,
+                "duplicate",
+                &format!("Already Exists: Table {project}:{dataset}.{table}"),
+            ));
+        }
+        if resource.get("view").is_none() {
             let fields = check_fields(&resource["schema"]["fields"])?;
             if let Some(p) = resource.get("timePartitioning") {
                 let field = p["field"].as_str().unwrap_or("");
@@ -677,6 +818,9 @@ async fn insert_table(
                 .map_err(|e| invalid(e.to_string()))?;
         }
         let mut stored = resource.clone();
+        if let Some(schema) = view_schema {
+            stored["schema"] = schema;
+        }
         stored["id"] = json!(format!("{project}:{dataset}.{table}"));
         stored["type"] = json!(if resource.get("view").is_some() {
             "VIEW"
@@ -705,6 +849,28 @@ async fn table_call(
         enter(&shared, operation, &project, &headers)?;
         let mut inner = shared.inner.lock().expect("state");
         dataset_of(&inner, &project, &dataset)?;
+        if operation == "tables.update" {
+            let current = inner.datasets[&dataset].tables.get(&table).cloned();
+            let Some(current) = current else {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    "notFound",
+                    &format!("Not found: Table {project}:{dataset}.{table}"),
+                ));
+            };
+            let resource: Value = json_body(&body)?;
+            let Some(view) = resource.get("view") else {
+                return Err(invalid("the double updates views only"));
+            };
+            let query = view["query"].as_str().unwrap_or("");
+            let schema = create_view(&inner, &project, &dataset, &table, query)?;
+            let mut stored = current;
+            stored["view"] = view.clone();
+            stored["schema"] = schema;
+            let ds = inner.datasets.get_mut(&dataset).expect("checked");
+            ds.tables.insert(table.clone(), stored.clone());
+            return Ok(stored);
+        }
         let ds = inner.datasets.get_mut(&dataset).expect("checked");
         let not_found = || {
             error(
@@ -727,17 +893,6 @@ async fn table_call(
                     .map_err(|e| invalid(e.to_string()))?;
                 ds.tables.remove(&table);
                 Ok(Value::Null)
-            }
-            "tables.update" => {
-                let resource: Value = json_body(&body)?;
-                let Some(view) = resource.get("view") else {
-                    return Err(invalid("the double updates views only"));
-                };
-                create_view(ds, &table, view["query"].as_str().unwrap_or(""))?;
-                let mut stored = current;
-                stored["view"] = view.clone();
-                ds.tables.insert(table.clone(), stored.clone());
-                Ok(stored)
             }
             _ => {
                 let patch: Value = json_body(&body)?;
@@ -1182,8 +1337,13 @@ async fn insert_query_job(
             let kind = statement_type(sql)?;
             if kind == "SELECT" {
                 let ds = inner.datasets.get(&dataset).expect("checked");
-                select(&ds.conn, sql, &params, false)
-                    .map_err(|e| query_error(&format!("{project}:{dataset}"), &e))?;
+                select(
+                    &ds.conn,
+                    &googlesql::translate(sql, &project),
+                    &params,
+                    false,
+                )
+                .map_err(|e| query_error(&format!("{project}:{dataset}"), &e))?;
             }
             return Ok(json!({
                 "kind": "bigquery#job",
@@ -1206,7 +1366,8 @@ async fn insert_query_job(
             Some(f) => Some(f),
             None => {
                 let ds = inner.datasets.get(&dataset).expect("checked");
-                run_script(ds, query["query"].as_str().unwrap_or(""), &params)
+                let sql = googlesql::translate(query["query"].as_str().unwrap_or(""), &project);
+                run_script(ds, &sql, &params)
                     .err()
                     .map(|(reason, message)| (reason, message, Vec::new()))
             }
@@ -1284,8 +1445,8 @@ async fn run_query(
             });
         }
         let ds = dataset_of(&inner, &project, &dataset)?;
-        let sql = request["query"].as_str().unwrap_or("");
-        let (fields, rows) = select(&ds.conn, sql, &params, int64_timestamps)
+        let sql = googlesql::translate(request["query"].as_str().unwrap_or(""), &project);
+        let (fields, rows) = select(&ds.conn, &sql, &params, int64_timestamps)
             .map_err(|e| query_error(&format!("{project}:{dataset}"), &e))?;
         let rows: Vec<Value> = rows
             .into_iter()

@@ -1,4 +1,4 @@
-//! The BigQuery REST v2 subset Tapline calls, over `reqwest`: datasets.get, tables.list/get/
+//! The BigQuery REST v2 subset Tapline calls, over `reqwest`: datasets.get/insert, tables.list/get/
 //! insert/patch/update/delete, jobs.insert (multipart media upload and query jobs), jobs.get
 //! and jobs.query. Every call carries the token from [`GoogleAuth`] (none against an
 //! emulator) and retries what BigQuery documents as transient: HTTP 5xx, 429, and 403 with
@@ -297,6 +297,26 @@ impl Api {
     pub async fn get_dataset(&self, dataset: &str) -> Result<Value, ApiError> {
         let url = self.url(&format!("datasets/{dataset}"));
         self.send("datasets.get", |c| c.get(&url)).await
+    }
+
+    /// datasets.insert: a dataset in `location` (BigQuery's default, `US`, when `None`) with
+    /// `labels`.
+    pub async fn insert_dataset(
+        &self,
+        dataset: &str,
+        location: Option<&str>,
+        labels: &Value,
+    ) -> Result<Value, ApiError> {
+        let url = self.url("datasets");
+        let mut body = json!({
+            "datasetReference": { "projectId": self.project, "datasetId": dataset },
+            "labels": labels,
+        });
+        if let Some(location) = location {
+            body["location"] = json!(location);
+        }
+        self.send("datasets.insert", |c| c.post(&url).json(&body))
+            .await
     }
 
     /// tables.list, every page: `(tableId, friendlyName, labels)` of each table and view.

@@ -1,17 +1,21 @@
 //! The commit script: one multi-statement transaction (a query job) that copies a load's staged
-//! rows into the event tables, replaces an older version's rows, records rejects, catalog and
-//! ledger row, and commits them together; run under job ids derived from the version so at most
-//! one commit of a version succeeds.
+//! rows into the event tables, replaces an older version's rows, records rejects, catalog (with
+//! column kinds and pins) and ledger row, and commits them together; run under job ids derived
+//! from the version so at most one commit of a version succeeds.
 
 use serde_json::{Value, json};
 
 use super::api::{ApiError, Param};
 use super::dataset::{Dataset, state_insert_sql, state_written_us};
 use super::{ident, op};
+use crate::warehouse::column_kinds::ColumnKind;
 use crate::warehouse::{COL_LOAD_ID, COL_SOURCE_URI, WarehouseError};
 
 /// Commit jobs tried per version before giving up for now (each failed one is burned).
 const MAX_COMMIT_JOBS: u32 = 50;
+/// Columns whose kinds one statement widens: a table's first load changes every column's kind,
+/// and a statement per kind (not per column) keeps the script short.
+const KIND_BATCH: usize = 1_000;
 /// Label on commit jobs saying what they committed.
 const OUTCOME_LABEL: &str = "tapline_outcome";
 
@@ -77,11 +81,46 @@ impl CommitScript {
             let c = self.bind(Param::Str(column.clone()));
             let r = self.bind(Param::Str(raw.clone()));
             self.statements.push(format!(
-                "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at) \
-                 SELECT {t}, {c}, {r}, @load_id, @now FROM (SELECT 1) AS one WHERE NOT EXISTS \
+                "INSERT INTO _tapline_columns (table_name, column_name, raw_name, added_by_load, added_at, kind) \
+                 SELECT {t}, {c}, {r}, @load_id, @now, '' FROM (SELECT 1) AS one WHERE NOT EXISTS \
                  (SELECT 1 FROM _tapline_columns WHERE table_name = {t} AND column_name = {c})"
             ));
         }
+    }
+
+    /// Widens the stored kinds of raw columns `raws` of `table` with `kind` (what this load saw,
+    /// widened with the kind read at its start), in one statement per [`KIND_BATCH`] columns. The
+    /// widening runs on the stored value, so a loader that widened the same column meanwhile is
+    /// never narrowed back (see [`widen`](crate::warehouse::column_kinds::widen)); a row from
+    /// before kinds (NULL) is text.
+    pub(super) fn record_kinds(&mut self, table: &str, kind: ColumnKind, raws: &[String]) {
+        for chunk in raws.chunks(KIND_BATCH) {
+            let t = self.bind(Param::Str(table.to_string()));
+            let k = self.bind(Param::Str(kind.as_str().to_string()));
+            let names: Vec<String> = chunk
+                .iter()
+                .map(|raw| self.bind(Param::Str(raw.clone())))
+                .collect();
+            self.statements.push(format!(
+                "UPDATE _tapline_columns SET kind = CASE \
+                 WHEN kind IS NULL THEN 'text' \
+                 WHEN kind = '' OR kind = {k} THEN {k} \
+                 WHEN kind IN ('integer', 'decimal') AND {k} IN ('integer', 'decimal') THEN 'decimal' \
+                 ELSE 'text' END \
+                 WHERE table_name = {t} AND raw_name IN ({})",
+                names.join(", ")
+            ));
+        }
+    }
+
+    /// Stores the pin of raw column `raw` of `table` (`None` removes it).
+    pub(super) fn record_pin(&mut self, table: &str, raw: &str, pinned: Option<ColumnKind>) {
+        let t = self.bind(Param::Str(table.to_string()));
+        let r = self.bind(Param::Str(raw.to_string()));
+        let p = self.bind(pinned.map_or(Param::NullStr, |k| Param::Str(k.as_str().to_string())));
+        self.statements.push(format!(
+            "UPDATE _tapline_columns SET pinned = {p} WHERE table_name = {t} AND raw_name = {r}"
+        ));
     }
 
     /// Deletes an older version's rows of this uri from `table`.

@@ -15,6 +15,7 @@ use super::{EVENT_LABEL, current_ledger_sql, field, ident, io_err, ledger_record
 use crate::export::Reject;
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
+use crate::warehouse::column_kinds::ColumnKind;
 use crate::warehouse::{LoadRecord, SourceObject, WarehouseError};
 
 /// Checkpoints are appended here (writes never contend); the view `_tapline_state` shows the
@@ -92,11 +93,89 @@ pub(super) async fn create_fixed_tables(api: &Api, dataset: &str) -> Result<(), 
     Ok(())
 }
 
+/// The fields `_tapline_columns` gained with column kinds: a dataset from before them gets
+/// them at open (NULL in its rows: read as text, see [`ColumnRow`]).
+const COLUMN_KIND_FIELDS: [&str; 2] = ["kind", "pinned"];
+
+/// Adds [`COLUMN_KIND_FIELDS`] to an older dataset's `_tapline_columns` (tables.patch adds
+/// NULLABLE fields; the rows keep theirs). Two loaders upgrading at once both send the same
+/// schema, so either order ends the same.
+pub(super) async fn add_column_kind_fields(api: &Api, dataset: &str) -> Result<(), ApiError> {
+    let table = api.get_table(dataset, "_tapline_columns").await?;
+    let mut fields = table["schema"]["fields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut added = false;
+    for name in COLUMN_KIND_FIELDS {
+        if !fields.iter().any(|f| f["name"] == name) {
+            fields.push(field(name, "STRING", false));
+            added = true;
+        }
+    }
+    if added {
+        api.patch_table(
+            dataset,
+            "_tapline_columns",
+            &json!({ "schema": { "fields": fields } }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One `_tapline_columns` row: a column, the kind of its values and its pin.
+#[derive(Debug, Clone)]
+pub(super) struct ColumnRow {
+    pub(super) table: String,
+    pub(super) column: String,
+    pub(super) raw: String,
+    /// `kind`: NULL in a row from before column kinds reads as text (its values were never
+    /// classified, and text hides none of them); `''` is a column with only NULLs so far.
+    pub(super) kind: Option<ColumnKind>,
+    pub(super) pinned: Option<ColumnKind>,
+}
+
+impl ColumnRow {
+    /// Registers the row's column, kind and pin in `catalog` (tables it lacks are ignored).
+    pub(super) fn register(&self, catalog: &mut Catalog) {
+        catalog.add_column(&self.table, self.raw.clone(), self.column.clone());
+        if let Some(kind) = self.kind {
+            catalog.set_kind(&self.table, &self.raw, kind);
+        }
+        if let Some(pinned) = self.pinned {
+            catalog.set_pinned(&self.table, &self.raw, pinned);
+        }
+    }
+}
+
+/// The stored text of a kind as [`ColumnRow::kind`] reads it.
+fn stored_kind(text: Option<&str>) -> Option<ColumnKind> {
+    match text {
+        None => Some(ColumnKind::Text),
+        Some("") => None,
+        Some(kind) => Some(ColumnKind::parse(kind)),
+    }
+}
+
 /// The dataset and the client, shared by the warehouse and its loads.
 #[derive(Clone)]
 pub(super) struct Dataset {
     pub(super) api: Arc<Api>,
     pub(super) dataset: String,
+    /// The dataset of the typed views for BI tools.
+    pub(super) bi: BiDataset,
+}
+
+/// The typed views' dataset (`<dataset>_bi` unless named) and what it is created with: the raw
+/// dataset's location and labels.
+#[derive(Clone, Debug)]
+pub(super) struct BiDataset {
+    pub(super) name: String,
+    pub(super) location: Option<String>,
+    pub(super) labels: Value,
+    /// Seen or created by this handle: not checked again.
+    pub(super) exists: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Dataset {
@@ -354,6 +433,36 @@ impl Dataset {
             ("version", Param::Str(object.version.clone())),
         ];
         Ok(self.ledger_rows(&sql, &params).await?.into_iter().next())
+    }
+
+    /// Every `_tapline_columns` row (kinds and pins with them).
+    pub(super) async fn column_rows(&self) -> Result<Vec<ColumnRow>, WarehouseError> {
+        let (_, rows) = self
+            .api
+            .query(
+                &self.dataset,
+                "SELECT table_name, column_name, raw_name, kind, pinned FROM _tapline_columns",
+                &[],
+            )
+            .await
+            .map_err(op("read catalog"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|mut r| {
+                r.resize(5, None);
+                let mut r = r.into_iter();
+                let (table, column, raw) = (r.next()??, r.next()??, r.next()??);
+                let kind = stored_kind(r.next().flatten().as_deref());
+                let pinned = r.next().flatten().map(|p| ColumnKind::parse(&p));
+                Some(ColumnRow {
+                    table,
+                    column,
+                    raw,
+                    kind,
+                    pinned,
+                })
+            })
+            .collect())
     }
 
     /// Event tables (by `friendlyName` and the `tapline=event` label) and every name taken.

@@ -4,13 +4,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufWriter, Write};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::api::Param;
 use super::commit_script::CommitScript;
-use super::dataset::Dataset;
+use super::dataset::{ColumnRow, Dataset};
+use super::typed_views::rebuild_typed_views;
 use super::{
     EVENT_LABEL, MAX_DATA_COLUMNS, MAX_FIELD_DESCRIPTION_CHARS, MAX_FRIENDLY_NAME_CHARS,
     MAX_TABLE_DESCRIPTION_CHARS, field, fit_metadata, ident, io_err, op, version_key,
@@ -18,6 +20,8 @@ use super::{
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::now_utc;
 use crate::warehouse::catalog::Catalog;
+use crate::warehouse::column_kinds::{ColumnKind, ColumnKindTracker};
+use crate::warehouse::column_types::ColumnTypes;
 use crate::warehouse::profile_views::{self, PROFILES_VIEW, ViewDialect};
 use crate::warehouse::{
     COL_LOAD_ID, COL_LOADED_AT, COL_SOURCE_LINE, COL_SOURCE_URI, Committed, LINEAGE_COLUMNS,
@@ -54,19 +58,39 @@ pub(super) struct BigQueryLoad {
     profile_views_stale: bool,
     /// The state value the commit script writes with the rows.
     state: Option<StateWrite>,
+    /// The kinds of the values appended, widened into `_tapline_columns.kind` at commit.
+    kinds: ColumnKindTracker,
+    /// `_tapline_columns` as the load began: the pins the types file is compared with.
+    column_rows: Vec<ColumnRow>,
+    /// The pins to store at commit (`None`: keep the stored ones).
+    column_types: Option<Arc<ColumnTypes>>,
+    /// Event tables whose typed view is rebuilt after the commit (a column added, a kind
+    /// widened or a pin changed).
+    typed_stale: HashSet<String>,
 }
 
 impl BigQueryLoad {
     /// A load of `object` whose previous attempts number `attempt - 1`, planning tables
-    /// against `catalog`.
+    /// against `catalog`, which `column_rows` (`_tapline_columns`) give kinds and pins.
     pub(super) fn new(
         ds: Dataset,
         object: &SourceObject,
         retry_quarantined: bool,
         attempt: u32,
-        catalog: Catalog,
+        mut catalog: Catalog,
+        column_rows: Vec<ColumnRow>,
+        column_types: Option<Arc<ColumnTypes>>,
     ) -> Self {
         let (key, load_id) = version_key(object);
+        // Kinds and pins only: the columns themselves are read from table metadata.
+        for row in &column_rows {
+            if let Some(kind) = row.kind {
+                catalog.set_kind(&row.table, &row.raw, kind);
+            }
+            if let Some(pinned) = row.pinned {
+                catalog.set_pinned(&row.table, &row.raw, pinned);
+            }
+        }
         Self {
             ds,
             retry_quarantined,
@@ -81,6 +105,10 @@ impl BigQueryLoad {
             view_stale: false,
             profile_views_stale: false,
             state: None,
+            kinds: ColumnKindTracker::for_load(),
+            column_rows,
+            column_types,
+            typed_stale: HashSet::new(),
         }
     }
 }
@@ -317,6 +345,55 @@ impl BigQueryLoad {
         }
     }
 
+    /// Widens the stored kinds with this load's values and stores the types file's pins, in
+    /// the commit script; each table whose kinds or pins change gets its typed view rebuilt.
+    fn record_kinds_and_pins(&mut self, script: &mut CommitScript) {
+        // (table, kind) → raw columns, in a stable order for the script's text.
+        let mut widened: BTreeMap<(String, &'static str), Vec<String>> = BTreeMap::new();
+        for (event, raw, seen) in self.kinds.observed() {
+            if let Some((table, kind)) = self.catalog.widen_kind(event, raw, seen) {
+                widened
+                    .entry((table, kind.as_str()))
+                    .or_default()
+                    .push(raw.to_string());
+            }
+        }
+        for ((table, kind), mut raws) in widened {
+            raws.sort();
+            script.record_kinds(&table, ColumnKind::parse(kind), &raws);
+            self.typed_stale.insert(table);
+        }
+        let Some(types) = self.column_types.clone() else {
+            return;
+        };
+        // Every column known: the stored ones (this load only read the tables it writes) and
+        // the ones this load adds.
+        let mut pins = Catalog::new(Vec::new());
+        let mut known = HashSet::new();
+        let mut register = |pins: &mut Catalog, table: &str| {
+            if known.insert(table.to_string()) {
+                pins.add_table(table.to_string(), table.to_string());
+            }
+        };
+        for row in &self.column_rows {
+            register(&mut pins, &row.table);
+            pins.add_column(&row.table, row.raw.clone(), row.column.clone());
+            if let Some(pinned) = row.pinned {
+                pins.set_pinned(&row.table, &row.raw, pinned);
+            }
+        }
+        for table in self.catalog.event_tables() {
+            register(&mut pins, &table.name);
+            for (raw, column) in &table.columns {
+                pins.add_column(&table.name, raw.clone(), column.clone());
+            }
+        }
+        for change in pins.apply_column_types(&types) {
+            script.record_pin(&change.table, &change.raw, change.pinned);
+            self.typed_stale.insert(change.table);
+        }
+    }
+
     fn record(
         &self,
         status: LoadStatus,
@@ -392,6 +469,7 @@ impl LoadTransaction for BigQueryLoad {
     }
 
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
+        self.kinds.observe(&batch);
         let columns = batch.schema().columns().to_vec();
         let mut rows = batch.rows().peekable();
         while let Some(first) = rows.peek().copied() {
@@ -403,6 +481,9 @@ impl LoadTransaction for BigQueryLoad {
                 let plan = self.catalog.plan(&event, &columns, MAX_DATA_COLUMNS)?;
                 self.view_stale |= plan.view_stale;
                 self.profile_views_stale |= plan.profile_views_stale;
+                if !plan.added.is_empty() {
+                    self.typed_stale.insert(plan.table);
+                }
             }
             let table = self.catalog.table(&event).expect("planned");
             let names: Vec<&String> = columns.iter().map(|raw| &table.columns[raw]).collect();
@@ -517,6 +598,7 @@ impl LoadTransaction for BigQueryLoad {
                         .collect();
                     script.copy_staged_rows(&name, &table.name, &event, &fields, s.rows, &columns);
                 }
+                self.record_kinds_and_pins(&mut script);
                 // An older version's rows go in the same transaction.
                 for table in self
                     .ds
@@ -582,6 +664,16 @@ impl LoadTransaction for BigQueryLoad {
         }
         if (self.view_stale || self.profile_views_stale) && status == LoadStatus::Loaded {
             self.rebuild_views(&touched).await?;
+        }
+        if status == LoadStatus::Loaded {
+            // After the commit, like the views above: a failure is the load's error and its rows
+            // stay committed; a later load rebuilds a missing view, or one whose table it changes.
+            let tables: Vec<String> = self
+                .catalog
+                .event_tables()
+                .map(|t| t.name.clone())
+                .collect();
+            rebuild_typed_views(&self.ds, &tables, &self.typed_stale, self.view_stale).await?;
         }
         Ok(Committed::Ours(self.record(
             status,

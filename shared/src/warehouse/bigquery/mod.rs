@@ -23,19 +23,24 @@
 //! older version's `loaded` row becomes `replaced`), so concurrent loads never contend on it;
 //! the current state of a version is its `loaded`/`replaced` row, else its latest attempt.
 //!
-//! Configuration: `bigquery://PROJECT/DATASET[?location=EU]`. The endpoint is
+//! Configuration: `bigquery://PROJECT/DATASET[?location=EU][&bi_dataset=NAME]`. The typed views
+//! for BI tools live in their own dataset (`bi_dataset`, default `<DATASET>_bi`), created by the
+//! first load that builds them, in the raw dataset's location (see `typed_views.rs`); a handle
+//! that only reads, or only writes fixed tables (the relay), never needs it. The endpoint is
 //! `BIGQUERY_ENDPOINT` when set (a double or an emulator), else Google's. Credentials are
 //! Application Default Credentials, except that with `BIGQUERY_ENDPOINT` set and no
 //! `GOOGLE_APPLICATION_CREDENTIALS`, requests carry no token (the emulator convention).
 
 //!
 //! Files: `api.rs` (REST), `dataset.rs` (fixed tables, staging, ledger and catalog reads),
-//! `load.rs` (one load), `commit_script.rs` (the commit transaction and its job ids).
+//! `load.rs` (one load), `commit_script.rs` (the commit transaction and its job ids),
+//! `typed_views.rs` (the BI dataset's views and their casts).
 
 pub mod api;
 mod commit_script;
 mod dataset;
 mod load;
+mod typed_views;
 
 use std::sync::Arc;
 
@@ -44,7 +49,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use self::api::{Api, ApiError, Param};
-use self::dataset::Dataset;
+use self::dataset::{BiDataset, Dataset};
 use self::load::BigQueryLoad;
 use super::{
     Begin, Checkpoints, ColumnType, FixedTable, FixedTables, LedgerVersion, LoadLedger, LoadRecord,
@@ -145,8 +150,22 @@ pub struct BigQueryWarehouse {
     column_types: Option<Arc<ColumnTypes>>,
 }
 
-/// `bigquery://PROJECT/DATASET[?location=L]` → (project, dataset, location).
-fn parse_url(url: &str) -> Result<(String, String, Option<String>), ConfigError> {
+/// What a `bigquery://PROJECT/DATASET[?location=L][&bi_dataset=NAME]` URL names.
+#[derive(Debug, PartialEq, Eq)]
+struct BigQueryUrl {
+    project: String,
+    dataset: String,
+    location: Option<String>,
+    /// The typed views' dataset: `bi_dataset`, else `<dataset>_bi`.
+    bi_dataset: String,
+}
+
+/// A dataset id BigQuery accepts: letters, digits and `_`, at most 1,024 characters.
+fn valid_dataset_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 1024 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn parse_url(url: &str) -> Result<BigQueryUrl, ConfigError> {
     let bad = |reason: &str| ConfigError::Warehouse {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -168,22 +187,44 @@ fn parse_url(url: &str) -> Result<(String, String, Option<String>), ConfigError>
             "the project id may hold letters, digits, '-', '.' and ':'",
         ));
     }
-    let valid_dataset = !dataset.is_empty()
-        && dataset.len() <= 1024
-        && dataset
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid_dataset {
+    if !valid_dataset_id(dataset) {
         return Err(bad("the dataset id may hold only letters, digits and '_'"));
     }
     let mut location = None;
+    let mut bi_dataset = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("location", value)) if !value.is_empty() => location = Some(value.to_string()),
-            _ => return Err(bad("unknown parameter: only location=LOCATION")),
+            Some(("bi_dataset", value)) if valid_dataset_id(value) => {
+                bi_dataset = Some(value.to_string())
+            }
+            Some(("bi_dataset", _)) => {
+                return Err(bad(
+                    "bi_dataset may hold only letters, digits and '_' (a dataset id)",
+                ));
+            }
+            _ => {
+                return Err(bad(
+                    "unknown parameter: only location=LOCATION and bi_dataset=DATASET",
+                ));
+            }
         }
     }
-    Ok((project.to_string(), dataset.to_string(), location))
+    let bi_dataset = bi_dataset.unwrap_or_else(|| format!("{dataset}_bi"));
+    if bi_dataset == dataset {
+        return Err(bad("bi_dataset must differ from the raw dataset"));
+    }
+    if !valid_dataset_id(&bi_dataset) {
+        return Err(bad(
+            "the dataset id is too long for its typed views' dataset (<dataset>_bi): name one with bi_dataset=DATASET",
+        ));
+    }
+    Ok(BigQueryUrl {
+        project: project.to_string(),
+        dataset: dataset.to_string(),
+        location,
+        bi_dataset,
+    })
 }
 
 impl BigQueryWarehouse {
@@ -209,7 +250,12 @@ impl BigQueryWarehouse {
         endpoint: Option<&str>,
         auth: GoogleAuth,
     ) -> Result<Self, WarehouseError> {
-        let (project, dataset, location) = parse_url(url)?;
+        let BigQueryUrl {
+            project,
+            dataset,
+            location,
+            bi_dataset,
+        } = parse_url(url)?;
         let target = url.to_string();
         let open_err = |source: Box<dyn std::error::Error + Send + Sync>| WarehouseError::Open {
             target: target.clone(),
@@ -223,12 +269,13 @@ impl BigQueryWarehouse {
         )
         .map_err(|e| open_err(Box::new(e)))?;
         let mut api = api;
-        match api.get_dataset(&dataset).await {
+        let raw = match api.get_dataset(&dataset).await {
             // Jobs in a regional dataset are only found again (jobs.get) with their location.
             Ok(resource) => {
                 if api.location.is_none() {
                     api.location = resource["location"].as_str().map(str::to_string);
                 }
+                resource
             }
             Err(e) if e.is_not_found() => {
                 return Err(WarehouseError::Config(ConfigError::Warehouse {
@@ -246,14 +293,27 @@ impl BigQueryWarehouse {
                 }));
             }
             Err(e) => return Err(open_err(Box::new(e))),
-        }
+        };
         dataset::create_fixed_tables(&api, &dataset)
             .await
             .map_err(|e| open_err(Box::new(e)))?;
+        dataset::add_column_kind_fields(&api, &dataset)
+            .await
+            .map_err(|e| open_err(Box::new(e)))?;
+        let bi = BiDataset {
+            name: bi_dataset,
+            location: raw["location"]
+                .as_str()
+                .or(api.location.as_deref())
+                .map(str::to_string),
+            labels: raw.get("labels").cloned().unwrap_or_else(|| json!({})),
+            exists: Default::default(),
+        };
         Ok(Self {
             ds: Dataset {
                 api: Arc::new(api),
                 dataset,
+                bi,
             },
             target,
             state_pruned: Default::default(),
@@ -316,12 +376,15 @@ impl LoadLedger for BigQueryWarehouse {
             return Ok(Begin::Done(done.clone()));
         }
         let (catalog, _) = self.ds.read_catalog().await?;
+        let column_rows = self.ds.column_rows().await?;
         Ok(Begin::Started(Box::new(BigQueryLoad::new(
             self.ds.clone(),
             object,
             retry_quarantined,
             previous.map_or(1, |p| p.attempts + 1),
             catalog,
+            column_rows,
+            self.column_types.clone(),
         ))))
     }
 
@@ -475,6 +538,10 @@ impl SqlQuery for BigQueryWarehouse {
             rows,
         })
     }
+
+    async fn column_misfits(&self) -> Result<Vec<super::ColumnMisfit>, WarehouseError> {
+        typed_views::column_misfits(&self.ds).await
+    }
 }
 
 fn io_err(operation: &'static str) -> impl FnOnce(std::io::Error) -> WarehouseError {
@@ -490,20 +557,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_name_project_dataset_and_location() {
+    fn urls_name_project_dataset_location_and_bi_dataset() {
+        let url = |project: &str, dataset: &str, location: Option<&str>, bi: &str| BigQueryUrl {
+            project: project.into(),
+            dataset: dataset.into(),
+            location: location.map(str::to_string),
+            bi_dataset: bi.into(),
+        };
         assert_eq!(
             parse_url("bigquery://my-proj/clevertap?location=EU").unwrap(),
-            ("my-proj".into(), "clevertap".into(), Some("EU".into()))
+            url("my-proj", "clevertap", Some("EU"), "clevertap_bi")
         );
         assert_eq!(
             parse_url("bigquery://p/d").unwrap(),
-            ("p".into(), "d".into(), None)
+            url("p", "d", None, "d_bi")
         );
+        assert_eq!(
+            parse_url("bigquery://p/d?bi_dataset=Reports&location=US").unwrap(),
+            url("p", "d", Some("US"), "Reports")
+        );
+        let long = "d".repeat(1024);
+        assert!(parse_url(&format!("bigquery://p/{long}")).is_err());
+        assert!(parse_url(&format!("bigquery://p/{long}?bi_dataset=b")).is_ok());
         for bad in [
             "bigquery://p",
             "bigquery://p/bad-name",
             "bigquery:///d",
             "bigquery://p/d?x=1",
+            "bigquery://p/d?bi_dataset=",
+            "bigquery://p/d?bi_dataset=a-b",
+            "bigquery://p/d?bi_dataset=d",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }

@@ -120,23 +120,7 @@ impl BigQueryEmulator {
     /// Runs `sql` with `dataset` as default (jobs.query, not through Tapline); every cell as
     /// text, TIMESTAMPs as int64 microseconds.
     pub async fn rows(&self, dataset: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-        let url = format!("{}/bigquery/v2/projects/{PROJECT}/queries", self.endpoint);
-        let answer: Value = self
-            .http
-            .post(&url)
-            .json(&json!({
-                "query": sql,
-                "useLegacySql": false,
-                "defaultDataset": { "projectId": PROJECT, "datasetId": dataset },
-                "formatOptions": { "useInt64Timestamp": true },
-            }))
-            .send()
-            .await
-            .expect("jobs.query")
-            .json()
-            .await
-            .expect("jobs.query JSON");
-        assert!(answer["error"].is_null(), "{sql}: {answer}");
+        let answer = self.query(dataset, sql).await;
         answer["rows"]
             .as_array()
             .into_iter()
@@ -154,5 +138,41 @@ impl BigQueryEmulator {
                     .collect()
             })
             .collect()
+    }
+
+    /// The schema fields of `sql`'s answer: `(name, type)`, types as the REST API names them.
+    pub async fn answer_types(&self, dataset: &str, sql: &str) -> Vec<(String, String)> {
+        let answer = self.query(dataset, sql).await;
+        answer["schema"]["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let text = |k: &str| f[k].as_str().unwrap_or("").to_string();
+                (text("name"), text("type"))
+            })
+            .collect()
+    }
+
+    /// jobs.query's answer, which must carry no error.
+    async fn query(&self, dataset: &str, sql: &str) -> Value {
+        let url = format!("{}/bigquery/v2/projects/{PROJECT}/queries", self.endpoint);
+        let answer: Value = self
+            .http
+            .post(&url)
+            .json(&json!({
+                "query": sql,
+                "useLegacySql": false,
+                "defaultDataset": { "projectId": PROJECT, "datasetId": dataset },
+                "formatOptions": { "useInt64Timestamp": true },
+            }))
+            .send()
+            .await
+            .expect("jobs.query")
+            .json()
+            .await
+            .expect("jobs.query JSON");
+        assert!(answer["error"].is_null(), "{sql}: {answer}");
+        answer
     }
 }

@@ -92,6 +92,22 @@ impl BigQueryTarget {
         }
     }
 
+    /// [`Self::rows`] with another dataset of the project as the default (the BI dataset).
+    pub async fn rows_in(&self, dataset: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            Self::Double { double, .. } => double.rows(dataset, sql),
+            Self::Emulator { emulator, .. } => emulator.rows(dataset, sql).await,
+        }
+    }
+
+    /// [`Self::table`] in another dataset of the project.
+    pub async fn table_in(&self, dataset: &str, table: &str) -> Option<Value> {
+        match self {
+            Self::Double { double, .. } => double.table(dataset, table),
+            Self::Emulator { emulator, .. } => emulator.table(dataset, table).await,
+        }
+    }
+
     /// The first cell of `sql`.
     pub async fn value(&self, sql: &str) -> Option<String> {
         self.rows(sql).await[0][0].clone()
