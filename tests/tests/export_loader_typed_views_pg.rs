@@ -900,3 +900,83 @@ fn python_clients_read_typed_columns() {
         "{stdout}"
     );
 }
+
+/// The sample profile exports beside the demo's events: the BI schema's `profiles`,
+/// `profiles_history` and `events_with_profile` hold the raw views' rows with the snapshot
+/// columns typed (`msg_push` boolean, `dob` a timestamp), `events_with_profile` bound to the
+/// typed `all_events`, and a later event load that rebuilds `all_events` keeps them.
+#[test]
+fn the_profile_views_are_typed_in_the_bi_schema() {
+    let db = tapline_tests::servers::pg::PgSchema::new("typed_profiles");
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["demo", "profiles"] {
+        let out = std::process::Command::new(tapline_tests::bin("tapline-sample-exports"))
+            .args([command, "--out", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let load = |path: &str| {
+        tapline_tests::tapline(&[
+            "load",
+            path,
+            "--warehouse",
+            &db.url(),
+            "--timezone",
+            "Asia/Kolkata",
+        ])
+    };
+    let run = load(dir.path().to_str().unwrap());
+    assert_eq!(run.code, 2, "the demo's corrupt file only: {}", run.stdout);
+    let bi = format!("{}_bi", db.schema);
+    let types = db.psql(&format!(
+        "SELECT string_agg(table_name || '.' || column_name || ' ' || data_type, ', ' \
+         ORDER BY table_name, column_name) FROM information_schema.columns \
+         WHERE table_schema = '{bi}' AND column_name IN ('msg_push', 'user_msg_push', 'dob', \
+         'snapshot_at', 'valid_from', 'identity')"
+    ));
+    assert_eq!(
+        types,
+        "events_with_profile.user_msg_push boolean, profiles.dob timestamp with time zone, \
+         profiles.identity text, profiles.msg_push boolean, profiles.snapshot_at timestamp with \
+         time zone, profiles_history.dob timestamp with time zone, profiles_history.identity \
+         text, profiles_history.msg_push boolean, profiles_history.valid_from timestamp with \
+         time zone"
+    );
+    let same_rows = |view: &str| {
+        assert_eq!(
+            db.psql(&format!("SELECT count(*) FROM {bi}.{view}")),
+            db.psql(&format!("SELECT count(*) FROM {view}")),
+            "{view}"
+        );
+    };
+    for view in ["profiles", "profiles_history", "events_with_profile"] {
+        same_rows(view);
+    }
+    // Each typed boolean is its raw text read as one.
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT count(*) FROM {bi}.profiles t JOIN profiles r USING (identity) \
+             WHERE t.msg_push IS DISTINCT FROM (CASE r.msg_push WHEN 'true' THEN true \
+             WHEN 'false' THEN false END)"
+        )),
+        "0"
+    );
+    // A new event table replaces the typed all_events, which events_with_profile reads.
+    let more = tempfile::tempdir().unwrap();
+    std::fs::write(
+        more.path()
+            .join("1663664837-1663785000-Wishlisted-20220921-0-0.csv.gz"),
+        tapline_tests::gzip(tapline_tests::export_csv("Wishlisted", 3).as_bytes()),
+    )
+    .unwrap();
+    let run = load(more.path().to_str().unwrap());
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    same_rows("events_with_profile");
+    assert_eq!(
+        db.psql(&format!(
+            "SELECT count(*) FROM {bi}.events_with_profile WHERE event_name = 'Wishlisted'"
+        )),
+        "3"
+    );
+}

@@ -153,6 +153,26 @@ async fn profile_exports_load_with_their_views(target: BigQueryTarget) {
             .await
             > 0
     );
+    // The typed profile views in the BI dataset: the same rows, booleans as booleans.
+    let bi = format!("{}_bi", target.dataset());
+    let typed_count = async |sql: &str| -> u64 {
+        target.rows_in(&bi, sql).await[0][0]
+            .clone()
+            .expect(sql)
+            .parse()
+            .expect("a count")
+    };
+    for view in ["profiles", "profiles_history", "events_with_profile"] {
+        assert_eq!(
+            typed_count(&format!("SELECT count(*) FROM {view}")).await,
+            count(&format!("SELECT count(*) FROM {view}")).await,
+            "{view}"
+        );
+    }
+    assert_eq!(
+        typed_count("SELECT count(*) FROM profiles WHERE msg_push").await,
+        count("SELECT count(*) FROM profiles WHERE msg_push = 'true'").await
+    );
     let status = tapline(
         target.endpoint(),
         &[],

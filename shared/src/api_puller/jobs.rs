@@ -815,7 +815,7 @@ mod tests {
         let err = jobs(&[(ENV_PULL_JOBS, "events,sms")]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, messages, alerts"
+            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, messages, alerts, reconcile"
         );
         let err = jobs(&[(ENV_PULL_JOBS, "events,counts,alerts")]).unwrap_err();
         assert_eq!(

@@ -673,7 +673,15 @@ impl LoadTransaction for BigQueryLoad {
                 .event_tables()
                 .map(|t| t.name.clone())
                 .collect();
-            rebuild_typed_views(&self.ds, &tables, &self.typed_stale, self.view_stale).await?;
+            let snapshots = self.catalog.profile_snapshots().map(|t| t.name.clone());
+            rebuild_typed_views(
+                &self.ds,
+                &tables,
+                snapshots.as_deref(),
+                &self.typed_stale,
+                self.view_stale,
+            )
+            .await?;
         }
         Ok(Committed::Ours(self.record(
             status,

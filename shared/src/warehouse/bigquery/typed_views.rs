@@ -13,6 +13,9 @@ use super::dataset::{ColumnRow, Dataset};
 use super::{ident, op};
 use crate::warehouse::catalog::Catalog;
 use crate::warehouse::column_kinds::ColumnKind;
+use crate::warehouse::profile_views::{
+    EVENTS_WITH_PROFILE_VIEW, ProfileViews, typed_profile_views,
+};
 use crate::warehouse::typed_views::{TypedDialect, typed_all_events_select, typed_table_select};
 use crate::warehouse::{ColumnMisfit, WarehouseError};
 
@@ -84,6 +87,16 @@ fn raw_relation(ds: &Dataset, table: &str) -> String {
     )
 }
 
+/// A view of the BI dataset, fully qualified (the typed profile views read each other).
+fn bi_relation(ds: &Dataset, name: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        ident(&ds.api.project),
+        ident(&ds.bi.name),
+        ident(name)
+    )
+}
+
 /// Creates or replaces view `name` of the BI dataset.
 async fn put_view(ds: &Dataset, name: &str, body: String) -> Result<(), WarehouseError> {
     let operation = "rebuild typed views";
@@ -115,6 +128,7 @@ async fn put_view(ds: &Dataset, name: &str, body: String) -> Result<(), Warehous
 pub(super) async fn rebuild_typed_views(
     ds: &Dataset,
     tables: &[String],
+    snapshots: Option<&str>,
     stale: &HashSet<String>,
     all_events_stale: bool,
 ) -> Result<(), WarehouseError> {
@@ -139,7 +153,16 @@ pub(super) async fn rebuild_typed_views(
     };
     let all_events = existing.get(ALL_EVENTS_VIEW).map(String::as_str);
     let any_due = tables.iter().any(|t| due(t));
-    if !any_due && !all_events_stale && all_events.is_some() {
+    // The typed profile views (`snapshots`: the snapshot table, once profiles were loaded):
+    // due when it changed or one of them is missing, and with the typed `all_events`, whose
+    // columns `events_with_profile` lists.
+    let profiles_due = snapshots.is_some_and(|table| {
+        stale.contains(table)
+            || ProfileViews::DROP_ORDER
+                .iter()
+                .any(|v| !existing.contains_key(*v))
+    });
+    if !any_due && !all_events_stale && all_events.is_some() && !profiles_due {
         return Ok(());
     }
     let catalog = fresh_catalog(ds).await?;
@@ -177,10 +200,33 @@ pub(super) async fn rebuild_typed_views(
         rebuilt = true;
     }
     let all_events_due = rebuilt || all_events_stale || all_events.is_none();
+    let mut all_events_rebuilt = false;
     if all_events_due && matches!(all_events, Some("VIEW") | None) && !catalog.is_empty() {
         put_view(ds, ALL_EVENTS_VIEW, typed_all_events_select(&catalog, &d)).await?;
+        all_events_rebuilt = true;
     } else if all_events_due && all_events.is_some_and(|t| t != "VIEW") {
         tracing::warn!(dataset = %ds.bi.name, "A table in the BI dataset is named all_events: it is left, and there is no typed all_events.");
+    }
+    if snapshots.is_none() || !(profiles_due || all_events_rebuilt) {
+        return Ok(());
+    }
+    if ProfileViews::DROP_ORDER
+        .iter()
+        .any(|v| existing.get(*v).is_some_and(|t| t != "VIEW"))
+    {
+        tracing::warn!(dataset = %ds.bi.name, "A table in the BI dataset is named like a profile view: there are no typed profile views.");
+        return Ok(());
+    }
+    let typed_all_events = all_events_rebuilt || all_events == Some("VIEW");
+    let typed = |name: &str| bi_relation(ds, name);
+    if let Some(profile_views) = typed_profile_views(&catalog, &d, &typed) {
+        // In creation order: BigQuery checks a view's query against what it reads.
+        for (view, body) in profile_views.views {
+            if view == EVENTS_WITH_PROFILE_VIEW && !typed_all_events {
+                continue;
+            }
+            put_view(ds, view, body).await?;
+        }
     }
     Ok(())
 }

@@ -12,6 +12,9 @@ use super::{ident, op};
 use crate::warehouse::WarehouseError;
 use crate::warehouse::catalog::Catalog;
 use crate::warehouse::column_kinds::ColumnKind;
+use crate::warehouse::profile_views::{
+    EVENTS_WITH_PROFILE_VIEW, ProfileViews, typed_profile_views,
+};
 use crate::warehouse::typed_views::{TypedDialect, typed_all_events_select, typed_table_select};
 
 /// The typed `all_events`, in the BI schema.
@@ -152,6 +155,18 @@ pub(super) async fn rebuild_typed_views(
         }
     }
     rebuild.sort_unstable();
+    // The typed profile views, once profile snapshots exist: due when the snapshot table
+    // changed or one of them is missing; `events_with_profile` also whenever the typed
+    // `all_events` it reads is replaced (PostgreSQL binds it to those columns).
+    let profile_views_blocked = ProfileViews::DROP_ORDER
+        .iter()
+        .any(|v| existing.get(*v).is_some_and(|kind| kind != "v"));
+    let profiles_due = catalog.profile_snapshots().is_some_and(|snapshots| {
+        stale.contains(&snapshots.name)
+            || ProfileViews::DROP_ORDER
+                .iter()
+                .any(|v| !existing.contains_key(*v))
+    });
     let all_events = existing.get(TYPED_ALL_EVENTS_VIEW).map(String::as_str);
     let all_events_due = !rebuild.is_empty() || all_events_stale || all_events.is_none();
     let all_events_rebuilt = match all_events {
@@ -163,7 +178,13 @@ pub(super) async fn rebuild_typed_views(
             false
         }
     };
-    if rebuild.is_empty() && !all_events_rebuilt {
+    let profiles_rebuilt = catalog.profile_snapshots().is_some()
+        && (profiles_due || all_events_rebuilt)
+        && !profile_views_blocked;
+    if profile_views_blocked && (profiles_due || all_events_rebuilt) {
+        tracing::warn!(schema = %bi_schema, "A relation named like a profile view in the BI schema is not a view: there are no typed profile views.");
+    }
+    if rebuild.is_empty() && !all_events_rebuilt && !profiles_rebuilt {
         return Ok(());
     }
     let columns = table_columns(client, schema, &rebuild).await?;
@@ -195,8 +216,38 @@ pub(super) async fn rebuild_typed_views(
         .batch_execute(&with_bi_search_path(bi_schema))
         .await
         .map_err(op("rebuild typed views"))?;
+    // `events_with_profile` reads the typed `all_events` and `profiles_history`: dropped
+    // first (its grants kept), so neither is held by it, and created again last.
+    let bi = |name: &str| format!("{}.{}", ident(bi_schema), ident(name));
+    let mut reader_grants = String::new();
+    if profiles_rebuilt {
+        reader_grants = view_grants(client, &bi(EVENTS_WITH_PROFILE_VIEW)).await?;
+        client
+            .batch_execute(&format!(
+                "DROP VIEW IF EXISTS {}",
+                bi(EVENTS_WITH_PROFILE_VIEW)
+            ))
+            .await
+            .map_err(op("rebuild typed views"))?;
+        if let Some(profile_views) = typed_profile_views(catalog, &d, &bi) {
+            let typed_all_events = all_events_rebuilt || all_events == Some("v");
+            views.extend(
+                profile_views
+                    .views
+                    .into_iter()
+                    .filter(|(view, _)| *view != EVENTS_WITH_PROFILE_VIEW || typed_all_events)
+                    .map(|(view, body)| (view.to_string(), body)),
+            );
+        }
+    }
     for (name, body) in &views {
         replace_view(client, bi_schema, name, body).await?;
+    }
+    if !reader_grants.is_empty() && views.iter().any(|(v, _)| v == EVENTS_WITH_PROFILE_VIEW) {
+        client
+            .batch_execute(&reader_grants)
+            .await
+            .map_err(op("rebuild typed views"))?;
     }
     client
         .batch_execute(&restore_search_path(schema))
@@ -293,7 +344,12 @@ pub(super) async fn typed_views_missing(
         return Ok(false);
     }
     let existing = bi_relations(client, bi_schema).await?;
-    Ok(!existing.contains_key(TYPED_ALL_EVENTS_VIEW)
+    let profile_view_missing = catalog.profile_snapshots().is_some()
+        && ProfileViews::DROP_ORDER
+            .iter()
+            .any(|v| !existing.contains_key(*v));
+    Ok(profile_view_missing
+        || !existing.contains_key(TYPED_ALL_EVENTS_VIEW)
         || catalog
             .event_tables()
             .any(|t| !existing.contains_key(&t.name)))
