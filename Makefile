@@ -72,13 +72,18 @@ demo: ## Build the CLI (SQLite and Parquet) and the sample generator, write samp
 		 FROM bi_events_with_profile w JOIN bi_order_placed e \
 		   ON e._source_uri = w._source_uri AND e._source_line = w._source_line \
 		 WHERE w.event_name = 'Order Placed' GROUP BY 1 ORDER BY 1"
+	@echo; $(DEBUG_BIN)/tapline report --out $(DEMO_DIR)/report.html --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite \
+		--timezone $(DEMO_TIMEZONE) --from 2022-09-18 --to 2022-09-23 >/dev/null \
+		&& echo "Completeness report (events x days, rows per day, quarantined files): open $(DEMO_DIR)/report.html in a browser"
 	@echo; echo "Explore: $(DEBUG_BIN)/tapline status --warehouse sqlite://$(DEMO_DIR)/warehouse.sqlite"
 	@took=$$(( $$(date +%s) - $(STARTED) )); echo "make demo took $$((took / 60)) min $$((took % 60)) s (build and load)."
 
 test: lint ## Run the whole suite (starts PostgreSQL 15, moto, fake-gcs-server and bqemulator on loopback, stops them after).
 	$(CARGO) build --workspace --all-targets --locked $(ALL_FEATURES)
 	@# cargo-lambda (PyPI, into .venv/) for the test that runs the Lambda under `cargo lambda watch`.
+	@# Headless Chromium (Debian's package) for the report test.
 	@export TAPLINE_TEST_CARGO_LAMBDA=$$(tests/scripts/ensure-cargo-lambda.sh --host-only) && \
+	export TAPLINE_TEST_CHROMIUM=$$(tests/scripts/ensure-chromium.sh) && \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(WITH_SERVERS) $(CARGO) nextest run --workspace --locked --no-fail-fast $(ALL_FEATURES); \
 	else \

@@ -89,9 +89,14 @@ impl DayStatus {
         }
     }
 
-    /// Whether the day needs someone's attention: not complete, and not merely not due yet.
+    /// Whether the day needs someone's attention: something is missing or does not add up. A
+    /// day not due yet does not, nor one without a count to check it by (a project that pulls no
+    /// counts still has its chunks checked, and is not alerted every day for the counts).
     pub fn needs_attention(&self) -> bool {
-        !matches!(self, DayStatus::Complete | DayStatus::Late)
+        !matches!(
+            self,
+            DayStatus::Complete | DayStatus::Late | DayStatus::NoCount
+        )
     }
 }
 
@@ -309,7 +314,8 @@ mod tests {
     fn only_problems_need_attention() {
         assert!(!DayStatus::Complete.needs_attention());
         assert!(!DayStatus::Late.needs_attention());
-        assert!(DayStatus::NoCount.needs_attention());
+        assert!(!DayStatus::NoCount.needs_attention());
+        assert!(DayStatus::MissingChunk(Vec::new()).needs_attention());
         assert!(DayStatus::NoExport { clevertap: 1 }.needs_attention());
     }
 }

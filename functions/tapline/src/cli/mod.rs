@@ -115,9 +115,10 @@ pub enum Command {
         missing chunk (a gap in an export run's file indexes, or a chunk quarantined or failed: \
         named); count mismatch (both figures and the difference); no export (CleverTap counts \
         events, nothing arrived); late (the day is not over, or its export is not due yet: \
-        --grace); no count (pull counts first: `tapline pull counts`).\n\n\
-        Exit codes: 0 every day complete or late; 3 some day needs attention; 1 nothing could \
-        start; 64 usage.")]
+        --grace); no count (pull counts first: `tapline pull counts`; its chunks are still \
+        checked).\n\n\
+        Exit codes: 0 no day needs attention (complete, late or no count); 3 some day has a \
+        missing chunk, a count mismatch or no export; 1 nothing could start; 64 usage.")]
     Reconcile(ReconcileArgs),
     /// Write one self-contained HTML page of completeness: events × days coloured by status
     /// (each cell titled with its figures), rows per day by source, the newest quarantined and
