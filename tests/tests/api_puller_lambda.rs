@@ -624,20 +624,8 @@ async fn the_reconcile_job_alerts_a_day_with_nothing_once() {
         summary["results"]["reconcile"],
         json!({"days": 2, "complete_or_late": 1, "alerted": 1})
     );
-    let texts = |slack: &Receiver| -> Vec<String> {
-        slack
-            .received()
-            .iter()
-            .map(|r| {
-                serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["text"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
     assert_eq!(
-        texts(&slack),
+        slack.texts(),
         [
             "Tapline alert: Charged on 2022-09-23 is not complete: no export: CleverTap counts 7, \
           nothing arrived"
@@ -647,7 +635,7 @@ async fn the_reconcile_job_alerts_a_day_with_nothing_once() {
         .await
         .unwrap();
     assert_eq!(again["results"]["reconcile"]["alerted"], 0);
-    assert_eq!(texts(&slack).len(), 1);
+    assert_eq!(slack.texts().len(), 1);
     assert_eq!(
         count(
             warehouse.as_ref(),

@@ -72,32 +72,7 @@ fn value(double: &BigQueryDouble, sql: &str) -> Option<String> {
     double.rows("clevertap", sql)[0][0].clone()
 }
 
-/// The end-to-end tests that run on both BigQuery targets: `on_double::NAME` on our double (its
-/// dataset `clevertap`) and `on_bqemulator::NAME` on bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`,
-/// started by `make test`; a dataset of the test's name), each calling `NAME(target)` below.
-macro_rules! on_both_targets {
-    ($($name:ident),+ $(,)?) => {
-        mod on_double {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::BigQueryTarget::double("clevertap").await).await;
-                }
-            )+
-        }
-
-        mod on_bqemulator {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::BigQueryTarget::emulator(stringify!($name)).await).await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_targets!(
+tapline_tests::on_both_bigquery_targets!(
     a_failed_query_is_the_error_bigquery_answers,
     load_status_and_query_through_the_cli,
     a_query_that_would_write_is_refused_before_it_runs,

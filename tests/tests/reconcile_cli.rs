@@ -145,20 +145,6 @@ async fn reconcile(
     .await
 }
 
-/// The texts Slack received, in order.
-fn slack_texts(slack: &Receiver) -> Vec<String> {
-    slack
-        .received()
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
-
 /// The scenario of the file's header on `target`.
 async fn five_statuses(target: Target) {
     let case = ExportCase::new();
@@ -263,7 +249,7 @@ async fn five_statuses(target: Target) {
     ];
     assert_eq!(verdicts().await, expected);
     // Four days need attention: each went to Slack with its figures.
-    let texts = slack_texts(&slack);
+    let texts = slack.texts();
     assert_eq!(texts.len(), 4, "{texts:?}");
     let mismatch = format!(
         "Tapline alert: Charged on {} is not complete: count mismatch: warehouse 100, \
@@ -313,7 +299,7 @@ async fn five_statuses(target: Target) {
     fixed[0] = row("Charged", d[0], "complete", ["4", "0", "40", "0", "40"]);
     assert_eq!(verdicts().await, fixed);
     // Each day that needs attention was alerted once: the rerun posted nothing new.
-    assert_eq!(slack_texts(&slack).len(), 4, "{:?}", slack_texts(&slack));
+    assert_eq!(slack.texts().len(), 4, "{:?}", slack.texts());
     let notified = warehouse
         .query(
             "SELECT day, notified FROM _tapline_completeness WHERE event_name = 'Charged' \

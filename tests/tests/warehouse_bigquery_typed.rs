@@ -155,29 +155,7 @@ fn pair(typed: Option<&str>, raw: &str) -> (Option<String>, Option<String>) {
     (typed.map(str::to_string), s(raw))
 }
 
-macro_rules! on_both_targets {
-    ($($name:ident),+ $(,)?) => {
-        mod on_double {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::BigQueryTarget::double("clevertap").await).await;
-                }
-            )+
-        }
-
-        mod on_bqemulator {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::BigQueryTarget::emulator(stringify!($name)).await).await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_targets!(
+tapline_tests::on_both_bigquery_targets!(
     bad_inputs_get_kinds_typed_values_and_keep_raw_values,
     a_pinned_column_counts_its_misfits,
 );

@@ -2,7 +2,7 @@
 //! day into files numbered 0, 1, 2… per export run (`<request>-<run ts>-<event>-<yyyymmdd>-<index>-
 //! <db>.<fmt>.gz`). A gap in a run's indexes, or a chunk that was quarantined or whose load failed,
 //! is a missing chunk, named as CleverTap would have named it. A missing *last* chunk leaves no
-//! gap: the row count against CleverTap's count finds it ([`super::status`]).
+//! gap: the row count against CleverTap's count finds it (see the `status` module).
 
 use std::collections::BTreeMap;
 

@@ -122,6 +122,19 @@ impl Receiver {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// The `text` field of every JSON body received so far (Slack messages), in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<serde_json::Value>(&r.body).expect("a JSON body")["text"]
+                    .as_str()
+                    .expect("a text field")
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Waits until at least `n` requests have arrived (panics after `limit`).
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + limit;

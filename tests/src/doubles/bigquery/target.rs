@@ -129,3 +129,33 @@ impl BigQueryTarget {
         }
     }
 }
+
+/// The end-to-end tests that run on both BigQuery targets: `on_double::NAME` on our double (its
+/// dataset `clevertap`) and `on_bqemulator::NAME` on bqemulator (`TAPLINE_TEST_BQEMULATOR_URL`,
+/// started by `make test`; a dataset of the test's name), each calling `NAME(target)` of the
+/// invoking file with a [`BigQueryTarget`].
+#[macro_export]
+macro_rules! on_both_bigquery_targets {
+    ($($name:ident),+ $(,)?) => {
+        mod on_double {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::doubles::bigquery::target::BigQueryTarget::double("clevertap").await).await;
+                }
+            )+
+        }
+
+        mod on_bqemulator {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(
+                        $crate::doubles::bigquery::target::BigQueryTarget::emulator(stringify!($name)).await,
+                    )
+                    .await;
+                }
+            )+
+        }
+    };
+}
