@@ -31,8 +31,9 @@ impl OpenOptions {
 }
 
 /// Opens the warehouse a URL names: `sqlite://PATH[?journal=rollback|wal]`, relative or
-/// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`, or
-/// `bigquery://PROJECT/DATASET[?location=L]`. Schemes match in any case (`Postgres://`). Errors
+/// absolute (`sqlite:///abs/path`), `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`
+/// (`&bi_schema=` names the typed views' schema), or `bigquery://PROJECT/DATASET[?location=L]`
+/// (`&bi_dataset=` their dataset). Schemes match in any case (`Postgres://`). Errors
 /// show the URL through [`url_redaction::redact_url`] only.
 pub async fn open(url: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
     open_with(url, &OpenOptions::default()).await

@@ -176,8 +176,10 @@ pub struct NotBuilt {
 #[derive(Debug, Args)]
 pub struct WarehouseArg {
     /// Where rows go: `sqlite://FILE` (created if missing; relative or absolute path),
-    /// `postgres://USER@HOST/DB[?schema=S]`, or `bigquery://PROJECT/DATASET[?location=EU]`
-    /// (an existing dataset; Application Default Credentials; `BIGQUERY_ENDPOINT` for a double).
+    /// `postgres://USER@HOST/DB[?schema=S][&bi_schema=S_bi]`, or
+    /// `bigquery://PROJECT/DATASET[?location=EU][&bi_dataset=DATASET_bi]` (an existing dataset;
+    /// Application Default Credentials; `BIGQUERY_ENDPOINT` for a double). The typed views for
+    /// BI tools go to `bi_*` views (SQLite) or the `bi_schema` / `bi_dataset` named.
     /// Keep passwords out of it (and out of `ps`): TAPLINE_WAREHOUSE_PASSWORD or PGPASSWORD
     /// give the password of the URL's user.
     // `hide_env_values`: --help must not print a TAPLINE_WAREHOUSE that carries a password.
