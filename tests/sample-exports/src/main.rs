@@ -46,6 +46,7 @@ const BENCH_USERS: u64 = 5_000;
 /// The 21 fixed leading columns of a legacy CSV event export, exactly as CleverTap documents them.
 use tapline::export::FIXED_EVENT_COLUMNS as FIXED_COLUMNS;
 
+mod completeness_files;
 #[cfg(feature = "parquet")]
 mod parquet_files;
 mod profile_files;
@@ -65,6 +66,9 @@ Examples:
 
   # Two profile exports (CSV, then JSON a day later) of the demo's users
   tapline-sample-exports profiles --out /tmp/tapline-demo
+
+  # The export set of `tapline reconcile`'s tests: five days ending today (Asia/Kolkata)
+  tapline-sample-exports completeness --out /tmp/tapline-completeness
 
   # Bigger benchmark file, project time zone UTC-05:00
   tapline-sample-exports bench --out /tmp/b --rows 5_000_000 --timezone-offset-minutes=-300";
@@ -186,6 +190,32 @@ enum Command {
         parquet: bool,
     },
 
+    /// Write the export set `tapline reconcile` is tested on: one day of each completeness case.
+    ///
+    /// For the five days ending on `--today` (the project's time zone, `--timezone-offset-minutes`),
+    /// "Charged" chunks named as CleverTap names them (request id 1690283492, one run per day,
+    /// file indexes): a day whose chunk 2 never arrived (`missing chunk`; the chunk is in
+    /// `arrives-later/`), a day whose chunk 1 has a header naming `eventProps.Amount` twice (the
+    /// loader quarantines it: `missing chunk`), a day of 100 rows CleverTap counts 103 (`count
+    /// mismatch`), a day of 200 rows it counts 201 (`complete`, within 0.5 %), and today
+    /// (`late`). "Viewed" is counted 12 two days ago and never exported (`no export`). Writes
+    /// `exports/`, `arrives-later/`, `counts.json` (what Get Event Count answers per event and
+    /// day) and `manifest.json` (the status of each (event, day) and its figures). Prints `path
+    /// rows bytes` per object, then `EXPECTED <event> <day> <status>` per (event, day).
+    Completeness {
+        /// Directory to write into; its `exports/` and `arrives-later/` must be new or empty.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+
+        /// The last day of the set, in the project's time zone (default: today there).
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+        today: Option<Date>,
+
+        /// Seed for every generated value; the same seed gives byte-identical files.
+        #[arg(long, default_value_t = DEFAULT_SEED, value_name = "N")]
+        seed: u64,
+    },
+
     #[cfg(feature = "parquet")]
     /// Write the same "Charged" events as a CSV export and as an Export Center Parquet export,
     /// and Parquet files a loader must refuse.
@@ -244,7 +274,6 @@ fn parse_count(text: &str) -> Result<u64, String> {
 }
 
 /// Parses a `YYYY-MM-DD` day; one that does not exist (`2022-02-30`) is refused.
-#[cfg(feature = "parquet")]
 fn parse_date(text: &str) -> Result<Date, String> {
     let parts: Vec<i64> = text.split('-').filter_map(|p| p.parse().ok()).collect();
     let [year, month, day] = parts[..] else {
@@ -275,6 +304,10 @@ fn main() -> Result<()> {
             seed,
         } => hostile(&out, bad_rows, bomb_rows, seed, &clock),
         Command::Profiles { out, seed, parquet } => profile_files::profiles(&out, seed, parquet),
+        Command::Completeness { out, today, seed } => {
+            let today = today.unwrap_or_else(|| completeness_files::today(&clock));
+            completeness_files::completeness(&out, today, seed, &clock)
+        }
         #[cfg(feature = "parquet")]
         Command::Parquet {
             out,
