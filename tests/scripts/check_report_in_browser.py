@@ -1,19 +1,23 @@
 """Opens an HTML report in headless Chromium and checks what a reader would see.
 
-    check_report_in_browser.py CHROMIUM REPORT.html WORKDIR
+    check_report_in_browser.py CHROMIUM REPORT.html WORKDIR [--cells CELLS.json]
 
 - the page renders its completeness grid (the DOM after parsing has `<table id="grid">` with
-  cells of each status class given by --expect-class);
+  cells of class `ok` and `bad`); with `--cells`, every grid cell as the browser parsed it is
+  written to CELLS.json as {"event", "day", "class", "status", "title"} (the status is read from
+  the cell's title, `<event> on <day>: <status>…`), for the caller to compare with what it expects;
 - no request left the page: Chromium's net log lists no request whose network isolation key is
   the page's (file://) for a URL other than the report itself (the browser's own background
   requests, to Google's services, carry other keys and are not the page's);
-- the screenshot shows the grid: it holds pixels of the colours of a complete and of a bad cell.
+- the screenshot shows the grid: it holds pixels of the colour of each cell class the DOM has
+  (complete, bad, and late when a late cell is there).
 
 Exit 0 when all hold; 1 with the reason otherwise.
 """
 
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -34,6 +38,11 @@ FLAGS = [
 # The grid's colours (report.rs STYLE): complete, and missing chunk / mismatch / no export.
 COMPLETE = (0xB7, 0xE1, 0xB0)
 BAD = (0xF2, 0xA7, 0xA0)
+# Late (the day is not over).
+LATE = (0xF7, 0xE3, 0xA1)
+
+# The statuses a cell's title can give (status.rs `DayStatus::as_str`), longest first.
+STATUSES = ["count mismatch", "missing chunk", "no export", "no count", "complete", "late"]
 
 
 def fail(reason):
@@ -104,10 +113,36 @@ def count_colour(rows, channels, rgb):
     return n
 
 
+def grid_cells(dom):
+    """The grid's cells as the browser serialised them: class and title of each `<td>` that has
+    a title, inside `<table id="grid">`."""
+    grid = dom.split('<table id="grid">', 1)[1].split("</table>", 1)[0]
+    cells = []
+    for cls, title in re.findall(r'<td class="([a-z]+)" title="([^"]*)">', grid):
+        title = (
+            title.replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+            .replace("&#39;", "'").replace("&amp;", "&")
+        )
+        match = re.match(r"(.*?) on (\d{4}-\d{2}-\d{2}): (.*)$", title)
+        if not match:
+            fail(f"a grid cell's title does not name its event and day: {title!r}")
+        event, day, rest = match.groups()
+        status = next((s for s in STATUSES if rest.startswith(s)), None)
+        if status is None:
+            fail(f"a grid cell's title names no status: {title!r}")
+        cells.append({"event": event, "day": day, "class": cls, "status": status, "title": title})
+    return cells
+
+
 def main():
-    if len(sys.argv) != 4:
-        fail("usage: check_report_in_browser.py CHROMIUM REPORT.html WORKDIR")
-    browser, report, workdir = sys.argv[1:]
+    args = sys.argv[1:]
+    cells_out = None
+    if len(args) == 5 and args[3] == "--cells":
+        cells_out = args[4]
+        args = args[:3]
+    if len(args) != 3:
+        fail("usage: check_report_in_browser.py CHROMIUM REPORT.html WORKDIR [--cells CELLS.json]")
+    browser, report, workdir = args
     url = "file://" + os.path.abspath(report)
     dom = chromium(browser, workdir, "--dump-dom", url)
     if '<table id="grid">' not in dom:
@@ -115,6 +150,10 @@ def main():
     for cls in ("ok", "bad"):
         if f'class="{cls}"' not in dom:
             fail(f"the grid has no {cls} cell")
+    cells = grid_cells(dom)
+    if cells_out:
+        with open(cells_out, "w") as out:
+            json.dump(cells, out, indent=1)
     netlog = os.path.join(workdir, "net.json")
     shot = os.path.join(workdir, "shot.png")
     chromium(browser, workdir, f"--log-net-log={netlog}", f"--screenshot={shot}", url)
@@ -135,7 +174,16 @@ def main():
     complete, bad = count_colour(rows, channels, COMPLETE), count_colour(rows, channels, BAD)
     if complete < 50 or bad < 50:
         fail(f"the screenshot shows no grid (complete-coloured pixels {complete}, bad {bad})")
-    print(f"grid rendered ({complete} complete and {bad} bad pixels), no request left the page")
+    late = ""
+    if any(c["class"] == "late" for c in cells):
+        n = count_colour(rows, channels, LATE)
+        if n < 50:
+            fail(f"the grid has a late cell but the screenshot shows none (late pixels {n})")
+        late = f", {n} late"
+    print(
+        f"grid rendered ({complete} complete, {bad} bad{late} pixels), "
+        f"{len(cells)} cells, no request left the page"
+    )
 
 
 if __name__ == "__main__":

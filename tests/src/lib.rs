@@ -4,10 +4,12 @@
 //!   delivery queue and claim store);
 //! - [`doubles`]: our own stand-ins where no local real part exists (CleverTap, Slack, BigQuery
 //!   faults, Secret Manager, Pub/Sub) and fault injection;
+//! - [`completeness_set`]: the export set of `tapline-sample-exports completeness`, read back;
 //! - [`servers`]: the real local servers (PostgreSQL, moto, fake-gcs-server, cargo-lambda, the
 //!   Cloud Run binaries) and their clients;
 //! - here: running the built binaries, making export files, reading a SQLite warehouse.
 
+pub mod completeness_set;
 pub mod conformance;
 pub mod doubles;
 pub mod pull_case;

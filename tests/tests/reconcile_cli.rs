@@ -1,19 +1,25 @@
 //! `tapline reconcile` end to end on SQLite, PostgreSQL and BigQuery (the double and
-//! bqemulator): export chunks loaded by `tapline load`, CleverTap's counts pulled by `tapline pull
-//! counts` from the CleverTap double, then one verdict per event and day: a missing chunk, a
-//! quarantined chunk, a day 3 % short of CleverTap's count, a day within the tolerance, a day not
-//! over yet, and an event CleverTap counts that never arrived.
+//! bqemulator), on the export set `tapline-sample-exports completeness` writes: its chunks loaded
+//! by `tapline load`, CleverTap's counts (its `counts.json`) pulled by `tapline pull counts` from
+//! the CleverTap double, then one verdict per event and day, exactly the manifest's: a missing
+//! chunk, a quarantined chunk, a day 3 % short of CleverTap's count, a day within the tolerance,
+//! a day not over yet, and an event CleverTap counts that never arrived.
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
+use tapline::export::object_name::{Recognition, recognise};
 use tapline::warehouse::Warehouse;
+use tapline_tests::completeness_set::{CompletenessSet, ExpectedDay};
 use tapline_tests::doubles::bigquery::target::BigQueryTarget;
-use tapline_tests::doubles::clevertap_api::{ClevertapApi, event_records};
+use tapline_tests::doubles::clevertap_api::ClevertapApi;
 use tapline_tests::doubles::receiver::Receiver;
 use tapline_tests::servers::pg::PgSchema;
-use tapline_tests::{ExportCase, Run, fixed_header, fixed_row, gzip};
+use tapline_tests::{ExportCase, Run};
 
 const TZ: &str = "Asia/Kolkata";
+
+/// The generator's seed (any seed gives the same statuses and figures).
+const SEED: u64 = 20;
 
 /// Today and the four days before it in the project's zone, oldest first.
 fn days() -> [Date; 5] {
@@ -25,46 +31,40 @@ fn days() -> [Date; 5] {
     [back(4), back(3), back(2), back(1), today]
 }
 
-fn compact(day: Date) -> String {
-    day.strftime("%Y%m%d").to_string()
+/// The set for the days of [`days`], written under `case`'s folder.
+fn generate(case: &ExportCase, d: &[Date; 5]) -> CompletenessSet {
+    let set = CompletenessSet::generate(&case.dir().join("set"), d[4], SEED);
+    assert_eq!((set.first_day, set.last_day), (d[0], d[4]));
+    set
 }
 
-/// The name CleverTap gives chunk `index` of `event` on `day` (one run per day).
-fn chunk_name(event: &str, day: Date, index: u32) -> String {
-    format!(
-        "1663664837-1663785000-{event}-{}-{index}-0.csv.gz",
-        compact(day)
+/// A `_tapline_completeness` row as the verdicts query reads it.
+fn row(event: &str, day: Date, status: &str, figures: [&str; 5]) -> Vec<Option<String>> {
+    let mut r = vec![
+        Some(event.to_string()),
+        Some(day.to_string()),
+        Some(status.to_string()),
+    ];
+    r.extend(figures.iter().map(|f| Some(f.to_string())));
+    r
+}
+
+/// The row the manifest expects for one (event, day).
+fn manifest_row(e: &ExpectedDay) -> Vec<Option<String>> {
+    let figures = [
+        e.export_chunks,
+        e.missing_chunks.len() as u64,
+        e.export_rows,
+        e.api_rows,
+        e.clevertap_count,
+    ]
+    .map(|n| n.to_string());
+    row(
+        &e.event,
+        e.day,
+        &e.status,
+        figures.each_ref().map(String::as_str),
     )
-}
-
-/// Writes chunk `index` of `event` on `day` with rows `first..first + rows`, a second apart
-/// from 00:10 local time; `bad` writes an unparseable `ts` in every row (the file is quarantined).
-fn chunk(
-    case: &ExportCase,
-    event: &str,
-    day: Date,
-    index: u32,
-    first: usize,
-    rows: usize,
-    bad: bool,
-) {
-    let mut text = format!("{}\n", fixed_header());
-    for i in first..first + rows {
-        let ts = if bad {
-            "not-a-time".to_string()
-        } else {
-            format!(
-                "{}0{}{:02}{:02}",
-                compact(day),
-                1 + i / 3600,
-                i / 60 % 60,
-                i % 60
-            )
-        };
-        text.push_str(&fixed_row(&ts, event, &format!("u{i}"), &[]));
-        text.push('\n');
-    }
-    case.write_bytes(&chunk_name(event, day, index), &gzip(text.as_bytes()));
 }
 
 /// Where the scenario's rows go.
@@ -145,82 +145,11 @@ async fn reconcile(
     .await
 }
 
-/// The scenario of the file's header on `target`.
-async fn five_statuses(target: Target) {
-    let case = ExportCase::new();
-    let api = ClevertapApi::start().await;
-    let d = days();
-    // d0: chunks 0, 1 and 3 of 10 rows; chunk 2 never arrived. CleverTap counts 40.
-    for index in [0, 1, 3] {
-        chunk(
-            &case,
-            "Charged",
-            d[0],
-            index,
-            index as usize * 10,
-            10,
-            false,
-        );
-    }
-    // d1: chunk 1 is quarantined (every row bad). CleverTap counts 20.
-    chunk(&case, "Charged", d[1], 0, 0, 10, false);
-    chunk(&case, "Charged", d[1], 1, 10, 10, true);
-    // d2: 100 rows, CleverTap counts 103 (3 % short).
-    chunk(&case, "Charged", d[2], 0, 0, 100, false);
-    // d3: 200 rows over two chunks, CleverTap counts 201 (0.5 % is 1.005: within).
-    chunk(&case, "Charged", d[3], 0, 0, 100, false);
-    chunk(&case, "Charged", d[3], 1, 100, 100, false);
-    // d4: today, not over.
-    chunk(&case, "Charged", d[4], 0, 0, 5, false);
-    let root = case.root.display().to_string();
-    let load = run(&target, &api, &case, &["load", &root]).await;
-    assert_eq!(load.code, 2, "one chunk is quarantined: {load:?}");
-
-    let day_number = |day: Date| compact(day).parse::<i64>().unwrap();
-    for (day, n) in [(d[0], 40), (d[1], 20), (d[2], 103), (d[3], 201), (d[4], 5)] {
-        api.set_events(
-            "Charged",
-            day_number(day),
-            event_records(day_number(day), n),
-        );
-    }
-    // Viewed: CleverTap counts 12 on d2; no export of it ever arrived.
-    api.set_events(
-        "Viewed",
-        day_number(d[2]),
-        event_records(day_number(d[2]), 12),
-    );
-    let (from, to) = (d[0].to_string(), d[4].to_string());
-    let counts = ["pull", "counts", "--event", "Charged", "--event", "Viewed"];
-    let mut counts = counts.to_vec();
-    counts.extend(["--from", &from, "--to", &to]);
-    let pulled = run(&target, &api, &case, &counts).await;
-    assert_eq!(pulled.code, 0, "{pulled:?}");
-
-    let slack = Receiver::start().await;
-    let first = reconcile(&target, &api, &case, &d, &slack).await;
-    assert_eq!(first.code, 3, "some days need attention: {first:?}");
-    let warehouse = target.open(&case).await;
-    let verdicts = || async {
-        warehouse
-            .query(
-                "SELECT event_name, day, status, export_chunks, missing_chunks, export_rows, \
-                 api_rows, clevertap_count FROM _tapline_completeness ORDER BY event_name, day",
-            )
-            .await
-            .expect("read _tapline_completeness")
-            .rows
-    };
-    let row = |event: &str, day: Date, status: &str, figures: [&str; 5]| {
-        let mut r = vec![
-            Some(event.to_string()),
-            Some(day.to_string()),
-            Some(status.to_string()),
-        ];
-        r.extend(figures.iter().map(|f| Some(f.to_string())));
-        r
-    };
-    let expected = vec![
+/// The verdicts the set must get, written out: the issue's five cases on "Charged" and the
+/// "Viewed" CleverTap counts that never arrived. The manifest must say the same (a change to the
+/// generator that loses a case fails here, not silently).
+fn expected_verdicts(d: &[Date; 5]) -> Vec<Vec<Option<String>>> {
+    vec![
         row(
             "Charged",
             d[0],
@@ -246,11 +175,85 @@ async fn five_statuses(target: Target) {
         row("Viewed", d[2], "no export", ["0", "0", "0", "0", "12"]),
         row("Viewed", d[3], "complete", ["0", "0", "0", "0", "0"]),
         row("Viewed", d[4], "late", ["0", "0", "0", "0", "0"]),
-    ];
+    ]
+}
+
+/// The statuses that need attention (and so an alert).
+const ATTENTION: [&str; 3] = ["missing chunk", "count mismatch", "no export"];
+
+/// The scenario of the file's header on `target`.
+async fn five_statuses(target: Target) {
+    let case = ExportCase::new();
+    let api = ClevertapApi::start().await;
+    let d = days();
+    let set = generate(&case, &d);
+    let mut expected: Vec<_> = set.days.iter().map(manifest_row).collect();
+    expected.sort();
+    assert_eq!(expected, expected_verdicts(&d), "the manifest's verdicts");
+    // d1's chunk 1 is quarantined by the loader for its header (a column named twice).
+    let exports = set.exports.display().to_string();
+    let load = run(&target, &api, &case, &["load", &exports]).await;
+    assert_eq!(load.code, 2, "one chunk is quarantined: {load:?}");
+    let quarantined = &set.expected("Charged", d[1]).missing_chunks[0].0;
+    assert!(
+        load.stdout.contains(quarantined) || load.stderr.contains(quarantined),
+        "{load:?}"
+    );
+    assert!(
+        format!("{}{}", load.stdout, load.stderr)
+            .contains("column \"eventProps.Amount\" appears more than once in the header"),
+        "{load:?}"
+    );
+
+    // CleverTap's counts (the set's counts.json) through the double.
+    set.serve_counts(&api);
+    let (from, to) = (d[0].to_string(), d[4].to_string());
+    let events = set.events();
+    assert_eq!(events, ["Charged", "Viewed"]);
+    let mut counts = vec!["pull", "counts"];
+    for event in &events {
+        counts.extend(["--event", event.as_str()]);
+    }
+    counts.extend(["--from", &from, "--to", &to]);
+    let pulled = run(&target, &api, &case, &counts).await;
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+
+    let slack = Receiver::start().await;
+    let first = reconcile(&target, &api, &case, &d, &slack).await;
+    assert_eq!(first.code, 3, "some days need attention: {first:?}");
+    let warehouse = target.open(&case).await;
+    let verdicts = || async {
+        warehouse
+            .query(
+                "SELECT event_name, day, status, export_chunks, missing_chunks, export_rows, \
+                 api_rows, clevertap_count FROM _tapline_completeness ORDER BY event_name, day",
+            )
+            .await
+            .expect("read _tapline_completeness")
+            .rows
+    };
+    // Exactly the manifest's status and figures for every (event, day).
     assert_eq!(verdicts().await, expected);
-    // Four days need attention: each went to Slack with its figures.
+    // Four days need attention: each went to Slack once, with its figures.
+    let attention: Vec<&ExpectedDay> = set
+        .days
+        .iter()
+        .filter(|e| ATTENTION.contains(&e.status.as_str()))
+        .collect();
+    assert_eq!(attention.len(), 4);
     let texts = slack.texts();
-    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert_eq!(texts.len(), attention.len(), "{texts:?}");
+    for e in &attention {
+        let start = format!(
+            "Tapline alert: {} on {} is not complete: {}",
+            e.event, e.day, e.status
+        );
+        assert_eq!(
+            texts.iter().filter(|t| t.starts_with(&start)).count(),
+            1,
+            "{start}: {texts:?}"
+        );
+    }
     let mismatch = format!(
         "Tapline alert: Charged on {} is not complete: count mismatch: warehouse 100, \
          CleverTap 103 (-3, -2.91 %)",
@@ -263,23 +266,34 @@ async fn five_statuses(target: Target) {
         d[2]
     );
     assert!(texts.contains(&no_export), "{texts:?}");
-    let gap_start = format!(
-        "Tapline alert: Charged on {} is not complete: missing chunk: ",
-        d[0]
-    );
-    let gap_end = format!("{} (never arrived)", chunk_name("Charged", d[0], 2));
-    assert!(
-        texts
-            .iter()
-            .any(|t| t.starts_with(&gap_start) && t.ends_with(&gap_end)),
-        "{texts:?}"
+    // The missing chunks are named as the manifest names them: the gap by the name CleverTap
+    // would have given it, the quarantined chunk by its own object.
+    for day in [d[0], d[1]] {
+        let start = format!("Tapline alert: Charged on {day} is not complete: missing chunk: ");
+        let (name, why) = &set.expected("Charged", day).missing_chunks[0];
+        let end = format!("{name} ({why})");
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with(&start) && t.ends_with(&end)),
+            "{end}: {texts:?}"
+        );
+    }
+    // The gap's name is the one of the chunk that arrives later.
+    assert_eq!(
+        set.expected("Charged", d[0]).missing_chunks,
+        [(
+            set.arrives_later[0].name.clone(),
+            "never arrived".to_string()
+        )]
     );
     // The printed table names the missing chunks and gives the mismatch's figures.
     let out = &first.stdout;
-    let named =
-        |index: u32, day: Date, why: &str| format!("{} ({why})", chunk_name("Charged", day, index));
-    assert!(out.contains(&named(2, d[0], "never arrived")), "{out}");
-    assert!(out.contains(&named(1, d[1], "quarantined")), "{out}");
+    for e in &attention {
+        for (name, why) in &e.missing_chunks {
+            assert!(out.contains(&format!("{name} ({why})")), "{out}");
+        }
+    }
     assert!(
         out.contains("count mismatch       1          100         0        103  warehouse 100, CleverTap 103 (-3, -2.91 %)"),
         "{out}"
@@ -289,14 +303,40 @@ async fn five_statuses(target: Target) {
         "{out}"
     );
 
+    // A second run with nothing changed: the same verdicts, no alert again.
+    let second = reconcile(&target, &api, &case, &d, &slack).await;
+    assert_eq!(second.code, 3, "{second:?}");
+    assert_eq!(verdicts().await, expected);
+    assert_eq!(slack.texts(), texts, "nothing is alerted twice");
+
     // The missing chunk arrives: a rerun replaces d0's verdict and adds no row.
-    chunk(&case, "Charged", d[0], 2, 20, 10, false);
-    let reload = run(&target, &api, &case, &["load", &root]).await;
+    set.arrive();
+    let reload = run(&target, &api, &case, &["load", &exports]).await;
     assert_eq!(reload.code, 2, "d1's chunk stays quarantined: {reload:?}");
     let again = reconcile(&target, &api, &case, &d, &slack).await;
     assert_eq!(again.code, 3, "{again:?}");
+    let late = &set.arrives_later[0];
+    assert_eq!((late.event.as_str(), late.day), ("Charged", d[0]));
     let mut fixed = expected.clone();
-    fixed[0] = row("Charged", d[0], "complete", ["4", "0", "40", "0", "40"]);
+    let before = set.expected("Charged", d[0]);
+    let figures = [
+        before.export_chunks + 1,
+        0,
+        before.export_rows + late.rows,
+        0,
+        before.clevertap_count,
+    ]
+    .map(|n| n.to_string());
+    fixed[0] = row(
+        "Charged",
+        d[0],
+        &late.status_after,
+        figures.each_ref().map(String::as_str),
+    );
+    assert_eq!(
+        fixed[0],
+        row("Charged", d[0], "complete", ["4", "0", "40", "0", "40"])
+    );
     assert_eq!(verdicts().await, fixed);
     // Each day that needs attention was alerted once: the rerun posted nothing new.
     assert_eq!(slack.texts().len(), 4, "{:?}", slack.texts());
@@ -375,4 +415,71 @@ fn an_empty_warehouse_has_nothing_to_reconcile_and_a_bad_range_is_a_usage_error(
     );
     let percent = tapline_tests::tapline(&["reconcile", "--tolerance", "120"]);
     assert_eq!(percent.code, 64, "{percent:?}");
+}
+
+/// The set is deterministic and named as CleverTap names exports: the same `--today` and seed
+/// give byte-identical files; another seed other values but the same manifest; every object is
+/// a legacy event export of request 1690283492 with its file index, and the quarantined chunk's
+/// header names a column twice.
+#[test]
+fn the_completeness_set_is_deterministic_and_named_as_clevertap_names_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let today: Date = "2024-03-05".parse().unwrap();
+    let a = CompletenessSet::generate(&dir.path().join("a"), today, 7);
+    let b = CompletenessSet::generate(&dir.path().join("b"), today, 7);
+    let c = CompletenessSet::generate(&dir.path().join("c"), today, 8);
+    let files = |set: &CompletenessSet| {
+        let mut files = Vec::new();
+        for folder in ["exports", "arrives-later"] {
+            for entry in std::fs::read_dir(set.dir.join(folder)).unwrap() {
+                let path = entry.unwrap().path();
+                let name = format!("{folder}/{}", path.file_name().unwrap().to_string_lossy());
+                files.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+        for file in ["counts.json", "manifest.json"] {
+            files.push((file.to_string(), std::fs::read(set.dir.join(file)).unwrap()));
+        }
+        files.sort();
+        files
+    };
+    assert_eq!(files(&a), files(&b));
+    let (fa, fc) = (files(&a), files(&c));
+    let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&fa), names(&fc));
+    assert_ne!(fa, fc, "another seed gives other values");
+    assert_eq!(a.days, c.days);
+    assert_eq!(
+        (a.first_day, a.last_day),
+        ("2024-03-01".parse().unwrap(), today)
+    );
+
+    let objects: Vec<String> = names(&fa)
+        .into_iter()
+        .filter(|n| n.ends_with(".csv.gz"))
+        .collect();
+    assert_eq!(objects.len(), 10, "{objects:?}");
+    for name in &objects {
+        let Recognition::Export(object) = recognise(name) else {
+            panic!("{name} is not recognised as an export");
+        };
+        assert_eq!(object.request_id.as_deref(), Some("1690283492"), "{name}");
+        assert_eq!(object.event_name_in_name.as_deref(), Some("Charged"));
+        assert!(object.file_index.is_some() && object.run_timestamp.is_some());
+    }
+    // The four chunks of the first day, of which chunk 2 arrives later.
+    assert_eq!(
+        a.arrives_later[0].name,
+        "1690283492-1709317800-Charged-20240301-2-0.csv.gz"
+    );
+    // The quarantined chunk's header names eventProps.Amount twice.
+    let (bad, _) = &a
+        .expected("Charged", "2024-03-02".parse().unwrap())
+        .missing_chunks[0];
+    let bytes = std::fs::read(a.exports.join(bad)).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    let header = text.lines().next().unwrap();
+    assert_eq!(header.matches(",eventProps.Amount").count(), 2, "{header}");
 }

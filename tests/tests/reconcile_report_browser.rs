@@ -1,14 +1,22 @@
 //! `tapline report` opened in a real browser: headless Chromium (Debian's package; `make test`
 //! installs it when missing, see `tests/scripts/ensure-chromium.sh`) renders the page made from a
-//! warehouse with a complete day and a day missing a chunk. `tests/scripts/check_report_in_browser.py`
-//! checks the rendered grid, a screenshot holding both status colours, and Chromium's net log:
-//! no request left the page. The same check on a copy without the page's Content-Security-Policy
-//! and with an external image fails, so the net-log check can fail.
+//! warehouse holding the export set of `tapline-sample-exports completeness` (its chunks loaded,
+//! its counts pulled from the CleverTap double, reconciled). `tests/scripts/check_report_in_browser.py`
+//! checks the rendered grid (each cell's class and status, read from the browser's DOM, are the
+//! manifest's), a screenshot holding the status colours, and Chromium's net log: no request left
+//! the page. The same check on a copy without the page's Content-Security-Policy and with an
+//! external image fails, so the net-log check can fail.
 
 use std::process::Command;
 
-use tapline::warehouse::counts_tables::EVENT_COUNTS;
-use tapline_tests::{ExportCase, fixed_header, fixed_row, gzip};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde_json::Value;
+use tapline_tests::ExportCase;
+use tapline_tests::completeness_set::CompletenessSet;
+use tapline_tests::doubles::clevertap_api::ClevertapApi;
+
+const TZ: &str = "Asia/Kolkata";
 
 fn chromium() -> String {
     std::env::var("TAPLINE_TEST_CHROMIUM").unwrap_or_else(|_| {
@@ -19,84 +27,99 @@ fn chromium() -> String {
     })
 }
 
-/// Chunk `index` of Charged on 2022-09-`day` with `rows` rows.
-fn chunk(case: &ExportCase, day: u32, index: u32, rows: usize) {
-    let mut text = format!("{}\n", fixed_header());
-    for i in 0..rows {
-        let ts = format!("202209{day:02}01{:02}{:02}", i / 60 % 60, i % 60);
-        text.push_str(&fixed_row(&ts, "Charged", &format!("u{i}"), &[]));
-        text.push('\n');
+/// The grid class of a status (report.rs `class`).
+fn class(status: &str) -> &'static str {
+    match status {
+        "complete" => "ok",
+        "late" => "late",
+        "no count" => "nocount",
+        _ => "bad",
     }
-    let name = format!("1663664837-1663785000-Charged-202209{day:02}-{index}-0.csv.gz");
-    case.write_bytes(&name, &gzip(text.as_bytes()));
 }
 
-fn check(report: &std::path::Path, workdir: &std::path::Path) -> std::process::Output {
+/// `tapline args…` on `case`'s warehouse in the project's zone, with the CleverTap double's
+/// environment.
+async fn tapline(api: &ClevertapApi, case: &ExportCase, args: &[&str]) -> tapline_tests::Run {
+    let warehouse = case.warehouse();
+    let mut all = args.to_vec();
+    all.extend(["--warehouse", &warehouse, "--timezone", TZ]);
+    api.tapline(&all, &[]).await
+}
+
+fn check(
+    report: &std::path::Path,
+    workdir: &std::path::Path,
+    cells: Option<&std::path::Path>,
+) -> std::process::Output {
     std::fs::create_dir_all(workdir).unwrap();
-    Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/scripts/check_report_in_browser.py"
         ))
         .arg(chromium())
         .arg(report)
-        .arg(workdir)
-        .output()
-        .expect("run the browser check")
+        .arg(workdir);
+    if let Some(cells) = cells {
+        command.arg("--cells").arg(cells);
+    }
+    command.output().expect("run the browser check")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_renders_its_grid_in_chromium_and_fetches_nothing() {
     let case = ExportCase::new();
-    // The 20th: both chunks, as many rows as CleverTap counts. The 21st: chunk 1 never came.
-    chunk(&case, 20, 0, 30);
-    chunk(&case, 20, 1, 20);
-    chunk(&case, 21, 0, 30);
-    chunk(&case, 21, 2, 10);
-    assert_eq!(case.load(&["--timezone", "UTC"]).code, 0);
-    let warehouse = tapline::warehouse::open::open(&case.warehouse())
-        .await
-        .unwrap();
-    let count = |day: &str, n: u64| {
-        [
-            Some("Charged".to_string()),
-            Some(day.to_string()),
-            Some(n.to_string()),
-            Some("UTC".to_string()),
-            Some("2022-09-23T00:00:00Z".to_string()),
-        ]
-        .to_vec()
-    };
-    warehouse
-        .replace_rows(
-            &EVENT_COUNTS,
-            &[count("2022-09-20", 50), count("2022-09-21", 60)],
-        )
-        .await
-        .unwrap();
-    drop(warehouse);
+    let today = TimeZone::get(TZ)
+        .unwrap()
+        .to_datetime(jiff::Timestamp::now())
+        .date();
+    let set = CompletenessSet::generate(&case.dir().join("set"), today, 20);
+    let api = ClevertapApi::start().await;
+    let exports = set.exports.display().to_string();
+    assert_eq!(
+        tapline(&api, &case, &["load", &exports]).await.code,
+        2,
+        "one chunk is quarantined"
+    );
+    set.serve_counts(&api);
+    let (from, to) = (set.first_day.to_string(), set.last_day.to_string());
+    let mut counts = vec!["pull", "counts"];
+    let events = set.events();
+    for event in &events {
+        counts.extend(["--event", event.as_str()]);
+    }
+    counts.extend(["--from", &from, "--to", &to]);
+    let pulled = tapline(&api, &case, &counts).await;
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    let reconciled = tapline(&api, &case, &["reconcile", "--from", &from, "--to", &to]).await;
+    assert_eq!(reconciled.code, 3, "{reconciled:?}");
 
     let report = case.dir().join("report.html");
-    let run = tapline_tests::tapline(&[
-        "report",
-        "--out",
-        report.to_str().unwrap(),
-        "--warehouse",
-        &case.warehouse(),
-        "--from",
-        "2022-09-20",
-        "--to",
-        "2022-09-21",
-    ]);
+    let run = tapline(
+        &api,
+        &case,
+        &[
+            "report",
+            "--out",
+            report.to_str().unwrap(),
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout.trim(), format!("Wrote {}.", report.display()));
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(
-        html.contains("2 (event, day) checked, <strong>1 need attention</strong>"),
+        html.contains("10 (event, day) checked, <strong>4 need attention</strong>"),
         "{html}"
     );
 
-    let seen = check(&report, &case.dir().join("browser"));
+    let cells = case.dir().join("cells.json");
+    let seen = check(&report, &case.dir().join("browser"), Some(&cells));
     let said = String::from_utf8_lossy(&seen.stdout);
     assert!(
         seen.status.success(),
@@ -104,6 +127,52 @@ async fn the_report_renders_its_grid_in_chromium_and_fetches_nothing() {
         String::from_utf8_lossy(&seen.stderr)
     );
     assert!(said.starts_with("grid rendered ("), "{said}");
+    assert!(said.contains(" late pixels), 10 cells, "), "{said}");
+    // Each cell the browser shows has the manifest's status, in its title and its colour class;
+    // the five cases and "no export" are all there.
+    let shown: Value = serde_json::from_slice(&std::fs::read(&cells).unwrap()).unwrap();
+    let mut shown: Vec<(String, Date, String, String)> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap().to_string();
+            (
+                text("event"),
+                text("day").parse().unwrap(),
+                text("status"),
+                text("class"),
+            )
+        })
+        .collect();
+    shown.sort();
+    let mut expected: Vec<(String, Date, String, String)> = set
+        .days
+        .iter()
+        .map(|e| {
+            (
+                e.event.clone(),
+                e.day,
+                e.status.clone(),
+                class(&e.status).to_string(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(shown, expected);
+    let mut statuses: Vec<&str> = expected.iter().map(|e| e.2.as_str()).collect();
+    statuses.sort();
+    statuses.dedup();
+    assert_eq!(
+        statuses,
+        [
+            "complete",
+            "count mismatch",
+            "late",
+            "missing chunk",
+            "no export"
+        ]
+    );
 
     // The check catches a page that fetches: no CSP, and an external image.
     let leaky = case.dir().join("leaky.html");
@@ -119,7 +188,7 @@ async fn the_report_renders_its_grid_in_chromium_and_fetches_nothing() {
         ),
     )
     .unwrap();
-    let caught = check(&leaky, &case.dir().join("browser-leaky"));
+    let caught = check(&leaky, &case.dir().join("browser-leaky"), None);
     assert!(!caught.status.success());
     assert_eq!(
         String::from_utf8_lossy(&caught.stdout).trim(),
