@@ -186,6 +186,22 @@ impl CompletenessSet {
         events
     }
 
+    /// `pull counts --event … --from <first day> --to <last day>`: the arguments that land the
+    /// set's counts in `event_counts`.
+    pub fn pull_counts_args(&self) -> Vec<String> {
+        let mut args = vec!["pull".to_string(), "counts".to_string()];
+        for event in self.events() {
+            args.extend(["--event".to_string(), event]);
+        }
+        args.extend([
+            "--from".to_string(),
+            self.first_day.to_string(),
+            "--to".to_string(),
+            self.last_day.to_string(),
+        ]);
+        args
+    }
+
     /// Makes the CleverTap double answer the set's counts (it counts the records it serves).
     pub fn serve_counts(&self, api: &ClevertapApi) {
         for c in &self.counts {

@@ -207,14 +207,9 @@ async fn five_statuses(target: Target) {
 
     // CleverTap's counts (the set's counts.json) through the double.
     set.serve_counts(&api);
-    let (from, to) = (d[0].to_string(), d[4].to_string());
-    let events = set.events();
-    assert_eq!(events, ["Charged", "Viewed"]);
-    let mut counts = vec!["pull", "counts"];
-    for event in &events {
-        counts.extend(["--event", event.as_str()]);
-    }
-    counts.extend(["--from", &from, "--to", &to]);
+    assert_eq!(set.events(), ["Charged", "Viewed"]);
+    let counts = set.pull_counts_args();
+    let counts: Vec<&str> = counts.iter().map(String::as_str).collect();
     let pulled = run(&target, &api, &case, &counts).await;
     assert_eq!(pulled.code, 0, "{pulled:?}");
 

@@ -84,12 +84,8 @@ async fn the_report_renders_its_grid_in_chromium_and_fetches_nothing() {
     );
     set.serve_counts(&api);
     let (from, to) = (set.first_day.to_string(), set.last_day.to_string());
-    let mut counts = vec!["pull", "counts"];
-    let events = set.events();
-    for event in &events {
-        counts.extend(["--event", event.as_str()]);
-    }
-    counts.extend(["--from", &from, "--to", &to]);
+    let counts = set.pull_counts_args();
+    let counts: Vec<&str> = counts.iter().map(String::as_str).collect();
     let pulled = tapline(&api, &case, &counts).await;
     assert_eq!(pulled.code, 0, "{pulled:?}");
     let reconciled = tapline(&api, &case, &["reconcile", "--from", &from, "--to", &to]).await;
