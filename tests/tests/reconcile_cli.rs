@@ -477,4 +477,21 @@ fn the_completeness_set_is_deterministic_and_named_as_clevertap_names_exports() 
         .unwrap();
     let header = text.lines().next().unwrap();
     assert_eq!(header.matches(",eventProps.Amount").count(), 2, "{header}");
+    // A folder holding a set already is refused: its objects would be loaded beside the new ones.
+    let again = std::process::Command::new(tapline_tests::bin("tapline-sample-exports"))
+        .args(["completeness", "--out"])
+        .arg(&a.dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr)
+            .lines()
+            .next()
+            .unwrap(),
+        format!(
+            "Error: {} is not empty: write the set into a new folder",
+            a.exports.display()
+        )
+    );
 }
