@@ -51,6 +51,9 @@ pub enum PullError {
     /// The warehouse failed.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    /// Reconcile could not read what a pull needs (the days that lack a count).
+    #[error(transparent)]
+    Reconcile(#[from] crate::reconcile::ReconcileError),
     /// A page could not be parsed as a whole (a record past the size limit) or its reject
     /// share is above the ratio: it is recorded in the ledger as quarantined and the slice
     /// stops there, its checkpoint before the page.
@@ -98,6 +101,7 @@ impl PullError {
         match self {
             PullError::Api(e) => e.is_retryable(),
             PullError::Warehouse(e) => e.is_retryable(),
+            PullError::Reconcile(e) => e.is_retryable(),
             PullError::Load { retryable, .. } => *retryable,
             // A full disk or a permission: someone has to act.
             PullError::Output { .. } => false,
