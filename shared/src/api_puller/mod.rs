@@ -15,6 +15,7 @@
 //! - [`alerts`]: count rules checked against `event_counts`, results in `alert_runs`.
 //! - [`alert_notifiers`]: where breaches go: Slack, or the webhook relay's alerts route.
 //! - [`completeness`]: reconcile ([`crate::reconcile`]) with its alerts, sent once per status.
+//! - [`report_job`]: the completeness page put at `TAPLINE_REPORT_URI` (the `report` job).
 //! - [`lambda`]: one EventBridge Scheduler invocation on AWS Lambda; `cloud_run` (feature
 //!   `cloud-run`): the puller as an HTTP service for Cloud Scheduler. Both run a
 //!   [`jobs::PullService`], built once from the environment.
@@ -36,6 +37,7 @@ pub mod messages;
 pub mod output;
 pub mod page_load;
 pub mod profiles;
+pub mod report_job;
 
 use jiff::civil::Date;
 
