@@ -116,8 +116,10 @@ async fn the_lambda_binary_writes_the_report_to_s3_under_cargo_lambda_watch() {
 
     // A bucket it may not write to fails the run (the scheduler's retry and DLQ see it).
     let (status, body) = lambda
-        .invoke(&json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22",
-                        "jobs": ["report"]}))
+        .invoke(
+            &json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22",
+                        "jobs": ["report"]}),
+        )
         .await;
     assert_eq!(status, 200, "the same page again: {body}");
     s3.delete_object()
@@ -128,8 +130,10 @@ async fn the_lambda_binary_writes_the_report_to_s3_under_cargo_lambda_watch() {
         .unwrap();
     s3.delete_bucket().bucket(&bucket).send().await.unwrap();
     let (status, body) = lambda
-        .invoke(&json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22",
-                        "jobs": ["report"]}))
+        .invoke(
+            &json!({"tapline": "pull", "from": "2022-09-22", "to": "2022-09-22",
+                        "jobs": ["report"]}),
+        )
         .await;
     assert_ne!(status, 200, "{body}");
     let message = body["errorMessage"].as_str().unwrap_or_default();
