@@ -99,7 +99,7 @@ async fn the_report_lists_the_relays_dead_letters_without_bodies_or_secrets() {
     let row = |destination: &str, attempts: u32, error: &str| {
         format!(
             "<tr><td class=\"name\">crm-hooks</td><td class=\"name\">{destination}</td>\
-             <td>{attempts}</td><td class=\"name\">{error}</td><td class=\"name\">2025-11-24T16:00:00."
+             <td>{attempts}</td><td class=\"name\">{error}</td><td class=\"name\">2025-11-24T16:00:0"
         )
     };
     let backup_row = row("&lt;b&gt;backup&lt;/b&gt;", 2, "retryable: HTTP 503: down");
