@@ -127,7 +127,8 @@ pub enum Command {
         tapline report --out report.html --timezone Asia/Kolkata\n  \
         tapline report --out /srv/www/tapline.html --days 14\n\n\
         The same days and statuses as `tapline reconcile` (same flags), read only: verdicts are \
-        not recorded and nothing is alerted. Exit codes: 0 written; 1 nothing could start; 64 usage.")]
+        not recorded and nothing is alerted (--pull-counts still lands the counts it pulls in \
+        event_counts). Exit codes: 0 written; 1 nothing could start; 64 usage.")]
     Report(ReportArgs),
     /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
     #[cfg(feature = "relay")]
