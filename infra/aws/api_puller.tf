@@ -13,6 +13,11 @@ locals {
   # Empty when the name is not one of the relay's secrets: the precondition below says so.
   alerts_relay_token_arn  = lookup(local.relay_route_secret_arns, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
   alerts_relay_token_arns = local.alerts_via_relay ? compact([local.alerts_relay_token_arn]) : []
+  # The report job: the completeness page put at TAPLINE_REPORT_URI after each run; setting the
+  # URI adds the job. Its bucket and key name the one object the function may put.
+  report_object   = var.api_puller_report_uri == "" ? null : regex("^s3://([^/]+)/(.+)$", var.api_puller_report_uri)
+  report_job      = var.api_puller_report_uri != "" && !contains(var.api_puller_jobs, "report") ? ["report"] : []
+  api_puller_jobs = concat(var.api_puller_jobs, local.report_job)
 }
 
 module "api_puller" {
@@ -39,12 +44,13 @@ module "api_puller" {
       TAPLINE_WAREHOUSE_SECRET_ARN  = local.warehouse_secret_arn
       TAPLINE_TIMEZONE              = var.timezone
       TAPLINE_PULL_EVENTS           = join(",", var.api_puller_events)
-      TAPLINE_PULL_JOBS             = join(",", var.api_puller_jobs)
+      TAPLINE_PULL_JOBS             = join(",", local.api_puller_jobs)
       TAPLINE_PULL_LOOKBACK_DAYS    = tostring(var.api_puller_lookback_days)
       TAPLINE_ALERT_RULES           = var.api_puller_alert_rules
       TAPLINE_LOG                   = var.log_level
     },
     local.alerts_relay_env,
+    var.api_puller_report_uri == "" ? {} : { TAPLINE_REPORT_URI = var.api_puller_report_uri },
     # Pinned column types, only when given: unset keeps the warehouse's stored pins.
     var.column_types == "" ? {} : { TAPLINE_COLUMN_TYPES = var.column_types },
   )
@@ -54,6 +60,10 @@ module "api_puller" {
     {
       condition     = !contains(var.api_puller_jobs, "alerts") || var.api_puller_alert_rules != ""
       error_message = "api_puller_jobs includes alerts: set api_puller_alert_rules."
+    },
+    {
+      condition     = !contains(var.api_puller_jobs, "report") || var.api_puller_report_uri != ""
+      error_message = "api_puller_jobs includes report: set api_puller_report_uri."
     },
     {
       condition = var.api_puller_alerts_relay_route == null || (
@@ -74,7 +84,8 @@ module "api_puller" {
   #checkov:skip=CKV_AWS_173:The environment holds no secrets (only secrets' ARNs); the default Lambda key encrypts it at rest.
 }
 
-# Its passcode, the warehouse password, the alerts route's token; the module adds its log group.
+# Its passcode, the warehouse password, the alerts route's token, the report object; the module
+# adds its log group.
 data "aws_iam_policy_document" "api_puller" {
   count = var.enable_api_puller ? 1 : 0
 
@@ -82,5 +93,15 @@ data "aws_iam_policy_document" "api_puller" {
     sid       = "ReadSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = concat([aws_secretsmanager_secret.clevertap_passcode[0].arn, local.warehouse_secret_arn], local.alerts_relay_token_arns)
+  }
+
+  # The report job replaces one object, whole: no read, list or delete, no other key.
+  dynamic "statement" {
+    for_each = local.report_object == null ? [] : [local.report_object]
+    content {
+      sid       = "PutReport"
+      actions   = ["s3:PutObject"]
+      resources = ["arn:aws:s3:::${statement.value[0]}/${statement.value[1]}"]
+    }
   }
 }

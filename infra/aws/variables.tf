@@ -200,12 +200,12 @@ variable "api_puller_events" {
 
 variable "api_puller_jobs" {
   type        = list(string)
-  description = "TAPLINE_PULL_JOBS: what the daily pull runs, in order: events, counts, campaigns, profiles, messages, alerts, reconcile (alerts and reconcile always run last, on the counts)."
+  description = "TAPLINE_PULL_JOBS: what the daily pull runs, in order: events, counts, campaigns, profiles, messages, alerts, reconcile, report (alerts and reconcile run after the pulls, on the counts; report last). Setting api_puller_report_uri adds report."
   default     = ["events", "counts"]
 
   validation {
-    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts", "reconcile"], j)])
-    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts, reconcile."
+    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts", "reconcile", "report"], j)])
+    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts, reconcile, report."
   }
 }
 
@@ -257,6 +257,17 @@ variable "api_puller_lookback_days" {
   validation {
     condition     = var.api_puller_lookback_days >= 1 && var.api_puller_lookback_days <= 366
     error_message = "api_puller_lookback_days: 1 to 366."
+  }
+}
+
+variable "api_puller_report_uri" {
+  type        = string
+  description = "TAPLINE_REPORT_URI: where the api-puller's report job puts the completeness page (`tapline report`'s HTML) after each run, s3://BUCKET/KEY.html in a bucket you own; the function may put that one object only (its bucket's default encryption applies: an SSE-KMS key must let the function use it). Set, it adds report to api_puller_jobs. Empty: no report."
+  default     = ""
+
+  validation {
+    condition     = var.api_puller_report_uri == "" || can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]*[^/*?]$", var.api_puller_report_uri))
+    error_message = "api_puller_report_uri: s3://BUCKET/KEY.html (one object, no wildcard), or empty."
   }
 }
 

@@ -10,6 +10,12 @@ locals {
     TAPLINE_ALERTS_RELAY_TOKEN_SECRET_ARN = lookup(local.relay_route_secret_versions, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"), "")
   } : {}
   alert_rules_env = var.api_puller_alert_rules != "" ? { TAPLINE_ALERT_RULES = var.api_puller_alert_rules } : {}
+  # The report job: the completeness page put at TAPLINE_REPORT_URI after each run; setting the
+  # URI adds the job. Its bucket and name are the one object the api-puller may write.
+  report_object   = var.api_puller_report_uri == "" ? null : regex("^gs://([^/]+)/(.+)$", var.api_puller_report_uri)
+  report_env      = var.api_puller_report_uri == "" ? {} : { TAPLINE_REPORT_URI = var.api_puller_report_uri }
+  report_job      = var.api_puller_report_uri != "" && !contains(var.api_puller_jobs, "report") ? ["report"] : []
+  api_puller_jobs = concat(var.api_puller_jobs, local.report_job)
 }
 
 module "api_puller" {
@@ -41,7 +47,7 @@ module "api_puller" {
       { name = "TAPLINE_WAREHOUSE", value = local.warehouse_url },
       { name = "TAPLINE_TIMEZONE", value = var.timezone },
       { name = "TAPLINE_PULL_EVENTS", value = join(",", var.api_puller_events) },
-      { name = "TAPLINE_PULL_JOBS", value = join(",", var.api_puller_jobs) },
+      { name = "TAPLINE_PULL_JOBS", value = join(",", local.api_puller_jobs) },
       { name = "TAPLINE_PULL_LOOKBACK_DAYS", value = tostring(var.api_puller_lookback_days) },
       { name = "TAPLINE_LOG", value = var.log_level },
     ],
@@ -49,6 +55,8 @@ module "api_puller" {
     [for name, value in local.http_env : { name = name, value = value }],
     # The alerts job: its rules, and the relay route breaches are posted to.
     [for name, value in merge(local.alert_rules_env, local.alerts_relay_env) : { name = name, value = value }],
+    # The report job's object.
+    [for name, value in local.report_env : { name = name, value = value }],
     # Pinned column types, only when given: unset keeps the warehouse's stored pins.
     var.column_types == "" ? [] : [{ name = "TAPLINE_COLUMN_TYPES", value = var.column_types }],
     # A PostgreSQL warehouse's password, as for the export loader.
@@ -63,6 +71,10 @@ module "api_puller" {
       error_message = "api_puller_jobs includes alerts: set api_puller_alert_rules."
     },
     {
+      condition     = !contains(var.api_puller_jobs, "report") || var.api_puller_report_uri != ""
+      error_message = "api_puller_jobs includes report: set api_puller_report_uri."
+    },
+    {
       condition = var.api_puller_alerts_relay_route == null || (
         local.enable_webhook_relay && contains(var.webhook_relay_route_secret_names, coalesce(var.api_puller_alerts_relay_token_secret_name, "-"))
       )
@@ -72,4 +84,19 @@ module "api_puller" {
 
   # The passcode is read at start: its accessor binding must exist before a revision starts.
   start_after = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]
+}
+
+resource "google_storage_bucket_iam_member" "api_puller_report_writer" {
+  # Create and replace (replacing needs delete) the report object only: the condition names it,
+  # so the bucket needs uniform bucket-level access.
+  count  = local.enable_api_puller && local.report_object != null ? 1 : 0
+  bucket = local.report_object[0]
+  role   = "roles/storage.objectUser"
+  member = module.api_puller[0].service_account_member
+
+  condition {
+    title       = "tapline-report-object"
+    description = "Only the completeness page the api-puller's report job writes."
+    expression  = "resource.name == \"projects/_/buckets/${local.report_object[0]}/objects/${local.report_object[1]}\""
+  }
 }

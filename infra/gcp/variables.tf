@@ -177,12 +177,12 @@ variable "api_puller_events" {
 
 variable "api_puller_jobs" {
   type        = list(string)
-  description = "TAPLINE_PULL_JOBS: what each scheduled pull runs, in this order."
+  description = "TAPLINE_PULL_JOBS: what each scheduled pull runs: events, counts, campaigns, profiles, messages, alerts, reconcile, report (alerts and reconcile after the pulls, report last). Setting api_puller_report_uri adds report."
   default     = ["events", "counts"]
 
   validation {
-    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts", "reconcile"], j)])
-    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts, reconcile."
+    condition     = alltrue([for j in var.api_puller_jobs : contains(["events", "counts", "campaigns", "profiles", "messages", "alerts", "reconcile", "report"], j)])
+    error_message = "api_puller_jobs: each of events, counts, campaigns, profiles, messages, alerts, reconcile, report."
   }
 }
 
@@ -223,6 +223,17 @@ variable "api_puller_lookback_days" {
   validation {
     condition     = var.api_puller_lookback_days >= 1 && var.api_puller_lookback_days <= 366
     error_message = "api_puller_lookback_days: 1 to 366."
+  }
+}
+
+variable "api_puller_report_uri" {
+  type        = string
+  description = "TAPLINE_REPORT_URI: where the api-puller's report job puts the completeness page (`tapline report`'s HTML) after each run, gs://BUCKET/KEY.html in a bucket you own with uniform bucket-level access (the grant is conditioned on that one object). Set, it adds report to api_puller_jobs. Empty: no report."
+  default     = ""
+
+  validation {
+    condition     = var.api_puller_report_uri == "" || can(regex("^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]/[^*?]*[^/*?]$", var.api_puller_report_uri))
+    error_message = "api_puller_report_uri: gs://BUCKET/KEY.html (one object, no wildcard), or empty."
   }
 }
 

@@ -62,12 +62,18 @@ struct Setup {
     timezone: jiff::tz::TimeZone,
 }
 
+/// The CleverTap client the `CLEVERTAP_*` variables describe (every command that asks the API:
+/// `tapline pull`, `tapline reconcile --pull-counts`).
+pub fn clevertap_client() -> Result<ClevertapClient, AnyError> {
+    Ok(ClevertapClient::new(ApiConfig::from_env()?)?)
+}
+
 /// `options`: what the warehouse is opened with (the column types of a pull that loads events).
 async fn setup(range: &DayRange, options: &OpenOptions) -> Result<Setup, AnyError> {
     let timezone = jiff::tz::TimeZone::get(&range.timezone).map_err(|_| ConfigError::TimeZone {
         name: range.timezone.clone(),
     })?;
-    let client = ClevertapClient::new(ApiConfig::from_env()?)?;
+    let client = clevertap_client()?;
     let warehouse: Arc<dyn warehouse::Warehouse> =
         Arc::from(crate::warehouse_url::open_warehouse(&range.warehouse.warehouse, options).await?);
     Ok(Setup {

@@ -36,7 +36,16 @@ fn request_of(args: &ReconcileArgs) -> Result<Request, AnyError> {
 /// Runs `tapline reconcile`; exit 3 when some day needs attention.
 pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
     let request = request_of(&args)?;
+    // Before the warehouse: missing credentials stop the command at once.
+    let counts = counts_client(&args)?;
     let warehouse = open_warehouse(&args.warehouse.warehouse, &OpenOptions::default()).await?;
+    pull_missing_counts(
+        counts.as_ref(),
+        warehouse.as_ref(),
+        &request,
+        &args.timezone,
+    )
+    .await?;
     let reports = judge_and_alert(warehouse.as_ref(), &request).await?;
     print!("{}", render(&request, &reports, &warehouse.describe()));
     Ok(if reports.iter().any(|r| r.status.needs_attention()) {
@@ -47,40 +56,157 @@ pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
 }
 
 /// Runs `tapline report`: the range's verdicts (not recorded), the recent ledger, unfinished
-/// pulls, written as one HTML page.
+/// pulls and, with `--relay-state`, the relay's dead letters, written as one HTML page.
 pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
     let request = request_of(&args.days)?;
+    let counts = counts_client(&args.days)?;
     let warehouse = open_warehouse(&args.days.warehouse.warehouse, &OpenOptions::default()).await?;
-    let days = tapline::reconcile::reconcile(warehouse.as_ref(), &request).await?;
-    let loads = warehouse.recent_loads(500).await?;
-    #[cfg(feature = "clevertap-api")]
-    let unfinished_pulls = tapline::api_puller::checkpoint::unfinished(warehouse.as_ref())
-        .await?
-        .iter()
-        .map(|c| {
-            format!(
-                "{} {} {}: {} pages, {} rows so far (last written {})",
-                c.kind, c.event, c.window, c.checkpoint.pages, c.checkpoint.rows, c.updated_at
-            )
-        })
-        .collect();
-    #[cfg(not(feature = "clevertap-api"))]
-    let unfinished_pulls = Vec::new();
-    let page = tapline::reconcile::report::render(&tapline::reconcile::report::ReportInput {
-        target: warehouse.describe(),
-        timezone: args.days.timezone.clone(),
-        first: request.first,
-        last: request.last,
-        made_at: tapline::time::now_utc(),
-        days,
-        loads,
-        unfinished_pulls,
-    });
+    pull_missing_counts(
+        counts.as_ref(),
+        warehouse.as_ref(),
+        &request,
+        &args.days.timezone,
+    )
+    .await?;
+    let mut input =
+        tapline::reconcile::report_input::gather(warehouse.as_ref(), &request, &args.days.timezone)
+            .await?;
+    if let Some(dir) = &args.relay_state {
+        input.relay_dead_letters = Some(relay_dead_letters(dir).await?);
+    }
+    let page = tapline::reconcile::report::render(&input);
     std::fs::write(&args.out, page.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
     println!("Wrote {}.", args.out.display());
     Ok(EXIT_OK)
 }
+
+/// The dead letters of the local relay whose state directory is `dir` (`tapline relay serve
+/// --state-dir`), newest first.
+#[cfg(feature = "relay")]
+async fn relay_dead_letters(
+    dir: &std::path::Path,
+) -> Result<Vec<tapline::reconcile::report::RelayDeadLetter>, AnyError> {
+    use tapline::webhook_relay::queue::sqlite::{QUEUE_FILE, SqliteDeliveryQueue};
+    use tapline::webhook_relay::queue::{DeadLetterFilter, DeliveryQueue};
+    let file = dir.join(QUEUE_FILE);
+    if !file.is_file() {
+        return Err(format!(
+            "no relay queue at {}: give --relay-state the directory `tapline relay serve` uses \
+             (its --state-dir)",
+            file.display()
+        )
+        .into());
+    }
+    let queue = SqliteDeliveryQueue::open(dir)?;
+    let letters = queue.dead_letters(&DeadLetterFilter::default()).await?;
+    Ok(tapline::reconcile::report::relay_dead_letters(letters))
+}
+
+/// This build has no relay (the `relay` feature is off).
+#[cfg(not(feature = "relay"))]
+async fn relay_dead_letters(
+    _dir: &std::path::Path,
+) -> Result<Vec<tapline::reconcile::report::RelayDeadLetter>, AnyError> {
+    Err("--relay-state needs the relay: this build was made without the `relay` feature".into())
+}
+
+/// With `--pull-counts`, the CleverTap client `tapline pull` uses (the `CLEVERTAP_*`
+/// variables); an error naming them when they are missing.
+#[cfg(feature = "clevertap-api")]
+fn counts_client(
+    args: &ReconcileArgs,
+) -> Result<Option<tapline::clevertap::ClevertapClient>, AnyError> {
+    if !args.pull_counts {
+        return Ok(None);
+    }
+    crate::pull_cmd::clevertap_client().map(Some).map_err(|e| {
+        format!(
+            "--pull-counts asks CleverTap's API: set CLEVERTAP_ACCOUNT_ID and CLEVERTAP_PASSCODE \
+             (and CLEVERTAP_REGION when the project is not in eu1): {}",
+            tapline::error::error_chain(e.as_ref())
+        )
+        .into()
+    })
+}
+
+/// This build has no CleverTap client (the `clevertap-api` feature is off).
+#[cfg(not(feature = "clevertap-api"))]
+fn counts_client(args: &ReconcileArgs) -> Result<Option<std::convert::Infallible>, AnyError> {
+    if args.pull_counts {
+        return Err(
+            "--pull-counts asks CleverTap's API: this build was made without the `clevertap-api` \
+             feature"
+                .into(),
+        );
+    }
+    Ok(None)
+}
+
+/// Asks CleverTap for the counts the range lacks (at most
+/// `MAX_MISSING_COUNTS_PER_RUN`) and says what it asked; failed counts are named and leave
+/// their days without a count.
+#[cfg(feature = "clevertap-api")]
+async fn pull_missing_counts(
+    client: Option<&tapline::clevertap::ClevertapClient>,
+    warehouse: &dyn tapline::warehouse::Warehouse,
+    request: &Request,
+    timezone_name: &str,
+) -> Result<(), AnyError> {
+    use tapline::api_puller::counts::{self, MAX_MISSING_COUNTS_PER_RUN};
+    let Some(client) = client else {
+        return Ok(());
+    };
+    let run = counts::pull_missing_counts(
+        client,
+        warehouse,
+        request,
+        timezone_name,
+        MAX_MISSING_COUNTS_PER_RUN,
+        COUNT_DEADLINE,
+    )
+    .await?;
+    let failed: Vec<_> = run.reports.iter().filter(|r| r.result.is_err()).collect();
+    println!(
+        "Asked CleverTap for {} missing count(s): {} written to event_counts, {} failed.{}",
+        run.reports.len(),
+        run.reports.len() - failed.len(),
+        failed.len(),
+        if run.left > 0 {
+            format!(
+                " {} more left for the next run (at most {MAX_MISSING_COUNTS_PER_RUN} per run).",
+                run.left
+            )
+        } else {
+            String::new()
+        }
+    );
+    for r in failed {
+        if let Err(e) = &r.result {
+            eprintln!(
+                "The count of {} on {} could not be pulled: {}",
+                tapline::printable::escaped(&r.event),
+                r.day,
+                tapline::printable::escaped(&tapline::error::error_chain(e))
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "clevertap-api"))]
+async fn pull_missing_counts(
+    _client: Option<&std::convert::Infallible>,
+    _warehouse: &dyn tapline::warehouse::Warehouse,
+    _request: &Request,
+    _timezone_name: &str,
+) -> Result<(), AnyError> {
+    Ok(())
+}
+
+/// How long one count may stay `partial` (CleverTap computes large counts for a while).
+#[cfg(feature = "clevertap-api")]
+const COUNT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Reconciles and records; with the API features, days that need attention go to the alerts
 /// path `tapline alerts` uses (`TAPLINE_ALERTS_SLACK_URL` or the relay's), once per status.

@@ -19,6 +19,7 @@ use super::counts::pull_event_counts;
 use super::events::{EventsPull, pull_events};
 use super::messages::pull_message_reports;
 use super::profiles::pull_profiles;
+use super::report_job::{ENV_REPORT_URI, REPORT_DAYS, ReportTarget, report_uri, write_report};
 use crate::clevertap::ClevertapClient;
 use crate::clevertap::config::{ApiConfig, ApiConfigError, ENV_PASSCODE};
 use crate::config::{ConfigError, ENV_TIMEZONE};
@@ -62,6 +63,8 @@ pub enum JobKind {
     /// Completeness of the window's days ([`crate::reconcile`]), after the counts; days that
     /// need attention go to the alerts path once per status.
     Reconcile,
+    /// The completeness page (`tapline report`) put at `TAPLINE_REPORT_URI`, after reconcile.
+    Report,
 }
 
 impl JobKind {
@@ -74,6 +77,7 @@ impl JobKind {
             "messages" => JobKind::Messages,
             "alerts" => JobKind::Alerts,
             "reconcile" => JobKind::Reconcile,
+            "report" => JobKind::Report,
             _ => return None,
         })
     }
@@ -87,6 +91,17 @@ impl JobKind {
             JobKind::Messages => "messages",
             JobKind::Alerts => "alerts",
             JobKind::Reconcile => "reconcile",
+            JobKind::Report => "report",
+        }
+    }
+
+    /// Where the job runs in an invocation: pulls first, then what reads their results
+    /// (alerts and reconcile read the counts, reconcile the rows), the page last.
+    fn stage(self) -> u8 {
+        match self {
+            JobKind::Alerts | JobKind::Reconcile => 1,
+            JobKind::Report => 2,
+            _ => 0,
         }
     }
 }
@@ -110,6 +125,12 @@ pub struct PullJobs {
     pub notifier: Option<Arc<dyn AlertNotifier>>,
     /// The `reconcile` job's tolerance and grace.
     pub reconcile_policy: crate::reconcile::Policy,
+    /// Where the `report` job writes the page ([`ENV_REPORT_URI`], checked; local paths as
+    /// `file://` uris).
+    pub report_uri: Option<String>,
+    /// The store for `report_uri`, built once at start ([`PullService::from_env`]); `None`:
+    /// built by the job when it runs.
+    pub report_target: Option<ReportTarget>,
 }
 
 /// A scheduled-pull setting that cannot be used.
@@ -128,6 +149,16 @@ pub enum JobsConfigError {
     TimeZone(#[from] ConfigError),
 }
 
+/// The `report` job listed without a place to write to.
+fn no_report_uri() -> JobsConfigError {
+    JobsConfigError::Invalid {
+        name: ENV_REPORT_URI,
+        reason: "the report job has nowhere to write: set it (s3://BUCKET/KEY.html, \
+                 gs://BUCKET/KEY.html or a path)"
+            .into(),
+    }
+}
+
 fn list(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
@@ -144,7 +175,7 @@ fn kinds(names: &[String], field: &'static str) -> Result<Vec<JobKind>, JobsConf
                 name: field,
                 reason: format!(
                     "unknown job {n:?}: use events, counts, campaigns, profiles, messages, alerts, \
-                     reconcile"
+                     reconcile, report"
                 ),
             })
         })
@@ -201,6 +232,21 @@ impl PullJobs {
                 }
             }
         }
+        let report_uri = match get(ENV_REPORT_URI).filter(|t| !t.trim().is_empty()) {
+            None => None,
+            Some(text) => {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+                Some(
+                    report_uri(&text, &cwd).map_err(|reason| JobsConfigError::Invalid {
+                        name: ENV_REPORT_URI,
+                        reason,
+                    })?,
+                )
+            }
+        };
+        if kinds.contains(&JobKind::Report) && report_uri.is_none() {
+            return Err(no_report_uri());
+        }
         Ok(Self {
             events: list(&get(ENV_PULL_EVENTS).unwrap_or_default()),
             kinds,
@@ -210,7 +256,15 @@ impl PullJobs {
             alert_rules,
             notifier: None,
             reconcile_policy,
+            report_uri,
+            report_target: None,
         })
+    }
+
+    /// The same jobs with the `report` job's store built (once, at start).
+    pub fn with_report_target(mut self, target: Option<ReportTarget>) -> Self {
+        self.report_target = target;
+        self
     }
 
     /// The same jobs with breaches handed to `notifier`.
@@ -383,9 +437,9 @@ impl PullPlan {
             Some(names) => self::kinds(&names, "jobs")?,
             None => config.kinds.clone(),
         };
-        // Alerts and reconcile read the counts (and reconcile the rows): they run last,
-        // whatever the order they were listed in.
-        kinds.sort_by_key(|k| matches!(k, JobKind::Alerts | JobKind::Reconcile));
+        // Alerts and reconcile read the counts (and reconcile the rows): they run after the
+        // pulls, and the page after them, whatever the order they were listed in.
+        kinds.sort_by_key(|k| k.stage());
         let invalid = |name, reason: String| -> PullInvocationError {
             JobsConfigError::Invalid { name, reason }.into()
         };
@@ -394,6 +448,9 @@ impl PullPlan {
                 ENV_ALERT_RULES,
                 "the alerts job has no rules".into(),
             ));
+        }
+        if kinds.contains(&JobKind::Report) && config.report_uri.is_none() {
+            return Err(no_report_uri().into());
         }
         if from > to {
             return Err(invalid("from", format!("{from} is after to {to}")));
@@ -452,6 +509,7 @@ impl PullRun<'_> {
             JobKind::Messages => vec![self.messages().await],
             JobKind::Alerts => self.alerts().await,
             JobKind::Reconcile => self.reconcile().await,
+            JobKind::Report => vec![self.report().await],
         }
     }
 
@@ -679,6 +737,52 @@ impl PullRun<'_> {
     }
 }
 
+impl PullRun<'_> {
+    /// The completeness page of the window's days (at least [`REPORT_DAYS`], ending with its
+    /// last day) put at `TAPLINE_REPORT_URI`.
+    async fn report(&self) -> PullOutcome {
+        let config = self.config;
+        let Some(uri) = &config.report_uri else {
+            return PullOutcome::new("report", Err(JobFailure::new(&no_report_uri(), false)));
+        };
+        let week_start = self
+            .plan
+            .to
+            .checked_sub(jiff::Span::new().days(REPORT_DAYS - 1))
+            .unwrap_or(self.plan.to);
+        let request = crate::reconcile::Request {
+            first: self.plan.from.min(week_start),
+            last: self.plan.to,
+            timezone: config.timezone.clone(),
+            now: self.now,
+            policy: config.reconcile_policy,
+        };
+        let target = match &config.report_target {
+            Some(target) => target.clone(),
+            None => match ReportTarget::for_uri(uri).await {
+                Ok(target) => target,
+                Err(e) => {
+                    let retryable = e.is_retryable();
+                    return PullOutcome::new("report", Err(JobFailure::new(&e, retryable)));
+                }
+            },
+        };
+        let written = write_report(
+            self.warehouse.as_ref(),
+            &request,
+            &config.timezone_name,
+            &target,
+        )
+        .await;
+        PullOutcome::new(
+            "report",
+            written
+                .map(|w| json!({"uri": uri, "bytes": w.bytes, "days": w.days}))
+                .map_err(|e| JobFailure::new(&e, e.is_retryable())),
+        )
+    }
+}
+
 /// The invocation's answer: the summary of every pull, or the first failure (with how many
 /// failed and whether a retry may fix any of them).
 fn summarise(plan: &PullPlan, outcomes: Vec<PullOutcome>) -> Result<Value, PullInvocationError> {
@@ -750,7 +854,12 @@ impl PullService {
     pub async fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let options = crate::warehouse::open::OpenOptions::from_env()?;
         let notifier = alert_notifier_from_env().await?;
-        let jobs = Arc::new(PullJobs::from_env()?.with_notifier(notifier));
+        let jobs = PullJobs::from_env()?.with_notifier(notifier);
+        let report_target = match &jobs.report_uri {
+            Some(uri) => Some(ReportTarget::for_uri(uri).await?),
+            None => None,
+        };
+        let jobs = Arc::new(jobs.with_report_target(report_target));
         let client = ClevertapClient::new(api_config_from_env().await?)?;
         let url = crate::secret::warehouse_url_from_env().await?;
         let warehouse: Arc<dyn Warehouse> =
@@ -811,11 +920,46 @@ mod tests {
     }
 
     #[test]
+    fn the_report_job_needs_its_uri_and_runs_last() {
+        let err = jobs(&[(ENV_PULL_JOBS, "events,report")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TAPLINE_REPORT_URI: the report job has nowhere to write: set it \
+             (s3://BUCKET/KEY.html, gs://BUCKET/KEY.html or a path)"
+        );
+        let err = jobs(&[(ENV_REPORT_URI, "s3://reports")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TAPLINE_REPORT_URI: \"s3://reports\" names no object: use s3://BUCKET/KEY.html"
+        );
+        let config = jobs(&[
+            (ENV_PULL_JOBS, "report,reconcile,counts"),
+            (ENV_PULL_EVENTS, "Charged"),
+            (ENV_REPORT_URI, "s3://reports/tapline.html"),
+        ])
+        .unwrap();
+        let now: jiff::Timestamp = "2022-09-23T20:00:00Z".parse().unwrap();
+        let plan = PullPlan::from_payload(&json!({"tapline": "pull"}), &config, now).unwrap();
+        assert_eq!(
+            plan.kinds,
+            [JobKind::Counts, JobKind::Reconcile, JobKind::Report]
+        );
+        let without = jobs(&[(ENV_PULL_EVENTS, "Charged")]).unwrap();
+        let err = PullPlan::from_payload(
+            &json!({"tapline": "pull", "jobs": ["report"]}),
+            &without,
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), "InvalidPullSettings");
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let err = jobs(&[(ENV_PULL_JOBS, "events,sms")]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, messages, alerts, reconcile"
+            "TAPLINE_PULL_JOBS: unknown job \"sms\": use events, counts, campaigns, profiles, messages, alerts, reconcile, report"
         );
         let err = jobs(&[(ENV_PULL_JOBS, "events,counts,alerts")]).unwrap_err();
         assert_eq!(

@@ -15,6 +15,7 @@
 //! - [`alerts`]: count rules checked against `event_counts`, results in `alert_runs`.
 //! - [`alert_notifiers`]: where breaches go: Slack, or the webhook relay's alerts route.
 //! - [`completeness`]: reconcile ([`crate::reconcile`]) with its alerts, sent once per status.
+//! - [`report_job`]: the completeness page put at `TAPLINE_REPORT_URI` (the `report` job).
 //! - [`lambda`]: one EventBridge Scheduler invocation on AWS Lambda; `cloud_run` (feature
 //!   `cloud-run`): the puller as an HTTP service for Cloud Scheduler. Both run a
 //!   [`jobs::PullService`], built once from the environment.
@@ -36,6 +37,7 @@ pub mod messages;
 pub mod output;
 pub mod page_load;
 pub mod profiles;
+pub mod report_job;
 
 use jiff::civil::Date;
 
@@ -51,6 +53,9 @@ pub enum PullError {
     /// The warehouse failed.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    /// Reconcile could not read what a pull needs (the days that lack a count).
+    #[error(transparent)]
+    Reconcile(#[from] crate::reconcile::ReconcileError),
     /// A page could not be parsed as a whole (a record past the size limit) or its reject
     /// share is above the ratio: it is recorded in the ledger as quarantined and the slice
     /// stops there, its checkpoint before the page.
@@ -98,6 +103,7 @@ impl PullError {
         match self {
             PullError::Api(e) => e.is_retryable(),
             PullError::Warehouse(e) => e.is_retryable(),
+            PullError::Reconcile(e) => e.is_retryable(),
             PullError::Load { retryable, .. } => *retryable,
             // A full disk or a permission: someone has to act.
             PullError::Output { .. } => false,

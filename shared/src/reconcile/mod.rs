@@ -6,12 +6,15 @@
 //! - [`status`]: the day's status from its chunks, its rows (exports and API pulls) and
 //!   CleverTap's count (`event_counts`), with a tolerance for counts computed at another time.
 //!
+//! - [`report`] and [`report_input`]: the HTML page and what it shows, gathered once for
+//!   `tapline report` and the puller's `report` job.
 //! - [`gather`]: the three reads from a warehouse (ledger, rows per day, counts) and the
 //!   verdicts written to `_tapline_completeness`.
 
 pub mod chunks;
 pub mod gather;
 pub mod report;
+pub mod report_input;
 pub mod status;
 
 pub use chunks::{DayChunks, MissingChunk, day_chunks, event_key};

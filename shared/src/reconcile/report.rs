@@ -32,10 +32,64 @@ pub struct ReportInput {
     pub loads: Vec<LoadRecord>,
     /// API pulls left unfinished, one line each (already worded), if known.
     pub unfinished_pulls: Vec<String>,
+    /// The local relay's dead letters, newest first, when a relay state directory was given
+    /// (`None`: the section is left out).
+    pub relay_dead_letters: Option<Vec<RelayDeadLetter>>,
+}
+
+/// One relay dead letter as the page lists it: where it was going and why it gave up; never
+/// its body, nor a destination's URL or secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayDeadLetter {
+    /// The route it came in on.
+    pub route: String,
+    /// The destination's name within the route.
+    pub destination: String,
+    /// Attempts made, every round.
+    pub attempts: usize,
+    /// The last attempt's outcome and error (`permanent: HTTP 400: …`), as the queue recorded
+    /// them.
+    pub last_error: String,
+    /// When it was given up (UTC ISO-8601).
+    pub dead_at: String,
+}
+
+/// The relay's dead letters as the page lists them, newest first.
+#[cfg(feature = "relay")]
+pub fn relay_dead_letters(
+    mut letters: Vec<crate::webhook_relay::queue::DeadLetter>,
+) -> Vec<RelayDeadLetter> {
+    letters.sort_by(|a, b| (b.dead_at_ms, &b.delivery.id).cmp(&(a.dead_at_ms, &a.delivery.id)));
+    letters
+        .into_iter()
+        .map(|letter| {
+            // The recorded error names the HTTP status already; the status alone otherwise.
+            let last_error =
+                letter
+                    .attempts
+                    .last()
+                    .map_or_else(String::new, |a| match (&a.error, a.status) {
+                        (Some(error), _) => format!("{}: {error}", a.outcome),
+                        (None, Some(status)) => format!("{}: HTTP {status}", a.outcome),
+                        (None, None) => a.outcome.clone(),
+                    });
+            RelayDeadLetter {
+                route: letter.delivery.route,
+                destination: letter.delivery.destination,
+                attempts: letter.attempts.len(),
+                last_error,
+                dead_at: jiff::Timestamp::from_millisecond(letter.dead_at_ms)
+                    .unwrap_or_default()
+                    .to_string(),
+            }
+        })
+        .collect()
 }
 
 /// Most quarantined or failed files listed.
 const MAX_PROBLEM_FILES: usize = 20;
+/// Most relay dead letters listed (the newest).
+pub const MAX_DEAD_LETTERS: usize = 20;
 /// Longest name or reason shown, in characters (the title attribute keeps the rest out).
 const MAX_TEXT: usize = 240;
 
@@ -205,7 +259,40 @@ pub fn render(input: &ReportInput) -> String {
         }
         out.push_str("</ul>");
     }
+    if let Some(letters) = &input.relay_dead_letters {
+        out.push_str(&dead_letters_section(letters));
+    }
     out.push_str("<p>Made by <code>tapline report</code>. Each grid cell's title gives its figures.</p></body></html>\n");
+    out
+}
+
+/// "Relay dead letters": the newest [`MAX_DEAD_LETTERS`], every text escaped.
+fn dead_letters_section(letters: &[RelayDeadLetter]) -> String {
+    let mut out = String::from("<h2>Relay dead letters</h2>");
+    if letters.is_empty() {
+        out.push_str("<p>None.</p>");
+        return out;
+    }
+    let shown = letters.len().min(MAX_DEAD_LETTERS);
+    let _ = write!(
+        out,
+        "<p>{} dead letter(s), the newest {shown} listed. Replay them with \
+         <code>tapline relay replay</code>.</p>",
+        letters.len()
+    );
+    out.push_str("<table id=\"dead-letters\"><tr><th class=\"name\">Route</th><th class=\"name\">Destination</th><th>Attempts</th><th class=\"name\">Last error</th><th class=\"name\">Dead since</th></tr>");
+    for l in &letters[..shown] {
+        let _ = write!(
+            out,
+            "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td class=\"name\">{}</td><td class=\"name\">{}</td></tr>",
+            html(&l.route),
+            html(&l.destination),
+            l.attempts,
+            html(&l.last_error),
+            html(&l.dead_at)
+        );
+    }
+    out.push_str("</table>");
     out
 }
 
@@ -279,6 +366,7 @@ mod tests {
             ],
             loads: Vec::new(),
             unfinished_pulls: vec!["events \"x\" <b>".into()],
+            relay_dead_letters: None,
         };
         let page = render(&input);
         assert!(!page.contains("<script"), "{page}");
@@ -289,6 +377,41 @@ mod tests {
         }
         assert!(page.contains("<td class=\"bad\" title=\"Charged on 2022-09-21: no export: CleverTap counts 3, nothing arrived."));
         assert!(page.contains("1 need attention"));
+        assert!(!page.contains("Relay dead letters"), "no relay state given");
+    }
+
+    #[test]
+    fn dead_letters_are_escaped_and_capped() {
+        let d = Date::constant(2022, 9, 21);
+        let letter = |i: usize| RelayDeadLetter {
+            route: format!("<b>route{i}</b>"),
+            destination: "slack".into(),
+            attempts: 3,
+            last_error: "permanent: HTTP 400 \"bad\" <i>".into(),
+            dead_at: format!("2022-09-21T08:{i:02}:00Z"),
+        };
+        let input = ReportInput {
+            target: "sqlite://w.sqlite".into(),
+            timezone: "UTC".into(),
+            first: d,
+            last: d,
+            made_at: "2022-09-22T08:00:00Z".into(),
+            days: Vec::new(),
+            loads: Vec::new(),
+            unfinished_pulls: Vec::new(),
+            relay_dead_letters: Some((0..25).map(letter).collect()),
+        };
+        let page = render(&input);
+        assert!(
+            page.contains("<h2>Relay dead letters</h2><p>25 dead letter(s), the newest 20 listed.")
+        );
+        assert!(page.contains("<td class=\"name\">&lt;b&gt;route0&lt;/b&gt;</td><td class=\"name\">slack</td><td>3</td><td class=\"name\">permanent: HTTP 400 &quot;bad&quot; &lt;i&gt;</td>"), "{page}");
+        assert!(page.contains("route19") && !page.contains("route20"));
+        let empty = render(&ReportInput {
+            relay_dead_letters: Some(Vec::new()),
+            ..input
+        });
+        assert!(empty.contains("<h2>Relay dead letters</h2><p>None.</p>"));
     }
 
     #[test]

@@ -111,6 +111,38 @@ pub async fn sink_for(location: &str) -> Result<std::sync::Arc<dyn ObjectSink>, 
     ))
 }
 
+/// The [`ObjectStore`] for an object's uri: `s3://…` (with the `s3` feature), `gs://…` (with the
+/// `gcs-objects` feature, `STORAGE_EMULATOR_HOST` or Application Default Credentials), else
+/// local files (`file:///ABSOLUTE/PATH`). Build it once and keep it.
+pub async fn store_for(uri: &str) -> Result<std::sync::Arc<dyn ObjectStore>, Error> {
+    let failed = |source: std::io::Error| Error::Source {
+        uri: uri.to_string(),
+        source,
+    };
+    if uri.starts_with("s3://") {
+        #[cfg(feature = "s3")]
+        return Ok(std::sync::Arc::new(s3::S3Source::from_env().await));
+        #[cfg(not(feature = "s3"))]
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this build writes no S3 (the `s3` feature is off)",
+        )));
+    }
+    if uri.starts_with("gs://") {
+        // A small object per call: a minute is ample, and a stuck call does not hold a run.
+        #[cfg(feature = "gcs-objects")]
+        return gcs::GcsStore::from_env(std::time::Duration::from_secs(60))
+            .map(|store| std::sync::Arc::new(store) as std::sync::Arc<dyn ObjectStore>)
+            .map_err(|e| failed(std::io::Error::other(e)));
+        #[cfg(not(feature = "gcs-objects"))]
+        return Err(failed(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this build writes no Google Cloud Storage (the `gcs-objects` feature is off)",
+        )));
+    }
+    Ok(std::sync::Arc::new(local::LocalSource))
+}
+
 /// When a [`ObjectStore::put`] may happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutMode {

@@ -127,7 +127,8 @@ pub enum Command {
         tapline report --out report.html --timezone Asia/Kolkata\n  \
         tapline report --out /srv/www/tapline.html --days 14\n\n\
         The same days and statuses as `tapline reconcile` (same flags), read only: verdicts are \
-        not recorded and nothing is alerted. Exit codes: 0 written; 1 nothing could start; 64 usage.")]
+        not recorded and nothing is alerted (--pull-counts still lands the counts it pulls in \
+        event_counts). Exit codes: 0 written; 1 nothing could start; 64 usage.")]
     Report(ReportArgs),
     /// The webhook relay: accept authenticated webhooks, deliver them to Slack and HTTP.
     #[cfg(feature = "relay")]
@@ -334,6 +335,14 @@ pub struct ReconcileArgs {
     /// exports run every 4 to 24 hours): until then a day short of rows is late, not wrong.
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
     pub grace: u16,
+
+    /// Before judging, ask CleverTap's API for the counts event_counts lacks: every day of the
+    /// range that is over, for each event the exports or the warehouse know; lands them in
+    /// event_counts. At most 100 (event, day) counts per run (newest days first; the next run
+    /// asks the rest), under CLEVERTAP_CONCURRENCY and the API's rate limit. Needs
+    /// CLEVERTAP_ACCOUNT_ID and CLEVERTAP_PASSCODE (and CLEVERTAP_REGION), as `tapline pull`.
+    #[arg(long)]
+    pub pull_counts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -344,6 +353,12 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub days: ReconcileArgs,
+
+    /// The local webhook relay's state directory (`tapline relay serve --state-dir`): adds a
+    /// "Relay dead letters" section, the newest 20 with route, destination, attempts, last
+    /// error and time (never a body or a secret).
+    #[arg(long, value_name = "DIR")]
+    pub relay_state: Option<std::path::PathBuf>,
 }
 
 /// `--tolerance`: a percentage from 0 to 100.

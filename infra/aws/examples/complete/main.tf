@@ -61,6 +61,7 @@ module "tapline" {
 
   api_puller_events                         = var.api_puller_events
   api_puller_jobs                           = var.api_puller_jobs
+  api_puller_report_uri                     = var.api_puller_report_uri
   api_puller_alert_rules                    = var.api_puller_alert_rules
   api_puller_alerts_relay_route             = var.api_puller_alerts_relay_route
   api_puller_alerts_relay_token_secret_name = var.api_puller_alerts_relay_token_secret_name

@@ -56,6 +56,12 @@ variable "api_puller_jobs" {
   default     = ["events", "counts"]
 }
 
+variable "api_puller_report_uri" {
+  type        = string
+  description = "Where the report job puts the completeness page (gs://BUCKET/KEY.html; empty: no report)."
+  default     = ""
+}
+
 variable "api_puller_alert_rules" {
   type        = string
   description = "The alerts job's rules (the JSON `tapline alerts --rules` reads)."

@@ -1,0 +1,171 @@
+//! The scheduled `report` job: the completeness page `tapline report` writes
+//! ([`crate::reconcile::report_input::gather`], then [`crate::reconcile::report::render`]), put
+//! whole at `TAPLINE_REPORT_URI` (an S3 or GCS object, or a local file) through the storage port.
+
+use std::sync::Arc;
+
+use crate::reconcile::report::render;
+use crate::reconcile::report_input::gather;
+use crate::reconcile::{ReconcileError, Request};
+use crate::storage::{NewObject, ObjectStore, PutMode, StoreError};
+use crate::warehouse::Warehouse;
+
+/// Environment variable: where the `report` job writes the page: `s3://BUCKET/KEY.html`,
+/// `gs://BUCKET/KEY.html` or a local path.
+pub const ENV_REPORT_URI: &str = "TAPLINE_REPORT_URI";
+
+/// Days the scheduled page covers at least, ending with the run's last day (a week: the grid a
+/// data lead reads on Monday morning).
+pub const REPORT_DAYS: i64 = 7;
+
+/// The page's content type: browsers opening the object render it.
+pub const REPORT_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+
+/// `TAPLINE_REPORT_URI` checked and made the uri the store takes: a bucket object as given, a
+/// local path as `file:///ABSOLUTE/PATH` (relative to `cwd`).
+pub fn report_uri(text: &str, cwd: &std::path::Path) -> Result<String, String> {
+    let text = text.trim();
+    for scheme in ["s3://", "gs://"] {
+        if let Some(rest) = text.strip_prefix(scheme) {
+            return match rest.split_once('/') {
+                Some((bucket, key))
+                    if !bucket.is_empty() && !key.is_empty() && !key.ends_with('/') =>
+                {
+                    Ok(text.to_string())
+                }
+                _ => Err(format!(
+                    "{text:?} names no object: use {scheme}BUCKET/KEY.html"
+                )),
+            };
+        }
+    }
+    if text.is_empty() || (text.contains("://") && !text.starts_with("file://")) {
+        return Err(format!(
+            "{text:?} is not s3://BUCKET/KEY.html, gs://BUCKET/KEY.html or a path"
+        ));
+    }
+    let path = std::path::Path::new(text.strip_prefix("file://").unwrap_or(text));
+    Ok(format!("file://{}", cwd.join(path).display()))
+}
+
+/// Where the page goes: the uri and the store built for it once, at start.
+#[derive(Clone)]
+pub struct ReportTarget {
+    /// `s3://…`, `gs://…` or `file:///…`.
+    pub uri: String,
+    /// The store that takes it.
+    pub store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for ReportTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportTarget")
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReportTarget {
+    /// The target for `uri` (from [`report_uri`]) with the store its scheme needs.
+    pub async fn for_uri(uri: &str) -> Result<Self, crate::Error> {
+        Ok(Self {
+            uri: uri.to_string(),
+            store: crate::storage::store_for(uri).await?,
+        })
+    }
+}
+
+/// Why the page was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportJobError {
+    /// Its figures could not be read.
+    #[error("the report's figures could not be read")]
+    Figures(#[from] ReconcileError),
+    /// The store refused or could not be reached.
+    #[error("the report could not be written")]
+    Store(#[from] StoreError),
+}
+
+impl ReportJobError {
+    /// Whether the next run may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ReportJobError::Figures(e) => e.is_retryable(),
+            ReportJobError::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// What the job wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportWritten {
+    /// The object's version (ETag, generation, or size and time).
+    pub version: String,
+    /// The page's size.
+    pub bytes: usize,
+    /// (event, day)s on the page.
+    pub days: usize,
+}
+
+/// Renders the page of `request` (read only: nothing recorded, nothing alerted) and puts it at
+/// `target`, replacing the last one; the object appears whole or not at all.
+pub async fn write_report(
+    warehouse: &dyn Warehouse,
+    request: &Request,
+    timezone_name: &str,
+    target: &ReportTarget,
+) -> Result<ReportWritten, ReportJobError> {
+    let input = gather(warehouse, request, timezone_name).await?;
+    let page = render(&input).into_bytes();
+    let bytes = page.len();
+    let version = target
+        .store
+        .put(
+            &target.uri,
+            NewObject {
+                body: page,
+                content_type: Some(REPORT_CONTENT_TYPE.to_string()),
+                metadata: Default::default(),
+            },
+            PutMode::Overwrite,
+        )
+        .await?;
+    tracing::info!(uri = %target.uri, bytes, days = input.days.len(), "Report written.");
+    Ok(ReportWritten {
+        version,
+        bytes,
+        days: input.days.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_uris_are_objects_or_paths() {
+        let cwd = std::path::Path::new("/srv/tapline");
+        assert_eq!(
+            report_uri("s3://reports/tapline/report.html", cwd).unwrap(),
+            "s3://reports/tapline/report.html"
+        );
+        assert_eq!(
+            report_uri(" gs://reports/report.html ", cwd).unwrap(),
+            "gs://reports/report.html"
+        );
+        assert_eq!(
+            report_uri("out/report.html", cwd).unwrap(),
+            "file:///srv/tapline/out/report.html"
+        );
+        assert_eq!(
+            report_uri("/tmp/r.html", cwd).unwrap(),
+            "file:///tmp/r.html"
+        );
+        assert_eq!(
+            report_uri("s3://reports/", cwd).unwrap_err(),
+            "\"s3://reports/\" names no object: use s3://BUCKET/KEY.html"
+        );
+        assert!(report_uri("https://example.com/r.html", cwd).is_err());
+        assert!(report_uri("", cwd).is_err());
+    }
+}
