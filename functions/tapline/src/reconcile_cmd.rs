@@ -53,6 +53,13 @@ pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
     let warehouse = open_warehouse(&args.days.warehouse.warehouse, &OpenOptions::default()).await?;
     let days = tapline::reconcile::reconcile(warehouse.as_ref(), &request).await?;
     let loads = warehouse.recent_loads(500).await?;
+    let freshness = tapline::export_loader::freshness::per_day(
+        warehouse.as_ref(),
+        request.first,
+        request.last,
+        &request.timezone,
+    )
+    .await?;
     #[cfg(feature = "clevertap-api")]
     let unfinished_pulls = tapline::api_puller::checkpoint::unfinished(warehouse.as_ref())
         .await?
@@ -75,6 +82,7 @@ pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
         days,
         loads,
         unfinished_pulls,
+        freshness,
     });
     std::fs::write(&args.out, page.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;

@@ -31,6 +31,10 @@ pub struct ObjectEntry {
     pub version: String,
     /// Size in bytes, when known.
     pub size: Option<u64>,
+    /// When the object was created in its bucket, as the store says (S3 `LastModified`, GCS
+    /// `timeCreated`, a local file's mtime); `None` when unknown. Untrusted: the loader checks
+    /// it (see `export_loader::freshness`) before the ledger keeps it.
+    pub created_at: Option<jiff::Timestamp>,
 }
 
 /// A place export objects are read from.
