@@ -13,7 +13,7 @@ use crate::config::LoadConfig;
 use crate::export::{Recognition, recognise};
 use crate::export_loader::sweep::{SweepRequest, pending};
 use crate::storage::{ObjectEntry, ObjectSource};
-use crate::time::{format_utc, parse_utc};
+use crate::time::format_utc;
 use crate::warehouse::{LoadRecord, Warehouse, WarehouseError};
 
 /// How far past now a creation time may be and still be believed: clocks of a store and of
@@ -40,9 +40,15 @@ pub fn plausible_created_at(created_at: Option<Timestamp>, now: Timestamp) -> Op
 /// Seconds from a ledger row's object creation to its commit (0 when the store's clock ran a
 /// little ahead); `None` when either time is unknown.
 pub fn latency_seconds(record: &LoadRecord) -> Option<i64> {
-    let created = parse_utc(record.object_created_at.as_deref()?)?;
-    let committed = parse_utc(record.finished_at.as_deref()?)?;
+    let created = instant(record.object_created_at.as_deref()?)?;
+    let committed = instant(record.finished_at.as_deref()?)?;
     Some((committed - created).max(0))
+}
+
+/// Epoch seconds of a ledger timestamp (UTC ISO-8601, with or without a fraction: BigQuery
+/// answers keep microseconds).
+fn instant(text: &str) -> Option<i64> {
+    text.parse::<Timestamp>().ok().map(|t| t.as_second())
 }
 
 /// Percentiles of creation→commit latency over a set of loads.
@@ -114,7 +120,7 @@ pub async fn per_day(
     for record in &records {
         let (Some(latency), Some(committed)) = (
             latency_seconds(record),
-            record.finished_at.as_deref().and_then(parse_utc),
+            record.finished_at.as_deref().and_then(instant),
         ) else {
             continue;
         };
