@@ -505,7 +505,12 @@ async fn a_gcs_load_records_time_created() {
     let wh = format!("sqlite://{}", db.display());
 
     let run: tapline_tests::Run = tapline_tests::tapline_command()
-        .args(["load", &format!("gs://{bucket}/events/"), "--warehouse", &wh])
+        .args([
+            "load",
+            &format!("gs://{bucket}/events/"),
+            "--warehouse",
+            &wh,
+        ])
         .env("STORAGE_EMULATOR_HOST", gcs_url())
         .output()
         .unwrap()

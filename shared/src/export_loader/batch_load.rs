@@ -113,7 +113,7 @@ impl<'a> BatchLoad<'a> {
     }
 
     /// Has the commit record when the object was created in its bucket (UTC ISO-8601, already
-    /// checked: see `freshness::plausible_created_at`).
+    /// checked: see `ObjectEntry::plausible_created_at`).
     pub fn record_object_created_at(&mut self, created_at: Option<String>) {
         self.txn.record_object_created_at(created_at);
     }

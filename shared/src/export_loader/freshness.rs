@@ -1,12 +1,12 @@
 //! Freshness: how long an export object waited between its creation in the bucket and its rows
-//! committing. The loader checks the creation time a store gives ([`plausible_created_at`])
-//! before the ledger keeps it; `tapline status` and the report read percentiles of the
-//! latencies back ([`last_day`], [`per_day`]) and name the oldest object a sweep would still
+//! committing. The loader keeps the creation time a store gives when it is plausible
+//! ([`ObjectEntry::plausible_created_at`]); `tapline status` and the report read percentiles of
+//! the latencies back ([`last_day`], [`per_day`]) and name the oldest object a sweep would still
 //! load ([`oldest_unloaded`]).
 
+use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
 
 use crate::Error;
 use crate::config::LoadConfig;
@@ -16,26 +16,9 @@ use crate::storage::{ObjectEntry, ObjectSource};
 use crate::time::format_utc;
 use crate::warehouse::{LoadRecord, Warehouse, WarehouseError};
 
-/// How far past now a creation time may be and still be believed: clocks of a store and of
-/// the loader differ by seconds, not minutes.
-pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
-
-/// The earliest creation time believed (2010-01-01T00:00:00Z): CleverTap exports are younger;
-/// an earlier time is a default or a forged value (a file touched to 1970).
-pub const EARLIEST_CREATION_SECOND: i64 = 1_262_304_000;
-
 /// Most ledger rows one freshness figure is computed from: memory stays bounded however many
 /// objects a day brings (the newest are used; the count says how many).
 pub const MAX_LOADS_READ: usize = 100_000;
-
-/// The creation time the ledger may keep, as UTC ISO-8601 text: `created_at` when it is from
-/// 2010 on and no more than [`MAX_CLOCK_SKEW`] past `now`; otherwise unknown. Never an error:
-/// a hostile time costs the figure, not the load.
-pub fn plausible_created_at(created_at: Option<Timestamp>, now: Timestamp) -> Option<String> {
-    let at = created_at?;
-    let latest = now.checked_add(MAX_CLOCK_SKEW).ok()?;
-    (at.as_second() >= EARLIEST_CREATION_SECOND && at <= latest).then(|| format_utc(at.as_second()))
-}
 
 /// Seconds from a ledger row's object creation to its commit (0 when the store's clock ran a
 /// little ahead); `None` when either time is unknown.
@@ -174,8 +157,7 @@ pub async fn oldest_unloaded(
         .iter()
         .filter_map(|e| {
             // The same check as the ledger's: an implausible time names nothing.
-            plausible_created_at(e.created_at, now)?;
-            Some((e.clone(), e.created_at?))
+            Some((e.clone(), e.plausible_created_at(now)?))
         })
         .min_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.uri.cmp(&b.0.uri)));
     Ok(Unloaded {
@@ -198,32 +180,6 @@ pub fn human_duration(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> Timestamp {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn only_plausible_creation_times_are_kept() {
-        let now = at("2026-12-07T12:00:00Z");
-        let keep = |t: &str| plausible_created_at(Some(at(t)), now);
-        assert_eq!(
-            keep("2026-12-07T11:00:00.750Z").as_deref(),
-            Some("2026-12-07T11:00:00Z")
-        );
-        assert_eq!(
-            keep("2026-12-07T12:04:59Z").as_deref(),
-            Some("2026-12-07T12:04:59Z")
-        );
-        assert_eq!(keep("2026-12-07T12:05:01Z"), None, "in the future");
-        assert_eq!(keep("2009-12-31T23:59:59Z"), None, "before 2010");
-        assert_eq!(keep("1970-01-01T00:00:00Z"), None);
-        assert_eq!(
-            keep("2010-01-01T00:00:00Z").as_deref(),
-            Some("2010-01-01T00:00:00Z")
-        );
-        assert_eq!(plausible_created_at(None, now), None);
-    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -10,7 +10,6 @@ use tracing::info;
 
 use super::batch_load::BatchLoad;
 pub use super::batch_load::FileOutcome;
-use super::freshness::plausible_created_at;
 use crate::config::LoadConfig;
 use crate::error::chain::error_chain;
 use crate::export::decode::SourceReader;
@@ -98,10 +97,11 @@ async fn load_export(
         Ok(load) => load,
         Err(outcome) => return (outcome, 0),
     };
-    load.record_object_created_at(plausible_created_at(
-        entry.created_at,
-        jiff::Timestamp::now(),
-    ));
+    load.record_object_created_at(
+        entry
+            .plausible_created_at(jiff::Timestamp::now())
+            .map(|t| crate::time::format_utc(t.as_second())),
+    );
     let reader = match source.open(entry).await {
         Ok(r) => r,
         Err(e) => return (load.fail(error_chain(&e), e.is_retryable()).await, 0),
