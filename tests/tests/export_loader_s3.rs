@@ -308,6 +308,14 @@ impl tapline::warehouse::LoadLedger for CountingWarehouse {
         self.note("ledger_versions");
         self.inner.ledger_versions(uri_prefix).await
     }
+    async fn commits_since(
+        &self,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<tapline::warehouse::LoadRecord>, tapline::warehouse::WarehouseError> {
+        self.note("commits_since");
+        self.inner.commits_since(since, limit).await
+    }
 }
 
 #[async_trait::async_trait]

@@ -10,13 +10,14 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn s3(key: &str, version: &str, size: Option<u64>) -> Notice {
+fn s3(key: &str, version: &str, size: Option<u64>, created_at: &str) -> Notice {
     Notice::Object(ObjectRef {
         store: Store::S3,
         bucket: "acme-clevertap-exports".into(),
         key: key.into(),
         version: Some(version.into()),
         size,
+        created_at: Some(created_at.parse().unwrap()),
     })
 }
 
@@ -33,11 +34,13 @@ fn s3_notices() -> Vec<Notice> {
             "clevertap/events/2022-09-21/1663664837-1663785000-Order-Placed-20220921-0-0.csv.gz",
             "d41d8cd98f00b204e9800998ecf8427e",
             Some(1024),
+            "2022-09-21T18:30:05.123Z",
         ),
         s3(
             "manual uploads/Order Placed+é-20220921.csv.gz",
             "4af981f98d22a0b9979da24b259e5e42-12",
             Some(104_857_600),
+            "2022-09-21T18:30:06Z",
         ),
         Notice::Ignore("S3 event ObjectRemoved:Delete".into()),
     ]
@@ -71,6 +74,7 @@ fn eventbridge_object_created_keeps_the_key_as_written() {
             "clevertap/2022-09-21/1663664837-1663785000-App-Launched-20220921-1-0.csv.gz",
             "b1946ac92492d2347c6235b4d2611184",
             Some(5),
+            "2022-09-21T18:30:05Z",
         )]
     );
 }
@@ -119,6 +123,7 @@ fn gcs_cloudevent_structured_and_binary_modes() {
         key: "events/2022-09-21/1663664837-1663785000-Charged-20220921-0-0.csv.gz".into(),
         version: Some("1663785005461393".into()),
         size: Some(2048),
+        created_at: Some("2022-09-21T18:30:05.461Z".parse().unwrap()),
     })];
     let structured = fixture("gcs_finalized_structured.json");
     let content_type = |name: &str| {
@@ -165,6 +170,7 @@ fn charged_on_gcs() -> Vec<Notice> {
         key: "events/2022-09-21/1663664837-1663785000-Charged-20220921-0-0.csv.gz".into(),
         version: Some("1663785005461393".into()),
         size: Some(2048),
+        created_at: Some("2022-09-21T18:30:05.461Z".parse().unwrap()),
     })]
 }
 

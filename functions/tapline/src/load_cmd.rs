@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tapline::config::LoadConfig;
+use tapline::export_loader::freshness;
 use tapline::export_loader::load::{FileOutcome, FileReport, load_object};
 use tapline::export_loader::sweep::OutcomeCounts;
 use tapline::storage::local::{LocalSource, RefusedEntry};
@@ -137,6 +138,7 @@ fn refused_report(refused: RefusedEntry) -> FileReport {
             key: refused.key,
             version: String::new(),
             size: None,
+            created_at: None,
         },
         outcome: FileOutcome::Failed {
             error: refused.reason,
@@ -190,6 +192,10 @@ pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
             tapline::error::error_chain(&e)
         ),
     }
+    print!(
+        "\n{}",
+        freshness_block(warehouse.as_ref(), args.source.as_deref()).await?
+    );
     // A warehouse without checkpoints support still shows its ledger.
     #[cfg(feature = "clevertap-api")]
     match tapline::api_puller::checkpoint::unfinished(warehouse.as_ref()).await {
@@ -205,6 +211,37 @@ pub async fn status(args: StatusArgs) -> Result<u8, AnyError> {
          (the `clevertap-api` feature)."
     );
     Ok(EXIT_OK)
+}
+
+/// The "Freshness" block of `tapline status`: latency percentiles from the ledger and, with
+/// `source`, the oldest object `tapline sweep SOURCE` would load (the sweep's own listing and
+/// ledger read). A failed read is an error: a freshness figure in doubt is not printed.
+async fn freshness_block(
+    warehouse: &dyn tapline::warehouse::Warehouse,
+    source: Option<&str>,
+) -> Result<String, AnyError> {
+    let now = jiff::Timestamp::now();
+    let last_day = freshness::last_day(warehouse, now).await?;
+    let unloaded = match source {
+        Some(location) => {
+            let objects = storage::source_for(location).await?;
+            Some(
+                freshness::oldest_unloaded(
+                    objects.as_ref(),
+                    warehouse,
+                    location,
+                    &LoadConfig::default(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
+    Ok(summary::render_freshness(
+        last_day.as_ref(),
+        unloaded.as_ref(),
+        now,
+    ))
 }
 
 /// `tapline query`: one read-only statement, printed as a table.

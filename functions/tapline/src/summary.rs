@@ -7,8 +7,10 @@ use std::time::Duration;
 use tapline::api_puller::checkpoint::StoredCheckpoint;
 use tapline::config::LoadConfig;
 use tapline::export::{Recognition, recognise};
+use tapline::export_loader::freshness::{Freshness, Unloaded, human_duration};
 use tapline::export_loader::load::{FileOutcome, FileReport};
 use tapline::printable::escaped;
+use tapline::time::format_utc;
 use tapline::warehouse::profile_views::ProfileSummary;
 use tapline::warehouse::{ColumnMisfit, LoadRecord};
 
@@ -262,6 +264,62 @@ pub fn render_status(
     out
 }
 
+/// The "Freshness" block of `tapline status`: creation→commit latency percentiles over the last
+/// 24 hours, and, when the export location was given (`unloaded`), the oldest object a sweep
+/// would still load and its age at `now`.
+pub fn render_freshness(
+    last_day: Option<&Freshness>,
+    unloaded: Option<&Unloaded>,
+    now: jiff::Timestamp,
+) -> String {
+    let mut out = String::from(
+        "Freshness: from an object's creation in the bucket to its rows committing\n\n",
+    );
+    let _ = match last_day {
+        Some(f) => writeln!(
+            out,
+            "  Last 24 h: p50 {}, p95 {} (from {} loads)",
+            human_duration(f.p50_seconds),
+            human_duration(f.p95_seconds),
+            thousands(f.loads as u64),
+        ),
+        None => writeln!(out, "  Last 24 h: no load with a known creation time"),
+    };
+    let _ = match unloaded {
+        None => writeln!(
+            out,
+            "  Not yet loaded: not listed (give --source URI, the export location)"
+        ),
+        Some(u) if u.objects == 0 => writeln!(
+            out,
+            "  Not yet loaded: nothing (a sweep would load no object)"
+        ),
+        Some(Unloaded {
+            objects,
+            oldest: Some((entry, created)),
+        }) => writeln!(
+            out,
+            "  Not yet loaded: {}; the oldest is {} (created {}, {} ago)",
+            export_objects(*objects),
+            escaped(&entry.uri),
+            format_utc(created.as_second()),
+            human_duration(now.as_second() - created.as_second()),
+        ),
+        Some(u) => writeln!(
+            out,
+            "  Not yet loaded: {}, none with a known creation time",
+            export_objects(u.objects)
+        ),
+    };
+    out
+}
+
+/// `1 export object`, `12 export objects`.
+fn export_objects(n: usize) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{} export object{s}", thousands(n as u64))
+}
+
 /// The "Typed columns" block of `tapline status`: per pinned column, the raw values that do not
 /// fit its pinned kind (NULL in the typed views, kept in the raw table). Empty when every value
 /// fits.
@@ -371,6 +429,7 @@ mod tests {
             attempts: 1,
             started_at: "2026-12-07T00:00:00Z".into(),
             finished_at: None,
+            object_created_at: None,
         };
         let kinds: Vec<&str> = [
             load(

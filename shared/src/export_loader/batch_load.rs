@@ -112,6 +112,12 @@ impl<'a> BatchLoad<'a> {
         }
     }
 
+    /// Has the commit record when the object was created in its bucket (UTC ISO-8601, already
+    /// checked: see `ObjectEntry::plausible_created_at`).
+    pub fn record_object_created_at(&mut self, created_at: Option<String>) {
+        self.txn.record_object_created_at(created_at);
+    }
+
     /// Ends the load without rows (its source could not be read): rolls back and records the
     /// failure in the ledger.
     pub async fn fail(self, error: String, retryable: bool) -> FileOutcome {

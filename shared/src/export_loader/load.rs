@@ -86,7 +86,7 @@ async fn load_export(
         version: entry.version.clone(),
         bytes: entry.size,
     };
-    let load = match BatchLoad::begin(
+    let mut load = match BatchLoad::begin(
         warehouse,
         &object,
         config.retry_quarantined,
@@ -97,6 +97,11 @@ async fn load_export(
         Ok(load) => load,
         Err(outcome) => return (outcome, 0),
     };
+    load.record_object_created_at(
+        entry
+            .plausible_created_at(jiff::Timestamp::now())
+            .map(|t| crate::time::format_utc(t.as_second())),
+    );
     let reader = match source.open(entry).await {
         Ok(r) => r,
         Err(e) => return (load.fail(error_chain(&e), e.is_retryable()).await, 0),
@@ -142,6 +147,7 @@ pub fn entry_for(object: &crate::triggers::ObjectRef) -> ObjectEntry {
         key: object.key.clone(),
         version: object.version.clone().unwrap_or_default(),
         size: object.size,
+        created_at: object.created_at,
     }
 }
 

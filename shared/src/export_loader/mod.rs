@@ -7,6 +7,7 @@
 //! - [`lambda`]: a Lambda invocation (SQS batch, S3 or EventBridge event, scheduled sweep)
 //!   to loads, answered with partial batch failures or an error.
 //! - [`sweep`]: the scheduled sweep that finds objects an event notification missed.
+//! - [`freshness`]: creation→commit latency of loaded objects, and the oldest not yet loaded.
 //! - [`lambda`]: one Lambda invocation (SQS batch, direct S3 / EventBridge event, sweep);
 //!   `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
 //!   Scheduler.
@@ -14,6 +15,7 @@
 pub mod batch_load;
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
+pub mod freshness;
 pub mod lambda;
 pub mod load;
 pub mod sweep;

@@ -212,13 +212,12 @@ pub async fn sweep_matching(
     config: &LoadConfig,
     keep: impl Fn(&ObjectEntry) -> bool,
 ) -> Result<SweepReport, Error> {
-    let mut entries = source.list(&request.uri).await?;
-    entries.retain(|e| keep(e));
-    let since = request.effective_since(today_utc());
-    let older = retain_since(&mut entries, since, |e| e);
-    let (mut todo, in_ledger) =
-        not_in_ledger(warehouse, entries, config.retry_quarantined, |e| e).await?;
-    newest_first(&mut todo, |e| e);
+    let Pending {
+        todo,
+        in_ledger,
+        older,
+        since,
+    } = pending(source, warehouse, request, config, keep).await?;
     let mut reports = Vec::with_capacity(todo.len());
     for entry in &todo {
         let read = Arc::new(AtomicU64::new(0));
@@ -243,6 +242,45 @@ pub async fn sweep_matching(
         "Sweep finished."
     );
     Ok(report)
+}
+
+/// What a sweep would do now, before it loads anything: see [`pending`].
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The objects it would try, newest first.
+    pub todo: Vec<ObjectEntry>,
+    /// Objects the ledger shows as handled.
+    pub in_ledger: InLedger,
+    /// Objects left out by `since` (or the rolling window).
+    pub older: usize,
+    /// The first export date considered, if any.
+    pub since: Option<Date>,
+}
+
+/// Lists `request.uri` on `source`, keeps what `keep` accepts within the request's dates, and
+/// reads the ledger once for what it holds there: the objects a sweep would try, newest first.
+/// Errors when the listing or the ledger read fails. `tapline status` asks this too, so what it
+/// calls unloaded is exactly what a sweep would load.
+pub async fn pending(
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    request: &SweepRequest,
+    config: &LoadConfig,
+    keep: impl Fn(&ObjectEntry) -> bool,
+) -> Result<Pending, Error> {
+    let mut entries = source.list(&request.uri).await?;
+    entries.retain(|e| keep(e));
+    let since = request.effective_since(today_utc());
+    let older = retain_since(&mut entries, since, |e| e);
+    let (mut todo, in_ledger) =
+        not_in_ledger(warehouse, entries, config.retry_quarantined, |e| e).await?;
+    newest_first(&mut todo, |e| e);
+    Ok(Pending {
+        todo,
+        in_ledger,
+        older,
+        since,
+    })
 }
 
 /// Today in UTC.
@@ -323,6 +361,7 @@ mod tests {
             key: key.to_string(),
             version: "v".to_string(),
             size: None,
+            created_at: None,
         }
     }
 

@@ -11,6 +11,7 @@ use jiff::civil::Date;
 
 use super::gather::DayReport;
 use super::status::DayStatus;
+use crate::export_loader::freshness::{Freshness, human_duration};
 use crate::warehouse::{LoadRecord, LoadStatus};
 
 /// What the page shows.
@@ -32,6 +33,9 @@ pub struct ReportInput {
     pub loads: Vec<LoadRecord>,
     /// API pulls left unfinished, one line each (already worded), if known.
     pub unfinished_pulls: Vec<String>,
+    /// Creation→commit latency per day of the range, by the day loads committed (see
+    /// [`crate::export_loader::freshness::per_day`]).
+    pub freshness: Vec<(Date, Option<Freshness>)>,
     /// The local relay's dead letters, newest first, when a relay state directory was given
     /// (`None`: the section is left out).
     pub relay_dead_letters: Option<Vec<RelayDeadLetter>>,
@@ -224,6 +228,7 @@ pub fn render(input: &ReportInput) -> String {
         );
     }
     out.push_str("</table>");
+    out.push_str(&freshness_section(&input.freshness));
     // Files that need a look.
     let problems: Vec<&LoadRecord> = input
         .loads
@@ -291,6 +296,33 @@ fn dead_letters_section(letters: &[RelayDeadLetter]) -> String {
             html(&l.last_error),
             html(&l.dead_at)
         );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The "Freshness" section: per day, how long objects waited from their creation in the bucket
+/// to their rows committing (p50 and p95, nearest rank), and how many loads that is from.
+fn freshness_section(days: &[(Date, Option<Freshness>)]) -> String {
+    let mut out = String::from(
+        "<h2>Freshness</h2><p>From an object's creation in the bucket to its rows committing, \
+         by the day the rows committed.</p>",
+    );
+    out.push_str("<table id=\"freshness\"><tr><th class=\"name\">Day</th><th>Loads</th><th>p50</th><th>p95</th></tr>");
+    for (day, figures) in days {
+        let _ = match figures {
+            Some(f) => write!(
+                out,
+                "<tr><td class=\"name\">{day}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                f.loads,
+                html(&human_duration(f.p50_seconds)),
+                html(&human_duration(f.p95_seconds))
+            ),
+            None => write!(
+                out,
+                "<tr><td class=\"name\">{day}</td><td>0</td><td>–</td><td>–</td></tr>"
+            ),
+        };
     }
     out.push_str("</table>");
     out
@@ -367,6 +399,17 @@ mod tests {
             loads: Vec::new(),
             unfinished_pulls: vec!["events \"x\" <b>".into()],
             relay_dead_letters: None,
+            freshness: vec![
+                (
+                    d,
+                    Some(Freshness {
+                        loads: 12,
+                        p50_seconds: 90,
+                        p95_seconds: 7_620,
+                    }),
+                ),
+                (d.tomorrow().unwrap(), None),
+            ],
         };
         let page = render(&input);
         assert!(!page.contains("<script"), "{page}");
@@ -377,6 +420,10 @@ mod tests {
         }
         assert!(page.contains("<td class=\"bad\" title=\"Charged on 2022-09-21: no export: CleverTap counts 3, nothing arrived."));
         assert!(page.contains("1 need attention"));
+        assert!(page.contains(
+            "<tr><td class=\"name\">2022-09-21</td><td>12</td><td>1m 30s</td><td>2h 07m</td></tr>\
+             <tr><td class=\"name\">2022-09-22</td><td>0</td><td>–</td><td>–</td></tr>"
+        ));
         assert!(!page.contains("Relay dead letters"), "no relay state given");
     }
 
@@ -400,6 +447,7 @@ mod tests {
             loads: Vec::new(),
             unfinished_pulls: Vec::new(),
             relay_dead_letters: Some((0..25).map(letter).collect()),
+            freshness: Vec::new(),
         };
         let page = render(&input);
         assert!(

@@ -9,7 +9,7 @@ use crate::warehouse::Warehouse;
 /// Ledger rows read for the page's list of quarantined and failed files (newest first).
 pub const RECENT_LOADS: usize = 500;
 
-/// The range's verdicts, the recent ledger and (with the API features) the unfinished pulls,
+/// The range's verdicts, the recent ledger, freshness per day and (with the API features) the unfinished pulls,
 /// as the page's input; `timezone_name` is shown as given. Sections a caller adds (the relay's
 /// dead letters) are left empty.
 pub async fn gather(
@@ -25,6 +25,17 @@ pub async fn gather(
             step: "read the recent loads",
             source,
         })?;
+    let freshness = crate::export_loader::freshness::per_day(
+        warehouse,
+        request.first,
+        request.last,
+        &request.timezone,
+    )
+    .await
+    .map_err(|source| ReconcileError::Warehouse {
+        step: "read the loads' freshness",
+        source,
+    })?;
     Ok(ReportInput {
         target: warehouse.describe(),
         timezone: timezone_name.to_string(),
@@ -35,6 +46,7 @@ pub async fn gather(
         loads,
         unfinished_pulls: unfinished_pulls(warehouse).await?,
         relay_dead_letters: None,
+        freshness,
     })
 }
 

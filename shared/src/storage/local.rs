@@ -121,6 +121,11 @@ fn entry(path: &Path, key: String, meta: &std::fs::Metadata) -> Result<ObjectEnt
         version: version_of(meta),
         // A pipe's length is not known before it is read.
         size: (!meta.file_type().is_fifo()).then_some(meta.len()),
+        // A file has no creation time everywhere; its mtime is when its content was written.
+        created_at: meta
+            .modified()
+            .ok()
+            .and_then(|t| jiff::Timestamp::try_from(t).ok()),
     })
 }
 

@@ -31,6 +31,29 @@ pub struct ObjectEntry {
     pub version: String,
     /// Size in bytes, when known.
     pub size: Option<u64>,
+    /// When the object was created in its bucket, as the store says (S3 `LastModified`, GCS
+    /// `timeCreated`, a local file's mtime); `None` when unknown. Untrusted: read it through
+    /// [`Self::plausible_created_at`].
+    pub created_at: Option<jiff::Timestamp>,
+}
+
+/// How far past now a creation time may be and still be believed: clocks of a store and of the
+/// loader differ by seconds, not minutes.
+pub const MAX_CLOCK_SKEW: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// The earliest creation time believed (2010-01-01T00:00:00Z): CleverTap exports are younger;
+/// an earlier time is a default or a forged value (a file touched to 1970).
+pub const EARLIEST_CREATION_SECOND: i64 = 1_262_304_000;
+
+impl ObjectEntry {
+    /// [`Self::created_at`] when it is believable at `now`: from 2010 on and no more than
+    /// [`MAX_CLOCK_SKEW`] ahead; otherwise unknown. Never an error: a hostile time costs the
+    /// freshness figure, not the load.
+    pub fn plausible_created_at(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let at = self.created_at?;
+        let latest = now.checked_add(MAX_CLOCK_SKEW).ok()?;
+        (at.as_second() >= EARLIEST_CREATION_SECOND && at <= latest).then_some(at)
+    }
 }
 
 /// A place export objects are read from.
@@ -249,4 +272,40 @@ pub trait ObjectStore: Send + Sync {
     async fn delete(&self, uri: &str) -> Result<(), StoreError>;
     /// The objects whose uri starts with `prefix`, in key order.
     async fn list_prefix(&self, prefix: &str) -> Result<Vec<ObjectEntry>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plausible_creation_times_are_believed() {
+        let now: jiff::Timestamp = "2026-12-07T12:00:00Z".parse().unwrap();
+        let believed = |t: &str| {
+            ObjectEntry {
+                uri: "s3://b/k".into(),
+                key: "k".into(),
+                version: "v".into(),
+                size: None,
+                created_at: Some(t.parse().unwrap()),
+            }
+            .plausible_created_at(now)
+            .map(|t| t.to_string())
+        };
+        assert_eq!(
+            believed("2026-12-07T11:00:00.75Z").as_deref(),
+            Some("2026-12-07T11:00:00.75Z")
+        );
+        assert_eq!(
+            believed("2026-12-07T12:05:00Z").as_deref(),
+            Some("2026-12-07T12:05:00Z")
+        );
+        assert_eq!(believed("2026-12-07T12:05:01Z"), None, "in the future");
+        assert_eq!(believed("2009-12-31T23:59:59Z"), None, "before 2010");
+        assert_eq!(believed("1970-01-01T00:00:00Z"), None);
+        assert_eq!(
+            believed("2010-01-01T00:00:00Z").as_deref(),
+            Some("2010-01-01T00:00:00Z")
+        );
+    }
 }

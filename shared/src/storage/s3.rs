@@ -101,6 +101,9 @@ impl S3Source {
                     key: key.to_string(),
                     version: object.e_tag().map(bare_etag).unwrap_or_default(),
                     size: object.size().map(|s| s as u64),
+                    created_at: object
+                        .last_modified()
+                        .and_then(|t| jiff::Timestamp::from_second(t.secs()).ok()),
                 });
             }
             match page.next_continuation_token() {

@@ -175,6 +175,7 @@ fn s3_record(r: S3Record) -> Result<Notice, TriggerError> {
         // sweep must have one version string, or the sweep would load it again.
         version: r.s3.object.e_tag.or(r.s3.object.version_id),
         size: r.s3.object.size,
+        created_at: super::event_time(r.event_time.as_ref()),
     }))
 }
 
@@ -190,6 +191,7 @@ fn eventbridge(e: EventBridge) -> Result<Notice, TriggerError> {
         key: e.detail.object.key,
         version: e.detail.object.etag.or(e.detail.object.version_id),
         size: e.detail.object.size,
+        created_at: super::event_time(e.time.as_ref()),
     }))
 }
 
@@ -245,6 +247,9 @@ struct S3Notification {
 #[serde(rename_all = "camelCase")]
 struct S3Record {
     event_name: String,
+    /// Any JSON: a time that is not text is unknown, not a bad event.
+    #[serde(default)]
+    event_time: Option<Value>,
     s3: S3Entity,
 }
 
@@ -274,6 +279,8 @@ struct EventBridge {
     source: String,
     #[serde(rename = "detail-type")]
     detail_type: String,
+    #[serde(default)]
+    time: Option<Value>,
     detail: EventBridgeDetail,
 }
 

@@ -48,6 +48,7 @@ pub fn from_cloudevent(
         key: object.name,
         version: object.generation,
         size: object.size,
+        created_at: super::event_time(object.time_created.as_ref()),
     })])
 }
 
@@ -60,4 +61,6 @@ struct StorageObjectData {
     generation: Option<String>,
     #[serde(default, deserialize_with = "json_int64::optional_u64")]
     size: Option<u64>,
+    #[serde(default, rename = "timeCreated")]
+    time_created: Option<Value>,
 }

@@ -39,6 +39,15 @@ pub struct ObjectRef {
     pub version: Option<String>,
     /// Size in bytes, when the event carries it.
     pub size: Option<u64>,
+    /// When the object was created, when the event says (S3 `eventTime`, EventBridge `time`,
+    /// GCS `timeCreated`); a value that does not parse is unknown, never an error.
+    pub created_at: Option<jiff::Timestamp>,
+}
+
+/// An event's time field, read leniently: RFC 3339 text, else unknown (a number, an object or
+/// bad text fails nothing).
+pub(crate) fn event_time(value: Option<&serde_json::Value>) -> Option<jiff::Timestamp> {
+    value?.as_str()?.parse().ok()
 }
 
 impl ObjectRef {
@@ -73,4 +82,29 @@ pub enum TriggerError {
     /// An S3 key whose percent-encoding is broken.
     #[error("object key {0:?} is not valid URL encoding")]
     BadKey(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::event_time;
+
+    #[test]
+    fn an_event_time_that_is_not_rfc3339_text_is_unknown() {
+        assert_eq!(
+            event_time(Some(&json!("2022-09-21T18:30:05.123Z"))),
+            Some("2022-09-21T18:30:05.123Z".parse().unwrap())
+        );
+        for hostile in [
+            json!("yesterday"),
+            json!("28/Nov/2026:09:15:00 +0000"),
+            json!(1663785005),
+            json!({"t": 1}),
+            json!(null),
+        ] {
+            assert_eq!(event_time(Some(&hostile)), None, "{hostile}");
+        }
+        assert_eq!(event_time(None), None);
+    }
 }

@@ -84,7 +84,7 @@ pub const ALL_EVENTS_COLUMNS: &[&str] = &crate::export::FIXED_EVENT_COLUMNS;
 
 /// The `_tapline_loads` columns a [`LoadRecord`] is read from, in its field order. Every
 /// adapter's ledger table has these (and may have more, such as `replaced_by`).
-pub const LEDGER_COLUMNS: [&str; 11] = [
+pub const LEDGER_COLUMNS: [&str; 12] = [
     "load_id",
     "uri",
     "version",
@@ -96,6 +96,7 @@ pub const LEDGER_COLUMNS: [&str; 11] = [
     "attempts",
     "started_at",
     "finished_at",
+    "object_created_at",
 ];
 
 /// [`LEDGER_COLUMNS`] as an SQL list, each column through `column` (a dialect whose timestamps
@@ -201,6 +202,10 @@ pub struct LoadRecord {
     pub started_at: String,
     /// When it finished.
     pub finished_at: Option<String>,
+    /// When the object was created in its bucket (UTC ISO-8601), as the loader checked it;
+    /// `None` when unknown: the source did not say, the time was implausible, or the row is
+    /// from before freshness was recorded.
+    pub object_created_at: Option<String>,
 }
 
 impl LoadRecord {
@@ -300,6 +305,15 @@ pub trait LoadLedger: Send + Sync {
     /// A failed read is an error, never an empty answer.
     async fn ledger_versions(&self, uri_prefix: &str)
     -> Result<Vec<LedgerVersion>, WarehouseError>;
+
+    /// Ledger rows whose rows committed (loaded, or replaced since) at or after `since` (UTC
+    /// ISO-8601) with a known [`LoadRecord::object_created_at`], newest first, at most `limit`:
+    /// what freshness is computed from.
+    async fn commits_since(
+        &self,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<LoadRecord>, WarehouseError>;
 }
 
 /// Keeps one value per key in `_tapline_state`: the API puller's checkpoints.
@@ -513,6 +527,11 @@ pub trait LoadTransaction: Send {
     /// does not call this for one.
     fn write_state_at_commit(&mut self, state: StateWrite);
 
+    /// Has [`Self::commit`] record, in the ledger row, when the object was created in its
+    /// bucket (UTC ISO-8601, already checked by the caller): the start of its freshness
+    /// latency. Not called, or `None`: unknown.
+    fn record_object_created_at(&mut self, created_at: Option<String>);
+
     /// Appends validated rows, creating tables and columns as needed.
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError>;
 
@@ -625,7 +644,7 @@ mod tests {
         assert_eq!(
             ledger_column_list(str::to_string),
             "load_id, uri, version, status, bytes, rows_loaded, rows_rejected, error, attempts, \
-             started_at, finished_at"
+             started_at, finished_at, object_created_at"
         );
         assert_eq!(
             ledger_column_list(|c| format!("t.{c}")).split(", ").nth(9),

@@ -147,6 +147,7 @@ impl OneObjectLoad {
             key: name.to_string(),
             version: "1".to_string(),
             size: Some(bytes.len() as u64),
+            created_at: None,
         };
         let started = Instant::now();
         let baseline = ALLOCATOR.reset_peak();
@@ -340,6 +341,10 @@ impl LoadLedger for DiscardingWarehouse {
         Ok(Vec::new())
     }
 
+    async fn commits_since(&self, _: &str, _: usize) -> Result<Vec<LoadRecord>, WarehouseError> {
+        Ok(Vec::new())
+    }
+
     async fn ledger_versions(&self, _: &str) -> Result<Vec<LedgerVersion>, WarehouseError> {
         Ok(Vec::new())
     }
@@ -392,6 +397,8 @@ impl LoadTransaction for DiscardingLoad {
     // Export loads carry no state; nothing is kept anyway.
     fn write_state_at_commit(&mut self, _state: StateWrite) {}
 
+    fn record_object_created_at(&mut self, _created_at: Option<String>) {}
+
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
         let columns = batch.schema().columns();
         let mut rows = batch.rows().peekable();
@@ -443,6 +450,7 @@ impl LoadTransaction for DiscardingLoad {
             attempts: 1,
             started_at: String::new(),
             finished_at: None,
+            object_created_at: None,
         }))
     }
 }

@@ -91,6 +91,7 @@ pub async fn read_of_a_missing_object_is_not_found(h: &impl StorageHarness) {
         key: "exports/missing.csv".into(),
         version: String::new(),
         size: None,
+        created_at: None,
     };
     let err = h.source().await.open(&entry).await.err().expect("missing");
     match &err {

@@ -88,7 +88,8 @@ pub enum Command {
     /// left unfinished (checkpoints in _tapline_state: kind, event, day, pages done, rows).
     #[command(after_help = "Examples:\n  \
         tapline status\n  \
-        tapline status --warehouse sqlite://clevertap.sqlite --limit 50\n\n\
+        tapline status --warehouse sqlite://clevertap.sqlite --limit 50\n  \
+        tapline status --source s3://acme-exports/clevertap/\n\n\
         An unfinished pull (killed, timed out, CleverTap unavailable) resumes at its page when \
         the same `tapline pull` runs again, or at the next scheduled run.")]
     Status(StatusArgs),
@@ -297,6 +298,11 @@ pub struct StatusArgs {
     /// How many loads to show, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+
+    /// The export location (a folder, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX): the Freshness
+    /// block then names the oldest object `tapline sweep` would load from it, and its age.
+    #[arg(long, value_name = "URI")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -78,6 +78,9 @@ struct ListedObject {
     name: String,
     generation: String,
     size: Option<String>,
+    /// RFC 3339; kept as text so that a value that does not parse is unknown, not an error.
+    #[serde(default, rename = "timeCreated")]
+    time_created: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
 }
@@ -147,7 +150,10 @@ impl GcsStore {
         let url = format!("{}/storage/v1/b/{bucket}/o", self.endpoint);
         let mut query = vec![
             ("prefix", prefix),
-            ("fields", "items(name,generation,size),nextPageToken"),
+            (
+                "fields",
+                "items(name,generation,size,timeCreated),nextPageToken",
+            ),
         ];
         if let Some(token) = page_token {
             query.push(("pageToken", token));
@@ -177,6 +183,7 @@ impl GcsStore {
                 size: object.size.and_then(|s| s.parse().ok()),
                 version: object.generation,
                 key: object.name,
+                created_at: object.time_created.and_then(|t| t.parse().ok()),
             }));
             match page.next_page_token {
                 Some(next) if !next.is_empty() => token = Some(next),

@@ -805,6 +805,8 @@ pub enum Param {
     Timestamp(String),
     /// A typed NULL (`STRING`).
     NullStr,
+    /// A typed NULL (`TIMESTAMP`): a STRING NULL does not go into a TIMESTAMP column.
+    NullTimestamp,
 }
 
 fn query_parameters(params: &[(&str, Param)]) -> Value {
@@ -817,6 +819,7 @@ fn query_parameters(params: &[(&str, Param)]) -> Value {
                     Param::Int(i) => ("INT64", json!({ "value": i.to_string() })),
                     Param::Timestamp(t) => ("TIMESTAMP", json!({ "value": t })),
                     Param::NullStr => ("STRING", json!({})),
+                    Param::NullTimestamp => ("TIMESTAMP", json!({})),
                 };
                 json!({ "name": name, "parameterType": { "type": kind }, "parameterValue": value })
             })

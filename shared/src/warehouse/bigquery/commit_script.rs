@@ -160,10 +160,10 @@ impl CommitScript {
     }
 
     /// Writes the ledger row from `ledger` (the fixed parameters, which go first) and commits.
-    pub(super) fn finish(mut self, ledger: [(&'static str, Param); 11]) -> Self {
+    pub(super) fn finish(mut self, ledger: [(&'static str, Param); 12]) -> Self {
         self.statements.push(format!(
             "INSERT INTO _tapline_loads ({}) VALUES (@load_id, @uri, @version, \
-             @status, @bytes, @rows, @rejected, @error, @attempts, @started, @now)",
+             @status, @bytes, @rows, @rejected, @error, @attempts, @started, @now, @created)",
             super::ledger_columns()
         ));
         self.statements.push("COMMIT TRANSACTION".to_string());

@@ -93,33 +93,41 @@ pub(super) async fn create_fixed_tables(api: &Api, dataset: &str) -> Result<(), 
     Ok(())
 }
 
-/// The fields `_tapline_columns` gained with column kinds: a dataset from before them gets
-/// them at open (NULL in its rows: read as text, see [`ColumnRow`]).
-const COLUMN_KIND_FIELDS: [&str; 2] = ["kind", "pinned"];
+/// The fields fixed tables gained after datasets were first made, as (table, field, type): a
+/// dataset from before them gets them at open, NULL in its rows. `_tapline_columns` gained
+/// `kind` and `pinned` with column kinds (NULL reads as text, see [`ColumnRow`]); the ledger
+/// gained `object_created_at` with freshness (NULL: unknown).
+const ADDED_FIELDS: [(&str, &str, &str); 3] = [
+    ("_tapline_columns", "kind", "STRING"),
+    ("_tapline_columns", "pinned", "STRING"),
+    ("_tapline_loads", "object_created_at", "TIMESTAMP"),
+];
 
-/// Adds [`COLUMN_KIND_FIELDS`] to an older dataset's `_tapline_columns` (tables.patch adds
-/// NULLABLE fields; the rows keep theirs). Two loaders upgrading at once both send the same
-/// schema, so either order ends the same.
-pub(super) async fn add_column_kind_fields(api: &Api, dataset: &str) -> Result<(), ApiError> {
-    let table = api.get_table(dataset, "_tapline_columns").await?;
-    let mut fields = table["schema"]["fields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut added = false;
-    for name in COLUMN_KIND_FIELDS {
-        if !fields.iter().any(|f| f["name"] == name) {
-            fields.push(field(name, "STRING", false));
-            added = true;
+/// Adds [`ADDED_FIELDS`] to an older dataset's tables (tables.patch adds NULLABLE fields; the
+/// rows keep theirs). Two loaders upgrading at once both send the same schema, so either order
+/// ends the same.
+pub(super) async fn add_missing_fields(api: &Api, dataset: &str) -> Result<(), ApiError> {
+    for table_name in ["_tapline_columns", "_tapline_loads"] {
+        let table = api.get_table(dataset, table_name).await?;
+        let mut fields = table["schema"]["fields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut added = false;
+        for (_, name, kind) in ADDED_FIELDS.iter().filter(|(t, _, _)| *t == table_name) {
+            if !fields.iter().any(|f| f["name"] == *name) {
+                fields.push(field(name, kind, false));
+                added = true;
+            }
         }
-    }
-    if added {
-        api.patch_table(
-            dataset,
-            "_tapline_columns",
-            &json!({ "schema": { "fields": fields } }),
-        )
-        .await?;
+        if added {
+            api.patch_table(
+                dataset,
+                table_name,
+                &json!({ "schema": { "fields": fields } }),
+            )
+            .await?;
+        }
     }
     Ok(())
 }

@@ -58,6 +58,8 @@ pub(super) struct BigQueryLoad {
     profile_views_stale: bool,
     /// The state value the commit script writes with the rows.
     state: Option<StateWrite>,
+    /// When the object was created in its bucket, for the ledger row.
+    object_created_at: Option<String>,
     /// The kinds of the values appended, widened into `_tapline_columns.kind` at commit.
     kinds: ColumnKindTracker,
     /// `_tapline_columns` as the load began: the pins the types file is compared with.
@@ -105,6 +107,7 @@ impl BigQueryLoad {
             view_stale: false,
             profile_views_stale: false,
             state: None,
+            object_created_at: None,
             kinds: ColumnKindTracker::for_load(),
             column_rows,
             column_types,
@@ -415,6 +418,7 @@ impl BigQueryLoad {
             attempts: self.attempt,
             started_at: self.loaded_at.clone(),
             finished_at: Some(finished_at),
+            object_created_at: self.object_created_at.clone(),
         }
     }
 }
@@ -466,6 +470,10 @@ impl LoadTransaction for BigQueryLoad {
 
     fn write_state_at_commit(&mut self, state: StateWrite) {
         self.state = Some(state);
+    }
+
+    fn record_object_created_at(&mut self, created_at: Option<String>) {
+        self.object_created_at = created_at;
     }
 
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
@@ -636,6 +644,12 @@ impl LoadTransaction for BigQueryLoad {
                 ("attempts", Param::Int(self.attempt as i64)),
                 ("started", Param::Timestamp(self.loaded_at.clone())),
                 ("now", Param::Timestamp(finished_at.clone())),
+                (
+                    "created",
+                    self.object_created_at
+                        .clone()
+                        .map_or(Param::NullTimestamp, Param::Timestamp),
+                ),
             ]);
             let committed = script
                 .run(&self.ds, &self.key, status.as_str(), self.retry_quarantined)

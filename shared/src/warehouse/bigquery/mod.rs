@@ -297,7 +297,7 @@ impl BigQueryWarehouse {
         dataset::create_fixed_tables(&api, &dataset)
             .await
             .map_err(|e| open_err(Box::new(e)))?;
-        dataset::add_column_kind_fields(&api, &dataset)
+        dataset::add_missing_fields(&api, &dataset)
             .await
             .map_err(|e| open_err(Box::new(e)))?;
         let bi = BiDataset {
@@ -351,6 +351,7 @@ fn ledger_record(row: Vec<Option<String>>) -> LoadRecord {
         attempts: number(8).unwrap_or(1) as u32,
         started_at: text(9).unwrap_or_default(),
         finished_at: text(10),
+        object_created_at: text(11),
     }
 }
 
@@ -404,7 +405,7 @@ impl LoadLedger for BigQueryWarehouse {
         let now = now_utc();
         let sql = format!(
             "INSERT INTO _tapline_loads ({}) VALUES (@load_id, @uri, @version, \
-             'failed', @bytes, 0, 0, @error, @attempts, @now, @now)",
+             'failed', @bytes, 0, 0, @error, @attempts, @now, @now, NULL)",
             ledger_columns()
         );
         let params = [
@@ -435,6 +436,22 @@ impl LoadLedger for BigQueryWarehouse {
             current_ledger_sql("")
         );
         self.ds.ledger_rows(&sql, &[]).await
+    }
+
+    async fn commits_since(
+        &self,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        let sql = format!(
+            "{} ORDER BY finished_at DESC, load_id DESC LIMIT {limit}",
+            current_ledger_sql(
+                "WHERE status IN ('loaded', 'replaced') AND object_created_at IS NOT NULL \
+                 AND finished_at >= @since"
+            )
+        );
+        let params = [("since", Param::Timestamp(since.to_string()))];
+        self.ds.ledger_rows(&sql, &params).await
     }
 
     async fn ledger_versions(

@@ -72,6 +72,8 @@ pub(super) struct PostgresLoad {
     copy_buffer: BytesMut,
     /// The state value the commit writes with the rows.
     state: Option<StateWrite>,
+    /// When the object was created in its bucket, for the ledger row.
+    object_created_at: Option<String>,
 }
 
 impl PostgresLoad {
@@ -132,6 +134,7 @@ impl PostgresLoad {
             kinds: ColumnKindTracker::for_load(),
             typed_stale: HashSet::new(),
             state: None,
+            object_created_at: None,
             copy: None,
             copy_buffer: BytesMut::new(),
         })))
@@ -466,6 +469,10 @@ impl LoadTransaction for PostgresLoad {
         self.state = Some(state);
     }
 
+    fn record_object_created_at(&mut self, created_at: Option<String>) {
+        self.object_created_at = created_at;
+    }
+
     async fn append(&mut self, batch: RowBatch) -> Result<(), WarehouseError> {
         self.kinds.observe(&batch);
         let columns = batch.schema().columns().to_vec();
@@ -596,7 +603,8 @@ impl LoadTransaction for PostgresLoad {
             .query_one(
                 &format!(
                     "UPDATE _tapline_loads SET status = $2, error = $3, bytes = $4, rows_loaded = $5,
-                       rows_rejected = $6, finished_at = $7::text::timestamptz
+                       rows_rejected = $6, finished_at = $7::text::timestamptz,
+                       object_created_at = $8::text::timestamptz
                      WHERE load_id = $1 RETURNING {}",
                     ledger_select()
                 ),
@@ -608,6 +616,7 @@ impl LoadTransaction for PostgresLoad {
                     &(rows as i64),
                     &(rejected as i64),
                     &now_utc(),
+                    &self.object_created_at,
                 ],
             )
             .await

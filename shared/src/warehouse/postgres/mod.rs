@@ -49,7 +49,7 @@ const MAX_DATA_COLUMNS: usize = 1600 - 4;
 /// them.
 pub(super) fn ledger_select() -> String {
     ledger_column_list(|column| match column {
-        "started_at" | "finished_at" => {
+        "started_at" | "finished_at" | "object_created_at" => {
             format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
         }
         _ => column.to_string(),
@@ -294,6 +294,28 @@ impl LoadLedger for PostgresWarehouse {
         Ok(rows.iter().map(ledger_row).collect())
     }
 
+    async fn commits_since(
+        &self,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {} FROM _tapline_loads
+                     WHERE status IN ('loaded', 'replaced') AND object_created_at IS NOT NULL
+                       AND finished_at >= $1::text::timestamptz
+                     ORDER BY finished_at DESC, load_id DESC LIMIT $2",
+                    ledger_select()
+                ),
+                &[&since, &(limit as i64)],
+            )
+            .await
+            .map_err(op("read ledger"))?;
+        Ok(rows.iter().map(ledger_row).collect())
+    }
+
     async fn ledger_versions(
         &self,
         uri_prefix: &str,
@@ -503,5 +525,6 @@ pub(super) fn ledger_row(row: &tokio_postgres::Row) -> LoadRecord {
         attempts: row.get::<_, i32>(8) as u32,
         started_at: row.get(9),
         finished_at: row.get(10),
+        object_created_at: row.get(11),
     }
 }

@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS _tapline_loads (
     replaced_by   BIGINT,
     started_at    TIMESTAMPTZ NOT NULL,
     finished_at   TIMESTAMPTZ,
+    object_created_at TIMESTAMPTZ,
     UNIQUE (uri, version)
 );
 CREATE INDEX IF NOT EXISTS _tapline_loads_by_uri ON _tapline_loads (uri, status);
@@ -64,5 +65,12 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_tapline_columns'::regclass
                    AND attname = 'pinned' AND NOT attisdropped) THEN
         ALTER TABLE _tapline_columns ADD COLUMN pinned TEXT;
+    END IF;
+END $$;
+-- A schema from before freshness: its loads' creation times are unknown (NULL).
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_tapline_loads'::regclass
+                   AND attname = 'object_created_at' AND NOT attisdropped) THEN
+        ALTER TABLE _tapline_loads ADD COLUMN object_created_at TIMESTAMPTZ;
     END IF;
 END $$;

@@ -77,6 +77,7 @@ impl SqliteLoad {
                 column_types,
                 typed_stale: HashSet::new(),
                 state: None,
+                object_created_at: None,
             };
             Ok(Begin::Started(Box::new(SqliteLoad {
                 load_id: started.0,
@@ -246,6 +247,8 @@ struct LoadState {
     typed_stale: HashSet<String>,
     /// The state value the commit writes with the rows.
     state: Option<StateWrite>,
+    /// When the object was created in its bucket, for the ledger row.
+    object_created_at: Option<String>,
 }
 
 #[async_trait]
@@ -257,6 +260,12 @@ impl LoadTransaction for SqliteLoad {
     fn write_state_at_commit(&mut self, state: StateWrite) {
         if let Some((_, load)) = self.inner.as_mut() {
             load.state = Some(state);
+        }
+    }
+
+    fn record_object_created_at(&mut self, created_at: Option<String>) {
+        if let Some((_, load)) = self.inner.as_mut() {
+            load.object_created_at = created_at;
         }
     }
 
@@ -497,7 +506,7 @@ impl LoadState {
         }
         conn.execute(
             "UPDATE _tapline_loads SET status = ?2, error = ?3, bytes = ?4, rows_loaded = ?5,
-               rows_rejected = ?6, finished_at = ?7 WHERE load_id = ?1",
+               rows_rejected = ?6, finished_at = ?7, object_created_at = ?8 WHERE load_id = ?1",
             params![
                 self.load_id,
                 status.as_str(),
@@ -505,7 +514,8 @@ impl LoadState {
                 bytes as i64,
                 rows as i64,
                 rejected as i64,
-                now
+                now,
+                self.object_created_at
             ],
         )
         .map_err(op("write ledger"))?;

@@ -171,41 +171,51 @@ fn open_connection(path: &Path, journal: Journal) -> Result<Connection, Warehous
     .map_err(|e| open_err(Box::new(e)))?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| open_err(Box::new(e)))?;
-    add_catalog_columns(&conn).map_err(|e| open_err(Box::new(e)))?;
+    add_missing_columns(&conn).map_err(|e| open_err(Box::new(e)))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
 type BoxedErr = Box<dyn std::error::Error + Send + Sync>;
 
-/// Columns `_tapline_columns` gained after files were first written, each with the statements
-/// that add it to an older file: `kind` (existing columns become text: their rows were never
-/// classified, and text hides no value in the typed views where a narrower kind could NULL
-/// some) and `pinned` (no pins yet).
-const ADDED_CATALOG_COLUMNS: &[(&str, &str)] = &[
+/// Columns `_tapline_*` tables gained after files were first written, as (table, column, the
+/// statements that add it to an older file): `kind` (existing columns become text: their rows
+/// were never classified, and text hides no value in the typed views where a narrower kind could
+/// NULL some), `pinned` (no pins yet) and the ledger's `object_created_at` (older loads: unknown).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     (
+        "_tapline_columns",
         "kind",
         "ALTER TABLE _tapline_columns ADD COLUMN kind TEXT;
          UPDATE _tapline_columns SET kind = 'text';",
     ),
     (
+        "_tapline_columns",
         "pinned",
         "ALTER TABLE _tapline_columns ADD COLUMN pinned TEXT;",
     ),
+    (
+        "_tapline_loads",
+        "object_created_at",
+        "ALTER TABLE _tapline_loads ADD COLUMN object_created_at TEXT;",
+    ),
 ];
 
-/// Adds to an older file the [`ADDED_CATALOG_COLUMNS`] it lacks, under the write lock so two
+/// Adds to an older file the [`ADDED_COLUMNS`] it lacks, under the write lock so two
 /// processes opening it add each once.
-fn add_catalog_columns(conn: &Connection) -> rusqlite::Result<()> {
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
     let missing = |conn: &Connection| -> rusqlite::Result<Vec<&'static str>> {
-        let present: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('_tapline_columns')")?
-            .query_map([], |r| r.get(0))?
+        let present: Vec<(String, String)> = conn
+            .prepare(
+                "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c
+                 WHERE m.type = 'table' AND m.name IN ('_tapline_columns', '_tapline_loads')",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(ADDED_CATALOG_COLUMNS
+        Ok(ADDED_COLUMNS
             .iter()
-            .filter(|(name, _)| !present.iter().any(|p| p == name))
-            .map(|(_, ddl)| *ddl)
+            .filter(|(table, name, _)| !present.iter().any(|(t, c)| t == table && c == name))
+            .map(|(_, _, ddl)| *ddl)
             .collect())
     };
     if missing(conn)?.is_empty() {
@@ -281,6 +291,31 @@ impl LoadLedger for SqliteWarehouse {
             let mut stmt = conn.prepare(&sql).map_err(op("read ledger"))?;
             let rows = stmt
                 .query_map([limit as i64], ledger_row)
+                .map_err(op("read ledger"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(op("read ledger"))
+        })
+        .await
+    }
+
+    async fn commits_since(
+        &self,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<LoadRecord>, WarehouseError> {
+        let since = since.to_string();
+        self.with_conn(move |conn| {
+            // Timestamps are fixed-width UTC text here: text order is time order.
+            let sql = format!(
+                "SELECT {} FROM _tapline_loads
+                 WHERE status IN ('loaded', 'replaced') AND object_created_at IS NOT NULL
+                   AND finished_at >= ?1
+                 ORDER BY finished_at DESC, load_id DESC LIMIT ?2",
+                ledger_columns()
+            );
+            let mut stmt = conn.prepare(&sql).map_err(op("read ledger"))?;
+            let rows = stmt
+                .query_map(params![since, limit as i64], ledger_row)
                 .map_err(op("read ledger"))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(op("read ledger"))
@@ -510,6 +545,7 @@ fn ledger_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LoadRecord> {
         attempts: row.get::<_, i64>(8)? as u32,
         started_at: row.get(9)?,
         finished_at: row.get(10)?,
+        object_created_at: row.get(11)?,
     })
 }
 

@@ -12,6 +12,9 @@ CREATE TABLE IF NOT EXISTS _tapline_loads (
     replaced_by   INTEGER,
     started_at    TEXT NOT NULL,
     finished_at   TEXT,
+    -- When the object was created in its bucket (UTC ISO-8601); NULL: unknown. Files from
+    -- before freshness get it at open.
+    object_created_at TEXT,
     UNIQUE (uri, version)
 );
 CREATE INDEX IF NOT EXISTS _tapline_loads_by_uri ON _tapline_loads (uri, status);
