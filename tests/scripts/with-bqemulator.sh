@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a command with bqemulator (a third-party BigQuery emulator: REST API, GoogleSQL run by
 # DuckDB) on loopback, then stops it.
-#   tests/scripts/with-bqemulator.sh cargo nextest run -p tapline-tests --test warehouse_bigquery
+#   tests/scripts/with-bqemulator.sh cargo nextest run -p tapline-tests -E 'test(/^warehouse_bigquery::/)'
 # Exports TAPLINE_TEST_BQEMULATOR_URL. bqemulator and Google's client library come from PyPI,
 # pinned, installed into .venv/ when missing; bqemulator is started by
 # tests/scripts/bqemulator_launch.py, which patches the few places where it departs from

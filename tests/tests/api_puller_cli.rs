@@ -1143,7 +1143,7 @@ async fn alert_text_posted_to_slack_is_escaped() {
 /// The figures in the README: 100,000 events in 20 pages of 5,000, the double adding 50 ms per
 /// page, pulled as four events at once under the limit of 3, one request at a time (the
 /// downloader's way), and as one event whose single cursor must be paged in order.
-/// `cargo nextest run --workspace -E 'binary(api_puller_cli)' --run-ignored only --no-capture`
+/// `cargo nextest run -p tapline-tests -E 'test(/^api_puller_cli::/)' --run-ignored only --no-capture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run by hand for the README figures"]
 async fn bench_100k_events_in_20_pages() {
