@@ -55,7 +55,9 @@ fn main() -> Result<()> {
         ["write", file, db] => runtime.block_on(write(file, db))?,
         ["load", file, db] => runtime.block_on(load(file, db))?,
         ["ceiling", db] => ceiling(db)?,
-        _ => bail!("usage: tapline-bench-stages inflate|tokenise|validate FILE | write|load FILE DB | ceiling DB"),
+        _ => bail!(
+            "usage: tapline-bench-stages inflate|tokenise|validate FILE | write|load FILE DB | ceiling DB"
+        ),
     };
     let stage = args[0];
     // The write stage's untimed parse is taken out of its CPU time below.
@@ -180,7 +182,10 @@ async fn write(file: &str, db: &str) -> Result<(Duration, u64, u64)> {
             if appended >= summary.rows {
                 break 'replay;
             }
-            let batch = batch.clone();
+            let mut batch = batch.clone();
+            while appended + batch.row_count() as u64 > summary.rows {
+                batch.cancel_row();
+            }
             appended += batch.row_count() as u64;
             let started = Instant::now();
             txn.append(batch).await?;
