@@ -10,6 +10,8 @@ RELEASE_BIN := $(CARGO_TARGET_DIR)/release
 DEMO_DIR := demo
 BENCH_DIR := .tmp/bench
 BENCH_ROWS ?= 1000000
+# The largest export whose peak RSS `make bench` reports: about 2 GB of CSV (0.6 GB gzip).
+BENCH_LARGE_ROWS ?= 8000000
 BENCH_BAD_ROWS ?= 100000
 FUZZ_DIR := .tmp/fuzz
 FUZZ_SECONDS ?= 600
@@ -100,14 +102,18 @@ lint: ## cargo fmt --check, clippy with warnings as errors, no merge conflict ma
 fmt: ## Format the code.
 	$(CARGO) fmt --all
 
-bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind inference) and PostgreSQL; compare with gzip -dc and psql \copy; peak RSS of hostile exports and of a 1,000,000-row Parquet export.
+bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind inference) and PostgreSQL; a stage breakdown (inflate, tokenise, validate, write) each next to its ceiling (gzip -dc, SQLite INSERT ... SELECT, PostgreSQL's server-side COPY FROM file); peak RSS at three export sizes, of hostile exports and of a 1,000,000-row Parquet export.
 	@# The baseline without column-kind inference: the same CLI built with a bench-only feature.
 	$(CARGO) build --release --locked -p tapline-cli --features bench-no-kind-inference
 	@mkdir -p $(BENCH_DIR) && cp $(RELEASE_BIN)/tapline $(BENCH_DIR)/tapline-no-kinds
-	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports
+	@# The stage breakdown's binary runs the loader's own code, one stage per process.
+	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports -p tapline-bench-stages
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
-	@# A file a tenth the size: peak memory must not grow with the file.
-	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/small --rows $$(( $(BENCH_ROWS) / 10 )) | tail -n 1
+	@# Files of about 10 MB and BENCH_LARGE_ROWS rows (2 GB of CSV): peak memory must not grow
+	@# with the file. run_bench.py deletes each once measured (the disk is tight).
+	@rm -rf $(BENCH_DIR)/size-*
+	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/size-small --rows $$(( $(BENCH_ROWS) / 25 )) | tail -n 1
+	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/size-large --rows $(BENCH_LARGE_ROWS) | tail -n 1
 	@# Hostile exports (issue 14): all-bad rows, a long JSON key over many leaves, a gzip bomb.
 	@rm -rf $(BENCH_DIR)/hostile && mkdir -p $(BENCH_DIR)/hostile && $(RELEASE_BIN)/tapline-sample-exports hostile --out $(BENCH_DIR)/hostile \
 		--bad-rows $(BENCH_BAD_ROWS) | grep '^case=' > $(BENCH_DIR)/hostile/cases.txt.tmp
@@ -119,7 +125,8 @@ bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind 
 		--rows $$(( $(BENCH_ROWS) / 10 )) --row-group-rows 100_000 --bench-repeat 1
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
 		--tapline-no-kinds $(BENCH_DIR)/tapline-no-kinds \
-		--dir $(BENCH_DIR) --small-dir $(BENCH_DIR)/small \
+		--stages $(RELEASE_BIN)/tapline-bench-stages \
+		--dir $(BENCH_DIR) --size-dirs $(BENCH_DIR)/size-small $(BENCH_DIR)/size-large \
 		--hostile-dir $(BENCH_DIR)/hostile --generator $(RELEASE_BIN)/tapline-sample-exports \
 		--parquet-dir $(BENCH_DIR)/parquet
 

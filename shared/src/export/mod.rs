@@ -5,6 +5,8 @@
 //! stays flat however large an export is.
 
 pub mod batcher;
+#[doc(hidden)]
+pub mod bench_stages;
 pub mod csv_rows;
 pub mod decode;
 pub mod json_rows;

@@ -107,16 +107,7 @@ async fn load_export(
         Err(e) => return (load.fail(error_chain(&e), e.is_retryable()).await, 0),
     };
 
-    let opts = ParseOptions {
-        kind: export.kind,
-        ts: TsParser::new(&config.timezone, export.data_date),
-        event_name_fallback: export.event_name_in_name.clone(),
-        max_columns: warehouse.max_columns(),
-        batch_rows: DEFAULT_BATCH_ROWS,
-        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-        limits: config.limits,
-        snapshot_micros,
-    };
+    let opts = parse_options(export, config, warehouse.max_columns(), snapshot_micros);
     let format = export.format;
     let counter = read_bytes.clone();
     load.run(
@@ -125,6 +116,25 @@ async fn load_export(
         None,
     )
     .await
+}
+
+/// How the loader parses `export` (also what `make bench`'s stages parse with).
+pub fn parse_options(
+    export: &ExportObject,
+    config: &LoadConfig,
+    max_columns: usize,
+    snapshot_micros: Option<i64>,
+) -> ParseOptions {
+    ParseOptions {
+        kind: export.kind,
+        ts: TsParser::new(&config.timezone, export.data_date),
+        event_name_fallback: export.event_name_in_name.clone(),
+        max_columns,
+        batch_rows: DEFAULT_BATCH_ROWS,
+        max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        limits: config.limits,
+        snapshot_micros,
+    }
 }
 
 /// A profile export's snapshot instant (epoch microseconds): the export run's time from its

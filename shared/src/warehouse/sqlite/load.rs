@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::OwnedMutexGuard;
 
+use super::borrowed_insert::BorrowedInsert;
 use super::typed_views::rebuild_typed_views;
 use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking, write_state};
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
@@ -300,26 +301,31 @@ impl LoadState {
                 .expect("planned by insert_statement")
                 .name
                 .clone();
-            let mut stmt = conn.prepare_cached(&sql).map_err(op("prepare insert"))?;
             let n = columns.len();
-            stmt.raw_bind_parameter(n + 1, &self.object.uri)
-                .map_err(op("bind"))?;
-            stmt.raw_bind_parameter(n + 3, self.load_id)
-                .map_err(op("bind"))?;
-            stmt.raw_bind_parameter(n + 4, &self.loaded_at)
-                .map_err(op("bind"))?;
             let mut count = 0u64;
             let mut ts_text = [0u8; 20];
+            let mut stmt = BorrowedInsert::prepare(conn, &sql).map_err(op("prepare insert"))?;
+            stmt.bind_copied(n + 1, &self.object.uri)
+                .map_err(op("bind"))?;
+            stmt.bind_int(n + 3, self.load_id).map_err(op("bind"))?;
+            stmt.bind_copied(n + 4, &self.loaded_at)
+                .map_err(op("bind"))?;
             while let Some(row) = rows.next_if(|r| r.event_name() == event) {
                 for i in 0..n {
-                    stmt.raw_bind_parameter(i + 1, row.text(i, &mut ts_text))
-                        .map_err(op("bind"))?;
+                    if Some(i) == row.ts_index() {
+                        // The text of `ts` is written into a buffer reused per row: copied.
+                        let ts = row.text(i, &mut ts_text).unwrap_or_default();
+                        stmt.bind_copied(i + 1, ts).map_err(op("bind"))?;
+                    } else {
+                        stmt.bind_borrowed(i + 1, row.value(i))
+                            .map_err(op("bind"))?;
+                    }
                 }
-                stmt.raw_bind_parameter(n + 2, row.line as i64)
-                    .map_err(op("bind"))?;
-                stmt.raw_execute().map_err(op("insert"))?;
+                stmt.bind_int(n + 2, row.line as i64).map_err(op("bind"))?;
+                stmt.execute().map_err(op("insert"))?;
                 count += 1;
             }
+            drop(stmt);
             let last = conn.last_insert_rowid();
             let first = last - count as i64 + 1;
             self.appended

@@ -8,6 +8,7 @@
 //! Files: `schema.sql` (the `_tapline_*` tables), `load.rs` (one load's transaction),
 //! `typed_views.rs` (the `bi_*` views' casts), `typed_profile_views.rs` (the typed profile views), `retype.rs` (kinds read again off the values).
 
+mod borrowed_insert;
 mod load;
 mod retype;
 mod typed_profile_views;
