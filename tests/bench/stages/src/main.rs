@@ -128,6 +128,7 @@ fn entry(file: &str) -> Result<ObjectEntry> {
             .to_string(),
         version: format!("bench-{}", meta.len()),
         size: Some(meta.len()),
+        created_at: None,
     })
 }
 
