@@ -20,7 +20,7 @@ use tapline_tests::doubles::relay_router::post_hook;
 use tapline_tests::servers::cloud_run_service::CloudRunService;
 use tapline_tests::servers::lambda_emulator::LambdaEmulator;
 use tapline_tests::servers::pg::PgSchema;
-use tapline_tests::{export_csv, gzip};
+use tapline_tests::{export_csv, gzip, postgres_url};
 
 const TOKEN: &str = "exports-token-0123456789abcdef0123";
 const START_MS: i64 = 1_764_000_000_000;
@@ -28,36 +28,37 @@ const START_MS: i64 = 1_764_000_000_000;
 /// CleverTap's documented export status payload.
 const COMPLETED: &str = r#"{"Export Request Id": 1690283492, "Partner": "Google Cloud Storage", "Type": "Events", "Status": "Completed", "Frequency": "One Time", "Date and Time": "25/07/2023 4:50:52 PM"}"#;
 
-/// The request's two chunks of 2023-07-25 (4 and 3 rows), and another request's object.
+/// The request's two chunks of 2022-09-21 (4 and 3 rows, dated as `export_csv` dates its
+/// rows), and another request's object.
 const OBJECTS: [(&str, usize); 3] = [
     (
-        "exports/1690283492-1690300000-Charged-20230725-0-0.csv.gz",
+        "exports/1690283492-1690300000-Charged-20220921-0-0.csv.gz",
         4,
     ),
     (
-        "exports/1690283492-1690300000-Charged-20230725-1-0.csv.gz",
+        "exports/1690283492-1690300000-Charged-20220921-1-0.csv.gz",
         3,
     ),
     (
-        "exports/1111111111-1690300000-Charged-20230725-0-0.csv.gz",
+        "exports/1111111111-1690300000-Charged-20220921-0-0.csv.gz",
         5,
     ),
 ];
 
-/// A relay whose `export-status` destination invokes `loader` and `puller`; its dedupe window
-/// is a second, so that CleverTap's repeated status is delivered again a minute later.
+/// A relay whose `export-status` destination invokes `loader` and `puller`: a failed attempt is
+/// retried a minute later, and the dedupe window is a second, so that CleverTap's repeated
+/// status is delivered again a minute later.
 fn relay(
     source: &str,
     loader: &str,
     puller: &str,
     extra_env: &[(&str, &str)],
     state: &std::path::Path,
-) -> (Relay, Arc<ManualClock>) {
+) -> (Relay, Arc<ManualClock>, Arc<SqliteDeliveryQueue>) {
     let text = format!(
         r#"
 [settings]
-max_attempts = 3
-backoff_base_ms = 10
+retry_schedule = ["1m", "1m"]
 dedupe_window_secs = 1
 delivery_timeout_secs = 120
 
@@ -86,11 +87,12 @@ puller = "{puller}"
         RelayConfig::parse("relay.toml", &text, |var| env.get(var).cloned()).expect("valid config");
     let clock = Arc::new(ManualClock::new(START_MS));
     let queue = Arc::new(SqliteDeliveryQueue::open(state).unwrap());
-    (Relay::new(&config, queue, clock.clone()).unwrap(), clock)
+    let relay = Relay::new(&config, queue.clone(), clock.clone()).unwrap();
+    (relay, clock, queue)
 }
 
-/// Posts `COMPLETED` and runs the worker until nothing is due: (delivered, retried, dead).
-async fn post_completed(relay: &Relay) -> (u64, u64, u64) {
+/// Posts `COMPLETED` (accepted: 200).
+async fn post(relay: &Relay) {
     let (status, answer) = post_hook(
         &relay.router,
         "exports",
@@ -99,16 +101,38 @@ async fn post_completed(relay: &Relay) -> (u64, u64, u64) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    run(relay).await
 }
 
+/// Attempts what is due once: (delivered, retried, dead).
+async fn attempt_once(relay: &Relay) -> (u64, u64, u64) {
+    let stats = relay.worker.run_once().await.unwrap();
+    (stats.delivered, stats.retried, stats.dead)
+}
+
+/// Runs the worker until nothing is pending (the manual clock jumps to each retry): (delivered,
+/// retried, dead).
 async fn run(relay: &Relay) -> (u64, u64, u64) {
     let stats = relay.worker.run_until_idle().await.unwrap();
     (stats.delivered, stats.retried, stats.dead)
 }
 
+/// The attempts of every dead letter, for a failure's message.
+async fn dead_letters(queue: &SqliteDeliveryQueue) -> String {
+    use tapline::webhook_relay::queue::{DeadLetterFilter, DeliveryQueue};
+    let dead = queue
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
+    let errors: Vec<String> = dead
+        .iter()
+        .flat_map(|d| d.attempts.iter())
+        .map(|a| format!("{:?} {:?}", a.status, a.error))
+        .collect();
+    errors.join("\n")
+}
+
 /// What the warehouse holds: (rows of `charged`, loaded objects of the request, of the other
-/// request, the completeness row of 2023-07-25).
+/// request, the completeness row of 2022-09-21).
 fn holdings(schema: &PgSchema) -> (String, String, String, String) {
     (
         schema.psql("SELECT count(*) FROM charged"),
@@ -132,7 +156,7 @@ fn assert_loaded_once(schema: &PgSchema) {
             "7".to_string(),
             "2".to_string(),
             "0".to_string(),
-            "Charged 2023-07-25 no count 2 7".to_string()
+            "Charged 2022-09-21 no count 2 7".to_string()
         )
     );
 }
@@ -166,11 +190,11 @@ async fn on_aws_the_relay_invokes_the_loader_and_puller_lambdas() {
     }
     let schema = PgSchema::new("relay_status_aws");
     // The loader reaches PostgreSQL through a proxy the test can cut.
-    let proxy = CuttableProxy::start(&CuttableProxy::target_of(&schema.url())).await;
+    let proxy = CuttableProxy::start(&CuttableProxy::target_of(&postgres_url())).await;
     let loader_url = proxy.rewrite_url(&schema.url());
     let endpoint = moto();
     let mut lambdas = LambdaEmulator::start_named(
-        "tapline-export-loader",
+        "export-loader",
         "export-loader",
         &[
             ("TAPLINE_WAREHOUSE", loader_url.as_str()),
@@ -181,35 +205,51 @@ async fn on_aws_the_relay_invokes_the_loader_and_puller_lambdas() {
     .await;
     let api = ClevertapApi::start().await;
     let puller = puller_env(&api, &schema.url());
-    lambdas.attach("tapline-api-puller", "api-puller", &pairs(&puller));
+    lambdas.attach("api-puller", "api-puller", &pairs(&puller));
     let state = tempfile::tempdir().unwrap();
     let lambda_endpoint = lambdas.endpoint();
-    let (relay, clock) = relay(
+    let (relay, clock, queue) = relay(
         &format!("s3://{bucket}/exports/"),
-        "lambda:tapline-export-loader",
-        "lambda:tapline-api-puller",
+        "lambda:export-loader",
+        "lambda:api-puller",
         &[("AWS_ENDPOINT_URL_LAMBDA", &lambda_endpoint)],
         state.path(),
     );
 
+    // Its cold start (opening the warehouse) is over once it has answered an invocation.
+    let warm_up = serde_json::json!({"tapline": "sweep", "uri": format!("s3://{bucket}/none/"), "window_days": 0});
+    let (status, answer) = lambdas.invoke_function("export-loader", &warm_up).await;
+    assert_eq!(
+        (status, answer["loaded"].as_u64()),
+        (200, Some(0)),
+        "{answer}"
+    );
+
     // The loader's database is down: its sweep fails, and so does the delivery, retryably.
     proxy.cut();
-    assert_eq!(post_completed(&relay).await, (0, 1, 0));
+    post(&relay).await;
+    assert_eq!(attempt_once(&relay).await, (0, 1, 0));
     proxy.restore();
     assert_eq!(
-        schema.psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'charged'"),
-        "0",
+        schema.psql("SELECT to_regclass('charged') IS NULL"),
+        "t",
         "nothing was loaded"
     );
 
-    // The retry: the sweep loads the request's chunks, the puller reconciles their day.
-    clock.advance(Duration::from_secs(60));
-    assert_eq!(run(&relay).await, (1, 0, 0));
+    // The retry, a minute later: the sweep loads the request's chunks, the puller reconciles
+    // their day.
+    assert_eq!(
+        run(&relay).await,
+        (1, 0, 0),
+        "{}",
+        dead_letters(&queue).await
+    );
     assert_loaded_once(&schema);
 
     // CleverTap says it again: delivered again, and nothing new is loaded.
     clock.advance(Duration::from_secs(60));
-    assert_eq!(post_completed(&relay).await, (1, 0, 0));
+    post(&relay).await;
+    assert_eq!(run(&relay).await, (1, 0, 0));
     assert_loaded_once(&schema);
     lambdas.stop().await;
 }
@@ -222,7 +262,7 @@ async fn on_google_cloud_the_relay_posts_to_the_loader_and_puller_services() {
         put(&bucket, key, gzip(export_csv("Charged", rows).as_bytes())).await;
     }
     let schema = PgSchema::new("relay_status_gcp");
-    let proxy = CuttableProxy::start(&CuttableProxy::target_of(&schema.url())).await;
+    let proxy = CuttableProxy::start(&CuttableProxy::target_of(&postgres_url())).await;
     let loader_url = proxy.rewrite_url(&schema.url());
     let storage = gcs_url();
     let loader = CloudRunService::start(
@@ -239,7 +279,7 @@ async fn on_google_cloud_the_relay_posts_to_the_loader_and_puller_services() {
     let puller = CloudRunService::start("api-puller-cloud-run", &pairs(&puller_env)).await;
     let state = tempfile::tempdir().unwrap();
     // Loopback services are sent no ID token (on Cloud Run the metadata server gives one).
-    let (relay, clock) = relay(
+    let (relay, clock, queue) = relay(
         &format!("gs://{bucket}/exports/"),
         &loader.url,
         &puller.url,
@@ -248,14 +288,21 @@ async fn on_google_cloud_the_relay_posts_to_the_loader_and_puller_services() {
     );
 
     proxy.cut();
-    assert_eq!(post_completed(&relay).await, (0, 1, 0));
+    post(&relay).await;
+    assert_eq!(attempt_once(&relay).await, (0, 1, 0));
     proxy.restore();
-    clock.advance(Duration::from_secs(60));
-    assert_eq!(run(&relay).await, (1, 0, 0));
+    assert_eq!(schema.psql("SELECT to_regclass('charged') IS NULL"), "t");
+    assert_eq!(
+        run(&relay).await,
+        (1, 0, 0),
+        "{}",
+        dead_letters(&queue).await
+    );
     assert_loaded_once(&schema);
 
     clock.advance(Duration::from_secs(60));
-    assert_eq!(post_completed(&relay).await, (1, 0, 0));
+    post(&relay).await;
+    assert_eq!(run(&relay).await, (1, 0, 0));
     assert_loaded_once(&schema);
 }
 

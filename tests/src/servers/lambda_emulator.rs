@@ -103,8 +103,13 @@ impl LambdaEmulator {
 
     /// Invokes the function with `payload`: (HTTP status, JSON answer).
     pub async fn invoke(&self, payload: &Value) -> (u16, Value) {
+        self.invoke_function("_", payload).await
+    }
+
+    /// Invokes the function `name` with `payload`: (HTTP status, JSON answer).
+    pub async fn invoke_function(&self, name: &str, payload: &Value) -> (u16, Value) {
         let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/_/invocations",
+            "http://127.0.0.1:{}/2015-03-31/functions/{name}/invocations",
             self.port
         );
         let response = reqwest::Client::builder()

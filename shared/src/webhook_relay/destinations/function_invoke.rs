@@ -165,6 +165,19 @@ impl FunctionInvoker {
         let bytes = read_capped(response, self.timeout).await?;
         let answer: Option<Value> = serde_json::from_slice(&bytes).ok();
         let text = || snippet(&String::from_utf8_lossy(&bytes), ERROR_SNIPPET_CHARS);
+        // Lambda answers 200 with the header; emulators (cargo lambda watch) answer a 5xx with
+        // the same `{errorType, errorMessage}` body.
+        let function_error = function_error.or_else(|| {
+            (status >= 500 && target.is_lambda())
+                .then(|| {
+                    answer
+                        .as_ref()?
+                        .get("errorType")?
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .flatten()
+        });
         if let Some(kind) = function_error {
             // Lambda ran the function and it failed: the answer is {errorType, errorMessage}.
             let error_type = answer
