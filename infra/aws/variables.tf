@@ -470,3 +470,10 @@ variable "alarm_actions" {
   description = "ARNs notified when an alarm fires or clears (e.g. an SNS topic)."
   default     = []
 }
+
+variable "webhook_relay_invokes_loader_and_puller" {
+  type        = bool
+  description = "The cloud mode of the relay's export-status destination: the relay worker may invoke exactly the export loader (its sweep) and the API puller (its reconcile job), and gets their targets as TAPLINE_EXPORT_LOADER_TARGET and TAPLINE_API_PULLER_TARGET (lambda:NAME) for the destination's loader_env and puller_env. Needs the API puller; the worker waits for the sweep, so its timeout must exceed the loader's."
+  default     = false
+}
+

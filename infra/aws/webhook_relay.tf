@@ -13,6 +13,15 @@ locals {
   ]
   relay_max_attempts = length(var.webhook_relay_retry_schedule) + 1
 
+  # The export-status destination's cloud mode: the worker invokes the loader's sweep and the
+  # puller's reconcile job (Lambda Invoke, RequestResponse) instead of reading buckets and the
+  # warehouse itself.
+  relay_invokes_jobs = var.enable_webhook_relay && var.webhook_relay_invokes_loader_and_puller && var.enable_api_puller
+  relay_jobs_env = local.relay_invokes_jobs ? {
+    TAPLINE_EXPORT_LOADER_TARGET = "lambda:${module.export_loader.function_name}"
+    TAPLINE_API_PULLER_TARGET    = "lambda:${module.api_puller[0].function_name}"
+  } : {}
+
   relay_common_env = {
     # The default schedule of every route (TAPLINE_RELAY_RETRY_SCHEDULE wins over the TOML's).
     TAPLINE_RELAY_RETRY_SCHEDULE = jsonencode(var.webhook_relay_retry_schedule)
@@ -134,8 +143,21 @@ module "webhook_relay_worker" {
     # The URL without its password, which comes from TAPLINE_WAREHOUSE_SECRET_ARN.
     TAPLINE_WAREHOUSE            = var.warehouse_url
     TAPLINE_WAREHOUSE_SECRET_ARN = local.warehouse_secret_arn
-  })
+  }, local.relay_jobs_env)
   policy_json = data.aws_iam_policy_document.webhook_relay_worker[0].json
+
+  preconditions = [
+    {
+      condition     = !var.webhook_relay_invokes_loader_and_puller || var.enable_api_puller
+      error_message = "webhook_relay_invokes_loader_and_puller needs enable_api_puller: the puller runs the reconcile job."
+    },
+    {
+      # A delivery waits for the loader's sweep (RequestResponse): a worker stopped first would
+      # retry a sweep that is still running.
+      condition     = !var.webhook_relay_invokes_loader_and_puller || var.webhook_relay_worker_timeout_seconds > var.export_loader_timeout_seconds
+      error_message = "webhook_relay_invokes_loader_and_puller: webhook_relay_worker_timeout_seconds must exceed export_loader_timeout_seconds (the worker waits for the sweep)."
+    },
+  ]
 
   tracing_mode       = var.tracing_mode
   log_retention_days = var.log_retention_days
@@ -204,6 +226,16 @@ data "aws_iam_policy_document" "webhook_relay_worker" {
     sid       = "DeadLetterDeliveries"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.relay_delivery_dlq[0].arn]
+  }
+
+  dynamic "statement" {
+    # The export-status destination's cloud mode: these two functions, nothing else.
+    for_each = local.relay_invokes_jobs ? [1] : []
+    content {
+      sid       = "InvokeSweepAndReconcile"
+      actions   = ["lambda:InvokeFunction"]
+      resources = [module.export_loader.arn, module.api_puller[0].arn]
+    }
   }
 
   statement {

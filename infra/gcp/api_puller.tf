@@ -63,7 +63,9 @@ module "api_puller" {
     var.warehouse_password_secret ? [{ name = "TAPLINE_WAREHOUSE_PASSWORD", secret = google_secret_manager_secret.secrets["warehouse-password"].secret_id }] : [],
   )
 
-  invokers = { scheduler = google_service_account.scheduler.member }
+  # Cloud Scheduler; and the relay worker (the reconcile job) in the export-status
+  # destination's cloud mode.
+  invokers = merge({ scheduler = google_service_account.scheduler.member }, local.relay_job_invoker)
 
   preconditions = [
     {

@@ -36,11 +36,12 @@ module "export_loader" {
     var.warehouse_password_secret ? [{ name = "TAPLINE_WAREHOUSE_PASSWORD", secret = google_secret_manager_secret.secrets["warehouse-password"].secret_id }] : [],
   )
 
-  # Eventarc (object events) and Cloud Scheduler (sweeps) only.
-  invokers = {
+  # Eventarc (object events) and Cloud Scheduler (sweeps) only; and the relay worker (one
+  # export request's sweep) in the export-status destination's cloud mode.
+  invokers = merge({
     eventarc  = google_service_account.eventarc.member
     scheduler = google_service_account.scheduler.member
-  }
+  }, local.relay_job_invoker)
 
   # The accessor binding must exist before a revision that reads the secret starts.
   start_after = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]

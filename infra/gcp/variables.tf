@@ -352,3 +352,16 @@ variable "webhook_relay_worker_image" {
   description = "Container image of the relay's delivery worker (Pub/Sub push). Empty: the webhook_relay_image."
   default     = ""
 }
+
+variable "webhook_relay_invokes_loader_and_puller" {
+  type        = bool
+  description = "The cloud mode of the relay's export-status destination: the relay worker's identity gets run.invoker on exactly the export loader and the API puller services, and their URLs as TAPLINE_EXPORT_LOADER_TARGET and TAPLINE_API_PULLER_TARGET (for the destination's loader_env and puller_env). Both services are internal-only: needs webhook_relay_worker_subnetwork."
+  default     = false
+}
+
+variable "webhook_relay_worker_subnetwork" {
+  type        = string
+  description = "With webhook_relay_invokes_loader_and_puller: the subnetwork the relay worker's traffic leaves through (Direct VPC egress), so that the internal-only loader and puller accept its calls. The subnetwork needs Private Google Access (Pub/Sub, Cloud Storage, Secret Manager)."
+  default     = null
+}
+

@@ -38,7 +38,17 @@ locals {
     # that dead letters list.
     TAPLINE_RELAY_DEDUPE_BUCKET = google_storage_bucket.relay_dedupe[0].name
     TAPLINE_WAREHOUSE           = local.relay_warehouse_url
-  }) : {}
+  }, local.relay_jobs_env) : {}
+
+  # The export-status destination's cloud mode: the worker POSTs the loader's /sweep and the
+  # puller's reconcile job with an ID token, instead of reading buckets and the warehouse.
+  relay_invokes_jobs = local.enable_webhook_relay && local.enable_api_puller && var.webhook_relay_invokes_loader_and_puller
+  relay_jobs_env = local.relay_invokes_jobs ? {
+    TAPLINE_EXPORT_LOADER_TARGET = module.export_loader.uri
+    TAPLINE_API_PULLER_TARGET    = module.api_puller[0].uri
+  } : {}
+  # run.invoker on the loader and the puller for the worker's identity (their invokers maps).
+  relay_job_invoker = local.relay_invokes_jobs ? { relay_worker = module.webhook_relay_worker[0].service_account_member } : {}
 }
 
 resource "google_service_account" "relay_push" {
@@ -159,6 +169,16 @@ module "webhook_relay_worker" {
 
   # The push subscription's identity only.
   invokers = { relay_push = google_service_account.relay_push[0].member }
+
+  # Through the VPC: the loader and puller it invokes accept internal traffic only.
+  vpc_egress_subnetwork = local.relay_invokes_jobs ? var.webhook_relay_worker_subnetwork : null
+
+  preconditions = [
+    {
+      condition     = !var.webhook_relay_invokes_loader_and_puller || (local.enable_api_puller && var.webhook_relay_worker_subnetwork != null)
+      error_message = "webhook_relay_invokes_loader_and_puller needs the API puller (api_puller_image) and webhook_relay_worker_subnetwork (the loader and puller accept internal traffic only)."
+    },
+  ]
 
   # Destination secrets (and the warehouse password) are read at start.
   start_after = [google_project_service.apis, google_secret_manager_secret_iam_member.accessors]

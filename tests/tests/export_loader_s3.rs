@@ -428,6 +428,7 @@ async fn a_sweep_of_five_thousand_objects_reads_the_ledger_once() {
         uri: prefix.clone(),
         since: None,
         window_days: Some(0),
+        request_id: None,
     };
     let report = tapline::export_loader::sweep::sweep(
         &source,

@@ -1296,6 +1296,7 @@ async fn unclean_query_answers_are_errors_and_never_lead_to_a_load() {
         uri: location.clone(),
         since: None,
         window_days: Some(0),
+        request_id: None,
     };
     let config = tapline::config::LoadConfig::default();
     double.fail_next_query_answer(QueryAnswerFault::Errors);

@@ -39,6 +39,7 @@ mod warehouse_sqlite;
 mod webhook_relay_aws;
 mod webhook_relay_claim_store;
 mod webhook_relay_export_status;
+mod webhook_relay_export_status_cloud;
 mod webhook_relay_feature_trees;
 mod webhook_relay_local;
 mod webhook_relay_queue_bounds;

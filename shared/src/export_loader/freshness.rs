@@ -144,6 +144,7 @@ pub async fn oldest_unloaded(
         since: None,
         // Every date: an object stuck for weeks is the one to name.
         window_days: Some(0),
+        request_id: None,
     };
     let todo = pending(source, warehouse, &request, config, |_| true)
         .await?

@@ -32,8 +32,9 @@ pub const DEFAULT_SWEEP_WINDOW_DAYS: u32 = 7;
 
 /// A scheduled sweep: `{"tapline": "sweep", "uri": "s3://bucket/prefix"}`, optionally with
 /// `"since": "2022-09-01"` (a fixed first day) or `"window_days": 30` (a rolling window; 0 for
-/// every export under the prefix). On Cloud Run the body of `POST /sweep` is the same without
-/// `"tapline"`.
+/// every export under the prefix), and `"request_id": "1690283492"` (only that export request's
+/// objects: what the relay's `export-status` destination asks for). On Cloud Run the body of
+/// `POST /sweep` is the same without `"tapline"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SweepRequest {
     /// The location to list: `s3://bucket/prefix` or `gs://bucket/prefix`.
@@ -45,6 +46,36 @@ pub struct SweepRequest {
     /// window; absent for [`DEFAULT_SWEEP_WINDOW_DAYS`].
     #[serde(default)]
     pub window_days: Option<u32>,
+    /// Only the objects of this CleverTap export request (the first number of their names);
+    /// absent for every export under `uri`.
+    #[serde(default, deserialize_with = "request_id_field")]
+    pub request_id: Option<String>,
+}
+
+/// Most digits of an export request id (a `u64` has 20).
+const MAX_REQUEST_ID_DIGITS: usize = 20;
+
+/// `request_id` as digits: a JSON number or a string of at most 20 digits; anything else is
+/// refused, so a malformed filter never widens into a sweep of the whole prefix.
+fn request_id_field<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<Value>::deserialize(de)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|n| Some(n.to_string()))
+            .ok_or_else(|| D::Error::custom("request_id must be a positive whole number")),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= MAX_REQUEST_ID_DIGITS
+                && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(Some(s))
+        }
+        Some(_) => Err(D::Error::custom(
+            "request_id must be the export request id's digits (at most 20)",
+        )),
+    }
 }
 
 impl SweepRequest {
@@ -139,6 +170,9 @@ pub struct SweepReport {
     pub older: usize,
     /// The first export date considered, if any.
     pub since: Option<Date>,
+    /// The export dates of the objects considered (loaded now, before, or failed), ascending:
+    /// the days a reconcile after this sweep should check.
+    pub days: Vec<Date>,
 }
 
 /// Objects a sweep left alone because the ledger already has them.
@@ -185,13 +219,14 @@ impl SweepReport {
             "failed": c.failed,
             "skipped": c.skipped,
             "older_than_since": self.older,
+            "days": self.days.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "failures": failures,
         })
     }
 }
 
-/// Lists `request.uri` on `source`, reads the ledger once for what it holds there, and loads,
-/// one by one and newest first, what it lacks. Errors when the listing or the ledger read fails
+/// Lists `request.uri` on `source` (only `request.request_id`'s objects when given), reads the
+/// ledger once for what it holds there, and loads, one by one and newest first, what it lacks. Errors when the listing or the ledger read fails
 /// (nothing is loaded then: a ledger in doubt never leads to a load); each object's failure is
 /// in its report. Each load still checks the ledger inside its own transaction, so an object
 /// loaded meanwhile by an event is not loaded twice.
@@ -201,11 +236,18 @@ pub async fn sweep(
     request: &SweepRequest,
     config: &LoadConfig,
 ) -> Result<SweepReport, Error> {
-    sweep_matching(source, warehouse, request, config, |_| true).await
+    let wanted = request.request_id.as_deref();
+    sweep_matching(source, warehouse, request, config, |entry| {
+        wanted.is_none_or(|id| match recognise(&entry.key) {
+            Recognition::Export(export) => export.request_id.as_deref() == Some(id),
+            Recognition::Skip(_) => false,
+        })
+    })
+    .await
 }
 
 /// [`sweep`] of the listed objects `keep` accepts (one export request's, say).
-pub async fn sweep_matching(
+async fn sweep_matching(
     source: &dyn ObjectSource,
     warehouse: &dyn Warehouse,
     request: &SweepRequest,
@@ -217,6 +259,7 @@ pub async fn sweep_matching(
         in_ledger,
         older,
         since,
+        days,
     } = pending(source, warehouse, request, config, keep).await?;
     let mut reports = Vec::with_capacity(todo.len());
     for entry in &todo {
@@ -229,6 +272,7 @@ pub async fn sweep_matching(
         in_ledger,
         older,
         since,
+        days,
     };
     let c = report.counts();
     info!(
@@ -255,6 +299,9 @@ pub struct Pending {
     pub older: usize,
     /// The first export date considered, if any.
     pub since: Option<Date>,
+    /// The distinct export dates of the objects listed within the request's dates, ascending
+    /// (loaded or not): the days a reconcile after the sweep covers.
+    pub days: Vec<Date>,
 }
 
 /// Lists `request.uri` on `source`, keeps what `keep` accepts within the request's dates, and
@@ -272,6 +319,7 @@ pub async fn pending(
     entries.retain(|e| keep(e));
     let since = request.effective_since(today_utc());
     let older = retain_since(&mut entries, since, |e| e);
+    let days = export_days(&entries);
     let (mut todo, in_ledger) =
         not_in_ledger(warehouse, entries, config.retry_quarantined, |e| e).await?;
     newest_first(&mut todo, |e| e);
@@ -280,7 +328,20 @@ pub async fn pending(
         in_ledger,
         older,
         since,
+        days,
     })
+}
+
+/// The distinct export dates of `entries`, ascending.
+fn export_days(entries: &[ObjectEntry]) -> Vec<Date> {
+    let days: std::collections::BTreeSet<Date> = entries
+        .iter()
+        .filter_map(|e| match recognise(&e.key) {
+            Recognition::Export(export) => export.data_date,
+            Recognition::Skip(_) => None,
+        })
+        .collect();
+    days.into_iter().collect()
 }
 
 /// Today in UTC.
@@ -380,6 +441,42 @@ mod tests {
         let broken: Value = serde_json::from_str(r#"{"tapline":"sweep"}"#).unwrap();
         let err = SweepRequest::from_payload(&broken).unwrap().unwrap_err();
         assert!(err.to_string().contains("missing field `uri`"), "{err}");
+    }
+
+    #[test]
+    fn a_request_id_narrows_a_sweep_and_a_malformed_one_is_refused() {
+        let parse = |text: &str| serde_json::from_str::<SweepRequest>(text);
+        let by_text = parse(r#"{"uri":"s3://b/p/","request_id":"1690283492"}"#).unwrap();
+        let by_number = parse(r#"{"uri":"s3://b/p/","request_id":1690283492}"#).unwrap();
+        assert_eq!(by_text.request_id.as_deref(), Some("1690283492"));
+        assert_eq!(by_text, by_number);
+        assert_eq!(parse(r#"{"uri":"s3://b/p/"}"#).unwrap().request_id, None);
+        for bad in [
+            r#""../x""#,
+            r#""""#,
+            "-1",
+            "1.5",
+            r#""123456789012345678901""#,
+        ] {
+            let err = parse(&format!(r#"{{"uri":"s3://b/","request_id":{bad}}}"#)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("request_id must be"),
+                "{bad}: {err}"
+            );
+        }
+        let entries = [
+            entry("e/1690283492-1690300000-Charged-20220922-0-0.csv.gz"),
+            entry("e/1690283492-1690300000-Charged-20220921-1-0.csv.gz"),
+            entry("e/1690283492-1690300000-Charged-20220921-0-0.csv.gz"),
+            entry("notes.txt"),
+        ];
+        assert_eq!(
+            export_days(&entries),
+            [
+                jiff::civil::date(2022, 9, 21),
+                jiff::civil::date(2022, 9, 22)
+            ]
+        );
     }
 
     #[test]

@@ -195,10 +195,9 @@ pub enum DestinationKind {
     ExportStatus {
         /// Where the exports land: `s3://bucket/prefix`, `gs://bucket/prefix` or a folder.
         source: String,
-        /// The warehouse (may hold a password).
-        url: Secret,
-        /// Validation, limits and the project's time zone (`TAPLINE_TIMEZONE`, …).
-        load: crate::config::LoadConfig,
+        /// Where the sweep and the reconcile run: here (a warehouse URL), or in the loader
+        /// and the puller (`loader`, `puller`).
+        mode: crate::webhook_relay::destinations::export_status::ExportStatusMode,
     },
     /// Parsed for the endpoint ([`ConfigMode::Endpoint`]): its shape was checked, its secrets
     /// were not read, so nothing can be delivered to it.
@@ -307,6 +306,11 @@ enum DestinationFile {
         name: Option<String>,
         source: String,
         url_env: Option<String>,
+        loader: Option<String>,
+        puller: Option<String>,
+        loader_env: Option<String>,
+        puller_env: Option<String>,
+        reconcile_days: Option<u32>,
     },
 }
 
@@ -794,6 +798,131 @@ fn warehouse_url(
     Ok(url)
 }
 
+/// An export-status `field` (`loader`, `puller`) as written, or read from the variable
+/// `field_env` names (what Terraform sets: the function's name or service URL is known only once
+/// it is deployed). Both at once, or a variable that is not set, is refused.
+fn target_text(
+    route: &str,
+    field: &str,
+    given: Option<String>,
+    var: Option<String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match (given, var) {
+        (Some(_), Some(_)) => Err(invalid(
+            route,
+            format!("export-status: set `{field}` or `{field}_env`, not both"),
+        )),
+        (None, Some(var)) => match env(&var).filter(|v| !v.trim().is_empty()) {
+            Some(text) => Ok(Some(text)),
+            None => Err(invalid(
+                route,
+                format!("export-status `{field}_env`: {var} is not set"),
+            )),
+        },
+        (given, None) => Ok(given),
+    }
+}
+
+/// An `export-status` destination: local (a warehouse URL from `url_env`) or cloud (`loader`
+/// and `puller`, both Lambda functions or both Cloud Run services).
+fn export_status_destination(
+    route: &str,
+    source: String,
+    url_env: Option<&str>,
+    [loader, puller]: [Option<String>; 2],
+    reconcile_days: Option<u32>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<DestinationKind, ConfigError> {
+    use crate::webhook_relay::destinations::export_status::{
+        DEFAULT_RECONCILE_DAYS, ExportStatusMode,
+    };
+    use crate::webhook_relay::destinations::function_invoke::{
+        ENV_LAMBDA_ENDPOINT, FunctionTarget,
+    };
+    if source.trim().is_empty() || source.chars().any(char::is_control) {
+        return Err(invalid(
+            route,
+            "an export-status destination needs `source`: where the exports land \
+             (s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or a folder)"
+                .to_string(),
+        ));
+    }
+    let load =
+        crate::config::LoadConfig::from_vars(env).map_err(|e| invalid(route, e.to_string()))?;
+    let mode = match (loader, puller) {
+        (None, None) => {
+            if reconcile_days.is_some() {
+                return Err(invalid(
+                    route,
+                    "export-status: `reconcile_days` is for the cloud mode (with `loader` and \
+                     `puller`); locally the swept days are reconciled"
+                        .to_string(),
+                ));
+            }
+            ExportStatusMode::Local {
+                url: warehouse_url(route, url_env, env)?,
+                load,
+            }
+        }
+        (Some(loader), Some(puller)) => {
+            if url_env.is_some() {
+                return Err(invalid(
+                    route,
+                    "export-status: with `loader` and `puller` the relay needs no warehouse: \
+                     remove `url_env`"
+                        .to_string(),
+                ));
+            }
+            let target = |field: &str, text: &str| {
+                FunctionTarget::parse(text)
+                    .map_err(|e| invalid(route, format!("export-status `{field}`: {e}")))
+            };
+            let (loader, puller) = (target("loader", &loader)?, target("puller", &puller)?);
+            if loader.is_lambda() != puller.is_lambda() {
+                return Err(invalid(
+                    route,
+                    "export-status: `loader` and `puller` are both Lambda functions \
+                     (lambda:NAME) or both Cloud Run services (https://…)"
+                        .to_string(),
+                ));
+            }
+            let reconcile_days = reconcile_days.unwrap_or(DEFAULT_RECONCILE_DAYS);
+            if !(1..=366).contains(&reconcile_days) {
+                return Err(invalid(
+                    route,
+                    "export-status `reconcile_days` is from 1 to 366".to_string(),
+                ));
+            }
+            let lambda_endpoint = env(ENV_LAMBDA_ENDPOINT).filter(|e| !e.trim().is_empty());
+            if let Some(endpoint) = &lambda_endpoint
+                && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+            {
+                return Err(invalid(
+                    route,
+                    format!("{ENV_LAMBDA_ENDPOINT} is not an http(s):// URL"),
+                ));
+            }
+            ExportStatusMode::Cloud {
+                loader,
+                puller,
+                reconcile_days,
+                timezone: load.timezone,
+                lambda_endpoint,
+            }
+        }
+        _ => {
+            return Err(invalid(
+                route,
+                "export-status: set both `loader` and `puller` (the cloud mode), or neither \
+                 (the sweep runs in the relay, into the warehouse `url_env` names)"
+                    .to_string(),
+            ));
+        }
+    };
+    Ok(DestinationKind::ExportStatus { source, mode })
+}
+
 impl DestinationFile {
     /// The name in the file, or `<type>-<position>` (`slack-1`) for the one at `index`.
     fn name(&self, index: usize) -> String {
@@ -824,6 +953,20 @@ impl DestinationFile {
                 .chain([&file.account_id_env, &file.passcode_env])
                 .cloned()
                 .collect(),
+            // In cloud mode (a loader and a puller) the relay holds no warehouse URL.
+            DestinationFile::ExportStatus {
+                loader,
+                puller,
+                loader_env,
+                puller_env,
+                ..
+            } if loader.is_some()
+                || puller.is_some()
+                || loader_env.is_some()
+                || puller_env.is_some() =>
+            {
+                Vec::new()
+            }
             DestinationFile::Warehouse { url_env, .. }
             | DestinationFile::ExportStatus { url_env, .. } => vec![
                 url_env
@@ -856,20 +999,25 @@ impl DestinationFile {
                 warehouse_destination(route, url_env.as_deref(), env)?
             }
             DestinationFile::ExportStatus {
-                source, url_env, ..
+                source,
+                url_env,
+                loader,
+                puller,
+                loader_env,
+                puller_env,
+                reconcile_days,
+                ..
             } => {
-                let url = warehouse_url(route, url_env.as_deref(), env)?;
-                if source.trim().is_empty() || source.chars().any(char::is_control) {
-                    return Err(invalid(
-                        route,
-                        "an export-status destination needs `source`: where the exports land \
-                         (s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or a folder)"
-                            .to_string(),
-                    ));
-                }
-                let load = crate::config::LoadConfig::from_vars(env)
-                    .map_err(|e| invalid(route, e.to_string()))?;
-                DestinationKind::ExportStatus { source, url, load }
+                let loader = target_text(route, "loader", loader, loader_env, env)?;
+                let puller = target_text(route, "puller", puller, puller_env, env)?;
+                export_status_destination(
+                    route,
+                    source,
+                    url_env.as_deref(),
+                    [loader, puller],
+                    reconcile_days,
+                    env,
+                )?
             }
             DestinationFile::Clevertap(file) => clevertap_destination(route, file, env)?,
         })

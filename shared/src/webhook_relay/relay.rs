@@ -98,11 +98,12 @@ pub fn destinations(
                 DestinationKind::Warehouse { url } => {
                     Arc::new(WarehouseDestination::new(url.clone(), timeout))
                 }
-                DestinationKind::ExportStatus { source, url, load } => Arc::new(
+                DestinationKind::ExportStatus { source, mode } => Arc::new(
                     crate::webhook_relay::destinations::export_status::ExportStatusDestination::new(
                         source.clone(),
-                        url.clone(),
-                        load.clone(),
+                        mode.clone(),
+                        client.clone(),
+                        timeout,
                     ),
                 ),
                 DestinationKind::Unresolved => {

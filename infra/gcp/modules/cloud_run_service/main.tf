@@ -27,6 +27,19 @@ resource "google_cloud_run_v2_service" "this" {
       max_instance_count = var.max_instance_count
     }
 
+    # A request to an internal-only service counts as internal only when it comes through the
+    # VPC: all traffic leaves through the subnetwork (which needs Private Google Access for
+    # Google's APIs).
+    dynamic "vpc_access" {
+      for_each = var.vpc_egress_subnetwork == null ? [] : [var.vpc_egress_subnetwork]
+      content {
+        egress = "ALL_TRAFFIC"
+        network_interfaces {
+          subnetwork = vpc_access.value
+        }
+      }
+    }
+
     containers {
       image = var.image
 

@@ -92,3 +92,9 @@ variable "start_after" {
   description = "Resources the service (its revisions) must wait for, such as the secret accessor bindings it reads at start: a dependency only, the value is not used."
   default     = []
 }
+
+variable "vpc_egress_subnetwork" {
+  type        = string
+  description = "A subnetwork (its id or name) all the service's outbound traffic leaves through (Direct VPC egress): what calling another service with internal-only ingress needs. Null: no VPC egress."
+  default     = null
+}

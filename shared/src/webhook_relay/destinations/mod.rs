@@ -2,6 +2,7 @@
 
 pub mod clevertap_upload;
 pub mod export_status;
+pub mod function_invoke;
 pub mod http_forward;
 pub mod slack;
 pub mod warehouse;
