@@ -407,16 +407,29 @@ async fn latencies_are_recorded_and_read_back(w: &dyn Warehouse) {
         .await
         .unwrap();
     // A load that committed just before midnight UTC belongs to yesterday: read it the same way.
-    let committed_today = loads
+    let committed_today: Vec<_> = loads
         .iter()
         .filter(|l| {
             l.finished_at
                 .as_deref()
                 .is_some_and(|f| f.starts_with(&today.to_string()))
         })
-        .filter_map(latency_seconds)
         .collect();
-    assert_eq!(days, vec![(today, Freshness::of(committed_today))]);
+    assert_eq!(
+        days,
+        vec![freshness::DayLoads {
+            day: today,
+            committed: committed_today.len(),
+            rejected_rows: committed_today.iter().map(|l| l.rows_rejected).sum(),
+            freshness: Freshness::of(
+                committed_today
+                    .iter()
+                    .copied()
+                    .filter_map(latency_seconds)
+                    .collect()
+            ),
+        }]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -495,3 +495,79 @@ fn the_completeness_set_is_deterministic_and_named_as_clevertap_names_exports() 
         )
     );
 }
+
+/// Every chunk of a day quarantined: no row ever reached an event table (PostgreSQL and BigQuery
+/// have no `all_events` then), and the day is judged a missing chunk, named, never an error.
+async fn only_quarantined_chunks(target: Target) {
+    let case = ExportCase::new();
+    let api = ClevertapApi::start().await;
+    // CleverTap's name for chunk 0 of 2022-09-21's export (run at the next Kolkata midnight);
+    // its header names `eventProps.Amount` twice, so the loader quarantines it.
+    let name = "1690283492-1663785000-Charged-20220921-0-0.csv.gz";
+    let csv = export_csv_with_a_column_named_twice();
+    let dir = case.dir().join("exports");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), tapline_tests::gzip(csv.as_bytes())).unwrap();
+    let exports = dir.display().to_string();
+    let load = run(&target, &api, &case, &["load", &exports]).await;
+    assert_eq!(load.code, 2, "the only chunk is quarantined: {load:?}");
+    let slack = Receiver::start().await;
+    let args = ["reconcile", "--from", "2022-09-21", "--to", "2022-09-21"];
+    let reconciled = run_with(
+        &target,
+        &api,
+        &case,
+        &args,
+        &[("TAPLINE_ALERTS_SLACK_URL", &slack.url)],
+    )
+    .await;
+    assert_eq!(reconciled.code, 3, "{reconciled:?}");
+    assert!(
+        reconciled.stdout.contains("missing chunk") && reconciled.stdout.contains(name),
+        "{reconciled:?}"
+    );
+    let warehouse = target.open(&case).await;
+    let verdicts = warehouse
+        .query(
+            "SELECT event_name, day, status, export_rows FROM _tapline_completeness \
+             ORDER BY event_name, day",
+        )
+        .await
+        .expect("read _tapline_completeness")
+        .rows;
+    assert_eq!(
+        verdicts,
+        vec![vec![
+            Some("Charged".to_string()),
+            Some("2022-09-21".to_string()),
+            Some("missing chunk".to_string()),
+            Some("0".to_string()),
+        ]]
+    );
+}
+
+/// [`tapline_tests::export_csv`] with `eventProps.Amount` named twice in its header.
+fn export_csv_with_a_column_named_twice() -> String {
+    let csv = tapline_tests::export_csv("Charged", 3);
+    let (header, rows) = csv.split_once('\n').unwrap();
+    let rows: String = rows.lines().map(|r| format!("{r},1\n")).collect();
+    format!("{header},eventProps.Amount\n{rows}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_quarantined_chunks_on_sqlite() {
+    only_quarantined_chunks(Target::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_quarantined_chunks_on_postgres() {
+    only_quarantined_chunks(Target::Postgres(PgSchema::new("quarantined"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_quarantined_chunks_on_the_bigquery_double() {
+    only_quarantined_chunks(Target::BigQuery(
+        BigQueryTarget::double("quarantined").await,
+    ))
+    .await;
+}

@@ -78,14 +78,27 @@ pub async fn last_day(
     ))
 }
 
-/// Freshness per day of `first..=last` in `tz`, by the day each load committed: one entry per
-/// day, `None` for a day without loads of known creation time.
+/// The loads committed on one day: how many, the rows they rejected, and their freshness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayLoads {
+    /// The day, in the zone asked for.
+    pub day: Date,
+    /// Loads committed that day.
+    pub committed: usize,
+    /// Rows those loads rejected (kept in `_tapline_rejects` with their raw lines).
+    pub rejected_rows: u64,
+    /// Creation→commit latency of those with a known creation time; `None` when none had one.
+    pub freshness: Option<Freshness>,
+}
+
+/// The loads of each day of `first..=last` in `tz`, by the day each committed: one entry per
+/// day (at most 366), from one read of the ledger ([`MAX_LOADS_READ`] newest rows at most).
 pub async fn per_day(
     warehouse: &dyn Warehouse,
     first: Date,
     last: Date,
     tz: &TimeZone,
-) -> Result<Vec<(Date, Option<Freshness>)>, WarehouseError> {
+) -> Result<Vec<DayLoads>, WarehouseError> {
     let start = tz
         .to_ambiguous_timestamp(first.to_datetime(jiff::civil::Time::midnight()))
         .compatible()
@@ -93,31 +106,41 @@ pub async fn per_day(
     let records = warehouse
         .commits_since(&format_utc(start), MAX_LOADS_READ)
         .await?;
-    let mut days: Vec<(Date, Vec<i64>)> = Vec::new();
+    let mut days: Vec<(DayLoads, Vec<i64>)> = Vec::new();
     let mut day = first;
     while day <= last && days.len() < 366 {
-        days.push((day, Vec::new()));
+        let empty = DayLoads {
+            day,
+            committed: 0,
+            rejected_rows: 0,
+            freshness: None,
+        };
+        days.push((empty, Vec::new()));
         let Ok(next) = day.tomorrow() else { break };
         day = next;
     }
     for record in &records {
-        let (Some(latency), Some(committed)) = (
-            latency_seconds(record),
-            record.finished_at.as_deref().and_then(instant),
-        ) else {
-            continue;
-        };
-        let Ok(at) = Timestamp::from_second(committed) else {
+        let Some(at) = record
+            .finished_at
+            .as_deref()
+            .and_then(instant)
+            .and_then(|s| Timestamp::from_second(s).ok())
+        else {
             continue;
         };
         let date = tz.to_datetime(at).date();
-        if let Some((_, latencies)) = days.iter_mut().find(|(d, _)| *d == date) {
-            latencies.push(latency);
+        if let Some((loads, latencies)) = days.iter_mut().find(|(l, _)| l.day == date) {
+            loads.committed += 1;
+            loads.rejected_rows += record.rows_rejected;
+            latencies.extend(latency_seconds(record));
         }
     }
     Ok(days
         .into_iter()
-        .map(|(d, latencies)| (d, Freshness::of(latencies)))
+        .map(|(loads, latencies)| DayLoads {
+            freshness: Freshness::of(latencies),
+            ..loads
+        })
         .collect())
 }
 

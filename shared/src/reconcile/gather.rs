@@ -13,9 +13,12 @@ use jiff::tz::TimeZone;
 
 use super::chunks::{DayChunks, day_chunks, event_key};
 use super::status::{DayFigures, DayStatus, Policy, judge};
+use crate::export::object_name::{ExportKind, Recognition, recognise};
 use crate::time::{format_utc, now_utc};
 use crate::warehouse::counts_tables::EVENT_COUNTS;
-use crate::warehouse::{ColumnType, FixedTable, QueryResult, Warehouse, WarehouseError};
+use crate::warehouse::{
+    ColumnType, FixedTable, LedgerVersion, LoadStatus, QueryResult, Warehouse, WarehouseError,
+};
 
 /// Most days one reconcile covers: a year. The rows query has one `CASE` branch per day.
 pub const MAX_DAYS: usize = 366;
@@ -174,6 +177,19 @@ fn literal(t: Timestamp) -> String {
     format!("'{}'", format_utc(t.as_second()))
 }
 
+/// Whether a ledger version committed event rows: loaded (or replaced since), and no profile
+/// export or profile API page (those fill `profile_snapshots`, not an event table).
+fn committed_event_rows(v: &LedgerVersion) -> bool {
+    if !matches!(v.status, LoadStatus::Loaded | LoadStatus::Replaced) {
+        return false;
+    }
+    let key = v.uri.rsplit_once("://").map_or(v.uri.as_str(), |(_, k)| k);
+    if v.uri.starts_with("clevertap-api://") {
+        return !key.contains("/profiles/");
+    }
+    !matches!(recognise(key), Recognition::Export(o) if o.kind == ExportKind::Profiles)
+}
+
 /// Rows per (event, day, source) over `windows` from `all_events`: one scan of the range, the
 /// day from `ts` by the windows' bounds, the source from `_source_uri` (API pages are
 /// `clevertap-api://…`).
@@ -218,8 +234,10 @@ pub async fn reconcile(
         .collect();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut figures: BTreeMap<(String, Date), DayFigures> = BTreeMap::new();
-    // No ledger row, no event table: `all_events` may not exist and holds nothing.
-    if !versions.is_empty() {
+    // `all_events` exists once event rows committed: without a loaded event version (none
+    // seen, each one quarantined or failed, or profiles only) it may not exist, and it holds
+    // nothing of the range.
+    if versions.iter().any(committed_event_rows) {
         let rows = warehouse
             .query(&rows_per_day_sql(&windows))
             .await

@@ -11,7 +11,7 @@ use jiff::civil::Date;
 
 use super::gather::DayReport;
 use super::status::DayStatus;
-use crate::export_loader::freshness::{Freshness, human_duration};
+use crate::export_loader::freshness::{DayLoads, human_duration};
 use crate::warehouse::{LoadRecord, LoadStatus};
 
 /// What the page shows.
@@ -35,7 +35,7 @@ pub struct ReportInput {
     pub unfinished_pulls: Vec<String>,
     /// Creation→commit latency per day of the range, by the day loads committed (see
     /// [`crate::export_loader::freshness::per_day`]).
-    pub freshness: Vec<(Date, Option<Freshness>)>,
+    pub freshness: Vec<DayLoads>,
     /// The local relay's dead letters, newest first, when a relay state directory was given
     /// (`None`: the section is left out).
     pub relay_dead_letters: Option<Vec<RelayDeadLetter>>,
@@ -301,28 +301,30 @@ fn dead_letters_section(letters: &[RelayDeadLetter]) -> String {
     out
 }
 
-/// The "Freshness" section: per day, how long objects waited from their creation in the bucket
-/// to their rows committing (p50 and p95, nearest rank), and how many loads that is from.
-fn freshness_section(days: &[(Date, Option<Freshness>)]) -> String {
+/// The "Loads and freshness" section: per day the loads committed, the rows they rejected, and
+/// how long objects waited from their creation in the bucket to their rows committing (p50 and
+/// p95, nearest rank, and how many loads with a known creation time that is from).
+fn freshness_section(days: &[DayLoads]) -> String {
     let mut out = String::from(
-        "<h2>Freshness</h2><p>From an object's creation in the bucket to its rows committing, \
-         by the day the rows committed.</p>",
+        "<h2>Loads and freshness</h2><p>By the day the rows committed: loads, rows rejected \
+         (kept with their raw lines in <code>_tapline_rejects</code>), and the time from an \
+         object's creation in the bucket to its rows committing.</p>",
     );
-    out.push_str("<table id=\"freshness\"><tr><th class=\"name\">Day</th><th>Loads</th><th>p50</th><th>p95</th></tr>");
-    for (day, figures) in days {
-        let _ = match figures {
-            Some(f) => write!(
-                out,
-                "<tr><td class=\"name\">{day}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+    out.push_str("<table id=\"freshness\"><tr><th class=\"name\">Day</th><th>Loads</th><th>Rejected rows</th><th>Timed</th><th>p50</th><th>p95</th></tr>");
+    for d in days {
+        let (timed, p50, p95) = match &d.freshness {
+            Some(f) => (
                 f.loads,
                 html(&human_duration(f.p50_seconds)),
-                html(&human_duration(f.p95_seconds))
+                html(&human_duration(f.p95_seconds)),
             ),
-            None => write!(
-                out,
-                "<tr><td class=\"name\">{day}</td><td>0</td><td>–</td><td>–</td></tr>"
-            ),
+            None => (0, "–".to_string(), "–".to_string()),
         };
+        let _ = write!(
+            out,
+            "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{timed}</td><td>{p50}</td><td>{p95}</td></tr>",
+            d.day, d.committed, d.rejected_rows
+        );
     }
     out.push_str("</table>");
     out
@@ -366,6 +368,7 @@ fn bar_chart(per_day: &BTreeMap<Date, (u64, u64)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export_loader::freshness::Freshness;
     use crate::reconcile::status::DayFigures;
 
     fn report(event: &str, day: Date, status: DayStatus, rows: u64) -> DayReport {
@@ -400,15 +403,22 @@ mod tests {
             unfinished_pulls: vec!["events \"x\" <b>".into()],
             relay_dead_letters: None,
             freshness: vec![
-                (
-                    d,
-                    Some(Freshness {
+                DayLoads {
+                    day: d,
+                    committed: 14,
+                    rejected_rows: 3,
+                    freshness: Some(Freshness {
                         loads: 12,
                         p50_seconds: 90,
                         p95_seconds: 7_620,
                     }),
-                ),
-                (d.tomorrow().unwrap(), None),
+                },
+                DayLoads {
+                    day: d.tomorrow().unwrap(),
+                    committed: 0,
+                    rejected_rows: 0,
+                    freshness: None,
+                },
             ],
         };
         let page = render(&input);
@@ -421,8 +431,8 @@ mod tests {
         assert!(page.contains("<td class=\"bad\" title=\"Charged on 2022-09-21: no export: CleverTap counts 3, nothing arrived."));
         assert!(page.contains("1 need attention"));
         assert!(page.contains(
-            "<tr><td class=\"name\">2022-09-21</td><td>12</td><td>1m 30s</td><td>2h 07m</td></tr>\
-             <tr><td class=\"name\">2022-09-22</td><td>0</td><td>–</td><td>–</td></tr>"
+            "<tr><td class=\"name\">2022-09-21</td><td>14</td><td>3</td><td>12</td><td>1m 30s</td><td>2h 07m</td></tr>\
+             <tr><td class=\"name\">2022-09-22</td><td>0</td><td>0</td><td>0</td><td>–</td><td>–</td></tr>"
         ));
         assert!(!page.contains("Relay dead letters"), "no relay state given");
     }

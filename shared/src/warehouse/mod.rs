@@ -307,8 +307,8 @@ pub trait LoadLedger: Send + Sync {
     -> Result<Vec<LedgerVersion>, WarehouseError>;
 
     /// Ledger rows whose rows committed (loaded, or replaced since) at or after `since` (UTC
-    /// ISO-8601) with a known [`LoadRecord::object_created_at`], newest first, at most `limit`:
-    /// what freshness is computed from.
+    /// ISO-8601), newest first, at most `limit`: what freshness (from the rows with a known
+    /// [`LoadRecord::object_created_at`]) and the loads and rejects per day are computed from.
     async fn commits_since(
         &self,
         since: &str,

@@ -446,7 +446,7 @@ impl LoadLedger for BigQueryWarehouse {
         let sql = format!(
             "{} ORDER BY finished_at DESC, load_id DESC LIMIT {limit}",
             current_ledger_sql(
-                "WHERE status IN ('loaded', 'replaced') AND object_created_at IS NOT NULL \
+                "WHERE status IN ('loaded', 'replaced') \
                  AND finished_at >= @since"
             )
         );

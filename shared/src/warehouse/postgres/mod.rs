@@ -304,7 +304,7 @@ impl LoadLedger for PostgresWarehouse {
             .query(
                 &format!(
                     "SELECT {} FROM _tapline_loads
-                     WHERE status IN ('loaded', 'replaced') AND object_created_at IS NOT NULL
+                     WHERE status IN ('loaded', 'replaced')
                        AND finished_at >= $1::text::timestamptz
                      ORDER BY finished_at DESC, load_id DESC LIMIT $2",
                     ledger_select()

@@ -309,7 +309,7 @@ impl LoadLedger for SqliteWarehouse {
             // Timestamps are fixed-width UTC text here: text order is time order.
             let sql = format!(
                 "SELECT {} FROM _tapline_loads
-                 WHERE status IN ('loaded', 'replaced') AND object_created_at IS NOT NULL
+                 WHERE status IN ('loaded', 'replaced')
                    AND finished_at >= ?1
                  ORDER BY finished_at DESC, load_id DESC LIMIT ?2",
                 ledger_columns()
