@@ -18,6 +18,10 @@ locals {
   report_object   = var.api_puller_report_uri == "" ? null : regex("^s3://([^/]+)/(.+)$", var.api_puller_report_uri)
   report_job      = var.api_puller_report_uri != "" && !contains(var.api_puller_jobs, "report") ? ["report"] : []
   api_puller_jobs = concat(var.api_puller_jobs, local.report_job)
+  # With the relay deployed, the page also lists the relay's dead letters
+  # (TAPLINE_REPORT_RELAY_QUEUE): the function reads its dead-letter queue and releases every
+  # message at once (receive and change visibility only: nothing is deleted or sent).
+  report_relay_queue = var.enable_webhook_relay && var.api_puller_report_uri != ""
 }
 
 module "api_puller" {
@@ -51,6 +55,7 @@ module "api_puller" {
     },
     local.alerts_relay_env,
     var.api_puller_report_uri == "" ? {} : { TAPLINE_REPORT_URI = var.api_puller_report_uri },
+    local.report_relay_queue ? { TAPLINE_REPORT_RELAY_QUEUE = aws_sqs_queue.relay_delivery_dlq[0].url } : {},
     # Pinned column types, only when given: unset keeps the warehouse's stored pins.
     var.column_types == "" ? {} : { TAPLINE_COLUMN_TYPES = var.column_types },
   )
@@ -102,6 +107,16 @@ data "aws_iam_policy_document" "api_puller" {
       sid       = "PutReport"
       actions   = ["s3:PutObject"]
       resources = ["arn:aws:s3:::${statement.value[0]}/${statement.value[1]}"]
+    }
+  }
+
+  # The report lists the relay's dead letters: received and released again, never deleted.
+  dynamic "statement" {
+    for_each = local.report_relay_queue ? [1] : []
+    content {
+      sid       = "ListRelayDeadLetters"
+      actions   = ["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility"]
+      resources = [aws_sqs_queue.relay_delivery_dlq[0].arn]
     }
   }
 }

@@ -16,6 +16,11 @@ locals {
   report_env      = var.api_puller_report_uri == "" ? {} : { TAPLINE_REPORT_URI = var.api_puller_report_uri }
   report_job      = var.api_puller_report_uri != "" && !contains(var.api_puller_jobs, "report") ? ["report"] : []
   api_puller_jobs = concat(var.api_puller_jobs, local.report_job)
+  # With the relay deployed, the page also lists the relay's dead letters
+  # (TAPLINE_REPORT_RELAY_QUEUE): pulled from their subscription and released at once, never
+  # acknowledged.
+  report_relay_queue = local.enable_api_puller && local.enable_webhook_relay && var.api_puller_report_uri != ""
+  report_relay_env   = local.report_relay_queue ? { TAPLINE_REPORT_RELAY_QUEUE = google_pubsub_subscription.relay_dead_letters[0].id } : {}
 }
 
 module "api_puller" {
@@ -56,7 +61,7 @@ module "api_puller" {
     # The alerts job: its rules, and the relay route breaches are posted to.
     [for name, value in merge(local.alert_rules_env, local.alerts_relay_env) : { name = name, value = value }],
     # The report job's object.
-    [for name, value in local.report_env : { name = name, value = value }],
+    [for name, value in merge(local.report_env, local.report_relay_env) : { name = name, value = value }],
     # Pinned column types, only when given: unset keeps the warehouse's stored pins.
     var.column_types == "" ? [] : [{ name = "TAPLINE_COLUMN_TYPES", value = var.column_types }],
     # A PostgreSQL warehouse's password, as for the export loader.
@@ -101,4 +106,14 @@ resource "google_storage_bucket_iam_member" "api_puller_report_writer" {
     description = "Only the completeness page the api-puller's report job writes."
     expression  = "resource.name == \"projects/_/buckets/${local.report_object[0]}/objects/${local.report_object[1]}\""
   }
+}
+
+resource "google_pubsub_subscription_iam_member" "api_puller_relay_dead_letters" {
+  # The report lists the relay's dead letters: pull, then modifyAckDeadline 0 (release). The
+  # subscriber role also allows acknowledging; the job never does (see pubsub_replay.rs).
+  count        = local.report_relay_queue ? 1 : 0
+  project      = var.project_id
+  subscription = google_pubsub_subscription.relay_dead_letters[0].name
+  role         = "roles/pubsub.subscriber"
+  member       = module.api_puller[0].service_account_member
 }

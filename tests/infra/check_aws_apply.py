@@ -33,6 +33,8 @@ LOADER_RESERVED, PULLER_RESERVED, RELAY_RESERVED, REFUSED_THRESHOLD = 7, 3, 40, 
 REFUSED_MESSAGE = "Webhook refused: not authorized."
 ALARM_TOPIC = f"arn:aws:sns:{REGION}:123456789012:tapline-check-ops"
 ALERT_RULES = '[{"name": "charged-floor", "event": "Charged", "when": "below", "count": 500}]'
+# The report job's page, in a bucket of its own (the function puts that one object only).
+REPORT_URI = "s3://tapline-check-reports/tapline/report.html"
 
 failures: list[str] = []
 
@@ -98,6 +100,7 @@ def tf_vars(endpoint: str, zips: Path) -> list[str]:
         "api_puller_alert_rules": ALERT_RULES,
         "api_puller_alerts_relay_route": "alerts",
         "api_puller_alerts_relay_token_secret_name": "ALERTS_TOKEN",
+        "api_puller_report_uri": REPORT_URI,
         "webhook_relay_retry_schedule": json.dumps(RETRY_SCHEDULE),
         "sweep_window_days": str(SWEEP_WINDOW_DAYS),
         # moto ignores SQS RedriveAllowPolicy, and the provider waits for it forever.
@@ -231,7 +234,7 @@ def assert_deployment(endpoint: str) -> None:
     check(url["AuthType"] == "NONE", "relay function URL (app-level auth)", url["AuthType"])
     puller_env = lam.get_function_configuration(FunctionName=f"{PREFIX}-api-puller")["Environment"]["Variables"]
     relay_arns = json.loads(relay_env["TAPLINE_RELAY_SECRET_ARNS"])
-    check(puller_env.get("TAPLINE_PULL_JOBS") == "events,counts,alerts"
+    check(puller_env.get("TAPLINE_PULL_JOBS") == "events,counts,alerts,report"
           and json.loads(puller_env.get("TAPLINE_ALERT_RULES", "null")) == json.loads(ALERT_RULES),
           "api-puller runs the alerts job with its rules", puller_env)
     check(puller_env.get("TAPLINE_ALERTS_RELAY_URL") == f"{url['FunctionUrl']}hooks/alerts"
@@ -353,6 +356,17 @@ def assert_deployment(endpoint: str) -> None:
               puller_env["CLEVERTAP_PASSCODE_SECRET_ARN"], puller_env["TAPLINE_WAREHOUSE_SECRET_ARN"],
               relay_arns["ALERTS_TOKEN"]]),
           "api-puller reads its passcode, the warehouse password and the alerts route token only", puller["ReadSecrets"])
+    relay_dlq_url = sqs.get_queue_url(QueueName=f"{PREFIX}-relay-delivery-dlq")["QueueUrl"]
+    relay_dlq_arn = sqs.get_queue_attributes(QueueUrl=relay_dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    check(puller_env.get("TAPLINE_REPORT_URI") == REPORT_URI
+          and puller_env.get("TAPLINE_REPORT_RELAY_QUEUE") == relay_dlq_url,
+          "api-puller's report goes to its object and lists the relay's dead-letter queue", puller_env)
+    check(as_list(puller["PutReport"]["Action"]) == ["s3:PutObject"]
+          and as_list(puller["PutReport"]["Resource"]) == [f"arn:aws:s3:::{REPORT_URI[len('s3://'):]}"],
+          "api-puller puts the report object only", puller.get("PutReport"))
+    check(sorted(as_list(puller["ListRelayDeadLetters"]["Action"])) == ["sqs:ChangeMessageVisibility", "sqs:ReceiveMessage"]
+          and as_list(puller["ListRelayDeadLetters"]["Resource"]) == [relay_dlq_arn],
+          "api-puller receives and releases the relay's dead letters, and never deletes them", puller.get("ListRelayDeadLetters"))
     scheduler_policy = statements(policy_of(iam, f"{PREFIX}-scheduler"))
     check(sorted(as_list(scheduler_policy["InvokeScheduledFunctions"]["Resource"])) == sorted([loader_arn, pull["Target"]["Arn"]]),
           "scheduler invokes the loader and the puller only", scheduler_policy["InvokeScheduledFunctions"])

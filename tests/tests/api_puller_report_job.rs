@@ -22,6 +22,15 @@ const CSP: &str = "<meta http-equiv=\"Content-Security-Policy\" content=\"defaul
 const CHARGED_CELL: &str = "<td class=\"ok\" title=\"Charged on 2022-09-22: complete. Chunks 0, \
                             export rows 0, API rows 12, CleverTap 12.\">12</td>";
 
+/// A body the page never shows.
+const DEAD_LETTER_BODY: &str = "card-4111111111111111";
+
+/// A delivery the relay's worker gave up on, as it sends it to the SQS dead-letter queue.
+const DEAD_LETTER_SQS: &str = r#"{"id":"p1.crm","payload_id":"p1","route":"alerts","destination":"crm","received_at_ms":1764000000000,"body":"{\"card\":\"card-4111111111111111\"}","dead":{"attempt":3,"at_ms":1764000060000,"status":503,"outcome":"retryable","error":"HTTP 503: down"},"attempts":[{"attempt":3,"at_ms":1764000060000,"duration_ms":4,"status":503,"outcome":"retryable","error":"HTTP 503: down"}]}"#;
+
+/// Its row on the page.
+const DEAD_LETTER_ROW: &str = "<tr><td class=\"name\">alerts</td><td class=\"name\">crm</td><td>3</td><td class=\"name\">retryable: HTTP 503: down</td><td class=\"name\">2025-11-24T16:01:00Z</td></tr>";
+
 /// The payload: events and counts of the 22nd, then reconcile and the page (listed out of
 /// order: the page runs last).
 fn payload() -> Value {
@@ -80,7 +89,18 @@ async fn the_lambda_binary_writes_the_report_to_s3_under_cargo_lambda_watch() {
     )
     .await;
     let (api_url, warehouse, endpoint) = (api_url(&api), schema.url(), moto());
+    // The relay's dead-letter queue, with one delivery the worker gave up on.
+    let sqs = tapline_tests::servers::sqs::client().await;
+    let (_, dlq) =
+        tapline_tests::servers::sqs::queue_with_dead_letters(&sqs, "report-job", 3).await;
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body(DEAD_LETTER_SQS)
+        .send()
+        .await
+        .unwrap();
     let env = [
+        ("TAPLINE_REPORT_RELAY_QUEUE", dlq.as_str()),
         ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
         ("CLEVERTAP_PASSCODE_SECRET_ARN", secret.as_str()),
         ("CLEVERTAP_API_URL", api_url.as_str()),
@@ -108,6 +128,17 @@ async fn the_lambda_binary_writes_the_report_to_s3_under_cargo_lambda_watch() {
     let page = String::from_utf8(body.to_vec()).unwrap();
     assert_is_the_page(&page);
     assert_summary(&summary, &uri, page.len());
+    assert!(page.contains(DEAD_LETTER_ROW), "{page}");
+    assert!(
+        page.contains("1 dead letter(s) in the SQS dead-letter queue report-job-"),
+        "{page}"
+    );
+    assert!(!page.contains(DEAD_LETTER_BODY), "{page}");
+    // Listed, not taken: the letter is still there, visible at once.
+    let again =
+        tapline_tests::servers::sqs::receive(&sqs, &dlq, 1, std::time::Duration::from_secs(5))
+            .await;
+    assert_eq!(again[0].body(), Some(DEAD_LETTER_SQS));
     // Read only: the page's reconcile recorded nothing beyond the reconcile job's verdict.
     assert_eq!(
         schema.psql("SELECT status FROM _tapline_completeness"),
@@ -148,6 +179,9 @@ async fn the_lambda_binary_writes_the_report_to_s3_under_cargo_lambda_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cloud_run_binary_writes_the_report_to_gcs() {
+    use tapline::google_auth::GoogleAuth;
+    use tapline::webhook_relay::queue::pubsub::{OutgoingMessage, PubSubPublisher};
+    use tapline_tests::doubles::pubsub::PubSubDouble;
     use tapline_tests::servers::cloud_run_service::CloudRunService;
     use tapline_tests::servers::gcs::{gcs_url, new_bucket};
 
@@ -158,7 +192,50 @@ async fn the_cloud_run_binary_writes_the_report_to_gcs() {
     let schema = PgSchema::new("puller_report_gcs");
     let (api_url, warehouse, gcs) = (api_url(&api), schema.url(), gcs_url());
     let emulator_host = gcs.trim_start_matches("http://").to_string();
+    // The relay's dead-letter subscription, with one letter as the push worker publishes it.
+    let pubsub = PubSubDouble::start("acme-analytics").await;
+    let dead = pubsub.create_topic("dl");
+    let subscription = pubsub.pull_subscription("dl-sub", &dead);
+    let letter = OutgoingMessage {
+        data: format!(r#"{{"card":"{DEAD_LETTER_BODY}"}}"#).into_bytes(),
+        attributes: [
+            ("tapline_delivery_id", "p1.crm".to_string()),
+            ("tapline_payload_id", "p1".to_string()),
+            ("tapline_route", "alerts".to_string()),
+            ("tapline_destination", "crm".to_string()),
+            ("tapline_received_at_ms", "1764000000000".to_string()),
+            ("tapline_dead_attempt", "3".to_string()),
+            ("tapline_dead_at_ms", "1764000060000".to_string()),
+            ("tapline_dead_outcome", "retryable".to_string()),
+            (
+                "tapline_attempt_1",
+                json!({"attempt": 1, "at_ms": 1_764_000_000_000_i64, "duration_ms": 4, "status": 503, "outcome": "retryable", "error": "HTTP 503: down"}).to_string(),
+            ),
+            (
+                "tapline_attempt_2",
+                json!({"attempt": 2, "at_ms": 1_764_000_030_000_i64, "duration_ms": 4, "status": 503, "outcome": "retryable", "error": "HTTP 503: down"}).to_string(),
+            ),
+            (
+                "tapline_attempt_3",
+                json!({"attempt": 3, "at_ms": 1_764_000_060_000_i64, "duration_ms": 4, "status": 503, "outcome": "retryable", "error": "HTTP 503: down"}).to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    };
+    PubSubPublisher::new(
+        &format!("http://{}", pubsub.host),
+        GoogleAuth::anonymous(),
+        dead.clone(),
+    )
+    .unwrap()
+    .publish(&[letter])
+    .await
+    .unwrap();
     let env = [
+        ("TAPLINE_REPORT_RELAY_QUEUE", subscription.as_str()),
+        ("PUBSUB_EMULATOR_HOST", pubsub.host.as_str()),
         ("CLEVERTAP_ACCOUNT_ID", ACCOUNT),
         ("CLEVERTAP_PASSCODE", PASSCODE),
         ("CLEVERTAP_API_URL", api_url.as_str()),
@@ -206,6 +283,19 @@ async fn the_cloud_run_binary_writes_the_report_to_gcs() {
         .unwrap();
     assert_is_the_page(&page);
     assert_summary(&summary, &uri, page.len());
+    assert!(page.contains(DEAD_LETTER_ROW), "{page}");
+    assert!(
+        page.contains(&format!(
+            "1 dead letter(s) in the Pub/Sub subscription {subscription}"
+        )),
+        "{page}"
+    );
+    assert!(!page.contains(DEAD_LETTER_BODY), "{page}");
+    assert_eq!(
+        pubsub.pull_state(&subscription),
+        (1, 0, vec![]),
+        "listed, not taken"
+    );
     let (clean, logs) = service.stop().await;
     assert!(clean, "{logs}");
     assert!(logs.contains("Report written."), "{logs}");
@@ -229,10 +319,18 @@ async fn the_report_job_writes_a_local_file() {
     );
     let client = ClevertapClient::new(ApiConfig::from_lookup(lookup(api.env())).unwrap()).unwrap();
     let path = dir.path().join("site/report.html");
+    // A dead-letter queue that does not exist (moto's endpoint): the page says so, and is
+    // written all the same.
+    let gone_queue = format!(
+        "{}/123456789012/tapline-gone-dlq-{}",
+        tapline_tests::servers::s3::moto(),
+        std::process::id()
+    );
     let jobs = PullJobs::from_lookup(lookup(vec![
         ("TAPLINE_TIMEZONE", "Asia/Kolkata".into()),
         ("TAPLINE_PULL_EVENTS", "Charged".into()),
         ("TAPLINE_REPORT_URI", path.display().to_string()),
+        ("TAPLINE_REPORT_RELAY_QUEUE", gone_queue.clone()),
     ]))
     .unwrap();
     let now: jiff::Timestamp = "2022-09-24T20:00:00Z".parse().unwrap();
@@ -242,4 +340,25 @@ async fn the_report_job_writes_a_local_file() {
     let page = std::fs::read_to_string(&path).unwrap();
     assert_is_the_page(&page);
     assert_summary(&summary, &format!("file://{}", path.display()), page.len());
+    let name = gone_queue.rsplit('/').next().unwrap();
+    assert!(
+        page.contains(&format!(
+            "<h2>Relay dead letters</h2><p class=\"bad\">Could not be listed from the SQS \
+             dead-letter queue {name}: "
+        )),
+        "{page}"
+    );
+
+    // A setting that is neither a queue URL nor a subscription stops the function at start.
+    let err = PullJobs::from_lookup(lookup(vec![
+        ("TAPLINE_TIMEZONE", "Asia/Kolkata".into()),
+        ("TAPLINE_REPORT_RELAY_QUEUE", "s3://bucket/dlq".into()),
+    ]))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "TAPLINE_REPORT_RELAY_QUEUE: \"s3://bucket/dlq\" is neither an SQS queue URL \
+         (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME) nor a Pub/Sub subscription \
+         (projects/P/subscriptions/S)"
+    );
 }

@@ -56,7 +56,8 @@ pub async fn run(args: ReconcileArgs) -> Result<u8, AnyError> {
 }
 
 /// Runs `tapline report`: the range's verdicts (not recorded), the recent ledger, unfinished
-/// pulls and, with `--relay-state`, the relay's dead letters, written as one HTML page.
+/// pulls and, with `--relay-state` or `--relay-queue`, the relay's dead letters, written as one
+/// HTML page.
 pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
     let request = request_of(&args.days)?;
     let counts = counts_client(&args.days)?;
@@ -74,6 +75,9 @@ pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
     if let Some(dir) = &args.relay_state {
         input.relay_dead_letters = Some(relay_dead_letters(dir).await?);
     }
+    if let Some(queue) = &args.relay_queue {
+        input.relay_dead_letters = Some(relay_queue_letters(queue).await?);
+    }
     let page = tapline::reconcile::report::render(&input);
     std::fs::write(&args.out, page.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
@@ -86,7 +90,7 @@ pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
 #[cfg(feature = "relay")]
 async fn relay_dead_letters(
     dir: &std::path::Path,
-) -> Result<Vec<tapline::reconcile::report::RelayDeadLetter>, AnyError> {
+) -> Result<tapline::reconcile::report::RelayLetters, AnyError> {
     use tapline::webhook_relay::queue::sqlite::{QUEUE_FILE, SqliteDeliveryQueue};
     use tapline::webhook_relay::queue::{DeadLetterFilter, DeliveryQueue};
     let file = dir.join(QUEUE_FILE);
@@ -100,15 +104,33 @@ async fn relay_dead_letters(
     }
     let queue = SqliteDeliveryQueue::open(dir)?;
     let letters = queue.dead_letters(&DeadLetterFilter::default()).await?;
-    Ok(tapline::reconcile::report::relay_dead_letters(letters))
+    Ok(tapline::reconcile::relay_letters::from_local(letters))
+}
+
+/// The dead letters of the relay's SQS dead-letter queue or Pub/Sub dead-letter subscription.
+#[cfg(feature = "relay")]
+async fn relay_queue_letters(
+    queue: &str,
+) -> Result<tapline::reconcile::report::RelayLetters, AnyError> {
+    use tapline::reconcile::relay_letters::{RelayQueue, from_queue};
+    let queue = RelayQueue::parse(queue).map_err(|e| format!("--relay-queue: {e}"))?;
+    Ok(from_queue(&queue).await?)
 }
 
 /// This build has no relay (the `relay` feature is off).
 #[cfg(not(feature = "relay"))]
 async fn relay_dead_letters(
     _dir: &std::path::Path,
-) -> Result<Vec<tapline::reconcile::report::RelayDeadLetter>, AnyError> {
+) -> Result<tapline::reconcile::report::RelayLetters, AnyError> {
     Err("--relay-state needs the relay: this build was made without the `relay` feature".into())
+}
+
+/// This build has no relay (the `relay` feature is off).
+#[cfg(not(feature = "relay"))]
+async fn relay_queue_letters(
+    _queue: &str,
+) -> Result<tapline::reconcile::report::RelayLetters, AnyError> {
+    Err("--relay-queue needs the relay: this build was made without the `relay` feature".into())
 }
 
 /// With `--pull-counts`, the CleverTap client `tapline pull` uses (the `CLEVERTAP_*`

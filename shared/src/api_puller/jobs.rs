@@ -19,11 +19,14 @@ use super::counts::pull_event_counts;
 use super::events::{EventsPull, pull_events};
 use super::messages::pull_message_reports;
 use super::profiles::pull_profiles;
-use super::report_job::{ENV_REPORT_URI, REPORT_DAYS, ReportTarget, report_uri, write_report};
+use super::report_job::{
+    ENV_REPORT_RELAY_QUEUE, ENV_REPORT_URI, REPORT_DAYS, ReportTarget, report_uri, write_report,
+};
 use crate::clevertap::ClevertapClient;
 use crate::clevertap::config::{ApiConfig, ApiConfigError, ENV_PASSCODE};
 use crate::config::{ConfigError, ENV_TIMEZONE};
 use crate::error::chain::error_chain;
+use crate::reconcile::relay_letters::RelayQueue;
 use crate::warehouse::Warehouse;
 
 /// Environment variable: the Secrets Manager ARN of the CleverTap passcode (cloud runs).
@@ -128,6 +131,8 @@ pub struct PullJobs {
     /// Where the `report` job writes the page ([`ENV_REPORT_URI`], checked; local paths as
     /// `file://` uris).
     pub report_uri: Option<String>,
+    /// The relay's dead-letter queue the page lists ([`ENV_REPORT_RELAY_QUEUE`], checked).
+    pub report_relay_queue: Option<RelayQueue>,
     /// The store for `report_uri`, built once at start ([`PullService::from_env`]); `None`:
     /// built by the job when it runs.
     pub report_target: Option<ReportTarget>,
@@ -247,6 +252,19 @@ impl PullJobs {
         if kinds.contains(&JobKind::Report) && report_uri.is_none() {
             return Err(no_report_uri());
         }
+        let report_relay_queue = match get(ENV_REPORT_RELAY_QUEUE).filter(|t| !t.trim().is_empty())
+        {
+            None => None,
+            Some(text) => {
+                let invalid = |reason: String| JobsConfigError::Invalid {
+                    name: ENV_REPORT_RELAY_QUEUE,
+                    reason,
+                };
+                let queue = RelayQueue::parse(&text).map_err(invalid)?;
+                queue.supported().map_err(|e| invalid(e.to_string()))?;
+                Some(queue)
+            }
+        };
         Ok(Self {
             events: list(&get(ENV_PULL_EVENTS).unwrap_or_default()),
             kinds,
@@ -257,6 +275,7 @@ impl PullJobs {
             notifier: None,
             reconcile_policy,
             report_uri,
+            report_relay_queue,
             report_target: None,
         })
     }
@@ -772,6 +791,7 @@ impl PullRun<'_> {
             &request,
             &config.timezone_name,
             &target,
+            config.report_relay_queue.as_ref(),
         )
         .await;
         PullOutcome::new(

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::reconcile::report::render;
+use crate::reconcile::relay_letters::{RelayQueue, from_queue};
+use crate::reconcile::report::{RelayLetters, render};
 use crate::reconcile::report_input::gather;
 use crate::reconcile::{ReconcileError, Request};
 use crate::storage::{NewObject, ObjectStore, PutMode, StoreError};
@@ -13,6 +14,11 @@ use crate::warehouse::Warehouse;
 /// Environment variable: where the `report` job writes the page: `s3://BUCKET/KEY.html`,
 /// `gs://BUCKET/KEY.html` or a local path.
 pub const ENV_REPORT_URI: &str = "TAPLINE_REPORT_URI";
+
+/// Environment variable (optional): the relay's dead-letter queue the page lists, the SQS
+/// dead-letter queue's URL or the Pub/Sub dead-letter subscription (`projects/P/subscriptions/S`);
+/// see [`crate::reconcile::relay_letters`].
+pub const ENV_REPORT_RELAY_QUEUE: &str = "TAPLINE_REPORT_RELAY_QUEUE";
 
 /// Days the scheduled page covers at least, ending with the run's last day (a week: the grid a
 /// data lead reads on Monday morning).
@@ -109,13 +115,29 @@ pub struct ReportWritten {
 
 /// Renders the page of `request` (read only: nothing recorded, nothing alerted) and puts it at
 /// `target`, replacing the last one; the object appears whole or not at all.
+///
+/// With `relay_queue`, the page lists the relay's dead letters there; a queue that cannot be
+/// read is said so on the page (and logged), and does not keep the rest of the page from
+/// being written.
 pub async fn write_report(
     warehouse: &dyn Warehouse,
     request: &Request,
     timezone_name: &str,
     target: &ReportTarget,
+    relay_queue: Option<&RelayQueue>,
 ) -> Result<ReportWritten, ReportJobError> {
-    let input = gather(warehouse, request, timezone_name).await?;
+    let mut input = gather(warehouse, request, timezone_name).await?;
+    if let Some(queue) = relay_queue {
+        input.relay_dead_letters = Some(match from_queue(queue).await {
+            Ok(letters) => letters,
+            Err(e) => {
+                let reason = crate::error::error_chain(&e);
+                tracing::warn!(queue = %queue.describe(), error = %reason, retryable = e.is_retryable(),
+                               "The relay's dead letters could not be listed; the page says so.");
+                RelayLetters::unreadable(queue.describe(), reason)
+            }
+        });
+    }
     let page = render(&input).into_bytes();
     let bytes = page.len();
     let version = target

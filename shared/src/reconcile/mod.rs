@@ -13,6 +13,7 @@
 
 pub mod chunks;
 pub mod gather;
+pub mod relay_letters;
 pub mod report;
 pub mod report_input;
 pub mod status;

@@ -36,9 +36,9 @@ pub struct ReportInput {
     /// Creation→commit latency per day of the range, by the day loads committed (see
     /// [`crate::export_loader::freshness::per_day`]).
     pub freshness: Vec<DayLoads>,
-    /// The local relay's dead letters, newest first, when a relay state directory was given
-    /// (`None`: the section is left out).
-    pub relay_dead_letters: Option<Vec<RelayDeadLetter>>,
+    /// The relay's dead letters, when a relay state directory or queue was given (`None`: the
+    /// section is left out).
+    pub relay_dead_letters: Option<RelayLetters>,
 }
 
 /// One relay dead letter as the page lists it: where it was going and why it gave up; never
@@ -58,36 +58,31 @@ pub struct RelayDeadLetter {
     pub dead_at: String,
 }
 
-/// The relay's dead letters as the page lists them, newest first.
-#[cfg(feature = "relay")]
-pub fn relay_dead_letters(
-    mut letters: Vec<crate::webhook_relay::queue::DeadLetter>,
-) -> Vec<RelayDeadLetter> {
-    letters.sort_by(|a, b| (b.dead_at_ms, &b.delivery.id).cmp(&(a.dead_at_ms, &a.delivery.id)));
-    letters
-        .into_iter()
-        .map(|letter| {
-            // The recorded error names the HTTP status already; the status alone otherwise.
-            let last_error =
-                letter
-                    .attempts
-                    .last()
-                    .map_or_else(String::new, |a| match (&a.error, a.status) {
-                        (Some(error), _) => format!("{}: {error}", a.outcome),
-                        (None, Some(status)) => format!("{}: HTTP {status}", a.outcome),
-                        (None, None) => a.outcome.clone(),
-                    });
-            RelayDeadLetter {
-                route: letter.delivery.route,
-                destination: letter.delivery.destination,
-                attempts: letter.attempts.len(),
-                last_error,
-                dead_at: jiff::Timestamp::from_millisecond(letter.dead_at_ms)
-                    .unwrap_or_default()
-                    .to_string(),
-            }
-        })
-        .collect()
+/// The relay's dead letters for the page: the newest [`MAX_DEAD_LETTERS`] of `total`, and where
+/// they were read (see [`crate::reconcile::relay_letters`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayLetters {
+    /// Where they were read: "the local relay's queue", "the SQS dead-letter queue NAME", ….
+    pub from: String,
+    /// The command that delivers them again.
+    pub replay: String,
+    /// How many dead letters there are.
+    pub total: usize,
+    /// The newest, newest first.
+    pub newest: Vec<RelayDeadLetter>,
+    /// Why they could not be listed, when they could not (the rest of the page still stands).
+    pub unreadable: Option<String>,
+}
+
+impl RelayLetters {
+    /// The section when `from` could not be read: says so, with `reason`.
+    pub fn unreadable(from: String, reason: String) -> Self {
+        Self {
+            from,
+            unreadable: Some(reason),
+            ..Self::default()
+        }
+    }
 }
 
 /// Most quarantined or failed files listed.
@@ -272,21 +267,32 @@ pub fn render(input: &ReportInput) -> String {
 }
 
 /// "Relay dead letters": the newest [`MAX_DEAD_LETTERS`], every text escaped.
-fn dead_letters_section(letters: &[RelayDeadLetter]) -> String {
+fn dead_letters_section(letters: &RelayLetters) -> String {
     let mut out = String::from("<h2>Relay dead letters</h2>");
-    if letters.is_empty() {
-        out.push_str("<p>None.</p>");
+    if let Some(reason) = &letters.unreadable {
+        let _ = write!(
+            out,
+            "<p class=\"bad\">Could not be listed from {}: {}</p>",
+            html(&letters.from),
+            html(reason)
+        );
         return out;
     }
-    let shown = letters.len().min(MAX_DEAD_LETTERS);
+    if letters.total == 0 {
+        let _ = write!(out, "<p>None in {}.</p>", html(&letters.from));
+        return out;
+    }
+    let shown = letters.newest.len().min(MAX_DEAD_LETTERS);
     let _ = write!(
         out,
-        "<p>{} dead letter(s), the newest {shown} listed. Replay them with \
-         <code>tapline relay replay</code>.</p>",
-        letters.len()
+        "<p>{} dead letter(s) in {}, the newest {shown} listed. Deliver them again with \
+         <code>{}</code>.</p>",
+        letters.total,
+        html(&letters.from),
+        html(&letters.replay)
     );
     out.push_str("<table id=\"dead-letters\"><tr><th class=\"name\">Route</th><th class=\"name\">Destination</th><th>Attempts</th><th class=\"name\">Last error</th><th class=\"name\">Dead since</th></tr>");
-    for l in &letters[..shown] {
+    for l in &letters.newest[..shown] {
         let _ = write!(
             out,
             "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td class=\"name\">{}</td><td class=\"name\">{}</td></tr>",
@@ -456,20 +462,34 @@ mod tests {
             days: Vec::new(),
             loads: Vec::new(),
             unfinished_pulls: Vec::new(),
-            relay_dead_letters: Some((0..25).map(letter).collect()),
+            relay_dead_letters: Some(RelayLetters {
+                from: "the SQS dead-letter queue <tl-dlq>".into(),
+                replay: "aws sqs start-message-move-task".into(),
+                total: 25,
+                newest: (0..25).map(letter).collect(),
+                unreadable: None,
+            }),
             freshness: Vec::new(),
         };
         let page = render(&input);
         assert!(
-            page.contains("<h2>Relay dead letters</h2><p>25 dead letter(s), the newest 20 listed.")
+            page.contains("<h2>Relay dead letters</h2><p>25 dead letter(s) in the SQS dead-letter queue &lt;tl-dlq&gt;, the newest 20 listed. Deliver them again with <code>aws sqs start-message-move-task</code>.</p>"),
+            "{page}"
         );
         assert!(page.contains("<td class=\"name\">&lt;b&gt;route0&lt;/b&gt;</td><td class=\"name\">slack</td><td>3</td><td class=\"name\">permanent: HTTP 400 &quot;bad&quot; &lt;i&gt;</td>"), "{page}");
         assert!(page.contains("route19") && !page.contains("route20"));
         let empty = render(&ReportInput {
-            relay_dead_letters: Some(Vec::new()),
+            relay_dead_letters: Some(RelayLetters {
+                from: "the local relay's queue".into(),
+                ..RelayLetters::default()
+            }),
             ..input
         });
-        assert!(empty.contains("<h2>Relay dead letters</h2><p>None.</p>"));
+        assert!(
+            empty
+                .contains("<h2>Relay dead letters</h2><p>None in the local relay&#39;s queue.</p>"),
+            "{empty}"
+        );
     }
 
     #[test]

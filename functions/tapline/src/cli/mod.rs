@@ -365,6 +365,18 @@ pub struct ReportArgs {
     /// error and time (never a body or a secret).
     #[arg(long, value_name = "DIR")]
     pub relay_state: Option<std::path::PathBuf>,
+
+    /// The relay's cloud dead letters instead: the SQS dead-letter queue's URL (the relay on
+    /// AWS; the usual AWS credentials, AWS_ENDPOINT_URL) or the Pub/Sub dead-letter subscription,
+    /// projects/P/subscriptions/S (the relay on Google Cloud; Application Default Credentials,
+    /// PUBSUB_EMULATOR_HOST). Listing takes nothing away: every message is made visible again.
+    /// Needs sqs:ReceiveMessage and sqs:ChangeMessageVisibility, or roles/pubsub.subscriber.
+    #[arg(
+        long,
+        value_name = "QUEUE_URL|SUBSCRIPTION",
+        conflicts_with = "relay_state"
+    )]
+    pub relay_queue: Option<String>,
 }
 
 /// `--tolerance`: a percentage from 0 to 100.

@@ -14,6 +14,8 @@ pub mod sqlite;
 #[cfg(feature = "relay-sqs")]
 pub mod sqs;
 #[cfg(feature = "relay-sqs")]
+pub mod sqs_dead_letters;
+#[cfg(feature = "relay-sqs")]
 pub mod sqs_payloads;
 
 use async_trait::async_trait;

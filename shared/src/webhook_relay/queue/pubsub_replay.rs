@@ -176,6 +176,8 @@ pub struct CloudDeadLetter {
     pub received_at_ms: Option<i64>,
     /// Body size.
     pub bytes: usize,
+    /// When the worker gave it up (Unix ms, `tapline_dead_at_ms`), if it says.
+    pub dead_at_ms: Option<i64>,
     /// Every attempt the letter lists (`tapline_attempt_N`), oldest first.
     pub attempts: Vec<AttemptRecord>,
 }
@@ -185,6 +187,8 @@ pub struct CloudDeadLetter {
 pub struct CloudReplay {
     /// The relay dead letters that matched the filter (replayed, unless listing).
     pub matched: Vec<CloudDeadLetter>,
+    /// How many relay dead letters matched the filter (`matched.len()`, when they are kept).
+    pub listed: usize,
     /// Relay dead letters left alone by the filter.
     pub filtered_out: usize,
     /// Messages that are not relay deliveries, left alone.
@@ -208,6 +212,7 @@ fn letter_of(message: &Pulled) -> Option<CloudDeadLetter> {
         destination: attr(ATTR_DESTINATION).unwrap_or_default(),
         received_at_ms: attr(ATTR_RECEIVED_AT_MS).and_then(|t| t.parse().ok()),
         bytes: message.data.len(),
+        dead_at_ms: attr("tapline_dead_at_ms").and_then(|t| t.parse().ok()),
         attempts: attempts.into_iter().map(|(_, a)| a).collect(),
     })
 }
@@ -246,6 +251,29 @@ pub async fn replay_dead_letters(
     subscription: &PubSubSubscription,
     to: Option<&PubSubPublisher>,
     filter: &DeadLetterFilter,
+) -> Result<CloudReplay, QueueError> {
+    let mut matched = Vec::new();
+    let mut outcome = pass_over(subscription, to, filter, |letter| matched.push(letter)).await?;
+    outcome.matched = matched;
+    Ok(outcome)
+}
+
+/// Lists every relay dead letter of `subscription` once, handing each to `each` as it is read
+/// (so the caller decides what to keep: `tapline report` keeps the newest few), and releases
+/// every message. The answer's `matched` is empty; its counts are filled.
+pub async fn list_dead_letters(
+    subscription: &PubSubSubscription,
+    each: impl FnMut(CloudDeadLetter),
+) -> Result<CloudReplay, QueueError> {
+    pass_over(subscription, None, &DeadLetterFilter::default(), each).await
+}
+
+/// [`replay_dead_letters`] with each matching letter handed to `each` instead of kept.
+async fn pass_over(
+    subscription: &PubSubSubscription,
+    to: Option<&PubSubPublisher>,
+    filter: &DeadLetterFilter,
+    mut each: impl FnMut(CloudDeadLetter),
 ) -> Result<CloudReplay, QueueError> {
     let mut outcome = CloudReplay::default();
     let mut seen: HashSet<String> = HashSet::new();
@@ -288,7 +316,8 @@ pub async fn replay_dead_letters(
                     }
                     None => to_release.push(message.ack_id),
                 }
-                outcome.matched.push(letter);
+                outcome.listed += 1;
+                each(letter);
             }
         }
         Ok::<(), QueueError>(())
