@@ -91,8 +91,8 @@ pub async fn report(args: ReportArgs) -> Result<u8, AnyError> {
 async fn relay_dead_letters(
     dir: &std::path::Path,
 ) -> Result<tapline::reconcile::report::RelayLetters, AnyError> {
+    use tapline::reconcile::report::MAX_DEAD_LETTERS;
     use tapline::webhook_relay::queue::sqlite::{QUEUE_FILE, SqliteDeliveryQueue};
-    use tapline::webhook_relay::queue::{DeadLetterFilter, DeliveryQueue};
     let file = dir.join(QUEUE_FILE);
     if !file.is_file() {
         return Err(format!(
@@ -103,8 +103,10 @@ async fn relay_dead_letters(
         .into());
     }
     let queue = SqliteDeliveryQueue::open(dir)?;
-    let letters = queue.dead_letters(&DeadLetterFilter::default()).await?;
-    Ok(tapline::reconcile::relay_letters::from_local(letters))
+    let (total, letters) = queue.newest_dead_letters(MAX_DEAD_LETTERS).await?;
+    Ok(tapline::reconcile::relay_letters::from_local(
+        total, letters,
+    ))
 }
 
 /// The dead letters of the relay's SQS dead-letter queue or Pub/Sub dead-letter subscription.

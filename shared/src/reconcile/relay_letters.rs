@@ -178,10 +178,16 @@ fn letter(
     }
 }
 
-/// The local relay's dead letters (`tapline relay serve --state-dir`), newest first.
+/// The local relay's dead letters (`tapline relay serve --state-dir`), newest first: `total`
+/// of them, of which `letters` (at least the newest [`MAX_DEAD_LETTERS`]; see
+/// [`crate::webhook_relay::queue::sqlite::SqliteDeliveryQueue::newest_dead_letters`]).
 #[cfg(feature = "relay")]
-pub fn from_local(letters: Vec<crate::webhook_relay::queue::DeadLetter>) -> RelayLetters {
+pub fn from_local(
+    total: u64,
+    letters: Vec<crate::webhook_relay::queue::DeadLetter>,
+) -> RelayLetters {
     let mut newest = Newest::new(MAX_DEAD_LETTERS);
+    let offered = letters.len();
     for l in letters {
         let last = l.attempts.last().map_or_else(String::new, |a| {
             last_error(&a.outcome, a.status, a.error.as_deref())
@@ -195,10 +201,12 @@ pub fn from_local(letters: Vec<crate::webhook_relay::queue::DeadLetter>) -> Rela
         );
         newest.push(l.dead_at_ms, l.delivery.id, entry);
     }
-    newest.finish(
+    let mut letters = newest.finish(
         "the local relay's queue".into(),
         "tapline relay replay --state-dir DIR".into(),
-    )
+    );
+    letters.total = usize::try_from(total).unwrap_or(usize::MAX).max(offered);
+    letters
 }
 
 /// One delivery from the SQS dead-letter queue: dead-lettered by the worker (its `dead`

@@ -163,6 +163,34 @@ impl SqliteDeliveryQueue {
     }
 
     /// Runs `f` on the connection on a blocking thread: SQLite calls block.
+    /// The newest `limit` dead letters, newest first, each with its attempts and without its
+    /// body (left empty), and how many dead letters there are: what `tapline report` lists, in
+    /// memory that does not grow with the backlog.
+    pub async fn newest_dead_letters(
+        &self,
+        limit: usize,
+    ) -> Result<(u64, Vec<DeadLetter>), QueueError> {
+        self.with(move |conn| {
+            let total: u64 = conn.query_row(
+                "SELECT count(*) FROM relay_deliveries WHERE status = 'dead'",
+                [],
+                |row| row.get(0),
+            )?;
+            let newest = dead_letters_of(
+                conn,
+                "SELECT d.id, d.payload_id, p.route, d.destination, X'', p.received_at_ms, \
+                 d.attempts, d.settled_at_ms FROM relay_deliveries d \
+                 JOIN relay_payloads p ON p.id = d.payload_id WHERE d.status = 'dead' \
+                 ORDER BY d.settled_at_ms DESC, d.id DESC LIMIT ?",
+                vec![rusqlite::types::Value::Integer(
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                )],
+            )?;
+            Ok((total, newest))
+        })
+        .await
+    }
+
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -466,6 +494,46 @@ fn delivery_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         received_at_ms: row.get(5)?,
         attempts: row.get(6)?,
     })
+}
+
+/// The dead letters `select` names (the delivery's columns, then `settled_at_ms`), each with
+/// every attempt.
+fn dead_letters_of(
+    conn: &rusqlite::Connection,
+    select: &str,
+    values: Vec<rusqlite::types::Value>,
+) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut stmt = conn.prepare(select)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            Ok((delivery_from_row(row)?, row.get::<_, Option<i64>>(7)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut attempts_stmt = conn.prepare(
+        "SELECT attempt, at_ms, duration_ms, status_code, outcome, error \
+         FROM relay_attempts WHERE delivery_id = ?1 ORDER BY rowid",
+    )?;
+    rows.into_iter()
+        .map(|(delivery, dead_at)| {
+            let attempts = attempts_stmt
+                .query_map([&delivery.id], |row| {
+                    Ok(AttemptRecord {
+                        attempt: row.get(0)?,
+                        at_ms: row.get(1)?,
+                        duration_ms: row.get(2)?,
+                        status: row.get(3)?,
+                        outcome: row.get(4)?,
+                        error: row.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(DeadLetter {
+                delivery,
+                dead_at_ms: dead_at.unwrap_or_default(),
+                attempts,
+            })
+        })
+        .collect()
 }
 
 /// `WHERE` conditions and parameters for a dead-letter filter.
@@ -837,41 +905,15 @@ impl DeliveryQueue for SqliteDeliveryQueue {
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, QueueError> {
         let (condition, values) = filter_sql(filter);
         self.with(move |conn| {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {DELIVERY_COLUMNS}, d.settled_at_ms FROM relay_deliveries d \
-                 JOIN relay_payloads p ON p.id = d.payload_id WHERE {condition} \
-                 ORDER BY p.received_at_ms, d.id"
-            ))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(values), |row| {
-                    Ok((delivery_from_row(row)?, row.get::<_, Option<i64>>(7)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut attempts_stmt = conn.prepare(
-                "SELECT attempt, at_ms, duration_ms, status_code, outcome, error \
-                 FROM relay_attempts WHERE delivery_id = ?1 ORDER BY rowid",
-            )?;
-            rows.into_iter()
-                .map(|(delivery, dead_at)| {
-                    let attempts = attempts_stmt
-                        .query_map([&delivery.id], |row| {
-                            Ok(AttemptRecord {
-                                attempt: row.get(0)?,
-                                at_ms: row.get(1)?,
-                                duration_ms: row.get(2)?,
-                                status: row.get(3)?,
-                                outcome: row.get(4)?,
-                                error: row.get(5)?,
-                            })
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok(DeadLetter {
-                        delivery,
-                        dead_at_ms: dead_at.unwrap_or_default(),
-                        attempts,
-                    })
-                })
-                .collect()
+            dead_letters_of(
+                conn,
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS}, d.settled_at_ms FROM relay_deliveries d \
+                     JOIN relay_payloads p ON p.id = d.payload_id WHERE {condition} \
+                     ORDER BY p.received_at_ms, d.id"
+                ),
+                values,
+            )
         })
         .await
     }
@@ -1072,6 +1114,49 @@ mod tests {
         let counts = q.counts().await.unwrap();
         assert_eq!((counts.payloads, counts.delivered, counts.dead), (2, 1, 0));
         assert_eq!(counts.pending, 3);
+    }
+
+    /// The report's listing: the newest first, bodies left out, the total counted.
+    #[tokio::test]
+    async fn the_newest_dead_letters_come_without_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = SqliteDeliveryQueue::open(dir.path()).unwrap();
+        for (n, body) in ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"].iter().enumerate() {
+            q.enqueue(payload(body, 1_000 + n as i64), 0).await.unwrap();
+        }
+        let claimed = q.claim_due(5_000, 10, 60_000).await.unwrap();
+        assert_eq!(claimed.len(), 6);
+        for (n, delivery) in claimed.iter().enumerate() {
+            let attempt = AttemptRecord {
+                attempt: 1,
+                at_ms: 10_000 + n as i64,
+                duration_ms: 1,
+                status: Some(400 + n as u16),
+                outcome: "permanent".into(),
+                error: None,
+            };
+            q.settle(&delivery.id, attempt, Settle::Dead).await.unwrap();
+        }
+        let (total, newest) = q.newest_dead_letters(2).await.unwrap();
+        assert_eq!(total, 6);
+        let seen: Vec<(&str, Option<u16>, usize)> = newest
+            .iter()
+            .map(|l| {
+                (
+                    l.delivery.id.as_str(),
+                    l.attempts[0].status,
+                    l.delivery.body.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (claimed[5].id.as_str(), Some(405), 0),
+                (claimed[4].id.as_str(), Some(404), 0)
+            ]
+        );
+        assert!(newest[0].dead_at_ms >= newest[1].dead_at_ms);
     }
 
     #[tokio::test]
