@@ -51,7 +51,24 @@ pub fn report_uri(text: &str, cwd: &std::path::Path) -> Result<String, String> {
         ));
     }
     let path = std::path::Path::new(text.strip_prefix("file://").unwrap_or(text));
-    Ok(format!("file://{}", cwd.join(path).display()))
+    // `.` and `..` resolved here, by the text (the file need not exist yet): the store takes
+    // only `file:///ABSOLUTE/PATH` without them, and would refuse it at the first write.
+    let mut absolute = std::path::PathBuf::from("/");
+    for part in cwd.join(path).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                absolute.pop();
+            }
+            std::path::Component::Normal(name) => absolute.push(name),
+            _ => {}
+        }
+    }
+    if absolute.parent().is_none() {
+        return Err(format!(
+            "{text:?} names no file: use a path such as site/report.html"
+        ));
+    }
+    Ok(format!("file://{}", absolute.display()))
 }
 
 /// Where the page goes: the uri and the store built for it once, at start.
@@ -187,6 +204,15 @@ mod tests {
             report_uri("s3://reports/", cwd).unwrap_err(),
             "\"s3://reports/\" names no object: use s3://BUCKET/KEY.html"
         );
+        assert_eq!(
+            report_uri("../site/./r.html", cwd).unwrap(),
+            "file:///srv/site/r.html"
+        );
+        assert_eq!(
+            report_uri("file:///tmp/a/../r.html", cwd).unwrap(),
+            "file:///tmp/r.html"
+        );
+        assert!(report_uri("../..", cwd).is_err());
         assert!(report_uri("https://example.com/r.html", cwd).is_err());
         assert!(report_uri("", cwd).is_err());
     }
