@@ -56,7 +56,11 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
             warn!(error = %e, "Pull request body is not JSON.");
             return answer(
                 StatusCode::BAD_REQUEST,
-                json!({"error": format!("body is not JSON ({e}): expected {{\"tapline\": \"pull\"}}")}),
+                json!({
+                    "error": format!("body is not JSON ({e}): expected {{\"tapline\": \"pull\"}}"),
+                    "errorType": "InvalidPullPayload",
+                    "retry": false,
+                }),
             );
         }
     };
