@@ -23,9 +23,9 @@ const PULLER_NOT_RETRYABLE: [&str; 3] = ["InvalidPullPayload", "InvalidPullSetti
 
 /// Whether a function's `errorType` says a retry cannot fix its failure: the puller's kinds
 /// above and the export loader's `InvalidLoadPayload`, `SweepLocationRefused` and `LoadFailed`
-/// (see [`crate::export_loader::invocation::InvocationError::kind`]), so that a malformed sweep is dead-lettered at once. Any
-/// other type (`LoadFailedRetryable`, `PullFailedRetryable`, a runtime's own: a timeout, a
-/// crash) is retried.
+/// (see [`crate::export_loader::invocation::InvocationError::kind`]), so that a malformed sweep
+/// is dead-lettered at once. Any other type (`LoadFailedRetryable`, `PullFailedRetryable`, a
+/// runtime's own: a timeout, a crash) is retried.
 fn is_permanent(error_type: &str) -> bool {
     PULLER_NOT_RETRYABLE.contains(&error_type) || LOADER_NOT_RETRYABLE.contains(&error_type)
 }
@@ -335,7 +335,11 @@ impl FunctionInvoker {
 /// The delivery error of a function that ran and failed with `error_type` (its answer's start
 /// in `answer`): dead-lettered at once when the type says a retry cannot help, else retried.
 fn function_failed(target: &FunctionTarget, error_type: &str, answer: &str) -> DeliveryError {
-    let detail = format!("{} failed ({error_type}): {answer}", target.describe());
+    let detail = format!(
+        "{} failed ({}): {answer}",
+        target.describe(),
+        crate::printable::escaped(error_type)
+    );
     if is_permanent(error_type) {
         DeliveryError::Rejected {
             destination: "export-status",
