@@ -137,6 +137,13 @@ REFUSED_PLANS = [
         {"webhook_relay_retry_schedule": json.dumps(["10h"] * 34)},  # 340 h + 10 % jitter > 14 days
         "webhook_relay_retry_schedule spans more than SQS keeps a message",
     ),
+    (
+        # The example passes the cloud mode and both timeouts through; its defaults (worker 60 s,
+        # loader 300 s) would cut the worker off while it waits for a sweep.
+        "the relay invoking the loader with a worker timeout below the loader's",
+        {"webhook_relay_invokes_loader_and_puller": "true"},
+        "webhook_relay_worker_timeout_seconds must exceed export_loader_timeout_seconds",
+    ),
 ]
 
 

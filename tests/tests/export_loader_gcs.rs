@@ -418,11 +418,64 @@ async fn scheduled_sweeps_load_what_events_missed() {
     );
     assert_eq!(service.schema.psql("SELECT count(*) FROM charged"), "3");
 
+    // What the loader refuses: 400, named as on Lambda, not to be retried.
     let (status, body) = sweep(json!({ "prefix": "x" })).await;
-    assert_eq!(status, 400, "{body}");
-    let (status, body) = sweep(json!({ "uri": "gs://tapline-no-such-bucket/" })).await;
-    assert_eq!(status, 500, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("404"), "{body}");
+    assert_eq!(
+        (status, &body["errorType"], &body["retry"]),
+        (400, &json!("InvalidLoadPayload"), &json!(false)),
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("sweep payload: missing field `uri`"),
+        "{body}"
+    );
+    for location in [
+        "gs://tapline-no-such-bucket/",
+        "s3://tapline-elsewhere/events/",
+    ] {
+        let (status, body) = sweep(json!({ "uri": location })).await;
+        assert_eq!(
+            (status, &body["errorType"], &body["retry"]),
+            (400, &json!("SweepLocationRefused"), &json!(false)),
+            "{body}"
+        );
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("sweep of {location} could not list it")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        service.schema.psql("SELECT count(*) FROM _tapline_loads"),
+        "2",
+        "nothing more was tried"
+    );
+
+    // The warehouse out of reach: 503, a retry may help.
+    put(
+        &bucket,
+        "events/1663664837-1663785000-Charged-20220921-1-0.csv.gz",
+        export("Charged", 2),
+    )
+    .await;
+    service.proxy.cut();
+    let (status, body) =
+        sweep(json!({ "uri": format!("gs://{bucket}/events/"), "window_days": 0 })).await;
+    service.proxy.restore();
+    assert_eq!(
+        (status, &body["errorType"], &body["retry"]),
+        (503, &json!("LoadFailedRetryable"), &json!(true)),
+        "{body}"
+    );
+    let (status, body) =
+        sweep(json!({ "uri": format!("gs://{bucket}/events/"), "window_days": 0 })).await;
+    assert_eq!((status, body["loaded"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!(service.schema.psql("SELECT count(*) FROM charged"), "5");
 }
 
 /// The Cloud Run binary as deployed: `PORT`, env configuration, SIGTERM.

@@ -1,6 +1,7 @@
 //! The export loader on Lambda: a warehouse outage (messages come back, then load once),
 //! scheduled sweeps, and the real binary under `cargo lambda watch` with AWS's documented SQS
-//! event. Against moto (S3) and PostgreSQL, which `make test` starts.
+//! event and with failures named by their `errorType`. Against moto (S3) and PostgreSQL, which
+//! `make test` starts.
 
 use std::process::Stdio;
 
@@ -112,6 +113,10 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("missing field `uri`"), "{err}");
+    assert_eq!(
+        (err.kind(), err.is_retryable()),
+        ("InvalidLoadPayload", false)
+    );
     let missing = json!({ "tapline": "sweep", "uri": "s3://tapline-no-such-bucket/x/" });
     let err = handle_lambda_payload(missing, &source, warehouse.as_ref(), &config)
         .await
@@ -122,6 +127,10 @@ async fn scheduled_sweeps_load_objects_whose_events_were_lost() {
         "{chain}"
     );
     assert!(chain.contains("NoSuchBucket"), "{chain}");
+    assert_eq!(
+        (err.kind(), err.is_retryable()),
+        ("SweepLocationRefused", false)
+    );
 }
 
 /// The Lambda binary (the workspace build of `export-loader`) against cargo-lambda's Lambda
@@ -182,6 +191,112 @@ async fn the_lambda_binary_under_cargo_lambda_watch() {
     assert!(
         !logs.contains("s3cr3t-pw"),
         "the password never reaches a log: {logs}"
+    );
+}
+
+/// The Lambda binary names each failure in its `errorType` (what the relay, CloudWatch metric
+/// filters and a scheduler's dead letters go by): a payload it cannot use is refused with a
+/// kind no retry fixes, and nothing is loaded; a warehouse out of reach is a kind a retry fixes,
+/// and the retry loads the object once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_binary_names_a_refused_payload_and_a_retryable_failure() {
+    let s3 = client().await;
+    let (bucket, _) = bucket_with_export(&s3, "kinds", CHARGED, "Charged", 6).await;
+    let schema = PgSchema::new("lambda_kinds");
+    let proxy = CuttableProxy::start(&CuttableProxy::target_of(&postgres_url())).await;
+    let (url, endpoint) = (proxy.rewrite_url(&schema.url()), moto());
+    let lambda = LambdaEmulator::start(
+        "export-loader",
+        &[
+            ("TAPLINE_WAREHOUSE", url.as_str()),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ],
+    )
+    .await;
+    let sweep =
+        json!({ "tapline": "sweep", "uri": format!("s3://{bucket}/exports/"), "window_days": 0 });
+    // (errorType, errorMessage) of a failed invocation.
+    let failure = |(status, body): (u16, Value)| {
+        assert_ne!(status, 200, "{body}");
+        (
+            body["errorType"].as_str().unwrap_or_default().to_string(),
+            body["errorMessage"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+
+    let refused = [
+        (
+            json!({ "tapline": "sweep", "prefix": "exports/" }),
+            "InvalidLoadPayload",
+            "not a recognised event: sweep payload: missing field `uri`",
+        ),
+        (
+            json!({ "tapline": "sweep", "uri": format!("s3://{bucket}/exports/"), "request_id": "12ab" }),
+            "InvalidLoadPayload",
+            "request_id must be the export request id's digits (at most 20)",
+        ),
+        (
+            json!({ "hello": "world" }),
+            "InvalidLoadPayload",
+            "not a recognised event: expected an S3, SQS, SNS or EventBridge event; top-level keys: [\"hello\"]",
+        ),
+        (
+            json!({ "tapline": "sweep", "uri": format!("gs://{bucket}/exports/") }),
+            "SweepLocationRefused",
+            "could not list it or read the ledger: cannot read gs://",
+        ),
+        (
+            json!({ "tapline": "sweep", "uri": "s3://tapline-no-such-bucket/exports/" }),
+            "SweepLocationRefused",
+            "NoSuchBucket",
+        ),
+    ];
+    for (payload, kind, message) in refused {
+        let (error_type, error_message) = failure(lambda.invoke(&payload).await);
+        assert_eq!(error_type, kind, "{payload}: {error_message}");
+        assert!(
+            error_message.contains(message),
+            "{payload}: {error_message}"
+        );
+    }
+    assert_eq!(
+        schema.psql("SELECT to_regclass('_tapline_loads') IS NULL OR (SELECT count(*) = 0 FROM _tapline_loads)"),
+        "t",
+        "nothing was tried"
+    );
+
+    // The warehouse out of reach: the ledger read fails, retryably; nothing is loaded.
+    proxy.cut();
+    let (error_type, error_message) = failure(lambda.invoke(&sweep).await);
+    proxy.restore();
+    assert_eq!(error_type, "LoadFailedRetryable", "{error_message}");
+    assert_eq!(schema.psql("SELECT to_regclass('charged') IS NULL"), "t");
+    // The retry the kind asks for loads the object, once.
+    let (status, body) = lambda.invoke(&sweep).await;
+    assert_eq!((status, body["loaded"].as_u64()), (200, Some(1)), "{body}");
+    assert_eq!(schema.psql("SELECT count(*) FROM charged"), "6");
+
+    let logs = lambda.stop().await;
+    let kinds: Vec<String> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "Invocation failed.")
+        .map(|l| format!("{} {}", l["kind"], l["retryable"]))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "\"InvalidLoadPayload\" false",
+            "\"InvalidLoadPayload\" false",
+            "\"InvalidLoadPayload\" false",
+            "\"SweepLocationRefused\" false",
+            "\"SweepLocationRefused\" false",
+            "\"LoadFailedRetryable\" true",
+        ],
+        "each failure logged once with its kind: {logs}"
     );
 }
 

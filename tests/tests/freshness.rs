@@ -270,7 +270,7 @@ async fn an_old_sqlite_file_gains_the_column_and_its_loads_read_as_unknown() {
     let run = tapline(&["status", "--warehouse", &wh]);
     assert!(
         run.stdout
-            .contains("Last 24 h: p50 2h 00m, p95 2h 00m (from 1 loads)"),
+            .contains("Last 24 h: p50 2h 00m, p95 2h 00m (from 1 load)"),
         "{}",
         run.stdout
     );
@@ -486,7 +486,7 @@ async fn an_s3_load_records_last_modified_and_status_names_what_waits() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let block = freshness_block(&run.stdout);
     assert!(block.contains("Last 24 h: p50 "), "{block}");
-    assert!(block.contains("(from 1 loads)"), "{block}");
+    assert!(block.contains("(from 1 load)"), "{block}");
     assert!(
         block.contains(&format!(
             "Not yet loaded: 1 export object; the oldest is s3://{bucket}/{waiting} (created {}, ",

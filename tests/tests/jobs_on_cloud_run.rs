@@ -125,7 +125,11 @@ mod api_puller {
                     "events": ["Charged"], "jobs": ["events"]}),
         )
         .await;
-        assert_eq!((status, &body["retry"]), (503, &json!(true)), "{body}");
+        assert_eq!(
+            (status, &body["retry"], &body["errorType"]),
+            (503, &json!(true), &json!("PullFailedRetryable")),
+            "{body}"
+        );
         assert_eq!(api.quirks_left(), 0);
         assert_eq!(schema.psql("SELECT count(*) FROM charged"), "19");
 
@@ -146,6 +150,7 @@ mod api_puller {
         .await;
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["retry"], false, "{body}");
+        assert_eq!(body["errorType"], "InvalidPullSettings", "{body}");
 
         // A pull no retry can fix (CleverTap refuses to export the event): 500, `retry` false;
         // the rows already there stay as they are.
@@ -156,7 +161,11 @@ mod api_puller {
                     "events": ["Notification Sent"], "jobs": ["events"]}),
         )
         .await;
-        assert_eq!((status, &body["retry"]), (500, &json!(false)), "{body}");
+        assert_eq!(
+            (status, &body["retry"], &body["errorType"]),
+            (500, &json!(false), &json!("PullFailed")),
+            "{body}"
+        );
         assert!(
             body["error"]
                 .as_str()

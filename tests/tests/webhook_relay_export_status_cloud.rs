@@ -4,7 +4,8 @@
 //! AWS: the real `export-loader` and `api-puller` Lambda binaries under `cargo lambda watch`
 //! (the Invoke API), exports in moto's S3. GCP: the Cloud Run binaries run locally, exports in
 //! fake-gcs-server. Both write to PostgreSQL. A sweep that fails (the loader's database cut)
-//! fails the delivery retryably; the retry loads everything exactly once.
+//! fails the delivery retryably; the retry loads everything exactly once. A sweep the loader
+//! refuses (a bucket that does not exist) is dead-lettered after one attempt.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -304,6 +305,109 @@ async fn on_google_cloud_the_relay_posts_to_the_loader_and_puller_services() {
     post(&relay).await;
     assert_eq!(run(&relay).await, (1, 0, 0));
     assert_loaded_once(&schema);
+}
+
+/// The one dead letter `queue` holds: its attempts as (outcome, error).
+async fn the_dead_letter(queue: &SqliteDeliveryQueue) -> Vec<(String, String)> {
+    use tapline::webhook_relay::queue::{DeadLetterFilter, DeliveryQueue};
+    let dead = queue
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1, "one dead letter");
+    dead[0]
+        .attempts
+        .iter()
+        .map(|a| (a.outcome.clone(), a.error.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// A destination whose `source` names a bucket that does not exist: the loader refuses the
+/// sweep with a kind no retry fixes (`SweepLocationRefused`), so the relay dead-letters the
+/// status after its first attempt instead of retrying it to the last, and asks the puller
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_a_sweep_the_loader_refuses_is_dead_lettered_after_one_attempt() {
+    use tapline_tests::servers::s3::moto;
+    let schema = PgSchema::new("relay_status_refused_aws");
+    let (url, endpoint) = (schema.url(), moto());
+    let lambdas = LambdaEmulator::start_named(
+        "export-loader",
+        "export-loader",
+        &[
+            ("TAPLINE_WAREHOUSE", url.as_str()),
+            ("TAPLINE_TIMEZONE", "UTC"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ],
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let lambda_endpoint = lambdas.endpoint();
+    // No puller is attached: invoking it would fail retryably, and the test would see it.
+    let (relay, _clock, queue) = relay(
+        "s3://tapline-no-such-bucket/exports/",
+        "lambda:export-loader",
+        "lambda:api-puller",
+        &[("AWS_ENDPOINT_URL_LAMBDA", &lambda_endpoint)],
+        state.path(),
+    );
+
+    post(&relay).await;
+    assert_eq!(attempt_once(&relay).await, (0, 0, 1));
+    let attempts = the_dead_letter(&queue).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].0, "permanent", "{attempts:?}");
+    assert!(
+        attempts[0].1.starts_with(
+            "export-status refused it: Lambda export-loader failed (SweepLocationRefused): "
+        ),
+        "{attempts:?}"
+    );
+    assert!(attempts[0].1.contains("NoSuchBucket"), "{attempts:?}");
+    assert_eq!(run(&relay).await, (0, 0, 0), "nothing left to retry");
+    lambdas.stop().await;
+}
+
+/// The same on Google Cloud: the loader's `POST /sweep` answers 400 with `"retry": false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_google_cloud_a_sweep_the_loader_refuses_is_dead_lettered_after_one_attempt() {
+    use tapline_tests::servers::gcs::gcs_url;
+    let schema = PgSchema::new("relay_status_refused_gcp");
+    let (url, storage) = (schema.url(), gcs_url());
+    let loader = CloudRunService::start(
+        "export-loader-cloud-run",
+        &[
+            ("TAPLINE_WAREHOUSE", url.as_str()),
+            ("TAPLINE_TIMEZONE", "UTC"),
+            ("STORAGE_EMULATOR_HOST", storage.as_str()),
+        ],
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    // Nothing listens at the puller's address: asking it would fail retryably.
+    let (relay, _clock, queue) = relay(
+        "gs://tapline-no-such-bucket/exports/",
+        &loader.url,
+        "http://127.0.0.1:9",
+        &[],
+        state.path(),
+    );
+
+    post(&relay).await;
+    assert_eq!(attempt_once(&relay).await, (0, 0, 1));
+    let attempts = the_dead_letter(&queue).await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].0, "permanent", "{attempts:?}");
+    let error = &attempts[0].1;
+    assert!(
+        error.starts_with(&format!(
+            "export-status refused it: Cloud Run {} answered 400 (SweepLocationRefused), not to \
+             be retried: ",
+            loader.url
+        )),
+        "{attempts:?}"
+    );
+    assert_eq!(run(&relay).await, (0, 0, 0), "nothing left to retry");
 }
 
 /// A cloud destination's settings are checked at start, each mistake named.

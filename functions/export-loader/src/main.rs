@@ -4,7 +4,9 @@
 //! `tapline::export_loader::lambda::handle_lambda_payload`.
 //!
 //! A payload `{"tapline": "sweep", "uri": "s3://bucket/prefix"}` (EventBridge Scheduler) runs a
-//! sweep instead: everything under the prefix that the ledger does not have yet.
+//! sweep instead: everything under the prefix that the ledger does not have yet. A failed
+//! invocation's `errorType` names its kind, which says whether a retry can help (README,
+//! "Failures, named").
 //!
 //! Environment: `TAPLINE_WAREHOUSE` (required, e.g. `postgres://…`), `TAPLINE_WAREHOUSE_SECRET_ARN`
 //! (optional: the password, from Secrets Manager), `TAPLINE_TIMEZONE`
@@ -15,7 +17,7 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use tapline::config::LoadConfig;
 use tapline::export_loader::lambda::handle_lambda_payload;
@@ -44,10 +46,13 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (config, warehouse, source) = (config.clone(), warehouse.clone(), source.clone());
         async move {
-            let response =
-                handle_lambda_payload(event.payload, source.as_ref(), warehouse.as_ref(), &config)
-                    .await?;
-            Ok::<Value, Error>(response)
+            // A named errorType (not the Rust type's name): callers retry by it.
+            handle_lambda_payload(event.payload, source.as_ref(), warehouse.as_ref(), &config)
+                .await
+                .map_err(|err| Diagnostic {
+                    error_type: err.kind().to_string(),
+                    error_message: tapline::error::error_chain(&err),
+                })
         }
     }))
     .await

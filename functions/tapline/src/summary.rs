@@ -278,10 +278,10 @@ pub fn render_freshness(
     let _ = match last_day {
         Some(f) => writeln!(
             out,
-            "  Last 24 h: p50 {}, p95 {} (from {} loads)",
+            "  Last 24 h: p50 {}, p95 {} (from {})",
             human_duration(f.p50_seconds),
             human_duration(f.p95_seconds),
-            thousands(f.loads as u64),
+            loads(f.loads),
         ),
         None => writeln!(out, "  Last 24 h: no load with a known creation time"),
     };
@@ -312,6 +312,12 @@ pub fn render_freshness(
         ),
     };
     out
+}
+
+/// `1 load`, `1,200 loads`.
+fn loads(n: usize) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{} load{s}", thousands(n as u64))
 }
 
 /// `1 export object`, `12 export objects`.
@@ -462,6 +468,18 @@ mod tests {
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn one_is_singular() {
+        assert_eq!(
+            [loads(1), loads(2), loads(1_200)],
+            ["1 load", "2 loads", "1,200 loads"]
+        );
+        assert_eq!(
+            [export_objects(1), export_objects(0)],
+            ["1 export object", "0 export objects"]
+        );
     }
 
     #[test]

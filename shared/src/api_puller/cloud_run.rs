@@ -8,7 +8,7 @@
 //!   slice from its checkpoint in `_tapline_state`, and re-pulls of finished days replace them,
 //!   so retrying is safe); **500** when every failed pull needs someone to act (an event
 //!   CleverTap refuses to export, a notifier refusing its token: the body says `"retry":
-//!   false`); **400** for a body that
+//!   false`, and `errorType` the Lambda's kind); **400** for a body that
 //!   is not a pull payload or names a bad setting (no work was done, a retry does none either,
 //!   and the job's status shows the mistake).
 //! - `GET /healthz`: 200 `ok`.
@@ -56,7 +56,11 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
             warn!(error = %e, "Pull request body is not JSON.");
             return answer(
                 StatusCode::BAD_REQUEST,
-                json!({"error": format!("body is not JSON ({e}): expected {{\"tapline\": \"pull\"}}")}),
+                json!({
+                    "error": format!("body is not JSON ({e}): expected {{\"tapline\": \"pull\"}}"),
+                    "errorType": "InvalidPullPayload",
+                    "retry": false,
+                }),
             );
         }
     };
@@ -79,7 +83,7 @@ async fn on_pull(State(state): State<PullService>, body: Bytes) -> Response {
                   "Pull failed.");
             answer(
                 status,
-                json!({"error": err.to_string(), "retry": err.is_retryable()}),
+                json!({"error": err.to_string(), "errorType": err.kind(), "retry": err.is_retryable()}),
             )
         }
     }

@@ -6,10 +6,11 @@
 //!   quarantined or not an export; **503 only when retrying may help** (warehouse down,
 //!   throttling), so Eventarc redelivers; 200 with `"outcome": "failed"` when it cannot (the
 //!   object is gone), since redelivering would only loop; 400 for a body that is no CloudEvent.
-//! - `POST /sweep`: `{"uri": "gs://bucket/prefix"}` from Cloud Scheduler, optionally with
-//!   `"since": "2022-09-01"` or `"window_days": 30` (default: the last 7 days of exports); 200
-//!   with the summary, 500 when an object failed, or the listing or the ledger read did
-//!   (Scheduler retries).
+//! - `POST /sweep`: `{"uri": "gs://bucket/prefix"}` from Cloud Scheduler or the relay,
+//!   optionally with `"since"`, `"window_days"` or `"request_id"`: 200 with the summary; a
+//!   failure answers `errorType` (the Lambda's kinds, [`InvocationError::kind`]) and `retry`
+//!   under [`status_for`]'s status: 400 for a body that is no sweep or a location the loader
+//!   cannot list for good, 503 when a retry may help, 500 when objects failed for good.
 //! - `GET /healthz`: 200 `ok`.
 
 use std::sync::Arc;
@@ -26,6 +27,9 @@ use tracing::{error, info, warn};
 
 use crate::config::LoadConfig;
 use crate::error::chain::error_chain;
+use crate::export_loader::invocation::{
+    INVALID_LOAD_PAYLOAD, InvocationError, SWEEP_LOCATION_REFUSED,
+};
 use crate::export_loader::load::{FileOutcome, entry_for, load_object};
 use crate::export_loader::sweep::{SweepRequest, sweep};
 use crate::storage::ObjectSource;
@@ -72,7 +76,7 @@ async fn on_cloudevent(
         Ok(n) => n,
         Err(e) => {
             warn!(%event_id, error = %error_chain(&e), "Request is not a CloudEvent Tapline understands.");
-            return json_response(StatusCode::BAD_REQUEST, json!({ "error": error_chain(&e) }));
+            return failure(&InvocationError::Payload(e), json!({}));
         }
     };
     let mut objects = Vec::new();
@@ -121,10 +125,9 @@ async fn on_sweep(State(state): State<ServiceState>, body: Bytes) -> Response {
     let request: SweepRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                json!({ "error": format!("expected {{\"uri\": \"gs://BUCKET/PREFIX\"}}: {e}") }),
-            );
+            let err = InvocationError::malformed_sweep(&e);
+            warn!(kind = err.kind(), error = %error_chain(&err), "Sweep request not understood.");
+            return failure(&err, json!({}));
         }
     };
     match sweep(
@@ -135,23 +138,41 @@ async fn on_sweep(State(state): State<ServiceState>, body: Bytes) -> Response {
     )
     .await
     {
-        Ok(report) => {
-            let status = if report.counts().failed > 0 {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
-            };
-            json_response(status, report.to_json())
-        }
-        Err(e) => {
+        Ok(report) => match InvocationError::of_reports(&report.reports) {
+            Ok(()) => json_response(StatusCode::OK, report.to_json()),
+            Err(err) => failure(&err, report.to_json()),
+        },
+        Err(source) => {
             // The listing or the ledger read failed: nothing was loaded.
-            warn!(uri = %request.uri, error = %error_chain(&e), "Sweep could not list its location or read the ledger.");
-            json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({ "uri": request.uri, "error": error_chain(&e) }),
-            )
+            let err = InvocationError::SweepListing {
+                uri: request.uri.clone(),
+                source,
+            };
+            warn!(uri = %request.uri, kind = err.kind(), error = %error_chain(&err),
+                  "Sweep could not list its location or read the ledger.");
+            failure(&err, json!({ "uri": request.uri }))
         }
     }
+}
+
+/// The answer's status for a failed request: 400 when the request itself is wrong (a body that
+/// is no sweep, a location this loader cannot list), 503 when a retry may fix it (the warehouse
+/// or the storage busy or down), 500 when every failure needs someone to act.
+pub fn status_for(err: &InvocationError) -> StatusCode {
+    match err.kind() {
+        INVALID_LOAD_PAYLOAD | SWEEP_LOCATION_REFUSED => StatusCode::BAD_REQUEST,
+        _ if err.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// `body` (a JSON object) with the error, its kind (`errorType`, as on Lambda) and whether a
+/// retry may help (`retry`), under [`status_for`]'s status.
+fn failure(err: &InvocationError, mut body: Value) -> Response {
+    body["error"] = json!(error_chain(err));
+    body["errorType"] = json!(err.kind());
+    body["retry"] = json!(err.is_retryable());
+    json_response(status_for(err), body)
 }
 
 /// Serves `router` on `listener` until SIGTERM (what Cloud Run sends before stopping an

@@ -9,10 +9,11 @@ use tracing::warn;
 
 use crate::config::LoadConfig;
 use crate::error::error_chain;
+use crate::export_loader::invocation::InvocationError;
 use crate::export_loader::load::{FileOutcome, FileReport, entry_for, load_object};
 use crate::export_loader::sweep::{SweepRequest, sweep};
 use crate::storage::ObjectSource;
-use crate::triggers::{BatchItemFailures, Invocation, Notice, TriggerError, from_lambda_event};
+use crate::triggers::{BatchItemFailures, Invocation, Notice, from_lambda_event};
 use crate::warehouse::Warehouse;
 
 /// What an SQS batch came to: every object's report, and the messages to hand back as batch
@@ -44,39 +45,12 @@ pub async fn load_sqs_batch(
             }
         };
         let reports = load_notices(source, warehouse, notices, config).await;
-        if first_failure(&reports).is_some() {
+        if any_failure(&reports) {
             outcome.failed_message_ids.push(message.message_id);
         }
         outcome.reports.extend(reports);
     }
     outcome
-}
-
-/// Why a direct (non-SQS) invocation failed as a whole: Lambda retries it.
-#[derive(Debug, thiserror::Error)]
-pub enum InvocationError {
-    /// The payload is not an event Tapline understands.
-    #[error(transparent)]
-    Payload(#[from] TriggerError),
-    /// At least one announced object failed to load.
-    #[error("{failed} of {total} objects failed: {first}")]
-    Loads {
-        /// Objects that failed.
-        failed: usize,
-        /// Objects announced.
-        total: usize,
-        /// The first failure.
-        first: String,
-    },
-    /// A scheduled sweep could not list its location.
-    #[error("sweep of {uri} could not list it")]
-    SweepListing {
-        /// The location.
-        uri: String,
-        /// Why.
-        #[source]
-        source: crate::Error,
-    },
 }
 
 /// A scheduled sweep invocation: its summary, or an error when the listing failed or any object
@@ -94,7 +68,7 @@ async fn sweep_invocation(
             uri: request.uri.clone(),
             source,
         })?;
-    any_failed(&report.reports)?;
+    InvocationError::of_reports(&report.reports)?;
     Ok(report.to_json())
 }
 
@@ -116,45 +90,41 @@ async fn load_notices(
     reports
 }
 
-/// The first failed report and its error, if any.
-fn first_failure(reports: &[FileReport]) -> Option<(&FileReport, &str)> {
-    reports.iter().find_map(|r| match &r.outcome {
-        FileOutcome::Failed { error, .. } => Some((r, error.as_str())),
-        _ => None,
-    })
-}
-
-/// `Err` naming the first failed object when any of `reports` failed, so the invocation fails
-/// as a whole (Lambda retries it, the error metric and its alarm see it).
-fn any_failed(reports: &[FileReport]) -> Result<(), InvocationError> {
-    let Some((first, error)) = first_failure(reports) else {
-        return Ok(());
-    };
-    Err(InvocationError::Loads {
-        failed: reports
-            .iter()
-            .filter(|r| matches!(r.outcome, FileOutcome::Failed { .. }))
-            .count(),
-        total: reports.len(),
-        first: format!("{}: {error}", first.entry.uri),
-    })
+/// Whether any of `reports` failed.
+fn any_failure(reports: &[FileReport]) -> bool {
+    reports
+        .iter()
+        .any(|r| matches!(r.outcome, FileOutcome::Failed { .. }))
 }
 
 /// Handles one Lambda invocation of the export loader. The payload is the JSON the runtime
 /// already parsed: it is read once, here, never serialised and parsed again. An SQS batch
 /// answers with a partial batch response (`{"batchItemFailures":[{"itemIdentifier":…}]}`), so
 /// only failed messages come back; a direct S3 or EventBridge event fails as a whole when any
-/// object failed.
+/// object failed, and so does a sweep. A failure is logged with its kind
+/// ([`InvocationError::kind`]: the function's `errorType`).
 pub async fn handle_lambda_payload(
     payload: Value,
     source: &dyn ObjectSource,
     warehouse: &dyn Warehouse,
     config: &LoadConfig,
 ) -> Result<Value, InvocationError> {
+    let answer = handle(payload, source, warehouse, config).await;
+    if let Err(err) = &answer {
+        warn!(kind = err.kind(), retryable = err.is_retryable(), error = %error_chain(err),
+              "Invocation failed.");
+    }
+    answer
+}
+
+async fn handle(
+    payload: Value,
+    source: &dyn ObjectSource,
+    warehouse: &dyn Warehouse,
+    config: &LoadConfig,
+) -> Result<Value, InvocationError> {
     if let Some(request) = SweepRequest::from_payload(&payload) {
-        let request = request.map_err(|e| {
-            InvocationError::Payload(TriggerError::Unrecognised(format!("sweep payload: {e}")))
-        })?;
+        let request = request.map_err(|e| InvocationError::malformed_sweep(&e))?;
         return sweep_invocation(source, warehouse, &request, config).await;
     }
     match from_lambda_event(payload)? {
@@ -164,7 +134,7 @@ pub async fn handle_lambda_payload(
         }
         Invocation::Direct(notices) => {
             let reports = load_notices(source, warehouse, notices, config).await;
-            any_failed(&reports)?;
+            InvocationError::of_reports(&reports)?;
             let outcomes: Vec<Value> = reports
                 .iter()
                 .map(|r| json!({ "uri": r.entry.uri, "outcome": r.outcome.label() }))

@@ -6,16 +6,18 @@
 //! - [`load`]: one object (or a folder's objects) through decode → parse → append → commit.
 //! - [`lambda`]: a Lambda invocation (SQS batch, S3 or EventBridge event, scheduled sweep)
 //!   to loads, answered with partial batch failures or an error.
+//! - [`invocation`]: why an invocation failed as a whole, named by a kind that says whether a
+//!   retry can help (Lambda's `errorType`, the Cloud Run answer's status).
 //! - [`sweep`]: the scheduled sweep that finds objects an event notification missed.
 //! - [`freshness`]: creation→commit latency of loaded objects, and the oldest not yet loaded.
-//! - [`lambda`]: one Lambda invocation (SQS batch, direct S3 / EventBridge event, sweep);
-//!   `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
+//! - `cloud_run` (feature `cloud-run`): the loader as an HTTP service for Eventarc and Cloud
 //!   Scheduler.
 
 pub mod batch_load;
 #[cfg(feature = "cloud-run")]
 pub mod cloud_run;
 pub mod freshness;
+pub mod invocation;
 pub mod lambda;
 pub mod load;
 pub mod sweep;

@@ -72,6 +72,12 @@ module "tapline" {
   webhook_relay_retry_schedule           = var.webhook_relay_retry_schedule
   webhook_relay_reserved_concurrency     = var.webhook_relay_reserved_concurrency
   webhook_relay_refused_alarm_threshold  = var.webhook_relay_refused_alarm_threshold
+  webhook_relay_worker_timeout_seconds   = var.webhook_relay_worker_timeout_seconds
+
+  # CleverTap's export status → the loader's sweep of that export → the puller's reconcile of
+  # its days (terraform.tfvars.example shows the route).
+  webhook_relay_invokes_loader_and_puller = var.webhook_relay_invokes_loader_and_puller
+  export_loader_timeout_seconds           = var.export_loader_timeout_seconds
 
   sweep_window_days = var.sweep_window_days
 

@@ -187,3 +187,21 @@ variable "sweep_window_days" {
   description = "Days of exports each scheduled sweep lists (0: every export). See the module's variable."
   default     = 7
 }
+
+variable "webhook_relay_invokes_loader_and_puller" {
+  type        = bool
+  description = "The export-status destination's cloud mode: the relay worker invokes the loader's sweep and the puller's reconcile job. Needs enable_api_puller, and a worker timeout above the loader's. See the module's variable."
+  default     = false
+}
+
+variable "export_loader_timeout_seconds" {
+  type        = number
+  description = "export-loader timeout. See the module's variable."
+  default     = 300
+}
+
+variable "webhook_relay_worker_timeout_seconds" {
+  type        = number
+  description = "webhook-relay-worker timeout; with webhook_relay_invokes_loader_and_puller it must exceed export_loader_timeout_seconds (the worker waits for the sweep). See the module's variable."
+  default     = 60
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::export_loader::invocation::NOT_RETRYABLE_KINDS as LOADER_NOT_RETRYABLE;
 use crate::webhook_relay::destinations::{DeliveryError, parse_retry_after, snippet};
 
 /// Most bytes of a function's answer read (a sweep summary is a few hundred).
@@ -18,8 +19,16 @@ const ERROR_SNIPPET_CHARS: usize = 300;
 /// How long an ID token is reused: Google's are valid for an hour.
 const ID_TOKEN_REUSE: Duration = Duration::from_secs(50 * 60);
 /// The puller's `errorType`s that a retry cannot fix (see `PullInvocationError::kind`).
-const NOT_RETRYABLE_ERROR_TYPES: [&str; 3] =
-    ["InvalidPullPayload", "InvalidPullSettings", "PullFailed"];
+const PULLER_NOT_RETRYABLE: [&str; 3] = ["InvalidPullPayload", "InvalidPullSettings", "PullFailed"];
+
+/// Whether a function's `errorType` says a retry cannot fix its failure: the puller's kinds
+/// above and the export loader's `InvalidLoadPayload`, `SweepLocationRefused` and `LoadFailed`
+/// (see [`crate::export_loader::invocation::InvocationError::kind`]), so that a malformed sweep
+/// is dead-lettered at once. Any other type (`LoadFailedRetryable`, `PullFailedRetryable`, a
+/// runtime's own: a timeout, a crash) is retried.
+fn is_permanent(error_type: &str) -> bool {
+    PULLER_NOT_RETRYABLE.contains(&error_type) || LOADER_NOT_RETRYABLE.contains(&error_type)
+}
 
 /// The variable that points the Lambda Invoke API elsewhere (a local emulator such as
 /// `cargo lambda watch`, a VPC endpoint), as the AWS SDKs read it.
@@ -185,17 +194,7 @@ impl FunctionInvoker {
                 .and_then(|a| a["errorType"].as_str())
                 .unwrap_or(&kind)
                 .to_string();
-            let detail = format!("{} failed ({error_type}): {}", target.describe(), text());
-            return Err(
-                if NOT_RETRYABLE_ERROR_TYPES.contains(&error_type.as_str()) {
-                    DeliveryError::Rejected {
-                        destination: "export-status",
-                        detail,
-                    }
-                } else {
-                    DeliveryError::Transport(detail)
-                },
-            );
+            return Err(function_failed(target, &error_type, &text()));
         }
         if (200..300).contains(&status) {
             return answer.ok_or_else(|| {
@@ -210,10 +209,16 @@ impl FunctionInvoker {
             .as_ref()
             .is_some_and(|a| a.get("retry") == Some(&Value::Bool(false)));
         if refused {
+            // The loader's and the puller's services name the kind as their Lambdas do.
+            let kind = answer
+                .as_ref()
+                .and_then(|a| a.get("errorType")?.as_str())
+                .map(|t| format!(" ({})", crate::printable::escaped(t)))
+                .unwrap_or_default();
             return Err(DeliveryError::Rejected {
                 destination: "export-status",
                 detail: format!(
-                    "{} answered {status}, not to be retried: {}",
+                    "{} answered {status}{kind}, not to be retried: {}",
                     target.describe(),
                     text()
                 ),
@@ -327,6 +332,24 @@ impl FunctionInvoker {
     }
 }
 
+/// The delivery error of a function that ran and failed with `error_type` (its answer's start
+/// in `answer`): dead-lettered at once when the type says a retry cannot help, else retried.
+fn function_failed(target: &FunctionTarget, error_type: &str, answer: &str) -> DeliveryError {
+    let detail = format!(
+        "{} failed ({}): {answer}",
+        target.describe(),
+        crate::printable::escaped(error_type)
+    );
+    if is_permanent(error_type) {
+        DeliveryError::Rejected {
+            destination: "export-status",
+            detail,
+        }
+    } else {
+        DeliveryError::Transport(detail)
+    }
+}
+
 /// The headers of a synchronous (`RequestResponse`) Invoke of `url`, the signature included.
 #[cfg(feature = "relay-sqs")]
 fn lambda_signed_headers(
@@ -423,6 +446,46 @@ mod tests {
         ] {
             assert!(FunctionTarget::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_loader_refusing_its_payload_is_permanent_and_an_outage_is_retried() {
+        let loader = FunctionTarget::Lambda("tapline-export-loader".into());
+        let answer = r#"{"errorType":"…","errorMessage":"…"}"#;
+        let classified = |error_type: &str| function_failed(&loader, error_type, answer);
+        for permanent in [
+            "InvalidLoadPayload",
+            "SweepLocationRefused",
+            "LoadFailed",
+            "InvalidPullPayload",
+            "InvalidPullSettings",
+            "PullFailed",
+        ] {
+            let err = classified(permanent);
+            assert!(!err.is_retryable(), "{permanent}: {err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "export-status refused it: Lambda tapline-export-loader failed ({permanent}): {answer}"
+                )
+            );
+        }
+        for retried in [
+            "LoadFailedRetryable",
+            "PullFailedRetryable",
+            "Sandbox.Timedout",
+            "Runtime.ExitError",
+            // Before the loader named its kinds: its Rust type.
+            "tapline::export_loader::invocation::InvocationError",
+        ] {
+            let err = classified(retried);
+            assert!(err.is_retryable(), "{retried}: {err}");
+        }
+        // The loader's own list is the one the relay reads.
+        assert_eq!(
+            LOADER_NOT_RETRYABLE,
+            ["InvalidLoadPayload", "SweepLocationRefused", "LoadFailed"]
+        );
     }
 
     #[cfg(feature = "relay-sqs")]
