@@ -40,6 +40,17 @@ fn kind_for_status(status: u16) -> io::ErrorKind {
     }
 }
 
+/// A token that could not be had: a passing failure (the metadata server slow or restarting, a
+/// token endpoint's 5xx) may succeed on the next call, so it is not a refusal; bad or missing
+/// credentials are ([`io::ErrorKind::PermissionDenied`], never retried).
+pub(crate) fn credentials_error_kind(err: &crate::google_auth::CredentialsError) -> io::ErrorKind {
+    if err.is_transient() {
+        io::ErrorKind::Other
+    } else {
+        io::ErrorKind::PermissionDenied
+    }
+}
+
 fn from_reqwest(err: reqwest::Error) -> io::Error {
     let kind = err
         .status()
@@ -123,7 +134,7 @@ impl GcsStore {
         self.auth
             .headers()
             .await
-            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))
+            .map_err(|e| io::Error::new(credentials_error_kind(&e), e))
     }
 
     /// `…/storage/v1/b/BUCKET/o/NAME`, the name one path segment (its slashes as %2F).
@@ -417,6 +428,16 @@ mod tests {
     fn statuses_that_retrying_cannot_fix_are_not_retried() {
         assert_eq!(kind_for_status(404), io::ErrorKind::NotFound);
         assert_eq!(kind_for_status(403), io::ErrorKind::PermissionDenied);
+        use crate::google_auth::CredentialsError;
+        assert_eq!(
+            credentials_error_kind(&CredentialsError::from_msg(true, "metadata server: 503")),
+            io::ErrorKind::Other,
+            "a passing failure is retried"
+        );
+        assert_eq!(
+            credentials_error_kind(&CredentialsError::from_msg(false, "no credentials")),
+            io::ErrorKind::PermissionDenied
+        );
         assert_eq!(kind_for_status(503), io::ErrorKind::Other);
         assert_eq!(kind_for_status(429), io::ErrorKind::Other);
     }

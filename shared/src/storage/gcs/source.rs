@@ -34,7 +34,15 @@ pub struct GcsSource {
 fn from_gax(err: google_cloud_storage::Error) -> io::Error {
     let kind = match err.http_status_code() {
         Some(status) => kind_for_status(status),
-        None if err.is_authentication() => io::ErrorKind::PermissionDenied,
+        None if err.is_authentication() => {
+            // A token that could not be had: retried when the failure was a passing one.
+            match std::error::Error::source(&err)
+                .and_then(|e| e.downcast_ref::<crate::google_auth::CredentialsError>())
+            {
+                Some(credentials) => super::credentials_error_kind(credentials),
+                None => io::ErrorKind::PermissionDenied,
+            }
+        }
         None => io::ErrorKind::Other,
     };
     io::Error::new(kind, err)
