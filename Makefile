@@ -114,6 +114,8 @@ bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind 
 	@rm -rf $(BENCH_DIR)/size-*
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/size-small --rows $$(( $(BENCH_ROWS) / 25 )) | tail -n 1
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR)/size-large --rows $(BENCH_LARGE_ROWS) | tail -n 1
+	@# The same rows as a JSON-lines export (issue 21: the JSON load against gzip -dc of it).
+	@rm -rf $(BENCH_DIR)/json && $(RELEASE_BIN)/tapline-sample-exports bench --format json --out $(BENCH_DIR)/json --rows $(BENCH_ROWS) | tail -n 1
 	@# Hostile exports (issue 14): all-bad rows, a long JSON key over many leaves, a gzip bomb.
 	@rm -rf $(BENCH_DIR)/hostile && mkdir -p $(BENCH_DIR)/hostile && $(RELEASE_BIN)/tapline-sample-exports hostile --out $(BENCH_DIR)/hostile \
 		--bad-rows $(BENCH_BAD_ROWS) | grep '^case=' > $(BENCH_DIR)/hostile/cases.txt.tmp
@@ -128,7 +130,7 @@ bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind 
 		--stages $(RELEASE_BIN)/tapline-bench-stages \
 		--dir $(BENCH_DIR) --size-dirs $(BENCH_DIR)/size-small $(BENCH_DIR)/size-large \
 		--hostile-dir $(BENCH_DIR)/hostile --generator $(RELEASE_BIN)/tapline-sample-exports \
-		--parquet-dir $(BENCH_DIR)/parquet
+		--json-dir $(BENCH_DIR)/json --parquet-dir $(BENCH_DIR)/parquet
 
 bench-relay: ## Webhook relay under wrk for 30 s with its destinations down: requests/s, p50/p99, lost payloads (needs wrk).
 	$(CARGO) build --release --locked -p tapline-cli

@@ -67,6 +67,7 @@ def main():
     parser.add_argument("--size-dirs", nargs="*", default=[], help="exports of the same shape at other sizes: peak RSS of each SQLite load (must not grow with size); each folder is deleted after")
     parser.add_argument("--hostile-dir", help="output of `tapline-sample-exports hostile`: peak RSS of each case")
     parser.add_argument("--generator", help="tapline-sample-exports, to write good files of matching sizes")
+    parser.add_argument("--json-dir", help="the bench rows as a JSON-lines export (`tapline-sample-exports bench --format json`): its SQLite load against gzip -dc of it")
     parser.add_argument("--parquet-dir", help="`large/` and `small/` Parquet exports (`tapline-sample-exports parquet`): peak RSS of each")
     args = parser.parse_args()
 
@@ -152,6 +153,9 @@ def main():
     print(f"SQLite: peak RSS {tl_rss / 1024:.1f} MiB (target <= 64 MiB: {'met' if tl_rss <= 64 * 1024 else 'NOT met'})")
     print(f"SQLite: column-kind inference costs {100 * (tl_wall / wall['plain'] - 1):+.1f} % of the load's wall time")
 
+    if args.json_dir:
+        bench_json(args, rows, ratio)
+
     if args.size_dirs:
         bench_sizes(args, export, rows, tl_rss)
 
@@ -191,6 +195,39 @@ def bench_sizes(args, bench_export, bench_rows, bench_rss):
     for text, rows, rss in sizes:
         print(f"  {text / 1e6:9.0f} MB CSV {rows:>12,} rows  peak RSS {rss / 1024:6.1f} MiB")
     print(f"  flat: {sizes[-1][2] / sizes[0][2]:.2f}x the peak RSS for {sizes[-1][0] / sizes[0][0]:.0f}x the text")
+
+
+def bench_json(args, csv_rows, csv_ratio):
+    """The same rows as a JSON-lines export: `tapline load` into SQLite against `gzip -dc` of
+    the JSON file (median of the runs, interleaved), next to the CSV load's ratio."""
+    files = sorted(glob.glob(os.path.join(args.json_dir, "*-Bench-Event-*.json.gz")))
+    if not files:
+        sys.exit(f"no JSON bench export in {args.json_dir}")
+    export = files[0]
+    with gzip.open(export, "rb") as f:
+        uncompressed = 0
+        while chunk := f.read(1 << 20):
+            uncompressed += len(chunk)
+    db = os.path.join(args.json_dir, "bench-json.sqlite")
+    runs = {"gzip": [], "load": []}
+    for _ in range(args.runs):
+        runs["gzip"].append(run(["sh", "-c", f"gzip -dc '{export}' > /dev/null"]))
+        remove_db(db)
+        runs["load"].append(run([args.tapline, "load", export, "--warehouse", f"sqlite://{db}", "--no-progress"]))
+    with sqlite3.connect(db) as conn:
+        rows, status = conn.execute("SELECT rows_loaded, status FROM _tapline_loads").fetchone()
+    if status != "loaded" or rows != csv_rows:
+        sys.exit(f"the JSON bench export loaded {rows} rows ({status}), the CSV one {csv_rows}")
+    wall = {k: statistics.median(r[0] for r in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(r[2] for r in v) for k, v in runs.items()}
+    rss = max(r[1] for r in runs["load"])
+    mb = uncompressed / 1e6
+    ratio = wall["load"] / wall["gzip"]
+    print(f"\nJSON lines: the same {rows:,} rows, {os.path.getsize(export) / 1e6:.1f} MB gzip, {mb:.1f} MB of JSON")
+    print(f"  gzip -dc > /dev/null   {wall['gzip']:6.2f} s wall {cpu['gzip']:6.2f} s CPU")
+    print(f"  tapline load sqlite    {wall['load']:6.2f} s wall {cpu['load']:6.2f} s CPU  {mb / wall['load']:5.0f} MB/s  peak RSS {rss / 1024:.1f} MiB")
+    print(f"SQLite (JSON): tapline / gzip -dc = {ratio:.2f}x wall, {cpu['load'] / cpu['gzip']:.2f}x CPU "
+          f"(target <= 1.00x: {'met' if ratio <= 1 else 'NOT met'}; the CSV file: {csv_ratio:.2f}x)")
 
 
 def load_rss(tapline, path, db, ok_codes=(0, 2)):

@@ -295,6 +295,11 @@ impl RelayLettersError {
 /// `AWS_ENDPOINT_URL`; Application Default Credentials or `PUBSUB_EMULATOR_HOST`) and keeps the
 /// newest [`MAX_DEAD_LETTERS`].
 pub async fn from_queue(queue: &RelayQueue) -> Result<RelayLetters, RelayLettersError> {
+    queue.supported()?;
+    #[cfg_attr(
+        not(any(feature = "relay-sqs", feature = "relay-pubsub")),
+        allow(unused_mut)
+    )]
     let mut newest = Newest::new(MAX_DEAD_LETTERS);
     #[cfg(any(feature = "relay-sqs", feature = "relay-pubsub"))]
     let queue_error = |e: crate::webhook_relay::queue::QueueError| RelayLettersError::Queue {
@@ -317,13 +322,9 @@ pub async fn from_queue(queue: &RelayQueue) -> Result<RelayLetters, RelayLetters
             .await
             .map_err(queue_error)?;
         }
+        // Refused by `supported` above.
         #[cfg(not(feature = "relay-sqs"))]
-        RelayQueue::Sqs(_) => {
-            return Err(RelayLettersError::Unsupported {
-                queue: queue.describe(),
-                feature: "relay-sqs",
-            });
-        }
+        RelayQueue::Sqs(_) => {}
         #[cfg(feature = "relay-pubsub")]
         RelayQueue::PubSub(name) => {
             use crate::webhook_relay::queue::pubsub_replay::{
@@ -343,12 +344,7 @@ pub async fn from_queue(queue: &RelayQueue) -> Result<RelayLetters, RelayLetters
             .map_err(queue_error)?;
         }
         #[cfg(not(feature = "relay-pubsub"))]
-        RelayQueue::PubSub(_) => {
-            return Err(RelayLettersError::Unsupported {
-                queue: queue.describe(),
-                feature: "relay-pubsub",
-            });
-        }
+        RelayQueue::PubSub(_) => {}
     }
     Ok(newest.finish(queue.describe(), queue.replay_hint()))
 }

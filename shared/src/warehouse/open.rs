@@ -75,6 +75,10 @@ pub async fn open_with(
     url: &str,
     options: &OpenOptions,
 ) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres", feature = "bigquery")),
+        allow(unused_variables)
+    )]
     let types = || options.column_types.clone();
     let bad = |reason: &str| ConfigError::Warehouse {
         url: url_redaction::redact_url(url),

@@ -132,6 +132,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
 
+        /// `csv`, or `json`: the same rows as a JSON-lines export (`…-0-0.json.gz`, one object
+        /// per line, nested as CleverTap nests them: `profile`, `deviceInfo`, `eventProps`,
+        /// `sessionProps`; numbers bare, empty fields left out), for the JSON load's bench.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+
         /// Number of data rows (underscores allowed, e.g. 5_000_000).
         #[arg(long, default_value = "1_000_000", value_name = "N", value_parser = parse_count)]
         rows: u64,
@@ -294,9 +300,15 @@ fn main() -> Result<()> {
     let clock = Clock::new(cli.timezone_offset_minutes);
     match cli.command {
         Command::Demo { out, seed } => demo(&out, seed, &clock),
-        Command::Bench { out, rows, seed } => {
-            bench(&out, rows, seed, &clock, BenchTs::Valid).map(|_| ())
-        }
+        Command::Bench {
+            out,
+            rows,
+            seed,
+            format,
+        } => match format.as_str() {
+            "json" => bench_json(&out, rows, seed, &clock).map(|_| ()),
+            _ => bench(&out, rows, seed, &clock, BenchTs::Valid).map(|_| ()),
+        },
         Command::Hostile {
             out,
             bad_rows,
@@ -1466,6 +1478,87 @@ enum BenchTs {
     Valid,
     /// Text no parser accepts: every row is rejected.
     Unparseable,
+}
+
+/// `bench --format json`: the CSV bench file's rows written again as a JSON-lines export
+/// (the CSV is written first, in a folder of its own, read back and removed). Returns the file
+/// written.
+fn bench_json(out: &Path, rows: u64, seed: u64, clock: &Clock) -> Result<PathBuf> {
+    let staging = out.join(".bench-csv");
+    let csv_path = bench(&staging, rows, seed, clock, BenchTs::Valid)?;
+    let name = csv_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".csv.gz"))
+        .context("the bench file's name")?;
+    let path = out.join(format!("{name}.json.gz"));
+    let mut reader = csv::Reader::from_reader(flate2::read::GzDecoder::new(
+        std::io::BufReader::new(File::open(&csv_path)?),
+    ));
+    let headers: Vec<Vec<String>> = reader
+        .headers()?
+        .iter()
+        .map(|h| h.split('.').map(str::to_string).collect())
+        .collect();
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, GzEncoder::new(file, Compression::fast()));
+    let (mut uncompressed, mut written) = (0u64, 0u64);
+    let mut line = Vec::with_capacity(4096);
+    for record in reader.records() {
+        let record = record?;
+        let mut object = serde_json::Map::new();
+        for (path, value) in headers.iter().zip(record.iter()) {
+            if value.is_empty() {
+                continue;
+            }
+            let mut at = &mut object;
+            for key in &path[..path.len() - 1] {
+                at = at
+                    .entry(key.clone())
+                    .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+                    .as_object_mut()
+                    .context("a column nested under a value")?;
+            }
+            at.insert(path[path.len() - 1].clone(), json_scalar(value));
+        }
+        line.clear();
+        serde_json::to_writer(&mut line, &object)?;
+        line.push(b'\n');
+        writer.write_all(&line)?;
+        uncompressed += line.len() as u64;
+        written += 1;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|error| error.into_error())
+        .context("flushing rows")?
+        .finish()
+        .context("finishing gzip stream")?;
+    file.sync_all()?;
+    fs::remove_dir_all(&staging)?;
+    let compressed = fs::metadata(&path)?.len();
+    println!(
+        "rows={written} uncompressed_bytes={uncompressed} compressed_bytes={compressed} path={}",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A field as CleverTap's JSON export writes it: numbers bare (without leading zeros, which a
+/// phone number or a code would lose), everything else a string.
+fn json_scalar(text: &str) -> serde_json::Value {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain_number = !whole.is_empty()
+        && whole.len() <= 15
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && (whole == "0" || !whole.starts_with('0'))
+        && fraction.bytes().all(|b| b.is_ascii_digit())
+        && !(digits.contains('.') && fraction.is_empty());
+    match text.parse::<serde_json::Number>() {
+        Ok(number) if plain_number => serde_json::Value::Number(number),
+        _ => serde_json::Value::String(text.to_string()),
+    }
 }
 
 /// The `bench` subcommand: see [`Command::Bench`]. Returns the file written.
