@@ -58,6 +58,9 @@ pub struct RowBatch {
     route: Option<&'static str>,
     /// Position of `ts` in the schema; its field is kept in `ts`, not in `text`.
     ts_index: Option<usize>,
+    /// Schema position of the next field [`push_field`](Self::push_field) takes: counted, as
+    /// the remainder of the fields pushed by the schema width costs a division per field.
+    next_column: usize,
     text: String,
     fields: Vec<(u32, u32)>,
     lines: Vec<u64>,
@@ -76,6 +79,7 @@ impl RowBatch {
             schema,
             event_name_index,
             route: None,
+            next_column: 0,
             text: String::new(),
             fields: Vec::new(),
             lines: Vec::new(),
@@ -136,12 +140,15 @@ impl RowBatch {
     pub fn start_row(&mut self, line: u64, ts_micros: i64) {
         self.lines.push(line);
         self.ts.push(ts_micros);
+        self.next_column = 0;
     }
 
     /// Appends the next field of the current row; `None` and `""` are NULL. The value pushed at
     /// the `ts` position is ignored: `ts` is the integer given to [`start_row`](Self::start_row).
     pub fn push_field(&mut self, value: Option<&str>) {
-        if self.ts_index == Some(self.fields.len() % self.schema.len()) {
+        let column = self.next_column;
+        self.next_column += 1;
+        if self.ts_index == Some(column) {
             self.fields.push(NULL);
             return;
         }
