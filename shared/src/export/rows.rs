@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::column_kind::{ColumnKind, classify, widen};
 use super::{PROFILE_SNAPSHOTS_KEY, TS_COLUMN};
 use crate::time::write_ts_text;
 
@@ -68,6 +69,19 @@ pub struct RowBatch {
     ts: Vec<i64>,
     /// Rows that failed validation, with their reasons.
     pub rejects: Vec<Reject>,
+    /// The kinds of the rows' columns, per run of one table, once
+    /// [`classify_columns`](Self::classify_columns) ran; a row added since clears them.
+    kinds: Option<Vec<KindRun>>,
+}
+
+/// The kinds of one run of consecutive rows bound for one table (one event name), by schema
+/// position: `None` where the run held only NULLs; `ts` is a timestamp by construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindRun {
+    /// Index of the run's first row in the batch.
+    pub first_row: usize,
+    /// Per schema column, the widened kind of the run's non-NULL values.
+    pub kinds: Vec<Option<ColumnKind>>,
 }
 
 impl RowBatch {
@@ -85,6 +99,7 @@ impl RowBatch {
             lines: Vec::new(),
             ts: Vec::new(),
             rejects: Vec::new(),
+            kinds: None,
         }
     }
 
@@ -141,6 +156,7 @@ impl RowBatch {
         self.lines.push(line);
         self.ts.push(ts_micros);
         self.next_column = 0;
+        self.kinds = None;
     }
 
     /// Appends the next field of the current row; `None` and `""` are NULL. The value pushed at
@@ -169,6 +185,68 @@ impl RowBatch {
         self.fields.truncate(keep);
         self.lines.pop();
         self.ts.pop();
+        self.kinds = None;
+    }
+
+    /// Classifies every column of every run of rows bound for one table (see
+    /// [`column_kind_runs`](Self::column_kind_runs)) and keeps the result with the batch: the
+    /// parser calls it on its own thread before handing the batch over, so that the warehouse's
+    /// writer, the busier thread of a load, only merges the kinds.
+    pub fn classify_columns(&mut self) {
+        self.kinds = Some(self.column_kind_runs());
+    }
+
+    /// The kinds [`classify_columns`](Self::classify_columns) kept, if it ran since the last row.
+    pub fn kind_runs(&self) -> Option<&[KindRun]> {
+        self.kinds.as_deref()
+    }
+
+    /// The kinds of each run of consecutive rows with one table key ([`Row::event_name`]): per
+    /// column, the widened kind of its non-NULL values. A column that reached text is not
+    /// classified again within the run.
+    pub fn column_kind_runs(&self) -> Vec<KindRun> {
+        let n = self.schema.len();
+        let mut runs = Vec::new();
+        let mut rows = self.rows().enumerate().peekable();
+        // The columns still worth classifying: one that reached text is dropped from the list.
+        let mut open: Vec<usize> = Vec::with_capacity(n);
+        while let Some((first_row, first)) = rows.peek().copied() {
+            let key = first.event_name();
+            let mut run: Vec<Option<ColumnKind>> = vec![None; n];
+            open.clear();
+            open.extend((0..n).filter(|i| self.ts_index != Some(*i)));
+            while let Some((_, row)) = rows.next_if(|(_, r)| r.event_name() == key) {
+                open.retain(|&i| {
+                    if let Some(value) = row.value(i) {
+                        let seen = classify(value);
+                        run[i] = Some(run[i].map_or(seen, |k| widen(k, seen)));
+                    }
+                    run[i] != Some(ColumnKind::Text)
+                });
+            }
+            if let Some(i) = self.ts_index {
+                run[i] = Some(ColumnKind::Timestamp);
+            }
+            runs.push(KindRun {
+                first_row,
+                kinds: run,
+            });
+        }
+        runs
+    }
+
+    /// Row `index` (0-based, below [`row_count`](Self::row_count)).
+    pub fn row(&self, index: usize) -> Row<'_> {
+        let n = self.schema.len();
+        Row {
+            line: self.lines[index],
+            ts_micros: self.ts[index],
+            fields: &self.fields[index * n..(index + 1) * n],
+            text: &self.text,
+            event_name_index: self.event_name_index,
+            route: self.route,
+            ts_index: self.ts_index,
+        }
     }
 
     /// The rows, in source order.
