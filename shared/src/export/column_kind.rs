@@ -1,7 +1,7 @@
 //! What a data column holds ([`ColumnKind`]) and the classification of one value: the parser
 //! classifies each batch's columns on its own thread (see [`RowBatch::classify_columns`]),
 //! and each warehouse's load widens them into its stored kinds
-//! ([`crate::warehouse::column_kinds`]).
+//! (the tracker in `warehouse/column_kinds.rs`).
 //!
 //! [`RowBatch::classify_columns`]: super::RowBatch::classify_columns
 
