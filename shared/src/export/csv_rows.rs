@@ -145,13 +145,15 @@ fn push_event_row(
     let ts = checks.ts(field(ts_index))?;
     let name = checks.event_name(event_name.and_then(field))?;
     batch.start_row(line, ts);
+    // The record's text is copied once; its fields are ranges of that copy.
+    let base = batch.push_row_text(text);
     for i in 0..record.len() {
         if i == ts_index {
             batch.push_field(None);
         } else if Some(i) == event_name {
             batch.push_field(Some(name));
         } else {
-            batch.push_field(field(i));
+            batch.push_field_in(base, record.range(i).unwrap_or_default());
         }
     }
     if event_name.is_none() {
