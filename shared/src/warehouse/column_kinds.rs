@@ -270,6 +270,32 @@ mod tests {
     }
 
     #[test]
+    fn kinds_the_parser_classified_are_those_the_tracker_would_find() {
+        let rows = [
+            ("Charged", [None, None, Some("12")]),
+            ("Viewed", [None, None, Some("seven")]),
+            ("Charged", [None, None, Some("12.5")]),
+            ("Charged", [None, None, None]),
+        ];
+        let mut classified = batch(&rows);
+        classified.classify_columns();
+        let runs = classified.kind_runs().expect("classified");
+        assert_eq!(
+            runs.iter()
+                .map(|r| (r.first_row, r.kinds[2]))
+                .collect::<Vec<_>>(),
+            vec![(0, Some(Integer)), (1, Some(Text)), (2, Some(Decimal))]
+        );
+        let (mut parsed, mut here) = (ColumnKindTracker::default(), ColumnKindTracker::default());
+        parsed.observe(&classified);
+        here.observe(&batch(&rows));
+        assert_eq!(kinds(&parsed), kinds(&here));
+        // A row added after classifying clears the kinds: they would not cover it.
+        classified.start_row(9, 0);
+        assert!(classified.kind_runs().is_none());
+    }
+
+    #[test]
     fn a_column_of_nulls_has_no_kind_and_a_disabled_tracker_sees_nothing() {
         let mut t = ColumnKindTracker::default();
         t.observe(&batch(&[("A", [None, None, None])]));
