@@ -85,7 +85,12 @@ impl<'s, 'o> Batcher<'s, 'o> {
     /// Hands the current batch over, continuing with `next` (a new schema) or an empty copy.
     pub(crate) fn flush(&mut self, next: Option<RowBatch>) -> Result<(), ParseError> {
         let fresh = next.unwrap_or_else(|| self.batch.empty_like());
-        let full = std::mem::replace(&mut self.batch, fresh);
+        let mut full = std::mem::replace(&mut self.batch, fresh);
+        // Column kinds (issue 19) are classified here, on the parser's thread: the writer's
+        // thread is the busier one of a load (`make bench`'s stage breakdown).
+        if !cfg!(feature = "bench-no-kind-inference") {
+            full.classify_columns();
+        }
         self.reject_bytes = 0;
         if !full.is_empty() && !(self.sink)(full) {
             return Err(ParseError::Stopped);

@@ -7,6 +7,7 @@
 pub mod batcher;
 #[doc(hidden)]
 pub mod bench_stages;
+pub mod column_kind;
 pub mod csv_rows;
 pub mod decode;
 pub mod json_rows;
@@ -27,7 +28,7 @@ pub mod rows;
 pub use limits::ExportLimits;
 pub use object_name::{DataFormat, ExportKind, ExportObject, Recognition, SkipReason, recognise};
 pub use parse::{FileProblem, ParseOptions, ParseSummary, parse_export, parse_json_values};
-pub use rows::{Reject, Row, RowBatch, Schema};
+pub use rows::{KindRun, Reject, Row, RowBatch, Schema};
 
 /// The raw CleverTap name of the event time column.
 pub const TS_COLUMN: &str = "ts";

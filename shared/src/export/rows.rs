@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::column_kind::{ColumnKind, classify, widen};
 use super::{PROFILE_SNAPSHOTS_KEY, TS_COLUMN};
 use crate::time::write_ts_text;
 
@@ -58,6 +59,9 @@ pub struct RowBatch {
     route: Option<&'static str>,
     /// Position of `ts` in the schema; its field is kept in `ts`, not in `text`.
     ts_index: Option<usize>,
+    /// Schema position of the next field [`push_field`](Self::push_field) takes: counted, as
+    /// the remainder of the fields pushed by the schema width costs a division per field.
+    next_column: usize,
     text: String,
     fields: Vec<(u32, u32)>,
     lines: Vec<u64>,
@@ -65,6 +69,19 @@ pub struct RowBatch {
     ts: Vec<i64>,
     /// Rows that failed validation, with their reasons.
     pub rejects: Vec<Reject>,
+    /// The kinds of the rows' columns, per run of one table, once
+    /// [`classify_columns`](Self::classify_columns) ran; a row added since clears them.
+    kinds: Option<Vec<KindRun>>,
+}
+
+/// The kinds of one run of consecutive rows bound for one table (one event name), by schema
+/// position: `None` where the run held only NULLs; `ts` is a timestamp by construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindRun {
+    /// Index of the run's first row in the batch.
+    pub first_row: usize,
+    /// Per schema column, the widened kind of the run's non-NULL values.
+    pub kinds: Vec<Option<ColumnKind>>,
 }
 
 impl RowBatch {
@@ -76,11 +93,13 @@ impl RowBatch {
             schema,
             event_name_index,
             route: None,
+            next_column: 0,
             text: String::new(),
             fields: Vec::new(),
             lines: Vec::new(),
             ts: Vec::new(),
             rejects: Vec::new(),
+            kinds: None,
         }
     }
 
@@ -136,12 +155,16 @@ impl RowBatch {
     pub fn start_row(&mut self, line: u64, ts_micros: i64) {
         self.lines.push(line);
         self.ts.push(ts_micros);
+        self.next_column = 0;
+        self.kinds = None;
     }
 
     /// Appends the next field of the current row; `None` and `""` are NULL. The value pushed at
     /// the `ts` position is ignored: `ts` is the integer given to [`start_row`](Self::start_row).
     pub fn push_field(&mut self, value: Option<&str>) {
-        if self.ts_index == Some(self.fields.len() % self.schema.len()) {
+        let column = self.next_column;
+        self.next_column += 1;
+        if self.ts_index == Some(column) {
             self.fields.push(NULL);
             return;
         }
@@ -155,6 +178,30 @@ impl RowBatch {
         }
     }
 
+    /// Appends a row's field text in one piece, for [`push_field_in`](Self::push_field_in) to
+    /// name its fields by range: one copy per row rather than one per field (a CSV record's
+    /// fields are contiguous). Returns the offset of its first byte.
+    pub fn push_row_text(&mut self, text: &str) -> u32 {
+        let start = self.text.len() as u32;
+        self.text.push_str(text);
+        start
+    }
+
+    /// Appends the next field of the current row as the bytes `range` of the text
+    /// [`push_row_text`](Self::push_row_text) placed at `base` (a range on character
+    /// boundaries); an empty range is NULL, and so is the `ts` position, as in
+    /// [`push_field`](Self::push_field).
+    pub fn push_field_in(&mut self, base: u32, range: std::ops::Range<usize>) {
+        let column = self.next_column;
+        self.next_column += 1;
+        if self.ts_index == Some(column) || range.is_empty() {
+            self.fields.push(NULL);
+            return;
+        }
+        self.fields
+            .push((base + range.start as u32, base + range.end as u32));
+    }
+
     /// Drops the current row's fields and line after a late validation failure.
     pub fn cancel_row(&mut self) {
         let n = self.schema.len();
@@ -162,6 +209,68 @@ impl RowBatch {
         self.fields.truncate(keep);
         self.lines.pop();
         self.ts.pop();
+        self.kinds = None;
+    }
+
+    /// Classifies every column of every run of rows bound for one table (see
+    /// [`column_kind_runs`](Self::column_kind_runs)) and keeps the result with the batch: the
+    /// parser calls it on its own thread before handing the batch over, so that the warehouse's
+    /// writer, the busier thread of a load, only merges the kinds.
+    pub fn classify_columns(&mut self) {
+        self.kinds = Some(self.column_kind_runs());
+    }
+
+    /// The kinds [`classify_columns`](Self::classify_columns) kept, if it ran since the last row.
+    pub fn kind_runs(&self) -> Option<&[KindRun]> {
+        self.kinds.as_deref()
+    }
+
+    /// The kinds of each run of consecutive rows with one table key ([`Row::event_name`]): per
+    /// column, the widened kind of its non-NULL values. A column that reached text is not
+    /// classified again within the run.
+    pub fn column_kind_runs(&self) -> Vec<KindRun> {
+        let n = self.schema.len();
+        let mut runs = Vec::new();
+        let mut rows = self.rows().enumerate().peekable();
+        // The columns still worth classifying: one that reached text is dropped from the list.
+        let mut open: Vec<usize> = Vec::with_capacity(n);
+        while let Some((first_row, first)) = rows.peek().copied() {
+            let key = first.event_name();
+            let mut run: Vec<Option<ColumnKind>> = vec![None; n];
+            open.clear();
+            open.extend((0..n).filter(|i| self.ts_index != Some(*i)));
+            while let Some((_, row)) = rows.next_if(|(_, r)| r.event_name() == key) {
+                open.retain(|&i| {
+                    if let Some(value) = row.value(i) {
+                        let seen = classify(value);
+                        run[i] = Some(run[i].map_or(seen, |k| widen(k, seen)));
+                    }
+                    run[i] != Some(ColumnKind::Text)
+                });
+            }
+            if let Some(i) = self.ts_index {
+                run[i] = Some(ColumnKind::Timestamp);
+            }
+            runs.push(KindRun {
+                first_row,
+                kinds: run,
+            });
+        }
+        runs
+    }
+
+    /// Row `index` (0-based, below [`row_count`](Self::row_count)).
+    pub fn row(&self, index: usize) -> Row<'_> {
+        let n = self.schema.len();
+        Row {
+            line: self.lines[index],
+            ts_micros: self.ts[index],
+            fields: &self.fields[index * n..(index + 1) * n],
+            text: &self.text,
+            event_name_index: self.event_name_index,
+            route: self.route,
+            ts_index: self.ts_index,
+        }
     }
 
     /// The rows, in source order.
@@ -319,6 +428,36 @@ mod tests {
         assert_eq!(rows[0].value(2), None);
         assert_eq!(rows[1].line, 4);
         assert_eq!(rows[1].value(2), None, "empty text is NULL");
+    }
+
+    #[test]
+    fn fields_by_range_of_one_row_text() {
+        let schema = Arc::new(Schema::new(vec![
+            "ts".into(),
+            "eventName".into(),
+            "x".into(),
+            "y".into(),
+        ]));
+        let mut b = RowBatch::new(schema, 1);
+        b.start_row(2, 1_663_718_400_000_000);
+        let base = b.push_row_text("20220921Chargedé");
+        b.push_field_in(base, 0..8);
+        b.push_field_in(base, 8..15);
+        b.push_field_in(base, 15..15);
+        b.push_field_in(base, 15..17);
+        b.start_row(3, 0);
+        let base = b.push_row_text("0Viewed1");
+        for range in [0..1, 1..7, 7..8, 8..8] {
+            b.push_field_in(base, range);
+        }
+        let rows: Vec<_> = b.rows().collect();
+        let mut buf = [0u8; 20];
+        assert_eq!(rows[0].value(0), None, "ts is not text");
+        assert_eq!(rows[0].text(0, &mut buf), Some("2022-09-21T00:00:00Z"));
+        assert_eq!(rows[0].event_name(), "Charged");
+        assert_eq!((rows[0].value(2), rows[0].value(3)), (None, Some("é")));
+        assert_eq!(rows[1].event_name(), "Viewed");
+        assert_eq!((rows[1].value(2), rows[1].value(3)), (Some("1"), None));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::borrowed_insert::BorrowedInsert;
 use super::typed_views::rebuild_typed_views;
 use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking, write_state};
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
-use crate::time::now_utc;
+use crate::time::{now_utc, write_ts_text};
 use crate::warehouse::catalog::Catalog;
 use crate::warehouse::column_kinds::{ColumnKind, ColumnKindTracker};
 use crate::warehouse::column_types::ColumnTypes;
@@ -291,8 +291,23 @@ impl LoadState {
     fn append(&mut self, conn: &Connection, batch: &RowBatch) -> Result<(), WarehouseError> {
         self.kinds.observe(batch);
         let columns = batch.schema().columns();
-        let mut rows = batch.rows().peekable();
-        while let Some(first) = rows.peek().copied() {
+        let ts_index = batch.rows().next().and_then(|r| r.ts_index());
+        // Every row's `ts` as text, written before the inserts so that it is bound in place
+        // like the other fields: a copied text costs SQLite a malloc and a free per row.
+        let mut ts_text = String::new();
+        let mut ts_ends = Vec::new();
+        if ts_index.is_some() {
+            ts_text.reserve(batch.row_count() * 20);
+            ts_ends.reserve(batch.row_count());
+            let mut buf = [0u8; 20];
+            for row in batch.rows() {
+                ts_text.push_str(write_ts_text(row.ts_micros(), &mut buf));
+                ts_ends.push(ts_text.len());
+            }
+        }
+        let ts_of = |i: usize| &ts_text[if i == 0 { 0 } else { ts_ends[i - 1] }..ts_ends[i]];
+        let mut rows = batch.rows().enumerate().peekable();
+        while let Some((_, first)) = rows.peek().copied() {
             let event = first.event_name().to_string();
             let sql = self.insert_statement(conn, &event, columns)?;
             let table = self
@@ -303,22 +318,32 @@ impl LoadState {
                 .clone();
             let n = columns.len();
             let mut count = 0u64;
-            let mut ts_text = [0u8; 20];
             let mut stmt = BorrowedInsert::prepare(conn, &sql).map_err(op("prepare insert"))?;
             stmt.bind_copied(n + 1, &self.object.uri)
                 .map_err(op("bind"))?;
             stmt.bind_int(n + 3, self.load_id).map_err(op("bind"))?;
             stmt.bind_copied(n + 4, &self.loaded_at)
                 .map_err(op("bind"))?;
-            while let Some(row) = rows.next_if(|r| r.event_name() == event) {
-                for i in 0..n {
-                    if Some(i) == row.ts_index() {
-                        // The text of `ts` is written into a buffer reused per row: copied.
-                        let ts = row.text(i, &mut ts_text).unwrap_or_default();
-                        stmt.bind_copied(i + 1, ts).map_err(op("bind"))?;
+            // Parameters NULL now (a fresh statement's all are): a NULL field after a NULL in
+            // the same column needs no bind, and most property columns are NULL most of the time.
+            let mut null_bound = vec![true; n];
+            while let Some((index, row)) = rows.next_if(|(_, r)| r.event_name() == event) {
+                for (i, null) in null_bound.iter_mut().enumerate() {
+                    let value = if Some(i) == ts_index {
+                        Some(ts_of(index))
                     } else {
-                        stmt.bind_borrowed(i + 1, row.value(i))
-                            .map_err(op("bind"))?;
+                        row.value(i)
+                    };
+                    match value {
+                        Some(text) => {
+                            stmt.bind_borrowed(i + 1, Some(text)).map_err(op("bind"))?;
+                            *null = false;
+                        }
+                        None if *null => {}
+                        None => {
+                            stmt.bind_borrowed(i + 1, None).map_err(op("bind"))?;
+                            *null = true;
+                        }
                     }
                 }
                 stmt.bind_int(n + 2, row.line as i64).map_err(op("bind"))?;
