@@ -182,11 +182,11 @@ async fn legacy_profiles_table_is_kept() {
     tapline_tests::conformance::warehouse::legacy_profiles_table_is_kept(&Postgres::new()).await;
 }
 
-/// A batch far larger than one COPY chunk (128 KiB), its rows switching between two events (so
-/// each event's COPY ends and reopens within the batch), then a second batch: every row lands
-/// once, whole, in its own table, with its line, and the ledger counts them.
+/// A 1.5 MB batch whose rows switch between two events (so each event's COPY ends and reopens
+/// within the batch), then a second batch: every row lands once, whole, in its own table, with
+/// its line, and the ledger counts them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_larger_than_a_copy_chunk_load_every_row_once() {
+async fn large_batches_switching_events_load_every_row_once() {
     use tapline::warehouse::{Begin, Committed, Outcome};
     use tapline_tests::conformance::warehouse::{batch, object};
 

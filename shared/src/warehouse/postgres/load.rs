@@ -21,10 +21,6 @@ use crate::warehouse::column_kinds::{ColumnKind, ColumnKindTracker, widen_known}
 use crate::warehouse::column_types::ColumnTypes;
 use crate::warehouse::profile_views::{self, ViewDialect};
 
-/// Encoded rows are sent once this many bytes are ready: small enough that a chunk is still in
-/// the CPU's cache when the connection writes it, and that its memory is reused once written.
-const COPY_CHUNK_BYTES: usize = 128 * 1024;
-
 /// Tapline before profile snapshots kept `tapline pull profiles` in a table named `profiles`;
 /// the view takes the name, and the old rows stay in `_tapline_profiles_v1`.
 const KEEP_LEGACY_PROFILES_TABLE: &str = "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_tables \
@@ -494,27 +490,13 @@ impl LoadTransaction for PostgresLoad {
             };
             let mut buf = std::mem::take(&mut self.copy_buffer);
             let mut count = 0u64;
-            let mut sent = Ok(());
             while let Some(row) = rows.next_if(|r| r.event_name() == event) {
-                if buf.capacity() - buf.len() < COPY_CHUNK_BYTES {
-                    // Takes back the memory of chunks already written when it can.
-                    buf.reserve(2 * COPY_CHUNK_BYTES);
-                }
                 copy::put_row(&mut buf, &row, columns.len(), copy.ts_index, &lineage);
                 count += 1;
-                if buf.len() >= COPY_CHUNK_BYTES {
-                    sent = copy.send(buf.split().freeze()).await;
-                    if sent.is_err() {
-                        break;
-                    }
-                }
             }
-            if sent.is_ok() && !buf.is_empty() {
-                sent = copy.send(buf.split().freeze()).await;
-            }
-            buf.clear();
+            let data = buf.split().freeze();
             self.copy_buffer = buf;
-            sent?;
+            copy.send(data).await?;
             *self.appended.entry(copy.table.clone()).or_default() += count;
         }
         Ok(())
