@@ -272,11 +272,12 @@ def psql(url, sql):
 
 
 def postmaster_pid(url):
-    """The pid of the local PostgreSQL server's postmaster (the parent of a backend)."""
-    out = subprocess.run(["psql", url, "-qtA", "-c", "SELECT pg_backend_pid()"], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    with open(f"/proc/{out}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[1]
+    """The pid of the local PostgreSQL server's postmaster, from its data directory's
+    `postmaster.pid` (reading it takes a superuser, as with-postgres.sh's is)."""
+    data = subprocess.run(["psql", url, "-qtA", "-c", "SHOW data_directory"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(data, "postmaster.pid")) as f:
+        return f.readline().strip()
 
 
 def proc_stat(pid):
@@ -286,9 +287,9 @@ def proc_stat(pid):
 
 def server_cpu(postmaster):
     """CPU seconds (user + system) of the server so far: the postmaster, its live processes
-    (backends, WAL writer, checkpointer) and those that ended (counted in their parent's
-    children's times once reaped). Waits until no backend is left ending, so a finished
-    client's is counted."""
+    (backends, WAL writer, checkpointer) and those that ended (in the postmaster's children's
+    times once reaped). Waits until no backend is left ending, so a finished client's is
+    counted. A live backend's own children (COPY FROM PROGRAM's gzip) count once it ends."""
     tick = os.sysconf("SC_CLK_TCK")
     for _ in range(200):
         total, ending = 0, False
@@ -300,8 +301,7 @@ def server_cpu(postmaster):
             if pid == postmaster:
                 total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
             elif f[1] == postmaster:
-                # Its own and its ended children's (COPY FROM PROGRAM's gzip).
-                total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+                total += int(f[11]) + int(f[12])
                 ending |= f[0] == "Z"
         if not ending:
             break
