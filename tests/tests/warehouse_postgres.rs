@@ -199,8 +199,10 @@ async fn large_batches_switching_events_load_every_row_once() {
     let columns = ["ts", "eventName", "eventProps.Note"];
     // 300 bytes of text a row, a different text for every line.
     let notes: Vec<String> = (0..6000).map(|i| format!("{i:0>300}")).collect();
+    // Runs of 700 rows of one event, then 700 of the other.
+    let alpha = |i: usize| (i / 700).is_multiple_of(2);
     let row = |i: usize| {
-        let event = if (i / 700) % 2 == 0 { "Alpha" } else { "Beta" };
+        let event = if alpha(i) { "Alpha" } else { "Beta" };
         (
             i as u64 + 2,
             vec![
@@ -224,8 +226,8 @@ async fn large_batches_switching_events_load_every_row_once() {
         Committed::Theirs(record) => panic!("another loader committed: {record:?}"),
     };
     assert_eq!(record.rows_loaded, 6000);
-    let check = |table: &str, parity: usize| {
-        let expected: Vec<usize> = (0..6000).filter(|i| (i / 700) % 2 == parity).collect();
+    let check = |table: &str, is_alpha: bool| {
+        let expected: Vec<usize> = (0..6000).filter(|i| alpha(*i) == is_alpha).collect();
         let sql = format!(
             "SELECT count(*), count(DISTINCT _source_line), sum(_source_line), \
              count(*) FILTER (WHERE event_props_note = lpad((_source_line - 2)::text, 300, '0')) \
@@ -233,8 +235,8 @@ async fn large_batches_switching_events_load_every_row_once() {
         );
         (sql, expected)
     };
-    for (table, parity) in [("alpha", 0), ("beta", 1)] {
-        let (sql, expected) = check(table, parity);
+    for (table, is_alpha) in [("alpha", true), ("beta", false)] {
+        let (sql, expected) = check(table, is_alpha);
         let got = w.query(&sql).await.expect(&sql).rows;
         let n = expected.len().to_string();
         let sum = expected.iter().map(|i| i + 2).sum::<usize>().to_string();
@@ -249,8 +251,8 @@ async fn large_batches_switching_events_load_every_row_once() {
         .await
         .unwrap()
         .rows;
-    let expected_alpha = (0..6000).filter(|i| (i / 700) % 2 == 0).count().to_string();
-    let expected_beta = (0..6000).filter(|i| (i / 700) % 2 == 1).count().to_string();
+    let expected_alpha = (0..6000).filter(|i| alpha(*i)).count().to_string();
+    let expected_beta = (0..6000).filter(|i| !alpha(*i)).count().to_string();
     assert_eq!(
         per_table,
         vec![
