@@ -181,3 +181,83 @@ async fn queries_cannot_escape_their_read_only_transaction() {
 async fn legacy_profiles_table_is_kept() {
     tapline_tests::conformance::warehouse::legacy_profiles_table_is_kept(&Postgres::new()).await;
 }
+
+/// A 1.5 MB batch whose rows switch between two events (so each event's COPY ends and reopens
+/// within the batch), then a second batch: every row lands once, whole, in its own table, with
+/// its line, and the ledger counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_switching_events_load_every_row_once() {
+    use tapline::warehouse::{Begin, Committed, Outcome};
+    use tapline_tests::conformance::warehouse::{batch, object};
+
+    let w = Postgres::new().open("chunks").await;
+    let o = object("file:///x/1-2-Chunked-20220921-0-0.csv.gz", "v1");
+    let mut t = match w.begin_load(&o, false).await.expect("begin") {
+        Begin::Started(t) => t,
+        Begin::Done(r) => panic!("expected a new load, ledger says {:?}", r.status),
+    };
+    let columns = ["ts", "eventName", "eventProps.Note"];
+    // 300 bytes of text a row, a different text for every line.
+    let notes: Vec<String> = (0..6000).map(|i| format!("{i:0>300}")).collect();
+    // Runs of 700 rows of one event, then 700 of the other.
+    let alpha = |i: usize| (i / 700).is_multiple_of(2);
+    let row = |i: usize| {
+        let event = if alpha(i) { "Alpha" } else { "Beta" };
+        (
+            i as u64 + 2,
+            vec![
+                Some("2022-09-21T04:39:25Z"),
+                Some(event),
+                Some(notes[i].as_str()),
+            ],
+        )
+    };
+    let first: Vec<_> = (0..5000).map(row).collect();
+    let second: Vec<_> = (5000..6000).map(row).collect();
+    t.append(batch(&columns, &first)).await.unwrap();
+    t.append(batch(&columns, &second)).await.unwrap();
+    let outcome = Outcome::Loaded {
+        bytes: 100,
+        rows: 6000,
+        rejected: 0,
+    };
+    let record = match t.commit(outcome, vec![]).await.expect("commit") {
+        Committed::Ours(record) => record,
+        Committed::Theirs(record) => panic!("another loader committed: {record:?}"),
+    };
+    assert_eq!(record.rows_loaded, 6000);
+    let check = |table: &str, is_alpha: bool| {
+        let expected: Vec<usize> = (0..6000).filter(|i| alpha(*i) == is_alpha).collect();
+        let sql = format!(
+            "SELECT count(*), count(DISTINCT _source_line), sum(_source_line), \
+             count(*) FILTER (WHERE event_props_note = lpad((_source_line - 2)::text, 300, '0')) \
+             FROM {table}"
+        );
+        (sql, expected)
+    };
+    for (table, is_alpha) in [("alpha", true), ("beta", false)] {
+        let (sql, expected) = check(table, is_alpha);
+        let got = w.query(&sql).await.expect(&sql).rows;
+        let n = expected.len().to_string();
+        let sum = expected.iter().map(|i| i + 2).sum::<usize>().to_string();
+        assert_eq!(
+            got,
+            vec![vec![Some(n.clone()), Some(n.clone()), Some(sum), Some(n)]],
+            "{table}"
+        );
+    }
+    let per_table = w
+        .query("SELECT table_name, rows FROM _tapline_load_tables ORDER BY table_name")
+        .await
+        .unwrap()
+        .rows;
+    let expected_alpha = (0..6000).filter(|i| alpha(*i)).count().to_string();
+    let expected_beta = (0..6000).filter(|i| !alpha(*i)).count().to_string();
+    assert_eq!(
+        per_table,
+        vec![
+            vec![Some("alpha".to_string()), Some(expected_alpha)],
+            vec![Some("beta".to_string()), Some(expected_beta)],
+        ]
+    );
+}

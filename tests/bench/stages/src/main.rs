@@ -9,6 +9,10 @@
 //! - `write FILE DB`: the SQLite writer alone: the file's first batches, parsed beforehand,
 //!   appended again and again until as many rows as the file holds, then committed;
 //! - `load FILE DB`: one full load, as `tapline load` runs it;
+//! - `pgwrite FILE URL` and `pgload FILE URL`: the same two against PostgreSQL (a
+//!   `postgres://` URL; `?schema=` picks a fresh schema): the writer alone (its binary COPY
+//!   encoding, the connection, and the server's inserts, which this process's CPU time leaves
+//!   out), and a full load;
 //! - `ceiling DB`: SQLite's own `INSERT … SELECT` of a loaded event table into an empty table of
 //!   the same shape, in one transaction. SQLite runs this one as its transfer optimisation:
 //!   records are copied whole, never decoded or built again, which no writer of new rows can do;
@@ -28,8 +32,8 @@ use tapline::export::{ParseOptions, Recognition, RowBatch, parse_export, recogni
 use tapline::export_loader::load::{FileOutcome, load_object, parse_options};
 use tapline::storage::local::LocalSource;
 use tapline::storage::{ObjectEntry, ObjectSource};
-use tapline::warehouse::open::open_sqlite;
-use tapline::warehouse::{Begin, LoadLedger, Outcome, SourceObject};
+use tapline::warehouse::open::{open as open_warehouse, open_sqlite};
+use tapline::warehouse::{Begin, Outcome, SourceObject, Warehouse};
 
 /// Text of the batches the `write` stage replays: enough variety, bounded memory.
 const REPLAY_TEXT_BYTES: usize = 32 * 1024 * 1024;
@@ -56,12 +60,22 @@ fn main() -> Result<()> {
                 Ok((s.rows, s.decoded_bytes))
             })?
         }
-        ["write", file, db] => runtime.block_on(write(file, db))?,
-        ["load", file, db] => runtime.block_on(load(file, db))?,
+        ["write", file, db] => runtime.block_on(async {
+            write(file, &open_sqlite(&format!("sqlite://{db}")).await?).await
+        })?,
+        ["load", file, db] => runtime
+            .block_on(async { load(file, &open_sqlite(&format!("sqlite://{db}")).await?).await })?,
+        ["pgwrite", file, url] => {
+            runtime.block_on(async { write(file, &*open_warehouse(url).await?).await })?
+        }
+        ["pgload", file, url] => {
+            runtime.block_on(async { load(file, &*open_warehouse(url).await?).await })?
+        }
         ["ceiling", db] => ceiling(db, "")?,
         ["ceiling-rows", db] => ceiling(db, " WHERE 1")?,
         _ => bail!(
-            "usage: tapline-bench-stages inflate|tokenise|validate FILE | write|load FILE DB | ceiling|ceiling-rows DB"
+            "usage: tapline-bench-stages inflate|tokenise|validate FILE | write|load FILE DB | \
+             pgwrite|pgload FILE URL | ceiling|ceiling-rows DB"
         ),
     };
     let stage = args[0];
@@ -137,12 +151,11 @@ fn entry(file: &str) -> Result<ObjectEntry> {
     })
 }
 
-async fn load(file: &str, db: &str) -> Result<(Duration, u64, u64)> {
-    let warehouse = open_sqlite(&format!("sqlite://{db}")).await?;
+async fn load(file: &str, warehouse: &dyn Warehouse) -> Result<(Duration, u64, u64)> {
     let started = Instant::now();
     let report = load_object(
         &LocalSource as &dyn ObjectSource,
-        &warehouse,
+        warehouse,
         &entry(file)?,
         &config()?,
         Arc::new(AtomicU64::new(0)),
@@ -155,7 +168,7 @@ async fn load(file: &str, db: &str) -> Result<(Duration, u64, u64)> {
     }
 }
 
-async fn write(file: &str, db: &str) -> Result<(Duration, u64, u64)> {
+async fn write(file: &str, warehouse: &dyn Warehouse) -> Result<(Duration, u64, u64)> {
     let (opts, format) = options(file)?;
     let untimed_from = cpu_seconds();
     // Parse the whole file (untimed) for its row count, keeping its first batches to replay.
@@ -171,7 +184,6 @@ async fn write(file: &str, db: &str) -> Result<(Duration, u64, u64)> {
     })?;
     let untimed = cpu_seconds() - untimed_from;
     UNTIMED_CPU.with(|c| c.set(untimed));
-    let warehouse = open_sqlite(&format!("sqlite://{db}")).await?;
     let object = SourceObject {
         uri: entry(file)?.uri,
         version: "bench-write".to_string(),
@@ -179,7 +191,10 @@ async fn write(file: &str, db: &str) -> Result<(Duration, u64, u64)> {
     };
     let mut txn = match warehouse.begin_load(&object, false).await? {
         Begin::Started(txn) => txn,
-        Begin::Done(_) => bail!("{db} has this file loaded already: use a fresh file"),
+        Begin::Done(_) => bail!(
+            "{} has this file loaded already: use a fresh one",
+            warehouse.describe()
+        ),
     };
     let mut appended = 0u64;
     let mut spent = Duration::ZERO;
