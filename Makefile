@@ -104,13 +104,12 @@ fmt: ## Format the code.
 
 bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind inference) and PostgreSQL; a stage breakdown (inflate, tokenise, validate, write) each next to its ceiling (gzip -dc, SQLite INSERT ... SELECT, PostgreSQL's server-side COPY FROM file); peak RSS at three export sizes, of hostile exports and of a 1,000,000-row Parquet export.
 	@# The baseline without column-kind inference: the CLI with a bench-only feature and SQLite
-	@# only (all it loads into), in its own profile (release's settings, its own folder): its
-	@# fat-LTO link leaves out the cloud SDKs, and it never replaces target/release/tapline.
-	$(CARGO) build --profile bench-baseline --locked -p tapline-cli --no-default-features \
-		--features sqlite,bench-no-kind-inference
+	@# only (all it loads into), so that its fat-LTO link leaves out the cloud SDKs; release's
+	@# settings and dependencies. Copied aside: the next build puts the full CLI back.
+	$(CARGO) build --release --locked -p tapline-cli --no-default-features --features sqlite,bench-no-kind-inference
+	@mkdir -p $(BENCH_DIR) && cp $(RELEASE_BIN)/tapline $(BENCH_DIR)/tapline-no-kinds
 	@# The stage breakdown's binary runs the loader's own code, one stage per process.
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports -p tapline-bench-stages
-	@mkdir -p $(BENCH_DIR)
 	@$(RELEASE_BIN)/tapline-sample-exports bench --out $(BENCH_DIR) --rows $(BENCH_ROWS) | tail -n 1
 	@# Files of about 10 MB and BENCH_LARGE_ROWS rows (2 GB of CSV): peak memory must not grow
 	@# with the file. run_bench.py deletes each once measured (the disk is tight).
@@ -127,7 +126,7 @@ bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind 
 	@$(RELEASE_BIN)/tapline-sample-exports parquet --out $(BENCH_DIR)/parquet/small \
 		--rows $$(( $(BENCH_ROWS) / 10 )) --row-group-rows 100_000 --bench-repeat 1
 	@tests/scripts/with-postgres.sh python3 tests/bench/run_bench.py --tapline $(RELEASE_BIN)/tapline \
-		--tapline-no-kinds $(CARGO_TARGET_DIR)/bench-baseline/tapline \
+		--tapline-no-kinds $(BENCH_DIR)/tapline-no-kinds \
 		--stages $(RELEASE_BIN)/tapline-bench-stages \
 		--dir $(BENCH_DIR) --size-dirs $(BENCH_DIR)/size-small $(BENCH_DIR)/size-large \
 		--hostile-dir $(BENCH_DIR)/hostile --generator $(RELEASE_BIN)/tapline-sample-exports \
