@@ -103,8 +103,10 @@ fmt: ## Format the code.
 	$(CARGO) fmt --all
 
 bench: ## Load a 1,000,000-row export into SQLite (with and without column-kind inference) and PostgreSQL; a stage breakdown (inflate, tokenise, validate, write) each next to its ceiling (gzip -dc, SQLite INSERT ... SELECT, PostgreSQL's server-side COPY FROM file); peak RSS at three export sizes, of hostile exports and of a 1,000,000-row Parquet export.
-	@# The baseline without column-kind inference: the same CLI built with a bench-only feature.
-	$(CARGO) build --release --locked -p tapline-cli --features bench-no-kind-inference
+	@# The baseline without column-kind inference: the CLI with a bench-only feature and SQLite
+	@# only (all it loads into), so that its fat-LTO link leaves out the cloud SDKs; release's
+	@# settings and dependencies. Copied aside: the next build puts the full CLI back.
+	$(CARGO) build --release --locked -p tapline-cli --no-default-features --features sqlite,bench-no-kind-inference
 	@mkdir -p $(BENCH_DIR) && cp $(RELEASE_BIN)/tapline $(BENCH_DIR)/tapline-no-kinds
 	@# The stage breakdown's binary runs the loader's own code, one stage per process.
 	$(CARGO) build --release --locked -p tapline-cli -p tapline-sample-exports -p tapline-bench-stages

@@ -15,6 +15,7 @@ import csv
 import glob
 import gzip
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -24,22 +25,57 @@ import tempfile
 import time
 
 
+# Each program's own peak RSS. A child forked by this Python starts with a copy of the Python's
+# resident pages, and Linux keeps the larger of that and the program's own peak across exec
+# (`ru_maxrss`), so a program smaller than the Python (~12 MiB) would read as the Python's size.
+# GNU time forks from a process of about 1 MiB and reports its child's figure (`%M`); checked
+# against a C program printing its own VmHWM at exit: 1.4, 6.4, 32 and 104 MiB read 1.4, 6.6, 32
+# and 104 MiB through GNU time, and 62, 62, 62 and 104 MiB through fork and wait4 from a 60 MiB
+# Python (posix_spawn and subprocess, which use vfork, read the same).
+GNU_TIME = "/usr/bin/time"
+
+
+def gnu_time_works():
+    """Whether GNU time is there (BSD time has no -f/-o)."""
+    if not os.access(GNU_TIME, os.X_OK):
+        return False
+    with tempfile.NamedTemporaryFile("r", prefix="tapline-bench-time.") as out:
+        probe = subprocess.run([GNU_TIME, "-f", "%M", "-o", out.name, "true"], capture_output=True)
+        return probe.returncode == 0 and out.read().strip().isdigit()
+
+
+PEAK_OWN = gnu_time_works()
+
+
 def run(cmd, ok_codes=(0,), env=None, stdout=None):
     """Runs cmd in a fresh child (with `env` added to the environment); returns (wall seconds,
-    peak RSS KiB of that child alone, CPU seconds of it and its children). With `stdout` (a
-    path), the child's output goes there."""
-    start = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        out = os.open(stdout or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(out, 1)
-        os.execvpe(cmd[0], cmd, dict(os.environ, **(env or {})))
-    _, status, usage = os.wait4(pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code not in ok_codes:
-        sys.exit(f"{' '.join(cmd)} exited {code}")
-    return wall, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    peak RSS KiB of the program alone, CPU seconds of it and its children). With `stdout` (a
+    path), the child's output goes there. The peak is the program's own through GNU time;
+    without GNU time it is at least this Python's resident size (see PEAK_OWN)."""
+    with tempfile.NamedTemporaryFile("r", prefix="tapline-bench-rss.") as peak:
+        argv = [GNU_TIME, "-f", "%M", "-o", peak.name, *cmd] if PEAK_OWN else cmd
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            out = os.open(stdout or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(out, 1)
+            os.execvpe(argv[0], argv, dict(os.environ, **(env or {})))
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code not in ok_codes:
+            sys.exit(f"{' '.join(cmd)} exited {code}")
+        # GNU time writes "Command exited with non-zero status N" first when it did.
+        rss = int(peak.read().split()[-1]) if PEAK_OWN else usage.ru_maxrss
+    return wall, rss, usage.ru_utime + usage.ru_stime
+
+
+def rss_note():
+    """How the peak RSS figures were taken."""
+    if PEAK_OWN:
+        return "peak RSS: each program's own, from GNU time's %M"
+    python = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return f"peak RSS: no GNU time ({GNU_TIME}), so a figure under {python:.0f} MiB is this Python's size, not the program's"
 
 
 def stage(stages, *args):
@@ -60,10 +96,11 @@ def remove_db(db):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tapline", required=True)
-    parser.add_argument("--tapline-no-kinds", required=True, help="tapline built with the bench-no-kind-inference feature")
+    parser.add_argument("--tapline-no-kinds", help="tapline built with the bench-no-kind-inference feature")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
-    parser.add_argument("--stages", required=True, help="tapline-bench-stages (the stage breakdown)")
+    parser.add_argument("--stages", help="tapline-bench-stages (the stage breakdown)")
+    parser.add_argument("--cost-only", action="store_true", help="only the cost per GB (PostgreSQL loads and the BigQuery commit's bytes)")
     parser.add_argument("--size-dirs", nargs="*", default=[], help="exports of the same shape at other sizes: peak RSS of each SQLite load (must not grow with size); each folder is deleted after")
     parser.add_argument("--hostile-dir", help="output of `tapline-sample-exports hostile`: peak RSS of each case")
     parser.add_argument("--generator", help="tapline-sample-exports, to write good files of matching sizes")
@@ -80,6 +117,12 @@ def main():
         uncompressed = 0
         while chunk := f.read(1 << 20):
             uncompressed += len(chunk)
+    pg = os.environ.get("TAPLINE_TEST_POSTGRES_URL")
+    if args.cost_only:
+        bench_cost(args, export, pg, compressed, uncompressed)
+        return
+    if not (args.tapline_no_kinds and args.stages):
+        sys.exit("--tapline-no-kinds and --stages are needed (but for --cost-only)")
     db = os.path.join(args.dir, "bench.sqlite")
 
     def fresh_db():
@@ -146,7 +189,7 @@ def main():
     print("   so each row is decoded and built again: the ceiling of any writer through SQL, ours included)")
     print("  (write alone replays the file's first 32 MB of parsed batches up to its row count:")
     print("   its peak RSS holds them; parsing before it and cloning them are not timed)")
-    print("  (a child's peak RSS includes the ~12 MiB of the Python that forked it)")
+    print(f"  ({rss_note()})")
     bound = max(("the parser (inflate + tokenise + validate)", cpu["validate"]), ("the writer", cpu["write"]), key=lambda x: x[1])
     print(f"  a SQLite load runs the parser and the writer on two threads: the one with more CPU bounds it, here {bound[0]}")
     print(f"  (parser {cpu['validate']:.2f} CPU s, writer {cpu['write']:.2f} CPU s; on two free cores the load takes about the larger)")
@@ -169,11 +212,11 @@ def main():
     if args.parquet_dir:
         bench_parquet(args)
 
-    pg = os.environ.get("TAPLINE_TEST_POSTGRES_URL")
     if pg:
         bench_postgres(args, export, pg, rows, mb)
     else:
         print("\nPostgreSQL: skipped (TAPLINE_TEST_POSTGRES_URL not set; `make bench` sets it)")
+    bench_cost(args, export, pg, compressed, uncompressed)
     print(f"\nmachine: {os.cpu_count()} cores; timings vary run to run on shared machines")
 
 
@@ -427,6 +470,98 @@ def bench_postgres(args, export, url, rows, mb):
               " DROP SCHEMA IF EXISTS bench_tapline_bi CASCADE")
     psql(url, "ALTER SYSTEM RESET autovacuum")
     psql(url, "SELECT pg_reload_conf()")
+
+
+# Prices for the cost per GB (USD, first tier, US regions), with where and when each was read in
+# tests/README.md ("Cost per GB"). Lambda gives a function CPU in proportion to its memory, one
+# vCPU at 1,769 MB.
+LAMBDA_ARM_PER_GB_S = 0.0000133334
+LAMBDA_MB_PER_VCPU = 1769
+LAMBDA_MEMORY_MB = (256, 512, 1024)
+# Cloud Run, request-based billing (the export loader's: 1 vCPU, 512 MiB, infra/gcp).
+CLOUD_RUN_PER_VCPU_S = 0.000024
+CLOUD_RUN_PER_GIB_S = 0.0000025
+CLOUD_RUN_GIB = 0.5
+BIGQUERY_PER_TIB = 6.25
+# An export's uri as the cloud loaders record it in every row's `_source_uri` (the bucket's name
+# is an example; the rest is the bench file's name).
+COST_URI_PREFIX = "gs://clevertap-exports/exports/"
+# The billing minimum BigQuery applies per table a query references.
+BIGQUERY_MIN_BYTES = 10 * 1024 * 1024
+
+
+def bigquery_commit_bytes(export):
+    """What the BigQuery commit script's `INSERT ... SELECT` reads from the staging table: its
+    logical size (STRING: 2 bytes + UTF-8 bytes; TIMESTAMP and INT64: 8; NULL, as an empty CSV
+    field is: 0), data and lineage columns apart; and the rows and columns."""
+    uri = COST_URI_PREFIX + os.path.basename(export)
+    lineage_row = (2 + len(uri.encode())) + 8 + 8 + 8  # _source_uri, _source_line, _load_id, _loaded_at
+    data = rows = 0
+    with gzip.open(export, "rt", newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        ts = header.index("ts")
+        for record in reader:
+            rows += 1
+            for i, value in enumerate(record):
+                if i == ts:
+                    data += 8
+                elif value:
+                    data += 2 + len(value.encode())
+    return data, lineage_row * rows, rows, len(header)
+
+
+def bench_cost(args, export, url, compressed, uncompressed):
+    """The cost per GB of gzip export, from the loader's own CPU: `tapline load` into PostgreSQL
+    (the cloud loaders write to PostgreSQL or BigQuery, and parse the same way), three runs, the
+    median; Lambda's duration derived from that CPU and the vCPU share of each memory size; and
+    the bytes the BigQuery commit script is billed for, computed from the staging table."""
+    print()
+    print("Cost per GB of gzip export (prices and their sources: tests/README.md, \"Cost per GB\")")
+    gb = compressed / 1e9
+    if url:
+        sep = "&" if "?" in url else "?"
+        loads = []
+        for _ in range(args.runs):
+            psql(url, "DROP SCHEMA IF EXISTS bench_cost CASCADE")
+            loads.append(run([args.tapline, "load", export, "--warehouse", f"{url}{sep}schema=bench_cost", "--no-progress"]))
+        psql(url, "DROP SCHEMA IF EXISTS bench_cost CASCADE")
+        wall = statistics.median(r[0] for r in loads)
+        cpu = statistics.median(r[2] for r in loads)
+        peak = max(r[1] for r in loads)
+        per_gb = cpu / gb
+        print(f"  `tapline load` into PostgreSQL: {cpu:.2f} CPU s (user + system, the tapline process), "
+              f"{wall:.2f} s wall, peak RSS {peak / 1024:.1f} MiB, median of {args.runs}")
+        print(f"  = {per_gb:.1f} CPU s per GB of gzip ({uncompressed / compressed:.1f}x: "
+              f"{cpu / (uncompressed / 1e9):.1f} CPU s per GB of CSV); wall {wall / gb:.0f} s per GB here, "
+              f"the PostgreSQL server sharing this machine's cores")
+        print(f"  Lambda, Arm, ${LAMBDA_ARM_PER_GB_S:.10f} per GB-s; duration DERIVED as CPU s / vCPU share "
+              f"(memory / {LAMBDA_MB_PER_VCPU} MB): the client's lower bound (a slower server adds its wait):")
+        for mb in LAMBDA_MEMORY_MB:
+            share = mb / LAMBDA_MB_PER_VCPU
+            seconds = per_gb / share
+            gb_s = seconds * mb / 1024
+            print(f"    {mb:5} MB ({share:.3f} vCPU): {seconds:6.0f} s per GB, {gb_s:6.1f} GB-s per GB, "
+                  f"${gb_s * LAMBDA_ARM_PER_GB_S:.5f} per GB; the 900 s timeout fits {900 / seconds:.1f} GB of gzip per file")
+        run_s = per_gb  # one vCPU: the parser and writer threads share it
+        run_usd = run_s * CLOUD_RUN_PER_VCPU_S + run_s * CLOUD_RUN_GIB * CLOUD_RUN_PER_GIB_S
+        print(f"  Cloud Run, 1 vCPU, {CLOUD_RUN_GIB} GiB, request-based: {run_s:.1f} vCPU-s and "
+              f"{run_s * CLOUD_RUN_GIB:.1f} GiB-s per GB, ${run_usd:.5f} per GB")
+        lambda_usd = per_gb * LAMBDA_MB_PER_VCPU / 1024 * LAMBDA_ARM_PER_GB_S
+        print(f"  10 GB of gzip a day (300 GB a month), before free tiers: Lambda ${300 * lambda_usd:.2f}, "
+              f"Cloud Run ${300 * run_usd:.2f} a month")
+    else:
+        print("  loader CPU: skipped (TAPLINE_TEST_POSTGRES_URL not set; `make bench` sets it)")
+    data, lineage, rows, columns = bigquery_commit_bytes(export)
+    billed = data + lineage
+    per_million = billed / rows * 1e6
+    print(f"  BigQuery commit: the staging table read by INSERT ... SELECT: {billed / 1e6:.0f} MB for {rows:,} rows "
+          f"({data / 1e6:.0f} MB data, {lineage / 1e6:.0f} MB lineage) = {per_million / 1e6:.0f} MB per million rows, "
+          f"{billed / compressed:.2f} bytes billed per byte of gzip, ${billed / 2**40 * BIGQUERY_PER_TIB / gb:.4f} per GB of gzip")
+    print(f"  10 GB of gzip a day, before the free TiB: BigQuery ${300 * billed / compressed / 2**40 * 1e9 * BIGQUERY_PER_TIB:.2f} a month")
+    floor = (columns + 2) * BIGQUERY_MIN_BYTES
+    print(f"  (computed, not measured; add up to {floor / 1e6:.0f} MB per file if the 10 MB minimum applies "
+          f"to each of its {columns + 2} catalog and ledger statements that read a table)")
 
 
 if __name__ == "__main__":
