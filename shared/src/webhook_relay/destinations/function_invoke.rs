@@ -107,6 +107,8 @@ pub struct FunctionInvoker {
     client: reqwest::Client,
     timeout: Duration,
     /// Where the Lambda API is, when not AWS's regional endpoint ([`ENV_LAMBDA_ENDPOINT`]).
+    /// Read by the Lambda half only, which builds without `relay-sqs` leave out.
+    #[cfg_attr(not(feature = "relay-sqs"), allow(dead_code))]
     lambda_endpoint: Option<String>,
     id_tokens: Mutex<HashMap<String, (String, Instant)>>,
     #[cfg(feature = "relay-sqs")]
