@@ -9,7 +9,52 @@
 //! does not grow with the backlog. Never a body, a destination's URL or a secret: route,
 //! destination, attempts, the last error as the relay recorded it, and when it died.
 
-use crate::reconcile::report::{MAX_DEAD_LETTERS, RelayDeadLetter, RelayLetters};
+/// Most relay dead letters listed (the newest).
+pub const MAX_DEAD_LETTERS: usize = 20;
+
+/// One relay dead letter as the page lists it: where it was going and why it gave up; never
+/// its body, nor a destination's URL or secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayDeadLetter {
+    /// The route it came in on.
+    pub route: String,
+    /// The destination's name within the route.
+    pub destination: String,
+    /// Attempts made, every round.
+    pub attempts: usize,
+    /// The last attempt's outcome and error (`permanent: HTTP 400: …`), as the queue recorded
+    /// them.
+    pub last_error: String,
+    /// When it was given up (UTC ISO-8601).
+    pub dead_at: String,
+}
+
+/// The relay's dead letters for the page: the newest [`MAX_DEAD_LETTERS`] of `total`, and where
+/// they were read (this module).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayLetters {
+    /// Where they were read: "the local relay's queue", "the SQS dead-letter queue NAME", ….
+    pub from: String,
+    /// The command that delivers them again.
+    pub replay: String,
+    /// How many dead letters there are.
+    pub total: usize,
+    /// The newest, newest first.
+    pub newest: Vec<RelayDeadLetter>,
+    /// Why they could not be listed, when they could not (the rest of the page still stands).
+    pub unreadable: Option<String>,
+}
+
+impl RelayLetters {
+    /// The section when `from` could not be read: says so, with `reason`.
+    pub fn unreadable(from: String, reason: String) -> Self {
+        Self {
+            from,
+            unreadable: Some(reason),
+            ..Self::default()
+        }
+    }
+}
 
 /// A relay's cloud dead letters: where `tapline report --relay-queue` and the puller's
 /// `TAPLINE_REPORT_RELAY_QUEUE` read them.

@@ -4,6 +4,7 @@
 //! Content-Security-Policy that forbids every request, its chart is inline SVG, and every name
 //! from a file or an API answer is HTML-escaped.
 
+pub use crate::reconcile::relay_letters::{MAX_DEAD_LETTERS, RelayDeadLetter, RelayLetters};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -41,54 +42,8 @@ pub struct ReportInput {
     pub relay_dead_letters: Option<RelayLetters>,
 }
 
-/// One relay dead letter as the page lists it: where it was going and why it gave up; never
-/// its body, nor a destination's URL or secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayDeadLetter {
-    /// The route it came in on.
-    pub route: String,
-    /// The destination's name within the route.
-    pub destination: String,
-    /// Attempts made, every round.
-    pub attempts: usize,
-    /// The last attempt's outcome and error (`permanent: HTTP 400: …`), as the queue recorded
-    /// them.
-    pub last_error: String,
-    /// When it was given up (UTC ISO-8601).
-    pub dead_at: String,
-}
-
-/// The relay's dead letters for the page: the newest [`MAX_DEAD_LETTERS`] of `total`, and where
-/// they were read (see [`crate::reconcile::relay_letters`]).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RelayLetters {
-    /// Where they were read: "the local relay's queue", "the SQS dead-letter queue NAME", ….
-    pub from: String,
-    /// The command that delivers them again.
-    pub replay: String,
-    /// How many dead letters there are.
-    pub total: usize,
-    /// The newest, newest first.
-    pub newest: Vec<RelayDeadLetter>,
-    /// Why they could not be listed, when they could not (the rest of the page still stands).
-    pub unreadable: Option<String>,
-}
-
-impl RelayLetters {
-    /// The section when `from` could not be read: says so, with `reason`.
-    pub fn unreadable(from: String, reason: String) -> Self {
-        Self {
-            from,
-            unreadable: Some(reason),
-            ..Self::default()
-        }
-    }
-}
-
 /// Most quarantined or failed files listed.
 const MAX_PROBLEM_FILES: usize = 20;
-/// Most relay dead letters listed (the newest).
-pub const MAX_DEAD_LETTERS: usize = 20;
 /// Longest name or reason shown, in characters (the title attribute keeps the rest out).
 const MAX_TEXT: usize = 240;
 
