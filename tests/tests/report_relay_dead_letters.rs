@@ -38,8 +38,9 @@ url_env = "BACKUP_URL"
 signing_secret_env = "SIGNING_KEY"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_report_lists_the_relays_dead_letters_without_bodies_or_secrets() {
+/// The route's two destinations, `crm` refusing with a 400 (its text an HTML tag) and
+/// `<b>backup</b>` down with 503s, and the relay configuration with `max_attempts` attempts.
+async fn refusing_destinations(max_attempts: u32) -> (Receiver, Receiver, RelayConfig) {
     let (crm, backup) = (Receiver::start().await, Receiver::start().await);
     crm.set_default(Reply::Status(400, "<script>bad field</script>".into()));
     backup.set_default(Reply::Status(503, "down".into()));
@@ -49,7 +50,17 @@ async fn the_report_lists_the_relays_dead_letters_without_bodies_or_secrets() {
         ("BACKUP_URL", backup.url.clone()),
         ("SIGNING_KEY", SIGNING.to_string()),
     ]);
-    let config = RelayConfig::parse("test", CONFIG, |var| env.get(var).cloned()).unwrap();
+    let text = CONFIG.replace(
+        "max_attempts = 2",
+        &format!("max_attempts = {max_attempts}"),
+    );
+    let config = RelayConfig::parse("test", &text, |var| env.get(var).cloned()).unwrap();
+    (crm, backup, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_lists_the_relays_dead_letters_without_bodies_or_secrets() {
+    let (crm, backup, config) = refusing_destinations(2).await;
     let state = tempfile::tempdir().unwrap();
     {
         let clock = Arc::new(ManualClock::new(1_764_000_000_000));
@@ -200,17 +211,7 @@ async fn the_report_lists_the_sqs_dead_letter_queue_and_takes_nothing() {
     use tapline::webhook_relay::relay::{destinations, http_client};
     use tapline_tests::servers::sqs;
 
-    let (crm, backup) = (Receiver::start().await, Receiver::start().await);
-    crm.set_default(Reply::Status(400, "<script>bad field</script>".into()));
-    backup.set_default(Reply::Status(503, "down".into()));
-    let env: HashMap<&str, String> = HashMap::from([
-        ("CRM_TOKEN", TOKEN.to_string()),
-        ("CRM_URL", crm.url.clone()),
-        ("BACKUP_URL", backup.url.clone()),
-        ("SIGNING_KEY", SIGNING.to_string()),
-    ]);
-    let text = CONFIG.replace("max_attempts = 2", "max_attempts = 3");
-    let config = RelayConfig::parse("test", &text, |var| env.get(var).cloned()).unwrap();
+    let (crm, backup, config) = refusing_destinations(3).await;
     let client = sqs::client().await;
     let (queue, dlq) = sqs::queue_with_dead_letters(&client, "report-dlq", 3).await;
     let http = http_client(config.settings.delivery_timeout).unwrap();
