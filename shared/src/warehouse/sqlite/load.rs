@@ -11,6 +11,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::borrowed_insert::BorrowedInsert;
 use super::typed_views::rebuild_typed_views;
+use super::writeback::EarlyWriteback;
 use super::{MAX_DATA_COLUMNS, ident, ledger_columns, ledger_row, op, run_blocking, write_state};
 use crate::export::{EVENT_NAME_COLUMN, Reject, RowBatch, TS_COLUMN};
 use crate::time::{now_utc, write_ts_text};
@@ -79,6 +80,7 @@ impl SqliteLoad {
                 typed_stale: HashSet::new(),
                 state: None,
                 object_created_at: None,
+                writeback: conn.path().and_then(EarlyWriteback::start),
             };
             Ok(Begin::Started(Box::new(SqliteLoad {
                 load_id: started.0,
@@ -250,6 +252,9 @@ struct LoadState {
     state: Option<StateWrite>,
     /// When the object was created in its bucket, for the ledger row.
     object_created_at: Option<String>,
+    /// Writes the appended pages back while the load runs, so that the commit's `fsync` finds
+    /// little left to write (`None`: an in-memory file, or no thread could start).
+    writeback: Option<EarlyWriteback>,
 }
 
 #[async_trait]
@@ -366,6 +371,9 @@ impl LoadState {
                     last_rowid: last,
                 });
         }
+        if let Some(writeback) = &self.writeback {
+            writeback.nudge();
+        }
         Ok(())
     }
 
@@ -469,6 +477,8 @@ impl LoadState {
         outcome: Outcome,
         rejects: Vec<Reject>,
     ) -> Result<LoadRecord, WarehouseError> {
+        // The rows are all appended: the commit's own fsync writes back what is left.
+        self.writeback.take();
         let now = now_utc();
         let (status, error, bytes, rows, rejected) = match outcome {
             Outcome::Loaded {

@@ -13,6 +13,7 @@ mod load;
 mod retype;
 mod typed_profile_views;
 mod typed_views;
+mod writeback;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
