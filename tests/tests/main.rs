@@ -33,6 +33,7 @@ mod retype_sqlite;
 mod storage_conformance;
 mod typed_views_client_sqlite;
 mod warehouse_bigquery;
+mod warehouse_bigquery_commit;
 mod warehouse_bigquery_typed;
 mod warehouse_postgres;
 mod warehouse_sqlite;

@@ -440,6 +440,11 @@ impl BigQueryDouble {
         jobs.into_iter().map(|(id, _)| id.clone()).collect()
     }
 
+    /// A job's resource as `jobs.get` answers it (its configuration, the script it ran).
+    pub fn job(&self, id: &str) -> Option<Value> {
+        self.lock().jobs.get(id).map(|j| j.resource.clone())
+    }
+
     /// A table's resource (schema, partitioning, labels).
     pub fn table(&self, dataset: &str, table: &str) -> Option<Value> {
         self.lock()
