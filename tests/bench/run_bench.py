@@ -101,6 +101,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="runs of each; the median is shown")
     parser.add_argument("--stages", help="tapline-bench-stages (the stage breakdown)")
     parser.add_argument("--cost-only", action="store_true", help="only the cost per GB (PostgreSQL loads and the BigQuery commit's bytes)")
+    parser.add_argument("--postgres-only", action="store_true", help="only the PostgreSQL lines (both ceilings)")
     parser.add_argument("--size-dirs", nargs="*", default=[], help="exports of the same shape at other sizes: peak RSS of each SQLite load (must not grow with size); each folder is deleted after")
     parser.add_argument("--hostile-dir", help="output of `tapline-sample-exports hostile`: peak RSS of each case")
     parser.add_argument("--generator", help="tapline-sample-exports, to write good files of matching sizes")
@@ -120,6 +121,13 @@ def main():
     pg = os.environ.get("TAPLINE_TEST_POSTGRES_URL")
     if args.cost_only:
         bench_cost(args, export, pg, compressed, uncompressed)
+        return
+    if args.postgres_only:
+        if not pg:
+            sys.exit("--postgres-only needs TAPLINE_TEST_POSTGRES_URL")
+        with gzip.open(export, "rt", newline="") as f:
+            rows = sum(1 for _ in csv.reader(f)) - 1
+        bench_postgres(args, export, pg, rows, uncompressed / 1e6)
         return
     if not (args.tapline_no_kinds and args.stages):
         sys.exit("--tapline-no-kinds and --stages are needed (but for --cost-only)")
@@ -423,7 +431,7 @@ def bench_postgres(args, export, url, rows, mb):
     for path in (plain, gz_copy):
         os.chmod(path, 0o644)
     fresh = f"DROP SCHEMA IF EXISTS bench_base CASCADE; CREATE SCHEMA bench_base; CREATE TABLE bench_base.t ({defs})"
-    runs = {k: [] for k in ("file", "program", "client", "tapline", "tls", "same", "same_csv", "same_nobrin")}
+    runs = {k: [] for k in ("file", "program", "client", "tapline", "tls", "same", "same_csv", "same_nobrin", "same_client")}
     same_dir = os.path.join(work, "same")
     os.mkdir(same_dir)
     os.chmod(same_dir, 0o777)  # the server writes the same rows' files here
@@ -461,6 +469,11 @@ def bench_postgres(args, export, url, rows, mb):
             psql(url, "DROP SCHEMA IF EXISTS bench_same CASCADE; CREATE SCHEMA bench_same")
             runs[key].append(measured(["psql", plain_url, "-q", "-v", "ON_ERROR_STOP=1", "-c",
                                        same_rows_copy(same_tables, same_dir, fmt, indexes)]))
+        # The same binary rows sent by a client that only reads them (psql \copy): the protocol's
+        # share (socket, CopyData messages) without tapline's parsing and encoding.
+        psql(url, "DROP SCHEMA IF EXISTS bench_same CASCADE; CREATE SCHEMA bench_same")
+        runs["same_client"].append(measured(["psql", plain_url, "-q", "-1", "-v", "ON_ERROR_STOP=1",
+                                             *same_rows_client(same_tables, same_dir)]))
     shutil.rmtree(work)
     wall = {k: statistics.median(r[0] for r in v) for k, v in runs.items()}
     peak = {k: max(r[1] for r in v) for k, v in runs.items()}
@@ -477,6 +490,7 @@ def bench_postgres(args, export, url, rows, mb):
         ("same-rows ceiling: server COPY, binary", "same"),
         ("  the same rows as CSV", "same_csv"),
         ("  the same rows, binary, no BRIN index", "same_nobrin"),
+        ("  the same rows, binary, sent by psql \\copy", "same_client"),
         ("full load: tapline load postgres", "tapline"),
         ("  the same over TLS (sslmode=require)", "tls"),
     ):
@@ -530,6 +544,16 @@ def same_rows_copy(tables, folder, fmt, indexes):
         steps.append(f"COPY bench_same.\"{t}\" FROM '{folder}/{t}.{fmt}' (FORMAT {fmt})")
     steps.append("COMMIT")
     return "; ".join(steps)
+
+
+def same_rows_client(tables, folder):
+    """psql arguments (run with -1, one transaction) that create each table as `same_rows_copy`
+    does and send its binary rows with `\\copy` from the client."""
+    argv = []
+    for t in tables:
+        argv += ["-c", f'CREATE TABLE bench_same."{t}" (LIKE bench_same_ddl."{t}" INCLUDING ALL)',
+                 "-c", f"\\copy bench_same.\"{t}\" from '{folder}/{t}.binary' with (format binary)"]
+    return argv
 
 
 # Prices for the cost per GB (USD, first tier, US regions), with where and when each was read in
