@@ -5,7 +5,8 @@ Prints a stage breakdown (issue 21), each stage next to its ceiling measured in 
 inflate only, + tokenise, + validate (tapline-bench-stages, the loader's own code) against
 `gzip -dc > /dev/null`; the SQLite writer alone against SQLite's own `INSERT ... SELECT` of the
 same rows into the same table shape; the full loads against `gzip -dc` (SQLite) and the
-server's own `COPY ... FROM 'file'` (PostgreSQL). Then wall time, rows/s, uncompressed MB/s and
+server's own `COPY ... FROM 'file'` (PostgreSQL; and its COPY of the very rows tapline wrote,
+lineage and BRIN index included: the same-rows ceiling). Then wall time, rows/s, uncompressed MB/s and
 peak RSS of the loads, and the issue's targets, without failing on them: timings are figures
 to read, not assertions. With --hostile-dir, also the peak RSS of each
 hostile export (issue 14) next to a good export of the same compressed size (target <= 1.5x).
