@@ -382,22 +382,30 @@ def server_cpu(postmaster):
     """CPU seconds (user + system) of the server so far: the postmaster, its live processes
     (backends, WAL writer, checkpointer) and those that ended (in the postmaster's children's
     times once reaped). Waits until no backend is left ending, so a finished client's is
-    counted. A live backend's own children (COPY FROM PROGRAM's gzip) count once it ends."""
+    counted. A live backend's own children (COPY FROM PROGRAM's gzip) count once it ends.
+    A child reaped while /proc is being read (after the postmaster's line, before its own) would
+    be counted nowhere, so a reading counts only when two scans in a row saw the same children
+    and the same reaped total."""
     tick = os.sysconf("SC_CLK_TCK")
+    previous = None
     for _ in range(200):
-        total, ending = 0, False
+        total, ending, children, reaped = 0, False, set(), 0
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 f = proc_stat(pid)
             except OSError:
                 continue
             if pid == postmaster:
-                total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+                reaped = int(f[13]) + int(f[14])
+                total += int(f[11]) + int(f[12]) + reaped
             elif f[1] == postmaster:
                 total += int(f[11]) + int(f[12])
+                children.add(pid)
                 ending |= f[0] == "Z"
-        if not ending:
+        seen = None if ending else (children, reaped)
+        if seen is not None and seen == previous:
             break
+        previous = seen
         time.sleep(0.01)
     return total / tick
 
