@@ -2,15 +2,16 @@
 //! mapped by header name because CleverTap's property columns vary per file.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{self, Read};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::batcher::{BatchSink, Batcher, ParseSummary};
-use super::csv_record_reader::{CsvRecord, CsvRecordReader};
 use super::limits::name_preview;
 use super::object_name::ExportKind;
-use super::parse_error::{FileProblem, ParseError, io_to_parse_error};
+use super::parse_error::{FileProblem, ParseError, RecordTooLargeError, io_to_parse_error};
 use super::parse_options::ParseOptions;
 use super::profile_rows::{
     CLEVERTAP_ID_COLUMN, IDENTITY_COLUMN, SNAPSHOT_COLUMNS, csv_record_text, list_property_text,
@@ -27,15 +28,17 @@ pub(crate) fn parse_csv(
     opts: &ParseOptions,
     sink: &mut BatchSink<'_>,
 ) -> Result<ParseSummary, ParseError> {
-    let mut reader = CsvRecordReader::new(input, opts.max_record_bytes);
+    let (mut reader, taped) = open_reader(input, opts.max_record_bytes);
+    let mut record = csv::ByteRecord::new();
 
     let header_read = reader
-        .read_record()
-        .map_err(|e| io_to_parse_error(e, 1, opts))?;
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_to_parse_error(e, 1, opts))?;
     if !header_read {
         return Err(FileProblem::NoHeader.into());
     }
-    let header = Header::parse(reader.record(), opts)?;
+    let header = Header::parse(&record, opts)?;
+    taped.borrow_mut().release(reader.position().byte());
 
     let schema = Arc::new(Schema::new(header.schema_columns.clone()));
     let first = match &header.shape {
@@ -48,64 +51,89 @@ pub(crate) fn parse_csv(
     let checks = RowChecks::new(opts);
 
     loop {
-        let more = reader
-            .read_record()
-            .map_err(|e| io_to_parse_error(e, reader.next_line(), opts))?;
+        let more = reader.read_byte_record(&mut record).map_err(|e| {
+            let next_line = taped.borrow().next_line();
+            csv_to_parse_error(e, next_line, opts)
+        })?;
         if !more {
             break;
         }
-        let record = reader.record();
-        let line = reader.line();
-        let pushed = check_text(record, &header, &checks, &reader).and_then(|text| {
+        let start = record.position().map(|p| p.byte()).unwrap_or(0);
+        let end = reader.position().byte();
+        // Counted here rather than taken from the csv reader, which counts a CRLF record's
+        // line one short.
+        let line = taped.borrow().line_of(start, end);
+        let pushed = check_text(&record, &header, &checks, &taped, start, end).and_then(|text| {
             let batch = &mut batcher.batch;
             match &header.shape {
                 Shape::Events {
                     ts,
                     event_name,
                     event_name_slot: _,
-                } => push_event_row(record, text, *ts, *event_name, &checks, line, batch),
+                } => push_event_row(&record, text, *ts, *event_name, &checks, line, batch),
                 Shape::Profiles(layout) => {
                     let ts = checks.snapshot_ts()?;
-                    layout.push_row(&header.names, record, text, line, ts, batch)
+                    layout.push_row(&header.names, &record, text, line, ts, batch)
                 }
             }
         });
         match pushed {
             Ok(()) => batcher.row_done()?,
             Err((column, reason)) => {
+                let state = taped.borrow();
                 batcher.reject(Reject::new(
                     line,
                     column.map(str::to_string),
                     reason,
-                    reader.raw(reader.start(), reader.end()),
+                    state.slice(start, end),
                 ))?;
             }
         }
+        taped.borrow_mut().release(end);
     }
-    let decoded = reader.total();
+    let decoded = taped.borrow().total;
     batcher.finish(decoded)
 }
 
+/// The csv reader every CSV export is read with, over a [`Tap`] that keeps the record being
+/// parsed (whose state the caller reads for raw rejects and line numbers).
+fn open_reader(
+    input: Box<dyn Read + Send>,
+    max_record_bytes: usize,
+) -> (csv::Reader<Tap>, Rc<RefCell<TapState>>) {
+    let tap = Tap::new(input, max_record_bytes);
+    let taped = tap.state.clone();
+    let reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(64 * 1024)
+        .from_reader(tap);
+    (reader, taped)
+}
+
 /// `make bench`'s tokenise stage: reads every record of decoded CSV text with the parser's own
-/// reader, and checks nothing. Returns the records read, the header included.
+/// reader and tap, releasing each as [`parse_csv`] does, and checks nothing. Returns the
+/// records read, the header included.
 pub(crate) fn tokenise_only(
     input: Box<dyn Read + Send>,
     opts: &ParseOptions,
 ) -> Result<u64, ParseError> {
-    let mut reader = CsvRecordReader::new(input, opts.max_record_bytes);
+    let (mut reader, taped) = open_reader(input, opts.max_record_bytes);
+    let mut record = csv::ByteRecord::new();
     let mut records = 0;
     while reader
-        .read_record()
-        .map_err(|e| io_to_parse_error(e, records + 1, opts))?
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_to_parse_error(e, records + 1, opts))?
     {
         records += 1;
+        taped.borrow_mut().release(reader.position().byte());
     }
     Ok(records)
 }
 
 /// Checks an event record's `ts` and event name, then pushes it as a row.
 fn push_event_row(
-    record: CsvRecord<'_>,
+    record: &csv::ByteRecord,
     text: &str,
     ts_index: usize,
     event_name: Option<usize>,
@@ -134,21 +162,23 @@ fn push_event_row(
     Ok(())
 }
 
-/// Checks what every record needs (complete quoting, the header's field count, UTF-8 in every
-/// field, no NUL) and returns the record's text (every field is a range of it).
+/// Checks what every record needs (complete quoting, the header's field count, UTF-8, no NUL)
+/// and returns the record's text (all fields, contiguous).
 fn check_text<'r>(
-    record: CsvRecord<'r>,
+    record: &'r csv::ByteRecord,
     header: &Header,
     checks: &RowChecks<'_>,
-    reader: &CsvRecordReader,
+    taped: &Rc<RefCell<TapState>>,
+    start: u64,
+    end: u64,
 ) -> Result<&'r str, CheckFailure> {
-    // An open quote at the end of the stream makes the csv grammar end the record silently;
+    // An open quote at the end of the stream makes the csv reader end the record silently;
     // only the final record can be affected, so only it is re-read.
-    if reader.eof()
-        && reader.end() == reader.total()
-        && ends_inside_quotes(reader.raw(reader.start(), reader.end()))
     {
-        return Err((None, "unterminated quoted field at end of file".to_string()));
+        let state = taped.borrow();
+        if state.eof && end == state.total && ends_inside_quotes(state.slice(start, end)) {
+            return Err((None, "unterminated quoted field at end of file".to_string()));
+        }
     }
     if record.len() != header.names.len() {
         return Err((
@@ -160,30 +190,19 @@ fn check_text<'r>(
             ),
         ));
     }
-    let text = std::str::from_utf8(record.text())
-        .ok()
-        .filter(|text| {
-            // Unescaped fields end to end can make a character of two fields' halves.
-            record.text_is_raw()
-                || (0..record.len()).all(|i| {
-                    record.range(i).is_some_and(|r| {
-                        text.is_char_boundary(r.start) && text.is_char_boundary(r.end)
-                    })
-                })
-        })
-        .ok_or_else(|| {
-            let field = record
-                .iter()
-                .position(|f| std::str::from_utf8(f).is_err())
-                .unwrap_or(0);
-            (
-                None,
-                format!(
-                    "invalid UTF-8 in column {:?}",
-                    header.names.get(field).map(String::as_str).unwrap_or("?")
-                ),
-            )
-        })?;
+    let text = std::str::from_utf8(record.as_slice()).map_err(|e| {
+        let bad_at = e.valid_up_to();
+        let field = (0..record.len())
+            .find(|&i| record.range(i).is_some_and(|r| r.end > bad_at))
+            .unwrap_or(0);
+        (
+            None,
+            format!(
+                "invalid UTF-8 in column {:?}",
+                header.names.get(field).map(String::as_str).unwrap_or("?")
+            ),
+        )
+    })?;
     checks.no_nul(text)?;
     Ok(text)
 }
@@ -212,6 +231,13 @@ fn ends_inside_quotes(raw: &[u8]) -> bool {
     s == S::Quoted
 }
 
+fn csv_to_parse_error(err: csv::Error, line: u64, opts: &ParseOptions) -> ParseError {
+    match err.into_kind() {
+        csv::ErrorKind::Io(e) => io_to_parse_error(e, line, opts),
+        other => FileProblem::Corrupt(format!("{other:?}")).into(),
+    }
+}
+
 /// The header row, checked, with the positions the parser needs.
 struct Header {
     names: Vec<String>,
@@ -233,7 +259,7 @@ enum Shape {
 }
 
 impl Header {
-    fn parse(record: CsvRecord<'_>, opts: &ParseOptions) -> Result<Self, FileProblem> {
+    fn parse(record: &csv::ByteRecord, opts: &ParseOptions) -> Result<Self, FileProblem> {
         let mut names = Vec::with_capacity(record.len());
         let mut seen = HashSet::with_capacity(record.len());
         let limit = opts.limits.max_column_name_bytes;
@@ -338,7 +364,7 @@ impl ProfileLayout {
     fn push_row(
         &self,
         names: &[String],
-        record: CsvRecord<'_>,
+        record: &csv::ByteRecord,
         text: &str,
         line: u64,
         ts: i64,
@@ -376,15 +402,124 @@ impl ProfileLayout {
     }
 }
 
+/// Keeps the bytes of the record being parsed, so a rejected row is stored as it was written
+/// (the csv reader only hands out unquoted fields) and an open quote at the end can be seen.
+struct Tap {
+    inner: Box<dyn Read + Send>,
+    state: Rc<RefCell<TapState>>,
+}
+
+struct TapState {
+    /// Stream offset of `bytes[0]`.
+    base: u64,
+    bytes: Vec<u8>,
+    /// Bytes read so far.
+    total: u64,
+    /// Stream offset where the record being parsed starts: nothing before it is needed.
+    keep_from: u64,
+    /// Line feeds before `keep_from`.
+    newlines: u64,
+    eof: bool,
+    max_record_bytes: usize,
+}
+
+/// Dead bytes tolerated before they are dropped: compaction moves only the live tail, so its
+/// cost stays a small fraction of the bytes read.
+const COMPACT_AFTER_BYTES: u64 = 256 * 1024;
+/// At least the csv reader's buffer: what it reads ahead is not part of the current record.
+const READ_AHEAD_SLACK: usize = 128 * 1024;
+
+impl Tap {
+    fn new(inner: Box<dyn Read + Send>, max_record_bytes: usize) -> Self {
+        Self {
+            inner,
+            state: Rc::new(RefCell::new(TapState {
+                base: 0,
+                bytes: Vec::with_capacity(2 * COMPACT_AFTER_BYTES as usize),
+                total: 0,
+                keep_from: 0,
+                newlines: 0,
+                eof: false,
+                max_record_bytes,
+            })),
+        }
+    }
+}
+
+impl Read for Tap {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut s = self.state.borrow_mut();
+        if n == 0 {
+            s.eof = true;
+            return Ok(0);
+        }
+        if s.keep_from - s.base >= COMPACT_AFTER_BYTES {
+            let dead = (s.keep_from - s.base) as usize;
+            s.bytes.drain(..dead);
+            s.base = s.keep_from;
+        }
+        // Bytes held past the record start include the csv reader's read-ahead; allow for it.
+        if (s.total + n as u64 - s.keep_from) as usize > s.max_record_bytes + READ_AHEAD_SLACK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                RecordTooLargeError,
+            ));
+        }
+        s.bytes.extend_from_slice(&buf[..n]);
+        s.total += n as u64;
+        Ok(n)
+    }
+}
+
+impl TapState {
+    fn release(&mut self, upto: u64) {
+        let done = self.slice(self.keep_from, upto);
+        self.newlines += count_newlines(done);
+        self.keep_from = upto;
+    }
+
+    /// 1-based line of the next record, before it is read.
+    fn next_line(&self) -> u64 {
+        self.newlines + 1
+    }
+
+    /// 1-based line where the record in `start..end` begins: blank lines and the LF of a
+    /// previous CRLF may precede its first byte.
+    fn line_of(&self, start: u64, end: u64) -> u64 {
+        let leading = self
+            .slice(start, end)
+            .iter()
+            .take_while(|&&b| b == b'\n' || b == b'\r')
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        self.newlines + 1 + leading
+    }
+
+    fn slice(&self, start: u64, end: u64) -> &[u8] {
+        let from = start.saturating_sub(self.base) as usize;
+        let to = (end.saturating_sub(self.base) as usize).min(self.bytes.len());
+        &self.bytes[from.min(to)..to]
+    }
+}
+
+/// Line feeds in `bytes`, counted in 8-bit lanes over chunks short enough not to overflow them:
+/// the compiler vectorises this 16 or 32 bytes at a time, where counting into a `u64` per byte
+/// took 4 (it runs over every byte of a file).
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks(255)
+        .map(|chunk| u64::from(chunk.iter().fold(0u8, |n, &b| n + u8::from(b == b'\n'))))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::csv_record_reader::count_newlines;
     use crate::export::object_name::{DataFormat, ExportKind};
     use crate::export::parse::parse_export;
     use crate::time::TsParser;
     use jiff::tz::TimeZone;
-    use std::io;
 
     fn opts() -> ParseOptions {
         ParseOptions {

@@ -8,9 +8,6 @@ pub mod batcher;
 #[doc(hidden)]
 pub mod bench_stages;
 pub mod column_kind;
-#[cfg(any(test, feature = "csv-reader-oracle"))]
-pub mod csv_reader_oracle;
-pub(crate) mod csv_record_reader;
 pub mod csv_rows;
 pub mod decode;
 pub mod json_rows;

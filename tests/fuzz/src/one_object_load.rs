@@ -179,8 +179,6 @@ impl OneObjectLoad {
             Ok(report) => describe(&report.outcome),
             Err(_) => "panicked".to_string(),
         };
-        // The CSV tokeniser against the reader it replaced, outside the memory measurement.
-        let panic = panic.or_else(|| csv_reader_mismatch(name, bytes));
         let reject_kinds = std::mem::take(
             &mut *warehouse
                 .reject_kinds
@@ -196,44 +194,6 @@ impl OneObjectLoad {
             elapsed,
         }
     }
-}
-
-/// Reads a CSV case's text (its first MiB, gunzipped if gzip) with the parser's tokeniser and
-/// with the csv crate's reader it replaced, in three chunkings and record limits; a difference
-/// is reported like a panic (a bug to fix).
-fn csv_reader_mismatch(name: &str, bytes: &[u8]) -> Option<String> {
-    use tapline::export::csv_reader_oracle::compare;
-    if !name.to_ascii_lowercase().contains(".csv") {
-        return None;
-    }
-    let mut text = Vec::new();
-    let limit = 1 << 20;
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        // Damaged members are the decoder's business: compare what inflates.
-        let _ = flate2::read::MultiGzDecoder::new(bytes)
-            .take(limit)
-            .read_to_end(&mut text);
-    } else {
-        text.extend_from_slice(&bytes[..bytes.len().min(limit as usize)]);
-    }
-    let small = &text[..text.len().min(16 * 1024)];
-    let checks: [(&[u8], usize, &[usize], usize); 3] = [
-        (&text, 64 * 1024, &[usize::MAX], 16 * 1024 * 1024),
-        (&text, 4096, &[usize::MAX, 100], 0),
-        (small, 3, &[2, 1, 7], 1024),
-    ];
-    checks
-        .into_iter()
-        .find_map(|(text, read, chunks, limit)| compare(text, read, chunks, limit).err())
-        .map(|e| {
-            let mut e = format!("CSV tokeniser differs from the csv crate's reader: {e}");
-            let mut cut = e.len().min(2000);
-            while !e.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            e.truncate(cut);
-            e
-        })
 }
 
 /// `text` without what varies between files: digits become `#`, quoted text `"…"`.
