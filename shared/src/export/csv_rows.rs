@@ -190,11 +190,7 @@ fn check_text<'r>(
             ),
         ));
     }
-    let text = std::str::from_utf8(record.as_slice()).map_err(|e| {
-        let bad_at = e.valid_up_to();
-        let field = (0..record.len())
-            .find(|&i| record.range(i).is_some_and(|r| r.end > bad_at))
-            .unwrap_or(0);
+    let invalid = |field: usize| {
         (
             None,
             format!(
@@ -202,7 +198,25 @@ fn check_text<'r>(
                 header.names.get(field).map(String::as_str).unwrap_or("?")
             ),
         )
+    };
+    let text = std::str::from_utf8(record.as_slice()).map_err(|e| {
+        let bad_at = e.valid_up_to();
+        invalid(
+            (0..record.len())
+                .find(|&i| record.range(i).is_some_and(|r| r.end > bad_at))
+                .unwrap_or(0),
+        )
     })?;
+    // The fields end to end can be valid where a field is not: a character's first bytes
+    // ending one field and its last bytes starting the next (`x\xe2,\x82\xac`), whose ranges
+    // would cut the text inside a character.
+    if let Some(field) = (0..record.len()).find(|&i| {
+        record
+            .range(i)
+            .is_some_and(|r| !text.is_char_boundary(r.start) || !text.is_char_boundary(r.end))
+    }) {
+        return Err(invalid(field));
+    }
     checks.no_nul(text)?;
     Ok(text)
 }
@@ -730,6 +744,14 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_character_split_by_a_separator_is_invalid_utf8() {
+        let (batches, rejects, _) =
+            parse(b"ts,eventName,a,b\n20220921043925,Charged,x\xe2,\x82\xacy\n").unwrap();
+        assert!(batches.concat().is_empty());
+        assert_eq!(rejects[0].reason, "invalid UTF-8 in column \"a\"");
     }
 
     #[test]
