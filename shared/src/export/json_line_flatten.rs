@@ -30,7 +30,7 @@ pub(crate) struct LineFlattener {
     fields: Vec<(Range<usize>, Option<Range<usize>>)>,
     /// Whether a key holds a `.` or is empty (an empty name is no prefix): only then can two
     /// keys' paths flatten to one name.
-    dotted_key: bool,
+    may_repeat: bool,
     /// The line's own object, in `entries`.
     top: Range<usize>,
 }
@@ -66,12 +66,12 @@ const SERDE_JSON_PRIVATE_KEY: &str = "$serde_json::private::";
 
 impl LineFlattener {
     /// Reads `line` (a JSON object, surrounding whitespace allowed) and flattens it within
-    /// `limits`. `Err` when the `Value` path must take the line: invalid JSON, not an object,
+    /// `bounds`. `Err` when the `Value` path must take the line: invalid JSON, not an object,
     /// a name or the key count past its limit, or a serde_json private key.
     pub(crate) fn flatten_line(
         &mut self,
         line: &[u8],
-        limits: &FlattenBounds,
+        bounds: &FlattenBounds,
     ) -> Result<(), UseValuePath> {
         self.keys.clear();
         self.texts.clear();
@@ -79,7 +79,7 @@ impl LineFlattener {
         self.open.clear();
         self.names.clear();
         self.fields.clear();
-        self.dotted_key = false;
+        self.may_repeat = false;
         self.top = 0..0;
         let mut de = serde_json::Deserializer::from_slice(line);
         let leaf = LeafSeed(self)
@@ -89,7 +89,7 @@ impl LineFlattener {
         match leaf {
             Leaf::Object(object) => {
                 self.top = object.clone();
-                self.flatten_object(None, object, limits)
+                self.flatten_object(None, object, bounds)
             }
             Leaf::EmptyObject => Ok(()),
             _ => Err(UseValuePath),
@@ -108,7 +108,7 @@ impl LineFlattener {
 
     /// Whether the fields may hold one name twice (a key with a `.` in it, or an empty key).
     pub(crate) fn may_repeat_names(&self) -> bool {
-        self.dotted_key
+        self.may_repeat
     }
 
     /// The line's object as compact JSON, as `Value::to_string` writes the line's value: keys
@@ -143,7 +143,7 @@ impl LineFlattener {
         &mut self,
         prefix: Option<Range<usize>>,
         object: Range<usize>,
-        limits: &FlattenBounds,
+        bounds: &FlattenBounds,
     ) -> Result<(), UseValuePath> {
         // As there, an empty name is no prefix: `{"":{"a":1}}` flattens to `a`.
         let prefix = prefix.filter(|p| !p.is_empty());
@@ -153,7 +153,7 @@ impl LineFlattener {
             let bytes = prefix
                 .as_ref()
                 .map_or(key_bytes, |p| p.len() + 1 + key_bytes);
-            if bytes > limits.max_name_bytes {
+            if bytes > bounds.max_name_bytes {
                 return Err(UseValuePath);
             }
             let start = self.names.len();
@@ -164,11 +164,11 @@ impl LineFlattener {
             self.names.push_str(&self.keys[key]);
             let name = start..self.names.len();
             match leaf {
-                Leaf::Object(inner) => self.flatten_object(Some(name), inner, limits)?,
+                Leaf::Object(inner) => self.flatten_object(Some(name), inner, bounds)?,
                 Leaf::Null | Leaf::EmptyObject => self.fields.push((name, None)),
                 Leaf::Str(text) | Leaf::Json(text) => self.fields.push((name, Some(text))),
             }
-            if self.fields.len() > limits.max_keys {
+            if self.fields.len() > bounds.max_keys {
                 return Err(UseValuePath);
             }
         }
@@ -319,7 +319,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
             return Err(E::custom("a serde_json private key"));
         }
         let flat = self.0;
-        flat.dotted_key |= v.is_empty() || v.contains('.');
+        flat.may_repeat |= v.is_empty() || v.contains('.');
         let start = flat.keys.len();
         flat.keys.push_str(v);
         Ok(start..flat.keys.len())
