@@ -10,7 +10,17 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-use super::json_rows::{Field, FlattenBounds};
+
+/// One flattened field: its dotted name and its text (`None` is NULL), borrowed from the
+/// record where they are already text.
+pub(crate) type Field<'v> = (Cow<'v, str>, Option<Cow<'v, str>>);
+
+/// How far one record may flatten: names are built only while both bounds hold, so a short
+/// line cannot make the loader build gigabytes of dotted names.
+pub(crate) struct FlattenBounds {
+    pub(crate) max_name_bytes: usize,
+    pub(crate) max_keys: usize,
+}
 
 /// A line's keys, leaves and flattened fields, kept between lines for their capacity.
 #[derive(Default)]

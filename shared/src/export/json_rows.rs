@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::batcher::{BatchSink, Batcher, ParseSummary};
 use super::decode::DecompressionLimit;
-use super::json_line_flatten::LineFlattener;
+use super::json_line_flatten::{Field, FlattenBounds, LineFlattener};
 use super::json_value_text::{json_line_bytes, json_text_start};
 use super::limits::name_preview;
 use super::object_name::ExportKind;
@@ -427,10 +427,6 @@ fn profile_head(
     Ok((ts, head))
 }
 
-/// One flattened field: its dotted name and its text (`None` is NULL), borrowed from the
-/// record where they are already text.
-pub(crate) type Field<'v> = (Cow<'v, str>, Option<Cow<'v, str>>);
-
 /// `fields` emptied, as a vector of fields of any lifetime in the same allocation (collecting
 /// a vector's own items in place keeps its buffer): a streamed line's fields cost no allocation.
 fn reuse_fields<'to>(fields: &mut Vec<Field<'_>>) -> Vec<Field<'to>> {
@@ -556,13 +552,6 @@ pub fn flatten_record(object: Map<String, Value>) -> Vec<(String, Option<String>
     out.into_iter()
         .map(|(name, text)| (name.into_owned(), text.map(Cow::into_owned)))
         .collect()
-}
-
-/// How far one record may flatten: names are built only while both bounds hold, so a short
-/// line cannot make the loader build gigabytes of dotted names.
-pub(crate) struct FlattenBounds {
-    pub(crate) max_name_bytes: usize,
-    pub(crate) max_keys: usize,
 }
 
 /// Why a record's keys cannot become columns; the row is rejected with this reason.
