@@ -5,7 +5,8 @@
 use std::io::{self, Read};
 
 use super::decode;
-use super::parse::{FileProblem, ParseError, ParseOptions};
+use super::json_rows::{LineFlatten, parse_json_lines_by};
+use super::parse::{BatchSink, FileProblem, ParseError, ParseOptions, ParseSummary};
 use super::parse_error::io_to_parse_error;
 
 /// Bytes read per call: what the csv reader asks of the decoder (its 64 KiB buffer).
@@ -37,6 +38,18 @@ pub fn tokenise_only<R: Read + Send + 'static>(
     opts: &ParseOptions,
 ) -> Result<u64, ParseError> {
     super::csv_rows::tokenise_only(decoded(source, opts)?, opts)
+}
+
+/// A JSON-lines export parsed as `parse_export` parses it, each line flattened as `how` says:
+/// [`LineFlatten::ThroughValue`] is the parser before issue 21 (a `serde_json::Value` per
+/// line), the reference the streaming flatten is tested, fuzzed and benched against.
+pub fn parse_json_lines_flattened<R: Read + Send + 'static>(
+    source: R,
+    opts: &ParseOptions,
+    sink: &mut BatchSink<'_>,
+    how: LineFlatten,
+) -> Result<ParseSummary, ParseError> {
+    parse_json_lines_by(decoded(source, opts)?, opts, sink, how)
 }
 
 fn decoded<R: Read + Send + 'static>(

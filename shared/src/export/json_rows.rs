@@ -2,7 +2,9 @@
 //! dotted names the CSV header uses (`profile.identity`, `eventProps.Amount`), so both formats
 //! fill the same columns. Lines of text and records already held as values go through one
 //! per-record body (`JsonRecords::record`), for event rows or profile snapshot rows
-//! (`ParseOptions::kind`; see `profile_rows`).
+//! (`ParseOptions::kind`; see `profile_rows`); a line is flattened as it is read
+//! (`json_line_flatten`); a line that is no object within the flatten bounds goes through a
+//! `Value`, whose reject is the reference.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -13,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::batcher::{BatchSink, Batcher, ParseSummary};
 use super::decode::DecompressionLimit;
+use super::json_line_flatten::{Field, FlattenBounds, LineFlattener};
 use super::json_value_text::{json_line_bytes, json_text_start};
 use super::limits::name_preview;
 use super::object_name::ExportKind;
@@ -33,8 +36,30 @@ pub(crate) fn parse_json_lines(
     opts: &ParseOptions,
     sink: &mut BatchSink<'_>,
 ) -> Result<ParseSummary, ParseError> {
+    parse_json_lines_by(input, opts, sink, LineFlatten::Streaming)
+}
+
+/// How [`parse_json_lines_by`] turns a line into fields; both give the same rows and rejects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFlatten {
+    /// Flattened as it is read ([`LineFlattener`]); a line that is rejected goes through a
+    /// `Value`, whose reject reasons are the reference.
+    Streaming,
+    /// Every line parsed into a `serde_json::Value`, then flattened: the parser before
+    /// issue 21, kept as the reference the streaming one is tested against.
+    ThroughValue,
+}
+
+/// [`parse_json_lines`] with the line flattening chosen (`how`), for the differential tests.
+pub(crate) fn parse_json_lines_by(
+    input: Box<dyn Read + Send>,
+    opts: &ParseOptions,
+    sink: &mut BatchSink<'_>,
+    how: LineFlatten,
+) -> Result<ParseSummary, ParseError> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut records = JsonRecords::new(opts, sink);
+    let mut flattener = LineFlattener::default();
     let mut line_buf = Vec::new();
     let mut line_no = 0u64;
     let mut decoded = 0u64;
@@ -64,6 +89,11 @@ pub(crate) fn parse_json_lines(
             continue;
         }
         let raw = RawRecord::Line(&line_buf);
+        if how == LineFlatten::Streaming && flattener.flatten_line(trimmed, &records.bounds).is_ok()
+        {
+            records.streamed(line_no, &flattener, raw, header_name.as_deref())?;
+            continue;
+        }
         match serde_json::from_slice::<Value>(trimmed) {
             Ok(value) => records.record(line_no, &value, raw, header_name.as_deref())?,
             Err(e) => reject(
@@ -149,6 +179,8 @@ pub(crate) struct JsonRecords<'p, 's, 'o> {
     pub(crate) batcher: Batcher<'s, 'o>,
     /// Per column of the row being built, the position of its field in the flattened record.
     slots: Vec<Option<usize>>,
+    /// The allocation of a streamed line's fields, kept empty between lines.
+    spare_fields: Vec<Field<'static>>,
 }
 
 impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
@@ -165,6 +197,7 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
             columns,
             batcher,
             slots: Vec::new(),
+            spare_fields: Vec::new(),
         }
     }
 
@@ -177,38 +210,71 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
         raw: RawRecord<'_>,
         header_name: Option<&str>,
     ) -> Result<(), ParseError> {
-        let Self {
-            opts,
-            checks,
-            bounds,
-            columns,
-            batcher,
-            slots,
-        } = self;
         let object = match value {
             Value::Object(map) => map,
             other => {
                 let kind = json_kind(other);
                 let reason = format!("expected a JSON object, found {kind}");
-                return reject(batcher, line, None, reason, raw);
+                return reject(&mut self.batcher, line, None, reason, raw);
             }
         };
         let mut flat = Vec::new();
-        if let Err(problem) =
-            flatten("", object, bounds, &mut flat).and_then(|()| check_unique(&flat))
-        {
-            let column = match &problem {
-                FlattenProblem::Duplicate(name) => Some(name.as_str()),
-                _ => None,
-            };
-            return reject(batcher, line, column, problem.to_string(), raw);
+        if let Err(problem) = flatten("", object, &self.bounds, &mut flat) {
+            return reject(&mut self.batcher, line, None, problem.to_string(), raw);
         }
-        if let Some((column, reason)) = check_nul(&flat, checks) {
+        self.flattened(line, &mut flat, true, raw, header_name, || {
+            value.to_string()
+        })
+    }
+
+    /// [`record`](Self::record) for a line the [`LineFlattener`] flattened within the bounds.
+    fn streamed(
+        &mut self,
+        line: u64,
+        flattener: &LineFlattener,
+        raw: RawRecord<'_>,
+        header_name: Option<&str>,
+    ) -> Result<(), ParseError> {
+        let mut flat = reuse_fields(&mut self.spare_fields);
+        flat.extend(flattener.fields());
+        let repeats = flattener.may_repeat_names();
+        let done = self.flattened(line, &mut flat, repeats, raw, header_name, || {
+            flattener.record_text()
+        });
+        self.spare_fields = reuse_fields(&mut flat);
+        done
+    }
+
+    /// The rest of a record once flattened within the bounds: unique names (checked when
+    /// `may_repeat`), the row checks, the columns and the row. `record_text` is the record's
+    /// compact JSON, for a profile row.
+    fn flattened(
+        &mut self,
+        line: u64,
+        flat: &mut [Field<'_>],
+        may_repeat: bool,
+        raw: RawRecord<'_>,
+        header_name: Option<&str>,
+        record_text: impl FnOnce() -> String,
+    ) -> Result<(), ParseError> {
+        let Self {
+            opts,
+            checks,
+            columns,
+            batcher,
+            slots,
+            ..
+        } = self;
+        if may_repeat && let Err(FlattenProblem::Duplicate(name)) = check_unique(flat) {
+            let reason = FlattenProblem::Duplicate(name.clone()).to_string();
+            return reject(batcher, line, Some(&name), reason, raw);
+        }
+        if let Some((column, reason)) = check_nul(flat, checks) {
             return reject(batcher, line, column, reason, raw);
         }
         let head = match opts.kind {
-            ExportKind::Events => event_head(&flat, checks, header_name),
-            ExportKind::Profiles => profile_head(&mut flat, checks, value),
+            ExportKind::Events => event_head(flat, checks, header_name),
+            ExportKind::Profiles => profile_head(flat, checks, record_text),
         };
         let (ts, head) = match head {
             Ok(head) => head,
@@ -216,26 +282,25 @@ impl<'p, 's, 'o> JsonRecords<'p, 's, 'o> {
         };
         // A renamed profile property (`ts` → `ts (property)`) may meet a key of that name.
         if opts.kind == ExportKind::Profiles
-            && let Err(FlattenProblem::Duplicate(name)) = check_unique(&flat)
+            && let Err(FlattenProblem::Duplicate(name)) = check_unique(flat)
         {
             let reason = FlattenProblem::Duplicate(name.clone()).to_string();
             return reject(batcher, line, Some(&name), reason, raw);
         }
-        match columns.grow(&flat, opts.max_columns) {
-            Growth::Known => {}
-            Growth::Grew => batcher.flush(Some(columns.new_batch()))?,
-            Growth::PastLimit => {
-                let reason = format!(
-                    "new keys would take the table past the warehouse's {} columns",
-                    opts.max_columns
-                );
-                return reject(batcher, line, None, reason, raw);
+        // One lookup per field when every key is a column already (nearly every row).
+        if !columns.fill_slots(flat, slots) {
+            match columns.grow(flat, opts.max_columns) {
+                Growth::Known => {}
+                Growth::Grew => batcher.flush(Some(columns.new_batch()))?,
+                Growth::PastLimit => {
+                    let reason = format!(
+                        "new keys would take the table past the warehouse's {} columns",
+                        opts.max_columns
+                    );
+                    return reject(batcher, line, None, reason, raw);
+                }
             }
-        }
-        slots.clear();
-        slots.resize(columns.len(), None);
-        for (i, (key, _)) in flat.iter().enumerate() {
-            slots[columns.index[key.as_ref()]] = Some(i);
+            columns.fill_slots(flat, slots);
         }
         let batch = &mut batcher.batch;
         batch.start_row(line, ts);
@@ -332,7 +397,7 @@ fn event_head<'v, 'p: 'v>(
 fn profile_head(
     flat: &mut [Field<'_>],
     checks: &RowChecks<'_>,
-    value: &Value,
+    record_text: impl FnOnce() -> String,
 ) -> Result<(i64, RowHead<'static>), CheckFailure> {
     let ts = checks.snapshot_ts()?;
     let key = snapshot_key(
@@ -357,14 +422,20 @@ fn profile_head(
     let head = RowHead::Profile {
         key,
         hash,
-        record: value.to_string(),
+        record: record_text(),
     };
     Ok((ts, head))
 }
 
-/// One flattened field: its dotted name and its text (`None` is NULL), borrowed from the
-/// record where they are already text.
-type Field<'v> = (Cow<'v, str>, Option<Cow<'v, str>>);
+/// `fields` emptied, as a vector of fields of any lifetime in the same allocation (collecting
+/// a vector's own items in place keeps its buffer): a streamed line's fields cost no allocation.
+fn reuse_fields<'to>(fields: &mut Vec<Field<'_>>) -> Vec<Field<'to>> {
+    fields.clear();
+    std::mem::take(fields)
+        .into_iter()
+        .map(|_| -> Field<'to> { unreachable!("the vector is empty") })
+        .collect()
+}
 
 /// The text of the field named `name`.
 fn field<'f>(flat: &'f [Field<'_>], name: &str) -> Option<&'f str> {
@@ -379,10 +450,15 @@ fn check_nul(flat: &[Field<'_>], checks: &RowChecks<'_>) -> Option<(Option<&'sta
         .find_map(|v| checks.no_nul(v).err())
 }
 
+/// Hashes column names: foldhash's seeded hasher, several times faster than the default
+/// SipHash on short names and still keyed per process, so names chosen in a hostile file cannot
+/// be made to collide (and the names are at most `max_columns`, at most 1,024 bytes each).
+type NameHasher = foldhash::fast::RandomState;
+
 /// The growing column set of one JSON file.
 struct Columns {
     names: Vec<String>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, NameHasher>,
     ts: usize,
     /// Events or profile snapshots: which leading columns, and which batches.
     kind: ExportKind,
@@ -396,7 +472,7 @@ impl Columns {
             ExportKind::Events => vec![TS_COLUMN.to_string(), EVENT_NAME_COLUMN.to_string()],
             ExportKind::Profiles => SNAPSHOT_COLUMNS.iter().map(|c| c.to_string()).collect(),
         };
-        let index: HashMap<String, usize> = names
+        let index: HashMap<String, usize, NameHasher> = names
             .iter()
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
@@ -409,8 +485,18 @@ impl Columns {
         }
     }
 
-    fn len(&self) -> usize {
-        self.names.len()
+    /// Sets `slots` (one per column) to the position in `flat` of each column's field; `false`
+    /// if a field is no column yet (then `slots` is to be filled again once they grew).
+    fn fill_slots(&self, flat: &[Field<'_>], slots: &mut Vec<Option<usize>>) -> bool {
+        slots.clear();
+        slots.resize(self.names.len(), None);
+        for (i, (key, _)) in flat.iter().enumerate() {
+            match self.index.get(key.as_ref()) {
+                Some(&column) => slots[column] = Some(i),
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Adds a record's unseen keys, unless they would take the columns past `max_columns`
@@ -466,13 +552,6 @@ pub fn flatten_record(object: Map<String, Value>) -> Vec<(String, Option<String>
     out.into_iter()
         .map(|(name, text)| (name.into_owned(), text.map(Cow::into_owned)))
         .collect()
-}
-
-/// How far one record may flatten: names are built only while both bounds hold, so a short
-/// line cannot make the loader build gigabytes of dotted names.
-struct FlattenBounds {
-    max_name_bytes: usize,
-    max_keys: usize,
 }
 
 /// Why a record's keys cannot become columns; the row is rejected with this reason.
@@ -545,7 +624,7 @@ fn flatten<'v>(
 
 /// `{"a.b":1,"a":{"b":2}}` flattens to `a.b` twice: one row cannot fill one column twice.
 fn check_unique(flat: &[Field<'_>]) -> Result<(), FlattenProblem> {
-    let mut seen = HashSet::with_capacity(flat.len());
+    let mut seen = HashSet::with_capacity_and_hasher(flat.len(), NameHasher::default());
     match flat.iter().find(|(name, _)| !seen.insert(name.as_ref())) {
         Some((name, _)) => Err(FlattenProblem::Duplicate(name.to_string())),
         None => Ok(()),

@@ -10,6 +10,7 @@ pub mod bench_stages;
 pub mod column_kind;
 pub mod csv_rows;
 pub mod decode;
+mod json_line_flatten;
 pub mod json_rows;
 pub mod json_value_text;
 pub mod limits;

@@ -6,6 +6,7 @@
 
 pub mod case_files;
 pub mod counting_allocator;
+pub mod json_flatten_differential;
 pub mod mutations;
 pub mod one_object_load;
 pub mod seeds;

@@ -22,6 +22,7 @@ use tapline::warehouse::{
 };
 
 use crate::ALLOCATOR;
+use crate::json_flatten_differential::json_flatten_difference;
 
 /// Default per-case bound on peak heap bytes above the case's baseline. The load path is built
 /// to stay flat: batches of at most 4 MiB of text (4 in flight), a record of at most 16 MiB,
@@ -42,7 +43,8 @@ const MAX_COLUMNS: usize = 10_000 - 4;
 pub struct CaseReport {
     /// The loader's outcome: `loaded: 3 rows, 1 rejected`, `quarantined: <reason>`, …
     pub outcome: String,
-    /// The panic's message and place, when the case panicked (anywhere, any thread).
+    /// The panic's message and place, when the case panicked (anywhere, any thread); for a
+    /// JSON object, else where the streaming flatten parts from the `Value` one (as grave).
     pub panic: Option<String>,
     /// Peak heap bytes above the baseline at the case's start.
     pub peak_bytes: usize,
@@ -171,10 +173,20 @@ impl OneObjectLoad {
         IN_CASE.store(false, Ordering::SeqCst);
         let peak_bytes = ALLOCATOR.peak().saturating_sub(baseline);
         let elapsed = started.elapsed();
+        let difference = if name.contains(".json") {
+            IN_CASE.store(true, Ordering::SeqCst);
+            let difference =
+                panic::catch_unwind(AssertUnwindSafe(|| json_flatten_difference(bytes)));
+            IN_CASE.store(false, Ordering::SeqCst);
+            difference.unwrap_or(None)
+        } else {
+            None
+        };
         let panic = LAST_PANIC
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
+            .take()
+            .or(difference);
         let outcome = match result {
             Ok(report) => describe(&report.outcome),
             Err(_) => "panicked".to_string(),
