@@ -10,7 +10,6 @@ use std::ops::Range;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-
 /// One flattened field: its dotted name and its text (`None` is NULL), borrowed from the
 /// record where they are already text.
 pub(crate) type Field<'v> = (Cow<'v, str>, Option<Cow<'v, str>>);
