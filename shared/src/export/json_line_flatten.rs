@@ -344,49 +344,15 @@ mod tests {
 
     use jiff::tz::TimeZone;
 
+    use crate::export::json_rows::tests::{Run, run};
     use crate::export::json_rows::{LineFlatten, parse_json_lines_by};
     use crate::export::object_name::ExportKind;
-    use crate::export::parse::{ParseError, ParseOptions};
-    use crate::export::rows::{Reject, RowBatch};
+    use crate::export::parse::ParseOptions;
     use crate::time::TsParser;
 
-    /// Each batch's columns, rows (line, `ts`, fields) and rejects, and how the parse ended.
-    type Handed = (
-        Vec<(
-            Vec<String>,
-            Vec<(u64, i64, Vec<Option<String>>)>,
-            Vec<Reject>,
-        )>,
-        String,
-    );
-
-    fn parse(text: &[u8], opts: &ParseOptions, how: LineFlatten) -> Handed {
-        let mut batches = Vec::new();
-        let end = parse_json_lines_by(
-            Box::new(io::Cursor::new(text.to_vec())),
-            opts,
-            &mut |b: RowBatch| {
-                let columns = b.schema().columns().to_vec();
-                let rows = b
-                    .rows()
-                    .map(|r| {
-                        let fields = (0..columns.len())
-                            .map(|i| r.value(i).map(str::to_string))
-                            .collect();
-                        (r.line, r.ts_micros(), fields)
-                    })
-                    .collect();
-                batches.push((columns, rows, b.rejects));
-                true
-            },
-            how,
-        );
-        let end = match end {
-            Ok(summary) => format!("{summary:?}"),
-            Err(ParseError::Problem(problem)) => format!("{problem:?}"),
-            Err(other) => format!("{other}"),
-        };
-        (batches, end)
+    /// What a parse handed over and how it ended (the `json_rows` tests' own record of it).
+    fn parse(text: &[u8], opts: &ParseOptions, how: LineFlatten) -> Run {
+        run(|sink| parse_json_lines_by(Box::new(io::Cursor::new(text.to_vec())), opts, sink, how))
     }
 
     fn options(kind: ExportKind, max_columns: usize, max_name_bytes: usize) -> ParseOptions {
@@ -441,9 +407,9 @@ mod tests {
                 opts.limits.max_column_name_bytes,
                 String::from_utf8_lossy(text)
             );
-            for (_, batch_rows, batch_rejects) in &streamed.0 {
-                rows += batch_rows.len();
-                rejects += batch_rejects.len();
+            for batch in &streamed.batches {
+                rows += batch.rows.len();
+                rejects += batch.rejects.len();
             }
         }
         (rows, rejects)

@@ -681,7 +681,7 @@ fn read_line_limited<R: BufRead>(r: &mut R, out: &mut Vec<u8>, limit: usize) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::export::object_name::{DataFormat, ExportKind};
     use crate::export::parse::{FileProblem, parse_export};
@@ -959,20 +959,22 @@ mod tests {
 
     /// What a parse handed over and how it ended, for comparing the text and values entries.
     #[derive(Debug, PartialEq)]
-    struct Run {
-        batches: Vec<HandedBatch>,
+    pub(crate) struct Run {
+        pub(crate) batches: Vec<HandedBatch>,
         end: Result<ParseSummary, String>,
     }
 
     #[derive(Debug, PartialEq)]
-    struct HandedBatch {
+    pub(crate) struct HandedBatch {
         columns: Vec<String>,
         /// Each row's line, `ts` and fields.
-        rows: Vec<(u64, i64, Vec<Option<String>>)>,
-        rejects: Vec<Reject>,
+        pub(crate) rows: Vec<(u64, i64, Vec<Option<String>>)>,
+        pub(crate) rejects: Vec<Reject>,
     }
 
-    fn run(parse: impl FnOnce(&mut BatchSink<'_>) -> Result<ParseSummary, ParseError>) -> Run {
+    pub(crate) fn run(
+        parse: impl FnOnce(&mut BatchSink<'_>) -> Result<ParseSummary, ParseError>,
+    ) -> Run {
         let mut batches = Vec::new();
         let end = parse(&mut |b: RowBatch| {
             let columns = b.schema().columns().to_vec();
